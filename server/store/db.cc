@@ -1,0 +1,145 @@
+#include "server/store/db.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/log.h"
+
+namespace assay::store {
+
+Param::Param(absl::Time t)
+    : value(absl::FormatTime("%Y-%m-%d %H:%M:%E6S+00", t, absl::UTCTimeZone())) {}
+
+void Connection::EnsurePrepared(const Query& q) {
+  if (prepared_.contains(q.name)) return;
+  conn_.prepare(q.name, q.sql);
+  prepared_.insert(q.name);
+}
+
+pqxx::result Exec(pqxx::transaction_base& tx, Connection& conn, const Query& q,
+                  const std::vector<Param>& params) {
+  conn.EnsurePrepared(q);
+  // Why the deprecated invocation API: it is libpqxx 6.4's only way to bind a runtime list
+  // of parameters that mixes text, bytea and NULL.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  auto inv = tx.prepared(q.name);
+#pragma GCC diagnostic pop
+  std::vector<pqxx::binarystring> bins;
+  bins.reserve(params.size());
+  for (const auto& p : params) {
+    if (p.binary) {
+      bins.emplace_back(p.value.data(), p.value.size());
+      inv(bins.back(), !p.null);
+    } else {
+      inv(p.value, !p.null);
+    }
+  }
+  return inv.exec();
+}
+
+ConnLease::~ConnLease() {
+  if (conn_ != nullptr && db_ != nullptr) db_->Release(std::move(conn_));
+}
+
+Db::Db(std::string dsn, int max_size) : dsn_(std::move(dsn)), max_size_(max_size) {}
+
+absl::StatusOr<ConnLease> Db::Acquire() {
+  {
+    absl::MutexLock l(&mu_);
+    auto can_take = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || open_ < max_size_;
+    };
+    mu_.Await(absl::Condition(&can_take));
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return ConnLease(this, std::move(c));
+    }
+    ++open_;
+  }
+  try {
+    return ConnLease(this, std::make_unique<Connection>(dsn_));
+  } catch (const std::exception& e) {
+    absl::MutexLock l(&mu_);
+    --open_;
+    return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", e.what()));
+  }
+}
+
+void Db::Release(std::unique_ptr<Connection> c) {
+  absl::MutexLock l(&mu_);
+  if (c->raw().is_open()) {
+    idle_.push_back(std::move(c));
+  } else {
+    --open_;  // Why: a broken connection is dropped; the next Acquire opens a fresh one.
+  }
+}
+
+absl::Status InTransaction(Db& db,
+                           const std::function<absl::Status(pqxx::work&, Connection&)>& fn) {
+  auto lease = db.Acquire();
+  if (!lease.ok()) return lease.status();
+  Connection& conn = **lease;
+  try {
+    pqxx::work tx(conn.raw());
+    absl::Status s = fn(tx, conn);
+    if (!s.ok()) return s;  // pqxx::work rolls back in its destructor
+    tx.commit();
+    return absl::OkStatus();
+  } catch (const pqxx::broken_connection& e) {
+    try {
+      conn.raw().disconnect();
+    } catch (...) {
+    }
+    return absl::UnavailableError(absl::StrCat("database connection lost: ", e.what()));
+  } catch (const pqxx::serialization_failure& e) {
+    return absl::AbortedError(e.what());
+  } catch (const pqxx::deadlock_detected& e) {
+    return absl::AbortedError(e.what());
+  } catch (const pqxx::integrity_constraint_violation& e) {
+    return absl::FailedPreconditionError(e.what());
+  } catch (const pqxx::sql_error& e) {
+    LogError("store", "query ", e.query().substr(0, 80), " failed: ", e.what());
+    return absl::InternalError(absl::StrCat("database error: ", e.what()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("database error: ", e.what()));
+  }
+}
+
+std::string ToPgTextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::vector<std::string> FromPgTextArray(const pqxx::field& f) {
+  std::vector<std::string> out;
+  if (f.is_null()) return out;
+  pqxx::array_parser parser = f.as_array();
+  for (auto [kind, value] = parser.get_next(); kind != pqxx::array_parser::done;
+       std::tie(kind, value) = parser.get_next()) {
+    if (kind == pqxx::array_parser::string_value) out.push_back(value);
+  }
+  return out;
+}
+
+absl::Time ToTime(const pqxx::field& f) {
+  if (f.is_null()) return absl::InfinitePast();
+  return absl::FromUnixMicros(f.as<int64_t>());
+}
+
+std::string BytesOf(const pqxx::field& f) {
+  pqxx::binarystring b(f);
+  return b.str();
+}
+
+}  // namespace assay::store

@@ -1,0 +1,118 @@
+#pragma once
+// PostgreSQL access: a small connection pool and named, lazily prepared statements.
+// All SQL of the server lives in server/store/. Every statement is a `Query` constant
+// with a name, prepared once per connection, so logs and errors name the query.
+
+#include <pqxx/pqxx>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace assay::store {
+
+struct Query {
+  const char* name;
+  const char* sql;
+};
+
+// One statement parameter: text (or bytea when `binary`), or NULL.
+struct Param {
+  std::string value;
+  bool null = false;
+  bool binary = false;
+  Param(std::string v) : value(std::move(v)) {}  // NOLINT: implicit on purpose
+  Param(const char* v) : value(v) {}              // NOLINT
+  Param(std::string_view v) : value(v) {}         // NOLINT
+  Param(int64_t v) : value(std::to_string(v)) {}  // NOLINT
+  Param(int v) : value(std::to_string(v)) {}      // NOLINT
+  Param(bool v) : value(v ? "true" : "false") {}  // NOLINT
+  Param(absl::Time t);                            // NOLINT: as timestamptz
+  static Param Null() {
+    Param p("");
+    p.null = true;
+    return p;
+  }
+  static Param Bytes(std::string v) {
+    Param p(std::move(v));
+    p.binary = true;
+    return p;
+  }
+  template <typename T>
+  static Param Opt(const std::optional<T>& v) {
+    return v ? Param(*v) : Null();
+  }
+};
+
+class Connection {
+ public:
+  explicit Connection(const std::string& dsn) : conn_(dsn) {}
+  pqxx::connection& raw() { return conn_; }
+  void EnsurePrepared(const Query& q);
+
+ private:
+  pqxx::connection conn_;
+  absl::flat_hash_set<std::string> prepared_;
+};
+
+// Runs a prepared statement inside `tx`.
+pqxx::result Exec(pqxx::transaction_base& tx, Connection& conn, const Query& q,
+                  const std::vector<Param>& params = {});
+
+class Db;
+
+// A connection borrowed from the pool; returned on destruction (dropped if broken).
+class ConnLease {
+ public:
+  ConnLease(Db* db, std::unique_ptr<Connection> c) : db_(db), conn_(std::move(c)) {}
+  ConnLease(ConnLease&&) = default;
+  ~ConnLease();
+  Connection& operator*() { return *conn_; }
+  Connection* operator->() { return conn_.get(); }
+
+ private:
+  Db* db_;
+  std::unique_ptr<Connection> conn_;
+};
+
+// Thread-safe pool of at most `max_size` connections.
+class Db {
+ public:
+  Db(std::string dsn, int max_size);
+  // kUnavailable when no connection can be made.
+  absl::StatusOr<ConnLease> Acquire();
+  const std::string& dsn() const { return dsn_; }
+
+ private:
+  friend class ConnLease;
+  void Release(std::unique_ptr<Connection> c);
+
+  const std::string dsn_;
+  const int max_size_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Runs `fn(tx, conn)` in a transaction on a pooled connection and commits; a libpqxx
+// exception becomes a Status (broken connection → kUnavailable, serialization/deadlock →
+// kAborted, constraint violation → kFailedPrecondition, other → kInternal) and the
+// transaction rolls back. `fn` returns a Status; a non-OK one rolls back too.
+absl::Status InTransaction(Db& db, const std::function<absl::Status(pqxx::work&, Connection&)>& fn);
+
+// Text helpers for values the store reads and writes.
+std::string ToPgTextArray(const std::vector<std::string>& items);
+std::vector<std::string> FromPgTextArray(const pqxx::field& f);
+absl::Time ToTime(const pqxx::field& f);  // timestamptz selected as epoch microseconds (bigint)
+std::string BytesOf(const pqxx::field& f);  // bytea → raw bytes
+
+// Expression to select a timestamptz column as epoch microseconds for ToTime().
+#define ASSAY_EPOCH_US(col) "(extract(epoch from " col ") * 1000000)::bigint"
+
+}  // namespace assay::store

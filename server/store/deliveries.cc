@@ -1,0 +1,86 @@
+#include "server/store/deliveries.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace assay::store {
+namespace {
+
+constexpr Query kInsert{
+    "delivery_insert",
+    "INSERT INTO webhook_deliveries (provider, delivery_id, event, repo_id, headers, body, state, "
+    "message, processed_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, nullif($8, ''), "
+    "CASE WHEN $7 = 'received' THEN NULL ELSE now() END) "
+    "ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id"};
+constexpr Query kFindExisting{
+    "delivery_find", "SELECT id FROM webhook_deliveries WHERE provider = $1 AND delivery_id = $2"};
+constexpr Query kGet{"delivery_get",
+                     "SELECT id, provider, delivery_id, event, state, coalesce(message, ''), "
+                     "repo_id, body FROM webhook_deliveries WHERE id = $1"};
+constexpr Query kUnplanned{"delivery_unplanned",
+                           "SELECT id FROM webhook_deliveries WHERE state = 'received' ORDER BY id"};
+constexpr Query kFinish{"delivery_finish",
+                        "UPDATE webhook_deliveries SET state = $2, message = $3, processed_at = "
+                        "now() WHERE id = $1 AND state = 'received'"};
+
+}  // namespace
+
+absl::StatusOr<InsertResult> DeliveryStore::Insert(const NewDelivery& d) {
+  InsertResult out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto res = Exec(tx, c, kInsert,
+                    {d.provider, d.delivery_id, d.event, d.repo_id, d.headers_json,
+                     Param::Bytes(d.body), d.initial_state, d.message});
+    if (!res.empty()) {
+      out.id = res[0][0].as<int64_t>();
+      out.inserted = true;
+    } else {
+      auto ex = Exec(tx, c, kFindExisting, {d.provider, d.delivery_id});
+      if (!ex.empty()) out.id = ex[0][0].as<int64_t>();
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<Delivery> DeliveryStore::Get(int64_t id) {
+  std::optional<Delivery> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto res = Exec(tx, c, kGet, {id});
+    if (res.empty()) return absl::OkStatus();
+    const auto& r = res[0];
+    Delivery d;
+    d.id = r[0].as<int64_t>();
+    d.provider = r[1].as<std::string>();
+    d.delivery_id = r[2].as<std::string>();
+    d.event = r[3].as<std::string>();
+    d.state = r[4].as<std::string>();
+    d.message = r[5].as<std::string>();
+    d.repo_id = r[6].as<int64_t>();
+    d.body = BytesOf(r[7]);
+    out = std::move(d);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  if (!out) return absl::NotFoundError(absl::StrCat("delivery ", id, " does not exist"));
+  return *out;
+}
+
+absl::StatusOr<std::vector<int64_t>> DeliveryStore::ListUnplanned() {
+  std::vector<int64_t> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    for (const auto& r : Exec(tx, c, kUnplanned)) out.push_back(r[0].as<int64_t>());
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status DeliveryStore::Finish(int64_t id, std::string_view state, std::string_view message) {
+  return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    Exec(tx, c, kFinish, {id, state, message});
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace assay::store

@@ -1,0 +1,48 @@
+#pragma once
+// Raw webhook deliveries: stored before the forge gets its answer, deduplicated on
+// (provider, delivery id). *db must outlive the store.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/store/db.h"
+
+namespace assay::store {
+
+struct NewDelivery {
+  std::string provider, delivery_id, event;
+  int64_t repo_id = 0;
+  std::string headers_json;  // the request headers as a JSON object
+  std::string body;          // raw bytes as received
+  std::string initial_state = "received";  // "ignored" for events that plan nothing
+  std::string message;
+};
+
+struct Delivery {
+  int64_t id = 0;
+  std::string provider, delivery_id, event, state, message;
+  int64_t repo_id = 0;
+  std::string body;
+};
+
+struct InsertResult {
+  int64_t id = 0;
+  bool inserted = false;  // false: this delivery id was seen before; nothing was written
+};
+
+class DeliveryStore {
+ public:
+  explicit DeliveryStore(Db* db) : db_(db) {}
+  absl::StatusOr<InsertResult> Insert(const NewDelivery& d);
+  absl::StatusOr<Delivery> Get(int64_t id);
+  // Ids of deliveries still in state 'received' (accepted but not yet planned), oldest first.
+  absl::StatusOr<std::vector<int64_t>> ListUnplanned();
+  // Marks a delivery that produced no pipeline ('ignored' or 'failed') with a reason.
+  absl::Status Finish(int64_t id, std::string_view state, std::string_view message);
+
+ private:
+  Db* db_;
+};
+
+}  // namespace assay::store

@@ -1,0 +1,82 @@
+#pragma once
+// Pipelines and their jobs. A pipeline and all its jobs are written in one transaction;
+// every later change of a pipeline's jobs happens under its row lock (see AdvancePipeline).
+// *db and *clock must outlive the store.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "server/store/db.h"
+
+namespace assay::store {
+
+struct NewJob {
+  std::string name;
+  std::vector<std::string> needs;  // names of jobs in the same pipeline
+  std::string spec_json;           // {"steps":[{"name","run"}],"env":{..},"timeout_s":N}
+  std::vector<std::string> labels;
+  int max_attempts = 2;
+};
+
+struct NewPipeline {
+  int64_t repo_id = 0;
+  std::optional<int64_t> delivery_id;
+  std::string event, ref, commit_sha;
+  std::vector<NewJob> jobs;   // empty together with a non-empty error → state 'error'
+  std::string error;
+};
+
+struct JobRow {
+  int64_t id = 0;
+  int64_t pipeline_id = 0;
+  std::string name, state, agent, message;
+  int attempt = 0;
+  std::optional<int> exit_code;
+  absl::Time created_at, queued_at, started_at, finished_at;  // InfinitePast when unset
+  std::vector<std::string> needs;
+};
+
+struct PipelineRow {
+  int64_t id = 0;
+  int64_t repo_id = 0;
+  std::string repo, event, ref, commit_sha, state, message;
+  absl::Time created_at, finished_at;
+  std::vector<JobRow> jobs;  // filled by Get only
+};
+
+// A job that was live on an agent when its pipeline was canceled.
+struct CanceledAttempt {
+  int64_t job_id = 0;
+  int64_t agent_id = 0;
+  std::string attempt_token;
+};
+
+class PipelineStore {
+ public:
+  PipelineStore(Db* db, const Clock* clock) : db_(db), clock_(clock) {}
+  // Writes the pipeline, its jobs and their needs, and marks the delivery (if any) processed.
+  // Returns the pipeline id. If the delivery already has a pipeline, returns that one's id.
+  absl::StatusOr<int64_t> Create(const NewPipeline& p);
+  absl::StatusOr<std::vector<PipelineRow>> List(std::optional<std::string> repo, int limit);
+  absl::StatusOr<PipelineRow> Get(int64_t id);
+  absl::StatusOr<JobRow> GetJob(int64_t id);
+  // Cancels every unfinished job; returns the attempts that agents must be told to stop.
+  // kFailedPrecondition when the pipeline has already finished.
+  absl::StatusOr<std::vector<CanceledAttempt>> Cancel(int64_t id);
+
+ private:
+  Db* db_;
+  const Clock* clock_;
+};
+
+// Inside a transaction that holds the pipeline's row lock (LockPipeline): skips pending jobs
+// whose needs can no longer succeed, queues pending jobs whose needs all succeeded, and
+// finishes the pipeline when no job is left unfinished. Returns how many jobs were queued.
+int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Time now);
+void LockPipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id);
+
+}  // namespace assay::store

@@ -1,0 +1,47 @@
+#pragma once
+// Registered repositories. *db must outlive the store.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/store/db.h"
+
+namespace assay::store {
+
+struct Repo {
+  int64_t id = 0;
+  std::string name;
+  std::string provider;
+  std::string clone_url;
+  std::string html_url;
+  std::string webhook_secret_sealed;  // AES-GCM sealed; empty when none
+  absl::Time created_at;
+};
+
+struct NewRepo {
+  std::string name, provider, clone_url, html_url;
+  std::string webhook_secret_sealed;
+};
+
+class RepoStore {
+ public:
+  explicit RepoStore(Db* db) : db_(db) {}
+  // kAlreadyExists when the name or clone URL is taken.
+  absl::StatusOr<Repo> Create(const NewRepo& r);
+  absl::StatusOr<std::vector<Repo>> List();
+  absl::StatusOr<Repo> Get(int64_t id);
+  // The repo whose clone_url, html_url or name equals one of `candidates` (compared after
+  // dropping a trailing ".git" and "/"). kNotFound when none does.
+  absl::StatusOr<Repo> FindByAny(const std::vector<std::string>& candidates);
+
+ private:
+  Db* db_;
+};
+
+// "https://github.com/a/b.git/" -> "https://github.com/a/b"
+std::string NormalizeRepoUrl(std::string_view url);
+
+}  // namespace assay::store
