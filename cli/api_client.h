@@ -1,0 +1,51 @@
+#pragma once
+// The CLI's view of the REST API: builds URLs, adds the bearer token, and turns
+// transport failures and non-2xx answers into one-line messages for stderr.
+
+#include <boost/json.hpp>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "cli/cli.h"
+
+namespace assay::cli {
+
+class ApiClient {
+ public:
+  // `fetch` must outlive this client. `server` is http://host:port with an optional
+  // trailing slash; `token` may be empty (no Authorization header).
+  ApiClient(const FetchFn& fetch, std::string server, std::string token);
+
+  // Sends `method` to server + `path_and_query` (already escaped). Returns the body of
+  // a 2xx answer. Otherwise writes "assay: ..." to `err` and returns nullopt:
+  //   non-2xx:  "assay: <status> <code>: <message>" from {"error":{"code","message"}},
+  //             or "assay: <status>: <body>" when the body is not of that shape;
+  //   transport: "assay: <HttpFetch's message>", plus " (check --server or
+  //             ASSAY_SERVER)" when the server is unreachable or its URL is bad.
+  std::optional<std::string> Call(std::string_view method, std::string_view path_and_query,
+                                  std::string_view json_body, std::string_view accept,
+                                  std::ostream& err) const;
+
+  // Call(), then parses the body as JSON (an empty body is null). A body that is not
+  // JSON is reported as "assay: unexpected response from the server: ...".
+  std::optional<boost::json::value> CallJson(std::string_view method,
+                                             std::string_view path_and_query,
+                                             std::string_view json_body, std::ostream& err) const;
+
+ private:
+  const FetchFn& fetch_;
+  std::string server_;
+  std::string token_;
+};
+
+// Percent-encodes everything except A-Z a-z 0-9 - . _ ~ (for a path segment or a
+// query value).
+std::string UrlEscape(std::string_view text);
+
+// A JSON field as table text: strings as is, numbers and booleans printed, null or
+// missing as "-", anything else serialized. `object` may be null.
+std::string Field(const boost::json::object* object, std::string_view key);
+
+}  // namespace assay::cli

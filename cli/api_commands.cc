@@ -1,0 +1,167 @@
+#include "cli/api_commands.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cli/table.h"
+
+namespace assay::cli {
+namespace {
+
+namespace json = boost::json;
+
+const json::object* AsObject(const json::value* value) {
+  return value != nullptr && value->is_object() ? &value->as_object() : nullptr;
+}
+
+// The array at `key` of an object, or the value itself when it is an array (so both
+// {"pipelines":[...]} and [...] are understood). Reports and returns null otherwise.
+const json::array* ListIn(const json::value& value, std::string_view key, std::ostream& err) {
+  if (value.is_array()) return &value.as_array();
+  const json::object* object = AsObject(&value);
+  const json::value* list = object != nullptr ? object->if_contains(key) : nullptr;
+  if (list == nullptr || !list->is_array()) {
+    err << "assay: unexpected response from the server: no '" << key << "' list\n";
+    return nullptr;
+  }
+  return &list->as_array();
+}
+
+std::string Short(std::string text, size_t size) {
+  if (text.size() > size) text.resize(size);
+  return text;
+}
+
+std::string FirstLine(std::string text) {
+  const size_t end = text.find_first_of("\r\n");
+  if (end != std::string::npos) text.resize(end);
+  return text;
+}
+
+}  // namespace
+
+int RepoAdd(const ApiClient& api, const RepoAddOptions& options, std::ostream& out,
+            std::ostream& err) {
+  json::object body;
+  body["name"] = options.name;
+  body["clone_url"] = options.clone_url;
+  if (options.provider) body["provider"] = *options.provider;
+  if (options.webhook_secret) body["webhook_secret"] = *options.webhook_secret;
+  if (options.html_url) body["html_url"] = *options.html_url;
+  std::optional<json::value> reply =
+      api.CallJson("POST", "/api/v1/repos", json::serialize(body), err);
+  if (!reply) return kExitFailure;
+  // Accept the repo itself or {"repo": {...}}.
+  const json::object* repo = AsObject(&*reply);
+  if (repo != nullptr && AsObject(repo->if_contains("repo")) != nullptr) {
+    repo = AsObject(repo->if_contains("repo"));
+  }
+  out << "created repo " << Field(repo, "name") << " (id " << Field(repo, "id") << ")\n";
+  return kExitOk;
+}
+
+int RepoList(const ApiClient& api, std::ostream& out, std::ostream& err) {
+  std::optional<json::value> reply = api.CallJson("GET", "/api/v1/repos", "", err);
+  if (!reply) return kExitFailure;
+  const json::array* repos = ListIn(*reply, "repos", err);
+  if (repos == nullptr) return kExitFailure;
+  if (repos->empty()) {
+    out << "no repos\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : *repos) {
+    const json::object* repo = AsObject(&item);
+    rows.push_back({Field(repo, "id"), Field(repo, "name"), Field(repo, "provider"),
+                    Field(repo, "clone_url")});
+  }
+  WriteTable(out, {"ID", "NAME", "PROVIDER", "CLONE_URL"}, rows);
+  return kExitOk;
+}
+
+int ListPipelines(const ApiClient& api, const std::optional<std::string>& repo,
+                  std::optional<int> limit, std::ostream& out, std::ostream& err) {
+  std::string path = "/api/v1/pipelines";
+  char separator = '?';
+  if (repo) {
+    absl::StrAppend(&path, std::string(1, separator), "repo=", UrlEscape(*repo));
+    separator = '&';
+  }
+  if (limit) absl::StrAppend(&path, std::string(1, separator), "limit=", *limit);
+  std::optional<json::value> reply = api.CallJson("GET", path, "", err);
+  if (!reply) return kExitFailure;
+  const json::array* pipelines = ListIn(*reply, "pipelines", err);
+  if (pipelines == nullptr) return kExitFailure;
+  if (pipelines->empty()) {
+    out << "no pipelines\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : *pipelines) {
+    const json::object* p = AsObject(&item);
+    rows.push_back({Field(p, "id"), Field(p, "state"), Field(p, "repo"), Field(p, "ref"),
+                    Short(Field(p, "commit_sha"), 12), Field(p, "created_at")});
+  }
+  WriteTable(out, {"ID", "STATE", "REPO", "REF", "COMMIT", "CREATED"}, rows);
+  return kExitOk;
+}
+
+int ShowPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err) {
+  std::optional<json::value> reply =
+      api.CallJson("GET", absl::StrCat("/api/v1/pipelines/", UrlEscape(id)), "", err);
+  if (!reply) return kExitFailure;
+  // Accept the pipeline at the top level or under "pipeline"; jobs beside it or inside.
+  const json::object* top = AsObject(&*reply);
+  if (top == nullptr) {
+    err << "assay: unexpected response from the server: not an object\n";
+    return kExitFailure;
+  }
+  const json::object* pipeline = top;
+  if (AsObject(top->if_contains("pipeline")) != nullptr) {
+    pipeline = AsObject(top->if_contains("pipeline"));
+  }
+  const json::value* jobs_value = top->if_contains("jobs");
+  if (jobs_value == nullptr) jobs_value = pipeline->if_contains("jobs");
+  out << "pipeline " << Field(pipeline, "id") << " " << Field(pipeline, "state")
+      << "  repo=" << Field(pipeline, "repo") << " ref=" << Field(pipeline, "ref")
+      << " commit=" << Short(Field(pipeline, "commit_sha"), 12)
+      << " created=" << Field(pipeline, "created_at")
+      << " finished=" << Field(pipeline, "finished_at") << "\n";
+  const std::string message = FirstLine(Field(pipeline, "message"));
+  if (message != "-" && !message.empty()) out << "message: " << message << "\n";
+  if (jobs_value == nullptr || !jobs_value->is_array() || jobs_value->as_array().empty()) {
+    out << "no jobs\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : jobs_value->as_array()) {
+    const json::object* job = AsObject(&item);
+    rows.push_back({Field(job, "id"), Field(job, "name"), Field(job, "state"),
+                    Field(job, "attempt"), Field(job, "agent"), Field(job, "started_at"),
+                    Field(job, "finished_at"), Field(job, "exit_code")});
+  }
+  out << "\n";
+  WriteTable(out, {"ID", "NAME", "STATE", "ATTEMPT", "AGENT", "STARTED", "FINISHED", "EXIT"}, rows);
+  return kExitOk;
+}
+
+int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, std::ostream& err) {
+  std::optional<std::string> body = api.Call(
+      "GET", absl::StrCat("/api/v1/jobs/", UrlEscape(job_id), "/log"), "", "text/plain", err);
+  if (!body) return kExitFailure;
+  out.write(body->data(), static_cast<std::streamsize>(body->size()));
+  out.flush();
+  return kExitOk;
+}
+
+int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out,
+                   std::ostream& err) {
+  std::optional<std::string> body =
+      api.Call("POST", absl::StrCat("/api/v1/pipelines/", UrlEscape(id), "/cancel"), "",
+               "application/json", err);
+  if (!body) return kExitFailure;
+  out << "cancel requested for pipeline " << id << "\n";
+  return kExitOk;
+}
+
+}  // namespace assay::cli

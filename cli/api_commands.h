@@ -1,0 +1,45 @@
+#pragma once
+// The commands that talk to the server's REST API (/api/v1). Each returns the exit
+// code: 0 on success, 1 when the request failed (message already on `err`).
+
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "cli/api_client.h"
+
+namespace assay::cli {
+
+struct RepoAddOptions {
+  std::string name;
+  std::string clone_url;
+  // Unset ones are left out of the request.
+  std::optional<std::string> provider;
+  std::optional<std::string> webhook_secret;
+  std::optional<std::string> html_url;
+};
+
+// POST /api/v1/repos; prints "created repo NAME (id ID)".
+int RepoAdd(const ApiClient& api, const RepoAddOptions& options, std::ostream& out,
+            std::ostream& err);
+
+// GET /api/v1/repos; prints a table ID NAME PROVIDER CLONE_URL.
+int RepoList(const ApiClient& api, std::ostream& out, std::ostream& err);
+
+// GET /api/v1/pipelines[?repo=R][&limit=N]; prints a table
+// ID STATE REPO REF COMMIT CREATED (commit shortened to 12 characters).
+int ListPipelines(const ApiClient& api, const std::optional<std::string>& repo,
+                  std::optional<int> limit, std::ostream& out, std::ostream& err);
+
+// GET /api/v1/pipelines/ID; prints the pipeline, its message's first line, then a
+// table of its jobs.
+int ShowPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
+
+// GET /api/v1/jobs/ID/log; writes the body to `out` byte for byte.
+int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, std::ostream& err);
+
+// POST /api/v1/pipelines/ID/cancel; prints "cancel requested for pipeline ID".
+int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
+
+}  // namespace assay::cli

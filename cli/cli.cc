@@ -1,0 +1,288 @@
+#include "cli/cli.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "cli/api_client.h"
+#include "cli/api_commands.h"
+#include "cli/lint_command.h"
+#include "common/edit_distance.h"
+
+namespace assay::cli {
+namespace {
+
+constexpr std::string_view kUsage =
+    R"(usage: assay [--server URL] [--token TOKEN] COMMAND [ARGS]
+
+Commands:
+  lint [FILE]                 check a pipeline file offline (default .assay.yml)
+  repo add NAME --clone-url URL [--provider P] [--secret S | --secret-file F]
+           [--html-url U]     register a repository
+  repo list                   list repositories
+  pipelines [--repo NAME] [--limit N]
+                              list recent pipelines
+  pipeline ID                 show a pipeline and its jobs
+  logs JOB_ID                 print a job's log
+  cancel PIPELINE_ID          cancel a pipeline
+
+Global options (anywhere on the line):
+  --server URL   server address (default: $ASSAY_SERVER, else http://127.0.0.1:8080)
+  --token TOKEN  API token, sent as a bearer token (default: $ASSAY_TOKEN)
+  --help         show this text
+
+Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
+)";
+
+constexpr std::string_view kCommands[] = {"lint",     "repo", "pipelines",
+                                          "pipeline", "logs", "cancel"};
+
+// A usage error: message for stderr, exit 2.
+struct UsageError {
+  std::string message;
+  bool show_usage = false;  // Print the whole usage text rather than a pointer to it.
+};
+
+struct CommandLine {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> options;  // "--name" -> value, in order.
+  std::optional<std::string> server;
+  std::optional<std::string> token;
+  bool help = false;
+};
+
+// Splits `args` into positionals and "--name value" / "--name=value" options. Every
+// option but --help takes a value; "--" ends the options.
+std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
+                                           CommandLine& line) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      line.positional.insert(line.positional.end(), args.begin() + i + 1, args.end());
+      break;
+    }
+    if (arg == "--help" || arg == "-h") {
+      line.help = true;
+      continue;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      line.positional.push_back(arg);
+      continue;
+    }
+    if (arg[1] != '-') return UsageError{absl::StrCat("unknown option '", arg, "'")};
+    std::string name = arg;
+    std::string value;
+    if (const size_t equals = arg.find('='); equals != std::string::npos) {
+      name = arg.substr(0, equals);
+      value = arg.substr(equals + 1);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return UsageError{absl::StrCat("option ", name, " needs a value")};
+    }
+    if (name == "--server") {
+      line.server = value;
+    } else if (name == "--token") {
+      line.token = value;
+    } else {
+      line.options.emplace_back(name, value);
+    }
+  }
+  return std::nullopt;
+}
+
+// The options of one command, checked against what it allows.
+class Options {
+ public:
+  static std::optional<UsageError> Check(const CommandLine& line, std::string_view command,
+                                         std::set<std::string_view> allowed, Options& out) {
+    for (const auto& [name, value] : line.options) {
+      if (!allowed.contains(name)) {
+        return UsageError{
+            absl::StrCat("unknown option '", name, "' for 'assay ", std::string(command), "'")};
+      }
+      if (!out.values_.emplace(name, value).second) {
+        return UsageError{absl::StrCat("option ", name, " given more than once")};
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::optional<std::string> Get(const std::string& name) const {
+    auto it = values_.find(name);
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  std::map<std::string, std::string, std::less<>> values_;
+};
+
+std::optional<UsageError> ExpectPositionals(const CommandLine& line, std::string_view command,
+                                            size_t first, size_t min, size_t max,
+                                            std::string_view missing) {
+  const size_t count = line.positional.size() - first;
+  if (count < min)
+    return UsageError{
+        absl::StrCat("'assay ", std::string(command), "' needs ", std::string(missing))};
+  if (count > max) {
+    return UsageError{absl::StrCat("unexpected argument '", line.positional[first + max],
+                                   "' for 'assay ", std::string(command), "'")};
+  }
+  return std::nullopt;
+}
+
+// Reads a secret from a file, dropping trailing line breaks.
+std::optional<UsageError> ReadSecretFile(const std::string& path, std::string& secret) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    return UsageError{absl::StrCat("cannot read secret file ", path, ": ", std::strerror(errno))};
+  }
+  secret.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+  if (file.bad()) return UsageError{absl::StrCat("cannot read secret file ", path)};
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) return UsageError{absl::StrCat("secret file ", path, " is empty")};
+  return std::nullopt;
+}
+
+// Runs the command in `line`; returns the exit code, or a usage error.
+std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext& context,
+                                       std::ostream& out, std::ostream& err) {
+  const std::string& command = line.positional[0];
+  const ApiClient api(context.fetch, line.server.value_or(context.default_server),
+                      line.token.value_or(context.default_token));
+  Options options;
+  auto check = [&](std::string_view name, std::set<std::string_view> allowed, size_t first,
+                   size_t min, size_t max, std::string_view missing) -> std::optional<UsageError> {
+    if (auto error = Options::Check(line, name, std::move(allowed), options)) return error;
+    return ExpectPositionals(line, name, first, min, max, missing);
+  };
+
+  if (command == "lint") {
+    if (auto error = check("lint", {}, 1, 0, 1, "")) return *error;
+    return LintCommand(line.positional.size() > 1 ? line.positional[1] : ".assay.yml", out, err);
+  }
+  if (command == "repo") {
+    const std::string sub = line.positional.size() > 1 ? line.positional[1] : "";
+    if (sub == "list") {
+      if (auto error = check("repo list", {}, 2, 0, 0, "")) return *error;
+      return RepoList(api, out, err);
+    }
+    if (sub != "add") {
+      return UsageError{
+          sub.empty() ? "'assay repo' needs a subcommand: add or list"
+                      : absl::StrCat("unknown subcommand 'repo ", sub, "' (expected add or list)")};
+    }
+    if (auto error = check("repo add",
+                           {"--clone-url", "--provider", "--secret", "--secret-file", "--html-url"},
+                           2, 1, 1, "a repository NAME")) {
+      return *error;
+    }
+    RepoAddOptions add;
+    add.name = line.positional[2];
+    std::optional<std::string> clone_url = options.Get("--clone-url");
+    if (!clone_url) return UsageError{"'assay repo add' needs --clone-url URL"};
+    add.clone_url = *clone_url;
+    add.provider = options.Get("--provider");
+    add.html_url = options.Get("--html-url");
+    add.webhook_secret = options.Get("--secret");
+    if (std::optional<std::string> file = options.Get("--secret-file")) {
+      if (add.webhook_secret) return UsageError{"use either --secret or --secret-file, not both"};
+      add.webhook_secret.emplace();
+      if (auto error = ReadSecretFile(*file, *add.webhook_secret)) return *error;
+    }
+    return RepoAdd(api, add, out, err);
+  }
+  if (command == "pipelines") {
+    if (auto error = check("pipelines", {"--repo", "--limit"}, 1, 0, 0, "")) return *error;
+    std::optional<int> limit;
+    if (std::optional<std::string> text = options.Get("--limit")) {
+      int value = 0;
+      const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+      if (ec != std::errc() || end != text->data() + text->size() || value <= 0) {
+        return UsageError{absl::StrCat("--limit must be a positive integer, got '", *text, "'")};
+      }
+      limit = value;
+    }
+    return ListPipelines(api, options.Get("--repo"), limit, out, err);
+  }
+  if (command == "pipeline") {
+    if (auto error = check("pipeline", {}, 1, 1, 1, "a pipeline ID")) return *error;
+    return ShowPipeline(api, line.positional[1], out, err);
+  }
+  if (command == "logs") {
+    if (auto error = check("logs", {}, 1, 1, 1, "a JOB_ID")) return *error;
+    return ShowLog(api, line.positional[1], out, err);
+  }
+  if (command == "cancel") {
+    if (auto error = check("cancel", {}, 1, 1, 1, "a PIPELINE_ID")) return *error;
+    return CancelPipeline(api, line.positional[1], out, err);
+  }
+  const std::string suggestion = ClosestMatch(command, kCommands);
+  return UsageError{
+      absl::StrCat("unknown command '", command, "'",
+                   suggestion.empty() ? "" : absl::StrCat(" (did you mean '", suggestion, "'?)")),
+      /*show_usage=*/true};
+}
+
+}  // namespace
+
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const CliContext& context) {
+  CommandLine line;
+  std::optional<UsageError> parse_error = ParseCommandLine(args, line);
+  if (line.help || (!parse_error && line.positional.empty()) ||
+      (!line.positional.empty() && line.positional[0] == "help")) {
+    // Why exit 2 for --help too: the command did nothing a script could rely on.
+    (line.help || !line.positional.empty() ? out : err) << kUsage;
+    return kExitUsage;
+  }
+  if (parse_error) {
+    err << "assay: " << parse_error->message << "\nRun 'assay --help' for usage.\n";
+    return kExitUsage;
+  }
+  std::variant<int, UsageError> result = Dispatch(line, context, out, err);
+  if (const UsageError* error = std::get_if<UsageError>(&result)) {
+    err << "assay: " << error->message << "\n";
+    if (error->show_usage) {
+      err << "\n" << kUsage;
+    } else {
+      err << "Run 'assay --help' for usage.\n";
+    }
+    return kExitUsage;
+  }
+  return std::get<int>(result);
+}
+
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CliContext context;
+  if (const char* server = std::getenv("ASSAY_SERVER"); server != nullptr && *server != '\0') {
+    context.default_server = server;
+  }
+  if (const char* token = std::getenv("ASSAY_TOKEN"); token != nullptr) {
+    context.default_token = token;
+  }
+  context.fetch = [](std::string_view method, std::string_view url, const HttpHeaders& headers,
+                     std::string_view body) { return HttpFetch(method, url, headers, body); };
+  return Run(args, out, err, context);
+}
+
+int Run(int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  const int code = Run(args, std::cout, std::cerr);
+  std::cout.flush();
+  return code;
+}
+
+}  // namespace assay::cli

@@ -1,0 +1,44 @@
+#pragma once
+// The `assay` command line: argument parsing and dispatch. main.cpp only calls Run.
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/http_client.h"
+
+namespace assay::cli {
+
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+// Same contract as assay::HttpFetch with its default timeout; tests pass a fake.
+using FetchFn = std::function<absl::StatusOr<HttpClientResponse>(
+    std::string_view method, std::string_view url, const HttpHeaders& headers,
+    std::string_view body)>;
+
+// What the CLI takes from its surroundings, so that tests can supply it.
+struct CliContext {
+  std::string default_server = "http://127.0.0.1:8080";  // Used when --server is absent.
+  std::string default_token;                             // Used when --token is absent.
+  FetchFn fetch;                                         // Required.
+};
+
+// Exit codes.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // Lint errors, API errors, server unreachable.
+inline constexpr int kExitUsage = 2;    // Bad command line, unreadable input file.
+
+// `args` excludes the program name. Writes results to `out`, diagnostics to `err`.
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const CliContext& context);
+
+// As above with the real environment: ASSAY_SERVER, ASSAY_TOKEN and assay::HttpFetch.
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+// For main(): argv[0] is skipped; uses std::cout and std::cerr.
+int Run(int argc, char** argv);
+
+}  // namespace assay::cli

@@ -1,0 +1,336 @@
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+
+namespace assay::cli {
+namespace {
+
+struct Request {
+  std::string method;
+  std::string url;
+  HttpHeaders headers;
+  std::string body;
+};
+
+// Records every request and answers each with `response` (or `failure` when set).
+struct FakeServer {
+  std::vector<Request> requests;
+  HttpClientResponse response{200, "{}", {}};
+  absl::Status failure;
+
+  CliContext Context() {
+    CliContext context;
+    context.default_server = "http://127.0.0.1:9";
+    context.fetch = [this](std::string_view method, std::string_view url,
+                           const HttpHeaders& headers,
+                           std::string_view body) -> absl::StatusOr<HttpClientResponse> {
+      requests.push_back({std::string(method), std::string(url), headers, std::string(body)});
+      if (!failure.ok()) return failure;
+      return response;
+    };
+    return context;
+  }
+};
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Result RunCli(FakeServer& server, const std::vector<std::string>& args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code = Run(args, out, err, server.Context());
+  return {code, out.str(), err.str()};
+}
+
+const HttpHeaders kJsonHeaders = {{"Accept", "application/json"}};
+
+TEST_CASE("repo add posts the repo and prints its id and name") {
+  FakeServer server;
+  server.response = {201, R"({"id": 7, "name": "demo", "provider": "github"})", {}};
+  Result result = RunCli(server, {"repo", "add", "demo", "--clone-url", "https://git/x.git",
+                                  "--provider=gitea", "--secret", "s3", "--token", "tok"});
+  CHECK(result.code == 0);
+  CHECK(result.out == "created repo demo (id 7)\n");
+  CHECK(result.err.empty());
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].method == "POST");
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/repos");
+  CHECK(server.requests[0].headers ==
+        HttpHeaders{{"Accept", "application/json"}, {"Authorization", "Bearer tok"}});
+  CHECK(server.requests[0].body ==
+        R"({"name":"demo","clone_url":"https://git/x.git",)"
+        R"("provider":"gitea","webhook_secret":"s3"})");
+}
+
+TEST_CASE("repo add reads --secret-file and leaves unset fields out") {
+  std::string dir = (std::filesystem::temp_directory_path() / "assay-cli-XXXXXX").string();
+  REQUIRE(mkdtemp(dir.data()) != nullptr);
+  const std::string secret_file = dir + "/secret";
+  std::ofstream(secret_file) << "from-file\n";
+  FakeServer server;
+  server.response = {201, R"({"repo": {"id": "r-1", "name": "demo"}})", {}};
+  Result result = RunCli(server, {"repo", "add", "demo", "--clone-url", "u", "--secret-file",
+                                  secret_file, "--html-url", "https://h"});
+  CHECK(result.code == 0);
+  CHECK(result.out == "created repo demo (id r-1)\n");
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].body ==
+        R"({"name":"demo","clone_url":"u","webhook_secret":"from-file","html_url":"https://h"})");
+  CHECK(server.requests[0].headers == kJsonHeaders);
+
+  Result both = RunCli(server, {"repo", "add", "demo", "--clone-url", "u", "--secret", "x",
+                                "--secret-file", secret_file});
+  CHECK(both.code == 2);
+  CHECK(both.err ==
+        "assay: use either --secret or --secret-file, not both\nRun 'assay --help' for usage.\n");
+  Result missing =
+      RunCli(server, {"repo", "add", "demo", "--clone-url", "u", "--secret-file", dir + "/none"});
+  CHECK(missing.code == 2);
+  CHECK(missing.err == "assay: cannot read secret file " + dir +
+                           "/none: No such file or directory\nRun 'assay --help' for usage.\n");
+  CHECK(server.requests.size() == 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("repo add needs a name and --clone-url") {
+  FakeServer server;
+  Result no_url = RunCli(server, {"repo", "add", "demo"});
+  CHECK(no_url.code == 2);
+  CHECK(no_url.err ==
+        "assay: 'assay repo add' needs --clone-url URL\n"
+        "Run 'assay --help' for usage.\n");
+  Result no_name = RunCli(server, {"repo", "add", "--clone-url", "u"});
+  CHECK(no_name.code == 2);
+  CHECK(no_name.err ==
+        "assay: 'assay repo add' needs a repository NAME\n"
+        "Run 'assay --help' for usage.\n");
+  Result bad_option = RunCli(server, {"repo", "add", "demo", "--clone-url", "u", "--limit", "3"});
+  CHECK(bad_option.code == 2);
+  CHECK(bad_option.err ==
+        "assay: unknown option '--limit' for 'assay repo add'\n"
+        "Run 'assay --help' for usage.\n");
+  CHECK(server.requests.empty());
+}
+
+TEST_CASE("repo list prints a table") {
+  FakeServer server;
+  server.response = {200,
+                     R"({"repos": [{"id": 1, "name": "demo", "provider": "github",
+                          "clone_url": "https://github.com/o/demo.git"},
+                         {"id": 12, "name": "b", "provider": null, "clone_url": "u"}]})",
+                     {}};
+  Result result = RunCli(server, {"repo", "list"});
+  CHECK(result.code == 0);
+  CHECK(result.out ==
+        "ID  NAME  PROVIDER  CLONE_URL\n"
+        "1   demo  github    https://github.com/o/demo.git\n"
+        "12  b     -         u\n");
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].method == "GET");
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/repos");
+  CHECK(server.requests[0].body.empty());
+
+  server.response.body = R"({"repos": []})";
+  CHECK(RunCli(server, {"repo", "list"}).out == "no repos\n");
+}
+
+TEST_CASE("pipelines builds the query and prints a table") {
+  FakeServer server;
+  server.response = {200,
+                     R"({"pipelines": [
+      {"id": 42, "repo": "demo", "ref": "refs/heads/main",
+       "commit_sha": "0123456789abcdef0123", "state": "success", "message": "m",
+       "created_at": "2024-05-01T10:00:00Z", "finished_at": null}]})",
+                     {}};
+  Result result = RunCli(
+      server, {"pipelines", "--repo", "my repo&x", "--limit", "5", "--server", "http://h:1/"});
+  CHECK(result.code == 0);
+  CHECK(result.out ==
+        "ID  STATE    REPO  REF              COMMIT        CREATED\n"
+        "42  success  demo  refs/heads/main  0123456789ab  2024-05-01T10:00:00Z\n");
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].url == "http://h:1/api/v1/pipelines?repo=my%20repo%26x&limit=5");
+
+  RunCli(server, {"pipelines", "--limit=3"});
+  CHECK(server.requests.back().url == "http://127.0.0.1:9/api/v1/pipelines?limit=3");
+  RunCli(server, {"pipelines"});
+  CHECK(server.requests.back().url == "http://127.0.0.1:9/api/v1/pipelines");
+
+  Result bad = RunCli(server, {"pipelines", "--limit", "0"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err ==
+        "assay: --limit must be a positive integer, got '0'\n"
+        "Run 'assay --help' for usage.\n");
+}
+
+TEST_CASE("pipeline shows the pipeline and its jobs") {
+  FakeServer server;
+  server.response = {200,
+                     R"({"id": 42, "repo": "demo", "ref": "main",
+      "commit_sha": "0123456789abcdef", "state": "failed", "message": "Fix it\n\nLong body",
+      "created_at": "t0", "finished_at": "t9",
+      "jobs": [{"id": 100, "name": "build", "state": "success", "attempt": 1, "agent": "gpu-1",
+                "queued_at": "t1", "started_at": "t2", "finished_at": "t3", "exit_code": 0},
+               {"id": 101, "name": "test", "state": "queued", "attempt": 0, "agent": null,
+                "queued_at": "t4", "started_at": null, "finished_at": null,
+                "exit_code": null}]})",
+                     {}};
+  Result result = RunCli(server, {"pipeline", "42"});
+  CHECK(result.code == 0);
+  CHECK(result.out ==
+        "pipeline 42 failed  repo=demo ref=main commit=0123456789ab created=t0 finished=t9\n"
+        "message: Fix it\n"
+        "\n"
+        "ID   NAME   STATE    ATTEMPT  AGENT  STARTED  FINISHED  EXIT\n"
+        "100  build  success  1        gpu-1  t2       t3        0\n"
+        "101  test   queued   0        -      -        -         -\n");
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/pipelines/42");
+}
+
+TEST_CASE("logs writes the body byte for byte") {
+  FakeServer server;
+  static constexpr char kLog[] = "line 1\r\n\x1b[31mred\x1b[0m\n\0binary\xff no newline";
+  const std::string log(kLog, sizeof kLog - 1);
+  REQUIRE(log.size() == 40);
+  server.response = {200, log, {{"Content-Type", "text/plain"}}};
+  Result result = RunCli(server, {"logs", "100", "--token", "t"});
+  CHECK(result.code == 0);
+  CHECK(result.out == log);
+  CHECK(result.err.empty());
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/jobs/100/log");
+  CHECK(server.requests[0].headers ==
+        HttpHeaders{{"Accept", "text/plain"}, {"Authorization", "Bearer t"}});
+}
+
+TEST_CASE("cancel posts to the pipeline") {
+  FakeServer server;
+  server.response = {202, "", {}};
+  Result result = RunCli(server, {"cancel", "42"});
+  CHECK(result.code == 0);
+  CHECK(result.out == "cancel requested for pipeline 42\n");
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].method == "POST");
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/pipelines/42/cancel");
+  CHECK(server.requests[0].body.empty());
+}
+
+TEST_CASE("API errors print status, code and message, exit 1") {
+  FakeServer server;
+  server.response = {404, R"({"error": {"code": "not_found", "message": "no pipeline 9"}})", {}};
+  Result result = RunCli(server, {"pipeline", "9"});
+  CHECK(result.code == 1);
+  CHECK(result.out.empty());
+  CHECK(result.err == "assay: 404 not_found: no pipeline 9\n");
+
+  server.response = {502, "<html>Bad Gateway</html>\n", {}};
+  result = RunCli(server, {"logs", "1"});
+  CHECK(result.code == 1);
+  CHECK(result.out.empty());
+  CHECK(result.err == "assay: 502: <html>Bad Gateway</html>\n");
+
+  server.response = {200, "not json", {}};
+  result = RunCli(server, {"repo", "list"});
+  CHECK(result.code == 1);
+  CHECK(result.err.rfind("assay: unexpected response from the server: not JSON (", 0) == 0);
+
+  server.response = {200, R"({"items": []})", {}};
+  result = RunCli(server, {"pipelines"});
+  CHECK(result.code == 1);
+  CHECK(result.err == "assay: unexpected response from the server: no 'pipelines' list\n");
+}
+
+TEST_CASE("transport failures print the client's message, exit 1") {
+  FakeServer server;
+  server.failure = absl::UnavailableError(
+      "GET http://127.0.0.1:9/api/v1/repos: cannot connect to 127.0.0.1:9: Connection refused");
+  Result result = RunCli(server, {"repo", "list"});
+  CHECK(result.code == 1);
+  CHECK(result.out.empty());
+  CHECK(result.err ==
+        "assay: GET http://127.0.0.1:9/api/v1/repos: cannot connect to 127.0.0.1:9: Connection "
+        "refused (check --server or ASSAY_SERVER)\n");
+  server.failure = absl::DeadlineExceededError("GET http://127.0.0.1:9/x: timed out after 30s");
+  result = RunCli(server, {"repo", "list"});
+  CHECK(result.code == 1);
+  CHECK(result.err == "assay: GET http://127.0.0.1:9/x: timed out after 30s\n");
+  server.failure = absl::InvalidArgumentError("invalid URL 'ftp://x/api/v1/repos'");
+  result = RunCli(server, {"--server", "ftp://x", "repo", "list"});
+  CHECK(result.code == 1);
+  CHECK(result.err ==
+        "assay: invalid URL 'ftp://x/api/v1/repos' (check --server or ASSAY_SERVER)\n");
+}
+
+TEST_CASE("usage: --help, no command, unknown command and bad options exit 2") {
+  FakeServer server;
+  Result help = RunCli(server, {"--help"});
+  CHECK(help.code == 2);
+  CHECK(help.out.rfind("usage: assay [--server URL] [--token TOKEN] COMMAND [ARGS]\n", 0) == 0);
+  CHECK(help.err.empty());
+
+  Result none = RunCli(server, {});
+  CHECK(none.code == 2);
+  CHECK(none.out.empty());
+  CHECK(none.err == help.out);
+
+  Result unknown = RunCli(server, {"pipleines"});
+  CHECK(unknown.code == 2);
+  CHECK(unknown.err ==
+        "assay: unknown command 'pipleines' (did you mean 'pipelines'?)\n\n" + help.out);
+
+  Result dangling = RunCli(server, {"pipelines", "--repo"});
+  CHECK(dangling.code == 2);
+  CHECK(dangling.err == "assay: option --repo needs a value\nRun 'assay --help' for usage.\n");
+
+  Result short_option = RunCli(server, {"pipelines", "-x"});
+  CHECK(short_option.code == 2);
+  CHECK(short_option.err == "assay: unknown option '-x'\nRun 'assay --help' for usage.\n");
+
+  Result twice = RunCli(server, {"pipelines", "--repo", "a", "--repo", "b"});
+  CHECK(twice.code == 2);
+  CHECK(twice.err == "assay: option --repo given more than once\nRun 'assay --help' for usage.\n");
+
+  Result no_id = RunCli(server, {"logs"});
+  CHECK(no_id.code == 2);
+  CHECK(no_id.err == "assay: 'assay logs' needs a JOB_ID\nRun 'assay --help' for usage.\n");
+
+  Result repo = RunCli(server, {"repo", "remove"});
+  CHECK(repo.code == 2);
+  CHECK(repo.err ==
+        "assay: unknown subcommand 'repo remove' (expected add or list)\n"
+        "Run 'assay --help' for usage.\n");
+  CHECK(server.requests.empty());
+}
+
+TEST_CASE("global options and their defaults") {
+  FakeServer server;
+  server.response = {200, R"({"repos": []})", {}};
+  CliContext context = server.Context();
+  context.default_server = "http://env-server:8080";
+  context.default_token = "env-token";
+  std::ostringstream out;
+  std::ostringstream err;
+  REQUIRE(Run({"repo", "list"}, out, err, context) == 0);
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].url == "http://env-server:8080/api/v1/repos");
+  CHECK(server.requests[0].headers ==
+        HttpHeaders{{"Accept", "application/json"}, {"Authorization", "Bearer env-token"}});
+  // Flags win over the defaults, wherever they appear; an empty token sends none.
+  REQUIRE(Run({"repo", "--server=http://flag:1", "list", "--token", ""}, out, err, context) == 0);
+  CHECK(server.requests[1].url == "http://flag:1/api/v1/repos");
+  CHECK(server.requests[1].headers == kJsonHeaders);
+}
+
+}  // namespace
+}  // namespace assay::cli
