@@ -1,0 +1,360 @@
+#include "agent/agent.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/version.h"
+
+namespace assay {
+namespace {
+
+v1::JobOutcome OutcomeOf(JobRunOutcome o) {
+  switch (o) {
+    case JobRunOutcome::kSucceeded: return v1::JOB_OUTCOME_SUCCEEDED;
+    case JobRunOutcome::kFailed: return v1::JOB_OUTCOME_FAILED;
+    case JobRunOutcome::kTimedOut: return v1::JOB_OUTCOME_TIMED_OUT;
+    case JobRunOutcome::kCanceled: return v1::JOB_OUTCOME_CANCELED;
+    case JobRunOutcome::kError: return v1::JOB_OUTCOME_ERROR;
+  }
+  return v1::JOB_OUTCOME_ERROR;
+}
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+}  // namespace
+
+Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {
+  grpc::ChannelArguments args;
+  // Why keepalives: notice a vanished server (no RST) within seconds, not TCP's minutes.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  channel_ = grpc::CreateCustomChannel(opts_.server, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::AgentService::NewStub(channel_);
+}
+
+Agent::~Agent() {
+  Shutdown();
+  absl::MutexLock l(&mu_);
+  for (auto& [id, j] : jobs_) {
+    if (j->thread.joinable()) j->thread.detach();
+  }
+  for (auto& t : finished_threads_) {
+    if (t.joinable()) t.detach();
+  }
+}
+
+void Agent::Shutdown() {
+  absl::MutexLock l(&mu_);
+  shutdown_ = true;
+  for (auto& [id, j] : jobs_) j->cancel->Cancel();
+  if (ctx_ != nullptr) ctx_->TryCancel();
+}
+
+void Agent::WriteLocked(const v1::AgentMessage& m) {
+  if (stream_ != nullptr) stream_->Write(m);
+}
+
+GitMirror* Agent::CacheFor(const std::string& clone_url) {
+  absl::MutexLock l(&cache_mu_);
+  auto& m = caches_[clone_url];
+  if (m == nullptr) {
+    m = std::make_unique<GitMirror>(
+        absl::StrCat(opts_.work_dir, "/cache/", HexEncode(Sha256(clone_url)).substr(0, 16), ".git"),
+        clone_url);
+  }
+  return m.get();
+}
+
+absl::Status Agent::Run() {
+  if (opts_.slots < 1) return absl::InvalidArgumentError("--slots must be at least 1");
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.work_dir + "/cache", ec);
+  std::filesystem::create_directories(opts_.work_dir + "/jobs", ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create work dir ", opts_.work_dir, ": ", ec.message()));
+  }
+  std::mt19937 rng(std::random_device{}());
+  absl::Duration backoff = opts_.reconnect_min;
+  while (true) {
+    {
+      absl::MutexLock l(&mu_);
+      if (shutdown_) break;
+    }
+    bool fatal = false;
+    bool welcomed = ServeOnce(&fatal);
+    if (fatal) return absl::UnauthenticatedError("the server refused the agent token");
+    {
+      absl::MutexLock l(&mu_);
+      if (shutdown_) break;
+    }
+    if (welcomed) backoff = opts_.reconnect_min;
+    // Full jitter keeps a fleet of agents from reconnecting in lockstep after a restart.
+    absl::Duration wait = backoff * std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+    LogInfo("agent", "disconnected; reconnecting in ", absl::FormatDuration(wait));
+    {
+      absl::MutexLock l(&mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
+    }
+    backoff = std::min(backoff * 2, opts_.reconnect_max);
+  }
+  // Let running jobs wind down (they were canceled) so their results are not lost silently.
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, j] : jobs_) threads.push_back(std::move(j->thread));
+    for (auto& t : finished_threads_) threads.push_back(std::move(t));
+    finished_threads_.clear();
+  }
+  for (auto& t : threads) {
+    if (t.joinable()) t.join();
+  }
+  return absl::OkStatus();
+}
+
+bool Agent::ServeOnce(bool* fatal) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + opts_.token);
+  std::unique_ptr<Stream> stream = stub_->Connect(&ctx);
+  {
+    absl::MutexLock l(&mu_);
+    if (shutdown_) return false;
+    ctx_ = &ctx;
+  }
+  v1::AgentMessage hello_msg;
+  {
+    absl::MutexLock l(&mu_);
+    auto* h = hello_msg.mutable_hello();
+    h->set_name(opts_.name);
+    for (const auto& l : opts_.labels) h->add_labels(l);
+    h->set_cpu_slots(static_cast<uint32_t>(opts_.slots));
+    h->set_version(kVersion);
+    for (const auto& [id, j] : jobs_) {
+      auto* held = h->add_held_jobs();
+      held->set_job_id(id);
+      held->set_attempt_token(j->assignment.attempt_token());
+      held->set_finished(j->finished);
+    }
+  }
+  v1::ServerMessage in;
+  bool welcomed = false;
+  std::thread heartbeat;
+  if (stream->Write(hello_msg) && stream->Read(&in) && in.has_welcome()) {
+    welcomed = true;
+    const auto& w = in.welcome();
+    LogInfo("agent", "connected to ", opts_.server, " as agent ", w.agent_id());
+    {
+    absl::MutexLock l(&mu_);
+    for (const auto& s : w.stale_jobs()) {
+      auto it = jobs_.find(s.job_id());
+      if (it != jobs_.end()) {
+        LogWarn("agent", "job ", s.job_id(), " is no longer ours; stopping it");
+        it->second->cancel->Cancel();
+        it->second->unacked_logs.clear();
+      }
+    }
+    stream_ = stream.get();
+    // Resend what the server may not have: unacknowledged log chunks, then results.
+    for (auto& [id, j] : jobs_) {
+      for (const auto& [seq, data] : j->unacked_logs) {
+        v1::AgentMessage m;
+        auto* c = m.mutable_log();
+        c->set_job_id(id);
+        c->set_attempt_token(j->assignment.attempt_token());
+        c->set_seq(seq);
+        c->set_data(data);
+        WriteLocked(m);
+      }
+      if (j->finished) {
+        v1::AgentMessage m;
+        *m.mutable_result() = j->result;
+        WriteLocked(m);
+      }
+    }
+    }
+    absl::Duration interval = absl::Milliseconds(w.heartbeat_interval_ms());
+    if (interval < absl::Milliseconds(100)) interval = absl::Seconds(5);
+    heartbeat = std::thread([this, s = stream.get(), interval] { HeartbeatLoop(s, interval); });
+    while (stream->Read(&in)) {
+      if (in.has_assignment()) {
+        OnAssignment(in.assignment());
+      } else if (in.has_cancel()) {
+        absl::MutexLock l2(&mu_);
+        auto it = jobs_.find(in.cancel().job_id());
+        if (it != jobs_.end() &&
+            it->second->assignment.attempt_token() == in.cancel().attempt_token()) {
+          LogInfo("agent", "job ", in.cancel().job_id(), " canceled: ", in.cancel().reason());
+          it->second->cancel->Cancel();
+        }
+      } else if (in.has_ack()) {
+        OnAck(in.ack());
+      }
+    }
+  }
+  {
+    absl::MutexLock l(&mu_);
+    stream_ = nullptr;
+    ctx_ = nullptr;
+  }
+  if (heartbeat.joinable()) heartbeat.join();
+  grpc::Status st = stream->Finish();
+  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    LogError("agent", "server refused this agent: ", st.error_message());
+    *fatal = true;
+  } else if (!st.ok()) {
+    LogWarn("agent", "stream ended: ", st.error_message());
+  }
+  return welcomed;
+}
+
+void Agent::HeartbeatLoop(Stream* stream, absl::Duration interval) {
+  absl::MutexLock l(&mu_);
+  while (stream_ == stream && !shutdown_) {
+    auto gone = [this, stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stream_ != stream || shutdown_;
+    };
+    if (mu_.AwaitWithTimeout(absl::Condition(&gone), interval)) break;
+    v1::AgentMessage m;
+    for (const auto& [id, j] : jobs_) {
+      if (j->finished) continue;
+      auto* r = m.mutable_heartbeat()->add_running();
+      r->set_job_id(id);
+      r->set_attempt_token(j->assignment.attempt_token());
+    }
+    if (!m.has_heartbeat()) m.mutable_heartbeat();
+    WriteLocked(m);
+  }
+}
+
+void Agent::OnAssignment(const v1::Assignment& a) {
+  absl::MutexLock l(&mu_);
+  // Threads of acknowledged jobs have nothing left to do but return: joining is immediate.
+  for (auto& t : finished_threads_) {
+    if (t.joinable()) t.join();
+  }
+  finished_threads_.clear();
+  int running = 0;
+  for (const auto& [id, j] : jobs_) running += j->finished ? 0 : 1;
+  v1::AgentMessage reply;
+  if (jobs_.count(a.job_id()) || running >= opts_.slots || shutdown_) {
+    auto* r = reply.mutable_rejected();
+    r->set_job_id(a.job_id());
+    r->set_attempt_token(a.attempt_token());
+    r->set_reason(shutdown_ ? "agent is shutting down" : "no free slot");
+    WriteLocked(reply);
+    return;
+  }
+  auto job = std::make_unique<Job>();
+  job->assignment = a;
+  job->cancel = std::make_unique<CancelFlag>();
+  Job* raw = job.get();
+  jobs_[a.job_id()] = std::move(job);
+  auto* acc = reply.mutable_accepted();
+  acc->set_job_id(a.job_id());
+  acc->set_attempt_token(a.attempt_token());
+  WriteLocked(reply);
+  raw->thread = std::thread([this, id = a.job_id()] { RunJob(id); });
+}
+
+void Agent::OnAck(const v1::Ack& ack) {
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(ack.job_id());
+  if (it == jobs_.end() || it->second->assignment.attempt_token() != ack.attempt_token()) return;
+  Job& j = *it->second;
+  if (ack.refused()) {
+    LogWarn("agent", "server refused reports for job ", ack.job_id(), ": attempt is stale");
+    j.cancel->Cancel();
+    j.unacked_logs.clear();
+  } else if (ack.log_seq() > 0) {
+    j.unacked_logs.erase(j.unacked_logs.begin(), j.unacked_logs.upper_bound(ack.log_seq()));
+  }
+  if ((ack.result_recorded() || ack.refused()) && j.finished) {
+    // Why keep the thread: it may still be returning from RunJob; join it later.
+    finished_threads_.push_back(std::move(j.thread));
+    jobs_.erase(it);
+  }
+}
+
+void Agent::EmitLog(int64_t job_id, std::string_view bytes) {
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  Job& j = *it->second;
+  uint64_t seq = j.next_seq++;
+  j.unacked_logs.emplace(seq, std::string(bytes));
+  v1::AgentMessage m;
+  auto* c = m.mutable_log();
+  c->set_job_id(job_id);
+  c->set_attempt_token(j.assignment.attempt_token());
+  c->set_seq(seq);
+  c->set_data(std::string(bytes));
+  WriteLocked(m);
+}
+
+void Agent::RunJob(int64_t job_id) {
+  v1::Assignment a;
+  CancelFlag* cancel = nullptr;
+  {
+    absl::MutexLock l(&mu_);
+    a = jobs_.at(job_id)->assignment;
+    cancel = jobs_.at(job_id)->cancel.get();
+  }
+  int64_t started = NowMs();
+  std::string ws = absl::StrCat(opts_.work_dir, "/jobs/job-", a.job_id(), "-", a.attempt());
+  JobRunResult res;
+  GitMirror* cache = CacheFor(a.clone_url());
+  absl::Status checkout = cache->EnsureCommit(a.commit_sha());
+  if (checkout.ok()) checkout = cache->AddWorktree(a.commit_sha(), ws);
+  if (!checkout.ok()) {
+    res.outcome = JobRunOutcome::kError;
+    res.exit_code = -1;
+    res.message = absl::StrCat("checkout of ", a.commit_sha(), " failed: ",
+                               std::string(checkout.message()));
+    EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
+  } else {
+    JobRunRequest req;
+    for (const auto& s : a.steps()) req.steps.push_back({s.name(), s.run()});
+    req.workdir = ws;
+    req.env = {{"CI", "true"},
+               {"ASSAY", "true"},
+               {"ASSAY_JOB_ID", std::to_string(a.job_id())},
+               {"ASSAY_JOB_NAME", a.job_name()},
+               {"ASSAY_PIPELINE_ID", std::to_string(a.pipeline_id())},
+               {"ASSAY_ATTEMPT", std::to_string(a.attempt())},
+               {"ASSAY_COMMIT_SHA", a.commit_sha()},
+               {"ASSAY_REF", a.ref()},
+               {"ASSAY_AGENT_NAME", opts_.name},
+               {"ASSAY_WORKSPACE", ws}};
+    for (const auto& [k, v] : a.env()) req.env.emplace_back(k, v);
+    req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
+    req.kill_grace = opts_.kill_grace;
+    res = assay::RunJob(req, *cancel,
+                        [this, job_id](std::string_view out) { EmitLog(job_id, out); });
+  }
+  (void)cache->RemoveWorktree(ws);
+  absl::MutexLock l(&mu_);
+  Job& j = *jobs_.at(job_id);
+  j.result.set_job_id(job_id);
+  j.result.set_attempt_token(a.attempt_token());
+  j.result.set_outcome(OutcomeOf(res.outcome));
+  j.result.set_exit_code(res.exit_code);
+  j.result.set_message(res.message);
+  j.result.set_last_log_seq(j.next_seq - 1);
+  j.result.set_started_unix_ms(started);
+  j.result.set_finished_unix_ms(NowMs());
+  j.finished = true;
+  v1::AgentMessage m;
+  *m.mutable_result() = j.result;
+  WriteLocked(m);
+}
+
+}  // namespace assay

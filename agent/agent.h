@@ -1,0 +1,81 @@
+#pragma once
+// The agent: one gRPC stream to the server (reconnecting with backoff), a thread per
+// running job, and the bookkeeping that makes every report survive a reconnect: log chunks
+// stay buffered until acknowledged, and a finished job's result is resent until the server
+// says it recorded (or refused) it — so it is recorded exactly once.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/step_runner.h"
+#include "assay/v1/agent.grpc.pb.h"
+#include "common/git.h"
+
+namespace assay {
+
+struct AgentOptions {
+  std::string server;  // host:port of the server's gRPC listener
+  std::string token;
+  std::string name;
+  std::vector<std::string> labels;
+  int slots = 1;
+  std::string work_dir;
+  absl::Duration kill_grace = absl::Seconds(10);
+  absl::Duration reconnect_min = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(5);
+};
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions opts);
+  ~Agent();
+  // Connects and serves until Shutdown(); returns kInvalidArgument for unusable options and
+  // kUnauthenticated when the server refuses the token (retrying would not help).
+  absl::Status Run();
+  // Cancels running jobs, delivers what it can, and makes Run() return. Thread-safe.
+  void Shutdown();
+
+ private:
+  struct Job {
+    v1::Assignment assignment;
+    std::unique_ptr<CancelFlag> cancel;
+    std::thread thread;
+    uint64_t next_seq = 1;
+    std::map<uint64_t, std::string> unacked_logs;  // seq → bytes
+    bool finished = false;
+    v1::JobResult result;
+  };
+  using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::ServerMessage>;
+
+  bool ServeOnce(bool* fatal);  // one connection; true if it got as far as a Welcome
+  void OnAssignment(const v1::Assignment& a);
+  void OnAck(const v1::Ack& ack);
+  void RunJob(int64_t job_id);
+  void EmitLog(int64_t job_id, std::string_view bytes);
+  void HeartbeatLoop(Stream* stream, absl::Duration interval);
+  // REQUIRES: mu_ held. Writes if connected; a failed write is noticed by the reader.
+  void WriteLocked(const v1::AgentMessage& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  GitMirror* CacheFor(const std::string& clone_url);
+
+  const AgentOptions opts_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+
+  absl::Mutex mu_;
+  std::map<int64_t, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> finished_threads_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex cache_mu_;
+  std::map<std::string, std::unique_ptr<GitMirror>> caches_ ABSL_GUARDED_BY(cache_mu_);
+};
+
+}  // namespace assay

@@ -1,0 +1,69 @@
+// assay-agent: flags → AgentOptions → Agent::Run, until SIGINT/SIGTERM.
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "agent/agent.h"
+#include "common/config.h"
+#include "common/log.h"
+
+int main(int argc, char** argv) {
+  const std::vector<assay::OptionSpec> specs = {
+      {"server", "127.0.0.1:9090", "the server's gRPC address HOST:PORT"},
+      {"token", "", "agent token (the server's --agent-token)", true},
+      {"name", "", "unique agent name (default: the host name)"},
+      {"labels", "", "comma-separated labels jobs can ask for"},
+      {"slots", "1", "jobs run at once"},
+      {"work-dir", "", "directory for the repository cache and job workspaces", true},
+      {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped"},
+  };
+  auto cfg = assay::Config::Parse(argc, argv, specs, "assay-agent");
+  if (!cfg.ok()) {
+    bool help = cfg.status().code() == absl::StatusCode::kCancelled;
+    std::cerr << (help ? "" : "assay-agent: ") << cfg.status().message() << "\n";
+    return help ? 0 : 2;
+  }
+  assay::AgentOptions o;
+  o.server = cfg->Get("server");
+  o.token = cfg->Get("token");
+  o.name = cfg->Get("name");
+  if (o.name.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    o.name = host;
+  }
+  o.labels = cfg->GetList("labels");
+  o.work_dir = cfg->Get("work-dir");
+  auto slots = cfg->GetInt("slots");
+  auto grace = cfg->GetDuration("kill-grace");
+  for (const absl::Status& s : {slots.status(), grace.status()}) {
+    if (!s.ok()) {
+      std::cerr << "assay-agent: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  o.slots = static_cast<int>(*slots);
+  o.kill_grace = *grace;
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  assay::Agent agent(o);
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    assay::LogInfo("agent", "signal ", sig, ": shutting down");
+    agent.Shutdown();
+  });
+  absl::Status s = agent.Run();
+  if (!s.ok()) {
+    std::cerr << "assay-agent: " << s.message() << "\n";
+    // Why _exit: the signal waiter thread is blocked in sigwait and cannot be joined.
+    _exit(s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1);
+  }
+  _exit(0);
+}

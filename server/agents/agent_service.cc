@@ -1,0 +1,353 @@
+#include "server/agents/agent_service.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include <deque>
+#include <regex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/log.h"
+
+namespace assay {
+namespace {
+
+using Reactor = grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>;
+
+std::string JobStateOf(v1::JobOutcome o) {
+  switch (o) {
+    case v1::JOB_OUTCOME_SUCCEEDED: return "succeeded";
+    case v1::JOB_OUTCOME_FAILED: return "failed";
+    case v1::JOB_OUTCOME_TIMED_OUT: return "timed_out";
+    case v1::JOB_OUTCOME_CANCELED: return "canceled";
+    case v1::JOB_OUTCOME_ERROR: return "error";
+    default: return "";
+  }
+}
+
+class Session;
+
+// The Dispatcher's handle on a session; outlives the reactor safely (Send after the stream
+// ended is a no-op).
+class SessionChannel final : public AgentChannel {
+ public:
+  explicit SessionChannel(Session* s) : session_(s) {}
+  void Send(const v1::ServerMessage& msg) override;
+  void Close(const std::string& reason) override;
+  void Detach() {
+    absl::MutexLock l(&mu_);
+    session_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  Session* session_ ABSL_GUARDED_BY(mu_);
+};
+
+class Session final : public Reactor {
+ public:
+  Session(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx)
+      : svc_(svc), deps_(svc->deps()), channel_(std::make_shared<SessionChannel>(this)) {
+    auto md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    std::string given = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+    if (!ConstantTimeEquals(Sha256(given), Sha256("Bearer " + deps_.agent_token))) {
+      LogWarn("agents", "refused a stream from ", ctx->peer(), ": bad or missing agent token");
+      FinishOnce(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                              "missing or invalid agent token (authorization: Bearer <token>)"));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void Enqueue(const v1::ServerMessage& msg) {
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
+    out_.push_back(msg);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock l(&mu_);
+    if (finished_ || finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = status;
+    // Why deferred: a Finish while a write is in flight would race it; OnWriteDone finishes.
+    if (!writing_) {
+      finished_ = true;
+      Finish(finish_status_);
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    out_.pop_front();
+    if (ok && !out_.empty() && !finished_) {
+      StartWrite(&out_.front());
+      return;
+    }
+    writing_ = false;
+    if (!ok) out_.clear();
+    if (finish_requested_ && !finished_) {
+      finished_ = true;
+      Finish(finish_status_);
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the agent closed its side or the stream broke
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    {
+      absl::MutexLock l(&mu_);
+      ++tasks_;
+    }
+    v1::AgentMessage msg = std::move(in_);
+    // Why a pool: handling touches PostgreSQL; gRPC's callback threads must not block.
+    boost::asio::post(svc_->pool(), [this, msg = std::move(msg)]() mutable {
+      bool keep_reading = Handle(msg);
+      bool last;
+      {
+        absl::MutexLock l(&mu_);
+        --tasks_;
+        if (keep_reading && !finished_ && !finish_requested_) StartRead(&in_);
+        last = done_ && tasks_ == 0;
+      }
+      if (last) delete this;
+    });
+  }
+
+  void OnDone() override {
+    channel_->Detach();
+    if (agent_id_ != 0) {
+      deps_.dispatcher->AgentDisconnected(agent_id_, channel_.get());
+      (void)deps_.agents->Disconnect(agent_id_);
+      LogInfo("agents", "agent ", name_, " (", agent_id_, ") disconnected");
+    }
+    bool last;
+    {
+      absl::MutexLock l(&mu_);
+      done_ = true;
+      last = tasks_ == 0;
+    }
+    // Why counted: a handler task may still run on the pool; the last one out deletes.
+    if (last) delete this;
+  }
+
+ private:
+  void SendAck(int64_t job_id, const std::string& token, uint64_t seq, bool result, bool refused,
+               const std::string& message = "") {
+    v1::ServerMessage m;
+    auto* a = m.mutable_ack();
+    a->set_job_id(job_id);
+    a->set_attempt_token(token);
+    a->set_log_seq(seq);
+    a->set_result_recorded(result);
+    a->set_refused(refused);
+    a->set_message(message);
+    Enqueue(m);
+  }
+
+  void Fail(grpc::StatusCode code, const std::string& msg) {
+    LogWarn("agents", "closing stream of ", name_.empty() ? "unnamed agent" : name_, ": ", msg);
+    FinishOnce(grpc::Status(code, msg));
+  }
+
+  // Returns false when the stream is being closed.
+  bool Handle(const v1::AgentMessage& msg) {
+    if (agent_id_ == 0 && !msg.has_hello()) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "the first message on a stream must be hello");
+      return false;
+    }
+    switch (msg.msg_case()) {
+      case v1::AgentMessage::kHello: return OnHello(msg.hello());
+      case v1::AgentMessage::kHeartbeat: return OnHeartbeat(msg.heartbeat());
+      case v1::AgentMessage::kAccepted: return OnAccepted(msg.accepted());
+      case v1::AgentMessage::kRejected: return OnRejected(msg.rejected());
+      case v1::AgentMessage::kLog: return OnLog(msg.log());
+      case v1::AgentMessage::kResult: return OnResult(msg.result());
+      default:
+        Fail(grpc::StatusCode::INVALID_ARGUMENT, "empty or unknown agent message");
+        return false;
+    }
+  }
+
+  bool OnHello(const v1::Hello& h) {
+    if (agent_id_ != 0) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "hello sent twice on one stream");
+      return false;
+    }
+    static const std::regex kName("^[A-Za-z0-9][A-Za-z0-9_.\\-]{0,99}$");
+    if (!std::regex_match(h.name(), kName)) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT,
+           "hello.name must be 1-100 characters of letters, digits, '_', '.', '-'");
+      return false;
+    }
+    if (h.cpu_slots() < 1 || h.cpu_slots() > 1024) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "hello.cpu_slots must be between 1 and 1024");
+      return false;
+    }
+    store::AgentHello ah;
+    ah.name = h.name();
+    ah.version = h.version();
+    ah.cpu_slots = static_cast<int>(h.cpu_slots());
+    for (const auto& l : h.labels()) ah.labels.push_back(l);
+    boost::json::array gpus;
+    for (const auto& g : h.gpus()) {
+      gpus.push_back({{"index", g.index()}, {"uuid", g.uuid()}, {"name", g.name()},
+                      {"memory_mb", g.memory_mb()}});
+    }
+    ah.gpus_json = boost::json::serialize(gpus);
+    auto id = deps_.agents->Connect(ah);
+    if (!id.ok()) {
+      Fail(grpc::StatusCode::UNAVAILABLE, std::string(id.status().message()));
+      return false;
+    }
+    std::vector<store::HeldAttempt> held;
+    for (const auto& j : h.held_jobs()) held.push_back({j.job_id(), j.attempt_token()});
+    auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
+    auto released = deps_.jobs->ReleaseUnheld(*id, held);
+    if (!stale.ok() || !released.ok()) {
+      Fail(grpc::StatusCode::UNAVAILABLE, "database unavailable");
+      return false;
+    }
+    agent_id_ = *id;
+    name_ = h.name();
+    v1::ServerMessage m;
+    auto* w = m.mutable_welcome();
+    w->set_agent_id(agent_id_);
+    w->set_heartbeat_interval_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(deps_.heartbeat_interval)));
+    w->set_lease_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(deps_.dispatcher->options().lease)));
+    std::set<int64_t> busy;
+    for (const auto& j : h.held_jobs()) {
+      bool is_stale = false;
+      for (const auto& s : *stale) is_stale |= s.job_id == j.job_id();
+      // A job whose result is merely waiting to be delivered holds no slot.
+      if (!is_stale && !j.finished()) busy.insert(j.job_id());
+      // Finished results are checked when they arrive; only running ones are reported stale.
+      if (is_stale && !j.finished()) *w->add_stale_jobs() = j;
+    }
+    Enqueue(m);
+    LogInfo("agents", "agent ", name_, " (", agent_id_, ") connected: ", h.cpu_slots(),
+            " slot(s), ", h.held_jobs_size(), " held job(s)");
+    deps_.dispatcher->AgentConnected(agent_id_, ah.labels, ah.cpu_slots, std::move(busy),
+                                     channel_);
+    deps_.dispatcher->Kick();
+    return true;
+  }
+
+  bool OnHeartbeat(const v1::Heartbeat& hb) {
+    std::vector<store::HeldAttempt> held;
+    for (const auto& j : hb.running()) held.push_back({j.job_id(), j.attempt_token()});
+    auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
+    if (!stale.ok()) return true;  // transient; the next heartbeat retries
+    for (const auto& s : *stale) {
+      deps_.dispatcher->SendCancel(agent_id_, s.job_id, s.attempt_token,
+                                   "this attempt is no longer valid (lease lost)");
+      deps_.dispatcher->JobReleased(agent_id_, s.job_id);
+    }
+    return true;
+  }
+
+  bool OnAccepted(const v1::JobAccepted& a) {
+    auto f = deps_.jobs->MarkRunning(a.job_id(), a.attempt_token());
+    if (f.ok() && *f == store::Fence::kStale) {
+      deps_.dispatcher->SendCancel(agent_id_, a.job_id(), a.attempt_token(),
+                                   "this attempt is no longer valid");
+      deps_.dispatcher->JobReleased(agent_id_, a.job_id());
+    }
+    return true;
+  }
+
+  bool OnRejected(const v1::JobRejected& r) {
+    (void)deps_.jobs->Reject(r.job_id(), r.attempt_token(), r.reason());
+    deps_.dispatcher->JobReleased(agent_id_, r.job_id());
+    return true;
+  }
+
+  bool OnLog(const v1::LogChunk& c) {
+    if (c.seq() < 1) {
+      SendAck(c.job_id(), c.attempt_token(), 0, false, false, "log chunk seq must be >= 1");
+      return true;
+    }
+    auto f = deps_.jobs->AppendLog(c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()),
+                                   c.data());
+    if (!f.ok()) return true;  // not acknowledged: the agent resends it
+    SendAck(c.job_id(), c.attempt_token(), c.seq(), false, *f == store::Fence::kStale);
+    return true;
+  }
+
+  bool OnResult(const v1::JobResult& r) {
+    store::ResultReport rep;
+    rep.job_id = r.job_id();
+    rep.attempt_token = r.attempt_token();
+    rep.state = JobStateOf(r.outcome());
+    if (rep.state.empty()) {
+      SendAck(r.job_id(), r.attempt_token(), 0, false, false, "result.outcome is unspecified");
+      return true;
+    }
+    rep.exit_code = r.exit_code();
+    rep.message = r.message();
+    if (r.started_unix_ms() > 0) rep.started_at = absl::FromUnixMillis(r.started_unix_ms());
+    if (r.finished_unix_ms() > 0) rep.finished_at = absl::FromUnixMillis(r.finished_unix_ms());
+    auto out = deps_.jobs->Finish(rep);
+    if (!out.ok()) return true;  // not acknowledged: the agent resends it after a reconnect
+    deps_.dispatcher->JobReleased(agent_id_, r.job_id());
+    if (out->fence == store::Fence::kOk) {
+      deps_.metrics->ObserveJobDuration(absl::ToDoubleSeconds(out->duration));
+    }
+    bool stale = out->fence == store::Fence::kStale;
+    SendAck(r.job_id(), r.attempt_token(), r.last_log_seq(), !stale, stale);
+    deps_.dispatcher->Kick();
+    return true;
+  }
+
+  AgentServiceImpl* svc_;
+  const AgentServiceDeps& deps_;
+  std::shared_ptr<SessionChannel> channel_;
+  v1::AgentMessage in_;
+  int64_t agent_id_ = 0;  // set by hello; touched only by the (serial) handler tasks and OnDone
+  std::string name_;
+
+  absl::Mutex mu_;
+  std::deque<v1::ServerMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  int tasks_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::Status finish_status_;
+};
+
+void SessionChannel::Send(const v1::ServerMessage& msg) {
+  absl::MutexLock l(&mu_);
+  if (session_ != nullptr) session_->Enqueue(msg);
+}
+
+void SessionChannel::Close(const std::string& reason) {
+  absl::MutexLock l(&mu_);
+  if (session_ != nullptr) {
+    session_->FinishOnce(grpc::Status(grpc::StatusCode::ABORTED, reason));
+  }
+}
+
+}  // namespace
+
+AgentServiceImpl::AgentServiceImpl(AgentServiceDeps deps)
+    : deps_(std::move(deps)), pool_(deps_.worker_threads) {}
+
+AgentServiceImpl::~AgentServiceImpl() { pool_.join(); }
+
+Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* ctx) {
+  return new Session(this, ctx);
+}
+
+}  // namespace assay

@@ -1,0 +1,48 @@
+#pragma once
+// The gRPC side of the agent protocol (proto/assay/v1/agent.proto). Each Connect stream is a
+// callback reactor; it only translates messages and hands them, one at a time and in order,
+// to a blocking worker pool where the stores and the Dispatcher do the work.
+
+#include <grpcpp/grpcpp.h>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include <memory>
+#include <string>
+
+#include "assay/v1/agent.grpc.pb.h"
+#include "server/metrics/metrics.h"
+#include "server/scheduler/dispatcher.h"
+#include "server/store/agents.h"
+#include "server/store/jobs.h"
+
+namespace assay {
+
+struct AgentServiceDeps {
+  store::AgentStore* agents;
+  store::JobStore* jobs;
+  Dispatcher* dispatcher;
+  Metrics* metrics;
+  std::string agent_token;  // compared in constant time with the stream's bearer token
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  int worker_threads = 4;
+};
+
+class AgentServiceImpl final : public v1::AgentService::CallbackService {
+ public:
+  // Everything in `deps` must outlive this service.
+  explicit AgentServiceImpl(AgentServiceDeps deps);
+  ~AgentServiceImpl() override;
+
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* Connect(
+      grpc::CallbackServerContext* ctx) override;
+
+  const AgentServiceDeps& deps() const { return deps_; }
+  boost::asio::thread_pool& pool() { return pool_; }
+
+ private:
+  AgentServiceDeps deps_;
+  boost::asio::thread_pool pool_;
+};
+
+}  // namespace assay

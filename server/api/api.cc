@@ -1,0 +1,320 @@
+#include "server/api/api.h"
+
+#include <boost/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "server/http/json_util.h"
+#include "server/webhook/github.h"
+
+namespace assay {
+namespace {
+
+using http::ErrorResponse;
+using http::JsonResponse;
+using http::Request;
+using http::Response;
+namespace json = boost::json;
+
+json::value TimeJson(absl::Time t) {
+  if (t == absl::InfinitePast()) return nullptr;
+  return json::value(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone()));
+}
+
+json::object RepoJson(const store::Repo& r) {
+  return {{"id", r.id},
+          {"name", r.name},
+          {"provider", r.provider},
+          {"clone_url", r.clone_url},
+          {"html_url", r.html_url.empty() ? json::value(nullptr) : json::value(r.html_url)},
+          {"has_webhook_secret", !r.webhook_secret_sealed.empty()},
+          {"created_at", TimeJson(r.created_at)}};
+}
+
+json::object JobJson(const store::JobRow& j) {
+  json::array needs;
+  for (const auto& n : j.needs) needs.push_back(json::value(n));
+  return {{"id", j.id},
+          {"pipeline_id", j.pipeline_id},
+          {"name", j.name},
+          {"state", j.state},
+          {"needs", std::move(needs)},
+          {"attempt", j.attempt},
+          {"agent", j.agent.empty() ? json::value(nullptr) : json::value(j.agent)},
+          {"exit_code", j.exit_code ? json::value(*j.exit_code) : json::value(nullptr)},
+          {"message", j.message.empty() ? json::value(nullptr) : json::value(j.message)},
+          {"created_at", TimeJson(j.created_at)},
+          {"queued_at", TimeJson(j.queued_at)},
+          {"started_at", TimeJson(j.started_at)},
+          {"finished_at", TimeJson(j.finished_at)}};
+}
+
+json::object PipelineJson(const store::PipelineRow& p) {
+  json::object o{{"id", p.id},
+                 {"repo", p.repo},
+                 {"event", p.event},
+                 {"ref", p.ref},
+                 {"commit_sha", p.commit_sha},
+                 {"state", p.state},
+                 {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
+                 {"created_at", TimeJson(p.created_at)},
+                 {"finished_at", TimeJson(p.finished_at)}};
+  return o;
+}
+
+absl::StatusOr<int64_t> PathId(const Request& req) {
+  int64_t id = 0;
+  auto it = req.path_params.find("id");
+  if (it == req.path_params.end() || !absl::SimpleAtoi(it->second, &id) || id <= 0) {
+    return absl::InvalidArgumentError("path parameter 'id' must be a positive integer");
+  }
+  return id;
+}
+
+// Wraps a handler with bearer-token authentication against the admin token.
+http::Handler Authed(const ApiDeps& d, http::Handler h) {
+  return [&d, h = std::move(h)](Request& req) -> Response {
+    std::string given = req.Header("authorization");
+    // Why hash first: ConstantTimeEquals leaks length; equal-length digests do not.
+    if (!ConstantTimeEquals(Sha256(given), Sha256("Bearer " + d.admin_token))) {
+      Response r = ErrorResponse(401, "unauthenticated",
+                                 "missing or invalid token: send 'Authorization: Bearer <token>'");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+    return h(req);
+  };
+}
+
+Response CreateRepo(const ApiDeps& d, Request& req) {
+  Response err;
+  auto body = http::ParseJsonBody(req, &err);
+  if (!body) return err;
+  for (const auto& [k, v] : *body) {
+    std::string key(k);
+    if (key != "name" && key != "clone_url" && key != "provider" && key != "webhook_secret" &&
+        key != "html_url") {
+      return ErrorResponse(400, "invalid_argument",
+                           absl::StrCat("unknown field '", key,
+                                        "' (allowed: name, clone_url, provider, webhook_secret, "
+                                        "html_url)"));
+    }
+  }
+  auto name = http::RequiredString(*body, "name");
+  if (!name.ok()) return http::StatusToResponse(name.status());
+  auto clone_url = http::RequiredString(*body, "clone_url");
+  if (!clone_url.ok()) return http::StatusToResponse(clone_url.status());
+  auto provider = http::OptionalString(*body, "provider");
+  if (!provider.ok()) return http::StatusToResponse(provider.status());
+  auto secret = http::OptionalString(*body, "webhook_secret");
+  if (!secret.ok()) return http::StatusToResponse(secret.status());
+  auto html_url = http::OptionalString(*body, "html_url");
+  if (!html_url.ok()) return http::StatusToResponse(html_url.status());
+  store::NewRepo n;
+  n.name = *name;
+  n.clone_url = *clone_url;
+  n.provider = provider->value_or("github");
+  if (n.provider != "github" && n.provider != "gitlab" && n.provider != "gitea") {
+    return ErrorResponse(400, "invalid_argument",
+                         "field 'provider' must be one of github, gitlab, gitea");
+  }
+  n.html_url = html_url->value_or("");
+  if (secret->has_value()) {
+    if ((*secret)->empty()) {
+      return ErrorResponse(400, "invalid_argument", "field 'webhook_secret' must not be empty");
+    }
+    auto sealed = SealSecret(d.secret_key, **secret);
+    if (!sealed.ok()) return http::StatusToResponse(sealed.status());
+    n.webhook_secret_sealed = *sealed;
+  }
+  auto repo = d.repos->Create(n);
+  if (!repo.ok()) return http::StatusToResponse(repo.status());
+  return JsonResponse(201, RepoJson(*repo));
+}
+
+Response GithubHook(const ApiDeps& d, Request& req) {
+  std::string event = req.Header("x-github-event");
+  std::string delivery = req.Header("x-github-delivery");
+  if (event.empty() || delivery.empty()) {
+    d.metrics->WebhookReceived("github", "bad_request");
+    return ErrorResponse(400, "invalid_argument",
+                         "headers X-GitHub-Event and X-GitHub-Delivery are required");
+  }
+  if (delivery.size() > 200) {
+    d.metrics->WebhookReceived("github", "bad_request");
+    return ErrorResponse(400, "invalid_argument", "header X-GitHub-Delivery is too long");
+  }
+  auto candidates = webhook::RepoCandidates(req.body);
+  if (!candidates.ok()) {
+    d.metrics->WebhookReceived("github", "bad_request");
+    return ErrorResponse(400, "invalid_payload", std::string(candidates.status().message()));
+  }
+  auto repo = d.repos->FindByAny(*candidates);
+  if (!repo.ok()) {
+    if (repo.status().code() != absl::StatusCode::kNotFound) {
+      return http::StatusToResponse(repo.status());
+    }
+    d.metrics->WebhookReceived("github", "unknown_repo");
+    return ErrorResponse(404, "unknown_repository",
+                         absl::StrCat("no registered repository matches ", (*candidates)[0]));
+  }
+  if (repo->webhook_secret_sealed.empty()) {
+    d.metrics->WebhookReceived("github", "bad_signature");
+    return ErrorResponse(401, "unauthenticated",
+                         absl::StrCat("repository ", repo->name,
+                                      " has no webhook secret; deliveries cannot be verified"));
+  }
+  auto secret = OpenSecret(d.secret_key, repo->webhook_secret_sealed);
+  if (!secret.ok()) return http::StatusToResponse(secret.status());
+  absl::Status sig = VerifyHmacSha256Signature(req.Header("x-hub-signature-256"), "sha256=",
+                                               *secret, req.body);
+  if (!sig.ok()) {
+    d.metrics->WebhookReceived("github", "bad_signature");
+    return ErrorResponse(401, "bad_signature",
+                         absl::StrCat("X-Hub-Signature-256: ", std::string(sig.message())));
+  }
+  store::NewDelivery nd;
+  nd.provider = "github";
+  nd.delivery_id = delivery;
+  nd.event = event;
+  nd.repo_id = repo->id;
+  json::object headers;
+  for (const auto& [k, v] : req.headers) {
+    if (k.size() >= 2 && (k[0] == 'X' || k[0] == 'x' || k == "User-Agent" || k == "user-agent" ||
+                          k == "Content-Type" || k == "content-type")) {
+      headers[k] = v;
+    }
+  }
+  nd.headers_json = json::serialize(headers);
+  nd.body = req.body;
+  if (event != "push") {
+    nd.initial_state = "ignored";
+    nd.message = event == "ping" ? "ping" : absl::StrCat("event '", event, "' is not built");
+  }
+  auto ins = d.deliveries->Insert(nd);
+  if (!ins.ok()) return http::StatusToResponse(ins.status());
+  if (!ins->inserted) {
+    d.metrics->WebhookReceived("github", "duplicate");
+    return JsonResponse(202, {{"delivery", ins->id}, {"status", "duplicate"}});
+  }
+  if (event == "ping") {
+    d.metrics->WebhookReceived("github", "accepted");
+    return JsonResponse(200, {{"delivery", ins->id}, {"status", "pong"}});
+  }
+  if (event != "push") {
+    d.metrics->WebhookReceived("github", "ignored");
+    return JsonResponse(202, {{"delivery", ins->id}, {"status", "ignored"}});
+  }
+  d.metrics->WebhookReceived("github", "accepted");
+  d.planner->Enqueue(ins->id);
+  return JsonResponse(202, {{"delivery", ins->id}, {"status", "queued"}});
+}
+
+}  // namespace
+
+void RegisterApi(http::Router& router, const ApiDeps& deps) {
+  const ApiDeps& d = deps;
+  router.Add("GET", "/healthz", [&d](Request&) {
+    auto active = d.jobs->ActiveWork();
+    if (!active.ok()) {
+      return ErrorResponse(503, "unavailable", std::string(active.status().message()));
+    }
+    return JsonResponse(200, {{"status", "ok"},
+                              {"active", *active},
+                              {"agents", d.dispatcher->ConnectedAgents()}});
+  });
+  router.Add("GET", "/metrics", [&d](Request&) {
+    auto counts = d.jobs->CountByState();
+    if (counts.ok()) d.metrics->SetJobStates(*counts);
+    Response r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = d.metrics->Serialize();
+    return r;
+  });
+  router.Add("POST", "/hooks/github", [&d](Request& req) { return GithubHook(d, req); });
+
+  router.Add("POST", "/api/v1/repos", Authed(d, [&d](Request& req) { return CreateRepo(d, req); }));
+  router.Add("GET", "/api/v1/repos", Authed(d, [&d](Request&) {
+               auto repos = d.repos->List();
+               if (!repos.ok()) return http::StatusToResponse(repos.status());
+               json::array a;
+               for (const auto& r : *repos) a.push_back(RepoJson(r));
+               return JsonResponse(200, {{"repos", std::move(a)}});
+             }));
+  router.Add("GET", "/api/v1/pipelines", Authed(d, [&d](Request& req) {
+               int64_t limit = 50;
+               if (auto l = req.Query("limit")) {
+                 if (!absl::SimpleAtoi(*l, &limit) || limit < 1 || limit > 1000) {
+                   return ErrorResponse(400, "invalid_argument",
+                                        "query parameter 'limit' must be between 1 and 1000");
+                 }
+               }
+               auto list = d.pipelines->List(req.Query("repo"), static_cast<int>(limit));
+               if (!list.ok()) return http::StatusToResponse(list.status());
+               json::array a;
+               for (const auto& p : *list) a.push_back(PipelineJson(p));
+               return JsonResponse(200, {{"pipelines", std::move(a)}});
+             }));
+  router.Add("GET", "/api/v1/pipelines/{id}", Authed(d, [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto p = d.pipelines->Get(*id);
+               if (!p.ok()) return http::StatusToResponse(p.status());
+               json::object o = PipelineJson(*p);
+               json::array jobs;
+               for (const auto& j : p->jobs) jobs.push_back(JobJson(j));
+               o["jobs"] = std::move(jobs);
+               return JsonResponse(200, o);
+             }));
+  router.Add("POST", "/api/v1/pipelines/{id}/cancel", Authed(d, [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto canceled = d.pipelines->Cancel(*id);
+               if (!canceled.ok()) return http::StatusToResponse(canceled.status());
+               for (const auto& c : *canceled) {
+                 d.dispatcher->SendCancel(c.agent_id, c.job_id, c.attempt_token,
+                                          "pipeline canceled");
+               }
+               d.dispatcher->Kick();
+               auto p = d.pipelines->Get(*id);
+               if (!p.ok()) return http::StatusToResponse(p.status());
+               return JsonResponse(200, PipelineJson(*p));
+             }));
+  router.Add("GET", "/api/v1/jobs/{id}", Authed(d, [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto j = d.pipelines->GetJob(*id);
+               if (!j.ok()) return http::StatusToResponse(j.status());
+               return JsonResponse(200, JobJson(*j));
+             }));
+  router.Add("GET", "/api/v1/jobs/{id}/log", Authed(d, [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto log = d.jobs->ReadLog(*id);
+               if (!log.ok()) return http::StatusToResponse(log.status());
+               Response r;
+               r.content_type = "text/plain; charset=utf-8";
+               r.body = std::move(*log);
+               return r;
+             }));
+  router.Add("GET", "/api/v1/agents", Authed(d, [&d](Request&) {
+               auto list = d.agents->List();
+               if (!list.ok()) return http::StatusToResponse(list.status());
+               json::array a;
+               for (const auto& ag : *list) {
+                 json::array labels;
+                 for (const auto& l : ag.labels) labels.push_back(json::value(l));
+                 a.push_back({{"id", ag.id},
+                              {"name", ag.name},
+                              {"state", ag.state},
+                              {"version", ag.version},
+                              {"labels", std::move(labels)},
+                              {"cpu_slots", ag.cpu_slots},
+                              {"gpus", json::parse(ag.gpus_json)}});
+               }
+               return JsonResponse(200, {{"agents", std::move(a)}});
+             }));
+}
+
+}  // namespace assay

@@ -1,0 +1,471 @@
+#include "server/http/http_server.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log.h"
+
+namespace assay::http {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+
+constexpr std::uint32_t kHeaderLimit = 64 * 1024;
+// After an error response the server stops sending but keeps reading (and discarding)
+// for a while, so that the client's unsent body does not turn our close into a TCP
+// reset that could destroy the response before the client reads it.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::size_t kLingerBytes = 1024 * 1024;
+
+// Debian's Abseil has its own absl::string_view, distinct from std::string_view.
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::clamp(absl::ToChronoNanoseconds(d), std::chrono::nanoseconds(1),
+                 std::chrono::nanoseconds(std::chrono::hours(24 * 365))));
+}
+
+bool IsSafeHeader(std::string_view name, std::string_view value) {
+  auto bad = [](std::string_view s) {
+    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+  };
+  return !name.empty() && !bad(name) && !bad(value) && name.find(':') == std::string_view::npos;
+}
+
+std::string EndpointString(const tcp::endpoint& ep) {
+  const auto address = ep.address();
+  if (address.is_v6()) return absl::StrCat("[", address.to_string(), "]:", ep.port());
+  return absl::StrCat(address.to_string(), ":", ep.port());
+}
+
+}  // namespace
+
+class HttpSession;
+
+struct Server::Core {
+  Core(ServerOptions options, Handler h)
+      : opts(std::move(options)),
+        handler(std::move(h)),
+        ioc(std::max(1, opts.io_threads)),
+        acceptor(net::make_strand(ioc)),
+        accept_retry(acceptor.get_executor()) {}
+
+  void DoAccept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+  bool Register(const std::shared_ptr<HttpSession>& s) ABSL_LOCKS_EXCLUDED(mu);
+  void Unregister(HttpSession* s) ABSL_LOCKS_EXCLUDED(mu);
+  bool Stopping() ABSL_LOCKS_EXCLUDED(mu) {
+    absl::MutexLock lock(&mu);
+    return stopping;
+  }
+
+  const ServerOptions opts;
+  const Handler handler;
+
+  absl::Mutex lifecycle_mu;  // serializes Start/Stop
+  enum class State { kNew, kRunning, kStopped };
+  State state ABSL_GUARDED_BY(lifecycle_mu) = State::kNew;
+  std::vector<std::thread> io_threads ABSL_GUARDED_BY(lifecycle_mu);
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::atomic<uint16_t> port{0};
+
+  absl::Mutex mu;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  std::unordered_map<HttpSession*, std::weak_ptr<HttpSession>> sessions ABSL_GUARDED_BY(mu);
+
+  // Why this order: members die bottom-up. The pool goes first (its queued tasks hold
+  // sessions, whose sockets need `ioc`); then `ioc`, whose queued handlers hold the
+  // remaining sessions, whose destructors use `mu` and `sessions` above.
+  net::io_context ioc;
+  tcp::acceptor acceptor;  // on its own strand
+  net::steady_timer accept_retry;
+  std::optional<net::thread_pool> pool;
+};
+
+// One connection. All members are touched only on the connection's strand (the
+// executor of stream_), except that Server::Stop closes it after all threads joined.
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(Server::Core& core, tcp::socket socket, std::string remote)
+      : core_(core), stream_(std::move(socket)), remote_(std::move(remote)) {}
+  ~HttpSession() { core_.Unregister(this); }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&HttpSession::ReadHeader, shared_from_this()));
+  }
+
+  void Close() {
+    closed_ = true;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+ private:
+  void ReadHeader() {
+    if (closed_) return;
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(core_.opts.body_limit);
+    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, std::size_t) {
+    if (ec) return OnReadError(ec);
+    parser_->eager(true);
+    const auto& header = parser_->get();
+    if (header.version() >= 11 && !parser_->is_done() &&
+        absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(absl::string_view(
+                                   header[bhttp::field::expect].data(),
+                                   header[bhttp::field::expect].size())),
+                               "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         if (ec) return self->Close();
+                         self->ReadBody();
+                       });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (closed_) return;
+    if (parser_->is_done()) return Dispatch();
+    // Why a fresh deadline per read: a large body on a slow link must not be cut off as
+    // long as it keeps moving; a stalled one still times out.
+    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    bhttp::async_read_some(stream_, buffer_, *parser_,
+                           beast::bind_front_handler(&HttpSession::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, std::size_t) {
+    if (ec) return OnReadError(ec);
+    ReadBody();
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) {
+      return WriteError(ErrorResponse(
+          413, "payload_too_large",
+          absl::StrCat("request body exceeds the limit of ", core_.opts.body_limit, " bytes")));
+    }
+    if (ec == bhttp::error::header_limit) {
+      return WriteError(ErrorResponse(
+          431, "headers_too_large",
+          absl::StrCat("request header exceeds the limit of ", kHeaderLimit, " bytes")));
+    }
+    // end_of_stream: the peer closed between requests. partial_message: it closed in
+    // the middle of one. Neither can be answered.
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
+        ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+      return WriteError(
+          ErrorResponse(400, "bad_request", absl::StrCat("malformed HTTP request: ", ec.message())));
+    }
+    Close();  // timeout, reset, abort: nothing to say
+  }
+
+  void Dispatch() {
+    stream_.expires_never();
+    auto message = parser_->release();
+    parser_.reset();
+    keep_alive_ = message.keep_alive();
+    version_ = message.version();
+    head_ = message.method() == bhttp::verb::head;
+
+    Request req;
+    req.method = std::string(message.method_string());
+    req.target = std::string(message.target());
+    auto url = boost::urls::parse_origin_form(req.target);
+    if (!url) url = boost::urls::parse_absolute_uri(req.target);
+    if (!url) {
+      return WriteError(ErrorResponse(400, "bad_request",
+                                      absl::StrCat("invalid request target '", req.target, "'")));
+    }
+    req.path = url->path();
+    if (req.path.empty()) req.path = "/";
+    boost::urls::encoding_opts opts;
+    opts.space_as_plus = true;
+    for (const auto& param : url->params(opts)) {
+      if (param.key.empty() && !param.has_value) continue;  // "?" or "a=1&&b=2"
+      req.query.emplace_back(param.key, param.value);
+    }
+    req.headers.reserve(std::distance(message.begin(), message.end()));
+    for (const auto& field : message) {
+      req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    req.body = std::move(message.body());
+    req.remote_addr = remote_;
+
+    net::post(*core_.pool, [self = shared_from_this(), req = std::move(req)]() mutable {
+      Response res = self->RunHandler(req);
+      net::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+        self->Write(std::move(res), /*after_error=*/false);
+      });
+    });
+  }
+
+  // On a handler-pool thread.
+  Response RunHandler(Request& req) {
+    try {
+      return core_.handler(req);
+    } catch (const std::exception& e) {
+      LogError("http", "handler for ", req.method, " ", req.target, " threw: ", e.what());
+    } catch (...) {
+      LogError("http", "handler for ", req.method, " ", req.target,
+               " threw a non-std exception");
+    }
+    return ErrorResponse(500, "internal", "internal server error");
+  }
+
+  // Answers a request that could not be read completely, then closes.
+  void WriteError(Response res) {
+    keep_alive_ = false;
+    version_ = 11;
+    head_ = false;
+    Write(std::move(res), /*after_error=*/true);
+  }
+
+  void Write(Response res, bool after_error) {
+    if (closed_) return;
+    if (res.status < 200 || res.status > 599) {
+      LogError("http", "handler returned invalid status ", res.status, "; sending 500");
+      res = ErrorResponse(500, "internal", "internal server error");
+    }
+    response_ = {};
+    response_.version(version_);
+    response_.result(static_cast<unsigned>(res.status));
+    const bool no_body = res.status == 204 || res.status == 304;
+    bool has_content_type = false;
+    for (const auto& [name, value] : res.headers) {
+      if (!IsSafeHeader(name, value)) {
+        LogError("http", "dropping unsafe response header '", absl::CEscape(name), "'");
+        continue;
+      }
+      if (absl::EqualsIgnoreCase(name, "Content-Length") ||
+          absl::EqualsIgnoreCase(name, "Transfer-Encoding") ||
+          absl::EqualsIgnoreCase(name, "Connection")) {
+        continue;
+      }
+      if (absl::EqualsIgnoreCase(name, "Content-Type")) has_content_type = true;
+      response_.insert(name, value);
+    }
+    if (!has_content_type && !no_body && !res.content_type.empty() &&
+        IsSafeHeader("Content-Type", res.content_type)) {
+      response_.set(bhttp::field::content_type, res.content_type);
+    }
+    if (!no_body) response_.body() = std::move(res.body);
+    response_.prepare_payload();
+    if (head_) {
+      const auto length = response_.body().size();
+      response_.body().clear();
+      response_.content_length(length);  // what a GET would have sent
+    }
+    const bool keep = keep_alive_ && !after_error && !core_.Stopping();
+    response_.keep_alive(keep);
+    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    bhttp::async_write(stream_, response_,
+                       [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+                         if (ec) return self->Close();
+                         if (keep) return self->ReadHeader();
+                         self->Linger();
+                       });
+  }
+
+  // Half-closes, then discards what the peer still sends until it closes, a limit of
+  // bytes, or kLingerTime.
+  void Linger() {
+    if (closed_) return;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Close();
+    stream_.expires_after(kLingerTime);
+    DrainSome();
+  }
+
+  void DrainSome() {
+    stream_.async_read_some(
+        net::buffer(drain_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+          self->drained_ += n;
+          if (ec || self->drained_ >= kLingerBytes) return self->Close();
+          self->DrainSome();
+        });
+  }
+
+  Server::Core& core_;
+  beast::tcp_stream stream_;
+  const std::string remote_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bhttp::response<bhttp::string_body> response_;
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+  bool head_ = false;
+  bool closed_ = false;
+  std::size_t drained_ = 0;
+  std::array<char, 4096> drain_;
+};
+
+void Server::Core::DoAccept() {
+  acceptor.async_accept(net::make_strand(ioc),
+                        [this](beast::error_code ec, tcp::socket socket) {
+                          OnAccept(ec, std::move(socket));
+                        });
+}
+
+void Server::Core::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+  if (ec) {
+    // Why a pause: running out of descriptors or memory fails every accept at once;
+    // retrying immediately would spin.
+    LogWarn("http", "accept failed: ", ec.message());
+    accept_retry.expires_after(std::chrono::milliseconds(100));
+    accept_retry.async_wait([this](beast::error_code ec) {
+      if (!ec) DoAccept();
+    });
+    return;
+  }
+  beast::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);  // Why: no Nagle delay on responses
+  auto endpoint = socket.remote_endpoint(ignored);
+  auto session =
+      std::make_shared<HttpSession>(*this, std::move(socket), ignored ? "" : EndpointString(endpoint));
+  if (Register(session)) session->Start();
+  DoAccept();
+}
+
+bool Server::Core::Register(const std::shared_ptr<HttpSession>& s) {
+  absl::MutexLock lock(&mu);
+  if (stopping) return false;
+  sessions.emplace(s.get(), s);
+  return true;
+}
+
+void Server::Core::Unregister(HttpSession* s) {
+  absl::MutexLock lock(&mu);
+  sessions.erase(s);
+}
+
+Server::Server(ServerOptions opts, Handler handler)
+    : core_(std::make_unique<Core>(std::move(opts), std::move(handler))) {}
+
+Server::~Server() { Stop(); }
+
+uint16_t Server::port() const { return core_->port.load(); }
+
+absl::Status Server::Start() {
+  Core& c = *core_;
+  absl::MutexLock lock(&c.lifecycle_mu);
+  if (c.state != Core::State::kNew) {
+    return absl::FailedPreconditionError("HTTP server was already started");
+  }
+  const std::string where = absl::StrCat(c.opts.host, ":", c.opts.port);
+  beast::error_code ec;
+  tcp::endpoint endpoint;
+  const auto address = net::ip::make_address(c.opts.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, c.opts.port);
+  } else {
+    tcp::resolver resolver(c.ioc);
+    auto results = resolver.resolve(c.opts.host, std::to_string(c.opts.port),
+                                    tcp::resolver::passive, ec);
+    if (ec || results.empty()) {
+      return absl::UnavailableError(absl::StrCat("cannot resolve HTTP listen address ", where,
+                                                 ": ", ec ? ec.message() : "no addresses"));
+    }
+    endpoint = results.begin()->endpoint();
+  }
+  auto fail = [&](std::string_view step) {
+    beast::error_code ignored;
+    c.acceptor.close(ignored);
+    return absl::UnavailableError(
+        absl::StrCat("cannot ", AV(step), " HTTP listen address ", where, ": ", ec.message()));
+  };
+  if (c.acceptor.open(endpoint.protocol(), ec)) return fail("open");
+  if (c.acceptor.set_option(net::socket_base::reuse_address(true), ec)) return fail("configure");
+  if (c.acceptor.bind(endpoint, ec)) return fail("bind");
+  if (c.acceptor.listen(net::socket_base::max_listen_connections, ec)) return fail("listen on");
+  c.port = c.acceptor.local_endpoint(ec).port();
+  if (ec) return fail("read back");
+
+  c.pool.emplace(static_cast<std::size_t>(std::max(1, c.opts.handler_threads)));
+  c.work.emplace(c.ioc.get_executor());
+  net::post(c.acceptor.get_executor(), [&c] { c.DoAccept(); });
+  for (int i = 0; i < std::max(1, c.opts.io_threads); ++i) {
+    c.io_threads.emplace_back([&c] { c.ioc.run(); });
+  }
+  c.state = Core::State::kRunning;
+  return absl::OkStatus();
+}
+
+void Server::Stop() {
+  Core& c = *core_;
+  absl::MutexLock lock(&c.lifecycle_mu);
+  if (c.state == Core::State::kStopped) return;
+  const bool was_running = c.state == Core::State::kRunning;
+  c.state = Core::State::kStopped;
+  {
+    absl::MutexLock l(&c.mu);
+    c.stopping = true;  // new connections are refused; responses say Connection: close
+  }
+  if (!was_running) return;
+  net::post(c.acceptor.get_executor(), [&c] {
+    beast::error_code ignored;
+    c.acceptor.close(ignored);
+    c.accept_retry.cancel();
+  });
+  // Running handlers finish and their responses are queued for writing.
+  c.pool->join();
+  c.work.reset();
+  c.ioc.stop();
+  for (auto& t : c.io_threads) t.join();
+  c.io_threads.clear();
+  // No thread runs now, so the sessions can be closed from here.
+  std::vector<std::shared_ptr<HttpSession>> open;
+  {
+    absl::MutexLock l(&c.mu);
+    for (auto& [ptr, weak] : c.sessions) {
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+    }
+  }
+  for (auto& s : open) s->Close();
+  open.clear();  // outside mu: a HttpSession's destructor takes it
+  beast::error_code ignored;
+  c.acceptor.close(ignored);
+}
+
+}  // namespace assay::http

@@ -1,0 +1,135 @@
+// Request helpers, response builders and the Router (declared in http_server.h).
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <boost/json/serialize.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/http/http_server.h"
+
+namespace assay::http {
+namespace {
+
+// Debian's Abseil has its own absl::string_view, distinct from std::string_view.
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// Splits "/a/b/c" into {"a","b","c"}; "/" gives {}; "/a/" gives {"a",""}.
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  if (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  if (path.empty()) return {};
+  std::vector<std::string_view> parts;
+  for (;;) {
+    const size_t slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) return parts;
+    path.remove_prefix(slash + 1);
+  }
+}
+
+}  // namespace
+
+std::string Request::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (absl::EqualsIgnoreCase(key, AV(name))) return value;
+  }
+  return "";
+}
+
+std::optional<std::string> Request::Query(std::string_view name) const {
+  for (const auto& [key, value] : query) {
+    if (key == name) return value;
+  }
+  return std::nullopt;
+}
+
+Response JsonResponse(int status, const boost::json::value& v) {
+  Response res;
+  res.status = status;
+  res.body = boost::json::serialize(v);
+  return res;
+}
+
+Response ErrorResponse(int status, std::string_view code, std::string_view message) {
+  boost::json::object error;
+  error["code"] = code;
+  error["message"] = message;
+  boost::json::object root;
+  root["error"] = std::move(error);
+  return JsonResponse(status, root);
+}
+
+void Router::Add(std::string method, std::string pattern, Handler h) {
+  if (pattern.empty() || pattern.front() != '/') {
+    throw std::invalid_argument(absl::StrCat("route pattern '", pattern, "' must start with '/'"));
+  }
+  Route route;
+  route.method = std::move(method);
+  route.handler = std::move(h);
+  for (std::string_view segment : SplitPath(pattern)) {
+    Segment s;
+    if (segment.size() >= 2 && segment.front() == '{' && segment.back() == '}') {
+      s.is_param = true;
+      s.text = std::string(segment.substr(1, segment.size() - 2));
+      if (s.text.empty() || s.text.find_first_of("{}") != std::string::npos) {
+        throw std::invalid_argument(
+            absl::StrCat("route pattern '", pattern, "' has a bad parameter '", AV(segment), "'"));
+      }
+    } else {
+      if (segment.find_first_of("{}") != std::string_view::npos) {
+        throw std::invalid_argument(absl::StrCat(
+            "route pattern '", pattern, "': a parameter must be a whole segment, got '", AV(segment),
+            "'"));
+      }
+      s.text = std::string(segment);
+      ++route.literal_count;
+    }
+    route.segments.push_back(std::move(s));
+  }
+  routes_.push_back(std::move(route));
+}
+
+Response Router::Dispatch(Request& req) const {
+  const std::vector<std::string_view> parts = SplitPath(req.path);
+  auto matches = [&parts](const Route& route) {
+    if (route.segments.size() != parts.size()) return false;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const Segment& s = route.segments[i];
+      if (s.is_param ? parts[i].empty() : s.text != parts[i]) return false;
+    }
+    return true;
+  };
+  const Route* best = nullptr;
+  std::vector<std::string> allowed;
+  for (const Route& route : routes_) {
+    if (!matches(route)) continue;
+    allowed.push_back(route.method);
+    if (route.method == req.method && (best == nullptr || route.literal_count > best->literal_count)) {
+      best = &route;
+    }
+  }
+  if (best != nullptr) {
+    req.path_params.clear();
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (best->segments[i].is_param) {
+        req.path_params[best->segments[i].text] = std::string(parts[i]);
+      }
+    }
+    return best->handler(req);
+  }
+  if (allowed.empty()) {
+    return ErrorResponse(404, "not_found", absl::StrCat("no route for ", req.path));
+  }
+  std::sort(allowed.begin(), allowed.end());
+  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+  Response res = ErrorResponse(
+      405, "method_not_allowed",
+      absl::StrCat("method ", req.method, " is not allowed for ", req.path, "; allowed: ",
+                   absl::StrJoin(allowed, ", ")));
+  res.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+  return res;
+}
+
+}  // namespace assay::http

@@ -1,0 +1,71 @@
+// assay-server: flags → ServerOptions → AssayServer, until SIGINT/SIGTERM.
+#include <csignal>
+#include <iostream>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  const std::vector<assay::OptionSpec> specs = {
+      {"http-listen", "127.0.0.1:8080", "HTTP address (API, webhooks, metrics)"},
+      {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents"},
+      {"database-url", "", "PostgreSQL connection string", true},
+      {"data-dir", "", "directory for repository mirrors and the secret key", true},
+      {"admin-token", "", "bearer token for /api/v1", true},
+      {"agent-token", "", "token agents present when they connect", true},
+      {"lease", "30s", "an agent silent this long is lost; its jobs are retried"},
+      {"heartbeat-interval", "5s", "how often agents send heartbeats"},
+      {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB"},
+      {"log-level", "info", "debug, info, warn or error"},
+  };
+  auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
+  if (!cfg.ok()) {
+    bool help = cfg.status().code() == absl::StatusCode::kCancelled;
+    std::cerr << (help ? "" : "assay-server: ") << cfg.status().message() << "\n";
+    return help ? 0 : 2;
+  }
+  const std::string& level = cfg->Get("log-level");
+  assay::SetLogLevel(level == "debug"  ? assay::LogLevel::kDebug
+                     : level == "warn" ? assay::LogLevel::kWarn
+                     : level == "error" ? assay::LogLevel::kError
+                                        : assay::LogLevel::kInfo);
+  assay::ServerOptions o;
+  o.http_listen = cfg->Get("http-listen");
+  o.grpc_listen = cfg->Get("grpc-listen");
+  o.database_url = cfg->Get("database-url");
+  o.data_dir = cfg->Get("data-dir");
+  o.admin_token = cfg->Get("admin-token");
+  o.agent_token = cfg->Get("agent-token");
+  auto lease = cfg->GetDuration("lease");
+  auto hb = cfg->GetDuration("heartbeat-interval");
+  auto limit = cfg->GetInt("body-limit-mb");
+  for (const absl::Status& s : {lease.status(), hb.status(), limit.status()}) {
+    if (!s.ok()) {
+      std::cerr << "assay-server: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  o.lease = *lease;
+  o.heartbeat_interval = *hb;
+  o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
+
+  // Block the stop signals before any thread starts, then wait for one on this thread.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  assay::AssayServer server(o);
+  if (absl::Status s = server.Start(); !s.ok()) {
+    std::cerr << "assay-server: " << s.ToString() << "\n";
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  assay::LogInfo("server", "signal ", sig, ": shutting down");
+  server.Stop();
+  return 0;
+}

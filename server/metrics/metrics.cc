@@ -1,0 +1,72 @@
+#include "server/metrics/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace assay {
+namespace {
+const std::vector<std::string> kStates = {"pending", "queued",   "assigned",  "running",
+                                          "succeeded", "failed", "timed_out", "canceled",
+                                          "skipped",   "error"};
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      webhooks_(prometheus::BuildCounter()
+                    .Name("assay_webhooks_received_total")
+                    .Help("Webhook deliveries received, by provider and result")
+                    .Register(*registry_)),
+      dispatch_latency_(prometheus::BuildHistogram()
+                            .Name("assay_dispatch_latency_seconds")
+                            .Help("Time from a job becoming queued to its assignment being sent")
+                            .Register(*registry_)
+                            .Add({}, prometheus::Histogram::BucketBoundaries{
+                                         0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5, 1, 2.5, 5, 10, 30, 60, 300})),
+      job_duration_(prometheus::BuildHistogram()
+                        .Name("assay_job_duration_seconds")
+                        .Help("Run time of finished jobs as reported by agents")
+                        .Register(*registry_)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{
+                                     0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600,
+                                     7200, 21600})),
+      connected_agents_(prometheus::BuildGauge()
+                            .Name("assay_connected_agents")
+                            .Help("Agents with an open stream to this server")
+                            .Register(*registry_)
+                            .Add({})),
+      jobs_(prometheus::BuildGauge()
+                .Name("assay_jobs")
+                .Help("Jobs by state (all pipelines)")
+                .Register(*registry_)),
+      queue_depth_(prometheus::BuildGauge()
+                       .Name("assay_queue_depth")
+                       .Help("Jobs queued and waiting for an agent")
+                       .Register(*registry_)
+                       .Add({})) {
+  for (const auto& s : kStates) jobs_.Add({{"state", s}});
+}
+
+void Metrics::WebhookReceived(const std::string& provider, const std::string& result) {
+  webhooks_.Add({{"provider", provider}, {"result", result}}).Increment();
+}
+void Metrics::ObserveDispatchLatency(double seconds) { dispatch_latency_.Observe(seconds); }
+void Metrics::ObserveJobDuration(double seconds) { job_duration_.Observe(seconds); }
+void Metrics::SetConnectedAgents(int n) { connected_agents_.Set(n); }
+
+void Metrics::SetJobStates(const std::vector<std::pair<std::string, int64_t>>& counts) {
+  for (const auto& s : kStates) {
+    int64_t n = 0;
+    for (const auto& [state, count] : counts) {
+      if (state == s) n = count;
+    }
+    jobs_.Add({{"state", s}}).Set(static_cast<double>(n));
+    if (s == "queued") queue_depth_.Set(static_cast<double>(n));
+  }
+}
+
+std::string Metrics::Serialize() {
+  prometheus::TextSerializer serializer;
+  return serializer.Serialize(registry_->Collect());
+}
+
+}  // namespace assay

@@ -1,0 +1,38 @@
+#pragma once
+// The server's Prometheus metrics (prometheus-cpp), served as text at GET /metrics.
+// Thread-safe: prometheus-cpp metrics are atomic.
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace assay {
+
+class Metrics {
+ public:
+  Metrics();
+  // result: accepted, duplicate, ignored, bad_signature, unknown_repo, bad_request
+  void WebhookReceived(const std::string& provider, const std::string& result);
+  void ObserveDispatchLatency(double seconds);  // job queued → assignment sent
+  void ObserveJobDuration(double seconds);
+  void SetConnectedAgents(int n);
+  // Replaces the job-state gauges with a fresh count (taken at scrape time).
+  void SetJobStates(const std::vector<std::pair<std::string, int64_t>>& counts);
+  std::string Serialize();
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& webhooks_;
+  prometheus::Histogram& dispatch_latency_;
+  prometheus::Histogram& job_duration_;
+  prometheus::Gauge& connected_agents_;
+  prometheus::Family<prometheus::Gauge>& jobs_;
+  prometheus::Gauge& queue_depth_;
+};
+
+}  // namespace assay

@@ -1,0 +1,145 @@
+#include "server/pipeline/planner.h"
+
+#include <boost/json.hpp>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "server/webhook/github.h"
+
+namespace assay {
+
+Planner::Planner(PlannerDeps deps) : deps_(std::move(deps)) {}
+
+Planner::~Planner() { Stop(); }
+
+void Planner::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Planner::Stop() {
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Planner::Enqueue(int64_t delivery_id) {
+  absl::MutexLock l(&mu_);
+  queue_.push_back(delivery_id);
+}
+
+void Planner::Loop() {
+  while (true) {
+    int64_t id = 0;
+    {
+      absl::MutexLock l(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      id = queue_.front();
+      queue_.pop_front();
+    }
+    auto r = PlanDelivery(id);
+    if (!r.ok()) {
+      // Transient (database down): the delivery stays 'received' and is planned again at
+      // the next start; retry once now after a pause so a blip does not strand it.
+      LogWarn("planner", "delivery ", id, ": ", r.status().ToString());
+      if (r.status().code() == absl::StatusCode::kUnavailable) {
+        absl::SleepFor(absl::Seconds(1));
+        Enqueue(id);
+      }
+    }
+  }
+}
+
+GitMirror* Planner::MirrorFor(const store::Repo& repo) {
+  absl::MutexLock l(&mirrors_mu_);
+  auto& m = mirrors_[repo.id];
+  if (m == nullptr || m->dir().empty()) {
+    m = std::make_unique<GitMirror>(
+        absl::StrCat(deps_.mirrors_dir, "/", repo.id, ".git"), repo.clone_url);
+  }
+  return m.get();
+}
+
+std::vector<store::NewJob> JobsFromSpec(const PipelineSpec& spec) {
+  std::vector<store::NewJob> out;
+  for (const auto& j : spec.jobs) {
+    boost::json::array steps;
+    for (const auto& s : j.steps) steps.push_back({{"name", s.name}, {"run", s.run}});
+    boost::json::object env;
+    for (const auto& [k, v] : j.env) env[k] = v;
+    boost::json::object o{{"steps", std::move(steps)}, {"env", std::move(env)},
+                          {"timeout_s", j.timeout_s}};
+    store::NewJob nj;
+    nj.name = j.name;
+    nj.needs = j.needs;
+    nj.spec_json = boost::json::serialize(o);
+    out.push_back(std::move(nj));
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
+  auto d = deps_.deliveries->Get(delivery_id);
+  if (!d.ok()) return d.status();
+  if (d->state != "received") return 0;  // planned before
+  auto push = webhook::ParsePush(d->body);
+  if (!push.ok()) {
+    auto s = deps_.deliveries->Finish(delivery_id, "failed", std::string(push.status().message()));
+    if (!s.ok()) return s;
+    return 0;
+  }
+  if (push->deleted || push->branch.empty()) {
+    auto s = deps_.deliveries->Finish(
+        delivery_id, "ignored", push->deleted ? "ref deleted" : "tag pushes are not built");
+    if (!s.ok()) return s;
+    return 0;
+  }
+  auto repo = deps_.repos->Get(d->repo_id);
+  if (!repo.ok()) return repo.status();
+
+  store::NewPipeline p;
+  p.repo_id = repo->id;
+  p.delivery_id = delivery_id;
+  p.event = "push";
+  p.ref = push->ref;
+  p.commit_sha = push->after;
+
+  GitMirror* mirror = MirrorFor(*repo);
+  absl::Status fetched = mirror->EnsureCommit(push->after);
+  if (!fetched.ok()) {
+    p.error = absl::StrCat("cannot fetch commit ", push->after, " from ", repo->clone_url, ": ",
+                           std::string(fetched.message()));
+  } else {
+    auto text = mirror->ReadFile(push->after, kPipelineFile);
+    if (!text.ok()) {
+      p.error = text.status().code() == absl::StatusCode::kNotFound
+                    ? absl::StrCat(kPipelineFile, ": no such file at commit ",
+                                   push->after.substr(0, 12))
+                    : absl::StrCat(kPipelineFile, ": ", std::string(text.status().message()));
+    } else {
+      auto spec = ParsePipelineSpec(*text, kPipelineFile);
+      if (!spec.ok()) {
+        p.error = std::string(spec.status().message());
+      } else {
+        p.jobs = JobsFromSpec(*spec);
+      }
+    }
+  }
+  auto id = deps_.pipelines->Create(p);
+  if (!id.ok()) return id.status();
+  if (p.error.empty()) {
+    LogInfo("planner", "pipeline ", *id, " for ", repo->name, " ", push->ref, " @ ",
+            push->after.substr(0, 12), ": ", p.jobs.size(), " job(s)");
+    if (deps_.on_queued) deps_.on_queued();
+  } else {
+    LogInfo("planner", "pipeline ", *id, " for ", repo->name, " is in error: ", p.error);
+  }
+  return *id;
+}
+
+}  // namespace assay

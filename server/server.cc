@@ -1,0 +1,185 @@
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "server/agents/agent_service.h"
+#include "server/api/api.h"
+#include "server/store/migrations.h"
+
+namespace assay {
+namespace {
+
+absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& hp,
+                                                               const char* what) {
+  auto colon = hp.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(hp.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": '", hp, "' is not HOST:PORT (e.g. 127.0.0.1:8080)"));
+  }
+  return std::make_pair(hp.substr(0, colon), static_cast<uint16_t>(port));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> LoadOrCreateSecretKey(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (in) {
+    std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (key.size() != 32) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": secret key must be exactly 32 bytes, found ", key.size()));
+    }
+    return key;
+  }
+  std::string key = RandomBytes(32);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::FailedPreconditionError(absl::StrCat("cannot create ", path));
+  bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok) return absl::FailedPreconditionError(absl::StrCat("cannot write ", path));
+  LogInfo("server", "created secret key ", path);
+  return key;
+}
+
+struct AssayServer::Impl {
+  ServerOptions opts;
+  std::unique_ptr<store::Db> db;
+  std::unique_ptr<store::RepoStore> repos;
+  std::unique_ptr<store::DeliveryStore> deliveries;
+  std::unique_ptr<store::PipelineStore> pipelines;
+  std::unique_ptr<store::JobStore> jobs;
+  std::unique_ptr<store::AgentStore> agents;
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<Planner> planner;
+  std::unique_ptr<AgentServiceImpl> agent_service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<http::Router> router;
+  std::unique_ptr<http::Server> http_server;
+  ApiDeps api;
+  int grpc_port = 0;
+  bool started = false;
+};
+
+AssayServer::AssayServer(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
+  impl_->opts = std::move(opts);
+}
+
+AssayServer::~AssayServer() { Stop(); }
+
+absl::Status AssayServer::Start() {
+  Impl& m = *impl_;
+  const ServerOptions& o = m.opts;
+  if (o.database_url.empty()) return absl::InvalidArgumentError("--database-url is required");
+  if (o.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
+  if (o.admin_token.size() < 8 || o.agent_token.size() < 8) {
+    return absl::InvalidArgumentError(
+        "--admin-token and --agent-token are required and must be at least 8 characters");
+  }
+  auto http_addr = SplitHostPort(o.http_listen, "--http-listen");
+  if (!http_addr.ok()) return http_addr.status();
+  auto grpc_addr = SplitHostPort(o.grpc_listen, "--grpc-listen");
+  if (!grpc_addr.ok()) return grpc_addr.status();
+
+  std::error_code ec;
+  std::filesystem::create_directories(o.data_dir + "/mirrors", ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", o.data_dir, "/mirrors: ", ec.message()));
+  }
+  auto key = LoadOrCreateSecretKey(o.data_dir + "/secret.key");
+  if (!key.ok()) return key.status();
+
+  m.db = std::make_unique<store::Db>(o.database_url, o.db_pool_size);
+  {
+    auto conn = m.db->Acquire();
+    if (!conn.ok()) return conn.status();
+    auto applied = store::ApplyMigrations((*conn)->raw(), store::EmbeddedMigrations());
+    if (!applied.ok()) return applied.status();
+  }
+  const Clock* clock = SystemClock::Get();
+  m.repos = std::make_unique<store::RepoStore>(m.db.get());
+  m.deliveries = std::make_unique<store::DeliveryStore>(m.db.get());
+  m.pipelines = std::make_unique<store::PipelineStore>(m.db.get(), clock);
+  m.jobs = std::make_unique<store::JobStore>(m.db.get(), clock);
+  m.agents = std::make_unique<store::AgentStore>(m.db.get());
+  m.metrics = std::make_unique<Metrics>();
+  m.dispatcher = std::make_unique<Dispatcher>(
+      m.jobs.get(), m.metrics.get(), clock, DispatcherOptions{o.lease, o.sweep_interval});
+  Dispatcher* dispatcher = m.dispatcher.get();
+  m.planner = std::make_unique<Planner>(PlannerDeps{m.deliveries.get(), m.pipelines.get(),
+                                                    m.repos.get(), o.data_dir + "/mirrors",
+                                                    [dispatcher] { dispatcher->Kick(); }});
+
+  AgentServiceDeps ad{m.agents.get(), m.jobs.get(), m.dispatcher.get(), m.metrics.get(),
+                      o.agent_token, o.heartbeat_interval, 4};
+  m.agent_service = std::make_unique<AgentServiceImpl>(ad);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(), &m.grpc_port);
+  builder.RegisterService(m.agent_service.get());
+  builder.SetMaxReceiveMessageSize(8 * 1024 * 1024);
+  m.grpc_server = builder.BuildAndStart();
+  if (m.grpc_server == nullptr || m.grpc_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", o.grpc_listen));
+  }
+
+  m.api = ApiDeps{m.repos.get(),  m.deliveries.get(), m.pipelines.get(), m.jobs.get(),
+                  m.agents.get(), m.planner.get(),    m.dispatcher.get(), m.metrics.get(),
+                  o.admin_token,  *key};
+  m.router = std::make_unique<http::Router>();
+  RegisterApi(*m.router, m.api);
+  http::ServerOptions ho;
+  ho.host = http_addr->first;
+  ho.port = http_addr->second;
+  ho.body_limit = o.body_limit;
+  http::Router* router = m.router.get();
+  m.http_server = std::make_unique<http::Server>(
+      ho, [router](http::Request& req) { return router->Dispatch(req); });
+  ASSAY_RETURN_IF_ERROR(m.http_server->Start());
+
+  m.dispatcher->Start();
+  m.planner->Start();
+  auto pending = m.deliveries->ListUnplanned();
+  if (!pending.ok()) return pending.status();
+  for (int64_t id : *pending) m.planner->Enqueue(id);
+  if (!pending->empty()) {
+    LogInfo("server", "re-planning ", pending->size(), " delivery(ies) accepted before a restart");
+  }
+  m.started = true;
+  LogInfo("server", "assay-server listening: http ", ho.host, ":", m.http_server->port(),
+          ", grpc ", grpc_addr->first, ":", m.grpc_port);
+  return absl::OkStatus();
+}
+
+void AssayServer::Stop() {
+  Impl& m = *impl_;
+  if (m.http_server) m.http_server->Stop();
+  if (m.grpc_server) m.grpc_server->Shutdown(std::chrono::system_clock::now() +
+                                             std::chrono::seconds(2));
+  if (m.planner) m.planner->Stop();
+  if (m.dispatcher) m.dispatcher->Stop();
+  m.grpc_server.reset();
+  m.agent_service.reset();
+}
+
+int AssayServer::http_port() const {
+  return impl_->http_server ? impl_->http_server->port() : 0;
+}
+int AssayServer::grpc_port() const { return impl_->grpc_port; }
+
+}  // namespace assay

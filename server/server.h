@@ -1,0 +1,46 @@
+#pragma once
+// assay-server wired together: PostgreSQL pool and migrations, the HTTP API and webhooks,
+// the gRPC agent service, the planner and the dispatcher. main.cpp only parses flags.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace assay {
+
+struct ServerOptions {
+  std::string http_listen = "127.0.0.1:8080";
+  std::string grpc_listen = "127.0.0.1:9090";
+  std::string database_url;
+  std::string data_dir;
+  std::string admin_token;
+  std::string agent_token;
+  absl::Duration lease = absl::Seconds(30);
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  absl::Duration sweep_interval = absl::Seconds(1);
+  size_t body_limit = 25 * 1024 * 1024;
+  int db_pool_size = 8;
+};
+
+class AssayServer {
+ public:
+  explicit AssayServer(ServerOptions opts);
+  ~AssayServer();
+  // Connects to PostgreSQL, applies migrations, opens both ports and starts working.
+  absl::Status Start();
+  void Stop();
+  int http_port() const;
+  int grpc_port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads the 32-byte key that seals secrets at rest from `path`, creating it (mode 0600)
+// with random bytes when it does not exist.
+absl::StatusOr<std::string> LoadOrCreateSecretKey(const std::string& path);
+
+}  // namespace assay

@@ -1,0 +1,76 @@
+#include "server/webhook/github.h"
+
+#include <boost/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/git.h"
+
+namespace assay::webhook {
+namespace {
+
+absl::StatusOr<boost::json::object> ParseObject(const std::string& body) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat("payload is not valid JSON: ", ec.message()));
+  }
+  if (!v.is_object()) return absl::InvalidArgumentError("payload is not a JSON object");
+  return std::move(v.as_object());
+}
+
+std::string StringField(const boost::json::object& o, const char* key) {
+  const auto* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> RepoCandidates(const std::string& body) {
+  auto obj = ParseObject(body);
+  if (!obj.ok()) return obj.status();
+  const auto* repo = obj->if_contains("repository");
+  if (repo == nullptr || !repo->is_object()) {
+    return absl::InvalidArgumentError("payload: field 'repository' must be an object");
+  }
+  std::vector<std::string> out;
+  for (const char* k : {"clone_url", "full_name", "html_url", "ssh_url", "git_url"}) {
+    std::string v = StringField(repo->as_object(), k);
+    if (!v.empty()) out.push_back(std::move(v));
+  }
+  if (out.empty()) {
+    return absl::InvalidArgumentError(
+        "payload: 'repository' has none of clone_url, full_name, html_url");
+  }
+  return out;
+}
+
+absl::StatusOr<PushEvent> ParsePush(const std::string& body) {
+  auto obj = ParseObject(body);
+  if (!obj.ok()) return obj.status();
+  PushEvent e;
+  e.ref = StringField(*obj, "ref");
+  e.after = StringField(*obj, "after");
+  e.before = StringField(*obj, "before");
+  if (const auto* d = obj->if_contains("deleted"); d != nullptr && d->is_bool()) {
+    e.deleted = d->as_bool();
+  }
+  if (e.ref.empty()) return absl::InvalidArgumentError("push payload: field 'ref' is missing");
+  if (absl::StartsWith(e.ref, "refs/heads/")) {
+    e.branch = e.ref.substr(11);
+  } else if (absl::StartsWith(e.ref, "refs/tags/")) {
+    e.tag = e.ref.substr(10);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("push payload: field 'ref' must start with refs/heads/ or refs/tags/, got '",
+                     e.ref, "'"));
+  }
+  if (!IsHexSha(e.after)) {
+    return absl::InvalidArgumentError(
+        "push payload: field 'after' must be a 40-character hex commit id");
+  }
+  if (e.after == std::string(40, '0')) e.deleted = true;
+  return e;
+}
+
+}  // namespace assay::webhook
