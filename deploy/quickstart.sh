@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Starts Assay on this machine and runs a sample pipeline:
+#   deploy/quickstart.sh          # install packages, build, start PostgreSQL (local data dir),
+#                                 # assay-server and one assay-agent, push a sample repo, show its log
+#   deploy/quickstart.sh stop     # stop everything it started
+#   deploy/quickstart.sh status
+# State lives in $ASSAY_HOME (default: .assay/ in the checkout). Ports: ASSAY_HTTP_PORT (8080),
+# ASSAY_GRPC_PORT (9090), ASSAY_PG_PORT (55433).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/deploy/lib/deps.sh"
+source "$ROOT/deploy/lib/pg.sh"
+
+HOME_DIR=${ASSAY_HOME:-$ROOT/.assay}
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+HTTP_PORT=${ASSAY_HTTP_PORT:-8080}
+GRPC_PORT=${ASSAY_GRPC_PORT:-9090}
+PG_PORT=${ASSAY_PG_PORT:-55433}
+SERVER_URL="http://127.0.0.1:$HTTP_PORT"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+die() { echo "quickstart: $*" >&2; exit 1; }
+
+stop_pidfile() {
+  local f=$1 pid i
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+cmd_stop() {
+  stop_pidfile "$HOME_DIR/agent.pid"
+  stop_pidfile "$HOME_DIR/server.pid"
+  pg_stop "$HOME_DIR/pg"
+  log "stopped (state kept in $HOME_DIR; delete it for a clean start)"
+}
+
+cmd_status() {
+  local f
+  for f in server agent; do
+    if [ -f "$HOME_DIR/$f.pid" ] && kill -0 "$(cat "$HOME_DIR/$f.pid")" 2>/dev/null; then
+      echo "$f: running (pid $(cat "$HOME_DIR/$f.pid"))"
+    else
+      echo "$f: stopped"
+    fi
+  done
+  [ -f "$HOME_DIR/pg/postmaster.pid" ] && echo "postgresql: running on port $PG_PORT" || echo "postgresql: stopped"
+}
+
+wait_http() {  # wait_http URL SECONDS
+  local i
+  for i in $(seq 1 $(( $2 * 10 ))); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+cmd_start() {
+  log "installing missing packages (Debian 12)"
+  install_deps
+  log "building (Ninja, $BUILD_DIR)"
+  build_assay "$ROOT" "$BUILD_DIR" assay-server assay-agent assay >/dev/null
+  mkdir -p "$HOME_DIR"
+  chmod 755 "$HOME_DIR"
+
+  # Tokens are made once and kept, so a restart keeps working with the same CLI settings.
+  if [ ! -f "$HOME_DIR/env" ]; then
+    umask 077
+    cat > "$HOME_DIR/env" <<ENV
+ASSAY_SERVER=$SERVER_URL
+ASSAY_TOKEN=$(openssl rand -hex 16)
+ASSAY_AGENT_TOKEN=$(openssl rand -hex 16)
+ASSAY_WEBHOOK_SECRET=$(openssl rand -hex 16)
+ENV
+    umask 022
+  fi
+  # shellcheck disable=SC1091
+  source "$HOME_DIR/env"
+  export ASSAY_SERVER ASSAY_TOKEN
+
+  log "starting PostgreSQL in $HOME_DIR/pg (port $PG_PORT)"
+  pg_start "$HOME_DIR/pg" "$PG_PORT"
+  psql "$(pg_dsn "$PG_PORT")" -tAc "SELECT 1 FROM pg_database WHERE datname = 'assay'" | grep -q 1 \
+    || psql "$(pg_dsn "$PG_PORT")" -qc "CREATE DATABASE assay" >/dev/null
+
+  stop_pidfile "$HOME_DIR/agent.pid"
+  stop_pidfile "$HOME_DIR/server.pid"
+  log "starting assay-server (http $HTTP_PORT, grpc $GRPC_PORT)"
+  nohup "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP_PORT" \
+    --grpc-listen "127.0.0.1:$GRPC_PORT" --database-url "$(pg_dsn "$PG_PORT" assay)" \
+    --data-dir "$HOME_DIR/server" --admin-token "$ASSAY_TOKEN" \
+    --agent-token "$ASSAY_AGENT_TOKEN" > "$HOME_DIR/server.log" 2>&1 &
+  echo $! > "$HOME_DIR/server.pid"
+  wait_http "$SERVER_URL/healthz" 30 || { tail -20 "$HOME_DIR/server.log" >&2; die "server did not start"; }
+
+  log "starting assay-agent 'local-1'"
+  nohup "$BUILD_DIR/agent/assay-agent" --server "127.0.0.1:$GRPC_PORT" --token "$ASSAY_AGENT_TOKEN" \
+    --name local-1 --labels linux --slots 2 --work-dir "$HOME_DIR/agent" \
+    > "$HOME_DIR/agent.log" 2>&1 &
+  echo $! > "$HOME_DIR/agent.pid"
+
+  log "creating a sample repository with an .assay.yml"
+  local repo="$HOME_DIR/sample-repo"
+  if [ ! -d "$repo/.git" ]; then
+    git init -q -b main "$repo"
+    git -C "$repo" config user.email quickstart@assay.invalid
+    git -C "$repo" config user.name "Assay quickstart"
+    cp "$ROOT/examples/hello/.assay.yml" "$repo/.assay.yml"
+    cp "$ROOT/examples/hello/greet.sh" "$repo/greet.sh"
+  fi
+  echo "run at $(date -u +%FT%TZ)" > "$repo/LAST_RUN"
+  git -C "$repo" add -A
+  git -C "$repo" commit -qm "quickstart run"
+  local sha
+  sha=$(git -C "$repo" rev-parse HEAD)
+  "$BUILD_DIR/cli/assay" lint "$repo/.assay.yml"
+
+  if ! "$BUILD_DIR/cli/assay" repo list 2>/dev/null | grep -q "quickstart/sample"; then
+    "$BUILD_DIR/cli/assay" repo add quickstart/sample --clone-url "file://$repo" \
+      --secret "$ASSAY_WEBHOOK_SECRET" >/dev/null
+  fi
+
+  log "sending a signed GitHub push webhook for $sha"
+  local body sig resp
+  body=$(printf '{"ref":"refs/heads/main","before":"%s","after":"%s","repository":{"full_name":"quickstart/sample","clone_url":"file://%s"},"pusher":{"name":"quickstart"}}' \
+    "0000000000000000000000000000000000000000" "$sha" "$repo")
+  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$ASSAY_WEBHOOK_SECRET" -r | cut -d' ' -f1)
+  resp=$(curl -sS -X POST "$SERVER_URL/hooks/github" -H "Content-Type: application/json" \
+    -H "X-GitHub-Event: push" -H "X-GitHub-Delivery: quickstart-$sha" \
+    -H "X-Hub-Signature-256: sha256=$sig" --data-binary "$body")
+  echo "    server answered: $resp"
+
+  log "waiting for the pipeline"
+  local id="" state="" i
+  for i in $(seq 1 300); do
+    id=$(curl -fsS -H "Authorization: Bearer $ASSAY_TOKEN" "$SERVER_URL/api/v1/pipelines?limit=1" \
+      | python3 -c 'import json,sys; p=json.load(sys.stdin)["pipelines"]; print(p[0]["id"] if p else "")')
+    if [ -n "$id" ]; then
+      state=$(curl -fsS -H "Authorization: Bearer $ASSAY_TOKEN" "$SERVER_URL/api/v1/pipelines/$id" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+      [ "$state" != running ] && break
+    fi
+    sleep 0.1
+  done
+  "$BUILD_DIR/cli/assay" pipeline "$id"
+  local job
+  for job in $(curl -fsS -H "Authorization: Bearer $ASSAY_TOKEN" "$SERVER_URL/api/v1/pipelines/$id" \
+      | python3 -c 'import json,sys; print(" ".join(str(j["id"]) for j in json.load(sys.stdin)["jobs"]))'); do
+    log "log of job $job"
+    "$BUILD_DIR/cli/assay" logs "$job"
+  done
+  cat <<MSG
+
+Assay is running.
+  API        $SERVER_URL/api/v1   (token in $HOME_DIR/env)
+  Webhooks   $SERVER_URL/hooks/github
+  Metrics    $SERVER_URL/metrics
+  Health     $SERVER_URL/healthz
+  Dashboard  not built yet (web/ lands with its own issue)
+  Logs       $HOME_DIR/server.log, $HOME_DIR/agent.log
+  CLI        source $HOME_DIR/env && export ASSAY_SERVER ASSAY_TOKEN && $BUILD_DIR/cli/assay pipelines
+  Stop       deploy/quickstart.sh stop
+MSG
+  [ "$state" = succeeded ] || die "sample pipeline ended '$state'"
+}
+
+case "${1:-start}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
+esac
