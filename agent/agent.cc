@@ -47,7 +47,7 @@ Agent::~Agent() {
     if (j->thread.joinable()) j->thread.detach();
   }
   for (auto& t : finished_threads_) {
-    if (t.joinable()) t.detach();
+    if (t.first.joinable()) t.first.detach();
   }
 }
 
@@ -112,7 +112,7 @@ absl::Status Agent::Run() {
   {
     absl::MutexLock l(&mu_);
     for (auto& [id, j] : jobs_) threads.push_back(std::move(j->thread));
-    for (auto& t : finished_threads_) threads.push_back(std::move(t));
+    for (auto& t : finished_threads_) threads.push_back(std::move(t.first));
     finished_threads_.clear();
   }
   for (auto& t : threads) {
@@ -237,11 +237,16 @@ void Agent::HeartbeatLoop(Stream* stream, absl::Duration interval) {
 
 void Agent::OnAssignment(const v1::Assignment& a) {
   absl::MutexLock l(&mu_);
-  // Threads of acknowledged jobs have nothing left to do but return: joining is immediate.
-  for (auto& t : finished_threads_) {
-    if (t.joinable()) t.join();
+  // Join the threads of acknowledged jobs that have returned (never wait here: a thread may
+  // still be deleting its workspace).
+  for (auto it = finished_threads_.begin(); it != finished_threads_.end();) {
+    if (it->second->load()) {
+      it->first.join();
+      it = finished_threads_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  finished_threads_.clear();
   int running = 0;
   for (const auto& [id, j] : jobs_) running += j->finished ? 0 : 1;
   v1::AgentMessage reply;
@@ -279,7 +284,7 @@ void Agent::OnAck(const v1::Ack& ack) {
   }
   if ((ack.result_recorded() || ack.refused()) && j.finished) {
     // Why keep the thread: it may still be returning from RunJob; join it later.
-    finished_threads_.push_back(std::move(j.thread));
+    finished_threads_.emplace_back(std::move(j.thread), j.exited);
     jobs_.erase(it);
   }
 }
@@ -303,10 +308,12 @@ void Agent::EmitLog(int64_t job_id, std::string_view bytes) {
 void Agent::RunJob(int64_t job_id) {
   v1::Assignment a;
   CancelFlag* cancel = nullptr;
+  std::shared_ptr<std::atomic<bool>> exited;
   {
     absl::MutexLock l(&mu_);
     a = jobs_.at(job_id)->assignment;
     cancel = jobs_.at(job_id)->cancel.get();
+    exited = jobs_.at(job_id)->exited;
   }
   int64_t started = NowMs();
   std::string ws = absl::StrCat(opts_.work_dir, "/jobs/job-", a.job_id(), "-", a.attempt());
@@ -340,21 +347,25 @@ void Agent::RunJob(int64_t job_id) {
     res = assay::RunJob(req, *cancel,
                         [this, job_id](std::string_view out) { EmitLog(job_id, out); });
   }
+  {
+    absl::MutexLock l(&mu_);
+    Job& j = *jobs_.at(job_id);
+    j.result.set_job_id(job_id);
+    j.result.set_attempt_token(a.attempt_token());
+    j.result.set_outcome(OutcomeOf(res.outcome));
+    j.result.set_exit_code(res.exit_code);
+    j.result.set_message(res.message);
+    j.result.set_last_log_seq(j.next_seq - 1);
+    j.result.set_started_unix_ms(started);
+    j.result.set_finished_unix_ms(NowMs());
+    j.finished = true;
+    v1::AgentMessage m;
+    *m.mutable_result() = j.result;
+    WriteLocked(m);
+  }
+  // Why after the result: deleting a large tree is slow and the server need not wait for it.
   (void)cache->RemoveWorktree(ws);
-  absl::MutexLock l(&mu_);
-  Job& j = *jobs_.at(job_id);
-  j.result.set_job_id(job_id);
-  j.result.set_attempt_token(a.attempt_token());
-  j.result.set_outcome(OutcomeOf(res.outcome));
-  j.result.set_exit_code(res.exit_code);
-  j.result.set_message(res.message);
-  j.result.set_last_log_seq(j.next_seq - 1);
-  j.result.set_started_unix_ms(started);
-  j.result.set_finished_unix_ms(NowMs());
-  j.finished = true;
-  v1::AgentMessage m;
-  *m.mutable_result() = j.result;
-  WriteLocked(m);
+  exited->store(true);
 }
 
 }  // namespace assay

@@ -46,6 +46,7 @@ class Agent {
     v1::Assignment assignment;
     std::unique_ptr<CancelFlag> cancel;
     std::thread thread;
+    std::shared_ptr<std::atomic<bool>> exited = std::make_shared<std::atomic<bool>>(false);
     uint64_t next_seq = 1;
     std::map<uint64_t, std::string> unacked_logs;  // seq → bytes
     bool finished = false;
@@ -72,7 +73,9 @@ class Agent {
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> finished_threads_ ABSL_GUARDED_BY(mu_);
+  // Threads of jobs whose result was acknowledged, with their "returned" flag.
+  std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> finished_threads_
+      ABSL_GUARDED_BY(mu_);
 
   absl::Mutex cache_mu_;
   std::map<std::string, std::unique_ptr<GitMirror>> caches_ ABSL_GUARDED_BY(cache_mu_);

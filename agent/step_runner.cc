@@ -1,0 +1,349 @@
+#include "agent/step_runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "common/spawn.h"
+#include "common/status.h"
+
+namespace assay {
+
+CancelFlag::CancelFlag() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+CancelFlag::~CancelFlag() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void CancelFlag::Cancel() {
+  if (canceled_.exchange(true, std::memory_order_acq_rel)) return;
+  if (fd_ >= 0) {
+    uint64_t one = 1;
+    // Never read back: the eventfd stays readable, so every poller sees the cancel.
+    while (write(fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+std::string FormatSeconds(absl::Duration d) {
+  std::string text = absl::StrFormat("%.3f", absl::ToDoubleSeconds(d));
+  while (!text.empty() && text.back() == '0') text.pop_back();
+  if (!text.empty() && text.back() == '.') text.pop_back();
+  return text;
+}
+
+namespace {
+
+constexpr size_t kChunk = 64 * 1024;
+using OutputFn = std::function<void(std::string_view)>;
+
+enum class StopReason { kNone, kTimeout, kCancel };
+
+struct StepEnd {
+  StopReason stopped = StopReason::kNone;
+  ExitInfo exit;
+};
+
+void EnsureSubreaper() {
+  static std::once_flag once;
+  std::call_once(once, [] { prctl(PR_SET_CHILD_SUBREAPER, 1); });
+}
+
+// Reads the step's output pipe and hands it to on_output.
+class OutputPump {
+ public:
+  explicit OutputPump(const OutputFn& on_output) : on_output_(on_output), buf_(new char[kChunk]) {}
+
+  // One read (drain = false), or reads until the pipe is empty or closed (drain = true).
+  // Closes `fd` at EOF.
+  void Pump(UniqueFd& fd, bool drain) {
+    while (fd.valid()) {
+      ssize_t n = read(fd.get(), buf_.get(), kChunk);
+      if (n > 0) {
+        on_output_(std::string_view(buf_.get(), static_cast<size_t>(n)));
+        if (!drain) return;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      fd.Reset();
+    }
+  }
+
+ private:
+  const OutputFn& on_output_;
+  std::unique_ptr<char[]> buf_;
+};
+
+// Reaps, on its own thread, every child of this process in one process group, and says (through
+// fd(), an eventfd) when none is left. Why a thread: "the group is gone" has no descriptor to
+// poll, and a blocking waitid(P_PGID) is exact where kill(-pgid, 0) would still count exiting
+// processes and unreaped zombies. Members are peeked with WNOWAIT and reaped under mu_, so while
+// KillIfAlive holds mu_ an unreaped member keeps the group id from being reused.
+class GroupReaper {
+ public:
+  GroupReaper(pid_t pgid, pid_t leader)
+      : pgid_(pgid), leader_(leader), event_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    try {
+      thread_ = std::thread([this] { Run(); });
+    } catch (const std::system_error&) {
+      // No thread: the caller waits for the whole grace and then kills; Join reaps.
+    }
+  }
+  ~GroupReaper() { Join(); }
+
+  int fd() const { return event_.get(); }
+  bool gone() {
+    absl::MutexLock lock(&mu_);
+    return gone_;
+  }
+  // SIGKILLs the group unless all of it has been reaped; true if the signal was sent.
+  bool KillIfAlive() {
+    absl::MutexLock lock(&mu_);
+    if (gone_) return false;
+    kill(-pgid_, SIGKILL);
+    kill(leader_, SIGKILL);  // in case it left its group
+    return true;
+  }
+  // Waits for the reaper thread (call KillIfAlive first, or it may wait for a long time).
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+    absl::MutexLock lock(&mu_);
+    if (!gone_) {  // the thread could not be started
+      gone_ = true;
+      ExitInfo exit = KillAndReapGroup(pgid_, leader_);
+      if (!leader_exit_.reaped) leader_exit_ = exit;
+    }
+  }
+  ExitInfo leader_exit() {
+    absl::MutexLock lock(&mu_);
+    return leader_exit_;
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      siginfo_t info;
+      memset(&info, 0, sizeof(info));
+      if (waitid(P_PGID, static_cast<id_t>(pgid_), &info, WEXITED | WNOWAIT) != 0) {
+        if (errno == EINTR) continue;
+        break;  // ECHILD: no child of ours is left in the group
+      }
+      absl::MutexLock lock(&mu_);
+      siginfo_t reaped;
+      memset(&reaped, 0, sizeof(reaped));
+      while (waitid(P_PID, static_cast<id_t>(info.si_pid), &reaped, WEXITED) != 0 &&
+             errno == EINTR) {
+      }
+      if (info.si_pid == leader_) leader_exit_ = ExitInfoFromSiginfo(reaped);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (!leader_exit_.reaped) {  // the leader had left the group
+        kill(leader_, SIGKILL);
+        leader_exit_ = WaitForExit(leader_);
+      }
+      gone_ = true;
+    }
+    uint64_t one = 1;
+    if (event_.valid()) {
+      while (write(event_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
+      }
+    }
+  }
+
+  const pid_t pgid_;
+  const pid_t leader_;
+  UniqueFd event_;
+  absl::Mutex mu_;
+  bool gone_ ABSL_GUARDED_BY(mu_) = false;
+  ExitInfo leader_exit_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+// SIGTERM to the group, then SIGKILL after the grace if anything of it is left; forwards output
+// meanwhile. Returns how the step's shell ended.
+ExitInfo StopGroup(pid_t pgid, StopReason reason, const JobRunRequest& req, UniqueFd& out,
+                   OutputPump& pump, const OutputFn& on_output) {
+  const std::string what =
+      reason == StopReason::kTimeout
+          ? absl::StrCat("job timed out after ", FormatSeconds(req.timeout), "s")
+          : std::string("job canceled");
+  pump.Pump(out, /*drain=*/true);  // what the step wrote before the stop comes first in the log
+  on_output(absl::StrCat("assay: ", what, "; sent SIGTERM to the process group\n"));
+  GroupReaper reaper(pgid, pgid);
+  kill(-pgid, SIGTERM);
+
+  const absl::Time grace_deadline = absl::Now() + req.kill_grace;
+  while (!reaper.gone() && absl::Now() < grace_deadline) {
+    pollfd fds[2];
+    nfds_t nfds = 0;
+    int out_index = -1;
+    if (out.valid()) {
+      out_index = static_cast<int>(nfds);
+      fds[nfds++] = {out.get(), POLLIN, 0};
+    }
+    if (reaper.fd() >= 0) fds[nfds++] = {reaper.fd(), POLLIN, 0};
+    int ready = poll(fds, nfds, PollTimeoutMs(grace_deadline));
+    if (ready < 0 && errno != EINTR) break;
+    if (ready > 0 && out_index >= 0 && fds[out_index].revents != 0) pump.Pump(out, false);
+  }
+  pump.Pump(out, /*drain=*/true);
+  if (reaper.KillIfAlive()) {
+    on_output(absl::StrCat("assay: process group still alive after ", FormatSeconds(req.kill_grace),
+                           "s; sent SIGKILL\n"));
+  }
+  reaper.Join();
+  pump.Pump(out, /*drain=*/true);
+  return reaper.leader_exit();
+}
+
+absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std::string>& env,
+                                const JobRunRequest& req, absl::Time deadline, CancelFlag& cancel,
+                                const OutputFn& on_output, std::vector<pid_t>* pgids) {
+  ASSAY_ASSIGN_OR_RETURN(Pipe pipe, MakePipe());
+  SpawnOptions options;
+  options.path = "/bin/sh";
+  options.argv = {"/bin/sh", "-e", "-c", step.run};
+  options.env = env;
+  options.cwd = req.workdir;
+  options.stdout_fd = pipe.write.get();
+  options.stderr_fd = pipe.write.get();
+  options.new_process_group = true;
+  options.parent_death_signal = SIGKILL;
+  ASSAY_ASSIGN_OR_RETURN(pid_t pid, SpawnProcess(options));
+  if (pgids != nullptr) pgids->push_back(pid);
+  pipe.write.Reset();  // ours must go, or EOF never comes
+  UniqueFd out = std::move(pipe.read);
+  int flags = fcntl(out.get(), F_GETFL);
+  if (flags >= 0) fcntl(out.get(), F_SETFL, flags | O_NONBLOCK);
+  // Why a pidfd: the shell's exit must end the step even while its background processes still
+  // hold the pipe, and poll() must also wake for the cancel and the deadline.
+  UniqueFd pidfd(OpenPidfd(pid));
+  if (!pidfd.valid()) {
+    int err = errno;
+    KillAndReapGroup(pid, pid);
+    return absl::InternalError(
+        absl::StrCat("pidfd_open: ", strerror(err), " (Linux 5.3 or later is required)"));
+  }
+
+  OutputPump pump(on_output);
+  StepEnd end;
+  for (;;) {
+    pollfd fds[3];
+    nfds_t nfds = 0;
+    int out_index = -1;
+    int pid_index = -1;
+    if (out.valid()) {
+      out_index = static_cast<int>(nfds);
+      fds[nfds++] = {out.get(), POLLIN, 0};
+    }
+    pid_index = static_cast<int>(nfds);
+    fds[nfds++] = {pidfd.get(), POLLIN, 0};
+    fds[nfds++] = {cancel.fd(), POLLIN, 0};
+    int ready = poll(fds, nfds, PollTimeoutMs(deadline));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      KillAndReapGroup(pid, pid);
+      return absl::InternalError(absl::StrCat("poll: ", strerror(err)));
+    }
+    if (out_index >= 0 && fds[out_index].revents != 0) pump.Pump(out, false);
+    if (fds[pid_index].revents != 0) break;  // the shell exited (not reaped yet)
+    if (cancel.canceled()) {
+      end.stopped = StopReason::kCancel;
+      break;
+    }
+    if (deadline != absl::InfiniteFuture() && absl::Now() >= deadline) {
+      end.stopped = StopReason::kTimeout;
+      break;
+    }
+  }
+  if (end.stopped == StopReason::kNone) {
+    // Background processes of the step do not outlive it.
+    end.exit = KillAndReapGroup(pid, pid);
+    pump.Pump(out, /*drain=*/true);
+    return end;
+  }
+  end.exit = StopGroup(pid, end.stopped, req, out, pump, on_output);
+  return end;
+}
+
+std::string Quoted(const StepSpecToRun& step) {
+  return absl::StrCat("\"", step.name.empty() ? step.run : step.name, "\"");
+}
+
+}  // namespace
+
+JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn& on_output,
+                    std::vector<pid_t>* pgids) {
+  EnsureSubreaper();
+  const bool limited =
+      req.timeout > absl::ZeroDuration() && req.timeout != absl::InfiniteDuration();
+  const absl::Time deadline = limited ? absl::Now() + req.timeout : absl::InfiniteFuture();
+  const std::string timed_out =
+      absl::StrCat("job timed out after ", FormatSeconds(req.timeout), "s");
+
+  JobRunResult result;
+  absl::StatusOr<std::vector<std::string>> env = MergeEnvironment(req.env);
+  if (!env.ok()) {
+    result = {JobRunOutcome::kError, -1,
+              absl::StrCat("invalid job environment: ", env.status().message())};
+    return result;
+  }
+  if (cancel.fd() < 0) return {JobRunOutcome::kError, -1, "cannot create the cancel eventfd"};
+
+  for (const StepSpecToRun& step : req.steps) {
+    if (cancel.canceled()) {
+      return {JobRunOutcome::kCanceled, 0, absl::StrCat("job canceled before step ", Quoted(step))};
+    }
+    if (absl::Now() >= deadline) {
+      return {JobRunOutcome::kTimedOut, 0, absl::StrCat(timed_out, " before step ", Quoted(step))};
+    }
+    absl::StatusOr<StepEnd> end = RunStep(step, *env, req, deadline, cancel, on_output, pgids);
+    if (!end.ok()) {
+      return {JobRunOutcome::kError, -1,
+              absl::StrCat("cannot start step ", Quoted(step), ": ", end.status().message())};
+    }
+    const ExitInfo& exit = end->exit;
+    switch (end->stopped) {
+      case StopReason::kTimeout:
+        return {JobRunOutcome::kTimedOut, exit.exit_code,
+                absl::StrCat(timed_out, " in step ", Quoted(step))};
+      case StopReason::kCancel:
+        return {JobRunOutcome::kCanceled, exit.exit_code,
+                absl::StrCat("job canceled in step ", Quoted(step))};
+      case StopReason::kNone:
+        break;
+    }
+    if (exit.term_signal != 0) {
+      return {JobRunOutcome::kFailed, exit.exit_code,
+              absl::StrCat("step ", Quoted(step), " was killed by signal ", exit.term_signal, " (",
+                           SignalName(exit.term_signal), ")")};
+    }
+    if (exit.exit_code != 0) {
+      return {JobRunOutcome::kFailed, exit.exit_code,
+              absl::StrCat("step ", Quoted(step), " exited with code ", exit.exit_code)};
+    }
+  }
+  return {JobRunOutcome::kSucceeded, 0, ""};
+}
+
+}  // namespace assay

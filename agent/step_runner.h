@@ -1,0 +1,100 @@
+#pragma once
+// Runs the shell steps of one job as local processes, streaming their output.
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace assay {
+
+// A one-way "stop now" signal that another thread can raise while RunJob blocks.
+// Thread-safe. fd() is an eventfd that becomes (and stays) readable once Cancel() was called, so
+// a poll() on it wakes at once.
+class CancelFlag {
+ public:
+  CancelFlag();
+  ~CancelFlag();
+  CancelFlag(const CancelFlag&) = delete;
+  CancelFlag& operator=(const CancelFlag&) = delete;
+
+  void Cancel();
+  bool canceled() const { return canceled_.load(std::memory_order_acquire); }
+  int fd() const { return fd_; }  // -1 only if eventfd could not be created
+
+ private:
+  std::atomic<bool> canceled_{false};
+  int fd_ = -1;
+};
+
+struct StepSpecToRun {
+  std::string name;
+  std::string run;  // shell text, run as /bin/sh -e -c "<run>"
+};
+
+struct JobRunRequest {
+  std::vector<StepSpecToRun> steps;
+  std::string workdir;  // the job's workspace; empty: the agent's current directory
+  std::vector<std::pair<std::string, std::string>> env;  // on top of the agent's environment
+  absl::Duration timeout = absl::InfiniteDuration();     // all steps together; <= 0 means no limit
+  absl::Duration kill_grace = absl::Seconds(5);  // SIGTERM to the process group, then SIGKILL
+};
+
+enum class JobRunOutcome { kSucceeded, kFailed, kTimedOut, kCanceled, kError };
+
+struct JobRunResult {
+  JobRunOutcome outcome = JobRunOutcome::kError;
+  // kFailed: the failing step's exit code, 128 + N when killed by signal N. kTimedOut/kCanceled:
+  // how the interrupted step's shell ended (e.g. 143 after SIGTERM; 0 if between steps).
+  // kError: -1.
+  int exit_code = 0;
+  // Empty on success; otherwise, exactly one of:
+  //   step "<name>" exited with code N
+  //   step "<name>" was killed by signal N (SIGxxx)
+  //   job timed out after <T>s in step "<name>"   (or: before step "<name>")
+  //   job canceled in step "<name>"               (or: before step "<name>")
+  //   cannot start step "<name>": <reason>        (kError)
+  //   invalid job environment: <reason>           (kError: a bad name in req.env)
+  // <name> is the step's name, or its run text when the name is empty.
+  std::string message;
+};
+
+// Runs req.steps in order, stopping at the first that fails. Each step is `/bin/sh -e -c <run>`
+// in req.workdir, in a new process group, with stdin from /dev/null, stdout and stderr merged
+// into one pipe (so the log interleaves in the order written), and PR_SET_PDEATHSIG(SIGKILL) so a
+// killed agent does not leave the shell behind. When a step's shell exits, whatever is left of its
+// process group (background processes) is SIGKILLed: nothing a step starts outlives it, unless it
+// leaves the group (setsid).
+//
+// `on_output` receives the raw output bytes as they arrive, in chunks of at most 64 KiB, on the
+// calling thread. The runner adds nothing of its own except, when the job's timeout expires or
+// `cancel` is raised while a step runs:
+//   assay: job timed out after <T>s; sent SIGTERM to the process group\n
+//   assay: process group still alive after <G>s; sent SIGKILL\n      (only if it was)
+// ("job canceled" in place of "job timed out after <T>s" for a cancel). <T> and <G> are seconds,
+// without trailing zeros ("1", "0.3"). After SIGTERM the runner waits until every process of the
+// group has exited, or until kill_grace has passed and it has sent SIGKILL; either way no process
+// of the group is left, reaped or not, when RunJob returns.
+//
+// Blocks until done. Must be called on a thread that lives until it returns (PR_SET_PDEATHSIG
+// fires when the spawning thread exits). Why a subreaper: RunJob makes this process a child
+// subreaper (PR_SET_CHILD_SUBREAPER) so that a step's orphaned background processes are
+// re-parented here and can be reaped by process group; a process that escapes its group with
+// setsid and exits later stays a zombie of this process.
+//
+// `pgids`, when not null, receives the process group id of every step started, in order (tests
+// use it to check that no process of a group survives).
+JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel,
+                    const std::function<void(std::string_view)>& on_output,
+                    std::vector<pid_t>* pgids = nullptr);
+
+// "1", "0.3", "2.25": seconds without trailing zeros, as used in the runner's messages.
+std::string FormatSeconds(absl::Duration d);
+
+}  // namespace assay

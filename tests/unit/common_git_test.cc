@@ -1,0 +1,268 @@
+#include <stdlib.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "common/git.h"
+#include "common/subprocess.h"
+
+namespace assay {
+namespace {
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/assay-git-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path_ = fs::canonical(tmpl).string();
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Runs git in `dir` with a fixed identity and no user config; returns trimmed stdout.
+std::string Git(const std::string& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), "git");
+  auto result = RunCommand(args, dir,
+                           {{"GIT_CONFIG_GLOBAL", "/dev/null"},
+                            {"GIT_CONFIG_NOSYSTEM", "1"},
+                            {"GIT_AUTHOR_NAME", "Test"},
+                            {"GIT_AUTHOR_EMAIL", "test@example.com"},
+                            {"GIT_COMMITTER_NAME", "Test"},
+                            {"GIT_COMMITTER_EMAIL", "test@example.com"}});
+  REQUIRE(result.ok());
+  INFO(result->err);
+  REQUIRE(result->exit_code == 0);
+  return std::string(absl::StripTrailingAsciiWhitespace(result->out));
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+std::string ReadLocalFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A source repository with one commit on main; returns its sha.
+struct SourceRepo {
+  TempDir tmp;
+  std::string dir = tmp.path() + "/src";
+  std::string url = "file://" + dir;
+  static constexpr char kConfig[] = "on: push\n\0binary\xff tail";
+  const std::string config = std::string(kConfig, sizeof(kConfig) - 1);
+
+  std::string Commit(const std::string& message) {
+    Git(dir, {"add", "-A"});
+    Git(dir, {"commit", "-q", "-m", message});
+    return Git(dir, {"rev-parse", "HEAD"});
+  }
+
+  std::string Init() {
+    fs::create_directories(dir);
+    Git(dir, {"init", "-q", "-b", "main"});
+    WriteFile(dir + "/.assay.yml", config);
+    WriteFile(dir + "/ci/nested.txt", "nested\n");
+    return Commit("first");
+  }
+};
+
+TEST_CASE("IsHexSha", "[git]") {
+  CHECK(IsHexSha(std::string(40, 'a')));
+  CHECK(IsHexSha(std::string(64, '0')));
+  CHECK_FALSE(IsHexSha(std::string(40, 'A')));
+  CHECK_FALSE(IsHexSha(std::string(39, 'a')));
+  CHECK_FALSE(IsHexSha("-" + std::string(39, 'a')));
+  CHECK_FALSE(IsHexSha("HEAD"));
+}
+
+TEST_CASE("GitMirror fetches a commit and reads files at it", "[git]") {
+  SourceRepo src;
+  const std::string sha = src.Init();
+  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url);
+  REQUIRE(mirror.Ensure().ok());
+  CHECK(fs::exists(mirror.dir() + "/HEAD"));
+  CHECK(mirror.Ensure().ok());  // idempotent
+
+  CHECK(mirror.HasCommit(sha).value() == false);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+  CHECK(mirror.HasCommit(sha).value() == true);
+  CHECK(Git(mirror.dir(), {"rev-parse", "refs/heads/main"}) == sha);
+
+  CHECK(mirror.ReadFile(sha, ".assay.yml").value() == src.config);
+  CHECK(mirror.ReadFile(sha, "ci/nested.txt").value() == "nested\n");
+
+  auto missing = mirror.ReadFile(sha, "nope.yml");
+  CHECK(missing.status().code() == absl::StatusCode::kNotFound);
+  CHECK(missing.status().message() == "nope.yml does not exist at commit " + sha);
+
+  auto directory = mirror.ReadFile(sha, "ci");
+  CHECK(directory.status().code() == absl::StatusCode::kNotFound);
+  CHECK(directory.status().message() == "ci at commit " + sha + " is a tree, not a file");
+
+  const std::string unknown(40, 'e');
+  auto no_commit = mirror.ReadFile(unknown, ".assay.yml");
+  CHECK(no_commit.status().code() == absl::StatusCode::kNotFound);
+  CHECK(no_commit.status().message() ==
+        "commit " + unknown + " not found in mirror " + mirror.dir());
+  CHECK(mirror.HasCommit(unknown).value() == false);
+
+  // A later commit: the running cat-file child must see what the next fetch brings.
+  WriteFile(src.dir + "/.assay.yml", "second\n");
+  const std::string sha2 = src.Commit("second");
+  CHECK(mirror.HasCommit(sha2).value() == false);
+  REQUIRE(mirror.EnsureCommit(sha2).ok());
+  CHECK(mirror.ReadFile(sha2, ".assay.yml").value() == "second\n");
+  CHECK(mirror.ReadFile(sha, ".assay.yml").value() == src.config);
+}
+
+TEST_CASE("GitMirror fetches a commit that is on no branch", "[git]") {
+  SourceRepo src;
+  const std::string base = src.Init();
+  const std::string tree = Git(src.dir, {"rev-parse", "HEAD^{tree}"});
+  const std::string dangling = Git(src.dir, {"commit-tree", tree, "-p", base, "-m", "pr head"});
+  Git(src.dir, {"update-ref", "refs/pull/1/head", dangling});
+
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  REQUIRE(mirror.EnsureCommit(dangling).ok());  // EnsureCommit creates the mirror
+  CHECK(mirror.HasCommit(dangling).value() == true);
+  CHECK(mirror.ReadFile(dangling, "ci/nested.txt").value() == "nested\n");
+}
+
+TEST_CASE("GitMirror reports a commit the remote does not have", "[git]") {
+  SourceRepo src;
+  src.Init();
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  const std::string unknown(40, 'd');
+  auto status = mirror.EnsureCommit(unknown);
+  CHECK(status.code() == absl::StatusCode::kNotFound);
+  CHECK(absl::StartsWith(status.message(),
+                         "commit " + unknown + " not found in " + src.url +
+                             " (fetched all branches and tags, then the commit itself"));
+}
+
+TEST_CASE("GitMirror reports an unreachable remote as unavailable", "[git]") {
+  TempDir tmp;
+  GitMirror mirror(tmp.path() + "/mirror.git", "file://" + tmp.path() + "/absent");
+  auto status = mirror.EnsureCommit(std::string(40, 'a'));
+  CHECK(status.code() == absl::StatusCode::kUnavailable);
+  CHECK(absl::StartsWith(status.message(), "git fetch from file://" + tmp.path() + "/absent into " +
+                                               mirror.dir() + " failed: "));
+}
+
+TEST_CASE("GitMirror validates its inputs", "[git]") {
+  SourceRepo src;
+  const std::string sha = src.Init();
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  CHECK(mirror.HasCommit(sha).status().code() == absl::StatusCode::kFailedPrecondition);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+
+  CHECK(mirror.HasCommit("HEAD").status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(mirror.EnsureCommit("--upload-pack=touch").code() == absl::StatusCode::kInvalidArgument);
+  for (const char* bad :
+       {"", "-x", "/etc/passwd", "../x", "ci/../x", "a//b", "ci/", "./ci", "a\nb"}) {
+    INFO(bad);
+    CHECK(mirror.ReadFile(sha, bad).status().code() == absl::StatusCode::kInvalidArgument);
+  }
+  CHECK(mirror.ReadFile(sha, "x\0y").status().code() == absl::StatusCode::kNotFound);
+  CHECK(mirror.ReadFile(sha, std::string("x\0y", 3)).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(mirror.AddWorktree(sha, "relative/dir").code() == absl::StatusCode::kInvalidArgument);
+  CHECK(mirror.AddWorktree(sha, "/").code() == absl::StatusCode::kInvalidArgument);
+  auto overlap = mirror.AddWorktree(sha, src.tmp.path());
+  CHECK(overlap.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(overlap.message() ==
+        "worktree path " + src.tmp.path() + " overlaps the mirror " + mirror.dir());
+  CHECK(mirror.RemoveWorktree(mirror.dir() + "/objects").code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(fs::exists(mirror.dir() + "/objects"));
+
+  TempDir other;
+  WriteFile(other.path() + "/not-git/file", "x");
+  GitMirror not_git(other.path() + "/not-git", src.url);
+  auto status = not_git.Ensure();
+  CHECK(status.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(status.message() ==
+        "git mirror directory " + other.path() + "/not-git exists but is not a git repository");
+}
+
+TEST_CASE("GitMirror adds, removes and re-adds worktrees", "[git]") {
+  SourceRepo src;
+  const std::string sha = src.Init();
+  WriteFile(src.dir + "/ci/nested.txt", "changed\n");
+  const std::string sha2 = src.Commit("second");
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+
+  const std::string ws = src.tmp.path() + "/ws/job1";
+  REQUIRE(mirror.AddWorktree(sha, ws).ok());
+  CHECK(ReadLocalFile(ws + "/.assay.yml") == src.config);
+  CHECK(ReadLocalFile(ws + "/ci/nested.txt") == "nested\n");
+  CHECK(Git(ws, {"rev-parse", "HEAD"}) == sha);
+  CHECK(fs::exists(mirror.dir() + "/worktrees/job1"));
+
+  REQUIRE(mirror.RemoveWorktree(ws).ok());
+  CHECK_FALSE(fs::exists(ws));
+  CHECK_FALSE(fs::exists(mirror.dir() + "/worktrees/job1"));
+  CHECK(mirror.RemoveWorktree(ws).ok());  // removing twice is fine
+
+  REQUIRE(mirror.AddWorktree(sha2, ws).ok());
+  CHECK(Git(ws, {"rev-parse", "HEAD"}) == sha2);
+  CHECK(ReadLocalFile(ws + "/ci/nested.txt") == "changed\n");
+
+  // Adding over a live worktree or a leftover directory replaces it.
+  REQUIRE(mirror.AddWorktree(sha, ws).ok());
+  CHECK(Git(ws, {"rev-parse", "HEAD"}) == sha);
+  REQUIRE(mirror.RemoveWorktree(ws).ok());
+  WriteFile(ws + "/junk.txt", "junk");
+  REQUIRE(mirror.AddWorktree(sha, ws).ok());
+  CHECK_FALSE(fs::exists(ws + "/junk.txt"));
+  CHECK(Git(ws, {"rev-parse", "HEAD"}) == sha);
+
+  // Two worktrees with the same basename get distinct registrations; removing one keeps the other.
+  const std::string ws_other = src.tmp.path() + "/other/job1";
+  REQUIRE(mirror.AddWorktree(sha2, ws_other).ok());
+  REQUIRE(mirror.RemoveWorktree(ws_other).ok());
+  CHECK(Git(ws, {"rev-parse", "HEAD"}) == sha);
+  CHECK(Git(ws, {"status", "--porcelain"}).empty());
+
+  auto unknown = mirror.AddWorktree(std::string(40, 'b'), ws);
+  CHECK(unknown.code() == absl::StatusCode::kNotFound);
+  CHECK(unknown.message() ==
+        "commit " + std::string(40, 'b') + " not found in mirror " + mirror.dir());
+}
+
+TEST_CASE("GitMirror serves concurrent reads", "[git]") {
+  SourceRepo src;
+  const std::string sha = src.Init();
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+  std::vector<std::thread> threads;
+  std::vector<int> failures(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        auto content = mirror.ReadFile(sha, (i % 2) ? ".assay.yml" : "ci/nested.txt");
+        if (!content.ok() || *content != ((i % 2) ? src.config : "nested\n")) ++failures[t];
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  CHECK(failures == std::vector<int>(4, 0));
+}
+
+}  // namespace
+}  // namespace assay
