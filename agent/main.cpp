@@ -6,6 +6,7 @@
 #include "agent/agent.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/signals.h"
 
 int main(int argc, char** argv) {
   const std::vector<assay::OptionSpec> specs = {
@@ -45,17 +46,12 @@ int main(int argc, char** argv) {
   o.slots = static_cast<int>(*slots);
   o.kill_grace = *grace;
 
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts, so that every thread inherits the mask.
+  const sigset_t set = assay::BlockStopSignals();
 
   assay::Agent agent(o);
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = assay::WaitForStopSignal(set);
     assay::LogInfo("agent", "signal ", sig, ": shutting down");
     agent.Shutdown();
   });

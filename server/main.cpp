@@ -4,6 +4,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
@@ -50,21 +51,15 @@ int main(int argc, char** argv) {
   o.heartbeat_interval = *hb;
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
 
-  // Block the stop signals before any thread starts, then wait for one on this thread.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts, so that every thread inherits the mask.
+  const sigset_t set = assay::BlockStopSignals();
 
   assay::AssayServer server(o);
   if (absl::Status s = server.Start(); !s.ok()) {
     std::cerr << "assay-server: " << s.ToString() << "\n";
     return 1;
   }
-  int sig = 0;
-  sigwait(&set, &sig);
+  int sig = assay::WaitForStopSignal(set);
   assay::LogInfo("server", "signal ", sig, ": shutting down");
   server.Stop();
   return 0;
