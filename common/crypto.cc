@@ -64,7 +64,9 @@ absl::StatusOr<std::string> HexDecode(std::string_view hex) {
   for (size_t i = 0; i < out.size(); ++i) {
     int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("non-hex character at offset ", 2 * i));
+      // Why name the character, not the pair: "0g" is wrong at offset 1.
+      return absl::InvalidArgumentError(
+          absl::StrCat("non-hex character at offset ", hi < 0 ? 2 * i : 2 * i + 1));
     }
     out[i] = static_cast<char>(hi * 16 + lo);
   }

@@ -3,12 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <chrono>
-#include <exception>
-#include <optional>
-#include <thread>
-#include <unordered_map>
-
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,6 +16,11 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <thread>
+#include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
@@ -40,6 +39,10 @@ namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
+// Why reserve: Beast reads at most the buffer's free capacity (but at least 512 bytes)
+// per call, so an unreserved buffer reads a body 512 bytes per syscall.
+constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kLargeBodyReadChunk = 64 * 1024;
 // After an error response the server stops sending but keeps reading (and discarding)
 // for a while, so that the client's unsent body does not turn our close into a TCP
 // reset that could destroy the response before the client reads it.
@@ -117,7 +120,9 @@ struct Server::Core {
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(Server::Core& core, tcp::socket socket, std::string remote)
-      : core_(core), stream_(std::move(socket)), remote_(std::move(remote)) {}
+      : core_(core), stream_(std::move(socket)), remote_(std::move(remote)) {
+    buffer_.reserve(kReadChunk);
+  }
   ~HttpSession() { core_.Unregister(this); }
 
   void Start() {
@@ -147,11 +152,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (ec) return OnReadError(ec);
     parser_->eager(true);
     const auto& header = parser_->get();
+    if (parser_->chunked() || parser_->content_length().value_or(0) > kReadChunk) {
+      buffer_.reserve(kLargeBodyReadChunk);
+    }
     if (header.version() >= 11 && !parser_->is_done() &&
-        absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(absl::string_view(
-                                   header[bhttp::field::expect].data(),
-                                   header[bhttp::field::expect].size())),
-                               "100-continue")) {
+        absl::EqualsIgnoreCase(
+            absl::StripAsciiWhitespace(absl::string_view(header[bhttp::field::expect].data(),
+                                                         header[bhttp::field::expect].size())),
+            "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -193,8 +201,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     // the middle of one. Neither can be answered.
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
-      return WriteError(
-          ErrorResponse(400, "bad_request", absl::StrCat("malformed HTTP request: ", ec.message())));
+      return WriteError(ErrorResponse(400, "bad_request",
+                                      absl::StrCat("malformed HTTP request: ", ec.message())));
     }
     Close();  // timeout, reset, abort: nothing to say
   }
@@ -246,8 +254,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     } catch (const std::exception& e) {
       LogError("http", "handler for ", req.method, " ", req.target, " threw: ", e.what());
     } catch (...) {
-      LogError("http", "handler for ", req.method, " ", req.target,
-               " threw a non-std exception");
+      LogError("http", "handler for ", req.method, " ", req.target, " threw a non-std exception");
     }
     return ErrorResponse(500, "internal", "internal server error");
   }
@@ -318,12 +325,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void DrainSome() {
-    stream_.async_read_some(
-        net::buffer(drain_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-          self->drained_ += n;
-          if (ec || self->drained_ >= kLingerBytes) return self->Close();
-          self->DrainSome();
-        });
+    stream_.async_read_some(net::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ >= kLingerBytes) return self->Close();
+                              self->DrainSome();
+                            });
   }
 
   Server::Core& core_;
@@ -341,10 +348,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 };
 
 void Server::Core::DoAccept() {
-  acceptor.async_accept(net::make_strand(ioc),
-                        [this](beast::error_code ec, tcp::socket socket) {
-                          OnAccept(ec, std::move(socket));
-                        });
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    OnAccept(ec, std::move(socket));
+  });
 }
 
 void Server::Core::OnAccept(beast::error_code ec, tcp::socket socket) {
@@ -362,8 +368,8 @@ void Server::Core::OnAccept(beast::error_code ec, tcp::socket socket) {
   beast::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);  // Why: no Nagle delay on responses
   auto endpoint = socket.remote_endpoint(ignored);
-  auto session =
-      std::make_shared<HttpSession>(*this, std::move(socket), ignored ? "" : EndpointString(endpoint));
+  auto session = std::make_shared<HttpSession>(*this, std::move(socket),
+                                               ignored ? "" : EndpointString(endpoint));
   if (Register(session)) session->Start();
   DoAccept();
 }
@@ -401,11 +407,11 @@ absl::Status Server::Start() {
     endpoint = tcp::endpoint(address, c.opts.port);
   } else {
     tcp::resolver resolver(c.ioc);
-    auto results = resolver.resolve(c.opts.host, std::to_string(c.opts.port),
-                                    tcp::resolver::passive, ec);
+    auto results =
+        resolver.resolve(c.opts.host, std::to_string(c.opts.port), tcp::resolver::passive, ec);
     if (ec || results.empty()) {
-      return absl::UnavailableError(absl::StrCat("cannot resolve HTTP listen address ", where,
-                                                 ": ", ec ? ec.message() : "no addresses"));
+      return absl::UnavailableError(absl::StrCat("cannot resolve HTTP listen address ", where, ": ",
+                                                 ec ? ec.message() : "no addresses"));
     }
     endpoint = results.begin()->endpoint();
   }

@@ -6,6 +6,7 @@
 // may block (database calls) without stalling I/O; the response is written back on
 // the connection's strand.
 
+#include <boost/json/value.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -16,8 +17,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <boost/json/value.hpp>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -55,7 +54,7 @@ struct Response {
 // `status` with the serialized JSON value as body.
 Response JsonResponse(int status, const boost::json::value& v);
 // {"error":{"code":code,"message":message}}; code is a short snake_case word like
-// "not_found".
+// "not_found". Bytes of `message` that are not valid UTF-8 become U+FFFD.
 Response ErrorResponse(int status, std::string_view code, std::string_view message);
 
 // Called on a handler-pool thread; must be safe to call concurrently. A thrown

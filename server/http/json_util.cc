@@ -1,9 +1,8 @@
 #include "server/http/json_util.h"
 
+#include <boost/json/stream_parser.hpp>
 #include <cmath>
 #include <limits>
-
-#include <boost/json/stream_parser.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"

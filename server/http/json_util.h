@@ -9,12 +9,11 @@
 //   auto url = RequiredString(*body, "clone_url");
 //   if (!url.ok()) return StatusToResponse(url.status());
 
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <boost/json/object.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -1,9 +1,8 @@
 // Request helpers, response builders and the Router (declared in http_server.h).
 
 #include <algorithm>
-#include <stdexcept>
-
 #include <boost/json/serialize.hpp>
+#include <stdexcept>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +26,46 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
     if (slash == std::string_view::npos) return parts;
     path.remove_prefix(slash + 1);
   }
+}
+
+// `s` with each byte that is not part of a well-formed UTF-8 sequence replaced by U+FFFD.
+// Why: error messages quote request paths, which may percent-decode to any bytes, and
+// a JSON body must stay valid UTF-8.
+std::string ValidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (b < 0x80) {
+      len = 1;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      if (b == 0xE0) lo = 0xA0;  // no overlong forms
+      if (b == 0xED) hi = 0x9F;  // no surrogates
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+    }
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
+    }
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -55,7 +94,7 @@ Response JsonResponse(int status, const boost::json::value& v) {
 Response ErrorResponse(int status, std::string_view code, std::string_view message) {
   boost::json::object error;
   error["code"] = code;
-  error["message"] = message;
+  error["message"] = ValidUtf8(message);
   boost::json::object root;
   root["error"] = std::move(error);
   return JsonResponse(status, root);
@@ -79,9 +118,9 @@ void Router::Add(std::string method, std::string pattern, Handler h) {
       }
     } else {
       if (segment.find_first_of("{}") != std::string_view::npos) {
-        throw std::invalid_argument(absl::StrCat(
-            "route pattern '", pattern, "': a parameter must be a whole segment, got '", AV(segment),
-            "'"));
+        throw std::invalid_argument(absl::StrCat("route pattern '", pattern,
+                                                 "': a parameter must be a whole segment, got '",
+                                                 AV(segment), "'"));
       }
       s.text = std::string(segment);
       ++route.literal_count;
@@ -106,7 +145,8 @@ Response Router::Dispatch(Request& req) const {
   for (const Route& route : routes_) {
     if (!matches(route)) continue;
     allowed.push_back(route.method);
-    if (route.method == req.method && (best == nullptr || route.literal_count > best->literal_count)) {
+    if (route.method == req.method &&
+        (best == nullptr || route.literal_count > best->literal_count)) {
       best = &route;
     }
   }
@@ -124,10 +164,9 @@ Response Router::Dispatch(Request& req) const {
   }
   std::sort(allowed.begin(), allowed.end());
   allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
-  Response res = ErrorResponse(
-      405, "method_not_allowed",
-      absl::StrCat("method ", req.method, " is not allowed for ", req.path, "; allowed: ",
-                   absl::StrJoin(allowed, ", ")));
+  Response res = ErrorResponse(405, "method_not_allowed",
+                               absl::StrCat("method ", req.method, " is not allowed for ", req.path,
+                                            "; allowed: ", absl::StrJoin(allowed, ", ")));
   res.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
   return res;
 }

@@ -58,14 +58,17 @@ constexpr Query kHeartbeat{
     "job_heartbeat",
     "UPDATE jobs SET lease_expires_at = $3::timestamptz + $4::float8 * interval '1 millisecond' "
     "WHERE id = $1 AND attempt_token = $2 AND state IN ('assigned', 'running') RETURNING 1"};
+// Why no FOR UPDATE here: every writer of a job locks its pipeline row first (Finish,
+// Cancel); locking job rows before the pipeline would deadlock with them. RequeueLost locks
+// each pipeline (in pipeline id order) and kLoseAttempt re-checks the job under that lock.
 constexpr Query kExpiredJobs{
     "job_expired",
     "SELECT id, pipeline_id, attempt_token FROM jobs WHERE state IN ('assigned', 'running') "
-    "AND lease_expires_at < $1 ORDER BY id FOR UPDATE SKIP LOCKED"};
+    "AND lease_expires_at < $1 ORDER BY pipeline_id, id"};
 constexpr Query kLiveOfAgent{
     "job_live_of_agent",
     "SELECT id, pipeline_id, attempt_token FROM jobs WHERE state IN ('assigned', 'running') "
-    "AND agent_id = $1 ORDER BY id FOR UPDATE"};
+    "AND agent_id = $1 ORDER BY pipeline_id, id"};
 constexpr Query kLoseAttempt{
     "job_lose_attempt",
     "WITH j AS (UPDATE jobs SET "
@@ -73,10 +76,11 @@ constexpr Query kLoseAttempt{
     "  queued_at = CASE WHEN attempt < max_attempts THEN $3 ELSE queued_at END, "
     "  finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $3 END, "
     "  message = CASE WHEN attempt < max_attempts THEN NULL ELSE $4 END, "
-    "  attempt_token = CASE WHEN attempt < max_attempts THEN NULL ELSE attempt_token END, "
+    "  attempt_token = NULL, "
     "  agent_id = CASE WHEN attempt < max_attempts THEN NULL ELSE agent_id END, "
     "  lease_expires_at = NULL "
     "  WHERE id = $1 AND attempt_token = $2 AND state IN ('assigned', 'running') "
+    "  AND ($5::timestamptz IS NULL OR lease_expires_at < $5) "
     "  RETURNING id, attempt, state) "
     "UPDATE job_attempts a SET state = 'lost', finished_at = $3, message = $4 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING j.state"};
@@ -230,7 +234,9 @@ absl::StatusOr<int> JobStore::RequeueLost(const std::string& why,
       }
       int64_t pipeline_id = r[1].as<int64_t>();
       LockPipeline(tx, c, pipeline_id);
-      auto res = Exec(tx, c, kLoseAttempt, {job_id, token, now, why});
+      // The expiry sweep re-checks the lease: a heartbeat may have extended it meanwhile.
+      auto res = Exec(tx, c, kLoseAttempt,
+                      {job_id, token, now, why, keep == nullptr ? Param(now) : Param::Null()});
       if (res.empty()) continue;
       ++handled;
       if (res[0][0].as<std::string>() == "failed") AdvancePipeline(tx, c, pipeline_id, now);

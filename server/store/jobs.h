@@ -34,7 +34,8 @@ struct ResultReport {
   std::string state;  // succeeded, failed, timed_out, canceled, error
   std::optional<int> exit_code;
   std::string message;
-  absl::Time started_at, finished_at;
+  // As reported by the agent; InfinitePast when it did not say (the server's clock is used).
+  absl::Time started_at = absl::InfinitePast(), finished_at = absl::InfinitePast();
 };
 
 struct FinishOutcome {

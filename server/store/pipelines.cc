@@ -226,11 +226,14 @@ absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::Cancel(int64_t id) {
       return absl::FailedPreconditionError(
           absl::StrCat("pipeline ", id, " has already finished (", state, ")"));
     }
-    Exec(tx, c, kCancelAttempts, {id, now});
+    // Why this order: a claim does not take the pipeline lock, so canceling the queued jobs
+    // first waits for a claim in flight and the later statements see its job as live. Job rows
+    // before attempt rows, as MarkRunning and Reject lock them, so they cannot deadlock.
+    Exec(tx, c, kCancelWaiting, {id, now});
     for (const auto& r : Exec(tx, c, kCancelLive, {id, now})) {
       out.push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<std::string>()});
     }
-    Exec(tx, c, kCancelWaiting, {id, now});
+    Exec(tx, c, kCancelAttempts, {id, now});
     AdvancePipeline(tx, c, id, now);
     return absl::OkStatus();
   });

@@ -1,0 +1,129 @@
+// Migrations on a real PostgreSQL: from zero, idempotent, serialized by the advisory lock,
+// and all-or-nothing when one fails.
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <barrier>
+#include <catch2/catch.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "server/store/migrations.h"
+#include "tests/support/test_db.h"
+
+namespace assay {
+namespace {
+
+using Rows = std::vector<std::vector<std::string>>;
+
+Rows Query(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  Rows out;
+  for (const auto& row : tx.exec(sql)) {
+    std::vector<std::string> r;
+    for (const auto& f : row) r.push_back(f.is_null() ? "NULL" : f.as<std::string>());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+const char* kTables =
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+    "ORDER BY table_name";
+const char* kLedger = "SELECT version, name FROM schema_migrations ORDER BY version";
+
+TEST_CASE("migrations: an empty database gets version 1 once", "[db]") {
+  testing::TestDatabase tdb(false);
+  REQUIRE(Query(tdb.dsn(), kTables).empty());
+  pqxx::connection c(tdb.dsn());
+
+  auto first = store::ApplyMigrations(c, store::EmbeddedMigrations());
+  REQUIRE(first.ok());
+  CHECK(*first == std::vector<int>{1});
+  CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
+                                          {"job_attempts"},
+                                          {"job_needs"},
+                                          {"jobs"},
+                                          {"log_chunks"},
+                                          {"pipelines"},
+                                          {"repos"},
+                                          {"schema_migrations"},
+                                          {"webhook_deliveries"}});
+  CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+
+  auto again = store::ApplyMigrations(c, store::EmbeddedMigrations());
+  REQUIRE(again.ok());
+  CHECK(again->empty());
+  CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+}
+
+TEST_CASE("migrations: two servers starting at once apply each migration exactly once", "[db]") {
+  for (int round = 0; round < 5; ++round) {
+    testing::TestDatabase tdb(false);
+    pqxx::connection c1(tdb.dsn()), c2(tdb.dsn());
+    std::barrier start(2);
+    absl::StatusOr<std::vector<int>> r1, r2;
+    std::thread t1([&] {
+      start.arrive_and_wait();
+      r1 = store::ApplyMigrations(c1, store::EmbeddedMigrations());
+    });
+    std::thread t2([&] {
+      start.arrive_and_wait();
+      r2 = store::ApplyMigrations(c2, store::EmbeddedMigrations());
+    });
+    t1.join();
+    t2.join();
+    REQUIRE(r1.ok());
+    REQUIRE(r2.ok());
+    std::vector<std::vector<int>> got{*r1, *r2};
+    std::sort(got.begin(), got.end());
+    CHECK(got == std::vector<std::vector<int>>{{}, {1}});
+    CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+  }
+}
+
+TEST_CASE("migrations: a failing migration changes nothing and is named", "[db]") {
+  const store::Migration broken{
+      2, "0002_broken.sql",
+      "CREATE TABLE half_done (id integer PRIMARY KEY);\n"
+      "ALTER TABLE jobs ADD COLUMN half_column integer;\n"
+      "SELECT no_such_function();\n"};
+
+  SECTION("on top of version 1") {
+    testing::TestDatabase tdb(true);
+    pqxx::connection c(tdb.dsn());
+    std::vector<store::Migration> all = store::EmbeddedMigrations();
+    all.push_back(broken);
+    auto r = store::ApplyMigrations(c, all);
+    REQUIRE(r.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(absl::StartsWith(r.status().message(), "migration 0002_broken.sql failed: "));
+    CHECK(absl::StrContains(r.status().message(), "function no_such_function() does not exist"));
+    CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+    CHECK(Query(tdb.dsn(), "SELECT to_regclass('half_done') IS NULL") == Rows{{"t"}});
+    CHECK(Query(tdb.dsn(),
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'jobs' AND "
+                "column_name = 'half_column'") == Rows{{"0"}});
+    // The connection is still usable and the good migrations still apply cleanly.
+    auto ok = store::ApplyMigrations(c, store::EmbeddedMigrations());
+    REQUIRE(ok.ok());
+    CHECK(ok->empty());
+  }
+
+  SECTION("from an empty database: version 1 is rolled back with it") {
+    testing::TestDatabase tdb(false);
+    pqxx::connection c(tdb.dsn());
+    std::vector<store::Migration> all = store::EmbeddedMigrations();
+    all.push_back(broken);
+    auto r = store::ApplyMigrations(c, all);
+    REQUIRE(r.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(absl::StartsWith(r.status().message(), "migration 0002_broken.sql failed: "));
+    CHECK(Query(tdb.dsn(), kTables).empty());
+  }
+}
+
+}  // namespace
+}  // namespace assay

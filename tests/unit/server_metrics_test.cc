@@ -1,0 +1,83 @@
+// The Prometheus text the server exposes: exact sample lines.
+
+#include <catch2/catch.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "server/metrics/metrics.h"
+
+namespace assay {
+namespace {
+
+// The sample lines (no comments) of a Prometheus text exposition.
+std::vector<std::string> Samples(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line[0] != '#') out.push_back(line);
+  }
+  return out;
+}
+
+bool Has(const std::vector<std::string>& lines, const std::string& line) {
+  for (const auto& l : lines) {
+    if (l == line) return true;
+  }
+  return false;
+}
+
+TEST_CASE("metrics: webhook counters by provider and result", "[unit][metrics]") {
+  Metrics m;
+  m.WebhookReceived("github", "accepted");
+  m.WebhookReceived("github", "accepted");
+  m.WebhookReceived("github", "bad_signature");
+  m.WebhookReceived("gitea", "duplicate");
+  const std::string text = m.Serialize();
+  auto lines = Samples(text);
+  INFO(text);
+  CHECK(Has(lines, "assay_webhooks_received_total{provider=\"github\",result=\"accepted\"} 2"));
+  CHECK(Has(lines,
+            "assay_webhooks_received_total{provider=\"github\",result=\"bad_signature\"} 1"));
+  CHECK(Has(lines, "assay_webhooks_received_total{provider=\"gitea\",result=\"duplicate\"} 1"));
+  CHECK(text.find("# TYPE assay_webhooks_received_total counter") != std::string::npos);
+  CHECK(Has(lines, "assay_connected_agents 0"));
+}
+
+TEST_CASE("metrics: job-state gauges are replaced on every count", "[unit][metrics]") {
+  Metrics m;
+  m.SetJobStates({{"queued", 3}, {"running", 2}, {"succeeded", 10}});
+  auto lines = Samples(m.Serialize());
+  CHECK(Has(lines, "assay_jobs{state=\"queued\"} 3"));
+  CHECK(Has(lines, "assay_jobs{state=\"running\"} 2"));
+  CHECK(Has(lines, "assay_jobs{state=\"succeeded\"} 10"));
+  CHECK(Has(lines, "assay_jobs{state=\"pending\"} 0"));
+  CHECK(Has(lines, "assay_jobs{state=\"skipped\"} 0"));
+  CHECK(Has(lines, "assay_queue_depth 3"));
+
+  // A state missing from the next count drops to zero; unknown states are not exported.
+  m.SetJobStates({{"running", 1}, {"bogus", 5}});
+  lines = Samples(m.Serialize());
+  CHECK(Has(lines, "assay_jobs{state=\"queued\"} 0"));
+  CHECK(Has(lines, "assay_jobs{state=\"running\"} 1"));
+  CHECK(Has(lines, "assay_jobs{state=\"succeeded\"} 0"));
+  CHECK(Has(lines, "assay_queue_depth 0"));
+  int job_lines = 0;
+  for (const auto& l : lines) job_lines += l.rfind("assay_jobs{", 0) == 0;
+  CHECK(job_lines == 10);
+
+  m.SetConnectedAgents(4);
+  m.ObserveDispatchLatency(0.003);
+  m.ObserveJobDuration(12);
+  lines = Samples(m.Serialize());
+  CHECK(Has(lines, "assay_connected_agents 4"));
+  CHECK(Has(lines, "assay_dispatch_latency_seconds_count 1"));
+  CHECK(Has(lines, "assay_dispatch_latency_seconds_bucket{le=\"0.002\"} 0"));
+  CHECK(Has(lines, "assay_dispatch_latency_seconds_bucket{le=\"0.005\"} 1"));
+  CHECK(Has(lines, "assay_job_duration_seconds_count 1"));
+  CHECK(Has(lines, "assay_job_duration_seconds_sum 12"));
+  CHECK(Has(lines, "assay_job_duration_seconds_bucket{le=\"+Inf\"} 1"));
+}
+
+}  // namespace
+}  // namespace assay
