@@ -124,6 +124,9 @@ absl::Status Agent::Run() {
 bool Agent::ServeOnce(bool* fatal) {
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer " + opts_.token);
+  // Why wait_for_ready: while the server restarts, the call waits for the channel to connect
+  // (gRPC's own short reconnect backoff) instead of failing at once and sleeping our backoff.
+  ctx.set_wait_for_ready(true);
   std::unique_ptr<Stream> stream = stub_->Connect(&ctx);
   {
     absl::MutexLock l(&mu_);

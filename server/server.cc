@@ -169,6 +169,8 @@ absl::Status AssayServer::Start() {
 void AssayServer::Stop() {
   Impl& m = *impl_;
   if (m.http_server) m.http_server->Stop();
+  // Finish the agent streams first, so gRPC's shutdown need not wait out its deadline.
+  if (m.dispatcher) m.dispatcher->CloseAll("server shutting down");
   if (m.grpc_server) m.grpc_server->Shutdown(std::chrono::system_clock::now() +
                                              std::chrono::seconds(2));
   if (m.planner) m.planner->Stop();

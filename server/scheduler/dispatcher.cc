@@ -83,6 +83,15 @@ void Dispatcher::Kick() {
   kicked_ = true;
 }
 
+void Dispatcher::CloseAll(const std::string& reason) {
+  std::vector<std::shared_ptr<AgentChannel>> channels;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, a] : agents_) channels.push_back(a.channel);
+  }
+  for (auto& ch : channels) ch->Close(reason);
+}
+
 int Dispatcher::ConnectedAgents() {
   absl::MutexLock l(&mu_);
   return static_cast<int>(agents_.size());

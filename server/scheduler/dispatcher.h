@@ -56,6 +56,8 @@ class Dispatcher {
                   const std::string& reason);
   void Kick();
   int ConnectedAgents();
+  // Ends every agent stream (server shutdown); agents reconnect to whoever serves next.
+  void CloseAll(const std::string& reason);
   const DispatcherOptions& options() const { return opts_; }
 
   // One dispatch pass, synchronously: claims and sends until no free slot gets a job.
