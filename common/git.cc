@@ -262,7 +262,7 @@ absl::Status GitMirror::AddWorktree(std::string_view sha, const std::string& wor
     return absl::NotFoundError(absl::StrCat("commit ", Av(sha), " not found in mirror ", dir_));
   }
   // Why not `git worktree add`: it spawns a second git for the checkout and does work we do
-  // not need; writing the registration ourselves leaves one process (read-tree) per job.
+  // not need; writing the registration ourselves spawns nothing at all (CheckoutTree).
   // The layout is git's own (gitrepository-layout(5), "worktrees/<id>").
   const fs::path worktree = NormalizeDir(worktree_dir);
   const fs::path registrations = Canonical(dir_) / "worktrees";
@@ -289,15 +289,7 @@ absl::Status GitMirror::AddWorktree(std::string_view sha, const std::string& wor
       !write(worktree / ".git", "gitdir: " + reg.string() + "\n")) {
     return absl::InternalError(absl::StrCat("cannot write worktree metadata for ", worktree_dir));
   }
-  ASSAY_ASSIGN_OR_RETURN(
-      CommandResult add,
-      RunCommand({"git", "-C", worktree.string(), "read-tree", "-u", "--reset", std::string(sha)},
-                 {}, git_env_));
-  if (add.exit_code != 0) {
-    return absl::InternalError(absl::StrCat("checkout of ", Av(sha), " into ", worktree_dir,
-                                            " failed: ", TrimmedStderr(add)));
-  }
-  return absl::OkStatus();
+  return CheckoutTree(sha, worktree.string(), (reg / "index").string());
 }
 
 absl::Status GitMirror::RemoveWorktree(const std::string& worktree_dir) {

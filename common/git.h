@@ -62,8 +62,8 @@ class GitMirror {
   // leading '-', a newline or NUL). kUnavailable if the cat-file child fails twice in a row.
   absl::StatusOr<std::string> ReadFile(std::string_view sha, std::string_view path);
 
-  // Creates a detached worktree of `sha` at the absolute path `worktree_dir`
-  // (`git worktree add --detach -f`), first removing whatever is at that path (see
+  // Creates a detached worktree of `sha` at the absolute path `worktree_dir` (registered
+  // under DIR/worktrees/ as `git worktree add --detach` would), first removing whatever is at that path (see
   // RemoveWorktree). kNotFound if the commit is not in the mirror; kInternal if git fails.
   absl::Status AddWorktree(std::string_view sha, const std::string& worktree_dir);
 
@@ -79,6 +79,11 @@ class GitMirror {
     std::string type;  // "blob", "tree", "commit", "tag"
     std::string content;
   };
+
+  // Writes the tree of commit `sha` into `worktree` (an existing empty directory) and a
+  // matching index at `index_path`, without spawning git (common/git_checkout.cc).
+  absl::Status CheckoutTree(std::string_view sha, const std::string& worktree,
+                            const std::string& index_path);
 
   // Runs `git -c protocol.file.allow=always --git-dir=DIR <args>`; kInternal/kDeadlineExceeded
   // only when git cannot be run; the exit code is the caller's to check.

@@ -266,3 +266,44 @@ TEST_CASE("GitMirror serves concurrent reads", "[git]") {
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("GitMirror worktrees are exact checkouts that git sees as clean", "[git]") {
+  TempDir src, cache, work;
+  Git(src.path(), {"init", "-q", "-b", "main"});
+  WriteFile(src.path() + "/README", "top\n");
+  WriteFile(src.path() + "/a/b/deep.txt", "deep\n");
+  WriteFile(src.path() + "/a/zz.txt", "zz\n");
+  WriteFile(src.path() + "/a-b.txt", "sorts between a and a/ in the index\n");
+  WriteFile(src.path() + "/bin/run.sh", "#!/bin/sh\necho run\n");
+  fs::permissions(src.path() + "/bin/run.sh", fs::perms::owner_all | fs::perms::group_read |
+                                                  fs::perms::group_exec | fs::perms::others_read |
+                                                  fs::perms::others_exec);
+  fs::create_symlink("README", src.path() + "/link");
+  Git(src.path(), {"add", "-A"});
+  Git(src.path(), {"commit", "-q", "-m", "tree"});
+  const std::string sha = Git(src.path(), {"rev-parse", "HEAD"});
+
+  GitMirror mirror(cache.path() + "/m.git", "file://" + src.path());
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+  const std::string ws = work.path() + "/job-1-1";
+  REQUIRE(mirror.AddWorktree(sha, ws).ok());
+
+  CHECK(ReadLocalFile(ws + "/a/b/deep.txt") == "deep\n");
+  CHECK(ReadLocalFile(ws + "/a-b.txt") == "sorts between a and a/ in the index\n");
+  CHECK(fs::read_symlink(ws + "/link") == "README");
+  CHECK((fs::status(ws + "/bin/run.sh").permissions() & fs::perms::owner_exec) != fs::perms::none);
+  CHECK((fs::status(ws + "/README").permissions() & fs::perms::owner_exec) == fs::perms::none);
+  CHECK(Git(ws, {"rev-parse", "HEAD"}) == sha);
+  // The index we wrote matches the tree and the files: nothing staged, modified or untracked.
+  CHECK(Git(ws, {"status", "--porcelain", "--untracked-files=all"}).empty());
+  CHECK(Git(ws, {"ls-files", "-s"}) == Git(src.path(), {"ls-files", "-s"}));
+  Git(ws, {"diff", "--quiet", "HEAD"});
+  WriteFile(ws + "/a/zz.txt", "changed\n");
+  CHECK(Git(ws, {"status", "--porcelain"}) == " M a/zz.txt");
+}
+
+}  // namespace
+}  // namespace assay
