@@ -1,0 +1,81 @@
+// Bad agent input over the real gRPC stream: the server answers with a precise status and
+// records nothing it should not.
+#include <grpcpp/grpcpp.h>
+
+#include "assay/v1/agent.grpc.pb.h"
+#include "tests/e2e/e2e.h"
+
+namespace assay::e2e {
+namespace {
+
+struct StreamEnd {
+  grpc::StatusCode code;
+  std::string message;
+};
+
+// Opens a Connect stream with `token`, sends `msgs`, half-closes, and returns how the server
+// ended the stream.
+StreamEnd Converse(const std::string& address, const std::string& token,
+                   const std::vector<v1::AgentMessage>& msgs) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = v1::AgentService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  auto stream = stub->Connect(&ctx);
+  for (const auto& m : msgs) stream->Write(m);
+  stream->WritesDone();
+  v1::ServerMessage in;
+  while (stream->Read(&in)) {
+  }
+  grpc::Status s = stream->Finish();
+  return {s.error_code(), s.error_message()};
+}
+
+v1::AgentMessage Hello(const std::string& name, uint32_t slots) {
+  v1::AgentMessage m;
+  m.mutable_hello()->set_name(name);
+  m.mutable_hello()->set_cpu_slots(slots);
+  return m;
+}
+
+TEST_CASE("agent stream: bad token, missing hello and bad hello are refused precisely",
+          "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  const std::string addr = c.grpc_address();
+
+  StreamEnd no_token = Converse(addr, "", {Hello("a1", 1)});
+  CHECK(no_token.code == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(no_token.message == "missing or invalid agent token (authorization: Bearer <token>)");
+  StreamEnd wrong = Converse(addr, "not-the-agent-token", {Hello("a1", 1)});
+  CHECK(wrong.code == grpc::StatusCode::UNAUTHENTICATED);
+
+  v1::AgentMessage hb;
+  hb.mutable_heartbeat();
+  StreamEnd first_not_hello = Converse(addr, testing::kAgentToken, {hb});
+  CHECK(first_not_hello.code == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(first_not_hello.message == "the first message on a stream must be hello");
+
+  StreamEnd bad_name = Converse(addr, testing::kAgentToken, {Hello("../etc", 1)});
+  CHECK(bad_name.code == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(bad_name.message ==
+        "hello.name must be 1-100 characters of letters, digits, '_', '.', '-'");
+  StreamEnd no_slots = Converse(addr, testing::kAgentToken, {Hello("a1", 0)});
+  CHECK(no_slots.code == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(no_slots.message == "hello.cpu_slots must be between 1 and 1024");
+
+  StreamEnd twice = Converse(addr, testing::kAgentToken, {Hello("a1", 1), Hello("a1", 1)});
+  CHECK(twice.code == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(twice.message == "hello sent twice on one stream");
+
+  // Only the one well-formed hello registered an agent; nothing else was written.
+  CHECK(MUST(c.QueryInt("SELECT count(*) FROM agents")) == 1);
+  CHECK(MUST(c.QueryInt("SELECT count(*) FROM job_attempts")) == 0);
+  // The server is still serving.
+  auto health = MUST(c.Fetch("GET", "/healthz"));
+  CHECK(health.status == 200);
+}
+
+}  // namespace
+}  // namespace assay::e2e
