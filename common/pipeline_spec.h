@@ -18,12 +18,15 @@
 // duplicate keys (which yaml-cpp silently accepts) are reported.
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/matrix.h"
 
 namespace assay {
 
@@ -36,6 +39,35 @@ struct StepSpec {
   bool operator==(const StepSpec&) const = default;
 };
 
+// `retry:`. An integer N is shorthand for { max: N }.
+struct RetrySpec {
+  int max = 0;  // 0-10 further attempts.
+  std::vector<std::string> on = {"agent_lost", "timeout", "failure"};  // Subset, file order.
+
+  bool operator==(const RetrySpec&) const = default;
+};
+
+// `concurrency:`. `group` may hold `${{ }}` placeholders; empty means no group.
+struct ConcurrencySpec {
+  std::string group;
+  bool cancel_in_progress = false;
+
+  bool operator==(const ConcurrencySpec&) const = default;
+};
+
+// `runs_on:`. Labels may hold `${{ matrix.X }}`; gpu_model is a glob (common/glob.h).
+struct RunsOnSpec {
+  std::vector<std::string> labels;
+  int cpus = 1;
+  double memory_gb = 0;  // 0: no requirement.
+  int gpus = 0;
+  bool gpu_shared = false;  // `gpus: shared`: one GPU, shareable with other such jobs.
+  double gpu_memory_gb = 0;  // Per GPU; 0: no requirement.
+  std::string gpu_model;     // Empty: any.
+
+  bool operator==(const RunsOnSpec&) const = default;
+};
+
 struct JobSpec {
   std::string name;
   std::vector<std::string> needs;  // In file order, no duplicates, all defined jobs.
@@ -43,11 +75,67 @@ struct JobSpec {
   int64_t timeout_s = kDefaultJobTimeoutSeconds;
   std::vector<StepSpec> steps;  // Never empty.
   int line = 0;                 // 1-based line of the job's name in the file.
+  std::string if_expr;          // `if:` text (valid for Expr::Parse); empty: always runs.
+  RetrySpec retry;
+  bool allow_failure = false;
+  ConcurrencySpec concurrency;
+  int priority = 0;  // -100..100; higher runs first.
+  std::optional<MatrixSpec> matrix;  // `strategy:`; absent: one job.
+  RunsOnSpec runs_on;
 
   bool operator==(const JobSpec&) const = default;
 };
 
+struct PushTrigger {
+  std::vector<std::string> branches, tags, paths, paths_ignore;  // Globs; '!' excludes.
+
+  bool operator==(const PushTrigger&) const = default;
+};
+
+struct PullRequestTrigger {
+  std::vector<std::string> branches;  // Globs over the base branch.
+  std::vector<std::string> types = {"opened", "synchronize", "reopened"};
+
+  bool operator==(const PullRequestTrigger&) const = default;
+};
+
+struct ScheduleTrigger {
+  std::string cron;    // Valid for CronSchedule::Parse, normalised.
+  std::string branch;  // Empty: the repository's default branch.
+
+  bool operator==(const ScheduleTrigger&) const = default;
+};
+
+struct ManualInput {
+  std::string name;
+  std::string type = "string";  // string, number, boolean, choice.
+  std::string default_value;
+  bool has_default = false;
+  std::vector<std::string> options;  // choice only; non-empty then.
+  bool required = false;
+  std::string description;
+
+  bool operator==(const ManualInput&) const = default;
+};
+
+struct ManualTrigger {
+  std::vector<ManualInput> inputs;  // File order.
+
+  bool operator==(const ManualTrigger&) const = default;
+};
+
+// `on:`. Without the key: push to any branch (push engaged with no filters).
+struct TriggerSpec {
+  std::optional<PushTrigger> push = PushTrigger{};
+  std::optional<PullRequestTrigger> pull_request;
+  std::vector<ScheduleTrigger> schedule;
+  std::optional<ManualTrigger> manual;
+
+  bool operator==(const TriggerSpec&) const = default;
+};
+
 struct PipelineSpec {
+  TriggerSpec on;
   std::vector<JobSpec> jobs;  // In file order.
 
   bool operator==(const PipelineSpec&) const = default;

@@ -65,6 +65,31 @@ GitMirror* Planner::MirrorFor(const store::Repo& repo) {
   return m.get();
 }
 
+std::string UnsupportedFeature(const PipelineSpec& spec) {
+  // Why refuse: running a job while ignoring what its file asks for (a branch filter, a GPU,
+  // a retry policy) would be silently wrong; an error pipeline names what is not honoured.
+  auto refuse = [](int line, const std::string& key) {
+    return absl::StrCat(kPipelineFile, ":", line, ": ", key,
+                        ": parsed and valid, but this server does not act on it yet");
+  };
+  const TriggerSpec default_on;
+  if (spec.on.pull_request) return refuse(1, "on.pull_request");
+  if (!spec.on.schedule.empty()) return refuse(1, "on.schedule");
+  if (spec.on.manual) return refuse(1, "on.manual");
+  if (spec.on.push != default_on.push) return refuse(1, "on.push");
+  const JobSpec plain;
+  for (const auto& j : spec.jobs) {
+    std::string k = absl::StrCat("jobs.", j.name, ".");
+    if (!j.if_expr.empty()) return refuse(j.line, k + "if");
+    if (!(j.retry == plain.retry)) return refuse(j.line, k + "retry");
+    if (j.allow_failure) return refuse(j.line, k + "allow_failure");
+    if (!(j.concurrency == plain.concurrency)) return refuse(j.line, k + "concurrency");
+    if (j.matrix) return refuse(j.line, k + "strategy");
+    if (!(j.runs_on == plain.runs_on)) return refuse(j.line, k + "runs_on");
+  }
+  return "";
+}
+
 std::vector<store::NewJob> JobsFromSpec(const PipelineSpec& spec) {
   std::vector<store::NewJob> out;
   for (const auto& j : spec.jobs) {
@@ -76,6 +101,7 @@ std::vector<store::NewJob> JobsFromSpec(const PipelineSpec& spec) {
                           {"timeout_s", j.timeout_s}};
     store::NewJob nj;
     nj.name = j.name;
+    nj.priority = j.priority;
     nj.needs = j.needs;
     nj.spec_json = boost::json::serialize(o);
     out.push_back(std::move(nj));
@@ -125,6 +151,8 @@ absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
       auto spec = ParsePipelineSpec(*text, kPipelineFile);
       if (!spec.ok()) {
         p.error = std::string(spec.status().message());
+      } else if (std::string unsupported = UnsupportedFeature(*spec); !unsupported.empty()) {
+        p.error = unsupported;
       } else {
         p.jobs = JobsFromSpec(*spec);
       }

@@ -56,6 +56,10 @@ class Planner {
   std::thread thread_;
 };
 
+// The first key of a valid spec that the server does not act on yet, as
+// "FILE:LINE: KEY: parsed and valid, but this server does not act on it yet"; "" when none.
+std::string UnsupportedFeature(const PipelineSpec& spec);
+
 // The job rows for a validated spec (spec_json carries steps, env and timeout).
 std::vector<store::NewJob> JobsFromSpec(const PipelineSpec& spec);
 

@@ -18,8 +18,8 @@ constexpr Query kPipelineForDelivery{"pipeline_for_delivery",
 constexpr Query kInsertJob{
     "job_insert",
     "INSERT INTO jobs (pipeline_id, name, state, spec, labels, max_attempts, created_at, "
-    "queued_at) VALUES ($1, $2, $3, $4::jsonb, $5::text[], $6, $7, "
-    "CASE WHEN $3 = 'queued' THEN $7::timestamptz END) RETURNING id"};
+    "queued_at, priority) VALUES ($1, $2, $3, $4::jsonb, $5::text[], $6, $7, "
+    "CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8) RETURNING id"};
 constexpr Query kInsertNeed{"job_need_insert",
                             "INSERT INTO job_needs (job_id, needs_job_id) VALUES ($1, $2)"};
 constexpr Query kDeliveryProcessed{
@@ -156,7 +156,7 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     for (const auto& j : p.jobs) {
       auto r = Exec(tx, c, kInsertJob,
                     {id, j.name, j.needs.empty() ? "queued" : "pending", j.spec_json,
-                     ToPgTextArray(j.labels), j.max_attempts, now});
+                     ToPgTextArray(j.labels), j.max_attempts, now, j.priority});
       ids[j.name] = r[0][0].as<int64_t>();
     }
     for (const auto& j : p.jobs) {

@@ -20,6 +20,7 @@ struct NewJob {
   std::string spec_json;           // {"steps":[{"name","run"}],"env":{..},"timeout_s":N}
   std::vector<std::string> labels;
   int max_attempts = 2;
+  int priority = 0;  // higher is claimed first
 };
 
 struct NewPipeline {

@@ -5,6 +5,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/git.h"
+#include "common/status.h"
+#include "server/webhook/payload_util.h"
 
 namespace assay::webhook {
 namespace {
@@ -70,6 +72,45 @@ absl::StatusOr<PushEvent> ParsePush(const std::string& body) {
         "push payload: field 'after' must be a 40-character hex commit id");
   }
   if (e.after == std::string(40, '0')) e.deleted = true;
+  return e;
+}
+
+absl::StatusOr<ForgeEvent> ParseGithubEvent(std::string_view event_header,
+                                            std::string_view delivery, const std::string& body) {
+  if (event_header.empty()) return absl::InvalidArgumentError("header X-GitHub-Event is required");
+  ASSAY_ASSIGN_OR_RETURN(boost::json::object payload, internal::ParseObject(body));
+  ForgeEvent e;
+  e.provider = "github";
+  e.delivery_id = std::string(delivery);
+  const std::string event(event_header);
+  auto candidates = RepoCandidates(body);
+  if (candidates.ok()) e.repo_candidates = *std::move(candidates);
+  if (event == "push") {
+    if (!candidates.ok()) return candidates.status();
+    ASSAY_ASSIGN_OR_RETURN(PushEvent push, ParsePush(body));
+    e.kind = push.tag.empty() ? "push" : "tag";
+    e.ref = push.ref;
+    e.branch = push.branch;
+    e.tag = push.tag;
+    e.before = push.before;
+    e.after = push.after;
+    e.deleted = push.deleted;
+    e.changed_paths = internal::ChangedPaths(payload.if_contains("commits"));
+    return e;
+  }
+  if (event == "pull_request") {
+    e.kind = "pull_request";
+    ASSAY_RETURN_IF_ERROR(internal::FillGithubStylePullRequest(
+        payload, {"opened", "synchronize", "reopened"}, &e));
+    if (e.kind == "pull_request" && !candidates.ok()) return candidates.status();
+    return e;
+  }
+  if (event == "ping") {
+    e.kind = "ping";
+    return e;
+  }
+  e.kind = "ignored";
+  e.ignore_reason = absl::StrCat("event '", event, "' is not handled");
   return e;
 }
 

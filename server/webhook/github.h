@@ -3,9 +3,11 @@
 // with no I/O, so they are unit-tested against the real payloads in shared/fixtures.
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/webhook/event.h"
 
 namespace assay::webhook {
 
@@ -27,5 +29,26 @@ absl::StatusOr<std::vector<std::string>> RepoCandidates(const std::string& body)
 // kInvalidArgument naming the missing or malformed field (e.g. "push payload: field 'after'
 // must be a 40-character hex commit id").
 absl::StatusOr<PushEvent> ParsePush(const std::string& body);
+
+// Any verified GitHub delivery as a ForgeEvent (provider "github", delivery_id = `delivery`).
+// `event_header` is X-GitHub-Event:
+//   "push"          kind "push" or "tag" exactly as ParsePush reads it (same errors), plus
+//                   changed_paths from "commits"; a deletion keeps its kind with deleted = true.
+//   "pull_request"  actions opened, synchronize, reopened → kind "pull_request" building
+//                   pull_request.head.sha, ref "refs/pull/N/head", branch = head branch,
+//                   before = payload "before" (synchronize only); fork when head.repo is null or
+//                   head.repo.full_name != base.repo.full_name. Other actions → kind "ignored",
+//                   reason "pull_request action 'closed' does not start a build" (PR fields
+//                   filled as far as present). Errors (kInvalidArgument): "pull_request payload:
+//                   field 'pull_request' must be an object", "... field 'number' must be an
+//                   integer", "... field 'pull_request.head.sha' must be a 40-character hex
+//                   commit id", "... field 'pull_request.base.ref' is missing".
+//   "ping"          kind "ping".
+//   anything else   kind "ignored", reason "event 'create' is not handled".
+// repo_candidates is RepoCandidates(body) (required for push and pull_request; best effort for
+// ping and ignored events, which may carry no repository). Empty `event_header` →
+// kInvalidArgument "header X-GitHub-Event is required"; malformed JSON as RepoCandidates.
+absl::StatusOr<ForgeEvent> ParseGithubEvent(std::string_view event_header,
+                                            std::string_view delivery, const std::string& body);
 
 }  // namespace assay::webhook

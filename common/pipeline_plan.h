@@ -1,0 +1,71 @@
+#pragma once
+// The pure planning step between a parsed `.assay.yml` (common/pipeline_spec.h) and the
+// server's run records: does an event start the pipeline (Triggers), and which concrete
+// jobs does it run (PlanJobs). No I/O.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/expr.h"
+#include "common/pipeline_spec.h"
+
+namespace assay {
+
+struct TriggerEvent {
+  std::string kind;  // "push" (branch push) or "tag".
+  std::string branch, tag;
+  std::vector<std::string> changed_paths;  // Empty = unknown: path filters do not exclude.
+};
+
+// Whether `spec.on` lets `ev` start a pipeline, with GitHub Actions semantics:
+//  - `branches` filters branch pushes, `tags` tag pushes ('!' entries exclude; see
+//    MatchesFilters in common/glob.h). With only `branches` given, tag pushes do not
+//    trigger; with only `tags`, branch pushes do not; with neither, both do.
+//  - The default trigger (a file without `on:`) runs on branch pushes only. The parsed
+//    model cannot tell it from a file whose whole `on:` is `push:` with no filters
+//    (both are TriggerSpec{}), so that file also runs on branch pushes only.
+//  - `paths`: some changed path must match; `paths_ignore`: not every changed path may
+//    be covered. Both apply to branch pushes only (as on GitHub, tag pushes skip path
+//    filters), and neither excludes when `changed_paths` is empty (unknown).
+// When false, `*why_not` (if non-null) is set to one of:
+//   "the pipeline has no on.push trigger"
+//   "on.push.branches does not match branch 'B'"      "on.push.tags does not match tag 'T'"
+//   "on.push has tags but no branches, so branch pushes do not trigger"
+//   "on.push has branches but no tags, so tag pushes do not trigger"
+//   "the default trigger (no 'on:' key) runs on branch pushes only"
+//   "on.push.paths matches none of the N changed paths"  ("the 1 changed path")
+//   "on.push.paths_ignore covers all N changed paths"    ("the 1 changed path")
+//   "unknown event kind 'K' (expected push or tag)"
+bool Triggers(const PipelineSpec& spec, const TriggerEvent& ev, std::string* why_not);
+
+struct PlannedJob {
+  std::string name;                // Matrix jobs: MatrixJobName(...).
+  std::vector<std::string> needs;  // Concrete names; a need on a matrix job = all expansions.
+  std::vector<std::pair<std::string, std::string>> env;  // Placeholders substituted.
+  std::vector<StepSpec> steps;                            // Placeholders substituted in run.
+  int64_t timeout_s = kDefaultJobTimeoutSeconds;
+  int priority = 0;
+  bool skip = false;        // Its `if` evaluated false.
+  std::string skip_reason;  // "if: <expr> is false".
+  std::map<std::string, std::string> matrix;  // The combination; empty for plain jobs.
+
+  bool operator==(const PlannedJob&) const = default;
+};
+
+// The concrete jobs, in file order (a matrix job's expansions in ExpandMatrix order).
+// `if` is evaluated with `ctx` once per spec job; a false `if` sets skip on every
+// expansion. Jobs that need a skipped job keep their needs (the server skips them when a
+// need does not succeed). Errors (kInvalidArgument), prefixed with the key path:
+//   "jobs.J.strategy.matrix: matrix expands to N jobs, more than the limit of 256"
+//   "jobs.J.if: invalid expression: column N: ..."
+//   "jobs.J.env.X: column N: unknown placeholder ..." (also steps[i].run)
+//   "jobs.J.steps[i].run: unknown matrix key 'K'"
+//   "jobs.J.needs: unknown job 'K'"
+absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,
+                                                 const ExprContext& ctx);
+
+}  // namespace assay

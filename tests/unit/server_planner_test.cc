@@ -1,0 +1,40 @@
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+
+#include "common/pipeline_spec.h"
+#include "server/pipeline/planner.h"
+
+namespace assay {
+namespace {
+
+PipelineSpec Parse(const std::string& yaml) {
+  auto spec = ParsePipelineSpec(yaml);
+  REQUIRE(spec.ok());
+  return *spec;
+}
+
+TEST_CASE("planner: keys the server does not act on yet are refused by name", "[planner]") {
+  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    priority: 5\n    steps: [echo]\n")) == "");
+  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    steps: [echo]\n  b:\n    runs_on: {gpus: 1}\n"
+                                 "    steps: [echo]\n")) ==
+        ".assay.yml:4: jobs.b.runs_on: parsed and valid, but this server does not act on it yet");
+  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    if: branch == 'main'\n    steps: [echo]\n")) ==
+        ".assay.yml:2: jobs.a.if: parsed and valid, but this server does not act on it yet");
+  CHECK(UnsupportedFeature(Parse("on:\n  push:\n    branches: [main]\njobs:\n  a:\n"
+                                 "    steps: [echo]\n")) ==
+        ".assay.yml:1: on.push: parsed and valid, but this server does not act on it yet");
+  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    retry: 2\n    steps: [echo]\n")) ==
+        ".assay.yml:2: jobs.a.retry: parsed and valid, but this server does not act on it yet");
+}
+
+TEST_CASE("planner: job rows carry priority, steps, env and timeout", "[planner]") {
+  auto jobs = JobsFromSpec(Parse("jobs:\n  a:\n    priority: -3\n    timeout: 90s\n"
+                                 "    env: {K: v}\n    steps: [{name: s, run: make}]\n"));
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].priority == -3);
+  CHECK(boost::json::parse(jobs[0].spec_json) ==
+        boost::json::parse(R"({"steps":[{"name":"s","run":"make"}],"env":{"K":"v"},"timeout_s":90})"));
+}
+
+}  // namespace
+}  // namespace assay
