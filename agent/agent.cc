@@ -141,6 +141,13 @@ bool Agent::ServeOnce(bool* fatal) {
     for (const auto& l : opts_.labels) h->add_labels(l);
     h->set_cpu_slots(static_cast<uint32_t>(opts_.slots));
     h->set_version(kVersion);
+    for (const auto& g : opts_.gpus) {
+      auto* gpu = h->add_gpus();
+      gpu->set_index(g.index);
+      gpu->set_uuid(g.uuid);
+      gpu->set_name(g.name);
+      gpu->set_memory_mb(g.memory_total_mb);
+    }
     for (const auto& [id, j] : jobs_) {
       auto* held = h->add_held_jobs();
       held->set_job_id(id);

@@ -13,6 +13,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/gpu_inventory.h"
 #include "agent/step_runner.h"
 #include "assay/v1/agent.grpc.pb.h"
 #include "common/git.h"
@@ -25,6 +26,7 @@ struct AgentOptions {
   std::string name;
   std::vector<std::string> labels;
   int slots = 1;
+  std::vector<GpuInfo> gpus;  // announced in Hello
   std::string work_dir;
   absl::Duration kill_grace = absl::Seconds(10);
   absl::Duration reconnect_min = absl::Milliseconds(100);

@@ -11,18 +11,27 @@
 int main(int argc, char** argv) {
   const std::vector<assay::OptionSpec> specs = {
       {"server", "127.0.0.1:9090", "the server's gRPC address HOST:PORT"},
-      {"token", "", "agent token (the server's --agent-token)", true},
+      {"token", "", "agent token (the server's --agent-token)"},
       {"name", "", "unique agent name (default: the host name)"},
       {"labels", "", "comma-separated labels jobs can ask for"},
       {"slots", "1", "jobs run at once"},
-      {"work-dir", "", "directory for the repository cache and job workspaces", true},
+      {"work-dir", "", "directory for the repository cache and job workspaces (required)"},
       {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped"},
+      {"gpu-inventory", "",
+       "read GPUs from an `nvidia-smi --query-gpu` CSV or `nvidia-smi -q -x` capture instead of "
+       "discovering them (NVML, then nvidia-smi)"},
+      {"print-gpus", "", "print the GPUs this agent would announce, as JSON, and exit", false,
+       true},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-agent");
   if (!cfg.ok()) {
     bool help = cfg.status().code() == absl::StatusCode::kCancelled;
     std::cerr << (help ? "" : "assay-agent: ") << cfg.status().message() << "\n";
     return help ? 0 : 2;
+  }
+  if (cfg->Get("token").empty() && !cfg->GetBool("print-gpus")) {
+    std::cerr << "assay-agent: option --token is required (or set ASSAY_TOKEN)\n";
+    return 2;
   }
   assay::AgentOptions o;
   o.server = cfg->Get("server");
@@ -35,6 +44,10 @@ int main(int argc, char** argv) {
   }
   o.labels = cfg->GetList("labels");
   o.work_dir = cfg->Get("work-dir");
+  if (o.work_dir.empty() && !cfg->GetBool("print-gpus")) {
+    std::cerr << "assay-agent: option --work-dir is required (or set ASSAY_WORK_DIR)\n";
+    return 2;
+  }
   auto slots = cfg->GetInt("slots");
   auto grace = cfg->GetDuration("kill-grace");
   for (const absl::Status& s : {slots.status(), grace.status()}) {
@@ -44,6 +57,18 @@ int main(int argc, char** argv) {
     }
   }
   o.slots = static_cast<int>(*slots);
+  const std::string& inventory = cfg->Get("gpu-inventory");
+  auto gpus = inventory.empty() ? assay::DiscoverGpus() : assay::LoadGpuInventoryFile(inventory);
+  if (gpus.ok()) {
+    o.gpus = *gpus;
+  } else if (!inventory.empty() || gpus.status().code() != absl::StatusCode::kNotFound) {
+    std::cerr << "assay-agent: " << gpus.status().message() << "\n";
+    return 2;
+  }
+  if (cfg->GetBool("print-gpus")) {
+    std::cout << assay::GpuInventoryJson(o.gpus) << "\n";
+    return 0;
+  }
   o.kill_grace = *grace;
 
   // Before any thread starts, so that every thread inherits the mask.

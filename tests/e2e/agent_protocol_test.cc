@@ -79,3 +79,28 @@ TEST_CASE("agent stream: bad token, missing hello and bad hello are refused prec
 
 }  // namespace
 }  // namespace assay::e2e
+
+namespace assay::e2e {
+namespace {
+
+TEST_CASE("an agent announces the GPUs of an nvidia-smi capture; the API lists them", "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  const std::string capture = std::string(ASSAY_SOURCE_DIR) +
+                              "/../shared/fixtures/gpu/h200-busy-q.xml";
+  MUST(c.StartAgent("gpu-1", {"--gpu-inventory", capture, "--labels", "gpu"}));
+  MUST(c.WaitForAgents(1));
+  auto agents = MUST(c.ApiObject("GET", "/api/v1/agents"));
+  const auto& list = agents.at("agents").as_array();
+  REQUIRE(list.size() == 1);
+  const auto& a = list[0].as_object();
+  CHECK(a.at("name").as_string() == "gpu-1");
+  CHECK(boost::json::serialize(a.at("labels")) == R"(["gpu"])");
+  // Compared as JSON values: PostgreSQL's jsonb keeps its own key order.
+  CHECK(a.at("gpus") ==
+        boost::json::parse(R"([{"index":0,"memory_mb":143771,"name":"NVIDIA H200",)"
+                           R"("uuid":"GPU-964672fc-6cf0-fc7b-0004-1057f80a90b1"}])"));
+}
+
+}  // namespace
+}  // namespace assay::e2e
