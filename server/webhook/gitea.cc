@@ -28,15 +28,7 @@ absl::StatusOr<ForgeEvent> ParseGiteaEvent(std::string_view event_header,
   if (candidates.ok()) e.repo_candidates = *std::move(candidates);
   if (event == "push") {
     if (!candidates.ok()) return candidates.status();
-    ASSAY_ASSIGN_OR_RETURN(PushEvent push, ParsePush(body));
-    e.kind = push.tag.empty() ? "push" : "tag";
-    e.ref = push.ref;
-    e.branch = push.branch;
-    e.tag = push.tag;
-    e.before = push.before;
-    e.after = push.after;
-    e.deleted = push.deleted;
-    e.changed_paths = internal::ChangedPaths(payload.if_contains("commits"));
+    ASSAY_RETURN_IF_ERROR(FillPush(body, payload, &e));
     return e;
   }
   if (event == "pull_request" || event == "pull_request_sync") {

@@ -75,6 +75,20 @@ absl::StatusOr<PushEvent> ParsePush(const std::string& body) {
   return e;
 }
 
+absl::Status FillPush(const std::string& body, const boost::json::object& payload,
+                      ForgeEvent* e) {
+  ASSAY_ASSIGN_OR_RETURN(PushEvent push, ParsePush(body));
+  e->kind = push.tag.empty() ? "push" : "tag";
+  e->ref = push.ref;
+  e->branch = push.branch;
+  e->tag = push.tag;
+  e->before = push.before;
+  e->after = push.after;
+  e->deleted = push.deleted;
+  e->changed_paths = internal::ChangedPaths(payload.if_contains("commits"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ForgeEvent> ParseGithubEvent(std::string_view event_header,
                                             std::string_view delivery, const std::string& body) {
   if (event_header.empty()) return absl::InvalidArgumentError("header X-GitHub-Event is required");
@@ -87,15 +101,7 @@ absl::StatusOr<ForgeEvent> ParseGithubEvent(std::string_view event_header,
   if (candidates.ok()) e.repo_candidates = *std::move(candidates);
   if (event == "push") {
     if (!candidates.ok()) return candidates.status();
-    ASSAY_ASSIGN_OR_RETURN(PushEvent push, ParsePush(body));
-    e.kind = push.tag.empty() ? "push" : "tag";
-    e.ref = push.ref;
-    e.branch = push.branch;
-    e.tag = push.tag;
-    e.before = push.before;
-    e.after = push.after;
-    e.deleted = push.deleted;
-    e.changed_paths = internal::ChangedPaths(payload.if_contains("commits"));
+    ASSAY_RETURN_IF_ERROR(FillPush(body, payload, &e));
     return e;
   }
   if (event == "pull_request") {

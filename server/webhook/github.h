@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/object.hpp>
+
 #include "absl/status/statusor.h"
 #include "server/webhook/event.h"
 
@@ -29,6 +31,10 @@ absl::StatusOr<std::vector<std::string>> RepoCandidates(const std::string& body)
 // kInvalidArgument naming the missing or malformed field (e.g. "push payload: field 'after'
 // must be a 40-character hex commit id").
 absl::StatusOr<PushEvent> ParsePush(const std::string& body);
+
+// Fills the push fields of `e` (kind push or tag, ref, branch, tag, before, after, deleted,
+// changed paths) from a GitHub-format push payload; Gitea and Forgejo send the same format.
+absl::Status FillPush(const std::string& body, const boost::json::object& payload, ForgeEvent* e);
 
 // Any verified GitHub delivery as a ForgeEvent (provider "github", delivery_id = `delivery`).
 // `event_header` is X-GitHub-Event:
