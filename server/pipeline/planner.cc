@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/pipeline_plan.h"
 #include "server/webhook/github.h"
 
 namespace assay {
@@ -72,37 +73,39 @@ std::string UnsupportedFeature(const PipelineSpec& spec) {
     return absl::StrCat(kPipelineFile, ":", line, ": ", key,
                         ": parsed and valid, but this server does not act on it yet");
   };
-  const TriggerSpec default_on;
   if (spec.on.pull_request) return refuse(1, "on.pull_request");
   if (!spec.on.schedule.empty()) return refuse(1, "on.schedule");
   if (spec.on.manual) return refuse(1, "on.manual");
-  if (spec.on.push != default_on.push) return refuse(1, "on.push");
   const JobSpec plain;
   for (const auto& j : spec.jobs) {
     std::string k = absl::StrCat("jobs.", j.name, ".");
-    if (!j.if_expr.empty()) return refuse(j.line, k + "if");
     if (!(j.retry == plain.retry)) return refuse(j.line, k + "retry");
     if (j.allow_failure) return refuse(j.line, k + "allow_failure");
     if (!(j.concurrency == plain.concurrency)) return refuse(j.line, k + "concurrency");
-    if (j.matrix) return refuse(j.line, k + "strategy");
     if (!(j.runs_on == plain.runs_on)) return refuse(j.line, k + "runs_on");
   }
   return "";
 }
 
-std::vector<store::NewJob> JobsFromSpec(const PipelineSpec& spec) {
+std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan) {
   std::vector<store::NewJob> out;
-  for (const auto& j : spec.jobs) {
+  for (const auto& j : plan) {
     boost::json::array steps;
     for (const auto& s : j.steps) steps.push_back({{"name", s.name}, {"run", s.run}});
     boost::json::object env;
     for (const auto& [k, v] : j.env) env[k] = v;
     boost::json::object o{{"steps", std::move(steps)}, {"env", std::move(env)},
                           {"timeout_s", j.timeout_s}};
+    if (!j.matrix.empty()) {
+      boost::json::object m;
+      for (const auto& [k, v] : j.matrix) m[k] = v;
+      o["matrix"] = std::move(m);
+    }
     store::NewJob nj;
     nj.name = j.name;
-    nj.priority = j.priority;
     nj.needs = j.needs;
+    nj.priority = j.priority;
+    nj.skip_reason = j.skip ? j.skip_reason : "";
     nj.spec_json = boost::json::serialize(o);
     out.push_back(std::move(nj));
   }
@@ -113,15 +116,15 @@ absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
   auto d = deps_.deliveries->Get(delivery_id);
   if (!d.ok()) return d.status();
   if (d->state != "received") return 0;  // planned before
-  auto push = webhook::ParsePush(d->body);
-  if (!push.ok()) {
-    auto s = deps_.deliveries->Finish(delivery_id, "failed", std::string(push.status().message()));
+  auto ev = webhook::ParseGithubEvent(d->event, d->delivery_id, d->body);
+  if (!ev.ok()) {
+    auto s = deps_.deliveries->Finish(delivery_id, "failed", std::string(ev.status().message()));
     if (!s.ok()) return s;
     return 0;
   }
-  if (push->deleted || push->branch.empty()) {
-    auto s = deps_.deliveries->Finish(
-        delivery_id, "ignored", push->deleted ? "ref deleted" : "tag pushes are not built");
+  if (ev->deleted || (ev->kind != "push" && ev->kind != "tag")) {
+    auto s = deps_.deliveries->Finish(delivery_id, "ignored",
+                                      ev->deleted ? "ref deleted" : ev->ignore_reason);
     if (!s.ok()) return s;
     return 0;
   }
@@ -131,21 +134,21 @@ absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
   store::NewPipeline p;
   p.repo_id = repo->id;
   p.delivery_id = delivery_id;
-  p.event = "push";
-  p.ref = push->ref;
-  p.commit_sha = push->after;
+  p.event = ev->kind;
+  p.ref = ev->ref;
+  p.commit_sha = ev->after;
 
   GitMirror* mirror = MirrorFor(*repo);
-  absl::Status fetched = mirror->EnsureCommit(push->after);
+  absl::Status fetched = mirror->EnsureCommit(ev->after);
   if (!fetched.ok()) {
-    p.error = absl::StrCat("cannot fetch commit ", push->after, " from ", repo->clone_url, ": ",
+    p.error = absl::StrCat("cannot fetch commit ", ev->after, " from ", repo->clone_url, ": ",
                            std::string(fetched.message()));
   } else {
-    auto text = mirror->ReadFile(push->after, kPipelineFile);
+    auto text = mirror->ReadFile(ev->after, kPipelineFile);
     if (!text.ok()) {
       p.error = text.status().code() == absl::StatusCode::kNotFound
                     ? absl::StrCat(kPipelineFile, ": no such file at commit ",
-                                   push->after.substr(0, 12))
+                                   ev->after.substr(0, 12))
                     : absl::StrCat(kPipelineFile, ": ", std::string(text.status().message()));
     } else {
       auto spec = ParsePipelineSpec(*text, kPipelineFile);
@@ -154,15 +157,32 @@ absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
       } else if (std::string unsupported = UnsupportedFeature(*spec); !unsupported.empty()) {
         p.error = unsupported;
       } else {
-        p.jobs = JobsFromSpec(*spec);
+        std::string why_not;
+        if (!Triggers(*spec, {ev->kind, ev->branch, ev->tag, ev->changed_paths}, &why_not)) {
+          // Like GitLab's rules: a push the file's filters exclude makes no pipeline at all.
+          auto s = deps_.deliveries->Finish(delivery_id, "ignored", why_not);
+          if (!s.ok()) return s;
+          LogInfo("planner", "delivery ", delivery_id, " starts no pipeline: ", why_not);
+          return 0;
+        }
+        ExprContext ctx;
+        ctx.branch = ev->branch;
+        ctx.tag = ev->tag;
+        ctx.event = ev->kind;
+        auto plan = PlanJobs(*spec, ctx);
+        if (!plan.ok()) {
+          p.error = absl::StrCat(kPipelineFile, ": ", std::string(plan.status().message()));
+        } else {
+          p.jobs = JobsFromPlan(*plan);
+        }
       }
     }
   }
   auto id = deps_.pipelines->Create(p);
   if (!id.ok()) return id.status();
   if (p.error.empty()) {
-    LogInfo("planner", "pipeline ", *id, " for ", repo->name, " ", push->ref, " @ ",
-            push->after.substr(0, 12), ": ", p.jobs.size(), " job(s)");
+    LogInfo("planner", "pipeline ", *id, " for ", repo->name, " ", ev->ref, " @ ",
+            ev->after.substr(0, 12), ": ", p.jobs.size(), " job(s)");
     if (deps_.on_queued) deps_.on_queued();
   } else {
     LogInfo("planner", "pipeline ", *id, " for ", repo->name, " is in error: ", p.error);

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/git.h"
+#include "common/pipeline_plan.h"
 #include "common/pipeline_spec.h"
 #include "server/store/deliveries.h"
 #include "server/store/pipelines.h"
@@ -60,7 +61,8 @@ class Planner {
 // "FILE:LINE: KEY: parsed and valid, but this server does not act on it yet"; "" when none.
 std::string UnsupportedFeature(const PipelineSpec& spec);
 
-// The job rows for a validated spec (spec_json carries steps, env and timeout).
-std::vector<store::NewJob> JobsFromSpec(const PipelineSpec& spec);
+// The job rows for a planned pipeline (spec_json carries steps, env, timeout and the matrix
+// combination); a job whose `if` was false is written as skipped.
+std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan);
 
 }  // namespace assay

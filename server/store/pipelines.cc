@@ -18,8 +18,9 @@ constexpr Query kPipelineForDelivery{"pipeline_for_delivery",
 constexpr Query kInsertJob{
     "job_insert",
     "INSERT INTO jobs (pipeline_id, name, state, spec, labels, max_attempts, created_at, "
-    "queued_at, priority) VALUES ($1, $2, $3, $4::jsonb, $5::text[], $6, $7, "
-    "CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8) RETURNING id"};
+    "queued_at, priority, message, finished_at) VALUES ($1, $2, $3, $4::jsonb, $5::text[], $6, "
+    "$7, CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8, nullif($9, ''), "
+    "CASE WHEN $3 = 'skipped' THEN $7::timestamptz END) RETURNING id"};
 constexpr Query kInsertNeed{"job_need_insert",
                             "INSERT INTO job_needs (job_id, needs_job_id) VALUES ($1, $2)"};
 constexpr Query kDeliveryProcessed{
@@ -153,10 +154,15 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     }
     id = res[0][0].as<int64_t>();
     std::map<std::string, int64_t> ids;
+    bool any_skipped = false;
     for (const auto& j : p.jobs) {
+      const char* state = !j.skip_reason.empty() ? "skipped"
+                          : j.needs.empty()        ? "queued"
+                                                   : "pending";
       auto r = Exec(tx, c, kInsertJob,
-                    {id, j.name, j.needs.empty() ? "queued" : "pending", j.spec_json,
-                     ToPgTextArray(j.labels), j.max_attempts, now, j.priority});
+                    {id, j.name, state, j.spec_json, ToPgTextArray(j.labels), j.max_attempts,
+                     now, j.priority, j.skip_reason});
+      any_skipped |= !j.skip_reason.empty();
       ids[j.name] = r[0][0].as<int64_t>();
     }
     for (const auto& j : p.jobs) {
@@ -169,6 +175,8 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
         Exec(tx, c, kInsertNeed, {ids[j.name], it->second});
       }
     }
+    // A job skipped by its `if` skips its dependents too, and may finish the pipeline.
+    if (any_skipped) AdvancePipeline(tx, c, id, now);
     if (p.delivery_id) Exec(tx, c, kDeliveryProcessed, {*p.delivery_id});
     return absl::OkStatus();
   });

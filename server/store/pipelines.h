@@ -21,6 +21,7 @@ struct NewJob {
   std::vector<std::string> labels;
   int max_attempts = 2;
   int priority = 0;  // higher is claimed first
+  std::string skip_reason;  // non-empty: written as 'skipped' with this message
 };
 
 struct NewPipeline {

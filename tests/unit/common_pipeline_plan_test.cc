@@ -207,7 +207,7 @@ TEST_CASE("plan: errors") {
   CHECK(PlanJobs(spec, {}).status() ==
         absl::InvalidArgumentError(
             "jobs.a.steps[0].run: column 6: unknown placeholder 'matrix.py' (expected branch, "
-            "tag, event, inputs.NAME or env.NAME)"));
+            "tag, event, inputs.NAME, env.NAME)"));
 
   spec = Spec("jobs: {a: {strategy: {matrix: {py: ['3']}}, steps: [x]}}\n");
   spec.jobs[0].env = {{"X", "${{ matrix.os }}"}};

@@ -1,4 +1,4 @@
-// The job spec's round trip: .assay.yml → PipelineSpec → JobsFromSpec (spec_json) →
+// The job spec's round trip: .assay.yml → PipelineSpec → JobsFromPlan (spec_json) →
 // BuildAssignment. Steps, env and timeout must arrive at the agent exactly as written.
 
 #include <catch2/catch.hpp>
@@ -27,7 +27,7 @@ store::ClaimedJob Claimed(std::string spec_json) {
   return j;
 }
 
-TEST_CASE("JobsFromSpec → BuildAssignment keeps steps, env and timeout exactly",
+TEST_CASE("JobsFromPlan → BuildAssignment keeps steps, env and timeout exactly",
           "[unit][planner]") {
   PipelineSpec spec;
   JobSpec build;
@@ -41,7 +41,7 @@ TEST_CASE("JobsFromSpec → BuildAssignment keeps steps, env and timeout exactly
   test.steps = {{"step 1", "ctest"}};
   spec.jobs = {build, test};
 
-  auto jobs = JobsFromSpec(spec);
+  auto jobs = JobsFromPlan(*PlanJobs(spec, ExprContext{}));
   REQUIRE(jobs.size() == 2);
   CHECK(jobs[0].name == "build");
   CHECK(jobs[0].needs.empty());
@@ -97,7 +97,7 @@ TEST_CASE("a parsed .assay.yml reaches the agent unchanged", "[unit][planner]") 
       "        run: pytest -q\n"
       "      - echo done\n");
   REQUIRE(spec.ok());
-  auto jobs = JobsFromSpec(*spec);
+  auto jobs = JobsFromPlan(*PlanJobs(*spec, ExprContext{}));
   REQUIRE(jobs.size() == 2);
   CHECK(jobs[1].name == "test");
   CHECK(jobs[1].needs == std::vector<std::string>{"lint"});

@@ -19,17 +19,31 @@ TEST_CASE("planner: keys the server does not act on yet are refused by name", "[
                                  "    steps: [echo]\n")) ==
         ".assay.yml:4: jobs.b.runs_on: parsed and valid, but this server does not act on it yet");
   CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    if: branch == 'main'\n    steps: [echo]\n")) ==
-        ".assay.yml:2: jobs.a.if: parsed and valid, but this server does not act on it yet");
+        "");
   CHECK(UnsupportedFeature(Parse("on:\n  push:\n    branches: [main]\njobs:\n  a:\n"
-                                 "    steps: [echo]\n")) ==
-        ".assay.yml:1: on.push: parsed and valid, but this server does not act on it yet");
+                                 "    steps: [echo]\n")) == "");
+  CHECK(UnsupportedFeature(Parse("on:\n  schedule: [{cron: '0 3 1 * *', branch: main}]\njobs:\n"
+                                 "  a:\n    steps: [echo]\n")) ==
+        ".assay.yml:1: on.schedule: parsed and valid, but this server does not act on it yet");
   CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    retry: 2\n    steps: [echo]\n")) ==
         ".assay.yml:2: jobs.a.retry: parsed and valid, but this server does not act on it yet");
 }
 
+TEST_CASE("planner: a job whose if is false becomes a skipped row", "[planner]") {
+  ExprContext ctx;
+  ctx.branch = "dev";
+  auto jobs = JobsFromPlan(*PlanJobs(Parse("jobs:\n  a:\n    if: branch == 'main'\n"
+                                           "    steps: [echo]\n  b:\n    steps: [echo]\n"),
+                                     ctx));
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].skip_reason == "if: branch == 'main' is false");
+  CHECK(jobs[1].skip_reason == "");
+}
+
 TEST_CASE("planner: job rows carry priority, steps, env and timeout", "[planner]") {
-  auto jobs = JobsFromSpec(Parse("jobs:\n  a:\n    priority: -3\n    timeout: 90s\n"
-                                 "    env: {K: v}\n    steps: [{name: s, run: make}]\n"));
+  auto jobs = JobsFromPlan(*PlanJobs(Parse("jobs:\n  a:\n    priority: -3\n    timeout: 90s\n"
+                                 "    env: {K: v}\n    steps: [{name: s, run: make}]\n"),
+                                     ExprContext{}));
   REQUIRE(jobs.size() == 1);
   CHECK(jobs[0].priority == -3);
   CHECK(boost::json::parse(jobs[0].spec_json) ==
