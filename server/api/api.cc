@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "server/http/json_util.h"
-#include "server/webhook/github.h"
+#include "server/webhook/forge.h"
 
 namespace assay {
 namespace {
@@ -133,80 +133,106 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
   return JsonResponse(201, RepoJson(*repo));
 }
 
-Response GithubHook(const ApiDeps& d, Request& req) {
-  std::string event = req.Header("x-github-event");
-  std::string delivery = req.Header("x-github-delivery");
+// One endpoint per forge (/hooks/github, /hooks/gitlab, /hooks/gitea): find the repository
+// the payload names, verify the delivery with its secret, store the raw delivery (deduplicated
+// on the delivery id), answer, and hand branch/tag pushes to the planner.
+Response ForgeHook(const ApiDeps& d, const std::string& provider, Request& req) {
+  const webhook::HookHeaders& h = *webhook::HeadersFor(provider);
+  std::string event = req.Header(h.event);
+  std::string delivery = req.Header(h.delivery);
+  if (provider == "gitea") {  // Forgejo sends its own header names
+    if (event.empty()) event = req.Header("X-Forgejo-Event");
+    if (delivery.empty()) delivery = req.Header("X-Forgejo-Delivery");
+  }
   if (event.empty() || delivery.empty()) {
-    d.metrics->WebhookReceived("github", "bad_request");
+    d.metrics->WebhookReceived(provider, "bad_request");
     return ErrorResponse(400, "invalid_argument",
-                         "headers X-GitHub-Event and X-GitHub-Delivery are required");
+                         absl::StrCat("headers ", h.event, " and ", h.delivery, " are required"));
   }
   if (delivery.size() > 200) {
-    d.metrics->WebhookReceived("github", "bad_request");
-    return ErrorResponse(400, "invalid_argument", "header X-GitHub-Delivery is too long");
+    d.metrics->WebhookReceived(provider, "bad_request");
+    return ErrorResponse(400, "invalid_argument",
+                         absl::StrCat("header ", h.delivery, " is too long"));
   }
-  auto candidates = webhook::RepoCandidates(req.body);
-  if (!candidates.ok()) {
-    d.metrics->WebhookReceived("github", "bad_request");
-    return ErrorResponse(400, "invalid_payload", std::string(candidates.status().message()));
+  auto parsed = webhook::ParseDelivery(provider, event, delivery, req.body);
+  if (!parsed.ok() || parsed->repo_candidates.empty()) {
+    d.metrics->WebhookReceived(provider, "bad_request");
+    return ErrorResponse(400, "invalid_payload",
+                         parsed.ok() ? "payload names no repository"
+                                     : std::string(parsed.status().message()));
   }
-  auto repo = d.repos->FindByAny(*candidates);
+  auto repo = d.repos->FindByAny(parsed->repo_candidates);
   if (!repo.ok()) {
     if (repo.status().code() != absl::StatusCode::kNotFound) {
       return http::StatusToResponse(repo.status());
     }
-    d.metrics->WebhookReceived("github", "unknown_repo");
+    d.metrics->WebhookReceived(provider, "unknown_repo");
     return ErrorResponse(404, "unknown_repository",
-                         absl::StrCat("no registered repository matches ", (*candidates)[0]));
+                         absl::StrCat("no registered repository matches ",
+                                      parsed->repo_candidates[0]));
+  }
+  if (repo->provider != provider) {
+    d.metrics->WebhookReceived(provider, "bad_request");
+    return ErrorResponse(400, "wrong_provider",
+                         absl::StrCat("repository ", repo->name, " is registered for ",
+                                      repo->provider, ", not ", provider));
   }
   if (repo->webhook_secret_sealed.empty()) {
-    d.metrics->WebhookReceived("github", "bad_signature");
+    d.metrics->WebhookReceived(provider, "bad_signature");
     return ErrorResponse(401, "unauthenticated",
                          absl::StrCat("repository ", repo->name,
                                       " has no webhook secret; deliveries cannot be verified"));
   }
   auto secret = OpenSecret(d.secret_key, repo->webhook_secret_sealed);
   if (!secret.ok()) return http::StatusToResponse(secret.status());
-  absl::Status sig = VerifyHmacSha256Signature(req.Header("x-hub-signature-256"), "sha256=",
-                                               *secret, req.body);
+  absl::Status sig = webhook::VerifyDelivery(
+      provider, [&req](std::string_view name) { return req.Header(name); }, *secret, req.body);
   if (!sig.ok()) {
-    d.metrics->WebhookReceived("github", "bad_signature");
-    return ErrorResponse(401, "bad_signature",
-                         absl::StrCat("X-Hub-Signature-256: ", std::string(sig.message())));
+    d.metrics->WebhookReceived(provider, "bad_signature");
+    return ErrorResponse(401, "bad_signature", std::string(sig.message()));
   }
   store::NewDelivery nd;
-  nd.provider = "github";
+  nd.provider = provider;
   nd.delivery_id = delivery;
   nd.event = event;
   nd.repo_id = repo->id;
   json::object headers;
   for (const auto& [k, v] : req.headers) {
-    if (k.size() >= 2 && (k[0] == 'X' || k[0] == 'x' || k == "User-Agent" || k == "user-agent" ||
-                          k == "Content-Type" || k == "content-type")) {
+    std::string lower = k;
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    // Why not all headers: the GitLab token is a secret and must not be stored.
+    if (lower == "x-gitlab-token") continue;
+    if (lower.rfind("x-", 0) == 0 || lower == "user-agent" || lower == "content-type") {
       headers[k] = v;
     }
   }
   nd.headers_json = json::serialize(headers);
   nd.body = req.body;
-  if (event != "push") {
+  const std::string& kind = parsed->kind;
+  const bool plan = (kind == "push" || kind == "tag") && !parsed->deleted;
+  if (!plan) {
     nd.initial_state = "ignored";
-    nd.message = event == "ping" ? "ping" : absl::StrCat("event '", event, "' is not built");
+    nd.message = kind == "ping"              ? "ping"
+                 : parsed->deleted           ? "ref deleted"
+                 : kind == "pull_request"    ? "pull request pipelines are not built yet"
+                 : !parsed->ignore_reason.empty() ? parsed->ignore_reason
+                                                  : absl::StrCat("event '", event, "' is not built");
   }
   auto ins = d.deliveries->Insert(nd);
   if (!ins.ok()) return http::StatusToResponse(ins.status());
   if (!ins->inserted) {
-    d.metrics->WebhookReceived("github", "duplicate");
+    d.metrics->WebhookReceived(provider, "duplicate");
     return JsonResponse(202, {{"delivery", ins->id}, {"status", "duplicate"}});
   }
-  if (event == "ping") {
-    d.metrics->WebhookReceived("github", "accepted");
+  if (kind == "ping") {
+    d.metrics->WebhookReceived(provider, "accepted");
     return JsonResponse(200, {{"delivery", ins->id}, {"status", "pong"}});
   }
-  if (event != "push") {
-    d.metrics->WebhookReceived("github", "ignored");
+  if (!plan) {
+    d.metrics->WebhookReceived(provider, "ignored");
     return JsonResponse(202, {{"delivery", ins->id}, {"status", "ignored"}});
   }
-  d.metrics->WebhookReceived("github", "accepted");
+  d.metrics->WebhookReceived(provider, "accepted");
   d.planner->Enqueue(ins->id);
   return JsonResponse(202, {{"delivery", ins->id}, {"status", "queued"}});
 }
@@ -232,7 +258,12 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
     r.body = d.metrics->Serialize();
     return r;
   });
-  router.Add("POST", "/hooks/github", [&d](Request& req) { return GithubHook(d, req); });
+  for (const char* provider : {"github", "gitlab", "gitea"}) {
+    router.Add("POST", absl::StrCat("/hooks/", provider), [&d, p = std::string(provider)](
+                                                              Request& req) {
+      return ForgeHook(d, p, req);
+    });
+  }
 
   router.Add("POST", "/api/v1/repos", Authed(d, [&d](Request& req) { return CreateRepo(d, req); }));
   router.Add("GET", "/api/v1/repos", Authed(d, [&d](Request&) {

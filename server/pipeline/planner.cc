@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/pipeline_plan.h"
-#include "server/webhook/github.h"
+#include "server/webhook/forge.h"
 
 namespace assay {
 
@@ -116,7 +116,7 @@ absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
   auto d = deps_.deliveries->Get(delivery_id);
   if (!d.ok()) return d.status();
   if (d->state != "received") return 0;  // planned before
-  auto ev = webhook::ParseGithubEvent(d->event, d->delivery_id, d->body);
+  auto ev = webhook::ParseDelivery(d->provider, d->event, d->delivery_id, d->body);
   if (!ev.ok()) {
     auto s = deps_.deliveries->Finish(delivery_id, "failed", std::string(ev.status().message()));
     if (!s.ok()) return s;
