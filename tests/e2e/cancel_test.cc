@@ -1,0 +1,82 @@
+// POST /api/v1/pipelines/{id}/cancel (through the CLI): the running job's process group is
+// stopped, the job and its waiting dependents end 'canceled', and the agent's late result
+// changes nothing.
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
+#include "tests/e2e/e2e.h"
+
+namespace assay::e2e {
+namespace {
+
+namespace json = boost::json;
+
+TEST_CASE("canceling a pipeline stops its running job's process tree", "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1", {"--kill-grace", "5s"}));
+  MUST(c.WaitForAgents(1));
+  const std::string pids = c.dir();
+  const std::string file = absl::StrReplaceAll(R"yml(jobs:
+  long:
+    steps:
+      - name: work
+        run: |
+          sleep 300 &
+          echo $! > PIDS/bg.pid
+          echo working
+          sh -c 'echo $$ > PIDS/fg.pid; exec sleep 300'
+  after:
+    needs: [long]
+    steps:
+      - run: echo never
+)yml",
+                                               {{"PIDS", pids}});
+  int64_t pid = PushFiles(c, repo, {{".assay.yml", file}});
+  MUST(c.WaitForJobState(pid, "long", "running"));
+  MUST(c.WaitUntil("the job's processes to start", [&](std::string& seen) {
+    seen = testing::ReadFileOrEmpty(pids + "/fg.pid");
+    return !seen.empty();
+  }));
+
+  auto cancel = MUST(c.RunCli({"cancel", std::to_string(pid)}));
+  INFO(cancel.out << cancel.err);
+  CHECK(cancel.exit_code == 0);
+
+  json::object p = MUST(c.WaitForPipelineDone(pid));
+  INFO(json::serialize(p) << "\n" << c.LogTails());
+  CHECK(JsonString(p, "state") == "canceled");
+  CHECK(JsonString(Job(p, "long"), "state") == "canceled");
+  CHECK(JsonString(Job(p, "long"), "message") == "canceled by request");
+  CHECK(JsonString(Job(p, "after"), "state") == "canceled");
+  CHECK(Job(p, "after").at("attempt").as_int64() == 0);
+  for (const char* name : {"bg.pid", "fg.pid"}) {
+    pid_t child = static_cast<pid_t>(std::atoi(testing::ReadFileOrEmpty(pids + "/" + name).c_str()));
+    REQUIRE(child > 1);
+    MUST(c.WaitUntil(
+        absl::StrCat("pid ", child, " (", name, ") to be gone"),
+        [&](std::string& seen) {
+          seen = testing::PidExists(child) ? "still exists" : "gone";
+          return !testing::PidExists(child);
+        },
+        absl::Seconds(10)));
+  }
+  // The agent reports the canceled attempt; the log says why it stopped, the row stays canceled.
+  const int64_t job = JobId(p, "long");
+  MUST(c.WaitUntil("the agent's report of the canceled attempt", [&](std::string& seen) {
+    auto log = c.JobLog(job);
+    seen = log.ok() ? *log : "";
+    return absl::StrContains(seen, "sent SIGTERM");
+  }));
+  CHECK(MUST(c.JobLog(job)) ==
+        "working\nassay: job canceled; sent SIGTERM to the process group\n");
+  CHECK(MUST(c.QueryInt("SELECT count(*) FROM jobs WHERE state = 'canceled'")) == 2);
+  // Canceling again is refused with the reason.
+  auto again = MUST(c.RunCli({"cancel", std::to_string(pid)}));
+  CHECK(again.exit_code == 1);
+  CHECK(again.err == absl::StrCat("assay: 409 failed_precondition: pipeline ", pid,
+                                  " has already finished (canceled)\n"));
+}
+
+}  // namespace
+}  // namespace assay::e2e
