@@ -1,5 +1,6 @@
 // GitLab and Gitea/Forgejo webhooks end to end: token / HMAC checks, dedupe on the delivery
 // header, and a push that runs its pipeline.
+#include "absl/strings/match.h"
 #include "common/crypto.h"
 #include "tests/e2e/e2e.h"
 
@@ -71,6 +72,19 @@ TEST_CASE("a GitLab push hook with the right token runs; a wrong token stores no
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM webhook_deliveries WHERE headers::text ILIKE "
                         "'%gitlab-token%'")) == 0);
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM webhook_deliveries")) == 1);
+  // What /metrics says about these deliveries and jobs.
+  auto metrics = MUST(c.Fetch("GET", "/metrics"));
+  REQUIRE(metrics.status == 200);
+  for (const char* line :
+       {"assay_webhooks_received_total{provider=\"gitlab\",result=\"bad_signature\"} 1\n",
+        "assay_webhooks_received_total{provider=\"gitlab\",result=\"accepted\"} 1\n",
+        "assay_webhooks_received_total{provider=\"gitlab\",result=\"duplicate\"} 1\n",
+        "assay_jobs{state=\"succeeded\"} 1\n", "assay_queue_depth 0\n",
+        "assay_connected_agents 1\n", "assay_job_duration_seconds_count 1\n",
+        "assay_dispatch_latency_seconds_count 1\n"}) {
+    INFO(metrics.body);
+    CHECK(absl::StrContains(metrics.body, line));
+  }
 }
 
 TEST_CASE("a Forgejo push signed with X-Forgejo-Signature runs; a GitHub hook for a Gitea "
