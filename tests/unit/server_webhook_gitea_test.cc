@@ -10,17 +10,13 @@
 #include "common/crypto.h"
 #include "server/webhook/gitea.h"
 
+#include "tests/unit/fixture.h"
+
 namespace assay::webhook {
 namespace {
 
 std::string Fixture(const std::string& name) {
-  const std::string path = ASSAY_SOURCE_DIR "/tests/fixtures/gitea/" + name;
-  std::ifstream in(path, std::ios::binary);
-  INFO("fixture " << path);
-  REQUIRE(in.good());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return testing::ReadFixture("tests/fixtures/gitea/" + name);
 }
 
 const std::vector<std::string> kWebhooks = {

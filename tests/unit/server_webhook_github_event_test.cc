@@ -8,17 +8,13 @@
 
 #include "server/webhook/github.h"
 
+#include "tests/unit/fixture.h"
+
 namespace assay::webhook {
 namespace {
 
 std::string Fixture(const std::string& name) {
-  const std::string path = ASSAY_SOURCE_DIR "/../shared/fixtures/webhooks/github/" + name;
-  std::ifstream in(path, std::ios::binary);
-  INFO("fixture " << path);
-  REQUIRE(in.good());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return testing::ReadFixture("../shared/fixtures/webhooks/github/" + name);
 }
 
 const std::vector<std::string> kHelloWorld = {

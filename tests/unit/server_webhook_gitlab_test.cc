@@ -9,17 +9,13 @@
 
 #include "server/webhook/gitlab.h"
 
+#include "tests/unit/fixture.h"
+
 namespace assay::webhook {
 namespace {
 
 std::string Fixture(const std::string& name) {
-  const std::string path = ASSAY_SOURCE_DIR "/tests/fixtures/gitlab/" + name;
-  std::ifstream in(path, std::ios::binary);
-  INFO("fixture " << path);
-  REQUIRE(in.good());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return testing::ReadFixture("tests/fixtures/gitlab/" + name);
 }
 
 // The merge request fixture with object_attributes edited by `edit`.
