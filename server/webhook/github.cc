@@ -11,16 +11,6 @@
 namespace assay::webhook {
 namespace {
 
-absl::StatusOr<boost::json::object> ParseObject(const std::string& body) {
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(body, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("payload is not valid JSON: ", ec.message()));
-  }
-  if (!v.is_object()) return absl::InvalidArgumentError("payload is not a JSON object");
-  return std::move(v.as_object());
-}
-
 std::string StringField(const boost::json::object& o, const char* key) {
   const auto* v = o.if_contains(key);
   return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
@@ -29,7 +19,7 @@ std::string StringField(const boost::json::object& o, const char* key) {
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> RepoCandidates(const std::string& body) {
-  auto obj = ParseObject(body);
+  auto obj = internal::ParseObject(body);
   if (!obj.ok()) return obj.status();
   const auto* repo = obj->if_contains("repository");
   if (repo == nullptr || !repo->is_object()) {
@@ -48,7 +38,7 @@ absl::StatusOr<std::vector<std::string>> RepoCandidates(const std::string& body)
 }
 
 absl::StatusOr<PushEvent> ParsePush(const std::string& body) {
-  auto obj = ParseObject(body);
+  auto obj = internal::ParseObject(body);
   if (!obj.ok()) return obj.status();
   PushEvent e;
   e.ref = StringField(*obj, "ref");
