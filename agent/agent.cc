@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,17 @@
 #include "common/version.h"
 
 namespace assay {
+
+double SystemMemoryGb() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  long long kib = 0;
+  while (in >> key) {
+    if (key == "MemTotal:" && (in >> kib)) return static_cast<double>(kib) * 1024.0 / 1e9;
+    std::getline(in, key);
+  }
+  return 0;
+}
 namespace {
 
 v1::JobOutcome OutcomeOf(JobRunOutcome o) {
@@ -140,6 +152,7 @@ bool Agent::ServeOnce(bool* fatal) {
     h->set_name(opts_.name);
     for (const auto& l : opts_.labels) h->add_labels(l);
     h->set_cpu_slots(static_cast<uint32_t>(opts_.slots));
+    h->set_memory_gb(opts_.memory_gb);
     h->set_version(kVersion);
     for (const auto& g : opts_.gpus) {
       auto* gpu = h->add_gpus();

@@ -25,13 +25,17 @@ struct AgentOptions {
   std::string token;
   std::string name;
   std::vector<std::string> labels;
-  int slots = 1;
+  int slots = 1;               // CPU slots
+  double memory_gb = 0;        // announced in Hello; 0: not said
   std::vector<GpuInfo> gpus;  // announced in Hello
   std::string work_dir;
   absl::Duration kill_grace = absl::Seconds(10);
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(5);
 };
+
+// MemTotal of /proc/meminfo in decimal GB; 0 when it cannot be read.
+double SystemMemoryGb();
 
 class Agent {
  public:

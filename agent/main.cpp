@@ -3,6 +3,8 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
+
 #include "agent/agent.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -14,7 +16,9 @@ int main(int argc, char** argv) {
       {"token", "", "agent token (the server's --agent-token)"},
       {"name", "", "unique agent name (default: the host name)"},
       {"labels", "", "comma-separated labels jobs can ask for"},
-      {"slots", "1", "jobs run at once"},
+      {"slots", "1", "CPU slots: a job takes runs_on.cpus of them (default 1)"},
+      {"memory-gb", "",
+       "memory offered to jobs, decimal GB (default: MemTotal of /proc/meminfo)"},
       {"work-dir", "", "directory for the repository cache and job workspaces (required)"},
       {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped"},
       {"gpu-inventory", "",
@@ -57,6 +61,15 @@ int main(int argc, char** argv) {
     }
   }
   o.slots = static_cast<int>(*slots);
+  if (const std::string& mem = cfg->Get("memory-gb"); !mem.empty()) {
+    if (!absl::SimpleAtod(mem, &o.memory_gb) || !(o.memory_gb >= 0)) {
+      std::cerr << "assay-agent: --memory-gb must be a non-negative number, got '" << mem
+                << "'\n";
+      return 2;
+    }
+  } else {
+    o.memory_gb = assay::SystemMemoryGb();
+  }
   const std::string& inventory = cfg->Get("gpu-inventory");
   auto gpus = inventory.empty() ? assay::DiscoverGpus() : assay::LoadGpuInventoryFile(inventory);
   if (gpus.ok()) {

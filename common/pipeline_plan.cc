@@ -168,6 +168,23 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,
       p.skip = skip;
       if (skip) p.skip_reason = absl::StrCat("if: ", job.if_expr, " is false");
       p.matrix = combo;
+      p.runs_on = job.runs_on;
+      for (size_t i = 0; i < p.runs_on.labels.size(); ++i) {
+        std::string& label = p.runs_on.labels[i];
+        ASSAY_RETURN_IF_ERROR(CheckPlaceholders(
+            absl::StrCat(prefix, ".runs_on.labels[", i, "]"), label, combo, allow_matrix));
+        label = SubstitutePlaceholders(label, ctx, combo);
+      }
+      p.retry = job.retry;
+      p.allow_failure = job.allow_failure;
+      p.concurrency = job.concurrency;
+      if (!p.concurrency.group.empty()) {
+        ASSAY_RETURN_IF_ERROR(CheckPlaceholders(absl::StrCat(prefix, ".concurrency.group"),
+                                                p.concurrency.group, combo, allow_matrix));
+        p.concurrency.group = SubstitutePlaceholders(p.concurrency.group, ctx, combo);
+      }
+      p.base_name = job.name;
+      if (job.matrix) p.max_parallel = job.matrix->max_parallel;
       out.push_back(std::move(p));
     }
   }

@@ -52,6 +52,12 @@ struct PlannedJob {
   bool skip = false;        // Its `if` evaluated false.
   std::string skip_reason;  // "if: <expr> is false".
   std::map<std::string, std::string> matrix;  // The combination; empty for plain jobs.
+  RunsOnSpec runs_on;       // Placeholders substituted in labels.
+  RetrySpec retry;
+  bool allow_failure = false;
+  ConcurrencySpec concurrency;  // Placeholders substituted in group.
+  std::string base_name;        // The spec job's name (the matrix job for expansions).
+  int max_parallel = 0;         // strategy.max_parallel of a matrix job; 0: no limit.
 
   bool operator==(const PlannedJob&) const = default;
 };
@@ -65,6 +71,7 @@ struct PlannedJob {
 //   "jobs.J.env.X: column N: unknown placeholder ..." (also steps[i].run)
 //   "jobs.J.steps[i].run: unknown matrix key 'K'"
 //   "jobs.J.needs: unknown job 'K'"
+//   "jobs.J.runs_on.labels[i]: ..." / "jobs.J.concurrency.group: ..." (placeholders as for env)
 absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,
                                                  const ExprContext& ctx);
 

@@ -1,4 +1,5 @@
 // assay-server: flags → ServerOptions → AssayServer, until SIGINT/SIGTERM.
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -15,7 +16,12 @@ int main(int argc, char** argv) {
       {"data-dir", "", "directory for repository mirrors and the secret key", true},
       {"admin-token", "", "bearer token for /api/v1", true},
       {"agent-token", "", "token agents present when they connect", true},
-      {"lease", "30s", "an agent silent this long is lost; its jobs are retried"},
+      {"lease", "25s",
+       "an agent silent this long is lost (found by a sweep each second); its jobs are retried "
+       "per their retry policy"},
+      {"reconnect-grace", "5s",
+       "when an agent's stream ends, its jobs wait this long for it to reconnect (at most "
+       "--lease)"},
       {"heartbeat-interval", "5s", "how often agents send heartbeats"},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB"},
       {"log-level", "info", "debug, info, warn or error"},
@@ -40,8 +46,9 @@ int main(int argc, char** argv) {
   o.agent_token = cfg->Get("agent-token");
   auto lease = cfg->GetDuration("lease");
   auto hb = cfg->GetDuration("heartbeat-interval");
+  auto grace = cfg->GetDuration("reconnect-grace");
   auto limit = cfg->GetInt("body-limit-mb");
-  for (const absl::Status& s : {lease.status(), hb.status(), limit.status()}) {
+  for (const absl::Status& s : {lease.status(), hb.status(), grace.status(), limit.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -49,6 +56,7 @@ int main(int argc, char** argv) {
   }
   o.lease = *lease;
   o.heartbeat_interval = *hb;
+  o.reconnect_grace = std::min(*grace, *lease);
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
 
   // Before any thread starts, so that every thread inherits the mask.

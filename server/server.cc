@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "server/agents/agent_service.h"
 #include "server/api/api.h"
+#include "server/scheduler/wakeups.h"
 #include "server/store/migrations.h"
 
 namespace assay {
@@ -66,6 +67,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::AgentStore> agents;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<Wakeups> wakeups;
   std::unique_ptr<Planner> planner;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -127,7 +129,7 @@ absl::Status AssayServer::Start() {
                                                     [dispatcher] { dispatcher->Kick(); }});
 
   AgentServiceDeps ad{m.agents.get(), m.jobs.get(), m.dispatcher.get(), m.metrics.get(),
-                      o.agent_token, o.heartbeat_interval, 4};
+                      o.agent_token, o.heartbeat_interval, 4, o.reconnect_grace};
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(), &m.grpc_port);
@@ -153,6 +155,8 @@ absl::Status AssayServer::Start() {
   ASSAY_RETURN_IF_ERROR(m.http_server->Start());
 
   m.dispatcher->Start();
+  m.wakeups = std::make_unique<Wakeups>(o.database_url, m.dispatcher.get(), m.agents.get());
+  m.wakeups->Start();
   m.planner->Start();
   auto pending = m.deliveries->ListUnplanned();
   if (!pending.ok()) return pending.status();
@@ -174,6 +178,7 @@ void AssayServer::Stop() {
   if (m.grpc_server) m.grpc_server->Shutdown(std::chrono::system_clock::now() +
                                              std::chrono::seconds(2));
   if (m.planner) m.planner->Stop();
+  if (m.wakeups) m.wakeups->Stop();
   if (m.dispatcher) m.dispatcher->Stop();
   m.grpc_server.reset();
   m.agent_service.reset();

@@ -17,7 +17,8 @@ struct ServerOptions {
   std::string data_dir;
   std::string admin_token;
   std::string agent_token;
-  absl::Duration lease = absl::Seconds(30);
+  absl::Duration lease = absl::Seconds(25);
+  absl::Duration reconnect_grace = absl::Seconds(5);
   absl::Duration heartbeat_interval = absl::Seconds(5);
   absl::Duration sweep_interval = absl::Seconds(1);
   size_t body_limit = 25 * 1024 * 1024;

@@ -1,5 +1,7 @@
 #include "server/agents/agent_service.h"
 
+#include "server/scheduler/requirements.h"
+
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
@@ -127,7 +129,13 @@ class Session final : public Reactor {
     channel_->Detach();
     if (agent_id_ != 0) {
       deps_.dispatcher->AgentDisconnected(agent_id_, channel_.get());
-      (void)deps_.agents->Disconnect(agent_id_);
+      (void)deps_.agents->Disconnect(session_);
+      // Why shorten: a stream that ends while this server runs usually means the agent died;
+      // its jobs wait only the reconnect grace, not the whole lease. On server shutdown the
+      // agents reconnect elsewhere and keep their leases.
+      if (!deps_.dispatcher->closing()) {
+        (void)deps_.jobs->ShortenLeases(agent_id_, deps_.reconnect_grace);
+      }
       LogInfo("agents", "agent ", name_, " (", agent_id_, ") disconnected");
     }
     bool last;
@@ -197,6 +205,11 @@ class Session final : public Reactor {
     ah.name = h.name();
     ah.version = h.version();
     ah.cpu_slots = static_cast<int>(h.cpu_slots());
+    if (!(h.memory_gb() >= 0) || h.memory_gb() > 1e6) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "hello.memory_gb must be between 0 and 1000000");
+      return false;
+    }
+    ah.memory_gb = h.memory_gb();
     for (const auto& l : h.labels()) ah.labels.push_back(l);
     boost::json::array gpus;
     for (const auto& g : h.gpus()) {
@@ -204,11 +217,12 @@ class Session final : public Reactor {
                       {"memory_mb", g.memory_mb()}});
     }
     ah.gpus_json = boost::json::serialize(gpus);
-    auto id = deps_.agents->Connect(ah);
-    if (!id.ok()) {
-      Fail(grpc::StatusCode::UNAVAILABLE, std::string(id.status().message()));
+    auto session = deps_.agents->Connect(ah);
+    if (!session.ok()) {
+      Fail(grpc::StatusCode::UNAVAILABLE, std::string(session.status().message()));
       return false;
     }
+    const int64_t* id = &session->id;
     std::vector<store::HeldAttempt> held;
     for (const auto& j : h.held_jobs()) held.push_back({j.job_id(), j.attempt_token()});
     auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
@@ -218,6 +232,7 @@ class Session final : public Reactor {
       return false;
     }
     agent_id_ = *id;
+    session_ = *session;
     name_ = h.name();
     v1::ServerMessage m;
     auto* w = m.mutable_welcome();
@@ -226,25 +241,52 @@ class Session final : public Reactor {
         static_cast<uint32_t>(absl::ToInt64Milliseconds(deps_.heartbeat_interval)));
     w->set_lease_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(deps_.dispatcher->options().lease)));
-    std::set<int64_t> busy;
+    std::set<int64_t> finished;
     for (const auto& j : h.held_jobs()) {
       bool is_stale = false;
       for (const auto& s : *stale) is_stale |= s.job_id == j.job_id();
-      // A job whose result is merely waiting to be delivered holds no slot.
-      if (!is_stale && !j.finished()) busy.insert(j.job_id());
+      if (j.finished()) finished.insert(j.job_id());
       // Finished results are checked when they arrive; only running ones are reported stale.
       if (is_stale && !j.finished()) *w->add_stale_jobs() = j;
+    }
+    // What its live jobs hold (CPUs, memory, GPUs), from the database: the agent may have
+    // been placed by another server before this connection.
+    auto live = deps_.jobs->LiveJobsOf(*id);
+    if (!live.ok()) {
+      Fail(grpc::StatusCode::UNAVAILABLE, "database unavailable");
+      return false;
+    }
+    std::map<int64_t, JobUse> busy;
+    for (const auto& j : *live) {
+      // A job whose result is merely waiting to be delivered holds nothing.
+      if (finished.contains(j.job_id)) continue;
+      JobRequirements req = RequirementsFromJson(j.labels, j.requirements_json);
+      busy[j.job_id] = JobUse{req.cpus, req.memory_gb, j.gpu_indices, req.gpu_shared};
+    }
+    AgentCapacity cap;
+    cap.agent_id = agent_id_;
+    cap.name = name_;
+    cap.labels = ah.labels;
+    cap.cpus_total = ah.cpu_slots;
+    cap.memory_gb_total = ah.memory_gb;
+    for (const auto& g : h.gpus()) {
+      GpuSlot slot;
+      slot.index = g.index();
+      slot.uuid = g.uuid();
+      slot.model = g.name();
+      slot.memory_mb = g.memory_mb();
+      cap.gpus.push_back(std::move(slot));
     }
     Enqueue(m);
     LogInfo("agents", "agent ", name_, " (", agent_id_, ") connected: ", h.cpu_slots(),
             " slot(s), ", h.held_jobs_size(), " held job(s)");
-    deps_.dispatcher->AgentConnected(agent_id_, ah.labels, ah.cpu_slots, std::move(busy),
-                                     channel_);
+    deps_.dispatcher->AgentConnected(std::move(cap), std::move(busy), channel_);
     deps_.dispatcher->Kick();
     return true;
   }
 
   bool OnHeartbeat(const v1::Heartbeat& hb) {
+    if (hb.running_size() == 0) return true;  // nothing to extend; the stream itself is alive
     std::vector<store::HeldAttempt> held;
     for (const auto& j : hb.running()) held.push_back({j.job_id(), j.attempt_token()});
     auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
@@ -316,6 +358,7 @@ class Session final : public Reactor {
   v1::AgentMessage in_;
   int64_t agent_id_ = 0;  // set by hello; touched only by the (serial) handler tasks and OnDone
   std::string name_;
+  store::AgentSession session_;
 
   absl::Mutex mu_;
   std::deque<v1::ServerMessage> out_ ABSL_GUARDED_BY(mu_);

@@ -26,6 +26,8 @@ struct AgentServiceDeps {
   std::string agent_token;  // compared in constant time with the stream's bearer token
   absl::Duration heartbeat_interval = absl::Seconds(5);
   int worker_threads = 4;
+  // A stream that ends while the server runs leaves its jobs this long to reconnect.
+  absl::Duration reconnect_grace = absl::Seconds(5);
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "server/scheduler/requirements.h"
 #include "common/pipeline_plan.h"
 #include "server/webhook/forge.h"
 
@@ -76,14 +77,6 @@ std::string UnsupportedFeature(const PipelineSpec& spec) {
   if (spec.on.pull_request) return refuse(1, "on.pull_request");
   if (!spec.on.schedule.empty()) return refuse(1, "on.schedule");
   if (spec.on.manual) return refuse(1, "on.manual");
-  const JobSpec plain;
-  for (const auto& j : spec.jobs) {
-    std::string k = absl::StrCat("jobs.", j.name, ".");
-    if (!(j.retry == plain.retry)) return refuse(j.line, k + "retry");
-    if (j.allow_failure) return refuse(j.line, k + "allow_failure");
-    if (!(j.concurrency == plain.concurrency)) return refuse(j.line, k + "concurrency");
-    if (!(j.runs_on == plain.runs_on)) return refuse(j.line, k + "runs_on");
-  }
   return "";
 }
 
@@ -107,6 +100,21 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan) {
     nj.priority = j.priority;
     nj.skip_reason = j.skip ? j.skip_reason : "";
     nj.spec_json = boost::json::serialize(o);
+    nj.labels = j.runs_on.labels;
+    nj.requirements_json = RequirementsJson(j.runs_on);
+    nj.allow_failure = j.allow_failure;
+    nj.concurrency_group = j.concurrency.group;
+    nj.cancel_in_progress = j.concurrency.cancel_in_progress;
+    nj.base_name = j.base_name;
+    nj.max_parallel = j.max_parallel;
+    if (j.retry == RetrySpec{}) {
+      // No `retry:` key: an attempt lost with its agent runs once more, nothing else does.
+      nj.max_attempts = 2;
+      nj.retry_on = {"agent_lost"};
+    } else {
+      nj.max_attempts = 1 + j.retry.max;
+      nj.retry_on = j.retry.on;
+    }
     out.push_back(std::move(nj));
   }
   return out;

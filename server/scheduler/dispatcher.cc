@@ -2,8 +2,11 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "server/scheduler/requirements.h"
 
 namespace assay {
 
@@ -23,24 +26,51 @@ void Dispatcher::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Dispatcher::AgentConnected(int64_t agent_id, std::vector<std::string> labels, int slots,
-                                std::set<int64_t> busy_jobs,
+void Dispatcher::Apply(AgentCapacity& cap, const JobUse& use, int sign) {
+  cap.cpus_used += sign * use.cpus;
+  cap.memory_gb_used += sign * use.memory_gb;
+  for (uint32_t idx : use.gpus) {
+    for (GpuSlot& g : cap.gpus) {
+      if (g.index != idx) continue;
+      (use.gpu_shared ? g.shared_jobs : g.exclusive_jobs) += sign;
+    }
+  }
+}
+
+void Dispatcher::AgentConnected(AgentCapacity capacity, std::map<int64_t, JobUse> busy,
                                 std::shared_ptr<AgentChannel> channel) {
   std::shared_ptr<AgentChannel> old;
   int n = 0;
+  const int64_t agent_id = capacity.agent_id;
   {
     absl::MutexLock l(&mu_);
     AgentState& a = agents_[agent_id];
     old = std::move(a.channel);
-    a.labels = std::move(labels);
-    a.slots = slots;
-    a.busy = std::move(busy_jobs);
+    a.capacity = std::move(capacity);
+    a.capacity.cpus_used = 0;
+    a.capacity.memory_gb_used = 0;
+    for (GpuSlot& g : a.capacity.gpus) g.exclusive_jobs = g.shared_jobs = 0;
+    a.busy = std::move(busy);
+    for (const auto& [id, use] : a.busy) Apply(a.capacity, use, +1);
     a.channel = std::move(channel);
     kicked_ = true;
     n = static_cast<int>(agents_.size());
   }
   if (old) old->Close("replaced by a newer connection of the same agent");
   metrics_->SetConnectedAgents(n);
+}
+
+void Dispatcher::AgentConnected(int64_t agent_id, std::vector<std::string> labels, int slots,
+                                std::set<int64_t> busy_jobs,
+                                std::shared_ptr<AgentChannel> channel) {
+  AgentCapacity cap;
+  cap.agent_id = agent_id;
+  cap.name = absl::StrCat("agent-", agent_id);
+  cap.labels = std::move(labels);
+  cap.cpus_total = slots;
+  std::map<int64_t, JobUse> busy;
+  for (int64_t id : busy_jobs) busy[id] = JobUse{};
+  AgentConnected(std::move(cap), std::move(busy), std::move(channel));
 }
 
 void Dispatcher::AgentDisconnected(int64_t agent_id, const AgentChannel* channel) {
@@ -57,7 +87,13 @@ void Dispatcher::AgentDisconnected(int64_t agent_id, const AgentChannel* channel
 void Dispatcher::JobReleased(int64_t agent_id, int64_t job_id) {
   absl::MutexLock l(&mu_);
   auto it = agents_.find(agent_id);
-  if (it != agents_.end()) it->second.busy.erase(job_id);
+  if (it != agents_.end()) {
+    auto j = it->second.busy.find(job_id);
+    if (j != it->second.busy.end()) {
+      Apply(it->second.capacity, j->second, -1);
+      it->second.busy.erase(j);
+    }
+  }
   kicked_ = true;
 }
 
@@ -83,10 +119,23 @@ void Dispatcher::Kick() {
   kicked_ = true;
 }
 
+bool Dispatcher::closing() {
+  absl::MutexLock l(&mu_);
+  return closing_;
+}
+
+std::vector<int64_t> Dispatcher::ConnectedAgentIds() {
+  absl::MutexLock l(&mu_);
+  std::vector<int64_t> out;
+  for (const auto& [id, a] : agents_) out.push_back(id);
+  return out;
+}
+
 void Dispatcher::CloseAll(const std::string& reason) {
   std::vector<std::shared_ptr<AgentChannel>> channels;
   {
     absl::MutexLock l(&mu_);
+    closing_ = true;
     for (auto& [id, a] : agents_) channels.push_back(a.channel);
   }
   for (auto& ch : channels) ch->Close(reason);
@@ -120,6 +169,11 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job) {
       }
     }
     a.set_timeout_s(static_cast<uint32_t>(spec.at("timeout_s").to_number<int64_t>()));
+    Placement placement;
+    placement.agent_id = job.agent_id;
+    placement.gpu_indices = job.gpu_indices;
+    for (const auto& [k, v] : GpuEnvironment(placement)) (*a.mutable_env())[k] = v;
+    for (uint32_t idx : job.gpu_indices) a.add_gpu_indices(idx);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("job ", job.job_id, " has a malformed spec: ", e.what()));
   }
@@ -128,59 +182,126 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job) {
 
 int Dispatcher::DispatchOnce() {
   int sent = 0;
-  for (bool progress = true; progress;) {
-    progress = false;
-    // Snapshot the agents with free slots; claims run without holding mu_.
-    struct Candidate {
-      int64_t id;
-      std::vector<std::string> labels;
-    };
-    std::vector<Candidate> free;
+  for (int n = DispatchPass(); n > 0; n = DispatchPass()) sent += n;
+  return sent;
+}
+
+int Dispatcher::DispatchPass() {
+  // 1. Snapshot this server's agents that have a free CPU; placement runs on the copy.
+  std::vector<AgentCapacity> free;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [id, a] : agents_) {
+      if (a.capacity.cpus_used < a.capacity.cpus_total) free.push_back(a.capacity);
+    }
+  }
+  if (free.empty()) return 0;
+  store::QueueFilter filter;
+  int free_cpus = 0;
+  filter.max_cpus = 0;
+  std::set<std::string> labels;
+  for (const auto& a : free) {
+    const int cpus = a.cpus_total - a.cpus_used;
+    free_cpus += cpus;
+    filter.max_cpus = std::max(filter.max_cpus, cpus);
+    filter.max_gpus = std::max(filter.max_gpus, static_cast<int>(a.gpus.size()));
+    labels.insert(a.labels.begin(), a.labels.end());
+  }
+  filter.any_labels.assign(labels.begin(), labels.end());
+  // Why more than the free CPUs: some jobs near the head may not fit any agent's GPUs or
+  // memory now; reading a few more lets the jobs behind them run.
+  filter.per_repo = std::min(1000, std::max(20, 2 * free_cpus));
+
+  // 2. Read the queue and order it: priority, fair share between repositories, age.
+  auto snap = jobs_->Queue(filter);
+  if (!snap.ok()) {
+    LogWarn("dispatch", "reading the queue failed: ", snap.status().ToString());
+    return 0;
+  }
+  std::vector<QueuedJob> order_in;
+  for (const auto& j : snap->jobs) order_in.push_back({j.job_id, j.repo_id, j.priority, j.queued_at});
+  const std::vector<size_t> order = OrderQueue(order_in, snap->running_per_repo);
+
+  // 3. Place jobs one by one on the copy.
+  std::vector<store::ClaimRequest> batch;
+  std::map<int64_t, JobUse> uses;
+  std::set<std::string>& groups = snap->held_groups;
+  std::map<std::string, int>& parallel = snap->running_per_parallel_key;
+  for (size_t idx : order) {
+    if (free.empty()) break;
+    const store::QueuedJobRow& job = snap->jobs[idx];
+    if (!job.concurrency_key.empty() && groups.contains(job.concurrency_key)) continue;
+    if (!job.parallel_key.empty() && job.max_parallel > 0 &&
+        parallel[job.parallel_key] >= job.max_parallel) {
+      continue;
+    }
+    const JobRequirements req = RequirementsFromJson(job.labels, job.requirements_json);
+    std::optional<Placement> placed;
+    if (job.last_agent_id != 0 && free.size() > 1) {
+      // A retry prefers another agent than the one its last attempt ran on.
+      std::vector<AgentCapacity> others;
+      for (const auto& a : free) {
+        if (a.agent_id != job.last_agent_id) others.push_back(a);
+      }
+      placed = ChooseAgent(req, others);
+    }
+    if (!placed) placed = ChooseAgent(req, free);
+    if (!placed) continue;
+    JobUse use{req.cpus, req.memory_gb, placed->gpu_indices, req.gpu_shared};
+    for (size_t i = 0; i < free.size(); ++i) {
+      if (free[i].agent_id != placed->agent_id) continue;
+      Apply(free[i], use, +1);
+      if (free[i].cpus_used >= free[i].cpus_total) {
+        free[i] = std::move(free.back());
+        free.pop_back();
+      }
+      break;
+    }
+    if (!job.concurrency_key.empty()) groups.insert(job.concurrency_key);
+    if (!job.parallel_key.empty()) ++parallel[job.parallel_key];
+    store::ClaimRequest r;
+    r.job_id = job.job_id;
+    r.agent_id = placed->agent_id;
+    r.gpu_indices = placed->gpu_indices;
+    r.grouped = !job.concurrency_key.empty() || !job.parallel_key.empty();
+    batch.push_back(std::move(r));
+    uses[job.job_id] = std::move(use);
+  }
+  if (batch.empty()) return 0;
+
+  // 4. Claim them all; a job another server took meanwhile is simply not returned.
+  auto claimed = jobs_->ClaimBatch(batch, opts_.lease);
+  if (!claimed.ok()) {
+    LogWarn("dispatch", "claim failed: ", claimed.status().ToString());
+    return 0;
+  }
+  int sent = 0;
+  for (const store::ClaimedJob& job : *claimed) {
+    auto assignment = BuildAssignment(job);
+    std::shared_ptr<AgentChannel> ch;
     {
       absl::MutexLock l(&mu_);
-      std::vector<Candidate> all;
-      for (auto& [id, a] : agents_) {
-        if (static_cast<int>(a.busy.size()) < a.slots) all.push_back({id, a.labels});
+      auto it = agents_.find(job.agent_id);
+      if (it != agents_.end() && assignment.ok()) {
+        ch = it->second.channel;
+        JobUse& use = it->second.busy[job.job_id];
+        use = uses[job.job_id];
+        Apply(it->second.capacity, use, +1);
       }
-      // Why round-robin: with several idle agents, spread jobs instead of always filling
-      // the agent with the lowest id first.
-      for (size_t i = 0; i < all.size(); ++i) free.push_back(all[(rr_ + i) % all.size()]);
-      ++rr_;
     }
-    for (const auto& cand : free) {
-      auto claimed = jobs_->Claim(cand.id, cand.labels, opts_.lease);
-      if (!claimed.ok()) {
-        LogWarn("dispatch", "claim for agent ", cand.id, " failed: ", claimed.status().ToString());
-        return sent;
-      }
-      if (!claimed->has_value()) continue;
-      const store::ClaimedJob& job = **claimed;
-      auto assignment = BuildAssignment(job);
-      std::shared_ptr<AgentChannel> ch;
-      {
-        absl::MutexLock l(&mu_);
-        auto it = agents_.find(cand.id);
-        if (it != agents_.end()) {
-          ch = it->second.channel;
-          it->second.busy.insert(job.job_id);
-        }
-      }
-      if (!assignment.ok() || ch == nullptr) {
-        // The agent left between snapshot and claim, or the spec is broken: hand the job
-        // back at once instead of waiting for the lease to run out.
-        (void)jobs_->Reject(job.job_id, job.attempt_token,
-                            assignment.ok() ? "agent disconnected before assignment"
-                                            : std::string(assignment.status().message()));
-        JobReleased(cand.id, job.job_id);
-        continue;
-      }
-      v1::ServerMessage m;
-      *m.mutable_assignment() = std::move(*assignment);
-      ch->Send(m);
-      metrics_->ObserveDispatchLatency(absl::ToDoubleSeconds(clock_->Now() - job.queued_at));
-      ++sent;
-      progress = true;
+    if (ch == nullptr) {
+      // The agent left between snapshot and claim, or the spec is broken: hand the job back
+      // at once instead of waiting for the lease to run out.
+      (void)jobs_->Reject(job.job_id, job.attempt_token,
+                          assignment.ok() ? "agent disconnected before assignment"
+                                          : std::string(assignment.status().message()));
+      continue;
     }
+    v1::ServerMessage m;
+    *m.mutable_assignment() = std::move(*assignment);
+    ch->Send(m);
+    metrics_->ObserveDispatchLatency(absl::ToDoubleSeconds(clock_->Now() - job.queued_at));
+    ++sent;
   }
   return sent;
 }

@@ -17,6 +17,7 @@
 #include "assay/v1/agent.pb.h"
 #include "common/clock.h"
 #include "server/metrics/metrics.h"
+#include "server/scheduler/fit.h"
 #include "server/store/jobs.h"
 
 namespace assay {
@@ -31,8 +32,16 @@ class AgentChannel {
 };
 
 struct DispatcherOptions {
-  absl::Duration lease = absl::Seconds(30);          // an agent silent this long is lost
+  absl::Duration lease = absl::Seconds(25);          // an agent silent this long is lost
   absl::Duration sweep_interval = absl::Seconds(1);  // lease-expiry check period
+};
+
+// What one job of an agent holds.
+struct JobUse {
+  int cpus = 1;
+  double memory_gb = 0;
+  std::vector<uint32_t> gpus;
+  bool gpu_shared = false;
 };
 
 class Dispatcher {
@@ -43,8 +52,12 @@ class Dispatcher {
   void Start();
   void Stop();  // joins the loop; idempotent
 
-  // `busy_jobs`: jobs the agent still runs (from its Hello). Replaces (and closes) an
-  // earlier channel of the same agent id.
+  // `capacity`: what the agent offers (its usage fields are ignored); `busy`: the jobs it
+  // still runs and what they hold. Replaces (and closes) an earlier channel of the same
+  // agent id.
+  void AgentConnected(AgentCapacity capacity, std::map<int64_t, JobUse> busy,
+                      std::shared_ptr<AgentChannel> channel);
+  // Shorthand: a CPU-only agent with `slots` CPUs whose busy jobs take one CPU each.
   void AgentConnected(int64_t agent_id, std::vector<std::string> labels, int slots,
                       std::set<int64_t> busy_jobs, std::shared_ptr<AgentChannel> channel);
   // Ignored unless `channel` is the agent's current one.
@@ -56,8 +69,10 @@ class Dispatcher {
                   const std::string& reason);
   void Kick();
   int ConnectedAgents();
+  std::vector<int64_t> ConnectedAgentIds();
   // Ends every agent stream (server shutdown); agents reconnect to whoever serves next.
   void CloseAll(const std::string& reason);
+  bool closing();  // CloseAll was called
   const DispatcherOptions& options() const { return opts_; }
 
   // One dispatch pass, synchronously: claims and sends until no free slot gets a job.
@@ -66,13 +81,15 @@ class Dispatcher {
 
  private:
   struct AgentState {
-    std::vector<std::string> labels;
-    int slots = 1;
-    std::set<int64_t> busy;
+    AgentCapacity capacity;           // usage fields kept in step with `busy`
+    std::map<int64_t, JobUse> busy;
     std::shared_ptr<AgentChannel> channel;
   };
+  static void Apply(AgentCapacity& cap, const JobUse& use, int sign);
   void Loop();
   void Sweep();
+  // One pass: read the queue once, place what fits on this server's agents, claim in one go.
+  int DispatchPass();
 
   store::JobStore* jobs_;
   Metrics* metrics_;
@@ -83,11 +100,12 @@ class Dispatcher {
   std::map<int64_t, AgentState> agents_ ABSL_GUARDED_BY(mu_);
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  size_t rr_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin start among agents
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
-// Builds the Assignment for a claimed job (spec_json: {"steps":[..],"env":{..},"timeout_s":N}).
+// Builds the Assignment for a claimed job (spec_json: {"steps":[..],"env":{..},"timeout_s":N}),
+// with CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES set to exactly its GPUs (GpuEnvironment).
 absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job);
 
 }  // namespace assay

@@ -1,37 +1,61 @@
 #include "server/store/agents.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace assay::store {
 namespace {
 
 constexpr Query kUpsert{
     "agent_upsert",
     "INSERT INTO agents (name, labels, cpu_slots, gpus, version, state, connected_at, "
-    "last_seen_at) VALUES ($1, $2::text[], $3, $4::jsonb, $5, 'online', now(), now()) "
+    "last_seen_at, memory_gb) VALUES ($1, $2::text[], $3, $4::jsonb, $5, 'online', now(), now(), "
+    "$6::float8) "
     "ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, cpu_slots = EXCLUDED.cpu_slots, "
+    "memory_gb = EXCLUDED.memory_gb, "
     "gpus = EXCLUDED.gpus, version = EXCLUDED.version, state = 'online', connected_at = now(), "
-    "last_seen_at = now() RETURNING id"};
-constexpr Query kDisconnect{"agent_disconnect",
-                            "UPDATE agents SET state = 'offline', last_seen_at = now() WHERE id = $1"};
+    "last_seen_at = now() RETURNING id, " ASSAY_EPOCH_US("connected_at")};
+// Only the connection that is current: after a reconnect to another server, the old
+// server's late disconnect must not mark the agent offline.
+constexpr Query kDisconnect{
+    "agent_disconnect",
+    "UPDATE agents SET state = 'offline', last_seen_at = now() WHERE id = $1 AND "
+    ASSAY_EPOCH_US("connected_at") " = $2"};
+constexpr Query kTouch{"agent_touch",
+                       "UPDATE agents SET last_seen_at = now() WHERE id = ANY($1::bigint[]) "
+                       "AND state = 'online'"};
 constexpr Query kList{"agent_list",
-                      "SELECT id, name, state, version, labels, cpu_slots, gpus::text FROM agents "
+                      "SELECT id, name, state, version, labels, cpu_slots, gpus::text, memory_gb, "
+                      ASSAY_EPOCH_US("last_seen_at") " FROM agents "
                       "ORDER BY name"};
 
 }  // namespace
 
-absl::StatusOr<int64_t> AgentStore::Connect(const AgentHello& h) {
-  int64_t id = 0;
+absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
+  AgentSession out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    id = Exec(tx, c, kUpsert, {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version})
-             [0][0].as<int64_t>();
+    auto r = Exec(tx, c, kUpsert, {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json,
+                                   h.version, absl::StrCat(h.memory_gb)});
+    out.id = r[0][0].as<int64_t>();
+    out.connected_us = r[0][1].as<int64_t>();
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
-  return id;
+  return out;
 }
 
-absl::Status AgentStore::Disconnect(int64_t id) {
+absl::Status AgentStore::Disconnect(const AgentSession& session) {
   return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    Exec(tx, c, kDisconnect, {id});
+    Exec(tx, c, kDisconnect, {session.id, session.connected_us});
+    return absl::OkStatus();
+  });
+}
+
+absl::Status AgentStore::Touch(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return absl::OkStatus();
+  std::vector<std::string> text;
+  for (int64_t id : ids) text.push_back(absl::StrCat(id));
+  return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    Exec(tx, c, kTouch, {ToPgTextArray(text)});
     return absl::OkStatus();
   });
 }
@@ -48,6 +72,8 @@ absl::StatusOr<std::vector<AgentRow>> AgentStore::List() {
       a.labels = FromPgTextArray(r[4]);
       a.cpu_slots = r[5].as<int>();
       a.gpus_json = r[6].as<std::string>();
+      a.memory_gb = r[7].as<double>();
+      a.last_seen_at = ToTime(r[8]);
       out.push_back(std::move(a));
     }
     return absl::OkStatus();

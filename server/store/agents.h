@@ -13,7 +13,14 @@ struct AgentHello {
   std::string name, version;
   std::vector<std::string> labels;
   int cpu_slots = 1;
+  double memory_gb = 0;
   std::string gpus_json = "[]";
+};
+
+// One connection of an agent: its id and when it connected (to tell connections apart).
+struct AgentSession {
+  int64_t id = 0;
+  int64_t connected_us = 0;
 };
 
 struct AgentRow {
@@ -21,16 +28,21 @@ struct AgentRow {
   std::string name, state, version;
   std::vector<std::string> labels;
   int cpu_slots = 0;
+  double memory_gb = 0;
   std::string gpus_json;
+  absl::Time last_seen_at = absl::InfinitePast();
 };
 
 class AgentStore {
  public:
   explicit AgentStore(Db* db) : db_(db) {}
-  // Creates or updates the agent named in `hello` and marks it online; returns its id.
-  absl::StatusOr<int64_t> Connect(const AgentHello& hello);
-  absl::Status Disconnect(int64_t id);
+  // Creates or updates the agent named in `hello` and marks it online.
+  absl::StatusOr<AgentSession> Connect(const AgentHello& hello);
+  // Marks the agent offline unless it has connected again since `session` began.
+  absl::Status Disconnect(const AgentSession& session);
   absl::StatusOr<std::vector<AgentRow>> List();
+  // Marks these agents seen now (their streams are open on this server).
+  absl::Status Touch(const std::vector<int64_t>& ids);
 
  private:
   Db* db_;

@@ -1,27 +1,88 @@
 #include "server/store/jobs.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/crypto.h"
 #include "server/store/pipelines.h"
 
 namespace assay::store {
 namespace {
 
-constexpr Query kClaim{
-    "job_claim",
-    "WITH pick AS ("
-    "  SELECT id FROM jobs WHERE state = 'queued' AND labels <@ $2::text[] "
-    "  ORDER BY priority DESC, queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED), "
+constexpr Query kQueue{
+    "job_queue",
+    "SELECT j.id, j.repo_id, j.priority, " ASSAY_EPOCH_US("j.queued_at") ", j.labels, "
+    "j.requirements::text, coalesce(j.concurrency_key, ''), coalesce(j.parallel_key, ''), "
+    "coalesce(j.max_parallel, 0), coalesce(j.last_agent_id, 0) "
+    "FROM repos r CROSS JOIN LATERAL ("
+    "  SELECT * FROM jobs q WHERE q.repo_id = r.id AND q.state = 'queued' "
+    "  AND coalesce((q.requirements->>'gpus')::int, 0) <= $2 "
+    "  AND coalesce((q.requirements->>'cpus')::int, 1) <= $3 AND q.labels <@ $4::text[] "
+    "  ORDER BY q.priority DESC, q.queued_at, q.id LIMIT $1) j"};
+constexpr Query kRunningPerRepo{
+    "job_running_per_repo",
+    "SELECT repo_id, count(*) FROM jobs WHERE state IN ('assigned', 'running') GROUP BY repo_id"};
+constexpr Query kGroupsInUse{
+    "job_groups_in_use",
+    "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), count(*) FROM jobs "
+    "WHERE state IN ('assigned', 'running') AND (concurrency_key IS NOT NULL OR "
+    "parallel_key IS NOT NULL) GROUP BY 1, 2"};
+// $1 job ids, $2 agent ids, $3 tokens, $4 GPU indices as "0,2" ('' for none).
+constexpr Query kClaimBatch{
+    "job_claim_batch",
+    "WITH req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) "
+    "  AS r(job_id, agent_id, token, gpus)), "
+    "pick AS (SELECT j.id FROM jobs j JOIN req ON req.job_id = j.id WHERE j.state = 'queued' "
+    "  FOR UPDATE OF j SKIP LOCKED), "
     "claimed AS ("
-    "  UPDATE jobs j SET state = 'assigned', attempt = j.attempt + 1, attempt_token = $3, "
-    "  agent_id = $1, lease_expires_at = $4::timestamptz + $5::float8 * interval '1 millisecond' "
-    "  FROM pick WHERE j.id = pick.id RETURNING j.*), "
+    "  UPDATE jobs j SET state = 'assigned', attempt = j.attempt + 1, attempt_token = req.token, "
+    "  agent_id = req.agent_id, gpu_indices = CASE WHEN req.gpus = '' THEN NULL "
+    "    ELSE string_to_array(req.gpus, ',')::int[] END, "
+    "  lease_expires_at = $5::timestamptz + $6::float8 * interval '1 millisecond' "
+    "  FROM pick, req WHERE j.id = pick.id AND req.job_id = j.id RETURNING j.*), "
     "attempt AS ("
-    "  INSERT INTO job_attempts (job_id, attempt, attempt_token, agent_id, state, assigned_at) "
-    "  SELECT id, attempt, attempt_token, agent_id, 'assigned', $4 FROM claimed RETURNING 1) "
+    "  INSERT INTO job_attempts (job_id, attempt, attempt_token, agent_id, state, assigned_at, "
+    "  gpu_indices) SELECT id, attempt, attempt_token, agent_id, 'assigned', $5, gpu_indices "
+    "  FROM claimed RETURNING 1) "
     "SELECT c.id, c.pipeline_id, c.attempt, c.attempt_token, c.name, c.spec::text, r.clone_url, "
-    "  p.commit_sha, p.ref, " ASSAY_EPOCH_US("c.queued_at") ", (SELECT count(*) FROM attempt) "
+    "  p.commit_sha, p.ref, " ASSAY_EPOCH_US("c.queued_at") ", (SELECT count(*) FROM attempt), "
+    "  c.agent_id, coalesce(array_to_string(c.gpu_indices, ','), '') "
     "FROM claimed c JOIN pipelines p ON p.id = c.pipeline_id JOIN repos r ON r.id = p.repo_id"};
+constexpr Query kGroupOf{
+    "job_group_of",
+    "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), "
+    "coalesce(max_parallel, 0) FROM jobs WHERE id = $1 AND state = 'queued'"};
+// Why two-key advisory locks: 1 = concurrency groups, 2 = matrix max_parallel; taken in
+// that order by every claimer, so they cannot deadlock.
+constexpr Query kLockConcurrency{"job_lock_concurrency",
+                                 "SELECT pg_advisory_xact_lock(1, hashtext($1))"};
+constexpr Query kLockParallel{"job_lock_parallel",
+                              "SELECT pg_advisory_xact_lock(2, hashtext($1))"};
+constexpr Query kConcurrencyLive{
+    "job_concurrency_live",
+    "SELECT count(*) FROM jobs WHERE concurrency_key = $1 AND state IN ('assigned', 'running')"};
+constexpr Query kParallelLive{
+    "job_parallel_live",
+    "SELECT count(*) FROM jobs WHERE parallel_key = $1 AND state IN ('assigned', 'running')"};
+constexpr Query kLiveOf{
+    "job_live_of",
+    "SELECT id, attempt_token, labels, requirements::text, "
+    "coalesce(array_to_string(gpu_indices, ','), '') FROM jobs "
+    "WHERE agent_id = $1 AND state IN ('assigned', 'running') ORDER BY id"};
+constexpr Query kShortenLeases{
+    "job_shorten_leases",
+    "UPDATE jobs SET lease_expires_at = least(lease_expires_at, "
+    "$2::timestamptz + $3::float8 * interval '1 millisecond') "
+    "WHERE agent_id = $1 AND state IN ('assigned', 'running')"};
+constexpr Query kRetryAfterFinish{
+    "job_retry_after_finish",
+    "UPDATE jobs SET state = 'queued', queued_at = $3, attempt_token = NULL, "
+    "last_agent_id = agent_id, agent_id = NULL, gpu_indices = NULL, lease_expires_at = NULL, "
+    "finished_at = NULL, exit_code = NULL, message = NULL "
+    "WHERE id = $1 AND state = $2 AND attempt < max_attempts AND "
+    "(($2 = 'failed' AND 'failure' = ANY(retry_on)) OR "
+    " ($2 = 'timed_out' AND 'timeout' = ANY(retry_on))) RETURNING 1"};
 constexpr Query kMarkRunning{
     "job_mark_running",
     "WITH j AS (UPDATE jobs SET state = 'running', started_at = $3 WHERE id = $1 AND "
@@ -33,7 +94,7 @@ constexpr Query kTokenState{"job_token_state",
 constexpr Query kReject{
     "job_reject",
     "WITH j AS (UPDATE jobs SET state = 'queued', attempt_token = NULL, agent_id = NULL, "
-    "lease_expires_at = NULL, queued_at = $4 WHERE id = $1 AND attempt_token = $2 AND "
+    "gpu_indices = NULL, lease_expires_at = NULL, queued_at = $4 WHERE id = $1 AND attempt_token = $2 AND "
     "state IN ('assigned', 'running') RETURNING id, attempt) "
     "UPDATE job_attempts a SET state = 'rejected', finished_at = $4, message = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
@@ -69,15 +130,17 @@ constexpr Query kLiveOfAgent{
     "job_live_of_agent",
     "SELECT id, pipeline_id, attempt_token FROM jobs WHERE state IN ('assigned', 'running') "
     "AND agent_id = $1 ORDER BY pipeline_id, id"};
+#define ASSAY_RETRY_LOST "(attempt < max_attempts AND 'agent_lost' = ANY(retry_on))"
 constexpr Query kLoseAttempt{
     "job_lose_attempt",
     "WITH j AS (UPDATE jobs SET "
-    "  state = CASE WHEN attempt < max_attempts THEN 'queued' ELSE 'failed' END, "
-    "  queued_at = CASE WHEN attempt < max_attempts THEN $3 ELSE queued_at END, "
-    "  finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $3 END, "
-    "  message = CASE WHEN attempt < max_attempts THEN NULL ELSE $4 END, "
-    "  attempt_token = NULL, "
-    "  agent_id = CASE WHEN attempt < max_attempts THEN NULL ELSE agent_id END, "
+    "  state = CASE WHEN " ASSAY_RETRY_LOST " THEN 'queued' ELSE 'failed' END, "
+    "  queued_at = CASE WHEN " ASSAY_RETRY_LOST " THEN $3 ELSE queued_at END, "
+    "  finished_at = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE $3 END, "
+    "  message = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE $4 END, "
+    "  attempt_token = NULL, last_agent_id = agent_id, "
+    "  agent_id = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE agent_id END, "
+    "  gpu_indices = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE gpu_indices END, "
     "  lease_expires_at = NULL "
     "  WHERE id = $1 AND attempt_token = $2 AND state IN ('assigned', 'running') "
     "  AND ($5::timestamptz IS NULL OR lease_expires_at < $5) "
@@ -88,6 +151,7 @@ constexpr Query kReadLog{
     "job_read_log",
     "SELECT data FROM log_chunks WHERE job_id = $1 AND attempt = (SELECT max(attempt) FROM "
     "log_chunks WHERE job_id = $1) ORDER BY seq"};
+constexpr Query kNotifyQueued{"job_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
 constexpr Query kJobExists{"job_exists", "SELECT 1 FROM jobs WHERE id = $1"};
 constexpr Query kCountByState{"job_count_by_state",
                               "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state"};
@@ -98,33 +162,183 @@ constexpr Query kActiveWork{
 
 }  // namespace
 
-absl::StatusOr<std::optional<ClaimedJob>> JobStore::Claim(int64_t agent_id,
-                                                          const std::vector<std::string>& labels,
-                                                          absl::Duration lease) {
-  std::optional<ClaimedJob> out;
-  std::string token = RandomHexToken(16);
+static std::vector<uint32_t> ParseIndexList(const std::string& text) {
+  std::vector<uint32_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    uint32_t v = 0;
+    if (absl::SimpleAtoi(part, &v)) out.push_back(v);
+  }
+  return out;
+}
+
+static std::string IndexList(const std::vector<uint32_t>& v) { return absl::StrJoin(v, ","); }
+
+absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
+  QueueSnapshot out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto res = Exec(tx, c, kClaim,
-                    {agent_id, ToPgTextArray(labels), token, clock_->Now(),
-                     static_cast<int64_t>(absl::ToInt64Milliseconds(lease))});
-    if (res.empty()) return absl::OkStatus();
-    const auto& r = res[0];
-    ClaimedJob j;
-    j.job_id = r[0].as<int64_t>();
-    j.pipeline_id = r[1].as<int64_t>();
-    j.attempt = r[2].as<int>();
-    j.attempt_token = r[3].as<std::string>();
-    j.job_name = r[4].as<std::string>();
-    j.spec_json = r[5].as<std::string>();
-    j.clone_url = r[6].as<std::string>();
-    j.commit_sha = r[7].as<std::string>();
-    j.ref = r[8].as<std::string>();
-    j.queued_at = ToTime(r[9]);
-    out = std::move(j);
+    for (const auto& r : Exec(tx, c, kQueue,
+                              {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels)})) {
+      QueuedJobRow j;
+      j.job_id = r[0].as<int64_t>();
+      j.repo_id = r[1].as<int64_t>();
+      j.priority = r[2].as<int>();
+      j.queued_at = ToTime(r[3]);
+      j.labels = FromPgTextArray(r[4]);
+      j.requirements_json = r[5].as<std::string>();
+      j.concurrency_key = r[6].as<std::string>();
+      j.parallel_key = r[7].as<std::string>();
+      j.max_parallel = r[8].as<int>();
+      j.last_agent_id = r[9].as<int64_t>();
+      out.jobs.push_back(std::move(j));
+    }
+    for (const auto& r : Exec(tx, c, kRunningPerRepo)) {
+      out.running_per_repo[r[0].as<int64_t>()] = r[1].as<int>();
+    }
+    for (const auto& r : Exec(tx, c, kGroupsInUse)) {
+      std::string group = r[0].as<std::string>(), parallel = r[1].as<std::string>();
+      if (!group.empty()) out.held_groups.insert(group);
+      if (!parallel.empty()) out.running_per_parallel_key[parallel] += r[2].as<int>();
+    }
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
   return out;
+}
+
+namespace {
+
+ClaimedJob ClaimedFromRow(const pqxx::row& r) {
+  ClaimedJob j;
+  j.job_id = r[0].as<int64_t>();
+  j.pipeline_id = r[1].as<int64_t>();
+  j.attempt = r[2].as<int>();
+  j.attempt_token = r[3].as<std::string>();
+  j.job_name = r[4].as<std::string>();
+  j.spec_json = r[5].as<std::string>();
+  j.clone_url = r[6].as<std::string>();
+  j.commit_sha = r[7].as<std::string>();
+  j.ref = r[8].as<std::string>();
+  j.queued_at = ToTime(r[9]);
+  j.agent_id = r[11].as<int64_t>();
+  j.gpu_indices = ParseIndexList(r[12].as<std::string>());
+  return j;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ClaimedJob>> JobStore::ClaimBatch(
+    const std::vector<ClaimRequest>& batch, absl::Duration lease) {
+  std::vector<ClaimedJob> out;
+  if (batch.empty()) return out;
+  const absl::Time now = clock_->Now();
+  const int64_t lease_ms = absl::ToInt64Milliseconds(lease);
+  auto claim = [&](pqxx::work& tx, Connection& c, const std::vector<const ClaimRequest*>& reqs) {
+    std::vector<std::string> jobs, agents, tokens, gpus;
+    for (const ClaimRequest* r : reqs) {
+      jobs.push_back(absl::StrCat(r->job_id));
+      agents.push_back(absl::StrCat(r->agent_id));
+      tokens.push_back(RandomHexToken(16));
+      gpus.push_back(IndexList(r->gpu_indices));
+    }
+    for (const auto& r : Exec(tx, c, kClaimBatch,
+                              {ToPgTextArray(jobs), ToPgTextArray(agents), ToPgTextArray(tokens),
+                               ToPgTextArray(gpus), now, lease_ms})) {
+      out.push_back(ClaimedFromRow(r));
+    }
+  };
+  std::vector<const ClaimRequest*> plain, grouped;
+  for (const ClaimRequest& r : batch) (r.grouped ? grouped : plain).push_back(&r);
+  absl::Status s = absl::OkStatus();
+  if (!plain.empty()) {
+    s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+      out.clear();
+      claim(tx, c, plain);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+  }
+  for (const ClaimRequest* r : grouped) {
+    std::vector<ClaimedJob> kept = std::move(out);
+    out.clear();
+    s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+      out.clear();
+      auto g = Exec(tx, c, kGroupOf, {r->job_id});
+      if (g.empty()) return absl::OkStatus();
+      const std::string group = g[0][0].as<std::string>(), parallel = g[0][1].as<std::string>();
+      const int max_parallel = g[0][2].as<int>();
+      if (!group.empty()) {
+        Exec(tx, c, kLockConcurrency, {group});
+        if (Exec(tx, c, kConcurrencyLive, {group})[0][0].as<int64_t>() > 0) {
+          return absl::OkStatus();
+        }
+      }
+      if (!parallel.empty() && max_parallel > 0) {
+        Exec(tx, c, kLockParallel, {parallel});
+        if (Exec(tx, c, kParallelLive, {parallel})[0][0].as<int64_t>() >= max_parallel) {
+          return absl::OkStatus();
+        }
+      }
+      claim(tx, c, {r});
+      return absl::OkStatus();
+    });
+    for (auto& j : out) kept.push_back(std::move(j));
+    out = std::move(kept);
+    if (!s.ok()) return s;
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<ClaimedJob>> JobStore::Claim(int64_t agent_id,
+                                                          const std::vector<std::string>& labels,
+                                                          absl::Duration lease) {
+  QueueFilter f;
+  f.per_repo = 1;
+  f.max_cpus = 1;
+  f.max_gpus = 0;
+  f.any_labels = labels;
+  for (int tries = 0; tries < 100; ++tries) {
+    auto q = Queue(f);
+    if (!q.ok()) return q.status();
+    const QueuedJobRow* best = nullptr;
+    for (const auto& j : q->jobs) {
+      if (best == nullptr || j.priority > best->priority ||
+          (j.priority == best->priority &&
+           (j.queued_at < best->queued_at ||
+            (j.queued_at == best->queued_at && j.job_id < best->job_id)))) {
+        best = &j;
+      }
+    }
+    if (best == nullptr) return std::optional<ClaimedJob>();
+    ClaimRequest req;
+    req.job_id = best->job_id;
+    req.agent_id = agent_id;
+    req.grouped = !best->concurrency_key.empty() || !best->parallel_key.empty();
+    auto got = ClaimBatch({req}, lease);
+    if (!got.ok()) return got.status();
+    if (!got->empty()) return std::optional<ClaimedJob>(std::move(got->front()));
+  }
+  return absl::UnavailableError("claim: lost the race 100 times in a row");
+}
+
+absl::StatusOr<std::vector<LiveJob>> JobStore::LiveJobsOf(int64_t agent_id) {
+  std::vector<LiveJob> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    for (const auto& r : Exec(tx, c, kLiveOf, {agent_id})) {
+      out.push_back({r[0].as<int64_t>(), r[1].as<std::string>(), FromPgTextArray(r[2]),
+                     r[3].as<std::string>(), ParseIndexList(r[4].as<std::string>())});
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status JobStore::ShortenLeases(int64_t agent_id, absl::Duration grace) {
+  return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    Exec(tx, c, kShortenLeases,
+         {agent_id, clock_->Now(), static_cast<int64_t>(absl::ToInt64Milliseconds(grace))});
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<Fence> JobStore::MarkRunning(int64_t job_id, std::string_view token) {
@@ -146,7 +360,11 @@ absl::StatusOr<Fence> JobStore::Reject(int64_t job_id, std::string_view token,
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     auto res = Exec(tx, c, kReject,
                     {job_id, token, absl::StrCat("rejected by agent: ", std::string(reason)), clock_->Now()});
-    if (res.empty()) f = Fence::kStale;
+    if (res.empty()) {
+      f = Fence::kStale;
+    } else {
+      Exec(tx, c, kNotifyQueued);
+    }
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
@@ -193,6 +411,11 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
       return absl::OkStatus();
     }
     out.duration = finished - started;
+    if (!Exec(tx, c, kRetryAfterFinish, {r.job_id, r.state, now}).empty()) {
+      out.retried = true;
+      Exec(tx, c, kNotifyQueued);
+      return absl::OkStatus();
+    }
     out.queued = AdvancePipeline(tx, c, pipeline_id, now);
     return absl::OkStatus();
   });
@@ -239,7 +462,11 @@ absl::StatusOr<int> JobStore::RequeueLost(const std::string& why,
                       {job_id, token, now, why, keep == nullptr ? Param(now) : Param::Null()});
       if (res.empty()) continue;
       ++handled;
-      if (res[0][0].as<std::string>() == "failed") AdvancePipeline(tx, c, pipeline_id, now);
+      if (res[0][0].as<std::string>() == "failed") {
+        AdvancePipeline(tx, c, pipeline_id, now);
+      } else {
+        Exec(tx, c, kNotifyQueued);
+      }
     }
     return absl::OkStatus();
   });

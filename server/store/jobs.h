@@ -3,7 +3,9 @@
 // log, heartbeat, finish; and the sweep that rescues jobs of lost agents. Every write from
 // an agent is checked against the attempt token. *db and *clock must outlive the store.
 
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,9 +19,59 @@ namespace assay::store {
 struct ClaimedJob {
   int64_t job_id = 0;
   int64_t pipeline_id = 0;
+  int64_t agent_id = 0;
   int attempt = 0;
   std::string attempt_token, job_name, spec_json, clone_url, commit_sha, ref;
   absl::Time queued_at;
+  std::vector<uint32_t> gpu_indices;
+};
+
+// A queued job as the dispatcher sees it.
+struct QueuedJobRow {
+  int64_t job_id = 0;
+  int64_t repo_id = 0;
+  int priority = 0;
+  absl::Time queued_at;
+  std::vector<std::string> labels;
+  std::string requirements_json;  // jobs.requirements
+  std::string concurrency_key;    // "" when none
+  std::string parallel_key;       // "" when no max_parallel
+  int max_parallel = 0;
+  int64_t last_agent_id = 0;      // 0: first attempt
+};
+
+// What the dispatcher needs to order and place queued jobs.
+struct QueueSnapshot {
+  std::vector<QueuedJobRow> jobs;              // per repository at most `per_repo`, in order
+  std::map<int64_t, int> running_per_repo;     // assigned or running jobs per repository
+  std::set<std::string> held_groups;           // concurrency keys with a live job
+  std::map<std::string, int> running_per_parallel_key;
+};
+
+// A coarse filter the dispatcher passes so that jobs no connected agent could take do not
+// fill the snapshot (head-of-line blocking): gpus <= max_gpus, cpus <= max_cpus, labels ⊆
+// any_labels.
+struct QueueFilter {
+  int per_repo = 100;
+  int max_cpus = 1024;
+  int max_gpus = 0;
+  std::vector<std::string> any_labels;
+};
+
+struct ClaimRequest {
+  int64_t job_id = 0;
+  int64_t agent_id = 0;
+  std::vector<uint32_t> gpu_indices;
+  bool grouped = false;  // the job has a concurrency group or a max_parallel
+};
+
+// A live attempt of an agent and what it holds (to rebuild capacity after a reconnect).
+struct LiveJob {
+  int64_t job_id = 0;
+  std::string attempt_token;
+  std::vector<std::string> labels;
+  std::string requirements_json;
+  std::vector<uint32_t> gpu_indices;
 };
 
 enum class Fence {
@@ -41,6 +93,7 @@ struct ResultReport {
 struct FinishOutcome {
   Fence fence = Fence::kOk;
   int queued = 0;  // dependents that became ready
+  bool retried = false;  // the job's retry policy queued it again
   absl::Duration duration;  // run time as reported, for the histogram
 };
 
@@ -53,12 +106,25 @@ class JobStore {
  public:
   JobStore(Db* db, const Clock* clock) : db_(db), clock_(clock) {}
 
-  // Claims the best queued job whose labels the agent carries, in one statement
-  // (FOR UPDATE SKIP LOCKED), with a new attempt, a fresh token and a lease of `lease`.
-  // nullopt when nothing fits.
+  // The queued jobs that `filter` lets through, at most filter.per_repo per repository in
+  // (priority DESC, queued_at, id) order, with the running counts fair share needs.
+  absl::StatusOr<QueueSnapshot> Queue(const QueueFilter& filter);
+  // Claims each requested job that is still queued (FOR UPDATE SKIP LOCKED: a job another
+  // server took meanwhile is left out) for its agent, with a new attempt, a fresh token, its
+  // GPU indices and a lease of `lease`. Jobs without a concurrency group or max_parallel are
+  // claimed in one statement; the others one at a time under a transaction-scoped advisory
+  // lock on their group, and only while the group has room. Returns the claimed jobs.
+  absl::StatusOr<std::vector<ClaimedJob>> ClaimBatch(const std::vector<ClaimRequest>& batch,
+                                                     absl::Duration lease);
+  // Shorthand for tests and tools: the first queued job (priority, age) whose labels `labels`
+  // cover and that asks nothing else, claimed for `agent_id`.
   absl::StatusOr<std::optional<ClaimedJob>> Claim(int64_t agent_id,
                                                   const std::vector<std::string>& labels,
                                                   absl::Duration lease);
+  absl::StatusOr<std::vector<LiveJob>> LiveJobsOf(int64_t agent_id);
+  // The stream of `agent_id` ended while the server runs: its live attempts keep their lease
+  // only until now + grace (a reconnect within it renews them).
+  absl::Status ShortenLeases(int64_t agent_id, absl::Duration grace);
   absl::StatusOr<Fence> MarkRunning(int64_t job_id, std::string_view token);
   // The agent refused the job: the attempt is closed as 'rejected' and the job queued again.
   absl::StatusOr<Fence> Reject(int64_t job_id, std::string_view token, std::string_view reason);

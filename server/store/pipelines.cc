@@ -1,8 +1,12 @@
 #include "server/store/pipelines.h"
 
 #include <map>
+#include <set>
+#include <string_view>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace assay::store {
 namespace {
@@ -18,9 +22,37 @@ constexpr Query kPipelineForDelivery{"pipeline_for_delivery",
 constexpr Query kInsertJob{
     "job_insert",
     "INSERT INTO jobs (pipeline_id, name, state, spec, labels, max_attempts, created_at, "
-    "queued_at, priority, message, finished_at) VALUES ($1, $2, $3, $4::jsonb, $5::text[], $6, "
-    "$7, CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8, nullif($9, ''), "
-    "CASE WHEN $3 = 'skipped' THEN $7::timestamptz END) RETURNING id"};
+    "queued_at, priority, message, finished_at, repo_id, requirements, retry_on, allow_failure, "
+    "concurrency_key, parallel_key, max_parallel) VALUES ($1, $2, $3, $4::jsonb, $5::text[], "
+    "$6, $7, CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8, nullif($9, ''), "
+    "CASE WHEN $3 = 'skipped' THEN $7::timestamptz END, $10, $11::jsonb, $12::text[], $13, "
+    "nullif($14, ''), nullif($15, ''), nullif($16, 0)) RETURNING id"};
+constexpr Query kGroupPipelines{
+    "pipeline_group_pipelines",
+    "SELECT DISTINCT pipeline_id FROM jobs WHERE concurrency_key = $1 AND pipeline_id <> $2 "
+    "AND state IN ('pending', 'queued', 'assigned', 'running') ORDER BY pipeline_id"};
+constexpr Query kGroupJobsOf{
+    "pipeline_group_jobs_of",
+    "SELECT id FROM jobs WHERE concurrency_key = $1 AND pipeline_id = $2 "
+    "AND state IN ('pending', 'queued', 'assigned', 'running')"};
+constexpr Query kNotifyQueued{"pipeline_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
+constexpr Query kNotifyCancel{"pipeline_notify_cancel", "SELECT pg_notify('assay_cancel', $1)"};
+constexpr Query kJobPipelineLock{"job_pipeline_id", "SELECT pipeline_id FROM jobs WHERE id = $1"};
+constexpr Query kJobState{"job_state_of", "SELECT state FROM jobs WHERE id = $1"};
+constexpr Query kCancelJobsWaiting{
+    "jobs_cancel_waiting",
+    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
+    "WHERE id = ANY($1::bigint[]) AND state IN ('pending', 'queued')"};
+constexpr Query kCancelJobsLive{
+    "jobs_cancel_live",
+    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3, "
+    "lease_expires_at = NULL WHERE id = ANY($1::bigint[]) AND state IN ('assigned', 'running') "
+    "RETURNING id, agent_id, attempt_token"};
+constexpr Query kCancelJobsAttempts{
+    "jobs_cancel_attempts",
+    "UPDATE job_attempts a SET state = 'canceled', finished_at = $2, message = $3 FROM jobs j "
+    "WHERE j.id = a.job_id AND j.attempt = a.attempt AND j.id = ANY($1::bigint[]) "
+    "AND a.state IN ('assigned', 'running')"};
 constexpr Query kInsertNeed{"job_need_insert",
                             "INSERT INTO job_needs (job_id, needs_job_id) VALUES ($1, $2)"};
 constexpr Query kDeliveryProcessed{
@@ -34,18 +66,20 @@ constexpr Query kSkipBlocked{
     "message = 'skipped: a job it needs did not succeed' "
     "WHERE j.pipeline_id = $1 AND j.state = 'pending' AND EXISTS ("
     "  SELECT 1 FROM job_needs n JOIN jobs d ON d.id = n.needs_job_id WHERE n.job_id = j.id"
-    "  AND d.state IN ('failed', 'timed_out', 'canceled', 'skipped', 'error'))"};
+    "  AND (d.state IN ('canceled', 'skipped') OR "
+    "       (d.state IN ('failed', 'timed_out', 'error') AND NOT d.allow_failure)))"};
 constexpr Query kQueueReady{
     "pipeline_queue_ready",
     "UPDATE jobs j SET state = 'queued', queued_at = $2 "
     "WHERE j.pipeline_id = $1 AND j.state = 'pending' AND NOT EXISTS ("
     "  SELECT 1 FROM job_needs n JOIN jobs d ON d.id = n.needs_job_id WHERE n.job_id = j.id"
-    "  AND d.state <> 'succeeded')"};
+    "  AND NOT (d.state = 'succeeded' OR "
+    "           (d.state IN ('failed', 'timed_out', 'error') AND d.allow_failure)))"};
 constexpr Query kFinishPipeline{
     "pipeline_finish",
     "UPDATE pipelines p SET finished_at = $2, state = CASE "
     "  WHEN EXISTS (SELECT 1 FROM jobs WHERE pipeline_id = $1 AND state IN "
-    "    ('failed', 'timed_out', 'error')) THEN 'failed' "
+    "    ('failed', 'timed_out', 'error') AND NOT allow_failure) THEN 'failed' "
     "  WHEN EXISTS (SELECT 1 FROM jobs WHERE pipeline_id = $1 AND state = 'canceled') "
     "    THEN 'canceled' ELSE 'succeeded' END "
     "WHERE p.id = $1 AND p.state = 'running' AND NOT EXISTS (SELECT 1 FROM jobs WHERE "
@@ -69,7 +103,9 @@ constexpr Query kGetPipeline{"pipeline_get",
   "j.attempt, j.exit_code, " ASSAY_EPOCH_US("j.created_at") ", " ASSAY_EPOCH_US(             \
       "j.queued_at") ", " ASSAY_EPOCH_US("j.started_at") ", " ASSAY_EPOCH_US("j.finished_at") \
   ", (SELECT coalesce(array_agg(d.name ORDER BY d.id), '{}') FROM job_needs n JOIN jobs d "   \
-  "ON d.id = n.needs_job_id WHERE n.job_id = j.id)"
+  "ON d.id = n.needs_job_id WHERE n.job_id = j.id), j.labels, j.requirements::text, "         \
+  "coalesce(array_to_string(j.gpu_indices, ','), ''), j.allow_failure, j.max_attempts, "      \
+  "coalesce(j.concurrency_key, ''), j.repo_id"
 
 constexpr Query kJobsOfPipeline{"pipeline_jobs",
                                 "SELECT " JOB_COLUMNS " FROM jobs j LEFT JOIN agents a ON a.id = "
@@ -122,6 +158,16 @@ JobRow JobFromRow(const pqxx::row& r) {
   j.started_at = ToTime(r[10]);
   j.finished_at = ToTime(r[11]);
   j.needs = FromPgTextArray(r[12]);
+  j.labels = FromPgTextArray(r[13]);
+  j.requirements_json = r[14].as<std::string>();
+  for (absl::string_view part : absl::StrSplit(r[15].as<std::string>(), ',', absl::SkipEmpty())) {
+    uint32_t v = 0;
+    if (absl::SimpleAtoi(part, &v)) j.gpu_indices.push_back(v);
+  }
+  j.allow_failure = r[16].as<bool>();
+  j.max_attempts = r[17].as<int>();
+  j.concurrency_key = r[18].as<std::string>();
+  j.repo_id = r[19].as<int64_t>();
   return j;
 }
 
@@ -137,8 +183,36 @@ int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Ti
   }
   int queued = static_cast<int>(Exec(tx, c, kQueueReady, {pipeline_id, now}).affected_rows());
   Exec(tx, c, kFinishPipeline, {pipeline_id, now});
+  if (queued > 0) Exec(tx, c, kNotifyQueued);
   return queued;
 }
+
+void NotifyCancel(pqxx::work& tx, Connection& c, const std::vector<CanceledAttempt>& attempts) {
+  for (const auto& a : attempts) {
+    Exec(tx, c, kNotifyCancel, {absl::StrCat(a.agent_id, " ", a.job_id, " ", a.attempt_token)});
+  }
+}
+
+namespace {
+
+// Inside a transaction holding the locks of the jobs' pipelines: cancels the unfinished ones.
+std::vector<CanceledAttempt> CancelJobsLocked(pqxx::work& tx, Connection& c,
+                                              const std::vector<int64_t>& ids,
+                                              const std::string& message, absl::Time now) {
+  std::vector<std::string> id_text;
+  for (int64_t id : ids) id_text.push_back(absl::StrCat(id));
+  const std::string arr = ToPgTextArray(id_text);
+  std::vector<CanceledAttempt> out;
+  Exec(tx, c, kCancelJobsWaiting, {arr, now, message});
+  for (const auto& r : Exec(tx, c, kCancelJobsLive, {arr, now, message})) {
+    out.push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<std::string>()});
+  }
+  Exec(tx, c, kCancelJobsAttempts, {arr, now, message});
+  NotifyCancel(tx, c, out);
+  return out;
+}
+
+}  // namespace
 
 absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
   int64_t id = 0;
@@ -154,17 +228,51 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     }
     id = res[0][0].as<int64_t>();
     std::map<std::string, int64_t> ids;
-    bool any_skipped = false;
+    bool any_skipped = false, any_queued = false;
     for (const auto& j : p.jobs) {
       const char* state = !j.skip_reason.empty() ? "skipped"
                           : j.needs.empty()        ? "queued"
                                                    : "pending";
+      const std::string group_key =
+          j.concurrency_group.empty() ? "" : absl::StrCat(p.repo_id, ":", j.concurrency_group);
+      const std::string parallel_key =
+          j.max_parallel > 0
+              ? absl::StrCat(id, ":", j.base_name.empty() ? j.name : j.base_name)
+              : "";
       auto r = Exec(tx, c, kInsertJob,
                     {id, j.name, state, j.spec_json, ToPgTextArray(j.labels), j.max_attempts,
-                     now, j.priority, j.skip_reason});
+                     now, j.priority, j.skip_reason, p.repo_id, j.requirements_json,
+                     ToPgTextArray(j.retry_on), j.allow_failure, group_key, parallel_key,
+                     j.max_parallel});
       any_skipped |= !j.skip_reason.empty();
+      any_queued |= std::string_view(state) == "queued";
       ids[j.name] = r[0][0].as<int64_t>();
     }
+    // `concurrency.cancel_in_progress`: older unfinished jobs of the group are canceled
+    // (pipelines locked in id order, like every multi-pipeline writer).
+    std::set<std::string> cancel_groups;
+    for (const auto& j : p.jobs) {
+      if (j.cancel_in_progress && !j.concurrency_group.empty() && j.skip_reason.empty()) {
+        cancel_groups.insert(absl::StrCat(p.repo_id, ":", j.concurrency_group));
+      }
+    }
+    for (const std::string& key : cancel_groups) {
+      for (const auto& row : Exec(tx, c, kGroupPipelines, {key, id})) {
+        const int64_t other = row[0].as<int64_t>();
+        LockPipeline(tx, c, other);
+        std::vector<int64_t> victims;
+        for (const auto& v : Exec(tx, c, kGroupJobsOf, {key, other})) {
+          victims.push_back(v[0].as<int64_t>());
+        }
+        const std::string group = key.substr(key.find(':') + 1);
+        CancelJobsLocked(tx, c, victims,
+                         absl::StrCat("canceled: pipeline ", id, " started a newer job in "
+                                      "concurrency group '", group, "' (cancel_in_progress)"),
+                         now);
+        AdvancePipeline(tx, c, other, now);
+      }
+    }
+    if (any_queued) Exec(tx, c, kNotifyQueued);
     for (const auto& j : p.jobs) {
       for (const auto& n : j.needs) {
         auto it = ids.find(n);
@@ -242,7 +350,30 @@ absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::Cancel(int64_t id) {
       out.push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<std::string>()});
     }
     Exec(tx, c, kCancelAttempts, {id, now});
+    NotifyCancel(tx, c, out);
     AdvancePipeline(tx, c, id, now);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::CancelJob(int64_t job_id) {
+  std::vector<CanceledAttempt> out;
+  absl::Time now = clock_->Now();
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    out.clear();
+    auto p = Exec(tx, c, kJobPipelineLock, {job_id});
+    if (p.empty()) return absl::NotFoundError(absl::StrCat("job ", job_id, " does not exist"));
+    const int64_t pipeline_id = p[0][0].as<int64_t>();
+    LockPipeline(tx, c, pipeline_id);
+    const std::string state = Exec(tx, c, kJobState, {job_id})[0][0].as<std::string>();
+    if (state != "pending" && state != "queued" && state != "assigned" && state != "running") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " has already finished (", state, ")"));
+    }
+    out = CancelJobsLocked(tx, c, {job_id}, "canceled by request", now);
+    AdvancePipeline(tx, c, pipeline_id, now);
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

@@ -22,6 +22,13 @@ struct NewJob {
   int max_attempts = 2;
   int priority = 0;  // higher is claimed first
   std::string skip_reason;  // non-empty: written as 'skipped' with this message
+  std::string requirements_json = "{}";  // see migrations/0002_scheduling.sql
+  std::vector<std::string> retry_on = {"agent_lost"};
+  bool allow_failure = false;
+  std::string concurrency_group;  // "" when none; the key is "<repo id>:<group>"
+  bool cancel_in_progress = false;
+  std::string base_name;  // matrix expansions share it (with max_parallel); "" = name
+  int max_parallel = 0;   // 0: no limit
 };
 
 struct NewPipeline {
@@ -40,6 +47,13 @@ struct JobRow {
   std::optional<int> exit_code;
   absl::Time created_at, queued_at, started_at, finished_at;  // InfinitePast when unset
   std::vector<std::string> needs;
+  std::vector<std::string> labels;
+  std::string requirements_json;
+  std::vector<uint32_t> gpu_indices;  // of the live or last attempt
+  bool allow_failure = false;
+  int max_attempts = 1;
+  std::string concurrency_key;
+  int64_t repo_id = 0;
 };
 
 struct PipelineRow {
@@ -69,6 +83,9 @@ class PipelineStore {
   // Cancels every unfinished job; returns the attempts that agents must be told to stop.
   // kFailedPrecondition when the pipeline has already finished.
   absl::StatusOr<std::vector<CanceledAttempt>> Cancel(int64_t id);
+  // Cancels one unfinished job (its dependents are then skipped); returns its live attempt,
+  // if any. kNotFound / kFailedPrecondition ("job N has already finished (STATE)").
+  absl::StatusOr<std::vector<CanceledAttempt>> CancelJob(int64_t job_id);
 
  private:
   Db* db_;
@@ -78,7 +95,12 @@ class PipelineStore {
 // Inside a transaction that holds the pipeline's row lock (LockPipeline): skips pending jobs
 // whose needs can no longer succeed, queues pending jobs whose needs all succeeded, and
 // finishes the pipeline when no job is left unfinished. Returns how many jobs were queued.
+// A failed, timed-out or errored job with allow_failure counts as succeeded for its
+// dependents and for the pipeline's state. Sends NOTIFY assay_jobs when it queued any.
 int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Time now);
+// NOTIFY assay_cancel "<agent id> <job id> <token>" per attempt (delivered at commit), so that
+// whichever server holds the agent's stream tells it to stop.
+void NotifyCancel(pqxx::work& tx, Connection& c, const std::vector<CanceledAttempt>& attempts);
 void LockPipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id);
 
 }  // namespace assay::store

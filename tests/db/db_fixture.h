@@ -94,7 +94,7 @@ struct DbFixture {
     h.labels = std::move(labels);
     auto id = agents.Connect(h);
     REQUIRE(id.ok());
-    return *id;
+    return id->id;
   }
 
   int64_t Delivery(const std::string& delivery_id) {

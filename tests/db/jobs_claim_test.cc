@@ -1,3 +1,4 @@
+#include <map>
 // Claiming jobs: order, labels, the exact lease and attempt rows, and a race of four
 // claimers on their own connections that must hand out every job exactly once.
 
@@ -82,7 +83,9 @@ TEST_CASE("claim: oldest queued job first, priority before age, exact lease", "[
   REQUIRE(a->steps_size() == 1);
   CHECK(a->steps(0).name() == "s");
   CHECK(a->steps(0).run() == "true");
-  CHECK(a->env().empty());
+  CHECK(std::map<std::string, std::string>(a->env().begin(), a->env().end()) ==
+        std::map<std::string, std::string>{{"CUDA_VISIBLE_DEVICES", ""},
+                                           {"NVIDIA_VISIBLE_DEVICES", "void"}});
   CHECK(a->timeout_s() == 60);
 }
 

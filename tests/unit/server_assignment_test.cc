@@ -71,15 +71,22 @@ TEST_CASE("JobsFromPlan → BuildAssignment keeps steps, env and timeout exactly
   CHECK(a->steps(1).name() == "step 2");
   CHECK(a->steps(1).run() == "echo \"héllo\" && exit 0\nsecond line");
   std::map<std::string, std::string> env(a->env().begin(), a->env().end());
-  CHECK(env == std::map<std::string, std::string>{
-                   {"Z_LAST", "1"}, {"A_FIRST", "two words"}, {"QUOTE", "say \"hi\"\\n\tend"}});
+  // A CPU-only placement hides every GPU from the job (see GpuEnvironment).
+  CHECK(env == std::map<std::string, std::string>{{"Z_LAST", "1"},
+                                                  {"A_FIRST", "two words"},
+                                                  {"QUOTE", "say \"hi\"\\n\tend"},
+                                                  {"CUDA_VISIBLE_DEVICES", ""},
+                                                  {"NVIDIA_VISIBLE_DEVICES", "void"}});
   CHECK(a->timeout_s() == 90);
 
   auto t = BuildAssignment(Claimed(jobs[1].spec_json));
   REQUIRE(t.ok());
   REQUIRE(t->steps_size() == 1);
   CHECK(t->steps(0).run() == "ctest");
-  CHECK(t->env().empty());
+  CHECK(std::map<std::string, std::string>(t->env().begin(), t->env().end()) ==
+        std::map<std::string, std::string>{{"CUDA_VISIBLE_DEVICES", ""},
+                                           {"NVIDIA_VISIBLE_DEVICES", "void"}});
+  CHECK(t->gpu_indices().empty());
   CHECK(t->timeout_s() == 3600);
 }
 
@@ -109,7 +116,10 @@ TEST_CASE("a parsed .assay.yml reaches the agent unchanged", "[unit][planner]") 
   CHECK(a->steps(1).name() == "step 2");
   CHECK(a->steps(1).run() == "echo done");
   std::map<std::string, std::string> env(a->env().begin(), a->env().end());
-  CHECK(env == std::map<std::string, std::string>{{"PYTHONHASHSEED", "0"}, {"MODE", "fast"}});
+  CHECK(env == std::map<std::string, std::string>{{"PYTHONHASHSEED", "0"},
+                                                  {"MODE", "fast"},
+                                                  {"CUDA_VISIBLE_DEVICES", ""},
+                                                  {"NVIDIA_VISIBLE_DEVICES", "void"}});
   CHECK(a->timeout_s() == 600);
 }
 

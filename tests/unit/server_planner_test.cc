@@ -16,8 +16,7 @@ PipelineSpec Parse(const std::string& yaml) {
 TEST_CASE("planner: keys the server does not act on yet are refused by name", "[planner]") {
   CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    priority: 5\n    steps: [echo]\n")) == "");
   CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    steps: [echo]\n  b:\n    runs_on: {gpus: 1}\n"
-                                 "    steps: [echo]\n")) ==
-        ".assay.yml:4: jobs.b.runs_on: parsed and valid, but this server does not act on it yet");
+                                 "    steps: [echo]\n")) == "");
   CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    if: branch == 'main'\n    steps: [echo]\n")) ==
         "");
   CHECK(UnsupportedFeature(Parse("on:\n  push:\n    branches: [main]\njobs:\n  a:\n"
@@ -25,8 +24,49 @@ TEST_CASE("planner: keys the server does not act on yet are refused by name", "[
   CHECK(UnsupportedFeature(Parse("on:\n  schedule: [{cron: '0 3 1 * *', branch: main}]\njobs:\n"
                                  "  a:\n    steps: [echo]\n")) ==
         ".assay.yml:1: on.schedule: parsed and valid, but this server does not act on it yet");
-  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    retry: 2\n    steps: [echo]\n")) ==
-        ".assay.yml:2: jobs.a.retry: parsed and valid, but this server does not act on it yet");
+  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    retry: 2\n    allow_failure: true\n"
+                                 "    concurrency: {group: deploy}\n    steps: [echo]\n")) == "");
+}
+
+TEST_CASE("planner: job rows carry runs_on, retry, allow_failure, concurrency, max_parallel",
+          "[planner]") {
+  ExprContext ctx;
+  ctx.branch = "main";
+  auto jobs = JobsFromPlan(*PlanJobs(
+      Parse("jobs:\n"
+            "  train:\n"
+            "    runs_on: {labels: [gpu, 'cuda-${{ matrix.cuda }}'], cpus: 4, memory_gb: 32,\n"
+            "              gpus: 2, gpu_memory_gb: 40, gpu_model: '*H100*'}\n"
+            "    strategy: {matrix: {cuda: ['12']}, max_parallel: 1}\n"
+            "    retry: {max: 3, on: [failure, timeout]}\n"
+            "    allow_failure: true\n"
+            "    concurrency: {group: 'train-${{ branch }}', cancel_in_progress: true}\n"
+            "    steps: [echo]\n"
+            "  plain:\n"
+            "    steps: [echo]\n"),
+      ctx));
+  REQUIRE(jobs.size() == 2);
+  const store::NewJob& t = jobs[0];
+  CHECK(t.labels == std::vector<std::string>{"gpu", "cuda-12"});
+  CHECK(boost::json::parse(t.requirements_json) ==
+        boost::json::parse(R"({"cpus":4,"memory_gb":32.0,"gpus":2,"gpu_memory_gb":40.0,)"
+                           R"("gpu_model":"*H100*"})"));
+  CHECK(t.max_attempts == 4);
+  CHECK(t.retry_on == std::vector<std::string>{"failure", "timeout"});
+  CHECK(t.allow_failure);
+  CHECK(t.concurrency_group == "train-main");
+  CHECK(t.cancel_in_progress);
+  CHECK(t.base_name == "train");
+  CHECK(t.max_parallel == 1);
+  // Without `retry:`, an attempt lost with its agent runs once more; nothing else retries.
+  const store::NewJob& p = jobs[1];
+  CHECK(p.labels.empty());
+  CHECK(boost::json::parse(p.requirements_json) == boost::json::parse(R"({"cpus":1})"));
+  CHECK(p.max_attempts == 2);
+  CHECK(p.retry_on == std::vector<std::string>{"agent_lost"});
+  CHECK_FALSE(p.allow_failure);
+  CHECK(p.concurrency_group == "");
+  CHECK(p.max_parallel == 0);
 }
 
 TEST_CASE("planner: a job whose if is false becomes a skipped row", "[planner]") {
