@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "server/http/json_util.h"
+#include "server/scheduler/explain.h"
 #include "server/webhook/forge.h"
 
 namespace assay {
@@ -22,6 +23,10 @@ json::value TimeJson(absl::Time t) {
   return json::value(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone()));
 }
 
+// An agent whose server has not marked it seen for this long counts as gone (servers mark
+// their agents every 10 s; see server/scheduler/wakeups.h).
+constexpr absl::Duration kAgentFresh = absl::Seconds(30);
+
 json::object RepoJson(const store::Repo& r) {
   return {{"id", r.id},
           {"name", r.name},
@@ -35,7 +40,20 @@ json::object RepoJson(const store::Repo& r) {
 json::object JobJson(const store::JobRow& j) {
   json::array needs;
   for (const auto& n : j.needs) needs.push_back(json::value(n));
+  json::array labels;
+  for (const auto& l : j.labels) labels.push_back(json::value(l));
+  json::array gpus;
+  for (uint32_t g : j.gpu_indices) gpus.push_back(json::value(g));
+  boost::system::error_code ec;
+  json::value runs_on = json::parse(j.requirements_json.empty() ? "{}" : j.requirements_json, ec);
+  if (ec || !runs_on.is_object()) runs_on = json::object();
+  runs_on.as_object()["labels"] = std::move(labels);
   return {{"id", j.id},
+          {"runs_on", std::move(runs_on)},
+          {"gpu_indices", std::move(gpus)},
+          {"priority", j.priority},
+          {"allow_failure", j.allow_failure},
+          {"max_attempts", j.max_attempts},
           {"pipeline_id", j.pipeline_id},
           {"name", j.name},
           {"state", j.state},
@@ -60,6 +78,32 @@ json::object PipelineJson(const store::PipelineRow& p) {
                  {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
                  {"created_at", TimeJson(p.created_at)},
                  {"finished_at", TimeJson(p.finished_at)}};
+  return o;
+}
+
+// The job's JSON with "waiting": why a queued or pending job is not running yet (null for
+// every other state), from the cluster as the database sees it.
+absl::StatusOr<json::object> JobWithReason(const ApiDeps& d, const store::JobRow& j,
+                                           const ClusterView* view) {
+  json::object o = JobJson(j);
+  o["waiting"] = nullptr;
+  if (j.state != "queued" && j.state != "pending") return o;
+  std::optional<ClusterView> own;
+  if (view == nullptr) {
+    auto agents = d.agents->List();
+    if (!agents.ok()) return agents.status();
+    auto live = d.jobs->LiveUsageAll();
+    if (!live.ok()) return live.status();
+    own = BuildClusterView(*agents, *live, absl::Now(), kAgentFresh);
+    view = &*own;
+  }
+  std::vector<store::JobRow> siblings;
+  if (j.state == "pending") {
+    auto p = d.pipelines->Get(j.pipeline_id);
+    if (!p.ok()) return p.status();
+    siblings = std::move(p->jobs);
+  }
+  o["waiting"] = WhyWaiting(j, *view, siblings);
   return o;
 }
 
@@ -317,7 +361,47 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
                if (!id.ok()) return http::StatusToResponse(id.status());
                auto j = d.pipelines->GetJob(*id);
                if (!j.ok()) return http::StatusToResponse(j.status());
+               auto o = JobWithReason(d, *j, nullptr);
+               if (!o.ok()) return http::StatusToResponse(o.status());
+               return JsonResponse(200, *o);
+             }));
+  router.Add("POST", "/api/v1/jobs/{id}/cancel", Authed(d, [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto canceled = d.pipelines->CancelJob(*id);
+               if (!canceled.ok()) return http::StatusToResponse(canceled.status());
+               // The NOTIFY reaches the server holding the agent's stream; this one may be it.
+               for (const auto& c : *canceled) {
+                 d.dispatcher->SendCancel(c.agent_id, c.job_id, c.attempt_token, "job canceled");
+               }
+               auto j = d.pipelines->GetJob(*id);
+               if (!j.ok()) return http::StatusToResponse(j.status());
                return JsonResponse(200, JobJson(*j));
+             }));
+  router.Add("GET", "/api/v1/queue", Authed(d, [&d](Request& req) {
+               int limit = 200;
+               if (auto q = req.Query("limit"); q.has_value()) {
+                 if (!absl::SimpleAtoi(*q, &limit) || limit < 1 || limit > 1000) {
+                   return ErrorResponse(400, "bad_request",
+                                        "query parameter 'limit' must be an integer from 1 "
+                                        "to 1000");
+                 }
+               }
+               auto waiting = d.pipelines->ListWaiting(limit);
+               if (!waiting.ok()) return http::StatusToResponse(waiting.status());
+               auto agents = d.agents->List();
+               if (!agents.ok()) return http::StatusToResponse(agents.status());
+               auto live = d.jobs->LiveUsageAll();
+               if (!live.ok()) return http::StatusToResponse(live.status());
+               const ClusterView view = BuildClusterView(*agents, *live, absl::Now(), kAgentFresh);
+               json::array out;
+               for (const auto& j : *waiting) {
+                 auto o = JobWithReason(d, j, &view);
+                 if (!o.ok()) return http::StatusToResponse(o.status());
+                 (*o)["repo"] = j.repo;
+                 out.push_back(std::move(*o));
+               }
+               return JsonResponse(200, {{"jobs", std::move(out)}});
              }));
   router.Add("GET", "/api/v1/jobs/{id}/log", Authed(d, [&d](Request& req) {
                auto id = PathId(req);
@@ -342,6 +426,8 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
                               {"version", ag.version},
                               {"labels", std::move(labels)},
                               {"cpu_slots", ag.cpu_slots},
+                              {"memory_gb", ag.memory_gb},
+                              {"last_seen_at", TimeJson(ag.last_seen_at)},
                               {"gpus", json::parse(ag.gpus_json)}});
                }
                return JsonResponse(200, {{"agents", std::move(a)}});

@@ -70,6 +70,11 @@ constexpr Query kLiveOf{
     "SELECT id, attempt_token, labels, requirements::text, "
     "coalesce(array_to_string(gpu_indices, ','), '') FROM jobs "
     "WHERE agent_id = $1 AND state IN ('assigned', 'running') ORDER BY id"};
+constexpr Query kLiveAll{
+    "job_live_all",
+    "SELECT id, pipeline_id, agent_id, labels, requirements::text, "
+    "coalesce(array_to_string(gpu_indices, ','), ''), coalesce(concurrency_key, ''), "
+    "coalesce(parallel_key, '') FROM jobs WHERE state IN ('assigned', 'running') ORDER BY id"};
 constexpr Query kShortenLeases{
     "job_shorten_leases",
     "UPDATE jobs SET lease_expires_at = least(lease_expires_at, "
@@ -326,6 +331,27 @@ absl::StatusOr<std::vector<LiveJob>> JobStore::LiveJobsOf(int64_t agent_id) {
     for (const auto& r : Exec(tx, c, kLiveOf, {agent_id})) {
       out.push_back({r[0].as<int64_t>(), r[1].as<std::string>(), FromPgTextArray(r[2]),
                      r[3].as<std::string>(), ParseIndexList(r[4].as<std::string>())});
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<LiveUsage>> JobStore::LiveUsageAll() {
+  std::vector<LiveUsage> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    for (const auto& r : Exec(tx, c, kLiveAll)) {
+      LiveUsage u;
+      u.job_id = r[0].as<int64_t>();
+      u.pipeline_id = r[1].as<int64_t>();
+      u.agent_id = r[2].as<int64_t>();
+      u.labels = FromPgTextArray(r[3]);
+      u.requirements_json = r[4].as<std::string>();
+      u.gpu_indices = ParseIndexList(r[5].as<std::string>());
+      u.concurrency_key = r[6].as<std::string>();
+      u.parallel_key = r[7].as<std::string>();
+      out.push_back(std::move(u));
     }
     return absl::OkStatus();
   });

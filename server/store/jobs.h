@@ -65,6 +65,16 @@ struct ClaimRequest {
   bool grouped = false;  // the job has a concurrency group or a max_parallel
 };
 
+struct LiveUsage {
+  int64_t job_id = 0;
+  int64_t pipeline_id = 0;
+  int64_t agent_id = 0;
+  std::vector<std::string> labels;
+  std::string requirements_json;
+  std::vector<uint32_t> gpu_indices;
+  std::string concurrency_key, parallel_key;
+};
+
 // A live attempt of an agent and what it holds (to rebuild capacity after a reconnect).
 struct LiveJob {
   int64_t job_id = 0;
@@ -122,6 +132,8 @@ class JobStore {
                                                   const std::vector<std::string>& labels,
                                                   absl::Duration lease);
   absl::StatusOr<std::vector<LiveJob>> LiveJobsOf(int64_t agent_id);
+  // Every live attempt (any agent, any server): what it holds and which groups it occupies.
+  absl::StatusOr<std::vector<LiveUsage>> LiveUsageAll();
   // The stream of `agent_id` ended while the server runs: its live attempts keep their lease
   // only until now + grace (a reconnect within it renews them).
   absl::Status ShortenLeases(int64_t agent_id, absl::Duration grace);

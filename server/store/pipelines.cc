@@ -105,7 +105,8 @@ constexpr Query kGetPipeline{"pipeline_get",
   ", (SELECT coalesce(array_agg(d.name ORDER BY d.id), '{}') FROM job_needs n JOIN jobs d "   \
   "ON d.id = n.needs_job_id WHERE n.job_id = j.id), j.labels, j.requirements::text, "         \
   "coalesce(array_to_string(j.gpu_indices, ','), ''), j.allow_failure, j.max_attempts, "      \
-  "coalesce(j.concurrency_key, ''), j.repo_id"
+  "coalesce(j.concurrency_key, ''), j.repo_id, coalesce(j.parallel_key, ''), "                \
+  "coalesce(j.max_parallel, 0), j.priority"
 
 constexpr Query kJobsOfPipeline{"pipeline_jobs",
                                 "SELECT " JOB_COLUMNS " FROM jobs j LEFT JOIN agents a ON a.id = "
@@ -113,6 +114,11 @@ constexpr Query kJobsOfPipeline{"pipeline_jobs",
 constexpr Query kGetJob{"job_get", "SELECT " JOB_COLUMNS
                                    " FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
                                    "WHERE j.id = $1"};
+constexpr Query kListWaiting{
+    "job_list_waiting",
+    "SELECT " JOB_COLUMNS ", r.name FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
+    "JOIN repos r ON r.id = j.repo_id WHERE j.state IN ('queued', 'pending') "
+    "ORDER BY j.state = 'pending', j.priority DESC, j.queued_at, j.id LIMIT $1"};
 constexpr Query kCancelLive{
     "pipeline_cancel_live",
     "UPDATE jobs SET state = 'canceled', finished_at = $2, message = 'canceled by request', "
@@ -168,6 +174,9 @@ JobRow JobFromRow(const pqxx::row& r) {
   j.max_attempts = r[17].as<int>();
   j.concurrency_key = r[18].as<std::string>();
   j.repo_id = r[19].as<int64_t>();
+  j.parallel_key = r[20].as<std::string>();
+  j.max_parallel = r[21].as<int>();
+  j.priority = r[22].as<int>();
   return j;
 }
 
@@ -329,6 +338,19 @@ absl::StatusOr<JobRow> PipelineStore::GetJob(int64_t id) {
   if (!s.ok()) return s;
   if (!out) return absl::NotFoundError(absl::StrCat("job ", id, " does not exist"));
   return *out;
+}
+
+absl::StatusOr<std::vector<JobRow>> PipelineStore::ListWaiting(int limit) {
+  std::vector<JobRow> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    for (const auto& r : Exec(tx, c, kListWaiting, {limit})) {
+      out.push_back(JobFromRow(r));
+      out.back().repo = r[23].as<std::string>();
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::Cancel(int64_t id) {

@@ -53,7 +53,11 @@ struct JobRow {
   bool allow_failure = false;
   int max_attempts = 1;
   std::string concurrency_key;
+  std::string parallel_key;
+  int max_parallel = 0;
   int64_t repo_id = 0;
+  int priority = 0;
+  std::string repo;  // filled by ListWaiting only
 };
 
 struct PipelineRow {
@@ -80,6 +84,9 @@ class PipelineStore {
   absl::StatusOr<std::vector<PipelineRow>> List(std::optional<std::string> repo, int limit);
   absl::StatusOr<PipelineRow> Get(int64_t id);
   absl::StatusOr<JobRow> GetJob(int64_t id);
+  // Jobs not yet placed (queued, then pending), in the order the scheduler offers them
+  // within one repository: priority, then age.
+  absl::StatusOr<std::vector<JobRow>> ListWaiting(int limit);
   // Cancels every unfinished job; returns the attempts that agents must be told to stop.
   // kFailedPrecondition when the pipeline has already finished.
   absl::StatusOr<std::vector<CanceledAttempt>> Cancel(int64_t id);
