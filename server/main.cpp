@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       {"agent-token", "", "token agents present when they connect", true},
       {"lease", "30s", "an agent silent this long is lost; its jobs are retried"},
       {"heartbeat-interval", "5s", "how often agents send heartbeats"},
+      {"schedule-interval", "15s", "how often to look for due on.schedule entries"},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB"},
       {"log-level", "info", "debug, info, warn or error"},
   };
@@ -41,7 +42,9 @@ int main(int argc, char** argv) {
   auto lease = cfg->GetDuration("lease");
   auto hb = cfg->GetDuration("heartbeat-interval");
   auto limit = cfg->GetInt("body-limit-mb");
-  for (const absl::Status& s : {lease.status(), hb.status(), limit.status()}) {
+  auto schedule_interval = cfg->GetDuration("schedule-interval");
+  for (const absl::Status& s :
+       {lease.status(), hb.status(), limit.status(), schedule_interval.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -49,6 +52,11 @@ int main(int argc, char** argv) {
   }
   o.lease = *lease;
   o.heartbeat_interval = *hb;
+  if (*schedule_interval <= absl::ZeroDuration()) {
+    std::cerr << "assay-server: --schedule-interval must be positive\n";
+    return 2;
+  }
+  o.schedule_interval = *schedule_interval;
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
 
   // Before any thread starts, so that every thread inherits the mask.

@@ -20,6 +20,7 @@ struct ServerOptions {
   absl::Duration lease = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(5);
   absl::Duration sweep_interval = absl::Seconds(1);
+  absl::Duration schedule_interval = absl::Seconds(15);  // the schedule loop's polling interval
   size_t body_limit = 25 * 1024 * 1024;
   int db_pool_size = 8;
 };

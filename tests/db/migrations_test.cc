@@ -35,15 +35,17 @@ const char* kTables =
     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
     "ORDER BY table_name";
 const char* kLedger = "SELECT version, name FROM schema_migrations ORDER BY version";
+// Every embedded migration, as the ledger lists them once all are applied.
+const Rows kAllApplied = {{"1", "0001_init.sql"}, {"3", "0003_triggers.sql"}};
 
-TEST_CASE("migrations: an empty database gets version 1 once", "[db]") {
+TEST_CASE("migrations: an empty database gets every version once", "[db]") {
   testing::TestDatabase tdb(false);
   REQUIRE(Query(tdb.dsn(), kTables).empty());
   pqxx::connection c(tdb.dsn());
 
   auto first = store::ApplyMigrations(c, store::EmbeddedMigrations());
   REQUIRE(first.ok());
-  CHECK(*first == std::vector<int>{1});
+  CHECK(*first == std::vector<int>{1, 3});
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
                                           {"job_attempts"},
                                           {"job_needs"},
@@ -51,14 +53,15 @@ TEST_CASE("migrations: an empty database gets version 1 once", "[db]") {
                                           {"log_chunks"},
                                           {"pipelines"},
                                           {"repos"},
+                                          {"schedules"},
                                           {"schema_migrations"},
                                           {"webhook_deliveries"}});
-  CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+  CHECK(Query(tdb.dsn(), kLedger) == kAllApplied);
 
   auto again = store::ApplyMigrations(c, store::EmbeddedMigrations());
   REQUIRE(again.ok());
   CHECK(again->empty());
-  CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+  CHECK(Query(tdb.dsn(), kLedger) == kAllApplied);
 }
 
 TEST_CASE("migrations: two servers starting at once apply each migration exactly once", "[db]") {
@@ -81,28 +84,28 @@ TEST_CASE("migrations: two servers starting at once apply each migration exactly
     REQUIRE(r2.ok());
     std::vector<std::vector<int>> got{*r1, *r2};
     std::sort(got.begin(), got.end());
-    CHECK(got == std::vector<std::vector<int>>{{}, {1}});
-    CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+    CHECK(got == std::vector<std::vector<int>>{{}, {1, 3}});
+    CHECK(Query(tdb.dsn(), kLedger) == kAllApplied);
   }
 }
 
 TEST_CASE("migrations: a failing migration changes nothing and is named", "[db]") {
   const store::Migration broken{
-      2, "0002_broken.sql",
+      99, "0099_broken.sql",
       "CREATE TABLE half_done (id integer PRIMARY KEY);\n"
       "ALTER TABLE jobs ADD COLUMN half_column integer;\n"
       "SELECT no_such_function();\n"};
 
-  SECTION("on top of version 1") {
+  SECTION("on top of the embedded versions") {
     testing::TestDatabase tdb(true);
     pqxx::connection c(tdb.dsn());
     std::vector<store::Migration> all = store::EmbeddedMigrations();
     all.push_back(broken);
     auto r = store::ApplyMigrations(c, all);
     REQUIRE(r.status().code() == absl::StatusCode::kFailedPrecondition);
-    CHECK(absl::StartsWith(r.status().message(), "migration 0002_broken.sql failed: "));
+    CHECK(absl::StartsWith(r.status().message(), "migration 0099_broken.sql failed: "));
     CHECK(absl::StrContains(r.status().message(), "function no_such_function() does not exist"));
-    CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+    CHECK(Query(tdb.dsn(), kLedger) == kAllApplied);
     CHECK(Query(tdb.dsn(), "SELECT to_regclass('half_done') IS NULL") == Rows{{"t"}});
     CHECK(Query(tdb.dsn(),
                 "SELECT count(*) FROM information_schema.columns WHERE table_name = 'jobs' AND "
@@ -113,14 +116,14 @@ TEST_CASE("migrations: a failing migration changes nothing and is named", "[db]"
     CHECK(ok->empty());
   }
 
-  SECTION("from an empty database: version 1 is rolled back with it") {
+  SECTION("from an empty database: the embedded versions are rolled back with it") {
     testing::TestDatabase tdb(false);
     pqxx::connection c(tdb.dsn());
     std::vector<store::Migration> all = store::EmbeddedMigrations();
     all.push_back(broken);
     auto r = store::ApplyMigrations(c, all);
     REQUIRE(r.status().code() == absl::StatusCode::kFailedPrecondition);
-    CHECK(absl::StartsWith(r.status().message(), "migration 0002_broken.sql failed: "));
+    CHECK(absl::StartsWith(r.status().message(), "migration 0099_broken.sql failed: "));
     CHECK(Query(tdb.dsn(), kTables).empty());
   }
 }
