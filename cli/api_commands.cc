@@ -38,7 +38,60 @@ std::string FirstLine(std::string text) {
   return text;
 }
 
+// The id of the repository named `repo` (or, when none has that name and `repo` is a number,
+// that id), through GET /api/v1/repos. Reports and returns nullopt when there is none.
+std::optional<std::string> ResolveRepo(const ApiClient& api, const std::string& repo,
+                                       std::ostream& err) {
+  std::optional<json::value> reply = api.CallJson("GET", "/api/v1/repos", "", err);
+  if (!reply) return std::nullopt;
+  const json::array* repos = ListIn(*reply, "repos", err);
+  if (repos == nullptr) return std::nullopt;
+  for (const json::value& item : *repos) {
+    const json::object* r = AsObject(&item);
+    if (Field(r, "name") == repo) return Field(r, "id");
+  }
+  for (const json::value& item : *repos) {
+    const json::object* r = AsObject(&item);
+    if (Field(r, "id") == repo) return repo;
+  }
+  err << "assay: no repository named '" << repo << "'\n";
+  return std::nullopt;
+}
+
 }  // namespace
+
+int RepoSet(const ApiClient& api, const RepoSetOptions& options, std::ostream& out,
+            std::ostream& err) {
+  std::optional<std::string> id = ResolveRepo(api, options.repo, err);
+  if (!id) return kExitFailure;
+  json::object body;
+  if (options.default_branch) body["default_branch"] = *options.default_branch;
+  if (options.cancel_superseded) body["cancel_superseded"] = *options.cancel_superseded;
+  std::optional<json::value> reply = api.CallJson(
+      "PATCH", absl::StrCat("/api/v1/repos/", UrlEscape(*id)), json::serialize(body), err);
+  if (!reply) return kExitFailure;
+  const json::object* repo = AsObject(&*reply);
+  out << "repo " << Field(repo, "name") << ": default_branch=" << Field(repo, "default_branch")
+      << " cancel_superseded=" << Field(repo, "cancel_superseded") << "\n";
+  return kExitOk;
+}
+
+int RunPipeline(const ApiClient& api, const RunOptions& options, std::ostream& out,
+                std::ostream& err) {
+  std::optional<std::string> id = ResolveRepo(api, options.repo, err);
+  if (!id) return kExitFailure;
+  json::object body;
+  if (options.branch) body["branch"] = *options.branch;
+  json::object inputs;
+  for (const auto& [k, v] : options.inputs) inputs[k] = v;
+  body["inputs"] = std::move(inputs);
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/repos/", UrlEscape(*id), "/pipelines"),
+                   json::serialize(body), err);
+  if (!reply) return kExitFailure;
+  out << Field(AsObject(&*reply), "id") << "\n";
+  return kExitOk;
+}
 
 int RepoAdd(const ApiClient& api, const RepoAddOptions& options, std::ostream& out,
             std::ostream& err) {

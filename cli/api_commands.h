@@ -6,6 +6,8 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "cli/api_client.h"
 
@@ -38,6 +40,28 @@ int ShowPipeline(const ApiClient& api, std::string_view id, std::ostream& out, s
 
 // GET /api/v1/jobs/ID/log; writes the body to `out` byte for byte.
 int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, std::ostream& err);
+
+struct RepoSetOptions {
+  std::string repo;  // a name, or an id when no repository has that name
+  std::optional<std::string> default_branch;
+  std::optional<bool> cancel_superseded;
+};
+
+// PATCH /api/v1/repos/ID (the id found through GET /api/v1/repos); prints
+// "repo NAME: default_branch=B cancel_superseded=true|false".
+int RepoSet(const ApiClient& api, const RepoSetOptions& options, std::ostream& out,
+            std::ostream& err);
+
+struct RunOptions {
+  std::string repo;  // a name, or an id when no repository has that name
+  std::optional<std::string> branch;
+  std::vector<std::pair<std::string, std::string>> inputs;  // in command-line order
+};
+
+// POST /api/v1/repos/ID/pipelines with {"branch", "inputs"}; prints the new pipeline's id
+// alone on a line, so that scripts can capture it.
+int RunPipeline(const ApiClient& api, const RunOptions& options, std::ostream& out,
+                std::ostream& err);
 
 // POST /api/v1/pipelines/ID/cancel; prints "cancel requested for pipeline ID".
 int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);

@@ -30,6 +30,10 @@ Commands:
   repo add NAME --clone-url URL [--provider P] [--secret S | --secret-file F]
            [--html-url U]     register a repository
   repo list                   list repositories
+  repo set NAME [--default-branch B] [--cancel-superseded true|false]
+                              change a repository's settings
+  run REPO [--branch B] [--input NAME=VALUE]...
+                              start a manual pipeline (on.manual); prints its id
   pipelines [--repo NAME] [--limit N]
                               list recent pipelines
   pipeline ID                 show a pipeline and its jobs
@@ -44,8 +48,8 @@ Global options (anywhere on the line):
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {"lint",     "repo", "pipelines",
-                                          "pipeline", "logs", "cancel"};
+constexpr std::string_view kCommands[] = {"lint", "repo",   "pipelines", "pipeline",
+                                          "logs", "cancel", "run"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -178,10 +182,30 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       if (auto error = check("repo list", {}, 2, 0, 0, "")) return *error;
       return RepoList(api, out, err);
     }
+    if (sub == "set") {
+      if (auto error = check("repo set", {"--default-branch", "--cancel-superseded"}, 2, 1, 1,
+                             "a repository NAME")) {
+        return *error;
+      }
+      RepoSetOptions set;
+      set.repo = line.positional[2];
+      set.default_branch = options.Get("--default-branch");
+      if (std::optional<std::string> cancel = options.Get("--cancel-superseded")) {
+        if (*cancel != "true" && *cancel != "false") {
+          return UsageError{absl::StrCat("--cancel-superseded must be true or false, got '",
+                                         *cancel, "'")};
+        }
+        set.cancel_superseded = *cancel == "true";
+      }
+      if (!set.default_branch && !set.cancel_superseded) {
+        return UsageError{"'assay repo set' needs --default-branch or --cancel-superseded"};
+      }
+      return RepoSet(api, set, out, err);
+    }
     if (sub != "add") {
-      return UsageError{
-          sub.empty() ? "'assay repo' needs a subcommand: add or list"
-                      : absl::StrCat("unknown subcommand 'repo ", sub, "' (expected add or list)")};
+      return UsageError{sub.empty() ? "'assay repo' needs a subcommand: add, list or set"
+                                    : absl::StrCat("unknown subcommand 'repo ", sub,
+                                                   "' (expected add, list or set)")};
     }
     if (auto error = check("repo add",
                            {"--clone-url", "--provider", "--secret", "--secret-file", "--html-url"},
@@ -223,6 +247,28 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   if (command == "logs") {
     if (auto error = check("logs", {}, 1, 1, 1, "a JOB_ID")) return *error;
     return ShowLog(api, line.positional[1], out, err);
+  }
+  if (command == "run") {
+    // --input may repeat: take those out before the once-only check of the other options.
+    RunOptions run;
+    CommandLine rest = line;
+    rest.options.clear();
+    for (const auto& [name, value] : line.options) {
+      if (name != "--input") {
+        rest.options.emplace_back(name, value);
+        continue;
+      }
+      const size_t equals = value.find('=');
+      if (equals == std::string::npos || equals == 0) {
+        return UsageError{absl::StrCat("--input must be NAME=VALUE, got '", value, "'")};
+      }
+      run.inputs.emplace_back(value.substr(0, equals), value.substr(equals + 1));
+    }
+    if (auto error = Options::Check(rest, "run", {"--branch"}, options)) return *error;
+    if (auto error = ExpectPositionals(rest, "run", 1, 1, 1, "a REPO")) return *error;
+    run.repo = line.positional[1];
+    run.branch = options.Get("--branch");
+    return RunPipeline(api, run, out, err);
   }
   if (command == "cancel") {
     if (auto error = check("cancel", {}, 1, 1, 1, "a PIPELINE_ID")) return *error;

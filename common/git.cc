@@ -112,6 +112,26 @@ bool IsHexSha(std::string_view s) {
   return true;
 }
 
+bool IsValidBranchName(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name[0] == '-' || name[0] == '/') return false;
+  if (name.back() == '/' || name.back() == '.') return false;
+  if (absl::StrContains(Av(name), "..") || absl::StrContains(Av(name), "//") ||
+      absl::StrContains(Av(name), "@{") || name == "@") {
+    return false;
+  }
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' || c == '?' ||
+        c == '*' || c == '[' || c == '\\') {
+      return false;
+    }
+  }
+  for (absl::string_view part : absl::StrSplit(Av(name), '/')) {
+    if (part.empty() || part[0] == '.' || absl::EndsWith(part, ".lock")) return false;
+  }
+  return true;
+}
+
 GitMirror::GitMirror(std::string dir, std::string clone_url)
     : dir_(NormalizeDir(fs::absolute(fs::path(dir)).string()).string()),
       clone_url_(std::move(clone_url)),
@@ -228,6 +248,55 @@ absl::Status GitMirror::EnsureCommit(std::string_view sha) {
   if (by_sha.exit_code != 0) absl::StrAppend(&message, ": ", TrimmedStderr(by_sha));
   absl::StrAppend(&message, ")");
   return absl::NotFoundError(message);
+}
+
+absl::Status GitMirror::EnsureCommitAt(std::string_view sha, std::string_view ref) {
+  if (!IsHexSha(sha)) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", Av(sha), "\" is not a full commit sha"));
+  }
+  if (!absl::StartsWith(Av(ref), "refs/") || !IsValidBranchName(ref.substr(5))) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", Av(ref), "\" is not a fetchable ref"));
+  }
+  {
+    absl::MutexLock lock(&mutate_mu_);
+    ASSAY_RETURN_IF_ERROR(EnsureLocked());
+  }
+  ASSAY_ASSIGN_OR_RETURN(bool present, HasCommit(sha));
+  if (present) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mutate_mu_);
+    const std::string spec = absl::StrCat("+", Av(ref), ":", Av(ref));
+    // A failure here (the ref is gone, e.g. a force-pushed PR) is not final: the commit may
+    // still be reachable some other way, which EnsureCommit tries.
+    ASSAY_ASSIGN_OR_RETURN(CommandResult fetch, Git({"fetch", "-q", "origin", spec}));
+    (void)fetch;
+  }
+  return EnsureCommit(sha);
+}
+
+absl::StatusOr<std::string> GitMirror::FetchBranchHead(std::string_view branch) {
+  if (!IsValidBranchName(branch)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", Av(branch), "\" is not a valid branch name"));
+  }
+  absl::MutexLock lock(&mutate_mu_);
+  ASSAY_RETURN_IF_ERROR(EnsureLocked());
+  ASSAY_ASSIGN_OR_RETURN(CommandResult fetch,
+                         Git({"fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/heads/*",
+                              "+refs/tags/*:refs/tags/*"}));
+  if (fetch.exit_code != 0) {
+    return absl::UnavailableError(absl::StrCat("git fetch from ", RedactUrl(clone_url_), " into ",
+                                               dir_, " failed: ", TrimmedStderr(fetch)));
+  }
+  ASSAY_ASSIGN_OR_RETURN(
+      CommandResult head,
+      Git({"rev-parse", "-q", "--verify", absl::StrCat("refs/heads/", Av(branch), "^{commit}")}));
+  std::string sha(absl::StripAsciiWhitespace(head.out));
+  if (head.exit_code != 0 || !IsHexSha(sha)) {
+    return absl::NotFoundError(absl::StrCat("branch '", Av(branch), "' does not exist in ",
+                                            RedactUrl(clone_url_)));
+  }
+  return sha;
 }
 
 absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::string_view path) {

@@ -24,6 +24,11 @@ namespace assay {
 // True for a full object id: 40 (SHA-1) or 64 (SHA-256) lowercase hex characters.
 bool IsHexSha(std::string_view s);
 
+// True for a name git accepts after refs/heads/ (a subset of git check-ref-format: non-empty, at
+// most 255 bytes, no leading '-' or '/', no trailing '/' or '.', no "..", "//", "@{" or ".lock"
+// component end, no control characters, space, ~ ^ : ? * [ \\).
+bool IsValidBranchName(std::string_view name);
+
 // A bare mirror of one remote at `dir`, with the remote as "origin".
 // Thread-safe: operations that change the mirror (creating it, fetching, adding and removing
 // worktrees) are serialized by one mutex; object reads go through one long-lived
@@ -54,6 +59,17 @@ class GitMirror {
   // kUnavailable (git's stderr in the message) if the branch fetch fails; kNotFound if the commit
   // is still absent afterwards.
   absl::Status EnsureCommit(std::string_view sha);
+
+  // As EnsureCommit, but for a commit that `ref` (e.g. "refs/pull/7/head" or
+  // "refs/merge-requests/7/head") points to on the remote: when `sha` is missing, fetches
+  // +REF:REF first, then falls back to EnsureCommit. kInvalidArgument unless `ref` starts with
+  // "refs/" and is a valid ref name.
+  absl::Status EnsureCommitAt(std::string_view sha, std::string_view ref);
+
+  // Fetches the remote's branches and tags (as EnsureCommit does) and returns the commit that
+  // refs/heads/BRANCH points to now. kInvalidArgument for an invalid branch name, kUnavailable
+  // if the fetch fails, kNotFound "branch 'B' does not exist in URL".
+  absl::StatusOr<std::string> FetchBranchHead(std::string_view branch);
 
   // The exact bytes of `path` (relative to the repository root, '/'-separated, e.g.
   // ".assay.yml" or "ci/build.sh") at commit `sha`. kNotFound, with a message saying which,

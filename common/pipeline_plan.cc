@@ -1,10 +1,13 @@
 #include "common/pipeline_plan.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "common/glob.h"
 #include "common/matrix.h"
+#include "absl/strings/str_join.h"
+#include "common/pipeline_spec_internal.h"
 #include "common/status.h"
 
 namespace assay {
@@ -98,6 +101,75 @@ bool Triggers(const PipelineSpec& spec, const TriggerEvent& ev, std::string* why
     }
   }
   return true;
+}
+
+bool TriggersPullRequest(const PipelineSpec& spec, const std::string& base_branch,
+                         const std::string& type, std::string* why_not) {
+  if (!spec.on.pull_request.has_value()) {
+    return Refuse(why_not, "the pipeline has no on.pull_request trigger");
+  }
+  const PullRequestTrigger& pr = *spec.on.pull_request;
+  if (!pr.branches.empty() && !MatchesFilters(pr.branches, base_branch)) {
+    return Refuse(why_not, absl::StrCat("on.pull_request.branches does not match base branch '",
+                                        base_branch, "'"));
+  }
+  if (std::find(pr.types.begin(), pr.types.end(), type) == pr.types.end()) {
+    return Refuse(why_not, absl::StrCat("on.pull_request.types does not include '", type, "'"));
+  }
+  return true;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ResolveManualInputs(
+    const ManualTrigger& manual, const std::map<std::string, std::string>& given) {
+  for (const auto& [name, value] : given) {
+    const bool known = std::any_of(manual.inputs.begin(), manual.inputs.end(),
+                                   [&](const ManualInput& in) { return in.name == name; });
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", name, "' is not defined in on.manual.inputs"));
+    }
+  }
+  std::map<std::string, std::string> out;
+  for (const ManualInput& in : manual.inputs) {
+    auto it = given.find(in.name);
+    if (it == given.end()) {
+      if (in.has_default) {
+        out[in.name] = in.default_value;
+      } else if (in.required) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", in.name, "' is required"));
+      } else {
+        out[in.name] = "";
+      }
+      continue;
+    }
+    const std::string& v = it->second;
+    if (in.type == "number" && !spec_internal::LooksLikeNumber(v)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", in.name, "' must be a number, got '", v, "'"));
+    }
+    if (in.type == "boolean" && v != "true" && v != "false") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", in.name, "' must be a boolean (true or false), got '", v, "'"));
+    }
+    if (in.type == "choice" &&
+        std::find(in.options.begin(), in.options.end(), v) == in.options.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", in.name, "' must be one of ",
+                                                     absl::StrJoin(in.options, ", "), ", got '",
+                                                     v, "'"));
+    }
+    out[in.name] = v;
+  }
+  return out;
+}
+
+std::string InputEnvName(const std::string& name) {
+  std::string out = "ASSAY_INPUT_";
+  for (char c : name) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    const bool keep = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    out.push_back(keep ? c : '_');
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,

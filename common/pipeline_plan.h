@@ -42,6 +42,31 @@ struct TriggerEvent {
 //   "unknown event kind 'K' (expected push or tag)"
 bool Triggers(const PipelineSpec& spec, const TriggerEvent& ev, std::string* why_not);
 
+// Whether `spec.on.pull_request` lets a pull request into `base_branch` start a pipeline.
+// `type` is the normalized action: opened, synchronize, reopened or closed. When false,
+// `*why_not` (if non-null) is set to one of:
+//   "the pipeline has no on.pull_request trigger"
+//   "on.pull_request.branches does not match base branch 'B'"
+//   "on.pull_request.types does not include 'T'"
+bool TriggersPullRequest(const PipelineSpec& spec, const std::string& base_branch,
+                         const std::string& type, std::string* why_not);
+
+// The values of a manual pipeline's inputs: every input of `manual` with the value given in
+// `given` (as text), else its default, else "" (an optional input without a default).
+// Errors (kInvalidArgument), checked in this order:
+//   "input 'X' is not defined in on.manual.inputs"           (a given name the file lacks)
+//   "input 'X' must be a number, got 'V'"
+//   "input 'X' must be a boolean (true or false), got 'V'"
+//   "input 'X' must be one of A, B, got 'V'"                  (choice)
+//   "input 'X' is required"                                   (required, no value, no default)
+absl::StatusOr<std::map<std::string, std::string>> ResolveManualInputs(
+    const ManualTrigger& manual, const std::map<std::string, std::string>& given);
+
+// The environment variable that carries input `name` to steps: ASSAY_INPUT_ followed by the
+// name in upper case with every character other than A-Z, 0-9 and '_' replaced by '_'
+// ("model-size" -> ASSAY_INPUT_MODEL_SIZE).
+std::string InputEnvName(const std::string& name);
+
 struct PlannedJob {
   std::string name;                // Matrix jobs: MatrixJobName(...).
   std::vector<std::string> needs;  // Concrete names; a need on a matrix job = all expansions.

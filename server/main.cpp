@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
        "when an agent's stream ends, its jobs wait this long for it to reconnect (at most "
        "--lease)"},
       {"heartbeat-interval", "5s", "how often agents send heartbeats"},
+      {"schedule-interval", "15s", "how often to look for due on.schedule entries"},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB"},
       {"log-level", "info", "debug, info, warn or error"},
   };
@@ -48,7 +49,9 @@ int main(int argc, char** argv) {
   auto hb = cfg->GetDuration("heartbeat-interval");
   auto grace = cfg->GetDuration("reconnect-grace");
   auto limit = cfg->GetInt("body-limit-mb");
-  for (const absl::Status& s : {lease.status(), hb.status(), grace.status(), limit.status()}) {
+  auto schedule_interval = cfg->GetDuration("schedule-interval");
+  for (const absl::Status& s : {lease.status(), hb.status(), grace.status(), limit.status(),
+                                schedule_interval.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -57,6 +60,11 @@ int main(int argc, char** argv) {
   o.lease = *lease;
   o.heartbeat_interval = *hb;
   o.reconnect_grace = std::min(*grace, *lease);
+  if (*schedule_interval <= absl::ZeroDuration()) {
+    std::cerr << "assay-server: --schedule-interval must be positive\n";
+    return 2;
+  }
+  o.schedule_interval = *schedule_interval;
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
 
   // Before any thread starts, so that every thread inherits the mask.

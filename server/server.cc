@@ -17,6 +17,7 @@
 #include "server/agents/agent_service.h"
 #include "server/api/api.h"
 #include "server/scheduler/wakeups.h"
+#include "server/pipeline/schedule_loop.h"
 #include "server/store/migrations.h"
 
 namespace assay {
@@ -65,10 +66,12 @@ struct AssayServer::Impl {
   std::unique_ptr<store::PipelineStore> pipelines;
   std::unique_ptr<store::JobStore> jobs;
   std::unique_ptr<store::AgentStore> agents;
+  std::unique_ptr<store::ScheduleStore> schedules;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;
   std::unique_ptr<Wakeups> wakeups;
   std::unique_ptr<Planner> planner;
+  std::unique_ptr<ScheduleLoop> schedule_loop;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<http::Router> router;
@@ -120,13 +123,25 @@ absl::Status AssayServer::Start() {
   m.pipelines = std::make_unique<store::PipelineStore>(m.db.get(), clock);
   m.jobs = std::make_unique<store::JobStore>(m.db.get(), clock);
   m.agents = std::make_unique<store::AgentStore>(m.db.get());
+  m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
   m.dispatcher = std::make_unique<Dispatcher>(
       m.jobs.get(), m.metrics.get(), clock, DispatcherOptions{o.lease, o.sweep_interval});
   Dispatcher* dispatcher = m.dispatcher.get();
-  m.planner = std::make_unique<Planner>(PlannerDeps{m.deliveries.get(), m.pipelines.get(),
-                                                    m.repos.get(), o.data_dir + "/mirrors",
-                                                    [dispatcher] { dispatcher->Kick(); }});
+  PlannerDeps pd{m.deliveries.get(), m.pipelines.get(), m.repos.get(), o.data_dir + "/mirrors",
+                 [dispatcher] { dispatcher->Kick(); }};
+  // Superseded pipelines: tell the agents running their jobs to stop, as the cancel API does.
+  pd.on_canceled = [dispatcher](const std::vector<store::CanceledAttempt>& attempts,
+                                const std::string& reason) {
+    for (const auto& c : attempts) {
+      dispatcher->SendCancel(c.agent_id, c.job_id, c.attempt_token, reason);
+    }
+    dispatcher->Kick();
+  };
+  pd.schedules = m.schedules.get();
+  m.planner = std::make_unique<Planner>(std::move(pd));
+  m.schedule_loop = std::make_unique<ScheduleLoop>(
+      ScheduleLoopDeps{m.schedules.get(), m.planner.get(), clock, o.schedule_interval});
 
   AgentServiceDeps ad{m.agents.get(), m.jobs.get(), m.dispatcher.get(), m.metrics.get(),
                       o.agent_token, o.heartbeat_interval, 4, o.reconnect_grace};
@@ -158,6 +173,7 @@ absl::Status AssayServer::Start() {
   m.wakeups = std::make_unique<Wakeups>(o.database_url, m.dispatcher.get(), m.agents.get());
   m.wakeups->Start();
   m.planner->Start();
+  m.schedule_loop->Start();
   auto pending = m.deliveries->ListUnplanned();
   if (!pending.ok()) return pending.status();
   for (int64_t id : *pending) m.planner->Enqueue(id);
@@ -177,6 +193,7 @@ void AssayServer::Stop() {
   if (m.dispatcher) m.dispatcher->CloseAll("server shutting down");
   if (m.grpc_server) m.grpc_server->Shutdown(std::chrono::system_clock::now() +
                                              std::chrono::seconds(2));
+  if (m.schedule_loop) m.schedule_loop->Stop();
   if (m.planner) m.planner->Stop();
   if (m.wakeups) m.wakeups->Stop();
   if (m.dispatcher) m.dispatcher->Stop();

@@ -21,6 +21,7 @@ struct ServerOptions {
   absl::Duration reconnect_grace = absl::Seconds(5);
   absl::Duration heartbeat_interval = absl::Seconds(5);
   absl::Duration sweep_interval = absl::Seconds(1);
+  absl::Duration schedule_interval = absl::Seconds(15);  // the schedule loop's polling interval
   size_t body_limit = 25 * 1024 * 1024;
   int db_pool_size = 8;
 };

@@ -2,9 +2,12 @@
 
 #include <boost/json.hpp>
 
+#include <map>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/git.h"
 #include "server/http/json_util.h"
 #include "server/scheduler/explain.h"
 #include "server/webhook/forge.h"
@@ -34,6 +37,8 @@ json::object RepoJson(const store::Repo& r) {
           {"clone_url", r.clone_url},
           {"html_url", r.html_url.empty() ? json::value(nullptr) : json::value(r.html_url)},
           {"has_webhook_secret", !r.webhook_secret_sealed.empty()},
+          {"default_branch", r.default_branch},
+          {"cancel_superseded", r.cancel_superseded},
           {"created_at", TimeJson(r.created_at)}};
 }
 
@@ -76,6 +81,10 @@ json::object PipelineJson(const store::PipelineRow& p) {
                  {"commit_sha", p.commit_sha},
                  {"state", p.state},
                  {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
+                 {"trusted", p.trusted},
+                 {"pr_number", p.pr_number ? json::value(*p.pr_number) : json::value(nullptr)},
+                 {"inputs", p.inputs_json.empty() ? json::value(nullptr) : json::parse(p.inputs_json)},
+                 {"scheduled_for", TimeJson(p.scheduled_for)},
                  {"created_at", TimeJson(p.created_at)},
                  {"finished_at", TimeJson(p.finished_at)}};
   return o;
@@ -105,6 +114,17 @@ absl::StatusOr<json::object> JobWithReason(const ApiDeps& d, const store::JobRow
   }
   o["waiting"] = WhyWaiting(j, *view, siblings);
   return o;
+}
+
+// A pipeline with its jobs, as GET /api/v1/pipelines/{id} answers.
+Response PipelineWithJobs(const ApiDeps& d, int64_t id, int status) {
+  auto p = d.pipelines->Get(id);
+  if (!p.ok()) return http::StatusToResponse(p.status());
+  json::object o = PipelineJson(*p);
+  json::array jobs;
+  for (const auto& j : p->jobs) jobs.push_back(JobJson(j));
+  o["jobs"] = std::move(jobs);
+  return JsonResponse(status, o);
 }
 
 absl::StatusOr<int64_t> PathId(const Request& req) {
@@ -177,9 +197,87 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
   return JsonResponse(201, RepoJson(*repo));
 }
 
+// PATCH /api/v1/repos/{id}: {"default_branch": "...", "cancel_superseded": bool}, both optional.
+Response UpdateRepo(const ApiDeps& d, Request& req) {
+  auto id = PathId(req);
+  if (!id.ok()) return http::StatusToResponse(id.status());
+  Response err;
+  auto body = http::ParseJsonBody(req, &err);
+  if (!body) return err;
+  for (const auto& [k, v] : *body) {
+    std::string key(k);
+    if (key != "default_branch" && key != "cancel_superseded") {
+      return ErrorResponse(400, "invalid_argument",
+                           absl::StrCat("unknown field '", key,
+                                        "' (allowed: default_branch, cancel_superseded)"));
+    }
+  }
+  auto branch = http::OptionalString(*body, "default_branch");
+  if (!branch.ok()) return http::StatusToResponse(branch.status());
+  auto cancel = http::OptionalBool(*body, "cancel_superseded");
+  if (!cancel.ok()) return http::StatusToResponse(cancel.status());
+  store::RepoSettings set;
+  if (branch->has_value()) {
+    if (!IsValidBranchName(**branch)) {
+      return ErrorResponse(400, "invalid_argument",
+                           absl::StrCat("field 'default_branch' must be a valid branch name, got '",
+                                        **branch, "'"));
+    }
+    set.default_branch = **branch;
+  }
+  set.cancel_superseded = *cancel;
+  auto repo = d.repos->Update(*id, set);
+  if (!repo.ok()) return http::StatusToResponse(repo.status());
+  return JsonResponse(200, RepoJson(*repo));
+}
+
+// POST /api/v1/repos/{id}/pipelines: {"branch": "...", "inputs": {NAME: value}}, both optional.
+Response CreateManualPipeline(const ApiDeps& d, Request& req) {
+  auto id = PathId(req);
+  if (!id.ok()) return http::StatusToResponse(id.status());
+  Response err;
+  auto body = http::ParseJsonBody(req, &err);
+  if (!body) return err;
+  for (const auto& [k, v] : *body) {
+    std::string key(k);
+    if (key != "branch" && key != "inputs") {
+      return ErrorResponse(400, "invalid_argument",
+                           absl::StrCat("unknown field '", key, "' (allowed: branch, inputs)"));
+    }
+  }
+  auto branch = http::OptionalString(*body, "branch");
+  if (!branch.ok()) return http::StatusToResponse(branch.status());
+  std::map<std::string, std::string> inputs;
+  if (const json::value* in = body->if_contains("inputs"); in != nullptr && !in->is_null()) {
+    if (!in->is_object()) {
+      return ErrorResponse(400, "invalid_argument", "field 'inputs' must be an object");
+    }
+    for (const auto& [k, v] : in->as_object()) {
+      std::string name(k);
+      if (v.is_string()) {
+        inputs[name] = std::string(v.as_string());
+      } else if (v.is_bool()) {
+        inputs[name] = v.as_bool() ? "true" : "false";
+      } else if (v.is_int64()) {
+        inputs[name] = absl::StrCat(v.as_int64());
+      } else if (v.is_uint64()) {
+        inputs[name] = absl::StrCat(v.as_uint64());
+      } else if (v.is_double()) {
+        inputs[name] = absl::StrCat(v.as_double());
+      } else {
+        return ErrorResponse(400, "invalid_argument",
+                             absl::StrCat("input '", name, "' must be a string, number or boolean"));
+      }
+    }
+  }
+  auto pid = d.planner->PlanManual(*id, *branch, inputs);
+  if (!pid.ok()) return http::StatusToResponse(pid.status());
+  return PipelineWithJobs(d, *pid, 201);
+}
+
 // One endpoint per forge (/hooks/github, /hooks/gitlab, /hooks/gitea): find the repository
 // the payload names, verify the delivery with its secret, store the raw delivery (deduplicated
-// on the delivery id), answer, and hand branch/tag pushes to the planner.
+// on the delivery id), answer, and hand branch/tag pushes and pull requests to the planner.
 Response ForgeHook(const ApiDeps& d, const std::string& provider, Request& req) {
   const webhook::HookHeaders& h = *webhook::HeadersFor(provider);
   std::string event = req.Header(h.event);
@@ -253,12 +351,11 @@ Response ForgeHook(const ApiDeps& d, const std::string& provider, Request& req) 
   nd.headers_json = json::serialize(headers);
   nd.body = req.body;
   const std::string& kind = parsed->kind;
-  const bool plan = (kind == "push" || kind == "tag") && !parsed->deleted;
+  const bool plan = (kind == "push" || kind == "tag" || kind == "pull_request") && !parsed->deleted;
   if (!plan) {
     nd.initial_state = "ignored";
     nd.message = kind == "ping"              ? "ping"
                  : parsed->deleted           ? "ref deleted"
-                 : kind == "pull_request"    ? "pull request pipelines are not built yet"
                  : !parsed->ignore_reason.empty() ? parsed->ignore_reason
                                                   : absl::StrCat("event '", event, "' is not built");
   }
@@ -310,6 +407,10 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   }
 
   router.Add("POST", "/api/v1/repos", Authed(d, [&d](Request& req) { return CreateRepo(d, req); }));
+  router.Add("PATCH", "/api/v1/repos/{id}",
+             Authed(d, [&d](Request& req) { return UpdateRepo(d, req); }));
+  router.Add("POST", "/api/v1/repos/{id}/pipelines",
+             Authed(d, [&d](Request& req) { return CreateManualPipeline(d, req); }));
   router.Add("GET", "/api/v1/repos", Authed(d, [&d](Request&) {
                auto repos = d.repos->List();
                if (!repos.ok()) return http::StatusToResponse(repos.status());
@@ -334,13 +435,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   router.Add("GET", "/api/v1/pipelines/{id}", Authed(d, [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
-               auto p = d.pipelines->Get(*id);
-               if (!p.ok()) return http::StatusToResponse(p.status());
-               json::object o = PipelineJson(*p);
-               json::array jobs;
-               for (const auto& j : p->jobs) jobs.push_back(JobJson(j));
-               o["jobs"] = std::move(jobs);
-               return JsonResponse(200, o);
+               return PipelineWithJobs(d, *id, 200);
              }));
   router.Add("POST", "/api/v1/pipelines/{id}/cancel", Authed(d, [&d](Request& req) {
                auto id = PathId(req);

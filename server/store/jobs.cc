@@ -1,5 +1,7 @@
 #include "server/store/jobs.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -297,32 +299,36 @@ absl::StatusOr<std::optional<ClaimedJob>> JobStore::Claim(int64_t agent_id,
                                                           const std::vector<std::string>& labels,
                                                           absl::Duration lease) {
   QueueFilter f;
-  f.per_repo = 1;
+  f.per_repo = 32;
   f.max_cpus = 1;
   f.max_gpus = 0;
   f.any_labels = labels;
-  for (int tries = 0; tries < 100; ++tries) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (true) {
     auto q = Queue(f);
     if (!q.ok()) return q.status();
-    const QueuedJobRow* best = nullptr;
-    for (const auto& j : q->jobs) {
-      if (best == nullptr || j.priority > best->priority ||
-          (j.priority == best->priority &&
-           (j.queued_at < best->queued_at ||
-            (j.queued_at == best->queued_at && j.job_id < best->job_id)))) {
-        best = &j;
-      }
+    std::vector<const QueuedJobRow*> order;
+    for (const auto& j : q->jobs) order.push_back(&j);
+    std::sort(order.begin(), order.end(), [](const QueuedJobRow* a, const QueuedJobRow* b) {
+      if (a->priority != b->priority) return a->priority > b->priority;
+      if (a->queued_at != b->queued_at) return a->queued_at < b->queued_at;
+      return a->job_id < b->job_id;
+    });
+    if (order.empty()) return std::optional<ClaimedJob>();
+    // Jobs other claimers hold locked are skipped; take the first one that is free.
+    for (const QueuedJobRow* best : order) {
+      ClaimRequest req;
+      req.job_id = best->job_id;
+      req.agent_id = agent_id;
+      req.grouped = !best->concurrency_key.empty() || !best->parallel_key.empty();
+      auto got = ClaimBatch({req}, lease);
+      if (!got.ok()) return got.status();
+      if (!got->empty()) return std::optional<ClaimedJob>(std::move(got->front()));
     }
-    if (best == nullptr) return std::optional<ClaimedJob>();
-    ClaimRequest req;
-    req.job_id = best->job_id;
-    req.agent_id = agent_id;
-    req.grouped = !best->concurrency_key.empty() || !best->parallel_key.empty();
-    auto got = ClaimBatch({req}, lease);
-    if (!got.ok()) return got.status();
-    if (!got->empty()) return std::optional<ClaimedJob>(std::move(got->front()));
+    if (absl::Now() > deadline) {
+      return absl::UnavailableError("claim: every queued job stayed taken for 30 s");
+    }
   }
-  return absl::UnavailableError("claim: lost the race 100 times in a row");
 }
 
 absl::StatusOr<std::vector<LiveJob>> JobStore::LiveJobsOf(int64_t agent_id) {

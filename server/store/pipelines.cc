@@ -14,11 +14,22 @@ namespace {
 constexpr Query kInsertPipeline{
     "pipeline_insert",
     "INSERT INTO pipelines (repo_id, delivery_id, event, ref, commit_sha, state, message, "
-    "created_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, "
-    "CASE WHEN $6 = 'running' THEN NULL ELSE $8::timestamptz END) "
-    "ON CONFLICT (delivery_id) DO NOTHING RETURNING id"};
+    "created_at, finished_at, trusted, pr_number, inputs, schedule_id, scheduled_for) "
+    "VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, "
+    "CASE WHEN $6 = 'running' THEN NULL ELSE $8::timestamptz END, $9, $10, "
+    "nullif($11, '')::jsonb, $12, $13) "
+    "ON CONFLICT DO NOTHING RETURNING id"};
 constexpr Query kPipelineForDelivery{"pipeline_for_delivery",
                                      "SELECT id FROM pipelines WHERE delivery_id = $1"};
+constexpr Query kPipelineForSlot{
+    "pipeline_for_slot",
+    "SELECT id FROM pipelines WHERE schedule_id = $1 AND scheduled_for = $2"};
+constexpr Query kSupersededPipelines{
+    "pipeline_superseded",
+    "SELECT id FROM pipelines WHERE repo_id = $1 AND ref = $2 AND event = 'push' AND "
+    "state = 'running' AND id < $3 ORDER BY id"};
+constexpr Query kPipelineMessage{"pipeline_set_message",
+                                 "UPDATE pipelines SET message = $2 WHERE id = $1"};
 constexpr Query kInsertJob{
     "job_insert",
     "INSERT INTO jobs (pipeline_id, name, state, spec, labels, max_attempts, created_at, "
@@ -87,7 +98,8 @@ constexpr Query kFinishPipeline{
 
 #define PIPELINE_COLUMNS                                                                  \
   "p.id, p.repo_id, r.name, p.event, p.ref, p.commit_sha, p.state, coalesce(p.message, ''), " \
-  ASSAY_EPOCH_US("p.created_at") ", " ASSAY_EPOCH_US("p.finished_at")
+  ASSAY_EPOCH_US("p.created_at") ", " ASSAY_EPOCH_US("p.finished_at") ", p.trusted, "         \
+  "p.pr_number, coalesce(p.inputs::text, ''), " ASSAY_EPOCH_US("p.scheduled_for")
 
 constexpr Query kListPipelines{"pipeline_list",
                                "SELECT " PIPELINE_COLUMNS
@@ -121,7 +133,7 @@ constexpr Query kListWaiting{
     "ORDER BY j.state = 'pending', j.priority DESC, j.queued_at, j.id LIMIT $1"};
 constexpr Query kCancelLive{
     "pipeline_cancel_live",
-    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = 'canceled by request', "
+    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3, "
     "lease_expires_at = NULL WHERE pipeline_id = $1 AND state IN ('assigned', 'running') "
     "RETURNING id, agent_id, attempt_token"};
 constexpr Query kCancelAttempts{
@@ -131,7 +143,7 @@ constexpr Query kCancelAttempts{
     "AND a.state IN ('assigned', 'running')"};
 constexpr Query kCancelWaiting{
     "pipeline_cancel_waiting",
-    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = 'canceled by request' "
+    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
     "WHERE pipeline_id = $1 AND state IN ('pending', 'queued')"};
 
 PipelineRow PipelineFromRow(const pqxx::row& r) {
@@ -146,6 +158,10 @@ PipelineRow PipelineFromRow(const pqxx::row& r) {
   p.message = r[7].as<std::string>();
   p.created_at = ToTime(r[8]);
   p.finished_at = ToTime(r[9]);
+  p.trusted = r[10].as<bool>();
+  if (!r[11].is_null()) p.pr_number = r[11].as<int64_t>();
+  p.inputs_json = r[12].as<std::string>();
+  p.scheduled_for = ToTime(r[13]);
   return p;
 }
 
@@ -230,9 +246,18 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     bool error = !p.error.empty() || p.jobs.empty();
     auto res = Exec(tx, c, kInsertPipeline,
                     {p.repo_id, Param::Opt(p.delivery_id), p.event, p.ref, p.commit_sha,
-                     error ? "error" : "running", p.error, now});
-    if (res.empty()) {  // this delivery was planned before (a replay after a crash)
-      id = Exec(tx, c, kPipelineForDelivery, {*p.delivery_id})[0][0].as<int64_t>();
+                     error ? "error" : "running", p.error, now, p.trusted,
+                     Param::Opt(p.pr_number), p.inputs_json, Param::Opt(p.schedule_id),
+                     Param::Opt(p.scheduled_for)});
+    if (res.empty()) {
+      // This delivery was planned before (a replay after a crash), or another replica fired
+      // this schedule slot.
+      auto prior = p.delivery_id
+                       ? Exec(tx, c, kPipelineForDelivery, {*p.delivery_id})
+                       : Exec(tx, c, kPipelineForSlot,
+                              {Param::Opt(p.schedule_id), Param::Opt(p.scheduled_for)});
+      if (prior.empty()) return absl::AbortedError("pipeline insert conflicted; retry");
+      id = prior[0][0].as<int64_t>();
       return absl::OkStatus();
     }
     id = res[0][0].as<int64_t>();
@@ -353,28 +378,41 @@ absl::StatusOr<std::vector<JobRow>> PipelineStore::ListWaiting(int limit) {
   return out;
 }
 
+namespace {
+
+// Cancels pipeline `id`'s unfinished jobs with `message`, inside `tx`; appends the live attempts
+// to *out. kNotFound / kFailedPrecondition (finished) as Cancel documents.
+absl::Status CancelInTx(pqxx::work& tx, Connection& c, int64_t id, absl::Time now,
+                        const std::string& message, std::vector<CanceledAttempt>* out) {
+  auto lock = Exec(tx, c, kLockPipeline, {id});
+  if (lock.empty()) return absl::NotFoundError(absl::StrCat("pipeline ", id, " does not exist"));
+  std::string state = lock[0][0].as<std::string>();
+  if (state != "running") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pipeline ", id, " has already finished (", state, ")"));
+  }
+  // Why this order: a claim does not take the pipeline lock, so canceling the queued jobs
+  // first waits for a claim in flight and the later statements see its job as live. Job rows
+  // before attempt rows, as MarkRunning and Reject lock them, so they cannot deadlock.
+  Exec(tx, c, kCancelWaiting, {id, now, message});
+  const size_t first = out->size();
+  for (const auto& r : Exec(tx, c, kCancelLive, {id, now, message})) {
+    out->push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<std::string>()});
+  }
+  Exec(tx, c, kCancelAttempts, {id, now});
+  NotifyCancel(tx, c, std::vector<CanceledAttempt>(out->begin() + first, out->end()));
+  AdvancePipeline(tx, c, id, now);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::Cancel(int64_t id) {
   std::vector<CanceledAttempt> out;
   absl::Time now = clock_->Now();
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto lock = Exec(tx, c, kLockPipeline, {id});
-    if (lock.empty()) return absl::NotFoundError(absl::StrCat("pipeline ", id, " does not exist"));
-    std::string state = lock[0][0].as<std::string>();
-    if (state != "running") {
-      return absl::FailedPreconditionError(
-          absl::StrCat("pipeline ", id, " has already finished (", state, ")"));
-    }
-    // Why this order: a claim does not take the pipeline lock, so canceling the queued jobs
-    // first waits for a claim in flight and the later statements see its job as live. Job rows
-    // before attempt rows, as MarkRunning and Reject lock them, so they cannot deadlock.
-    Exec(tx, c, kCancelWaiting, {id, now});
-    for (const auto& r : Exec(tx, c, kCancelLive, {id, now})) {
-      out.push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<std::string>()});
-    }
-    Exec(tx, c, kCancelAttempts, {id, now});
-    NotifyCancel(tx, c, out);
-    AdvancePipeline(tx, c, id, now);
-    return absl::OkStatus();
+    out.clear();
+    return CancelInTx(tx, c, id, now, "canceled by request", &out);
   });
   if (!s.ok()) return s;
   return out;
@@ -399,6 +437,31 @@ absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::CancelJob(int64_t jo
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::CancelSuperseded(
+    int64_t repo_id, const std::string& ref, int64_t newer_id, std::vector<int64_t>* canceled) {
+  std::vector<CanceledAttempt> out;
+  std::vector<int64_t> ids;
+  absl::Time now = clock_->Now();
+  const std::string message = absl::StrCat("superseded by pipeline ", newer_id);
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    out.clear();
+    ids.clear();
+    for (const auto& r : Exec(tx, c, kSupersededPipelines, {repo_id, ref, newer_id})) {
+      const int64_t id = r[0].as<int64_t>();
+      // A pipeline that finished since the SELECT is simply left alone.
+      absl::Status one = CancelInTx(tx, c, id, now, message, &out);
+      if (one.code() == absl::StatusCode::kFailedPrecondition) continue;
+      if (!one.ok()) return one;
+      Exec(tx, c, kPipelineMessage, {id, message});
+      ids.push_back(id);
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  if (canceled != nullptr) *canceled = ids;
   return out;
 }
 

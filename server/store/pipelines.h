@@ -37,6 +37,12 @@ struct NewPipeline {
   std::string event, ref, commit_sha;
   std::vector<NewJob> jobs;   // empty together with a non-empty error → state 'error'
   std::string error;
+  bool trusted = true;        // false: code from a fork's pull request; never gets secrets
+  std::optional<int64_t> pr_number;
+  std::string inputs_json;    // a manual pipeline's inputs (JSON object); "" = none
+  // A scheduled pipeline: its schedule and slot. At most one pipeline per (schedule, slot).
+  std::optional<int64_t> schedule_id;
+  std::optional<absl::Time> scheduled_for;
 };
 
 struct JobRow {
@@ -65,6 +71,10 @@ struct PipelineRow {
   int64_t repo_id = 0;
   std::string repo, event, ref, commit_sha, state, message;
   absl::Time created_at, finished_at;
+  bool trusted = true;
+  std::optional<int64_t> pr_number;
+  std::string inputs_json;      // "" when the pipeline has no inputs
+  absl::Time scheduled_for;     // InfinitePast unless scheduled
   std::vector<JobRow> jobs;  // filled by Get only
 };
 
@@ -79,7 +89,8 @@ class PipelineStore {
  public:
   PipelineStore(Db* db, const Clock* clock) : db_(db), clock_(clock) {}
   // Writes the pipeline, its jobs and their needs, and marks the delivery (if any) processed.
-  // Returns the pipeline id. If the delivery already has a pipeline, returns that one's id.
+  // Returns the pipeline id. If the delivery (or the schedule slot) already has a pipeline,
+  // returns that one's id.
   absl::StatusOr<int64_t> Create(const NewPipeline& p);
   absl::StatusOr<std::vector<PipelineRow>> List(std::optional<std::string> repo, int limit);
   absl::StatusOr<PipelineRow> Get(int64_t id);
@@ -93,6 +104,13 @@ class PipelineStore {
   // Cancels one unfinished job (its dependents are then skipped); returns its live attempt,
   // if any. kNotFound / kFailedPrecondition ("job N has already finished (STATE)").
   absl::StatusOr<std::vector<CanceledAttempt>> CancelJob(int64_t job_id);
+  // For cancel_superseded: cancels every running push pipeline of `repo_id` on `ref` older than
+  // `newer_id` (jobs' and pipelines' message "superseded by pipeline NEWER_ID"); returns the
+  // attempts that agents must be told to stop, and the canceled pipelines' ids in *canceled.
+  absl::StatusOr<std::vector<CanceledAttempt>> CancelSuperseded(int64_t repo_id,
+                                                                const std::string& ref,
+                                                                int64_t newer_id,
+                                                                std::vector<int64_t>* canceled);
 
  private:
   Db* db_;

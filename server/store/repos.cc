@@ -8,12 +8,17 @@ namespace assay::store {
 namespace {
 
 #define REPO_COLUMNS \
-  "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, " ASSAY_EPOCH_US("created_at")
+  "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, " ASSAY_EPOCH_US("created_at") \
+  ", default_branch, cancel_superseded"
 
 constexpr Query kInsertRepo{"repo_insert",
                             "INSERT INTO repos (name, provider, clone_url, html_url, "
                             "webhook_secret_enc) VALUES ($1, $2, $3, nullif($4, ''), $5) "
                             "RETURNING " REPO_COLUMNS};
+constexpr Query kUpdateRepo{"repo_update",
+                            "UPDATE repos SET default_branch = coalesce($2, default_branch), "
+                            "cancel_superseded = coalesce($3::boolean, cancel_superseded) "
+                            "WHERE id = $1 RETURNING " REPO_COLUMNS};
 constexpr Query kListRepos{"repo_list", "SELECT " REPO_COLUMNS " FROM repos ORDER BY id"};
 constexpr Query kGetRepo{"repo_get", "SELECT " REPO_COLUMNS " FROM repos WHERE id = $1"};
 constexpr Query kFindRepo{
@@ -32,6 +37,8 @@ Repo FromRow(const pqxx::row& r) {
   repo.html_url = r[4].as<std::string>();
   if (!r[5].is_null()) repo.webhook_secret_sealed = BytesOf(r[5]);
   repo.created_at = ToTime(r[6]);
+  repo.default_branch = r[7].as<std::string>();
+  repo.cancel_superseded = r[8].as<bool>();
   return repo;
 }
 
@@ -108,6 +115,24 @@ absl::StatusOr<Repo> RepoStore::FindByAny(const std::vector<std::string>& candid
   });
   if (!s.ok()) return s;
   if (!out) return absl::NotFoundError("no registered repository matches this payload");
+  return *out;
+}
+
+}  // namespace assay::store
+
+namespace assay::store {
+
+absl::StatusOr<Repo> RepoStore::Update(int64_t id, const RepoSettings& settings) {
+  std::optional<Repo> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto res = Exec(tx, c, kUpdateRepo,
+                    {id, Param::Opt(settings.default_branch),
+                     Param::Opt(settings.cancel_superseded)});
+    if (!res.empty()) out = FromRow(res[0]);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  if (!out) return absl::NotFoundError(absl::StrCat("repository ", id, " does not exist"));
   return *out;
 }
 

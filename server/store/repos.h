@@ -19,6 +19,14 @@ struct Repo {
   std::string html_url;
   std::string webhook_secret_sealed;  // AES-GCM sealed; empty when none
   absl::Time created_at;
+  std::string default_branch = "main";  // whose .assay.yml holds the schedules
+  bool cancel_superseded = false;       // a new push pipeline cancels older ones of its branch
+};
+
+// A change of a repository's settings; unset fields are left as they are.
+struct RepoSettings {
+  std::optional<std::string> default_branch;
+  std::optional<bool> cancel_superseded;
 };
 
 struct NewRepo {
@@ -36,6 +44,8 @@ class RepoStore {
   // The repo whose clone_url, html_url or name equals one of `candidates` (compared after
   // dropping a trailing ".git" and "/"). kNotFound when none does.
   absl::StatusOr<Repo> FindByAny(const std::vector<std::string>& candidates);
+  // Applies `settings` and returns the repository as it is now. kNotFound for an unknown id.
+  absl::StatusOr<Repo> Update(int64_t id, const RepoSettings& settings);
 
  private:
   Db* db_;

@@ -40,6 +40,10 @@ struct ForgeEvent {
   std::vector<std::string> changed_paths;
   bool deleted = false;
   std::string ignore_reason;  // set only when kind == "ignored"
+  // The repository's default branch when the payload names it (GitHub and Gitea:
+  // repository.default_branch; GitLab: project.default_branch), else "". Filled by
+  // ParseDelivery (forge.h) for every provider.
+  std::string default_branch;
 };
 
 }  // namespace assay::webhook

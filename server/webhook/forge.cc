@@ -5,6 +5,7 @@
 #include "server/webhook/gitea.h"
 #include "server/webhook/github.h"
 #include "server/webhook/gitlab.h"
+#include "server/webhook/payload_util.h"
 
 namespace assay::webhook {
 
@@ -38,10 +39,24 @@ absl::Status VerifyDelivery(std::string_view provider,
 
 absl::StatusOr<ForgeEvent> ParseDelivery(std::string_view provider, std::string_view event,
                                          std::string_view delivery, const std::string& body) {
-  if (provider == "github") return ParseGithubEvent(event, delivery, body);
-  if (provider == "gitlab") return ParseGitlabEvent(event, delivery, body);
-  if (provider == "gitea") return ParseGiteaEvent(event, delivery, body);
-  return absl::InvalidArgumentError(absl::StrCat("unknown provider '", std::string(provider), "'"));
+  absl::StatusOr<ForgeEvent> e;
+  if (provider == "github") {
+    e = ParseGithubEvent(event, delivery, body);
+  } else if (provider == "gitlab") {
+    e = ParseGitlabEvent(event, delivery, body);
+  } else if (provider == "gitea") {
+    e = ParseGiteaEvent(event, delivery, body);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown provider '", std::string(provider), "'"));
+  }
+  if (!e.ok()) return e;
+  if (auto payload = internal::ParseObject(body); payload.ok()) {
+    const boost::json::object* repo = internal::Obj(*payload, "repository");
+    if (provider == "gitlab") repo = internal::Obj(*payload, "project");
+    if (repo != nullptr) e->default_branch = internal::Str(*repo, "default_branch");
+  }
+  return e;
 }
 
 }  // namespace assay::webhook

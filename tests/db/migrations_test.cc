@@ -57,8 +57,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
 
   auto first = store::ApplyMigrations(c, store::EmbeddedMigrations());
   REQUIRE(first.ok());
-  CHECK(AllLedger().front() == std::vector<std::string>{"1", "0001_init.sql"});
-  CHECK(AllLedger().at(1) == std::vector<std::string>{"2", "0002_scheduling.sql"});
+  CHECK(AllLedger() ==
+        Rows{{"1", "0001_init.sql"}, {"2", "0002_scheduling.sql"}, {"3", "0003_triggers.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
                                           {"job_attempts"},
@@ -67,6 +67,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"log_chunks"},
                                           {"pipelines"},
                                           {"repos"},
+                                          {"schedules"},
                                           {"schema_migrations"},
                                           {"webhook_deliveries"}});
   CHECK(Query(tdb.dsn(), kLedger) == AllLedger());

@@ -74,4 +74,22 @@ absl::StatusOr<std::string> GitRepo::Commit(
   return std::string(absl::StripTrailingAsciiWhitespace(*sha));
 }
 
+absl::StatusOr<std::string> GitRepo::CommitOnRef(
+    const std::string& ref, const std::vector<std::pair<std::string, std::string>>& files) {
+  auto current = Git({"symbolic-ref", "--short", "HEAD"});
+  if (!current.ok()) return current.status();
+  const std::string back(absl::StripTrailingAsciiWhitespace(*current));
+  const std::string temp = "assay-test-ref-branch";
+  if (auto r = Git({"checkout", "--quiet", "-b", temp}); !r.ok()) return r.status();
+  auto sha = Commit(files, {}, "commit on " + ref);
+  if (!sha.ok()) return sha.status();
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"update-ref", ref, *sha},
+        std::vector<std::string>{"checkout", "--quiet", back},
+        std::vector<std::string>{"branch", "--quiet", "-D", temp}}) {
+    if (auto r = Git(args); !r.ok()) return r.status();
+  }
+  return sha;
+}
+
 }  // namespace assay::testing

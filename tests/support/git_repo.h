@@ -28,9 +28,18 @@ class GitRepo {
   // file:///<dir>, the URL the server and agents fetch from.
   std::string clone_url() const { return "file://" + dir_; }
 
+  // Runs `git ARGS...` in the repository (same isolated environment); its stdout, or kInternal
+  // with git's stderr.
+  absl::StatusOr<std::string> Git(const std::vector<std::string>& args) const;
+
+  // Commits `files` on a new branch made from the current commit, points `ref` (e.g.
+  // "refs/pull/7/head") at that commit, then returns to the previous branch and deletes the new
+  // one, so that only `ref` reaches the commit, as with a forge's pull-request refs.
+  absl::StatusOr<std::string> CommitOnRef(
+      const std::string& ref, const std::vector<std::pair<std::string, std::string>>& files);
+
  private:
   explicit GitRepo(std::string dir) : dir_(std::move(dir)) {}
-  absl::StatusOr<std::string> Git(const std::vector<std::string>& args) const;
 
   std::string dir_;
 };

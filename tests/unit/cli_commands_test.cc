@@ -1,6 +1,8 @@
 #include <unistd.h>
 
+#include <boost/json.hpp>
 #include <catch2/catch.hpp>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,10 +21,12 @@ struct Request {
   std::string body;
 };
 
-// Records every request and answers each with `response` (or `failure` when set).
+// Records every request and answers each with the next of `queued`, else `response` (or
+// `failure` when set).
 struct FakeServer {
   std::vector<Request> requests;
   HttpClientResponse response{200, "{}", {}};
+  std::deque<HttpClientResponse> queued;
   absl::Status failure;
 
   CliContext Context() {
@@ -33,6 +37,11 @@ struct FakeServer {
                            std::string_view body) -> absl::StatusOr<HttpClientResponse> {
       requests.push_back({std::string(method), std::string(url), headers, std::string(body)});
       if (!failure.ok()) return failure;
+      if (!queued.empty()) {
+        HttpClientResponse next = queued.front();
+        queued.pop_front();
+        return next;
+      }
       return response;
     };
     return context;
@@ -226,6 +235,91 @@ TEST_CASE("cancel posts to the pipeline") {
   CHECK(server.requests[0].body.empty());
 }
 
+constexpr char kRepos[] =
+    R"({"repos": [{"id": 3, "name": "acme/app"}, {"id": 12, "name": "7"}]})";
+
+TEST_CASE("run finds the repo by name, posts branch and inputs, prints the pipeline id") {
+  FakeServer server;
+  server.queued = {{200, kRepos, {}}, {201, R"({"id": 55, "state": "running"})", {}}};
+  Result result = RunCli(server, {"run", "acme/app", "--branch", "dev", "--input", "model=large",
+                                  "--input", "note=a=b", "--input=empty="});
+  CHECK(result.code == 0);
+  CHECK(result.out == "55\n");
+  CHECK(result.err.empty());
+  REQUIRE(server.requests.size() == 2);
+  CHECK(server.requests[0].method == "GET");
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/repos");
+  CHECK(server.requests[1].method == "POST");
+  CHECK(server.requests[1].url == "http://127.0.0.1:9/api/v1/repos/3/pipelines");
+  CHECK(boost::json::parse(server.requests[1].body) ==
+        boost::json::parse(R"({"branch": "dev",
+                               "inputs": {"model": "large", "note": "a=b", "empty": ""}})"));
+
+  // Without --branch the server picks the default branch; a numeric REPO that no repository
+  // is named after is an id; a name wins over an id.
+  server.queued = {{200, kRepos, {}}, {201, R"({"id": 56})", {}}};
+  CHECK(RunCli(server, {"run", "3"}).out == "56\n");
+  CHECK(server.requests.back().url == "http://127.0.0.1:9/api/v1/repos/3/pipelines");
+  CHECK(boost::json::parse(server.requests.back().body) == boost::json::parse(R"({"inputs": {}})"));
+  server.queued = {{200, kRepos, {}}, {201, R"({"id": 57})", {}}};
+  CHECK(RunCli(server, {"run", "7"}).out == "57\n");
+  CHECK(server.requests.back().url == "http://127.0.0.1:9/api/v1/repos/12/pipelines");
+
+  server.queued = {{200, kRepos, {}}};
+  Result missing = RunCli(server, {"run", "nope"});
+  CHECK(missing.code == 1);
+  CHECK(missing.err == "assay: no repository named 'nope'\n");
+
+  server.queued = {{200, kRepos, {}},
+                   {400,
+                    R"({"error": {"code": "invalid_argument", "message": "input 'n' is required"}})",
+                    {}}};
+  Result bad = RunCli(server, {"run", "acme/app"});
+  CHECK(bad.code == 1);
+  CHECK(bad.err == "assay: 400 invalid_argument: input 'n' is required\n");
+
+  const size_t before = server.requests.size();
+  Result usage = RunCli(server, {"run", "acme/app", "--input", "novalue"});
+  CHECK(usage.code == 2);
+  CHECK(usage.err ==
+        "assay: --input must be NAME=VALUE, got 'novalue'\nRun 'assay --help' for usage.\n");
+  CHECK(RunCli(server, {"run"}).err == "assay: 'assay run' needs a REPO\nRun 'assay --help' for usage.\n");
+  CHECK(RunCli(server, {"run", "a", "--branch", "x", "--branch", "y"}).err ==
+        "assay: option --branch given more than once\nRun 'assay --help' for usage.\n");
+  CHECK(server.requests.size() == before);
+}
+
+TEST_CASE("repo set patches the settings it is given") {
+  FakeServer server;
+  server.queued = {{200, kRepos, {}},
+                   {200, R"({"id": 3, "name": "acme/app", "default_branch": "trunk",
+                             "cancel_superseded": true})",
+                    {}}};
+  Result result = RunCli(server, {"repo", "set", "acme/app", "--default-branch", "trunk",
+                                  "--cancel-superseded", "true"});
+  CHECK(result.code == 0);
+  CHECK(result.out == "repo acme/app: default_branch=trunk cancel_superseded=true\n");
+  REQUIRE(server.requests.size() == 2);
+  CHECK(server.requests[1].method == "PATCH");
+  CHECK(server.requests[1].url == "http://127.0.0.1:9/api/v1/repos/3");
+  CHECK(boost::json::parse(server.requests[1].body) ==
+        boost::json::parse(R"({"default_branch": "trunk", "cancel_superseded": true})"));
+
+  server.queued = {{200, kRepos, {}}, {200, R"({"id": 3, "name": "acme/app"})", {}}};
+  RunCli(server, {"repo", "set", "acme/app", "--cancel-superseded=false"});
+  CHECK(boost::json::parse(server.requests.back().body) ==
+        boost::json::parse(R"({"cancel_superseded": false})"));
+
+  const size_t before = server.requests.size();
+  CHECK(RunCli(server, {"repo", "set", "acme/app"}).err ==
+        "assay: 'assay repo set' needs --default-branch or --cancel-superseded\n"
+        "Run 'assay --help' for usage.\n");
+  CHECK(RunCli(server, {"repo", "set", "acme/app", "--cancel-superseded", "yes"}).err ==
+        "assay: --cancel-superseded must be true or false, got 'yes'\n"
+        "Run 'assay --help' for usage.\n");
+  CHECK(server.requests.size() == before);
+}
+
 TEST_CASE("API errors print status, code and message, exit 1") {
   FakeServer server;
   server.response = {404, R"({"error": {"code": "not_found", "message": "no pipeline 9"}})", {}};
@@ -308,7 +402,7 @@ TEST_CASE("usage: --help, no command, unknown command and bad options exit 2") {
   Result repo = RunCli(server, {"repo", "remove"});
   CHECK(repo.code == 2);
   CHECK(repo.err ==
-        "assay: unknown subcommand 'repo remove' (expected add or list)\n"
+        "assay: unknown subcommand 'repo remove' (expected add, list or set)\n"
         "Run 'assay --help' for usage.\n");
   CHECK(server.requests.empty());
 }

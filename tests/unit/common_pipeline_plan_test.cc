@@ -227,3 +227,88 @@ TEST_CASE("plan: errors") {
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+std::string PrWhy(const PipelineSpec& spec, const std::string& base, const std::string& type) {
+  std::string why = "unset";
+  if (TriggersPullRequest(spec, base, type, &why)) {
+    CHECK(why == "unset");
+    return "";
+  }
+  return why;
+}
+
+TEST_CASE("pull_request triggers: base-branch filters and types", "[triggers]") {
+  const PipelineSpec none = Spec("jobs: {a: {steps: [x]}}\n");
+  CHECK(PrWhy(none, "main", "opened") == "the pipeline has no on.pull_request trigger");
+
+  const PipelineSpec any = Spec("on:\n  pull_request:\njobs: {a: {steps: [x]}}\n");
+  CHECK(PrWhy(any, "main", "opened") == "");
+  CHECK(PrWhy(any, "anything", "synchronize") == "");
+  CHECK(PrWhy(any, "main", "reopened") == "");
+  CHECK(PrWhy(any, "main", "closed") == "on.pull_request.types does not include 'closed'");
+
+  const PipelineSpec filtered = Spec(
+      "on:\n  pull_request: {branches: [main, 'release/**', '!release/old'], types: [opened]}\n"
+      "jobs: {a: {steps: [x]}}\n");
+  CHECK(PrWhy(filtered, "main", "opened") == "");
+  CHECK(PrWhy(filtered, "release/1.2", "opened") == "");
+  CHECK(PrWhy(filtered, "dev", "opened") ==
+        "on.pull_request.branches does not match base branch 'dev'");
+  CHECK(PrWhy(filtered, "release/old", "opened") ==
+        "on.pull_request.branches does not match base branch 'release/old'");
+  CHECK(PrWhy(filtered, "main", "synchronize") ==
+        "on.pull_request.types does not include 'synchronize'");
+  CHECK(TriggersPullRequest(filtered, "dev", "opened", nullptr) == false);
+}
+
+constexpr char kManual[] = R"(on:
+  manual:
+    inputs:
+      model: {type: choice, options: [small, large], default: small}
+      steps: {type: number, required: true}
+      dry: {type: boolean, default: false}
+      note:
+      tag: {required: true, default: v0}
+jobs: {a: {steps: [x]}}
+)";
+
+TEST_CASE("manual inputs: defaults, types and exact errors", "[triggers]") {
+  const ManualTrigger manual = *Spec(kManual).on.manual;
+  using Map = std::map<std::string, std::string>;
+  auto ok = ResolveManualInputs(manual, {{"steps", "12"}});
+  REQUIRE(ok.ok());
+  CHECK(*ok == Map{{"model", "small"}, {"steps", "12"}, {"dry", "false"}, {"note", ""},
+                   {"tag", "v0"}});
+  ok = ResolveManualInputs(manual, {{"steps", "-1.5"}, {"model", "large"}, {"dry", "true"},
+                                    {"note", "hi there"}, {"tag", "v2"}});
+  REQUIRE(ok.ok());
+  CHECK(*ok == Map{{"model", "large"}, {"steps", "-1.5"}, {"dry", "true"}, {"note", "hi there"},
+                   {"tag", "v2"}});
+
+  auto Error = [&](const Map& given) {
+    auto r = ResolveManualInputs(manual, given);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
+    return std::string(r.status().message());
+  };
+  CHECK(Error({{"steps", "1"}, {"colour", "red"}}) ==
+        "input 'colour' is not defined in on.manual.inputs");
+  CHECK(Error({}) == "input 'steps' is required");
+  CHECK(Error({{"steps", "ten"}}) == "input 'steps' must be a number, got 'ten'");
+  CHECK(Error({{"steps", "1"}, {"dry", "yes"}}) ==
+        "input 'dry' must be a boolean (true or false), got 'yes'");
+  CHECK(Error({{"steps", "1"}, {"model", "huge"}}) ==
+        "input 'model' must be one of small, large, got 'huge'");
+}
+
+TEST_CASE("manual inputs: environment variable names", "[triggers]") {
+  CHECK(InputEnvName("model") == "ASSAY_INPUT_MODEL");
+  CHECK(InputEnvName("model-size") == "ASSAY_INPUT_MODEL_SIZE");
+  CHECK(InputEnvName("a.b_C9") == "ASSAY_INPUT_A_B_C9");
+}
+
+}  // namespace
+}  // namespace assay

@@ -21,9 +21,11 @@ TEST_CASE("planner: keys the server does not act on yet are refused by name", "[
         "");
   CHECK(UnsupportedFeature(Parse("on:\n  push:\n    branches: [main]\njobs:\n  a:\n"
                                  "    steps: [echo]\n")) == "");
-  CHECK(UnsupportedFeature(Parse("on:\n  schedule: [{cron: '0 3 1 * *', branch: main}]\njobs:\n"
-                                 "  a:\n    steps: [echo]\n")) ==
-        ".assay.yml:1: on.schedule: parsed and valid, but this server does not act on it yet");
+  // The server acts on every trigger.
+  CHECK(UnsupportedFeature(Parse("on:\n  schedule: [{cron: '0 3 1 * *', branch: main}]\n"
+                                 "  pull_request: {branches: [main]}\n"
+                                 "  manual: {inputs: {n: {type: number}}}\njobs:\n"
+                                 "  a:\n    steps: [echo]\n")) == "");
   CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    retry: 2\n    allow_failure: true\n"
                                  "    concurrency: {group: deploy}\n    steps: [echo]\n")) == "");
 }
@@ -88,6 +90,37 @@ TEST_CASE("planner: job rows carry priority, steps, env and timeout", "[planner]
   CHECK(jobs[0].priority == -3);
   CHECK(boost::json::parse(jobs[0].spec_json) ==
         boost::json::parse(R"({"steps":[{"name":"s","run":"make"}],"env":{"K":"v"},"timeout_s":90})"));
+}
+
+TEST_CASE("planner: manual inputs reach each job's env; untrusted pipelines are marked",
+          "[planner][triggers]") {
+  ExprContext ctx;
+  ctx.event = "manual";
+  ctx.inputs = {{"model-size", "large"}, {"K", "from input"}};
+  PipelineContext pc;
+  pc.inputs = ctx.inputs;
+  pc.trusted = false;
+  auto jobs = JobsFromPlan(
+      *PlanJobs(Parse("jobs:\n  a:\n    env: {K: own}\n    steps: ['echo ${{ inputs.K }}']\n"),
+                ctx),
+      pc);
+  REQUIRE(jobs.size() == 1);
+  CHECK(boost::json::parse(jobs[0].spec_json) ==
+        boost::json::parse(R"({"steps":[{"name":"step 1","run":"echo from input"}],
+                               "env":{"ASSAY_INPUT_MODEL_SIZE":"large","ASSAY_INPUT_K":"from input",
+                                      "K":"own"},
+                               "timeout_s":3600,"trusted":false})"));
+}
+
+TEST_CASE("planner: forge pull request actions map to on.pull_request types", "[planner][triggers]") {
+  CHECK(PullRequestType("opened") == "opened");          // GitHub, Gitea
+  CHECK(PullRequestType("synchronize") == "synchronize");  // GitHub
+  CHECK(PullRequestType("synchronized") == "synchronize");  // Gitea
+  CHECK(PullRequestType("reopened") == "reopened");
+  CHECK(PullRequestType("open") == "opened");  // GitLab
+  CHECK(PullRequestType("update") == "synchronize");
+  CHECK(PullRequestType("reopen") == "reopened");
+  CHECK(PullRequestType("close") == "closed");
 }
 
 }  // namespace
