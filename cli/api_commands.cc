@@ -217,4 +217,35 @@ int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out,
   return kExitOk;
 }
 
+int CancelJob(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err) {
+  std::optional<std::string> body =
+      api.Call("POST", absl::StrCat("/api/v1/jobs/", UrlEscape(id), "/cancel"), "",
+               "application/json", err);
+  if (!body) return kExitFailure;
+  out << "cancel requested for job " << id << "\n";
+  return kExitOk;
+}
+
+int ListQueue(const ApiClient& api, std::optional<int> limit, std::ostream& out,
+              std::ostream& err) {
+  std::string path = "/api/v1/queue";
+  if (limit) absl::StrAppend(&path, "?limit=", *limit);
+  std::optional<json::value> reply = api.CallJson("GET", path, "", err);
+  if (!reply) return kExitFailure;
+  const json::array* jobs = ListIn(*reply, "jobs", err);
+  if (jobs == nullptr) return kExitFailure;
+  if (jobs->empty()) {
+    out << "queue is empty\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : *jobs) {
+    const json::object* j = AsObject(&item);
+    rows.push_back({Field(j, "id"), Field(j, "state"), Field(j, "priority"), Field(j, "repo"),
+                    Field(j, "pipeline_id"), Field(j, "name"), Field(j, "waiting")});
+  }
+  WriteTable(out, {"JOB", "STATE", "PRIO", "REPO", "PIPELINE", "NAME", "WAITING"}, rows);
+  return kExitOk;
+}
+
 }  // namespace assay::cli

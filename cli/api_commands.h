@@ -66,4 +66,12 @@ int RunPipeline(const ApiClient& api, const RunOptions& options, std::ostream& o
 // POST /api/v1/pipelines/ID/cancel; prints "cancel requested for pipeline ID".
 int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
 
+// POST /api/v1/jobs/ID/cancel; prints "cancel requested for job ID".
+int CancelJob(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
+
+// GET /api/v1/queue[?limit=N]; prints a table JOB STATE PRIO REPO PIPELINE NAME WAITING
+// ("queue is empty" when nothing waits).
+int ListQueue(const ApiClient& api, std::optional<int> limit, std::ostream& out,
+              std::ostream& err);
+
 }  // namespace assay::cli

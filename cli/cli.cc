@@ -39,6 +39,8 @@ Commands:
   pipeline ID                 show a pipeline and its jobs
   logs JOB_ID                 print a job's log
   cancel PIPELINE_ID          cancel a pipeline
+  cancel --job JOB_ID         cancel one job (its dependents are skipped)
+  queue [--limit N]           list waiting jobs and why each one waits
 
 Global options (anywhere on the line):
   --server URL   server address (default: $ASSAY_SERVER, else http://127.0.0.1:8080)
@@ -49,7 +51,7 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
 constexpr std::string_view kCommands[] = {"lint", "repo",   "pipelines", "pipeline",
-                                          "logs", "cancel", "run"};
+                                          "logs", "cancel", "run",  "queue"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -271,8 +273,26 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
     return RunPipeline(api, run, out, err);
   }
   if (command == "cancel") {
-    if (auto error = check("cancel", {}, 1, 1, 1, "a PIPELINE_ID")) return *error;
+    if (auto error = Options::Check(line, "cancel", {"--job"}, options)) return *error;
+    if (std::optional<std::string> job = options.Get("--job")) {
+      if (auto error = ExpectPositionals(line, "cancel", 1, 0, 0, "")) return *error;
+      return CancelJob(api, *job, out, err);
+    }
+    if (auto error = ExpectPositionals(line, "cancel", 1, 1, 1, "a PIPELINE_ID")) return *error;
     return CancelPipeline(api, line.positional[1], out, err);
+  }
+  if (command == "queue") {
+    if (auto error = check("queue", {"--limit"}, 1, 0, 0, "")) return *error;
+    std::optional<int> limit;
+    if (std::optional<std::string> text = options.Get("--limit")) {
+      int value = 0;
+      const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+      if (ec != std::errc() || end != text->data() + text->size() || value <= 0) {
+        return UsageError{absl::StrCat("--limit must be a positive integer, got '", *text, "'")};
+      }
+      limit = value;
+    }
+    return ListQueue(api, limit, out, err);
   }
   const std::string suggestion = ClosestMatch(command, kCommands);
   return UsageError{

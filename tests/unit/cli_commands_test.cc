@@ -235,6 +235,44 @@ TEST_CASE("cancel posts to the pipeline") {
   CHECK(server.requests[0].body.empty());
 }
 
+TEST_CASE("cancel --job posts to the job; it takes no PIPELINE_ID beside it") {
+  FakeServer server;
+  server.response = {200, R"({"id": 7, "state": "canceled"})", {}};
+  Result result = RunCli(server, {"cancel", "--job", "7"});
+  CHECK(result.code == 0);
+  CHECK(result.out == "cancel requested for job 7\n");
+  REQUIRE(server.requests.size() == 1);
+  CHECK(server.requests[0].method == "POST");
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/jobs/7/cancel");
+  Result both = RunCli(server, {"cancel", "--job", "7", "42"});
+  CHECK(both.code == 2);
+  CHECK(server.requests.size() == 1);
+}
+
+TEST_CASE("queue prints waiting jobs with their reason") {
+  FakeServer server;
+  server.response = {200,
+                     R"j({"jobs": [
+                       {"id": 12, "state": "queued", "priority": 5, "repo": "acme/app",
+                        "pipeline_id": 4, "name": "train",
+                        "waiting": "no agent has 2 free GPUs: 1 agent carries label gpu, most free GPUs on one agent is 1"},
+                       {"id": 13, "state": "pending", "priority": 0, "repo": "acme/app",
+                        "pipeline_id": 4, "name": "eval",
+                        "waiting": "waiting for the jobs it needs: train (queued)"}]})j",
+                     {}};
+  Result result = RunCli(server, {"queue", "--limit", "50"});
+  CHECK(result.code == 0);
+  CHECK(server.requests.at(0).url == "http://127.0.0.1:9/api/v1/queue?limit=50");
+  CHECK(result.out ==
+        "JOB  STATE    PRIO  REPO      PIPELINE  NAME   WAITING\n"
+        "12   queued   5     acme/app  4         train  no agent has 2 free GPUs: 1 agent carries "
+        "label gpu, most free GPUs on one agent is 1\n"
+        "13   pending  0     acme/app  4         eval   waiting for the jobs it needs: train "
+        "(queued)\n");
+  server.response = {200, R"({"jobs": []})", {}};
+  CHECK(RunCli(server, {"queue"}).out == "queue is empty\n");
+}
+
 constexpr char kRepos[] =
     R"({"repos": [{"id": 3, "name": "acme/app"}, {"id": 12, "name": "7"}]})";
 
