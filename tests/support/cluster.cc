@@ -72,6 +72,7 @@ Cluster::Cluster(ClusterOptions options)
 Cluster::~Cluster() {
   // Agents first: a stopping agent still reports to the server.
   for (auto it = agents_.rbegin(); it != agents_.rend(); ++it) it->second->Stop();
+  for (auto& r : replicas_) r.process->Stop();
   if (server_) server_->Stop();
   if (const char* keep = std::getenv("ASSAY_E2E_KEEP"); keep == nullptr || *keep != '1') {
     std::error_code ec;
@@ -139,6 +140,64 @@ absl::Status Cluster::StartServerOnce() {
   }
   return absl::UnavailableError(
       absl::StrCat("assay-server not healthy after 30s (last: ", last, "):\n", server_->LogTail()));
+}
+
+absl::StatusOr<int> Cluster::StartReplica() {
+  if (server_ == nullptr) return absl::FailedPreconditionError("StartReplica: start the server first");
+  const int index = static_cast<int>(replicas_.size());
+  const std::string data = absl::StrCat(dir_, "/replica-", index, "-data");
+  std::error_code ec;
+  std::filesystem::create_directories(data, ec);
+  std::filesystem::copy_file(dir_ + "/server-data/secret.key", data + "/secret.key", ec);
+  if (ec) return absl::InternalError(absl::StrCat("StartReplica: copying the key: ", ec.message()));
+  absl::Status last = absl::UnavailableError("no free ports");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Replica r;
+    r.http_port = FreePort();
+    r.grpc_port = FreePort();
+    if (r.http_port == 0 || r.grpc_port == 0 || r.http_port == r.grpc_port) continue;
+    // clang-format off
+    std::vector<std::string> argv = {
+        Binary("server/assay-server"),
+        "--http-listen", absl::StrCat("127.0.0.1:", r.http_port),
+        "--grpc-listen", absl::StrCat("127.0.0.1:", r.grpc_port),
+        "--database-url", db_.dsn(),
+        "--data-dir", data,
+        "--admin-token", kAdminToken,
+        "--agent-token", kAgentToken};
+    // clang-format on
+    argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
+    auto p = Process::Start(argv, absl::StrCat(dir_, "/replica-", index, "-", attempt, ".log"), {},
+                            DroppedEnv());
+    if (!p.ok()) return p.status();
+    r.process = std::move(*p);
+    const std::string url = absl::StrCat("http://127.0.0.1:", r.http_port);
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    bool healthy = false;
+    while (absl::Now() < deadline && !r.process->Exited()) {
+      auto h = HttpFetch("GET", url + "/healthz", {}, {}, absl::Seconds(5));
+      if (h.ok() && h->status == 200) {
+        healthy = true;
+        break;
+      }
+      absl::SleepFor(kPoll);
+    }
+    if (healthy) {
+      replicas_.push_back(std::move(r));
+      return index;
+    }
+    last = absl::UnavailableError(absl::StrCat("replica not healthy:\n", r.process->LogTail()));
+    r.process->Stop();
+  }
+  return last;
+}
+
+std::string Cluster::replica_http_url(int i) const {
+  return absl::StrCat("http://127.0.0.1:", replicas_.at(i).http_port);
+}
+
+std::string Cluster::replica_grpc_address(int i) const {
+  return absl::StrCat("127.0.0.1:", replicas_.at(i).grpc_port);
 }
 
 absl::Status Cluster::StopServer(int sig) {
@@ -386,6 +445,10 @@ std::string Cluster::LogTails() const {
   }
   if (server_) {
     absl::StrAppend(&out, "--- ", server_->log_path(), " (tail) ---\n", server_->LogTail(), "\n");
+  }
+  for (const auto& r : replicas_) {
+    absl::StrAppend(&out, "--- ", r.process->log_path(), " (tail) ---\n", r.process->LogTail(),
+                    "\n");
   }
   for (const auto& [name, p] : agents_) {
     absl::StrAppend(&out, "--- ", p->log_path(), " (tail) ---\n", p->LogTail(), "\n");

@@ -66,6 +66,13 @@ class Cluster {
   absl::Status StopServer(int sig = SIGTERM);
   Process* server() { return server_.get(); }
 
+  // Another assay-server on the same database (a replica): new free ports, its own data dir
+  // with a copy of the first server's secret key (replicas must share it), the same flags.
+  // Waits until it is healthy. Returns its index (0 for the first replica).
+  absl::StatusOr<int> StartReplica();
+  std::string replica_http_url(int i) const;
+  std::string replica_grpc_address(int i) const;
+
   // Starts `assay-agent --name NAME` against this server with its own work dir under dir(), 1 slot
   // unless `extra_flags` says otherwise (later flags win). Does not wait for it to connect: see
   // WaitForAgents.
@@ -146,6 +153,11 @@ class Cluster {
   int server_starts_ = 0;
   std::unique_ptr<Process> server_;
   std::vector<std::unique_ptr<Process>> old_servers_;  // stopped ones, kept for their logs
+  struct Replica {
+    int http_port = 0, grpc_port = 0;
+    std::unique_ptr<Process> process;
+  };
+  std::vector<Replica> replicas_;
   std::vector<std::pair<std::string, std::unique_ptr<Process>>> agents_;  // name, process
 };
 
