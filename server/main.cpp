@@ -1,4 +1,5 @@
 // assay-server: flags → ServerOptions → AssayServer, until SIGINT/SIGTERM.
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -19,6 +20,10 @@ int main(int argc, char** argv) {
       {"heartbeat-interval", "5s", "how often agents send heartbeats"},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB"},
       {"log-level", "info", "debug, info, warn or error"},
+      {"public-url", "", "this server's address as users reach it (commit status links)"},
+      {"commit-status-ca-file", "", "PEM file of extra CAs trusted for https forge APIs"},
+      {"commit-status-attempts", "6", "tries per commit status (5xx, 429, network errors)"},
+      {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)"},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
   if (!cfg.ok()) {
@@ -41,7 +46,10 @@ int main(int argc, char** argv) {
   auto lease = cfg->GetDuration("lease");
   auto hb = cfg->GetDuration("heartbeat-interval");
   auto limit = cfg->GetInt("body-limit-mb");
-  for (const absl::Status& s : {lease.status(), hb.status(), limit.status()}) {
+  auto cs_attempts = cfg->GetInt("commit-status-attempts");
+  auto cs_backoff = cfg->GetDuration("commit-status-backoff");
+  for (const absl::Status& s : {lease.status(), hb.status(), limit.status(),
+                                cs_attempts.status(), cs_backoff.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -50,6 +58,10 @@ int main(int argc, char** argv) {
   o.lease = *lease;
   o.heartbeat_interval = *hb;
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
+  o.public_url = cfg->Get("public-url");
+  o.commit_status_ca_file = cfg->Get("commit-status-ca-file");
+  o.commit_status_attempts = static_cast<int>(std::clamp<int64_t>(*cs_attempts, -1, 1000));
+  o.commit_status_backoff = *cs_backoff;
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

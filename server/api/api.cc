@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "server/api/commit_status_api.h"
 #include "server/http/json_util.h"
 #include "server/webhook/forge.h"
 
@@ -29,6 +30,7 @@ json::object RepoJson(const store::Repo& r) {
           {"clone_url", r.clone_url},
           {"html_url", r.html_url.empty() ? json::value(nullptr) : json::value(r.html_url)},
           {"has_webhook_secret", !r.webhook_secret_sealed.empty()},
+          {"commit_status", CommitStatusJson(r)},
           {"created_at", TimeJson(r.created_at)}};
 }
 
@@ -272,6 +274,12 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
                json::array a;
                for (const auto& r : *repos) a.push_back(RepoJson(r));
                return JsonResponse(200, {{"repos", std::move(a)}});
+             }));
+  router.Add("PUT", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
+               return PutCommitStatus(d, req, RepoJson);
+             }));
+  router.Add("DELETE", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
+               return DeleteCommitStatus(d, req, RepoJson);
              }));
   router.Add("GET", "/api/v1/pipelines", Authed(d, [&d](Request& req) {
                int64_t limit = 50;

@@ -19,6 +19,19 @@ struct Repo {
   std::string html_url;
   std::string webhook_secret_sealed;  // AES-GCM sealed; empty when none
   absl::Time created_at;
+  // Commit statuses (migration 0004): on when status_api_url is non-empty.
+  std::string status_api_url;
+  std::string status_token_sealed;  // AES-GCM sealed; empty when off
+  std::string status_repository;    // the forge's name for the repo; empty: `name`
+  std::string status_context;       // empty: "assay"
+};
+
+// Where and how to report commit statuses for one repository.
+struct CommitStatusSettings {
+  std::string api_url;       // non-empty
+  std::string token_sealed;  // non-empty, AES-GCM sealed
+  std::string repository;    // empty: the repo's name
+  std::string context;       // empty: "assay"
 };
 
 struct NewRepo {
@@ -36,6 +49,9 @@ class RepoStore {
   // The repo whose clone_url, html_url or name equals one of `candidates` (compared after
   // dropping a trailing ".git" and "/"). kNotFound when none does.
   absl::StatusOr<Repo> FindByAny(const std::vector<std::string>& candidates);
+  // Turns commit statuses on (or replaces their settings); nullopt turns them off.
+  // kNotFound when the repository does not exist. Returns the updated repo.
+  absl::StatusOr<Repo> SetCommitStatus(int64_t id, const std::optional<CommitStatusSettings>& s);
 
  private:
   Db* db_;

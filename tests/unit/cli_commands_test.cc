@@ -308,7 +308,7 @@ TEST_CASE("usage: --help, no command, unknown command and bad options exit 2") {
   Result repo = RunCli(server, {"repo", "remove"});
   CHECK(repo.code == 2);
   CHECK(repo.err ==
-        "assay: unknown subcommand 'repo remove' (expected add or list)\n"
+        "assay: unknown subcommand 'repo remove' (expected add, list or commit-status)\n"
         "Run 'assay --help' for usage.\n");
   CHECK(server.requests.empty());
 }
