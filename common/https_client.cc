@@ -99,12 +99,20 @@ absl::StatusOr<HttpClientResponse> HttpsFetch(
   ex.parser->header_limit(http_internal::kMaxResponseHeader);
   if (method == "HEAD") ex.parser->skip(true);
 
-  // Hostname verification (DNS name or IP address), and SNI for names only (RFC 6066 forbids
-  // IP literals there).
-  ex.stream.set_verify_callback(ssl::host_name_verification(prepared.host));
+  // Hostname verification by OpenSSL itself (so that a mismatch shows as "hostname mismatch" or
+  // "IP address mismatch"), and SNI for names only (RFC 6066 forbids IP literals there).
+  SSL* ssl_handle = ex.stream.native_handle();
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
   net::ip::make_address(prepared.host, ec);
-  if (ec) {  // a name, not an IP literal
-    if (SSL_set_tlsext_host_name(ex.stream.native_handle(), prepared.host.c_str()) != 1) {
+  if (!ec) {
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, prepared.host.c_str()) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": cannot verify the certificate for '", prepared.host, "'"));
+    }
+  } else {
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (SSL_set1_host(ssl_handle, prepared.host.c_str()) != 1 ||
+        SSL_set_tlsext_host_name(ssl_handle, prepared.host.c_str()) != 1) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, ": cannot use '", prepared.host, "' as the TLS server name"));
     }

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "server/forge/commit_status.h"
+#include "common/https_client.h"
 #include "server/http/http_server.h"
+#include "tests/unit/tls_test_server.h"
 
 namespace assay::forge {
 namespace {
@@ -275,6 +277,53 @@ TEST_CASE("notifier: Post returns while the forge is slow", "[unit][forge]") {
   REQUIRE(reqs.size() == 2);
   CHECK(reqs[0].body.find("\"state\":\"success\"") != std::string::npos);
   CHECK(reqs[1].body.find("\"state\":\"failure\"") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace assay::forge
+
+namespace assay::forge {
+namespace {
+
+// The transport the server uses: FetchHttpOrHttps with an extra CA file.
+CommitStatusNotifier::Transport TlsTransport(const std::string& ca_file) {
+  return [ca_file](const StatusRequest& r, absl::Duration timeout) {
+    return FetchHttpOrHttps(r.method, r.url, r.headers, r.body, timeout, {ca_file});
+  };
+}
+
+TEST_CASE("notifier over https: trusted with the CA file; an untrusted certificate is retried, "
+          "then given up",
+          "[unit][forge][https]") {
+  const tls_test::Certs& certs = tls_test::TestCerts();
+  {
+    tls_test::TlsServer server(certs.path("leaf.pem"), certs.path("leaf.key"));
+    auto o = FastOptions();
+    o.transport = TlsTransport(certs.path("ca.pem"));
+    CommitStatusNotifier n(o);
+    auto s = Status("github", "https://localhost:" + std::to_string(server.port()));
+    n.Post(s);
+    n.Stop(absl::Seconds(30));
+    CHECK(n.stats().delivered == 1);
+    auto seen = server.seen();
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].target == "/repos/octo/hello/statuses/" + kSha);
+    CHECK(seen[0].body == BuildStatusRequest(s)->body);
+  }
+  {
+    tls_test::TlsServer server(certs.path("self.pem"), certs.path("self.key"));
+    auto o = FastOptions();
+    o.max_attempts = 3;
+    o.transport = TlsTransport(certs.path("ca.pem"));
+    CommitStatusNotifier n(o);
+    n.Post(Status("gitea", "https://localhost:" + std::to_string(server.port())));
+    n.Stop(absl::Seconds(30));
+    auto st = n.stats();
+    CHECK(st.failed == 1);
+    CHECK(st.retries == 2);
+    CHECK(st.delivered == 0);
+    CHECK(server.seen().empty());
+  }
 }
 
 }  // namespace
