@@ -36,14 +36,29 @@ const char* kTables =
     "ORDER BY table_name";
 const char* kLedger = "SELECT version, name FROM schema_migrations ORDER BY version";
 
-TEST_CASE("migrations: an empty database gets version 1 once", "[db]") {
+// Every embedded migration's version, and the ledger rows they leave.
+std::vector<int> AllVersions() {
+  std::vector<int> v;
+  for (const auto& m : store::EmbeddedMigrations()) v.push_back(m.version);
+  return v;
+}
+Rows AllLedger() {
+  Rows r;
+  for (const auto& m : store::EmbeddedMigrations()) {
+    r.push_back({std::to_string(m.version), std::string(m.name)});
+  }
+  return r;
+}
+
+TEST_CASE("migrations: an empty database gets every version once", "[db]") {
   testing::TestDatabase tdb(false);
   REQUIRE(Query(tdb.dsn(), kTables).empty());
   pqxx::connection c(tdb.dsn());
 
   auto first = store::ApplyMigrations(c, store::EmbeddedMigrations());
   REQUIRE(first.ok());
-  CHECK(*first == std::vector<int>{1});
+  CHECK(AllVersions().front() == 1);
+  CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
                                           {"job_attempts"},
                                           {"job_needs"},
@@ -53,12 +68,12 @@ TEST_CASE("migrations: an empty database gets version 1 once", "[db]") {
                                           {"repos"},
                                           {"schema_migrations"},
                                           {"webhook_deliveries"}});
-  CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+  CHECK(Query(tdb.dsn(), kLedger) == AllLedger());
 
   auto again = store::ApplyMigrations(c, store::EmbeddedMigrations());
   REQUIRE(again.ok());
   CHECK(again->empty());
-  CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+  CHECK(Query(tdb.dsn(), kLedger) == AllLedger());
 }
 
 TEST_CASE("migrations: two servers starting at once apply each migration exactly once", "[db]") {
@@ -81,28 +96,28 @@ TEST_CASE("migrations: two servers starting at once apply each migration exactly
     REQUIRE(r2.ok());
     std::vector<std::vector<int>> got{*r1, *r2};
     std::sort(got.begin(), got.end());
-    CHECK(got == std::vector<std::vector<int>>{{}, {1}});
-    CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+    CHECK(got == std::vector<std::vector<int>>{{}, AllVersions()});
+    CHECK(Query(tdb.dsn(), kLedger) == AllLedger());
   }
 }
 
 TEST_CASE("migrations: a failing migration changes nothing and is named", "[db]") {
   const store::Migration broken{
-      2, "0002_broken.sql",
+      999, "0999_broken.sql",
       "CREATE TABLE half_done (id integer PRIMARY KEY);\n"
       "ALTER TABLE jobs ADD COLUMN half_column integer;\n"
       "SELECT no_such_function();\n"};
 
-  SECTION("on top of version 1") {
+  SECTION("on top of the embedded migrations") {
     testing::TestDatabase tdb(true);
     pqxx::connection c(tdb.dsn());
     std::vector<store::Migration> all = store::EmbeddedMigrations();
     all.push_back(broken);
     auto r = store::ApplyMigrations(c, all);
     REQUIRE(r.status().code() == absl::StatusCode::kFailedPrecondition);
-    CHECK(absl::StartsWith(r.status().message(), "migration 0002_broken.sql failed: "));
+    CHECK(absl::StartsWith(r.status().message(), "migration 0999_broken.sql failed: "));
     CHECK(absl::StrContains(r.status().message(), "function no_such_function() does not exist"));
-    CHECK(Query(tdb.dsn(), kLedger) == Rows{{"1", "0001_init.sql"}});
+    CHECK(Query(tdb.dsn(), kLedger) == AllLedger());
     CHECK(Query(tdb.dsn(), "SELECT to_regclass('half_done') IS NULL") == Rows{{"t"}});
     CHECK(Query(tdb.dsn(),
                 "SELECT count(*) FROM information_schema.columns WHERE table_name = 'jobs' AND "
@@ -113,14 +128,14 @@ TEST_CASE("migrations: a failing migration changes nothing and is named", "[db]"
     CHECK(ok->empty());
   }
 
-  SECTION("from an empty database: version 1 is rolled back with it") {
+  SECTION("from an empty database: the embedded migrations are rolled back with it") {
     testing::TestDatabase tdb(false);
     pqxx::connection c(tdb.dsn());
     std::vector<store::Migration> all = store::EmbeddedMigrations();
     all.push_back(broken);
     auto r = store::ApplyMigrations(c, all);
     REQUIRE(r.status().code() == absl::StatusCode::kFailedPrecondition);
-    CHECK(absl::StartsWith(r.status().message(), "migration 0002_broken.sql failed: "));
+    CHECK(absl::StartsWith(r.status().message(), "migration 0999_broken.sql failed: "));
     CHECK(Query(tdb.dsn(), kTables).empty());
   }
 }
