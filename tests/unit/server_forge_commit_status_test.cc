@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "server/forge/commit_status.h"
-#include "server/forge/status_reporter.h"
 #include "common/crypto.h"
 #include "common/https_client.h"
+#include "server/forge/commit_status.h"
+#include "server/forge/status_reporter.h"
 #include "server/http/http_server.h"
 #include "tests/unit/tls_test_server.h"
 
