@@ -12,6 +12,7 @@
 #include "common/crypto.h"
 #include "server/http/http_server.h"
 #include "tests/e2e/e2e.h"
+#include "tests/unit/tls_test_server.h"
 
 namespace assay::e2e {
 namespace {
@@ -347,6 +348,50 @@ TEST_CASE("commit status: with the forge down the pipeline still finishes and th
       "delivery-2");
   CHECK(JsonString(MUST(c.WaitForPipelineDone(pid2)), "state") == "succeeded");
   CHECK_FALSE(absl::StrContains(ServerLogs(c), "unreachable-forge-token"));
+}
+
+TEST_CASE("commit status: an https forge with a private CA, trusted through "
+          "--commit-status-ca-file",
+          "[e2e][commit-status]") {
+  const tls_test::Certs& certs = tls_test::TestCerts();
+  tls_test::TlsServer forge(certs.path("leaf.pem"), certs.path("leaf.key"));
+  Cluster c(Options({"--commit-status-ca-file", certs.path("ca.pem")}));
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  json::object repos = MUST(c.ApiObject("GET", "/api/v1/repos"));
+  const std::string api_url = absl::StrCat("https://localhost:", forge.port(), "/api/v3");
+  PutCommitStatus(c, repos.at("repos").as_array().at(0).as_object().at("id").as_int64(),
+                  {{"api_url", api_url}, {"token", "ghe-token"}});
+  MUST(c.StartAgent("a1"));
+  int64_t pid = PushFiles(
+      c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo fine\n"}});
+  json::object p = MUST(c.WaitForPipelineDone(pid));
+  CHECK(JsonString(p, "state") == "succeeded");
+  // The final status arrives over TLS (a pending one may come first, if it was claimed in time).
+  MUST(c.WaitUntil("the success status over https", [&](std::string& seen) {
+    auto got = forge.seen();
+    seen = got.empty() ? "nothing" : got.back().body;
+    return !got.empty() && absl::StrContains(got.back().body, "\"state\":\"success\"");
+  }));
+  auto got = forge.seen();
+  CHECK(got.back().sni == "localhost");
+  CHECK(got.back().method == "POST");
+  CHECK(got.back().target ==
+        "/api/v3/repos/acme/app/statuses/" + JsonString(p, "commit_sha"));
+  CHECK(json::parse(got.back().body) ==
+        json::value({{"state", "success"},
+                     {"description", absl::StrCat("Assay: pipeline ", pid, " succeeded")},
+                     {"context", "assay"}}));
+}
+
+TEST_CASE("commit status: the server refuses to start with an unreadable CA file",
+          "[e2e][commit-status]") {
+  Cluster c(Options({"--commit-status-ca-file", "/nonexistent/ca.pem"}));
+  absl::Status s = c.StartServer();
+  CHECK_FALSE(s.ok());
+  CHECK(absl::StrContains(ServerLogs(c),
+                          "--commit-status-ca-file: cannot load CA file '/nonexistent/ca.pem': "
+                          "No such file or directory"));
 }
 
 TEST_CASE("commit status API: exact errors for bad input, nothing written; DELETE turns it off",
