@@ -12,6 +12,9 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 
 #include "absl/strings/match.h"
@@ -37,6 +40,34 @@ std::string SslErrorText(const beast::error_code& ec) {
     if (reason != nullptr) return reason;
   }
   return ec.message();
+}
+
+// The SSL context for one CA file ("" = system store only), built once and shared: loading the
+// system store parses a few hundred certificates. An SSL_CTX may be shared between threads.
+absl::StatusOr<std::shared_ptr<ssl::context>> ClientContext(const std::string& ca_file) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<ssl::context>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(ca_file); it != cache.end()) return it->second;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  ctx->set_default_verify_paths(ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot load the system CA store: ", SslErrorText(ec)));
+  }
+  if (!ca_file.empty()) {
+    ctx->load_verify_file(ca_file, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot load CA file '", ca_file, "': ", SslErrorText(ec)));
+    }
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  cache.emplace(ca_file, ctx);
+  return ctx;
 }
 
 struct TlsExchange {
@@ -66,23 +97,10 @@ absl::StatusOr<HttpClientResponse> HttpsFetch(
         absl::StrCat(what, ": timed out after ", absl::FormatDuration(timeout)));
   };
 
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  auto ctx_or = ClientContext(tls.ca_file);
+  if (!ctx_or.ok()) return ctx_or.status();
+  ssl::context& ctx = **ctx_or;
   beast::error_code ec;
-  ctx.set_default_verify_paths(ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot load the system CA store: ", SslErrorText(ec)));
-  }
-  if (!tls.ca_file.empty()) {
-    ctx.load_verify_file(tls.ca_file, ec);
-    if (ec) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot load CA file '", tls.ca_file, "': ", SslErrorText(ec)));
-    }
-  }
-  ctx.set_verify_mode(ssl::verify_peer);
 
   auto resolved = http_internal::Resolve(prepared);
   if (!resolved.ok()) return resolved.status();

@@ -6,7 +6,8 @@
 //
 // Same contract as HttpFetch: one connection per call, `Connection: close`, the same headers, the
 // whole exchange (resolve + connect + handshake + write + read) bounded by `timeout`. Thread-safe:
-// every call has its own io_context and SSL context.
+// every call has its own io_context; the SSL context (trust store) is built once per CA file and
+// shared, so a CA file changed on disk is read again only by a new process.
 
 #include <string>
 #include <string_view>
