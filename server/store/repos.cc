@@ -7,10 +7,10 @@
 namespace assay::store {
 namespace {
 
-#define REPO_COLUMNS \
-  "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, " ASSAY_EPOCH_US("created_at") ", " \
-  "coalesce(status_api_url, ''), status_token_enc, coalesce(status_repository, ''), "    \
-  "coalesce(status_context, '')"
+#define REPO_COLUMNS                                                                 \
+  "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, "      \
+  ASSAY_EPOCH_US("created_at") ", coalesce(status_api_url, ''), status_token_enc, " \
+  "coalesce(status_repository, ''), coalesce(status_context, '')"
 
 constexpr Query kInsertRepo{"repo_insert",
                             "INSERT INTO repos (name, provider, clone_url, html_url, "

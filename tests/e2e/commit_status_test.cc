@@ -334,9 +334,10 @@ TEST_CASE("commit status: with the forge down the pipeline still finishes and th
   CHECK(MUST(c.JobLog(JobId(p, "build"))) == "fine\n");
   MUST(c.WaitUntil("the final status given up", [&](std::string& seen) {
     seen = ServerLogs(c);
-    return absl::StrContains(seen, absl::StrCat("commit status github acme/app@", JsonString(p, "commit_sha"),
-                                                " success failed after 2 attempt(s): POST ",
-                                                dead, "/repos/acme/app/statuses/"));
+    return absl::StrContains(
+        seen, absl::StrCat("commit status github acme/app@", JsonString(p, "commit_sha"),
+                           " success failed after 2 attempt(s): POST ", dead,
+                           "/repos/acme/app/statuses/"));
   }));
   auto health = MUST(c.Fetch("GET", "/healthz"));
   CHECK(health.status == 200);

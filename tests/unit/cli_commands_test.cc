@@ -367,8 +367,9 @@ TEST_CASE("repo commit-status finds the repo by name and PUTs the token from the
   ScriptedServer server;
   server.replies = {{200, kRepos, {}},
                     {200,
-                     R"({"id":7,"name":"acme/app","commit_status":{"api_url":"https://api.github.com",)"
-                     R"("has_token":true,"repository":"acme/app","context":"ci"}})",
+                     R"({"id":7,"name":"acme/app","commit_status":)"
+                     R"({"api_url":"https://api.github.com","has_token":true,)"
+                     R"("repository":"acme/app","context":"ci"}})",
                      {}}};
   std::ostringstream out, err;
   const int code = Run({"repo", "commit-status", "acme/app", "--api-url", "https://api.github.com",
