@@ -113,6 +113,43 @@ int RepoAdd(const ApiClient& api, const RepoAddOptions& options, std::ostream& o
   return kExitOk;
 }
 
+int RepoCommitStatus(const ApiClient& api, const RepoCommitStatusOptions& options,
+                     std::ostream& out, std::ostream& err) {
+  std::optional<json::value> reply = api.CallJson("GET", "/api/v1/repos", "", err);
+  if (!reply) return kExitFailure;
+  const json::array* repos = ListIn(*reply, "repos", err);
+  if (repos == nullptr) return kExitFailure;
+  std::string id;
+  for (const json::value& item : *repos) {
+    const json::object* repo = AsObject(&item);
+    if (repo != nullptr && Field(repo, "name") == options.name) id = Field(repo, "id");
+  }
+  if (id.empty()) {
+    err << "assay: no repository named '" << options.name << "'\n";
+    return kExitFailure;
+  }
+  const std::string path = absl::StrCat("/api/v1/repos/", UrlEscape(id), "/commit-status");
+  if (options.off) {
+    if (!api.CallJson("DELETE", path, "", err)) return kExitFailure;
+    out << "commit statuses for " << options.name << ": off\n";
+    return kExitOk;
+  }
+  json::object body;
+  body["api_url"] = options.api_url;
+  body["token"] = options.token;
+  if (options.repository) body["repository"] = *options.repository;
+  if (options.context) body["context"] = *options.context;
+  std::optional<json::value> updated = api.CallJson("PUT", path, json::serialize(body), err);
+  if (!updated) return kExitFailure;
+  const json::object* repo = AsObject(&*updated);
+  const json::object* status = repo != nullptr ? AsObject(repo->if_contains("commit_status"))
+                                               : nullptr;
+  out << "commit statuses for " << options.name << ": on (" << Field(status, "api_url")
+      << ", repository " << Field(status, "repository") << ", context "
+      << Field(status, "context") << ")\n";
+  return kExitOk;
+}
+
 int RepoList(const ApiClient& api, std::ostream& out, std::ostream& err) {
   std::optional<json::value> reply = api.CallJson("GET", "/api/v1/repos", "", err);
   if (!reply) return kExitFailure;

@@ -29,6 +29,22 @@ int RepoAdd(const ApiClient& api, const RepoAddOptions& options, std::ostream& o
 // GET /api/v1/repos; prints a table ID NAME PROVIDER CLONE_URL.
 int RepoList(const ApiClient& api, std::ostream& out, std::ostream& err);
 
+struct RepoCommitStatusOptions {
+  std::string name;  // the repository's name
+  bool off = false;  // true: turn commit statuses off; the rest is unused
+  std::string api_url;
+  std::string token;
+  std::optional<std::string> repository;  // the forge's name for the repo, when not `name`
+  std::optional<std::string> context;
+};
+
+// Finds the repo by name (GET /api/v1/repos), then PUT /api/v1/repos/ID/commit-status
+// {"api_url","token"[,"repository"][,"context"]} or DELETE it (off). Prints
+// "commit statuses for NAME: on (API_URL, repository R, context C)" or
+// "commit statuses for NAME: off". "assay: no repository named 'NAME'" when none is.
+int RepoCommitStatus(const ApiClient& api, const RepoCommitStatusOptions& options,
+                     std::ostream& out, std::ostream& err);
+
 // GET /api/v1/pipelines[?repo=R][&limit=N]; prints a table
 // ID STATE REPO REF COMMIT CREATED (commit shortened to 12 characters).
 int ListPipelines(const ApiClient& api, const std::optional<std::string>& repo,

@@ -34,6 +34,10 @@ Commands:
                               change a repository's settings
   run REPO [--branch B] [--input NAME=VALUE]...
                               start a manual pipeline (on.manual); prints its id
+  repo commit-status NAME --api-url URL --token-file F [--repository R]
+           [--context C]      report pipeline results to the forge as commit statuses
+  repo commit-status NAME --off
+                              stop reporting commit statuses
   pipelines [--repo NAME] [--limit N]
                               list recent pipelines
   pipeline ID                 show a pipeline and its jobs
@@ -86,6 +90,10 @@ std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
       continue;
     }
     if (arg[1] != '-') return UsageError{absl::StrCat("unknown option '", arg, "'")};
+    if (arg == "--off") {  // the one option that takes no value
+      line.options.emplace_back(arg, "");
+      continue;
+    }
     std::string name = arg;
     std::string value;
     if (const size_t equals = arg.find('='); equals != std::string::npos) {
@@ -204,10 +212,38 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       }
       return RepoSet(api, set, out, err);
     }
+    if (sub == "commit-status") {
+      if (auto error = check("repo commit-status",
+                             {"--api-url", "--token-file", "--repository", "--context", "--off"},
+                             2, 1, 1, "a repository NAME")) {
+        return *error;
+      }
+      RepoCommitStatusOptions cs;
+      cs.name = line.positional[2];
+      cs.off = options.Get("--off").has_value();
+      std::optional<std::string> api_url = options.Get("--api-url");
+      std::optional<std::string> token_file = options.Get("--token-file");
+      cs.repository = options.Get("--repository");
+      cs.context = options.Get("--context");
+      if (cs.off) {
+        if (api_url || token_file || cs.repository || cs.context) {
+          return UsageError{"'assay repo commit-status --off' takes no other options"};
+        }
+        return RepoCommitStatus(api, cs, out, err);
+      }
+      if (!api_url || !token_file) {
+        return UsageError{
+            "'assay repo commit-status' needs --api-url URL and --token-file FILE (or --off)"};
+      }
+      cs.api_url = *api_url;
+      if (auto error = ReadSecretFile(*token_file, cs.token)) return *error;
+      return RepoCommitStatus(api, cs, out, err);
+    }
     if (sub != "add") {
-      return UsageError{sub.empty() ? "'assay repo' needs a subcommand: add, list or set"
-                                    : absl::StrCat("unknown subcommand 'repo ", sub,
-                                                   "' (expected add, list or set)")};
+      return UsageError{
+          sub.empty() ? "'assay repo' needs a subcommand: add, list, set or commit-status"
+                      : absl::StrCat("unknown subcommand 'repo ", sub,
+                                     "' (expected add, list, set or commit-status)")};
     }
     if (auto error = check("repo add",
                            {"--clone-url", "--provider", "--secret", "--secret-file", "--html-url"},

@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/http_client_internal.h"
 
 namespace assay {
 namespace {
@@ -24,8 +25,8 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 
-constexpr std::uint64_t kMaxResponseBody = std::uint64_t{1} << 30;
-constexpr std::uint32_t kMaxResponseHeader = 64 * 1024;
+using http_internal::kMaxResponseBody;
+using http_internal::kMaxResponseHeader;
 
 // Debian's Abseil has its own absl::string_view, distinct from std::string_view.
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
@@ -60,18 +61,12 @@ struct Exchange {
 
 }  // namespace
 
-std::string HttpClientResponse::Header(std::string_view name) const {
-  for (const auto& [key, value] : headers) {
-    if (absl::EqualsIgnoreCase(key, AV(name))) return value;
-  }
-  return "";
-}
+namespace http_internal {
 
-absl::StatusOr<HttpClientResponse> HttpFetch(
+absl::StatusOr<PreparedRequest> PrepareRequest(
     std::string_view method, std::string_view url,
     const std::vector<std::pair<std::string, std::string>>& headers, std::string_view body,
-    absl::Duration timeout) {
-  const auto start = std::chrono::steady_clock::now();
+    std::string_view scheme, std::uint16_t default_port) {
   const std::string what = absl::StrCat(AV(method), " ", AV(url));
   if (!IsToken(method)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid HTTP method '", AV(method), "'"));
@@ -82,10 +77,11 @@ absl::StatusOr<HttpClientResponse> HttpFetch(
         absl::StrCat("invalid URL '", AV(url), "': ", parsed.error().message()));
   }
   const boost::urls::url_view u = *parsed;
-  if (!absl::EqualsIgnoreCase(absl::string_view(u.scheme().data(), u.scheme().size()), "http")) {
+  if (!absl::EqualsIgnoreCase(absl::string_view(u.scheme().data(), u.scheme().size()),
+                              AV(scheme))) {
     return absl::InvalidArgumentError(absl::StrCat("unsupported URL scheme '",
                                                    std::string(u.scheme()), "' in '", AV(url),
-                                                   "': only http:// is supported"));
+                                                   "': only ", AV(scheme), ":// is supported"));
   }
   if (u.has_userinfo()) {
     return absl::InvalidArgumentError(
@@ -95,7 +91,7 @@ absl::StatusOr<HttpClientResponse> HttpFetch(
   if (host.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("invalid URL '", AV(url), "': no host"));
   }
-  std::uint16_t port = 80;
+  std::uint16_t port = default_port;
   if (u.has_port() && !u.port().empty()) {
     // Why not port_number(): it silently wraps values above 65535.
     unsigned long value = 0;
@@ -140,34 +136,83 @@ absl::StatusOr<HttpClientResponse> HttpFetch(
   request.body().assign(body.data(), body.size());
   request.prepare_payload();  // Content-Length, also "0" for an empty body
 
+  PreparedRequest prepared;
+  prepared.what = what;
+  prepared.host = host;
+  prepared.port = port;
+  prepared.request = std::move(request);
+  return prepared;
+}
+
+absl::StatusOr<std::vector<tcp::endpoint>> Resolve(const PreparedRequest& r) {
+  // Why synchronous resolution: Asio's async resolver starts a helper thread per
+  // io_context; IP literals (the common case) need no lookup at all.
+  std::vector<tcp::endpoint> endpoints;
+  beast::error_code ec;
+  const auto address = net::ip::make_address(r.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(address, r.port);
+    return endpoints;
+  }
+  net::io_context resolve_ioc;
+  tcp::resolver resolver(resolve_ioc);
+  auto results = resolver.resolve(r.host, std::to_string(r.port), ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat(r.what, ": cannot resolve host '", r.host, "': ", ec.message()));
+  }
+  for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  return endpoints;
+}
+
+std::chrono::steady_clock::time_point DeadlineAfter(std::chrono::steady_clock::time_point start,
+                                                    absl::Duration timeout) {
   // Why a clamp: absl::InfiniteDuration converts to the largest nanosecond count, and
   // now() + that overflows inside Asio.
-  const auto budget = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::clamp(absl::ToChronoNanoseconds(timeout), std::chrono::nanoseconds(0),
-                 std::chrono::nanoseconds(std::chrono::hours(24 * 365))));
-  const auto deadline = start + budget;
+  return start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                     std::clamp(absl::ToChronoNanoseconds(timeout), std::chrono::nanoseconds(0),
+                                std::chrono::nanoseconds(std::chrono::hours(24 * 365))));
+}
+
+HttpClientResponse ToResponse(http::response_parser<http::string_body>& parser) {
+  auto& message = parser.get();
+  HttpClientResponse response;
+  response.status = static_cast<int>(message.result_int());
+  response.headers.reserve(std::distance(message.begin(), message.end()));
+  for (const auto& field : message) {
+    response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  response.body = std::move(message.body());
+  return response;
+}
+
+}  // namespace http_internal
+
+std::string HttpClientResponse::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (absl::EqualsIgnoreCase(key, AV(name))) return value;
+  }
+  return "";
+}
+
+absl::StatusOr<HttpClientResponse> HttpFetch(
+    std::string_view method, std::string_view url,
+    const std::vector<std::pair<std::string, std::string>>& headers, std::string_view body,
+    absl::Duration timeout) {
+  const auto start = std::chrono::steady_clock::now();
+  auto prepared_or = http_internal::PrepareRequest(method, url, headers, body, "http", 80);
+  if (!prepared_or.ok()) return prepared_or.status();
+  http_internal::PreparedRequest& prepared = *prepared_or;
+  const std::string& what = prepared.what;
+  const auto deadline = http_internal::DeadlineAfter(start, timeout);
   auto timed_out = [&] {
     return absl::DeadlineExceededError(
         absl::StrCat(what, ": timed out after ", absl::FormatDuration(timeout)));
   };
 
-  // Why synchronous resolution: Asio's async resolver starts a helper thread per
-  // io_context; IP literals (the common case) need no lookup at all.
-  std::vector<tcp::endpoint> endpoints;
-  beast::error_code ec;
-  const auto address = net::ip::make_address(host, ec);
-  if (!ec) {
-    endpoints.emplace_back(address, port);
-  } else {
-    net::io_context resolve_ioc;
-    tcp::resolver resolver(resolve_ioc);
-    auto results = resolver.resolve(host, std::to_string(port), ec);
-    if (ec) {
-      return absl::UnavailableError(
-          absl::StrCat(what, ": cannot resolve host '", host, "': ", ec.message()));
-    }
-    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
-  }
+  auto resolved = http_internal::Resolve(prepared);
+  if (!resolved.ok()) return resolved.status();
+  const std::vector<tcp::endpoint>& endpoints = *resolved;
   if (std::chrono::steady_clock::now() >= deadline) return timed_out();
 
   // Why one io_context per thread, reused: a fresh one costs an epoll instance, an eventfd
@@ -178,7 +223,7 @@ absl::StatusOr<HttpClientResponse> HttpFetch(
   ioc.restart();
   std::optional<Exchange> exchange(std::in_place, ioc);
   Exchange& ex = *exchange;
-  ex.request = std::move(request);
+  ex.request = std::move(prepared.request);
   // Why reserve: Beast reads at most the buffer's free capacity (but at least 512 bytes)
   // per call, so an unreserved buffer reads a large body 512 bytes per syscall.
   ex.buffer.reserve(64 * 1024);
@@ -193,7 +238,7 @@ absl::StatusOr<HttpClientResponse> HttpFetch(
     ex.stream.socket().close(ignored);
   };
 
-  const std::string authority = absl::StrCat(host, ":", port);
+  const std::string authority = absl::StrCat(prepared.host, ":", prepared.port);
   ex.stream.async_connect(endpoints, [&](beast::error_code ec, const tcp::endpoint&) {
     if (ec) {
       return fail(absl::UnavailableError(
@@ -235,15 +280,7 @@ absl::StatusOr<HttpClientResponse> HttpFetch(
   }
   if (!ex.status.ok()) return ex.status;
 
-  auto& message = ex.parser->get();
-  HttpClientResponse response;
-  response.status = static_cast<int>(message.result_int());
-  response.headers.reserve(std::distance(message.begin(), message.end()));
-  for (const auto& field : message) {
-    response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  response.body = std::move(message.body());
-  return response;
+  return http_internal::ToResponse(*ex.parser);
 }
 
 }  // namespace assay

@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
       {"schedule-interval", "15s", "how often to look for due on.schedule entries"},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB"},
       {"log-level", "info", "debug, info, warn or error"},
+      {"public-url", "", "this server's address as users reach it (commit status links)"},
+      {"commit-status-ca-file", "", "PEM file of extra CAs trusted for https forge APIs"},
+      {"commit-status-attempts", "6", "tries per commit status (5xx, 429, network errors)"},
+      {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)"},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
   if (!cfg.ok()) {
@@ -50,8 +54,11 @@ int main(int argc, char** argv) {
   auto grace = cfg->GetDuration("reconnect-grace");
   auto limit = cfg->GetInt("body-limit-mb");
   auto schedule_interval = cfg->GetDuration("schedule-interval");
+  auto cs_attempts = cfg->GetInt("commit-status-attempts");
+  auto cs_backoff = cfg->GetDuration("commit-status-backoff");
   for (const absl::Status& s : {lease.status(), hb.status(), grace.status(), limit.status(),
-                                schedule_interval.status()}) {
+                                schedule_interval.status(), cs_attempts.status(),
+                                cs_backoff.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -66,6 +73,10 @@ int main(int argc, char** argv) {
   }
   o.schedule_interval = *schedule_interval;
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
+  o.public_url = cfg->Get("public-url");
+  o.commit_status_ca_file = cfg->Get("commit-status-ca-file");
+  o.commit_status_attempts = static_cast<int>(std::clamp<int64_t>(*cs_attempts, -1, 1000));
+  o.commit_status_backoff = *cs_backoff;
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

@@ -11,13 +11,17 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "common/crypto.h"
+#include "common/https_client.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "server/agents/agent_service.h"
 #include "server/api/api.h"
 #include "server/scheduler/wakeups.h"
 #include "server/pipeline/schedule_loop.h"
+#include "server/forge/commit_status.h"
+#include "server/forge/status_reporter.h"
 #include "server/store/migrations.h"
 
 namespace assay {
@@ -72,6 +76,8 @@ struct AssayServer::Impl {
   std::unique_ptr<Wakeups> wakeups;
   std::unique_ptr<Planner> planner;
   std::unique_ptr<ScheduleLoop> schedule_loop;
+  std::unique_ptr<forge::CommitStatusNotifier> notifier;
+  std::unique_ptr<forge::StatusReporter> status_reporter;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<http::Router> router;
@@ -95,6 +101,24 @@ absl::Status AssayServer::Start() {
   if (o.admin_token.size() < 8 || o.agent_token.size() < 8) {
     return absl::InvalidArgumentError(
         "--admin-token and --agent-token are required and must be at least 8 characters");
+  }
+  if (!o.public_url.empty() &&
+      !absl::StartsWithIgnoreCase(o.public_url, "http://") &&
+      !absl::StartsWithIgnoreCase(o.public_url, "https://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--public-url: '", o.public_url, "' must start with http:// or https://"));
+  }
+  if (!o.commit_status_ca_file.empty()) {
+    absl::Status ca = CheckCaFile(o.commit_status_ca_file);
+    if (!ca.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--commit-status-ca-file: ", ca.message()));
+    }
+  }
+  if (o.commit_status_attempts < 1 || o.commit_status_attempts > 100) {
+    return absl::InvalidArgumentError("--commit-status-attempts must be between 1 and 100");
+  }
+  if (o.commit_status_backoff <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--commit-status-backoff must be positive");
   }
   auto http_addr = SplitHostPort(o.http_listen, "--http-listen");
   if (!http_addr.ok()) return http_addr.status();
@@ -128,8 +152,25 @@ absl::Status AssayServer::Start() {
   m.dispatcher = std::make_unique<Dispatcher>(
       m.jobs.get(), m.metrics.get(), clock, DispatcherOptions{o.lease, o.sweep_interval});
   Dispatcher* dispatcher = m.dispatcher.get();
+  forge::CommitStatusNotifier::Options no;
+  no.max_attempts = o.commit_status_attempts;
+  no.initial_backoff = o.commit_status_backoff;
+  TlsClientOptions tls{o.commit_status_ca_file};
+  no.transport = [tls](const forge::StatusRequest& r, absl::Duration timeout) {
+    return FetchHttpOrHttps(r.method, r.url, r.headers, r.body, timeout, tls);
+  };
+  Metrics* metrics = m.metrics.get();
+  no.on_event = [metrics](const char* event) { metrics->CommitStatusEvent(event); };
+  m.notifier = std::make_unique<forge::CommitStatusNotifier>(std::move(no));
+  m.status_reporter = std::make_unique<forge::StatusReporter>(
+      m.db.get(), m.notifier.get(), *key, forge::StatusReporterOptions{o.public_url});
+  forge::StatusReporter* reporter = m.status_reporter.get();
+
   PlannerDeps pd{m.deliveries.get(), m.pipelines.get(), m.repos.get(), o.data_dir + "/mirrors",
-                 [dispatcher] { dispatcher->Kick(); }};
+                 [dispatcher, reporter] {
+                   dispatcher->Kick();
+                   reporter->Kick();
+                 }};
   // Superseded pipelines: tell the agents running their jobs to stop, as the cancel API does.
   pd.on_canceled = [dispatcher](const std::vector<store::CanceledAttempt>& attempts,
                                 const std::string& reason) {
@@ -174,6 +215,7 @@ absl::Status AssayServer::Start() {
   m.wakeups->Start();
   m.planner->Start();
   m.schedule_loop->Start();
+  m.status_reporter->Start();
   auto pending = m.deliveries->ListUnplanned();
   if (!pending.ok()) return pending.status();
   for (int64_t id : *pending) m.planner->Enqueue(id);
@@ -197,6 +239,9 @@ void AssayServer::Stop() {
   if (m.planner) m.planner->Stop();
   if (m.wakeups) m.wakeups->Stop();
   if (m.dispatcher) m.dispatcher->Stop();
+  if (m.status_reporter) m.status_reporter->Stop();
+  // Statuses still queued get a moment to go out; the rest are dropped (and logged).
+  if (m.notifier) m.notifier->Stop(absl::Seconds(2));
   m.grpc_server.reset();
   m.agent_service.reset();
 }

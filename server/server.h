@@ -24,6 +24,12 @@ struct ServerOptions {
   absl::Duration schedule_interval = absl::Seconds(15);  // the schedule loop's polling interval
   size_t body_limit = 25 * 1024 * 1024;
   int db_pool_size = 8;
+  // Commit statuses: the server's address as forges' users reach it, for target_url (empty:
+  // none); a PEM file of extra CAs trusted for https forges; attempts and first backoff.
+  std::string public_url;
+  std::string commit_status_ca_file;
+  int commit_status_attempts = 6;
+  absl::Duration commit_status_backoff = absl::Seconds(1);
 };
 
 class AssayServer {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/git.h"
+#include "server/api/commit_status_api.h"
 #include "server/http/json_util.h"
 #include "server/scheduler/explain.h"
 #include "server/webhook/forge.h"
@@ -39,6 +40,7 @@ json::object RepoJson(const store::Repo& r) {
           {"has_webhook_secret", !r.webhook_secret_sealed.empty()},
           {"default_branch", r.default_branch},
           {"cancel_superseded", r.cancel_superseded},
+          {"commit_status", CommitStatusJson(r)},
           {"created_at", TimeJson(r.created_at)}};
 }
 
@@ -417,6 +419,12 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
                json::array a;
                for (const auto& r : *repos) a.push_back(RepoJson(r));
                return JsonResponse(200, {{"repos", std::move(a)}});
+             }));
+  router.Add("PUT", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
+               return PutCommitStatus(d, req, RepoJson);
+             }));
+  router.Add("DELETE", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
+               return DeleteCommitStatus(d, req, RepoJson);
              }));
   router.Add("GET", "/api/v1/pipelines", Authed(d, [&d](Request& req) {
                int64_t limit = 50;

@@ -134,7 +134,7 @@ CommitStatusNotifier::~CommitStatusNotifier() { Stop(absl::Seconds(5)); }
 void CommitStatusNotifier::Post(CommitStatus status) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_ || queue_.size() >= options_.max_queue) {
-    ++stats_.dropped;
+    CountLocked(&Stats::dropped, "dropped");
     LogWarn("forge", "commit status for ", status.repo_full_name, "@", status.sha,
             " dropped: ", stopping_ ? "notifier is stopping" : "queue is full");
     return;
@@ -168,7 +168,9 @@ void CommitStatusNotifier::Run() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() || (stopping_ && absl::Now() >= drain_deadline_)) {
-        stats_.dropped += static_cast<int64_t>(queue_.size());
+        if (!queue_.empty()) {
+          CountLocked(&Stats::dropped, "dropped", static_cast<int64_t>(queue_.size()));
+        }
         queue_.clear();
         return;
       }
@@ -177,7 +179,7 @@ void CommitStatusNotifier::Run() {
     }
     if (!Deliver(next)) {
       std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.dropped;
+      CountLocked(&Stats::dropped, "dropped");
     }
   }
 }
@@ -190,7 +192,7 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
   if (!request.ok()) {
     LogError("forge", "commit status ", what, " not sent: ", request.status().message());
     std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.failed;
+    CountLocked(&Stats::failed, "failed");
     return true;
   }
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -203,7 +205,7 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
       retry = true;
     } else if (response->status >= 200 && response->status < 300) {
       std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.delivered;
+      CountLocked(&Stats::delivered, "delivered");
       return true;
     } else {
       outcome = absl::StrCat("HTTP ", response->status);
@@ -213,7 +215,7 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
       LogError("forge", "commit status ", what, " failed after ", attempt, " attempt(s): ",
                outcome);
       std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.failed;
+      CountLocked(&Stats::failed, "failed");
       return true;
     }
     absl::Duration d = options_.initial_backoff;
@@ -226,12 +228,19 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
             "; retrying in ", absl::FormatDuration(d));
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.retries;
+      CountLocked(&Stats::retries, "retried");
     }
     if (!Backoff(d)) {
       LogWarn("forge", "commit status ", what, " dropped: stop deadline passed");
       return false;
     }
+  }
+}
+
+void CommitStatusNotifier::CountLocked(int64_t Stats::*counter, const char* event, int64_t n) {
+  stats_.*counter += n;
+  if (options_.on_event) {
+    for (int64_t i = 0; i < n; ++i) options_.on_event(event);
   }
 }
 

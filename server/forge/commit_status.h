@@ -5,8 +5,8 @@
 // Ownership: the notifier owns its queue, its worker thread and copies of every CommitStatus
 // (tokens included). Tokens travel only in request headers; they never reach a log line.
 //
-// Transport: by default common/http_client.h HttpFetch, which speaks plain http only; an
-// https forge needs a TLS transport passed through Options::transport.
+// Transport: by default common/http_client.h HttpFetch, which speaks plain http only; the
+// server passes common/https_client.h FetchHttpOrHttps through Options::transport.
 
 #include <condition_variable>
 #include <cstdint>
@@ -83,6 +83,10 @@ class CommitStatusNotifier {
     absl::Duration request_timeout = absl::Seconds(10);
     size_t max_queue = 10000;  // Post beyond this drops the status (counted in `dropped`)
     Transport transport;       // empty: HttpFetch
+    // Called once per event counted in Stats other than `posted`: "delivered", "failed",
+    // "retried" (per retry) or "dropped", on whichever thread counted it (for metrics; must
+    // be quick and must not call back into the notifier).
+    std::function<void(const char* event)> on_event;
   };
   struct Stats {
     int64_t posted = 0;     // accepted into the queue
@@ -112,6 +116,8 @@ class CommitStatusNotifier {
   bool Deliver(const CommitStatus& status);
   // Sleeps `d` or until the drain deadline passes; false when it passed.
   bool Backoff(absl::Duration d);
+  // Adds n to one counter and tells on_event; mu_ must be held.
+  void CountLocked(int64_t Stats::*counter, const char* event, int64_t n = 1);
 
   Options options_;
   mutable std::mutex mu_;

@@ -42,8 +42,20 @@ Metrics::Metrics()
                        .Name("assay_queue_depth")
                        .Help("Jobs queued and waiting for an agent")
                        .Register(*registry_)
-                       .Add({})) {
+                       .Add({})),
+      commit_statuses_(prometheus::BuildCounter()
+                           .Name("assay_commit_statuses_total")
+                           .Help("Commit statuses sent to forges, by result (delivered, failed, "
+                                 "dropped)")
+                           .Register(*registry_)),
+      commit_status_retries_(prometheus::BuildCounter()
+                                 .Name("assay_commit_status_retries_total")
+                                 .Help("Commit status requests retried after a 5xx, 429 or "
+                                       "transport error")
+                                 .Register(*registry_)
+                                 .Add({})) {
   for (const auto& s : kStates) jobs_.Add({{"state", s}});
+  for (const char* r : {"delivered", "failed", "dropped"}) commit_statuses_.Add({{"result", r}});
 }
 
 void Metrics::WebhookReceived(const std::string& provider, const std::string& result) {
@@ -61,6 +73,14 @@ void Metrics::SetJobStates(const std::vector<std::pair<std::string, int64_t>>& c
     }
     jobs_.Add({{"state", s}}).Set(static_cast<double>(n));
     if (s == "queued") queue_depth_.Set(static_cast<double>(n));
+  }
+}
+
+void Metrics::CommitStatusEvent(const std::string& event) {
+  if (event == "retried") {
+    commit_status_retries_.Increment();
+  } else {
+    commit_statuses_.Add({{"result", event}}).Increment();
   }
 }
 

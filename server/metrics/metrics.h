@@ -23,6 +23,9 @@ class Metrics {
   void SetConnectedAgents(int n);
   // Replaces the job-state gauges with a fresh count (taken at scrape time).
   void SetJobStates(const std::vector<std::pair<std::string, int64_t>>& counts);
+  // A commit status event: delivered, failed, dropped (assay_commit_statuses_total{result}) or
+  // retried (assay_commit_status_retries_total).
+  void CommitStatusEvent(const std::string& event);
   std::string Serialize();
 
  private:
@@ -33,6 +36,8 @@ class Metrics {
   prometheus::Gauge& connected_agents_;
   prometheus::Family<prometheus::Gauge>& jobs_;
   prometheus::Gauge& queue_depth_;
+  prometheus::Family<prometheus::Counter>& commit_statuses_;
+  prometheus::Counter& commit_status_retries_;
 };
 
 }  // namespace assay

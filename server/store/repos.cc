@@ -7,9 +7,11 @@
 namespace assay::store {
 namespace {
 
-#define REPO_COLUMNS \
-  "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, " ASSAY_EPOCH_US("created_at") \
-  ", default_branch, cancel_superseded"
+#define REPO_COLUMNS                                                                 \
+  "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, "      \
+  ASSAY_EPOCH_US("created_at") ", coalesce(status_api_url, ''), status_token_enc, " \
+  "coalesce(status_repository, ''), coalesce(status_context, ''), default_branch, "  \
+  "cancel_superseded"
 
 constexpr Query kInsertRepo{"repo_insert",
                             "INSERT INTO repos (name, provider, clone_url, html_url, "
@@ -27,6 +29,11 @@ constexpr Query kFindRepo{
     "rtrim(regexp_replace(rtrim(clone_url, '/'), '\\.git$', ''), '/') = ANY($1::text[]) "
     "OR rtrim(regexp_replace(rtrim(coalesce(html_url, ''), '/'), '\\.git$', ''), '/') = "
     "ANY($1::text[]) OR name = ANY($1::text[]) ORDER BY id LIMIT 1"};
+constexpr Query kSetCommitStatus{
+    "repo_set_commit_status",
+    "UPDATE repos SET status_api_url = nullif($2, ''), status_token_enc = $3, "
+    "status_repository = nullif($4, ''), status_context = nullif($5, '') WHERE id = $1 "
+    "RETURNING " REPO_COLUMNS};
 
 Repo FromRow(const pqxx::row& r) {
   Repo repo;
@@ -37,8 +44,12 @@ Repo FromRow(const pqxx::row& r) {
   repo.html_url = r[4].as<std::string>();
   if (!r[5].is_null()) repo.webhook_secret_sealed = BytesOf(r[5]);
   repo.created_at = ToTime(r[6]);
-  repo.default_branch = r[7].as<std::string>();
-  repo.cancel_superseded = r[8].as<bool>();
+  repo.status_api_url = r[7].as<std::string>();
+  if (!r[8].is_null()) repo.status_token_sealed = BytesOf(r[8]);
+  repo.status_repository = r[9].as<std::string>();
+  repo.status_context = r[10].as<std::string>();
+  repo.default_branch = r[11].as<std::string>();
+  repo.cancel_superseded = r[12].as<bool>();
   return repo;
 }
 
@@ -115,6 +126,22 @@ absl::StatusOr<Repo> RepoStore::FindByAny(const std::vector<std::string>& candid
   });
   if (!s.ok()) return s;
   if (!out) return absl::NotFoundError("no registered repository matches this payload");
+  return *out;
+}
+
+absl::StatusOr<Repo> RepoStore::SetCommitStatus(int64_t id,
+                                                const std::optional<CommitStatusSettings>& cs) {
+  std::optional<Repo> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto res = Exec(tx, c, kSetCommitStatus,
+                    {id, cs ? cs->api_url : "",
+                     cs ? Param::Bytes(cs->token_sealed) : Param::Null(),
+                     cs ? cs->repository : "", cs ? cs->context : ""});
+    if (!res.empty()) out = FromRow(res[0]);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  if (!out) return absl::NotFoundError(absl::StrCat("repository ", id, " does not exist"));
   return *out;
 }
 

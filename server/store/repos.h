@@ -21,12 +21,25 @@ struct Repo {
   absl::Time created_at;
   std::string default_branch = "main";  // whose .assay.yml holds the schedules
   bool cancel_superseded = false;       // a new push pipeline cancels older ones of its branch
+  // Commit statuses (migration 0004): on when status_api_url is non-empty.
+  std::string status_api_url;
+  std::string status_token_sealed;  // AES-GCM sealed; empty when off
+  std::string status_repository;    // the forge's name for the repo; empty: `name`
+  std::string status_context;       // empty: "assay"
 };
 
 // A change of a repository's settings; unset fields are left as they are.
 struct RepoSettings {
   std::optional<std::string> default_branch;
   std::optional<bool> cancel_superseded;
+};
+
+// Where and how to report commit statuses for one repository.
+struct CommitStatusSettings {
+  std::string api_url;       // non-empty
+  std::string token_sealed;  // non-empty, AES-GCM sealed
+  std::string repository;    // empty: the repo's name
+  std::string context;       // empty: "assay"
 };
 
 struct NewRepo {
@@ -46,6 +59,9 @@ class RepoStore {
   absl::StatusOr<Repo> FindByAny(const std::vector<std::string>& candidates);
   // Applies `settings` and returns the repository as it is now. kNotFound for an unknown id.
   absl::StatusOr<Repo> Update(int64_t id, const RepoSettings& settings);
+  // Turns commit statuses on (or replaces their settings); nullopt turns them off.
+  // kNotFound when the repository does not exist. Returns the updated repo.
+  absl::StatusOr<Repo> SetCommitStatus(int64_t id, const std::optional<CommitStatusSettings>& s);
 
  private:
   Db* db_;

@@ -58,7 +58,10 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
   auto first = store::ApplyMigrations(c, store::EmbeddedMigrations());
   REQUIRE(first.ok());
   CHECK(AllLedger() ==
-        Rows{{"1", "0001_init.sql"}, {"2", "0002_scheduling.sql"}, {"3", "0003_triggers.sql"}});
+        Rows{{"1", "0001_init.sql"},
+             {"2", "0002_scheduling.sql"},
+             {"3", "0003_triggers.sql"},
+             {"4", "0004_commit_status.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
                                           {"job_attempts"},

@@ -440,7 +440,7 @@ TEST_CASE("usage: --help, no command, unknown command and bad options exit 2") {
   Result repo = RunCli(server, {"repo", "remove"});
   CHECK(repo.code == 2);
   CHECK(repo.err ==
-        "assay: unknown subcommand 'repo remove' (expected add, list or set)\n"
+        "assay: unknown subcommand 'repo remove' (expected add, list, set or commit-status)\n"
         "Run 'assay --help' for usage.\n");
   CHECK(server.requests.empty());
 }
@@ -462,6 +462,102 @@ TEST_CASE("global options and their defaults") {
   REQUIRE(Run({"repo", "--server=http://flag:1", "list", "--token", ""}, out, err, context) == 0);
   CHECK(server.requests[1].url == "http://flag:1/api/v1/repos");
   CHECK(server.requests[1].headers == kJsonHeaders);
+}
+
+}  // namespace
+}  // namespace assay::cli
+
+namespace assay::cli {
+namespace {
+
+// Answers each request with the next of `replies`; records what was sent.
+struct ScriptedServer {
+  std::vector<Request> requests;
+  std::vector<HttpClientResponse> replies;
+  CliContext Context() {
+    CliContext context;
+    context.default_server = "http://127.0.0.1:9";
+    context.default_token = "tok";
+    context.fetch = [this](std::string_view method, std::string_view url,
+                           const HttpHeaders& headers,
+                           std::string_view body) -> absl::StatusOr<HttpClientResponse> {
+      requests.push_back({std::string(method), std::string(url), headers, std::string(body)});
+      if (requests.size() > replies.size()) return HttpClientResponse{500, "{}", {}};
+      return replies[requests.size() - 1];
+    };
+    return context;
+  }
+};
+
+constexpr char kStatusRepos[] =
+    R"({"repos":[{"id":3,"name":"other/x"},{"id":7,"name":"acme/app","provider":"github"}]})";
+
+TEST_CASE("repo commit-status finds the repo by name and PUTs the token from the file") {
+  std::string dir = (std::filesystem::temp_directory_path() / "assay-cli-XXXXXX").string();
+  REQUIRE(mkdtemp(dir.data()) != nullptr);
+  std::ofstream(dir + "/token") << "ghp_fromfile\n";
+  ScriptedServer server;
+  server.replies = {{200, kStatusRepos, {}},
+                    {200,
+                     R"({"id":7,"name":"acme/app","commit_status":)"
+                     R"({"api_url":"https://api.github.com","has_token":true,)"
+                     R"("repository":"acme/app","context":"ci"}})",
+                     {}}};
+  std::ostringstream out, err;
+  const int code = Run({"repo", "commit-status", "acme/app", "--api-url", "https://api.github.com",
+                        "--token-file", dir + "/token", "--context", "ci"},
+                       out, err, server.Context());
+  std::filesystem::remove_all(dir);
+  CHECK(code == 0);
+  CHECK(err.str().empty());
+  CHECK(out.str() ==
+        "commit statuses for acme/app: on (https://api.github.com, repository acme/app, "
+        "context ci)\n");
+  REQUIRE(server.requests.size() == 2);
+  CHECK(server.requests[0].method == "GET");
+  CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/repos");
+  CHECK(server.requests[1].method == "PUT");
+  CHECK(server.requests[1].url == "http://127.0.0.1:9/api/v1/repos/7/commit-status");
+  CHECK(server.requests[1].body ==
+        R"({"api_url":"https://api.github.com","token":"ghp_fromfile","context":"ci"})");
+}
+
+TEST_CASE("repo commit-status --off DELETEs; usage errors are exact") {
+  ScriptedServer server;
+  server.replies = {{200, kStatusRepos, {}}, {200, R"({"id":7,"commit_status":null})", {}}};
+  std::ostringstream out, err;
+  CHECK(Run({"repo", "commit-status", "acme/app", "--off"}, out, err, server.Context()) == 0);
+  CHECK(out.str() == "commit statuses for acme/app: off\n");
+  REQUIRE(server.requests.size() == 2);
+  CHECK(server.requests[1].method == "DELETE");
+  CHECK(server.requests[1].url == "http://127.0.0.1:9/api/v1/repos/7/commit-status");
+
+  auto usage = [](const std::vector<std::string>& args) {
+    ScriptedServer none;
+    std::ostringstream o, e;
+    const int code = Run(args, o, e, none.Context());
+    CHECK(none.requests.empty());
+    CHECK(code == 2);
+    return e.str();
+  };
+  const std::string tail = "Run 'assay --help' for usage.\n";
+  CHECK(usage({"repo", "commit-status", "acme/app", "--api-url", "https://x"}) ==
+        "assay: 'assay repo commit-status' needs --api-url URL and --token-file FILE (or "
+        "--off)\n" + tail);
+  CHECK(usage({"repo", "commit-status", "acme/app", "--off", "--api-url", "https://x"}) ==
+        "assay: 'assay repo commit-status --off' takes no other options\n" + tail);
+  CHECK(usage({"repo", "commit-status"}) ==
+        "assay: 'assay repo commit-status' needs a repository NAME\n" + tail);
+  CHECK(usage({"repo", "commit-status", "acme/app", "--api-url", "https://x", "--token-file",
+               "/nonexistent/token"}) ==
+        "assay: cannot read secret file /nonexistent/token: No such file or directory\n" + tail);
+
+  ScriptedServer unknown;
+  unknown.replies = {{200, kStatusRepos, {}}};
+  std::ostringstream o, e;
+  CHECK(Run({"repo", "commit-status", "nope/x", "--off"}, o, e, unknown.Context()) == 1);
+  CHECK(e.str() == "assay: no repository named 'nope/x'\n");
+  CHECK(unknown.requests.size() == 1);
 }
 
 }  // namespace

@@ -7,8 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "common/crypto.h"
+#include "common/https_client.h"
 #include "server/forge/commit_status.h"
+#include "server/forge/status_reporter.h"
 #include "server/http/http_server.h"
+#include "tests/unit/tls_test_server.h"
 
 namespace assay::forge {
 namespace {
@@ -275,6 +279,114 @@ TEST_CASE("notifier: Post returns while the forge is slow", "[unit][forge]") {
   REQUIRE(reqs.size() == 2);
   CHECK(reqs[0].body.find("\"state\":\"success\"") != std::string::npos);
   CHECK(reqs[1].body.find("\"state\":\"failure\"") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace assay::forge
+
+namespace assay::forge {
+namespace {
+
+// The transport the server uses: FetchHttpOrHttps with an extra CA file.
+CommitStatusNotifier::Transport TlsTransport(const std::string& ca_file) {
+  return [ca_file](const StatusRequest& r, absl::Duration timeout) {
+    return FetchHttpOrHttps(r.method, r.url, r.headers, r.body, timeout, {ca_file});
+  };
+}
+
+TEST_CASE("notifier over https: trusted with the CA file; an untrusted certificate is retried, "
+          "then given up",
+          "[unit][forge][https]") {
+  const tls_test::Certs& certs = tls_test::TestCerts();
+  {
+    tls_test::TlsServer server(certs.path("leaf.pem"), certs.path("leaf.key"));
+    auto o = FastOptions();
+    o.transport = TlsTransport(certs.path("ca.pem"));
+    CommitStatusNotifier n(o);
+    auto s = Status("github", "https://localhost:" + std::to_string(server.port()));
+    n.Post(s);
+    n.Stop(absl::Seconds(30));
+    CHECK(n.stats().delivered == 1);
+    auto seen = server.seen();
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].target == "/repos/octo/hello/statuses/" + kSha);
+    CHECK(seen[0].body == BuildStatusRequest(s)->body);
+  }
+  {
+    tls_test::TlsServer server(certs.path("self.pem"), certs.path("self.key"));
+    auto o = FastOptions();
+    o.max_attempts = 3;
+    o.transport = TlsTransport(certs.path("ca.pem"));
+    CommitStatusNotifier n(o);
+    n.Post(Status("gitea", "https://localhost:" + std::to_string(server.port())));
+    n.Stop(absl::Seconds(30));
+    auto st = n.stats();
+    CHECK(st.failed == 1);
+    CHECK(st.retries == 2);
+    CHECK(st.delivered == 0);
+    CHECK(server.seen().empty());
+  }
+}
+
+}  // namespace
+}  // namespace assay::forge
+
+
+namespace assay::forge {
+namespace {
+
+TEST_CASE("reporter: the commit status for each pipeline state", "[unit][forge]") {
+  const std::string key(32, 'k');
+  store::Db db("postgresql://unused", 1);  // StatusFor does not touch the database
+  CommitStatusNotifier notifier(FastOptions());
+  StatusReporter reporter(&db, &notifier, key, {"https://ci.example.com//"});
+  store::DueStatus d;
+  d.pipeline_id = 12;
+  d.commit_sha = kSha;
+  d.repo_name = "acme/app";
+  d.provider = "github";
+  d.api_url = "https://api.github.com";
+  d.token_sealed = SealSecret(key, "tok-1").value();
+  const std::vector<std::vector<std::string>> cases = {
+      {"running", "pending", "Assay: pipeline 12 is running"},
+      {"succeeded", "success", "Assay: pipeline 12 succeeded"},
+      {"failed", "failure", "Assay: pipeline 12 failed"},
+      {"canceled", "canceled", "Assay: pipeline 12 was canceled"},
+      {"error", "error", "Assay: pipeline 12 could not run"}};
+  for (const auto& c : cases) {
+    d.state = c[0];
+    auto s = reporter.StatusFor(d);
+    REQUIRE(s.ok());
+    CHECK(s->state == c[1]);
+    CHECK(s->description == c[2]);
+    CHECK(s->provider == "github");
+    CHECK(s->api_base_url == "https://api.github.com");
+    CHECK(s->api_token == "tok-1");
+    CHECK(s->repo_full_name == "acme/app");
+    CHECK(s->sha == kSha);
+    CHECK(s->target_url == "https://ci.example.com/api/v1/pipelines/12");
+    CHECK(s->context == "assay");
+  }
+  d.state = "succeeded";
+  d.repository = "octo/real";
+  d.context = "ci/assay";
+  auto s = reporter.StatusFor(d);
+  REQUIRE(s.ok());
+  CHECK(s->repo_full_name == "octo/real");
+  CHECK(s->context == "ci/assay");
+
+  d.token_sealed = SealSecret(std::string(32, 'x'), "tok-1").value();  // another key
+  CHECK(reporter.StatusFor(d).status().message() ==
+        "pipeline 12 of repository acme/app: cannot open the commit status token (was the "
+        "secret key replaced?)");
+  d.state = "weird";
+  CHECK(reporter.StatusFor(d).status().message() ==
+        "pipeline 12 of repository acme/app: no commit status for state 'weird'");
+
+  StatusReporter no_url(&db, &notifier, key, {});
+  d.state = "running";
+  d.token_sealed = SealSecret(key, "tok-1").value();
+  CHECK(no_url.StatusFor(d)->target_url == "");
 }
 
 }  // namespace

@@ -44,6 +44,24 @@ TEST_CASE("metrics: webhook counters by provider and result", "[unit][metrics]")
   CHECK(Has(lines, "assay_connected_agents 0"));
 }
 
+TEST_CASE("metrics: commit status results and retries", "[unit][metrics]") {
+  Metrics m;
+  auto lines = Samples(m.Serialize());
+  // Present from the start, at zero.
+  CHECK(Has(lines, "assay_commit_statuses_total{result=\"delivered\"} 0"));
+  CHECK(Has(lines, "assay_commit_statuses_total{result=\"failed\"} 0"));
+  CHECK(Has(lines, "assay_commit_statuses_total{result=\"dropped\"} 0"));
+  CHECK(Has(lines, "assay_commit_status_retries_total 0"));
+  for (const char* e : {"delivered", "delivered", "retried", "retried", "retried", "failed"}) {
+    m.CommitStatusEvent(e);
+  }
+  lines = Samples(m.Serialize());
+  CHECK(Has(lines, "assay_commit_statuses_total{result=\"delivered\"} 2"));
+  CHECK(Has(lines, "assay_commit_statuses_total{result=\"failed\"} 1"));
+  CHECK(Has(lines, "assay_commit_statuses_total{result=\"dropped\"} 0"));
+  CHECK(Has(lines, "assay_commit_status_retries_total 3"));
+}
+
 TEST_CASE("metrics: job-state gauges are replaced on every count", "[unit][metrics]") {
   Metrics m;
   m.SetJobStates({{"queued", 3}, {"running", 2}, {"succeeded", 10}});
