@@ -12,7 +12,7 @@
 #   QUICK=1 bench/sched.sh                  # smoke run: smaller counts, shorter windows
 # Settings (environment): BUILD_DIR (build), RESULTS_DIR (bench/results), PARTS,
 #   DISPATCH_AGENTS (1000), DISPATCH_JOBS (20000), DISPATCH_WORKERS (4), DISPATCH_MODE (loop),
-#   PACED_RATE (500; 0 skips the paced phase), PG_STATS (1: pg_stat_statements breakdown),
+#   PACED_RATE (200; 0 skips the paced phase), PG_STATS (1: pg_stat_statements breakdown),
 #   PGBENCH_SECONDS (15), PGBENCH_SCALE (4), LOST_REPS (3), LOST_MODES (kill,stop),
 #   LOST_SHORT_FLAGS ("--lease 6s --reconnect-grace 1s --heartbeat-interval 2s"; "" skips),
 #   SWARM_AGENTS (10000), SWARM_CHANNELS (20), SWARM_WINDOW (60s), SWARM_HEARTBEAT (10s),
@@ -31,7 +31,7 @@ DISPATCH_AGENTS=${DISPATCH_AGENTS:-1000}
 DISPATCH_JOBS=${DISPATCH_JOBS:-$(q 20000 5000)}
 DISPATCH_WORKERS=${DISPATCH_WORKERS:-4}
 DISPATCH_MODE=${DISPATCH_MODE:-loop}
-PACED_RATE=${PACED_RATE:-500}
+PACED_RATE=${PACED_RATE:-200}
 PG_STATS=${PG_STATS:-1}
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-$(q 15 5)}
 PGBENCH_SCALE=${PGBENCH_SCALE:-4}
