@@ -35,3 +35,9 @@ CREATE UNIQUE INDEX jobs_concurrency_live ON jobs (concurrency_key)
 CREATE INDEX jobs_live_of_agent ON jobs (agent_id) WHERE state IN ('assigned', 'running');
 
 ALTER TABLE job_attempts ADD COLUMN gpu_indices integer[];
+
+-- Advancing a pipeline after each job looks only at its unfinished (and pending) jobs;
+-- without these it scanned every job of the pipeline on every finish.
+CREATE INDEX jobs_pending_of_pipeline ON jobs (pipeline_id) WHERE state = 'pending';
+CREATE INDEX jobs_unfinished_of_pipeline ON jobs (pipeline_id)
+  WHERE state IN ('pending', 'queued', 'assigned', 'running');

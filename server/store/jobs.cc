@@ -22,6 +22,10 @@ constexpr Query kQueue{
     "  AND coalesce((q.requirements->>'gpus')::int, 0) <= $2 "
     "  AND coalesce((q.requirements->>'cpus')::int, 1) <= $3 AND q.labels <@ $4::text[] "
     "  ORDER BY q.priority DESC, q.queued_at, q.id LIMIT $1) j"};
+// Why: the planner estimates a handful of queued rows per repository and reads (and sorts)
+// every queued job of each one instead of walking jobs_queued_repo in order; with 10,000
+// queued jobs that is 25 ms against 0.5 ms. Transaction-local.
+constexpr Query kQueuePlan{"job_queue_plan", "SELECT set_config('enable_sort', 'off', true)"};
 constexpr Query kRunningPerRepo{
     "job_running_per_repo",
     "SELECT repo_id, count(*) FROM jobs WHERE state IN ('assigned', 'running') GROUP BY repo_id"};
@@ -183,6 +187,7 @@ static std::string IndexList(const std::vector<uint32_t>& v) { return absl::StrJ
 absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
   QueueSnapshot out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    Exec(tx, c, kQueuePlan);
     for (const auto& r : Exec(tx, c, kQueue,
                               {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels)})) {
       QueuedJobRow j;
