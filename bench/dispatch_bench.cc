@@ -141,11 +141,18 @@ class Fleet {
     released_at_.push_back(absl::InfinitePast());
   }
 
+  void set_finish(bool finish) { finish_ = finish; }
+
   void OnAssignment(int64_t agent_id, const v1::Assignment& a) {
     const absl::Time now = absl::Now();
     {
       std::lock_guard<std::mutex> l(mu_);
       send_times_.push_back(now);
+      if (!finish_) {
+        ++finished_;  // counted as done when handed out: nothing runs
+        done_cv_.notify_all();
+        return;
+      }
       absl::Time& rel = released_at_[index_.at(agent_id)];
       if (rel != absl::InfinitePast()) {
         refill_ms_.push_back(absl::ToDoubleMilliseconds(now - rel));
@@ -283,6 +290,7 @@ class Fleet {
 
   store::JobStore* jobs_;
   Dispatcher* dispatcher_;
+  bool finish_ = true;
   std::unordered_map<int64_t, size_t> index_;  // written before any thread starts
 
   std::mutex mu_;
@@ -383,7 +391,11 @@ int Run(int argc, char** argv) {
       {"dsn", "", "maintenance DSN of the PostgreSQL to use (a scratch database is created)",
        true},
       {"db", "assay_bench_dispatch", "name of the scratch database (dropped and re-created)"},
-      {"agents", "1000", "simulated agents (1 slot each)"},
+      {"agents", "1000", "simulated agents"},
+      {"slots", "1", "CPU slots per simulated agent"},
+      {"finish", "true",
+       "true: workers finish each job (MarkRunning + Finish) and free its slot; false: "
+       "nothing finishes, so phase A measures handing out jobs alone (give enough slots)"},
       {"jobs", "20000", "phase A: queued jobs"},
       {"repos", "4", "repositories the pipelines are spread over"},
       {"jobs-per-pipeline", "10", "phase A: jobs per pipeline (no needs: all queued)"},
@@ -408,6 +420,8 @@ int Run(int argc, char** argv) {
   auto geti = [&](const char* k) { return static_cast<int>(Must(cfg->GetInt(k), k)); };
   const int n_agents = geti("agents"), n_jobs = geti("jobs"), n_repos = geti("repos");
   const int jpp = std::max(1, geti("jobs-per-pipeline")), n_workers = geti("workers");
+  const int slots = std::max(1, geti("slots"));
+  const bool finish = cfg->Get("finish") != "false";
   const int pool = geti("db-pool"), paced_rate = geti("paced-rate");
   const int paced_seconds = geti("paced-seconds");
   const long pg_pid = geti("pg-pid");
@@ -444,6 +458,7 @@ int Run(int argc, char** argv) {
   Metrics metrics;
   Dispatcher dispatcher(&jobs, &metrics, clock, DispatcherOptions{});
   Fleet fleet(&jobs, &dispatcher);
+  fleet.set_finish(finish);
 
   std::vector<int64_t> repo_ids;
   for (int r = 0; r < n_repos; ++r) {
@@ -492,7 +507,7 @@ int Run(int argc, char** argv) {
     store::AgentHello h;
     h.name = absl::StrFormat("sim-%05d", i);
     h.version = "bench";
-    h.cpu_slots = 1;
+    h.cpu_slots = slots;
     agent_ids.push_back(Must(agents.Connect(h), "agent").id);
     fleet.AddAgent(agent_ids.back());
   }
@@ -513,7 +528,7 @@ int Run(int argc, char** argv) {
   const double pg_cpu0 = TreeCpuSeconds(pg_pid);
   const absl::Time t0 = absl::Now();
   for (int64_t id : agent_ids) {
-    dispatcher.AgentConnected(id, {}, 1, {}, std::make_shared<SimChannel>(&fleet, id));
+    dispatcher.AgentConnected(id, {}, slots, {}, std::make_shared<SimChannel>(&fleet, id));
   }
   if (mode == "loop") {
     dispatcher.Start();
@@ -560,9 +575,12 @@ int Run(int argc, char** argv) {
     once_sent = once.sent();
   }
 
-  std::printf("== phase A: %d queued jobs, %d agents x 1 slot, %d finishing workers, "
+  std::printf("== phase A: %d queued jobs, %d agents x %d slot(s), %s, "
               "db pool %d, mode %s\n",
-              n_jobs, n_agents, n_workers, pool, mode.c_str());
+              n_jobs, n_agents, slots,
+              finish ? absl::StrCat(n_workers, " finishing workers").c_str()
+                     : "nothing finishes (hand-out only)",
+              pool, mode.c_str());
   std::printf("  assignments sent           %lld%s\n", static_cast<long long>(sent_a),
               complete ? "" : "  (INCOMPLETE: deadline reached)");
   std::printf("  jobs finished              %lld (errors %lld, assignments of attempt > 1: %lld)\n",
@@ -665,6 +683,8 @@ int Run(int argc, char** argv) {
   boost::json::object result{{"agents", n_agents},
                              {"jobs", n_jobs},
                              {"workers", n_workers},
+                             {"slots", slots},
+                             {"finish", finish},
                              {"db_pool", pool},
                              {"mode", mode},
                              {"complete", complete},

@@ -23,6 +23,7 @@ source "$ROOT/deploy/lib/deps.sh"
 source "$ROOT/deploy/lib/pg.sh"
 
 QUICK=${QUICK:-0}
+HANDOUT_SLOTS=${HANDOUT_SLOTS:-20}
 q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
@@ -109,6 +110,15 @@ if [[ " $PARTS " == *" dispatch "* ]]; then
     > "$WORK/dispatch.txt" || log "dispatch bench failed (rc $?)"
   grep -v '^RESULT ' "$WORK/dispatch.txt" >&2
   grep '^RESULT ' "$WORK/dispatch.txt" | tail -1 | cut -c8- > "$WORK/dispatch.json"
+  # 1a. The same backlog handed out with nothing finishing: the scheduler's own rate (queue
+  # read, placement, batch claim, send), without the agents' MarkRunning/Finish writes.
+  log "1a. hand-out only: $DISPATCH_JOBS jobs, $DISPATCH_AGENTS agents x $HANDOUT_SLOTS slots"
+  bounded 600 "$BUILD_DIR/bench/assay-bench-dispatch" --dsn "$(pg_dsn "$PGPORT")" \
+    --agents "$DISPATCH_AGENTS" --slots "$HANDOUT_SLOTS" --finish false --jobs "$DISPATCH_JOBS" \
+    --mode "$DISPATCH_MODE" --paced-rate 0 --pg-pid "$PGPID" \
+    > "$WORK/handout.txt" || log "hand-out bench failed (rc $?)"
+  grep -v '^RESULT ' "$WORK/handout.txt" >&2
+  grep '^RESULT ' "$WORK/handout.txt" | tail -1 | cut -c8- > "$WORK/handout.json"
   PGOPTIONS="-c client_min_messages=warning" psql -Xq "$(pg_dsn "$PGPORT")" -c "DROP DATABASE IF EXISTS assay_bench_dispatch" \
     -c "DROP DATABASE IF EXISTS pgbench_scratch" -c "CREATE DATABASE pgbench_scratch" >/dev/null
   log "1b. pgbench -i -s $PGBENCH_SCALE; pgbench -c 4 -j 2 -T $PGBENCH_SECONDS"

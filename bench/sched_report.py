@@ -40,6 +40,7 @@ def main():
          'finished_utc': time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime()),
          'wall_s': int(wall),
          'dispatch': load(work + '/dispatch.json'),
+         'handout': load(work + '/handout.json'),
          'pgbench': pgbench(work + '/pgbench.txt'),
          'lost': load(work + '/lost.json'),
          'swarm': load(work + '/swarm.json')}
@@ -49,7 +50,7 @@ def main():
     rows = []
     d = R['dispatch']
     if d:
-        rows.append(('1. dispatch: %d queued jobs, %d agents x 1 slot, %d finishing workers'
+        rows.append(('1. dispatch + finish: %d queued jobs, %d agents x 1 slot, %d finishing workers'
                      % (d['jobs'], d['agents'], d['workers']), ''))
         rows.append(('   dispatches/s (whole run; median 1-s bucket)',
                      '%.0f; %.0f%s' % (d['dispatches_per_s'], d['steady_per_s'],
@@ -63,6 +64,13 @@ def main():
         if p:
             rows.append(('   queued -> assignment at %d jobs/s: p50 / p99 / max' % p['rate'],
                          '%.1f / %.1f / %.1f ms' % (p['p50_ms'], p['p99_ms'], p['max_ms'])))
+    h = R['handout']
+    if h:
+        rows.append(('1a. hand-out only: %d queued jobs, %d agents x %d slots, nothing finishes'
+                     % (h['jobs'], h['agents'], h.get('slots', 0)), ''))
+        rows.append(('   dispatches/s (whole run; median 1-s bucket)',
+                     '%.0f; %.0f%s' % (h['dispatches_per_s'], h['steady_per_s'],
+                                       '' if h['complete'] else ' (INCOMPLETE)')))
     pg = R['pgbench']
     if pg:
         rows.append(('   pgbench TPC-B-like, same PostgreSQL (-c 4 -j 2)',

@@ -90,7 +90,7 @@ constexpr Query kRetryAfterFinish{
     "job_retry_after_finish",
     "UPDATE jobs SET state = 'queued', queued_at = $3, attempt_token = NULL, "
     "last_agent_id = agent_id, agent_id = NULL, gpu_indices = NULL, lease_expires_at = NULL, "
-    "finished_at = NULL, exit_code = NULL, message = NULL "
+    "started_at = NULL, finished_at = NULL, exit_code = NULL, message = NULL "
     "WHERE id = $1 AND state = $2 AND attempt < max_attempts AND "
     "(($2 = 'failed' AND 'failure' = ANY(retry_on)) OR "
     " ($2 = 'timed_out' AND 'timeout' = ANY(retry_on))) RETURNING 1"};
@@ -105,7 +105,8 @@ constexpr Query kTokenState{"job_token_state",
 constexpr Query kReject{
     "job_reject",
     "WITH j AS (UPDATE jobs SET state = 'queued', attempt_token = NULL, agent_id = NULL, "
-    "gpu_indices = NULL, lease_expires_at = NULL, queued_at = $4 WHERE id = $1 AND attempt_token = $2 AND "
+    "gpu_indices = NULL, lease_expires_at = NULL, queued_at = $4, started_at = NULL, "
+    "max_attempts = max_attempts + 1 WHERE id = $1 AND attempt_token = $2 AND "
     "state IN ('assigned', 'running') RETURNING id, attempt) "
     "UPDATE job_attempts a SET state = 'rejected', finished_at = $4, message = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
@@ -148,6 +149,7 @@ constexpr Query kLoseAttempt{
     "  state = CASE WHEN " ASSAY_RETRY_LOST " THEN 'queued' ELSE 'failed' END, "
     "  queued_at = CASE WHEN " ASSAY_RETRY_LOST " THEN $3 ELSE queued_at END, "
     "  finished_at = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE $3 END, "
+    "  started_at = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE started_at END, "
     "  message = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE $4 END, "
     "  attempt_token = NULL, last_agent_id = agent_id, "
     "  agent_id = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE agent_id END, "
@@ -203,9 +205,20 @@ absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
       j.last_agent_id = r[9].as<int64_t>();
       out.jobs.push_back(std::move(j));
     }
-    for (const auto& r : Exec(tx, c, kRunningPerRepo)) {
-      out.running_per_repo[r[0].as<int64_t>()] = r[1].as<int>();
+    // Both reads below scan every live job: skip them when this snapshot cannot use them
+    // (fair share needs two repositories; groups need a job that has one).
+    std::set<int64_t> repos;
+    bool any_group = false;
+    for (const auto& j : out.jobs) {
+      repos.insert(j.repo_id);
+      any_group |= !j.concurrency_key.empty() || !j.parallel_key.empty();
     }
+    if (repos.size() > 1) {
+      for (const auto& r : Exec(tx, c, kRunningPerRepo)) {
+        out.running_per_repo[r[0].as<int64_t>()] = r[1].as<int>();
+      }
+    }
+    if (!any_group) return absl::OkStatus();
     for (const auto& r : Exec(tx, c, kGroupsInUse)) {
       std::string group = r[0].as<std::string>(), parallel = r[1].as<std::string>();
       if (!group.empty()) out.held_groups.insert(group);
@@ -448,12 +461,13 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
       return absl::OkStatus();
     }
     out.duration = finished - started;
-    if (!Exec(tx, c, kRetryAfterFinish, {r.job_id, r.state, now}).empty()) {
+    const bool succeeded = r.state == "succeeded";
+    if (!succeeded && !Exec(tx, c, kRetryAfterFinish, {r.job_id, r.state, now}).empty()) {
       out.retried = true;
       Exec(tx, c, kNotifyQueued);
       return absl::OkStatus();
     }
-    out.queued = AdvancePipeline(tx, c, pipeline_id, now);
+    out.queued = AdvancePipeline(tx, c, pipeline_id, now, /*may_block=*/!succeeded);
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

@@ -43,6 +43,8 @@ struct QueuedJobRow {
 // What the dispatcher needs to order and place queued jobs.
 struct QueueSnapshot {
   std::vector<QueuedJobRow> jobs;              // per repository at most `per_repo`, in order
+  // Read only when the snapshot can use them: running_per_repo when `jobs` spans two or more
+  // repositories, the group fields when some job in `jobs` has a group or max_parallel.
   std::map<int64_t, int> running_per_repo;     // assigned or running jobs per repository
   std::set<std::string> held_groups;           // concurrency keys with a live job
   std::map<std::string, int> running_per_parallel_key;
@@ -138,7 +140,9 @@ class JobStore {
   // only until now + grace (a reconnect within it renews them).
   absl::Status ShortenLeases(int64_t agent_id, absl::Duration grace);
   absl::StatusOr<Fence> MarkRunning(int64_t job_id, std::string_view token);
-  // The agent refused the job: the attempt is closed as 'rejected' and the job queued again.
+  // The agent refused the job (or the server could not hand it over): the attempt is closed
+  // as 'rejected' and the job queued again. A rejected attempt does not count against the
+  // retry policy (max_attempts grows by one).
   absl::StatusOr<Fence> Reject(int64_t job_id, std::string_view token, std::string_view reason);
   // Stores one log chunk of the attempt that `token` names (kStale if the token is not the
   // job's current attempt; kDuplicate for a chunk already stored).

@@ -202,9 +202,10 @@ void LockPipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id) {
   Exec(tx, c, kLockPipeline, {pipeline_id});
 }
 
-int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Time now) {
+int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Time now,
+                    bool may_block) {
   // Skipping cascades down the DAG: repeat until a pass skips nothing (depth ≤ job count).
-  while (Exec(tx, c, kSkipBlocked, {pipeline_id, now}).affected_rows() > 0) {
+  while (may_block && Exec(tx, c, kSkipBlocked, {pipeline_id, now}).affected_rows() > 0) {
   }
   int queued = static_cast<int>(Exec(tx, c, kQueueReady, {pipeline_id, now}).affected_rows());
   Exec(tx, c, kFinishPipeline, {pipeline_id, now});

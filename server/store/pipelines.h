@@ -122,7 +122,10 @@ class PipelineStore {
 // finishes the pipeline when no job is left unfinished. Returns how many jobs were queued.
 // A failed, timed-out or errored job with allow_failure counts as succeeded for its
 // dependents and for the pipeline's state. Sends NOTIFY assay_jobs when it queued any.
-int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Time now);
+// `may_block`: false when the only change since the last advance is a job that succeeded
+// (nothing can have become blocked, so the skip pass is not run).
+int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Time now,
+                    bool may_block = true);
 // NOTIFY assay_cancel "<agent id> <job id> <token>" per attempt (delivered at commit), so that
 // whichever server holds the agent's stream tells it to stop.
 void NotifyCancel(pqxx::work& tx, Connection& c, const std::vector<CanceledAttempt>& attempts);
