@@ -116,8 +116,12 @@ constexpr Query kAppendLog{
     "ins AS (INSERT INTO log_chunks (job_id, attempt, seq, data) SELECT $1, a.attempt, $3, $4 "
     "FROM a ON CONFLICT DO NOTHING RETURNING 1) "
     "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM ins)"};
-constexpr Query kJobPipeline{"job_pipeline_of_token",
-                             "SELECT pipeline_id FROM jobs WHERE id = $1 AND attempt_token = $2"};
+// Finds and locks the pipeline of the attempt in one round trip (kFinish re-checks the token
+// under the lock).
+constexpr Query kLockPipelineOfToken{
+    "job_lock_pipeline_of_token",
+    "SELECT p.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id "
+    "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF p"};
 constexpr Query kFinish{
     "job_finish",
     "WITH j AS (UPDATE jobs SET state = $3, exit_code = $4, message = nullif($5, ''), "
@@ -442,15 +446,14 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
   FinishOutcome out;
   absl::Time now = clock_->Now();
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto p = Exec(tx, c, kJobPipeline, {r.job_id, r.attempt_token});
+    // Why lock first: two jobs of one pipeline finishing at once must see each other's
+    // state when deciding which dependents are ready.
+    auto p = Exec(tx, c, kLockPipelineOfToken, {r.job_id, r.attempt_token});
     if (p.empty()) {
       out.fence = Fence::kStale;
       return absl::OkStatus();
     }
     int64_t pipeline_id = p[0][0].as<int64_t>();
-    // Why lock first: two jobs of one pipeline finishing at once must see each other's
-    // state when deciding which dependents are ready.
-    LockPipeline(tx, c, pipeline_id);
     absl::Time started = r.started_at == absl::InfinitePast() ? now : r.started_at;
     absl::Time finished = r.finished_at == absl::InfinitePast() ? now : r.finished_at;
     auto res = Exec(tx, c, kFinish,

@@ -79,22 +79,27 @@ constexpr Query kSkipBlocked{
     "  SELECT 1 FROM job_needs n JOIN jobs d ON d.id = n.needs_job_id WHERE n.job_id = j.id"
     "  AND (d.state IN ('canceled', 'skipped') OR "
     "       (d.state IN ('failed', 'timed_out', 'error') AND NOT d.allow_failure)))"};
-constexpr Query kQueueReady{
-    "pipeline_queue_ready",
-    "UPDATE jobs j SET state = 'queued', queued_at = $2 "
-    "WHERE j.pipeline_id = $1 AND j.state = 'pending' AND NOT EXISTS ("
-    "  SELECT 1 FROM job_needs n JOIN jobs d ON d.id = n.needs_job_id WHERE n.job_id = j.id"
-    "  AND NOT (d.state = 'succeeded' OR "
-    "           (d.state IN ('failed', 'timed_out', 'error') AND d.allow_failure)))"};
-constexpr Query kFinishPipeline{
-    "pipeline_finish",
-    "UPDATE pipelines p SET finished_at = $2, state = CASE "
+// Queues the ready pending jobs and finishes the pipeline when nothing is left unfinished, in
+// one statement. Why one is enough: both CTEs see the snapshot from before the statement, and
+// queuing a pending job leaves it unfinished either way, so the finish check's answer is the
+// same before and after the queuing.
+constexpr Query kQueueReadyAndFinish{
+    "pipeline_queue_ready_and_finish",
+    "WITH q AS (UPDATE jobs j SET state = 'queued', queued_at = $2 "
+    "  WHERE j.pipeline_id = $1 AND j.state = 'pending' AND NOT EXISTS ("
+    "    SELECT 1 FROM job_needs n JOIN jobs d ON d.id = n.needs_job_id WHERE n.job_id = j.id"
+    "    AND NOT (d.state = 'succeeded' OR "
+    "             (d.state IN ('failed', 'timed_out', 'error') AND d.allow_failure))) "
+    "  RETURNING 1), "
+    "f AS (UPDATE pipelines p SET finished_at = $2, state = CASE "
     "  WHEN EXISTS (SELECT 1 FROM jobs WHERE pipeline_id = $1 AND state IN "
     "    ('failed', 'timed_out', 'error') AND NOT allow_failure) THEN 'failed' "
     "  WHEN EXISTS (SELECT 1 FROM jobs WHERE pipeline_id = $1 AND state = 'canceled') "
     "    THEN 'canceled' ELSE 'succeeded' END "
-    "WHERE p.id = $1 AND p.state = 'running' AND NOT EXISTS (SELECT 1 FROM jobs WHERE "
-    "  pipeline_id = $1 AND state IN ('pending', 'queued', 'assigned', 'running'))"};
+    "  WHERE p.id = $1 AND p.state = 'running' AND NOT EXISTS (SELECT 1 FROM jobs WHERE "
+    "    pipeline_id = $1 AND state IN ('pending', 'queued', 'assigned', 'running')) "
+    "  RETURNING 1) "
+    "SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM f)"};
 
 #define PIPELINE_COLUMNS                                                                  \
   "p.id, p.repo_id, r.name, p.event, p.ref, p.commit_sha, p.state, coalesce(p.message, ''), " \
@@ -207,8 +212,8 @@ int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Ti
   // Skipping cascades down the DAG: repeat until a pass skips nothing (depth ≤ job count).
   while (may_block && Exec(tx, c, kSkipBlocked, {pipeline_id, now}).affected_rows() > 0) {
   }
-  int queued = static_cast<int>(Exec(tx, c, kQueueReady, {pipeline_id, now}).affected_rows());
-  Exec(tx, c, kFinishPipeline, {pipeline_id, now});
+  int queued = static_cast<int>(
+      Exec(tx, c, kQueueReadyAndFinish, {pipeline_id, now})[0][0].as<int64_t>());
   if (queued > 0) Exec(tx, c, kNotifyQueued);
   return queued;
 }
