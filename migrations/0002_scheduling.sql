@@ -41,3 +41,12 @@ ALTER TABLE job_attempts ADD COLUMN gpu_indices integer[];
 CREATE INDEX jobs_pending_of_pipeline ON jobs (pipeline_id) WHERE state = 'pending';
 CREATE INDEX jobs_unfinished_of_pipeline ON jobs (pipeline_id)
   WHERE state IN ('pending', 'queued', 'assigned', 'running');
+
+-- Every job state change rewrites each full index of the row: drop the two that nothing uses
+-- any more (the queue is read per repository through jobs_queued_repo; jobs of a pipeline
+-- are found through UNIQUE (pipeline_id, name)), and keep the attempt token's uniqueness
+-- only for rows that have one.
+DROP INDEX jobs_queued;
+DROP INDEX jobs_pipeline;
+ALTER TABLE jobs DROP CONSTRAINT jobs_attempt_token_key;
+CREATE UNIQUE INDEX jobs_attempt_token ON jobs (attempt_token) WHERE attempt_token IS NOT NULL;
