@@ -142,6 +142,20 @@ class Options {
   std::map<std::string, std::string, std::less<>> values_;
 };
 
+// Reads option `name` (when given) into `value`: a positive decimal integer, else a usage error.
+std::optional<UsageError> PositiveIntOption(const Options& options, const std::string& name,
+                                            std::optional<int>& value) {
+  std::optional<std::string> text = options.Get(name);
+  if (!text) return std::nullopt;
+  int parsed = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), parsed);
+  if (ec != std::errc() || end != text->data() + text->size() || parsed <= 0) {
+    return UsageError{absl::StrCat(name, " must be a positive integer, got '", *text, "'")};
+  }
+  value = parsed;
+  return std::nullopt;
+}
+
 std::optional<UsageError> ExpectPositionals(const CommandLine& line, std::string_view command,
                                             size_t first, size_t min, size_t max,
                                             std::string_view missing) {
@@ -268,14 +282,7 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   if (command == "pipelines") {
     if (auto error = check("pipelines", {"--repo", "--limit"}, 1, 0, 0, "")) return *error;
     std::optional<int> limit;
-    if (std::optional<std::string> text = options.Get("--limit")) {
-      int value = 0;
-      const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-      if (ec != std::errc() || end != text->data() + text->size() || value <= 0) {
-        return UsageError{absl::StrCat("--limit must be a positive integer, got '", *text, "'")};
-      }
-      limit = value;
-    }
+    if (auto error = PositiveIntOption(options, "--limit", limit)) return *error;
     return ListPipelines(api, options.Get("--repo"), limit, out, err);
   }
   if (command == "pipeline") {
@@ -320,14 +327,7 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   if (command == "queue") {
     if (auto error = check("queue", {"--limit"}, 1, 0, 0, "")) return *error;
     std::optional<int> limit;
-    if (std::optional<std::string> text = options.Get("--limit")) {
-      int value = 0;
-      const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-      if (ec != std::errc() || end != text->data() + text->size() || value <= 0) {
-        return UsageError{absl::StrCat("--limit must be a positive integer, got '", *text, "'")};
-      }
-      limit = value;
-    }
+    if (auto error = PositiveIntOption(options, "--limit", limit)) return *error;
     return ListQueue(api, limit, out, err);
   }
   const std::string suggestion = ClosestMatch(command, kCommands);

@@ -157,15 +157,8 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  for (const auto& [k, v] : *body) {
-    std::string key(k);
-    if (key != "name" && key != "clone_url" && key != "provider" && key != "webhook_secret" &&
-        key != "html_url") {
-      return ErrorResponse(400, "invalid_argument",
-                           absl::StrCat("unknown field '", key,
-                                        "' (allowed: name, clone_url, provider, webhook_secret, "
-                                        "html_url)"));
-    }
+  if (absl::Status known = http::OnlyFields(*body, {"name", "clone_url", "provider", "webhook_secret", "html_url"}); !known.ok()) {
+    return http::StatusToResponse(known);
   }
   auto name = http::RequiredString(*body, "name");
   if (!name.ok()) return http::StatusToResponse(name.status());
@@ -206,13 +199,8 @@ Response UpdateRepo(const ApiDeps& d, Request& req) {
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  for (const auto& [k, v] : *body) {
-    std::string key(k);
-    if (key != "default_branch" && key != "cancel_superseded") {
-      return ErrorResponse(400, "invalid_argument",
-                           absl::StrCat("unknown field '", key,
-                                        "' (allowed: default_branch, cancel_superseded)"));
-    }
+  if (absl::Status known = http::OnlyFields(*body, {"default_branch", "cancel_superseded"}); !known.ok()) {
+    return http::StatusToResponse(known);
   }
   auto branch = http::OptionalString(*body, "default_branch");
   if (!branch.ok()) return http::StatusToResponse(branch.status());
@@ -240,12 +228,8 @@ Response CreateManualPipeline(const ApiDeps& d, Request& req) {
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  for (const auto& [k, v] : *body) {
-    std::string key(k);
-    if (key != "branch" && key != "inputs") {
-      return ErrorResponse(400, "invalid_argument",
-                           absl::StrCat("unknown field '", key, "' (allowed: branch, inputs)"));
-    }
+  if (absl::Status known = http::OnlyFields(*body, {"branch", "inputs"}); !known.ok()) {
+    return http::StatusToResponse(known);
   }
   auto branch = http::OptionalString(*body, "branch");
   if (!branch.ok()) return http::StatusToResponse(branch.status());

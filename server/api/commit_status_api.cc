@@ -61,12 +61,8 @@ Response PutCommitStatus(const ApiDeps& d, Request& req, const RepoJsonFn& repo_
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  for (const auto& [k, v] : *body) {
-    std::string key(k);
-    if (key != "api_url" && key != "token" && key != "repository" && key != "context") {
-      return Invalid(absl::StrCat("unknown field '", key,
-                                  "' (allowed: api_url, token, repository, context)"));
-    }
+  if (absl::Status known = http::OnlyFields(*body, {"api_url", "token", "repository", "context"}); !known.ok()) {
+    return http::StatusToResponse(known);
   }
   auto api_url = http::RequiredString(*body, "api_url");
   if (!api_url.ok()) return http::StatusToResponse(api_url.status());

@@ -1,11 +1,14 @@
 #include "server/http/json_util.h"
 
+#include <algorithm>
+
 #include <boost/json/stream_parser.hpp>
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace assay::http {
 namespace {
@@ -142,6 +145,17 @@ absl::StatusOr<std::optional<bool>> OptionalBool(const boost::json::object& obj,
     return absl::InvalidArgumentError(absl::StrCat("field '", AV(field), "' must be a boolean"));
   }
   return std::optional<bool>(v->get_bool());
+}
+
+absl::Status OnlyFields(const boost::json::object& obj, const std::vector<std::string>& allowed) {
+  for (const auto& [k, v] : obj) {
+    const std::string key(k);
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown field '", key, "' (allowed: ",
+                                                     absl::StrJoin(allowed, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 Response StatusToResponse(const absl::Status& status) {

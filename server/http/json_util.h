@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -35,6 +36,10 @@ std::optional<boost::json::object> ParseJsonBody(const Request& req, Response* e
 // not a string.
 absl::StatusOr<std::string> RequiredString(const boost::json::object& obj, std::string_view field);
 // nullopt if absent or null; kInvalidArgument "field 'F' must be a string" otherwise.
+// kInvalidArgument "unknown field 'K' (allowed: a, b)" for the first key of `obj` that is not
+// in `allowed` (listed in that order in the message).
+absl::Status OnlyFields(const boost::json::object& obj, const std::vector<std::string>& allowed);
+
 absl::StatusOr<std::optional<std::string>> OptionalString(const boost::json::object& obj,
                                                           std::string_view field);
 // kInvalidArgument "field 'F' is required and must be an integer". Integral doubles
