@@ -46,8 +46,12 @@ constexpr std::size_t kLargeBodyReadChunk = 64 * 1024;
 // After an error response the server stops sending but keeps reading (and discarding)
 // for a while, so that the client's unsent body does not turn our close into a TCP
 // reset that could destroy the response before the client reads it.
+// The byte limit must exceed what a client may still have to send after a 413 (a blocked
+// writer reads nothing until its body is out): at 1 MiB, an 8 MiB upload was reset before
+// its client read the 413 whenever the loopback socket buffers were small (a loaded
+// machine). Discarding is cheap; the time limit is what bounds a hostile client.
 constexpr auto kLingerTime = std::chrono::seconds(2);
-constexpr std::size_t kLingerBytes = 1024 * 1024;
+constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
 
 // Debian's Abseil has its own absl::string_view, distinct from std::string_view.
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
