@@ -78,5 +78,73 @@ TEST_CASE("canceling a pipeline stops its running job's process tree", "[e2e]") 
                                   " has already finished (canceled)\n"));
 }
 
+TEST_CASE("canceling one running job stops its process tree and skips its dependents", "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1", {"--kill-grace", "5s", "--slots", "2"}));
+  MUST(c.WaitForAgents(1));
+  const std::string pids = c.dir();
+  const std::string file = absl::StrReplaceAll(R"yml(jobs:
+  long:
+    steps:
+      - name: work
+        run: |
+          sleep 300 &
+          echo $! > PIDS/bg.pid
+          echo working
+          sh -c 'echo $$ > PIDS/fg.pid; exec sleep 300'
+  after:
+    needs: [long]
+    steps:
+      - run: echo never
+  other:
+    steps:
+      - run: echo other ran
+)yml",
+                                               {{"PIDS", pids}});
+  const int64_t pid = PushFiles(c, repo, {{".assay.yml", file}});
+  json::object p = MUST(c.WaitForJobState(pid, "long", "running"));
+  MUST(c.WaitUntil("the job's processes to start", [&](std::string& seen) {
+    seen = testing::ReadFileOrEmpty(pids + "/fg.pid");
+    return !seen.empty();
+  }));
+  const int64_t job = JobId(p, "long");
+
+  auto cancel = MUST(c.RunCli({"cancel", "--job", std::to_string(job)}));
+  INFO(cancel.out << cancel.err);
+  CHECK(cancel.exit_code == 0);
+  CHECK(cancel.out == absl::StrCat("cancel requested for job ", job, "\n"));
+
+  p = MUST(c.WaitForPipelineDone(pid));
+  INFO(json::serialize(p) << "\n" << c.LogTails());
+  CHECK(JsonString(p, "state") == "canceled");
+  CHECK(JsonString(Job(p, "long"), "state") == "canceled");
+  CHECK(JsonString(Job(p, "long"), "message") == "canceled by request");
+  CHECK(JsonString(Job(p, "after"), "state") == "skipped");
+  CHECK(JsonString(Job(p, "after"), "message") == "skipped: a job it needs did not succeed");
+  CHECK(JsonString(Job(p, "other"), "state") == "succeeded");
+  for (const char* name : {"bg.pid", "fg.pid"}) {
+    pid_t child = static_cast<pid_t>(std::atoi(testing::ReadFileOrEmpty(pids + "/" + name).c_str()));
+    REQUIRE(child > 1);
+    MUST(c.WaitUntil(
+        absl::StrCat("pid ", child, " (", name, ") to be gone"),
+        [&](std::string& seen) {
+          seen = testing::PidExists(child) ? "still exists" : "gone";
+          return !testing::PidExists(child);
+        },
+        absl::Seconds(10)));
+  }
+  MUST(c.WaitUntil("the agent's report of the canceled attempt", [&](std::string& seen) {
+    auto log = c.JobLog(job);
+    seen = log.ok() ? *log : "";
+    return absl::StrContains(seen, "sent SIGTERM");
+  }));
+  CHECK(MUST(c.JobLog(job)) ==
+        "working\nassay: job canceled; sent SIGTERM to the process group\n");
+  CHECK(MUST(c.QueryInt(absl::StrCat("SELECT count(*) FROM job_attempts WHERE job_id = ", job,
+                                     " AND state = 'canceled'"))) == 1);
+}
+
 }  // namespace
 }  // namespace assay::e2e
