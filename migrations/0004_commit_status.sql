@@ -22,15 +22,22 @@ ALTER TABLE pipelines ADD COLUMN status_reported text;
 UPDATE pipelines SET status_reported = state;
 CREATE INDEX pipelines_status_due ON pipelines (id) WHERE status_reported IS DISTINCT FROM state;
 
--- Wakes every replica's reporter (LISTEN assay_pipeline_state) when a pipeline is created or
--- changes state; the reporter also polls, so a lost notification only delays a report.
-CREATE FUNCTION assay_notify_pipeline_state() RETURNS trigger LANGUAGE plpgsql AS $$
+-- On every insert and state change: a pipeline of a repository that reports nothing is marked
+-- reported at once (it is never due, so no reporter wakes or writes for it); otherwise every
+-- replica's reporter is woken (LISTEN assay_pipeline_state, delivered at commit). The reporter
+-- also polls, so a lost notification only delays a report. Turning reporting on later reports
+-- only what changes afterwards.
+CREATE FUNCTION assay_pipeline_status_due() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' OR NEW.state IS DISTINCT FROM OLD.state THEN
-    PERFORM pg_notify('assay_pipeline_state', NEW.id::text);
+    IF EXISTS (SELECT 1 FROM repos WHERE id = NEW.repo_id AND status_api_url IS NOT NULL) THEN
+      PERFORM pg_notify('assay_pipeline_state', NEW.id::text);
+    ELSE
+      NEW.status_reported := NEW.state;
+    END IF;
   END IF;
-  RETURN NULL;
+  RETURN NEW;
 END
 $$;
-CREATE TRIGGER pipelines_notify_state AFTER INSERT OR UPDATE OF state ON pipelines
-  FOR EACH ROW EXECUTE FUNCTION assay_notify_pipeline_state();
+CREATE TRIGGER pipelines_status_due BEFORE INSERT OR UPDATE OF state ON pipelines
+  FOR EACH ROW EXECUTE FUNCTION assay_pipeline_status_due();
