@@ -171,14 +171,6 @@ absl::Status AssayServer::Start() {
                    dispatcher->Kick();
                    reporter->Kick();
                  }};
-  // Superseded pipelines: tell the agents running their jobs to stop, as the cancel API does.
-  pd.on_canceled = [dispatcher](const std::vector<store::CanceledAttempt>& attempts,
-                                const std::string& reason) {
-    for (const auto& c : attempts) {
-      dispatcher->SendCancel(c.agent_id, c.job_id, c.attempt_token, reason);
-    }
-    dispatcher->Kick();
-  };
   pd.schedules = m.schedules.get();
   m.planner = std::make_unique<Planner>(std::move(pd));
   m.schedule_loop = std::make_unique<ScheduleLoop>(

@@ -432,13 +432,10 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   router.Add("POST", "/api/v1/pipelines/{id}/cancel", Authed(d, [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
+               // The store's NOTIFY assay_cancel reaches whichever server holds each agent's
+               // stream, this one included (server/scheduler/wakeups.h).
                auto canceled = d.pipelines->Cancel(*id);
                if (!canceled.ok()) return http::StatusToResponse(canceled.status());
-               for (const auto& c : *canceled) {
-                 d.dispatcher->SendCancel(c.agent_id, c.job_id, c.attempt_token,
-                                          "pipeline canceled");
-               }
-               d.dispatcher->Kick();
                auto p = d.pipelines->Get(*id);
                if (!p.ok()) return http::StatusToResponse(p.status());
                return JsonResponse(200, PipelineJson(*p));
@@ -455,12 +452,9 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   router.Add("POST", "/api/v1/jobs/{id}/cancel", Authed(d, [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
+               // As for pipelines: the store's NOTIFY tells the agent's server.
                auto canceled = d.pipelines->CancelJob(*id);
                if (!canceled.ok()) return http::StatusToResponse(canceled.status());
-               // The NOTIFY reaches the server holding the agent's stream; this one may be it.
-               for (const auto& c : *canceled) {
-                 d.dispatcher->SendCancel(c.agent_id, c.job_id, c.attempt_token, "job canceled");
-               }
                auto j = d.pipelines->GetJob(*id);
                if (!j.ok()) return http::StatusToResponse(j.status());
                return JsonResponse(200, JobJson(*j));

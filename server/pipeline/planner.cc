@@ -206,11 +206,9 @@ absl::StatusOr<int64_t> Planner::Write(store::NewPipeline& p, const store::Repo&
       LogWarn("planner", "canceling pipelines superseded by ", *id, ": ",
               attempts.status().ToString());
     } else if (!canceled.empty()) {
+      // Their agents are told to stop through the store's NOTIFY assay_cancel.
       LogInfo("planner", canceled.size(), " pipeline(s) of ", repo.name, " ", p.ref,
               " superseded by pipeline ", *id);
-      if (deps_.on_canceled) {
-        deps_.on_canceled(*attempts, absl::StrCat("superseded by pipeline ", *id));
-      }
     }
   }
   return *id;

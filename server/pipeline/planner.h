@@ -8,8 +8,8 @@
 //
 // A push to the repository's default branch also replaces the repository's schedules with the
 // on.schedule entries of that commit's file. With the repo's cancel_superseded set, a new push
-// pipeline cancels the older running push pipelines of its branch (on_canceled tells the
-// agents).
+// pipeline cancels the older running push pipelines of its branch (the store's NOTIFY
+// assay_cancel tells their agents to stop).
 
 #include <deque>
 #include <functional>
@@ -38,10 +38,6 @@ struct PlannerDeps {
   store::RepoStore* repos;
   std::string mirrors_dir;           // bare mirrors live in <mirrors_dir>/<repo id>.git
   std::function<void()> on_queued;   // called after a pipeline with runnable jobs is written
-  // Called with the live attempts of pipelines that cancel_superseded canceled, and the reason
-  // ("superseded by pipeline N"): the agents running them must be told to stop.
-  std::function<void(const std::vector<store::CanceledAttempt>&, const std::string& reason)>
-      on_canceled;
   store::ScheduleStore* schedules = nullptr;  // null: on.schedule entries are not recorded
 };
 
