@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto.h"
+#include "common/status.h"
 #include "server/store/pipelines.h"
 
 namespace assay::store {
@@ -261,7 +262,10 @@ absl::StatusOr<std::vector<ClaimedJob>> JobStore::ClaimBatch(
   if (batch.empty()) return out;
   const absl::Time now = clock_->Now();
   const int64_t lease_ms = absl::ToInt64Milliseconds(lease);
-  auto claim = [&](pqxx::work& tx, Connection& c, const std::vector<const ClaimRequest*>& reqs) {
+  // Claims `reqs` in one statement; `got` receives what was still queued (set, not appended,
+  // so that a retried transaction starts afresh).
+  auto claim = [&](pqxx::work& tx, Connection& c, const std::vector<const ClaimRequest*>& reqs,
+                   std::vector<ClaimedJob>& got) {
     std::vector<std::string> jobs, agents, tokens, gpus;
     for (const ClaimRequest* r : reqs) {
       jobs.push_back(absl::StrCat(r->job_id));
@@ -269,30 +273,27 @@ absl::StatusOr<std::vector<ClaimedJob>> JobStore::ClaimBatch(
       tokens.push_back(RandomHexToken(16));
       gpus.push_back(IndexList(r->gpu_indices));
     }
+    got.clear();
     for (const auto& r : Exec(tx, c, kClaimBatch,
                               {ToPgTextArray(jobs), ToPgTextArray(agents), ToPgTextArray(tokens),
                                ToPgTextArray(gpus), now, lease_ms})) {
-      out.push_back(ClaimedFromRow(r));
+      got.push_back(ClaimedFromRow(r));
     }
   };
   std::vector<const ClaimRequest*> plain, grouped;
   for (const ClaimRequest& r : batch) (r.grouped ? grouped : plain).push_back(&r);
-  absl::Status s = absl::OkStatus();
   if (!plain.empty()) {
-    s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-      out.clear();
-      claim(tx, c, plain);
+    ASSAY_RETURN_IF_ERROR(InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+      claim(tx, c, plain, out);
       return absl::OkStatus();
-    });
-    if (!s.ok()) return s;
+    }));
   }
   for (const ClaimRequest* r : grouped) {
-    std::vector<ClaimedJob> kept = std::move(out);
-    out.clear();
-    s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-      out.clear();
+    std::vector<ClaimedJob> got;
+    ASSAY_RETURN_IF_ERROR(InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+      got.clear();
       auto g = Exec(tx, c, kGroupOf, {r->job_id});
-      if (g.empty()) return absl::OkStatus();
+      if (g.empty()) return absl::OkStatus();  // not queued any more
       const std::string group = g[0][0].as<std::string>(), parallel = g[0][1].as<std::string>();
       const int max_parallel = g[0][2].as<int>();
       if (!group.empty()) {
@@ -307,12 +308,10 @@ absl::StatusOr<std::vector<ClaimedJob>> JobStore::ClaimBatch(
           return absl::OkStatus();
         }
       }
-      claim(tx, c, {r});
+      claim(tx, c, {r}, got);
       return absl::OkStatus();
-    });
-    for (auto& j : out) kept.push_back(std::move(j));
-    out = std::move(kept);
-    if (!s.ok()) return s;
+    }));
+    for (auto& j : got) out.push_back(std::move(j));
   }
   return out;
 }
