@@ -67,13 +67,6 @@ GitMirror* Planner::MirrorFor(const store::Repo& repo) {
   return m.get();
 }
 
-std::string UnsupportedFeature(const PipelineSpec& /*spec*/) {
-  // Why keep it: a key the parser accepts before the server acts on it must give an error
-  // pipeline naming it ("FILE:LINE: KEY: parsed and valid, but this server does not act on it
-  // yet"), never be ignored silently. Every key of the current format is acted on.
-  return "";
-}
-
 std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
                                         const PipelineContext& context) {
   std::vector<store::NewJob> out;
@@ -179,15 +172,11 @@ absl::Status Planner::RecordSchedules(const store::Repo& repo, const PipelineSpe
 absl::StatusOr<int64_t> Planner::Write(store::NewPipeline& p, const store::Repo& repo,
                                        const PipelineSpec* spec, const ExprContext& ctx) {
   if (p.error.empty() && spec != nullptr) {
-    if (std::string unsupported = UnsupportedFeature(*spec); !unsupported.empty()) {
-      p.error = unsupported;
+    auto plan = PlanJobs(*spec, ctx);
+    if (!plan.ok()) {
+      p.error = absl::StrCat(kPipelineFile, ": ", std::string(plan.status().message()));
     } else {
-      auto plan = PlanJobs(*spec, ctx);
-      if (!plan.ok()) {
-        p.error = absl::StrCat(kPipelineFile, ": ", std::string(plan.status().message()));
-      } else {
-        p.jobs = JobsFromPlan(*plan, PipelineContext{ctx.inputs, p.trusted});
-      }
+      p.jobs = JobsFromPlan(*plan, PipelineContext{ctx.inputs, p.trusted});
     }
   }
   auto id = deps_.pipelines->Create(p);
@@ -312,9 +301,6 @@ absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
   if (!file.spec->on.manual) {
     return absl::InvalidArgumentError(absl::StrCat(kPipelineFile, " at commit ", sha->substr(0, 12),
                                                    " has no on.manual trigger"));
-  }
-  if (std::string unsupported = UnsupportedFeature(*file.spec); !unsupported.empty()) {
-    return absl::InvalidArgumentError(unsupported);
   }
   auto resolved = ResolveManualInputs(*file.spec->on.manual, inputs);
   if (!resolved.ok()) return resolved.status();

@@ -84,9 +84,6 @@ class Planner {
   std::thread thread_;
 };
 
-// The first key of a valid spec that the server does not act on yet, as
-// "FILE:LINE: KEY: parsed and valid, but this server does not act on it yet"; "" when none.
-std::string UnsupportedFeature(const PipelineSpec& spec);
 
 // What every job of a pipeline gets besides its own spec.
 struct PipelineContext {

@@ -13,23 +13,6 @@ PipelineSpec Parse(const std::string& yaml) {
   return *spec;
 }
 
-TEST_CASE("planner: keys the server does not act on yet are refused by name", "[planner]") {
-  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    priority: 5\n    steps: [echo]\n")) == "");
-  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    steps: [echo]\n  b:\n    runs_on: {gpus: 1}\n"
-                                 "    steps: [echo]\n")) == "");
-  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    if: branch == 'main'\n    steps: [echo]\n")) ==
-        "");
-  CHECK(UnsupportedFeature(Parse("on:\n  push:\n    branches: [main]\njobs:\n  a:\n"
-                                 "    steps: [echo]\n")) == "");
-  // The server acts on every trigger.
-  CHECK(UnsupportedFeature(Parse("on:\n  schedule: [{cron: '0 3 1 * *', branch: main}]\n"
-                                 "  pull_request: {branches: [main]}\n"
-                                 "  manual: {inputs: {n: {type: number}}}\njobs:\n"
-                                 "  a:\n    steps: [echo]\n")) == "");
-  CHECK(UnsupportedFeature(Parse("jobs:\n  a:\n    retry: 2\n    allow_failure: true\n"
-                                 "    concurrency: {group: deploy}\n    steps: [echo]\n")) == "");
-}
-
 TEST_CASE("planner: job rows carry runs_on, retry, allow_failure, concurrency, max_parallel",
           "[planner]") {
   ExprContext ctx;
