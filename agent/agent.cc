@@ -7,9 +7,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
-#include "common/log.h"
-#include "common/version.h"
+#include "common/crypto/crypto.h"
+#include "common/base/log.h"
+#include "common/base/version.h"
 
 namespace assay {
 

@@ -16,7 +16,7 @@
 #include "agent/gpu_inventory.h"
 #include "agent/step_runner.h"
 #include "assay/v1/agent.grpc.pb.h"
-#include "common/git.h"
+#include "common/git/git.h"
 
 namespace assay {
 

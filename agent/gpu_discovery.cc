@@ -15,7 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "agent/gpu_inventory.h"
-#include "common/subprocess.h"
+#include "common/proc/subprocess.h"
 
 namespace assay {
 namespace {

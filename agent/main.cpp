@@ -7,9 +7,9 @@
 
 #include "agent/agent.h"
 #include "absl/synchronization/mutex.h"
-#include "common/config.h"
-#include "common/log.h"
-#include "common/signals.h"
+#include "common/base/config.h"
+#include "common/base/log.h"
+#include "common/base/signals.h"
 
 int main(int argc, char** argv) {
   // Debian's Abseil checks every lock for deadlock cycles (a debug aid); at 10,000 agent

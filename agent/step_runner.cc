@@ -21,8 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "common/spawn.h"
-#include "common/status.h"
+#include "common/proc/spawn.h"
+#include "common/base/status.h"
 
 namespace assay {
 

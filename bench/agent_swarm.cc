@@ -40,7 +40,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "assay/v1/agent.grpc.pb.h"
-#include "common/config.h"
+#include "common/base/config.h"
 
 namespace assay::bench {
 namespace {

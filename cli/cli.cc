@@ -17,7 +17,7 @@
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
 #include "cli/lint_command.h"
-#include "common/edit_distance.h"
+#include "common/pipeline/edit_distance.h"
 
 namespace assay::cli {
 namespace {

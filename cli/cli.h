@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/http_client.h"
+#include "common/net/http_client.h"
 
 namespace assay::cli {
 

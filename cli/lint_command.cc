@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "cli/cli.h"
-#include "common/pipeline_spec.h"
+#include "common/pipeline/spec.h"
 
 namespace assay::cli {
 namespace {

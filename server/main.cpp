@@ -4,9 +4,9 @@
 #include <iostream>
 
 #include "absl/synchronization/mutex.h"
-#include "common/config.h"
-#include "common/log.h"
-#include "common/signals.h"
+#include "common/base/config.h"
+#include "common/base/log.h"
+#include "common/base/signals.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {

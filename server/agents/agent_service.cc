@@ -10,8 +10,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
-#include "common/log.h"
+#include "common/crypto/crypto.h"
+#include "common/base/log.h"
 
 namespace assay {
 namespace {

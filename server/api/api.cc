@@ -6,8 +6,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
-#include "common/git.h"
+#include "common/crypto/crypto.h"
+#include "common/git/git.h"
 #include "server/api/commit_status_api.h"
 #include "server/http/json_util.h"
 #include "server/scheduler/explain.h"

@@ -5,7 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "server/http/json_util.h"
 
 namespace assay {

@@ -4,8 +4,8 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/git.h"
-#include "common/log.h"
+#include "common/git/git.h"
+#include "common/base/log.h"
 
 namespace assay::forge {
 namespace {

@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/http_client.h"
+#include "common/net/http_client.h"
 
 namespace assay::forge {
 

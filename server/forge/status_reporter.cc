@@ -8,8 +8,8 @@
 #include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
-#include "common/log.h"
+#include "common/crypto/crypto.h"
+#include "common/base/log.h"
 
 namespace assay::forge {
 namespace {

@@ -28,7 +28,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "common/log.h"
+#include "common/base/log.h"
 
 namespace assay::http {
 namespace {

@@ -5,9 +5,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "common/log.h"
+#include "common/base/log.h"
 #include "server/scheduler/requirements.h"
-#include "common/pipeline_plan.h"
+#include "common/pipeline/plan.h"
 #include "server/webhook/forge.h"
 
 namespace assay {

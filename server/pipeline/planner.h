@@ -20,9 +20,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/git.h"
-#include "common/pipeline_plan.h"
-#include "common/pipeline_spec.h"
+#include "common/git/git.h"
+#include "common/pipeline/plan.h"
+#include "common/pipeline/spec.h"
 #include "server/store/deliveries.h"
 #include "server/store/pipelines.h"
 #include "server/store/repos.h"

@@ -1,8 +1,8 @@
 #include "server/pipeline/schedule_loop.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/cron.h"
-#include "common/log.h"
+#include "common/pipeline/cron.h"
+#include "common/base/log.h"
 
 namespace assay {
 

@@ -15,7 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "assay/v1/agent.pb.h"
-#include "common/clock.h"
+#include "common/base/clock.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/fit.h"
 #include "server/store/jobs.h"

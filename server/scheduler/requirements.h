@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/pipeline_spec.h"
+#include "common/pipeline/spec.h"
 #include "server/scheduler/fit.h"
 
 namespace assay {

@@ -4,7 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/log.h"
+#include "common/base/log.h"
 
 namespace assay {
 namespace {

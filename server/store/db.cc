@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/log.h"
+#include "common/base/log.h"
 
 namespace assay::store {
 

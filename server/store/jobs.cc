@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "common/crypto.h"
-#include "common/status.h"
+#include "common/crypto/crypto.h"
+#include "common/base/status.h"
 #include "server/store/pipelines.h"
 
 namespace assay::store {

@@ -3,7 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/cron.h"
+#include "common/pipeline/cron.h"
 
 namespace assay::store {
 namespace {

@@ -1,7 +1,7 @@
 #include "server/webhook/forge.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "server/webhook/gitea.h"
 #include "server/webhook/github.h"
 #include "server/webhook/gitlab.h"

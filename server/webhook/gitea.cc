@@ -1,8 +1,8 @@
 #include "server/webhook/gitea.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
-#include "common/status.h"
+#include "common/crypto/crypto.h"
+#include "common/base/status.h"
 #include "server/webhook/github.h"
 #include "server/webhook/payload_util.h"
 

@@ -2,9 +2,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
-#include "common/git.h"
-#include "common/status.h"
+#include "common/crypto/crypto.h"
+#include "common/git/git.h"
+#include "common/base/status.h"
 #include "server/webhook/payload_util.h"
 
 namespace assay::webhook {

@@ -4,7 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/git.h"
+#include "common/git/git.h"
 
 namespace assay::webhook::internal {
 

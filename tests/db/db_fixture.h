@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "common/clock.h"
+#include "common/base/clock.h"
 #include "server/store/agents.h"
 #include "server/store/db.h"
 #include "server/store/deliveries.h"

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "tests/db/db_fixture.h"
 
 namespace assay::dbtest {

@@ -6,7 +6,7 @@
 #include <set>
 #include <thread>
 
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "server/store/migrations.h"
 #include "server/store/status_outbox.h"
 #include "tests/db/db_fixture.h"

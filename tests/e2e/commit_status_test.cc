@@ -9,7 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "server/http/http_server.h"
 #include "tests/e2e/e2e.h"
 #include "tests/unit/tls_test_server.h"

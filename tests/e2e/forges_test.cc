@@ -1,7 +1,7 @@
 // GitLab and Gitea/Forgejo webhooks end to end: token / HMAC checks, dedupe on the delivery
 // header, and a push that runs its pipeline.
 #include "absl/strings/match.h"
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "tests/e2e/e2e.h"
 
 namespace assay::e2e {

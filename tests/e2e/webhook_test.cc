@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "tests/e2e/e2e.h"
 
 namespace assay::e2e {

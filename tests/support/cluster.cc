@@ -11,7 +11,7 @@
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 
 namespace assay::testing {
 namespace {

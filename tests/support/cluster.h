@@ -20,8 +20,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/http_client.h"
-#include "common/subprocess.h"
+#include "common/net/http_client.h"
+#include "common/proc/subprocess.h"
 #include "tests/support/process.h"
 #include "tests/support/test_db.h"
 

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "common/subprocess.h"
+#include "common/proc/subprocess.h"
 
 namespace assay::testing {
 namespace {

@@ -10,7 +10,7 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
-#include "common/spawn.h"
+#include "common/proc/spawn.h"
 
 namespace assay::testing {
 

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
-#include "common/config.h"
+#include "common/base/config.h"
 
 namespace assay {
 namespace {

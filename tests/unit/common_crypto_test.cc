@@ -4,7 +4,7 @@
 #include <cctype>
 #include <string>
 
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 
 namespace assay {
 namespace {

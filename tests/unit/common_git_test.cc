@@ -9,8 +9,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "common/git.h"
-#include "common/subprocess.h"
+#include "common/git/git.h"
+#include "common/proc/subprocess.h"
 
 namespace assay {
 namespace {

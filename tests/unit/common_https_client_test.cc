@@ -3,7 +3,7 @@
 // CA-signed leaf for another name.
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/https_client.h"
+#include "common/net/https_client.h"
 #include "tests/unit/tls_test_server.h"
 
 namespace assay {

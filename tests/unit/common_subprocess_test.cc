@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "common/spawn.h"
-#include "common/subprocess.h"
+#include "common/proc/spawn.h"
+#include "common/proc/subprocess.h"
 
 namespace assay {
 namespace {

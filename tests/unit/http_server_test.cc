@@ -15,7 +15,7 @@
 #include <string>
 
 #include "absl/synchronization/notification.h"
-#include "common/http_client.h"
+#include "common/net/http_client.h"
 
 namespace assay::http {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "common/pipeline_spec.h"
+#include "common/pipeline/spec.h"
 #include "server/pipeline/planner.h"
 #include "server/scheduler/dispatcher.h"
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "common/crypto.h"
-#include "common/https_client.h"
+#include "common/crypto/crypto.h"
+#include "common/net/https_client.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
 #include "server/http/http_server.h"

@@ -1,7 +1,7 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
-#include "common/pipeline_spec.h"
+#include "common/pipeline/spec.h"
 #include "server/pipeline/planner.h"
 
 namespace assay {

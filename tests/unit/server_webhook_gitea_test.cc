@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "common/crypto.h"
+#include "common/crypto/crypto.h"
 #include "server/webhook/gitea.h"
 
 #include "tests/unit/fixture.h"

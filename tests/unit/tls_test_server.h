@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/subprocess.h"
+#include "common/proc/subprocess.h"
 
 namespace assay::tls_test {
 

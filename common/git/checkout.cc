@@ -1,0 +1,158 @@
+// GitMirror::CheckoutTree: writes a commit's tree into a worktree and its index without
+// spawning git. Objects come through the mirror's long-lived `git cat-file --batch` child.
+// Why: on small hosts process creation dominates a job's start (a `git read-tree` costs
+// ~17 ms of CPU here); this path costs one cat-file round trip per object.
+
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/git/git.h"
+#include "common/base/status.h"
+
+namespace assay {
+namespace {
+
+struct IndexEntry {
+  std::string path;
+  uint32_t mode = 0;
+  std::string sha;  // 20 raw bytes
+  struct stat st {};
+};
+
+void PutBe32(std::string* out, uint32_t v) {
+  char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+               static_cast<char>(v)};
+  out->append(b, 4);
+}
+
+bool SafeName(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name != ".git" &&
+         name.find('/') == std::string_view::npos;
+}
+
+absl::Status WriteWholeFile(const std::string& path, const std::string& data, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", strerror(errno)));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& worktree,
+                                     const std::string& index_path) {
+  std::vector<IndexEntry> entries;
+  // Depth-first walk; `stack` holds (tree object name, path prefix).
+  std::vector<std::pair<std::string, std::string>> stack = {
+      {absl::StrCat(std::string(sha), "^{tree}"), ""}};
+  while (!stack.empty()) {
+    auto [name, prefix] = std::move(stack.back());
+    stack.pop_back();
+    ASSAY_ASSIGN_OR_RETURN(BatchObject tree, Query(name));
+    if (!tree.found || tree.type != "tree") {
+      return absl::NotFoundError(absl::StrCat("tree ", name, " not found in mirror ", dir_));
+    }
+    const std::string& t = tree.content;
+    size_t pos = 0;
+    while (pos < t.size()) {
+      size_t sp = t.find(' ', pos);
+      size_t nul = t.find('\0', sp == std::string::npos ? pos : sp);
+      if (sp == std::string::npos || nul == std::string::npos || nul + 21 > t.size()) {
+        return absl::DataLossError(absl::StrCat("malformed tree object ", name));
+      }
+      uint32_t mode = static_cast<uint32_t>(std::strtoul(t.substr(pos, sp - pos).c_str(), nullptr, 8));
+      std::string entry_name = t.substr(sp + 1, nul - sp - 1);
+      std::string raw_sha = t.substr(nul + 1, 20);
+      pos = nul + 21;
+      if (!SafeName(entry_name)) {
+        return absl::DataLossError(
+            absl::StrCat("tree ", name, " has an unsafe entry name; refusing to check it out"));
+      }
+      std::string rel = prefix.empty() ? entry_name : absl::StrCat(prefix, "/", entry_name);
+      std::string abs = absl::StrCat(worktree, "/", rel);
+      std::string hex = HexEncode(raw_sha);
+      if (mode == 040000) {
+        if (::mkdir(abs.c_str(), 0755) != 0 && errno != EEXIST) {
+          return absl::InternalError(absl::StrCat("cannot create ", abs, ": ", strerror(errno)));
+        }
+        stack.emplace_back(hex, rel);
+        continue;
+      }
+      IndexEntry e;
+      e.path = rel;
+      e.mode = mode;
+      e.sha = raw_sha;
+      if (mode == 0160000) {  // a submodule: an empty directory, as git leaves it
+        ::mkdir(abs.c_str(), 0755);
+        entries.push_back(std::move(e));  // stat stays zero, as for a gitlink
+        continue;
+      }
+      ASSAY_ASSIGN_OR_RETURN(BatchObject blob, Query(hex));
+      if (!blob.found || blob.type != "blob") {
+        return absl::NotFoundError(absl::StrCat("blob ", hex, " (", rel, ") not found"));
+      }
+      if (mode == 0120000) {
+        if (::symlink(blob.content.c_str(), abs.c_str()) != 0) {
+          return absl::InternalError(absl::StrCat("cannot create symlink ", abs, ": ", strerror(errno)));
+        }
+      } else {
+        e.mode = (mode & 0111) ? 0100755 : 0100644;
+        ASSAY_RETURN_IF_ERROR(WriteWholeFile(abs, blob.content, (mode & 0111) ? 0755 : 0644));
+      }
+      if (::lstat(abs.c_str(), &e.st) != 0) {
+        return absl::InternalError(absl::StrCat("cannot stat ", abs, ": ", strerror(errno)));
+      }
+      entries.push_back(std::move(e));
+    }
+  }
+  // The index (format version 2, gitformat-index(5)): entries sorted by path bytes.
+  std::sort(entries.begin(), entries.end(),
+            [](const IndexEntry& a, const IndexEntry& b) { return a.path < b.path; });
+  std::string idx = "DIRC";
+  PutBe32(&idx, 2);
+  PutBe32(&idx, static_cast<uint32_t>(entries.size()));
+  for (const auto& e : entries) {
+    size_t start = idx.size();
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_ctim.tv_sec));
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_ctim.tv_nsec));
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_mtim.tv_sec));
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_mtim.tv_nsec));
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_dev));
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_ino));
+    PutBe32(&idx, e.mode);
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_uid));
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_gid));
+    PutBe32(&idx, static_cast<uint32_t>(e.st.st_size));
+    idx += e.sha;
+    uint16_t flags = static_cast<uint16_t>(std::min<size_t>(e.path.size(), 0xFFF));
+    idx += static_cast<char>(flags >> 8);
+    idx += static_cast<char>(flags & 0xFF);
+    idx += e.path;
+    size_t len = idx.size() - start;
+    idx.append(8 - (len % 8), '\0');  // 1-8 NULs: the name is NUL-terminated and padded
+  }
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(idx.data()), idx.size(), digest);
+  idx.append(reinterpret_cast<const char*>(digest), sizeof(digest));
+  return WriteWholeFile(index_path, idx, 0644);
+}
+
+}  // namespace assay

@@ -1,0 +1,132 @@
+#pragma once
+// Git helpers shared by the server's repository mirror and the agent's object cache.
+// Every git invocation runs with GIT_TERMINAL_PROMPT=0, empty askpass programs, no system or
+// global (user) config, LC_ALL=C and `-c protocol.file.allow=always`, so git never prompts and
+// never depends on the config of the user running Assay. Inputs are validated before they reach
+// a git command line: no argument built from input can start with '-'.
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/proc/spawn.h"
+#include "common/proc/subprocess.h"
+
+namespace assay {
+
+// True for a full object id: 40 (SHA-1) or 64 (SHA-256) lowercase hex characters.
+bool IsHexSha(std::string_view s);
+
+// True for a name git accepts after refs/heads/ (a subset of git check-ref-format: non-empty, at
+// most 255 bytes, no leading '-' or '/', no trailing '/' or '.', no "..", "//", "@{" or ".lock"
+// component end, no control characters, space, ~ ^ : ? * [ \\).
+bool IsValidBranchName(std::string_view name);
+
+// A bare mirror of one remote at `dir`, with the remote as "origin".
+// Thread-safe: operations that change the mirror (creating it, fetching, adding and removing
+// worktrees) are serialized by one mutex; object reads go through one long-lived
+// `git cat-file --batch` child under its own mutex, so they neither spawn a process nor wait for
+// a fetch. Several GitMirror objects (or processes) must not share one `dir`.
+class GitMirror {
+ public:
+  // `dir` should be absolute. `clone_url` is anything git can fetch from (https, ssh, file://,
+  // a local path); credentials, if any, must be part of it or of the environment.
+  GitMirror(std::string dir, std::string clone_url);
+  ~GitMirror();  // stops the cat-file child
+  GitMirror(const GitMirror&) = delete;
+  GitMirror& operator=(const GitMirror&) = delete;
+
+  // Creates the mirror if `dir` does not hold one yet (`git init --bare` in a temporary sibling,
+  // origin set, then renamed into place, so a crash never leaves a half-made mirror). An
+  // existing mirror is left as it is. kInvalidArgument for an unusable clone_url;
+  // kFailedPrecondition when `dir` exists but is not a git repository; kInternal if git fails.
+  absl::Status Ensure();
+
+  // Whether `sha` names a commit (or a tag that peels to one) present in the mirror. No network.
+  // kInvalidArgument unless IsHexSha(sha); kFailedPrecondition if the mirror does not exist.
+  absl::StatusOr<bool> HasCommit(std::string_view sha);
+
+  // Makes `sha` present: returns at once if it is; otherwise (after Ensure()) fetches
+  // +refs/heads/*:refs/heads/* and +refs/tags/*:refs/tags/* with --prune, and then, if still
+  // missing (a commit not on any branch, e.g. a pull request head), the sha itself.
+  // kUnavailable (git's stderr in the message) if the branch fetch fails; kNotFound if the commit
+  // is still absent afterwards.
+  absl::Status EnsureCommit(std::string_view sha);
+
+  // As EnsureCommit, but for a commit that `ref` (e.g. "refs/pull/7/head" or
+  // "refs/merge-requests/7/head") points to on the remote: when `sha` is missing, fetches
+  // +REF:REF first, then falls back to EnsureCommit. kInvalidArgument unless `ref` starts with
+  // "refs/" and is a valid ref name.
+  absl::Status EnsureCommitAt(std::string_view sha, std::string_view ref);
+
+  // Fetches the remote's branches and tags (as EnsureCommit does) and returns the commit that
+  // refs/heads/BRANCH points to now. kInvalidArgument for an invalid branch name, kUnavailable
+  // if the fetch fails, kNotFound "branch 'B' does not exist in URL".
+  absl::StatusOr<std::string> FetchBranchHead(std::string_view branch);
+
+  // The exact bytes of `path` (relative to the repository root, '/'-separated, e.g.
+  // ".assay.yml" or "ci/build.sh") at commit `sha`. kNotFound, with a message saying which,
+  // when the commit is unknown, the path does not exist at it, or names a directory.
+  // kInvalidArgument for a bad sha or path (empty, absolute, '.'/'..'/empty components, a
+  // leading '-', a newline or NUL). kUnavailable if the cat-file child fails twice in a row.
+  absl::StatusOr<std::string> ReadFile(std::string_view sha, std::string_view path);
+
+  // Creates a detached worktree of `sha` at the absolute path `worktree_dir` (registered
+  // under DIR/worktrees/ as `git worktree add --detach` would), first removing whatever is at that path (see
+  // RemoveWorktree). kNotFound if the commit is not in the mirror; kInternal if git fails.
+  absl::Status AddWorktree(std::string_view sha, const std::string& worktree_dir);
+
+  // Deletes `worktree_dir` and its registration under DIR/worktrees/ without spawning git.
+  // Removing a worktree that does not exist is OK. kInvalidArgument for a relative path.
+  absl::Status RemoveWorktree(const std::string& worktree_dir);
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  struct BatchObject {
+    bool found = false;
+    std::string type;  // "blob", "tree", "commit", "tag"
+    std::string content;
+  };
+
+  // Writes the tree of commit `sha` into `worktree` (an existing empty directory) and a
+  // matching index at `index_path`, without spawning git (common/git_checkout.cc).
+  absl::Status CheckoutTree(std::string_view sha, const std::string& worktree,
+                            const std::string& index_path);
+
+  // Runs `git -c protocol.file.allow=always --git-dir=DIR <args>`; kInternal/kDeadlineExceeded
+  // only when git cannot be run; the exit code is the caller's to check.
+  absl::StatusOr<CommandResult> Git(const std::vector<std::string>& args);
+  absl::Status RemoveWorktreeLocked(const std::string& worktree_dir)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
+  absl::Status EnsureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
+
+  // Looks `object_name` up through the cat-file child, (re)starting it as needed.
+  absl::StatusOr<BatchObject> Query(std::string_view object_name) ABSL_LOCKS_EXCLUDED(batch_mu_);
+  absl::StatusOr<BatchObject> QueryOnceLocked(std::string_view object_name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_);
+  absl::Status StartBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_);
+  void StopBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_);
+  absl::Status FillLocked(size_t want) ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_);
+
+  const std::string dir_;
+  const std::string clone_url_;
+  const std::vector<std::pair<std::string, std::string>> git_env_;
+
+  absl::Mutex mutate_mu_;
+
+  absl::Mutex batch_mu_;
+  pid_t batch_pid_ ABSL_GUARDED_BY(batch_mu_) = -1;
+  UniqueFd batch_in_ ABSL_GUARDED_BY(batch_mu_);
+  UniqueFd batch_out_ ABSL_GUARDED_BY(batch_mu_);
+  std::string batch_buf_ ABSL_GUARDED_BY(batch_mu_);  // read from batch_out_, not yet consumed
+};
+
+}  // namespace assay

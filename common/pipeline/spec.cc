@@ -1,0 +1,336 @@
+#include "common/pipeline/spec.h"
+
+#include <algorithm>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/pipeline/duration.h"
+#include "common/pipeline/edit_distance.h"
+#include "common/pipeline/graph.h"
+#include "common/pipeline/spec_internal.h"
+#include "yaml-cpp/yaml.h"
+
+namespace assay {
+namespace {
+
+using namespace spec_internal;  // NOLINT: the validator's own internals.
+
+// ---- Steps. ----
+
+void ParseStepName(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step) {
+  if (!ScalarText(lint, entry.value, entry.value_mark, path, "name", "a string", step.name)) {
+    return;
+  }
+  if (step.name.empty()) lint.Error(entry.value_mark, path, "name must not be empty");
+}
+
+void ParseStepRun(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step) {
+  if (!ScalarText(lint, entry.value, entry.value_mark, path, "run", "a string", step.run)) {
+    return;
+  }
+  if (step.run.empty()) lint.Error(entry.value_mark, path, "run must not be empty");
+}
+
+constexpr FieldRule<StepSpec> kStepRules[] = {
+    {"name", false, ParseStepName},
+    {"run", true, ParseStepRun},
+};
+
+// ---- Jobs. ----
+
+void ParseNeeds(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job) {
+  absl::flat_hash_set<std::string> seen;
+  auto add = [&](const YAML::Node& node, const YAML::Mark& mark, std::string key) {
+    std::string name;
+    if (!ScalarText(lint, node, mark, key, "needs entries", "job names", name)) return;
+    if (!seen.insert(name).second) {
+      lint.Error(mark, key, absl::StrCat("job '", name, "' is listed more than once"));
+      return;
+    }
+    job.needs.push_back(NeedRef{std::move(name), std::move(key), mark});
+  };
+  const YAML::Node& value = entry.value;
+  if (value.IsScalar()) {
+    add(value, entry.value_mark, path);
+    return;
+  }
+  if (!value.IsSequence()) {
+    lint.Error(entry.value_mark, path,
+               absl::StrCat("needs must be a list of job names, got ", Describe(value)));
+    return;
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    add(value[i], MarkOr(value[i], value.Mark()), Index(path, i));
+  }
+}
+
+bool IsEnvName(std::string_view name) {
+  if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+void ParseEnv(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job) {
+  if (!entry.value.IsMap()) {
+    lint.Error(
+        entry.value_mark, path,
+        absl::StrCat("env must be a mapping of names to values, got ", Describe(entry.value)));
+    return;
+  }
+  for (const Entry& var : MappingEntries(lint, entry.value, path)) {
+    const std::string var_path = Join(path, var.key);
+    if (!IsEnvName(var.key)) {
+      lint.Error(var.key_node.Mark(), var_path,
+                 absl::StrCat("invalid environment variable name '", var.key,
+                              "': use letters, digits and '_', not starting with a digit"));
+      continue;
+    }
+    std::string value;
+    if (ScalarText(lint, var.value, var.value_mark, var_path, "env values",
+                   "strings, numbers or booleans", value)) {
+      job.placeholders.push_back({value, var_path, var.value_mark});
+      job.spec.env.emplace_back(var.key, std::move(value));
+    }
+  }
+}
+
+void ParseTimeout(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job) {
+  std::string text;
+  if (!ScalarText(lint, entry.value, entry.value_mark, path, "timeout",
+                  "a duration such as 30s, 10m or 1h30m", text)) {
+    return;
+  }
+  absl::StatusOr<int64_t> seconds = ParseDurationSeconds(text);
+  if (!seconds.ok()) {
+    lint.Error(entry.value_mark, path, std::string(seconds.status().message()));
+    return;
+  }
+  job.spec.timeout_s = *seconds;
+}
+
+void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job) {
+  const YAML::Node& value = entry.value;
+  if (!value.IsSequence()) {
+    lint.Error(entry.value_mark, path, absl::StrCat("steps must be a list, got ", Describe(value)));
+    return;
+  }
+  if (value.size() == 0) {
+    lint.Error(entry.value_mark, path, "steps must not be empty");
+    return;
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    const YAML::Node item = value[i];
+    const std::string item_path = Index(path, i);
+    const YAML::Mark item_mark = MarkOr(item, value.Mark());
+    StepSpec step;
+    if (item.IsScalar()) {
+      step.run = item.Scalar();
+      if (step.run.empty()) lint.Error(item_mark, item_path, "step must not be empty");
+    } else if (item.IsMap()) {
+      ParseFields<StepSpec>(lint, item, item_path, item_mark, kStepRules, step);
+    } else {
+      lint.Error(item_mark, item_path,
+                 absl::StrCat("a step must be a command string or a mapping with 'run', got ",
+                              Describe(item)));
+      continue;
+    }
+    if (step.name.empty()) step.name = absl::StrCat("step ", i + 1);
+    job.placeholders.push_back({step.run, item_path, item_mark});
+    job.spec.steps.push_back(std::move(step));
+  }
+}
+
+constexpr FieldRule<JobDraft> kJobRules[] = {
+    {"needs", false, ParseNeeds},
+    {"env", false, ParseEnv},
+    {"timeout", false, ParseTimeout},
+    {"steps", true, ParseSteps},
+    {"if", false, ParseIf},
+    {"retry", false, ParseRetry},
+    {"allow_failure", false, ParseAllowFailure},
+    {"concurrency", false, ParseConcurrency},
+    {"priority", false, ParsePriority},
+    {"strategy", false, ParseStrategy},
+    {"runs_on", false, ParseRunsOn},
+};
+
+// ---- Top level. ----
+
+bool IsJobName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
+void ParseJobs(Linter& lint, const Entry& entry, const std::string& path, PipelineDraft& draft) {
+  const YAML::Node& value = entry.value;
+  if (!value.IsMap()) {
+    lint.Error(entry.value_mark, path,
+               absl::StrCat("jobs must be a mapping of job names to jobs, got ", Describe(value)));
+    return;
+  }
+  if (value.size() == 0) {
+    lint.Error(entry.value_mark, path, "jobs must not be empty");
+    return;
+  }
+  for (const Entry& job_entry : MappingEntries(lint, value, path)) {
+    const std::string job_path = Join(path, job_entry.key);
+    const YAML::Mark mark = job_entry.key_node.Mark();
+    if (!IsJobName(job_entry.key)) {
+      lint.Error(mark, job_path,
+                 absl::StrCat("invalid job name '", job_entry.key,
+                              "': use 1 to 64 letters, digits, '_', '.' or '-'"));
+    }
+    JobDraft job;
+    job.spec.name = job_entry.key;
+    job.spec.line = mark.line + 1;
+    job.mark = mark;
+    if (!job_entry.value.IsMap()) {
+      lint.Error(job_entry.value_mark, job_path,
+                 absl::StrCat("job '", job_entry.key, "' must be a mapping, got ",
+                              Describe(job_entry.value)));
+    } else {
+      ParseFields<JobDraft>(lint, job_entry.value, job_path, mark, kJobRules, job);
+      CheckPlaceholders(lint, job);
+    }
+    // Kept even when invalid, so that needs naming it are not reported as unknown.
+    draft.jobs.push_back(std::move(job));
+  }
+}
+
+constexpr FieldRule<PipelineDraft> kTopLevelRules[] = {
+    {"on", false, ParseOn},
+    {"jobs", true, ParseJobs},
+};
+
+// Resolves needs against the defined jobs and reports self-needs, unknown jobs and
+// cycles. Fills JobSpec::needs with the resolvable ones.
+void CheckNeeds(Linter& lint, PipelineDraft& draft) {
+  absl::flat_hash_map<std::string, int> index;
+  std::vector<std::string_view> names;
+  for (size_t i = 0; i < draft.jobs.size(); ++i) {
+    index.emplace(draft.jobs[i].spec.name, static_cast<int>(i));
+    names.push_back(draft.jobs[i].spec.name);
+  }
+  std::vector<std::vector<int>> edges(draft.jobs.size());
+  for (size_t i = 0; i < draft.jobs.size(); ++i) {
+    JobDraft& job = draft.jobs[i];
+    for (NeedRef& need : job.needs) {
+      if (need.name == job.spec.name) {
+        lint.Error(need.mark, need.key, "a job cannot need itself");
+        continue;
+      }
+      auto it = index.find(need.name);
+      if (it == index.end()) {
+        const std::string suggestion = ClosestMatch(need.name, names);
+        lint.Error(
+            need.mark, need.key,
+            absl::StrCat(
+                "needs unknown job '", need.name, "'",
+                suggestion.empty() ? "" : absl::StrCat(" (did you mean '", suggestion, "'?)")));
+        continue;
+      }
+      edges[i].push_back(it->second);
+      job.spec.needs.push_back(need.name);
+    }
+  }
+  for (const std::vector<int>& cycle : FindCycles(edges)) {
+    std::vector<std::string_view> path;
+    for (int node : cycle) path.push_back(draft.jobs[node].spec.name);
+    path.push_back(draft.jobs[cycle.front()].spec.name);
+    const JobDraft& first = draft.jobs[cycle.front()];
+    lint.Error(first.mark, Join("jobs", first.spec.name),
+               absl::StrCat("dependency cycle: ", JoinViews(path, " -> ")));
+  }
+}
+
+// Validates `yaml_text`; `draft` holds whatever could be parsed.
+std::vector<SpecError> Lint(std::string_view yaml_text, std::string_view file,
+                            PipelineDraft& draft) {
+  Linter lint(file);
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    lint.Error(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
+    return lint.TakeErrors();
+  }
+  if (documents.empty() || documents[0].IsNull()) {
+    lint.Error(YAML::Mark::null_mark(), "", "file is empty; expected a mapping with a 'jobs' key");
+    return lint.TakeErrors();
+  }
+  if (documents.size() > 1) {
+    lint.Error(documents[1].Mark(), "",
+               absl::StrCat("expected one YAML document, found ", documents.size()));
+  }
+  const YAML::Node& root = documents[0];
+  if (!root.IsMap()) {
+    lint.Error(root.Mark(), "",
+               absl::StrCat("top level must be a mapping with a 'jobs' key, got ", Describe(root)));
+    return lint.TakeErrors();
+  }
+  try {
+    ParseFields<PipelineDraft>(lint, root, "", root.Mark(), kTopLevelRules, draft);
+  } catch (const YAML::Exception& e) {
+    // Not expected: every access above is type-checked first.
+    lint.Error(e.mark, "", absl::StrCat("cannot read the file: ", e.msg));
+    return lint.TakeErrors();
+  }
+  CheckNeeds(lint, draft);
+  return lint.TakeErrors();
+}
+
+}  // namespace
+
+std::string SpecError::ToString() const {
+  if (key.empty()) return absl::StrCat(file, ":", line, ":", column, ": ", message);
+  return absl::StrCat(file, ":", line, ":", column, ": ", key, ": ", message);
+}
+
+std::vector<SpecError> LintPipelineSpec(std::string_view yaml_text, std::string_view file) {
+  PipelineDraft draft;
+  return Lint(yaml_text, file, draft);
+}
+
+absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml_text, std::string_view file) {
+  PipelineDraft draft;
+  std::vector<SpecError> errors = Lint(yaml_text, file, draft);
+  if (!errors.empty()) {
+    std::string message = errors.front().ToString();
+    if (errors.size() == 2) absl::StrAppend(&message, " (and 1 more error)");
+    if (errors.size() > 2) absl::StrAppend(&message, " (and ", errors.size() - 1, " more errors)");
+    return absl::InvalidArgumentError(message);
+  }
+  PipelineSpec spec;
+  spec.on = std::move(draft.on);
+  for (JobDraft& job : draft.jobs) spec.jobs.push_back(std::move(job.spec));
+  return spec;
+}
+
+std::vector<std::string> TopologicalOrder(const PipelineSpec& spec) {
+  absl::flat_hash_map<std::string_view, int> index;
+  for (size_t i = 0; i < spec.jobs.size(); ++i) {
+    index.emplace(spec.jobs[i].name, static_cast<int>(i));
+  }
+  std::vector<std::vector<int>> edges(spec.jobs.size());
+  for (size_t i = 0; i < spec.jobs.size(); ++i) {
+    for (const std::string& need : spec.jobs[i].needs) {
+      auto it = index.find(need);
+      if (it != index.end()) edges[i].push_back(it->second);
+    }
+  }
+  std::vector<std::string> order;
+  for (int node : StableTopologicalOrder(edges)) order.push_back(spec.jobs[node].name);
+  return order;
+}
+
+}  // namespace assay

@@ -1,0 +1,175 @@
+#pragma once
+// The `.assay.yml` pipeline file: its model, validation and parsing.
+//
+// The format as it stands (see docs/pipeline.md):
+//
+//   jobs:                       # required, non-empty mapping of job name -> job
+//     build:                    # name: [A-Za-z0-9_.-]{1,64}
+//       needs: [lint]           # optional: list of job names, or a single name
+//       env: { A: "1" }         # optional: mapping name -> scalar (kept as text)
+//       timeout: 10m            # optional, default 60m (see common/duration.h)
+//       steps:                  # required, non-empty list
+//         - name: compile       # optional, default "step N" (1-based)
+//           run: make           # required, non-empty string
+//         - make test           # a plain string means { run: "make test" }
+//
+// Why a hand-written validator over yaml-cpp nodes rather than yaml-cpp's `as<T>`:
+// the user gets every problem at once, each with its line, column and key path, and
+// duplicate keys (which yaml-cpp silently accepts) are reported.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/pipeline/matrix.h"
+
+namespace assay {
+
+inline constexpr int64_t kDefaultJobTimeoutSeconds = 3600;
+
+struct StepSpec {
+  std::string name;  // "step N" (1-based) when the file gives none.
+  std::string run;   // Shell command; never empty.
+
+  bool operator==(const StepSpec&) const = default;
+};
+
+// `retry:`. An integer N is shorthand for { max: N }.
+struct RetrySpec {
+  int max = 0;  // 0-10 further attempts.
+  std::vector<std::string> on = {"agent_lost", "timeout", "failure"};  // Subset, file order.
+
+  bool operator==(const RetrySpec&) const = default;
+};
+
+// `concurrency:`. `group` may hold `${{ }}` placeholders; empty means no group.
+struct ConcurrencySpec {
+  std::string group;
+  bool cancel_in_progress = false;
+
+  bool operator==(const ConcurrencySpec&) const = default;
+};
+
+// `runs_on:`. Labels may hold `${{ matrix.X }}`; gpu_model is a glob (common/glob.h).
+struct RunsOnSpec {
+  std::vector<std::string> labels;
+  int cpus = 1;
+  double memory_gb = 0;  // 0: no requirement.
+  int gpus = 0;
+  bool gpu_shared = false;  // `gpus: shared`: one GPU, shareable with other such jobs.
+  double gpu_memory_gb = 0;  // Per GPU; 0: no requirement.
+  std::string gpu_model;     // Empty: any.
+
+  bool operator==(const RunsOnSpec&) const = default;
+};
+
+struct JobSpec {
+  std::string name;
+  std::vector<std::string> needs;  // In file order, no duplicates, all defined jobs.
+  std::vector<std::pair<std::string, std::string>> env;  // In file order, unique names.
+  int64_t timeout_s = kDefaultJobTimeoutSeconds;
+  std::vector<StepSpec> steps;  // Never empty.
+  int line = 0;                 // 1-based line of the job's name in the file.
+  std::string if_expr;          // `if:` text (valid for Expr::Parse); empty: always runs.
+  RetrySpec retry;
+  bool allow_failure = false;
+  ConcurrencySpec concurrency;
+  int priority = 0;  // -100..100; higher runs first.
+  std::optional<MatrixSpec> matrix;  // `strategy:`; absent: one job.
+  RunsOnSpec runs_on;
+
+  bool operator==(const JobSpec&) const = default;
+};
+
+struct PushTrigger {
+  std::vector<std::string> branches, tags, paths, paths_ignore;  // Globs; '!' excludes.
+
+  bool operator==(const PushTrigger&) const = default;
+};
+
+struct PullRequestTrigger {
+  std::vector<std::string> branches;  // Globs over the base branch.
+  std::vector<std::string> types = {"opened", "synchronize", "reopened"};
+
+  bool operator==(const PullRequestTrigger&) const = default;
+};
+
+struct ScheduleTrigger {
+  std::string cron;    // Valid for CronSchedule::Parse, normalised.
+  std::string branch;  // Empty: the repository's default branch.
+
+  bool operator==(const ScheduleTrigger&) const = default;
+};
+
+struct ManualInput {
+  std::string name;
+  std::string type = "string";  // string, number, boolean, choice.
+  std::string default_value;
+  bool has_default = false;
+  std::vector<std::string> options;  // choice only; non-empty then.
+  bool required = false;
+  std::string description;
+
+  bool operator==(const ManualInput&) const = default;
+};
+
+struct ManualTrigger {
+  std::vector<ManualInput> inputs;  // File order.
+
+  bool operator==(const ManualTrigger&) const = default;
+};
+
+// `on:`. Without the key: push to any branch (push engaged with no filters).
+struct TriggerSpec {
+  std::optional<PushTrigger> push = PushTrigger{};
+  std::optional<PullRequestTrigger> pull_request;
+  std::vector<ScheduleTrigger> schedule;
+  std::optional<ManualTrigger> manual;
+
+  bool operator==(const TriggerSpec&) const = default;
+};
+
+struct PipelineSpec {
+  TriggerSpec on;
+  std::vector<JobSpec> jobs;  // In file order.
+
+  bool operator==(const PipelineSpec&) const = default;
+};
+
+// One problem in a pipeline file. `line` and `column` are 1-based.
+struct SpecError {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string key;  // Dotted path, e.g. "jobs.build.steps[0].run"; empty for file-level errors.
+  std::string message;
+
+  // "FILE:LINE:COL: KEY: MESSAGE", or "FILE:LINE:COL: MESSAGE" when `key` is empty.
+  std::string ToString() const;
+  bool operator==(const SpecError&) const = default;
+};
+
+// Validates `yaml_text` and returns every problem found, sorted by position (line,
+// then column; ties keep discovery order). Empty when the file is valid. `file` is
+// only used to label the errors.
+std::vector<SpecError> LintPipelineSpec(std::string_view yaml_text,
+                                        std::string_view file = ".assay.yml");
+
+// Parses and validates. On any problem returns kInvalidArgument whose message is the
+// first SpecError's ToString(), followed by " (and N more errors)" ("1 more error")
+// when there are others.
+absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml_text,
+                                               std::string_view file = ".assay.yml");
+
+// Job names in dependency order: every job comes after all of its needs, and among
+// jobs that are ready at the same time the one earlier in the file comes first.
+// Meant for a spec from ParsePipelineSpec; for any other, needs naming undefined jobs
+// are ignored and jobs on a cycle (and those behind it) are appended in file order.
+std::vector<std::string> TopologicalOrder(const PipelineSpec& spec);
+
+}  // namespace assay

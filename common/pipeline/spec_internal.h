@@ -1,0 +1,247 @@
+#pragma once
+// Internals of the `.assay.yml` validator shared by pipeline_spec.cc (jobs, steps,
+// needs) and pipeline_spec_keys.cc (on:, if, retry, strategy, runs_on, ...). Not a
+// public API: only those two files include it.
+
+#include <algorithm>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/pipeline/edit_distance.h"
+#include "common/pipeline/spec.h"
+#include "yaml-cpp/yaml.h"
+
+namespace assay::spec_internal {
+
+// ---- Drafts: the model plus the positions that later checks report at. ----
+
+struct NeedRef {
+  std::string name;
+  std::string key;  // e.g. "jobs.build.needs[1]"
+  YAML::Mark mark;
+};
+
+// A text that may hold `${{ }}` placeholders, checked once the job's matrix is known.
+struct PlaceholderRef {
+  std::string text;
+  std::string key;
+  YAML::Mark mark;
+};
+
+struct JobDraft {
+  JobSpec spec;
+  YAML::Mark mark;  // Of the job's name.
+  std::vector<NeedRef> needs;
+  std::vector<PlaceholderRef> placeholders;
+};
+
+struct PipelineDraft {
+  TriggerSpec on;
+  std::vector<JobDraft> jobs;
+};
+
+// ---- Error collection. ----
+
+class Linter {
+ public:
+  explicit Linter(std::string_view file) : file_(file) {}
+
+  void Error(const YAML::Mark& mark, std::string key, std::string message) {
+    SpecError error;
+    error.file = file_;
+    // yaml-cpp marks are 0-based; a null mark (-1) becomes 1:1.
+    error.line = mark.line < 0 ? 1 : mark.line + 1;
+    error.column = mark.column < 0 ? 1 : mark.column + 1;
+    error.key = std::move(key);
+    error.message = std::move(message);
+    errors_.push_back(std::move(error));
+  }
+
+  std::vector<SpecError> TakeErrors() {
+    std::stable_sort(errors_.begin(), errors_.end(), [](const SpecError& a, const SpecError& b) {
+      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    return std::move(errors_);
+  }
+
+ private:
+  std::string file_;
+  std::vector<SpecError> errors_;
+};
+
+// ---- Node helpers. ----
+
+inline std::string Join(std::string_view path, std::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(std::string(path), ".", std::string(key));
+}
+
+// Why not absl::StrJoin: Debian's Abseil has its own absl::string_view, which
+// std::string_view does not convert to.
+inline std::string JoinViews(const std::vector<std::string_view>& parts, std::string_view separator) {
+  std::string joined;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) joined += separator;
+    joined += parts[i];
+  }
+  return joined;
+}
+
+inline std::string Index(std::string_view path, size_t i) {
+  return absl::StrCat(std::string(path), "[", i, "]");
+}
+
+inline bool LooksLikeNumber(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  if (s.empty()) return false;
+  bool digit = false;
+  for (char c : s) {
+    if (c >= '0' && c <= '9') {
+      digit = true;
+    } else if (c != '.' && c != '_' && c != 'e' && c != 'E') {
+      return false;
+    }
+  }
+  return digit;
+}
+
+// How a node's kind reads in a message: "a list", "a mapping", "null", "a number", ...
+inline std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Scalar: {
+      if (node.Tag() != "?") return "a string";  // Quoted or explicitly tagged.
+      const std::string& s = node.Scalar();
+      if (s == "true" || s == "false" || s == "True" || s == "False" || s == "TRUE" ||
+          s == "FALSE") {
+        return "a boolean";
+      }
+      return LooksLikeNumber(s) ? "a number" : "a string";
+    }
+    default:
+      return "null";
+  }
+}
+
+// Where to report a problem with `node`: its own mark, except for null nodes, whose
+// mark yaml-cpp places at the next token (often the next line).
+inline YAML::Mark MarkOr(const YAML::Node& node, const YAML::Mark& fallback) {
+  if (node.IsNull() || node.Mark().is_null()) return fallback;
+  return node.Mark();
+}
+
+struct Entry {
+  std::string key;
+  YAML::Node key_node;
+  YAML::Node value;
+  YAML::Mark value_mark;  // MarkOr(value, key mark).
+};
+
+// The entries of mapping `map` in file order. Reports non-string keys and duplicate
+// keys (yaml-cpp keeps both and lookups silently see the first); returns only the
+// first occurrence of each key.
+inline std::vector<Entry> MappingEntries(Linter& lint, const YAML::Node& map, std::string_view path) {
+  std::vector<Entry> entries;
+  absl::flat_hash_map<std::string, int> first_line;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    const YAML::Node key = it->first;  // A copy: GCC 12 flags a reference as dangling.
+    if (!key.IsScalar()) {
+      lint.Error(MarkOr(key, map.Mark()), std::string(path),
+                 absl::StrCat("keys must be strings, got ", Describe(key)));
+      continue;
+    }
+    const std::string& name = key.Scalar();
+    auto [seen, inserted] = first_line.try_emplace(name, key.Mark().line + 1);
+    if (!inserted) {
+      lint.Error(
+          key.Mark(), Join(path, name),
+          absl::StrCat("duplicate key '", name, "' (first defined at line ", seen->second, ")"));
+      continue;
+    }
+    entries.push_back(Entry{name, key, it->second, MarkOr(it->second, key.Mark())});
+  }
+  return entries;
+}
+
+// ---- The table-driven validator. ----
+//
+// Each mapping level of the file has a table of the keys it allows. To add a key,
+// add a row (and a field in the model); unknown-key, duplicate-key and missing-key
+// errors, with suggestions, come from ParseFields.
+
+template <typename T>
+struct FieldRule {
+  std::string_view key;
+  bool required;
+  // `path` is the dotted path of the entry's key; `out` the object being built.
+  void (*parse)(Linter& lint, const Entry& entry, const std::string& path, T& out);
+};
+
+template <typename T>
+void ParseFields(Linter& lint, const YAML::Node& map, std::string_view path,
+                 const YAML::Mark& owner_mark, std::span<const FieldRule<T>> rules, T& out) {
+  std::vector<std::string_view> allowed;
+  for (const FieldRule<T>& rule : rules) allowed.push_back(rule.key);
+  absl::flat_hash_set<std::string_view> present;
+  for (const Entry& entry : MappingEntries(lint, map, path)) {
+    const std::string key_path = Join(path, entry.key);
+    auto rule = std::find_if(rules.begin(), rules.end(),
+                             [&](const FieldRule<T>& r) { return r.key == entry.key; });
+    if (rule == rules.end()) {
+      const std::string suggestion = ClosestMatch(entry.key, allowed);
+      lint.Error(
+          entry.key_node.Mark(), key_path,
+          suggestion.empty()
+              ? absl::StrCat("unknown key '", entry.key,
+                             "' (allowed keys: ", JoinViews(allowed, ", "), ")")
+              : absl::StrCat("unknown key '", entry.key, "' (did you mean '", suggestion, "'?)"));
+      continue;
+    }
+    present.insert(rule->key);
+    rule->parse(lint, entry, key_path, out);
+  }
+  for (const FieldRule<T>& rule : rules) {
+    if (rule.required && !present.contains(rule.key)) {
+      lint.Error(owner_mark, Join(path, rule.key),
+                 absl::StrCat("missing required key '", std::string(rule.key), "'"));
+    }
+  }
+}
+
+// A scalar as text, or an error "<what> must be <expected>, got <kind>".
+inline bool ScalarText(Linter& lint, const YAML::Node& node, const YAML::Mark& mark,
+                const std::string& path, std::string_view what, std::string_view expected,
+                std::string& out) {
+  if (!node.IsScalar()) {
+    lint.Error(mark, path,
+               absl::StrCat(std::string(what), " must be ", std::string(expected), ", got ",
+                            Describe(node)));
+    return false;
+  }
+  out = node.Scalar();
+  return true;
+}
+
+// ---- Keys added by issue 3 (pipeline_spec_keys.cc). ----
+
+void ParseOn(Linter& lint, const Entry& entry, const std::string& path, PipelineDraft& draft);
+void ParseIf(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseRetry(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseAllowFailure(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseConcurrency(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParsePriority(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseStrategy(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseRunsOn(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+// Checks placeholders in env, steps.run, runs_on.labels and concurrency.group (matrix
+// names only where the job has a matrix with that key).
+void CheckPlaceholders(Linter& lint, const JobDraft& job);
+
+}  // namespace assay::spec_internal
