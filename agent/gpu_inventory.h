@@ -8,7 +8,7 @@
 //   2. `nvidia-smi --query-gpu=<kNvidiaSmiQueryColumns> --format=csv,noheader,nounits`, parsed
 //      by ParseNvidiaSmiCsv.
 // The parsers also read saved captures (LoadGpuInventoryFile), which is how the tests check
-// them against output of real H100/H200 machines (/work/shared/fixtures/gpu/). Parsers and JSON:
+// them against output of real H100/H200 machines (tests/fixtures/gpu/). Parsers and JSON:
 // gpu_inventory.cc; discovery: gpu_discovery.cc.
 //
 // Units: memory in MiB exactly as nvidia-smi and NVML report it (NVML's bytes / 1048576);

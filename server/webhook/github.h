@@ -1,6 +1,6 @@
 #pragma once
 // GitHub webhook adapter: turns a verified delivery's JSON into a push event. Pure functions
-// with no I/O, so they are unit-tested against the real payloads in shared/fixtures.
+// with no I/O, so they are unit-tested against the real payloads in tests/fixtures.
 
 #include <string>
 #include <string_view>

@@ -87,7 +87,7 @@ TEST_CASE("an agent announces the GPUs of an nvidia-smi capture; the API lists t
   Cluster c(Options());
   MUST(c.StartServer());
   const std::string capture = std::string(ASSAY_SOURCE_DIR) +
-                              "/../shared/fixtures/gpu/h200-busy-q.xml";
+                              "/tests/fixtures/gpu/h200-busy-q.xml";
   MUST(c.StartAgent("gpu-1", {"--gpu-inventory", capture, "--labels", "gpu"}));
   MUST(c.WaitForAgents(1));
   auto agents = MUST(c.ApiObject("GET", "/api/v1/agents"));

@@ -20,7 +20,7 @@ TEST_CASE("a GPU job waits for a GPU agent to free its GPU, then runs with that 
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   const std::string capture =
-      std::string(ASSAY_SOURCE_DIR) + "/../shared/fixtures/gpu/h100-nvidia-smi-query.csv";
+      std::string(ASSAY_SOURCE_DIR) + "/tests/fixtures/gpu/h100-nvidia-smi-query.csv";
   MUST(c.StartAgent("gpu-1", {"--gpu-inventory", capture, "--labels", "gpu", "--slots", "4",
                               "--memory-gb", "64"}));
   MUST(c.StartAgent("cpu-1", {"--slots", "2", "--memory-gb", "8"}));

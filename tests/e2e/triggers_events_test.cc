@@ -52,7 +52,7 @@ std::vector<std::optional<std::string>> PlannedDelivery(Cluster& c, int64_t id) 
 std::string GithubPr(const std::string& clone_url, int64_t number, const std::string& sha,
                      const std::string& base, const std::string& head_repo) {
   json::object o =
-      json::parse(ReadSource("../shared/fixtures/webhooks/github/pull_request-opened.json"))
+      json::parse(ReadSource("tests/fixtures/github/pull_request-opened.json"))
           .as_object();
   o["number"] = number;
   json::object& pr = o["pull_request"].as_object();

@@ -1,5 +1,5 @@
 // GPU discovery: parsers checked against captures from real H100/H200 machines
-// (/work/shared/fixtures/gpu/), discovery through a fake nvidia-smi in a temp dir, and the
+// (tests/fixtures/gpu/), discovery through a fake nvidia-smi in a temp dir, and the
 // no-GPU case of this machine.
 #include "agent/gpu_inventory.h"
 
@@ -18,7 +18,7 @@
 namespace assay {
 namespace {
 
-const std::string kFixtures = ASSAY_SOURCE_DIR "/../shared/fixtures/gpu/";
+const std::string kFixtures = ASSAY_SOURCE_DIR "/tests/fixtures/gpu/";
 const char kH100Uuid[] = "GPU-f59ac33c-6356-994b-b157-37f8419b3580";
 const char kH200Uuid[] = "GPU-964672fc-6cf0-fc7b-0004-1057f80a90b1";
 const char kNoNvml[] = "libassay-no-such-nvml.so.1";

@@ -1,7 +1,7 @@
 #pragma once
 // Reads a test fixture's exact bytes; fails the test (naming the path) when it cannot.
 // `path` is relative to the repository root (ASSAY_SOURCE_DIR), e.g.
-// "../shared/fixtures/webhooks/github/push.json" or "tests/fixtures/gitlab/push.json".
+// "tests/fixtures/github/push.json" or "tests/fixtures/gitlab/push.json".
 
 #include <catch2/catch.hpp>
 #include <fstream>

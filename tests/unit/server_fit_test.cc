@@ -8,7 +8,7 @@
 namespace assay {
 namespace {
 
-// Multi-GPU machines are built from the one-GPU captures in /work/shared/fixtures/gpu/
+// Multi-GPU machines are built from the one-GPU captures in tests/fixtures/gpu/
 // (h100-nvidia-smi-query.csv: "NVIDIA H100 80GB HBM3", 81559 MiB; h200-*-query.csv:
 // "NVIDIA H200", 143771 MiB), given distinct indices and UUIDs (the capture's UUID with the
 // last digit replaced by the index).

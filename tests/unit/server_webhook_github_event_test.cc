@@ -1,4 +1,4 @@
-// ParseGithubEvent against GitHub's own example payloads (shared/fixtures).
+// ParseGithubEvent against GitHub's own example payloads (tests/fixtures/github).
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -14,7 +14,7 @@ namespace assay::webhook {
 namespace {
 
 std::string Fixture(const std::string& name) {
-  return testing::ReadFixture("../shared/fixtures/webhooks/github/" + name);
+  return testing::ReadFixture("tests/fixtures/github/" + name);
 }
 
 const std::vector<std::string> kHelloWorld = {

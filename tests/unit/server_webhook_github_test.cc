@@ -1,5 +1,5 @@
-// The GitHub adapter against GitHub's own example payloads (shared/fixtures, laid beside the
-// repository as ../shared) and against malformed bodies.
+// The GitHub adapter against GitHub's own example payloads (tests/fixtures/github, from
+// octokit/webhooks, MIT licence beside them) and against malformed bodies.
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -15,7 +15,7 @@ namespace assay::webhook {
 namespace {
 
 std::string Fixture(const std::string& name) {
-  return testing::ReadFixture("../shared/fixtures/webhooks/github/" + name);
+  return testing::ReadFixture("tests/fixtures/github/" + name);
 }
 
 TEST_CASE("github: RepoCandidates of push.json", "[unit][webhook]") {
