@@ -67,6 +67,7 @@ class FaultDriver {
 
   // Begins `f`; `now` is the time since the run started (for the description). An error means
   // the fault could not be injected (e.g. the process to kill had already died): the run fails.
+  // Not root: a cut by ss -K becomes a SIGSTOP past the lease.
   absl::Status Begin(const PlannedFault& f, absl::Duration now);
   bool active() const { return active_.has_value(); }
   // When the active fault is due to be healed.
