@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Assay and runs every test tier (unit, db, e2e) against a PostgreSQL that this
 # script starts in a temporary directory and stops again. Usage:
-#   tests/run-all.sh            # everything
+#   tests/run-all.sh            # unit, db and e2e
 #   tests/run-all.sh unit db    # only these tiers (CTest labels)
+#   tests/run-all.sh faults     # faults tier: its own PostgreSQL; knobs in tests/faults/faults.h
 # Environment: BUILD_DIR (default build), ASSAY_TEST_PG_DSN (use this server instead of
 # starting one), CTEST_ARGS (extra ctest arguments).
 set -euo pipefail

@@ -67,7 +67,7 @@ std::optional<json::object> ParseObject(const std::string& text) {
 }  // namespace
 
 Cluster::Cluster(ClusterOptions options)
-    : options_(std::move(options)), dir_(MakeTempDir()), db_(false) {}
+    : options_(std::move(options)), dir_(MakeTempDir()), db_(false, options_.admin_dsn) {}
 
 Cluster::~Cluster() {
   // Agents first: a stopping agent still reports to the server.

@@ -38,6 +38,9 @@ struct ClusterOptions {
   std::vector<std::string> server_flags;
   // Every agent's --kill-grace.
   std::string kill_grace = "1s";
+  // The maintenance DSN of the PostgreSQL server to make the test database on; empty: the one
+  // named by ASSAY_TEST_PG_DSN (test_db.h). The faults tier passes its own PgServer's.
+  std::string admin_dsn;
 };
 
 class Cluster {

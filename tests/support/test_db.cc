@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <pqxx/pqxx>
 #include <stdexcept>
+#include <utility>
 
 #include "server/store/migrations.h"
 
@@ -34,16 +35,16 @@ std::string AdminDsn() {
   return e;
 }
 
-TestDatabase::TestDatabase(bool migrate) {
+TestDatabase::TestDatabase(bool migrate, std::string admin_dsn)
+    : admin_(admin_dsn.empty() ? AdminDsn() : std::move(admin_dsn)) {
   name_ = "assay_t_" + std::to_string(getpid()) + "_" + std::to_string(++g_counter);
-  std::string admin = AdminDsn();
   {
-    pqxx::connection c(admin);
+    pqxx::connection c(admin_);
     pqxx::nontransaction tx(c);
     tx.exec("DROP DATABASE IF EXISTS " + name_);
     tx.exec("CREATE DATABASE " + name_ + " TEMPLATE template0");
   }
-  dsn_ = WithDatabase(admin, name_);
+  dsn_ = WithDatabase(admin_, name_);
   if (migrate) {
     pqxx::connection c(dsn_);
     auto applied = store::ApplyMigrations(c, store::EmbeddedMigrations());
@@ -53,7 +54,7 @@ TestDatabase::TestDatabase(bool migrate) {
 
 TestDatabase::~TestDatabase() {
   try {
-    pqxx::connection c(AdminDsn());
+    pqxx::connection c(admin_);
     pqxx::nontransaction tx(c);
     tx.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
   } catch (...) {
