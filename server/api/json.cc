@@ -1,0 +1,91 @@
+#include "server/api/json.h"
+
+#include <boost/json.hpp>
+
+#include "server/api/commit_status_api.h"
+
+namespace assay::api {
+
+namespace json = boost::json;
+
+json::value TimeJson(absl::Time t) {
+  if (t == absl::InfinitePast()) return nullptr;
+  return json::value(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone()));
+}
+
+json::object RepoJson(const store::Repo& r) {
+  return {{"id", r.id},
+          {"name", r.name},
+          {"provider", r.provider},
+          {"clone_url", r.clone_url},
+          {"html_url", r.html_url.empty() ? json::value(nullptr) : json::value(r.html_url)},
+          {"has_webhook_secret", !r.webhook_secret_sealed.empty()},
+          {"default_branch", r.default_branch},
+          {"cancel_superseded", r.cancel_superseded},
+          {"commit_status", CommitStatusJson(r)},
+          {"created_at", TimeJson(r.created_at)}};
+}
+
+json::object JobJson(const store::JobRow& j) {
+  json::array needs;
+  for (const auto& n : j.needs) needs.push_back(json::value(n));
+  json::array labels;
+  for (const auto& l : j.labels) labels.push_back(json::value(l));
+  json::array gpus;
+  for (uint32_t g : j.gpu_indices) gpus.push_back(json::value(g));
+  boost::system::error_code ec;
+  json::value runs_on = json::parse(j.requirements_json.empty() ? "{}" : j.requirements_json, ec);
+  if (ec || !runs_on.is_object()) runs_on = json::object();
+  runs_on.as_object()["labels"] = std::move(labels);
+  return {{"id", j.id},
+          {"runs_on", std::move(runs_on)},
+          {"gpu_indices", std::move(gpus)},
+          {"priority", j.priority},
+          {"allow_failure", j.allow_failure},
+          {"max_attempts", j.max_attempts},
+          {"pipeline_id", j.pipeline_id},
+          {"name", j.name},
+          {"state", j.state},
+          {"needs", std::move(needs)},
+          {"attempt", j.attempt},
+          {"agent", j.agent.empty() ? json::value(nullptr) : json::value(j.agent)},
+          {"exit_code", j.exit_code ? json::value(*j.exit_code) : json::value(nullptr)},
+          {"message", j.message.empty() ? json::value(nullptr) : json::value(j.message)},
+          {"created_at", TimeJson(j.created_at)},
+          {"queued_at", TimeJson(j.queued_at)},
+          {"started_at", TimeJson(j.started_at)},
+          {"finished_at", TimeJson(j.finished_at)}};
+}
+
+json::object PipelineJson(const store::PipelineRow& p) {
+  json::object o{{"id", p.id},
+                 {"repo", p.repo},
+                 {"event", p.event},
+                 {"ref", p.ref},
+                 {"commit_sha", p.commit_sha},
+                 {"state", p.state},
+                 {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
+                 {"trusted", p.trusted},
+                 {"pr_number", p.pr_number ? json::value(*p.pr_number) : json::value(nullptr)},
+                 {"inputs", p.inputs_json.empty() ? json::value(nullptr) : json::parse(p.inputs_json)},
+                 {"scheduled_for", TimeJson(p.scheduled_for)},
+                 {"created_at", TimeJson(p.created_at)},
+                 {"finished_at", TimeJson(p.finished_at)}};
+  return o;
+}
+
+json::object AgentJson(const store::AgentRow& ag) {
+  json::array labels;
+  for (const auto& l : ag.labels) labels.push_back(json::value(l));
+  return {{"id", ag.id},
+          {"name", ag.name},
+          {"state", ag.state},
+          {"version", ag.version},
+          {"labels", std::move(labels)},
+          {"cpu_slots", ag.cpu_slots},
+          {"memory_gb", ag.memory_gb},
+          {"last_seen_at", TimeJson(ag.last_seen_at)},
+          {"gpus", json::parse(ag.gpus_json)}};
+}
+
+}  // namespace assay::api
