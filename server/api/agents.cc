@@ -17,7 +17,11 @@ void RegisterAgentRoutes(http::Router& router, const ApiDeps& d) {
                auto list = d.agents->List();
                if (!list.ok()) return http::StatusToResponse(list.status());
                json::array a;
-               for (const auto& ag : *list) a.push_back(AgentJson(ag));
+               for (const auto& ag : *list) {
+                 auto o = AgentJson(ag);
+                 if (!o.ok()) return http::StatusToResponse(o.status());
+                 a.push_back(*std::move(o));
+               }
                return JsonResponse(200, {{"agents", std::move(a)}});
              }));
 }

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "server/api/commit_status_api.h"
 
 namespace assay::api {
@@ -57,7 +58,30 @@ json::object JobJson(const store::JobRow& j) {
           {"finished_at", TimeJson(j.finished_at)}};
 }
 
-json::object PipelineJson(const store::PipelineRow& p) {
+namespace {
+
+// `text`, a JSON column of row `what` (e.g. "pipeline 7"), parsed; kDataLoss if it does not
+// parse. Why not json::parse(text): it throws, and a throw in a handler is an opaque 500.
+absl::StatusOr<json::value> StoredJson(const std::string& text, const std::string& what,
+                                       const char* column) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) {
+    return absl::DataLossError(absl::StrCat(what, ": stored ", column, " is not valid JSON (",
+                                            ec.message(), ")"));
+  }
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
+  json::value inputs = nullptr;
+  if (!p.inputs_json.empty()) {
+    auto parsed = StoredJson(p.inputs_json, absl::StrCat("pipeline ", p.id), "inputs");
+    if (!parsed.ok()) return parsed.status();
+    inputs = *std::move(parsed);
+  }
   json::object o{{"id", p.id},
                  {"repo", p.repo},
                  {"event", p.event},
@@ -67,25 +91,27 @@ json::object PipelineJson(const store::PipelineRow& p) {
                  {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
                  {"trusted", p.trusted},
                  {"pr_number", p.pr_number ? json::value(*p.pr_number) : json::value(nullptr)},
-                 {"inputs", p.inputs_json.empty() ? json::value(nullptr) : json::parse(p.inputs_json)},
+                 {"inputs", std::move(inputs)},
                  {"scheduled_for", TimeJson(p.scheduled_for)},
                  {"created_at", TimeJson(p.created_at)},
                  {"finished_at", TimeJson(p.finished_at)}};
   return o;
 }
 
-json::object AgentJson(const store::AgentRow& ag) {
+absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
+  auto gpus = StoredJson(ag.gpus_json, absl::StrCat("agent ", ag.id, " (", ag.name, ")"), "gpus");
+  if (!gpus.ok()) return gpus.status();
   json::array labels;
   for (const auto& l : ag.labels) labels.push_back(json::value(l));
-  return {{"id", ag.id},
-          {"name", ag.name},
-          {"state", ag.state},
-          {"version", ag.version},
-          {"labels", std::move(labels)},
-          {"cpu_slots", ag.cpu_slots},
-          {"memory_gb", ag.memory_gb},
-          {"last_seen_at", TimeJson(ag.last_seen_at)},
-          {"gpus", json::parse(ag.gpus_json)}};
+  return json::object{{"id", ag.id},
+                      {"name", ag.name},
+                      {"state", ag.state},
+                      {"version", ag.version},
+                      {"labels", std::move(labels)},
+                      {"cpu_slots", ag.cpu_slots},
+                      {"memory_gb", ag.memory_gb},
+                      {"last_seen_at", TimeJson(ag.last_seen_at)},
+                      {"gpus", *std::move(gpus)}};
 }
 
 }  // namespace assay::api

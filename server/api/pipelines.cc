@@ -24,11 +24,12 @@ namespace json = boost::json;
 Response PipelineWithJobs(const ApiDeps& d, int64_t id, int status) {
   auto p = d.pipelines->Get(id);
   if (!p.ok()) return http::StatusToResponse(p.status());
-  json::object o = PipelineJson(*p);
+  auto o = PipelineJson(*p);
+  if (!o.ok()) return http::StatusToResponse(o.status());
   json::array jobs;
   for (const auto& j : p->jobs) jobs.push_back(JobJson(j));
-  o["jobs"] = std::move(jobs);
-  return JsonResponse(status, o);
+  (*o)["jobs"] = std::move(jobs);
+  return JsonResponse(status, *o);
 }
 
 // POST /api/v1/repos/{id}/pipelines: {"branch": "...", "inputs": {NAME: value}}, both optional.
@@ -87,7 +88,11 @@ void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d) {
                auto list = d.pipelines->List(req.Query("repo"), static_cast<int>(limit));
                if (!list.ok()) return http::StatusToResponse(list.status());
                json::array a;
-               for (const auto& p : *list) a.push_back(PipelineJson(p));
+               for (const auto& p : *list) {
+                 auto o = PipelineJson(p);
+                 if (!o.ok()) return http::StatusToResponse(o.status());
+                 a.push_back(*std::move(o));
+               }
                return JsonResponse(200, {{"pipelines", std::move(a)}});
              }));
   router.Add("GET", "/api/v1/pipelines/{id}", Authed(d, [&d](Request& req) {
@@ -104,7 +109,9 @@ void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d) {
                if (!canceled.ok()) return http::StatusToResponse(canceled.status());
                auto p = d.pipelines->Get(*id);
                if (!p.ok()) return http::StatusToResponse(p.status());
-               return JsonResponse(200, PipelineJson(*p));
+               auto o = PipelineJson(*p);
+               if (!o.ok()) return http::StatusToResponse(o.status());
+               return JsonResponse(200, *o);
              }));
 }
 
