@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "server/api/commit_status_api.h"
 
 namespace assay::api {
@@ -82,6 +83,12 @@ absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
     if (!parsed.ok()) return parsed.status();
     inputs = *std::move(parsed);
   }
+  json::array errors;
+  if (p.state == "error") {
+    for (absl::string_view line : absl::StrSplit(p.message, '\n', absl::SkipEmpty())) {
+      errors.push_back(json::value(std::string(line)));
+    }
+  }
   json::object o{{"id", p.id},
                  {"repo", p.repo},
                  {"event", p.event},
@@ -91,6 +98,7 @@ absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
                  {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
                  {"trusted", p.trusted},
                  {"pr_number", p.pr_number ? json::value(*p.pr_number) : json::value(nullptr)},
+                 {"errors", std::move(errors)},
                  {"inputs", std::move(inputs)},
                  {"scheduled_for", TimeJson(p.scheduled_for)},
                  {"created_at", TimeJson(p.created_at)},

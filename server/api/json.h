@@ -21,7 +21,9 @@ boost::json::value TimeJson(absl::Time t);
 boost::json::object RepoJson(const store::Repo& r);
 // A stored runs_on that is not a JSON object shows as {} plus the job's labels.
 boost::json::object JobJson(const store::JobRow& j);
-// kDataLoss naming the pipeline when its stored inputs are not JSON.
+// "errors": the problems of a pipeline in error, one per line of its message (for a bad
+// pipeline file, the lines `assay lint` prints); [] for any other state. kDataLoss naming
+// the pipeline when its stored inputs are not JSON.
 absl::StatusOr<boost::json::object> PipelineJson(const store::PipelineRow& p);
 // kDataLoss naming the agent when its stored GPU list is not JSON.
 absl::StatusOr<boost::json::object> AgentJson(const store::AgentRow& a);

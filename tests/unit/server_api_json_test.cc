@@ -30,6 +30,7 @@ TEST_CASE("api json: a pipeline's stored inputs", "[unit][api]") {
   auto o = PipelineJson(p);
   REQUIRE(o.ok());
   CHECK(json::serialize(o->at("inputs")) == R"({"model":"small","n":"3"})");
+  CHECK(json::serialize(o->at("errors")) == "[]");
 
   p.inputs_json = "";
   o = PipelineJson(p);
@@ -57,6 +58,27 @@ TEST_CASE("api json: an agent's stored GPUs", "[unit][api]") {
   o = AgentJson(a);
   CHECK(o.status().code() == absl::StatusCode::kDataLoss);
   CHECK(o.status().message() == "agent 3 (gpu-1): stored gpus is not valid JSON (syntax error)");
+}
+
+TEST_CASE("api json: a pipeline in error lists each problem of its message", "[unit][api]") {
+  store::PipelineRow p = Pipeline();
+  p.state = "error";
+  p.message =
+      ".assay.yml:4:5: jobs.build.stepz: unknown key 'stepz' (did you mean 'steps'?)\n"
+      ".assay.yml:2:3: jobs.build.steps: missing required key 'steps'";
+  auto o = PipelineJson(p);
+  REQUIRE(o.ok());
+  CHECK(json::serialize(o->at("errors")) ==
+        R"j([".assay.yml:4:5: jobs.build.stepz: unknown key 'stepz' (did you mean 'steps'?)",)j"
+        R"j(".assay.yml:2:3: jobs.build.steps: missing required key 'steps'"])j");
+  CHECK(o->at("message").as_string() == p.message);
+
+  // A failed pipeline's message is not a list of file problems.
+  p.state = "failed";
+  p.message = "job build failed";
+  o = PipelineJson(p);
+  REQUIRE(o.ok());
+  CHECK(json::serialize(o->at("errors")) == "[]");
 }
 
 }  // namespace
