@@ -30,8 +30,11 @@ Exit Run(const std::string& binary, std::vector<std::string> args,
   REQUIRE(mkdtemp(tmpl) != nullptr);
   const std::string dir = tmpl;
   args.insert(args.begin(), std::string(ASSAY_BINARY_DIR) + "/" + binary);
-  // ASSAY_* of the environment running the tests must not leak into the child.
-  auto p = MUST(testing::Process::Start(args, dir + "/log", env, {"ASSAY_"}));
+  // Why through env(1): ASSAY_* of the environment running the tests must not reach the child
+  // (Start drops them), but `env` must.
+  for (const auto& [name, value] : env) args.insert(args.begin(), name + "=" + value);
+  args.insert(args.begin(), "/usr/bin/env");
+  auto p = MUST(testing::Process::Start(args, dir + "/log", {}, {"ASSAY_"}));
   std::optional<int> code = p->Wait(absl::Seconds(20));
   Exit e;
   e.code = code.value_or(-1);  // -1: still running (p's destructor stops it)
