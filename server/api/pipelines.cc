@@ -63,7 +63,8 @@ Response CreateManualPipeline(const ApiDeps& d, Request& req) {
         inputs[name] = absl::StrCat(v.as_double());
       } else {
         return ErrorResponse(400, "invalid_argument",
-                             absl::StrCat("input '", name, "' must be a string, number or boolean"));
+                             absl::StrCat("input '", name,
+                                          "' must be a string, number or boolean"));
       }
     }
   }

@@ -23,7 +23,9 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  if (absl::Status known = http::OnlyFields(*body, {"name", "clone_url", "provider", "webhook_secret", "html_url"}); !known.ok()) {
+  if (absl::Status known = http::OnlyFields(
+          *body, {"name", "clone_url", "provider", "webhook_secret", "html_url"});
+      !known.ok()) {
     return http::StatusToResponse(known);
   }
   auto name = http::RequiredString(*body, "name");
@@ -65,7 +67,8 @@ Response UpdateRepo(const ApiDeps& d, Request& req) {
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  if (absl::Status known = http::OnlyFields(*body, {"default_branch", "cancel_superseded"}); !known.ok()) {
+  if (absl::Status known = http::OnlyFields(*body, {"default_branch", "cancel_superseded"});
+      !known.ok()) {
     return http::StatusToResponse(known);
   }
   auto branch = http::OptionalString(*body, "default_branch");
