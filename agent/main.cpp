@@ -15,16 +15,21 @@ int main(int argc, char** argv) {
   // Debian's Abseil checks every lock for deadlock cycles (a debug aid); at 10,000 agent
   // streams that costs ~10 MiB and CPU. Lock order is kept by design instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Every value is checked against its rule by Config::Parse (common/base/config.h).
   const std::vector<assay::OptionSpec> specs = {
-      {"server", "127.0.0.1:9090", "the server's gRPC address HOST:PORT"},
+      {"server", "127.0.0.1:9090", "the server's gRPC address HOST:PORT", false, false,
+       assay::HostPort()},
       {"token", "", "agent token (the server's --agent-token)"},
       {"name", "", "unique agent name (default: the host name)"},
       {"labels", "", "comma-separated labels jobs can ask for"},
-      {"slots", "1", "CPU slots: a job takes runs_on.cpus of them (default 1)"},
+      {"slots", "1", "CPU slots: a job takes runs_on.cpus of them (default 1)", false, false,
+       assay::IntIn(1, 4096)},
       {"memory-gb", "",
-       "memory offered to jobs, decimal GB (default: MemTotal of /proc/meminfo)"},
+       "memory offered to jobs, decimal GB (default: MemTotal of /proc/meminfo)", false, false,
+       assay::NumberIn(0, 100000)},
       {"work-dir", "", "directory for the repository cache and job workspaces (required)"},
-      {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped"},
+      {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped", false,
+       false, assay::DurationIn(absl::ZeroDuration(), absl::Hours(1))},
       {"gpu-inventory", "",
        "read GPUs from an `nvidia-smi --query-gpu` CSV or `nvidia-smi -q -x` capture instead of "
        "discovering them (NVML, then nvidia-smi)"},
@@ -66,11 +71,7 @@ int main(int argc, char** argv) {
   }
   o.slots = static_cast<int>(*slots);
   if (const std::string& mem = cfg->Get("memory-gb"); !mem.empty()) {
-    if (!absl::SimpleAtod(mem, &o.memory_gb) || !(o.memory_gb >= 0)) {
-      std::cerr << "assay-agent: --memory-gb must be a non-negative number, got '" << mem
-                << "'\n";
-      return 2;
-    }
+    (void)absl::SimpleAtod(mem, &o.memory_gb);  // a number from 0 to 1e6 (checked above)
   } else {
     o.memory_gb = assay::SystemMemoryGb();
   }

@@ -13,27 +13,40 @@ int main(int argc, char** argv) {
   // Debian's Abseil checks every lock for deadlock cycles (a debug aid); at 10,000 agent
   // streams that costs ~10 MiB and CPU. Lock order is kept by design instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  using assay::DurationIn;
+  using assay::IntIn;
+  // Every value is checked against its rule by Config::Parse (common/base/config.h).
   const std::vector<assay::OptionSpec> specs = {
-      {"http-listen", "127.0.0.1:8080", "HTTP address (API, webhooks, metrics)"},
-      {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents"},
+      {"http-listen", "127.0.0.1:8080", "HTTP address (API, webhooks, metrics)", false, false,
+       assay::HostPort()},
+      {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents", false, false,
+       assay::HostPort()},
       {"database-url", "", "PostgreSQL connection string", true},
       {"data-dir", "", "directory for repository mirrors and the secret key", true},
       {"admin-token", "", "bearer token for /api/v1", true},
       {"agent-token", "", "token agents present when they connect", true},
       {"lease", "25s",
        "an agent silent this long is lost (found by a sweep each second); its jobs are retried "
-       "per their retry policy"},
+       "per their retry policy",
+       false, false, DurationIn(absl::Seconds(1), absl::Hours(24))},
       {"reconnect-grace", "5s",
        "when an agent's stream ends, its jobs wait this long for it to reconnect (at most "
-       "--lease)"},
-      {"heartbeat-interval", "5s", "how often agents send heartbeats"},
-      {"schedule-interval", "15s", "how often to look for due on.schedule entries"},
-      {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB"},
-      {"log-level", "info", "debug, info, warn or error"},
+       "--lease)",
+       false, false, DurationIn(absl::ZeroDuration(), absl::Hours(24))},
+      {"heartbeat-interval", "5s", "how often agents send heartbeats", false, false,
+       DurationIn(absl::Milliseconds(100), absl::Hours(1))},
+      {"schedule-interval", "15s", "how often to look for due on.schedule entries", false, false,
+       DurationIn(absl::Seconds(1), absl::Hours(24))},
+      {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB", false, false,
+       IntIn(1, 4096)},
+      {"log-level", "info", "debug, info, warn or error", false, false,
+       assay::OneOf({"debug", "info", "warn", "error"})},
       {"public-url", "", "this server's address as users reach it (commit status links)"},
       {"commit-status-ca-file", "", "PEM file of extra CAs trusted for https forge APIs"},
-      {"commit-status-attempts", "6", "tries per commit status (5xx, 429, network errors)"},
-      {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)"},
+      {"commit-status-attempts", "6", "tries per commit status (5xx, 429, network errors)", false,
+       false, IntIn(1, 100)},
+      {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)",
+       false, false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
   if (!cfg.ok()) {
@@ -41,7 +54,7 @@ int main(int argc, char** argv) {
     std::cerr << (help ? "" : "assay-server: ") << cfg.status().message() << "\n";
     return help ? 0 : 2;
   }
-  const std::string& level = cfg->Get("log-level");
+  const std::string& level = cfg->Get("log-level");  // one of the four (checked above)
   assay::SetLogLevel(level == "debug"  ? assay::LogLevel::kDebug
                      : level == "warn" ? assay::LogLevel::kWarn
                      : level == "error" ? assay::LogLevel::kError
@@ -71,15 +84,11 @@ int main(int argc, char** argv) {
   o.lease = *lease;
   o.heartbeat_interval = *hb;
   o.reconnect_grace = std::min(*grace, *lease);
-  if (*schedule_interval <= absl::ZeroDuration()) {
-    std::cerr << "assay-server: --schedule-interval must be positive\n";
-    return 2;
-  }
   o.schedule_interval = *schedule_interval;
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
   o.public_url = cfg->Get("public-url");
   o.commit_status_ca_file = cfg->Get("commit-status-ca-file");
-  o.commit_status_attempts = static_cast<int>(std::clamp<int64_t>(*cs_attempts, -1, 1000));
+  o.commit_status_attempts = static_cast<int>(*cs_attempts);
   o.commit_status_backoff = *cs_backoff;
 
   // Before any thread starts, so that every thread inherits the mask.

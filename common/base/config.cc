@@ -4,9 +4,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -20,7 +22,130 @@ const OptionSpec* Find(const std::vector<OptionSpec>& specs, absl::string_view n
   return nullptr;
 }
 
+std::string Quoted(absl::string_view v) { return absl::StrCat("'", v, "'"); }
+
+std::string DurationText(absl::Duration d) {
+  return d == absl::ZeroDuration() ? "0s" : absl::FormatDuration(d);  // not Abseil's "0"
+}
+
+// "from 1s to 1h" or "of at least 1s".
+std::string DurationRange(const ValueRule& r) {
+  if (r.max_duration == absl::InfiniteDuration()) {
+    return absl::StrCat("of at least ", DurationText(r.min_duration));
+  }
+  return absl::StrCat("from ", DurationText(r.min_duration), " to ",
+                      DurationText(r.max_duration));
+}
+
+bool IsPort(absl::string_view s) {
+  int port = 0;
+  return !s.empty() && s.size() <= 5 && absl::c_all_of(s, absl::ascii_isdigit) &&
+         absl::SimpleAtoi(s, &port) && port <= 65535;
+}
+
 }  // namespace
+
+ValueRule IntIn(int64_t min, int64_t max) {
+  ValueRule r;
+  r.kind = ValueRule::Kind::kInt;
+  r.min_int = min;
+  r.max_int = max;
+  return r;
+}
+
+ValueRule NumberIn(double min, double max) {
+  ValueRule r;
+  r.kind = ValueRule::Kind::kNumber;
+  r.min_number = min;
+  r.max_number = max;
+  return r;
+}
+
+ValueRule DurationIn(absl::Duration min, absl::Duration max) {
+  ValueRule r;
+  r.kind = ValueRule::Kind::kDuration;
+  r.min_duration = min;
+  r.max_duration = max;
+  return r;
+}
+
+ValueRule OneOf(std::vector<std::string> values) {
+  ValueRule r;
+  r.kind = ValueRule::Kind::kOneOf;
+  r.values = std::move(values);
+  return r;
+}
+
+ValueRule HostPort() {
+  ValueRule r;
+  r.kind = ValueRule::Kind::kHostPort;
+  return r;
+}
+
+ValueRule BoolValue() {
+  ValueRule r;
+  r.kind = ValueRule::Kind::kBool;
+  return r;
+}
+
+std::string CheckValue(const ValueRule& rule, absl::string_view value) {
+  const std::string got = absl::StrCat(", got ", Quoted(value));
+  switch (rule.kind) {
+    case ValueRule::Kind::kText:
+      return "";
+    case ValueRule::Kind::kInt: {
+      int64_t v = 0;
+      // Why not SimpleAtoi alone: it also takes surrounding spaces and a leading '+'.
+      const bool digits = !value.empty() && absl::ascii_isdigit(value.back()) &&
+                          (absl::ascii_isdigit(value.front()) || value.front() == '-');
+      if (digits && absl::SimpleAtoi(value, &v) && v >= rule.min_int && v <= rule.max_int) {
+        return "";
+      }
+      return absl::StrCat("must be an integer from ", rule.min_int, " to ", rule.max_int, got);
+    }
+    case ValueRule::Kind::kNumber: {
+      double v = 0;
+      // NaN fails both comparisons, so it is refused too.
+      if (absl::SimpleAtod(value, &v) && v >= rule.min_number && v <= rule.max_number) {
+        return "";
+      }
+      return absl::StrCat("must be a number from ", rule.min_number, " to ", rule.max_number,
+                          got);
+    }
+    case ValueRule::Kind::kDuration: {
+      absl::Duration d;
+      if (absl::ParseDuration(value, &d) && d != absl::InfiniteDuration() &&
+          d >= rule.min_duration && d <= rule.max_duration) {
+        return "";
+      }
+      return absl::StrCat("must be a duration ", DurationRange(rule),
+                          ", like 500ms, 30s or 5m", got);
+    }
+    case ValueRule::Kind::kBool:
+      for (const char* ok : {"true", "false", "1", "0", "yes", "no"}) {
+        if (value == ok) return "";
+      }
+      return absl::StrCat("must be true or false", got);
+    case ValueRule::Kind::kOneOf:
+      for (const auto& v : rule.values) {
+        if (value == v) return "";
+      }
+      return absl::StrCat("must be one of ", absl::StrJoin(rule.values, ", "), got);
+    case ValueRule::Kind::kHostPort: {
+      const size_t colon = value.rfind(':');
+      if (colon != absl::string_view::npos && colon > 0 && IsPort(value.substr(colon + 1))) {
+        absl::string_view host = value.substr(0, colon);
+        const bool bracketed = host.front() == '[';
+        if (bracketed ? host.size() > 2 && host.back() == ']'
+                      : host.find_first_of("[]:/ ") == absl::string_view::npos) {
+          return "";
+        }
+      }
+      return absl::StrCat("must be HOST:PORT with a port from 0 to 65535", got);
+    }
+  }
+  return "";
+}
 
 std::string EnvNameFor(absl::string_view option) {
   std::string out = "ASSAY_";
@@ -86,6 +211,7 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
     if (const char* e = std::getenv("ASSAY_CONFIG")) config_file = e;
   }
   std::map<std::string, std::string> file_values;
+  std::map<std::string, int> file_lines;  // option -> its line in the config file
   if (!config_file.empty()) {
     std::ifstream in(config_file);
     if (!in) {
@@ -110,6 +236,7 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
       absl::string_view v = absl::StripAsciiWhitespace(l.substr(eq + 1));
       if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
       file_values[key] = std::string(v);
+      file_lines[key] = lineno;
     }
   }
   for (const auto& s : specs) {
@@ -126,10 +253,25 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
       cfg.values_[s.name] = s.default_value;
       cfg.sources_[s.name] = "default";
     }
-    if (s.required && cfg.values_[s.name].empty()) {
+    const std::string& value = cfg.values_[s.name];
+    if (s.required && value.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("option --", s.name, " is required (or set ",
                                                      EnvNameFor(s.name), ")"));
     }
+    if (value.empty() && s.default_value.empty()) continue;  // unset
+    const std::string wrong = CheckValue(s.is_bool ? BoolValue() : s.rule, value);
+    if (wrong.empty()) continue;
+    const std::string& source = cfg.sources_[s.name];
+    if (source == "env") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(EnvNameFor(s.name), " (option --", s.name, ") ", wrong));
+    }
+    if (source == "file") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_file, ":", file_lines[s.name], ": ", s.name, " ", wrong));
+    }
+    // A bad default is a bug in the program's option table; it reads the same as a flag.
+    return absl::InvalidArgumentError(absl::StrCat("option --", s.name, " ", wrong));
   }
   return cfg;
 }

@@ -4,6 +4,7 @@
 // variable ASSAY_<NAME> (upper case, '-' -> '_'), or as `NAME = VALUE` in the file named by
 // --config / ASSAY_CONFIG. Precedence: flag, then environment, then file, then default.
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -14,18 +15,48 @@
 
 namespace assay {
 
+// What an option's value must be. Config::Parse checks every value against its option's
+// rule, whether it came from a flag, the environment or the config file, so that a bad
+// value stops the program at start with the option's name and what it accepts, instead of
+// wrapping around or silently becoming a default.
+struct ValueRule {
+  enum class Kind { kText, kInt, kNumber, kDuration, kBool, kOneOf, kHostPort };
+  Kind kind = Kind::kText;           // kText: anything
+  int64_t min_int = 0, max_int = 0;  // kInt, inclusive
+  double min_number = 0, max_number = 0;  // kNumber, inclusive
+  absl::Duration min_duration = absl::ZeroDuration();  // kDuration, inclusive; the max may
+  absl::Duration max_duration = absl::InfiniteDuration();  // be infinite (no upper bound)
+  std::vector<std::string> values;  // kOneOf
+};
+
+ValueRule IntIn(int64_t min, int64_t max);
+ValueRule NumberIn(double min, double max);
+ValueRule DurationIn(absl::Duration min, absl::Duration max = absl::InfiniteDuration());
+ValueRule OneOf(std::vector<std::string> values);
+ValueRule HostPort();  // HOST:PORT, port 0-65535 ([v6]:PORT too)
+ValueRule BoolValue();  // true, false, 1, 0, yes, no
+
+// "" when `value` satisfies `rule`, else what is wrong, as the end of a sentence naming the
+// option: "must be an integer from 1 to 4096, got '-1'".
+std::string CheckValue(const ValueRule& rule, absl::string_view value);
+
 struct OptionSpec {
   std::string name;           // "http-listen"
   std::string default_value;  // "" = unset
   std::string help;
   bool required = false;
-  bool is_bool = false;       // `--name` alone means true
+  bool is_bool = false;       // `--name` alone means true; the rule is then BoolValue()
+  ValueRule rule;             // checked unless the value is "" and so is the default
 };
 
 class Config {
  public:
-  // kInvalidArgument naming the flag, variable or file:line at fault. `--help` yields
-  // kCancelled whose message is the usage text.
+  // kInvalidArgument naming the flag, variable or file:line at fault: an unknown option, a
+  // missing value, or a value its rule refuses, e.g.
+  //   option --body-limit-mb must be an integer from 1 to 4096, got '-1'
+  //   ASSAY_LOG_LEVEL (option --log-level) must be one of debug, info, warn, error, got 'x'
+  //   /etc/assay.conf:3: lease must be a duration of at least 1s, like 500ms, 30s or 5m, ...
+  // `--help` yields kCancelled whose message is the usage text.
   static absl::StatusOr<Config> Parse(int argc, const char* const* argv,
                                       const std::vector<OptionSpec>& specs,
                                       absl::string_view program);

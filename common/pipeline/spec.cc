@@ -289,6 +289,15 @@ std::vector<SpecError> Lint(std::string_view yaml_text, std::string_view file,
   return lint.TakeErrors();
 }
 
+// Every error's ToString(), one per line.
+std::string ErrorLines(const std::vector<SpecError>& errors) {
+  std::string lines;
+  for (const SpecError& error : errors) {
+    absl::StrAppend(&lines, lines.empty() ? "" : "\n", error.ToString());
+  }
+  return lines;
+}
+
 }  // namespace
 
 std::string SpecError::ToString() const {
@@ -305,13 +314,11 @@ absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml_text, std::
   PipelineDraft draft;
   std::vector<SpecError> errors = Lint(yaml_text, file, draft);
   if (!errors.empty()) {
-    std::string message = errors.front().ToString();
-    if (errors.size() == 2) absl::StrAppend(&message, " (and 1 more error)");
-    if (errors.size() > 2) absl::StrAppend(&message, " (and ", errors.size() - 1, " more errors)");
-    return absl::InvalidArgumentError(message);
+    return absl::InvalidArgumentError(ErrorLines(errors));
   }
-  PipelineSpec spec;
-  spec.on = std::move(draft.on);
+  // Why constructed, not assigned: GCC 12 wrongly warns that a move-assigned `on` may be used
+  // uninitialized.
+  PipelineSpec spec{.on = std::move(draft.on)};
   for (JobDraft& job : draft.jobs) spec.jobs.push_back(std::move(job.spec));
   return spec;
 }

@@ -154,15 +154,17 @@ struct SpecError {
   bool operator==(const SpecError&) const = default;
 };
 
-// Validates `yaml_text` and returns every problem found, sorted by position (line,
-// then column; ties keep discovery order). Empty when the file is valid. `file` is
-// only used to label the errors.
+// Validates `yaml_text` and returns every problem found: first each unknown key that is
+// a near miss of a required key missing beside it ("unknown key 'stepz' (did you mean
+// 'steps'?)", the likely cause of "missing required key 'steps'"), then the rest by
+// position (line, then column; ties keep discovery order). Empty when the file is valid.
+// `file` is only used to label the errors.
 std::vector<SpecError> LintPipelineSpec(std::string_view yaml_text,
                                         std::string_view file = ".assay.yml");
 
-// Parses and validates. On any problem returns kInvalidArgument whose message is the
-// first SpecError's ToString(), followed by " (and N more errors)" ("1 more error")
-// when there are others.
+// Parses and validates. On any problem returns kInvalidArgument whose message is every
+// SpecError's ToString(), in LintPipelineSpec's order, one per line ('\n' between, none
+// at the end): the lines `assay lint` prints.
 absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml_text,
                                                std::string_view file = ".assay.yml");
 

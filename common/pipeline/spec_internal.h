@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -52,7 +53,8 @@ class Linter {
  public:
   explicit Linter(std::string_view file) : file_(file) {}
 
-  void Error(const YAML::Mark& mark, std::string key, std::string message) {
+  // Records a problem; returns its index for Lead().
+  size_t Error(const YAML::Mark& mark, std::string key, std::string message) {
     SpecError error;
     error.file = file_;
     // yaml-cpp marks are 0-based; a null mark (-1) becomes 1:1.
@@ -61,18 +63,33 @@ class Linter {
     error.key = std::move(key);
     error.message = std::move(message);
     errors_.push_back(std::move(error));
+    return errors_.size() - 1;
   }
 
+  // Puts error `index` ahead of every error not so marked: it is most likely the cause of
+  // others (an unknown key that is a near miss of a missing required key).
+  void Lead(size_t index) { leads_.insert(index); }
+
+  // Every error: those marked by Lead() first, then by position (line, then column); ties
+  // keep discovery order.
   std::vector<SpecError> TakeErrors() {
-    std::stable_sort(errors_.begin(), errors_.end(), [](const SpecError& a, const SpecError& b) {
-      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    std::vector<size_t> order(errors_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [this](size_t a, size_t b) {
+      return std::tuple(!leads_.contains(a), errors_[a].line, errors_[a].column) <
+             std::tuple(!leads_.contains(b), errors_[b].line, errors_[b].column);
     });
-    return std::move(errors_);
+    std::vector<SpecError> sorted;
+    for (size_t i : order) sorted.push_back(std::move(errors_[i]));
+    errors_.clear();
+    leads_.clear();
+    return sorted;
   }
 
  private:
   std::string file_;
   std::vector<SpecError> errors_;
+  absl::flat_hash_set<size_t> leads_;
 };
 
 // ---- Node helpers. ----
@@ -191,18 +208,21 @@ void ParseFields(Linter& lint, const YAML::Node& map, std::string_view path,
   std::vector<std::string_view> allowed;
   for (const FieldRule<T>& rule : rules) allowed.push_back(rule.key);
   absl::flat_hash_set<std::string_view> present;
+  // Unknown keys with a suggestion: (suggested key, the error's index).
+  std::vector<std::pair<std::string, size_t>> near_misses;
   for (const Entry& entry : MappingEntries(lint, map, path)) {
     const std::string key_path = Join(path, entry.key);
     auto rule = std::find_if(rules.begin(), rules.end(),
                              [&](const FieldRule<T>& r) { return r.key == entry.key; });
     if (rule == rules.end()) {
       const std::string suggestion = ClosestMatch(entry.key, allowed);
-      lint.Error(
+      const size_t error = lint.Error(
           entry.key_node.Mark(), key_path,
           suggestion.empty()
               ? absl::StrCat("unknown key '", entry.key,
                              "' (allowed keys: ", JoinViews(allowed, ", "), ")")
               : absl::StrCat("unknown key '", entry.key, "' (did you mean '", suggestion, "'?)"));
+      if (!suggestion.empty()) near_misses.emplace_back(suggestion, error);
       continue;
     }
     present.insert(rule->key);
@@ -212,6 +232,10 @@ void ParseFields(Linter& lint, const YAML::Node& map, std::string_view path,
     if (rule.required && !present.contains(rule.key)) {
       lint.Error(owner_mark, Join(path, rule.key),
                  absl::StrCat("missing required key '", std::string(rule.key), "'"));
+      // Why: "missing 'steps'" beside "unknown key 'stepz'" reads best cause first.
+      for (const auto& [suggested, error] : near_misses) {
+        if (suggested == rule.key) lint.Lead(error);
+      }
     }
   }
 }

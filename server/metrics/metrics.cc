@@ -7,6 +7,10 @@ namespace {
 const std::vector<std::string> kStates = {"pending", "queued",   "assigned",  "running",
                                           "succeeded", "failed", "timed_out", "canceled",
                                           "skipped",   "error"};
+// Every label value WebhookReceived is called with (see metrics.h and webhook/intake.h).
+const std::vector<std::string> kProviders = {"github", "gitlab", "gitea"};
+const std::vector<std::string> kWebhookResults = {"accepted",      "duplicate",    "ignored",
+                                                  "bad_signature", "unknown_repo", "bad_request"};
 }  // namespace
 
 Metrics::Metrics()
@@ -54,6 +58,12 @@ Metrics::Metrics()
                                        "transport error")
                                  .Register(*registry_)
                                  .Add({})) {
+  // Why every known label set now, at zero: a series that first appears at its first event
+  // has no earlier sample, so rate() and increase() miss that event and alerts on them
+  // cannot fire before it.
+  for (const auto& p : kProviders) {
+    for (const auto& r : kWebhookResults) webhooks_.Add({{"provider", p}, {"result", r}});
+  }
   for (const auto& s : kStates) jobs_.Add({{"state", s}});
   for (const char* r : {"delivered", "failed", "dropped"}) commit_statuses_.Add({{"result", r}});
 }

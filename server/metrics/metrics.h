@@ -16,7 +16,8 @@ namespace assay {
 class Metrics {
  public:
   Metrics();
-  // result: accepted, duplicate, ignored, bad_signature, unknown_repo, bad_request
+  // provider: github, gitlab, gitea; result: accepted, duplicate, ignored, bad_signature,
+  // unknown_repo, bad_request. Each of these 18 series is exported from the start, at 0.
   void WebhookReceived(const std::string& provider, const std::string& result);
   void ObserveDispatchLatency(double seconds);  // job queued → assignment sent
   void ObserveJobDuration(double seconds);

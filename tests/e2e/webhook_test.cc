@@ -171,6 +171,41 @@ TEST_CASE("a pipeline file with an unknown key gives a pipeline in error with th
   CHECK(JsonString(fixed, "state") == "succeeded");
 }
 
+TEST_CASE("a pipeline file with several problems: every one in the message, the API's errors "
+          "and assay lint, the near miss of a missing key first",
+          "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  const std::string bad = R"yml(jobs:
+  build:
+    timeout: 10x
+    stepz:
+      - run: echo hi
+)yml";
+  // Before: ".assay.yml:2:3: jobs.build.steps: missing required key 'steps' (and 2 more
+  // errors)", the typo hidden.
+  const std::vector<std::string> lines = {
+      ".assay.yml:4:5: jobs.build.stepz: unknown key 'stepz' (did you mean 'steps'?)",
+      ".assay.yml:2:3: jobs.build.steps: missing required key 'steps'",
+      ".assay.yml:3:14: jobs.build.timeout: invalid duration \"10x\": expected a number "
+      "followed by s, m or h (e.g. 30s, 10m, 1h30m)"};
+  int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", bad}});
+  json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
+  INFO(json::serialize(p) << "\n" << c.LogTails());
+  CHECK(JsonString(p, "state") == "error");
+  CHECK(JsonString(p, "message") == lines[0] + "\n" + lines[1] + "\n" + lines[2]);
+  json::array want;
+  for (const auto& l : lines) want.push_back(json::value(l));
+  CHECK(json::serialize(p.at("errors")) == json::serialize(want));
+  CHECK(Rows(c, "jobs") == 0);
+
+  CommandResult lint = MUST(c.RunCli({"lint", ".assay.yml"}, repo.dir()));
+  CHECK(lint.exit_code == 1);
+  CHECK(lint.out == lines[0] + "\n" + lines[1] + "\n" + lines[2] + "\n");
+  CHECK(lint.err == "");
+}
+
 TEST_CASE("a commit without .assay.yml gives a pipeline in error saying so", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
@@ -183,6 +218,8 @@ TEST_CASE("a commit without .assay.yml gives a pipeline in error saying so", "[e
   INFO(json::serialize(p) << "\n" << c.LogTails());
   CHECK(JsonString(p, "state") == "error");
   CHECK(JsonString(p, "message") == ".assay.yml: no such file at commit " + sha.substr(0, 12));
+  CHECK(json::serialize(p.at("errors")) ==
+        "[\".assay.yml: no such file at commit " + sha.substr(0, 12) + "\"]");
   CHECK(JsonString(p, "commit_sha") == sha);
   CHECK(p.at("jobs").as_array().empty());
   CHECK(Rows(c, "jobs") == 0);

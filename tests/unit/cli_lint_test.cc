@@ -85,6 +85,24 @@ TEST_CASE("lint: each error on its own line, exit 1") {
   CHECK(result.err.empty());
 }
 
+TEST_CASE("lint: a typo'd required key leads, before the missing key it causes") {
+  TempDir dir;
+  const std::string file = dir.Write("p.yml",
+                                     "jobs:\n"
+                                     "  build:\n"
+                                     "    timeout: 10x\n"
+                                     "    stepz:\n"
+                                     "      - run: make\n");
+  Result result = RunCli({"lint", file});
+  CHECK(result.code == 1);
+  CHECK(result.out ==
+        file + ":4:5: jobs.build.stepz: unknown key 'stepz' (did you mean 'steps'?)\n" +
+            file + ":2:3: jobs.build.steps: missing required key 'steps'\n" + file +
+            ":3:14: jobs.build.timeout: invalid duration \"10x\": expected a number followed by "
+            "s, m or h (e.g. 30s, 10m, 1h30m)\n");
+  CHECK(result.err.empty());
+}
+
 TEST_CASE("lint: YAML syntax errors and empty files, exit 1") {
   TempDir dir;
   const std::string broken = dir.Write("broken.yml", "jobs:\n  a: {steps: [x}\n");

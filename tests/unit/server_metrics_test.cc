@@ -1,5 +1,6 @@
 // The Prometheus text the server exposes: exact sample lines.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <sstream>
 #include <string>
@@ -42,6 +43,49 @@ TEST_CASE("metrics: webhook counters by provider and result", "[unit][metrics]")
   CHECK(Has(lines, "assay_webhooks_received_total{provider=\"gitea\",result=\"duplicate\"} 1"));
   CHECK(text.find("# TYPE assay_webhooks_received_total counter") != std::string::npos);
   CHECK(Has(lines, "assay_connected_agents 0"));
+}
+
+TEST_CASE("metrics: every webhook series exists at zero before the first delivery",
+          "[unit][metrics]") {
+  Metrics m;
+  const std::vector<std::string> lines = Samples(m.Serialize());
+  std::vector<std::string> webhook_lines;
+  for (const auto& l : lines) {
+    if (l.rfind("assay_webhooks_received_total", 0) == 0) webhook_lines.push_back(l);
+  }
+  // Exactly these 18 lines, in whatever order prometheus-cpp writes them.
+  const std::vector<std::string> want = {
+      "assay_webhooks_received_total{provider=\"github\",result=\"accepted\"} 0",
+      "assay_webhooks_received_total{provider=\"github\",result=\"duplicate\"} 0",
+      "assay_webhooks_received_total{provider=\"github\",result=\"ignored\"} 0",
+      "assay_webhooks_received_total{provider=\"github\",result=\"bad_signature\"} 0",
+      "assay_webhooks_received_total{provider=\"github\",result=\"unknown_repo\"} 0",
+      "assay_webhooks_received_total{provider=\"github\",result=\"bad_request\"} 0",
+      "assay_webhooks_received_total{provider=\"gitlab\",result=\"accepted\"} 0",
+      "assay_webhooks_received_total{provider=\"gitlab\",result=\"duplicate\"} 0",
+      "assay_webhooks_received_total{provider=\"gitlab\",result=\"ignored\"} 0",
+      "assay_webhooks_received_total{provider=\"gitlab\",result=\"bad_signature\"} 0",
+      "assay_webhooks_received_total{provider=\"gitlab\",result=\"unknown_repo\"} 0",
+      "assay_webhooks_received_total{provider=\"gitlab\",result=\"bad_request\"} 0",
+      "assay_webhooks_received_total{provider=\"gitea\",result=\"accepted\"} 0",
+      "assay_webhooks_received_total{provider=\"gitea\",result=\"duplicate\"} 0",
+      "assay_webhooks_received_total{provider=\"gitea\",result=\"ignored\"} 0",
+      "assay_webhooks_received_total{provider=\"gitea\",result=\"bad_signature\"} 0",
+      "assay_webhooks_received_total{provider=\"gitea\",result=\"unknown_repo\"} 0",
+      "assay_webhooks_received_total{provider=\"gitea\",result=\"bad_request\"} 0",
+  };
+  std::vector<std::string> sorted_got = webhook_lines, sorted_want = want;
+  std::sort(sorted_got.begin(), sorted_got.end());
+  std::sort(sorted_want.begin(), sorted_want.end());
+  CHECK(sorted_got == sorted_want);
+  // Every other family is there from the start too.
+  for (const char* line : {"assay_connected_agents 0", "assay_queue_depth 0",
+                           "assay_jobs{state=\"queued\"} 0",
+                           "assay_dispatch_latency_seconds_count 0",
+                           "assay_job_duration_seconds_count 0",
+                           "assay_commit_status_retries_total 0"}) {
+    CHECK(Has(lines, line));
+  }
 }
 
 TEST_CASE("metrics: commit status results and retries", "[unit][metrics]") {

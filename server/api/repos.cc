@@ -1,0 +1,114 @@
+// /api/v1/repos: register, update, list; commit-status settings (commit_status_api.cc).
+
+#include <boost/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/git/git.h"
+#include "server/api/commit_status_api.h"
+#include "server/api/json.h"
+#include "server/api/routes.h"
+#include "server/http/json_util.h"
+
+namespace assay::api {
+namespace {
+
+using http::ErrorResponse;
+using http::JsonResponse;
+using http::Request;
+using http::Response;
+namespace json = boost::json;
+
+Response CreateRepo(const ApiDeps& d, Request& req) {
+  Response err;
+  auto body = http::ParseJsonBody(req, &err);
+  if (!body) return err;
+  if (absl::Status known = http::OnlyFields(
+          *body, {"name", "clone_url", "provider", "webhook_secret", "html_url"});
+      !known.ok()) {
+    return http::StatusToResponse(known);
+  }
+  auto name = http::RequiredString(*body, "name");
+  if (!name.ok()) return http::StatusToResponse(name.status());
+  auto clone_url = http::RequiredString(*body, "clone_url");
+  if (!clone_url.ok()) return http::StatusToResponse(clone_url.status());
+  auto provider = http::OptionalString(*body, "provider");
+  if (!provider.ok()) return http::StatusToResponse(provider.status());
+  auto secret = http::OptionalString(*body, "webhook_secret");
+  if (!secret.ok()) return http::StatusToResponse(secret.status());
+  auto html_url = http::OptionalString(*body, "html_url");
+  if (!html_url.ok()) return http::StatusToResponse(html_url.status());
+  store::NewRepo n;
+  n.name = *name;
+  n.clone_url = *clone_url;
+  n.provider = provider->value_or("github");
+  if (n.provider != "github" && n.provider != "gitlab" && n.provider != "gitea") {
+    return ErrorResponse(400, "invalid_argument",
+                         "field 'provider' must be one of github, gitlab, gitea");
+  }
+  n.html_url = html_url->value_or("");
+  if (secret->has_value()) {
+    if ((*secret)->empty()) {
+      return ErrorResponse(400, "invalid_argument", "field 'webhook_secret' must not be empty");
+    }
+    auto sealed = SealSecret(d.secret_key, **secret);
+    if (!sealed.ok()) return http::StatusToResponse(sealed.status());
+    n.webhook_secret_sealed = *sealed;
+  }
+  auto repo = d.repos->Create(n);
+  if (!repo.ok()) return http::StatusToResponse(repo.status());
+  return JsonResponse(201, RepoJson(*repo));
+}
+
+// PATCH /api/v1/repos/{id}: {"default_branch": "...", "cancel_superseded": bool}, both optional.
+Response UpdateRepo(const ApiDeps& d, Request& req) {
+  auto id = PathId(req);
+  if (!id.ok()) return http::StatusToResponse(id.status());
+  Response err;
+  auto body = http::ParseJsonBody(req, &err);
+  if (!body) return err;
+  if (absl::Status known = http::OnlyFields(*body, {"default_branch", "cancel_superseded"});
+      !known.ok()) {
+    return http::StatusToResponse(known);
+  }
+  auto branch = http::OptionalString(*body, "default_branch");
+  if (!branch.ok()) return http::StatusToResponse(branch.status());
+  auto cancel = http::OptionalBool(*body, "cancel_superseded");
+  if (!cancel.ok()) return http::StatusToResponse(cancel.status());
+  store::RepoSettings set;
+  if (branch->has_value()) {
+    if (!IsValidBranchName(**branch)) {
+      return ErrorResponse(400, "invalid_argument",
+                           absl::StrCat("field 'default_branch' must be a valid branch name, got '",
+                                        **branch, "'"));
+    }
+    set.default_branch = **branch;
+  }
+  set.cancel_superseded = *cancel;
+  auto repo = d.repos->Update(*id, set);
+  if (!repo.ok()) return http::StatusToResponse(repo.status());
+  return JsonResponse(200, RepoJson(*repo));
+}
+
+}  // namespace
+
+void RegisterRepoRoutes(http::Router& router, const ApiDeps& d) {
+  router.Add("POST", "/api/v1/repos", Authed(d, [&d](Request& req) { return CreateRepo(d, req); }));
+  router.Add("PATCH", "/api/v1/repos/{id}",
+             Authed(d, [&d](Request& req) { return UpdateRepo(d, req); }));
+  router.Add("GET", "/api/v1/repos", Authed(d, [&d](Request&) {
+               auto repos = d.repos->List();
+               if (!repos.ok()) return http::StatusToResponse(repos.status());
+               json::array a;
+               for (const auto& r : *repos) a.push_back(RepoJson(r));
+               return JsonResponse(200, {{"repos", std::move(a)}});
+             }));
+  router.Add("PUT", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
+               return PutCommitStatus(d, req, RepoJson);
+             }));
+  router.Add("DELETE", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
+               return DeleteCommitStatus(d, req, RepoJson);
+             }));
+}
+
+}  // namespace assay::api

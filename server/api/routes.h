@@ -1,0 +1,24 @@
+#pragma once
+// Internals of the REST API shared by its per-resource files (repos.cc, pipelines.cc,
+// jobs.cc, agents.cc); api.cc registers them all. Not a public API.
+
+#include "absl/status/statusor.h"
+#include "server/api/api.h"
+
+namespace assay::api {
+
+// The {id} path parameter: kInvalidArgument unless it is a positive integer.
+absl::StatusOr<int64_t> PathId(const http::Request& req);
+
+// Wraps a handler with bearer-token authentication against the admin token. `d` must
+// outlive the handler.
+http::Handler Authed(const ApiDeps& d, http::Handler h);
+
+// Each registers its resource's routes under /api/v1, all behind Authed. `d` must outlive
+// the router.
+void RegisterRepoRoutes(http::Router& router, const ApiDeps& d);
+void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d);
+void RegisterJobRoutes(http::Router& router, const ApiDeps& d);
+void RegisterAgentRoutes(http::Router& router, const ApiDeps& d);
+
+}  // namespace assay::api
