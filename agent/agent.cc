@@ -71,7 +71,7 @@ void Agent::Shutdown() {
 }
 
 void Agent::WriteLocked(const v1::AgentMessage& m) {
-  if (stream_ != nullptr) stream_->Write(m);
+  if (writer_ != nullptr) writer_->Push(m);
 }
 
 GitMirror* Agent::CacheFor(const std::string& clone_url) {
@@ -171,8 +171,18 @@ bool Agent::ServeOnce(bool* fatal) {
   v1::ServerMessage in;
   bool welcomed = false;
   std::thread heartbeat;
+  std::unique_ptr<StreamWriter> writer;
+  std::vector<v1::AgentMessage> resend;
   if (stream->Write(hello_msg) && stream->Read(&in) && in.has_welcome()) {
     welcomed = true;
+    writer = std::make_unique<StreamWriter>(
+        [s = stream.get()](const v1::AgentMessage& m) { return s->Write(m); },
+        [&ctx] {
+          // Why end the stream: one that has not taken 1,024 messages or 16 MiB is stuck;
+          // the reconnect resends every unacknowledged log chunk and result.
+          LogWarn("agent", "the server is not taking messages (send queue full); reconnecting");
+          ctx.TryCancel();
+        });
     const auto& w = in.welcome();
     LogInfo("agent", "connected to ", opts_.server, " as agent ", w.agent_id());
     {
@@ -186,7 +196,8 @@ bool Agent::ServeOnce(bool* fatal) {
       }
     }
     stream_ = stream.get();
-    // Resend what the server may not have: unacknowledged log chunks, then results.
+    writer_ = writer.get();
+    // What the server may not have: unacknowledged log chunks, then results.
     for (auto& [id, j] : jobs_) {
       for (const auto& [seq, data] : j->unacked_logs) {
         v1::AgentMessage m;
@@ -195,18 +206,24 @@ bool Agent::ServeOnce(bool* fatal) {
         c->set_attempt_token(j->assignment.attempt_token());
         c->set_seq(seq);
         c->set_data(data);
-        WriteLocked(m);
+        resend.push_back(std::move(m));
       }
       if (j->finished) {
         v1::AgentMessage m;
         *m.mutable_result() = j->result;
-        WriteLocked(m);
+        resend.push_back(std::move(m));
       }
     }
     }
     absl::Duration interval = absl::Milliseconds(w.heartbeat_interval_ms());
     if (interval < absl::Milliseconds(100)) interval = absl::Seconds(5);
     heartbeat = std::thread([this, s = stream.get(), interval] { HeartbeatLoop(s, interval); });
+    // Why paced, outside mu_: a backlog may exceed the writer's bound; it goes out as the
+    // stream takes it, leaving room for live messages, and stops if the stream breaks.
+    for (auto& m : resend) {
+      if (!writer->PushWhenRoom(std::move(m))) break;
+    }
+    resend.clear();
     while (stream->Read(&in)) {
       if (in.has_assignment()) {
         OnAssignment(in.assignment());
@@ -226,9 +243,13 @@ bool Agent::ServeOnce(bool* fatal) {
   {
     absl::MutexLock l(&mu_);
     stream_ = nullptr;
+    writer_ = nullptr;
     ctx_ = nullptr;
   }
   if (heartbeat.joinable()) heartbeat.join();
+  // The stream has ended (the reader saw it), so a write in progress returns and the writer's
+  // thread joins; what it had not written is resent on the next connection.
+  writer.reset();
   grpc::Status st = stream->Finish();
   if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
     LogError("agent", "server refused this agent: ", st.error_message());
@@ -387,7 +408,12 @@ void Agent::RunJob(int64_t job_id) {
     WriteLocked(m);
   }
   // Why after the result: deleting a large tree is slow and the server need not wait for it.
-  (void)cache->RemoveWorktree(ws);
+  absl::Status removed = cache->RemoveWorktree(ws);
+  if (!removed.ok()) {
+    // The job's result stands; the tree stays on disk until someone removes it.
+    LogWarn("agent", "job ", job_id, ": removing its workspace ", ws,
+            " failed: ", removed.ToString());
+  }
   exited->store(true);
 }
 

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "agent/gpu_inventory.h"
 #include "agent/step_runner.h"
+#include "agent/stream_writer.h"
 #include "assay/v1/agent.grpc.pb.h"
 #include "common/git/git.h"
 
@@ -66,7 +67,9 @@ class Agent {
   void RunJob(int64_t job_id);
   void EmitLog(int64_t job_id, std::string_view bytes);
   void HeartbeatLoop(Stream* stream, absl::Duration interval);
-  // REQUIRES: mu_ held. Writes if connected; a failed write is noticed by the reader.
+  // REQUIRES: mu_ held. Queues `m` for the stream's writer if connected; never blocks. A
+  // message that is dropped (not connected, queue full) is one the reconnect makes good:
+  // log chunks and results are resent until acknowledged, heartbeats recur.
   void WriteLocked(const v1::AgentMessage& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   GitMirror* CacheFor(const std::string& clone_url);
 
@@ -77,6 +80,7 @@ class Agent {
   absl::Mutex mu_;
   std::map<int64_t, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  StreamWriter* writer_ ABSL_GUARDED_BY(mu_) = nullptr;  // stream_'s writes; set with it
   grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   // Threads of jobs whose result was acknowledged, with their "returned" flag.

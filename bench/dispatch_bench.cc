@@ -309,8 +309,9 @@ class Fleet {
 class SimChannel final : public AgentChannel {
  public:
   SimChannel(Fleet* fleet, int64_t agent_id) : fleet_(fleet), agent_id_(agent_id) {}
-  void Send(const v1::ServerMessage& msg) override {
+  bool Send(const v1::ServerMessage& msg) override {
     if (msg.has_assignment()) fleet_->OnAssignment(agent_id_, msg.assignment());
+    return true;
   }
   void Close(const std::string&) override {}
 

@@ -32,11 +32,11 @@ std::string JobStateOf(v1::JobOutcome o) {
 class Session;
 
 // The Dispatcher's handle on a session; outlives the reactor safely (Send after the stream
-// ended is a no-op).
+// ended returns false).
 class SessionChannel final : public AgentChannel {
  public:
   explicit SessionChannel(Session* s) : session_(s) {}
-  void Send(const v1::ServerMessage& msg) override;
+  bool Send(const v1::ServerMessage& msg) override;
   void Close(const std::string& reason) override;
   void Detach() {
     absl::MutexLock l(&mu_);
@@ -64,14 +64,16 @@ class Session final : public Reactor {
     StartRead(&in_);
   }
 
-  void Enqueue(const v1::ServerMessage& msg) {
+  // False when the stream has finished: the message will never be written.
+  bool Enqueue(const v1::ServerMessage& msg) {
     absl::MutexLock l(&mu_);
-    if (finished_) return;
+    if (finished_) return false;
     out_.push_back(msg);
     if (!writing_) {
       writing_ = true;
       StartWrite(&out_.front());
     }
+    return true;
   }
 
   void FinishOnce(const grpc::Status& status) {
@@ -94,7 +96,18 @@ class Session final : public Reactor {
       return;
     }
     writing_ = false;
-    if (!ok) out_.clear();
+    if (!ok) {
+      // The stream broke: the messages behind the failed one were never written. Their
+      // assignments go back to the queue when the session ends (the failed one itself may
+      // have reached the agent; a reconnect or its lease settles it).
+      for (size_t i = 1; i < out_.size(); ++i) {
+        if (out_[i].has_assignment()) {
+          undelivered_.push_back(
+              {out_[i].assignment().job_id(), out_[i].assignment().attempt_token()});
+        }
+      }
+      out_.clear();
+    }
     if (finish_requested_ && !finished_) {
       finished_ = true;
       Finish(finish_status_);
@@ -121,31 +134,23 @@ class Session final : public Reactor {
         if (keep_reading && !finished_ && !finish_requested_) StartRead(&in_);
         last = done_ && tasks_ == 0;
       }
-      if (last) delete this;
+      if (last) EndSession();
     });
   }
 
   void OnDone() override {
     channel_->Detach();
-    if (agent_id_ != 0) {
-      deps_.dispatcher->AgentDisconnected(agent_id_, channel_.get());
-      (void)deps_.agents->Disconnect(session_);
-      // Why shorten: a stream that ends while this server runs usually means the agent died;
-      // its jobs wait only the reconnect grace, not the whole lease. On server shutdown the
-      // agents reconnect elsewhere and keep their leases.
-      if (!deps_.dispatcher->closing()) {
-        (void)deps_.jobs->ShortenLeases(agent_id_, deps_.reconnect_grace);
-      }
-      LogInfo("agents", "agent ", name_, " (", agent_id_, ") disconnected");
-    }
-    bool last;
+    bool idle;
     {
       absl::MutexLock l(&mu_);
       done_ = true;
-      last = tasks_ == 0;
+      idle = tasks_ == 0;
     }
-    // Why counted: a handler task may still run on the pool; the last one out deletes.
-    if (last) delete this;
+    // Why not here: ending the session writes to PostgreSQL, and gRPC's callback threads
+    // must not block. Why after the last handler task: it must see what Hello set (and a
+    // Hello still running must not connect the agent after its disconnect). The task that
+    // runs EndSession deletes this.
+    if (idle) boost::asio::post(svc_->pool(), [this] { EndSession(); });
   }
 
  private:
@@ -160,6 +165,52 @@ class Session final : public Reactor {
     a->set_refused(refused);
     a->set_message(message);
     Enqueue(m);
+  }
+
+  // On the pool, once: the stream is done and no handler task runs or will run.
+  void EndSession() {
+    std::vector<store::HeldAttempt> undelivered;
+    {
+      absl::MutexLock l(&mu_);
+      undelivered.swap(undelivered_);
+    }
+    if (agent_id_ != 0) {
+      deps_.dispatcher->AgentDisconnected(agent_id_, channel_.get());
+      for (const auto& u : undelivered) {
+        auto f = deps_.jobs->Unassign(
+            u.job_id, u.attempt_token,
+            "not delivered: the agent's stream broke before the assignment was sent");
+        if (!f.ok()) {
+          LogWarn("agents", "agent ", name_, ": job ", u.job_id, " was never sent to it, but "
+                  "queuing it again failed (it is requeued when its lease expires): ",
+                  f.status().ToString());
+        }
+      }
+      if (!undelivered.empty()) deps_.dispatcher->Kick();
+      // Each change below applies only while this session is the agent's current one: after
+      // a reconnect (here or to another server) the newer session owns the agent and its
+      // leases.
+      auto current = deps_.agents->Disconnect(session_);
+      if (!current.ok()) {
+        LogWarn("agents", "agent ", name_, " (", agent_id_, "): marking it offline failed: ",
+                current.status().ToString(), "; it shows online until it reconnects");
+      }
+      // Why shorten: a stream that ends while this server runs usually means the agent died;
+      // its jobs wait only the reconnect grace, not the whole lease. On server shutdown the
+      // agents reconnect elsewhere and keep their leases.
+      if (!deps_.dispatcher->closing() && (!current.ok() || *current)) {
+        auto shortened = deps_.jobs->ShortenLeases(session_, deps_.reconnect_grace);
+        if (!shortened.ok()) {
+          LogWarn("agents", "agent ", name_, " (", agent_id_, "): shortening its leases to the "
+                  "reconnect grace failed: ", shortened.status().ToString(),
+                  "; its jobs are requeued when their full lease expires");
+        }
+      }
+      LogInfo("agents", "agent ", name_, " (", agent_id_, ") disconnected",
+              current.ok() && !*current ? " (an old session: it had reconnected)" : "");
+    }
+    svc_->SessionEnded();
+    delete this;
   }
 
   void Fail(grpc::StatusCode code, const std::string& msg) {
@@ -290,7 +341,11 @@ class Session final : public Reactor {
     std::vector<store::HeldAttempt> held;
     for (const auto& j : hb.running()) held.push_back({j.job_id(), j.attempt_token()});
     auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
-    if (!stale.ok()) return true;  // transient; the next heartbeat retries
+    if (!stale.ok()) {  // transient; the next heartbeat retries
+      LogWarn("agents", "agent ", name_, ": extending ", held.size(), " lease(s) failed: ",
+              stale.status().ToString());
+      return true;
+    }
     for (const auto& s : *stale) {
       deps_.dispatcher->SendCancel(agent_id_, s.job_id, s.attempt_token,
                                    "this attempt is no longer valid (lease lost)");
@@ -301,7 +356,12 @@ class Session final : public Reactor {
 
   bool OnAccepted(const v1::JobAccepted& a) {
     auto f = deps_.jobs->MarkRunning(a.job_id(), a.attempt_token());
-    if (f.ok() && *f == store::Fence::kStale) {
+    if (!f.ok()) {
+      // The job stays 'assigned' (still live, its lease extended by heartbeats) until its
+      // result arrives; only its start time is missing.
+      LogWarn("agents", "agent ", name_, ": marking job ", a.job_id(), " running failed: ",
+              f.status().ToString());
+    } else if (*f == store::Fence::kStale) {
       deps_.dispatcher->SendCancel(agent_id_, a.job_id(), a.attempt_token(),
                                    "this attempt is no longer valid");
       deps_.dispatcher->JobReleased(agent_id_, a.job_id());
@@ -310,7 +370,13 @@ class Session final : public Reactor {
   }
 
   bool OnRejected(const v1::JobRejected& r) {
-    (void)deps_.jobs->Reject(r.job_id(), r.attempt_token(), r.reason());
+    auto f = deps_.jobs->Reject(r.job_id(), r.attempt_token(), r.reason());
+    if (!f.ok()) {
+      // The agent does not run it and will not report it: the job is requeued once its
+      // lease expires (or at the agent's next Hello, which does not hold it).
+      LogWarn("agents", "agent ", name_, " rejected job ", r.job_id(), " (", r.reason(),
+              ") but recording that failed: ", f.status().ToString());
+    }
     deps_.dispatcher->JobReleased(agent_id_, r.job_id());
     return true;
   }
@@ -322,7 +388,11 @@ class Session final : public Reactor {
     }
     auto f = deps_.jobs->AppendLog(c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()),
                                    c.data());
-    if (!f.ok()) return true;  // not acknowledged: the agent resends it
+    if (!f.ok()) {  // not acknowledged: the agent resends it after a reconnect
+      LogWarn("agents", "agent ", name_, ": storing log chunk ", c.seq(), " of job ", c.job_id(),
+              " failed: ", f.status().ToString());
+      return true;
+    }
     SendAck(c.job_id(), c.attempt_token(), c.seq(), false, *f == store::Fence::kStale);
     return true;
   }
@@ -341,7 +411,11 @@ class Session final : public Reactor {
     if (r.started_unix_ms() > 0) rep.started_at = absl::FromUnixMillis(r.started_unix_ms());
     if (r.finished_unix_ms() > 0) rep.finished_at = absl::FromUnixMillis(r.finished_unix_ms());
     auto out = deps_.jobs->Finish(rep);
-    if (!out.ok()) return true;  // not acknowledged: the agent resends it after a reconnect
+    if (!out.ok()) {  // not acknowledged: the agent resends it after a reconnect
+      LogWarn("agents", "agent ", name_, ": recording the result of job ", r.job_id(),
+              " failed: ", out.status().ToString());
+      return true;
+    }
     deps_.dispatcher->JobReleased(agent_id_, r.job_id());
     if (out->fence == store::Fence::kOk) {
       deps_.metrics->ObserveJobDuration(absl::ToDoubleSeconds(out->duration));
@@ -356,7 +430,8 @@ class Session final : public Reactor {
   const AgentServiceDeps& deps_;
   std::shared_ptr<SessionChannel> channel_;
   v1::AgentMessage in_;
-  int64_t agent_id_ = 0;  // set by hello; touched only by the (serial) handler tasks and OnDone
+  // Set by hello; touched only by the (serial) handler tasks and then EndSession.
+  int64_t agent_id_ = 0;
   std::string name_;
   store::AgentSession session_;
 
@@ -366,13 +441,14 @@ class Session final : public Reactor {
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<store::HeldAttempt> undelivered_ ABSL_GUARDED_BY(mu_);  // assignments never sent
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::Status finish_status_;
 };
 
-void SessionChannel::Send(const v1::ServerMessage& msg) {
+bool SessionChannel::Send(const v1::ServerMessage& msg) {
   absl::MutexLock l(&mu_);
-  if (session_ != nullptr) session_->Enqueue(msg);
+  return session_ != nullptr && session_->Enqueue(msg);
 }
 
 void SessionChannel::Close(const std::string& reason) {
@@ -388,6 +464,22 @@ AgentServiceImpl::AgentServiceImpl(AgentServiceDeps deps)
     : deps_(std::move(deps)), pool_(deps_.worker_threads) {}
 
 AgentServiceImpl::~AgentServiceImpl() { pool_.join(); }
+
+void AgentServiceImpl::SessionEnded() {
+  absl::MutexLock l(&mu_);
+  ++sessions_ended_;
+}
+
+int64_t AgentServiceImpl::sessions_ended() {
+  absl::MutexLock l(&mu_);
+  return sessions_ended_;
+}
+
+bool AgentServiceImpl::AwaitSessionsEnded(int64_t n, absl::Duration timeout) {
+  absl::MutexLock l(&mu_);
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_ended_ >= n; };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
 
 Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* ctx) {
   return new Session(this, ctx);

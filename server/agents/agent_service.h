@@ -1,13 +1,20 @@
 #pragma once
 // The gRPC side of the agent protocol (proto/assay/v1/agent.proto). Each Connect stream is a
 // callback reactor; it only translates messages and hands them, one at a time and in order,
-// to a blocking worker pool where the stores and the Dispatcher do the work.
+// to a blocking worker pool where the stores and the Dispatcher do the work. When a stream
+// ends, its session ends on that pool too, after its last message: assignments that were
+// never written go back to the queue, and the agent goes offline and its leases shrink to the
+// reconnect grace — these two only while no newer Hello of the agent has replaced the
+// session (AgentStore's generation).
 
 #include <grpcpp/grpcpp.h>
 
 #include <boost/asio/thread_pool.hpp>
 
 #include <memory>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include <string>
 
 #include "assay/v1/agent.grpc.pb.h"
@@ -42,9 +49,17 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   const AgentServiceDeps& deps() const { return deps_; }
   boost::asio::thread_pool& pool() { return pool_; }
 
+  // Streams whose session has fully ended (its end handling done), for tests and logs.
+  int64_t sessions_ended();
+  // Waits until at least `n` sessions have ended; false after `timeout`.
+  bool AwaitSessionsEnded(int64_t n, absl::Duration timeout);
+  void SessionEnded();  // called by a session as its last act
+
  private:
   AgentServiceDeps deps_;
   boost::asio::thread_pool pool_;
+  absl::Mutex mu_;
+  int64_t sessions_ended_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace assay

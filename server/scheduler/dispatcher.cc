@@ -111,7 +111,12 @@ void Dispatcher::SendCancel(int64_t agent_id, int64_t job_id, const std::string&
   c->set_job_id(job_id);
   c->set_attempt_token(token);
   c->set_reason(reason);
-  ch->Send(m);
+  // Why nothing more on failure: a cancel for a stream that is gone is moot; the agent's
+  // reconnect reports the attempt and learns then that it is stale.
+  if (!ch->Send(m)) {
+    LogInfo("dispatch", "cancel of job ", job_id, " not sent: agent ", agent_id,
+            "'s stream has ended");
+  }
 }
 
 void Dispatcher::Kick() {
@@ -269,20 +274,25 @@ int Dispatcher::DispatchPass() {
   }
   if (batch.empty()) return 0;
 
-  // 4. Claim them all; a job another server took meanwhile is simply not returned.
-  auto claimed = jobs_->ClaimBatch(batch, opts_.lease);
-  if (!claimed.ok()) {
-    LogWarn("dispatch", "claim failed: ", claimed.status().ToString());
-    return 0;
+  // 4. Claim them all; a job another server took meanwhile is simply not returned. When a
+  // transaction failed, what committed before it is still handed out below.
+  store::ClaimBatchResult claimed = jobs_->ClaimBatch(batch, opts_.lease);
+  if (!claimed.status.ok()) {
+    LogWarn("dispatch", "claim failed after ", claimed.claimed.size(), " of ", batch.size(),
+            " job(s) were claimed: ", claimed.status.ToString());
   }
   int sent = 0;
-  for (const store::ClaimedJob& job : *claimed) {
+  for (const store::ClaimedJob& job : claimed.claimed) {
     auto assignment = BuildAssignment(job);
+    if (!assignment.ok()) {
+      Unassign(job, std::string(assignment.status().message()));
+      continue;
+    }
     std::shared_ptr<AgentChannel> ch;
     {
       absl::MutexLock l(&mu_);
       auto it = agents_.find(job.agent_id);
-      if (it != agents_.end() && assignment.ok()) {
+      if (it != agents_.end()) {
         ch = it->second.channel;
         JobUse& use = it->second.busy[job.job_id];
         use = uses[job.job_id];
@@ -290,20 +300,34 @@ int Dispatcher::DispatchPass() {
       }
     }
     if (ch == nullptr) {
-      // The agent left between snapshot and claim, or the spec is broken: hand the job back
-      // at once instead of waiting for the lease to run out.
-      (void)jobs_->Reject(job.job_id, job.attempt_token,
-                          assignment.ok() ? "agent disconnected before assignment"
-                                          : std::string(assignment.status().message()));
+      // The agent left between snapshot and claim: hand the job back at once instead of
+      // waiting for the lease to run out.
+      Unassign(job, "not delivered: the agent disconnected before the assignment was sent");
       continue;
     }
     v1::ServerMessage m;
     *m.mutable_assignment() = std::move(*assignment);
-    ch->Send(m);
+    if (!ch->Send(m)) {
+      // The stream is ending (its session's cleanup will follow): nothing more goes to it.
+      AgentDisconnected(job.agent_id, ch.get());
+      Unassign(job, "not delivered: the agent's stream ended before the assignment was sent");
+      continue;
+    }
     metrics_->ObserveDispatchLatency(absl::ToDoubleSeconds(clock_->Now() - job.queued_at));
     ++sent;
   }
   return sent;
+}
+
+void Dispatcher::Unassign(const store::ClaimedJob& job, const std::string& why) {
+  auto f = jobs_->Unassign(job.job_id, job.attempt_token, why);
+  if (!f.ok()) {
+    LogWarn("dispatch", "job ", job.job_id, " (", why, ") could not be queued again: ",
+            f.status().ToString(), "; it is requeued when its lease expires");
+  } else if (*f == store::Fence::kStale) {
+    LogInfo("dispatch", "job ", job.job_id, " (", why, ") was no longer assigned");
+  }
+  // No JobReleased: the job holds no slot here (no busy entry yet, or its agent is gone).
 }
 
 void Dispatcher::Sweep() {

@@ -2,7 +2,7 @@
 // Pushes queued jobs to connected agents. One thread owns the dispatch loop; it wakes on
 // Kick() (a job became queued, a slot was freed, an agent connected) and on a periodic
 // sweep that rescues jobs of lost agents (expired leases). Claims happen in PostgreSQL
-// (JobStore::Claim), so several servers on one database never hand out a job twice.
+// (JobStore::ClaimBatch), so several servers on one database never hand out a job twice.
 
 #include <atomic>
 #include <map>
@@ -22,12 +22,13 @@
 
 namespace assay {
 
-// Where messages to one connected agent go. Send never blocks; it is a no-op once the
-// stream is gone. Close ends the stream with `reason`.
+// Where messages to one connected agent go. Send never blocks; it returns false (and does
+// nothing) once the stream is gone or ending, so the message never reaches the agent. Close
+// ends the stream with `reason`.
 class AgentChannel {
  public:
   virtual ~AgentChannel() = default;
-  virtual void Send(const v1::ServerMessage& msg) = 0;
+  virtual bool Send(const v1::ServerMessage& msg) = 0;
   virtual void Close(const std::string& reason) = 0;
 };
 
@@ -76,7 +77,10 @@ class Dispatcher {
   const DispatcherOptions& options() const { return opts_; }
 
   // One dispatch pass, synchronously: claims and sends until no free slot gets a job.
-  // Returns the number of assignments sent. Public for tests.
+  // Returns the number of assignments sent. A claim that cannot be sent (the agent's stream
+  // is gone, or the job's spec is malformed) is handed back to the queue at once
+  // (JobStore::Unassign), and an agent whose stream is gone gets nothing more. Public for
+  // tests.
   int DispatchOnce();
 
  private:
@@ -90,6 +94,8 @@ class Dispatcher {
   void Sweep();
   // One pass: read the queue once, place what fits on this server's agents, claim in one go.
   int DispatchPass();
+  // Hands a claim that was not sent back to the queue; logs what could not be done.
+  void Unassign(const store::ClaimedJob& job, const std::string& why);
 
   store::JobStore* jobs_;
   Metrics* metrics_;

@@ -8,18 +8,19 @@ namespace {
 constexpr Query kUpsert{
     "agent_upsert",
     "INSERT INTO agents (name, labels, cpu_slots, gpus, version, state, connected_at, "
-    "last_seen_at, memory_gb) VALUES ($1, $2::text[], $3, $4::jsonb, $5, 'online', now(), now(), "
-    "$6::float8) "
+    "last_seen_at, memory_gb, generation) VALUES ($1, $2::text[], $3, $4::jsonb, $5, 'online', "
+    "now(), now(), $6::float8, 1) "
     "ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, cpu_slots = EXCLUDED.cpu_slots, "
     "memory_gb = EXCLUDED.memory_gb, "
     "gpus = EXCLUDED.gpus, version = EXCLUDED.version, state = 'online', connected_at = now(), "
-    "last_seen_at = now() RETURNING id, " ASSAY_EPOCH_US("connected_at")};
-// Only the connection that is current: after a reconnect to another server, the old
-// server's late disconnect must not mark the agent offline.
+    "last_seen_at = now(), generation = agents.generation + 1 RETURNING id, generation"};
+// Only the session that is current: after a reconnect (to this server or another), the old
+// stream's late disconnect must not mark the agent offline. The row lock serializes this
+// with a concurrent Hello, and the generation is re-checked on the row as locked.
 constexpr Query kDisconnect{
     "agent_disconnect",
     "UPDATE agents SET state = 'offline', last_seen_at = now() WHERE id = $1 AND "
-    ASSAY_EPOCH_US("connected_at") " = $2"};
+    "generation = $2 RETURNING 1"};
 constexpr Query kTouch{"agent_touch",
                        "UPDATE agents SET last_seen_at = now() WHERE id = ANY($1::bigint[]) "
                        "AND state = 'online'"};
@@ -36,26 +37,27 @@ absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
     auto r = Exec(tx, c, kUpsert, {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json,
                                    h.version, absl::StrCat(h.memory_gb)});
     out.id = r[0][0].as<int64_t>();
-    out.connected_us = r[0][1].as<int64_t>();
+    out.generation = r[0][1].as<int64_t>();
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
   return out;
 }
 
-absl::Status AgentStore::Disconnect(const AgentSession& session) {
-  return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    Exec(tx, c, kDisconnect, {session.id, session.connected_us});
+absl::StatusOr<bool> AgentStore::Disconnect(const AgentSession& session) {
+  bool current = false;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    current = !Exec(tx, c, kDisconnect, {session.id, session.generation}).empty();
     return absl::OkStatus();
   });
+  if (!s.ok()) return s;
+  return current;
 }
 
 absl::Status AgentStore::Touch(const std::vector<int64_t>& ids) {
   if (ids.empty()) return absl::OkStatus();
-  std::vector<std::string> text;
-  for (int64_t id : ids) text.push_back(absl::StrCat(id));
   return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    Exec(tx, c, kTouch, {ToPgTextArray(text)});
+    Exec(tx, c, kTouch, {ToPgArray(ids)});
     return absl::OkStatus();
   });
 }

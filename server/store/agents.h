@@ -17,10 +17,11 @@ struct AgentHello {
   std::string gpus_json = "[]";
 };
 
-// One connection of an agent: its id and when it connected (to tell connections apart).
+// One connection of an agent: its id and the generation its Hello got (each Hello of the
+// agent, on any server, gets the next one; the highest is the current session).
 struct AgentSession {
   int64_t id = 0;
-  int64_t connected_us = 0;
+  int64_t generation = 0;
 };
 
 struct AgentRow {
@@ -36,10 +37,12 @@ struct AgentRow {
 class AgentStore {
  public:
   explicit AgentStore(Db* db) : db_(db) {}
-  // Creates or updates the agent named in `hello` and marks it online.
+  // Creates or updates the agent named in `hello`, marks it online and starts its next
+  // session (generation).
   absl::StatusOr<AgentSession> Connect(const AgentHello& hello);
-  // Marks the agent offline unless it has connected again since `session` began.
-  absl::Status Disconnect(const AgentSession& session);
+  // Marks the agent offline if `session` is still its current one. Returns false (and
+  // changes nothing) when a newer Hello of the agent has started another session.
+  absl::StatusOr<bool> Disconnect(const AgentSession& session);
   absl::StatusOr<std::vector<AgentRow>> List();
   // Marks these agents seen now (their streams are open on this server).
   absl::Status Touch(const std::vector<int64_t>& ids);

@@ -121,6 +121,13 @@ std::string ToPgTextArray(const std::vector<std::string>& items) {
   return out;
 }
 
+std::string ToPgArray(const std::vector<int64_t>& items) {
+  std::vector<std::string> text;
+  text.reserve(items.size());
+  for (int64_t v : items) text.push_back(absl::StrCat(v));
+  return ToPgTextArray(text);
+}
+
 std::vector<std::string> FromPgTextArray(const pqxx::field& f) {
   std::vector<std::string> out;
   if (f.is_null()) return out;

@@ -108,6 +108,7 @@ absl::Status InTransaction(Db& db, const std::function<absl::Status(pqxx::work&,
 
 // Text helpers for values the store reads and writes.
 std::string ToPgTextArray(const std::vector<std::string>& items);
+std::string ToPgArray(const std::vector<int64_t>& items);  // for bigint[] / int[] parameters
 std::vector<std::string> FromPgTextArray(const pqxx::field& f);
 absl::Time ToTime(const pqxx::field& f);  // timestamptz selected as epoch microseconds (bigint)
 std::string BytesOf(const pqxx::field& f);  // bytea → raw bytes

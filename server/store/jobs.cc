@@ -1,13 +1,12 @@
 #include "server/store/jobs.h"
 
-#include <algorithm>
+#include <functional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
-#include "common/base/status.h"
 #include "server/store/pipelines.h"
 
 namespace assay::store {
@@ -82,11 +81,15 @@ constexpr Query kLiveAll{
     "SELECT id, pipeline_id, agent_id, labels, requirements::text, "
     "coalesce(array_to_string(gpu_indices, ','), ''), coalesce(concurrency_key, ''), "
     "coalesce(parallel_key, '') FROM jobs WHERE state IN ('assigned', 'running') ORDER BY id"};
+// $1 agent id, $2 the session's generation. FOR SHARE: a Hello's upsert of the agent row
+// waits for this statement (and then renews the leases), or this one waits for the Hello and
+// re-reads the row as it locks it, finds a newer generation and changes nothing.
 constexpr Query kShortenLeases{
     "job_shorten_leases",
-    "UPDATE jobs SET lease_expires_at = least(lease_expires_at, "
-    "$2::timestamptz + $3::float8 * interval '1 millisecond') "
-    "WHERE agent_id = $1 AND state IN ('assigned', 'running')"};
+    "WITH cur AS (SELECT id FROM agents WHERE id = $1 AND generation = $2 FOR SHARE) "
+    "UPDATE jobs j SET lease_expires_at = least(j.lease_expires_at, "
+    "$3::timestamptz + $4::float8 * interval '1 millisecond') "
+    "FROM cur WHERE j.agent_id = cur.id AND j.state IN ('assigned', 'running') RETURNING 1"};
 constexpr Query kRetryAfterFinish{
     "job_retry_after_finish",
     "UPDATE jobs SET state = 'queued', queued_at = $3, attempt_token = NULL, "
@@ -256,9 +259,9 @@ ClaimedJob ClaimedFromRow(const pqxx::row& r) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<ClaimedJob>> JobStore::ClaimBatch(
-    const std::vector<ClaimRequest>& batch, absl::Duration lease) {
-  std::vector<ClaimedJob> out;
+ClaimBatchResult JobStore::ClaimBatch(const std::vector<ClaimRequest>& batch,
+                                      absl::Duration lease) {
+  ClaimBatchResult out;
   if (batch.empty()) return out;
   const absl::Time now = clock_->Now();
   const int64_t lease_ms = absl::ToInt64Milliseconds(lease);
@@ -266,31 +269,42 @@ absl::StatusOr<std::vector<ClaimedJob>> JobStore::ClaimBatch(
   // so that a retried transaction starts afresh).
   auto claim = [&](pqxx::work& tx, Connection& c, const std::vector<const ClaimRequest*>& reqs,
                    std::vector<ClaimedJob>& got) {
-    std::vector<std::string> jobs, agents, tokens, gpus;
+    std::vector<int64_t> jobs, agents;
+    std::vector<std::string> tokens, gpus;
     for (const ClaimRequest* r : reqs) {
-      jobs.push_back(absl::StrCat(r->job_id));
-      agents.push_back(absl::StrCat(r->agent_id));
+      jobs.push_back(r->job_id);
+      agents.push_back(r->agent_id);
       tokens.push_back(RandomHexToken(16));
       gpus.push_back(IndexList(r->gpu_indices));
     }
     got.clear();
     for (const auto& r : Exec(tx, c, kClaimBatch,
-                              {ToPgTextArray(jobs), ToPgTextArray(agents), ToPgTextArray(tokens),
+                              {ToPgArray(jobs), ToPgArray(agents), ToPgTextArray(tokens),
                                ToPgTextArray(gpus), now, lease_ms})) {
       got.push_back(ClaimedFromRow(r));
     }
   };
+  // Each transaction fills its own `got`, appended to the result once it committed.
+  auto commit = [&](const std::function<absl::Status(pqxx::work&, Connection&,
+                                                     std::vector<ClaimedJob>&)>& fn) {
+    std::vector<ClaimedJob> got;
+    absl::Status s = InTransaction(
+        *db_, [&](pqxx::work& tx, Connection& c) { return fn(tx, c, got); });
+    if (!s.ok()) return s;
+    for (auto& j : got) out.claimed.push_back(std::move(j));
+    return absl::OkStatus();
+  };
   std::vector<const ClaimRequest*> plain, grouped;
   for (const ClaimRequest& r : batch) (r.grouped ? grouped : plain).push_back(&r);
   if (!plain.empty()) {
-    ASSAY_RETURN_IF_ERROR(InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-      claim(tx, c, plain, out);
+    out.status = commit([&](pqxx::work& tx, Connection& c, std::vector<ClaimedJob>& got) {
+      claim(tx, c, plain, got);
       return absl::OkStatus();
-    }));
+    });
   }
-  for (const ClaimRequest* r : grouped) {
-    std::vector<ClaimedJob> got;
-    ASSAY_RETURN_IF_ERROR(InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+  for (size_t i = 0; i < grouped.size() && out.status.ok(); ++i) {
+    const ClaimRequest* r = grouped[i];
+    out.status = commit([&](pqxx::work& tx, Connection& c, std::vector<ClaimedJob>& got) {
       got.clear();
       auto g = Exec(tx, c, kGroupOf, {r->job_id});
       if (g.empty()) return absl::OkStatus();  // not queued any more
@@ -310,46 +324,9 @@ absl::StatusOr<std::vector<ClaimedJob>> JobStore::ClaimBatch(
       }
       claim(tx, c, {r}, got);
       return absl::OkStatus();
-    }));
-    for (auto& j : got) out.push_back(std::move(j));
+    });
   }
   return out;
-}
-
-absl::StatusOr<std::optional<ClaimedJob>> JobStore::Claim(int64_t agent_id,
-                                                          const std::vector<std::string>& labels,
-                                                          absl::Duration lease) {
-  QueueFilter f;
-  f.per_repo = 32;
-  f.max_cpus = 1;
-  f.max_gpus = 0;
-  f.any_labels = labels;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (true) {
-    auto q = Queue(f);
-    if (!q.ok()) return q.status();
-    std::vector<const QueuedJobRow*> order;
-    for (const auto& j : q->jobs) order.push_back(&j);
-    std::sort(order.begin(), order.end(), [](const QueuedJobRow* a, const QueuedJobRow* b) {
-      if (a->priority != b->priority) return a->priority > b->priority;
-      if (a->queued_at != b->queued_at) return a->queued_at < b->queued_at;
-      return a->job_id < b->job_id;
-    });
-    if (order.empty()) return std::optional<ClaimedJob>();
-    // Jobs other claimers hold locked are skipped; take the first one that is free.
-    for (const QueuedJobRow* best : order) {
-      ClaimRequest req;
-      req.job_id = best->job_id;
-      req.agent_id = agent_id;
-      req.grouped = !best->concurrency_key.empty() || !best->parallel_key.empty();
-      auto got = ClaimBatch({req}, lease);
-      if (!got.ok()) return got.status();
-      if (!got->empty()) return std::optional<ClaimedJob>(std::move(got->front()));
-    }
-    if (absl::Now() > deadline) {
-      return absl::UnavailableError("claim: every queued job stayed taken for 30 s");
-    }
-  }
 }
 
 absl::StatusOr<std::vector<LiveJob>> JobStore::LiveJobsOf(int64_t agent_id) {
@@ -386,12 +363,18 @@ absl::StatusOr<std::vector<LiveUsage>> JobStore::LiveUsageAll() {
   return out;
 }
 
-absl::Status JobStore::ShortenLeases(int64_t agent_id, absl::Duration grace) {
-  return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    Exec(tx, c, kShortenLeases,
-         {agent_id, clock_->Now(), static_cast<int64_t>(absl::ToInt64Milliseconds(grace))});
+absl::StatusOr<int> JobStore::ShortenLeases(const AgentSession& session, absl::Duration grace) {
+  int shortened = 0;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    shortened = static_cast<int>(
+        Exec(tx, c, kShortenLeases,
+             {session.id, session.generation, clock_->Now(),
+              static_cast<int64_t>(absl::ToInt64Milliseconds(grace))})
+            .size());
     return absl::OkStatus();
   });
+  if (!s.ok()) return s;
+  return shortened;
 }
 
 absl::StatusOr<Fence> JobStore::MarkRunning(int64_t job_id, std::string_view token) {
@@ -409,10 +392,19 @@ absl::StatusOr<Fence> JobStore::MarkRunning(int64_t job_id, std::string_view tok
 
 absl::StatusOr<Fence> JobStore::Reject(int64_t job_id, std::string_view token,
                                        std::string_view reason) {
+  return CloseUnrun(job_id, token, absl::StrCat("rejected by agent: ", std::string(reason)));
+}
+
+absl::StatusOr<Fence> JobStore::Unassign(int64_t job_id, std::string_view token,
+                                         std::string_view why) {
+  return CloseUnrun(job_id, token, std::string(why));
+}
+
+absl::StatusOr<Fence> JobStore::CloseUnrun(int64_t job_id, std::string_view token,
+                                           const std::string& message) {
   Fence f = Fence::kOk;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto res = Exec(tx, c, kReject,
-                    {job_id, token, absl::StrCat("rejected by agent: ", std::string(reason)), clock_->Now()});
+    auto res = Exec(tx, c, kReject, {job_id, token, message, clock_->Now()});
     if (res.empty()) {
       f = Fence::kStale;
     } else {

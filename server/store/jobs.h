@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
+#include "server/store/agents.h"
 #include "server/store/db.h"
 
 namespace assay::store {
@@ -65,6 +66,11 @@ struct ClaimRequest {
   int64_t agent_id = 0;
   std::vector<uint32_t> gpu_indices;
   bool grouped = false;  // the job has a concurrency group or a max_parallel
+};
+
+struct ClaimBatchResult {
+  std::vector<ClaimedJob> claimed;  // committed claims, also when `status` is not OK
+  absl::Status status;              // the first failed transaction's error
 };
 
 struct LiveUsage {
@@ -124,26 +130,30 @@ class JobStore {
   // Claims each requested job that is still queued (FOR UPDATE SKIP LOCKED: a job another
   // server took meanwhile is left out) for its agent, with a new attempt, a fresh token, its
   // GPU indices and a lease of `lease`. Jobs without a concurrency group or max_parallel are
-  // claimed in one statement; the others one at a time under a transaction-scoped advisory
-  // lock on their group, and only while the group has room. Returns the claimed jobs.
-  absl::StatusOr<std::vector<ClaimedJob>> ClaimBatch(const std::vector<ClaimRequest>& batch,
-                                                     absl::Duration lease);
-  // Shorthand for tests and tools: the first queued job (priority, age) whose labels `labels`
-  // cover and that asks nothing else, claimed for `agent_id`.
-  absl::StatusOr<std::optional<ClaimedJob>> Claim(int64_t agent_id,
-                                                  const std::vector<std::string>& labels,
-                                                  absl::Duration lease);
+  // claimed in one transaction; the others one transaction each, under a transaction-scoped
+  // advisory lock on their group, and only while the group has room. The transactions commit
+  // one by one: when one fails, the result holds every claim committed before it (the
+  // caller must hand those out or release them) and its error; the requests from the failed
+  // one on were not claimed and stay queued.
+  ClaimBatchResult ClaimBatch(const std::vector<ClaimRequest>& batch, absl::Duration lease);
   absl::StatusOr<std::vector<LiveJob>> LiveJobsOf(int64_t agent_id);
   // Every live attempt (any agent, any server): what it holds and which groups it occupies.
   absl::StatusOr<std::vector<LiveUsage>> LiveUsageAll();
-  // The stream of `agent_id` ended while the server runs: its live attempts keep their lease
-  // only until now + grace (a reconnect within it renews them).
-  absl::Status ShortenLeases(int64_t agent_id, absl::Duration grace);
+  // The stream of `session` ended while the server runs: if `session` is still the agent's
+  // current one (checked in the same statement, under the agent row's lock, so a concurrent
+  // Hello either comes after and renews the leases or makes this a no-op), its live attempts
+  // keep their lease only until now + grace (a reconnect within it renews them). Returns the
+  // number of leases shortened; 0 when a newer session exists.
+  absl::StatusOr<int> ShortenLeases(const AgentSession& session, absl::Duration grace);
   absl::StatusOr<Fence> MarkRunning(int64_t job_id, std::string_view token);
   // The agent refused the job (or the server could not hand it over): the attempt is closed
   // as 'rejected' and the job queued again. A rejected attempt does not count against the
   // retry policy (max_attempts grows by one).
   absl::StatusOr<Fence> Reject(int64_t job_id, std::string_view token, std::string_view reason);
+  // A claim that never reached its agent (the server could not send the assignment): closed
+  // and queued again at once like Reject (not counted against the retry policy), with `why`
+  // as the attempt's message.
+  absl::StatusOr<Fence> Unassign(int64_t job_id, std::string_view token, std::string_view why);
   // Stores one log chunk of the attempt that `token` names (kStale if the token is not the
   // job's current attempt; kDuplicate for a chunk already stored).
   absl::StatusOr<Fence> AppendLog(int64_t job_id, std::string_view token, int64_t seq,
@@ -165,6 +175,8 @@ class JobStore {
   absl::StatusOr<int64_t> ActiveWork();
 
  private:
+  absl::StatusOr<Fence> CloseUnrun(int64_t job_id, std::string_view token,
+                                   const std::string& message);
   absl::StatusOr<int> RequeueLost(const std::string& where_agent,
                                   const std::vector<HeldAttempt>* keep, int64_t agent_id);
   Db* db_;

@@ -5,6 +5,7 @@
 
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <optional>
 #include <string>
@@ -89,12 +90,16 @@ struct DbFixture {
   }
 
   int64_t Agent(const std::string& name, std::vector<std::string> labels = {}) {
+    return Connect(name, std::move(labels)).id;
+  }
+  // A Hello of the agent `name`: its next session.
+  store::AgentSession Connect(const std::string& name, std::vector<std::string> labels = {}) {
     store::AgentHello h;
     h.name = name;
     h.labels = std::move(labels);
-    auto id = agents.Connect(h);
-    REQUIRE(id.ok());
-    return id->id;
+    auto session = agents.Connect(h);
+    REQUIRE(session.ok());
+    return *session;
   }
 
   int64_t Delivery(const std::string& delivery_id) {
@@ -145,13 +150,45 @@ struct DbFixture {
                " WHERE id = " + std::to_string(id));
   }
 
-  // Claims exactly the job expected next for `agent` (labels {}), with a 30 s lease.
+  // The first queued job in (priority DESC, queued_at, id) order whose labels `labels` cover
+  // and that asks for one CPU and no GPU, claimed for `agent` through the dispatcher's path
+  // (Queue, then ClaimBatch); nullopt when there is none.
+  std::optional<store::ClaimedJob> ClaimNext(int64_t agent,
+                                             absl::Duration lease = absl::Seconds(30),
+                                             std::vector<std::string> labels = {}) {
+    store::QueueFilter filter;
+    filter.per_repo = 1000;
+    filter.max_cpus = 1;
+    filter.max_gpus = 0;
+    filter.any_labels = std::move(labels);
+    auto q = jobs.Queue(filter);
+    REQUIRE(q.ok());
+    std::vector<const store::QueuedJobRow*> order;
+    for (const auto& j : q->jobs) order.push_back(&j);
+    std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+      if (a->priority != b->priority) return a->priority > b->priority;
+      if (a->queued_at != b->queued_at) return a->queued_at < b->queued_at;
+      return a->job_id < b->job_id;
+    });
+    // A job whose group has no room is left queued; the next one is tried.
+    for (const store::QueuedJobRow* j : order) {
+      store::ClaimRequest r;
+      r.job_id = j->job_id;
+      r.agent_id = agent;
+      r.grouped = !j->concurrency_key.empty() || !j->parallel_key.empty();
+      auto got = jobs.ClaimBatch({r}, lease);
+      REQUIRE(got.status.ok());
+      if (!got.claimed.empty()) return got.claimed.front();
+    }
+    return std::nullopt;
+  }
+
+  // Claims exactly the job expected next for `agent`.
   store::ClaimedJob ClaimOne(int64_t agent, absl::Duration lease = absl::Seconds(30),
                              std::vector<std::string> labels = {}) {
-    auto c = jobs.Claim(agent, labels, lease);
-    REQUIRE(c.ok());
-    REQUIRE(c->has_value());
-    return **c;
+    auto c = ClaimNext(agent, lease, std::move(labels));
+    REQUIRE(c.has_value());
+    return *c;
   }
 
   store::FinishOutcome FinishJob(const store::ClaimedJob& j, const std::string& state,

@@ -226,9 +226,9 @@ TEST_CASE("why-waiting: exact sentences for needs and groups and max_parallel "
     r.grouped = grouped;
     r.gpu_indices = std::move(gpus);
     auto got = f.jobs.ClaimBatch({r}, absl::Seconds(30));
-    REQUIRE(got.ok());
-    REQUIRE(got->size() == 1);
-    return got->front();
+    REQUIRE(got.status.ok());
+    REQUIRE(got.claimed.size() == 1);
+    return got.claimed.front();
   };
   auto view = [&] {
     auto agents = f.agents.List();

@@ -17,9 +17,16 @@ namespace assay::dbtest {
 
 class FakeChannel : public AgentChannel {
 public:
-  void Send(const v1::ServerMessage &msg) override {
+  // A refusing channel is a stream that has ended: Send returns false and records nothing.
+  bool Send(const v1::ServerMessage &msg) override {
     absl::MutexLock l(&mu_);
+    if (refuse_) return false;
     messages_.push_back(msg);
+    return true;
+  }
+  void Refuse() {
+    absl::MutexLock l(&mu_);
+    refuse_ = true;
   }
   void Close(const std::string &reason) override {
     absl::MutexLock l(&mu_);
@@ -57,6 +64,7 @@ private:
   absl::Mutex mu_;
   std::vector<v1::ServerMessage> messages_ ABSL_GUARDED_BY(mu_);
   size_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+  bool refuse_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> closed_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -70,9 +70,7 @@ TEST_CASE("claim: oldest queued job first, priority before age, exact lease", "[
   CHECK(f.UsOf("jobs", "lease_expires_at", third.job_id) ==
         std::to_string(Us(claim_time + absl::Milliseconds(1500))));
 
-  auto none = f.jobs.Claim(agent, {}, absl::Seconds(30));
-  REQUIRE(none.ok());
-  CHECK_FALSE(none->has_value());
+  CHECK_FALSE(f.ClaimNext(agent).has_value());
   CHECK(f.Count("SELECT count(*) FROM job_attempts") == 3);
 
   // What the agent receives is built from the stored spec.
@@ -98,9 +96,7 @@ TEST_CASE("claim: a job runs only on an agent carrying all its labels", "[db]") 
   for (const std::vector<std::string>& labels :
        {std::vector<std::string>{}, std::vector<std::string>{"linux"},
         std::vector<std::string>{"gpu"}, std::vector<std::string>{"GPU", "linux"}}) {
-    auto c = f.jobs.Claim(plain, labels, absl::Seconds(30));
-    REQUIRE(c.ok());
-    CHECK_FALSE(c->has_value());
+    CHECK_FALSE(f.ClaimNext(plain, absl::Seconds(30), labels).has_value());
   }
   CHECK(f.JobState(f.JobId(pid, "train")) == "queued");
   CHECK(f.Count("SELECT count(*) FROM job_attempts") == 0);
@@ -112,6 +108,8 @@ TEST_CASE("claim: a job runs only on an agent carrying all its labels", "[db]") 
 }
 
 TEST_CASE("claim: four claimers on their own pools hand out 200 jobs exactly once", "[db]") {
+  // Each claimer reads the whole queue and claims all of it in one ClaimBatch, again and
+  // again until the queue is empty: every job is requested by all four at once.
   DbFixture f;
   std::vector<store::NewJob> many;
   for (int i = 0; i < 200; ++i) many.push_back(Job("j" + std::to_string(1000 + i)));
@@ -132,14 +130,21 @@ TEST_CASE("claim: four claimers on their own pools hand out 200 jobs exactly onc
       if (!warm.ok()) errors[t] = warm.status().ToString();
       { auto drop = std::move(warm); }
       start.arrive_and_wait();
+      store::QueueFilter filter;
+      filter.per_repo = 1000;
+      filter.max_cpus = 1;
       while (errors[t].empty()) {
-        auto c = js.Claim(agents[t], {}, absl::Seconds(30));
-        if (!c.ok()) {
-          errors[t] = c.status().ToString();
+        auto q = js.Queue(filter);
+        if (!q.ok()) {
+          errors[t] = q.status().ToString();
           break;
         }
-        if (!c->has_value()) break;
-        got[t].push_back((*c)->job_id);
+        if (q->jobs.empty()) break;
+        std::vector<store::ClaimRequest> batch;
+        for (const auto& j : q->jobs) batch.push_back({j.job_id, agents[t], {}, false});
+        auto c = js.ClaimBatch(batch, absl::Seconds(30));
+        if (!c.status.ok()) errors[t] = c.status.ToString();
+        for (const auto& j : c.claimed) got[t].push_back(j.job_id);
       }
     });
   }

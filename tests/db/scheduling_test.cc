@@ -46,8 +46,8 @@ store::ClaimRequest Req(int64_t job_id, int64_t agent_id, bool grouped) {
 std::vector<store::ClaimedJob>
 ClaimBatch(DbFixture &f, const std::vector<store::ClaimRequest> &b) {
   auto got = f.jobs.ClaimBatch(b, absl::Seconds(30));
-  REQUIRE(got.ok());
-  return *got;
+  REQUIRE(got.status.ok());
+  return got.claimed;
 }
 
 std::set<int64_t> IdsOf(const std::vector<store::ClaimedJob> &claimed) {
@@ -578,14 +578,17 @@ TEST_CASE("shorten leases: a disconnected agent's attempts expire after the "
           "grace only",
           "[db]") {
   DbFixture f;
-  int64_t gone = f.Agent("agent-gone");
+  store::AgentSession gone_session = f.Connect("agent-gone");
+  int64_t gone = gone_session.id;
   int64_t other = f.Agent("agent-other");
   int64_t pid = f.CreatePipeline({Job("a"), Job("b"), Job("c")});
   auto a = f.ClaimOne(gone, absl::Seconds(30));
   auto b = f.ClaimOne(gone, absl::Seconds(3)); // already shorter than the grace
   auto c = f.ClaimOne(other, absl::Seconds(30));
   const absl::Time t = f.clock.Now();
-  REQUIRE(f.jobs.ShortenLeases(gone, absl::Seconds(10)).ok());
+  auto shortened = f.jobs.ShortenLeases(gone_session, absl::Seconds(10));
+  REQUIRE(shortened.ok());
+  CHECK(*shortened == 2);
   CHECK(f.UsOf("jobs", "lease_expires_at", a.job_id) ==
         S(Us(t + absl::Seconds(10))));
   CHECK(f.UsOf("jobs", "lease_expires_at", b.job_id) ==
