@@ -17,9 +17,9 @@ CREATE TABLE commit_status_commits (
   leased_until  timestamptz,
   lease_id      bigint,  -- the outbox row being sent under the lease
   PRIMARY KEY (repo_id, commit_sha),
-  CHECK ((lease_token IS NULL) = (leased_until IS NULL) AND (lease_token IS NULL) = (lease_id IS NULL))
+  CHECK ((lease_token IS NULL) = (leased_until IS NULL)
+         AND (lease_token IS NULL) = (lease_id IS NULL))
 );
-CREATE INDEX commit_status_commits_claimable ON commit_status_commits (leased_until);
 
 CREATE TABLE commit_status_outbox (
   id            bigserial PRIMARY KEY,

@@ -84,8 +84,8 @@ class CommitStatusNotifier {
     size_t max_queue = 10000;  // Post beyond this drops the status (counted in `dropped`)
     Transport transport;       // empty: HttpFetch
     // Called once per event counted in Stats other than `posted`: "delivered", "failed",
-    // "retried" (per retry), "dropped" or "skipped", on whichever thread counted it (for metrics; must
-    // be quick and must not call back into the notifier).
+    // "retried" (per retry), "dropped" or "skipped", on whichever thread counted it (for
+    // metrics; must be quick and must not call back into the notifier).
     std::function<void(const char* event)> on_event;
   };
   struct Stats {

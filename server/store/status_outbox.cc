@@ -5,12 +5,13 @@
 namespace assay::store {
 namespace {
 
+// Why from the outbox: it holds only what is still to send, while commit_status_commits keeps a
+// row for every commit ever reported.
 constexpr Query kClaimCommits{
     "status_claim_commits",
     "SELECT c.repo_id, c.commit_sha FROM commit_status_commits c "
-    "WHERE (c.leased_until IS NULL OR c.leased_until < now()) AND EXISTS ("
-    "  SELECT 1 FROM commit_status_outbox o "
-    "  WHERE o.repo_id = c.repo_id AND o.commit_sha = c.commit_sha) "
+    "WHERE (c.repo_id, c.commit_sha) IN (SELECT repo_id, commit_sha FROM commit_status_outbox) "
+    "AND (c.leased_until IS NULL OR c.leased_until < now()) "
     "LIMIT $1 FOR NO KEY UPDATE OF c SKIP LOCKED"};
 // Everything but the newest queued state, and what is not newer than the delivered one.
 constexpr Query kSupersede{
@@ -18,7 +19,8 @@ constexpr Query kSupersede{
     "DELETE FROM commit_status_outbox o WHERE o.repo_id = $1 AND o.commit_sha = $2 AND ("
     "  o.id <= (SELECT delivered_id FROM commit_status_commits "
     "           WHERE repo_id = $1 AND commit_sha = $2) "
-    "  OR o.id < (SELECT max(id) FROM commit_status_outbox WHERE repo_id = $1 AND commit_sha = $2))"};
+    "  OR o.id < (SELECT max(id) FROM commit_status_outbox "
+    "             WHERE repo_id = $1 AND commit_sha = $2))"};
 constexpr Query kLease{
     "status_lease",
     "UPDATE commit_status_commits c SET lease_token = nextval('commit_status_lease_tokens'), "
