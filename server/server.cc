@@ -78,6 +78,8 @@ struct AssayServer::Impl {
   std::unique_ptr<ScheduleLoop> schedule_loop;
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
+  // After its users: destroyed (and so stopped) before them.
+  std::unique_ptr<store::Listener> listener;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<http::Router> router;
@@ -203,7 +205,10 @@ absl::Status AssayServer::Start() {
   ASSAY_RETURN_IF_ERROR(m.http_server->Start());
 
   m.dispatcher->Start();
-  m.wakeups = std::make_unique<Wakeups>(o.database_url, m.dispatcher.get(), m.agents.get());
+  m.listener = std::make_unique<store::Listener>(o.database_url);
+  m.wakeups = std::make_unique<Wakeups>(m.listener.get(), m.dispatcher.get(), m.agents.get());
+  m.status_reporter->Listen(m.listener.get());
+  m.listener->Start();
   m.wakeups->Start();
   m.planner->Start();
   m.schedule_loop->Start();
@@ -229,10 +234,12 @@ void AssayServer::Stop() {
                                              std::chrono::seconds(2));
   if (m.schedule_loop) m.schedule_loop->Stop();
   if (m.planner) m.planner->Stop();
+  if (m.listener) m.listener->Stop();
   if (m.wakeups) m.wakeups->Stop();
   if (m.dispatcher) m.dispatcher->Stop();
   if (m.status_reporter) m.status_reporter->Stop();
-  // Statuses still queued get a moment to go out; the rest are dropped (and logged).
+  // Statuses still queued get a moment to go out; the rest are released for any replica (or
+  // the next start) to send.
   if (m.notifier) m.notifier->Stop(absl::Seconds(2));
   m.grpc_server.reset();
   m.agent_service.reset();

@@ -32,7 +32,8 @@ if [ -z "${ASSAY_TEST_PG_DSN:-}" ]; then
   PGDIR=$(mktemp -d /tmp/assay-test-pg.XXXXXX)
   chmod 755 "$PGDIR"
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  pg_start "$PGDIR/data" "$PORT"
+  # Throw-away data: trade durability for speed (never done for anything a user runs).
+  pg_start --fast-unsafe "$PGDIR/data" "$PORT"
   export ASSAY_TEST_PG_DSN=$(pg_dsn "$PORT")
   echo "PostgreSQL for tests: $ASSAY_TEST_PG_DSN"
 fi

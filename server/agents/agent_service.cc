@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <deque>
 #include <regex>
 
@@ -197,8 +198,11 @@ class Session final : public Reactor {
       }
       // Why shorten: a stream that ends while this server runs usually means the agent died;
       // its jobs wait only the reconnect grace, not the whole lease. On server shutdown the
-      // agents reconnect elsewhere and keep their leases.
-      if (!deps_.dispatcher->closing() && (!current.ok() || *current)) {
+      // agents reconnect elsewhere and keep their leases. Nor when this server ended the
+      // stream because the database failed: the agent is alive and comes back to resend what
+      // was not recorded.
+      if (!deps_.dispatcher->closing() && !database_failed_.load() &&
+          (!current.ok() || *current)) {
         auto shortened = deps_.jobs->ShortenLeases(session_, deps_.reconnect_grace);
         if (!shortened.ok()) {
           LogWarn("agents", "agent ", name_, " (", agent_id_, "): shortening its leases to the "
@@ -216,6 +220,18 @@ class Session final : public Reactor {
   void Fail(grpc::StatusCode code, const std::string& msg) {
     LogWarn("agents", "closing stream of ", name_.empty() ? "unnamed agent" : name_, ": ", msg);
     FinishOnce(grpc::Status(code, msg));
+  }
+
+  // A report could not be recorded (the database failed): ends the stream, so that the agent
+  // reconnects and resends everything unacknowledged (log chunks, then results) on a new one.
+  // Why not just leave it unacknowledged: the agent resends only after a reconnect, so a result
+  // would wait forever (holding its slot here), and a later result's ack, which covers its log
+  // sequence numbers, would drop the chunks that were never stored. Returns false.
+  bool DatabaseFailed(const absl::Status& s) {
+    database_failed_ = true;
+    Fail(grpc::StatusCode::UNAVAILABLE,
+         absl::StrCat("could not record a report (", s.message(), "); reconnect and resend"));
+    return false;
   }
 
   // Returns false when the stream is being closed.
@@ -388,10 +404,10 @@ class Session final : public Reactor {
     }
     auto f = deps_.jobs->AppendLog(c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()),
                                    c.data());
-    if (!f.ok()) {  // not acknowledged: the agent resends it after a reconnect
+    if (!f.ok()) {  // not acknowledged: the stream ends and the agent resends it
       LogWarn("agents", "agent ", name_, ": storing log chunk ", c.seq(), " of job ", c.job_id(),
               " failed: ", f.status().ToString());
-      return true;
+      return DatabaseFailed(f.status());
     }
     SendAck(c.job_id(), c.attempt_token(), c.seq(), false, *f == store::Fence::kStale);
     return true;
@@ -411,10 +427,10 @@ class Session final : public Reactor {
     if (r.started_unix_ms() > 0) rep.started_at = absl::FromUnixMillis(r.started_unix_ms());
     if (r.finished_unix_ms() > 0) rep.finished_at = absl::FromUnixMillis(r.finished_unix_ms());
     auto out = deps_.jobs->Finish(rep);
-    if (!out.ok()) {  // not acknowledged: the agent resends it after a reconnect
+    if (!out.ok()) {  // not acknowledged: the stream ends and the agent resends it
       LogWarn("agents", "agent ", name_, ": recording the result of job ", r.job_id(),
               " failed: ", out.status().ToString());
-      return true;
+      return DatabaseFailed(out.status());
     }
     deps_.dispatcher->JobReleased(agent_id_, r.job_id());
     if (out->fence == store::Fence::kOk) {
@@ -434,6 +450,7 @@ class Session final : public Reactor {
   int64_t agent_id_ = 0;
   std::string name_;
   store::AgentSession session_;
+  std::atomic<bool> database_failed_{false};  // set by DatabaseFailed, read by EndSession
 
   absl::Mutex mu_;
   std::deque<v1::ServerMessage> out_ ABSL_GUARDED_BY(mu_);

@@ -131,17 +131,20 @@ CommitStatusNotifier::CommitStatusNotifier(Options options) : options_(std::move
 
 CommitStatusNotifier::~CommitStatusNotifier() { Stop(absl::Seconds(5)); }
 
-void CommitStatusNotifier::Post(CommitStatus status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || queue_.size() >= options_.max_queue) {
+void CommitStatusNotifier::Post(CommitStatus status, Hooks hooks) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_ && queue_.size() < options_.max_queue) {
+      ++stats_.posted;
+      queue_.push_back(Item{std::move(status), std::move(hooks)});
+      cv_.notify_all();
+      return;
+    }
     CountLocked(&Stats::dropped, "dropped");
     LogWarn("forge", "commit status for ", status.repo_full_name, "@", status.sha,
             " dropped: ", stopping_ ? "notifier is stopping" : "queue is full");
-    return;
   }
-  ++stats_.posted;
-  queue_.push_back(std::move(status));
-  cv_.notify_all();
+  if (hooks.done) hooks.done(Outcome::kDropped);
 }
 
 void CommitStatusNotifier::Stop(absl::Duration deadline) {
@@ -163,7 +166,9 @@ CommitStatusNotifier::Stats CommitStatusNotifier::stats() const {
 
 void CommitStatusNotifier::Run() {
   for (;;) {
-    CommitStatus next;
+    Item next;
+    std::deque<Item> left;
+    bool took = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -171,20 +176,30 @@ void CommitStatusNotifier::Run() {
         if (!queue_.empty()) {
           CountLocked(&Stats::dropped, "dropped", static_cast<int64_t>(queue_.size()));
         }
-        queue_.clear();
-        return;
+        left.swap(queue_);
+      } else {
+        next = std::move(queue_.front());
+        queue_.pop_front();
+        took = true;
       }
-      next = std::move(queue_.front());
-      queue_.pop_front();
     }
-    if (!Deliver(next)) {
+    if (!took) {  // stopping: the queue is empty or Stop's deadline passed
+      for (auto& item : left) {
+        if (item.hooks.done) item.hooks.done(Outcome::kDropped);
+      }
+      return;
+    }
+    const Outcome outcome = Deliver(next);
+    if (outcome == Outcome::kDropped) {
       std::lock_guard<std::mutex> lock(mu_);
       CountLocked(&Stats::dropped, "dropped");
     }
+    if (next.hooks.done) next.hooks.done(outcome);
   }
 }
 
-bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
+CommitStatusNotifier::Outcome CommitStatusNotifier::Deliver(const Item& item) {
+  const CommitStatus& status = item.status;
   // What the logs may say about this status: never the token or the headers.
   const std::string what = absl::StrCat(status.provider, " ", status.repo_full_name, "@",
                                         status.sha, " ", status.state);
@@ -193,10 +208,15 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
     LogError("forge", "commit status ", what, " not sent: ", request.status().message());
     std::lock_guard<std::mutex> lock(mu_);
     CountLocked(&Stats::failed, "failed");
-    return true;
+    return Outcome::kRefused;
   }
   thread_local std::mt19937_64 rng{std::random_device{}()};
   for (int attempt = 1;; ++attempt) {
+    if (item.hooks.before_attempt && !item.hooks.before_attempt()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      CountLocked(&Stats::skipped, "skipped");
+      return Outcome::kSkipped;
+    }
     auto response = options_.transport(*request, options_.request_timeout);
     std::string outcome;
     bool retry = false;
@@ -206,7 +226,7 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
     } else if (response->status >= 200 && response->status < 300) {
       std::lock_guard<std::mutex> lock(mu_);
       CountLocked(&Stats::delivered, "delivered");
-      return true;
+      return Outcome::kDelivered;
     } else {
       outcome = absl::StrCat("HTTP ", response->status);
       retry = response->status >= 500 || response->status == 429;
@@ -216,7 +236,7 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
                outcome);
       std::lock_guard<std::mutex> lock(mu_);
       CountLocked(&Stats::failed, "failed");
-      return true;
+      return retry ? Outcome::kGaveUp : Outcome::kRefused;
     }
     absl::Duration d = options_.initial_backoff;
     for (int i = 1; i < attempt && d < options_.max_backoff; ++i) d *= 2;
@@ -232,7 +252,7 @@ bool CommitStatusNotifier::Deliver(const CommitStatus& status) {
     }
     if (!Backoff(d)) {
       LogWarn("forge", "commit status ", what, " dropped: stop deadline passed");
-      return false;
+      return Outcome::kDropped;
     }
   }
 }

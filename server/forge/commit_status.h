@@ -84,8 +84,8 @@ class CommitStatusNotifier {
     size_t max_queue = 10000;  // Post beyond this drops the status (counted in `dropped`)
     Transport transport;       // empty: HttpFetch
     // Called once per event counted in Stats other than `posted`: "delivered", "failed",
-    // "retried" (per retry) or "dropped", on whichever thread counted it (for metrics; must
-    // be quick and must not call back into the notifier).
+    // "retried" (per retry), "dropped" or "skipped", on whichever thread counted it (for
+    // metrics; must be quick and must not call back into the notifier).
     std::function<void(const char* event)> on_event;
   };
   struct Stats {
@@ -94,6 +94,23 @@ class CommitStatusNotifier {
     int64_t failed = 0;     // gave up: 4xx, attempts exhausted, or invalid status
     int64_t retries = 0;    // attempts beyond the first, over all statuses
     int64_t dropped = 0;    // queue full, posted after Stop, or left when Stop's deadline passed
+    int64_t skipped = 0;    // not sent because Hooks::before_attempt said so
+  };
+
+  // How one posted status ended, for its poster.
+  enum class Outcome {
+    kDelivered,  // the forge answered 2xx
+    kRefused,    // for good: a 4xx other than 429, or a status BuildStatusRequest rejects
+    kGaveUp,     // max_attempts transient failures (5xx, 429, transport): worth trying later
+    kDropped,    // never finished: queue full, posted after Stop, or Stop's deadline passed
+    kSkipped,    // before_attempt said not to send it
+  };
+  // Optional callbacks of one posted status, called on the worker thread (done: on the
+  // posting thread when Post drops it). Quick; must not call back into the notifier.
+  struct Hooks {
+    // Before every attempt, retries included; false: do not send it (done(kSkipped)).
+    std::function<bool()> before_attempt;
+    std::function<void(Outcome)> done;  // exactly once
   };
 
   explicit CommitStatusNotifier(Options options);
@@ -102,7 +119,7 @@ class CommitStatusNotifier {
   CommitStatusNotifier& operator=(const CommitStatusNotifier&) = delete;
 
   // Never blocks on the network: enqueues and returns. Thread-safe.
-  void Post(CommitStatus status);
+  void Post(CommitStatus status, Hooks hooks = {});
   // Stops accepting, keeps sending (and retrying) until the queue is empty or `deadline`
   // has passed, then drops what is left and joins the worker. Backoff sleeps end early at
   // the deadline; a request in flight still runs to request_timeout. Idempotent; must not
@@ -112,8 +129,12 @@ class CommitStatusNotifier {
 
  private:
   void Run();
-  // Sends one status with retries; false when the drain deadline cut it short.
-  bool Deliver(const CommitStatus& status);
+  struct Item {
+    CommitStatus status;
+    Hooks hooks;
+  };
+  // Sends one status with retries.
+  Outcome Deliver(const Item& item);
   // Sleeps `d` or until the drain deadline passes; false when it passed.
   bool Backoff(absl::Duration d);
   // Adds n to one counter and tells on_event; mu_ must be held.
@@ -122,7 +143,7 @@ class CommitStatusNotifier {
   Options options_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<CommitStatus> queue_;
+  std::deque<Item> queue_;
   bool stopping_ = false;
   absl::Time drain_deadline_ = absl::InfiniteFuture();
   Stats stats_;

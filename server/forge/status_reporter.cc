@@ -1,12 +1,5 @@
 #include "server/forge/status_reporter.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <unistd.h>
-
-#include <memory>
-#include <pqxx/pqxx>
-
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/base/log.h"
@@ -15,13 +8,6 @@ namespace assay::forge {
 namespace {
 
 constexpr char kChannel[] = "assay_pipeline_state";
-
-// Takes the notification; the reporter only needs to wake, not the payload.
-class Wakeup : public pqxx::notification_receiver {
- public:
-  explicit Wakeup(pqxx::connection_base& c) : pqxx::notification_receiver(c, kChannel) {}
-  void operator()(const std::string&, int) override {}
-};
 
 struct StateText {
   const char* state;
@@ -38,8 +24,7 @@ constexpr StateText kStates[] = {{"running", "pending", "is running"},
 
 StatusReporter::StatusReporter(store::Db* db, CommitStatusNotifier* notifier,
                                std::string secret_key, StatusReporterOptions options)
-    : db_(db),
-      outbox_(db),
+    : outbox_(db, options.lease),
       notifier_(notifier),
       secret_key_(std::move(secret_key)),
       options_(std::move(options)) {
@@ -47,36 +32,41 @@ StatusReporter::StatusReporter(store::Db* db, CommitStatusNotifier* notifier,
     options_.public_url.pop_back();
   }
   if (options_.batch < 1) options_.batch = 1;
-  if (::pipe2(wake_fds_, O_NONBLOCK | O_CLOEXEC) != 0) {
-    wake_fds_[0] = wake_fds_[1] = -1;
-    LogError("forge", "commit status reporter: cannot create its wake-up pipe; polling only");
-  }
 }
 
-StatusReporter::~StatusReporter() {
-  Stop();
-  for (int fd : wake_fds_) {
-    if (fd >= 0) ::close(fd);
-  }
+StatusReporter::~StatusReporter() { Stop(); }
+
+void StatusReporter::Listen(store::Listener* listener) {
+  // The reporter only needs to wake, not the payload.
+  listener->Listen(kChannel, [this](const std::string&) { Kick(); });
+  listener->OnReconnect([this] { Kick(); });
 }
 
 void StatusReporter::Start() {
   if (thread_.joinable()) return;
-  stopping_ = false;
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = false;
+  }
   thread_ = std::thread([this] { Run(); });
 }
 
 void StatusReporter::Kick() {
-  if (wake_fds_[1] < 0) return;
-  const char byte = 1;
-  // A full pipe already holds a wake-up: nothing is lost when this write fails.
-  [[maybe_unused]] ssize_t n = ::write(wake_fds_[1], &byte, 1);
+  absl::MutexLock l(&mu_);
+  kicked_ = true;
 }
 
 void StatusReporter::Stop() {
-  stopping_ = true;
-  Kick();
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
   if (thread_.joinable()) thread_.join();
+}
+
+bool StatusReporter::stopping() {
+  absl::MutexLock l(&mu_);
+  return stopping_;
 }
 
 absl::StatusOr<CommitStatus> StatusReporter::StatusFor(const store::DueStatus& due) const {
@@ -111,70 +101,90 @@ absl::StatusOr<CommitStatus> StatusReporter::StatusFor(const store::DueStatus& d
 }
 
 bool StatusReporter::Drain() {
-  while (!stopping_) {
+  while (!stopping()) {
     auto due = outbox_.Claim(options_.batch);
     if (!due.ok()) {
       LogWarn("forge", "commit status reporter: ", due.status().message());
       return false;
     }
     for (const auto& d : *due) {
-      if (d.api_url.empty()) continue;  // reporting is off for this repository
+      if (d.api_url.empty()) {  // reporting was turned off since this was queued
+        Complete(d);
+        continue;
+      }
       auto status = StatusFor(d);
       if (!status.ok()) {
         LogError("forge", "commit status not sent: ", status.status().message());
+        Complete(d);  // it would fail the same way every time
         continue;
       }
-      notifier_->Post(std::move(*status));
+      CommitStatusNotifier::Hooks hooks;
+      hooks.before_attempt = [this, d] { return BeforeAttempt(d); };
+      hooks.done = [this, d](CommitStatusNotifier::Outcome o) { Done(d, o); };
+      notifier_->Post(std::move(*status), std::move(hooks));
     }
     if (static_cast<int>(due->size()) < options_.batch) return true;
   }
   return true;
 }
 
-void StatusReporter::Run() {
-  std::unique_ptr<pqxx::connection> listen;
-  std::unique_ptr<Wakeup> wakeup;
-  absl::Time next_listen_try = absl::InfinitePast();
-  while (!stopping_) {
-    // A dedicated connection, outside the pool: it holds LISTEN for the reporter's lifetime.
-    if (listen == nullptr && absl::Now() >= next_listen_try) {
-      try {
-        listen = std::make_unique<pqxx::connection>(db_->dsn());
-        wakeup = std::make_unique<Wakeup>(*listen);
-      } catch (const std::exception& e) {
-        wakeup.reset();
-        listen.reset();
-        next_listen_try = absl::Now() + options_.poll_interval;
-        LogWarn("forge", "commit status reporter: cannot LISTEN (polling instead): ", e.what());
-      }
-    }
-    Drain();
-    if (stopping_) break;
-
-    pollfd fds[2];
-    int n = 0;
-    if (wake_fds_[0] >= 0) fds[n++] = {wake_fds_[0], POLLIN, 0};
-    if (listen != nullptr && listen->sock() >= 0) fds[n++] = {listen->sock(), POLLIN, 0};
-    const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.poll_interval));
-    ::poll(fds, static_cast<nfds_t>(n), timeout_ms);
-    if (wake_fds_[0] >= 0) {
-      char buf[64];
-      while (::read(wake_fds_[0], buf, sizeof buf) > 0) {
-      }
-    }
-    if (listen != nullptr) {
-      try {
-        listen->get_notifs();
-      } catch (const std::exception& e) {
-        LogWarn("forge", "commit status reporter: lost its LISTEN connection: ", e.what());
-        wakeup.reset();
-        listen.reset();
-      }
-    }
+bool StatusReporter::BeforeAttempt(const store::DueStatus& due) {
+  auto held = outbox_.Renew(due);
+  if (!held.ok()) {
+    // Why not send: without a renewed lease another reporter may take the commit meanwhile
+    // and send a newer state before this one lands. The lease runs out; it is sent later.
+    LogWarn("forge", "commit status for pipeline ", due.pipeline_id,
+            " not sent now (cannot renew its claim): ", held.status().message());
+    return false;
   }
-  // The receiver unregisters from its connection: destroy it first.
-  wakeup.reset();
-  listen.reset();
+  if (*held == store::LeaseCheck::kSuperseded) {
+    Complete(due);  // the newer state is sent instead
+    return false;
+  }
+  return *held == store::LeaseCheck::kHeld;
+}
+
+void StatusReporter::Done(const store::DueStatus& due, CommitStatusNotifier::Outcome outcome) {
+  using Outcome = CommitStatusNotifier::Outcome;
+  switch (outcome) {
+    case Outcome::kDelivered:
+    case Outcome::kRefused:
+      Complete(due);
+      return;
+    case Outcome::kDropped:  // stopping: another replica (or the next start) sends it
+    case Outcome::kGaveUp: {  // the forge keeps failing: tried again at the next poll
+      // Hand it to whoever claims next, without waiting for the lease to run out.
+      absl::Status s = outbox_.Release(due);
+      if (!s.ok()) {
+        LogWarn("forge", "commit status for pipeline ", due.pipeline_id,
+                " left to its lease: ", s.message());
+      }
+      return;
+    }
+    case Outcome::kSkipped:  // BeforeAttempt dealt with it
+      return;
+  }
+}
+
+void StatusReporter::Complete(const store::DueStatus& due) {
+  auto held = outbox_.Complete(due);
+  if (!held.ok()) {
+    // Its lease runs out and it is sent again: at least once.
+    LogWarn("forge", "commit status for pipeline ", due.pipeline_id,
+            " sent but not recorded: ", held.status().message());
+    return;
+  }
+  Kick();  // a newer state of the commit may be waiting for this one
+}
+
+void StatusReporter::Run() {
+  while (!stopping()) {
+    Drain();
+    absl::MutexLock l(&mu_);
+    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return kicked_ || stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+    kicked_ = false;
+  }
 }
 
 }  // namespace assay::forge

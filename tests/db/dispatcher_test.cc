@@ -319,7 +319,9 @@ TEST_CASE("wakeups: a NOTIFY assay_cancel reaches the agent's stream and frees "
   REQUIRE(first.size() == 1);
   REQUIRE(first[0].job_id() == f.JobId(pid, "a"));
 
-  Wakeups w(f.tdb.dsn(), &f.d, &f.agents);
+  store::Listener listener(f.tdb.dsn());
+  Wakeups w(&listener, &f.d, &f.agents);
+  listener.Start();
   w.Start();
   // Synchronize with the listener: notify assay_jobs until it has received one.
   bool listening = false;
@@ -356,6 +358,7 @@ TEST_CASE("wakeups: a NOTIFY assay_cancel reaches the agent's stream and frees "
   auto second = ch->TakeAssignments();
   REQUIRE(second.size() == 1);
   CHECK(second[0].job_id() == f.JobId(pid, "b"));
+  listener.Stop();
   w.Stop();
 }
 

@@ -1,8 +1,10 @@
-// The commit-status outbox (migration 0004) on a real PostgreSQL: what is due, claimed once,
-// skipped while locked, split between concurrent claimers; repo settings round trip.
+// The commit-status outbox (migrations 0004, 0006) on a real PostgreSQL: what is due, claimed
+// under a lease, superseded, fenced, skipped while locked, split between concurrent claimers;
+// repo settings round trip.
 
 #include <algorithm>
 #include <barrier>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -23,6 +25,21 @@ void TurnOn(DbFixture& f) {
   REQUIRE(r.ok());
 }
 
+// A commit id of its own for each i < 10000.
+std::string ShaOf(int i) {
+  std::string n = std::to_string(i);
+  n.insert(0, 4 - n.size(), '0');
+  return std::string(kSha).substr(0, 36) + n;
+}
+
+int64_t PipelineOn(DbFixture& f, const std::string& sha) {
+  store::NewPipeline p = f.Pipeline({Job("build")});
+  p.commit_sha = sha;
+  auto id = f.pipelines.Create(p);
+  REQUIRE(id.ok());
+  return *id;
+}
+
 TEST_CASE("status outbox: a new pipeline is due once; each state change once more", "[db]") {
   DbFixture f;
   TurnOn(f);
@@ -31,8 +48,9 @@ TEST_CASE("status outbox: a new pipeline is due once; each state change once mor
   auto due = outbox.Claim(10);
   REQUIRE(due.ok());
   REQUIRE(due->size() == 1);
-  const store::DueStatus& d = (*due)[0];
+  const store::DueStatus d = (*due)[0];
   CHECK(d.pipeline_id == pid);
+  CHECK(d.repo_id == f.repo_id);
   CHECK(d.state == "running");
   CHECK(d.commit_sha == kSha);
   CHECK(d.repo_name == "acme/app");
@@ -41,8 +59,12 @@ TEST_CASE("status outbox: a new pipeline is due once; each state change once mor
   CHECK(d.token_sealed == std::string("sealed-bytes\x01\x02"));
   CHECK(d.repository == "");
   CHECK(d.context == "ci/assay");
-  CHECK(f.One("SELECT status_reported FROM pipelines WHERE id = " + std::to_string(pid)) ==
-        "running");
+  // Claimed is not done: nobody else may take it, and it stays queued until completed.
+  CHECK(outbox.Claim(10)->empty());
+  CHECK(f.Count("SELECT count(*) FROM commit_status_outbox") == 1);
+  CHECK(*outbox.Renew(d) == store::LeaseCheck::kHeld);
+  CHECK(*outbox.Complete(d));
+  CHECK(f.Count("SELECT count(*) FROM commit_status_outbox") == 0);
   CHECK(outbox.Claim(10)->empty());
 
   REQUIRE(f.pipelines.Cancel(pid).ok());
@@ -50,6 +72,7 @@ TEST_CASE("status outbox: a new pipeline is due once; each state change once mor
   REQUIRE(due.ok());
   REQUIRE(due->size() == 1);
   CHECK((*due)[0].state == "canceled");
+  CHECK((*due)[0].outbox_id > d.outbox_id);
   CHECK(outbox.Claim(10)->empty());
 }
 
@@ -57,13 +80,10 @@ TEST_CASE("status outbox: pipelines of repos with reporting off are never due", 
   DbFixture f;
   store::StatusOutbox outbox(&f.db);
   int64_t pid = f.CreatePipeline({Job("build")});
-  CHECK(f.One("SELECT status_reported FROM pipelines WHERE id = " + std::to_string(pid)) ==
-        "running");
   CHECK(outbox.Claim(10)->empty());
   REQUIRE(f.pipelines.Cancel(pid).ok());
   CHECK(outbox.Claim(10)->empty());
-  CHECK(f.Count("SELECT count(*) FROM pipelines WHERE status_reported IS DISTINCT FROM state") ==
-        0);
+  CHECK(f.Count("SELECT count(*) FROM commit_status_outbox") == 0);
   // Turning reporting on later reports only what changes afterwards.
   int64_t second = f.CreatePipeline({Job("build")});
   TurnOn(f);
@@ -77,34 +97,117 @@ TEST_CASE("status outbox: pipelines of repos with reporting off are never due", 
   CHECK((*due)[0].api_url == "https://api.github.com");
 }
 
+TEST_CASE("status outbox: a state queued behind a claim waits for it, then supersedes it",
+          "[db]") {
+  DbFixture f;
+  TurnOn(f);
+  store::StatusOutbox outbox(&f.db);
+  // Ended before anything was claimed: only the final state is sent.
+  int64_t early = PipelineOn(f, ShaOf(1));
+  REQUIRE(f.pipelines.Cancel(early).ok());
+  int64_t pid = PipelineOn(f, ShaOf(2));
+  auto due = outbox.Claim(10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 2);
+  std::map<int64_t, store::DueStatus> by_pipeline;
+  for (const auto& d : *due) by_pipeline[d.pipeline_id] = d;
+  CHECK(by_pipeline[early].state == "canceled");
+  CHECK(f.Count("SELECT count(*) FROM commit_status_outbox WHERE pipeline_id = " +
+                std::to_string(early)) == 1);
+  const store::DueStatus running = by_pipeline[pid];
+  CHECK(running.state == "running");
+
+  REQUIRE(f.pipelines.Cancel(pid).ok());
+  CHECK(outbox.Claim(10)->empty());  // the commit is held by `running`'s claim
+  CHECK(*outbox.Renew(running) == store::LeaseCheck::kSuperseded);
+  CHECK(*outbox.Complete(running));
+  due = outbox.Claim(10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 1);
+  CHECK((*due)[0].pipeline_id == pid);
+  CHECK((*due)[0].state == "canceled");
+}
+
+TEST_CASE("status outbox: a lease that ran out is claimed again; the late holder is fenced",
+          "[db]") {
+  DbFixture f;
+  TurnOn(f);
+  store::Db db2(f.tdb.dsn(), 1);
+  store::StatusOutbox a(&f.db), b(&db2);
+  f.CreatePipeline({Job("build")});
+  auto first = a.Claim(10);
+  REQUIRE(first->size() == 1);
+  CHECK(b.Claim(10)->empty());
+  f.Exec("UPDATE commit_status_commits SET leased_until = now() - interval '1 second'");
+  auto second = b.Claim(10);
+  REQUIRE(second->size() == 1);
+  CHECK((*second)[0].outbox_id == (*first)[0].outbox_id);
+  CHECK((*second)[0].lease_token != (*first)[0].lease_token);
+  CHECK(*a.Renew((*first)[0]) == store::LeaseCheck::kLost);
+  CHECK(*a.Complete((*first)[0]) == false);
+  CHECK(a.Release((*first)[0]).ok());  // a no-op: b holds it
+  CHECK(*b.Renew((*second)[0]) == store::LeaseCheck::kHeld);
+  CHECK(*b.Complete((*second)[0]));
+  CHECK(f.Count("SELECT count(*) FROM commit_status_outbox") == 0);
+}
+
+TEST_CASE("status outbox: a released claim is claimed again at once", "[db]") {
+  DbFixture f;
+  TurnOn(f);
+  store::StatusOutbox outbox(&f.db);
+  f.CreatePipeline({Job("build")});
+  auto first = outbox.Claim(10);
+  REQUIRE(first->size() == 1);
+  REQUIRE(outbox.Release((*first)[0]).ok());
+  auto again = outbox.Claim(10);
+  REQUIRE(again->size() == 1);
+  CHECK((*again)[0].outbox_id == (*first)[0].outbox_id);
+  CHECK(*outbox.Renew((*first)[0]) == store::LeaseCheck::kLost);
+}
+
+TEST_CASE("status outbox: a state older than the delivered one is never sent", "[db]") {
+  DbFixture f;
+  TurnOn(f);
+  store::StatusOutbox outbox(&f.db);
+  int64_t pid = f.CreatePipeline({Job("build")});
+  auto due = outbox.Claim(10);
+  REQUIRE(due->size() == 1);
+  REQUIRE(*outbox.Complete((*due)[0]));
+  // A transaction that took its id before the delivered state's but committed after it.
+  f.Exec("INSERT INTO commit_status_outbox (id, pipeline_id, repo_id, commit_sha, state) "
+         "VALUES (" + std::to_string((*due)[0].outbox_id - 1) + ", " + std::to_string(pid) +
+         ", " + std::to_string(f.repo_id) + ", '" + kSha + "', 'running')");
+  CHECK(outbox.Claim(10)->empty());
+  CHECK(f.Count("SELECT count(*) FROM commit_status_outbox") == 0);
+}
+
 TEST_CASE("status outbox: a row locked elsewhere is skipped, not waited for", "[db]") {
   DbFixture f;
   TurnOn(f);
   store::StatusOutbox outbox(&f.db);
-  int64_t p1 = f.CreatePipeline({Job("build")});
-  store::NewPipeline second = f.Pipeline({Job("build")});
-  auto p2 = f.pipelines.Create(second);
-  REQUIRE(p2.ok());
+  PipelineOn(f, ShaOf(1));
+  PipelineOn(f, ShaOf(2));
   {
-    pqxx::work tx(f.raw);  // another replica (or the dispatcher) holds p1's row lock
-    tx.exec("SELECT 1 FROM pipelines WHERE id = " + std::to_string(p1) + " FOR UPDATE");
+    pqxx::work tx(f.raw);  // another replica holds the first commit's row lock
+    tx.exec("SELECT 1 FROM commit_status_commits WHERE commit_sha = '" + ShaOf(1) +
+            "' FOR UPDATE");
     auto due = outbox.Claim(10);
     REQUIRE(due.ok());
     REQUIRE(due->size() == 1);
-    CHECK((*due)[0].pipeline_id == *p2);
+    CHECK((*due)[0].commit_sha == ShaOf(2));
     tx.commit();
   }
   auto due = outbox.Claim(10);
   REQUIRE(due.ok());
   REQUIRE(due->size() == 1);
-  CHECK((*due)[0].pipeline_id == p1);
+  CHECK((*due)[0].commit_sha == ShaOf(1));
 }
 
-TEST_CASE("status outbox: concurrent claimers split the due pipelines, none twice", "[db]") {
+TEST_CASE("status outbox: concurrent claimers split the due commits, none twice", "[db]") {
   DbFixture f;
   TurnOn(f);
   std::set<int64_t> created;
-  for (int i = 0; i < 60; ++i) created.insert(f.CreatePipeline({Job("build")}));
+  for (int i = 0; i < 60; ++i) created.insert(PipelineOn(f, ShaOf(i + 1)));
   store::Db db2(f.tdb.dsn(), 2);
   store::StatusOutbox a(&f.db), b(&db2);
   std::vector<int64_t> got_a, got_b;
@@ -181,6 +284,37 @@ TEST_CASE("migration 0004: pipelines from before it are not reported", "[db]") {
   store::Db db(tdb.dsn(), 1);
   store::StatusOutbox outbox(&db);
   CHECK(outbox.Claim(10)->empty());
+}
+
+TEST_CASE("migration 0006: what 0004 had not handed over is still due", "[db]") {
+  testing::TestDatabase tdb(false);
+  pqxx::connection c(tdb.dsn());
+  std::vector<store::Migration> first;
+  for (const auto& m : store::EmbeddedMigrations()) {
+    if (m.version < 6) first.push_back(m);
+  }
+  REQUIRE(store::ApplyMigrations(c, first).ok());
+  {
+    pqxx::work tx(c);
+    tx.exec("INSERT INTO repos (name, provider, clone_url, status_api_url, status_token_enc) "
+            "VALUES ('a/b', 'github', 'x', 'https://api.github.com', 'sealed')");
+    tx.exec(std::string("INSERT INTO pipelines (repo_id, event, ref, commit_sha, state) VALUES "
+                        "(1, 'push', 'refs/heads/main', '") +
+            kSha + "', 'running')");  // due
+    tx.exec(std::string("INSERT INTO pipelines (repo_id, event, ref, commit_sha, state) VALUES "
+                        "(1, 'push', 'refs/heads/main', '") +
+            ShaOf(7) + "', 'running')");
+    tx.exec("UPDATE pipelines SET status_reported = state WHERE id = 2");  // handed over
+    tx.commit();
+  }
+  REQUIRE(store::ApplyMigrations(c, store::EmbeddedMigrations()).ok());
+  store::Db db(tdb.dsn(), 1);
+  store::StatusOutbox outbox(&db);
+  auto due = outbox.Claim(10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 1);
+  CHECK((*due)[0].pipeline_id == 1);
+  CHECK((*due)[0].state == "running");
 }
 
 }  // namespace

@@ -240,6 +240,47 @@ TEST_CASE("notifier: 4xx is not retried, 429 is, attempts are bounded", "[unit][
   }
 }
 
+TEST_CASE("notifier: each posted status's hooks learn how it ended", "[unit][forge]") {
+  using Outcome = CommitStatusNotifier::Outcome;
+  std::mutex mu;
+  std::vector<std::string> log;  // what the hooks saw, in order
+  auto hooks = [&](const std::string& name, int allowed_attempts) {
+    auto attempts = std::make_shared<int>(0);
+    CommitStatusNotifier::Hooks h;
+    h.before_attempt = [&, name, attempts, allowed_attempts] {
+      std::lock_guard<std::mutex> lock(mu);
+      log.push_back(name + " attempt");
+      return ++*attempts <= allowed_attempts;
+    };
+    h.done = [&, name](Outcome o) {
+      std::lock_guard<std::mutex> lock(mu);
+      const char* words[] = {"delivered", "refused", "gave up", "dropped", "skipped"};
+      log.push_back(name + " " + words[static_cast<int>(o)]);
+    };
+    return h;
+  };
+  // Answers: a: 201; b: 404; c: 503, 503; d: 503, then not allowed again.
+  Recorder rec({201, 404, 503, 503, 503});
+  auto o = FastOptions();
+  o.max_attempts = 2;
+  CommitStatusNotifier n(o);
+  n.Post(Status("github", rec.base()), hooks("a", 10));
+  n.Post(Status("github", rec.base()), hooks("b", 10));
+  n.Post(Status("github", rec.base()), hooks("c", 10));
+  n.Post(Status("github", rec.base()), hooks("d", 1));
+  n.Stop(absl::Seconds(30));
+  n.Post(Status("github", rec.base()), hooks("e", 10));  // after Stop
+  CHECK(log == std::vector<std::string>{"a attempt", "a delivered", "b attempt", "b refused",
+                                        "c attempt", "c attempt", "c gave up", "d attempt",
+                                        "d attempt", "d skipped", "e dropped"});
+  CHECK(rec.requests().size() == 5);
+  auto st = n.stats();
+  CHECK(st.delivered == 1);
+  CHECK(st.failed == 2);
+  CHECK(st.skipped == 1);
+  CHECK(st.dropped == 1);
+}
+
 TEST_CASE("notifier: connection errors are retried; invalid statuses fail", "[unit][forge]") {
   std::string dead;
   {
