@@ -2,7 +2,7 @@
 // again mid-run. Afterwards dispatching resumes, every job succeeds exactly once, and every log
 // holds every line exactly once (chunks sent while the database was down are not lost).
 //
-// The test runs its own PostgreSQL (tests/support/local_postgres.h): it stops the server it
+// The test runs its own PostgreSQL (tests/support/pg_server.h): it stops the server it
 // uses, which must not be the tier's shared one.
 
 #include <cstdlib>
@@ -11,7 +11,7 @@
 #include <string>
 
 #include "tests/e2e/e2e.h"
-#include "tests/support/local_postgres.h"
+#include "tests/support/pg_server.h"
 
 namespace assay::e2e {
 namespace {
@@ -29,32 +29,13 @@ std::string ExpectedLog(int i) {
   return out;
 }
 
-// Points the test databases at `dsn` for this object's life (Cluster reads ASSAY_TEST_PG_DSN).
-class TestDsn {
- public:
-  explicit TestDsn(const std::string& dsn) {
-    if (const char* old = std::getenv("ASSAY_TEST_PG_DSN")) old_ = old;
-    ::setenv("ASSAY_TEST_PG_DSN", dsn.c_str(), 1);
-  }
-  ~TestDsn() {
-    if (old_) {
-      ::setenv("ASSAY_TEST_PG_DSN", old_->c_str(), 1);
-    } else {
-      ::unsetenv("ASSAY_TEST_PG_DSN");
-    }
-  }
-
- private:
-  std::optional<std::string> old_;
-};
-
 TEST_CASE("PostgreSQL killed and restarted mid-run: every job succeeds once, no log line lost",
           "[e2e][recovery]") {
-  testing::LocalPostgres pg;
-  MUST(pg.Start());
-  TestDsn use(pg.admin_dsn());
+  std::unique_ptr<testing::PgServer> pg = MUST(testing::PgServer::Create());
   {
-    Cluster c(Options({"--heartbeat-interval", "500ms"}));
+    ClusterOptions o = Options({"--heartbeat-interval", "500ms"});
+    o.admin_dsn = pg->admin_dsn();
+    Cluster c(o);
     MUST(c.StartServer());
     GitRepo repo = MakeRepo(c);
     MUST(c.StartAgent("a1", {"--slots", "3"}));
@@ -81,10 +62,10 @@ TEST_CASE("PostgreSQL killed and restarted mid-run: every job succeeds once, no 
     }));
     absl::SleepFor(absl::Seconds(1));  // the running jobs are mid-output
 
-    MUST(pg.StopImmediate());
+    MUST(pg->StopImmediate());
     // Jobs keep printing (and finishing) while the database is down.
     absl::SleepFor(absl::Seconds(3));
-    MUST(pg.Start());
+    MUST(pg->Start());
 
     MUST(c.WaitUntil(
         "the pipeline to finish",
@@ -116,11 +97,11 @@ TEST_CASE("PostgreSQL killed and restarted mid-run: every job succeeds once, no 
 TEST_CASE("PostgreSQL killed and restarted while a job prints: the lines printed meanwhile "
           "are kept",
           "[e2e][recovery]") {
-  testing::LocalPostgres pg;
-  MUST(pg.Start());
-  TestDsn use(pg.admin_dsn());
+  std::unique_ptr<testing::PgServer> pg = MUST(testing::PgServer::Create());
   {
-    Cluster c(Options({"--heartbeat-interval", "500ms"}));
+    ClusterOptions o = Options({"--heartbeat-interval", "500ms"});
+    o.admin_dsn = pg->admin_dsn();
+    Cluster c(o);
     MUST(c.StartServer());
     GitRepo repo = MakeRepo(c);
     MUST(c.StartAgent("a1"));
@@ -138,9 +119,9 @@ TEST_CASE("PostgreSQL killed and restarted while a job prints: the lines printed
       return started;
     }));
     absl::SleepFor(absl::Seconds(1));
-    MUST(pg.StopImmediate());
+    MUST(pg->StopImmediate());
     absl::SleepFor(absl::Seconds(3));
-    MUST(pg.Start());
+    MUST(pg->Start());
     json::object p = MUST(c.WaitForPipelineDone(pid));
     INFO(json::serialize(p) << "\n" << c.LogTails());
     CHECK(JsonString(p, "state") == "succeeded");
