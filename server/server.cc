@@ -134,7 +134,19 @@ absl::Status AssayServer::Start() {
   auto key = LoadOrCreateSecretKey(o.data_dir + "/secret.key");
   if (!key.ok()) return key.status();
 
-  m.db = std::make_unique<store::Db>(o.database_url, o.db_pool_size);
+  if (o.db_acquire_timeout <= absl::ZeroDuration() ||
+      o.db_connect_timeout <= absl::ZeroDuration() ||
+      o.db_statement_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--db-acquire-timeout and --db-connect-timeout must be positive, "
+        "--db-statement-timeout at least 0s");
+  }
+  store::DbOptions dbo;
+  dbo.max_size = o.db_pool_size;
+  dbo.acquire_timeout = o.db_acquire_timeout;
+  dbo.connect_timeout = o.db_connect_timeout;
+  dbo.statement_timeout = o.db_statement_timeout;
+  m.db = std::make_unique<store::Db>(o.database_url, dbo);
   {
     auto conn = m.db->Acquire();
     if (!conn.ok()) return conn.status();
@@ -203,7 +215,8 @@ absl::Status AssayServer::Start() {
   ASSAY_RETURN_IF_ERROR(m.http_server->Start());
 
   m.dispatcher->Start();
-  m.wakeups = std::make_unique<Wakeups>(o.database_url, m.dispatcher.get(), m.agents.get());
+  // The listener's own connection gets the pool's keepalives and timeouts too.
+  m.wakeups = std::make_unique<Wakeups>(m.db->dsn(), m.dispatcher.get(), m.agents.get());
   m.wakeups->Start();
   m.planner->Start();
   m.schedule_loop->Start();

@@ -24,6 +24,11 @@ struct ServerOptions {
   absl::Duration schedule_interval = absl::Seconds(15);  // the schedule loop's polling interval
   size_t body_limit = 25 * 1024 * 1024;
   int db_pool_size = 8;
+  // The pool's bounds (store::DbOptions): waiting for a free connection, connecting, and
+  // PostgreSQL's statement_timeout (zero: none). Values the database URL sets itself win.
+  absl::Duration db_acquire_timeout = absl::Seconds(10);
+  absl::Duration db_connect_timeout = absl::Seconds(10);
+  absl::Duration db_statement_timeout = absl::Seconds(60);
   // Commit statuses: the server's address as forges' users reach it, for target_url (empty:
   // none); a PEM file of extra CAs trusted for https forges; attempts and first backoff.
   std::string public_url;
