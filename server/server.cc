@@ -184,6 +184,8 @@ absl::Status AssayServer::Start() {
                    reporter->Kick();
                  }};
   pd.schedules = m.schedules.get();
+  pd.workers = o.planner_workers;
+  pd.manual_wait = o.manual_wait;
   m.planner = std::make_unique<Planner>(std::move(pd));
   m.schedule_loop = std::make_unique<ScheduleLoop>(
       ScheduleLoopDeps{m.schedules.get(), m.planner.get(), clock, o.schedule_interval});
@@ -212,13 +214,14 @@ absl::Status AssayServer::Start() {
   http::Router* router = m.router.get();
   m.http_server = std::make_unique<http::Server>(
       ho, [router](http::Request& req) { return router->Dispatch(req); });
+  // Before the HTTP server: a webhook or manual request may arrive as soon as it listens.
+  m.planner->Start();
   ASSAY_RETURN_IF_ERROR(m.http_server->Start());
 
   m.dispatcher->Start();
   // The listener's own connection gets the pool's keepalives and timeouts too.
   m.wakeups = std::make_unique<Wakeups>(m.db->dsn(), m.dispatcher.get(), m.agents.get());
   m.wakeups->Start();
-  m.planner->Start();
   m.schedule_loop->Start();
   m.status_reporter->Start();
   auto pending = m.deliveries->ListUnplanned();
