@@ -2,6 +2,7 @@
 
 #include <future>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/pipeline/cron.h"
@@ -42,6 +43,10 @@ absl::StatusOr<std::vector<int64_t>> ScheduleLoop::Tick() {
     std::future<absl::StatusOr<int64_t>> planned;
   };
   std::vector<Pending> pending;
+  // A schedule no longer due was planned elsewhere, or removed: forget its failures.
+  absl::flat_hash_set<int64_t> due_ids;
+  for (const store::ScheduleRow& s : *due) due_ids.insert(s.id);
+  absl::erase_if(retries_, [&](const auto& r) { return !due_ids.contains(r.first); });
   for (const store::ScheduleRow& s : *due) {
     if (auto it = retries_.find(s.id); it != retries_.end()) {
       if (it->second.slot != s.next_run_at) {
