@@ -37,6 +37,15 @@ int main(int argc, char** argv) {
        DurationIn(absl::Milliseconds(100), absl::Hours(1))},
       {"schedule-interval", "15s", "how often to look for due on.schedule entries", false, false,
        DurationIn(absl::Seconds(1), absl::Hours(24))},
+      {"db-acquire-timeout", "10s",
+       "a request that finds all pooled database connections in use fails after this wait",
+       false, false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
+      {"db-connect-timeout", "10s", "PostgreSQL connect timeout (unless the URL sets one)", false,
+       false, DurationIn(absl::Seconds(1), absl::Hours(1))},
+      {"db-statement-timeout", "60s",
+       "PostgreSQL statement_timeout of the server's connections, 0s for none (unless the URL's "
+       "options set one)",
+       false, false, DurationIn(absl::ZeroDuration(), absl::Hours(24))},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB", false, false,
        IntIn(1, 4096)},
       {"log-level", "info", "debug, info, warn or error", false, false,
@@ -73,9 +82,13 @@ int main(int argc, char** argv) {
   auto schedule_interval = cfg->GetDuration("schedule-interval");
   auto cs_attempts = cfg->GetInt("commit-status-attempts");
   auto cs_backoff = cfg->GetDuration("commit-status-backoff");
+  auto db_acquire = cfg->GetDuration("db-acquire-timeout");
+  auto db_connect = cfg->GetDuration("db-connect-timeout");
+  auto db_statement = cfg->GetDuration("db-statement-timeout");
   for (const absl::Status& s : {lease.status(), hb.status(), grace.status(), limit.status(),
                                 schedule_interval.status(), cs_attempts.status(),
-                                cs_backoff.status()}) {
+                                cs_backoff.status(), db_acquire.status(), db_connect.status(),
+                                db_statement.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -90,6 +103,9 @@ int main(int argc, char** argv) {
   o.commit_status_ca_file = cfg->Get("commit-status-ca-file");
   o.commit_status_attempts = static_cast<int>(*cs_attempts);
   o.commit_status_backoff = *cs_backoff;
+  o.db_acquire_timeout = *db_acquire;
+  o.db_connect_timeout = *db_connect;
+  o.db_statement_timeout = *db_statement;
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

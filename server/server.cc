@@ -136,7 +136,19 @@ absl::Status AssayServer::Start() {
   auto key = LoadOrCreateSecretKey(o.data_dir + "/secret.key");
   if (!key.ok()) return key.status();
 
-  m.db = std::make_unique<store::Db>(o.database_url, o.db_pool_size);
+  if (o.db_acquire_timeout <= absl::ZeroDuration() ||
+      o.db_connect_timeout <= absl::ZeroDuration() ||
+      o.db_statement_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--db-acquire-timeout and --db-connect-timeout must be positive, "
+        "--db-statement-timeout at least 0s");
+  }
+  store::DbOptions dbo;
+  dbo.max_size = o.db_pool_size;
+  dbo.acquire_timeout = o.db_acquire_timeout;
+  dbo.connect_timeout = o.db_connect_timeout;
+  dbo.statement_timeout = o.db_statement_timeout;
+  m.db = std::make_unique<store::Db>(o.database_url, dbo);
   {
     auto conn = m.db->Acquire();
     if (!conn.ok()) return conn.status();
@@ -174,6 +186,8 @@ absl::Status AssayServer::Start() {
                    reporter->Kick();
                  }};
   pd.schedules = m.schedules.get();
+  pd.workers = o.planner_workers;
+  pd.manual_wait = o.manual_wait;
   m.planner = std::make_unique<Planner>(std::move(pd));
   m.schedule_loop = std::make_unique<ScheduleLoop>(
       ScheduleLoopDeps{m.schedules.get(), m.planner.get(), clock, o.schedule_interval});
@@ -202,15 +216,17 @@ absl::Status AssayServer::Start() {
   http::Router* router = m.router.get();
   m.http_server = std::make_unique<http::Server>(
       ho, [router](http::Request& req) { return router->Dispatch(req); });
+  // Before the HTTP server: a webhook or manual request may arrive as soon as it listens.
+  m.planner->Start();
   ASSAY_RETURN_IF_ERROR(m.http_server->Start());
 
   m.dispatcher->Start();
-  m.listener = std::make_unique<store::Listener>(o.database_url);
+  // The listener's own connection gets the pool's keepalives and timeouts too.
+  m.listener = std::make_unique<store::Listener>(m.db->dsn());
   m.wakeups = std::make_unique<Wakeups>(m.listener.get(), m.dispatcher.get(), m.agents.get());
   m.status_reporter->Listen(m.listener.get());
   m.listener->Start();
   m.wakeups->Start();
-  m.planner->Start();
   m.schedule_loop->Start();
   m.status_reporter->Start();
   auto pending = m.deliveries->ListUnplanned();

@@ -22,8 +22,16 @@ struct ServerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(5);
   absl::Duration sweep_interval = absl::Seconds(1);
   absl::Duration schedule_interval = absl::Seconds(15);  // the schedule loop's polling interval
+  int planner_workers = 4;  // repositories fetched and planned at once
+  // How long POST /api/v1/repos/{id}/pipelines waits for its plan before answering 503.
+  absl::Duration manual_wait = absl::Seconds(20);
   size_t body_limit = 25 * 1024 * 1024;
   int db_pool_size = 8;
+  // The pool's bounds (store::DbOptions): waiting for a free connection, connecting, and
+  // PostgreSQL's statement_timeout (zero: none). Values the database URL sets itself win.
+  absl::Duration db_acquire_timeout = absl::Seconds(10);
+  absl::Duration db_connect_timeout = absl::Seconds(10);
+  absl::Duration db_statement_timeout = absl::Seconds(60);
   // Commit statuses: the server's address as forges' users reach it, for target_url (empty:
   // none); a PEM file of extra CAs trusted for https forges; attempts and first backoff.
   std::string public_url;

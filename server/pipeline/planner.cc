@@ -12,48 +12,68 @@
 
 namespace assay {
 
-Planner::Planner(PlannerDeps deps) : deps_(std::move(deps)) {}
+namespace {
+
+// The lane of deliveries whose repository is not known yet (repository ids start at 1).
+constexpr int64_t kIntakeLane = 0;
+
+// Worth trying again: the database (or the connection to it) may come back.
+bool IsTransient(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDeadlineExceeded ||
+         s.code() == absl::StatusCode::kAborted;
+}
+
+constexpr absl::Duration kFirstRetry = absl::Seconds(1);
+constexpr absl::Duration kLongestRetry = absl::Seconds(30);
+
+}  // namespace
+
+Planner::Planner(PlannerDeps deps) : deps_(std::move(deps)), lanes_(deps_.workers) {}
 
 Planner::~Planner() { Stop(); }
 
-void Planner::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Planner::Start() { lanes_.Start(); }
 
-void Planner::Stop() {
-  {
-    absl::MutexLock l(&mu_);
-    stopping_ = true;
-  }
-  if (thread_.joinable()) thread_.join();
-}
+void Planner::Stop() { lanes_.Stop(); }
 
 void Planner::Enqueue(int64_t delivery_id) {
-  absl::MutexLock l(&mu_);
-  queue_.push_back(delivery_id);
+  lanes_.Submit(kIntakeLane, {[this, delivery_id] { Route(delivery_id); }, [delivery_id] {
+                                LogInfo("planner", "delivery ", delivery_id,
+                                        " left for the next start (planner not running)");
+                              }});
 }
 
-void Planner::Loop() {
+void Planner::Route(int64_t delivery_id) {
+  absl::Duration wait = kFirstRetry;
   while (true) {
-    int64_t id = 0;
-    {
-      absl::MutexLock l(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (stopping_) return;
-      id = queue_.front();
-      queue_.pop_front();
+    auto d = deps_.deliveries->Get(delivery_id);
+    if (d.ok()) {
+      if (d->state != "received") return;  // planned before
+      const int64_t repo_id = d->repo_id;
+      auto row = std::make_shared<const store::Delivery>(*std::move(d));
+      lanes_.Submit(repo_id, {[this, row] { PlanQueued(row); }, [delivery_id] {
+                                LogInfo("planner", "delivery ", delivery_id,
+                                        " left for the next start (planner stopping)");
+                              }});
+      return;
     }
-    auto r = PlanDelivery(id);
-    if (!r.ok()) {
-      // Transient (database down): the delivery stays 'received' and is planned again at
-      // the next start; retry once now after a pause so a blip does not strand it.
-      LogWarn("planner", "delivery ", id, ": ", r.status().ToString());
-      if (r.status().code() == absl::StatusCode::kUnavailable) {
-        absl::SleepFor(absl::Seconds(1));
-        Enqueue(id);
-      }
-    }
+    LogWarn("planner", "delivery ", delivery_id, ": ", d.status().ToString());
+    if (!IsTransient(d.status()) || lanes_.WaitForStop(wait)) return;
+    wait = std::min(2 * wait, kLongestRetry);
+  }
+}
+
+void Planner::PlanQueued(const std::shared_ptr<const store::Delivery>& d) {
+  absl::Duration wait = kFirstRetry;
+  absl::StatusOr<int64_t> r = PlanLoadedDelivery(*d);
+  while (!r.ok()) {
+    // Transient (database down): the delivery stays 'received'; try again after a pause, in
+    // place, so that the repository's later deliveries still come after it.
+    LogWarn("planner", "delivery ", d->id, ": ", r.status().ToString());
+    if (!IsTransient(r.status()) || lanes_.WaitForStop(wait)) return;
+    wait = std::min(2 * wait, kLongestRetry);
+    r = PlanDelivery(d->id);
   }
 }
 
@@ -181,6 +201,7 @@ absl::StatusOr<int64_t> Planner::Write(store::NewPipeline& p, const store::Repo&
   }
   auto id = deps_.pipelines->Create(p);
   if (!id.ok()) return id.status();
+  if (*id == 0) return 0;  // a schedule slot that is no longer due
   if (p.error.empty()) {
     LogInfo("planner", "pipeline ", *id, " (", p.event, ") for ", repo.name, " ", p.ref, " @ ",
             p.commit_sha.substr(0, 12), ": ", p.jobs.size(), " job(s)");
@@ -206,14 +227,19 @@ absl::StatusOr<int64_t> Planner::Write(store::NewPipeline& p, const store::Repo&
 absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
   auto d = deps_.deliveries->Get(delivery_id);
   if (!d.ok()) return d.status();
-  if (d->state != "received") return 0;  // planned before
-  auto ev = webhook::ParseDelivery(d->provider, d->event, d->delivery_id, d->body);
+  return PlanLoadedDelivery(*d);
+}
+
+absl::StatusOr<int64_t> Planner::PlanLoadedDelivery(const store::Delivery& d) {
+  const int64_t delivery_id = d.id;
+  if (d.state != "received") return 0;  // planned before
+  auto ev = webhook::ParseDelivery(d.provider, d.event, d.delivery_id, d.body);
   if (!ev.ok()) {
     auto s = deps_.deliveries->Finish(delivery_id, "failed", std::string(ev.status().message()));
     if (!s.ok()) return s;
     return 0;
   }
-  auto repo = deps_.repos->Get(d->repo_id);
+  auto repo = deps_.repos->Get(d.repo_id);
   if (!repo.ok()) return repo.status();
   // The forge knows the default branch best; learn it from any payload that names it.
   if (!ev->default_branch.empty() && ev->default_branch != repo->default_branch &&
@@ -283,9 +309,62 @@ absl::StatusOr<int64_t> Planner::PlanDelivery(int64_t delivery_id) {
   return Write(p, *repo, file.spec ? &*file.spec : nullptr, ctx);
 }
 
+// A PlanManual caller and the worker that plans for it. The caller gives up after manual_wait
+// unless the worker has started writing; the worker writes only if the caller has not given up.
+// So either the caller gets the pipeline, or nothing is written.
+struct Planner::ManualCall {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  bool abandoned ABSL_GUARDED_BY(mu) = false;
+  bool writing ABSL_GUARDED_BY(mu) = false;
+  absl::StatusOr<int64_t> result ABSL_GUARDED_BY(mu) = absl::UnknownError("not planned");
+
+  void Finish(absl::StatusOr<int64_t> r) {
+    absl::MutexLock l(&mu);
+    result = std::move(r);
+    done = true;
+  }
+};
+
 absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
-                                            const std::optional<std::string>& branch_in,
+                                            const std::optional<std::string>& branch,
                                             const std::map<std::string, std::string>& inputs) {
+  auto call = std::make_shared<ManualCall>();
+  lanes_.Submit(repo_id,
+                {[this, call, repo_id, branch, inputs] {
+                   {
+                     absl::MutexLock l(&call->mu);
+                     if (call->abandoned) return;
+                   }
+                   auto may_write = [&call] {
+                     absl::MutexLock l(&call->mu);
+                     call->writing = !call->abandoned;
+                     return call->writing;
+                   };
+                   call->Finish(PlanManualNow(repo_id, branch, inputs, may_write));
+                 },
+                 [call] { call->Finish(absl::UnavailableError("the planner is not running")); }});
+  absl::MutexLock l(&call->mu);
+  auto done = [&call]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(call->mu) { return call->done; };
+  if (!call->mu.AwaitWithTimeout(absl::Condition(&done), deps_.manual_wait)) {
+    if (!call->writing) {
+      call->abandoned = true;
+      return absl::UnavailableError(absl::StrCat(
+          "planning a manual pipeline of repository ", repo_id, " did not finish within ",
+          absl::FormatDuration(deps_.manual_wait),
+          " (fetching the repository is slow, or its earlier work is); nothing was written: "
+          "try again later"));
+    }
+    // Writing has begun: one transaction, bounded by the database's statement_timeout.
+    call->mu.Await(absl::Condition(&done));
+  }
+  return call->result;
+}
+
+absl::StatusOr<int64_t> Planner::PlanManualNow(int64_t repo_id,
+                                               const std::optional<std::string>& branch_in,
+                                               const std::map<std::string, std::string>& inputs,
+                                               const std::function<bool()>& may_write) {
   auto repo = deps_.repos->Get(repo_id);
   if (!repo.ok()) return repo.status();
   const std::string branch = branch_in.value_or(repo->default_branch);
@@ -319,29 +398,61 @@ absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
   p.ref = absl::StrCat("refs/heads/", branch);
   p.commit_sha = *sha;
   p.inputs_json = InputsJson(*resolved);
+  if (!may_write()) {
+    LogInfo("planner", "manual pipeline of ", repo->name, " not written: its caller gave up");
+    return absl::CancelledError("the caller gave up");
+  }
   return Write(p, *repo, &*file.spec, ctx);
 }
 
-absl::StatusOr<int64_t> Planner::PlanSchedule(const store::ScheduleRow& s, absl::Time slot) {
+absl::StatusOr<int64_t> Planner::PlanSchedule(const store::ScheduleRow& s,
+                                              absl::Time next_run) {
   auto repo = deps_.repos->Get(s.repo_id);
   if (!repo.ok()) return repo.status();
   const std::string branch = s.branch.empty() ? repo->default_branch : s.branch;
   GitMirror* mirror = MirrorFor(*repo);
   auto sha = mirror->FetchBranchHead(branch);
-  if (!sha.ok()) return sha.status();
+  if (!sha.ok()) {
+    if (deps_.schedules == nullptr || (sha.status().code() != absl::StatusCode::kNotFound &&
+                                       sha.status().code() != absl::StatusCode::kInvalidArgument)) {
+      return sha.status();  // fetch failed: the slot stays due, the next pass tries again
+    }
+    // No such branch: trying again would not help. The slot is used up with no pipeline.
+    LogWarn("planner", "schedule ", s.id, " of ", repo->name, " skips its slot ",
+            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", s.next_run_at, absl::UTCTimeZone()), ": ",
+            sha.status().message());
+    auto claimed = deps_.schedules->Claim(s.id, s.next_run_at, next_run);
+    if (!claimed.ok()) return claimed.status();
+    return 0;
+  }
   store::NewPipeline p;
   p.repo_id = repo->id;
   p.event = "schedule";
   p.ref = absl::StrCat("refs/heads/", branch);
   p.commit_sha = *sha;
   p.schedule_id = s.id;
-  p.scheduled_for = slot;
+  p.scheduled_for = s.next_run_at;
+  p.claim_next_run = next_run;
   LoadedSpec file = LoadSpec(mirror, *sha);
   p.error = file.error;
   ExprContext ctx;
   ctx.branch = branch;
   ctx.event = "schedule";
   return Write(p, *repo, file.spec ? &*file.spec : nullptr, ctx);
+}
+
+std::future<absl::StatusOr<int64_t>> Planner::SubmitSchedule(const store::ScheduleRow& s,
+                                                             absl::Time next_run) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<int64_t>>>();
+  auto future = promise->get_future();
+  lanes_.Submit(s.repo_id, {[this, promise, s, next_run] {
+                              promise->set_value(PlanSchedule(s, next_run));
+                            },
+                            [promise] {
+                              promise->set_value(
+                                  absl::UnavailableError("the planner is not running"));
+                            }});
+  return future;
 }
 
 }  // namespace assay

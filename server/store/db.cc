@@ -1,5 +1,11 @@
 #include "server/store/db.h"
 
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
@@ -41,7 +47,73 @@ ConnLease::~ConnLease() {
   if (conn_ != nullptr && db_ != nullptr) db_->Release(std::move(conn_));
 }
 
-Db::Db(std::string dsn, int max_size) : dsn_(std::move(dsn)), max_size_(max_size) {}
+namespace {
+
+// A value in libpq's key=value syntax: single-quoted, with ' and \ escaped.
+std::string QuoteConnValue(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '\'';
+  return out;
+}
+
+int64_t WholeSeconds(absl::Duration d, int64_t at_least) {
+  return std::max(at_least, absl::ToInt64Seconds(d));
+}
+
+}  // namespace
+
+std::string WithConnectionDefaults(const std::string& dsn, const DbOptions& o) {
+  char* err = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &err);
+  if (parsed == nullptr) {
+    if (err != nullptr) PQfreemem(err);
+    return dsn;
+  }
+  // Only what the DSN sets has a value (PQconninfoParse fills in no defaults).
+  std::vector<std::pair<std::string, std::string>> set;
+  std::map<std::string, size_t> index;
+  for (PQconninfoOption* opt = parsed; opt->keyword != nullptr; ++opt) {
+    if (opt->val == nullptr) continue;
+    index[opt->keyword] = set.size();
+    set.emplace_back(opt->keyword, opt->val);
+  }
+  PQconninfoFree(parsed);
+  auto add = [&](const std::string& key, const std::string& value) {
+    if (index.contains(key)) return;
+    index[key] = set.size();
+    set.emplace_back(key, value);
+  };
+  add("connect_timeout", absl::StrCat(WholeSeconds(o.connect_timeout, 2)));
+  add("keepalives", "1");
+  add("keepalives_idle", absl::StrCat(WholeSeconds(o.keepalives_idle, 1)));
+  add("keepalives_interval", absl::StrCat(WholeSeconds(o.keepalives_interval, 1)));
+  add("keepalives_count", absl::StrCat(std::max(1, o.keepalives_count)));
+  const std::string timeout =
+      absl::StrCat("-c statement_timeout=", absl::ToInt64Milliseconds(o.statement_timeout));
+  if (auto it = index.find("options"); it == index.end()) {
+    add("options", timeout);
+  } else if (!absl::StrContains(set[it->second].second, "statement_timeout")) {
+    set[it->second].second = absl::StrCat(set[it->second].second, " ", timeout);
+  }
+  std::string out;
+  for (const auto& [k, v] : set) {
+    if (!out.empty()) out += ' ';
+    absl::StrAppend(&out, k, "=", QuoteConnValue(v));
+  }
+  return out;
+}
+
+Db::Db(std::string dsn, int max_size)
+    : Db(std::move(dsn), DbOptions{.max_size = max_size}) {}
+
+Db::Db(std::string dsn, DbOptions options)
+    : options_(std::move(options)),
+      dsn_(WithConnectionDefaults(dsn, options_)),
+      max_size_(options_.max_size) {}
 
 absl::StatusOr<ConnLease> Db::Acquire() {
   {
@@ -49,7 +121,14 @@ absl::StatusOr<ConnLease> Db::Acquire() {
     auto can_take = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !idle_.empty() || open_ < max_size_;
     };
-    mu_.Await(absl::Condition(&can_take));
+    // Why bounded: a leak or a stuck statement must show up as an error on the caller's
+    // request, not as every thread of the server blocked here for good.
+    if (!mu_.AwaitWithTimeout(absl::Condition(&can_take), options_.acquire_timeout)) {
+      return absl::UnavailableError(absl::StrCat(
+          "database pool '", options_.name, "': all ", max_size_,
+          " connections in use; waited ", absl::FormatDuration(options_.acquire_timeout),
+          " for one"));
+    }
     if (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
@@ -99,6 +178,11 @@ absl::Status InTransaction(Db& db,
   } catch (const pqxx::integrity_constraint_violation& e) {
     return absl::FailedPreconditionError(e.what());
   } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "57014") {  // query_canceled: statement_timeout (or a cancel request)
+      return absl::DeadlineExceededError(absl::StrCat(
+          "database statement canceled after statement_timeout (",
+          absl::FormatDuration(db.options().statement_timeout), "): ", e.what()));
+    }
     LogError("store", "query ", e.query().substr(0, 80), " failed: ", e.what());
     return absl::InternalError(absl::StrCat("database error: ", e.what()));
   } catch (const std::exception& e) {

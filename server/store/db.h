@@ -81,18 +81,49 @@ class ConnLease {
   std::unique_ptr<Connection> conn_;
 };
 
+// How a pool connects and how long it waits. Every PostgreSQL connection the pool opens
+// carries connect_timeout, statement_timeout (through `options`) and TCP keepalives, so a
+// dead server, a half-open connection or a runaway statement ends in an error instead of a
+// thread blocked for good (see WithConnectionDefaults).
+struct DbOptions {
+  std::string name = "main";  // names the pool in errors and logs
+  int max_size = 8;
+  // How long Acquire waits for a free connection when all max_size are in use.
+  absl::Duration acquire_timeout = absl::Seconds(10);
+  absl::Duration connect_timeout = absl::Seconds(10);  // whole seconds, at least 2 (libpq)
+  // Per statement, server side; zero: no limit. Generous: the slowest statement the server
+  // runs on a healthy database is far shorter.
+  absl::Duration statement_timeout = absl::Seconds(60);
+  absl::Duration keepalives_idle = absl::Seconds(30);      // first probe after this idle time
+  absl::Duration keepalives_interval = absl::Seconds(10);  // between unanswered probes
+  int keepalives_count = 3;                                // unanswered probes = dead
+};
+
+// `dsn` (key=value or postgresql:// URI) as a key=value string with connect_timeout,
+// keepalives=1, keepalives_idle, keepalives_interval, keepalives_count and, inside `options`,
+// `-c statement_timeout=MS` added — each only where the DSN does not already set it (a user's
+// own value is kept; a user's own `options` keep their flags and get statement_timeout
+// appended unless they set it). A DSN libpq cannot parse is returned unchanged, so that
+// connecting reports libpq's own error.
+std::string WithConnectionDefaults(const std::string& dsn, const DbOptions& options);
+
 // Thread-safe pool of at most `max_size` connections.
 class Db {
  public:
-  Db(std::string dsn, int max_size);
-  // kUnavailable when no connection can be made.
+  Db(std::string dsn, int max_size);  // DbOptions defaults, pool size `max_size`
+  Db(std::string dsn, DbOptions options);
+  // A pooled connection. kUnavailable when none is free within acquire_timeout ("database
+  // pool 'NAME': all N connections in use; waited 10s for one") or none can be made.
   absl::StatusOr<ConnLease> Acquire();
+  // The DSN every connection of this pool uses (WithConnectionDefaults of the given one).
   const std::string& dsn() const { return dsn_; }
+  const DbOptions& options() const { return options_; }
 
  private:
   friend class ConnLease;
   void Release(std::unique_ptr<Connection> c);
 
+  const DbOptions options_;
   const std::string dsn_;
   const int max_size_;
   absl::Mutex mu_;
@@ -103,7 +134,9 @@ class Db {
 // Runs `fn(tx, conn)` in a transaction on a pooled connection and commits; a libpqxx
 // exception becomes a Status (broken connection → kUnavailable, serialization/deadlock →
 // kAborted, constraint violation → kFailedPrecondition, other → kInternal) and the
-// transaction rolls back. `fn` returns a Status; a non-OK one rolls back too.
+// transaction rolls back. `fn` returns a Status; a non-OK one rolls back too. A statement
+// canceled by statement_timeout gives kDeadlineExceeded ("database statement canceled after
+// statement_timeout ...").
 absl::Status InTransaction(Db& db, const std::function<absl::Status(pqxx::work&, Connection&)>& fn);
 
 // Text helpers for values the store reads and writes.

@@ -18,6 +18,9 @@ absl::StatusOr<std::vector<int>> ApplyMigrations(pqxx::connection& conn,
   std::vector<int> applied;
   try {
     pqxx::work tx(conn);
+    // Why no limit: waiting for another server's migrations, or rewriting a big table, may
+    // take longer than the pool's statement_timeout.
+    tx.exec("SET LOCAL statement_timeout = 0");
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockKey) + ")");
     // The ledger itself is the one table created outside a numbered migration.
     tx.exec(

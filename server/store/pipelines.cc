@@ -24,6 +24,9 @@ constexpr Query kPipelineForDelivery{"pipeline_for_delivery",
 constexpr Query kPipelineForSlot{
     "pipeline_for_slot",
     "SELECT id FROM pipelines WHERE schedule_id = $1 AND scheduled_for = $2"};
+constexpr Query kClaimScheduleSlot{
+    "pipeline_claim_schedule_slot",
+    "UPDATE schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2 RETURNING id"};
 constexpr Query kSupersededPipelines{
     "pipeline_superseded",
     "SELECT id FROM pipelines WHERE repo_id = $1 AND ref = $2 AND event = 'push' AND "
@@ -249,6 +252,12 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
   int64_t id = 0;
   absl::Time now = clock_->Now();
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    if (p.claim_next_run && p.schedule_id && p.scheduled_for &&
+        Exec(tx, c, kClaimScheduleSlot, {*p.schedule_id, *p.scheduled_for, *p.claim_next_run})
+            .empty()) {
+      id = 0;  // Why first: the schedule's row lock orders two callers racing for one slot.
+      return absl::OkStatus();
+    }
     bool error = !p.error.empty() || p.jobs.empty();
     auto res = Exec(tx, c, kInsertPipeline,
                     {p.repo_id, Param::Opt(p.delivery_id), p.event, p.ref, p.commit_sha,

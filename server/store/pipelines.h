@@ -43,6 +43,11 @@ struct NewPipeline {
   // A scheduled pipeline: its schedule and slot. At most one pipeline per (schedule, slot).
   std::optional<int64_t> schedule_id;
   std::optional<absl::Time> scheduled_for;
+  // With schedule_id and scheduled_for: Create claims the slot in its own transaction, moving
+  // the schedule's next_run_at from scheduled_for to this. When next_run_at is no longer
+  // scheduled_for (another caller claimed the slot, or the schedule was replaced or removed),
+  // nothing is written and Create returns 0.
+  std::optional<absl::Time> claim_next_run;
 };
 
 struct JobRow {
@@ -90,7 +95,7 @@ class PipelineStore {
   PipelineStore(Db* db, const Clock* clock) : db_(db), clock_(clock) {}
   // Writes the pipeline, its jobs and their needs, and marks the delivery (if any) processed.
   // Returns the pipeline id. If the delivery (or the schedule slot) already has a pipeline,
-  // returns that one's id.
+  // returns that one's id. 0 when p.claim_next_run is set and the slot is no longer due.
   absl::StatusOr<int64_t> Create(const NewPipeline& p);
   absl::StatusOr<std::vector<PipelineRow>> List(std::optional<std::string> repo, int limit);
   absl::StatusOr<PipelineRow> Get(int64_t id);

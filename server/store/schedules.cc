@@ -10,7 +10,11 @@ namespace {
 
 #define SCHEDULE_COLUMNS "id, repo_id, cron, branch, " ASSAY_EPOCH_US("next_run_at")
 
-constexpr Query kLockRepo{"schedule_lock_repo", "SELECT id FROM repos WHERE id = $1 FOR UPDATE"};
+// Why NO KEY UPDATE: it serializes two replacements, yet does not block the key-share lock that
+// inserting a pipeline takes on its repo (a scheduled pipeline's insert holds its schedule's
+// row lock, which Replace's DELETE waits for: FOR UPDATE here would deadlock with it).
+constexpr Query kLockRepo{"schedule_lock_repo",
+                          "SELECT id FROM repos WHERE id = $1 FOR NO KEY UPDATE"};
 constexpr Query kListSchedules{"schedule_list", "SELECT " SCHEDULE_COLUMNS
                                                 " FROM schedules WHERE repo_id = $1 ORDER BY id"};
 constexpr Query kInsertSchedule{

@@ -1,7 +1,9 @@
 #pragma once
 // The repository schedules (on.schedule of the default branch's .assay.yml) and their claiming.
-// A due schedule is claimed by moving its next_run_at with a conditional UPDATE: of several
-// loops (one per server replica) on one database, exactly one wins each slot.
+// A due schedule is claimed by moving its next_run_at with a conditional UPDATE (Claim here, or
+// PipelineStore::Create with claim_next_run, in the transaction that writes the slot's
+// pipeline): of several loops (one per server replica) on one database, exactly one wins each
+// slot.
 // *db and *clock must outlive the store.
 
 #include <optional>
@@ -43,7 +45,8 @@ class ScheduleStore {
   // Every schedule whose next_run_at is at or before `now`, earliest first.
   absl::StatusOr<std::vector<ScheduleRow>> Due(absl::Time now);
   // Moves next_run_at from `expected` to `next`, only if it still is `expected`. True when this
-  // caller made the move (and so owns the slot `expected`).
+  // caller made the move (and so owns the slot `expected`). For a slot used up without a
+  // pipeline; a slot with a pipeline is claimed by PipelineStore::Create.
   absl::StatusOr<bool> Claim(int64_t id, absl::Time expected, absl::Time next);
 
  private:

@@ -60,6 +60,7 @@ struct World : dbtest::DbFixture {
     REQUIRE(created.ok());
     repo = created->id;
     planner = MakePlanner(&schedules, dir + "/mirrors");
+    planner->Start();
     loop = std::make_unique<ScheduleLoop>(
         ScheduleLoopDeps{&schedules, planner.get(), &clock, absl::Milliseconds(10)});
   }
@@ -207,6 +208,67 @@ TEST_CASE("schedules: month ends and catch-up after downtime fire once", "[db][t
   CHECK(w.ScheduleRows() == Rows{{"0 3 31 * *", "", "2024-08-31 03:00:00"}});
 }
 
+TEST_CASE("schedules: a slot whose fetch fails stays due and a later pass plans it exactly "
+          "once; a missing branch uses its slot up with no pipeline",
+          "[db][triggers]") {
+  World w(Utc(2024, 1, 30, 12, 0));
+  const std::string sha =
+      w.Push(Schedule("    - cron: '0 3 * * *'\n    - {cron: '0 3 * * *', branch: gone}\n"));
+  const Rows due = {{"0 3 * * *", "", "2024-01-31 03:00:00"},
+                    {"0 3 * * *", "gone", "2024-01-31 03:00:00"}};
+  REQUIRE(w.ScheduleRows() == due);
+  // The repository cannot be fetched when the slot comes: nothing is planned or claimed.
+  const std::string repo_dir = w.dir + "/repo";
+  std::filesystem::rename(repo_dir, repo_dir + ".away");
+  w.clock.Advance(Utc(2024, 1, 31, 3, 0) - w.clock.Now());
+  CHECK(w.Tick().empty());
+  CHECK(w.Pipelines().empty());
+  CHECK(w.ScheduleRows() == due);
+  // It can again a minute later: the same slot is planned, once; the missing branch's slot is
+  // used up without a pipeline.
+  std::filesystem::rename(repo_dir + ".away", repo_dir);
+  w.clock.Advance(absl::Minutes(1));
+  std::vector<int64_t> fired = w.Tick();
+  CHECK(fired.size() == 1);
+  CHECK(w.Tick().empty());
+  CHECK(w.Pipelines() == Rows{{"schedule", "refs/heads/main", sha, "running", "2024-01-31 03:00"}});
+  CHECK(w.ScheduleRows() == Rows{{"0 3 * * *", "", "2024-02-01 03:00:00"},
+                                 {"0 3 * * *", "gone", "2024-02-01 03:00:00"}});
+}
+
+TEST_CASE("schedules: a failing slot is tried again after the interval, then after twice as "
+          "long",
+          "[db][triggers]") {
+  World w(Utc(2024, 1, 30, 12, 0));
+  w.Push(Schedule("    - cron: '0 3 * * *'\n"));
+  ScheduleLoop loop(ScheduleLoopDeps{&w.schedules, w.planner.get(), &w.clock, absl::Minutes(1),
+                                     absl::Minutes(10)});
+  auto tick = [&loop] {
+    auto fired = loop.Tick();
+    REQUIRE(fired.ok());
+    return fired->size();
+  };
+  const std::string repo_dir = w.dir + "/repo";
+  std::filesystem::rename(repo_dir, repo_dir + ".away");
+  w.clock.Advance(Utc(2024, 1, 31, 3, 0) - w.clock.Now());
+  CHECK(tick() == 0);  // fails; next try at 03:01
+  w.clock.Advance(absl::Seconds(59));
+  std::filesystem::rename(repo_dir + ".away", repo_dir);
+  CHECK(tick() == 0);  // 03:00:59: not tried, though it would work now
+  std::filesystem::rename(repo_dir, repo_dir + ".away");
+  w.clock.Advance(absl::Seconds(1));
+  CHECK(tick() == 0);  // 03:01: fails again; next try at 03:03
+  std::filesystem::rename(repo_dir + ".away", repo_dir);
+  w.clock.Advance(absl::Minutes(1));
+  CHECK(tick() == 0);  // 03:02: not tried
+  CHECK(w.Pipelines().empty());
+  w.clock.Advance(absl::Minutes(1));
+  CHECK(tick() == 1);  // 03:03
+  CHECK(w.Query("SELECT to_char(scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM "
+                "pipelines") == Rows{{"2024-01-31 03:00"}});
+  CHECK(w.ScheduleRows() == Rows{{"0 3 * * *", "", "2024-02-01 03:00:00"}});
+}
+
 TEST_CASE("schedules: two loops on one database fire each slot once", "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
   w.Push(Schedule("    - cron: '*/5 * * * *'\n    - cron: '0 * * * *'\n"));
@@ -220,6 +282,7 @@ TEST_CASE("schedules: two loops on one database fire each slot once", "[db][trig
   PlannerDeps d2{&deliveries2, &pipelines2, &repos2, w.dir + "/mirrors2", nullptr};
   d2.schedules = &schedules2;
   Planner planner2(std::move(d2));
+  planner2.Start();
   ScheduleLoop loop2(ScheduleLoopDeps{&schedules2, &planner2, &w.clock, absl::Seconds(1)});
 
   size_t total = 0;
