@@ -275,6 +275,14 @@ absl::StatusOr<int64_t> Planner::PlanLoadedDelivery(const store::Delivery& d) {
   absl::Status fetched =
       pr ? mirror->EnsureCommitAt(ev->after, ev->ref) : mirror->EnsureCommit(ev->after);
   LoadedSpec file;
+  if (!fetched.ok() && fetched.code() != absl::StatusCode::kNotFound &&
+      fetched.code() != absl::StatusCode::kInvalidArgument &&
+      d.age < deps_.fetch_retry_window) {
+    // Nothing written: the delivery stays 'received' and its lane tries again with backoff.
+    return absl::UnavailableError(absl::StrCat("delivery ", delivery_id, " (received ",
+                                               absl::FormatDuration(d.age), " ago) waits: ",
+                                               std::string(fetched.message())));
+  }
   if (!fetched.ok()) {
     p.error = absl::StrCat("cannot fetch commit ", ev->after, " from ", repo->clone_url, ": ",
                            std::string(fetched.message()));

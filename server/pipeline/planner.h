@@ -48,6 +48,10 @@ struct PlannerDeps {
   int workers = 4;  // repositories planned at once
   // How long PlanManual waits for its turn and its fetch before giving up (writing nothing).
   absl::Duration manual_wait = absl::Seconds(20);
+  // A delivery whose commit cannot be fetched for a reason that may pass (the forge is down,
+  // this server's disk is full) is tried again, with backoff, until it is this old; then it
+  // becomes an error pipeline naming the cause. A commit that does not exist fails at once.
+  absl::Duration fetch_retry_window = absl::Minutes(10);
 };
 
 class Planner {

@@ -5,20 +5,21 @@
 namespace assay::store {
 namespace {
 
-constexpr Query kInsert{
+const Query kInsert{
     "delivery_insert",
     "INSERT INTO webhook_deliveries (provider, delivery_id, event, repo_id, headers, body, state, "
     "message, processed_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, nullif($8, ''), "
     "CASE WHEN $7 = 'received' THEN NULL ELSE now() END) "
     "ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id"};
-constexpr Query kFindExisting{
+const Query kFindExisting{
     "delivery_find", "SELECT id FROM webhook_deliveries WHERE provider = $1 AND delivery_id = $2"};
-constexpr Query kGet{"delivery_get",
+const Query kGet{"delivery_get",
                      "SELECT id, provider, delivery_id, event, state, coalesce(message, ''), "
-                     "repo_id, body FROM webhook_deliveries WHERE id = $1"};
-constexpr Query kUnplanned{"delivery_unplanned",
+                     "repo_id, body, (extract(epoch from now() - received_at) * 1000000)::bigint "
+                     "FROM webhook_deliveries WHERE id = $1"};
+const Query kUnplanned{"delivery_unplanned",
                            "SELECT id FROM webhook_deliveries WHERE state = 'received' ORDER BY id"};
-constexpr Query kFinish{"delivery_finish",
+const Query kFinish{"delivery_finish",
                         "UPDATE webhook_deliveries SET state = $2, message = $3, processed_at = "
                         "now() WHERE id = $1 AND state = 'received'"};
 
@@ -58,6 +59,7 @@ absl::StatusOr<Delivery> DeliveryStore::Get(int64_t id) {
     d.message = r[5].as<std::string>();
     d.repo_id = r[6].as<int64_t>();
     d.body = BytesOf(r[7]);
+    d.age = absl::Microseconds(r[8].as<int64_t>());
     out = std::move(d);
     return absl::OkStatus();
   });

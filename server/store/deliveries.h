@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/store/db.h"
 
 namespace assay::store {
@@ -24,6 +25,7 @@ struct Delivery {
   std::string provider, delivery_id, event, state, message;
   int64_t repo_id = 0;
   std::string body;
+  absl::Duration age;  // since it was received, by the database's clock
 };
 
 struct InsertResult {

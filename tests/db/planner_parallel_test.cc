@@ -47,12 +47,14 @@ struct TwoRepos : dbtest::DbFixture {
   std::unique_ptr<Planner> planner;
   int sent = 0;
 
-  explicit TwoRepos(absl::Duration manual_wait = absl::Seconds(20)) {
+  explicit TwoRepos(absl::Duration manual_wait = absl::Seconds(20),
+                    absl::Duration fetch_retry_window = absl::Minutes(10)) {
     slow = AddRepo("acme/slow", slow_git.clone_url());
     fast = AddRepo("acme/fast", fast_git.clone_url());
     GateMirror(slow);
     PlannerDeps d{&deliveries, &pipelines, &repos, dir + "/mirrors", nullptr};
     d.manual_wait = manual_wait;
+    d.fetch_retry_window = fetch_retry_window;
     planner = std::make_unique<Planner>(std::move(d));
     planner->Start();
   }
@@ -106,6 +108,22 @@ struct TwoRepos : dbtest::DbFixture {
     return Exists(dir + "/started");
   }
   void Open() { std::ofstream(dir + "/open").put('\n'); }
+
+  // Makes the slow repository's fetches fail at once, as on a full disk, until Open(); each
+  // try appends a line to dir/attempts.
+  void FailUntilOpen() {
+    std::ofstream out(dir + "/gated-upload-pack");
+    out << "#!/bin/sh\necho try >> '" << dir << "/attempts'\n"
+        << "if [ ! -e '" << dir << "/open' ]; then echo 'fatal: No space left on device' >&2; "
+        << "exit 1; fi\nexec git upload-pack \"$@\"\n";
+  }
+  int Attempts() {
+    std::ifstream in(dir + "/attempts");
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) ++n;
+    return n;
+  }
 
   // A stored GitHub push of `sha` to `branch` of `repo`; returns the delivery's id.
   int64_t Deliver(int64_t repo, const testing::GitRepo& git, const std::string& sha,
@@ -229,3 +247,41 @@ TEST_CASE("planner: a manual request whose repository hangs is answered after ma
 
 }  // namespace
 }  // namespace assay
+
+TEST_CASE("planner: a fetch that fails for a reason that can pass is tried again, and the push "
+          "is planned once it works",
+          "[db][planner]") {
+  TwoRepos t;
+  t.FailUntilOpen();
+  const std::string sha = *t.slow_git.Commit({{".assay.yml", kFile}});
+  const int64_t delivery = t.Deliver(t.slow, t.slow_git, sha);
+  t.planner->Enqueue(delivery);
+  // The first try and one retry (1 s later) failed; nothing was written.
+  const absl::Time deadline = absl::Now() + kBound;
+  while (t.Attempts() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  REQUIRE(t.Attempts() >= 2);
+  CHECK(t.Count(t.PipelinesOf(t.slow)) == 0);
+  CHECK(t.One(absl::StrCat("SELECT state FROM webhook_deliveries WHERE id = ", delivery)) ==
+        "received");
+  t.Open();
+  REQUIRE(t.WaitCount(t.PipelinesOf(t.slow), 1));
+  CHECK(t.Query("SELECT delivery_id, commit_sha, state, coalesce(message, '') FROM pipelines") ==
+        Rows{{std::to_string(delivery), sha, "running", ""}});
+}
+
+TEST_CASE("planner: past fetch_retry_window a failing fetch becomes an error pipeline naming it",
+          "[db][planner]") {
+  TwoRepos t(absl::Seconds(20), absl::ZeroDuration());
+  t.FailUntilOpen();
+  const std::string sha = *t.slow_git.Commit({{".assay.yml", kFile}});
+  const int64_t delivery = t.Deliver(t.slow, t.slow_git, sha);
+  t.planner->Enqueue(delivery);
+  REQUIRE(t.WaitCount(t.PipelinesOf(t.slow), 1));
+  CHECK(t.Attempts() == 1);
+  CHECK(t.Query("SELECT delivery_id, state FROM pipelines") ==
+        Rows{{std::to_string(delivery), "error"}});
+  const std::string error = t.One("SELECT message FROM pipelines");
+  CHECK(error.rfind(absl::StrCat("cannot fetch commit ", sha, " from ",
+                                 t.slow_git.clone_url(), ": git fetch from "), 0) == 0);
+  CHECK(error.find("fatal: No space left on device") != std::string::npos);
+}
