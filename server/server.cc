@@ -143,6 +143,8 @@ absl::Status AssayServer::Start() {
         "--db-acquire-timeout and --db-connect-timeout must be positive, "
         "--db-statement-timeout at least 0s");
   }
+  // Why at start: two statements sharing a name would each be prepared as the first one seen.
+  ASSAY_RETURN_IF_ERROR(store::CheckQueryNames());
   store::DbOptions dbo;
   dbo.max_size = o.db_pool_size;
   dbo.acquire_timeout = o.db_acquire_timeout;

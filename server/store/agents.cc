@@ -5,7 +5,7 @@
 namespace assay::store {
 namespace {
 
-constexpr Query kUpsert{
+const Query kUpsert{
     "agent_upsert",
     "INSERT INTO agents (name, labels, cpu_slots, gpus, version, state, connected_at, "
     "last_seen_at, memory_gb, generation) VALUES ($1, $2::text[], $3, $4::jsonb, $5, 'online', "
@@ -17,14 +17,14 @@ constexpr Query kUpsert{
 // Only the session that is current: after a reconnect (to this server or another), the old
 // stream's late disconnect must not mark the agent offline. The row lock serializes this
 // with a concurrent Hello, and the generation is re-checked on the row as locked.
-constexpr Query kDisconnect{
+const Query kDisconnect{
     "agent_disconnect",
     "UPDATE agents SET state = 'offline', last_seen_at = now() WHERE id = $1 AND "
     "generation = $2 RETURNING 1"};
-constexpr Query kTouch{"agent_touch",
+const Query kTouch{"agent_touch",
                        "UPDATE agents SET last_seen_at = now() WHERE id = ANY($1::bigint[]) "
                        "AND state = 'online'"};
-constexpr Query kList{"agent_list",
+const Query kList{"agent_list",
                       "SELECT id, name, state, version, labels, cpu_slots, gpus::text, memory_gb, "
                       ASSAY_EPOCH_US("last_seen_at") " FROM agents "
                       "ORDER BY name"};

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -14,6 +15,33 @@ namespace assay::store {
 
 Param::Param(absl::Time t)
     : value(absl::FormatTime("%Y-%m-%d %H:%M:%E6S+00", t, absl::UTCTimeZone())) {}
+
+namespace {
+std::vector<const Query*>& Registry() {
+  static auto* queries = new std::vector<const Query*>();  // never destroyed: used at exit too
+  return *queries;
+}
+}  // namespace
+
+Query::Query(const char* query_name, const char* query_sql) : name(query_name), sql(query_sql) {
+  Registry().push_back(this);
+}
+
+Query::~Query() { std::erase(Registry(), this); }
+
+const std::vector<const Query*>& AllQueries() { return Registry(); }
+
+absl::Status CheckQueryNames(const std::vector<const Query*>& queries) {
+  absl::flat_hash_map<std::string, const Query*> seen;
+  for (const Query* q : queries) {
+    auto [it, inserted] = seen.emplace(q->name, q);
+    if (!inserted && std::string_view(it->second->sql) != q->sql) {
+      return absl::InternalError(absl::StrCat("two statements are named '", q->name, "': \"",
+                                              it->second->sql, "\" and \"", q->sql, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
 
 void Connection::EnsurePrepared(const Query& q) {
   if (prepared_.contains(q.name)) return;

@@ -17,10 +17,23 @@
 
 namespace assay::store {
 
+// A named statement. Define each as a namespace-scope constant (`const Query kX{"name", "sql"}`):
+// constructing one registers it, so that CheckQueryNames can refuse two statements that share
+// a name (each name is prepared once per connection, so the second would run the first's SQL).
 struct Query {
+  Query(const char* query_name, const char* query_sql);
+  ~Query();  // unregisters
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
   const char* name;
   const char* sql;
 };
+
+// Every Query constructed so far (all of the store's, once static initialisation is done).
+const std::vector<const Query*>& AllQueries();
+// kInternal naming the name and both statements when two registered queries share a name with
+// different SQL. Called at server start.
+absl::Status CheckQueryNames(const std::vector<const Query*>& queries = AllQueries());
 
 // One statement parameter: text (or bytea when `binary`), or NULL.
 struct Param {

@@ -12,7 +12,7 @@
 namespace assay::store {
 namespace {
 
-constexpr Query kQueue{
+const Query kQueue{
     "job_queue",
     "SELECT j.id, j.repo_id, j.priority, " ASSAY_EPOCH_US("j.queued_at") ", j.labels, "
     "j.requirements::text, coalesce(j.concurrency_key, ''), coalesce(j.parallel_key, ''), "
@@ -25,17 +25,17 @@ constexpr Query kQueue{
 // Why: the planner estimates a handful of queued rows per repository and reads (and sorts)
 // every queued job of each one instead of walking jobs_queued_repo in order; with 10,000
 // queued jobs that is 25 ms against 0.5 ms. Transaction-local.
-constexpr Query kQueuePlan{"job_queue_plan", "SELECT set_config('enable_sort', 'off', true)"};
-constexpr Query kRunningPerRepo{
+const Query kQueuePlan{"job_queue_plan", "SELECT set_config('enable_sort', 'off', true)"};
+const Query kRunningPerRepo{
     "job_running_per_repo",
     "SELECT repo_id, count(*) FROM jobs WHERE state IN ('assigned', 'running') GROUP BY repo_id"};
-constexpr Query kGroupsInUse{
+const Query kGroupsInUse{
     "job_groups_in_use",
     "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), count(*) FROM jobs "
     "WHERE state IN ('assigned', 'running') AND (concurrency_key IS NOT NULL OR "
     "parallel_key IS NOT NULL) GROUP BY 1, 2"};
 // $1 job ids, $2 agent ids, $3 tokens, $4 GPU indices as "0,2" ('' for none).
-constexpr Query kClaimBatch{
+const Query kClaimBatch{
     "job_claim_batch",
     "WITH req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) "
     "  AS r(job_id, agent_id, token, gpus)), "
@@ -55,28 +55,28 @@ constexpr Query kClaimBatch{
     "  p.commit_sha, p.ref, " ASSAY_EPOCH_US("c.queued_at") ", (SELECT count(*) FROM attempt), "
     "  c.agent_id, coalesce(array_to_string(c.gpu_indices, ','), '') "
     "FROM claimed c JOIN pipelines p ON p.id = c.pipeline_id JOIN repos r ON r.id = p.repo_id"};
-constexpr Query kGroupOf{
+const Query kGroupOf{
     "job_group_of",
     "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), "
     "coalesce(max_parallel, 0) FROM jobs WHERE id = $1 AND state = 'queued'"};
 // Why two-key advisory locks: 1 = concurrency groups, 2 = matrix max_parallel; taken in
 // that order by every claimer, so they cannot deadlock.
-constexpr Query kLockConcurrency{"job_lock_concurrency",
+const Query kLockConcurrency{"job_lock_concurrency",
                                  "SELECT pg_advisory_xact_lock(1, hashtext($1))"};
-constexpr Query kLockParallel{"job_lock_parallel",
+const Query kLockParallel{"job_lock_parallel",
                               "SELECT pg_advisory_xact_lock(2, hashtext($1))"};
-constexpr Query kConcurrencyLive{
+const Query kConcurrencyLive{
     "job_concurrency_live",
     "SELECT count(*) FROM jobs WHERE concurrency_key = $1 AND state IN ('assigned', 'running')"};
-constexpr Query kParallelLive{
+const Query kParallelLive{
     "job_parallel_live",
     "SELECT count(*) FROM jobs WHERE parallel_key = $1 AND state IN ('assigned', 'running')"};
-constexpr Query kLiveOf{
+const Query kLiveOf{
     "job_live_of",
     "SELECT id, attempt_token, labels, requirements::text, "
     "coalesce(array_to_string(gpu_indices, ','), '') FROM jobs "
     "WHERE agent_id = $1 AND state IN ('assigned', 'running') ORDER BY id"};
-constexpr Query kLiveAll{
+const Query kLiveAll{
     "job_live_all",
     "SELECT id, pipeline_id, agent_id, labels, requirements::text, "
     "coalesce(array_to_string(gpu_indices, ','), ''), coalesce(concurrency_key, ''), "
@@ -84,13 +84,13 @@ constexpr Query kLiveAll{
 // $1 agent id, $2 the session's generation. FOR SHARE: a Hello's upsert of the agent row
 // waits for this statement (and then renews the leases), or this one waits for the Hello and
 // re-reads the row as it locks it, finds a newer generation and changes nothing.
-constexpr Query kShortenLeases{
+const Query kShortenLeases{
     "job_shorten_leases",
     "WITH cur AS (SELECT id FROM agents WHERE id = $1 AND generation = $2 FOR SHARE) "
     "UPDATE jobs j SET lease_expires_at = least(j.lease_expires_at, "
     "$3::timestamptz + $4::float8 * interval '1 millisecond') "
     "FROM cur WHERE j.agent_id = cur.id AND j.state IN ('assigned', 'running') RETURNING 1"};
-constexpr Query kRetryAfterFinish{
+const Query kRetryAfterFinish{
     "job_retry_after_finish",
     "UPDATE jobs SET state = 'queued', queued_at = $3, attempt_token = NULL, "
     "last_agent_id = agent_id, agent_id = NULL, gpu_indices = NULL, lease_expires_at = NULL, "
@@ -98,15 +98,15 @@ constexpr Query kRetryAfterFinish{
     "WHERE id = $1 AND state = $2 AND attempt < max_attempts AND "
     "(($2 = 'failed' AND 'failure' = ANY(retry_on)) OR "
     " ($2 = 'timed_out' AND 'timeout' = ANY(retry_on))) RETURNING 1"};
-constexpr Query kMarkRunning{
+const Query kMarkRunning{
     "job_mark_running",
     "WITH j AS (UPDATE jobs SET state = 'running', started_at = $3 WHERE id = $1 AND "
     "attempt_token = $2 AND state = 'assigned' RETURNING id, attempt) "
     "UPDATE job_attempts a SET state = 'running', started_at = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
-constexpr Query kTokenState{"job_token_state",
+const Query kTokenState{"job_token_state",
                             "SELECT state FROM jobs WHERE id = $1 AND attempt_token = $2"};
-constexpr Query kReject{
+const Query kReject{
     "job_reject",
     "WITH j AS (UPDATE jobs SET state = 'queued', attempt_token = NULL, agent_id = NULL, "
     "gpu_indices = NULL, lease_expires_at = NULL, queued_at = $4, started_at = NULL, "
@@ -114,7 +114,7 @@ constexpr Query kReject{
     "state IN ('assigned', 'running') RETURNING id, attempt) "
     "UPDATE job_attempts a SET state = 'rejected', finished_at = $4, message = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
-constexpr Query kAppendLog{
+const Query kAppendLog{
     "job_append_log",
     "WITH a AS (SELECT attempt FROM jobs WHERE id = $1 AND attempt_token = $2), "
     "ins AS (INSERT INTO log_chunks (job_id, attempt, seq, data) SELECT $1, a.attempt, $3, $4 "
@@ -122,11 +122,11 @@ constexpr Query kAppendLog{
     "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM ins)"};
 // Finds and locks the pipeline of the attempt in one round trip (kFinish re-checks the token
 // under the lock).
-constexpr Query kLockPipelineOfToken{
+const Query kLockPipelineOfToken{
     "job_lock_pipeline_of_token",
     "SELECT p.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id "
     "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF p"};
-constexpr Query kFinish{
+const Query kFinish{
     "job_finish",
     "WITH j AS (UPDATE jobs SET state = $3, exit_code = $4, message = nullif($5, ''), "
     "started_at = coalesce(started_at, $6), finished_at = $7, lease_expires_at = NULL "
@@ -135,23 +135,23 @@ constexpr Query kFinish{
     "UPDATE job_attempts a SET state = $3, exit_code = $4, message = nullif($5, ''), "
     "started_at = coalesce(a.started_at, $6), finished_at = $7 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
-constexpr Query kHeartbeat{
+const Query kHeartbeat{
     "job_heartbeat",
     "UPDATE jobs SET lease_expires_at = $3::timestamptz + $4::float8 * interval '1 millisecond' "
     "WHERE id = $1 AND attempt_token = $2 AND state IN ('assigned', 'running') RETURNING 1"};
 // Why no FOR UPDATE here: every writer of a job locks its pipeline row first (Finish,
 // Cancel); locking job rows before the pipeline would deadlock with them. RequeueLost locks
 // each pipeline (in pipeline id order) and kLoseAttempt re-checks the job under that lock.
-constexpr Query kExpiredJobs{
+const Query kExpiredJobs{
     "job_expired",
     "SELECT id, pipeline_id, attempt_token FROM jobs WHERE state IN ('assigned', 'running') "
     "AND lease_expires_at < $1 ORDER BY pipeline_id, id"};
-constexpr Query kLiveOfAgent{
+const Query kLiveOfAgent{
     "job_live_of_agent",
     "SELECT id, pipeline_id, attempt_token FROM jobs WHERE state IN ('assigned', 'running') "
     "AND agent_id = $1 ORDER BY pipeline_id, id"};
 #define ASSAY_RETRY_LOST "(attempt < max_attempts AND 'agent_lost' = ANY(retry_on))"
-constexpr Query kLoseAttempt{
+const Query kLoseAttempt{
     "job_lose_attempt",
     "WITH j AS (UPDATE jobs SET "
     "  state = CASE WHEN " ASSAY_RETRY_LOST " THEN 'queued' ELSE 'failed' END, "
@@ -168,15 +168,15 @@ constexpr Query kLoseAttempt{
     "  RETURNING id, attempt, state) "
     "UPDATE job_attempts a SET state = 'lost', finished_at = $3, message = $4 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING j.state"};
-constexpr Query kReadLog{
+const Query kReadLog{
     "job_read_log",
     "SELECT data FROM log_chunks WHERE job_id = $1 AND attempt = (SELECT max(attempt) FROM "
     "log_chunks WHERE job_id = $1) ORDER BY seq"};
-constexpr Query kNotifyQueued{"job_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
-constexpr Query kJobExists{"job_exists", "SELECT 1 FROM jobs WHERE id = $1"};
-constexpr Query kCountByState{"job_count_by_state",
+const Query kNotifyQueued{"job_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
+const Query kJobExists{"job_exists", "SELECT 1 FROM jobs WHERE id = $1"};
+const Query kCountByState{"job_count_by_state",
                               "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state"};
-constexpr Query kActiveWork{
+const Query kActiveWork{
     "active_work",
     "SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'received') + "
     "(SELECT count(*) FROM jobs WHERE state IN ('pending', 'queued', 'assigned', 'running'))"};

@@ -11,7 +11,7 @@
 namespace assay::store {
 namespace {
 
-constexpr Query kInsertPipeline{
+const Query kInsertPipeline{
     "pipeline_insert",
     "INSERT INTO pipelines (repo_id, delivery_id, event, ref, commit_sha, state, message, "
     "created_at, finished_at, trusted, pr_number, inputs, schedule_id, scheduled_for) "
@@ -19,21 +19,21 @@ constexpr Query kInsertPipeline{
     "CASE WHEN $6 = 'running' THEN NULL ELSE $8::timestamptz END, $9, $10, "
     "nullif($11, '')::jsonb, $12, $13) "
     "ON CONFLICT DO NOTHING RETURNING id"};
-constexpr Query kPipelineForDelivery{"pipeline_for_delivery",
+const Query kPipelineForDelivery{"pipeline_for_delivery",
                                      "SELECT id FROM pipelines WHERE delivery_id = $1"};
-constexpr Query kPipelineForSlot{
+const Query kPipelineForSlot{
     "pipeline_for_slot",
     "SELECT id FROM pipelines WHERE schedule_id = $1 AND scheduled_for = $2"};
-constexpr Query kClaimScheduleSlot{
+const Query kClaimScheduleSlot{
     "pipeline_claim_schedule_slot",
     "UPDATE schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2 RETURNING id"};
-constexpr Query kSupersededPipelines{
+const Query kSupersededPipelines{
     "pipeline_superseded",
     "SELECT id FROM pipelines WHERE repo_id = $1 AND ref = $2 AND event = 'push' AND "
     "state = 'running' AND id < $3 ORDER BY id"};
-constexpr Query kPipelineMessage{"pipeline_set_message",
+const Query kPipelineMessage{"pipeline_set_message",
                                  "UPDATE pipelines SET message = $2 WHERE id = $1"};
-constexpr Query kInsertJob{
+const Query kInsertJob{
     "job_insert",
     "INSERT INTO jobs (pipeline_id, name, state, spec, labels, max_attempts, created_at, "
     "queued_at, priority, message, finished_at, repo_id, requirements, retry_on, allow_failure, "
@@ -41,40 +41,40 @@ constexpr Query kInsertJob{
     "$6, $7, CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8, nullif($9, ''), "
     "CASE WHEN $3 = 'skipped' THEN $7::timestamptz END, $10, $11::jsonb, $12::text[], $13, "
     "nullif($14, ''), nullif($15, ''), nullif($16, 0)) RETURNING id"};
-constexpr Query kGroupPipelines{
+const Query kGroupPipelines{
     "pipeline_group_pipelines",
     "SELECT DISTINCT pipeline_id FROM jobs WHERE concurrency_key = $1 AND pipeline_id <> $2 "
     "AND state IN ('pending', 'queued', 'assigned', 'running') ORDER BY pipeline_id"};
-constexpr Query kGroupJobsOf{
+const Query kGroupJobsOf{
     "pipeline_group_jobs_of",
     "SELECT id FROM jobs WHERE concurrency_key = $1 AND pipeline_id = $2 "
     "AND state IN ('pending', 'queued', 'assigned', 'running')"};
-constexpr Query kNotifyQueued{"pipeline_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
-constexpr Query kNotifyCancel{"pipeline_notify_cancel", "SELECT pg_notify('assay_cancel', $1)"};
-constexpr Query kJobPipelineLock{"job_pipeline_id", "SELECT pipeline_id FROM jobs WHERE id = $1"};
-constexpr Query kJobState{"job_state_of", "SELECT state FROM jobs WHERE id = $1"};
-constexpr Query kCancelJobsWaiting{
+const Query kNotifyQueued{"pipeline_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
+const Query kNotifyCancel{"pipeline_notify_cancel", "SELECT pg_notify('assay_cancel', $1)"};
+const Query kJobPipelineLock{"job_pipeline_id", "SELECT pipeline_id FROM jobs WHERE id = $1"};
+const Query kJobState{"job_state_of", "SELECT state FROM jobs WHERE id = $1"};
+const Query kCancelJobsWaiting{
     "jobs_cancel_waiting",
     "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
     "WHERE id = ANY($1::bigint[]) AND state IN ('pending', 'queued')"};
-constexpr Query kCancelJobsLive{
+const Query kCancelJobsLive{
     "jobs_cancel_live",
     "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3, "
     "lease_expires_at = NULL WHERE id = ANY($1::bigint[]) AND state IN ('assigned', 'running') "
     "RETURNING id, agent_id, attempt_token"};
-constexpr Query kCancelJobsAttempts{
+const Query kCancelJobsAttempts{
     "jobs_cancel_attempts",
     "UPDATE job_attempts a SET state = 'canceled', finished_at = $2, message = $3 FROM jobs j "
     "WHERE j.id = a.job_id AND j.attempt = a.attempt AND j.id = ANY($1::bigint[]) "
     "AND a.state IN ('assigned', 'running')"};
-constexpr Query kInsertNeed{"job_need_insert",
+const Query kInsertNeed{"job_need_insert",
                             "INSERT INTO job_needs (job_id, needs_job_id) VALUES ($1, $2)"};
-constexpr Query kDeliveryProcessed{
+const Query kDeliveryProcessed{
     "delivery_processed",
     "UPDATE webhook_deliveries SET state = 'processed', processed_at = now() WHERE id = $1"};
-constexpr Query kLockPipeline{"pipeline_lock",
+const Query kLockPipeline{"pipeline_lock",
                               "SELECT state FROM pipelines WHERE id = $1 FOR UPDATE"};
-constexpr Query kSkipBlocked{
+const Query kSkipBlocked{
     "pipeline_skip_blocked",
     "UPDATE jobs j SET state = 'skipped', finished_at = $2, "
     "message = 'skipped: a job it needs did not succeed' "
@@ -86,7 +86,7 @@ constexpr Query kSkipBlocked{
 // one statement. Why one is enough: both CTEs see the snapshot from before the statement, and
 // queuing a pending job leaves it unfinished either way, so the finish check's answer is the
 // same before and after the queuing.
-constexpr Query kQueueReadyAndFinish{
+const Query kQueueReadyAndFinish{
     "pipeline_queue_ready_and_finish",
     "WITH q AS (UPDATE jobs j SET state = 'queued', queued_at = $2 "
     "  WHERE j.pipeline_id = $1 AND j.state = 'pending' AND NOT EXISTS ("
@@ -109,12 +109,12 @@ constexpr Query kQueueReadyAndFinish{
   ASSAY_EPOCH_US("p.created_at") ", " ASSAY_EPOCH_US("p.finished_at") ", p.trusted, "         \
   "p.pr_number, coalesce(p.inputs::text, ''), " ASSAY_EPOCH_US("p.scheduled_for")
 
-constexpr Query kListPipelines{"pipeline_list",
+const Query kListPipelines{"pipeline_list",
                                "SELECT " PIPELINE_COLUMNS
                                " FROM pipelines p JOIN repos r ON r.id = p.repo_id "
                                "WHERE ($1::text IS NULL OR r.name = $1) ORDER BY p.id DESC "
                                "LIMIT $2"};
-constexpr Query kGetPipeline{"pipeline_get",
+const Query kGetPipeline{"pipeline_get",
                              "SELECT " PIPELINE_COLUMNS
                              " FROM pipelines p JOIN repos r ON r.id = p.repo_id WHERE p.id = $1"};
 
@@ -128,28 +128,28 @@ constexpr Query kGetPipeline{"pipeline_get",
   "coalesce(j.concurrency_key, ''), j.repo_id, coalesce(j.parallel_key, ''), "                \
   "coalesce(j.max_parallel, 0), j.priority"
 
-constexpr Query kJobsOfPipeline{"pipeline_jobs",
+const Query kJobsOfPipeline{"pipeline_jobs",
                                 "SELECT " JOB_COLUMNS " FROM jobs j LEFT JOIN agents a ON a.id = "
                                 "j.agent_id WHERE j.pipeline_id = $1 ORDER BY j.id"};
-constexpr Query kGetJob{"job_get", "SELECT " JOB_COLUMNS
+const Query kGetJob{"job_get", "SELECT " JOB_COLUMNS
                                    " FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
                                    "WHERE j.id = $1"};
-constexpr Query kListWaiting{
+const Query kListWaiting{
     "job_list_waiting",
     "SELECT " JOB_COLUMNS ", r.name FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
     "JOIN repos r ON r.id = j.repo_id WHERE j.state IN ('queued', 'pending') "
     "ORDER BY j.state = 'pending', j.priority DESC, j.queued_at, j.id LIMIT $1"};
-constexpr Query kCancelLive{
+const Query kCancelLive{
     "pipeline_cancel_live",
     "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3, "
     "lease_expires_at = NULL WHERE pipeline_id = $1 AND state IN ('assigned', 'running') "
     "RETURNING id, agent_id, attempt_token"};
-constexpr Query kCancelAttempts{
+const Query kCancelAttempts{
     "pipeline_cancel_attempts",
     "UPDATE job_attempts a SET state = 'canceled', finished_at = $2 FROM jobs j "
     "WHERE j.id = a.job_id AND j.attempt = a.attempt AND j.pipeline_id = $1 "
     "AND a.state IN ('assigned', 'running')"};
-constexpr Query kCancelWaiting{
+const Query kCancelWaiting{
     "pipeline_cancel_waiting",
     "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
     "WHERE pipeline_id = $1 AND state IN ('pending', 'queued')"};

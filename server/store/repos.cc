@@ -13,23 +13,23 @@ namespace {
   "coalesce(status_repository, ''), coalesce(status_context, ''), default_branch, "  \
   "cancel_superseded"
 
-constexpr Query kInsertRepo{"repo_insert",
+const Query kInsertRepo{"repo_insert",
                             "INSERT INTO repos (name, provider, clone_url, html_url, "
                             "webhook_secret_enc) VALUES ($1, $2, $3, nullif($4, ''), $5) "
                             "RETURNING " REPO_COLUMNS};
-constexpr Query kUpdateRepo{"repo_update",
+const Query kUpdateRepo{"repo_update",
                             "UPDATE repos SET default_branch = coalesce($2, default_branch), "
                             "cancel_superseded = coalesce($3::boolean, cancel_superseded) "
                             "WHERE id = $1 RETURNING " REPO_COLUMNS};
-constexpr Query kListRepos{"repo_list", "SELECT " REPO_COLUMNS " FROM repos ORDER BY id"};
-constexpr Query kGetRepo{"repo_get", "SELECT " REPO_COLUMNS " FROM repos WHERE id = $1"};
-constexpr Query kFindRepo{
+const Query kListRepos{"repo_list", "SELECT " REPO_COLUMNS " FROM repos ORDER BY id"};
+const Query kGetRepo{"repo_get", "SELECT " REPO_COLUMNS " FROM repos WHERE id = $1"};
+const Query kFindRepo{
     "repo_find",
     "SELECT " REPO_COLUMNS " FROM repos WHERE "
     "rtrim(regexp_replace(rtrim(clone_url, '/'), '\\.git$', ''), '/') = ANY($1::text[]) "
     "OR rtrim(regexp_replace(rtrim(coalesce(html_url, ''), '/'), '\\.git$', ''), '/') = "
     "ANY($1::text[]) OR name = ANY($1::text[]) ORDER BY id LIMIT 1"};
-constexpr Query kSetCommitStatus{
+const Query kSetCommitStatus{
     "repo_set_commit_status",
     "UPDATE repos SET status_api_url = nullif($2, ''), status_token_enc = $3, "
     "status_repository = nullif($4, ''), status_context = nullif($5, '') WHERE id = $1 "

@@ -7,21 +7,21 @@ namespace {
 
 // Why from the outbox: it holds only what is still to send, while commit_status_commits keeps a
 // row for every commit ever reported.
-constexpr Query kClaimCommits{
+const Query kClaimCommits{
     "status_claim_commits",
     "SELECT c.repo_id, c.commit_sha FROM commit_status_commits c "
     "WHERE (c.repo_id, c.commit_sha) IN (SELECT repo_id, commit_sha FROM commit_status_outbox) "
     "AND (c.leased_until IS NULL OR c.leased_until < now()) "
     "LIMIT $1 FOR NO KEY UPDATE OF c SKIP LOCKED"};
 // Everything but the newest queued state, and what is not newer than the delivered one.
-constexpr Query kSupersede{
+const Query kSupersede{
     "status_supersede",
     "DELETE FROM commit_status_outbox o WHERE o.repo_id = $1 AND o.commit_sha = $2 AND ("
     "  o.id <= (SELECT delivered_id FROM commit_status_commits "
     "           WHERE repo_id = $1 AND commit_sha = $2) "
     "  OR o.id < (SELECT max(id) FROM commit_status_outbox "
     "             WHERE repo_id = $1 AND commit_sha = $2))"};
-constexpr Query kLease{
+const Query kLease{
     "status_lease",
     "UPDATE commit_status_commits c SET lease_token = nextval('commit_status_lease_tokens'), "
     "  leased_until = now() + $3::float8 * interval '1 millisecond', lease_id = o.id "
@@ -29,26 +29,26 @@ constexpr Query kLease{
     "      WHERE repo_id = $1 AND commit_sha = $2 ORDER BY id DESC LIMIT 1) o "
     "WHERE c.repo_id = $1 AND c.commit_sha = $2 "
     "RETURNING c.lease_token, o.id, o.pipeline_id, o.state"};
-constexpr Query kRepoOf{
+const Query kRepoOf{
     "status_repo_of",
     "SELECT name, provider, coalesce(status_api_url, ''), status_token_enc, "
     "coalesce(status_repository, ''), coalesce(status_context, '') FROM repos WHERE id = $1"};
-constexpr Query kRenew{
+const Query kRenew{
     "status_renew",
     "UPDATE commit_status_commits c "
     "SET leased_until = now() + $4::float8 * interval '1 millisecond' "
     "WHERE repo_id = $1 AND commit_sha = $2 AND lease_token = $3 "
     "RETURNING EXISTS (SELECT 1 FROM commit_status_outbox o "
     "                  WHERE o.repo_id = $1 AND o.commit_sha = $2 AND o.id > c.lease_id)"};
-constexpr Query kComplete{
+const Query kComplete{
     "status_complete",
     "UPDATE commit_status_commits SET delivered_id = greatest(delivered_id, lease_id), "
     "  lease_token = NULL, leased_until = NULL, lease_id = NULL "
     "WHERE repo_id = $1 AND commit_sha = $2 AND lease_token = $3 RETURNING delivered_id"};
-constexpr Query kDeleteDelivered{
+const Query kDeleteDelivered{
     "status_delete_delivered",
     "DELETE FROM commit_status_outbox WHERE repo_id = $1 AND commit_sha = $2 AND id <= $3"};
-constexpr Query kRelease{
+const Query kRelease{
     "status_release",
     "UPDATE commit_status_commits SET lease_token = NULL, leased_until = NULL, lease_id = NULL "
     "WHERE repo_id = $1 AND commit_sha = $2 AND lease_token = $3"};

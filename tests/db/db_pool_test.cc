@@ -13,8 +13,8 @@
 namespace assay::store {
 namespace {
 
-constexpr Query kSleep{"test_sleep", "SELECT pg_sleep(30)"};
-constexpr Query kShow{"test_show_settings",
+const Query kSleep{"test_sleep", "SELECT pg_sleep(30)"};
+const Query kShow{"test_show_settings",
                       "SELECT current_setting('statement_timeout'), "
                       "current_setting('search_path')"};
 
