@@ -245,9 +245,6 @@ TEST_CASE("planner: a manual request whose repository hangs is answered after ma
   CHECK(stopped.status() == absl::UnavailableError("the planner is not running"));
 }
 
-}  // namespace
-}  // namespace assay
-
 TEST_CASE("planner: a fetch that fails for a reason that can pass is tried again, and the push "
           "is planned once it works",
           "[db][planner]") {
@@ -285,3 +282,6 @@ TEST_CASE("planner: past fetch_retry_window a failing fetch becomes an error pip
                                  t.slow_git.clone_url(), ": git fetch from "), 0) == 0);
   CHECK(error.find("fatal: No space left on device") != std::string::npos);
 }
+
+}  // namespace
+}  // namespace assay
