@@ -143,8 +143,12 @@ GitMirror::~GitMirror() {
 }
 
 absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"git", "-c", "protocol.file.allow=always",
-                                   absl::StrCat("--git-dir=", dir_)};
+  // Why fetch.unpackLimit=1: a fetch keeps what it receives as one pack, written to a temp file
+  // and renamed when complete. Unpacked into loose objects (git's default below 100 objects), a
+  // fetch on a full disk can leave a commit without its tree, which every later look-up would
+  // take as present, and its files as absent.
+  std::vector<std::string> argv = {"git", "-c", "protocol.file.allow=always", "-c",
+                                   "fetch.unpackLimit=1", absl::StrCat("--git-dir=", dir_)};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, {}, git_env_);
 }
@@ -215,6 +219,13 @@ absl::StatusOr<bool> GitMirror::HasCommit(std::string_view sha) {
   return object.found;
 }
 
+absl::StatusOr<bool> GitMirror::HasCommitAndTree(std::string_view sha) {
+  ASSAY_ASSIGN_OR_RETURN(bool present, HasCommit(sha));
+  if (!present) return false;
+  ASSAY_ASSIGN_OR_RETURN(BatchObject tree, Query(absl::StrCat(Av(sha), "^{tree}")));
+  return tree.found;
+}
+
 absl::Status GitMirror::EnsureCommit(std::string_view sha) {
   if (!IsHexSha(sha)) {
     return absl::InvalidArgumentError(absl::StrCat("\"", Av(sha), "\" is not a full commit sha"));
@@ -223,12 +234,12 @@ absl::Status GitMirror::EnsureCommit(std::string_view sha) {
     absl::MutexLock lock(&mutate_mu_);
     ASSAY_RETURN_IF_ERROR(EnsureLocked());
   }
-  ASSAY_ASSIGN_OR_RETURN(bool present, HasCommit(sha));
+  ASSAY_ASSIGN_OR_RETURN(bool present, HasCommitAndTree(sha));
   if (present) return absl::OkStatus();
 
   absl::MutexLock lock(&mutate_mu_);
   // Another thread may have fetched it while we waited for the lock.
-  ASSAY_ASSIGN_OR_RETURN(present, HasCommit(sha));
+  ASSAY_ASSIGN_OR_RETURN(present, HasCommitAndTree(sha));
   if (present) return absl::OkStatus();
   ASSAY_ASSIGN_OR_RETURN(CommandResult fetch,
                          Git({"fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/heads/*",
@@ -237,11 +248,11 @@ absl::Status GitMirror::EnsureCommit(std::string_view sha) {
     return absl::UnavailableError(absl::StrCat("git fetch from ", RedactUrl(clone_url_), " into ",
                                                dir_, " failed: ", TrimmedStderr(fetch)));
   }
-  ASSAY_ASSIGN_OR_RETURN(present, HasCommit(sha));
+  ASSAY_ASSIGN_OR_RETURN(present, HasCommitAndTree(sha));
   if (present) return absl::OkStatus();
   // Not on any branch or tag (e.g. a pull request head): ask for the commit itself.
   ASSAY_ASSIGN_OR_RETURN(CommandResult by_sha, Git({"fetch", "-q", "origin", std::string(sha)}));
-  ASSAY_ASSIGN_OR_RETURN(present, HasCommit(sha));
+  ASSAY_ASSIGN_OR_RETURN(present, HasCommitAndTree(sha));
   if (present) return absl::OkStatus();
   std::string message = absl::StrCat("commit ", Av(sha), " not found in ", RedactUrl(clone_url_),
                                      " (fetched all branches and tags, then the commit itself");
@@ -261,7 +272,7 @@ absl::Status GitMirror::EnsureCommitAt(std::string_view sha, std::string_view re
     absl::MutexLock lock(&mutate_mu_);
     ASSAY_RETURN_IF_ERROR(EnsureLocked());
   }
-  ASSAY_ASSIGN_OR_RETURN(bool present, HasCommit(sha));
+  ASSAY_ASSIGN_OR_RETURN(bool present, HasCommitAndTree(sha));
   if (present) return absl::OkStatus();
   {
     absl::MutexLock lock(&mutate_mu_);
@@ -316,6 +327,13 @@ absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::strin
   ASSAY_ASSIGN_OR_RETURN(bool commit_present, HasCommit(sha));
   if (!commit_present) {
     return absl::NotFoundError(absl::StrCat("commit ", Av(sha), " not found in mirror ", dir_));
+  }
+  // A commit whose tree is missing is a hole in the mirror (a fetch cut short), not a commit
+  // without the file: worth trying again, never an answer.
+  ASSAY_ASSIGN_OR_RETURN(BatchObject tree, Query(absl::StrCat(Av(sha), "^{tree}")));
+  if (!tree.found) {
+    return absl::UnavailableError(absl::StrCat("the tree of commit ", Av(sha),
+                                               " is missing from mirror ", dir_));
   }
   return absl::NotFoundError(absl::StrCat(Av(path), " does not exist at commit ", Av(sha)));
 }

@@ -52,6 +52,8 @@ class GitMirror {
   // Whether `sha` names a commit (or a tag that peels to one) present in the mirror. No network.
   // kInvalidArgument unless IsHexSha(sha); kFailedPrecondition if the mirror does not exist.
   absl::StatusOr<bool> HasCommit(std::string_view sha);
+  // HasCommit, and its root tree is here too (a fetch cut short can leave a commit alone).
+  absl::StatusOr<bool> HasCommitAndTree(std::string_view sha);
 
   // Makes `sha` present: returns at once if it is; otherwise (after Ensure()) fetches
   // +refs/heads/*:refs/heads/* and +refs/tags/*:refs/tags/* with --prune, and then, if still

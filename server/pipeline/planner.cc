@@ -146,6 +146,7 @@ struct LoadedSpec {
   std::optional<PipelineSpec> spec;
   std::string error;
   bool missing = false;
+  bool unavailable = false;  // the mirror could not answer (worth trying again)
 };
 
 LoadedSpec LoadSpec(GitMirror* mirror, const std::string& sha) {
@@ -153,6 +154,7 @@ LoadedSpec LoadSpec(GitMirror* mirror, const std::string& sha) {
   auto text = mirror->ReadFile(sha, kPipelineFile);
   if (!text.ok()) {
     out.missing = text.status().code() == absl::StatusCode::kNotFound;
+    out.unavailable = text.status().code() == absl::StatusCode::kUnavailable;
     out.error = out.missing ? absl::StrCat(kPipelineFile, ": no such file at commit ",
                                            sha.substr(0, 12))
                             : absl::StrCat(kPipelineFile, ": ", std::string(text.status().message()));
@@ -288,6 +290,9 @@ absl::StatusOr<int64_t> Planner::PlanLoadedDelivery(const store::Delivery& d) {
                            std::string(fetched.message()));
   } else {
     file = LoadSpec(mirror, ev->after);
+    if (file.unavailable && d.age < deps_.fetch_retry_window) {
+      return absl::UnavailableError(absl::StrCat("delivery ", delivery_id, " waits: ", file.error));
+    }
     p.error = file.error;
     // Like GitHub Actions: the default branch's file says what runs on a schedule. A file that
     // cannot be parsed leaves the schedules as they were.

@@ -129,6 +129,45 @@ TEST_CASE("GitMirror fetches a commit and reads files at it", "[git]") {
   CHECK(mirror.ReadFile(sha, ".assay.yml").value() == src.config);
 }
 
+TEST_CASE("GitMirror keeps each fetch as a pack, never as loose objects", "[git]") {
+  SourceRepo src;
+  const std::string sha = src.Init();
+  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+  WriteFile(src.dir + "/.assay.yml", "second\n");
+  REQUIRE(mirror.EnsureCommit(src.Commit("second")).ok());
+  int loose_dirs = 0, packs = 0;
+  for (const auto& e : fs::directory_iterator(mirror.dir() + "/objects")) {
+    if (e.path().filename().string().size() == 2) ++loose_dirs;
+  }
+  for (const auto& e : fs::directory_iterator(mirror.dir() + "/objects/pack")) {
+    if (e.path().extension() == ".pack") ++packs;
+  }
+  CHECK(loose_dirs == 0);
+  CHECK(packs == 2);
+}
+
+TEST_CASE("GitMirror: a commit whose tree is missing is unavailable, not a missing file",
+          "[git]") {
+  SourceRepo src;
+  const std::string sha = src.Init();
+  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url);
+  REQUIRE(mirror.Ensure().ok());
+  // What a fetch cut short by a full disk could leave: the commit object alone.
+  WriteFile(src.tmp.path() + "/commit", Git(src.dir, {"cat-file", "commit", sha}) + "\n");
+  CHECK(Git(mirror.dir(), {"hash-object", "-t", "commit", "-w", src.tmp.path() + "/commit"}) ==
+        sha);
+  CHECK(mirror.HasCommit(sha).value() == true);
+  auto read = mirror.ReadFile(sha, ".assay.yml");
+  CHECK(read.status().code() == absl::StatusCode::kUnavailable);
+  CHECK(read.status().message() ==
+        "the tree of commit " + sha + " is missing from mirror " + mirror.dir());
+  // The next EnsureCommit does not take the lone commit as fetched: it fetches, and mends it.
+  CHECK(mirror.HasCommitAndTree(sha).value() == false);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+  CHECK(mirror.ReadFile(sha, ".assay.yml").value() == src.config);
+}
+
 TEST_CASE("GitMirror fetches a commit that is on no branch", "[git]") {
   SourceRepo src;
   const std::string base = src.Init();
