@@ -1,0 +1,203 @@
+// ThreadSanitizer annotations for absl::Mutex and absl::CondVar, linked into every executable
+// of an ASSAY_SANITIZE=thread build (cmake/sanitizers.cmake) and nowhere else.
+//
+// Why: Debian's Abseil is not built with TSan, so absl::Mutex (atomics and futexes inside an
+// uninstrumented library) creates no happens-before edge that TSan can see, and every access
+// guarded by one would be reported as a race. Abseil annotates its mutex for TSan only when it
+// is itself compiled with TSan. These definitions interpose the library's out-of-line entry
+// points (an executable's symbols come first in the dynamic linker's search order, for our
+// code, for libabsl itself and for gRPC, which calls absl::Mutex through its PLT), make the
+// same __tsan_mutex_* calls Abseil's own annotations make, and forward to the library's
+// definition found with dlsym(RTLD_NEXT).
+//
+// Limits: Await and CondVar waits are annotated as exclusive (writer) holds, which is how
+// Assay and gRPC use them; everything a real call does inside the library (including the
+// evaluation of absl::Condition predicates, on whichever thread absl runs them) is ignored
+// by TSan, as Abseil's annotations ignore it.
+
+#include <dlfcn.h>
+#include <sanitizer/tsan_interface.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/base/config.h"
+#include "absl/synchronization/mutex.h"
+
+#define ASSAY_STR2(x) #x
+#define ASSAY_STR(x) ASSAY_STR2(x)
+
+namespace {
+
+// The library's definition of the member function whose mangled name, after "_ZN4absl<ns>",
+// is `suffix` (e.g. "5Mutex4LockEv"). Aborts when it is missing: a TSan build without its
+// mutex annotations would only report noise.
+void* Real(const char* suffix) {
+  const std::string ns = ASSAY_STR(ABSL_OPTION_INLINE_NAMESPACE_NAME);
+  const std::string name = "_ZN4absl" + std::to_string(ns.size()) + ns + suffix;
+  void* f = dlsym(RTLD_NEXT, name.c_str());
+  if (f == nullptr) {
+    std::fprintf(stderr, "tsan_absl_mutex: %s not found in libabsl\n", name.c_str());
+    std::abort();
+  }
+  return f;
+}
+
+// REAL(Type, "suffix", args...): call the library's definition once looked up.
+#define REAL(Fn, suffix, ...)                                     \
+  ([&] {                                                          \
+    static const auto f = reinterpret_cast<Fn>(Real(suffix));     \
+    return f(__VA_ARGS__);                                        \
+  }())
+
+using absl::CondVar;
+using absl::Condition;
+using absl::Duration;
+using absl::Mutex;
+using absl::Time;
+
+// An exclusive hold released around a blocking call and taken again, as Abseil annotates
+// Await and CondVar::Wait: the call itself is ignored.
+template <typename F>
+auto Released(Mutex* mu, F call) {
+  __tsan_mutex_pre_unlock(mu, 0);
+  auto result = call();
+  __tsan_mutex_post_unlock(mu, 0);
+  __tsan_mutex_pre_lock(mu, 0);
+  __tsan_mutex_post_lock(mu, 0, 0);
+  return result;
+}
+
+template <typename F>
+auto Locked(Mutex* mu, unsigned flags, F call) {
+  __tsan_mutex_pre_lock(mu, flags);
+  auto result = call();
+  __tsan_mutex_post_lock(mu, flags, 0);
+  return result;
+}
+
+}  // namespace
+
+namespace absl {
+ABSL_NAMESPACE_BEGIN
+
+Mutex::~Mutex() {
+  __tsan_mutex_destroy(this, __tsan_mutex_not_static);
+  REAL(void (*)(Mutex*), "5MutexD2Ev", this);
+}
+
+void Mutex::Lock() {
+  Locked(this, 0, [&] { REAL(void (*)(Mutex*), "5Mutex4LockEv", this); return 0; });
+}
+
+void Mutex::ReaderLock() {
+  Locked(this, __tsan_mutex_read_lock, [&] {
+    REAL(void (*)(Mutex*), "5Mutex10ReaderLockEv", this);
+    return 0;
+  });
+}
+
+bool Mutex::TryLock() {
+  __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
+  const bool ok = REAL(bool (*)(Mutex*), "5Mutex7TryLockEv", this);
+  __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (ok ? 0 : __tsan_mutex_try_lock_failed),
+                         0);
+  return ok;
+}
+
+bool Mutex::ReaderTryLock() {
+  const unsigned flags = __tsan_mutex_read_lock | __tsan_mutex_try_lock;
+  __tsan_mutex_pre_lock(this, flags);
+  const bool ok = REAL(bool (*)(Mutex*), "5Mutex13ReaderTryLockEv", this);
+  __tsan_mutex_post_lock(this, flags | (ok ? 0 : __tsan_mutex_try_lock_failed), 0);
+  return ok;
+}
+
+void Mutex::Unlock() {
+  __tsan_mutex_pre_unlock(this, 0);
+  REAL(void (*)(Mutex*), "5Mutex6UnlockEv", this);
+  __tsan_mutex_post_unlock(this, 0);
+}
+
+void Mutex::ReaderUnlock() {
+  __tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock);
+  REAL(void (*)(Mutex*), "5Mutex12ReaderUnlockEv", this);
+  __tsan_mutex_post_unlock(this, __tsan_mutex_read_lock);
+}
+
+void Mutex::LockWhen(const Condition& cond) {
+  Locked(this, 0, [&] {
+    REAL(void (*)(Mutex*, const Condition&), "5Mutex8LockWhenERKNS0_9ConditionE", this, cond);
+    return 0;
+  });
+}
+
+void Mutex::ReaderLockWhen(const Condition& cond) {
+  Locked(this, __tsan_mutex_read_lock, [&] {
+    REAL(void (*)(Mutex*, const Condition&), "5Mutex14ReaderLockWhenERKNS0_9ConditionE", this,
+         cond);
+    return 0;
+  });
+}
+
+bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
+  return Locked(this, 0, [&] {
+    return REAL(bool (*)(Mutex*, const Condition&, Duration),
+                "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE", this, cond,
+                timeout);
+  });
+}
+
+bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
+  return Locked(this, 0, [&] {
+    return REAL(bool (*)(Mutex*, const Condition&, Time),
+                "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE", this, cond,
+                deadline);
+  });
+}
+
+void Mutex::Await(const Condition& cond) {
+  Released(this, [&] {
+    REAL(void (*)(Mutex*, const Condition&), "5Mutex5AwaitERKNS0_9ConditionE", this, cond);
+    return 0;
+  });
+}
+
+bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
+  return Released(this, [&] {
+    return REAL(bool (*)(Mutex*, const Condition&, Duration),
+                "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE", this, cond, timeout);
+  });
+}
+
+bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
+  return Released(this, [&] {
+    return REAL(bool (*)(Mutex*, const Condition&, Time),
+                "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE", this, cond, deadline);
+  });
+}
+
+void CondVar::Wait(Mutex* mu) {
+  Released(mu, [&] {
+    REAL(void (*)(CondVar*, Mutex*), "7CondVar4WaitEPNS0_5MutexE", this, mu);
+    return 0;
+  });
+}
+
+bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
+  return Released(mu, [&] {
+    return REAL(bool (*)(CondVar*, Mutex*, Duration),
+                "7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE", this, mu, timeout);
+  });
+}
+
+bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
+  return Released(mu, [&] {
+    return REAL(bool (*)(CondVar*, Mutex*, Time),
+                "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE", this, mu, deadline);
+  });
+}
+
+ABSL_NAMESPACE_END
+}  // namespace absl
