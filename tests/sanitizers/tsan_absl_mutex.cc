@@ -1,5 +1,6 @@
-// ThreadSanitizer annotations for absl::Mutex and absl::CondVar, linked into every executable
-// of an ASSAY_SANITIZE=thread build (cmake/sanitizers.cmake) and nowhere else.
+// ThreadSanitizer annotations for absl::Mutex, absl::CondVar and absl::Notification, linked
+// into every executable of an ASSAY_SANITIZE=thread build (cmake/sanitizers.cmake) and nowhere
+// else.
 //
 // Why: Debian's Abseil is not built with TSan, so absl::Mutex (atomics and futexes inside an
 // uninstrumented library) creates no happens-before edge that TSan can see, and every access
@@ -24,18 +25,20 @@
 
 #include "absl/base/config.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 
 #define ASSAY_STR2(x) #x
 #define ASSAY_STR(x) ASSAY_STR2(x)
 
 namespace {
 
-// The library's definition of the member function whose mangled name, after "_ZN4absl<ns>",
-// is `suffix` (e.g. "5Mutex4LockEv"). Aborts when it is missing: a TSan build without its
-// mutex annotations would only report noise.
-void* Real(const char* suffix) {
+// The library's definition of the member function whose mangled name, after "_ZN4absl<ns>"
+// ("_ZNK4absl<ns>" for a const one), is `suffix` (e.g. "5Mutex4LockEv"). Aborts when it is
+// missing: a TSan build without its mutex annotations would only report noise.
+void* Real(const char* suffix, bool is_const = false) {
   const std::string ns = ASSAY_STR(ABSL_OPTION_INLINE_NAMESPACE_NAME);
-  const std::string name = "_ZN4absl" + std::to_string(ns.size()) + ns + suffix;
+  const std::string name = std::string(is_const ? "_ZNK4absl" : "_ZN4absl") +
+                           std::to_string(ns.size()) + ns + suffix;
   void* f = dlsym(RTLD_NEXT, name.c_str());
   if (f == nullptr) {
     std::fprintf(stderr, "tsan_absl_mutex: %s not found in libabsl\n", name.c_str());
@@ -50,11 +53,17 @@ void* Real(const char* suffix) {
     static const auto f = reinterpret_cast<Fn>(Real(suffix));     \
     return f(__VA_ARGS__);                                        \
   }())
+#define REAL_CONST(Fn, suffix, ...)                               \
+  ([&] {                                                          \
+    static const auto f = reinterpret_cast<Fn>(Real(suffix, true)); \
+    return f(__VA_ARGS__);                                        \
+  }())
 
 using absl::CondVar;
 using absl::Condition;
 using absl::Duration;
 using absl::Mutex;
+using absl::Notification;
 using absl::Time;
 
 // An exclusive hold released around a blocking call and taken again, as Abseil annotates
@@ -197,6 +206,35 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
     return REAL(bool (*)(CondVar*, Mutex*, Time),
                 "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE", this, mu, deadline);
   });
+}
+
+// Notification: Notify releases and a wait that returns notified acquires, on the
+// Notification's address. HasBeenNotified() is inline and reads an atomic the library wrote
+// uninstrumented: a poll with it is still invisible (Assay's code does not poll one).
+void Notification::Notify() {
+  __tsan_release(this);
+  REAL(void (*)(Notification*), "12Notification6NotifyEv", this);
+}
+
+void Notification::WaitForNotification() const {
+  REAL_CONST(void (*)(const Notification*), "12Notification19WaitForNotificationEv", this);
+  __tsan_acquire(const_cast<Notification*>(this));
+}
+
+bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
+  const bool notified = REAL_CONST(bool (*)(const Notification*, Duration),
+                                   "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE",
+                                   this, timeout);
+  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  return notified;
+}
+
+bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
+  const bool notified = REAL_CONST(bool (*)(const Notification*, Time),
+                                   "12Notification31WaitForNotificationWithDeadlineENS0_4TimeE",
+                                   this, deadline);
+  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  return notified;
 }
 
 ABSL_NAMESPACE_END
