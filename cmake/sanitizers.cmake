@@ -43,10 +43,13 @@ if(ASSAY_THREAD_SAFETY)
 endif()
 
 if(ASSAY_SANITIZE MATCHES "thread")
-  # absl::Mutex made visible to TSan (see the file's comment); whole-archive so that its
-  # definitions land in every executable, where they interpose the library's.
+  # absl::Mutex made visible to TSan (see the file's comment). Linked into every executable;
+  # the undefined anchor pulls its one object out of the archive even where libabsl already
+  # defines the symbols it interposes. (Not WHOLE_ARCHIVE: the library then appears once per
+  # dependency on a link line, and its definitions clash with each other.)
   add_library(assay_tsan_absl_mutex STATIC
     ${PROJECT_SOURCE_DIR}/tests/sanitizers/tsan_absl_mutex.cc)
   target_link_libraries(assay_tsan_absl_mutex PUBLIC absl::synchronization ${CMAKE_DL_LIBS})
-  link_libraries("$<LINK_LIBRARY:WHOLE_ARCHIVE,assay_tsan_absl_mutex>")
+  link_libraries(assay_tsan_absl_mutex)
+  add_link_options(-Wl,--undefined=assay_tsan_absl_mutex_anchor)
 endif()

@@ -30,6 +30,11 @@
 #define ASSAY_STR2(x) #x
 #define ASSAY_STR(x) ASSAY_STR2(x)
 
+// Referenced by the link line (-Wl,--undefined) so that this object is always linked.
+extern "C" {
+int assay_tsan_absl_mutex_anchor = 0;
+}
+
 namespace {
 
 // The library's definition of the member function whose mangled name, after "_ZN4absl<ns>"
