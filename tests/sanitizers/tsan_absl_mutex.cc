@@ -64,6 +64,16 @@ void* Real(const char* suffix, bool is_const = false) {
     return f(__VA_ARGS__);                                        \
   }())
 
+// Calls from inside the library into its own interposed entry points (AwaitWithTimeout calls
+// AwaitWithDeadline, Notification's waits lock its mutex) reach these definitions too; only the
+// outermost call on a thread is annotated, or a hold would be released twice.
+thread_local int t_depth = 0;
+struct Inside {
+  Inside() { ++t_depth; }
+  ~Inside() { --t_depth; }
+};
+#define ANNOTATE(call) (t_depth == 1 ? (void)(call) : (void)0)
+
 using absl::CondVar;
 using absl::Condition;
 using absl::Duration;
@@ -75,19 +85,19 @@ using absl::Time;
 // Await and CondVar::Wait: the call itself is ignored.
 template <typename F>
 auto Released(Mutex* mu, F call) {
-  __tsan_mutex_pre_unlock(mu, 0);
+  ANNOTATE(__tsan_mutex_pre_unlock(mu, 0));
   auto result = call();
-  __tsan_mutex_post_unlock(mu, 0);
-  __tsan_mutex_pre_lock(mu, 0);
-  __tsan_mutex_post_lock(mu, 0, 0);
+  ANNOTATE(__tsan_mutex_post_unlock(mu, 0));
+  ANNOTATE(__tsan_mutex_pre_lock(mu, 0));
+  ANNOTATE(__tsan_mutex_post_lock(mu, 0, 0));
   return result;
 }
 
 template <typename F>
 auto Locked(Mutex* mu, unsigned flags, F call) {
-  __tsan_mutex_pre_lock(mu, flags);
+  ANNOTATE(__tsan_mutex_pre_lock(mu, flags));
   auto result = call();
-  __tsan_mutex_post_lock(mu, flags, 0);
+  ANNOTATE(__tsan_mutex_post_lock(mu, flags, 0));
   return result;
 }
 
@@ -97,15 +107,18 @@ namespace absl {
 ABSL_NAMESPACE_BEGIN
 
 Mutex::~Mutex() {
-  __tsan_mutex_destroy(this, __tsan_mutex_not_static);
+  Inside inside;
+  ANNOTATE(__tsan_mutex_destroy(this, __tsan_mutex_not_static));
   REAL(void (*)(Mutex*), "5MutexD2Ev", this);
 }
 
 void Mutex::Lock() {
+  Inside inside;
   Locked(this, 0, [&] { REAL(void (*)(Mutex*), "5Mutex4LockEv", this); return 0; });
 }
 
 void Mutex::ReaderLock() {
+  Inside inside;
   Locked(this, __tsan_mutex_read_lock, [&] {
     REAL(void (*)(Mutex*), "5Mutex10ReaderLockEv", this);
     return 0;
@@ -113,34 +126,39 @@ void Mutex::ReaderLock() {
 }
 
 bool Mutex::TryLock() {
-  __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
+  Inside inside;
+  const unsigned flags = __tsan_mutex_try_lock;
+  ANNOTATE(__tsan_mutex_pre_lock(this, flags));
   const bool ok = REAL(bool (*)(Mutex*), "5Mutex7TryLockEv", this);
-  __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (ok ? 0 : __tsan_mutex_try_lock_failed),
-                         0);
+  ANNOTATE(__tsan_mutex_post_lock(this, flags | (ok ? 0 : __tsan_mutex_try_lock_failed), 0));
   return ok;
 }
 
 bool Mutex::ReaderTryLock() {
+  Inside inside;
   const unsigned flags = __tsan_mutex_read_lock | __tsan_mutex_try_lock;
-  __tsan_mutex_pre_lock(this, flags);
+  ANNOTATE(__tsan_mutex_pre_lock(this, flags));
   const bool ok = REAL(bool (*)(Mutex*), "5Mutex13ReaderTryLockEv", this);
-  __tsan_mutex_post_lock(this, flags | (ok ? 0 : __tsan_mutex_try_lock_failed), 0);
+  ANNOTATE(__tsan_mutex_post_lock(this, flags | (ok ? 0 : __tsan_mutex_try_lock_failed), 0));
   return ok;
 }
 
 void Mutex::Unlock() {
-  __tsan_mutex_pre_unlock(this, 0);
+  Inside inside;
+  ANNOTATE(__tsan_mutex_pre_unlock(this, 0));
   REAL(void (*)(Mutex*), "5Mutex6UnlockEv", this);
-  __tsan_mutex_post_unlock(this, 0);
+  ANNOTATE(__tsan_mutex_post_unlock(this, 0));
 }
 
 void Mutex::ReaderUnlock() {
-  __tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock);
+  Inside inside;
+  ANNOTATE(__tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock));
   REAL(void (*)(Mutex*), "5Mutex12ReaderUnlockEv", this);
-  __tsan_mutex_post_unlock(this, __tsan_mutex_read_lock);
+  ANNOTATE(__tsan_mutex_post_unlock(this, __tsan_mutex_read_lock));
 }
 
 void Mutex::LockWhen(const Condition& cond) {
+  Inside inside;
   Locked(this, 0, [&] {
     REAL(void (*)(Mutex*, const Condition&), "5Mutex8LockWhenERKNS0_9ConditionE", this, cond);
     return 0;
@@ -148,6 +166,7 @@ void Mutex::LockWhen(const Condition& cond) {
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
+  Inside inside;
   Locked(this, __tsan_mutex_read_lock, [&] {
     REAL(void (*)(Mutex*, const Condition&), "5Mutex14ReaderLockWhenERKNS0_9ConditionE", this,
          cond);
@@ -156,6 +175,7 @@ void Mutex::ReaderLockWhen(const Condition& cond) {
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
+  Inside inside;
   return Locked(this, 0, [&] {
     return REAL(bool (*)(Mutex*, const Condition&, Duration),
                 "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE", this, cond,
@@ -164,6 +184,7 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
 }
 
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
+  Inside inside;
   return Locked(this, 0, [&] {
     return REAL(bool (*)(Mutex*, const Condition&, Time),
                 "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE", this, cond,
@@ -172,6 +193,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
 }
 
 void Mutex::Await(const Condition& cond) {
+  Inside inside;
   Released(this, [&] {
     REAL(void (*)(Mutex*, const Condition&), "5Mutex5AwaitERKNS0_9ConditionE", this, cond);
     return 0;
@@ -179,6 +201,7 @@ void Mutex::Await(const Condition& cond) {
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
+  Inside inside;
   return Released(this, [&] {
     return REAL(bool (*)(Mutex*, const Condition&, Duration),
                 "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE", this, cond, timeout);
@@ -186,6 +209,7 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
 }
 
 bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
+  Inside inside;
   return Released(this, [&] {
     return REAL(bool (*)(Mutex*, const Condition&, Time),
                 "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE", this, cond, deadline);
@@ -193,6 +217,7 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
 }
 
 void CondVar::Wait(Mutex* mu) {
+  Inside inside;
   Released(mu, [&] {
     REAL(void (*)(CondVar*, Mutex*), "7CondVar4WaitEPNS0_5MutexE", this, mu);
     return 0;
@@ -200,6 +225,7 @@ void CondVar::Wait(Mutex* mu) {
 }
 
 bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
+  Inside inside;
   return Released(mu, [&] {
     return REAL(bool (*)(CondVar*, Mutex*, Duration),
                 "7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE", this, mu, timeout);
@@ -207,6 +233,7 @@ bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
 }
 
 bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
+  Inside inside;
   return Released(mu, [&] {
     return REAL(bool (*)(CondVar*, Mutex*, Time),
                 "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE", this, mu, deadline);
@@ -217,28 +244,32 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
 // Notification's address. HasBeenNotified() is inline and reads an atomic the library wrote
 // uninstrumented: a poll with it is still invisible (Assay's code does not poll one).
 void Notification::Notify() {
-  __tsan_release(this);
+  Inside inside;
+  ANNOTATE(__tsan_release(this));
   REAL(void (*)(Notification*), "12Notification6NotifyEv", this);
 }
 
 void Notification::WaitForNotification() const {
+  Inside inside;
   REAL_CONST(void (*)(const Notification*), "12Notification19WaitForNotificationEv", this);
-  __tsan_acquire(const_cast<Notification*>(this));
+  ANNOTATE(__tsan_acquire(const_cast<Notification*>(this)));
 }
 
 bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
+  Inside inside;
   const bool notified = REAL_CONST(bool (*)(const Notification*, Duration),
                                    "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE",
                                    this, timeout);
-  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  if (notified) ANNOTATE(__tsan_acquire(const_cast<Notification*>(this)));
   return notified;
 }
 
 bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
+  Inside inside;
   const bool notified = REAL_CONST(bool (*)(const Notification*, Time),
                                    "12Notification31WaitForNotificationWithDeadlineENS0_4TimeE",
                                    this, deadline);
-  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  if (notified) ANNOTATE(__tsan_acquire(const_cast<Notification*>(this)));
   return notified;
 }
 
