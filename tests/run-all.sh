@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
-# Builds Assay and runs every test tier (unit, db, e2e) against a PostgreSQL that this
-# script starts in a temporary directory and stops again. Usage:
-#   tests/run-all.sh            # unit, db and e2e
+# Builds Assay and runs test tiers against a PostgreSQL that this script starts in a temporary
+# directory and stops again. Usage:
+#   tests/run-all.sh            # unit db e2e faults (the default build, BUILD_DIR)
+#   tests/run-all.sh all        # every tier: unit db e2e faults asan tsan fuzz (what CI runs)
 #   tests/run-all.sh unit db    # only these tiers (CTest labels)
-#   tests/run-all.sh faults     # faults tier: its own PostgreSQL; knobs in tests/faults/faults.h
+#   tests/run-all.sh faults     # faults tier: its own PostgreSQL, killed and restarted, with
+#                               # agents and the server; knobs in tests/faults/faults.h
+#   tests/run-all.sh asan       # clang ASan+UBSan build (build-asan), with -Wthread-safety as
+#                               # an error: unit, db and e2e
+#   tests/run-all.sh tsan       # clang TSan build (build-tsan): the unit tests of everything
+#                               # with threads (server, http, agent, common), db and e2e
+#   tests/run-all.sh clang      # clang build of common, server and agent with -Wthread-safety
+#                               # -Werror (build-clang); compiles, runs nothing
+#   tests/run-all.sh fuzz       # libFuzzer targets of tests/fuzz, each for FUZZ_SECONDS
+#                               # (default 30); fails on any crash. Built in build-asan: one
+#                               # compile (ASan+UBSan, coverage) serves both tiers
+# Tiers combine: `tests/run-all.sh unit db e2e asan tsan fuzz` runs them all, in that order,
+# and fails when any failed.
 # Environment: BUILD_DIR (default build), ASSAY_TEST_PG_DSN (use this server instead of
-# starting one), CTEST_ARGS (extra ctest arguments).
+# starting one), CTEST_ARGS (extra ctest arguments), FUZZ_SECONDS.
+# A sanitizer report from any process (tests, and the servers and agents e2e starts) fails the
+# tier; reports are collected under BUILD_DIR/sanitizer-logs and printed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -13,11 +28,25 @@ source deploy/lib/deps.sh
 source deploy/lib/pg.sh
 
 TIERS=("$@")
-[ ${#TIERS[@]} -gt 0 ] || TIERS=(unit db e2e)
+[ ${#TIERS[@]} -gt 0 ] || TIERS=(unit db e2e faults)
+[ "${TIERS[*]}" != all ] || TIERS=(unit db e2e faults asan tsan fuzz)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+SUPP=$ROOT/tests/sanitizers
+NO_RETURN_WARNING='__asan_handle_no_return|^False positive error reports may follow'
+NO_RETURN_WARNING+='|^For details see https://github.com/google/sanitizers/issues/189'
 
-install_deps
-build_assay "$ROOT" "$BUILD_DIR"
+LABELS=()
+EXTRA=()
+for t in "${TIERS[@]}"; do
+  case "$t" in
+    unit|db|e2e|faults) LABELS+=("$t") ;;
+    asan|tsan|clang|fuzz) EXTRA+=("$t") ;;
+    *) echo "unknown tier '$t' (unit, db, e2e, faults, asan, tsan, clang, fuzz)" >&2; exit 2 ;;
+  esac
+done
+
+if [ ${#EXTRA[@]} -gt 0 ]; then install_deps $ASSAY_CLANG_PACKAGES; else install_deps; fi
 
 PGDIR=""
 cleanup() {
@@ -28,7 +57,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -z "${ASSAY_TEST_PG_DSN:-}" ]; then
+start_pg() {
+  [ -z "${ASSAY_TEST_PG_DSN:-}" ] || return 0
   PGDIR=$(mktemp -d /tmp/assay-test-pg.XXXXXX)
   chmod 755 "$PGDIR"
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -36,11 +66,148 @@ if [ -z "${ASSAY_TEST_PG_DSN:-}" ]; then
   pg_start --fast-unsafe "$PGDIR/data" "$PORT"
   export ASSAY_TEST_PG_DSN=$(pg_dsn "$PORT")
   echo "PostgreSQL for tests: $ASSAY_TEST_PG_DSN"
-fi
+}
 
-LABELS=$(IFS='|'; echo "${TIERS[*]}")
-# One ctest run so there is one summary; db and e2e tests are RUN_SERIAL (one at a time),
-# unit tests run in parallel.
-# shellcheck disable=SC2086
-ctest --test-dir "$BUILD_DIR" -L "^(${LABELS})\$" -j "$(nproc)" --output-on-failure --timeout 600 \
-  ${CTEST_ARGS:-}
+# run_ctest BUILD LABELS...: one ctest run so there is one summary; db and e2e tests are
+# RUN_SERIAL (one at a time), unit tests run in parallel.
+run_ctest() {
+  local build=$1; shift
+  local labels
+  labels=$(IFS='|'; echo "$*")
+  # shellcheck disable=SC2086
+  ctest --test-dir "$build" -L "^(${labels})\$" -j "$(nproc)" --output-on-failure \
+    --timeout 600 ${CTEST_ARGS:-}
+}
+
+# configure_clang BUILD CMAKE_OPTIONS...: a clang build directory. -O1 and line tables only:
+# what sanitizer reports need, and the quickest to compile.
+configure_clang() {
+  local build=$1; shift
+  CXX=clang++ cmake -S "$ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only -DNDEBUG" \
+    -DASSAY_BUILD_BENCH=OFF "$@" >/dev/null
+}
+
+# sanitized_ctest BUILD LABELS...: run_ctest with every sanitizer writing its reports to
+# BUILD/sanitizer-logs (so that reports from e2e's server and agent processes are seen too);
+# fails when the tests fail or when any report was written.
+sanitized_ctest() {
+  local build=$1; shift
+  local logs=$build/sanitizer-logs rc=0
+  rm -rf "$logs"; mkdir -p "$logs"
+  local common="log_path=$logs/report:print_suppressions=0"
+  export ASAN_OPTIONS="$common:detect_leaks=1:detect_stack_use_after_return=1"
+  ASAN_OPTIONS+=":strict_string_checks=1:check_initialization_order=1"
+  export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp"
+  export UBSAN_OPTIONS="$common:print_stacktrace=1:halt_on_error=1:suppressions=$SUPP/ubsan.supp"
+  export TSAN_OPTIONS="$common:halt_on_error=0:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp"
+  run_ctest "$build" "$@" || rc=$?
+  unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
+  local reports=() f
+  for f in "$logs"/report.*; do
+    [ -e "$f" ] || continue
+    # The child of SpawnProcess's clone runs on its own small stack until it execs, and ASan
+    # warns that it ignores __asan_handle_no_return there; that warning alone is no finding.
+    if grep -qvE "$NO_RETURN_WARNING" "$f"; then reports+=("$f"); fi
+  done
+  if [ ${#reports[@]} -gt 0 ]; then
+    echo "sanitizer reports (${#reports[@]} files in $logs):" >&2
+    head -c 20000 "${reports[@]}" >&2
+    rc=1
+  fi
+  return $rc
+}
+
+# build-asan serves the asan and fuzz tiers: ASan+UBSan, -Wthread-safety, and libFuzzer's
+# coverage (-fsanitize=fuzzer-no-link, a small cost to the tests) so that one compile does both.
+configure_asan() {
+  configure_clang "$ROOT/build-asan" -DASSAY_SANITIZE=address,undefined \
+    -DASSAY_THREAD_SAFETY=ON -DASSAY_FUZZ=ON
+}
+
+tier_asan() {
+  local build=$ROOT/build-asan
+  configure_asan || return
+  cmake --build "$build" -j "$(nproc)" || return
+  start_pg || return
+  sanitized_ctest "$build" unit db e2e
+}
+
+tier_tsan() {
+  local build=$ROOT/build-tsan
+  configure_clang "$build" -DASSAY_SANITIZE=thread -DASSAY_THREAD_SAFETY=ON || return
+  cmake --build "$build" -j "$(nproc)" --target unit_server_tests unit_http_tests \
+    unit_agent_tests unit_common_tests db_tests e2e_tests || return
+  start_pg || return
+  sanitized_ctest "$build" unit db e2e
+}
+
+tier_clang() {
+  local build=$ROOT/build-clang
+  configure_clang "$build" -DASSAY_THREAD_SAFETY=ON || return
+  cmake --build "$build" -j "$(nproc)" --target assay-server assay-agent
+}
+
+# Each fuzzer starts from its hand seeds (tests/fuzz/seeds/NAME) and the fixtures that fit it;
+# what it finds stays in BUILD/fuzz-corpus (not in the repository); a crash leaves its input
+# in BUILD/fuzz-crashes and fails the tier.
+tier_fuzz() {
+  local build=$ROOT/build-asan
+  configure_asan || return
+  cmake --build "$build" -j "$(nproc)" --target fuzzers || return
+  mkdir -p "$build/fuzz-crashes"
+  local name forge seeds opts rc=0
+  export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  for fuzzer in "$build"/tests/fuzz/*_fuzz; do
+    name=$(basename "$fuzzer")
+    seeds=()
+    [ -d "tests/fuzz/seeds/$name" ] && seeds+=("tests/fuzz/seeds/$name")
+    opts=(-max_len=4096)
+    case "$name" in
+      webhook_*_fuzz)
+        forge=${name#webhook_}
+        seeds+=("tests/fixtures/${forge%_fuzz}")
+        opts=(-max_len=65536) ;;
+      pipeline_spec_fuzz)
+        seeds+=(examples/hello)
+        opts=(-max_len=16384) ;;
+    esac
+    mkdir -p "$build/fuzz-corpus/$name"
+    if "$fuzzer" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 "${opts[@]}" \
+        -artifact_prefix="$build/fuzz-crashes/$name-" -print_final_stats=1 \
+        "$build/fuzz-corpus/$name" "${seeds[@]}" >"$build/fuzz-crashes/$name.log" 2>&1; then
+      echo "fuzz $name: ok ($(grep -o 'stat::number_of_executed_units: *[0-9]*' \
+        "$build/fuzz-crashes/$name.log" | grep -o '[0-9]*$') runs in ${FUZZ_SECONDS}s)"
+    else
+      echo "fuzz $name: FAILED; the input is in $build/fuzz-crashes/$name-*" >&2
+      tail -n 60 "$build/fuzz-crashes/$name.log" >&2
+      rc=1
+    fi
+  done
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+  return $rc
+}
+
+FAILED=()
+if [ ${#LABELS[@]} -gt 0 ]; then
+  build_assay "$ROOT" "$BUILD_DIR"
+  if [[ " ${LABELS[*]} " == *" db "* || " ${LABELS[*]} " == *" e2e "* ]]; then start_pg; fi
+  FAULT_RUNS=$BUILD_DIR/faults-runs.log  # one line of figures per faults run (with its seed)
+  seen=$( [ -f "$FAULT_RUNS" ] && wc -l <"$FAULT_RUNS" || echo 0)
+  run_ctest "$BUILD_DIR" "${LABELS[@]}" || FAILED+=("${LABELS[@]}")
+  if [ -f "$FAULT_RUNS" ]; then tail -n +"$((seen + 1))" "$FAULT_RUNS"; fi
+fi
+for t in "${EXTRA[@]}"; do
+  start=$SECONDS
+  if "tier_$t"; then
+    echo "tier $t: passed in $((SECONDS - start)) s"
+  else
+    echo "tier $t: FAILED after $((SECONDS - start)) s" >&2
+    FAILED+=("$t")
+  fi
+done
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "failed tiers: ${FAILED[*]}" >&2
+  exit 1
+fi

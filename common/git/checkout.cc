@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/git/git.h"
+#include "common/git/tree.h"
 #include "common/base/status.h"
 
 namespace assay {
@@ -70,18 +71,14 @@ absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& wo
     if (!tree.found || tree.type != "tree") {
       return absl::NotFoundError(absl::StrCat("tree ", name, " not found in mirror ", dir_));
     }
-    const std::string& t = tree.content;
-    size_t pos = 0;
-    while (pos < t.size()) {
-      size_t sp = t.find(' ', pos);
-      size_t nul = t.find('\0', sp == std::string::npos ? pos : sp);
-      if (sp == std::string::npos || nul == std::string::npos || nul + 21 > t.size()) {
-        return absl::DataLossError(absl::StrCat("malformed tree object ", name));
-      }
-      uint32_t mode = static_cast<uint32_t>(std::strtoul(t.substr(pos, sp - pos).c_str(), nullptr, 8));
-      std::string entry_name = t.substr(sp + 1, nul - sp - 1);
-      std::string raw_sha = t.substr(nul + 1, 20);
-      pos = nul + 21;
+    absl::StatusOr<std::vector<TreeEntry>> parsed = ParseTreeObject(tree.content);
+    if (!parsed.ok()) {
+      return absl::DataLossError(absl::StrCat("malformed tree object ", name));
+    }
+    for (TreeEntry& entry : *parsed) {
+      const uint32_t mode = entry.mode;
+      std::string entry_name = std::move(entry.name);
+      std::string raw_sha = std::move(entry.raw_sha);
       if (!SafeName(entry_name)) {
         return absl::DataLossError(
             absl::StrCat("tree ", name, " has an unsafe entry name; refusing to check it out"));

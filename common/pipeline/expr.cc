@@ -36,12 +36,21 @@ absl::Status ErrorAt(int column, std::string_view message) {
 
 bool IsIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
 
+// Limits on a hostile expression. Why: the parser and Evaluate recurse, and a tree as deep as
+// the text is long (10^5 '(' or '!', or 'x&&x&&...') overflows the stack of whichever thread
+// plans the pipeline. 1024 tokens is far beyond any real `if:`.
+constexpr size_t kMaxTokens = 1024;
+constexpr int kMaxNesting = 64;  // '(' , '!' and function calls inside one another
+
 absl::StatusOr<std::vector<Token>> Tokenize(std::string_view text) {
   std::vector<Token> tokens;
   size_t i = 0;
   while (i < text.size()) {
     const char c = text[i];
     const int column = static_cast<int>(i) + 1;
+    if (tokens.size() == kMaxTokens && !std::isspace(static_cast<unsigned char>(c))) {
+      return ErrorAt(column, absl::StrCat("expression has more than ", kMaxTokens, " tokens"));
+    }
     if (std::isspace(static_cast<unsigned char>(c))) {
       ++i;
     } else if (c == '\'' || c == '"') {
@@ -125,8 +134,22 @@ class Parser {
     return left;
   }
 
+  // One level of nesting for the caller's scope; TooDeep() past kMaxNesting.
+  struct Nest {
+    explicit Nest(Parser* p) : p(p) { ++p->depth_; }
+    ~Nest() { --p->depth_; }
+    bool TooDeep() const { return p->depth_ > kMaxNesting; }
+    Parser* p;
+  };
+  static absl::Status TooDeepAt(int column) {
+    return ErrorAt(column,
+                   absl::StrCat("expression nested deeper than ", kMaxNesting, " levels"));
+  }
+
   absl::StatusOr<NodePtr> ParseUnary() {
     if (IsOp("!")) {
+      Nest nest(this);
+      if (nest.TooDeep()) return TooDeepAt(Peek().column);
       ++pos_;
       absl::StatusOr<NodePtr> operand = ParseUnary();
       if (!operand.ok()) return operand;
@@ -151,6 +174,8 @@ class Parser {
     if (!IsOp("(")) {
       return ErrorAt(Peek().column, absl::StrCat("expected '(' after ", name.text));
     }
+    Nest nest(this);
+    if (nest.TooDeep()) return TooDeepAt(name.column);
     ++pos_;
     absl::StatusOr<NodePtr> first = ParseOr();
     if (!first.ok()) return first;
@@ -179,6 +204,8 @@ class Parser {
       return NodePtr(node);
     }
     if (token.kind == Tok::kOp && token.text == "(") {
+      Nest nest(this);
+      if (nest.TooDeep()) return TooDeepAt(token.column);
       ++pos_;
       absl::StatusOr<NodePtr> inner = ParseOr();
       if (!inner.ok()) return inner;
@@ -232,6 +259,7 @@ class Parser {
 
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int depth_ = 0;  // current nesting, at most kMaxNesting
 };
 
 std::string Lookup(const std::map<std::string, std::string>& map, const std::string& key) {

@@ -48,6 +48,8 @@ class Expr {
   //   "column N: unexpected ')' after the expression"
   //   "column N: expected ',' between arguments to contains"
   //   "column N: expected '(' after startsWith"   "column N: expected a name after 'inputs.'"
+  //   "column N: expression has more than 1024 tokens"
+  //   "column N: expression nested deeper than 64 levels"   ('(', '!' and calls count)
   static absl::StatusOr<Expr> Parse(std::string_view text);
 
   bool Evaluate(const ExprContext& context) const;

@@ -1,5 +1,6 @@
 #include "common/pipeline/glob.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace assay {
@@ -47,7 +48,30 @@ bool ClassMatches(std::string_view cls, char c) {
   return found != (cls[1] == '!');
 }
 
-bool Match(std::string_view p, std::string_view t) {
+// Matches suffixes of one pattern against suffixes of one text, remembering which pairs
+// failed. Why: retrying a pair that already failed made k stars against n characters cost
+// O(n^k) ("*a*a*a*a*a*a*a*a*a*ab" against 30 a's took seconds); with the memo each pair is
+// tried once. Recursion is one level per star, so at most kMaxPatternLength deep.
+class Matcher {
+ public:
+  explicit Matcher(size_t text_size) : text_size_(text_size) {}
+
+  bool Match(std::string_view p, std::string_view t) {
+    const size_t key = p.size() * (text_size_ + 1) + t.size();
+    if (failed_.contains(key)) return false;
+    if (MatchOnce(p, t)) return true;
+    failed_.insert(key);
+    return false;
+  }
+
+ private:
+  bool MatchOnce(std::string_view p, std::string_view t);
+
+  size_t text_size_;
+  absl::flat_hash_set<size_t> failed_;  // keys of (pattern suffix, text suffix) by lengths
+};
+
+bool Matcher::MatchOnce(std::string_view p, std::string_view t) {
   while (!p.empty()) {
     const char c = p[0];
     if (c == '*') {
@@ -101,11 +125,18 @@ bool Match(std::string_view p, std::string_view t) {
 
 }  // namespace
 
-bool GlobMatch(std::string_view pattern, std::string_view text) { return Match(pattern, text); }
+bool GlobMatch(std::string_view pattern, std::string_view text) {
+  if (pattern.size() > kMaxPatternLength) return false;
+  return Matcher(text.size()).Match(pattern, text);
+}
 
 absl::Status ValidateGlob(std::string_view pattern) {
   const std::string quoted = std::string(pattern);
   if (pattern.empty()) return absl::InvalidArgumentError("pattern must not be empty");
+  if (pattern.size() > kMaxPatternLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pattern is longer than ", kMaxPatternLength, " characters"));
+  }
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == '\\') {
       if (i + 1 == pattern.size()) {

@@ -20,12 +20,17 @@
 
 namespace assay {
 
-// True when `text` matches `pattern`. An invalid pattern (see ValidateGlob) never
-// crashes: an unterminated '[' and a trailing '\' match themselves literally.
+// Patterns are at most this long: a longer one matches nothing (and ValidateGlob refuses it).
+inline constexpr size_t kMaxPatternLength = 1024;
+
+// True when `text` matches `pattern`, in time polynomial in both lengths. An invalid pattern
+// (see ValidateGlob) never crashes: an unterminated '[' and a trailing '\' match themselves
+// literally.
 bool GlobMatch(std::string_view pattern, std::string_view text);
 
 // OK, or kInvalidArgument with one of these exact messages:
 //   "pattern must not be empty"
+//   "pattern is longer than 1024 characters"
 //   "unterminated '[' at column N in pattern 'P'"       (N is 1-based)
 //   "pattern 'P' ends with a lone '\'"
 //   "invalid range 'z-a' in pattern 'P'"

@@ -84,7 +84,7 @@ std::string MatrixJobName(std::string_view job, const Combination& values,
   }
   for (const auto& [key, value] : values) {
     const bool axis = std::any_of(spec.axes.begin(), spec.axes.end(),
-                                  [&](const auto& a) { return a.first == key; });
+                                  [&key = key](const auto& a) { return a.first == key; });
     if (!axis) parts.push_back(value);
   }
   if (parts.empty()) return std::string(job);

@@ -122,8 +122,9 @@ bool TriggersPullRequest(const PipelineSpec& spec, const std::string& base_branc
 absl::StatusOr<std::map<std::string, std::string>> ResolveManualInputs(
     const ManualTrigger& manual, const std::map<std::string, std::string>& given) {
   for (const auto& [name, value] : given) {
-    const bool known = std::any_of(manual.inputs.begin(), manual.inputs.end(),
-                                   [&](const ManualInput& in) { return in.name == name; });
+    const bool known =
+        std::any_of(manual.inputs.begin(), manual.inputs.end(),
+                    [&name = name](const ManualInput& in) { return in.name == name; });
     if (!known) {
       return absl::InvalidArgumentError(
           absl::StrCat("input '", name, "' is not defined in on.manual.inputs"));

@@ -1,7 +1,9 @@
 #include "common/pipeline/spec.h"
 
 #include <algorithm>
+#include <optional>
 #include <span>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "common/pipeline/edit_distance.h"
 #include "common/pipeline/graph.h"
 #include "common/pipeline/spec_internal.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace assay {
@@ -253,13 +256,56 @@ void CheckNeeds(Linter& lint, PipelineDraft& draft) {
   }
 }
 
+// Sees every document start in a YAML stream, to find yaml-cpp 0.7's endless loop.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { last = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  YAML::Mark last;
+};
+
+// The mark of a token that yaml-cpp 0.7 never consumes, if `yaml_text` has one. Why: a ','
+// (or ',]') after a document's top-level node (",", "- a\n,") makes YAML::LoadAll start a new
+// empty document at the same place forever, allocating as it goes (found by
+// tests/fuzz/pipeline_spec_fuzz). A document that starts where the previous one started is
+// that loop. Throws YAML::Exception as LoadAll would.
+std::optional<YAML::Mark> StuckDocument(const std::string& yaml_text) {
+  std::istringstream in(yaml_text);
+  YAML::Parser parser(in);
+  DocumentStarts starts;
+  std::optional<int> previous;
+  while (parser.HandleNextDocument(starts)) {
+    if (previous == starts.last.pos) return starts.last;
+    previous = starts.last.pos;
+  }
+  return std::nullopt;
+}
+
 // Validates `yaml_text`; `draft` holds whatever could be parsed.
 std::vector<SpecError> Lint(std::string_view yaml_text, std::string_view file,
                             PipelineDraft& draft) {
   Linter lint(file);
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(std::string(yaml_text));
+    const std::string text(yaml_text);
+    if (std::optional<YAML::Mark> stuck = StuckDocument(text)) {
+      const size_t pos = static_cast<size_t>(stuck->pos);
+      lint.Error(*stuck, "",
+                 absl::StrCat("invalid YAML: unexpected '",
+                              pos < text.size() ? text.substr(pos, 1) : "", "'"));
+      return lint.TakeErrors();
+    }
+    documents = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
     lint.Error(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
     return lint.TakeErrors();

@@ -189,7 +189,7 @@ void ParseMatrix(Linter& lint, const Entry& e, const std::string& path, JobDraft
   for (size_t i = 0; i < m.exclude.size(); ++i) {
     for (const auto& [key, value] : m.exclude[i]) {
       const bool known = std::any_of(m.axes.begin(), m.axes.end(),
-                                     [&](const auto& a) { return a.first == key; });
+                                     [&key = key](const auto& a) { return a.first == key; });
       if (!known) {
         lint.Error(e.value_mark, Index(Join(path, "exclude"), i),
                    absl::StrCat("exclude names '", key, "', which is not a matrix axis"));

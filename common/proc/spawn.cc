@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <new>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +71,22 @@ struct ChildArgs {
   int error;
   const char* stage;
 };
+
+// Why CLONE_VM | CLONE_VFORK: no page-table copy (the agent may be large and multi-threaded),
+// and clone returns only once the child has exec'd or failed, with its error in ChildArgs.
+// Under ThreadSanitizer the child gets its own copy of memory instead: TSan's clone interceptor
+// treats every clone as a fork and resets its runtime state in the child, which under CLONE_VM
+// is the parent's (the runtime aborts with "CHECK failed: tsan_rtl.cpp:234").
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ASSAY_SPAWN_COPIES_MEMORY 1
+#endif
+#endif
+#ifdef ASSAY_SPAWN_COPIES_MEMORY
+constexpr int kCloneFlags = CLONE_VFORK | SIGCHLD;
+#else
+constexpr int kCloneFlags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+#endif
 
 [[noreturn]] void ChildFail(ChildArgs* args, const char* stage) {
   args->error = errno;
@@ -176,7 +193,15 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnOptions& options) {
 
   std::vector<char*> argv = CStrings(options.argv);
   std::vector<char*> envp = CStrings(options.env);
-  ChildArgs args{};
+  // The child's stack, with ChildArgs at its far end. Shared, so that the child's error reaches
+  // the parent also where the child has its own copy of memory (kCloneFlags under TSan).
+  constexpr size_t kStackSize = 64 * 1024;
+  void* stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    return absl::InternalError(absl::StrCat("mmap child stack: ", ErrnoText(errno)));
+  }
+  ChildArgs& args = *new (stack) ChildArgs{};
   args.path = options.path.c_str();
   args.argv = argv.data();
   args.envp = envp.data();
@@ -186,30 +211,23 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnOptions& options) {
   args.parent_death_signal = options.parent_death_signal;
   args.parent_pid = getpid();
 
-  constexpr size_t kStackSize = 64 * 1024;
-  void* stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) {
-    return absl::InternalError(absl::StrCat("mmap child stack: ", ErrnoText(errno)));
-  }
   sigset_t all, old_mask;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old_mask);
-  // Why CLONE_VM | CLONE_VFORK: no page-table copy (the agent may be large and multi-threaded),
-  // and clone returns only once the child has exec'd or failed, with its error in `args`.
-  pid_t pid = clone(ChildMain, static_cast<char*>(stack) + kStackSize,
-                    CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  pid_t pid = clone(ChildMain, static_cast<char*>(stack) + kStackSize, kCloneFlags, &args);
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  const char* stage = args.stage;
+  const int error = args.error;
   munmap(stack, kStackSize);
 
   if (pid < 0) return absl::InternalError(absl::StrCat("clone: ", ErrnoText(clone_errno)));
-  if (args.stage != nullptr) {
+  if (stage != nullptr) {
     WaitForExit(pid);
-    std::string what = args.stage;
+    std::string what = stage;
     if (what == "chdir") absl::StrAppend(&what, " ", options.cwd);
     return absl::InternalError(
-        absl::StrCat("cannot start ", options.path, ": ", what, ": ", ErrnoText(args.error)));
+        absl::StrCat("cannot start ", options.path, ": ", what, ": ", ErrnoText(error)));
   }
   return pid;
 }

@@ -6,10 +6,14 @@ ASSAY_PACKAGES="build-essential cmake ninja-build ccache pkg-config git ca-certi
   libabsl-dev libpq-dev libpqxx-dev libboost1.81-all-dev libboost-json1.81-dev \
   libboost-url1.81-dev libssl-dev prometheus-cpp-dev catch2 libyaml-cpp-dev \
   postgresql postgresql-client util-linux procps"
+# The asan, tsan, clang and fuzz test tiers (tests/run-all.sh): clang (clang++ itself comes
+# with `clang`), its sanitizer runtimes and libFuzzer, and llvm-symbolizer (with `llvm`) for
+# readable reports.
+ASSAY_CLANG_PACKAGES="clang clang-14 libclang-rt-14-dev llvm llvm-14"
 
-install_deps() {
+install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p
-  for p in $ASSAY_PACKAGES; do
+  for p in $ASSAY_PACKAGES "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -267,7 +267,7 @@ std::vector<size_t> OrderQueue(const std::vector<QueuedJob>& jobs,
     // (running, head's queued_at, head's job id, repo): the smallest is offered next.
     using Entry = std::tuple<int, absl::Time, int64_t, int64_t>;
     std::set<Entry> ready;
-    auto entry = [&](int64_t repo) {
+    auto entry = [&, &repos = repos](int64_t repo) {
       size_t head = repos[repo].front();
       return Entry{running[repo], jobs[head].queued_at, jobs[head].job_id, repo};
     };

@@ -1,6 +1,7 @@
 #include "server/webhook/payload_util.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -36,8 +37,9 @@ std::optional<int64_t> Int(const boost::json::object& o, std::string_view key) {
     return static_cast<int64_t>(v->as_uint64());
   }
   if (v->is_double()) {
-    double d = v->as_double();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    // Range first: converting a double outside int64 is undefined (found by webhook fuzzing).
+    const double d = v->as_double();
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) return static_cast<int64_t>(d);
   }
   return std::nullopt;
 }

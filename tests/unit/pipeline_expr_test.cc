@@ -96,6 +96,37 @@ TEST_CASE("expr: exact parse errors") {
         "env.NAME)");
 }
 
+// `n` times `open`, "true", `n` times `close`.
+std::string Nested(const std::string& open, int n, const std::string& close) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += open;
+  s += "true";
+  for (int i = 0; i < n; ++i) s += close;
+  return s;
+}
+
+// Without limits, deep nesting overflowed the stack (the parser and the evaluator recurse),
+// and an `if:` is user input: it must be an error, never a crash.
+TEST_CASE("expr: nesting limit") {
+  CHECK(Eval(Nested("(", 64, ")")));
+  CHECK(Err(Nested("(", 65, ")")) == "column 65: expression nested deeper than 64 levels");
+  CHECK(Eval(Nested("!", 64, "")));
+  CHECK(Err(Nested("!", 65, "")) == "column 65: expression nested deeper than 64 levels");
+  CHECK(Err(Nested("contains(branch, ", 65, ")")) ==
+        "column 1089: expression nested deeper than 64 levels");
+}
+
+TEST_CASE("expr: token limit (100000 nested levels overflowed the stack)") {
+  CHECK(Err(Nested("(", 100000, ")")) == "column 1025: expression has more than 1024 tokens");
+  CHECK(Err(Nested("!", 100000, "")) == "column 1025: expression has more than 1024 tokens");
+
+  std::string chain = "true";
+  for (int i = 0; i < 511; ++i) chain += " && true";  // 1023 tokens
+  CHECK(Eval(chain));
+  chain += " && true";
+  CHECK(Err(chain) == "column 4097: expression has more than 1024 tokens");
+}
+
 TEST_CASE("expr: placeholders") {
   CHECK(ValidatePlaceholders("ci-${{ branch }}-${{matrix.py}}", true).ok());
   CHECK(ValidatePlaceholders("no placeholders", false).ok());

@@ -99,5 +99,30 @@ TEST_CASE("glob: branch filters with main, dev, staging, feature/x, release/**")
   CHECK(matching({"!dev", "dev"}) == V{"dev"});
 }
 
+// Backtracking retried the same (pattern, text) positions: k stars against n characters cost
+// O(n^k), and this one ran for hours. A pattern comes from a pushed .assay.yml and the text
+// from the push, so matching must stay polynomial.
+TEST_CASE("glob: many stars match in polynomial time") {
+  std::string stars, double_stars;
+  for (int i = 0; i < 16; ++i) {
+    stars += "*a";
+    double_stars += "**a";
+  }
+  const std::string text(60, 'a');
+  CHECK_FALSE(GlobMatch(stars + "b", text));
+  CHECK_FALSE(GlobMatch(double_stars + "b", text));
+  CHECK(GlobMatch(stars + "*", text));
+  CHECK(GlobMatch(double_stars, text));
+  CHECK_FALSE(GlobMatch(stars + "b", std::string(30, 'a') + "/" + std::string(29, 'a')));
+}
+
+TEST_CASE("glob: patterns are at most 1024 characters") {
+  const std::string longest(1024, '*');
+  CHECK(ValidateGlob(longest).ok());
+  CHECK(GlobMatch(longest, "any/path"));
+  CHECK(ValidateGlob(longest + "*").message() == "pattern is longer than 1024 characters");
+  CHECK_FALSE(GlobMatch(longest + "*", "any/path"));
+}
+
 }  // namespace
 }  // namespace assay

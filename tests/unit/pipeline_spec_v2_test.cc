@@ -81,5 +81,22 @@ TEST_CASE("spec v2: lint errors") {
               "tag, event, inputs.NAME, env.NAME)"});
 }
 
+// Found by tests/fuzz/pipeline_spec_fuzz: yaml-cpp 0.7's LoadAll looped forever (and grew
+// without bound) on a ',' after a document's top-level node; a pushed file did that to the
+// planner.
+TEST_CASE("spec v2: a stray ',' is an error, not an endless loop") {
+  CHECK(Lint(",") == Lines{"1:1: invalid YAML: unexpected ','"});
+  CHECK(Lint(",]") == Lines{"1:1: invalid YAML: unexpected ','"});
+  CHECK(Lint("- a\n,") == Lines{"2:1: invalid YAML: unexpected ','"});
+  CHECK(Lint("jobs: {a: {steps: [x]}}\n---\n,\n") == Lines{"3:1: invalid YAML: unexpected ','"});
+  CHECK(Lint(", nEeds: x }\njobs:\n  one: *a\n") == Lines{"1:1: invalid YAML: unexpected ','"});
+  absl::StatusOr<PipelineSpec> spec = ParsePipelineSpec(",");
+  CHECK(spec.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(spec.status().message() == ".assay.yml:1:1: invalid YAML: unexpected ','");
+  // Still one document and several are told apart as before.
+  CHECK(Lint("jobs: {a: {steps: [x]}}\n---\njobs: {}\n") ==
+        Lines{"3:1: expected one YAML document, found 2"});
+}
+
 }  // namespace
 }  // namespace assay

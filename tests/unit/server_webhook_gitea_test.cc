@@ -99,6 +99,23 @@ TEST_CASE("gitea: pull requests", "[unit][webhook]") {
   CHECK(c->kind == "ignored");
 }
 
+// Found by tests/fuzz/webhook_gitea_fuzz: a number too large for int64 was converted anyway
+// (undefined behaviour; UBSan aborts), so it must be refused like any non-integer.
+TEST_CASE("gitea: a pull request number outside int64 is refused", "[unit][webhook]") {
+  for (double n : {7e40, -7e40, 9223372036854775808.0, 7.5}) {
+    boost::json::value v = boost::json::parse(Fixture("pull_request_opened.json"));
+    v.as_object()["number"] = n;
+    v.as_object()["pull_request"].as_object()["number"] = n;
+    auto e = ParseGiteaEvent("pull_request", "d", boost::json::serialize(v));
+    CHECK(e.status().message() == "pull_request payload: field 'number' must be an integer");
+  }
+  boost::json::value v = boost::json::parse(Fixture("pull_request_opened.json"));
+  v.as_object()["number"] = 1e18;
+  auto e = ParseGiteaEvent("pull_request", "d", boost::json::serialize(v));
+  REQUIRE(e.ok());
+  CHECK(e->pr_number == 1000000000000000000);
+}
+
 TEST_CASE("gitea: other events and errors", "[unit][webhook]") {
   auto e = ParseGiteaEvent("create", "d", Fixture("push.json"));
   REQUIRE(e.ok());
