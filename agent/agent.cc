@@ -7,9 +7,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto/crypto.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
+#include "common/crypto/crypto.h"
 
 namespace assay {
 
@@ -186,34 +186,34 @@ bool Agent::ServeOnce(bool* fatal) {
     const auto& w = in.welcome();
     LogInfo("agent", "connected to ", opts_.server, " as agent ", w.agent_id());
     {
-    absl::MutexLock l(&mu_);
-    for (const auto& s : w.stale_jobs()) {
-      auto it = jobs_.find(s.job_id());
-      if (it != jobs_.end()) {
-        LogWarn("agent", "job ", s.job_id(), " is no longer ours; stopping it");
-        it->second->cancel->Cancel();
-        it->second->unacked_logs.clear();
+      absl::MutexLock l(&mu_);
+      for (const auto& s : w.stale_jobs()) {
+        auto it = jobs_.find(s.job_id());
+        if (it != jobs_.end()) {
+          LogWarn("agent", "job ", s.job_id(), " is no longer ours; stopping it");
+          it->second->cancel->Cancel();
+          it->second->unacked_logs.clear();
+        }
       }
-    }
-    stream_ = stream.get();
-    writer_ = writer.get();
-    // What the server may not have: unacknowledged log chunks, then results.
-    for (auto& [id, j] : jobs_) {
-      for (const auto& [seq, data] : j->unacked_logs) {
-        v1::AgentMessage m;
-        auto* c = m.mutable_log();
-        c->set_job_id(id);
-        c->set_attempt_token(j->assignment.attempt_token());
-        c->set_seq(seq);
-        c->set_data(data);
-        resend.push_back(std::move(m));
+      stream_ = stream.get();
+      writer_ = writer.get();
+      // What the server may not have: unacknowledged log chunks, then results.
+      for (auto& [id, j] : jobs_) {
+        for (const auto& [seq, data] : j->unacked_logs) {
+          v1::AgentMessage m;
+          auto* c = m.mutable_log();
+          c->set_job_id(id);
+          c->set_attempt_token(j->assignment.attempt_token());
+          c->set_seq(seq);
+          c->set_data(data);
+          resend.push_back(std::move(m));
+        }
+        if (j->finished) {
+          v1::AgentMessage m;
+          *m.mutable_result() = j->result;
+          resend.push_back(std::move(m));
+        }
       }
-      if (j->finished) {
-        v1::AgentMessage m;
-        *m.mutable_result() = j->result;
-        resend.push_back(std::move(m));
-      }
-    }
     }
     absl::Duration interval = absl::Milliseconds(w.heartbeat_interval_ms());
     if (interval < absl::Milliseconds(100)) interval = absl::Seconds(5);
@@ -263,9 +263,8 @@ bool Agent::ServeOnce(bool* fatal) {
 void Agent::HeartbeatLoop(Stream* stream, absl::Duration interval) {
   absl::MutexLock l(&mu_);
   while (stream_ == stream && !shutdown_) {
-    auto gone = [this, stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stream_ != stream || shutdown_;
-    };
+    auto gone = [this, stream]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stream_ != stream || shutdown_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&gone), interval)) break;
     v1::AgentMessage m;
     for (const auto& [id, j] : jobs_) {
@@ -368,8 +367,8 @@ void Agent::RunJob(int64_t job_id) {
   if (!checkout.ok()) {
     res.outcome = JobRunOutcome::kError;
     res.exit_code = -1;
-    res.message = absl::StrCat("checkout of ", a.commit_sha(), " failed: ",
-                               std::string(checkout.message()));
+    res.message =
+        absl::StrCat("checkout of ", a.commit_sha(), " failed: ", std::string(checkout.message()));
     EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
   } else {
     JobRunRequest req;
@@ -388,8 +387,8 @@ void Agent::RunJob(int64_t job_id) {
     for (const auto& [k, v] : a.env()) req.env.emplace_back(k, v);
     req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
     req.kill_grace = opts_.kill_grace;
-    res = assay::RunJob(req, *cancel,
-                        [this, job_id](std::string_view out) { EmitLog(job_id, out); });
+    res =
+        assay::RunJob(req, *cancel, [this, job_id](std::string_view out) { EmitLog(job_id, out); });
   }
   {
     absl::MutexLock l(&mu_);

@@ -26,8 +26,8 @@ struct AgentOptions {
   std::string token;
   std::string name;
   std::vector<std::string> labels;
-  int slots = 1;               // CPU slots
-  double memory_gb = 0;        // announced in Hello; 0: not said
+  int slots = 1;              // CPU slots
+  double memory_gb = 0;       // announced in Hello; 0: not said
   std::vector<GpuInfo> gpus;  // announced in Hello
   std::string work_dir;
   absl::Duration kill_grace = absl::Seconds(10);

@@ -60,13 +60,18 @@ std::optional<absl::StatusOr<std::vector<GpuInfo>>> DiscoverWithNvml(const std::
   if (!lib) return std::nullopt;
   NvmlApi api{};
   const char* missing = nullptr;
-  if (!Resolve(lib, "nvmlInit_v2", &api.init)) missing = "nvmlInit_v2";
-  else if (!Resolve(lib, "nvmlShutdown", &api.shutdown)) missing = "nvmlShutdown";
-  else if (!Resolve(lib, "nvmlDeviceGetCount_v2", &api.get_count)) missing = "nvmlDeviceGetCount_v2";
+  if (!Resolve(lib, "nvmlInit_v2", &api.init))
+    missing = "nvmlInit_v2";
+  else if (!Resolve(lib, "nvmlShutdown", &api.shutdown))
+    missing = "nvmlShutdown";
+  else if (!Resolve(lib, "nvmlDeviceGetCount_v2", &api.get_count))
+    missing = "nvmlDeviceGetCount_v2";
   else if (!Resolve(lib, "nvmlDeviceGetHandleByIndex_v2", &api.get_handle)) {
     missing = "nvmlDeviceGetHandleByIndex_v2";
-  } else if (!Resolve(lib, "nvmlDeviceGetName", &api.get_name)) missing = "nvmlDeviceGetName";
-  else if (!Resolve(lib, "nvmlDeviceGetUUID", &api.get_uuid)) missing = "nvmlDeviceGetUUID";
+  } else if (!Resolve(lib, "nvmlDeviceGetName", &api.get_name))
+    missing = "nvmlDeviceGetName";
+  else if (!Resolve(lib, "nvmlDeviceGetUUID", &api.get_uuid))
+    missing = "nvmlDeviceGetUUID";
   else if (!Resolve(lib, "nvmlDeviceGetMemoryInfo", &api.get_memory)) {
     missing = "nvmlDeviceGetMemoryInfo";
   } else if (!Resolve(lib, "nvmlSystemGetDriverVersion", &api.get_driver)) {
@@ -74,8 +79,8 @@ std::optional<absl::StatusOr<std::vector<GpuInfo>>> DiscoverWithNvml(const std::
   }
   if (missing) {
     dlclose(lib);
-    return absl::StatusOr<std::vector<GpuInfo>>(absl::UnavailableError(
-        absl::StrCat("NVML library ", lib_name, " lacks symbol ", missing)));
+    return absl::StatusOr<std::vector<GpuInfo>>(
+        absl::UnavailableError(absl::StrCat("NVML library ", lib_name, " lacks symbol ", missing)));
   }
   Resolve(lib, "nvmlDeviceGetUtilizationRates", &api.get_utilization);
 
@@ -164,8 +169,8 @@ absl::StatusOr<std::vector<GpuInfo>> DiscoverGpus(const GpuDiscoveryOptions& opt
   std::optional<std::string> smi = FindExecutable(opts.nvidia_smi, path);
   if (!smi) {
     if (nvml) {
-      return absl::UnavailableError(absl::StrCat(nvml->status().message(), " and ",
-                                                 opts.nvidia_smi, " not on PATH"));
+      return absl::UnavailableError(
+          absl::StrCat(nvml->status().message(), " and ", opts.nvidia_smi, " not on PATH"));
     }
     return absl::NotFoundError(absl::StrCat("no NVIDIA GPU found (", opts.nvml_library,
                                             " not loadable and ", opts.nvidia_smi,
@@ -175,8 +180,7 @@ absl::StatusOr<std::vector<GpuInfo>> DiscoverGpus(const GpuDiscoveryOptions& opt
                                    "--format=csv,noheader,nounits"};
   absl::StatusOr<CommandResult> run = RunCommand(argv, {}, {}, {}, absl::Seconds(30));
   if (!run.ok()) {
-    return absl::Status(run.status().code(),
-                        absl::StrCat("nvidia-smi: ", run.status().message()));
+    return absl::Status(run.status().code(), absl::StrCat("nvidia-smi: ", run.status().message()));
   }
   if (run->exit_code != 0) {
     std::string said = run->out + run->err;
@@ -187,8 +191,7 @@ absl::StatusOr<std::vector<GpuInfo>> DiscoverGpus(const GpuDiscoveryOptions& opt
   }
   absl::StatusOr<std::vector<GpuInfo>> gpus = ParseNvidiaSmiCsv(run->out);
   if (!gpus.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nvidia-smi output: ", gpus.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("nvidia-smi output: ", gpus.status().message()));
   }
   std::sort(gpus->begin(), gpus->end(),
             [](const GpuInfo& a, const GpuInfo& b) { return a.index < b.index; });

@@ -19,16 +19,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "common/base/status.h"
 
 namespace assay {
 namespace {
 
-constexpr const char* kRequiredColumns[] = {"index",       "uuid",        "name",
-                                            "driver_version", "memory.total", "memory.used",
-                                            "utilization.gpu"};
+constexpr const char* kRequiredColumns[] = {
+    "index", "uuid", "name", "driver_version", "memory.total", "memory.used", "utilization.gpu"};
 // Position of each column in kNvidiaSmiQueryColumns (the headerless layout).
 const std::map<std::string, size_t>& DefaultLayout() {
   static const auto* layout = [] {
@@ -140,8 +139,10 @@ absl::StatusOr<std::vector<GpuInfo>> ParseNvidiaSmiCsv(std::string_view text) {
     gpu.uuid = std::string(field("uuid"));
     gpu.name = std::string(field("name"));
     gpu.driver_version = std::string(field("driver_version"));
-    ASSAY_ASSIGN_OR_RETURN(gpu.memory_total_mb, ParseMib(field("memory.total"), where("memory.total")));
-    ASSAY_ASSIGN_OR_RETURN(gpu.memory_used_mb, ParseMib(field("memory.used"), where("memory.used")));
+    ASSAY_ASSIGN_OR_RETURN(gpu.memory_total_mb,
+                           ParseMib(field("memory.total"), where("memory.total")));
+    ASSAY_ASSIGN_OR_RETURN(gpu.memory_used_mb,
+                           ParseMib(field("memory.used"), where("memory.used")));
     ASSAY_ASSIGN_OR_RETURN(gpu.utilization_pct,
                            ParsePercent(field("utilization.gpu"), where("utilization.gpu")));
     gpus.push_back(std::move(gpu));
@@ -184,7 +185,9 @@ absl::StatusOr<XmlNode> ParseXml(absl::string_view doc) {
   auto advance = [&](size_t from, size_t to) {
     line += static_cast<int>(std::count(doc.begin() + from, doc.begin() + to, '\n'));
   };
-  auto malformed = [&] { return absl::InvalidArgumentError(absl::StrCat("line ", line, ": malformed tag")); };
+  auto malformed = [&] {
+    return absl::InvalidArgumentError(absl::StrCat("line ", line, ": malformed tag"));
+  };
   size_t pos = 0;
   while (pos < doc.size()) {
     size_t lt = doc.find('<', pos);
@@ -211,8 +214,10 @@ absl::StatusOr<XmlNode> ParseXml(absl::string_view doc) {
       char quote = 0;
       end = lt + 1;
       while (end < doc.size() && (quote || doc[end] != '>')) {
-        if (quote && doc[end] == quote) quote = 0;
-        else if (!quote && (doc[end] == '"' || doc[end] == '\'')) quote = doc[end];
+        if (quote && doc[end] == quote)
+          quote = 0;
+        else if (!quote && (doc[end] == '"' || doc[end] == '\''))
+          quote = doc[end];
         ++end;
       }
       if (end == doc.size()) return malformed();
@@ -221,7 +226,8 @@ absl::StatusOr<XmlNode> ParseXml(absl::string_view doc) {
       bool closing = absl::ConsumePrefix(&tag, "/");
       bool self_closing = !closing && absl::ConsumeSuffix(&tag, "/");
       size_t name_end = 0;
-      while (name_end < tag.size() && !absl::ascii_isspace(static_cast<unsigned char>(tag[name_end]))) {
+      while (name_end < tag.size() &&
+             !absl::ascii_isspace(static_cast<unsigned char>(tag[name_end]))) {
         ++name_end;
       }
       std::string name(tag.substr(0, name_end));
@@ -300,7 +306,8 @@ absl::StatusOr<std::vector<GpuInfo>> ParseNvidiaSmiXml(std::string_view text) {
     ASSAY_ASSIGN_OR_RETURN(gpu.memory_used_mb, ParseMib(used, where("fb_memory_usage/used")));
     if (Find(node, "utilization/gpu_util")) {
       ASSAY_ASSIGN_OR_RETURN(std::string util, text_of("utilization/gpu_util"));
-      ASSAY_ASSIGN_OR_RETURN(gpu.utilization_pct, ParsePercent(util, where("utilization/gpu_util")));
+      ASSAY_ASSIGN_OR_RETURN(gpu.utilization_pct,
+                             ParsePercent(util, where("utilization/gpu_util")));
     }
     gpus.push_back(std::move(gpu));
   }
@@ -322,8 +329,7 @@ absl::StatusOr<std::vector<GpuInfo>> LoadGpuInventoryFile(const std::string& pat
   absl::StatusOr<std::vector<GpuInfo>> gpus =
       !trimmed.empty() && trimmed[0] == '<' ? ParseNvidiaSmiXml(text) : ParseNvidiaSmiCsv(text);
   if (!gpus.ok()) {
-    return absl::Status(gpus.status().code(),
-                        absl::StrCat(path, ": ", gpus.status().message()));
+    return absl::Status(gpus.status().code(), absl::StrCat(path, ": ", gpus.status().message()));
   }
   return gpus;
 }

@@ -24,10 +24,10 @@
 namespace assay {
 
 struct GpuInfo {
-  uint32_t index = 0;          // nvidia-smi / NVML index (PCI bus order)
-  std::string uuid;            // "GPU-964672fc-6cf0-fc7b-0004-1057f80a90b1"
-  std::string name;            // "NVIDIA H200"
-  std::string driver_version;  // "580.159.04"
+  uint32_t index = 0;            // nvidia-smi / NVML index (PCI bus order)
+  std::string uuid;              // "GPU-964672fc-6cf0-fc7b-0004-1057f80a90b1"
+  std::string name;              // "NVIDIA H200"
+  std::string driver_version;    // "580.159.04"
   uint64_t memory_total_mb = 0;  // MiB
   uint64_t memory_used_mb = 0;   // MiB
   int utilization_pct = -1;      // 0..100, -1 unknown

@@ -5,8 +5,8 @@
 
 #include "absl/strings/numbers.h"
 
-#include "agent/agent.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/agent.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
@@ -24,12 +24,11 @@ int main(int argc, char** argv) {
       {"labels", "", "comma-separated labels jobs can ask for"},
       {"slots", "1", "CPU slots: a job takes runs_on.cpus of them (default 1)", false, false,
        assay::IntIn(1, 4096)},
-      {"memory-gb", "",
-       "memory offered to jobs, decimal GB (default: MemTotal of /proc/meminfo)", false, false,
-       assay::NumberIn(0, 100000)},
+      {"memory-gb", "", "memory offered to jobs, decimal GB (default: MemTotal of /proc/meminfo)",
+       false, false, assay::NumberIn(0, 100000)},
       {"work-dir", "", "directory for the repository cache and job workspaces (required)"},
-      {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped", false,
-       false, assay::DurationIn(absl::ZeroDuration(), absl::Hours(1))},
+      {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped", false, false,
+       assay::DurationIn(absl::ZeroDuration(), absl::Hours(1))},
       {"gpu-inventory", "",
        "read GPUs from an `nvidia-smi --query-gpu` CSV or `nvidia-smi -q -x` capture instead of "
        "discovering them (NVML, then nvidia-smi)"},

@@ -21,8 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "common/proc/spawn.h"
 #include "common/base/status.h"
+#include "common/proc/spawn.h"
 
 namespace assay {
 
@@ -330,8 +330,7 @@ JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn
       case StopReason::kCancel:
         return {JobRunOutcome::kCanceled, exit.exit_code,
                 absl::StrCat("job canceled in step ", Quoted(step))};
-      case StopReason::kNone:
-        break;
+      case StopReason::kNone: break;
     }
     if (exit.term_signal != 0) {
       return {JobRunOutcome::kFailed, exit.exit_code,

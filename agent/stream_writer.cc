@@ -4,8 +4,8 @@
 
 namespace assay {
 
-StreamWriter::StreamWriter(WriteFn write, std::function<void()> on_overflow,
-                           size_t max_messages, size_t max_bytes)
+StreamWriter::StreamWriter(WriteFn write, std::function<void()> on_overflow, size_t max_messages,
+                           size_t max_bytes)
     : write_(std::move(write)),
       on_overflow_(std::move(on_overflow)),
       max_messages_(max_messages),
@@ -60,9 +60,8 @@ void StreamWriter::Loop() {
     v1::AgentMessage m;
     {
       absl::MutexLock l(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return closed_ || !queue_.empty();
-      };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (closed_) return;
       m = std::move(queue_.front());

@@ -357,8 +357,8 @@ int Run(int argc, char** argv) {
               all && welcomed >= n ? "" : "  (NOT ALL)");
   std::printf("  time to the last Welcome    %.2f s (%.0f connects/s)\n", connect_s,
               connect_s > 0 ? welcomed / connect_s : 0.0);
-  std::printf("  per-stream connect latency  p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
-              Pct(lat, 50), Pct(lat, 99), Pct(lat, 100));
+  std::printf("  per-stream connect latency  p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", Pct(lat, 50),
+              Pct(lat, 99), Pct(lat, 100));
   const double self_connect = SelfCpuSeconds() - self0;
   ProcSample after_connect = SampleProc(server_pid);
 
@@ -388,9 +388,10 @@ int Run(int argc, char** argv) {
     const double self_b = SelfCpuSeconds();
     const int64_t hb = swarm.heartbeats() - hb_a;
     const int ended_in_window = swarm.ended() - ended_before;
-    std::printf("  window                      %.1f s, %lld heartbeats sent (%.0f/s), %d streams "
-                "ended in it\n",
-                w, static_cast<long long>(hb), static_cast<double>(hb) / w, ended_in_window);
+    std::printf(
+        "  window                      %.1f s, %lld heartbeats sent (%.0f/s), %d streams "
+        "ended in it\n",
+        w, static_cast<long long>(hb), static_cast<double>(hb) / w, ended_in_window);
     result["window_s"] = w;
     result["heartbeats_per_s"] = static_cast<double>(hb) / w;
     result["ended_in_window"] = ended_in_window;

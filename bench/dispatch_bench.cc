@@ -25,8 +25,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -389,8 +389,7 @@ std::string DsnWithDb(const std::string& dsn, const std::string& db) {
 
 int Run(int argc, char** argv) {
   const std::vector<OptionSpec> specs = {
-      {"dsn", "", "maintenance DSN of the PostgreSQL to use (a scratch database is created)",
-       true},
+      {"dsn", "", "maintenance DSN of the PostgreSQL to use (a scratch database is created)", true},
       {"db", "assay_bench_dispatch", "name of the scratch database (dropped and re-created)"},
       {"agents", "1000", "simulated agents"},
       {"slots", "1", "CPU slots per simulated agent"},
@@ -409,8 +408,8 @@ int Run(int argc, char** argv) {
       {"paced-seconds", "10", "phase B: how long to create them"},
       {"deadline", "300s", "phase A gives up after this long"},
       {"pg-pid", "0", "postmaster pid: report its and its backends' CPU time"},
-      {"pg-stats", "", "report pg_stat_statements for phase A (needs the library preloaded)",
-       false, true},
+      {"pg-stats", "", "report pg_stat_statements for phase A (needs the library preloaded)", false,
+       true},
   };
   auto cfg = Config::Parse(argc, argv, specs, "assay-bench-dispatch");
   if (!cfg.ok()) {
@@ -512,9 +511,9 @@ int Run(int argc, char** argv) {
     agent_ids.push_back(Must(agents.Connect(h), "agent").id);
     fleet.AddAgent(agent_ids.back());
   }
-  std::cerr << "set-up: " << n_jobs << " jobs in " << n_pipelines << " pipelines over "
-            << n_repos << " repos (" << absl::StrFormat("%.1f", create_s) << " s), "
-            << n_agents << " agents registered\n";
+  std::cerr << "set-up: " << n_jobs << " jobs in " << n_pipelines << " pipelines over " << n_repos
+            << " repos (" << absl::StrFormat("%.1f", create_s) << " s), " << n_agents
+            << " agents registered\n";
   {
     pqxx::connection c(dsn);
     pqxx::nontransaction tx(c);
@@ -576,12 +575,13 @@ int Run(int argc, char** argv) {
     once_sent = once.sent();
   }
 
-  std::printf("== phase A: %d queued jobs, %d agents x %d slot(s), %s, "
-              "db pool %d, mode %s\n",
-              n_jobs, n_agents, slots,
-              finish ? absl::StrCat(n_workers, " finishing workers").c_str()
-                     : "nothing finishes (hand-out only)",
-              pool, mode.c_str());
+  std::printf(
+      "== phase A: %d queued jobs, %d agents x %d slot(s), %s, "
+      "db pool %d, mode %s\n",
+      n_jobs, n_agents, slots,
+      finish ? absl::StrCat(n_workers, " finishing workers").c_str()
+             : "nothing finishes (hand-out only)",
+      pool, mode.c_str());
   std::printf("  assignments sent           %lld%s\n", static_cast<long long>(sent_a),
               complete ? "" : "  (INCOMPLETE: deadline reached)");
   std::printf("  jobs finished              %lld (errors %lld, assignments of attempt > 1: %lld)\n",
@@ -600,12 +600,13 @@ int Run(int argc, char** argv) {
     std::vector<double> p = pass_ms;
     double sum = 0;
     for (double v : pass_ms) sum += v;
-    std::printf("  DispatchOnce calls that sent: %zu, %lld jobs (%.1f per call); wall p50 %.2f ms, "
-                "p99 %.2f ms, total %.0f ms; dispatcher thread CPU %.0f ms; calls that sent "
-                "nothing: %.0f ms\n",
-                pass_ms.size(), static_cast<long long>(once_sent),
-                pass_ms.empty() ? 0.0 : static_cast<double>(once_sent) / pass_ms.size(),
-                Pct(p, 50), Pct(p, 99), sum, pass_cpu_ms, pass_idle_ms);
+    std::printf(
+        "  DispatchOnce calls that sent: %zu, %lld jobs (%.1f per call); wall p50 %.2f ms, "
+        "p99 %.2f ms, total %.0f ms; dispatcher thread CPU %.0f ms; calls that sent "
+        "nothing: %.0f ms\n",
+        pass_ms.size(), static_cast<long long>(once_sent),
+        pass_ms.empty() ? 0.0 : static_cast<double>(once_sent) / pass_ms.size(), Pct(p, 50),
+        Pct(p, 99), sum, pass_cpu_ms, pass_idle_ms);
   }
   boost::json::array top;
   if (pg_stats) {
@@ -615,9 +616,11 @@ int Run(int argc, char** argv) {
         "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') "
         "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
         "current_database()) ORDER BY total_exec_time DESC LIMIT 12");
-    double all = tx.exec(
-        "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements WHERE dbid = "
-        "(SELECT oid FROM pg_database WHERE datname = current_database())")[0][0].as<double>();
+    double all =
+        tx.exec(
+              "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements WHERE dbid = "
+              "(SELECT oid FROM pg_database WHERE datname = current_database())")[0][0]
+            .as<double>();
     std::printf("  pg_stat_statements (server-side execution time, all statements %.0f ms):\n",
                 all);
     std::printf("    %8s %10s %8s  %s\n", "calls", "total ms", "us/call", "statement");
@@ -648,8 +651,8 @@ int Run(int argc, char** argv) {
           const absl::Time due = b0 + absl::Seconds(1) * i / paced_rate;
           absl::SleepFor(due - absl::Now());
           const absl::Time before = absl::Now();
-          int64_t id = Must(pipelines.Create(make_pipeline(repo_ids[i % n_repos], 1, i)),
-                            "pipeline");
+          int64_t id =
+              Must(pipelines.Create(make_pipeline(repo_ids[i % n_repos], 1, i)), "pipeline");
           dispatcher.Kick();  // what the planner does after creating a pipeline
           std::lock_guard<std::mutex> l(cmu);
           created[id] = before;
@@ -670,8 +673,9 @@ int Run(int argc, char** argv) {
                 total, paced_rate, offered_s);
     std::printf("  queued -> assignment sent  p50 %.2f ms, p99 %.2f ms, max %.2f ms (n=%zu)%s\n",
                 p50, p99, mx, n, b_complete ? "" : "  (INCOMPLETE)");
-    phase_b = {{"rate", paced_rate}, {"jobs", total}, {"n", n}, {"p50_ms", p50},
-               {"p99_ms", p99},      {"max_ms", mx},  {"complete", b_complete}};
+    phase_b = {{"rate", paced_rate},    {"jobs", total}, {"n", n},
+               {"p50_ms", p50},         {"p99_ms", p99}, {"max_ms", mx},
+               {"complete", b_complete}};
   }
 
   if (mode == "loop") {

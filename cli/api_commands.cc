@@ -142,11 +142,11 @@ int RepoCommitStatus(const ApiClient& api, const RepoCommitStatusOptions& option
   std::optional<json::value> updated = api.CallJson("PUT", path, json::serialize(body), err);
   if (!updated) return kExitFailure;
   const json::object* repo = AsObject(&*updated);
-  const json::object* status = repo != nullptr ? AsObject(repo->if_contains("commit_status"))
-                                               : nullptr;
+  const json::object* status =
+      repo != nullptr ? AsObject(repo->if_contains("commit_status")) : nullptr;
   out << "commit statuses for " << options.name << ": on (" << Field(status, "api_url")
-      << ", repository " << Field(status, "repository") << ", context "
-      << Field(status, "context") << ")\n";
+      << ", repository " << Field(status, "repository") << ", context " << Field(status, "context")
+      << ")\n";
   return kExitOk;
 }
 
@@ -255,9 +255,8 @@ int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out,
 }
 
 int CancelJob(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err) {
-  std::optional<std::string> body =
-      api.Call("POST", absl::StrCat("/api/v1/jobs/", UrlEscape(id), "/cancel"), "",
-               "application/json", err);
+  std::optional<std::string> body = api.Call(
+      "POST", absl::StrCat("/api/v1/jobs/", UrlEscape(id), "/cancel"), "", "application/json", err);
   if (!body) return kExitFailure;
   out << "cancel requested for job " << id << "\n";
   return kExitOk;

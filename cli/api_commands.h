@@ -87,7 +87,6 @@ int CancelJob(const ApiClient& api, std::string_view id, std::ostream& out, std:
 
 // GET /api/v1/queue[?limit=N]; prints a table JOB STATE PRIO REPO PIPELINE NAME WAITING
 // ("queue is empty" when nothing waits).
-int ListQueue(const ApiClient& api, std::optional<int> limit, std::ostream& out,
-              std::ostream& err);
+int ListQueue(const ApiClient& api, std::optional<int> limit, std::ostream& out, std::ostream& err);
 
 }  // namespace assay::cli

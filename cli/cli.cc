@@ -55,7 +55,7 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
 constexpr std::string_view kCommands[] = {"lint", "repo",   "pipelines", "pipeline",
-                                          "logs", "cancel", "run",  "queue"};
+                                          "logs", "cancel", "run",       "queue"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -216,8 +216,8 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       set.default_branch = options.Get("--default-branch");
       if (std::optional<std::string> cancel = options.Get("--cancel-superseded")) {
         if (*cancel != "true" && *cancel != "false") {
-          return UsageError{absl::StrCat("--cancel-superseded must be true or false, got '",
-                                         *cancel, "'")};
+          return UsageError{
+              absl::StrCat("--cancel-superseded must be true or false, got '", *cancel, "'")};
         }
         set.cancel_superseded = *cancel == "true";
       }
@@ -228,8 +228,8 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
     }
     if (sub == "commit-status") {
       if (auto error = check("repo commit-status",
-                             {"--api-url", "--token-file", "--repository", "--context", "--off"},
-                             2, 1, 1, "a repository NAME")) {
+                             {"--api-url", "--token-file", "--repository", "--context", "--off"}, 2,
+                             1, 1, "a repository NAME")) {
         return *error;
       }
       RepoCommitStatusOptions cs;
@@ -254,10 +254,10 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       return RepoCommitStatus(api, cs, out, err);
     }
     if (sub != "add") {
-      return UsageError{
-          sub.empty() ? "'assay repo' needs a subcommand: add, list, set or commit-status"
-                      : absl::StrCat("unknown subcommand 'repo ", sub,
-                                     "' (expected add, list, set or commit-status)")};
+      return UsageError{sub.empty()
+                            ? "'assay repo' needs a subcommand: add, list, set or commit-status"
+                            : absl::StrCat("unknown subcommand 'repo ", sub,
+                                           "' (expected add, list, set or commit-status)")};
     }
     if (auto error = check("repo add",
                            {"--clone-url", "--provider", "--secret", "--secret-file", "--html-url"},

@@ -19,8 +19,7 @@ int main(int argc, char** argv) {
   const std::vector<assay::OptionSpec> specs = {
       {"http-listen", "127.0.0.1:8080", "HTTP address (API, webhooks, metrics)", false, false,
        assay::HostPort()},
-      {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents", false, false,
-       assay::HostPort()},
+      {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents", false, false, assay::HostPort()},
       {"database-url", "", "PostgreSQL connection string", true},
       {"data-dir", "", "directory for repository mirrors and the secret key", true},
       {"admin-token", "", "bearer token for /api/v1", true},
@@ -38,8 +37,8 @@ int main(int argc, char** argv) {
       {"schedule-interval", "15s", "how often to look for due on.schedule entries", false, false,
        DurationIn(absl::Seconds(1), absl::Hours(24))},
       {"db-acquire-timeout", "10s",
-       "a request that finds all pooled database connections in use fails after this wait",
-       false, false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
+       "a request that finds all pooled database connections in use fails after this wait", false,
+       false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
       {"db-connect-timeout", "10s", "PostgreSQL connect timeout (unless the URL sets one)", false,
        false, DurationIn(absl::Seconds(1), absl::Hours(1))},
       {"db-statement-timeout", "60s",
@@ -54,8 +53,8 @@ int main(int argc, char** argv) {
       {"commit-status-ca-file", "", "PEM file of extra CAs trusted for https forge APIs"},
       {"commit-status-attempts", "6", "tries per commit status (5xx, 429, network errors)", false,
        false, IntIn(1, 100)},
-      {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)",
-       false, false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
+      {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)", false,
+       false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
   if (!cfg.ok()) {
@@ -64,8 +63,8 @@ int main(int argc, char** argv) {
     return help ? 0 : 2;
   }
   const std::string& level = cfg->Get("log-level");  // one of the four (checked above)
-  assay::SetLogLevel(level == "debug"  ? assay::LogLevel::kDebug
-                     : level == "warn" ? assay::LogLevel::kWarn
+  assay::SetLogLevel(level == "debug"   ? assay::LogLevel::kDebug
+                     : level == "warn"  ? assay::LogLevel::kWarn
                      : level == "error" ? assay::LogLevel::kError
                                         : assay::LogLevel::kInfo);
   assay::ServerOptions o;
@@ -85,10 +84,10 @@ int main(int argc, char** argv) {
   auto db_acquire = cfg->GetDuration("db-acquire-timeout");
   auto db_connect = cfg->GetDuration("db-connect-timeout");
   auto db_statement = cfg->GetDuration("db-statement-timeout");
-  for (const absl::Status& s : {lease.status(), hb.status(), grace.status(), limit.status(),
-                                schedule_interval.status(), cs_attempts.status(),
-                                cs_backoff.status(), db_acquire.status(), db_connect.status(),
-                                db_statement.status()}) {
+  for (const absl::Status& s :
+       {lease.status(), hb.status(), grace.status(), limit.status(), schedule_interval.status(),
+        cs_attempts.status(), cs_backoff.status(), db_acquire.status(), db_connect.status(),
+        db_statement.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;

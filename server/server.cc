@@ -9,19 +9,19 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
-#include "common/crypto/crypto.h"
-#include "common/net/https_client.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "common/crypto/crypto.h"
+#include "common/net/https_client.h"
 #include "server/agents/agent_service.h"
 #include "server/api/api.h"
-#include "server/scheduler/wakeups.h"
-#include "server/pipeline/schedule_loop.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
+#include "server/pipeline/schedule_loop.h"
+#include "server/scheduler/wakeups.h"
 #include "server/store/migrations.h"
 
 namespace assay {
@@ -104,11 +104,10 @@ absl::Status AssayServer::Start() {
     return absl::InvalidArgumentError(
         "--admin-token and --agent-token are required and must be at least 8 characters");
   }
-  if (!o.public_url.empty() &&
-      !absl::StartsWithIgnoreCase(o.public_url, "http://") &&
+  if (!o.public_url.empty() && !absl::StartsWithIgnoreCase(o.public_url, "http://") &&
       !absl::StartsWithIgnoreCase(o.public_url, "https://")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--public-url: '", o.public_url, "' must start with http:// or https://"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--public-url: '", o.public_url, "' must start with http:// or https://"));
   }
   if (!o.commit_status_ca_file.empty()) {
     absl::Status ca = CheckCaFile(o.commit_status_ca_file);
@@ -165,8 +164,8 @@ absl::Status AssayServer::Start() {
   m.agents = std::make_unique<store::AgentStore>(m.db.get());
   m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
-  m.dispatcher = std::make_unique<Dispatcher>(
-      m.jobs.get(), m.metrics.get(), clock, DispatcherOptions{o.lease, o.sweep_interval});
+  m.dispatcher = std::make_unique<Dispatcher>(m.jobs.get(), m.metrics.get(), clock,
+                                              DispatcherOptions{o.lease, o.sweep_interval});
   Dispatcher* dispatcher = m.dispatcher.get();
   forge::CommitStatusNotifier::Options no;
   no.max_attempts = o.commit_status_attempts;
@@ -194,8 +193,14 @@ absl::Status AssayServer::Start() {
   m.schedule_loop = std::make_unique<ScheduleLoop>(
       ScheduleLoopDeps{m.schedules.get(), m.planner.get(), clock, o.schedule_interval});
 
-  AgentServiceDeps ad{m.agents.get(), m.jobs.get(), m.dispatcher.get(), m.metrics.get(),
-                      o.agent_token, o.heartbeat_interval, 4, o.reconnect_grace};
+  AgentServiceDeps ad{m.agents.get(),
+                      m.jobs.get(),
+                      m.dispatcher.get(),
+                      m.metrics.get(),
+                      o.agent_token,
+                      o.heartbeat_interval,
+                      4,
+                      o.reconnect_grace};
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(), &m.grpc_port);
@@ -206,9 +211,9 @@ absl::Status AssayServer::Start() {
     return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", o.grpc_listen));
   }
 
-  m.api = ApiDeps{m.repos.get(),  m.deliveries.get(), m.pipelines.get(), m.jobs.get(),
-                  m.agents.get(), m.planner.get(),    m.dispatcher.get(), m.metrics.get(),
-                  o.admin_token,  *key};
+  m.api =
+      ApiDeps{m.repos.get(),   m.deliveries.get(), m.pipelines.get(), m.jobs.get(),  m.agents.get(),
+              m.planner.get(), m.dispatcher.get(), m.metrics.get(),   o.admin_token, *key};
   m.router = std::make_unique<http::Router>();
   RegisterApi(*m.router, m.api);
   http::ServerOptions ho;
@@ -238,8 +243,8 @@ absl::Status AssayServer::Start() {
     LogInfo("server", "re-planning ", pending->size(), " delivery(ies) accepted before a restart");
   }
   m.started = true;
-  LogInfo("server", "assay-server listening: http ", ho.host, ":", m.http_server->port(),
-          ", grpc ", grpc_addr->first, ":", m.grpc_port);
+  LogInfo("server", "assay-server listening: http ", ho.host, ":", m.http_server->port(), ", grpc ",
+          grpc_addr->first, ":", m.grpc_port);
   return absl::OkStatus();
 }
 
@@ -248,8 +253,8 @@ void AssayServer::Stop() {
   if (m.http_server) m.http_server->Stop();
   // Finish the agent streams first, so gRPC's shutdown need not wait out its deadline.
   if (m.dispatcher) m.dispatcher->CloseAll("server shutting down");
-  if (m.grpc_server) m.grpc_server->Shutdown(std::chrono::system_clock::now() +
-                                             std::chrono::seconds(2));
+  if (m.grpc_server)
+    m.grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (m.schedule_loop) m.schedule_loop->Stop();
   if (m.planner) m.planner->Stop();
   if (m.listener) m.listener->Stop();
@@ -263,9 +268,7 @@ void AssayServer::Stop() {
   m.agent_service.reset();
 }
 
-int AssayServer::http_port() const {
-  return impl_->http_server ? impl_->http_server->port() : 0;
-}
+int AssayServer::http_port() const { return impl_->http_server ? impl_->http_server->port() : 0; }
 int AssayServer::grpc_port() const { return impl_->grpc_port; }
 
 }  // namespace assay

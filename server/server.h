@@ -22,7 +22,7 @@ struct ServerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(5);
   absl::Duration sweep_interval = absl::Seconds(1);
   absl::Duration schedule_interval = absl::Seconds(15);  // the schedule loop's polling interval
-  int planner_workers = 4;  // repositories fetched and planned at once
+  int planner_workers = 4;                               // repositories fetched and planned at once
   // How long POST /api/v1/repos/{id}/pipelines waits for its plan before answering 503.
   absl::Duration manual_wait = absl::Seconds(20);
   size_t body_limit = 25 * 1024 * 1024;

@@ -33,8 +33,7 @@ std::string DurationRange(const ValueRule& r) {
   if (r.max_duration == absl::InfiniteDuration()) {
     return absl::StrCat("of at least ", DurationText(r.min_duration));
   }
-  return absl::StrCat("from ", DurationText(r.min_duration), " to ",
-                      DurationText(r.max_duration));
+  return absl::StrCat("from ", DurationText(r.min_duration), " to ", DurationText(r.max_duration));
 }
 
 bool IsPort(absl::string_view s) {
@@ -91,8 +90,7 @@ ValueRule BoolValue() {
 std::string CheckValue(const ValueRule& rule, absl::string_view value) {
   const std::string got = absl::StrCat(", got ", Quoted(value));
   switch (rule.kind) {
-    case ValueRule::Kind::kText:
-      return "";
+    case ValueRule::Kind::kText: return "";
     case ValueRule::Kind::kInt: {
       int64_t v = 0;
       // Why not SimpleAtoi alone: it also takes surrounding spaces and a leading '+'.
@@ -109,8 +107,7 @@ std::string CheckValue(const ValueRule& rule, absl::string_view value) {
       if (absl::SimpleAtod(value, &v) && v >= rule.min_number && v <= rule.max_number) {
         return "";
       }
-      return absl::StrCat("must be a number from ", rule.min_number, " to ", rule.max_number,
-                          got);
+      return absl::StrCat("must be a number from ", rule.min_number, " to ", rule.max_number, got);
     }
     case ValueRule::Kind::kDuration: {
       absl::Duration d;
@@ -118,8 +115,8 @@ std::string CheckValue(const ValueRule& rule, absl::string_view value) {
           d >= rule.min_duration && d <= rule.max_duration) {
         return "";
       }
-      return absl::StrCat("must be a duration ", DurationRange(rule),
-                          ", like 500ms, 30s or 5m", got);
+      return absl::StrCat("must be a duration ", DurationRange(rule), ", like 500ms, 30s or 5m",
+                          got);
     }
     case ValueRule::Kind::kBool:
       for (const char* ok : {"true", "false", "1", "0", "yes", "no"}) {
@@ -158,10 +155,10 @@ std::string Config::Usage(const std::vector<OptionSpec>& specs, absl::string_vie
                                  "ASSAY_<OPTION> in the environment, or OPTION = VALUE in the "
                                  "--config file):\n");
   for (const auto& s : specs) {
-    absl::StrAppend(&out, "  --", s.name, s.is_bool ? "" : " VALUE", "\n      ", s.help,
-                    s.required ? " (required)" : "",
-                    s.default_value.empty() ? "" : absl::StrCat(" [default: ", s.default_value, "]"),
-                    "\n");
+    absl::StrAppend(
+        &out, "  --", s.name, s.is_bool ? "" : " VALUE", "\n      ", s.help,
+        s.required ? " (required)" : "",
+        s.default_value.empty() ? "" : absl::StrCat(" [default: ", s.default_value, "]"), "\n");
   }
   absl::StrAppend(&out, "  --config FILE\n      read options from FILE\n");
   return out;
@@ -255,8 +252,8 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
     }
     const std::string& value = cfg.values_[s.name];
     if (s.required && value.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("option --", s.name, " is required (or set ",
-                                                     EnvNameFor(s.name), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("option --", s.name, " is required (or set ", EnvNameFor(s.name), ")"));
     }
     if (value.empty() && s.default_value.empty()) continue;  // unset
     const std::string wrong = CheckValue(s.is_bool ? BoolValue() : s.rule, value);

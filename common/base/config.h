@@ -21,19 +21,19 @@ namespace assay {
 // wrapping around or silently becoming a default.
 struct ValueRule {
   enum class Kind { kText, kInt, kNumber, kDuration, kBool, kOneOf, kHostPort };
-  Kind kind = Kind::kText;           // kText: anything
-  int64_t min_int = 0, max_int = 0;  // kInt, inclusive
-  double min_number = 0, max_number = 0;  // kNumber, inclusive
-  absl::Duration min_duration = absl::ZeroDuration();  // kDuration, inclusive; the max may
+  Kind kind = Kind::kText;                                 // kText: anything
+  int64_t min_int = 0, max_int = 0;                        // kInt, inclusive
+  double min_number = 0, max_number = 0;                   // kNumber, inclusive
+  absl::Duration min_duration = absl::ZeroDuration();      // kDuration, inclusive; the max may
   absl::Duration max_duration = absl::InfiniteDuration();  // be infinite (no upper bound)
-  std::vector<std::string> values;  // kOneOf
+  std::vector<std::string> values;                         // kOneOf
 };
 
 ValueRule IntIn(int64_t min, int64_t max);
 ValueRule NumberIn(double min, double max);
 ValueRule DurationIn(absl::Duration min, absl::Duration max = absl::InfiniteDuration());
 ValueRule OneOf(std::vector<std::string> values);
-ValueRule HostPort();  // HOST:PORT, port 0-65535 ([v6]:PORT too)
+ValueRule HostPort();   // HOST:PORT, port 0-65535 ([v6]:PORT too)
 ValueRule BoolValue();  // true, false, 1, 0, yes, no
 
 // "" when `value` satisfies `rule`, else what is wrong, as the end of a sentence naming the
@@ -45,8 +45,8 @@ struct OptionSpec {
   std::string default_value;  // "" = unset
   std::string help;
   bool required = false;
-  bool is_bool = false;       // `--name` alone means true; the rule is then BoolValue()
-  ValueRule rule;             // checked unless the value is "" and so is the default
+  bool is_bool = false;  // `--name` alone means true; the rule is then BoolValue()
+  ValueRule rule;        // checked unless the value is "" and so is the default
 };
 
 class Config {

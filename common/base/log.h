@@ -14,7 +14,9 @@ template <typename T>
 const T& LogArg(const T& v) {
   return v;
 }
-inline absl::string_view LogArg(std::string_view v) { return absl::string_view(v.data(), v.size()); }
+inline absl::string_view LogArg(std::string_view v) {
+  return absl::string_view(v.data(), v.size());
+}
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
@@ -24,19 +26,23 @@ void LogLine(LogLevel level, std::string_view component, std::string_view messag
 
 template <typename... Args>
 void LogInfo(std::string_view component, const Args&... args) {
-  if (LogEnabled(LogLevel::kInfo)) LogLine(LogLevel::kInfo, component, absl::StrCat(LogArg(args)...));
+  if (LogEnabled(LogLevel::kInfo))
+    LogLine(LogLevel::kInfo, component, absl::StrCat(LogArg(args)...));
 }
 template <typename... Args>
 void LogWarn(std::string_view component, const Args&... args) {
-  if (LogEnabled(LogLevel::kWarn)) LogLine(LogLevel::kWarn, component, absl::StrCat(LogArg(args)...));
+  if (LogEnabled(LogLevel::kWarn))
+    LogLine(LogLevel::kWarn, component, absl::StrCat(LogArg(args)...));
 }
 template <typename... Args>
 void LogError(std::string_view component, const Args&... args) {
-  if (LogEnabled(LogLevel::kError)) LogLine(LogLevel::kError, component, absl::StrCat(LogArg(args)...));
+  if (LogEnabled(LogLevel::kError))
+    LogLine(LogLevel::kError, component, absl::StrCat(LogArg(args)...));
 }
 template <typename... Args>
 void LogDebug(std::string_view component, const Args&... args) {
-  if (LogEnabled(LogLevel::kDebug)) LogLine(LogLevel::kDebug, component, absl::StrCat(LogArg(args)...));
+  if (LogEnabled(LogLevel::kDebug))
+    LogLine(LogLevel::kDebug, component, absl::StrCat(LogArg(args)...));
 }
 
 }  // namespace assay

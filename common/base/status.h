@@ -8,10 +8,10 @@
 #define ASSAY_CONCAT_(a, b) ASSAY_CONCAT_INNER_(a, b)
 
 // Returns from the current function with the status if `expr` is not OK.
-#define ASSAY_RETURN_IF_ERROR(expr)                 \
-  do {                                              \
-    ::absl::Status assay_status_ = (expr);          \
-    if (!assay_status_.ok()) return assay_status_;  \
+#define ASSAY_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status assay_status_ = (expr);         \
+    if (!assay_status_.ok()) return assay_status_; \
   } while (0)
 
 // `ASSAY_ASSIGN_OR_RETURN(auto x, Foo());` evaluates Foo() (a StatusOr) and either

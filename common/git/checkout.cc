@@ -13,10 +13,10 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/status.h"
 #include "common/crypto/crypto.h"
 #include "common/git/git.h"
 #include "common/git/tree.h"
-#include "common/base/status.h"
 
 namespace assay {
 namespace {
@@ -41,7 +41,8 @@ bool SafeName(std::string_view name) {
 
 absl::Status WriteWholeFile(const std::string& path, const std::string& data, mode_t mode) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", strerror(errno)));
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
@@ -108,7 +109,8 @@ absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& wo
       }
       if (mode == 0120000) {
         if (::symlink(blob.content.c_str(), abs.c_str()) != 0) {
-          return absl::InternalError(absl::StrCat("cannot create symlink ", abs, ": ", strerror(errno)));
+          return absl::InternalError(
+              absl::StrCat("cannot create symlink ", abs, ": ", strerror(errno)));
         }
       } else {
         e.mode = (mode & 0111) ? 0100755 : 0100644;

@@ -147,8 +147,12 @@ absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& arg
   // and renamed when complete. Unpacked into loose objects (git's default below 100 objects), a
   // fetch on a full disk can leave a commit without its tree, which every later look-up would
   // take as present, and its files as absent.
-  std::vector<std::string> argv = {"git", "-c", "protocol.file.allow=always", "-c",
-                                   "fetch.unpackLimit=1", absl::StrCat("--git-dir=", dir_)};
+  std::vector<std::string> argv = {"git",
+                                   "-c",
+                                   "protocol.file.allow=always",
+                                   "-c",
+                                   "fetch.unpackLimit=1",
+                                   absl::StrCat("--git-dir=", dir_)};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, {}, git_env_);
 }
@@ -304,8 +308,8 @@ absl::StatusOr<std::string> GitMirror::FetchBranchHead(std::string_view branch) 
       Git({"rev-parse", "-q", "--verify", absl::StrCat("refs/heads/", Av(branch), "^{commit}")}));
   std::string sha(absl::StripAsciiWhitespace(head.out));
   if (head.exit_code != 0 || !IsHexSha(sha)) {
-    return absl::NotFoundError(absl::StrCat("branch '", Av(branch), "' does not exist in ",
-                                            RedactUrl(clone_url_)));
+    return absl::NotFoundError(
+        absl::StrCat("branch '", Av(branch), "' does not exist in ", RedactUrl(clone_url_)));
   }
   return sha;
 }
@@ -332,8 +336,8 @@ absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::strin
   // without the file: worth trying again, never an answer.
   ASSAY_ASSIGN_OR_RETURN(BatchObject tree, Query(absl::StrCat(Av(sha), "^{tree}")));
   if (!tree.found) {
-    return absl::UnavailableError(absl::StrCat("the tree of commit ", Av(sha),
-                                               " is missing from mirror ", dir_));
+    return absl::UnavailableError(
+        absl::StrCat("the tree of commit ", Av(sha), " is missing from mirror ", dir_));
   }
   return absl::NotFoundError(absl::StrCat(Av(path), " does not exist at commit ", Av(sha)));
 }

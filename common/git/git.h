@@ -81,8 +81,9 @@ class GitMirror {
   absl::StatusOr<std::string> ReadFile(std::string_view sha, std::string_view path);
 
   // Creates a detached worktree of `sha` at the absolute path `worktree_dir` (registered
-  // under DIR/worktrees/ as `git worktree add --detach` would), first removing whatever is at that path (see
-  // RemoveWorktree). kNotFound if the commit is not in the mirror; kInternal if git fails.
+  // under DIR/worktrees/ as `git worktree add --detach` would), first removing whatever is at that
+  // path (see RemoveWorktree). kNotFound if the commit is not in the mirror; kInternal if git
+  // fails.
   absl::Status AddWorktree(std::string_view sha, const std::string& worktree_dir);
 
   // Deletes `worktree_dir` and its registration under DIR/worktrees/ without spawning git.

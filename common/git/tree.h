@@ -14,9 +14,9 @@ namespace assay {
 
 // One entry: "<octal mode> <name>\0<20-byte raw sha>".
 struct TreeEntry {
-  uint32_t mode = 0;     // e.g. 040000 (tree), 0100644, 0100755, 0120000 (link), 0160000
-  std::string name;      // as stored; not checked here (CheckoutTree refuses unsafe names)
-  std::string raw_sha;   // 20 raw bytes
+  uint32_t mode = 0;    // e.g. 040000 (tree), 0100644, 0100755, 0120000 (link), 0160000
+  std::string name;     // as stored; not checked here (CheckoutTree refuses unsafe names)
+  std::string raw_sha;  // 20 raw bytes
   bool operator==(const TreeEntry&) const = default;
 };
 

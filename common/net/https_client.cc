@@ -143,49 +143,47 @@ absl::StatusOr<HttpClientResponse> HttpsFetch(
     beast::get_lowest_layer(ex.stream).socket().close(ignored);
   };
   const std::string authority = absl::StrCat(prepared.host, ":", prepared.port);
-  beast::get_lowest_layer(ex.stream).async_connect(
-      endpoints, [&](beast::error_code ec, const tcp::endpoint&) {
+  beast::get_lowest_layer(ex.stream).async_connect(endpoints, [&](beast::error_code ec,
+                                                                  const tcp::endpoint&) {
+    if (ec) {
+      return fail(absl::UnavailableError(
+          absl::StrCat(what, ": cannot connect to ", authority, ": ", ec.message())));
+    }
+    beast::error_code ignored;
+    beast::get_lowest_layer(ex.stream).socket().set_option(tcp::no_delay(true), ignored);
+    ex.stream.async_handshake(ssl::stream_base::client, [&](beast::error_code ec) {
+      if (ec) {
+        std::string reason = SslErrorText(ec);
+        const long verify = SSL_get_verify_result(ex.stream.native_handle());
+        if (verify != X509_V_OK) {
+          absl::StrAppend(&reason, " (", X509_verify_cert_error_string(verify), ")");
+        }
+        return fail(absl::UnavailableError(
+            absl::StrCat(what, ": TLS handshake with ", authority, " failed: ", reason)));
+      }
+      http::async_write(ex.stream, ex.request, [&](beast::error_code ec, std::size_t) {
         if (ec) {
           return fail(absl::UnavailableError(
-              absl::StrCat(what, ": cannot connect to ", authority, ": ", ec.message())));
+              absl::StrCat(what, ": sending the request failed: ", SslErrorText(ec))));
         }
-        beast::error_code ignored;
-        beast::get_lowest_layer(ex.stream).socket().set_option(tcp::no_delay(true), ignored);
-        ex.stream.async_handshake(ssl::stream_base::client, [&](beast::error_code ec) {
-          if (ec) {
-            std::string reason = SslErrorText(ec);
-            const long verify = SSL_get_verify_result(ex.stream.native_handle());
-            if (verify != X509_V_OK) {
-              absl::StrAppend(&reason, " (", X509_verify_cert_error_string(verify), ")");
-            }
-            return fail(absl::UnavailableError(
-                absl::StrCat(what, ": TLS handshake with ", authority, " failed: ", reason)));
+        http::async_read(ex.stream, ex.buffer, *ex.parser, [&](beast::error_code ec, std::size_t) {
+          if (ec == http::error::body_limit) {
+            return fail(absl::ResourceExhaustedError(absl::StrCat(
+                what, ": response body exceeds ", http_internal::kMaxResponseBody, " bytes")));
           }
-          http::async_write(ex.stream, ex.request, [&](beast::error_code ec, std::size_t) {
-            if (ec) {
-              return fail(absl::UnavailableError(
-                  absl::StrCat(what, ": sending the request failed: ", SslErrorText(ec))));
-            }
-            http::async_read(
-                ex.stream, ex.buffer, *ex.parser, [&](beast::error_code ec, std::size_t) {
-                  if (ec == http::error::body_limit) {
-                    return fail(absl::ResourceExhaustedError(absl::StrCat(
-                        what, ": response body exceeds ", http_internal::kMaxResponseBody,
-                        " bytes")));
-                  }
-                  if (ec) {
-                    return fail(absl::UnavailableError(absl::StrCat(
-                        what, ": reading the response failed: ", SslErrorText(ec))));
-                  }
-                  // Why no TLS close_notify: the response is complete and the connection is
-                  // ours alone (Connection: close); waiting for the peer's reply only costs time.
-                  ex.done = true;
-                  beast::error_code ignored;
-                  beast::get_lowest_layer(ex.stream).socket().close(ignored);
-                });
-          });
+          if (ec) {
+            return fail(absl::UnavailableError(
+                absl::StrCat(what, ": reading the response failed: ", SslErrorText(ec))));
+          }
+          // Why no TLS close_notify: the response is complete and the connection is
+          // ours alone (Connection: close); waiting for the peer's reply only costs time.
+          ex.done = true;
+          beast::error_code ignored;
+          beast::get_lowest_layer(ex.stream).socket().close(ignored);
         });
       });
+    });
+  });
   ioc.run_until(deadline);
   if (!ex.done) {
     exchange.reset();

@@ -43,8 +43,8 @@ class FieldParser {
   FieldParser(int index, const FieldInfo& info) : index_(index), info_(info) {}
 
   absl::Status Error(std::string_view message) const {
-    return absl::InvalidArgumentError(absl::StrCat("cron field ", index_ + 1, " (", info_.name,
-                                                   "): ", std::string(message)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cron field ", index_ + 1, " (", info_.name, "): ", std::string(message)));
   }
 
   // A number or (where allowed) a name, checked against the field's range.
@@ -135,9 +135,9 @@ absl::StatusOr<CronSchedule> CronSchedule::Parse(std::string_view five_fields) {
     if (i > start) fields.push_back(five_fields.substr(start, i - start));
   }
   if (fields.size() != 5) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cron: expected 5 fields (minute hour day-of-month month day-of-week), got ",
-        fields.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cron: expected 5 fields (minute hour day-of-month month day-of-week), got ",
+                     fields.size()));
   }
   CronSchedule schedule;
   std::array<std::vector<bool>, 5> bits;
@@ -163,7 +163,8 @@ absl::StatusOr<CronSchedule> CronSchedule::Parse(std::string_view five_fields) {
     for (int d = 31; d >= 1; --d) {
       if (!schedule.days_[d]) continue;
       first_day = d;
-      for (int m = 1; m <= 12; ++m) possible = possible || (schedule.months_[m] && d <= kMaxDays[m]);
+      for (int m = 1; m <= 12; ++m)
+        possible = possible || (schedule.months_[m] && d <= kMaxDays[m]);
     }
     if (!possible) {
       return FieldParser(2, kFields[2])

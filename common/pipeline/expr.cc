@@ -34,7 +34,9 @@ absl::Status ErrorAt(int column, std::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat("column ", column, ": ", std::string(message)));
 }
 
-bool IsIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
+bool IsIdentChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
 
 // Limits on a hostile expression. Why: the parser and Evaluate recurse, and a tree as deep as
 // the text is long (10^5 '(' or '!', or 'x&&x&&...') overflows the stack of whichever thread
@@ -64,9 +66,8 @@ absl::StatusOr<std::vector<Token>> Tokenize(std::string_view text) {
       while (end < text.size() && (IsIdentChar(text[end]) || text[end] == '.')) ++end;
       tokens.push_back({Tok::kIdent, std::string(text.substr(i, end - i)), column});
       i = end;
-    } else if (i + 1 < text.size() &&
-               (text.substr(i, 2) == "==" || text.substr(i, 2) == "!=" ||
-                text.substr(i, 2) == "&&" || text.substr(i, 2) == "||")) {
+    } else if (i + 1 < text.size() && (text.substr(i, 2) == "==" || text.substr(i, 2) == "!=" ||
+                                       text.substr(i, 2) == "&&" || text.substr(i, 2) == "||")) {
       tokens.push_back({Tok::kOp, std::string(text.substr(i, 2)), column});
       i += 2;
     } else if (c == '!' || c == '(' || c == ')' || c == ',') {
@@ -142,8 +143,7 @@ class Parser {
     Parser* p;
   };
   static absl::Status TooDeepAt(int column) {
-    return ErrorAt(column,
-                   absl::StrCat("expression nested deeper than ", kMaxNesting, " levels"));
+    return ErrorAt(column, absl::StrCat("expression nested deeper than ", kMaxNesting, " levels"));
   }
 
   absl::StatusOr<NodePtr> ParseUnary() {
@@ -180,15 +180,13 @@ class Parser {
     absl::StatusOr<NodePtr> first = ParseOr();
     if (!first.ok()) return first;
     if (!IsOp(",")) {
-      return ErrorAt(Peek().column,
-                     absl::StrCat("expected ',' between arguments to ", name.text));
+      return ErrorAt(Peek().column, absl::StrCat("expected ',' between arguments to ", name.text));
     }
     ++pos_;
     absl::StatusOr<NodePtr> second = ParseOr();
     if (!second.ok()) return second;
     if (!IsOp(")")) {
-      return ErrorAt(Peek().column,
-                     absl::StrCat("expected ')' after arguments to ", name.text));
+      return ErrorAt(Peek().column, absl::StrCat("expected ')' after arguments to ", name.text));
     }
     ++pos_;
     return Make(kind, *first, *second);
@@ -301,25 +299,20 @@ Value Bool(bool b) { return Value{true, b, ""}; }
 
 Value Eval(const Node& node, const ExprContext& c) {
   switch (node.kind) {
-    case Node::Kind::kString:
-      return Value{false, false, node.text};
-    case Node::Kind::kBool:
-      return Bool(node.value);
+    case Node::Kind::kString: return Value{false, false, node.text};
+    case Node::Kind::kBool: return Bool(node.value);
     case Node::Kind::kVar: {
       Value v;
       Resolve(node.text, c, nullptr, v.s);
       return v;
     }
-    case Node::Kind::kNot:
-      return Bool(!Eval(*node.left, c).Truthy());
+    case Node::Kind::kNot: return Bool(!Eval(*node.left, c).Truthy());
     case Node::Kind::kAnd:
       return Bool(Eval(*node.left, c).Truthy() && Eval(*node.right, c).Truthy());
     case Node::Kind::kOr:
       return Bool(Eval(*node.left, c).Truthy() || Eval(*node.right, c).Truthy());
-    case Node::Kind::kEq:
-      return Bool(Eval(*node.left, c).Text() == Eval(*node.right, c).Text());
-    case Node::Kind::kNe:
-      return Bool(Eval(*node.left, c).Text() != Eval(*node.right, c).Text());
+    case Node::Kind::kEq: return Bool(Eval(*node.left, c).Text() == Eval(*node.right, c).Text());
+    case Node::Kind::kNe: return Bool(Eval(*node.left, c).Text() != Eval(*node.right, c).Text());
     case Node::Kind::kStartsWith:
       return Bool(Eval(*node.left, c).Text().rfind(Eval(*node.right, c).Text(), 0) == 0);
     case Node::Kind::kContains:
@@ -368,18 +361,19 @@ absl::Status ValidatePlaceholders(std::string_view text, bool allow_matrix) {
   absl::Status status;
   const ExprContext empty;
   const std::map<std::string, std::string> no_matrix;
-  const int unterminated = ForEachPlaceholder(text, [&](size_t start, size_t, std::string_view name) {
-    std::string ignored;
-    const bool bad_dotted =
-        name.empty() || name.back() == '.' || std::count(name.begin(), name.end(), '.') > 1;
-    if (status.ok() && (bad_dotted ||
-                        !Resolve(name, empty, allow_matrix ? &no_matrix : nullptr, ignored))) {
-      status = ErrorAt(static_cast<int>(start) + 1,
-                       absl::StrCat("unknown placeholder '", std::string(name),
-                                    "' (expected branch, tag, event, inputs.NAME, ",
-                                    allow_matrix ? "env.NAME or matrix.NAME)" : "env.NAME)"));
-    }
-  });
+  const int unterminated =
+      ForEachPlaceholder(text, [&](size_t start, size_t, std::string_view name) {
+        std::string ignored;
+        const bool bad_dotted =
+            name.empty() || name.back() == '.' || std::count(name.begin(), name.end(), '.') > 1;
+        if (status.ok() &&
+            (bad_dotted || !Resolve(name, empty, allow_matrix ? &no_matrix : nullptr, ignored))) {
+          status = ErrorAt(static_cast<int>(start) + 1,
+                           absl::StrCat("unknown placeholder '", std::string(name),
+                                        "' (expected branch, tag, event, inputs.NAME, ",
+                                        allow_matrix ? "env.NAME or matrix.NAME)" : "env.NAME)"));
+        }
+      });
   if (unterminated > 0 && status.ok()) {
     return ErrorAt(unterminated, "unterminated placeholder '${{'");
   }

@@ -43,13 +43,12 @@ class Expr {
   //   "column 1: unknown identifier 'foo' (expected branch, tag, event, inputs.NAME or env.NAME)"
   //   "column 1: unknown function 'foo' (expected startsWith or contains)"
   //   "column N: unterminated string"             "column N: unexpected character '='"
-  //   "column N: expected a value, got '&&'"      "column N: expected a value, got end of expression"
-  //   "column N: expected ')' to close '(' at column M"
-  //   "column N: unexpected ')' after the expression"
-  //   "column N: expected ',' between arguments to contains"
-  //   "column N: expected '(' after startsWith"   "column N: expected a name after 'inputs.'"
-  //   "column N: expression has more than 1024 tokens"
-  //   "column N: expression nested deeper than 64 levels"   ('(', '!' and calls count)
+  //   "column N: expected a value, got '&&'"      "column N: expected a value, got end of
+  //   expression" "column N: expected ')' to close '(' at column M" "column N: unexpected ')' after
+  //   the expression" "column N: expected ',' between arguments to contains" "column N: expected
+  //   '(' after startsWith"   "column N: expected a name after 'inputs.'" "column N: expression has
+  //   more than 1024 tokens" "column N: expression nested deeper than 64 levels"   ('(', '!' and
+  //   calls count)
   static absl::StatusOr<Expr> Parse(std::string_view text);
 
   bool Evaluate(const ExprContext& context) const;
@@ -65,7 +64,8 @@ class Expr {
 // branch, tag, event, inputs.X, env.X, or (only when `allow_matrix`) matrix.X.
 // kInvalidArgument on error, with the 1-based column of the placeholder:
 //   "column N: unterminated placeholder '${{'"
-//   "column N: unknown placeholder 'foo' (expected branch, tag, event, inputs.NAME, env.NAME or matrix.NAME)"
+//   "column N: unknown placeholder 'foo' (expected branch, tag, event, inputs.NAME, env.NAME or
+//   matrix.NAME)"
 //   ("... or env.NAME)" when matrix is not allowed)
 absl::Status ValidatePlaceholders(std::string_view text, bool allow_matrix);
 

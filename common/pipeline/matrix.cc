@@ -75,8 +75,7 @@ absl::StatusOr<std::vector<Combination>> ExpandMatrix(const MatrixSpec& spec, in
   return combinations;
 }
 
-std::string MatrixJobName(std::string_view job, const Combination& values,
-                          const MatrixSpec& spec) {
+std::string MatrixJobName(std::string_view job, const Combination& values, const MatrixSpec& spec) {
   std::vector<std::string> parts;
   for (const auto& [axis, unused] : spec.axes) {
     auto it = values.find(axis);

@@ -4,11 +4,11 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/status.h"
 #include "common/pipeline/glob.h"
 #include "common/pipeline/matrix.h"
-#include "absl/strings/str_join.h"
 #include "common/pipeline/spec_internal.h"
-#include "common/base/status.h"
 
 namespace assay {
 namespace {
@@ -27,8 +27,7 @@ std::string CountPaths(size_t n, bool all) {
 // Checks `text` for placeholders that cannot be substituted: malformed ones and, for
 // a matrix job, matrix names its combination lacks. `key` prefixes the message.
 absl::Status CheckPlaceholders(const std::string& key, const std::string& text,
-                               const std::map<std::string, std::string>& combo,
-                               bool allow_matrix) {
+                               const std::map<std::string, std::string>& combo, bool allow_matrix) {
   absl::Status s = ValidatePlaceholders(text, allow_matrix);
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", s.message()));
   size_t pos = 0;
@@ -42,8 +41,7 @@ absl::Status CheckPlaceholders(const std::string& key, const std::string& text,
     if (name.substr(0, kMatrix.size()) == kMatrix) {
       const std::string axis(name.substr(kMatrix.size()));
       if (!combo.contains(axis)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(key, ": unknown matrix key '", axis, "'"));
+        return absl::InvalidArgumentError(absl::StrCat(key, ": unknown matrix key '", axis, "'"));
       }
     }
     pos = close + 2;
@@ -96,8 +94,8 @@ bool Triggers(const PipelineSpec& spec, const TriggerEvent& ev, std::string* why
     bool all = true;
     for (const std::string& p : changed) all = all && MatchesFilters(push.paths_ignore, p);
     if (all) {
-      return Refuse(why_not, absl::StrCat("on.push.paths_ignore covers ",
-                                          CountPaths(changed.size(), true)));
+      return Refuse(why_not,
+                    absl::StrCat("on.push.paths_ignore covers ", CountPaths(changed.size(), true)));
     }
   }
   return true;
@@ -155,8 +153,8 @@ absl::StatusOr<std::map<std::string, std::string>> ResolveManualInputs(
     if (in.type == "choice" &&
         std::find(in.options.begin(), in.options.end(), v) == in.options.end()) {
       return absl::InvalidArgumentError(absl::StrCat("input '", in.name, "' must be one of ",
-                                                     absl::StrJoin(in.options, ", "), ", got '",
-                                                     v, "'"));
+                                                     absl::StrJoin(in.options, ", "), ", got '", v,
+                                                     "'"));
     }
     out[in.name] = v;
   }
@@ -173,8 +171,7 @@ std::string InputEnvName(const std::string& name) {
   return out;
 }
 
-absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,
-                                                 const ExprContext& ctx) {
+absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const ExprContext& ctx) {
   // Pass 1: every job's combinations and concrete names, so needs can be resolved.
   using Combo = std::map<std::string, std::string>;
   std::map<std::string, std::vector<std::string>> names_of;
@@ -204,8 +201,7 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,
     for (const std::string& need : job.needs) {
       auto it = names_of.find(need);
       if (it == names_of.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(prefix, ".needs: unknown job '", need, "'"));
+        return absl::InvalidArgumentError(absl::StrCat(prefix, ".needs: unknown job '", need, "'"));
       }
       needs.insert(needs.end(), it->second.begin(), it->second.end());
     }
@@ -244,8 +240,8 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,
       p.runs_on = job.runs_on;
       for (size_t i = 0; i < p.runs_on.labels.size(); ++i) {
         std::string& label = p.runs_on.labels[i];
-        ASSAY_RETURN_IF_ERROR(CheckPlaceholders(
-            absl::StrCat(prefix, ".runs_on.labels[", i, "]"), label, combo, allow_matrix));
+        ASSAY_RETURN_IF_ERROR(CheckPlaceholders(absl::StrCat(prefix, ".runs_on.labels[", i, "]"),
+                                                label, combo, allow_matrix));
         label = SubstitutePlaceholders(label, ctx, combo);
       }
       p.retry = job.retry;

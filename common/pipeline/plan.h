@@ -71,13 +71,13 @@ struct PlannedJob {
   std::string name;                // Matrix jobs: MatrixJobName(...).
   std::vector<std::string> needs;  // Concrete names; a need on a matrix job = all expansions.
   std::vector<std::pair<std::string, std::string>> env;  // Placeholders substituted.
-  std::vector<StepSpec> steps;                            // Placeholders substituted in run.
+  std::vector<StepSpec> steps;                           // Placeholders substituted in run.
   int64_t timeout_s = kDefaultJobTimeoutSeconds;
   int priority = 0;
-  bool skip = false;        // Its `if` evaluated false.
-  std::string skip_reason;  // "if: <expr> is false".
+  bool skip = false;                          // Its `if` evaluated false.
+  std::string skip_reason;                    // "if: <expr> is false".
   std::map<std::string, std::string> matrix;  // The combination; empty for plain jobs.
-  RunsOnSpec runs_on;       // Placeholders substituted in labels.
+  RunsOnSpec runs_on;                         // Placeholders substituted in labels.
   RetrySpec retry;
   bool allow_failure = false;
   ConcurrencySpec concurrency;  // Placeholders substituted in group.
@@ -97,7 +97,6 @@ struct PlannedJob {
 //   "jobs.J.steps[i].run: unknown matrix key 'K'"
 //   "jobs.J.needs: unknown job 'K'"
 //   "jobs.J.runs_on.labels[i]: ..." / "jobs.J.concurrency.group: ..." (placeholders as for env)
-absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec,
-                                                 const ExprContext& ctx);
+absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const ExprContext& ctx);
 
 }  // namespace assay

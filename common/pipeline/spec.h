@@ -41,7 +41,7 @@ struct StepSpec {
 
 // `retry:`. An integer N is shorthand for { max: N }.
 struct RetrySpec {
-  int max = 0;  // 0-10 further attempts.
+  int max = 0;                                                         // 0-10 further attempts.
   std::vector<std::string> on = {"agent_lost", "timeout", "failure"};  // Subset, file order.
 
   bool operator==(const RetrySpec&) const = default;
@@ -61,7 +61,7 @@ struct RunsOnSpec {
   int cpus = 1;
   double memory_gb = 0;  // 0: no requirement.
   int gpus = 0;
-  bool gpu_shared = false;  // `gpus: shared`: one GPU, shareable with other such jobs.
+  bool gpu_shared = false;   // `gpus: shared`: one GPU, shareable with other such jobs.
   double gpu_memory_gb = 0;  // Per GPU; 0: no requirement.
   std::string gpu_model;     // Empty: any.
 
@@ -79,7 +79,7 @@ struct JobSpec {
   RetrySpec retry;
   bool allow_failure = false;
   ConcurrencySpec concurrency;
-  int priority = 0;  // -100..100; higher runs first.
+  int priority = 0;                  // -100..100; higher runs first.
   std::optional<MatrixSpec> matrix;  // `strategy:`; absent: one job.
   RunsOnSpec runs_on;
 

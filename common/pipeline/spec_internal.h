@@ -100,7 +100,8 @@ inline std::string Join(std::string_view path, std::string_view key) {
 
 // Why not absl::StrJoin: Debian's Abseil has its own absl::string_view, which
 // std::string_view does not convert to.
-inline std::string JoinViews(const std::vector<std::string_view>& parts, std::string_view separator) {
+inline std::string JoinViews(const std::vector<std::string_view>& parts,
+                             std::string_view separator) {
   std::string joined;
   for (size_t i = 0; i < parts.size(); ++i) {
     if (i > 0) joined += separator;
@@ -130,10 +131,8 @@ inline bool LooksLikeNumber(std::string_view s) {
 // How a node's kind reads in a message: "a list", "a mapping", "null", "a number", ...
 inline std::string Describe(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
     case YAML::NodeType::Scalar: {
       if (node.Tag() != "?") return "a string";  // Quoted or explicitly tagged.
       const std::string& s = node.Scalar();
@@ -143,8 +142,7 @@ inline std::string Describe(const YAML::Node& node) {
       }
       return LooksLikeNumber(s) ? "a number" : "a string";
     }
-    default:
-      return "null";
+    default: return "null";
   }
 }
 
@@ -165,7 +163,8 @@ struct Entry {
 // The entries of mapping `map` in file order. Reports non-string keys and duplicate
 // keys (yaml-cpp keeps both and lookups silently see the first); returns only the
 // first occurrence of each key.
-inline std::vector<Entry> MappingEntries(Linter& lint, const YAML::Node& map, std::string_view path) {
+inline std::vector<Entry> MappingEntries(Linter& lint, const YAML::Node& map,
+                                         std::string_view path) {
   std::vector<Entry> entries;
   absl::flat_hash_map<std::string, int> first_line;
   for (auto it = map.begin(); it != map.end(); ++it) {
@@ -242,8 +241,8 @@ void ParseFields(Linter& lint, const YAML::Node& map, std::string_view path,
 
 // A scalar as text, or an error "<what> must be <expected>, got <kind>".
 inline bool ScalarText(Linter& lint, const YAML::Node& node, const YAML::Mark& mark,
-                const std::string& path, std::string_view what, std::string_view expected,
-                std::string& out) {
+                       const std::string& path, std::string_view what, std::string_view expected,
+                       std::string& out) {
   if (!node.IsScalar()) {
     lint.Error(mark, path,
                absl::StrCat(std::string(what), " must be ", std::string(expected), ", got ",

@@ -130,8 +130,7 @@ void ParseMatrixEntries(Linter& lint, const YAML::Node& list, const YAML::Mark& 
                         const std::string& path, const std::string& what,
                         std::vector<std::map<std::string, std::string>>& out) {
   if (!list.IsSequence()) {
-    lint.Error(mark, path,
-               absl::StrCat(what, " must be a list of mappings, got ", Describe(list)));
+    lint.Error(mark, path, absl::StrCat(what, " must be a list of mappings, got ", Describe(list)));
     return;
   }
   for (size_t i = 0; i < list.size(); ++i) {
@@ -179,8 +178,8 @@ void ParseMatrix(Linter& lint, const Entry& e, const std::string& path, JobDraft
     for (size_t i = 0; i < axis.value.size(); ++i) {
       std::string text;
       const YAML::Node v = axis.value[i];
-      if (ScalarText(lint, v, MarkOr(v, axis.value.Mark()), Index(axis_path, i),
-                     "matrix values", "strings, numbers or booleans", text)) {
+      if (ScalarText(lint, v, MarkOr(v, axis.value.Mark()), Index(axis_path, i), "matrix values",
+                     "strings, numbers or booleans", text)) {
         values.push_back(std::move(text));
       }
     }
@@ -204,8 +203,8 @@ constexpr FieldRule<JobDraft> kStrategyRules[] = {
     {"matrix", true, ParseMatrix},
     {"max_parallel", false,
      [](Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
-       AsInt(lint, e.value, e.value_mark, path, "max_parallel", 1, 256,
-             "an integer from 1 to 256", job.spec.matrix->max_parallel);
+       AsInt(lint, e.value, e.value_mark, path, "max_parallel", 1, 256, "an integer from 1 to 256",
+             job.spec.matrix->max_parallel);
      }},
 };
 
@@ -280,8 +279,8 @@ void ParseIf(Linter& lint, const Entry& e, const std::string& path, JobDraft& jo
 
 void ParseRetry(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
   if (e.value.IsScalar()) {
-    AsInt(lint, e.value, e.value_mark, path, "retry", 0, 10,
-          "an integer from 0 to 10 or a mapping", job.spec.retry.max);
+    AsInt(lint, e.value, e.value_mark, path, "retry", 0, 10, "an integer from 0 to 10 or a mapping",
+          job.spec.retry.max);
     return;
   }
   ParseNested(lint, e, path, "an integer from 0 to 10 or a mapping", kRetryRules, job);
@@ -296,8 +295,8 @@ void ParseConcurrency(Linter& lint, const Entry& e, const std::string& path, Job
 }
 
 void ParsePriority(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
-  AsInt(lint, e.value, e.value_mark, path, "priority", -100, 100,
-        "an integer from -100 to 100", job.spec.priority);
+  AsInt(lint, e.value, e.value_mark, path, "priority", -100, 100, "an integer from -100 to 100",
+        job.spec.priority);
 }
 
 void ParseStrategy(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {

@@ -69,9 +69,9 @@ using Rules = std::span<const FieldRule<T>>;
 
 // ---- on.push ----
 
-#define ASSAY_GLOB_LIST(Type, field)                                                     \
-  [](Linter& lint, const Entry& e, const std::string& path, Type& out) {                \
-    ParseStringList(lint, e, path, out.field, GlobProblem);                              \
+#define ASSAY_GLOB_LIST(Type, field)                                     \
+  [](Linter& lint, const Entry& e, const std::string& path, Type& out) { \
+    ParseStringList(lint, e, path, out.field, GlobProblem);              \
   }
 
 constexpr FieldRule<PushTrigger> kPushRules[] = {
@@ -168,9 +168,9 @@ constexpr FieldRule<ManualTrigger> kManualRules[] = {
     {"inputs", false,
      [](Linter& lint, const Entry& e, const std::string& path, ManualTrigger& out) {
        if (!e.value.IsMap()) {
-         lint.Error(e.value_mark, path,
-                    absl::StrCat("inputs must be a mapping of names to inputs, got ",
-                                 Describe(e.value)));
+         lint.Error(
+             e.value_mark, path,
+             absl::StrCat("inputs must be a mapping of names to inputs, got ", Describe(e.value)));
          return;
        }
        for (const Entry& item : MappingEntries(lint, e.value, path)) {
@@ -185,8 +185,8 @@ constexpr FieldRule<ManualTrigger> kManualRules[] = {
                                    Describe(item.value)));
            continue;
          } else {
-           ParseFields<ManualInput>(lint, item.value, item_path, item.key_node.Mark(),
-                                    kInputRules, in);
+           ParseFields<ManualInput>(lint, item.value, item_path, item.key_node.Mark(), kInputRules,
+                                    in);
          }
          CheckInput(lint, item.key_node.Mark(), item_path, in);
          out.inputs.push_back(std::move(in));

@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include <climits>
-#include <new>
 #include <cmath>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 

@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/proc/spawn.h"
 #include "common/base/status.h"
+#include "common/proc/spawn.h"
 
 namespace assay {
 namespace {

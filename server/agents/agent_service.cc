@@ -11,8 +11,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/crypto/crypto.h"
 #include "common/base/log.h"
+#include "common/crypto/crypto.h"
 
 namespace assay {
 namespace {
@@ -182,7 +182,8 @@ class Session final : public Reactor {
             u.job_id, u.attempt_token,
             "not delivered: the agent's stream broke before the assignment was sent");
         if (!f.ok()) {
-          LogWarn("agents", "agent ", name_, ": job ", u.job_id, " was never sent to it, but "
+          LogWarn("agents", "agent ", name_, ": job ", u.job_id,
+                  " was never sent to it, but "
                   "queuing it again failed (it is requeued when its lease expires): ",
                   f.status().ToString());
         }
@@ -193,20 +194,22 @@ class Session final : public Reactor {
       // leases.
       auto current = deps_.agents->Disconnect(session_);
       if (!current.ok()) {
-        LogWarn("agents", "agent ", name_, " (", agent_id_, "): marking it offline failed: ",
-                current.status().ToString(), "; it shows online until it reconnects");
+        LogWarn("agents", "agent ", name_, " (", agent_id_,
+                "): marking it offline failed: ", current.status().ToString(),
+                "; it shows online until it reconnects");
       }
       // Why shorten: a stream that ends while this server runs usually means the agent died;
       // its jobs wait only the reconnect grace, not the whole lease. On server shutdown the
       // agents reconnect elsewhere and keep their leases. Nor when this server ended the
       // stream because the database failed: the agent is alive and comes back to resend what
       // was not recorded.
-      if (!deps_.dispatcher->closing() && !database_failed_.load() &&
-          (!current.ok() || *current)) {
+      if (!deps_.dispatcher->closing() && !database_failed_.load() && (!current.ok() || *current)) {
         auto shortened = deps_.jobs->ShortenLeases(session_, deps_.reconnect_grace);
         if (!shortened.ok()) {
-          LogWarn("agents", "agent ", name_, " (", agent_id_, "): shortening its leases to the "
-                  "reconnect grace failed: ", shortened.status().ToString(),
+          LogWarn("agents", "agent ", name_, " (", agent_id_,
+                  "): shortening its leases to the "
+                  "reconnect grace failed: ",
+                  shortened.status().ToString(),
                   "; its jobs are requeued when their full lease expires");
         }
       }
@@ -280,7 +283,9 @@ class Session final : public Reactor {
     for (const auto& l : h.labels()) ah.labels.push_back(l);
     boost::json::array gpus;
     for (const auto& g : h.gpus()) {
-      gpus.push_back({{"index", g.index()}, {"uuid", g.uuid()}, {"name", g.name()},
+      gpus.push_back({{"index", g.index()},
+                      {"uuid", g.uuid()},
+                      {"name", g.name()},
                       {"memory_mb", g.memory_mb()}});
     }
     ah.gpus_json = boost::json::serialize(gpus);
@@ -358,8 +363,8 @@ class Session final : public Reactor {
     for (const auto& j : hb.running()) held.push_back({j.job_id(), j.attempt_token()});
     auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
     if (!stale.ok()) {  // transient; the next heartbeat retries
-      LogWarn("agents", "agent ", name_, ": extending ", held.size(), " lease(s) failed: ",
-              stale.status().ToString());
+      LogWarn("agents", "agent ", name_, ": extending ", held.size(),
+              " lease(s) failed: ", stale.status().ToString());
       return true;
     }
     for (const auto& s : *stale) {
@@ -375,8 +380,8 @@ class Session final : public Reactor {
     if (!f.ok()) {
       // The job stays 'assigned' (still live, its lease extended by heartbeats) until its
       // result arrives; only its start time is missing.
-      LogWarn("agents", "agent ", name_, ": marking job ", a.job_id(), " running failed: ",
-              f.status().ToString());
+      LogWarn("agents", "agent ", name_, ": marking job ", a.job_id(),
+              " running failed: ", f.status().ToString());
     } else if (*f == store::Fence::kStale) {
       deps_.dispatcher->SendCancel(agent_id_, a.job_id(), a.attempt_token(),
                                    "this attempt is no longer valid");

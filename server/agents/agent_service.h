@@ -13,9 +13,9 @@
 
 #include <memory>
 
+#include <string>
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include <string>
 
 #include "assay/v1/agent.grpc.pb.h"
 #include "server/metrics/metrics.h"

@@ -55,9 +55,8 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
     if (!active.ok()) {
       return ErrorResponse(503, "unavailable", std::string(active.status().message()));
     }
-    return JsonResponse(200, {{"status", "ok"},
-                              {"active", *active},
-                              {"agents", d.dispatcher->ConnectedAgents()}});
+    return JsonResponse(
+        200, {{"status", "ok"}, {"active", *active}, {"agents", d.dispatcher->ConnectedAgents()}});
   });
   router.Add("GET", "/metrics", [&d](Request&) {
     auto counts = d.jobs->CountByState();
@@ -69,20 +68,20 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   });
   // One endpoint per forge (/hooks/github, /hooks/gitlab, /hooks/gitea); the route only
   // adapts HTTP to the Intake (server/webhook/intake.h).
-  auto intake = std::make_shared<const webhook::Intake>(webhook::Intake::Deps{
-      d.repos, d.deliveries, d.metrics, d.secret_key,
-      [&d](int64_t delivery) { d.planner->Enqueue(delivery); }});
+  auto intake = std::make_shared<const webhook::Intake>(
+      webhook::Intake::Deps{d.repos, d.deliveries, d.metrics, d.secret_key,
+                            [&d](int64_t delivery) { d.planner->Enqueue(delivery); }});
   for (const char* provider : {"github", "gitlab", "gitea"}) {
-    router.Add("POST", absl::StrCat("/hooks/", provider),
-               [intake, p = std::string(provider)](Request& req) {
-                 auto r = intake->Receive(p, req.headers, req.body);
-                 if (!r.ok()) return http::StatusToResponse(r.status());
-                 if (!r->error_code.empty()) {
-                   return ErrorResponse(r->http_status, r->error_code, r->message);
-                 }
-                 return JsonResponse(r->http_status,
-                                     {{"delivery", r->delivery}, {"status", r->status}});
-               });
+    router.Add(
+        "POST", absl::StrCat("/hooks/", provider),
+        [intake, p = std::string(provider)](Request& req) {
+          auto r = intake->Receive(p, req.headers, req.body);
+          if (!r.ok()) return http::StatusToResponse(r.status());
+          if (!r->error_code.empty()) {
+            return ErrorResponse(r->http_status, r->error_code, r->message);
+          }
+          return JsonResponse(r->http_status, {{"delivery", r->delivery}, {"status", r->status}});
+        });
   }
   api::RegisterRepoRoutes(router, d);
   api::RegisterPipelineRoutes(router, d);

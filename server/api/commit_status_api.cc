@@ -61,7 +61,8 @@ Response PutCommitStatus(const ApiDeps& d, Request& req, const RepoJsonFn& repo_
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  if (absl::Status known = http::OnlyFields(*body, {"api_url", "token", "repository", "context"}); !known.ok()) {
+  if (absl::Status known = http::OnlyFields(*body, {"api_url", "token", "repository", "context"});
+      !known.ok()) {
     return http::StatusToResponse(known);
   }
   auto api_url = http::RequiredString(*body, "api_url");
@@ -104,8 +105,8 @@ Response PutCommitStatus(const ApiDeps& d, Request& req, const RepoJsonFn& repo_
     }
   } else if (!IsOwnerName(effective)) {
     return Invalid(repository->has_value()
-                       ? absl::StrCat("field 'repository' must be owner/name for ",
-                                      repo->provider, ", got '", effective, "'")
+                       ? absl::StrCat("field 'repository' must be owner/name for ", repo->provider,
+                                      ", got '", effective, "'")
                        : absl::StrCat("repository name '", repo->name,
                                       "' is not owner/name: set field 'repository' to the ",
                                       repo->provider, " repository's owner/name"));

@@ -68,8 +68,8 @@ absl::StatusOr<json::value> StoredJson(const std::string& text, const std::strin
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec) {
-    return absl::DataLossError(absl::StrCat(what, ": stored ", column, " is not valid JSON (",
-                                            ec.message(), ")"));
+    return absl::DataLossError(
+        absl::StrCat(what, ": stored ", column, " is not valid JSON (", ec.message(), ")"));
   }
   return v;
 }

@@ -62,9 +62,9 @@ Response CreateManualPipeline(const ApiDeps& d, Request& req) {
       } else if (v.is_double()) {
         inputs[name] = absl::StrCat(v.as_double());
       } else {
-        return ErrorResponse(400, "invalid_argument",
-                             absl::StrCat("input '", name,
-                                          "' must be a string, number or boolean"));
+        return ErrorResponse(
+            400, "invalid_argument",
+            absl::StrCat("input '", name, "' must be a string, number or boolean"));
       }
     }
   }

@@ -23,8 +23,8 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  if (absl::Status known = http::OnlyFields(
-          *body, {"name", "clone_url", "provider", "webhook_secret", "html_url"});
+  if (absl::Status known =
+          http::OnlyFields(*body, {"name", "clone_url", "provider", "webhook_secret", "html_url"});
       !known.ok()) {
     return http::StatusToResponse(known);
   }
@@ -78,9 +78,9 @@ Response UpdateRepo(const ApiDeps& d, Request& req) {
   store::RepoSettings set;
   if (branch->has_value()) {
     if (!IsValidBranchName(**branch)) {
-      return ErrorResponse(400, "invalid_argument",
-                           absl::StrCat("field 'default_branch' must be a valid branch name, got '",
-                                        **branch, "'"));
+      return ErrorResponse(
+          400, "invalid_argument",
+          absl::StrCat("field 'default_branch' must be a valid branch name, got '", **branch, "'"));
     }
     set.default_branch = **branch;
   }
@@ -103,12 +103,10 @@ void RegisterRepoRoutes(http::Router& router, const ApiDeps& d) {
                for (const auto& r : *repos) a.push_back(RepoJson(r));
                return JsonResponse(200, {{"repos", std::move(a)}});
              }));
-  router.Add("PUT", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
-               return PutCommitStatus(d, req, RepoJson);
-             }));
-  router.Add("DELETE", "/api/v1/repos/{id}/commit-status", Authed(d, [&d](Request& req) {
-               return DeleteCommitStatus(d, req, RepoJson);
-             }));
+  router.Add("PUT", "/api/v1/repos/{id}/commit-status",
+             Authed(d, [&d](Request& req) { return PutCommitStatus(d, req, RepoJson); }));
+  router.Add("DELETE", "/api/v1/repos/{id}/commit-status",
+             Authed(d, [&d](Request& req) { return DeleteCommitStatus(d, req, RepoJson); }));
 }
 
 }  // namespace assay::api

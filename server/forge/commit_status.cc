@@ -4,8 +4,8 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/git/git.h"
 #include "common/base/log.h"
+#include "common/git/git.h"
 
 namespace assay::forge {
 namespace {
@@ -75,7 +75,8 @@ absl::StatusOr<StatusRequest> BuildStatusRequest(const CommitStatus& s) {
   std::string base = s.api_base_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   if (base.empty()) return absl::InvalidArgumentError("commit status: api_base_url is required");
-  if (s.api_token.empty()) return absl::InvalidArgumentError("commit status: api_token is required");
+  if (s.api_token.empty())
+    return absl::InvalidArgumentError("commit status: api_token is required");
   if (!IsHexSha(s.sha)) {
     return absl::InvalidArgumentError("commit status: sha must be a 40-character hex commit id");
   }
@@ -89,8 +90,8 @@ absl::StatusOr<StatusRequest> BuildStatusRequest(const CommitStatus& s) {
     if (s.repo_full_name.empty()) {
       return absl::InvalidArgumentError("commit status: repository is required");
     }
-    r.url = absl::StrCat(base, "/api/v4/projects/", UrlEncode(s.repo_full_name), "/statuses/",
-                         s.sha);
+    r.url =
+        absl::StrCat(base, "/api/v4/projects/", UrlEncode(s.repo_full_name), "/statuses/", s.sha);
     body["name"] = s.context;
     if (!s.target_url.empty()) body["target_url"] = s.target_url;
     if (!description.empty()) body["description"] = description;
@@ -201,8 +202,8 @@ void CommitStatusNotifier::Run() {
 CommitStatusNotifier::Outcome CommitStatusNotifier::Deliver(const Item& item) {
   const CommitStatus& status = item.status;
   // What the logs may say about this status: never the token or the headers.
-  const std::string what = absl::StrCat(status.provider, " ", status.repo_full_name, "@",
-                                        status.sha, " ", status.state);
+  const std::string what =
+      absl::StrCat(status.provider, " ", status.repo_full_name, "@", status.sha, " ", status.state);
   auto request = BuildStatusRequest(status);
   if (!request.ok()) {
     LogError("forge", "commit status ", what, " not sent: ", request.status().message());
@@ -232,8 +233,8 @@ CommitStatusNotifier::Outcome CommitStatusNotifier::Deliver(const Item& item) {
       retry = response->status >= 500 || response->status == 429;
     }
     if (!retry || attempt >= options_.max_attempts) {
-      LogError("forge", "commit status ", what, " failed after ", attempt, " attempt(s): ",
-               outcome);
+      LogError("forge", "commit status ", what, " failed after ", attempt,
+               " attempt(s): ", outcome);
       std::lock_guard<std::mutex> lock(mu_);
       CountLocked(&Stats::failed, "failed");
       return retry ? Outcome::kGaveUp : Outcome::kRefused;
@@ -244,8 +245,8 @@ CommitStatusNotifier::Outcome CommitStatusNotifier::Deliver(const Item& item) {
     const int64_t full = absl::ToInt64Nanoseconds(d);
     std::uniform_int_distribution<int64_t> jitter(full / 2, full);
     d = absl::Nanoseconds(jitter(rng));
-    LogWarn("forge", "commit status ", what, " attempt ", attempt, ": ", outcome,
-            "; retrying in ", absl::FormatDuration(d));
+    LogWarn("forge", "commit status ", what, " attempt ", attempt, ": ", outcome, "; retrying in ",
+            absl::FormatDuration(d));
     {
       std::lock_guard<std::mutex> lock(mu_);
       CountLocked(&Stats::retries, "retried");

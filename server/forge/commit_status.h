@@ -25,9 +25,9 @@
 namespace assay::forge {
 
 struct CommitStatus {
-  std::string provider;        // "github", "gitlab", "gitea"
-  std::string api_base_url;    // "https://api.github.com", "https://gitlab.com",
-                               // "https://gitea.example.com" (a trailing '/' is ignored)
+  std::string provider;      // "github", "gitlab", "gitea"
+  std::string api_base_url;  // "https://api.github.com", "https://gitlab.com",
+                             // "https://gitea.example.com" (a trailing '/' is ignored)
   std::string api_token;
   std::string repo_full_name;  // "owner/name"; GitLab: "group/sub/project" or a numeric id
   std::string sha;             // 40 hex

@@ -1,8 +1,8 @@
 #include "server/forge/status_reporter.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto/crypto.h"
 #include "common/base/log.h"
+#include "common/crypto/crypto.h"
 
 namespace assay::forge {
 namespace {
@@ -82,8 +82,8 @@ absl::StatusOr<CommitStatus> StatusReporter::StatusFor(const store::DueStatus& d
   }
   auto token = OpenSecret(secret_key_, due.token_sealed);
   if (!token.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        what, ": cannot open the commit status token (was the secret key replaced?)"));
+    return absl::DataLossError(
+        absl::StrCat(what, ": cannot open the commit status token (was the secret key replaced?)"));
   }
   CommitStatus s;
   s.provider = due.provider;
@@ -148,10 +148,8 @@ void StatusReporter::Done(const store::DueStatus& due, CommitStatusNotifier::Out
   using Outcome = CommitStatusNotifier::Outcome;
   switch (outcome) {
     case Outcome::kDelivered:
-    case Outcome::kRefused:
-      Complete(due);
-      return;
-    case Outcome::kDropped:  // stopping: another replica (or the next start) sends it
+    case Outcome::kRefused: Complete(due); return;
+    case Outcome::kDropped:   // stopping: another replica (or the next start) sends it
     case Outcome::kGaveUp: {  // the forge keeps failing: tried again at the next poll
       // Hand it to whoever claims next, without waiting for the lease to run out.
       absl::Status s = outbox_.Release(due);

@@ -18,20 +18,14 @@ absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.
 
 std::string_view KindName(boost::json::kind k) {
   switch (k) {
-    case boost::json::kind::null:
-      return "null";
-    case boost::json::kind::bool_:
-      return "boolean";
+    case boost::json::kind::null: return "null";
+    case boost::json::kind::bool_: return "boolean";
     case boost::json::kind::int64:
     case boost::json::kind::uint64:
-    case boost::json::kind::double_:
-      return "number";
-    case boost::json::kind::string:
-      return "string";
-    case boost::json::kind::array:
-      return "array";
-    case boost::json::kind::object:
-      return "object";
+    case boost::json::kind::double_: return "number";
+    case boost::json::kind::string: return "string";
+    case boost::json::kind::array: return "array";
+    case boost::json::kind::object: return "object";
   }
   return "value";
 }
@@ -151,8 +145,8 @@ absl::Status OnlyFields(const boost::json::object& obj, const std::vector<std::s
   for (const auto& [k, v] : obj) {
     const std::string key(k);
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown field '", key, "' (allowed: ",
-                                                     absl::StrJoin(allowed, ", "), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown field '", key, "' (allowed: ", absl::StrJoin(allowed, ", "), ")"));
     }
   }
   return absl::OkStatus();
@@ -161,24 +155,17 @@ absl::Status OnlyFields(const boost::json::object& obj, const std::vector<std::s
 Response StatusToResponse(const absl::Status& status) {
   const std::string message(status.message());
   switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      return ErrorResponse(400, "invalid_argument", message);
-    case absl::StatusCode::kNotFound:
-      return ErrorResponse(404, "not_found", message);
-    case absl::StatusCode::kAlreadyExists:
-      return ErrorResponse(409, "already_exists", message);
+    case absl::StatusCode::kInvalidArgument: return ErrorResponse(400, "invalid_argument", message);
+    case absl::StatusCode::kNotFound: return ErrorResponse(404, "not_found", message);
+    case absl::StatusCode::kAlreadyExists: return ErrorResponse(409, "already_exists", message);
     case absl::StatusCode::kFailedPrecondition:
       return ErrorResponse(409, "failed_precondition", message);
-    case absl::StatusCode::kUnauthenticated:
-      return ErrorResponse(401, "unauthenticated", message);
+    case absl::StatusCode::kUnauthenticated: return ErrorResponse(401, "unauthenticated", message);
     case absl::StatusCode::kPermissionDenied:
       return ErrorResponse(403, "permission_denied", message);
-    case absl::StatusCode::kUnavailable:
-      return ErrorResponse(503, "unavailable", message);
-    case absl::StatusCode::kOk:
-      return ErrorResponse(500, "internal", "internal server error");
-    default:
-      return ErrorResponse(500, "internal", message);
+    case absl::StatusCode::kUnavailable: return ErrorResponse(503, "unavailable", message);
+    case absl::StatusCode::kOk: return ErrorResponse(500, "internal", "internal server error");
+    default: return ErrorResponse(500, "internal", message);
   }
 }
 

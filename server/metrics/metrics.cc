@@ -4,7 +4,7 @@
 
 namespace assay {
 namespace {
-const std::vector<std::string> kStates = {"pending", "queued",   "assigned",  "running",
+const std::vector<std::string> kStates = {"pending",   "queued", "assigned",  "running",
                                           "succeeded", "failed", "timed_out", "canceled",
                                           "skipped",   "error"};
 // Every label value WebhookReceived is called with (see metrics.h and webhook/intake.h).
@@ -19,20 +19,21 @@ Metrics::Metrics()
                     .Name("assay_webhooks_received_total")
                     .Help("Webhook deliveries received, by provider and result")
                     .Register(*registry_)),
-      dispatch_latency_(prometheus::BuildHistogram()
-                            .Name("assay_dispatch_latency_seconds")
-                            .Help("Time from a job becoming queued to its assignment being sent")
-                            .Register(*registry_)
-                            .Add({}, prometheus::Histogram::BucketBoundaries{
-                                         0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                         0.5, 1, 2.5, 5, 10, 30, 60, 300})),
-      job_duration_(prometheus::BuildHistogram()
-                        .Name("assay_job_duration_seconds")
-                        .Help("Run time of finished jobs as reported by agents")
-                        .Register(*registry_)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{
-                                     0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600,
-                                     7200, 21600})),
+      dispatch_latency_(
+          prometheus::BuildHistogram()
+              .Name("assay_dispatch_latency_seconds")
+              .Help("Time from a job becoming queued to its assignment being sent")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.002, 0.005, 0.01, 0.025,
+                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                                               30, 60, 300})),
+      job_duration_(
+          prometheus::BuildHistogram()
+              .Name("assay_job_duration_seconds")
+              .Help("Run time of finished jobs as reported by agents")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.1, 0.5, 1, 5, 10, 30, 60,
+                                                               300, 900, 1800, 3600, 7200, 21600})),
       connected_agents_(prometheus::BuildGauge()
                             .Name("assay_connected_agents")
                             .Help("Agents with an open stream to this server")

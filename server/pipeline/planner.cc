@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
-#include "server/scheduler/requirements.h"
 #include "common/pipeline/plan.h"
+#include "server/scheduler/requirements.h"
 #include "server/webhook/forge.h"
 
 namespace assay {
@@ -20,8 +20,7 @@ constexpr int64_t kIntakeLane = 0;
 // Worth trying again: the database (or the connection to it) may come back.
 bool IsTransient(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable ||
-         s.code() == absl::StatusCode::kDeadlineExceeded ||
-         s.code() == absl::StatusCode::kAborted;
+         s.code() == absl::StatusCode::kDeadlineExceeded || s.code() == absl::StatusCode::kAborted;
 }
 
 constexpr absl::Duration kFirstRetry = absl::Seconds(1);
@@ -38,7 +37,8 @@ void Planner::Start() { lanes_.Start(); }
 void Planner::Stop() { lanes_.Stop(); }
 
 void Planner::Enqueue(int64_t delivery_id) {
-  lanes_.Submit(kIntakeLane, {[this, delivery_id] { Route(delivery_id); }, [delivery_id] {
+  lanes_.Submit(kIntakeLane, {[this, delivery_id] { Route(delivery_id); },
+                              [delivery_id] {
                                 LogInfo("planner", "delivery ", delivery_id,
                                         " left for the next start (planner not running)");
                               }});
@@ -52,7 +52,8 @@ void Planner::Route(int64_t delivery_id) {
       if (d->state != "received") return;  // planned before
       const int64_t repo_id = d->repo_id;
       auto row = std::make_shared<const store::Delivery>(*std::move(d));
-      lanes_.Submit(repo_id, {[this, row] { PlanQueued(row); }, [delivery_id] {
+      lanes_.Submit(repo_id, {[this, row] { PlanQueued(row); },
+                              [delivery_id] {
                                 LogInfo("planner", "delivery ", delivery_id,
                                         " left for the next start (planner stopping)");
                               }});
@@ -81,8 +82,8 @@ GitMirror* Planner::MirrorFor(const store::Repo& repo) {
   absl::MutexLock l(&mirrors_mu_);
   auto& m = mirrors_[repo.id];
   if (m == nullptr || m->dir().empty()) {
-    m = std::make_unique<GitMirror>(
-        absl::StrCat(deps_.mirrors_dir, "/", repo.id, ".git"), repo.clone_url);
+    m = std::make_unique<GitMirror>(absl::StrCat(deps_.mirrors_dir, "/", repo.id, ".git"),
+                                    repo.clone_url);
   }
   return m.get();
 }
@@ -96,8 +97,8 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     boost::json::object env;
     for (const auto& [k, v] : context.inputs) env[InputEnvName(k)] = v;
     for (const auto& [k, v] : j.env) env[k] = v;
-    boost::json::object o{{"steps", std::move(steps)}, {"env", std::move(env)},
-                          {"timeout_s", j.timeout_s}};
+    boost::json::object o{
+        {"steps", std::move(steps)}, {"env", std::move(env)}, {"timeout_s", j.timeout_s}};
     if (!j.matrix.empty()) {
       boost::json::object m;
       for (const auto& [k, v] : j.matrix) m[k] = v;
@@ -155,9 +156,9 @@ LoadedSpec LoadSpec(GitMirror* mirror, const std::string& sha) {
   if (!text.ok()) {
     out.missing = text.status().code() == absl::StatusCode::kNotFound;
     out.unavailable = text.status().code() == absl::StatusCode::kUnavailable;
-    out.error = out.missing ? absl::StrCat(kPipelineFile, ": no such file at commit ",
-                                           sha.substr(0, 12))
-                            : absl::StrCat(kPipelineFile, ": ", std::string(text.status().message()));
+    out.error = out.missing
+                    ? absl::StrCat(kPipelineFile, ": no such file at commit ", sha.substr(0, 12))
+                    : absl::StrCat(kPipelineFile, ": ", std::string(text.status().message()));
     return out;
   }
   auto spec = ParsePipelineSpec(*text, kPipelineFile);
@@ -185,8 +186,8 @@ absl::Status Planner::RecordSchedules(const store::Repo& repo, const PipelineSpe
   }
   absl::Status s = deps_.schedules->Replace(repo.id, entries);
   if (s.ok()) {
-    LogInfo("planner", repo.name, ": ", entries.size(), " schedule(s) from ", kPipelineFile,
-            " of ", repo.default_branch);
+    LogInfo("planner", repo.name, ": ", entries.size(), " schedule(s) from ", kPipelineFile, " of ",
+            repo.default_branch);
   }
   return s;
 }
@@ -278,12 +279,11 @@ absl::StatusOr<int64_t> Planner::PlanLoadedDelivery(const store::Delivery& d) {
       pr ? mirror->EnsureCommitAt(ev->after, ev->ref) : mirror->EnsureCommit(ev->after);
   LoadedSpec file;
   if (!fetched.ok() && fetched.code() != absl::StatusCode::kNotFound &&
-      fetched.code() != absl::StatusCode::kInvalidArgument &&
-      d.age < deps_.fetch_retry_window) {
+      fetched.code() != absl::StatusCode::kInvalidArgument && d.age < deps_.fetch_retry_window) {
     // Nothing written: the delivery stays 'received' and its lane tries again with backoff.
     return absl::UnavailableError(absl::StrCat("delivery ", delivery_id, " (received ",
-                                               absl::FormatDuration(d.age), " ago) waits: ",
-                                               std::string(fetched.message())));
+                                               absl::FormatDuration(d.age),
+                                               " ago) waits: ", std::string(fetched.message())));
   }
   if (!fetched.ok()) {
     p.error = absl::StrCat("cannot fetch commit ", ev->after, " from ", repo->clone_url, ": ",
@@ -418,8 +418,7 @@ absl::StatusOr<int64_t> Planner::PlanManualNow(int64_t repo_id,
   return Write(p, *repo, &*file.spec, ctx);
 }
 
-absl::StatusOr<int64_t> Planner::PlanSchedule(const store::ScheduleRow& s,
-                                              absl::Time next_run) {
+absl::StatusOr<int64_t> Planner::PlanSchedule(const store::ScheduleRow& s, absl::Time next_run) {
   auto repo = deps_.repos->Get(s.repo_id);
   if (!repo.ok()) return repo.status();
   const std::string branch = s.branch.empty() ? repo->default_branch : s.branch;
@@ -458,13 +457,10 @@ std::future<absl::StatusOr<int64_t>> Planner::SubmitSchedule(const store::Schedu
                                                              absl::Time next_run) {
   auto promise = std::make_shared<std::promise<absl::StatusOr<int64_t>>>();
   auto future = promise->get_future();
-  lanes_.Submit(s.repo_id, {[this, promise, s, next_run] {
-                              promise->set_value(PlanSchedule(s, next_run));
-                            },
-                            [promise] {
-                              promise->set_value(
-                                  absl::UnavailableError("the planner is not running"));
-                            }});
+  lanes_.Submit(
+      s.repo_id,
+      {[this, promise, s, next_run] { promise->set_value(PlanSchedule(s, next_run)); },
+       [promise] { promise->set_value(absl::UnavailableError("the planner is not running")); }});
   return future;
 }
 

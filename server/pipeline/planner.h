@@ -42,10 +42,10 @@ struct PlannerDeps {
   store::DeliveryStore* deliveries;
   store::PipelineStore* pipelines;
   store::RepoStore* repos;
-  std::string mirrors_dir;           // bare mirrors live in <mirrors_dir>/<repo id>.git
-  std::function<void()> on_queued;   // called after a pipeline with runnable jobs is written
+  std::string mirrors_dir;          // bare mirrors live in <mirrors_dir>/<repo id>.git
+  std::function<void()> on_queued;  // called after a pipeline with runnable jobs is written
   store::ScheduleStore* schedules = nullptr;  // null: on.schedule entries are not recorded
-  int workers = 4;  // repositories planned at once
+  int workers = 4;                            // repositories planned at once
   // How long PlanManual waits for its turn and its fetch before giving up (writing nothing).
   absl::Duration manual_wait = absl::Seconds(20);
   // A delivery whose commit cannot be fetched for a reason that may pass (the forge is down,
@@ -122,7 +122,6 @@ class Planner {
   std::map<int64_t, std::unique_ptr<GitMirror>> mirrors_ ABSL_GUARDED_BY(mirrors_mu_);
   RepoLanes lanes_;  // last: its workers stop before the members they use go away
 };
-
 
 // What every job of a pipeline gets besides its own spec.
 struct PipelineContext {

@@ -13,7 +13,9 @@ ScheduleLoop::ScheduleLoop(ScheduleLoopDeps deps) : deps_(std::move(deps)) {}
 
 ScheduleLoop::~ScheduleLoop() { Stop(); }
 
-void ScheduleLoop::Start() { thread_ = std::thread([this] { Loop(); }); }
+void ScheduleLoop::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void ScheduleLoop::Stop() {
   {

@@ -29,7 +29,7 @@ struct ScheduleLoopDeps {
   store::ScheduleStore* schedules;
   Planner* planner;  // must be started before Tick() or Start()
   const Clock* clock;
-  absl::Duration interval = absl::Seconds(15);  // how often to look for due schedules
+  absl::Duration interval = absl::Seconds(15);       // how often to look for due schedules
   absl::Duration longest_retry = absl::Minutes(10);  // longest pause before retrying a slot
 };
 
@@ -48,7 +48,7 @@ class ScheduleLoop {
 
  private:
   struct Retry {
-    absl::Time slot;      // the slot that failed
+    absl::Time slot;  // the slot that failed
     absl::Time not_before;
     absl::Duration pause;
   };
@@ -58,7 +58,7 @@ class ScheduleLoop {
   ScheduleLoopDeps deps_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Mutex tick_mu_;  // one Tick at a time
+  absl::Mutex tick_mu_;                                                    // one Tick at a time
   absl::flat_hash_map<int64_t, Retry> retries_ ABSL_GUARDED_BY(tick_mu_);  // by schedule id
   std::thread thread_;
 };

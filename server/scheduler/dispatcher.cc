@@ -16,7 +16,9 @@ Dispatcher::Dispatcher(store::JobStore* jobs, Metrics* metrics, const Clock* clo
 
 Dispatcher::~Dispatcher() { Stop(); }
 
-void Dispatcher::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Dispatcher::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Dispatcher::Stop() {
   {
@@ -180,7 +182,8 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job) {
     for (const auto& [k, v] : GpuEnvironment(placement)) (*a.mutable_env())[k] = v;
     for (uint32_t idx : job.gpu_indices) a.add_gpu_indices(idx);
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("job ", job.job_id, " has a malformed spec: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("job ", job.job_id, " has a malformed spec: ", e.what()));
   }
   return a;
 }
@@ -224,7 +227,8 @@ int Dispatcher::DispatchPass() {
     return 0;
   }
   std::vector<QueuedJob> order_in;
-  for (const auto& j : snap->jobs) order_in.push_back({j.job_id, j.repo_id, j.priority, j.queued_at});
+  for (const auto& j : snap->jobs)
+    order_in.push_back({j.job_id, j.repo_id, j.priority, j.queued_at});
   const std::vector<size_t> order = OrderQueue(order_in, snap->running_per_repo);
 
   // 3. Place jobs one by one on the copy.
@@ -322,8 +326,9 @@ int Dispatcher::DispatchPass() {
 void Dispatcher::Unassign(const store::ClaimedJob& job, const std::string& why) {
   auto f = jobs_->Unassign(job.job_id, job.attempt_token, why);
   if (!f.ok()) {
-    LogWarn("dispatch", "job ", job.job_id, " (", why, ") could not be queued again: ",
-            f.status().ToString(), "; it is requeued when its lease expires");
+    LogWarn("dispatch", "job ", job.job_id, " (", why,
+            ") could not be queued again: ", f.status().ToString(),
+            "; it is requeued when its lease expires");
   } else if (*f == store::Fence::kStale) {
     LogInfo("dispatch", "job ", job.job_id, " (", why, ") was no longer assigned");
   }

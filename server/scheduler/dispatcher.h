@@ -85,7 +85,7 @@ class Dispatcher {
 
  private:
   struct AgentState {
-    AgentCapacity capacity;           // usage fields kept in step with `busy`
+    AgentCapacity capacity;  // usage fields kept in step with `busy`
     std::map<int64_t, JobUse> busy;
     std::shared_ptr<AgentChannel> channel;
   };

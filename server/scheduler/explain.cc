@@ -21,8 +21,10 @@ std::vector<GpuSlot> GpusFromJson(const std::string& text) {
     if (const auto* f = o.if_contains("index"); f && f->is_number()) {
       s.index = static_cast<uint32_t>(f->to_number<int64_t>());
     }
-    if (const auto* f = o.if_contains("uuid"); f && f->is_string()) s.uuid = std::string(f->get_string());
-    if (const auto* f = o.if_contains("name"); f && f->is_string()) s.model = std::string(f->get_string());
+    if (const auto* f = o.if_contains("uuid"); f && f->is_string())
+      s.uuid = std::string(f->get_string());
+    if (const auto* f = o.if_contains("name"); f && f->is_string())
+      s.model = std::string(f->get_string());
     if (const auto* f = o.if_contains("memory_mb"); f && f->is_number()) {
       s.memory_mb = static_cast<uint64_t>(f->to_number<int64_t>());
     }

@@ -16,9 +16,9 @@
 namespace assay {
 
 struct ClusterView {
-  std::vector<AgentCapacity> agents;              // online and seen within `fresh`, usage applied
-  std::map<std::string, int64_t> group_holder;    // concurrency key → the live job holding it
-  std::map<std::string, int> parallel_running;    // parallel key → live jobs
+  std::vector<AgentCapacity> agents;            // online and seen within `fresh`, usage applied
+  std::map<std::string, int64_t> group_holder;  // concurrency key → the live job holding it
+  std::map<std::string, int> parallel_running;  // parallel key → live jobs
 };
 
 ClusterView BuildClusterView(const std::vector<store::AgentRow>& agents,

@@ -117,11 +117,10 @@ std::optional<Placement> ChooseAgent(const JobRequirements& job,
   Key best_key{};
   for (const AgentCapacity& agent : agents) {
     if (!Fits(job, agent)) continue;
-    Key key = job.gpus > 0
-                  ? Key{0, static_cast<int>(UsableGpus(job, agent).size()), FreeCpus(agent),
-                        agent.agent_id}
-                  : Key{agent.gpus.empty() ? 0 : 1, IdleGpus(agent), FreeCpus(agent),
-                        agent.agent_id};
+    Key key = job.gpus > 0 ? Key{0, static_cast<int>(UsableGpus(job, agent).size()),
+                                 FreeCpus(agent), agent.agent_id}
+                           : Key{agent.gpus.empty() ? 0 : 1, IdleGpus(agent), FreeCpus(agent),
+                                 agent.agent_id};
     if (!best || key < best_key) {
       best = &agent;
       best_key = key;
@@ -167,8 +166,9 @@ std::string ExplainWait(const JobRequirements& job, const std::vector<AgentCapac
       }
       if (!any) {
         return absl::StrCat("no agent has a GPU of model \"", job.gpu_model, "\": ", scope,
-                            models.empty() ? ", none has a GPU"
-                                           : ", their GPU models are " + absl::StrJoin(models, ", "));
+                            models.empty()
+                                ? ", none has a GPU"
+                                : ", their GPU models are " + absl::StrJoin(models, ", "));
       }
     }
     if (job.gpu_memory_gb > 0) {
@@ -258,7 +258,8 @@ std::vector<size_t> OrderQueue(const std::vector<QueuedJob>& jobs,
   std::map<int, std::map<int64_t, std::deque<size_t>>, std::greater<int>> groups;
   for (size_t i = 0; i < jobs.size(); ++i) groups[jobs[i].priority][jobs[i].repo_id].push_back(i);
   auto older = [&](size_t a, size_t b) {
-    return std::tie(jobs[a].queued_at, jobs[a].job_id) < std::tie(jobs[b].queued_at, jobs[b].job_id);
+    return std::tie(jobs[a].queued_at, jobs[a].job_id) <
+           std::tie(jobs[b].queued_at, jobs[b].job_id);
   };
   std::map<int64_t, int> running = running_per_repo;
   std::vector<size_t> order;

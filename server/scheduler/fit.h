@@ -18,7 +18,7 @@ namespace assay {
 
 // One GPU of an agent as the scheduler sees it.
 struct GpuSlot {
-  uint32_t index = 0;      // the agent's nvidia-smi index (what CUDA_VISIBLE_DEVICES gets)
+  uint32_t index = 0;  // the agent's nvidia-smi index (what CUDA_VISIBLE_DEVICES gets)
   std::string uuid;
   std::string model;       // nvidia-smi name, e.g. "NVIDIA H100 80GB HBM3"
   uint64_t memory_mb = 0;  // total memory in MiB

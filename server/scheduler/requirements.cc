@@ -34,7 +34,8 @@ JobRequirements RequirementsFromJson(const std::vector<std::string>& labels,
   req.memory_gb = number("memory_gb", 0);
   req.gpus = static_cast<int>(number("gpus", 0));
   req.gpu_memory_gb = number("gpu_memory_gb", 0);
-  if (const auto* f = o.if_contains("gpu_shared"); f && f->is_bool()) req.gpu_shared = f->get_bool();
+  if (const auto* f = o.if_contains("gpu_shared"); f && f->is_bool())
+    req.gpu_shared = f->get_bool();
   if (const auto* f = o.if_contains("gpu_model"); f && f->is_string()) {
     req.gpu_model = std::string(f->get_string());
   }

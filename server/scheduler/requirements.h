@@ -16,7 +16,6 @@ namespace assay {
 std::string RequirementsJson(const RunsOnSpec& runs_on);
 
 // The inverse; a malformed or empty document gives the defaults (one CPU, nothing else).
-JobRequirements RequirementsFromJson(const std::vector<std::string>& labels,
-                                     std::string_view json);
+JobRequirements RequirementsFromJson(const std::vector<std::string>& labels, std::string_view json);
 
 }  // namespace assay

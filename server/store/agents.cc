@@ -22,8 +22,8 @@ const Query kDisconnect{
     "UPDATE agents SET state = 'offline', last_seen_at = now() WHERE id = $1 AND "
     "generation = $2 RETURNING 1"};
 const Query kTouch{"agent_touch",
-                       "UPDATE agents SET last_seen_at = now() WHERE id = ANY($1::bigint[]) "
-                       "AND state = 'online'"};
+                   "UPDATE agents SET last_seen_at = now() WHERE id = ANY($1::bigint[]) "
+                   "AND state = 'online'"};
 const Query kList{"agent_list",
                       "SELECT id, name, state, version, labels, cpu_slots, gpus::text, memory_gb, "
                       ASSAY_EPOCH_US("last_seen_at") " FROM agents "
@@ -34,8 +34,9 @@ const Query kList{"agent_list",
 absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
   AgentSession out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto r = Exec(tx, c, kUpsert, {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json,
-                                   h.version, absl::StrCat(h.memory_gb)});
+    auto r = Exec(tx, c, kUpsert,
+                  {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version,
+                   absl::StrCat(h.memory_gb)});
     out.id = r[0][0].as<int64_t>();
     out.generation = r[0][1].as<int64_t>();
     return absl::OkStatus();

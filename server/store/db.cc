@@ -135,8 +135,7 @@ std::string WithConnectionDefaults(const std::string& dsn, const DbOptions& o) {
   return out;
 }
 
-Db::Db(std::string dsn, int max_size)
-    : Db(std::move(dsn), DbOptions{.max_size = max_size}) {}
+Db::Db(std::string dsn, int max_size) : Db(std::move(dsn), DbOptions{.max_size = max_size}) {}
 
 Db::Db(std::string dsn, DbOptions options)
     : options_(std::move(options)),
@@ -153,9 +152,8 @@ absl::StatusOr<ConnLease> Db::Acquire() {
     // request, not as every thread of the server blocked here for good.
     if (!mu_.AwaitWithTimeout(absl::Condition(&can_take), options_.acquire_timeout)) {
       return absl::UnavailableError(absl::StrCat(
-          "database pool '", options_.name, "': all ", max_size_,
-          " connections in use; waited ", absl::FormatDuration(options_.acquire_timeout),
-          " for one"));
+          "database pool '", options_.name, "': all ", max_size_, " connections in use; waited ",
+          absl::FormatDuration(options_.acquire_timeout), " for one"));
     }
     if (!idle_.empty()) {
       auto c = std::move(idle_.back());
@@ -207,9 +205,9 @@ absl::Status InTransaction(Db& db,
     return absl::FailedPreconditionError(e.what());
   } catch (const pqxx::sql_error& e) {
     if (e.sqlstate() == "57014") {  // query_canceled: statement_timeout (or a cancel request)
-      return absl::DeadlineExceededError(absl::StrCat(
-          "database statement canceled after statement_timeout (",
-          absl::FormatDuration(db.options().statement_timeout), "): ", e.what()));
+      return absl::DeadlineExceededError(
+          absl::StrCat("database statement canceled after statement_timeout (",
+                       absl::FormatDuration(db.options().statement_timeout), "): ", e.what()));
     }
     LogError("store", "query ", e.query().substr(0, 80), " failed: ", e.what());
     return absl::InternalError(absl::StrCat("database error: ", e.what()));

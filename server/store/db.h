@@ -40,7 +40,7 @@ struct Param {
   std::string value;
   bool null = false;
   bool binary = false;
-  Param(std::string v) : value(std::move(v)) {}  // NOLINT: implicit on purpose
+  Param(std::string v) : value(std::move(v)) {}   // NOLINT: implicit on purpose
   Param(const char* v) : value(v) {}              // NOLINT
   Param(std::string_view v) : value(v) {}         // NOLINT
   Param(int64_t v) : value(std::to_string(v)) {}  // NOLINT
@@ -156,7 +156,7 @@ absl::Status InTransaction(Db& db, const std::function<absl::Status(pqxx::work&,
 std::string ToPgTextArray(const std::vector<std::string>& items);
 std::string ToPgArray(const std::vector<int64_t>& items);  // for bigint[] / int[] parameters
 std::vector<std::string> FromPgTextArray(const pqxx::field& f);
-absl::Time ToTime(const pqxx::field& f);  // timestamptz selected as epoch microseconds (bigint)
+absl::Time ToTime(const pqxx::field& f);    // timestamptz selected as epoch microseconds (bigint)
 std::string BytesOf(const pqxx::field& f);  // bytea → raw bytes
 
 // Expression to select a timestamptz column as epoch microseconds for ToTime().

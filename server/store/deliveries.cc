@@ -14,14 +14,14 @@ const Query kInsert{
 const Query kFindExisting{
     "delivery_find", "SELECT id FROM webhook_deliveries WHERE provider = $1 AND delivery_id = $2"};
 const Query kGet{"delivery_get",
-                     "SELECT id, provider, delivery_id, event, state, coalesce(message, ''), "
-                     "repo_id, body, (extract(epoch from now() - received_at) * 1000000)::bigint "
-                     "FROM webhook_deliveries WHERE id = $1"};
+                 "SELECT id, provider, delivery_id, event, state, coalesce(message, ''), "
+                 "repo_id, body, (extract(epoch from now() - received_at) * 1000000)::bigint "
+                 "FROM webhook_deliveries WHERE id = $1"};
 const Query kUnplanned{"delivery_unplanned",
-                           "SELECT id FROM webhook_deliveries WHERE state = 'received' ORDER BY id"};
+                       "SELECT id FROM webhook_deliveries WHERE state = 'received' ORDER BY id"};
 const Query kFinish{"delivery_finish",
-                        "UPDATE webhook_deliveries SET state = $2, message = $3, processed_at = "
-                        "now() WHERE id = $1 AND state = 'received'"};
+                    "UPDATE webhook_deliveries SET state = $2, message = $3, processed_at = "
+                    "now() WHERE id = $1 AND state = 'received'"};
 
 }  // namespace
 

@@ -14,8 +14,8 @@ namespace assay::store {
 struct NewDelivery {
   std::string provider, delivery_id, event;
   int64_t repo_id = 0;
-  std::string headers_json;  // the request headers as a JSON object
-  std::string body;          // raw bytes as received
+  std::string headers_json;                // the request headers as a JSON object
+  std::string body;                        // raw bytes as received
   std::string initial_state = "received";  // "ignored" for events that plan nothing
   std::string message;
 };

@@ -55,27 +55,24 @@ const Query kClaimBatch{
     "  p.commit_sha, p.ref, " ASSAY_EPOCH_US("c.queued_at") ", (SELECT count(*) FROM attempt), "
     "  c.agent_id, coalesce(array_to_string(c.gpu_indices, ','), '') "
     "FROM claimed c JOIN pipelines p ON p.id = c.pipeline_id JOIN repos r ON r.id = p.repo_id"};
-const Query kGroupOf{
-    "job_group_of",
-    "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), "
-    "coalesce(max_parallel, 0) FROM jobs WHERE id = $1 AND state = 'queued'"};
+const Query kGroupOf{"job_group_of",
+                     "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), "
+                     "coalesce(max_parallel, 0) FROM jobs WHERE id = $1 AND state = 'queued'"};
 // Why two-key advisory locks: 1 = concurrency groups, 2 = matrix max_parallel; taken in
 // that order by every claimer, so they cannot deadlock.
 const Query kLockConcurrency{"job_lock_concurrency",
-                                 "SELECT pg_advisory_xact_lock(1, hashtext($1))"};
-const Query kLockParallel{"job_lock_parallel",
-                              "SELECT pg_advisory_xact_lock(2, hashtext($1))"};
+                             "SELECT pg_advisory_xact_lock(1, hashtext($1))"};
+const Query kLockParallel{"job_lock_parallel", "SELECT pg_advisory_xact_lock(2, hashtext($1))"};
 const Query kConcurrencyLive{
     "job_concurrency_live",
     "SELECT count(*) FROM jobs WHERE concurrency_key = $1 AND state IN ('assigned', 'running')"};
 const Query kParallelLive{
     "job_parallel_live",
     "SELECT count(*) FROM jobs WHERE parallel_key = $1 AND state IN ('assigned', 'running')"};
-const Query kLiveOf{
-    "job_live_of",
-    "SELECT id, attempt_token, labels, requirements::text, "
-    "coalesce(array_to_string(gpu_indices, ','), '') FROM jobs "
-    "WHERE agent_id = $1 AND state IN ('assigned', 'running') ORDER BY id"};
+const Query kLiveOf{"job_live_of",
+                    "SELECT id, attempt_token, labels, requirements::text, "
+                    "coalesce(array_to_string(gpu_indices, ','), '') FROM jobs "
+                    "WHERE agent_id = $1 AND state IN ('assigned', 'running') ORDER BY id"};
 const Query kLiveAll{
     "job_live_all",
     "SELECT id, pipeline_id, agent_id, labels, requirements::text, "
@@ -105,7 +102,7 @@ const Query kMarkRunning{
     "UPDATE job_attempts a SET state = 'running', started_at = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
 const Query kTokenState{"job_token_state",
-                            "SELECT state FROM jobs WHERE id = $1 AND attempt_token = $2"};
+                        "SELECT state FROM jobs WHERE id = $1 AND attempt_token = $2"};
 const Query kReject{
     "job_reject",
     "WITH j AS (UPDATE jobs SET state = 'queued', attempt_token = NULL, agent_id = NULL, "
@@ -122,10 +119,9 @@ const Query kAppendLog{
     "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM ins)"};
 // Finds and locks the pipeline of the attempt in one round trip (kFinish re-checks the token
 // under the lock).
-const Query kLockPipelineOfToken{
-    "job_lock_pipeline_of_token",
-    "SELECT p.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id "
-    "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF p"};
+const Query kLockPipelineOfToken{"job_lock_pipeline_of_token",
+                                 "SELECT p.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id "
+                                 "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF p"};
 const Query kFinish{
     "job_finish",
     "WITH j AS (UPDATE jobs SET state = $3, exit_code = $4, message = nullif($5, ''), "
@@ -154,14 +150,21 @@ const Query kLiveOfAgent{
 const Query kLoseAttempt{
     "job_lose_attempt",
     "WITH j AS (UPDATE jobs SET "
-    "  state = CASE WHEN " ASSAY_RETRY_LOST " THEN 'queued' ELSE 'failed' END, "
-    "  queued_at = CASE WHEN " ASSAY_RETRY_LOST " THEN $3 ELSE queued_at END, "
-    "  finished_at = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE $3 END, "
-    "  started_at = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE started_at END, "
-    "  message = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE $4 END, "
+    "  state = CASE WHEN " ASSAY_RETRY_LOST
+    " THEN 'queued' ELSE 'failed' END, "
+    "  queued_at = CASE WHEN " ASSAY_RETRY_LOST
+    " THEN $3 ELSE queued_at END, "
+    "  finished_at = CASE WHEN " ASSAY_RETRY_LOST
+    " THEN NULL ELSE $3 END, "
+    "  started_at = CASE WHEN " ASSAY_RETRY_LOST
+    " THEN NULL ELSE started_at END, "
+    "  message = CASE WHEN " ASSAY_RETRY_LOST
+    " THEN NULL ELSE $4 END, "
     "  attempt_token = NULL, last_agent_id = agent_id, "
-    "  agent_id = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE agent_id END, "
-    "  gpu_indices = CASE WHEN " ASSAY_RETRY_LOST " THEN NULL ELSE gpu_indices END, "
+    "  agent_id = CASE WHEN " ASSAY_RETRY_LOST
+    " THEN NULL ELSE agent_id END, "
+    "  gpu_indices = CASE WHEN " ASSAY_RETRY_LOST
+    " THEN NULL ELSE gpu_indices END, "
     "  lease_expires_at = NULL "
     "  WHERE id = $1 AND attempt_token = $2 AND state IN ('assigned', 'running') "
     "  AND ($5::timestamptz IS NULL OR lease_expires_at < $5) "
@@ -175,7 +178,7 @@ const Query kReadLog{
 const Query kNotifyQueued{"job_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
 const Query kJobExists{"job_exists", "SELECT 1 FROM jobs WHERE id = $1"};
 const Query kCountByState{"job_count_by_state",
-                              "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state"};
+                          "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state"};
 const Query kActiveWork{
     "active_work",
     "SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'received') + "
@@ -198,8 +201,8 @@ absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
   QueueSnapshot out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     Exec(tx, c, kQueuePlan);
-    for (const auto& r : Exec(tx, c, kQueue,
-                              {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels)})) {
+    for (const auto& r :
+         Exec(tx, c, kQueue, {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels)})) {
       QueuedJobRow j;
       j.job_id = r[0].as<int64_t>();
       j.repo_id = r[1].as<int64_t>();
@@ -288,8 +291,8 @@ ClaimBatchResult JobStore::ClaimBatch(const std::vector<ClaimRequest>& batch,
   auto commit = [&](const std::function<absl::Status(pqxx::work&, Connection&,
                                                      std::vector<ClaimedJob>&)>& fn) {
     std::vector<ClaimedJob> got;
-    absl::Status s = InTransaction(
-        *db_, [&](pqxx::work& tx, Connection& c) { return fn(tx, c, got); });
+    absl::Status s =
+        InTransaction(*db_, [&](pqxx::work& tx, Connection& c) { return fn(tx, c, got); });
     if (!s.ok()) return s;
     for (auto& j : got) out.claimed.push_back(std::move(j));
     return absl::OkStatus();
@@ -366,11 +369,10 @@ absl::StatusOr<std::vector<LiveUsage>> JobStore::LiveUsageAll() {
 absl::StatusOr<int> JobStore::ShortenLeases(const AgentSession& session, absl::Duration grace) {
   int shortened = 0;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    shortened = static_cast<int>(
-        Exec(tx, c, kShortenLeases,
-             {session.id, session.generation, clock_->Now(),
-              static_cast<int64_t>(absl::ToInt64Milliseconds(grace))})
-            .size());
+    shortened = static_cast<int>(Exec(tx, c, kShortenLeases,
+                                      {session.id, session.generation, clock_->Now(),
+                                       static_cast<int64_t>(absl::ToInt64Milliseconds(grace))})
+                                     .size());
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
@@ -485,13 +487,12 @@ absl::StatusOr<std::vector<HeldAttempt>> JobStore::Heartbeat(const std::vector<H
 }
 
 absl::StatusOr<int> JobStore::RequeueLost(const std::string& why,
-                                          const std::vector<HeldAttempt>* keep,
-                                          int64_t agent_id) {
+                                          const std::vector<HeldAttempt>* keep, int64_t agent_id) {
   int handled = 0;
   absl::Time now = clock_->Now();
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto rows = keep == nullptr ? Exec(tx, c, kExpiredJobs, {now})
-                                : Exec(tx, c, kLiveOfAgent, {agent_id});
+    auto rows =
+        keep == nullptr ? Exec(tx, c, kExpiredJobs, {now}) : Exec(tx, c, kLiveOfAgent, {agent_id});
     for (const auto& r : rows) {
       int64_t job_id = r[0].as<int64_t>();
       std::string token = r[2].as<std::string>();

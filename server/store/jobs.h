@@ -38,16 +38,16 @@ struct QueuedJobRow {
   std::string concurrency_key;    // "" when none
   std::string parallel_key;       // "" when no max_parallel
   int max_parallel = 0;
-  int64_t last_agent_id = 0;      // 0: first attempt
+  int64_t last_agent_id = 0;  // 0: first attempt
 };
 
 // What the dispatcher needs to order and place queued jobs.
 struct QueueSnapshot {
-  std::vector<QueuedJobRow> jobs;              // per repository at most `per_repo`, in order
+  std::vector<QueuedJobRow> jobs;  // per repository at most `per_repo`, in order
   // Read only when the snapshot can use them: running_per_repo when `jobs` spans two or more
   // repositories, the group fields when some job in `jobs` has a group or max_parallel.
-  std::map<int64_t, int> running_per_repo;     // assigned or running jobs per repository
-  std::set<std::string> held_groups;           // concurrency keys with a live job
+  std::map<int64_t, int> running_per_repo;  // assigned or running jobs per repository
+  std::set<std::string> held_groups;        // concurrency keys with a live job
   std::map<std::string, int> running_per_parallel_key;
 };
 
@@ -110,8 +110,8 @@ struct ResultReport {
 
 struct FinishOutcome {
   Fence fence = Fence::kOk;
-  int queued = 0;  // dependents that became ready
-  bool retried = false;  // the job's retry policy queued it again
+  int queued = 0;           // dependents that became ready
+  bool retried = false;     // the job's retry policy queued it again
   absl::Duration duration;  // run time as reported, for the histogram
 };
 

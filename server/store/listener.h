@@ -26,7 +26,7 @@
 namespace assay::store {
 
 struct ListenerOptions {
-  absl::Duration wait = absl::Milliseconds(500);        // longest wait for one notification
+  absl::Duration wait = absl::Milliseconds(500);         // longest wait for one notification
   absl::Duration min_backoff = absl::Milliseconds(100);  // first wait before reconnecting
   absl::Duration max_backoff = absl::Seconds(5);
   // A connection that has been silent this long is probed with a query, so a peer that vanished
@@ -54,7 +54,7 @@ class Listener {
   void Stop();  // idempotent; joins the thread
 
   bool listening() const { return listening_.load(); }
-  int64_t received() const { return received_.load(); }    // notifications, all channels
+  int64_t received() const { return received_.load(); }        // notifications, all channels
   int64_t connections() const { return connections_.load(); }  // successful (re)connections
 
  private:
@@ -68,7 +68,7 @@ class Listener {
   const std::string dsn_;
   const ListenerOptions options_;
   std::vector<std::pair<std::string, Callback>> channels_;  // fixed after Start()
-  std::vector<std::function<void()>> on_reconnect_;          // fixed after Start()
+  std::vector<std::function<void()>> on_reconnect_;         // fixed after Start()
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -20,10 +20,9 @@ const Query kInsertPipeline{
     "nullif($11, '')::jsonb, $12, $13) "
     "ON CONFLICT DO NOTHING RETURNING id"};
 const Query kPipelineForDelivery{"pipeline_for_delivery",
-                                     "SELECT id FROM pipelines WHERE delivery_id = $1"};
+                                 "SELECT id FROM pipelines WHERE delivery_id = $1"};
 const Query kPipelineForSlot{
-    "pipeline_for_slot",
-    "SELECT id FROM pipelines WHERE schedule_id = $1 AND scheduled_for = $2"};
+    "pipeline_for_slot", "SELECT id FROM pipelines WHERE schedule_id = $1 AND scheduled_for = $2"};
 const Query kClaimScheduleSlot{
     "pipeline_claim_schedule_slot",
     "UPDATE schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2 RETURNING id"};
@@ -32,7 +31,7 @@ const Query kSupersededPipelines{
     "SELECT id FROM pipelines WHERE repo_id = $1 AND ref = $2 AND event = 'push' AND "
     "state = 'running' AND id < $3 ORDER BY id"};
 const Query kPipelineMessage{"pipeline_set_message",
-                                 "UPDATE pipelines SET message = $2 WHERE id = $1"};
+                             "UPDATE pipelines SET message = $2 WHERE id = $1"};
 const Query kInsertJob{
     "job_insert",
     "INSERT INTO jobs (pipeline_id, name, state, spec, labels, max_attempts, created_at, "
@@ -45,18 +44,16 @@ const Query kGroupPipelines{
     "pipeline_group_pipelines",
     "SELECT DISTINCT pipeline_id FROM jobs WHERE concurrency_key = $1 AND pipeline_id <> $2 "
     "AND state IN ('pending', 'queued', 'assigned', 'running') ORDER BY pipeline_id"};
-const Query kGroupJobsOf{
-    "pipeline_group_jobs_of",
-    "SELECT id FROM jobs WHERE concurrency_key = $1 AND pipeline_id = $2 "
-    "AND state IN ('pending', 'queued', 'assigned', 'running')"};
+const Query kGroupJobsOf{"pipeline_group_jobs_of",
+                         "SELECT id FROM jobs WHERE concurrency_key = $1 AND pipeline_id = $2 "
+                         "AND state IN ('pending', 'queued', 'assigned', 'running')"};
 const Query kNotifyQueued{"pipeline_notify_queued", "SELECT pg_notify('assay_jobs', '')"};
 const Query kNotifyCancel{"pipeline_notify_cancel", "SELECT pg_notify('assay_cancel', $1)"};
 const Query kJobPipelineLock{"job_pipeline_id", "SELECT pipeline_id FROM jobs WHERE id = $1"};
 const Query kJobState{"job_state_of", "SELECT state FROM jobs WHERE id = $1"};
-const Query kCancelJobsWaiting{
-    "jobs_cancel_waiting",
-    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
-    "WHERE id = ANY($1::bigint[]) AND state IN ('pending', 'queued')"};
+const Query kCancelJobsWaiting{"jobs_cancel_waiting",
+                               "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
+                               "WHERE id = ANY($1::bigint[]) AND state IN ('pending', 'queued')"};
 const Query kCancelJobsLive{
     "jobs_cancel_live",
     "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3, "
@@ -68,12 +65,11 @@ const Query kCancelJobsAttempts{
     "WHERE j.id = a.job_id AND j.attempt = a.attempt AND j.id = ANY($1::bigint[]) "
     "AND a.state IN ('assigned', 'running')"};
 const Query kInsertNeed{"job_need_insert",
-                            "INSERT INTO job_needs (job_id, needs_job_id) VALUES ($1, $2)"};
+                        "INSERT INTO job_needs (job_id, needs_job_id) VALUES ($1, $2)"};
 const Query kDeliveryProcessed{
     "delivery_processed",
     "UPDATE webhook_deliveries SET state = 'processed', processed_at = now() WHERE id = $1"};
-const Query kLockPipeline{"pipeline_lock",
-                              "SELECT state FROM pipelines WHERE id = $1 FOR UPDATE"};
+const Query kLockPipeline{"pipeline_lock", "SELECT state FROM pipelines WHERE id = $1 FOR UPDATE"};
 const Query kSkipBlocked{
     "pipeline_skip_blocked",
     "UPDATE jobs j SET state = 'skipped', finished_at = $2, "
@@ -104,21 +100,22 @@ const Query kQueueReadyAndFinish{
     "  RETURNING 1) "
     "SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM f)"};
 
-#define PIPELINE_COLUMNS                                                                  \
-  "p.id, p.repo_id, r.name, p.event, p.ref, p.commit_sha, p.state, coalesce(p.message, ''), " \
+#define PIPELINE_COLUMNS                                                                 \
+  "p.id, p.repo_id, r.name, p.event, p.ref, p.commit_sha, p.state, coalesce(p.message, " \
+  "''), " \
   ASSAY_EPOCH_US("p.created_at") ", " ASSAY_EPOCH_US("p.finished_at") ", p.trusted, "         \
   "p.pr_number, coalesce(p.inputs::text, ''), " ASSAY_EPOCH_US("p.scheduled_for")
 
 const Query kListPipelines{"pipeline_list",
-                               "SELECT " PIPELINE_COLUMNS
-                               " FROM pipelines p JOIN repos r ON r.id = p.repo_id "
-                               "WHERE ($1::text IS NULL OR r.name = $1) ORDER BY p.id DESC "
-                               "LIMIT $2"};
+                           "SELECT " PIPELINE_COLUMNS
+                           " FROM pipelines p JOIN repos r ON r.id = p.repo_id "
+                           "WHERE ($1::text IS NULL OR r.name = $1) ORDER BY p.id DESC "
+                           "LIMIT $2"};
 const Query kGetPipeline{"pipeline_get",
-                             "SELECT " PIPELINE_COLUMNS
-                             " FROM pipelines p JOIN repos r ON r.id = p.repo_id WHERE p.id = $1"};
+                         "SELECT " PIPELINE_COLUMNS
+                         " FROM pipelines p JOIN repos r ON r.id = p.repo_id WHERE p.id = $1"};
 
-#define JOB_COLUMNS                                                                          \
+#define JOB_COLUMNS \
   "j.id, j.pipeline_id, j.name, j.state, coalesce(a.name, ''), coalesce(j.message, ''), "    \
   "j.attempt, j.exit_code, " ASSAY_EPOCH_US("j.created_at") ", " ASSAY_EPOCH_US(             \
       "j.queued_at") ", " ASSAY_EPOCH_US("j.started_at") ", " ASSAY_EPOCH_US("j.finished_at") \
@@ -128,15 +125,16 @@ const Query kGetPipeline{"pipeline_get",
   "coalesce(j.concurrency_key, ''), j.repo_id, coalesce(j.parallel_key, ''), "                \
   "coalesce(j.max_parallel, 0), j.priority"
 
-const Query kJobsOfPipeline{"pipeline_jobs",
-                                "SELECT " JOB_COLUMNS " FROM jobs j LEFT JOIN agents a ON a.id = "
-                                "j.agent_id WHERE j.pipeline_id = $1 ORDER BY j.id"};
+const Query kJobsOfPipeline{"pipeline_jobs", "SELECT " JOB_COLUMNS
+                                             " FROM jobs j LEFT JOIN agents a ON a.id = "
+                                             "j.agent_id WHERE j.pipeline_id = $1 ORDER BY j.id"};
 const Query kGetJob{"job_get", "SELECT " JOB_COLUMNS
-                                   " FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
-                                   "WHERE j.id = $1"};
+                               " FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
+                               "WHERE j.id = $1"};
 const Query kListWaiting{
     "job_list_waiting",
-    "SELECT " JOB_COLUMNS ", r.name FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
+    "SELECT " JOB_COLUMNS
+    ", r.name FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
     "JOIN repos r ON r.id = j.repo_id WHERE j.state IN ('queued', 'pending') "
     "ORDER BY j.state = 'pending', j.priority DESC, j.queued_at, j.id LIMIT $1"};
 const Query kCancelLive{
@@ -149,10 +147,9 @@ const Query kCancelAttempts{
     "UPDATE job_attempts a SET state = 'canceled', finished_at = $2 FROM jobs j "
     "WHERE j.id = a.job_id AND j.attempt = a.attempt AND j.pipeline_id = $1 "
     "AND a.state IN ('assigned', 'running')"};
-const Query kCancelWaiting{
-    "pipeline_cancel_waiting",
-    "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
-    "WHERE pipeline_id = $1 AND state IN ('pending', 'queued')"};
+const Query kCancelWaiting{"pipeline_cancel_waiting",
+                           "UPDATE jobs SET state = 'canceled', finished_at = $2, message = $3 "
+                           "WHERE pipeline_id = $1 AND state IN ('pending', 'queued')"};
 
 PipelineRow PipelineFromRow(const pqxx::row& r) {
   PipelineRow p;
@@ -215,8 +212,8 @@ int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Ti
   // Skipping cascades down the DAG: repeat until a pass skips nothing (depth ≤ job count).
   while (may_block && Exec(tx, c, kSkipBlocked, {pipeline_id, now}).affected_rows() > 0) {
   }
-  int queued = static_cast<int>(
-      Exec(tx, c, kQueueReadyAndFinish, {pipeline_id, now})[0][0].as<int64_t>());
+  int queued =
+      static_cast<int>(Exec(tx, c, kQueueReadyAndFinish, {pipeline_id, now})[0][0].as<int64_t>());
   if (queued > 0) Exec(tx, c, kNotifyQueued);
   return queued;
 }
@@ -261,16 +258,14 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     bool error = !p.error.empty() || p.jobs.empty();
     auto res = Exec(tx, c, kInsertPipeline,
                     {p.repo_id, Param::Opt(p.delivery_id), p.event, p.ref, p.commit_sha,
-                     error ? "error" : "running", p.error, now, p.trusted,
-                     Param::Opt(p.pr_number), p.inputs_json, Param::Opt(p.schedule_id),
-                     Param::Opt(p.scheduled_for)});
+                     error ? "error" : "running", p.error, now, p.trusted, Param::Opt(p.pr_number),
+                     p.inputs_json, Param::Opt(p.schedule_id), Param::Opt(p.scheduled_for)});
     if (res.empty()) {
       // This delivery was planned before (a replay after a crash), or another replica fired
       // this schedule slot.
-      auto prior = p.delivery_id
-                       ? Exec(tx, c, kPipelineForDelivery, {*p.delivery_id})
-                       : Exec(tx, c, kPipelineForSlot,
-                              {Param::Opt(p.schedule_id), Param::Opt(p.scheduled_for)});
+      auto prior = p.delivery_id ? Exec(tx, c, kPipelineForDelivery, {*p.delivery_id})
+                                 : Exec(tx, c, kPipelineForSlot,
+                                        {Param::Opt(p.schedule_id), Param::Opt(p.scheduled_for)});
       if (prior.empty()) return absl::AbortedError("pipeline insert conflicted; retry");
       id = prior[0][0].as<int64_t>();
       return absl::OkStatus();
@@ -280,19 +275,18 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     bool any_skipped = false, any_queued = false;
     for (const auto& j : p.jobs) {
       const char* state = !j.skip_reason.empty() ? "skipped"
-                          : j.needs.empty()        ? "queued"
-                                                   : "pending";
+                          : j.needs.empty()      ? "queued"
+                                                 : "pending";
       const std::string group_key =
           j.concurrency_group.empty() ? "" : absl::StrCat(p.repo_id, ":", j.concurrency_group);
       const std::string parallel_key =
-          j.max_parallel > 0
-              ? absl::StrCat(id, ":", j.base_name.empty() ? j.name : j.base_name)
-              : "";
-      auto r = Exec(tx, c, kInsertJob,
-                    {id, j.name, state, j.spec_json, ToPgTextArray(j.labels), j.max_attempts,
-                     now, j.priority, j.skip_reason, p.repo_id, j.requirements_json,
-                     ToPgTextArray(j.retry_on), j.allow_failure, group_key, parallel_key,
-                     j.max_parallel});
+          j.max_parallel > 0 ? absl::StrCat(id, ":", j.base_name.empty() ? j.name : j.base_name)
+                             : "";
+      auto r = Exec(
+          tx, c, kInsertJob,
+          {id, j.name, state, j.spec_json, ToPgTextArray(j.labels), j.max_attempts, now, j.priority,
+           j.skip_reason, p.repo_id, j.requirements_json, ToPgTextArray(j.retry_on),
+           j.allow_failure, group_key, parallel_key, j.max_parallel});
       any_skipped |= !j.skip_reason.empty();
       any_queued |= std::string_view(state) == "queued";
       ids[j.name] = r[0][0].as<int64_t>();
@@ -315,8 +309,10 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
         }
         const std::string group = key.substr(key.find(':') + 1);
         CancelJobsLocked(tx, c, victims,
-                         absl::StrCat("canceled: pipeline ", id, " started a newer job in "
-                                      "concurrency group '", group, "' (cancel_in_progress)"),
+                         absl::StrCat("canceled: pipeline ", id,
+                                      " started a newer job in "
+                                      "concurrency group '",
+                                      group, "' (cancel_in_progress)"),
                          now);
         AdvancePipeline(tx, c, other, now);
       }

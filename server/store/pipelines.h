@@ -20,8 +20,8 @@ struct NewJob {
   std::string spec_json;           // {"steps":[{"name","run"}],"env":{..},"timeout_s":N}
   std::vector<std::string> labels;
   int max_attempts = 2;
-  int priority = 0;  // higher is claimed first
-  std::string skip_reason;  // non-empty: written as 'skipped' with this message
+  int priority = 0;                      // higher is claimed first
+  std::string skip_reason;               // non-empty: written as 'skipped' with this message
   std::string requirements_json = "{}";  // see migrations/0002_scheduling.sql
   std::vector<std::string> retry_on = {"agent_lost"};
   bool allow_failure = false;
@@ -35,11 +35,11 @@ struct NewPipeline {
   int64_t repo_id = 0;
   std::optional<int64_t> delivery_id;
   std::string event, ref, commit_sha;
-  std::vector<NewJob> jobs;   // empty together with a non-empty error → state 'error'
+  std::vector<NewJob> jobs;  // empty together with a non-empty error → state 'error'
   std::string error;
-  bool trusted = true;        // false: code from a fork's pull request; never gets secrets
+  bool trusted = true;  // false: code from a fork's pull request; never gets secrets
   std::optional<int64_t> pr_number;
-  std::string inputs_json;    // a manual pipeline's inputs (JSON object); "" = none
+  std::string inputs_json;  // a manual pipeline's inputs (JSON object); "" = none
   // A scheduled pipeline: its schedule and slot. At most one pipeline per (schedule, slot).
   std::optional<int64_t> schedule_id;
   std::optional<absl::Time> scheduled_for;
@@ -78,8 +78,8 @@ struct PipelineRow {
   absl::Time created_at, finished_at;
   bool trusted = true;
   std::optional<int64_t> pr_number;
-  std::string inputs_json;      // "" when the pipeline has no inputs
-  absl::Time scheduled_for;     // InfinitePast unless scheduled
+  std::string inputs_json;   // "" when the pipeline has no inputs
+  absl::Time scheduled_for;  // InfinitePast unless scheduled
   std::vector<JobRow> jobs;  // filled by Get only
 };
 

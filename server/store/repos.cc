@@ -7,25 +7,26 @@
 namespace assay::store {
 namespace {
 
-#define REPO_COLUMNS                                                                 \
+#define REPO_COLUMNS \
   "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, "      \
   ASSAY_EPOCH_US("created_at") ", coalesce(status_api_url, ''), status_token_enc, " \
   "coalesce(status_repository, ''), coalesce(status_context, ''), default_branch, "  \
   "cancel_superseded"
 
 const Query kInsertRepo{"repo_insert",
-                            "INSERT INTO repos (name, provider, clone_url, html_url, "
-                            "webhook_secret_enc) VALUES ($1, $2, $3, nullif($4, ''), $5) "
-                            "RETURNING " REPO_COLUMNS};
+                        "INSERT INTO repos (name, provider, clone_url, html_url, "
+                        "webhook_secret_enc) VALUES ($1, $2, $3, nullif($4, ''), $5) "
+                        "RETURNING " REPO_COLUMNS};
 const Query kUpdateRepo{"repo_update",
-                            "UPDATE repos SET default_branch = coalesce($2, default_branch), "
-                            "cancel_superseded = coalesce($3::boolean, cancel_superseded) "
-                            "WHERE id = $1 RETURNING " REPO_COLUMNS};
+                        "UPDATE repos SET default_branch = coalesce($2, default_branch), "
+                        "cancel_superseded = coalesce($3::boolean, cancel_superseded) "
+                        "WHERE id = $1 RETURNING " REPO_COLUMNS};
 const Query kListRepos{"repo_list", "SELECT " REPO_COLUMNS " FROM repos ORDER BY id"};
 const Query kGetRepo{"repo_get", "SELECT " REPO_COLUMNS " FROM repos WHERE id = $1"};
 const Query kFindRepo{
     "repo_find",
-    "SELECT " REPO_COLUMNS " FROM repos WHERE "
+    "SELECT " REPO_COLUMNS
+    " FROM repos WHERE "
     "rtrim(regexp_replace(rtrim(clone_url, '/'), '\\.git$', ''), '/') = ANY($1::text[]) "
     "OR rtrim(regexp_replace(rtrim(coalesce(html_url, ''), '/'), '\\.git$', ''), '/') = "
     "ANY($1::text[]) OR name = ANY($1::text[]) ORDER BY id LIMIT 1"};
@@ -68,10 +69,10 @@ std::string NormalizeRepoUrl(std::string_view url_in) {
 absl::StatusOr<Repo> RepoStore::Create(const NewRepo& n) {
   Repo out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto res = Exec(tx, c, kInsertRepo,
-                    {n.name, n.provider, n.clone_url, n.html_url,
-                     n.webhook_secret_sealed.empty() ? Param::Null()
-                                                     : Param::Bytes(n.webhook_secret_sealed)});
+    auto res = Exec(
+        tx, c, kInsertRepo,
+        {n.name, n.provider, n.clone_url, n.html_url,
+         n.webhook_secret_sealed.empty() ? Param::Null() : Param::Bytes(n.webhook_secret_sealed)});
     out = FromRow(res[0]);
     return absl::OkStatus();
   });
@@ -134,8 +135,7 @@ absl::StatusOr<Repo> RepoStore::SetCommitStatus(int64_t id,
   std::optional<Repo> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     auto res = Exec(tx, c, kSetCommitStatus,
-                    {id, cs ? cs->api_url : "",
-                     cs ? Param::Bytes(cs->token_sealed) : Param::Null(),
+                    {id, cs ? cs->api_url : "", cs ? Param::Bytes(cs->token_sealed) : Param::Null(),
                      cs ? cs->repository : "", cs ? cs->context : ""});
     if (!res.empty()) out = FromRow(res[0]);
     return absl::OkStatus();
@@ -152,9 +152,9 @@ namespace assay::store {
 absl::StatusOr<Repo> RepoStore::Update(int64_t id, const RepoSettings& settings) {
   std::optional<Repo> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto res = Exec(tx, c, kUpdateRepo,
-                    {id, Param::Opt(settings.default_branch),
-                     Param::Opt(settings.cancel_superseded)});
+    auto res =
+        Exec(tx, c, kUpdateRepo,
+             {id, Param::Opt(settings.default_branch), Param::Opt(settings.cancel_superseded)});
     if (!res.empty()) out = FromRow(res[0]);
     return absl::OkStatus();
   });

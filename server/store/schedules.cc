@@ -13,18 +13,17 @@ namespace {
 // Why NO KEY UPDATE: it serializes two replacements, yet does not block the key-share lock that
 // inserting a pipeline takes on its repo (a scheduled pipeline's insert holds its schedule's
 // row lock, which Replace's DELETE waits for: FOR UPDATE here would deadlock with it).
-const Query kLockRepo{"schedule_lock_repo",
-                          "SELECT id FROM repos WHERE id = $1 FOR NO KEY UPDATE"};
-const Query kListSchedules{"schedule_list", "SELECT " SCHEDULE_COLUMNS
-                                                " FROM schedules WHERE repo_id = $1 ORDER BY id"};
+const Query kLockRepo{"schedule_lock_repo", "SELECT id FROM repos WHERE id = $1 FOR NO KEY UPDATE"};
+const Query kListSchedules{
+    "schedule_list", "SELECT " SCHEDULE_COLUMNS " FROM schedules WHERE repo_id = $1 ORDER BY id"};
 const Query kInsertSchedule{
     "schedule_insert",
     "INSERT INTO schedules (repo_id, cron, branch, next_run_at) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (repo_id, cron, branch) DO NOTHING"};
 const Query kDeleteSchedule{"schedule_delete", "DELETE FROM schedules WHERE id = $1"};
-const Query kDueSchedules{"schedule_due",
-                              "SELECT " SCHEDULE_COLUMNS " FROM schedules WHERE next_run_at <= $1 "
-                              "ORDER BY next_run_at, id"};
+const Query kDueSchedules{"schedule_due", "SELECT " SCHEDULE_COLUMNS
+                                          " FROM schedules WHERE next_run_at <= $1 "
+                                          "ORDER BY next_run_at, id"};
 const Query kClaimSchedule{
     "schedule_claim",
     "UPDATE schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2 RETURNING id"};
@@ -57,7 +56,8 @@ absl::Status ScheduleStore::Replace(int64_t repo_id, const std::vector<ScheduleE
     for (const auto& r : Exec(tx, c, kListSchedules, {repo_id})) {
       ScheduleRow row = FromRow(r);
       bool keep = false;
-      for (const auto& [e, next] : wanted) keep = keep || (e.cron == row.cron && e.branch == row.branch);
+      for (const auto& [e, next] : wanted)
+        keep = keep || (e.cron == row.cron && e.branch == row.branch);
       if (!keep) Exec(tx, c, kDeleteSchedule, {row.id});
     }
     for (const auto& [e, next] : wanted) {

@@ -31,8 +31,8 @@ absl::Status VerifyDelivery(std::string_view provider,
   }
   if (provider == "gitlab") return VerifyGitlabToken(header("X-Gitlab-Token"), secret);
   if (provider == "gitea") {
-    return VerifyGiteaSignature(header("X-Gitea-Signature"), header("X-Forgejo-Signature"),
-                                secret, body);
+    return VerifyGiteaSignature(header("X-Gitea-Signature"), header("X-Forgejo-Signature"), secret,
+                                body);
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown provider '", std::string(provider), "'"));
 }

@@ -1,8 +1,8 @@
 #include "server/webhook/gitea.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto/crypto.h"
 #include "common/base/status.h"
+#include "common/crypto/crypto.h"
 #include "server/webhook/github.h"
 #include "server/webhook/payload_util.h"
 
@@ -16,8 +16,8 @@ absl::Status VerifyGiteaSignature(std::string_view gitea_signature,
   return VerifyHmacSha256Signature(header, "", secret, body);
 }
 
-absl::StatusOr<ForgeEvent> ParseGiteaEvent(std::string_view event_header,
-                                           std::string_view delivery, const std::string& body) {
+absl::StatusOr<ForgeEvent> ParseGiteaEvent(std::string_view event_header, std::string_view delivery,
+                                           const std::string& body) {
   if (event_header.empty()) return absl::InvalidArgumentError("header X-Gitea-Event is required");
   ASSAY_ASSIGN_OR_RETURN(boost::json::object payload, internal::ParseObject(body));
   ForgeEvent e;
@@ -33,8 +33,8 @@ absl::StatusOr<ForgeEvent> ParseGiteaEvent(std::string_view event_header,
   }
   if (event == "pull_request" || event == "pull_request_sync") {
     e.kind = "pull_request";
-    ASSAY_RETURN_IF_ERROR(internal::FillGithubStylePullRequest(
-        payload, {"opened", "synchronized", "reopened"}, &e));
+    ASSAY_RETURN_IF_ERROR(
+        internal::FillGithubStylePullRequest(payload, {"opened", "synchronized", "reopened"}, &e));
     if (e.kind == "pull_request" && !candidates.ok()) return candidates.status();
     return e;
   }

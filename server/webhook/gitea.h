@@ -37,7 +37,7 @@ absl::Status VerifyGiteaSignature(std::string_view gitea_signature,
 //   anything else                      kind "ignored", reason "event 'create' is not handled".
 // repo_candidates as RepoCandidates in github.h (clone_url, full_name, html_url, ssh_url).
 // Empty `event_header` → kInvalidArgument "header X-Gitea-Event is required".
-absl::StatusOr<ForgeEvent> ParseGiteaEvent(std::string_view event_header,
-                                           std::string_view delivery, const std::string& body);
+absl::StatusOr<ForgeEvent> ParseGiteaEvent(std::string_view event_header, std::string_view delivery,
+                                           const std::string& body);
 
 }  // namespace assay::webhook

@@ -4,8 +4,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/git/git.h"
 #include "common/base/status.h"
+#include "common/git/git.h"
 #include "server/webhook/payload_util.h"
 
 namespace assay::webhook {
@@ -53,9 +53,8 @@ absl::StatusOr<PushEvent> ParsePush(const std::string& body) {
   } else if (absl::StartsWith(e.ref, "refs/tags/")) {
     e.tag = e.ref.substr(10);
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("push payload: field 'ref' must start with refs/heads/ or refs/tags/, got '",
-                     e.ref, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "push payload: field 'ref' must start with refs/heads/ or refs/tags/, got '", e.ref, "'"));
   }
   if (!IsHexSha(e.after)) {
     return absl::InvalidArgumentError(
@@ -65,8 +64,7 @@ absl::StatusOr<PushEvent> ParsePush(const std::string& body) {
   return e;
 }
 
-absl::Status FillPush(const std::string& body, const boost::json::object& payload,
-                      ForgeEvent* e) {
+absl::Status FillPush(const std::string& body, const boost::json::object& payload, ForgeEvent* e) {
   ASSAY_ASSIGN_OR_RETURN(PushEvent push, ParsePush(body));
   e->kind = push.tag.empty() ? "push" : "tag";
   e->ref = push.ref;
@@ -96,8 +94,8 @@ absl::StatusOr<ForgeEvent> ParseGithubEvent(std::string_view event_header,
   }
   if (event == "pull_request") {
     e.kind = "pull_request";
-    ASSAY_RETURN_IF_ERROR(internal::FillGithubStylePullRequest(
-        payload, {"opened", "synchronize", "reopened"}, &e));
+    ASSAY_RETURN_IF_ERROR(
+        internal::FillGithubStylePullRequest(payload, {"opened", "synchronize", "reopened"}, &e));
     if (e.kind == "pull_request" && !candidates.ok()) return candidates.status();
     return e;
   }

@@ -15,12 +15,12 @@ namespace assay::webhook {
 
 // What a push delivery asks for.
 struct PushEvent {
-  std::string ref;         // "refs/heads/main"
-  std::string branch;      // "main" (empty for tags)
-  std::string tag;         // "v1" (empty for branches)
-  std::string after;       // the pushed commit (40 hex)
+  std::string ref;     // "refs/heads/main"
+  std::string branch;  // "main" (empty for tags)
+  std::string tag;     // "v1" (empty for branches)
+  std::string after;   // the pushed commit (40 hex)
   std::string before;
-  bool deleted = false;    // a branch or tag was deleted: nothing to build
+  bool deleted = false;  // a branch or tag was deleted: nothing to build
 };
 
 // The repository identifiers a payload carries (clone_url, full_name, html_url, ssh_url,

@@ -2,9 +2,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/status.h"
 #include "common/crypto/crypto.h"
 #include "common/git/git.h"
-#include "common/base/status.h"
 #include "server/webhook/payload_util.h"
 
 namespace assay::webhook {
@@ -30,12 +30,11 @@ absl::Status ProjectCandidates(const boost::json::object& payload, ForgeEvent* e
 }
 
 // Push Hook and Tag Push Hook share a shape; `prefix` is "refs/heads/" or "refs/tags/".
-absl::Status FillPush(const boost::json::object& payload, absl::string_view prefix,
-                      ForgeEvent* e) {
+absl::Status FillPush(const boost::json::object& payload, absl::string_view prefix, ForgeEvent* e) {
   e->ref = Str(payload, "ref");
   if (!absl::StartsWith(e->ref, prefix)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "push payload: field 'ref' must start with ", prefix, ", got '", e->ref, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("push payload: field 'ref' must start with ", prefix, ", got '", e->ref, "'"));
   }
   std::string name = e->ref.substr(prefix.size());
   (prefix == "refs/tags/" ? e->tag : e->branch) = name;

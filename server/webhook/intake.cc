@@ -65,9 +65,9 @@ absl::StatusOr<IntakeResult> Intake::Receive(
   }
   auto parsed = webhook::ParseDelivery(provider, event, delivery, body);
   if (!parsed.ok() || parsed->repo_candidates.empty()) {
-    return fail(400, "bad_request", "invalid_payload",
-                parsed.ok() ? "payload names no repository"
-                            : std::string(parsed.status().message()));
+    return fail(
+        400, "bad_request", "invalid_payload",
+        parsed.ok() ? "payload names no repository" : std::string(parsed.status().message()));
   }
   auto repo = d.repos->FindByAny(parsed->repo_candidates);
   if (!repo.ok()) {
@@ -112,11 +112,11 @@ absl::StatusOr<IntakeResult> Intake::Receive(
   const bool plan = (kind == "push" || kind == "tag" || kind == "pull_request") && !parsed->deleted;
   if (!plan) {
     nd.initial_state = "ignored";
-    nd.message = kind == "ping"                    ? "ping"
-                 : parsed->deleted                 ? "ref deleted"
-                 : !parsed->ignore_reason.empty()  ? parsed->ignore_reason
-                                                   : absl::StrCat("event '", event,
-                                                                  "' is not built");
+    nd.message = kind == "ping"    ? "ping"
+                 : parsed->deleted ? "ref deleted"
+                 : !parsed->ignore_reason.empty()
+                     ? parsed->ignore_reason
+                     : absl::StrCat("event '", event, "' is not built");
   }
   auto ins = d.deliveries->Insert(nd);
   if (!ins.ok()) return ins.status();

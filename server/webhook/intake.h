@@ -54,8 +54,7 @@ class Intake {
   // or the secret store fails (the caller answers it as such); every verdict on the delivery
   // itself is an IntakeResult. Thread-safe.
   absl::StatusOr<IntakeResult> Receive(
-      const std::string& provider,
-      const std::vector<std::pair<std::string, std::string>>& headers,
+      const std::string& provider, const std::vector<std::pair<std::string, std::string>>& headers,
       const std::string& body) const;
 
  private:

@@ -106,7 +106,8 @@ absl::Status FillGithubStylePullRequest(const boost::json::object& payload,
   e->head_branch = head ? Str(*head, "ref") : "";
   e->base_branch = base ? Str(*base, "ref") : "";
   e->branch = e->head_branch;
-  if (e->pr_action == "synchronize" || e->pr_action == "synchronized") e->before = Str(payload, "before");
+  if (e->pr_action == "synchronize" || e->pr_action == "synchronized")
+    e->before = Str(payload, "before");
   e->ref = absl::StrCat("refs/pull/", e->pr_number, "/head");
   e->fork = head_repo == nullptr || base_repo == nullptr ||
             Str(*head_repo, "full_name") != Str(*base_repo, "full_name");

@@ -37,8 +37,10 @@ TEST_CASE("agent sessions: each Hello starts the next generation", "[db]") {
         Rows{{"agent-1", "2", "online"}, {"agent-2", "1", "online"}});
 }
 
-TEST_CASE("agent sessions: a replaced session neither disconnects the agent nor shortens "
-          "its leases", "[db]") {
+TEST_CASE(
+    "agent sessions: a replaced session neither disconnects the agent nor shortens "
+    "its leases",
+    "[db]") {
   DbFixture f;
   store::AgentSession old_session = f.Connect("agent-1");
   f.CreatePipeline({Job("a"), Job("b")});
@@ -106,8 +108,10 @@ class AgentConn {
   std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ServerMessage>> stream_;
 };
 
-TEST_CASE("agent sessions: an agent reconnecting 50 times while running jobs keeps every "
-          "lease, and no job runs twice", "[db]") {
+TEST_CASE(
+    "agent sessions: an agent reconnecting 50 times while running jobs keeps every "
+    "lease, and no job runs twice",
+    "[db]") {
   DbFixture f;
   Metrics metrics;
   DispatcherOptions dopts;
@@ -162,8 +166,8 @@ TEST_CASE("agent sessions: an agent reconnecting 50 times while running jobs kee
     REQUIRE(conn->Write(acc));
   }
   // Accepted messages are not acknowledged: wait (bounded) until all four are running.
-  for (int i = 0; i < 2000 && f.Count("SELECT count(*) FROM jobs WHERE state = 'running'") <
-                                  kJobs; ++i) {
+  for (int i = 0; i < 2000 && f.Count("SELECT count(*) FROM jobs WHERE state = 'running'") < kJobs;
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   REQUIRE(f.Count("SELECT count(*) FROM jobs WHERE state = 'running'") == kJobs);
@@ -186,8 +190,7 @@ TEST_CASE("agent sessions: an agent reconnecting 50 times while running jobs kee
   REQUIRE(service->AwaitSessionsEnded(kReconnects, absl::Seconds(20)));
 
   const absl::Time t = f.clock.Now();
-  CHECK(f.Query("SELECT state, generation FROM agents") ==
-        Rows{{"online", S(kReconnects + 1)}});
+  CHECK(f.Query("SELECT state, generation FROM agents") == Rows{{"online", S(kReconnects + 1)}});
   for (const auto& a : running) {
     INFO("job " << a.job_id());
     CHECK(f.UsOf("jobs", "lease_expires_at", a.job_id()) == S(Us(t + absl::Seconds(25))));
@@ -211,8 +214,7 @@ TEST_CASE("agent sessions: an agent reconnecting 50 times while running jobs kee
     REQUIRE(conn->Read(&in));
     if (in.has_ack() && in.ack().result_recorded()) recorded.insert(in.ack().job_id());
   }
-  CHECK(f.Query("SELECT state, attempt FROM jobs ORDER BY id") ==
-        Rows(kJobs, {"succeeded", "1"}));
+  CHECK(f.Query("SELECT state, attempt FROM jobs ORDER BY id") == Rows(kJobs, {"succeeded", "1"}));
   CHECK(f.Query("SELECT state, count(*) FROM job_attempts GROUP BY state") ==
         Rows{{"succeeded", S(kJobs)}});
 

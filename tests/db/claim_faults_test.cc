@@ -28,8 +28,9 @@ store::NewJob GroupJob(std::string name, std::string group) {
 
 // Every update of job `job_id` fails as a deadlock would.
 void FailUpdatesOf(DbFixture& f, int64_t job_id) {
-  f.Exec("CREATE FUNCTION test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-         "RAISE EXCEPTION 'injected deadlock' USING ERRCODE = '40P01'; END $$");
+  f.Exec(
+      "CREATE FUNCTION test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "RAISE EXCEPTION 'injected deadlock' USING ERRCODE = '40P01'; END $$");
   f.Exec("CREATE TRIGGER test_deadlock BEFORE UPDATE ON jobs FOR EACH ROW WHEN (OLD.id = " +
          S(job_id) + ") EXECUTE FUNCTION test_deadlock()");
 }
@@ -52,8 +53,10 @@ store::ClaimRequest Req(int64_t job, int64_t agent, bool grouped) {
   return r;
 }
 
-TEST_CASE("claim batch: when a grouped claim fails, the claims committed before it are "
-          "returned with its error", "[db]") {
+TEST_CASE(
+    "claim batch: when a grouped claim fails, the claims committed before it are "
+    "returned with its error",
+    "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   Batch b = FourJobs(f);
@@ -103,8 +106,10 @@ TEST_CASE("dispatch: claims committed before a failed grouped claim are sent", "
   CHECK(f.Count("SELECT count(*) FROM job_attempts") == 4);
 }
 
-TEST_CASE("dispatch: a claim the agent's stream cannot take goes back to the queue at once, "
-          "without using up an attempt", "[db][dispatch]") {
+TEST_CASE(
+    "dispatch: a claim the agent's stream cannot take goes back to the queue at once, "
+    "without using up an attempt",
+    "[db][dispatch]") {
   DbFixture f;
   Metrics metrics;
   Dispatcher d(&f.jobs, &metrics, &f.clock, DispatcherOptions{});

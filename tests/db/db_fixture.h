@@ -135,8 +135,8 @@ struct DbFixture {
   }
 
   int64_t JobId(int64_t pipeline_id, const std::string& name) {
-    return std::stoll(One("SELECT id FROM jobs WHERE pipeline_id = " +
-                          std::to_string(pipeline_id) + " AND name = '" + name + "'"));
+    return std::stoll(One("SELECT id FROM jobs WHERE pipeline_id = " + std::to_string(pipeline_id) +
+                          " AND name = '" + name + "'"));
   }
   std::string JobState(int64_t job_id) {
     return One("SELECT state FROM jobs WHERE id = " + std::to_string(job_id));

@@ -15,8 +15,8 @@ namespace {
 
 const Query kSleep{"test_sleep", "SELECT pg_sleep(30)"};
 const Query kShow{"test_show_settings",
-                      "SELECT current_setting('statement_timeout'), "
-                      "current_setting('search_path')"};
+                  "SELECT current_setting('statement_timeout'), "
+                  "current_setting('search_path')"};
 
 TEST_CASE("db pool: with every connection leased, Acquire gives up after acquire_timeout",
           "[db][store]") {
@@ -71,8 +71,7 @@ TEST_CASE("db pool: a statement past statement_timeout fails with kDeadlineExcee
   CHECK(timeout == "300ms");
 }
 
-TEST_CASE("db pool: connections carry the defaults unless the DSN sets its own",
-          "[db][store]") {
+TEST_CASE("db pool: connections carry the defaults unless the DSN sets its own", "[db][store]") {
   testing::TestDatabase tdb(false);
   auto settings = [](Db& db) {
     std::vector<std::string> out;

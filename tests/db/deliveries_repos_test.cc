@@ -76,7 +76,8 @@ TEST_CASE("deliveries: unplanned ones are listed oldest first until finished", "
   REQUIRE(unplanned.ok());
   CHECK(*unplanned == std::vector<int64_t>{a->id, b->id});
   CHECK(f.Query("SELECT state, message, processed_at IS NOT NULL FROM webhook_deliveries WHERE "
-                "id = " + std::to_string(ignored->id)) ==
+                "id = " +
+                std::to_string(ignored->id)) ==
         Rows{{"ignored", "event 'ping' plans nothing", "t"}});
 
   REQUIRE(f.deliveries.Finish(a->id, "failed", "push payload: field 'ref' is missing").ok());

@@ -30,11 +30,11 @@ store::NewJob GpuJob(std::string name, int gpus = 1) {
   return j;
 }
 
-std::map<std::string, std::string> EnvOf(const v1::Assignment &a) {
+std::map<std::string, std::string> EnvOf(const v1::Assignment& a) {
   return {a.env().begin(), a.env().end()};
 }
 
-std::vector<uint32_t> GpusOf(const v1::Assignment &a) {
+std::vector<uint32_t> GpusOf(const v1::Assignment& a) {
   return {a.gpu_indices().begin(), a.gpu_indices().end()};
 }
 
@@ -44,9 +44,8 @@ struct DispatchFixture : DbFixture {
 
   // The agent's result, as its stream handler would record it, and the freed
   // slot.
-  void Succeed(int64_t agent_id, const v1::Assignment &a) {
-    REQUIRE(*jobs.MarkRunning(a.job_id(), a.attempt_token()) ==
-            store::Fence::kOk);
+  void Succeed(int64_t agent_id, const v1::Assignment& a) {
+    REQUIRE(*jobs.MarkRunning(a.job_id(), a.attempt_token()) == store::Fence::kOk);
     store::ResultReport r;
     r.job_id = a.job_id();
     r.attempt_token = a.attempt_token();
@@ -59,9 +58,10 @@ struct DispatchFixture : DbFixture {
   }
 };
 
-TEST_CASE("dispatch: GPU jobs get distinct GPUs and wait for a free one while "
-          "CPU jobs avoid GPUs",
-          "[db][dispatch]") {
+TEST_CASE(
+    "dispatch: GPU jobs get distinct GPUs and wait for a free one while "
+    "CPU jobs avoid GPUs",
+    "[db][dispatch]") {
   DispatchFixture f;
   const int64_t gpu = f.Agent("gpu-1");
   const int64_t cpu = f.Agent("cpu-1");
@@ -78,23 +78,19 @@ TEST_CASE("dispatch: GPU jobs get distinct GPUs and wait for a free one while "
   CHECK(got[0].job_id() == f.JobId(p1, "gpu-a"));
   CHECK(got[0].attempt() == 1);
   CHECK(GpusOf(got[0]) == std::vector<uint32_t>{0});
-  CHECK(EnvOf(got[0]) ==
-        std::map<std::string, std::string>{{"CUDA_VISIBLE_DEVICES", "0"},
-                                           {"NVIDIA_VISIBLE_DEVICES", "0"}});
+  CHECK(EnvOf(got[0]) == std::map<std::string, std::string>{{"CUDA_VISIBLE_DEVICES", "0"},
+                                                            {"NVIDIA_VISIBLE_DEVICES", "0"}});
   CHECK(got[1].job_id() == f.JobId(p1, "gpu-b"));
   CHECK(GpusOf(got[1]) == std::vector<uint32_t>{1});
-  CHECK(EnvOf(got[1]) ==
-        std::map<std::string, std::string>{{"CUDA_VISIBLE_DEVICES", "1"},
-                                           {"NVIDIA_VISIBLE_DEVICES", "1"}});
-  CHECK(
-      f.Query("SELECT j.name, j.state, j.agent_id, j.attempt_token, "
-              "j.gpu_indices::text, "
-              "a.gpu_indices::text FROM jobs j JOIN job_attempts a ON a.job_id "
-              "= j.id "
-              "ORDER BY j.id") ==
-      Rows{
-          {"gpu-a", "assigned", S(gpu), got[0].attempt_token(), "{0}", "{0}"},
-          {"gpu-b", "assigned", S(gpu), got[1].attempt_token(), "{1}", "{1}"}});
+  CHECK(EnvOf(got[1]) == std::map<std::string, std::string>{{"CUDA_VISIBLE_DEVICES", "1"},
+                                                            {"NVIDIA_VISIBLE_DEVICES", "1"}});
+  CHECK(f.Query("SELECT j.name, j.state, j.agent_id, j.attempt_token, "
+                "j.gpu_indices::text, "
+                "a.gpu_indices::text FROM jobs j JOIN job_attempts a ON a.job_id "
+                "= j.id "
+                "ORDER BY j.id") ==
+        Rows{{"gpu-a", "assigned", S(gpu), got[0].attempt_token(), "{0}", "{0}"},
+             {"gpu-b", "assigned", S(gpu), got[1].attempt_token(), "{1}", "{1}"}});
 
   f.clock.Advance(absl::Seconds(1));
   int64_t p2 = f.CreatePipeline({GpuJob("gpu-c")});
@@ -103,7 +99,7 @@ TEST_CASE("dispatch: GPU jobs get distinct GPUs and wait for a free one while "
   CHECK(f.JobState(c) == "queued");
   CHECK(gpu_ch->TakeAssignments().empty());
 
-  f.Succeed(gpu, got[0]); // frees GPU 0
+  f.Succeed(gpu, got[0]);  // frees GPU 0
   CHECK(f.d.DispatchOnce() == 1);
   auto third = gpu_ch->TakeAssignments();
   REQUIRE(third.size() == 1);
@@ -121,15 +117,13 @@ TEST_CASE("dispatch: GPU jobs get distinct GPUs and wait for a free one while "
   REQUIRE(cpu_got.size() == 1);
   CHECK(cpu_got[0].job_id() == f.JobId(p3, "cpu-job"));
   CHECK(GpusOf(cpu_got[0]).empty());
-  CHECK(EnvOf(cpu_got[0]) ==
-        std::map<std::string, std::string>{{"CUDA_VISIBLE_DEVICES", ""},
-                                           {"NVIDIA_VISIBLE_DEVICES", "void"}});
-  CHECK(f.Query("SELECT agent_id, gpu_indices FROM jobs WHERE id = " +
-                S(cpu_got[0].job_id())) == Rows{{S(cpu), "NULL"}});
+  CHECK(EnvOf(cpu_got[0]) == std::map<std::string, std::string>{
+                                 {"CUDA_VISIBLE_DEVICES", ""}, {"NVIDIA_VISIBLE_DEVICES", "void"}});
+  CHECK(f.Query("SELECT agent_id, gpu_indices FROM jobs WHERE id = " + S(cpu_got[0].job_id())) ==
+        Rows{{S(cpu), "NULL"}});
 }
 
-TEST_CASE("dispatch: a retry goes to another agent when one fits",
-          "[db][dispatch]") {
+TEST_CASE("dispatch: a retry goes to another agent when one fits", "[db][dispatch]") {
   DispatchFixture f;
   const int64_t a1 = f.Agent("cpu-1");
   const int64_t a2 = f.Agent("cpu-2");
@@ -147,7 +141,7 @@ TEST_CASE("dispatch: a retry goes to another agent when one fits",
   pinned.max_attempts = 2;
   pinned.retry_on = {"failure"};
 
-  auto fail = [&](int64_t agent, const v1::Assignment &a) {
+  auto fail = [&](int64_t agent, const v1::Assignment& a) {
     store::ResultReport r;
     r.job_id = a.job_id();
     r.attempt_token = a.attempt_token();
@@ -167,8 +161,8 @@ TEST_CASE("dispatch: a retry goes to another agent when one fits",
     REQUIRE(first.size() == 1);
     CHECK(first[0].job_id() == id);
     fail(a1, first[0]);
-    CHECK(f.Query("SELECT state, last_agent_id FROM jobs WHERE id = " +
-                  S(id)) == Rows{{"queued", S(a1)}});
+    CHECK(f.Query("SELECT state, last_agent_id FROM jobs WHERE id = " + S(id)) ==
+          Rows{{"queued", S(a1)}});
 
     REQUIRE(f.d.DispatchOnce() == 1);
     CHECK(ch1->TakeAssignments().empty());
@@ -176,9 +170,8 @@ TEST_CASE("dispatch: a retry goes to another agent when one fits",
     REQUIRE(second.size() == 1);
     CHECK(second[0].job_id() == id);
     CHECK(second[0].attempt() == 2);
-    CHECK(f.Query("SELECT attempt, agent_id FROM job_attempts WHERE job_id = " +
-                  S(id) + " ORDER BY attempt") ==
-          Rows{{"1", S(a1)}, {"2", S(a2)}});
+    CHECK(f.Query("SELECT attempt, agent_id FROM job_attempts WHERE job_id = " + S(id) +
+                  " ORDER BY attempt") == Rows{{"1", S(a1)}, {"2", S(a2)}});
   }
 
   SECTION("only the last agent fits: the retry goes back to it") {
@@ -200,16 +193,16 @@ TEST_CASE("dispatch: a retry goes to another agent when one fits",
 // --- why is it waiting?
 // ---------------------------------------------------------------------
 
-TEST_CASE("why-waiting: exact sentences for needs and groups and max_parallel "
-          "and busy GPUs and stale agents",
-          "[db][dispatch]") {
+TEST_CASE(
+    "why-waiting: exact sentences for needs and groups and max_parallel "
+    "and busy GPUs and stale agents",
+    "[db][dispatch]") {
   DbFixture f;
   store::AgentHello h;
   h.name = "gpu-1";
   h.cpu_slots = 8;
   h.memory_gb = 64;
-  h.gpus_json =
-      R"([{"index":0,"uuid":"GPU-0","name":"NVIDIA H100 80GB HBM3","memory_mb":81559}])";
+  h.gpus_json = R"([{"index":0,"uuid":"GPU-0","name":"NVIDIA H100 80GB HBM3","memory_mb":81559}])";
   auto gpu = f.agents.Connect(h);
   REQUIRE(gpu.ok());
   h.name = "cpu-1";
@@ -237,24 +230,21 @@ TEST_CASE("why-waiting: exact sentences for needs and groups and max_parallel "
     REQUIRE(live.ok());
     return BuildClusterView(*agents, *live, absl::Now(), absl::Seconds(30));
   };
-  auto why = [&](int64_t pid, const std::string &name) {
+  auto why = [&](int64_t pid, const std::string& name) {
     auto p = f.pipelines.Get(pid);
     REQUIRE(p.ok());
-    for (const auto &j : p->jobs) {
-      if (j.name == name)
-        return WhyWaiting(j, view(), p->jobs);
+    for (const auto& j : p->jobs) {
+      if (j.name == name) return WhyWaiting(j, view(), p->jobs);
     }
     FAIL("no job " << name);
     return std::string();
   };
 
   // needs
-  int64_t p1 = f.CreatePipeline(
-      {Job("build"), Job("lint"), Job("test", {"build", "lint"})});
+  int64_t p1 = f.CreatePipeline({Job("build"), Job("lint"), Job("test", {"build", "lint"})});
   claim(f.JobId(p1, "build"), cpu->id, false);
-  CHECK(why(p1, "test") ==
-        "waiting for the jobs it needs: build (assigned), lint (queued)");
-  CHECK(why(p1, "build") == ""); // not waiting
+  CHECK(why(p1, "test") == "waiting for the jobs it needs: build (assigned), lint (queued)");
+  CHECK(why(p1, "build") == "");  // not waiting
 
   // concurrency group
   store::NewJob deploy = Job("deploy");
@@ -263,8 +253,8 @@ TEST_CASE("why-waiting: exact sentences for needs and groups and max_parallel "
   int64_t p3 = f.CreatePipeline({deploy});
   const int64_t holder = f.JobId(p2, "deploy");
   claim(holder, cpu->id, true);
-  CHECK(why(p3, "deploy") == "waiting for concurrency group 'deploy': job " +
-                                 S(holder) + " holds it");
+  CHECK(why(p3, "deploy") ==
+        "waiting for concurrency group 'deploy': job " + S(holder) + " holds it");
 
   // max_parallel
   std::vector<store::NewJob> matrix;
@@ -277,44 +267,44 @@ TEST_CASE("why-waiting: exact sentences for needs and groups and max_parallel "
   int64_t p4 = f.CreatePipeline(matrix);
   claim(f.JobId(p4, "train (1)"), gpu->id, true);
   claim(f.JobId(p4, "train (2)"), gpu->id, true);
-  CHECK(why(p4, "train (3)") ==
-        "waiting for max_parallel: 2 of 2 jobs of 'train' are running");
+  CHECK(why(p4, "train (3)") == "waiting for max_parallel: 2 of 2 jobs of 'train' are running");
 
   // the only GPU is taken
   int64_t p5 = f.CreatePipeline({GpuJob("gpu-a"), GpuJob("gpu-b")});
   claim(f.JobId(p5, "gpu-a"), gpu->id, false, {0});
-  CHECK(why(p5, "gpu-b") == "no agent has 1 free GPU: 2 agents are connected, "
-                            "most free GPUs on one agent is 0");
+  CHECK(why(p5, "gpu-b") ==
+        "no agent has 1 free GPU: 2 agents are connected, "
+        "most free GPUs on one agent is 0");
 
   // a plain job fits now: cpu-1 runs build and deploy, 2 of 4 CPUs
-  CHECK(why(p1, "lint") ==
-        "agent cpu-1 (id " + S(cpu->id) + ") can take it now");
+  CHECK(why(p1, "lint") == "agent cpu-1 (id " + S(cpu->id) + ") can take it now");
 
   // Agents not seen within `fresh` are not counted.
-  f.Exec("UPDATE agents SET last_seen_at = now() - interval '1 minute' WHERE "
-         "name = 'gpu-1'");
-  CHECK(why(p5, "gpu-b") ==
-        "no agent has 1 GPU: 1 agent is connected, most on one agent is 0");
+  f.Exec(
+      "UPDATE agents SET last_seen_at = now() - interval '1 minute' WHERE "
+      "name = 'gpu-1'");
+  CHECK(why(p5, "gpu-b") == "no agent has 1 GPU: 1 agent is connected, most on one agent is 0");
   f.Exec("UPDATE agents SET last_seen_at = now() - interval '1 minute'");
   CHECK(why(p1, "lint") == "no agent is connected");
   CHECK(why(p5, "gpu-b") == "no agent is connected");
   // Group and max_parallel come from live jobs, whichever agent they run on.
-  CHECK(why(p3, "deploy") == "waiting for concurrency group 'deploy': job " +
-                                 S(holder) + " holds it");
+  CHECK(why(p3, "deploy") ==
+        "waiting for concurrency group 'deploy': job " + S(holder) + " holds it");
 }
 
 // --- wake-ups
 // -------------------------------------------------------------------------------
 
-TEST_CASE("wakeups: a NOTIFY assay_cancel reaches the agent's stream and frees "
-          "its slot",
-          "[db][dispatch]") {
+TEST_CASE(
+    "wakeups: a NOTIFY assay_cancel reaches the agent's stream and frees "
+    "its slot",
+    "[db][dispatch]") {
   DispatchFixture f;
   const int64_t agent = f.Agent("agent-1");
   auto ch = std::make_shared<FakeChannel>();
   f.d.AgentConnected(agent, {}, 1, {}, ch);
   int64_t pid = f.CreatePipeline({Job("a"), Job("b")});
-  REQUIRE(f.d.DispatchOnce() == 1); // one slot
+  REQUIRE(f.d.DispatchOnce() == 1);  // one slot
   auto first = ch->TakeAssignments();
   REQUIRE(first.size() == 1);
   REQUIRE(first[0].job_id() == f.JobId(pid, "a"));
@@ -351,8 +341,7 @@ TEST_CASE("wakeups: a NOTIFY assay_cancel reaches the agent's stream and frees "
   int sent = 0;
   for (int i = 0; i < 2000 && sent == 0; ++i) {
     sent = f.d.DispatchOnce();
-    if (sent == 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (sent == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   CHECK(sent == 1);
   auto second = ch->TakeAssignments();
@@ -362,5 +351,5 @@ TEST_CASE("wakeups: a NOTIFY assay_cancel reaches the agent's stream and frees "
   w.Stop();
 }
 
-} // namespace
-} // namespace assay::dbtest
+}  // namespace
+}  // namespace assay::dbtest

@@ -16,9 +16,9 @@
 namespace assay::dbtest {
 
 class FakeChannel : public AgentChannel {
-public:
+ public:
   // A refusing channel is a stream that has ended: Send returns false and records nothing.
-  bool Send(const v1::ServerMessage &msg) override {
+  bool Send(const v1::ServerMessage& msg) override {
     absl::MutexLock l(&mu_);
     if (refuse_) return false;
     messages_.push_back(msg);
@@ -28,7 +28,7 @@ public:
     absl::MutexLock l(&mu_);
     refuse_ = true;
   }
-  void Close(const std::string &reason) override {
+  void Close(const std::string& reason) override {
     absl::MutexLock l(&mu_);
     closed_.push_back(reason);
   }
@@ -41,8 +41,7 @@ public:
     absl::MutexLock l(&mu_);
     std::vector<v1::Assignment> out;
     for (; taken_ < messages_.size(); ++taken_) {
-      if (messages_[taken_].has_assignment())
-        out.push_back(messages_[taken_].assignment());
+      if (messages_[taken_].has_assignment()) out.push_back(messages_[taken_].assignment());
     }
     return out;
   }
@@ -50,9 +49,7 @@ public:
   // timeout.
   bool WaitForMessages(size_t n) {
     absl::MutexLock l(&mu_);
-    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return messages_.size() >= n;
-    };
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return messages_.size() >= n; };
     return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(20));
   }
   std::vector<std::string> Closed() {
@@ -60,7 +57,7 @@ public:
     return closed_;
   }
 
-private:
+ private:
   absl::Mutex mu_;
   std::vector<v1::ServerMessage> messages_ ABSL_GUARDED_BY(mu_);
   size_t taken_ ABSL_GUARDED_BY(mu_) = 0;
@@ -91,4 +88,4 @@ inline AgentCapacity Capacity(int64_t agent_id, std::string name, int cpus,
   return c;
 }
 
-} // namespace assay::dbtest
+}  // namespace assay::dbtest

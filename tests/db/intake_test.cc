@@ -26,8 +26,8 @@ constexpr const char* kCloneUrl = "https://github.com/acme/signed.git";
 struct IntakeFixture : DbFixture {
   Metrics metrics;
   std::vector<int64_t> enqueued;
-  webhook::Intake intake{webhook::Intake::Deps{
-      &repos, &deliveries, &metrics, kKey, [this](int64_t id) { enqueued.push_back(id); }}};
+  webhook::Intake intake{webhook::Intake::Deps{&repos, &deliveries, &metrics, kKey,
+                                               [this](int64_t id) { enqueued.push_back(id); }}};
   int64_t signed_repo = 0;
 
   IntakeFixture() {
@@ -85,7 +85,8 @@ TEST_CASE("intake: a signed push is stored once, queued once; its redelivery is 
                 "convert_from(body, 'UTF8'), headers::text FROM webhook_deliveries") ==
         Rows{{"github", "d-1", "push", std::to_string(f.signed_repo), "received", kBody,
               "{\"User-Agent\": \"GitHub-Hookshot/1\", \"X-GitHub-Event\": \"push\", "
-              "\"x-github-delivery\": \"d-1\", \"X-Hub-Signature-256\": \"" + sig + "\"}"}});
+              "\"x-github-delivery\": \"d-1\", \"X-Hub-Signature-256\": \"" +
+                  sig + "\"}"}});
 
   webhook::IntakeResult again = f.Receive(Push("d-1", sig), kBody);
   CHECK(again.http_status == 202);
@@ -117,10 +118,10 @@ TEST_CASE("intake: a bad signature is 401 and stores nothing", "[db][intake]") {
       f.Receive({{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", "d-3"}}, kBody);
   CHECK(unsigned_push.http_status == 401);
   CHECK(unsigned_push.error_code == "bad_signature");
-  const std::string open_body = testing::Cluster::PushPayload(
-      "https://github.com/acme/app.git", "acme/app", std::string(40, 'b'));
-  webhook::IntakeResult no_secret = f.Receive(
-      Push("d-4", testing::Cluster::GithubSignature(kSecret, open_body)), open_body);
+  const std::string open_body = testing::Cluster::PushPayload("https://github.com/acme/app.git",
+                                                              "acme/app", std::string(40, 'b'));
+  webhook::IntakeResult no_secret =
+      f.Receive(Push("d-4", testing::Cluster::GithubSignature(kSecret, open_body)), open_body);
   CHECK(no_secret.http_status == 401);
   CHECK(no_secret.error_code == "unauthenticated");
   CHECK(no_secret.message ==

@@ -59,9 +59,9 @@ TEST_CASE("claim: oldest queued job first, priority before age, exact lease", "[
         std::to_string(Us(claim_time + absl::Seconds(30))));
   CHECK(f.Query("SELECT attempt, attempt_token, agent_id, state, "
                 "(extract(epoch from assigned_at) * 1000000)::bigint, started_at, finished_at "
-                "FROM job_attempts WHERE job_id = " + id) ==
-        Rows{{"1", second.attempt_token, std::to_string(agent), "assigned",
-              std::to_string(Us(claim_time)), "NULL", "NULL"}});
+                "FROM job_attempts WHERE job_id = " +
+                id) == Rows{{"1", second.attempt_token, std::to_string(agent), "assigned",
+                             std::to_string(Us(claim_time)), "NULL", "NULL"}});
 
   // A lease with a sub-second part is kept to the millisecond.
   auto third = f.ClaimOne(agent, absl::Milliseconds(1500));

@@ -40,8 +40,8 @@ TEST_CASE("finish: success walks the chain and ends the pipeline 'succeeded'", "
                 std::to_string(a)) ==
         Rows{{"succeeded", "0", "NULL", "NULL", std::to_string(Us(r.started_at)),
               std::to_string(Us(r.finished_at))}});
-  CHECK(f.Query("SELECT state, exit_code FROM job_attempts WHERE job_id = " +
-                std::to_string(a)) == Rows{{"succeeded", "0"}});
+  CHECK(f.Query("SELECT state, exit_code FROM job_attempts WHERE job_id = " + std::to_string(a)) ==
+        Rows{{"succeeded", "0"}});
   CHECK(f.JobState(b) == "queued");
   CHECK(f.UsOf("jobs", "queued_at", b) == std::to_string(Us(f.clock.Now())));
   CHECK(f.JobState(c) == "pending");
@@ -165,8 +165,8 @@ TEST_CASE("release-unheld: only the agent's live attempts it does not list", "[d
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   int64_t other = f.Agent("agent-2");
-  f.CreatePipeline({Job("kept"), Job("forgotten"), Job("wrong-token"), Job("elsewhere"),
-                    Job("finished")});
+  f.CreatePipeline(
+      {Job("kept"), Job("forgotten"), Job("wrong-token"), Job("elsewhere"), Job("finished")});
   auto kept = f.ClaimOne(agent);
   auto forgotten = f.ClaimOne(agent);
   REQUIRE(*f.jobs.MarkRunning(forgotten.job_id, forgotten.attempt_token) == store::Fence::kOk);
@@ -231,8 +231,7 @@ TEST_CASE("finish: a result without times is stamped with the server's clock", "
         Rows{{"a", "NULL", now, now}, {"b", "NULL", std::to_string(Us(running_at)), now}});
   CHECK(f.Query("SELECT (extract(epoch from started_at) * 1000000)::bigint, "
                 "(extract(epoch from finished_at) * 1000000)::bigint FROM job_attempts "
-                "ORDER BY job_id") ==
-        Rows{{now, now}, {std::to_string(Us(running_at)), now}});
+                "ORDER BY job_id") == Rows{{now, now}, {std::to_string(Us(running_at)), now}});
 }
 
 }  // namespace

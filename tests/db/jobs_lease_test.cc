@@ -32,11 +32,11 @@ TEST_CASE("lease: expiry requeues, then fails the job, its dependents and pipeli
   CHECK(*n == 1);
   CHECK(f.Query("SELECT state, attempt, attempt_token, agent_id, lease_expires_at, "
                 "(extract(epoch from queued_at) * 1000000)::bigint, finished_at, message "
-                "FROM jobs WHERE id = " + sa) ==
-        Rows{{"queued", "1", "NULL", "NULL", "NULL", t1, "NULL", "NULL"}});
+                "FROM jobs WHERE id = " +
+                sa) == Rows{{"queued", "1", "NULL", "NULL", "NULL", t1, "NULL", "NULL"}});
   CHECK(f.Query("SELECT attempt, state, message, (extract(epoch from finished_at) * 1000000)"
-                "::bigint FROM job_attempts WHERE job_id = " + sa) ==
-        Rows{{"1", "lost", "agent lost: lease expired", t1}});
+                "::bigint FROM job_attempts WHERE job_id = " +
+                sa) == Rows{{"1", "lost", "agent lost: lease expired", t1}});
   CHECK(f.PipelineState(pid) == "running");
   n = f.jobs.ExpireLeases();
   REQUIRE(n.ok());
@@ -53,8 +53,8 @@ TEST_CASE("lease: expiry requeues, then fails the job, its dependents and pipeli
   REQUIRE(n.ok());
   CHECK(*n == 1);
   CHECK(f.Query("SELECT state, attempt, message, (extract(epoch from finished_at) * 1000000)"
-                "::bigint, lease_expires_at FROM jobs WHERE id = " + sa) ==
-        Rows{{"failed", "2", "agent lost: lease expired", t2, "NULL"}});
+                "::bigint, lease_expires_at FROM jobs WHERE id = " +
+                sa) == Rows{{"failed", "2", "agent lost: lease expired", t2, "NULL"}});
   CHECK(f.Query("SELECT attempt, state, message FROM job_attempts WHERE job_id = " + sa +
                 " ORDER BY attempt") == Rows{{"1", "lost", "agent lost: lease expired"},
                                              {"2", "lost", "agent lost: lease expired"}});
@@ -175,8 +175,7 @@ TEST_CASE("fencing: a superseded attempt's token writes nothing", "[db]") {
   CHECK(*f.jobs.AppendLog(live.job_id, live.attempt_token, 3, "c\n") == store::Fence::kOk);
   CHECK(*f.jobs.AppendLog(live.job_id, live.attempt_token, 1, "a\n") == store::Fence::kOk);
   CHECK(*f.jobs.AppendLog(live.job_id, live.attempt_token, 2, binary) == store::Fence::kOk);
-  CHECK(*f.jobs.AppendLog(live.job_id, live.attempt_token, 2, "other") ==
-        store::Fence::kDuplicate);
+  CHECK(*f.jobs.AppendLog(live.job_id, live.attempt_token, 2, "other") == store::Fence::kDuplicate);
   CHECK(f.Count("SELECT count(*) FROM log_chunks WHERE attempt = 2 AND seq = 2") == 1);
   CHECK(f.Count("SELECT count(*) FROM log_chunks WHERE attempt = 2") == 3);
   auto text = f.jobs.ReadLog(live.job_id);

@@ -33,9 +33,10 @@ store::ListenerOptions Fast() {
   return o;
 }
 
-TEST_CASE("listener: each channel's callbacks; after the connection is killed it listens "
-          "again and says so",
-          "[db][listener]") {
+TEST_CASE(
+    "listener: each channel's callbacks; after the connection is killed it listens "
+    "again and says so",
+    "[db][listener]") {
   DbFixture f;
   absl::Mutex mu;
   std::vector<std::string> got;  // "channel:payload"
@@ -64,8 +65,9 @@ TEST_CASE("listener: each channel's callbacks; after the connection is killed it
   }));
 
   // The database ends every other session (as a restart would).
-  f.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-         "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  f.Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND pid <> pg_backend_pid()");
   REQUIRE(Eventually([&] { return listener.connections() == 2; }));
   f.Exec("NOTIFY t_one, 'd'");
   REQUIRE(Eventually([&] {

@@ -57,13 +57,12 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
 
   auto first = store::ApplyMigrations(c, store::EmbeddedMigrations());
   REQUIRE(first.ok());
-  CHECK(AllLedger() ==
-        Rows{{"1", "0001_init.sql"},
-             {"2", "0002_scheduling.sql"},
-             {"3", "0003_triggers.sql"},
-             {"4", "0004_commit_status.sql"},
-             {"5", "0005_agent_generation.sql"},
-             {"6", "0006_commit_status_leases.sql"}});
+  CHECK(AllLedger() == Rows{{"1", "0001_init.sql"},
+                            {"2", "0002_scheduling.sql"},
+                            {"3", "0003_triggers.sql"},
+                            {"4", "0004_commit_status.sql"},
+                            {"5", "0005_agent_generation.sql"},
+                            {"6", "0006_commit_status_leases.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
                                           {"commit_status_commits"},
@@ -111,11 +110,10 @@ TEST_CASE("migrations: two servers starting at once apply each migration exactly
 }
 
 TEST_CASE("migrations: a failing migration changes nothing and is named", "[db]") {
-  const store::Migration broken{
-      9999, "9999_broken.sql",
-      "CREATE TABLE half_done (id integer PRIMARY KEY);\n"
-      "ALTER TABLE jobs ADD COLUMN half_column integer;\n"
-      "SELECT no_such_function();\n"};
+  const store::Migration broken{9999, "9999_broken.sql",
+                                "CREATE TABLE half_done (id integer PRIMARY KEY);\n"
+                                "ALTER TABLE jobs ADD COLUMN half_column integer;\n"
+                                "SELECT no_such_function();\n"};
 
   SECTION("on top of the embedded versions") {
     testing::TestDatabase tdb(true);

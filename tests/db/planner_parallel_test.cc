@@ -156,9 +156,10 @@ struct TwoRepos : dbtest::DbFixture {
   }
 };
 
-TEST_CASE("planner: a repository whose fetch hangs holds up neither other repositories nor "
-          "their manual requests",
-          "[db][planner]") {
+TEST_CASE(
+    "planner: a repository whose fetch hangs holds up neither other repositories nor "
+    "their manual requests",
+    "[db][planner]") {
   TwoRepos t;
   const std::string slow_sha = *t.slow_git.Commit({{".assay.yml", kFile}});
   const std::string fast_sha = *t.fast_git.Commit({{".assay.yml", kFile}});
@@ -169,9 +170,8 @@ TEST_CASE("planner: a repository whose fetch hangs holds up neither other reposi
   t.planner->Enqueue(fast_delivery);
   CHECK(t.WaitCount(t.PipelinesOf(t.fast), 1));
   // A manual pipeline of the fast repository is answered while the slow fetch still hangs.
-  auto manual = std::async(std::launch::async, [&t] {
-    return t.planner->PlanManual(t.fast, std::nullopt, {});
-  });
+  auto manual = std::async(std::launch::async,
+                           [&t] { return t.planner->PlanManual(t.fast, std::nullopt, {}); });
   const bool answered = manual.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
   CHECK(answered);
   CHECK(t.Count(t.PipelinesOf(t.slow)) == 0);
@@ -184,8 +184,7 @@ TEST_CASE("planner: a repository whose fetch hangs holds up neither other reposi
                 "FROM pipelines ORDER BY id") ==
         Rows{{std::to_string(t.fast), std::to_string(fast_delivery), "push", fast_sha, "running"},
              {std::to_string(t.fast), "NULL", "manual", fast_sha, "running"},
-             {std::to_string(t.slow), std::to_string(slow_delivery), "push", slow_sha,
-              "running"}});
+             {std::to_string(t.slow), std::to_string(slow_delivery), "push", slow_sha, "running"}});
   CHECK(t.One(absl::StrCat("SELECT id FROM pipelines WHERE event = 'manual'")) ==
         std::to_string(*manual_id));
 }
@@ -218,14 +217,14 @@ TEST_CASE("planner: one repository's deliveries are planned in arrival order", "
                              t.slow, " ORDER BY id")) == want);
 }
 
-TEST_CASE("planner: a manual request whose repository hangs is answered after manual_wait and "
-          "writes nothing, then or later",
-          "[db][planner]") {
+TEST_CASE(
+    "planner: a manual request whose repository hangs is answered after manual_wait and "
+    "writes nothing, then or later",
+    "[db][planner]") {
   TwoRepos t(absl::Seconds(1));
   *t.slow_git.Commit({{".assay.yml", kFile}});
-  auto manual = std::async(std::launch::async, [&t] {
-    return t.planner->PlanManual(t.slow, std::nullopt, {});
-  });
+  auto manual = std::async(std::launch::async,
+                           [&t] { return t.planner->PlanManual(t.slow, std::nullopt, {}); });
   // Without a bound the call would hang until the gate opens: open it after our own bound.
   const bool answered = manual.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
   CHECK(answered);
@@ -245,9 +244,10 @@ TEST_CASE("planner: a manual request whose repository hangs is answered after ma
   CHECK(stopped.status() == absl::UnavailableError("the planner is not running"));
 }
 
-TEST_CASE("planner: a fetch that fails for a reason that can pass is tried again, and the push "
-          "is planned once it works",
-          "[db][planner]") {
+TEST_CASE(
+    "planner: a fetch that fails for a reason that can pass is tried again, and the push "
+    "is planned once it works",
+    "[db][planner]") {
   TwoRepos t;
   t.FailUntilOpen();
   const std::string sha = *t.slow_git.Commit({{".assay.yml", kFile}});
@@ -278,8 +278,9 @@ TEST_CASE("planner: past fetch_retry_window a failing fetch becomes an error pip
   CHECK(t.Query("SELECT delivery_id, state FROM pipelines") ==
         Rows{{std::to_string(delivery), "error"}});
   const std::string error = t.One("SELECT message FROM pipelines");
-  CHECK(error.rfind(absl::StrCat("cannot fetch commit ", sha, " from ",
-                                 t.slow_git.clone_url(), ": git fetch from "), 0) == 0);
+  CHECK(error.rfind(absl::StrCat("cannot fetch commit ", sha, " from ", t.slow_git.clone_url(),
+                                 ": git fetch from "),
+                    0) == 0);
   CHECK(error.find("fatal: No space left on device") != std::string::npos);
 }
 

@@ -49,8 +49,7 @@ struct World : dbtest::DbFixture {
     return t;
   }
 
-  explicit World(absl::Time start)
-      : dir(TempDir()), git(*testing::GitRepo::Init(dir + "/repo")) {
+  explicit World(absl::Time start) : dir(TempDir()), git(*testing::GitRepo::Init(dir + "/repo")) {
     clock.Advance(start - clock.Now());
     store::NewRepo r;
     r.name = "acme/scheduled";
@@ -102,8 +101,10 @@ struct World : dbtest::DbFixture {
   }
 
   Rows ScheduleRows() {
-    return Query(absl::StrCat("SELECT cron, branch, next_run_at AT TIME ZONE 'UTC' FROM schedules "
-                              "WHERE repo_id = ", repo, " ORDER BY id"));
+    return Query(
+        absl::StrCat("SELECT cron, branch, next_run_at AT TIME ZONE 'UTC' FROM schedules "
+                     "WHERE repo_id = ",
+                     repo, " ORDER BY id"));
   }
 
   std::vector<int64_t> Tick() {
@@ -124,7 +125,8 @@ struct World : dbtest::DbFixture {
 TEST_CASE("schedules: a push to the default branch records them; the loop fires them",
           "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
-  std::string first = w.Push(Schedule("    - cron: '0  3 * * *'\n    - {cron: '30 4 * * 1', branch: dev}\n"));
+  std::string first =
+      w.Push(Schedule("    - cron: '0  3 * * *'\n    - {cron: '30 4 * * 1', branch: dev}\n"));
   // Recorded with their first slots after now; the cron text normalised.
   CHECK(w.ScheduleRows() == Rows{{"0 3 * * *", "", "2024-01-31 03:00:00"},
                                  {"30 4 * * 1", "dev", "2024-02-05 04:30:00"}});
@@ -166,9 +168,10 @@ TEST_CASE("schedules: a push to the default branch records them; the loop fires 
         Rows{{"2024-01-31 03:00"}, {"2024-02-01 03:00"}});
 }
 
-TEST_CASE("schedules: only the default branch's file changes them; an unchanged entry keeps "
-          "its slot; a file without on.schedule removes them",
-          "[db][triggers]") {
+TEST_CASE(
+    "schedules: only the default branch's file changes them; an unchanged entry keeps "
+    "its slot; a file without on.schedule removes them",
+    "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
   w.Push(Schedule("    - cron: '0 3 * * *'\n"));
   const Rows one = {{"0 3 * * *", "", "2024-01-31 03:00:00"}};
@@ -178,8 +181,8 @@ TEST_CASE("schedules: only the default branch's file changes them; an unchanged 
   // Due and not yet fired when the next push arrives: the slot is kept, not moved on.
   w.clock.Advance(Utc(2024, 1, 31, 3, 1) - w.clock.Now());
   w.Push(Schedule("    - cron: '0 3 * * *'\n    - cron: '0 6 * * *'\n"));
-  CHECK(w.ScheduleRows() == Rows{{"0 3 * * *", "", "2024-01-31 03:00:00"},
-                                 {"0 6 * * *", "", "2024-01-31 06:00:00"}});
+  CHECK(w.ScheduleRows() ==
+        Rows{{"0 3 * * *", "", "2024-01-31 03:00:00"}, {"0 6 * * *", "", "2024-01-31 06:00:00"}});
   // The repository's default branch, learned from the payload, is what counts.
   w.Exec(absl::StrCat("UPDATE repos SET default_branch = 'trunk' WHERE id = ", w.repo));
   w.Push("jobs:\n  a:\n    steps: [echo]\n");  // payload says default_branch main again
@@ -208,9 +211,10 @@ TEST_CASE("schedules: month ends and catch-up after downtime fire once", "[db][t
   CHECK(w.ScheduleRows() == Rows{{"0 3 31 * *", "", "2024-08-31 03:00:00"}});
 }
 
-TEST_CASE("schedules: a slot whose fetch fails stays due and a later pass plans it exactly "
-          "once; a missing branch uses its slot up with no pipeline",
-          "[db][triggers]") {
+TEST_CASE(
+    "schedules: a slot whose fetch fails stays due and a later pass plans it exactly "
+    "once; a missing branch uses its slot up with no pipeline",
+    "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
   const std::string sha =
       w.Push(Schedule("    - cron: '0 3 * * *'\n    - {cron: '0 3 * * *', branch: gone}\n"));
@@ -236,9 +240,10 @@ TEST_CASE("schedules: a slot whose fetch fails stays due and a later pass plans 
                                  {"0 3 * * *", "gone", "2024-02-01 03:00:00"}});
 }
 
-TEST_CASE("schedules: a failing slot is tried again after the interval, then after twice as "
-          "long",
-          "[db][triggers]") {
+TEST_CASE(
+    "schedules: a failing slot is tried again after the interval, then after twice as "
+    "long",
+    "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
   w.Push(Schedule("    - cron: '0 3 * * *'\n"));
   ScheduleLoop loop(ScheduleLoopDeps{&w.schedules, w.planner.get(), &w.clock, absl::Minutes(1),

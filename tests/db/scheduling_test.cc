@@ -19,16 +19,14 @@ namespace {
 
 std::string S(int64_t v) { return std::to_string(v); }
 
-store::NewJob RetryJob(std::string name, int max_attempts,
-                       std::vector<std::string> on) {
+store::NewJob RetryJob(std::string name, int max_attempts, std::vector<std::string> on) {
   store::NewJob j = Job(std::move(name));
   j.max_attempts = max_attempts;
   j.retry_on = std::move(on);
   return j;
 }
 
-store::NewJob GroupJob(std::string name, std::string group,
-                       bool cancel_in_progress = false) {
+store::NewJob GroupJob(std::string name, std::string group, bool cancel_in_progress = false) {
   store::NewJob j = Job(std::move(name));
   j.concurrency_group = std::move(group);
   j.cancel_in_progress = cancel_in_progress;
@@ -43,21 +41,19 @@ store::ClaimRequest Req(int64_t job_id, int64_t agent_id, bool grouped) {
   return r;
 }
 
-std::vector<store::ClaimedJob>
-ClaimBatch(DbFixture &f, const std::vector<store::ClaimRequest> &b) {
+std::vector<store::ClaimedJob> ClaimBatch(DbFixture& f, const std::vector<store::ClaimRequest>& b) {
   auto got = f.jobs.ClaimBatch(b, absl::Seconds(30));
   REQUIRE(got.status.ok());
   return got.claimed;
 }
 
-std::set<int64_t> IdsOf(const std::vector<store::ClaimedJob> &claimed) {
+std::set<int64_t> IdsOf(const std::vector<store::ClaimedJob>& claimed) {
   std::set<int64_t> out;
-  for (const auto &c : claimed)
-    out.insert(c.job_id);
+  for (const auto& c : claimed) out.insert(c.job_id);
   return out;
 }
 
-store::QueueSnapshot Queue(DbFixture &f) {
+store::QueueSnapshot Queue(DbFixture& f) {
   auto q = f.jobs.Queue(store::QueueFilter{});
   REQUIRE(q.ok());
   return *q;
@@ -65,10 +61,10 @@ store::QueueSnapshot Queue(DbFixture &f) {
 
 // Collects the payloads of one channel on a connection of its own.
 class Listener : public pqxx::notification_receiver {
-public:
-  Listener(pqxx::connection_base &c, const std::string &channel)
+ public:
+  Listener(pqxx::connection_base& c, const std::string& channel)
       : pqxx::notification_receiver(c, channel) {}
-  void operator()(const std::string &payload, int /*backend_pid*/) override {
+  void operator()(const std::string& payload, int /*backend_pid*/) override {
     payloads.push_back(payload);
   }
   std::vector<std::string> payloads;
@@ -77,8 +73,7 @@ public:
 // Reads notifications until `marker` arrived (NOTIFY delivers in commit order,
 // so everything committed before the marker is in by then); false after about
 // 20 s without it.
-bool DrainUntil(pqxx::connection &conn, Listener &l,
-                const std::string &marker) {
+bool DrainUntil(pqxx::connection& conn, Listener& l, const std::string& marker) {
   for (int i = 0; i < 200; ++i) {
     conn.await_notification(0, 100000);
     if (!l.payloads.empty() && l.payloads.back() == marker) {
@@ -92,13 +87,13 @@ bool DrainUntil(pqxx::connection &conn, Listener &l,
 // --- retry
 // ----------------------------------------------------------------------------------
 
-TEST_CASE("retry on failure: attempts 2 and 3 then the job and pipeline fail "
-          "for good",
-          "[db]") {
+TEST_CASE(
+    "retry on failure: attempts 2 and 3 then the job and pipeline fail "
+    "for good",
+    "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
-  int64_t pid =
-      f.CreatePipeline({RetryJob("flaky", 3, {"failure"})}); // retry {max: 2}
+  int64_t pid = f.CreatePipeline({RetryJob("flaky", 3, {"failure"})});  // retry {max: 2}
   const int64_t id = f.JobId(pid, "flaky");
 
   auto a1 = f.ClaimOne(agent);
@@ -112,8 +107,8 @@ TEST_CASE("retry on failure: attempts 2 and 3 then the job and pipeline fail "
   CHECK(f.Query("SELECT state, attempt, attempt_token, agent_id, "
                 "last_agent_id, exit_code, "
                 "message, finished_at, lease_expires_at FROM jobs WHERE id = " +
-                S(id)) == Rows{{"queued", "1", "NULL", "NULL", S(agent), "NULL",
-                                "NULL", "NULL", "NULL"}});
+                S(id)) ==
+        Rows{{"queued", "1", "NULL", "NULL", S(agent), "NULL", "NULL", "NULL", "NULL"}});
   CHECK(f.UsOf("jobs", "queued_at", id) == S(Us(f.clock.Now())));
   CHECK(f.Query("SELECT attempt, state, exit_code, message FROM job_attempts "
                 "WHERE job_id = " +
@@ -137,15 +132,13 @@ TEST_CASE("retry on failure: attempts 2 and 3 then the job and pipeline fail "
   out = f.FinishJob(a3, "failed", 5, "step 's' exited with 5");
   CHECK(out.fence == store::Fence::kOk);
   CHECK_FALSE(out.retried);
-  CHECK(f.Query(
-            "SELECT state, attempt, exit_code, message FROM jobs WHERE id = " +
-            S(id)) == Rows{{"failed", "3", "5", "step 's' exited with 5"}});
+  CHECK(f.Query("SELECT state, attempt, exit_code, message FROM jobs WHERE id = " + S(id)) ==
+        Rows{{"failed", "3", "5", "step 's' exited with 5"}});
   CHECK(f.Query("SELECT attempt, state, exit_code, agent_id FROM job_attempts "
                 "WHERE job_id = " +
-                S(id) + " ORDER BY attempt") ==
-        Rows{{"1", "failed", "3", S(agent)},
-             {"2", "failed", "4", S(agent)},
-             {"3", "failed", "5", S(agent)}});
+                S(id) + " ORDER BY attempt") == Rows{{"1", "failed", "3", S(agent)},
+                                                     {"2", "failed", "4", S(agent)},
+                                                     {"3", "failed", "5", S(agent)}});
   CHECK(f.PipelineState(pid) == "failed");
 }
 
@@ -156,41 +149,32 @@ TEST_CASE("retry on failure does not retry a timeout", "[db]") {
   auto a1 = f.ClaimOne(agent);
   auto out = f.FinishJob(a1, "timed_out", std::nullopt, "timed out after 60 s");
   CHECK_FALSE(out.retried);
-  CHECK(f.Query("SELECT state, attempt, message FROM jobs WHERE id = " +
-                S(a1.job_id)) ==
+  CHECK(f.Query("SELECT state, attempt, message FROM jobs WHERE id = " + S(a1.job_id)) ==
         Rows{{"timed_out", "1", "timed out after 60 s"}});
   CHECK(f.Count("SELECT count(*) FROM job_attempts") == 1);
   CHECK(f.PipelineState(pid) == "failed");
 }
 
-TEST_CASE("retry on timeout retries a timeout once per remaining attempt",
-          "[db]") {
+TEST_CASE("retry on timeout retries a timeout once per remaining attempt", "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   int64_t pid = f.CreatePipeline({RetryJob("slow", 2, {"timeout"})});
   auto a1 = f.ClaimOne(agent);
-  CHECK(f.FinishJob(a1, "timed_out", std::nullopt, "timed out after 60 s")
-            .retried);
+  CHECK(f.FinishJob(a1, "timed_out", std::nullopt, "timed out after 60 s").retried);
   auto a2 = f.ClaimOne(agent);
   CHECK(a2.attempt == 2);
-  CHECK_FALSE(f.FinishJob(a2, "timed_out", std::nullopt, "timed out after 60 s")
-                  .retried);
+  CHECK_FALSE(f.FinishJob(a2, "timed_out", std::nullopt, "timed out after 60 s").retried);
   CHECK(f.Query("SELECT attempt, state FROM job_attempts ORDER BY attempt") ==
         Rows{{"1", "timed_out"}, {"2", "timed_out"}});
   CHECK(f.PipelineState(pid) == "failed");
 }
 
-TEST_CASE(
-    "default retry policy: a failure is final but an expired lease is retried",
-    "[db]") {
+TEST_CASE("default retry policy: a failure is final but an expired lease is retried", "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
-  int64_t pid = f.CreatePipeline(
-      {Job("fails"), Job("lost")}); // max_attempts 2, {agent_lost}
-  CHECK(
-      f.Query(
-          "SELECT name, max_attempts, retry_on::text FROM jobs ORDER BY id") ==
-      Rows{{"fails", "2", "{agent_lost}"}, {"lost", "2", "{agent_lost}"}});
+  int64_t pid = f.CreatePipeline({Job("fails"), Job("lost")});  // max_attempts 2, {agent_lost}
+  CHECK(f.Query("SELECT name, max_attempts, retry_on::text FROM jobs ORDER BY id") ==
+        Rows{{"fails", "2", "{agent_lost}"}, {"lost", "2", "{agent_lost}"}});
   auto fails = f.ClaimOne(agent);
   REQUIRE(fails.job_name == "fails");
   auto lost = f.ClaimOne(agent, absl::Seconds(30));
@@ -206,12 +190,9 @@ TEST_CASE(
   CHECK(*n == 1);
   CHECK(f.Query("SELECT state, attempt, agent_id, last_agent_id, message FROM "
                 "jobs WHERE id = " +
-                S(lost.job_id)) ==
-        Rows{{"queued", "1", "NULL", S(agent), "NULL"}});
-  CHECK(f.Query(
-            "SELECT attempt, state, message FROM job_attempts WHERE job_id = " +
-            S(lost.job_id)) ==
-        Rows{{"1", "lost", "agent lost: lease expired"}});
+                S(lost.job_id)) == Rows{{"queued", "1", "NULL", S(agent), "NULL"}});
+  CHECK(f.Query("SELECT attempt, state, message FROM job_attempts WHERE job_id = " +
+                S(lost.job_id)) == Rows{{"1", "lost", "agent lost: lease expired"}});
   auto again = f.ClaimOne(agent);
   CHECK(again.job_id == lost.job_id);
   CHECK(again.attempt == 2);
@@ -221,8 +202,7 @@ TEST_CASE(
 TEST_CASE("retry on failure only: an expired lease fails the job", "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
-  int64_t pid =
-      f.CreatePipeline({RetryJob("a", 3, {"failure"}), Job("b", {"a"})});
+  int64_t pid = f.CreatePipeline({RetryJob("a", 3, {"failure"}), Job("b", {"a"})});
   auto a = f.ClaimOne(agent, absl::Seconds(30));
   f.clock.Advance(absl::Seconds(31));
   auto n = f.jobs.ExpireLeases();
@@ -231,8 +211,8 @@ TEST_CASE("retry on failure only: an expired lease fails the job", "[db]") {
   CHECK(f.Query("SELECT name, state, attempt, message FROM jobs ORDER BY id") ==
         Rows{{"a", "failed", "1", "agent lost: lease expired"},
              {"b", "skipped", "0", "skipped: a job it needs did not succeed"}});
-  CHECK(f.Query("SELECT state, message FROM job_attempts WHERE job_id = " +
-                S(a.job_id)) == Rows{{"lost", "agent lost: lease expired"}});
+  CHECK(f.Query("SELECT state, message FROM job_attempts WHERE job_id = " + S(a.job_id)) ==
+        Rows{{"lost", "agent lost: lease expired"}});
   CHECK(f.PipelineState(pid) == "failed");
 }
 
@@ -258,29 +238,24 @@ TEST_CASE("allow_failure: a failed need still lets its dependent run", "[db]") {
   CHECK(f.PipelineState(pid) == "succeeded");
 }
 
-TEST_CASE("allow_failure: a timed-out allowed job counts as success too",
-          "[db]") {
+TEST_CASE("allow_failure: a timed-out allowed job counts as success too", "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   store::NewJob a = Job("a");
   a.allow_failure = true;
   int64_t pid = f.CreatePipeline({a});
-  f.FinishJob(f.ClaimOne(agent), "timed_out", std::nullopt,
-              "timed out after 60 s");
+  f.FinishJob(f.ClaimOne(agent), "timed_out", std::nullopt, "timed out after 60 s");
   CHECK(f.PipelineState(pid) == "succeeded");
 }
 
-TEST_CASE(
-    "without allow_failure the dependent is skipped and the pipeline fails",
-    "[db]") {
+TEST_CASE("without allow_failure the dependent is skipped and the pipeline fails", "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   int64_t pid = f.CreatePipeline({Job("a"), Job("b", {"a"})});
   auto out = f.FinishJob(f.ClaimOne(agent), "failed", 1);
   CHECK(out.queued == 0);
   CHECK(f.Query("SELECT name, state, message FROM jobs ORDER BY id") ==
-        Rows{{"a", "failed", "NULL"},
-             {"b", "skipped", "skipped: a job it needs did not succeed"}});
+        Rows{{"a", "failed", "NULL"}, {"b", "skipped", "skipped: a job it needs did not succeed"}});
   CHECK(f.PipelineState(pid) == "failed");
 }
 
@@ -295,8 +270,7 @@ TEST_CASE("concurrency group: one live job per group and repository", "[db]") {
   int64_t p2 = f.CreatePipeline({GroupJob("deploy", "deploy")});
   const int64_t j1 = f.JobId(p1, "deploy"), j2 = f.JobId(p2, "deploy");
   const std::string key = S(f.repo_id) + ":deploy";
-  CHECK(f.Query("SELECT concurrency_key FROM jobs ORDER BY id") ==
-        Rows{{key}, {key}});
+  CHECK(f.Query("SELECT concurrency_key FROM jobs ORDER BY id") == Rows{{key}, {key}});
 
   SECTION("both requested in one batch: only the first is claimed") {
     auto got = ClaimBatch(f, {Req(j1, agent, true), Req(j2, agent, true)});
@@ -316,8 +290,7 @@ TEST_CASE("concurrency group: one live job per group and repository", "[db]") {
     CHECK(q.jobs[0].concurrency_key == key);
 
     // Running still holds it.
-    REQUIRE(*f.jobs.MarkRunning(j1, first[0].attempt_token) ==
-            store::Fence::kOk);
+    REQUIRE(*f.jobs.MarkRunning(j1, first[0].attempt_token) == store::Fence::kOk);
     CHECK(ClaimBatch(f, {Req(j2, agent, true)}).empty());
 
     f.FinishJob(first[0], "succeeded", 0);
@@ -346,23 +319,19 @@ TEST_CASE("concurrency group: one live job per group and repository", "[db]") {
     const int64_t j3 = f.JobId(*p3, "deploy");
     CHECK(f.One("SELECT concurrency_key FROM jobs WHERE id = " + S(j3)) ==
           S(other->id) + ":deploy");
-    auto got = ClaimBatch(
-        f, {Req(j1, agent, true), Req(j2, agent, true), Req(j3, agent, true)});
+    auto got = ClaimBatch(f, {Req(j1, agent, true), Req(j2, agent, true), Req(j3, agent, true)});
     CHECK(IdsOf(got) == std::set<int64_t>{j1, j3});
-    CHECK(Queue(f).held_groups ==
-          std::set<std::string>{key, S(other->id) + ":deploy"});
+    CHECK(Queue(f).held_groups == std::set<std::string>{key, S(other->id) + ":deploy"});
   }
 }
 
-TEST_CASE("cancel_in_progress cancels the older live job and tells its agent",
-          "[db]") {
+TEST_CASE("cancel_in_progress cancels the older live job and tells its agent", "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   pqxx::connection conn(f.tdb.dsn());
   Listener cancels(conn, "assay_cancel");
 
-  int64_t p1 =
-      f.CreatePipeline({GroupJob("deploy", "deploy", true), Job("notes")});
+  int64_t p1 = f.CreatePipeline({GroupJob("deploy", "deploy", true), Job("notes")});
   const int64_t j1 = f.JobId(p1, "deploy");
   auto first = ClaimBatch(f, {Req(j1, agent, true)});
   REQUIRE(first.size() == 1);
@@ -371,49 +340,44 @@ TEST_CASE("cancel_in_progress cancels the older live job and tells its agent",
 
   int64_t p2 = f.CreatePipeline({GroupJob("deploy", "deploy", true)});
   const int64_t j2 = f.JobId(p2, "deploy");
-  const std::string message =
-      "canceled: pipeline " + S(p2) +
-      " started a newer job in concurrency group 'deploy' "
-      "(cancel_in_progress)";
+  const std::string message = "canceled: pipeline " + S(p2) +
+                              " started a newer job in concurrency group 'deploy' "
+                              "(cancel_in_progress)";
   CHECK(f.Query("SELECT name, state, message, lease_expires_at FROM jobs WHERE "
                 "pipeline_id = " +
                 S(p1) + " ORDER BY id") ==
-        Rows{{"deploy", "canceled", message, "NULL"},
-             {"notes", "queued", "NULL", "NULL"}});
+        Rows{{"deploy", "canceled", message, "NULL"}, {"notes", "queued", "NULL", "NULL"}});
   CHECK(f.UsOf("jobs", "finished_at", j1) == S(Us(f.clock.Now())));
-  CHECK(f.Query("SELECT state, message FROM job_attempts WHERE job_id = " +
-                S(j1)) == Rows{{"canceled", message}});
-  CHECK(f.PipelineState(p1) == "running"); // 'notes' is not in the group
+  CHECK(f.Query("SELECT state, message FROM job_attempts WHERE job_id = " + S(j1)) ==
+        Rows{{"canceled", message}});
+  CHECK(f.PipelineState(p1) == "running");  // 'notes' is not in the group
   CHECK(f.JobState(j2) == "queued");
 
   f.Exec("NOTIFY assay_cancel, 'marker'");
   REQUIRE(DrainUntil(conn, cancels, "marker"));
   CHECK(cancels.payloads ==
-        std::vector<std::string>{S(agent) + " " + S(j1) + " " +
-                                 first[0].attempt_token});
+        std::vector<std::string>{S(agent) + " " + S(j1) + " " + first[0].attempt_token});
 
   // The old attempt's result is stale now; the group is free for the newer job.
-  CHECK(f.FinishJob(first[0], "succeeded", 0).fence ==
-        store::Fence::kDuplicate);
+  CHECK(f.FinishJob(first[0], "succeeded", 0).fence == store::Fence::kDuplicate);
   CHECK(f.JobState(j1) == "canceled");
   CHECK(IdsOf(ClaimBatch(f, {Req(j2, agent, true)})) == std::set<int64_t>{j2});
 }
 
-TEST_CASE("cancel_in_progress: a queued older job is canceled without an agent "
-          "message",
-          "[db]") {
+TEST_CASE(
+    "cancel_in_progress: a queued older job is canceled without an agent "
+    "message",
+    "[db]") {
   DbFixture f;
   pqxx::connection conn(f.tdb.dsn());
   Listener cancels(conn, "assay_cancel");
   int64_t p1 = f.CreatePipeline({GroupJob("deploy", "deploy")});
   f.clock.Advance(absl::Seconds(1));
   int64_t p2 = f.CreatePipeline({GroupJob("deploy", "deploy", true)});
-  CHECK(
-      f.Query("SELECT state, message FROM jobs WHERE pipeline_id = " + S(p1)) ==
-      Rows{
-          {"canceled", "canceled: pipeline " + S(p2) +
-                           " started a newer job in concurrency group 'deploy' "
-                           "(cancel_in_progress)"}});
+  CHECK(f.Query("SELECT state, message FROM jobs WHERE pipeline_id = " + S(p1)) ==
+        Rows{{"canceled", "canceled: pipeline " + S(p2) +
+                              " started a newer job in concurrency group 'deploy' "
+                              "(cancel_in_progress)"}});
   CHECK(f.PipelineState(p1) == "canceled");
   CHECK(f.Count("SELECT count(*) FROM job_attempts") == 0);
   f.Exec("NOTIFY assay_cancel, 'marker'");
@@ -422,8 +386,7 @@ TEST_CASE("cancel_in_progress: a queued older job is canceled without an agent "
   CHECK(f.JobState(f.JobId(p2, "deploy")) == "queued");
 }
 
-TEST_CASE("without cancel_in_progress the older job of the group is left alone",
-          "[db]") {
+TEST_CASE("without cancel_in_progress the older job of the group is left alone", "[db]") {
   DbFixture f;
   int64_t p1 = f.CreatePipeline({GroupJob("deploy", "deploy")});
   f.CreatePipeline({GroupJob("deploy", "deploy")});
@@ -434,8 +397,7 @@ TEST_CASE("without cancel_in_progress the older job of the group is left alone",
 // --- max_parallel
 // ---------------------------------------------------------------------------
 
-TEST_CASE("max_parallel: at most 2 of 5 matrix jobs live even from one batch",
-          "[db]") {
+TEST_CASE("max_parallel: at most 2 of 5 matrix jobs live even from one batch", "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   std::vector<store::NewJob> matrix;
@@ -447,27 +409,22 @@ TEST_CASE("max_parallel: at most 2 of 5 matrix jobs live even from one batch",
   }
   int64_t pid = f.CreatePipeline(matrix);
   const std::string key = S(pid) + ":train";
-  CHECK(f.Query("SELECT DISTINCT parallel_key, max_parallel FROM jobs") ==
-        Rows{{key, "2"}});
+  CHECK(f.Query("SELECT DISTINCT parallel_key, max_parallel FROM jobs") == Rows{{key, "2"}});
   std::vector<int64_t> ids;
-  for (int i = 1; i <= 5; ++i)
-    ids.push_back(f.JobId(pid, "train (" + std::to_string(i) + ")"));
+  for (int i = 1; i <= 5; ++i) ids.push_back(f.JobId(pid, "train (" + std::to_string(i) + ")"));
   auto all = [&] {
     std::vector<store::ClaimRequest> b;
-    for (int64_t id : ids)
-      b.push_back(Req(id, agent, true));
+    for (int64_t id : ids) b.push_back(Req(id, agent, true));
     return b;
   };
   auto live = [&] {
-    return f.Count(
-        "SELECT count(*) FROM jobs WHERE state IN ('assigned', 'running')");
+    return f.Count("SELECT count(*) FROM jobs WHERE state IN ('assigned', 'running')");
   };
 
   auto got = ClaimBatch(f, all());
   CHECK(IdsOf(got) == std::set<int64_t>{ids[0], ids[1]});
   CHECK(live() == 2);
-  CHECK(Queue(f).running_per_parallel_key ==
-        std::map<std::string, int>{{key, 2}});
+  CHECK(Queue(f).running_per_parallel_key == std::map<std::string, int>{{key, 2}});
   CHECK(ClaimBatch(f, all()).empty());
 
   int finished = 0;
@@ -478,8 +435,7 @@ TEST_CASE("max_parallel: at most 2 of 5 matrix jobs live even from one batch",
     ++finished;
     auto more = ClaimBatch(f, all());
     CHECK(more.size() <= 1);
-    for (auto &c : more)
-      running.push_back(c);
+    for (auto& c : more) running.push_back(c);
     CHECK(live() <= 2);
     CHECK(live() == static_cast<int64_t>(running.size()));
   }
@@ -488,9 +444,10 @@ TEST_CASE("max_parallel: at most 2 of 5 matrix jobs live even from one batch",
   CHECK(f.Count("SELECT count(*) FROM job_attempts") == 5);
 }
 
-TEST_CASE("max_parallel counts per pipeline: another pipeline's matrix is not "
-          "held back",
-          "[db]") {
+TEST_CASE(
+    "max_parallel counts per pipeline: another pipeline's matrix is not "
+    "held back",
+    "[db]") {
   DbFixture f;
   int64_t agent = f.Agent("agent-1");
   auto matrix = [] {
@@ -508,21 +465,17 @@ TEST_CASE("max_parallel counts per pipeline: another pipeline's matrix is not "
   std::vector<store::ClaimRequest> b;
   for (int64_t pid : {p1, p2}) {
     for (int i = 1; i <= 2; ++i) {
-      b.push_back(
-          Req(f.JobId(pid, "train (" + std::to_string(i) + ")"), agent, true));
+      b.push_back(Req(f.JobId(pid, "train (" + std::to_string(i) + ")"), agent, true));
     }
   }
   auto got = ClaimBatch(f, b);
-  CHECK(IdsOf(got) ==
-        std::set<int64_t>{f.JobId(p1, "train (1)"), f.JobId(p2, "train (1)")});
+  CHECK(IdsOf(got) == std::set<int64_t>{f.JobId(p1, "train (1)"), f.JobId(p2, "train (1)")});
 }
 
 // --- live attempts and leases of a disconnected agent
 // ---------------------------------------
 
-TEST_CASE(
-    "live jobs: what an agent holds and every live attempt with its groups",
-    "[db]") {
+TEST_CASE("live jobs: what an agent holds and every live attempt with its groups", "[db]") {
   DbFixture f;
   int64_t gpu = f.Agent("gpu-1");
   int64_t cpu = f.Agent("cpu-1");
@@ -533,15 +486,13 @@ TEST_CASE(
   lint.base_name = "lint";
   lint.max_parallel = 3;
   int64_t pid = f.CreatePipeline({train, lint, Job("done")});
-  const int64_t t = f.JobId(pid, "train"), l = f.JobId(pid, "lint"),
-                d = f.JobId(pid, "done");
+  const int64_t t = f.JobId(pid, "train"), l = f.JobId(pid, "lint"), d = f.JobId(pid, "done");
   store::ClaimRequest rt = Req(t, gpu, true);
   rt.gpu_indices = {1, 3};
   auto got = ClaimBatch(f, {rt, Req(l, cpu, true), Req(d, cpu, false)});
   REQUIRE(got.size() == 3);
   std::map<int64_t, store::ClaimedJob> by_id;
-  for (const auto &c : got)
-    by_id[c.job_id] = c;
+  for (const auto& c : got) by_id[c.job_id] = c;
   CHECK(by_id[t].gpu_indices == std::vector<uint32_t>{1, 3});
   CHECK(by_id[l].gpu_indices.empty());
   f.FinishJob(by_id[d], "succeeded", 0);
@@ -556,7 +507,7 @@ TEST_CASE(
   CHECK((*of_gpu)[0].gpu_indices == std::vector<uint32_t>{1, 3});
   auto of_cpu = f.jobs.LiveJobsOf(cpu);
   REQUIRE(of_cpu.ok());
-  REQUIRE(of_cpu->size() == 1); // 'done' has finished
+  REQUIRE(of_cpu->size() == 1);  // 'done' has finished
   CHECK((*of_cpu)[0].job_id == l);
   CHECK((*of_cpu)[0].gpu_indices.empty());
 
@@ -574,38 +525,34 @@ TEST_CASE(
   CHECK((*all)[1].parallel_key == S(pid) + ":lint");
 }
 
-TEST_CASE("shorten leases: a disconnected agent's attempts expire after the "
-          "grace only",
-          "[db]") {
+TEST_CASE(
+    "shorten leases: a disconnected agent's attempts expire after the "
+    "grace only",
+    "[db]") {
   DbFixture f;
   store::AgentSession gone_session = f.Connect("agent-gone");
   int64_t gone = gone_session.id;
   int64_t other = f.Agent("agent-other");
   int64_t pid = f.CreatePipeline({Job("a"), Job("b"), Job("c")});
   auto a = f.ClaimOne(gone, absl::Seconds(30));
-  auto b = f.ClaimOne(gone, absl::Seconds(3)); // already shorter than the grace
+  auto b = f.ClaimOne(gone, absl::Seconds(3));  // already shorter than the grace
   auto c = f.ClaimOne(other, absl::Seconds(30));
   const absl::Time t = f.clock.Now();
   auto shortened = f.jobs.ShortenLeases(gone_session, absl::Seconds(10));
   REQUIRE(shortened.ok());
   CHECK(*shortened == 2);
-  CHECK(f.UsOf("jobs", "lease_expires_at", a.job_id) ==
-        S(Us(t + absl::Seconds(10))));
-  CHECK(f.UsOf("jobs", "lease_expires_at", b.job_id) ==
-        S(Us(t + absl::Seconds(3))));
-  CHECK(f.UsOf("jobs", "lease_expires_at", c.job_id) ==
-        S(Us(t + absl::Seconds(30))));
+  CHECK(f.UsOf("jobs", "lease_expires_at", a.job_id) == S(Us(t + absl::Seconds(10))));
+  CHECK(f.UsOf("jobs", "lease_expires_at", b.job_id) == S(Us(t + absl::Seconds(3))));
+  CHECK(f.UsOf("jobs", "lease_expires_at", c.job_id) == S(Us(t + absl::Seconds(30))));
 
   f.clock.Advance(absl::Seconds(11));
   auto n = f.jobs.ExpireLeases();
   REQUIRE(n.ok());
   CHECK(*n == 2);
-  CHECK(f.Query(
-            "SELECT name, state, last_agent_id FROM jobs WHERE pipeline_id = " +
-            S(pid) + " ORDER BY id") == Rows{{"a", "queued", S(gone)},
-                                             {"b", "queued", S(gone)},
-                                             {"c", "assigned", "NULL"}});
+  CHECK(f.Query("SELECT name, state, last_agent_id FROM jobs WHERE pipeline_id = " + S(pid) +
+                " ORDER BY id") ==
+        Rows{{"a", "queued", S(gone)}, {"b", "queued", S(gone)}, {"c", "assigned", "NULL"}});
 }
 
-} // namespace
-} // namespace assay::dbtest
+}  // namespace
+}  // namespace assay::dbtest

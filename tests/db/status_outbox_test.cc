@@ -97,8 +97,7 @@ TEST_CASE("status outbox: pipelines of repos with reporting off are never due", 
   CHECK((*due)[0].api_url == "https://api.github.com");
 }
 
-TEST_CASE("status outbox: a state queued behind a claim waits for it, then supersedes it",
-          "[db]") {
+TEST_CASE("status outbox: a state queued behind a claim waits for it, then supersedes it", "[db]") {
   DbFixture f;
   TurnOn(f);
   store::StatusOutbox outbox(&f.db);
@@ -174,9 +173,11 @@ TEST_CASE("status outbox: a state older than the delivered one is never sent", "
   REQUIRE(due->size() == 1);
   REQUIRE(*outbox.Complete((*due)[0]));
   // A transaction that took its id before the delivered state's but committed after it.
-  f.Exec("INSERT INTO commit_status_outbox (id, pipeline_id, repo_id, commit_sha, state) "
-         "VALUES (" + std::to_string((*due)[0].outbox_id - 1) + ", " + std::to_string(pid) +
-         ", " + std::to_string(f.repo_id) + ", '" + kSha + "', 'running')");
+  f.Exec(
+      "INSERT INTO commit_status_outbox (id, pipeline_id, repo_id, commit_sha, state) "
+      "VALUES (" +
+      std::to_string((*due)[0].outbox_id - 1) + ", " + std::to_string(pid) + ", " +
+      std::to_string(f.repo_id) + ", '" + kSha + "', 'running')");
   CHECK(outbox.Claim(10)->empty());
   CHECK(f.Count("SELECT count(*) FROM commit_status_outbox") == 0);
 }
@@ -189,8 +190,7 @@ TEST_CASE("status outbox: a row locked elsewhere is skipped, not waited for", "[
   PipelineOn(f, ShaOf(2));
   {
     pqxx::work tx(f.raw);  // another replica holds the first commit's row lock
-    tx.exec("SELECT 1 FROM commit_status_commits WHERE commit_sha = '" + ShaOf(1) +
-            "' FOR UPDATE");
+    tx.exec("SELECT 1 FROM commit_status_commits WHERE commit_sha = '" + ShaOf(1) + "' FOR UPDATE");
     auto due = outbox.Claim(10);
     REQUIRE(due.ok());
     REQUIRE(due->size() == 1);
@@ -296,8 +296,9 @@ TEST_CASE("migration 0006: what 0004 had not handed over is still due", "[db]") 
   REQUIRE(store::ApplyMigrations(c, first).ok());
   {
     pqxx::work tx(c);
-    tx.exec("INSERT INTO repos (name, provider, clone_url, status_api_url, status_token_enc) "
-            "VALUES ('a/b', 'github', 'x', 'https://api.github.com', 'sealed')");
+    tx.exec(
+        "INSERT INTO repos (name, provider, clone_url, status_api_url, status_token_enc) "
+        "VALUES ('a/b', 'github', 'x', 'https://api.github.com', 'sealed')");
     tx.exec(std::string("INSERT INTO pipelines (repo_id, event, ref, commit_sha, state) VALUES "
                         "(1, 'push', 'refs/heads/main', '") +
             kSha + "', 'running')");  // due

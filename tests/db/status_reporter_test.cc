@@ -212,8 +212,8 @@ TEST_CASE("status reporter: two replicas never send pending after success for on
     return false;
   }));
   // Until both notifiers are done with what they took (A's retry included).
-  for (int i = 0; i < 3000 && !(Idle(notifier_a) && (notifier_b.stats().posted == 0 ||
-                                                      Idle(notifier_b)));
+  for (int i = 0;
+       i < 3000 && !(Idle(notifier_a) && (notifier_b.stats().posted == 0 || Idle(notifier_b)));
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

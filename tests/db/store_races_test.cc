@@ -49,10 +49,11 @@ TEST_CASE("race: the lease sweep and a late result for the same job do not deadl
   bool finished = false;
   std::string error;
   try {
-    auto r = finish.exec("UPDATE jobs SET state = 'succeeded', finished_at = now(), "
-                         "lease_expires_at = NULL WHERE id = " + std::to_string(c.job_id) +
-                         " AND attempt_token = '" + c.attempt_token +
-                         "' AND state IN ('assigned', 'running') RETURNING id");
+    auto r = finish.exec(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now(), "
+        "lease_expires_at = NULL WHERE id = " +
+        std::to_string(c.job_id) + " AND attempt_token = '" + c.attempt_token +
+        "' AND state IN ('assigned', 'running') RETURNING id");
     finished = r.size() == 1;
     finish.commit();
   } catch (const std::exception& e) {
@@ -81,11 +82,12 @@ TEST_CASE("race: a job claimed while its pipeline is being canceled is canceled 
   claim.exec("SELECT id FROM jobs WHERE id = " + std::to_string(a) + " FOR UPDATE");
   claim.exec("UPDATE jobs SET state = 'assigned', attempt = 1, attempt_token = '" + token +
              "', agent_id = " + std::to_string(agent) +
-             ", lease_expires_at = now() + interval '30 seconds' WHERE id = " +
-             std::to_string(a));
-  claim.exec("INSERT INTO job_attempts (job_id, attempt, attempt_token, agent_id, state, "
-             "assigned_at) VALUES (" + std::to_string(a) + ", 1, '" + token + "', " +
-             std::to_string(agent) + ", 'assigned', now())");
+             ", lease_expires_at = now() + interval '30 seconds' WHERE id = " + std::to_string(a));
+  claim.exec(
+      "INSERT INTO job_attempts (job_id, attempt, attempt_token, agent_id, state, "
+      "assigned_at) VALUES (" +
+      std::to_string(a) + ", 1, '" + token + "', " + std::to_string(agent) +
+      ", 'assigned', now())");
 
   auto cancel = std::async(std::launch::async, [&] { return f.pipelines.Cancel(pid); });
   REQUIRE(WaitForLockWaiter(f));

@@ -30,8 +30,7 @@ TEST_CASE("repo settings: defaults, partial updates, unknown repository", "[db][
   REQUIRE(after.ok());
   CHECK(after->default_branch == "trunk");
   CHECK(after->cancel_superseded);
-  CHECK(f.repos.Update(999, set).status() ==
-        absl::NotFoundError("repository 999 does not exist"));
+  CHECK(f.repos.Update(999, set).status() == absl::NotFoundError("repository 999 does not exist"));
 }
 
 TEST_CASE("pipelines: trusted, pr_number, inputs; one pipeline per schedule slot",

@@ -39,8 +39,7 @@ v1::AgentMessage Hello(const std::string& name, uint32_t slots) {
   return m;
 }
 
-TEST_CASE("agent stream: bad token, missing hello and bad hello are refused precisely",
-          "[e2e]") {
+TEST_CASE("agent stream: bad token, missing hello and bad hello are refused precisely", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   const std::string addr = c.grpc_address();
@@ -86,8 +85,7 @@ namespace {
 TEST_CASE("an agent announces the GPUs of an nvidia-smi capture; the API lists them", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
-  const std::string capture = std::string(ASSAY_SOURCE_DIR) +
-                              "/tests/fixtures/gpu/h200-busy-q.xml";
+  const std::string capture = std::string(ASSAY_SOURCE_DIR) + "/tests/fixtures/gpu/h200-busy-q.xml";
   MUST(c.StartAgent("gpu-1", {"--gpu-inventory", capture, "--labels", "gpu"}));
   MUST(c.WaitForAgents(1));
   auto agents = MUST(c.ApiObject("GET", "/api/v1/agents"));

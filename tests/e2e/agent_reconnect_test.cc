@@ -144,12 +144,14 @@ class CuttableProxy {
   std::vector<int> held_upstreams_ ABSL_GUARDED_BY(mu_);
 };
 
-TEST_CASE("an agent that reconnects 50 times while running a job keeps its lease, and the job "
-          "runs once and its log arrives once", "[e2e]") {
+TEST_CASE(
+    "an agent that reconnects 50 times while running a job keeps its lease, and the job "
+    "runs once and its log arrives once",
+    "[e2e]") {
   // Why a short grace and rare heartbeats: a replaced stream that shortened the leases would
   // let the sweep expire the job within about a second, long before a heartbeat renews it.
-  Cluster c(Options({"--lease", "30s", "--heartbeat-interval", "10s", "--reconnect-grace",
-                     "200ms"}));
+  Cluster c(
+      Options({"--lease", "30s", "--heartbeat-interval", "10s", "--reconnect-grace", "200ms"}));
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   const std::string grpc = c.grpc_address();

@@ -44,7 +44,8 @@ void WaitForLongJobProcesses(Cluster& c, const std::string& pids) {
 // exactly its output and the TERM line.
 void CheckLongJobStopped(Cluster& c, const std::string& pids, int64_t job) {
   for (const char* name : {"bg.pid", "fg.pid"}) {
-    pid_t child = static_cast<pid_t>(std::atoi(testing::ReadFileOrEmpty(pids + "/" + name).c_str()));
+    pid_t child =
+        static_cast<pid_t>(std::atoi(testing::ReadFileOrEmpty(pids + "/" + name).c_str()));
     REQUIRE(child > 1);
     MUST(c.WaitUntil(
         absl::StrCat("pid ", child, " (", name, ") to be gone"),
@@ -59,8 +60,7 @@ void CheckLongJobStopped(Cluster& c, const std::string& pids, int64_t job) {
     seen = log.ok() ? *log : "";
     return absl::StrContains(seen, "sent SIGTERM");
   }));
-  CHECK(MUST(c.JobLog(job)) ==
-        "working\nassay: job canceled; sent SIGTERM to the process group\n");
+  CHECK(MUST(c.JobLog(job)) == "working\nassay: job canceled; sent SIGTERM to the process group\n");
 }
 
 TEST_CASE("canceling a pipeline stops its running job's process tree", "[e2e]") {

@@ -74,8 +74,8 @@ void OpenGate(const std::string& dir) { std::ofstream(dir + "/gate") << "go\n"; 
 
 int64_t AddRepo(Cluster& c, const std::string& name, const std::string& provider,
                 const std::string& url) {
-  json::object body{{"name", name}, {"clone_url", url}, {"provider", provider},
-                    {"webhook_secret", kSecret}};
+  json::object body{
+      {"name", name}, {"clone_url", url}, {"provider", provider}, {"webhook_secret", kSecret}};
   json::object repo = MUST(c.ApiObject("POST", "/api/v1/repos", json::serialize(body)));
   return repo.at("id").as_int64();
 }
@@ -118,9 +118,10 @@ std::string Metric(Cluster& c, const std::string& line_prefix) {
   return "";
 }
 
-TEST_CASE("commit status: GitHub gets pending, then success, set up with the CLI; the token is "
-          "never logged",
-          "[e2e][commit-status]") {
+TEST_CASE(
+    "commit status: GitHub gets pending, then success, set up with the CLI; the token is "
+    "never logged",
+    "[e2e][commit-status]") {
   ForgeApi forge;
   Cluster c(Options({"--public-url", "https://ci.example.com/", "--log-level", "debug"}));
   MUST(c.StartServer());
@@ -182,7 +183,8 @@ TEST_CASE("commit status: GitHub gets pending, then success, set up with the CLI
 
   // The token is sealed at rest, never shown, never logged.
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM repos WHERE status_token_enc IS NOT NULL AND "
-                        "position('" + token + "'::bytea in status_token_enc) = 0")) == 1);
+                        "position('" +
+                        token + "'::bytea in status_token_enc) = 0")) == 1);
   CHECK_FALSE(absl::StrContains(MUST(c.Api("GET", "/api/v1/repos")).body, token));
   CHECK_FALSE(absl::StrContains(ServerLogs(c), token));
 
@@ -203,20 +205,20 @@ TEST_CASE("commit status: GitLab gets pending, then failed for a failing job",
   MUST(c.StartServer());
   GitRepo repo = MUST(GitRepo::Init(c.dir() + "/repo"));
   int64_t repo_id = AddRepo(c, "group/sub/app", "gitlab", repo.clone_url());
-  PutCommitStatus(c, repo_id,
-                  {{"api_url", forge.base() + "/"}, {"token", "glpat-e2e-token"},
-                   {"context", "ci/assay"}});
+  PutCommitStatus(
+      c, repo_id,
+      {{"api_url", forge.base() + "/"}, {"token", "glpat-e2e-token"}, {"context", "ci/assay"}});
   MUST(c.StartAgent("a1"));
   const std::string sha = MUST(repo.Commit({{".assay.yml", GatedPipeline(c.dir(), 3)}}));
-  json::object payload{{"object_kind", "push"},
-                       {"ref", "refs/heads/main"},
-                       {"before", std::string(40, '0')},
-                       {"after", sha},
-                       {"checkout_sha", sha},
-                       {"project", {{"path_with_namespace", "group/sub/app"},
-                                    {"git_http_url", repo.clone_url()}}},
-                       {"commits", json::array{}},
-                       {"total_commits_count", 0}};
+  json::object payload{
+      {"object_kind", "push"},
+      {"ref", "refs/heads/main"},
+      {"before", std::string(40, '0')},
+      {"after", sha},
+      {"checkout_sha", sha},
+      {"project", {{"path_with_namespace", "group/sub/app"}, {"git_http_url", repo.clone_url()}}},
+      {"commits", json::array{}},
+      {"total_commits_count", 0}};
   auto hook = MUST(c.Fetch("POST", "/hooks/gitlab",
                            {{"X-Gitlab-Event", "Push Hook"},
                             {"X-Gitlab-Event-UUID", "u-1"},
@@ -224,8 +226,8 @@ TEST_CASE("commit status: GitLab gets pending, then failed for a failing job",
                             {"Content-Type", "application/json"}},
                            json::serialize(payload)));
   REQUIRE(hook.status == 202);
-  int64_t pid = MUST(
-      c.WaitForPipelineOf(json::parse(hook.body).as_object().at("delivery").as_int64()));
+  int64_t pid =
+      MUST(c.WaitForPipelineOf(json::parse(hook.body).as_object().at("delivery").as_int64()));
 
   const Headers want_headers = {{"PRIVATE-TOKEN", "glpat-e2e-token"},
                                 {"Content-Type", "application/json"}};
@@ -263,9 +265,9 @@ TEST_CASE("commit status: Gitea answers 500 twice, then 201: delivered on the th
   GitRepo repo = MUST(GitRepo::Init(c.dir() + "/repo"));
   int64_t repo_id = AddRepo(c, "org-app", "gitea", repo.clone_url());
   // The repo's name here is not owner/name: the forge's name is given.
-  PutCommitStatus(c, repo_id,
-                  {{"api_url", forge.base()}, {"token", "gitea-e2e-token"},
-                   {"repository", "org/app"}});
+  PutCommitStatus(
+      c, repo_id,
+      {{"api_url", forge.base()}, {"token", "gitea-e2e-token"}, {"repository", "org/app"}});
   MUST(c.StartAgent("a1"));
   const std::string sha = MUST(repo.Commit({{".assay.yml", GatedPipeline(c.dir(), 0)}}));
   const std::string body = Cluster::PushPayload(repo.clone_url(), "org-app", sha);
@@ -277,8 +279,8 @@ TEST_CASE("commit status: Gitea answers 500 twice, then 201: delivered on the th
                            body));
   INFO(hook.body);
   REQUIRE(hook.status == 202);
-  int64_t pid = MUST(
-      c.WaitForPipelineOf(json::parse(hook.body).as_object().at("delivery").as_int64()));
+  int64_t pid =
+      MUST(c.WaitForPipelineOf(json::parse(hook.body).as_object().at("delivery").as_int64()));
 
   const Headers want_headers = {{"Accept", "application/json"},
                                 {"Authorization", "token gitea-e2e-token"},
@@ -312,9 +314,10 @@ TEST_CASE("commit status: Gitea answers 500 twice, then 201: delivered on the th
   }));
 }
 
-TEST_CASE("commit status: with the forge down the pipeline still finishes and the server stays "
-          "healthy",
-          "[e2e][commit-status]") {
+TEST_CASE(
+    "commit status: with the forge down the pipeline still finishes and the server stays "
+    "healthy",
+    "[e2e][commit-status]") {
   std::string dead;
   {
     ForgeApi gone;
@@ -327,8 +330,8 @@ TEST_CASE("commit status: with the forge down the pipeline still finishes and th
   PutCommitStatus(c, repos.at("repos").as_array().at(0).as_object().at("id").as_int64(),
                   {{"api_url", dead}, {"token", "unreachable-forge-token"}});
   MUST(c.StartAgent("a1"));
-  int64_t pid = PushFiles(
-      c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo fine\n"}});
+  int64_t pid =
+      PushFiles(c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo fine\n"}});
   json::object p = MUST(c.WaitForPipelineDone(pid));
   CHECK(JsonString(p, "state") == "succeeded");
   CHECK(MUST(c.JobLog(JobId(p, "build"))) == "fine\n");
@@ -345,16 +348,17 @@ TEST_CASE("commit status: with the forge down the pipeline still finishes and th
   CHECK(MUST(c.QueryInt(absl::StrCat("SELECT count(*) FROM commit_status_outbox WHERE ",
                                      "pipeline_id = ", pid, " AND state = 'succeeded'"))) == 1);
   // The server keeps working: the next push runs too.
-  int64_t pid2 = PushFiles(
-      c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo again\n"}},
-      "delivery-2");
+  int64_t pid2 =
+      PushFiles(c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo again\n"}},
+                "delivery-2");
   CHECK(JsonString(MUST(c.WaitForPipelineDone(pid2)), "state") == "succeeded");
   CHECK_FALSE(absl::StrContains(ServerLogs(c), "unreachable-forge-token"));
 }
 
-TEST_CASE("commit status: an https forge with a private CA, trusted through "
-          "--commit-status-ca-file",
-          "[e2e][commit-status]") {
+TEST_CASE(
+    "commit status: an https forge with a private CA, trusted through "
+    "--commit-status-ca-file",
+    "[e2e][commit-status]") {
   const tls_test::Certs& certs = tls_test::TestCerts();
   tls_test::TlsServer forge(certs.path("leaf.pem"), certs.path("leaf.key"));
   Cluster c(Options({"--commit-status-ca-file", certs.path("ca.pem")}));
@@ -365,8 +369,8 @@ TEST_CASE("commit status: an https forge with a private CA, trusted through "
   PutCommitStatus(c, repos.at("repos").as_array().at(0).as_object().at("id").as_int64(),
                   {{"api_url", api_url}, {"token", "ghe-token"}});
   MUST(c.StartAgent("a1"));
-  int64_t pid = PushFiles(
-      c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo fine\n"}});
+  int64_t pid =
+      PushFiles(c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo fine\n"}});
   json::object p = MUST(c.WaitForPipelineDone(pid));
   CHECK(JsonString(p, "state") == "succeeded");
   // The final status arrives over TLS (a pending one may come first, if it was claimed in time).
@@ -378,8 +382,7 @@ TEST_CASE("commit status: an https forge with a private CA, trusted through "
   auto got = forge.seen();
   CHECK(got.back().sni == "localhost");
   CHECK(got.back().method == "POST");
-  CHECK(got.back().target ==
-        "/api/v3/repos/acme/app/statuses/" + JsonString(p, "commit_sha"));
+  CHECK(got.back().target == "/api/v3/repos/acme/app/statuses/" + JsonString(p, "commit_sha"));
   CHECK(json::parse(got.back().body) ==
         json::value({{"state", "success"},
                      {"description", absl::StrCat("Assay: pipeline ", pid, " succeeded")},

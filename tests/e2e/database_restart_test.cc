@@ -49,9 +49,10 @@ TEST_CASE("PostgreSQL killed and restarted mid-run: every job succeeds once, no 
     }
     const int64_t pid = PushFiles(c, repo, {{".assay.yml", file}});
     MUST(c.WaitUntil("a job to succeed while others run", [&](std::string& seen) {
-      auto q = c.Query(absl::StrCat(
-          "SELECT count(*) FILTER (WHERE state = 'succeeded'), "
-          "count(*) FILTER (WHERE state = 'running') FROM jobs WHERE pipeline_id = ", pid));
+      auto q = c.Query(
+          absl::StrCat("SELECT count(*) FILTER (WHERE state = 'succeeded'), "
+                       "count(*) FILTER (WHERE state = 'running') FROM jobs WHERE pipeline_id = ",
+                       pid));
       if (!q.ok()) {
         seen = std::string(q.status().message());
         return false;
@@ -70,9 +71,10 @@ TEST_CASE("PostgreSQL killed and restarted mid-run: every job succeeds once, no 
     MUST(c.WaitUntil(
         "the pipeline to finish",
         [&](std::string& seen) {
-          auto q = c.Query(absl::StrCat(
-              "SELECT state, (SELECT string_agg(state, ',' ORDER BY name) FROM jobs "
-              "WHERE pipeline_id = ", pid, ") FROM pipelines WHERE id = ", pid));
+          auto q = c.Query(
+              absl::StrCat("SELECT state, (SELECT string_agg(state, ',' ORDER BY name) FROM jobs "
+                           "WHERE pipeline_id = ",
+                           pid, ") FROM pipelines WHERE id = ", pid));
           if (!q.ok() || q->empty()) {
             seen = q.ok() ? "no pipeline" : std::string(q.status().message());
             return false;
@@ -87,16 +89,17 @@ TEST_CASE("PostgreSQL killed and restarted mid-run: every job succeeds once, no 
     for (int i = 1; i <= kJobs; ++i) {
       const int64_t job = JobId(p, JobName(i));
       CHECK(JsonString(Job(p, JobName(i)), "state") == "succeeded");
-      CHECK(MUST(c.QueryInt(absl::StrCat("SELECT count(*) FROM job_attempts WHERE job_id = ",
-                                         job, " AND state = 'succeeded'"))) == 1);
+      CHECK(MUST(c.QueryInt(absl::StrCat("SELECT count(*) FROM job_attempts WHERE job_id = ", job,
+                                         " AND state = 'succeeded'"))) == 1);
       CHECK(MUST(c.JobLog(job)) == ExpectedLog(i));
     }
   }
 }
 
-TEST_CASE("PostgreSQL killed and restarted while a job prints: the lines printed meanwhile "
-          "are kept",
-          "[e2e][recovery]") {
+TEST_CASE(
+    "PostgreSQL killed and restarted while a job prints: the lines printed meanwhile "
+    "are kept",
+    "[e2e][recovery]") {
   std::unique_ptr<testing::PgServer> pg = MUST(testing::PgServer::Create());
   {
     ClusterOptions o = Options({"--heartbeat-interval", "500ms"});

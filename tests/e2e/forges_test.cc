@@ -20,8 +20,8 @@ absl::StatusOr<HttpClientResponse> Post(Cluster& c, const std::string& path,
 
 void AddRepo(Cluster& c, const std::string& name, const std::string& provider,
              const std::string& url) {
-  json::object body{{"name", name}, {"clone_url", url}, {"provider", provider},
-                    {"webhook_secret", kSecret}};
+  json::object body{
+      {"name", name}, {"clone_url", url}, {"provider", provider}, {"webhook_secret", kSecret}};
   auto r = MUST(c.Api("POST", "/api/v1/repos", json::serialize(body)));
   REQUIRE(r.status == 201);
 }
@@ -37,27 +37,27 @@ TEST_CASE("a GitLab push hook with the right token runs; a wrong token stores no
   AddRepo(c, "group/app", "gitlab", repo.clone_url());
   MUST(c.StartAgent("a1"));
   std::string sha = MUST(repo.Commit({{".assay.yml", kFile}}));
-  json::object payload{{"object_kind", "push"},
-                       {"ref", "refs/heads/main"},
-                       {"before", std::string(40, '0')},
-                       {"after", sha},
-                       {"checkout_sha", sha},
-                       {"project", {{"path_with_namespace", "group/app"},
-                                    {"git_http_url", repo.clone_url()}}},
-                       {"commits", json::array{}},
-                       {"total_commits_count", 0}};
+  json::object payload{
+      {"object_kind", "push"},
+      {"ref", "refs/heads/main"},
+      {"before", std::string(40, '0')},
+      {"after", sha},
+      {"checkout_sha", sha},
+      {"project", {{"path_with_namespace", "group/app"}, {"git_http_url", repo.clone_url()}}},
+      {"commits", json::array{}},
+      {"total_commits_count", 0}};
   const std::string body = json::serialize(payload);
 
   auto bad = MUST(Post(c, "/hooks/gitlab",
-                       {{"X-Gitlab-Event", "Push Hook"}, {"X-Gitlab-Event-UUID", "u-1"},
+                       {{"X-Gitlab-Event", "Push Hook"},
+                        {"X-Gitlab-Event-UUID", "u-1"},
                         {"X-Gitlab-Token", "wrong-token"}},
                        body));
   CHECK(bad.status == 401);
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM webhook_deliveries")) == 0);
 
-  std::vector<std::pair<std::string, std::string>> good = {{"X-Gitlab-Event", "Push Hook"},
-                                                           {"X-Gitlab-Event-UUID", "u-1"},
-                                                           {"X-Gitlab-Token", kSecret}};
+  std::vector<std::pair<std::string, std::string>> good = {
+      {"X-Gitlab-Event", "Push Hook"}, {"X-Gitlab-Event-UUID", "u-1"}, {"X-Gitlab-Token", kSecret}};
   auto ok = MUST(Post(c, "/hooks/gitlab", good, body));
   REQUIRE(ok.status == 202);
   auto again = MUST(Post(c, "/hooks/gitlab", good, body));
@@ -87,9 +87,10 @@ TEST_CASE("a GitLab push hook with the right token runs; a wrong token stores no
   }
 }
 
-TEST_CASE("a Forgejo push signed with X-Forgejo-Signature runs; a GitHub hook for a Gitea "
-          "repository is refused",
-          "[e2e]") {
+TEST_CASE(
+    "a Forgejo push signed with X-Forgejo-Signature runs; a GitHub hook for a Gitea "
+    "repository is refused",
+    "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MUST(GitRepo::Init(c.dir() + "/repo"));
@@ -104,10 +105,10 @@ TEST_CASE("a Forgejo push signed with X-Forgejo-Signature runs; a GitHub hook fo
         "repository org/app is registered for gitea, not github");
 
   const std::string sig = HexEncode(HmacSha256(kSecret, body));
-  auto ok = MUST(Post(c, "/hooks/gitea",
-                      {{"X-Forgejo-Event", "push"}, {"X-Forgejo-Delivery", "f-1"},
-                       {"X-Forgejo-Signature", sig}},
-                      body));
+  auto ok = MUST(Post(
+      c, "/hooks/gitea",
+      {{"X-Forgejo-Event", "push"}, {"X-Forgejo-Delivery", "f-1"}, {"X-Forgejo-Signature", sig}},
+      body));
   REQUIRE(ok.status == 202);
   int64_t pid = MUST(c.WaitForPipelineOf(DeliveryId(ok)));
   json::object p = MUST(c.WaitForPipelineDone(pid));

@@ -75,8 +75,9 @@ TEST_CASE("a GPU job waits for a GPU agent to free its GPU, then runs with that 
   auto queue = MUST(c.RunCli({"queue"}));
   INFO(queue.out << queue.err);
   CHECK(queue.exit_code == 0);
-  CHECK(absl::StrContains(queue.out, "no agent has 1 free GPU with >= 40 GB: 1 agent carries "
-                                     "label gpu, most free GPUs on one agent is 0\n"));
+  CHECK(absl::StrContains(queue.out,
+                          "no agent has 1 free GPU with >= 40 GB: 1 agent carries "
+                          "label gpu, most free GPUs on one agent is 0\n"));
   CHECK(absl::StrContains(queue.out,
                           "no agent has 2 GPUs: 1 agent carries label gpu, most on one agent "
                           "is 1\n"));
@@ -89,10 +90,10 @@ TEST_CASE("a GPU job waits for a GPU agent to free its GPU, then runs with that 
   CHECK(MUST(c.JobLog(second)) == "second CUDA=[0] NVIDIA=[0]\n");
   CHECK(JsonString(Job(p, "second"), "agent") == "gpu-1");
   // Never at the same time: the second was assigned only after the first finished.
-  CHECK(MUST(c.QueryInt(absl::StrCat(
-            "SELECT count(*) FROM job_attempts a, job_attempts b WHERE a.job_id = ",
-            JobId(p, "first"), " AND b.job_id = ", second,
-            " AND b.assigned_at >= a.finished_at"))) == 1);
+  CHECK(MUST(c.QueryInt(
+            absl::StrCat("SELECT count(*) FROM job_attempts a, job_attempts b WHERE a.job_id = ",
+                         JobId(p, "first"), " AND b.job_id = ", second,
+                         " AND b.assigned_at >= a.finished_at"))) == 1);
 
   // The job no agent can take is canceled through the CLI; the pipeline ends canceled.
   auto cancel = MUST(c.RunCli({"cancel", "--job", std::to_string(big)}));

@@ -65,12 +65,14 @@ TEST_CASE("assay-server refuses a bad option value at start, naming the option a
   // Before: an unknown level silently became info.
   Exit level = Run("server/assay-server", ServerArgs({}), {{"ASSAY_LOG_LEVEL", "verbose"}});
   CHECK(level.code == 2);
-  CHECK(level.output == "assay-server: ASSAY_LOG_LEVEL (option --log-level) must be one of "
-                        "debug, info, warn, error, got 'verbose'\n");
+  CHECK(level.output ==
+        "assay-server: ASSAY_LOG_LEVEL (option --log-level) must be one of "
+        "debug, info, warn, error, got 'verbose'\n");
   Exit lease = Run("server/assay-server", ServerArgs({"--lease=0s"}));
   CHECK(lease.code == 2);
-  CHECK(lease.output == "assay-server: option --lease must be a duration from 1s to 24h, like "
-                        "500ms, 30s or 5m, got '0s'\n");
+  CHECK(lease.output ==
+        "assay-server: option --lease must be a duration from 1s to 24h, like "
+        "500ms, 30s or 5m, got '0s'\n");
 }
 
 TEST_CASE("assay-agent refuses a bad option value at start", "[e2e][flags]") {
@@ -80,8 +82,9 @@ TEST_CASE("assay-agent refuses a bad option value at start", "[e2e][flags]") {
   Exit grace = Run("agent/assay-agent", {"--token", "t", "--work-dir", "/tmp"},
                    {{"ASSAY_KILL_GRACE", "ten seconds"}});
   CHECK(grace.code == 2);
-  CHECK(grace.output == "assay-agent: ASSAY_KILL_GRACE (option --kill-grace) must be a duration "
-                        "from 0s to 1h, like 500ms, 30s or 5m, got 'ten seconds'\n");
+  CHECK(grace.output ==
+        "assay-agent: ASSAY_KILL_GRACE (option --kill-grace) must be a duration "
+        "from 0s to 1h, like 500ms, 30s or 5m, got 'ten seconds'\n");
 }
 
 TEST_CASE("a fresh server's /metrics has every webhook series at zero", "[e2e][metrics]") {
@@ -91,10 +94,10 @@ TEST_CASE("a fresh server's /metrics has every webhook series at zero", "[e2e][m
   REQUIRE(m.status == 200);
   INFO(m.body);
   for (const char* provider : {"github", "gitlab", "gitea"}) {
-    for (const char* result : {"accepted", "duplicate", "ignored", "bad_signature",
-                               "unknown_repo", "bad_request"}) {
-      const std::string line = absl::StrCat("\nassay_webhooks_received_total{provider=\"",
-                                            provider, "\",result=\"", result, "\"} 0\n");
+    for (const char* result :
+         {"accepted", "duplicate", "ignored", "bad_signature", "unknown_repo", "bad_request"}) {
+      const std::string line = absl::StrCat("\nassay_webhooks_received_total{provider=\"", provider,
+                                            "\",result=\"", result, "\"} 0\n");
       CHECK(absl::StrContains(m.body, line));
     }
   }

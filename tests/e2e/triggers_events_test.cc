@@ -23,8 +23,8 @@ std::string ReadSource(const std::string& path) {
 
 void AddRepo(Cluster& c, const std::string& name, const std::string& provider,
              const std::string& url) {
-  json::object body{{"name", name}, {"clone_url", url}, {"provider", provider},
-                    {"webhook_secret", kSecret}};
+  json::object body{
+      {"name", name}, {"clone_url", url}, {"provider", provider}, {"webhook_secret", kSecret}};
   auto r = MUST(c.Api("POST", "/api/v1/repos", json::serialize(body)));
   REQUIRE(r.status == 201);
 }
@@ -37,8 +37,8 @@ int64_t DeliveryOf(const HttpClientResponse& r) {
 
 // {state, message} of a delivery once it is no longer 'received'.
 std::vector<std::optional<std::string>> PlannedDelivery(Cluster& c, int64_t id) {
-  const std::string sql = "SELECT state, message FROM webhook_deliveries WHERE id = " +
-                          std::to_string(id);
+  const std::string sql =
+      "SELECT state, message FROM webhook_deliveries WHERE id = " + std::to_string(id);
   MUST(c.WaitUntil("the delivery to be planned", [&](std::string& seen) {
     auto rows = c.Query(sql);
     if (!rows.ok() || rows->empty()) return false;
@@ -52,8 +52,7 @@ std::vector<std::optional<std::string>> PlannedDelivery(Cluster& c, int64_t id) 
 std::string GithubPr(const std::string& clone_url, int64_t number, const std::string& sha,
                      const std::string& base, const std::string& head_repo) {
   json::object o =
-      json::parse(ReadSource("tests/fixtures/github/pull_request-opened.json"))
-          .as_object();
+      json::parse(ReadSource("tests/fixtures/github/pull_request-opened.json")).as_object();
   o["number"] = number;
   json::object& pr = o["pull_request"].as_object();
   pr["number"] = number;
@@ -72,8 +71,8 @@ std::string GithubPr(const std::string& clone_url, int64_t number, const std::st
 }
 
 int64_t PostGithubPr(Cluster& c, const std::string& body, const std::string& delivery) {
-  return DeliveryOf(MUST(c.PostGithub(body, delivery, Cluster::GithubSignature(kSecret, body),
-                                      "pull_request")));
+  return DeliveryOf(
+      MUST(c.PostGithub(body, delivery, Cluster::GithubSignature(kSecret, body), "pull_request")));
 }
 
 constexpr char kPrFile[] = R"yml(on:
@@ -89,9 +88,10 @@ jobs:
       - run: echo deploy
 )yml";
 
-TEST_CASE("GitHub pull requests: a fork's runs untrusted; base branches main and dev run, "
-          "staging is ignored with its reason",
-          "[e2e][triggers]") {
+TEST_CASE(
+    "GitHub pull requests: a fork's runs untrusted; base branches main and dev run, "
+    "staging is ignored with its reason",
+    "[e2e][triggers]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -101,7 +101,8 @@ TEST_CASE("GitHub pull requests: a fork's runs untrusted; base branches main and
   const std::string sha = MUST(repo.CommitOnRef("refs/pull/7/head", {{"src.txt", "change\n"}}));
 
   // From a fork, into main.
-  int64_t d = PostGithubPr(c, GithubPr(repo.clone_url(), 7, sha, "main", "someone/app-fork"), "pr-1");
+  int64_t d =
+      PostGithubPr(c, GithubPr(repo.clone_url(), 7, sha, "main", "someone/app-fork"), "pr-1");
   int64_t pid = MUST(c.WaitForPipelineOf(d));
   json::object p = MUST(c.WaitForPipelineDone(pid));
   INFO(json::serialize(p) << "\n" << c.LogTails());
@@ -137,10 +138,10 @@ TEST_CASE("GitHub pull requests: a fork's runs untrusted; base branches main and
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM pipelines")) == 2);
 
   // A push of the same file: no on.push trigger, so nothing runs.
-  int64_t d4 = MUST(c.Push(Cluster::PushPayload(repo.clone_url(), kRepoName, sha), "push-1",
-                           kSecret));
-  CHECK(PlannedDelivery(c, d4) == std::vector<std::optional<std::string>>{
-                                      "ignored", "the pipeline has no on.push trigger"});
+  int64_t d4 =
+      MUST(c.Push(Cluster::PushPayload(repo.clone_url(), kRepoName, sha), "push-1", kSecret));
+  CHECK(PlannedDelivery(c, d4) ==
+        std::vector<std::optional<std::string>>{"ignored", "the pipeline has no on.push trigger"});
 }
 
 TEST_CASE("a GitLab merge request and a Gitea pull request run end to end", "[e2e][triggers]") {
@@ -158,13 +159,19 @@ TEST_CASE("a GitLab merge request and a Gitea pull request run end to end", "[e2
       MUST(lab.CommitOnRef("refs/merge-requests/3/head", {{"src.txt", "lab\n"}}));
   const std::string tea_sha = MUST(tea.CommitOnRef("refs/pull/4/head", {{"src.txt", "tea\n"}}));
 
-  json::object mr{
-      {"object_kind", "merge_request"},
-      {"project", {{"path_with_namespace", "group/app"}, {"git_http_url", lab.clone_url()},
-                   {"default_branch", "main"}}},
-      {"object_attributes", {{"iid", 3}, {"action", "open"}, {"source_branch", "feature"},
-                             {"target_branch", "main"}, {"source_project_id", 5},
-                             {"target_project_id", 5}, {"last_commit", {{"id", lab_sha}}}}}};
+  json::object mr{{"object_kind", "merge_request"},
+                  {"project",
+                   {{"path_with_namespace", "group/app"},
+                    {"git_http_url", lab.clone_url()},
+                    {"default_branch", "main"}}},
+                  {"object_attributes",
+                   {{"iid", 3},
+                    {"action", "open"},
+                    {"source_branch", "feature"},
+                    {"target_branch", "main"},
+                    {"source_project_id", 5},
+                    {"target_project_id", 5},
+                    {"last_commit", {{"id", lab_sha}}}}}};
   const std::string mr_body = json::serialize(mr);
   int64_t d1 = DeliveryOf(MUST(c.Fetch("POST", "/hooks/gitlab",
                                        {{"X-Gitlab-Event", "Merge Request Hook"},
@@ -189,17 +196,18 @@ TEST_CASE("a GitLab merge request and a Gitea pull request run end to end", "[e2
       {"pull_request",
        {{"number", 4},
         {"head", {{"sha", tea_sha}, {"ref", "feature"}, {"repo", {{"full_name", "fork/app"}}}}},
-        {"base", {{"sha", std::string(40, 'a')}, {"ref", "main"},
-                  {"repo", {{"full_name", "org/app"}}}}}}},
+        {"base",
+         {{"sha", std::string(40, 'a')}, {"ref", "main"}, {"repo", {{"full_name", "org/app"}}}}}}},
       {"repository",
        {{"clone_url", tea.clone_url()}, {"full_name", "org/app"}, {"default_branch", "main"}}}};
   const std::string pr_body = json::serialize(pr);
-  int64_t d2 = DeliveryOf(MUST(c.Fetch("POST", "/hooks/gitea",
-                                       {{"X-Gitea-Event", "pull_request"},
-                                        {"X-Gitea-Delivery", "tea-1"},
-                                        {"X-Gitea-Signature", HexEncode(HmacSha256(kSecret, pr_body))},
-                                        {"Content-Type", "application/json"}},
-                                       pr_body)));
+  int64_t d2 =
+      DeliveryOf(MUST(c.Fetch("POST", "/hooks/gitea",
+                              {{"X-Gitea-Event", "pull_request"},
+                               {"X-Gitea-Delivery", "tea-1"},
+                               {"X-Gitea-Signature", HexEncode(HmacSha256(kSecret, pr_body))},
+                               {"Content-Type", "application/json"}},
+                              pr_body)));
   json::object p2 = MUST(c.WaitForPipelineDone(MUST(c.WaitForPipelineOf(d2))));
   INFO(json::serialize(p2) << "\n" << c.LogTails());
   CHECK(JsonString(p2, "state") == "succeeded");
@@ -228,9 +236,10 @@ std::string ErrorMessage(const HttpClientResponse& r) {
   return JsonString(json::parse(r.body).as_object().at("error").as_object(), "message");
 }
 
-TEST_CASE("manual pipelines: inputs reach if and steps; bad inputs are refused exactly and "
-          "create nothing; repo settings",
-          "[e2e][triggers]") {
+TEST_CASE(
+    "manual pipelines: inputs reach if and steps; bad inputs are refused exactly and "
+    "create nothing; repo settings",
+    "[e2e][triggers]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -284,8 +293,7 @@ TEST_CASE("manual pipelines: inputs reach if and steps; bad inputs are refused e
       {R"({"ref": "main"})", 400, "unknown field 'ref' (allowed: branch, inputs)"},
       {R"({"branch": 7})", 400, "field 'branch' must be a string"},
       {R"({"branch": "-x"})", 400, "field 'branch': '-x' is not a valid branch name"},
-      {R"({"branch": "nope"})", 404,
-       "branch 'nope' does not exist in " + repo.clone_url()},
+      {R"({"branch": "nope"})", 404, "branch 'nope' does not exist in " + repo.clone_url()},
       {R"({"branch": "plain"})", 400,
        ".assay.yml at commit " + plain.substr(0, 12) + " has no on.manual trigger"},
   };
@@ -315,9 +323,11 @@ TEST_CASE("manual pipelines: inputs reach if and steps; bad inputs are refused e
   CHECK(ErrorMessage(on_plain) ==
         ".assay.yml at commit " + plain.substr(0, 12) + " has no on.manual trigger");
   const std::vector<std::pair<std::string, std::string>> bad_patch = {
-      {R"({"default": "x"})", "unknown field 'default' (allowed: default_branch, cancel_superseded)"},
+      {R"({"default": "x"})",
+       "unknown field 'default' (allowed: default_branch, cancel_superseded)"},
       {R"({"default_branch": 3})", "field 'default_branch' must be a string"},
-      {R"({"default_branch": "a b"})", "field 'default_branch' must be a valid branch name, got 'a b'"},
+      {R"({"default_branch": "a b"})",
+       "field 'default_branch' must be a valid branch name, got 'a b'"},
       {R"({"default_branch": ""})", "field 'default_branch' must be a valid branch name, got ''"},
       {R"({"cancel_superseded": "yes"})", "field 'cancel_superseded' must be a boolean"},
   };
@@ -328,8 +338,8 @@ TEST_CASE("manual pipelines: inputs reach if and steps; bad inputs are refused e
     CHECK(ErrorMessage(res) == message);
   }
   CHECK(MUST(c.Api("PATCH", "/api/v1/repos/99", "{}")).status == 404);
-  auto set = MUST(c.RunCli({"repo", "set", kRepoName, "--default-branch", "main",
-                            "--cancel-superseded", "false"}));
+  auto set = MUST(c.RunCli(
+      {"repo", "set", kRepoName, "--default-branch", "main", "--cancel-superseded", "false"}));
   INFO(set.err);
   CHECK(set.exit_code == 0);
   CHECK(set.out == "repo acme/app: default_branch=main cancel_superseded=false\n");
@@ -339,9 +349,10 @@ TEST_CASE("manual pipelines: inputs reach if and steps; bad inputs are refused e
   CHECK(first.at("cancel_superseded") == json::value(false));
 }
 
-TEST_CASE("cancel_superseded: a new push cancels the older pipeline of its branch and stops its "
-          "job's process tree; the new one keeps running",
-          "[e2e][triggers]") {
+TEST_CASE(
+    "cancel_superseded: a new push cancels the older pipeline of its branch and stops its "
+    "job's process tree; the new one keeps running",
+    "[e2e][triggers]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -392,9 +403,9 @@ TEST_CASE("cancel_superseded: a new push cancels the older pipeline of its branc
   started(new_id);
   // A push to another branch supersedes nothing.
   std::string dev_sha = MUST(repo.Commit({{"README", "dev\n"}}));
-  int64_t dev_delivery = MUST(c.Push(
-      Cluster::PushPayload(repo.clone_url(), kRepoName, dev_sha, "refs/heads/dev"), "push-3",
-      kSecret));
+  int64_t dev_delivery =
+      MUST(c.Push(Cluster::PushPayload(repo.clone_url(), kRepoName, dev_sha, "refs/heads/dev"),
+                  "push-3", kSecret));
   int64_t dev_id = MUST(c.WaitForPipelineOf(dev_delivery));
   started(dev_id);
   json::object new_p = MUST(c.ApiObject("GET", "/api/v1/pipelines/" + std::to_string(new_id)));

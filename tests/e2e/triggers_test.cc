@@ -52,8 +52,8 @@ TEST_CASE("branch filters, matrix expansion and if: exact jobs, logs and skips",
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM pipelines")) == 0);
 
   // A push to main: two matrix jobs, deploy after both, docs skipped by its if.
-  int64_t main_delivery = MUST(
-      c.Push(Cluster::PushPayload(repo.clone_url(), kRepoName, sha), "d-main", kSecret));
+  int64_t main_delivery =
+      MUST(c.Push(Cluster::PushPayload(repo.clone_url(), kRepoName, sha), "d-main", kSecret));
   int64_t pid = MUST(c.WaitForPipelineOf(main_delivery));
   json::object p = MUST(c.WaitForPipelineDone(pid));
   INFO(json::serialize(p) << "\n" << c.LogTails());

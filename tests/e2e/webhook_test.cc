@@ -138,7 +138,8 @@ TEST_CASE("a pipeline file with an unknown key gives a pipeline in error with th
 )yml";
   const std::string lint_message =
       ".assay.yml:5:5: jobs.build.retries: unknown key 'retries' "
-      "(allowed keys: needs, env, timeout, steps, if, retry, allow_failure, concurrency, priority, strategy, runs_on)";
+      "(allowed keys: needs, env, timeout, steps, if, retry, allow_failure, concurrency, priority, "
+      "strategy, runs_on)";
   int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", bad}});
   json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
   INFO(json::serialize(p) << "\n" << c.LogTails());
@@ -171,9 +172,10 @@ TEST_CASE("a pipeline file with an unknown key gives a pipeline in error with th
   CHECK(JsonString(fixed, "state") == "succeeded");
 }
 
-TEST_CASE("a pipeline file with several problems: every one in the message, the API's errors "
-          "and assay lint, the near miss of a missing key first",
-          "[e2e]") {
+TEST_CASE(
+    "a pipeline file with several problems: every one in the message, the API's errors "
+    "and assay lint, the near miss of a missing key first",
+    "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);

@@ -42,8 +42,8 @@ absl::StatusOr<std::unique_ptr<TmpfsDisk>> TmpfsDisk::Mount(int size_mb) {
   if (::mount("tmpfs", tmpl.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
     int err = errno;
     ::rmdir(tmpl.c_str());
-    return absl::InternalError(absl::StrCat("mount -t tmpfs -o ", opts, " ", tmpl, ": ",
-                                            strerror(err)));
+    return absl::InternalError(
+        absl::StrCat("mount -t tmpfs -o ", opts, " ", tmpl, ": ", strerror(err)));
   }
   return std::unique_ptr<TmpfsDisk>(new TmpfsDisk(tmpl));
 }
@@ -112,12 +112,8 @@ std::vector<PlannedFault> PlanFaults(const Config& config, std::mt19937_64& rng)
     f.agent = static_cast<int>(unit(rng) * kAgents) % kAgents;
     f.variant = unit(rng) < 0.5 ? 0 : 1;
     switch (kind) {
-      case FaultKind::kAgentKill:
-        f.hold = absl::Seconds(r * 2);
-        break;
-      case FaultKind::kServerKill:
-        f.hold = absl::Seconds(r * 1.5);
-        break;
+      case FaultKind::kAgentKill: f.hold = absl::Seconds(r * 2); break;
+      case FaultKind::kServerKill: f.hold = absl::Seconds(r * 1.5); break;
       case FaultKind::kPgRestart:
         // From well inside the lease (leases outlive it: reports sent meanwhile must still land)
         // to well past it (every running job's lease runs out).
@@ -126,12 +122,9 @@ std::vector<PlannedFault> PlanFaults(const Config& config, std::mt19937_64& rng)
       case FaultKind::kConnCut:
         // Stopped past the lease and a sweep: the server must give its jobs to other agents and
         // refuse what the agent sends when it wakes up.
-        f.hold = f.variant == 0 ? absl::ZeroDuration()
-                                : kLease + kSweep + absl::Seconds(0.5 + r);
+        f.hold = f.variant == 0 ? absl::ZeroDuration() : kLease + kSweep + absl::Seconds(0.5 + r);
         break;
-      case FaultKind::kDiskFull:
-        f.hold = absl::Seconds(3 + r * 2);
-        break;
+      case FaultKind::kDiskFull: f.hold = absl::Seconds(3 + r * 2); break;
     }
     out.push_back(f);
   }
@@ -182,8 +175,8 @@ absl::Status FaultDriver::Begin(const PlannedFault& planned, absl::Duration now)
         return absl::InternalError(absl::StrCat("agent ", AgentName(f.agent),
                                                 " did not die of SIGKILL:\n", agent->LogTail()));
       }
-      what = absl::StrCat("SIGKILL agent ", AgentName(f.agent), ", restart after ",
-                          Seconds(f.hold));
+      what =
+          absl::StrCat("SIGKILL agent ", AgentName(f.agent), ", restart after ", Seconds(f.hold));
       break;
     }
     case FaultKind::kServerKill: {
@@ -205,10 +198,10 @@ absl::Status FaultDriver::Begin(const PlannedFault& planned, absl::Duration now)
       if (f.variant == 0) {
         // Resets every agent's TCP connection to the server's gRPC port, as a network blip
         // would; the agents reconnect and resend what was not acknowledged.
-        const std::string port = cluster_.grpc_address().substr(
-            cluster_.grpc_address().rfind(':') + 1);
-        auto r = RunCommand({"ss", "-K", "dst", "127.0.0.1", "dport", "=", ":" + port}, "", {},
-                            {}, absl::Seconds(10));
+        const std::string port =
+            cluster_.grpc_address().substr(cluster_.grpc_address().rfind(':') + 1);
+        auto r = RunCommand({"ss", "-K", "dst", "127.0.0.1", "dport", "=", ":" + port}, "", {}, {},
+                            absl::Seconds(10));
         if (!r.ok()) return r.status();
         int cut = 0;
         for (absl::string_view line : absl::StrSplit(r->out, '\n', absl::SkipEmpty())) {
@@ -242,8 +235,7 @@ absl::Status FaultDriver::Heal() {
   active_.reset();
   heal_at_ = absl::InfiniteFuture();
   switch (f.kind) {
-    case FaultKind::kAgentKill:
-      return StartAgent(f.agent);
+    case FaultKind::kAgentKill: return StartAgent(f.agent);
     case FaultKind::kServerKill: {
       absl::Status s = cluster_.StartServer();
       if (s.ok()) server_up_since_ = absl::Now();
@@ -257,8 +249,7 @@ absl::Status FaultDriver::Heal() {
     case FaultKind::kConnCut:
       if (f.variant == 1) agents_[static_cast<size_t>(f.agent)]->Kill(SIGCONT);
       return absl::OkStatus();
-    case FaultKind::kDiskFull:
-      return disk_->Free();
+    case FaultKind::kDiskFull: return disk_->Free();
   }
   return absl::OkStatus();
 }

@@ -30,16 +30,11 @@ int64_t EnvInt(const char* name, int64_t fallback, int64_t min, int64_t max) {
 
 const char* FaultName(FaultKind kind) {
   switch (kind) {
-    case FaultKind::kAgentKill:
-      return "agent_kill";
-    case FaultKind::kServerKill:
-      return "server_kill";
-    case FaultKind::kPgRestart:
-      return "pg_restart";
-    case FaultKind::kConnCut:
-      return "conn_cut";
-    case FaultKind::kDiskFull:
-      return "disk_full";
+    case FaultKind::kAgentKill: return "agent_kill";
+    case FaultKind::kServerKill: return "server_kill";
+    case FaultKind::kPgRestart: return "pg_restart";
+    case FaultKind::kConnCut: return "conn_cut";
+    case FaultKind::kDiskFull: return "disk_full";
   }
   return "?";
 }
@@ -72,9 +67,9 @@ Config ConfigFromEnv() {
       auto it = std::find_if(kAllFaultKinds.begin(), kAllFaultKinds.end(),
                              [&](FaultKind k) { return FaultName(k) == std::string(name); });
       if (it == kAllFaultKinds.end()) {
-        throw std::runtime_error(absl::StrCat(
-            "FAULTS_KINDS: unknown kind '", std::string(name),
-            "' (known: agent_kill, server_kill, pg_restart, conn_cut, disk_full)"));
+        throw std::runtime_error(
+            absl::StrCat("FAULTS_KINDS: unknown kind '", std::string(name),
+                         "' (known: agent_kill, server_kill, pg_restart, conn_cut, disk_full)"));
       }
       if (std::find(c.kinds.begin(), c.kinds.end(), *it) == c.kinds.end()) c.kinds.push_back(*it);
     }
@@ -91,8 +86,7 @@ int Figures::total_faults() const {
 
 bool Figures::clean() const {
   return lost_lines == 0 && dup_lines == 0 && foreign_lines == 0 && stuck == 0 &&
-         results_not_one == 0 && not_succeeded == 0 && not_accepted == 0 &&
-         missing_pipelines == 0;
+         results_not_one == 0 && not_succeeded == 0 && not_accepted == 0 && missing_pipelines == 0;
 }
 
 std::string Figures::Line() const {
@@ -151,20 +145,19 @@ std::string PipelineFile() {
   // Each job: kLinesPerJob numbered lines, a 0.2 s pause after every third, so a job takes about
   // 2 s and a fault lands in the middle of many logs. `retry` on agent_lost only: a job never
   // fails by itself, so any failure is the system's.
-  const std::map<std::string, std::string> needs = {
-      {"build", ""}, {"lint", ""}, {"unit", "[build]"}, {"integration", "[build]"},
-      {"package", "[unit, integration]"}};
+  const std::map<std::string, std::string> needs = {{"build", ""},
+                                                    {"lint", ""},
+                                                    {"unit", "[build]"},
+                                                    {"integration", "[build]"},
+                                                    {"package", "[unit, integration]"}};
   std::string out = "jobs:\n";
   for (const std::string& name : JobNames()) {
     absl::StrAppend(&out, "  ", name, ":\n");
     if (!needs.at(name).empty()) absl::StrAppend(&out, "    needs: ", needs.at(name), "\n");
-    absl::StrAppend(&out, "    retry: { max: 10, on: [agent_lost] }\n",
-                    "    steps:\n",
-                    "      - run: |\n",
-                    "          for i in $(seq 1 ", kLinesPerJob, "); do\n",
+    absl::StrAppend(&out, "    retry: { max: 10, on: [agent_lost] }\n", "    steps:\n",
+                    "      - run: |\n", "          for i in $(seq 1 ", kLinesPerJob, "); do\n",
                     "            echo \"$ASSAY_JOB_NAME a$ASSAY_ATTEMPT line $i\"\n",
-                    "            if [ $((i % 3)) = 0 ]; then sleep 0.2; fi\n",
-                    "          done\n");
+                    "            if [ $((i % 3)) = 0 ]; then sleep 0.2; fi\n", "          done\n");
   }
   return out;
 }

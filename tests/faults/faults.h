@@ -64,12 +64,12 @@ struct Figures {
   std::array<int, kFaultKinds> faults{};  // injected, by kind
   int lost_lines = 0;
   int dup_lines = 0;
-  int foreign_lines = 0;     // lines in a job's log that are not its last attempt's numbered lines
-  int stuck = 0;             // jobs left unfinished, or whose lease ran out unswept
-  int results_not_one = 0;   // jobs without exactly one attempt with a final result
-  int not_succeeded = 0;     // jobs that did not end 'succeeded' (none of them fails by itself)
-  int not_accepted = 0;      // webhooks the server never answered 202
-  int missing_pipelines = 0; // accepted webhooks without a planned pipeline of all its jobs
+  int foreign_lines = 0;      // lines in a job's log that are not its last attempt's numbered lines
+  int stuck = 0;              // jobs left unfinished, or whose lease ran out unswept
+  int results_not_one = 0;    // jobs without exactly one attempt with a final result
+  int not_succeeded = 0;      // jobs that did not end 'succeeded' (none of them fails by itself)
+  int not_accepted = 0;       // webhooks the server never answered 202
+  int missing_pipelines = 0;  // accepted webhooks without a planned pipeline of all its jobs
 
   int total_faults() const;
   bool clean() const;

@@ -134,8 +134,7 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
   testing::ClusterOptions options;
   options.binary_dir = ASSAY_BINARY_DIR;
   options.admin_dsn = pg->admin_dsn();
-  options.server_flags = {"--lease", absl::FormatDuration(kLease), "--heartbeat-interval",
-                          "300ms"};
+  options.server_flags = {"--lease", absl::FormatDuration(kLease), "--heartbeat-interval", "300ms"};
   Cluster c(options);
   if (disk) {
     // Why a symlink: Cluster puts the data dir at <dir>/server-data and removes <dir> at the end;
@@ -160,8 +159,8 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
     for (int i = 0; i < cfg.pipelines; ++i) times.push_back(when(hook_rng));
     std::sort(times.begin(), times.end());
     for (double t : times) {
-      deliveries.push_back({absl::StrCat("faults-", seed, "-", deliveries.size() + 1),
-                            absl::Seconds(t)});
+      deliveries.push_back(
+          {absl::StrCat("faults-", seed, "-", deliveries.size() + 1), absl::Seconds(t)});
     }
   }
 
@@ -243,8 +242,8 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
           }
         }
         for (; moved < 2; ++moved) {
-          deliveries.push_back({absl::StrCat("faults-", seed, "-", deliveries.size() + 1),
-                                elapsed()});
+          deliveries.push_back(
+              {absl::StrCat("faults-", seed, "-", deliveries.size() + 1), elapsed()});
         }
       }
     }
@@ -266,8 +265,8 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
     unfinished = n.ok() ? absl::StrCat(*n, " webhook(s) without a finished pipeline")
                         : std::string(n.status().message());
     if (absl::Now() >= drain_deadline) {
-      problems.Add("drain", absl::StrCat("after ", absl::FormatDuration(cfg.drain), ": ",
-                                         unfinished));
+      problems.Add("drain",
+                   absl::StrCat("after ", absl::FormatDuration(cfg.drain), ": ", unfinished));
       break;
     }
     absl::SleepFor(absl::Milliseconds(200));
@@ -280,8 +279,8 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
   for (const Delivery& d : deliveries) {
     if (!d.accepted) {
       ++fig.not_accepted;
-      problems.Add("not_accepted", absl::StrCat(d.guid, " after ", d.tries, " tries, last: ",
-                                                d.last_answer));
+      problems.Add("not_accepted",
+                   absl::StrCat(d.guid, " after ", d.tries, " tries, last: ", d.last_answer));
     }
   }
   auto rows = MUST(c.Query(
@@ -324,8 +323,8 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
     const std::string where =
         absl::StrCat("job ", id, " (", name, " of pipeline ", *r[5], ") ", state, " attempt ",
                      *r[3], " '", *r[4], "' attempts [", r[7].value_or(""), "]");
-    const bool finished = state != "pending" && state != "queued" && state != "assigned" &&
-                          state != "running";
+    const bool finished =
+        state != "pending" && state != "queued" && state != "assigned" && state != "running";
     if (!finished && stuck_jobs.insert(id).second) problems.Add("stuck", where + " at the end");
     if (*r[6] != "1") {
       ++fig.results_not_one;
@@ -347,9 +346,9 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
     fig.dup_lines += n.duplicated;
     fig.foreign_lines += n.foreign;
     if (n.lost + n.duplicated + n.foreign > 0) {
-      problems.Add("log", absl::StrCat(where, ": lost ", n.lost, ", duplicated ", n.duplicated,
-                                       ", foreign ", n.foreign, "; log:\n",
-                                       testing::Tail(*log, 600)));
+      problems.Add(
+          "log", absl::StrCat(where, ": lost ", n.lost, ", duplicated ", n.duplicated, ", foreign ",
+                              n.foreign, "; log:\n", testing::Tail(*log, 600)));
     }
   }
   fig.stuck = static_cast<int>(stuck_jobs.size());
@@ -360,8 +359,8 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
   if (!fig.clean()) {
     absl::StrAppend(&result.report, "problems (at most ", kExamples, " of each kind):\n",
                     problems.text(), "--- server warnings (last 40) ---\n",
-                    ServerWarnings(c.dir(), 40), "--- postgres log (tail) ---\n",
-                    pg->LogTail(1500), "\n", c.LogTails());
+                    ServerWarnings(c.dir(), 40), "--- postgres log (tail) ---\n", pg->LogTail(1500),
+                    "\n", c.LogTails());
   }
   return result;
 }
@@ -370,8 +369,8 @@ RunResult RunOnce(const Config& config, uint64_t seed) {
 // verdict. Why: a failure seen once can be replayed with its seed long after the output scrolled.
 void RecordRun(const Figures& f) {
   std::ofstream out(std::string(ASSAY_BINARY_DIR) + "/faults-runs.log", std::ios::app);
-  out << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()) << " "
-      << f.Line() << " " << (f.clean() ? "PASS" : "FAIL") << "\n";
+  out << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()) << " " << f.Line()
+      << " " << (f.clean() ? "PASS" : "FAIL") << "\n";
 }
 
 TEST_CASE("CountLines counts lost, duplicated and foreign lines exactly", "[faults]") {
@@ -390,9 +389,10 @@ TEST_CASE("CountLines counts lost, duplicated and foreign lines exactly", "[faul
   CHECK(count("") == std::vector<int>{3, 0, 0});
 }
 
-TEST_CASE("a pipeline mix outlives killed agents, server and PostgreSQL, cut connections and a "
-          "full disk: nothing lost, duplicated or stuck",
-          "[faults]") {
+TEST_CASE(
+    "a pipeline mix outlives killed agents, server and PostgreSQL, cut connections and a "
+    "full disk: nothing lost, duplicated or stuck",
+    "[faults]") {
   const Config config = ConfigFromEnv();
   for (int run = 0; run < config.runs; ++run) {
     const uint64_t seed = config.seed + static_cast<uint64_t>(run);
@@ -404,8 +404,8 @@ TEST_CASE("a pipeline mix outlives killed agents, server and PostgreSQL, cut con
     RecordRun(r.figures);
     std::cout << r.report << "faults: " << r.figures.Line() << std::endl;
     // The report (fault log, problems, process logs) went to stdout above.
-    INFO("faults: " << r.figures.Line() << "\nreplay: FAULTS_SEED=" << seed << " FAULTS_JOBS="
-                    << config.pipelines * kJobsPerPipeline);
+    INFO("faults: " << r.figures.Line() << "\nreplay: FAULTS_SEED=" << seed
+                    << " FAULTS_JOBS=" << config.pipelines * kJobsPerPipeline);
     CHECK(r.figures.lost_lines == 0);
     CHECK(r.figures.dup_lines == 0);
     CHECK(r.figures.foreign_lines == 0);

@@ -42,8 +42,8 @@ namespace {
 // missing: a TSan build without its mutex annotations would only report noise.
 void* Real(const char* suffix, bool is_const = false) {
   const std::string ns = ASSAY_STR(ABSL_OPTION_INLINE_NAMESPACE_NAME);
-  const std::string name = std::string(is_const ? "_ZNK4absl" : "_ZN4absl") +
-                           std::to_string(ns.size()) + ns + suffix;
+  const std::string name =
+      std::string(is_const ? "_ZNK4absl" : "_ZN4absl") + std::to_string(ns.size()) + ns + suffix;
   void* f = dlsym(RTLD_NEXT, name.c_str());
   if (f == nullptr) {
     std::fprintf(stderr, "tsan_absl_mutex: %s not found in libabsl\n", name.c_str());
@@ -53,15 +53,15 @@ void* Real(const char* suffix, bool is_const = false) {
 }
 
 // REAL(Type, "suffix", args...): call the library's definition once looked up.
-#define REAL(Fn, suffix, ...)                                     \
-  ([&] {                                                          \
-    static const auto f = reinterpret_cast<Fn>(Real(suffix));     \
-    return f(__VA_ARGS__);                                        \
+#define REAL(Fn, suffix, ...)                                 \
+  ([&] {                                                      \
+    static const auto f = reinterpret_cast<Fn>(Real(suffix)); \
+    return f(__VA_ARGS__);                                    \
   }())
-#define REAL_CONST(Fn, suffix, ...)                               \
-  ([&] {                                                          \
+#define REAL_CONST(Fn, suffix, ...)                                 \
+  ([&] {                                                            \
     static const auto f = reinterpret_cast<Fn>(Real(suffix, true)); \
-    return f(__VA_ARGS__);                                        \
+    return f(__VA_ARGS__);                                          \
   }())
 
 // Calls from inside the library into its own interposed entry points (AwaitWithTimeout calls
@@ -74,8 +74,8 @@ struct Inside {
 };
 #define ANNOTATE(call) (t_depth == 1 ? (void)(call) : (void)0)
 
-using absl::CondVar;
 using absl::Condition;
+using absl::CondVar;
 using absl::Duration;
 using absl::Mutex;
 using absl::Notification;
@@ -114,7 +114,10 @@ Mutex::~Mutex() {
 
 void Mutex::Lock() {
   Inside inside;
-  Locked(this, 0, [&] { REAL(void (*)(Mutex*), "5Mutex4LockEv", this); return 0; });
+  Locked(this, 0, [&] {
+    REAL(void (*)(Mutex*), "5Mutex4LockEv", this);
+    return 0;
+  });
 }
 
 void Mutex::ReaderLock() {
@@ -178,8 +181,7 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   Inside inside;
   return Locked(this, 0, [&] {
     return REAL(bool (*)(Mutex*, const Condition&, Duration),
-                "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE", this, cond,
-                timeout);
+                "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE", this, cond, timeout);
   });
 }
 
@@ -187,8 +189,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   Inside inside;
   return Locked(this, 0, [&] {
     return REAL(bool (*)(Mutex*, const Condition&, Time),
-                "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE", this, cond,
-                deadline);
+                "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE", this, cond, deadline);
   });
 }
 
@@ -257,18 +258,18 @@ void Notification::WaitForNotification() const {
 
 bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
   Inside inside;
-  const bool notified = REAL_CONST(bool (*)(const Notification*, Duration),
-                                   "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE",
-                                   this, timeout);
+  const bool notified =
+      REAL_CONST(bool (*)(const Notification*, Duration),
+                 "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE", this, timeout);
   if (notified) ANNOTATE(__tsan_acquire(const_cast<Notification*>(this)));
   return notified;
 }
 
 bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
   Inside inside;
-  const bool notified = REAL_CONST(bool (*)(const Notification*, Time),
-                                   "12Notification31WaitForNotificationWithDeadlineENS0_4TimeE",
-                                   this, deadline);
+  const bool notified =
+      REAL_CONST(bool (*)(const Notification*, Time),
+                 "12Notification31WaitForNotificationWithDeadlineENS0_4TimeE", this, deadline);
   if (notified) ANNOTATE(__tsan_acquire(const_cast<Notification*>(this)));
   return notified;
 }

@@ -143,7 +143,8 @@ absl::Status Cluster::StartServerOnce() {
 }
 
 absl::StatusOr<int> Cluster::StartReplica() {
-  if (server_ == nullptr) return absl::FailedPreconditionError("StartReplica: start the server first");
+  if (server_ == nullptr)
+    return absl::FailedPreconditionError("StartReplica: start the server first");
   const int index = static_cast<int>(replicas_.size());
   const std::string data = absl::StrCat(dir_, "/replica-", index, "-data");
   std::error_code ec;

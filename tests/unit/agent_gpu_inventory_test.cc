@@ -86,7 +86,7 @@ std::string EightH100Lines(bool reversed) {
   for (int k = 0; k < 8; ++k) {
     int i = reversed ? 7 - k : k;
     std::string l = line;
-    l.replace(0, 1, std::to_string(i));                         // "0, GPU-..." → "i, GPU-..."
+    l.replace(0, 1, std::to_string(i));  // "0, GPU-..." → "i, GPU-..."
     l.replace(l.find("3580,"), 5, "358" + std::to_string(i) + ",");  // distinct UUIDs
     out += l;
   }
@@ -173,7 +173,8 @@ TEST_CASE("eight GPUs built from the H100 capture (distinct indices and UUIDs)",
 }
 
 TEST_CASE("malformed CSV gives exact errors", "[gpu]") {
-  CHECK(CsvError("0, GPU-a, H100\n") == "line 1: expected at least 8 comma-separated fields, got 3");
+  CHECK(CsvError("0, GPU-a, H100\n") ==
+        "line 1: expected at least 8 comma-separated fields, got 3");
   CHECK(CsvError("\n0, GPU-a, H100, 1.0, lots, 0, 0, 0\n") ==
         "line 2, field memory.total: expected a number of MiB, got \"lots\"");
   CHECK(CsvError("0, GPU-a, H100, 1.0, 80 GiB, 0, 0, 0\n") ==
@@ -229,8 +230,10 @@ TEST_CASE("LoadGpuInventoryFile names the file", "[gpu]") {
   TempDir dir;
   auto missing = LoadGpuInventoryFile(dir.path + "/nope.csv");
   CHECK(missing.status().code() == absl::StatusCode::kNotFound);
-  CHECK(missing.status().message() == dir.path + "/nope.csv: cannot read: No such file or directory");
-  std::string bad = dir.Write("bad.csv", "0, GPU-a, H100, 1.0, 1, 0, 0, 0\n1, GPU-b, H100, 1.0, ?, 0, 0, 0\n");
+  CHECK(missing.status().message() ==
+        dir.path + "/nope.csv: cannot read: No such file or directory");
+  std::string bad =
+      dir.Write("bad.csv", "0, GPU-a, H100, 1.0, 1, 0, 0, 0\n1, GPU-b, H100, 1.0, ?, 0, 0, 0\n");
   auto r = LoadGpuInventoryFile(bad);
   CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK(r.status().message() ==
@@ -266,8 +269,8 @@ TEST_CASE("DiscoverGpus falls back to nvidia-smi", "[gpu]") {
   auto script = [&](const std::string& body) {
     dir.Write("nvidia-smi", "#!/bin/sh\n" + body, true);
   };
-  std::string expected_args = std::string("--query-gpu=") + kNvidiaSmiQueryColumns +
-                              " --format=csv,noheader,nounits";
+  std::string expected_args =
+      std::string("--query-gpu=") + kNvidiaSmiQueryColumns + " --format=csv,noheader,nounits";
   SECTION("busy H200 capture") {
     script("[ \"$*\" = \"" + expected_args + "\" ] || { echo \"bad args: $*\"; exit 2; }\n" +
            "cat '" + kFixtures + "h200-busy-query.csv'\n");
@@ -286,8 +289,9 @@ TEST_CASE("DiscoverGpus falls back to nvidia-smi", "[gpu]") {
     CHECK((*r)[7].uuid == "GPU-f59ac33c-6356-994b-b157-37f8419b3587");
   }
   SECTION("a failing nvidia-smi is kUnavailable with its first line") {
-    script("echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
-           "driver.\"\necho second line\nexit 9\n");
+    script(
+        "echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
+        "driver.\"\necho second line\nexit 9\n");
     auto r = DiscoverGpus({kNoNvml, "nvidia-smi", dir.path});
     CHECK(r.status().code() == absl::StatusCode::kUnavailable);
     CHECK(r.status().message() ==

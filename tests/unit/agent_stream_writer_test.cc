@@ -63,12 +63,14 @@ class GatedStream {
   std::vector<uint64_t> written_ ABSL_GUARDED_BY(mu_);
 };
 
-TEST_CASE("stream writer: pushes do not wait for a blocked write; a full queue drops and "
-          "calls the overflow once", "[agent]") {
+TEST_CASE(
+    "stream writer: pushes do not wait for a blocked write; a full queue drops and "
+    "calls the overflow once",
+    "[agent]") {
   GatedStream stream;
   int overflows = 0;
-  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); },
-                 [&] { ++overflows; }, /*max_messages=*/3, /*max_bytes=*/1 << 20);
+  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); }, [&] { ++overflows; },
+                 /*max_messages=*/3, /*max_bytes=*/1 << 20);
   REQUIRE(w.Push(Log(1)));
   REQUIRE(stream.AwaitEntered(1));  // the writer is stuck in the first write
   CHECK(w.Push(Log(2)));
@@ -89,8 +91,8 @@ TEST_CASE("stream writer: the byte bound", "[agent]") {
   GatedStream stream;
   int overflows = 0;
   const size_t kOne = Log(1, 1000).ByteSizeLong();
-  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); },
-                 [&] { ++overflows; }, /*max_messages=*/100, /*max_bytes=*/2 * kOne);
+  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); }, [&] { ++overflows; },
+                 /*max_messages=*/100, /*max_bytes=*/2 * kOne);
   REQUIRE(w.Push(Log(1, 1000)));
   REQUIRE(stream.AwaitEntered(1));
   CHECK(w.Push(Log(2, 1000)));
@@ -105,8 +107,8 @@ TEST_CASE("stream writer: the byte bound", "[agent]") {
 TEST_CASE("stream writer: a broken stream or Close drops what follows", "[agent]") {
   GatedStream stream;
   int overflows = 0;
-  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); },
-                 [&] { ++overflows; }, 10, 1 << 20);
+  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); }, [&] { ++overflows; },
+                 10, 1 << 20);
   REQUIRE(w.Push(Log(1)));
   REQUIRE(stream.AwaitEntered(1));
   stream.Release(/*broken=*/true);
@@ -129,8 +131,8 @@ TEST_CASE("stream writer: a paced backlog waits for room and leaves half the que
           "[agent]") {
   GatedStream stream;
   int overflows = 0;
-  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); },
-                 [&] { ++overflows; }, /*max_messages=*/4, /*max_bytes=*/1 << 20);
+  StreamWriter w([&](const v1::AgentMessage& m) { return stream.Write(m); }, [&] { ++overflows; },
+                 /*max_messages=*/4, /*max_bytes=*/1 << 20);
   REQUIRE(w.Push(Log(1)));
   REQUIRE(stream.AwaitEntered(1));
   REQUIRE(w.PushWhenRoom(Log(2)));

@@ -76,9 +76,8 @@ TEST_CASE("repo add posts the repo and prints its id and name") {
   CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/repos");
   CHECK(server.requests[0].headers ==
         HttpHeaders{{"Accept", "application/json"}, {"Authorization", "Bearer tok"}});
-  CHECK(server.requests[0].body ==
-        R"({"name":"demo","clone_url":"https://git/x.git",)"
-        R"("provider":"gitea","webhook_secret":"s3"})");
+  CHECK(server.requests[0].body == R"({"name":"demo","clone_url":"https://git/x.git",)"
+                                   R"("provider":"gitea","webhook_secret":"s3"})");
 }
 
 TEST_CASE("repo add reads --secret-file and leaves unset fields out") {
@@ -273,8 +272,7 @@ TEST_CASE("queue prints waiting jobs with their reason") {
   CHECK(RunCli(server, {"queue"}).out == "queue is empty\n");
 }
 
-constexpr char kRepos[] =
-    R"({"repos": [{"id": 3, "name": "acme/app"}, {"id": 12, "name": "7"}]})";
+constexpr char kRepos[] = R"({"repos": [{"id": 3, "name": "acme/app"}, {"id": 12, "name": "7"}]})";
 
 TEST_CASE("run finds the repo by name, posts branch and inputs, prints the pipeline id") {
   FakeServer server;
@@ -289,8 +287,7 @@ TEST_CASE("run finds the repo by name, posts branch and inputs, prints the pipel
   CHECK(server.requests[0].url == "http://127.0.0.1:9/api/v1/repos");
   CHECK(server.requests[1].method == "POST");
   CHECK(server.requests[1].url == "http://127.0.0.1:9/api/v1/repos/3/pipelines");
-  CHECK(boost::json::parse(server.requests[1].body) ==
-        boost::json::parse(R"({"branch": "dev",
+  CHECK(boost::json::parse(server.requests[1].body) == boost::json::parse(R"({"branch": "dev",
                                "inputs": {"model": "large", "note": "a=b", "empty": ""}})"));
 
   // Without --branch the server picks the default branch; a numeric REPO that no repository
@@ -308,10 +305,9 @@ TEST_CASE("run finds the repo by name, posts branch and inputs, prints the pipel
   CHECK(missing.code == 1);
   CHECK(missing.err == "assay: no repository named 'nope'\n");
 
-  server.queued = {{200, kRepos, {}},
-                   {400,
-                    R"({"error": {"code": "invalid_argument", "message": "input 'n' is required"}})",
-                    {}}};
+  server.queued = {
+      {200, kRepos, {}},
+      {400, R"({"error": {"code": "invalid_argument", "message": "input 'n' is required"}})", {}}};
   Result bad = RunCli(server, {"run", "acme/app"});
   CHECK(bad.code == 1);
   CHECK(bad.err == "assay: 400 invalid_argument: input 'n' is required\n");
@@ -321,7 +317,8 @@ TEST_CASE("run finds the repo by name, posts branch and inputs, prints the pipel
   CHECK(usage.code == 2);
   CHECK(usage.err ==
         "assay: --input must be NAME=VALUE, got 'novalue'\nRun 'assay --help' for usage.\n");
-  CHECK(RunCli(server, {"run"}).err == "assay: 'assay run' needs a REPO\nRun 'assay --help' for usage.\n");
+  CHECK(RunCli(server, {"run"}).err ==
+        "assay: 'assay run' needs a REPO\nRun 'assay --help' for usage.\n");
   CHECK(RunCli(server, {"run", "a", "--branch", "x", "--branch", "y"}).err ==
         "assay: option --branch given more than once\nRun 'assay --help' for usage.\n");
   CHECK(server.requests.size() == before);
@@ -330,7 +327,8 @@ TEST_CASE("run finds the repo by name, posts branch and inputs, prints the pipel
 TEST_CASE("repo set patches the settings it is given") {
   FakeServer server;
   server.queued = {{200, kRepos, {}},
-                   {200, R"({"id": 3, "name": "acme/app", "default_branch": "trunk",
+                   {200,
+                    R"({"id": 3, "name": "acme/app", "default_branch": "trunk",
                              "cancel_superseded": true})",
                     {}}};
   Result result = RunCli(server, {"repo", "set", "acme/app", "--default-branch", "trunk",
@@ -543,7 +541,8 @@ TEST_CASE("repo commit-status --off DELETEs; usage errors are exact") {
   const std::string tail = "Run 'assay --help' for usage.\n";
   CHECK(usage({"repo", "commit-status", "acme/app", "--api-url", "https://x"}) ==
         "assay: 'assay repo commit-status' needs --api-url URL and --token-file FILE (or "
-        "--off)\n" + tail);
+        "--off)\n" +
+            tail);
   CHECK(usage({"repo", "commit-status", "acme/app", "--off", "--api-url", "https://x"}) ==
         "assay: 'assay repo commit-status --off' takes no other options\n" + tail);
   CHECK(usage({"repo", "commit-status"}) ==

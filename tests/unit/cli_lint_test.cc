@@ -96,8 +96,8 @@ TEST_CASE("lint: a typo'd required key leads, before the missing key it causes")
   Result result = RunCli({"lint", file});
   CHECK(result.code == 1);
   CHECK(result.out ==
-        file + ":4:5: jobs.build.stepz: unknown key 'stepz' (did you mean 'steps'?)\n" +
-            file + ":2:3: jobs.build.steps: missing required key 'steps'\n" + file +
+        file + ":4:5: jobs.build.stepz: unknown key 'stepz' (did you mean 'steps'?)\n" + file +
+            ":2:3: jobs.build.steps: missing required key 'steps'\n" + file +
             ":3:14: jobs.build.timeout: invalid duration \"10x\": expected a number followed by "
             "s, m or h (e.g. 30s, 10m, 1h30m)\n");
   CHECK(result.err.empty());

@@ -94,8 +94,7 @@ std::string Checked(std::vector<const char*> args) {
   return c.ok() ? "ok" : std::string(c.status().message());
 }
 
-TEST_CASE("config: every value is checked against its option's rule, for each source",
-          "[config]") {
+TEST_CASE("config: every value is checked against its option's rule, for each source", "[config]") {
   // Defaults pass, and so do values at both ends of each range.
   CHECK(Checked({}) == "ok");
   CHECK(Checked({"--body-limit-mb", "1", "--lease", "1s", "--grace", "0", "--memory-gb", "0",

@@ -47,7 +47,8 @@ TEST_CASE("crypto: VerifyHmacSha256Signature", "[unit][crypto]") {
   expect("sha1=" + std::string(40, 'a'), "signature must start with \"sha256=\"");
   expect("SHA256=" + hex, "signature must start with \"sha256=\"");
   expect("sha256", "signature must start with \"sha256=\"");
-  expect("sha256=" + hex.substr(0, 63), "signature must be 64 hex characters after the prefix, got 63");
+  expect("sha256=" + hex.substr(0, 63),
+         "signature must be 64 hex characters after the prefix, got 63");
   expect("sha256=" + hex + "00", "signature must be 64 hex characters after the prefix, got 66");
   expect("sha256=", "signature must be 64 hex characters after the prefix, got 0");
   expect("sha256=" + hex, "signature must be 64 hex characters after the prefix, got 71", "");

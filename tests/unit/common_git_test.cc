@@ -147,8 +147,7 @@ TEST_CASE("GitMirror keeps each fetch as a pack, never as loose objects", "[git]
   CHECK(packs == 2);
 }
 
-TEST_CASE("GitMirror: a commit whose tree is missing is unavailable, not a missing file",
-          "[git]") {
+TEST_CASE("GitMirror: a commit whose tree is missing is unavailable, not a missing file", "[git]") {
   SourceRepo src;
   const std::string sha = src.Init();
   GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url);

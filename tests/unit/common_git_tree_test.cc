@@ -26,12 +26,12 @@ TEST_CASE("ParseTreeObject reads every entry", "[git]") {
 TEST_CASE("ParseTreeObject refuses malformed trees", "[git]") {
   const std::string good = Entry("100644", "a", 'x');
   for (const std::string& bad : {
-           good.substr(0, good.size() - 1),            // sha cut short
-           std::string("100644 a"),                   // no NUL
+           good.substr(0, good.size() - 1),                                       // sha cut short
+           std::string("100644 a"),                                               // no NUL
            std::string("100644a") + std::string(1, '\0') + std::string(20, 'x'),  // no space
            Entry("-1", "a", 'x'), Entry("10x644", "a", 'x'), Entry("", "a", 'x'),
-           Entry("12345670", "a", 'x'),               // 8 digits
-           good + "1",                                // trailing bytes
+           Entry("12345670", "a", 'x'),  // 8 digits
+           good + "1",                   // trailing bytes
        }) {
     absl::StatusOr<std::vector<TreeEntry>> entries = ParseTreeObject(bad);
     CHECK(entries.status().code() == absl::StatusCode::kDataLoss);

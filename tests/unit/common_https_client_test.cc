@@ -79,8 +79,8 @@ TEST_CASE("https: untrusted, self-signed and wrong-name certificates fail with t
 }
 
 TEST_CASE("https: bad CA file, bad URL, timeout", "[unit][https]") {
-  auto missing = HttpsFetch("GET", "https://localhost:1/", {}, "", absl::Seconds(5),
-                            {"/nonexistent/ca.pem"});
+  auto missing =
+      HttpsFetch("GET", "https://localhost:1/", {}, "", absl::Seconds(5), {"/nonexistent/ca.pem"});
   CHECK(missing.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK(missing.status().message() ==
         "cannot load CA file '/nonexistent/ca.pem': No such file or directory");

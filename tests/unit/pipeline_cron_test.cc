@@ -14,7 +14,9 @@ absl::Time At(const std::string& text) {
   return t;
 }
 
-std::string Fmt(absl::Time t) { return absl::FormatTime("%Y-%m-%d %H:%M %a", t, absl::UTCTimeZone()); }
+std::string Fmt(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M %a", t, absl::UTCTimeZone());
+}
 
 std::string Next(const std::string& cron, const std::string& after) {
   absl::StatusOr<CronSchedule> s = CronSchedule::Parse(cron);
@@ -101,8 +103,10 @@ TEST_CASE("cron: exact error messages") {
   CHECK(Err("*/x * * * *") == "cron field 1 (minute): step 'x' is not a number");
   CHECK(Err("0 5-3 * * *") == "cron field 2 (hour): range 5-3 is reversed");
   CHECK(Err("0 - * * *") == "cron field 2 (hour): missing number");
-  CHECK(Err("0 0 30 2 *") == "cron field 3 (day-of-month): day 30 never occurs in the months of field 4");
-  CHECK(Err("0 0 31 4,6 *") == "cron field 3 (day-of-month): day 31 never occurs in the months of field 4");
+  CHECK(Err("0 0 30 2 *") ==
+        "cron field 3 (day-of-month): day 30 never occurs in the months of field 4");
+  CHECK(Err("0 0 31 4,6 *") ==
+        "cron field 3 (day-of-month): day 31 never occurs in the months of field 4");
 }
 
 }  // namespace

@@ -77,10 +77,10 @@ TEST_CASE("expr: exact parse errors") {
   CHECK(Err("startsWith(branch, 'x'") == "column 23: expected ')' after arguments to startsWith");
   CHECK(Err("contains(a") ==
         "column 10: unknown identifier 'a' (expected branch, tag, event, inputs.NAME or env.NAME)");
-  CHECK(Err("startsWith(branch 'x')") ==
-        "column 19: expected ',' between arguments to startsWith");
+  CHECK(Err("startsWith(branch 'x')") == "column 19: expected ',' between arguments to startsWith");
   CHECK(Err("startsWith == 'x'") == "column 12: expected '(' after startsWith");
-  CHECK(Err("foo(branch, 'x')") == "column 1: unknown function 'foo' (expected startsWith or contains)");
+  CHECK(Err("foo(branch, 'x')") ==
+        "column 1: unknown function 'foo' (expected startsWith or contains)");
   CHECK(Err("branch == 'main") == "column 11: unterminated string");
   CHECK(Err("branch = 'main'") == "column 8: unexpected character '='");
   CHECK(Err("branch ==") == "column 10: expected a value, got end of expression");

@@ -74,8 +74,8 @@ TEST_CASE("glob: ValidateGlob messages") {
 }
 
 TEST_CASE("glob: branch filters with main, dev, staging, feature/x, release/**") {
-  const std::vector<std::string> branches = {"main", "dev", "staging", "feature/x",
-                                             "release/1.0", "release/2/rc"};
+  const std::vector<std::string> branches = {"main",      "dev",         "staging",
+                                             "feature/x", "release/1.0", "release/2/rc"};
   auto matching = [&](const std::vector<std::string>& filters) {
     std::vector<std::string> out;
     for (const std::string& b : branches) {

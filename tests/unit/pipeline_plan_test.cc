@@ -222,7 +222,8 @@ TEST_CASE("plan: errors") {
 
   spec = Spec("jobs: {a: {steps: [x]}}\n");
   spec.jobs[0].needs = {"zz"};
-  CHECK(PlanJobs(spec, {}).status() == absl::InvalidArgumentError("jobs.a.needs: unknown job 'zz'"));
+  CHECK(PlanJobs(spec, {}).status() ==
+        absl::InvalidArgumentError("jobs.a.needs: unknown job 'zz'"));
 }
 
 }  // namespace
@@ -280,12 +281,18 @@ TEST_CASE("manual inputs: defaults, types and exact errors", "[triggers]") {
   using Map = std::map<std::string, std::string>;
   auto ok = ResolveManualInputs(manual, {{"steps", "12"}});
   REQUIRE(ok.ok());
-  CHECK(*ok == Map{{"model", "small"}, {"steps", "12"}, {"dry", "false"}, {"note", ""},
-                   {"tag", "v0"}});
-  ok = ResolveManualInputs(manual, {{"steps", "-1.5"}, {"model", "large"}, {"dry", "true"},
-                                    {"note", "hi there"}, {"tag", "v2"}});
+  CHECK(*ok ==
+        Map{{"model", "small"}, {"steps", "12"}, {"dry", "false"}, {"note", ""}, {"tag", "v0"}});
+  ok = ResolveManualInputs(manual, {{"steps", "-1.5"},
+                                    {"model", "large"},
+                                    {"dry", "true"},
+                                    {"note", "hi there"},
+                                    {"tag", "v2"}});
   REQUIRE(ok.ok());
-  CHECK(*ok == Map{{"model", "large"}, {"steps", "-1.5"}, {"dry", "true"}, {"note", "hi there"},
+  CHECK(*ok == Map{{"model", "large"},
+                   {"steps", "-1.5"},
+                   {"dry", "true"},
+                   {"note", "hi there"},
                    {"tag", "v2"}});
 
   auto Error = [&](const Map& given) {

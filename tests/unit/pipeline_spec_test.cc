@@ -111,12 +111,14 @@ TEST_CASE("unknown keys: a suggestion within edit distance 2, else the allowed k
   CHECK(Lint("jobs:\n  a:\n    timout: 10m\n    steps: [x]\n") ==
         Lines{"3:5: jobs.a.timout: unknown key 'timout' (did you mean 'timeout'?)"});
   CHECK(Lint("jobs:\n  a:\n    image: x\n    steps: [x]\n") ==
-        Lines{"3:5: jobs.a.image: unknown key 'image' (allowed keys: needs, env, timeout, steps, if, retry, allow_failure, concurrency, priority, strategy, runs_on)"});
+        Lines{"3:5: jobs.a.image: unknown key 'image' (allowed keys: needs, env, timeout, steps, "
+              "if, retry, allow_failure, concurrency, priority, strategy, runs_on)"});
   CHECK(Lint("job:\n  a: {steps: [x]}\n") ==
         Lines{"1:1: job: unknown key 'job' (did you mean 'jobs'?)",
               "1:1: jobs: missing required key 'jobs'"});
   CHECK(Lint("jobs: {a: {steps: [x]}}\non: push\n") ==
-        Lines{"2:5: on: on must be a mapping of events (push, pull_request, schedule, manual), got a string"});
+        Lines{"2:5: on: on must be a mapping of events (push, pull_request, schedule, manual), got "
+              "a string"});
   CHECK(Lint("jobs:\n  a:\n    steps:\n      - nme: x\n        run: y\n") ==
         Lines{"4:9: jobs.a.steps[0].nme: unknown key 'nme' (did you mean 'name'?)"});
 }
@@ -124,8 +126,7 @@ TEST_CASE("unknown keys: a suggestion within edit distance 2, else the allowed k
 TEST_CASE("an unknown key that is a near miss of a missing required key leads the errors") {
   // Without the lead, "missing required key 'steps'" (at the job's name, 2:3) came first and
   // the cause, two lines below, was one of "(and 2 more errors)".
-  const std::string typo =
-      "jobs:\n  build:\n    timeout: 10x\n    stepz:\n      - run: make\n";
+  const std::string typo = "jobs:\n  build:\n    timeout: 10x\n    stepz:\n      - run: make\n";
   CHECK(Lint(typo) ==
         Lines{"4:5: jobs.build.stepz: unknown key 'stepz' (did you mean 'steps'?)",
               "2:3: jobs.build.steps: missing required key 'steps'",

@@ -47,7 +47,8 @@ jobs:
   absl::StatusOr<PipelineSpec> spec = ParsePipelineSpec(yaml);
   REQUIRE(spec.ok());
   REQUIRE(spec->on.push.has_value());
-  CHECK(spec->on.push->branches == std::vector<std::string>{"main", "dev", "staging", "release/**"});
+  CHECK(spec->on.push->branches ==
+        std::vector<std::string>{"main", "dev", "staging", "release/**"});
   CHECK(spec->on.pull_request->types == std::vector<std::string>{"opened"});
   CHECK(spec->on.schedule == std::vector<ScheduleTrigger>{{"0 3 1 * *", "main"}});
   REQUIRE(spec->on.manual->inputs.size() == 1);

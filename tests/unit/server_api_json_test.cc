@@ -40,8 +40,7 @@ TEST_CASE("api json: a pipeline's stored inputs", "[unit][api]") {
   p.inputs_json = R"({"model": )";
   o = PipelineJson(p);
   CHECK(o.status().code() == absl::StatusCode::kDataLoss);
-  CHECK(o.status().message() ==
-        "pipeline 7: stored inputs is not valid JSON (incomplete JSON)");
+  CHECK(o.status().message() == "pipeline 7: stored inputs is not valid JSON (incomplete JSON)");
 }
 
 TEST_CASE("api json: an agent's stored GPUs", "[unit][api]") {

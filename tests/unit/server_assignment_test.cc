@@ -47,9 +47,10 @@ TEST_CASE("JobsFromPlan → BuildAssignment keeps steps, env and timeout exactly
   CHECK(jobs[0].needs.empty());
   CHECK(jobs[0].labels.empty());
   CHECK(jobs[0].max_attempts == 2);
-  CHECK(jobs[0].spec_json ==
-        R"({"steps":[{"name":"compile","run":"make -j2"},{"name":"step 2","run":"echo \"héllo\" && exit 0\nsecond line"}],)"
-        R"("env":{"Z_LAST":"1","A_FIRST":"two words","QUOTE":"say \"hi\"\\n\tend"},"timeout_s":90})");
+  CHECK(
+      jobs[0].spec_json ==
+      R"({"steps":[{"name":"compile","run":"make -j2"},{"name":"step 2","run":"echo \"héllo\" && exit 0\nsecond line"}],)"
+      R"("env":{"Z_LAST":"1","A_FIRST":"two words","QUOTE":"say \"hi\"\\n\tend"},"timeout_s":90})");
   CHECK(jobs[1].name == "test");
   CHECK(jobs[1].needs == std::vector<std::string>{"build"});
   CHECK(jobs[1].spec_json ==
@@ -124,10 +125,9 @@ TEST_CASE("a parsed .assay.yml reaches the agent unchanged", "[unit][planner]") 
 }
 
 TEST_CASE("BuildAssignment refuses a malformed spec", "[unit][planner]") {
-  for (const char* bad : {"not json", R"({"env":{},"timeout_s":1})",
-                          R"({"steps":[{"name":"x"}],"timeout_s":1})",
-                          R"({"steps":[],"env":{"A":1},"timeout_s":1})",
-                          R"({"steps":[]})", "[]"}) {
+  for (const char* bad :
+       {"not json", R"({"env":{},"timeout_s":1})", R"({"steps":[{"name":"x"}],"timeout_s":1})",
+        R"({"steps":[],"env":{"A":1},"timeout_s":1})", R"({"steps":[]})", "[]"}) {
     auto a = BuildAssignment(Claimed(bad));
     INFO(bad);
     CHECK(a.status().code() == absl::StatusCode::kInternal);

@@ -52,19 +52,19 @@ TEST_CASE("db dsn: the options set them; a user's own values are kept", "[store]
   o.keepalives_idle = absl::Seconds(7);
   o.keepalives_interval = absl::Seconds(2);
   o.keepalives_count = 5;
-  CHECK(Parsed(WithConnectionDefaults(
-            "host=/run/pg dbname=x connect_timeout=3 keepalives=0 "
-            "options='-c search_path=ci\\\\ schema'",
-            o)) == std::map<std::string, std::string>{{"host", "/run/pg"},
-                                                     {"dbname", "x"},
-                                                     {"connect_timeout", "3"},
-                                                     {"keepalives", "0"},
-                                                     {"keepalives_idle", "7"},
-                                                     {"keepalives_interval", "2"},
-                                                     {"keepalives_count", "5"},
-                                                     {"options",
-                                                      "-c search_path=ci\\ schema "
-                                                      "-c statement_timeout=1500"}});
+  CHECK(Parsed(WithConnectionDefaults("host=/run/pg dbname=x connect_timeout=3 keepalives=0 "
+                                      "options='-c search_path=ci\\\\ schema'",
+                                      o)) ==
+        std::map<std::string, std::string>{{"host", "/run/pg"},
+                                           {"dbname", "x"},
+                                           {"connect_timeout", "3"},
+                                           {"keepalives", "0"},
+                                           {"keepalives_idle", "7"},
+                                           {"keepalives_interval", "2"},
+                                           {"keepalives_count", "5"},
+                                           {"options",
+                                            "-c search_path=ci\\ schema "
+                                            "-c statement_timeout=1500"}});
   // A statement_timeout of the user's own, in options, is left alone.
   CHECK(Parsed(WithConnectionDefaults(
             "postgresql:///x?options=-c%20statement_timeout%3D5s&keepalives_count=9", o)) ==

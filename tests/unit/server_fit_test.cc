@@ -20,7 +20,8 @@ constexpr uint64_t kH200Mib = 143771;
 GpuSlot Gpu(uint32_t index, bool h200 = false, int exclusive = 0, int shared = 0) {
   GpuSlot g;
   g.index = index;
-  g.uuid = (h200 ? "GPU-964672fc-6cf0-fc7b-0004-1057f80a90b" : "GPU-f59ac33c-6356-994b-b157-37f8419b358") +
+  g.uuid = (h200 ? "GPU-964672fc-6cf0-fc7b-0004-1057f80a90b"
+                 : "GPU-f59ac33c-6356-994b-b157-37f8419b358") +
            std::to_string(index);
   g.model = h200 ? kH200 : kH100;
   g.memory_mb = h200 ? kH200Mib : kH100Mib;
@@ -57,7 +58,8 @@ int64_t Chosen(const JobRequirements& job, const std::vector<AgentCapacity>& age
   return p ? p->agent_id : -1;
 }
 
-std::vector<uint32_t> ChosenGpus(const JobRequirements& job, const std::vector<AgentCapacity>& agents) {
+std::vector<uint32_t> ChosenGpus(const JobRequirements& job,
+                                 const std::vector<AgentCapacity>& agents) {
   auto p = ChooseAgent(job, agents);
   REQUIRE(p.has_value());
   return p->gpu_indices;
@@ -66,10 +68,10 @@ std::vector<uint32_t> ChosenGpus(const JobRequirements& job, const std::vector<A
 }  // namespace
 
 TEST_CASE("GPU memory is compared in decimal GB", "[fit]") {
-  CHECK(GpuHasMemory(kH100Mib, 80));    // 85.52 GB
+  CHECK(GpuHasMemory(kH100Mib, 80));  // 85.52 GB
   CHECK(GpuHasMemory(kH100Mib, 85.5));
   CHECK_FALSE(GpuHasMemory(kH100Mib, 85.53));
-  CHECK(GpuHasMemory(kH200Mib, 141));   // 150.76 GB
+  CHECK(GpuHasMemory(kH200Mib, 141));  // 150.76 GB
   CHECK(GpuHasMemory(0, 0));
 }
 
@@ -111,7 +113,8 @@ TEST_CASE("exclusive and shared GPU use", "[fit]") {
 
 TEST_CASE("best fit: the agent with the fewest usable GPUs that suffice", "[fit]") {
   // Eight-GPU H100 machines: agent 1 all free, agent 2 two free, agent 3 one free.
-  std::vector<AgentCapacity> agents = {Agent(1, {"gpu"}, 32, 0, 8, 0), Agent(2, {"gpu"}, 32, 0, 8, 6),
+  std::vector<AgentCapacity> agents = {Agent(1, {"gpu"}, 32, 0, 8, 0),
+                                       Agent(2, {"gpu"}, 32, 0, 8, 6),
                                        Agent(3, {"gpu"}, 32, 0, 8, 7)};
   CHECK(Chosen(GpuJob(1), agents) == 3);
   CHECK(Chosen(GpuJob(2), agents) == 2);
@@ -167,8 +170,9 @@ TEST_CASE("CPU-only jobs prefer agents without GPUs", "[fit]") {
 }
 
 TEST_CASE("ExplainWait wording", "[fit]") {
-  std::vector<AgentCapacity> three = {Agent(1, {"gpu"}, 32, 0, 8, 7), Agent(2, {"gpu"}, 16, 0, 4, 4, true),
-                                      Agent(3, {"gpu"}, 8, 0), Agent(4, {"cpu"}, 4, 0)};
+  std::vector<AgentCapacity> three = {Agent(1, {"gpu"}, 32, 0, 8, 7),
+                                      Agent(2, {"gpu"}, 16, 0, 4, 4, true), Agent(3, {"gpu"}, 8, 0),
+                                      Agent(4, {"cpu"}, 4, 0)};
   CHECK(ExplainWait(GpuJob(1), {}) == "no agent is connected");
   JobRequirements labels = GpuJob(1);
   labels.labels = {"gpu", "a100"};

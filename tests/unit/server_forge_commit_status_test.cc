@@ -132,7 +132,8 @@ TEST_CASE("commit status: invalid statuses", "[unit][forge]") {
 class Recorder {
  public:
   explicit Recorder(std::deque<int> script, bool gate = false)
-      : script_(std::move(script)), gated_(gate),
+      : script_(std::move(script)),
+        gated_(gate),
         server_(http::ServerOptions{}, [this](http::Request& r) { return Handle(r); }) {
     REQUIRE(server_.Start().ok());
   }
@@ -335,9 +336,10 @@ CommitStatusNotifier::Transport TlsTransport(const std::string& ca_file) {
   };
 }
 
-TEST_CASE("notifier over https: trusted with the CA file; an untrusted certificate is retried, "
-          "then given up",
-          "[unit][forge][https]") {
+TEST_CASE(
+    "notifier over https: trusted with the CA file; an untrusted certificate is retried, "
+    "then given up",
+    "[unit][forge][https]") {
   const tls_test::Certs& certs = tls_test::TestCerts();
   {
     tls_test::TlsServer server(certs.path("leaf.pem"), certs.path("leaf.key"));
@@ -371,7 +373,6 @@ TEST_CASE("notifier over https: trusted with the CA file; an untrusted certifica
 
 }  // namespace
 }  // namespace assay::forge
-
 
 namespace assay::forge {
 namespace {

@@ -38,8 +38,8 @@ TEST_CASE("metrics: webhook counters by provider and result", "[unit][metrics]")
   auto lines = Samples(text);
   INFO(text);
   CHECK(Has(lines, "assay_webhooks_received_total{provider=\"github\",result=\"accepted\"} 2"));
-  CHECK(Has(lines,
-            "assay_webhooks_received_total{provider=\"github\",result=\"bad_signature\"} 1"));
+  CHECK(
+      Has(lines, "assay_webhooks_received_total{provider=\"github\",result=\"bad_signature\"} 1"));
   CHECK(Has(lines, "assay_webhooks_received_total{provider=\"gitea\",result=\"duplicate\"} 1"));
   CHECK(text.find("# TYPE assay_webhooks_received_total counter") != std::string::npos);
   CHECK(Has(lines, "assay_connected_agents 0"));
@@ -79,11 +79,10 @@ TEST_CASE("metrics: every webhook series exists at zero before the first deliver
   std::sort(sorted_want.begin(), sorted_want.end());
   CHECK(sorted_got == sorted_want);
   // Every other family is there from the start too.
-  for (const char* line : {"assay_connected_agents 0", "assay_queue_depth 0",
-                           "assay_jobs{state=\"queued\"} 0",
-                           "assay_dispatch_latency_seconds_count 0",
-                           "assay_job_duration_seconds_count 0",
-                           "assay_commit_status_retries_total 0"}) {
+  for (const char* line :
+       {"assay_connected_agents 0", "assay_queue_depth 0", "assay_jobs{state=\"queued\"} 0",
+        "assay_dispatch_latency_seconds_count 0", "assay_job_duration_seconds_count 0",
+        "assay_commit_status_retries_total 0"}) {
     CHECK(Has(lines, line));
   }
 }

@@ -67,12 +67,13 @@ TEST_CASE("planner: a job whose if is false becomes a skipped row", "[planner]")
 
 TEST_CASE("planner: job rows carry priority, steps, env and timeout", "[planner]") {
   auto jobs = JobsFromPlan(*PlanJobs(Parse("jobs:\n  a:\n    priority: -3\n    timeout: 90s\n"
-                                 "    env: {K: v}\n    steps: [{name: s, run: make}]\n"),
+                                           "    env: {K: v}\n    steps: [{name: s, run: make}]\n"),
                                      ExprContext{}));
   REQUIRE(jobs.size() == 1);
   CHECK(jobs[0].priority == -3);
   CHECK(boost::json::parse(jobs[0].spec_json) ==
-        boost::json::parse(R"({"steps":[{"name":"s","run":"make"}],"env":{"K":"v"},"timeout_s":90})"));
+        boost::json::parse(
+            R"({"steps":[{"name":"s","run":"make"}],"env":{"K":"v"},"timeout_s":90})"));
 }
 
 TEST_CASE("planner: manual inputs reach each job's env; untrusted pipelines are marked",
@@ -95,9 +96,10 @@ TEST_CASE("planner: manual inputs reach each job's env; untrusted pipelines are 
                                "timeout_s":3600,"trusted":false})"));
 }
 
-TEST_CASE("planner: forge pull request actions map to on.pull_request types", "[planner][triggers]") {
-  CHECK(PullRequestType("opened") == "opened");          // GitHub, Gitea
-  CHECK(PullRequestType("synchronize") == "synchronize");  // GitHub
+TEST_CASE("planner: forge pull request actions map to on.pull_request types",
+          "[planner][triggers]") {
+  CHECK(PullRequestType("opened") == "opened");             // GitHub, Gitea
+  CHECK(PullRequestType("synchronize") == "synchronize");   // GitHub
   CHECK(PullRequestType("synchronized") == "synchronize");  // Gitea
   CHECK(PullRequestType("reopened") == "reopened");
   CHECK(PullRequestType("open") == "opened");  // GitLab

@@ -45,8 +45,7 @@ struct Record {
   }
 };
 
-TEST_CASE("repo lanes: a blocked lane holds up only itself; its tasks run in order",
-          "[lanes]") {
+TEST_CASE("repo lanes: a blocked lane holds up only itself; its tasks run in order", "[lanes]") {
   Record rec;
   absl::Notification gate, other_done;
   RepoLanes lanes(4);
@@ -99,9 +98,10 @@ TEST_CASE("repo lanes: many lanes on few workers keep each lane's order", "[lane
   CHECK(rec.max_active_in_a_lane == 1);
 }
 
-TEST_CASE("repo lanes: Stop wakes a waiting task and drops queued ones; no work before Start "
-          "or after Stop",
-          "[lanes]") {
+TEST_CASE(
+    "repo lanes: Stop wakes a waiting task and drops queued ones; no work before Start "
+    "or after Stop",
+    "[lanes]") {
   RepoLanes lanes(1);
   std::vector<std::string> dropped;  // written by Submit's and Stop's caller only
   CHECK_FALSE(lanes.Submit(7, {[] {}, [&dropped] { dropped.push_back("before start"); }}));

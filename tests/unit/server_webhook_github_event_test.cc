@@ -57,7 +57,8 @@ TEST_CASE("github event: push-with-new-branch.json", "[unit][webhook]") {
 }
 
 TEST_CASE("github event: changed_paths is the sorted union over commits", "[unit][webhook]") {
-  const std::string body = R"({"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111",
+  const std::string body =
+      R"({"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111",
     "repository":{"full_name":"a/b"},
     "commits":[{"added":["z.py","a.py"],"modified":["m.md"],"removed":[]},
                {"added":[],"modified":["a.py"],"removed":["old/x.txt", 3]}, "junk"]})";
@@ -107,12 +108,13 @@ TEST_CASE("github event: reopened builds; fork detection", "[unit][webhook]") {
     "pull_request":{"head":{"ref":"f","sha":"2222222222222222222222222222222222222222",)";
   auto fork = ParseGithubEvent(
       "pull_request", "d",
-      head + R"("repo":{"full_name":"evil/r"}},"base":{"ref":"main","repo":{"full_name":"o/r"}}}})");
+      head +
+          R"("repo":{"full_name":"evil/r"}},"base":{"ref":"main","repo":{"full_name":"o/r"}}}})");
   REQUIRE(fork.ok());
   CHECK(fork->fork);
-  auto deleted_head = ParseGithubEvent(
-      "pull_request", "d",
-      head + R"("repo":null},"base":{"ref":"main","repo":{"full_name":"o/r"}}}})");
+  auto deleted_head =
+      ParseGithubEvent("pull_request", "d",
+                       head + R"("repo":null},"base":{"ref":"main","repo":{"full_name":"o/r"}}}})");
   REQUIRE(deleted_head.ok());
   CHECK(deleted_head->fork);
   auto same = ParseGithubEvent(
@@ -169,9 +171,11 @@ TEST_CASE("github event: errors", "[unit][webhook]") {
   CHECK(e.status().message() == "payload is not a JSON object");
   e = ParseGithubEvent("push", "d", R"({"ref":"refs/heads/x"})");
   CHECK(e.status().message() == "payload: field 'repository' must be an object");
-  e = ParseGithubEvent("push", "d", R"({"ref":"refs/heads/x","after":"zz","repository":{"full_name":"a/b"}})");
+  e = ParseGithubEvent("push", "d",
+                       R"({"ref":"refs/heads/x","after":"zz","repository":{"full_name":"a/b"}})");
   CHECK(e.status().message() == "push payload: field 'after' must be a 40-character hex commit id");
-  e = ParseGithubEvent("pull_request", "d", R"({"action":"opened","repository":{"full_name":"a/b"}})");
+  e = ParseGithubEvent("pull_request", "d",
+                       R"({"action":"opened","repository":{"full_name":"a/b"}})");
   CHECK(e.status().message() == "pull_request payload: field 'pull_request' must be an object");
   e = ParseGithubEvent("pull_request", "d",
                        R"({"action":"opened","pull_request":{},"repository":{"full_name":"a/b"}})");

@@ -88,10 +88,10 @@ TEST_CASE("gitlab: Tag Push Hook", "[unit][webhook]") {
   CHECK(e->after == "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7");
   CHECK_FALSE(e->deleted);
   CHECK(e->changed_paths.empty());
-  CHECK(e->repo_candidates ==
-        std::vector<std::string>{"http://example.com/jsmith/example.git",
-                                 "git@example.com:jsmith/example.git",
-                                 "http://example.com/jsmith/example", "jsmith/example"});
+  CHECK(e->repo_candidates == std::vector<std::string>{"http://example.com/jsmith/example.git",
+                                                       "git@example.com:jsmith/example.git",
+                                                       "http://example.com/jsmith/example",
+                                                       "jsmith/example"});
   auto wrong = ParseGitlabEvent("Tag Push Hook", "u", Fixture("push.json"));
   CHECK(wrong.status().message() ==
         "push payload: field 'ref' must start with refs/tags/, got 'refs/heads/master'");

@@ -50,9 +50,9 @@ struct Certs {
       a.insert(a.end(), b.begin(), b.end());
       return a;
     };
-    OpenSsl(with({"req", "-x509", "-days", "2", "-subj", "/CN=Assay Test CA", "-keyout",
-                  "ca.key", "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
-                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"},
+    OpenSsl(with({"req", "-x509", "-days", "2", "-subj", "/CN=Assay Test CA", "-keyout", "ca.key",
+                  "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+                  "keyUsage=critical,keyCertSign,cRLSign"},
                  ec),
             dir);
     OpenSsl(with({"req", "-x509", "-days", "2", "-subj", "/CN=localhost", "-keyout", "self.key",
@@ -65,8 +65,8 @@ struct Certs {
   void Leaf(const std::string& name, const std::string& san, const std::vector<std::string>& ec) {
     std::ofstream(dir + "/" + name + ".ext")
         << san << "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
-    std::vector<std::string> req = {"req", "-subj", "/CN=" + name, "-keyout", name + ".key",
-                                    "-out", name + ".csr"};
+    std::vector<std::string> req = {"req",         "-subj", "/CN=" + name, "-keyout",
+                                    name + ".key", "-out",  name + ".csr"};
     req.insert(req.end(), ec.begin(), ec.end());
     OpenSsl(req, dir);
     OpenSsl({"x509", "-req", "-days", "2", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey",
