@@ -2,7 +2,8 @@
 # Builds Assay and runs test tiers against a PostgreSQL that this script starts in a temporary
 # directory and stops again. Usage:
 #   tests/run-all.sh            # unit db e2e faults (the default build, BUILD_DIR)
-#   tests/run-all.sh all        # every tier: unit db e2e faults asan tsan fuzz (what CI runs)
+#   tests/run-all.sh all        # every tier: format unit db e2e faults asan tsan fuzz (CI's)
+#   tests/run-all.sh format     # every tracked C++ file is as clang-format (.clang-format) has it
 #   tests/run-all.sh unit db    # only these tiers (CTest labels)
 #   tests/run-all.sh faults     # faults tier: its own PostgreSQL, killed and restarted, with
 #                               # agents and the server; knobs in tests/faults/faults.h
@@ -29,7 +30,7 @@ source deploy/lib/pg.sh
 
 TIERS=("$@")
 [ ${#TIERS[@]} -gt 0 ] || TIERS=(unit db e2e faults)
-[ "${TIERS[*]}" != all ] || TIERS=(unit db e2e faults asan tsan fuzz)
+[ "${TIERS[*]}" != all ] || TIERS=(format unit db e2e faults asan tsan fuzz)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 SUPP=$ROOT/tests/sanitizers
@@ -41,8 +42,8 @@ EXTRA=()
 for t in "${TIERS[@]}"; do
   case "$t" in
     unit|db|e2e|faults) LABELS+=("$t") ;;
-    asan|tsan|clang|fuzz) EXTRA+=("$t") ;;
-    *) echo "unknown tier '$t' (unit, db, e2e, faults, asan, tsan, clang, fuzz)" >&2; exit 2 ;;
+    asan|tsan|clang|fuzz|format) EXTRA+=("$t") ;;
+    *) echo "unknown tier '$t' (unit, db, e2e, faults, asan, tsan, clang, fuzz, format)" >&2; exit 2 ;;
   esac
 done
 
@@ -187,6 +188,18 @@ tier_fuzz() {
   done
   unset ASAN_OPTIONS UBSAN_OPTIONS
   return $rc
+}
+
+# Lists the files clang-format would change (and how, at most 200 lines); fails if any.
+tier_format() {
+  local files
+  mapfile -t files < <(git ls-files '*.cc' '*.h' '*.cpp')
+  local out
+  out=$(clang-format --dry-run "${files[@]}" 2>&1) || return
+  [ -z "$out" ] && return 0
+  echo "$out" | head -n 200 >&2
+  echo "run: git ls-files '*.cc' '*.h' '*.cpp' | xargs clang-format -i" >&2
+  return 1
 }
 
 FAILED=()

@@ -9,7 +9,7 @@ ASSAY_PACKAGES="build-essential cmake ninja-build ccache pkg-config git ca-certi
 # The asan, tsan, clang and fuzz test tiers (tests/run-all.sh): clang (clang++ itself comes
 # with `clang`), its sanitizer runtimes and libFuzzer, and llvm-symbolizer (with `llvm`) for
 # readable reports.
-ASSAY_CLANG_PACKAGES="clang clang-14 libclang-rt-14-dev llvm llvm-14"
+ASSAY_CLANG_PACKAGES="clang clang-14 libclang-rt-14-dev llvm llvm-14 clang-format"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p

@@ -100,7 +100,7 @@ const Query kQueueReadyAndFinish{
     "  RETURNING 1) "
     "SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM f)"};
 
-#define PIPELINE_COLUMNS                                                                 \
+#define PIPELINE_COLUMNS \
   "p.id, p.repo_id, r.name, p.event, p.ref, p.commit_sha, p.state, coalesce(p.message, " \
   "''), " \
   ASSAY_EPOCH_US("p.created_at") ", " ASSAY_EPOCH_US("p.finished_at") ", p.trusted, "         \
