@@ -37,26 +37,6 @@ std::string MakeTempDir() {
   return tmpl;
 }
 
-// A port that was free a moment ago: bind 127.0.0.1:0, read the port, close.
-// Why acceptable: the window before the server binds it is tiny, and StartServer retries with new
-// ports when the first start cannot bind.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
 std::optional<json::object> ParseObject(const std::string& text) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);

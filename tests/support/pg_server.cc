@@ -24,24 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A port that was free a moment ago (bind 127.0.0.1:0, read it, close). Why acceptable: Start
-// fails clearly if another process took it in between, and nothing else here binds ports.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
 // $PG_BIN, else the newest /usr/lib/postgresql/<major>/bin holding initdb; "" when none.
 std::string FindPgBin() {
   if (const char* e = std::getenv("PG_BIN"); e != nullptr && *e != '\0') return e;

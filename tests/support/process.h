@@ -74,4 +74,9 @@ std::string Tail(const std::string& text, size_t max_bytes);
 // still exists.
 bool PidExists(pid_t pid);
 
+// A 127.0.0.1 port that was free a moment ago (bind port 0, read it, close); 0 when none could
+// be had. Why acceptable: the window before a server binds it is tiny, and each caller fails
+// clearly (or retries with another port) when something took it in between.
+int FreePort();
+
 }  // namespace assay::testing
