@@ -126,7 +126,7 @@ class Session final : public Reactor {
     }
     v1::AgentMessage msg = std::move(in_);
     // Why a pool: handling touches PostgreSQL; gRPC's callback threads must not block.
-    boost::asio::post(svc_->pool(), [this, msg = std::move(msg)]() mutable {
+    svc_->Post([this, msg = std::move(msg)]() mutable {
       bool keep_reading = Handle(msg);
       bool last;
       {
@@ -151,7 +151,7 @@ class Session final : public Reactor {
     // must not block. Why after the last handler task: it must see what Hello set (and a
     // Hello still running must not connect the agent after its disconnect). The task that
     // runs EndSession deletes this.
-    if (idle) boost::asio::post(svc_->pool(), [this] { EndSession(); });
+    if (idle) svc_->Post([this] { EndSession(); });
   }
 
  private:

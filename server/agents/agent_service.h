@@ -9,11 +9,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <memory>
 
 #include <string>
+#include <utility>
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -47,7 +49,15 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
       grpc::CallbackServerContext* ctx) override;
 
   const AgentServiceDeps& deps() const { return deps_; }
-  boost::asio::thread_pool& pool() { return pool_; }
+  // Runs `task` on the worker pool. Why under mu_: a session's last task (SessionEnded) takes
+  // mu_ too, so once every session has ended no thread is still inside a post to the pool, and
+  // the pool may be destroyed (TSan saw a gRPC thread still signalling the pool's condition
+  // variable while a test destroyed it).
+  template <typename Task>
+  void Post(Task&& task) {
+    absl::MutexLock l(&mu_);
+    boost::asio::post(pool_, std::forward<Task>(task));
+  }
 
   // Streams whose session has fully ended (its end handling done), for tests and logs.
   int64_t sessions_ended();
