@@ -30,6 +30,13 @@ inline constexpr const char* kSpec =
     R"({"steps":[{"name":"s","run":"true"}],"env":{},"timeout_s":60})";
 inline const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
 
+// A commit id of its own for each i < 10000 (kSha with its last four digits replaced).
+inline std::string ShaOf(int i) {
+  std::string n = std::to_string(i);
+  n.insert(0, 4 - n.size(), '0');
+  return std::string(kSha).substr(0, 36) + n;
+}
+
 inline store::NewJob Job(std::string name, std::vector<std::string> needs = {},
                          std::vector<std::string> labels = {}, int max_attempts = 2) {
   store::NewJob j;
@@ -130,6 +137,15 @@ struct DbFixture {
 
   int64_t CreatePipeline(std::vector<store::NewJob> jobs_in) {
     auto id = pipelines.Create(Pipeline(std::move(jobs_in)));
+    REQUIRE(id.ok());
+    return *id;
+  }
+
+  // A one-job pipeline on commit `sha`.
+  int64_t PipelineOn(const std::string& sha) {
+    store::NewPipeline p = Pipeline({Job("build")});
+    p.commit_sha = sha;
+    auto id = pipelines.Create(p);
     REQUIRE(id.ok());
     return *id;
   }

@@ -25,21 +25,6 @@ void TurnOn(DbFixture& f) {
   REQUIRE(r.ok());
 }
 
-// A commit id of its own for each i < 10000.
-std::string ShaOf(int i) {
-  std::string n = std::to_string(i);
-  n.insert(0, 4 - n.size(), '0');
-  return std::string(kSha).substr(0, 36) + n;
-}
-
-int64_t PipelineOn(DbFixture& f, const std::string& sha) {
-  store::NewPipeline p = f.Pipeline({Job("build")});
-  p.commit_sha = sha;
-  auto id = f.pipelines.Create(p);
-  REQUIRE(id.ok());
-  return *id;
-}
-
 TEST_CASE("status outbox: a new pipeline is due once; each state change once more", "[db]") {
   DbFixture f;
   TurnOn(f);
@@ -102,9 +87,9 @@ TEST_CASE("status outbox: a state queued behind a claim waits for it, then super
   TurnOn(f);
   store::StatusOutbox outbox(&f.db);
   // Ended before anything was claimed: only the final state is sent.
-  int64_t early = PipelineOn(f, ShaOf(1));
+  int64_t early = f.PipelineOn(ShaOf(1));
   REQUIRE(f.pipelines.Cancel(early).ok());
-  int64_t pid = PipelineOn(f, ShaOf(2));
+  int64_t pid = f.PipelineOn(ShaOf(2));
   auto due = outbox.Claim(10);
   REQUIRE(due.ok());
   REQUIRE(due->size() == 2);
@@ -186,8 +171,8 @@ TEST_CASE("status outbox: a row locked elsewhere is skipped, not waited for", "[
   DbFixture f;
   TurnOn(f);
   store::StatusOutbox outbox(&f.db);
-  PipelineOn(f, ShaOf(1));
-  PipelineOn(f, ShaOf(2));
+  f.PipelineOn(ShaOf(1));
+  f.PipelineOn(ShaOf(2));
   {
     pqxx::work tx(f.raw);  // another replica holds the first commit's row lock
     tx.exec("SELECT 1 FROM commit_status_commits WHERE commit_sha = '" + ShaOf(1) + "' FOR UPDATE");
@@ -207,7 +192,7 @@ TEST_CASE("status outbox: concurrent claimers split the due commits, none twice"
   DbFixture f;
   TurnOn(f);
   std::set<int64_t> created;
-  for (int i = 0; i < 60; ++i) created.insert(PipelineOn(f, ShaOf(i + 1)));
+  for (int i = 0; i < 60; ++i) created.insert(f.PipelineOn(ShaOf(i + 1)));
   store::Db db2(f.tdb.dsn(), 2);
   store::StatusOutbox a(&f.db), b(&db2);
   std::vector<int64_t> got_a, got_b;

@@ -112,21 +112,6 @@ void ReportTo(DbFixture& f, const std::string& api_url) {
   REQUIRE(f.repos.SetCommitStatus(f.repo_id, s).ok());
 }
 
-// A commit id of its own for each i < 10000.
-std::string ShaOf(int i) {
-  std::string n = std::to_string(i);
-  n.insert(0, 4 - n.size(), '0');
-  return std::string(kSha).substr(0, 36) + n;
-}
-
-int64_t PipelineOn(DbFixture& f, const std::string& sha) {
-  store::NewPipeline p = f.Pipeline({Job("build")});
-  p.commit_sha = sha;
-  auto id = f.pipelines.Create(p);
-  REQUIRE(id.ok());
-  return *id;
-}
-
 // True once the notifier has finished with everything posted to it.
 bool Idle(const forge::CommitStatusNotifier& n) {
   auto s = n.stats();
@@ -141,7 +126,7 @@ TEST_CASE("status reporter: statuses queued when a server stops are sent by the 
   std::set<std::string> shas;
   for (int i = 1; i <= 3; ++i) {
     shas.insert(ShaOf(i));
-    PipelineOn(f, ShaOf(i));
+    f.PipelineOn(ShaOf(i));
   }
   {
     forge::CommitStatusNotifier notifier(NotifierOptions());
@@ -187,7 +172,7 @@ TEST_CASE("status reporter: two replicas never send pending after success for on
   });
   ReportTo(f, forge.base());
   forge.HoldNextPending();
-  const int64_t pid = PipelineOn(f, kSha);
+  const int64_t pid = f.PipelineOn(kSha);
 
   forge::CommitStatusNotifier notifier_a(NotifierOptions());
   forge::StatusReporter a(&f.db, &notifier_a, kKey, {});
