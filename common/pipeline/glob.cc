@@ -1,6 +1,7 @@
 #include "common/pipeline/glob.h"
 
-#include "absl/container/flat_hash_set.h"
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace assay {
@@ -48,86 +49,113 @@ bool ClassMatches(std::string_view cls, char c) {
   return found != (cls[1] == '!');
 }
 
-// Matches suffixes of one pattern against suffixes of one text, remembering which pairs
-// failed. Why: retrying a pair that already failed made k stars against n characters cost
-// O(n^k) ("*a*a*a*a*a*a*a*a*a*ab" against 30 a's took seconds); with the memo each pair is
-// tried once. Recursion is one level per star, so at most kMaxPatternLength deep.
-class Matcher {
- public:
-  explicit Matcher(size_t text_size) : text_size_(text_size) {}
-
-  bool Match(std::string_view p, std::string_view t) {
-    const size_t key = p.size() * (text_size_ + 1) + t.size();
-    if (failed_.contains(key)) return false;
-    if (MatchOnce(p, t)) return true;
-    failed_.insert(key);
-    return false;
-  }
-
- private:
-  bool MatchOnce(std::string_view p, std::string_view t);
-
-  size_t text_size_;
-  absl::flat_hash_set<size_t> failed_;  // keys of (pattern suffix, text suffix) by lengths
+// One element of a compiled pattern.
+struct Token {
+  enum class Kind { kLiteral, kOne, kClass, kStar, kAnyStar, kDirs, kInDirs };
+  Kind kind;
+  char literal = 0;
+  std::string_view cls;  // kClass: the class with its brackets
 };
 
-bool Matcher::MatchOnce(std::string_view p, std::string_view t) {
+// The pattern as tokens: `*` is kStar, `**` kAnyStar, `**/` kDirs then kInDirs (zero or more
+// whole directories: kDirs may match nothing, kInDirs is inside them and only leaves them at a
+// '/'), `?` kOne; '\c' and an unterminated '[' are literals.
+std::vector<Token> Compile(std::string_view p) {
+  std::vector<Token> tokens;
   while (!p.empty()) {
     const char c = p[0];
     if (c == '*') {
       if (p.size() >= 2 && p[1] == '*') {
-        std::string_view rest = p.substr(2);
-        if (!rest.empty() && rest[0] == '/') {
-          // `**/`: zero directories, or any prefix that ends at a '/'.
-          std::string_view after = rest.substr(1);
-          if (Match(after, t)) return true;
-          for (size_t i = 0; i < t.size(); ++i) {
-            if (t[i] == '/' && Match(after, t.substr(i + 1))) return true;
-          }
-          return false;
+        if (p.size() >= 3 && p[2] == '/') {
+          tokens.push_back({Token::Kind::kDirs});
+          tokens.push_back({Token::Kind::kInDirs});
+          p.remove_prefix(3);
+        } else {
+          tokens.push_back({Token::Kind::kAnyStar});
+          p.remove_prefix(2);
         }
-        for (size_t i = 0; i <= t.size(); ++i) {
-          if (Match(rest, t.substr(i))) return true;
-        }
-        return false;
+      } else {
+        tokens.push_back({Token::Kind::kStar});
+        p.remove_prefix(1);
       }
-      std::string_view rest = p.substr(1);
-      for (size_t i = 0; i <= t.size(); ++i) {
-        if (Match(rest, t.substr(i))) return true;
-        if (i < t.size() && t[i] == '/') break;
-      }
-      return false;
+      continue;
     }
-    if (t.empty()) return false;
     if (c == '?') {
-      if (t[0] == '/') return false;
+      tokens.push_back({Token::Kind::kOne});
       p.remove_prefix(1);
-      t.remove_prefix(1);
       continue;
     }
     if (c == '[') {
       const size_t length = ClassLength(p);
       if (length > 0) {
-        if (!ClassMatches(p.substr(0, length), t[0])) return false;
+        tokens.push_back({Token::Kind::kClass, 0, p.substr(0, length)});
         p.remove_prefix(length);
-        t.remove_prefix(1);
         continue;
       }
       // Unterminated: a literal '['.
     }
     if (c == '\\' && p.size() > 1) p.remove_prefix(1);
-    if (p[0] != t[0]) return false;
+    tokens.push_back({Token::Kind::kLiteral, p[0]});
     p.remove_prefix(1);
-    t.remove_prefix(1);
   }
-  return t.empty();
+  return tokens;
+}
+
+// Adds the states reachable without reading a character: every star may match nothing.
+// Why one ascending pass suffices: these moves only go forward.
+void Close(const std::vector<Token>& tokens, std::vector<char>& states) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (!states[i]) continue;
+    const Token::Kind kind = tokens[i].kind;
+    if (kind == Token::Kind::kStar || kind == Token::Kind::kAnyStar) states[i + 1] = 1;
+    if (kind == Token::Kind::kDirs) states[i + 2] = 1;  // no directory at all
+  }
+}
+
+// Runs the pattern as a nondeterministic automaton over the text: state i means "the first i
+// tokens matched the text read so far". Why not backtracking: k stars against n characters
+// backtrack in O(n^k), and memoizing failed (pattern, text) positions still costs O(m n^2) time
+// and a set of m n positions; this is O(m n) time and O(m) memory for m tokens, same answers.
+bool Run(const std::vector<Token>& tokens, std::string_view text) {
+  const size_t m = tokens.size();
+  std::vector<char> states(m + 1, 0), next(m + 1, 0);
+  states[0] = 1;
+  Close(tokens, states);
+  for (const char c : text) {
+    std::fill(next.begin(), next.end(), 0);
+    bool any = false;
+    for (size_t i = 0; i < m; ++i) {
+      if (!states[i]) continue;
+      const Token& t = tokens[i];
+      switch (t.kind) {
+        case Token::Kind::kLiteral: next[i + 1] |= c == t.literal; break;
+        case Token::Kind::kOne: next[i + 1] |= c != '/'; break;
+        case Token::Kind::kClass: next[i + 1] |= ClassMatches(t.cls, c); break;
+        case Token::Kind::kStar: next[i] |= c != '/'; break;
+        case Token::Kind::kAnyStar: next[i] = 1; break;
+        case Token::Kind::kDirs:  // the first character of the directories
+          next[i + 1] = 1;
+          next[i + 2] |= c == '/';
+          break;
+        case Token::Kind::kInDirs:
+          next[i] = 1;
+          next[i + 1] |= c == '/';
+          break;
+      }
+    }
+    for (char s : next) any = any || s;
+    if (!any) return false;
+    Close(tokens, next);
+    states.swap(next);
+  }
+  return states[m] != 0;
 }
 
 }  // namespace
 
 bool GlobMatch(std::string_view pattern, std::string_view text) {
   if (pattern.size() > kMaxPatternLength) return false;
-  return Matcher(text.size()).Match(pattern, text);
+  return Run(Compile(pattern), text);
 }
 
 absl::Status ValidateGlob(std::string_view pattern) {

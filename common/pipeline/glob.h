@@ -23,9 +23,9 @@ namespace assay {
 // Patterns are at most this long: a longer one matches nothing (and ValidateGlob refuses it).
 inline constexpr size_t kMaxPatternLength = 1024;
 
-// True when `text` matches `pattern`, in time polynomial in both lengths. An invalid pattern
-// (see ValidateGlob) never crashes: an unterminated '[' and a trailing '\' match themselves
-// literally.
+// True when `text` matches `pattern`, in O(pattern length * text length) time and
+// O(pattern length) memory, without backtracking. An invalid pattern (see ValidateGlob) never
+// crashes: an unterminated '[' and a trailing '\' match themselves literally.
 bool GlobMatch(std::string_view pattern, std::string_view text);
 
 // OK, or kInvalidArgument with one of these exact messages:

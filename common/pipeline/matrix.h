@@ -30,9 +30,11 @@ struct MatrixSpec {
 //     (axis) values it does not overwrite, adding its other keys (values added by an
 //     earlier include may be overwritten); when it merges into none, it is appended as a
 //     combination of its own.
+// The combinations are counted before any is built (time bounded, memory O(axes + excludes)),
+// so a huge matrix is refused without being built.
 // Errors (kInvalidArgument):
-//   "matrix expands to N jobs, more than the limit of CAP"   (N may be the product
-//                                                             before excludes when huge)
+//   "matrix expands to N jobs, more than the limit of CAP"   (N is the product before
+//                                                             excludes when counting gave up)
 //   "matrix expands to no jobs"
 absl::StatusOr<std::vector<std::map<std::string, std::string>>> ExpandMatrix(
     const MatrixSpec& spec, int cap = kDefaultMatrixCap);

@@ -256,37 +256,130 @@ void CheckNeeds(Linter& lint, PipelineDraft& draft) {
   }
 }
 
-// Sees every document start in a YAML stream, to find yaml-cpp 0.7's endless loop.
-class DocumentStarts : public YAML::EventHandler {
- public:
-  void OnDocumentStart(const YAML::Mark& mark) override { last = mark; }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-  YAML::Mark last;
+// A limit of ReadShape that the file breaks: where, under which key, and how.
+struct ShapeError {
+  YAML::Mark mark;
+  std::string key;
+  std::string message;
 };
 
-// The mark of a token that yaml-cpp 0.7 never consumes, if `yaml_text` has one. Why: a ','
-// (or ',]') after a document's top-level node (",", "- a\n,") makes YAML::LoadAll start a new
-// empty document at the same place forever, allocating as it goes (found by
-// tests/fuzz/pipeline_spec_fuzz). A document that starts where the previous one started is
-// that loop. Throws YAML::Exception as LoadAll would.
-std::optional<YAML::Mark> StuckDocument(const std::string& yaml_text) {
+// Reads a YAML stream's events (no nodes are built) to refuse, before yaml-cpp builds nodes
+// and before the validator walks them, a file that is too deep or whose aliases expand too
+// far, and to find yaml-cpp 0.7's endless loop. Throws ShapeError at the first problem.
+//
+// Why count alias expansions: yaml-cpp shares an aliased node, but the validator (and any
+// code after it) walks the expanded tree, so nine lines of `&a [*b, *b, ...]` are a billion
+// nodes. Why a depth limit: no pipeline file needs more than a few levels, and every
+// recursive reader of the tree (here, yaml-cpp's parser, Describe) is then shallow.
+class ShapeReader : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    last_start = mark;
+    anchor_sizes_.clear();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t anchor) override { Leaf(anchor, 1); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t anchor,
+                const std::string& value) override {
+    if (AtKey()) frames_.back().key = value;
+    Leaf(anchor, 1);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchor_sizes_.find(anchor);
+    const uint64_t size = it == anchor_sizes_.end() ? 1 : it->second;
+    expanded_ = Add(expanded_, size);
+    if (expanded_ > kMaxAliasNodes) {
+      throw ShapeError{mark, Path(),
+                       absl::StrCat("aliases expand to more than ", kMaxAliasNodes, " nodes")};
+    }
+    if (AtKey()) frames_.back().key = "*";
+    Leaf(0, size);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, anchor, false);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, anchor, true);
+  }
+  void OnMapEnd() override { Close(); }
+
+  YAML::Mark last_start;  // of the last document started
+
+ private:
+  struct Frame {
+    bool map = false;
+    bool at_key = true;  // map: the next node is a key
+    size_t index = 0;    // sequence: the next item's index
+    std::string path;    // of this collection
+    std::string key;     // map: the last key read
+    YAML::anchor_t anchor = 0;
+    uint64_t size = 1;  // nodes in the collection so far, itself included
+  };
+
+  static uint64_t Add(uint64_t a, uint64_t b) {
+    return std::min<uint64_t>(a + std::min<uint64_t>(b, UINT64_C(1) << 61), UINT64_C(1) << 61);
+  }
+  bool AtKey() const { return !frames_.empty() && frames_.back().map && frames_.back().at_key; }
+  // The key path of the node now read, as the validator names it ("jobs.build.steps[2]").
+  std::string Path() const {
+    if (frames_.empty()) return "";
+    const Frame& f = frames_.back();
+    if (!f.map) return spec_internal::Index(f.path, f.index);
+    return f.at_key ? f.path : spec_internal::Join(f.path, f.key);
+  }
+  // A node of `size` expanded nodes is complete in the current collection.
+  void Leaf(YAML::anchor_t anchor, uint64_t size) {
+    if (anchor != 0) anchor_sizes_[anchor] = size;
+    if (frames_.empty()) return;
+    Frame& f = frames_.back();
+    f.size = Add(f.size, size);
+    if (f.map) {
+      f.at_key = !f.at_key;
+    } else {
+      ++f.index;
+    }
+  }
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor, bool map) {
+    std::string path = Path();
+    if (frames_.size() >= kMaxYamlDepth) {
+      throw ShapeError{mark, path,
+                       absl::StrCat("YAML nested deeper than ", kMaxYamlDepth, " levels")};
+    }
+    Frame f;
+    f.map = map;
+    f.path = std::move(path);
+    f.anchor = anchor;
+    frames_.push_back(std::move(f));
+  }
+  void Close() {
+    if (frames_.empty()) return;
+    const Frame f = std::move(frames_.back());
+    frames_.pop_back();
+    if (AtKey()) frames_.back().key = "?";
+    Leaf(f.anchor, f.size);
+  }
+
+  std::vector<Frame> frames_;
+  absl::flat_hash_map<YAML::anchor_t, uint64_t> anchor_sizes_;  // of this document
+  uint64_t expanded_ = 0;  // nodes read through aliases, in the whole stream
+};
+
+// Checks the shape of `yaml_text` (see ShapeReader), and finds the token that yaml-cpp 0.7
+// never consumes, if there is one. Why: a ',' (or ',]') after a document's top-level node
+// (",", "- a\n,") makes YAML::LoadAll start a new empty document at the same place forever,
+// allocating as it goes (found by tests/fuzz/pipeline_spec_fuzz). A document that starts where
+// the previous one started is that loop. Throws ShapeError, or YAML::Exception as LoadAll would.
+std::optional<YAML::Mark> ReadShape(const std::string& yaml_text) {
   std::istringstream in(yaml_text);
   YAML::Parser parser(in);
-  DocumentStarts starts;
+  ShapeReader reader;
   std::optional<int> previous;
-  while (parser.HandleNextDocument(starts)) {
-    if (previous == starts.last.pos) return starts.last;
-    previous = starts.last.pos;
+  while (parser.HandleNextDocument(reader)) {
+    if (previous == reader.last_start.pos) return reader.last_start;
+    previous = reader.last_start.pos;
   }
   return std::nullopt;
 }
@@ -295,10 +388,16 @@ std::optional<YAML::Mark> StuckDocument(const std::string& yaml_text) {
 std::vector<SpecError> Lint(std::string_view yaml_text, std::string_view file,
                             PipelineDraft& draft) {
   Linter lint(file);
+  if (yaml_text.size() > kMaxSpecBytes) {
+    lint.Error(YAML::Mark::null_mark(), "",
+               absl::StrCat("file is ", yaml_text.size(), " bytes, more than the limit of ",
+                            kMaxSpecBytes));
+    return lint.TakeErrors();
+  }
   std::vector<YAML::Node> documents;
   try {
     const std::string text(yaml_text);
-    if (std::optional<YAML::Mark> stuck = StuckDocument(text)) {
+    if (std::optional<YAML::Mark> stuck = ReadShape(text)) {
       const size_t pos = static_cast<size_t>(stuck->pos);
       lint.Error(*stuck, "",
                  absl::StrCat("invalid YAML: unexpected '",
@@ -306,6 +405,9 @@ std::vector<SpecError> Lint(std::string_view yaml_text, std::string_view file,
       return lint.TakeErrors();
     }
     documents = YAML::LoadAll(text);
+  } catch (const ShapeError& e) {
+    lint.Error(e.mark, e.key, e.message);
+    return lint.TakeErrors();
   } catch (const YAML::Exception& e) {
     lint.Error(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
     return lint.TakeErrors();

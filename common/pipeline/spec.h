@@ -32,6 +32,16 @@ namespace assay {
 
 inline constexpr int64_t kDefaultJobTimeoutSeconds = 3600;
 
+// Limits on a hostile file (each is a lint error naming the file, line and key):
+//   "file is N bytes, more than the limit of 1048576"        (checked before parsing)
+//   "YAML nested deeper than 64 levels"                       (mappings and lists)
+//   "aliases expand to more than 100000 nodes"                (nodes read through `*alias`,
+//                                                              counted before any is built)
+// plus those of `if:` (expr.h), globs (glob.h) and the matrix (matrix.h).
+inline constexpr size_t kMaxSpecBytes = 1 << 20;
+inline constexpr size_t kMaxYamlDepth = 64;
+inline constexpr uint64_t kMaxAliasNodes = 100'000;
+
 struct StepSpec {
   std::string name;  // "step N" (1-based) when the file gives none.
   std::string run;   // Shell command; never empty.
