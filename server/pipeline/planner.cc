@@ -26,6 +26,21 @@ bool IsTransient(const absl::Status& s) {
 constexpr absl::Duration kFirstRetry = absl::Seconds(1);
 constexpr absl::Duration kLongestRetry = absl::Seconds(30);
 
+// `plan()`, with any exception turned into kInternal. Why: planning reads a user's file with
+// third-party parsers (yaml-cpp, Boost.JSON) on a worker thread; an exception escaping a worker
+// would end the server, and the delivery, still 'received', would be planned again at the next
+// start and end it again.
+template <typename F>
+absl::StatusOr<int64_t> Guarded(const char* what, F plan) {
+  try {
+    return plan();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, " failed: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(what, " failed: unknown exception"));
+  }
+}
+
 }  // namespace
 
 Planner::Planner(PlannerDeps deps) : deps_(std::move(deps)), lanes_(deps_.workers) {}
@@ -67,14 +82,22 @@ void Planner::Route(int64_t delivery_id) {
 
 void Planner::PlanQueued(const std::shared_ptr<const store::Delivery>& d) {
   absl::Duration wait = kFirstRetry;
-  absl::StatusOr<int64_t> r = PlanLoadedDelivery(*d);
+  absl::StatusOr<int64_t> r = Guarded("planning", [&] { return PlanLoadedDelivery(*d); });
   while (!r.ok()) {
+    LogWarn("planner", "delivery ", d->id, ": ", r.status().ToString());
+    if (!IsTransient(r.status())) {
+      // Trying again would fail again (and, at every start, again): the delivery ends 'failed'
+      // with the reason, unless it was planned before the failure.
+      absl::Status s = deps_.deliveries->Finish(d->id, "failed",
+                                                std::string(r.status().message()));
+      if (!s.ok()) LogWarn("planner", "delivery ", d->id, ": ", s.ToString());
+      return;
+    }
     // Transient (database down): the delivery stays 'received'; try again after a pause, in
     // place, so that the repository's later deliveries still come after it.
-    LogWarn("planner", "delivery ", d->id, ": ", r.status().ToString());
-    if (!IsTransient(r.status()) || lanes_.WaitForStop(wait)) return;
+    if (lanes_.WaitForStop(wait)) return;
     wait = std::min(2 * wait, kLongestRetry);
-    r = PlanDelivery(d->id);
+    r = Guarded("planning", [&] { return PlanDelivery(d->id); });
   }
 }
 
@@ -354,7 +377,9 @@ absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
                      call->writing = !call->abandoned;
                      return call->writing;
                    };
-                   call->Finish(PlanManualNow(repo_id, branch, inputs, may_write));
+                   call->Finish(Guarded("planning a manual pipeline", [&] {
+                     return PlanManualNow(repo_id, branch, inputs, may_write);
+                   }));
                  },
                  [call] { call->Finish(absl::UnavailableError("the planner is not running")); }});
   absl::MutexLock l(&call->mu);
@@ -459,7 +484,10 @@ std::future<absl::StatusOr<int64_t>> Planner::SubmitSchedule(const store::Schedu
   auto future = promise->get_future();
   lanes_.Submit(
       s.repo_id,
-      {[this, promise, s, next_run] { promise->set_value(PlanSchedule(s, next_run)); },
+      {[this, promise, s, next_run] {
+         promise->set_value(
+             Guarded("planning a schedule slot", [&] { return PlanSchedule(s, next_run); }));
+       },
        [promise] { promise->set_value(absl::UnavailableError("the planner is not running")); }});
   return future;
 }
