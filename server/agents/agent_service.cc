@@ -280,6 +280,7 @@ class Session final : public Reactor {
       return false;
     }
     ah.memory_gb = h.memory_gb();
+    ah.accept_untrusted = h.accept_untrusted();
     for (const auto& l : h.labels()) ah.labels.push_back(l);
     boost::json::array gpus;
     for (const auto& g : h.gpus()) {
@@ -341,6 +342,7 @@ class Session final : public Reactor {
     cap.labels = ah.labels;
     cap.cpus_total = ah.cpu_slots;
     cap.memory_gb_total = ah.memory_gb;
+    cap.accepts_untrusted = ah.accept_untrusted;
     for (const auto& g : h.gpus()) {
       GpuSlot slot;
       slot.index = g.index();

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/api/commit_status_api.h"
+#include "server/pipeline/planner.h"
 
 namespace assay::api {
 
@@ -89,6 +90,10 @@ absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
       errors.push_back(json::value(std::string(line)));
     }
   }
+  json::array notes;
+  if (!p.trusted) {
+    for (const std::string& note : UntrustedNotes()) notes.push_back(json::value(note));
+  }
   json::object o{{"id", p.id},
                  {"repo", p.repo},
                  {"event", p.event},
@@ -97,6 +102,7 @@ absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
                  {"state", p.state},
                  {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
                  {"trusted", p.trusted},
+                 {"notes", std::move(notes)},
                  {"pr_number", p.pr_number ? json::value(*p.pr_number) : json::value(nullptr)},
                  {"errors", std::move(errors)},
                  {"inputs", std::move(inputs)},

@@ -120,8 +120,15 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     boost::json::object env;
     for (const auto& [k, v] : context.inputs) env[InputEnvName(k)] = v;
     for (const auto& [k, v] : j.env) env[k] = v;
+    // An untrusted pipeline (a fork's pull request) chooses nothing that reaches beyond its own
+    // jobs: default priority, at most the default timeout, a concurrency group of its own
+    // ("untrusted:G", so it can neither hold up nor be held up by the repository's trusted
+    // group G) that never cancels anything. See UntrustedNotes.
+    const bool untrusted = !context.trusted;
+    const int64_t timeout_s =
+        untrusted ? std::min<int64_t>(j.timeout_s, kDefaultJobTimeoutSeconds) : j.timeout_s;
     boost::json::object o{
-        {"steps", std::move(steps)}, {"env", std::move(env)}, {"timeout_s", j.timeout_s}};
+        {"steps", std::move(steps)}, {"env", std::move(env)}, {"timeout_s", timeout_s}};
     if (!j.matrix.empty()) {
       boost::json::object m;
       for (const auto& [k, v] : j.matrix) m[k] = v;
@@ -131,14 +138,17 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;
-    nj.priority = j.priority;
+    nj.priority = untrusted ? 0 : j.priority;
     nj.skip_reason = j.skip ? j.skip_reason : "";
     nj.spec_json = boost::json::serialize(o);
     nj.labels = j.runs_on.labels;
-    nj.requirements_json = RequirementsJson(j.runs_on);
+    nj.requirements_json = RequirementsJson(j.runs_on, untrusted);
     nj.allow_failure = j.allow_failure;
     nj.concurrency_group = j.concurrency.group;
-    nj.cancel_in_progress = j.concurrency.cancel_in_progress;
+    if (untrusted && !nj.concurrency_group.empty()) {
+      nj.concurrency_group = absl::StrCat("untrusted:", nj.concurrency_group);
+    }
+    nj.cancel_in_progress = !untrusted && j.concurrency.cancel_in_progress;
     nj.base_name = j.base_name;
     nj.max_parallel = j.max_parallel;
     if (j.retry == RetrySpec{}) {
@@ -152,6 +162,12 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     out.push_back(std::move(nj));
   }
   return out;
+}
+
+std::vector<std::string> UntrustedNotes() {
+  return {"untrusted (fork pull request): runs only on agents started with --accept-untrusted",
+          "untrusted (fork pull request): priority, concurrency.cancel_in_progress and timeouts "
+          "over 60m in .assay.yml are ignored; concurrency groups are its own"};
 }
 
 std::string PullRequestType(const std::string& action) {

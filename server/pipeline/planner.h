@@ -137,6 +137,11 @@ struct PipelineContext {
 std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
                                         const PipelineContext& context = {});
 
+// What an untrusted pipeline's API answer says about it (its "notes"): where it runs and which
+// of its file's settings JobsFromPlan ignores (priority: 0; cancel_in_progress: false; timeout:
+// at most the default 60m; concurrency group G becomes "untrusted:G").
+std::vector<std::string> UntrustedNotes();
+
 // The pull_request type (opened, synchronize, reopened, closed) of a forge's action word:
 // GitLab's open/reopen/update and Gitea's synchronized are mapped; others pass through.
 std::string PullRequestType(const std::string& forge_action);

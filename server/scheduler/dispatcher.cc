@@ -208,7 +208,9 @@ int Dispatcher::DispatchPass() {
   int free_cpus = 0;
   filter.max_cpus = 0;
   std::set<std::string> labels;
+  filter.untrusted = false;
   for (const auto& a : free) {
+    filter.untrusted = filter.untrusted || a.accepts_untrusted;
     const int cpus = a.cpus_total - a.cpus_used;
     free_cpus += cpus;
     filter.max_cpus = std::max(filter.max_cpus, cpus);

@@ -102,6 +102,7 @@ std::vector<const GpuSlot*> UsableGpus(const JobRequirements& job, const AgentCa
 }
 
 bool Fits(const JobRequirements& job, const AgentCapacity& agent) {
+  if (job.untrusted && !agent.accepts_untrusted) return false;
   if (!HasLabels(job, agent)) return false;
   if (FreeCpus(agent) < job.cpus) return false;
   if (job.memory_gb > 0 && FreeMemoryGb(agent) < job.memory_gb) return false;
@@ -143,8 +144,15 @@ std::optional<Placement> ChooseAgent(const JobRequirements& job,
 std::string ExplainWait(const JobRequirements& job, const std::vector<AgentCapacity>& agents) {
   if (agents.empty()) return "no agent is connected";
   std::vector<const AgentCapacity*> labeled;
+  bool any_accepts = false;
   for (const AgentCapacity& a : agents) {
+    if (job.untrusted && !a.accepts_untrusted) continue;
+    any_accepts = true;
     if (HasLabels(job, a)) labeled.push_back(&a);
+  }
+  if (!any_accepts) {
+    return "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one "
+           "with --accept-untrusted)";
   }
   if (labeled.empty()) {
     return absl::StrCat("no connected agent carries ",

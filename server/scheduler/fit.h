@@ -33,6 +33,7 @@ struct AgentCapacity {
   int cpus_total = 1, cpus_used = 0;
   double memory_gb_total = 0, memory_gb_used = 0;
   std::vector<GpuSlot> gpus;
+  bool accepts_untrusted = false;  // its Hello's accept_untrusted (--accept-untrusted)
 };
 
 // A job's `runs_on`.
@@ -44,6 +45,7 @@ struct JobRequirements {
   bool gpu_shared = false;   // may share its GPUs with other shared jobs
   double gpu_memory_gb = 0;  // per GPU, decimal GB (see GpuHasMemory); 0: any
   std::string gpu_model;     // fnmatch(3) glob on GpuSlot::model, e.g. "*H100*"; empty: any
+  bool untrusted = false;    // of an untrusted pipeline: only agents that accept untrusted jobs
 };
 
 struct Placement {
@@ -60,8 +62,8 @@ bool GpuHasMemory(uint64_t memory_mb, double gb);
 // gpu_shared no shared job either; memory and model as asked. In agent order.
 std::vector<const GpuSlot*> UsableGpus(const JobRequirements& job, const AgentCapacity& agent);
 
-// Whether `job` fits `agent` now: labels ⊆ agent labels, cpus free, memory free (when asked),
-// and at least `gpus` usable GPUs.
+// Whether `job` fits `agent` now: the agent accepts untrusted jobs (when the job is untrusted),
+// labels ⊆ agent labels, cpus free, memory free (when asked), and at least `gpus` usable GPUs.
 bool Fits(const JobRequirements& job, const AgentCapacity& agent);
 
 // The agent (and GPUs) a job should run on now, or nullopt when none fits.
@@ -78,6 +80,9 @@ std::optional<Placement> ChooseAgent(const JobRequirements& job,
 // this order (X = "3 agents carry label gpu" / "3 agents carry labels gpu, a100" /
 // "3 agents are connected" when the job asks no label; "1 agent carries/is"):
 //   "no agent is connected"
+//   "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one with
+//    --accept-untrusted)"                  (an untrusted job; the checks below then consider
+//                                           only the agents that accept untrusted jobs)
 //   "no connected agent carries label gpu" / "... carries labels gpu, a100"
 // Never enough, whatever else runs (waits for another agent to connect):
 //   "no agent has a GPU of model \"*A100*\": X, their GPU models are NVIDIA H100 80GB HBM3,

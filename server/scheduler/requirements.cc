@@ -4,13 +4,14 @@
 
 namespace assay {
 
-std::string RequirementsJson(const RunsOnSpec& r) {
+std::string RequirementsJson(const RunsOnSpec& r, bool untrusted) {
   boost::json::object o{{"cpus", r.cpus}};
   if (r.memory_gb > 0) o["memory_gb"] = r.memory_gb;
   if (r.gpus > 0) o["gpus"] = r.gpus;
   if (r.gpu_shared) o["gpu_shared"] = true;
   if (r.gpu_memory_gb > 0) o["gpu_memory_gb"] = r.gpu_memory_gb;
   if (!r.gpu_model.empty()) o["gpu_model"] = r.gpu_model;
+  if (untrusted) o["untrusted"] = true;
   return boost::json::serialize(o);
 }
 
@@ -36,6 +37,7 @@ JobRequirements RequirementsFromJson(const std::vector<std::string>& labels,
   req.gpu_memory_gb = number("gpu_memory_gb", 0);
   if (const auto* f = o.if_contains("gpu_shared"); f && f->is_bool())
     req.gpu_shared = f->get_bool();
+  if (const auto* f = o.if_contains("untrusted"); f && f->is_bool()) req.untrusted = f->get_bool();
   if (const auto* f = o.if_contains("gpu_model"); f && f->is_string()) {
     req.gpu_model = std::string(f->get_string());
   }

@@ -12,8 +12,9 @@
 namespace assay {
 
 // {"cpus":1} plus, when asked, "memory_gb", "gpus", "gpu_shared", "gpu_memory_gb",
-// "gpu_model".
-std::string RequirementsJson(const RunsOnSpec& runs_on);
+// "gpu_model", and "untrusted": true for a job of an untrusted pipeline (a fork's pull
+// request: only agents that accept untrusted jobs may run it; the claim checks it too).
+std::string RequirementsJson(const RunsOnSpec& runs_on, bool untrusted = false);
 
 // The inverse; a malformed or empty document gives the defaults (one CPU, nothing else).
 JobRequirements RequirementsFromJson(const std::vector<std::string>& labels, std::string_view json);

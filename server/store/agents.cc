@@ -8,10 +8,10 @@ namespace {
 const Query kUpsert{
     "agent_upsert",
     "INSERT INTO agents (name, labels, cpu_slots, gpus, version, state, connected_at, "
-    "last_seen_at, memory_gb, generation) VALUES ($1, $2::text[], $3, $4::jsonb, $5, 'online', "
-    "now(), now(), $6::float8, 1) "
+    "last_seen_at, memory_gb, generation, accept_untrusted) VALUES ($1, $2::text[], $3, "
+    "$4::jsonb, $5, 'online', now(), now(), $6::float8, 1, $7) "
     "ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, cpu_slots = EXCLUDED.cpu_slots, "
-    "memory_gb = EXCLUDED.memory_gb, "
+    "memory_gb = EXCLUDED.memory_gb, accept_untrusted = EXCLUDED.accept_untrusted, "
     "gpus = EXCLUDED.gpus, version = EXCLUDED.version, state = 'online', connected_at = now(), "
     "last_seen_at = now(), generation = agents.generation + 1 RETURNING id, generation"};
 // Only the session that is current: after a reconnect (to this server or another), the old
@@ -26,7 +26,7 @@ const Query kTouch{"agent_touch",
                    "AND state = 'online'"};
 const Query kList{"agent_list",
                       "SELECT id, name, state, version, labels, cpu_slots, gpus::text, memory_gb, "
-                      ASSAY_EPOCH_US("last_seen_at") " FROM agents "
+                      ASSAY_EPOCH_US("last_seen_at") ", accept_untrusted FROM agents "
                       "ORDER BY name"};
 
 }  // namespace
@@ -36,7 +36,7 @@ absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     auto r = Exec(tx, c, kUpsert,
                   {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version,
-                   absl::StrCat(h.memory_gb)});
+                   absl::StrCat(h.memory_gb), h.accept_untrusted});
     out.id = r[0][0].as<int64_t>();
     out.generation = r[0][1].as<int64_t>();
     return absl::OkStatus();
@@ -77,6 +77,7 @@ absl::StatusOr<std::vector<AgentRow>> AgentStore::List() {
       a.gpus_json = r[6].as<std::string>();
       a.memory_gb = r[7].as<double>();
       a.last_seen_at = ToTime(r[8]);
+      a.accept_untrusted = r[9].as<bool>();
       out.push_back(std::move(a));
     }
     return absl::OkStatus();

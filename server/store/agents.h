@@ -15,6 +15,7 @@ struct AgentHello {
   int cpu_slots = 1;
   double memory_gb = 0;
   std::string gpus_json = "[]";
+  bool accept_untrusted = false;  // runs jobs of untrusted pipelines
 };
 
 // One connection of an agent: its id and the generation its Hello got (each Hello of the
@@ -32,6 +33,7 @@ struct AgentRow {
   double memory_gb = 0;
   std::string gpus_json;
   absl::Time last_seen_at = absl::InfinitePast();
+  bool accept_untrusted = false;
 };
 
 class AgentStore {

@@ -21,6 +21,7 @@ const Query kQueue{
     "  SELECT * FROM jobs q WHERE q.repo_id = r.id AND q.state = 'queued' "
     "  AND coalesce((q.requirements->>'gpus')::int, 0) <= $2 "
     "  AND coalesce((q.requirements->>'cpus')::int, 1) <= $3 AND q.labels <@ $4::text[] "
+    "  AND ($5 OR NOT coalesce((q.requirements->>'untrusted')::boolean, false)) "
     "  ORDER BY q.priority DESC, q.queued_at, q.id LIMIT $1) j"};
 // Why: the planner estimates a handful of queued rows per repository and reads (and sorts)
 // every queued job of each one instead of walking jobs_queued_repo in order; with 10,000
@@ -34,12 +35,16 @@ const Query kGroupsInUse{
     "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), count(*) FROM jobs "
     "WHERE state IN ('assigned', 'running') AND (concurrency_key IS NOT NULL OR "
     "parallel_key IS NOT NULL) GROUP BY 1, 2"};
-// $1 job ids, $2 agent ids, $3 tokens, $4 GPU indices as "0,2" ('' for none).
+// $1 job ids, $2 agent ids, $3 tokens, $4 GPU indices as "0,2" ('' for none). A job of an
+// untrusted pipeline ("untrusted" in its requirements) is claimed only for an agent that
+// accepts untrusted jobs, whatever the caller chose.
 const Query kClaimBatch{
     "job_claim_batch",
     "WITH req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) "
     "  AS r(job_id, agent_id, token, gpus)), "
-    "pick AS (SELECT j.id FROM jobs j JOIN req ON req.job_id = j.id WHERE j.state = 'queued' "
+    "pick AS (SELECT j.id FROM jobs j JOIN req ON req.job_id = j.id "
+    "  JOIN agents a ON a.id = req.agent_id WHERE j.state = 'queued' "
+    "  AND (a.accept_untrusted OR NOT coalesce((j.requirements->>'untrusted')::boolean, false)) "
     "  FOR UPDATE OF j SKIP LOCKED), "
     "claimed AS ("
     "  UPDATE jobs j SET state = 'assigned', attempt = j.attempt + 1, attempt_token = req.token, "
@@ -202,7 +207,8 @@ absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     Exec(tx, c, kQueuePlan);
     for (const auto& r :
-         Exec(tx, c, kQueue, {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels)})) {
+         Exec(tx, c, kQueue, {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels),
+                              f.untrusted})) {
       QueuedJobRow j;
       j.job_id = r[0].as<int64_t>();
       j.repo_id = r[1].as<int64_t>();

@@ -59,6 +59,7 @@ struct QueueFilter {
   int max_cpus = 1024;
   int max_gpus = 0;
   std::vector<std::string> any_labels;
+  bool untrusted = true;  // false: leave out jobs of untrusted pipelines (no agent takes them)
 };
 
 struct ClaimRequest {

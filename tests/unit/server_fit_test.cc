@@ -301,3 +301,34 @@ TEST_CASE("GpuEnvironment", "[fit]") {
 }
 
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("an untrusted job fits only agents that accept untrusted jobs", "[fit]") {
+  JobRequirements job;
+  job.untrusted = true;
+  AgentCapacity normal = Agent(1, {}, 4, 0);
+  AgentCapacity open = Agent(2, {}, 4, 0);
+  open.accepts_untrusted = true;
+  CHECK_FALSE(Fits(job, normal));
+  CHECK(Fits(job, open));
+  CHECK_FALSE(ChooseAgent(job, {normal}).has_value());
+  REQUIRE(ChooseAgent(job, {normal, open}).has_value());
+  CHECK(ChooseAgent(job, {normal, open})->agent_id == 2);
+  CHECK(ExplainWait(job, {normal}) ==
+        "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one "
+        "with --accept-untrusted)");
+  // Among the agents that accept: the usual sentences, counting only those.
+  job.labels = {"gpu"};
+  CHECK(ExplainWait(job, {normal, open}) == "no connected agent carries label gpu");
+  job.labels = {};
+  CHECK(ExplainWait(job, {normal, open}) == "agent agent-2 (id 2) can take it now");
+  // A trusted job is not affected by the flag.
+  JobRequirements trusted;
+  CHECK(Fits(trusted, normal));
+  CHECK(Fits(trusted, open));
+}
+
+}  // namespace
+}  // namespace assay

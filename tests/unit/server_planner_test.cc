@@ -110,3 +110,59 @@ TEST_CASE("planner: forge pull request actions map to on.pull_request types",
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("planner: an untrusted pipeline's priority, cancel_in_progress and long timeout are "
+          "ignored, its group is its own, and its notes say so",
+          "[planner]") {
+  ExprContext ctx;
+  ctx.branch = "feature";
+  const std::string yaml =
+      "jobs:\n"
+      "  deploy:\n"
+      "    priority: 100\n"
+      "    timeout: 5h\n"
+      "    concurrency: {group: deploy, cancel_in_progress: true}\n"
+      "    runs_on: {labels: [gpu], gpus: 1}\n"
+      "    steps: [echo]\n"
+      "  short:\n"
+      "    timeout: 10m\n"
+      "    steps: [echo]\n";
+  auto plan = PlanJobs(Parse(yaml), ctx);
+  REQUIRE(plan.ok());
+  const auto trusted = JobsFromPlan(*plan);
+  REQUIRE(trusted.size() == 2);
+  CHECK(trusted[0].priority == 100);
+  CHECK(trusted[0].cancel_in_progress);
+  CHECK(trusted[0].concurrency_group == "deploy");
+  CHECK(boost::json::parse(trusted[0].spec_json).at("timeout_s") == 5 * 3600);
+  CHECK(boost::json::parse(trusted[0].requirements_json) ==
+        boost::json::parse(R"({"cpus":1,"gpus":1})"));
+
+  PipelineContext untrusted_context;
+  untrusted_context.trusted = false;
+  const auto untrusted = JobsFromPlan(*plan, untrusted_context);
+  REQUIRE(untrusted.size() == 2);
+  const store::NewJob& d = untrusted[0];
+  CHECK(d.priority == 0);
+  CHECK_FALSE(d.cancel_in_progress);
+  CHECK(d.concurrency_group == "untrusted:deploy");
+  const boost::json::value spec = boost::json::parse(d.spec_json);
+  CHECK(spec.at("timeout_s") == 3600);
+  CHECK(spec.at("trusted") == false);
+  CHECK(d.labels == std::vector<std::string>{"gpu"});
+  CHECK(boost::json::parse(d.requirements_json) ==
+        boost::json::parse(R"({"cpus":1,"gpus":1,"untrusted":true})"));
+  // A timeout under the default is kept.
+  CHECK(boost::json::parse(untrusted[1].spec_json).at("timeout_s") == 600);
+  CHECK(UntrustedNotes() ==
+        std::vector<std::string>{
+            "untrusted (fork pull request): runs only on agents started with --accept-untrusted",
+            "untrusted (fork pull request): priority, concurrency.cancel_in_progress and "
+            "timeouts over 60m in .assay.yml are ignored; concurrency groups are its own"});
+}
+
+}  // namespace
+}  // namespace assay
