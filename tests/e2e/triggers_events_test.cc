@@ -70,6 +70,25 @@ std::string GithubPr(const std::string& clone_url, int64_t number, const std::st
   return json::serialize(o);
 }
 
+// Pipeline `pid` once its job `check` is queued and waits because no connected agent accepts
+// untrusted jobs (the agents of these tests are started without --accept-untrusted).
+json::object WaitUntrustedCheck(Cluster& c, int64_t pid) {
+  const std::string want =
+      "queued: untrusted (fork pull request): no connected agent accepts untrusted jobs (start "
+      "one with --accept-untrusted)";
+  json::object p;
+  MUST(c.WaitUntil("the fork's job to say why it waits", [&](std::string& seen) {
+    auto got = c.ApiObject("GET", "/api/v1/pipelines/" + std::to_string(pid));
+    if (!got.ok()) return false;
+    p = *std::move(got);
+    auto job = c.ApiObject("GET", "/api/v1/jobs/" + std::to_string(JobId(p, "check")));
+    if (!job.ok()) return false;
+    seen = JsonString(*job, "state") + ": " + JsonString(*job, "waiting");
+    return seen == want;
+  }));
+  return p;
+}
+
 int64_t PostGithubPr(Cluster& c, const std::string& body, const std::string& delivery) {
   return DeliveryOf(
       MUST(c.PostGithub(body, delivery, Cluster::GithubSignature(kSecret, body), "pull_request")));
@@ -89,7 +108,8 @@ jobs:
 )yml";
 
 TEST_CASE(
-    "GitHub pull requests: a fork's runs untrusted; base branches main and dev run, "
+    "GitHub pull requests: a fork's is untrusted and waits for an agent that accepts it, base "
+    "branches main and dev run, "
     "staging is ignored with its reason",
     "[e2e][triggers]") {
   Cluster c(Options());
@@ -104,16 +124,23 @@ TEST_CASE(
   int64_t d =
       PostGithubPr(c, GithubPr(repo.clone_url(), 7, sha, "main", "someone/app-fork"), "pr-1");
   int64_t pid = MUST(c.WaitForPipelineOf(d));
-  json::object p = MUST(c.WaitForPipelineDone(pid));
+  // Untrusted: a1 does not accept untrusted jobs (no --accept-untrusted), so `check` waits and
+  // says why; the pipeline's notes say what of its file is ignored.
+  json::object p = WaitUntrustedCheck(c, pid);
   INFO(json::serialize(p) << "\n" << c.LogTails());
-  CHECK(JsonString(p, "state") == "succeeded");
+  CHECK(JsonString(p, "state") == "running");
   CHECK(JsonString(p, "event") == "pull_request");
   CHECK(JsonString(p, "ref") == "refs/pull/7/head");
   CHECK(JsonString(p, "commit_sha") == sha);
   CHECK(p.at("trusted") == json::value(false));
+  CHECK(p.at("notes") ==
+        json::array{
+            "untrusted (fork pull request): runs only on agents started with --accept-untrusted",
+            "untrusted (fork pull request): priority, concurrency.cancel_in_progress and "
+            "timeouts over 60m in .assay.yml are ignored; concurrency groups are its own"});
   CHECK(p.at("pr_number") == json::value(7));
   CHECK(p.at("inputs").is_null());
-  CHECK(MUST(c.JobLog(JobId(p, "check"))) == "pr pull_request on refs/pull/7/head\n");
+  CHECK(JsonString(Job(p, "check"), "state") == "queued");
   CHECK(JsonString(Job(p, "deploy"), "state") == "skipped");
   // The jobs carry the mark too, for whatever hands out secrets.
   CHECK(MUST(c.Query("SELECT DISTINCT spec->>'trusted' FROM jobs WHERE pipeline_id = " +
@@ -126,6 +153,7 @@ TEST_CASE(
   json::object p2 = MUST(c.WaitForPipelineDone(MUST(c.WaitForPipelineOf(d2))));
   CHECK(JsonString(p2, "state") == "succeeded");
   CHECK(p2.at("trusted") == json::value(true));
+  CHECK(p2.at("notes") == json::array{});
   CHECK(p2.at("pr_number") == json::value(8));
   CHECK(MUST(c.JobLog(JobId(p2, "check"))) == "pr pull_request on refs/pull/8/head\n");
 
@@ -208,15 +236,14 @@ TEST_CASE("a GitLab merge request and a Gitea pull request run end to end", "[e2
                                {"X-Gitea-Signature", HexEncode(HmacSha256(kSecret, pr_body))},
                                {"Content-Type", "application/json"}},
                               pr_body)));
-  json::object p2 = MUST(c.WaitForPipelineDone(MUST(c.WaitForPipelineOf(d2))));
+  json::object p2 = WaitUntrustedCheck(c, MUST(c.WaitForPipelineOf(d2)));
   INFO(json::serialize(p2) << "\n" << c.LogTails());
-  CHECK(JsonString(p2, "state") == "succeeded");
+  CHECK(JsonString(p2, "state") == "running");
   CHECK(JsonString(p2, "repo") == "org/app");
   CHECK(JsonString(p2, "ref") == "refs/pull/4/head");
   CHECK(JsonString(p2, "commit_sha") == tea_sha);
   CHECK(p2.at("trusted") == json::value(false));
   CHECK(p2.at("pr_number") == json::value(4));
-  CHECK(MUST(c.JobLog(JobId(p2, "check"))) == "pr pull_request on refs/pull/4/head\n");
 }
 
 constexpr char kManualFile[] = R"yml(on:
