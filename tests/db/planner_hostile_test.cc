@@ -92,6 +92,11 @@ TEST_CASE("planner: hostile files are error pipelines naming file, line and key"
     absl::StrAppend(&bomb, "]\n");
   }
   bomb += "jobs:\n  build:\n    steps: [make]\n";
+  // One job of 1000 steps aliased by 50,000 jobs: 5*10^7 steps if expanded.
+  std::string wide = "x: &j {steps: [m";
+  for (int i = 1; i < 1000; ++i) wide += ", m";
+  wide += "]}\njobs:\n";
+  for (int i = 0; i < 50000; ++i) absl::StrAppend(&wide, "  j", i, ": *j\n");
   std::string a, b;
   for (int i = 0; i < 1000; ++i) {
     absl::StrAppend(&a, i ? ", " : "", i);
@@ -103,6 +108,7 @@ TEST_CASE("planner: hostile files are error pipelines naming file, line and key"
        ".assay.yml:3:5: jobs.build.if: invalid expression: column 1025: expression has more "
        "than 1024 tokens"},
       {bomb, ".assay.yml:5:45: x4[7]: aliases expand to more than 100000 nodes"},
+      {wide, ".assay.yml:102:8: jobs.j99: aliases expand to more than 100000 nodes"},
       {absl::StrCat("jobs:\n  build:\n    strategy:\n      matrix:\n        a: [", a,
                     "]\n        b: [", b, "]\n    steps: [make]\n"),
        ".assay.yml:5:9: jobs.build.strategy.matrix: matrix expands to 1000000 jobs, more than "

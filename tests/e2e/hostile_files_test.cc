@@ -21,6 +21,15 @@ std::string AliasBomb() {
   return yaml + "jobs:\n  build:\n    steps: [make]\n";
 }
 
+// One job of 1000 steps aliased by 50,000 jobs: 5*10^7 steps if expanded.
+std::string WideAliasBomb() {
+  std::string yaml = "x: &j {steps: [m";
+  for (int i = 1; i < 1000; ++i) yaml += ", m";
+  yaml += "]}\njobs:\n";
+  for (int i = 0; i < 50000; ++i) absl::StrAppend(&yaml, "  j", i, ": *j\n");
+  return yaml;
+}
+
 std::string BigMatrix() {
   std::string a, b;
   for (int i = 0; i < 1000; ++i) {
@@ -44,6 +53,7 @@ TEST_CASE(
        ".assay.yml:3:5: jobs.build.if: invalid expression: column 1025: expression has more "
        "than 1024 tokens"},
       {AliasBomb(), ".assay.yml:5:45: x4[7]: aliases expand to more than 100000 nodes"},
+      {WideAliasBomb(), ".assay.yml:102:8: jobs.j99: aliases expand to more than 100000 nodes"},
       {BigMatrix(),
        ".assay.yml:5:9: jobs.build.strategy.matrix: matrix expands to 1000000 jobs, more than "
        "the limit of 256"},

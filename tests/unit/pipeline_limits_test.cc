@@ -54,11 +54,22 @@ std::string AliasBomb() {
   return yaml + kJob;
 }
 
-// A 1000x1000 matrix: a million combinations.
-std::string BigMatrix() {
+// One job of 1000 steps, aliased by 50,000 jobs: 5*10^7 steps to build (the 1.4 MB file of
+// issue 8 that took 4 GB).
+std::string WideAliasBomb() {
+  std::string yaml = "x: &j {steps: [m";
+  for (int i = 1; i < 1000; ++i) yaml += ", m";
+  yaml += "]}\njobs:\n";
+  for (int i = 0; i < 50000; ++i) absl::StrAppend(&yaml, "  j", i, ": *j\n");
+  return yaml;
+}
+
+// A 1000x1000 matrix: a million combinations, each value of axis `a` `prefix`-long (with 400,
+// building them takes more than 512 MiB).
+std::string BigMatrix(size_t prefix = 0) {
   std::string a, b;
   for (int i = 0; i < 1000; ++i) {
-    absl::StrAppend(&a, i ? ", " : "", i);
+    absl::StrAppend(&a, i ? ", " : "", std::string(prefix, 'v'), i);
     absl::StrAppend(&b, i ? ", " : "", "v", i);
   }
   return absl::StrCat("jobs:\n  build:\n    strategy:\n      matrix:\n        a: [", a,
@@ -95,6 +106,8 @@ TEST_CASE("limits: YAML nested deeper than 64 levels") {
 TEST_CASE("limits: aliases expand to at most 100000 nodes") {
   CHECK(Lint(AliasBomb()) ==
         Lines{"f.yml:5:45: x4[7]: aliases expand to more than 100000 nodes"});
+  CHECK(Lint(WideAliasBomb()) ==
+        Lines{"f.yml:102:8: jobs.j99: aliases expand to more than 100000 nodes"});
   // Aliases that stay within the limit are read as before.
   CHECK(Lint("jobs:\n  a:\n    steps: &s [make]\n  b:\n    steps: *s\n").empty());
 }
@@ -187,6 +200,8 @@ TEST_CASE("limits: hostile files give their lint error under ulimit -v 512 MiB")
 #ifdef ASSAY_UNDER_SANITIZER
   SKIP("sanitizer builds reserve terabytes of address space; RLIMIT_AS cannot apply");
 #else
+  // Before the limits, the wide alias bomb and the matrix ran out of memory here (bad_alloc,
+  // abort); the deep `if` and the long glob were already refused by earlier limits.
   struct Case {
     std::string yaml;
     std::string error;
@@ -194,7 +209,8 @@ TEST_CASE("limits: hostile files give their lint error under ulimit -v 512 MiB")
   const std::vector<Case> cases = {
       {DeepIf(), "jobs.build.if: invalid expression: column 1025: expression has more than"},
       {AliasBomb(), "x4[7]: aliases expand to more than 100000 nodes"},
-      {BigMatrix(), "matrix expands to 1000000 jobs, more than the limit of 256"},
+      {WideAliasBomb(), "jobs.j99: aliases expand to more than 100000 nodes"},
+      {BigMatrix(400), "matrix expands to 1000000 jobs, more than the limit of 256"},
       {StarGlob(4000), "pattern is longer than 1024 characters"},
   };
   for (const Case& c : cases) {
