@@ -19,8 +19,7 @@ double MedianMs(const std::function<void()>& f) {
   for (int i = 0; i < 5; ++i) {
     const auto start = std::chrono::steady_clock::now();
     f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                           start)
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                      .count());
   }
   std::sort(ms.begin(), ms.end());
@@ -51,13 +50,13 @@ int main() {
     absl::StrAppend(&a, i ? ", " : "", i);
     absl::StrAppend(&b, i ? ", " : "", "v", i);
   }
-  Lint("if: 20000 nested '('", absl::StrCat("jobs:\n  build:\n    if: \"",
-                                            std::string(20000, '('), "true",
-                                            std::string(20000, ')'), "\"\n    steps: [make]\n"));
+  Lint("if: 20000 nested '('",
+       absl::StrCat("jobs:\n  build:\n    if: \"", std::string(20000, '('), "true",
+                    std::string(20000, ')'), "\"\n    steps: [make]\n"));
   Lint("alias bomb (10^9 nodes)", bomb);
   Lint("matrix 1000x1000", absl::StrCat("jobs:\n  build:\n    strategy:\n      matrix:\n"
-                                        "        a: [", a, "]\n        b: [", b,
-                                        "]\n    steps: [make]\n"));
+                                        "        a: [",
+                                        a, "]\n        b: [", b, "]\n    steps: [make]\n"));
   Lint("glob of 4000 '*'", absl::StrCat("on:\n  push:\n    branches: [\"", std::string(4000, '*'),
                                         "\"]\njobs:\n  build:\n    steps: [make]\n"));
   Lint("1 MiB + 1 byte", std::string((1 << 20) + 1, '#'));

@@ -103,8 +103,8 @@ class Counter {
       for (size_t l = level; l < order_.size(); ++l) {
         const auto& values = spec_.axes[order_[l]].second;
         const std::string* want = fixed[order_[l]];
-        const uint64_t size = want == nullptr ? values.size()
-                                              : std::count(values.begin(), values.end(), *want);
+        const uint64_t size =
+            want == nullptr ? values.size() : std::count(values.begin(), values.end(), *want);
         product = Mul(product, size);
       }
       return product;
@@ -201,8 +201,8 @@ absl::StatusOr<std::vector<Combination>> ExpandMatrix(const MatrixSpec& spec, in
   }
   if (combinations.size() != count) {
     // A broken invariant of the count above; refuse rather than run a different matrix.
-    return absl::InternalError(absl::StrCat("matrix counted ", count, " jobs but built ",
-                                            combinations.size()));
+    return absl::InternalError(
+        absl::StrCat("matrix counted ", count, " jobs but built ", combinations.size()));
   }
   return combinations;
 }

@@ -88,8 +88,7 @@ void Planner::PlanQueued(const std::shared_ptr<const store::Delivery>& d) {
     if (!IsTransient(r.status())) {
       // Trying again would fail again (and, at every start, again): the delivery ends 'failed'
       // with the reason, unless it was planned before the failure.
-      absl::Status s = deps_.deliveries->Finish(d->id, "failed",
-                                                std::string(r.status().message()));
+      absl::Status s = deps_.deliveries->Finish(d->id, "failed", std::string(r.status().message()));
       if (!s.ok()) LogWarn("planner", "delivery ", d->id, ": ", s.ToString());
       return;
     }

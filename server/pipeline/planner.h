@@ -66,8 +66,8 @@ class Planner {
   // Plans the delivery on a worker, after every delivery of its repository enqueued before it.
   // Transient failures (database) are retried with a backoff (1 s doubling to 30 s) until they
   // pass or the planner stops. Any other failure, an exception included (none escapes a
-  // worker), ends the delivery 'failed' with its message, so that no start plans it again. Only between Start() and Stop(); otherwise the delivery stays
-  // 'received' for the next start.
+  // worker), ends the delivery 'failed' with its message, so that no start plans it again. Only
+  // between Start() and Stop(); otherwise the delivery stays 'received' for the next start.
   void Enqueue(int64_t delivery_id);
   // Plans one delivery on the caller's thread; returns the pipeline id, or 0 when the delivery
   // plans nothing (e.g. a branch deletion). kUnavailable for transient failures (database).

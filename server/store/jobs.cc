@@ -207,8 +207,8 @@ absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     Exec(tx, c, kQueuePlan);
     for (const auto& r :
-         Exec(tx, c, kQueue, {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels),
-                              f.untrusted})) {
+         Exec(tx, c, kQueue,
+              {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels), f.untrusted})) {
       QueuedJobRow j;
       j.job_id = r[0].as<int64_t>();
       j.repo_id = r[1].as<int64_t>();

@@ -41,8 +41,7 @@ struct OneRepo : dbtest::DbFixture {
     auto created = repos.Create(r);
     REQUIRE(created.ok());
     repo = created->id;
-    PlannerDeps d{&deliveries, &pipelines, &repos, dir + "/mirrors",
-                  [this] {
+    PlannerDeps d{&deliveries, &pipelines, &repos, dir + "/mirrors", [this] {
                     if (on_queued) on_queued();
                   }};
     planner = std::make_unique<Planner>(std::move(d));
@@ -82,8 +81,7 @@ struct OneRepo : dbtest::DbFixture {
   }
 };
 
-TEST_CASE("planner: hostile files are error pipelines naming file, line and key",
-          "[db][planner]") {
+TEST_CASE("planner: hostile files are error pipelines naming file, line and key", "[db][planner]") {
   OneRepo t;
   std::string bomb = "x0: &x0 [a, a, a, a, a, a, a, a, a, a]\n";
   for (int i = 1; i <= 9; ++i) {

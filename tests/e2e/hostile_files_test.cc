@@ -43,7 +43,7 @@ std::string BigMatrix() {
 TEST_CASE(
     "hostile files: error pipelines with the lint error, and a replay at start fails again "
     "and the server stays healthy",
-          "[e2e][hostile]") {
+    "[e2e][hostile]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -82,8 +82,9 @@ TEST_CASE(
   // The last delivery, as if the server had crashed while planning it: 'received', no
   // pipeline. The next start plans it again, it fails again, and the server stays up.
   MUST(c.StopServer());
-  const std::string delivery = MUST(c.Query(absl::StrCat(
-      "SELECT delivery_id FROM pipelines WHERE id = ", last)))[0][0].value_or("");
+  const std::string delivery =
+      MUST(c.Query(absl::StrCat("SELECT delivery_id FROM pipelines WHERE id = ", last)))[0][0]
+          .value_or("");
   REQUIRE(!delivery.empty());
   MUST(c.Query(absl::StrCat("DELETE FROM pipelines WHERE id = ", last)));
   MUST(c.Query(absl::StrCat(

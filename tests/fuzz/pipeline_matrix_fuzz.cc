@@ -95,9 +95,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (want.empty()) {
     if (got.ok() || got.status().message() != "matrix expands to no jobs") std::abort();
   } else if (want.size() > static_cast<size_t>(cap)) {
-    if (got.ok() || got.status().message() !=
-                        "matrix expands to " + std::to_string(want.size()) +
-                            " jobs, more than the limit of " + std::to_string(cap)) {
+    if (got.ok() || got.status().message() != "matrix expands to " + std::to_string(want.size()) +
+                                                  " jobs, more than the limit of " +
+                                                  std::to_string(cap)) {
       std::abort();
     }
   } else if (!got.ok() || *got != want) {

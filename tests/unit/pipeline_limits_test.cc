@@ -104,8 +104,7 @@ TEST_CASE("limits: YAML nested deeper than 64 levels") {
 }
 
 TEST_CASE("limits: aliases expand to at most 100000 nodes") {
-  CHECK(Lint(AliasBomb()) ==
-        Lines{"f.yml:5:45: x4[7]: aliases expand to more than 100000 nodes"});
+  CHECK(Lint(AliasBomb()) == Lines{"f.yml:5:45: x4[7]: aliases expand to more than 100000 nodes"});
   CHECK(Lint(WideAliasBomb()) ==
         Lines{"f.yml:102:8: jobs.j99: aliases expand to more than 100000 nodes"});
   // Aliases that stay within the limit are read as before.
@@ -115,8 +114,8 @@ TEST_CASE("limits: aliases expand to at most 100000 nodes") {
 TEST_CASE("limits: if nested deeper than 64 levels") {
   CHECK(Lint(DeepIf()) == Lines{"f.yml:3:5: jobs.build.if: invalid expression: column 1025: "
                                 "expression has more than 1024 tokens"});
-  const std::string deep = absl::StrCat("jobs:\n  build:\n    if: \"", std::string(65, '('),
-                                        "true", std::string(65, ')'), "\"\n    steps: [make]\n");
+  const std::string deep = absl::StrCat("jobs:\n  build:\n    if: \"", std::string(65, '('), "true",
+                                        std::string(65, ')'), "\"\n    steps: [make]\n");
   CHECK(Lint(deep) == Lines{"f.yml:3:5: jobs.build.if: invalid expression: column 65: "
                             "expression nested deeper than 64 levels"});
 }

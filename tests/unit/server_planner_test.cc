@@ -114,9 +114,10 @@ TEST_CASE("planner: forge pull request actions map to on.pull_request types",
 namespace assay {
 namespace {
 
-TEST_CASE("planner: an untrusted pipeline's priority, cancel_in_progress and long timeout are "
-          "ignored, its group is its own, and its notes say so",
-          "[planner]") {
+TEST_CASE(
+    "planner: an untrusted pipeline's priority, cancel_in_progress and long timeout are "
+    "ignored, its group is its own, and its notes say so",
+    "[planner]") {
   ExprContext ctx;
   ctx.branch = "feature";
   const std::string yaml =
