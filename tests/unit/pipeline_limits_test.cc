@@ -157,7 +157,7 @@ TEST_CASE("limits: matrix counts excludes and includes before building") {
         "matrix expands to 1000000 jobs, more than the limit of 256");
 }
 
-TEST_CASE("limits: a glob of 4000 '*' is a lint error; 1024 '*' match in linear time") {
+TEST_CASE("limits: a glob of 4000 '*' is a lint error, 1024 '*' match in linear time") {
   CHECK(Lint(StarGlob(4000)) == Lines{"f.yml:3:16: on.push.branches[0]: pattern is longer "
                                       "than 1024 characters"});
   CHECK(Lint(StarGlob(1024)).empty());
