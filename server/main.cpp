@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
        false, false, DurationIn(absl::ZeroDuration(), absl::Hours(24))},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB", false, false,
        IntIn(1, 4096)},
+      {"job-log-limit-mb", "100",
+       "log bytes stored per job attempt, in MiB; the rest is dropped after a truncation marker",
+       false, false, IntIn(1, 1024 * 1024)},
       {"log-level", "info", "debug, info, warn or error", false, false,
        assay::OneOf({"debug", "info", "warn", "error"})},
       {"public-url", "", "this server's address as users reach it (commit status links)"},
@@ -84,10 +87,11 @@ int main(int argc, char** argv) {
   auto db_acquire = cfg->GetDuration("db-acquire-timeout");
   auto db_connect = cfg->GetDuration("db-connect-timeout");
   auto db_statement = cfg->GetDuration("db-statement-timeout");
+  auto job_log_limit = cfg->GetInt("job-log-limit-mb");
   for (const absl::Status& s :
        {lease.status(), hb.status(), grace.status(), limit.status(), schedule_interval.status(),
         cs_attempts.status(), cs_backoff.status(), db_acquire.status(), db_connect.status(),
-        db_statement.status()}) {
+        db_statement.status(), job_log_limit.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -105,6 +109,7 @@ int main(int argc, char** argv) {
   o.db_acquire_timeout = *db_acquire;
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;
+  o.job_log_limit_bytes = static_cast<int64_t>(*job_log_limit) << 20;
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

@@ -201,6 +201,7 @@ absl::Status AssayServer::Start() {
                       o.heartbeat_interval,
                       4,
                       o.reconnect_grace};
+  ad.job_log_limit_bytes = o.job_log_limit_bytes;
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(), &m.grpc_port);
