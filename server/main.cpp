@@ -2,17 +2,40 @@
 #include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <string_view>
 
 #include "absl/synchronization/mutex.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
+#include "server/secrets/rotate_key.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
   // Debian's Abseil checks every lock for deadlock cycles (a debug aid); at 10,000 agent
   // streams that costs ~10 MiB and CPU. Lock order is kept by design instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (argc >= 2 && std::string_view(argv[1]) == "rotate-key") {
+    // assay-server rotate-key --data-dir D --database-url U (server/secrets/rotate_key.h).
+    const std::vector<assay::OptionSpec> rotate_specs = {
+        {"data-dir", "", "the server's data directory (its secret keys)", true},
+        {"database-url", "", "PostgreSQL connection string", true},
+    };
+    auto rcfg = assay::Config::Parse(argc - 1, argv + 1, rotate_specs, "assay-server rotate-key");
+    if (!rcfg.ok()) {
+      bool help = rcfg.status().code() == absl::StatusCode::kCancelled;
+      std::cerr << (help ? "" : "assay-server rotate-key: ") << rcfg.status().message() << "\n";
+      return help ? 0 : 2;
+    }
+    auto rotated = assay::RunRotateKey(rcfg->Get("data-dir"), rcfg->Get("database-url"));
+    if (!rotated.ok()) {
+      std::cerr << "assay-server rotate-key: " << rotated.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "rotated from key " << rotated->old_id << " to key " << rotated->new_id
+              << ": re-sealed " << rotated->resealed << " value(s)\n";
+    return 0;
+  }
   using assay::DurationIn;
   using assay::IntIn;
   // Every value is checked against its rule by Config::Parse (common/base/config.h).
