@@ -2,6 +2,7 @@
 // exactly its quota and one marker and still succeeds; GET /log streams a log larger than a
 // page byte for byte; the server's memory while serving a large log.
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -102,6 +103,66 @@ TEST_CASE("GET /log of a 40 MiB log streams it without holding it (RSS figure pr
   std::cout << "server RSS before GET /log of 40 MiB: " << before << " KiB, after: " << after
             << " KiB, growth: " << (after - before) << " KiB; peak RSS before: " << peak_before
             << " KiB, after: " << peak_after << " KiB\n";
+}
+
+// Bytes in the files under `dir` (0 when it does not exist).
+uintmax_t BytesUnder(const std::string& dir) {
+  uintmax_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    n += std::filesystem::file_size(e.path(), ec);
+  }
+  return n;
+}
+
+TEST_CASE(
+    "an agent cut off from the server spills a job's log to disk and replays it in order "
+    "when it reconnects",
+    "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1", {"--log-buffer-kb", "64"}));
+  MUST(c.WaitForAgents(1));
+  const std::string go = c.dir() + "/go";
+  const std::string pipeline_file = absl::StrCat(R"yml(jobs:
+  spill:
+    steps:
+      - run: |
+          echo started
+          while [ ! -f )yml",
+                                                 go, R"yml( ]; do sleep 0.05; done
+          seq 1 300000
+)yml");
+  int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", pipeline_file}});
+  MUST(c.WaitForJobState(pipeline_id, "spill", "running"));
+  const int64_t job_id = MUST(c.QueryInt("SELECT id FROM jobs"));
+  MUST(c.WaitUntil("the first line is stored", [&](std::string& seen) {
+    auto log = c.JobLog(job_id);
+    seen = log.ok() ? *log : log.status().ToString();
+    return log.ok() && *log == "started\n";
+  }));
+  MUST(c.StopServer());
+  { std::ofstream(go) << "go"; }
+  // While the server is away the output (2.1 MB) goes past the 64 KiB in memory to disk.
+  const std::string spool = c.dir() + "/agent-a1/spool";
+  MUST(c.WaitUntil("the agent spills its log to disk", [&](std::string& seen) {
+    seen = std::to_string(BytesUnder(spool)) + " bytes in " + spool;
+    return BytesUnder(spool) >= SeqOutput(300000).size() - 64 * 1024;
+  }));
+  MUST(c.StartServer());
+  json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
+  INFO(json::serialize(p) << "\n" << c.LogTails());
+  CHECK(JsonString(p, "state") == "succeeded");
+  const std::string log = MUST(c.JobLog(job_id));
+  const std::string want = "started\n" + SeqOutput(300000);
+  CHECK(log.size() == want.size());
+  CHECK(log == want);
+  // Acknowledged, the spill file is gone.
+  MUST(c.WaitUntil("the spill file is removed", [&](std::string& seen) {
+    seen = std::to_string(BytesUnder(spool)) + " bytes in " + spool;
+    return BytesUnder(spool) == 0;
+  }));
 }
 
 }  // namespace
