@@ -90,6 +90,7 @@ absl::Status Agent::Run() {
   std::error_code ec;
   std::filesystem::create_directories(opts_.work_dir + "/cache", ec);
   std::filesystem::create_directories(opts_.work_dir + "/jobs", ec);
+  if (!ec) std::filesystem::create_directories(opts_.work_dir + "/spool", ec);
   if (ec) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot create work dir ", opts_.work_dir, ": ", ec.message()));
@@ -172,7 +173,7 @@ bool Agent::ServeOnce(bool* fatal) {
   bool welcomed = false;
   std::thread heartbeat;
   std::unique_ptr<StreamWriter> writer;
-  std::vector<v1::AgentMessage> resend;
+  std::thread replay;
   if (stream->Write(hello_msg) && stream->Read(&in) && in.has_welcome()) {
     welcomed = true;
     writer = std::make_unique<StreamWriter>(
@@ -192,38 +193,24 @@ bool Agent::ServeOnce(bool* fatal) {
         if (it != jobs_.end()) {
           LogWarn("agent", "job ", s.job_id(), " is no longer ours; stopping it");
           it->second->cancel->Cancel();
-          it->second->unacked_logs.clear();
+          it->second->unacked_logs->Clear();
         }
       }
       stream_ = stream.get();
       writer_ = writer.get();
-      // What the server may not have: unacknowledged log chunks, then results.
+      // What the server may not have (unacknowledged chunks, then results) goes out first.
       for (auto& [id, j] : jobs_) {
-        for (const auto& [seq, data] : j->unacked_logs) {
-          v1::AgentMessage m;
-          auto* c = m.mutable_log();
-          c->set_job_id(id);
-          c->set_attempt_token(j->assignment.attempt_token());
-          c->set_seq(seq);
-          c->set_data(data);
-          resend.push_back(std::move(m));
-        }
-        if (j->finished) {
-          v1::AgentMessage m;
-          *m.mutable_result() = j->result;
-          resend.push_back(std::move(m));
-        }
+        j->replaying = true;
+        j->sent_upto = 0;
+        j->result_sent = false;
       }
     }
     absl::Duration interval = absl::Milliseconds(w.heartbeat_interval_ms());
     if (interval < absl::Milliseconds(100)) interval = absl::Seconds(5);
     heartbeat = std::thread([this, s = stream.get(), interval] { HeartbeatLoop(s, interval); });
-    // Why paced, outside mu_: a backlog may exceed the writer's bound; it goes out as the
-    // stream takes it, leaving room for live messages, and stops if the stream breaks.
-    for (auto& m : resend) {
-      if (!writer->PushWhenRoom(std::move(m))) break;
-    }
-    resend.clear();
+    // Why a thread: a backlog (it may be large, spilled to disk while disconnected) goes out
+    // as the stream takes it, while this thread reads the acks that let the server go on.
+    replay = std::thread([this, s = stream.get(), w = writer.get()] { Replay(s, w); });
     while (stream->Read(&in)) {
       if (in.has_assignment()) {
         OnAssignment(in.assignment());
@@ -247,6 +234,8 @@ bool Agent::ServeOnce(bool* fatal) {
     ctx_ = nullptr;
   }
   if (heartbeat.joinable()) heartbeat.join();
+  if (writer != nullptr) writer->Close();  // wakes a replay waiting for room
+  if (replay.joinable()) replay.join();
   // The stream has ended (the reader saw it), so a write in progress returns and the writer's
   // thread joins; what it had not written is resent on the next connection.
   writer.reset();
@@ -303,6 +292,9 @@ void Agent::OnAssignment(const v1::Assignment& a) {
   }
   auto job = std::make_unique<Job>();
   job->assignment = a;
+  job->unacked_logs = std::make_unique<LogSpool>(
+      absl::StrCat(opts_.work_dir, "/spool/job-", a.job_id(), "-", a.attempt(), ".log"),
+      opts_.log_memory_bytes);
   job->cancel = std::make_unique<CancelFlag>();
   Job* raw = job.get();
   jobs_[a.job_id()] = std::move(job);
@@ -321,9 +313,9 @@ void Agent::OnAck(const v1::Ack& ack) {
   if (ack.refused()) {
     LogWarn("agent", "server refused reports for job ", ack.job_id(), ": attempt is stale");
     j.cancel->Cancel();
-    j.unacked_logs.clear();
+    j.unacked_logs->Clear();
   } else if (ack.log_seq() > 0) {
-    j.unacked_logs.erase(j.unacked_logs.begin(), j.unacked_logs.upper_bound(ack.log_seq()));
+    j.unacked_logs->AckUpTo(ack.log_seq());
   }
   if ((ack.result_recorded() || ack.refused()) && j.finished) {
     // Why keep the thread: it may still be returning from RunJob; join it later.
@@ -338,14 +330,58 @@ void Agent::EmitLog(int64_t job_id, std::string_view bytes) {
   if (it == jobs_.end()) return;
   Job& j = *it->second;
   uint64_t seq = j.next_seq++;
-  j.unacked_logs.emplace(seq, std::string(bytes));
+  absl::Status spooled = j.unacked_logs->Append(seq, bytes);
+  if (!spooled.ok()) {
+    LogWarn("agent", "job ", job_id, ": spilling its log to disk failed (kept in memory): ",
+            spooled.ToString());
+  }
+  // While a replay runs, it sends this chunk in its turn.
+  if (writer_ == nullptr || j.replaying) return;
+  WriteLocked(LogMessage(job_id, j, seq, std::string(bytes)));
+  j.sent_upto = seq;
+}
+
+v1::AgentMessage Agent::LogMessage(int64_t id, const Job& j, uint64_t seq, std::string data) {
   v1::AgentMessage m;
   auto* c = m.mutable_log();
-  c->set_job_id(job_id);
+  c->set_job_id(id);
   c->set_attempt_token(j.assignment.attempt_token());
   c->set_seq(seq);
-  c->set_data(std::string(bytes));
-  WriteLocked(m);
+  c->set_data(std::move(data));
+  return m;
+}
+
+void Agent::Replay(Stream* stream, StreamWriter* writer) {
+  while (writer->WaitForRoom()) {
+    absl::MutexLock l(&mu_);
+    if (stream_ != stream) return;
+    bool pushed = false;
+    for (auto& [id, j] : jobs_) {
+      if (!j->replaying) continue;
+      auto next = j->unacked_logs->Next(j->sent_upto);
+      if (!next.ok()) {
+        // The spill file is gone or unreadable: those chunks cannot be sent again.
+        LogError("agent", "job ", id, ": ", next.status().ToString(), "; its log has a gap");
+        j->unacked_logs->Clear();
+        next = std::optional<std::pair<uint64_t, std::string>>();
+      }
+      if (next->has_value()) {
+        WriteLocked(LogMessage(id, *j, (*next)->first, std::move((*next)->second)));
+        j->sent_upto = (*next)->first;
+        pushed = true;
+        break;  // one message per wait for room
+      }
+      j->sent_upto = j->next_seq - 1;
+      j->replaying = false;
+      if (j->finished && !j->result_sent) {
+        v1::AgentMessage m;
+        *m.mutable_result() = j->result;
+        WriteLocked(m);
+        j->result_sent = true;
+      }
+    }
+    if (!pushed) return;  // every job caught up: live messages go straight out again
+  }
 }
 
 void Agent::RunJob(int64_t job_id) {
@@ -402,9 +438,12 @@ void Agent::RunJob(int64_t job_id) {
     j.result.set_started_unix_ms(started);
     j.result.set_finished_unix_ms(NowMs());
     j.finished = true;
-    v1::AgentMessage m;
-    *m.mutable_result() = j.result;
-    WriteLocked(m);
+    if (writer_ != nullptr && !j.replaying) {
+      v1::AgentMessage m;
+      *m.mutable_result() = j.result;
+      WriteLocked(m);
+      j.result_sent = true;
+    }
   }
   // Why after the result: deleting a large tree is slow and the server need not wait for it.
   absl::Status removed = cache->RemoveWorktree(ws);

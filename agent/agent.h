@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/gpu_inventory.h"
+#include "agent/log_spool.h"
 #include "agent/step_runner.h"
 #include "agent/stream_writer.h"
 #include "assay/v1/agent.grpc.pb.h"
@@ -33,6 +34,9 @@ struct AgentOptions {
   absl::Duration kill_grace = absl::Seconds(10);
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(5);
+  // Unacknowledged log bytes a job keeps in memory; beyond them its chunks wait in a file
+  // under <work_dir>/spool until the server acknowledges them (--log-buffer-kb).
+  size_t log_memory_bytes = 4 << 20;
 };
 
 // MemTotal of /proc/meminfo in decimal GB; 0 when it cannot be read.
@@ -55,7 +59,12 @@ class Agent {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> exited = std::make_shared<std::atomic<bool>>(false);
     uint64_t next_seq = 1;
-    std::map<uint64_t, std::string> unacked_logs;  // seq → bytes
+    std::unique_ptr<LogSpool> unacked_logs;  // what the server has not acknowledged
+    // On the current stream: chunks up to sent_upto were queued for it; while `replaying`,
+    // new chunks and the result wait for the replay (ServeOnce) so they go out in order.
+    uint64_t sent_upto = 0;
+    bool replaying = false;
+    bool result_sent = false;
     bool finished = false;
     v1::JobResult result;
   };
@@ -67,6 +76,11 @@ class Agent {
   void RunJob(int64_t job_id);
   void EmitLog(int64_t job_id, std::string_view bytes);
   void HeartbeatLoop(Stream* stream, absl::Duration interval);
+  // After a Welcome: sends every job's unacknowledged chunks in seq order, then its result
+  // if finished, paced by the writer; returns when all are out or the stream broke.
+  void Replay(Stream* stream, StreamWriter* writer);
+  // REQUIRES: mu_ held. A log chunk message of job `id`.
+  static v1::AgentMessage LogMessage(int64_t id, const Job& j, uint64_t seq, std::string data);
   // REQUIRES: mu_ held. Queues `m` for the stream's writer if connected; never blocks. A
   // message that is dropped (not connected, queue full) is one the reconnect makes good:
   // log chunks and results are resent until acknowledged, heartbeats recur.

@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
       {"work-dir", "", "directory for the repository cache and job workspaces (required)"},
       {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped", false, false,
        assay::DurationIn(absl::ZeroDuration(), absl::Hours(1))},
+      {"log-buffer-kb", "4096",
+       "unacknowledged log bytes kept in memory per job, in KiB; the rest waits in "
+       "<work-dir>/spool until the server has it",
+       false, false, assay::IntIn(64, 1024 * 1024)},
       {"gpu-inventory", "",
        "read GPUs from an `nvidia-smi --query-gpu` CSV or `nvidia-smi -q -x` capture instead of "
        "discovering them (NVML, then nvidia-smi)"},
@@ -69,6 +73,7 @@ int main(int argc, char** argv) {
     }
   }
   o.slots = static_cast<int>(*slots);
+  o.log_memory_bytes = static_cast<size_t>(cfg->GetInt("log-buffer-kb").value_or(4096)) << 10;
   if (const std::string& mem = cfg->Get("memory-gb"); !mem.empty()) {
     (void)absl::SimpleAtod(mem, &o.memory_gb);  // a number from 0 to 1e6 (checked above)
   } else {

@@ -48,6 +48,16 @@ bool StreamWriter::PushWhenRoom(v1::AgentMessage m) {
   return true;
 }
 
+bool StreamWriter::WaitForRoom() {
+  absl::MutexLock l(&mu_);
+  auto room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return closed_ || overflowed_ ||
+           (2 * (queue_.size() + 1) <= max_messages_ && 2 * bytes_ <= max_bytes_);
+  };
+  mu_.Await(absl::Condition(&room));
+  return !closed_ && !overflowed_;
+}
+
 void StreamWriter::Close() {
   absl::MutexLock l(&mu_);
   closed_ = true;

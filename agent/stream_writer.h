@@ -39,6 +39,10 @@ class StreamWriter {
   // stream to take what is ahead; for backlogs, so that Push keeps room. False when the
   // writer closed, its stream broke or it overflowed meanwhile (`m` is dropped).
   bool PushWhenRoom(v1::AgentMessage m);
+  // Waits until the queue is at most half full (by count and bytes), as PushWhenRoom does
+  // before it queues; false when the writer closed, its stream broke or it overflowed. For a
+  // caller that must Push under its own lock, in order with other Pushes.
+  bool WaitForRoom();
   // Stops taking messages and drops those not yet written (the stream is ending).
   void Close();
 

@@ -2,17 +2,40 @@
 #include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <string_view>
 
 #include "absl/synchronization/mutex.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
+#include "server/secrets/rotate_key.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
   // Debian's Abseil checks every lock for deadlock cycles (a debug aid); at 10,000 agent
   // streams that costs ~10 MiB and CPU. Lock order is kept by design instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (argc >= 2 && std::string_view(argv[1]) == "rotate-key") {
+    // assay-server rotate-key --data-dir D --database-url U (server/secrets/rotate_key.h).
+    const std::vector<assay::OptionSpec> rotate_specs = {
+        {"data-dir", "", "the server's data directory (its secret keys)", true},
+        {"database-url", "", "PostgreSQL connection string", true},
+    };
+    auto rcfg = assay::Config::Parse(argc - 1, argv + 1, rotate_specs, "assay-server rotate-key");
+    if (!rcfg.ok()) {
+      bool help = rcfg.status().code() == absl::StatusCode::kCancelled;
+      std::cerr << (help ? "" : "assay-server rotate-key: ") << rcfg.status().message() << "\n";
+      return help ? 0 : 2;
+    }
+    auto rotated = assay::RunRotateKey(rcfg->Get("data-dir"), rcfg->Get("database-url"));
+    if (!rotated.ok()) {
+      std::cerr << "assay-server rotate-key: " << rotated.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "rotated from key " << rotated->old_id << " to key " << rotated->new_id
+              << ": re-sealed " << rotated->resealed << " value(s)\n";
+    return 0;
+  }
   using assay::DurationIn;
   using assay::IntIn;
   // Every value is checked against its rule by Config::Parse (common/base/config.h).
@@ -47,6 +70,9 @@ int main(int argc, char** argv) {
        false, false, DurationIn(absl::ZeroDuration(), absl::Hours(24))},
       {"body-limit-mb", "25", "largest accepted HTTP request body, in MiB", false, false,
        IntIn(1, 4096)},
+      {"job-log-limit-mb", "100",
+       "log bytes stored per job attempt, in MiB; the rest is dropped after a truncation marker",
+       false, false, IntIn(1, 1024 * 1024)},
       {"log-level", "info", "debug, info, warn or error", false, false,
        assay::OneOf({"debug", "info", "warn", "error"})},
       {"public-url", "", "this server's address as users reach it (commit status links)"},
@@ -84,10 +110,11 @@ int main(int argc, char** argv) {
   auto db_acquire = cfg->GetDuration("db-acquire-timeout");
   auto db_connect = cfg->GetDuration("db-connect-timeout");
   auto db_statement = cfg->GetDuration("db-statement-timeout");
+  auto job_log_limit = cfg->GetInt("job-log-limit-mb");
   for (const absl::Status& s :
        {lease.status(), hb.status(), grace.status(), limit.status(), schedule_interval.status(),
         cs_attempts.status(), cs_backoff.status(), db_acquire.status(), db_connect.status(),
-        db_statement.status()}) {
+        db_statement.status(), job_log_limit.status()}) {
     if (!s.ok()) {
       std::cerr << "assay-server: " << s.message() << "\n";
       return 2;
@@ -105,6 +132,7 @@ int main(int argc, char** argv) {
   o.db_acquire_timeout = *db_acquire;
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;
+  o.job_log_limit_bytes = static_cast<int64_t>(*job_log_limit) << 20;
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

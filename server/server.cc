@@ -132,7 +132,10 @@ absl::Status AssayServer::Start() {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create ", o.data_dir, "/mirrors: ", ec.message()));
   }
-  auto key = LoadOrCreateSecretKey(o.data_dir + "/secret.key");
+  auto first_key = LoadOrCreateSecretKey(o.data_dir + "/secret.key");
+  if (!first_key.ok()) return first_key.status();
+  // secret.key and the keys/<id>.key that `rotate-key` made (common/crypto/sealed.h).
+  auto key = KeyRing::LoadDir(o.data_dir);
   if (!key.ok()) return key.status();
 
   if (o.db_acquire_timeout <= absl::ZeroDuration() ||
@@ -201,6 +204,7 @@ absl::Status AssayServer::Start() {
                       o.heartbeat_interval,
                       4,
                       o.reconnect_grace};
+  ad.job_log_limit_bytes = o.job_log_limit_bytes;
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(), &m.grpc_port);

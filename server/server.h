@@ -2,6 +2,7 @@
 // assay-server wired together: PostgreSQL pool and migrations, the HTTP API and webhooks,
 // the gRPC agent service, the planner and the dispatcher. main.cpp only parses flags.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,8 @@ struct ServerOptions {
   std::string commit_status_ca_file;
   int commit_status_attempts = 6;
   absl::Duration commit_status_backoff = absl::Seconds(1);
+  // Log bytes stored per job attempt; past it a truncation marker (--job-log-limit-mb).
+  int64_t job_log_limit_bytes = int64_t{100} << 20;
 };
 
 class AssayServer {

@@ -109,7 +109,8 @@ std::string RandomBytes(size_t n) {
 
 std::string RandomHexToken(size_t n) { return HexEncode(RandomBytes(n)); }
 
-absl::StatusOr<std::string> SealSecret(std::string_view key, std::string_view plaintext) {
+absl::StatusOr<std::string> SealWithAad(std::string_view key, std::string_view plaintext,
+                                         std::string_view aad) {
   if (key.size() != 32) return absl::InvalidArgumentError("secret key must be 32 bytes");
   std::unique_ptr<EVP_CIPHER_CTX, CtxFree> ctx(EVP_CIPHER_CTX_new());
   std::string nonce = RandomBytes(kNonce);
@@ -118,8 +119,12 @@ absl::StatusOr<std::string> SealSecret(std::string_view key, std::string_view pl
   auto* k = reinterpret_cast<const unsigned char*>(key.data());
   auto* iv = reinterpret_cast<const unsigned char*>(nonce.data());
   auto* dst = reinterpret_cast<unsigned char*>(out.data()) + kNonce;
-  int len = 0, fin = 0;
+  int len = 0, fin = 0, aad_len = 0;
   if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, k, iv) != 1 ||
+      (!aad.empty() &&
+       EVP_EncryptUpdate(ctx.get(), nullptr, &aad_len,
+                         reinterpret_cast<const unsigned char*>(aad.data()),
+                         static_cast<int>(aad.size())) != 1) ||
       EVP_EncryptUpdate(ctx.get(), dst, &len,
                         reinterpret_cast<const unsigned char*>(plaintext.data()),
                         static_cast<int>(plaintext.size())) != 1 ||
@@ -130,7 +135,8 @@ absl::StatusOr<std::string> SealSecret(std::string_view key, std::string_view pl
   return out;
 }
 
-absl::StatusOr<std::string> OpenSecret(std::string_view key, std::string_view sealed) {
+absl::StatusOr<std::string> OpenWithAad(std::string_view key, std::string_view sealed,
+                                         std::string_view aad) {
   if (key.size() != 32) return absl::InvalidArgumentError("secret key must be 32 bytes");
   if (sealed.size() < kNonce + kTag) return absl::DataLossError("sealed secret is truncated");
   std::unique_ptr<EVP_CIPHER_CTX, CtxFree> ctx(EVP_CIPHER_CTX_new());
@@ -139,15 +145,27 @@ absl::StatusOr<std::string> OpenSecret(std::string_view key, std::string_view se
   auto* src = reinterpret_cast<const unsigned char*>(sealed.data());
   auto* dst = reinterpret_cast<unsigned char*>(out.data());
   std::string tag(sealed.substr(kNonce + n));
-  int len = 0, fin = 0;
+  int len = 0, fin = 0, aad_len = 0;
   if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
                          reinterpret_cast<const unsigned char*>(key.data()), src) != 1 ||
+      (!aad.empty() &&
+       EVP_DecryptUpdate(ctx.get(), nullptr, &aad_len,
+                         reinterpret_cast<const unsigned char*>(aad.data()),
+                         static_cast<int>(aad.size())) != 1) ||
       EVP_DecryptUpdate(ctx.get(), dst, &len, src + kNonce, static_cast<int>(n)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag.data()) != 1 ||
       EVP_DecryptFinal_ex(ctx.get(), dst + len, &fin) != 1) {
     return absl::DataLossError("sealed secret failed authentication (wrong key or tampered)");
   }
   return out;
+}
+
+absl::StatusOr<std::string> SealSecret(std::string_view key, std::string_view plaintext) {
+  return SealWithAad(key, plaintext, "");
+}
+
+absl::StatusOr<std::string> OpenSecret(std::string_view key, std::string_view sealed) {
+  return OpenWithAad(key, sealed, "");
 }
 
 }  // namespace assay

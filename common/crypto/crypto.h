@@ -35,7 +35,14 @@ std::string RandomBytes(size_t n);
 // AES-256-GCM with a random 12-byte nonce; output is nonce || ciphertext || 16-byte tag.
 // `key` must be 32 bytes (kInvalidArgument otherwise). Open fails with kDataLoss when the
 // ciphertext was tampered with or the key is wrong.
+// The format of values sealed before key ids (issue 8): no key id, no associated data. New
+// code seals with assay::Seal (common/crypto/sealed.h); Open still reads this format.
 absl::StatusOr<std::string> SealSecret(std::string_view key, std::string_view plaintext);
 absl::StatusOr<std::string> OpenSecret(std::string_view key, std::string_view sealed);
+// The same with `aad` authenticated as associated data (empty: none, as above).
+absl::StatusOr<std::string> SealWithAad(std::string_view key, std::string_view plaintext,
+                                        std::string_view aad);
+absl::StatusOr<std::string> OpenWithAad(std::string_view key, std::string_view sealed,
+                                        std::string_view aad);
 
 }  // namespace assay

@@ -52,7 +52,10 @@ class SessionChannel final : public AgentChannel {
 class Session final : public Reactor {
  public:
   Session(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx)
-      : svc_(svc), deps_(svc->deps()), channel_(std::make_shared<SessionChannel>(this)) {
+      : svc_(svc),
+        deps_(svc->deps()),
+        peer_(ctx->peer()),
+        channel_(std::make_shared<SessionChannel>(this)) {
     auto md = ctx->client_metadata();
     auto it = md.find("authorization");
     std::string given = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
@@ -65,11 +68,20 @@ class Session final : public Reactor {
     StartRead(&in_);
   }
 
-  // False when the stream has finished: the message will never be written.
+  // False when the stream has finished or is ending (its queue was full): the message will
+  // never be written.
   bool Enqueue(const v1::ServerMessage& msg) {
     absl::MutexLock l(&mu_);
-    if (finished_) return false;
+    if (finished_ || overflowed_) return false;
+    const size_t size = msg.ByteSizeLong();
+    if (out_.size() >= deps_.max_outbound_messages ||
+        out_bytes_ + size > deps_.max_outbound_bytes) {
+      OverflowLocked();
+      return false;
+    }
     out_.push_back(msg);
+    out_bytes_ += size;
+    svc_->NoteOutbound(out_.size());
     if (!writing_) {
       writing_ = true;
       StartWrite(&out_.front());
@@ -91,6 +103,7 @@ class Session final : public Reactor {
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&mu_);
+    out_bytes_ -= out_.front().ByteSizeLong();
     out_.pop_front();
     if (ok && !out_.empty() && !finished_) {
       StartWrite(&out_.front());
@@ -108,8 +121,41 @@ class Session final : public Reactor {
         }
       }
       out_.clear();
+      out_bytes_ = 0;
     }
     if (finish_requested_ && !finished_) {
+      finished_ = true;
+      Finish(finish_status_);
+    }
+  }
+
+  // REQUIRES: mu_ held. The outbound queue is full: the agent is not reading. Drops what is
+  // queued behind the write in flight (its assignments go back to the queue when the session
+  // ends) and ends the stream once that write completes. Why not wait for room: the messages
+  // come from the handler tasks and the dispatcher, which must never block on one agent.
+  void OverflowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    overflowed_ = true;
+    const size_t queued = out_.size();
+    for (size_t i = writing_ ? 1 : 0; i < out_.size(); ++i) {
+      if (out_[i].has_assignment()) {
+        undelivered_.push_back(
+            {out_[i].assignment().job_id(), out_[i].assignment().attempt_token()});
+      }
+    }
+    while (out_.size() > (writing_ ? 1u : 0u)) {
+      out_bytes_ -= out_.back().ByteSizeLong();
+      out_.pop_back();
+    }
+    // Why the peer, not name_: this runs on any thread that sends (name_ is the handlers').
+    LogWarn("agents", "closing the agent stream from ", peer_, ": its outbound queue is full (",
+            queued, " messages); the agent is not reading");
+    if (finished_ || finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("the server's queue for this stream is full (", queued,
+                     " messages unread); reconnect and resend what was not acknowledged"));
+    if (!writing_) {
       finished_ = true;
       Finish(finish_status_);
     }
@@ -404,19 +450,34 @@ class Session final : public Reactor {
     return true;
   }
 
+  // A chunk with seq 0, no data or more than max_log_chunk_bytes is a protocol error that
+  // ends the stream, unacknowledged and unstored. Why not acknowledge or skip it: an ack costs
+  // a queued message and tells the agent it may forget the chunk, and nothing a well-behaved
+  // agent sends looks like this (sequence numbers start at 1; empty output is not sent).
   bool OnLog(const v1::LogChunk& c) {
-    if (c.seq() < 1) {
-      SendAck(c.job_id(), c.attempt_token(), 0, false, false, "log chunk seq must be >= 1");
-      return true;
+    if (c.seq() < 1 || c.seq() > static_cast<uint64_t>(INT64_MAX)) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "log chunk seq must be >= 1");
+      return false;
+    }
+    if (c.data().empty()) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "log chunk data must not be empty");
+      return false;
+    }
+    if (c.data().size() > deps_.max_log_chunk_bytes) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT,
+           absl::StrCat("log chunk data must be at most ", deps_.max_log_chunk_bytes,
+                        " bytes, got ", c.data().size()));
+      return false;
     }
     auto f = deps_.jobs->AppendLog(c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()),
-                                   c.data());
+                                   c.data(), deps_.job_log_limit_bytes);
     if (!f.ok()) {  // not acknowledged: the stream ends and the agent resends it
       LogWarn("agents", "agent ", name_, ": storing log chunk ", c.seq(), " of job ", c.job_id(),
               " failed: ", f.status().ToString());
       return DatabaseFailed(f.status());
     }
-    SendAck(c.job_id(), c.attempt_token(), c.seq(), false, *f == store::Fence::kStale);
+    SendAck(c.job_id(), c.attempt_token(), c.seq(), false, *f == store::Fence::kStale,
+            *f == store::Fence::kDropped ? "the job's log quota is reached; chunk dropped" : "");
     return true;
   }
 
@@ -451,6 +512,7 @@ class Session final : public Reactor {
 
   AgentServiceImpl* svc_;
   const AgentServiceDeps& deps_;
+  const std::string peer_;
   std::shared_ptr<SessionChannel> channel_;
   v1::AgentMessage in_;
   // Set by hello; touched only by the (serial) handler tasks and then EndSession.
@@ -461,6 +523,8 @@ class Session final : public Reactor {
 
   absl::Mutex mu_;
   std::deque<v1::ServerMessage> out_ ABSL_GUARDED_BY(mu_);
+  size_t out_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // serialized sizes of out_
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <atomic>
 #include <memory>
 
 #include <string>
@@ -37,6 +38,19 @@ struct AgentServiceDeps {
   int worker_threads = 4;
   // A stream that ends while the server runs leaves its jobs this long to reconnect.
   absl::Duration reconnect_grace = absl::Seconds(5);
+  // The log quota of one attempt (--job-log-limit-mb): past it, one truncation marker is
+  // stored and later chunks are acknowledged and dropped (store::JobStore::AppendLog).
+  int64_t job_log_limit_bytes = store::kDefaultLogQuotaBytes;
+  // A log chunk with more data than this ends the stream (INVALID_ARGUMENT); agents send at
+  // most 64 KiB per chunk.
+  size_t max_log_chunk_bytes = 1 << 20;
+  // Each stream's outbound queue (welcome, assignments, cancels, acks not yet written) holds
+  // at most this many messages and serialized bytes. Why: an agent that stops reading would
+  // otherwise grow it without limit (an ack per message it sends). When a message does not
+  // fit, the stream ends with RESOURCE_EXHAUSTED; the queued assignments go back to the queue
+  // and the agent reconnects and resends what was not acknowledged.
+  size_t max_outbound_messages = 1024;
+  size_t max_outbound_bytes = 16 << 20;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -64,12 +78,20 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   // Waits until at least `n` sessions have ended; false after `timeout`.
   bool AwaitSessionsEnded(int64_t n, absl::Duration timeout);
   void SessionEnded();  // called by a session as its last act
+  // The most messages any stream's outbound queue has held at once (for tests and logs).
+  size_t peak_outbound_messages() const { return peak_outbound_.load(); }
+  void NoteOutbound(size_t n) {
+    size_t seen = peak_outbound_.load();
+    while (n > seen && !peak_outbound_.compare_exchange_weak(seen, n)) {
+    }
+  }
 
  private:
   AgentServiceDeps deps_;
   boost::asio::thread_pool pool_;
   absl::Mutex mu_;
   int64_t sessions_ended_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<size_t> peak_outbound_{0};
 };
 
 }  // namespace assay

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "common/crypto/sealed.h"
 #include "server/http/http_server.h"
 #include "server/metrics/metrics.h"
 #include "server/pipeline/planner.h"
@@ -27,7 +28,7 @@ struct ApiDeps {
   Dispatcher* dispatcher;
   Metrics* metrics;
   std::string admin_token;
-  std::string secret_key;  // 32 bytes; seals webhook secrets at rest
+  KeyRing secret_key;  // seals webhook secrets and status tokens at rest (common/crypto/sealed.h)
 };
 
 // Registers every route on `router`. Everything in `deps` must outlive the router.

@@ -112,7 +112,7 @@ Response PutCommitStatus(const ApiDeps& d, Request& req, const RepoJsonFn& repo_
                                       repo->provider, " repository's owner/name"));
   }
 
-  auto sealed = SealSecret(d.secret_key, *token);
+  auto sealed = d.secret_key.Seal(*token, RowAad("repos", *id, "status_token"));
   if (!sealed.ok()) return http::StatusToResponse(sealed.status());
   store::CommitStatusSettings s;
   s.api_url = url;

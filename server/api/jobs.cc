@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -23,6 +24,8 @@ namespace json = boost::json;
 // An agent whose server has not marked it seen for this long counts as gone (servers mark
 // their agents every 10 s; see server/scheduler/wakeups.h).
 constexpr absl::Duration kAgentFresh = absl::Seconds(30);
+// GET /log reads and sends the log in pages of about this many bytes (one chunk at least).
+constexpr size_t kLogPageBytes = 256 * 1024;
 
 // The job's JSON with "waiting": why a queued or pending job is not running yet (null for
 // every other state), from the cluster as the database sees it.
@@ -100,11 +103,15 @@ void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
   router.Add("GET", "/api/v1/jobs/{id}/log", Authed(d, [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
-               auto log = d.jobs->ReadLog(*id);
-               if (!log.ok()) return http::StatusToResponse(log.status());
+               auto cursor = d.jobs->OpenLog(*id);
+               if (!cursor.ok()) return http::StatusToResponse(cursor.status());
                Response r;
                r.content_type = "text/plain; charset=utf-8";
-               r.body = std::move(*log);
+               // Why streamed: a log may be as large as the quota (100 MiB by default); the
+               // server holds one page of it per request, never the whole log.
+               r.stream = [jobs = d.jobs, c = std::make_shared<store::LogCursor>(*cursor)] {
+                 return jobs->ReadLogPage(c.get(), kLogPageBytes);
+               };
                return r;
              }));
 }

@@ -51,9 +51,10 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
     if ((*secret)->empty()) {
       return ErrorResponse(400, "invalid_argument", "field 'webhook_secret' must not be empty");
     }
-    auto sealed = SealSecret(d.secret_key, **secret);
-    if (!sealed.ok()) return http::StatusToResponse(sealed.status());
-    n.webhook_secret_sealed = *sealed;
+    // Sealed for its row, whose id the store assigns inside its transaction.
+    n.seal_webhook_secret = [&d, plain = **secret](int64_t repo_id) {
+      return d.secret_key.Seal(plain, RowAad("repos", repo_id, "webhook_secret"));
+    };
   }
   auto repo = d.repos->Create(n);
   if (!repo.ok()) return http::StatusToResponse(repo.status());

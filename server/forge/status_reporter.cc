@@ -23,7 +23,7 @@ constexpr StateText kStates[] = {{"running", "pending", "is running"},
 }  // namespace
 
 StatusReporter::StatusReporter(store::Db* db, CommitStatusNotifier* notifier,
-                               std::string secret_key, StatusReporterOptions options)
+                               KeyRing secret_key, StatusReporterOptions options)
     : outbox_(db, options.lease),
       notifier_(notifier),
       secret_key_(std::move(secret_key)),
@@ -80,7 +80,7 @@ absl::StatusOr<CommitStatus> StatusReporter::StatusFor(const store::DueStatus& d
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": no commit status for state '", due.state, "'"));
   }
-  auto token = OpenSecret(secret_key_, due.token_sealed);
+  auto token = secret_key_.Open(due.token_sealed, RowAad("repos", due.repo_id, "status_token"));
   if (!token.ok()) {
     return absl::DataLossError(
         absl::StrCat(what, ": cannot open the commit status token (was the secret key replaced?)"));

@@ -29,6 +29,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/crypto/sealed.h"
 #include "server/forge/commit_status.h"
 #include "server/store/db.h"
 #include "server/store/listener.h"
@@ -48,7 +49,7 @@ class StatusReporter {
  public:
   // Everything passed in must outlive the reporter, and the notifier must be stopped before the
   // reporter is destroyed (its callbacks use the reporter). `secret_key` opens the sealed tokens.
-  StatusReporter(store::Db* db, CommitStatusNotifier* notifier, std::string secret_key,
+  StatusReporter(store::Db* db, CommitStatusNotifier* notifier, KeyRing secret_key,
                  StatusReporterOptions options);
   ~StatusReporter();  // Stop()
   StatusReporter(const StatusReporter&) = delete;
@@ -80,7 +81,7 @@ class StatusReporter {
 
   store::StatusOutbox outbox_;
   CommitStatusNotifier* notifier_;
-  std::string secret_key_;
+  KeyRing secret_key_;
   StatusReporterOptions options_;
   absl::Mutex mu_;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;

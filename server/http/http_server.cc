@@ -299,6 +299,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         IsSafeHeader("Content-Type", res.content_type)) {
       response_.set(bhttp::field::content_type, res.content_type);
     }
+    if (res.stream && !no_body) return WriteStreamed(std::move(res), after_error);
     if (!no_body) response_.body() = std::move(res.body);
     response_.prepare_payload();
     if (head_) {
@@ -315,6 +316,75 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                          if (keep) return self->ReadHeader();
                          self->Linger();
                        });
+  }
+
+  // A streamed body (Response::stream): the header from response_, then one chunk per piece,
+  // each asked for on the handler pool only after the previous one was written.
+  void WriteStreamed(Response res, bool after_error) {
+    stream_head_.emplace();
+    stream_head_->version(version_);
+    stream_head_->result(response_.result());
+    for (const auto& field : response_) stream_head_->set(field.name_string(), field.value());
+    stream_head_->chunked(true);
+    const bool keep = keep_alive_ && !after_error && !core_.Stopping();
+    stream_head_->keep_alive(keep);
+    stream_sr_.emplace(*stream_head_);
+    body_source_ = std::move(res.stream);
+    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    bhttp::async_write_header(
+        stream_, *stream_sr_,
+        [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+          if (ec) return self->Close();
+          if (self->head_) return self->EndStreamed(keep);
+          self->NextPiece(keep);
+        });
+  }
+
+  void NextPiece(bool keep) {
+    if (closed_) return;
+    net::post(*core_.pool, [self = shared_from_this(), keep]() {
+      absl::StatusOr<std::string> piece;
+      try {
+        piece = self->body_source_();
+      } catch (const std::exception& e) {
+        piece = absl::InternalError(e.what());
+      }
+      net::post(self->stream_.get_executor(), [self, keep, piece = std::move(piece)]() mutable {
+        self->WritePiece(keep, std::move(piece));
+      });
+    });
+  }
+
+  void WritePiece(bool keep, absl::StatusOr<std::string> piece) {
+    if (closed_) return;
+    if (!piece.ok()) {
+      LogError("http", "streamed response body failed: ", piece.status().ToString());
+      return Close();
+    }
+    if (piece->empty()) return EndStreamed(keep);
+    piece_ = std::move(*piece);
+    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    net::async_write(stream_, bhttp::make_chunk(net::buffer(piece_)),
+                     [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+                       if (ec) return self->Close();
+                       self->piece_.clear();
+                       self->piece_.shrink_to_fit();
+                       self->NextPiece(keep);
+                     });
+  }
+
+  void EndStreamed(bool keep) {
+    body_source_ = nullptr;
+    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    auto done = [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+      self->stream_sr_.reset();
+      self->stream_head_.reset();
+      if (ec) return self->Close();
+      if (keep) return self->ReadHeader();
+      self->Linger();
+    };
+    if (head_) return done({}, 0);
+    net::async_write(stream_, bhttp::make_chunk_last(), std::move(done));
   }
 
   // Half-closes, then discards what the peer still sends until it closes, a limit of
@@ -343,6 +413,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> response_;
+  // A streamed response in progress (WriteStreamed): its header, serializer, source and the
+  // piece being written.
+  std::optional<bhttp::response<bhttp::empty_body>> stream_head_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> stream_sr_;
+  std::function<absl::StatusOr<std::string>()> body_source_;
+  std::string piece_;
   bool keep_alive_ = false;
   unsigned version_ = 11;
   bool head_ = false;

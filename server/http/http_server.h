@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace assay::http {
@@ -49,6 +50,13 @@ struct Response {
   // Extra headers. Content-Length, Transfer-Encoding and Connection are set by the
   // server and ignored here; a header whose name or value holds CR, LF or NUL is dropped.
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the body is streamed instead of `body` (which is ignored): sent with
+  // Transfer-Encoding: chunked, one piece at a time. The server calls `stream` on a handler
+  // thread (it may block, e.g. on the database), writes the piece, and only then asks for the
+  // next, so at most one piece per connection is in memory. An empty piece ends the body; an
+  // error closes the connection without the last chunk (the client sees a truncated body, as
+  // the status line has already gone out). Must stay callable until it returned "" or an error.
+  std::function<absl::StatusOr<std::string>()> stream;
 };
 
 // `status` with the serialized JSON value as body.

@@ -116,12 +116,33 @@ const Query kReject{
     "state IN ('assigned', 'running') RETURNING id, attempt) "
     "UPDATE job_attempts a SET state = 'rejected', finished_at = $4, message = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
-const Query kAppendLog{
-    "job_append_log",
-    "WITH a AS (SELECT attempt FROM jobs WHERE id = $1 AND attempt_token = $2), "
-    "ins AS (INSERT INTO log_chunks (job_id, attempt, seq, data) SELECT $1, a.attempt, $3, $4 "
-    "FROM a ON CONFLICT DO NOTHING RETURNING 1) "
-    "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM ins)"};
+// The attempt a log chunk belongs to, locked: its chunks are counted against the quota one
+// at a time.
+const Query kLogAttempt{
+    "job_log_attempt",
+    "SELECT a.attempt, a.log_bytes, a.log_truncated, "
+    "EXISTS (SELECT 1 FROM log_chunks c WHERE c.job_id = $1 AND c.attempt = a.attempt AND "
+    "c.seq = $3) FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
+    "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF a"};
+const Query kInsertLogChunk{
+    "job_insert_log_chunk",
+    "INSERT INTO log_chunks (job_id, attempt, seq, data) VALUES ($1, $2, $3, $4)"};
+const Query kCountLogBytes{
+    "job_count_log_bytes",
+    "UPDATE job_attempts SET log_bytes = log_bytes + $3, log_truncated = $4 "
+    "WHERE job_id = $1 AND attempt = $2"};
+const Query kLogOpen{"job_log_open",
+                     "SELECT (SELECT max(attempt) FROM log_chunks WHERE job_id = $1) "
+                     "FROM jobs WHERE id = $1"};
+// Whole chunks after $3, in seq order, while their total stays within $4, and always the first,
+// from at most 1,000 rows. octet_length reads a stored value's size without its bytes.
+const Query kLogPage{
+    "job_log_page",
+    "SELECT seq, data FROM (SELECT seq, data, "
+    "sum(octet_length(data)) OVER (ORDER BY seq) - octet_length(data) AS before "
+    "FROM (SELECT seq, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND seq > $3 "
+    "ORDER BY seq LIMIT 1000) c) w WHERE before = 0 OR before + octet_length(data) <= $4 "
+    "ORDER BY seq"};
 // Finds and locks the pipeline of the attempt in one round trip (kFinish re-checks the token
 // under the lock).
 const Query kLockPipelineOfToken{"job_lock_pipeline_of_token",
@@ -424,17 +445,50 @@ absl::StatusOr<Fence> JobStore::CloseUnrun(int64_t job_id, std::string_view toke
   return f;
 }
 
+std::string LogTruncationMarker(int64_t quota_bytes) {
+  std::string quota = quota_bytes % (int64_t{1} << 20) == 0
+                          ? absl::StrCat(quota_bytes >> 20, " MiB")
+                          : absl::StrCat(quota_bytes, " bytes");
+  return absl::StrCat("\n[assay] log truncated: job exceeded its ", quota,
+                      " log quota; later output was dropped\n");
+}
+
 absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token, int64_t seq,
-                                          std::string_view data) {
+                                          std::string_view data, int64_t quota_bytes) {
   if (seq < 1) return absl::InvalidArgumentError("log chunk seq must be >= 1");
+  if (quota_bytes < 0) return absl::InvalidArgumentError("log quota must not be negative");
   Fence f = Fence::kOk;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto res = Exec(tx, c, kAppendLog, {job_id, token, seq, Param::Bytes(std::string(data))});
-    if (res[0][0].as<int64_t>() == 0) {
+    f = Fence::kOk;
+    auto a = Exec(tx, c, kLogAttempt, {job_id, token, seq});
+    if (a.empty()) {
       f = Fence::kStale;
-    } else if (res[0][1].as<int64_t>() == 0) {
-      f = Fence::kDuplicate;
+      return absl::OkStatus();
     }
+    const int attempt = a[0][0].as<int>();
+    const int64_t stored = a[0][1].as<int64_t>();
+    if (a[0][3].as<bool>()) {
+      f = Fence::kDuplicate;
+      return absl::OkStatus();
+    }
+    if (a[0][2].as<bool>()) {
+      f = Fence::kDropped;
+      return absl::OkStatus();
+    }
+    const int64_t size = static_cast<int64_t>(data.size());
+    if (stored + size <= quota_bytes) {
+      Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(std::string(data))});
+      Exec(tx, c, kCountLogBytes, {job_id, attempt, size, false});
+      return absl::OkStatus();
+    }
+    // Why cut the crossing chunk rather than drop it whole: the stored log is then exactly
+    // the first quota_bytes bytes the job wrote, then the marker.
+    const int64_t fits = std::max<int64_t>(0, quota_bytes - stored);
+    std::string kept(data.substr(0, static_cast<size_t>(fits)));
+    kept += LogTruncationMarker(quota_bytes);
+    Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(kept)});
+    Exec(tx, c, kCountLogBytes, {job_id, attempt, fits, true});
+    f = Fence::kDropped;
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
@@ -545,6 +599,45 @@ absl::StatusOr<std::string> JobStore::ReadLog(int64_t job_id) {
   });
   if (!s.ok()) return s;
   if (!exists) return absl::NotFoundError(absl::StrCat("job ", job_id, " does not exist"));
+  return out;
+}
+
+absl::StatusOr<LogCursor> JobStore::OpenLog(int64_t job_id) {
+  LogCursor cursor;
+  cursor.job_id = job_id;
+  bool exists = false;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto r = Exec(tx, c, kLogOpen, {job_id});
+    exists = !r.empty();
+    cursor.attempt = exists && !r[0][0].is_null() ? r[0][0].as<int>() : 0;
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  if (!exists) return absl::NotFoundError(absl::StrCat("job ", job_id, " does not exist"));
+  cursor.done = cursor.attempt == 0;
+  return cursor;
+}
+
+absl::StatusOr<std::string> JobStore::ReadLogPage(LogCursor* cursor, size_t max_bytes) {
+  std::string out;
+  // Why a loop: a page of empty chunks returns no bytes but is not the end.
+  while (out.empty() && !cursor->done) {
+    int64_t last = cursor->after_seq;
+    absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+      out.clear();
+      last = cursor->after_seq;
+      for (const auto& r : Exec(tx, c, kLogPage,
+                                {cursor->job_id, cursor->attempt, cursor->after_seq,
+                                 static_cast<int64_t>(std::max<size_t>(max_bytes, 1))})) {
+        last = r[0].as<int64_t>();
+        out += BytesOf(r[1]);
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    if (last == cursor->after_seq) cursor->done = true;
+    cursor->after_seq = last;
+  }
   return out;
 }
 

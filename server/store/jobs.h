@@ -97,6 +97,21 @@ enum class Fence {
   kOk,         // written
   kDuplicate,  // already written before (a resend); nothing changed
   kStale,      // the token is not the job's live attempt; nothing changed
+  kDropped,    // a log chunk past the attempt's log quota: accepted, not stored
+};
+
+// The log quota of one attempt when the server is not told otherwise (--job-log-limit-mb).
+inline constexpr int64_t kDefaultLogQuotaBytes = int64_t{100} << 20;
+
+// The line stored in place of the rest of a log past its quota of `quota_bytes`.
+std::string LogTruncationMarker(int64_t quota_bytes);
+
+// Where a streamed read of a job's log stands (JobStore::OpenLog, ReadLogPage).
+struct LogCursor {
+  int64_t job_id = 0;
+  int attempt = 0;        // the attempt being read; 0: the job has no log
+  int64_t after_seq = 0;  // the last chunk returned
+  bool done = false;
 };
 
 struct ResultReport {
@@ -156,9 +171,14 @@ class JobStore {
   // as the attempt's message.
   absl::StatusOr<Fence> Unassign(int64_t job_id, std::string_view token, std::string_view why);
   // Stores one log chunk of the attempt that `token` names (kStale if the token is not the
-  // job's current attempt; kDuplicate for a chunk already stored).
+  // job's current attempt; kDuplicate for a chunk already stored). An attempt stores at most
+  // `quota_bytes` bytes of chunk data: the chunk that crosses the quota is stored cut to what
+  // fits, followed by LogTruncationMarker(quota_bytes); it and every later new chunk of the
+  // attempt return kDropped (nothing more is stored; the caller still acknowledges them, so
+  // the agent does not resend). Counted per attempt, under the attempt row's lock.
   absl::StatusOr<Fence> AppendLog(int64_t job_id, std::string_view token, int64_t seq,
-                                  std::string_view data);
+                                  std::string_view data,
+                                  int64_t quota_bytes = kDefaultLogQuotaBytes);
   absl::StatusOr<FinishOutcome> Finish(const ResultReport& r);
   // Extends the leases of the named live attempts; returns those that are not live any more.
   absl::StatusOr<std::vector<HeldAttempt>> Heartbeat(const std::vector<HeldAttempt>& held,
@@ -169,8 +189,15 @@ class JobStore {
   // Jobs whose lease expired before now: the attempt becomes 'lost'; the job is queued again
   // while attempts remain, else it fails. Returns the number of jobs handled.
   absl::StatusOr<int> ExpireLeases();
-  // The bytes of the job's log: the latest attempt that has any chunk, in seq order.
+  // The bytes of the job's log: the latest attempt that has any chunk, in seq order. Holds
+  // the whole log in memory: for tests and small logs; GET /log streams with the two below.
   absl::StatusOr<std::string> ReadLog(int64_t job_id);
+  // Starts a paged read of what ReadLog returns (kNotFound when the job does not exist).
+  absl::StatusOr<LogCursor> OpenLog(int64_t job_id);
+  // The next chunks after `cursor` (one query, at most 1,000 chunks): whole chunks while their
+  // total stays within `max_bytes`, and always at least one. "" and cursor->done once the log
+  // is read to its end.
+  absl::StatusOr<std::string> ReadLogPage(LogCursor* cursor, size_t max_bytes);
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountByState();
   // Unplanned deliveries + unfinished jobs; 0 means the server is idle.
   absl::StatusOr<int64_t> ActiveWork();

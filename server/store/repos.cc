@@ -13,10 +13,19 @@ namespace {
   "coalesce(status_repository, ''), coalesce(status_context, ''), default_branch, "  \
   "cancel_superseded"
 
+const Query kNextRepoId{"repo_next_id",
+                        "SELECT nextval(pg_get_serial_sequence('repos', 'id'))"};
 const Query kInsertRepo{"repo_insert",
-                        "INSERT INTO repos (name, provider, clone_url, html_url, "
-                        "webhook_secret_enc) VALUES ($1, $2, $3, nullif($4, ''), $5) "
+                        "INSERT INTO repos (id, name, provider, clone_url, html_url, "
+                        "webhook_secret_enc) VALUES ($6, $1, $2, $3, nullif($4, ''), $5) "
                         "RETURNING " REPO_COLUMNS};
+const Query kSealedOfRepos{"repo_sealed_all",
+                           "SELECT id, webhook_secret_enc, status_token_enc FROM repos "
+                           "WHERE webhook_secret_enc IS NOT NULL OR status_token_enc IS NOT NULL "
+                           "ORDER BY id FOR UPDATE"};
+const Query kResealRepo{"repo_reseal",
+                        "UPDATE repos SET webhook_secret_enc = $2, status_token_enc = $3 "
+                        "WHERE id = $1"};
 const Query kUpdateRepo{"repo_update",
                         "UPDATE repos SET default_branch = coalesce($2, default_branch), "
                         "cancel_superseded = coalesce($3::boolean, cancel_superseded) "
@@ -69,10 +78,16 @@ std::string NormalizeRepoUrl(std::string_view url_in) {
 absl::StatusOr<Repo> RepoStore::Create(const NewRepo& n) {
   Repo out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto res = Exec(
-        tx, c, kInsertRepo,
-        {n.name, n.provider, n.clone_url, n.html_url,
-         n.webhook_secret_sealed.empty() ? Param::Null() : Param::Bytes(n.webhook_secret_sealed)});
+    const int64_t id = Exec(tx, c, kNextRepoId)[0][0].as<int64_t>();
+    std::string sealed = n.webhook_secret_sealed;
+    if (n.seal_webhook_secret) {
+      auto v = n.seal_webhook_secret(id);
+      if (!v.ok()) return v.status();
+      sealed = std::move(*v);
+    }
+    auto res = Exec(tx, c, kInsertRepo,
+                    {n.name, n.provider, n.clone_url, n.html_url,
+                     sealed.empty() ? Param::Null() : Param::Bytes(sealed), id});
     out = FromRow(res[0]);
     return absl::OkStatus();
   });
@@ -128,6 +143,32 @@ absl::StatusOr<Repo> RepoStore::FindByAny(const std::vector<std::string>& candid
   if (!s.ok()) return s;
   if (!out) return absl::NotFoundError("no registered repository matches this payload");
   return *out;
+}
+
+absl::StatusOr<int> RepoStore::Reseal(
+    const std::function<absl::StatusOr<std::string>(const SealedCell&)>& reseal) {
+  int n = 0;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    n = 0;
+    for (const auto& r : Exec(tx, c, kSealedOfRepos)) {
+      const int64_t id = r[0].as<int64_t>();
+      std::optional<std::string> cells[2];
+      const char* columns[2] = {"webhook_secret", "status_token"};
+      for (int i = 0; i < 2; ++i) {
+        if (r[i + 1].is_null()) continue;
+        auto v = reseal(SealedCell{"repos", columns[i], id, BytesOf(r[i + 1])});
+        if (!v.ok()) return v.status();
+        cells[i] = std::move(*v);
+        ++n;
+      }
+      Exec(tx, c, kResealRepo,
+           {id, cells[0] ? Param::Bytes(*cells[0]) : Param::Null(),
+            cells[1] ? Param::Bytes(*cells[1]) : Param::Null()});
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return n;
 }
 
 absl::StatusOr<Repo> RepoStore::SetCommitStatus(int64_t id,

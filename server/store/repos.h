@@ -1,6 +1,7 @@
 #pragma once
 // Registered repositories. *db must outlive the store.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,18 @@ struct CommitStatusSettings {
 struct NewRepo {
   std::string name, provider, clone_url, html_url;
   std::string webhook_secret_sealed;
+  // When set, Create calls it inside its transaction with the new repository's id and stores
+  // what it returns as the sealed webhook secret (instead of webhook_secret_sealed). Why: a
+  // value sealed for its row (RowAad) needs the id before the row exists. An error aborts the
+  // creation and is returned.
+  std::function<absl::StatusOr<std::string>(int64_t id)> seal_webhook_secret;
+};
+
+// One sealed value at rest, as RepoStore::Reseal hands it over.
+struct SealedCell {
+  std::string table, column;  // "repos", "webhook_secret" or "status_token"
+  int64_t id = 0;             // the row
+  std::string sealed;
 };
 
 class RepoStore {
@@ -62,6 +75,12 @@ class RepoStore {
   // Turns commit statuses on (or replaces their settings); nullopt turns them off.
   // kNotFound when the repository does not exist. Returns the updated repo.
   absl::StatusOr<Repo> SetCommitStatus(int64_t id, const std::optional<CommitStatusSettings>& s);
+  // Replaces every sealed value (webhook secrets, commit status tokens) with what `reseal`
+  // returns for it, in one transaction with the rows locked: when `reseal` fails for one, or
+  // the database does, nothing changes and the error is returned. Returns how many values
+  // were resealed.
+  absl::StatusOr<int> Reseal(
+      const std::function<absl::StatusOr<std::string>(const SealedCell&)>& reseal);
 
  private:
   Db* db_;

@@ -85,7 +85,8 @@ absl::StatusOr<IntakeResult> Intake::Receive(
                 absl::StrCat("repository ", repo->name,
                              " has no webhook secret; deliveries cannot be verified"));
   }
-  auto secret = OpenSecret(d.secret_key, repo->webhook_secret_sealed);
+  auto secret =
+      d.secret_key.Open(repo->webhook_secret_sealed, RowAad("repos", repo->id, "webhook_secret"));
   if (!secret.ok()) return secret.status();
   absl::Status sig = webhook::VerifyDelivery(provider, header, *secret, body);
   if (!sig.ok()) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/crypto/sealed.h"
 #include "server/metrics/metrics.h"
 #include "server/store/deliveries.h"
 #include "server/store/repos.h"
@@ -42,7 +43,7 @@ class Intake {
     store::RepoStore* repos;
     store::DeliveryStore* deliveries;
     Metrics* metrics;
-    std::string secret_key;  // 32 bytes; opens the repositories' sealed webhook secrets
+    KeyRing secret_key;  // opens the repositories' sealed webhook secrets
     // Called with a stored delivery's id that is to be planned (the planner's Enqueue).
     std::function<void(int64_t)> enqueue;
   };

@@ -1,0 +1,337 @@
+// Job logs under hostile volume (issue 8, item 8): the per-attempt quota and its marker,
+// paged reads, chunks that break the protocol (seq 0, empty, oversize) and a flood of them
+// over a real stream, and the bounded outbound queue of a stream whose agent does not read.
+
+#include <grpcpp/grpcpp.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "assay/v1/agent.grpc.pb.h"
+#include "server/agents/agent_service.h"
+#include "server/metrics/metrics.h"
+#include "server/scheduler/dispatcher.h"
+#include "tests/db/db_fixture.h"
+
+namespace assay::dbtest {
+namespace {
+
+std::string S(int64_t v) { return std::to_string(v); }
+
+// Bytes of the given size that depend on `seed`, so chunks differ.
+std::string Bytes(size_t n, int seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('A' + (seed * 13 + i) % 50);
+  return s;
+}
+
+TEST_CASE("logs: past its quota a job stores one marker and drops the rest, acknowledged",
+          "[db]") {
+  DbFixture f;
+  f.CreatePipeline({Job("a")});
+  auto a = f.ClaimOne(f.Agent("agent-1"));
+  constexpr int64_t kQuota = 10;
+  auto append = [&](int64_t seq, const std::string& data) {
+    auto r = f.jobs.AppendLog(a.job_id, a.attempt_token, seq, data, kQuota);
+    REQUIRE(r.ok());
+    return *r;
+  };
+  CHECK(append(1, "abcdef") == store::Fence::kOk);
+  CHECK(append(1, "abcdef") == store::Fence::kDuplicate);  // a resend is counted once
+  CHECK(append(2, "ghijkl") == store::Fence::kDropped);    // crosses: cut to 4 bytes + marker
+  CHECK(append(3, "mnop") == store::Fence::kDropped);
+  CHECK(append(2, "ghijkl") == store::Fence::kDuplicate);
+  const std::string marker =
+      "\n[assay] log truncated: job exceeded its 10 bytes log quota; later output was dropped\n";
+  CHECK(store::LogTruncationMarker(kQuota) == marker);
+  CHECK(store::LogTruncationMarker(int64_t{100} << 20) ==
+        "\n[assay] log truncated: job exceeded its 100 MiB log quota; later output was "
+        "dropped\n");
+  auto log = f.jobs.ReadLog(a.job_id);
+  REQUIRE(log.ok());
+  CHECK(*log == "abcdefghij" + marker);
+  CHECK(f.Query("SELECT seq, octet_length(data) FROM log_chunks ORDER BY seq") ==
+        Rows{{"1", "6"}, {"2", S(4 + static_cast<int64_t>(marker.size()))}});
+  CHECK(f.Query("SELECT log_bytes, log_truncated FROM job_attempts") == Rows{{"10", "t"}});
+  // The result is still recorded.
+  auto out = f.FinishJob(a, "succeeded", 0);
+  CHECK(out.fence == store::Fence::kOk);
+  CHECK(f.One("SELECT state FROM jobs WHERE id = " + S(a.job_id)) == "succeeded");
+  // A chunk that lands exactly on the quota is stored whole, with no marker yet.
+  f.CreatePipeline({Job("b")});
+  auto b = f.ClaimOne(f.Agent("agent-2"));
+  REQUIRE(f.jobs.AppendLog(b.job_id, b.attempt_token, 1, std::string(10, 'x'), kQuota).value() ==
+          store::Fence::kOk);
+  REQUIRE(f.jobs.AppendLog(b.job_id, b.attempt_token, 2, "y", kQuota).value() ==
+          store::Fence::kDropped);
+  CHECK(f.jobs.ReadLog(b.job_id).value() == std::string(10, 'x') + marker);
+  // A stale token changes nothing.
+  CHECK(f.jobs.AppendLog(b.job_id, "not-the-token", 3, "z", kQuota).value() ==
+        store::Fence::kStale);
+}
+
+TEST_CASE("logs: a paged read returns a log larger than a page byte for byte", "[db]") {
+  DbFixture f;
+  f.CreatePipeline({Job("a")});
+  auto a = f.ClaimOne(f.Agent("agent-1"));
+  std::string want;
+  // Chunks of varied size, some larger than the page, stored out of order.
+  const std::vector<size_t> sizes = {1000, 70000, 5, 300000, 64 * 1024, 1, 250000, 12345};
+  for (int64_t seq = static_cast<int64_t>(sizes.size()); seq >= 1; --seq) {
+    REQUIRE(f.jobs.AppendLog(a.job_id, a.attempt_token, seq, Bytes(sizes[seq - 1], seq)).ok());
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) want += Bytes(sizes[i], static_cast<int>(i + 1));
+  auto cursor = f.jobs.OpenLog(a.job_id);
+  REQUIRE(cursor.ok());
+  CHECK(cursor->attempt == 1);
+  std::string got;
+  int pages = 0;
+  size_t largest = 0;
+  while (true) {
+    auto page = f.jobs.ReadLogPage(&*cursor, 128 * 1024);
+    REQUIRE(page.ok());
+    if (page->empty()) break;
+    ++pages;
+    largest = std::max(largest, page->size());
+    got += *page;
+    REQUIRE(pages < 100);
+  }
+  CHECK(cursor->done);
+  CHECK(got.size() == want.size());
+  CHECK(got == want);
+  // Whole chunks while under the page size, and a chunk larger than the page alone.
+  CHECK(pages == 5);  // [1000 70000 5] [300000] [65536 1] [250000] [12345]
+  CHECK(largest == 300000);
+  // No log yet: one empty page. No job: kNotFound.
+  f.CreatePipeline({Job("b")});
+  auto b = f.ClaimOne(f.Agent("agent-2"));
+  auto empty = f.jobs.OpenLog(b.job_id);
+  REQUIRE(empty.ok());
+  CHECK(f.jobs.ReadLogPage(&*empty, 1024).value().empty());
+  auto missing = f.jobs.OpenLog(999999);
+  CHECK(missing.status().code() == absl::StatusCode::kNotFound);
+  CHECK(missing.status().message() == "job 999999 does not exist");
+}
+
+// One agent connection over the real protocol; every read is bounded by the call deadline.
+class AgentConn {
+ public:
+  AgentConn(v1::AgentService::Stub* stub, const std::string& token) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    ctx_.AddMetadata("authorization", "Bearer " + token);
+    stream_ = stub->Connect(&ctx_);
+  }
+  bool Write(const v1::AgentMessage& m) { return stream_->Write(m); }
+  bool Read(v1::ServerMessage* m) { return stream_->Read(m); }
+  // Reads until the server ends the stream; returns its status and counts what it read.
+  grpc::Status Drain(int* read = nullptr) {
+    v1::ServerMessage m;
+    while (stream_->Read(&m)) {
+      if (read != nullptr) ++*read;
+    }
+    return stream_->Finish();
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ServerMessage>> stream_;
+};
+
+// The agent service on a local port over the fixture's stores.
+struct Service {
+  static constexpr const char* kToken = "agent-token-for-tests";
+  Metrics metrics;
+  Dispatcher dispatcher;
+  std::unique_ptr<AgentServiceImpl> impl;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<v1::AgentService::Stub> stub;
+
+  Service(DbFixture& f, const std::function<void(AgentServiceDeps&)>& tune)
+      : dispatcher(&f.jobs, &metrics, &f.clock, DispatcherOptions{absl::Seconds(25)}) {
+    AgentServiceDeps deps{&f.agents, &f.jobs, &dispatcher, &metrics, kToken};
+    tune(deps);
+    impl = std::make_unique<AgentServiceImpl>(deps);
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(impl.get());
+    server = builder.BuildAndStart();
+    REQUIRE(server != nullptr);
+    stub = v1::AgentService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                         grpc::InsecureChannelCredentials()));
+  }
+  ~Service() {
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server.reset();
+    impl.reset();
+  }
+
+  // Connects `name` and reads its welcome.
+  std::unique_ptr<AgentConn> Hello(const std::string& name) {
+    auto conn = std::make_unique<AgentConn>(stub.get(), kToken);
+    v1::AgentMessage m;
+    m.mutable_hello()->set_name(name);
+    m.mutable_hello()->set_cpu_slots(1);
+    REQUIRE(conn->Write(m));
+    v1::ServerMessage in;
+    REQUIRE(conn->Read(&in));
+    REQUIRE(in.has_welcome());
+    for (int i = 0; i < 2000 && dispatcher.ConnectedAgents() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return conn;
+  }
+};
+
+v1::AgentMessage Chunk(int64_t job, const std::string& token, uint64_t seq, std::string data) {
+  v1::AgentMessage m;
+  m.mutable_log()->set_job_id(job);
+  m.mutable_log()->set_attempt_token(token);
+  m.mutable_log()->set_seq(seq);
+  m.mutable_log()->set_data(std::move(data));
+  return m;
+}
+
+TEST_CASE("logs: over a stream, chunks past the quota are acknowledged and the result recorded",
+          "[db]") {
+  DbFixture f;
+  Service svc(f, [](AgentServiceDeps& d) { d.job_log_limit_bytes = 16; });
+  auto conn = svc.Hello("agent-1");
+  f.CreatePipeline({Job("a")});
+  REQUIRE(svc.dispatcher.DispatchOnce() == 1);
+  v1::ServerMessage in;
+  REQUIRE(conn->Read(&in));
+  REQUIRE(in.has_assignment());
+  const auto a = in.assignment();
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    REQUIRE(conn->Write(Chunk(a.job_id(), a.attempt_token(), seq, "0123456789")));
+  }
+  v1::AgentMessage r;
+  r.mutable_result()->set_job_id(a.job_id());
+  r.mutable_result()->set_attempt_token(a.attempt_token());
+  r.mutable_result()->set_outcome(v1::JOB_OUTCOME_SUCCEEDED);
+  r.mutable_result()->set_last_log_seq(5);
+  REQUIRE(conn->Write(r));
+  std::vector<std::string> acks;
+  while (true) {
+    REQUIRE(conn->Read(&in));
+    REQUIRE(in.has_ack());
+    acks.push_back(S(static_cast<int64_t>(in.ack().log_seq())) + " " +
+                   (in.ack().refused() ? "refused " : "") +
+                   (in.ack().result_recorded() ? "recorded " : "") + in.ack().message());
+    if (in.ack().result_recorded()) break;
+  }
+  const std::string dropped = "the job's log quota is reached; chunk dropped";
+  CHECK(acks == std::vector<std::string>{"1 ", "2 " + dropped, "3 " + dropped, "4 " + dropped,
+                                         "5 " + dropped, "5 recorded "});
+  CHECK(f.jobs.ReadLog(a.job_id()).value() ==
+        "0123456789012345" + store::LogTruncationMarker(16));
+  CHECK(f.One("SELECT state FROM jobs WHERE id = " + S(a.job_id())) == "succeeded");
+}
+
+TEST_CASE("logs: a chunk with seq 0, no data or too much data ends the stream unacknowledged",
+          "[db]") {
+  DbFixture f;
+  Service svc(f, [](AgentServiceDeps& d) { d.max_log_chunk_bytes = 1000; });
+  f.CreatePipeline({Job("a")});
+  auto a = f.ClaimOne(f.Agent("agent-0"));
+  struct Case {
+    uint64_t seq;
+    std::string data, message;
+  };
+  for (const Case& c : {Case{0, "x", "log chunk seq must be >= 1"},
+                        Case{1, "", "log chunk data must not be empty"},
+                        Case{1, std::string(1001, 'x'),
+                             "log chunk data must be at most 1000 bytes, got 1001"}}) {
+    INFO(c.message);
+    auto conn = svc.Hello("agent-1");
+    REQUIRE(conn->Write(Chunk(a.job_id, a.attempt_token, c.seq, c.data)));
+    int read = 0;
+    grpc::Status st = conn->Drain(&read);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(st.error_message() == c.message);
+    CHECK(read == 0);  // no ack
+  }
+  CHECK(f.Count("SELECT count(*) FROM log_chunks") == 0);
+  // Exactly 1,000 bytes is allowed.
+  auto conn = svc.Hello("agent-1");
+  REQUIRE(conn->Write(Chunk(a.job_id, a.attempt_token, 1, std::string(1000, 'x'))));
+  v1::ServerMessage in;
+  REQUIRE(conn->Read(&in));
+  CHECK(in.ack().log_seq() == 1);
+}
+
+TEST_CASE("logs: a flood of 100,000 empty chunks is refused at the first and holds nothing",
+          "[db]") {
+  DbFixture f;
+  Service svc(f, [](AgentServiceDeps&) {});
+  f.CreatePipeline({Job("a")});
+  auto a = f.ClaimOne(f.Agent("flood"));
+  auto conn = svc.Hello("flood");
+  // The server reads one message at a time and ends the stream at the first empty chunk; the
+  // writes after it stop once the stream is gone (flow control, then the finished call).
+  int written = 0;
+  for (uint64_t seq = 1; seq <= 100000; ++seq) {
+    if (!conn->Write(Chunk(a.job_id, a.attempt_token, seq, ""))) break;
+    ++written;
+  }
+  INFO("chunks the client could write before the stream ended: " << written);
+  int read = 0;
+  grpc::Status st = conn->Drain(&read);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() == "log chunk data must not be empty");
+  CHECK(read == 0);
+  CHECK(written < 100000);
+  CHECK(f.Count("SELECT count(*) FROM log_chunks") == 0);
+  // Nothing was queued for it but its welcome.
+  CHECK(svc.impl->peak_outbound_messages() == 1);
+}
+
+TEST_CASE(
+    "logs: an agent that does not read fills its bounded queue; the stream ends with "
+    "RESOURCE_EXHAUSTED and a job sent to it goes back to the queue",
+    "[db]") {
+  DbFixture f;
+  constexpr size_t kMax = 64;
+  Service svc(f, [](AgentServiceDeps& d) { d.max_outbound_messages = kMax; });
+  auto conn = svc.Hello("sleepy");
+  // Each result without an outcome is answered with an ack (no database work): a cheap way
+  // to make the server write while the agent reads nothing.
+  v1::AgentMessage bad;
+  bad.mutable_result()->set_job_id(1);
+  bad.mutable_result()->set_attempt_token("t");
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int i = 0; i < 100000; ++i) {
+      if (!conn->Write(bad)) break;
+      ++written;
+    }
+  });
+  // Bounded wait for the queue to fill (the transport's buffers first).
+  for (int i = 0; i < 3000 && svc.impl->peak_outbound_messages() < kMax; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(svc.impl->peak_outbound_messages() == kMax);
+  // A job dispatched now is not lost: either the stream has already ended (the agent is gone
+  // and the job is not claimed) or the send fails and the claim is undone at once.
+  f.CreatePipeline({Job("a")});
+  CHECK(svc.dispatcher.DispatchOnce() == 0);
+  CHECK(f.One("SELECT state FROM jobs") == "queued");
+  CHECK(f.Count("SELECT count(*) FROM job_attempts WHERE state IN ('assigned', 'running')") == 0);
+  int read = 0;
+  grpc::Status st = conn->Drain(&read);
+  writer.join();
+  INFO("acks read after the overflow: " << read << ", messages written: " << written.load());
+  CHECK(st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(st.error_message() ==
+        "the server's queue for this stream is full (64 messages unread); reconnect and resend "
+        "what was not acknowledged");
+  CHECK(svc.impl->peak_outbound_messages() == kMax);
+  REQUIRE(svc.impl->AwaitSessionsEnded(1, absl::Seconds(20)));
+}
+
+}  // namespace
+}  // namespace assay::dbtest
