@@ -34,9 +34,8 @@ constexpr std::string_view kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
 // The complete environment of every git child: this process's, less every GIT_* variable (an
 // operator's GIT_DIR, GIT_CONFIG_PARAMETERS, GIT_SSH, GIT_PROXY_COMMAND... would change what git
-// reads, runs or trusts), plus what Assay sets. `username`/`password`, when set, go into
-// ASSAY_GIT_USERNAME/ASSAY_GIT_PASSWORD, read by the credential helper of GitArgs().
-std::vector<std::string> GitEnvironment(const std::string& username, const std::string& password) {
+// reads, runs or trusts), plus what Assay sets. A credential is added by GitMirror::Git only.
+std::vector<std::string> GitEnvironment() {
   std::vector<std::string> env;
   const char* ssh_command = nullptr;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
@@ -62,18 +61,8 @@ std::vector<std::string> GitEnvironment(const std::string& username, const std::
   // needs another command (e.g. naming a deploy key) sets ASSAY_GIT_SSH_COMMAND.
   env.push_back(absl::StrCat("GIT_SSH_COMMAND=",
                              ssh_command != nullptr ? ssh_command : "ssh -o BatchMode=yes"));
-  if (!username.empty() || !password.empty()) {
-    env.push_back(absl::StrCat("ASSAY_GIT_USERNAME=", username));
-    env.push_back(absl::StrCat("ASSAY_GIT_PASSWORD=", password));
-  }
   return env;
 }
-
-// The credential helper: answers `get` from the git child's environment. It is a fixed string;
-// the secret itself is never on a command line.
-constexpr std::string_view kCredentialHelper =
-    "!f() { test \"$1\" = get || exit 0; "
-    "printf 'username=%s\\npassword=%s\\n' \"$ASSAY_GIT_USERNAME\" \"$ASSAY_GIT_PASSWORD\"; }; f";
 
 std::string TrimmedStderr(const CommandResult& result) {
   constexpr size_t kMax = 2000;
@@ -117,6 +106,10 @@ fs::path NormalizeDir(const std::string& dir) {
 
 }  // namespace
 
+const char kGitCredentialHelper[] =
+    "!f() { test \"$1\" = get || exit 0; "
+    "printf 'username=%s\\npassword=%s\\n' \"$ASSAY_GIT_USERNAME\" \"$ASSAY_GIT_PASSWORD\"; }; f";
+
 bool IsHexSha(std::string_view s) {
   if (s.size() != 40 && s.size() != 64) return false;
   for (char c : s) {
@@ -147,30 +140,34 @@ bool IsValidBranchName(std::string_view name) {
 
 GitMirror::GitMirror(std::string dir, std::string clone_url, Options options)
     : dir_(NormalizeDir(fs::absolute(fs::path(dir)).string()).string()),
-      allow_local_(options.allow_local) {
+      allow_local_(options.allow_local),
+      git_env_(GitEnvironment()) {
   absl::StatusOr<CloneUrl> parsed = ParseCloneUrl(clone_url, options.allow_local);
   if (!parsed.ok()) {
     clone_url_ = RedactCloneUrl(clone_url);
     url_status_ = absl::InvalidArgumentError(
         absl::StrCat("clone URL ", clone_url_, " refused: ", parsed.status().message()));
-    git_env_ = GitEnvironment("", "");
     return;
   }
   clone_url_ = parsed->url;
+  if (parsed->kind == CloneUrl::Kind::kHttps) {
+    // "https://host[:port]": the helper answers for this remote only, not for a host that a
+    // redirect leads to.
+    credential_scope_ = clone_url_.substr(0, clone_url_.find('/', 8));
+  }
   if (options.username.empty() && options.password.empty()) {
     options.username = parsed->username;
     options.password = parsed->password;
   }
-  if (parsed->kind == CloneUrl::Kind::kHttps &&
-      (!options.username.empty() || !options.password.empty())) {
-    // "https://host[:port]": the helper answers for this remote only, not for a host that a
-    // redirect leads to.
-    const size_t host_end = clone_url_.find('/', 8);
-    credential_scope_ = clone_url_.substr(0, host_end);
-    git_env_ = GitEnvironment(options.username, options.password);
-  } else {
-    git_env_ = GitEnvironment("", "");
-  }
+  absl::MutexLock lock(&mutate_mu_);
+  username_ = std::move(options.username);
+  password_ = std::move(options.password);
+}
+
+void GitMirror::SetCredential(std::string username, std::string password) {
+  absl::MutexLock lock(&mutate_mu_);
+  username_ = std::move(username);
+  password_ = std::move(password);
 }
 
 std::vector<std::string> GitMirror::GitArgs() const {
@@ -194,10 +191,6 @@ std::vector<std::string> GitMirror::GitArgs() const {
                                    "-c",
                                    "credential.helper="};
   if (allow_local_) argv.insert(argv.end(), {"-c", "protocol.file.allow=always"});
-  if (!credential_scope_.empty()) {
-    argv.insert(argv.end(), {"-c", absl::StrCat("credential.", credential_scope_, ".helper=",
-                                                Av(kCredentialHelper))});
-  }
   return argv;
 }
 
@@ -208,9 +201,16 @@ GitMirror::~GitMirror() {
 
 absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& args) {
   std::vector<std::string> argv = GitArgs();
+  std::vector<std::string> env = git_env_;
+  if (!credential_scope_.empty() && (!username_.empty() || !password_.empty())) {
+    argv.insert(argv.end(), {"-c", absl::StrCat("credential.", credential_scope_, ".helper=",
+                                                kGitCredentialHelper)});
+    env.push_back(absl::StrCat("ASSAY_GIT_USERNAME=", username_));
+    env.push_back(absl::StrCat("ASSAY_GIT_PASSWORD=", password_));
+  }
   argv.push_back(absl::StrCat("--git-dir=", dir_));
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommandInEnvironment(argv, {}, git_env_);
+  return RunCommandInEnvironment(argv, {}, std::move(env));
 }
 
 absl::Status GitMirror::Ensure() {

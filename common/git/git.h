@@ -35,6 +35,11 @@ bool IsHexSha(std::string_view s);
 // component end, no control characters, space, ~ ^ : ? * [ \\).
 bool IsValidBranchName(std::string_view name);
 
+// The credential helper GitMirror configures for an https remote with a credential, as
+// `credential.https://HOST.helper`: it answers `get` with ASSAY_GIT_USERNAME and
+// ASSAY_GIT_PASSWORD of the git child's environment. A fixed string; no secret in it.
+extern const char kGitCredentialHelper[];
+
 // A bare mirror of one remote at `dir`, with the remote as "origin".
 // Thread-safe: operations that change the mirror (creating it, fetching, adding and removing
 // worktrees) are serialized by one mutex; object reads go through one long-lived
@@ -57,6 +62,10 @@ class GitMirror {
   // the mirror fail with kInvalidArgument "clone URL U refused: REASON".
   GitMirror(std::string dir, std::string clone_url, Options options);
   GitMirror(std::string dir, std::string clone_url) : GitMirror(dir, clone_url, Options{}) {}
+
+  // Replaces the https credential (e.g. the agent got a newer one with an assignment); used
+  // from the next fetch on. Ignored for ssh and local remotes.
+  void SetCredential(std::string username, std::string password);
   ~GitMirror();  // stops the cat-file child
   GitMirror(const GitMirror&) = delete;
   GitMirror& operator=(const GitMirror&) = delete;
@@ -124,7 +133,8 @@ class GitMirror {
 
   // Runs `git <GitArgs()> --git-dir=DIR <args>`; kInternal/kDeadlineExceeded only when git
   // cannot be run; the exit code is the caller's to check.
-  absl::StatusOr<CommandResult> Git(const std::vector<std::string>& args);
+  absl::StatusOr<CommandResult> Git(const std::vector<std::string>& args)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
   // "git" and the -c options every invocation gets (see the top of this file).
   std::vector<std::string> GitArgs() const;
   absl::Status RemoveWorktreeLocked(const std::string& worktree_dir)
@@ -143,13 +153,17 @@ class GitMirror {
   absl::Status url_status_;  // why the clone URL is refused; OK when it is not
   std::string clone_url_;    // without "user:password@" (redacted if refused)
   bool allow_local_ = false;
-  std::string credential_scope_;  // "https://host[:port]" when a credential is set
-  std::vector<std::string> git_env_;  // the complete environment of every git child
+  std::string credential_scope_;  // "https://host[:port]" for an https remote
+  // The complete environment of every git child, less the credential that Git() adds.
+  std::vector<std::string> git_env_;
 
   absl::Mutex mutate_mu_;
   // Whether an existing mirror's remote.origin.url was rewritten to clone_url_ (a mirror made
   // before credentials were split off may hold "user:password@" there).
   bool origin_checked_ ABSL_GUARDED_BY(mutate_mu_) = false;
+  // The https credential; reaches only the environment of the git children Git() runs.
+  std::string username_ ABSL_GUARDED_BY(mutate_mu_);
+  std::string password_ ABSL_GUARDED_BY(mutate_mu_);
 
   absl::Mutex batch_mu_;
   pid_t batch_pid_ ABSL_GUARDED_BY(batch_mu_) = -1;

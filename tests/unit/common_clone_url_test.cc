@@ -190,6 +190,28 @@ TEST_CASE("GitMirror keeps an https credential out of messages and the mirror's 
   CHECK_FALSE(absl::StrContains(ReadAll(tmp.path + "/m.git/config"), "pa55w0rd"));
 }
 
+TEST_CASE("The credential helper answers from the git child's environment only",
+          "[git][security]") {
+  const std::string config =
+      std::string("credential.https://forge.example.helper=") + kGitCredentialHelper;
+  const std::vector<std::pair<std::string, std::string>> env = {
+      {"GIT_CONFIG_GLOBAL", "/dev/null"}, {"GIT_CONFIG_NOSYSTEM", "1"},
+      {"GIT_TERMINAL_PROMPT", "0"},       {"ASSAY_GIT_USERNAME", "alice"},
+      {"ASSAY_GIT_PASSWORD", "p w$x'\"y"}};
+  auto fill = RunCommand({"git", "-c", "credential.helper=", "-c", config, "credential", "fill"},
+                         {}, env, "protocol=https\nhost=forge.example\npath=a/b.git\n\n");
+  REQUIRE(fill.ok());
+  CHECK(fill->exit_code == 0);
+  CHECK(fill->out ==
+        "protocol=https\nhost=forge.example\nusername=alice\npassword=p w$x'\"y\n");
+  // Another host (e.g. where a redirect leads) gets nothing.
+  auto other = RunCommand({"git", "-c", "credential.helper=", "-c", config, "credential", "fill"},
+                          {}, env, "protocol=https\nhost=evil.example\n\n");
+  REQUIRE(other.ok());
+  CHECK(other->exit_code != 0);
+  CHECK_FALSE(absl::StrContains(other->out, "p w$x"));
+}
+
 TEST_CASE("GitMirror refuses objects that fsck rejects", "[git][security]") {
   Tmp tmp;
   const std::string src = tmp.path + "/src";
