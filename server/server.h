@@ -38,6 +38,12 @@ struct ServerOptions {
   std::string commit_status_ca_file;
   int commit_status_attempts = 6;
   absl::Duration commit_status_backoff = absl::Seconds(1);
+  // Issue 8: file:// and absolute-path clone URLs are accepted (and fetched) only with
+  // allow_local_repos; forge API hosts that resolve to non-public addresses, and plain http://
+  // to them, only when allow_private_hosts (an AddressPolicy spec: hosts, CIDRs or "*") lists
+  // them.
+  bool allow_local_repos = false;
+  std::string allow_private_hosts;
 };
 
 class AssayServer {

@@ -209,6 +209,16 @@ absl::StatusOr<CloneUrl> ParseCloneUrl(std::string_view url, bool allow_local) {
   return out;
 }
 
+std::string JoinCloneCredential(std::string_view username, std::string_view password) {
+  return absl::StrCat(std::string(username), "\n", std::string(password));
+}
+
+std::pair<std::string, std::string> SplitCloneCredential(std::string_view joined) {
+  const size_t nl = joined.find('\n');
+  if (nl == std::string_view::npos) return {std::string(joined), ""};
+  return {std::string(joined.substr(0, nl)), std::string(joined.substr(nl + 1))};
+}
+
 std::string RedactCloneUrl(std::string_view url) {
   const size_t scheme = url.find("://");
   if (scheme == std::string_view::npos) return std::string(url);

@@ -11,6 +11,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
 
@@ -36,6 +37,10 @@ inline constexpr size_t kMaxCloneUrlBytes = 2048;
 //    --allow-local-repos"
 // The message never contains the password.
 absl::StatusOr<CloneUrl> ParseCloneUrl(std::string_view url, bool allow_local);
+
+// How a credential is sealed at rest: "username\npassword" (neither can hold a newline).
+std::string JoinCloneCredential(std::string_view username, std::string_view password);
+std::pair<std::string, std::string> SplitCloneCredential(std::string_view joined);
 
 // `url` with any "user:password@" of an https URL replaced by "***@", for messages about a URL
 // that may not have passed ParseCloneUrl (e.g. a row stored before it existed).

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -35,6 +36,7 @@ class AgentChannel {
 struct DispatcherOptions {
   absl::Duration lease = absl::Seconds(25);          // an agent silent this long is lost
   absl::Duration sweep_interval = absl::Seconds(1);  // lease-expiry check period
+  std::string secret_key;  // opens repos' sealed clone credentials for assignments
 };
 
 // What one job of an agent holds.
@@ -112,6 +114,9 @@ class Dispatcher {
 
 // Builds the Assignment for a claimed job (spec_json: {"steps":[..],"env":{..},"timeout_s":N}),
 // with CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES set to exactly its GPUs (GpuEnvironment).
-absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job);
+// A job's sealed clone credential, if any, is opened with `secret_key` into clone_username and
+// clone_password (kInternal "cannot open the clone credential of job N" when it cannot be).
+absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
+                                               std::string_view secret_key = {});
 
 }  // namespace assay

@@ -11,11 +11,12 @@ namespace {
   "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, "      \
   ASSAY_EPOCH_US("created_at") ", coalesce(status_api_url, ''), status_token_enc, " \
   "coalesce(status_repository, ''), coalesce(status_context, ''), default_branch, "  \
-  "cancel_superseded"
+  "cancel_superseded, clone_credential_enc"
 
 const Query kInsertRepo{"repo_insert",
                         "INSERT INTO repos (name, provider, clone_url, html_url, "
-                        "webhook_secret_enc) VALUES ($1, $2, $3, nullif($4, ''), $5) "
+                        "webhook_secret_enc, clone_credential_enc) "
+                        "VALUES ($1, $2, $3, nullif($4, ''), $5, $6) "
                         "RETURNING " REPO_COLUMNS};
 const Query kUpdateRepo{"repo_update",
                         "UPDATE repos SET default_branch = coalesce($2, default_branch), "
@@ -51,6 +52,7 @@ Repo FromRow(const pqxx::row& r) {
   repo.status_context = r[10].as<std::string>();
   repo.default_branch = r[11].as<std::string>();
   repo.cancel_superseded = r[12].as<bool>();
+  if (!r[13].is_null()) repo.clone_credential_sealed = BytesOf(r[13]);
   return repo;
 }
 
@@ -72,7 +74,9 @@ absl::StatusOr<Repo> RepoStore::Create(const NewRepo& n) {
     auto res = Exec(
         tx, c, kInsertRepo,
         {n.name, n.provider, n.clone_url, n.html_url,
-         n.webhook_secret_sealed.empty() ? Param::Null() : Param::Bytes(n.webhook_secret_sealed)});
+         n.webhook_secret_sealed.empty() ? Param::Null() : Param::Bytes(n.webhook_secret_sealed),
+         n.clone_credential_sealed.empty() ? Param::Null()
+                                           : Param::Bytes(n.clone_credential_sealed)});
     out = FromRow(res[0]);
     return absl::OkStatus();
   });

@@ -18,6 +18,8 @@ struct Repo {
   std::string clone_url;
   std::string html_url;
   std::string webhook_secret_sealed;  // AES-GCM sealed; empty when none
+  // "username\npassword" for an https clone_url, AES-GCM sealed; empty when none (0009).
+  std::string clone_credential_sealed;
   absl::Time created_at;
   std::string default_branch = "main";  // whose .assay.yml holds the schedules
   bool cancel_superseded = false;       // a new push pipeline cancels older ones of its branch
@@ -45,6 +47,7 @@ struct CommitStatusSettings {
 struct NewRepo {
   std::string name, provider, clone_url, html_url;
   std::string webhook_secret_sealed;
+  std::string clone_credential_sealed;  // empty: none
 };
 
 class RepoStore {

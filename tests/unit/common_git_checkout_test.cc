@@ -36,7 +36,8 @@ const std::vector<std::pair<std::string, std::string>> kEnv = {
     {"GIT_COMMITTER_NAME", "T"},        {"GIT_COMMITTER_EMAIL", "t@example.com"}};
 
 // `git --git-dir=DIR ARGS` with `input` on stdin; its trimmed stdout.
-std::string G(const std::string& dir, std::vector<std::string> args, const std::string& input = {}) {
+std::string G(const std::string& dir, std::vector<std::string> args,
+              const std::string& input = {}) {
   args.insert(args.begin(), {"git", "--git-dir=" + dir});
   auto r = RunCommand(args, {}, kEnv, input);
   REQUIRE(r.ok());
