@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "common/crypto/crypto.h"
+#include "common/git/clone_url.h"
 #include "common/pipeline/spec.h"
 #include "server/pipeline/planner.h"
 #include "server/scheduler/dispatcher.h"
@@ -133,6 +135,26 @@ TEST_CASE("BuildAssignment refuses a malformed spec", "[unit][planner]") {
     CHECK(a.status().code() == absl::StatusCode::kInternal);
     CHECK(a.status().message().rfind("job 41 has a malformed spec: ", 0) == 0);
   }
+}
+
+TEST_CASE("BuildAssignment opens the repository's sealed clone credential", "[assignment]") {
+  const std::string key(32, 'k');
+  store::ClaimedJob j = Claimed(R"({"steps":[{"name":"s","run":"true"}],"timeout_s":60})");
+  auto sealed = SealSecret(key, JoinCloneCredential("alice", "pa:ss\\w0rd"));
+  REQUIRE(sealed.ok());
+  j.clone_credential_sealed = *sealed;
+  auto a = BuildAssignment(j, key);
+  REQUIRE(a.ok());
+  CHECK(a->clone_url() == "https://github.com/acme/app.git");
+  CHECK(a->clone_username() == "alice");
+  CHECK(a->clone_password() == "pa:ss\\w0rd");
+  auto wrong = BuildAssignment(j, std::string(32, 'x'));
+  CHECK(wrong.status().code() == absl::StatusCode::kInternal);
+  CHECK(wrong.status().message() == "cannot open the clone credential of job 41");
+  auto none = BuildAssignment(Claimed(R"({"steps":[{"name":"s","run":"true"}],"timeout_s":60})"), key);
+  REQUIRE(none.ok());
+  CHECK(none->clone_username().empty());
+  CHECK(none->clone_password().empty());
 }
 
 }  // namespace
