@@ -159,6 +159,19 @@ TEST_CASE("Checkout never follows a symlink made by an earlier entry", "[git][se
   CHECK(fs::is_empty(f.outside));
 }
 
+TEST_CASE("Checkout refuses a tree nested deeper than 256 directories", "[git][security]") {
+  Fixture f;
+  std::string tree = f.Tree("100644 blob " + f.Blob("deep\n") + "\tf\n");
+  for (int i = 0; i < 257; ++i) tree = f.Tree("040000 tree " + tree + "\td\n");
+  const std::string commit = f.Commit(tree);
+  absl::Status s = f.Checkout(commit);
+  CHECK(s.code() == absl::StatusCode::kDataLoss);
+  std::string deep = "d";
+  for (int i = 1; i < 257; ++i) deep += "/d";
+  CHECK(s.message() == absl::StrCat("refusing to check out ", commit, ": ", deep,
+                                    " is nested deeper than 256 directories"));
+}
+
 TEST_CASE("CheckTreeEntries", "[git][security]") {
   const std::string sha(20, '\1');
   CHECK(CheckTreeEntries({{0100644, "a", sha}, {040000, "b", sha}}).ok());
