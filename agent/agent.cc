@@ -74,13 +74,20 @@ void Agent::WriteLocked(const v1::AgentMessage& m) {
   if (writer_ != nullptr) writer_->Push(m);
 }
 
-GitMirror* Agent::CacheFor(const std::string& clone_url) {
+GitMirror* Agent::CacheFor(const v1::Assignment& a) {
+  const std::string& clone_url = a.clone_url();
   absl::MutexLock l(&cache_mu_);
   auto& m = caches_[clone_url];
   if (m == nullptr) {
+    GitMirror::Options options;
+    options.allow_local = opts_.allow_local_repos;
     m = std::make_unique<GitMirror>(
         absl::StrCat(opts_.work_dir, "/cache/", HexEncode(Sha256(clone_url)).substr(0, 16), ".git"),
-        clone_url);
+        clone_url, std::move(options));
+  }
+  // The newest credential the server sent; an empty one leaves the URL's own (legacy rows).
+  if (!a.clone_username().empty() || !a.clone_password().empty()) {
+    m->SetCredential(a.clone_username(), a.clone_password());
   }
   return m.get();
 }
@@ -397,7 +404,7 @@ void Agent::RunJob(int64_t job_id) {
   int64_t started = NowMs();
   std::string ws = absl::StrCat(opts_.work_dir, "/jobs/job-", a.job_id(), "-", a.attempt());
   JobRunResult res;
-  GitMirror* cache = CacheFor(a.clone_url());
+  GitMirror* cache = CacheFor(a);
   absl::Status checkout = cache->EnsureCommit(a.commit_sha());
   if (checkout.ok()) checkout = cache->AddWorktree(a.commit_sha(), ws);
   if (!checkout.ok()) {

@@ -31,6 +31,9 @@ struct AgentOptions {
   double memory_gb = 0;       // announced in Hello; 0: not said
   std::vector<GpuInfo> gpus;  // announced in Hello
   std::string work_dir;
+  // Whether the git cache may fetch file:// and absolute-path remotes (--allow-local-repos);
+  // without it such an assignment fails at checkout (issue 8).
+  bool allow_local_repos = false;
   absl::Duration kill_grace = absl::Seconds(10);
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(5);
@@ -85,7 +88,8 @@ class Agent {
   // message that is dropped (not connected, queue full) is one the reconnect makes good:
   // log chunks and results are resent until acknowledged, heartbeats recur.
   void WriteLocked(const v1::AgentMessage& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  GitMirror* CacheFor(const std::string& clone_url);
+  // The cache for the assignment's clone URL, holding its credential (if any) for the fetch.
+  GitMirror* CacheFor(const v1::Assignment& a);
 
   const AgentOptions opts_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
       {"memory-gb", "", "memory offered to jobs, decimal GB (default: MemTotal of /proc/meminfo)",
        false, false, assay::NumberIn(0, 100000)},
       {"work-dir", "", "directory for the repository cache and job workspaces (required)"},
+      {"allow-local-repos", "false",
+       "fetch file:// and absolute-path clone URLs (as the server's --allow-local-repos)", false,
+       true},
       {"kill-grace", "10s", "time between SIGTERM and SIGKILL when a job is stopped", false, false,
        assay::DurationIn(absl::ZeroDuration(), absl::Hours(1))},
       {"log-buffer-kb", "4096",
@@ -60,6 +63,7 @@ int main(int argc, char** argv) {
   }
   o.labels = cfg->GetList("labels");
   o.work_dir = cfg->Get("work-dir");
+  o.allow_local_repos = cfg->GetBool("allow-local-repos");
   if (o.work_dir.empty() && !cfg->GetBool("print-gpus")) {
     std::cerr << "assay-agent: option --work-dir is required (or set ASSAY_WORK_DIR)\n";
     return 2;

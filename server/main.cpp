@@ -81,6 +81,13 @@ int main(int argc, char** argv) {
        false, IntIn(1, 100)},
       {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)", false,
        false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
+      {"allow-local-repos", "false",
+       "accept file:// and absolute-path clone URLs (single-team or test servers only: any admin "
+       "can then read any repository on this host)",
+       false, true},
+      {"allow-private-hosts", "",
+       "forge API hosts allowed to resolve to loopback, link-local or private addresses (and to "
+       "use plain http): comma-separated host names, addresses and CIDR blocks, or *"},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
   if (!cfg.ok()) {
@@ -129,6 +136,8 @@ int main(int argc, char** argv) {
   o.commit_status_ca_file = cfg->Get("commit-status-ca-file");
   o.commit_status_attempts = static_cast<int>(*cs_attempts);
   o.commit_status_backoff = *cs_backoff;
+  o.allow_local_repos = cfg->GetBool("allow-local-repos");
+  o.allow_private_hosts = cfg->Get("allow-private-hosts");
   o.db_acquire_timeout = *db_acquire;
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;

@@ -15,6 +15,7 @@
 #include "common/base/log.h"
 #include "common/base/status.h"
 #include "common/crypto/crypto.h"
+#include "common/net/address_policy.h"
 #include "common/net/https_client.h"
 #include "server/agents/agent_service.h"
 #include "server/api/api.h"
@@ -76,6 +77,7 @@ struct AssayServer::Impl {
   std::unique_ptr<Wakeups> wakeups;
   std::unique_ptr<Planner> planner;
   std::unique_ptr<ScheduleLoop> schedule_loop;
+  AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
   // After its users: destroyed (and so stopped) before them.
@@ -115,6 +117,9 @@ absl::Status AssayServer::Start() {
       return absl::InvalidArgumentError(absl::StrCat("--commit-status-ca-file: ", ca.message()));
     }
   }
+  auto address_policy = AddressPolicy::Parse(o.allow_private_hosts);
+  if (!address_policy.ok()) return absl::InvalidArgumentError(address_policy.status().message());
+  m.address_policy = *address_policy;
   if (o.commit_status_attempts < 1 || o.commit_status_attempts > 100) {
     return absl::InvalidArgumentError("--commit-status-attempts must be between 1 and 100");
   }
@@ -168,12 +173,15 @@ absl::Status AssayServer::Start() {
   m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
   m.dispatcher = std::make_unique<Dispatcher>(m.jobs.get(), m.metrics.get(), clock,
-                                              DispatcherOptions{o.lease, o.sweep_interval});
+                                              DispatcherOptions{o.lease, o.sweep_interval,
+                                                                *key});
   Dispatcher* dispatcher = m.dispatcher.get();
   forge::CommitStatusNotifier::Options no;
   no.max_attempts = o.commit_status_attempts;
   no.initial_backoff = o.commit_status_backoff;
-  TlsClientOptions tls{o.commit_status_ca_file};
+  // At send time as at registration: the API host's addresses are checked (resolved once;
+  // the connection goes to the checked addresses), plain http only to a listed host.
+  TlsClientOptions tls{o.commit_status_ca_file, &m.address_policy};
   no.transport = [tls](const forge::StatusRequest& r, absl::Duration timeout) {
     return FetchHttpOrHttps(r.method, r.url, r.headers, r.body, timeout, tls);
   };
@@ -192,6 +200,8 @@ absl::Status AssayServer::Start() {
   pd.schedules = m.schedules.get();
   pd.workers = o.planner_workers;
   pd.manual_wait = o.manual_wait;
+  pd.allow_local_repos = o.allow_local_repos;
+  pd.secret_key = *key;
   m.planner = std::make_unique<Planner>(std::move(pd));
   m.schedule_loop = std::make_unique<ScheduleLoop>(
       ScheduleLoopDeps{m.schedules.get(), m.planner.get(), clock, o.schedule_interval});
@@ -218,6 +228,8 @@ absl::Status AssayServer::Start() {
   m.api =
       ApiDeps{m.repos.get(),   m.deliveries.get(), m.pipelines.get(), m.jobs.get(),  m.agents.get(),
               m.planner.get(), m.dispatcher.get(), m.metrics.get(),   o.admin_token, *key};
+  m.api.allow_local_repos = o.allow_local_repos;
+  m.api.address_policy = &m.address_policy;
   m.router = std::make_unique<http::Router>();
   RegisterApi(*m.router, m.api);
   http::ServerOptions ho;

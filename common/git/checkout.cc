@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 #include "common/crypto/crypto.h"
 #include "common/git/git.h"
 #include "common/git/tree.h"
+#include "common/proc/spawn.h"
 
 namespace assay {
 namespace {
@@ -34,9 +36,30 @@ void PutBe32(std::string* out, uint32_t v) {
   out->append(b, 4);
 }
 
-bool SafeName(std::string_view name) {
-  return !name.empty() && name != "." && name != ".." && name != ".git" &&
-         name.find('/') == std::string_view::npos;
+// At most this many directories deep: each level holds one descriptor open while below it.
+constexpr int kMaxDepth = 256;
+
+// Creates `name` in the directory `dir_fd` (never through a symlink: O_NOFOLLOW, O_EXCL) and
+// writes `data` into it.
+absl::Status WriteFileAt(int dir_fd, const std::string& name, const std::string& shown,
+                         const std::string& data, mode_t mode) {
+  int fd = ::openat(dir_fd, name.c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot create ", shown, ": ", strerror(errno)));
+  }
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("cannot write ", shown, ": ", strerror(errno)));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return absl::OkStatus();
 }
 
 absl::Status WriteWholeFile(const std::string& path, const std::string& data, mode_t mode) {
@@ -59,15 +82,27 @@ absl::Status WriteWholeFile(const std::string& path, const std::string& data, mo
 
 }  // namespace
 
+// Nothing is written outside `worktree`: every directory is made with mkdirat in, and opened
+// with openat(O_DIRECTORY | O_NOFOLLOW) from, its parent's descriptor; every file and symlink
+// is created relative to its directory's descriptor with O_EXCL/O_NOFOLLOW, so a symlink that
+// an earlier entry made is never followed, at any component. Each tree's entries are checked
+// first (CheckTreeEntries): unsafe names and duplicates refuse the whole checkout.
 absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& worktree,
                                      const std::string& index_path) {
   std::vector<IndexEntry> entries;
-  // Depth-first walk; `stack` holds (tree object name, path prefix).
-  std::vector<std::pair<std::string, std::string>> stack = {
-      {absl::StrCat(std::string(sha), "^{tree}"), ""}};
-  while (!stack.empty()) {
-    auto [name, prefix] = std::move(stack.back());
-    stack.pop_back();
+  UniqueFd root(::open(worktree.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root.valid()) {
+    return absl::InternalError(absl::StrCat("cannot open ", worktree, ": ", strerror(errno)));
+  }
+  // Checks out tree object `name` into the directory `dir_fd`, whose path is `prefix`.
+  std::function<absl::Status(const std::string&, const std::string&, int, int)> walk =
+      [&](const std::string& name, const std::string& prefix, int dir_fd,
+          int depth) -> absl::Status {
+    if (depth > kMaxDepth) {
+      return absl::DataLossError(absl::StrCat("refusing to check out ", std::string(sha), ": ",
+                                              prefix, " is nested deeper than ", kMaxDepth,
+                                              " directories"));
+    }
     ASSAY_ASSIGN_OR_RETURN(BatchObject tree, Query(name));
     if (!tree.found || tree.type != "tree") {
       return absl::NotFoundError(absl::StrCat("tree ", name, " not found in mirror ", dir_));
@@ -76,30 +111,39 @@ absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& wo
     if (!parsed.ok()) {
       return absl::DataLossError(absl::StrCat("malformed tree object ", name));
     }
+    if (absl::Status checked = CheckTreeEntries(*parsed); !checked.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "refusing to check out ", std::string(sha), ": ",
+          prefix.empty() ? std::string("the root tree")
+                         : absl::StrCat("tree ", name, " (", prefix, ")"),
+          ": ", checked.message()));
+    }
     for (TreeEntry& entry : *parsed) {
       const uint32_t mode = entry.mode;
-      std::string entry_name = std::move(entry.name);
-      std::string raw_sha = std::move(entry.raw_sha);
-      if (!SafeName(entry_name)) {
-        return absl::DataLossError(
-            absl::StrCat("tree ", name, " has an unsafe entry name; refusing to check it out"));
-      }
+      const std::string& entry_name = entry.name;
       std::string rel = prefix.empty() ? entry_name : absl::StrCat(prefix, "/", entry_name);
-      std::string abs = absl::StrCat(worktree, "/", rel);
-      std::string hex = HexEncode(raw_sha);
+      std::string shown = absl::StrCat(worktree, "/", rel);
+      std::string hex = HexEncode(entry.raw_sha);
       if (mode == 040000) {
-        if (::mkdir(abs.c_str(), 0755) != 0 && errno != EEXIST) {
-          return absl::InternalError(absl::StrCat("cannot create ", abs, ": ", strerror(errno)));
+        if (::mkdirat(dir_fd, entry_name.c_str(), 0755) != 0) {
+          return absl::InternalError(absl::StrCat("cannot create ", shown, ": ", strerror(errno)));
         }
-        stack.emplace_back(hex, rel);
+        UniqueFd sub(::openat(dir_fd, entry_name.c_str(),
+                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!sub.valid()) {
+          return absl::InternalError(absl::StrCat("cannot open ", shown, ": ", strerror(errno)));
+        }
+        ASSAY_RETURN_IF_ERROR(walk(hex, rel, sub.get(), depth + 1));
         continue;
       }
       IndexEntry e;
       e.path = rel;
       e.mode = mode;
-      e.sha = raw_sha;
+      e.sha = entry.raw_sha;
       if (mode == 0160000) {  // a submodule: an empty directory, as git leaves it
-        ::mkdir(abs.c_str(), 0755);
+        if (::mkdirat(dir_fd, entry_name.c_str(), 0755) != 0) {
+          return absl::InternalError(absl::StrCat("cannot create ", shown, ": ", strerror(errno)));
+        }
         entries.push_back(std::move(e));  // stat stays zero, as for a gitlink
         continue;
       }
@@ -108,20 +152,24 @@ absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& wo
         return absl::NotFoundError(absl::StrCat("blob ", hex, " (", rel, ") not found"));
       }
       if (mode == 0120000) {
-        if (::symlink(blob.content.c_str(), abs.c_str()) != 0) {
+        if (blob.content.find('\0') != std::string::npos ||
+            ::symlinkat(blob.content.c_str(), dir_fd, entry_name.c_str()) != 0) {
           return absl::InternalError(
-              absl::StrCat("cannot create symlink ", abs, ": ", strerror(errno)));
+              absl::StrCat("cannot create symlink ", shown, ": ", strerror(errno)));
         }
       } else {
         e.mode = (mode & 0111) ? 0100755 : 0100644;
-        ASSAY_RETURN_IF_ERROR(WriteWholeFile(abs, blob.content, (mode & 0111) ? 0755 : 0644));
+        ASSAY_RETURN_IF_ERROR(
+            WriteFileAt(dir_fd, entry_name, shown, blob.content, (mode & 0111) ? 0755 : 0644));
       }
-      if (::lstat(abs.c_str(), &e.st) != 0) {
-        return absl::InternalError(absl::StrCat("cannot stat ", abs, ": ", strerror(errno)));
+      if (::fstatat(dir_fd, entry_name.c_str(), &e.st, AT_SYMLINK_NOFOLLOW) != 0) {
+        return absl::InternalError(absl::StrCat("cannot stat ", shown, ": ", strerror(errno)));
       }
       entries.push_back(std::move(e));
     }
-  }
+    return absl::OkStatus();
+  };
+  ASSAY_RETURN_IF_ERROR(walk(absl::StrCat(std::string(sha), "^{tree}"), "", root.get(), 0));
   // The index (format version 2, gitformat-index(5)): entries sorted by path bytes.
   std::sort(entries.begin(), entries.end(),
             [](const IndexEntry& a, const IndexEntry& b) { return a.path < b.path; });

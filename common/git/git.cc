@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/status.h"
+#include "common/git/clone_url.h"
 
 namespace assay {
 namespace fs = std::filesystem;
@@ -31,35 +32,36 @@ absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr std::string_view kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
-std::vector<std::pair<std::string, std::string>> GitEnvironment() {
-  std::vector<std::pair<std::string, std::string>> env = {
-      {"GIT_TERMINAL_PROMPT", "0"},
-      // An empty GIT_ASKPASS stops git from falling back to SSH_ASKPASS or core.askPass.
-      {"GIT_ASKPASS", ""},
-      {"SSH_ASKPASS", ""},
-      {"GIT_CONFIG_NOSYSTEM", "1"},
-      {"GIT_CONFIG_GLOBAL", "/dev/null"},
-      {"LC_ALL", "C"},
-  };
-  // ssh must fail rather than ask for a password or a host key confirmation; an operator's own
-  // GIT_SSH_COMMAND (e.g. naming a deploy key) wins.
-  if (getenv("GIT_SSH_COMMAND") == nullptr) {
-    env.emplace_back("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+// The complete environment of every git child: this process's, less every GIT_* variable (an
+// operator's GIT_DIR, GIT_CONFIG_PARAMETERS, GIT_SSH, GIT_PROXY_COMMAND... would change what git
+// reads, runs or trusts), plus what Assay sets. A credential is added by GitMirror::Git only.
+std::vector<std::string> GitEnvironment() {
+  std::vector<std::string> env;
+  const char* ssh_command = nullptr;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view e(*entry);
+    if (absl::StartsWith(Av(e), "ASSAY_GIT_SSH_COMMAND=")) ssh_command = *entry + 22;
+    if (absl::StartsWith(Av(e), "GIT_") || absl::StartsWith(Av(e), "ASSAY_GIT_") ||
+        absl::StartsWith(Av(e), "LC_ALL=") || absl::StartsWith(Av(e), "SSH_ASKPASS=")) {
+      continue;
+    }
+    env.emplace_back(e);
   }
+  env.insert(env.end(), {
+                            "GIT_TERMINAL_PROMPT=0",
+                            // An empty GIT_ASKPASS stops git from falling back to SSH_ASKPASS or
+                            // core.askPass.
+                            "GIT_ASKPASS=",
+                            "SSH_ASKPASS=",
+                            "GIT_CONFIG_NOSYSTEM=1",
+                            "GIT_CONFIG_GLOBAL=/dev/null",
+                            "LC_ALL=C",
+                        });
+  // ssh must fail rather than ask for a password or a host key confirmation; an operator who
+  // needs another command (e.g. naming a deploy key) sets ASSAY_GIT_SSH_COMMAND.
+  env.push_back(absl::StrCat("GIT_SSH_COMMAND=",
+                             ssh_command != nullptr ? ssh_command : "ssh -o BatchMode=yes"));
   return env;
-}
-
-// The clone URL without "user:password@", for messages.
-std::string RedactUrl(std::string_view url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string_view::npos) return std::string(url);
-  size_t host_start = scheme + 3;
-  size_t at = url.find('@', host_start);
-  size_t slash = url.find('/', host_start);
-  if (at == std::string_view::npos || (slash != std::string_view::npos && at > slash)) {
-    return std::string(url);
-  }
-  return absl::StrCat(Av(url.substr(0, host_start)), "***", Av(url.substr(at)));
 }
 
 std::string TrimmedStderr(const CommandResult& result) {
@@ -104,6 +106,10 @@ fs::path NormalizeDir(const std::string& dir) {
 
 }  // namespace
 
+const char kGitCredentialHelper[] =
+    "!f() { test \"$1\" = get || exit 0; "
+    "printf 'username=%s\\npassword=%s\\n' \"$ASSAY_GIT_USERNAME\" \"$ASSAY_GIT_PASSWORD\"; }; f";
+
 bool IsHexSha(std::string_view s) {
   if (s.size() != 40 && s.size() != 64) return false;
   for (char c : s) {
@@ -132,10 +138,61 @@ bool IsValidBranchName(std::string_view name) {
   return true;
 }
 
-GitMirror::GitMirror(std::string dir, std::string clone_url)
+GitMirror::GitMirror(std::string dir, std::string clone_url, Options options)
     : dir_(NormalizeDir(fs::absolute(fs::path(dir)).string()).string()),
-      clone_url_(std::move(clone_url)),
-      git_env_(GitEnvironment()) {}
+      allow_local_(options.allow_local),
+      git_env_(GitEnvironment()) {
+  absl::StatusOr<CloneUrl> parsed = ParseCloneUrl(clone_url, options.allow_local);
+  if (!parsed.ok()) {
+    clone_url_ = RedactCloneUrl(clone_url);
+    url_status_ = absl::InvalidArgumentError(
+        absl::StrCat("clone URL ", clone_url_, " refused: ", parsed.status().message()));
+    return;
+  }
+  clone_url_ = parsed->url;
+  if (parsed->kind == CloneUrl::Kind::kHttps) {
+    // "https://host[:port]": the helper answers for this remote only, not for a host that a
+    // redirect leads to.
+    credential_scope_ = clone_url_.substr(0, clone_url_.find('/', 8));
+  }
+  if (options.username.empty() && options.password.empty()) {
+    options.username = parsed->username;
+    options.password = parsed->password;
+  }
+  absl::MutexLock lock(&mutate_mu_);
+  username_ = std::move(options.username);
+  password_ = std::move(options.password);
+}
+
+void GitMirror::SetCredential(std::string username, std::string password) {
+  absl::MutexLock lock(&mutate_mu_);
+  username_ = std::move(username);
+  password_ = std::move(password);
+}
+
+std::vector<std::string> GitMirror::GitArgs() const {
+  // Why fetch.unpackLimit=1: a fetch keeps what it receives as one pack, written to a temp file
+  // and renamed when complete. Unpacked into loose objects (git's default below 100 objects), a
+  // fetch on a full disk can leave a commit without its tree, which every later look-up would
+  // take as present, and its files as absent.
+  std::vector<std::string> argv = {"git",
+                                   "-c",
+                                   "protocol.allow=never",
+                                   "-c",
+                                   "protocol.https.allow=always",
+                                   "-c",
+                                   "protocol.ssh.allow=always",
+                                   "-c",
+                                   "fetch.fsckObjects=true",
+                                   "-c",
+                                   "transfer.fsckObjects=true",
+                                   "-c",
+                                   "fetch.unpackLimit=1",
+                                   "-c",
+                                   "credential.helper="};
+  if (allow_local_) argv.insert(argv.end(), {"-c", "protocol.file.allow=always"});
+  return argv;
+}
 
 GitMirror::~GitMirror() {
   absl::MutexLock lock(&batch_mu_);
@@ -143,18 +200,17 @@ GitMirror::~GitMirror() {
 }
 
 absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& args) {
-  // Why fetch.unpackLimit=1: a fetch keeps what it receives as one pack, written to a temp file
-  // and renamed when complete. Unpacked into loose objects (git's default below 100 objects), a
-  // fetch on a full disk can leave a commit without its tree, which every later look-up would
-  // take as present, and its files as absent.
-  std::vector<std::string> argv = {"git",
-                                   "-c",
-                                   "protocol.file.allow=always",
-                                   "-c",
-                                   "fetch.unpackLimit=1",
-                                   absl::StrCat("--git-dir=", dir_)};
+  std::vector<std::string> argv = GitArgs();
+  std::vector<std::string> env = git_env_;
+  if (!credential_scope_.empty() && (!username_.empty() || !password_.empty())) {
+    argv.insert(argv.end(), {"-c", absl::StrCat("credential.", credential_scope_, ".helper=",
+                                                kGitCredentialHelper)});
+    env.push_back(absl::StrCat("ASSAY_GIT_USERNAME=", username_));
+    env.push_back(absl::StrCat("ASSAY_GIT_PASSWORD=", password_));
+  }
+  argv.push_back(absl::StrCat("--git-dir=", dir_));
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommand(argv, {}, git_env_);
+  return RunCommandInEnvironment(argv, {}, std::move(env));
 }
 
 absl::Status GitMirror::Ensure() {
@@ -163,16 +219,25 @@ absl::Status GitMirror::Ensure() {
 }
 
 absl::Status GitMirror::EnsureLocked() {
+  // Checked again here, at fetch time, whatever the API checked at registration: a row stored
+  // before the policy, or a server restarted without --allow-local-repos.
+  ASSAY_RETURN_IF_ERROR(url_status_);
   std::error_code ec;
-  if (fs::exists(fs::path(dir_) / "HEAD", ec)) return absl::OkStatus();
+  if (fs::exists(fs::path(dir_) / "HEAD", ec)) {
+    if (!origin_checked_) {
+      ASSAY_ASSIGN_OR_RETURN(CommandResult config,
+                             Git({"config", "remote.origin.url", clone_url_}));
+      if (config.exit_code != 0) {
+        return absl::InternalError(absl::StrCat("git config remote.origin.url in ", dir_,
+                                                " failed: ", TrimmedStderr(config)));
+      }
+      origin_checked_ = true;
+    }
+    return absl::OkStatus();
+  }
   if (fs::exists(dir_, ec) && !(fs::is_directory(dir_, ec) && fs::is_empty(dir_, ec))) {
     return absl::FailedPreconditionError(
         absl::StrCat("git mirror directory ", dir_, " exists but is not a git repository"));
-  }
-  if (clone_url_.empty() || clone_url_[0] == '-' ||
-      clone_url_.find_first_of(std::string_view("\n\0", 2)) != std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid clone URL \"", RedactUrl(clone_url_), "\" for mirror ", dir_));
   }
   fs::create_directories(fs::path(dir_).parent_path(), ec);
   if (ec) {
@@ -189,23 +254,24 @@ absl::Status GitMirror::EnsureLocked() {
     fs::remove_all(tmp, ec);
     return status;
   };
-  ASSAY_ASSIGN_OR_RETURN(CommandResult init, RunCommand({"git", "-c", "protocol.file.allow=always",
-                                                         "-c", "init.defaultBranch=main", "init",
-                                                         "--bare", "-q", "--template=", tmp},
-                                                        {}, git_env_));
+  std::vector<std::string> init_argv = GitArgs();
+  init_argv.insert(init_argv.end(),
+                   {"-c", "init.defaultBranch=main", "init", "--bare", "-q", "--template=", tmp});
+  ASSAY_ASSIGN_OR_RETURN(CommandResult init, RunCommandInEnvironment(init_argv, {}, git_env_));
   if (init.exit_code != 0) {
     return cleanup_and(absl::InternalError(
         absl::StrCat("git init --bare ", tmp, " failed: ", TrimmedStderr(init))));
   }
-  ASSAY_ASSIGN_OR_RETURN(
-      CommandResult config,
-      RunCommand({"git", "-c", "protocol.file.allow=always", absl::StrCat("--git-dir=", tmp),
-                  "config", "remote.origin.url", clone_url_},
-                 {}, git_env_));
+  std::vector<std::string> config_argv = GitArgs();
+  config_argv.insert(config_argv.end(),
+                     {absl::StrCat("--git-dir=", tmp), "config", "remote.origin.url", clone_url_});
+  ASSAY_ASSIGN_OR_RETURN(CommandResult config,
+                         RunCommandInEnvironment(config_argv, {}, git_env_));
   if (config.exit_code != 0) {
     return cleanup_and(absl::InternalError(
         absl::StrCat("git config remote.origin.url in ", tmp, " failed: ", TrimmedStderr(config))));
   }
+  origin_checked_ = true;
   if (rename(tmp.c_str(), dir_.c_str()) != 0) {
     int err = errno;
     fs::remove_all(tmp, ec);
@@ -249,7 +315,7 @@ absl::Status GitMirror::EnsureCommit(std::string_view sha) {
                          Git({"fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/heads/*",
                               "+refs/tags/*:refs/tags/*"}));
   if (fetch.exit_code != 0) {
-    return absl::UnavailableError(absl::StrCat("git fetch from ", RedactUrl(clone_url_), " into ",
+    return absl::UnavailableError(absl::StrCat("git fetch from ", clone_url_, " into ",
                                                dir_, " failed: ", TrimmedStderr(fetch)));
   }
   ASSAY_ASSIGN_OR_RETURN(present, HasCommitAndTree(sha));
@@ -258,7 +324,7 @@ absl::Status GitMirror::EnsureCommit(std::string_view sha) {
   ASSAY_ASSIGN_OR_RETURN(CommandResult by_sha, Git({"fetch", "-q", "origin", std::string(sha)}));
   ASSAY_ASSIGN_OR_RETURN(present, HasCommitAndTree(sha));
   if (present) return absl::OkStatus();
-  std::string message = absl::StrCat("commit ", Av(sha), " not found in ", RedactUrl(clone_url_),
+  std::string message = absl::StrCat("commit ", Av(sha), " not found in ", clone_url_,
                                      " (fetched all branches and tags, then the commit itself");
   if (by_sha.exit_code != 0) absl::StrAppend(&message, ": ", TrimmedStderr(by_sha));
   absl::StrAppend(&message, ")");
@@ -300,7 +366,7 @@ absl::StatusOr<std::string> GitMirror::FetchBranchHead(std::string_view branch) 
                          Git({"fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/heads/*",
                               "+refs/tags/*:refs/tags/*"}));
   if (fetch.exit_code != 0) {
-    return absl::UnavailableError(absl::StrCat("git fetch from ", RedactUrl(clone_url_), " into ",
+    return absl::UnavailableError(absl::StrCat("git fetch from ", clone_url_, " into ",
                                                dir_, " failed: ", TrimmedStderr(fetch)));
   }
   ASSAY_ASSIGN_OR_RETURN(
@@ -309,7 +375,7 @@ absl::StatusOr<std::string> GitMirror::FetchBranchHead(std::string_view branch) 
   std::string sha(absl::StripAsciiWhitespace(head.out));
   if (head.exit_code != 0 || !IsHexSha(sha)) {
     return absl::NotFoundError(
-        absl::StrCat("branch '", Av(branch), "' does not exist in ", RedactUrl(clone_url_)));
+        absl::StrCat("branch '", Av(branch), "' does not exist in ", clone_url_));
   }
   return sha;
 }
@@ -465,7 +531,7 @@ absl::Status GitMirror::StartBatchLocked() {
     return absl::FailedPreconditionError(
         absl::StrCat("git mirror ", dir_, " does not exist (GitMirror::Ensure creates it)"));
   }
-  ASSAY_ASSIGN_OR_RETURN(std::vector<std::string> env, MergeEnvironment(git_env_));
+  std::vector<std::string> env = git_env_;
   absl::StatusOr<std::string> git =
       FindExecutable("git", LookupEnv(env, "PATH").value_or(kDefaultPath));
   if (!git.ok()) return absl::InternalError(git.status().message());
@@ -473,9 +539,9 @@ absl::Status GitMirror::StartBatchLocked() {
   ASSAY_ASSIGN_OR_RETURN(Pipe from_child, MakePipe());
   SpawnOptions options;
   options.path = *git;
-  options.argv = {
-      "git",      "-c",     "protocol.file.allow=always", absl::StrCat("--git-dir=", dir_),
-      "cat-file", "--batch"};
+  options.argv = GitArgs();
+  options.argv.insert(options.argv.end(),
+                      {absl::StrCat("--git-dir=", dir_), "cat-file", "--batch"});
   options.env = std::move(env);
   options.stdin_fd = to_child.read.get();
   options.stdout_fd = from_child.write.get();

@@ -1,9 +1,15 @@
 #pragma once
 // Git helpers shared by the server's repository mirror and the agent's object cache.
 // Every git invocation runs with GIT_TERMINAL_PROMPT=0, empty askpass programs, no system or
-// global (user) config, LC_ALL=C and `-c protocol.file.allow=always`, so git never prompts and
-// never depends on the config of the user running Assay. Inputs are validated before they reach
-// a git command line: no argument built from input can start with '-'.
+// global (user) config, LC_ALL=C, none of this process's GIT_* variables (ASSAY_GIT_SSH_COMMAND,
+// if set, becomes GIT_SSH_COMMAND), `protocol.allow=never` plus `protocol.<p>.allow=always` for
+// just the transports the clone-URL policy allows (common/git/clone_url.h: https and ssh; file
+// with allow_local), and object checks on every fetch (fetch.fsckObjects, transfer.fsckObjects),
+// so git never prompts, never depends on the config or environment of the user running Assay,
+// and never reads a local repository it was not meant to. A credential for an https remote
+// reaches git only through a credential helper that reads the git child's own environment:
+// never a command line, the mirror's config or a message. Inputs are validated before they
+// reach a git command line: no argument built from input can start with '-'.
 
 #include <sys/types.h>
 
@@ -29,6 +35,11 @@ bool IsHexSha(std::string_view s);
 // component end, no control characters, space, ~ ^ : ? * [ \\).
 bool IsValidBranchName(std::string_view name);
 
+// The credential helper GitMirror configures for an https remote with a credential, as
+// `credential.https://HOST.helper`: it answers `get` with ASSAY_GIT_USERNAME and
+// ASSAY_GIT_PASSWORD of the git child's environment. A fixed string; no secret in it.
+extern const char kGitCredentialHelper[];
+
 // A bare mirror of one remote at `dir`, with the remote as "origin".
 // Thread-safe: operations that change the mirror (creating it, fetching, adding and removing
 // worktrees) are serialized by one mutex; object reads go through one long-lived
@@ -36,9 +47,25 @@ bool IsValidBranchName(std::string_view name);
 // a fetch. Several GitMirror objects (or processes) must not share one `dir`.
 class GitMirror {
  public:
-  // `dir` should be absolute. `clone_url` is anything git can fetch from (https, ssh, file://,
-  // a local path); credentials, if any, must be part of it or of the environment.
-  GitMirror(std::string dir, std::string clone_url);
+  struct Options {
+    // file:// URLs and absolute paths are fetched only with this (--allow-local-repos).
+    bool allow_local = false;
+    // The credential for an https remote (e.g. unsealed from the repository's row). When both
+    // are empty, "user:password@" of the URL, if any, is used instead (a row stored before
+    // credentials were split off); either way it is never written anywhere.
+    std::string username;
+    std::string password;
+  };
+
+  // `dir` should be absolute. `clone_url` must pass ParseCloneUrl(clone_url,
+  // options.allow_local); one that does not makes every operation that would create or fetch
+  // the mirror fail with kInvalidArgument "clone URL U refused: REASON".
+  GitMirror(std::string dir, std::string clone_url, Options options);
+  GitMirror(std::string dir, std::string clone_url) : GitMirror(dir, clone_url, Options{}) {}
+
+  // Replaces the https credential (e.g. the agent got a newer one with an assignment); used
+  // from the next fetch on. Ignored for ssh and local remotes.
+  void SetCredential(std::string username, std::string password);
   ~GitMirror();  // stops the cat-file child
   GitMirror(const GitMirror&) = delete;
   GitMirror& operator=(const GitMirror&) = delete;
@@ -104,9 +131,12 @@ class GitMirror {
   absl::Status CheckoutTree(std::string_view sha, const std::string& worktree,
                             const std::string& index_path);
 
-  // Runs `git -c protocol.file.allow=always --git-dir=DIR <args>`; kInternal/kDeadlineExceeded
-  // only when git cannot be run; the exit code is the caller's to check.
-  absl::StatusOr<CommandResult> Git(const std::vector<std::string>& args);
+  // Runs `git <GitArgs()> --git-dir=DIR <args>`; kInternal/kDeadlineExceeded only when git
+  // cannot be run; the exit code is the caller's to check.
+  absl::StatusOr<CommandResult> Git(const std::vector<std::string>& args)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
+  // "git" and the -c options every invocation gets (see the top of this file).
+  std::vector<std::string> GitArgs() const;
   absl::Status RemoveWorktreeLocked(const std::string& worktree_dir)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
   absl::Status EnsureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
@@ -120,10 +150,20 @@ class GitMirror {
   absl::Status FillLocked(size_t want) ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_);
 
   const std::string dir_;
-  const std::string clone_url_;
-  const std::vector<std::pair<std::string, std::string>> git_env_;
+  absl::Status url_status_;  // why the clone URL is refused; OK when it is not
+  std::string clone_url_;    // without "user:password@" (redacted if refused)
+  bool allow_local_ = false;
+  std::string credential_scope_;  // "https://host[:port]" for an https remote
+  // The complete environment of every git child, less the credential that Git() adds.
+  std::vector<std::string> git_env_;
 
   absl::Mutex mutate_mu_;
+  // Whether an existing mirror's remote.origin.url was rewritten to clone_url_ (a mirror made
+  // before credentials were split off may hold "user:password@" there).
+  bool origin_checked_ ABSL_GUARDED_BY(mutate_mu_) = false;
+  // The https credential; reaches only the environment of the git children Git() runs.
+  std::string username_ ABSL_GUARDED_BY(mutate_mu_);
+  std::string password_ ABSL_GUARDED_BY(mutate_mu_);
 
   absl::Mutex batch_mu_;
   pid_t batch_pid_ ABSL_GUARDED_BY(batch_mu_) = -1;

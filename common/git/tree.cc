@@ -1,6 +1,11 @@
 #include "common/git/tree.h"
 
+#include <algorithm>
+
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 
 namespace assay {
 
@@ -25,6 +30,34 @@ absl::StatusOr<std::vector<TreeEntry>> ParseTreeObject(std::string_view t) {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+bool IsSafeEntryName(std::string_view name) {
+  if (name.empty() || name == "." || name == "..") return false;
+  if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos) {
+    return false;
+  }
+  return !(name.size() == 4 && absl::AsciiStrToLower(std::string(name)) == ".git");
+}
+
+absl::Status CheckTreeEntries(const std::vector<TreeEntry>& entries) {
+  std::vector<std::string_view> names;
+  names.reserve(entries.size());
+  for (const TreeEntry& e : entries) {
+    if (!IsSafeEntryName(e.name)) {
+      return absl::DataLossError(absl::StrCat(
+          "entry \"", absl::CEscape(e.name),
+          "\" is not a safe file name (empty, '.', '..', '.git' in any case, or with '/' or NUL)"));
+    }
+    names.push_back(e.name);
+  }
+  std::sort(names.begin(), names.end());
+  auto dup = std::adjacent_find(names.begin(), names.end());
+  if (dup != names.end()) {
+    return absl::DataLossError(
+        absl::StrCat("two entries are named \"", absl::CEscape(std::string(*dup)), "\""));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace assay

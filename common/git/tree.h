@@ -24,4 +24,17 @@ struct TreeEntry {
 // space, no NUL, fewer than 20 bytes after its NUL, or a mode that is not 1-7 octal digits.
 absl::StatusOr<std::vector<TreeEntry>> ParseTreeObject(std::string_view content);
 
+// Whether `name` may be created in a checkout: not empty, not "." or "..", not ".git" in any
+// case, no '/' and no NUL.
+bool IsSafeEntryName(std::string_view name);
+
+// OK when every entry of one tree has a safe name and no name is used twice (a symlink and a
+// directory under one name would let the second write through the first). Otherwise
+// kDataLoss, exactly:
+//   "entry \"NAME\" is not a safe file name (empty, '.', '..', '.git' in any case, or with '/'
+//    or NUL)"
+//   "two entries are named \"NAME\""
+// NAME C-escaped.
+absl::Status CheckTreeEntries(const std::vector<TreeEntry>& entries);
+
 }  // namespace assay

@@ -144,7 +144,16 @@ absl::StatusOr<PreparedRequest> PrepareRequest(
   return prepared;
 }
 
-absl::StatusOr<std::vector<tcp::endpoint>> Resolve(const PreparedRequest& r) {
+absl::StatusOr<std::vector<tcp::endpoint>> Resolve(const PreparedRequest& r,
+                                                   const AddressPolicy* policy) {
+  if (policy != nullptr) {
+    auto allowed = ResolveAllowed(r.host, r.port, *policy);
+    if (!allowed.ok()) {
+      return absl::Status(allowed.status().code(),
+                          absl::StrCat(r.what, ": ", allowed.status().message()));
+    }
+    return allowed;
+  }
   // Why synchronous resolution: Asio's async resolver starts a helper thread per
   // io_context; IP literals (the common case) need no lookup at all.
   std::vector<tcp::endpoint> endpoints;
@@ -198,11 +207,16 @@ std::string HttpClientResponse::Header(std::string_view name) const {
 absl::StatusOr<HttpClientResponse> HttpFetch(
     std::string_view method, std::string_view url,
     const std::vector<std::pair<std::string, std::string>>& headers, std::string_view body,
-    absl::Duration timeout) {
+    absl::Duration timeout, const AddressPolicy* policy) {
   const auto start = std::chrono::steady_clock::now();
   auto prepared_or = http_internal::PrepareRequest(method, url, headers, body, "http", 80);
   if (!prepared_or.ok()) return prepared_or.status();
   http_internal::PreparedRequest& prepared = *prepared_or;
+  if (policy != nullptr) {
+    if (absl::Status plain = policy->CheckPlainHttp(prepared.host); !plain.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat(prepared.what, ": ", plain.message()));
+    }
+  }
   const std::string& what = prepared.what;
   const auto deadline = http_internal::DeadlineAfter(start, timeout);
   auto timed_out = [&] {
@@ -210,7 +224,7 @@ absl::StatusOr<HttpClientResponse> HttpFetch(
         absl::StrCat(what, ": timed out after ", absl::FormatDuration(timeout)));
   };
 
-  auto resolved = http_internal::Resolve(prepared);
+  auto resolved = http_internal::Resolve(prepared, policy);
   if (!resolved.ok()) return resolved.status();
   const std::vector<tcp::endpoint>& endpoints = *resolved;
   if (std::chrono::steady_clock::now() >= deadline) return timed_out();

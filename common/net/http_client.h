@@ -15,6 +15,8 @@
 
 namespace assay {
 
+class AddressPolicy;
+
 struct HttpClientResponse {
   int status = 0;
   std::string body;
@@ -40,9 +42,15 @@ struct HttpClientResponse {
 //   kDeadlineExceeded the whole exchange (resolve + connect + write + read) took
 //                     longer than `timeout`.
 //   kResourceExhausted the response body exceeds 1 GiB.
+//
+// With `policy` (common/net/address_policy.h): the host must be allowlisted for plain http
+// (AddressPolicy::CheckPlainHttp) and every address it resolves to must pass
+// AddressPolicy::Check; the connection is made to those checked addresses, resolved once.
+// kPermissionDenied "METHOD URL: <the policy's message>" otherwise.
 absl::StatusOr<HttpClientResponse> HttpFetch(
     std::string_view method, std::string_view url,
     const std::vector<std::pair<std::string, std::string>>& headers = {},
-    std::string_view body = {}, absl::Duration timeout = absl::Seconds(30));
+    std::string_view body = {}, absl::Duration timeout = absl::Seconds(30),
+    const AddressPolicy* policy = nullptr);
 
 }  // namespace assay

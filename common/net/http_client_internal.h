@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/net/address_policy.h"
 #include "common/net/http_client.h"
 
 namespace assay::http_internal {
@@ -35,7 +36,9 @@ absl::StatusOr<PreparedRequest> PrepareRequest(
     std::string_view scheme, std::uint16_t default_port);
 
 // The endpoints for host:port: the address itself for an IP literal, else a (synchronous) lookup.
-absl::StatusOr<std::vector<boost::asio::ip::tcp::endpoint>> Resolve(const PreparedRequest& r);
+// With `policy`, ResolveAllowed's check (and its error, after r.what) applies.
+absl::StatusOr<std::vector<boost::asio::ip::tcp::endpoint>> Resolve(
+    const PreparedRequest& r, const AddressPolicy* policy = nullptr);
 
 // `timeout` from now as a steady_clock deadline, clamped to a year.
 std::chrono::steady_clock::time_point DeadlineAfter(std::chrono::steady_clock::time_point start,

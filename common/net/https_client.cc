@@ -102,7 +102,7 @@ absl::StatusOr<HttpClientResponse> HttpsFetch(
   ssl::context& ctx = **ctx_or;
   beast::error_code ec;
 
-  auto resolved = http_internal::Resolve(prepared);
+  auto resolved = http_internal::Resolve(prepared, tls.address_policy);
   if (!resolved.ok()) return resolved.status();
   const std::vector<tcp::endpoint>& endpoints = *resolved;
   if (std::chrono::steady_clock::now() >= deadline) return timed_out();
@@ -211,7 +211,7 @@ absl::StatusOr<HttpClientResponse> FetchHttpOrHttps(
   if (absl::StartsWithIgnoreCase(AV(url), "https://")) {
     return HttpsFetch(method, url, headers, body, timeout, tls);
   }
-  return HttpFetch(method, url, headers, body, timeout);
+  return HttpFetch(method, url, headers, body, timeout, tls.address_policy);
 }
 
 }  // namespace assay

@@ -24,6 +24,9 @@ struct TlsClientOptions {
   // PEM file with extra trusted CA certificates (e.g. a self-hosted forge's private CA), used in
   // addition to the system store. Empty: the system store only.
   std::string ca_file;
+  // When set, the host's addresses are checked (and plain http:// in FetchHttpOrHttps allowed
+  // only to a listed host) as HttpFetch documents for its `policy`. Not owned.
+  const AddressPolicy* address_policy = nullptr;
 };
 
 // `url` is https://host[:port]/path?query (port 443 by default).

@@ -52,9 +52,17 @@ absl::StatusOr<CommandResult> RunCommand(
     const std::vector<std::string>& argv, const std::string& cwd,
     const std::vector<std::pair<std::string, std::string>>& env, std::string_view stdin_data,
     absl::Duration timeout) {
+  ASSAY_ASSIGN_OR_RETURN(std::vector<std::string> envp, MergeEnvironment(env));
+  return RunCommandInEnvironment(argv, cwd, std::move(envp), stdin_data, timeout);
+}
+
+absl::StatusOr<CommandResult> RunCommandInEnvironment(const std::vector<std::string>& argv,
+                                                      const std::string& cwd,
+                                                      std::vector<std::string> envp,
+                                                      std::string_view stdin_data,
+                                                      absl::Duration timeout) {
   if (argv.empty()) return absl::InvalidArgumentError("RunCommand: empty argv");
   const absl::Time deadline = absl::Now() + timeout;
-  ASSAY_ASSIGN_OR_RETURN(std::vector<std::string> envp, MergeEnvironment(env));
   std::string_view path_env = LookupEnv(envp, "PATH").value_or(kDefaultPath);
   absl::StatusOr<std::string> program = FindExecutable(argv[0], path_env);
   if (!program.ok()) {

@@ -18,6 +18,8 @@
 
 namespace assay {
 
+class AddressPolicy;
+
 struct ApiDeps {
   store::RepoStore* repos;
   store::DeliveryStore* deliveries;
@@ -29,6 +31,11 @@ struct ApiDeps {
   Metrics* metrics;
   std::string admin_token;
   KeyRing secret_key;  // seals webhook secrets and status tokens at rest (common/crypto/sealed.h)
+  // --allow-local-repos: file:// and absolute-path clone URLs are accepted.
+  bool allow_local_repos = false;
+  // --allow-private-hosts: which forge API hosts may resolve to non-public addresses; null:
+  // none (not owned).
+  const AddressPolicy* address_policy = nullptr;
 };
 
 // Registers every route on `router`. Everything in `deps` must outlive the router.

@@ -1,11 +1,13 @@
 #include "server/api/commit_status_api.h"
 
 #include <boost/json.hpp>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/net/address_policy.h"
 #include "server/http/json_util.h"
 
 namespace assay {
@@ -42,6 +44,70 @@ bool IsOwnerName(const std::string& s) {
 
 Response Invalid(std::string message) {
   return ErrorResponse(400, "invalid_argument", std::move(message));
+}
+
+// The host of an http(s) URL that passed the format check: the authority without a port, an
+// IPv6 literal without its brackets; and the port (the scheme's default when none).
+struct UrlHost {
+  std::string host;
+  uint16_t port = 443;
+  bool has_userinfo = false;
+};
+std::optional<UrlHost> HostOf(const std::string& url, bool https) {
+  UrlHost out;
+  out.port = https ? 443 : 80;
+  std::string authority = url.substr(https ? 8 : 7);
+  authority = authority.substr(0, authority.find('/'));
+  if (authority.find('@') != std::string::npos) {
+    out.has_userinfo = true;
+    return out;
+  }
+  std::string port;
+  if (!authority.empty() && authority[0] == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string::npos) return std::nullopt;
+    out.host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return std::nullopt;
+      port = authority.substr(close + 2);
+    }
+  } else {
+    const size_t colon = authority.find(':');
+    out.host = authority.substr(0, colon);
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+  }
+  if (out.host.empty()) return std::nullopt;
+  if (!port.empty()) {
+    int value = 0;
+    if (!absl::SimpleAtoi(port, &value) || value < 1 || value > 65535) return std::nullopt;
+    out.port = static_cast<uint16_t>(value);
+  }
+  return out;
+}
+
+// The address policy at registration (it is applied again, on the addresses then resolved, by
+// every request the notifier sends): plain http only to a listed host; a host that resolves to
+// a non-public address, unless allowed, is refused. A name that does not resolve now is
+// accepted (the forge may be down for a while); the request will be checked when it is made.
+std::optional<std::string> CheckApiHost(const AddressPolicy& policy, const std::string& url,
+                                        bool https) {
+  std::optional<UrlHost> host = HostOf(url, https);
+  if (!host.has_value()) {
+    return "field 'api_url' must have a valid host and port";
+  }
+  if (host->has_userinfo) {
+    return "field 'api_url' must not contain credentials (use field 'token')";
+  }
+  if (!https) {
+    if (absl::Status plain = policy.CheckPlainHttp(host->host); !plain.ok()) {
+      return absl::StrCat("field 'api_url': ", plain.message());
+    }
+  }
+  auto resolved = ResolveAllowed(host->host, host->port, policy);
+  if (resolved.status().code() == absl::StatusCode::kPermissionDenied) {
+    return absl::StrCat("field 'api_url': ", resolved.status().message());
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -110,6 +176,12 @@ Response PutCommitStatus(const ApiDeps& d, Request& req, const RepoJsonFn& repo_
                        : absl::StrCat("repository name '", repo->name,
                                       "' is not owner/name: set field 'repository' to the ",
                                       repo->provider, " repository's owner/name"));
+  }
+
+  const AddressPolicy no_private_hosts;
+  if (std::optional<std::string> refused = CheckApiHost(
+          d.address_policy != nullptr ? *d.address_policy : no_private_hosts, url, https_scheme)) {
+    return Invalid(*refused);
   }
 
   auto sealed = d.secret_key.Seal(*token, RowAad("repos", *id, "status_token"));

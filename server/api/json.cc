@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/git/clone_url.h"
 #include "server/api/commit_status_api.h"
 #include "server/pipeline/planner.h"
 
@@ -20,7 +21,9 @@ json::object RepoJson(const store::Repo& r) {
   return {{"id", r.id},
           {"name", r.name},
           {"provider", r.provider},
-          {"clone_url", r.clone_url},
+          // Redacted for rows stored before credentials were split off (migration 0009).
+          {"clone_url", RedactCloneUrl(r.clone_url)},
+          {"has_clone_credential", !r.clone_credential_sealed.empty()},
           {"html_url", r.html_url.empty() ? json::value(nullptr) : json::value(r.html_url)},
           {"has_webhook_secret", !r.webhook_secret_sealed.empty()},
           {"default_branch", r.default_branch},

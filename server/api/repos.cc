@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/git/clone_url.h"
 #include "common/git/git.h"
 #include "server/api/commit_status_api.h"
 #include "server/api/json.h"
@@ -38,9 +39,24 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
   if (!secret.ok()) return http::StatusToResponse(secret.status());
   auto html_url = http::OptionalString(*body, "html_url");
   if (!html_url.ok()) return http::StatusToResponse(html_url.status());
+  // The clone-URL policy (common/git/clone_url.h): https and ssh only (local repositories with
+  // --allow-local-repos); "user:password@" is split off, sealed, and never stored in the URL.
+  auto parsed_url = ParseCloneUrl(*clone_url, d.allow_local_repos);
+  if (!parsed_url.ok()) {
+    return ErrorResponse(400, "invalid_argument",
+                         absl::StrCat("field 'clone_url' ", parsed_url.status().message()));
+  }
   store::NewRepo n;
   n.name = *name;
-  n.clone_url = *clone_url;
+  n.clone_url = parsed_url->url;
+  if (!parsed_url->username.empty() || !parsed_url->password.empty()) {
+    // Sealed for its row, whose id the store assigns inside its transaction.
+    n.seal_clone_credential =
+        [&d, plain = JoinCloneCredential(parsed_url->username, parsed_url->password)](
+            int64_t repo_id) {
+          return d.secret_key.Seal(plain, RowAad("repos", repo_id, "clone_credential"));
+        };
+  }
   n.provider = provider->value_or("github");
   if (n.provider != "github" && n.provider != "gitlab" && n.provider != "gitea") {
     return ErrorResponse(400, "invalid_argument",

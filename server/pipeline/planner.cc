@@ -3,9 +3,12 @@
 #include <boost/json.hpp>
 
 #include <filesystem>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "common/crypto/crypto.h"
+#include "common/git/clone_url.h"
 #include "common/pipeline/plan.h"
 #include "server/scheduler/requirements.h"
 #include "server/webhook/forge.h"
@@ -104,8 +107,21 @@ GitMirror* Planner::MirrorFor(const store::Repo& repo) {
   absl::MutexLock l(&mirrors_mu_);
   auto& m = mirrors_[repo.id];
   if (m == nullptr || m->dir().empty()) {
+    GitMirror::Options options;
+    options.allow_local = deps_.allow_local_repos;
+    if (!repo.clone_credential_sealed.empty()) {
+      // A credential that cannot be opened is left out: the fetch then fails as unauthorized,
+      // with git's message, rather than with a secret-handling detail.
+      if (auto credential = deps_.secret_key.Open(
+              repo.clone_credential_sealed, RowAad("repos", repo.id, "clone_credential"));
+          credential.ok()) {
+        std::tie(options.username, options.password) = SplitCloneCredential(*credential);
+      } else {
+        LogWarn("planner", "cannot open the clone credential of repository ", repo.id);
+      }
+    }
     m = std::make_unique<GitMirror>(absl::StrCat(deps_.mirrors_dir, "/", repo.id, ".git"),
-                                    repo.clone_url);
+                                    repo.clone_url, std::move(options));
   }
   return m.get();
 }
@@ -324,7 +340,8 @@ absl::StatusOr<int64_t> Planner::PlanLoadedDelivery(const store::Delivery& d) {
                                                " ago) waits: ", std::string(fetched.message())));
   }
   if (!fetched.ok()) {
-    p.error = absl::StrCat("cannot fetch commit ", ev->after, " from ", repo->clone_url, ": ",
+    p.error = absl::StrCat("cannot fetch commit ", ev->after, " from ",
+                           RedactCloneUrl(repo->clone_url), ": ",
                            std::string(fetched.message()));
   } else {
     file = LoadSpec(mirror, ev->after);

@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/crypto/sealed.h"
 #include "common/git/git.h"
 #include "common/pipeline/plan.h"
 #include "common/pipeline/spec.h"
@@ -52,6 +53,10 @@ struct PlannerDeps {
   // this server's disk is full) is tried again, with backoff, until it is this old; then it
   // becomes an error pipeline naming the cause. A commit that does not exist fails at once.
   absl::Duration fetch_retry_window = absl::Minutes(10);
+  // Issue 8: whether mirrors may fetch file:// and absolute-path remotes (--allow-local-repos),
+  // and the key that opens repos' sealed clone credentials.
+  bool allow_local_repos = false;
+  KeyRing secret_key;
 };
 
 class Planner {

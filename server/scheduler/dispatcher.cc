@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "common/crypto/crypto.h"
+#include "common/git/clone_url.h"
 #include "server/scheduler/requirements.h"
 
 namespace assay {
@@ -153,8 +155,20 @@ int Dispatcher::ConnectedAgents() {
   return static_cast<int>(agents_.size());
 }
 
-absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job) {
+absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
+                                               const KeyRing& secret_key) {
   v1::Assignment a;
+  if (!job.clone_credential_sealed.empty()) {
+    auto credential = secret_key.Open(job.clone_credential_sealed,
+                                      RowAad("repos", job.repo_id, "clone_credential"));
+    if (!credential.ok()) {
+      return absl::InternalError(
+          absl::StrCat("cannot open the clone credential of job ", job.job_id));
+    }
+    auto [username, password] = SplitCloneCredential(*credential);
+    a.set_clone_username(std::move(username));
+    a.set_clone_password(std::move(password));
+  }
   a.set_job_id(job.job_id);
   a.set_attempt_token(job.attempt_token);
   a.set_attempt(job.attempt);
@@ -289,7 +303,7 @@ int Dispatcher::DispatchPass() {
   }
   int sent = 0;
   for (const store::ClaimedJob& job : claimed.claimed) {
-    auto assignment = BuildAssignment(job);
+    auto assignment = BuildAssignment(job, opts_.secret_key);
     if (!assignment.ok()) {
       Unassign(job, std::string(assignment.status().message()));
       continue;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "absl/time/time.h"
 #include "assay/v1/agent.pb.h"
 #include "common/base/clock.h"
+#include "common/crypto/sealed.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/fit.h"
 #include "server/store/jobs.h"
@@ -35,6 +37,7 @@ class AgentChannel {
 struct DispatcherOptions {
   absl::Duration lease = absl::Seconds(25);          // an agent silent this long is lost
   absl::Duration sweep_interval = absl::Seconds(1);  // lease-expiry check period
+  KeyRing secret_key;  // opens repos' sealed clone credentials for assignments
 };
 
 // What one job of an agent holds.
@@ -112,6 +115,10 @@ class Dispatcher {
 
 // Builds the Assignment for a claimed job (spec_json: {"steps":[..],"env":{..},"timeout_s":N}),
 // with CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES set to exactly its GPUs (GpuEnvironment).
-absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job);
+// A job's sealed clone credential, if any, is opened with `secret_key` (sealed for
+// RowAad("repos", repo_id, "clone_credential")) into clone_username and clone_password
+// (kInternal "cannot open the clone credential of job N" when it cannot be).
+absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
+                                               const KeyRing& secret_key = KeyRing());
 
 }  // namespace assay

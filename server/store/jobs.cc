@@ -58,8 +58,8 @@ const Query kClaimBatch{
     "  FROM claimed RETURNING 1) "
     "SELECT c.id, c.pipeline_id, c.attempt, c.attempt_token, c.name, c.spec::text, r.clone_url, "
     "  p.commit_sha, p.ref, " ASSAY_EPOCH_US("c.queued_at") ", (SELECT count(*) FROM attempt), "
-    "  c.agent_id, coalesce(array_to_string(c.gpu_indices, ','), '') "
-    "FROM claimed c JOIN pipelines p ON p.id = c.pipeline_id JOIN repos r ON r.id = p.repo_id"};
+    "  c.agent_id, coalesce(array_to_string(c.gpu_indices, ','), ''), r.clone_credential_enc, "
+    "  r.id FROM claimed c JOIN pipelines p ON p.id = c.pipeline_id JOIN repos r ON r.id = p.repo_id"};
 const Query kGroupOf{"job_group_of",
                      "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), "
                      "coalesce(max_parallel, 0) FROM jobs WHERE id = $1 AND state = 'queued'"};
@@ -284,6 +284,8 @@ ClaimedJob ClaimedFromRow(const pqxx::row& r) {
   j.queued_at = ToTime(r[9]);
   j.agent_id = r[11].as<int64_t>();
   j.gpu_indices = ParseIndexList(r[12].as<std::string>());
+  if (!r[13].is_null()) j.clone_credential_sealed = BytesOf(r[13]);
+  j.repo_id = r[14].as<int64_t>();
   return j;
 }
 

@@ -21,8 +21,10 @@ struct ClaimedJob {
   int64_t job_id = 0;
   int64_t pipeline_id = 0;
   int64_t agent_id = 0;
+  int64_t repo_id = 0;
   int attempt = 0;
   std::string attempt_token, job_name, spec_json, clone_url, commit_sha, ref;
+  std::string clone_credential_sealed;  // the repo's sealed clone credential; empty: none
   absl::Time queued_at;
   std::vector<uint32_t> gpu_indices;
 };

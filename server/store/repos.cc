@@ -11,21 +11,23 @@ namespace {
   "id, name, provider, clone_url, coalesce(html_url, ''), webhook_secret_enc, "      \
   ASSAY_EPOCH_US("created_at") ", coalesce(status_api_url, ''), status_token_enc, " \
   "coalesce(status_repository, ''), coalesce(status_context, ''), default_branch, "  \
-  "cancel_superseded"
+  "cancel_superseded, clone_credential_enc"
 
 const Query kNextRepoId{"repo_next_id",
                         "SELECT nextval(pg_get_serial_sequence('repos', 'id'))"};
 const Query kInsertRepo{"repo_insert",
                         "INSERT INTO repos (id, name, provider, clone_url, html_url, "
-                        "webhook_secret_enc) VALUES ($6, $1, $2, $3, nullif($4, ''), $5) "
+                        "webhook_secret_enc, clone_credential_enc) "
+                        "VALUES ($6, $1, $2, $3, nullif($4, ''), $5, $7) "
                         "RETURNING " REPO_COLUMNS};
 const Query kSealedOfRepos{"repo_sealed_all",
-                           "SELECT id, webhook_secret_enc, status_token_enc FROM repos "
-                           "WHERE webhook_secret_enc IS NOT NULL OR status_token_enc IS NOT NULL "
+                           "SELECT id, webhook_secret_enc, status_token_enc, "
+                           "clone_credential_enc FROM repos WHERE webhook_secret_enc IS NOT NULL "
+                           "OR status_token_enc IS NOT NULL OR clone_credential_enc IS NOT NULL "
                            "ORDER BY id FOR UPDATE"};
 const Query kResealRepo{"repo_reseal",
-                        "UPDATE repos SET webhook_secret_enc = $2, status_token_enc = $3 "
-                        "WHERE id = $1"};
+                        "UPDATE repos SET webhook_secret_enc = $2, status_token_enc = $3, "
+                        "clone_credential_enc = $4 WHERE id = $1"};
 const Query kUpdateRepo{"repo_update",
                         "UPDATE repos SET default_branch = coalesce($2, default_branch), "
                         "cancel_superseded = coalesce($3::boolean, cancel_superseded) "
@@ -60,6 +62,7 @@ Repo FromRow(const pqxx::row& r) {
   repo.status_context = r[10].as<std::string>();
   repo.default_branch = r[11].as<std::string>();
   repo.cancel_superseded = r[12].as<bool>();
+  if (!r[13].is_null()) repo.clone_credential_sealed = BytesOf(r[13]);
   return repo;
 }
 
@@ -85,9 +88,16 @@ absl::StatusOr<Repo> RepoStore::Create(const NewRepo& n) {
       if (!v.ok()) return v.status();
       sealed = std::move(*v);
     }
+    std::string credential = n.clone_credential_sealed;
+    if (n.seal_clone_credential) {
+      auto v = n.seal_clone_credential(id);
+      if (!v.ok()) return v.status();
+      credential = std::move(*v);
+    }
     auto res = Exec(tx, c, kInsertRepo,
                     {n.name, n.provider, n.clone_url, n.html_url,
-                     sealed.empty() ? Param::Null() : Param::Bytes(sealed), id});
+                     sealed.empty() ? Param::Null() : Param::Bytes(sealed), id,
+                     credential.empty() ? Param::Null() : Param::Bytes(credential)});
     out = FromRow(res[0]);
     return absl::OkStatus();
   });
@@ -152,9 +162,9 @@ absl::StatusOr<int> RepoStore::Reseal(
     n = 0;
     for (const auto& r : Exec(tx, c, kSealedOfRepos)) {
       const int64_t id = r[0].as<int64_t>();
-      std::optional<std::string> cells[2];
-      const char* columns[2] = {"webhook_secret", "status_token"};
-      for (int i = 0; i < 2; ++i) {
+      std::optional<std::string> cells[3];
+      const char* columns[3] = {"webhook_secret", "status_token", "clone_credential"};
+      for (int i = 0; i < 3; ++i) {
         if (r[i + 1].is_null()) continue;
         auto v = reseal(SealedCell{"repos", columns[i], id, BytesOf(r[i + 1])});
         if (!v.ok()) return v.status();
@@ -163,7 +173,8 @@ absl::StatusOr<int> RepoStore::Reseal(
       }
       Exec(tx, c, kResealRepo,
            {id, cells[0] ? Param::Bytes(*cells[0]) : Param::Null(),
-            cells[1] ? Param::Bytes(*cells[1]) : Param::Null()});
+            cells[1] ? Param::Bytes(*cells[1]) : Param::Null(),
+            cells[2] ? Param::Bytes(*cells[2]) : Param::Null()});
     }
     return absl::OkStatus();
   });

@@ -19,6 +19,8 @@ struct Repo {
   std::string clone_url;
   std::string html_url;
   std::string webhook_secret_sealed;  // AES-GCM sealed; empty when none
+  // "username\npassword" for an https clone_url, AES-GCM sealed; empty when none (0009).
+  std::string clone_credential_sealed;
   absl::Time created_at;
   std::string default_branch = "main";  // whose .assay.yml holds the schedules
   bool cancel_superseded = false;       // a new push pipeline cancels older ones of its branch
@@ -46,16 +48,18 @@ struct CommitStatusSettings {
 struct NewRepo {
   std::string name, provider, clone_url, html_url;
   std::string webhook_secret_sealed;
-  // When set, Create calls it inside its transaction with the new repository's id and stores
-  // what it returns as the sealed webhook secret (instead of webhook_secret_sealed). Why: a
-  // value sealed for its row (RowAad) needs the id before the row exists. An error aborts the
-  // creation and is returned.
+  // When set, Create calls them inside its transaction with the new repository's id and stores
+  // what they return as the sealed webhook secret / clone credential (instead of the fields
+  // above). Why: a value sealed for its row (RowAad) needs the id before the row exists. An
+  // error aborts the creation and is returned.
   std::function<absl::StatusOr<std::string>(int64_t id)> seal_webhook_secret;
+  std::function<absl::StatusOr<std::string>(int64_t id)> seal_clone_credential;
+  std::string clone_credential_sealed;  // empty: none
 };
 
 // One sealed value at rest, as RepoStore::Reseal hands it over.
 struct SealedCell {
-  std::string table, column;  // "repos", "webhook_secret" or "status_token"
+  std::string table, column;  // "repos", "webhook_secret", "status_token" or "clone_credential"
   int64_t id = 0;             // the row
   std::string sealed;
 };

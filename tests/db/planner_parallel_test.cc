@@ -54,6 +54,7 @@ struct TwoRepos : dbtest::DbFixture {
     GateMirror(slow);
     PlannerDeps d{&deliveries, &pipelines, &repos, dir + "/mirrors", nullptr};
     d.manual_wait = manual_wait;
+    d.allow_local_repos = true;  // the test repositories are file:// URLs
     d.fetch_retry_window = fetch_retry_window;
     planner = std::make_unique<Planner>(std::move(d));
     planner->Start();

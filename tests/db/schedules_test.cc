@@ -74,6 +74,7 @@ struct World : dbtest::DbFixture {
     std::filesystem::create_directories(mirrors);
     PlannerDeps d{&deliveries, &pipelines, &repos, mirrors, nullptr};
     d.schedules = s;
+    d.allow_local_repos = true;  // the test repositories are file:// URLs
     return std::make_unique<Planner>(std::move(d));
   }
 
@@ -286,6 +287,7 @@ TEST_CASE("schedules: two loops on one database fire each slot once", "[db][trig
   std::filesystem::create_directories(w.dir + "/mirrors2");
   PlannerDeps d2{&deliveries2, &pipelines2, &repos2, w.dir + "/mirrors2", nullptr};
   d2.schedules = &schedules2;
+  d2.allow_local_repos = true;
   Planner planner2(std::move(d2));
   planner2.Start();
   ScheduleLoop loop2(ScheduleLoopDeps{&schedules2, &planner2, &w.clock, absl::Seconds(1)});

@@ -19,6 +19,13 @@ namespace {
 
 namespace json = boost::json;
 
+// The stand-in forge listens on 127.0.0.1 (and is reached as localhost): the servers of these
+// tests allowlist exactly those (issue 8 refuses loopback API hosts otherwise).
+ClusterOptions ForgeOptions(std::vector<std::string> flags = {}) {
+  flags.insert(flags.end(), {"--allow-private-hosts", "127.0.0.1,localhost"});
+  return Options(std::move(flags));
+}
+
 // The forge API stand-in: records every request, answers from `script` (then 201).
 class ForgeApi {
  public:
@@ -123,7 +130,7 @@ TEST_CASE(
     "never logged",
     "[e2e][commit-status]") {
   ForgeApi forge;
-  Cluster c(Options({"--public-url", "https://ci.example.com/", "--log-level", "debug"}));
+  Cluster c(ForgeOptions({"--public-url", "https://ci.example.com/", "--log-level", "debug"}));
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("a1"));
@@ -201,7 +208,7 @@ TEST_CASE(
 TEST_CASE("commit status: GitLab gets pending, then failed for a failing job",
           "[e2e][commit-status]") {
   ForgeApi forge;
-  Cluster c(Options({"--public-url", "http://ci.local:8080"}));
+  Cluster c(ForgeOptions({"--public-url", "http://ci.local:8080"}));
   MUST(c.StartServer());
   GitRepo repo = MUST(GitRepo::Init(c.dir() + "/repo"));
   int64_t repo_id = AddRepo(c, "group/sub/app", "gitlab", repo.clone_url());
@@ -260,7 +267,7 @@ TEST_CASE("commit status: GitLab gets pending, then failed for a failing job",
 TEST_CASE("commit status: Gitea answers 500 twice, then 201: delivered on the third try",
           "[e2e][commit-status]") {
   ForgeApi forge({500, 500, 201});
-  Cluster c(Options({"--commit-status-backoff", "50ms"}));
+  Cluster c(ForgeOptions({"--commit-status-backoff", "50ms"}));
   MUST(c.StartServer());
   GitRepo repo = MUST(GitRepo::Init(c.dir() + "/repo"));
   int64_t repo_id = AddRepo(c, "org-app", "gitea", repo.clone_url());
@@ -323,7 +330,7 @@ TEST_CASE(
     ForgeApi gone;
     dead = gone.base();
   }  // stopped: its port refuses connections
-  Cluster c(Options({"--commit-status-attempts", "2", "--commit-status-backoff", "20ms"}));
+  Cluster c(ForgeOptions({"--commit-status-attempts", "2", "--commit-status-backoff", "20ms"}));
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   json::object repos = MUST(c.ApiObject("GET", "/api/v1/repos"));
@@ -361,7 +368,7 @@ TEST_CASE(
     "[e2e][commit-status]") {
   const tls_test::Certs& certs = tls_test::TestCerts();
   tls_test::TlsServer forge(certs.path("leaf.pem"), certs.path("leaf.key"));
-  Cluster c(Options({"--commit-status-ca-file", certs.path("ca.pem")}));
+  Cluster c(ForgeOptions({"--commit-status-ca-file", certs.path("ca.pem")}));
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   json::object repos = MUST(c.ApiObject("GET", "/api/v1/repos"));
@@ -467,6 +474,86 @@ TEST_CASE("commit status API: exact errors for bad input, nothing written; DELET
   auto cli_missing = MUST(c.RunCli({"repo", "commit-status", "nope", "--off"}));
   CHECK(cli_missing.exit_code == 1);
   CHECK(cli_missing.err == "assay: no repository named 'nope'\n");
+}
+
+}  // namespace
+}  // namespace assay::e2e
+
+namespace assay::e2e {
+namespace {
+
+// Issue 8, item 6: an api_url may not make the server call loopback, link-local, private or
+// shared addresses (SSRF against itself, a cloud metadata service, the internal network), nor
+// carry the token over plain http, unless --allow-private-hosts lists the host.
+TEST_CASE("commit status API: non-public API hosts and plain http are refused by default",
+          "[e2e][commit-status][security]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  int64_t gh = AddRepo(c, "acme/app", "github", "https://github.com/acme/app.git");
+  auto refusal = [](const std::string& host, const std::string& addr, const std::string& kind) {
+    return "field 'api_url': host '" + host + "' resolves to " + addr + ", a " + kind +
+           " address; refused unless allowed by --allow-private-hosts";
+  };
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"https://127.0.0.1", refusal("127.0.0.1", "127.0.0.1", "loopback")},
+      {"https://169.254.169.254/latest", refusal("169.254.169.254", "169.254.169.254",
+                                                 "link-local")},
+      {"https://10.1.2.3:8443/api", refusal("10.1.2.3", "10.1.2.3", "private")},
+      {"https://100.64.0.1", refusal("100.64.0.1", "100.64.0.1", "shared (CGNAT)")},
+      {"https://[::1]:8443", refusal("::1", "::1", "loopback")},
+      {"https://0.0.0.0", refusal("0.0.0.0", "0.0.0.0", "unspecified")},
+      {"http://api.github.com",
+       "field 'api_url': plain http:// to 'api.github.com' is refused: use https://, or allow the "
+       "host with --allow-private-hosts"},
+      {"https://u:p@api.github.com", "field 'api_url' must not contain credentials (use field "
+                                     "'token')"},
+  };
+  for (const auto& [url, want] : bad) {
+    INFO(url);
+    auto r = MUST(c.Api("PUT", absl::StrCat("/api/v1/repos/", gh, "/commit-status"),
+                        json::serialize(json::object{{"api_url", url}, {"token", "t"}})));
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body).as_object().at("error").as_object().at("message").as_string() ==
+          want);
+  }
+  // A name that resolves to loopback (whichever family the resolver lists first).
+  auto local = MUST(c.Api("PUT", absl::StrCat("/api/v1/repos/", gh, "/commit-status"),
+                          R"({"api_url":"https://localhost:8443","token":"t"})"));
+  CHECK(local.status == 400);
+  const std::string message(
+      json::parse(local.body).as_object().at("error").as_object().at("message").as_string());
+  CHECK((message == refusal("localhost", "127.0.0.1", "loopback") ||
+         message == refusal("localhost", "::1", "loopback")));
+  CHECK(MUST(c.QueryInt("SELECT count(*) FROM repos WHERE status_api_url IS NOT NULL")) == 0);
+}
+
+TEST_CASE("commit status: the API host is checked again when a status is sent",
+          "[e2e][commit-status][security]") {
+  ForgeApi forge;
+  Cluster c(ForgeOptions({"--commit-status-attempts", "1"}));
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  json::object repos = MUST(c.ApiObject("GET", "/api/v1/repos"));
+  PutCommitStatus(c, repos.at("repos").as_array().at(0).as_object().at("id").as_int64(),
+                  {{"api_url", forge.base()}, {"token", "metadata-token"}});
+  // As a row written before the check existed (or by hand) would hold it.
+  MUST(c.Query("UPDATE repos SET status_api_url = 'https://169.254.169.254/api'"));
+  MUST(c.StartAgent("a1"));
+  int64_t pid =
+      PushFiles(c, repo, {{".assay.yml", "jobs:\n  build:\n    steps:\n      - run: echo ok\n"}});
+  json::object p = MUST(c.WaitForPipelineDone(pid));
+  MUST(c.WaitUntil("the status refused at send time", [&](std::string& seen) {
+    seen = ServerLogs(c);
+    return absl::StrContains(
+        seen, absl::StrCat("commit status github acme/app@", JsonString(p, "commit_sha"),
+                           " success failed after 1 attempt(s): POST "
+                           "https://169.254.169.254/api/repos/acme/app/statuses/",
+                           JsonString(p, "commit_sha"),
+                           ": host '169.254.169.254' resolves to 169.254.169.254, a link-local "
+                           "address; refused unless allowed by --allow-private-hosts"));
+  }));
+  CHECK(forge.requests().empty());
+  CHECK_FALSE(absl::StrContains(ServerLogs(c), "metadata-token"));
 }
 
 }  // namespace

@@ -100,6 +100,8 @@ absl::Status Cluster::StartServerOnce() {
       "--admin-token", kAdminToken,
       "--agent-token", kAgentToken};
   // clang-format on
+  // The tests' repositories are local (file://); issue 8 refuses those by default.
+  if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
   argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
   std::string log = absl::StrCat(dir_, "/server-", ++server_starts_, ".log");
   auto p = Process::Start(argv, log, {}, DroppedEnv());
@@ -147,6 +149,7 @@ absl::StatusOr<int> Cluster::StartReplica() {
         "--admin-token", kAdminToken,
         "--agent-token", kAgentToken};
     // clang-format on
+    if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
     argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
     auto p = Process::Start(argv, absl::StrCat(dir_, "/replica-", index, "-", attempt, ".log"), {},
                             DroppedEnv());
@@ -205,6 +208,7 @@ absl::StatusOr<Process*> Cluster::StartAgent(const std::string& name,
       "--work-dir", absl::StrCat(dir_, "/agent-", name),
       "--kill-grace", options_.kill_grace};
   // clang-format on
+  if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto p = Process::Start(argv, absl::StrCat(dir_, "/agent-", name, ".log"), {}, DroppedEnv());
   if (!p.ok()) return p.status();

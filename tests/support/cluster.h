@@ -36,6 +36,9 @@ struct ClusterOptions {
   std::string binary_dir;
   // Extra assay-server flags, e.g. {"--lease", "2s", "--heartbeat-interval", "300ms"}.
   std::vector<std::string> server_flags;
+  // Whether the server and agents get --allow-local-repos (the tests' repositories are
+  // file:// URLs; off to test that such URLs are refused).
+  bool allow_local_repos = true;
   // Every agent's --kill-grace.
   std::string kill_grace = "1s";
   // The maintenance DSN of the PostgreSQL server to make the test database on; empty: the one

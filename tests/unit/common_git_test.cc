@@ -16,6 +16,9 @@ namespace assay {
 namespace {
 namespace fs = std::filesystem;
 
+// The tests fetch from file:// repositories, which the clone-URL policy allows only so.
+const GitMirror::Options kLocal{.allow_local = true};
+
 class TempDir {
  public:
   TempDir() {
@@ -92,7 +95,7 @@ TEST_CASE("IsHexSha", "[git]") {
 TEST_CASE("GitMirror fetches a commit and reads files at it", "[git]") {
   SourceRepo src;
   const std::string sha = src.Init();
-  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url, kLocal);
   REQUIRE(mirror.Ensure().ok());
   CHECK(fs::exists(mirror.dir() + "/HEAD"));
   CHECK(mirror.Ensure().ok());  // idempotent
@@ -132,7 +135,7 @@ TEST_CASE("GitMirror fetches a commit and reads files at it", "[git]") {
 TEST_CASE("GitMirror keeps each fetch as a pack, never as loose objects", "[git]") {
   SourceRepo src;
   const std::string sha = src.Init();
-  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url, kLocal);
   REQUIRE(mirror.EnsureCommit(sha).ok());
   WriteFile(src.dir + "/.assay.yml", "second\n");
   REQUIRE(mirror.EnsureCommit(src.Commit("second")).ok());
@@ -150,7 +153,7 @@ TEST_CASE("GitMirror keeps each fetch as a pack, never as loose objects", "[git]
 TEST_CASE("GitMirror: a commit whose tree is missing is unavailable, not a missing file", "[git]") {
   SourceRepo src;
   const std::string sha = src.Init();
-  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url, kLocal);
   REQUIRE(mirror.Ensure().ok());
   // What a fetch cut short by a full disk could leave: the commit object alone.
   WriteFile(src.tmp.path() + "/commit", Git(src.dir, {"cat-file", "commit", sha}) + "\n");
@@ -174,7 +177,7 @@ TEST_CASE("GitMirror fetches a commit that is on no branch", "[git]") {
   const std::string dangling = Git(src.dir, {"commit-tree", tree, "-p", base, "-m", "pr head"});
   Git(src.dir, {"update-ref", "refs/pull/1/head", dangling});
 
-  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url, kLocal);
   REQUIRE(mirror.EnsureCommit(dangling).ok());  // EnsureCommit creates the mirror
   CHECK(mirror.HasCommit(dangling).value() == true);
   CHECK(mirror.ReadFile(dangling, "ci/nested.txt").value() == "nested\n");
@@ -183,7 +186,7 @@ TEST_CASE("GitMirror fetches a commit that is on no branch", "[git]") {
 TEST_CASE("GitMirror reports a commit the remote does not have", "[git]") {
   SourceRepo src;
   src.Init();
-  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url, kLocal);
   const std::string unknown(40, 'd');
   auto status = mirror.EnsureCommit(unknown);
   CHECK(status.code() == absl::StatusCode::kNotFound);
@@ -194,7 +197,7 @@ TEST_CASE("GitMirror reports a commit the remote does not have", "[git]") {
 
 TEST_CASE("GitMirror reports an unreachable remote as unavailable", "[git]") {
   TempDir tmp;
-  GitMirror mirror(tmp.path() + "/mirror.git", "file://" + tmp.path() + "/absent");
+  GitMirror mirror(tmp.path() + "/mirror.git", "file://" + tmp.path() + "/absent", kLocal);
   auto status = mirror.EnsureCommit(std::string(40, 'a'));
   CHECK(status.code() == absl::StatusCode::kUnavailable);
   CHECK(absl::StartsWith(status.message(), "git fetch from file://" + tmp.path() + "/absent into " +
@@ -204,7 +207,7 @@ TEST_CASE("GitMirror reports an unreachable remote as unavailable", "[git]") {
 TEST_CASE("GitMirror validates its inputs", "[git]") {
   SourceRepo src;
   const std::string sha = src.Init();
-  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url, kLocal);
   CHECK(mirror.HasCommit(sha).status().code() == absl::StatusCode::kFailedPrecondition);
   REQUIRE(mirror.EnsureCommit(sha).ok());
 
@@ -230,7 +233,7 @@ TEST_CASE("GitMirror validates its inputs", "[git]") {
 
   TempDir other;
   WriteFile(other.path() + "/not-git/file", "x");
-  GitMirror not_git(other.path() + "/not-git", src.url);
+  GitMirror not_git(other.path() + "/not-git", src.url, kLocal);
   auto status = not_git.Ensure();
   CHECK(status.code() == absl::StatusCode::kFailedPrecondition);
   CHECK(status.message() ==
@@ -242,7 +245,7 @@ TEST_CASE("GitMirror adds, removes and re-adds worktrees", "[git]") {
   const std::string sha = src.Init();
   WriteFile(src.dir + "/ci/nested.txt", "changed\n");
   const std::string sha2 = src.Commit("second");
-  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url, kLocal);
   REQUIRE(mirror.EnsureCommit(sha).ok());
 
   const std::string ws = src.tmp.path() + "/ws/job1";
@@ -286,7 +289,7 @@ TEST_CASE("GitMirror adds, removes and re-adds worktrees", "[git]") {
 TEST_CASE("GitMirror serves concurrent reads", "[git]") {
   SourceRepo src;
   const std::string sha = src.Init();
-  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url);
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url, kLocal);
   REQUIRE(mirror.EnsureCommit(sha).ok());
   std::vector<std::thread> threads;
   std::vector<int> failures(4, 0);
@@ -324,7 +327,7 @@ TEST_CASE("GitMirror worktrees are exact checkouts that git sees as clean", "[gi
   Git(src.path(), {"commit", "-q", "-m", "tree"});
   const std::string sha = Git(src.path(), {"rev-parse", "HEAD"});
 
-  GitMirror mirror(cache.path() + "/m.git", "file://" + src.path());
+  GitMirror mirror(cache.path() + "/m.git", "file://" + src.path(), kLocal);
   REQUIRE(mirror.EnsureCommit(sha).ok());
   const std::string ws = work.path() + "/job-1-1";
   REQUIRE(mirror.AddWorktree(sha, ws).ok());

@@ -82,3 +82,27 @@ TEST_CASE("api json: a pipeline in error lists each problem of its message", "[u
 
 }  // namespace
 }  // namespace assay::api
+
+namespace assay::api {
+namespace {
+
+TEST_CASE("api json: a repository's clone URL never shows a credential", "[unit][api]") {
+  store::Repo r;
+  r.id = 3;
+  r.name = "acme/app";
+  r.provider = "github";
+  // A row stored before credentials were split off (migration 0009).
+  r.clone_url = "https://alice:hunter2@git.example/acme/app.git";
+  boost::json::object j = RepoJson(r);
+  CHECK(j.at("clone_url") == boost::json::value("https://***@git.example/acme/app.git"));
+  CHECK(j.at("has_clone_credential") == boost::json::value(false));
+  r.clone_url = "https://git.example/acme/app.git";
+  r.clone_credential_sealed = "sealed";
+  j = RepoJson(r);
+  CHECK(j.at("clone_url") == boost::json::value("https://git.example/acme/app.git"));
+  CHECK(j.at("has_clone_credential") == boost::json::value(true));
+  CHECK(boost::json::serialize(j).find("sealed") == std::string::npos);
+}
+
+}  // namespace
+}  // namespace assay::api

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "common/crypto/crypto.h"
+#include "common/crypto/sealed.h"
+#include "common/git/clone_url.h"
 #include "common/pipeline/spec.h"
 #include "server/pipeline/planner.h"
 #include "server/scheduler/dispatcher.h"
@@ -133,6 +136,31 @@ TEST_CASE("BuildAssignment refuses a malformed spec", "[unit][planner]") {
     CHECK(a.status().code() == absl::StatusCode::kInternal);
     CHECK(a.status().message().rfind("job 41 has a malformed spec: ", 0) == 0);
   }
+}
+
+TEST_CASE("BuildAssignment opens the repository's sealed clone credential", "[assignment]") {
+  const KeyRing key(std::string(32, 'k'));
+  store::ClaimedJob j = Claimed(R"({"steps":[{"name":"s","run":"true"}],"timeout_s":60})");
+  j.repo_id = 5;
+  auto sealed = key.Seal(JoinCloneCredential("alice", "pa:ss\\w0rd"),
+                         RowAad("repos", 5, "clone_credential"));
+  REQUIRE(sealed.ok());
+  j.clone_credential_sealed = *sealed;
+  auto a = BuildAssignment(j, key);
+  REQUIRE(a.ok());
+  CHECK(a->clone_url() == "https://github.com/acme/app.git");
+  CHECK(a->clone_username() == "alice");
+  CHECK(a->clone_password() == "pa:ss\\w0rd");
+  auto wrong = BuildAssignment(j, KeyRing(std::string(32, 'x')));
+  CHECK(wrong.status().code() == absl::StatusCode::kInternal);
+  CHECK(wrong.status().message() == "cannot open the clone credential of job 41");
+  store::ClaimedJob moved = j;  // the value copied to another repository's row does not open
+  moved.repo_id = 6;
+  CHECK(BuildAssignment(moved, key).status().code() == absl::StatusCode::kInternal);
+  auto none = BuildAssignment(Claimed(R"({"steps":[{"name":"s","run":"true"}],"timeout_s":60})"), key);
+  REQUIRE(none.ok());
+  CHECK(none->clone_username().empty());
+  CHECK(none->clone_password().empty());
 }
 
 }  // namespace
