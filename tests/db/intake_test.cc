@@ -70,7 +70,7 @@ Headers Push(const std::string& delivery, const std::string& signature) {
 const std::string kBody =
     testing::Cluster::PushPayload(kCloneUrl, "acme/signed", std::string(40, 'a'));
 
-TEST_CASE("intake: a signed push is stored once, queued once; its redelivery is a duplicate",
+TEST_CASE("intake: a signed push is stored once, queued once, its redelivery is a duplicate",
           "[db][intake]") {
   IntakeFixture f;
   const std::string sig = testing::Cluster::GithubSignature(kSecret, kBody);
@@ -159,7 +159,7 @@ TEST_CASE("intake: missing headers and unparsable payloads are 400 before any lo
   CHECK(f.Counter("bad_request") == "2");
 }
 
-TEST_CASE("intake: a ping is stored as ignored and answered pong; not planned", "[db][intake]") {
+TEST_CASE("intake: a ping is stored as ignored and answered pong, not planned", "[db][intake]") {
   IntakeFixture f;
   const std::string body =
       R"({"zen":"hi","repository":{"clone_url":"https://github.com/acme/signed.git",)"

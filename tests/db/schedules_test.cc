@@ -123,7 +123,7 @@ struct World : dbtest::DbFixture {
   }
 };
 
-TEST_CASE("schedules: a push to the default branch records them; the loop fires them",
+TEST_CASE("schedules: a push to the default branch records them, the loop fires them",
           "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
   std::string first =

@@ -25,7 +25,7 @@ void TurnOn(DbFixture& f) {
   REQUIRE(r.ok());
 }
 
-TEST_CASE("status outbox: a new pipeline is due once; each state change once more", "[db]") {
+TEST_CASE("status outbox: a new pipeline is due once, each state change once more", "[db]") {
   DbFixture f;
   TurnOn(f);
   store::StatusOutbox outbox(&f.db);
@@ -112,7 +112,7 @@ TEST_CASE("status outbox: a state queued behind a claim waits for it, then super
   CHECK((*due)[0].state == "canceled");
 }
 
-TEST_CASE("status outbox: a lease that ran out is claimed again; the late holder is fenced",
+TEST_CASE("status outbox: a lease that ran out is claimed again, the late holder is fenced",
           "[db]") {
   DbFixture f;
   TurnOn(f);
@@ -222,7 +222,7 @@ TEST_CASE("status outbox: concurrent claimers split the due commits, none twice"
   CHECK(all == std::vector<int64_t>(created.begin(), created.end()));
 }
 
-TEST_CASE("repos: commit status settings round trip; off clears them", "[db]") {
+TEST_CASE("repos: commit status settings round trip, off clears them", "[db]") {
   DbFixture f;
   store::CommitStatusSettings s;
   s.api_url = "https://gitlab.example.com";

@@ -33,7 +33,7 @@ TEST_CASE("repo settings: defaults, partial updates, unknown repository", "[db][
   CHECK(f.repos.Update(999, set).status() == absl::NotFoundError("repository 999 does not exist"));
 }
 
-TEST_CASE("pipelines: trusted, pr_number, inputs; one pipeline per schedule slot",
+TEST_CASE("pipelines: trusted, pr_number, inputs, one pipeline per schedule slot",
           "[db][triggers]") {
   dbtest::DbFixture f;
   store::NewPipeline pr = f.Pipeline({dbtest::Job("a")});

@@ -82,7 +82,7 @@ TEST_CASE("agent stream: bad token, missing hello and bad hello are refused prec
 namespace assay::e2e {
 namespace {
 
-TEST_CASE("an agent announces the GPUs of an nvidia-smi capture; the API lists them", "[e2e]") {
+TEST_CASE("an agent announces the GPUs of an nvidia-smi capture, the API lists them", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   const std::string capture = std::string(ASSAY_SOURCE_DIR) + "/tests/fixtures/gpu/h200-busy-q.xml";

@@ -406,7 +406,7 @@ TEST_CASE("commit status: the server refuses to start with an unreadable CA file
                           "No such file or directory"));
 }
 
-TEST_CASE("commit status API: exact errors for bad input, nothing written; DELETE turns it off",
+TEST_CASE("commit status API: exact errors for bad input, nothing written, DELETE turns it off",
           "[e2e][commit-status]") {
   Cluster c(Options());
   MUST(c.StartServer());

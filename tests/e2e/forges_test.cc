@@ -30,7 +30,7 @@ int64_t DeliveryId(const HttpClientResponse& r) {
   return json::parse(r.body).as_object().at("delivery").as_int64();
 }
 
-TEST_CASE("a GitLab push hook with the right token runs; a wrong token stores nothing", "[e2e]") {
+TEST_CASE("a GitLab push hook with the right token runs, a wrong token stores nothing", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MUST(GitRepo::Init(c.dir() + "/repo"));

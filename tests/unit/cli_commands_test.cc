@@ -234,7 +234,7 @@ TEST_CASE("cancel posts to the pipeline") {
   CHECK(server.requests[0].body.empty());
 }
 
-TEST_CASE("cancel --job posts to the job; it takes no PIPELINE_ID beside it") {
+TEST_CASE("cancel --job posts to the job, it takes no PIPELINE_ID beside it") {
   FakeServer server;
   server.response = {200, R"({"id": 7, "state": "canceled"})", {}};
   Result result = RunCli(server, {"cancel", "--job", "7"});
@@ -520,7 +520,7 @@ TEST_CASE("repo commit-status finds the repo by name and PUTs the token from the
         R"({"api_url":"https://api.github.com","token":"ghp_fromfile","context":"ci"})");
 }
 
-TEST_CASE("repo commit-status --off DELETEs; usage errors are exact") {
+TEST_CASE("repo commit-status --off DELETEs, usage errors are exact") {
   ScriptedServer server;
   server.replies = {{200, kStatusRepos, {}}, {200, R"({"id":7,"commit_status":null})", {}}};
   std::ostringstream out, err;

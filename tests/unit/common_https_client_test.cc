@@ -14,7 +14,7 @@ using namespace tls_test;  // NOLINT: test helpers
 const std::vector<std::pair<std::string, std::string>> kJson = {
     {"Content-Type", "application/json"}};
 
-TEST_CASE("https: a certificate from the extra CA file is trusted; SNI and Host are sent",
+TEST_CASE("https: a certificate from the extra CA file is trusted, SNI and Host are sent",
           "[unit][https]") {
   const Certs& certs = TestCerts();
   TlsServer server(certs.path("leaf.pem"), certs.path("leaf.key"));

@@ -176,7 +176,7 @@ TEST_CASE("plan: matrix expansion, substitution, needs and if") {
   CHECK_FALSE(r.skip);
 }
 
-TEST_CASE("plan: a false if skips every expansion; dependents keep their needs") {
+TEST_CASE("plan: a false if skips every expansion, dependents keep their needs") {
   PipelineSpec spec = Spec(kMatrixYaml);
   ExprContext ctx;
   ctx.branch = "dev";

@@ -45,7 +45,7 @@ TEST_CASE("db dsn: a URI gets connect_timeout, keepalives and statement_timeout"
                                            {"options", "-c statement_timeout=60000"}});
 }
 
-TEST_CASE("db dsn: the options set them; a user's own values are kept", "[store]") {
+TEST_CASE("db dsn: the options set them, a user's own values are kept", "[store]") {
   DbOptions o;
   o.connect_timeout = absl::Seconds(4);
   o.statement_timeout = absl::Milliseconds(1500);

@@ -282,7 +282,7 @@ TEST_CASE("notifier: each posted status's hooks learn how it ended", "[unit][for
   CHECK(st.dropped == 1);
 }
 
-TEST_CASE("notifier: connection errors are retried; invalid statuses fail", "[unit][forge]") {
+TEST_CASE("notifier: connection errors are retried, invalid statuses fail", "[unit][forge]") {
   std::string dead;
   {
     Recorder rec({});

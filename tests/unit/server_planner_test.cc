@@ -76,7 +76,7 @@ TEST_CASE("planner: job rows carry priority, steps, env and timeout", "[planner]
             R"({"steps":[{"name":"s","run":"make"}],"env":{"K":"v"},"timeout_s":90})"));
 }
 
-TEST_CASE("planner: manual inputs reach each job's env; untrusted pipelines are marked",
+TEST_CASE("planner: manual inputs reach each job's env, untrusted pipelines are marked",
           "[planner][triggers]") {
   ExprContext ctx;
   ctx.event = "manual";

@@ -45,7 +45,7 @@ struct Record {
   }
 };
 
-TEST_CASE("repo lanes: a blocked lane holds up only itself; its tasks run in order", "[lanes]") {
+TEST_CASE("repo lanes: a blocked lane holds up only itself, its tasks run in order", "[lanes]") {
   Record rec;
   absl::Notification gate, other_done;
   RepoLanes lanes(4);

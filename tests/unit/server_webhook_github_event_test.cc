@@ -94,7 +94,7 @@ TEST_CASE("github event: pull_request opened and synchronize build the head", "[
   CHECK(s->ref == "refs/pull/2/head");
 }
 
-TEST_CASE("github event: reopened builds; fork detection", "[unit][webhook]") {
+TEST_CASE("github event: reopened builds, fork detection", "[unit][webhook]") {
   std::string body = Fixture("pull_request-opened.json");
   auto pos = body.find("\"action\": \"opened\"");
   REQUIRE(pos != std::string::npos);
