@@ -291,7 +291,7 @@ TEST_CASE("logs: a flood of 100,000 empty chunks is refused at the first and hol
 }
 
 TEST_CASE(
-    "logs: an agent that does not read fills its bounded queue; the stream ends with "
+    "logs: an agent that does not read fills its bounded queue, the stream ends with "
     "RESOURCE_EXHAUSTED and a job sent to it goes back to the queue",
     "[db]") {
   DbFixture f;

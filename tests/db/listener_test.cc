@@ -34,7 +34,7 @@ store::ListenerOptions Fast() {
 }
 
 TEST_CASE(
-    "listener: each channel's callbacks; after the connection is killed it listens "
+    "listener: each channel's callbacks, after the connection is killed it listens "
     "again and says so",
     "[db][listener]") {
   DbFixture f;

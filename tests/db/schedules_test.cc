@@ -170,8 +170,8 @@ TEST_CASE("schedules: a push to the default branch records them, the loop fires 
 }
 
 TEST_CASE(
-    "schedules: only the default branch's file changes them; an unchanged entry keeps "
-    "its slot; a file without on.schedule removes them",
+    "schedules: only the default branch's file changes them, an unchanged entry keeps "
+    "its slot, a file without on.schedule removes them",
     "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
   w.Push(Schedule("    - cron: '0 3 * * *'\n"));
@@ -214,7 +214,7 @@ TEST_CASE("schedules: month ends and catch-up after downtime fire once", "[db][t
 
 TEST_CASE(
     "schedules: a slot whose fetch fails stays due and a later pass plans it exactly "
-    "once; a missing branch uses its slot up with no pipeline",
+    "once, a missing branch uses its slot up with no pipeline",
     "[db][triggers]") {
   World w(Utc(2024, 1, 30, 12, 0));
   const std::string sha =

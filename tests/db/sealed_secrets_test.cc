@@ -94,7 +94,7 @@ TEST_CASE("sealed secrets: a value copied to another row or column does not open
 }
 
 TEST_CASE("sealed secrets: rotate-key re-seals every value with a new key id in one "
-          "transaction; a failing one changes nothing",
+          "transaction, a failing one changes nothing",
           "[db]") {
   DbFixture f;
   KeyDir kd;

@@ -126,7 +126,7 @@ std::string Metric(Cluster& c, const std::string& line_prefix) {
 }
 
 TEST_CASE(
-    "commit status: GitHub gets pending, then success, set up with the CLI; the token is "
+    "commit status: GitHub gets pending, then success, set up with the CLI, the token is "
     "never logged",
     "[e2e][commit-status]") {
   ForgeApi forge;

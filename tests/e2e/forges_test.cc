@@ -88,7 +88,7 @@ TEST_CASE("a GitLab push hook with the right token runs, a wrong token stores no
 }
 
 TEST_CASE(
-    "a Forgejo push signed with X-Forgejo-Signature runs; a GitHub hook for a Gitea "
+    "a Forgejo push signed with X-Forgejo-Signature runs, a GitHub hook for a Gitea "
     "repository is refused",
     "[e2e]") {
   Cluster c(Options());

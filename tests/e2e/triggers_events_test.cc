@@ -264,8 +264,8 @@ std::string ErrorMessage(const HttpClientResponse& r) {
 }
 
 TEST_CASE(
-    "manual pipelines: inputs reach if and steps; bad inputs are refused exactly and "
-    "create nothing; repo settings",
+    "manual pipelines: inputs reach if and steps, bad inputs are refused exactly and "
+    "create nothing, repo settings",
     "[e2e][triggers]") {
   Cluster c(Options());
   MUST(c.StartServer());
@@ -378,7 +378,7 @@ TEST_CASE(
 
 TEST_CASE(
     "cancel_superseded: a new push cancels the older pipeline of its branch and stops its "
-    "job's process tree; the new one keeps running",
+    "job's process tree, the new one keeps running",
     "[e2e][triggers]") {
   Cluster c(Options());
   MUST(c.StartServer());

@@ -64,7 +64,7 @@ class GatedStream {
 };
 
 TEST_CASE(
-    "stream writer: pushes do not wait for a blocked write; a full queue drops and "
+    "stream writer: pushes do not wait for a blocked write, a full queue drops and "
     "calls the overflow once",
     "[agent]") {
   GatedStream stream;

@@ -337,7 +337,7 @@ CommitStatusNotifier::Transport TlsTransport(const std::string& ca_file) {
 }
 
 TEST_CASE(
-    "notifier over https: trusted with the CA file; an untrusted certificate is retried, "
+    "notifier over https: trusted with the CA file, an untrusted certificate is retried, "
     "then given up",
     "[unit][forge][https]") {
   const tls_test::Certs& certs = tls_test::TestCerts();

@@ -99,7 +99,7 @@ TEST_CASE("repo lanes: many lanes on few workers keep each lane's order", "[lane
 }
 
 TEST_CASE(
-    "repo lanes: Stop wakes a waiting task and drops queued ones; no work before Start "
+    "repo lanes: Stop wakes a waiting task and drops queued ones, no work before Start "
     "or after Stop",
     "[lanes]") {
   RepoLanes lanes(1);
