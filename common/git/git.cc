@@ -40,6 +40,9 @@ std::vector<std::pair<std::string, std::string>> GitEnvironment() {
       {"GIT_CONFIG_NOSYSTEM", "1"},
       {"GIT_CONFIG_GLOBAL", "/dev/null"},
       {"LC_ALL", "C"},
+      // A `git replace` written into a cache (by a job, through its worktree) must not change
+      // what a later checkout of the same commit reads.
+      {"GIT_NO_REPLACE_OBJECTS", "1"},
   };
   // ssh must fail rather than ask for a password or a host key confirmation; an operator's own
   // GIT_SSH_COMMAND (e.g. naming a deploy key) wins.
@@ -152,6 +155,10 @@ absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& arg
                                    "protocol.file.allow=always",
                                    "-c",
                                    "fetch.unpackLimit=1",
+                                   // No hook (e.g. reference-transaction on fetch) planted in
+                                   // the mirror runs.
+                                   "-c",
+                                   "core.hooksPath=/dev/null",
                                    absl::StrCat("--git-dir=", dir_)};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, {}, git_env_);

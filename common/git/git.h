@@ -1,7 +1,8 @@
 #pragma once
 // Git helpers shared by the server's repository mirror and the agent's object cache.
 // Every git invocation runs with GIT_TERMINAL_PROMPT=0, empty askpass programs, no system or
-// global (user) config, LC_ALL=C and `-c protocol.file.allow=always`, so git never prompts and
+// global (user) config, LC_ALL=C, GIT_NO_REPLACE_OBJECTS=1, no hooks (core.hooksPath=/dev/null)
+// and `-c protocol.file.allow=always`, so git never prompts and
 // never depends on the config of the user running Assay. Inputs are validated before they reach
 // a git command line: no argument built from input can start with '-'.
 
