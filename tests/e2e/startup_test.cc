@@ -46,11 +46,17 @@ Exit Run(const std::string& binary, std::vector<std::string> args,
 
 // Everything assay-server requires, with a database nothing listens on: a server that gets
 // past its options fails later, differently.
+// The secrets go in the environment: assay-server refuses them as flags.
+std::vector<std::pair<std::string, std::string>> ServerEnv(
+    std::vector<std::pair<std::string, std::string>> more = {}) {
+  more.insert(more.begin(), {{"ASSAY_ADMIN_TOKEN", "admin-token-123"},
+                             {"ASSAY_AGENT_TOKEN", "agent-token-123"}});
+  return more;
+}
+
 std::vector<std::string> ServerArgs(std::vector<std::string> more) {
   std::vector<std::string> args = {"--database-url", "postgresql://127.0.0.1:1/none",
-                                   "--data-dir",     "/nonexistent/assay-data",
-                                   "--admin-token",  "admin-token-123",
-                                   "--agent-token",  "agent-token-123"};
+                                   "--data-dir", "/nonexistent/assay-data"};
   args.insert(args.end(), more.begin(), more.end());
   return args;
 }
@@ -58,17 +64,18 @@ std::vector<std::string> ServerArgs(std::vector<std::string> more) {
 TEST_CASE("assay-server refuses a bad option value at start, naming the option and the range",
           "[e2e][flags]") {
   // Before: -1 wrapped around to a body limit of 16 EiB.
-  Exit negative = Run("server/assay-server", ServerArgs({"--body-limit-mb", "-1"}));
+  Exit negative = Run("server/assay-server", ServerArgs({"--body-limit-mb", "-1"}), ServerEnv());
   CHECK(negative.code == 2);
   CHECK(negative.output ==
         "assay-server: option --body-limit-mb must be an integer from 1 to 4096, got '-1'\n");
   // Before: an unknown level silently became info.
-  Exit level = Run("server/assay-server", ServerArgs({}), {{"ASSAY_LOG_LEVEL", "verbose"}});
+  Exit level =
+      Run("server/assay-server", ServerArgs({}), ServerEnv({{"ASSAY_LOG_LEVEL", "verbose"}}));
   CHECK(level.code == 2);
   CHECK(level.output ==
         "assay-server: ASSAY_LOG_LEVEL (option --log-level) must be one of "
         "debug, info, warn, error, got 'verbose'\n");
-  Exit lease = Run("server/assay-server", ServerArgs({"--lease=0s"}));
+  Exit lease = Run("server/assay-server", ServerArgs({"--lease=0s"}), ServerEnv());
   CHECK(lease.code == 2);
   CHECK(lease.output ==
         "assay-server: option --lease must be a duration from 1s to 24h, like "
@@ -76,11 +83,12 @@ TEST_CASE("assay-server refuses a bad option value at start, naming the option a
 }
 
 TEST_CASE("assay-agent refuses a bad option value at start", "[e2e][flags]") {
-  Exit slots = Run("agent/assay-agent", {"--token", "t", "--work-dir", "/tmp", "--slots", "0"});
+  Exit slots =
+      Run("agent/assay-agent", {"--work-dir", "/tmp", "--slots", "0"}, {{"ASSAY_TOKEN", "t"}});
   CHECK(slots.code == 2);
   CHECK(slots.output == "assay-agent: option --slots must be an integer from 1 to 4096, got '0'\n");
-  Exit grace = Run("agent/assay-agent", {"--token", "t", "--work-dir", "/tmp"},
-                   {{"ASSAY_KILL_GRACE", "ten seconds"}});
+  Exit grace = Run("agent/assay-agent", {"--work-dir", "/tmp"},
+                   {{"ASSAY_TOKEN", "t"}, {"ASSAY_KILL_GRACE", "ten seconds"}});
   CHECK(grace.code == 2);
   CHECK(grace.output ==
         "assay-agent: ASSAY_KILL_GRACE (option --kill-grace) must be a duration "
