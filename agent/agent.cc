@@ -67,9 +67,14 @@ absl::Status ChownTree(const std::string& dir, uid_t uid, gid_t gid) {
   return absl::OkStatus();
 }
 
-// Chowns the worktree registration that `ws`/.git names, if it lies in `mirror`/worktrees/.
-absl::Status GiveRegistration(const std::string& ws, const std::string& mirror,
-                              const JobIdentity& user) {
+// Why: a registered worktree's git dir leads into the shared cache (its objects, refs and
+// config are the cache's own), so a job's `git replace` or `git config` would change what later
+// jobs check out, or break the cache. Turns the workspace's `.git` link (written by
+// GitMirror::AddWorktree) into a repository of its own that borrows the cache's objects
+// through objects/info/alternates: whatever the job's git writes (objects, replace refs,
+// config, hooks) lands in the workspace and goes with it. The registration is removed.
+absl::Status DetachWorkspaceGit(const std::string& ws, const std::string& mirror) {
+  namespace fs = std::filesystem;
   std::ifstream in(ws + "/.git");
   std::string line;
   std::getline(in, line);
@@ -77,14 +82,41 @@ absl::Status GiveRegistration(const std::string& ws, const std::string& mirror,
   if (!absl::ConsumePrefix(&text, "gitdir: ")) {
     return absl::InternalError(absl::StrCat("workspace ", ws, " has no .git link"));
   }
-  const std::filesystem::path reg = std::filesystem::path(std::string(text)).lexically_normal();
+  const fs::path reg = fs::path(std::string(text)).lexically_normal();
   std::error_code ec;
-  const std::filesystem::path expected =
-      std::filesystem::weakly_canonical(std::filesystem::path(mirror) / "worktrees", ec);
-  if (ec || reg.parent_path() != expected) {
+  const fs::path cache = fs::weakly_canonical(fs::path(mirror), ec);
+  if (ec || reg.parent_path() != cache / "worktrees") {
     return absl::InternalError(absl::StrCat("workspace ", ws, ": unexpected git dir ", text));
   }
-  return ChownTree(reg.string(), user.uid, user.gid);
+  std::ifstream head_in(reg / "HEAD");
+  std::string head;
+  std::getline(head_in, head);
+  const fs::path tmp = fs::path(ws) / ".git.assay-tmp";
+  auto write = [](const fs::path& p, const std::string& content) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << content;
+    f.close();
+    return static_cast<bool>(f);
+  };
+  fs::create_directories(tmp / "objects" / "info", ec);
+  if (!ec) fs::create_directories(tmp / "refs" / "heads", ec);
+  if (!ec) fs::create_directories(tmp / "refs" / "tags", ec);
+  if (ec || !write(tmp / "HEAD", head + "\n") ||
+      !write(tmp / "config",
+             "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n") ||
+      !write(tmp / "objects" / "info" / "alternates", (cache / "objects").string() + "\n")) {
+    return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+  }
+  fs::rename(reg / "index", tmp / "index", ec);
+  if (ec) {  // another file system
+    ec.clear();
+    fs::copy_file(reg / "index", tmp / "index", ec);
+  }
+  if (!ec) fs::remove(fs::path(ws) / ".git", ec);
+  if (!ec) fs::rename(tmp, fs::path(ws) / ".git", ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot detach ", ws, "/.git: ", ec.message()));
+  fs::remove_all(reg, ec);  // only a leftover if this fails: nothing reads it any more
+  return absl::OkStatus();
 }
 
 // Whether `user` can enter `dir`, tried for real: a shell as that user does `cd DIR`.
@@ -448,13 +480,20 @@ void Agent::RunJob(int64_t job_id) {
   GitMirror* cache = CacheFor(a.clone_url());
   absl::Status checkout = cache->EnsureCommit(a.commit_sha());
   if (checkout.ok()) checkout = cache->AddWorktree(a.commit_sha(), ws);
+  if (checkout.ok()) checkout = DetachWorkspaceGit(ws, cache->dir());
   if (checkout.ok() && opts_.job_user.has_value()) {
-    // Why after the checkout: the tree is written by the agent; then it is the job's alone.
+    // The job's .git borrows the cache's objects (0755/0444 as git makes them): the job user
+    // may pass through the cache (x) to read them, but not list it, nor read its config.
+    const std::string config = cache->dir() + "/config";
+    if (chmod(cache->dir().c_str(), 0711) != 0 || chmod(config.c_str(), 0600) != 0) {
+      checkout = absl::InternalError(
+          absl::StrCat("cannot restrict the cache ", cache->dir(), ": ", strerror(errno)));
+    }
+  }
+  if (checkout.ok() && opts_.job_user.has_value()) {
+    // Why after the checkout: the tree (and its .git) is written by the agent; then it is the
+    // job's alone. The cache stays the agent's: the job's git reads its objects, never writes.
     checkout = ChownTree(ws, opts_.job_user->uid, opts_.job_user->gid);
-    // Its registration in the cache (CACHE/worktrees/NAME, named by the workspace's .git) is
-    // the job's too: git refuses a repository whose git dir another user owns. The cache's
-    // objects, refs and config stay the agent's, so the job's git can read them, not write.
-    if (checkout.ok()) checkout = GiveRegistration(ws, cache->dir(), *opts_.job_user);
     if (checkout.ok() && chmod(ws.c_str(), 0700) != 0) {
       checkout = absl::InternalError(absl::StrCat("chmod 700 ", ws, ": ", strerror(errno)));
     }
