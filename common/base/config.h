@@ -93,11 +93,11 @@ class Config {
   std::map<std::string, std::string> sources_;
 };
 
-std::string EnvNameFor(absl::string_view option);
+std::string EnvNameFor(absl::string_view option);  // "http-listen" -> "ASSAY_HTTP_LISTEN"
 
 // Removes ASSAY_<NAME> and ASSAY_<NAME>_FILE of every secret option from this process's
 // environment, so that no child (git, a hook, a job step) inherits them. Call after
 // Config::Parse and before any thread starts (unsetenv is not thread-safe).
-void UnsetSecretEnvironment(const std::vector<OptionSpec>& specs);  // "http-listen" -> "ASSAY_HTTP_LISTEN"
+void UnsetSecretEnvironment(const std::vector<OptionSpec>& specs);
 
 }  // namespace assay
