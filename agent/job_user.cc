@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 
 #include <vector>
 
@@ -59,6 +60,12 @@ absl::StatusOr<JobIdentity> ParseJobUser(std::string_view spec) {
   id.gid = pw.pw_gid;
   id.name = pw.pw_name;
   id.home = pw.pw_dir != nullptr ? pw.pw_dir : "";
+  // Service accounts often have no home (nobody's is /nonexistent): HOME is then the
+  // workspace, where tools that write ~/.cache can.
+  struct stat st;
+  if (!id.home.empty() && (stat(id.home.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+    id.home.clear();
+  }
   int count = 64;
   std::vector<gid_t> groups(static_cast<size_t>(count));
   if (getgrouplist(name.c_str(), id.gid, groups.data(), &count) < 0) {

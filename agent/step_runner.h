@@ -46,7 +46,7 @@ struct JobIdentity {
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups
   std::string name;           // for USER and LOGNAME; "" for a bare uid:gid
-  std::string home;           // for HOME; "" for a bare uid:gid (HOME is then the workspace)
+  std::string home;  // for HOME; "" (a bare uid:gid, or no such directory): the workspace
 };
 
 // The names a step inherits from the agent's environment; nothing else reaches it (no token,

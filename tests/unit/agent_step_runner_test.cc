@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "agent/job_user.h"
 #include "agent/step_runner.h"
 
 namespace assay {
@@ -305,6 +306,42 @@ TEST_CASE("StepEnvironment: a job user's HOME/USER/LOGNAME/SHELL; PATH defaults"
         "invalid environment variable name \"A=B\"");
   CHECK(StepEnvironment({{"A", std::string("x\0y", 3)}}, nullptr, "").status().message() ==
         "environment variable A contains a NUL byte");
+}
+
+TEST_CASE("ParseJobUser: names, UID:GID and what is refused", "[step_runner][security]") {
+  auto nobody = ParseJobUser("nobody");
+  if (nobody.ok()) {  // most systems have one
+    CHECK(nobody->uid == 65534);
+    CHECK(nobody->name == "nobody");
+    CHECK(nobody->home.empty() == !std::filesystem::is_directory("/nonexistent"));
+  }
+  auto numeric = ParseJobUser("1234:4321");
+  REQUIRE(numeric.ok());
+  CHECK(numeric->uid == 1234);
+  CHECK(numeric->gid == 4321);
+  CHECK(numeric->groups.empty());
+  for (const char* bad : {"1:", ":1", "a:1", "1:2:3", "-1:0", "4294967295:0", "99999999999:0"}) {
+    INFO(bad);
+    CHECK(ParseJobUser(bad).status().message() ==
+          absl::StrCat("--job-user '", bad, "': must be a user name or UID:GID"));
+  }
+  CHECK(ParseJobUser("no-such-user-assay").status().message() ==
+        "--job-user 'no-such-user-assay': no such user");
+  CHECK(ParseJobUser(std::string(300, 'a')).status().message() ==
+        absl::StrCat("--job-user '", std::string(300, 'a'), "': must be a user name or UID:GID"));
+  // Policy: root needs a choice; a non-root agent cannot switch.
+  CHECK(ResolveJobUser("", 0).status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(!ResolveJobUser("root", 0)->has_value());
+  CHECK(!ResolveJobUser("", 1000)->has_value());
+  CHECK(!ResolveJobUser("1000:1000", 1000)->has_value());
+  CHECK(ResolveJobUser("1001:1001", 1000).status().message() ==
+        "--job-user needs the agent to run as root to switch users (it runs as uid 1000)");
+  CHECK(ResolveJobUser("0:0", 1000).status().message() ==
+        "--job-user root: the agent runs as uid 1000, not root");
+  auto as_root = ResolveJobUser("1001:1002", 0);
+  REQUIRE(as_root.ok());
+  REQUIRE(as_root->has_value());
+  CHECK((*as_root)->uid == 1001);
 }
 
 // Whether a process whose command line is exactly `argv` (NUL-joined) is alive (not a zombie).
