@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "agent/job_scope.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
 #include "common/crypto/crypto.h"
@@ -208,6 +209,9 @@ absl::Status Agent::Run() {
     }
     absl::Status enter = CheckUserCanEnter(*opts_.job_user, opts_.work_dir + "/jobs");
     if (!enter.ok()) return absl::InvalidArgumentError(enter.message());
+  }
+  if (int stale = JobScope::CleanStale(); stale > 0) {
+    LogInfo("agent", "removed ", stale, " job cgroup(s) of agents that died");
   }
   std::mt19937 rng(std::random_device{}());
   absl::Duration backoff = opts_.reconnect_min;

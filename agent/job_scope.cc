@@ -198,8 +198,47 @@ std::unique_ptr<JobScope> JobScope::Create(bool allow_cgroup) {
   return scope;
 }
 
+int JobScope::CleanStale() {
+  const std::string own = OwnCgroupDir();
+  if (own.empty()) return 0;
+  DIR* dir = opendir(own.c_str());
+  if (dir == nullptr) return 0;
+  std::vector<std::string> stale;
+  while (dirent* e = readdir(dir)) {
+    absl::string_view name = e->d_name;
+    if (!absl::ConsumePrefix(&name, "assay-job-")) continue;
+    pid_t owner = 0;
+    if (!absl::SimpleAtoi(name.substr(0, name.find('-')), &owner) || owner <= 0) continue;
+    // Alive (or a recycled pid: then the cgroup waits for a later start).
+    if (owner == getpid() || kill(owner, 0) == 0 || errno == EPERM) continue;
+    stale.push_back(absl::StrCat(own, "/", e->d_name));
+  }
+  closedir(dir);
+  int removed = 0;
+  for (const std::string& path : stale) {
+    JobScope scope;  // adopts the cgroup; its destructor kills what is in it and removes it
+    scope.id_ = path.substr(path.rfind('/') + 1);
+    scope.cgroup_dir_ = path;
+    scope.procs_fd_ = open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (scope.procs_fd_ < 0) continue;
+    if (int killed = scope.KillRemaining(); killed > 0) {
+      LogWarn("agent", "killed ", killed, " process(es) left in ", path, " by an agent that died");
+    }
+    close(scope.procs_fd_);
+    scope.procs_fd_ = -1;
+    const absl::Time deadline = absl::Now() + absl::Seconds(2);
+    while (rmdir(path.c_str()) != 0 && errno == EBUSY && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    scope.cgroup_dir_.clear();
+    scope.id_.clear();
+    if (access(path.c_str(), F_OK) != 0) ++removed;
+  }
+  return removed;
+}
+
 JobScope::~JobScope() {
-  KillRemaining();
+  if (!id_.empty()) KillRemaining();  // empty: a stale cgroup CleanStale already dealt with
   if (procs_fd_ >= 0) close(procs_fd_);
   if (!cgroup_dir_.empty()) {
     // Emptied above; a member that is still exiting keeps the directory busy for a moment.

@@ -34,6 +34,12 @@ class JobScope {
   JobScope(const JobScope&) = delete;
   JobScope& operator=(const JobScope&) = delete;
 
+  // An agent killed with SIGKILL leaves its jobs' cgroups behind, with whatever escaped its
+  // steps' process groups still running in them. Called when an agent starts: kills what is
+  // left in every job cgroup (beside this process's) whose agent is no longer alive, and removes
+  // those cgroups. Returns how many it removed; 0 without cgroup v2.
+  static int CleanStale();
+
   // cgroup.procs of the job's cgroup, for SpawnOptions::cgroup_procs_fd; -1 when tracking.
   int cgroup_procs_fd() const { return procs_fd_; }
   bool uses_cgroup() const { return procs_fd_ >= 0; }
