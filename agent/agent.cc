@@ -1,12 +1,17 @@
 #include "agent/agent.h"
 
+#include <ftw.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "agent/job_scope.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
 #include "common/crypto/crypto.h"
@@ -37,6 +42,104 @@ v1::JobOutcome OutcomeOf(JobRunOutcome o) {
 }
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// nftw gives its callback no context; ChownTree runs under this mutex.
+absl::Mutex chown_mu;
+uid_t chown_uid ABSL_GUARDED_BY(chown_mu) = 0;
+gid_t chown_gid ABSL_GUARDED_BY(chown_mu) = 0;
+int chown_errno ABSL_GUARDED_BY(chown_mu) = 0;
+
+int ChownEntry(const char* path, const struct stat*, int, struct FTW*)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  if (lchown(path, chown_uid, chown_gid) != 0 && chown_errno == 0) chown_errno = errno;
+  return 0;
+}
+
+// Gives the tree at `dir` (not following symlinks) to uid:gid.
+absl::Status ChownTree(const std::string& dir, uid_t uid, gid_t gid) {
+  absl::MutexLock l(&chown_mu);
+  chown_uid = uid;
+  chown_gid = gid;
+  chown_errno = 0;
+  if (nftw(dir.c_str(), ChownEntry, 32, FTW_PHYS) != 0 || chown_errno != 0) {
+    return absl::InternalError(absl::StrCat("cannot give workspace ", dir, " to uid ", uid, ": ",
+                                            strerror(chown_errno != 0 ? chown_errno : errno)));
+  }
+  return absl::OkStatus();
+}
+
+// Why: a registered worktree's git dir leads into the shared cache (its objects, refs and
+// config are the cache's own), so a job's `git replace` or `git config` would change what later
+// jobs check out, or break the cache. Turns the workspace's `.git` link (written by
+// GitMirror::AddWorktree) into a repository of its own that borrows the cache's objects
+// through objects/info/alternates: whatever the job's git writes (objects, replace refs,
+// config, hooks) lands in the workspace and goes with it. The registration is removed.
+absl::Status DetachWorkspaceGit(const std::string& ws, const std::string& mirror) {
+  namespace fs = std::filesystem;
+  std::ifstream in(ws + "/.git");
+  std::string line;
+  std::getline(in, line);
+  absl::string_view text = line;
+  if (!absl::ConsumePrefix(&text, "gitdir: ")) {
+    return absl::InternalError(absl::StrCat("workspace ", ws, " has no .git link"));
+  }
+  const fs::path reg = fs::path(std::string(text)).lexically_normal();
+  std::error_code ec;
+  const fs::path cache = fs::weakly_canonical(fs::path(mirror), ec);
+  if (ec || reg.parent_path() != cache / "worktrees") {
+    return absl::InternalError(absl::StrCat("workspace ", ws, ": unexpected git dir ", text));
+  }
+  std::ifstream head_in(reg / "HEAD");
+  std::string head;
+  std::getline(head_in, head);
+  const fs::path tmp = fs::path(ws) / ".git.assay-tmp";
+  auto write = [](const fs::path& p, const std::string& content) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << content;
+    f.close();
+    return static_cast<bool>(f);
+  };
+  fs::create_directories(tmp / "objects" / "info", ec);
+  if (!ec) fs::create_directories(tmp / "refs" / "heads", ec);
+  if (!ec) fs::create_directories(tmp / "refs" / "tags", ec);
+  if (ec || !write(tmp / "HEAD", head + "\n") ||
+      !write(tmp / "config",
+             "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n") ||
+      !write(tmp / "objects" / "info" / "alternates", (cache / "objects").string() + "\n")) {
+    return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+  }
+  fs::rename(reg / "index", tmp / "index", ec);
+  if (ec) {  // another file system
+    ec.clear();
+    fs::copy_file(reg / "index", tmp / "index", ec);
+  }
+  if (!ec) fs::remove(fs::path(ws) / ".git", ec);
+  if (!ec) fs::rename(tmp, fs::path(ws) / ".git", ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot detach ", ws, "/.git: ", ec.message()));
+  fs::remove_all(reg, ec);  // only a leftover if this fails: nothing reads it any more
+  return absl::OkStatus();
+}
+
+// Whether `user` can enter `dir`, tried for real: a shell as that user does `cd DIR`.
+absl::Status CheckUserCanEnter(const JobIdentity& user, const std::string& dir) {
+  SpawnOptions o;
+  o.path = "/bin/sh";
+  o.argv = {"/bin/sh", "-c", "cd \"$0\"", dir};
+  o.set_identity = true;
+  o.uid = user.uid;
+  o.gid = user.gid;
+  o.groups = user.groups;
+  o.env = {"PATH=/usr/bin:/bin"};
+  absl::StatusOr<pid_t> pid = SpawnProcess(o);
+  if (!pid.ok()) return pid.status();
+  ExitInfo exit = WaitForExit(*pid);
+  if (exit.exit_code != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the job user (uid ", user.uid, ") cannot enter ", dir,
+        ": every directory above it must be searchable (x) by that user, e.g. chmod 711"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -96,11 +199,27 @@ absl::Status Agent::Run() {
   if (opts_.slots < 1) return absl::InvalidArgumentError("--slots must be at least 1");
   std::error_code ec;
   std::filesystem::create_directories(opts_.work_dir + "/cache", ec);
-  std::filesystem::create_directories(opts_.work_dir + "/jobs", ec);
+  if (!ec) std::filesystem::create_directories(opts_.work_dir + "/jobs", ec);
   if (!ec) std::filesystem::create_directories(opts_.work_dir + "/spool", ec);
   if (ec) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot create work dir ", opts_.work_dir, ": ", ec.message()));
+  }
+  if (opts_.job_user.has_value()) {
+    // The job user may pass through (x) but not list or write: it reaches its own workspace
+    // under jobs/ and, through its .git, reads the cache's objects; it cannot change the cache.
+    for (const std::string& d : {opts_.work_dir, opts_.work_dir + "/cache",
+                                 opts_.work_dir + "/jobs"}) {
+      if (chown(d.c_str(), geteuid(), getegid()) != 0 || chmod(d.c_str(), 0711) != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot restrict ", d, " to the agent's user: ", strerror(errno)));
+      }
+    }
+    absl::Status enter = CheckUserCanEnter(*opts_.job_user, opts_.work_dir + "/jobs");
+    if (!enter.ok()) return absl::InvalidArgumentError(enter.message());
+  }
+  if (int stale = JobScope::CleanStale(); stale > 0) {
+    LogInfo("agent", "removed ", stale, " job cgroup(s) of agents that died");
   }
   std::mt19937 rng(std::random_device{}());
   absl::Duration backoff = opts_.reconnect_min;
@@ -162,6 +281,7 @@ bool Agent::ServeOnce(bool* fatal) {
     h->set_cpu_slots(static_cast<uint32_t>(opts_.slots));
     h->set_memory_gb(opts_.memory_gb);
     h->set_version(kVersion);
+    h->set_accept_untrusted(opts_.accept_untrusted);
     for (const auto& g : opts_.gpus) {
       auto* gpu = h->add_gpus();
       gpu->set_index(g.index);
@@ -407,6 +527,24 @@ void Agent::RunJob(int64_t job_id) {
   GitMirror* cache = CacheFor(a);
   absl::Status checkout = cache->EnsureCommit(a.commit_sha());
   if (checkout.ok()) checkout = cache->AddWorktree(a.commit_sha(), ws);
+  if (checkout.ok()) checkout = DetachWorkspaceGit(ws, cache->dir());
+  if (checkout.ok() && opts_.job_user.has_value()) {
+    // The job's .git borrows the cache's objects (0755/0444 as git makes them): the job user
+    // may pass through the cache (x) to read them, but not list it, nor read its config.
+    const std::string config = cache->dir() + "/config";
+    if (chmod(cache->dir().c_str(), 0711) != 0 || chmod(config.c_str(), 0600) != 0) {
+      checkout = absl::InternalError(
+          absl::StrCat("cannot restrict the cache ", cache->dir(), ": ", strerror(errno)));
+    }
+  }
+  if (checkout.ok() && opts_.job_user.has_value()) {
+    // Why after the checkout: the tree (and its .git) is written by the agent; then it is the
+    // job's alone. The cache stays the agent's: the job's git reads its objects, never writes.
+    checkout = ChownTree(ws, opts_.job_user->uid, opts_.job_user->gid);
+    if (checkout.ok() && chmod(ws.c_str(), 0700) != 0) {
+      checkout = absl::InternalError(absl::StrCat("chmod 700 ", ws, ": ", strerror(errno)));
+    }
+  }
   if (!checkout.ok()) {
     res.outcome = JobRunOutcome::kError;
     res.exit_code = -1;
@@ -430,6 +568,7 @@ void Agent::RunJob(int64_t job_id) {
     for (const auto& [k, v] : a.env()) req.env.emplace_back(k, v);
     req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
     req.kill_grace = opts_.kill_grace;
+    req.user = opts_.job_user;
     res =
         assay::RunJob(req, *cancel, [this, job_id](std::string_view out) { EmitLog(job_id, out); });
   }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +36,10 @@ struct AgentOptions {
   // without it such an assignment fails at checkout (issue 8).
   bool allow_local_repos = false;
   absl::Duration kill_grace = absl::Seconds(10);
+  // Set: steps run as this user (the agent is root); its workspace is its own, the agent's
+  // work dir, cache and token are not writable (the token not readable) by it. See job_user.h.
+  std::optional<JobIdentity> job_user;
+  bool accept_untrusted = false;  // announced in Hello: runs jobs of untrusted pipelines
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(5);
   // Unacknowledged log bytes a job keeps in memory; beyond them its chunks wait in a file

@@ -1,4 +1,6 @@
 // assay-agent: flags → AgentOptions → Agent::Run, until SIGINT/SIGTERM.
+#include <unistd.h>
+
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -7,6 +9,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "agent/job_user.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
@@ -19,7 +22,8 @@ int main(int argc, char** argv) {
   const std::vector<assay::OptionSpec> specs = {
       {"server", "127.0.0.1:9090", "the server's gRPC address HOST:PORT", false, false,
        assay::HostPort()},
-      {"token", "", "agent token (the server's --agent-token)"},
+      {"token", "", "agent token (the server's --agent-token)", false, false, {},
+       /*secret=*/true},
       {"name", "", "unique agent name (default: the host name)"},
       {"labels", "", "comma-separated labels jobs can ask for"},
       {"slots", "1", "CPU slots: a job takes runs_on.cpus of them (default 1)", false, false,
@@ -41,6 +45,13 @@ int main(int argc, char** argv) {
        "discovering them (NVML, then nvidia-smi)"},
       {"print-gpus", "", "print the GPUs this agent would announce, as JSON, and exit", false,
        true},
+      // Issue 8 (security): who jobs run as, and whether this agent takes untrusted work.
+      {"job-user", "",
+       "run steps as this unprivileged user (name or UID:GID); required when the agent runs as "
+       "root ('root' to accept running jobs as root)"},
+      {"accept-untrusted", "",
+       "run jobs of untrusted pipelines (e.g. forks' pull requests); use a separate machine",
+       false, true},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-agent");
   if (!cfg.ok()) {
@@ -48,8 +59,11 @@ int main(int argc, char** argv) {
     std::cerr << (help ? "" : "assay-agent: ") << cfg.status().message() << "\n";
     return help ? 0 : 2;
   }
+  // No child (git, a step) inherits the token from the environment.
+  assay::UnsetSecretEnvironment(specs);
   if (cfg->Get("token").empty() && !cfg->GetBool("print-gpus")) {
-    std::cerr << "assay-agent: option --token is required (or set ASSAY_TOKEN)\n";
+    std::cerr << "assay-agent: option --token is required: set ASSAY_TOKEN, put 'token = VALUE' "
+                 "in the --config file, or pass --token-file PATH\n";
     return 2;
   }
   assay::AgentOptions o;
@@ -96,6 +110,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   o.kill_grace = *grace;
+  auto job_user = assay::ResolveJobUser(cfg->Get("job-user"), geteuid());
+  if (!job_user.ok()) {
+    std::cerr << "assay-agent: " << job_user.status().message() << "\n";
+    return 2;
+  }
+  o.job_user = *job_user;
+  if (geteuid() == 0 && !o.job_user.has_value()) {
+    assay::LogWarn("agent", "--job-user root: jobs run as root and can read this agent's token "
+                            "and change its cache; use an unprivileged --job-user");
+  }
+  o.accept_untrusted = cfg->GetBool("accept-untrusted");
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

@@ -21,8 +21,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/strings/match.h"
+#include "agent/job_scope.h"
 #include "common/base/status.h"
 #include "common/proc/spawn.h"
+
+extern char** environ;
 
 namespace assay {
 
@@ -216,8 +220,9 @@ ExitInfo StopGroup(pid_t pgid, StopReason reason, const JobRunRequest& req, Uniq
 }
 
 absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std::string>& env,
-                                const JobRunRequest& req, absl::Time deadline, CancelFlag& cancel,
-                                const OutputFn& on_output, std::vector<pid_t>* pgids) {
+                                const JobRunRequest& req, const JobScope& scope,
+                                absl::Time deadline, CancelFlag& cancel, const OutputFn& on_output,
+                                std::vector<pid_t>* pgids) {
   ASSAY_ASSIGN_OR_RETURN(Pipe pipe, MakePipe());
   SpawnOptions options;
   options.path = "/bin/sh";
@@ -228,6 +233,13 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
   options.stderr_fd = pipe.write.get();
   options.new_process_group = true;
   options.parent_death_signal = SIGKILL;
+  options.cgroup_procs_fd = scope.cgroup_procs_fd();
+  if (req.user.has_value()) {
+    options.set_identity = true;
+    options.uid = req.user->uid;
+    options.gid = req.user->gid;
+    options.groups = req.user->groups;
+  }
   ASSAY_ASSIGN_OR_RETURN(pid_t pid, SpawnProcess(options));
   if (pgids != nullptr) pgids->push_back(pid);
   pipe.write.Reset();  // ours must go, or EOF never comes
@@ -290,11 +302,69 @@ std::string Quoted(const StepSpecToRun& step) {
   return absl::StrCat("\"", step.name.empty() ? step.run : step.name, "\"");
 }
 
+bool Inherited(std::string_view entry) {
+  const size_t eq = entry.find('=');
+  if (eq == std::string_view::npos) return false;
+  const std::string_view name = entry.substr(0, eq);
+  for (std::string_view allowed : kInheritedEnvironment) {
+    if (allowed.back() == '*' ? name.substr(0, allowed.size() - 1) ==
+                                    allowed.substr(0, allowed.size() - 1)
+                              : name == allowed) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void SetEntry(std::vector<std::string>& env, const std::string& name, const std::string& value) {
+  std::string assignment = absl::StrCat(name, "=", value);
+  for (std::string& existing : env) {
+    if (existing.size() > name.size() && existing.compare(0, name.size(), name) == 0 &&
+        existing[name.size()] == '=') {
+      existing = std::move(assignment);
+      return;
+    }
+  }
+  env.push_back(std::move(assignment));
+}
+
+JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFlag& cancel,
+                      const OutputFn& on_output, std::vector<pid_t>* pgids);
+
 }  // namespace
 
-JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn& on_output,
-                    std::vector<pid_t>* pgids) {
-  EnsureSubreaper();
+absl::StatusOr<std::vector<std::string>> StepEnvironment(
+    const std::vector<std::pair<std::string, std::string>>& overrides, const JobIdentity* user,
+    const std::string& workdir) {
+  for (const auto& [name, value] : overrides) {
+    if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid environment variable name \"", name, "\""));
+    }
+    if (value.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("environment variable ", name, " contains a NUL byte"));
+    }
+  }
+  std::vector<std::string> env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    if (Inherited(*entry)) env.emplace_back(*entry);
+  }
+  if (!LookupEnv(env, "PATH").has_value()) SetEntry(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
+  if (user != nullptr) {
+    SetEntry(env, "HOME", user->home.empty() ? workdir : user->home);
+    SetEntry(env, "USER", user->name.empty() ? std::to_string(user->uid) : user->name);
+    SetEntry(env, "LOGNAME", user->name.empty() ? std::to_string(user->uid) : user->name);
+    SetEntry(env, "SHELL", "/bin/sh");
+  }
+  for (const auto& [name, value] : overrides) SetEntry(env, name, value);
+  return env;
+}
+
+namespace {
+
+JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFlag& cancel,
+                      const OutputFn& on_output, std::vector<pid_t>* pgids) {
   const bool limited =
       req.timeout > absl::ZeroDuration() && req.timeout != absl::InfiniteDuration();
   const absl::Time deadline = limited ? absl::Now() + req.timeout : absl::InfiniteFuture();
@@ -302,7 +372,10 @@ JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn
       absl::StrCat("job timed out after ", FormatSeconds(req.timeout), "s");
 
   JobRunResult result;
-  absl::StatusOr<std::vector<std::string>> env = MergeEnvironment(req.env);
+  std::vector<std::pair<std::string, std::string>> overrides = req.env;
+  overrides.emplace_back(JobScope::kMarkerName, scope.id());
+  absl::StatusOr<std::vector<std::string>> env =
+      StepEnvironment(overrides, req.user.has_value() ? &*req.user : nullptr, req.workdir);
   if (!env.ok()) {
     result = {JobRunOutcome::kError, -1,
               absl::StrCat("invalid job environment: ", env.status().message())};
@@ -317,7 +390,8 @@ JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn
     if (absl::Now() >= deadline) {
       return {JobRunOutcome::kTimedOut, 0, absl::StrCat(timed_out, " before step ", Quoted(step))};
     }
-    absl::StatusOr<StepEnd> end = RunStep(step, *env, req, deadline, cancel, on_output, pgids);
+    absl::StatusOr<StepEnd> end =
+        RunStep(step, *env, req, scope, deadline, cancel, on_output, pgids);
     if (!end.ok()) {
       return {JobRunOutcome::kError, -1,
               absl::StrCat("cannot start step ", Quoted(step), ": ", end.status().message())};
@@ -343,6 +417,20 @@ JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn
     }
   }
   return {JobRunOutcome::kSucceeded, 0, ""};
+}
+
+}  // namespace
+
+JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn& on_output,
+                    std::vector<pid_t>* pgids) {
+  EnsureSubreaper();
+  std::unique_ptr<JobScope> scope = JobScope::Create(req.allow_cgroup);
+  JobRunResult result = RunSteps(req, *scope, cancel, on_output, pgids);
+  if (int killed = scope->KillRemaining(); killed > 0) {
+    on_output(absl::StrCat("assay: killed ", killed, killed == 1 ? " process" : " processes",
+                           " left running by the job\n"));
+  }
+  return result;
 }
 
 }  // namespace assay

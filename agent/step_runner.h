@@ -5,11 +5,13 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace assay {
@@ -38,10 +40,39 @@ struct StepSpecToRun {
   std::string run;  // shell text, run as /bin/sh -e -c "<run>"
 };
 
+// The unprivileged account steps run as (the agent's --job-user).
+struct JobIdentity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups
+  std::string name;           // for USER and LOGNAME; "" for a bare uid:gid
+  std::string home;  // for HOME; "" (a bare uid:gid, or no such directory): the workspace
+};
+
+// The names a step inherits from the agent's environment; nothing else reaches it (no token,
+// no GIT_* or SSH_* variable, no cloud credentials, no proxy with a password in it). LC_* is a
+// prefix. With a JobIdentity, HOME, USER, LOGNAME and SHELL come from it instead.
+inline constexpr const char* kInheritedEnvironment[] = {
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "TMPDIR"};
+
+// A step's environment: the allowlisted part of this process's environment (PATH defaults to
+// /usr/local/bin:/usr/bin:/bin when unset), then `user`'s HOME/USER/LOGNAME/SHELL when given,
+// then `overrides` in order (a later value replaces an earlier one). kInvalidArgument for an
+// override name that is empty or holds '=' or NUL, or a value holding NUL.
+absl::StatusOr<std::vector<std::string>> StepEnvironment(
+    const std::vector<std::pair<std::string, std::string>>& overrides, const JobIdentity* user,
+    const std::string& workdir);
+
 struct JobRunRequest {
   std::vector<StepSpecToRun> steps;
   std::string workdir;  // the job's workspace; empty: the agent's current directory
-  std::vector<std::pair<std::string, std::string>> env;  // on top of the agent's environment
+  // The job's variables (its own `env` and the ASSAY_* context the agent sets), on top of the
+  // allowlist of StepEnvironment: never the agent's whole environment.
+  std::vector<std::pair<std::string, std::string>> env;
+  // Set: every step runs as this user (the agent must be root). Unset: as the agent's user.
+  std::optional<JobIdentity> user;
+  // false: track the job's processes even where a cgroup could be made (tests of the fallback).
+  bool allow_cgroup = true;
   absl::Duration timeout = absl::InfiniteDuration();     // all steps together; <= 0 means no limit
   absl::Duration kill_grace = absl::Seconds(5);  // SIGTERM to the process group, then SIGKILL
 };
@@ -81,6 +112,12 @@ struct JobRunResult {
 // without trailing zeros ("1", "0.3"). After SIGTERM the runner waits until every process of the
 // group has exited, or until kill_grace has passed and it has sent SIGKILL; either way no process
 // of the group is left, reaped or not, when RunJob returns.
+//
+// Nothing a job starts outlives it: every step runs in the job's JobScope (agent/job_scope.h:
+// a cgroup, or tracked descendants), and when the job ends, however it ends, whatever is left
+// (e.g. started with setsid) is SIGKILLed and the runner writes
+//   assay: killed N process(es) left running by the job\n
+// Every step's environment holds ASSAY_JOB_INSTANCE=<id> (the scope's id).
 //
 // Blocks until done. Must be called on a thread that lives until it returns (PR_SET_PDEATHSIG
 // fires when the spawning thread exits). Why a subreaper: RunJob makes this process a child

@@ -257,7 +257,7 @@ double Pct(std::vector<double> v, double p) {
 int Run(int argc, char** argv) {
   const std::vector<OptionSpec> specs = {
       {"server", "127.0.0.1:9090", "the server's gRPC address"},
-      {"token", "", "agent token", true},
+      {"token", "", "agent token", true, false, {}, /*secret=*/true},
       {"agents", "10000", "streams (agents sim-00000 ...)"},
       {"channels", "20", "gRPC channels (one HTTP/2 connection each)"},
       {"heartbeat-interval", "10s", "per stream"},

@@ -135,8 +135,9 @@ class Bench:
         run('git', 'config', 'user.name', 'bench')
         with open(os.path.join(src, '.assay.yml'), 'w') as f:
             # `exec`: the pid written is the sleep's own, so the clean-up can kill it.
+            # The path is written into the file: steps do not inherit the agent's environment.
             f.write('jobs:\n  sleeper:\n    steps:\n'
-                    '      - run: echo "$$" >> "$BENCH_PIDS"; exec sleep 600\n')
+                    '      - run: echo "$$" >> "%s"; exec sleep 600\n' % self.pids_file)
         run('git', 'add', '.assay.yml')
         run('git', 'commit', '-q', '-m', 'sleeper')
         self.sha = run('git', 'rev-parse', 'HEAD').stdout.decode().strip()
@@ -156,9 +157,12 @@ class Bench:
         server = self.start([os.path.join(self.a.build_dir, 'server/assay-server'),
                              '--http-listen', '127.0.0.1:%d' % http,
                              '--grpc-listen', '127.0.0.1:%d' % grpc,
-                             '--database-url', self.dsn(db), '--data-dir', d + '/server',
-                             '--admin-token', ADMIN, '--agent-token', AGENT_TOKEN] + flags,
-                            d + '/server.log')
+                             '--database-url', self.dsn(db), '--data-dir', d + '/server'
+                             ] + flags,
+                            d + '/server.log',
+                            # Tokens through the environment: never on a command line.
+                            dict(os.environ, ASSAY_ADMIN_TOKEN=ADMIN,
+                                 ASSAY_AGENT_TOKEN=AGENT_TOKEN))
         hb = 5.0
         for k, v in zip(flags, flags[1:]):
             if k == '--heartbeat-interval':
@@ -175,13 +179,15 @@ class Bench:
              'webhook_secret': SECRET}).encode(), {'Authorization': 'Bearer ' + ADMIN})
         if st != 201:
             raise RuntimeError('add repo: %d %s' % (st, body))
-        env = dict(os.environ, BENCH_PIDS=self.pids_file)
+        env = dict(os.environ, ASSAY_TOKEN=AGENT_TOKEN)
+        # As root, the agent needs to be told whom jobs run as; the bench's job is trusted.
+        job_user = ['--job-user', 'root'] if os.geteuid() == 0 else []
         agents = {}
         for name in ('a1', 'a2'):
             agents[name] = self.start(
                 [os.path.join(self.a.build_dir, 'agent/assay-agent'), '--server',
-                 '127.0.0.1:%d' % grpc, '--token', AGENT_TOKEN, '--name', name, '--slots', '1',
-                 '--work-dir', '%s/%s' % (d, name), '--kill-grace', '1s'],
+                 '127.0.0.1:%d' % grpc, '--name', name, '--slots', '1',
+                 '--work-dir', '%s/%s' % (d, name), '--kill-grace', '1s'] + job_user,
                 '%s/%s.log' % (d, name), env)
         self.wait('2 agents', lambda: (healthz() or {}).get('agents') == 2, 30)
 

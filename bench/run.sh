@@ -78,7 +78,7 @@ NCOMMITS=$(( N_TP + 8 ))
 jobs:
   stamp:
     steps:
-      - run: echo "$(date +%s.%N) $ASSAY_JOB_ID $ASSAY_COMMIT_SHA $ASSAY_AGENT_NAME $(git rev-parse HEAD)" >> "$BENCH_RESULTS"
+      - run: echo "$(date +%s.%N) $ASSAY_JOB_ID $ASSAY_COMMIT_SHA $ASSAY_AGENT_NAME $(git rev-parse HEAD)" >> "$ASSAY_WORKSPACE/../../../results.txt"
 YML
   git add README .assay.yml
   git commit -q -m "tiny commit"
@@ -106,9 +106,11 @@ start_cluster() {  # $1=phase dir $2=W
   db="bench_$(basename "$PD" | tr -c 'a-z0-9\n' _)"
   PGOPTIONS="-c client_min_messages=warning" psql "$(pg_dsn "$PGPORT")" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
   HTTP=$(free_port); grpc=$(free_port)
-  "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$grpc" \
-    --database-url "$(pg_dsn "$PGPORT" "$db")" --data-dir "$PD/server" --admin-token "$ADMIN" \
-    --agent-token "$AGENT_TOKEN" --log-level warn > "$PD/server.log" 2>&1 &
+  # Tokens through the environment: the binaries refuse them on the command line.
+  ASSAY_ADMIN_TOKEN="$ADMIN" ASSAY_AGENT_TOKEN="$AGENT_TOKEN" \
+    "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$grpc" \
+    --database-url "$(pg_dsn "$PGPORT" "$db")" --data-dir "$PD/server" --log-level warn \
+    > "$PD/server.log" 2>&1 &
   SPID=$!; PIDS+=("$SPID")
   for i in $(seq 1 300); do
     curl -fsS -o /dev/null "http://127.0.0.1:$HTTP/healthz" 2>/dev/null && break
@@ -120,8 +122,12 @@ start_cluster() {  # $1=phase dir $2=W
     || { tail -20 "$PD/server.log" >&2; return 1; }
   APIDS=()
   for i in $(seq 1 "$W"); do
-    BENCH_RESULTS="$PD/results.txt" "$BUILD_DIR/agent/assay-agent" --server "127.0.0.1:$grpc" \
-      --token "$AGENT_TOKEN" --name "w$i" --slots 1 --work-dir "$PD/w$i" > "$PD/w$i.log" 2>&1 &
+    # Steps do not inherit the agent's environment: they append to $PD/results.txt, three
+    # levels above their workspace ($PD/wN/jobs/job-ID-ATTEMPT). As root, jobs run as root
+    # (the bench's own trusted job).
+    ASSAY_TOKEN="$AGENT_TOKEN" "$BUILD_DIR/agent/assay-agent" --server "127.0.0.1:$grpc" \
+      --name "w$i" --slots 1 --work-dir "$PD/w$i" $([ "$(id -u)" = 0 ] && echo --job-user root) \
+      > "$PD/w$i.log" 2>&1 &
     APIDS+=("$!"); PIDS+=("$!")
   done
   for i in $(seq 1 600); do

@@ -150,17 +150,17 @@ if [[ " $PARTS " == *" swarm "* ]]; then
     -c "CREATE DATABASE bench_swarm" >/dev/null
   HTTP=$(free_port); GRPC=$(free_port)
   mkdir -p "$WORK/swarm"
-  "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$GRPC" \
+  ASSAY_ADMIN_TOKEN=bench-admin-token ASSAY_AGENT_TOKEN=bench-agent-token \
+    "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$GRPC" \
     --database-url "$(pg_dsn "$PGPORT" bench_swarm)" --data-dir "$WORK/swarm/server" \
-    --admin-token bench-admin-token --agent-token bench-agent-token \
     --heartbeat-interval "$SWARM_HEARTBEAT" --log-level warn > "$WORK/swarm/server.log" 2>&1 &
   SPID=$!; PIDS+=("$SPID")
   for i in $(seq 1 300); do
     curl -fsS -o /dev/null "http://127.0.0.1:$HTTP/healthz" 2>/dev/null && break
     sleep 0.1
   done
-  bounded 900 "$BUILD_DIR/bench/assay-bench-swarm" --server "127.0.0.1:$GRPC" \
-    --token bench-agent-token --agents "$SWARM_AGENTS" --channels "$SWARM_CHANNELS" \
+  ASSAY_TOKEN=bench-agent-token bounded 900 "$BUILD_DIR/bench/assay-bench-swarm" \
+    --server "127.0.0.1:$GRPC" --agents "$SWARM_AGENTS" --channels "$SWARM_CHANNELS" \
     --heartbeat-interval "$SWARM_HEARTBEAT" --window "$SWARM_WINDOW" --server-pid "$SPID" \
     > "$WORK/swarm.txt" || log "swarm bench failed (rc $?)"
   grep -v '^RESULT ' "$WORK/swarm.txt" >&2

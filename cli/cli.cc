@@ -17,13 +17,14 @@
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
 #include "cli/lint_command.h"
+#include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
 
 namespace assay::cli {
 namespace {
 
 constexpr std::string_view kUsage =
-    R"(usage: assay [--server URL] [--token TOKEN] COMMAND [ARGS]
+    R"(usage: assay [--server URL] COMMAND [ARGS]
 
 Commands:
   lint [FILE]                 check a pipeline file offline (default .assay.yml)
@@ -48,8 +49,11 @@ Commands:
 
 Global options (anywhere on the line):
   --server URL   server address (default: $ASSAY_SERVER, else http://127.0.0.1:8080)
-  --token TOKEN  API token, sent as a bearer token (default: $ASSAY_TOKEN)
   --help         show this text
+
+The API token is sent as a bearer token: $ASSAY_TOKEN, or the first line of the file named by
+$ASSAY_TOKEN_FILE (not readable by others). Never on the command line, where any local user
+can read it.
 
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
@@ -107,7 +111,10 @@ std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
     if (name == "--server") {
       line.server = value;
     } else if (name == "--token") {
-      line.token = value;
+      // Why refuse: by now the token has been in /proc/PID/cmdline for every local user.
+      return UsageError{
+          "--token is not accepted on the command line (any local user can read a process's "
+          "arguments); set ASSAY_TOKEN, or ASSAY_TOKEN_FILE to a file holding the token"};
     } else {
       line.options.emplace_back(name, value);
     }
@@ -373,6 +380,14 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   }
   if (const char* token = std::getenv("ASSAY_TOKEN"); token != nullptr) {
     context.default_token = token;
+  } else if (const char* file = std::getenv("ASSAY_TOKEN_FILE"); file != nullptr && *file) {
+    absl::StatusOr<std::string> secret =
+        LoadSecretFile(file, absl::StrCat("ASSAY_TOKEN_FILE=", file));
+    if (!secret.ok()) {
+      err << "assay: " << secret.status().message() << "\n";
+      return kExitUsage;
+    }
+    context.default_token = *std::move(secret);
   }
   context.fetch = [](std::string_view method, std::string_view url, const HttpHeaders& headers,
                      std::string_view body) { return HttpFetch(method, url, headers, body); };

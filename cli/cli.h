@@ -22,7 +22,7 @@ using FetchFn = std::function<absl::StatusOr<HttpClientResponse>(
 // What the CLI takes from its surroundings, so that tests can supply it.
 struct CliContext {
   std::string default_server = "http://127.0.0.1:8080";  // Used when --server is absent.
-  std::string default_token;                             // Used when --token is absent.
+  std::string default_token;                             // The API token ("" sends none).
   FetchFn fetch;                                         // Required.
 };
 
@@ -35,7 +35,8 @@ inline constexpr int kExitUsage = 2;    // Bad command line, unreadable input fi
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
         const CliContext& context);
 
-// As above with the real environment: ASSAY_SERVER, ASSAY_TOKEN and assay::HttpFetch.
+// As above with the real environment: ASSAY_SERVER, ASSAY_TOKEN (else the file named by
+// ASSAY_TOKEN_FILE; exit 2 when it is unusable, see LoadSecretFile) and assay::HttpFetch.
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 // For main(): argv[0] is skipped; uses std::cout and std::cerr.

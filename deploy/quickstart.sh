@@ -92,18 +92,23 @@ ENV
   stop_pidfile "$HOME_DIR/agent.pid"
   stop_pidfile "$HOME_DIR/server.pid"
   log "starting assay-server (http $HTTP_PORT, grpc $GRPC_PORT)"
-  nohup "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP_PORT" \
+  # Tokens go through the environment, never the command line (which every local user, and
+  # every job, can read in /proc); assay-server refuses them as flags.
+  ASSAY_ADMIN_TOKEN="$ASSAY_TOKEN" ASSAY_AGENT_TOKEN="$ASSAY_AGENT_TOKEN" \
+    nohup "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP_PORT" \
     --grpc-listen "127.0.0.1:$GRPC_PORT" --database-url "$(pg_dsn "$PG_PORT" assay)" \
-    --data-dir "$HOME_DIR/server" --admin-token "$ASSAY_TOKEN" \
-    --agent-token "$ASSAY_AGENT_TOKEN" --allow-local-repos \
-    > "$HOME_DIR/server.log" 2>&1 &
+    --data-dir "$HOME_DIR/server" --allow-local-repos > "$HOME_DIR/server.log" 2>&1 &
   echo $! > "$HOME_DIR/server.pid"
   wait_http "$SERVER_URL/healthz" 30 || { tail -20 "$HOME_DIR/server.log" >&2; die "server did not start"; }
 
   log "starting assay-agent 'local-1'"
-  nohup "$BUILD_DIR/agent/assay-agent" --server "127.0.0.1:$GRPC_PORT" --token "$ASSAY_AGENT_TOKEN" \
-    --name local-1 --labels linux --slots 2 --work-dir "$HOME_DIR/agent" \
-    --allow-local-repos \
+  # Run as root, the agent refuses to start unless told whom jobs run as: nobody here.
+  local job_user=()
+  if [ "$(id -u)" = 0 ]; then job_user=(--job-user 65534:65534); fi
+  # The agent's ASSAY_TOKEN is the agent token (the CLI's, exported above, is the admin token).
+  ASSAY_TOKEN="$ASSAY_AGENT_TOKEN" nohup "$BUILD_DIR/agent/assay-agent" \
+    --server "127.0.0.1:$GRPC_PORT" --name local-1 --labels linux --slots 2 \
+    --work-dir "$HOME_DIR/agent" --allow-local-repos "${job_user[@]}" \
     > "$HOME_DIR/agent.log" 2>&1 &
   echo $! > "$HOME_DIR/agent.pid"
 

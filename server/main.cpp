@@ -45,8 +45,9 @@ int main(int argc, char** argv) {
       {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents", false, false, assay::HostPort()},
       {"database-url", "", "PostgreSQL connection string", true},
       {"data-dir", "", "directory for repository mirrors and the secret key", true},
-      {"admin-token", "", "bearer token for /api/v1", true},
-      {"agent-token", "", "token agents present when they connect", true},
+      {"admin-token", "", "bearer token for /api/v1", true, false, {}, /*secret=*/true},
+      {"agent-token", "", "token agents present when they connect", true, false, {},
+       /*secret=*/true},
       {"lease", "25s",
        "an agent silent this long is lost (found by a sweep each second); its jobs are retried "
        "per their retry policy",
@@ -95,6 +96,8 @@ int main(int argc, char** argv) {
     std::cerr << (help ? "" : "assay-server: ") << cfg.status().message() << "\n";
     return help ? 0 : 2;
   }
+  // No child (git) inherits a secret from the environment.
+  assay::UnsetSecretEnvironment(specs);
   const std::string& level = cfg->Get("log-level");  // one of the four (checked above)
   assay::SetLogLevel(level == "debug"   ? assay::LogLevel::kDebug
                      : level == "warn"  ? assay::LogLevel::kWarn

@@ -1,5 +1,11 @@
 #include "common/base/config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -34,6 +40,20 @@ std::string DurationRange(const ValueRule& r) {
     return absl::StrCat("of at least ", DurationText(r.min_duration));
   }
   return absl::StrCat("from ", DurationText(r.min_duration), " to ", DurationText(r.max_duration));
+}
+
+// The secret option whose `--NAME-file` pseudo-option `name` is, or nullptr.
+const OptionSpec* SecretForFileOption(const std::vector<OptionSpec>& specs,
+                                      absl::string_view name) {
+  if (!absl::ConsumeSuffix(&name, "-file")) return nullptr;
+  const OptionSpec* spec = Find(specs, name);
+  return spec != nullptr && spec->secret ? spec : nullptr;
+}
+
+std::string SecretAlternatives(const OptionSpec& s) {
+  return absl::StrCat("set ", EnvNameFor(s.name), ", put '", s.name,
+                      " = VALUE' in the --config file, or pass --", s.name,
+                      "-file PATH (a file readable only by this user)");
 }
 
 bool IsPort(absl::string_view s) {
@@ -144,10 +164,64 @@ std::string CheckValue(const ValueRule& rule, absl::string_view value) {
   return "";
 }
 
+absl::StatusOr<std::string> LoadSecretFile(const std::string& path, absl::string_view what) {
+  auto fail = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", why));
+  };
+  // Why O_NONBLOCK: a FIFO planted at the path must not hang the start; it is refused below.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return fail(absl::StrCat("cannot open: ", strerror(errno)));
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) return fail(absl::StrCat("cannot stat: ", strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return fail("not a regular file");
+  if ((st.st_mode & S_IRWXO) != 0) {
+    char mode[8];
+    snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return fail(absl::StrCat("is accessible by other users (mode ", mode,
+                             "); run chmod o-rwx on it (600 is best)"));
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxSecretFileBytes) {
+    return fail(absl::StrCat("is larger than ", kMaxSecretFileBytes, " bytes"));
+  }
+  std::string value;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(absl::StrCat("cannot read: ", strerror(errno)));
+    if (n == 0) break;
+    value.append(buf, static_cast<size_t>(n));
+    // The file may grow after fstat.
+    if (value.size() > kMaxSecretFileBytes) {
+      return fail(absl::StrCat("is larger than ", kMaxSecretFileBytes, " bytes"));
+    }
+  }
+  while (!value.empty() && absl::ascii_isspace(static_cast<unsigned char>(value.back()))) {
+    value.pop_back();
+  }
+  if (value.empty()) return fail("is empty");
+  if (value.find_first_of(std::string("\0\n\r", 3)) != std::string::npos) {
+    return fail("holds more than one line (or a NUL byte)");
+  }
+  return value;
+}
+
 std::string EnvNameFor(absl::string_view option) {
   std::string out = "ASSAY_";
   for (char c : option) out += c == '-' ? '_' : absl::ascii_toupper(c);
   return out;
+}
+
+void UnsetSecretEnvironment(const std::vector<OptionSpec>& specs) {
+  for (const auto& s : specs) {
+    if (!s.secret) continue;
+    unsetenv(EnvNameFor(s.name).c_str());
+    unsetenv(EnvNameFor(absl::StrCat(s.name, "-file")).c_str());
+  }
 }
 
 std::string Config::Usage(const std::vector<OptionSpec>& specs, absl::string_view program) {
@@ -155,6 +229,12 @@ std::string Config::Usage(const std::vector<OptionSpec>& specs, absl::string_vie
                                  "ASSAY_<OPTION> in the environment, or OPTION = VALUE in the "
                                  "--config file):\n");
   for (const auto& s : specs) {
+    if (s.secret) {
+      absl::StrAppend(&out, "  --", s.name, "-file PATH\n      ", s.help,
+                      s.required ? " (required)" : "", "; secret: ", EnvNameFor(s.name),
+                      ", the config file or this file, never a flag\n");
+      continue;
+    }
     absl::StrAppend(
         &out, "  --", s.name, s.is_bool ? "" : " VALUE", "\n      ", s.help,
         s.required ? " (required)" : "",
@@ -186,7 +266,16 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
       has_value = true;
     }
     const OptionSpec* spec = Find(specs, name);
-    if (name != "config" && spec == nullptr) {
+    if (spec != nullptr && spec->secret) {
+      // Why refuse rather than warn: by the time we could warn, the value has been in
+      // /proc/PID/cmdline (and maybe a shell history) for every local user to read.
+      return absl::InvalidArgumentError(
+          absl::StrCat("option --", name, " is secret and is not accepted on the command line ",
+                       "(any local user can read a process's arguments): ",
+                       SecretAlternatives(*spec)));
+    }
+    const OptionSpec* secret_file = SecretForFileOption(specs, name);
+    if (name != "config" && spec == nullptr && secret_file == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("unknown option --", name, " (see --help)"));
     }
     if (!has_value) {
@@ -226,7 +315,7 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
             absl::StrCat(config_file, ":", lineno, ": expected 'name = value'"));
       }
       std::string key(absl::StripAsciiWhitespace(l.substr(0, eq)));
-      if (Find(specs, key) == nullptr) {
+      if (Find(specs, key) == nullptr && SecretForFileOption(specs, key) == nullptr) {
         return absl::InvalidArgumentError(
             absl::StrCat(config_file, ":", lineno, ": unknown option '", key, "'"));
       }
@@ -237,21 +326,44 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
     }
   }
   for (const auto& s : specs) {
+    // For a secret: the path of the file holding it, and how that path was given.
+    std::string secret_path, secret_what;
+    const std::string file_option = absl::StrCat(s.name, "-file");
     if (auto it = flags.find(s.name); it != flags.end()) {
       cfg.values_[s.name] = it->second;
       cfg.sources_[s.name] = "flag";
+    } else if (auto sf = flags.find(file_option); s.secret && sf != flags.end()) {
+      secret_path = sf->second;
+      secret_what = absl::StrCat("--", file_option, " ", sf->second);
     } else if (const char* e = std::getenv(EnvNameFor(s.name).c_str())) {
       cfg.values_[s.name] = e;
       cfg.sources_[s.name] = "env";
+    } else if (const char* ef = std::getenv(EnvNameFor(file_option).c_str()); s.secret && ef) {
+      secret_path = ef;
+      secret_what = absl::StrCat(EnvNameFor(file_option), "=", ef);
     } else if (auto f = file_values.find(s.name); f != file_values.end()) {
       cfg.values_[s.name] = f->second;
       cfg.sources_[s.name] = "file";
+    } else if (auto ff = file_values.find(file_option); s.secret && ff != file_values.end()) {
+      secret_path = ff->second;
+      secret_what = absl::StrCat(config_file, ":", file_lines[file_option], ": ", file_option, " ",
+                                 ff->second);
     } else {
       cfg.values_[s.name] = s.default_value;
       cfg.sources_[s.name] = "default";
     }
+    if (!secret_what.empty()) {
+      absl::StatusOr<std::string> secret = LoadSecretFile(secret_path, secret_what);
+      if (!secret.ok()) return secret.status();
+      cfg.values_[s.name] = *std::move(secret);
+      cfg.sources_[s.name] = "secret-file";
+    }
     const std::string& value = cfg.values_[s.name];
     if (s.required && value.empty()) {
+      if (s.secret) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("option --", s.name, " is required: ", SecretAlternatives(s)));
+      }
       return absl::InvalidArgumentError(
           absl::StrCat("option --", s.name, " is required (or set ", EnvNameFor(s.name), ")"));
     }

@@ -3,6 +3,15 @@
 // Every option NAME can be given as `--NAME VALUE` / `--NAME=VALUE`, as the environment
 // variable ASSAY_<NAME> (upper case, '-' -> '_'), or as `NAME = VALUE` in the file named by
 // --config / ASSAY_CONFIG. Precedence: flag, then environment, then file, then default.
+//
+// A secret option (OptionSpec::secret: tokens, credentials) is never taken from the command
+// line, where every local user can read it in /proc/PID/cmdline: `--NAME VALUE` is refused
+// with a message naming the alternatives. It is given as ASSAY_<NAME>, as `NAME = VALUE` in
+// the config file, or as a path to a file holding the value: `--NAME-file PATH`,
+// ASSAY_<NAME>_FILE or `NAME-file = PATH`. Such a file must be a regular file of at most
+// kMaxSecretFileBytes, not readable or writable by others (group access is the operator's
+// choice); its value is its text without trailing whitespace (a final newline) and must not
+// be empty.
 
 #include <cstdint>
 #include <map>
@@ -47,7 +56,15 @@ struct OptionSpec {
   bool required = false;
   bool is_bool = false;  // `--name` alone means true; the rule is then BoolValue()
   ValueRule rule;        // checked unless the value is "" and so is the default
+  bool secret = false;   // never from argv; also `--NAME-file PATH` (see above)
 };
+
+inline constexpr size_t kMaxSecretFileBytes = 64 * 1024;
+
+// Reads a secret from `path` under the rules above. kInvalidArgument naming `what` (e.g.
+// "--token-file /etc/assay/token") and what is wrong: not a regular file, readable by
+// others, too large, empty, or unreadable.
+absl::StatusOr<std::string> LoadSecretFile(const std::string& path, absl::string_view what);
 
 class Config {
  public:
@@ -67,7 +84,8 @@ class Config {
   absl::StatusOr<absl::Duration> GetDuration(const std::string& name) const;
   bool GetBool(const std::string& name) const;
   std::vector<std::string> GetList(const std::string& name) const;  // comma-separated
-  // Where each value came from ("flag", "env", "file", "default"), for --print-config.
+  // Where each value came from ("flag", "env", "file", "default", "secret-file"), for
+  // --print-config.
   const std::map<std::string, std::string>& sources() const { return sources_; }
 
  private:
@@ -76,5 +94,10 @@ class Config {
 };
 
 std::string EnvNameFor(absl::string_view option);  // "http-listen" -> "ASSAY_HTTP_LISTEN"
+
+// Removes ASSAY_<NAME> and ASSAY_<NAME>_FILE of every secret option from this process's
+// environment, so that no child (git, a hook, a job step) inherits them. Call after
+// Config::Parse and before any thread starts (unsetenv is not thread-safe).
+void UnsetSecretEnvironment(const std::vector<OptionSpec>& specs);
 
 }  // namespace assay

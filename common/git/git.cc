@@ -56,6 +56,9 @@ std::vector<std::string> GitEnvironment() {
                             "GIT_CONFIG_NOSYSTEM=1",
                             "GIT_CONFIG_GLOBAL=/dev/null",
                             "LC_ALL=C",
+                            // A `git replace` written into a cache (by a job, through its
+                            // worktree) must not change what a later checkout reads.
+                            "GIT_NO_REPLACE_OBJECTS=1",
                         });
   // ssh must fail rather than ask for a password or a host key confirmation; an operator who
   // needs another command (e.g. naming a deploy key) sets ASSAY_GIT_SSH_COMMAND.
@@ -189,7 +192,11 @@ std::vector<std::string> GitMirror::GitArgs() const {
                                    "-c",
                                    "fetch.unpackLimit=1",
                                    "-c",
-                                   "credential.helper="};
+                                   "credential.helper=",
+                                   // No hook (e.g. reference-transaction on fetch) planted in
+                                   // the mirror runs.
+                                   "-c",
+                                   "core.hooksPath=/dev/null"};
   if (allow_local_) argv.insert(argv.end(), {"-c", "protocol.file.allow=always"});
   return argv;
 }

@@ -1,7 +1,8 @@
 #pragma once
 // Git helpers shared by the server's repository mirror and the agent's object cache.
 // Every git invocation runs with GIT_TERMINAL_PROMPT=0, empty askpass programs, no system or
-// global (user) config, LC_ALL=C, none of this process's GIT_* variables (ASSAY_GIT_SSH_COMMAND,
+// global (user) config, LC_ALL=C, GIT_NO_REPLACE_OBJECTS=1, no hooks (core.hooksPath=/dev/null),
+// none of this process's GIT_* variables (ASSAY_GIT_SSH_COMMAND,
 // if set, becomes GIT_SSH_COMMAND), `protocol.allow=never` plus `protocol.<p>.allow=always` for
 // just the transports the clone-URL policy allows (common/git/clone_url.h: https and ssh; file
 // with allow_local), and object checks on every fetch (fetch.fsckObjects, transfer.fsckObjects),

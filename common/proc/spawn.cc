@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,6 +67,12 @@ struct ChildArgs {
   int fds[3];
   bool new_process_group;
   int parent_death_signal;
+  bool set_identity;
+  uid_t uid;
+  gid_t gid;
+  const gid_t* groups;
+  size_t group_count;
+  int cgroup_procs_fd;
   pid_t parent_pid;
   // Written by the child before _exit; read by the parent after clone returns (CLONE_VFORK).
   int error;
@@ -107,6 +114,9 @@ int ChildMain(void* raw) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     sigaction(sig, &dfl, nullptr);  // fails harmlessly for libc-internal signals
   }
+  if (args->cgroup_procs_fd >= 0 && write(args->cgroup_procs_fd, "0", 1) != 1) {
+    ChildFail(args, "join cgroup");
+  }
   if (args->new_process_group && setpgid(0, 0) != 0) ChildFail(args, "setpgid");
   if (args->parent_death_signal != 0) {
     if (prctl(PR_SET_PDEATHSIG, args->parent_death_signal) != 0) ChildFail(args, "prctl");
@@ -123,6 +133,19 @@ int ChildMain(void* raw) {
                      ? static_cast<int>(limit.rlim_cur)
                      : 65536;
     for (int fd = 3; fd < max_fd; ++fd) close(fd);
+  }
+  if (args->set_identity) {
+    if (setgroups(args->group_count, args->groups) != 0) ChildFail(args, "setgroups");
+    if (setgid(args->gid) != 0) ChildFail(args, "setgid");
+    if (setuid(args->uid) != 0) ChildFail(args, "setuid");
+    // Why check: a setuid that "succeeds" while a saved id stays privileged would let the
+    // job regain it; setuid as root sets all three, so anything else is a broken invariant.
+    uid_t r, e, saved;
+    if (args->uid != 0 && (getresuid(&r, &e, &saved) != 0 || r != args->uid || e != args->uid ||
+                           saved != args->uid)) {
+      errno = EPERM;
+      ChildFail(args, "setuid");
+    }
   }
   if (args->cwd != nullptr && chdir(args->cwd) != 0) ChildFail(args, "chdir");
   sigset_t empty;
@@ -209,6 +232,12 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnOptions& options) {
   for (int i = 0; i < 3; ++i) args.fds[i] = fds[i];
   args.new_process_group = options.new_process_group;
   args.parent_death_signal = options.parent_death_signal;
+  args.set_identity = options.set_identity;
+  args.uid = options.uid;
+  args.gid = options.gid;
+  args.groups = options.groups.data();
+  args.group_count = options.groups.size();
+  args.cgroup_procs_fd = options.cgroup_procs_fd;
   args.parent_pid = getpid();
 
   sigset_t all, old_mask;

@@ -61,6 +61,17 @@ struct SpawnOptions {
   // PR_SET_PDEATHSIG in the child. The kernel sends it when the *thread* that spawned the child
   // exits, so only use it when the spawning thread outlives the child (e.g. blocks until reaped).
   int parent_death_signal = 0;
+  // When set, the child drops to this identity before exec: setgroups(groups), setgid(gid),
+  // setuid(uid), in that order (needs CAP_SETUID/CAP_SETGID, i.e. a root agent). A failure
+  // to drop is a start error ("setgroups", "setgid", "setuid"), never a child left running
+  // with more privilege. cwd is entered after the drop, so it is checked as that user.
+  bool set_identity = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups; empty: none
+  // An open, writable `cgroup.procs` of a cgroup v2 directory: the child moves itself there
+  // (writes "0") before anything else that can fail, so every descendant is in it. -1: none.
+  int cgroup_procs_fd = -1;
 };
 
 // Starts a child with clone(CLONE_VM | CLONE_VFORK) (as cheap as vfork). The child starts with an

@@ -27,6 +27,12 @@ const std::vector<std::string>& DroppedEnv() {
   return *prefixes;
 }
 
+// Secrets reach the binaries through the environment, never argv (issue 8: any local user,
+// and any job, can read /proc/*/cmdline).
+std::vector<std::pair<std::string, std::string>> ServerSecrets() {
+  return {{"ASSAY_ADMIN_TOKEN", kAdminToken}, {"ASSAY_AGENT_TOKEN", kAgentToken}};
+}
+
 std::string MakeTempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl =
@@ -96,15 +102,13 @@ absl::Status Cluster::StartServerOnce() {
       "--http-listen", absl::StrCat("127.0.0.1:", http_port_),
       "--grpc-listen", grpc_address(),
       "--database-url", db_.dsn(),
-      "--data-dir", dir_ + "/server-data",
-      "--admin-token", kAdminToken,
-      "--agent-token", kAgentToken};
+      "--data-dir", dir_ + "/server-data"};
   // clang-format on
   // The tests' repositories are local (file://); issue 8 refuses those by default.
   if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
   argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
   std::string log = absl::StrCat(dir_, "/server-", ++server_starts_, ".log");
-  auto p = Process::Start(argv, log, {}, DroppedEnv());
+  auto p = Process::Start(argv, log, ServerSecrets(), DroppedEnv());
   if (!p.ok()) return p.status();
   server_ = std::move(*p);
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -145,14 +149,12 @@ absl::StatusOr<int> Cluster::StartReplica() {
         "--http-listen", absl::StrCat("127.0.0.1:", r.http_port),
         "--grpc-listen", absl::StrCat("127.0.0.1:", r.grpc_port),
         "--database-url", db_.dsn(),
-        "--data-dir", data,
-        "--admin-token", kAdminToken,
-        "--agent-token", kAgentToken};
+        "--data-dir", data};
     // clang-format on
     if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
     argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
-    auto p = Process::Start(argv, absl::StrCat(dir_, "/replica-", index, "-", attempt, ".log"), {},
-                            DroppedEnv());
+    auto p = Process::Start(argv, absl::StrCat(dir_, "/replica-", index, "-", attempt, ".log"),
+                            ServerSecrets(), DroppedEnv());
     if (!p.ok()) return p.status();
     r.process = std::move(*p);
     const std::string url = absl::StrCat("http://127.0.0.1:", r.http_port);
@@ -196,21 +198,25 @@ absl::Status Cluster::StopServer(int sig) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Process*> Cluster::StartAgent(const std::string& name,
-                                             const std::vector<std::string>& extra_flags) {
+absl::StatusOr<Process*> Cluster::StartAgent(
+    const std::string& name, const std::vector<std::string>& extra_flags,
+    const std::vector<std::pair<std::string, std::string>>& extra_env) {
   // clang-format off
   std::vector<std::string> argv = {
       Binary("agent/assay-agent"),
       "--server", grpc_address(),
-      "--token", kAgentToken,
       "--name", name,
       "--slots", "1",
       "--work-dir", absl::StrCat(dir_, "/agent-", name),
       "--kill-grace", options_.kill_grace};
   // clang-format on
   if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
+  // Why root by default: the existing tests' steps write into dir(), which only root can.
+  if (geteuid() == 0) argv.insert(argv.end(), {"--job-user", "root"});
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-  auto p = Process::Start(argv, absl::StrCat(dir_, "/agent-", name, ".log"), {}, DroppedEnv());
+  std::vector<std::pair<std::string, std::string>> env = {{"ASSAY_TOKEN", kAgentToken}};
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  auto p = Process::Start(argv, absl::StrCat(dir_, "/agent-", name, ".log"), env, DroppedEnv());
   if (!p.ok()) return p.status();
   agents_.emplace_back(name, std::move(*p));
   return agents_.back().second.get();
@@ -417,10 +423,10 @@ absl::StatusOr<int64_t> Cluster::QueryInt(const std::string& sql) {
 
 absl::StatusOr<CommandResult> Cluster::RunCli(const std::vector<std::string>& args,
                                               const std::string& cwd) {
-  std::vector<std::string> argv = {Binary("cli/assay"), "--server", http_url(), "--token",
-                                   kAdminToken};
+  std::vector<std::string> argv = {Binary("cli/assay"), "--server", http_url()};
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommand(argv, cwd.empty() ? dir_ : cwd, {}, {}, absl::Seconds(60));
+  return RunCommand(argv, cwd.empty() ? dir_ : cwd, {{"ASSAY_TOKEN", kAdminToken}}, {},
+                    absl::Seconds(60));
 }
 
 std::string Cluster::LogTails() const {

@@ -80,10 +80,13 @@ class Cluster {
   std::string replica_grpc_address(int i) const;
 
   // Starts `assay-agent --name NAME` against this server with its own work dir under dir(), 1 slot
-  // unless `extra_flags` says otherwise (later flags win). Does not wait for it to connect: see
-  // WaitForAgents.
-  absl::StatusOr<Process*> StartAgent(const std::string& name,
-                                      const std::vector<std::string>& extra_flags = {});
+  // unless `extra_flags` says otherwise (later flags win). The token comes in ASSAY_TOKEN, never
+  // argv; `extra_env` is added to its environment. Run as root, the agent gets the explicit
+  // `--job-user root` (tests that check the job user pass their own, which wins). Does not wait
+  // for it to connect: see WaitForAgents.
+  absl::StatusOr<Process*> StartAgent(
+      const std::string& name, const std::vector<std::string>& extra_flags = {},
+      const std::vector<std::pair<std::string, std::string>>& extra_env = {});
   // Waits until /healthz reports exactly `n` connected agents.
   absl::Status WaitForAgents(int n);
 
@@ -140,7 +143,7 @@ class Cluster {
   // The first column of the first row as an integer (e.g. a count).
   absl::StatusOr<int64_t> QueryInt(const std::string& sql);
 
-  // Runs `assay --server <http_url> --token <admin> ARGS...` in `cwd` (default: dir()).
+  // Runs `assay --server <http_url> ARGS...` with ASSAY_TOKEN=<admin> in `cwd` (default: dir()).
   absl::StatusOr<CommandResult> RunCli(const std::vector<std::string>& args,
                                        const std::string& cwd = "");
 

@@ -24,6 +24,12 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(
   auto envp = MergeEnvironment(env);
   if (!envp.ok()) return envp.status();
   std::erase_if(*envp, [&](const std::string& entry) {
+    for (const auto& [name, value] : env) {  // what the caller sets is kept
+      if (entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 &&
+          entry[name.size()] == '=') {
+        return false;
+      }
+    }
     for (const std::string& prefix : drop_env_prefixes) {
       if (entry.compare(0, prefix.size(), prefix) == 0) return true;
     }

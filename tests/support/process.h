@@ -21,8 +21,9 @@ namespace assay::testing {
 
 class Process {
  public:
-  // Starts argv[0] (a path, not looked up in PATH) with `argv`, this process's environment plus
-  // `env` and without the variables whose names start with one of `drop_env_prefixes`, stdin from
+  // Starts argv[0] (a path, not looked up in PATH) with `argv`, this process's environment
+  // without the variables whose names start with one of `drop_env_prefixes`, plus `env` (kept
+  // even when its names have such a prefix: that is how tests pass secrets), stdin from
   // /dev/null and stdout + stderr appended to `log_path` (created if missing).
   // kInvalidArgument for an empty argv; kInternal when the log cannot be opened or the program
   // cannot be started.

@@ -2,7 +2,14 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -10,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "agent/job_user.h"
 #include "agent/step_runner.h"
 
 namespace assay {
@@ -223,6 +232,198 @@ TEST_CASE("FormatSeconds drops trailing zeros", "[step_runner]") {
   CHECK(FormatSeconds(absl::Seconds(90)) == "90");
   CHECK(FormatSeconds(absl::Milliseconds(300)) == "0.3");
   CHECK(FormatSeconds(absl::Milliseconds(2250)) == "2.25");
+}
+
+// --- issue 8: what a step inherits, and what outlives it ------------------------------------
+
+// The NAME of every NAME=value line of `env` output.
+std::set<std::string> Names(const std::string& env_output) {
+  std::set<std::string> names;
+  std::istringstream in(env_output);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (const size_t eq = line.find('='); eq != std::string::npos) names.insert(line.substr(0, eq));
+  }
+  return names;
+}
+
+TEST_CASE("RunJob gives steps an allowlisted environment, never the agent's secrets",
+          "[step_runner][security]") {
+  setenv("ASSAY_TOKEN", "agent-secret-token", 1);
+  setenv("GIT_SSH_COMMAND", "ssh -i /root/.ssh/deploy_key", 1);
+  setenv("GIT_DIR", "/somewhere", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "aws-secret", 1);
+  setenv("LC_TIME", "C", 1);
+  setenv("TZ", "UTC", 1);
+  JobRunRequest req = Job({{"env", "env"}});
+  req.env = {{"MINE", "job value"}, {"TZ", "Europe/Paris"}};
+  Run run = RunSteps(req);
+  unsetenv("ASSAY_TOKEN");
+  unsetenv("GIT_SSH_COMMAND");
+  unsetenv("GIT_DIR");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  unsetenv("LC_TIME");
+  unsetenv("TZ");
+  REQUIRE(run.result.outcome == JobRunOutcome::kSucceeded);
+  CHECK(run.output.find("agent-secret-token") == std::string::npos);
+  CHECK(run.output.find("deploy_key") == std::string::npos);
+  CHECK(run.output.find("aws-secret") == std::string::npos);
+  const std::string lines = "\n" + run.output;
+  CHECK(lines.find("\nMINE=job value\n") != std::string::npos);
+  CHECK(lines.find("\nTZ=Europe/Paris\n") != std::string::npos);  // the job's value wins
+  CHECK(lines.find("\nLC_TIME=C\n") != std::string::npos);
+  // Every name is allowlisted, the job's own, the scope marker, or one the shell sets itself.
+  const std::set<std::string> allowed = {"PATH", "HOME",     "USER", "LOGNAME", "SHELL",
+                                         "LANG", "LANGUAGE", "TZ",   "TERM",    "TMPDIR",
+                                         "MINE", "ASSAY_JOB_INSTANCE", "PWD", "OLDPWD", "SHLVL",
+                                         "_"};
+  for (const std::string& name : Names("\n" + run.output)) {
+    INFO(name);
+    CHECK((allowed.count(name) == 1 || name.rfind("LC_", 0) == 0));
+  }
+}
+
+TEST_CASE("StepEnvironment: a job user's HOME/USER/LOGNAME/SHELL; PATH defaults", "[step_runner]") {
+  JobIdentity user;
+  user.uid = 65534;
+  user.gid = 65534;
+  const char* saved = getenv("PATH");
+  const std::string path = saved != nullptr ? saved : "";
+  unsetenv("PATH");
+  auto env = StepEnvironment({{"X", "1"}}, &user, "/w/job-1-1");
+  setenv("PATH", path.c_str(), 1);
+  REQUIRE(env.ok());
+  auto has = [&](const std::string& entry) {
+    return std::find(env->begin(), env->end(), entry) != env->end();
+  };
+  CHECK(has("PATH=/usr/local/bin:/usr/bin:/bin"));
+  CHECK(has("HOME=/w/job-1-1"));
+  CHECK(has("USER=65534"));
+  CHECK(has("LOGNAME=65534"));
+  CHECK(has("SHELL=/bin/sh"));
+  CHECK(has("X=1"));
+  CHECK(StepEnvironment({{"A=B", "x"}}, nullptr, "").status().message() ==
+        "invalid environment variable name \"A=B\"");
+  CHECK(StepEnvironment({{"A", std::string("x\0y", 3)}}, nullptr, "").status().message() ==
+        "environment variable A contains a NUL byte");
+}
+
+TEST_CASE("ParseJobUser: names, UID:GID and what is refused", "[step_runner][security]") {
+  auto nobody = ParseJobUser("nobody");
+  if (nobody.ok()) {  // most systems have one
+    CHECK(nobody->uid == 65534);
+    CHECK(nobody->name == "nobody");
+    CHECK(nobody->home.empty() == !std::filesystem::is_directory("/nonexistent"));
+  }
+  auto numeric = ParseJobUser("1234:4321");
+  REQUIRE(numeric.ok());
+  CHECK(numeric->uid == 1234);
+  CHECK(numeric->gid == 4321);
+  CHECK(numeric->groups.empty());
+  for (const char* bad : {"1:", ":1", "a:1", "1:2:3", "-1:0", "4294967295:0", "99999999999:0"}) {
+    INFO(bad);
+    CHECK(ParseJobUser(bad).status().message() ==
+          absl::StrCat("--job-user '", bad, "': must be a user name or UID:GID"));
+  }
+  CHECK(ParseJobUser("no-such-user-assay").status().message() ==
+        "--job-user 'no-such-user-assay': no such user");
+  CHECK(ParseJobUser(std::string(300, 'a')).status().message() ==
+        absl::StrCat("--job-user '", std::string(300, 'a'), "': must be a user name or UID:GID"));
+  // Policy: root needs a choice; a non-root agent cannot switch.
+  CHECK(ResolveJobUser("", 0).status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(!ResolveJobUser("root", 0)->has_value());
+  CHECK(!ResolveJobUser("", 1000)->has_value());
+  CHECK(!ResolveJobUser("1000:1000", 1000)->has_value());
+  CHECK(ResolveJobUser("1001:1001", 1000).status().message() ==
+        "--job-user needs the agent to run as root to switch users (it runs as uid 1000)");
+  CHECK(ResolveJobUser("0:0", 1000).status().message() ==
+        "--job-user root: the agent runs as uid 1000, not root");
+  auto as_root = ResolveJobUser("1001:1002", 0);
+  REQUIRE(as_root.ok());
+  REQUIRE(as_root->has_value());
+  CHECK((*as_root)->uid == 1001);
+}
+
+// Whether a process whose command line is exactly `argv` (NUL-joined) is alive (not a zombie).
+bool ProcessWithCmdline(const std::string& cmdline) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text != cmdline) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z') {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST_CASE("RunJob kills processes that left the step's group (setsid, double fork)",
+          "[step_runner][security]") {
+  for (const bool cgroup : {true, false}) {
+    INFO("allow_cgroup " << cgroup);
+    char tmpl[] = "/tmp/assay-scope-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    const std::string dir = tmpl;
+    // Unique arguments name the processes (a pid could be reused).
+    const std::string a = cgroup ? "987651" : "987652", b = cgroup ? "987653" : "987654";
+    JobRunRequest req = Job(
+        {{"escape", absl::StrCat("setsid sleep ", a, " &\n",
+                                 "sh -c 'setsid sh -c \"sleep ", b, " & echo x > ", dir,
+                                 "/b\" &'\n", "while [ ! -s ", dir,
+                                 "/b ]; do sleep 0.01; done\necho started\n")},
+         {"later", "echo second step"}});
+    req.allow_cgroup = cgroup;
+    Run run = RunSteps(req);
+    std::filesystem::remove_all(dir);
+    CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
+    CHECK(run.output ==
+          "started\nsecond step\nassay: killed 2 processes left running by the job\n");
+    CHECK_FALSE(ProcessWithCmdline(absl::StrCat("sleep", std::string(1, '\0'), a,
+                                                std::string(1, '\0'))));
+    CHECK_FALSE(ProcessWithCmdline(absl::StrCat("sleep", std::string(1, '\0'), b,
+                                                std::string(1, '\0'))));
+  }
+}
+
+TEST_CASE("RunJob runs steps as the job user when the agent is root", "[step_runner][security]") {
+  if (geteuid() != 0) {
+    WARN("skipped: switching users needs root");
+    return;
+  }
+  char tmpl[] = "/tmp/assay-user-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  REQUIRE(chmod(dir.c_str(), 0711) == 0);
+  const std::string secret = dir + "/token";
+  std::ofstream(secret) << "agent-token\n";
+  REQUIRE(chmod(secret.c_str(), 0600) == 0);
+  const std::string ws = dir + "/ws";
+  REQUIRE(mkdir(ws.c_str(), 0700) == 0);
+  REQUIRE(chown(ws.c_str(), 65534, 65534) == 0);
+  JobRunRequest req = Job({{"who", absl::StrCat("id -u; id -g; id -G; cat ", secret,
+                                                " 2>/dev/null || echo unreadable; pwd")}});
+  req.workdir = ws;
+  JobIdentity user;
+  user.uid = 65534;
+  user.gid = 65534;
+  req.user = user;
+  Run run = RunSteps(req);
+  CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
+  CHECK(run.output == "65534\n65534\n65534\nunreadable\n" + ws + "\n");
+  // A workspace the user cannot enter is a start error, checked as that user.
+  REQUIRE(chmod(ws.c_str(), 0700) == 0);
+  REQUIRE(chown(ws.c_str(), 0, 0) == 0);
+  run = RunSteps(req);
+  CHECK(run.result.outcome == JobRunOutcome::kError);
+  CHECK(run.result.message == "cannot start step \"who\": cannot start /bin/sh: chdir " + ws +
+                                  ": Permission denied");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

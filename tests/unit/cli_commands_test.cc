@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -54,10 +55,13 @@ struct Result {
   std::string err;
 };
 
-Result RunCli(FakeServer& server, const std::vector<std::string>& args) {
+Result RunCli(FakeServer& server, const std::vector<std::string>& args,
+             const std::string& token = "") {
   std::ostringstream out;
   std::ostringstream err;
-  const int code = Run(args, out, err, server.Context());
+  CliContext context = server.Context();
+  context.default_token = token;
+  const int code = Run(args, out, err, context);
   return {code, out.str(), err.str()};
 }
 
@@ -67,7 +71,8 @@ TEST_CASE("repo add posts the repo and prints its id and name") {
   FakeServer server;
   server.response = {201, R"({"id": 7, "name": "demo", "provider": "github"})", {}};
   Result result = RunCli(server, {"repo", "add", "demo", "--clone-url", "https://git/x.git",
-                                  "--provider=gitea", "--secret", "s3", "--token", "tok"});
+                                  "--provider=gitea", "--secret", "s3"},
+                         "tok");
   CHECK(result.code == 0);
   CHECK(result.out == "created repo demo (id 7)\n");
   CHECK(result.err.empty());
@@ -212,7 +217,7 @@ TEST_CASE("logs writes the body byte for byte") {
   const std::string log(kLog, sizeof kLog - 1);
   REQUIRE(log.size() == 40);
   server.response = {200, log, {{"Content-Type", "text/plain"}}};
-  Result result = RunCli(server, {"logs", "100", "--token", "t"});
+  Result result = RunCli(server, {"logs", "100"}, "t");
   CHECK(result.code == 0);
   CHECK(result.out == log);
   CHECK(result.err.empty());
@@ -406,7 +411,7 @@ TEST_CASE("usage: --help, no command, unknown command and bad options exit 2") {
   FakeServer server;
   Result help = RunCli(server, {"--help"});
   CHECK(help.code == 2);
-  CHECK(help.out.rfind("usage: assay [--server URL] [--token TOKEN] COMMAND [ARGS]\n", 0) == 0);
+  CHECK(help.out.rfind("usage: assay [--server URL] COMMAND [ARGS]\n", 0) == 0);
   CHECK(help.err.empty());
 
   Result none = RunCli(server, {});
@@ -457,9 +462,46 @@ TEST_CASE("global options and their defaults") {
   CHECK(server.requests[0].headers ==
         HttpHeaders{{"Accept", "application/json"}, {"Authorization", "Bearer env-token"}});
   // Flags win over the defaults, wherever they appear; an empty token sends none.
-  REQUIRE(Run({"repo", "--server=http://flag:1", "list", "--token", ""}, out, err, context) == 0);
+  context.default_token = "";
+  REQUIRE(Run({"repo", "--server=http://flag:1", "list"}, out, err, context) == 0);
   CHECK(server.requests[1].url == "http://flag:1/api/v1/repos");
   CHECK(server.requests[1].headers == kJsonHeaders);
+}
+
+TEST_CASE("the API token is never taken from the command line") {
+  FakeServer server;
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"repo", "list", "--token", "tok"},
+        std::vector<std::string>{"--token=tok", "repo", "list"}}) {
+    Result result = RunCli(server, args);
+    CHECK(result.code == 2);
+    CHECK(result.err ==
+          "assay: --token is not accepted on the command line (any local user can read a "
+          "process's arguments); set ASSAY_TOKEN, or ASSAY_TOKEN_FILE to a file holding the "
+          "token\nRun 'assay --help' for usage.\n");
+  }
+  CHECK(server.requests.empty());
+}
+
+TEST_CASE("ASSAY_TOKEN_FILE: the token from a private file; a file others can read is refused") {
+  char tmpl[] = "/tmp/assay-cli-token-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string path = std::string(tmpl) + "/token";
+  std::ofstream(path) << "tok\n";
+  REQUIRE(chmod(path.c_str(), 0644) == 0);
+  unsetenv("ASSAY_TOKEN");
+  setenv("ASSAY_TOKEN_FILE", path.c_str(), 1);
+  setenv("ASSAY_SERVER", "http://127.0.0.1:1", 1);  // never reached
+  std::ostringstream out;
+  std::ostringstream err;
+  CHECK(Run({"repo", "list"}, out, err) == 2);
+  CHECK(err.str() == "assay: ASSAY_TOKEN_FILE=" + path +
+                         ": is accessible by other users (mode 0644); run chmod o-rwx on it "
+                         "(600 is best)\n");
+  unsetenv("ASSAY_TOKEN_FILE");
+  unsetenv("ASSAY_SERVER");
+  std::remove(path.c_str());
+  rmdir(tmpl);
 }
 
 }  // namespace

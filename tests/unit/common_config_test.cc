@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -169,6 +170,122 @@ TEST_CASE("config: every value is checked against its option's rule, for each so
         file + ":4: lease must be a duration from 1s to 24h, like 500ms, 30s or 5m, got '0s'");
   CHECK(Checked({"--config", file.c_str(), "--lease", "2s"}) == "ok");
   unlink(file.c_str());
+}
+
+// --- secret options (issue 8, item 1) -------------------------------------------------------
+
+const std::vector<OptionSpec> kSecretSpecs = {
+    {"name", "", "a name"},
+    {"token", "", "a token", true, false, {}, /*secret=*/true},
+};
+
+absl::StatusOr<Config> ParseSecret(std::vector<const char*> args) {
+  args.insert(args.begin(), "prog");
+  return Config::Parse(static_cast<int>(args.size()), args.data(), kSecretSpecs, "prog");
+}
+
+std::string SecretFile(const std::string& text, mode_t mode) {
+  std::string path = TempFile(text);
+  REQUIRE(chmod(path.c_str(), mode) == 0);
+  return path;
+}
+
+TEST_CASE("config: a secret is refused on the command line, with the alternatives", "[config]") {
+  unsetenv("ASSAY_TOKEN");
+  unsetenv("ASSAY_TOKEN_FILE");
+  const std::string refused =
+      "option --token is secret and is not accepted on the command line (any local user can "
+      "read a process's arguments): set ASSAY_TOKEN, put 'token = VALUE' in the --config file, "
+      "or pass --token-file PATH (a file readable only by this user)";
+  CHECK(ParseSecret({"--token", "abc"}).status().message() == refused);
+  CHECK(ParseSecret({"--token=abc"}).status().message() == refused);
+  // Even with the value also in the environment: the flag is the mistake.
+  setenv("ASSAY_TOKEN", "from-env", 1);
+  CHECK(ParseSecret({"--token", "abc"}).status().message() == refused);
+  auto env = ParseSecret({});
+  REQUIRE(env.ok());
+  CHECK(env->Get("token") == "from-env");
+  CHECK(env->sources().at("token") == "env");
+  unsetenv("ASSAY_TOKEN");
+  CHECK(ParseSecret({}).status().message() ==
+        "option --token is required: set ASSAY_TOKEN, put 'token = VALUE' in the --config file, "
+        "or pass --token-file PATH (a file readable only by this user)");
+  // Not a secret: still a flag.
+  const std::string usage = Config::Usage(kSecretSpecs, "prog");
+  CHECK(usage.find("--token-file PATH") != std::string::npos);
+  CHECK(usage.find("--token VALUE") == std::string::npos);
+}
+
+TEST_CASE("config: --NAME-file, ASSAY_NAME_FILE and NAME-file read a secret from a file",
+          "[config]") {
+  unsetenv("ASSAY_TOKEN");
+  unsetenv("ASSAY_TOKEN_FILE");
+  std::string path = SecretFile("s3cr3t\n", 0600);
+  auto flag = ParseSecret({"--token-file", path.c_str()});
+  REQUIRE(flag.ok());
+  CHECK(flag->Get("token") == "s3cr3t");
+  CHECK(flag->sources().at("token") == "secret-file");
+  setenv("ASSAY_TOKEN_FILE", path.c_str(), 1);
+  auto env = ParseSecret({});
+  REQUIRE(env.ok());
+  CHECK(env->Get("token") == "s3cr3t");
+  // UnsetSecretEnvironment leaves nothing for children to inherit.
+  setenv("ASSAY_TOKEN", "x", 1);
+  UnsetSecretEnvironment(kSecretSpecs);
+  CHECK(getenv("ASSAY_TOKEN") == nullptr);
+  CHECK(getenv("ASSAY_TOKEN_FILE") == nullptr);
+  std::string conf = TempFile("token-file = " + path + "\n");
+  auto file = ParseSecret({"--config", conf.c_str()});
+  REQUIRE(file.ok());
+  CHECK(file->Get("token") == "s3cr3t");
+  // A group-readable file is the operator's choice.
+  REQUIRE(chmod(path.c_str(), 0640) == 0);
+  CHECK(ParseSecret({"--token-file", path.c_str()}).ok());
+  // --name-file is not an option: name is not secret.
+  CHECK(ParseSecret({"--token-file", path.c_str(), "--name-file", path.c_str()})
+            .status()
+            .message() == "unknown option --name-file (see --help)");
+  unlink(conf.c_str());
+  unlink(path.c_str());
+}
+
+TEST_CASE("config: hostile secret files are refused with what is wrong", "[config]") {
+  unsetenv("ASSAY_TOKEN");
+  unsetenv("ASSAY_TOKEN_FILE");
+  auto message = [](const std::string& path) {
+    return std::string(ParseSecret({"--token-file", path.c_str()}).status().message());
+  };
+  const std::string open = SecretFile("tok\n", 0644);
+  CHECK(message(open) == "--token-file " + open +
+                             ": is accessible by other users (mode 0644); run chmod o-rwx on it "
+                             "(600 is best)");
+  const std::string writable = SecretFile("tok\n", 0602);
+  CHECK(message(writable) == "--token-file " + writable +
+                                 ": is accessible by other users (mode 0602); run chmod o-rwx on "
+                                 "it (600 is best)");
+  const std::string huge = SecretFile(std::string(kMaxSecretFileBytes + 1, 'a'), 0600);
+  CHECK(message(huge) == "--token-file " + huge + ": is larger than 65536 bytes");
+  const std::string empty = SecretFile("\n \n", 0600);
+  CHECK(message(empty) == "--token-file " + empty + ": is empty");
+  const std::string two = SecretFile("a\nb\n", 0600);
+  CHECK(message(two) == "--token-file " + two + ": holds more than one line (or a NUL byte)");
+  const std::string nul = SecretFile(std::string("a\0b", 3), 0600);
+  CHECK(message(nul) == "--token-file " + nul + ": holds more than one line (or a NUL byte)");
+  CHECK(message("/nonexistent/token") ==
+        "--token-file /nonexistent/token: cannot open: No such file or directory");
+  CHECK(message("/tmp") == "--token-file /tmp: not a regular file");
+  char fifo[] = "/tmp/assay-fifo-XXXXXX";
+  REQUIRE(mkdtemp(fifo) != nullptr);
+  const std::string fifo_path = std::string(fifo) + "/f";
+  REQUIRE(mkfifo(fifo_path.c_str(), 0600) == 0);
+  CHECK(message(fifo_path) == "--token-file " + fifo_path + ": not a regular file");  // no hang
+  setenv("ASSAY_TOKEN_FILE", open.c_str(), 1);
+  CHECK(std::string(ParseSecret({}).status().message()) ==
+        "ASSAY_TOKEN_FILE=" + open +
+            ": is accessible by other users (mode 0644); run chmod o-rwx on it (600 is best)");
+  unsetenv("ASSAY_TOKEN_FILE");
+  for (const std::string& p : {open, writable, huge, empty, two, nul, fifo_path}) unlink(p.c_str());
+  rmdir(fifo);
 }
 
 }  // namespace
