@@ -136,7 +136,7 @@ TEST_CASE("secrets are refused on the command line and from unsafe files", "[e2e
   rmdir(dir.c_str());
 }
 
-TEST_CASE("assay-agent: --job-user must name a user; root needs one", "[e2e][flags]") {
+TEST_CASE("assay-agent: --job-user must name a user, root needs one", "[e2e][flags]") {
   Exit unknown = Run("agent/assay-agent",
                      {"--work-dir", "/tmp", "--job-user", "no-such-user-assay"},
                      {{"ASSAY_TOKEN", "t"}});

@@ -283,7 +283,7 @@ TEST_CASE("RunJob gives steps an allowlisted environment, never the agent's secr
   }
 }
 
-TEST_CASE("StepEnvironment: a job user's HOME/USER/LOGNAME/SHELL; PATH defaults", "[step_runner]") {
+TEST_CASE("StepEnvironment: a job user's HOME/USER/LOGNAME/SHELL, PATH defaults", "[step_runner]") {
   JobIdentity user;
   user.uid = 65534;
   user.gid = 65534;

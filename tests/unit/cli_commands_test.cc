@@ -483,7 +483,7 @@ TEST_CASE("the API token is never taken from the command line") {
   CHECK(server.requests.empty());
 }
 
-TEST_CASE("ASSAY_TOKEN_FILE: the token from a private file; a file others can read is refused") {
+TEST_CASE("ASSAY_TOKEN_FILE: the token from a private file, a file others can read is refused") {
   char tmpl[] = "/tmp/assay-cli-token-XXXXXX";
   REQUIRE(mkdtemp(tmpl) != nullptr);
   const std::string path = std::string(tmpl) + "/token";
