@@ -55,6 +55,27 @@ int main(int argc, char** argv) {
        false, IntIn(1, 100)},
       {"commit-status-backoff", "1s", "wait before the first commit status retry (doubles)", false,
        false, DurationIn(absl::Milliseconds(1), absl::Hours(1))},
+      // HTTP hardening and webhook replays (docs/forges.md, docs/security.md).
+      {"http-body-timeout", "60s",
+       "a request body must arrive whole within this time of its header (one deadline, not "
+       "per read)",
+       false, false, DurationIn(absl::Milliseconds(100), absl::Hours(1))},
+      {"http-max-connections", "1024",
+       "open HTTP connections beyond this are answered 503 and closed", false, false,
+       IntIn(1, 1000000)},
+      {"http-handler-queue", "256",
+       "HTTP requests waiting for a handler thread beyond this are answered 503 (Retry-After)",
+       false, false, IntIn(1, 1000000)},
+      {"metrics-token", "",
+       "when set, GET /metrics requires 'Authorization: Bearer <token>' (secret: set "
+       "ASSAY_METRICS_TOKEN or put it in the --config file, never on the command line)"},
+      {"auth-failures-per-minute", "20",
+       "failed authentications (API, metrics) per client address per minute before 429", false,
+       false, IntIn(1, 1000000)},
+      {"webhook-dedupe-window", "24h",
+       "a signed webhook body seen again for the same repository within this window is a "
+       "duplicate, whatever its delivery id (0s: off)",
+       false, false, DurationIn(absl::ZeroDuration(), absl::Hours(24 * 30))},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
   if (!cfg.ok()) {
@@ -105,6 +126,35 @@ int main(int argc, char** argv) {
   o.db_acquire_timeout = *db_acquire;
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;
+  {
+    // Why not from argv: any local user can read /proc/<pid>/cmdline.
+    auto source = cfg->sources().find("metrics-token");
+    if (source != cfg->sources().end() && source->second == "flag") {
+      std::cerr << "assay-server: --metrics-token must not be given on the command line (it "
+                   "would show in /proc/*/cmdline); set ASSAY_METRICS_TOKEN or put it in the "
+                   "--config file\n";
+      return 2;
+    }
+    auto body_timeout = cfg->GetDuration("http-body-timeout");
+    auto max_connections = cfg->GetInt("http-max-connections");
+    auto handler_queue = cfg->GetInt("http-handler-queue");
+    auto auth_failures = cfg->GetInt("auth-failures-per-minute");
+    auto dedupe = cfg->GetDuration("webhook-dedupe-window");
+    for (const absl::Status& s : {body_timeout.status(), max_connections.status(),
+                                  handler_queue.status(), auth_failures.status(),
+                                  dedupe.status()}) {
+      if (!s.ok()) {
+        std::cerr << "assay-server: " << s.message() << "\n";
+        return 2;
+      }
+    }
+    o.http_body_timeout = *body_timeout;
+    o.http_max_connections = static_cast<int>(*max_connections);
+    o.http_max_queued = static_cast<int>(*handler_queue);
+    o.auth_failures_per_minute = static_cast<int>(*auth_failures);
+    o.webhook_dedupe_window = *dedupe;
+    o.metrics_token = cfg->Get("metrics-token");
+  }
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

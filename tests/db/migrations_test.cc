@@ -62,7 +62,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"3", "0003_triggers.sql"},
                             {"4", "0004_commit_status.sql"},
                             {"5", "0005_agent_generation.sql"},
-                            {"6", "0006_commit_status_leases.sql"}});
+                            {"6", "0006_commit_status_leases.sql"},
+                            {"7", "0007_webhook_replays.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
                                           {"commit_status_commits"},

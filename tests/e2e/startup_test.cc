@@ -49,7 +49,7 @@ Exit Run(const std::string& binary, std::vector<std::string> args,
 std::vector<std::string> ServerArgs(std::vector<std::string> more) {
   std::vector<std::string> args = {"--database-url", "postgresql://127.0.0.1:1/none",
                                    "--data-dir",     "/nonexistent/assay-data",
-                                   "--admin-token",  "admin-token-123",
+                                   "--admin-token",  "admin-token-0123456789abcdef-0123",
                                    "--agent-token",  "agent-token-123"};
   args.insert(args.end(), more.begin(), more.end());
   return args;
@@ -73,6 +73,22 @@ TEST_CASE("assay-server refuses a bad option value at start, naming the option a
   CHECK(lease.output ==
         "assay-server: option --lease must be a duration from 1s to 24h, like "
         "500ms, 30s or 5m, got '0s'\n");
+}
+
+TEST_CASE("assay-server refuses a short admin token and a metrics token on its command line",
+          "[e2e][flags][security]") {
+  std::vector<std::string> args = ServerArgs({});
+  args[5] = "short-admin-token";
+  Exit short_token = Run("server/assay-server", args);
+  CHECK(short_token.code == 1);
+  CHECK(short_token.output ==
+        "assay-server: INVALID_ARGUMENT: --admin-token must be at least 32 characters, got 17; "
+        "make one with: openssl rand -hex 32\n");
+  Exit flag = Run("server/assay-server", ServerArgs({"--metrics-token", "m-token-0123456789"}));
+  CHECK(flag.code == 2);
+  CHECK(flag.output ==
+        "assay-server: --metrics-token must not be given on the command line (it would show in "
+        "/proc/*/cmdline); set ASSAY_METRICS_TOKEN or put it in the --config file\n");
 }
 
 TEST_CASE("assay-agent refuses a bad option value at start", "[e2e][flags]") {
