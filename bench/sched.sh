@@ -152,7 +152,7 @@ if [[ " $PARTS " == *" swarm "* ]]; then
   mkdir -p "$WORK/swarm"
   "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$GRPC" \
     --database-url "$(pg_dsn "$PGPORT" bench_swarm)" --data-dir "$WORK/swarm/server" \
-    --admin-token bench-admin-token --agent-token bench-agent-token \
+    --admin-token bench-admin-token-0123456789abcdef --agent-token bench-agent-token \
     --heartbeat-interval "$SWARM_HEARTBEAT" --log-level warn > "$WORK/swarm/server.log" 2>&1 &
   SPID=$!; PIDS+=("$SPID")
   for i in $(seq 1 300); do
