@@ -42,8 +42,9 @@ namespace assay::webhook {
 inline constexpr char kNotAuthenticated[] = "webhook delivery could not be authenticated";
 // The shared /hooks/{provider} URL checks a delivery against at most this many repositories'
 // secrets; beyond that it refuses (kNotAuthenticated, and the log says to use per-repository
-// URLs).
-inline constexpr size_t kMaxSharedUrlRepos = 256;
+// URLs). Why small: each candidate costs one HMAC over the whole body, on an I/O thread, for
+// anyone who sends a well-formed signature; the per-repository URL costs exactly one.
+inline constexpr size_t kMaxSharedUrlRepos = 16;
 
 struct IntakeResult {
   int http_status = 0;  // 200 (ping), 202, 400 or 401

@@ -305,3 +305,28 @@ TEST_CASE("intake: a ping is stored as ignored and answered pong, not planned", 
 
 }  // namespace
 }  // namespace assay::dbtest
+
+namespace assay::dbtest {
+namespace {
+
+TEST_CASE("intake: the shared URL refuses once more repositories than it checks share a forge",
+          "[db][intake][security]") {
+  IntakeFixture f;  // acme/signed has a secret: 1 candidate so far
+  for (size_t i = 1; i <= webhook::kMaxSharedUrlRepos; ++i) {
+    store::NewRepo r;
+    r.name = "acme/r" + std::to_string(i);
+    r.provider = "github";
+    r.clone_url = "https://github.com/acme/r" + std::to_string(i) + ".git";
+    r.webhook_secret_sealed = *SealSecret(kKey, "secret-" + std::to_string(i));
+    REQUIRE(f.repos.Create(r).ok());
+  }
+  const std::string sig = testing::Cluster::GithubSignature(kSecret, kBody);
+  CheckNotAuthenticated(f.Receive(Push("c-1", sig), kBody), "bad_signature");
+  // Its own URL still takes it: one HMAC, whatever the number of repositories.
+  auto own = f.intake.Receive("github", Push("c-2", sig), kBody, std::to_string(f.signed_repo));
+  REQUIRE(own.ok());
+  CHECK(own->status == "queued");
+}
+
+}  // namespace
+}  // namespace assay::dbtest
