@@ -236,7 +236,8 @@ absl::Status AssayServer::Start() {
   http::Router* router = m.router.get();
   m.http_server = std::make_unique<http::Server>(
       ho, [router](http::Request& req) { return router->Dispatch(req); },
-      [router](http::Request& req) { return router->Admit(req); });
+      [router](http::Request& req) { return router->Admit(req); },
+      [router](http::Request& req) { return router->HasHead(req); });
   // Before the HTTP server: a webhook or manual request may arrive as soon as it listens.
   m.planner->Start();
   ASSAY_RETURN_IF_ERROR(m.http_server->Start());

@@ -112,10 +112,11 @@ std::string CurrentRequestId() { return current_request_id; }
 class HttpSession;
 
 struct Server::Core {
-  Core(ServerOptions options, Handler h, HeadHandler hh)
+  Core(ServerOptions options, Handler h, HeadHandler hh, std::function<bool(Request&)> has)
       : opts(std::move(options)),
         handler(std::move(h)),
         head_handler(std::move(hh)),
+        has_head(std::move(has)),
         request_id_base(std::random_device{}() * 0x100000000ull + std::random_device{}()),
         ioc(std::max(1, opts.io_threads)),
         acceptor(net::make_strand(ioc)),
@@ -142,6 +143,7 @@ struct Server::Core {
   const ServerOptions opts;
   const Handler handler;
   const HeadHandler head_handler;
+  const std::function<bool(Request&)> has_head;
   const uint64_t request_id_base;
   std::atomic<uint64_t> request_counter{0};
   std::atomic<int> pending{0};  // handler-pool calls queued or running
@@ -219,6 +221,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (!core_.head_handler) return AfterAdmission();
     Request head;
     if (!FillHead(parser_->get(), &head)) return WriteError(BadTarget(head.target));
+    if (core_.has_head && !core_.has_head(head)) return AfterAdmission();
     auto admit = [self = shared_from_this(), head = std::move(head)]() mutable {
       Admission a = self->RunHeadHandler(head);
       net::post(self->stream_.get_executor(), [self, a = std::move(a)]() mutable {
@@ -560,8 +563,10 @@ void Server::Core::Unregister(HttpSession* s) {
   sessions.erase(s);
 }
 
-Server::Server(ServerOptions opts, Handler handler, HeadHandler head)
-    : core_(std::make_unique<Core>(std::move(opts), std::move(handler), std::move(head))) {}
+Server::Server(ServerOptions opts, Handler handler, HeadHandler head,
+               std::function<bool(Request&)> has_head)
+    : core_(std::make_unique<Core>(std::move(opts), std::move(handler), std::move(head),
+                                   std::move(has_head))) {}
 
 int Server::pending_handlers() const { return core_->pending.load(); }
 

@@ -126,8 +126,11 @@ struct ServerOptions {
 class Server {
  public:
   // `head`, when set, admits each request from its head before its body is read (see
-  // Admission); the Router's Admit is meant for it.
-  Server(ServerOptions opts, Handler handler, HeadHandler head = nullptr);
+  // Admission); the Router's Admit is meant for it. `has_head`, when set, is asked first, on
+  // the I/O thread (it must not block), whether `head` has anything to say about a request;
+  // when it says no, the request skips that trip to the handler pool (Router::HasHead).
+  Server(ServerOptions opts, Handler handler, HeadHandler head = nullptr,
+         std::function<bool(Request&)> has_head = nullptr);
   ~Server();  // Stop()s
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -174,6 +177,8 @@ class Router {
   // The matching route's HeadHandler's verdict (path_params filled); an empty Admission
   // (read the body, no check) for a route without one or a request no route takes.
   Admission Admit(Request& req) const;
+  // Whether the route for req's method and path has a HeadHandler. Never blocks.
+  bool HasHead(Request& req) const;
 
  private:
   struct Segment {

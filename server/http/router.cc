@@ -187,6 +187,12 @@ Response Router::Dispatch(Request& req) const {
   return res;
 }
 
+bool Router::HasHead(Request& req) const {
+  std::vector<std::string> allowed;
+  const Route* route = Match(req, &allowed);
+  return route != nullptr && route->head;
+}
+
 Admission Router::Admit(Request& req) const {
   std::vector<std::string> allowed;
   const Route* route = Match(req, &allowed);

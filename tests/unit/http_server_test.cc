@@ -707,9 +707,19 @@ TEST_CASE("server: a head handler refuses before the body, or checks the body as
         a.check = check;
         return a;
       });
+  router.Add("POST", "/plain", [](Request& req) { return Text("plain " + req.body); });
+  std::atomic<int> asked{0};
   Server server({}, [&router](Request& req) { return router.Dispatch(req); },
-                [&router](Request& req) { return router.Admit(req); });
+                [&router](Request& req) { return router.Admit(req); },
+                [&router, &asked](Request& req) {
+                  ++asked;
+                  return router.HasHead(req);
+                });
   REQUIRE(server.Start().ok());
+  auto plain = HttpFetch("POST", UrlFor(server, "/plain"), {}, "x");
+  REQUIRE(plain.ok());
+  CHECK(plain->body == "plain x");
+  CHECK(asked == 1);
 
   // Refused from the head: answered though the announced 20 MiB never come.
   RawConn stranger(server.port());
