@@ -30,7 +30,7 @@ import sys
 import time
 import urllib.request
 
-ADMIN = 'bench-admin-token'
+ADMIN = 'bench-admin-token-0123456789abcdef'
 AGENT_TOKEN = 'bench-agent-token'
 SECRET = 'bench-secret'
 

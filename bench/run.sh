@@ -20,7 +20,7 @@ KEEP_WORK=${KEEP_WORK:-0}
 HOOKBENCH="$PEER_DIR/hookbench.py"
 BBTOOL="$PEER_DIR/bbtool.py"
 SECRET=bench-secret-$$
-ADMIN=bench-admin-token
+ADMIN=bench-admin-token-0123456789abcdef
 AGENT_TOKEN=bench-agent-token
 T0=$(date +%s)
 

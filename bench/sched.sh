@@ -150,7 +150,7 @@ if [[ " $PARTS " == *" swarm "* ]]; then
     -c "CREATE DATABASE bench_swarm" >/dev/null
   HTTP=$(free_port); GRPC=$(free_port)
   mkdir -p "$WORK/swarm"
-  ASSAY_ADMIN_TOKEN=bench-admin-token ASSAY_AGENT_TOKEN=bench-agent-token \
+  ASSAY_ADMIN_TOKEN=bench-admin-token-0123456789abcdef ASSAY_AGENT_TOKEN=bench-agent-token \
     "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$GRPC" \
     --database-url "$(pg_dsn "$PGPORT" bench_swarm)" --data-dir "$WORK/swarm/server" \
     --heartbeat-interval "$SWARM_HEARTBEAT" --log-level warn > "$WORK/swarm/server.log" 2>&1 &

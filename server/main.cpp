@@ -89,6 +89,29 @@ int main(int argc, char** argv) {
       {"allow-private-hosts", "",
        "forge API hosts allowed to resolve to loopback, link-local or private addresses (and to "
        "use plain http): comma-separated host names, addresses and CIDR blocks, or *"},
+      // HTTP hardening and webhook replays (docs/forges.md, docs/security.md).
+      {"http-body-timeout", "60s",
+       "a request body must arrive whole within this time of its header (one deadline, not "
+       "per read)",
+       false, false, DurationIn(absl::Milliseconds(100), absl::Hours(1))},
+      {"http-max-connections", "1024",
+       "open HTTP connections beyond this are answered 503 and closed", false, false,
+       IntIn(1, 1000000)},
+      {"http-handler-queue", "256",
+       "HTTP requests waiting for a handler thread beyond this are answered 503 (Retry-After)",
+       false, false, IntIn(1, 1000000)},
+      {"metrics-token", "",
+       "when set, GET /metrics requires 'Authorization: Bearer <token>' (secret: set "
+       "ASSAY_METRICS_TOKEN, --metrics-token-file or put it in the --config file, never on the "
+       "command line)",
+       false, false, {}, /*secret=*/true},
+      {"auth-failures-per-minute", "20",
+       "failed authentications (API, metrics) per client address per minute before 429", false,
+       false, IntIn(1, 1000000)},
+      {"webhook-dedupe-window", "24h",
+       "a signed webhook body seen again for the same repository within this window is a "
+       "duplicate, whatever its delivery id (0s: off)",
+       false, false, DurationIn(absl::ZeroDuration(), absl::Hours(24 * 30))},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-server");
   if (!cfg.ok()) {
@@ -145,6 +168,27 @@ int main(int argc, char** argv) {
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;
   o.job_log_limit_bytes = static_cast<int64_t>(*job_log_limit) << 20;
+  {
+    auto body_timeout = cfg->GetDuration("http-body-timeout");
+    auto max_connections = cfg->GetInt("http-max-connections");
+    auto handler_queue = cfg->GetInt("http-handler-queue");
+    auto auth_failures = cfg->GetInt("auth-failures-per-minute");
+    auto dedupe = cfg->GetDuration("webhook-dedupe-window");
+    for (const absl::Status& s : {body_timeout.status(), max_connections.status(),
+                                  handler_queue.status(), auth_failures.status(),
+                                  dedupe.status()}) {
+      if (!s.ok()) {
+        std::cerr << "assay-server: " << s.message() << "\n";
+        return 2;
+      }
+    }
+    o.http_body_timeout = *body_timeout;
+    o.http_max_connections = static_cast<int>(*max_connections);
+    o.http_max_queued = static_cast<int>(*handler_queue);
+    o.auth_failures_per_minute = static_cast<int>(*auth_failures);
+    o.webhook_dedupe_window = *dedupe;
+    o.metrics_token = cfg->Get("metrics-token");
+  }
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

@@ -84,6 +84,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::Listener> listener;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<AuthLimiter> auth_limiter;
   std::unique_ptr<http::Router> router;
   std::unique_ptr<http::Server> http_server;
   ApiDeps api;
@@ -102,9 +103,14 @@ absl::Status AssayServer::Start() {
   const ServerOptions& o = m.opts;
   if (o.database_url.empty()) return absl::InvalidArgumentError("--database-url is required");
   if (o.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
-  if (o.admin_token.size() < 8 || o.agent_token.size() < 8) {
+  if (o.admin_token.size() < kMinAdminTokenLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--admin-token must be at least ", kMinAdminTokenLength, " characters, got ",
+        o.admin_token.size(), "; make one with: openssl rand -hex 32"));
+  }
+  if (o.agent_token.size() < 8) {
     return absl::InvalidArgumentError(
-        "--admin-token and --agent-token are required and must be at least 8 characters");
+        "--agent-token is required and must be at least 8 characters");
   }
   if (!o.public_url.empty() && !absl::StartsWithIgnoreCase(o.public_url, "http://") &&
       !absl::StartsWithIgnoreCase(o.public_url, "https://")) {
@@ -230,15 +236,24 @@ absl::Status AssayServer::Start() {
               m.planner.get(), m.dispatcher.get(), m.metrics.get(),   o.admin_token, *key};
   m.api.allow_local_repos = o.allow_local_repos;
   m.api.address_policy = &m.address_policy;
+  m.auth_limiter = std::make_unique<AuthLimiter>(clock, o.auth_failures_per_minute);
+  m.api.auth_limiter = m.auth_limiter.get();
+  m.api.metrics_token = o.metrics_token;
+  m.api.webhook_dedupe_window = o.webhook_dedupe_window;
   m.router = std::make_unique<http::Router>();
   RegisterApi(*m.router, m.api);
   http::ServerOptions ho;
   ho.host = http_addr->first;
   ho.port = http_addr->second;
   ho.body_limit = o.body_limit;
+  ho.body_timeout = o.http_body_timeout;
+  ho.max_connections = o.http_max_connections;
+  ho.max_queued = o.http_max_queued;
   http::Router* router = m.router.get();
   m.http_server = std::make_unique<http::Server>(
-      ho, [router](http::Request& req) { return router->Dispatch(req); });
+      ho, [router](http::Request& req) { return router->Dispatch(req); },
+      [router](http::Request& req) { return router->Admit(req); },
+      [router](http::Request& req) { return router->HasHead(req); });
   // Before the HTTP server: a webhook or manual request may arrive as soon as it listens.
   m.planner->Start();
   ASSAY_RETURN_IF_ERROR(m.http_server->Start());

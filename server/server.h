@@ -3,6 +3,7 @@
 // the gRPC agent service, the planner and the dispatcher. main.cpp only parses flags.
 
 #include <cstdint>
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -11,12 +12,16 @@
 
 namespace assay {
 
+// Why 32: a token an operator made up is guessable; 32 characters of `openssl rand -hex 16`
+// is not, and the limit makes a short one an error at start instead of a risk in production.
+inline constexpr size_t kMinAdminTokenLength = 32;
+
 struct ServerOptions {
   std::string http_listen = "127.0.0.1:8080";
   std::string grpc_listen = "127.0.0.1:9090";
   std::string database_url;
   std::string data_dir;
-  std::string admin_token;
+  std::string admin_token;  // at least kMinAdminTokenLength characters
   std::string agent_token;
   absl::Duration lease = absl::Seconds(25);
   absl::Duration reconnect_grace = absl::Seconds(5);
@@ -27,6 +32,18 @@ struct ServerOptions {
   // How long POST /api/v1/repos/{id}/pipelines waits for its plan before answering 503.
   absl::Duration manual_wait = absl::Seconds(20);
   size_t body_limit = 25 * 1024 * 1024;
+  // HTTP hardening (http::ServerOptions): the total time a request body may take, open
+  // connections, requests waiting for a handler thread.
+  absl::Duration http_body_timeout = absl::Seconds(60);
+  int http_max_connections = 1024;
+  int http_max_queued = 256;
+  // Non-empty: GET /metrics requires "Authorization: Bearer <metrics_token>".
+  std::string metrics_token;
+  // Failed authentications allowed per client address per minute before 429.
+  int auth_failures_per_minute = 20;
+  // A signed webhook body seen again for the same repository within this window is a
+  // duplicate whatever its delivery id (zero: off).
+  absl::Duration webhook_dedupe_window = absl::Hours(24);
   int db_pool_size = 8;
   // The pool's bounds (store::DbOptions): waiting for a free connection, connecting, and
   // PostgreSQL's statement_timeout (zero: none). Values the database URL sets itself win.

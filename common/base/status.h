@@ -3,6 +3,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
 
 #define ASSAY_CONCAT_INNER_(a, b) a##b
 #define ASSAY_CONCAT_(a, b) ASSAY_CONCAT_INNER_(a, b)
@@ -22,3 +23,18 @@
   auto tmp = (expr);                                 \
   if (!tmp.ok()) return tmp.status();                \
   lhs = std::move(tmp).value()
+
+namespace assay {
+
+// Marks `s` as holding text that must never reach a client (a database's own error message,
+// a file path): HTTP answers it with a generic message and a request id, and the details go
+// to the server log only. Returns `s` (OK stays OK, unmarked).
+inline absl::Status MarkInternalDetail(absl::Status s) {
+  if (!s.ok()) s.SetPayload("assay.internal-detail", absl::Cord("1"));
+  return s;
+}
+inline bool HasInternalDetail(const absl::Status& s) {
+  return s.GetPayload("assay.internal-detail").has_value();
+}
+
+}  // namespace assay

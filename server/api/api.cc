@@ -2,13 +2,16 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "server/api/routes.h"
 #include "server/http/json_util.h"
+#include "server/webhook/verify.h"
 #include "server/webhook/intake.h"
 
 namespace assay {
@@ -27,11 +30,25 @@ absl::StatusOr<int64_t> PathId(const Request& req) {
   return id;
 }
 
-http::Handler Authed(const ApiDeps& d, http::Handler h) {
-  return [&d, h = std::move(h)](Request& req) -> Response {
+http::Handler BearerAuthed(const ApiDeps& d, const std::string& token, http::Handler h) {
+  return [&d, token, h = std::move(h)](Request& req) -> Response {
+    if (d.auth_limiter != nullptr) {
+      if (absl::Duration wait = d.auth_limiter->Blocked(req.remote_addr);
+          wait > absl::ZeroDuration()) {
+        Response r = ErrorResponse(429, "too_many_requests",
+                                   "too many failed authentications from this address; retry "
+                                   "later");
+        r.headers.emplace_back(
+            "Retry-After",
+            absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(
+                                                  wait, absl::Seconds(1))))));
+        return r;
+      }
+    }
     std::string given = req.Header("authorization");
     // Why hash first: ConstantTimeEquals leaks length; equal-length digests do not.
-    if (!ConstantTimeEquals(Sha256(given), Sha256("Bearer " + d.admin_token))) {
+    if (!ConstantTimeEquals(Sha256(given), Sha256("Bearer " + token))) {
+      if (d.auth_limiter != nullptr) d.auth_limiter->Failed(req.remote_addr);
       Response r = ErrorResponse(401, "unauthenticated",
                                  "missing or invalid token: send 'Authorization: Bearer <token>'");
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
@@ -41,6 +58,10 @@ http::Handler Authed(const ApiDeps& d, http::Handler h) {
   };
 }
 
+http::Handler Authed(const ApiDeps& d, http::Handler h) {
+  return BearerAuthed(d, d.admin_token, std::move(h));
+}
+
 }  // namespace api
 
 using http::ErrorResponse;
@@ -48,40 +69,81 @@ using http::JsonResponse;
 using http::Request;
 using http::Response;
 
+namespace {
+
+// Feeds a webhook body, as it streams in, to the intake's verifier. Lets every body through
+// to the handler, which answers a failed verification (Intake::Complete) like any other.
+class VerifierCheck : public http::BodyCheck {
+ public:
+  explicit VerifierCheck(std::unique_ptr<webhook::DeliveryVerifier> v) : verifier_(std::move(v)) {}
+  void Update(std::string_view bytes) override { verifier_->Update(bytes); }
+  std::optional<Response> Finish() override { return std::nullopt; }
+  webhook::DeliveryVerifier& verifier() { return *verifier_; }
+
+ private:
+  std::unique_ptr<webhook::DeliveryVerifier> verifier_;
+};
+
+}  // namespace
+
 void RegisterApi(http::Router& router, const ApiDeps& deps) {
   const ApiDeps& d = deps;
   router.Add("GET", "/healthz", [&d](Request&) {
     auto active = d.jobs->ActiveWork();
-    if (!active.ok()) {
-      return ErrorResponse(503, "unavailable", std::string(active.status().message()));
-    }
+    if (!active.ok()) return http::StatusToResponse(active.status());
     return JsonResponse(
         200, {{"status", "ok"}, {"active", *active}, {"agents", d.dispatcher->ConnectedAgents()}});
   });
-  router.Add("GET", "/metrics", [&d](Request&) {
+  http::Handler metrics = [&d](Request&) {
     auto counts = d.jobs->CountByState();
     if (counts.ok()) d.metrics->SetJobStates(*counts);
     Response r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = d.metrics->Serialize();
     return r;
-  });
-  // One endpoint per forge (/hooks/github, /hooks/gitlab, /hooks/gitea); the route only
-  // adapts HTTP to the Intake (server/webhook/intake.h).
-  auto intake = std::make_shared<const webhook::Intake>(
-      webhook::Intake::Deps{d.repos, d.deliveries, d.metrics, d.secret_key,
-                            [&d](int64_t delivery) { d.planner->Enqueue(delivery); }});
+  };
+  if (!d.metrics_token.empty()) metrics = api::BearerAuthed(d, d.metrics_token, metrics);
+  router.Add("GET", "/metrics", std::move(metrics));
+  // Per forge, the shared URL /hooks/{provider} and the per-repository URL
+  // /hooks/{provider}/{repository id}. The head handler authenticates from the headers what it
+  // can and gives the HTTP server a verifier that sees the body as it streams in; the route
+  // then only adapts HTTP to the Intake (server/webhook/intake.h).
+  webhook::Intake::Deps intake_deps{d.repos, d.deliveries, d.metrics, d.secret_key,
+                                    [&d](int64_t delivery) { d.planner->Enqueue(delivery); }};
+  intake_deps.dedupe_window = d.webhook_dedupe_window;
+  auto intake = std::make_shared<const webhook::Intake>(std::move(intake_deps));
+  auto to_response = [](const webhook::IntakeResult& r) {
+    if (!r.error_code.empty()) return ErrorResponse(r.http_status, r.error_code, r.message);
+    return JsonResponse(r.http_status, {{"delivery", r.delivery}, {"status", r.status}});
+  };
   for (const char* provider : {"github", "gitlab", "gitea"}) {
-    router.Add(
-        "POST", absl::StrCat("/hooks/", provider),
-        [intake, p = std::string(provider)](Request& req) {
-          auto r = intake->Receive(p, req.headers, req.body);
-          if (!r.ok()) return http::StatusToResponse(r.status());
-          if (!r->error_code.empty()) {
-            return ErrorResponse(r->http_status, r->error_code, r->message);
-          }
-          return JsonResponse(r->http_status, {{"delivery", r->delivery}, {"status", r->status}});
-        });
+    const std::string p = provider;
+    http::Handler handle = [intake, p, to_response](Request& req) {
+      auto* check = dynamic_cast<VerifierCheck*>(req.body_check.get());
+      // The head handler always sets it.
+      if (check == nullptr) return http::InternalErrorResponse();
+      auto r = intake->Complete(p, req.headers, req.body, check->verifier());
+      if (!r.ok()) return http::StatusToResponse(r.status());
+      return to_response(*r);
+    };
+    http::HeadHandler admit = [intake, p, to_response](Request& head) {
+      http::Admission a;
+      std::optional<std::string> repo;
+      if (auto it = head.path_params.find("repo"); it != head.path_params.end()) {
+        repo = it->second;
+      }
+      auto r = intake->Admit(p, repo, head.headers);
+      if (!r.ok()) {
+        a.refuse = http::StatusToResponse(r.status());
+      } else if (r->refusal) {
+        a.refuse = to_response(*r->refusal);
+      } else {
+        a.check = std::make_shared<VerifierCheck>(std::move(r->verifier));
+      }
+      return a;
+    };
+    router.Add("POST", absl::StrCat("/hooks/", p), handle, admit);
+    router.Add("POST", absl::StrCat("/hooks/", p, "/{repo}"), handle, admit);
   }
   api::RegisterRepoRoutes(router, d);
   api::RegisterPipelineRoutes(router, d);

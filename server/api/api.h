@@ -1,11 +1,14 @@
 #pragma once
 // The server's HTTP surface: REST API under /api/v1 (bearer admin token), webhooks under
-// /hooks, /healthz and /metrics. Handlers only translate between HTTP and the stores,
+// /hooks/{provider} and /hooks/{provider}/{repository id}, /healthz and /metrics (bearer
+// metrics token when one is set). Handlers only translate between HTTP and the stores,
 // planner and dispatcher.
 
 #include <string>
 
 #include "common/crypto/sealed.h"
+#include "absl/time/time.h"
+#include "server/api/auth_limiter.h"
 #include "server/http/http_server.h"
 #include "server/metrics/metrics.h"
 #include "server/pipeline/planner.h"
@@ -36,9 +39,17 @@ struct ApiDeps {
   // --allow-private-hosts: which forge API hosts may resolve to non-public addresses; null:
   // none (not owned).
   const AddressPolicy* address_policy = nullptr;
+  // Failed authentications (API token, metrics token) per client address; null: no limit.
+  AuthLimiter* auth_limiter = nullptr;
+  // Non-empty: GET /metrics requires "Authorization: Bearer <metrics_token>".
+  std::string metrics_token;
+  // A signed webhook body seen again for the same repository within this window is a
+  // duplicate (zero: only the delivery id deduplicates).
+  absl::Duration webhook_dedupe_window = absl::Hours(24);
 };
 
-// Registers every route on `router`. Everything in `deps` must outlive the router.
+// Registers every route on `router` (webhook routes with a HeadHandler: run the router's
+// Admit as the http::Server's HeadHandler). Everything in `deps` must outlive the router.
 void RegisterApi(http::Router& router, const ApiDeps& deps);
 
 }  // namespace assay

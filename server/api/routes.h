@@ -13,6 +13,10 @@ absl::StatusOr<int64_t> PathId(const http::Request& req);
 // Wraps a handler with bearer-token authentication against the admin token. `d` must
 // outlive the handler.
 http::Handler Authed(const ApiDeps& d, http::Handler h);
+// Wraps `h` with "Authorization: Bearer <token>" against `token` (compared in constant
+// time), failures counted in d.auth_limiter: 401 unauthenticated with WWW-Authenticate:
+// Bearer, or 429 too_many_requests with Retry-After while the client's address is blocked.
+http::Handler BearerAuthed(const ApiDeps& d, const std::string& token, http::Handler h);
 
 // Each registers its resource's routes under /api/v1, all behind Authed. `d` must outlive
 // the router.

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -69,6 +70,35 @@ bool IsSafeHeader(std::string_view name, std::string_view value) {
   return !name.empty() && !bad(name) && !bad(value) && name.find(':') == std::string_view::npos;
 }
 
+thread_local std::string current_request_id;
+
+// Sets CurrentRequestId() for the life of a handler call on this thread.
+class ScopedRequestId {
+ public:
+  explicit ScopedRequestId(const std::string& id) { current_request_id = id; }
+  ~ScopedRequestId() { current_request_id.clear(); }
+};
+
+// The whole answer to a connection beyond ServerOptions::max_connections.
+const std::string& OverloadedConnectionReply() {
+  static const std::string reply = [] {
+    const std::string body =
+        R"({"error":{"code":"overloaded","message":"too many open connections; retry later"}})";
+    return absl::StrCat(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nRetry-After: 1\r\n"
+        "Connection: close\r\nContent-Length: ",
+        body.size(), "\r\n\r\n", body);
+  }();
+  return reply;
+}
+
+Response Overloaded() {
+  Response r = ErrorResponse(503, "overloaded", "the server is busy; retry later");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
 std::string EndpointString(const tcp::endpoint& ep) {
   const auto address = ep.address();
   if (address.is_v6()) return absl::StrCat("[", address.to_string(), "]:", ep.port());
@@ -77,19 +107,33 @@ std::string EndpointString(const tcp::endpoint& ep) {
 
 }  // namespace
 
+std::string CurrentRequestId() { return current_request_id; }
+
 class HttpSession;
 
 struct Server::Core {
-  Core(ServerOptions options, Handler h)
+  Core(ServerOptions options, Handler h, HeadHandler hh, std::function<bool(Request&)> has)
       : opts(std::move(options)),
         handler(std::move(h)),
+        head_handler(std::move(hh)),
+        has_head(std::move(has)),
+        request_id_base(std::random_device{}() * 0x100000000ull + std::random_device{}()),
         ioc(std::max(1, opts.io_threads)),
         acceptor(net::make_strand(ioc)),
         accept_retry(acceptor.get_executor()) {}
 
   void DoAccept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
-  bool Register(const std::shared_ptr<HttpSession>& s) ABSL_LOCKS_EXCLUDED(mu);
+  enum class Registered { kOk, kStopping, kFull };
+  Registered Register(const std::shared_ptr<HttpSession>& s) ABSL_LOCKS_EXCLUDED(mu);
+  // Answers a connection over the cap with OverloadedConnectionReply(), then closes it.
+  void Refuse(tcp::socket socket);
+  // Runs `fn` on the handler pool unless max_queued calls already wait there; false then.
+  bool TryPost(std::function<void()> fn);
+  std::string NextRequestId() {
+    return absl::StrCat(absl::Hex(request_id_base + request_counter.fetch_add(1),
+                                  absl::kZeroPad16));
+  }
   void Unregister(HttpSession* s) ABSL_LOCKS_EXCLUDED(mu);
   bool Stopping() ABSL_LOCKS_EXCLUDED(mu) {
     absl::MutexLock lock(&mu);
@@ -98,6 +142,11 @@ struct Server::Core {
 
   const ServerOptions opts;
   const Handler handler;
+  const HeadHandler head_handler;
+  const std::function<bool(Request&)> has_head;
+  const uint64_t request_id_base;
+  std::atomic<uint64_t> request_counter{0};
+  std::atomic<int> pending{0};  // handler-pool calls queued or running
 
   absl::Mutex lifecycle_mu;  // serializes Start/Stop
   enum class State { kNew, kRunning, kStopped };
@@ -134,6 +183,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                   beast::bind_front_handler(&HttpSession::ReadHeader, shared_from_this()));
   }
 
+  // Answers a connection over the cap and closes it; the session was never registered.
+  void Refuse() {
+    const std::string& reply = OverloadedConnectionReply();
+    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    net::async_write(stream_, net::buffer(reply.data(), reply.size()),
+                     [self = shared_from_this()](beast::error_code, std::size_t) {
+                       self->Close();
+                     });
+  }
+
   void Close() {
     closed_ = true;
     beast::error_code ignored;
@@ -144,6 +203,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  private:
   void ReadHeader() {
     if (closed_) return;
+    request_id_ = core_.NextRequestId();
+    check_.reset();
+    fed_ = 0;
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(core_.opts.body_limit);
@@ -154,7 +216,47 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void OnHeader(beast::error_code ec, std::size_t) {
     if (ec) return OnReadError(ec);
+    body_deadline_ = std::chrono::steady_clock::now() + ToChrono(core_.opts.body_timeout);
     parser_->eager(true);
+    if (!core_.head_handler) return AfterAdmission();
+    Request head;
+    if (!FillHead(parser_->get(), &head)) return WriteError(BadTarget(head.target));
+    if (core_.has_head && !core_.has_head(head)) return AfterAdmission();
+    auto admit = [self = shared_from_this(), head = std::move(head)]() mutable {
+      Admission a = self->RunHeadHandler(head);
+      net::post(self->stream_.get_executor(), [self, a = std::move(a)]() mutable {
+        self->OnAdmitted(std::move(a));
+      });
+    };
+    const bool posted = core_.TryPost(std::move(admit));
+    if (!posted) return WriteError(Overloaded());
+  }
+
+  void OnAdmitted(Admission a) {
+    if (closed_) return;
+    if (a.refuse) return WriteError(std::move(*a.refuse));
+    check_ = std::move(a.check);
+    AfterAdmission();
+  }
+
+  // On a handler-pool thread.
+  Admission RunHeadHandler(Request& head) {
+    ScopedRequestId scope(head.request_id);
+    try {
+      return core_.head_handler(head);
+    } catch (const std::exception& e) {
+      LogError("http", "request ", head.request_id, ": head handler for ", head.method, " ",
+               absl::CEscape(head.target), " threw: ", e.what());
+    } catch (...) {
+      LogError("http", "request ", head.request_id, ": head handler threw a non-std exception");
+    }
+    Admission a;
+    a.refuse = InternalErrorResponse();
+    return a;
+  }
+
+  // Reads the body (answering Expect: 100-continue first).
+  void AfterAdmission() {
     const auto& header = parser_->get();
     if (parser_->chunked() || parser_->content_length().value_or(0) > kReadChunk) {
       buffer_.reserve(kLargeBodyReadChunk);
@@ -165,6 +267,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                                          header[bhttp::field::expect].size())),
             "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream_.expires_at(body_deadline_);
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
                          if (ec) return self->Close();
@@ -177,10 +280,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void ReadBody() {
     if (closed_) return;
+    FeedCheck();
     if (parser_->is_done()) return Dispatch();
-    // Why a fresh deadline per read: a large body on a slow link must not be cut off as
-    // long as it keeps moving; a stalled one still times out.
-    stream_.expires_after(ToChrono(core_.opts.read_timeout));
+    // Why one deadline for the whole body, not one per read: a client trickling a byte now
+    // and then would otherwise hold the connection (and its buffers) for ever.
+    stream_.expires_at(body_deadline_);
     bhttp::async_read_some(stream_, buffer_, *parser_,
                            beast::bind_front_handler(&HttpSession::OnBody, shared_from_this()));
   }
@@ -211,6 +315,45 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     Close();  // timeout, reset, abort: nothing to say
   }
 
+  // Hands the body bytes that arrived since the last call to the BodyCheck.
+  void FeedCheck() {
+    if (!check_) return;
+    const std::string& body = parser_->get().body();
+    if (body.size() > fed_) {
+      check_->Update(std::string_view(body).substr(fed_));
+      fed_ = body.size();
+    }
+  }
+
+  static Response BadTarget(std::string_view target) {
+    return ErrorResponse(400, "bad_request",
+                         absl::StrCat("invalid request target '", AV(target), "'"));
+  }
+
+  // Everything of a request but its body; false (with head->target set) for a bad target.
+  bool FillHead(const bhttp::request<bhttp::string_body>& message, Request* req) {
+    req->method = std::string(message.method_string());
+    req->target = std::string(message.target());
+    req->request_id = request_id_;
+    req->remote_addr = remote_;
+    auto url = boost::urls::parse_origin_form(req->target);
+    if (!url) url = boost::urls::parse_absolute_uri(req->target);
+    if (!url) return false;
+    req->path = url->path();
+    if (req->path.empty()) req->path = "/";
+    boost::urls::encoding_opts opts;
+    opts.space_as_plus = true;
+    for (const auto& param : url->params(opts)) {
+      if (param.key.empty() && !param.has_value) continue;  // "?" or "a=1&&b=2"
+      req->query.emplace_back(param.key, param.value);
+    }
+    req->headers.reserve(std::distance(message.begin(), message.end()));
+    for (const auto& field : message) {
+      req->headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    return true;
+  }
+
   void Dispatch() {
     stream_.expires_never();
     auto message = parser_->release();
@@ -220,47 +363,36 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     head_ = message.method() == bhttp::verb::head;
 
     Request req;
-    req.method = std::string(message.method_string());
-    req.target = std::string(message.target());
-    auto url = boost::urls::parse_origin_form(req.target);
-    if (!url) url = boost::urls::parse_absolute_uri(req.target);
-    if (!url) {
-      return WriteError(ErrorResponse(400, "bad_request",
-                                      absl::StrCat("invalid request target '", req.target, "'")));
-    }
-    req.path = url->path();
-    if (req.path.empty()) req.path = "/";
-    boost::urls::encoding_opts opts;
-    opts.space_as_plus = true;
-    for (const auto& param : url->params(opts)) {
-      if (param.key.empty() && !param.has_value) continue;  // "?" or "a=1&&b=2"
-      req.query.emplace_back(param.key, param.value);
-    }
-    req.headers.reserve(std::distance(message.begin(), message.end()));
-    for (const auto& field : message) {
-      req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    if (!FillHead(message, &req)) return WriteError(BadTarget(req.target));
+    if (check_) {
+      std::shared_ptr<BodyCheck> check = std::move(check_);
+      if (std::optional<Response> refused = check->Finish()) return WriteError(std::move(*refused));
+      req.body_check = std::move(check);
     }
     req.body = std::move(message.body());
-    req.remote_addr = remote_;
 
-    net::post(*core_.pool, [self = shared_from_this(), req = std::move(req)]() mutable {
+    const bool posted = core_.TryPost([self = shared_from_this(), req = std::move(req)]() mutable {
       Response res = self->RunHandler(req);
       net::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
         self->Write(std::move(res), /*after_error=*/false);
       });
     });
+    if (!posted) WriteError(Overloaded());
   }
 
   // On a handler-pool thread.
   Response RunHandler(Request& req) {
+    ScopedRequestId scope(req.request_id);
     try {
       return core_.handler(req);
     } catch (const std::exception& e) {
-      LogError("http", "handler for ", req.method, " ", req.target, " threw: ", e.what());
+      LogError("http", "request ", req.request_id, ": handler for ", req.method, " ",
+               absl::CEscape(req.target), " threw: ", e.what());
     } catch (...) {
-      LogError("http", "handler for ", req.method, " ", req.target, " threw a non-std exception");
+      LogError("http", "request ", req.request_id, ": handler for ", req.method, " ",
+               absl::CEscape(req.target), " threw a non-std exception");
     }
-    return ErrorResponse(500, "internal", "internal server error");
+    return InternalErrorResponse();
   }
 
   // Answers a request that could not be read completely, then closes.
@@ -274,14 +406,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void Write(Response res, bool after_error) {
     if (closed_) return;
     if (res.status < 200 || res.status > 599) {
-      LogError("http", "handler returned invalid status ", res.status, "; sending 500");
-      res = ErrorResponse(500, "internal", "internal server error");
+      LogError("http", "request ", request_id_, ": handler returned invalid status ", res.status,
+               "; sending 500");
+      ScopedRequestId scope(request_id_);
+      res = InternalErrorResponse();
     }
     response_ = {};
     response_.version(version_);
     response_.result(static_cast<unsigned>(res.status));
     const bool no_body = res.status == 204 || res.status == 304;
-    bool has_content_type = false;
+    bool has_content_type = false, has_cache_control = false, has_csp = false;
     for (const auto& [name, value] : res.headers) {
       if (!IsSafeHeader(name, value)) {
         LogError("http", "dropping unsafe response header '", absl::CEscape(name), "'");
@@ -292,12 +426,27 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
           absl::EqualsIgnoreCase(name, "Connection")) {
         continue;
       }
+      if (absl::EqualsIgnoreCase(name, "X-Request-Id") ||
+          absl::EqualsIgnoreCase(name, "X-Content-Type-Options")) {
+        continue;  // always ours
+      }
       if (absl::EqualsIgnoreCase(name, "Content-Type")) has_content_type = true;
+      if (absl::EqualsIgnoreCase(name, "Cache-Control")) has_cache_control = true;
+      if (absl::EqualsIgnoreCase(name, "Content-Security-Policy")) has_csp = true;
       response_.insert(name, value);
     }
     if (!has_content_type && !no_body && !res.content_type.empty() &&
         IsSafeHeader("Content-Type", res.content_type)) {
       response_.set(bhttp::field::content_type, res.content_type);
+    }
+    // Why here: one place that no response can bypass (handlers, errors, refusals).
+    response_.set("X-Request-Id", request_id_);
+    response_.set("X-Content-Type-Options", "nosniff");
+    if (!has_cache_control) response_.set(bhttp::field::cache_control, "no-store");
+    const auto type = response_[bhttp::field::content_type];
+    if (!has_csp && absl::StartsWithIgnoreCase(absl::string_view(type.data(), type.size()),
+                                               "text/html")) {
+      response_.set("Content-Security-Policy", kContentSecurityPolicy);
     }
     if (res.stream && !no_body) return WriteStreamed(std::move(res), after_error);
     if (!no_body) response_.body() = std::move(res.body);
@@ -412,6 +561,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   const std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::string request_id_;
+  std::chrono::steady_clock::time_point body_deadline_;
+  std::shared_ptr<BodyCheck> check_;  // the current request's, until Dispatch
+  std::size_t fed_ = 0;               // body bytes check_ has seen
   bhttp::response<bhttp::string_body> response_;
   // A streamed response in progress (WriteStreamed): its header, serializer, source and the
   // piece being written.
@@ -450,14 +603,34 @@ void Server::Core::OnAccept(beast::error_code ec, tcp::socket socket) {
   auto endpoint = socket.remote_endpoint(ignored);
   auto session = std::make_shared<HttpSession>(*this, std::move(socket),
                                                ignored ? "" : EndpointString(endpoint));
-  if (Register(session)) session->Start();
+  switch (Register(session)) {
+    case Registered::kOk: session->Start(); break;
+    case Registered::kFull: session->Refuse(); break;
+    case Registered::kStopping: break;
+  }
   DoAccept();
 }
 
-bool Server::Core::Register(const std::shared_ptr<HttpSession>& s) {
+Server::Core::Registered Server::Core::Register(const std::shared_ptr<HttpSession>& s) {
   absl::MutexLock lock(&mu);
-  if (stopping) return false;
+  if (stopping) return Registered::kStopping;
+  if (static_cast<int>(sessions.size()) >= std::max(1, opts.max_connections)) {
+    return Registered::kFull;
+  }
   sessions.emplace(s.get(), s);
+  return Registered::kOk;
+}
+
+bool Server::Core::TryPost(std::function<void()> fn) {
+  const int limit = std::max(1, opts.handler_threads) + std::max(0, opts.max_queued);
+  if (pending.fetch_add(1) >= limit) {
+    pending.fetch_sub(1);
+    return false;
+  }
+  net::post(*pool, [this, fn = std::move(fn)] {
+    fn();
+    pending.fetch_sub(1);
+  });
   return true;
 }
 
@@ -466,8 +639,12 @@ void Server::Core::Unregister(HttpSession* s) {
   sessions.erase(s);
 }
 
-Server::Server(ServerOptions opts, Handler handler)
-    : core_(std::make_unique<Core>(std::move(opts), std::move(handler))) {}
+Server::Server(ServerOptions opts, Handler handler, HeadHandler head,
+               std::function<bool(Request&)> has_head)
+    : core_(std::make_unique<Core>(std::move(opts), std::move(handler), std::move(head),
+                                   std::move(has_head))) {}
+
+int Server::pending_handlers() const { return core_->pending.load(); }
 
 Server::~Server() { Stop(); }
 

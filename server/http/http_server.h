@@ -24,6 +24,8 @@
 
 namespace assay::http {
 
+class BodyCheck;
+
 struct Request {
   std::string method;  // "GET"
   std::string target;  // raw target "/api/v1/x?y=1"
@@ -33,6 +35,12 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;         // raw bytes exactly as received (chunked encoding removed)
   std::string remote_addr;  // peer "ip:port" ("[::1]:port" for IPv6)
+  // This request's id, also sent back as X-Request-Id and named in every 500 answer and in
+  // the server log lines about it.
+  std::string request_id;
+  // The BodyCheck the route's HeadHandler chose (see Admission), after it saw every body
+  // byte; null when there was none.
+  std::shared_ptr<BodyCheck> body_check;
 
   // Value of the first header named `name` (ASCII case-insensitive), "" if absent.
   std::string Header(std::string_view name) const;
@@ -65,10 +73,41 @@ Response JsonResponse(int status, const boost::json::value& v);
 // "not_found". Bytes of `message` that are not valid UTF-8 become U+FFFD.
 Response ErrorResponse(int status, std::string_view code, std::string_view message);
 
+// 500 {"error":{"code":"internal","message":"internal server error","request_id":ID}}
+// where ID is CurrentRequestId(). What went wrong goes to the server log, never to a client.
+Response InternalErrorResponse();
+// The id of the request whose handler (or HeadHandler) runs on this thread; "" elsewhere.
+std::string CurrentRequestId();
+
 // Called on a handler-pool thread; must be safe to call concurrently. A thrown
-// exception becomes 500 {"error":{"code":"internal","message":"internal server error"}}
-// and its text is logged to stderr.
+// exception becomes InternalErrorResponse() and its text is logged to stderr.
 using Handler = std::function<Response(Request&)>;
+
+// Watches a request body as it streams in, before the handler runs: e.g. an HMAC over the
+// raw bytes, so that a forged body is refused without anything parsing it. Called on the
+// connection's I/O strand (never concurrently), so it must not block.
+class BodyCheck {
+ public:
+  virtual ~BodyCheck() = default;
+  // The next body bytes, in order (chunked encoding removed).
+  virtual void Update(std::string_view bytes) = 0;
+  // After the last byte: nullopt lets the request on to its handler (with body_check set);
+  // a Response refuses it (sent, then the connection closes).
+  virtual std::optional<Response> Finish() = 0;
+};
+
+// What a HeadHandler decides from a request's head alone.
+struct Admission {
+  // Set: answer this at once, without reading the body, and close the connection.
+  std::optional<Response> refuse;
+  // Otherwise: fed every body byte (may be null).
+  std::shared_ptr<BodyCheck> check;
+};
+
+// Runs on a handler-pool thread (it may block) with the request's head: everything but the
+// body, path_params filled. Thread-safe like Handler; a thrown exception refuses with
+// InternalErrorResponse().
+using HeadHandler = std::function<Admission(Request&)>;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";  // an IP address or a resolvable name
@@ -79,14 +118,27 @@ struct ServerOptions {
   // Content-Length before the body is read, and while reading a chunked body.
   size_t body_limit = 25 * 1024 * 1024;
   // The request header must arrive within this time of the read starting (this is also
-  // the keep-alive idle limit); after that, the body may pause at most this long
-  // between reads. A response write must also finish within it.
+  // the keep-alive idle limit). A response write must also finish within it.
   absl::Duration read_timeout = absl::Seconds(30);
+  // The whole body must have arrived this long after the header did (one deadline per
+  // request, not per read: a body trickled in byte by byte cannot hold the connection
+  // longer); then the connection is closed without an answer.
+  absl::Duration body_timeout = absl::Seconds(60);
+  // Open connections beyond this are answered 503 overloaded (Retry-After: 1) and closed.
+  int max_connections = 1024;
+  // Requests waiting for a handler thread (beyond the handler_threads running) beyond this
+  // are answered 503 overloaded with Retry-After: 1, and the connection is closed.
+  int max_queued = 256;
 };
 
 class Server {
  public:
-  Server(ServerOptions opts, Handler handler);
+  // `head`, when set, admits each request from its head before its body is read (see
+  // Admission); the Router's Admit is meant for it. `has_head`, when set, is asked first, on
+  // the I/O thread (it must not block), whether `head` has anything to say about a request;
+  // when it says no, the request skips that trip to the handler pool (Router::HasHead).
+  Server(ServerOptions opts, Handler handler, HeadHandler head = nullptr,
+         std::function<bool(Request&)> has_head = nullptr);
   ~Server();  // Stop()s
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -96,6 +148,8 @@ class Server {
   absl::Status Start();
   // The bound port (after a successful Start), else 0.
   uint16_t port() const;
+  // Handler and HeadHandler calls queued or running now (for tests and metrics).
+  int pending_handlers() const;
   // Closes the listener and all open connections, waits for running handlers to
   // return, joins all threads. Idempotent. Must not be called from a handler.
   void Stop();
@@ -105,6 +159,14 @@ class Server {
  private:
   std::unique_ptr<Core> core_;
 };
+
+// Every response also carries X-Request-Id, X-Content-Type-Options: nosniff,
+// Cache-Control: no-store (unless the handler set a Cache-Control) and, when its
+// Content-Type is text/html, kContentSecurityPolicy (unless the handler set a CSP).
+inline constexpr char kContentSecurityPolicy[] =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'";
 
 // Method + path pattern router. Patterns look like "/api/v1/pipelines/{id}/cancel";
 // {name} matches one non-empty path segment and lands in req.path_params (decoded).
@@ -117,8 +179,14 @@ class Router {
  public:
   // Throws std::invalid_argument for a malformed pattern (a programming error): it must
   // start with '/', and a '{' must enclose a whole, non-empty segment name.
-  void Add(std::string method, std::string pattern, Handler h);
+  // `head`, when set, is the route's HeadHandler, run by Admit.
+  void Add(std::string method, std::string pattern, Handler h, HeadHandler head = nullptr);
   Response Dispatch(Request& req) const;
+  // The matching route's HeadHandler's verdict (path_params filled); an empty Admission
+  // (read the body, no check) for a route without one or a request no route takes.
+  Admission Admit(Request& req) const;
+  // Whether the route for req's method and path has a HeadHandler. Never blocks.
+  bool HasHead(Request& req) const;
 
  private:
   struct Segment {
@@ -130,7 +198,11 @@ class Router {
     std::vector<Segment> segments;
     int literal_count = 0;
     Handler handler;
+    HeadHandler head;
   };
+  // The route for req's method and path, path_params filled; null with *allowed (the methods
+  // the path takes, sorted, unique) when none.
+  const Route* Match(Request& req, std::vector<std::string>* allowed) const;
   std::vector<Route> routes_;
 };
 

@@ -9,6 +9,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
 
 namespace assay::http {
 namespace {
@@ -91,12 +93,19 @@ std::optional<boost::json::object> ParseJsonBody(const Request& req, Response* e
   return std::move(*parsed);
 }
 
+// Why refuse NUL: PostgreSQL text cannot hold it, and no name, URL or token needs it.
+static absl::Status HasNul(std::string_view field) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("field '", AV(field), "' must not contain a NUL character"));
+}
+
 absl::StatusOr<std::string> RequiredString(const boost::json::object& obj, std::string_view field) {
   const boost::json::value* v = Find(obj, field);
   if (v == nullptr || !v->is_string()) {
     return absl::InvalidArgumentError(
         absl::StrCat("field '", AV(field), "' is required and must be a string"));
   }
+  if (v->get_string().find('\0') != boost::json::string::npos) return HasNul(field);
   return std::string(v->get_string());
 }
 
@@ -107,6 +116,7 @@ absl::StatusOr<std::optional<std::string>> OptionalString(const boost::json::obj
   if (!v->is_string()) {
     return absl::InvalidArgumentError(absl::StrCat("field '", AV(field), "' must be a string"));
   }
+  if (v->get_string().find('\0') != boost::json::string::npos) return HasNul(field);
   return std::optional<std::string>(std::string(v->get_string()));
 }
 
@@ -154,18 +164,32 @@ absl::Status OnlyFields(const boost::json::object& obj, const std::vector<std::s
 
 Response StatusToResponse(const absl::Status& status) {
   const std::string message(status.message());
-  switch (status.code()) {
+  const absl::StatusCode code = status.code();
+  const bool client_error =
+      code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
+      code == absl::StatusCode::kAlreadyExists || code == absl::StatusCode::kFailedPrecondition ||
+      code == absl::StatusCode::kUnauthenticated || code == absl::StatusCode::kPermissionDenied ||
+      code == absl::StatusCode::kUnavailable;  // "try again later" messages are ours
+  if (!client_error || HasInternalDetail(status)) {
+    // Why generic: these messages may carry database text, paths or addresses; the request
+    // id lets an operator find the details in the log.
+    LogError("http", "request ", CurrentRequestId(), ": ", status.ToString());
+    if (code == absl::StatusCode::kUnavailable) {
+      Response r = ErrorResponse(503, "unavailable", "service temporarily unavailable; retry");
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
+    return InternalErrorResponse();
+  }
+  switch (code) {
     case absl::StatusCode::kInvalidArgument: return ErrorResponse(400, "invalid_argument", message);
     case absl::StatusCode::kNotFound: return ErrorResponse(404, "not_found", message);
     case absl::StatusCode::kAlreadyExists: return ErrorResponse(409, "already_exists", message);
     case absl::StatusCode::kFailedPrecondition:
       return ErrorResponse(409, "failed_precondition", message);
     case absl::StatusCode::kUnauthenticated: return ErrorResponse(401, "unauthenticated", message);
-    case absl::StatusCode::kPermissionDenied:
-      return ErrorResponse(403, "permission_denied", message);
     case absl::StatusCode::kUnavailable: return ErrorResponse(503, "unavailable", message);
-    case absl::StatusCode::kOk: return ErrorResponse(500, "internal", "internal server error");
-    default: return ErrorResponse(500, "internal", message);
+    default: return ErrorResponse(403, "permission_denied", message);
   }
 }
 

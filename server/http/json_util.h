@@ -33,7 +33,7 @@ absl::StatusOr<boost::json::object> ParseJsonObject(std::string_view text);
 std::optional<boost::json::object> ParseJsonBody(const Request& req, Response* error);
 
 // kInvalidArgument "field 'F' is required and must be a string" if absent, null or
-// not a string.
+// not a string; "field 'F' must not contain a NUL character" (OptionalString too).
 absl::StatusOr<std::string> RequiredString(const boost::json::object& obj, std::string_view field);
 // nullopt if absent or null; kInvalidArgument "field 'F' must be a string" otherwise.
 // kInvalidArgument "unknown field 'K' (allowed: a, b)" for the first key of `obj` that is not
@@ -56,7 +56,11 @@ absl::StatusOr<std::optional<bool>> OptionalBool(const boost::json::object& obj,
 //   kInvalidArgument → 400 invalid_argument      kNotFound → 404 not_found
 //   kAlreadyExists → 409 already_exists          kFailedPrecondition → 409 failed_precondition
 //   kUnauthenticated → 401 unauthenticated       kPermissionDenied → 403 permission_denied
-//   kUnavailable → 503 unavailable               anything else (OK included) → 500 internal
+//   kUnavailable → 503 unavailable
+// Any other code (OK included), and any status marked HasInternalDetail (a database's own
+// text), never shows its message: a marked kUnavailable → 503 unavailable "service
+// temporarily unavailable; retry" with Retry-After: 1, everything else
+// InternalErrorResponse(); the status is logged with CurrentRequestId().
 Response StatusToResponse(const absl::Status& status);
 
 }  // namespace assay::http

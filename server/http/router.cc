@@ -91,6 +91,16 @@ Response JsonResponse(int status, const boost::json::value& v) {
   return res;
 }
 
+Response InternalErrorResponse() {
+  boost::json::object error;
+  error["code"] = "internal";
+  error["message"] = "internal server error";
+  error["request_id"] = CurrentRequestId();
+  boost::json::object root;
+  root["error"] = std::move(error);
+  return JsonResponse(500, root);
+}
+
 Response ErrorResponse(int status, std::string_view code, std::string_view message) {
   boost::json::object error;
   error["code"] = code;
@@ -100,13 +110,14 @@ Response ErrorResponse(int status, std::string_view code, std::string_view messa
   return JsonResponse(status, root);
 }
 
-void Router::Add(std::string method, std::string pattern, Handler h) {
+void Router::Add(std::string method, std::string pattern, Handler h, HeadHandler head) {
   if (pattern.empty() || pattern.front() != '/') {
     throw std::invalid_argument(absl::StrCat("route pattern '", pattern, "' must start with '/'"));
   }
   Route route;
   route.method = std::move(method);
   route.handler = std::move(h);
+  route.head = std::move(head);
   for (std::string_view segment : SplitPath(pattern)) {
     Segment s;
     if (segment.size() >= 2 && segment.front() == '{' && segment.back() == '}') {
@@ -130,7 +141,7 @@ void Router::Add(std::string method, std::string pattern, Handler h) {
   routes_.push_back(std::move(route));
 }
 
-Response Router::Dispatch(Request& req) const {
+const Router::Route* Router::Match(Request& req, std::vector<std::string>* allowed) const {
   const std::vector<std::string_view> parts = SplitPath(req.path);
   auto matches = [&parts](const Route& route) {
     if (route.segments.size() != parts.size()) return false;
@@ -141,10 +152,9 @@ Response Router::Dispatch(Request& req) const {
     return true;
   };
   const Route* best = nullptr;
-  std::vector<std::string> allowed;
   for (const Route& route : routes_) {
     if (!matches(route)) continue;
-    allowed.push_back(route.method);
+    allowed->push_back(route.method);
     if (route.method == req.method &&
         (best == nullptr || route.literal_count > best->literal_count)) {
       best = &route;
@@ -157,18 +167,37 @@ Response Router::Dispatch(Request& req) const {
         req.path_params[best->segments[i].text] = std::string(parts[i]);
       }
     }
-    return best->handler(req);
+    return best;
   }
+  std::sort(allowed->begin(), allowed->end());
+  allowed->erase(std::unique(allowed->begin(), allowed->end()), allowed->end());
+  return nullptr;
+}
+
+Response Router::Dispatch(Request& req) const {
+  std::vector<std::string> allowed;
+  if (const Route* route = Match(req, &allowed); route != nullptr) return route->handler(req);
   if (allowed.empty()) {
     return ErrorResponse(404, "not_found", absl::StrCat("no route for ", req.path));
   }
-  std::sort(allowed.begin(), allowed.end());
-  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
   Response res = ErrorResponse(405, "method_not_allowed",
                                absl::StrCat("method ", req.method, " is not allowed for ", req.path,
                                             "; allowed: ", absl::StrJoin(allowed, ", ")));
   res.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
   return res;
+}
+
+bool Router::HasHead(Request& req) const {
+  std::vector<std::string> allowed;
+  const Route* route = Match(req, &allowed);
+  return route != nullptr && route->head;
+}
+
+Admission Router::Admit(Request& req) const {
+  std::vector<std::string> allowed;
+  const Route* route = Match(req, &allowed);
+  if (route == nullptr || !route->head) return {};
+  return route->head(req);
 }
 
 }  // namespace assay::http

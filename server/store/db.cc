@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
+#include "common/base/status.h"
 
 namespace assay::store {
 
@@ -167,7 +168,8 @@ absl::StatusOr<ConnLease> Db::Acquire() {
   } catch (const std::exception& e) {
     absl::MutexLock l(&mu_);
     --open_;
-    return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", e.what()));
+    return MarkInternalDetail(
+        absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", e.what())));
   }
 }
 
@@ -196,23 +198,24 @@ absl::Status InTransaction(Db& db,
       conn.raw().disconnect();
     } catch (...) {
     }
-    return absl::UnavailableError(absl::StrCat("database connection lost: ", e.what()));
+    return MarkInternalDetail(
+        absl::UnavailableError(absl::StrCat("database connection lost: ", e.what())));
   } catch (const pqxx::serialization_failure& e) {
-    return absl::AbortedError(e.what());
+    return MarkInternalDetail(absl::AbortedError(e.what()));
   } catch (const pqxx::deadlock_detected& e) {
-    return absl::AbortedError(e.what());
+    return MarkInternalDetail(absl::AbortedError(e.what()));
   } catch (const pqxx::integrity_constraint_violation& e) {
-    return absl::FailedPreconditionError(e.what());
+    return MarkInternalDetail(absl::FailedPreconditionError(e.what()));
   } catch (const pqxx::sql_error& e) {
     if (e.sqlstate() == "57014") {  // query_canceled: statement_timeout (or a cancel request)
-      return absl::DeadlineExceededError(
+      return MarkInternalDetail(absl::DeadlineExceededError(
           absl::StrCat("database statement canceled after statement_timeout (",
-                       absl::FormatDuration(db.options().statement_timeout), "): ", e.what()));
+                       absl::FormatDuration(db.options().statement_timeout), "): ", e.what())));
     }
     LogError("store", "query ", e.query().substr(0, 80), " failed: ", e.what());
-    return absl::InternalError(absl::StrCat("database error: ", e.what()));
+    return MarkInternalDetail(absl::InternalError(absl::StrCat("database error: ", e.what())));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("database error: ", e.what()));
+    return MarkInternalDetail(absl::InternalError(absl::StrCat("database error: ", e.what())));
   }
 }
 

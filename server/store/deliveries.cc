@@ -1,5 +1,7 @@
 #include "server/store/deliveries.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 
 namespace assay::store {
@@ -8,9 +10,17 @@ namespace {
 const Query kInsert{
     "delivery_insert",
     "INSERT INTO webhook_deliveries (provider, delivery_id, event, repo_id, headers, body, state, "
-    "message, processed_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, nullif($8, ''), "
-    "CASE WHEN $7 = 'received' THEN NULL ELSE now() END) "
+    "message, processed_at, body_sha256) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, "
+    "nullif($8, ''), CASE WHEN $7 = 'received' THEN NULL ELSE now() END, $9) "
     "ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id"};
+// Why a lock: two copies of one body arriving at once must not both miss each other. The
+// two-int form keeps these keys apart from the bigint locks (migrations).
+const Query kLockBody{"delivery_lock_body", "SELECT pg_advisory_xact_lock(7007, $1)"};
+const Query kFindSameBody{
+    "delivery_find_same_body",
+    "SELECT id FROM webhook_deliveries WHERE repo_id = $1 AND body_sha256 = $2 AND "
+    "received_at > now() - make_interval(secs => $3::double precision / 1000000) "
+    "ORDER BY id LIMIT 1"};
 const Query kFindExisting{
     "delivery_find", "SELECT id FROM webhook_deliveries WHERE provider = $1 AND delivery_id = $2"};
 const Query kGet{"delivery_get",
@@ -27,10 +37,26 @@ const Query kFinish{"delivery_finish",
 
 absl::StatusOr<InsertResult> DeliveryStore::Insert(const NewDelivery& d) {
   InsertResult out;
+  const bool by_body = d.body_sha256.size() >= 4 && d.dedupe_window > absl::ZeroDuration();
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    out = InsertResult{};
+    if (by_body) {
+      int32_t key = 0;
+      std::memcpy(&key, d.body_sha256.data(), sizeof key);
+      Exec(tx, c, kLockBody, {key});
+      auto same = Exec(tx, c, kFindSameBody,
+                       {d.repo_id, Param::Bytes(d.body_sha256),
+                        absl::ToInt64Microseconds(d.dedupe_window)});
+      if (!same.empty()) {
+        out.id = same[0][0].as<int64_t>();
+        out.same_body = true;
+        return absl::OkStatus();
+      }
+    }
     auto res = Exec(tx, c, kInsert,
                     {d.provider, d.delivery_id, d.event, d.repo_id, d.headers_json,
-                     Param::Bytes(d.body), d.initial_state, d.message});
+                     Param::Bytes(d.body), d.initial_state, d.message,
+                     by_body ? Param::Bytes(d.body_sha256) : Param::Null()});
     if (!res.empty()) {
       out.id = res[0][0].as<int64_t>();
       out.inserted = true;

@@ -1,6 +1,7 @@
 #pragma once
 // Raw webhook deliveries: stored before the forge gets its answer, deduplicated on
-// (provider, delivery id). *db must outlive the store.
+// (provider, delivery id) and, within a window, on (repository, SHA-256 of the body).
+// *db must outlive the store.
 
 #include <string>
 #include <vector>
@@ -18,6 +19,11 @@ struct NewDelivery {
   std::string body;                        // raw bytes as received
   std::string initial_state = "received";  // "ignored" for events that plan nothing
   std::string message;
+  // SHA-256 of `body` (32 bytes) and the replay window: when both are set, a delivery of the
+  // same repository with the same body hash received within the window makes this one a
+  // duplicate of it, whatever its delivery id.
+  std::string body_sha256;
+  absl::Duration dedupe_window = absl::ZeroDuration();
 };
 
 struct Delivery {
@@ -30,7 +36,8 @@ struct Delivery {
 
 struct InsertResult {
   int64_t id = 0;
-  bool inserted = false;  // false: this delivery id was seen before; nothing was written
+  bool inserted = false;  // false: this delivery id (or body) was seen before; nothing written
+  bool same_body = false;  // not inserted because `id` has the same body (a replay)
 };
 
 class DeliveryStore {

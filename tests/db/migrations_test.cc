@@ -63,6 +63,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"4", "0004_commit_status.sql"},
                             {"5", "0005_agent_generation.sql"},
                             {"6", "0006_commit_status_leases.sql"},
+                            {"7", "0007_webhook_replays.sql"},
                             {"9", "0009_clone_credentials.sql"},
                             {"10", "0010_untrusted_agents.sql"},
                             {"11", "0011_log_quota.sql"}});

@@ -53,7 +53,7 @@ Exit Run(const std::string& binary, std::vector<std::string> args,
 // The secrets go in the environment: assay-server refuses them as flags.
 std::vector<std::pair<std::string, std::string>> ServerEnv(
     std::vector<std::pair<std::string, std::string>> more = {}) {
-  more.insert(more.begin(), {{"ASSAY_ADMIN_TOKEN", "admin-token-123"},
+  more.insert(more.begin(), {{"ASSAY_ADMIN_TOKEN", "admin-token-0123456789abcdef-0123"},
                              {"ASSAY_AGENT_TOKEN", "agent-token-123"}});
   return more;
 }
@@ -84,6 +84,24 @@ TEST_CASE("assay-server refuses a bad option value at start, naming the option a
   CHECK(lease.output ==
         "assay-server: option --lease must be a duration from 1s to 24h, like "
         "500ms, 30s or 5m, got '0s'\n");
+}
+
+TEST_CASE("assay-server refuses a short admin token and a metrics token on its command line",
+          "[e2e][flags][security]") {
+  Exit short_token = Run("server/assay-server", ServerArgs({}),
+                         {{"ASSAY_ADMIN_TOKEN", "short-admin-token"},
+                          {"ASSAY_AGENT_TOKEN", "agent-token-123"}});
+  CHECK(short_token.code == 1);
+  CHECK(short_token.output ==
+        "assay-server: INVALID_ARGUMENT: --admin-token must be at least 32 characters, got 17; "
+        "make one with: openssl rand -hex 32\n");
+  Exit flag = Run("server/assay-server", ServerArgs({"--metrics-token", "m-token-0123456789"}),
+                  ServerEnv());
+  CHECK(flag.code == 2);
+  CHECK(absl::StartsWith(flag.output,
+                         "assay-server: option --metrics-token is secret and is not accepted on "
+                         "the command line (any local user can read a process's arguments): "));
+  CHECK(flag.output.find("m-token-0123456789") == std::string::npos);
 }
 
 TEST_CASE("assay-agent refuses a bad option value at start", "[e2e][flags]") {

@@ -27,7 +27,8 @@
 
 namespace assay::testing {
 
-inline constexpr char kAdminToken[] = "e2e-admin-token-0123";
+// At least 32 characters: the server refuses shorter admin tokens.
+inline constexpr char kAdminToken[] = "e2e-admin-token-0123456789abcdef0123";
 inline constexpr char kAgentToken[] = "e2e-agent-token-4567";
 
 struct ClusterOptions {

@@ -6,6 +6,8 @@
 
 #include "server/http/json_util.h"
 
+#include "common/base/status.h"
+
 namespace assay::http {
 namespace {
 
@@ -97,14 +99,30 @@ TEST_CASE("json_util: StatusToResponse maps codes", "[http]") {
       {absl::UnauthenticatedError("m"), 401, "unauthenticated"},
       {absl::PermissionDeniedError("m"), 403, "permission_denied"},
       {absl::UnavailableError("m"), 503, "unavailable"},
-      {absl::InternalError("m"), 500, "internal"},
-      {absl::DeadlineExceededError("m"), 500, "internal"},
   };
   for (const Case& c : cases) {
     const Response res = StatusToResponse(c.status);
     CHECK(res.status == c.http);
     CHECK(res.content_type == "application/json");
     CHECK(res.body == R"({"error":{"code":")" + c.code + R"(","message":"m"}})");
+  }
+  // Server-side failures never show their message (it may be a database's own text).
+  const Response unavailable =
+      StatusToResponse(MarkInternalDetail(absl::UnavailableError("database lost: pq")));
+  CHECK(unavailable.status == 503);
+  CHECK(unavailable.body ==
+        R"({"error":{"code":"unavailable","message":"service temporarily unavailable; retry"}})");
+  CHECK(unavailable.headers ==
+        std::vector<std::pair<std::string, std::string>>{{"Retry-After", "1"}});
+  for (const absl::Status& s :
+       {absl::InternalError("database error: ERROR: relation"), absl::DeadlineExceededError("m"),
+        absl::AbortedError("m"), absl::UnknownError("m"), absl::OkStatus(),
+        // A client-error code whose text came from the database (a constraint's message).
+        MarkInternalDetail(absl::FailedPreconditionError("ERROR: duplicate key value"))}) {
+    const Response res = StatusToResponse(s);
+    CHECK(res.status == 500);
+    CHECK(res.body ==
+          R"({"error":{"code":"internal","message":"internal server error","request_id":""}})");
   }
   CHECK(StatusToResponse(absl::NotFoundError("pipeline \"7\" not found")).body ==
         R"({"error":{"code":"not_found","message":"pipeline \"7\" not found"}})");

@@ -12,8 +12,10 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 #include <map>
+#include <set>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/net/http_client.h"
 
@@ -98,6 +100,16 @@ class RawConn {
     reply.body = buffered_.substr(0, length);
     buffered_.erase(0, length);
     return reply;
+  }
+
+  int fd() const { return fd_; }
+
+  // Without blocking: true when the server has closed the connection (EOF or reset).
+  bool PeerClosed() {
+    char c;
+    const ssize_t n = ::recv(fd_, &c, 1, MSG_DONTWAIT);
+    if (n > 0) buffered_.push_back(c);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
   }
 
   // True when the server closed the connection (recv returns 0 or a reset) with no
@@ -376,18 +388,24 @@ TEST_CASE("server: Expect: 100-continue gets an interim response", "[http]") {
   CHECK(reply.body == "hello");
 }
 
-TEST_CASE("server: a throwing handler gives a generic 500", "[http]") {
+TEST_CASE("server: a throwing handler gives a generic 500 naming the request id", "[http]") {
   Server server({}, [](Request& req) -> Response {
     if (req.path == "/int") throw 42;
     throw std::runtime_error("secret database detail");
   });
   REQUIRE(server.Start().ok());
+  std::set<std::string> ids;
   for (const char* path : {"/std", "/int"}) {
     auto res = HttpFetch("GET", UrlFor(server, path));
     REQUIRE(res.ok());
     CHECK(res->status == 500);
-    CHECK(res->body == R"({"error":{"code":"internal","message":"internal server error"}})");
+    const std::string id = res->Header("X-Request-Id");
+    CHECK(id.size() == 16);
+    ids.insert(id);
+    CHECK(res->body == R"({"error":{"code":"internal","message":"internal server error",)"
+                       R"("request_id":")" + id + R"("}})");
   }
+  CHECK(ids.size() == 2);  // one id per request
 }
 
 TEST_CASE("server: an invalid status or unsafe header is not sent as given", "[http]") {
@@ -513,6 +531,222 @@ TEST_CASE("client: a slow server gives kDeadlineExceeded", "[http]") {
   auto again = HttpFetch("GET", url);
   REQUIRE(again.ok());
   CHECK(again->body == "late");
+}
+
+TEST_CASE("server: every response carries nosniff, no-store and a request id, HTML a CSP",
+          "[http][security]") {
+  Server server({}, [](Request& req) {
+    Response res = Text("<p>x</p>");
+    if (req.path == "/html") res.content_type = "text/html; charset=utf-8";
+    if (req.path == "/cached") res.headers.emplace_back("Cache-Control", "max-age=60");
+    // A handler cannot take these over.
+    res.headers.emplace_back("X-Content-Type-Options", "sniff-away");
+    res.headers.emplace_back("X-Request-Id", "forged");
+    return res;
+  });
+  REQUIRE(server.Start().ok());
+  RawConn conn(server.port());
+  for (const char* path : {"/html", "/api/v1/x", "/cached"}) {
+    INFO(path);
+    conn.Send(std::string("GET ") + path + " HTTP/1.1\r\nHost: t\r\n\r\n");
+    auto reply = conn.ReadResponse();
+    CHECK(reply.status == 200);
+    CHECK(reply.headers.at("x-content-type-options") == "nosniff");
+    CHECK(reply.headers.at("x-request-id").size() == 16);
+    CHECK(reply.headers.at("cache-control") ==
+          (std::string(path) == "/cached" ? "max-age=60" : "no-store"));
+    if (std::string(path) == "/html") {
+      CHECK(reply.headers.at("content-security-policy") == kContentSecurityPolicy);
+    } else {
+      CHECK(reply.headers.count("content-security-policy") == 0);
+    }
+  }
+  // Answers the server makes itself (here a malformed request) carry them too.
+  RawConn bad(server.port());
+  bad.Send("NOT A REQUEST\r\n\r\n");
+  auto reply = bad.ReadResponse();
+  CHECK(reply.status == 400);
+  CHECK(reply.headers.at("x-content-type-options") == "nosniff");
+  CHECK(reply.headers.at("cache-control") == "no-store");
+}
+
+TEST_CASE("server: a body trickled in byte by byte is cut off at the total body deadline",
+          "[http][security]") {
+  ServerOptions opts;
+  opts.body_timeout = absl::Milliseconds(300);
+  std::atomic<int> handled{0};
+  Server server(opts, [&handled](Request&) {
+    ++handled;
+    return Text("ok");
+  });
+  REQUIRE(server.Start().ok());
+  RawConn conn(server.port());
+  conn.Send("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n");
+  // One byte every 20 ms would take 20 s; each read resets no deadline, so the server
+  // closes after about 300 ms. Bound: 250 bytes (5 s) before the test gives up.
+  bool closed = false;
+  for (int i = 0; i < 250 && !closed; ++i) {
+    const ssize_t n = ::send(conn.fd(), "x", 1, MSG_NOSIGNAL);
+    if (n <= 0) {
+      closed = true;
+      break;
+    }
+    ::usleep(20 * 1000);
+    closed = conn.PeerClosed();
+  }
+  CHECK(closed);
+  CHECK(handled == 0);
+}
+
+TEST_CASE("server: connections beyond max_connections are answered 503 and closed",
+          "[http][security]") {
+  ServerOptions opts;
+  opts.max_connections = 2;
+  Server server(opts, [](Request&) { return Text("ok"); });
+  REQUIRE(server.Start().ok());
+  // Two connections, each proven registered by one answered request.
+  auto a = std::make_unique<RawConn>(server.port());
+  RawConn b(server.port());
+  for (RawConn* c : {a.get(), &b}) {
+    c->Send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    CHECK(c->ReadResponse().status == 200);
+  }
+  RawConn third(server.port());
+  auto reply = third.ReadResponse();
+  CHECK(reply.status == 503);
+  CHECK(reply.headers.at("retry-after") == "1");
+  CHECK(reply.headers.at("connection") == "close");
+  CHECK(reply.body ==
+        R"({"error":{"code":"overloaded","message":"too many open connections; retry later"}})");
+  CHECK(third.AtEof());
+  // Once one closes, a new connection is served (bounded: 100 tries, 20 ms apart).
+  a.reset();
+  int status = 0;
+  for (int i = 0; i < 100 && status != 200; ++i) {
+    RawConn next(server.port());
+    next.Send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    status = next.ReadResponse().status;
+    if (status != 200) ::usleep(20 * 1000);
+  }
+  CHECK(status == 200);
+}
+
+TEST_CASE("server: a full handler queue answers 503 with Retry-After", "[http][security]") {
+  ServerOptions opts;
+  opts.handler_threads = 1;
+  opts.max_queued = 1;
+  absl::Notification release;
+  std::atomic<int> entered{0};
+  Server server(opts, [&](Request&) {
+    ++entered;
+    release.WaitForNotification();
+    return Text("done");
+  });
+  REQUIRE(server.Start().ok());
+  RawConn running(server.port()), queued(server.port()), refused(server.port());
+  running.Send("GET /1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  for (int i = 0; i < 500 && entered.load() == 0; ++i) ::usleep(10 * 1000);
+  REQUIRE(entered.load() == 1);
+  queued.Send("GET /2 HTTP/1.1\r\nHost: t\r\n\r\n");
+  for (int i = 0; i < 500 && server.pending_handlers() < 2; ++i) ::usleep(10 * 1000);
+  REQUIRE(server.pending_handlers() == 2);
+  refused.Send("GET /3 HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto reply = refused.ReadResponse();
+  CHECK(reply.status == 503);
+  CHECK(reply.headers.at("retry-after") == "1");
+  CHECK(reply.body ==
+        R"({"error":{"code":"overloaded","message":"the server is busy; retry later"}})");
+  release.Notify();
+  CHECK(running.ReadResponse().body == "done");
+  CHECK(queued.ReadResponse().body == "done");
+  CHECK(entered.load() == 2);
+}
+
+namespace {
+
+// Records what it is fed; refuses at the end unless the body was "good".
+class RecordingCheck : public BodyCheck {
+ public:
+  void Update(std::string_view bytes) override {
+    seen += bytes;
+    ++calls;
+  }
+  std::optional<Response> Finish() override {
+    if (seen == "good") return std::nullopt;
+    return ErrorResponse(401, "unauthenticated", "refused after the body");
+  }
+  std::string seen;
+  int calls = 0;
+};
+
+}  // namespace
+
+TEST_CASE("server: a head handler refuses before the body, or checks the body as it streams",
+          "[http][security]") {
+  Router router;
+  std::atomic<int> handled{0};
+  std::shared_ptr<RecordingCheck> last;
+  absl::Mutex mu;
+  router.Add(
+      "POST", "/hook/{who}",
+      [&](Request& req) {
+        ++handled;
+        CHECK(dynamic_cast<RecordingCheck*>(req.body_check.get()) != nullptr);
+        return Text("handled " + req.body);
+      },
+      [&](Request& head) {
+        Admission a;
+        CHECK(head.body.empty());
+        if (head.path_params.at("who") != "friend") {
+          a.refuse = ErrorResponse(401, "unauthenticated", "refused from the head");
+          return a;
+        }
+        auto check = std::make_shared<RecordingCheck>();
+        absl::MutexLock l(&mu);
+        last = check;
+        a.check = check;
+        return a;
+      });
+  router.Add("POST", "/plain", [](Request& req) { return Text("plain " + req.body); });
+  std::atomic<int> asked{0};
+  Server server({}, [&router](Request& req) { return router.Dispatch(req); },
+                [&router](Request& req) { return router.Admit(req); },
+                [&router, &asked](Request& req) {
+                  ++asked;
+                  return router.HasHead(req);
+                });
+  REQUIRE(server.Start().ok());
+  auto plain = HttpFetch("POST", UrlFor(server, "/plain"), {}, "x");
+  REQUIRE(plain.ok());
+  CHECK(plain->body == "plain x");
+  CHECK(asked == 1);
+
+  // Refused from the head: answered though the announced 20 MiB never come.
+  RawConn stranger(server.port());
+  stranger.Send("POST /hook/stranger HTTP/1.1\r\nHost: t\r\nContent-Length: 20971520\r\n\r\n");
+  auto early = stranger.ReadResponse();
+  CHECK(early.status == 401);
+  CHECK(early.body ==
+        R"({"error":{"code":"unauthenticated","message":"refused from the head"}})");
+
+  // A chunked body is fed in order; a wrong one is refused after its last byte.
+  RawConn bad(server.port());
+  bad.Send("POST /hook/friend HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "2\r\nba\r\n1\r\nd\r\n0\r\n\r\n");
+  auto late = bad.ReadResponse();
+  CHECK(late.status == 401);
+  CHECK(late.body ==
+        R"({"error":{"code":"unauthenticated","message":"refused after the body"}})");
+  {
+    absl::MutexLock l(&mu);
+    CHECK(last->seen == "bad");
+  }
+  RawConn good(server.port());
+  good.Send("POST /hook/friend HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\ngood");
+  auto ok = good.ReadResponse();
+  CHECK(ok.status == 200);
+  CHECK(ok.body == "handled good");
+  CHECK(handled == 1);
 }
 
 }  // namespace assay::http
