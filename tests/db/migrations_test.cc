@@ -62,9 +62,11 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"3", "0003_triggers.sql"},
                             {"4", "0004_commit_status.sql"},
                             {"5", "0005_agent_generation.sql"},
-                            {"6", "0006_commit_status_leases.sql"}});
+                            {"6", "0006_commit_status_leases.sql"},
+                            {"8", "0008_agent_credentials.sql"}});
   CHECK(*first == AllVersions());
-  CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
+  CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
+                                          {"agents"},
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
                                           {"job_attempts"},
