@@ -157,7 +157,8 @@ class Bench:
                              '--http-listen', '127.0.0.1:%d' % http,
                              '--grpc-listen', '127.0.0.1:%d' % grpc,
                              '--database-url', self.dsn(db), '--data-dir', d + '/server',
-                             '--admin-token', ADMIN, '--agent-token', AGENT_TOKEN] + flags,
+                             '--admin-token', ADMIN, '--agent-token', AGENT_TOKEN,
+                             '--allow-shared-agent-token', '--grpc-insecure'] + flags,
                             d + '/server.log')
         hb = 5.0
         for k, v in zip(flags, flags[1:]):
@@ -180,7 +181,8 @@ class Bench:
         for name in ('a1', 'a2'):
             agents[name] = self.start(
                 [os.path.join(self.a.build_dir, 'agent/assay-agent'), '--server',
-                 '127.0.0.1:%d' % grpc, '--token', AGENT_TOKEN, '--name', name, '--slots', '1',
+                 '127.0.0.1:%d' % grpc, '--token', AGENT_TOKEN, '--grpc-insecure',
+                 '--name', name, '--slots', '1',
                  '--work-dir', '%s/%s' % (d, name), '--kill-grace', '1s'],
                 '%s/%s.log' % (d, name), env)
         self.wait('2 agents', lambda: (healthz() or {}).get('agents') == 2, 30)

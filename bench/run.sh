@@ -108,7 +108,8 @@ start_cluster() {  # $1=phase dir $2=W
   HTTP=$(free_port); grpc=$(free_port)
   "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$grpc" \
     --database-url "$(pg_dsn "$PGPORT" "$db")" --data-dir "$PD/server" --admin-token "$ADMIN" \
-    --agent-token "$AGENT_TOKEN" --log-level warn > "$PD/server.log" 2>&1 &
+    --agent-token "$AGENT_TOKEN" --allow-shared-agent-token --grpc-insecure --log-level warn \
+    > "$PD/server.log" 2>&1 &
   SPID=$!; PIDS+=("$SPID")
   for i in $(seq 1 300); do
     curl -fsS -o /dev/null "http://127.0.0.1:$HTTP/healthz" 2>/dev/null && break
@@ -121,7 +122,8 @@ start_cluster() {  # $1=phase dir $2=W
   APIDS=()
   for i in $(seq 1 "$W"); do
     BENCH_RESULTS="$PD/results.txt" "$BUILD_DIR/agent/assay-agent" --server "127.0.0.1:$grpc" \
-      --token "$AGENT_TOKEN" --name "w$i" --slots 1 --work-dir "$PD/w$i" > "$PD/w$i.log" 2>&1 &
+      --token "$AGENT_TOKEN" --grpc-insecure --name "w$i" --slots 1 --work-dir "$PD/w$i" \
+      > "$PD/w$i.log" 2>&1 &
     APIDS+=("$!"); PIDS+=("$!")
   done
   for i in $(seq 1 600); do

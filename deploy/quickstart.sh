@@ -95,13 +95,14 @@ ENV
   nohup "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP_PORT" \
     --grpc-listen "127.0.0.1:$GRPC_PORT" --database-url "$(pg_dsn "$PG_PORT" assay)" \
     --data-dir "$HOME_DIR/server" --admin-token "$ASSAY_TOKEN" \
-    --agent-token "$ASSAY_AGENT_TOKEN" > "$HOME_DIR/server.log" 2>&1 &
+    --agent-token "$ASSAY_AGENT_TOKEN" --allow-shared-agent-token --grpc-insecure \
+    > "$HOME_DIR/server.log" 2>&1 &
   echo $! > "$HOME_DIR/server.pid"
   wait_http "$SERVER_URL/healthz" 30 || { tail -20 "$HOME_DIR/server.log" >&2; die "server did not start"; }
 
   log "starting assay-agent 'local-1'"
   nohup "$BUILD_DIR/agent/assay-agent" --server "127.0.0.1:$GRPC_PORT" --token "$ASSAY_AGENT_TOKEN" \
-    --name local-1 --labels linux --slots 2 --work-dir "$HOME_DIR/agent" \
+    --grpc-insecure --name local-1 --labels linux --slots 2 --work-dir "$HOME_DIR/agent" \
     > "$HOME_DIR/agent.log" 2>&1 &
   echo $! > "$HOME_DIR/agent.pid"
 

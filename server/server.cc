@@ -17,6 +17,7 @@
 #include "common/crypto/crypto.h"
 #include "common/net/https_client.h"
 #include "server/agents/agent_service.h"
+#include "server/agents/server_tls.h"
 #include "server/api/api.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
@@ -70,6 +71,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::PipelineStore> pipelines;
   std::unique_ptr<store::JobStore> jobs;
   std::unique_ptr<store::AgentStore> agents;
+  std::unique_ptr<store::AgentCredentialStore> credentials;
   std::unique_ptr<store::ScheduleStore> schedules;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;
@@ -100,9 +102,20 @@ absl::Status AssayServer::Start() {
   const ServerOptions& o = m.opts;
   if (o.database_url.empty()) return absl::InvalidArgumentError("--database-url is required");
   if (o.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
-  if (o.admin_token.size() < 8 || o.agent_token.size() < 8) {
+  if (o.admin_token.size() < 8) {
     return absl::InvalidArgumentError(
-        "--admin-token and --agent-token are required and must be at least 8 characters");
+        "--admin-token is required and must be at least 8 characters");
+  }
+  if (o.allow_shared_agent_token && o.agent_token.size() < 8) {
+    return absl::InvalidArgumentError(
+        "--allow-shared-agent-token needs --agent-token (at least 8 characters)");
+  }
+  if (!o.allow_shared_agent_token && !o.agent_token.empty()) {
+    // Why refuse rather than ignore: an operator who set a shared token expects agents to
+    // use it; say at start that it is off instead of refusing every agent later.
+    return absl::InvalidArgumentError(
+        "--agent-token is set but shared agent tokens are off: enroll agents (assay agents "
+        "token create), or add --allow-shared-agent-token on a trusted network");
   }
   if (!o.public_url.empty() && !absl::StartsWithIgnoreCase(o.public_url, "http://") &&
       !absl::StartsWithIgnoreCase(o.public_url, "https://")) {
@@ -162,6 +175,7 @@ absl::Status AssayServer::Start() {
   m.pipelines = std::make_unique<store::PipelineStore>(m.db.get(), clock);
   m.jobs = std::make_unique<store::JobStore>(m.db.get(), clock);
   m.agents = std::make_unique<store::AgentStore>(m.db.get());
+  m.credentials = std::make_unique<store::AgentCredentialStore>(m.db.get());
   m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
   m.dispatcher = std::make_unique<Dispatcher>(m.jobs.get(), m.metrics.get(), clock,
@@ -201,9 +215,32 @@ absl::Status AssayServer::Start() {
                       o.heartbeat_interval,
                       4,
                       o.reconnect_grace};
+  ad.credentials = m.credentials.get();
+  ad.allow_shared_token = o.allow_shared_agent_token;
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (o.grpc_insecure) {
+    creds = grpc::InsecureServerCredentials();
+    LogWarn("server", "agent gRPC is plaintext (--grpc-insecure): use only on a trusted network");
+  } else {
+    auto tls = LoadOrCreateServerTls(o.data_dir, o.tls_cert, o.tls_key, o.tls_hostnames);
+    if (!tls.ok()) return tls.status();
+    grpc::SslServerCredentialsOptions so;
+    so.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
+    if (!o.tls_client_ca.empty()) {
+      auto ca = ReadPemFile(o.tls_client_ca, "--tls-client-ca");
+      if (!ca.ok()) return ca.status();
+      so.pem_root_certs = *ca;
+      so.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    creds = grpc::SslServerCredentials(so);
+    if (!tls->ca_path.empty()) {
+      LogInfo("server", "agent gRPC is TLS; agents pin the CA ", tls->ca_path, " (sha256 ",
+              tls->ca_sha256, ") with --server-ca");
+    }
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(), &m.grpc_port);
+  builder.AddListeningPort(o.grpc_listen, creds, &m.grpc_port);
   builder.RegisterService(m.agent_service.get());
   builder.SetMaxReceiveMessageSize(8 * 1024 * 1024);
   m.grpc_server = builder.BuildAndStart();
@@ -214,6 +251,11 @@ absl::Status AssayServer::Start() {
   m.api =
       ApiDeps{m.repos.get(),   m.deliveries.get(), m.pipelines.get(), m.jobs.get(),  m.agents.get(),
               m.planner.get(), m.dispatcher.get(), m.metrics.get(),   o.admin_token, *key};
+  m.api.credentials = m.credentials.get();
+  AgentServiceImpl* service = m.agent_service.get();
+  m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {
+    service->CloseAgent(agent_id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
+  };
   m.router = std::make_unique<http::Router>();
   RegisterApi(*m.router, m.api);
   http::ServerOptions ho;

@@ -63,6 +63,16 @@ Cluster::~Cluster() {
 std::string Cluster::http_url() const { return absl::StrCat("http://127.0.0.1:", http_port_); }
 std::string Cluster::grpc_address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
 
+void Cluster::AddAgentAccessFlags(std::vector<std::string>& argv, bool server) const {
+  if (!options_.shared_token_agents) return;
+  if (server) {
+    argv.insert(argv.end(), {"--agent-token", kAgentToken, "--allow-shared-agent-token",
+                             "--grpc-insecure"});
+  } else {
+    argv.insert(argv.end(), {"--token", kAgentToken, "--grpc-insecure"});
+  }
+}
+
 std::string Cluster::Binary(const char* relative) const {
   return absl::StrCat(options_.binary_dir, "/", relative);
 }
@@ -97,9 +107,9 @@ absl::Status Cluster::StartServerOnce() {
       "--grpc-listen", grpc_address(),
       "--database-url", db_.dsn(),
       "--data-dir", dir_ + "/server-data",
-      "--admin-token", kAdminToken,
-      "--agent-token", kAgentToken};
+      "--admin-token", kAdminToken};
   // clang-format on
+  AddAgentAccessFlags(argv, true);
   argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
   std::string log = absl::StrCat(dir_, "/server-", ++server_starts_, ".log");
   auto p = Process::Start(argv, log, {}, DroppedEnv());
@@ -144,9 +154,9 @@ absl::StatusOr<int> Cluster::StartReplica() {
         "--grpc-listen", absl::StrCat("127.0.0.1:", r.grpc_port),
         "--database-url", db_.dsn(),
         "--data-dir", data,
-        "--admin-token", kAdminToken,
-        "--agent-token", kAgentToken};
+        "--admin-token", kAdminToken};
     // clang-format on
+    AddAgentAccessFlags(argv, true);
     argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
     auto p = Process::Start(argv, absl::StrCat(dir_, "/replica-", index, "-", attempt, ".log"), {},
                             DroppedEnv());
@@ -199,12 +209,12 @@ absl::StatusOr<Process*> Cluster::StartAgent(const std::string& name,
   std::vector<std::string> argv = {
       Binary("agent/assay-agent"),
       "--server", grpc_address(),
-      "--token", kAgentToken,
       "--name", name,
       "--slots", "1",
       "--work-dir", absl::StrCat(dir_, "/agent-", name),
       "--kill-grace", options_.kill_grace};
   // clang-format on
+  AddAgentAccessFlags(argv, false);
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto p = Process::Start(argv, absl::StrCat(dir_, "/agent-", name, ".log"), {}, DroppedEnv());
   if (!p.ok()) return p.status();
