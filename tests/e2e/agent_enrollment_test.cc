@@ -5,11 +5,13 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_split.h"
 #include "assay/v1/agent.grpc.pb.h"
 #include "common/crypto/agent_secret.h"
+#include "common/proc/subprocess.h"
 #include "server/agents/server_tls.h"
 #include "tests/e2e/e2e.h"
 
@@ -114,6 +116,12 @@ std::vector<std::string> RowOf(const std::string& out, const std::string& first)
     if (!cells.empty() && cells[0] == first) return cells;
   }
   return {};
+}
+
+absl::StatusOr<std::string> MakeTempDirForTest() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "assay-certs-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
+  return tmpl;
 }
 
 std::string CredentialOf(Cluster& c, const std::string& agent) {
@@ -357,6 +365,11 @@ TEST_CASE("reports carrying another agent's attempt token are refused and change
   const int64_t job = std::stoll(*row[0][0]);
   const std::string token = *row[0][1];
 
+  // Another agent's credential with e1's name: refused, e1 keeps its stream and its job.
+  StreamEnd takeover = Converse(ch, e2.response.credential(), {Hello("e1")});
+  CHECK(takeover.code == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(takeover.message == "this credential belongs to agent 'e2', not 'e1'");
+
   v1::AgentMessage rejected, log, result, heartbeat;
   rejected.mutable_rejected()->set_job_id(job);
   rejected.mutable_rejected()->set_attempt_token(token);
@@ -390,6 +403,7 @@ TEST_CASE("reports carrying another agent's attempt token are refused and change
   json::object done = MUST(c.WaitForPipelineDone(p));
   CHECK(JsonString(done, "state") == "succeeded");
   CHECK(JsonString(Job(done, "b"), "agent") == "e1");
+  CHECK(Job(done, "b").at("attempt").as_int64() == 1);
   CHECK(MUST(c.JobLog(job)) == "started\nfinished\n");
 }
 
@@ -418,6 +432,52 @@ TEST_CASE("an agent pinned to another CA refuses the server: a clear log line, n
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM job_attempts")) == 0);
   CHECK(JsonString(Job(MUST(c.ApiObject("GET", absl::StrCat("/api/v1/pipelines/", p))), "b"),
                    "state") == "queued");
+}
+
+// A client CA and a certificate it signed for TLS client authentication, made with the openssl
+// command line in `dir`: dir/client-ca.pem, dir/client.pem, dir/client.key.
+void MakeClientCertificate(const std::string& dir) {
+  std::ofstream(dir + "/client.ext") << "extendedKeyUsage=clientAuth\n";
+  const std::vector<std::vector<std::string>> steps = {
+      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+       "-nodes", "-keyout", "client-ca.key", "-out", "client-ca.pem", "-days", "2", "-subj",
+       "/CN=assay e2e client CA"},
+      {"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=e1"},
+      {"openssl", "x509", "-req", "-in", "client.csr", "-CA", "client-ca.pem", "-CAkey",
+       "client-ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile",
+       "client.ext"}};
+  for (const auto& argv : steps) {
+    CommandResult r = MUST(RunCommand(argv, dir, {}, {}, absl::Seconds(60)));
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+}
+
+TEST_CASE("with --tls-client-ca, only an agent presenting a client certificate connects",
+          "[e2e][enroll]") {
+  const std::string certs = MUST(MakeTempDirForTest());
+  MakeClientCertificate(certs);
+  Cluster c(Enrolling({"--tls-client-ca", certs + "/client-ca.pem"}));
+  MUST(c.StartServer());
+  const std::string ca = c.server_ca_path();
+  const std::string token = CreateToken(c, {"--name", "e1"});
+  // Without a client certificate the handshake fails: the token is never sent.
+  Process* bare = MUST(c.StartAgent(
+      "e1", {"--server-ca", ca, "--enroll-token-file", WriteSecretFile(c, "e1.token", token)}));
+  MUST(c.WaitUntil("the agent to say it cannot connect", [&](std::string& seen) {
+    seen = bare->LogTail();
+    return seen.find("cannot connect to the server at") != std::string::npos;
+  }));
+  CHECK(MUST(c.QueryInt("SELECT count(*) FROM agent_enrollment_tokens WHERE used_at IS NULL")) ==
+        1);
+  bare->Stop();
+  MUST(c.StartAgent("e1", {"--server-ca", ca, "--enroll-token-file", c.dir() + "/e1.token",
+                           "--tls-cert", certs + "/client.pem", "--tls-key",
+                           certs + "/client.key"}));
+  MUST(c.WaitForAgents(1));
+  std::error_code ec;
+  std::filesystem::remove_all(certs, ec);
 }
 
 TEST_CASE(
