@@ -512,3 +512,31 @@ TEST_CASE(
 
 }  // namespace
 }  // namespace assay::e2e
+
+namespace assay::e2e {
+namespace {
+
+TEST_CASE("revoking through one replica closes the agent's stream on another", "[e2e][enroll]") {
+  Cluster c(Options());  // plaintext: each replica would otherwise make its own CA
+  MUST(c.StartServer());
+  const int replica = MUST(c.StartReplica());
+  Process* agent = MUST(c.StartAgent(
+      "e1", {"--server", c.replica_grpc_address(replica), "--enroll-token-file",
+             WriteSecretFile(c, "e1.token", CreateToken(c, {"--name", "e1"}))}));
+  MUST(c.WaitUntil("e1 online", [&](std::string& seen) {
+    auto rows = c.Query("SELECT state FROM agents WHERE name = 'e1'");
+    seen = rows.ok() && !rows->empty() && (*rows)[0][0] ? *(*rows)[0][0] : "";
+    return seen == "online";
+  }));
+  // The first server has no stream of e1: the replica finds the revocation in its access check.
+  CHECK(MUST(c.RunCli({"agents", "revoke", "e1"})).out == "agent e1: revoked\n");
+  std::optional<int> code = agent->Wait(absl::Seconds(30));
+  REQUIRE(code.has_value());
+  CHECK(*code == 1);
+  CHECK(ReadFileOrEmpty(agent->log_path())
+            .find("server refused this agent: this agent was revoked or disabled") !=
+        std::string::npos);
+}
+
+}  // namespace
+}  // namespace assay::e2e
