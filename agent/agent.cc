@@ -170,9 +170,10 @@ absl::Status Agent::EnsureCredential() {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
     if ((st.st_mode & 0077) != 0) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          path, " is readable by other users; chmod 600 it (or revoke the agent and enroll "
-                "it again: another user may have copied it)"));
+      return absl::PermissionDeniedError(
+          absl::StrCat(path,
+                       " is readable by other users; chmod 600 it (or revoke the agent and enroll "
+                       "it again: another user may have copied it)"));
     }
     std::ifstream in(path);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -212,8 +213,7 @@ absl::Status Agent::EnsureCredential() {
       case grpc::StatusCode::INVALID_ARGUMENT: return absl::InvalidArgumentError(msg);
       case grpc::StatusCode::ALREADY_EXISTS: return absl::AlreadyExistsError(msg);
       case grpc::StatusCode::UNIMPLEMENTED: return absl::UnimplementedError(msg);
-      default:
-        return absl::UnavailableError(absl::StrCat("enrolling failed: ", s.error_message()));
+      default: return absl::UnavailableError(absl::StrCat("enrolling failed: ", s.error_message()));
     }
   }
   auto cred = ParseAgentSecret(resp.credential(), AgentSecretKind::kCredential);
@@ -261,8 +261,8 @@ bool Agent::AwaitChannel() {
       return false;
     }
     // Slices of at most a second, so that Shutdown is noticed.
-    channel_->WaitForStateChange(
-        state, absl::ToChronoTime(std::min(deadline, now + absl::Seconds(1))));
+    channel_->WaitForStateChange(state,
+                                 absl::ToChronoTime(std::min(deadline, now + absl::Seconds(1))));
   }
 }
 

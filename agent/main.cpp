@@ -33,8 +33,7 @@ int main(int argc, char** argv) {
       {"server-ca", "",
        "PEM CA the server's certificate must be signed by (the server's DATA_DIR/tls/ca.pem; "
        "default: the system's CAs)"},
-      {"grpc-insecure", "", "talk plaintext gRPC (servers with --grpc-insecure only)", false,
-       true},
+      {"grpc-insecure", "", "talk plaintext gRPC (servers with --grpc-insecure only)", false, true},
       {"tls-cert", "", "PEM client certificate for servers that require mutual TLS"},
       {"tls-key", "", "PEM private key of --tls-cert"},
       {"name", "", "unique agent name (default: the host name)"},
@@ -74,9 +73,9 @@ int main(int argc, char** argv) {
     o.enroll_token.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   o.grpc_insecure = cfg->GetBool("grpc-insecure");
-  for (auto [flag, target] : {std::pair{"server-ca", &o.server_ca_pem},
-                              std::pair{"tls-cert", &o.client_cert_pem},
-                              std::pair{"tls-key", &o.client_key_pem}}) {
+  for (auto [flag, target] :
+       {std::pair{"server-ca", &o.server_ca_pem}, std::pair{"tls-cert", &o.client_cert_pem},
+        std::pair{"tls-key", &o.client_key_pem}}) {
     const std::string& f = cfg->Get(flag);
     if (f.empty()) continue;
     std::ifstream in(f);

@@ -62,9 +62,8 @@ Global options (anywhere on the line):
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {"lint", "repo",   "pipelines", "pipeline",
-                                          "logs", "cancel", "run",       "queue",
-                                          "agents"};
+constexpr std::string_view kCommands[] = {"lint",   "repo", "pipelines", "pipeline", "logs",
+                                          "cancel", "run",  "queue",     "agents"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -348,8 +347,8 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
     if (sub == "token") {
       const std::string verb = line.positional.size() > 2 ? line.positional[2] : "";
       if (verb != "create") return UsageError{"expected 'assay agents token create'"};
-      if (auto error = check("agents token create", {"--name", "--labels", "--expires"}, 3, 0, 0,
-                             "")) {
+      if (auto error =
+              check("agents token create", {"--name", "--labels", "--expires"}, 3, 0, 0, "")) {
         return *error;
       }
       TokenCreateOptions t;
@@ -368,8 +367,9 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       }
       return AgentChangeAccess(api, line.positional[2], sub, out, err);
     }
-    return UsageError{"'assay agents' needs a subcommand: list, token create, revoke, disable "
-                      "or enable"};
+    return UsageError{
+        "'assay agents' needs a subcommand: list, token create, revoke, disable "
+        "or enable"};
   }
   const std::string suggestion = ClosestMatch(command, kCommands);
   return UsageError{

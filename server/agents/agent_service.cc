@@ -80,8 +80,8 @@ class Session final : public Reactor {
       auto cred = ParseAgentSecret(given.substr(7), AgentSecretKind::kCredential);
       if (!cred.ok()) {
         LogWarn("agents", "refused a stream from ", peer_, ": malformed agent credential");
-        FinishOnce(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                "unknown or revoked agent credential"));
+        FinishOnce(
+            grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown or revoked agent credential"));
         return;
       }
       credential_hash_ = AgentSecretHash(*cred);
@@ -309,10 +309,10 @@ class Session final : public Reactor {
     }
     if (h.labels_size() > kMaxLabels || h.gpus_size() > kMaxGpus ||
         h.held_jobs_size() > kMaxHeldJobs || h.version().size() > kMaxVersion) {
-      Fail(grpc::StatusCode::INVALID_ARGUMENT,
-           absl::StrCat("hello has too much: at most ", kMaxLabels, " labels, ", kMaxGpus,
-                        " GPUs, ", kMaxHeldJobs, " held jobs and a ", kMaxVersion,
-                        "-byte version"));
+      Fail(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("hello has too much: at most ", kMaxLabels, " labels, ", kMaxGpus, " GPUs, ",
+                       kMaxHeldJobs, " held jobs and a ", kMaxVersion, "-byte version"));
       return false;
     }
     for (const auto& l : h.labels()) {
@@ -589,8 +589,7 @@ class Session final : public Reactor {
     const store::AgentIdentity& id = **who;
     if (id.name != h.name()) {
       Fail(grpc::StatusCode::PERMISSION_DENIED,
-           absl::StrCat("this credential belongs to agent '", id.name, "', not '", h.name(),
-                        "'"));
+           absl::StrCat("this credential belongs to agent '", id.name, "', not '", h.name(), "'"));
       return false;
     }
     if (id.disabled) {
@@ -609,8 +608,8 @@ class Session final : public Reactor {
       // Why refuse rather than drop: an agent that silently lost a label would sit idle with
       // jobs waiting for it; a refusal names the mistake where the operator looks.
       Fail(grpc::StatusCode::PERMISSION_DENIED,
-           absl::StrCat("labels not allowed for agent '", id.name, "': ",
-                        absl::StrJoin(extra, ","), " (allowed: ",
+           absl::StrCat("labels not allowed for agent '", id.name, "': ", absl::StrJoin(extra, ","),
+                        " (allowed: ",
                         id.allowed_labels.empty() ? "none" : absl::StrJoin(id.allowed_labels, ","),
                         ")"));
       return false;
@@ -629,7 +628,7 @@ class Session final : public Reactor {
   std::string name_;
   store::AgentSession session_;
   std::string peer_;
-  std::string credential_hash_;  // set when the stream presented a credential
+  std::string credential_hash_;               // set when the stream presented a credential
   std::atomic<bool> database_failed_{false};  // set by DatabaseFailed, read by EndSession
 
   absl::Mutex mu_;

@@ -23,9 +23,9 @@ using http::Response;
 
 // The limits of an enrollment token's grants; the same as the gRPC service's Hello limits.
 constexpr size_t kMaxLabels = 64;
-constexpr int64_t kMinExpiry = 60;                  // 1 minute
-constexpr int64_t kMaxExpiry = 30 * 24 * 3600;      // 30 days
-constexpr int64_t kDefaultExpiry = 3600;            // 1 hour
+constexpr int64_t kMinExpiry = 60;              // 1 minute
+constexpr int64_t kMaxExpiry = 30 * 24 * 3600;  // 30 days
+constexpr int64_t kDefaultExpiry = 3600;        // 1 hour
 
 bool ValidLabel(const std::string& l) {
   static const std::regex kLabel("^[A-Za-z0-9][A-Za-z0-9_.:/=+\\-]{0,99}$");
@@ -38,8 +38,7 @@ Response CreateEnrollmentToken(const ApiDeps& d, Request& req) {
   Response err;
   auto body = http::ParseJsonBody(req, &err);
   if (!body) return err;
-  if (absl::Status known = http::OnlyFields(*body, {"name", "labels", "expires_in"});
-      !known.ok()) {
+  if (absl::Status known = http::OnlyFields(*body, {"name", "labels", "expires_in"}); !known.ok()) {
     return http::StatusToResponse(known);
   }
   auto name = http::OptionalString(*body, "name");
@@ -59,9 +58,9 @@ Response CreateEnrollmentToken(const ApiDeps& d, Request& req) {
   std::vector<std::string> labels;
   if (const json::value* v = body->if_contains("labels"); v != nullptr && !v->is_null()) {
     if (!v->is_array() || v->as_array().size() > kMaxLabels) {
-      return ErrorResponse(400, "invalid_argument",
-                           absl::StrCat("field 'labels' must be an array of at most ",
-                                        kMaxLabels, " strings"));
+      return ErrorResponse(
+          400, "invalid_argument",
+          absl::StrCat("field 'labels' must be an array of at most ", kMaxLabels, " strings"));
     }
     for (const auto& l : v->as_array()) {
       if (!l.is_string() || !ValidLabel(std::string(l.as_string()))) {
@@ -89,8 +88,8 @@ Response CreateEnrollmentToken(const ApiDeps& d, Request& req) {
 Response ChangeAccess(const ApiDeps& d, Request& req, const std::string& action) {
   const std::string name = req.path_params["name"];
   absl::StatusOr<int64_t> id = action == "revoke"
-                                    ? d.credentials->Revoke(name)
-                                    : d.credentials->SetDisabled(name, action == "disable");
+                                   ? d.credentials->Revoke(name)
+                                   : d.credentials->SetDisabled(name, action == "disable");
   if (!id.ok()) return http::StatusToResponse(id.status());
   if (action != "enable" && d.close_agent) {
     d.close_agent(*id, absl::StrCat("agent '", name, "' was ",
@@ -121,10 +120,9 @@ void RegisterAgentRoutes(http::Router& router, const ApiDeps& d) {
   router.Add("POST", "/api/v1/agents/enrollment-tokens",
              Authed(d, [&d](Request& req) { return CreateEnrollmentToken(d, req); }));
   for (const char* action : {"revoke", "disable", "enable"}) {
-    router.Add("POST", absl::StrCat("/api/v1/agents/{name}/", action),
-               Authed(d, [&d, a = std::string(action)](Request& req) {
-                 return ChangeAccess(d, req, a);
-               }));
+    router.Add(
+        "POST", absl::StrCat("/api/v1/agents/{name}/", action),
+        Authed(d, [&d, a = std::string(action)](Request& req) { return ChangeAccess(d, req, a); }));
   }
 }
 

@@ -439,8 +439,8 @@ TEST_CASE("an agent pinned to another CA refuses the server: a clear log line, n
 void MakeClientCertificate(const std::string& dir) {
   std::ofstream(dir + "/client.ext") << "extendedKeyUsage=clientAuth\n";
   const std::vector<std::vector<std::string>> steps = {
-      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-       "-nodes", "-keyout", "client-ca.key", "-out", "client-ca.pem", "-days", "2", "-subj",
+      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "client-ca.key", "-out", "client-ca.pem", "-days", "2", "-subj",
        "/CN=assay e2e client CA"},
       {"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
        "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=e1"},
@@ -472,9 +472,9 @@ TEST_CASE("with --tls-client-ca, only an agent presenting a client certificate c
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM agent_enrollment_tokens WHERE used_at IS NULL")) ==
         1);
   bare->Stop();
-  MUST(c.StartAgent("e1", {"--server-ca", ca, "--enroll-token-file", c.dir() + "/e1.token",
-                           "--tls-cert", certs + "/client.pem", "--tls-key",
-                           certs + "/client.key"}));
+  MUST(c.StartAgent("e1",
+                    {"--server-ca", ca, "--enroll-token-file", c.dir() + "/e1.token", "--tls-cert",
+                     certs + "/client.pem", "--tls-key", certs + "/client.key"}));
   MUST(c.WaitForAgents(1));
   std::error_code ec;
   std::filesystem::remove_all(certs, ec);
@@ -520,9 +520,9 @@ TEST_CASE("revoking through one replica closes the agent's stream on another", "
   Cluster c(Options());  // plaintext: each replica would otherwise make its own CA
   MUST(c.StartServer());
   const int replica = MUST(c.StartReplica());
-  Process* agent = MUST(c.StartAgent(
-      "e1", {"--server", c.replica_grpc_address(replica), "--enroll-token-file",
-             WriteSecretFile(c, "e1.token", CreateToken(c, {"--name", "e1"}))}));
+  Process* agent =
+      MUST(c.StartAgent("e1", {"--server", c.replica_grpc_address(replica), "--enroll-token-file",
+                               WriteSecretFile(c, "e1.token", CreateToken(c, {"--name", "e1"}))}));
   MUST(c.WaitUntil("e1 online", [&](std::string& seen) {
     auto rows = c.Query("SELECT state FROM agents WHERE name = 'e1'");
     seen = rows.ok() && !rows->empty() && (*rows)[0][0] ? *(*rows)[0][0] : "";

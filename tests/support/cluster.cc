@@ -66,8 +66,8 @@ std::string Cluster::grpc_address() const { return absl::StrCat("127.0.0.1:", gr
 void Cluster::AddAgentAccessFlags(std::vector<std::string>& argv, bool server) const {
   if (!options_.shared_token_agents) return;
   if (server) {
-    argv.insert(argv.end(), {"--agent-token", kAgentToken, "--allow-shared-agent-token",
-                             "--grpc-insecure"});
+    argv.insert(argv.end(),
+                {"--agent-token", kAgentToken, "--allow-shared-agent-token", "--grpc-insecure"});
   } else {
     argv.insert(argv.end(), {"--token", kAgentToken, "--grpc-insecure"});
   }
