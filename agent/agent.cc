@@ -1,10 +1,13 @@
 #include "agent/agent.h"
 
 #include <ftw.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -12,8 +15,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "agent/job_scope.h"
+#include "absl/strings/str_join.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
+#include "common/crypto/agent_secret.h"
 #include "common/crypto/crypto.h"
 
 namespace assay {
@@ -151,7 +156,17 @@ Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  channel_ = grpc::CreateCustomChannel(opts_.server, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (opts_.grpc_insecure) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions so;
+    so.pem_root_certs = opts_.server_ca_pem;  // empty: gRPC's default (system) roots
+    so.pem_private_key = opts_.client_key_pem;
+    so.pem_cert_chain = opts_.client_cert_pem;
+    creds = grpc::SslCredentials(so);
+  }
+  channel_ = grpc::CreateCustomChannel(opts_.server, creds, args);
   stub_ = v1::AgentService::NewStub(channel_);
 }
 
@@ -223,6 +238,19 @@ absl::Status Agent::Run() {
   }
   std::mt19937 rng(std::random_device{}());
   absl::Duration backoff = opts_.reconnect_min;
+  // Who this agent is: settled before the first stream, retried while the server is away.
+  while (true) {
+    absl::Status cred = EnsureCredential();
+    if (cred.ok()) break;
+    if (cred.code() != absl::StatusCode::kUnavailable) return cred;
+    absl::Duration wait = backoff * std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+    LogWarn("agent", cred.message(), "; trying again in ", absl::FormatDuration(wait));
+    absl::MutexLock l(&mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop), wait)) return absl::OkStatus();
+    backoff = std::min(backoff * 2, opts_.reconnect_max);
+  }
+  backoff = opts_.reconnect_min;
   while (true) {
     {
       absl::MutexLock l(&mu_);
@@ -230,7 +258,7 @@ absl::Status Agent::Run() {
     }
     bool fatal = false;
     bool welcomed = ServeOnce(&fatal);
-    if (fatal) return absl::UnauthenticatedError("the server refused the agent token");
+    if (fatal) return absl::UnauthenticatedError("the server refused this agent (see above)");
     {
       absl::MutexLock l(&mu_);
       if (shutdown_) break;
@@ -260,9 +288,113 @@ absl::Status Agent::Run() {
   return absl::OkStatus();
 }
 
-bool Agent::ServeOnce(bool* fatal) {
+std::string Agent::CredentialPath() const { return opts_.work_dir + "/agent.credential"; }
+
+absl::Status Agent::EnsureCredential() {
+  const std::string path = CredentialPath();
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if ((st.st_mode & 0077) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(path,
+                       " is readable by other users; chmod 600 it (or revoke the agent and enroll "
+                       "it again: another user may have copied it)"));
+    }
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto cred = ParseAgentSecret(text, AgentSecretKind::kCredential);
+    if (!cred.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", cred.status().message()));
+    }
+    if (!opts_.enroll_token.empty()) {
+      LogInfo("agent", "already enrolled (", path, "); the enrollment token was not used");
+    }
+    bearer_ = *cred;
+    return absl::OkStatus();
+  }
+  if (opts_.enroll_token.empty()) {
+    if (opts_.token.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "no credential in ", path,
+          ": give an enrollment token (--enroll-token-file or ASSAY_ENROLL_TOKEN) to enroll"));
+    }
+    bearer_ = opts_.token;  // the shared token (trusted networks)
+    return absl::OkStatus();
+  }
+  auto token = ParseAgentSecret(opts_.enroll_token, AgentSecretKind::kEnrollmentToken);
+  if (!token.ok()) return token.status();
+  if (!AwaitChannel()) return absl::UnavailableError("cannot enroll: the server is unreachable");
+  v1::EnrollRequest req;
+  req.set_enrollment_token(*token);
+  req.set_name(opts_.name);
+  v1::EnrollResponse resp;
   grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", "Bearer " + opts_.token);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::Status s = stub_->Enroll(&ctx, req, &resp);
+  if (!s.ok()) {
+    std::string msg = absl::StrCat("enrollment refused by the server: ", s.error_message());
+    switch (s.error_code()) {
+      case grpc::StatusCode::PERMISSION_DENIED: return absl::PermissionDeniedError(msg);
+      case grpc::StatusCode::INVALID_ARGUMENT: return absl::InvalidArgumentError(msg);
+      case grpc::StatusCode::ALREADY_EXISTS: return absl::AlreadyExistsError(msg);
+      case grpc::StatusCode::UNIMPLEMENTED: return absl::UnimplementedError(msg);
+      default: return absl::UnavailableError(absl::StrCat("enrolling failed: ", s.error_message()));
+    }
+  }
+  auto cred = ParseAgentSecret(resp.credential(), AgentSecretKind::kCredential);
+  if (!cred.ok()) return absl::InternalError("the server sent a malformed credential");
+  // Why a temporary file and rename: a crash leaves either no credential or the whole one,
+  // and the file is never readable by others, not even for a moment.
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  }
+  const std::string data = *cred + "\n";
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot write ", path));
+  }
+  LogInfo("agent", "enrolled as agent ", resp.name(), " (", resp.agent_id(),
+          "); credential stored in ", path, "; allowed labels: ",
+          resp.allowed_labels_size() == 0 ? "none" : absl::StrJoin(resp.allowed_labels(), ","));
+  bearer_ = *cred;
+  return absl::OkStatus();
+}
+
+bool Agent::AwaitChannel() {
+  const absl::Time deadline = absl::Now() + opts_.connect_timeout;
+  while (true) {
+    grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) return true;
+    {
+      absl::MutexLock l(&mu_);
+      if (shutdown_) return false;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      LogWarn("agent", "cannot connect to the server at ", opts_.server, " within ",
+              absl::FormatDuration(opts_.connect_timeout),
+              opts_.grpc_insecure
+                  ? " (plaintext gRPC: is the server up, and does it run --grpc-insecure?)"
+                  : " (TLS: is the server up, and is its certificate signed by the CA given "
+                    "as --server-ca and issued for this address? a wrong CA fails here)");
+      return false;
+    }
+    // Slices of at most a second, so that Shutdown is noticed.
+    channel_->WaitForStateChange(state,
+                                 absl::ToChronoTime(std::min(deadline, now + absl::Seconds(1))));
+  }
+}
+
+bool Agent::ServeOnce(bool* fatal) {
+  if (!AwaitChannel()) return false;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + bearer_);
   // Why wait_for_ready: while the server restarts, the call waits for the channel to connect
   // (gRPC's own short reconnect backoff) instead of failing at once and sleeping our backoff.
   ctx.set_wait_for_ready(true);
@@ -367,7 +499,8 @@ bool Agent::ServeOnce(bool* fatal) {
   // thread joins; what it had not written is resent on the next connection.
   writer.reset();
   grpc::Status st = stream->Finish();
-  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
     LogError("agent", "server refused this agent: ", st.error_message());
     *fatal = true;
   } else if (!st.ok()) {

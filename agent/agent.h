@@ -25,7 +25,21 @@ namespace assay {
 
 struct AgentOptions {
   std::string server;  // host:port of the server's gRPC listener
+  // How the agent proves who it is (issue 8), in this order: its credential, kept in
+  // work_dir/agent.credential (mode 0600) once it has one; else the one-time `enroll_token`,
+  // exchanged for that credential at the first start; else the shared `token` (only for
+  // servers run with --allow-shared-agent-token).
   std::string token;
+  std::string enroll_token;
+  // The channel: TLS unless grpc_insecure. The server's certificate must chain to
+  // server_ca_pem (the pinned CA; empty: the system's CAs); client_cert_pem/client_key_pem
+  // are presented for mutual TLS when set.
+  bool grpc_insecure = false;
+  std::string server_ca_pem;
+  std::string client_cert_pem, client_key_pem;
+  // How long one connection attempt may take before the agent says it cannot connect (and
+  // backs off and tries again).
+  absl::Duration connect_timeout = absl::Seconds(10);
   std::string name;
   std::vector<std::string> labels;
   int slots = 1;              // CPU slots
@@ -79,6 +93,14 @@ class Agent {
   using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::ServerMessage>;
 
   bool ServeOnce(bool* fatal);  // one connection; true if it got as far as a Welcome
+  // Waits (bounded by connect_timeout, and by Shutdown) until the channel is connected; logs
+  // why not and returns false otherwise.
+  bool AwaitChannel();
+  // Loads the credential from the work dir, or enrolls with opts_.enroll_token and stores it.
+  // kUnauthenticated/kPermissionDenied/kInvalidArgument: the server refused (retrying would
+  // not help); kUnavailable: try again later.
+  absl::Status EnsureCredential();
+  std::string CredentialPath() const;
   void OnAssignment(const v1::Assignment& a);
   void OnAck(const v1::Ack& ack);
   void RunJob(int64_t job_id);
@@ -97,6 +119,7 @@ class Agent {
   GitMirror* CacheFor(const v1::Assignment& a);
 
   const AgentOptions opts_;
+  std::string bearer_;  // the secret sent as `authorization: Bearer`; set by Run
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
 

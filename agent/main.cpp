@@ -2,7 +2,10 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -22,8 +25,22 @@ int main(int argc, char** argv) {
   const std::vector<assay::OptionSpec> specs = {
       {"server", "127.0.0.1:9090", "the server's gRPC address HOST:PORT", false, false,
        assay::HostPort()},
-      {"token", "", "agent token (the server's --agent-token)", false, false, {},
-       /*secret=*/true},
+      {"token", "",
+       "the shared agent token (servers with --allow-shared-agent-token only; agents should "
+       "enroll instead)",
+       false, false, {}, /*secret=*/true},
+      // Agent access (issue 8): enrollment, and the TLS channel with the pinned server CA.
+      {"enroll-token", "",
+       "one-time enrollment token (assay agents token create), exchanged at the first start for "
+       "the agent's own credential, kept in WORK_DIR/agent.credential (a secret: give "
+       "--enroll-token-file PATH or ASSAY_ENROLL_TOKEN)",
+       false, false, {}, /*secret=*/true},
+      {"server-ca", "",
+       "PEM CA the server's certificate must be signed by (the server's DATA_DIR/tls/ca.pem; "
+       "default: the system's CAs)"},
+      {"grpc-insecure", "", "talk plaintext gRPC (servers with --grpc-insecure only)", false, true},
+      {"tls-cert", "", "PEM client certificate for servers that require mutual TLS"},
+      {"tls-key", "", "PEM private key of --tls-cert"},
       {"name", "", "unique agent name (default: the host name)"},
       {"labels", "", "comma-separated labels jobs can ask for"},
       {"slots", "1", "CPU slots: a job takes runs_on.cpus of them (default 1)", false, false,
@@ -61,14 +78,29 @@ int main(int argc, char** argv) {
   }
   // No child (git, a step) inherits the token from the environment.
   assay::UnsetSecretEnvironment(specs);
-  if (cfg->Get("token").empty() && !cfg->GetBool("print-gpus")) {
-    std::cerr << "assay-agent: option --token is required: set ASSAY_TOKEN, put 'token = VALUE' "
-                 "in the --config file, or pass --token-file PATH\n";
-    return 2;
-  }
   assay::AgentOptions o;
   o.server = cfg->Get("server");
   o.token = cfg->Get("token");
+  // A secret option: from a file, the environment or the config file, never argv (and already
+  // removed from the environment above, so that no job inherits it).
+  o.enroll_token = cfg->Get("enroll-token");
+  o.grpc_insecure = cfg->GetBool("grpc-insecure");
+  for (auto [flag, target] :
+       {std::pair{"server-ca", &o.server_ca_pem}, std::pair{"tls-cert", &o.client_cert_pem},
+        std::pair{"tls-key", &o.client_key_pem}}) {
+    const std::string& f = cfg->Get(flag);
+    if (f.empty()) continue;
+    std::ifstream in(f);
+    if (!in) {
+      std::cerr << "assay-agent: --" << flag << ": cannot read " << f << "\n";
+      return 2;
+    }
+    target->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  if (o.client_cert_pem.empty() != o.client_key_pem.empty()) {
+    std::cerr << "assay-agent: --tls-cert and --tls-key go together\n";
+    return 2;
+  }
   o.name = cfg->Get("name");
   if (o.name.empty()) {
     char host[256] = {0};

@@ -157,8 +157,8 @@ class Bench:
         server = self.start([os.path.join(self.a.build_dir, 'server/assay-server'),
                              '--http-listen', '127.0.0.1:%d' % http,
                              '--grpc-listen', '127.0.0.1:%d' % grpc,
-                             '--database-url', self.dsn(db), '--data-dir', d + '/server'
-                             ] + flags,
+                             '--database-url', self.dsn(db), '--data-dir', d + '/server',
+                             '--allow-shared-agent-token', '--grpc-insecure'] + flags,
                             d + '/server.log',
                             # Tokens through the environment: never on a command line.
                             dict(os.environ, ASSAY_ADMIN_TOKEN=ADMIN,
@@ -186,7 +186,7 @@ class Bench:
         for name in ('a1', 'a2'):
             agents[name] = self.start(
                 [os.path.join(self.a.build_dir, 'agent/assay-agent'), '--server',
-                 '127.0.0.1:%d' % grpc, '--name', name, '--slots', '1',
+                 '127.0.0.1:%d' % grpc, '--grpc-insecure', '--name', name, '--slots', '1',
                  '--work-dir', '%s/%s' % (d, name), '--kill-grace', '1s'] + job_user,
                 '%s/%s.log' % (d, name), env)
         self.wait('2 agents', lambda: (healthz() or {}).get('agents') == 2, 30)

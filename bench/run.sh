@@ -109,7 +109,8 @@ start_cluster() {  # $1=phase dir $2=W
   # Tokens through the environment: the binaries refuse them on the command line.
   ASSAY_ADMIN_TOKEN="$ADMIN" ASSAY_AGENT_TOKEN="$AGENT_TOKEN" \
     "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$grpc" \
-    --database-url "$(pg_dsn "$PGPORT" "$db")" --data-dir "$PD/server" --log-level warn \
+    --database-url "$(pg_dsn "$PGPORT" "$db")" --data-dir "$PD/server" \
+    --allow-shared-agent-token --grpc-insecure --log-level warn \
     > "$PD/server.log" 2>&1 &
   SPID=$!; PIDS+=("$SPID")
   for i in $(seq 1 300); do
@@ -126,7 +127,8 @@ start_cluster() {  # $1=phase dir $2=W
     # levels above their workspace ($PD/wN/jobs/job-ID-ATTEMPT). As root, jobs run as root
     # (the bench's own trusted job).
     ASSAY_TOKEN="$AGENT_TOKEN" "$BUILD_DIR/agent/assay-agent" --server "127.0.0.1:$grpc" \
-      --name "w$i" --slots 1 --work-dir "$PD/w$i" $([ "$(id -u)" = 0 ] && echo --job-user root) \
+      --grpc-insecure --name "w$i" --slots 1 --work-dir "$PD/w$i" \
+      $([ "$(id -u)" = 0 ] && echo --job-user root) \
       > "$PD/w$i.log" 2>&1 &
     APIDS+=("$!"); PIDS+=("$!")
   done

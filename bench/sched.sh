@@ -153,6 +153,7 @@ if [[ " $PARTS " == *" swarm "* ]]; then
   ASSAY_ADMIN_TOKEN=bench-admin-token-0123456789abcdef ASSAY_AGENT_TOKEN=bench-agent-token \
     "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$GRPC" \
     --database-url "$(pg_dsn "$PGPORT" bench_swarm)" --data-dir "$WORK/swarm/server" \
+    --allow-shared-agent-token --grpc-insecure \
     --heartbeat-interval "$SWARM_HEARTBEAT" --log-level warn > "$WORK/swarm/server.log" 2>&1 &
   SPID=$!; PIDS+=("$SPID")
   for i in $(seq 1 300); do

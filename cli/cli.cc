@@ -14,6 +14,8 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cli/agents_commands.h"
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
 #include "cli/lint_command.h"
@@ -46,6 +48,12 @@ Commands:
   cancel PIPELINE_ID          cancel a pipeline
   cancel --job JOB_ID         cancel one job (its dependents are skipped)
   queue [--limit N]           list waiting jobs and why each one waits
+  agents list                 list agents (ACCESS: enrolled, shared-token, disabled, revoked)
+  agents token create [--name NAME] [--labels a,b] [--expires 1h]
+                              make a one-time enrollment token (printed once, alone on stdout)
+  agents revoke NAME          delete the agent's credential and close its stream
+  agents disable NAME         refuse the agent (stream closed) until `agents enable NAME`
+  agents enable NAME          accept a disabled agent again
 
 Global options (anywhere on the line):
   --server URL   server address (default: $ASSAY_SERVER, else http://127.0.0.1:8080)
@@ -58,8 +66,8 @@ can read it.
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {"lint", "repo",   "pipelines", "pipeline",
-                                          "logs", "cancel", "run",       "queue"};
+constexpr std::string_view kCommands[] = {"lint",   "repo", "pipelines", "pipeline", "logs",
+                                          "cancel", "run",  "queue",     "agents"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -336,6 +344,39 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
     std::optional<int> limit;
     if (auto error = PositiveIntOption(options, "--limit", limit)) return *error;
     return ListQueue(api, limit, out, err);
+  }
+  if (command == "agents") {
+    const std::string sub = line.positional.size() > 1 ? line.positional[1] : "";
+    if (sub == "list") {
+      if (auto error = check("agents list", {}, 2, 0, 0, "")) return *error;
+      return AgentList(api, out, err);
+    }
+    if (sub == "token") {
+      const std::string verb = line.positional.size() > 2 ? line.positional[2] : "";
+      if (verb != "create") return UsageError{"expected 'assay agents token create'"};
+      if (auto error =
+              check("agents token create", {"--name", "--labels", "--expires"}, 3, 0, 0, "")) {
+        return *error;
+      }
+      TokenCreateOptions t;
+      t.name = options.Get("--name");
+      t.expires = options.Get("--expires");
+      if (std::optional<std::string> labels = options.Get("--labels")) {
+        for (absl::string_view l : absl::StrSplit(*labels, ',', absl::SkipEmpty())) {
+          t.labels.emplace_back(std::string(l));
+        }
+      }
+      return AgentTokenCreate(api, t, out, err);
+    }
+    if (sub == "revoke" || sub == "disable" || sub == "enable") {
+      if (auto error = check(absl::StrCat("agents ", sub), {}, 2, 1, 1, "an agent NAME")) {
+        return *error;
+      }
+      return AgentChangeAccess(api, line.positional[2], sub, out, err);
+    }
+    return UsageError{
+        "'assay agents' needs a subcommand: list, token create, revoke, disable "
+        "or enable"};
   }
   const std::string suggestion = ClosestMatch(command, kCommands);
   return UsageError{

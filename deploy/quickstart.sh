@@ -97,7 +97,8 @@ ENV
   ASSAY_ADMIN_TOKEN="$ASSAY_TOKEN" ASSAY_AGENT_TOKEN="$ASSAY_AGENT_TOKEN" \
     nohup "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP_PORT" \
     --grpc-listen "127.0.0.1:$GRPC_PORT" --database-url "$(pg_dsn "$PG_PORT" assay)" \
-    --data-dir "$HOME_DIR/server" --allow-local-repos > "$HOME_DIR/server.log" 2>&1 &
+    --data-dir "$HOME_DIR/server" --allow-local-repos --allow-shared-agent-token --grpc-insecure \
+    > "$HOME_DIR/server.log" 2>&1 &
   echo $! > "$HOME_DIR/server.pid"
   wait_http "$SERVER_URL/healthz" 30 || { tail -20 "$HOME_DIR/server.log" >&2; die "server did not start"; }
 
@@ -107,7 +108,7 @@ ENV
   if [ "$(id -u)" = 0 ]; then job_user=(--job-user 65534:65534); fi
   # The agent's ASSAY_TOKEN is the agent token (the CLI's, exported above, is the admin token).
   ASSAY_TOKEN="$ASSAY_AGENT_TOKEN" nohup "$BUILD_DIR/agent/assay-agent" \
-    --server "127.0.0.1:$GRPC_PORT" --name local-1 --labels linux --slots 2 \
+    --server "127.0.0.1:$GRPC_PORT" --grpc-insecure --name local-1 --labels linux --slots 2 \
     --work-dir "$HOME_DIR/agent" --allow-local-repos "${job_user[@]}" \
     > "$HOME_DIR/agent.log" 2>&1 &
   echo $! > "$HOME_DIR/agent.pid"

@@ -45,9 +45,27 @@ int main(int argc, char** argv) {
       {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents", false, false, assay::HostPort()},
       {"database-url", "", "PostgreSQL connection string", true},
       {"data-dir", "", "directory for repository mirrors and the secret key", true},
-      {"admin-token", "", "bearer token for /api/v1", true, false, {}, /*secret=*/true},
-      {"agent-token", "", "token agents present when they connect", true, false, {},
+      {"admin-token", "", "bearer token for /api/v1 (at least 32 characters)", true, false, {},
        /*secret=*/true},
+      {"agent-token", "",
+       "shared token agents may present instead of their own credential; only with "
+       "--allow-shared-agent-token",
+       false, false, {}, /*secret=*/true},
+      // Agent access (issue 8): enrollment is the default; the shared token and plaintext gRPC
+      // are opt-ins for trusted networks.
+      {"allow-shared-agent-token", "",
+       "accept --agent-token from any agent (trusted networks only; it lets an agent claim any "
+       "unenrolled name and labels)",
+       false, true},
+      {"grpc-insecure", "", "serve agents plaintext gRPC (trusted networks only)", false, true},
+      {"tls-cert", "",
+       "PEM certificate (chain) of the agent gRPC listener (default: created under "
+       "DATA_DIR/tls with its own CA)"},
+      {"tls-key", "", "PEM private key of --tls-cert"},
+      {"tls-client-ca", "",
+       "PEM CA that agents' client certificates must be signed by (mutual TLS; default: none)"},
+      {"tls-hostnames", "",
+       "comma-separated extra DNS names or IPs for the generated server certificate"},
       {"lease", "25s",
        "an agent silent this long is lost (found by a sweep each second); its jobs are retried "
        "per their retry policy",
@@ -133,6 +151,12 @@ int main(int argc, char** argv) {
   o.data_dir = cfg->Get("data-dir");
   o.admin_token = cfg->Get("admin-token");
   o.agent_token = cfg->Get("agent-token");
+  o.allow_shared_agent_token = cfg->GetBool("allow-shared-agent-token");
+  o.grpc_insecure = cfg->GetBool("grpc-insecure");
+  o.tls_cert = cfg->Get("tls-cert");
+  o.tls_key = cfg->Get("tls-key");
+  o.tls_client_ca = cfg->Get("tls-client-ca");
+  o.tls_hostnames = cfg->GetList("tls-hostnames");
   auto lease = cfg->GetDuration("lease");
   auto hb = cfg->GetDuration("heartbeat-interval");
   auto grace = cfg->GetDuration("reconnect-grace");

@@ -18,6 +18,7 @@
 #include "common/net/address_policy.h"
 #include "common/net/https_client.h"
 #include "server/agents/agent_service.h"
+#include "server/agents/server_tls.h"
 #include "server/api/api.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
@@ -71,6 +72,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::PipelineStore> pipelines;
   std::unique_ptr<store::JobStore> jobs;
   std::unique_ptr<store::AgentStore> agents;
+  std::unique_ptr<store::AgentCredentialStore> credentials;
   std::unique_ptr<store::ScheduleStore> schedules;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;
@@ -108,9 +110,16 @@ absl::Status AssayServer::Start() {
         "--admin-token must be at least ", kMinAdminTokenLength, " characters, got ",
         o.admin_token.size(), "; make one with: openssl rand -hex 32"));
   }
-  if (o.agent_token.size() < 8) {
+  if (o.allow_shared_agent_token && o.agent_token.size() < 8) {
     return absl::InvalidArgumentError(
-        "--agent-token is required and must be at least 8 characters");
+        "--allow-shared-agent-token needs --agent-token (at least 8 characters)");
+  }
+  if (!o.allow_shared_agent_token && !o.agent_token.empty()) {
+    // Why refuse rather than ignore: an operator who set a shared token expects agents to
+    // use it; say at start that it is off instead of refusing every agent later.
+    return absl::InvalidArgumentError(
+        "--agent-token is set but shared agent tokens are off: enroll agents (assay agents "
+        "token create), or add --allow-shared-agent-token on a trusted network");
   }
   if (!o.public_url.empty() && !absl::StartsWithIgnoreCase(o.public_url, "http://") &&
       !absl::StartsWithIgnoreCase(o.public_url, "https://")) {
@@ -176,6 +185,7 @@ absl::Status AssayServer::Start() {
   m.pipelines = std::make_unique<store::PipelineStore>(m.db.get(), clock);
   m.jobs = std::make_unique<store::JobStore>(m.db.get(), clock);
   m.agents = std::make_unique<store::AgentStore>(m.db.get());
+  m.credentials = std::make_unique<store::AgentCredentialStore>(m.db.get());
   m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
   m.dispatcher = std::make_unique<Dispatcher>(m.jobs.get(), m.metrics.get(), clock,
@@ -221,9 +231,32 @@ absl::Status AssayServer::Start() {
                       4,
                       o.reconnect_grace};
   ad.job_log_limit_bytes = o.job_log_limit_bytes;
+  ad.credentials = m.credentials.get();
+  ad.allow_shared_token = o.allow_shared_agent_token;
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (o.grpc_insecure) {
+    creds = grpc::InsecureServerCredentials();
+    LogWarn("server", "agent gRPC is plaintext (--grpc-insecure): use only on a trusted network");
+  } else {
+    auto tls = LoadOrCreateServerTls(o.data_dir, o.tls_cert, o.tls_key, o.tls_hostnames);
+    if (!tls.ok()) return tls.status();
+    grpc::SslServerCredentialsOptions so;
+    so.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
+    if (!o.tls_client_ca.empty()) {
+      auto ca = ReadPemFile(o.tls_client_ca, "--tls-client-ca");
+      if (!ca.ok()) return ca.status();
+      so.pem_root_certs = *ca;
+      so.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    creds = grpc::SslServerCredentials(so);
+    if (!tls->ca_path.empty()) {
+      LogInfo("server", "agent gRPC is TLS; agents pin the CA ", tls->ca_path, " (sha256 ",
+              tls->ca_sha256, ") with --server-ca");
+    }
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(), &m.grpc_port);
+  builder.AddListeningPort(o.grpc_listen, creds, &m.grpc_port);
   builder.RegisterService(m.agent_service.get());
   builder.SetMaxReceiveMessageSize(8 * 1024 * 1024);
   m.grpc_server = builder.BuildAndStart();
@@ -240,6 +273,11 @@ absl::Status AssayServer::Start() {
   m.api.auth_limiter = m.auth_limiter.get();
   m.api.metrics_token = o.metrics_token;
   m.api.webhook_dedupe_window = o.webhook_dedupe_window;
+  m.api.credentials = m.credentials.get();
+  AgentServiceImpl* service = m.agent_service.get();
+  m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {
+    service->CloseAgent(agent_id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
+  };
   m.router = std::make_unique<http::Router>();
   RegisterApi(*m.router, m.api);
   http::ServerOptions ho;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -23,6 +24,15 @@ struct ServerOptions {
   std::string data_dir;
   std::string admin_token;  // at least kMinAdminTokenLength characters
   std::string agent_token;
+  // Agent access (issue 8). Agents enroll and present their own credentials; the shared
+  // agent_token is accepted only with allow_shared_agent_token (trusted networks). gRPC is
+  // TLS unless grpc_insecure: the operator's tls_cert/tls_key, or a CA and certificate created
+  // under data_dir/tls (server/agents/server_tls.h) naming tls_hostnames too. tls_client_ca:
+  // agents must also present a client certificate signed by it (mutual TLS).
+  bool allow_shared_agent_token = false;
+  bool grpc_insecure = false;
+  std::string tls_cert, tls_key, tls_client_ca;
+  std::vector<std::string> tls_hostnames;
   absl::Duration lease = absl::Seconds(25);
   absl::Duration reconnect_grace = absl::Seconds(5);
   absl::Duration heartbeat_interval = absl::Seconds(5);

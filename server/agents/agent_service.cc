@@ -5,19 +5,36 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <regex>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/log.h"
+#include "common/crypto/agent_secret.h"
 #include "common/crypto/crypto.h"
 
 namespace assay {
 namespace {
 
 using Reactor = grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>;
+
+// Limits on what a Hello announces (agent input).
+constexpr int kMaxLabels = 64;
+constexpr int kMaxGpus = 256;
+constexpr int kMaxHeldJobs = 4096;
+constexpr size_t kMaxVersion = 200;
+
+const std::regex& LabelPattern() {
+  static const std::regex kLabel("^[A-Za-z0-9][A-Za-z0-9_.:/=+\\-]{0,99}$");
+  return kLabel;
+}
+
+constexpr char kCredentialPrefix[] = "Bearer assay-agent-";
 
 std::string JobStateOf(v1::JobOutcome o) {
   switch (o) {
@@ -39,6 +56,7 @@ class SessionChannel final : public AgentChannel {
   explicit SessionChannel(Session* s) : session_(s) {}
   bool Send(const v1::ServerMessage& msg) override;
   void Close(const std::string& reason) override;
+  void CloseWith(const grpc::Status& status);
   void Detach() {
     absl::MutexLock l(&mu_);
     session_ = nullptr;
@@ -59,8 +77,24 @@ class Session final : public Reactor {
     auto md = ctx->client_metadata();
     auto it = md.find("authorization");
     std::string given = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
-    if (!ConstantTimeEquals(Sha256(given), Sha256("Bearer " + deps_.agent_token))) {
-      LogWarn("agents", "refused a stream from ", ctx->peer(), ": bad or missing agent token");
+    peer_ = ctx->peer();
+    if (deps_.credentials != nullptr && absl::StartsWith(given, kCredentialPrefix)) {
+      // Checked against the database in OnHello, on the pool (not on gRPC's thread).
+      auto cred = ParseAgentSecret(given.substr(7), AgentSecretKind::kCredential);
+      if (!cred.ok()) {
+        LogWarn("agents", "refused a stream from ", peer_, ": malformed agent credential");
+        FinishOnce(
+            grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown or revoked agent credential"));
+        return;
+      }
+      credential_hash_ = AgentSecretHash(*cred);
+      StartRead(&in_);
+      return;
+    }
+    // Why the emptiness check: an empty shared token would match "Bearer " from anyone.
+    if (!deps_.allow_shared_token || deps_.agent_token.empty() ||
+        !ConstantTimeEquals(Sha256(given), Sha256("Bearer " + deps_.agent_token))) {
+      LogWarn("agents", "refused a stream from ", peer_, ": bad or missing agent token");
       FinishOnce(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                               "missing or invalid agent token (authorization: Bearer <token>)"));
       return;
@@ -79,6 +113,7 @@ class Session final : public Reactor {
       OverflowLocked();
       return false;
     }
+    if (msg.has_assignment()) owned_.insert(msg.assignment().attempt_token());
     out_.push_back(msg);
     out_bytes_ += size;
     svc_->NoteOutbound(out_.size());
@@ -222,6 +257,7 @@ class Session final : public Reactor {
       undelivered.swap(undelivered_);
     }
     if (agent_id_ != 0) {
+      svc_->UnregisterSession(agent_id_, this);
       deps_.dispatcher->AgentDisconnected(agent_id_, channel_.get());
       for (const auto& u : undelivered) {
         auto f = deps_.jobs->Unassign(
@@ -317,7 +353,26 @@ class Session final : public Reactor {
       Fail(grpc::StatusCode::INVALID_ARGUMENT, "hello.cpu_slots must be between 1 and 1024");
       return false;
     }
+    if (h.labels_size() > kMaxLabels || h.gpus_size() > kMaxGpus ||
+        h.held_jobs_size() > kMaxHeldJobs || h.version().size() > kMaxVersion) {
+      Fail(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("hello has too much: at most ", kMaxLabels, " labels, ", kMaxGpus, " GPUs, ",
+                       kMaxHeldJobs, " held jobs and a ", kMaxVersion, "-byte version"));
+      return false;
+    }
+    for (const auto& l : h.labels()) {
+      if (!std::regex_match(l, LabelPattern())) {
+        Fail(grpc::StatusCode::INVALID_ARGUMENT,
+             "hello.labels: each must be 1-100 characters of letters, digits, "
+             "'_', '.', ':', '/', '=', '+', '-'");
+        return false;
+      }
+    }
     store::AgentHello ah;
+    if (!credential_hash_.empty()) {
+      if (!CheckIdentity(h, &ah)) return false;
+    }
     ah.name = h.name();
     ah.version = h.version();
     ah.cpu_slots = static_cast<int>(h.cpu_slots());
@@ -338,21 +393,38 @@ class Session final : public Reactor {
     ah.gpus_json = boost::json::serialize(gpus);
     auto session = deps_.agents->Connect(ah);
     if (!session.ok()) {
-      Fail(grpc::StatusCode::UNAVAILABLE, std::string(session.status().message()));
+      Fail(session.status().code() == absl::StatusCode::kPermissionDenied
+               ? grpc::StatusCode::PERMISSION_DENIED
+               : grpc::StatusCode::UNAVAILABLE,
+           std::string(session.status().message()));
       return false;
     }
     const int64_t* id = &session->id;
+    agent_id_ = *id;  // for Owner below; the session starts only if the rest succeeds
+    name_ = h.name();
     std::vector<store::HeldAttempt> held;
-    for (const auto& j : h.held_jobs()) held.push_back({j.job_id(), j.attempt_token()});
+    std::set<int64_t> foreign;  // held jobs whose attempt was given to another agent
+    for (const auto& j : h.held_jobs()) {
+      Ownership o = Owner(j.job_id(), j.attempt_token());
+      if (o == Ownership::kUnknown) {
+        agent_id_ = 0;
+        Fail(grpc::StatusCode::UNAVAILABLE, "database unavailable");
+        return false;
+      }
+      if (o == Ownership::kOther) {
+        foreign.insert(j.job_id());
+        continue;
+      }
+      held.push_back({j.job_id(), j.attempt_token()});
+    }
     auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
     auto released = deps_.jobs->ReleaseUnheld(*id, held);
     if (!stale.ok() || !released.ok()) {
+      agent_id_ = 0;
       Fail(grpc::StatusCode::UNAVAILABLE, "database unavailable");
       return false;
     }
-    agent_id_ = *id;
     session_ = *session;
-    name_ = h.name();
     v1::ServerMessage m;
     auto* w = m.mutable_welcome();
     w->set_agent_id(agent_id_);
@@ -362,7 +434,7 @@ class Session final : public Reactor {
         static_cast<uint32_t>(absl::ToInt64Milliseconds(deps_.dispatcher->options().lease)));
     std::set<int64_t> finished;
     for (const auto& j : h.held_jobs()) {
-      bool is_stale = false;
+      bool is_stale = foreign.contains(j.job_id());
       for (const auto& s : *stale) is_stale |= s.job_id == j.job_id();
       if (j.finished()) finished.insert(j.job_id());
       // Finished results are checked when they arrive; only running ones are reported stale.
@@ -372,6 +444,7 @@ class Session final : public Reactor {
     // been placed by another server before this connection.
     auto live = deps_.jobs->LiveJobsOf(*id);
     if (!live.ok()) {
+      agent_id_ = 0;
       Fail(grpc::StatusCode::UNAVAILABLE, "database unavailable");
       return false;
     }
@@ -398,8 +471,13 @@ class Session final : public Reactor {
       cap.gpus.push_back(std::move(slot));
     }
     Enqueue(m);
-    LogInfo("agents", "agent ", name_, " (", agent_id_, ") connected: ", h.cpu_slots(),
-            " slot(s), ", h.held_jobs_size(), " held job(s)");
+    std::weak_ptr<SessionChannel> weak = channel_;
+    svc_->RegisterSession(agent_id_, this, [weak](const grpc::Status& st) {
+      if (auto c = weak.lock()) c->CloseWith(st);
+    });
+    LogInfo("agents", "agent ", name_, " (", agent_id_, ") connected",
+            credential_hash_.empty() ? " with the shared agent token" : " with its credential",
+            ": ", h.cpu_slots(), " slot(s), ", h.held_jobs_size(), " held job(s)");
     deps_.dispatcher->AgentConnected(std::move(cap), std::move(busy), channel_);
     deps_.dispatcher->Kick();
     return true;
@@ -408,7 +486,13 @@ class Session final : public Reactor {
   bool OnHeartbeat(const v1::Heartbeat& hb) {
     if (hb.running_size() == 0) return true;  // nothing to extend; the stream itself is alive
     std::vector<store::HeldAttempt> held;
-    for (const auto& j : hb.running()) held.push_back({j.job_id(), j.attempt_token()});
+    for (const auto& j : hb.running()) {
+      // Another agent's attempt keeps no lease alive from here; an unknown answer skips it
+      // this once (the next heartbeat retries).
+      if (Owner(j.job_id(), j.attempt_token()) != Ownership::kMineOrNone) continue;
+      held.push_back({j.job_id(), j.attempt_token()});
+    }
+    if (held.empty()) return true;
     auto stale = deps_.jobs->Heartbeat(held, deps_.dispatcher->options().lease);
     if (!stale.ok()) {  // transient; the next heartbeat retries
       LogWarn("agents", "agent ", name_, ": extending ", held.size(),
@@ -424,6 +508,7 @@ class Session final : public Reactor {
   }
 
   bool OnAccepted(const v1::JobAccepted& a) {
+    if (Owner(a.job_id(), a.attempt_token()) != Ownership::kMineOrNone) return true;
     auto f = deps_.jobs->MarkRunning(a.job_id(), a.attempt_token());
     if (!f.ok()) {
       // The job stays 'assigned' (still live, its lease extended by heartbeats) until its
@@ -439,6 +524,8 @@ class Session final : public Reactor {
   }
 
   bool OnRejected(const v1::JobRejected& r) {
+    // Why: a rejection requeues the job; another agent's must never be requeued from here.
+    if (Owner(r.job_id(), r.attempt_token()) != Ownership::kMineOrNone) return true;
     auto f = deps_.jobs->Reject(r.job_id(), r.attempt_token(), r.reason());
     if (!f.ok()) {
       // The agent does not run it and will not report it: the job is requeued once its
@@ -469,6 +556,11 @@ class Session final : public Reactor {
                         " bytes, got ", c.data().size()));
       return false;
     }
+    if (Ownership o = Owner(c.job_id(), c.attempt_token()); o != Ownership::kMineOrNone) {
+      if (o == Ownership::kUnknown) return DatabaseFailed(absl::UnavailableError("database"));
+      SendAck(c.job_id(), c.attempt_token(), 0, false, true, kNotYours);
+      return true;
+    }
     auto f = deps_.jobs->AppendLog(c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()),
                                    c.data(), deps_.job_log_limit_bytes);
     if (!f.ok()) {  // not acknowledged: the stream ends and the agent resends it
@@ -482,6 +574,11 @@ class Session final : public Reactor {
   }
 
   bool OnResult(const v1::JobResult& r) {
+    if (Ownership o = Owner(r.job_id(), r.attempt_token()); o != Ownership::kMineOrNone) {
+      if (o == Ownership::kUnknown) return DatabaseFailed(absl::UnavailableError("database"));
+      SendAck(r.job_id(), r.attempt_token(), 0, false, true, kNotYours);
+      return true;
+    }
     store::ResultReport rep;
     rep.job_id = r.job_id();
     rep.attempt_token = r.attempt_token();
@@ -510,6 +607,81 @@ class Session final : public Reactor {
     return true;
   }
 
+  static constexpr char kNotYours[] = "this attempt was given to another agent";
+  enum class Ownership { kMineOrNone, kOther, kUnknown };
+
+  // Whether attempt `token` of `job_id` was given to this session's agent. kMineOrNone also
+  // when no attempt has that token (the store's fence then refuses it as stale); kUnknown when
+  // the database could not say. Answers for this agent are remembered for the session.
+  Ownership Owner(int64_t job_id, const std::string& token) {
+    {
+      absl::MutexLock l(&mu_);
+      if (owned_.contains(token)) return Ownership::kMineOrNone;
+    }
+    if (deps_.credentials == nullptr) return Ownership::kMineOrNone;
+    auto owner = deps_.credentials->AttemptOwner(job_id, token);
+    if (!owner.ok()) {
+      LogWarn("agents", "agent ", name_, ": checking who holds job ", job_id,
+              " failed: ", owner.status().ToString());
+      return Ownership::kUnknown;
+    }
+    if (!owner->has_value()) return Ownership::kMineOrNone;
+    if (**owner != agent_id_) {
+      LogWarn("agents", "agent ", name_, " (", agent_id_, ") sent a report for job ", job_id,
+              " whose attempt was given to agent ", **owner, ": refused");
+      return Ownership::kOther;
+    }
+    absl::MutexLock l(&mu_);
+    owned_.insert(token);
+    return Ownership::kMineOrNone;
+  }
+
+  // A credential was presented: the Hello must be its agent's, announce only allowed labels,
+  // and the agent must not be disabled. Fills `ah`'s identity. False when the stream is closed.
+  bool CheckIdentity(const v1::Hello& h, store::AgentHello* ah) {
+    auto who = deps_.credentials->FindByCredential(credential_hash_);
+    if (!who.ok()) {
+      Fail(grpc::StatusCode::UNAVAILABLE, "database unavailable");
+      return false;
+    }
+    if (!who->has_value()) {
+      LogWarn("agents", "refused a stream from ", peer_, ": unknown or revoked credential");
+      Fail(grpc::StatusCode::UNAUTHENTICATED, "unknown or revoked agent credential");
+      return false;
+    }
+    const store::AgentIdentity& id = **who;
+    if (id.name != h.name()) {
+      Fail(grpc::StatusCode::PERMISSION_DENIED,
+           absl::StrCat("this credential belongs to agent '", id.name, "', not '", h.name(), "'"));
+      return false;
+    }
+    if (id.disabled) {
+      Fail(grpc::StatusCode::PERMISSION_DENIED,
+           absl::StrCat("agent '", id.name, "' is disabled (assay agents enable ", id.name, ")"));
+      return false;
+    }
+    std::vector<std::string> extra;
+    for (const auto& l : h.labels()) {
+      if (std::find(id.allowed_labels.begin(), id.allowed_labels.end(), l) ==
+          id.allowed_labels.end()) {
+        extra.push_back(l);
+      }
+    }
+    if (!extra.empty()) {
+      // Why refuse rather than drop: an agent that silently lost a label would sit idle with
+      // jobs waiting for it; a refusal names the mistake where the operator looks.
+      Fail(grpc::StatusCode::PERMISSION_DENIED,
+           absl::StrCat("labels not allowed for agent '", id.name, "': ", absl::StrJoin(extra, ","),
+                        " (allowed: ",
+                        id.allowed_labels.empty() ? "none" : absl::StrJoin(id.allowed_labels, ","),
+                        ")"));
+      return false;
+    }
+    ah->enrolled_id = id.agent_id;
+    ah->credential_hash = credential_hash_;
+    return true;
+  }
+
   AgentServiceImpl* svc_;
   const AgentServiceDeps& deps_;
   const std::string peer_;
@@ -519,6 +691,8 @@ class Session final : public Reactor {
   int64_t agent_id_ = 0;
   std::string name_;
   store::AgentSession session_;
+  std::string peer_;
+  std::string credential_hash_;               // set when the stream presented a credential
   std::atomic<bool> database_failed_{false};  // set by DatabaseFailed, read by EndSession
 
   absl::Mutex mu_;
@@ -531,6 +705,8 @@ class Session final : public Reactor {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<store::HeldAttempt> undelivered_ ABSL_GUARDED_BY(mu_);  // assignments never sent
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;
+  // Attempt tokens known to be this agent's (assigned on this stream, or checked).
+  std::set<std::string> owned_ ABSL_GUARDED_BY(mu_);
   grpc::Status finish_status_;
 };
 
@@ -540,18 +716,127 @@ bool SessionChannel::Send(const v1::ServerMessage& msg) {
 }
 
 void SessionChannel::Close(const std::string& reason) {
+  CloseWith(grpc::Status(grpc::StatusCode::ABORTED, reason));
+}
+
+void SessionChannel::CloseWith(const grpc::Status& status) {
   absl::MutexLock l(&mu_);
-  if (session_ != nullptr) {
-    session_->FinishOnce(grpc::Status(grpc::StatusCode::ABORTED, reason));
-  }
+  if (session_ != nullptr) session_->FinishOnce(status);
 }
 
 }  // namespace
 
 AgentServiceImpl::AgentServiceImpl(AgentServiceDeps deps)
-    : deps_(std::move(deps)), pool_(deps_.worker_threads) {}
+    : deps_(std::move(deps)), pool_(deps_.worker_threads) {
+  if (deps_.credentials != nullptr) access_check_ = std::thread([this] { AccessCheckLoop(); });
+}
 
-AgentServiceImpl::~AgentServiceImpl() { pool_.join(); }
+AgentServiceImpl::~AgentServiceImpl() {
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  if (access_check_.joinable()) access_check_.join();
+  pool_.join();
+}
+
+void AgentServiceImpl::RegisterSession(int64_t agent_id, const void* key,
+                                       std::function<void(const grpc::Status&)> close) {
+  absl::MutexLock l(&mu_);
+  open_[{agent_id, key}] = std::move(close);
+}
+
+void AgentServiceImpl::UnregisterSession(int64_t agent_id, const void* key) {
+  absl::MutexLock l(&mu_);
+  open_.erase({agent_id, key});
+}
+
+void AgentServiceImpl::CloseAgent(int64_t agent_id, const grpc::Status& status) {
+  std::vector<std::function<void(const grpc::Status&)>> closers;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto it = open_.lower_bound({agent_id, nullptr});
+         it != open_.end() && it->first.first == agent_id; ++it) {
+      closers.push_back(it->second);
+    }
+  }
+  // Outside mu_: closing takes the session's own lock.
+  for (auto& c : closers) c(status);
+  if (!closers.empty()) {
+    LogInfo("agents", "closed ", closers.size(), " stream(s) of agent ", agent_id, ": ",
+            status.error_message());
+  }
+}
+
+// Why a loop: a revoke or disable made through another server's API closes the streams open
+// here within one interval (the API's own server closes them at once).
+void AgentServiceImpl::AccessCheckLoop() {
+  while (true) {
+    std::vector<int64_t> ids;
+    {
+      absl::MutexLock l(&mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop), deps_.access_check_interval)) return;
+      for (const auto& [k, v] : open_) {
+        if (ids.empty() || ids.back() != k.first) ids.push_back(k.first);
+      }
+    }
+    if (ids.empty()) continue;
+    auto blocked = deps_.credentials->Blocked(ids);
+    if (!blocked.ok()) {
+      LogWarn("agents", "checking agents for revocation failed: ", blocked.status().ToString());
+      continue;
+    }
+    for (int64_t id : *blocked) {
+      CloseAgent(id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                  "this agent was revoked or disabled"));
+    }
+  }
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::Enroll(grpc::CallbackServerContext* ctx,
+                                                   const v1::EnrollRequest* request,
+                                                   v1::EnrollResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (deps_.credentials == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "enrollment is off"));
+    return reactor;
+  }
+  auto token = ParseAgentSecret(request->enrollment_token(), AgentSecretKind::kEnrollmentToken);
+  if (!token.ok()) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(token.status().message())));
+    return reactor;
+  }
+  std::string peer = ctx->peer();
+  // Why the pool: enrolling writes to PostgreSQL; gRPC's callback threads must not block.
+  Post([this, reactor, request, response, hash = AgentSecretHash(*token), peer] {
+    const std::string credential = NewAgentSecret(AgentSecretKind::kCredential);
+    auto who = deps_.credentials->Enroll(hash, request->name(), AgentSecretHash(credential));
+    if (!who.ok()) {
+      grpc::StatusCode code = grpc::StatusCode::UNAVAILABLE;
+      switch (who.status().code()) {
+        case absl::StatusCode::kPermissionDenied: code = grpc::StatusCode::PERMISSION_DENIED; break;
+        case absl::StatusCode::kInvalidArgument: code = grpc::StatusCode::INVALID_ARGUMENT; break;
+        case absl::StatusCode::kAlreadyExists: code = grpc::StatusCode::ALREADY_EXISTS; break;
+        default: break;
+      }
+      LogWarn("agents", "refused an enrollment from ", peer, ": ", who.status().message());
+      reactor->Finish(grpc::Status(code, code == grpc::StatusCode::UNAVAILABLE
+                                             ? "database unavailable"
+                                             : std::string(who.status().message())));
+      return;
+    }
+    response->set_agent_id(who->agent_id);
+    response->set_name(who->name);
+    response->set_credential(credential);
+    for (const auto& l : who->allowed_labels) response->add_allowed_labels(l);
+    LogInfo("agents", "agent ", who->name, " (", who->agent_id, ") enrolled from ", peer,
+            "; allowed labels: ", absl::StrJoin(who->allowed_labels, ","));
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
 
 void AgentServiceImpl::SessionEnded() {
   absl::MutexLock l(&mu_);

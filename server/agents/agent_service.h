@@ -6,6 +6,13 @@
 // never written go back to the queue, and the agent goes offline and its leases shrink to the
 // reconnect grace — these two only while no newer Hello of the agent has replaced the
 // session (AgentStore's generation).
+//
+// Who an agent is (issue 8): a stream presents either the agent's own credential (from the
+// Enroll RPC; the Hello must then name that agent and announce only labels its enrollment
+// allowed) or, only where the server allows it, the shared agent token. Every report names an
+// attempt token, and an attempt given to another agent is refused. Revoking or disabling an
+// agent closes its streams on this server at once (CloseAgent) and on the others within
+// `access_check_interval`.
 
 #include <grpcpp/grpcpp.h>
 
@@ -13,9 +20,11 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
-
 #include <string>
+#include <thread>
 #include <utility>
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -23,6 +32,7 @@
 #include "assay/v1/agent.grpc.pb.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
+#include "server/store/agent_credentials.h"
 #include "server/store/agents.h"
 #include "server/store/jobs.h"
 
@@ -51,6 +61,12 @@ struct AgentServiceDeps {
   // and the agent reconnects and resends what was not acknowledged.
   size_t max_outbound_messages = 1024;
   size_t max_outbound_bytes = 16 << 20;
+  // Enrollment and per-agent credentials; null: only the shared token (tests of other parts).
+  store::AgentCredentialStore* credentials = nullptr;
+  // The shared `agent_token` is accepted only when this is set (--allow-shared-agent-token).
+  bool allow_shared_token = true;
+  // How often the streams open here are checked against revocations made on other servers.
+  absl::Duration access_check_interval = absl::Seconds(2);
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -61,6 +77,17 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
 
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* ctx,
+                                   const v1::EnrollRequest* request,
+                                   v1::EnrollResponse* response) override;
+
+  // Ends every stream of `agent_id` open on this server with `status` (revoke, disable).
+  void CloseAgent(int64_t agent_id, const grpc::Status& status);
+  // Sessions register how to close them once their Hello is accepted, and unregister as
+  // they end. `key` identifies the session.
+  void RegisterSession(int64_t agent_id, const void* key,
+                       std::function<void(const grpc::Status&)> close);
+  void UnregisterSession(int64_t agent_id, const void* key);
 
   const AgentServiceDeps& deps() const { return deps_; }
   // Runs `task` on the worker pool. Why under mu_: a session's last task (SessionEnded) takes
@@ -87,11 +114,17 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   }
 
  private:
+  void AccessCheckLoop();
+
   AgentServiceDeps deps_;
   boost::asio::thread_pool pool_;
   absl::Mutex mu_;
   int64_t sessions_ended_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<size_t> peak_outbound_{0};
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::pair<int64_t, const void*>, std::function<void(const grpc::Status&)>> open_
+      ABSL_GUARDED_BY(mu_);
+  std::thread access_check_;
 };
 
 }  // namespace assay

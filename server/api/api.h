@@ -4,6 +4,7 @@
 // metrics token when one is set). Handlers only translate between HTTP and the stores,
 // planner and dispatcher.
 
+#include <functional>
 #include <string>
 
 #include "common/crypto/sealed.h"
@@ -13,6 +14,7 @@
 #include "server/metrics/metrics.h"
 #include "server/pipeline/planner.h"
 #include "server/scheduler/dispatcher.h"
+#include "server/store/agent_credentials.h"
 #include "server/store/agents.h"
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
@@ -46,6 +48,10 @@ struct ApiDeps {
   // A signed webhook body seen again for the same repository within this window is a
   // duplicate (zero: only the delivery id deduplicates).
   absl::Duration webhook_dedupe_window = absl::Hours(24);
+  // Agent enrollment (issue 8): tokens, revoke, disable. Null: those routes answer 503.
+  store::AgentCredentialStore* credentials = nullptr;
+  // Ends every stream of the agent on this server at once (revoke, disable).
+  std::function<void(int64_t agent_id, const std::string& reason)> close_agent;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

@@ -128,6 +128,7 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
                       {"cpu_slots", ag.cpu_slots},
                       {"memory_gb", ag.memory_gb},
                       {"last_seen_at", TimeJson(ag.last_seen_at)},
+                      {"access", ag.access},
                       {"gpus", *std::move(gpus)}};
 }
 

@@ -13,7 +13,9 @@ const Query kUpsert{
     "ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, cpu_slots = EXCLUDED.cpu_slots, "
     "memory_gb = EXCLUDED.memory_gb, accept_untrusted = EXCLUDED.accept_untrusted, "
     "gpus = EXCLUDED.gpus, version = EXCLUDED.version, state = 'online', connected_at = now(), "
-    "last_seen_at = now(), generation = agents.generation + 1 RETURNING id, generation"};
+    "last_seen_at = now(), generation = agents.generation + 1 "
+    "WHERE (agents.enrolled_at IS NULL AND $8::bigint = 0) OR (agents.id = $8::bigint AND "
+    "agents.credential_hash = $9 AND NOT agents.disabled) RETURNING id, generation"};
 // Only the session that is current: after a reconnect (to this server or another), the old
 // stream's late disconnect must not mark the agent offline. The row lock serializes this
 // with a concurrent Hello, and the generation is re-checked on the row as locked.
@@ -26,7 +28,9 @@ const Query kTouch{"agent_touch",
                    "AND state = 'online'"};
 const Query kList{"agent_list",
                       "SELECT id, name, state, version, labels, cpu_slots, gpus::text, memory_gb, "
-                      ASSAY_EPOCH_US("last_seen_at") ", accept_untrusted FROM agents "
+                      ASSAY_EPOCH_US("last_seen_at") ", accept_untrusted, CASE WHEN revoked_at IS "
+                      "NOT NULL THEN 'revoked' WHEN disabled THEN 'disabled' WHEN enrolled_at IS "
+                      "NOT NULL THEN 'enrolled' ELSE 'shared-token' END FROM agents "
                       "ORDER BY name"};
 
 }  // namespace
@@ -36,7 +40,16 @@ absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     auto r = Exec(tx, c, kUpsert,
                   {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version,
-                   absl::StrCat(h.memory_gb), h.accept_untrusted});
+                   absl::StrCat(h.memory_gb), h.accept_untrusted, h.enrolled_id,
+                   h.credential_hash.empty() ? Param::Null() : Param::Bytes(h.credential_hash)});
+    if (r.empty()) {
+      return absl::PermissionDeniedError(
+          h.enrolled_id == 0
+              ? absl::StrCat("agent '", h.name,
+                             "' is enrolled: it must connect with its own credential")
+              : absl::StrCat("the credential of agent '", h.name,
+                             "' was revoked or the agent is disabled"));
+    }
     out.id = r[0][0].as<int64_t>();
     out.generation = r[0][1].as<int64_t>();
     return absl::OkStatus();
@@ -78,6 +91,7 @@ absl::StatusOr<std::vector<AgentRow>> AgentStore::List() {
       a.memory_gb = r[7].as<double>();
       a.last_seen_at = ToTime(r[8]);
       a.accept_untrusted = r[9].as<bool>();
+      a.access = r[10].as<std::string>();
       out.push_back(std::move(a));
     }
     return absl::OkStatus();

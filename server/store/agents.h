@@ -16,6 +16,10 @@ struct AgentHello {
   double memory_gb = 0;
   std::string gpus_json = "[]";
   bool accept_untrusted = false;  // runs jobs of untrusted pipelines
+  // Who the stream proved to be: the enrolled agent whose credential (hash) it presented, or
+  // 0 and "" for the shared agent token.
+  int64_t enrolled_id = 0;
+  std::string credential_hash;
 };
 
 // One connection of an agent: its id and the generation its Hello got (each Hello of the
@@ -34,13 +38,18 @@ struct AgentRow {
   std::string gpus_json;
   absl::Time last_seen_at = absl::InfinitePast();
   bool accept_untrusted = false;
+  // "shared-token" (never enrolled), "enrolled", "disabled" or "revoked".
+  std::string access;
 };
 
 class AgentStore {
  public:
   explicit AgentStore(Db* db) : db_(db) {}
   // Creates or updates the agent named in `hello`, marks it online and starts its next
-  // session (generation).
+  // session (generation). kPermissionDenied, changing nothing, when the stream may not speak
+  // for that agent: a shared-token hello naming an enrolled (or revoked) agent, or a
+  // credential that is no longer the agent's or whose agent is disabled — checked in the same
+  // statement, so a revoke racing this hello either comes first or closes the new session.
   absl::StatusOr<AgentSession> Connect(const AgentHello& hello);
   // Marks the agent offline if `session` is still its current one. Returns false (and
   // changes nothing) when a newer Hello of the agent has started another session.

@@ -64,11 +64,13 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"5", "0005_agent_generation.sql"},
                             {"6", "0006_commit_status_leases.sql"},
                             {"7", "0007_webhook_replays.sql"},
+                            {"8", "0008_agent_credentials.sql"},
                             {"9", "0009_clone_credentials.sql"},
                             {"10", "0010_untrusted_agents.sql"},
                             {"11", "0011_log_quota.sql"}});
   CHECK(*first == AllVersions());
-  CHECK(Query(tdb.dsn(), kTables) == Rows{{"agents"},
+  CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
+                                          {"agents"},
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
                                           {"job_attempts"},

@@ -29,8 +29,13 @@ const std::vector<std::string>& DroppedEnv() {
 
 // Secrets reach the binaries through the environment, never argv (issue 8: any local user,
 // and any job, can read /proc/*/cmdline).
-std::vector<std::pair<std::string, std::string>> ServerSecrets() {
-  return {{"ASSAY_ADMIN_TOKEN", kAdminToken}, {"ASSAY_AGENT_TOKEN", kAgentToken}};
+// The secrets go in the environment (the binaries refuse them as flags); the shared agent token
+// only when the cluster's agents use it (a server given one without the opt-in refuses to
+// start).
+std::vector<std::pair<std::string, std::string>> ServerSecrets(bool shared_agent_token) {
+  std::vector<std::pair<std::string, std::string>> env = {{"ASSAY_ADMIN_TOKEN", kAdminToken}};
+  if (shared_agent_token) env.emplace_back("ASSAY_AGENT_TOKEN", kAgentToken);
+  return env;
 }
 
 std::string MakeTempDir() {
@@ -69,6 +74,16 @@ Cluster::~Cluster() {
 std::string Cluster::http_url() const { return absl::StrCat("http://127.0.0.1:", http_port_); }
 std::string Cluster::grpc_address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
 
+void Cluster::AddAgentAccessFlags(std::vector<std::string>& argv, bool server) const {
+  if (!options_.shared_token_agents) return;
+  // The token itself goes through the environment (ServerSecrets, StartAgent).
+  if (server) {
+    argv.insert(argv.end(), {"--allow-shared-agent-token", "--grpc-insecure"});
+  } else {
+    argv.push_back("--grpc-insecure");
+  }
+}
+
 std::string Cluster::Binary(const char* relative) const {
   return absl::StrCat(options_.binary_dir, "/", relative);
 }
@@ -106,9 +121,10 @@ absl::Status Cluster::StartServerOnce() {
   // clang-format on
   // The tests' repositories are local (file://); issue 8 refuses those by default.
   if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
+  AddAgentAccessFlags(argv, true);
   argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
   std::string log = absl::StrCat(dir_, "/server-", ++server_starts_, ".log");
-  auto p = Process::Start(argv, log, ServerSecrets(), DroppedEnv());
+  auto p = Process::Start(argv, log, ServerSecrets(options_.shared_token_agents), DroppedEnv());
   if (!p.ok()) return p.status();
   server_ = std::move(*p);
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -152,9 +168,10 @@ absl::StatusOr<int> Cluster::StartReplica() {
         "--data-dir", data};
     // clang-format on
     if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
+    AddAgentAccessFlags(argv, true);
     argv.insert(argv.end(), options_.server_flags.begin(), options_.server_flags.end());
     auto p = Process::Start(argv, absl::StrCat(dir_, "/replica-", index, "-", attempt, ".log"),
-                            ServerSecrets(), DroppedEnv());
+                            ServerSecrets(options_.shared_token_agents), DroppedEnv());
     if (!p.ok()) return p.status();
     r.process = std::move(*p);
     const std::string url = absl::StrCat("http://127.0.0.1:", r.http_port);
@@ -213,8 +230,10 @@ absl::StatusOr<Process*> Cluster::StartAgent(
   if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
   // Why root by default: the existing tests' steps write into dir(), which only root can.
   if (geteuid() == 0) argv.insert(argv.end(), {"--job-user", "root"});
+  AddAgentAccessFlags(argv, false);
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-  std::vector<std::pair<std::string, std::string>> env = {{"ASSAY_TOKEN", kAgentToken}};
+  std::vector<std::pair<std::string, std::string>> env;
+  if (options_.shared_token_agents) env.emplace_back("ASSAY_TOKEN", kAgentToken);
   env.insert(env.end(), extra_env.begin(), extra_env.end());
   auto p = Process::Start(argv, absl::StrCat(dir_, "/agent-", name, ".log"), env, DroppedEnv());
   if (!p.ok()) return p.status();

@@ -45,6 +45,11 @@ struct ClusterOptions {
   // The maintenance DSN of the PostgreSQL server to make the test database on; empty: the one
   // named by ASSAY_TEST_PG_DSN (test_db.h). The faults tier passes its own PgServer's.
   std::string admin_dsn;
+  // true: the server runs with the shared agent token over plaintext gRPC
+  // (--allow-shared-agent-token --grpc-insecure) and every agent gets --token and
+  // --grpc-insecure, as on a trusted network. false: no shared token and TLS (the server's
+  // generated CA, server_ca_path()): agents must enroll, with the flags the test gives them.
+  bool shared_token_agents = true;
 };
 
 class Cluster {
@@ -62,6 +67,8 @@ class Cluster {
   const std::string& dsn() const { return db_.dsn(); }
   std::string http_url() const;      // http://127.0.0.1:PORT
   std::string grpc_address() const;  // 127.0.0.1:PORT
+  // The CA the server created for its gRPC TLS certificate (after the first StartServer).
+  std::string server_ca_path() const { return dir_ + "/server-data/tls/ca.pem"; }
 
   // Starts assay-server and waits (bounded) until GET /healthz answers 200. The first start picks
   // free ports (retrying with new ones if the server cannot bind); later starts (a restart after
@@ -153,6 +160,8 @@ class Cluster {
 
  private:
   absl::Status StartServerOnce();
+  // The shared-token flags of a server or agent when options_.shared_token_agents.
+  void AddAgentAccessFlags(std::vector<std::string>& argv, bool server) const;
   std::string Binary(const char* relative) const;
 
   ClusterOptions options_;
