@@ -77,7 +77,6 @@ class Session final : public Reactor {
     auto md = ctx->client_metadata();
     auto it = md.find("authorization");
     std::string given = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
-    peer_ = ctx->peer();
     if (deps_.credentials != nullptr && absl::StartsWith(given, kCredentialPrefix)) {
       // Checked against the database in OnHello, on the pool (not on gRPC's thread).
       auto cred = ParseAgentSecret(given.substr(7), AgentSecretKind::kCredential);
@@ -691,7 +690,6 @@ class Session final : public Reactor {
   int64_t agent_id_ = 0;
   std::string name_;
   store::AgentSession session_;
-  std::string peer_;
   std::string credential_hash_;               // set when the stream presented a credential
   std::atomic<bool> database_failed_{false};  // set by DatabaseFailed, read by EndSession
 
