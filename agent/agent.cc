@@ -1,7 +1,7 @@
 #include "agent/agent.h"
 
-#include <ftw.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,9 +13,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/job_scope.h"
-#include "absl/strings/str_join.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
 #include "common/crypto/agent_secret.h"
@@ -54,8 +54,8 @@ uid_t chown_uid ABSL_GUARDED_BY(chown_mu) = 0;
 gid_t chown_gid ABSL_GUARDED_BY(chown_mu) = 0;
 int chown_errno ABSL_GUARDED_BY(chown_mu) = 0;
 
-int ChownEntry(const char* path, const struct stat*, int, struct FTW*)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+int ChownEntry(const char* path, const struct stat*, int,
+               struct FTW*) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (lchown(path, chown_uid, chown_gid) != 0 && chown_errno == 0) chown_errno = errno;
   return 0;
 }
@@ -223,8 +223,8 @@ absl::Status Agent::Run() {
   if (opts_.job_user.has_value()) {
     // The job user may pass through (x) but not list or write: it reaches its own workspace
     // under jobs/ and, through its .git, reads the cache's objects; it cannot change the cache.
-    for (const std::string& d : {opts_.work_dir, opts_.work_dir + "/cache",
-                                 opts_.work_dir + "/jobs"}) {
+    for (const std::string& d :
+         {opts_.work_dir, opts_.work_dir + "/cache", opts_.work_dir + "/jobs"}) {
       if (chown(d.c_str(), geteuid(), getegid()) != 0 || chmod(d.c_str(), 0711) != 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("cannot restrict ", d, " to the agent's user: ", strerror(errno)));
@@ -592,8 +592,8 @@ void Agent::EmitLog(int64_t job_id, std::string_view bytes) {
   uint64_t seq = j.next_seq++;
   absl::Status spooled = j.unacked_logs->Append(seq, bytes);
   if (!spooled.ok()) {
-    LogWarn("agent", "job ", job_id, ": spilling its log to disk failed (kept in memory): ",
-            spooled.ToString());
+    LogWarn("agent", "job ", job_id,
+            ": spilling its log to disk failed (kept in memory): ", spooled.ToString());
   }
   // While a replay runs, it sends this chunk in its turn.
   if (writer_ == nullptr || j.replaying) return;

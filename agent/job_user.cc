@@ -24,8 +24,8 @@ bool AllDigits(std::string_view s) {
 }  // namespace
 
 absl::StatusOr<JobIdentity> ParseJobUser(std::string_view spec) {
-  const std::string quoted = absl::StrCat("--job-user '", absl::string_view(spec.data(),
-                                                                            spec.size()), "'");
+  const std::string quoted =
+      absl::StrCat("--job-user '", absl::string_view(spec.data(), spec.size()), "'");
   JobIdentity id;
   if (const size_t colon = spec.find(':'); colon != std::string_view::npos) {
     const std::string_view u = spec.substr(0, colon), g = spec.substr(colon + 1);
@@ -34,8 +34,7 @@ absl::StatusOr<JobIdentity> ParseJobUser(std::string_view spec) {
         !absl::SimpleAtoi(absl::string_view(u.data(), u.size()), &uid) ||
         !absl::SimpleAtoi(absl::string_view(g.data(), g.size()), &gid) || uid == UINT32_MAX ||
         gid == UINT32_MAX) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(quoted, ": must be a user name or UID:GID"));
+      return absl::InvalidArgumentError(absl::StrCat(quoted, ": must be a user name or UID:GID"));
     }
     id.uid = uid;
     id.gid = gid;

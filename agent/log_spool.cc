@@ -34,8 +34,9 @@ absl::Status LogSpool::Append(uint64_t seq, std::string_view data) {
   absl::Status failed;
   if (fd_ < 0) {
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd_ < 0) failed = absl::UnavailableError(absl::StrCat("cannot create ", path_, ": ",
-                                                              std::strerror(errno)));
+    if (fd_ < 0)
+      failed =
+          absl::UnavailableError(absl::StrCat("cannot create ", path_, ": ", std::strerror(errno)));
   }
   if (failed.ok()) {
     size_t done = 0;
@@ -101,8 +102,8 @@ absl::StatusOr<std::optional<std::pair<uint64_t, std::string>>> LogSpool::Next(
   std::string data(d->size, '\0');
   size_t done = 0;
   while (done < d->size) {
-    ssize_t n = ::pread(fd_, data.data() + done, d->size - done,
-                        static_cast<off_t>(d->offset + done));
+    ssize_t n =
+        ::pread(fd_, data.data() + done, d->size - done, static_cast<off_t>(d->offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       return absl::DataLossError(

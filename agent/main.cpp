@@ -25,16 +25,24 @@ int main(int argc, char** argv) {
   const std::vector<assay::OptionSpec> specs = {
       {"server", "127.0.0.1:9090", "the server's gRPC address HOST:PORT", false, false,
        assay::HostPort()},
-      {"token", "",
+      {"token",
+       "",
        "the shared agent token (servers with --allow-shared-agent-token only; agents should "
        "enroll instead)",
-       false, false, {}, /*secret=*/true},
+       false,
+       false,
+       {},
+       /*secret=*/true},
       // Agent access (issue 8): enrollment, and the TLS channel with the pinned server CA.
-      {"enroll-token", "",
+      {"enroll-token",
+       "",
        "one-time enrollment token (assay agents token create), exchanged at the first start for "
        "the agent's own credential, kept in WORK_DIR/agent.credential (a secret: give "
        "--enroll-token-file PATH or ASSAY_ENROLL_TOKEN)",
-       false, false, {}, /*secret=*/true},
+       false,
+       false,
+       {},
+       /*secret=*/true},
       {"server-ca", "",
        "PEM CA the server's certificate must be signed by (the server's DATA_DIR/tls/ca.pem; "
        "default: the system's CAs)"},
@@ -67,8 +75,8 @@ int main(int argc, char** argv) {
        "run steps as this unprivileged user (name or UID:GID); required when the agent runs as "
        "root ('root' to accept running jobs as root)"},
       {"accept-untrusted", "",
-       "run jobs of untrusted pipelines (e.g. forks' pull requests); use a separate machine",
-       false, true},
+       "run jobs of untrusted pipelines (e.g. forks' pull requests); use a separate machine", false,
+       true},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-agent");
   if (!cfg.ok()) {
@@ -149,8 +157,9 @@ int main(int argc, char** argv) {
   }
   o.job_user = *job_user;
   if (geteuid() == 0 && !o.job_user.has_value()) {
-    assay::LogWarn("agent", "--job-user root: jobs run as root and can read this agent's token "
-                            "and change its cache; use an unprivileged --job-user");
+    assay::LogWarn("agent",
+                   "--job-user root: jobs run as root and can read this agent's token "
+                   "and change its cache; use an unprivileged --job-user");
   }
   o.accept_untrusted = cfg->GetBool("accept-untrusted");
 

@@ -18,10 +18,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/strings/match.h"
 #include "agent/job_scope.h"
 #include "common/base/status.h"
 #include "common/proc/spawn.h"
@@ -307,9 +307,9 @@ bool Inherited(std::string_view entry) {
   if (eq == std::string_view::npos) return false;
   const std::string_view name = entry.substr(0, eq);
   for (std::string_view allowed : kInheritedEnvironment) {
-    if (allowed.back() == '*' ? name.substr(0, allowed.size() - 1) ==
-                                    allowed.substr(0, allowed.size() - 1)
-                              : name == allowed) {
+    if (allowed.back() == '*'
+            ? name.substr(0, allowed.size() - 1) == allowed.substr(0, allowed.size() - 1)
+            : name == allowed) {
       return true;
     }
   }

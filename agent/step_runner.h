@@ -46,7 +46,7 @@ struct JobIdentity {
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups
   std::string name;           // for USER and LOGNAME; "" for a bare uid:gid
-  std::string home;  // for HOME; "" (a bare uid:gid, or no such directory): the workspace
+  std::string home;           // for HOME; "" (a bare uid:gid, or no such directory): the workspace
 };
 
 // The names a step inherits from the agent's environment; nothing else reaches it (no token,
@@ -73,8 +73,8 @@ struct JobRunRequest {
   std::optional<JobIdentity> user;
   // false: track the job's processes even where a cgroup could be made (tests of the fallback).
   bool allow_cgroup = true;
-  absl::Duration timeout = absl::InfiniteDuration();     // all steps together; <= 0 means no limit
-  absl::Duration kill_grace = absl::Seconds(5);  // SIGTERM to the process group, then SIGKILL
+  absl::Duration timeout = absl::InfiniteDuration();  // all steps together; <= 0 means no limit
+  absl::Duration kill_grace = absl::Seconds(5);       // SIGTERM to the process group, then SIGKILL
 };
 
 enum class JobRunOutcome { kSucceeded, kFailed, kTimedOut, kCanceled, kError };

@@ -45,12 +45,21 @@ int main(int argc, char** argv) {
       {"grpc-listen", "127.0.0.1:9090", "gRPC address for agents", false, false, assay::HostPort()},
       {"database-url", "", "PostgreSQL connection string", true},
       {"data-dir", "", "directory for repository mirrors and the secret key", true},
-      {"admin-token", "", "bearer token for /api/v1 (at least 32 characters)", true, false, {},
+      {"admin-token",
+       "",
+       "bearer token for /api/v1 (at least 32 characters)",
+       true,
+       false,
+       {},
        /*secret=*/true},
-      {"agent-token", "",
+      {"agent-token",
+       "",
        "shared token agents may present instead of their own credential; only with "
        "--allow-shared-agent-token",
-       false, false, {}, /*secret=*/true},
+       false,
+       false,
+       {},
+       /*secret=*/true},
       // Agent access (issue 8): enrollment is the default; the shared token and plaintext gRPC
       // are opt-ins for trusted networks.
       {"allow-shared-agent-token", "",
@@ -118,11 +127,15 @@ int main(int argc, char** argv) {
       {"http-handler-queue", "256",
        "HTTP requests waiting for a handler thread beyond this are answered 503 (Retry-After)",
        false, false, IntIn(1, 1000000)},
-      {"metrics-token", "",
+      {"metrics-token",
+       "",
        "when set, GET /metrics requires 'Authorization: Bearer <token>' (secret: set "
        "ASSAY_METRICS_TOKEN, --metrics-token-file or put it in the --config file, never on the "
        "command line)",
-       false, false, {}, /*secret=*/true},
+       false,
+       false,
+       {},
+       /*secret=*/true},
       {"auth-failures-per-minute", "20",
        "failed authentications (API, metrics) per client address per minute before 429", false,
        false, IntIn(1, 1000000)},
@@ -198,9 +211,9 @@ int main(int argc, char** argv) {
     auto handler_queue = cfg->GetInt("http-handler-queue");
     auto auth_failures = cfg->GetInt("auth-failures-per-minute");
     auto dedupe = cfg->GetDuration("webhook-dedupe-window");
-    for (const absl::Status& s : {body_timeout.status(), max_connections.status(),
-                                  handler_queue.status(), auth_failures.status(),
-                                  dedupe.status()}) {
+    for (const absl::Status& s :
+         {body_timeout.status(), max_connections.status(), handler_queue.status(),
+          auth_failures.status(), dedupe.status()}) {
       if (!s.ok()) {
         std::cerr << "assay-server: " << s.message() << "\n";
         return 2;

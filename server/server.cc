@@ -106,9 +106,9 @@ absl::Status AssayServer::Start() {
   if (o.database_url.empty()) return absl::InvalidArgumentError("--database-url is required");
   if (o.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
   if (o.admin_token.size() < kMinAdminTokenLength) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--admin-token must be at least ", kMinAdminTokenLength, " characters, got ",
-        o.admin_token.size(), "; make one with: openssl rand -hex 32"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--admin-token must be at least ", kMinAdminTokenLength, " characters, got ",
+                     o.admin_token.size(), "; make one with: openssl rand -hex 32"));
   }
   if (o.allow_shared_agent_token && o.agent_token.size() < 8) {
     return absl::InvalidArgumentError(
@@ -189,8 +189,7 @@ absl::Status AssayServer::Start() {
   m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
   m.dispatcher = std::make_unique<Dispatcher>(m.jobs.get(), m.metrics.get(), clock,
-                                              DispatcherOptions{o.lease, o.sweep_interval,
-                                                                *key});
+                                              DispatcherOptions{o.lease, o.sweep_interval, *key});
   Dispatcher* dispatcher = m.dispatcher.get();
   forge::CommitStatusNotifier::Options no;
   no.max_attempts = o.commit_status_attempts;

@@ -2,8 +2,8 @@
 // assay-server wired together: PostgreSQL pool and migrations, the HTTP API and webhooks,
 // the gRPC agent service, the planner and the dispatcher. main.cpp only parses flags.
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>

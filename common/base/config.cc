@@ -269,10 +269,9 @@ absl::StatusOr<Config> Config::Parse(int argc, const char* const* argv,
     if (spec != nullptr && spec->secret) {
       // Why refuse rather than warn: by the time we could warn, the value has been in
       // /proc/PID/cmdline (and maybe a shell history) for every local user to read.
-      return absl::InvalidArgumentError(
-          absl::StrCat("option --", name, " is secret and is not accepted on the command line ",
-                       "(any local user can read a process's arguments): ",
-                       SecretAlternatives(*spec)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "option --", name, " is secret and is not accepted on the command line ",
+          "(any local user can read a process's arguments): ", SecretAlternatives(*spec)));
     }
     const OptionSpec* secret_file = SecretForFileOption(specs, name);
     if (name != "config" && spec == nullptr && secret_file == nullptr) {

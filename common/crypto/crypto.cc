@@ -110,7 +110,7 @@ std::string RandomBytes(size_t n) {
 std::string RandomHexToken(size_t n) { return HexEncode(RandomBytes(n)); }
 
 absl::StatusOr<std::string> SealWithAad(std::string_view key, std::string_view plaintext,
-                                         std::string_view aad) {
+                                        std::string_view aad) {
   if (key.size() != 32) return absl::InvalidArgumentError("secret key must be 32 bytes");
   std::unique_ptr<EVP_CIPHER_CTX, CtxFree> ctx(EVP_CIPHER_CTX_new());
   std::string nonce = RandomBytes(kNonce);
@@ -121,10 +121,9 @@ absl::StatusOr<std::string> SealWithAad(std::string_view key, std::string_view p
   auto* dst = reinterpret_cast<unsigned char*>(out.data()) + kNonce;
   int len = 0, fin = 0, aad_len = 0;
   if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, k, iv) != 1 ||
-      (!aad.empty() &&
-       EVP_EncryptUpdate(ctx.get(), nullptr, &aad_len,
-                         reinterpret_cast<const unsigned char*>(aad.data()),
-                         static_cast<int>(aad.size())) != 1) ||
+      (!aad.empty() && EVP_EncryptUpdate(ctx.get(), nullptr, &aad_len,
+                                         reinterpret_cast<const unsigned char*>(aad.data()),
+                                         static_cast<int>(aad.size())) != 1) ||
       EVP_EncryptUpdate(ctx.get(), dst, &len,
                         reinterpret_cast<const unsigned char*>(plaintext.data()),
                         static_cast<int>(plaintext.size())) != 1 ||
@@ -136,7 +135,7 @@ absl::StatusOr<std::string> SealWithAad(std::string_view key, std::string_view p
 }
 
 absl::StatusOr<std::string> OpenWithAad(std::string_view key, std::string_view sealed,
-                                         std::string_view aad) {
+                                        std::string_view aad) {
   if (key.size() != 32) return absl::InvalidArgumentError("secret key must be 32 bytes");
   if (sealed.size() < kNonce + kTag) return absl::DataLossError("sealed secret is truncated");
   std::unique_ptr<EVP_CIPHER_CTX, CtxFree> ctx(EVP_CIPHER_CTX_new());
@@ -148,10 +147,9 @@ absl::StatusOr<std::string> OpenWithAad(std::string_view key, std::string_view s
   int len = 0, fin = 0, aad_len = 0;
   if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
                          reinterpret_cast<const unsigned char*>(key.data()), src) != 1 ||
-      (!aad.empty() &&
-       EVP_DecryptUpdate(ctx.get(), nullptr, &aad_len,
-                         reinterpret_cast<const unsigned char*>(aad.data()),
-                         static_cast<int>(aad.size())) != 1) ||
+      (!aad.empty() && EVP_DecryptUpdate(ctx.get(), nullptr, &aad_len,
+                                         reinterpret_cast<const unsigned char*>(aad.data()),
+                                         static_cast<int>(aad.size())) != 1) ||
       EVP_DecryptUpdate(ctx.get(), dst, &len, src + kNonce, static_cast<int>(n)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag.data()) != 1 ||
       EVP_DecryptFinal_ex(ctx.get(), dst + len, &fin) != 1) {

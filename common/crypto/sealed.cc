@@ -64,8 +64,7 @@ absl::StatusOr<std::string> Open(const SecretKey& key, std::string_view sealed,
   const uint32_t id = SealedKeyId(sealed);
   if (id == 0) return absl::DataLossError("sealed secret has no key id header");
   if (id != key.id) {
-    return absl::DataLossError(
-        absl::StrCat("sealed secret names key ", id, ", not key ", key.id));
+    return absl::DataLossError(absl::StrCat("sealed secret names key ", id, ", not key ", key.id));
   }
   return OpenWithAad(key.bytes, sealed.substr(kHeader),
                      std::string(sealed.substr(0, kHeader)) + std::string(aad));
@@ -152,8 +151,7 @@ uint32_t KeyRing::current_id() const {
   return state_->keys.empty() ? 0 : state_->keys.rbegin()->first;
 }
 
-absl::StatusOr<std::string> KeyRing::Seal(std::string_view plaintext,
-                                          std::string_view aad) const {
+absl::StatusOr<std::string> KeyRing::Seal(std::string_view plaintext, std::string_view aad) const {
   SecretKey key;
   {
     absl::MutexLock l(&state_->mu);

@@ -43,8 +43,8 @@ constexpr int kMaxDepth = 256;
 // writes `data` into it.
 absl::Status WriteFileAt(int dir_fd, const std::string& name, const std::string& shown,
                          const std::string& data, mode_t mode) {
-  int fd = ::openat(dir_fd, name.c_str(),
-                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  int fd =
+      ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) {
     return absl::InternalError(absl::StrCat("cannot create ", shown, ": ", strerror(errno)));
   }
@@ -112,11 +112,11 @@ absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& wo
       return absl::DataLossError(absl::StrCat("malformed tree object ", name));
     }
     if (absl::Status checked = CheckTreeEntries(*parsed); !checked.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "refusing to check out ", std::string(sha), ": ",
-          prefix.empty() ? std::string("the root tree")
-                         : absl::StrCat("tree ", name, " (", prefix, ")"),
-          ": ", checked.message()));
+      return absl::DataLossError(absl::StrCat("refusing to check out ", std::string(sha), ": ",
+                                              prefix.empty()
+                                                  ? std::string("the root tree")
+                                                  : absl::StrCat("tree ", name, " (", prefix, ")"),
+                                              ": ", checked.message()));
     }
     for (TreeEntry& entry : *parsed) {
       const uint32_t mode = entry.mode;
@@ -128,8 +128,8 @@ absl::Status GitMirror::CheckoutTree(std::string_view sha, const std::string& wo
         if (::mkdirat(dir_fd, entry_name.c_str(), 0755) != 0) {
           return absl::InternalError(absl::StrCat("cannot create ", shown, ": ", strerror(errno)));
         }
-        UniqueFd sub(::openat(dir_fd, entry_name.c_str(),
-                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        UniqueFd sub(
+            ::openat(dir_fd, entry_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub.valid()) {
           return absl::InternalError(absl::StrCat("cannot open ", shown, ": ", strerror(errno)));
         }

@@ -9,12 +9,9 @@
 namespace assay {
 namespace {
 
-constexpr const char* kAllowed =
-    "(only https://, ssh:// and user@host:path are allowed)";
+constexpr const char* kAllowed = "(only https://, ssh:// and user@host:path are allowed)";
 
-absl::Status Refuse(std::string_view why) {
-  return absl::InvalidArgumentError(std::string(why));
-}
+absl::Status Refuse(std::string_view why) { return absl::InvalidArgumentError(std::string(why)); }
 
 absl::Status RefuseLocal() {
   return Refuse(

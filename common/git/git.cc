@@ -178,25 +178,13 @@ std::vector<std::string> GitMirror::GitArgs() const {
   // and renamed when complete. Unpacked into loose objects (git's default below 100 objects), a
   // fetch on a full disk can leave a commit without its tree, which every later look-up would
   // take as present, and its files as absent.
-  std::vector<std::string> argv = {"git",
-                                   "-c",
-                                   "protocol.allow=never",
-                                   "-c",
-                                   "protocol.https.allow=always",
-                                   "-c",
-                                   "protocol.ssh.allow=always",
-                                   "-c",
-                                   "fetch.fsckObjects=true",
-                                   "-c",
-                                   "transfer.fsckObjects=true",
-                                   "-c",
-                                   "fetch.unpackLimit=1",
-                                   "-c",
-                                   "credential.helper=",
-                                   // No hook (e.g. reference-transaction on fetch) planted in
-                                   // the mirror runs.
-                                   "-c",
-                                   "core.hooksPath=/dev/null"};
+  std::vector<std::string> argv = {
+      "git", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c",
+      "protocol.ssh.allow=always", "-c", "fetch.fsckObjects=true", "-c",
+      "transfer.fsckObjects=true", "-c", "fetch.unpackLimit=1", "-c", "credential.helper=",
+      // No hook (e.g. reference-transaction on fetch) planted in
+      // the mirror runs.
+      "-c", "core.hooksPath=/dev/null"};
   if (allow_local_) argv.insert(argv.end(), {"-c", "protocol.file.allow=always"});
   return argv;
 }
@@ -210,8 +198,8 @@ absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& arg
   std::vector<std::string> argv = GitArgs();
   std::vector<std::string> env = git_env_;
   if (!credential_scope_.empty() && (!username_.empty() || !password_.empty())) {
-    argv.insert(argv.end(), {"-c", absl::StrCat("credential.", credential_scope_, ".helper=",
-                                                kGitCredentialHelper)});
+    argv.insert(argv.end(), {"-c", absl::StrCat("credential.", credential_scope_,
+                                                ".helper=", kGitCredentialHelper)});
     env.push_back(absl::StrCat("ASSAY_GIT_USERNAME=", username_));
     env.push_back(absl::StrCat("ASSAY_GIT_PASSWORD=", password_));
   }
@@ -272,8 +260,7 @@ absl::Status GitMirror::EnsureLocked() {
   std::vector<std::string> config_argv = GitArgs();
   config_argv.insert(config_argv.end(),
                      {absl::StrCat("--git-dir=", tmp), "config", "remote.origin.url", clone_url_});
-  ASSAY_ASSIGN_OR_RETURN(CommandResult config,
-                         RunCommandInEnvironment(config_argv, {}, git_env_));
+  ASSAY_ASSIGN_OR_RETURN(CommandResult config, RunCommandInEnvironment(config_argv, {}, git_env_));
   if (config.exit_code != 0) {
     return cleanup_and(absl::InternalError(
         absl::StrCat("git config remote.origin.url in ", tmp, " failed: ", TrimmedStderr(config))));
@@ -322,8 +309,8 @@ absl::Status GitMirror::EnsureCommit(std::string_view sha) {
                          Git({"fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/heads/*",
                               "+refs/tags/*:refs/tags/*"}));
   if (fetch.exit_code != 0) {
-    return absl::UnavailableError(absl::StrCat("git fetch from ", clone_url_, " into ",
-                                               dir_, " failed: ", TrimmedStderr(fetch)));
+    return absl::UnavailableError(absl::StrCat("git fetch from ", clone_url_, " into ", dir_,
+                                               " failed: ", TrimmedStderr(fetch)));
   }
   ASSAY_ASSIGN_OR_RETURN(present, HasCommitAndTree(sha));
   if (present) return absl::OkStatus();
@@ -373,8 +360,8 @@ absl::StatusOr<std::string> GitMirror::FetchBranchHead(std::string_view branch) 
                          Git({"fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/heads/*",
                               "+refs/tags/*:refs/tags/*"}));
   if (fetch.exit_code != 0) {
-    return absl::UnavailableError(absl::StrCat("git fetch from ", clone_url_, " into ",
-                                               dir_, " failed: ", TrimmedStderr(fetch)));
+    return absl::UnavailableError(absl::StrCat("git fetch from ", clone_url_, " into ", dir_,
+                                               " failed: ", TrimmedStderr(fetch)));
   }
   ASSAY_ASSIGN_OR_RETURN(
       CommandResult head,

@@ -157,8 +157,7 @@ absl::StatusOr<AddressPolicy> AddressPolicy::Parse(std::string_view spec) {
     const std::string name = Lower(item);
     if (name.empty() || name[0] == '-' || name[0] == '.') return bad();
     for (char c : name) {
-      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' &&
-          c != '_') {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') {
         return bad();
       }
     }
@@ -188,16 +187,16 @@ absl::Status AddressPolicy::Check(std::string_view host, const net::ip::address&
   for (const Block& b : blocks_) {
     if (InBlock(address, b.base, b.prefix)) return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "host '", Av(host), "' resolves to ", address.to_string(), ", a ", Av(kind),
-      " address; refused unless allowed by --allow-private-hosts"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("host '", Av(host), "' resolves to ", address.to_string(), ", a ", Av(kind),
+                   " address; refused unless allowed by --allow-private-hosts"));
 }
 
 absl::Status AddressPolicy::CheckPlainHttp(std::string_view host) const {
   if (Listed(host)) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat(
-      "plain http:// to '", Av(host),
-      "' is refused: use https://, or allow the host with --allow-private-hosts"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("plain http:// to '", Av(host),
+                   "' is refused: use https://, or allow the host with --allow-private-hosts"));
 }
 
 absl::StatusOr<std::vector<net::ip::tcp::endpoint>> ResolveAllowed(std::string_view host,

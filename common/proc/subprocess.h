@@ -40,9 +40,11 @@ absl::StatusOr<CommandResult> RunCommand(
 // RunCommand with the child's complete environment (one "NAME=value" per entry) instead of
 // additions to this process's; nothing of this process's environment reaches the child unless
 // `envp` has it (git runs this way, without the operator's GIT_* variables).
-absl::StatusOr<CommandResult> RunCommandInEnvironment(
-    const std::vector<std::string>& argv, const std::string& cwd, std::vector<std::string> envp,
-    std::string_view stdin_data = {}, absl::Duration timeout = absl::Minutes(10));
+absl::StatusOr<CommandResult> RunCommandInEnvironment(const std::vector<std::string>& argv,
+                                                      const std::string& cwd,
+                                                      std::vector<std::string> envp,
+                                                      std::string_view stdin_data = {},
+                                                      absl::Duration timeout = absl::Minutes(10));
 
 // `argv` joined by spaces and cut to a readable length, for error messages.
 std::string DescribeCommand(const std::vector<std::string>& argv);

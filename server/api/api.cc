@@ -11,8 +11,8 @@
 #include "common/crypto/crypto.h"
 #include "server/api/routes.h"
 #include "server/http/json_util.h"
-#include "server/webhook/verify.h"
 #include "server/webhook/intake.h"
+#include "server/webhook/verify.h"
 
 namespace assay {
 namespace api {
@@ -38,10 +38,9 @@ http::Handler BearerAuthed(const ApiDeps& d, const std::string& token, http::Han
         Response r = ErrorResponse(429, "too_many_requests",
                                    "too many failed authentications from this address; retry "
                                    "later");
-        r.headers.emplace_back(
-            "Retry-After",
-            absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(
-                                                  wait, absl::Seconds(1))))));
+        r.headers.emplace_back("Retry-After",
+                               absl::StrCat(std::max<int64_t>(
+                                   1, absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))))));
         return r;
       }
     }

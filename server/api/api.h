@@ -7,8 +7,8 @@
 #include <functional>
 #include <string>
 
-#include "common/crypto/sealed.h"
 #include "absl/time/time.h"
+#include "common/crypto/sealed.h"
 #include "server/api/auth_limiter.h"
 #include "server/http/http_server.h"
 #include "server/metrics/metrics.h"

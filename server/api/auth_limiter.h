@@ -24,7 +24,8 @@ namespace assay {
 class AuthLimiter {
  public:
   AuthLimiter(const Clock* clock, int per_minute, size_t max_addresses = 10000)
-      : clock_(clock), per_minute_(per_minute < 1 ? 1 : per_minute),
+      : clock_(clock),
+        per_minute_(per_minute < 1 ? 1 : per_minute),
         max_addresses_(max_addresses < 1 ? 1 : max_addresses) {}
 
   // Zero when `remote` ("ip:port" or "[v6]:port"; the port is ignored) may try to
@@ -45,8 +46,7 @@ class AuthLimiter {
   };
   // The bucket `address` uses now (refilled to now), creating or sharing one as above.
   // REQUIRES: mu_ held.
-  Bucket& BucketFor(const std::string& address, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Bucket& BucketFor(const std::string& address, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Refill(Bucket& b, absl::Time now) const;
 
   const Clock* clock_;

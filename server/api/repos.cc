@@ -52,8 +52,8 @@ Response CreateRepo(const ApiDeps& d, Request& req) {
   if (!parsed_url->username.empty() || !parsed_url->password.empty()) {
     // Sealed for its row, whose id the store assigns inside its transaction.
     n.seal_clone_credential =
-        [&d, plain = JoinCloneCredential(parsed_url->username, parsed_url->password)](
-            int64_t repo_id) {
+        [&d,
+         plain = JoinCloneCredential(parsed_url->username, parsed_url->password)](int64_t repo_id) {
           return d.secret_key.Seal(plain, RowAad("repos", repo_id, "clone_credential"));
         };
   }

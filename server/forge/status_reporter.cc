@@ -22,8 +22,8 @@ constexpr StateText kStates[] = {{"running", "pending", "is running"},
 
 }  // namespace
 
-StatusReporter::StatusReporter(store::Db* db, CommitStatusNotifier* notifier,
-                               KeyRing secret_key, StatusReporterOptions options)
+StatusReporter::StatusReporter(store::Db* db, CommitStatusNotifier* notifier, KeyRing secret_key,
+                               StatusReporterOptions options)
     : outbox_(db, options.lease),
       notifier_(notifier),
       secret_key_(std::move(secret_key)),

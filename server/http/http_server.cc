@@ -131,8 +131,8 @@ struct Server::Core {
   // Runs `fn` on the handler pool unless max_queued calls already wait there; false then.
   bool TryPost(std::function<void()> fn);
   std::string NextRequestId() {
-    return absl::StrCat(absl::Hex(request_id_base + request_counter.fetch_add(1),
-                                  absl::kZeroPad16));
+    return absl::StrCat(
+        absl::Hex(request_id_base + request_counter.fetch_add(1), absl::kZeroPad16));
   }
   void Unregister(HttpSession* s) ABSL_LOCKS_EXCLUDED(mu);
   bool Stopping() ABSL_LOCKS_EXCLUDED(mu) {
@@ -187,10 +187,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void Refuse() {
     const std::string& reply = OverloadedConnectionReply();
     stream_.expires_after(ToChrono(core_.opts.read_timeout));
-    net::async_write(stream_, net::buffer(reply.data(), reply.size()),
-                     [self = shared_from_this()](beast::error_code, std::size_t) {
-                       self->Close();
-                     });
+    net::async_write(
+        stream_, net::buffer(reply.data(), reply.size()),
+        [self = shared_from_this()](beast::error_code, std::size_t) { self->Close(); });
   }
 
   void Close() {
@@ -224,9 +223,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (core_.has_head && !core_.has_head(head)) return AfterAdmission();
     auto admit = [self = shared_from_this(), head = std::move(head)]() mutable {
       Admission a = self->RunHeadHandler(head);
-      net::post(self->stream_.get_executor(), [self, a = std::move(a)]() mutable {
-        self->OnAdmitted(std::move(a));
-      });
+      net::post(self->stream_.get_executor(),
+                [self, a = std::move(a)]() mutable { self->OnAdmitted(std::move(a)); });
     };
     const bool posted = core_.TryPost(std::move(admit));
     if (!posted) return WriteError(Overloaded());
@@ -444,8 +442,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     response_.set("X-Content-Type-Options", "nosniff");
     if (!has_cache_control) response_.set(bhttp::field::cache_control, "no-store");
     const auto type = response_[bhttp::field::content_type];
-    if (!has_csp && absl::StartsWithIgnoreCase(absl::string_view(type.data(), type.size()),
-                                               "text/html")) {
+    if (!has_csp &&
+        absl::StartsWithIgnoreCase(absl::string_view(type.data(), type.size()), "text/html")) {
       response_.set("Content-Security-Policy", kContentSecurityPolicy);
     }
     if (res.stream && !no_body) return WriteStreamed(std::move(res), after_error);
@@ -480,13 +478,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     stream_sr_.emplace(*stream_head_);
     body_source_ = std::move(res.stream);
     stream_.expires_after(ToChrono(core_.opts.read_timeout));
-    bhttp::async_write_header(
-        stream_, *stream_sr_,
-        [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
-          if (ec) return self->Close();
-          if (self->head_) return self->EndStreamed(keep);
-          self->NextPiece(keep);
-        });
+    bhttp::async_write_header(stream_, *stream_sr_,
+                              [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+                                if (ec) return self->Close();
+                                if (self->head_) return self->EndStreamed(keep);
+                                self->NextPiece(keep);
+                              });
   }
 
   void NextPiece(bool keep) {

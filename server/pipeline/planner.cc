@@ -112,8 +112,8 @@ GitMirror* Planner::MirrorFor(const store::Repo& repo) {
     if (!repo.clone_credential_sealed.empty()) {
       // A credential that cannot be opened is left out: the fetch then fails as unauthorized,
       // with git's message, rather than with a secret-handling detail.
-      if (auto credential = deps_.secret_key.Open(
-              repo.clone_credential_sealed, RowAad("repos", repo.id, "clone_credential"));
+      if (auto credential = deps_.secret_key.Open(repo.clone_credential_sealed,
+                                                  RowAad("repos", repo.id, "clone_credential"));
           credential.ok()) {
         std::tie(options.username, options.password) = SplitCloneCredential(*credential);
       } else {
@@ -341,8 +341,7 @@ absl::StatusOr<int64_t> Planner::PlanLoadedDelivery(const store::Delivery& d) {
   }
   if (!fetched.ok()) {
     p.error = absl::StrCat("cannot fetch commit ", ev->after, " from ",
-                           RedactCloneUrl(repo->clone_url), ": ",
-                           std::string(fetched.message()));
+                           RedactCloneUrl(repo->clone_url), ": ", std::string(fetched.message()));
   } else {
     file = LoadSpec(mirror, ev->after);
     if (file.unavailable && d.age < deps_.fetch_retry_window) {

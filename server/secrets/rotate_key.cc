@@ -18,8 +18,8 @@ absl::StatusOr<RotateKeyResult> RotateKey(KeyRing* keys, store::RepoStore* repos
     auto plain = keys->Open(cell.sealed, aad);
     if (!plain.ok()) {
       return absl::DataLossError(absl::StrCat("cannot open ", aad, " (sealed with key ",
-                                              SealedKeyId(cell.sealed), "): ",
-                                              plain.status().message()));
+                                              SealedKeyId(cell.sealed),
+                                              "): ", plain.status().message()));
     }
     return keys->Seal(*plain, aad);
   });

@@ -44,19 +44,19 @@ absl::StatusOr<InsertResult> DeliveryStore::Insert(const NewDelivery& d) {
       int32_t key = 0;
       std::memcpy(&key, d.body_sha256.data(), sizeof key);
       Exec(tx, c, kLockBody, {key});
-      auto same = Exec(tx, c, kFindSameBody,
-                       {d.repo_id, Param::Bytes(d.body_sha256),
-                        absl::ToInt64Microseconds(d.dedupe_window)});
+      auto same = Exec(
+          tx, c, kFindSameBody,
+          {d.repo_id, Param::Bytes(d.body_sha256), absl::ToInt64Microseconds(d.dedupe_window)});
       if (!same.empty()) {
         out.id = same[0][0].as<int64_t>();
         out.same_body = true;
         return absl::OkStatus();
       }
     }
-    auto res = Exec(tx, c, kInsert,
-                    {d.provider, d.delivery_id, d.event, d.repo_id, d.headers_json,
-                     Param::Bytes(d.body), d.initial_state, d.message,
-                     by_body ? Param::Bytes(d.body_sha256) : Param::Null()});
+    auto res =
+        Exec(tx, c, kInsert,
+             {d.provider, d.delivery_id, d.event, d.repo_id, d.headers_json, Param::Bytes(d.body),
+              d.initial_state, d.message, by_body ? Param::Bytes(d.body_sha256) : Param::Null()});
     if (!res.empty()) {
       out.id = res[0][0].as<int64_t>();
       out.inserted = true;

@@ -36,7 +36,7 @@ struct Delivery {
 
 struct InsertResult {
   int64_t id = 0;
-  bool inserted = false;  // false: this delivery id (or body) was seen before; nothing written
+  bool inserted = false;   // false: this delivery id (or body) was seen before; nothing written
   bool same_body = false;  // not inserted because `id` has the same body (a replay)
 };
 

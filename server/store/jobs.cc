@@ -127,10 +127,9 @@ const Query kLogAttempt{
 const Query kInsertLogChunk{
     "job_insert_log_chunk",
     "INSERT INTO log_chunks (job_id, attempt, seq, data) VALUES ($1, $2, $3, $4)"};
-const Query kCountLogBytes{
-    "job_count_log_bytes",
-    "UPDATE job_attempts SET log_bytes = log_bytes + $3, log_truncated = $4 "
-    "WHERE job_id = $1 AND attempt = $2"};
+const Query kCountLogBytes{"job_count_log_bytes",
+                           "UPDATE job_attempts SET log_bytes = log_bytes + $3, log_truncated = $4 "
+                           "WHERE job_id = $1 AND attempt = $2"};
 const Query kLogOpen{"job_log_open",
                      "SELECT (SELECT max(attempt) FROM log_chunks WHERE job_id = $1) "
                      "FROM jobs WHERE id = $1"};

@@ -13,8 +13,7 @@ namespace {
   "coalesce(status_repository, ''), coalesce(status_context, ''), default_branch, "  \
   "cancel_superseded, clone_credential_enc"
 
-const Query kNextRepoId{"repo_next_id",
-                        "SELECT nextval(pg_get_serial_sequence('repos', 'id'))"};
+const Query kNextRepoId{"repo_next_id", "SELECT nextval(pg_get_serial_sequence('repos', 'id'))"};
 const Query kInsertRepo{"repo_insert",
                         "INSERT INTO repos (id, name, provider, clone_url, html_url, "
                         "webhook_secret_enc, clone_credential_enc) "

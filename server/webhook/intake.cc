@@ -36,9 +36,11 @@ bool IsStorableHeaderValue(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const auto b = static_cast<unsigned char>(s[i]);
     if (b < 0x20 || b == 0x7f) return false;
-    size_t len = b < 0x80 ? 1 : (b >= 0xC2 && b <= 0xDF) ? 2 : (b >= 0xE0 && b <= 0xEF) ? 3
-                            : (b >= 0xF0 && b <= 0xF4)   ? 4
-                                                         : 0;
+    size_t len = b < 0x80                   ? 1
+                 : (b >= 0xC2 && b <= 0xDF) ? 2
+                 : (b >= 0xE0 && b <= 0xEF) ? 3
+                 : (b >= 0xF0 && b <= 0xF4) ? 4
+                                            : 0;
     if (len == 0 || i + len > s.size()) return false;
     for (size_t k = 1; k < len; ++k) {
       if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
@@ -100,14 +102,14 @@ absl::StatusOr<Intake::Admission> Intake::Admit(const std::string& provider,
                   absl::StrCat("headers ", h->event, " and ", h->delivery, " are required"));
   }
   if (dh.delivery.size() > 200 || !IsPrintable(dh.delivery)) {
-    return refuse(400, "bad_request", "invalid_argument",
-                  absl::StrCat("header ", h->delivery,
-                               " must be at most 200 printable ASCII characters"));
+    return refuse(
+        400, "bad_request", "invalid_argument",
+        absl::StrCat("header ", h->delivery, " must be at most 200 printable ASCII characters"));
   }
   if (dh.event.size() > 100 || !IsPrintable(dh.event)) {
-    return refuse(400, "bad_request", "invalid_argument",
-                  absl::StrCat("header ", h->event,
-                               " must be at most 100 printable ASCII characters"));
+    return refuse(
+        400, "bad_request", "invalid_argument",
+        absl::StrCat("header ", h->event, " must be at most 100 printable ASCII characters"));
   }
   auto header = [&req_headers](std::string_view name) { return HeaderIn(req_headers, name); };
   auto auth = ReadHookAuth(provider, header);
@@ -220,10 +222,9 @@ absl::StatusOr<IntakeResult> Intake::Complete(const std::string& provider,
   auto repo = d.repos->FindByAny(parsed->repo_candidates);
   if (!repo.ok() && repo.status().code() != absl::StatusCode::kNotFound) return repo.status();
   if (!repo.ok() || std::find(verified.begin(), verified.end(), repo->id) == verified.end()) {
-    return NotAuthenticated(
-        provider, "unknown_repo",
-        absl::StrCat("signed delivery names ", parsed->repo_candidates[0],
-                     ", which is not a repository whose secret verified it"));
+    return NotAuthenticated(provider, "unknown_repo",
+                            absl::StrCat("signed delivery names ", parsed->repo_candidates[0],
+                                         ", which is not a repository whose secret verified it"));
   }
   store::NewDelivery nd;
   nd.provider = provider;

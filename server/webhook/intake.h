@@ -29,8 +29,8 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
-#include "common/crypto/sealed.h"
 #include "absl/time/time.h"
+#include "common/crypto/sealed.h"
 #include "server/metrics/metrics.h"
 #include "server/store/deliveries.h"
 #include "server/store/repos.h"

@@ -26,9 +26,9 @@ absl::StatusOr<HookAuth> HexSignature(const std::string& name, const std::string
                                       const std::string& prefix) {
   if (value.empty()) return absl::UnauthenticatedError(absl::StrCat(name, " is missing"));
   if (!absl::StartsWith(value, prefix) || !IsHex64(std::string_view(value).substr(prefix.size()))) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        name, " must be ", prefix.empty() ? "" : absl::StrCat("'", prefix, "' and "),
-        "64 hex digits"));
+    return absl::UnauthenticatedError(
+        absl::StrCat(name, " must be ", prefix.empty() ? "" : absl::StrCat("'", prefix, "' and "),
+                     "64 hex digits"));
   }
   auto digest = HexDecode(std::string_view(value).substr(prefix.size()));
   if (!digest.ok()) return absl::UnauthenticatedError(absl::StrCat(name, " is not hexadecimal"));

@@ -28,8 +28,7 @@ std::string Bytes(size_t n, int seed) {
   return s;
 }
 
-TEST_CASE("logs: past its quota a job stores one marker and drops the rest, acknowledged",
-          "[db]") {
+TEST_CASE("logs: past its quota a job stores one marker and drops the rest, acknowledged", "[db]") {
   DbFixture f;
   f.CreatePipeline({Job("a")});
   auto a = f.ClaimOne(f.Agent("agent-1"));
@@ -227,8 +226,7 @@ TEST_CASE("logs: over a stream, chunks past the quota are acknowledged and the r
   const std::string dropped = "the job's log quota is reached; chunk dropped";
   CHECK(acks == std::vector<std::string>{"1 ", "2 " + dropped, "3 " + dropped, "4 " + dropped,
                                          "5 " + dropped, "5 recorded "});
-  CHECK(f.jobs.ReadLog(a.job_id()).value() ==
-        "0123456789012345" + store::LogTruncationMarker(16));
+  CHECK(f.jobs.ReadLog(a.job_id()).value() == "0123456789012345" + store::LogTruncationMarker(16));
   CHECK(f.One("SELECT state FROM jobs WHERE id = " + S(a.job_id())) == "succeeded");
 }
 
@@ -242,10 +240,9 @@ TEST_CASE("logs: a chunk with seq 0, no data or too much data ends the stream un
     uint64_t seq;
     std::string data, message;
   };
-  for (const Case& c : {Case{0, "x", "log chunk seq must be >= 1"},
-                        Case{1, "", "log chunk data must not be empty"},
-                        Case{1, std::string(1001, 'x'),
-                             "log chunk data must be at most 1000 bytes, got 1001"}}) {
+  for (const Case& c :
+       {Case{0, "x", "log chunk seq must be >= 1"}, Case{1, "", "log chunk data must not be empty"},
+        Case{1, std::string(1001, 'x'), "log chunk data must be at most 1000 bytes, got 1001"}}) {
     INFO(c.message);
     auto conn = svc.Hello("agent-1");
     REQUIRE(conn->Write(Chunk(a.job_id, a.attempt_token, c.seq, c.data)));

@@ -146,9 +146,10 @@ TEST_CASE("intake: an unknown repository is answered like a bad signature and st
   CHECK(f.Counter("unknown_repo") == "1");
 }
 
-TEST_CASE("intake: unknown repository, wrong forge and bad signature get the same answer on the "
-          "per-repository URL",
-          "[db][intake][security]") {
+TEST_CASE(
+    "intake: unknown repository, wrong forge and bad signature get the same answer on the "
+    "per-repository URL",
+    "[db][intake][security]") {
   IntakeFixture f;
   const std::string sig = testing::Cluster::GithubSignature(kSecret, kBody);
   const std::string id = std::to_string(f.signed_repo);
@@ -169,16 +170,20 @@ TEST_CASE("intake: unknown repository, wrong forge and bad signature get the sam
   const std::vector<Case> cases = {
       {"unknown id", "github", Push("p-2", sig), "999999"},
       {"not an id", "github", Push("p-3", sig), "acme%2Fsigned"},
-      {"wrong forge", "gitea",
-       {{"X-Gitea-Event", "push"}, {"X-Gitea-Delivery", "p-4"},
+      {"wrong forge",
+       "gitea",
+       {{"X-Gitea-Event", "push"},
+        {"X-Gitea-Delivery", "p-4"},
         {"X-Gitea-Signature", sig.substr(7)}},
        id},
-      {"wrong forge (gitlab token)", "gitlab",
-       {{"X-Gitlab-Event", "Push Hook"}, {"X-Gitlab-Event-UUID", "p-5"},
+      {"wrong forge (gitlab token)",
+       "gitlab",
+       {{"X-Gitlab-Event", "Push Hook"},
+        {"X-Gitlab-Event-UUID", "p-5"},
         {"X-Gitlab-Token", kSecret}},
        id},
-      {"bad signature", "github",
-       Push("p-6", testing::Cluster::GithubSignature("guess", kBody)), id},
+      {"bad signature", "github", Push("p-6", testing::Cluster::GithubSignature("guess", kBody)),
+       id},
       {"no signature", "github", {{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", "p-7"}}, id},
       {"repository without a secret", "github", Push("p-8", sig), open_repo},
   };
@@ -193,9 +198,10 @@ TEST_CASE("intake: unknown repository, wrong forge and bad signature get the sam
   CHECK(f.Count("SELECT count(*) FROM webhook_deliveries") == 1);
 }
 
-TEST_CASE("intake: missing headers are 400 before any lookup, a bad payload is 400 only once "
-          "signed",
-          "[db][intake]") {
+TEST_CASE(
+    "intake: missing headers are 400 before any lookup, a bad payload is 400 only once "
+    "signed",
+    "[db][intake]") {
   IntakeFixture f;
   webhook::IntakeResult no_delivery = f.Receive({{"X-GitHub-Event", "push"}}, kBody);
   CHECK(no_delivery.http_status == 400);
@@ -277,8 +283,7 @@ TEST_CASE("intake: the shared URL finds the repository by its secret, among seve
   webhook::IntakeResult ok =
       f.Receive(Push("s-1", testing::Cluster::GithubSignature("second-secret", body)), body);
   CHECK(ok.status == "queued");
-  CHECK(f.Query("SELECT repo_id::text FROM webhook_deliveries") ==
-        Rows{{std::to_string(second)}});
+  CHECK(f.Query("SELECT repo_id::text FROM webhook_deliveries") == Rows{{std::to_string(second)}});
   // Signed with one repository's secret, naming the other: refused like an unknown one.
   const std::string crossed =
       testing::Cluster::PushPayload(kCloneUrl, "acme/signed", std::string(40, '1'));

@@ -2,11 +2,11 @@
 // its key; `rotate-key` re-seals all of them in one transaction, and a failed rotation
 // changes nothing and leaves everything readable.
 
+#include <unistd.h>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "common/crypto/crypto.h"
 #include "common/crypto/sealed.h"
@@ -82,8 +82,10 @@ TEST_CASE("sealed secrets: a value copied to another row or column does not open
 
   // Someone with write access to the table copies a's secret (which they know) over b's, and
   // a's status token into a's webhook secret column.
-  f.Exec("UPDATE repos SET webhook_secret_enc = (SELECT webhook_secret_enc FROM repos WHERE id "
-         "= " + S(a) + ") WHERE id = " + S(b));
+  f.Exec(
+      "UPDATE repos SET webhook_secret_enc = (SELECT webhook_secret_enc FROM repos WHERE id "
+      "= " +
+      S(a) + ") WHERE id = " + S(b));
   f.Exec("UPDATE repos SET webhook_secret_enc = status_token_enc WHERE id = " + S(a));
   auto b_repo = f.repos.Get(b).value();
   auto copied = ring.Open(b_repo.webhook_secret_sealed, RowAad("repos", b, "webhook_secret"));
@@ -93,9 +95,10 @@ TEST_CASE("sealed secrets: a value copied to another row or column does not open
   CHECK(moved.status().code() == absl::StatusCode::kDataLoss);
 }
 
-TEST_CASE("sealed secrets: rotate-key re-seals every value with a new key id in one "
-          "transaction, a failing one changes nothing",
-          "[db]") {
+TEST_CASE(
+    "sealed secrets: rotate-key re-seals every value with a new key id in one "
+    "transaction, a failing one changes nothing",
+    "[db]") {
   DbFixture f;
   KeyDir kd;
   KeyRing ring = KeyRing::LoadDir(kd.dir).value();
@@ -110,8 +113,10 @@ TEST_CASE("sealed secrets: rotate-key re-seals every value with a new key id in 
   // The fixture's own repository has no sealed value.
 
   // 1. A value that cannot be opened (b's token, tampered) aborts the rotation.
-  f.Exec("UPDATE repos SET status_token_enc = set_byte(status_token_enc, 29, "
-         "get_byte(status_token_enc, 29) # 1) WHERE id = " + S(b));
+  f.Exec(
+      "UPDATE repos SET status_token_enc = set_byte(status_token_enc, 29, "
+      "get_byte(status_token_enc, 29) # 1) WHERE id = " +
+      S(b));
   const auto before = Cells{f}.Read();
   KeyRing rotator = KeyRing::LoadDir(kd.dir).value();
   auto failed = RotateKey(&rotator, &f.repos);
@@ -119,7 +124,8 @@ TEST_CASE("sealed secrets: rotate-key re-seals every value with a new key id in 
   CHECK(failed.status().code() == absl::StatusCode::kDataLoss);
   CHECK(failed.status().message() ==
         "rotation failed, nothing was re-sealed (key 2 exists and seals new values; every old "
-        "key still opens): cannot open repos/" + S(b) +
+        "key still opens): cannot open repos/" +
+            S(b) +
             "/status_token (sealed with key 1): sealed secret failed authentication (wrong key "
             "or tampered)");
   CHECK(Cells{f}.Read() == before);  // no row changed

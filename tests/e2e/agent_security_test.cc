@@ -119,8 +119,8 @@ TEST_CASE("a step sees none of the agent's secrets, and no token is on any comma
   }
   // Every variable is allowlisted, the job's own, the agent's job context, or the shell's.
   const std::set<std::string> allowed = {
-      "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
-      "PWD", "OLDPWD", "SHLVL", "_", "MINE", "CI", "ASSAY",
+      "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "PWD",
+      "OLDPWD", "SHLVL", "_", "MINE", "CI", "ASSAY",
       // The server's GPU assignment, part of the job's variables.
       "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"};
   std::set<std::string> names;
@@ -175,11 +175,9 @@ std::pair<std::string, std::string> AttackThenCheck(Cluster& c, GitRepo& repo,
                                                     const std::vector<std::string>& flags) {
   testing::Process* agent = MUST(c.StartAgent("a1", flags));
   MUST(c.WaitForAgents(1));
-  int64_t first = PushFiles(c, repo,
-                            {{".assay.yml", kAttackPipeline},
-                             {"file.txt", "original\n"},
-                             {"mode", "attack\n"}},
-                            "delivery-attack");
+  int64_t first = PushFiles(
+      c, repo, {{".assay.yml", kAttackPipeline}, {"file.txt", "original\n"}, {"mode", "attack\n"}},
+      "delivery-attack");
   boost::json::object p1 = MUST(c.WaitForPipelineDone(first));
   INFO(boost::json::serialize(p1) << "\n" << c.LogTails());
   const std::string log1 = MUST(c.JobLog(JobId(p1, "work")));
@@ -218,8 +216,7 @@ TEST_CASE("with --job-user, a job runs as that user and cannot touch the agent's
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   const std::string token_file = WriteSecret(c.dir() + "/agent.token", testing::kAgentToken);
-  const std::vector<std::string> flags = {"--job-user", "65534:65534", "--token-file",
-                                          token_file};
+  const std::vector<std::string> flags = {"--job-user", "65534:65534", "--token-file", token_file};
   SECTION("identity, token and workspace") {
     MUST(c.StartAgent("a1", flags));
     MUST(c.WaitForAgents(1));
@@ -272,7 +269,10 @@ TEST_CASE("a process a step starts with setsid is killed when the job ends", "[e
   CHECK(MUST(c.JobLog(JobId(p, "escape"))) ==
         "started\nassay: killed 1 process left running by the job\n");
   REQUIRE(!testing::ReadFileOrEmpty(pid_file).empty());
-  const std::string cmdline = std::string("sleep\0" "987661\0", 13);
+  const std::string cmdline = std::string(
+      "sleep\0"
+      "987661\0",
+      13);
   // The kill happens before the result is sent; the bound only covers a slow /proc.
   MUST(c.WaitUntil("the setsid child to be gone", [&](std::string& seen) {
     const bool alive = Alive(cmdline);

@@ -496,8 +496,8 @@ TEST_CASE("commit status API: non-public API hosts and plain http are refused by
   };
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"https://127.0.0.1", refusal("127.0.0.1", "127.0.0.1", "loopback")},
-      {"https://169.254.169.254/latest", refusal("169.254.169.254", "169.254.169.254",
-                                                 "link-local")},
+      {"https://169.254.169.254/latest",
+       refusal("169.254.169.254", "169.254.169.254", "link-local")},
       {"https://10.1.2.3:8443/api", refusal("10.1.2.3", "10.1.2.3", "private")},
       {"https://100.64.0.1", refusal("100.64.0.1", "100.64.0.1", "shared (CGNAT)")},
       {"https://[::1]:8443", refusal("::1", "::1", "loopback")},
@@ -505,8 +505,9 @@ TEST_CASE("commit status API: non-public API hosts and plain http are refused by
       {"http://api.github.com",
        "field 'api_url': plain http:// to 'api.github.com' is refused: use https://, or allow the "
        "host with --allow-private-hosts"},
-      {"https://u:p@api.github.com", "field 'api_url' must not contain credentials (use field "
-                                     "'token')"},
+      {"https://u:p@api.github.com",
+       "field 'api_url' must not contain credentials (use field "
+       "'token')"},
   };
   for (const auto& [url, want] : bad) {
     INFO(url);

@@ -36,8 +36,7 @@ long RssKib(pid_t pid, const std::string& field = "VmRSS:") {
   return -1;
 }
 
-TEST_CASE("a job past its log quota keeps exactly the quota and a marker, and succeeds",
-          "[e2e]") {
+TEST_CASE("a job past its log quota keeps exactly the quota and a marker, and succeeds", "[e2e]") {
   Cluster c(Options({"--job-log-limit-mb", "1"}));
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -72,8 +71,7 @@ TEST_CASE("a job past its log quota keeps exactly the quota and a marker, and su
                                      JobId(p, "big")))) == 1 << 20);
 }
 
-TEST_CASE("GET /log of a 40 MiB log streams it without holding it (RSS figure printed)",
-          "[e2e]") {
+TEST_CASE("GET /log of a 40 MiB log streams it without holding it (RSS figure printed)", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);

@@ -48,12 +48,12 @@ TEST_CASE("repos API: only https and ssh clone URLs without --allow-local-repos"
       // Another repository's mirror on the server itself.
       {"file://" + c.dir() + "/server-data/mirrors/1.git", local},
       {c.dir() + "/server-data/mirrors/1.git", local},
-      {"ext::sh -c touch% /tmp/pwned", "field 'clone_url' must not contain spaces or control "
-                                       "characters"},
+      {"ext::sh -c touch% /tmp/pwned",
+       "field 'clone_url' must not contain spaces or control "
+       "characters"},
       {"ext::sh%-c%touch%/tmp/pwned", "field 'clone_url' must not use the ext:: transport " + only},
       {"fd::3", "field 'clone_url' must not use the fd:: transport " + only},
-      {"git://github.com/acme/app.git",
-       "field 'clone_url' must not use the git:// scheme " + only},
+      {"git://github.com/acme/app.git", "field 'clone_url' must not use the git:// scheme " + only},
       {"http://github.com/acme/app.git",
        "field 'clone_url' must use https://, not http:// (code and credentials would travel in "
        "clear)"},

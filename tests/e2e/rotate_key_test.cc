@@ -10,8 +10,7 @@
 namespace assay::e2e {
 namespace {
 
-TEST_CASE("rotate-key while the server runs: webhooks still verify under the new key",
-          "[e2e]") {
+TEST_CASE("rotate-key while the server runs: webhooks still verify under the new key", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -21,11 +20,10 @@ TEST_CASE("rotate-key while the server runs: webhooks still verify under the new
   CHECK(MUST(c.QueryInt(key_id_sql)) == 1);
 
   const std::string server_bin = std::string(ASSAY_BINARY_DIR) + "/server/assay-server";
-  const std::vector<std::pair<std::string, std::string>> env = {
-      {"ASSAY_DATABASE_URL", c.dsn()}};
+  const std::vector<std::pair<std::string, std::string>> env = {{"ASSAY_DATABASE_URL", c.dsn()}};
   CommandResult rotated =
-      MUST(RunCommand({server_bin, "rotate-key", "--data-dir", c.dir() + "/server-data"}, "",
-                      env, {}, absl::Seconds(60)));
+      MUST(RunCommand({server_bin, "rotate-key", "--data-dir", c.dir() + "/server-data"}, "", env,
+                      {}, absl::Seconds(60)));
   INFO(rotated.out << rotated.err);
   CHECK(rotated.exit_code == 0);
   CHECK(rotated.out == "rotated from key 1 to key 2: re-sealed 1 value(s)\n");
@@ -40,12 +38,13 @@ TEST_CASE("rotate-key while the server runs: webhooks still verify under the new
   CHECK(delivery > 0);
 
   // A rotation that cannot open a value (tampered) fails and changes nothing.
-  MUST(c.Query("UPDATE repos SET webhook_secret_enc = set_byte(webhook_secret_enc, 30, "
-               "get_byte(webhook_secret_enc, 30) # 1)"));
+  MUST(
+      c.Query("UPDATE repos SET webhook_secret_enc = set_byte(webhook_secret_enc, 30, "
+              "get_byte(webhook_secret_enc, 30) # 1)"));
   const auto before = MUST(c.Query("SELECT encode(webhook_secret_enc, 'hex') FROM repos"));
   CommandResult failed =
-      MUST(RunCommand({server_bin, "rotate-key", "--data-dir", c.dir() + "/server-data"}, "",
-                      env, {}, absl::Seconds(60)));
+      MUST(RunCommand({server_bin, "rotate-key", "--data-dir", c.dir() + "/server-data"}, "", env,
+                      {}, absl::Seconds(60)));
   CHECK(failed.exit_code == 1);
   CHECK(failed.err.find("rotation failed, nothing was re-sealed (key 3 exists") !=
         std::string::npos);

@@ -59,8 +59,8 @@ std::vector<std::pair<std::string, std::string>> ServerEnv(
 }
 
 std::vector<std::string> ServerArgs(std::vector<std::string> more) {
-  std::vector<std::string> args = {"--database-url", "postgresql://127.0.0.1:1/none",
-                                   "--data-dir", "/nonexistent/assay-data"};
+  std::vector<std::string> args = {"--database-url", "postgresql://127.0.0.1:1/none", "--data-dir",
+                                   "/nonexistent/assay-data"};
   args.insert(args.end(), more.begin(), more.end());
   return args;
 }
@@ -88,9 +88,9 @@ TEST_CASE("assay-server refuses a bad option value at start, naming the option a
 
 TEST_CASE("assay-server refuses a short admin token and a metrics token on its command line",
           "[e2e][flags][security]") {
-  Exit short_token = Run("server/assay-server", ServerArgs({}),
-                         {{"ASSAY_ADMIN_TOKEN", "short-admin-token"},
-                          {"ASSAY_AGENT_TOKEN", "agent-token-123"}});
+  Exit short_token =
+      Run("server/assay-server", ServerArgs({}),
+          {{"ASSAY_ADMIN_TOKEN", "short-admin-token"}, {"ASSAY_AGENT_TOKEN", "agent-token-123"}});
   CHECK(short_token.code == 1);
   CHECK(short_token.output ==
         "assay-server: INVALID_ARGUMENT: --admin-token must be at least 32 characters, got 17; "
@@ -118,8 +118,8 @@ TEST_CASE("assay-agent refuses a bad option value at start", "[e2e][flags]") {
 }
 
 TEST_CASE("secrets are refused on the command line and from unsafe files", "[e2e][flags]") {
-  Exit server = Run("server/assay-server", ServerArgs({"--admin-token", "admin-token-123"}),
-                    ServerEnv());
+  Exit server =
+      Run("server/assay-server", ServerArgs({"--admin-token", "admin-token-123"}), ServerEnv());
   CHECK(server.code == 2);
   CHECK(server.output ==
         "assay-server: option --admin-token is secret and is not accepted on the command line "
@@ -155,13 +155,13 @@ TEST_CASE("secrets are refused on the command line and from unsafe files", "[e2e
 }
 
 TEST_CASE("assay-agent: --job-user must name a user, root needs one", "[e2e][flags]") {
-  Exit unknown = Run("agent/assay-agent",
-                     {"--work-dir", "/tmp", "--job-user", "no-such-user-assay"},
-                     {{"ASSAY_TOKEN", "t"}});
+  Exit unknown =
+      Run("agent/assay-agent", {"--work-dir", "/tmp", "--job-user", "no-such-user-assay"},
+          {{"ASSAY_TOKEN", "t"}});
   CHECK(unknown.code == 2);
   CHECK(unknown.output == "assay-agent: --job-user 'no-such-user-assay': no such user\n");
-  Exit bad = Run("agent/assay-agent", {"--work-dir", "/tmp", "--job-user", "1:x"},
-                 {{"ASSAY_TOKEN", "t"}});
+  Exit bad =
+      Run("agent/assay-agent", {"--work-dir", "/tmp", "--job-user", "1:x"}, {{"ASSAY_TOKEN", "t"}});
   CHECK(bad.code == 2);
   CHECK(bad.output == "assay-agent: --job-user '1:x': must be a user name or UID:GID\n");
   if (geteuid() != 0) {
@@ -182,8 +182,7 @@ TEST_CASE("assay-agent: --job-user must name a user, root needs one", "[e2e][fla
                     {{"ASSAY_TOKEN", "t"}});
   std::filesystem::remove_all(tmpl);
   CHECK(closed.code == 2);
-  CHECK(closed.output == "assay-agent: the job user (uid 65534) cannot enter " +
-                             std::string(tmpl) +
+  CHECK(closed.output == "assay-agent: the job user (uid 65534) cannot enter " + std::string(tmpl) +
                              "/work/jobs: every directory above it must be searchable (x) by "
                              "that user, e.g. chmod 711\n");
 }

@@ -14,8 +14,8 @@
 
 #include "absl/strings/match.h"
 #include "common/crypto/crypto.h"
-#include "tests/support/process.h"
 #include "tests/e2e/e2e.h"
+#include "tests/support/process.h"
 
 namespace assay::e2e {
 namespace {
@@ -302,19 +302,21 @@ TEST_CASE("an unsigned 20 MB webhook body is refused before it is read: peak mem
   const std::string body = R"({"zen":")" + std::string(20 * 1024 * 1024, 'x') + R"("})";
   const pid_t pid = c.server()->pid();
   const int64_t before = ProcKb(pid, "VmHWM");
-  for (const std::string& path : {std::string("/hooks/github"),
-                                 absl::StrCat("/hooks/github/", repo_id)}) {
+  for (const std::string& path :
+       {std::string("/hooks/github"), absl::StrCat("/hooks/github/", repo_id)}) {
     INFO(path);
     Socket s(Port(c.http_url()));
-    REQUIRE(s.Send(absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: t\r\nX-GitHub-Event: ping\r\n"
+    REQUIRE(s.Send(absl::StrCat("POST ", path,
+                                " HTTP/1.1\r\nHost: t\r\nX-GitHub-Event: ping\r\n"
                                 "X-GitHub-Delivery: big-1\r\nContent-Type: application/json\r\n"
                                 "Content-Length: ",
                                 body.size(), "\r\n\r\n")));
     s.Send(body);  // the server may stop reading once it has answered
     const std::string reply = s.ReadAll();
     CHECK(absl::StartsWith(reply, "HTTP/1.1 401 "));
-    CHECK(absl::EndsWith(reply, "\r\n\r\n{\"error\":{\"code\":\"unauthenticated\",\"message\":"
-                                "\"webhook delivery could not be authenticated\"}}"));
+    CHECK(absl::EndsWith(reply,
+                         "\r\n\r\n{\"error\":{\"code\":\"unauthenticated\",\"message\":"
+                         "\"webhook delivery could not be authenticated\"}}"));
   }
   const int64_t after = ProcKb(pid, "VmHWM");
   INFO("VmHWM before " << before << " kB, after " << after << " kB");
@@ -350,14 +352,14 @@ TEST_CASE("unknown repository, wrong forge and bad signature get the same answer
       {"unknown repository (shared URL)",
        post("/hooks/github", unknown, github("u-1", Cluster::GithubSignature(kSecret, unknown)))},
       {"unknown repository id", post("/hooks/github/424242", body, github("u-2", good_sig))},
-      {"wrong forge (shared URL)",
-       post("/hooks/gitlab", body,
-            {{"X-Gitlab-Event", "Push Hook"}, {"X-Gitlab-Event-UUID", "u-3"},
-             {"X-Gitlab-Token", kSecret}})},
-      {"wrong forge (its id)",
-       post("/hooks/gitea/" + id, body,
-            {{"X-Gitea-Event", "push"}, {"X-Gitea-Delivery", "u-4"},
-             {"X-Gitea-Signature", good_sig.substr(7)}})},
+      {"wrong forge (shared URL)", post("/hooks/gitlab", body,
+                                        {{"X-Gitlab-Event", "Push Hook"},
+                                         {"X-Gitlab-Event-UUID", "u-3"},
+                                         {"X-Gitlab-Token", kSecret}})},
+      {"wrong forge (its id)", post("/hooks/gitea/" + id, body,
+                                    {{"X-Gitea-Event", "push"},
+                                     {"X-Gitea-Delivery", "u-4"},
+                                     {"X-Gitea-Signature", good_sig.substr(7)}})},
       {"bad signature (shared URL)",
        post("/hooks/github", body, github("u-5", Cluster::GithubSignature("guess", body)))},
       {"bad signature (its id)",
@@ -401,17 +403,17 @@ TEST_CASE("a webhook body trickled byte by byte is cut off at --http-body-timeou
   MUST(c.StartServer());
   MakeRepo(c);
   Socket s(Port(c.http_url()));
-  REQUIRE(s.Send("POST /hooks/github HTTP/1.1\r\nHost: t\r\nX-GitHub-Event: push\r\n"
-                 "X-GitHub-Delivery: slow-1\r\nX-Hub-Signature-256: sha256=" +
-                 std::string(64, '0') + "\r\nContent-Length: 100000\r\n\r\n"));
+  REQUIRE(
+      s.Send("POST /hooks/github HTTP/1.1\r\nHost: t\r\nX-GitHub-Event: push\r\n"
+             "X-GitHub-Delivery: slow-1\r\nX-Hub-Signature-256: sha256=" +
+             std::string(64, '0') + "\r\nContent-Length: 100000\r\n\r\n"));
   // One byte every 50 ms: the whole body would take 83 minutes. Bound: 200 bytes (10 s).
   bool closed = false;
   for (int i = 0; i < 200 && !closed; ++i) {
     ::usleep(50 * 1000);
     char ch;
     const ssize_t peek = ::recv(s.fd(), &ch, 1, MSG_DONTWAIT | MSG_PEEK);
-    closed = peek == 0 || (peek < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
-             !s.Send("x");
+    closed = peek == 0 || (peek < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || !s.Send("x");
   }
   CHECK(closed);
   CHECK(Rows(c, "webhook_deliveries") == 0);

@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t nl = in.find('\n');
   const std::string_view spec = in.substr(0, nl);
   const std::string addr_text(nl == std::string_view::npos ? std::string_view()
-                                                            : in.substr(nl + 1));
+                                                           : in.substr(nl + 1));
   auto policy = assay::AddressPolicy::Parse(spec);
   boost::system::error_code ec;
   const auto addr = boost::asio::ip::make_address(addr_text, ec);

@@ -21,8 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ' ') std::abort();
     }
     if (!allow_local && parsed->kind == assay::CloneUrl::Kind::kLocal) std::abort();
-    if (parsed->kind != assay::CloneUrl::Kind::kLocal &&
-        stored.find("::") != std::string::npos && stored.find("://") == std::string::npos) {
+    if (parsed->kind != assay::CloneUrl::Kind::kLocal && stored.find("::") != std::string::npos &&
+        stored.find("://") == std::string::npos) {
       std::abort();
     }
     if (parsed->kind == assay::CloneUrl::Kind::kHttps) {

@@ -31,8 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Half the time, make the header a correct signature of the body.
   if (!value.empty() && (value[0] & 1) != 0 && provider != "gitlab") {
-    value = (provider == "github" ? "sha256=" : "") +
-            assay::HexEncode(assay::HmacSha256(secret, body));
+    value =
+        (provider == "github" ? "sha256=" : "") + assay::HexEncode(assay::HmacSha256(secret, body));
   }
   auto header = [&](std::string_view name) -> std::string {
     if (name == "X-Hub-Signature-256" || name == "X-Gitea-Signature" || name == "X-Gitlab-Token") {

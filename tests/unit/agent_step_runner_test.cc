@@ -7,12 +7,12 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <fstream>
-#include <set>
-#include <sstream>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -273,10 +273,10 @@ TEST_CASE("RunJob gives steps an allowlisted environment, never the agent's secr
   CHECK(lines.find("\nTZ=Europe/Paris\n") != std::string::npos);  // the job's value wins
   CHECK(lines.find("\nLC_TIME=C\n") != std::string::npos);
   // Every name is allowlisted, the job's own, the scope marker, or one the shell sets itself.
-  const std::set<std::string> allowed = {"PATH", "HOME",     "USER", "LOGNAME", "SHELL",
-                                         "LANG", "LANGUAGE", "TZ",   "TERM",    "TMPDIR",
-                                         "MINE", "ASSAY_JOB_INSTANCE", "PWD", "OLDPWD", "SHLVL",
-                                         "_"};
+  const std::set<std::string> allowed = {"PATH",  "HOME",   "USER",     "LOGNAME",
+                                         "SHELL", "LANG",   "LANGUAGE", "TZ",
+                                         "TERM",  "TMPDIR", "MINE",     "ASSAY_JOB_INSTANCE",
+                                         "PWD",   "OLDPWD", "SHLVL",    "_"};
   for (const std::string& name : Names("\n" + run.output)) {
     INFO(name);
     CHECK((allowed.count(name) == 1 || name.rfind("LC_", 0) == 0));
@@ -372,22 +372,21 @@ TEST_CASE("RunJob kills processes that left the step's group (setsid, double for
     const std::string dir = tmpl;
     // Unique arguments name the processes (a pid could be reused).
     const std::string a = cgroup ? "987651" : "987652", b = cgroup ? "987653" : "987654";
-    JobRunRequest req = Job(
-        {{"escape", absl::StrCat("setsid sleep ", a, " &\n",
-                                 "sh -c 'setsid sh -c \"sleep ", b, " & echo x > ", dir,
-                                 "/b\" &'\n", "while [ ! -s ", dir,
-                                 "/b ]; do sleep 0.01; done\necho started\n")},
-         {"later", "echo second step"}});
+    JobRunRequest req =
+        Job({{"escape", absl::StrCat("setsid sleep ", a, " &\n", "sh -c 'setsid sh -c \"sleep ", b,
+                                     " & echo x > ", dir, "/b\" &'\n", "while [ ! -s ", dir,
+                                     "/b ]; do sleep 0.01; done\necho started\n")},
+             {"later", "echo second step"}});
     req.allow_cgroup = cgroup;
     Run run = RunSteps(req);
     std::filesystem::remove_all(dir);
     CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
     CHECK(run.output ==
           "started\nsecond step\nassay: killed 2 processes left running by the job\n");
-    CHECK_FALSE(ProcessWithCmdline(absl::StrCat("sleep", std::string(1, '\0'), a,
-                                                std::string(1, '\0'))));
-    CHECK_FALSE(ProcessWithCmdline(absl::StrCat("sleep", std::string(1, '\0'), b,
-                                                std::string(1, '\0'))));
+    CHECK_FALSE(
+        ProcessWithCmdline(absl::StrCat("sleep", std::string(1, '\0'), a, std::string(1, '\0'))));
+    CHECK_FALSE(
+        ProcessWithCmdline(absl::StrCat("sleep", std::string(1, '\0'), b, std::string(1, '\0'))));
   }
 }
 
@@ -421,8 +420,8 @@ TEST_CASE("RunJob runs steps as the job user when the agent is root", "[step_run
   REQUIRE(chown(ws.c_str(), 0, 0) == 0);
   run = RunSteps(req);
   CHECK(run.result.outcome == JobRunOutcome::kError);
-  CHECK(run.result.message == "cannot start step \"who\": cannot start /bin/sh: chdir " + ws +
-                                  ": Permission denied");
+  CHECK(run.result.message ==
+        "cannot start step \"who\": cannot start /bin/sh: chdir " + ws + ": Permission denied");
   std::filesystem::remove_all(dir);
 }
 

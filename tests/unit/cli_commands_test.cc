@@ -56,7 +56,7 @@ struct Result {
 };
 
 Result RunCli(FakeServer& server, const std::vector<std::string>& args,
-             const std::string& token = "") {
+              const std::string& token = "") {
   std::ostringstream out;
   std::ostringstream err;
   CliContext context = server.Context();
@@ -70,8 +70,9 @@ const HttpHeaders kJsonHeaders = {{"Accept", "application/json"}};
 TEST_CASE("repo add posts the repo and prints its id and name") {
   FakeServer server;
   server.response = {201, R"({"id": 7, "name": "demo", "provider": "github"})", {}};
-  Result result = RunCli(server, {"repo", "add", "demo", "--clone-url", "https://git/x.git",
-                                  "--provider=gitea", "--secret", "s3"},
+  Result result = RunCli(server,
+                         {"repo", "add", "demo", "--clone-url", "https://git/x.git",
+                          "--provider=gitea", "--secret", "s3"},
                          "tok");
   CHECK(result.code == 0);
   CHECK(result.out == "created repo demo (id 7)\n");

@@ -59,10 +59,10 @@ void RunGit(const std::string& dir, const std::vector<std::string>& args) {
 }
 
 TEST_CASE("ParseCloneUrl accepts https and ssh remotes", "[git][security]") {
-  for (const char* ok : {"https://github.com/acme/app.git", "https://git.example:8443/a/b",
-                         "https://[2001:db8::1]/a.git", "ssh://git@github.com/acme/app.git",
-                         "ssh://git@host:2222/a.git", "git@github.com:acme/app.git",
-                         "host.example:repo.git"}) {
+  for (const char* ok :
+       {"https://github.com/acme/app.git", "https://git.example:8443/a/b",
+        "https://[2001:db8::1]/a.git", "ssh://git@github.com/acme/app.git",
+        "ssh://git@host:2222/a.git", "git@github.com:acme/app.git", "host.example:repo.git"}) {
     INFO(ok);
     CHECK(Reason(ok) == "OK");
   }
@@ -106,10 +106,10 @@ TEST_CASE("ParseCloneUrl refuses local repositories, transport helpers and other
   CHECK(Reason("ftp://host/x") == "must not use the ftp:// scheme " + only);
   CHECK(Reason("http://github.com/a/b") ==
         "must use https://, not http:// (code and credentials would travel in clear)");
-  CHECK(Reason("relative/path") ==
-        "must be an https:// or ssh:// URL or user@host:path " + only);
-  CHECK(Reason("./x", true) == "must be an https:// or ssh:// URL, user@host:path or an "
-                               "absolute path");
+  CHECK(Reason("relative/path") == "must be an https:// or ssh:// URL or user@host:path " + only);
+  CHECK(Reason("./x", true) ==
+        "must be an https:// or ssh:// URL, user@host:path or an "
+        "absolute path");
   CHECK(Reason("-uhost:x") == "must not start with '-'");
   CHECK(Reason("ssh://-oProxyCommand=x/y") ==
         "must have a valid host (letters, digits, '.', '-', not starting with '-')");
@@ -195,15 +195,16 @@ TEST_CASE("The credential helper answers from the git child's environment only",
   const std::string config =
       std::string("credential.https://forge.example.helper=") + kGitCredentialHelper;
   const std::vector<std::pair<std::string, std::string>> env = {
-      {"GIT_CONFIG_GLOBAL", "/dev/null"}, {"GIT_CONFIG_NOSYSTEM", "1"},
-      {"GIT_TERMINAL_PROMPT", "0"},       {"ASSAY_GIT_USERNAME", "alice"},
+      {"GIT_CONFIG_GLOBAL", "/dev/null"},
+      {"GIT_CONFIG_NOSYSTEM", "1"},
+      {"GIT_TERMINAL_PROMPT", "0"},
+      {"ASSAY_GIT_USERNAME", "alice"},
       {"ASSAY_GIT_PASSWORD", "p w$x'\"y"}};
   auto fill = RunCommand({"git", "-c", "credential.helper=", "-c", config, "credential", "fill"},
                          {}, env, "protocol=https\nhost=forge.example\npath=a/b.git\n\n");
   REQUIRE(fill.ok());
   CHECK(fill->exit_code == 0);
-  CHECK(fill->out ==
-        "protocol=https\nhost=forge.example\nusername=alice\npassword=p w$x'\"y\n");
+  CHECK(fill->out == "protocol=https\nhost=forge.example\nusername=alice\npassword=p w$x'\"y\n");
   // Another host (e.g. where a redirect leads) gets nothing.
   auto other = RunCommand({"git", "-c", "credential.helper=", "-c", config, "credential", "fill"},
                           {}, env, "protocol=https\nhost=evil.example\n\n");
@@ -224,9 +225,12 @@ TEST_CASE("GitMirror refuses objects that fsck rejects", "[git][security]") {
   auto tree = RunCommand({"git", "-C", src, "mktree"}, {}, {}, "100644 blob " + b + "\t..\n");
   REQUIRE(tree.ok());
   REQUIRE(tree->exit_code == 0);
-  auto commit = RunCommand({"git", "-C", src, "commit-tree", tree->out.substr(0, 40), "-m", "x"},
-                           {}, {{"GIT_AUTHOR_NAME", "T"}, {"GIT_AUTHOR_EMAIL", "t@e"},
-                                {"GIT_COMMITTER_NAME", "T"}, {"GIT_COMMITTER_EMAIL", "t@e"}});
+  auto commit =
+      RunCommand({"git", "-C", src, "commit-tree", tree->out.substr(0, 40), "-m", "x"}, {},
+                 {{"GIT_AUTHOR_NAME", "T"},
+                  {"GIT_AUTHOR_EMAIL", "t@e"},
+                  {"GIT_COMMITTER_NAME", "T"},
+                  {"GIT_COMMITTER_EMAIL", "t@e"}});
   REQUIRE(commit.ok());
   REQUIRE(commit->exit_code == 0);
   const std::string sha = commit->out.substr(0, 40);

@@ -242,9 +242,9 @@ TEST_CASE("config: --NAME-file, ASSAY_NAME_FILE and NAME-file read a secret from
   REQUIRE(chmod(path.c_str(), 0640) == 0);
   CHECK(ParseSecret({"--token-file", path.c_str()}).ok());
   // --name-file is not an option: name is not secret.
-  CHECK(ParseSecret({"--token-file", path.c_str(), "--name-file", path.c_str()})
-            .status()
-            .message() == "unknown option --name-file (see --help)");
+  CHECK(
+      ParseSecret({"--token-file", path.c_str(), "--name-file", path.c_str()}).status().message() ==
+      "unknown option --name-file (see --help)");
   unlink(conf.c_str());
   unlink(path.c_str());
 }

@@ -114,8 +114,7 @@ TEST_CASE("Checkout refuses a symlink and a directory under one name", "[git][se
   CHECK_FALSE(fs::exists(f.outside + "/pwned"));
 }
 
-TEST_CASE("Checkout refuses '..', '.', '.git' in any case, and names with '/'",
-          "[git][security]") {
+TEST_CASE("Checkout refuses '..', '.', '.git' in any case, and names with '/'", "[git][security]") {
   Fixture f;
   const std::string file = f.Blob("pwned\n");
   const std::string sub = f.Tree("100644 blob " + file + "\tpwned\n");
@@ -136,8 +135,8 @@ TEST_CASE("Checkout refuses '..', '.', '.git' in any case, and names with '/'",
     const std::string commit = f.Commit(c.tree);
     absl::Status s = f.Checkout(commit);
     CHECK(s.code() == absl::StatusCode::kDataLoss);
-    CHECK(s.message() == absl::StrCat("refusing to check out ", commit,
-                                      ": the root tree: entry \"", c.name,
+    CHECK(s.message() == absl::StrCat("refusing to check out ", commit, ": the root tree: entry \"",
+                                      c.name,
                                       "\" is not a safe file name (empty, '.', '..', '.git' in "
                                       "any case, or with '/' or NUL)"));
   }

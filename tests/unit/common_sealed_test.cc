@@ -62,8 +62,7 @@ TEST_CASE("sealed: forged, truncated and relabelled values are refused", "[unit]
   }
   CHECK(Open(kKey1, sealed.substr(0, 7), aad).status().message() ==
         "sealed secret has no key id header");
-  CHECK(Open(kKey1, sealed.substr(0, 30), aad).status().message() ==
-        "sealed secret is truncated");
+  CHECK(Open(kKey1, sealed.substr(0, 30), aad).status().message() == "sealed secret is truncated");
   // Relabelled with another key id (same key bytes): the header is authenticated.
   std::string relabelled = sealed;
   relabelled[7] = '\x05';
@@ -71,20 +70,17 @@ TEST_CASE("sealed: forged, truncated and relabelled values are refused", "[unit]
   CHECK_FALSE(Open(kKey1, sealed + "x", aad).ok());
   CHECK(Seal(SecretKey{0, kKey1.bytes}, "x", aad).status().code() ==
         absl::StatusCode::kInvalidArgument);
-  CHECK(Seal(SecretKey{1, "short"}, "x", aad).status().message() ==
-        "secret key must be 32 bytes");
+  CHECK(Seal(SecretKey{1, "short"}, "x", aad).status().message() == "secret key must be 32 bytes");
 }
 
 TEST_CASE("sealed: a key ring opens every key it has, the old format with key 1",
           "[unit][crypto]") {
-  const std::string dir = std::filesystem::temp_directory_path() /
-                          ("assay-sealed-" + std::to_string(::getpid()));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("assay-sealed-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   CHECK(KeyRing::LoadDir(dir).status().message() == "no secret key in " + dir);
-  {
-    std::ofstream(dir + "/secret.key", std::ios::binary) << kKey1.bytes;
-  }
+  { std::ofstream(dir + "/secret.key", std::ios::binary) << kKey1.bytes; }
   auto ring = KeyRing::LoadDir(dir);
   REQUIRE(ring.ok());
   CHECK(ring->current_id() == 1);

@@ -403,7 +403,8 @@ TEST_CASE("server: a throwing handler gives a generic 500 naming the request id"
     CHECK(id.size() == 16);
     ids.insert(id);
     CHECK(res->body == R"({"error":{"code":"internal","message":"internal server error",)"
-                       R"("request_id":")" + id + R"("}})");
+                       R"("request_id":")" +
+                           id + R"("}})");
   }
   CHECK(ids.size() == 2);  // one id per request
 }
@@ -709,12 +710,13 @@ TEST_CASE("server: a head handler refuses before the body, or checks the body as
       });
   router.Add("POST", "/plain", [](Request& req) { return Text("plain " + req.body); });
   std::atomic<int> asked{0};
-  Server server({}, [&router](Request& req) { return router.Dispatch(req); },
-                [&router](Request& req) { return router.Admit(req); },
-                [&router, &asked](Request& req) {
-                  ++asked;
-                  return router.HasHead(req);
-                });
+  Server server(
+      {}, [&router](Request& req) { return router.Dispatch(req); },
+      [&router](Request& req) { return router.Admit(req); },
+      [&router, &asked](Request& req) {
+        ++asked;
+        return router.HasHead(req);
+      });
   REQUIRE(server.Start().ok());
   auto plain = HttpFetch("POST", UrlFor(server, "/plain"), {}, "x");
   REQUIRE(plain.ok());
@@ -726,17 +728,16 @@ TEST_CASE("server: a head handler refuses before the body, or checks the body as
   stranger.Send("POST /hook/stranger HTTP/1.1\r\nHost: t\r\nContent-Length: 20971520\r\n\r\n");
   auto early = stranger.ReadResponse();
   CHECK(early.status == 401);
-  CHECK(early.body ==
-        R"({"error":{"code":"unauthenticated","message":"refused from the head"}})");
+  CHECK(early.body == R"({"error":{"code":"unauthenticated","message":"refused from the head"}})");
 
   // A chunked body is fed in order; a wrong one is refused after its last byte.
   RawConn bad(server.port());
-  bad.Send("POST /hook/friend HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "2\r\nba\r\n1\r\nd\r\n0\r\n\r\n");
+  bad.Send(
+      "POST /hook/friend HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\nba\r\n1\r\nd\r\n0\r\n\r\n");
   auto late = bad.ReadResponse();
   CHECK(late.status == 401);
-  CHECK(late.body ==
-        R"({"error":{"code":"unauthenticated","message":"refused after the body"}})");
+  CHECK(late.body == R"({"error":{"code":"unauthenticated","message":"refused after the body"}})");
   {
     absl::MutexLock l(&mu);
     CHECK(last->seen == "bad");

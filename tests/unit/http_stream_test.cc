@@ -59,8 +59,7 @@ TEST_CASE("stream: a streamed body arrives chunked and byte for byte", "[http]")
   CHECK(calls->load() == 41);  // 40 pieces, then the empty one that ends the body
 }
 
-TEST_CASE("stream: an empty stream is an empty chunked body, a source error truncates",
-          "[http]") {
+TEST_CASE("stream: an empty stream is an empty chunked body, a source error truncates", "[http]") {
   auto calls = std::make_shared<std::atomic<int>>(0);
   Server empty({}, Streaming(0, 1, calls));
   REQUIRE(empty.Start().ok());

@@ -142,8 +142,8 @@ TEST_CASE("BuildAssignment opens the repository's sealed clone credential", "[as
   const KeyRing key(std::string(32, 'k'));
   store::ClaimedJob j = Claimed(R"({"steps":[{"name":"s","run":"true"}],"timeout_s":60})");
   j.repo_id = 5;
-  auto sealed = key.Seal(JoinCloneCredential("alice", "pa:ss\\w0rd"),
-                         RowAad("repos", 5, "clone_credential"));
+  auto sealed =
+      key.Seal(JoinCloneCredential("alice", "pa:ss\\w0rd"), RowAad("repos", 5, "clone_credential"));
   REQUIRE(sealed.ok());
   j.clone_credential_sealed = *sealed;
   auto a = BuildAssignment(j, key);
@@ -157,7 +157,8 @@ TEST_CASE("BuildAssignment opens the repository's sealed clone credential", "[as
   store::ClaimedJob moved = j;  // the value copied to another repository's row does not open
   moved.repo_id = 6;
   CHECK(BuildAssignment(moved, key).status().code() == absl::StatusCode::kInternal);
-  auto none = BuildAssignment(Claimed(R"({"steps":[{"name":"s","run":"true"}],"timeout_s":60})"), key);
+  auto none =
+      BuildAssignment(Claimed(R"({"steps":[{"name":"s","run":"true"}],"timeout_s":60})"), key);
   REQUIRE(none.ok());
   CHECK(none->clone_username().empty());
   CHECK(none->clone_password().empty());

@@ -32,14 +32,12 @@ TEST_CASE("auth limiter: N failures a minute, then blocked until a token refills
   CHECK(AuthLimiter::AddressOf("") == "");
 }
 
-TEST_CASE("auth limiter: a flood of addresses cannot grow the table past its bound",
-          "[security]") {
+TEST_CASE("auth limiter: a flood of addresses cannot grow the table past its bound", "[security]") {
   SimulatedClock clock(absl::FromUnixSeconds(1'000'000));
   AuthLimiter limiter(&clock, 2, /*max_addresses=*/100);
   for (int i = 0; i < 100000; ++i) {
     const std::string remote = "10." + std::to_string(i / 65536) + "." +
-                               std::to_string(i / 256 % 256) + "." + std::to_string(i % 256) +
-                               ":1";
+                               std::to_string(i / 256 % 256) + "." + std::to_string(i % 256) + ":1";
     limiter.Failed(remote);
     limiter.Failed(remote);
   }

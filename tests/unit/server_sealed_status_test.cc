@@ -1,11 +1,11 @@
 // The commit status reporter opens tokens sealed with a key id and bound to their repository
 // (issue 8, item 9): a rotated key works, a token copied from another repository does not.
 
+#include <unistd.h>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "common/crypto/sealed.h"
 #include "server/forge/status_reporter.h"
