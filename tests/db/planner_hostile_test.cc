@@ -44,6 +44,7 @@ struct OneRepo : dbtest::DbFixture {
     PlannerDeps d{&deliveries, &pipelines, &repos, dir + "/mirrors", [this] {
                     if (on_queued) on_queued();
                   }};
+    d.allow_local_repos = true;  // the test repository is a file:// URL
     planner = std::make_unique<Planner>(std::move(d));
     planner->Start();
   }
