@@ -6,6 +6,8 @@
 #   deploy/quickstart.sh status
 # State lives in $ASSAY_HOME (default: .assay/ in the checkout). Ports: ASSAY_HTTP_PORT (8080),
 # ASSAY_GRPC_PORT (9090), ASSAY_PG_PORT (55433).
+# The agent talks TLS (pinned to the CA the server makes in its data dir) and enrolls once with
+# a one-time token; no token or secret is ever on a command line (docs/agents.md).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/deploy/lib/deps.sh"
@@ -52,6 +54,12 @@ cmd_status() {
   [ -f "$HOME_DIR/pg/postmaster.pid" ] && echo "postgresql: running on port $PG_PORT" || echo "postgresql: stopped"
 }
 
+# GET api/v1/PATH with the admin token, which goes to curl on stdin, not on its command line.
+api_get() {
+  printf 'header = "Authorization: Bearer %s"\n' "$ASSAY_TOKEN" \
+    | curl -fsS -K - "$SERVER_URL/api/v1/$1"
+}
+
 wait_http() {  # wait_http URL SECONDS
   local i
   for i in $(seq 1 $(( $2 * 10 ))); do
@@ -69,13 +77,13 @@ cmd_start() {
   mkdir -p "$HOME_DIR"
   chmod 755 "$HOME_DIR"
 
-  # Tokens are made once and kept, so a restart keeps working with the same CLI settings.
+  # Tokens are made once and kept, so a restart keeps working with the same CLI settings. There
+  # is no shared agent token: the agent enrolls with a one-time token (below).
   if [ ! -f "$HOME_DIR/env" ]; then
     umask 077
     cat > "$HOME_DIR/env" <<ENV
 ASSAY_SERVER=$SERVER_URL
 ASSAY_TOKEN=$(openssl rand -hex 16)
-ASSAY_AGENT_TOKEN=$(openssl rand -hex 16)
 ASSAY_WEBHOOK_SECRET=$(openssl rand -hex 16)
 ENV
     umask 022
@@ -93,25 +101,61 @@ ENV
   stop_pidfile "$HOME_DIR/server.pid"
   log "starting assay-server (http $HTTP_PORT, grpc $GRPC_PORT)"
   # Tokens go through the environment, never the command line (which every local user, and
-  # every job, can read in /proc); assay-server refuses them as flags.
-  ASSAY_ADMIN_TOKEN="$ASSAY_TOKEN" ASSAY_AGENT_TOKEN="$ASSAY_AGENT_TOKEN" \
+  # every job, can read in /proc); assay-server refuses them as flags. No shared agent token
+  # (env -u: not even one left in the caller's environment) and no --grpc-insecure: the gRPC
+  # listener is TLS, with the CA the server makes in its data dir at first start.
+  env -u ASSAY_AGENT_TOKEN ASSAY_ADMIN_TOKEN="$ASSAY_TOKEN" \
     nohup "$BUILD_DIR/server/assay-server" --http-listen "127.0.0.1:$HTTP_PORT" \
     --grpc-listen "127.0.0.1:$GRPC_PORT" --database-url "$(pg_dsn "$PG_PORT" assay)" \
-    --data-dir "$HOME_DIR/server" --allow-local-repos --allow-shared-agent-token --grpc-insecure \
+    --data-dir "$HOME_DIR/server" --allow-local-repos \
     > "$HOME_DIR/server.log" 2>&1 &
   echo $! > "$HOME_DIR/server.pid"
   wait_http "$SERVER_URL/healthz" 30 || { tail -20 "$HOME_DIR/server.log" >&2; die "server did not start"; }
+  local ca="$HOME_DIR/server/tls/ca.pem"
+  [ -s "$ca" ] || { tail -20 "$HOME_DIR/server.log" >&2; die "the server made no CA ($ca)"; }
 
   log "starting assay-agent 'local-1'"
   # Run as root, the agent refuses to start unless told whom jobs run as: nobody here.
   local job_user=()
   if [ "$(id -u)" = 0 ]; then job_user=(--job-user 65534:65534); fi
-  # The agent's ASSAY_TOKEN is the agent token (the CLI's, exported above, is the admin token).
-  ASSAY_TOKEN="$ASSAY_AGENT_TOKEN" nohup "$BUILD_DIR/agent/assay-agent" \
-    --server "127.0.0.1:$GRPC_PORT" --grpc-insecure --name local-1 --labels linux --slots 2 \
+  # The agent enrolls once, with a one-time token, and keeps its own credential in its work
+  # dir; later starts use the credential and need no token (docs/agents.md).
+  local cred="$HOME_DIR/agent/agent.credential" enroll=() token_file="$HOME_DIR/local-1.token"
+  rm -f "$token_file"
+  if [ ! -f "$cred" ]; then
+    # A server that still holds a credential for local-1 (the agent's work dir was deleted, the
+    # server's database kept) refuses a second enrollment: revoke the lost credential first.
+    if "$BUILD_DIR/cli/assay" agents list | awk '$1 == "local-1" { print $3 }' \
+        | grep -qx 'enrolled\|disabled'; then
+      "$BUILD_DIR/cli/assay" agents revoke local-1 >/dev/null
+    fi
+    # The token goes to a 0600 file through stdout (the admin token through ASSAY_TOKEN): never
+    # on a command line. The CLI's note on stderr is shown only if it fails.
+    local err
+    err=$(umask 077 && "$BUILD_DIR/cli/assay" agents token create --name local-1 \
+      --labels linux --expires 10m 2>&1 > "$token_file") \
+      || { rm -f "$token_file"; die "cannot create an enrollment token: $err"; }
+    enroll=(--enroll-token-file "$token_file")
+  fi
+  # env -u ASSAY_TOKEN: the CLI's (exported above) is the admin token, which the agent would
+  # take for a shared agent token.
+  env -u ASSAY_TOKEN -u ASSAY_AGENT_TOKEN -u ASSAY_ENROLL_TOKEN \
+    nohup "$BUILD_DIR/agent/assay-agent" \
+    --server "127.0.0.1:$GRPC_PORT" --server-ca "$ca" "${enroll[@]}" \
+    --name local-1 --labels linux --slots 2 \
     --work-dir "$HOME_DIR/agent" --allow-local-repos "${job_user[@]}" \
     > "$HOME_DIR/agent.log" 2>&1 &
   echo $! > "$HOME_DIR/agent.pid"
+  if [ ${#enroll[@]} -gt 0 ]; then
+    local i
+    for i in $(seq 1 300); do
+      [ -f "$cred" ] && break
+      kill -0 "$(cat "$HOME_DIR/agent.pid")" 2>/dev/null || break
+      sleep 0.1
+    done
+    rm -f "$token_file"  # used (or refused): never needed again
+    [ -f "$cred" ] || { tail -20 "$HOME_DIR/agent.log" >&2; die "the agent did not enroll"; }
+  fi
 
   log "creating a sample repository with an .assay.yml"
   local repo="$HOME_DIR/sample-repo"
@@ -131,14 +175,15 @@ ENV
 
   if ! "$BUILD_DIR/cli/assay" repo list 2>/dev/null | grep -q "quickstart/sample"; then
     "$BUILD_DIR/cli/assay" repo add quickstart/sample --clone-url "file://$repo" \
-      --secret "$ASSAY_WEBHOOK_SECRET" >/dev/null
+      --secret-file <(printf '%s\n' "$ASSAY_WEBHOOK_SECRET") >/dev/null
   fi
 
   log "sending a signed GitHub push webhook for $sha"
   local body sig resp
   body=$(printf '{"ref":"refs/heads/main","before":"%s","after":"%s","repository":{"full_name":"quickstart/sample","clone_url":"file://%s"},"pusher":{"name":"quickstart"}}' \
     "0000000000000000000000000000000000000000" "$sha" "$repo")
-  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$ASSAY_WEBHOOK_SECRET" -r | cut -d' ' -f1)
+  sig=$(printf '%s' "$body" | ASSAY_WEBHOOK_SECRET="$ASSAY_WEBHOOK_SECRET" python3 -c 'import hmac,os,sys
+print(hmac.new(os.environb[b"ASSAY_WEBHOOK_SECRET"], sys.stdin.buffer.read(), "sha256").hexdigest())')
   resp=$(curl -sS -X POST "$SERVER_URL/hooks/github" -H "Content-Type: application/json" \
     -H "X-GitHub-Event: push" -H "X-GitHub-Delivery: quickstart-$sha" \
     -H "X-Hub-Signature-256: sha256=$sig" --data-binary "$body")
@@ -146,19 +191,22 @@ ENV
 
   log "waiting for the pipeline"
   local id="" state="" i
+  # The pipeline of this run's commit: after a restart, the newest one may be an earlier run's.
   for i in $(seq 1 300); do
-    id=$(curl -fsS -H "Authorization: Bearer $ASSAY_TOKEN" "$SERVER_URL/api/v1/pipelines?limit=1" \
-      | python3 -c 'import json,sys; p=json.load(sys.stdin)["pipelines"]; print(p[0]["id"] if p else "")')
+    id=$(api_get "pipelines?limit=10" \
+      | python3 -c 'import json,sys; p=[x["id"] for x in json.load(sys.stdin)["pipelines"]
+        if x["commit_sha"] == sys.argv[1]]; print(p[0] if p else "")' "$sha")
     if [ -n "$id" ]; then
-      state=$(curl -fsS -H "Authorization: Bearer $ASSAY_TOKEN" "$SERVER_URL/api/v1/pipelines/$id" \
+      state=$(api_get "pipelines/$id" \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
       [ "$state" != running ] && break
     fi
     sleep 0.1
   done
+  [ -n "$id" ] || die "no pipeline for $sha within 30s (see $HOME_DIR/server.log)"
   "$BUILD_DIR/cli/assay" pipeline "$id"
   local job
-  for job in $(curl -fsS -H "Authorization: Bearer $ASSAY_TOKEN" "$SERVER_URL/api/v1/pipelines/$id" \
+  for job in $(api_get "pipelines/$id" \
       | python3 -c 'import json,sys; print(" ".join(str(j["id"]) for j in json.load(sys.stdin)["jobs"]))'); do
     log "log of job $job"
     "$BUILD_DIR/cli/assay" logs "$job"
