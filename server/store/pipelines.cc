@@ -66,9 +66,12 @@ const Query kCancelJobsAttempts{
     "AND a.state IN ('assigned', 'running')"};
 const Query kInsertNeed{"job_need_insert",
                         "INSERT INTO job_needs (job_id, needs_job_id) VALUES ($1, $2)"};
+// A delivery whose pipeline is in error (its file is invalid or hostile) ends 'failed' with
+// the pipeline's message, so that it reads as what it is wherever deliveries are looked at.
 const Query kDeliveryProcessed{
     "delivery_processed",
-    "UPDATE webhook_deliveries SET state = 'processed', processed_at = now() WHERE id = $1"};
+    "UPDATE webhook_deliveries SET state = CASE WHEN $2 = '' THEN 'processed' ELSE 'failed' END, "
+    "message = nullif($2, ''), processed_at = now() WHERE id = $1"};
 const Query kLockPipeline{"pipeline_lock", "SELECT state FROM pipelines WHERE id = $1 FOR UPDATE"};
 const Query kSkipBlocked{
     "pipeline_skip_blocked",
@@ -330,7 +333,7 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     }
     // A job skipped by its `if` skips its dependents too, and may finish the pipeline.
     if (any_skipped) AdvancePipeline(tx, c, id, now);
-    if (p.delivery_id) Exec(tx, c, kDeliveryProcessed, {*p.delivery_id});
+    if (p.delivery_id) Exec(tx, c, kDeliveryProcessed, {*p.delivery_id, p.error});
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

@@ -106,8 +106,9 @@ TEST_CASE("pipelines: a file that cannot run gives an 'error' pipeline without j
   CHECK(got->finished_at == kT0);
   CHECK(got->jobs.empty());
   CHECK(f.Count("SELECT count(*) FROM jobs") == 0);
-  CHECK(f.One("SELECT state FROM webhook_deliveries WHERE id = " + std::to_string(d)) ==
-        "processed");
+  // Its delivery ends 'failed' with the pipeline's message.
+  CHECK(f.Query("SELECT state, message FROM webhook_deliveries WHERE id = " + std::to_string(d)) ==
+        Rows{{"failed", ".assay.yml:3:5: jobs.build.steps: must be a non-empty list"}});
 
   auto listed = f.pipelines.List(std::string("acme/app"), 10);
   REQUIRE(listed.ok());

@@ -122,6 +122,9 @@ TEST_CASE("planner: hostile files are error pipelines naming file, line and key"
     const int64_t delivery = t.Deliver(*sha);
     t.planner->Enqueue(delivery);
     CHECK(t.PipelineOf(delivery) == Rows{{"error", error}});
+    // The delivery ends 'failed' with the same message: it is never planned again.
+    CHECK(t.Query(absl::StrCat("SELECT state, message FROM webhook_deliveries WHERE id = ",
+                               delivery)) == Rows{{"failed", error}});
   }
 }
 

@@ -94,6 +94,12 @@ TEST_CASE(
   const int64_t again = MUST(c.WaitForPipelineOf(std::stoll(delivery)));
   json::object p = MUST(c.ApiObject("GET", "/api/v1/pipelines/" + std::to_string(again)));
   CHECK(JsonString(p, "state") == "error");
+  // The delivery ends 'failed' with the pipeline's message: no later start plans it again.
+  auto ended = MUST(c.Query(absl::StrCat(
+      "SELECT d.state, d.message = p.message FROM webhook_deliveries d JOIN pipelines p ON "
+      "p.delivery_id = d.id WHERE d.id = ",
+      delivery)));
+  CHECK(ended == std::vector<std::vector<std::optional<std::string>>>{{"failed", "t"}});
   auto health = MUST(c.Fetch("GET", "/healthz"));
   CHECK(health.status == 200);
   CHECK_FALSE(c.server()->Exited());
