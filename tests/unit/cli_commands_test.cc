@@ -106,9 +106,9 @@ TEST_CASE("repo add reads --secret-file and leaves unset fields out") {
   CHECK(server.requests[0].headers == kJsonHeaders);
 
   // The file wins over ASSAY_WEBHOOK_SECRET.
-  Result file_first = RunCli(server,
-                             {"repo", "add", "demo", "--clone-url", "u", "--secret-file", secret_file},
-                             "", "from-env");
+  Result file_first = RunCli(
+      server, {"repo", "add", "demo", "--clone-url", "u", "--secret-file", secret_file}, "",
+      "from-env");
   CHECK(file_first.code == 0);
   REQUIRE(server.requests.size() == 2);
   CHECK(server.requests[1].body ==
