@@ -72,10 +72,17 @@ int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err) {
         }
       }
     }
+    // UNTRUSTED: whether the agent runs jobs of untrusted pipelines (--accept-untrusted).
+    const json::value* untrusted = a != nullptr ? a->if_contains("accept_untrusted") : nullptr;
+    const std::string accepts = untrusted == nullptr || !untrusted->is_bool() ? "-"
+                                : untrusted->as_bool()                        ? "yes"
+                                                                              : "no";
     rows.push_back({Field(a, "name"), Field(a, "state"), Field(a, "access"),
-                    absl::StrJoin(labels, ","), Field(a, "cpu_slots"), Field(a, "last_seen_at")});
+                    absl::StrJoin(labels, ","), Field(a, "cpu_slots"), accepts,
+                    Field(a, "last_seen_at")});
   }
-  WriteTable(out, {"NAME", "STATE", "ACCESS", "LABELS", "SLOTS", "LAST_SEEN"}, rows);
+  WriteTable(out, {"NAME", "STATE", "ACCESS", "LABELS", "SLOTS", "UNTRUSTED", "LAST_SEEN"},
+             rows);
   return 0;
 }
 

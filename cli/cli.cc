@@ -30,8 +30,9 @@ constexpr std::string_view kUsage =
 
 Commands:
   lint [FILE]                 check a pipeline file offline (default .assay.yml)
-  repo add NAME --clone-url URL [--provider P] [--secret S | --secret-file F]
-           [--html-url U]     register a repository
+  repo add NAME --clone-url URL [--provider P] [--secret-file F] [--html-url U]
+                              register a repository (its webhook secret: the contents of F,
+                              else $ASSAY_WEBHOOK_SECRET; never on the command line)
   repo list                   list repositories
   repo set NAME [--default-branch B] [--cancel-superseded true|false]
                               change a repository's settings
@@ -286,11 +287,18 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
     add.clone_url = *clone_url;
     add.provider = options.Get("--provider");
     add.html_url = options.Get("--html-url");
-    add.webhook_secret = options.Get("--secret");
+    // Never on the command line, where every local user (and job) reads it in
+    // /proc/*/cmdline. --secret is still known, to say so rather than "unknown option".
+    if (options.Get("--secret")) {
+      return UsageError{
+          "--secret would show the webhook secret in the process list; use --secret-file F "
+          "or the ASSAY_WEBHOOK_SECRET environment variable"};
+    }
     if (std::optional<std::string> file = options.Get("--secret-file")) {
-      if (add.webhook_secret) return UsageError{"use either --secret or --secret-file, not both"};
       add.webhook_secret.emplace();
       if (auto error = ReadSecretFile(*file, *add.webhook_secret)) return *error;
+    } else {
+      add.webhook_secret = context.webhook_secret;
     }
     return RepoAdd(api, add, out, err);
   }
@@ -429,6 +437,9 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       return kExitUsage;
     }
     context.default_token = *std::move(secret);
+  }
+  if (const char* secret = std::getenv("ASSAY_WEBHOOK_SECRET"); secret != nullptr && *secret) {
+    context.webhook_secret = secret;
   }
   context.fetch = [](std::string_view method, std::string_view url, const HttpHeaders& headers,
                      std::string_view body) { return HttpFetch(method, url, headers, body); };

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <ostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,6 +25,8 @@ struct CliContext {
   std::string default_server = "http://127.0.0.1:8080";  // Used when --server is absent.
   std::string default_token;                             // The API token ("" sends none).
   FetchFn fetch;                                         // Required.
+  // ASSAY_WEBHOOK_SECRET: `repo add`'s webhook secret when --secret-file is absent.
+  std::optional<std::string> webhook_secret;
 };
 
 // Exit codes.
@@ -36,7 +39,8 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         const CliContext& context);
 
 // As above with the real environment: ASSAY_SERVER, ASSAY_TOKEN (else the file named by
-// ASSAY_TOKEN_FILE; exit 2 when it is unusable, see LoadSecretFile) and assay::HttpFetch.
+// ASSAY_TOKEN_FILE; exit 2 when it is unusable, see LoadSecretFile), ASSAY_WEBHOOK_SECRET and
+// assay::HttpFetch.
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 // For main(): argv[0] is skipped; uses std::cout and std::cerr.

@@ -174,8 +174,9 @@ ENV
   "$BUILD_DIR/cli/assay" lint "$repo/.assay.yml"
 
   if ! "$BUILD_DIR/cli/assay" repo list 2>/dev/null | grep -q "quickstart/sample"; then
-    "$BUILD_DIR/cli/assay" repo add quickstart/sample --clone-url "file://$repo" \
-      --secret-file <(printf '%s\n' "$ASSAY_WEBHOOK_SECRET") >/dev/null
+    # The secret through the environment: never on a command line (/proc/*/cmdline).
+    ASSAY_WEBHOOK_SECRET="$ASSAY_WEBHOOK_SECRET" "$BUILD_DIR/cli/assay" repo add quickstart/sample \
+      --clone-url "file://$repo" >/dev/null
   fi
 
   log "sending a signed GitHub push webhook for $sha"

@@ -374,13 +374,37 @@ absl::StatusOr<std::string> GitMirror::FetchBranchHead(std::string_view branch) 
   return sha;
 }
 
-absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::string_view path) {
+absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::string_view path,
+                                                size_t max_bytes) {
   if (!IsHexSha(sha)) {
     return absl::InvalidArgumentError(absl::StrCat("\"", Av(sha), "\" is not a full commit sha"));
   }
   if (!IsValidRepoPath(path)) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid repository path \"", absl::CHexEscape(Av(path)), "\""));
+  }
+  if (max_bytes != SIZE_MAX) {
+    // The size first, from a one-shot `cat-file --batch-check` (the --batch child always
+    // sends the whole object). Only a blob's size counts; whatever else the name is (missing,
+    // a tree) is for the lookup below to say.
+    std::vector<std::string> argv = GitArgs();
+    argv.insert(argv.end(), {absl::StrCat("--git-dir=", dir_), "cat-file", "--batch-check"});
+    ASSAY_ASSIGN_OR_RETURN(
+        CommandResult check,
+        RunCommandInEnvironment(argv, {}, git_env_, absl::StrCat(Av(sha), ":", Av(path), "\n"),
+                                absl::Minutes(1)));
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(absl::StripAsciiWhitespace(check.out), ' ');
+    size_t size = 0;
+    if (check.exit_code != 0) {
+      return absl::UnavailableError(absl::StrCat("git cat-file --batch-check in ", dir_,
+                                                 " failed: ", TrimmedStderr(check)));
+    }
+    if (fields.size() == 3 && fields[1] == "blob" && absl::SimpleAtoi(fields[2], &size) &&
+        size > max_bytes) {
+      return absl::OutOfRangeError(
+          absl::StrCat("file is ", size, " bytes, more than the limit of ", max_bytes));
+    }
   }
   ASSAY_ASSIGN_OR_RETURN(BatchObject object, Query(absl::StrCat(Av(sha), ":", Av(path))));
   if (object.found && object.type == "blob") return std::move(object.content);

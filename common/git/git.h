@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -106,7 +107,11 @@ class GitMirror {
   // when the commit is unknown, the path does not exist at it, or names a directory.
   // kInvalidArgument for a bad sha or path (empty, absolute, '.'/'..'/empty components, a
   // leading '-', a newline or NUL). kUnavailable if the cat-file child fails twice in a row.
-  absl::StatusOr<std::string> ReadFile(std::string_view sha, std::string_view path);
+  // A blob over `max_bytes` is kOutOfRange "file is N bytes, more than the limit of MAX" (the
+  // words of the pipeline linter's own check), decided from its size alone: its bytes are
+  // never read (a hostile commit's file may be any size).
+  absl::StatusOr<std::string> ReadFile(std::string_view sha, std::string_view path,
+                                       size_t max_bytes = SIZE_MAX);
 
   // Creates a detached worktree of `sha` at the absolute path `worktree_dir` (registered
   // under DIR/worktrees/ as `git worktree add --detach` would), first removing whatever is at that

@@ -129,6 +129,7 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
                       {"memory_gb", ag.memory_gb},
                       {"last_seen_at", TimeJson(ag.last_seen_at)},
                       {"access", ag.access},
+                      {"accept_untrusted", ag.accept_untrusted},
                       {"gpus", *std::move(gpus)}};
 }
 

@@ -206,7 +206,13 @@ struct LoadedSpec {
 
 LoadedSpec LoadSpec(GitMirror* mirror, const std::string& sha) {
   LoadedSpec out;
-  auto text = mirror->ReadFile(sha, kPipelineFile);
+  // The linter's size limit, applied before the file is read at all.
+  auto text = mirror->ReadFile(sha, kPipelineFile, kMaxSpecBytes);
+  if (text.status().code() == absl::StatusCode::kOutOfRange) {
+    // The same words as the linter's, which sees the same limit after reading.
+    out.error = absl::StrCat(kPipelineFile, ":1:1: ", std::string(text.status().message()));
+    return out;
+  }
   if (!text.ok()) {
     out.missing = text.status().code() == absl::StatusCode::kNotFound;
     out.unavailable = text.status().code() == absl::StatusCode::kUnavailable;

@@ -168,7 +168,7 @@ TEST_CASE(
                         "AND agent_id = (SELECT id FROM agents WHERE name = 'e1')")) == 1);
   CommandResult list = MUST(c.RunCli({"agents", "list"}));
   CHECK(RowOf(list.out, "e1") == std::vector<std::string>{"e1", "online", "enrolled", "linux", "1",
-                                                          RowOf(list.out, "e1").back()});
+                                                          "no", RowOf(list.out, "e1").back()});
 
   int64_t p = PushFiles(c, repo,
                         {{".assay.yml",

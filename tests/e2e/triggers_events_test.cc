@@ -1,6 +1,7 @@
 // Pull requests (GitHub, GitLab, Gitea), manual pipelines with inputs, repository settings and
 // superseded-pipeline cancelation, end to end: real server, agent, CLI, git and PostgreSQL.
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/str_replace.h"
@@ -170,6 +171,31 @@ TEST_CASE(
       MUST(c.Push(Cluster::PushPayload(repo.clone_url(), kRepoName, sha), "push-1", kSecret));
   CHECK(PlannedDelivery(c, d4) ==
         std::vector<std::optional<std::string>>{"ignored", "the pipeline has no on.push trigger"});
+
+  // The fork's job has waited all along while a1 ran the trusted one. An agent started with
+  // --accept-untrusted takes it and runs it; a1 never does.
+  REQUIRE(JsonString(Job(MUST(c.ApiObject("GET", "/api/v1/pipelines/" + std::to_string(pid))),
+                         "check"),
+                     "state") == "queued");
+  MUST(c.StartAgent("u1", {"--accept-untrusted"}));
+  MUST(c.WaitForAgents(2));
+  json::object agents = MUST(c.ApiObject("GET", "/api/v1/agents"));
+  std::map<std::string, json::value> accepts;
+  for (const auto& a : agents.at("agents").as_array()) {
+    accepts[JsonString(a.as_object(), "name")] = a.as_object().at("accept_untrusted");
+  }
+  CHECK(accepts == std::map<std::string, json::value>{{"a1", false}, {"u1", true}});
+  json::object done = MUST(c.WaitForPipelineDone(pid));
+  INFO(json::serialize(done));
+  CHECK(JsonString(done, "state") == "succeeded");
+  CHECK(JsonString(Job(done, "check"), "state") == "succeeded");
+  CHECK(JsonString(Job(done, "check"), "agent") == "u1");
+  CHECK(MUST(c.JobLog(JobId(done, "check"))) == "pr pull_request on refs/pull/7/head\n");
+  // Every attempt of the fork's jobs ran on u1 (none was ever handed to a1).
+  CHECK(MUST(c.Query("SELECT DISTINCT ag.name FROM job_attempts ja JOIN jobs j ON j.id = "
+                     "ja.job_id JOIN agents ag ON ag.id = ja.agent_id WHERE j.pipeline_id = " +
+                     std::to_string(pid))) ==
+        std::vector<std::vector<std::optional<std::string>>>{{"u1"}});
 }
 
 TEST_CASE("a GitLab merge request and a Gitea pull request run end to end", "[e2e][triggers]") {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "cli/cli.h"
 
 namespace assay::cli {
@@ -56,11 +57,13 @@ struct Result {
 };
 
 Result RunCli(FakeServer& server, const std::vector<std::string>& args,
-              const std::string& token = "") {
+              const std::string& token = "",
+              const std::optional<std::string>& webhook_secret_env = std::nullopt) {
   std::ostringstream out;
   std::ostringstream err;
   CliContext context = server.Context();
   context.default_token = token;
+  context.webhook_secret = webhook_secret_env;
   const int code = Run(args, out, err, context);
   return {code, out.str(), err.str()};
 }
@@ -72,8 +75,8 @@ TEST_CASE("repo add posts the repo and prints its id and name") {
   server.response = {201, R"({"id": 7, "name": "demo", "provider": "github"})", {}};
   Result result = RunCli(server,
                          {"repo", "add", "demo", "--clone-url", "https://git/x.git",
-                          "--provider=gitea", "--secret", "s3"},
-                         "tok");
+                          "--provider=gitea"},
+                         "tok", "s3");
   CHECK(result.code == 0);
   CHECK(result.out == "created repo demo (id 7)\n");
   CHECK(result.err.empty());
@@ -102,17 +105,36 @@ TEST_CASE("repo add reads --secret-file and leaves unset fields out") {
         R"({"name":"demo","clone_url":"u","webhook_secret":"from-file","html_url":"https://h"})");
   CHECK(server.requests[0].headers == kJsonHeaders);
 
-  Result both = RunCli(server, {"repo", "add", "demo", "--clone-url", "u", "--secret", "x",
-                                "--secret-file", secret_file});
-  CHECK(both.code == 2);
-  CHECK(both.err ==
-        "assay: use either --secret or --secret-file, not both\nRun 'assay --help' for usage.\n");
+  // The file wins over ASSAY_WEBHOOK_SECRET.
+  Result file_first = RunCli(
+      server, {"repo", "add", "demo", "--clone-url", "u", "--secret-file", secret_file}, "",
+      "from-env");
+  CHECK(file_first.code == 0);
+  REQUIRE(server.requests.size() == 2);
+  CHECK(server.requests[1].body ==
+        R"({"name":"demo","clone_url":"u","webhook_secret":"from-file"})");
+
+  // --secret is refused, alone or with the others, and nothing is sent.
+  const std::string refused =
+      "assay: --secret would show the webhook secret in the process list; use --secret-file F "
+      "or the ASSAY_WEBHOOK_SECRET environment variable\nRun 'assay --help' for usage.\n";
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"repo", "add", "demo", "--clone-url", "u", "--secret", "x"},
+           {"repo", "add", "demo", "--clone-url", "u", "--secret=x"},
+           {"repo", "add", "demo", "--clone-url", "u", "--secret", "x", "--secret-file",
+            secret_file}}) {
+    Result r = RunCli(server, args, "", "from-env");
+    INFO(absl::StrJoin(args, " "));
+    CHECK(r.code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err == refused);
+  }
   Result missing =
       RunCli(server, {"repo", "add", "demo", "--clone-url", "u", "--secret-file", dir + "/none"});
   CHECK(missing.code == 2);
   CHECK(missing.err == "assay: cannot read secret file " + dir +
                            "/none: No such file or directory\nRun 'assay --help' for usage.\n");
-  CHECK(server.requests.size() == 1);
+  CHECK(server.requests.size() == 2);
   std::filesystem::remove_all(dir);
 }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "common/git/git.h"
+#include "common/pipeline/spec.h"
 #include "common/proc/subprocess.h"
 
 namespace assay {
@@ -82,6 +83,38 @@ struct SourceRepo {
     return Commit("first");
   }
 };
+
+TEST_CASE("GitMirror::ReadFile refuses a blob over the caller's limit from its size alone",
+          "[git]") {
+  SourceRepo src;
+  src.Init();
+  // 2 MiB of .assay.yml (a hostile commit's), and a file exactly at the limit.
+  WriteFile(src.dir + "/.assay.yml", "on: push\n" + std::string(2 * 1024 * 1024 - 9, '#'));
+  WriteFile(src.dir + "/fits.yml", std::string(kMaxSpecBytes, '#'));
+  const std::string sha = src.Commit("big");
+  GitMirror mirror(src.tmp.path() + "/mirrors/src.git", src.url, kLocal);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+
+  auto big = mirror.ReadFile(sha, ".assay.yml", kMaxSpecBytes);
+  CHECK(big.status().code() == absl::StatusCode::kOutOfRange);
+  CHECK(big.status().message() == "file is 2097152 bytes, more than the limit of 1048576");
+  CHECK(mirror.ReadFile(sha, "fits.yml", kMaxSpecBytes).value().size() == kMaxSpecBytes);
+  CHECK(mirror.ReadFile(sha, "fits.yml", kMaxSpecBytes - 1).status().message() ==
+        "file is 1048576 bytes, more than the limit of 1048575");
+  // Without a limit, the whole blob (as before).
+  CHECK(mirror.ReadFile(sha, ".assay.yml").value().size() == 2 * 1024 * 1024);
+  // The limit counts only blobs; the other answers are the usual ones, and the validation
+  // still comes first.
+  auto missing = mirror.ReadFile(sha, "nope.yml", 1);
+  CHECK(missing.status().code() == absl::StatusCode::kNotFound);
+  CHECK(missing.status().message() == "nope.yml does not exist at commit " + sha);
+  CHECK(mirror.ReadFile(sha, "ci", 1).status().message() ==
+        "ci at commit " + sha + " is a tree, not a file");
+  CHECK(mirror.ReadFile(sha, "../x", 1).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(mirror.ReadFile(sha, "-x", 1).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(mirror.ReadFile("HEAD", ".assay.yml", 1).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
 
 TEST_CASE("IsHexSha", "[git]") {
   CHECK(IsHexSha(std::string(40, 'a')));
