@@ -34,6 +34,12 @@ struct Record {
     --active[lane];
     ++finished;
   }
+  // Until `lane`'s first task has begun (a worker may pick it up after another lane's ran).
+  bool WaitBegun(int64_t lane) {
+    absl::MutexLock l(&mu);
+    auto begun = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !ran[lane].empty(); };
+    return mu.AwaitWithTimeout(absl::Condition(&begun), kBound);
+  }
   bool WaitFinished(int n) {
     absl::MutexLock l(&mu);
     auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished >= n; };
@@ -69,6 +75,7 @@ TEST_CASE("repo lanes: a blocked lane holds up only itself, its tasks run in ord
   // Lane 2 runs while lane 1's first task is still blocked; lane 1's next tasks wait for it
   // although three workers are free.
   CHECK(other_done.WaitForNotificationWithTimeout(kBound));
+  CHECK(rec.WaitBegun(1));
   CHECK(rec.Ran(1) == std::vector<std::string>{"1a"});
   gate.Notify();
   CHECK(rec.WaitFinished(4));
