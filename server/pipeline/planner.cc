@@ -433,7 +433,11 @@ absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
     // Writing has begun: one transaction, bounded by the database's statement_timeout.
     call->mu.Await(absl::Condition(&done));
   }
-  return call->result;
+  if (call->result.ok()) return *call->result;
+  // An error of its own, not a copy sharing `call`'s: the worker may destroy `call` (and the
+  // Status it holds) as soon as this caller lets go, and absl releases a shared status
+  // representation in library code that TSan does not see.
+  return absl::Status(call->result.status().code(), std::string(call->result.status().message()));
 }
 
 absl::StatusOr<int64_t> Planner::PlanManualNow(int64_t repo_id,

@@ -2,6 +2,7 @@
 // 'error' pipeline naming the file, line and key, an exception inside planning does not escape
 // the worker, and the planner goes on planning. Every wait is bounded.
 
+#include <atomic>
 #include <filesystem>
 #include <stdexcept>
 
@@ -130,7 +131,7 @@ TEST_CASE("planner: hostile files are error pipelines naming file, line and key"
 
 TEST_CASE("planner: an exception while planning does not escape the worker", "[db][planner]") {
   OneRepo t;
-  int calls = 0;
+  std::atomic<int> calls{0};  // counted on the planner's worker, read here
   t.on_queued = [&calls] {
     if (++calls == 1) throw std::runtime_error("injected");
   };

@@ -197,7 +197,8 @@ std::string InChildUnder512MiB(F f) {
 
 TEST_CASE("limits: hostile files give their lint error under ulimit -v 512 MiB") {
 #ifdef ASSAY_UNDER_SANITIZER
-  SKIP("sanitizer builds reserve terabytes of address space; RLIMIT_AS cannot apply");
+  // Catch2 2.x has no SKIP: say why and pass without assertions.
+  WARN("skipped: sanitizer builds reserve terabytes of address space; RLIMIT_AS cannot apply");
 #else
   // Before the limits, the wide alias bomb and the matrix ran out of memory here (bad_alloc,
   // abort); the deep `if` and the long glob were already refused by earlier limits.
