@@ -81,8 +81,7 @@ int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err) {
                     absl::StrJoin(labels, ","), Field(a, "cpu_slots"), accepts,
                     Field(a, "last_seen_at")});
   }
-  WriteTable(out, {"NAME", "STATE", "ACCESS", "LABELS", "SLOTS", "UNTRUSTED", "LAST_SEEN"},
-             rows);
+  WriteTable(out, {"NAME", "STATE", "ACCESS", "LABELS", "SLOTS", "UNTRUSTED", "LAST_SEEN"}, rows);
   return 0;
 }
 

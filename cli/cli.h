@@ -2,8 +2,8 @@
 // The `assay` command line: argument parsing and dispatch. main.cpp only calls Run.
 
 #include <functional>
-#include <ostream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <utility>

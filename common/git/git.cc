@@ -397,8 +397,8 @@ absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::strin
         absl::StrSplit(absl::StripAsciiWhitespace(check.out), ' ');
     size_t size = 0;
     if (check.exit_code != 0) {
-      return absl::UnavailableError(absl::StrCat("git cat-file --batch-check in ", dir_,
-                                                 " failed: ", TrimmedStderr(check)));
+      return absl::UnavailableError(
+          absl::StrCat("git cat-file --batch-check in ", dir_, " failed: ", TrimmedStderr(check)));
     }
     if (fields.size() == 3 && fields[1] == "blob" && absl::SimpleAtoi(fields[2], &size) &&
         size > max_bytes) {

@@ -174,9 +174,9 @@ TEST_CASE(
 
   // The fork's job has waited all along while a1 ran the trusted one. An agent started with
   // --accept-untrusted takes it and runs it; a1 never does.
-  REQUIRE(JsonString(Job(MUST(c.ApiObject("GET", "/api/v1/pipelines/" + std::to_string(pid))),
-                         "check"),
-                     "state") == "queued");
+  REQUIRE(
+      JsonString(Job(MUST(c.ApiObject("GET", "/api/v1/pipelines/" + std::to_string(pid))), "check"),
+                 "state") == "queued");
   MUST(c.StartAgent("u1", {"--accept-untrusted"}));
   MUST(c.WaitForAgents(2));
   json::object agents = MUST(c.ApiObject("GET", "/api/v1/agents"));

@@ -73,10 +73,9 @@ const HttpHeaders kJsonHeaders = {{"Accept", "application/json"}};
 TEST_CASE("repo add posts the repo and prints its id and name") {
   FakeServer server;
   server.response = {201, R"({"id": 7, "name": "demo", "provider": "github"})", {}};
-  Result result = RunCli(server,
-                         {"repo", "add", "demo", "--clone-url", "https://git/x.git",
-                          "--provider=gitea"},
-                         "tok", "s3");
+  Result result = RunCli(
+      server, {"repo", "add", "demo", "--clone-url", "https://git/x.git", "--provider=gitea"},
+      "tok", "s3");
   CHECK(result.code == 0);
   CHECK(result.out == "created repo demo (id 7)\n");
   CHECK(result.err.empty());
@@ -106,9 +105,9 @@ TEST_CASE("repo add reads --secret-file and leaves unset fields out") {
   CHECK(server.requests[0].headers == kJsonHeaders);
 
   // The file wins over ASSAY_WEBHOOK_SECRET.
-  Result file_first = RunCli(
-      server, {"repo", "add", "demo", "--clone-url", "u", "--secret-file", secret_file}, "",
-      "from-env");
+  Result file_first =
+      RunCli(server, {"repo", "add", "demo", "--clone-url", "u", "--secret-file", secret_file}, "",
+             "from-env");
   CHECK(file_first.code == 0);
   REQUIRE(server.requests.size() == 2);
   CHECK(server.requests[1].body ==
