@@ -336,16 +336,7 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
 absl::StatusOr<std::vector<std::string>> StepEnvironment(
     const std::vector<std::pair<std::string, std::string>>& overrides, const JobIdentity* user,
     const std::string& workdir) {
-  for (const auto& [name, value] : overrides) {
-    if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid environment variable name \"", name, "\""));
-    }
-    if (value.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("environment variable ", name, " contains a NUL byte"));
-    }
-  }
+  if (absl::Status s = CheckEnvironmentOverrides(overrides); !s.ok()) return s;
   std::vector<std::string> env;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     if (Inherited(*entry)) env.emplace_back(*entry);

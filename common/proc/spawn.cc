@@ -261,7 +261,7 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnOptions& options) {
   return pid;
 }
 
-absl::StatusOr<std::vector<std::string>> MergeEnvironment(
+absl::Status CheckEnvironmentOverrides(
     const std::vector<std::pair<std::string, std::string>>& overrides) {
   for (const auto& [name, value] : overrides) {
     if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos) {
@@ -273,6 +273,12 @@ absl::StatusOr<std::vector<std::string>> MergeEnvironment(
           absl::StrCat("environment variable ", name, " contains a NUL byte"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> MergeEnvironment(
+    const std::vector<std::pair<std::string, std::string>>& overrides) {
+  if (absl::Status s = CheckEnvironmentOverrides(overrides); !s.ok()) return s;
   std::vector<std::string> env;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     env.emplace_back(*entry);

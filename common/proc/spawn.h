@@ -80,6 +80,11 @@ struct SpawnOptions {
 // child cannot be started; in that case nothing is left to reap.
 absl::StatusOr<pid_t> SpawnProcess(const SpawnOptions& options);
 
+// kInvalidArgument for an override name that is empty or contains '=' or NUL, or a value
+// that contains NUL (naming the variable); OK otherwise.
+absl::Status CheckEnvironmentOverrides(
+    const std::vector<std::pair<std::string, std::string>>& overrides);
+
 // This process's environment with `overrides` applied (replaced in place, or appended).
 // kInvalidArgument for an override name that is empty or contains '=' or NUL.
 absl::StatusOr<std::vector<std::string>> MergeEnvironment(
