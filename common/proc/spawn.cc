@@ -135,9 +135,15 @@ int ChildMain(void* raw) {
     for (int fd = 3; fd < max_fd; ++fd) close(fd);
   }
   if (args->set_identity) {
-    if (setgroups(args->group_count, args->groups) != 0) ChildFail(args, "setgroups");
-    if (setgid(args->gid) != 0) ChildFail(args, "setgid");
-    if (setuid(args->uid) != 0) ChildFail(args, "setuid");
+    // Raw system calls, not glibc's setgroups/setgid/setuid: in a multi-threaded process those
+    // change the credentials of every thread (glibc's "setxid" broadcast), and this child
+    // shares the parent's memory and thread list (CLONE_VM), so they would reach the parent's
+    // threads. The system calls change this task alone.
+    if (syscall(SYS_setgroups, args->group_count, args->groups) != 0) {
+      ChildFail(args, "setgroups");
+    }
+    if (syscall(SYS_setresgid, args->gid, args->gid, args->gid) != 0) ChildFail(args, "setgid");
+    if (syscall(SYS_setresuid, args->uid, args->uid, args->uid) != 0) ChildFail(args, "setuid");
     // Why check: a setuid that "succeeds" while a saved id stays privileged would let the
     // job regain it; setuid as root sets all three, so anything else is a broken invariant.
     uid_t r, e, saved;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <condition_variable>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "agent/job_user.h"
 #include "agent/step_runner.h"
 
@@ -423,6 +425,43 @@ TEST_CASE("RunJob runs steps as the job user when the agent is root", "[step_run
   CHECK(run.result.message ==
         "cannot start step \"who\": cannot start /bin/sh: chdir " + ws + ": Permission denied");
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a step run as the job user leaves every thread of the agent root",
+          "[step_runner][security]") {
+  if (geteuid() != 0) {
+    WARN("skipped: switching users needs root");
+    return;
+  }
+  // Another thread of this process, as the agent has many. Credentials are per thread in
+  // Linux; glibc's setuid() changes all threads of a process, and a child that shares our
+  // memory (CLONE_VM) would apply that to our threads.
+  absl::Notification checked, stop;
+  std::atomic<int> other_euid{-1};
+  std::thread other([&] {
+    stop.WaitForNotification();
+    other_euid = static_cast<int>(geteuid());
+    checked.Notify();
+  });
+  char tmpl[] = "/tmp/assay-user-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string ws = tmpl;
+  REQUIRE(chown(ws.c_str(), 65534, 65534) == 0);
+  JobRunRequest req = Job({{"who", "id -u"}});
+  req.workdir = ws;
+  JobIdentity user;
+  user.uid = 65534;
+  user.gid = 65534;
+  req.user = user;
+  Run run = RunSteps(req);
+  CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
+  CHECK(run.output == "65534\n");
+  stop.Notify();
+  CHECK(checked.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  other.join();
+  CHECK(other_euid == 0);
+  CHECK(geteuid() == 0);
+  std::filesystem::remove_all(ws);
 }
 
 }  // namespace
