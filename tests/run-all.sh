@@ -96,6 +96,10 @@ sanitized_ctest() {
   local build=$1; shift
   local logs=$build/sanitizer-logs rc=0
   rm -rf "$logs"; mkdir -p "$logs"
+  # Writable by every user (sticky, like /tmp): a process the tests run as a job user writes
+  # its reports here too. Why it matters: ASan that cannot open its log file dies with exit
+  # code 1, and a job-user child that ASan warns about (see NO_RETURN_WARNING) would end so.
+  chmod 1777 "$logs"
   local common="log_path=$logs/report:print_suppressions=0"
   export ASAN_OPTIONS="$common:detect_leaks=1:detect_stack_use_after_return=1"
   ASAN_OPTIONS+=":strict_string_checks=1:check_initialization_order=1"
