@@ -41,13 +41,8 @@ constexpr int kMaxDepth = 256;
 
 // Creates `name` in the directory `dir_fd` (never through a symlink: O_NOFOLLOW, O_EXCL) and
 // writes `data` into it.
-absl::Status WriteFileAt(int dir_fd, const std::string& name, const std::string& shown,
-                         const std::string& data, mode_t mode) {
-  int fd =
-      ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", shown, ": ", strerror(errno)));
-  }
+// Writes all of `data` to `fd` and closes it; errors name the file as `shown`.
+absl::Status WriteAllAndClose(int fd, const std::string& shown, const std::string& data) {
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
@@ -62,22 +57,22 @@ absl::Status WriteFileAt(int dir_fd, const std::string& name, const std::string&
   return absl::OkStatus();
 }
 
+absl::Status WriteFileAt(int dir_fd, const std::string& name, const std::string& shown,
+                         const std::string& data, mode_t mode) {
+  int fd =
+      ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot create ", shown, ": ", strerror(errno)));
+  }
+  return WriteAllAndClose(fd, shown, data);
+}
+
 absl::Status WriteWholeFile(const std::string& path, const std::string& data, mode_t mode) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0)
+  if (fd < 0) {
     return absl::InternalError(absl::StrCat("cannot create ", path, ": ", strerror(errno)));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
-    }
-    off += static_cast<size_t>(n);
   }
-  ::close(fd);
-  return absl::OkStatus();
+  return WriteAllAndClose(fd, path, data);
 }
 
 }  // namespace
