@@ -223,18 +223,21 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
                                 const JobRunRequest& req, const JobScope& scope,
                                 absl::Time deadline, CancelFlag& cancel, const OutputFn& on_output,
                                 std::vector<pid_t>* pgids) {
+  HostExecutor host;
+  Executor& executor = req.executor != nullptr ? *req.executor : host;
+  ASSAY_ASSIGN_OR_RETURN(StepProcess process, executor.StepCommand(req, step, env));
   ASSAY_ASSIGN_OR_RETURN(Pipe pipe, MakePipe());
   SpawnOptions options;
-  options.path = "/bin/sh";
-  options.argv = {"/bin/sh", "-e", "-c", step.run};
-  options.env = env;
-  options.cwd = req.workdir;
+  options.path = std::move(process.path);
+  options.argv = std::move(process.argv);
+  options.env = std::move(process.env);
+  options.cwd = std::move(process.cwd);
   options.stdout_fd = pipe.write.get();
   options.stderr_fd = pipe.write.get();
   options.new_process_group = true;
   options.parent_death_signal = SIGKILL;
   options.cgroup_procs_fd = scope.cgroup_procs_fd();
-  if (req.user.has_value()) {
+  if (req.user.has_value() && process.as_job_user) {
     options.set_identity = true;
     options.uid = req.user->uid;
     options.gid = req.user->gid;
@@ -373,6 +376,14 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
     return result;
   }
   if (cancel.fd() < 0) return {JobRunOutcome::kError, -1, "cannot create the cancel eventfd"};
+  if (req.executor != nullptr) {
+    if (absl::Status prepared = req.executor->Prepare(req, deadline, cancel, on_output);
+        !prepared.ok()) {
+      return {JobRunOutcome::kError, -1,
+              absl::StrCat("cannot prepare the ", std::string(req.executor->kind()),
+                           " executor: ", prepared.message())};
+    }
+  }
 
   for (const StepSpecToRun& step : req.steps) {
     if (cancel.canceled()) {
@@ -412,11 +423,23 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
 
 }  // namespace
 
+absl::StatusOr<StepProcess> HostExecutor::StepCommand(const JobRunRequest& req,
+                                                      const StepSpecToRun& step,
+                                                      const std::vector<std::string>& env) {
+  StepProcess process;
+  process.path = "/bin/sh";
+  process.argv = {"/bin/sh", "-e", "-c", step.run};
+  process.env = env;
+  process.cwd = req.workdir;
+  return process;
+}
+
 JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn& on_output,
                     std::vector<pid_t>* pgids) {
   EnsureSubreaper();
   std::unique_ptr<JobScope> scope = JobScope::Create(req.allow_cgroup);
   JobRunResult result = RunSteps(req, *scope, cancel, on_output, pgids);
+  if (req.executor != nullptr) req.executor->Cleanup(req, on_output);
   if (int killed = scope->KillRemaining(); killed > 0) {
     on_output(absl::StrCat("assay: killed ", killed, killed == 1 ? " process" : " processes",
                            " left running by the job\n"));

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/executor.h"
 
 namespace assay {
 
@@ -75,6 +76,9 @@ struct JobRunRequest {
   bool allow_cgroup = true;
   absl::Duration timeout = absl::InfiniteDuration();  // all steps together; <= 0 means no limit
   absl::Duration kill_grace = absl::Seconds(5);       // SIGTERM to the process group, then SIGKILL
+  // Where the steps run (executor.h); null: on the host (HostExecutor). Not owned; outlives
+  // RunJob.
+  Executor* executor = nullptr;
 };
 
 enum class JobRunOutcome { kSucceeded, kFailed, kTimedOut, kCanceled, kError };
@@ -92,6 +96,7 @@ struct JobRunResult {
   //   job canceled in step "<name>"               (or: before step "<name>")
   //   cannot start step "<name>": <reason>        (kError)
   //   invalid job environment: <reason>           (kError: a bad name in req.env)
+  //   cannot prepare the <kind> executor: <reason> (kError: Executor::Prepare failed)
   // <name> is the step's name, or its run text when the name is empty.
   std::string message;
 };

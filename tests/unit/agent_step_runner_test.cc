@@ -466,3 +466,64 @@ TEST_CASE("a step run as the job user leaves every thread of the agent root",
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+// An executor that records the calls RunJob makes and runs each step through `env -i` with a
+// marker variable, so the test can tell its command from the host's.
+class RecordingExecutor final : public Executor {
+ public:
+  std::string_view kind() const override { return "recording"; }
+  absl::Status Prepare(const JobRunRequest&, absl::Time, CancelFlag&,
+                       const JobLogFn& log) override {
+    calls.push_back("prepare");
+    log("prepared\n");
+    return prepare_status;
+  }
+  absl::StatusOr<StepProcess> StepCommand(const JobRunRequest& req, const StepSpecToRun& step,
+                                          const std::vector<std::string>&) override {
+    calls.push_back("step " + step.name);
+    StepProcess p;
+    p.path = "/usr/bin/env";
+    p.argv = {"env", "-i", "MARK=wrapped", "/bin/sh", "-e", "-c", step.run};
+    p.cwd = req.workdir;
+    return p;
+  }
+  void Cleanup(const JobRunRequest&, const JobLogFn& log) override {
+    calls.push_back("cleanup");
+    log("cleaned\n");
+  }
+
+  absl::Status prepare_status = absl::OkStatus();
+  std::vector<std::string> calls;
+};
+
+TEST_CASE("RunJob starts steps through the executor: prepare, each step, cleanup",
+          "[step_runner][executor]") {
+  RecordingExecutor executor;
+  JobRunRequest req = Job({{"a", "echo $MARK"}, {"b", "exit 3"}, {"c", "echo never"}});
+  req.executor = &executor;
+  Run run = RunSteps(req);
+  CHECK(run.result.outcome == JobRunOutcome::kFailed);
+  CHECK(run.result.message == "step \"b\" exited with code 3");
+  CHECK(run.output == "prepared\nwrapped\ncleaned\n");
+  CHECK(executor.calls == std::vector<std::string>{"prepare", "step a", "step b", "cleanup"});
+}
+
+TEST_CASE("RunJob ends the job when the executor cannot prepare, and still cleans up",
+          "[step_runner][executor]") {
+  RecordingExecutor executor;
+  executor.prepare_status = absl::NotFoundError("image \"x\" not found");
+  JobRunRequest req = Job({{"a", "echo never"}});
+  req.executor = &executor;
+  Run run = RunSteps(req);
+  CHECK(run.result.outcome == JobRunOutcome::kError);
+  CHECK(run.result.exit_code == -1);
+  CHECK(run.result.message == "cannot prepare the recording executor: image \"x\" not found");
+  CHECK(run.output == "prepared\ncleaned\n");
+  CHECK(executor.calls == std::vector<std::string>{"prepare", "cleanup"});
+}
+
+}  // namespace
+}  // namespace assay
