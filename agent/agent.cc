@@ -13,6 +13,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/job_scope.h"
@@ -20,6 +21,7 @@
 #include "common/base/version.h"
 #include "common/crypto/agent_secret.h"
 #include "common/crypto/crypto.h"
+#include "common/git/lfs.h"
 
 namespace assay {
 
@@ -79,6 +81,32 @@ absl::Status ChownTree(const std::string& dir, uid_t uid, gid_t gid) {
 // GitMirror::AddWorktree) into a repository of its own that borrows the cache's objects
 // through objects/info/alternates: whatever the job's git writes (objects, replace refs,
 // config, hooks) lands in the workspace and goes with it. The registration is removed.
+// Git LFS (common/git/lfs.h): the real files in place of the pointers, fetched into the
+// mirror's LFS store (this agent's cache) when missing, within the job's timeout. The
+// workspace's git gets git-lfs's filter so `git status` sees them unchanged. Says in the job's
+// log what it did; an error reads "Git LFS: <why>".
+absl::Status CheckoutWorkspaceLfs(GitMirror& cache, const v1::Assignment& a, const std::string& ws,
+                                  bool allow_local,
+                                  const std::function<void(std::string_view)>& log) {
+  const absl::Duration timeout =
+      a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::Minutes(60);
+  absl::StatusOr<LfsCheckoutStats> stats =
+      CheckoutLfs(cache, a.commit_sha(), ws, ws + "/.git/index", allow_local, timeout);
+  if (!stats.ok()) {
+    return absl::Status(stats.status().code(), absl::StrCat("Git LFS: ", stats.status().message()));
+  }
+  if (stats->files == 0) return absl::OkStatus();
+  std::ofstream config(ws + "/.git/config", std::ios::app);
+  config << kLfsFilterConfig;
+  config.close();
+  if (!config)
+    return absl::InternalError(absl::StrCat("Git LFS: cannot write ", ws, "/.git/config"));
+  log(absl::StrFormat("assay: Git LFS: %d file%s, %.1f MiB (%d fetched, the rest from the cache)\n",
+                      stats->files, stats->files == 1 ? "" : "s",
+                      static_cast<double>(stats->bytes) / (1 << 20), stats->fetched));
+  return absl::OkStatus();
+}
+
 absl::Status DetachWorkspaceGit(const std::string& ws, const std::string& mirror) {
   namespace fs = std::filesystem;
   std::ifstream in(ws + "/.git");
@@ -661,6 +689,10 @@ void Agent::RunJob(int64_t job_id) {
   absl::Status checkout = cache->EnsureCommit(a.commit_sha());
   if (checkout.ok()) checkout = cache->AddWorktree(a.commit_sha(), ws);
   if (checkout.ok()) checkout = DetachWorkspaceGit(ws, cache->dir());
+  if (checkout.ok() && !a.skip_lfs()) {
+    checkout = CheckoutWorkspaceLfs(*cache, a, ws, opts_.allow_local_repos,
+                                    [this, job_id](std::string_view s) { EmitLog(job_id, s); });
+  }
   if (checkout.ok() && opts_.job_user.has_value()) {
     // The job's .git borrows the cache's objects (0755/0444 as git makes them): the job user
     // may pass through the cache (x) to read them, but not list it, nor read its config.

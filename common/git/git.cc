@@ -194,7 +194,8 @@ GitMirror::~GitMirror() {
   StopBatchLocked();
 }
 
-absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& args) {
+absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& args,
+                                             absl::Duration timeout) {
   std::vector<std::string> argv = GitArgs();
   std::vector<std::string> env = git_env_;
   if (!credential_scope_.empty() && (!username_.empty() || !password_.empty())) {
@@ -205,7 +206,7 @@ absl::StatusOr<CommandResult> GitMirror::Git(const std::vector<std::string>& arg
   }
   argv.push_back(absl::StrCat("--git-dir=", dir_));
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommandInEnvironment(argv, {}, std::move(env));
+  return RunCommandInEnvironment(argv, {}, std::move(env), {}, timeout);
 }
 
 absl::Status GitMirror::Ensure() {

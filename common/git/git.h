@@ -24,6 +24,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/git/lfs.h"
 #include "common/proc/spawn.h"
 #include "common/proc/subprocess.h"
 
@@ -124,6 +126,19 @@ class GitMirror {
   absl::Status RemoveWorktree(const std::string& worktree_dir);
 
   const std::string& dir() const { return dir_; }
+  // The remote, without any credential (as written into the mirror's config).
+  const std::string& clone_url() const { return clone_url_; }
+
+  // Git LFS (common/git/lfs.h). The pointers in commit `sha`'s tree: blobs of at most
+  // kMaxLfsPointerBytes that ParseLfsPointer accepts, in `git ls-tree -r` order.
+  // kResourceExhausted beyond kMaxLfsFiles; kNotFound for an unknown commit.
+  absl::StatusOr<std::vector<LfsFile>> ListLfsPointers(std::string_view sha);
+  // `git lfs fetch origin SHA` into DIR/lfs/objects, with the credential as for a fetch and
+  // `lfs.url` set when `lfs_url` is not empty. kFailedPrecondition when git-lfs is missing,
+  // kUnavailable (its stderr) when it fails, kDeadlineExceeded after `timeout`.
+  absl::Status FetchLfs(std::string_view sha, const std::string& lfs_url, absl::Duration timeout);
+  // Where the LFS object `oid` (64 hex digits) is kept: DIR/lfs/objects/aa/bb/<oid>.
+  std::string LfsObjectPath(std::string_view oid) const;
 
  private:
   struct BatchObject {
@@ -139,7 +154,8 @@ class GitMirror {
 
   // Runs `git <GitArgs()> --git-dir=DIR <args>`; kInternal/kDeadlineExceeded only when git
   // cannot be run; the exit code is the caller's to check.
-  absl::StatusOr<CommandResult> Git(const std::vector<std::string>& args)
+  absl::StatusOr<CommandResult> Git(const std::vector<std::string>& args,
+                                    absl::Duration timeout = absl::Minutes(10))
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
   // "git" and the -c options every invocation gets (see the top of this file).
   std::vector<std::string> GitArgs() const;

@@ -246,6 +246,7 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       }
       p.retry = job.retry;
       p.allow_failure = job.allow_failure;
+      p.lfs = job.lfs;
       p.concurrency = job.concurrency;
       if (!p.concurrency.group.empty()) {
         ASSAY_RETURN_IF_ERROR(CheckPlaceholders(absl::StrCat(prefix, ".concurrency.group"),

@@ -83,6 +83,7 @@ struct PlannedJob {
   ConcurrencySpec concurrency;  // Placeholders substituted in group.
   std::string base_name;        // The spec job's name (the matrix job for expansions).
   int max_parallel = 0;         // strategy.max_parallel of a matrix job; 0: no limit.
+  bool lfs = true;              // `lfs:` of the job.
 
   bool operator==(const PlannedJob&) const = default;
 };

@@ -162,6 +162,7 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"priority", false, ParsePriority},
     {"strategy", false, ParseStrategy},
     {"runs_on", false, ParseRunsOn},
+    {"lfs", false, ParseLfs},
 };
 
 // ---- Top level. ----

@@ -92,6 +92,8 @@ struct JobSpec {
   int priority = 0;                  // -100..100; higher runs first.
   std::optional<MatrixSpec> matrix;  // `strategy:`; absent: one job.
   RunsOnSpec runs_on;
+  // Issue 9, lfs: `lfs: false` leaves Git LFS pointer files as they are (no fetch).
+  bool lfs = true;
 
   bool operator==(const JobSpec&) const = default;
 };

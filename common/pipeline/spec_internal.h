@@ -259,6 +259,7 @@ void ParseOn(Linter& lint, const Entry& entry, const std::string& path, Pipeline
 void ParseIf(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseRetry(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseAllowFailure(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseLfs(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseConcurrency(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParsePriority(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseStrategy(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);

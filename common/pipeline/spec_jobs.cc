@@ -290,6 +290,10 @@ void ParseAllowFailure(Linter& lint, const Entry& e, const std::string& path, Jo
   AsBool(lint, e, path, job.spec.allow_failure);
 }
 
+void ParseLfs(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
+  AsBool(lint, e, path, job.spec.lfs);
+}
+
 void ParseConcurrency(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
   ParseNested(lint, e, path, "a mapping with 'group'", kConcurrencyRules, job);
 }

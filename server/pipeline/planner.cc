@@ -150,6 +150,7 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
       o["matrix"] = std::move(m);
     }
     if (!context.trusted) o["trusted"] = false;
+    if (!j.lfs) o["lfs"] = false;
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;

@@ -190,6 +190,9 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
       }
     }
     a.set_timeout_s(static_cast<uint32_t>(spec.at("timeout_s").to_number<int64_t>()));
+    if (const auto* lfs = spec.if_contains("lfs"); lfs != nullptr && lfs->is_bool()) {
+      a.set_skip_lfs(!lfs->get_bool());
+    }
     Placement placement;
     placement.agent_id = job.agent_id;
     placement.gpu_indices = job.gpu_indices;

@@ -101,3 +101,15 @@ TEST_CASE("spec v2: a stray ',' is an error, not an endless loop") {
 
 }  // namespace
 }  // namespace assay
+
+TEST_CASE("lfs: a boolean, true unless said", "[lfs]") {
+  absl::StatusOr<assay::PipelineSpec> spec = assay::ParsePipelineSpec(
+      "jobs:\n  a:\n    lfs: false\n    steps: [x]\n  b:\n    steps: [x]\n");
+  REQUIRE(spec.ok());
+  CHECK(!spec->jobs[0].lfs);
+  CHECK(spec->jobs[1].lfs);
+  CHECK(std::string(assay::ParsePipelineSpec("jobs:\n  a:\n    lfs: maybe\n    steps: [x]\n")
+                        .status()
+                        .message()) ==
+        ".assay.yml:3:10: jobs.a.lfs: lfs must be a boolean, got a string");
+}
