@@ -52,6 +52,31 @@ int AgentChangeAccess(const ApiClient& api, const std::string& name, const std::
   return 0;
 }
 
+int AgentDrain(const ApiClient& api, const std::string& name,
+               const std::optional<std::string>& reason, const std::optional<std::string>& timeout,
+               std::ostream& out, std::ostream& err) {
+  json::object body;
+  if (reason) body["reason"] = *reason;
+  if (timeout) body["timeout"] = *timeout;
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/agents/", UrlEscape(name), "/drain"),
+                   json::serialize(body), err);
+  if (!reply) return 1;
+  out << "agent " << name << ": drained (no new jobs; running jobs "
+      << (timeout ? absl::StrCat("are canceled after ", *timeout) : std::string("finish"))
+      << "; `assay agents resume " << name << "` lifts it)\n";
+  return 0;
+}
+
+int AgentResume(const ApiClient& api, const std::string& name, std::ostream& out,
+                std::ostream& err) {
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/agents/", UrlEscape(name), "/resume"), "", err);
+  if (!reply) return 1;
+  out << "agent " << name << ": resumed (takes jobs again)\n";
+  return 0;
+}
+
 int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err) {
   std::optional<json::value> reply = api.CallJson("GET", "/api/v1/agents", "", err);
   if (!reply) return 1;
