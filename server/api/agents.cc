@@ -137,7 +137,10 @@ Response Drain(const ApiDeps& d, Request& req) {
     auto t = http::OptionalString(*body, "timeout");
     if (!t.ok()) return http::StatusToResponse(t.status());
     if (t->has_value()) {
-      auto parsed = ParseDurationSeconds(**t);
+      // Why the special case: the pipeline's duration parser refuses zero, and "0s" (cancel
+      // at once) is a timeout a drain may well have.
+      const bool zero = **t == "0" || **t == "0s" || **t == "0m" || **t == "0h";
+      auto parsed = zero ? absl::StatusOr<int64_t>(0) : ParseDurationSeconds(**t);
       if (!parsed.ok() || *parsed < 0 || *parsed > kMaxDrainTimeout) {
         return ErrorResponse(400, "invalid_argument",
                              "field 'timeout' must be a duration from 0s to 720h, like 30m");

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "assay/v1/agent.grpc.pb.h"
+#include "common/net/http_client.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
@@ -122,6 +123,7 @@ TEST_CASE("SIGTERM: the running job finishes and is recorded, nothing new is giv
   CHECK(MUST(c.QueryInt(absl::StrCat("SELECT count(*) FROM job_attempts WHERE job_id = ", next))) ==
         0);
   CHECK(absl::StrContains(a1->LogTail(), "drained: no job left to run or deliver; exiting"));
+  CHECK(std::filesystem::is_empty(c.dir() + "/agent-a1/jobs"));
 
   // Another agent takes the waiting job.
   MUST(c.StartAgent("a2"));
@@ -154,6 +156,93 @@ TEST_CASE("SIGTERM with --drain-timeout: the job is canceled with a clear messag
   CHECK(MUST(c.JobLog(JobId(done, "long"))) ==
         absl::StrCat("started\nassay: job canceled; sent SIGTERM to the process group\nassay: ",
                      why, "\n"));
+  // Its workspace went with it (the agent removes it before it exits).
+  CHECK(std::filesystem::is_empty(c.dir() + "/agent-a1/jobs"));
+}
+
+TEST_CASE("a second SIGTERM cancels the running job at once, its result still delivered",
+          "[e2e][lifecycle]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  testing::Process* a1 = MUST(c.StartAgent("a1", {"--drain-timeout", "10m"}));
+  MUST(c.WaitForAgents(1));
+  const int64_t p1 = PushFiles(c, repo, {{".assay.yml", GatedJobFile(c.dir())}});
+  MUST(c.WaitForJobState(p1, "long", "running"));
+  WaitForFile(c, c.dir() + "/started");
+
+  a1->Kill(SIGTERM);
+  // Why wait: two signals sent at once may arrive as one.
+  MUST(c.WaitUntil("the server to record that a1 drains", [&](std::string& seen) {
+    json::object a = AgentOf(c, "a1");
+    seen = json::serialize(a);
+    return !a.at("accepting").as_bool();
+  }));
+  a1->Kill(SIGTERM);
+  std::optional<int> exit = a1->Wait(absl::Seconds(30));
+  INFO(c.LogTails());
+  REQUIRE(exit.has_value());
+  CHECK(*exit == 0);
+  json::object done = MUST(c.WaitForPipelineDone(p1));
+  CHECK(JsonString(Job(done, "long"), "state") == "canceled");
+  CHECK(JsonString(Job(done, "long"), "message") ==
+        "canceled: the agent is stopping (a second SIGTERM)");
+}
+
+TEST_CASE("a drain through another replica reaches the agent's stream on the first server",
+          "[e2e][lifecycle]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  const int replica = MUST(c.StartReplica());
+  testing::Process* a1 = MUST(c.StartAgent("a1"));  // connects to the first server
+  MUST(c.WaitForAgents(1));
+  const int64_t p1 = PushFiles(c, repo, {{".assay.yml", GatedJobFile(c.dir())}});
+  MUST(c.WaitForJobState(p1, "long", "running"));
+  WaitForFile(c, c.dir() + "/started");
+
+  auto r = MUST(HttpFetch("POST", c.replica_http_url(replica) + "/api/v1/agents/a1/drain",
+                          {{"Authorization", absl::StrCat("Bearer ", testing::kAdminToken)},
+                           {"Content-Type", "application/json"}},
+                          R"({"reason":"moving racks","timeout":"0s"})", absl::Seconds(10)));
+  INFO(r.body);
+  REQUIRE(r.status == 200);
+  json::object done = MUST(c.WaitForPipelineDone(p1));
+  INFO(c.LogTails());
+  CHECK(JsonString(Job(done, "long"), "state") == "canceled");
+  CHECK(JsonString(Job(done, "long"), "message") ==
+        "canceled: an admin drained the agent and the drain's timeout passed");
+  CHECK(!a1->Exited());
+}
+
+TEST_CASE("workspaces are removed after a timeout and a failure, read-only directories too",
+          "[e2e][lifecycle]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1", {"--slots", "2"}));
+  MUST(c.WaitForAgents(1));
+  const int64_t p = PushFiles(c, repo, {{".assay.yml", R"yml(jobs:
+  slow:
+    timeout: 1s
+    steps:
+      - run: mkdir -p ro/deep && touch ro/deep/f && chmod 500 ro/deep ro && sleep 30
+  broken:
+    steps:
+      - run: mkdir -p ro/deep && touch ro/deep/f && chmod 500 ro/deep ro && exit 3
+)yml"}});
+  json::object done = MUST(c.WaitForPipelineDone(p));
+  CHECK(JsonString(Job(done, "slow"), "state") == "timed_out");
+  CHECK(JsonString(Job(done, "broken"), "state") == "failed");
+  const std::string jobs = c.dir() + "/agent-a1/jobs";
+  MUST(c.WaitUntil("both workspaces to be removed", [&](std::string& seen) {
+    seen.clear();
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(jobs, ec)) {
+      seen += e.path().string() + " ";
+    }
+    return !ec && seen.empty();
+  }));
 }
 
 TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a restart",
