@@ -102,7 +102,18 @@ int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err) {
     const std::string accepts = untrusted == nullptr || !untrusted->is_bool() ? "-"
                                 : untrusted->as_bool()                        ? "yes"
                                                                               : "no";
-    rows.push_back({Field(a, "name"), Field(a, "state"), Field(a, "access"),
+    // STATE: "online", and whether it takes jobs (issue 9): "online (drained)" after
+    // `assay agents drain`, "online (not accepting)" while it drains itself or lacks disk.
+    std::string state = Field(a, "state");
+    const json::value* drained = a != nullptr ? a->if_contains("drained") : nullptr;
+    const json::value* accepting = a != nullptr ? a->if_contains("accepting") : nullptr;
+    if (drained != nullptr && drained->is_bool() && drained->as_bool()) {
+      state += " (drained)";
+    } else if (state == "online" && accepting != nullptr && accepting->is_bool() &&
+               !accepting->as_bool()) {
+      state += " (not accepting)";
+    }
+    rows.push_back({Field(a, "name"), state, Field(a, "access"),
                     absl::StrJoin(labels, ","), Field(a, "cpu_slots"), accepts,
                     Field(a, "last_seen_at")});
   }

@@ -299,6 +299,9 @@ TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a 
   CHECK(row.at("drained").as_bool());
   CHECK(JsonString(row, "drain_reason") == "maintenance");
   CHECK(row.at("accepting").as_bool());  // the agent's own view: it would
+  auto list = MUST(c.RunCli({"agents", "list"}));
+  CHECK(list.exit_code == 0);
+  CHECK(absl::StrContains(list.out, "online (drained)"));
 
   // The running job finishes; the agent stays connected and idle.
   std::ofstream(c.dir() + "/gate") << "go";
