@@ -575,6 +575,8 @@ class Session final : public Reactor {
     if (!st.accepting()) reason = st.reason().empty() ? "not taking jobs" : st.reason();
     {
       absl::MutexLock l(&state_mu_);
+      // Why: an agent repeating its state costs no write and no log line.
+      if (reason == agent_reason_) return true;
       agent_reason_ = reason;
       deps_.dispatcher->SetNotAccepting(agent_id_, NotAcceptingPhrase(drain_, agent_reason_));
     }
