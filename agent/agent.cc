@@ -239,7 +239,8 @@ absl::Status Agent::Run() {
   }
   // A new process holds no job: any workspace or spool file is a dead agent's leftover.
   if (int left = RemoveLeftovers(opts_.work_dir); left > 0) {
-    LogInfo("agent", "removed ", left, " leftover workspace(s) and spool file(s) of an earlier run");
+    LogInfo("agent", "removed ", left,
+            " leftover workspace(s) and spool file(s) of an earlier run");
   }
   std::thread lifecycle([this] { LifecycleLoop(); });
   std::mt19937 rng(std::random_device{}());

@@ -43,8 +43,8 @@ std::string GroupName(const std::string& key) {
 
 std::string NotAcceptingPhrase(const store::AgentDrain& drain, const std::string& agent_reason) {
   if (drain.drained) {
-    return drain.reason.empty() ? "draining (drained by an admin)"
-                                : absl::StrCat("draining (drained by an admin: ", drain.reason, ")");
+    if (drain.reason.empty()) return "draining (drained by an admin)";
+    return absl::StrCat("draining (drained by an admin: ", drain.reason, ")");
   }
   return agent_reason;
 }

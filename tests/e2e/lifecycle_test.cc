@@ -63,7 +63,8 @@ json::object AgentOf(Cluster& c, const std::string& name) {
 }
 
 // Waits until the job's "waiting" sentence satisfies `ok`; returns it.
-std::string WaitForWaiting(Cluster& c, int64_t job, const std::function<bool(const std::string&)>& ok) {
+std::string WaitForWaiting(Cluster& c, int64_t job,
+                           const std::function<bool(const std::string&)>& ok) {
   std::string sentence;
   MUST(c.WaitUntil(absl::StrCat("job ", job, "'s waiting sentence"), [&](std::string& seen) {
     auto o = c.ApiObject("GET", absl::StrCat("/api/v1/jobs/", job));
@@ -269,7 +270,8 @@ TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a 
   auto bad_timeout = MUST(c.Api("POST", "/api/v1/agents/a1/drain", R"({"timeout":"forever"})"));
   CHECK(bad_timeout.status == 400);
   CHECK(bad_timeout.body ==
-        R"({"error":{"code":"invalid_argument","message":"field 'timeout' must be a duration from 0s to 720h, like 30m"}})");
+        absl::StrCat(R"({"error":{"code":"invalid_argument","message":"field 'timeout' must be )",
+                     R"(a duration from 0s to 720h, like 30m"}})"));
   auto extra = MUST(c.Api("POST", "/api/v1/agents/a1/drain", R"({"reasons":"x"})"));
   CHECK(extra.status == 400);
   auto long_reason = MUST(
@@ -281,8 +283,8 @@ TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a 
   auto drain = MUST(c.RunCli({"agents", "drain", "a1", "--reason", "maintenance"}));
   INFO(drain.out << drain.err);
   CHECK(drain.exit_code == 0);
-  CHECK(drain.out ==
-        "agent a1: drained (no new jobs; running jobs finish; `assay agents resume a1` lifts it)\n");
+  CHECK(drain.out == "agent a1: drained (no new jobs; running jobs finish; "
+                     "`assay agents resume a1` lifts it)\n");
   // Again: the same answer (idempotent).
   json::object again =
       MUST(c.ApiObject("POST", "/api/v1/agents/a1/drain", R"({"reason":"maintenance"})"));
