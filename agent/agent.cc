@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/job_scope.h"
+#include "agent/lifecycle.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
 #include "common/crypto/agent_secret.h"
@@ -264,18 +265,28 @@ absl::Status Agent::Run() {
   if (int stale = JobScope::CleanStale(); stale > 0) {
     LogInfo("agent", "removed ", stale, " job cgroup(s) of agents that died");
   }
+  // A new process holds no job: any workspace or spool file is a dead agent's leftover.
+  if (int left = RemoveLeftovers(opts_.work_dir); left > 0) {
+    LogInfo("agent", "removed ", left,
+            " leftover workspace(s) and spool file(s) of an earlier run");
+  }
+  std::thread lifecycle([this] { LifecycleLoop(); });
   std::mt19937 rng(std::random_device{}());
   absl::Duration backoff = opts_.reconnect_min;
   // Who this agent is: settled before the first stream, retried while the server is away.
   while (true) {
     absl::Status cred = EnsureCredential();
     if (cred.ok()) break;
-    if (cred.code() != absl::StatusCode::kUnavailable) return cred;
+    if (cred.code() != absl::StatusCode::kUnavailable) {
+      Shutdown();
+      lifecycle.join();
+      return cred;
+    }
     absl::Duration wait = backoff * std::uniform_real_distribution<double>(0.5, 1.0)(rng);
     LogWarn("agent", cred.message(), "; trying again in ", absl::FormatDuration(wait));
     absl::MutexLock l(&mu_);
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_; };
-    if (mu_.AwaitWithTimeout(absl::Condition(&stop), wait)) return absl::OkStatus();
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop), wait)) break;
     backoff = std::min(backoff * 2, opts_.reconnect_max);
   }
   backoff = opts_.reconnect_min;
@@ -286,7 +297,11 @@ absl::Status Agent::Run() {
     }
     bool fatal = false;
     bool welcomed = ServeOnce(&fatal);
-    if (fatal) return absl::UnauthenticatedError("the server refused this agent (see above)");
+    if (fatal) {
+      Shutdown();
+      lifecycle.join();
+      return absl::UnauthenticatedError("the server refused this agent (see above)");
+    }
     {
       absl::MutexLock l(&mu_);
       if (shutdown_) break;
@@ -313,6 +328,7 @@ absl::Status Agent::Run() {
   for (auto& t : threads) {
     if (t.joinable()) t.join();
   }
+  lifecycle.join();
   return absl::OkStatus();
 }
 
@@ -442,6 +458,9 @@ bool Agent::ServeOnce(bool* fatal) {
     h->set_memory_gb(opts_.memory_gb);
     h->set_version(kVersion);
     h->set_accept_untrusted(opts_.accept_untrusted);
+    sent_state_ = OwnStateLocked();
+    h->set_not_accepting(!sent_state_.empty());
+    h->set_not_accepting_reason(sent_state_);
     for (const auto& g : opts_.gpus) {
       auto* gpu = h->add_gpus();
       gpu->set_index(g.index);
@@ -511,6 +530,8 @@ bool Agent::ServeOnce(bool* fatal) {
         }
       } else if (in.has_ack()) {
         OnAck(in.ack());
+      } else if (in.has_drain()) {
+        OnDrain(in.drain());
       }
     }
   }
@@ -556,6 +577,7 @@ void Agent::HeartbeatLoop(Stream* stream, absl::Duration interval) {
 }
 
 void Agent::OnAssignment(const v1::Assignment& a) {
+  CheckDisk();  // the floor is checked before taking a job, not only periodically
   absl::MutexLock l(&mu_);
   // Join the threads of acknowledged jobs that have returned (never wait here: a thread may
   // still be deleting its workspace).
@@ -570,11 +592,12 @@ void Agent::OnAssignment(const v1::Assignment& a) {
   int running = 0;
   for (const auto& [id, j] : jobs_) running += j->finished ? 0 : 1;
   v1::AgentMessage reply;
-  if (jobs_.count(a.job_id()) || running >= opts_.slots || shutdown_) {
+  const std::string refusal = RefusalLocked();
+  if (jobs_.count(a.job_id()) || running >= opts_.slots || !refusal.empty()) {
     auto* r = reply.mutable_rejected();
     r->set_job_id(a.job_id());
     r->set_attempt_token(a.attempt_token());
-    r->set_reason(shutdown_ ? "agent is shutting down" : "no free slot");
+    r->set_reason(!refusal.empty() ? refusal : "no free slot");
     WriteLocked(reply);
     return;
   }
@@ -737,6 +760,17 @@ void Agent::RunJob(int64_t job_id) {
     res =
         assay::RunJob(req, *cancel, [this, job_id](std::string_view out) { EmitLog(job_id, out); });
   }
+  if (res.outcome == JobRunOutcome::kCanceled) {
+    std::string why;
+    {
+      absl::MutexLock l(&mu_);
+      why = jobs_.at(job_id)->cancel_reason;
+    }
+    if (!why.empty()) {  // canceled by the agent's own lifecycle: say why, in the log too
+      res.message = why;
+      EmitLog(job_id, absl::StrCat("assay: ", why, "\n"));
+    }
+  }
   {
     absl::MutexLock l(&mu_);
     Job& j = *jobs_.at(job_id);
@@ -758,6 +792,9 @@ void Agent::RunJob(int64_t job_id) {
   }
   // Why after the result: deleting a large tree is slow and the server need not wait for it.
   absl::Status removed = cache->RemoveWorktree(ws);
+  // Why a second try: a job may leave directories it made unwritable (chmod -w), which the
+  // first removal cannot empty.
+  if (!removed.ok()) removed = RemoveTree(ws);
   if (!removed.ok()) {
     // The job's result stands; the tree stays on disk until someone removes it.
     LogWarn("agent", "job ", job_id, ": removing its workspace ", ws,

@@ -59,6 +59,14 @@ struct AgentOptions {
   // Unacknowledged log bytes a job keeps in memory; beyond them its chunks wait in a file
   // under <work_dir>/spool until the server acknowledges them (--log-buffer-kb).
   size_t log_memory_bytes = 4 << 20;
+  // Lifecycle (issue 9). After a stop signal (Drain), running jobs get this long to finish
+  // before they are canceled (0: canceled at once; --drain-timeout).
+  absl::Duration drain_timeout = absl::Minutes(10);
+  // Below this much free disk (decimal GB, statvfs of work_dir; 0: off) the agent takes no
+  // job, until space returns (--min-free-disk-gb). Checked before taking a job and every
+  // disk_check_interval.
+  double min_free_disk_gb = 1;
+  absl::Duration disk_check_interval = absl::Seconds(10);
 };
 
 // MemTotal of /proc/meminfo in decimal GB; 0 when it cannot be read.
@@ -73,6 +81,11 @@ class Agent {
   absl::Status Run();
   // Cancels running jobs, delivers what it can, and makes Run() return. Thread-safe.
   void Shutdown();
+  // A stop signal (`why`, e.g. "SIGTERM"). The first: the agent takes no new job (and tells
+  // the server so at once), lets running jobs finish — canceling them once drain_timeout has
+  // passed —, delivers their results and logs, and then Run() returns OK. The second: running
+  // jobs are canceled now, their results still delivered. The third: Shutdown(). Thread-safe.
+  void Drain(const std::string& why);
 
  private:
   struct Job {
@@ -89,6 +102,7 @@ class Agent {
     bool result_sent = false;
     bool finished = false;
     v1::JobResult result;
+    std::string cancel_reason;  // set when the agent itself canceled it (lifecycle)
   };
   using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::ServerMessage>;
 
@@ -118,6 +132,22 @@ class Agent {
   // The cache for the assignment's clone URL, holding its credential (if any) for the fetch.
   GitMirror* CacheFor(const v1::Assignment& a);
 
+  // Lifecycle (agent/agent_lifecycle.cc). Why the agent takes no job now, in its own view
+  // (a stop signal, the disk floor); "" when it takes jobs. REQUIRES: mu_ held.
+  std::string OwnStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // REQUIRES: mu_ held. "" when a new job may be taken; else the rejection's reason.
+  std::string RefusalLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // REQUIRES: mu_ held. Sends AgentState when OwnStateLocked changed since it was last sent.
+  void SendStateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // REQUIRES: mu_ held. Cancels every running job, its result saying `reason`.
+  void CancelAllLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks the disk floor now; updates disk_reason_ and tells the server when it changed.
+  void CheckDisk();
+  void OnDrain(const v1::Drain& d);
+  // One thread from Run: the periodic disk check, the drain deadlines, and the end of a drain
+  // (no job left to deliver: Run returns).
+  void LifecycleLoop();
+
   const AgentOptions opts_;
   std::string bearer_;  // the secret sent as `authorization: Bearer`; set by Run
   std::shared_ptr<grpc::Channel> channel_;
@@ -132,6 +162,19 @@ class Agent {
   // Threads of jobs whose result was acknowledged, with their "returned" flag.
   std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> finished_threads_
       ABSL_GUARDED_BY(mu_);
+  // Lifecycle. stop_signals_: Drain calls so far; drain_why_: the first one's `why`.
+  int stop_signals_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string drain_why_ ABSL_GUARDED_BY(mu_);
+  absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool drain_canceled_ ABSL_GUARDED_BY(mu_) = false;  // the drain's deadline was acted on
+  // An admin's drain (ServerMessage.drain): no new job; running ones canceled at
+  // server_cancel_at_.
+  bool server_drained_ ABSL_GUARDED_BY(mu_) = false;
+  std::string server_drain_reason_ ABSL_GUARDED_BY(mu_);
+  absl::Time server_cancel_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  std::string disk_reason_ ABSL_GUARDED_BY(mu_);  // DiskFloorReason of the last check
+  std::string sent_state_ ABSL_GUARDED_BY(mu_);   // OwnStateLocked as last told the server
+  bool lifecycle_wake_ ABSL_GUARDED_BY(mu_) = false;  // something for LifecycleLoop to see
 
   absl::Mutex cache_mu_;
   std::map<std::string, std::unique_ptr<GitMirror>> caches_ ABSL_GUARDED_BY(cache_mu_);

@@ -77,6 +77,17 @@ int main(int argc, char** argv) {
       {"accept-untrusted", "",
        "run jobs of untrusted pipelines (e.g. forks' pull requests); use a separate machine", false,
        true},
+      // Issue 9: stopping and draining, the disk floor.
+      {"drain-timeout", "10m",
+       "on SIGTERM/SIGINT: how long running jobs may still take before they are canceled (0s: "
+       "cancel at once); a second signal cancels them at once",
+       false, false, assay::DurationIn(absl::ZeroDuration(), absl::Hours(24 * 7))},
+      {"min-free-disk-gb", "1",
+       "take no job while the work dir's file system has less free space than this, decimal GB "
+       "(0: no floor)",
+       false, false, assay::NumberIn(0, 1000000)},
+      {"disk-check-interval", "10s", "how often the free disk space is checked", false, false,
+       assay::DurationIn(absl::Milliseconds(100), absl::Hours(1))},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-agent");
   if (!cfg.ok()) {
@@ -162,15 +173,21 @@ int main(int argc, char** argv) {
                    "and change its cache; use an unprivileged --job-user");
   }
   o.accept_untrusted = cfg->GetBool("accept-untrusted");
+  o.drain_timeout = cfg->GetDuration("drain-timeout").value_or(absl::Minutes(10));
+  o.disk_check_interval = cfg->GetDuration("disk-check-interval").value_or(absl::Seconds(10));
+  (void)absl::SimpleAtod(cfg->Get("min-free-disk-gb"), &o.min_free_disk_gb);  // checked above
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();
 
   assay::Agent agent(o);
+  // The first signal drains (no new jobs; running ones finish, within --drain-timeout), the
+  // second cancels running jobs, the third stops at once (Agent::Drain).
   std::thread waiter([&] {
-    int sig = assay::WaitForStopSignal(set);
-    assay::LogInfo("agent", "signal ", sig, ": shutting down");
-    agent.Shutdown();
+    while (true) {
+      int sig = assay::WaitForStopSignal(set);
+      agent.Drain(sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
   });
   absl::Status s = agent.Run();
   if (!s.ok()) {

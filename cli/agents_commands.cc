@@ -52,6 +52,31 @@ int AgentChangeAccess(const ApiClient& api, const std::string& name, const std::
   return 0;
 }
 
+int AgentDrain(const ApiClient& api, const std::string& name,
+               const std::optional<std::string>& reason, const std::optional<std::string>& timeout,
+               std::ostream& out, std::ostream& err) {
+  json::object body;
+  if (reason) body["reason"] = *reason;
+  if (timeout) body["timeout"] = *timeout;
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/agents/", UrlEscape(name), "/drain"),
+                   json::serialize(body), err);
+  if (!reply) return 1;
+  out << "agent " << name << ": drained (no new jobs; running jobs "
+      << (timeout ? absl::StrCat("are canceled after ", *timeout) : std::string("finish"))
+      << "; `assay agents resume " << name << "` lifts it)\n";
+  return 0;
+}
+
+int AgentResume(const ApiClient& api, const std::string& name, std::ostream& out,
+                std::ostream& err) {
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/agents/", UrlEscape(name), "/resume"), "", err);
+  if (!reply) return 1;
+  out << "agent " << name << ": resumed (takes jobs again)\n";
+  return 0;
+}
+
 int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err) {
   std::optional<json::value> reply = api.CallJson("GET", "/api/v1/agents", "", err);
   if (!reply) return 1;
@@ -77,7 +102,18 @@ int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err) {
     const std::string accepts = untrusted == nullptr || !untrusted->is_bool() ? "-"
                                 : untrusted->as_bool()                        ? "yes"
                                                                               : "no";
-    rows.push_back({Field(a, "name"), Field(a, "state"), Field(a, "access"),
+    // STATE: "online", and whether it takes jobs (issue 9): "online (drained)" after
+    // `assay agents drain`, "online (not accepting)" while it drains itself or lacks disk.
+    std::string state = Field(a, "state");
+    const json::value* drained = a != nullptr ? a->if_contains("drained") : nullptr;
+    const json::value* accepting = a != nullptr ? a->if_contains("accepting") : nullptr;
+    if (drained != nullptr && drained->is_bool() && drained->as_bool()) {
+      state += " (drained)";
+    } else if (state == "online" && accepting != nullptr && accepting->is_bool() &&
+               !accepting->as_bool()) {
+      state += " (not accepting)";
+    }
+    rows.push_back({Field(a, "name"), state, Field(a, "access"),
                     absl::StrJoin(labels, ","), Field(a, "cpu_slots"), accepts,
                     Field(a, "last_seen_at")});
   }

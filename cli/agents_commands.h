@@ -27,6 +27,14 @@ int AgentTokenCreate(const ApiClient& api, const TokenCreateOptions& options, st
 int AgentChangeAccess(const ApiClient& api, const std::string& name, const std::string& action,
                       std::ostream& out, std::ostream& err);
 
+// POST /api/v1/agents/NAME/drain {"reason"?, "timeout"?} (issue 9); prints what it did.
+int AgentDrain(const ApiClient& api, const std::string& name,
+               const std::optional<std::string>& reason, const std::optional<std::string>& timeout,
+               std::ostream& out, std::ostream& err);
+// POST /api/v1/agents/NAME/resume.
+int AgentResume(const ApiClient& api, const std::string& name, std::ostream& out,
+                std::ostream& err);
+
 // GET /api/v1/agents; prints a table NAME STATE ACCESS LABELS SLOTS LAST_SEEN.
 int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err);
 

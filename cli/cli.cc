@@ -55,6 +55,10 @@ Commands:
   agents revoke NAME          delete the agent's credential and close its stream
   agents disable NAME         refuse the agent (stream closed) until `agents enable NAME`
   agents enable NAME          accept a disabled agent again
+  agents drain NAME [--reason TEXT] [--timeout 30m]
+                              no new jobs for the agent; running ones finish (or are canceled
+                              after --timeout); it stays connected and idle until resumed
+  agents resume NAME          lift a drain: the agent takes jobs again
 
 Global options (anywhere on the line):
   --server URL   server address (default: $ASSAY_SERVER, else http://127.0.0.1:8080)
@@ -382,9 +386,20 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       }
       return AgentChangeAccess(api, line.positional[2], sub, out, err);
     }
+    if (sub == "drain") {
+      if (auto error = check("agents drain", {"--reason", "--timeout"}, 2, 1, 1, "an agent NAME")) {
+        return *error;
+      }
+      return AgentDrain(api, line.positional[2], options.Get("--reason"),
+                        options.Get("--timeout"), out, err);
+    }
+    if (sub == "resume") {
+      if (auto error = check("agents resume", {}, 2, 1, 1, "an agent NAME")) return *error;
+      return AgentResume(api, line.positional[2], out, err);
+    }
     return UsageError{
-        "'assay agents' needs a subcommand: list, token create, revoke, disable "
-        "or enable"};
+        "'assay agents' needs a subcommand: list, token create, revoke, disable, enable, drain "
+        "or resume"};
   }
   const std::string suggestion = ClosestMatch(command, kCommands);
   return UsageError{

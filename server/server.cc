@@ -277,6 +277,11 @@ absl::Status AssayServer::Start() {
   m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {
     service->CloseAgent(agent_id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
   };
+  // Why the pool: reading the drain state blocks on PostgreSQL; the caller is an HTTP handler
+  // or the listener's thread.
+  m.api.refresh_agent_drain = [service](int64_t agent_id) {
+    service->Post([service, agent_id] { service->RefreshDrains({agent_id}); });
+  };
   m.router = std::make_unique<http::Router>();
   RegisterApi(*m.router, m.api);
   http::ServerOptions ho;
@@ -300,6 +305,13 @@ absl::Status AssayServer::Start() {
   m.listener = std::make_unique<store::Listener>(m.db->dsn());
   m.wakeups = std::make_unique<Wakeups>(m.listener.get(), m.dispatcher.get(), m.agents.get());
   m.status_reporter->Listen(m.listener.get());
+  // Issue 9: a drain or resume made through another server's API reaches the agent's stream
+  // here at once (and within the access check interval should the notification be lost).
+  m.listener->Listen("assay_agent_drain", [refresh = m.api.refresh_agent_drain](
+                                              const std::string& payload) {
+    int64_t id = 0;
+    if (absl::SimpleAtoi(payload, &id) && id > 0) refresh(id);
+  });
   m.listener->Start();
   m.wakeups->Start();
   m.schedule_loop->Start();

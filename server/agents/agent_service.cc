@@ -1,5 +1,6 @@
 #include "server/agents/agent_service.h"
 
+#include "server/scheduler/explain.h"
 #include "server/scheduler/requirements.h"
 
 #include <boost/asio/post.hpp>
@@ -28,6 +29,35 @@ constexpr int kMaxLabels = 64;
 constexpr int kMaxGpus = 256;
 constexpr int kMaxHeldJobs = 4096;
 constexpr size_t kMaxVersion = 200;
+// The longest "why no jobs" an agent may send (Hello.not_accepting_reason, AgentState.reason).
+constexpr size_t kMaxStateReason = 300;
+
+// kInvalidArgument unless `reason` is a short line of text: it is shown in the API and in
+// waiting jobs' sentences.
+absl::Status CheckStateReason(const std::string& reason, const char* field) {
+  if (reason.size() > kMaxStateReason) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must be at most ", kMaxStateReason, " bytes"));
+  }
+  for (unsigned char c : reason) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " must not hold control characters"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The Drain message that tells an agent about `drain`, as of `now`.
+v1::ServerMessage DrainMessage(const store::AgentDrain& drain, absl::Time now) {
+  v1::ServerMessage m;
+  auto* d = m.mutable_drain();
+  d->set_resume(!drain.drained);
+  d->set_reason(drain.reason);
+  if (drain.drained && drain.deadline.has_value()) {
+    d->set_cancel_after_ms(std::max<int64_t>(0, absl::ToInt64Milliseconds(*drain.deadline - now)));
+  }
+  return m;
+}
 
 const std::regex& LabelPattern() {
   static const std::regex kLabel("^[A-Za-z0-9][A-Za-z0-9_.:/=+\\-]{0,99}$");
@@ -57,6 +87,7 @@ class SessionChannel final : public AgentChannel {
   bool Send(const v1::ServerMessage& msg) override;
   void Close(const std::string& reason) override;
   void CloseWith(const grpc::Status& status);
+  void ApplyDrain(const store::AgentDrain& drain);
   void Detach() {
     absl::MutexLock l(&mu_);
     session_ = nullptr;
@@ -331,6 +362,7 @@ class Session final : public Reactor {
       case v1::AgentMessage::kRejected: return OnRejected(msg.rejected());
       case v1::AgentMessage::kLog: return OnLog(msg.log());
       case v1::AgentMessage::kResult: return OnResult(msg.result());
+      case v1::AgentMessage::kState: return OnAgentState(msg.state());
       default:
         Fail(grpc::StatusCode::INVALID_ARGUMENT, "empty or unknown agent message");
         return false;
@@ -381,6 +413,15 @@ class Session final : public Reactor {
     }
     ah.memory_gb = h.memory_gb();
     ah.accept_untrusted = h.accept_untrusted();
+    if (absl::Status r = CheckStateReason(h.not_accepting_reason(), "hello.not_accepting_reason");
+        !r.ok()) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, std::string(r.message()));
+      return false;
+    }
+    if (h.not_accepting()) {
+      ah.not_accepting =
+          h.not_accepting_reason().empty() ? "not taking jobs" : h.not_accepting_reason();
+    }
     for (const auto& l : h.labels()) ah.labels.push_back(l);
     boost::json::array gpus;
     for (const auto& g : h.gpus()) {
@@ -461,6 +502,11 @@ class Session final : public Reactor {
     cap.cpus_total = ah.cpu_slots;
     cap.memory_gb_total = ah.memory_gb;
     cap.accepts_untrusted = ah.accept_untrusted;
+    {
+      absl::MutexLock l(&state_mu_);
+      agent_reason_ = ah.not_accepting;
+      drain_ = session->drain;
+    }
     for (const auto& g : h.gpus()) {
       GpuSlot slot;
       slot.index = g.index();
@@ -471,14 +517,79 @@ class Session final : public Reactor {
     }
     Enqueue(m);
     std::weak_ptr<SessionChannel> weak = channel_;
-    svc_->RegisterSession(agent_id_, this, [weak](const grpc::Status& st) {
-      if (auto c = weak.lock()) c->CloseWith(st);
-    });
+    svc_->RegisterSession(
+        agent_id_, this,
+        [weak](const grpc::Status& st) {
+          if (auto c = weak.lock()) c->CloseWith(st);
+        },
+        [weak](const store::AgentDrain& d) {
+          if (auto c = weak.lock()) c->ApplyDrain(d);
+        });
     LogInfo("agents", "agent ", name_, " (", agent_id_, ") connected",
             credential_hash_.empty() ? " with the shared agent token" : " with its credential",
             ": ", h.cpu_slots(), " slot(s), ", h.held_jobs_size(), " held job(s)");
-    deps_.dispatcher->AgentConnected(std::move(cap), std::move(busy), channel_);
+    {
+      // Why under state_mu_ up to AgentConnected: a drain applied meanwhile (ApplyDrain, from
+      // another thread) must reach the dispatcher after the agent is there, not before.
+      absl::MutexLock l(&state_mu_);
+      if (drain_.drained) Enqueue(DrainMessage(drain_, absl::Now()));
+      cap.not_accepting = NotAcceptingPhrase(drain_, agent_reason_);
+      if (!cap.not_accepting.empty()) {
+        LogInfo("agents", "agent ", name_, " takes no jobs: it is ", cap.not_accepting);
+      }
+      deps_.dispatcher->AgentConnected(std::move(cap), std::move(busy), channel_);
+    }
     deps_.dispatcher->Kick();
+    return true;
+  }
+
+ public:
+  // An admin drained or resumed the agent (or the periodic check saw it): tells the agent and
+  // the dispatcher when it changed. Any thread; idempotent.
+  void ApplyDrain(const store::AgentDrain& drain) {
+    v1::ServerMessage m;
+    {
+      absl::MutexLock l(&state_mu_);
+      if (drain.drained == drain_.drained && drain.reason == drain_.reason &&
+          drain.deadline == drain_.deadline) {
+        return;
+      }
+      drain_ = drain;
+      m = DrainMessage(drain_, absl::Now());
+      deps_.dispatcher->SetNotAccepting(agent_id_, NotAcceptingPhrase(drain_, agent_reason_));
+    }
+    LogInfo("agents", "agent ", agent_id_, drain.drained ? " drained" : " resumed",
+            drain.reason.empty() ? "" : ": ", drain.reason);
+    Enqueue(m);
+  }
+
+ private:
+  // The agent's own state (lifecycle): it applies to this stream's agent only; no message can
+  // name another one.
+  bool OnAgentState(const v1::AgentState& st) {
+    if (absl::Status r = CheckStateReason(st.reason(), "state.reason"); !r.ok()) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, std::string(r.message()));
+      return false;
+    }
+    std::string reason;
+    if (!st.accepting()) reason = st.reason().empty() ? "not taking jobs" : st.reason();
+    {
+      absl::MutexLock l(&state_mu_);
+      // Why: an agent repeating its state costs no write and no log line.
+      if (reason == agent_reason_) return true;
+      agent_reason_ = reason;
+      deps_.dispatcher->SetNotAccepting(agent_id_, NotAcceptingPhrase(drain_, agent_reason_));
+    }
+    LogInfo("agents", "agent ", name_,
+            reason.empty() ? " takes jobs again" : absl::StrCat(" takes no jobs: ", reason));
+    // Why after the dispatcher: this server stops at once; the row tells the other servers'
+    // claims and the waiting sentences. A failure leaves the row stale until the next state or
+    // Hello (the dispatcher here, which alone sends to this agent, is right already).
+    auto current = deps_.agents->SetNotAccepting(session_, reason);
+    if (!current.ok()) {
+      LogWarn("agents", "agent ", name_, ": recording its state failed: ",
+              current.status().ToString());
+    }
     return true;
   }
 
@@ -692,6 +803,12 @@ class Session final : public Reactor {
   store::AgentSession session_;
   std::string credential_hash_;               // set when the stream presented a credential
   std::atomic<bool> database_failed_{false};  // set by DatabaseFailed, read by EndSession
+  // Lifecycle: why the agent takes no job, its own word ("" = it does) and an admin's drain.
+  // Lock order: SessionChannel's lock, then state_mu_, then the dispatcher's lock or mu_
+  // (Enqueue); nothing holds mu_ or the dispatcher's lock while taking state_mu_.
+  absl::Mutex state_mu_;
+  std::string agent_reason_ ABSL_GUARDED_BY(state_mu_);
+  store::AgentDrain drain_ ABSL_GUARDED_BY(state_mu_);
 
   absl::Mutex mu_;
   std::deque<v1::ServerMessage> out_ ABSL_GUARDED_BY(mu_);
@@ -722,6 +839,11 @@ void SessionChannel::CloseWith(const grpc::Status& status) {
   if (session_ != nullptr) session_->FinishOnce(status);
 }
 
+void SessionChannel::ApplyDrain(const store::AgentDrain& drain) {
+  absl::MutexLock l(&mu_);
+  if (session_ != nullptr) session_->ApplyDrain(drain);
+}
+
 }  // namespace
 
 AgentServiceImpl::AgentServiceImpl(AgentServiceDeps deps)
@@ -739,14 +861,44 @@ AgentServiceImpl::~AgentServiceImpl() {
 }
 
 void AgentServiceImpl::RegisterSession(int64_t agent_id, const void* key,
-                                       std::function<void(const grpc::Status&)> close) {
+                                       std::function<void(const grpc::Status&)> close,
+                                       std::function<void(const store::AgentDrain&)> drain) {
   absl::MutexLock l(&mu_);
   open_[{agent_id, key}] = std::move(close);
+  if (drain) drain_[{agent_id, key}] = std::move(drain);
 }
 
 void AgentServiceImpl::UnregisterSession(int64_t agent_id, const void* key) {
   absl::MutexLock l(&mu_);
   open_.erase({agent_id, key});
+  drain_.erase({agent_id, key});
+}
+
+void AgentServiceImpl::RefreshDrains(const std::vector<int64_t>& only) {
+  std::vector<int64_t> ids;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [k, v] : drain_) {
+      if (!only.empty() && std::find(only.begin(), only.end(), k.first) == only.end()) continue;
+      if (ids.empty() || ids.back() != k.first) ids.push_back(k.first);
+    }
+  }
+  if (ids.empty()) return;
+  auto drains = deps_.agents->Drains(ids);
+  if (!drains.ok()) {
+    LogWarn("agents", "reading agents' drain state failed: ", drains.status().ToString());
+    return;
+  }
+  std::vector<std::pair<std::function<void(const store::AgentDrain&)>, store::AgentDrain>> calls;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [k, fn] : drain_) {
+      auto it = drains->find(k.first);
+      if (it != drains->end()) calls.emplace_back(fn, it->second);
+    }
+  }
+  // Outside mu_: applying takes the session's locks.
+  for (auto& [fn, d] : calls) fn(d);
 }
 
 void AgentServiceImpl::CloseAgent(int64_t agent_id, const grpc::Status& status) {
@@ -780,6 +932,9 @@ void AgentServiceImpl::AccessCheckLoop() {
       }
     }
     if (ids.empty()) continue;
+    // Why here too: a drain whose notification was lost (a listener reconnect) still reaches
+    // the agent within one interval.
+    RefreshDrains(ids);
     auto blocked = deps_.credentials->Blocked(ids);
     if (!blocked.ok()) {
       LogWarn("agents", "checking agents for revocation failed: ", blocked.status().ToString());

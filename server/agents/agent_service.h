@@ -86,8 +86,16 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   // Sessions register how to close them once their Hello is accepted, and unregister as
   // they end. `key` identifies the session.
   void RegisterSession(int64_t agent_id, const void* key,
-                       std::function<void(const grpc::Status&)> close);
+                       std::function<void(const grpc::Status&)> close,
+                       std::function<void(const store::AgentDrain&)> drain = nullptr);
   void UnregisterSession(int64_t agent_id, const void* key);
+
+  // Issue 9, lifecycle: reads the drain state of the agents with streams open here (all, or
+  // those in `only`) and tells each session, which tells its agent and the dispatcher when it
+  // changed. Blocking (PostgreSQL): call it from the pool or a thread of its own. Called after
+  // a drain or resume through this server's API, on the 'assay_agent_drain' notification of
+  // another server's, and every access_check_interval in case a notification was lost.
+  void RefreshDrains(const std::vector<int64_t>& only = {});
 
   const AgentServiceDeps& deps() const { return deps_; }
   // Runs `task` on the worker pool. Why under mu_: a session's last task (SessionEnded) takes
@@ -123,6 +131,8 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   std::atomic<size_t> peak_outbound_{0};
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::pair<int64_t, const void*>, std::function<void(const grpc::Status&)>> open_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int64_t, const void*>, std::function<void(const store::AgentDrain&)>> drain_
       ABSL_GUARDED_BY(mu_);
   std::thread access_check_;
 };

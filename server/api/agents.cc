@@ -1,8 +1,10 @@
 // /api/v1/agents: every agent the database knows, with its GPUs; enrollment tokens, revoke,
-// disable and enable (issue 8).
+// disable and enable (issue 8); drain and resume (issue 9, lifecycle).
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <optional>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
@@ -102,6 +104,70 @@ Response ChangeAccess(const ApiDeps& d, Request& req, const std::string& action)
                                                             : "enabled"}});
 }
 
+// The longest drain reason (the agents table's CHECK) and drain timeout.
+constexpr size_t kMaxDrainReason = 300;
+constexpr int64_t kMaxDrainTimeout = 30 * 24 * 3600;  // 30 days
+
+// POST /api/v1/agents/{name}/drain {"reason"?: "...", "timeout"?: "30m"} (the body may be
+// empty): the agent takes no new job, on any server, until resumed; running jobs finish, or
+// are canceled once `timeout` has passed ("0s": at once). The agent stays connected and idle.
+// Idempotent: a second drain keeps the first drained_at and replaces reason and timeout.
+// 200 {"id", "name", "drained": true, "reason", "deadline"}; 404 for an unknown agent.
+Response Drain(const ApiDeps& d, Request& req) {
+  const std::string name = req.path_params["name"];
+  std::string reason;
+  std::optional<absl::Time> deadline;
+  if (!req.body.empty()) {
+    Response err;
+    auto body = http::ParseJsonBody(req, &err);
+    if (!body) return err;
+    if (absl::Status known = http::OnlyFields(*body, {"reason", "timeout"}); !known.ok()) {
+      return http::StatusToResponse(known);
+    }
+    auto r = http::OptionalString(*body, "reason");
+    if (!r.ok()) return http::StatusToResponse(r.status());
+    if (r->has_value()) reason = **r;
+    if (reason.size() > kMaxDrainReason ||
+        std::any_of(reason.begin(), reason.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+      return ErrorResponse(400, "invalid_argument",
+                           absl::StrCat("field 'reason' must be at most ", kMaxDrainReason,
+                                        " bytes of text without control characters"));
+    }
+    auto t = http::OptionalString(*body, "timeout");
+    if (!t.ok()) return http::StatusToResponse(t.status());
+    if (t->has_value()) {
+      // Why the special case: the pipeline's duration parser refuses zero, and "0s" (cancel
+      // at once) is a timeout a drain may well have.
+      const bool zero = **t == "0" || **t == "0s" || **t == "0m" || **t == "0h";
+      auto parsed = zero ? absl::StatusOr<int64_t>(0) : ParseDurationSeconds(**t);
+      if (!parsed.ok() || *parsed < 0 || *parsed > kMaxDrainTimeout) {
+        return ErrorResponse(400, "invalid_argument",
+                             "field 'timeout' must be a duration from 0s to 720h, like 30m");
+      }
+      deadline = absl::Now() + absl::Seconds(*parsed);
+    }
+  }
+  auto id = d.agents->Drain(name, reason, deadline);
+  if (!id.ok()) return http::StatusToResponse(id.status());
+  if (d.refresh_agent_drain) d.refresh_agent_drain(*id);
+  return JsonResponse(200, {{"id", *id},
+                            {"name", name},
+                            {"drained", true},
+                            {"reason", reason},
+                            {"deadline", deadline ? TimeJson(*deadline) : json::value(nullptr)}});
+}
+
+// POST /api/v1/agents/{name}/resume: lifts a drain (a no-op for an agent that is not drained).
+// 200 {"id", "name", "drained": false}; 404 for an unknown agent.
+Response Resume(const ApiDeps& d, Request& req) {
+  const std::string name = req.path_params["name"];
+  auto id = d.agents->Resume(name);
+  if (!id.ok()) return http::StatusToResponse(id.status());
+  if (d.refresh_agent_drain) d.refresh_agent_drain(*id);
+  return JsonResponse(200, {{"id", *id}, {"name", name}, {"drained", false}});
+}
+
 }  // namespace
 
 void RegisterAgentRoutes(http::Router& router, const ApiDeps& d) {
@@ -116,6 +182,10 @@ void RegisterAgentRoutes(http::Router& router, const ApiDeps& d) {
                }
                return JsonResponse(200, {{"agents", std::move(a)}});
              }));
+  router.Add("POST", "/api/v1/agents/{name}/drain",
+             Authed(d, [&d](Request& req) { return Drain(d, req); }));
+  router.Add("POST", "/api/v1/agents/{name}/resume",
+             Authed(d, [&d](Request& req) { return Resume(d, req); }));
   if (d.credentials == nullptr) return;
   router.Add("POST", "/api/v1/agents/enrollment-tokens",
              Authed(d, [&d](Request& req) { return CreateEnrollmentToken(d, req); }));

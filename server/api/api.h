@@ -52,6 +52,10 @@ struct ApiDeps {
   store::AgentCredentialStore* credentials = nullptr;
   // Ends every stream of the agent on this server at once (revoke, disable).
   std::function<void(int64_t agent_id, const std::string& reason)> close_agent;
+  // Issue 9: tells the agent's streams on this server at once that it was drained or resumed
+  // (the other servers learn through the 'assay_agent_drain' notification). Null: they learn
+  // within the agent service's access check interval.
+  std::function<void(int64_t agent_id)> refresh_agent_drain;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

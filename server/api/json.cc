@@ -130,6 +130,13 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
                       {"last_seen_at", TimeJson(ag.last_seen_at)},
                       {"access", ag.access},
                       {"accept_untrusted", ag.accept_untrusted},
+                      // Issue 9, lifecycle: the agent's own state and an admin's drain.
+                      {"accepting", ag.not_accepting.empty()},
+                      {"state_reason", ag.not_accepting},
+                      {"drained", ag.drain.drained},
+                      {"drain_reason", ag.drain.reason},
+                      {"drain_deadline", ag.drain.deadline ? TimeJson(*ag.drain.deadline)
+                                                           : json::value(nullptr)},
                       {"gpus", *std::move(gpus)}};
 }
 

@@ -101,6 +101,14 @@ void Dispatcher::JobReleased(int64_t agent_id, int64_t job_id) {
   kicked_ = true;
 }
 
+void Dispatcher::SetNotAccepting(int64_t agent_id, const std::string& reason) {
+  absl::MutexLock l(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return;
+  if (it->second.capacity.not_accepting != reason) kicked_ = kicked_ || reason.empty();
+  it->second.capacity.not_accepting = reason;
+}
+
 void Dispatcher::SendCancel(int64_t agent_id, int64_t job_id, const std::string& token,
                             const std::string& reason) {
   std::shared_ptr<AgentChannel> ch;
@@ -217,7 +225,10 @@ int Dispatcher::DispatchPass() {
   {
     absl::MutexLock l(&mu_);
     for (const auto& [id, a] : agents_) {
-      if (a.capacity.cpus_used < a.capacity.cpus_total) free.push_back(a.capacity);
+      // Why check here too: an agent that takes no job (lifecycle) widens no queue filter.
+      if (a.capacity.cpus_used < a.capacity.cpus_total && a.capacity.not_accepting.empty()) {
+        free.push_back(a.capacity);
+      }
     }
   }
   if (free.empty()) return 0;

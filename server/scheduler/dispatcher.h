@@ -68,6 +68,10 @@ class Dispatcher {
   void AgentDisconnected(int64_t agent_id, const AgentChannel* channel);
   // A job of this agent ended (result, rejection, stale): its slot is free again.
   void JobReleased(int64_t agent_id, int64_t job_id);
+  // Issue 9, lifecycle: the agent takes no new job while `reason` is set (see
+  // AgentCapacity::not_accepting); "" lets it take jobs again (and wakes the loop). Ignored for
+  // an agent not connected here. AgentConnected's capacity carries the state at connect.
+  void SetNotAccepting(int64_t agent_id, const std::string& reason);
   // Tells the agent (if connected here) to stop the attempt.
   void SendCancel(int64_t agent_id, int64_t job_id, const std::string& token,
                   const std::string& reason);

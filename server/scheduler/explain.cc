@@ -41,6 +41,14 @@ std::string GroupName(const std::string& key) {
 
 }  // namespace
 
+std::string NotAcceptingPhrase(const store::AgentDrain& drain, const std::string& agent_reason) {
+  if (drain.drained) {
+    if (drain.reason.empty()) return "draining (drained by an admin)";
+    return absl::StrCat("draining (drained by an admin: ", drain.reason, ")");
+  }
+  return agent_reason;
+}
+
 ClusterView BuildClusterView(const std::vector<store::AgentRow>& agents,
                              const std::vector<store::LiveUsage>& live, absl::Time now,
                              absl::Duration fresh) {
@@ -56,6 +64,7 @@ ClusterView BuildClusterView(const std::vector<store::AgentRow>& agents,
     cap.memory_gb_total = a.memory_gb;
     cap.gpus = GpusFromJson(a.gpus_json);
     cap.accepts_untrusted = a.accept_untrusted;
+    cap.not_accepting = NotAcceptingPhrase(a.drain, a.not_accepting);
     index[a.id] = v.agents.size();
     v.agents.push_back(std::move(cap));
   }

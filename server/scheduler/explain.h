@@ -21,6 +21,13 @@ struct ClusterView {
   std::map<std::string, int> parallel_running;  // parallel key → live jobs
 };
 
+// Issue 9, lifecycle: why an agent takes no job, as AgentCapacity::not_accepting says it.
+// An admin's drain wins: "draining (drained by an admin)" or "draining (drained by an admin:
+// REASON)"; else the agent's own phrase (`agent_reason`, e.g. "draining (SIGTERM)"); "" when
+// it takes jobs.
+std::string NotAcceptingPhrase(const store::AgentDrain& drain, const std::string& agent_reason);
+
+// Agents that take no job (an admin's drain, or their own AgentState) carry not_accepting.
 ClusterView BuildClusterView(const std::vector<store::AgentRow>& agents,
                              const std::vector<store::LiveUsage>& live, absl::Time now,
                              absl::Duration fresh);

@@ -102,6 +102,7 @@ std::vector<const GpuSlot*> UsableGpus(const JobRequirements& job, const AgentCa
 }
 
 bool Fits(const JobRequirements& job, const AgentCapacity& agent) {
+  if (!agent.not_accepting.empty()) return false;
   if (job.untrusted && !agent.accepts_untrusted) return false;
   if (!HasLabels(job, agent)) return false;
   if (FreeCpus(agent) < job.cpus) return false;
@@ -141,7 +142,52 @@ std::optional<Placement> ChooseAgent(const JobRequirements& job,
   return placement;
 }
 
+namespace {
+
+// `a` as it would be with no job running and taking jobs.
+AgentCapacity Idle(const AgentCapacity& a) {
+  AgentCapacity idle = a;
+  idle.not_accepting.clear();
+  idle.cpus_used = 0;
+  idle.memory_gb_used = 0;
+  for (GpuSlot& g : idle.gpus) g.exclusive_jobs = g.shared_jobs = 0;
+  return idle;
+}
+
+// ExplainWait over agents that all take jobs.
+std::string ExplainWaitAmong(const JobRequirements& job, const std::vector<AgentCapacity>& agents);
+
+}  // namespace
+
 std::string ExplainWait(const JobRequirements& job, const std::vector<AgentCapacity>& agents) {
+  std::vector<AgentCapacity> open;
+  std::vector<const AgentCapacity*> could;  // take no jobs now, but could run this one
+  bool open_could = false;
+  for (const AgentCapacity& a : agents) {
+    if (a.not_accepting.empty()) {
+      open.push_back(a);
+      open_could = open_could || Fits(job, Idle(a));
+    } else if (Fits(job, Idle(a))) {
+      could.push_back(&a);
+    }
+  }
+  if (!could.empty() && !open_could) {
+    if (could.size() == 1) {
+      return absl::StrCat("agent ", could[0]->name, " is ", could[0]->not_accepting);
+    }
+    std::vector<std::string> parts;
+    for (const AgentCapacity* a : could) {
+      parts.push_back(absl::StrCat("agent ", a->name, " is ", a->not_accepting));
+    }
+    return absl::StrCat("the agents that could run it take no jobs now: ",
+                        absl::StrJoin(parts, "; "));
+  }
+  return ExplainWaitAmong(job, open);
+}
+
+namespace {
+
+std::string ExplainWaitAmong(const JobRequirements& job, const std::vector<AgentCapacity>& agents) {
   if (agents.empty()) return "no agent is connected";
   std::vector<const AgentCapacity*> labeled;
   bool any_accepts = false;
@@ -259,6 +305,8 @@ std::string ExplainWait(const JobRequirements& job, const std::vector<AgentCapac
   }
   return absl::StrCat("no agent has ", list, " at once: ", scope);
 }
+
+}  // namespace
 
 std::vector<size_t> OrderQueue(const std::vector<QueuedJob>& jobs,
                                const std::map<int64_t, int>& running_per_repo) {

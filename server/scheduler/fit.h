@@ -34,6 +34,10 @@ struct AgentCapacity {
   double memory_gb_total = 0, memory_gb_used = 0;
   std::vector<GpuSlot> gpus;
   bool accepts_untrusted = false;  // its Hello's accept_untrusted (--accept-untrusted)
+  // Issue 9, lifecycle: "" while the agent takes jobs; else why not, a phrase that follows
+  // "agent NAME is": "draining (SIGTERM)", "draining (drained by an admin: upgrade)",
+  // "not taking jobs: free disk 0.4 GB below the floor of 1 GB". No job fits such an agent.
+  std::string not_accepting;
 };
 
 // A job's `runs_on`.
@@ -62,7 +66,8 @@ bool GpuHasMemory(uint64_t memory_mb, double gb);
 // gpu_shared no shared job either; memory and model as asked. In agent order.
 std::vector<const GpuSlot*> UsableGpus(const JobRequirements& job, const AgentCapacity& agent);
 
-// Whether `job` fits `agent` now: the agent accepts untrusted jobs (when the job is untrusted),
+// Whether `job` fits `agent` now: the agent takes jobs (not_accepting is empty), it accepts
+// untrusted jobs (when the job is untrusted),
 // labels ⊆ agent labels, cpus free, memory free (when asked), and at least `gpus` usable GPUs.
 bool Fits(const JobRequirements& job, const AgentCapacity& agent);
 
@@ -100,6 +105,12 @@ std::optional<Placement> ChooseAgent(const JobRequirements& job,
 //   "no agent has 2 free GPUs, 4 free CPUs and 16 GB of free memory at once: X" (each part alone
 //     is available somewhere; the list names what the job asks: GPUs, CPUs, memory)
 // When the job fits: "agent gpu-1 (id 7) can take it now".
+// Before all of these (issue 9, lifecycle): when only agents that take no jobs now
+// (not_accepting) could run the job, were they idle, and no other agent could:
+//   "agent gpu-1 is draining (SIGTERM)"               (one such agent: "agent NAME is REASON")
+//   "the agents that could run it take no jobs now: agent a is draining (SIGTERM); agent b is
+//    not taking jobs: free disk 0.4 GB below the floor of 1 GB"
+// Otherwise the sentence is made over the agents that take jobs only.
 // Numbers of GB print with at most one decimal ("85.5", "40"); GPU sizes are decimal GB.
 std::string ExplainWait(const JobRequirements& job, const std::vector<AgentCapacity>& agents);
 

@@ -30,8 +30,37 @@ const Query kList{"agent_list",
                       "SELECT id, name, state, version, labels, cpu_slots, gpus::text, memory_gb, "
                       ASSAY_EPOCH_US("last_seen_at") ", accept_untrusted, CASE WHEN revoked_at IS "
                       "NOT NULL THEN 'revoked' WHEN disabled THEN 'disabled' WHEN enrolled_at IS "
-                      "NOT NULL THEN 'enrolled' ELSE 'shared-token' END FROM agents "
-                      "ORDER BY name"};
+                      "NOT NULL THEN 'enrolled' ELSE 'shared-token' END, state_reason, "
+                      "drained_at IS NOT NULL, drain_reason, "
+                      ASSAY_EPOCH_US("drain_deadline") " FROM agents ORDER BY name"};
+// Lifecycle (issue 9). The agent's own state, from the session that is current only; the
+// row lock serializes it with a concurrent Hello (as kDisconnect).
+const Query kSetAccepting{
+    "agent_set_accepting",
+    "UPDATE agents SET accepting = ($3 = ''), state_reason = $3 WHERE id = $1 AND "
+    "generation = $2 RETURNING drained_at IS NOT NULL, drain_reason, "
+    ASSAY_EPOCH_US("drain_deadline")};
+const Query kDrain{
+    "agent_drain",
+    "UPDATE agents SET drained_at = coalesce(drained_at, now()), drain_reason = $2, "
+    "drain_deadline = $3::timestamptz WHERE name = $1 RETURNING id"};
+const Query kResume{
+    "agent_resume",
+    "UPDATE agents SET drained_at = NULL, drain_reason = '', drain_deadline = NULL "
+    "WHERE name = $1 RETURNING id"};
+const Query kNotifyDrain{"agent_notify_drain", "SELECT pg_notify('assay_agent_drain', $1)"};
+const Query kDrains{
+    "agent_drains",
+    "SELECT id, drained_at IS NOT NULL, drain_reason, " ASSAY_EPOCH_US("drain_deadline")
+    " FROM agents WHERE id = ANY($1::bigint[])"};
+
+AgentDrain DrainFromRow(const pqxx::row& r, int first) {
+  AgentDrain d;
+  d.drained = r[first].as<bool>();
+  d.reason = r[first + 1].as<std::string>();
+  if (!r[first + 2].is_null()) d.deadline = ToTime(r[first + 2]);
+  return d;
+}
 
 }  // namespace
 
@@ -52,6 +81,10 @@ absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
     }
     out.id = r[0][0].as<int64_t>();
     out.generation = r[0][1].as<int64_t>();
+    // Why a second statement: the upsert is shared by several features; the lifecycle's
+    // columns are set (and the drain read) in the same transaction.
+    auto st = Exec(tx, c, kSetAccepting, {out.id, out.generation, h.not_accepting});
+    if (!st.empty()) out.drain = DrainFromRow(st[0], 0);
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
@@ -92,7 +125,60 @@ absl::StatusOr<std::vector<AgentRow>> AgentStore::List() {
       a.last_seen_at = ToTime(r[8]);
       a.accept_untrusted = r[9].as<bool>();
       a.access = r[10].as<std::string>();
+      a.not_accepting = r[11].as<std::string>();
+      a.drain = DrainFromRow(r, 12);
       out.push_back(std::move(a));
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<bool> AgentStore::SetNotAccepting(const AgentSession& session,
+                                                 const std::string& reason) {
+  bool current = false;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    current = !Exec(tx, c, kSetAccepting, {session.id, session.generation, reason}).empty();
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return current;
+}
+
+absl::StatusOr<int64_t> AgentStore::Drain(const std::string& name, const std::string& reason,
+                                          std::optional<absl::Time> deadline) {
+  int64_t id = 0;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto r = Exec(tx, c, kDrain, {name, reason, Param::Opt(deadline)});
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("no agent named '", name, "'"));
+    id = r[0][0].as<int64_t>();
+    Exec(tx, c, kNotifyDrain, {absl::StrCat(id)});
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return id;
+}
+
+absl::StatusOr<int64_t> AgentStore::Resume(const std::string& name) {
+  int64_t id = 0;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto r = Exec(tx, c, kResume, {name});
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("no agent named '", name, "'"));
+    id = r[0][0].as<int64_t>();
+    Exec(tx, c, kNotifyDrain, {absl::StrCat(id)});
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return id;
+}
+
+absl::StatusOr<std::map<int64_t, AgentDrain>> AgentStore::Drains(const std::vector<int64_t>& ids) {
+  std::map<int64_t, AgentDrain> out;
+  if (ids.empty()) return out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    for (const auto& r : Exec(tx, c, kDrains, {ToPgArray(ids)})) {
+      out[r[0].as<int64_t>()] = DrainFromRow(r, 1);
     }
     return absl::OkStatus();
   });

@@ -1,6 +1,8 @@
 #pragma once
 // Agents as they announced themselves. *db must outlive the store.
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,15 @@ struct AgentHello {
   // 0 and "" for the shared agent token.
   int64_t enrolled_id = 0;
   std::string credential_hash;
+  // The agent's own state (Hello.not_accepting): "" when it takes jobs, else why not.
+  std::string not_accepting;
+};
+
+// An admin's drain of one agent (POST /api/v1/agents/{name}/drain); survives restarts.
+struct AgentDrain {
+  bool drained = false;
+  std::string reason;  // the admin's reason; "" when none was given
+  std::optional<absl::Time> deadline;  // running jobs are canceled then; unset: never
 };
 
 // One connection of an agent: its id and the generation its Hello got (each Hello of the
@@ -27,6 +38,7 @@ struct AgentHello {
 struct AgentSession {
   int64_t id = 0;
   int64_t generation = 0;
+  AgentDrain drain;  // as it stood when the session started
 };
 
 struct AgentRow {
@@ -40,6 +52,8 @@ struct AgentRow {
   bool accept_untrusted = false;
   // "shared-token" (never enrolled), "enrolled", "disabled" or "revoked".
   std::string access;
+  std::string not_accepting;  // the agent's own "why no jobs" ("": it takes jobs)
+  AgentDrain drain;
 };
 
 class AgentStore {
@@ -57,6 +71,20 @@ class AgentStore {
   absl::StatusOr<std::vector<AgentRow>> List();
   // Marks these agents seen now (their streams are open on this server).
   absl::Status Touch(const std::vector<int64_t>& ids);
+
+  // Lifecycle (issue 9). Records the agent's own state ("" = accepting; else why not, at most
+  // 300 bytes) if `session` is still its current one; false (changing nothing) otherwise.
+  absl::StatusOr<bool> SetNotAccepting(const AgentSession& session, const std::string& reason);
+  // Drains the agent named `name` (kNotFound if none): it takes no new job from any server.
+  // Idempotent: draining a drained agent keeps its first drained_at and updates the reason
+  // and deadline. Notifies 'assay_agent_drain' with the agent id, so that the server holding
+  // its stream tells it at once. Returns the agent id.
+  absl::StatusOr<int64_t> Drain(const std::string& name, const std::string& reason,
+                                std::optional<absl::Time> deadline);
+  // Lifts the drain (kNotFound if no such agent; a no-op when it is not drained).
+  absl::StatusOr<int64_t> Resume(const std::string& name);
+  // The drain state of these agents (missing ids: no such agent).
+  absl::StatusOr<std::map<int64_t, AgentDrain>> Drains(const std::vector<int64_t>& ids);
 
  private:
   Db* db_;

@@ -37,7 +37,8 @@ const Query kGroupsInUse{
     "parallel_key IS NOT NULL) GROUP BY 1, 2"};
 // $1 job ids, $2 agent ids, $3 tokens, $4 GPU indices as "0,2" ('' for none). A job of an
 // untrusted pipeline ("untrusted" in its requirements) is claimed only for an agent that
-// accepts untrusted jobs, whatever the caller chose.
+// accepts untrusted jobs, whatever the caller chose; and no job for an agent that is draining
+// or said it takes no job (issue 9, lifecycle: agents.accepting, agents.drained_at).
 const Query kClaimBatch{
     "job_claim_batch",
     "WITH req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) "
@@ -45,6 +46,7 @@ const Query kClaimBatch{
     "pick AS (SELECT j.id FROM jobs j JOIN req ON req.job_id = j.id "
     "  JOIN agents a ON a.id = req.agent_id WHERE j.state = 'queued' "
     "  AND (a.accept_untrusted OR NOT coalesce((j.requirements->>'untrusted')::boolean, false)) "
+    "  AND a.accepting AND a.drained_at IS NULL "
     "  FOR UPDATE OF j SKIP LOCKED), "
     "claimed AS ("
     "  UPDATE jobs j SET state = 'assigned', attempt = j.attempt + 1, attempt_token = req.token, "

@@ -332,3 +332,36 @@ TEST_CASE("an untrusted job fits only agents that accept untrusted jobs", "[fit]
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("lifecycle: no job fits an agent that takes none, and the sentence names it",
+          "[fit][lifecycle]") {
+  std::vector<AgentCapacity> agents = {Agent(1, {"gpu"}, 8, 0, 2, 0), Agent(2, {"cpu"}, 4, 0)};
+  agents[0].not_accepting = "draining (SIGTERM)";
+  CHECK(!Fits(GpuJob(1), agents[0]));
+  CHECK(!ChooseAgent(GpuJob(1), agents).has_value());
+  CHECK(ExplainWait(GpuJob(1), agents) == "agent agent-1 is draining (SIGTERM)");
+  // Busy as well: the sentence still names why it takes nothing new.
+  agents[0].gpus[0].exclusive_jobs = agents[0].gpus[1].exclusive_jobs = 1;
+  CHECK(ExplainWait(GpuJob(1), agents) == "agent agent-1 is draining (SIGTERM)");
+  // A job it could never run is explained over the others, as before.
+  CHECK(ExplainWait(GpuJob(4), agents) == "no connected agent carries label gpu");
+  // A job another agent could run: the usual sentence over the agents that take jobs.
+  JobRequirements cpu;
+  cpu.labels = {"cpu"};
+  CHECK(ExplainWait(cpu, agents) == "agent agent-2 (id 2) can take it now");
+  agents[1].not_accepting = "not taking jobs: free disk 0.4 GB below the floor of 1 GB";
+  CHECK(ExplainWait(cpu, agents) ==
+        "agent agent-2 is not taking jobs: free disk 0.4 GB below the floor of 1 GB");
+  JobRequirements any;
+  CHECK(ExplainWait(any, agents) ==
+        "the agents that could run it take no jobs now: agent agent-1 is draining (SIGTERM); "
+        "agent agent-2 is not taking jobs: free disk 0.4 GB below the floor of 1 GB");
+  agents[0].not_accepting.clear();  // it takes jobs again
+  CHECK(Fits(any, agents[0]));
+}
+
+}  // namespace
+}  // namespace assay
