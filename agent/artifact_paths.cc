@@ -160,8 +160,7 @@ absl::StatusOr<UniqueFd> OpenArtifactSource(int root_fd, std::string_view rel,
     dir = std::move(next);
     cur = dir.get();
   }
-  UniqueFd fd(
-      ::openat(cur, segs.back().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd fd(::openat(cur, segs.back().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) {
     const int e = errno;
     if (e == ENOENT) return absl::NotFoundError(absl::StrCat(std::string(rel), " is gone"));
@@ -170,8 +169,7 @@ absl::StatusOr<UniqueFd> OpenArtifactSource(int root_fd, std::string_view rel,
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(std::string(rel), " is not a regular file"));
+    return absl::FailedPreconditionError(absl::StrCat(std::string(rel), " is not a regular file"));
   }
   if (owner.has_value() && st.st_uid != *owner) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -225,14 +223,13 @@ absl::StatusOr<CollectResult> CollectArtifactFiles(const std::string& workspace,
           case absl::StatusCode::kNotFound:
             out.notes.push_back(absl::StrCat("skipped ", rel, ": a symlink to nothing"));
             break;
-          default:
-            out.notes.push_back(absl::StrCat("skipped ", rel, ": a symlink loop"));
+          default: out.notes.push_back(absl::StrCat("skipped ", rel, ": a symlink loop"));
         }
         return absl::OkStatus();
       }
       source = *resolved;
-      if (source.empty() || ::fstatat(root.get(), source.c_str(), &target,
-                                      AT_SYMLINK_NOFOLLOW) != 0) {
+      if (source.empty() ||
+          ::fstatat(root.get(), source.c_str(), &target, AT_SYMLINK_NOFOLLOW) != 0) {
         out.notes.push_back(absl::StrCat("skipped ", rel, ": a symlink to a directory"));
         return absl::OkStatus();
       }
@@ -251,8 +248,8 @@ absl::StatusOr<CollectResult> CollectArtifactFiles(const std::string& workspace,
       return absl::OkStatus();
     }
     if (options.owner.has_value() && target.st_uid != *options.owner) {
-      out.notes.push_back(absl::StrCat("refused ", rel, ": owned by uid ", target.st_uid,
-                                       ", not the job user"));
+      out.notes.push_back(
+          absl::StrCat("refused ", rel, ": owned by uid ", target.st_uid, ", not the job user"));
       return absl::OkStatus();
     }
     if (absl::Status valid = ValidateArtifactPath(rel); !valid.ok()) {
@@ -269,15 +266,15 @@ absl::StatusOr<CollectResult> CollectArtifactFiles(const std::string& workspace,
   std::function<absl::Status(int, const std::string&, int)> walk =
       [&](int dir_fd, const std::string& prefix, int depth) -> absl::Status {
     if (depth > options.max_depth) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          prefix, " is nested deeper than ", options.max_depth, " directories"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat(prefix, " is nested deeper than ", options.max_depth, " directories"));
     }
     int dup = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
     DIR* d = dup < 0 ? nullptr : ::fdopendir(dup);
     if (d == nullptr) {
       if (dup >= 0) ::close(dup);
-      return absl::InternalError(absl::StrCat("cannot list ", workspace, "/", prefix, ": ",
-                                              Errno(errno)));
+      return absl::InternalError(
+          absl::StrCat("cannot list ", workspace, "/", prefix, ": ", Errno(errno)));
     }
     std::vector<std::string> names;
     while (struct dirent* e = ::readdir(d)) {
@@ -299,8 +296,8 @@ absl::StatusOr<CollectResult> CollectArtifactFiles(const std::string& workspace,
       if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
       if (S_ISDIR(st.st_mode)) {
         if (!may_enter(rel)) continue;
-        UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                                        O_CLOEXEC));
+        UniqueFd sub(
+            ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub.valid()) continue;  // replaced by something else meanwhile
         ASSAY_RETURN_IF_ERROR(walk(sub.get(), rel, depth + 1));
         continue;
@@ -350,8 +347,8 @@ absl::Status ArtifactWriter::Begin(std::string_view rel) {
     }
     if (!next.valid()) {
       if (errno == ELOOP || errno == ENOTDIR) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "refusing to write ", rel_, ": ", walked, " is a symlink or not a directory"));
+        return absl::FailedPreconditionError(absl::StrCat("refusing to write ", rel_, ": ", walked,
+                                                          " is a symlink or not a directory"));
       }
       return absl::InternalError(absl::StrCat("cannot write ", rel_, ": ", Errno(errno)));
     }

@@ -44,8 +44,8 @@ absl::Status ValidateArtifactPath(std::string_view path);
 bool ArtifactSelected(const std::vector<std::string>& globs, std::string_view path);
 
 struct CollectedFile {
-  std::string path;    // in the manifest: where the glob matched
-  std::string source;  // the regular file read: `path`, or a symlink's resolved target
+  std::string path;      // in the manifest: where the glob matched
+  std::string source;    // the regular file read: `path`, or a symlink's resolved target
   uint32_t mode = 0644;  // 0755 when any execute bit is set
 };
 

@@ -65,9 +65,13 @@ absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, size_t n) {
   return buf;
 }
 
+// "CALL: MESSAGE", or "CALL: CODE" when the server gave no message (e.g. UNIMPLEMENTED from
+// a server without artifacts).
 absl::Status FromGrpc(const grpc::Status& s, std::string_view call) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      absl::StrCat(std::string(call), ": ", s.error_message()));
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  return absl::Status(code, absl::StrCat(std::string(call), ": ",
+                                         s.error_message().empty() ? absl::StatusCodeToString(code)
+                                                                   : s.error_message()));
 }
 
 bool Retryable(absl::StatusCode c) {
@@ -157,8 +161,8 @@ void ArtifactClient::Prepare(grpc::ClientContext* ctx, absl::Duration timeout) c
 
 absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspace,
                                                      const std::vector<CollectedFile>& files,
-                                                     std::optional<uid_t> owner,
-                                                     CancelFlag& cancel, const ArtifactLog& log) {
+                                                     std::optional<uid_t> owner, CancelFlag& cancel,
+                                                     const ArtifactLog& log) {
   UniqueFd root(::open(workspace.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) {
     return absl::InternalError(absl::StrCat("cannot open ", workspace, ": ", strerror(errno)));
@@ -487,24 +491,37 @@ absl::Status DownloadJobArtifacts(ArtifactClient& client, const v1::Assignment& 
   absl::StatusOr<ArtifactWriter> writer = ArtifactWriter::Open(workspace, owner);
   absl::Status s = writer.ok() ? client.Download(*writer, cancel, log) : writer.status();
   if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat("downloading the artifacts of ",
-                                             absl::StrJoin(a.artifact_needs(), ", "),
-                                             " failed: ", s.message()));
+  return absl::Status(
+      s.code(), absl::StrCat("downloading the artifacts of ",
+                             absl::StrJoin(a.artifact_needs(), ", "), " failed: ", s.message()));
 }
 
 void UploadJobArtifacts(ArtifactClient& client, const v1::Assignment& a,
                         const std::string& workspace, const std::optional<JobIdentity>& user,
                         CancelFlag& cancel, const ArtifactLog& log, JobRunResult* res) {
-  if (!a.has_artifacts() || cancel.canceled()) return;
+  if (!a.has_artifacts()) return;
   const v1::ArtifactRules& rules = a.artifacts();
   const bool succeeded = res->outcome == JobRunOutcome::kSucceeded;
-  const bool ended = res->outcome == JobRunOutcome::kFailed ||
-                     res->outcome == JobRunOutcome::kTimedOut;
+  if (cancel.canceled()) {
+    // Why not succeeded: its dependents would start without the artifacts they need.
+    if (succeeded) {
+      res->outcome = JobRunOutcome::kCanceled;
+      res->message = "job canceled before its artifacts were uploaded";
+    }
+    return;
+  }
+  const bool ended =
+      res->outcome == JobRunOutcome::kFailed || res->outcome == JobRunOutcome::kTimedOut;
   if (!succeeded && !(rules.when() == "always" && ended)) return;
   const std::vector<std::string> globs(rules.paths().begin(), rules.paths().end());
   auto fail = [&](absl::string_view why) {
     log(absl::StrCat("assay: artifacts upload failed: ", std::string(why), "\n"));
     if (!succeeded) return;
+    if (cancel.canceled()) {
+      res->outcome = JobRunOutcome::kCanceled;
+      res->message = "job canceled while uploading its artifacts";
+      return;
+    }
     res->outcome = JobRunOutcome::kError;
     res->exit_code = -1;
     res->message = absl::StrCat("artifacts upload failed: ", std::string(why));
@@ -531,8 +548,7 @@ void UploadJobArtifacts(ArtifactClient& client, const v1::Assignment& a,
   }
   std::optional<uid_t> owner;
   if (user.has_value()) owner = user->uid;
-  absl::StatusOr<UploadSummary> up =
-      client.Upload(workspace, collected->files, owner, cancel, log);
+  absl::StatusOr<UploadSummary> up = client.Upload(workspace, collected->files, owner, cancel, log);
   if (!up.ok()) return fail(up.status().message());
   log(absl::StrCat("assay: uploaded ", up->files, " file", up->files == 1 ? "" : "s", ", ",
                    FormatMiB(up->bytes), " MiB (", FormatMiB(up->new_bytes), " MiB new)\n"));

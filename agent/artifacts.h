@@ -111,7 +111,9 @@ absl::Status DownloadJobArtifacts(ArtifactClient& client, const v1::Assignment& 
 //   assay: uploaded N files, X MiB (Y MiB new)
 // A job that succeeded becomes kFailed when `if_no_files: error` and nothing matched
 // ("artifacts.paths matched no file (GLOBS), and if_no_files is error"), and kError when the
-// upload failed ("artifacts upload failed: REASON"); a job that had failed keeps its outcome
+// upload failed ("artifacts upload failed: REASON"; kCanceled "job canceled while uploading
+// its artifacts" when a cancel stopped it, "job canceled before its artifacts were uploaded"
+// when it came first); a job that had failed keeps its outcome
 // and message, and the log says what happened.
 void UploadJobArtifacts(ArtifactClient& client, const v1::Assignment& a,
                         const std::string& workspace, const std::optional<JobIdentity>& user,

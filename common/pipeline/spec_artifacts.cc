@@ -19,16 +19,16 @@ absl::Status CheckArtifactGlob(std::string_view pattern) {
     return absl::InvalidArgumentError("pattern must not contain NUL");
   }
   if (body[0] == '/') {
-    return absl::InvalidArgumentError(absl::StrCat("pattern '", std::string(pattern),
-                                                   "' must be relative to the workspace"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pattern '", std::string(pattern), "' must be relative to the workspace"));
   }
   size_t start = 0;
   while (start <= body.size()) {
     size_t end = body.find('/', start);
     if (end == std::string_view::npos) end = body.size();
     if (body.substr(start, end - start) == "..") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "pattern '", std::string(pattern), "' must not leave the workspace ('..')"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pattern '", std::string(pattern), "' must not leave the workspace ('..')"));
     }
     start = end + 1;
   }
@@ -66,9 +66,8 @@ void ParsePaths(Linter& lint, const Entry& e, const std::string& path, JobDraft&
       add(e.value[i], MarkOr(e.value[i], e.value.Mark()), Index(path, i));
     }
   }
-  const bool any_positive = std::any_of(out.begin(), out.end(), [](const std::string& p) {
-    return p[0] != '!';
-  });
+  const bool any_positive =
+      std::any_of(out.begin(), out.end(), [](const std::string& p) { return p[0] != '!'; });
   if (!out.empty() && !any_positive) {
     lint.Error(e.value_mark, path,
                "paths must have a pattern that is not an exclusion ('!'): it would match "

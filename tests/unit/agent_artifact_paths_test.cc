@@ -133,17 +133,15 @@ TEST_CASE("collect: a symlink out of the workspace is refused and named, one ins
   CHECK(Paths(*r) == Strings{"out/abs_in", "out/chain_in", "out/rel_in"});
   for (const CollectedFile& f : r->files) CHECK(f.source == "src/main.c");
   CHECK(r->notes ==
-        Strings{"refused out/abs_out: a symlink to " + outside.path +
-                    "/secret, outside the workspace",
-                "skipped out/dangling: a symlink to nothing",
-                "skipped out/dir_in: a symlink to a directory (not followed)",
-                "refused out/dir_out: a symlink to " + outside.path + ", outside the workspace",
-                "skipped out/fifo: not a regular file",
-                "refused out/into_git: a symlink into .git",
-                "skipped out/loop_a: a symlink loop",
-                "skipped out/loop_b: a symlink loop",
-                "refused out/rel_out: a symlink to a place above the workspace, outside the "
-                "workspace"});
+        Strings{
+            "refused out/abs_out: a symlink to " + outside.path + "/secret, outside the workspace",
+            "skipped out/dangling: a symlink to nothing",
+            "skipped out/dir_in: a symlink to a directory (not followed)",
+            "refused out/dir_out: a symlink to " + outside.path + ", outside the workspace",
+            "skipped out/fifo: not a regular file", "refused out/into_git: a symlink into .git",
+            "skipped out/loop_a: a symlink loop", "skipped out/loop_b: a symlink loop",
+            "refused out/rel_out: a symlink to a place above the workspace, outside the "
+            "workspace"});
 }
 
 TEST_CASE("collect: files of another owner are refused when a job user is set") {
@@ -154,8 +152,8 @@ TEST_CASE("collect: files of another owner are refused when a job user is set") 
   auto r = CollectArtifactFiles(ws.path, {"out"}, o);
   REQUIRE(r.ok());
   CHECK(r->files.empty());
-  CHECK(r->notes == Strings{"refused out/a: owned by uid " + std::to_string(geteuid()) +
-                            ", not the job user"});
+  CHECK(r->notes ==
+        Strings{"refused out/a: owned by uid " + std::to_string(geteuid()) + ", not the job user"});
   o.owner = geteuid();
   CHECK(Paths(*CollectArtifactFiles(ws.path, {"out"}, o)) == Strings{"out/a"});
 }
@@ -171,12 +169,11 @@ TEST_CASE("collect: too many files, entries or levels are refused, unreachable d
   CHECK(r.status().message() == "artifacts.paths select more than 2 files");
   CollectOptions e;
   e.max_entries = 10;  // node_modules (50 entries) is never listed for out/*
-  CHECK(Paths(*CollectArtifactFiles(ws.path, {"out/*"}, e)) == Strings{"out/f0", "out/f1",
-                                                                       "out/f2"});
+  CHECK(Paths(*CollectArtifactFiles(ws.path, {"out/*"}, e)) ==
+        Strings{"out/f0", "out/f1", "out/f2"});
   auto many = CollectArtifactFiles(ws.path, {"**/*"}, e);
   CHECK(many.status().code() == absl::StatusCode::kResourceExhausted);
-  CHECK(many.status().message() ==
-        "the workspace has more than 10 entries under artifacts.paths");
+  CHECK(many.status().message() == "the workspace has more than 10 entries under artifacts.paths");
   WriteFile(ws.path + "/d/d/d/d/x", "x");
   CollectOptions d;
   d.max_depth = 2;
@@ -236,8 +233,7 @@ TEST_CASE("source files open only as regular files, never through a symlink") {
   CHECK(OpenArtifactSource(root.get(), "out/s").status().code() ==
         absl::StatusCode::kFailedPrecondition);
   CHECK(OpenArtifactSource(root.get(), "out").status().message() == "out is not a regular file");
-  CHECK(OpenArtifactSource(root.get(), "out/gone").status().code() ==
-        absl::StatusCode::kNotFound);
+  CHECK(OpenArtifactSource(root.get(), "out/gone").status().code() == absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("writer: files land in place with their mode, parents are made") {

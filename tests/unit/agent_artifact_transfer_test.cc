@@ -46,6 +46,7 @@ class FakeArtifactServer final : public v1::AgentService::Service {
   int corrupt_download ABSL_GUARDED_BY(mu) = 0;
   grpc::StatusCode refuse_missing ABSL_GUARDED_BY(mu) = grpc::StatusCode::OK;
   int refuse_missing_times ABSL_GUARDED_BY(mu) = 0;  // -1: always
+  std::string refuse_message ABSL_GUARDED_BY(mu) = "refused by the test";
   // What happened: per UploadChunks call, the chunks received; per DownloadChunks call, asked.
   std::vector<int> upload_calls ABSL_GUARDED_BY(mu);
   std::vector<int> download_asks ABSL_GUARDED_BY(mu);
@@ -58,7 +59,7 @@ class FakeArtifactServer final : public v1::AgentService::Service {
     ++missing_calls;
     if (refuse_missing_times != 0) {
       if (refuse_missing_times > 0) --refuse_missing_times;
-      return grpc::Status(refuse_missing, "refused by the test");
+      return grpc::Status(refuse_missing, refuse_message);
     }
     for (const std::string& c : r->chunks()) {
       if (!chunks.contains(c)) out->add_missing(c);
@@ -449,18 +450,17 @@ TEST_CASE("job policy: when, if_no_files and a failed upload decide the job's ou
   CHECK(w.log == "assay: uploaded 1 file, 0.0 MiB (0.0 MiB new)\n");
   CHECK(committed() == Strings{"out/a"});
 
-  JobRunResult none = run(WithRules("on_success", true, {"dist/**", "x"}),
-                          JobRunOutcome::kSucceeded);
+  JobRunResult none =
+      run(WithRules("on_success", true, {"dist/**", "x"}), JobRunOutcome::kSucceeded);
   CHECK(none.outcome == JobRunOutcome::kFailed);
   CHECK(none.message == "artifacts.paths matched no file (dist/**, x), and if_no_files is error");
-  CHECK(w.log ==
-        "assay: artifacts.paths matched no file (dist/**, x), and if_no_files is error\n");
+  CHECK(w.log == "assay: artifacts.paths matched no file (dist/**, x), and if_no_files is error\n");
 
-  JobRunResult warned =
-      run(WithRules("on_success", false, {"dist/**"}), JobRunOutcome::kSucceeded);
+  JobRunResult warned = run(WithRules("on_success", false, {"dist/**"}), JobRunOutcome::kSucceeded);
   CHECK(warned.outcome == JobRunOutcome::kSucceeded);
-  CHECK(w.log == "assay: warning: artifacts.paths matched no file (dist/**)\n"
-                 "assay: uploaded 0 files, 0.0 MiB (0.0 MiB new)\n");
+  CHECK(w.log ==
+        "assay: warning: artifacts.paths matched no file (dist/**)\n"
+        "assay: uploaded 0 files, 0.0 MiB (0.0 MiB new)\n");
 
   {
     absl::MutexLock l(&w.service.mu);
@@ -471,8 +471,23 @@ TEST_CASE("job policy: when, if_no_files and a failed upload decide the job's ou
   CHECK(refused.outcome == JobRunOutcome::kError);
   CHECK(refused.exit_code == -1);
   CHECK(refused.message == "artifacts upload failed: ArtifactChunksMissing: refused by the test");
-  CHECK(w.log ==
-        "assay: artifacts upload failed: ArtifactChunksMissing: refused by the test\n");
+  CHECK(w.log == "assay: artifacts upload failed: ArtifactChunksMissing: refused by the test\n");
+  {
+    absl::MutexLock l(&w.service.mu);
+    w.service.refuse_missing = grpc::StatusCode::UNIMPLEMENTED;  // a server without artifacts
+    w.service.refuse_message = "";
+  }
+  JobRunResult old_server = run(WithRules("on_success", false, {"out"}), JobRunOutcome::kSucceeded);
+  CHECK(old_server.outcome == JobRunOutcome::kError);
+  CHECK(old_server.message == "artifacts upload failed: ArtifactChunksMissing: UNIMPLEMENTED");
+
+  w.cancel.Cancel();
+  JobRunResult canceled = run(WithRules("always", false, {"out"}), JobRunOutcome::kSucceeded);
+  CHECK(canceled.outcome == JobRunOutcome::kCanceled);
+  CHECK(canceled.message == "job canceled before its artifacts were uploaded");
+  CHECK(w.log == "");
+  JobRunResult canceled_failed = run(WithRules("always", false, {"out"}), JobRunOutcome::kFailed);
+  CHECK(canceled_failed.outcome == JobRunOutcome::kFailed);
 }
 
 TEST_CASE("job policy: no needs with artifacts means no download call at all") {
@@ -492,8 +507,9 @@ TEST_CASE("job policy: no needs with artifacts means no download call at all") {
   }
   absl::Status s = DownloadJobArtifacts(client, a, ws.path, std::nullopt, w.cancel, w.Log());
   CHECK(s.code() == absl::StatusCode::kInvalidArgument);
-  CHECK(s.message() == "downloading the artifacts of build failed: bad artifact manifest: job "
-                       "'build': path '../x': '..' segment");
+  CHECK(s.message() ==
+        "downloading the artifacts of build failed: bad artifact manifest: job "
+        "'build': path '../x': '..' segment");
 }
 
 }  // namespace

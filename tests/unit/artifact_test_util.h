@@ -2,8 +2,8 @@
 // Helpers of the agent's artifact tests: a temporary directory, and writing, reading and
 // listing files in it.
 
-#include <catch2/catch.hpp>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cstdlib>

@@ -73,8 +73,7 @@ TEST_CASE("artifacts: each bad value is an error naming file, line, column and k
         Lines{"4:16: jobs.a.artifacts: artifacts must be a mapping with 'paths', got a list"});
   CHECK(Lint(job("{when: always}")) ==
         Lines{"4:5: jobs.a.artifacts.paths: missing required key 'paths'"});
-  CHECK(Lint(job("{paths: []}")) ==
-        Lines{"4:24: jobs.a.artifacts.paths: paths must not be empty"});
+  CHECK(Lint(job("{paths: []}")) == Lines{"4:24: jobs.a.artifacts.paths: paths must not be empty"});
   CHECK(Lint(job("{paths: {a: 1}}")) ==
         Lines{"4:24: jobs.a.artifacts.paths: paths must be a list of globs, got a mapping"});
   CHECK(Lint(job("{paths: [[a]]}")) ==
@@ -114,8 +113,9 @@ TEST_CASE("artifacts: more than 100 paths are refused") {
 }
 
 TEST_CASE("needs mappings: each bad entry is an error naming its key") {
-  const std::string head = "jobs:\n  b:\n    artifacts: {paths: [x]}\n    steps: [x]\n  c:\n"
-                           "    steps: [x]\n  a:\n    steps: [x]\n    needs: ";
+  const std::string head =
+      "jobs:\n  b:\n    artifacts: {paths: [x]}\n    steps: [x]\n  c:\n"
+      "    steps: [x]\n  a:\n    steps: [x]\n    needs: ";
   CHECK(Lint(head + "[{artifacts: true}]\n") ==
         Lines{"9:13: jobs.a.needs[0].job: missing required key 'job'"});
   CHECK(Lint(head + "[{job: b, artifacts: yes}]\n") ==
