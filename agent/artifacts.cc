@@ -318,32 +318,7 @@ absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspac
   return summary;
 }
 
-absl::Status ArtifactClient::Download(ArtifactWriter& writer, CancelFlag& cancel,
-                                      const ArtifactLog& log) {
-  Retry retry(options_, cancel, log);
-  auto call_deadline = [&](absl::Duration d) {
-    return std::min(d, std::max(absl::ZeroDuration(), retry.deadline() - absl::Now()));
-  };
-  v1::ArtifactManifest manifest;
-  while (true) {
-    v1::ArtifactManifestRequest req;
-    req.set_job_id(job_id_);
-    req.set_attempt_token(token_);
-    grpc::ClientContext ctx;
-    Prepare(&ctx, call_deadline(options_.call_timeout));
-    grpc::Status s = stub_->GetArtifactManifest(&ctx, req, &manifest);
-    if (s.ok()) break;
-    absl::Status f = FromGrpc(s, "GetArtifactManifest");
-    if (retry.Again(f, false)) continue;
-    return f;
-  }
-  // 1. Every entry is checked before anything is written.
-  struct Item {
-    const v1::JobArtifacts* job;
-    const v1::ArtifactFile* file;
-  };
-  std::vector<Item> items;
-  std::vector<const std::string*> wants;  // every chunk, in file order
+absl::Status ValidateArtifactManifest(const v1::ArtifactManifest& manifest) {
   for (const v1::JobArtifacts& job : manifest.jobs()) {
     auto bad = [&](const std::string& path, absl::string_view why) {
       return absl::InvalidArgumentError(
@@ -369,8 +344,42 @@ absl::Status ArtifactClient::Download(ArtifactWriter& writer, CancelFlag& cancel
       }
       for (const std::string& c : f.chunks()) {
         if (!IsHexSha256(c)) return bad(f.path(), "malformed chunk hash");
-        wants.push_back(&c);
       }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ArtifactClient::Download(ArtifactWriter& writer, CancelFlag& cancel,
+                                      const ArtifactLog& log) {
+  Retry retry(options_, cancel, log);
+  auto call_deadline = [&](absl::Duration d) {
+    return std::min(d, std::max(absl::ZeroDuration(), retry.deadline() - absl::Now()));
+  };
+  v1::ArtifactManifest manifest;
+  while (true) {
+    v1::ArtifactManifestRequest req;
+    req.set_job_id(job_id_);
+    req.set_attempt_token(token_);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, call_deadline(options_.call_timeout));
+    grpc::Status s = stub_->GetArtifactManifest(&ctx, req, &manifest);
+    if (s.ok()) break;
+    absl::Status f = FromGrpc(s, "GetArtifactManifest");
+    if (retry.Again(f, false)) continue;
+    return f;
+  }
+  // 1. Every entry is checked before anything is written.
+  ASSAY_RETURN_IF_ERROR(ValidateArtifactManifest(manifest));
+  struct Item {
+    const v1::JobArtifacts* job;
+    const v1::ArtifactFile* file;
+  };
+  std::vector<Item> items;
+  std::vector<const std::string*> wants;  // every chunk, in file order
+  for (const v1::JobArtifacts& job : manifest.jobs()) {
+    for (const v1::ArtifactFile& f : job.files()) {
+      for (const std::string& c : f.chunks()) wants.push_back(&c);
       items.push_back({&job, &f});
     }
   }

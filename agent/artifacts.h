@@ -36,6 +36,13 @@ struct ChunkRef {
 // lowercase hex SHA-256 of the whole file, *size the bytes read.
 absl::StatusOr<std::vector<ChunkRef>> ChunkFile(int fd, std::string* file_sha256, uint64_t* size);
 
+// OK when every file of every job in `manifest` may be written: ValidateArtifactPath, no
+// path twice in one job, lowercase hex SHA-256 for the file and each chunk, a chunk count that
+// can hold the size (each chunk 1 B to 4 MiB), at most kMaxArtifactFiles per job. Otherwise
+// kInvalidArgument "bad artifact manifest: job 'NAME': path 'P': REASON" (NAME and P
+// C-escaped, P cut at 200 bytes).
+absl::Status ValidateArtifactManifest(const v1::ArtifactManifest& manifest);
+
 // Retries of a transfer: a call that fails with a status worth retrying (UNAVAILABLE,
 // DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED; a commit that finds a
 // chunk missing) is tried again after a backoff, up to max_attempts times in a row without
