@@ -157,8 +157,9 @@ Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  // Why 8 MiB: a downloaded artifact chunk is up to 4 MiB plus its message (artifacts.h).
-  args.SetMaxReceiveMessageSize(8 << 20);
+  // Why 64 MiB: an artifact chunk is up to 4 MiB, and a manifest of 100,000 files (the limit
+  // per job) takes some 20 MiB (artifacts.h). gRPC's default is 4 MiB.
+  args.SetMaxReceiveMessageSize(64 << 20);
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (opts_.grpc_insecure) {
     creds = grpc::InsecureChannelCredentials();

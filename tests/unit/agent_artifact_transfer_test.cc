@@ -514,3 +514,42 @@ TEST_CASE("job policy: no needs with artifacts means no download call at all") {
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("manifest: hashes, chunk counts and file counts are checked exactly") {
+  const std::string h(64, 'a');
+  auto check = [&](auto edit) {
+    v1::ArtifactManifest m;
+    v1::JobArtifacts* job = m.add_jobs();
+    job->set_job_name("b\n");
+    v1::ArtifactFile* f = job->add_files();
+    f->set_path("out/x");
+    f->set_size(5);
+    f->add_chunks(h);
+    f->set_sha256(h);
+    edit(*job, *f);
+    absl::Status s = ValidateArtifactManifest(m);
+    return s.ok() ? std::string("ok") : std::string(s.message());
+  };
+  const std::string head = "bad artifact manifest: job 'b\\n': path 'out/x': ";
+  CHECK(check([](auto&, auto&) {}) == "ok");
+  CHECK(check([](auto&, auto& f) { f.set_sha256("AA"); }) == head + "malformed sha256");
+  CHECK(check([&](auto&, auto& f) { f.set_sha256(std::string(64, 'A')); }) ==
+        head + "malformed sha256");
+  CHECK(check([](auto&, auto& f) { f.set_chunks(0, "xyz"); }) == head + "malformed chunk hash");
+  CHECK(check([](auto&, auto& f) { f.set_size(0); }) == head + "1 chunks cannot hold 0 bytes");
+  CHECK(check([&](auto&, auto& f) { f.set_size((4u << 20) + 1); }) ==
+        head + "1 chunks cannot hold 4194305 bytes");
+  CHECK(check([&](auto&, auto& f) {
+          f.clear_chunks();
+          f.set_size(0);
+        }) == "ok");
+  CHECK(check([&](auto& job, auto&) {
+          for (int i = 0; i < 100'000; ++i) job.add_files();
+        }) == "bad artifact manifest: job 'b\\n' has 100001 files, more than 100000");
+}
+
+}  // namespace
+}  // namespace assay
