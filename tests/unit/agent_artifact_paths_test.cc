@@ -294,5 +294,24 @@ TEST_CASE("writer: bad paths and paths through a planted symlink are refused, no
   CHECK(ListTree(ws.path) == Strings{"file_link", "out", "plain"});
 }
 
+TEST_CASE("writer: with an owner, made directories and files belong to the job user") {
+  if (geteuid() != 0) {
+    WARN("not root: chown cannot be tested");
+    return;
+  }
+  TempDir ws;
+  auto w = ArtifactWriter::Open(ws.path, ArtifactWriter::Owner{65534, 65533});
+  REQUIRE(w.ok());
+  REQUIRE(w->Begin("out/sub/a.txt").ok());
+  REQUIRE(w->Append("a").ok());
+  REQUIRE(w->Commit(0755).ok());
+  for (const std::string& p : Strings{"/out", "/out/sub", "/out/sub/a.txt"}) {
+    struct stat st;
+    REQUIRE(lstat((ws.path + p).c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534u);
+    CHECK(st.st_gid == 65533u);
+  }
+}
+
 }  // namespace
 }  // namespace assay
