@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "agent/artifacts.h"
 #include "agent/job_scope.h"
 #include "agent/lifecycle.h"
 #include "common/base/log.h"
@@ -185,6 +186,9 @@ Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Why 64 MiB: an artifact chunk is up to 4 MiB, and a manifest of 100,000 files (the limit
+  // per job) takes some 20 MiB (artifacts.h). gRPC's default is 4 MiB.
+  args.SetMaxReceiveMessageSize(64 << 20);
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (opts_.grpc_insecure) {
     creds = grpc::InsecureChannelCredentials();
@@ -733,11 +737,21 @@ void Agent::RunJob(int64_t job_id) {
       checkout = absl::InternalError(absl::StrCat("chmod 700 ", ws, ": ", strerror(errno)));
     }
   }
+  auto log = [this, job_id](std::string_view out) { EmitLog(job_id, out); };
+  ArtifactClient artifacts(stub_.get(), bearer_, a.job_id(), a.attempt_token());
+  absl::Status needs = checkout.ok() ? DownloadJobArtifacts(artifacts, a, ws, opts_.job_user,
+                                                            *cancel, log)
+                                     : absl::OkStatus();
   if (!checkout.ok()) {
     res.outcome = JobRunOutcome::kError;
     res.exit_code = -1;
     res.message =
         absl::StrCat("checkout of ", a.commit_sha(), " failed: ", std::string(checkout.message()));
+    EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
+  } else if (!needs.ok()) {
+    res.outcome = JobRunOutcome::kError;
+    res.exit_code = -1;
+    res.message = std::string(needs.message());
     EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
   } else {
     JobRunRequest req;
@@ -757,8 +771,8 @@ void Agent::RunJob(int64_t job_id) {
     req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
     req.kill_grace = opts_.kill_grace;
     req.user = opts_.job_user;
-    res =
-        assay::RunJob(req, *cancel, [this, job_id](std::string_view out) { EmitLog(job_id, out); });
+    res = assay::RunJob(req, *cancel, log);
+    UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
   }
   if (res.outcome == JobRunOutcome::kCanceled) {
     std::string why;

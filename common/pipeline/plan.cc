@@ -205,6 +205,14 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       }
       needs.insert(needs.end(), it->second.begin(), it->second.end());
     }
+    std::vector<std::string> artifact_needs;
+    for (const std::string& need : job.artifact_needs) {
+      auto it = names_of.find(need);
+      if (it == names_of.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(prefix, ".needs: unknown job '", need, "'"));
+      }
+      artifact_needs.insert(artifact_needs.end(), it->second.begin(), it->second.end());
+    }
     bool skip = false;
     if (!job.if_expr.empty()) {
       absl::StatusOr<Expr> expr = Expr::Parse(job.if_expr);
@@ -255,6 +263,14 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       }
       p.base_name = job.name;
       if (job.matrix) p.max_parallel = job.matrix->max_parallel;
+      p.artifacts = job.artifacts;
+      for (size_t i = 0; p.artifacts.has_value() && i < p.artifacts->paths.size(); ++i) {
+        std::string& glob = p.artifacts->paths[i];
+        ASSAY_RETURN_IF_ERROR(CheckPlaceholders(absl::StrCat(prefix, ".artifacts.paths[", i, "]"),
+                                                glob, combo, allow_matrix));
+        glob = SubstitutePlaceholders(glob, ctx, combo);
+      }
+      p.artifact_needs = artifact_needs;
       out.push_back(std::move(p));
     }
   }

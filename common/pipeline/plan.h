@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,6 +85,10 @@ struct PlannedJob {
   std::string base_name;        // The spec job's name (the matrix job for expansions).
   int max_parallel = 0;         // strategy.max_parallel of a matrix job; 0: no limit.
   bool lfs = true;              // `lfs:` of the job.
+  // Issue 9: the job's `artifacts:` as written, and its needs marked `artifacts: true` as
+  // concrete names (a matrix job's: all its expansions), in the order of `needs`.
+  std::optional<ArtifactsSpec> artifacts;
+  std::vector<std::string> artifact_needs;
 
   bool operator==(const PlannedJob&) const = default;
 };

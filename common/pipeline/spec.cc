@@ -50,13 +50,20 @@ constexpr FieldRule<StepSpec> kStepRules[] = {
 void ParseNeeds(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job) {
   absl::flat_hash_set<std::string> seen;
   auto add = [&](const YAML::Node& node, const YAML::Mark& mark, std::string key) {
-    std::string name;
-    if (!ScalarText(lint, node, mark, key, "needs entries", "job names", name)) return;
-    if (!seen.insert(name).second) {
-      lint.Error(mark, key, absl::StrCat("job '", name, "' is listed more than once"));
+    NeedRef need;
+    if (node.IsMap()) {
+      if (!ParseNeedMapping(lint, node, mark, key, need)) return;
+    } else if (!ScalarText(lint, node, mark, key, "needs entries",
+                           "job names or {job, artifacts} mappings", need.name)) {
       return;
     }
-    job.needs.push_back(NeedRef{std::move(name), std::move(key), mark});
+    if (!seen.insert(need.name).second) {
+      lint.Error(mark, key, absl::StrCat("job '", need.name, "' is listed more than once"));
+      return;
+    }
+    need.key = std::move(key);
+    need.mark = mark;
+    job.needs.push_back(std::move(need));
   };
   const YAML::Node& value = entry.value;
   if (value.IsScalar()) {
@@ -65,7 +72,8 @@ void ParseNeeds(Linter& lint, const Entry& entry, const std::string& path, JobDr
   }
   if (!value.IsSequence()) {
     lint.Error(entry.value_mark, path,
-               absl::StrCat("needs must be a list of job names, got ", Describe(value)));
+               absl::StrCat("needs must be a list of job names or {job, artifacts} mappings, got ",
+                            Describe(value)));
     return;
   }
   for (size_t i = 0; i < value.size(); ++i) {
@@ -163,6 +171,7 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"strategy", false, ParseStrategy},
     {"runs_on", false, ParseRunsOn},
     {"lfs", false, ParseLfs},
+    {"artifacts", false, ParseArtifacts},
 };
 
 // ---- Top level. ----
@@ -245,6 +254,7 @@ void CheckNeeds(Linter& lint, PipelineDraft& draft) {
       }
       edges[i].push_back(it->second);
       job.spec.needs.push_back(need.name);
+      if (need.artifacts) job.spec.artifact_needs.push_back(need.name);
     }
   }
   for (const std::vector<int>& cycle : FindCycles(edges)) {
@@ -435,6 +445,7 @@ std::vector<SpecError> Lint(std::string_view yaml_text, std::string_view file,
     return lint.TakeErrors();
   }
   CheckNeeds(lint, draft);
+  CheckArtifactNeeds(lint, draft);
   return lint.TakeErrors();
 }
 

@@ -5,7 +5,7 @@
 //
 //   jobs:                       # required, non-empty mapping of job name -> job
 //     build:                    # name: [A-Za-z0-9_.-]{1,64}
-//       needs: [lint]           # optional: list of job names, or a single name
+//       needs: [lint]           # optional: list of job names or {job, artifacts}, or one
 //       env: { A: "1" }         # optional: mapping name -> scalar (kept as text)
 //       timeout: 10m            # optional, default 60m (see common/duration.h)
 //       steps:                  # required, non-empty list
@@ -78,6 +78,18 @@ struct RunsOnSpec {
   bool operator==(const RunsOnSpec&) const = default;
 };
 
+// `artifacts:` (issue 9): files the agent uploads after the steps (docs/artifacts.md).
+inline constexpr int64_t kDefaultArtifactExpireSeconds = 30 * 24 * 3600;  // 30 days
+inline constexpr size_t kMaxArtifactPaths = 100;
+struct ArtifactsSpec {
+  std::vector<std::string> paths;  // Globs relative to the workspace; '!' excludes. Non-empty.
+  int64_t expire_in_s = kDefaultArtifactExpireSeconds;
+  std::string when = "on_success";  // "on_success" or "always".
+  std::string if_no_files = "warn";  // "warn" or "error".
+
+  bool operator==(const ArtifactsSpec&) const = default;
+};
+
 struct JobSpec {
   std::string name;
   std::vector<std::string> needs;  // In file order, no duplicates, all defined jobs.
@@ -94,6 +106,11 @@ struct JobSpec {
   RunsOnSpec runs_on;
   // Issue 9, lfs: `lfs: false` leaves Git LFS pointer files as they are (no fetch).
   bool lfs = true;
+  // Issue 9, artifacts: what the job uploads (absent: nothing), and the needs written as
+  // `{job: NAME, artifacts: true}` (a subset of `needs`, in its order) whose artifacts the
+  // agent downloads before the first step.
+  std::optional<ArtifactsSpec> artifacts;
+  std::vector<std::string> artifact_needs;
 
   bool operator==(const JobSpec&) const = default;
 };

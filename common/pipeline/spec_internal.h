@@ -26,6 +26,7 @@ struct NeedRef {
   std::string name;
   std::string key;  // e.g. "jobs.build.needs[1]"
   YAML::Mark mark;
+  bool artifacts = false;  // written as {job: NAME, artifacts: true}
 };
 
 // A text that may hold `${{ }}` placeholders, checked once the job's matrix is known.
@@ -65,6 +66,8 @@ class Linter {
     errors_.push_back(std::move(error));
     return errors_.size() - 1;
   }
+
+  size_t ErrorCount() const { return errors_.size(); }
 
   // Puts error `index` ahead of every error not so marked: it is most likely the cause of
   // others (an unknown key that is a near miss of a missing required key).
@@ -264,8 +267,15 @@ void ParseConcurrency(Linter& lint, const Entry& entry, const std::string& path,
 void ParsePriority(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseStrategy(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseRunsOn(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
-// Checks placeholders in env, steps.run, runs_on.labels and concurrency.group (matrix
-// names only where the job has a matrix with that key).
+// Issue 9 (spec_artifacts.cc): `artifacts:`, one `needs` entry written as a mapping
+// ({job: NAME, artifacts: BOOL}; false when it is not one), and the check that every need
+// marked `artifacts: true` names a job that has `artifacts:`.
+void ParseArtifacts(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+bool ParseNeedMapping(Linter& lint, const YAML::Node& node, const YAML::Mark& mark,
+                      const std::string& key, NeedRef& out);
+void CheckArtifactNeeds(Linter& lint, PipelineDraft& draft);
+// Checks placeholders in env, steps.run, runs_on.labels, concurrency.group and
+// artifacts.paths (matrix names only where the job has a matrix with that key).
 void CheckPlaceholders(Linter& lint, const JobDraft& job);
 
 }  // namespace assay::spec_internal

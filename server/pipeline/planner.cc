@@ -151,6 +151,20 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     }
     if (!context.trusted) o["trusted"] = false;
     if (!j.lfs) o["lfs"] = false;
+    // Issue 9: read by the dispatcher (BuildAssignment) and the artifact store (expire_in_s).
+    if (j.artifacts.has_value()) {
+      boost::json::array paths;
+      for (const auto& p : j.artifacts->paths) paths.emplace_back(p);
+      o["artifacts"] = boost::json::object{{"paths", std::move(paths)},
+                                           {"expire_in_s", j.artifacts->expire_in_s},
+                                           {"when", j.artifacts->when},
+                                           {"if_no_files", j.artifacts->if_no_files}};
+    }
+    if (!j.artifact_needs.empty()) {
+      boost::json::array names;
+      for (const auto& n : j.artifact_needs) names.emplace_back(n);
+      o["artifact_needs"] = std::move(names);
+    }
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;

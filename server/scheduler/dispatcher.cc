@@ -201,6 +201,16 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
     if (const auto* lfs = spec.if_contains("lfs"); lfs != nullptr && lfs->is_bool()) {
       a.set_skip_lfs(!lfs->get_bool());
     }
+    if (auto* artifacts = spec.if_contains("artifacts")) {
+      const boost::json::object& rules = artifacts->as_object();
+      v1::ArtifactRules* out = a.mutable_artifacts();
+      for (const auto& p : rules.at("paths").as_array()) out->add_paths(std::string(p.as_string()));
+      out->set_when(std::string(rules.at("when").as_string()));
+      out->set_fail_if_no_files(rules.at("if_no_files").as_string() == "error");
+    }
+    if (auto* needs = spec.if_contains("artifact_needs")) {
+      for (const auto& n : needs->as_array()) a.add_artifact_needs(std::string(n.as_string()));
+    }
     Placement placement;
     placement.agent_id = job.agent_id;
     placement.gpu_indices = job.gpu_indices;

@@ -117,7 +117,9 @@ class Dispatcher {
   std::thread thread_;
 };
 
-// Builds the Assignment for a claimed job (spec_json: {"steps":[..],"env":{..},"timeout_s":N}),
+// Builds the Assignment for a claimed job (spec_json: {"steps":[..],"env":{..},"timeout_s":N},
+// and optionally "artifacts":{"paths":[..],"when":..,"if_no_files":..,"expire_in_s":N} and
+// "artifact_needs":[..], copied into Assignment.artifacts and artifact_needs),
 // with CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES set to exactly its GPUs (GpuEnvironment).
 // A job's sealed clone credential, if any, is opened with `secret_key` (sealed for
 // RowAad("repos", repo_id, "clone_credential")) into clone_username and clone_password

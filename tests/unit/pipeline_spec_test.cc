@@ -112,7 +112,7 @@ TEST_CASE("unknown keys: a suggestion within edit distance 2, else the allowed k
         Lines{"3:5: jobs.a.timout: unknown key 'timout' (did you mean 'timeout'?)"});
   CHECK(Lint("jobs:\n  a:\n    image: x\n    steps: [x]\n") ==
         Lines{"3:5: jobs.a.image: unknown key 'image' (allowed keys: needs, env, timeout, steps, "
-              "if, retry, allow_failure, concurrency, priority, strategy, runs_on, lfs)"});
+              "if, retry, allow_failure, concurrency, priority, strategy, runs_on, lfs, artifacts)"});
   CHECK(Lint("job:\n  a: {steps: [x]}\n") ==
         Lines{"1:1: job: unknown key 'job' (did you mean 'jobs'?)",
               "1:1: jobs: missing required key 'jobs'"});
@@ -172,9 +172,11 @@ TEST_CASE("wrong types") {
   CHECK(Lint("jobs:\n  a:\n    steps:\n      - run: make\n        name: {x: 1}\n") ==
         Lines{"5:15: jobs.a.steps[0].name: name must be a string, got a mapping"});
   CHECK(Lint("jobs:\n  a:\n    needs: {b: 1}\n    steps: [x]\n") ==
-        Lines{"3:12: jobs.a.needs: needs must be a list of job names, got a mapping"});
+        Lines{"3:12: jobs.a.needs: needs must be a list of job names or {job, artifacts} "
+              "mappings, got a mapping"});
   CHECK(Lint("jobs:\n  a:\n    needs: [[b]]\n    steps: [x]\n") ==
-        Lines{"3:13: jobs.a.needs[0]: needs entries must be job names, got a list"});
+        Lines{"3:13: jobs.a.needs[0]: needs entries must be job names or {job, artifacts} "
+              "mappings, got a list"});
   CHECK(Lint("jobs:\n  a:\n    env: [A]\n    steps: [x]\n") ==
         Lines{"3:10: jobs.a.env: env must be a mapping of names to values, got a list"});
   CHECK(

@@ -1,0 +1,569 @@
+#include "agent/artifacts.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/base/status.h"
+#include "common/crypto/crypto.h"
+
+namespace assay {
+namespace {
+
+// Incremental SHA-256 (OpenSSL EVP); Hex() ends it.
+class Sha256Stream {
+ public:
+  Sha256Stream() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Sha256Stream() { EVP_MD_CTX_free(ctx_); }
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void Update(std::string_view data) { EVP_DigestUpdate(ctx_, data.data(), data.size()); }
+  std::string Hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_, md, &n);
+    return HexEncode(std::string_view(reinterpret_cast<const char*>(md), n));
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+std::string HexSha256(std::string_view data) { return HexEncode(Sha256(data)); }
+
+bool IsHexSha256(std::string_view s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// Reads up to `n` bytes at `offset` (fewer only at the end of the file).
+absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, size_t n) {
+  std::string buf(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("read failed: ", std::strerror(errno)));
+    }
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  buf.resize(got);
+  return buf;
+}
+
+// "CALL: MESSAGE", or "CALL: CODE" when the server gave no message (e.g. UNIMPLEMENTED from
+// a server without artifacts).
+absl::Status FromGrpc(const grpc::Status& s, std::string_view call) {
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  return absl::Status(code, absl::StrCat(std::string(call), ": ",
+                                         s.error_message().empty() ? absl::StatusCodeToString(code)
+                                                                   : s.error_message()));
+}
+
+bool Retryable(absl::StatusCode c) {
+  switch (c) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kResourceExhausted: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+std::string FormatMiB(uint64_t bytes) {
+  return absl::StrFormat("%.1f", static_cast<double>(bytes) / (1 << 20));
+}
+
+absl::StatusOr<std::vector<ChunkRef>> ChunkFile(int fd, std::string* file_sha256, uint64_t* size) {
+  std::vector<ChunkRef> chunks;
+  Sha256Stream whole;
+  uint64_t offset = 0;
+  while (true) {
+    ASSAY_ASSIGN_OR_RETURN(std::string data, ReadAt(fd, offset, kArtifactChunkBytes));
+    if (data.empty()) break;
+    whole.Update(data);
+    chunks.push_back({offset, static_cast<uint32_t>(data.size()), HexSha256(data)});
+    offset += data.size();
+    if (data.size() < kArtifactChunkBytes) break;
+  }
+  *file_sha256 = whole.Hex();
+  *size = offset;
+  return chunks;
+}
+
+// The retry policy of one transfer (see ArtifactTransferOptions).
+class ArtifactClient::Retry {
+ public:
+  Retry(const ArtifactTransferOptions& o, CancelFlag& cancel, const ArtifactLog& log)
+      : o_(o), cancel_(cancel), log_(log), deadline_(absl::Now() + o.total_limit) {}
+
+  absl::Time deadline() const { return deadline_; }
+  int rounds() const { return rounds_; }
+
+  // After `failed`: true (after a backoff) when the transfer should go on from where it is.
+  bool Again(const absl::Status& failed, bool progressed) {
+    if (!Retryable(failed.code()) || cancel_.canceled()) return false;
+    if (progressed) failures_ = 0;
+    if (++failures_ >= o_.max_attempts) return false;
+    absl::Duration wait = o_.backoff_min;
+    for (int i = 1; i < failures_ && wait < o_.backoff_max; ++i) wait *= 2;
+    wait = std::min(wait, o_.backoff_max) * std::uniform_real_distribution<double>(0.5, 1)(rng_);
+    if (absl::Now() + wait >= deadline_) return false;
+    ++rounds_;
+    log_(absl::StrCat("assay: artifacts: ", failed.message(), "; resuming (attempt ", rounds_,
+                      ")\n"));
+    struct pollfd p = {cancel_.fd(), POLLIN, 0};
+    ::poll(&p, cancel_.fd() < 0 ? 0 : 1, static_cast<int>(absl::ToInt64Milliseconds(wait)));
+    return !cancel_.canceled();
+  }
+
+ private:
+  const ArtifactTransferOptions& o_;
+  CancelFlag& cancel_;
+  const ArtifactLog& log_;
+  const absl::Time deadline_;
+  int failures_ = 0;
+  int rounds_ = 1;
+  std::mt19937 rng_{std::random_device{}()};
+};
+
+ArtifactClient::ArtifactClient(v1::AgentService::StubInterface* stub, std::string bearer,
+                               int64_t job_id, std::string attempt_token,
+                               ArtifactTransferOptions options)
+    : stub_(stub),
+      bearer_(std::move(bearer)),
+      job_id_(job_id),
+      token_(std::move(attempt_token)),
+      options_(options) {}
+
+void ArtifactClient::Prepare(grpc::ClientContext* ctx, absl::Duration timeout) const {
+  ctx->AddMetadata("authorization", "Bearer " + bearer_);
+  // Why wait_for_ready: while the server restarts, a call waits (up to its deadline) for the
+  // channel instead of failing at once and spending a retry.
+  ctx->set_wait_for_ready(true);
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspace,
+                                                     const std::vector<CollectedFile>& files,
+                                                     std::optional<uid_t> owner, CancelFlag& cancel,
+                                                     const ArtifactLog& log) {
+  UniqueFd root(::open(workspace.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root.valid()) {
+    return absl::InternalError(absl::StrCat("cannot open ", workspace, ": ", strerror(errno)));
+  }
+  // 1. The manifest: every file read once to hash its chunks.
+  UploadSummary summary;
+  v1::CommitArtifactsRequest commit;
+  commit.set_job_id(job_id_);
+  commit.set_attempt_token(token_);
+  struct Where {
+    size_t file;
+    ChunkRef ref;
+  };
+  std::map<std::string, Where> where;  // each distinct chunk once
+  std::vector<std::string> order;      // distinct chunks in file order
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (cancel.canceled()) return absl::CancelledError("canceled");
+    ASSAY_ASSIGN_OR_RETURN(UniqueFd fd, OpenArtifactSource(root.get(), files[i].source, owner));
+    std::string sha;
+    uint64_t size = 0;
+    absl::StatusOr<std::vector<ChunkRef>> chunks = ChunkFile(fd.get(), &sha, &size);
+    if (!chunks.ok()) {
+      return absl::InternalError(absl::StrCat(files[i].path, ": ", chunks.status().message()));
+    }
+    v1::ArtifactFile* f = commit.add_files();
+    f->set_path(files[i].path);
+    f->set_size(size);
+    f->set_mode(files[i].mode);
+    f->set_sha256(sha);
+    for (const ChunkRef& c : *chunks) {
+      f->add_chunks(c.sha256);
+      if (where.emplace(c.sha256, Where{i, c}).second) order.push_back(c.sha256);
+    }
+    summary.bytes += size;
+  }
+  summary.files = files.size();
+
+  Retry retry(options_, cancel, log);
+  auto call_deadline = [&](absl::Duration d) {
+    return std::min(d, std::max(absl::ZeroDuration(), retry.deadline() - absl::Now()));
+  };
+  bool first = true;
+  size_t last_missing = order.size() + 1;
+  while (true) {
+    // 2. Which chunks the server lacks (10,000 per call).
+    std::vector<std::string> missing;
+    absl::Status failed;
+    for (size_t start = 0; start < order.size() && failed.ok(); start += 10'000) {
+      v1::ChunksMissingRequest req;
+      req.set_job_id(job_id_);
+      req.set_attempt_token(token_);
+      for (size_t k = start; k < std::min(order.size(), start + 10'000); ++k) {
+        req.add_chunks(order[k]);
+      }
+      v1::ChunksMissingResponse resp;
+      grpc::ClientContext ctx;
+      Prepare(&ctx, call_deadline(options_.call_timeout));
+      grpc::Status s = stub_->ArtifactChunksMissing(&ctx, req, &resp);
+      if (!s.ok()) {
+        failed = FromGrpc(s, "ArtifactChunksMissing");
+        break;
+      }
+      for (const std::string& m : resp.missing()) {
+        if (where.count(m) == 0) {
+          return absl::InternalError(
+              absl::StrCat("ArtifactChunksMissing: the server named a chunk not asked for: ",
+                           absl::CEscape(m.substr(0, 64))));
+        }
+        missing.push_back(m);
+      }
+    }
+    if (!failed.ok()) {
+      if (retry.Again(failed, false)) continue;
+      return failed;
+    }
+    const bool progressed = missing.size() < last_missing;
+    last_missing = missing.size();
+    if (first) {
+      for (const std::string& m : missing) summary.new_bytes += where[m].ref.size;
+      first = false;
+    }
+    // 3. The missing chunks, in one stream.
+    if (!missing.empty()) {
+      uint64_t bytes = 0;
+      for (const std::string& m : missing) bytes += where[m].ref.size;
+      grpc::ClientContext ctx;
+      // Why this deadline: a stalled (not broken) connection ends at the latest when even a
+      // 1 MiB/s link would have finished.
+      Prepare(&ctx, call_deadline(options_.call_timeout + absl::Seconds(bytes >> 20)));
+      v1::UploadChunksResponse resp;
+      std::unique_ptr<grpc::ClientWriterInterface<v1::ChunkUpload>> stream =
+          stub_->UploadChunks(&ctx, &resp);
+      UniqueFd open_fd;
+      size_t open_file = files.size();
+      bool broken = false;
+      for (size_t k = 0; k < missing.size(); ++k) {
+        if (cancel.canceled()) {
+          ctx.TryCancel();
+          stream->Finish();
+          return absl::CancelledError("canceled");
+        }
+        const Where& w = where[missing[k]];
+        if (w.file != open_file) {
+          ASSAY_ASSIGN_OR_RETURN(open_fd,
+                                 OpenArtifactSource(root.get(), files[w.file].source, owner));
+          open_file = w.file;
+        }
+        absl::StatusOr<std::string> data = ReadAt(open_fd.get(), w.ref.offset, w.ref.size);
+        if (!data.ok() || HexSha256(*data) != w.ref.sha256) {
+          ctx.TryCancel();
+          stream->Finish();
+          return absl::FailedPreconditionError(
+              absl::StrCat(files[w.file].path, " changed while it was uploaded"));
+        }
+        v1::ChunkUpload msg;
+        if (k == 0) {
+          msg.set_job_id(job_id_);
+          msg.set_attempt_token(token_);
+        }
+        msg.set_sha256(w.ref.sha256);
+        msg.set_data(std::move(*data));
+        if (!stream->Write(msg)) {
+          broken = true;
+          break;
+        }
+      }
+      if (!broken) stream->WritesDone();
+      grpc::Status s = stream->Finish();
+      if (s.ok() && broken) s = grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken");
+      if (!s.ok()) {
+        absl::Status f = FromGrpc(s, "UploadChunks");
+        if (retry.Again(f, progressed)) continue;
+        return f;
+      }
+    }
+    // 4. The manifest, once every chunk is there.
+    v1::CommitArtifactsResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, call_deadline(options_.call_timeout));
+    grpc::Status s = stub_->CommitArtifacts(&ctx, commit, &resp);
+    if (s.ok()) break;
+    absl::Status f = FromGrpc(s, "CommitArtifacts");
+    // A chunk the server lost meanwhile: ask again what is missing.
+    if (retry.Again(f.code() == absl::StatusCode::kFailedPrecondition
+                        ? absl::UnavailableError(f.message())
+                        : f,
+                    progressed)) {
+      continue;
+    }
+    return f;
+  }
+  summary.attempts = retry.rounds();
+  return summary;
+}
+
+absl::Status ValidateArtifactManifest(const v1::ArtifactManifest& manifest) {
+  for (const v1::JobArtifacts& job : manifest.jobs()) {
+    auto bad = [&](const std::string& path, absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad artifact manifest: job '", absl::CEscape(job.job_name()), "': path '",
+                       absl::CEscape(path.substr(0, 200)), path.size() > 200 ? "..." : "",
+                       "': ", std::string(why)));
+    };
+    if (static_cast<size_t>(job.files_size()) > kMaxArtifactFiles) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad artifact manifest: job '", absl::CEscape(job.job_name()), "' has ",
+                       job.files_size(), " files, more than ", kMaxArtifactFiles));
+    }
+    std::set<std::string_view> seen;
+    for (const v1::ArtifactFile& f : job.files()) {
+      if (absl::Status s = ValidateArtifactPath(f.path()); !s.ok()) {
+        return bad(f.path(), s.message());
+      }
+      if (!seen.insert(f.path()).second) return bad(f.path(), "listed twice");
+      if (!IsHexSha256(f.sha256())) return bad(f.path(), "malformed sha256");
+      const uint64_t n = static_cast<uint64_t>(f.chunks_size());
+      if (n > f.size() || f.size() > n * kArtifactChunkBytes) {
+        return bad(f.path(), absl::StrCat(n, " chunks cannot hold ", f.size(), " bytes"));
+      }
+      for (const std::string& c : f.chunks()) {
+        if (!IsHexSha256(c)) return bad(f.path(), "malformed chunk hash");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ArtifactClient::Download(ArtifactWriter& writer, CancelFlag& cancel,
+                                      const ArtifactLog& log) {
+  Retry retry(options_, cancel, log);
+  auto call_deadline = [&](absl::Duration d) {
+    return std::min(d, std::max(absl::ZeroDuration(), retry.deadline() - absl::Now()));
+  };
+  v1::ArtifactManifest manifest;
+  while (true) {
+    v1::ArtifactManifestRequest req;
+    req.set_job_id(job_id_);
+    req.set_attempt_token(token_);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, call_deadline(options_.call_timeout));
+    grpc::Status s = stub_->GetArtifactManifest(&ctx, req, &manifest);
+    if (s.ok()) break;
+    absl::Status f = FromGrpc(s, "GetArtifactManifest");
+    if (retry.Again(f, false)) continue;
+    return f;
+  }
+  // 1. Every entry is checked before anything is written.
+  ASSAY_RETURN_IF_ERROR(ValidateArtifactManifest(manifest));
+  struct Item {
+    const v1::JobArtifacts* job;
+    const v1::ArtifactFile* file;
+  };
+  std::vector<Item> items;
+  std::vector<const std::string*> wants;  // every chunk, in file order
+  for (const v1::JobArtifacts& job : manifest.jobs()) {
+    for (const v1::ArtifactFile& f : job.files()) {
+      for (const std::string& c : f.chunks()) wants.push_back(&c);
+      items.push_back({&job, &f});
+    }
+  }
+  // 2. The chunks, in file order, a window per call; files written as their chunks arrive.
+  size_t item = 0, next_chunk = 0;
+  uint64_t written = 0;
+  std::unique_ptr<Sha256Stream> hash;
+  std::map<const v1::JobArtifacts*, std::pair<size_t, uint64_t>> done;  // files, bytes
+  auto shown = [&](const Item& it) {
+    return absl::StrCat("artifact ", it.file->path(), " of job '", it.job->job_name(), "'");
+  };
+  // Finishes the current file if all its chunks are in, and every empty file after it.
+  auto settle = [&]() -> absl::Status {
+    while (item < items.size() &&
+           next_chunk == static_cast<size_t>(items[item].file->chunks_size())) {
+      const Item& it = items[item];
+      if (hash == nullptr) {  // an empty file: nothing was begun
+        ASSAY_RETURN_IF_ERROR(writer.Begin(it.file->path()));
+        hash = std::make_unique<Sha256Stream>();
+      }
+      if (written != it.file->size() || hash->Hex() != it.file->sha256()) {
+        writer.Abort();
+        return absl::DataLossError(
+            absl::StrCat(shown(it), ": the file does not match its size and sha256"));
+      }
+      ASSAY_RETURN_IF_ERROR(writer.Commit(it.file->mode()));
+      done[it.job].first += 1;
+      done[it.job].second += written;
+      ++item;
+      next_chunk = 0;
+      written = 0;
+      hash.reset();
+    }
+    return absl::OkStatus();
+  };
+  auto feed = [&](const std::string& data) -> absl::Status {
+    const Item& it = items[item];
+    if (hash == nullptr) {
+      ASSAY_RETURN_IF_ERROR(writer.Begin(it.file->path()));
+      hash = std::make_unique<Sha256Stream>();
+    }
+    if (data.size() > kArtifactChunkBytes || HexSha256(data) != it.file->chunks(next_chunk)) {
+      writer.Abort();
+      return absl::DataLossError(
+          absl::StrCat(shown(it), ": chunk ", next_chunk + 1, " does not match its hash"));
+    }
+    ASSAY_RETURN_IF_ERROR(writer.Append(data));
+    hash->Update(data);
+    written += data.size();
+    ++next_chunk;
+    return settle();
+  };
+  ASSAY_RETURN_IF_ERROR(settle());
+  size_t pos = 0;
+  while (pos < wants.size()) {
+    const size_t end =
+        std::min(wants.size(), pos + std::max<size_t>(1, options_.chunks_per_download));
+    v1::DownloadChunksRequest req;
+    req.set_job_id(job_id_);
+    req.set_attempt_token(token_);
+    for (size_t k = pos; k < end; ++k) req.add_chunks(*wants[k]);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, call_deadline(options_.call_timeout + absl::Seconds(4 * (end - pos))));
+    std::unique_ptr<grpc::ClientReaderInterface<v1::ChunkData>> reader =
+        stub_->DownloadChunks(&ctx, req);
+    const size_t before = pos;
+    v1::ChunkData msg;
+    while (pos < end && reader->Read(&msg)) {
+      if (cancel.canceled()) {
+        ctx.TryCancel();
+        reader->Finish();
+        writer.Abort();
+        return absl::CancelledError("canceled");
+      }
+      absl::Status fed = msg.sha256() == *wants[pos]
+                             ? feed(msg.data())
+                             : absl::DataLossError(absl::StrCat(
+                                   shown(items[item]), ": the server sent chunk ",
+                                   absl::CEscape(msg.sha256().substr(0, 64)), " out of order"));
+      if (!fed.ok()) {
+        ctx.TryCancel();
+        reader->Finish();
+        return fed;
+      }
+      ++pos;
+    }
+    if (pos == end && reader->Read(&msg)) {
+      ctx.TryCancel();
+      reader->Finish();
+      writer.Abort();
+      return absl::DataLossError("DownloadChunks: the server sent more chunks than asked");
+    }
+    grpc::Status s = reader->Finish();
+    if (pos == end && s.ok()) continue;
+    absl::Status f = s.ok() ? absl::UnavailableError("DownloadChunks: the stream ended early")
+                            : FromGrpc(s, "DownloadChunks");
+    // Why keep the partial file: the next call goes on with the chunk after the last one
+    // written, into the same temporary file.
+    if (retry.Again(f, pos > before)) continue;
+    writer.Abort();
+    return f;
+  }
+  for (const v1::JobArtifacts& job : manifest.jobs()) {
+    auto [n, bytes] = done[&job];
+    log(absl::StrCat("assay: downloaded ", n, " file", n == 1 ? "" : "s", ", ", FormatMiB(bytes),
+                     " MiB from job '", job.job_name(), "'\n"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DownloadJobArtifacts(ArtifactClient& client, const v1::Assignment& a,
+                                  const std::string& workspace,
+                                  const std::optional<JobIdentity>& user, CancelFlag& cancel,
+                                  const ArtifactLog& log) {
+  if (a.artifact_needs().empty()) return absl::OkStatus();
+  std::optional<ArtifactWriter::Owner> owner;
+  if (user.has_value()) owner = ArtifactWriter::Owner{user->uid, user->gid};
+  absl::StatusOr<ArtifactWriter> writer = ArtifactWriter::Open(workspace, owner);
+  absl::Status s = writer.ok() ? client.Download(*writer, cancel, log) : writer.status();
+  if (s.ok()) return s;
+  return absl::Status(
+      s.code(), absl::StrCat("downloading the artifacts of ",
+                             absl::StrJoin(a.artifact_needs(), ", "), " failed: ", s.message()));
+}
+
+void UploadJobArtifacts(ArtifactClient& client, const v1::Assignment& a,
+                        const std::string& workspace, const std::optional<JobIdentity>& user,
+                        CancelFlag& cancel, const ArtifactLog& log, JobRunResult* res) {
+  if (!a.has_artifacts()) return;
+  const v1::ArtifactRules& rules = a.artifacts();
+  const bool succeeded = res->outcome == JobRunOutcome::kSucceeded;
+  if (cancel.canceled()) {
+    // Why not succeeded: its dependents would start without the artifacts they need.
+    if (succeeded) {
+      res->outcome = JobRunOutcome::kCanceled;
+      res->message = "job canceled before its artifacts were uploaded";
+    }
+    return;
+  }
+  const bool ended =
+      res->outcome == JobRunOutcome::kFailed || res->outcome == JobRunOutcome::kTimedOut;
+  if (!succeeded && !(rules.when() == "always" && ended)) return;
+  const std::vector<std::string> globs(rules.paths().begin(), rules.paths().end());
+  auto fail = [&](absl::string_view why) {
+    log(absl::StrCat("assay: artifacts upload failed: ", std::string(why), "\n"));
+    if (!succeeded) return;
+    if (cancel.canceled()) {
+      res->outcome = JobRunOutcome::kCanceled;
+      res->message = "job canceled while uploading its artifacts";
+      return;
+    }
+    res->outcome = JobRunOutcome::kError;
+    res->exit_code = -1;
+    res->message = absl::StrCat("artifacts upload failed: ", std::string(why));
+  };
+  CollectOptions options;
+  if (user.has_value()) options.owner = user->uid;
+  absl::StatusOr<CollectResult> collected = CollectArtifactFiles(workspace, globs, options);
+  if (!collected.ok()) return fail(collected.status().message());
+  for (const std::string& note : collected->notes) {
+    log(absl::StrCat("assay: artifacts: ", note, "\n"));
+  }
+  if (collected->files.empty()) {
+    const std::string what =
+        absl::StrCat("artifacts.paths matched no file (", absl::StrJoin(globs, ", "), ")");
+    if (rules.fail_if_no_files()) {
+      log(absl::StrCat("assay: ", what, ", and if_no_files is error\n"));
+      if (succeeded) {
+        res->outcome = JobRunOutcome::kFailed;
+        res->message = absl::StrCat(what, ", and if_no_files is error");
+      }
+      return;
+    }
+    log(absl::StrCat("assay: warning: ", what, "\n"));
+  }
+  std::optional<uid_t> owner;
+  if (user.has_value()) owner = user->uid;
+  absl::StatusOr<UploadSummary> up = client.Upload(workspace, collected->files, owner, cancel, log);
+  if (!up.ok()) return fail(up.status().message());
+  log(absl::StrCat("assay: uploaded ", up->files, " file", up->files == 1 ? "" : "s", ", ",
+                   FormatMiB(up->bytes), " MiB (", FormatMiB(up->new_bytes), " MiB new)\n"));
+}
+
+}  // namespace assay
