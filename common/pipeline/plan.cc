@@ -254,6 +254,8 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       }
       p.base_name = job.name;
       if (job.matrix) p.max_parallel = job.matrix->max_parallel;
+      p.secrets = job.secrets;
+      p.environment = job.environment;
       out.push_back(std::move(p));
     }
   }

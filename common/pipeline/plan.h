@@ -83,6 +83,8 @@ struct PlannedJob {
   ConcurrencySpec concurrency;  // Placeholders substituted in group.
   std::string base_name;        // The spec job's name (the matrix job for expansions).
   int max_parallel = 0;         // strategy.max_parallel of a matrix job; 0: no limit.
+  std::vector<SecretUse> secrets;  // As in the spec job (issue 9).
+  std::string environment;
 
   bool operator==(const PlannedJob&) const = default;
 };

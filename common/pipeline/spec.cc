@@ -162,6 +162,8 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"priority", false, ParsePriority},
     {"strategy", false, ParseStrategy},
     {"runs_on", false, ParseRunsOn},
+    {"secrets", false, ParseSecrets},          // issue 9 (spec_secrets.cc)
+    {"environment", false, ParseEnvironment},  // issue 9 (spec_secrets.cc)
 };
 
 // ---- Top level. ----

@@ -78,6 +78,14 @@ struct RunsOnSpec {
   bool operator==(const RunsOnSpec&) const = default;
 };
 
+// One entry of a job's `secrets:` (issue 9, docs/secrets.md).
+struct SecretUse {
+  std::string name;      // ValidateSecretName (common/base/secret_rules.h)
+  bool as_file = false;  // `as: file`: a 0400 file whose path is in NAME_FILE; else NAME
+
+  bool operator==(const SecretUse&) const = default;
+};
+
 struct JobSpec {
   std::string name;
   std::vector<std::string> needs;  // In file order, no duplicates, all defined jobs.
@@ -92,6 +100,10 @@ struct JobSpec {
   int priority = 0;                  // -100..100; higher runs first.
   std::optional<MatrixSpec> matrix;  // `strategy:`; absent: one job.
   RunsOnSpec runs_on;
+  // Issue 9, secrets: the repository secrets the job is given, file order, unique names; and
+  // the environment whose values override the repository-wide ones ("": none).
+  std::vector<SecretUse> secrets;
+  std::string environment;
 
   bool operator==(const JobSpec&) const = default;
 };

@@ -263,6 +263,9 @@ void ParseConcurrency(Linter& lint, const Entry& entry, const std::string& path,
 void ParsePriority(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseStrategy(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseRunsOn(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+// Issue 9 (spec_secrets.cc): `secrets:` and `environment:`.
+void ParseSecrets(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseEnvironment(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 // Checks placeholders in env, steps.run, runs_on.labels and concurrency.group (matrix
 // names only where the job has a matrix with that key).
 void CheckPlaceholders(Linter& lint, const JobDraft& job);
