@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/job_scope.h"
+#include "agent/job_secrets.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
 #include "common/crypto/agent_secret.h"
@@ -702,8 +703,21 @@ void Agent::RunJob(int64_t job_id) {
     req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
     req.kill_grace = opts_.kill_grace;
     req.user = opts_.job_user;
-    res =
-        assay::RunJob(req, *cancel, [this, job_id](std::string_view out) { EmitLog(job_id, out); });
+    // Issue 9: the job's secrets (agent/job_secrets.h); its output is masked before it leaves.
+    JobSecrets secrets;
+    const JobLogFn log = [this, job_id](std::string_view out) { EmitLog(job_id, out); };
+    absl::Status delivered = secrets.Prepare(a, ws + ".secrets",
+                                             req.user ? &*req.user : nullptr, &req.env, log);
+    if (!delivered.ok()) {
+      res.outcome = JobRunOutcome::kError;
+      res.exit_code = -1;
+      res.message = std::string(delivered.message());
+      EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
+    } else {
+      res = assay::RunJob(req, *cancel,
+                          [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
+      secrets.Flush(log);
+    }
   }
   {
     absl::MutexLock l(&mu_);
