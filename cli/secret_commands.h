@@ -29,7 +29,6 @@ int SecretRemove(const ApiClient& api, const std::string& repo, const std::strin
 
 // GET /api/v1/repos/ID/secrets; prints a table NAME ENVIRONMENT UPDATED ("-" for
 // repository-wide).
-int SecretList(const ApiClient& api, const std::string& repo, std::ostream& out,
-               std::ostream& err);
+int SecretList(const ApiClient& api, const std::string& repo, std::ostream& out, std::ostream& err);
 
 }  // namespace assay::cli

@@ -15,14 +15,20 @@ bool Printable(std::string_view s) {
 }
 
 std::string Quoted(std::string_view name) {
-  return Printable(name) ? absl::StrCat("'", std::string(name), "'") : std::string("(with unprintable characters)");
+  return Printable(name) ? absl::StrCat("'", std::string(name), "'")
+                         : std::string("(with unprintable characters)");
 }
 
-constexpr std::string_view kReserved[] = {
-    "CI",    "PATH",     "HOME",     "USER",   "LOGNAME",   "SHELL",
-    "PWD",   "OLDPWD",   "IFS",      "TMPDIR", "BASH_ENV",  "ENV",
-    "TERM",  "LANG",     "TZ",       "PS4",    "CDPATH",    "CUDA_VISIBLE_DEVICES",
-    "GLOBIGNORE", "NVIDIA_VISIBLE_DEVICES"};
+constexpr std::string_view kReserved[] = {"CI",         "PATH",
+                                          "HOME",       "USER",
+                                          "LOGNAME",    "SHELL",
+                                          "PWD",        "OLDPWD",
+                                          "IFS",        "TMPDIR",
+                                          "BASH_ENV",   "ENV",
+                                          "TERM",       "LANG",
+                                          "TZ",         "PS4",
+                                          "CDPATH",     "CUDA_VISIBLE_DEVICES",
+                                          "GLOBIGNORE", "NVIDIA_VISIBLE_DEVICES"};
 
 }  // namespace
 
@@ -43,8 +49,8 @@ absl::Status ValidateSecretName(std::string_view name) {
   }
   for (std::string_view r : kReserved) {
     if (name == r) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "secret name '", std::string(name), "' is reserved (a variable steps rely on)"));
+      return absl::InvalidArgumentError(absl::StrCat("secret name '", std::string(name),
+                                                     "' is reserved (a variable steps rely on)"));
     }
   }
   for (std::string_view prefix : {"ASSAY_", "GITHUB_", "LD_", "GIT_"}) {
@@ -64,11 +70,10 @@ absl::Status ValidateSecretName(std::string_view name) {
 
 absl::Status ValidateEnvironmentName(std::string_view name) {
   if (name.empty()) return absl::OkStatus();
-  bool ok = name.size() <= 64 && ((name[0] >= 'a' && name[0] <= 'z') ||
-                                  (name[0] >= '0' && name[0] <= '9'));
+  bool ok = name.size() <= 64 &&
+            ((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9'));
   for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-          c == '-')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
       ok = false;
     }
   }
@@ -88,9 +93,8 @@ absl::Status ValidateSecretValue(std::string_view value) {
                      " characters (a shorter one cannot be masked in logs), got ", value.size()));
   }
   if (value.size() > kMaxSecretValueBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("secret value must be at most ",
-                                                   kMaxSecretValueBytes, " bytes, got ",
-                                                   value.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "secret value must be at most ", kMaxSecretValueBytes, " bytes, got ", value.size()));
   }
   if (value.find('\0') != std::string_view::npos) {
     return absl::InvalidArgumentError("secret value must not hold a NUL byte");

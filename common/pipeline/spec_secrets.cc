@@ -7,8 +7,7 @@
 namespace assay::spec_internal {
 namespace {
 
-constexpr std::string_view kSecretForms =
-    "a secret name or a mapping {name: NAME, as: env|file}";
+constexpr std::string_view kSecretForms = "a secret name or a mapping {name: NAME, as: env|file}";
 
 bool SecretName(Linter& lint, const YAML::Node& node, const YAML::Mark& mark,
                 const std::string& path, std::string& out) {
@@ -67,8 +66,7 @@ void ParseSecrets(Linter& lint, const Entry& e, const std::string& path, JobDraf
     const bool seen = std::any_of(job.spec.secrets.begin(), job.spec.secrets.end(),
                                   [&](const SecretUse& u) { return u.name == use.name; });
     if (seen) {
-      lint.Error(mark, item_path,
-                 absl::StrCat("secret '", use.name, "' is listed more than once"));
+      lint.Error(mark, item_path, absl::StrCat("secret '", use.name, "' is listed more than once"));
       continue;
     }
     job.spec.secrets.push_back(std::move(use));
@@ -77,8 +75,7 @@ void ParseSecrets(Linter& lint, const Entry& e, const std::string& path, JobDraf
 
 void ParseEnvironment(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
   std::string name;
-  if (!ScalarText(lint, e.value, e.value_mark, path, "environment", "an environment name",
-                  name)) {
+  if (!ScalarText(lint, e.value, e.value_mark, path, "environment", "an environment name", name)) {
     return;
   }
   if (name.empty()) {

@@ -91,11 +91,11 @@ Response DeleteSecret(const ApiDeps& d, Request& req) {
   auto deleted = d.secrets->Delete(*id, *env, *name);
   if (!deleted.ok()) return http::StatusToResponse(deleted.status());
   if (!*deleted) {
-    return ErrorResponse(
-        404, "not_found",
-        env->empty() ? absl::StrCat("secret ", *name, " does not exist in repo ", *id)
-                     : absl::StrCat("secret ", *name, " does not exist in environment '", *env,
-                                    "' of repo ", *id));
+    return ErrorResponse(404, "not_found",
+                         env->empty()
+                             ? absl::StrCat("secret ", *name, " does not exist in repo ", *id)
+                             : absl::StrCat("secret ", *name, " does not exist in environment '",
+                                            *env, "' of repo ", *id));
   }
   Response r;
   r.status = 204;

@@ -11,8 +11,8 @@
 namespace assay {
 
 std::string SecretAad(int64_t repo_id, std::string_view environment, std::string_view name) {
-  return RowAad("repo_secrets", repo_id, absl::StrCat(std::string(environment), "/",
-                                                      std::string(name)));
+  return RowAad("repo_secrets", repo_id,
+                absl::StrCat(std::string(environment), "/", std::string(name)));
 }
 
 absl::Status AttachSecrets(const store::ClaimedJob& job, store::SecretStore* store,
@@ -40,9 +40,8 @@ absl::Status AttachSecrets(const store::ClaimedJob& job, store::SecretStore* sto
   }
   // The planner's linter checked these; a spec written before (or by hand) is checked again.
   if (uses.size() > kMaxSecretsPerJob) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("secrets: the job lists ", uses.size(), ", more than the limit of ",
-                     kMaxSecretsPerJob));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "secrets: the job lists ", uses.size(), ", more than the limit of ", kMaxSecretsPerJob));
   }
   for (const Use& u : uses) {
     if (absl::Status s = ValidateSecretName(u.name); !s.ok()) {
@@ -83,16 +82,16 @@ absl::Status AttachSecrets(const store::ClaimedJob& job, store::SecretStore* sto
           environment.empty()
               ? absl::StrCat("secrets: ", u.name, ": no such secret in repo ", job.repo_id)
               : absl::StrCat("secrets: ", u.name, ": no such secret in repo ", job.repo_id,
-                             ", neither in environment '", environment,
-                             "' nor repository-wide"));
+                             ", neither in environment '", environment, "' nor repository-wide"));
     }
     const store::SealedSecret& row = *it->second;
     auto plain = keys.Open(row.sealed, SecretAad(job.repo_id, row.environment, row.name));
     if (!plain.ok()) {
-      return absl::DataLossError(absl::StrCat("secrets: ", u.name, ": cannot be opened (sealed "
+      return absl::DataLossError(absl::StrCat("secrets: ", u.name,
+                                              ": cannot be opened (sealed "
                                               "with key ",
-                                              SealedKeyId(row.sealed), "): ",
-                                              plain.status().message()));
+                                              SealedKeyId(row.sealed),
+                                              "): ", plain.status().message()));
     }
     v1::JobSecret* out = a->add_secrets();
     out->set_name(u.name);

@@ -32,9 +32,8 @@ class SecretStore {
   // Inserts or replaces the value of (repo, environment, name). Returns true when it was
   // created, false when replaced. kNotFound when the repository does not exist;
   // kResourceExhausted when the scope already holds `max_per_scope` other secrets.
-  absl::StatusOr<bool> Put(int64_t repo_id, const std::string& environment,
-                           const std::string& name, const std::string& sealed,
-                           size_t max_per_scope);
+  absl::StatusOr<bool> Put(int64_t repo_id, const std::string& environment, const std::string& name,
+                           const std::string& sealed, size_t max_per_scope);
   // Removes it; false when there was none. kNotFound when the repository does not exist.
   absl::StatusOr<bool> Delete(int64_t repo_id, const std::string& environment,
                               const std::string& name);
@@ -43,8 +42,7 @@ class SecretStore {
   absl::StatusOr<std::vector<SecretInfo>> List(int64_t repo_id);
   // The sealed values among `names` in `environment` and in the repository-wide scope (both
   // rows when both exist; the caller prefers the environment's).
-  absl::StatusOr<std::vector<SealedSecret>> ForJob(int64_t repo_id,
-                                                   const std::string& environment,
+  absl::StatusOr<std::vector<SealedSecret>> ForJob(int64_t repo_id, const std::string& environment,
                                                    const std::vector<std::string>& names);
   // Replaces every sealed value with what `reseal(repo_id, secret)` returns, in one
   // transaction with the rows locked; nothing changes when it fails once. Returns the count.

@@ -8,8 +8,8 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
-#include <map>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -95,10 +95,12 @@ TEST_CASE("secret seal: bound to repo, environment and name", "[db][secrets]") {
   f.Put("", "API_KEY", "value-of-api-key");
   f.Put("", "OTHER", "value-of-other");
   // Copy API_KEY's sealed bytes onto OTHER, and onto the same name in another environment.
-  f.Query("UPDATE repo_secrets SET value_enc = (SELECT value_enc FROM repo_secrets WHERE name = "
-          "'API_KEY') WHERE name = 'OTHER'");
-  f.Query("INSERT INTO repo_secrets (repo_id, environment, name, value_enc) SELECT repo_id, "
-          "'prod', name, value_enc FROM repo_secrets WHERE name = 'API_KEY'");
+  f.Query(
+      "UPDATE repo_secrets SET value_enc = (SELECT value_enc FROM repo_secrets WHERE name = "
+      "'API_KEY') WHERE name = 'OTHER'");
+  f.Query(
+      "INSERT INTO repo_secrets (repo_id, environment, name, value_enc) SELECT repo_id, "
+      "'prod', name, value_enc FROM repo_secrets WHERE name = 'API_KEY'");
   auto rows = f.secrets.ForJob(f.repo_id, "prod", {"API_KEY", "OTHER"});
   REQUIRE(rows.ok());
   REQUIRE(rows->size() == 3);
@@ -152,8 +154,8 @@ TEST_CASE("dispatch: secrets in the assignment, environment first, a missing one
   std::map<std::string, std::vector<std::vector<std::string>>> got;
   for (const v1::Assignment& a : ch->TakeAssignments()) got[a.job_name()] = SecretsOf(a);
   using V = std::vector<std::vector<std::string>>;
-  CHECK(got["plain"] == V{{"API_KEY", "repo-wide-key", "env", ""},
-                          {"CERT", "line1\nline2", "file", ""}});
+  CHECK(got["plain"] ==
+        V{{"API_KEY", "repo-wide-key", "env", ""}, {"CERT", "line1\nline2", "file", ""}});
   CHECK(got["staged"] ==
         V{{"API_KEY", "staging-key", "env", ""}, {"CERT", "line1\nline2", "file", ""}});
   const std::string why(kWithheldUntrusted);
@@ -161,21 +163,20 @@ TEST_CASE("dispatch: secrets in the assignment, environment first, a missing one
   CHECK(got.size() == 3);
 
   const int64_t missing = f.JobId(p, "missing");
-  CHECK(f.Query("SELECT state, exit_code IS NULL, message FROM jobs WHERE id = " +
-                std::to_string(missing)) ==
-        Rows{{"failed", "t", "secrets: NOPE: no such secret in repo " + std::to_string(f.repo_id)}});
+  CHECK(
+      f.Query("SELECT state, exit_code IS NULL, message FROM jobs WHERE id = " +
+              std::to_string(missing)) ==
+      Rows{{"failed", "t", "secrets: NOPE: no such secret in repo " + std::to_string(f.repo_id)}});
   CHECK(f.jobs.ReadLog(missing).value() ==
         "assay: secrets: NOPE: no such secret in repo " + std::to_string(f.repo_id) + "\n");
-  CHECK(f.One("SELECT message FROM jobs WHERE id = " +
-              std::to_string(f.JobId(p, "missing-env"))) ==
+  CHECK(f.One("SELECT message FROM jobs WHERE id = " + std::to_string(f.JobId(p, "missing-env"))) ==
         "secrets: NOPE: no such secret in repo " + std::to_string(f.repo_id) +
             ", neither in environment 'prod' nor repository-wide");
   // The failed jobs' attempts closed; nothing else is queued.
   CHECK(f.Count("SELECT count(*) FROM jobs WHERE state = 'queued'") == 0);
 }
 
-TEST_CASE("dispatch: a hand-written spec with a bad secret name fails the job",
-          "[db][secrets]") {
+TEST_CASE("dispatch: a hand-written spec with a bad secret name fails the job", "[db][secrets]") {
   SecretsFixture f;
   Metrics metrics;
   DispatcherOptions o;
@@ -184,8 +185,8 @@ TEST_CASE("dispatch: a hand-written spec with a bad secret name fails the job",
   Dispatcher d(&f.jobs, &metrics, &f.clock, o);
   auto ch = std::make_shared<FakeChannel>();
   d.AgentConnected(Capacity(f.Agent("a1"), "a1", 8), {}, ch);
-  const int64_t p = f.CreatePipeline({SecretJob("eq", R"([{"name":"A=B","as":"env"}])"),
-                                      SecretJob("bad", R"("not a list")")});
+  const int64_t p = f.CreatePipeline(
+      {SecretJob("eq", R"([{"name":"A=B","as":"env"}])"), SecretJob("bad", R"("not a list")")});
   CHECK(d.DispatchOnce() == 0);
   CHECK(f.One("SELECT message FROM jobs WHERE id = " + std::to_string(f.JobId(p, "eq"))) ==
         "secrets: secret name 'A=B' must be upper-case letters, digits and '_', not starting "

@@ -33,8 +33,8 @@ TEST_CASE("secrets: env and file delivery, masked log, environment override, mis
   MUST(c.WaitForAgents(1));
 
   // The CLI reads the value from stdin (one trailing newline dropped) or a file (exact).
-  CommandResult set = MUST(c.RunCli({"secret", "set", kRepoName, "API_KEY"}, "",
-                                    std::string(kApiKey) + "\n"));
+  CommandResult set =
+      MUST(c.RunCli({"secret", "set", kRepoName, "API_KEY"}, "", std::string(kApiKey) + "\n"));
   INFO(set.out << set.err);
   REQUIRE(set.exit_code == 0);
   CHECK(set.out == "secret API_KEY of acme/app: created\n");
@@ -97,8 +97,7 @@ TEST_CASE("secrets: env and file delivery, masked log, environment override, mis
   CHECK(!std::filesystem::exists(path));  // removed with the job
   CHECK(!std::filesystem::exists(path.substr(0, path.size() - 5)));
   CHECK(MUST(c.JobLog(JobId(p, "staged"))) == "staged ***\n");
-  CHECK(MUST(c.JobLog(JobId(p, "missing"))) ==
-        "assay: secrets: NOPE: no such secret in repo 1\n");
+  CHECK(MUST(c.JobLog(JobId(p, "missing"))) == "assay: secrets: NOPE: no such secret in repo 1\n");
   // The server's own log never holds a value.
   CHECK(c.LogTails().find(kApiKey) == std::string::npos);
 
@@ -146,8 +145,8 @@ jobs:
   o["repository"].as_object()["clone_url"] = repo.clone_url();
   o["repository"].as_object()["full_name"] = kRepoName;
   const std::string body = json::serialize(o);
-  auto r = MUST(c.PostGithub(body, "pr-1", Cluster::GithubSignature(kSecret, body),
-                             "pull_request"));
+  auto r =
+      MUST(c.PostGithub(body, "pr-1", Cluster::GithubSignature(kSecret, body), "pull_request"));
   REQUIRE(r.status == 202);
   const int64_t pid =
       MUST(c.WaitForPipelineOf(json::parse(r.body).as_object().at("delivery").as_int64()));
@@ -233,8 +232,7 @@ TEST_CASE("secrets API: write-only, name and value rules, limits, auth", "[e2e][
 
   // Too many in one scope.
   for (int i = 0; i < 199; ++i) {
-    REQUIRE(put("S" + std::to_string(i), {{"value", "value-" + std::to_string(i)}}).status ==
-            201);
+    REQUIRE(put("S" + std::to_string(i), {{"value", "value-" + std::to_string(i)}}).status == 201);
   }
   r = put("ONE_TOO_MANY", {{"value", "abcdef"}});
   CHECK(r.status == 409);
@@ -250,8 +248,7 @@ TEST_CASE("secrets API: write-only, name and value rules, limits, auth", "[e2e][
     for (const char* method : {"GET", "PUT", "DELETE"}) {
       const std::string path = std::string("/api/v1/repos/1/secrets") +
                                (std::string(method) == "GET" ? "" : "/HF_TOKEN");
-      HttpClientResponse u =
-          MUST(c.Fetch(method, path, headers, R"({"value":"stolen-value"})"));
+      HttpClientResponse u = MUST(c.Fetch(method, path, headers, R"({"value":"stolen-value"})"));
       INFO(method << " " << auth);
       CHECK(u.status == 401);
     }

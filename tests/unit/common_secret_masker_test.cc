@@ -39,8 +39,8 @@ TEST_CASE("masker: a value is masked, other text is kept byte for byte", "[unit]
 
 TEST_CASE("masker: split across two chunks at every position", "[unit][secrets]") {
   const std::string secret = "s3cr3t-V4lue!";
-  const std::string text = "before " + secret + " middle " + Base64Encode(secret, false) +
-                           " url " + "s3cr3t-V4lue%21" + " end\n";
+  const std::string text = "before " + secret + " middle " + Base64Encode(secret, false) + " url " +
+                           "s3cr3t-V4lue%21" + " end\n";
   SecretMasker whole({secret});
   const std::string expected = whole.MaskAll(text);
   CHECK(expected == "before *** middle *** url *** end\n");
@@ -88,8 +88,8 @@ TEST_CASE("masker: base64 in both alphabets and at the three alignments", "[unit
         // The secret's own characters are gone: what is left is at most the few characters
         // that encode the neighbouring bytes (and at most one shared character each side).
         CHECK(masked.find("***") != std::string::npos);
-        CHECK(masked.size() <= 6 + 3 + 1 + (prefix.size() * 4 + 2) / 3 + 2 +
-                                   (suffix.size() * 4 + 2) / 3 + 2);
+        CHECK(masked.size() <=
+              6 + 3 + 1 + (prefix.size() * 4 + 2) / 3 + 2 + (suffix.size() * 4 + 2) / 3 + 2);
       }
     }
   }
@@ -170,7 +170,8 @@ TEST_CASE("secret rules: names, environments and values", "[unit][secrets]") {
   CHECK(ValidateSecretName("1A").code() == absl::StatusCode::kInvalidArgument);
   CHECK(ValidateSecretName("A=B").code() == absl::StatusCode::kInvalidArgument);
   CHECK(ValidateSecretName(std::string("A\0B", 3)).message() ==
-        "secret name (with unprintable characters) must be upper-case letters, digits and '_', not starting with a "
+        "secret name (with unprintable characters) must be upper-case letters, digits and '_', not "
+        "starting with a "
         "digit");
   CHECK(ValidateSecretName("PATH").message() ==
         "secret name 'PATH' is reserved (a variable steps rely on)");
@@ -188,8 +189,7 @@ TEST_CASE("secret rules: names, environments and values", "[unit][secrets]") {
         "environment 'Prod' must be 1 to 64 characters of a-z, 0-9, '_', '.', '-', starting "
         "with a letter or digit");
   CHECK(ValidateEnvironmentName("a/b").code() == absl::StatusCode::kInvalidArgument);
-  CHECK(ValidateEnvironmentName(std::string(65, 'a')).code() ==
-        absl::StatusCode::kInvalidArgument);
+  CHECK(ValidateEnvironmentName(std::string(65, 'a')).code() == absl::StatusCode::kInvalidArgument);
   CHECK(ValidateSecretValue("abcd").ok());
   CHECK(ValidateSecretValue("abc").message() ==
         "secret value must be at least 4 characters (a shorter one cannot be masked in logs), "
