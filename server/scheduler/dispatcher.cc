@@ -363,9 +363,11 @@ void Dispatcher::Unassign(const store::ClaimedJob& job, const std::string& why) 
 
 void Dispatcher::FailClaim(const store::ClaimedJob& job, const std::string& why) {
   LogInfo("dispatch", "job ", job.job_id, " fails before it starts: ", why);
-  auto logged = jobs_->AppendLog(job.job_id, job.attempt_token, 1, absl::StrCat("assay: ", why, "\n"));
+  auto logged =
+      jobs_->AppendLog(job.job_id, job.attempt_token, 1, absl::StrCat("assay: ", why, "\n"));
   if (!logged.ok()) {
-    LogWarn("dispatch", "job ", job.job_id, ": storing its log failed: ", logged.status().ToString());
+    LogWarn("dispatch", "job ", job.job_id,
+            ": storing its log failed: ", logged.status().ToString());
   }
   store::ResultReport r;
   r.job_id = job.job_id;
