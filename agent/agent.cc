@@ -234,6 +234,9 @@ absl::Status Agent::Run() {
     absl::Status enter = CheckUserCanEnter(*opts_.job_user, opts_.work_dir + "/jobs");
     if (!enter.ok()) return absl::InvalidArgumentError(enter.message());
   }
+  if (int stale = JobSecrets::RemoveStale(opts_.work_dir + "/jobs"); stale > 0) {
+    LogInfo("agent", "removed the secret files of ", stale, " job(s) of an agent that died");
+  }
   if (int stale = JobScope::CleanStale(); stale > 0) {
     LogInfo("agent", "removed ", stale, " job cgroup(s) of agents that died");
   }

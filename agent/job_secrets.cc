@@ -124,4 +124,22 @@ void JobSecrets::RemoveFiles() {
   dir_.clear();
 }
 
+int JobSecrets::RemoveStale(const std::string& jobs_dir) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(jobs_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() <= 8 || name.substr(name.size() - 8) != ".secrets") continue;
+    chmod(e.path().c_str(), 0700);
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+    if (rm) {
+      LogWarn("agent", "secrets: cannot remove ", e.path().string(), ": ", rm.message());
+    } else {
+      ++n;
+    }
+  }
+  return n;
+}
+
 }  // namespace assay

@@ -40,6 +40,10 @@ class JobSecrets {
   // Removes the secret files and their directory (idempotent).
   void RemoveFiles();
 
+  // Removes every "*.secrets" directory under `jobs_dir` (left by an agent that died while a
+  // job ran: its steps died with it). Returns how many. For the agent's start.
+  static int RemoveStale(const std::string& jobs_dir);
+
  private:
   SecretMasker masker_;
   std::string dir_;  // "" : no files

@@ -1,6 +1,7 @@
 #include "common/base/secret_masker.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 namespace assay {
@@ -97,7 +98,32 @@ SecretMasker::SecretMasker(const std::vector<std::string>& values) {
   }
   std::stable_sort(patterns_.begin(), patterns_.end(),
                    [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  for (const std::string& p : patterns_) first_byte_[static_cast<unsigned char>(p[0])] = true;
+  Index();
+}
+
+namespace {
+
+uint32_t Load4(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+uint32_t FilterBit(uint32_t prefix) { return (prefix * 2654435761u) >> 16; }
+
+}  // namespace
+
+void SecretMasker::Index() {
+  prefix_filter_.assign(1024, 0);
+  by_prefix_.clear();
+  for (size_t i = 0; i < patterns_.size(); ++i) {
+    const std::string& p = patterns_[i];
+    first_byte_[static_cast<unsigned char>(p[0])] = true;
+    const uint32_t prefix = Load4(p.data());
+    const uint32_t bit = FilterBit(prefix);
+    prefix_filter_[bit >> 6] |= uint64_t{1} << (bit & 63);
+    by_prefix_[prefix].push_back(i);
+  }
 }
 
 std::string SecretMasker::Mask(std::string_view chunk) { return Run(chunk, false); }
@@ -112,7 +138,7 @@ std::string SecretMasker::Flush() {
 std::string SecretMasker::MaskAll(std::string_view text) const {
   SecretMasker copy;
   copy.patterns_ = patterns_;
-  std::copy(std::begin(first_byte_), std::end(first_byte_), std::begin(copy.first_byte_));
+  copy.Index();
   std::string out = copy.Mask(text);
   out += copy.Flush();
   return out;
@@ -145,48 +171,52 @@ std::string SecretMasker::Run(std::string_view chunk, bool final) {
       }
     }
   }
-  // Coverage as a difference array: +1 where an occurrence starts, -1 where it ends.
-  std::vector<int> diff(n + 1, 0);
-  if (carry_covered_ > 0) {
-    ++diff[0];
-    --diff[std::min(carry_covered_, n)];
-  }
-  size_t max_end = 0;  // of the occurrences starting before cut
-  for (const std::string& p : patterns_) {
-    for (size_t pos = buf.find(p); pos != std::string_view::npos; pos = buf.find(p, pos + 1)) {
-      ++diff[pos];
-      --diff[pos + p.size()];
+  // Occurrences as [start, end) in start order, merged where they overlap or touch.
+  std::vector<std::pair<size_t, size_t>> runs;
+  auto add = [&runs](size_t a, size_t b) {
+    if (!runs.empty() && a <= runs.back().second) {
+      runs.back().second = std::max(runs.back().second, b);
+    } else {
+      runs.emplace_back(a, b);
+    }
+  };
+  size_t max_end = std::min(carry_covered_, n);  // of what starts before cut (or is carried)
+  if (max_end > 0) add(0, max_end);
+  for (size_t pos = 0; pos + SecretMasker::kMinPatternBytes <= n; ++pos) {
+    const uint32_t prefix = Load4(buf.data() + pos);
+    const uint32_t bit = FilterBit(prefix);
+    if ((prefix_filter_[bit >> 6] & (uint64_t{1} << (bit & 63))) == 0) continue;
+    auto it = by_prefix_.find(prefix);
+    if (it == by_prefix_.end()) continue;
+    for (size_t i : it->second) {
+      const std::string& p = patterns_[i];
+      if (p.size() > n - pos || buf.compare(pos, p.size(), p) != 0) continue;
+      add(pos, pos + p.size());
       if (pos < cut) max_end = std::max(max_end, pos + p.size());
     }
   }
-  std::vector<bool> covered(n);
-  int depth = 0;
-  for (size_t i = 0; i < n; ++i) {
-    depth += diff[i];
-    covered[i] = depth > 0;
-  }
-  if (carry_covered_ > 0) max_end = std::max(max_end, std::min(carry_covered_, n));
   std::string out;
-  Emit(covered, cut, max_end, &out);
+  Emit(runs, cut, max_end, &out);
   return out;
 }
 
-void SecretMasker::Emit(const std::vector<bool>& covered, size_t cut, size_t max_end_before_cut,
-                        std::string* out) {
+void SecretMasker::Emit(const std::vector<std::pair<size_t, size_t>>& runs, size_t cut,
+                        size_t max_end_before_cut, std::string* out) {
   out->reserve(cut);
   size_t i = 0;
-  while (i < cut) {
-    if (covered[i]) {
-      if (!last_masked_) out->append(kMask);
-      last_masked_ = true;
-      while (i < cut && covered[i]) ++i;
-      continue;
+  for (const auto& [a, b] : runs) {
+    if (a >= cut) break;
+    if (a > i) {
+      out->append(buf_, i, a - i);
+      last_masked_ = false;
     }
-    size_t j = i;
-    while (j < cut && !covered[j]) ++j;
-    out->append(buf_, i, j - i);
+    if (!last_masked_) out->append(kMask);
+    last_masked_ = true;
+    i = std::min(b, cut);
+  }
+  if (cut > i) {
+    out->append(buf_, i, cut - i);
     last_masked_ = false;
-    i = j;
   }
   carry_covered_ = max_end_before_cut > cut ? max_end_before_cut - cut : 0;
   buf_.erase(0, cut);

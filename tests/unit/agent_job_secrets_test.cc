@@ -66,6 +66,15 @@ TEST_CASE("job secrets: env, files, notices, masking and removal", "[unit][secre
     CHECK(log == "x *** y ***\n");
   }
   CHECK(!std::filesystem::exists(dir));  // removed by the destructor
+
+  // What an agent that died left behind is removed at the next start; workspaces are not.
+  std::filesystem::create_directories(tmp.path + "/job-2-1.secrets");
+  std::filesystem::create_directories(tmp.path + "/job-2-1");
+  { std::ofstream(tmp.path + "/job-2-1.secrets/KEY") << "value"; }
+  chmod((tmp.path + "/job-2-1.secrets").c_str(), 0500);
+  CHECK(JobSecrets::RemoveStale(tmp.path) == 1);
+  CHECK(!std::filesystem::exists(tmp.path + "/job-2-1.secrets"));
+  CHECK(std::filesystem::exists(tmp.path + "/job-2-1"));
 }
 
 TEST_CASE("job secrets: bad names and values are refused, nothing is left", "[unit][secrets]") {
