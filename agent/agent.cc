@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "agent/artifacts.h"
 #include "agent/job_scope.h"
+#include "agent/job_secrets.h"
 #include "agent/lifecycle.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
@@ -265,6 +266,9 @@ absl::Status Agent::Run() {
     }
     absl::Status enter = CheckUserCanEnter(*opts_.job_user, opts_.work_dir + "/jobs");
     if (!enter.ok()) return absl::InvalidArgumentError(enter.message());
+  }
+  if (int stale = JobSecrets::RemoveStale(opts_.work_dir + "/jobs"); stale > 0) {
+    LogInfo("agent", "removed the secret files of ", stale, " job(s) of an agent that died");
   }
   if (int stale = JobScope::CleanStale(); stale > 0) {
     LogInfo("agent", "removed ", stale, " job cgroup(s) of agents that died");
@@ -737,11 +741,11 @@ void Agent::RunJob(int64_t job_id) {
       checkout = absl::InternalError(absl::StrCat("chmod 700 ", ws, ": ", strerror(errno)));
     }
   }
-  auto log = [this, job_id](std::string_view out) { EmitLog(job_id, out); };
+  const JobLogFn log = [this, job_id](std::string_view out) { EmitLog(job_id, out); };
   ArtifactClient artifacts(stub_.get(), bearer_, a.job_id(), a.attempt_token());
-  absl::Status needs = checkout.ok() ? DownloadJobArtifacts(artifacts, a, ws, opts_.job_user,
-                                                            *cancel, log)
-                                     : absl::OkStatus();
+  absl::Status needs = checkout.ok()
+                           ? DownloadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log)
+                           : absl::OkStatus();
   if (!checkout.ok()) {
     res.outcome = JobRunOutcome::kError;
     res.exit_code = -1;
@@ -771,8 +775,21 @@ void Agent::RunJob(int64_t job_id) {
     req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
     req.kill_grace = opts_.kill_grace;
     req.user = opts_.job_user;
-    res = assay::RunJob(req, *cancel, log);
-    UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
+    // Issue 9: the job's secrets (agent/job_secrets.h); its output is masked before it leaves.
+    JobSecrets secrets;
+    absl::Status delivered =
+        secrets.Prepare(a, ws + ".secrets", req.user ? &*req.user : nullptr, &req.env, log);
+    if (!delivered.ok()) {
+      res.outcome = JobRunOutcome::kError;
+      res.exit_code = -1;
+      res.message = std::string(delivered.message());
+      EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
+    } else {
+      res = assay::RunJob(req, *cancel,
+                          [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
+      secrets.Flush(log);
+      UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
+    }
   }
   if (res.outcome == JobRunOutcome::kCanceled) {
     std::string why;

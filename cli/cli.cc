@@ -19,6 +19,7 @@
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
 #include "cli/lint_command.h"
+#include "cli/secret_commands.h"
 #include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
 
@@ -49,6 +50,12 @@ Commands:
   cancel PIPELINE_ID          cancel a pipeline
   cancel --job JOB_ID         cancel one job (its dependents are skipped)
   queue [--limit N]           list waiting jobs and why each one waits
+  secret set REPO NAME [--environment E] [--from-file F]
+                              set a repository secret; its value is read from stdin (one
+                              trailing newline dropped) or F (exact bytes), never argv
+  secret rm REPO NAME [--environment E]
+                              remove a secret
+  secret list REPO            list a repository's secrets (names and dates, never values)
   agents list                 list agents (ACCESS: enrolled, shared-token, disabled, revoked)
   agents token create [--name NAME] [--labels a,b] [--expires 1h]
                               make a one-time enrollment token (printed once, alone on stdout)
@@ -72,7 +79,7 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
 constexpr std::string_view kCommands[] = {"lint",   "repo", "pipelines", "pipeline", "logs",
-                                          "cancel", "run",  "queue",     "agents"};
+                                          "cancel", "run",  "queue",     "agents",   "secret"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -201,6 +208,62 @@ std::optional<UsageError> ReadSecretFile(const std::string& path, std::string& s
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty()) return UsageError{absl::StrCat("secret file ", path, " is empty")};
   return std::nullopt;
+}
+
+// `assay secret set|rm|list` (issue 9; cli/secret_commands.h).
+std::variant<int, UsageError> SecretCommand(const CommandLine& line, const CliContext& context,
+                                            const ApiClient& api, std::ostream& out,
+                                            std::ostream& err) {
+  const std::string sub = line.positional.size() > 1 ? line.positional[1] : "";
+  Options options;
+  if (sub == "list") {
+    if (auto error = Options::Check(line, "secret list", {}, options)) return *error;
+    if (auto error = ExpectPositionals(line, "secret list", 2, 1, 1, "a REPO")) return *error;
+    return SecretList(api, line.positional[2], out, err);
+  }
+  if (sub == "rm") {
+    if (auto error = Options::Check(line, "secret rm", {"--environment"}, options)) return *error;
+    if (auto error = ExpectPositionals(line, "secret rm", 2, 2, 2, "a REPO and a NAME")) {
+      return *error;
+    }
+    return SecretRemove(api, line.positional[2], line.positional[3],
+                        options.Get("--environment").value_or(""), out, err);
+  }
+  if (sub != "set") {
+    return UsageError{sub.empty() ? "'assay secret' needs a subcommand: set, rm or list"
+                                  : absl::StrCat("unknown subcommand 'secret ", sub,
+                                                 "' (expected set, rm or list)")};
+  }
+  if (auto error = Options::Check(line, "secret set", {"--environment", "--from-file", "--value"},
+                                  options)) {
+    return *error;
+  }
+  if (options.Get("--value")) {
+    return UsageError{
+        "--value would show the secret in the process list; pipe it to stdin or use "
+        "--from-file F"};
+  }
+  if (auto error = ExpectPositionals(line, "secret set", 2, 2, 2, "a REPO and a NAME")) {
+    return *error;
+  }
+  SecretSetOptions set;
+  set.repo = line.positional[2];
+  set.name = line.positional[3];
+  set.environment = options.Get("--environment").value_or("");
+  if (std::optional<std::string> file = options.Get("--from-file")) {
+    std::ifstream in(*file, std::ios::binary);
+    if (!in) return UsageError{absl::StrCat("cannot read ", *file, ": ", std::strerror(errno))};
+    set.value.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) return UsageError{absl::StrCat("cannot read ", *file)};
+  } else {
+    if (context.in == nullptr) return UsageError{"no value: pipe it to stdin or use --from-file F"};
+    set.value.assign(std::istreambuf_iterator<char>(*context.in),
+                     std::istreambuf_iterator<char>());
+    // Why one newline: `echo VALUE |` adds it; a value's own line breaks are kept.
+    if (set.value.size() >= 1 && set.value.back() == '\n') set.value.pop_back();
+    if (set.value.size() >= 1 && set.value.back() == '\r') set.value.pop_back();
+  }
+  return SecretSet(api, set, out, err);
 }
 
 // Runs the command in `line`; returns the exit code, or a usage error.
@@ -401,6 +464,7 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
         "'assay agents' needs a subcommand: list, token create, revoke, disable, enable, drain "
         "or resume"};
   }
+  if (command == "secret") return SecretCommand(line, context, api, out, err);
   const std::string suggestion = ClosestMatch(command, kCommands);
   return UsageError{
       absl::StrCat("unknown command '", command, "'",
@@ -456,6 +520,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   if (const char* secret = std::getenv("ASSAY_WEBHOOK_SECRET"); secret != nullptr && *secret) {
     context.webhook_secret = secret;
   }
+  context.in = &std::cin;
   context.fetch = [](std::string_view method, std::string_view url, const HttpHeaders& headers,
                      std::string_view body) { return HttpFetch(method, url, headers, body); };
   return Run(args, out, err, context);

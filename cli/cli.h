@@ -2,6 +2,7 @@
 // The `assay` command line: argument parsing and dispatch. main.cpp only calls Run.
 
 #include <functional>
+#include <istream>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -27,6 +28,8 @@ struct CliContext {
   FetchFn fetch;                                         // Required.
   // ASSAY_WEBHOOK_SECRET: `repo add`'s webhook secret when --secret-file is absent.
   std::optional<std::string> webhook_secret;
+  // `secret set`'s value when --from-file is absent (std::cin for the real CLI); null: none.
+  std::istream* in = nullptr;
 };
 
 // Exit codes.

@@ -74,6 +74,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::AgentStore> agents;
   std::unique_ptr<store::AgentCredentialStore> credentials;
   std::unique_ptr<store::ScheduleStore> schedules;
+  std::unique_ptr<store::SecretStore> secrets;  // issue 9
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;
   std::unique_ptr<Wakeups> wakeups;
@@ -188,8 +189,10 @@ absl::Status AssayServer::Start() {
   m.credentials = std::make_unique<store::AgentCredentialStore>(m.db.get());
   m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
-  m.dispatcher = std::make_unique<Dispatcher>(m.jobs.get(), m.metrics.get(), clock,
-                                              DispatcherOptions{o.lease, o.sweep_interval, *key});
+  m.secrets = std::make_unique<store::SecretStore>(m.db.get());
+  m.dispatcher = std::make_unique<Dispatcher>(
+      m.jobs.get(), m.metrics.get(), clock,
+      DispatcherOptions{o.lease, o.sweep_interval, *key, m.secrets.get()});
   Dispatcher* dispatcher = m.dispatcher.get();
   forge::CommitStatusNotifier::Options no;
   no.max_attempts = o.commit_status_attempts;
@@ -273,6 +276,7 @@ absl::Status AssayServer::Start() {
   m.api.metrics_token = o.metrics_token;
   m.api.webhook_dedupe_window = o.webhook_dedupe_window;
   m.api.credentials = m.credentials.get();
+  m.api.secrets = m.secrets.get();
   AgentServiceImpl* service = m.agent_service.get();
   m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {
     service->CloseAgent(agent_id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));

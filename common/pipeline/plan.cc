@@ -271,6 +271,8 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
         glob = SubstitutePlaceholders(glob, ctx, combo);
       }
       p.artifact_needs = artifact_needs;
+      p.secrets = job.secrets;
+      p.environment = job.environment;
       out.push_back(std::move(p));
     }
   }

@@ -89,6 +89,8 @@ struct PlannedJob {
   // concrete names (a matrix job's: all its expansions), in the order of `needs`.
   std::optional<ArtifactsSpec> artifacts;
   std::vector<std::string> artifact_needs;
+  std::vector<SecretUse> secrets;  // As in the spec job (issue 9).
+  std::string environment;
 
   bool operator==(const PlannedJob&) const = default;
 };

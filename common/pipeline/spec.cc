@@ -172,6 +172,8 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"runs_on", false, ParseRunsOn},
     {"lfs", false, ParseLfs},
     {"artifacts", false, ParseArtifacts},
+    {"secrets", false, ParseSecrets},          // issue 9 (spec_secrets.cc)
+    {"environment", false, ParseEnvironment},  // issue 9 (spec_secrets.cc)
 };
 
 // ---- Top level. ----

@@ -90,6 +90,14 @@ struct ArtifactsSpec {
   bool operator==(const ArtifactsSpec&) const = default;
 };
 
+// One entry of a job's `secrets:` (issue 9, docs/secrets.md).
+struct SecretUse {
+  std::string name;      // ValidateSecretName (common/base/secret_rules.h)
+  bool as_file = false;  // `as: file`: a 0400 file whose path is in NAME_FILE; else NAME
+
+  bool operator==(const SecretUse&) const = default;
+};
+
 struct JobSpec {
   std::string name;
   std::vector<std::string> needs;  // In file order, no duplicates, all defined jobs.
@@ -111,6 +119,10 @@ struct JobSpec {
   // agent downloads before the first step.
   std::optional<ArtifactsSpec> artifacts;
   std::vector<std::string> artifact_needs;
+  // Issue 9, secrets: the repository secrets the job is given, file order, unique names; and
+  // the environment whose values override the repository-wide ones ("": none).
+  std::vector<SecretUse> secrets;
+  std::string environment;
 
   bool operator==(const JobSpec&) const = default;
 };

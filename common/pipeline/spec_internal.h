@@ -274,6 +274,9 @@ void ParseArtifacts(Linter& lint, const Entry& entry, const std::string& path, J
 bool ParseNeedMapping(Linter& lint, const YAML::Node& node, const YAML::Mark& mark,
                       const std::string& key, NeedRef& out);
 void CheckArtifactNeeds(Linter& lint, PipelineDraft& draft);
+// Issue 9 (spec_secrets.cc): `secrets:` and `environment:`.
+void ParseSecrets(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseEnvironment(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 // Checks placeholders in env, steps.run, runs_on.labels, concurrency.group and
 // artifacts.paths (matrix names only where the job has a matrix with that key).
 void CheckPlaceholders(Linter& lint, const JobDraft& job);

@@ -148,6 +148,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterPipelineRoutes(router, d);
   api::RegisterJobRoutes(router, d);
   api::RegisterAgentRoutes(router, d);
+  api::RegisterSecretRoutes(router, d);
 }
 
 }  // namespace assay

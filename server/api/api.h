@@ -20,6 +20,7 @@
 #include "server/store/jobs.h"
 #include "server/store/pipelines.h"
 #include "server/store/repos.h"
+#include "server/store/secrets.h"
 
 namespace assay {
 
@@ -50,6 +51,8 @@ struct ApiDeps {
   absl::Duration webhook_dedupe_window = absl::Hours(24);
   // Agent enrollment (issue 8): tokens, revoke, disable. Null: those routes answer 503.
   store::AgentCredentialStore* credentials = nullptr;
+  // Repository secrets (issue 9, server/api/secrets.cc). Null: those routes answer 503.
+  store::SecretStore* secrets = nullptr;
   // Ends every stream of the agent on this server at once (revoke, disable).
   std::function<void(int64_t agent_id, const std::string& reason)> close_agent;
   // Issue 9: tells the agent's streams on this server at once that it was drained or resumed

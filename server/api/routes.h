@@ -24,5 +24,6 @@ void RegisterRepoRoutes(http::Router& router, const ApiDeps& d);
 void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d);
 void RegisterJobRoutes(http::Router& router, const ApiDeps& d);
 void RegisterAgentRoutes(http::Router& router, const ApiDeps& d);
+void RegisterSecretRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (secrets.cc)
 
 }  // namespace assay::api

@@ -165,6 +165,14 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
       for (const auto& n : j.artifact_needs) names.emplace_back(n);
       o["artifact_needs"] = std::move(names);
     }
+    if (!j.secrets.empty()) {  // issue 9: what the dispatcher opens (server/secrets/)
+      boost::json::array secrets;
+      for (const SecretUse& s : j.secrets) {
+        secrets.push_back({{"name", s.name}, {"as", s.as_file ? "file" : "env"}});
+      }
+      o["secrets"] = std::move(secrets);
+    }
+    if (!j.environment.empty()) o["environment"] = j.environment;
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;

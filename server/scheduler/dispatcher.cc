@@ -9,6 +9,7 @@
 #include "common/crypto/crypto.h"
 #include "common/git/clone_url.h"
 #include "server/scheduler/requirements.h"
+#include "server/secrets/job_secrets.h"
 
 namespace assay {
 
@@ -328,6 +329,15 @@ int Dispatcher::DispatchPass() {
   int sent = 0;
   for (const store::ClaimedJob& job : claimed.claimed) {
     auto assignment = BuildAssignment(job, opts_.secret_key);
+    if (assignment.ok()) {
+      absl::Status s = AttachSecrets(job, opts_.secrets, opts_.secret_key, &*assignment);
+      if (s.code() == absl::StatusCode::kFailedPrecondition ||
+          s.code() == absl::StatusCode::kDataLoss) {
+        FailClaim(job, std::string(s.message()));
+        continue;
+      }
+      if (!s.ok()) assignment = s;
+    }
     if (!assignment.ok()) {
       Unassign(job, std::string(assignment.status().message()));
       continue;
@@ -373,6 +383,27 @@ void Dispatcher::Unassign(const store::ClaimedJob& job, const std::string& why) 
     LogInfo("dispatch", "job ", job.job_id, " (", why, ") was no longer assigned");
   }
   // No JobReleased: the job holds no slot here (no busy entry yet, or its agent is gone).
+}
+
+void Dispatcher::FailClaim(const store::ClaimedJob& job, const std::string& why) {
+  LogInfo("dispatch", "job ", job.job_id, " fails before it starts: ", why);
+  auto logged =
+      jobs_->AppendLog(job.job_id, job.attempt_token, 1, absl::StrCat("assay: ", why, "\n"));
+  if (!logged.ok()) {
+    LogWarn("dispatch", "job ", job.job_id,
+            ": storing its log failed: ", logged.status().ToString());
+  }
+  store::ResultReport r;
+  r.job_id = job.job_id;
+  r.attempt_token = job.attempt_token;
+  r.state = "failed";
+  r.message = why;
+  auto f = jobs_->Finish(r);
+  if (!f.ok()) {
+    // The lease runs out and the sweep requeues it; the next claim fails it again.
+    LogWarn("dispatch", "job ", job.job_id, " could not be failed: ", f.status().ToString());
+  }
+  Kick();  // dependents that are now ready or skipped
 }
 
 void Dispatcher::Sweep() {

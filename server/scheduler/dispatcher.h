@@ -21,6 +21,7 @@
 #include "server/metrics/metrics.h"
 #include "server/scheduler/fit.h"
 #include "server/store/jobs.h"
+#include "server/store/secrets.h"
 
 namespace assay {
 
@@ -38,6 +39,9 @@ struct DispatcherOptions {
   absl::Duration lease = absl::Seconds(25);          // an agent silent this long is lost
   absl::Duration sweep_interval = absl::Seconds(1);  // lease-expiry check period
   KeyRing secret_key;  // opens repos' sealed clone credentials for assignments
+  // Repository secrets for the jobs that list them (server/secrets/job_secrets.h); null: such
+  // jobs fail. Not owned; outlives the Dispatcher.
+  store::SecretStore* secrets = nullptr;
 };
 
 // What one job of an agent holds.
@@ -103,6 +107,9 @@ class Dispatcher {
   int DispatchPass();
   // Hands a claim that was not sent back to the queue; logs what could not be done.
   void Unassign(const store::ClaimedJob& job, const std::string& why);
+  // Ends a claim that can never run (a secret it lists does not exist) as failed, with `why`
+  // as its message and its log ("assay: <why>").
+  void FailClaim(const store::ClaimedJob& job, const std::string& why);
 
   store::JobStore* jobs_;
   Metrics* metrics_;

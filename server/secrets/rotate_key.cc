@@ -2,11 +2,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "server/secrets/job_secrets.h"
 #include "server/store/db.h"
 
 namespace assay {
 
-absl::StatusOr<RotateKeyResult> RotateKey(KeyRing* keys, store::RepoStore* repos) {
+absl::StatusOr<RotateKeyResult> RotateKey(KeyRing* keys, store::RepoStore* repos,
+                                          store::SecretStore* secrets) {
   RotateKeyResult out;
   out.old_id = keys->current_id();
   auto id = keys->AddNewKey();
@@ -31,6 +33,27 @@ absl::StatusOr<RotateKeyResult> RotateKey(KeyRing* keys, store::RepoStore* repos
                                      n.status().message()));
   }
   out.resealed = *n;
+  if (secrets != nullptr) {
+    auto m = secrets->Reseal(
+        [&](int64_t repo_id, const store::SealedSecret& s) -> absl::StatusOr<std::string> {
+          const std::string aad = SecretAad(repo_id, s.environment, s.name);
+          auto plain = keys->Open(s.sealed, aad);
+          if (!plain.ok()) {
+            return absl::DataLossError(absl::StrCat("cannot open ", aad, " (sealed with key ",
+                                                    SealedKeyId(s.sealed),
+                                                    "): ", plain.status().message()));
+          }
+          return keys->Seal(*plain, aad);
+        });
+    if (!m.ok()) {
+      return absl::Status(m.status().code(),
+                          absl::StrCat("rotation of the repository secrets failed, none was "
+                                       "re-sealed (every other value was; every old key still "
+                                       "opens): ",
+                                       m.status().message()));
+    }
+    out.resealed += *m;
+  }
   return out;
 }
 
@@ -42,7 +65,8 @@ absl::StatusOr<RotateKeyResult> RunRotateKey(const std::string& data_dir,
   o.max_size = 1;
   store::Db db(database_url, o);
   store::RepoStore repos(&db);
-  return RotateKey(&*keys, &repos);
+  store::SecretStore secrets(&db);
+  return RotateKey(&*keys, &repos, &secrets);
 }
 
 }  // namespace assay

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/crypto/sealed.h"
 #include "server/store/repos.h"
+#include "server/store/secrets.h"
 
 namespace assay {
 
@@ -24,10 +25,13 @@ struct RotateKeyResult {
   int resealed = 0;  // sealed values re-sealed with the new key
 };
 
-// Adds a key to `*keys` (its data dir) and re-seals every value in `*repos` with it.
+// Adds a key to `*keys` (its data dir) and re-seals every value in `*repos` with it, then
+// (a second transaction) every repository secret in `*secrets` when it is given.
 // Errors: the key file cannot be written (kFailedPrecondition); a value cannot be opened
-// (kDataLoss naming its row; nothing changed); the database fails (nothing changed).
-absl::StatusOr<RotateKeyResult> RotateKey(KeyRing* keys, store::RepoStore* repos);
+// (kDataLoss naming its row; nothing of that transaction changed); the database fails. Every
+// value still opens after any failure (old keys stay).
+absl::StatusOr<RotateKeyResult> RotateKey(KeyRing* keys, store::RepoStore* repos,
+                                          store::SecretStore* secrets = nullptr);
 
 // The subcommand: loads the keys of `data_dir`, connects to `database_url` (whose schema the
 // server has migrated), rotates. For main.cpp.

@@ -68,6 +68,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"9", "0009_clone_credentials.sql"},
                             {"10", "0010_untrusted_agents.sql"},
                             {"11", "0011_log_quota.sql"},
+                            {"14", "0014_secrets.sql"},
                             {"16", "0016_lifecycle.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
@@ -79,6 +80,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"jobs"},
                                           {"log_chunks"},
                                           {"pipelines"},
+                                          {"repo_secrets"},
                                           {"repos"},
                                           {"schedules"},
                                           {"schema_migrations"},

@@ -151,9 +151,11 @@ class Cluster {
   // The first column of the first row as an integer (e.g. a count).
   absl::StatusOr<int64_t> QueryInt(const std::string& sql);
 
-  // Runs `assay --server <http_url> ARGS...` with ASSAY_TOKEN=<admin> in `cwd` (default: dir()).
+  // Runs `assay --server <http_url> ARGS...` with ASSAY_TOKEN=<admin> in `cwd` (default: dir()),
+  // `stdin_data` on its stdin (empty: /dev/null).
   absl::StatusOr<CommandResult> RunCli(const std::vector<std::string>& args,
-                                       const std::string& cwd = "");
+                                       const std::string& cwd = "",
+                                       std::string_view stdin_data = {});
 
   // The tails of every server and agent log, labelled, for failure messages.
   std::string LogTails() const;
