@@ -18,12 +18,16 @@
 #include "server/store/agents.h"
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
+#include "server/store/logs.h"
 #include "server/store/pipelines.h"
 #include "server/store/repos.h"
 
 namespace assay {
 
 class AddressPolicy;
+namespace logs {
+class LogFollowers;
+}
 
 struct ApiDeps {
   store::RepoStore* repos;
@@ -50,6 +54,10 @@ struct ApiDeps {
   absl::Duration webhook_dedupe_window = absl::Hours(24);
   // Agent enrollment (issue 8): tokens, revoke, disable. Null: those routes answer 503.
   store::AgentCredentialStore* credentials = nullptr;
+  // Job logs (issue 9): ranges, timestamps and follow. Null logs: GET /log answers 503; null
+  // followers: ?follow=1 answers 503.
+  store::LogStore* logs = nullptr;
+  logs::LogFollowers* log_followers = nullptr;
   // Ends every stream of the agent on this server at once (revoke, disable).
   std::function<void(int64_t agent_id, const std::string& reason)> close_agent;
 };

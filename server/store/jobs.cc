@@ -117,16 +117,26 @@ const Query kReject{
     "UPDATE job_attempts a SET state = 'rejected', finished_at = $4, message = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
 // The attempt a log chunk belongs to, locked: its chunks are counted against the quota one
-// at a time.
+// at a time. A merged row (seq..end_seq) covers the chunks it replaced: the row with the
+// greatest seq up to $3 holds chunk $3 when its end_seq reaches it.
 const Query kLogAttempt{
     "job_log_attempt",
     "SELECT a.attempt, a.log_bytes, a.log_truncated, "
-    "EXISTS (SELECT 1 FROM log_chunks c WHERE c.job_id = $1 AND c.attempt = a.attempt AND "
-    "c.seq = $3) FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
+    "coalesce((SELECT c.end_seq >= $3 FROM log_chunks c WHERE c.job_id = $1 AND "
+    "c.attempt = a.attempt AND c.seq <= $3 ORDER BY c.seq DESC LIMIT 1), false) "
+    "FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
     "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF a"};
+// $5: the chunk's byte offset in the attempt's log (the bytes stored before it: log_bytes,
+// since nothing is stored after the one chunk that crosses the quota); $6 its read-time mark.
 const Query kInsertLogChunk{
     "job_insert_log_chunk",
-    "INSERT INTO log_chunks (job_id, attempt, seq, data) VALUES ($1, $2, $3, $4)"};
+    "INSERT INTO log_chunks (job_id, attempt, seq, end_seq, data, start_offset, marks) "
+    "VALUES ($1, $2, $3, $3, $4, $5, $6)"};
+// Wakes followers of the job's log (GET /log?follow=1) on every server.
+const Query kNotifyLog{"job_notify_log", "SELECT pg_notify('assay_logs', $1::text)"};
+// The attempt ended: followers stop, the log compactor merges its rows.
+const Query kNotifyLogEnded{"job_notify_log_ended",
+                            "SELECT pg_notify('assay_log_ended', $1::text)"};
 const Query kCountLogBytes{"job_count_log_bytes",
                            "UPDATE job_attempts SET log_bytes = log_bytes + $3, log_truncated = $4 "
                            "WHERE job_id = $1 AND attempt = $2"};
@@ -454,8 +464,17 @@ std::string LogTruncationMarker(int64_t quota_bytes) {
                       " log quota; later output was dropped\n");
 }
 
+std::string LogMark(uint32_t offset, int64_t unix_us) {
+  std::string out(12, '\0');
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((offset >> (8 * i)) & 0xff);
+  const uint64_t us = static_cast<uint64_t>(unix_us);
+  for (int i = 0; i < 8; ++i) out[4 + i] = static_cast<char>((us >> (8 * i)) & 0xff);
+  return out;
+}
+
 absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token, int64_t seq,
-                                          std::string_view data, int64_t quota_bytes) {
+                                          std::string_view data, int64_t quota_bytes,
+                                          int64_t read_unix_us) {
   if (seq < 1) return absl::InvalidArgumentError("log chunk seq must be >= 1");
   if (quota_bytes < 0) return absl::InvalidArgumentError("log quota must not be negative");
   Fence f = Fence::kOk;
@@ -477,8 +496,13 @@ absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token
       return absl::OkStatus();
     }
     const int64_t size = static_cast<int64_t>(data.size());
+    // Why the server's clock when the agent gives none: a stamp close to the read beats none.
+    const Param mark = Param::Bytes(
+        LogMark(0, read_unix_us > 0 ? read_unix_us : absl::ToUnixMicros(clock_->Now())));
+    Exec(tx, c, kNotifyLog, {absl::StrCat(job_id)});
     if (stored + size <= quota_bytes) {
-      Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(std::string(data))});
+      Exec(tx, c, kInsertLogChunk,
+           {job_id, attempt, seq, Param::Bytes(std::string(data)), stored, mark});
       Exec(tx, c, kCountLogBytes, {job_id, attempt, size, false});
       return absl::OkStatus();
     }
@@ -487,7 +511,7 @@ absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token
     const int64_t fits = std::max<int64_t>(0, quota_bytes - stored);
     std::string kept(data.substr(0, static_cast<size_t>(fits)));
     kept += LogTruncationMarker(quota_bytes);
-    Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(kept)});
+    Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(kept), stored, mark});
     Exec(tx, c, kCountLogBytes, {job_id, attempt, fits, true});
     f = Fence::kDropped;
     return absl::OkStatus();
@@ -518,6 +542,7 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
       return absl::OkStatus();
     }
     out.duration = finished - started;
+    Exec(tx, c, kNotifyLogEnded, {absl::StrCat(r.job_id)});
     const bool succeeded = r.state == "succeeded";
     if (!succeeded && !Exec(tx, c, kRetryAfterFinish, {r.job_id, r.state, now}).empty()) {
       out.retried = true;

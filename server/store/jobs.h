@@ -108,6 +108,10 @@ inline constexpr int64_t kDefaultLogQuotaBytes = int64_t{100} << 20;
 // The line stored in place of the rest of a log past its quota of `quota_bytes`.
 std::string LogTruncationMarker(int64_t quota_bytes);
 
+// One read-time mark of a stored log row (log_chunks.marks): 12 bytes, `offset` (uint32) then
+// `unix_us` (int64), little-endian.
+std::string LogMark(uint32_t offset, int64_t unix_us);
+
 // Where a streamed read of a job's log stands (JobStore::OpenLog, ReadLogPage).
 struct LogCursor {
   int64_t job_id = 0;
@@ -178,9 +182,13 @@ class JobStore {
   // fits, followed by LogTruncationMarker(quota_bytes); it and every later new chunk of the
   // attempt return kDropped (nothing more is stored; the caller still acknowledges them, so
   // the agent does not resend). Counted per attempt, under the attempt row's lock.
+  // `read_unix_us`: when the agent read the bytes (0: unknown; the store's clock is used).
+  // Each stored chunk records its byte offset in the attempt's log and notifies 'assay_logs'
+  // (payload: the job id) for followers.
   absl::StatusOr<Fence> AppendLog(int64_t job_id, std::string_view token, int64_t seq,
                                   std::string_view data,
-                                  int64_t quota_bytes = kDefaultLogQuotaBytes);
+                                  int64_t quota_bytes = kDefaultLogQuotaBytes,
+                                  int64_t read_unix_us = 0);
   absl::StatusOr<FinishOutcome> Finish(const ResultReport& r);
   // Extends the leases of the named live attempts; returns those that are not live any more.
   absl::StatusOr<std::vector<HeldAttempt>> Heartbeat(const std::vector<HeldAttempt>& held,
