@@ -280,7 +280,9 @@ absl::Status AssayServer::Start() {
   m.api.webhook_dedupe_window = o.webhook_dedupe_window;
   m.api.credentials = m.credentials.get();
   m.logs = std::make_unique<store::LogStore>(m.db.get());
-  m.log_followers = std::make_unique<logs::LogFollowers>();
+  logs::FollowOptions follow;
+  follow.max_followers = o.log_followers;
+  m.log_followers = std::make_unique<logs::LogFollowers>(follow);
   m.log_compactor = std::make_unique<logs::LogCompactor>(m.logs.get());
   m.api.logs = m.logs.get();
   m.api.log_followers = m.log_followers.get();
