@@ -242,3 +242,64 @@ TEST_CASE("logs: ranges, offsets and timestamps on GET /log, and hostile request
 
 }  // namespace
 }  // namespace assay::e2e
+
+namespace assay::e2e {
+namespace {
+
+TEST_CASE("logs: assay logs -f follows through a cut connection and prints each byte once",
+          "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1"));
+  MUST(c.WaitForAgents(1));
+  const std::string go = c.dir() + "/go", more = c.dir() + "/more";
+  const std::string pipeline_file = absl::StrCat(R"yml(jobs:
+  tail:
+    steps:
+      - run: |
+          while [ ! -f )yml", go, R"yml( ]; do sleep 0.05; done
+          seq 1 20000
+          while [ ! -f )yml", more, R"yml( ]; do sleep 0.05; done
+          seq 20001 40000
+)yml");
+  int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", pipeline_file}});
+  MUST(c.WaitForJobState(pipeline_id, "tail", "running"));
+  const int64_t job_id = MUST(c.QueryInt("SELECT id FROM jobs"));
+  const int http_port = std::stoi(c.http_url().substr(c.http_url().rfind(':') + 1));
+  testing::TcpProxy proxy(http_port);
+  MUST(proxy.Start());
+  absl::StatusOr<CommandResult> cli, stamped;
+  std::thread t1([&] {
+    cli = c.RunCli({"--server", absl::StrCat("http://127.0.0.1:", proxy.port()), "logs", "-f",
+                    std::to_string(job_id)});
+  });
+  MUST(c.WaitUntil("the CLI connects", [&](std::string& o) {
+    o = absl::StrCat(proxy.accepted(), " connections");
+    return proxy.accepted() >= 1;
+  }));
+  { std::ofstream(go) << "go"; }
+  MUST(c.WaitUntil("the first half is stored", [&](std::string& o) {
+    auto log = c.JobLog(job_id);
+    o = log.ok() ? std::to_string(log->size()) : log.status().ToString();
+    return log.ok() && *log == SeqOutput(1, 20000);
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(proxy.CutAll() == 1);
+  { std::ofstream(more) << "more"; }
+  t1.join();
+  REQUIRE(cli.ok());
+  CHECK(cli->exit_code == 0);
+  CHECK(cli->out == SeqOutput(1, 40000));
+  CHECK(proxy.accepted() >= 2);  // it reconnected
+
+  stamped = c.RunCli({"logs", "--timestamps", "-f", std::to_string(job_id)});
+  REQUIRE(stamped.ok());
+  CHECK(stamped->exit_code == 0);
+  CHECK(stamped->out.size() == SeqOutput(1, 40000).size() + 40000 * 28);
+  const std::regex stamp(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z 1\n)");
+  CHECK(std::regex_search(stamped->out.substr(0, 30), stamp));
+}
+
+}  // namespace
+}  // namespace assay::e2e
