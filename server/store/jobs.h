@@ -112,14 +112,6 @@ std::string LogTruncationMarker(int64_t quota_bytes);
 // `unix_us` (int64), little-endian.
 std::string LogMark(uint32_t offset, int64_t unix_us);
 
-// Where a streamed read of a job's log stands (JobStore::OpenLog, ReadLogPage).
-struct LogCursor {
-  int64_t job_id = 0;
-  int attempt = 0;        // the attempt being read; 0: the job has no log
-  int64_t after_seq = 0;  // the last chunk returned
-  bool done = false;
-};
-
 struct ResultReport {
   int64_t job_id = 0;
   std::string attempt_token;
@@ -200,14 +192,8 @@ class JobStore {
   // while attempts remain, else it fails. Returns the number of jobs handled.
   absl::StatusOr<int> ExpireLeases();
   // The bytes of the job's log: the latest attempt that has any chunk, in seq order. Holds
-  // the whole log in memory: for tests and small logs; GET /log streams with the two below.
+  // the whole log in memory: for tests and small logs; GET /log streams it with LogStore.
   absl::StatusOr<std::string> ReadLog(int64_t job_id);
-  // Starts a paged read of what ReadLog returns (kNotFound when the job does not exist).
-  absl::StatusOr<LogCursor> OpenLog(int64_t job_id);
-  // The next chunks after `cursor` (one query, at most 1,000 chunks): whole chunks while their
-  // total stays within `max_bytes`, and always at least one. "" and cursor->done once the log
-  // is read to its end.
-  absl::StatusOr<std::string> ReadLogPage(LogCursor* cursor, size_t max_bytes);
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountByState();
   // Unplanned deliveries + unfinished jobs; 0 means the server is idle.
   absl::StatusOr<int64_t> ActiveWork();

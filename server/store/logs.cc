@@ -14,7 +14,8 @@ namespace {
 // The bytes stored for (job $1, attempt $2): the end of its last row (one backward index step).
 #define ASSAY_LOG_SIZE                                                                       \
   "coalesce((SELECT s.start_offset + octet_length(s.data) FROM log_chunks s "              \
-  "WHERE s.job_id = $1 AND s.attempt = $2 ORDER BY s.start_offset DESC LIMIT 1), 0)"
+  "WHERE s.job_id = $1 AND s.attempt = $2 AND s.start_offset IS NOT NULL "                  \
+  "ORDER BY s.start_offset DESC LIMIT 1), 0)"
 
 const Query kLogHead{
     "log_head",
@@ -57,6 +58,19 @@ const Query kCompactInsert{
     "log_compact_insert",
     "INSERT INTO log_chunks (job_id, attempt, seq, end_seq, start_offset, data, marks, "
     "received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now())"};
+// Chunks still waiting for an earlier one when the attempt ended (that one is lost for good):
+// they join the log at its end, in seq order.
+const Query kCompactPending{
+    "log_compact_pending",
+    "SELECT seq, octet_length(data) FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND "
+    "start_offset IS NULL ORDER BY seq"};
+const Query kCompactEnd{
+    "log_compact_end",
+    "SELECT coalesce(max(start_offset + octet_length(data)), 0) FROM log_chunks "
+    "WHERE job_id = $1 AND attempt = $2 AND start_offset IS NOT NULL"};
+const Query kCompactPlace{"log_compact_place",
+                          "UPDATE log_chunks SET start_offset = $4 WHERE job_id = $1 AND "
+                          "attempt = $2 AND seq = $3"};
 const Query kCompactDone{
     "log_compact_done",
     "UPDATE job_attempts SET log_compacted = true WHERE job_id = $1 AND attempt = $2"};
@@ -181,6 +195,16 @@ absl::StatusOr<CompactStep> LogStore::Compact(int64_t job_id, int attempt, int64
     if (lock[0][1].as<bool>()) {
       out.done = true;
       return absl::OkStatus();
+    }
+    if (from == 0) {
+      auto pending = Exec(tx, c, kCompactPending, {job_id, attempt});
+      if (!pending.empty()) {
+        int64_t pos = Exec(tx, c, kCompactEnd, {job_id, attempt})[0][0].as<int64_t>();
+        for (const auto& p : pending) {
+          Exec(tx, c, kCompactPlace, {job_id, attempt, p[0].as<int64_t>(), pos});
+          pos += p[1].as<int64_t>();
+        }
+      }
     }
     struct Row {
       int64_t seq, end_seq, start, size;

@@ -221,3 +221,45 @@ TEST_CASE("log ranges: one range of bytes, hostile headers refused", "[db]") {
 
 }  // namespace
 }  // namespace assay::dbtest
+
+namespace assay::dbtest {
+namespace {
+
+TEST_CASE("log store: a chunk stored before an earlier one waits for it, and compaction places "
+          "what is still waiting",
+          "[db]") {
+  DbFixture f;
+  store::LogStore logs(&f.db);
+  f.CreatePipeline({Job("a")});
+  auto a = f.ClaimOne(f.Agent("agent-1"));
+  auto append = [&](int64_t seq, const std::string& data) {
+    auto r = f.jobs.AppendLog(a.job_id, a.attempt_token, seq, data);
+    REQUIRE(r.ok());
+    return *r;
+  };
+  auto read = [&] {
+    auto s = logs.Read(a.job_id, 1, 0, INT64_MAX, 1 << 20);
+    REQUIRE(s.ok());
+    return s->data;
+  };
+  CHECK(append(2, "b\n") == store::Fence::kOk);
+  CHECK(logs.Head(a.job_id, false)->size == 0);  // not part of the log yet
+  CHECK(read().empty());
+  CHECK(append(2, "b\n") == store::Fence::kDuplicate);
+  CHECK(append(1, "a\n") == store::Fence::kOk);
+  CHECK(read() == "a\nb\n");
+  CHECK(append(4, "d\n") == store::Fence::kOk);  // 3 never comes
+  CHECK(read() == "a\nb\n");
+  CHECK(f.Query("SELECT seq, start_offset FROM log_chunks ORDER BY seq") ==
+        Rows{{"1", "0"}, {"2", "2"}, {"4", "NULL"}});
+  CHECK(f.FinishJob(a, "failed", 1).fence == store::Fence::kOk);
+  auto step = logs.Compact(a.job_id, 1, 0, 1 << 20, 8 << 20);
+  REQUIRE(step.ok());
+  CHECK(step->done);
+  CHECK(read() == "a\nb\nd\n");
+  CHECK(f.Query("SELECT seq, end_seq, start_offset FROM log_chunks") ==
+        Rows{{"1", "4", "0"}});
+}
+
+}  // namespace
+}  // namespace assay::dbtest
