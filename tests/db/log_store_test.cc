@@ -49,7 +49,8 @@ std::string StampedAll(store::LogStore& logs, int64_t job, int attempt, size_t p
   return out;
 }
 
-TEST_CASE("log store: chunks get byte offsets, and a range reads exact bytes at any offset", "[db]") {
+TEST_CASE("log store: chunks get byte offsets, and a range reads exact bytes at any offset",
+          "[db]") {
   DbFixture f;
   store::LogStore logs(&f.db);
   f.CreatePipeline({Job("a")});

@@ -50,7 +50,9 @@ TEST_CASE("logs: 20 cuts of the agent's connection while a job prints 200,000 li
     steps:
       - run: |
           i=0
-          while [ $i -lt 200 ]; do seq $((i * 1000 + 1)) $((i * 1000 + 1000)); i=$((i + 1)); sleep 0.03; done
+          while [ $i -lt 200 ]; do
+            seq $((i * 1000 + 1)) $((i * 1000 + 1000)); i=$((i + 1)); sleep 0.03
+          done
 )yml";
   int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", pipeline_file}});
   MUST(c.WaitForJobState(pipeline_id, "lines", "running"));
