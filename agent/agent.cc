@@ -649,24 +649,27 @@ void Agent::EmitLog(int64_t job_id, std::string_view bytes) {
   if (it == jobs_.end()) return;
   Job& j = *it->second;
   uint64_t seq = j.next_seq++;
-  absl::Status spooled = j.unacked_logs->Append(seq, bytes);
+  const int64_t read_us = absl::ToUnixMicros(absl::Now());
+  absl::Status spooled = j.unacked_logs->Append(seq, bytes, read_us);
   if (!spooled.ok()) {
     LogWarn("agent", "job ", job_id,
             ": spilling its log to disk failed (kept in memory): ", spooled.ToString());
   }
   // While a replay runs, it sends this chunk in its turn.
   if (writer_ == nullptr || j.replaying) return;
-  WriteLocked(LogMessage(job_id, j, seq, std::string(bytes)));
+  WriteLocked(LogMessage(job_id, j, seq, std::string(bytes), read_us));
   j.sent_upto = seq;
 }
 
-v1::AgentMessage Agent::LogMessage(int64_t id, const Job& j, uint64_t seq, std::string data) {
+v1::AgentMessage Agent::LogMessage(int64_t id, const Job& j, uint64_t seq, std::string data,
+                                   int64_t read_unix_us) {
   v1::AgentMessage m;
   auto* c = m.mutable_log();
   c->set_job_id(id);
   c->set_attempt_token(j.assignment.attempt_token());
   c->set_seq(seq);
   c->set_data(std::move(data));
+  c->set_read_unix_us(read_unix_us);
   return m;
 }
 
@@ -685,7 +688,9 @@ void Agent::Replay(Stream* stream, StreamWriter* writer) {
         next = std::optional<std::pair<uint64_t, std::string>>();
       }
       if (next->has_value()) {
-        WriteLocked(LogMessage(id, *j, (*next)->first, std::move((*next)->second)));
+        const uint64_t seq = (*next)->first;
+        WriteLocked(LogMessage(id, *j, seq, std::move((*next)->second),
+                               j->unacked_logs->ReadTimeOf(seq)));
         j->sent_upto = (*next)->first;
         pushed = true;
         break;  // one message per wait for room

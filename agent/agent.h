@@ -124,7 +124,8 @@ class Agent {
   // if finished, paced by the writer; returns when all are out or the stream broke.
   void Replay(Stream* stream, StreamWriter* writer);
   // REQUIRES: mu_ held. A log chunk message of job `id`.
-  static v1::AgentMessage LogMessage(int64_t id, const Job& j, uint64_t seq, std::string data);
+  static v1::AgentMessage LogMessage(int64_t id, const Job& j, uint64_t seq, std::string data,
+                                     int64_t read_unix_us);
   // REQUIRES: mu_ held. Queues `m` for the stream's writer if connected; never blocks. A
   // message that is dropped (not connected, queue full) is one the reconnect makes good:
   // log chunks and results are resent until acknowledged, heartbeats recur.

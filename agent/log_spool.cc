@@ -25,7 +25,8 @@ void LogSpool::CloseFile() {
   file_end_ = 0;
 }
 
-absl::Status LogSpool::Append(uint64_t seq, std::string_view data) {
+absl::Status LogSpool::Append(uint64_t seq, std::string_view data, int64_t read_unix_us) {
+  stamps_.emplace_back(seq, read_unix_us);
   if (disk_.empty() && mem_bytes_ + data.size() <= memory_limit_) {
     mem_.emplace_back(seq, std::string(data));
     mem_bytes_ += data.size();
@@ -70,7 +71,18 @@ absl::Status LogSpool::Append(uint64_t seq, std::string_view data) {
   return absl::OkStatus();
 }
 
+int64_t LogSpool::ReadTimeOf(uint64_t seq) const {
+  auto it = std::lower_bound(stamps_.begin(), stamps_.end(), seq,
+                             [](const auto& s, uint64_t v) { return s.first < v; });
+  return it != stamps_.end() && it->first == seq ? it->second : 0;
+}
+
+void LogSpool::DropStampsUpTo(uint64_t seq) {
+  while (!stamps_.empty() && stamps_.front().first <= seq) stamps_.pop_front();
+}
+
 void LogSpool::AckUpTo(uint64_t seq) {
+  DropStampsUpTo(seq);
   while (!mem_.empty() && mem_.front().first <= seq) {
     mem_bytes_ -= mem_.front().second.size();
     mem_.pop_front();
@@ -83,6 +95,7 @@ void LogSpool::AckUpTo(uint64_t seq) {
 }
 
 void LogSpool::Clear() {
+  stamps_.clear();
   mem_.clear();
   mem_bytes_ = 0;
   disk_.clear();

@@ -28,9 +28,12 @@ class LogSpool {
   LogSpool(const LogSpool&) = delete;
   LogSpool& operator=(const LogSpool&) = delete;
 
-  // Adds chunk `seq` (greater than every seq added before). When the file cannot be written
-  // the chunk is kept in memory instead and the error returned (nothing is lost).
-  absl::Status Append(uint64_t seq, std::string_view data);
+  // Adds chunk `seq` (greater than every seq added before), read from the job's output at
+  // `read_unix_us` (0: unknown). When the file cannot be written the chunk is kept in memory
+  // instead and the error returned (nothing is lost).
+  absl::Status Append(uint64_t seq, std::string_view data, int64_t read_unix_us = 0);
+  // The read time given to Append for a chunk still held; 0 when unknown or not held.
+  int64_t ReadTimeOf(uint64_t seq) const;
   // Drops every chunk with seq <= `seq` (the server stored them).
   void AckUpTo(uint64_t seq);
   // Drops everything (the attempt is stale).
@@ -50,6 +53,7 @@ class LogSpool {
     size_t size = 0;
   };
   void CloseFile();
+  void DropStampsUpTo(uint64_t seq);
 
   const std::string path_;
   const size_t memory_limit_;
@@ -59,6 +63,9 @@ class LogSpool {
   // Chunks that belong behind those on disk but could not be written (a full disk): kept in
   // memory, marked in disk_ by offset UINT64_MAX.
   std::map<uint64_t, std::string> overflow_;
+  // (seq, read time) of every chunk held, in seq order (16 bytes a chunk, in memory even for
+  // chunks on disk).
+  std::deque<std::pair<uint64_t, int64_t>> stamps_;
   int fd_ = -1;
   uint64_t file_end_ = 0;
 };

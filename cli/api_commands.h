@@ -55,7 +55,8 @@ int ListPipelines(const ApiClient& api, const std::optional<std::string>& repo,
 int ShowPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
 
 // GET /api/v1/jobs/ID/log; writes the body to `out` byte for byte.
-int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, std::ostream& err);
+int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, std::ostream& err,
+            bool timestamps = false);
 
 struct RepoSetOptions {
   std::string repo;  // a name, or an id when no repository has that name

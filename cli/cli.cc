@@ -20,6 +20,7 @@
 #include "cli/api_commands.h"
 #include "cli/lint_command.h"
 #include "cli/secret_commands.h"
+#include "cli/log_follow.h"
 #include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
 
@@ -46,7 +47,9 @@ Commands:
   pipelines [--repo NAME] [--limit N]
                               list recent pipelines
   pipeline ID                 show a pipeline and its jobs
-  logs JOB_ID                 print a job's log
+  logs JOB_ID [--timestamps] [-f|--follow]
+                              print a job's log (--timestamps: each line with the time the
+                              agent read it; -f: follow it live until the job ends)
   cancel PIPELINE_ID          cancel a pipeline
   cancel --job JOB_ID         cancel one job (its dependents are skipped)
   queue [--limit N]           list waiting jobs and why each one waits
@@ -113,8 +116,12 @@ std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
       line.positional.push_back(arg);
       continue;
     }
+    if (arg == "-f") {  // logs -f: the one short option
+      line.options.emplace_back("--follow", "");
+      continue;
+    }
     if (arg[1] != '-') return UsageError{absl::StrCat("unknown option '", arg, "'")};
-    if (arg == "--off") {  // the one option that takes no value
+    if (arg == "--off" || arg == "--follow" || arg == "--timestamps") {  // options without value
       line.options.emplace_back(arg, "");
       continue;
     }
@@ -380,8 +387,26 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
     return ShowPipeline(api, line.positional[1], out, err);
   }
   if (command == "logs") {
-    if (auto error = check("logs", {}, 1, 1, 1, "a JOB_ID")) return *error;
-    return ShowLog(api, line.positional[1], out, err);
+    if (auto error = check("logs", {"--follow", "--timestamps"}, 1, 1, 1, "a JOB_ID")) {
+      return *error;
+    }
+    const bool timestamps = options.Get("--timestamps").has_value();
+    if (!options.Get("--follow").has_value()) {
+      return ShowLog(api, line.positional[1], out, err, timestamps);
+    }
+    FollowRequest follow;
+    follow.server = line.server.value_or(context.default_server);
+    follow.token = line.token.value_or(context.default_token);
+    follow.job_id = UrlEscape(line.positional[1]);
+    follow.timestamps = timestamps;
+    follow.job_live = [&api, &err, id = follow.job_id] {
+      auto job = api.CallJson("GET", absl::StrCat("/api/v1/jobs/", id), "", err);
+      if (!job || !job->is_object()) return false;
+      const std::string state = Field(&job->as_object(), "state");
+      return state == "pending" || state == "queued" || state == "assigned" ||
+             state == "running";
+    };
+    return FollowLog(follow, out, err);
   }
   if (command == "run") {
     // --input may repeat: take those out before the once-only check of the other options.

@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
       {"job-log-limit-mb", "100",
        "log bytes stored per job attempt, in MiB; the rest is dropped after a truncation marker",
        false, false, IntIn(1, 1024 * 1024)},
+      {"log-followers", "64",
+       "clients that may follow live job logs (GET /log?follow=1) at once on this server",
+       false, false, IntIn(1, 100000)},
       {"log-level", "info", "debug, info, warn or error", false, false,
        assay::OneOf({"debug", "info", "warn", "error"})},
       {"public-url", "", "this server's address as users reach it (commit status links)"},
@@ -205,6 +208,12 @@ int main(int argc, char** argv) {
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;
   o.job_log_limit_bytes = static_cast<int64_t>(*job_log_limit) << 20;
+  if (auto followers = cfg->GetInt("log-followers"); followers.ok()) {
+    o.log_followers = static_cast<int>(*followers);
+  } else {
+    std::cerr << "assay-server: " << followers.status().message() << "\n";
+    return 2;
+  }
   {
     auto body_timeout = cfg->GetDuration("http-body-timeout");
     auto max_connections = cfg->GetInt("http-max-connections");

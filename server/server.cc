@@ -14,6 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "server/logs/compactor.h"
+#include "server/logs/log_followers.h"
+#include "server/store/logs.h"
 #include "common/crypto/crypto.h"
 #include "common/net/address_policy.h"
 #include "common/net/https_client.h"
@@ -83,6 +86,9 @@ struct AssayServer::Impl {
   AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
+  std::unique_ptr<store::LogStore> logs;
+  std::unique_ptr<logs::LogFollowers> log_followers;
+  std::unique_ptr<logs::LogCompactor> log_compactor;
   // After its users: destroyed (and so stopped) before them.
   std::unique_ptr<store::Listener> listener;
   std::unique_ptr<AgentServiceImpl> agent_service;
@@ -277,6 +283,13 @@ absl::Status AssayServer::Start() {
   m.api.webhook_dedupe_window = o.webhook_dedupe_window;
   m.api.credentials = m.credentials.get();
   m.api.secrets = m.secrets.get();
+  m.logs = std::make_unique<store::LogStore>(m.db.get());
+  logs::FollowOptions follow;
+  follow.max_followers = o.log_followers;
+  m.log_followers = std::make_unique<logs::LogFollowers>(follow);
+  m.log_compactor = std::make_unique<logs::LogCompactor>(m.logs.get());
+  m.api.logs = m.logs.get();
+  m.api.log_followers = m.log_followers.get();
   AgentServiceImpl* service = m.agent_service.get();
   m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {
     service->CloseAgent(agent_id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
@@ -316,7 +329,11 @@ absl::Status AssayServer::Start() {
     int64_t id = 0;
     if (absl::SimpleAtoi(payload, &id) && id > 0) refresh(id);
   });
+  m.log_followers->Attach(m.listener.get());
+  m.log_compactor->Attach(m.listener.get());
   m.listener->Start();
+  m.log_followers->Start();
+  m.log_compactor->Start();
   m.wakeups->Start();
   m.schedule_loop->Start();
   m.status_reporter->Start();
@@ -334,7 +351,10 @@ absl::Status AssayServer::Start() {
 
 void AssayServer::Stop() {
   Impl& m = *impl_;
+  // Before the HTTP server: parked followers are dropped (the HTTP server closes them).
+  if (m.log_followers) m.log_followers->Stop();
   if (m.http_server) m.http_server->Stop();
+  if (m.log_compactor) m.log_compactor->Stop();
   // Finish the agent streams first, so gRPC's shutdown need not wait out its deadline.
   if (m.dispatcher) m.dispatcher->CloseAll("server shutting down");
   if (m.grpc_server)

@@ -68,6 +68,8 @@ struct ServerOptions {
   absl::Duration commit_status_backoff = absl::Seconds(1);
   // Log bytes stored per job attempt; past it a truncation marker (--job-log-limit-mb).
   int64_t job_log_limit_bytes = int64_t{100} << 20;
+  // Clients following live logs at once (--log-followers); more get 503.
+  int log_followers = 64;
   // Issue 8: file:// and absolute-path clone URLs are accepted (and fetched) only with
   // allow_local_repos; forge API hosts that resolve to non-public addresses, and plain http://
   // to them, only when allow_private_hosts (an AddressPolicy spec: hosts, CIDRs or "*") lists

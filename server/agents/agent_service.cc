@@ -672,7 +672,7 @@ class Session final : public Reactor {
       return true;
     }
     auto f = deps_.jobs->AppendLog(c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()),
-                                   c.data(), deps_.job_log_limit_bytes);
+                                   c.data(), deps_.job_log_limit_bytes, c.read_unix_us());
     if (!f.ok()) {  // not acknowledged: the stream ends and the agent resends it
       LogWarn("agents", "agent ", name_, ": storing log chunk ", c.seq(), " of job ", c.job_id(),
               " failed: ", f.status().ToString());

@@ -147,6 +147,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterRepoRoutes(router, d);
   api::RegisterPipelineRoutes(router, d);
   api::RegisterJobRoutes(router, d);
+  api::RegisterJobLogRoute(router, d);
   api::RegisterAgentRoutes(router, d);
   api::RegisterSecretRoutes(router, d);
 }

@@ -18,6 +18,7 @@
 #include "server/store/agents.h"
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
+#include "server/store/logs.h"
 #include "server/store/pipelines.h"
 #include "server/store/repos.h"
 #include "server/store/secrets.h"
@@ -25,6 +26,9 @@
 namespace assay {
 
 class AddressPolicy;
+namespace logs {
+class LogFollowers;
+}
 
 struct ApiDeps {
   store::RepoStore* repos;
@@ -53,6 +57,10 @@ struct ApiDeps {
   store::AgentCredentialStore* credentials = nullptr;
   // Repository secrets (issue 9, server/api/secrets.cc). Null: those routes answer 503.
   store::SecretStore* secrets = nullptr;
+  // Job logs (issue 9): ranges, timestamps and follow. Null logs: GET /log answers 503; null
+  // followers: ?follow=1 answers 503.
+  store::LogStore* logs = nullptr;
+  logs::LogFollowers* log_followers = nullptr;
   // Ends every stream of the agent on this server at once (revoke, disable).
   std::function<void(int64_t agent_id, const std::string& reason)> close_agent;
   // Issue 9: tells the agent's streams on this server at once that it was drained or resumed

@@ -1,4 +1,4 @@
-// /api/v1/jobs/{id} (show with why it waits, cancel, log) and /api/v1/queue.
+// /api/v1/jobs/{id} (show with why it waits, cancel) and /api/v1/queue; the log: job_log.cc.
 
 #include <boost/json.hpp>
 
@@ -24,8 +24,6 @@ namespace json = boost::json;
 // An agent whose server has not marked it seen for this long counts as gone (servers mark
 // their agents every 10 s; see server/scheduler/wakeups.h).
 constexpr absl::Duration kAgentFresh = absl::Seconds(30);
-// GET /log reads and sends the log in pages of about this many bytes (one chunk at least).
-constexpr size_t kLogPageBytes = 256 * 1024;
 
 // The job's JSON with "waiting": why a queued or pending job is not running yet (null for
 // every other state), from the cluster as the database sees it.
@@ -99,20 +97,6 @@ void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
                  out.push_back(std::move(*o));
                }
                return JsonResponse(200, {{"jobs", std::move(out)}});
-             }));
-  router.Add("GET", "/api/v1/jobs/{id}/log", Authed(d, [&d](Request& req) {
-               auto id = PathId(req);
-               if (!id.ok()) return http::StatusToResponse(id.status());
-               auto cursor = d.jobs->OpenLog(*id);
-               if (!cursor.ok()) return http::StatusToResponse(cursor.status());
-               Response r;
-               r.content_type = "text/plain; charset=utf-8";
-               // Why streamed: a log may be as large as the quota (100 MiB by default); the
-               // server holds one page of it per request, never the whole log.
-               r.stream = [jobs = d.jobs, c = std::make_shared<store::LogCursor>(*cursor)] {
-                 return jobs->ReadLogPage(c.get(), kLogPageBytes);
-               };
-               return r;
              }));
 }
 

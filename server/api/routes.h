@@ -23,6 +23,8 @@ http::Handler BearerAuthed(const ApiDeps& d, const std::string& token, http::Han
 void RegisterRepoRoutes(http::Router& router, const ApiDeps& d);
 void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d);
 void RegisterJobRoutes(http::Router& router, const ApiDeps& d);
+// GET /api/v1/jobs/{id}/log (server/api/job_log.cc).
+void RegisterJobLogRoute(http::Router& router, const ApiDeps& d);
 void RegisterAgentRoutes(http::Router& router, const ApiDeps& d);
 void RegisterSecretRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (secrets.cc)
 

@@ -155,8 +155,17 @@ struct Server::Core {
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::atomic<uint16_t> port{0};
 
+  // Sessions waiting for a Response::stream_async piece: held here (nothing else does while
+  // no I/O is pending) until the piece arrives or Stop. The gate stops late pieces.
+  struct AsyncGate {
+    absl::Mutex mu;
+    bool open ABSL_GUARDED_BY(mu) = true;
+  };
+  const std::shared_ptr<AsyncGate> gate = std::make_shared<AsyncGate>();
+
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  std::unordered_map<HttpSession*, std::shared_ptr<HttpSession>> waiting ABSL_GUARDED_BY(mu);
   std::unordered_map<HttpSession*, std::weak_ptr<HttpSession>> sessions ABSL_GUARDED_BY(mu);
 
   // Why this order: members die bottom-up. The pool goes first (its queued tasks hold
@@ -446,7 +455,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         absl::StartsWithIgnoreCase(absl::string_view(type.data(), type.size()), "text/html")) {
       response_.set("Content-Security-Policy", kContentSecurityPolicy);
     }
-    if (res.stream && !no_body) return WriteStreamed(std::move(res), after_error);
+    if ((res.stream || res.stream_async) && !no_body) {
+      return WriteStreamed(std::move(res), after_error);
+    }
     if (!no_body) response_.body() = std::move(res.body);
     response_.prepare_payload();
     if (head_) {
@@ -477,6 +488,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     stream_head_->keep_alive(keep);
     stream_sr_.emplace(*stream_head_);
     body_source_ = std::move(res.stream);
+    if (!body_source_) async_source_ = std::move(res.stream_async);
     stream_.expires_after(ToChrono(core_.opts.read_timeout));
     bhttp::async_write_header(stream_, *stream_sr_,
                               [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
@@ -488,6 +500,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void NextPiece(bool keep) {
     if (closed_) return;
+    if (async_source_) return NextAsyncPiece(keep);
     net::post(*core_.pool, [self = shared_from_this(), keep]() {
       absl::StatusOr<std::string> piece;
       try {
@@ -498,6 +511,37 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       net::post(self->stream_.get_executor(), [self, keep, piece = std::move(piece)]() mutable {
         self->WritePiece(keep, std::move(piece));
       });
+    });
+  }
+
+  // Asks the async source for a piece; the session waits in core_.waiting until it comes.
+  void NextAsyncPiece(bool keep) {
+    auto self = shared_from_this();
+    {
+      absl::MutexLock lock(&core_.mu);
+      core_.waiting[this] = self;
+    }
+    net::post(*core_.pool, [self, keep, gate = core_.gate]() {
+      std::weak_ptr<HttpSession> weak = self;
+      Response::PieceSink next = [gate, weak, keep](absl::StatusOr<std::string> piece) {
+        absl::MutexLock lock(&gate->mu);
+        if (!gate->open) return;
+        auto s = weak.lock();
+        if (!s) return;
+        net::post(s->stream_.get_executor(), [s, keep, piece = std::move(piece)]() mutable {
+          std::shared_ptr<HttpSession> held;
+          {
+            absl::MutexLock l(&s->core_.mu);
+            auto it = s->core_.waiting.find(s.get());
+            if (it != s->core_.waiting.end()) {
+              held = std::move(it->second);
+              s->core_.waiting.erase(it);
+            }
+          }
+          s->WritePiece(keep, std::move(piece));
+        });
+      };
+      self->async_source_(std::move(next));
     });
   }
 
@@ -521,6 +565,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void EndStreamed(bool keep) {
     body_source_ = nullptr;
+    async_source_ = nullptr;
     stream_.expires_after(ToChrono(core_.opts.read_timeout));
     auto done = [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
       self->stream_sr_.reset();
@@ -567,6 +612,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // piece being written.
   std::optional<bhttp::response<bhttp::empty_body>> stream_head_;
   std::optional<bhttp::response_serializer<bhttp::empty_body>> stream_sr_;
+  std::function<void(Response::PieceSink)> async_source_;
   std::function<absl::StatusOr<std::string>()> body_source_;
   std::string piece_;
   bool keep_alive_ = false;
@@ -715,9 +761,15 @@ void Server::Stop() {
   for (auto& t : c.io_threads) t.join();
   c.io_threads.clear();
   // No thread runs now, so the sessions can be closed from here.
+  {
+    absl::MutexLock g(&c.gate->mu);
+    c.gate->open = false;  // a late async piece does nothing now
+  }
   std::vector<std::shared_ptr<HttpSession>> open;
   {
     absl::MutexLock l(&c.mu);
+    for (auto& [ptr, held] : c.waiting) open.push_back(std::move(held));
+    c.waiting.clear();
     for (auto& [ptr, weak] : c.sessions) {
       if (auto s = weak.lock()) open.push_back(std::move(s));
     }

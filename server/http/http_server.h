@@ -65,6 +65,13 @@ struct Response {
   // error closes the connection without the last chunk (the client sees a truncated body, as
   // the status line has already gone out). Must stay callable until it returned "" or an error.
   std::function<absl::StatusOr<std::string>()> stream;
+  // Like `stream`, for a body that waits on events (a followed log) without holding a handler
+  // thread while it waits: the server calls `stream_async(next)` on a handler thread for each
+  // piece, and the source calls `next` exactly once per call, from any thread, now or later,
+  // with the piece ("" ends the body; an error closes the connection). `next` may outlive the
+  // server (it then does nothing). The source must not throw. Ignored when `stream` is set.
+  using PieceSink = std::function<void(absl::StatusOr<std::string>)>;
+  std::function<void(PieceSink)> stream_async;
 };
 
 // `status` with the serialized JSON value as body.

@@ -119,31 +119,42 @@ const Query kReject{
     "UPDATE job_attempts a SET state = 'rejected', finished_at = $4, message = $3 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
 // The attempt a log chunk belongs to, locked: its chunks are counted against the quota one
-// at a time.
+// at a time. A merged row (seq..end_seq) covers the chunks it replaced: the row with the
+// greatest seq up to $3 holds chunk $3 when its end_seq reaches it.
 const Query kLogAttempt{
     "job_log_attempt",
     "SELECT a.attempt, a.log_bytes, a.log_truncated, "
-    "EXISTS (SELECT 1 FROM log_chunks c WHERE c.job_id = $1 AND c.attempt = a.attempt AND "
-    "c.seq = $3) FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
+    "coalesce((SELECT c.end_seq >= $3 FROM log_chunks c WHERE c.job_id = $1 AND "
+    "c.attempt = a.attempt AND c.seq <= $3 ORDER BY c.seq DESC LIMIT 1), false) "
+    "FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
     "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF a"};
+// $5: the chunk's byte offset in the attempt's log, NULL while a chunk before it is missing;
+// $6 its read-time mark.
 const Query kInsertLogChunk{
     "job_insert_log_chunk",
-    "INSERT INTO log_chunks (job_id, attempt, seq, data) VALUES ($1, $2, $3, $4)"};
+    "INSERT INTO log_chunks (job_id, attempt, seq, end_seq, data, start_offset, marks) "
+    "VALUES ($1, $2, $3, $3, $4, $5::bigint, $6)"};
+// The end of the contiguous log: the last placed row's end_seq and end offset.
+const Query kLogTail{
+    "job_log_tail",
+    "SELECT end_seq, start_offset + octet_length(data) FROM log_chunks WHERE job_id = $1 AND "
+    "attempt = $2 AND start_offset IS NOT NULL ORDER BY start_offset DESC LIMIT 1"};
+// Chunks stored out of order, waiting for their offset.
+const Query kLogPending{
+    "job_log_pending",
+    "SELECT seq, end_seq, octet_length(data) FROM log_chunks WHERE job_id = $1 AND "
+    "attempt = $2 AND start_offset IS NULL ORDER BY seq"};
+const Query kLogPlace{"job_log_place",
+                      "UPDATE log_chunks SET start_offset = $4 WHERE job_id = $1 AND "
+                      "attempt = $2 AND seq = $3"};
+// Wakes followers of the job's log (GET /log?follow=1) on every server.
+const Query kNotifyLog{"job_notify_log", "SELECT pg_notify('assay_logs', $1::text)"};
+// The attempt ended: followers stop, the log compactor merges its rows.
+const Query kNotifyLogEnded{"job_notify_log_ended",
+                            "SELECT pg_notify('assay_log_ended', $1::text)"};
 const Query kCountLogBytes{"job_count_log_bytes",
                            "UPDATE job_attempts SET log_bytes = log_bytes + $3, log_truncated = $4 "
                            "WHERE job_id = $1 AND attempt = $2"};
-const Query kLogOpen{"job_log_open",
-                     "SELECT (SELECT max(attempt) FROM log_chunks WHERE job_id = $1) "
-                     "FROM jobs WHERE id = $1"};
-// Whole chunks after $3, in seq order, while their total stays within $4, and always the first,
-// from at most 1,000 rows. octet_length reads a stored value's size without its bytes.
-const Query kLogPage{
-    "job_log_page",
-    "SELECT seq, data FROM (SELECT seq, data, "
-    "sum(octet_length(data)) OVER (ORDER BY seq) - octet_length(data) AS before "
-    "FROM (SELECT seq, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND seq > $3 "
-    "ORDER BY seq LIMIT 1000) c) w WHERE before = 0 OR before + octet_length(data) <= $4 "
-    "ORDER BY seq"};
 // Finds and locks the pipeline of the attempt in one round trip (kFinish re-checks the token
 // under the lock).
 const Query kLockPipelineOfToken{"job_lock_pipeline_of_token",
@@ -456,8 +467,17 @@ std::string LogTruncationMarker(int64_t quota_bytes) {
                       " log quota; later output was dropped\n");
 }
 
+std::string LogMark(uint32_t offset, int64_t unix_us) {
+  std::string out(12, '\0');
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((offset >> (8 * i)) & 0xff);
+  const uint64_t us = static_cast<uint64_t>(unix_us);
+  for (int i = 0; i < 8; ++i) out[4 + i] = static_cast<char>((us >> (8 * i)) & 0xff);
+  return out;
+}
+
 absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token, int64_t seq,
-                                          std::string_view data, int64_t quota_bytes) {
+                                          std::string_view data, int64_t quota_bytes,
+                                          int64_t read_unix_us) {
   if (seq < 1) return absl::InvalidArgumentError("log chunk seq must be >= 1");
   if (quota_bytes < 0) return absl::InvalidArgumentError("log quota must not be negative");
   Fence f = Fence::kOk;
@@ -479,9 +499,32 @@ absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token
       return absl::OkStatus();
     }
     const int64_t size = static_cast<int64_t>(data.size());
+    // Why the server's clock when the agent gives none: a stamp close to the read beats none.
+    const Param mark = Param::Bytes(
+        LogMark(0, read_unix_us > 0 ? read_unix_us : absl::ToUnixMicros(clock_->Now())));
+    Exec(tx, c, kNotifyLog, {absl::StrCat(job_id)});
+    // Where the chunk goes: right after the contiguous log when it is the next one; else it
+    // waits (NULL offset) for the chunks before it.
+    auto tail = Exec(tx, c, kLogTail, {job_id, attempt});
+    const int64_t next_seq = tail.empty() ? 1 : tail[0][0].as<int64_t>() + 1;
+    const int64_t end = tail.empty() ? 0 : tail[0][1].as<int64_t>();
+    const bool in_order = seq == next_seq;
+    const Param offset = in_order ? Param(end) : Param::Null();
+    // Places the chunks that waited for this one, in seq order while they follow on.
+    auto place_waiting = [&](int64_t pos) {
+      int64_t expect = seq + 1;
+      for (const auto& w : Exec(tx, c, kLogPending, {job_id, attempt})) {
+        if (w[0].as<int64_t>() != expect) break;
+        Exec(tx, c, kLogPlace, {job_id, attempt, w[0].as<int64_t>(), pos});
+        pos += w[2].as<int64_t>();
+        expect = w[1].as<int64_t>() + 1;
+      }
+    };
     if (stored + size <= quota_bytes) {
-      Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(std::string(data))});
+      Exec(tx, c, kInsertLogChunk,
+           {job_id, attempt, seq, Param::Bytes(std::string(data)), offset, mark});
       Exec(tx, c, kCountLogBytes, {job_id, attempt, size, false});
+      if (in_order) place_waiting(end + size);
       return absl::OkStatus();
     }
     // Why cut the crossing chunk rather than drop it whole: the stored log is then exactly
@@ -489,7 +532,9 @@ absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token
     const int64_t fits = std::max<int64_t>(0, quota_bytes - stored);
     std::string kept(data.substr(0, static_cast<size_t>(fits)));
     kept += LogTruncationMarker(quota_bytes);
-    Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(kept)});
+    const int64_t kept_size = static_cast<int64_t>(kept.size());
+    Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(kept), offset, mark});
+    if (in_order) place_waiting(end + kept_size);
     Exec(tx, c, kCountLogBytes, {job_id, attempt, fits, true});
     f = Fence::kDropped;
     return absl::OkStatus();
@@ -520,6 +565,7 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
       return absl::OkStatus();
     }
     out.duration = finished - started;
+    Exec(tx, c, kNotifyLogEnded, {absl::StrCat(r.job_id)});
     const bool succeeded = r.state == "succeeded";
     if (!succeeded && !Exec(tx, c, kRetryAfterFinish, {r.job_id, r.state, now}).empty()) {
       out.retried = true;
@@ -602,45 +648,6 @@ absl::StatusOr<std::string> JobStore::ReadLog(int64_t job_id) {
   });
   if (!s.ok()) return s;
   if (!exists) return absl::NotFoundError(absl::StrCat("job ", job_id, " does not exist"));
-  return out;
-}
-
-absl::StatusOr<LogCursor> JobStore::OpenLog(int64_t job_id) {
-  LogCursor cursor;
-  cursor.job_id = job_id;
-  bool exists = false;
-  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto r = Exec(tx, c, kLogOpen, {job_id});
-    exists = !r.empty();
-    cursor.attempt = exists && !r[0][0].is_null() ? r[0][0].as<int>() : 0;
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  if (!exists) return absl::NotFoundError(absl::StrCat("job ", job_id, " does not exist"));
-  cursor.done = cursor.attempt == 0;
-  return cursor;
-}
-
-absl::StatusOr<std::string> JobStore::ReadLogPage(LogCursor* cursor, size_t max_bytes) {
-  std::string out;
-  // Why a loop: a page of empty chunks returns no bytes but is not the end.
-  while (out.empty() && !cursor->done) {
-    int64_t last = cursor->after_seq;
-    absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-      out.clear();
-      last = cursor->after_seq;
-      for (const auto& r : Exec(tx, c, kLogPage,
-                                {cursor->job_id, cursor->attempt, cursor->after_seq,
-                                 static_cast<int64_t>(std::max<size_t>(max_bytes, 1))})) {
-        last = r[0].as<int64_t>();
-        out += BytesOf(r[1]);
-      }
-      return absl::OkStatus();
-    });
-    if (!s.ok()) return s;
-    if (last == cursor->after_seq) cursor->done = true;
-    cursor->after_seq = last;
-  }
   return out;
 }
 

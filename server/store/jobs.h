@@ -108,13 +108,9 @@ inline constexpr int64_t kDefaultLogQuotaBytes = int64_t{100} << 20;
 // The line stored in place of the rest of a log past its quota of `quota_bytes`.
 std::string LogTruncationMarker(int64_t quota_bytes);
 
-// Where a streamed read of a job's log stands (JobStore::OpenLog, ReadLogPage).
-struct LogCursor {
-  int64_t job_id = 0;
-  int attempt = 0;        // the attempt being read; 0: the job has no log
-  int64_t after_seq = 0;  // the last chunk returned
-  bool done = false;
-};
+// One read-time mark of a stored log row (log_chunks.marks): 12 bytes, `offset` (uint32) then
+// `unix_us` (int64), little-endian.
+std::string LogMark(uint32_t offset, int64_t unix_us);
 
 struct ResultReport {
   int64_t job_id = 0;
@@ -178,9 +174,13 @@ class JobStore {
   // fits, followed by LogTruncationMarker(quota_bytes); it and every later new chunk of the
   // attempt return kDropped (nothing more is stored; the caller still acknowledges them, so
   // the agent does not resend). Counted per attempt, under the attempt row's lock.
+  // `read_unix_us`: when the agent read the bytes (0: unknown; the store's clock is used).
+  // Each stored chunk records its byte offset in the attempt's log and notifies 'assay_logs'
+  // (payload: the job id) for followers.
   absl::StatusOr<Fence> AppendLog(int64_t job_id, std::string_view token, int64_t seq,
                                   std::string_view data,
-                                  int64_t quota_bytes = kDefaultLogQuotaBytes);
+                                  int64_t quota_bytes = kDefaultLogQuotaBytes,
+                                  int64_t read_unix_us = 0);
   absl::StatusOr<FinishOutcome> Finish(const ResultReport& r);
   // Extends the leases of the named live attempts; returns those that are not live any more.
   absl::StatusOr<std::vector<HeldAttempt>> Heartbeat(const std::vector<HeldAttempt>& held,
@@ -192,14 +192,8 @@ class JobStore {
   // while attempts remain, else it fails. Returns the number of jobs handled.
   absl::StatusOr<int> ExpireLeases();
   // The bytes of the job's log: the latest attempt that has any chunk, in seq order. Holds
-  // the whole log in memory: for tests and small logs; GET /log streams with the two below.
+  // the whole log in memory: for tests and small logs; GET /log streams it with LogStore.
   absl::StatusOr<std::string> ReadLog(int64_t job_id);
-  // Starts a paged read of what ReadLog returns (kNotFound when the job does not exist).
-  absl::StatusOr<LogCursor> OpenLog(int64_t job_id);
-  // The next chunks after `cursor` (one query, at most 1,000 chunks): whole chunks while their
-  // total stays within `max_bytes`, and always at least one. "" and cursor->done once the log
-  // is read to its end.
-  absl::StatusOr<std::string> ReadLogPage(LogCursor* cursor, size_t max_bytes);
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountByState();
   // Unplanned deliveries + unfinished jobs; 0 means the server is idle.
   absl::StatusOr<int64_t> ActiveWork();

@@ -69,6 +69,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"10", "0010_untrusted_agents.sql"},
                             {"11", "0011_log_quota.sql"},
                             {"14", "0014_secrets.sql"},
+                            {"15", "0015_logs.sql"},
                             {"16", "0016_lifecycle.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
