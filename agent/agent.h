@@ -14,6 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/container_executor.h"
 #include "agent/gpu_inventory.h"
 #include "agent/log_spool.h"
 #include "agent/step_runner.h"
@@ -59,6 +60,9 @@ struct AgentOptions {
   // Unacknowledged log bytes a job keeps in memory; beyond them its chunks wait in a file
   // under <work_dir>/spool until the server acknowledges them (--log-buffer-kb).
   size_t log_memory_bytes = 4 << 20;
+  // Issue 9: the runtime of the container executor (--container-runtime); unset: none, and a
+  // job with an image fails with "this agent has no container runtime".
+  std::optional<ContainerRuntime> container_runtime;
 };
 
 // MemTotal of /proc/meminfo in decimal GB; 0 when it cannot be read.

@@ -254,6 +254,8 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       }
       p.base_name = job.name;
       if (job.matrix) p.max_parallel = job.matrix->max_parallel;
+      p.image = job.image;
+      p.services = job.services;
       out.push_back(std::move(p));
     }
   }

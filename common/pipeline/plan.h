@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +84,9 @@ struct PlannedJob {
   ConcurrencySpec concurrency;  // Placeholders substituted in group.
   std::string base_name;        // The spec job's name (the matrix job for expansions).
   int max_parallel = 0;         // strategy.max_parallel of a matrix job; 0: no limit.
+  // Issue 9, container executor: as in the spec (no placeholders in these keys).
+  std::optional<ImageSpec> image;
+  std::vector<ServiceSpec> services;
 
   bool operator==(const PlannedJob&) const = default;
 };

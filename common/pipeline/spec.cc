@@ -162,6 +162,8 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"priority", false, ParsePriority},
     {"strategy", false, ParseStrategy},
     {"runs_on", false, ParseRunsOn},
+    {"image", false, ParseImage},
+    {"services", false, ParseServices},
 };
 
 // ---- Top level. ----
@@ -204,6 +206,7 @@ void ParseJobs(Linter& lint, const Entry& entry, const std::string& path, Pipeli
     } else {
       ParseFields<JobDraft>(lint, job_entry.value, job_path, mark, kJobRules, job);
       CheckPlaceholders(lint, job);
+      CheckContainerKeys(lint, job_path, job);
     }
     // Kept even when invalid, so that needs naming it are not reported as unknown.
     draft.jobs.push_back(std::move(job));

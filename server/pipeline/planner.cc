@@ -10,6 +10,7 @@
 #include "common/crypto/crypto.h"
 #include "common/git/clone_url.h"
 #include "common/pipeline/plan.h"
+#include "server/scheduler/container_spec.h"
 #include "server/scheduler/requirements.h"
 #include "server/webhook/forge.h"
 
@@ -150,6 +151,7 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
       o["matrix"] = std::move(m);
     }
     if (!context.trusted) o["trusted"] = false;
+    AddContainerSpec(j, o);
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;
@@ -157,7 +159,8 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     nj.skip_reason = j.skip ? j.skip_reason : "";
     nj.spec_json = boost::json::serialize(o);
     nj.labels = j.runs_on.labels;
-    nj.requirements_json = RequirementsJson(j.runs_on, untrusted);
+    nj.requirements_json =
+        RequirementsJson(j.runs_on, untrusted, j.image.has_value() ? "container" : "");
     nj.allow_failure = j.allow_failure;
     nj.concurrency_group = j.concurrency.group;
     if (untrusted && !nj.concurrency_group.empty()) {
