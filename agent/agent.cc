@@ -702,8 +702,8 @@ void Agent::RunJob(int64_t job_id) {
     req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
     req.kill_grace = opts_.kill_grace;
     req.user = opts_.job_user;
-    std::unique_ptr<ContainerExecutor> container =
-        ContainerExecutorFor(a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user);
+    std::unique_ptr<ContainerExecutor> container = ContainerExecutorFor(
+        a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user);
     req.executor = container.get();  // null without an image: the host
     res =
         assay::RunJob(req, *cancel, [this, job_id](std::string_view out) { EmitLog(job_id, out); });

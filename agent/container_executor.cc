@@ -64,21 +64,18 @@ std::vector<std::string> RuntimeEnvp() {
 
 absl::StatusOr<CommandResult> Call(const std::vector<std::string>& argv, absl::Duration timeout) {
   if (timeout <= absl::ZeroDuration()) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("no time left for ", DescribeCommand(argv)));
+    return absl::DeadlineExceededError(absl::StrCat("no time left for ", DescribeCommand(argv)));
   }
   absl::StatusOr<CommandResult> r = RunCommandInEnvironment(argv, {}, RuntimeEnvp(), {}, timeout);
   if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(DescribeCommand(argv), " did not finish within ", FormatSeconds(timeout),
-                     "s"));
+    return absl::DeadlineExceededError(absl::StrCat(
+        DescribeCommand(argv), " did not finish within ", FormatSeconds(timeout), "s"));
   }
   return r;
 }
 
 // Runs and requires exit 0; the error names the command and its stderr.
-absl::StatusOr<CommandResult> CallOk(const std::vector<std::string>& argv,
-                                     absl::Duration timeout) {
+absl::StatusOr<CommandResult> CallOk(const std::vector<std::string>& argv, absl::Duration timeout) {
   absl::StatusOr<CommandResult> r = Call(argv, timeout);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) {
@@ -125,9 +122,9 @@ absl::StatusOr<ContainerRuntime> DetectContainerRuntime(std::string_view configu
   const std::string path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
   ContainerRuntime rt;
   if (!configured.empty()) {
-    absl::StatusOr<std::string> found =
-        configured[0] == '/' ? absl::StatusOr<std::string>(std::string(configured))
-                             : FindExecutable(configured, path);
+    absl::StatusOr<std::string> found = configured[0] == '/'
+                                            ? absl::StatusOr<std::string>(std::string(configured))
+                                            : FindExecutable(configured, path);
     if (!found.ok() || access(found->c_str(), X_OK) != 0) {
       return absl::NotFoundError(
           absl::StrCat("container runtime '", std::string(configured), "' not found"));
@@ -149,8 +146,7 @@ absl::StatusOr<ContainerRuntime> DetectContainerRuntime(std::string_view configu
   return rt;
 }
 
-ContainerExecutor::ContainerExecutor(ContainerRuntime runtime, ContainerJob job,
-                                     std::string suffix)
+ContainerExecutor::ContainerExecutor(ContainerRuntime runtime, ContainerJob job, std::string suffix)
     : runtime_(std::move(runtime)),
       job_(std::move(job)),
       container_(absl::StrCat("assay-", job_.job_id, "-", job_.attempt, "-", suffix)),
@@ -191,8 +187,8 @@ std::vector<std::string> ContainerExecutor::ServiceRunArgv(const ServiceToRun& s
                            "--network", network_, "--network-alias", s.name});
   for (std::string& l : Labels()) argv.push_back(std::move(l));
   if (!s.env.empty()) {
-    argv.insert(argv.end(), {"--env-file", absl::StrCat(job_.state_dir, "/", ServiceContainerName(s),
-                                                        ".env")});
+    argv.insert(argv.end(),
+                {"--env-file", absl::StrCat(job_.state_dir, "/", ServiceContainerName(s), ".env")});
   }
   if (!s.image.user.empty()) argv.insert(argv.end(), {"--user", s.image.user});
   if (!s.image.entrypoint.empty()) argv.insert(argv.end(), {"--entrypoint", s.image.entrypoint});
@@ -209,8 +205,8 @@ std::vector<std::string> ContainerExecutor::JobRunArgv(const std::string& worksp
   for (std::string& l : Labels()) argv.push_back(std::move(l));
   // Why --mount: -v splits its argument at ':', which a workspace path may hold.
   argv.insert(argv.end(),
-              {"--mount", absl::StrCat("type=bind,source=", workspace, ",destination=",
-                                       kContainerWorkspace),
+              {"--mount",
+               absl::StrCat("type=bind,source=", workspace, ",destination=", kContainerWorkspace),
                "--workdir", kContainerWorkspace});
   if (std::string user = UserFor(job_.image, job_.default_user); !user.empty()) {
     argv.insert(argv.end(), {"--user", user});
@@ -225,7 +221,9 @@ std::vector<std::string> ContainerExecutor::JobRunArgv(const std::string& worksp
     } else {
       std::string list;
       for (uint32_t g : job_.gpu_indices) absl::StrAppend(&list, list.empty() ? "" : ",", g);
-      argv.insert(argv.end(), {"--gpus", absl::StrCat("device=", list)});
+      // Why the quotes for docker: it reads --gpus as CSV, where a bare comma splits fields.
+      argv.insert(argv.end(), {"--gpus", runtime_.docker ? absl::StrCat("\"device=", list, "\"")
+                                                         : absl::StrCat("device=", list)});
     }
   }
   const std::string shell = job_.image.entrypoint.empty() ? "/bin/sh" : job_.image.entrypoint;
@@ -267,7 +265,8 @@ absl::StatusOr<std::string> ContainerExecutor::EnvFileText(const std::vector<std
   for (const std::string& name : names) {
     std::optional<std::string_view> value = LookupEnv(env, name);
     if (!value.has_value()) continue;
-    if (value->find('\n') != std::string_view::npos || value->find('\r') != std::string_view::npos) {
+    if (value->find('\n') != std::string_view::npos ||
+        value->find('\r') != std::string_view::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("variable ", name,
                        " has a multi-line value, which the container executor cannot pass "
@@ -312,9 +311,8 @@ absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
   }
   if (present) return absl::OkStatus();
   if (image.pull == ContainerImageToRun::Pull::kNever) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(key, ": image '", image.name, "' is not on this agent and ", key,
-                     ".pull is 'never'"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        key, ": image '", image.name, "' is not on this agent and ", key, ".pull is 'never'"));
   }
   log(absl::StrCat("assay: pulling image ", image.name, "\n"));
   std::vector<std::string> pull = Base();
@@ -322,9 +320,8 @@ absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
   if (runtime_.docker) pull.erase(pull.end() - 2);
   absl::StatusOr<CommandResult> r = CallOk(pull, Bound(deadline, kPullCall));
   if (!r.ok()) {
-    return absl::Status(r.status().code(),
-                        absl::StrCat(key, ": cannot pull image '", image.name, "': ",
-                                     r.status().message()));
+    return absl::Status(r.status().code(), absl::StrCat(key, ": cannot pull image '", image.name,
+                                                        "': ", r.status().message()));
   }
   return absl::OkStatus();
 }
@@ -398,8 +395,8 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     }
     if (absl::StatusOr<CommandResult> r = CallOk(ServiceRunArgv(s), Bound(deadline, kQuickCall));
         !r.ok()) {
-      return absl::Status(r.status().code(), absl::StrCat("services[", i, "] '", s.name,
-                                                          "': ", r.status().message()));
+      return absl::Status(r.status().code(),
+                          absl::StrCat("services[", i, "] '", s.name, "': ", r.status().message()));
     }
   }
   for (size_t i = 0; i < job_.services.size(); ++i) {
@@ -479,9 +476,10 @@ namespace {
 ContainerImageToRun ImageOf(const v1::ContainerImage& image) {
   ContainerImageToRun out;
   out.name = image.name();
-  out.pull = image.pull() == v1::ContainerImage::PULL_NEVER    ? ContainerImageToRun::Pull::kNever
-             : image.pull() == v1::ContainerImage::PULL_ALWAYS ? ContainerImageToRun::Pull::kAlways
-                                                               : ContainerImageToRun::Pull::kIfMissing;
+  out.pull = image.pull() == v1::ContainerImage::PULL_NEVER ? ContainerImageToRun::Pull::kNever
+             : image.pull() == v1::ContainerImage::PULL_ALWAYS
+                 ? ContainerImageToRun::Pull::kAlways
+                 : ContainerImageToRun::Pull::kIfMissing;
   out.user = image.user();
   out.entrypoint = image.entrypoint();
   return out;
@@ -518,9 +516,11 @@ std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
     std::sort(out.env.begin(), out.env.end());
     out.command.assign(s.command().begin(), s.command().end());
     out.health_cmd = s.health().cmd();
-    if (s.health().interval_ms() > 0) out.health_interval = absl::Milliseconds(s.health().interval_ms());
+    if (s.health().interval_ms() > 0)
+      out.health_interval = absl::Milliseconds(s.health().interval_ms());
     if (s.health().retries() > 0) out.health_retries = static_cast<int>(s.health().retries());
-    if (s.health().timeout_ms() > 0) out.health_timeout = absl::Milliseconds(s.health().timeout_ms());
+    if (s.health().timeout_ms() > 0)
+      out.health_timeout = absl::Milliseconds(s.health().timeout_ms());
     job.services.push_back(std::move(out));
   }
   job.cpus = a.cpus();
@@ -534,8 +534,7 @@ std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
 
 absl::StatusOr<int> RemoveContainerLeftovers(const ContainerRuntime& runtime,
                                              const std::string& agent_name,
-                                             const std::string& agent_dir,
-                                             absl::Duration timeout) {
+                                             const std::string& agent_dir, absl::Duration timeout) {
   std::vector<std::string> base = {runtime.path};
   if (!runtime.docker) base.push_back("--log-level=error");
   const std::vector<std::string> filters = {

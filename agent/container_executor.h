@@ -41,7 +41,7 @@ enum class ContainerGpuMode {
 };
 
 struct ContainerRuntime {
-  std::string path;  // absolute path of the runtime's binary
+  std::string path;     // absolute path of the runtime's binary
   bool docker = false;  // docker's CLI (rm -f without -t, network rm without -f)
   ContainerGpuMode gpu_mode = ContainerGpuMode::kGpus;
 };
@@ -49,9 +49,9 @@ struct ContainerRuntime {
 // `configured` is the agent's --container-runtime: "" (auto: podman, then docker, on PATH),
 // "none" (kNotFound), a name looked up on PATH, or an absolute path. kNotFound when none is
 // found. The gpu mode is kCdi when a CDI spec in `cdi_dirs` names the kind nvidia.com/gpu.
-absl::StatusOr<ContainerRuntime> DetectContainerRuntime(
-    std::string_view configured,
-    const std::vector<std::string>& cdi_dirs = {"/etc/cdi", "/var/run/cdi"});
+absl::StatusOr<ContainerRuntime> DetectContainerRuntime(std::string_view configured,
+                                                        const std::vector<std::string>& cdi_dirs = {
+                                                            "/etc/cdi", "/var/run/cdi"});
 
 // "cdi" or "gpus", as --print-gpus says it.
 std::string_view GpuModeName(ContainerGpuMode mode);

@@ -161,10 +161,10 @@ int main(int argc, char** argv) {
     // {"gpus": [...], "container_gpus": "cdi" | "gpus" | null}: how a container gets its GPUs.
     std::string json = assay::GpuInventoryJson(o.gpus);
     json.pop_back();  // the closing '}'
-    json += o.container_runtime.has_value()
-                ? absl::StrCat(",\"container_gpus\":\"",
-                               std::string(assay::GpuModeName(o.container_runtime->gpu_mode)), "\"}")
-                : std::string(",\"container_gpus\":null}");
+    const auto& rt = o.container_runtime;
+    json += rt.has_value() ? absl::StrCat(",\"container_gpus\":\"",
+                                          std::string(assay::GpuModeName(rt->gpu_mode)), "\"}")
+                           : std::string(",\"container_gpus\":null}");
     std::cout << json << "\n";
     return 0;
   }

@@ -58,8 +58,8 @@ std::string UserProblem(const std::string& user) {
 
 std::string EntrypointProblem(const std::string& path) {
   if (path.empty() || path[0] != '/' || path.size() > 255) {
-    return absl::StrCat("entrypoint must be an absolute path to a shell in the image, got '",
-                        path, "'");
+    return absl::StrCat("entrypoint must be an absolute path to a shell in the image, got '", path,
+                        "'");
   }
   for (char c : path) {
     if (!InSet(c, "._-/+")) {
@@ -128,9 +128,9 @@ bool ParseImageValue(Linter& lint, const Entry& e, const std::string& path, Imag
     return CheckedText(lint, e, path, "a string", ImageNameProblem, out.name);
   }
   if (!e.value.IsMap()) {
-    lint.Error(e.value_mark, path,
-               absl::StrCat(e.key, " must be a string or a mapping with 'name', got ",
-                            Describe(e.value)));
+    lint.Error(
+        e.value_mark, path,
+        absl::StrCat(e.key, " must be a string or a mapping with 'name', got ", Describe(e.value)));
     return false;
   }
   ParseFields<ImageSpec>(lint, e.value, path, e.key_node.Mark(), kImageRules, out);
@@ -176,8 +176,9 @@ constexpr FieldRule<HealthSpec> kHealthRules[] = {
     {"retries", false,
      [](Linter& lint, const Entry& e, const std::string& path, HealthSpec& out) {
        const std::string& s = e.value.Scalar();
-       const bool number = Describe(e.value) == "a number" && !s.empty() && s.size() <= 4 &&
-                           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+       const bool number =
+           Describe(e.value) == "a number" && !s.empty() && s.size() <= 4 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
        const int value = number ? std::stoi(s) : 0;
        if (!number || value < 1 || value > 1000) {
          lint.Error(e.value_mark, path,
@@ -209,9 +210,9 @@ constexpr FieldRule<ServiceSpec> kServiceRules[] = {
     {"env", false,
      [](Linter& lint, const Entry& e, const std::string& path, ServiceSpec& out) {
        if (!e.value.IsMap()) {
-         lint.Error(e.value_mark, path,
-                    absl::StrCat("env must be a mapping of names to values, got ",
-                                 Describe(e.value)));
+         lint.Error(
+             e.value_mark, path,
+             absl::StrCat("env must be a mapping of names to values, got ", Describe(e.value)));
          return;
        }
        for (const Entry& var : MappingEntries(lint, e.value, path)) {
@@ -240,9 +241,9 @@ constexpr FieldRule<ServiceSpec> kServiceRules[] = {
          std::string text;
          if (!ScalarText(lint, n, mark, key, "command entries", "strings", text)) return;
          if (text.size() > kMaxServiceTextBytes) {
-           lint.Error(mark, key,
-                      absl::StrCat("command entries must be at most ", kMaxServiceTextBytes,
-                                   " bytes"));
+           lint.Error(
+               mark, key,
+               absl::StrCat("command entries must be at most ", kMaxServiceTextBytes, " bytes"));
            return;
          }
          out.command.push_back(std::move(text));
@@ -293,8 +294,7 @@ void ParseServices(Linter& lint, const Entry& e, const std::string& path, JobDra
   }
   if (e.value.size() > kMaxServices) {
     lint.Error(e.value_mark, path,
-               absl::StrCat("a job has at most ", kMaxServices, " services, got ",
-                            e.value.size()));
+               absl::StrCat("a job has at most ", kMaxServices, " services, got ", e.value.size()));
     return;
   }
   for (size_t i = 0; i < e.value.size(); ++i) {
@@ -309,9 +309,8 @@ void ParseServices(Linter& lint, const Entry& e, const std::string& path, JobDra
     }
     ServiceSpec service;
     ParseFields<ServiceSpec>(lint, item, item_path, mark, kServiceRules, service);
-    const bool taken =
-        std::any_of(job.spec.services.begin(), job.spec.services.end(),
-                    [&](const ServiceSpec& s) { return s.name == service.name; });
+    const bool taken = std::any_of(job.spec.services.begin(), job.spec.services.end(),
+                                   [&](const ServiceSpec& s) { return s.name == service.name; });
     if (taken && !service.name.empty()) {
       lint.Error(mark, Join(item_path, "name"),
                  absl::StrCat("service name '", service.name, "' is used twice"));

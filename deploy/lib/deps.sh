@@ -12,7 +12,8 @@ ASSAY_PACKAGES="build-essential cmake ninja-build ccache pkg-config git ca-certi
 ASSAY_CLANG_PACKAGES="clang clang-14 libclang-rt-14-dev llvm llvm-14 clang-format"
 # Issue 9, container executor: podman and what it needs on Debian 12 (docs/executors.md); the
 # tests build their images offline from busybox-static.
-ASSAY_PACKAGES+=" podman buildah runc conmon netavark aardvark-dns catatonit uidmap slirp4netns fuse-overlayfs busybox-static"
+ASSAY_PACKAGES+=" podman buildah runc conmon netavark aardvark-dns catatonit uidmap slirp4netns \
+  fuse-overlayfs busybox-static"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p

@@ -30,8 +30,8 @@ void AddContainerSpec(const PlannedJob& job, boost::json::object& spec) {
   if (!job.image.has_value()) return;
   spec["image"] = ImageJson(*job.image);
   const double memory_mb = std::ceil(job.runs_on.memory_gb * 1024);
-  spec["container_limits"] = boost::json::object{
-      {"cpus", job.runs_on.cpus}, {"memory_mb", static_cast<int64_t>(memory_mb)}};
+  spec["container_limits"] = boost::json::object{{"cpus", job.runs_on.cpus},
+                                                 {"memory_mb", static_cast<int64_t>(memory_mb)}};
   if (job.services.empty()) return;
   boost::json::array services;
   for (const ServiceSpec& s : job.services) {
@@ -82,7 +82,8 @@ void ContainerSpecToAssignment(const boost::json::object& spec, v1::Assignment& 
       const boost::json::object& ho = h->as_object();
       v1::ServiceHealth* health = s->mutable_health();
       health->set_cmd(std::string(ho.at("cmd").as_string()));
-      health->set_interval_ms(static_cast<uint32_t>(ho.at("interval_s").to_number<int64_t>() * 1000));
+      health->set_interval_ms(
+          static_cast<uint32_t>(ho.at("interval_s").to_number<int64_t>() * 1000));
       health->set_retries(static_cast<uint32_t>(ho.at("retries").to_number<int64_t>()));
       health->set_timeout_ms(static_cast<uint32_t>(ho.at("timeout_s").to_number<int64_t>() * 1000));
     }

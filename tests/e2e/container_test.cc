@@ -103,8 +103,14 @@ TEST_CASE("a service is reachable by its name once its health check passes",
       - name: db
         image: { name: IMAGE, pull: never }
         env: { ANSWER: "pong from the service" }
-        command: ["/bin/sh", "-c", "sleep 1; mkdir /www && echo \"$ANSWER\" > /www/ping && exec httpd -f -p 8080 -h /www"]
-        health: { cmd: "wget -q -O /dev/null http://127.0.0.1:8080/ping", interval: 1s, retries: 30 }
+        command:
+          - /bin/sh
+          - -c
+          - sleep 1; mkdir /www && echo "$ANSWER" > /www/ping && exec httpd -f -p 8080 -h /www
+        health:
+          cmd: wget -q -O /dev/null http://127.0.0.1:8080/ping
+          interval: 1s
+          retries: 30
     steps:
       - run: wget -q -O - http://db:8080/ping
 )yml",

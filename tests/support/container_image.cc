@@ -81,8 +81,8 @@ absl::StatusOr<std::string> BusyboxImage() {
   RunCommand({"rm", "-rf", dir}, {}, {}, {}, absl::Seconds(60)).IgnoreError();
   if (!built.ok()) return built.status();
   if (built->exit_code != 0) {
-    return absl::InternalError(absl::StrCat("podman build of ", kBusyboxTag, " failed: ",
-                                            built->err));
+    return absl::InternalError(
+        absl::StrCat("podman build of ", kBusyboxTag, " failed: ", built->err));
   }
   return std::string(kBusyboxTag);
 }

@@ -50,19 +50,19 @@ TEST_CASE("container executor: the job container's exact command line") {
   job.memory_mb = 1536;
   job.default_user = "1001:1001";
   ContainerExecutor e(Podman(), job, "0badcafe");
-  CHECK(e.JobRunArgv("/w/jobs/job-42-2") ==
-        Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--detach", "--pull=never",
-                 "--name", "assay-42-2-0badcafe", "--network", "assay-42-2-0badcafe-net",
-                 "--hostname", "job"},
-                kLabels),
-            {"--mount", "type=bind,source=/w/jobs/job-42-2,destination=/workspace", "--workdir",
-             "/workspace", "--user", "1001:1001", "--cpus", "4", "--memory", "1536m",
-             "--entrypoint", "/bin/sh", "--", "localhost/py:3", "-c",
-             "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}));
+  CHECK(
+      e.JobRunArgv("/w/jobs/job-42-2") ==
+      Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--detach", "--pull=never", "--name",
+               "assay-42-2-0badcafe", "--network", "assay-42-2-0badcafe-net", "--hostname", "job"},
+              kLabels),
+          {"--mount", "type=bind,source=/w/jobs/job-42-2,destination=/workspace", "--workdir",
+           "/workspace", "--user", "1001:1001", "--cpus", "4", "--memory", "1536m", "--entrypoint",
+           "/bin/sh", "--", "localhost/py:3", "-c",
+           "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}));
   CHECK(e.NetworkCreateArgv() == Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
                                      Cat(kLabels, {"assay-42-2-0badcafe-net"})));
-  CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force",
-                               "--ignore", "--time", "0", "assay-42-2-0badcafe"});
+  CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
+                               "--time", "0", "assay-42-2-0badcafe"});
   CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "network", "rm",
                                       "--force", "assay-42-2-0badcafe-net"});
 }
@@ -93,6 +93,13 @@ TEST_CASE("container executor: exactly the job's GPUs, by CDI or --gpus") {
   const Argv gpus_part = {"--gpus", "device=1,3"};
   CHECK(std::search(gpus.begin(), gpus.end(), gpus_part.begin(), gpus_part.end()) != gpus.end());
   CHECK(std::find(gpus.begin(), gpus.end(), "--device") == gpus.end());
+  const Argv docker =
+      ContainerExecutor(ContainerRuntime{"/usr/bin/docker", true, ContainerGpuMode::kGpus}, job,
+                        "s")
+          .JobRunArgv("/w");
+  const Argv docker_part = {"--gpus", "\"device=1,3\""};
+  CHECK(std::search(docker.begin(), docker.end(), docker_part.begin(), docker_part.end()) !=
+        docker.end());
 }
 
 TEST_CASE("container executor: a service's exact command line, its env in a file") {
@@ -104,15 +111,15 @@ TEST_CASE("container executor: a service's exact command line, its env in a file
   db.command = {"postgres", "-c", "fsync=off"};
   job.services.push_back(db);
   ContainerExecutor e(Podman(), job, "s");
-  CHECK(e.ServiceRunArgv(db) ==
-        Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--detach", "--pull=never",
-                 "--name", "assay-42-2-s-svc-db", "--network", "assay-42-2-s-net",
-                 "--network-alias", "db"},
-                kLabels),
-            {"--env-file", "/var/lib/assay/containers/assay-42-2-s-svc-db.env", "--",
-             "postgres:15", "postgres", "-c", "fsync=off"}));
-  CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force",
-                               "--ignore", "--time", "0", "assay-42-2-s", "assay-42-2-s-svc-db"});
+  CHECK(
+      e.ServiceRunArgv(db) ==
+      Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--detach", "--pull=never", "--name",
+               "assay-42-2-s-svc-db", "--network", "assay-42-2-s-net", "--network-alias", "db"},
+              kLabels),
+          {"--env-file", "/var/lib/assay/containers/assay-42-2-s-svc-db.env", "--", "postgres:15",
+           "postgres", "-c", "fsync=off"}));
+  CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
+                               "--time", "0", "assay-42-2-s", "assay-42-2-s-svc-db"});
 }
 
 TEST_CASE("container executor: docker's command lines differ where its CLI does") {

@@ -25,7 +25,11 @@ TEST_CASE("spec container: image as a string and as a mapping parse to the exact
     image: localhost/busybox:1
     steps: [x]
   b:
-    image: { name: "registry.example/py@sha256:abc", pull: never, user: "1000:100", entrypoint: /bin/bash }
+    image:
+      name: "registry.example/py@sha256:abc"
+      pull: never
+      user: "1000:100"
+      entrypoint: /bin/bash
     runs_on: { cpus: 2, memory_gb: 1.5 }
     services:
       - name: db

@@ -21,12 +21,13 @@ TEST_CASE("container spec: image, services and limits reach the assignment exact
   job.services.push_back(db);
   boost::json::object spec;
   AddContainerSpec(job, spec);
-  CHECK(boost::json::serialize(spec) ==
-        R"({"image":{"name":"localhost/py:3","pull":"never","user":"app","entrypoint":"/bin/bash"},)"
-        R"("container_limits":{"cpus":2,"memory_mb":1536},"services":[{"name":"db","image":)"
-        R"({"name":"postgres:15","pull":"always"},"env":[["B","2"],["A","1"]],"command":)"
-        R"(["postgres","-c","fsync=off"],"health":{"cmd":"pg_isready","interval_s":2,)"
-        R"("retries":5,"timeout_s":3}}]})");
+  CHECK(
+      boost::json::serialize(spec) ==
+      R"({"image":{"name":"localhost/py:3","pull":"never","user":"app","entrypoint":"/bin/bash"},)"
+      R"("container_limits":{"cpus":2,"memory_mb":1536},"services":[{"name":"db","image":)"
+      R"({"name":"postgres:15","pull":"always"},"env":[["B","2"],["A","1"]],"command":)"
+      R"(["postgres","-c","fsync=off"],"health":{"cmd":"pg_isready","interval_s":2,)"
+      R"("retries":5,"timeout_s":3}}]})");
   v1::Assignment a;
   ContainerSpecToAssignment(spec, a);
   CHECK(a.image().name() == "localhost/py:3");
