@@ -790,6 +790,9 @@ void Agent::RunJob(int64_t job_id) {
       res.message = std::string(delivered.message());
       EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
     } else {
+      std::unique_ptr<ContainerExecutor> container = ContainerExecutorFor(
+          a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user);
+      req.executor = container.get();  // null without an image: the host
       res = assay::RunJob(req, *cancel,
                           [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
       secrets.Flush(log);

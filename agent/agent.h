@@ -14,6 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/container_executor.h"
 #include "agent/gpu_inventory.h"
 #include "agent/log_spool.h"
 #include "agent/step_runner.h"
@@ -67,6 +68,9 @@ struct AgentOptions {
   // disk_check_interval.
   double min_free_disk_gb = 1;
   absl::Duration disk_check_interval = absl::Seconds(10);
+  // Issue 9: the runtime of the container executor (--container-runtime); unset: none, and a
+  // job with an image fails with "this agent has no container runtime".
+  std::optional<ContainerRuntime> container_runtime;
 };
 
 // MemTotal of /proc/meminfo in decimal GB; 0 when it cannot be read.

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
@@ -74,6 +75,10 @@ int main(int argc, char** argv) {
       {"job-user", "",
        "run steps as this unprivileged user (name or UID:GID); required when the agent runs as "
        "root ('root' to accept running jobs as root)"},
+      // Issue 9: the container executor.
+      {"container-runtime", "",
+       "podman or docker (a name on PATH or an absolute path) for jobs with `image:`; 'none' to "
+       "refuse them; empty: podman, else docker, when one is on PATH"},
       {"accept-untrusted", "",
        "run jobs of untrusted pipelines (e.g. forks' pull requests); use a separate machine", false,
        true},
@@ -156,9 +161,32 @@ int main(int argc, char** argv) {
     std::cerr << "assay-agent: " << gpus.status().message() << "\n";
     return 2;
   }
+  const std::string& runtime_option = cfg->Get("container-runtime");
+  if (auto runtime = assay::DetectContainerRuntime(runtime_option); runtime.ok()) {
+    o.container_runtime = *runtime;
+  } else if (!runtime_option.empty() && runtime_option != "none") {
+    std::cerr << "assay-agent: " << runtime.status().message() << "\n";
+    return 2;
+  }
   if (cfg->GetBool("print-gpus")) {
-    std::cout << assay::GpuInventoryJson(o.gpus) << "\n";
+    // {"gpus": [...], "container_gpus": "cdi" | "gpus" | null}: how a container gets its GPUs.
+    std::string json = assay::GpuInventoryJson(o.gpus);
+    json.pop_back();  // the closing '}'
+    const auto& rt = o.container_runtime;
+    json += rt.has_value() ? absl::StrCat(",\"container_gpus\":\"",
+                                          std::string(assay::GpuModeName(rt->gpu_mode)), "\"}")
+                           : std::string(",\"container_gpus\":null}");
+    std::cout << json << "\n";
     return 0;
+  }
+  if (o.container_runtime.has_value()) {
+    // An agent that was killed (SIGKILL, power loss) left its job containers behind.
+    auto removed = assay::RemoveContainerLeftovers(*o.container_runtime, o.name, o.work_dir);
+    if (!removed.ok()) {
+      assay::LogWarn("agent", "cannot remove leftover containers: ", removed.status().ToString());
+    } else if (*removed > 0) {
+      assay::LogInfo("agent", "removed ", *removed, " container(s) left by an earlier run");
+    }
   }
   o.kill_grace = *grace;
   auto job_user = assay::ResolveJobUser(cfg->Get("job-user"), geteuid());

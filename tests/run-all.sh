@@ -48,6 +48,7 @@ for t in "${TIERS[@]}"; do
 done
 
 if [ ${#EXTRA[@]} -gt 0 ]; then install_deps $ASSAY_CLANG_PACKAGES; else install_deps; fi
+setup_podman  # the e2e container tests (issue 9); idempotent
 
 PGDIR=""
 cleanup() {

@@ -273,6 +273,8 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       p.artifact_needs = artifact_needs;
       p.secrets = job.secrets;
       p.environment = job.environment;
+      p.image = job.image;
+      p.services = job.services;
       out.push_back(std::move(p));
     }
   }

@@ -91,6 +91,9 @@ struct PlannedJob {
   std::vector<std::string> artifact_needs;
   std::vector<SecretUse> secrets;  // As in the spec job (issue 9).
   std::string environment;
+  // Issue 9, container executor: as in the spec (no placeholders in these keys).
+  std::optional<ImageSpec> image;
+  std::vector<ServiceSpec> services;
 
   bool operator==(const PlannedJob&) const = default;
 };

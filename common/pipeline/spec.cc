@@ -174,6 +174,8 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"artifacts", false, ParseArtifacts},
     {"secrets", false, ParseSecrets},          // issue 9 (spec_secrets.cc)
     {"environment", false, ParseEnvironment},  // issue 9 (spec_secrets.cc)
+    {"image", false, ParseImage},
+    {"services", false, ParseServices},
 };
 
 // ---- Top level. ----
@@ -216,6 +218,7 @@ void ParseJobs(Linter& lint, const Entry& entry, const std::string& path, Pipeli
     } else {
       ParseFields<JobDraft>(lint, job_entry.value, job_path, mark, kJobRules, job);
       CheckPlaceholders(lint, job);
+      CheckContainerKeys(lint, job_path, job);
     }
     // Kept even when invalid, so that needs naming it are not reported as unknown.
     draft.jobs.push_back(std::move(job));

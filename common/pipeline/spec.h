@@ -31,6 +31,12 @@
 namespace assay {
 
 inline constexpr int64_t kDefaultJobTimeoutSeconds = 3600;
+// Limits of the container keys (docs/executors.md).
+inline constexpr size_t kMaxServices = 8;
+inline constexpr size_t kMaxImageNameBytes = 255;
+inline constexpr size_t kMaxServiceEnv = 64;
+inline constexpr size_t kMaxServiceCommandArgs = 64;
+inline constexpr size_t kMaxServiceTextBytes = 4096;
 
 // Limits on a hostile file (each is a lint error naming the file, line and key):
 //   "file is N bytes, more than the limit of 1048576"        (checked before parsing)
@@ -98,6 +104,37 @@ struct SecretUse {
   bool operator==(const SecretUse&) const = default;
 };
 
+// `image:` (docs/executors.md): the job's steps run in a container of this image.
+struct ImageSpec {
+  std::string name;                 // A reference such as localhost/busybox:1 or debian@sha256:...
+  std::string pull = "if_missing";  // never, if_missing or always.
+  std::string user;                 // `user` or `user:group` inside the image; empty: the image's.
+  std::string entrypoint;           // A shell in the image (absolute path); empty: /bin/sh.
+
+  bool operator==(const ImageSpec&) const = default;
+};
+
+// `services[i].health`: a command run in the service until it exits 0.
+struct HealthSpec {
+  std::string cmd;        // Shell text run with `/bin/sh -c` inside the service; empty: none.
+  int64_t interval_s = 1;
+  int retries = 30;       // Attempts before the job fails.
+  int64_t timeout_s = 5;  // Per attempt.
+
+  bool operator==(const HealthSpec&) const = default;
+};
+
+// `services:` entry: a side container on the job's network, reachable by `name`.
+struct ServiceSpec {
+  std::string name;  // A DNS label: [a-z0-9-]{1,63}, not starting or ending with '-'.
+  ImageSpec image;
+  std::vector<std::pair<std::string, std::string>> env;  // In file order, unique names.
+  std::vector<std::string> command;  // argv after the image; empty: the image's default.
+  HealthSpec health;
+
+  bool operator==(const ServiceSpec&) const = default;
+};
+
 struct JobSpec {
   std::string name;
   std::vector<std::string> needs;  // In file order, no duplicates, all defined jobs.
@@ -123,6 +160,9 @@ struct JobSpec {
   // the environment whose values override the repository-wide ones ("": none).
   std::vector<SecretUse> secrets;
   std::string environment;
+  // Issue 9, container executor (docs/executors.md).
+  std::optional<ImageSpec> image;     // Absent: not in a container.
+  std::vector<ServiceSpec> services;  // Only with `image`; at most kMaxServices.
 
   bool operator==(const JobSpec&) const = default;
 };

@@ -41,6 +41,10 @@ struct JobDraft {
   YAML::Mark mark;  // Of the job's name.
   std::vector<NeedRef> needs;
   std::vector<PlaceholderRef> placeholders;
+  // Container keys (spec_container.cc): seen in the file, even when invalid.
+  bool image_seen = false;
+  bool services_seen = false;
+  YAML::Mark services_mark;
 };
 
 struct PipelineDraft {
@@ -277,6 +281,11 @@ void CheckArtifactNeeds(Linter& lint, PipelineDraft& draft);
 // Issue 9 (spec_secrets.cc): `secrets:` and `environment:`.
 void ParseSecrets(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 void ParseEnvironment(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+// Issue 9, container keys (spec_container.cc).
+void ParseImage(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void ParseServices(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+// After all of a job's keys: services without image.
+void CheckContainerKeys(Linter& lint, const std::string& job_path, const JobDraft& job);
 // Checks placeholders in env, steps.run, runs_on.labels, concurrency.group and
 // artifacts.paths (matrix names only where the job has a matrix with that key).
 void CheckPlaceholders(Linter& lint, const JobDraft& job);

@@ -12,6 +12,10 @@ ASSAY_PACKAGES="$ASSAY_PACKAGES git-lfs"
 # with `clang`), its sanitizer runtimes and libFuzzer, and llvm-symbolizer (with `llvm`) for
 # readable reports.
 ASSAY_CLANG_PACKAGES="clang clang-14 libclang-rt-14-dev llvm llvm-14 clang-format"
+# Issue 9, container executor: podman and what it needs on Debian 12 (docs/executors.md); the
+# tests build their images offline from busybox-static.
+ASSAY_PACKAGES+=" podman buildah runc conmon netavark aardvark-dns catatonit uidmap slirp4netns \
+  fuse-overlayfs busybox-static"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p
@@ -30,4 +34,33 @@ build_assay() {  # build_assay SRC BUILD_DIR [targets...]
   local src=$1 build=$2; shift 2
   cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build" -j "$(nproc)" ${1:+--target "$@"}
+}
+
+# setup_podman: what podman needs on a fresh Debian 12 (docs/executors.md), idempotent. In
+# containers.conf (ASSAY_CONTAINERS_CONF, default /etc/containers/containers.conf):
+# `default_ulimits = []` under [containers] (Debian's default asks for a nofile limit that an
+# unprivileged or nested host refuses), and `runtime = "runc"` under [engine] on cgroups v1
+# (crun fails there) or where crun is missing. A storage.conf with fuse-overlayfs when
+# /var/lib is itself on overlayfs (a container host), where the kernel's overlay cannot stack.
+setup_podman() {
+  local conf=${ASSAY_CONTAINERS_CONF:-/etc/containers/containers.conf} sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo mkdir -p "$(dirname "$conf")"
+  [ -f "$conf" ] || echo "[containers]" | $sudo tee "$conf" >/dev/null
+  grep -q '^\[containers\]' "$conf" || printf '\n[containers]\n' | $sudo tee -a "$conf" >/dev/null
+  if ! grep -q '^default_ulimits *=' "$conf"; then
+    $sudo sed -i '0,/^\[containers\]/s//[containers]\ndefault_ulimits = []/' "$conf"
+  fi
+  if ! grep -q '^runtime *=' "$conf"; then
+    if ! command -v crun >/dev/null || [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+      grep -q '^\[engine\]' "$conf" || printf '\n[engine]\n' | $sudo tee -a "$conf" >/dev/null
+      $sudo sed -i '0,/^\[engine\]/s//[engine]\nruntime = "runc"/' "$conf"
+    fi
+  fi
+  local storage=${ASSAY_STORAGE_CONF:-/etc/containers/storage.conf}
+  if [ "$(stat -fc %T /var/lib 2>/dev/null)" = overlayfs ] && [ ! -f "$storage" ]; then
+    printf '[storage]\ndriver = "overlay"\nrunroot = "/run/containers/storage"\n%s\n%s\n%s\n' \
+      'graphroot = "/var/lib/containers/storage"' '[storage.options.overlay]' \
+      'mount_program = "/usr/bin/fuse-overlayfs"' | $sudo tee "$storage" >/dev/null
+  fi
 }

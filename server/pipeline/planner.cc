@@ -10,6 +10,7 @@
 #include "common/crypto/crypto.h"
 #include "common/git/clone_url.h"
 #include "common/pipeline/plan.h"
+#include "server/scheduler/container_spec.h"
 #include "server/scheduler/requirements.h"
 #include "server/webhook/forge.h"
 
@@ -173,6 +174,7 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
       o["secrets"] = std::move(secrets);
     }
     if (!j.environment.empty()) o["environment"] = j.environment;
+    AddContainerSpec(j, o);
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;
@@ -180,7 +182,8 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     nj.skip_reason = j.skip ? j.skip_reason : "";
     nj.spec_json = boost::json::serialize(o);
     nj.labels = j.runs_on.labels;
-    nj.requirements_json = RequirementsJson(j.runs_on, untrusted);
+    nj.requirements_json =
+        RequirementsJson(j.runs_on, untrusted, j.image.has_value() ? "container" : "");
     nj.allow_failure = j.allow_failure;
     nj.concurrency_group = j.concurrency.group;
     if (untrusted && !nj.concurrency_group.empty()) {

@@ -8,6 +8,7 @@
 #include "common/base/log.h"
 #include "common/crypto/crypto.h"
 #include "common/git/clone_url.h"
+#include "server/scheduler/container_spec.h"
 #include "server/scheduler/requirements.h"
 #include "server/secrets/job_secrets.h"
 
@@ -217,6 +218,7 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
     placement.gpu_indices = job.gpu_indices;
     for (const auto& [k, v] : GpuEnvironment(placement)) (*a.mutable_env())[k] = v;
     for (uint32_t idx : job.gpu_indices) a.add_gpu_indices(idx);
+    ContainerSpecToAssignment(spec, a);
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat("job ", job.job_id, " has a malformed spec: ", e.what()));

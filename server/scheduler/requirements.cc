@@ -4,7 +4,7 @@
 
 namespace assay {
 
-std::string RequirementsJson(const RunsOnSpec& r, bool untrusted) {
+std::string RequirementsJson(const RunsOnSpec& r, bool untrusted, std::string_view executor) {
   boost::json::object o{{"cpus", r.cpus}};
   if (r.memory_gb > 0) o["memory_gb"] = r.memory_gb;
   if (r.gpus > 0) o["gpus"] = r.gpus;
@@ -12,6 +12,7 @@ std::string RequirementsJson(const RunsOnSpec& r, bool untrusted) {
   if (r.gpu_memory_gb > 0) o["gpu_memory_gb"] = r.gpu_memory_gb;
   if (!r.gpu_model.empty()) o["gpu_model"] = r.gpu_model;
   if (untrusted) o["untrusted"] = true;
+  if (!executor.empty()) o["executor"] = executor;
   return boost::json::serialize(o);
 }
 

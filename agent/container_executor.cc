@@ -1,0 +1,573 @@
+#include "agent/container_executor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "agent/step_runner.h"
+#include "assay/v1/agent.pb.h"
+#include "common/base/log.h"
+#include "common/proc/spawn.h"
+#include "common/proc/subprocess.h"
+
+extern char** environ;
+
+namespace assay {
+namespace {
+
+// Bounds of the runtime's calls (each also bounded by the job's deadline where one applies).
+constexpr absl::Duration kQuickCall = absl::Seconds(60);  // exists, create, run -d, rm
+constexpr absl::Duration kPullCall = absl::Minutes(10);
+constexpr absl::Duration kCleanupCall = absl::Seconds(60);
+constexpr size_t kMessageTail = 400;  // bytes of a failed call's stderr kept in a message
+
+// The keep-alive of the job container: a shell that waits until it is killed.
+constexpr const char* kKeepAlive = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
+
+absl::Duration Bound(absl::Time deadline, absl::Duration most) {
+  if (deadline == absl::InfiniteFuture()) return most;
+  return std::max(absl::ZeroDuration(), std::min(most, deadline - absl::Now()));
+}
+
+std::string Tail(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (text.size() > kMessageTail) text = "..." + text.substr(text.size() - kMessageTail);
+  return text;
+}
+
+// The runtime's own environment: this process's PATH, HOME, ... (never the job's).
+std::vector<std::string> RuntimeEnvp() {
+  std::vector<std::string> envp;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    for (std::string_view keep : {"PATH=", "HOME=", "LANG=", "TZ=", "XDG_RUNTIME_DIR="}) {
+      if (entry.substr(0, keep.size()) == keep) envp.emplace_back(entry);
+    }
+  }
+  if (std::none_of(envp.begin(), envp.end(),
+                   [](const std::string& e) { return e.rfind("PATH=", 0) == 0; })) {
+    envp.emplace_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  }
+  return envp;
+}
+
+absl::StatusOr<CommandResult> Call(const std::vector<std::string>& argv, absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) {
+    return absl::DeadlineExceededError(absl::StrCat("no time left for ", DescribeCommand(argv)));
+  }
+  absl::StatusOr<CommandResult> r = RunCommandInEnvironment(argv, {}, RuntimeEnvp(), {}, timeout);
+  if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        DescribeCommand(argv), " did not finish within ", FormatSeconds(timeout), "s"));
+  }
+  return r;
+}
+
+// Runs and requires exit 0; the error names the command and its stderr.
+absl::StatusOr<CommandResult> CallOk(const std::vector<std::string>& argv, absl::Duration timeout) {
+  absl::StatusOr<CommandResult> r = Call(argv, timeout);
+  if (!r.ok()) return r.status();
+  if (r->exit_code != 0) {
+    return absl::InternalError(absl::StrCat(DescribeCommand(argv), " exited with code ",
+                                            r->exit_code, ": ", Tail(r->err)));
+  }
+  return r;
+}
+
+std::string UserFor(const ContainerImageToRun& image, const std::string& fallback) {
+  return image.user.empty() ? fallback : image.user;
+}
+
+bool CdiHasNvidia(const std::vector<std::string>& dirs) {
+  for (const std::string& dir : dirs) {
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) continue;
+    bool found = false;
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      std::ifstream in(dir + "/" + name);
+      std::stringstream text;
+      text << in.rdbuf();
+      // A spec's `kind: nvidia.com/gpu` (YAML) or "kind":"nvidia.com/gpu" (JSON).
+      if (text.str().find("nvidia.com/gpu") != std::string::npos) found = true;
+    }
+    closedir(d);
+    if (found) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view GpuModeName(ContainerGpuMode mode) {
+  return mode == ContainerGpuMode::kCdi ? "cdi" : "gpus";
+}
+
+absl::StatusOr<ContainerRuntime> DetectContainerRuntime(std::string_view configured,
+                                                        const std::vector<std::string>& cdi_dirs) {
+  if (configured == "none") return absl::NotFoundError("--container-runtime none");
+  const char* path_env = getenv("PATH");
+  const std::string path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  ContainerRuntime rt;
+  if (!configured.empty()) {
+    absl::StatusOr<std::string> found = configured[0] == '/'
+                                            ? absl::StatusOr<std::string>(std::string(configured))
+                                            : FindExecutable(configured, path);
+    if (!found.ok() || access(found->c_str(), X_OK) != 0) {
+      return absl::NotFoundError(
+          absl::StrCat("container runtime '", std::string(configured), "' not found"));
+    }
+    rt.path = *found;
+  } else {
+    for (std::string_view name : {"podman", "docker"}) {
+      absl::StatusOr<std::string> found = FindExecutable(name, path);
+      if (found.ok()) {
+        rt.path = *found;
+        break;
+      }
+    }
+    if (rt.path.empty()) return absl::NotFoundError("neither podman nor docker is on PATH");
+  }
+  const std::string base = rt.path.substr(rt.path.rfind('/') + 1);
+  rt.docker = base.find("docker") != std::string::npos;
+  rt.gpu_mode = CdiHasNvidia(cdi_dirs) ? ContainerGpuMode::kCdi : ContainerGpuMode::kGpus;
+  return rt;
+}
+
+ContainerExecutor::ContainerExecutor(ContainerRuntime runtime, ContainerJob job, std::string suffix)
+    : runtime_(std::move(runtime)),
+      job_(std::move(job)),
+      container_(absl::StrCat("assay-", job_.job_id, "-", job_.attempt, "-", suffix)),
+      network_(container_ + "-net") {}
+
+std::vector<std::string> ContainerExecutor::Base() const {
+  std::vector<std::string> argv = {runtime_.path};
+  // Why: podman writes "failed to connect to syslog" and other notices on stderr.
+  if (!runtime_.docker) argv.push_back("--log-level=error");
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::Labels() const {
+  return {"--label", absl::StrCat("assay.agent=", job_.agent_name),
+          "--label", absl::StrCat("assay.agent_dir=", job_.agent_dir),
+          "--label", absl::StrCat("assay.job=", job_.job_id)};
+}
+
+std::string ContainerExecutor::ServiceContainerName(const ServiceToRun& s) const {
+  return absl::StrCat(container_, "-svc-", s.name);
+}
+
+std::string ContainerExecutor::env_file() const {
+  return absl::StrCat(job_.state_dir, "/", container_, ".env");
+}
+
+std::vector<std::string> ContainerExecutor::NetworkCreateArgv() const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"network", "create"});
+  for (std::string& l : Labels()) argv.push_back(std::move(l));
+  argv.push_back(network_);
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::ServiceRunArgv(const ServiceToRun& s) const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"run", "--detach", "--pull=never", "--name", ServiceContainerName(s),
+                           "--network", network_, "--network-alias", s.name});
+  for (std::string& l : Labels()) argv.push_back(std::move(l));
+  if (!s.env.empty()) {
+    argv.insert(argv.end(),
+                {"--env-file", absl::StrCat(job_.state_dir, "/", ServiceContainerName(s), ".env")});
+  }
+  if (!s.image.user.empty()) argv.insert(argv.end(), {"--user", s.image.user});
+  if (!s.image.entrypoint.empty()) argv.insert(argv.end(), {"--entrypoint", s.image.entrypoint});
+  argv.push_back("--");
+  argv.push_back(s.image.name);
+  argv.insert(argv.end(), s.command.begin(), s.command.end());
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::JobRunArgv(const std::string& workspace) const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"run", "--detach", "--pull=never", "--name", container_, "--network",
+                           network_, "--hostname", "job"});
+  for (std::string& l : Labels()) argv.push_back(std::move(l));
+  // Why --mount: -v splits its argument at ':', which a workspace path may hold.
+  argv.insert(argv.end(),
+              {"--mount",
+               absl::StrCat("type=bind,source=", workspace, ",destination=", kContainerWorkspace),
+               "--workdir", kContainerWorkspace});
+  if (std::string user = UserFor(job_.image, job_.default_user); !user.empty()) {
+    argv.insert(argv.end(), {"--user", user});
+  }
+  if (job_.cpus > 0) argv.insert(argv.end(), {"--cpus", std::to_string(job_.cpus)});
+  if (job_.memory_mb > 0) argv.insert(argv.end(), {"--memory", absl::StrCat(job_.memory_mb, "m")});
+  if (!job_.gpu_indices.empty()) {
+    if (runtime_.gpu_mode == ContainerGpuMode::kCdi) {
+      for (uint32_t g : job_.gpu_indices) {
+        argv.insert(argv.end(), {"--device", absl::StrCat("nvidia.com/gpu=", g)});
+      }
+    } else {
+      std::string list;
+      for (uint32_t g : job_.gpu_indices) absl::StrAppend(&list, list.empty() ? "" : ",", g);
+      // Why the quotes for docker: it reads --gpus as CSV, where a bare comma splits fields.
+      argv.insert(argv.end(), {"--gpus", runtime_.docker ? absl::StrCat("\"device=", list, "\"")
+                                                         : absl::StrCat("device=", list)});
+    }
+  }
+  const std::string shell = job_.image.entrypoint.empty() ? "/bin/sh" : job_.image.entrypoint;
+  argv.insert(argv.end(), {"--entrypoint", shell, "--", job_.image.name, "-c", kKeepAlive});
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::ExecArgv(const StepSpecToRun& step) const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"exec", "--workdir", kContainerWorkspace, "--env-file", env_file()});
+  if (std::string user = UserFor(job_.image, job_.default_user); !user.empty()) {
+    argv.insert(argv.end(), {"--user", user});
+  }
+  const std::string shell = job_.image.entrypoint.empty() ? "/bin/sh" : job_.image.entrypoint;
+  argv.insert(argv.end(), {container_, shell, "-e", "-c", step.run});
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::RemoveArgv() const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"rm", "--force"});
+  if (!runtime_.docker) argv.insert(argv.end(), {"--ignore", "--time", "0"});
+  argv.push_back(container_);
+  for (const ServiceToRun& s : job_.services) argv.push_back(ServiceContainerName(s));
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::NetworkRemoveArgv() const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"network", "rm"});
+  if (!runtime_.docker) argv.push_back("--force");
+  argv.push_back(network_);
+  return argv;
+}
+
+absl::StatusOr<std::string> ContainerExecutor::EnvFileText(const std::vector<std::string>& env,
+                                                           const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& name : names) {
+    std::optional<std::string_view> value = LookupEnv(env, name);
+    if (!value.has_value()) continue;
+    if (value->find('\n') != std::string_view::npos ||
+        value->find('\r') != std::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("variable ", name,
+                       " has a multi-line value, which the container executor cannot pass "
+                       "(env files hold one line per variable)"));
+    }
+    absl::StrAppend(&text, name, "=", std::string(*value), "\n");
+  }
+  return text;
+}
+
+absl::Status ContainerExecutor::WriteEnvFile(const std::string& path,
+                                             const std::string& text) const {
+  if (mkdir(job_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::InternalError(absl::StrCat("mkdir ", job_.state_dir, ": ", strerror(errno)));
+  }
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
+  if (absl::Status s = WriteAll(fd.get(), text); !s.ok()) return s;
+  fd.Reset();
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
+                                            std::string_view key_view, absl::Time deadline,
+                                            const JobLogFn& log) {
+  const std::string key(key_view);
+  std::vector<std::string> exists = Base();
+  if (runtime_.docker) {
+    exists.insert(exists.end(), {"image", "inspect", "--format", "{{.Id}}", image.name});
+  } else {
+    exists.insert(exists.end(), {"image", "exists", image.name});
+  }
+  bool present = false;
+  if (image.pull != ContainerImageToRun::Pull::kAlways) {
+    absl::StatusOr<CommandResult> r = Call(exists, Bound(deadline, kQuickCall));
+    if (!r.ok()) return r.status();
+    present = r->exit_code == 0;
+  }
+  if (present) return absl::OkStatus();
+  if (image.pull == ContainerImageToRun::Pull::kNever) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        key, ": image '", image.name, "' is not on this agent and ", key, ".pull is 'never'"));
+  }
+  log(absl::StrCat("assay: pulling image ", image.name, "\n"));
+  std::vector<std::string> pull = Base();
+  pull.insert(pull.end(), {"pull", "--", image.name});
+  if (runtime_.docker) pull.erase(pull.end() - 2);
+  absl::StatusOr<CommandResult> r = CallOk(pull, Bound(deadline, kPullCall));
+  if (!r.ok()) {
+    return absl::Status(r.status().code(), absl::StrCat(key, ": cannot pull image '", image.name,
+                                                        "': ", r.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ContainerExecutor::WaitHealthy(const ServiceToRun& s, size_t index,
+                                            absl::Time deadline, CancelFlag& cancel,
+                                            const JobLogFn& log) {
+  if (s.health_cmd.empty()) return absl::OkStatus();
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"exec", ServiceContainerName(s), "/bin/sh", "-c", s.health_cmd});
+  std::string last;
+  for (int attempt = 1; attempt <= s.health_retries; ++attempt) {
+    if (cancel.canceled()) return absl::CancelledError("canceled while waiting for services");
+    absl::StatusOr<CommandResult> r =
+        Call(argv, Bound(deadline, std::min(s.health_timeout, kQuickCall)));
+    if (r.ok() && r->exit_code == 0) {
+      log(absl::StrCat("assay: service ", s.name, " is healthy\n"));
+      return absl::OkStatus();
+    }
+    last = r.ok() ? absl::StrCat("exit code ", r->exit_code, ": ", Tail(r->err + r->out))
+                  : std::string(r.status().message());
+    if (absl::Now() >= deadline) break;
+    if (attempt == s.health_retries) break;
+    // Sleeps the interval, waking at once for a cancel.
+    pollfd p = {cancel.fd(), POLLIN, 0};
+    poll(&p, 1, PollTimeoutMs(std::min(deadline, absl::Now() + s.health_interval)));
+  }
+  return absl::UnavailableError(absl::StrCat("services[", index, "] '", s.name,
+                                             "' is not healthy after ", s.health_retries,
+                                             " checks; last: ", last));
+}
+
+absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time deadline,
+                                        CancelFlag& cancel, const JobLogFn& log) {
+  if (runtime_.path.empty()) {
+    return absl::FailedPreconditionError(
+        "this agent has no container runtime (podman or docker; see --container-runtime)");
+  }
+  log(absl::StrCat("assay: container executor: ", runtime_.path, ", image ", job_.image.name,
+                   ", container ", container_, "\n"));
+  if (absl::Status s = EnsureImage(job_.image, "image", deadline, log); !s.ok()) return s;
+  for (size_t i = 0; i < job_.services.size(); ++i) {
+    if (absl::Status s = EnsureImage(job_.services[i].image,
+                                     absl::StrCat("services[", i, "].image"), deadline, log);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::StatusOr<CommandResult> r = CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
+      !r.ok()) {
+    return r.status();
+  }
+  for (size_t i = 0; i < job_.services.size(); ++i) {
+    const ServiceToRun& s = job_.services[i];
+    if (!s.env.empty()) {
+      std::vector<std::string> entries, names;
+      for (const auto& [k, v] : s.env) {
+        entries.push_back(absl::StrCat(k, "=", v));
+        names.push_back(k);
+      }
+      absl::StatusOr<std::string> text = EnvFileText(entries, names);
+      if (!text.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("services[", i, "].env: ", text.status().message()));
+      }
+      if (absl::Status w = WriteEnvFile(
+              absl::StrCat(job_.state_dir, "/", ServiceContainerName(s), ".env"), *text);
+          !w.ok()) {
+        return w;
+      }
+    }
+    if (absl::StatusOr<CommandResult> r = CallOk(ServiceRunArgv(s), Bound(deadline, kQuickCall));
+        !r.ok()) {
+      return absl::Status(r.status().code(),
+                          absl::StrCat("services[", i, "] '", s.name, "': ", r.status().message()));
+    }
+  }
+  for (size_t i = 0; i < job_.services.size(); ++i) {
+    if (absl::Status s = WaitHealthy(job_.services[i], i, deadline, cancel, log); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::StatusOr<CommandResult> r =
+          CallOk(JobRunArgv(req.workdir), Bound(deadline, kQuickCall));
+      !r.ok()) {
+    return r.status();
+  }
+  job_env_names_.clear();
+  for (const auto& [name, value] : req.env) {
+    if (std::find(job_env_names_.begin(), job_env_names_.end(), name) == job_env_names_.end()) {
+      job_env_names_.push_back(name);
+    }
+  }
+  job_env_names_.push_back("ASSAY_JOB_INSTANCE");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepProcess> ContainerExecutor::StepCommand(const JobRunRequest&,
+                                                           const StepSpecToRun& step,
+                                                           const std::vector<std::string>& env) {
+  std::vector<std::string> inside = env;
+  auto set = [&inside](const std::string& name, const std::string& value) {
+    for (std::string& e : inside) {
+      if (e.rfind(name + "=", 0) == 0) {
+        e = absl::StrCat(name, "=", value);
+        return;
+      }
+    }
+    inside.push_back(absl::StrCat(name, "=", value));
+  };
+  set("ASSAY_WORKSPACE", kContainerWorkspace);
+  if (!job_.gpu_indices.empty()) {
+    // Inside the container the job's GPUs are numbered from 0.
+    std::string visible;
+    for (size_t i = 0; i < job_.gpu_indices.size(); ++i) {
+      absl::StrAppend(&visible, i == 0 ? "" : ",", i);
+    }
+    set("CUDA_VISIBLE_DEVICES", visible);
+  }
+  absl::StatusOr<std::string> text = EnvFileText(inside, job_env_names_);
+  if (!text.ok()) return text.status();
+  if (absl::Status w = WriteEnvFile(env_file(), *text); !w.ok()) return w;
+  StepProcess p;
+  p.argv = ExecArgv(step);
+  p.path = p.argv[0];
+  p.env = RuntimeEnvp();
+  p.as_job_user = false;  // the runtime runs as the agent; --user sets the user inside
+  return p;
+}
+
+void ContainerExecutor::Cleanup(const JobRunRequest&, const JobLogFn& log) {
+  if (runtime_.path.empty()) return;
+  absl::StatusOr<CommandResult> r = CallOk(RemoveArgv(), kCleanupCall);
+  if (!r.ok()) {
+    log(absl::StrCat("assay: cannot remove the job's containers: ", r.status().message(), "\n"));
+    LogWarn("agent", "job ", job_.job_id, ": ", r.status().ToString());
+  }
+  std::vector<std::string> net = NetworkRemoveArgv();
+  absl::StatusOr<CommandResult> n = Call(net, kCleanupCall);
+  // A network that was never made (Prepare failed early) is not a problem.
+  if (!n.ok()) {
+    LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
+  }
+  unlink(env_file().c_str());
+  for (const ServiceToRun& s : job_.services) {
+    unlink(absl::StrCat(job_.state_dir, "/", ServiceContainerName(s), ".env").c_str());
+  }
+}
+
+namespace {
+
+ContainerImageToRun ImageOf(const v1::ContainerImage& image) {
+  ContainerImageToRun out;
+  out.name = image.name();
+  out.pull = image.pull() == v1::ContainerImage::PULL_NEVER ? ContainerImageToRun::Pull::kNever
+             : image.pull() == v1::ContainerImage::PULL_ALWAYS
+                 ? ContainerImageToRun::Pull::kAlways
+                 : ContainerImageToRun::Pull::kIfMissing;
+  out.user = image.user();
+  out.entrypoint = image.entrypoint();
+  return out;
+}
+
+std::string RandomSuffix() {
+  unsigned char bytes[4] = {0, 0, 0, 0};
+  UniqueFd fd(open("/dev/urandom", O_RDONLY | O_CLOEXEC));
+  if (fd.valid() && read(fd.get(), bytes, sizeof(bytes)) == sizeof(bytes)) {
+    return absl::StrFormat("%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+  }
+  return absl::StrFormat("%08x", static_cast<unsigned>(getpid() ^ absl::ToUnixNanos(absl::Now())));
+}
+
+}  // namespace
+
+std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
+    const v1::Assignment& a, const std::optional<ContainerRuntime>& runtime,
+    const std::string& agent_name, const std::string& agent_dir,
+    const std::optional<JobIdentity>& job_user) {
+  if (!a.has_image()) return nullptr;
+  ContainerJob job;
+  job.agent_name = agent_name;
+  job.agent_dir = agent_dir;
+  job.job_id = a.job_id();
+  job.attempt = a.attempt();
+  job.image = ImageOf(a.image());
+  for (const v1::Service& s : a.services()) {
+    ServiceToRun out;
+    out.name = s.name();
+    out.image = ImageOf(s.image());
+    // Sorted by name: a proto map has no order.
+    for (const auto& [k, v] : s.env()) out.env.emplace_back(k, v);
+    std::sort(out.env.begin(), out.env.end());
+    out.command.assign(s.command().begin(), s.command().end());
+    out.health_cmd = s.health().cmd();
+    if (s.health().interval_ms() > 0)
+      out.health_interval = absl::Milliseconds(s.health().interval_ms());
+    if (s.health().retries() > 0) out.health_retries = static_cast<int>(s.health().retries());
+    if (s.health().timeout_ms() > 0)
+      out.health_timeout = absl::Milliseconds(s.health().timeout_ms());
+    job.services.push_back(std::move(out));
+  }
+  job.cpus = a.cpus();
+  job.memory_mb = a.memory_mb();
+  job.gpu_indices.assign(a.gpu_indices().begin(), a.gpu_indices().end());
+  if (job_user.has_value()) job.default_user = absl::StrCat(job_user->uid, ":", job_user->gid);
+  job.state_dir = absl::StrCat(agent_dir, "/containers");
+  return std::make_unique<ContainerExecutor>(runtime.value_or(ContainerRuntime{}), std::move(job),
+                                             RandomSuffix());
+}
+
+absl::StatusOr<int> RemoveContainerLeftovers(const ContainerRuntime& runtime,
+                                             const std::string& agent_name,
+                                             const std::string& agent_dir, absl::Duration timeout) {
+  std::vector<std::string> base = {runtime.path};
+  if (!runtime.docker) base.push_back("--log-level=error");
+  const std::vector<std::string> filters = {
+      "--filter", absl::StrCat("label=assay.agent=", agent_name), "--filter",
+      absl::StrCat("label=assay.agent_dir=", agent_dir)};
+  std::vector<std::string> ps = base;
+  ps.insert(ps.end(), {"ps", "--all", "--quiet"});
+  ps.insert(ps.end(), filters.begin(), filters.end());
+  absl::StatusOr<CommandResult> listed = CallOk(ps, timeout);
+  if (!listed.ok()) return listed.status();
+  std::vector<std::string> ids = absl::StrSplit(listed->out, '\n', absl::SkipWhitespace());
+  if (!ids.empty()) {
+    std::vector<std::string> rm = base;
+    rm.insert(rm.end(), {"rm", "--force"});
+    if (!runtime.docker) rm.insert(rm.end(), {"--ignore", "--time", "0"});
+    rm.insert(rm.end(), ids.begin(), ids.end());
+    if (absl::StatusOr<CommandResult> r = CallOk(rm, timeout); !r.ok()) return r.status();
+  }
+  std::vector<std::string> nets = base;
+  nets.insert(nets.end(), {"network", "ls", "--quiet"});
+  nets.insert(nets.end(), filters.begin(), filters.end());
+  absl::StatusOr<CommandResult> listed_nets = CallOk(nets, timeout);
+  if (!listed_nets.ok()) return listed_nets.status();
+  const std::vector<std::string> net_ids =
+      absl::StrSplit(listed_nets->out, '\n', absl::SkipWhitespace());
+  for (const std::string& id : net_ids) {
+    std::vector<std::string> rm = base;
+    rm.insert(rm.end(), {"network", "rm"});
+    if (!runtime.docker) rm.push_back("--force");
+    rm.push_back(id);
+    if (absl::StatusOr<CommandResult> r = CallOk(rm, timeout); !r.ok()) return r.status();
+  }
+  return static_cast<int>(ids.size());
+}
+
+}  // namespace assay

@@ -1,0 +1,184 @@
+// The container executor's command lines, exactly (issue 9). No runtime is run here.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "agent/container_executor.h"
+#include "agent/step_runner.h"
+
+namespace assay {
+namespace {
+
+using Argv = std::vector<std::string>;
+
+ContainerJob Job() {
+  ContainerJob job;
+  job.agent_name = "gpu-1";
+  job.agent_dir = "/var/lib/assay";
+  job.job_id = 42;
+  job.attempt = 2;
+  job.image.name = "localhost/py:3";
+  job.state_dir = "/var/lib/assay/containers";
+  return job;
+}
+
+ContainerRuntime Podman(ContainerGpuMode mode = ContainerGpuMode::kGpus) {
+  return ContainerRuntime{"/usr/bin/podman", false, mode};
+}
+
+const Argv kLabels = {"--label", "assay.agent=gpu-1", "--label", "assay.agent_dir=/var/lib/assay",
+                      "--label", "assay.job=42"};
+
+Argv Cat(Argv a, const Argv& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST_CASE("container executor: names carry the job, the attempt and the suffix") {
+  ContainerExecutor e(Podman(), Job(), "0badcafe");
+  CHECK(e.container_name() == "assay-42-2-0badcafe");
+  CHECK(e.network_name() == "assay-42-2-0badcafe-net");
+  CHECK(e.env_file() == "/var/lib/assay/containers/assay-42-2-0badcafe.env");
+}
+
+TEST_CASE("container executor: the job container's exact command line") {
+  ContainerJob job = Job();
+  job.cpus = 4;
+  job.memory_mb = 1536;
+  job.default_user = "1001:1001";
+  ContainerExecutor e(Podman(), job, "0badcafe");
+  CHECK(
+      e.JobRunArgv("/w/jobs/job-42-2") ==
+      Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--detach", "--pull=never", "--name",
+               "assay-42-2-0badcafe", "--network", "assay-42-2-0badcafe-net", "--hostname", "job"},
+              kLabels),
+          {"--mount", "type=bind,source=/w/jobs/job-42-2,destination=/workspace", "--workdir",
+           "/workspace", "--user", "1001:1001", "--cpus", "4", "--memory", "1536m", "--entrypoint",
+           "/bin/sh", "--", "localhost/py:3", "-c",
+           "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}));
+  CHECK(e.NetworkCreateArgv() == Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
+                                     Cat(kLabels, {"assay-42-2-0badcafe-net"})));
+  CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
+                               "--time", "0", "assay-42-2-0badcafe"});
+  CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "network", "rm",
+                                      "--force", "assay-42-2-0badcafe-net"});
+}
+
+TEST_CASE("container executor: the image's user and shell win over the defaults") {
+  ContainerJob job = Job();
+  job.image.user = "app";
+  job.image.entrypoint = "/bin/bash";
+  job.default_user = "1001:1001";
+  ContainerExecutor e(Podman(), job, "s");
+  const Argv run = e.JobRunArgv("/w");
+  const Argv user = {"--user", "app"};
+  CHECK(std::search(run.begin(), run.end(), user.begin(), user.end()) != run.end());
+  CHECK(e.ExecArgv({"build", "make all"}) ==
+        Argv{"/usr/bin/podman", "--log-level=error", "exec", "--workdir", "/workspace",
+             "--env-file", "/var/lib/assay/containers/assay-42-2-s.env", "--user", "app",
+             "assay-42-2-s", "/bin/bash", "-e", "-c", "make all"});
+}
+
+TEST_CASE("container executor: exactly the job's GPUs, by CDI or --gpus") {
+  ContainerJob job = Job();
+  job.gpu_indices = {1, 3};
+  const Argv cdi = ContainerExecutor(Podman(ContainerGpuMode::kCdi), job, "s").JobRunArgv("/w");
+  const Argv cdi_part = {"--device", "nvidia.com/gpu=1", "--device", "nvidia.com/gpu=3"};
+  CHECK(std::search(cdi.begin(), cdi.end(), cdi_part.begin(), cdi_part.end()) != cdi.end());
+  CHECK(std::find(cdi.begin(), cdi.end(), "--gpus") == cdi.end());
+  const Argv gpus = ContainerExecutor(Podman(), job, "s").JobRunArgv("/w");
+  const Argv gpus_part = {"--gpus", "device=1,3"};
+  CHECK(std::search(gpus.begin(), gpus.end(), gpus_part.begin(), gpus_part.end()) != gpus.end());
+  CHECK(std::find(gpus.begin(), gpus.end(), "--device") == gpus.end());
+  const Argv docker =
+      ContainerExecutor(ContainerRuntime{"/usr/bin/docker", true, ContainerGpuMode::kGpus}, job,
+                        "s")
+          .JobRunArgv("/w");
+  const Argv docker_part = {"--gpus", "\"device=1,3\""};
+  CHECK(std::search(docker.begin(), docker.end(), docker_part.begin(), docker_part.end()) !=
+        docker.end());
+}
+
+TEST_CASE("container executor: a service's exact command line, its env in a file") {
+  ContainerJob job = Job();
+  ServiceToRun db;
+  db.name = "db";
+  db.image.name = "postgres:15";
+  db.env = {{"POSTGRES_PASSWORD", "s3cret-value"}};
+  db.command = {"postgres", "-c", "fsync=off"};
+  job.services.push_back(db);
+  ContainerExecutor e(Podman(), job, "s");
+  CHECK(
+      e.ServiceRunArgv(db) ==
+      Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--detach", "--pull=never", "--name",
+               "assay-42-2-s-svc-db", "--network", "assay-42-2-s-net", "--network-alias", "db"},
+              kLabels),
+          {"--env-file", "/var/lib/assay/containers/assay-42-2-s-svc-db.env", "--", "postgres:15",
+           "postgres", "-c", "fsync=off"}));
+  CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
+                               "--time", "0", "assay-42-2-s", "assay-42-2-s-svc-db"});
+}
+
+TEST_CASE("container executor: docker's command lines differ where its CLI does") {
+  ContainerExecutor e(ContainerRuntime{"/usr/bin/docker", true, ContainerGpuMode::kGpus}, Job(),
+                      "s");
+  CHECK(e.RemoveArgv() == Argv{"/usr/bin/docker", "rm", "--force", "assay-42-2-s"});
+  CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/docker", "network", "rm", "assay-42-2-s-net"});
+}
+
+TEST_CASE("container executor: a step's values never reach its command line") {
+  // The one test here that touches the filesystem: the env file is the point.
+  char dir[] = "/tmp/assay-container-unit-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  ContainerJob job = Job();
+  job.state_dir = std::string(dir) + "/state";
+  ContainerExecutor e(Podman(), job, "s");
+  JobRunRequest req;
+  req.env = {{"API_TOKEN", "tok-123456"}};
+  auto process = e.StepCommand(req, {"s", "echo $API_TOKEN"},
+                               {"API_TOKEN=tok-123456", "PATH=/bin", "LD_PRELOAD=/x.so"});
+  REQUIRE(process.ok());
+  CHECK(process->argv == e.ExecArgv({"s", "echo $API_TOKEN"}));
+  CHECK(process->path == "/usr/bin/podman");
+  CHECK_FALSE(process->as_job_user);
+  for (const std::string& arg : process->argv) CHECK(arg.find("tok-123456") == std::string::npos);
+  // The runtime's own environment is the agent's, never the job's (LD_PRELOAD, API_TOKEN).
+  for (const std::string& var : process->env) {
+    CHECK(var.find("tok-123456") == std::string::npos);
+    CHECK(var.rfind("LD_PRELOAD=", 0) == std::string::npos);
+  }
+  // The env file (empty here: Prepare sets the job's names) is mode 0600 in a 0700 directory.
+  struct stat st;
+  REQUIRE(stat(e.env_file().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(stat(job.state_dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  unlink(e.env_file().c_str());
+  rmdir(job.state_dir.c_str());
+  rmdir(dir);
+}
+
+TEST_CASE("container executor: the env file keeps the job's names in order, refuses newlines") {
+  const std::vector<std::string> env = {"PATH=/usr/bin", "B=2", "A=x=y", "HOME=/root"};
+  CHECK(*ContainerExecutor::EnvFileText(env, {"A", "B", "MISSING"}) == "A=x=y\nB=2\n");
+  auto bad = ContainerExecutor::EnvFileText({"KEY=line1\nline2"}, {"KEY"});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(bad.status().message() ==
+        "variable KEY has a multi-line value, which the container executor cannot pass (env "
+        "files hold one line per variable)");
+}
+
+TEST_CASE("container executor: runtime detection") {
+  CHECK(DetectContainerRuntime("none").status().code() == absl::StatusCode::kNotFound);
+  CHECK(DetectContainerRuntime("/nonexistent/podman").status().message() ==
+        "container runtime '/nonexistent/podman' not found");
+  CHECK(GpuModeName(ContainerGpuMode::kCdi) == "cdi");
+  CHECK(GpuModeName(ContainerGpuMode::kGpus) == "gpus");
+}
+
+}  // namespace
+}  // namespace assay
