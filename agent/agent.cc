@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "agent/executor_choice.h"
 #include "agent/job_scope.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
@@ -414,6 +415,7 @@ bool Agent::ServeOnce(bool* fatal) {
     h->set_memory_gb(opts_.memory_gb);
     h->set_version(kVersion);
     h->set_accept_untrusted(opts_.accept_untrusted);
+    for (const std::string& e : opts_.executors) h->add_executors(e);
     for (const auto& g : opts_.gpus) {
       auto* gpu = h->add_gpus();
       gpu->set_index(g.index);
@@ -542,11 +544,16 @@ void Agent::OnAssignment(const v1::Assignment& a) {
   int running = 0;
   for (const auto& [id, j] : jobs_) running += j->finished ? 0 : 1;
   v1::AgentMessage reply;
-  if (jobs_.count(a.job_id()) || running >= opts_.slots || shutdown_) {
+  // Why here too: the server sends untrusted jobs only to agents that can isolate them; an
+  // agent checks again rather than trust that (defence in depth).
+  const std::string refused = RefuseReason(opts_.executors, a.untrusted());
+  if (jobs_.count(a.job_id()) || running >= opts_.slots || shutdown_ || !refused.empty()) {
     auto* r = reply.mutable_rejected();
     r->set_job_id(a.job_id());
     r->set_attempt_token(a.attempt_token());
-    r->set_reason(shutdown_ ? "agent is shutting down" : "no free slot");
+    r->set_reason(!refused.empty() ? refused
+                  : shutdown_      ? "agent is shutting down"
+                                   : "no free slot");
     WriteLocked(reply);
     return;
   }
@@ -702,8 +709,16 @@ void Agent::RunJob(int64_t job_id) {
     req.timeout = a.timeout_s() > 0 ? absl::Seconds(a.timeout_s()) : absl::InfiniteDuration();
     req.kill_grace = opts_.kill_grace;
     req.user = opts_.job_user;
-    res =
-        assay::RunJob(req, *cancel, [this, job_id](std::string_view out) { EmitLog(job_id, out); });
+    auto executor = MakeJobExecutor({opts_.executors, opts_.bwrap_path, opts_.work_dir,
+                                     cache->dir() + "/objects", a.untrusted(), a.network()});
+    if (!executor.ok()) {
+      res = {JobRunOutcome::kError, -1, std::string(executor.status().message())};
+      EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
+    } else {
+      req.executor = executor->get();
+      res = assay::RunJob(req, *cancel,
+                          [this, job_id](std::string_view out) { EmitLog(job_id, out); });
+    }
   }
   {
     absl::MutexLock l(&mu_);

@@ -1,18 +1,23 @@
 // assay-agent: flags → AgentOptions → Agent::Run, until SIGINT/SIGTERM.
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "agent/executor_choice.h"
 #include "agent/job_user.h"
+#include "agent/sandbox_executor.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
@@ -77,6 +82,12 @@ int main(int argc, char** argv) {
       {"accept-untrusted", "",
        "run jobs of untrusted pipelines (e.g. forks' pull requests); use a separate machine", false,
        true},
+      // Issue 9: where jobs run.
+      {"executors", "",
+       "comma-separated executors this agent runs jobs in: container, sandbox, host (default: "
+       "those that isolate and are installed: container with podman/docker, sandbox with "
+       "bwrap; host only when listed)"},
+      {"bwrap", "", "path of bubblewrap's bwrap for the sandbox executor (default: bwrap on PATH)"},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-agent");
   if (!cfg.ok()) {
@@ -162,6 +173,34 @@ int main(int argc, char** argv) {
                    "and change its cache; use an unprivileged --job-user");
   }
   o.accept_untrusted = cfg->GetBool("accept-untrusted");
+  {
+    const char* path = getenv("PATH");
+    const std::string path_env = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+    const std::vector<std::string> asked = cfg->GetList("executors");
+    const bool wants_sandbox =
+        asked.empty() || std::find(asked.begin(), asked.end(), "sandbox") != asked.end();
+    assay::ExecutorsAvailable available;
+    available.bwrap = assay::FindBwrap(cfg->Get("bwrap"), path_env);
+    if (available.bwrap.ok() && wants_sandbox) {
+      // Why probe: bwrap may be installed where user namespaces are disabled.
+      if (absl::Status probe = assay::ProbeBwrap(*available.bwrap, absl::Seconds(30));
+          !probe.ok()) {
+        available.bwrap = probe;
+      }
+    }
+    available.container_cli = assay::FindContainerCli(path_env);
+    auto executors = assay::ResolveExecutors(asked, available);
+    if (!executors.ok()) {
+      std::cerr << "assay-agent: " << executors.status().message() << "\n";
+      return 2;
+    }
+    o.executors = *executors;
+    if (available.bwrap.ok()) o.bwrap_path = *available.bwrap;
+    // The sandbox hides the work dir by path and needs absolute workspaces.
+    o.work_dir = std::filesystem::absolute(o.work_dir).lexically_normal().string();
+    while (o.work_dir.size() > 1 && o.work_dir.back() == '/') o.work_dir.pop_back();
+    assay::LogInfo("agent", "executors: ", absl::StrJoin(o.executors, ", "));
+  }
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();
