@@ -381,6 +381,18 @@ class Session final : public Reactor {
     }
     ah.memory_gb = h.memory_gb();
     ah.accept_untrusted = h.accept_untrusted();
+    if (h.executors_size() > 3) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "hello.executors has more than 3 entries");
+      return false;
+    }
+    for (const auto& e : h.executors()) {
+      if (e != "container" && e != "sandbox" && e != "host") {
+        Fail(grpc::StatusCode::INVALID_ARGUMENT,
+             "hello.executors: unknown executor (known: container, sandbox, host)");
+        return false;
+      }
+      ah.executors.push_back(e);
+    }
     for (const auto& l : h.labels()) ah.labels.push_back(l);
     boost::json::array gpus;
     for (const auto& g : h.gpus()) {
@@ -461,6 +473,7 @@ class Session final : public Reactor {
     cap.cpus_total = ah.cpu_slots;
     cap.memory_gb_total = ah.memory_gb;
     cap.accepts_untrusted = ah.accept_untrusted;
+    cap.executors = ah.executors.empty() ? std::vector<std::string>{"host"} : ah.executors;
     for (const auto& g : h.gpus()) {
       GpuSlot slot;
       slot.index = g.index();

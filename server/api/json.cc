@@ -120,6 +120,8 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
   if (!gpus.ok()) return gpus.status();
   json::array labels;
   for (const auto& l : ag.labels) labels.push_back(json::value(l));
+  json::array executors;
+  for (const auto& e : ag.executors) executors.push_back(json::value(e));
   return json::object{{"id", ag.id},
                       {"name", ag.name},
                       {"state", ag.state},
@@ -130,6 +132,7 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
                       {"last_seen_at", TimeJson(ag.last_seen_at)},
                       {"access", ag.access},
                       {"accept_untrusted", ag.accept_untrusted},
+                      {"executors", std::move(executors)},
                       {"gpus", *std::move(gpus)}};
 }
 

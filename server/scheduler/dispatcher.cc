@@ -190,6 +190,10 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
       }
     }
     a.set_timeout_s(static_cast<uint32_t>(spec.at("timeout_s").to_number<int64_t>()));
+    a.set_untrusted(job.untrusted);
+    if (const auto* n = spec.if_contains("network"); n != nullptr && n->is_string()) {
+      a.set_network(std::string(n->as_string()));
+    }
     Placement placement;
     placement.agent_id = job.agent_id;
     placement.gpu_indices = job.gpu_indices;

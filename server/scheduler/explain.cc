@@ -56,6 +56,7 @@ ClusterView BuildClusterView(const std::vector<store::AgentRow>& agents,
     cap.memory_gb_total = a.memory_gb;
     cap.gpus = GpusFromJson(a.gpus_json);
     cap.accepts_untrusted = a.accept_untrusted;
+    cap.executors = a.executors;
     index[a.id] = v.agents.size();
     v.agents.push_back(std::move(cap));
   }

@@ -8,10 +8,11 @@ namespace {
 const Query kUpsert{
     "agent_upsert",
     "INSERT INTO agents (name, labels, cpu_slots, gpus, version, state, connected_at, "
-    "last_seen_at, memory_gb, generation, accept_untrusted) VALUES ($1, $2::text[], $3, "
-    "$4::jsonb, $5, 'online', now(), now(), $6::float8, 1, $7) "
+    "last_seen_at, memory_gb, generation, accept_untrusted, executors) VALUES ($1, $2::text[], $3, "
+    "$4::jsonb, $5, 'online', now(), now(), $6::float8, 1, $7, $10::text[]) "
     "ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, cpu_slots = EXCLUDED.cpu_slots, "
     "memory_gb = EXCLUDED.memory_gb, accept_untrusted = EXCLUDED.accept_untrusted, "
+    "executors = EXCLUDED.executors, "
     "gpus = EXCLUDED.gpus, version = EXCLUDED.version, state = 'online', connected_at = now(), "
     "last_seen_at = now(), generation = agents.generation + 1 "
     "WHERE (agents.enrolled_at IS NULL AND $8::bigint = 0) OR (agents.id = $8::bigint AND "
@@ -30,7 +31,7 @@ const Query kList{"agent_list",
                       "SELECT id, name, state, version, labels, cpu_slots, gpus::text, memory_gb, "
                       ASSAY_EPOCH_US("last_seen_at") ", accept_untrusted, CASE WHEN revoked_at IS "
                       "NOT NULL THEN 'revoked' WHEN disabled THEN 'disabled' WHEN enrolled_at IS "
-                      "NOT NULL THEN 'enrolled' ELSE 'shared-token' END FROM agents "
+                      "NOT NULL THEN 'enrolled' ELSE 'shared-token' END, executors FROM agents "
                       "ORDER BY name"};
 
 }  // namespace
@@ -41,7 +42,9 @@ absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
     auto r = Exec(tx, c, kUpsert,
                   {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version,
                    absl::StrCat(h.memory_gb), h.accept_untrusted, h.enrolled_id,
-                   h.credential_hash.empty() ? Param::Null() : Param::Bytes(h.credential_hash)});
+                   h.credential_hash.empty() ? Param::Null() : Param::Bytes(h.credential_hash),
+                   ToPgTextArray(h.executors.empty() ? std::vector<std::string>{"host"}
+                                                     : h.executors)});
     if (r.empty()) {
       return absl::PermissionDeniedError(
           h.enrolled_id == 0
@@ -92,6 +95,7 @@ absl::StatusOr<std::vector<AgentRow>> AgentStore::List() {
       a.last_seen_at = ToTime(r[8]);
       a.accept_untrusted = r[9].as<bool>();
       a.access = r[10].as<std::string>();
+      a.executors = FromPgTextArray(r[11]);
       out.push_back(std::move(a));
     }
     return absl::OkStatus();

@@ -67,7 +67,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"8", "0008_agent_credentials.sql"},
                             {"9", "0009_clone_credentials.sql"},
                             {"10", "0010_untrusted_agents.sql"},
-                            {"11", "0011_log_quota.sql"}});
+                            {"11", "0011_log_quota.sql"},
+                            {"12", "0012_agent_executors.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
