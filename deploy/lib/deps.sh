@@ -6,6 +6,8 @@ ASSAY_PACKAGES="build-essential cmake ninja-build ccache pkg-config git ca-certi
   libabsl-dev libpq-dev libpqxx-dev libboost1.81-all-dev libboost-json1.81-dev \
   libboost-url1.81-dev libssl-dev prometheus-cpp-dev catch2 libyaml-cpp-dev \
   postgresql postgresql-client util-linux procps iproute2"
+# Issue 9, sandbox executor: bubblewrap (bwrap) runs job steps in a sandbox.
+ASSAY_PACKAGES="$ASSAY_PACKAGES bubblewrap"
 # The asan, tsan, clang and fuzz test tiers (tests/run-all.sh): clang (clang++ itself comes
 # with `clang`), its sanitizer runtimes and libFuzzer, and llvm-symbolizer (with `llvm`) for
 # readable reports.
