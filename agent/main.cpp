@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_join.h"
 
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
@@ -199,7 +198,6 @@ int main(int argc, char** argv) {
     // The sandbox hides the work dir by path and needs absolute workspaces.
     o.work_dir = std::filesystem::absolute(o.work_dir).lexically_normal().string();
     while (o.work_dir.size() > 1 && o.work_dir.back() == '/') o.work_dir.pop_back();
-    assay::LogInfo("agent", "executors: ", absl::StrJoin(o.executors, ", "));
   }
 
   // Before any thread starts, so that every thread inherits the mask.
