@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/artifacts.h"
+#include "agent/executor_choice.h"
 #include "agent/job_scope.h"
 #include "agent/job_secrets.h"
 #include "agent/lifecycle.h"
@@ -469,6 +470,7 @@ bool Agent::ServeOnce(bool* fatal) {
     sent_state_ = OwnStateLocked();
     h->set_not_accepting(!sent_state_.empty());
     h->set_not_accepting_reason(sent_state_);
+    for (const std::string& e : opts_.executors) h->add_executors(e);
     for (const auto& g : opts_.gpus) {
       auto* gpu = h->add_gpus();
       gpu->set_index(g.index);
@@ -601,11 +603,18 @@ void Agent::OnAssignment(const v1::Assignment& a) {
   for (const auto& [id, j] : jobs_) running += j->finished ? 0 : 1;
   v1::AgentMessage reply;
   const std::string refusal = RefusalLocked();
-  if (jobs_.count(a.job_id()) || running >= opts_.slots || !refusal.empty()) {
+  // Why here too: the server sends untrusted jobs only to agents that can isolate them; an
+  // agent checks again rather than trust that (defence in depth).
+  const std::string refused = RefuseReason(opts_.executors, a.untrusted());
+  if (jobs_.count(a.job_id()) || running >= opts_.slots || shutdown_ || !refusal.empty() ||
+      !refused.empty()) {
     auto* r = reply.mutable_rejected();
     r->set_job_id(a.job_id());
     r->set_attempt_token(a.attempt_token());
-    r->set_reason(!refusal.empty() ? refusal : "no free slot");
+    r->set_reason(!refused.empty()   ? refused
+                  : !refusal.empty() ? refusal
+                  : shutdown_        ? "agent is shutting down"
+                                     : "no free slot");
     WriteLocked(reply);
     return;
   }
@@ -790,13 +799,25 @@ void Agent::RunJob(int64_t job_id) {
       res.message = std::string(delivered.message());
       EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
     } else {
+      // Where the steps run (docs/executors.md): a container for a job with an image, else the
+      // sandbox or the host, as this agent's --executors allow.
       std::unique_ptr<ContainerExecutor> container = ContainerExecutorFor(
           a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user);
-      req.executor = container.get();  // null without an image: the host
-      res = assay::RunJob(req, *cancel,
-                          [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
-      secrets.Flush(log);
-      UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
+      absl::StatusOr<std::unique_ptr<Executor>> process;
+      if (container == nullptr) {
+        process = MakeJobExecutor({opts_.executors, opts_.bwrap_path, opts_.work_dir,
+                                   cache->dir() + "/objects", a.untrusted(), a.network()});
+      }
+      if (container == nullptr && !process.ok()) {
+        res = {JobRunOutcome::kError, -1, std::string(process.status().message())};
+        EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
+      } else {
+        req.executor = container != nullptr ? container.get() : process->get();
+        res = assay::RunJob(req, *cancel,
+                            [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
+        secrets.Flush(log);
+        UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
+      }
     }
   }
   if (res.outcome == JobRunOutcome::kCanceled) {

@@ -55,6 +55,10 @@ struct AgentOptions {
   // work dir, cache and token are not writable (the token not readable) by it. See job_user.h.
   std::optional<JobIdentity> job_user;
   bool accept_untrusted = false;  // announced in Hello: runs jobs of untrusted pipelines
+  // Announced in Hello (issue 9): the executors jobs run in (ResolveExecutors in
+  // executor_choice.h), and the bwrap that "sandbox" uses.
+  std::vector<std::string> executors = {"host"};
+  std::string bwrap_path;
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(5);
   // Unacknowledged log bytes a job keeps in memory; beyond them its chunks wait in a file

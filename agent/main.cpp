@@ -1,8 +1,10 @@
 // assay-agent: flags → AgentOptions → Agent::Run, until SIGINT/SIGTERM.
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -13,7 +15,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "agent/executor_choice.h"
 #include "agent/job_user.h"
+#include "agent/sandbox_executor.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
@@ -93,6 +97,12 @@ int main(int argc, char** argv) {
        false, false, assay::NumberIn(0, 1000000)},
       {"disk-check-interval", "10s", "how often the free disk space is checked", false, false,
        assay::DurationIn(absl::Milliseconds(100), absl::Hours(1))},
+      // Issue 9: where jobs run.
+      {"executors", "",
+       "comma-separated executors this agent runs jobs in: container, sandbox, host (default: "
+       "those that isolate and are installed: container with podman/docker, sandbox with "
+       "bwrap; host only when listed)"},
+      {"bwrap", "", "path of bubblewrap's bwrap for the sandbox executor (default: bwrap on PATH)"},
   };
   auto cfg = assay::Config::Parse(argc, argv, specs, "assay-agent");
   if (!cfg.ok()) {
@@ -204,6 +214,33 @@ int main(int argc, char** argv) {
   o.drain_timeout = cfg->GetDuration("drain-timeout").value_or(absl::Minutes(10));
   o.disk_check_interval = cfg->GetDuration("disk-check-interval").value_or(absl::Seconds(10));
   (void)absl::SimpleAtod(cfg->Get("min-free-disk-gb"), &o.min_free_disk_gb);  // checked above
+  {
+    const char* path = getenv("PATH");
+    const std::string path_env = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+    const std::vector<std::string> asked = cfg->GetList("executors");
+    const bool wants_sandbox =
+        asked.empty() || std::find(asked.begin(), asked.end(), "sandbox") != asked.end();
+    assay::ExecutorsAvailable available;
+    available.bwrap = assay::FindBwrap(cfg->Get("bwrap"), path_env);
+    if (available.bwrap.ok() && wants_sandbox) {
+      // Why probe: bwrap may be installed where user namespaces are disabled.
+      if (absl::Status probe = assay::ProbeBwrap(*available.bwrap, absl::Seconds(30));
+          !probe.ok()) {
+        available.bwrap = probe;
+      }
+    }
+    available.container_cli = assay::FindContainerCli(path_env);
+    auto executors = assay::ResolveExecutors(asked, available);
+    if (!executors.ok()) {
+      std::cerr << "assay-agent: " << executors.status().message() << "\n";
+      return 2;
+    }
+    o.executors = *executors;
+    if (available.bwrap.ok()) o.bwrap_path = *available.bwrap;
+    // The sandbox hides the work dir by path and needs absolute workspaces.
+    o.work_dir = std::filesystem::absolute(o.work_dir).lexically_normal().string();
+    while (o.work_dir.size() > 1 && o.work_dir.back() == '/') o.work_dir.pop_back();
+  }
 
   // Before any thread starts, so that every thread inherits the mask.
   const sigset_t set = assay::BlockStopSignals();

@@ -118,6 +118,15 @@ ENV
   # Run as root, the agent refuses to start unless told whom jobs run as: nobody here.
   local job_user=()
   if [ "$(id -u)" = 0 ]; then job_user=(--job-user 65534:65534); fi
+  # Steps run in a bubblewrap sandbox when it works here (docs/executors.md); where it does
+  # not (user namespaces disabled), on the host, which must be asked for by name.
+  local executors=host
+  if command -v bwrap >/dev/null && bwrap --ro-bind / / --unshare-all --die-with-parent true \
+      2>/dev/null; then
+    executors=sandbox
+  else
+    log "bubblewrap does not work here: jobs run unisolated on the host (--executors host)"
+  fi
   # The agent enrolls once, with a one-time token, and keeps its own credential in its work
   # dir; later starts use the credential and need no token (docs/agents.md).
   local cred="$HOME_DIR/agent/agent.credential" enroll=() token_file="$HOME_DIR/local-1.token"
@@ -143,7 +152,7 @@ ENV
     nohup "$BUILD_DIR/agent/assay-agent" \
     --server "127.0.0.1:$GRPC_PORT" --server-ca "$ca" "${enroll[@]}" \
     --name local-1 --labels linux --slots 2 \
-    --work-dir "$HOME_DIR/agent" --allow-local-repos "${job_user[@]}" \
+    --work-dir "$HOME_DIR/agent" --allow-local-repos "${job_user[@]}" --executors "$executors" \
     > "$HOME_DIR/agent.log" 2>&1 &
   echo $! > "$HOME_DIR/agent.pid"
   if [ ${#enroll[@]} -gt 0 ]; then

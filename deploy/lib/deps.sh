@@ -8,6 +8,8 @@ ASSAY_PACKAGES="build-essential cmake ninja-build ccache pkg-config git ca-certi
   postgresql postgresql-client util-linux procps iproute2"
 # Issue 9, Git LFS: the agent fetches LFS objects with git-lfs.
 ASSAY_PACKAGES="$ASSAY_PACKAGES git-lfs"
+# Issue 9, sandbox executor: bubblewrap (bwrap) runs job steps in a sandbox.
+ASSAY_PACKAGES="$ASSAY_PACKAGES bubblewrap"
 # The asan, tsan, clang and fuzz test tiers (tests/run-all.sh): clang (clang++ itself comes
 # with `clang`), its sanitizer runtimes and libFuzzer, and llvm-symbolizer (with `llvm`) for
 # readable reports.

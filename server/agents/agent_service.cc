@@ -422,6 +422,18 @@ class Session final : public Reactor {
       ah.not_accepting =
           h.not_accepting_reason().empty() ? "not taking jobs" : h.not_accepting_reason();
     }
+    if (h.executors_size() > 3) {
+      Fail(grpc::StatusCode::INVALID_ARGUMENT, "hello.executors has more than 3 entries");
+      return false;
+    }
+    for (const auto& e : h.executors()) {
+      if (e != "container" && e != "sandbox" && e != "host") {
+        Fail(grpc::StatusCode::INVALID_ARGUMENT,
+             "hello.executors: unknown executor (known: container, sandbox, host)");
+        return false;
+      }
+      ah.executors.push_back(e);
+    }
     for (const auto& l : h.labels()) ah.labels.push_back(l);
     boost::json::array gpus;
     for (const auto& g : h.gpus()) {
@@ -507,6 +519,7 @@ class Session final : public Reactor {
       agent_reason_ = ah.not_accepting;
       drain_ = session->drain;
     }
+    cap.executors = ah.executors.empty() ? std::vector<std::string>{"host"} : ah.executors;
     for (const auto& g : h.gpus()) {
       GpuSlot slot;
       slot.index = g.index();

@@ -120,6 +120,8 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
   if (!gpus.ok()) return gpus.status();
   json::array labels;
   for (const auto& l : ag.labels) labels.push_back(json::value(l));
+  json::array executors;
+  for (const auto& e : ag.executors) executors.push_back(json::value(e));
   return json::object{{"id", ag.id},
                       {"name", ag.name},
                       {"state", ag.state},
@@ -137,6 +139,7 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
                       {"drain_reason", ag.drain.reason},
                       {"drain_deadline", ag.drain.deadline ? TimeJson(*ag.drain.deadline)
                                                            : json::value(nullptr)},
+                      {"executors", std::move(executors)},
                       {"gpus", *std::move(gpus)}};
 }
 

@@ -213,6 +213,10 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
     if (auto* needs = spec.if_contains("artifact_needs")) {
       for (const auto& n : needs->as_array()) a.add_artifact_needs(std::string(n.as_string()));
     }
+    a.set_untrusted(job.untrusted);
+    if (const auto* n = spec.if_contains("network"); n != nullptr && n->is_string()) {
+      a.set_network(std::string(n->as_string()));
+    }
     Placement placement;
     placement.agent_id = job.agent_id;
     placement.gpu_indices = job.gpu_indices;

@@ -65,6 +65,7 @@ ClusterView BuildClusterView(const std::vector<store::AgentRow>& agents,
     cap.gpus = GpusFromJson(a.gpus_json);
     cap.accepts_untrusted = a.accept_untrusted;
     cap.not_accepting = NotAcceptingPhrase(a.drain, a.not_accepting);
+    cap.executors = a.executors;
     index[a.id] = v.agents.size();
     v.agents.push_back(std::move(cap));
   }

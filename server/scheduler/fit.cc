@@ -6,6 +6,7 @@
 #include <cmath>
 #include <deque>
 #include <set>
+#include <string_view>
 #include <tuple>
 
 #include "absl/strings/match.h"
@@ -84,6 +85,24 @@ std::string GpuWords(const JobRequirements& job, int n, bool free) {
   return s;
 }
 
+bool Offers(const AgentCapacity& agent, std::string_view executor) {
+  return std::find(agent.executors.begin(), agent.executors.end(), executor) !=
+         agent.executors.end();
+}
+
+// Whether `agent` has an executor for the job, trust left aside.
+bool HasExecutorFor(const JobRequirements& job, const AgentCapacity& agent) {
+  if (job.executor == "container") return Offers(agent, "container");
+  return Offers(agent, "sandbox") || Offers(agent, "host");
+}
+
+// Whether `agent` runs the job isolated enough: an untrusted job never on the host.
+bool IsolatesFor(const JobRequirements& job, const AgentCapacity& agent) {
+  if (!job.untrusted) return true;
+  if (job.executor == "container") return Offers(agent, "container");
+  return Offers(agent, "sandbox");
+}
+
 }  // namespace
 
 bool GpuHasMemory(uint64_t memory_mb, double gb) {
@@ -104,6 +123,7 @@ std::vector<const GpuSlot*> UsableGpus(const JobRequirements& job, const AgentCa
 bool Fits(const JobRequirements& job, const AgentCapacity& agent) {
   if (!agent.not_accepting.empty()) return false;
   if (job.untrusted && !agent.accepts_untrusted) return false;
+  if (!HasExecutorFor(job, agent) || !IsolatesFor(job, agent)) return false;
   if (!HasLabels(job, agent)) return false;
   if (FreeCpus(agent) < job.cpus) return false;
   if (job.memory_gb > 0 && FreeMemoryGb(agent) < job.memory_gb) return false;
@@ -190,15 +210,33 @@ namespace {
 std::string ExplainWaitAmong(const JobRequirements& job, const std::vector<AgentCapacity>& agents) {
   if (agents.empty()) return "no agent is connected";
   std::vector<const AgentCapacity*> labeled;
-  bool any_accepts = false;
+  bool any_executor = false, any_accepts = false, any_isolates = false;
   for (const AgentCapacity& a : agents) {
+    if (!HasExecutorFor(job, a)) continue;
+    any_executor = true;
     if (job.untrusted && !a.accepts_untrusted) continue;
     any_accepts = true;
+    if (!IsolatesFor(job, a)) continue;
+    any_isolates = true;
     if (HasLabels(job, a)) labeled.push_back(&a);
+  }
+  const bool container = job.executor == "container";
+  if (!any_executor) {
+    return container ? "needs the container executor (the job has image:): no connected agent "
+                       "offers it (start one with --executors container)"
+                     : "needs the sandbox or host executor (the job has no image:): no connected "
+                       "agent offers either";
   }
   if (!any_accepts) {
     return "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one "
            "with --accept-untrusted)";
+  }
+  if (!any_isolates) {
+    return container ? "untrusted (fork pull request): no connected agent accepts untrusted jobs "
+                       "in a container (start one with --accept-untrusted --executors container)"
+                     : "untrusted (fork pull request): no connected agent accepts untrusted jobs "
+                       "in a sandbox, and the host executor never runs them (start one with "
+                       "--accept-untrusted --executors sandbox)";
   }
   if (labeled.empty()) {
     return absl::StrCat("no connected agent carries ",

@@ -38,6 +38,8 @@ struct AgentCapacity {
   // "agent NAME is": "draining (SIGTERM)", "draining (drained by an admin: upgrade)",
   // "not taking jobs: free disk 0.4 GB below the floor of 1 GB". No job fits such an agent.
   std::string not_accepting;
+  // Its Hello's executors (--executors): "container", "sandbox", "host".
+  std::vector<std::string> executors = {"host"};
 };
 
 // A job's `runs_on`.
@@ -50,6 +52,9 @@ struct JobRequirements {
   double gpu_memory_gb = 0;  // per GPU, decimal GB (see GpuHasMemory); 0: any
   std::string gpu_model;     // fnmatch(3) glob on GpuSlot::model, e.g. "*H100*"; empty: any
   bool untrusted = false;    // of an untrusted pipeline: only agents that accept untrusted jobs
+  // "container" (a job with image:): only agents offering the container executor. "" (any
+  // other job): agents offering sandbox or host; untrusted: sandbox only (never host).
+  std::string executor;
 };
 
 struct Placement {
@@ -67,7 +72,8 @@ bool GpuHasMemory(uint64_t memory_mb, double gb);
 std::vector<const GpuSlot*> UsableGpus(const JobRequirements& job, const AgentCapacity& agent);
 
 // Whether `job` fits `agent` now: the agent takes jobs (not_accepting is empty), it accepts
-// untrusted jobs (when the job is untrusted),
+// untrusted jobs (when the job is untrusted), offers the job's executor (container; else sandbox
+// or host; untrusted: never host),
 // labels ⊆ agent labels, cpus free, memory free (when asked), and at least `gpus` usable GPUs.
 bool Fits(const JobRequirements& job, const AgentCapacity& agent);
 
@@ -85,9 +91,17 @@ std::optional<Placement> ChooseAgent(const JobRequirements& job,
 // this order (X = "3 agents carry label gpu" / "3 agents carry labels gpu, a100" /
 // "3 agents are connected" when the job asks no label; "1 agent carries/is"):
 //   "no agent is connected"
+//   "needs the container executor (the job has image:): no connected agent offers it (start
+//    one with --executors container)"      (requirements "executor": "container")
+//   "needs the sandbox or host executor (the job has no image:): no connected agent offers
+//    either"                               (only container agents are connected)
 //   "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one with
 //    --accept-untrusted)"                  (an untrusted job; the checks below then consider
 //                                           only the agents that accept untrusted jobs)
+//   "untrusted (fork pull request): no connected agent accepts untrusted jobs in a sandbox, and
+//    the host executor never runs them (start one with --accept-untrusted --executors sandbox)"
+//    ("in a container (start one with --accept-untrusted --executors container)" for a
+//    container job)
 //   "no connected agent carries label gpu" / "... carries labels gpu, a100"
 // Never enough, whatever else runs (waits for another agent to connect):
 //   "no agent has a GPU of model \"*A100*\": X, their GPU models are NVIDIA H100 80GB HBM3,

@@ -39,6 +39,9 @@ JobRequirements RequirementsFromJson(const std::vector<std::string>& labels,
   if (const auto* f = o.if_contains("gpu_shared"); f && f->is_bool())
     req.gpu_shared = f->get_bool();
   if (const auto* f = o.if_contains("untrusted"); f && f->is_bool()) req.untrusted = f->get_bool();
+  if (const auto* f = o.if_contains("executor"); f && f->is_string()) {
+    req.executor = std::string(f->get_string());
+  }
   if (const auto* f = o.if_contains("gpu_model"); f && f->is_string()) {
     req.gpu_model = std::string(f->get_string());
   }

@@ -8,10 +8,11 @@ namespace {
 const Query kUpsert{
     "agent_upsert",
     "INSERT INTO agents (name, labels, cpu_slots, gpus, version, state, connected_at, "
-    "last_seen_at, memory_gb, generation, accept_untrusted) VALUES ($1, $2::text[], $3, "
-    "$4::jsonb, $5, 'online', now(), now(), $6::float8, 1, $7) "
+    "last_seen_at, memory_gb, generation, accept_untrusted, executors) VALUES ($1, $2::text[], $3, "
+    "$4::jsonb, $5, 'online', now(), now(), $6::float8, 1, $7, $10::text[]) "
     "ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, cpu_slots = EXCLUDED.cpu_slots, "
     "memory_gb = EXCLUDED.memory_gb, accept_untrusted = EXCLUDED.accept_untrusted, "
+    "executors = EXCLUDED.executors, "
     "gpus = EXCLUDED.gpus, version = EXCLUDED.version, state = 'online', connected_at = now(), "
     "last_seen_at = now(), generation = agents.generation + 1 "
     "WHERE (agents.enrolled_at IS NULL AND $8::bigint = 0) OR (agents.id = $8::bigint AND "
@@ -32,7 +33,7 @@ const Query kList{"agent_list",
                       "NOT NULL THEN 'revoked' WHEN disabled THEN 'disabled' WHEN enrolled_at IS "
                       "NOT NULL THEN 'enrolled' ELSE 'shared-token' END, state_reason, "
                       "drained_at IS NOT NULL, drain_reason, "
-                      ASSAY_EPOCH_US("drain_deadline") " FROM agents ORDER BY name"};
+                      ASSAY_EPOCH_US("drain_deadline") ", executors FROM agents ORDER BY name"};
 // Lifecycle (issue 9). The agent's own state, from the session that is current only; the
 // row lock serializes it with a concurrent Hello (as kDisconnect).
 const Query kSetAccepting{
@@ -70,7 +71,9 @@ absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
     auto r = Exec(tx, c, kUpsert,
                   {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version,
                    absl::StrCat(h.memory_gb), h.accept_untrusted, h.enrolled_id,
-                   h.credential_hash.empty() ? Param::Null() : Param::Bytes(h.credential_hash)});
+                   h.credential_hash.empty() ? Param::Null() : Param::Bytes(h.credential_hash),
+                   ToPgTextArray(h.executors.empty() ? std::vector<std::string>{"host"}
+                                                     : h.executors)});
     if (r.empty()) {
       return absl::PermissionDeniedError(
           h.enrolled_id == 0
@@ -127,6 +130,7 @@ absl::StatusOr<std::vector<AgentRow>> AgentStore::List() {
       a.access = r[10].as<std::string>();
       a.not_accepting = r[11].as<std::string>();
       a.drain = DrainFromRow(r, 12);
+      a.executors = FromPgTextArray(r[15]);
       out.push_back(std::move(a));
     }
     return absl::OkStatus();

@@ -18,6 +18,8 @@ struct AgentHello {
   double memory_gb = 0;
   std::string gpus_json = "[]";
   bool accept_untrusted = false;  // runs jobs of untrusted pipelines
+  // Its executors ("container", "sandbox", "host"); empty is stored as {"host"} (issue 9).
+  std::vector<std::string> executors;
   // Who the stream proved to be: the enrolled agent whose credential (hash) it presented, or
   // 0 and "" for the shared agent token.
   int64_t enrolled_id = 0;
@@ -50,6 +52,7 @@ struct AgentRow {
   std::string gpus_json;
   absl::Time last_seen_at = absl::InfinitePast();
   bool accept_untrusted = false;
+  std::vector<std::string> executors;  // as announced; {"host"} for agents that said none
   // "shared-token" (never enrolled), "enrolled", "disabled" or "revoked".
   std::string access;
   std::string not_accepting;  // the agent's own "why no jobs" ("": it takes jobs)

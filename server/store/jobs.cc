@@ -37,8 +37,10 @@ const Query kGroupsInUse{
     "parallel_key IS NOT NULL) GROUP BY 1, 2"};
 // $1 job ids, $2 agent ids, $3 tokens, $4 GPU indices as "0,2" ('' for none). A job of an
 // untrusted pipeline ("untrusted" in its requirements) is claimed only for an agent that
-// accepts untrusted jobs, whatever the caller chose; and no job for an agent that is draining
-// or said it takes no job (issue 9, lifecycle: agents.accepting, agents.drained_at).
+// accepts untrusted jobs, whatever the caller chose; no job for an agent that is draining or
+// said it takes no job (issue 9, lifecycle: agents.accepting, agents.drained_at); and only for
+// an agent offering its executor (issue 9): "executor": "container" needs container, an
+// untrusted job without it the sandbox (never host), any other job sandbox or host.
 const Query kClaimBatch{
     "job_claim_batch",
     "WITH req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) "
@@ -47,6 +49,10 @@ const Query kClaimBatch{
     "  JOIN agents a ON a.id = req.agent_id WHERE j.state = 'queued' "
     "  AND (a.accept_untrusted OR NOT coalesce((j.requirements->>'untrusted')::boolean, false)) "
     "  AND a.accepting AND a.drained_at IS NULL "
+    "  AND CASE WHEN j.requirements->>'executor' = 'container' THEN 'container' = ANY(a.executors) "
+    "    WHEN coalesce((j.requirements->>'untrusted')::boolean, false) "
+    "      THEN 'sandbox' = ANY(a.executors) "
+    "    ELSE a.executors && '{sandbox,host}'::text[] END "
     "  FOR UPDATE OF j SKIP LOCKED), "
     "claimed AS ("
     "  UPDATE jobs j SET state = 'assigned', attempt = j.attempt + 1, attempt_token = req.token, "
@@ -61,7 +67,7 @@ const Query kClaimBatch{
     "SELECT c.id, c.pipeline_id, c.attempt, c.attempt_token, c.name, c.spec::text, r.clone_url, "
     "  p.commit_sha, p.ref, " ASSAY_EPOCH_US("c.queued_at") ", (SELECT count(*) FROM attempt), "
     "  c.agent_id, coalesce(array_to_string(c.gpu_indices, ','), ''), r.clone_credential_enc, "
-    "  r.id FROM claimed c JOIN pipelines p ON p.id = c.pipeline_id JOIN repos r ON r.id = p.repo_id"};
+    "  r.id, coalesce((c.requirements->>'untrusted')::boolean, false) FROM claimed c JOIN pipelines p ON p.id = c.pipeline_id JOIN repos r ON r.id = p.repo_id"};
 const Query kGroupOf{"job_group_of",
                      "SELECT coalesce(concurrency_key, ''), coalesce(parallel_key, ''), "
                      "coalesce(max_parallel, 0) FROM jobs WHERE id = $1 AND state = 'queued'"};
@@ -298,6 +304,7 @@ ClaimedJob ClaimedFromRow(const pqxx::row& r) {
   j.gpu_indices = ParseIndexList(r[12].as<std::string>());
   if (!r[13].is_null()) j.clone_credential_sealed = BytesOf(r[13]);
   j.repo_id = r[14].as<int64_t>();
+  j.untrusted = r[15].as<bool>();
   return j;
 }
 

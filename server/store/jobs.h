@@ -27,6 +27,7 @@ struct ClaimedJob {
   std::string clone_credential_sealed;  // the repo's sealed clone credential; empty: none
   absl::Time queued_at;
   std::vector<uint32_t> gpu_indices;
+  bool untrusted = false;  // requirements "untrusted": sent in the Assignment (issue 9)
 };
 
 // A queued job as the dispatcher sees it.

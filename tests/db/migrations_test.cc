@@ -71,6 +71,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"14", "0014_secrets.sql"},
                             {"15", "0015_logs.sql"},
                             {"16", "0016_lifecycle.sql"}});
+                            {"12", "0012_agent_executors.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},

@@ -25,11 +25,17 @@ store::NewJob UntrustedJob(std::string name) {
   return j;
 }
 
-int64_t ConnectAgent(DbFixture& f, const std::string& name, bool accept_untrusted) {
+// An agent that accepts untrusted jobs offers the sandbox (issue 9: never on the host); one that
+// does not, the host (the default of an agent that announces no executors).
+int64_t ConnectAgent(DbFixture& f, const std::string& name, bool accept_untrusted,
+                     std::vector<std::string> executors = {}) {
   store::AgentHello h;
   h.name = name;
   h.cpu_slots = 4;
   h.accept_untrusted = accept_untrusted;
+  h.executors = !executors.empty()     ? std::move(executors)
+                : accept_untrusted     ? std::vector<std::string>{"sandbox"}
+                                       : std::vector<std::string>{};
   auto s = f.agents.Connect(h);
   REQUIRE(s.ok());
   return s->id;
@@ -96,6 +102,7 @@ TEST_CASE("untrusted: the dispatcher places untrusted jobs only on accepting age
   auto open_ch = std::make_shared<FakeChannel>();
   AgentCapacity cap = Capacity(open, "open", 4);
   cap.accepts_untrusted = true;
+  cap.executors = {"sandbox"};
   d.AgentConnected(cap, {}, open_ch);
   CHECK(d.DispatchOnce() == 1);
   got = open_ch->TakeAssignments();

@@ -15,6 +15,13 @@
 namespace assay::e2e {
 namespace {
 
+// The cluster's agents offer the container executor (and the host, for jobs without image).
+ClusterOptions ContainerOptions() {
+  ClusterOptions o = Options();
+  o.executors = "container,host";
+  return o;
+}
+
 namespace json = boost::json;
 
 // The log without its first line (the executor's "assay: container executor: ..." line, which
@@ -47,7 +54,7 @@ std::string AgentDirLabel(Cluster& c, const std::string& agent) {
 TEST_CASE("a job with image: runs its steps inside that image, workspace at /workspace",
           "[e2e][container]") {
   const std::string image = MUST(testing::BusyboxImage());
-  Cluster c(Options());
+  Cluster c(ContainerOptions());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("a1"));
@@ -91,7 +98,7 @@ TEST_CASE("a job with image: runs its steps inside that image, workspace at /wor
 TEST_CASE("a service is reachable by its name once its health check passes",
           "[e2e][container]") {
   const std::string image = MUST(testing::BusyboxImage());
-  Cluster c(Options());
+  Cluster c(ContainerOptions());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("a1"));
@@ -130,7 +137,7 @@ TEST_CASE("a service is reachable by its name once its health check passes",
 TEST_CASE("a missing image with pull: never fails the job naming the key and the image",
           "[e2e][container]") {
   MUST(testing::PodmanPath());
-  Cluster c(Options());
+  Cluster c(ContainerOptions());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("a1"));
@@ -154,7 +161,7 @@ TEST_CASE("a missing image with pull: never fails the job naming the key and the
 
 TEST_CASE("canceling a container job removes its container and network", "[e2e][container]") {
   const std::string image = MUST(testing::BusyboxImage());
-  Cluster c(Options());
+  Cluster c(ContainerOptions());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("a1"));
@@ -197,7 +204,7 @@ TEST_CASE("canceling a container job removes its container and network", "[e2e][
 TEST_CASE("an agent killed with SIGKILL removes its leftover containers when it restarts",
           "[e2e][container]") {
   const std::string image = MUST(testing::BusyboxImage());
-  Cluster c(Options());
+  Cluster c(ContainerOptions());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   testing::Process* agent = MUST(c.StartAgent("a1"));

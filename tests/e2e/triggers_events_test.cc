@@ -172,19 +172,37 @@ TEST_CASE(
   CHECK(PlannedDelivery(c, d4) ==
         std::vector<std::optional<std::string>>{"ignored", "the pipeline has no on.push trigger"});
 
-  // The fork's job has waited all along while a1 ran the trusted one. An agent started with
-  // --accept-untrusted takes it and runs it; a1 never does.
+  // The fork's job has waited all along while a1 ran the trusted one. An agent that accepts
+  // untrusted jobs but runs them only on the host (h1) never gets it, and the job says why
+  // (issue 9). One started with --accept-untrusted --executors sandbox takes it and runs it in
+  // the sandbox; a1 and h1 never do.
   REQUIRE(
       JsonString(Job(MUST(c.ApiObject("GET", "/api/v1/pipelines/" + std::to_string(pid))), "check"),
                  "state") == "queued");
-  MUST(c.StartAgent("u1", {"--accept-untrusted"}));
+  MUST(c.StartAgent("h1", {"--accept-untrusted", "--executors", "host"}));
   MUST(c.WaitForAgents(2));
+  MUST(c.WaitUntil("the fork's job to say no agent isolates it", [&](std::string& seen) {
+    auto job = c.ApiObject("GET", "/api/v1/jobs/" + std::to_string(JobId(p, "check")));
+    if (!job.ok()) return false;
+    seen = JsonString(*job, "state") + ": " + JsonString(*job, "waiting");
+    return seen ==
+           "queued: untrusted (fork pull request): no connected agent accepts untrusted jobs in a "
+           "sandbox, and the host executor never runs them (start one with --accept-untrusted "
+           "--executors sandbox)";
+  }));
+  MUST(c.StartAgent("u1", {"--accept-untrusted", "--executors", "sandbox"}));
+  MUST(c.WaitForAgents(3));
   json::object agents = MUST(c.ApiObject("GET", "/api/v1/agents"));
-  std::map<std::string, json::value> accepts;
+  std::map<std::string, json::value> accepts, executors;
   for (const auto& a : agents.at("agents").as_array()) {
     accepts[JsonString(a.as_object(), "name")] = a.as_object().at("accept_untrusted");
+    executors[JsonString(a.as_object(), "name")] = a.as_object().at("executors");
   }
-  CHECK(accepts == std::map<std::string, json::value>{{"a1", false}, {"u1", true}});
+  CHECK(accepts ==
+        std::map<std::string, json::value>{{"a1", false}, {"h1", true}, {"u1", true}});
+  CHECK(executors == std::map<std::string, json::value>{{"a1", json::array{"host"}},
+                                                         {"h1", json::array{"host"}},
+                                                         {"u1", json::array{"sandbox"}}});
   json::object done = MUST(c.WaitForPipelineDone(pid));
   INFO(json::serialize(done));
   CHECK(JsonString(done, "state") == "succeeded");

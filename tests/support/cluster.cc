@@ -230,6 +230,7 @@ absl::StatusOr<Process*> Cluster::StartAgent(
   if (options_.allow_local_repos) argv.push_back("--allow-local-repos");
   // Why root by default: the existing tests' steps write into dir(), which only root can.
   if (geteuid() == 0) argv.insert(argv.end(), {"--job-user", "root"});
+  if (!options_.executors.empty()) argv.insert(argv.end(), {"--executors", options_.executors});
   AddAgentAccessFlags(argv, false);
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   std::vector<std::pair<std::string, std::string>> env;

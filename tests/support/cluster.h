@@ -50,6 +50,9 @@ struct ClusterOptions {
   // --grpc-insecure, as on a trusted network. false: no shared token and TLS (the server's
   // generated CA, server_ca_path()): agents must enroll, with the flags the test gives them.
   bool shared_token_agents = true;
+  // Every agent's --executors (issue 9); "host" keeps the steps on the host as before the
+  // sandbox existed. A test's extra_flags may give its own (the later flag wins).
+  std::string executors = "host";
 };
 
 class Cluster {

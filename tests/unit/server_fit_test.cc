@@ -1,5 +1,6 @@
 // Scheduler fit: best-fit placement, why-waiting sentences, fair-share queue order, GPU env.
 #include "server/scheduler/fit.h"
+#include "server/scheduler/requirements.h"
 
 #include <catch2/catch.hpp>
 
@@ -311,6 +312,7 @@ TEST_CASE("an untrusted job fits only agents that accept untrusted jobs", "[fit]
   AgentCapacity normal = Agent(1, {}, 4, 0);
   AgentCapacity open = Agent(2, {}, 4, 0);
   open.accepts_untrusted = true;
+  open.executors = {"sandbox"};  // issue 9: an untrusted job never runs on the host
   CHECK_FALSE(Fits(job, normal));
   CHECK(Fits(job, open));
   CHECK_FALSE(ChooseAgent(job, {normal}).has_value());
@@ -328,6 +330,97 @@ TEST_CASE("an untrusted job fits only agents that accept untrusted jobs", "[fit]
   JobRequirements trusted;
   CHECK(Fits(trusted, normal));
   CHECK(Fits(trusted, open));
+}
+
+// Issue 9: executors. Each combination of job (container or not, trusted or not) and agent
+// (executors offered, accepts untrusted or not), allowed and refused, with the exact sentence.
+AgentCapacity WithExecutors(int64_t id, std::vector<std::string> executors, bool untrusted) {
+  AgentCapacity a = Agent(id, {}, 4, 0);
+  a.executors = std::move(executors);
+  a.accepts_untrusted = untrusted;
+  return a;
+}
+
+TEST_CASE("executors: every job and agent combination, allowed and refused", "[fit]") {
+  struct Case {
+    std::string executor;
+    bool untrusted;
+    std::vector<std::string> offered;
+    bool accepts;
+    bool fits;
+  };
+  const std::vector<Case> cases = {
+      // A job without image: sandbox or host.
+      {"", false, {"host"}, false, true},
+      {"", false, {"sandbox"}, false, true},
+      {"", false, {"container"}, false, false},
+      {"", false, {"container", "sandbox", "host"}, false, true},
+      // A job with image: container only.
+      {"container", false, {"container"}, false, true},
+      {"container", false, {"sandbox", "host"}, false, false},
+      // Untrusted without image: the sandbox of an agent that accepts untrusted jobs.
+      {"", true, {"sandbox"}, true, true},
+      {"", true, {"sandbox"}, false, false},
+      {"", true, {"host"}, true, false},
+      {"", true, {"container"}, true, false},
+      {"", true, {"sandbox", "host"}, true, true},
+      // Untrusted with image: the container of an agent that accepts untrusted jobs.
+      {"container", true, {"container"}, true, true},
+      {"container", true, {"container"}, false, false},
+      {"container", true, {"sandbox", "host"}, true, false},
+  };
+  for (const Case& c : cases) {
+    JobRequirements job;
+    job.executor = c.executor;
+    job.untrusted = c.untrusted;
+    AgentCapacity agent = WithExecutors(1, c.offered, c.accepts);
+    INFO("executor=" << c.executor << " untrusted=" << c.untrusted << " offered="
+                     << c.offered.size() << " accepts=" << c.accepts);
+    CHECK(Fits(job, agent) == c.fits);
+    CHECK(ChooseAgent(job, {agent}).has_value() == c.fits);
+  }
+}
+
+TEST_CASE("executors: why a job waits for an executor", "[fit]") {
+  JobRequirements container;
+  container.executor = "container";
+  CHECK(ExplainWait(container, {WithExecutors(1, {"sandbox", "host"}, true)}) ==
+        "needs the container executor (the job has image:): no connected agent offers it (start "
+        "one with --executors container)");
+  JobRequirements plain;
+  CHECK(ExplainWait(plain, {WithExecutors(1, {"container"}, false)}) ==
+        "needs the sandbox or host executor (the job has no image:): no connected agent offers "
+        "either");
+  JobRequirements untrusted;
+  untrusted.untrusted = true;
+  // No agent accepts untrusted jobs at all: as before issue 9.
+  CHECK(ExplainWait(untrusted, {WithExecutors(1, {"sandbox"}, false)}) ==
+        "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one "
+        "with --accept-untrusted)");
+  // One accepts them, but only on the host.
+  CHECK(ExplainWait(untrusted, {WithExecutors(1, {"host"}, true),
+                                WithExecutors(2, {"sandbox"}, false)}) ==
+        "untrusted (fork pull request): no connected agent accepts untrusted jobs in a sandbox, "
+        "and the host executor never runs them (start one with --accept-untrusted --executors "
+        "sandbox)");
+  JobRequirements untrusted_image = untrusted;
+  untrusted_image.executor = "container";
+  CHECK(ExplainWait(untrusted_image, {WithExecutors(1, {"container"}, false),
+                                      WithExecutors(2, {"sandbox"}, true)}) ==
+        "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one "
+        "with --accept-untrusted)");
+  CHECK(ExplainWait(untrusted_image, {WithExecutors(1, {"container"}, false),
+                                      WithExecutors(2, {"container", "host"}, true)}) ==
+        "agent agent-2 (id 2) can take it now");
+  CHECK(ExplainWait(untrusted, {WithExecutors(1, {"sandbox", "host"}, true)}) ==
+        "agent agent-1 (id 1) can take it now");
+}
+
+TEST_CASE("executors: requirements carry the executor", "[fit]") {
+  JobRequirements r = RequirementsFromJson({}, R"({"cpus":1,"executor":"container"})");
+  CHECK(r.executor == "container");
+  CHECK(RequirementsFromJson({}, R"({"cpus":1,"executor":7})").executor.empty());
+  CHECK(RequirementsFromJson({}, R"({"cpus":1})").executor.empty());
 }
 
 }  // namespace
