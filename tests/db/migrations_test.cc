@@ -67,10 +67,15 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"8", "0008_agent_credentials.sql"},
                             {"9", "0009_clone_credentials.sql"},
                             {"10", "0010_untrusted_agents.sql"},
-                            {"11", "0011_log_quota.sql"}});
+                            {"11", "0011_log_quota.sql"},
+                            {"13", "0013_artifacts.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
+                                          {"artifact_chunk_refs"},
+                                          {"artifact_chunks"},
+                                          {"artifact_files"},
+                                          {"artifacts"},
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
                                           {"job_attempts"},
