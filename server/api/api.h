@@ -16,6 +16,8 @@
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"
 #include "server/store/agents.h"
+#include "server/store/artifacts.h"
+#include "server/artifacts/blob_store.h"
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
 #include "server/store/pipelines.h"
@@ -52,6 +54,9 @@ struct ApiDeps {
   store::AgentCredentialStore* credentials = nullptr;
   // Ends every stream of the agent on this server at once (revoke, disable).
   std::function<void(int64_t agent_id, const std::string& reason)> close_agent;
+  // Artifacts (issue 9, server/api/artifacts.cc); null: those routes answer 503.
+  store::ArtifactStore* artifacts = nullptr;
+  artifacts::BlobStore* blobs = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

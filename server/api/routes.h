@@ -24,5 +24,6 @@ void RegisterRepoRoutes(http::Router& router, const ApiDeps& d);
 void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d);
 void RegisterJobRoutes(http::Router& router, const ApiDeps& d);
 void RegisterAgentRoutes(http::Router& router, const ApiDeps& d);
+void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d);
 
 }  // namespace assay::api
