@@ -46,6 +46,8 @@ Commands:
                               list recent pipelines
   pipeline ID                 show a pipeline and its jobs
   logs JOB_ID                 print a job's log
+  artifacts JOB_ID [PATH] [-o FILE]
+                              list a job's artifacts, or write one to stdout or FILE
   cancel PIPELINE_ID          cancel a pipeline
   cancel --job JOB_ID         cancel one job (its dependents are skipped)
   queue [--limit N]           list waiting jobs and why each one waits
@@ -68,7 +70,7 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
 constexpr std::string_view kCommands[] = {"lint",   "repo", "pipelines", "pipeline", "logs",
-                                          "cancel", "run",  "queue",     "agents"};
+                                          "cancel", "run",  "queue",     "agents", "artifacts"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -100,6 +102,11 @@ std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
     }
     if (arg.size() < 2 || arg[0] != '-') {
       line.positional.push_back(arg);
+      continue;
+    }
+    if (arg == "-o") {  // the one short option: --output
+      if (i + 1 >= args.size()) return UsageError{"option -o needs a value"};
+      line.options.emplace_back("--output", args[++i]);
       continue;
     }
     if (arg[1] != '-') return UsageError{absl::StrCat("unknown option '", arg, "'")};
@@ -315,6 +322,15 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   if (command == "logs") {
     if (auto error = check("logs", {}, 1, 1, 1, "a JOB_ID")) return *error;
     return ShowLog(api, line.positional[1], out, err);
+  }
+  if (command == "artifacts") {
+    if (auto error = check("artifacts", {"--output"}, 1, 1, 2, "a JOB_ID")) return *error;
+    const std::string path = line.positional.size() > 2 ? line.positional[2] : "";
+    const std::string output = options.Get("--output").value_or("");
+    if (path.empty() && !output.empty()) {
+      return UsageError{"'assay artifacts' takes -o only with a PATH"};
+    }
+    return Artifacts(api, line.positional[1], path, output, out, err);
   }
   if (command == "run") {
     // --input may repeat: take those out before the once-only check of the other options.
