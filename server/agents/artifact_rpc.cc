@@ -81,7 +81,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::ChunkUpload> {
     if (!attempt_.has_value()) {
       auto a = Authorize(svc_, auth_, in_.job_id(), in_.attempt_token());
       if (!a.ok()) {
-        LogWarn("artifacts", "refused an upload for job ", in_.job_id(), ": ", a.status().message());
+        LogWarn("artifacts", "refused an upload for job ", in_.job_id(), ": ",
+                a.status().message());
         Finish(ToGrpc(a.status()));
         return;
       }
@@ -247,10 +248,10 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CommitArtifacts(
       return;
     }
     if (static_cast<size_t>(request->files_size()) > deps_.artifacts->limits().max_files) {
-      reactor->Finish(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("CommitArtifacts: ", request->files_size(), " files, more than ",
-                       deps_.artifacts->limits().max_files)));
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("CommitArtifacts: ", request->files_size(),
+                                    " files, more than ", deps_.artifacts->limits().max_files)));
       return;
     }
     std::vector<store::ArtifactFileRow> files;

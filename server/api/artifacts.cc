@@ -89,7 +89,8 @@ struct FileReader {
       pos -= sizes[index];
       ++index;
     }
-    if (index >= chunks.size()) return absl::DataLossError("artifact file is shorter than its size");
+    if (index >= chunks.size())
+      return absl::DataLossError("artifact file is shorter than its size");
     auto piece = blobs->Read(chunks[index], pos, std::min(remaining, sizes[index] - pos));
     if (!piece.ok()) return piece.status();
     if (piece->empty()) return absl::DataLossError("artifact chunk is shorter than recorded");
@@ -140,9 +141,8 @@ void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
                auto file = d.artifacts->File(*id, path);
                if (!file.ok()) return http::StatusToResponse(file.status());
                if (!file->has_value()) {
-                 return ErrorResponse(404, "not_found", absl::StrCat("job ", *id,
-                                                                     " has no artifact '", path,
-                                                                     "'"));
+                 return ErrorResponse(404, "not_found",
+                                      absl::StrCat("job ", *id, " has no artifact '", path, "'"));
                }
                const store::ArtifactFileRow& f = **file;
                const std::string etag = absl::StrCat("\"", f.sha256, "\"");

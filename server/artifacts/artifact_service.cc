@@ -24,12 +24,10 @@ absl::StatusOr<store::LiveAttempt> ArtifactService::Authorize(int64_t job_id,
   return **live;
 }
 
-absl::Status ArtifactService::CheckNames(const std::vector<std::string>& chunks,
-                                         const char* what) {
+absl::Status ArtifactService::CheckNames(const std::vector<std::string>& chunks, const char* what) {
   if (chunks.size() > limits_.max_names) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", chunks.size(),
-                                                   " chunk names, more than ",
-                                                   limits_.max_names, " per call"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": ", chunks.size(), " chunk names, more than ", limits_.max_names, " per call"));
   }
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (!IsSha256Hex(chunks[i])) {
@@ -72,8 +70,8 @@ absl::StatusOr<bool> ArtifactService::PutChunk(const std::string& sha256, std::s
 absl::StatusOr<store::ArtifactCommit> ArtifactService::Commit(
     const store::LiveAttempt& attempt, const std::vector<store::ArtifactFileRow>& files) {
   if (files.size() > limits_.max_files) {
-    return absl::InvalidArgumentError(absl::StrCat("CommitArtifacts: ", files.size(),
-                                                   " files, more than ", limits_.max_files));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CommitArtifacts: ", files.size(), " files, more than ", limits_.max_files));
   }
   std::set<std::string_view> seen;
   size_t chunk_names = 0;
@@ -95,14 +93,13 @@ absl::StatusOr<store::ArtifactCommit> ArtifactService::Commit(
     }
     chunk_names += f.chunks.size();
     if (chunk_names > limits_.max_chunks_per_commit) {
-      return absl::InvalidArgumentError(absl::StrCat("CommitArtifacts: more than ",
-                                                     limits_.max_chunks_per_commit,
-                                                     " chunk names"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CommitArtifacts: more than ", limits_.max_chunks_per_commit, " chunk names"));
     }
     for (size_t i = 0; i < f.chunks.size(); ++i) {
       if (!IsSha256Hex(f.chunks[i])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "artifact '", f.path, "': chunks[", i, "] is not 64 lowercase hex digits"));
+        return absl::InvalidArgumentError(absl::StrCat("artifact '", f.path, "': chunks[", i,
+                                                       "] is not 64 lowercase hex digits"));
       }
     }
     f.mode = (f.mode & 0111) != 0 ? 0755 : 0644;
@@ -138,9 +135,9 @@ absl::Status ArtifactService::CheckDownload(const store::LiveAttempt& attempt,
   const std::set<std::string> ok(allowed->begin(), allowed->end());
   for (const auto& h : chunks) {
     if (!ok.contains(h)) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "chunk ", h, " is not in the artifacts of a job that job ", attempt.job_id,
-          " needs with artifacts: true"));
+      return absl::PermissionDeniedError(
+          absl::StrCat("chunk ", h, " is not in the artifacts of a job that job ", attempt.job_id,
+                       " needs with artifacts: true"));
     }
   }
   return absl::OkStatus();

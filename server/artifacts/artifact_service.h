@@ -18,10 +18,10 @@
 namespace assay::artifacts {
 
 struct ArtifactLimits {
-  size_t max_chunk_bytes = 4 << 20;       // per chunk (ChunkUpload.data)
-  size_t max_names = 10000;               // chunk names per ChunksMissing/DownloadChunks call
-  size_t max_files = 100000;              // files per commit
-  size_t max_chunks_per_commit = 1000000;  // chunk names in one commit, all files together
+  size_t max_chunk_bytes = 4 << 20;           // per chunk (ChunkUpload.data)
+  size_t max_names = 10000;                   // chunk names per ChunksMissing/DownloadChunks call
+  size_t max_files = 100000;                  // files per commit
+  size_t max_chunks_per_commit = 1000000;     // chunk names in one commit, all files together
   int64_t default_expire_s = 30 * 24 * 3600;  // when the job's spec has no expire_in
 };
 

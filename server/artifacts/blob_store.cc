@@ -116,7 +116,8 @@ absl::StatusOr<std::string> DirBlobStore::Read(const std::string& sha256, int64_
   const std::string path = PathOf(sha256);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("blob ", sha256, " does not exist"));
+    if (errno == ENOENT)
+      return absl::NotFoundError(absl::StrCat("blob ", sha256, " does not exist"));
     return Errno("cannot open", path);
   }
   struct stat st;

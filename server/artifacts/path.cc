@@ -7,7 +7,8 @@ namespace assay::artifacts {
 namespace {
 
 absl::Status Bad(std::string_view path, const std::string& why) {
-  std::string shown = absl::CHexEscape(absl::string_view(path.data(), std::min<size_t>(path.size(), 200)));
+  std::string shown =
+      absl::CHexEscape(absl::string_view(path.data(), std::min<size_t>(path.size(), 200)));
   if (path.size() > 200) shown += "...";
   return absl::InvalidArgumentError(absl::StrCat("artifact path '", shown, "': ", why));
 }
@@ -24,9 +25,11 @@ absl::Status ValidateArtifactPath(std::string_view path) {
   size_t start = 0;
   while (true) {
     size_t end = path.find('/', start);
-    std::string_view seg = path.substr(start, end == std::string_view::npos ? path.npos : end - start);
+    std::string_view seg =
+        path.substr(start, end == std::string_view::npos ? path.npos : end - start);
     if (seg.empty()) return Bad(path, "has an empty segment");
-    if (seg == "." || seg == "..") return Bad(path, seg == "." ? "has a '.' segment" : "has a '..' segment");
+    if (seg == "." || seg == "..")
+      return Bad(path, seg == "." ? "has a '.' segment" : "has a '..' segment");
     if (end == std::string_view::npos) break;
     start = end + 1;
   }

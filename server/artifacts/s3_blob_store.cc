@@ -39,8 +39,8 @@ std::string SigV4Authorization(const SigV4Request& r, absl::Time t, const std::s
     absl::StrAppend(&signed_headers, signed_headers.empty() ? "" : ";", name);
   }
   const std::string canonical_request =
-      absl::StrCat(r.method, "\n", r.path, "\n", r.query, "\n", headers_block, "\n",
-                   signed_headers, "\n", r.payload_sha256);
+      absl::StrCat(r.method, "\n", r.path, "\n", r.query, "\n", headers_block, "\n", signed_headers,
+                   "\n", r.payload_sha256);
   const std::string date = absl::FormatTime("%Y%m%d", t, absl::UTCTimeZone());
   const std::string scope = absl::StrCat(date, "/", region, "/", service, "/aws4_request");
   const std::string string_to_sign = absl::StrCat("AWS4-HMAC-SHA256\n", AmzDate(t), "\n", scope,
@@ -84,8 +84,8 @@ absl::StatusOr<std::unique_ptr<S3BlobStore>> S3BlobStore::Create(S3Options o) {
 
 S3BlobStore::Signed S3BlobStore::Sign(const std::string& method, const std::string& sha256,
                                       const Headers& extra, std::string_view body) const {
-  const std::string path = absl::StrCat(o_.bucket.empty() ? "" : "/" + o_.bucket, "/", o_.prefix,
-                                        sha256);
+  const std::string path =
+      absl::StrCat(o_.bucket.empty() ? "" : "/" + o_.bucket, "/", o_.prefix, sha256);
   const absl::Time t = o_.now ? o_.now() : absl::Now();
   const std::string payload = HexEncode(Sha256(body));
   Headers h = {{"Host", host_}};
@@ -93,8 +93,8 @@ S3BlobStore::Signed S3BlobStore::Sign(const std::string& method, const std::stri
   h.push_back({"x-amz-content-sha256", payload});
   h.push_back({"x-amz-date", AmzDate(t)});
   SigV4Request r{method, path, "", h, payload};
-  h.push_back({"Authorization",
-               SigV4Authorization(r, t, o_.region, "s3", o_.access_key, o_.secret_key)});
+  h.push_back(
+      {"Authorization", SigV4Authorization(r, t, o_.region, "s3", o_.access_key, o_.secret_key)});
   return {absl::StrCat(scheme_, "://", host_, path), std::move(h)};
 }
 
@@ -140,11 +140,12 @@ absl::StatusOr<bool> S3BlobStore::Has(const std::string& sha256) {
 absl::StatusOr<int64_t> S3BlobStore::Size(const std::string& sha256) {
   auto res = Send("HEAD", sha256, {}, "");
   if (!res.ok()) return res.status();
-  if (res->status == 404) return absl::NotFoundError(absl::StrCat("blob ", sha256, " does not exist"));
+  if (res->status == 404)
+    return absl::NotFoundError(absl::StrCat("blob ", sha256, " does not exist"));
   int64_t n = 0;
   if (res->status != 200 || !absl::SimpleAtoi(res->Header("Content-Length"), &n)) {
-    return absl::InternalError(absl::StrCat("S3 HEAD ", sha256, ": HTTP ", res->status,
-                                            " without a Content-Length"));
+    return absl::InternalError(
+        absl::StrCat("S3 HEAD ", sha256, ": HTTP ", res->status, " without a Content-Length"));
   }
   return n;
 }
@@ -159,9 +160,11 @@ absl::StatusOr<std::string> S3BlobStore::Read(const std::string& sha256, int64_t
   }
   auto res = Send("GET", sha256, extra, "");
   if (!res.ok()) return res.status();
-  if (res->status == 404) return absl::NotFoundError(absl::StrCat("blob ", sha256, " does not exist"));
+  if (res->status == 404)
+    return absl::NotFoundError(absl::StrCat("blob ", sha256, " does not exist"));
   if (res->status == 416) {
-    return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of blob ", sha256));
+    return absl::OutOfRangeError(
+        absl::StrCat("offset ", offset, " is past the end of blob ", sha256));
   }
   if (res->status != 200 && res->status != 206) {
     return absl::InternalError(absl::StrCat("S3 GET ", sha256, ": HTTP ", res->status));

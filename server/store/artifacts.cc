@@ -17,14 +17,17 @@ const Query kLiveAttempt{
     "'{}'::text[]) "
     "FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id "
     "WHERE j.id = $1 AND j.attempt_token = $2 AND j.state IN ('assigned', 'running')"};
-const Query kTouchChunks{"artifact_touch_chunks",
-                         "UPDATE artifact_chunks SET touched_at = $2 WHERE sha256 = ANY($1::text[]) "
-                         "RETURNING sha256"};
-const Query kInsertChunk{"artifact_insert_chunk",
-                         "INSERT INTO artifact_chunks (sha256, size, touched_at) VALUES ($1, $2, $3) "
-                         "ON CONFLICT (sha256) DO NOTHING RETURNING sha256"};
-const Query kLockChunk{"artifact_lock_chunk",
-                       "UPDATE artifact_chunks SET touched_at = $2 WHERE sha256 = $1 RETURNING size"};
+const Query kTouchChunks{
+    "artifact_touch_chunks",
+    "UPDATE artifact_chunks SET touched_at = $2 WHERE sha256 = ANY($1::text[]) "
+    "RETURNING sha256"};
+const Query kInsertChunk{
+    "artifact_insert_chunk",
+    "INSERT INTO artifact_chunks (sha256, size, touched_at) VALUES ($1, $2, $3) "
+    "ON CONFLICT (sha256) DO NOTHING RETURNING sha256"};
+const Query kLockChunk{
+    "artifact_lock_chunk",
+    "UPDATE artifact_chunks SET touched_at = $2 WHERE sha256 = $1 RETURNING size"};
 const Query kExistingManifest{
     "artifact_existing_manifest",
     "SELECT attempt, files, bytes FROM artifacts WHERE job_id = $1 FOR UPDATE"};
@@ -45,10 +48,9 @@ const Query kInsertFiles{
     "CASE WHEN f.chunks = '' THEN '{}'::text[] ELSE string_to_array(f.chunks, ',') END "
     "FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[]) "
     "AS f(path, size, mode, sha256, chunks)"};
-const Query kInsertRefs{
-    "artifact_insert_refs",
-    "INSERT INTO artifact_chunk_refs (job_id, sha256) "
-    "SELECT DISTINCT $1::bigint, c FROM unnest($2::text[]) AS c"};
+const Query kInsertRefs{"artifact_insert_refs",
+                        "INSERT INTO artifact_chunk_refs (job_id, sha256) "
+                        "SELECT DISTINCT $1::bigint, c FROM unnest($2::text[]) AS c"};
 const Query kSummary{
     "artifact_summary",
     "SELECT job_id, attempt, files, bytes, (extract(epoch from created_at) * 1000000)::bigint, "
@@ -59,10 +61,9 @@ const Query kFiles{"artifact_files",
 const Query kFile{"artifact_file",
                   "SELECT path, size, mode, sha256, chunks FROM artifact_files "
                   "WHERE job_id = $1 AND path = $2"};
-const Query kJobsNamed{
-    "artifact_jobs_named",
-    "SELECT j.id, j.name FROM unnest($2::text[]) WITH ORDINALITY AS n(name, i) "
-    "JOIN jobs j ON j.pipeline_id = $1 AND j.name = n.name ORDER BY n.i"};
+const Query kJobsNamed{"artifact_jobs_named",
+                       "SELECT j.id, j.name FROM unnest($2::text[]) WITH ORDINALITY AS n(name, i) "
+                       "JOIN jobs j ON j.pipeline_id = $1 AND j.name = n.name ORDER BY n.i"};
 const Query kChunksOf{"artifact_chunks_of",
                       "SELECT DISTINCT sha256 FROM artifact_chunk_refs "
                       "WHERE job_id = ANY($1::bigint[]) AND sha256 = ANY($2::text[])"};
@@ -203,8 +204,9 @@ absl::StatusOr<ArtifactCommit> ArtifactStore::Commit(int64_t job_id, int attempt
     for (const auto& f : files) {
       for (const auto& h : f.chunks) {
         if (!have.contains(h)) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "chunk ", h, " of '", f.path, "' is not stored; upload it first (ArtifactChunksMissing)"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("chunk ", h, " of '", f.path,
+                           "' is not stored; upload it first (ArtifactChunksMissing)"));
         }
       }
     }
@@ -353,8 +355,8 @@ absl::StatusOr<std::vector<RepoArtifactBytes>> ArtifactStore::BytesPerRepo() {
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out.clear();
     for (const auto& r : Exec(tx, c, kBytesPerRepo)) {
-      out.push_back({r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<int64_t>(),
-                     r[3].as<int64_t>()});
+      out.push_back(
+          {r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<int64_t>(), r[3].as<int64_t>()});
     }
     return absl::OkStatus();
   });

@@ -33,7 +33,7 @@ struct LiveAttempt {
   int64_t agent_id = 0;
   int attempt = 0;
   std::string job_name;
-  std::optional<int64_t> expire_in_s;    // jobs.spec artifacts.expire_in_s
+  std::optional<int64_t> expire_in_s;       // jobs.spec artifacts.expire_in_s
   std::vector<std::string> artifact_needs;  // jobs.spec artifact_needs, in order
 };
 
@@ -92,8 +92,8 @@ class ArtifactStore {
   // counts); a later attempt replaces an earlier attempt's manifest. kFailedPrecondition
   // naming the first chunk the store lacks; nothing is written then.
   absl::StatusOr<ArtifactCommit> Commit(int64_t job_id, int attempt, int64_t repo_id,
-                                        const std::vector<ArtifactFileRow>& files,
-                                        absl::Time now, absl::Time expire_at);
+                                        const std::vector<ArtifactFileRow>& files, absl::Time now,
+                                        absl::Time expire_at);
 
   // The job's committed files in path order; nullopt when it has no artifacts.
   absl::StatusOr<std::optional<ArtifactSummary>> Summary(int64_t job_id);

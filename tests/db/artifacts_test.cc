@@ -198,9 +198,8 @@ constexpr const char* kBuildSpec =
     R"({"steps":[{"name":"s","run":"true"}],"env":{},"timeout_s":60,)"
     R"("artifacts":{"paths":["out/**"],"expire_in_s":3600,"when":"on_success",)"
     R"("if_no_files":"warn"}})";
-constexpr const char* kTestSpec =
-    R"({"steps":[{"name":"s","run":"true"}],"env":{},"timeout_s":60,)"
-    R"("artifact_needs":["build"]})";
+constexpr const char* kTestSpec = R"({"steps":[{"name":"s","run":"true"}],"env":{},"timeout_s":60,)"
+                                  R"("artifact_needs":["build"]})";
 
 TEST_CASE("artifacts: upload, commit and replay, then a dependent job's manifest and download",
           "[db]") {
@@ -266,8 +265,7 @@ TEST_CASE("artifacts: upload, commit and replay, then a dependent job's manifest
   // The attempt is over: its token no longer opens anything.
   grpc::Status stale = rig.Missing(build.job_id, build.attempt_token, names, &missing);
   CHECK(stale.error_code() == grpc::StatusCode::PERMISSION_DENIED);
-  CHECK(stale.error_message() ==
-        "attempt token is not the live attempt of job " + S(build.job_id));
+  CHECK(stale.error_message() == "attempt token is not the live attempt of job " + S(build.job_id));
 
   auto test = f.ClaimOne(f.Agent("agent-2"));
   auto other = f.ClaimOne(f.Agent("agent-3"));
@@ -283,8 +281,7 @@ TEST_CASE("artifacts: upload, commit and replay, then a dependent job's manifest
   CHECK(m.jobs(0).files(1).mode() == 0755);
   CHECK(m.jobs(0).files(1).sha256() == Hex(big));
   std::vector<v1::ChunkData> got;
-  REQUIRE(rig.Download(test.job_id, test.attempt_token, {names[2], names[0], names[1]}, &got)
-              .ok());
+  REQUIRE(rig.Download(test.job_id, test.attempt_token, {names[2], names[0], names[1]}, &got).ok());
   REQUIRE(got.size() == 3);
   CHECK(got[0].sha256() == names[2]);
   CHECK(got[0].data() + got[1].data() + got[2].data() ==
@@ -404,8 +401,8 @@ TEST_CASE("artifacts: hostile uploads and commits get exact errors and store not
     v1::ArtifactFile file = FileOf(std::string(4097, 'a'), data, 1000, nullptr);
     grpc::Status st = rig.Commit(a.job_id, a.attempt_token, {file}, &res);
     CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
-    CHECK(st.error_message() == "artifact path '" + std::string(200, 'a') +
-                                    "...': is 4097 bytes, more than 4096");
+    CHECK(st.error_message() ==
+          "artifact path '" + std::string(200, 'a') + "...': is 4097 bytes, more than 4096");
     // Twice the same path.
     v1::ArtifactFile ok = FileOf("a", data, 1000, nullptr);
     st = rig.Commit(a.job_id, a.attempt_token, {ok, ok}, &res);
@@ -459,8 +456,7 @@ TEST_CASE("artifacts: a cut upload stream loses only the chunk in flight, and re
     // Wait (bounded) until the server holds both, then cut the stream without WritesDone.
     std::vector<std::string> missing;
     for (int i = 0; i < 1000; ++i) {
-      REQUIRE(rig.Missing(a.job_id, a.attempt_token, {chunks[0].first, chunks[1].first},
-                          &missing)
+      REQUIRE(rig.Missing(a.job_id, a.attempt_token, {chunks[0].first, chunks[1].first}, &missing)
                   .ok());
       if (missing.empty()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -499,8 +495,9 @@ TEST_CASE("artifacts: the REST listing and download, whole and ranged, with exac
   v1::CommitArtifactsResponse res;
   REQUIRE(rig.Commit(a.job_id, a.attempt_token, files, &res).ok());
 
-  ApiDeps deps{&f.repos, &f.deliveries, &f.pipelines, &f.jobs, &f.agents, nullptr, nullptr,
-               &rig.metrics, std::string(40, 'a'), std::string(32, 'k')};
+  ApiDeps deps{
+      &f.repos,     &f.deliveries,        &f.pipelines,        &f.jobs, &f.agents, nullptr, nullptr,
+      &rig.metrics, std::string(40, 'a'), std::string(32, 'k')};
   deps.artifacts = &rig.store;
   deps.blobs = rig.blobs.get();
   http::Router router;
@@ -526,7 +523,8 @@ TEST_CASE("artifacts: the REST listing and download, whole and ranged, with exac
         R"({"job_id":)" + S(a.job_id) +
             R"(,"attempt":1,"files":[{"path":"dist/app.tar","size":3000,"mode":"0644","sha256":")" +
             Hex(data) + R"("},{"path":"dist/weights.bin","size":5242897,"mode":"0644","sha256":")" +
-            Hex(large) + R"("}],"bytes":5245897,"created_at":"2023-11-14T22:13:20.000Z",)"
+            Hex(large) +
+            R"("}],"bytes":5245897,"created_at":"2023-11-14T22:13:20.000Z",)"
             R"("expire_at":"2023-11-14T23:13:20.000Z"})");
 
   auto whole = HttpFetch("GET", url + "/dist/app.tar", auth);
@@ -580,14 +578,13 @@ TEST_CASE("artifacts: the REST listing and download, whole and ranged, with exac
   auto noauth = HttpFetch("GET", url + "/dist/app.tar");
   REQUIRE(noauth.ok());
   CHECK(noauth->status == 401);
-  auto usage = HttpFetch("GET", "http://127.0.0.1:" + std::to_string(server.port()) +
-                                    "/api/v1/artifacts/usage", auth);
+  auto usage = HttpFetch(
+      "GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1/artifacts/usage", auth);
   REQUIRE(usage.ok());
   CHECK(usage->body == R"({"repos":[{"repo_id":)" + S(f.repo_id) +
                            R"(,"repo":"acme/app","artifact_bytes":5245897,)"
                            R"("jobs_with_artifacts":1}]})");
-  auto metrics = HttpFetch("GET", "http://127.0.0.1:" + std::to_string(server.port()) +
-                                      "/metrics");
+  auto metrics = HttpFetch("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/metrics");
   REQUIRE(metrics.ok());
   CHECK(metrics->body.find("assay_artifact_bytes{repo=\"acme/app\"} 5245897\n") !=
         std::string::npos);

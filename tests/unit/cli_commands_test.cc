@@ -658,8 +658,8 @@ TEST_CASE("artifacts lists a job's files, and writes one to stdout or -o FILE") 
   CHECK(got == std::string("bin\0ary", 7));
   std::filesystem::remove(file);
 
-  server.response = {404, R"({"error":{"code":"not_found","message":"job 4 has no artifact 'x'"}})",
-                     {}};
+  server.response = {
+      404, R"({"error":{"code":"not_found","message":"job 4 has no artifact 'x'"}})", {}};
   Result missing = RunCli(server, {"artifacts", "4", "x"}, "tok");
   CHECK(missing.code == 1);
   CHECK(missing.err == "assay: 404 not_found: job 4 has no artifact 'x'\n");

@@ -21,7 +21,8 @@ constexpr const char* kEmptySha =
 TEST_CASE("s3: SigV4 signs AWS's documented GET Object example byte for byte", "[unit]") {
   // "Signature Calculations for the Authorization Header", Amazon S3 API reference: GET
   // /test.txt from examplebucket, Range bytes=0-9, at 20130524T000000Z in us-east-1.
-  const absl::Time t = absl::FromCivil(absl::CivilSecond(2013, 5, 24, 0, 0, 0), absl::UTCTimeZone());
+  const absl::Time t =
+      absl::FromCivil(absl::CivilSecond(2013, 5, 24, 0, 0, 0), absl::UTCTimeZone());
   CHECK(AmzDate(t) == "20130524T000000Z");
   SigV4Request r{"GET",
                  "/test.txt",
@@ -63,12 +64,9 @@ TEST_CASE("s3: the store sends signed PUT, HEAD, ranged GET and DELETE and reads
   REQUIRE(store.ok());
   const std::string data = "chunk bytes";
   const std::string h = HexEncode(Sha256(data));
-  answers = {{200, "", {}},
-             {200, "", {{"Content-Length", "11"}}},
-             {206, "unk", {}},
-             {404, "", {}},
-             {204, "", {}},
-             {403, "", {}}};
+  answers = {{200, "", {}},    {200, "", {{"Content-Length", "11"}}},
+             {206, "unk", {}}, {404, "", {}},
+             {204, "", {}},    {403, "", {}}};
   REQUIRE((*store)->Put(h, data).ok());
   CHECK((*store)->Size(h).value() == 11);
   CHECK((*store)->Read(h, 2, 3).value() == "unk");
@@ -108,11 +106,11 @@ TEST_CASE("artifacts: the path rule", "[unit]") {
     CHECK(ValidateArtifactPath(ok).ok());
   }
   CHECK(ValidateArtifactPath("a/../b").message() == "artifact path 'a/../b': has a '..' segment");
-  CHECK(ValidateArtifactPath("/etc/passwd").message() == "artifact path '/etc/passwd': is absolute");
+  CHECK(ValidateArtifactPath("/etc/passwd").message() ==
+        "artifact path '/etc/passwd': is absolute");
   CHECK(ValidateArtifactPath("a//b").message() == "artifact path 'a//b': has an empty segment");
   CHECK(ValidateArtifactPath(std::string(4096, 'a')).ok());
-  CHECK(ValidateArtifactPath(std::string(4097, 'a')).code() ==
-        absl::StatusCode::kInvalidArgument);
+  CHECK(ValidateArtifactPath(std::string(4097, 'a')).code() == absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
