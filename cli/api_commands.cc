@@ -1,8 +1,11 @@
 #include "cli/api_commands.h"
 
+#include <fstream>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cli/table.h"
 
 namespace assay::cli {
@@ -245,6 +248,47 @@ int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, st
   if (!body) return kExitFailure;
   out.write(body->data(), static_cast<std::streamsize>(body->size()));
   out.flush();
+  return kExitOk;
+}
+
+int Artifacts(const ApiClient& api, std::string_view job_id, const std::string& path,
+              const std::string& output, std::ostream& out, std::ostream& err) {
+  const std::string base = absl::StrCat("/api/v1/jobs/", UrlEscape(job_id), "/artifacts");
+  if (path.empty()) {
+    std::optional<boost::json::value> v = api.CallJson("GET", base, "", err);
+    if (!v) return kExitFailure;
+    const boost::json::object* o = v->if_object();
+    const boost::json::value* files = o == nullptr ? nullptr : o->if_contains("files");
+    if (files == nullptr || !files->is_array()) {
+      err << "assay: unexpected response from the server\n";
+      return kExitFailure;
+    }
+    for (const auto& f : files->as_array()) {
+      const boost::json::object& fo = f.as_object();
+      out << fo.at("mode").as_string().c_str() << " " << fo.at("size").to_number<int64_t>() << " "
+          << fo.at("path").as_string().c_str() << "\n";
+    }
+    return kExitOk;
+  }
+  // Each segment escaped on its own: the '/' between them stays a path separator.
+  std::string escaped;
+  for (absl::string_view seg : absl::StrSplit(path, '/')) {
+    absl::StrAppend(&escaped, "/", UrlEscape(std::string_view(seg.data(), seg.size())));
+  }
+  std::optional<std::string> body = api.Call("GET", base + escaped, "", "*/*", err);
+  if (!body) return kExitFailure;
+  if (output.empty()) {
+    out.write(body->data(), static_cast<std::streamsize>(body->size()));
+    out.flush();
+    return kExitOk;
+  }
+  std::ofstream file(output, std::ios::binary | std::ios::trunc);
+  file.write(body->data(), static_cast<std::streamsize>(body->size()));
+  file.close();
+  if (!file) {
+    err << "assay: cannot write " << output << "\n";
+    return kExitFailure;
+  }
   return kExitOk;
 }
 

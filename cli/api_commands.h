@@ -57,6 +57,10 @@ int ShowPipeline(const ApiClient& api, std::string_view id, std::ostream& out, s
 // GET /api/v1/jobs/ID/log; writes the body to `out` byte for byte.
 int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, std::ostream& err,
             bool timestamps = false);
+// `assay artifacts JOB [PATH] [-o FILE]`: without PATH, one line per file ("MODE SIZE PATH");
+// with PATH, the file's bytes to `output` (created 0644, replaced) or, when empty, to `out`.
+int Artifacts(const ApiClient& api, std::string_view job_id, const std::string& path,
+              const std::string& output, std::ostream& out, std::ostream& err);
 
 struct RepoSetOptions {
   std::string repo;  // a name, or an id when no repository has that name

@@ -50,6 +50,8 @@ Commands:
   logs JOB_ID [--timestamps] [-f|--follow]
                               print a job's log (--timestamps: each line with the time the
                               agent read it; -f: follow it live until the job ends)
+  artifacts JOB_ID [PATH] [-o FILE]
+                              list a job's artifacts, or write one to stdout or FILE
   cancel PIPELINE_ID          cancel a pipeline
   cancel --job JOB_ID         cancel one job (its dependents are skipped)
   queue [--limit N]           list waiting jobs and why each one waits
@@ -82,7 +84,8 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
 constexpr std::string_view kCommands[] = {"lint",   "repo", "pipelines", "pipeline", "logs",
-                                          "cancel", "run",  "queue",     "agents",   "secret"};
+                                          "cancel", "run",  "queue",     "agents",   "secret",
+                                          "artifacts"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -116,8 +119,13 @@ std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
       line.positional.push_back(arg);
       continue;
     }
-    if (arg == "-f") {  // logs -f: the one short option
+    if (arg == "-f") {  // logs -f
       line.options.emplace_back("--follow", "");
+      continue;
+    }
+    if (arg == "-o") {  // artifacts -o: --output
+      if (i + 1 >= args.size()) return UsageError{"option -o needs a value"};
+      line.options.emplace_back("--output", args[++i]);
       continue;
     }
     if (arg[1] != '-') return UsageError{absl::StrCat("unknown option '", arg, "'")};
@@ -407,6 +415,15 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
              state == "running";
     };
     return FollowLog(follow, out, err);
+  }
+  if (command == "artifacts") {
+    if (auto error = check("artifacts", {"--output"}, 1, 1, 2, "a JOB_ID")) return *error;
+    const std::string path = line.positional.size() > 2 ? line.positional[2] : "";
+    const std::string output = options.Get("--output").value_or("");
+    if (path.empty() && !output.empty()) {
+      return UsageError{"'assay artifacts' takes -o only with a PATH"};
+    }
+    return Artifacts(api, line.positional[1], path, output, out, err);
   }
   if (command == "run") {
     // --input may repeat: take those out before the once-only check of the other options.

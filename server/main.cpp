@@ -104,6 +104,17 @@ int main(int argc, char** argv) {
       {"log-followers", "64",
        "clients that may follow live job logs (GET /log?follow=1) at once on this server",
        false, false, IntIn(1, 100000)},
+      {"artifact-store", "dir", "where artifact chunks live: dir (DATA_DIR/artifacts) or s3",
+       false, false, assay::OneOf({"dir", "s3"})},
+      {"s3-endpoint", "", "S3-compatible endpoint for --artifact-store s3 (https://HOST[:PORT])"},
+      {"s3-bucket", "", "bucket (empty: the endpoint names it, virtual-hosted style)"},
+      {"s3-region", "us-east-1", "region the S3 requests are signed for"},
+      {"s3-access-key", "", "S3 access key id", false, false, {}, /*secret=*/true},
+      {"s3-secret-key", "", "S3 secret access key", false, false, {}, /*secret=*/true},
+      {"artifact-expire", "720h", "how long artifacts live when the job sets no expire_in", false,
+       false, DurationIn(absl::Minutes(1), absl::Hours(24 * 3650))},
+      {"artifact-sweep-interval", "5m", "how often expired artifacts are deleted", false, false,
+       DurationIn(absl::Seconds(1), absl::Hours(24))},
       {"log-level", "info", "debug, info, warn or error", false, false,
        assay::OneOf({"debug", "info", "warn", "error"})},
       {"public-url", "", "this server's address as users reach it (commit status links)"},
@@ -198,6 +209,23 @@ int main(int argc, char** argv) {
   o.reconnect_grace = std::min(*grace, *lease);
   o.schedule_interval = *schedule_interval;
   o.body_limit = static_cast<size_t>(*limit) * 1024 * 1024;
+  o.artifact_store = cfg->Get("artifact-store");
+  o.s3_endpoint = cfg->Get("s3-endpoint");
+  o.s3_bucket = cfg->Get("s3-bucket");
+  o.s3_region = cfg->Get("s3-region");
+  o.s3_access_key = cfg->Get("s3-access-key");
+  o.s3_secret_key = cfg->Get("s3-secret-key");
+  {
+    auto expire = cfg->GetDuration("artifact-expire");
+    auto sweep = cfg->GetDuration("artifact-sweep-interval");
+    if (!expire.ok() || !sweep.ok()) {
+      std::cerr << "assay-server: " << (expire.ok() ? sweep.status() : expire.status()).message()
+                << "\n";
+      return 2;
+    }
+    o.artifact_expire = *expire;
+    o.artifact_sweep_interval = *sweep;
+  }
   o.public_url = cfg->Get("public-url");
   o.commit_status_ca_file = cfg->Get("commit-status-ca-file");
   o.commit_status_attempts = static_cast<int>(*cs_attempts);

@@ -21,7 +21,12 @@
 #include "common/net/address_policy.h"
 #include "common/net/https_client.h"
 #include "server/agents/agent_service.h"
+#include "server/artifacts/artifact_service.h"
+#include "server/artifacts/blob_store.h"
+#include "server/artifacts/s3_blob_store.h"
+#include "server/artifacts/sweeper.h"
 #include "server/agents/server_tls.h"
+#include "server/store/artifacts.h"
 #include "server/api/api.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
@@ -83,6 +88,10 @@ struct AssayServer::Impl {
   std::unique_ptr<Wakeups> wakeups;
   std::unique_ptr<Planner> planner;
   std::unique_ptr<ScheduleLoop> schedule_loop;
+  std::unique_ptr<artifacts::BlobStore> blobs;
+  std::unique_ptr<store::ArtifactStore> artifact_store;
+  std::unique_ptr<artifacts::ArtifactService> artifacts;
+  std::unique_ptr<artifacts::Sweeper> artifact_sweeper;
   AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
@@ -230,6 +239,33 @@ absl::Status AssayServer::Start() {
   m.schedule_loop = std::make_unique<ScheduleLoop>(
       ScheduleLoopDeps{m.schedules.get(), m.planner.get(), clock, o.schedule_interval});
 
+  if (o.artifact_store == "s3") {
+    artifacts::S3Options so;
+    so.endpoint = o.s3_endpoint;
+    so.bucket = o.s3_bucket;
+    so.region = o.s3_region;
+    so.access_key = o.s3_access_key;
+    so.secret_key = o.s3_secret_key;
+    auto s3 = artifacts::S3BlobStore::Create(so);
+    if (!s3.ok()) return s3.status();
+    m.blobs = std::move(*s3);
+  } else if (o.artifact_store == "dir") {
+    auto dir = artifacts::DirBlobStore::Open(o.data_dir + "/artifacts");
+    if (!dir.ok()) return dir.status();
+    m.blobs = std::move(*dir);
+  } else {
+    return absl::InvalidArgumentError("--artifact-store must be dir or s3");
+  }
+  m.artifact_store = std::make_unique<store::ArtifactStore>(m.db.get());
+  artifacts::ArtifactLimits al;
+  al.default_expire_s = absl::ToInt64Seconds(o.artifact_expire);
+  m.artifacts = std::make_unique<artifacts::ArtifactService>(m.artifact_store.get(), m.blobs.get(),
+                                                             clock, al);
+  artifacts::SweeperOptions swo;
+  swo.interval = o.artifact_sweep_interval;
+  m.artifact_sweeper = std::make_unique<artifacts::Sweeper>(m.artifact_store.get(), m.blobs.get(),
+                                                            clock, swo);
+
   AgentServiceDeps ad{m.agents.get(),
                       m.jobs.get(),
                       m.dispatcher.get(),
@@ -241,6 +277,7 @@ absl::Status AssayServer::Start() {
   ad.job_log_limit_bytes = o.job_log_limit_bytes;
   ad.credentials = m.credentials.get();
   ad.allow_shared_token = o.allow_shared_agent_token;
+  ad.artifacts = m.artifacts.get();
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (o.grpc_insecure) {
@@ -290,6 +327,8 @@ absl::Status AssayServer::Start() {
   m.log_compactor = std::make_unique<logs::LogCompactor>(m.logs.get());
   m.api.logs = m.logs.get();
   m.api.log_followers = m.log_followers.get();
+  m.api.artifacts = m.artifact_store.get();
+  m.api.blobs = m.blobs.get();
   AgentServiceImpl* service = m.agent_service.get();
   m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {
     service->CloseAgent(agent_id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
@@ -337,6 +376,7 @@ absl::Status AssayServer::Start() {
   m.wakeups->Start();
   m.schedule_loop->Start();
   m.status_reporter->Start();
+  m.artifact_sweeper->Start();
   auto pending = m.deliveries->ListUnplanned();
   if (!pending.ok()) return pending.status();
   for (int64_t id : *pending) m.planner->Enqueue(id);
@@ -360,6 +400,7 @@ void AssayServer::Stop() {
   if (m.grpc_server)
     m.grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (m.schedule_loop) m.schedule_loop->Stop();
+  if (m.artifact_sweeper) m.artifact_sweeper->Stop();
   if (m.planner) m.planner->Stop();
   if (m.listener) m.listener->Stop();
   if (m.wakeups) m.wakeups->Stop();

@@ -76,6 +76,13 @@ struct ServerOptions {
   // them.
   bool allow_local_repos = false;
   std::string allow_private_hosts;
+  // Artifacts (issue 9, docs/artifacts.md): where chunks live — "dir" (DATA_DIR/artifacts) or
+  // "s3" (an S3-compatible bucket; keys are secret options); how long artifacts live when the
+  // job's file says nothing; the sweeper's interval.
+  std::string artifact_store = "dir";
+  std::string s3_endpoint, s3_bucket, s3_region = "us-east-1", s3_access_key, s3_secret_key;
+  absl::Duration artifact_expire = absl::Hours(24 * 30);
+  absl::Duration artifact_sweep_interval = absl::Minutes(5);
 };
 
 class AssayServer {

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -30,6 +31,7 @@
 #include "absl/time/time.h"
 
 #include "assay/v1/agent.grpc.pb.h"
+#include "server/artifacts/artifact_service.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"
@@ -67,6 +69,8 @@ struct AgentServiceDeps {
   bool allow_shared_token = true;
   // How often the streams open here are checked against revocations made on other servers.
   absl::Duration access_check_interval = absl::Seconds(2);
+  // The artifact RPCs (server/agents/artifact_rpc.cc); null: they answer UNIMPLEMENTED.
+  artifacts::ArtifactService* artifacts = nullptr;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -80,6 +84,27 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* ctx,
                                    const v1::EnrollRequest* request,
                                    v1::EnrollResponse* response) override;
+
+  // Artifacts (artifact_rpc.cc). Each call presents Connect's authorization (an agent
+  // credential, or the shared token where allowed: UNAUTHENTICATED otherwise) and the job's
+  // live attempt token (PERMISSION_DENIED otherwise); the work runs on the worker pool.
+  grpc::ServerUnaryReactor* ArtifactChunksMissing(grpc::CallbackServerContext* ctx,
+                                                  const v1::ChunksMissingRequest* request,
+                                                  v1::ChunksMissingResponse* response) override;
+  grpc::ServerReadReactor<v1::ChunkUpload>* UploadChunks(
+      grpc::CallbackServerContext* ctx, v1::UploadChunksResponse* response) override;
+  grpc::ServerUnaryReactor* CommitArtifacts(grpc::CallbackServerContext* ctx,
+                                            const v1::CommitArtifactsRequest* request,
+                                            v1::CommitArtifactsResponse* response) override;
+  grpc::ServerUnaryReactor* GetArtifactManifest(grpc::CallbackServerContext* ctx,
+                                                const v1::ArtifactManifestRequest* request,
+                                                v1::ArtifactManifest* response) override;
+  grpc::ServerWriteReactor<v1::ChunkData>* DownloadChunks(
+      grpc::CallbackServerContext* ctx, const v1::DownloadChunksRequest* request) override;
+
+  // Who a call's `authorization` metadata stands for: the agent id of a valid credential,
+  // nullopt for the shared token (any agent). Blocking (database): on the pool only.
+  absl::StatusOr<std::optional<int64_t>> CallerOf(const std::string& authorization);
 
   // Ends every stream of `agent_id` open on this server with `status` (revoke, disable).
   void CloseAgent(int64_t agent_id, const grpc::Status& status);

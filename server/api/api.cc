@@ -96,6 +96,14 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   http::Handler metrics = [&d](Request&) {
     auto counts = d.jobs->CountByState();
     if (counts.ok()) d.metrics->SetJobStates(*counts);
+    if (d.artifacts != nullptr) {
+      auto usage = d.artifacts->BytesPerRepo();
+      if (usage.ok()) {
+        std::vector<std::pair<std::string, int64_t>> bytes;
+        for (const auto& u : *usage) bytes.emplace_back(u.repo, u.bytes);
+        d.metrics->SetArtifactBytes(bytes);
+      }
+    }
     Response r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = d.metrics->Serialize();
@@ -150,6 +158,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterJobLogRoute(router, d);
   api::RegisterAgentRoutes(router, d);
   api::RegisterSecretRoutes(router, d);
+  api::RegisterArtifactRoutes(router, d);
 }
 
 }  // namespace assay

@@ -16,6 +16,8 @@
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"
 #include "server/store/agents.h"
+#include "server/store/artifacts.h"
+#include "server/artifacts/blob_store.h"
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
 #include "server/store/logs.h"
@@ -67,6 +69,9 @@ struct ApiDeps {
   // (the other servers learn through the 'assay_agent_drain' notification). Null: they learn
   // within the agent service's access check interval.
   std::function<void(int64_t agent_id)> refresh_agent_drain;
+  // Artifacts (issue 9, server/api/artifacts.cc); null: those routes answer 503.
+  store::ArtifactStore* artifacts = nullptr;
+  artifacts::BlobStore* blobs = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

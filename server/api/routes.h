@@ -27,5 +27,6 @@ void RegisterJobRoutes(http::Router& router, const ApiDeps& d);
 void RegisterJobLogRoute(http::Router& router, const ApiDeps& d);
 void RegisterAgentRoutes(http::Router& router, const ApiDeps& d);
 void RegisterSecretRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (secrets.cc)
+void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d);
 
 }  // namespace assay::api

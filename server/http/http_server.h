@@ -185,7 +185,8 @@ inline constexpr char kContentSecurityPolicy[] =
 class Router {
  public:
   // Throws std::invalid_argument for a malformed pattern (a programming error): it must
-  // start with '/', and a '{' must enclose a whole, non-empty segment name.
+  // start with '/', and a '{' must enclose a whole, non-empty segment name. A last segment
+  // "{name...}" takes the rest of the path (one segment or more, '/'-joined, empty ones kept).
   // `head`, when set, is the route's HeadHandler, run by Admit.
   void Add(std::string method, std::string pattern, Handler h, HeadHandler head = nullptr);
   Response Dispatch(Request& req) const;
@@ -198,6 +199,7 @@ class Router {
  private:
   struct Segment {
     bool is_param = false;
+    bool rest = false;  // "{name...}": matches the rest of the path
     std::string text;  // literal text, or the parameter name
   };
   struct Route {

@@ -123,6 +123,11 @@ void Router::Add(std::string method, std::string pattern, Handler h, HeadHandler
     if (segment.size() >= 2 && segment.front() == '{' && segment.back() == '}') {
       s.is_param = true;
       s.text = std::string(segment.substr(1, segment.size() - 2));
+      // "{name...}": the rest of the path, one segment or more, '/' kept (last segment only).
+      if (s.text.size() > 3 && s.text.ends_with("...")) {
+        s.text.resize(s.text.size() - 3);
+        s.rest = true;
+      }
       if (s.text.empty() || s.text.find_first_of("{}") != std::string::npos) {
         throw std::invalid_argument(
             absl::StrCat("route pattern '", pattern, "' has a bad parameter '", AV(segment), "'"));
@@ -138,14 +143,24 @@ void Router::Add(std::string method, std::string pattern, Handler h, HeadHandler
     }
     route.segments.push_back(std::move(s));
   }
+  for (size_t i = 0; i + 1 < route.segments.size(); ++i) {
+    if (route.segments[i].rest) {
+      throw std::invalid_argument(
+          absl::StrCat("route pattern '", pattern, "': a {name...} parameter must come last"));
+    }
+  }
   routes_.push_back(std::move(route));
 }
 
 const Router::Route* Router::Match(Request& req, std::vector<std::string>* allowed) const {
   const std::vector<std::string_view> parts = SplitPath(req.path);
   auto matches = [&parts](const Route& route) {
-    if (route.segments.size() != parts.size()) return false;
-    for (size_t i = 0; i < parts.size(); ++i) {
+    const bool rest = !route.segments.empty() && route.segments.back().rest;
+    if (rest ? parts.size() < route.segments.size() : route.segments.size() != parts.size()) {
+      return false;
+    }
+    for (size_t i = 0; i < route.segments.size(); ++i) {
+      if (route.segments[i].rest) return true;  // the rest may hold empty segments
       const Segment& s = route.segments[i];
       if (s.is_param ? parts[i].empty() : s.text != parts[i]) return false;
     }
@@ -162,8 +177,15 @@ const Router::Route* Router::Match(Request& req, std::vector<std::string>* allow
   }
   if (best != nullptr) {
     req.path_params.clear();
-    for (size_t i = 0; i < parts.size(); ++i) {
-      if (best->segments[i].is_param) {
+    for (size_t i = 0; i < best->segments.size(); ++i) {
+      if (best->segments[i].rest) {
+        std::string tail;
+        for (size_t k = i; k < parts.size(); ++k) {
+          if (k > i) tail += '/';
+          tail += parts[k];
+        }
+        req.path_params[best->segments[i].text] = std::move(tail);
+      } else if (best->segments[i].is_param) {
         req.path_params[best->segments[i].text] = std::string(parts[i]);
       }
     }

@@ -58,7 +58,12 @@ Metrics::Metrics()
                                  .Help("Commit status requests retried after a 5xx, 429 or "
                                        "transport error")
                                  .Register(*registry_)
-                                 .Add({})) {
+                                 .Add({})),
+      artifact_bytes_(prometheus::BuildGauge()
+                          .Name("assay_artifact_bytes")
+                          .Help("Bytes of committed artifact files per repository (before "
+                                "deduplication)")
+                          .Register(*registry_)) {
   // Why every known label set now, at zero: a series that first appears at its first event
   // has no earlier sample, so rate() and increase() miss that event and alerts on them
   // cannot fire before it.
@@ -85,6 +90,19 @@ void Metrics::SetJobStates(const std::vector<std::pair<std::string, int64_t>>& c
     jobs_.Add({{"state", s}}).Set(static_cast<double>(n));
     if (s == "queued") queue_depth_.Set(static_cast<double>(n));
   }
+}
+
+void Metrics::SetArtifactBytes(const std::vector<std::pair<std::string, int64_t>>& bytes) {
+  absl::MutexLock l(&artifact_mu_);
+  std::set<std::string> now;
+  for (const auto& [repo, n] : bytes) {
+    artifact_bytes_.Add({{"repo", repo}}).Set(static_cast<double>(n));
+    now.insert(repo);
+  }
+  for (const auto& repo : artifact_repos_) {
+    if (!now.contains(repo)) artifact_bytes_.Add({{"repo", repo}}).Set(0);
+  }
+  artifact_repos_.insert(now.begin(), now.end());
 }
 
 void Metrics::CommitStatusEvent(const std::string& event) {

@@ -7,7 +7,10 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "absl/synchronization/mutex.h"
+
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,6 +30,9 @@ class Metrics {
   // A commit status event: delivered, failed, dropped (assay_commit_statuses_total{result}) or
   // retried (assay_commit_status_retries_total).
   void CommitStatusEvent(const std::string& event);
+  // assay_artifact_bytes{repo}: bytes of committed artifacts per repository (taken at scrape
+  // time). A repository seen before and missing from `bytes` goes to 0.
+  void SetArtifactBytes(const std::vector<std::pair<std::string, int64_t>>& bytes);
   std::string Serialize();
 
  private:
@@ -39,6 +45,9 @@ class Metrics {
   prometheus::Gauge& queue_depth_;
   prometheus::Family<prometheus::Counter>& commit_statuses_;
   prometheus::Counter& commit_status_retries_;
+  prometheus::Family<prometheus::Gauge>& artifact_bytes_;
+  absl::Mutex artifact_mu_;
+  std::set<std::string> artifact_repos_ ABSL_GUARDED_BY(artifact_mu_);
 };
 
 }  // namespace assay

@@ -68,13 +68,18 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"9", "0009_clone_credentials.sql"},
                             {"10", "0010_untrusted_agents.sql"},
                             {"11", "0011_log_quota.sql"},
+                            {"12", "0012_agent_executors.sql"},
+                            {"13", "0013_artifacts.sql"},
                             {"14", "0014_secrets.sql"},
                             {"15", "0015_logs.sql"},
                             {"16", "0016_lifecycle.sql"}});
-                            {"12", "0012_agent_executors.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
+                                          {"artifact_chunk_refs"},
+                                          {"artifact_chunks"},
+                                          {"artifact_files"},
+                                          {"artifacts"},
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
                                           {"job_attempts"},

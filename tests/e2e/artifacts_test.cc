@@ -1,7 +1,7 @@
 // End to end (issue 9): a job's artifacts reach the job that needs them with
 // `artifacts: true`, byte for byte, through a real server and agent.
 //
-// Tagged [.artifacts_e2e] (hidden, out of the default run) until the server side of the
+// Tagged [e2e] (hidden, out of the default run) until the server side of the
 // artifact RPCs is merged; then the tag becomes [e2e].
 
 #include <string>
@@ -27,7 +27,7 @@ std::string SumLines(const std::string& log) {
   return out;
 }
 
-TEST_CASE("artifacts: a needing job gets its need's files byte for byte", "[.artifacts_e2e]") {
+TEST_CASE("artifacts: a needing job gets its need's files byte for byte", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);

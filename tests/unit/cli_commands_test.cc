@@ -625,3 +625,47 @@ TEST_CASE("repo commit-status --off DELETEs, usage errors are exact") {
 
 }  // namespace
 }  // namespace assay::cli
+
+namespace assay::cli {
+namespace {
+
+TEST_CASE("artifacts lists a job's files, and writes one to stdout or -o FILE") {
+  FakeServer server;
+  server.response = {200,
+                     R"({"job_id":4,"attempt":1,"files":[{"path":"out/a b.bin","size":12,)"
+                     R"("mode":"0755","sha256":"x"},{"path":"r.txt","size":0,"mode":"0644",)"
+                     R"("sha256":"y"}],"bytes":12})",
+                     {}};
+  Result list = RunCli(server, {"artifacts", "4"}, "tok");
+  CHECK(list.code == 0);
+  CHECK(list.out == "0755 12 out/a b.bin\n0644 0 r.txt\n");
+  CHECK(server.requests.back().url == "http://127.0.0.1:9/api/v1/jobs/4/artifacts");
+
+  server.response = {200, std::string("bin\0ary", 7), {}};
+  Result one = RunCli(server, {"artifacts", "4", "out/a b.bin"}, "tok");
+  CHECK(one.code == 0);
+  CHECK(one.out == std::string("bin\0ary", 7));
+  CHECK(server.requests.back().url == "http://127.0.0.1:9/api/v1/jobs/4/artifacts/out/a%20b.bin");
+
+  const std::string file =
+      (std::filesystem::temp_directory_path() / ("assay-cli-art-" + std::to_string(getpid())))
+          .string();
+  Result saved = RunCli(server, {"artifacts", "4", "out/a b.bin", "-o", file}, "tok");
+  CHECK(saved.code == 0);
+  CHECK(saved.out.empty());
+  std::ifstream in(file, std::ios::binary);
+  std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(got == std::string("bin\0ary", 7));
+  std::filesystem::remove(file);
+
+  server.response = {
+      404, R"({"error":{"code":"not_found","message":"job 4 has no artifact 'x'"}})", {}};
+  Result missing = RunCli(server, {"artifacts", "4", "x"}, "tok");
+  CHECK(missing.code == 1);
+  CHECK(missing.err == "assay: 404 not_found: job 4 has no artifact 'x'\n");
+  Result usage = RunCli(server, {"artifacts", "4", "-o", file}, "tok");
+  CHECK(usage.code == 2);
+}
+
+}  // namespace
+}  // namespace assay::cli

@@ -1,0 +1,315 @@
+// The artifact RPCs of AgentService: adapters from the wire to artifacts::ArtifactService.
+// gRPC's callback threads only capture the request and post it to the service's worker pool,
+// where authorization (database) and storage (disk) run; streams take one message at a time.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/crypto/agent_secret.h"
+#include "common/crypto/crypto.h"
+#include "server/agents/agent_service.h"
+
+namespace assay {
+namespace {
+
+constexpr char kCredentialPrefix[] = "Bearer assay-agent-";
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+std::string AuthorizationOf(grpc::CallbackServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  return it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+}
+
+grpc::Status Unimplemented() {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "artifacts are not enabled on this server");
+}
+
+store::ArtifactFileRow FromWire(const v1::ArtifactFile& f) {
+  store::ArtifactFileRow r;
+  r.path = f.path();
+  r.size = static_cast<int64_t>(std::min<uint64_t>(f.size(), INT64_MAX));
+  r.mode = static_cast<int>(f.mode() & 07777);
+  r.sha256 = f.sha256();
+  r.chunks.assign(f.chunks().begin(), f.chunks().end());
+  return r;
+}
+
+void ToWire(const store::ArtifactFileRow& r, v1::ArtifactFile* f) {
+  f->set_path(r.path);
+  f->set_size(static_cast<uint64_t>(r.size));
+  f->set_mode(static_cast<uint32_t>(r.mode));
+  f->set_sha256(r.sha256);
+  for (const auto& c : r.chunks) f->add_chunks(c);
+}
+
+// Authorization of one call: the caller (CallerOf), then the live attempt.
+absl::StatusOr<store::LiveAttempt> Authorize(AgentServiceImpl* svc, const std::string& auth,
+                                             int64_t job_id, const std::string& token) {
+  auto caller = svc->CallerOf(auth);
+  if (!caller.ok()) return caller.status();
+  return svc->deps().artifacts->Authorize(job_id, token, *caller);
+}
+
+class UploadReactor final : public grpc::ServerReadReactor<v1::ChunkUpload> {
+ public:
+  UploadReactor(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx,
+                v1::UploadChunksResponse* response)
+      : svc_(svc), auth_(AuthorizationOf(ctx)), response_(response) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the agent closed its side (or the stream broke): what was stored stays
+      Finish(grpc::Status::OK);
+      return;
+    }
+    svc_->Post([this] { Handle(); });
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Handle() {
+    if (!attempt_.has_value()) {
+      auto a = Authorize(svc_, auth_, in_.job_id(), in_.attempt_token());
+      if (!a.ok()) {
+        LogWarn("artifacts", "refused an upload for job ", in_.job_id(), ": ",
+                a.status().message());
+        Finish(ToGrpc(a.status()));
+        return;
+      }
+      attempt_ = *a;
+    } else if ((in_.job_id() != 0 && in_.job_id() != attempt_->job_id) ||
+               (!in_.attempt_token().empty() && in_.attempt_token() != token_)) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "all chunks of one UploadChunks stream belong to its first job"));
+      return;
+    }
+    if (token_.empty()) token_ = in_.attempt_token();
+    auto put = svc_->deps().artifacts->PutChunk(in_.sha256(), in_.data());
+    if (!put.ok()) {
+      Finish(ToGrpc(put.status()));
+      return;
+    }
+    if (*put) {
+      response_->set_already_present(response_->already_present() + 1);
+    } else {
+      response_->set_stored(response_->stored() + 1);
+    }
+    StartRead(&in_);
+  }
+
+  AgentServiceImpl* svc_;
+  const std::string auth_;
+  v1::UploadChunksResponse* response_;
+  v1::ChunkUpload in_;
+  std::optional<store::LiveAttempt> attempt_;
+  std::string token_;
+};
+
+class DownloadReactor final : public grpc::ServerWriteReactor<v1::ChunkData> {
+ public:
+  DownloadReactor(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx,
+                  const v1::DownloadChunksRequest* request)
+      : svc_(svc), auth_(AuthorizationOf(ctx)), request_(*request) {
+    svc_->Post([this] { Start(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
+      return;
+    }
+    svc_->Post([this] { Next(); });
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Start() {
+    auto a = Authorize(svc_, auth_, request_.job_id(), request_.attempt_token());
+    if (!a.ok()) {
+      Finish(ToGrpc(a.status()));
+      return;
+    }
+    std::vector<std::string> chunks(request_.chunks().begin(), request_.chunks().end());
+    if (absl::Status s = svc_->deps().artifacts->CheckDownload(*a, chunks); !s.ok()) {
+      Finish(ToGrpc(s));
+      return;
+    }
+    Next();
+  }
+  void Next() {
+    if (next_ >= request_.chunks_size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const std::string& h = request_.chunks(next_++);
+    auto data = svc_->deps().artifacts->blobs()->Read(h, 0, -1);
+    if (!data.ok()) {
+      LogWarn("artifacts", "cannot read chunk ", h, ": ", data.status().message());
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("cannot read chunk ", h, "; try again")));
+      return;
+    }
+    out_.set_sha256(h);
+    out_.set_data(std::move(*data));
+    StartWrite(&out_);
+  }
+
+  AgentServiceImpl* svc_;
+  const std::string auth_;
+  const v1::DownloadChunksRequest request_;
+  int next_ = 0;
+  v1::ChunkData out_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::optional<int64_t>> AgentServiceImpl::CallerOf(const std::string& given) {
+  if (deps_.credentials != nullptr && absl::StartsWith(given, kCredentialPrefix)) {
+    auto cred = ParseAgentSecret(given.substr(7), AgentSecretKind::kCredential);
+    if (!cred.ok()) return absl::UnauthenticatedError("unknown or revoked agent credential");
+    auto who = deps_.credentials->FindByCredential(AgentSecretHash(*cred));
+    if (!who.ok()) return who.status();
+    if (!who->has_value() || (*who)->disabled) {
+      return absl::UnauthenticatedError("unknown or revoked agent credential");
+    }
+    return std::optional<int64_t>((*who)->agent_id);
+  }
+  // Why the emptiness check: an empty shared token would match "Bearer " from anyone.
+  if (!deps_.allow_shared_token || deps_.agent_token.empty() ||
+      !ConstantTimeEquals(Sha256(given), Sha256("Bearer " + deps_.agent_token))) {
+    return absl::UnauthenticatedError(
+        "missing or invalid agent token (authorization: Bearer <token>)");
+  }
+  return std::optional<int64_t>();
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::ArtifactChunksMissing(
+    grpc::CallbackServerContext* ctx, const v1::ChunksMissingRequest* request,
+    v1::ChunksMissingResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (deps_.artifacts == nullptr) {
+    reactor->Finish(Unimplemented());
+    return reactor;
+  }
+  Post([this, reactor, request, response, auth = AuthorizationOf(ctx)] {
+    auto a = Authorize(this, auth, request->job_id(), request->attempt_token());
+    if (!a.ok()) {
+      reactor->Finish(ToGrpc(a.status()));
+      return;
+    }
+    std::vector<std::string> chunks(request->chunks().begin(), request->chunks().end());
+    auto missing = deps_.artifacts->Missing(chunks);
+    if (!missing.ok()) {
+      reactor->Finish(ToGrpc(missing.status()));
+      return;
+    }
+    for (auto& m : *missing) response->add_missing(std::move(m));
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerReadReactor<v1::ChunkUpload>* AgentServiceImpl::UploadChunks(
+    grpc::CallbackServerContext* ctx, v1::UploadChunksResponse* response) {
+  if (deps_.artifacts == nullptr) {
+    // A reactor that only finishes: gRPC's callback API has no default read reactor.
+    class Refuse final : public grpc::ServerReadReactor<v1::ChunkUpload> {
+     public:
+      Refuse() { Finish(Unimplemented()); }
+      void OnDone() override { delete this; }
+    };
+    return new Refuse();
+  }
+  return new UploadReactor(this, ctx, response);
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::CommitArtifacts(
+    grpc::CallbackServerContext* ctx, const v1::CommitArtifactsRequest* request,
+    v1::CommitArtifactsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (deps_.artifacts == nullptr) {
+    reactor->Finish(Unimplemented());
+    return reactor;
+  }
+  Post([this, reactor, request, response, auth = AuthorizationOf(ctx)] {
+    auto a = Authorize(this, auth, request->job_id(), request->attempt_token());
+    if (!a.ok()) {
+      reactor->Finish(ToGrpc(a.status()));
+      return;
+    }
+    if (static_cast<size_t>(request->files_size()) > deps_.artifacts->limits().max_files) {
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("CommitArtifacts: ", request->files_size(),
+                                    " files, more than ", deps_.artifacts->limits().max_files)));
+      return;
+    }
+    std::vector<store::ArtifactFileRow> files;
+    files.reserve(request->files_size());
+    for (const auto& f : request->files()) files.push_back(FromWire(f));
+    auto done = deps_.artifacts->Commit(*a, files);
+    if (!done.ok()) {
+      reactor->Finish(ToGrpc(done.status()));
+      return;
+    }
+    response->set_files(static_cast<uint32_t>(done->files));
+    response->set_bytes(static_cast<uint64_t>(done->bytes));
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::GetArtifactManifest(
+    grpc::CallbackServerContext* ctx, const v1::ArtifactManifestRequest* request,
+    v1::ArtifactManifest* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (deps_.artifacts == nullptr) {
+    reactor->Finish(Unimplemented());
+    return reactor;
+  }
+  Post([this, reactor, request, response, auth = AuthorizationOf(ctx)] {
+    auto a = Authorize(this, auth, request->job_id(), request->attempt_token());
+    if (!a.ok()) {
+      reactor->Finish(ToGrpc(a.status()));
+      return;
+    }
+    auto manifests = deps_.artifacts->Manifests(*a);
+    if (!manifests.ok()) {
+      reactor->Finish(ToGrpc(manifests.status()));
+      return;
+    }
+    for (const auto& m : *manifests) {
+      v1::JobArtifacts* j = response->add_jobs();
+      j->set_job_id(m.job_id);
+      j->set_job_name(m.job_name);
+      for (const auto& f : m.files) ToWire(f, j->add_files());
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::ChunkData>* AgentServiceImpl::DownloadChunks(
+    grpc::CallbackServerContext* ctx, const v1::DownloadChunksRequest* request) {
+  if (deps_.artifacts == nullptr) {
+    class Refuse final : public grpc::ServerWriteReactor<v1::ChunkData> {
+     public:
+      Refuse() { Finish(Unimplemented()); }
+      void OnDone() override { delete this; }
+    };
+    return new Refuse();
+  }
+  return new DownloadReactor(this, ctx, request);
+}
+
+}  // namespace assay

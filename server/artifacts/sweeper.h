@@ -1,0 +1,56 @@
+#pragma once
+// Retention of artifacts: deletes expired manifests, then chunks no manifest references and
+// nobody touched for `chunk_grace` (an upload between ChunksMissing and its commit touches
+// them), in batches of `batch`, one transaction each. Replicas share the work through an
+// advisory lock (store::ArtifactStore): one sweeps at a time, the others skip that round.
+// *store, *blobs and *clock must outlive the sweeper.
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "server/artifacts/blob_store.h"
+#include "server/store/artifacts.h"
+
+namespace assay::artifacts {
+
+struct SweeperOptions {
+  absl::Duration interval = absl::Minutes(5);
+  int batch = 500;
+  absl::Duration chunk_grace = absl::Hours(24);
+  int max_batches_per_round = 100;  // bounds one round; the rest waits for the next
+};
+
+struct SweepCounts {
+  int manifests = 0;
+  int chunks = 0;
+};
+
+class Sweeper {
+ public:
+  Sweeper(store::ArtifactStore* store, BlobStore* blobs, const Clock* clock, SweeperOptions o)
+      : store_(store), blobs_(blobs), clock_(clock), options_(o) {}
+  ~Sweeper() { Stop(); }
+
+  // One round: expired manifests, then unreferenced chunks, batch by batch until a batch
+  // comes back short (or max_batches_per_round).
+  absl::StatusOr<SweepCounts> RunOnce();
+
+  void Start();  // a thread that runs a round every `interval`
+  void Stop();
+
+ private:
+  store::ArtifactStore* store_;
+  BlobStore* blobs_;
+  const Clock* clock_;
+  SweeperOptions options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace assay::artifacts
