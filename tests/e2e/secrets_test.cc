@@ -119,9 +119,9 @@ std::string ReadSource(const std::string& path) {
 }
 
 TEST_CASE("secrets: a fork's pull request gets none, and its log says why", "[e2e][secrets]") {
-  ClusterOptions o = Options();
-  o.executors = "sandbox";  // an untrusted job runs only in a sandbox or a container
-  Cluster c(o);
+  ClusterOptions options = Options();
+  options.executors = "sandbox";  // an untrusted job runs only in a sandbox or a container
+  Cluster c(options);
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("u1", {"--accept-untrusted"}));
