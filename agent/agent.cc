@@ -698,8 +698,8 @@ void Agent::Replay(Stream* stream, StreamWriter* writer) {
       }
       if (next->has_value()) {
         const uint64_t seq = (*next)->first;
-        WriteLocked(LogMessage(id, *j, seq, std::move((*next)->second),
-                               j->unacked_logs->ReadTimeOf(seq)));
+        WriteLocked(
+            LogMessage(id, *j, seq, std::move((*next)->second), j->unacked_logs->ReadTimeOf(seq)));
         j->sent_upto = (*next)->first;
         pushed = true;
         break;  // one message per wait for room

@@ -181,8 +181,8 @@ class Agent {
   bool server_drained_ ABSL_GUARDED_BY(mu_) = false;
   std::string server_drain_reason_ ABSL_GUARDED_BY(mu_);
   absl::Time server_cancel_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  std::string disk_reason_ ABSL_GUARDED_BY(mu_);  // DiskFloorReason of the last check
-  std::string sent_state_ ABSL_GUARDED_BY(mu_);   // OwnStateLocked as last told the server
+  std::string disk_reason_ ABSL_GUARDED_BY(mu_);      // DiskFloorReason of the last check
+  std::string sent_state_ ABSL_GUARDED_BY(mu_);       // OwnStateLocked as last told the server
   bool lifecycle_wake_ ABSL_GUARDED_BY(mu_) = false;  // something for LifecycleLoop to see
 
   absl::Mutex cache_mu_;

@@ -80,10 +80,10 @@ void Agent::OnDrain(const v1::Drain& d) {
   } else {
     server_drained_ = true;
     server_drain_reason_ = d.reason();
-    server_cancel_at_ = d.has_cancel_after_ms()
-                            ? absl::Now() + absl::Milliseconds(std::max<int64_t>(
-                                                0, d.cancel_after_ms()))
-                            : absl::InfiniteFuture();
+    server_cancel_at_ =
+        d.has_cancel_after_ms()
+            ? absl::Now() + absl::Milliseconds(std::max<int64_t>(0, d.cancel_after_ms()))
+            : absl::InfiniteFuture();
     LogInfo("agent", "drained by an admin", d.reason().empty() ? "" : ": ", d.reason(),
             "; no new jobs until resumed",
             d.has_cancel_after_ms()

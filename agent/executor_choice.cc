@@ -37,8 +37,8 @@ absl::StatusOr<std::vector<std::string>> ResolveExecutors(const std::vector<std:
   for (const std::string& name : asked) {
     if (std::find_if(std::begin(kExecutorNames), std::end(kExecutorNames),
                      [&](const char* k) { return name == k; }) == std::end(kExecutorNames)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--executors: unknown executor \"", name, "\" (known: container, sandbox, host)"));
+      return absl::InvalidArgumentError(absl::StrCat("--executors: unknown executor \"", name,
+                                                     "\" (known: container, sandbox, host)"));
     }
     if (std::count(asked.begin(), asked.end(), name) > 1) {
       return absl::InvalidArgumentError(

@@ -35,8 +35,8 @@ std::vector<std::string> SandboxExecutor::Argv(const std::string& workdir,
   if (options_.network) argv.push_back("--share-net");
   // Why this order: later mounts land on top of earlier ones. The host read-only first, then
   // the private /proc, /dev and /tmp, then the hidden trees, then what comes back of them.
-  for (const char* a : {"--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs",
-                        "/tmp"}) {
+  for (const char* a :
+       {"--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"}) {
     argv.push_back(a);
   }
   for (const std::string& h : options_.hidden) {
@@ -47,8 +47,8 @@ std::vector<std::string> SandboxExecutor::Argv(const std::string& workdir,
     if (!Exists(r)) continue;
     argv.insert(argv.end(), {"--ro-bind", r, r});
   }
-  argv.insert(argv.end(), {"--bind", workdir, workdir, "--chdir", workdir, "--", "/bin/sh", "-e",
-                           "-c", run});
+  argv.insert(argv.end(),
+              {"--bind", workdir, workdir, "--chdir", workdir, "--", "/bin/sh", "-e", "-c", run});
   return argv;
 }
 

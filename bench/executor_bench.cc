@@ -28,8 +28,8 @@ double RunOnce(assay::Executor* executor, const std::string& ws, const std::stri
   assay::CancelFlag cancel;
   auto start = std::chrono::steady_clock::now();
   assay::JobRunResult r = assay::RunJob(req, cancel, [](std::string_view) {});
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                  .count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (r.outcome != assay::JobRunOutcome::kSucceeded) {
     std::fprintf(stderr, "step failed: %s\n", r.message.c_str());
     exit(1);

@@ -12,8 +12,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <iostream>
+#include <sstream>
 #include <streambuf>
 #include <thread>
 
@@ -116,9 +116,9 @@ void Run(int mib) {
   int n = 0;
   for (const auto& ph : phases) {
     std::remove(go.c_str());
-    const std::string file = absl::StrCat(
-        "jobs:\n  j:\n    steps:\n      - run: |\n          while [ ! -f ", go,
-        " ]; do sleep 0.01; done\n          ", ph.run, "\n");
+    const std::string file =
+        absl::StrCat("jobs:\n  j:\n    steps:\n      - run: |\n          while [ ! -f ", go,
+                     " ]; do sleep 0.01; done\n          ", ph.run, "\n");
     const int64_t pipeline = Push(c, *repo, file, ++n);
     auto job = c.QueryInt(absl::StrCat("SELECT id FROM jobs WHERE pipeline_id = ", pipeline));
     if (!job.ok()) throw std::runtime_error(job.status().ToString());
@@ -141,7 +141,8 @@ void Run(int mib) {
     if (!done.ok()) throw std::runtime_error(done.status().ToString());
     auto rows = c.Query(absl::StrCat(
         "SELECT sum(octet_length(data)), count(*), extract(epoch from max(received_at)) * 1e6 "
-        "FROM log_chunks WHERE job_id = ", *job));
+        "FROM log_chunks WHERE job_id = ",
+        *job));
     double bytes = 0, last_us = 0;
     int64_t chunks = 0;
     if (rows.ok() && !rows->empty() && (*rows)[0][0]) {
@@ -152,7 +153,8 @@ void Run(int mib) {
     double first_us = 0;
     auto read_us = c.QueryInt(absl::StrCat(
         "SELECT ('x' || encode(substring(marks from 5 for 8), 'hex'))::bit(64)::bigint "
-        "FROM log_chunks WHERE job_id = ", *job, " ORDER BY start_offset LIMIT 1"));
+        "FROM log_chunks WHERE job_id = ",
+        *job, " ORDER BY start_offset LIMIT 1"));
     if (read_us.ok()) {
       // Marks are little-endian: reverse the bytes.
       uint64_t le = static_cast<uint64_t>(*read_us), v = 0;
@@ -161,10 +163,9 @@ void Run(int mib) {
     }
     const double secs = (last_us - first_us) / 1e6;
     std::cout << ph.name << ": stored " << static_cast<int64_t>(bytes) << " bytes in " << chunks
-              << " chunks; ingest " << (secs > 0 ? bytes / secs / 1e6 : 0) << " MB/s over "
-              << secs << " s; follower got " << buf.bytes << " bytes; tail delay "
-              << Pct(buf.delays_us) << (err.str().empty() ? "" : " (follower: " + err.str() + ")")
-              << "\n";
+              << " chunks; ingest " << (secs > 0 ? bytes / secs / 1e6 : 0) << " MB/s over " << secs
+              << " s; follower got " << buf.bytes << " bytes; tail delay " << Pct(buf.delays_us)
+              << (err.str().empty() ? "" : " (follower: " + err.str() + ")") << "\n";
   }
 }
 

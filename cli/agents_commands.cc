@@ -113,9 +113,8 @@ int AgentList(const ApiClient& api, std::ostream& out, std::ostream& err) {
                !accepting->as_bool()) {
       state += " (not accepting)";
     }
-    rows.push_back({Field(a, "name"), state, Field(a, "access"),
-                    absl::StrJoin(labels, ","), Field(a, "cpu_slots"), accepts,
-                    Field(a, "last_seen_at")});
+    rows.push_back({Field(a, "name"), state, Field(a, "access"), absl::StrJoin(labels, ","),
+                    Field(a, "cpu_slots"), accepts, Field(a, "last_seen_at")});
   }
   WriteTable(out, {"NAME", "STATE", "ACCESS", "LABELS", "SLOTS", "UNTRUSTED", "LAST_SEEN"}, rows);
   return 0;

@@ -240,11 +240,10 @@ int ShowPipeline(const ApiClient& api, std::string_view id, std::ostream& out, s
 
 int ShowLog(const ApiClient& api, std::string_view job_id, std::ostream& out, std::ostream& err,
             bool timestamps) {
-  std::optional<std::string> body =
-      api.Call("GET",
-               absl::StrCat("/api/v1/jobs/", UrlEscape(job_id), "/log",
-                            timestamps ? "?timestamps=1" : ""),
-               "", "text/plain", err);
+  std::optional<std::string> body = api.Call(
+      "GET",
+      absl::StrCat("/api/v1/jobs/", UrlEscape(job_id), "/log", timestamps ? "?timestamps=1" : ""),
+      "", "text/plain", err);
   if (!body) return kExitFailure;
   out.write(body->data(), static_cast<std::streamsize>(body->size()));
   out.flush();

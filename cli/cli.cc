@@ -19,8 +19,8 @@
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
 #include "cli/lint_command.h"
-#include "cli/secret_commands.h"
 #include "cli/log_follow.h"
+#include "cli/secret_commands.h"
 #include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
 
@@ -83,9 +83,9 @@ can read it.
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {"lint",   "repo", "pipelines", "pipeline", "logs",
-                                          "cancel", "run",  "queue",     "agents",   "secret",
-                                          "artifacts"};
+constexpr std::string_view kCommands[] = {"lint",   "repo",   "pipelines", "pipeline",
+                                          "logs",   "cancel", "run",       "queue",
+                                          "agents", "secret", "artifacts"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -272,8 +272,7 @@ std::variant<int, UsageError> SecretCommand(const CommandLine& line, const CliCo
     if (in.bad()) return UsageError{absl::StrCat("cannot read ", *file)};
   } else {
     if (context.in == nullptr) return UsageError{"no value: pipe it to stdin or use --from-file F"};
-    set.value.assign(std::istreambuf_iterator<char>(*context.in),
-                     std::istreambuf_iterator<char>());
+    set.value.assign(std::istreambuf_iterator<char>(*context.in), std::istreambuf_iterator<char>());
     // Why one newline: `echo VALUE |` adds it; a value's own line breaks are kept.
     if (set.value.size() >= 1 && set.value.back() == '\n') set.value.pop_back();
     if (set.value.size() >= 1 && set.value.back() == '\r') set.value.pop_back();
@@ -411,8 +410,7 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       auto job = api.CallJson("GET", absl::StrCat("/api/v1/jobs/", id), "", err);
       if (!job || !job->is_object()) return false;
       const std::string state = Field(&job->as_object(), "state");
-      return state == "pending" || state == "queued" || state == "assigned" ||
-             state == "running";
+      return state == "pending" || state == "queued" || state == "assigned" || state == "running";
     };
     return FollowLog(follow, out, err);
   }
@@ -495,8 +493,8 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
       if (auto error = check("agents drain", {"--reason", "--timeout"}, 2, 1, 1, "an agent NAME")) {
         return *error;
       }
-      return AgentDrain(api, line.positional[2], options.Get("--reason"),
-                        options.Get("--timeout"), out, err);
+      return AgentDrain(api, line.positional[2], options.Get("--reason"), options.Get("--timeout"),
+                        out, err);
     }
     if (sub == "resume") {
       if (auto error = check("agents resume", {}, 2, 1, 1, "an agent NAME")) return *error;

@@ -34,7 +34,11 @@ class StampedCounter {
   // Feeds received bytes; returns those to print now (a stamp is held until complete).
   std::string Feed(std::string_view bytes);
   // The connection was cut: a partial stamp is dropped.
-  void Cut() { stamp_.clear(); pending_ = pending_ || in_stamp_; in_stamp_ = false; }
+  void Cut() {
+    stamp_.clear();
+    pending_ = pending_ || in_stamp_;
+    in_stamp_ = false;
+  }
   long long raw() const { return raw_; }
 
  private:

@@ -14,24 +14,24 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
-#include "server/logs/compactor.h"
-#include "server/logs/log_followers.h"
-#include "server/store/logs.h"
 #include "common/crypto/crypto.h"
 #include "common/net/address_policy.h"
 #include "common/net/https_client.h"
 #include "server/agents/agent_service.h"
+#include "server/agents/server_tls.h"
+#include "server/api/api.h"
 #include "server/artifacts/artifact_service.h"
 #include "server/artifacts/blob_store.h"
 #include "server/artifacts/s3_blob_store.h"
 #include "server/artifacts/sweeper.h"
-#include "server/agents/server_tls.h"
-#include "server/store/artifacts.h"
-#include "server/api/api.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
+#include "server/logs/compactor.h"
+#include "server/logs/log_followers.h"
 #include "server/pipeline/schedule_loop.h"
 #include "server/scheduler/wakeups.h"
+#include "server/store/artifacts.h"
+#include "server/store/logs.h"
 #include "server/store/migrations.h"
 
 namespace assay {
@@ -263,8 +263,8 @@ absl::Status AssayServer::Start() {
                                                              clock, al);
   artifacts::SweeperOptions swo;
   swo.interval = o.artifact_sweep_interval;
-  m.artifact_sweeper = std::make_unique<artifacts::Sweeper>(m.artifact_store.get(), m.blobs.get(),
-                                                            clock, swo);
+  m.artifact_sweeper =
+      std::make_unique<artifacts::Sweeper>(m.artifact_store.get(), m.blobs.get(), clock, swo);
 
   AgentServiceDeps ad{m.agents.get(),
                       m.jobs.get(),
@@ -363,11 +363,11 @@ absl::Status AssayServer::Start() {
   m.status_reporter->Listen(m.listener.get());
   // Issue 9: a drain or resume made through another server's API reaches the agent's stream
   // here at once (and within the access check interval should the notification be lost).
-  m.listener->Listen("assay_agent_drain", [refresh = m.api.refresh_agent_drain](
-                                              const std::string& payload) {
-    int64_t id = 0;
-    if (absl::SimpleAtoi(payload, &id) && id > 0) refresh(id);
-  });
+  m.listener->Listen("assay_agent_drain",
+                     [refresh = m.api.refresh_agent_drain](const std::string& payload) {
+                       int64_t id = 0;
+                       if (absl::SimpleAtoi(payload, &id) && id > 0) refresh(id);
+                     });
   m.log_followers->Attach(m.listener.get());
   m.log_compactor->Attach(m.listener.get());
   m.listener->Start();

@@ -64,9 +64,9 @@ class SecretMasker {
   // Why: one pass over the text instead of one find() per pattern (x13 per value). Every
   // pattern is at least 4 bytes; a bit per hash of its first 4 bytes screens each position,
   // and the patterns with exactly those 4 bytes are compared only where the bit is set.
-  std::vector<uint64_t> prefix_filter_;                            // 65536 bits
+  std::vector<uint64_t> prefix_filter_;                          // 65536 bits
   std::unordered_map<uint32_t, std::vector<size_t>> by_prefix_;  // first 4 bytes -> patterns
-  std::string buf_;           // held back, not yet emitted
+  std::string buf_;                                              // held back, not yet emitted
   size_t carry_covered_ = 0;  // leading bytes of buf_ covered by an emitted occurrence
   bool last_masked_ = false;  // the last emitted output was kMask
 };

@@ -90,7 +90,7 @@ inline constexpr size_t kMaxArtifactPaths = 100;
 struct ArtifactsSpec {
   std::vector<std::string> paths;  // Globs relative to the workspace; '!' excludes. Non-empty.
   int64_t expire_in_s = kDefaultArtifactExpireSeconds;
-  std::string when = "on_success";  // "on_success" or "always".
+  std::string when = "on_success";   // "on_success" or "always".
   std::string if_no_files = "warn";  // "warn" or "error".
 
   bool operator==(const ArtifactsSpec&) const = default;
@@ -116,7 +116,7 @@ struct ImageSpec {
 
 // `services[i].health`: a command run in the service until it exits 0.
 struct HealthSpec {
-  std::string cmd;        // Shell text run with `/bin/sh -c` inside the service; empty: none.
+  std::string cmd;  // Shell text run with `/bin/sh -c` inside the service; empty: none.
   int64_t interval_s = 1;
   int retries = 30;       // Attempts before the job fails.
   int64_t timeout_s = 5;  // Per attempt.

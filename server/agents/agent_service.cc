@@ -600,8 +600,8 @@ class Session final : public Reactor {
     // Hello (the dispatcher here, which alone sends to this agent, is right already).
     auto current = deps_.agents->SetNotAccepting(session_, reason);
     if (!current.ok()) {
-      LogWarn("agents", "agent ", name_, ": recording its state failed: ",
-              current.status().ToString());
+      LogWarn("agents", "agent ", name_,
+              ": recording its state failed: ", current.status().ToString());
     }
     return true;
   }

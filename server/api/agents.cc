@@ -127,9 +127,9 @@ Response Drain(const ApiDeps& d, Request& req) {
     auto r = http::OptionalString(*body, "reason");
     if (!r.ok()) return http::StatusToResponse(r.status());
     if (r->has_value()) reason = **r;
-    if (reason.size() > kMaxDrainReason ||
-        std::any_of(reason.begin(), reason.end(),
-                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    if (reason.size() > kMaxDrainReason || std::any_of(reason.begin(), reason.end(), [](char c) {
+          return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+        })) {
       return ErrorResponse(400, "invalid_argument",
                            absl::StrCat("field 'reason' must be at most ", kMaxDrainReason,
                                         " bytes of text without control characters"));

@@ -134,111 +134,115 @@ struct Follow : std::enable_shared_from_this<Follow> {
 }  // namespace
 
 void RegisterJobLogRoute(http::Router& router, const ApiDeps& d) {
-  router.Add("GET", "/api/v1/jobs/{id}/log", Authed(d, [&d](Request& req) {
-    auto id = PathId(req);
-    if (!id.ok()) return http::StatusToResponse(id.status());
-    if (d.logs == nullptr) return ErrorResponse(503, "unavailable", "logs are not served here");
-    auto follow = Flag(req, "follow");
-    if (!follow.ok()) return http::StatusToResponse(follow.status());
-    auto timestamps = Flag(req, "timestamps");
-    if (!timestamps.ok()) return http::StatusToResponse(timestamps.status());
-    std::optional<int64_t> offset;
-    std::string offset_text;
-    if (auto q = req.Query("offset"); q.has_value()) {
-      offset_text = *q;
-    } else if (std::string last = req.Header("Last-Event-ID"); *follow && !last.empty()) {
-      offset_text = last;  // an EventSource reconnecting: the id of the last event it got
-    }
-    if (!offset_text.empty() || req.Query("offset").has_value()) {
-      int64_t v = 0;
-      if (!ParseOffset(offset_text, &v)) {
-        return ErrorResponse(400, "bad_request",
-                             "query parameter 'offset' must be a byte offset: an integer from 0 "
-                             "to 999999999999999999");
-      }
-      offset = v;
-    }
-    const std::string range = req.Header("Range");
-    if (!range.empty() && (*follow || *timestamps || offset.has_value())) {
-      return ErrorResponse(400, "bad_request",
-                           "header 'Range' cannot be combined with follow, timestamps or offset");
-    }
+  router.Add(
+      "GET", "/api/v1/jobs/{id}/log", Authed(d, [&d](Request& req) {
+        auto id = PathId(req);
+        if (!id.ok()) return http::StatusToResponse(id.status());
+        if (d.logs == nullptr) return ErrorResponse(503, "unavailable", "logs are not served here");
+        auto follow = Flag(req, "follow");
+        if (!follow.ok()) return http::StatusToResponse(follow.status());
+        auto timestamps = Flag(req, "timestamps");
+        if (!timestamps.ok()) return http::StatusToResponse(timestamps.status());
+        std::optional<int64_t> offset;
+        std::string offset_text;
+        if (auto q = req.Query("offset"); q.has_value()) {
+          offset_text = *q;
+        } else if (std::string last = req.Header("Last-Event-ID"); *follow && !last.empty()) {
+          offset_text = last;  // an EventSource reconnecting: the id of the last event it got
+        }
+        if (!offset_text.empty() || req.Query("offset").has_value()) {
+          int64_t v = 0;
+          if (!ParseOffset(offset_text, &v)) {
+            return ErrorResponse(
+                400, "bad_request",
+                "query parameter 'offset' must be a byte offset: an integer from 0 "
+                "to 999999999999999999");
+          }
+          offset = v;
+        }
+        const std::string range = req.Header("Range");
+        if (!range.empty() && (*follow || *timestamps || offset.has_value())) {
+          return ErrorResponse(
+              400, "bad_request",
+              "header 'Range' cannot be combined with follow, timestamps or offset");
+        }
 
-    Response r;
-    r.content_type = "text/plain; charset=utf-8";
-    r.headers.emplace_back("Accept-Ranges", "bytes");
-    if (*follow) {
-      if (d.log_followers == nullptr) {
-        return ErrorResponse(503, "unavailable", "following logs is not served here");
-      }
-      auto slot = d.log_followers->Acquire();
-      if (slot == nullptr) {
-        Response busy = ErrorResponse(
-            503, "overloaded",
-            absl::StrCat("this server already streams ", d.log_followers->options().max_followers,
-                         " followed logs; try again later or read without follow"));
-        busy.headers.emplace_back("Retry-After", "5");
-        return busy;
-      }
-      auto head = d.logs->Head(*id, /*live=*/true);
-      if (!head.ok()) return http::StatusToResponse(head.status());
-      auto f = std::make_shared<Follow>();
-      f->logs = d.logs;
-      f->hub = d.log_followers;
-      f->slot = std::move(slot);
-      f->job_id = *id;
-      f->attempt = head->attempt;
-      f->pos = offset.value_or(0);
-      f->timestamps = *timestamps;
-      f->sse = absl::AsciiStrToLower(req.Header("Accept")).find("text/event-stream") !=
-               std::string::npos;
-      if (f->sse) r.content_type = "text/event-stream";
-      r.headers.emplace_back("X-Accel-Buffering", "no");  // proxies: do not buffer a live tail
-      r.stream_async = [f](Response::PieceSink next) { f->Step(std::move(next)); };
-      return r;
-    }
+        Response r;
+        r.content_type = "text/plain; charset=utf-8";
+        r.headers.emplace_back("Accept-Ranges", "bytes");
+        if (*follow) {
+          if (d.log_followers == nullptr) {
+            return ErrorResponse(503, "unavailable", "following logs is not served here");
+          }
+          auto slot = d.log_followers->Acquire();
+          if (slot == nullptr) {
+            Response busy = ErrorResponse(
+                503, "overloaded",
+                absl::StrCat("this server already streams ",
+                             d.log_followers->options().max_followers,
+                             " followed logs; try again later or read without follow"));
+            busy.headers.emplace_back("Retry-After", "5");
+            return busy;
+          }
+          auto head = d.logs->Head(*id, /*live=*/true);
+          if (!head.ok()) return http::StatusToResponse(head.status());
+          auto f = std::make_shared<Follow>();
+          f->logs = d.logs;
+          f->hub = d.log_followers;
+          f->slot = std::move(slot);
+          f->job_id = *id;
+          f->attempt = head->attempt;
+          f->pos = offset.value_or(0);
+          f->timestamps = *timestamps;
+          f->sse = absl::AsciiStrToLower(req.Header("Accept")).find("text/event-stream") !=
+                   std::string::npos;
+          if (f->sse) r.content_type = "text/event-stream";
+          r.headers.emplace_back("X-Accel-Buffering", "no");  // proxies: do not buffer a live tail
+          r.stream_async = [f](Response::PieceSink next) { f->Step(std::move(next)); };
+          return r;
+        }
 
-    auto head = d.logs->Head(*id, /*live=*/false);
-    if (!head.ok()) return http::StatusToResponse(head.status());
-    int64_t from = offset.value_or(0), to = INT64_MAX;
-    if (!range.empty()) {
-      auto br = logs::ParseRange(range, head->size);
-      if (br.status().code() == absl::StatusCode::kOutOfRange) {
-        Response e = ErrorResponse(416, "range_not_satisfiable",
-                                   std::string(br.status().message()));
-        e.headers.emplace_back("Content-Range", absl::StrCat("bytes */", head->size));
-        return e;
-      }
-      if (!br.ok()) return http::StatusToResponse(br.status());
-      from = br->first;
-      to = br->last + 1;
-      r.status = 206;
-      r.headers.emplace_back("Content-Range",
-                             absl::StrCat("bytes ", br->first, "-", br->last, "/", head->size));
-    } else if (from > head->size) {
-      Response e = ErrorResponse(416, "range_not_satisfiable",
-                                 absl::StrCat("offset ", from, " is past the end of the log (",
-                                              head->size, " bytes)"));
-      e.headers.emplace_back("Content-Range", absl::StrCat("bytes */", head->size));
-      return e;
-    }
-    // Why streamed: a log may be as large as the quota (100 MiB by default); the server holds
-    // one page of it per request, never the whole log.
-    struct Cursor {
-      int64_t pos, to;
-    };
-    auto cur = std::make_shared<Cursor>(Cursor{from, to});
-    r.stream = [logs = d.logs, job = *id, attempt = head->attempt, cur,
-                ts = *timestamps]() -> absl::StatusOr<std::string> {
-      if (cur->pos >= cur->to) return std::string();
-      auto slice = logs->Read(job, attempt, cur->pos, cur->to, kLogPageBytes);
-      if (!slice.ok()) return slice.status();
-      cur->pos += static_cast<int64_t>(slice->data.size());
-      if (slice->data.empty()) cur->to = cur->pos;
-      return ts ? logs::StampLines(*slice) : std::move(slice->data);
-    };
-    return r;
-  }));
+        auto head = d.logs->Head(*id, /*live=*/false);
+        if (!head.ok()) return http::StatusToResponse(head.status());
+        int64_t from = offset.value_or(0), to = INT64_MAX;
+        if (!range.empty()) {
+          auto br = logs::ParseRange(range, head->size);
+          if (br.status().code() == absl::StatusCode::kOutOfRange) {
+            Response e =
+                ErrorResponse(416, "range_not_satisfiable", std::string(br.status().message()));
+            e.headers.emplace_back("Content-Range", absl::StrCat("bytes */", head->size));
+            return e;
+          }
+          if (!br.ok()) return http::StatusToResponse(br.status());
+          from = br->first;
+          to = br->last + 1;
+          r.status = 206;
+          r.headers.emplace_back("Content-Range",
+                                 absl::StrCat("bytes ", br->first, "-", br->last, "/", head->size));
+        } else if (from > head->size) {
+          Response e = ErrorResponse(416, "range_not_satisfiable",
+                                     absl::StrCat("offset ", from, " is past the end of the log (",
+                                                  head->size, " bytes)"));
+          e.headers.emplace_back("Content-Range", absl::StrCat("bytes */", head->size));
+          return e;
+        }
+        // Why streamed: a log may be as large as the quota (100 MiB by default); the server holds
+        // one page of it per request, never the whole log.
+        struct Cursor {
+          int64_t pos, to;
+        };
+        auto cur = std::make_shared<Cursor>(Cursor{from, to});
+        r.stream = [logs = d.logs, job = *id, attempt = head->attempt, cur,
+                    ts = *timestamps]() -> absl::StatusOr<std::string> {
+          if (cur->pos >= cur->to) return std::string();
+          auto slice = logs->Read(job, attempt, cur->pos, cur->to, kLogPageBytes);
+          if (!slice.ok()) return slice.status();
+          cur->pos += static_cast<int64_t>(slice->data.size());
+          if (slice->data.empty()) cur->to = cur->pos;
+          return ts ? logs::StampLines(*slice) : std::move(slice->data);
+        };
+        return r;
+      }));
 }
 
 }  // namespace assay::api

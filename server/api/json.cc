@@ -122,25 +122,25 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
   for (const auto& l : ag.labels) labels.push_back(json::value(l));
   json::array executors;
   for (const auto& e : ag.executors) executors.push_back(json::value(e));
-  return json::object{{"id", ag.id},
-                      {"name", ag.name},
-                      {"state", ag.state},
-                      {"version", ag.version},
-                      {"labels", std::move(labels)},
-                      {"cpu_slots", ag.cpu_slots},
-                      {"memory_gb", ag.memory_gb},
-                      {"last_seen_at", TimeJson(ag.last_seen_at)},
-                      {"access", ag.access},
-                      {"accept_untrusted", ag.accept_untrusted},
-                      // Issue 9, lifecycle: the agent's own state and an admin's drain.
-                      {"accepting", ag.not_accepting.empty()},
-                      {"state_reason", ag.not_accepting},
-                      {"drained", ag.drain.drained},
-                      {"drain_reason", ag.drain.reason},
-                      {"drain_deadline", ag.drain.deadline ? TimeJson(*ag.drain.deadline)
-                                                           : json::value(nullptr)},
-                      {"executors", std::move(executors)},
-                      {"gpus", *std::move(gpus)}};
+  return json::object{
+      {"id", ag.id},
+      {"name", ag.name},
+      {"state", ag.state},
+      {"version", ag.version},
+      {"labels", std::move(labels)},
+      {"cpu_slots", ag.cpu_slots},
+      {"memory_gb", ag.memory_gb},
+      {"last_seen_at", TimeJson(ag.last_seen_at)},
+      {"access", ag.access},
+      {"accept_untrusted", ag.accept_untrusted},
+      // Issue 9, lifecycle: the agent's own state and an admin's drain.
+      {"accepting", ag.not_accepting.empty()},
+      {"state_reason", ag.not_accepting},
+      {"drained", ag.drain.drained},
+      {"drain_reason", ag.drain.reason},
+      {"drain_deadline", ag.drain.deadline ? TimeJson(*ag.drain.deadline) : json::value(nullptr)},
+      {"executors", std::move(executors)},
+      {"gpus", *std::move(gpus)}};
 }
 
 }  // namespace assay::api

@@ -200,7 +200,7 @@ class Router {
   struct Segment {
     bool is_param = false;
     bool rest = false;  // "{name...}": matches the rest of the path
-    std::string text;  // literal text, or the parameter name
+    std::string text;   // literal text, or the parameter name
   };
   struct Route {
     std::string method;

@@ -13,7 +13,9 @@ void LogCompactor::Attach(store::Listener* listener) {
   listener->Listen("assay_log_ended", [this](const std::string&) { Wake(); });
 }
 
-void LogCompactor::Start() { thread_ = std::thread([this] { Run(); }); }
+void LogCompactor::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void LogCompactor::Stop() {
   {
@@ -42,8 +44,7 @@ int LogCompactor::SweepOnce() {
         absl::MutexLock l(&mu_);
         if (stopping_) return done;
       }
-      auto step =
-          store_->Compact(job_id, attempt, from, options_.row_target, options_.step_bytes);
+      auto step = store_->Compact(job_id, attempt, from, options_.row_target, options_.step_bytes);
       if (!step.ok()) {
         LogWarn("logs", "compacting the log of job ", job_id, " attempt ", attempt,
                 " failed: ", step.status().ToString());

@@ -23,7 +23,7 @@ class LogCompactor {
  public:
   // `*store` must outlive the compactor.
   LogCompactor(store::LogStore* store, CompactorOptions options = {});
-  ~LogCompactor();  // Stop()
+  ~LogCompactor();                         // Stop()
   void Attach(store::Listener* listener);  // before listener->Start()
   void Start();
   void Stop();  // idempotent; returns after the running step

@@ -21,8 +21,8 @@
 namespace assay::logs {
 
 struct FollowOptions {
-  int max_followers = 64;                       // per server; more get 503
-  absl::Duration recheck = absl::Seconds(1);    // a parked reader looks again at least this often
+  int max_followers = 64;                        // per server; more get 503
+  absl::Duration recheck = absl::Seconds(1);     // a parked reader looks again at least this often
   absl::Duration keepalive = absl::Seconds(15);  // SSE: a comment after this long without data
   // Plain (chunked) follow: the response ends after this long without a byte (the client
   // reconnects with ?offset=); a dead client's slot is freed within it.

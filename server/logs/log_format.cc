@@ -3,10 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 
 namespace assay::logs {
@@ -76,8 +76,8 @@ absl::StatusOr<ByteRange> ParseRange(std::string_view header, int64_t size) {
     r.last = std::min(r.last, size - 1);
   }
   if (r.first >= size) {
-    return absl::OutOfRangeError(absl::StrCat("the range starts at or past the end (", size,
-                                              " bytes)"));
+    return absl::OutOfRangeError(
+        absl::StrCat("the range starts at or past the end (", size, " bytes)"));
   }
   return r;
 }

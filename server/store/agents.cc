@@ -39,21 +39,18 @@ const Query kList{"agent_list",
 const Query kSetAccepting{
     "agent_set_accepting",
     "UPDATE agents SET accepting = ($3 = ''), state_reason = $3 WHERE id = $1 AND "
-    "generation = $2 RETURNING drained_at IS NOT NULL, drain_reason, "
-    ASSAY_EPOCH_US("drain_deadline")};
-const Query kDrain{
-    "agent_drain",
-    "UPDATE agents SET drained_at = coalesce(drained_at, now()), drain_reason = $2, "
-    "drain_deadline = $3::timestamptz WHERE name = $1 RETURNING id"};
-const Query kResume{
-    "agent_resume",
-    "UPDATE agents SET drained_at = NULL, drain_reason = '', drain_deadline = NULL "
-    "WHERE name = $1 RETURNING id"};
+    "generation = $2 RETURNING drained_at IS NOT NULL, drain_reason, " ASSAY_EPOCH_US(
+        "drain_deadline")};
+const Query kDrain{"agent_drain",
+                   "UPDATE agents SET drained_at = coalesce(drained_at, now()), drain_reason = $2, "
+                   "drain_deadline = $3::timestamptz WHERE name = $1 RETURNING id"};
+const Query kResume{"agent_resume",
+                    "UPDATE agents SET drained_at = NULL, drain_reason = '', drain_deadline = NULL "
+                    "WHERE name = $1 RETURNING id"};
 const Query kNotifyDrain{"agent_notify_drain", "SELECT pg_notify('assay_agent_drain', $1)"};
-const Query kDrains{
-    "agent_drains",
-    "SELECT id, drained_at IS NOT NULL, drain_reason, " ASSAY_EPOCH_US("drain_deadline")
-    " FROM agents WHERE id = ANY($1::bigint[])"};
+const Query kDrains{"agent_drains",
+                    "SELECT id, drained_at IS NOT NULL, drain_reason, " ASSAY_EPOCH_US(
+                        "drain_deadline") " FROM agents WHERE id = ANY($1::bigint[])"};
 
 AgentDrain DrainFromRow(const pqxx::row& r, int first) {
   AgentDrain d;
@@ -68,12 +65,12 @@ AgentDrain DrainFromRow(const pqxx::row& r, int first) {
 absl::StatusOr<AgentSession> AgentStore::Connect(const AgentHello& h) {
   AgentSession out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    auto r = Exec(tx, c, kUpsert,
-                  {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version,
-                   absl::StrCat(h.memory_gb), h.accept_untrusted, h.enrolled_id,
-                   h.credential_hash.empty() ? Param::Null() : Param::Bytes(h.credential_hash),
-                   ToPgTextArray(h.executors.empty() ? std::vector<std::string>{"host"}
-                                                     : h.executors)});
+    auto r =
+        Exec(tx, c, kUpsert,
+             {h.name, ToPgTextArray(h.labels), h.cpu_slots, h.gpus_json, h.version,
+              absl::StrCat(h.memory_gb), h.accept_untrusted, h.enrolled_id,
+              h.credential_hash.empty() ? Param::Null() : Param::Bytes(h.credential_hash),
+              ToPgTextArray(h.executors.empty() ? std::vector<std::string>{"host"} : h.executors)});
     if (r.empty()) {
       return absl::PermissionDeniedError(
           h.enrolled_id == 0

@@ -31,7 +31,7 @@ struct AgentHello {
 // An admin's drain of one agent (POST /api/v1/agents/{name}/drain); survives restarts.
 struct AgentDrain {
   bool drained = false;
-  std::string reason;  // the admin's reason; "" when none was given
+  std::string reason;                  // the admin's reason; "" when none was given
   std::optional<absl::Time> deadline;  // running jobs are canceled then; unset: never
 };
 

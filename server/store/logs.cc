@@ -12,23 +12,23 @@ namespace {
 #define ASSAY_LIVE_STATES "('pending', 'queued', 'assigned', 'running')"
 
 // The bytes stored for (job $1, attempt $2): the end of its last row (one backward index step).
-#define ASSAY_LOG_SIZE                                                                       \
-  "coalesce((SELECT s.start_offset + octet_length(s.data) FROM log_chunks s "              \
-  "WHERE s.job_id = $1 AND s.attempt = $2 AND s.start_offset IS NOT NULL "                  \
+#define ASSAY_LOG_SIZE                                                        \
+  "coalesce((SELECT s.start_offset + octet_length(s.data) FROM log_chunks s " \
+  "WHERE s.job_id = $1 AND s.attempt = $2 AND s.start_offset IS NOT NULL "    \
   "ORDER BY s.start_offset DESC LIMIT 1), 0)"
 
-const Query kLogHead{
-    "log_head",
-    "SELECT coalesce((SELECT max(attempt) FROM log_chunks WHERE job_id = $1), 0) "
-    "FROM jobs WHERE id = $1"};
+const Query kLogHead{"log_head",
+                     "SELECT coalesce((SELECT max(attempt) FROM log_chunks WHERE job_id = $1), 0) "
+                     "FROM jobs WHERE id = $1"};
 const Query kLogLiveHead{"log_live_head", "SELECT attempt FROM jobs WHERE id = $1"};
 // $2 = 0: only whether the job ended. An attempt ended once it is not assigned or running.
 const Query kLogStat{
-    "log_stat",
-    "SELECT j.state NOT IN " ASSAY_LIVE_STATES ", "
-    "coalesce(a.state NOT IN ('assigned', 'running'), j.state NOT IN " ASSAY_LIVE_STATES "), "
-    ASSAY_LOG_SIZE " FROM jobs j LEFT JOIN job_attempts a ON a.job_id = j.id AND a.attempt = $2 "
-    "WHERE j.id = $1"};
+    "log_stat", "SELECT j.state NOT IN " ASSAY_LIVE_STATES
+                ", "
+                "coalesce(a.state NOT IN ('assigned', 'running'), j.state NOT IN " ASSAY_LIVE_STATES
+                "), " ASSAY_LOG_SIZE
+                " FROM jobs j LEFT JOIN job_attempts a ON a.job_id = j.id AND a.attempt = $2 "
+                "WHERE j.id = $1"};
 // The rows overlapping [$3, $4): from the row holding byte $3 (the greatest start at or
 // before it), at most $5 rows.
 const Query kLogRows{
@@ -188,8 +188,8 @@ absl::StatusOr<CompactStep> LogStore::Compact(int64_t job_id, int attempt, int64
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out = CompactStep{from, false, 0};
     auto lock = Exec(tx, c, kCompactLock, {job_id, attempt});
-    if (lock.empty()) return absl::NotFoundError(
-        absl::StrCat("job ", job_id, " has no attempt ", attempt));
+    if (lock.empty())
+      return absl::NotFoundError(absl::StrCat("job ", job_id, " has no attempt ", attempt));
     ended = lock[0][0].as<bool>();
     if (!ended) return absl::OkStatus();
     if (lock[0][1].as<bool>()) {
@@ -211,8 +211,8 @@ absl::StatusOr<CompactStep> LogStore::Compact(int64_t job_id, int attempt, int64
     };
     std::vector<Row> rows;
     for (const auto& r : Exec(tx, c, kCompactRows, {job_id, attempt, from})) {
-      rows.push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<int64_t>(),
-                      r[3].as<int64_t>()});
+      rows.push_back(
+          {r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<int64_t>(), r[3].as<int64_t>()});
     }
     size_t rewritten = 0;
     size_t i = 0;

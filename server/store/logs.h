@@ -62,8 +62,8 @@ class LogStore {
   // about `step_bytes` were rewritten; one transaction under the attempt row's lock (the
   // ingest's lock), so readers and a late resent chunk see either the old rows or the new.
   // kFailedPrecondition when the attempt has not ended.
-  absl::StatusOr<CompactStep> Compact(int64_t job_id, int attempt, int64_t from,
-                                      size_t row_target, size_t step_bytes);
+  absl::StatusOr<CompactStep> Compact(int64_t job_id, int attempt, int64_t from, size_t row_target,
+                                      size_t step_bytes);
   // Ended attempts whose rows are not merged yet, oldest first, at most `limit`.
   absl::StatusOr<std::vector<std::pair<int64_t, int>>> Uncompacted(int limit);
 

@@ -48,8 +48,7 @@ TEST_CASE("executors: the agent row keeps the announced executors, none means ho
   CHECK((*list)[1].executors == std::vector<std::string>{"host"});
   // A reconnect with other executors replaces them.
   Connect(f, "b", {"sandbox", "host"}, true);
-  CHECK(f.Query("SELECT executors::text FROM agents WHERE name = 'b'") ==
-        Rows{{"{sandbox,host}"}});
+  CHECK(f.Query("SELECT executors::text FROM agents WHERE name = 'b'") == Rows{{"{sandbox,host}"}});
 }
 
 TEST_CASE("executors: the claim refuses every agent that cannot run the job as asked",
@@ -104,9 +103,9 @@ TEST_CASE("executors: the dispatcher sends an untrusted job to the sandbox agent
   host_cap.accepts_untrusted = true;
   host_cap.executors = {"host"};
   d.AgentConnected(host_cap, {}, host_ch);
-  const int64_t p = f.CreatePipeline({JobWith("fork", R"({"cpus":1,"untrusted":true})"),
-                                      JobWith("image", R"({"cpus":1,"executor":"container"})"),
-                                      Job("plain")});
+  const int64_t p =
+      f.CreatePipeline({JobWith("fork", R"({"cpus":1,"untrusted":true})"),
+                        JobWith("image", R"({"cpus":1,"executor":"container"})"), Job("plain")});
   CHECK(d.DispatchOnce() == 1);
   auto got = host_ch->TakeAssignments();
   REQUIRE(got.size() == 1);

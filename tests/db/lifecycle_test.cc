@@ -101,8 +101,9 @@ TEST_CASE("lifecycle: the agent's own state is recorded only from its current se
   REQUIRE(current.ok());
   CHECK(RowOf(f, "a1").not_accepting.empty());
   // The old stream's late state changes nothing.
-  CHECK(*f.agents.SetNotAccepting(*old_session, "not taking jobs: free disk 0.5 GB below the "
-                                                "floor of 1 GB") == false);
+  CHECK(*f.agents.SetNotAccepting(*old_session,
+                                  "not taking jobs: free disk 0.5 GB below the "
+                                  "floor of 1 GB") == false);
   CHECK(RowOf(f, "a1").not_accepting.empty());
   const std::string disk = "not taking jobs: free disk 0.5 GB below the floor of 1 GB";
   CHECK(*f.agents.SetNotAccepting(*current, disk) == true);

@@ -88,9 +88,10 @@ TEST_CASE("log store: chunks get byte offsets, and a range reads exact bytes at 
   // Timestamps: each line carries the read time of the chunk its first byte came in.
   auto s = logs.Read(a.job_id, 1, 0, Line(0).size() * 3, 1 << 20);
   REQUIRE(s.ok());
-  CHECK(logs::StampLines(*s) == "2023-11-14T22:13:20.000001Z line 000100\n"
-                                "2023-11-14T22:13:20.000002Z line 000200\n"
-                                "2023-11-14T22:13:20.000002Z line 000201\n");
+  CHECK(logs::StampLines(*s) ==
+        "2023-11-14T22:13:20.000001Z line 000100\n"
+        "2023-11-14T22:13:20.000002Z line 000200\n"
+        "2023-11-14T22:13:20.000002Z line 000201\n");
   // From the middle of a line: no stamp until the next line begins.
   auto mid = logs.Read(a.job_id, 1, 5, 24, 1 << 20);
   REQUIRE(mid.ok());
@@ -107,8 +108,9 @@ TEST_CASE("log store: compaction keeps every byte and mark, under a concurrent r
     std::string chunk;
     for (int i = 0; i < 1 + seq % 7; ++i) chunk += Line(seq * 10 + i);
     all += chunk;
-    REQUIRE(f.jobs.AppendLog(a.job_id, a.attempt_token, seq, chunk, store::kDefaultLogQuotaBytes,
-                             1700000000000000 + seq)
+    REQUIRE(f.jobs
+                .AppendLog(a.job_id, a.attempt_token, seq, chunk, store::kDefaultLogQuotaBytes,
+                           1700000000000000 + seq)
                 .ok());
   }
   const std::string before = StampedAll(logs, a.job_id, 1, 1 << 20);
@@ -208,10 +210,9 @@ TEST_CASE("log ranges: one range of bytes, hostile headers refused", "[db]") {
   CHECK(code("bytes=100-", 100) == StatusCode::kOutOfRange);
   CHECK(code("bytes=0-0", 0) == StatusCode::kOutOfRange);
   CHECK(code("bytes=-0", 100) == StatusCode::kOutOfRange);
-  for (const char* bad :
-       {"bytes=0-1,5-6", "items=0-1", "bytes=", "bytes=-", "bytes=a-b", "bytes=9-3",
-        "bytes=-5-6", "bytes=0x10-", "bytes=+1-2", "bytes=1234567890123456789-",
-        "bytes=0-12345678901234567890"}) {
+  for (const char* bad : {"bytes=0-1,5-6", "items=0-1", "bytes=", "bytes=-", "bytes=a-b",
+                          "bytes=9-3", "bytes=-5-6", "bytes=0x10-", "bytes=+1-2",
+                          "bytes=1234567890123456789-", "bytes=0-12345678901234567890"}) {
     INFO(bad);
     CHECK(code(bad, 100) == StatusCode::kInvalidArgument);
   }
@@ -226,9 +227,10 @@ TEST_CASE("log ranges: one range of bytes, hostile headers refused", "[db]") {
 namespace assay::dbtest {
 namespace {
 
-TEST_CASE("log store: a chunk stored before an earlier one waits for it, and compaction places "
-          "what is still waiting",
-          "[db]") {
+TEST_CASE(
+    "log store: a chunk stored before an earlier one waits for it, and compaction places "
+    "what is still waiting",
+    "[db]") {
   DbFixture f;
   store::LogStore logs(&f.db);
   f.CreatePipeline({Job("a")});
@@ -258,8 +260,7 @@ TEST_CASE("log store: a chunk stored before an earlier one waits for it, and com
   REQUIRE(step.ok());
   CHECK(step->done);
   CHECK(read() == "a\nb\nd\n");
-  CHECK(f.Query("SELECT seq, end_seq, start_offset FROM log_chunks") ==
-        Rows{{"1", "4", "0"}});
+  CHECK(f.Query("SELECT seq, end_seq, start_offset FROM log_chunks") == Rows{{"1", "4", "0"}});
 }
 
 }  // namespace

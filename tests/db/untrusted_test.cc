@@ -33,9 +33,9 @@ int64_t ConnectAgent(DbFixture& f, const std::string& name, bool accept_untruste
   h.name = name;
   h.cpu_slots = 4;
   h.accept_untrusted = accept_untrusted;
-  h.executors = !executors.empty()     ? std::move(executors)
-                : accept_untrusted     ? std::vector<std::string>{"sandbox"}
-                                       : std::vector<std::string>{};
+  h.executors = !executors.empty() ? std::move(executors)
+                : accept_untrusted ? std::vector<std::string>{"sandbox"}
+                                   : std::vector<std::string>{};
   auto s = f.agents.Connect(h);
   REQUIRE(s.ok());
   return s->id;

@@ -95,8 +95,7 @@ TEST_CASE("a job with image: runs its steps inside that image, workspace at /wor
   CHECK(Labelled("network", label) == "");
 }
 
-TEST_CASE("a service is reachable by its name once its health check passes",
-          "[e2e][container]") {
+TEST_CASE("a service is reachable by its name once its health check passes", "[e2e][container]") {
   const std::string image = MUST(testing::BusyboxImage());
   Cluster c(ContainerOptions());
   MUST(c.StartServer());

@@ -155,8 +155,8 @@ TEST_CASE("SIGTERM with --drain-timeout: the job is canceled with a clear messag
   CHECK(JsonString(Job(done, "long"), "state") == "canceled");
   CHECK(JsonString(Job(done, "long"), "message") == why);
   CHECK(MUST(c.JobLog(JobId(done, "long"))) ==
-        absl::StrCat("started\nassay: job canceled; sent SIGTERM to the process group\nassay: ",
-                     why, "\n"));
+        absl::StrCat(
+            "started\nassay: job canceled; sent SIGTERM to the process group\nassay: ", why, "\n"));
   // Its workspace went with it (the agent removes it before it exits).
   CHECK(std::filesystem::is_empty(c.dir() + "/agent-a1/jobs"));
 }
@@ -260,8 +260,7 @@ TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a 
   // Hostile and mistaken calls first: they change nothing.
   auto unknown = MUST(c.Api("POST", "/api/v1/agents/nope/drain"));
   CHECK(unknown.status == 404);
-  CHECK(unknown.body ==
-        R"({"error":{"code":"not_found","message":"no agent named 'nope'"}})");
+  CHECK(unknown.body == R"({"error":{"code":"not_found","message":"no agent named 'nope'"}})");
   auto anonymous = MUST(c.Fetch("POST", "/api/v1/agents/a1/drain"));
   CHECK(anonymous.status == 401);
   auto wrong = MUST(c.Fetch("POST", "/api/v1/agents/a1/drain",
@@ -274,17 +273,17 @@ TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a 
                      R"(a duration from 0s to 720h, like 30m"}})"));
   auto extra = MUST(c.Api("POST", "/api/v1/agents/a1/drain", R"({"reasons":"x"})"));
   CHECK(extra.status == 400);
-  auto long_reason = MUST(
-      c.Api("POST", "/api/v1/agents/a1/drain", absl::StrCat(R"({"reason":")", std::string(301, 'r'),
-                                                            R"("})")));
+  auto long_reason = MUST(c.Api("POST", "/api/v1/agents/a1/drain",
+                                absl::StrCat(R"({"reason":")", std::string(301, 'r'), R"("})")));
   CHECK(long_reason.status == 400);
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM agents WHERE drained_at IS NOT NULL")) == 0);
 
   auto drain = MUST(c.RunCli({"agents", "drain", "a1", "--reason", "maintenance"}));
   INFO(drain.out << drain.err);
   CHECK(drain.exit_code == 0);
-  CHECK(drain.out == "agent a1: drained (no new jobs; running jobs finish; "
-                     "`assay agents resume a1` lifts it)\n");
+  CHECK(drain.out ==
+        "agent a1: drained (no new jobs; running jobs finish; "
+        "`assay agents resume a1` lifts it)\n");
   // Again: the same answer (idempotent).
   json::object again =
       MUST(c.ApiObject("POST", "/api/v1/agents/a1/drain", R"({"reason":"maintenance"})"));
@@ -363,8 +362,7 @@ TEST_CASE("the disk floor: below it the agent takes no job and says why, above i
     MUST(c.WaitForAgents(1));
     const int64_t p = PushFiles(c, repo, {{".assay.yml", kQuickJobFile}});
     const int64_t next = OnlyJob(c, p, "next");
-    const std::string s =
-        WaitForWaiting(c, next, [](const std::string& s) { return !s.empty(); });
+    const std::string s = WaitForWaiting(c, next, [](const std::string& s) { return !s.empty(); });
     CHECK(absl::StartsWith(s, "agent a1 is not taking jobs: free disk "));
     CHECK(absl::EndsWith(s, " GB below the floor of 1000000 GB"));
     json::object row = AgentOf(c, "a1");
@@ -401,8 +399,7 @@ TEST_CASE("the disk floor: below it the agent takes no job and says why, above i
     }));
     const int64_t p = PushFiles(c, repo, {{".assay.yml", kQuickJobFile}});
     const int64_t next = OnlyJob(c, p, "next");
-    const std::string s =
-        WaitForWaiting(c, next, [](const std::string& s) { return !s.empty(); });
+    const std::string s = WaitForWaiting(c, next, [](const std::string& s) { return !s.empty(); });
     CHECK(absl::StartsWith(s, "agent a1 is not taking jobs: free disk "));
     CHECK(absl::EndsWith(s, " GB below the floor of 0.03 GB"));
     std::filesystem::remove(mnt + "/fill");

@@ -33,9 +33,10 @@ absl::StatusOr<HttpClientResponse> Get(Cluster& c, const std::string& path,
   return HttpFetch("GET", c.http_url() + path, h, {}, timeout);
 }
 
-TEST_CASE("logs: 20 cuts of the agent's connection while a job prints 200,000 lines lose and "
-          "repeat none",
-          "[e2e]") {
+TEST_CASE(
+    "logs: 20 cuts of the agent's connection while a job prints 200,000 lines lose and "
+    "repeat none",
+    "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -112,8 +113,7 @@ TEST_CASE("logs: a follower started before the job prints gets every byte once, 
   std::thread t2([&] { follow(&sse, {{"Accept", "text/event-stream"}}); });
   // Both slots are taken: a third follower is refused.
   MUST(c.WaitUntil("two followers hold the slots", [&](std::string& o) {
-    auto r = Get(c, absl::StrCat("/api/v1/jobs/", job_id, "/log?follow=1"), {},
-                 absl::Seconds(5));
+    auto r = Get(c, absl::StrCat("/api/v1/jobs/", job_id, "/log?follow=1"), {}, absl::Seconds(5));
     o = r.ok() ? absl::StrCat(r->status, " ", r->body) : r.status().ToString();
     return r.ok() && r->status == 503 && r->Header("Retry-After") == "5";
   }));
@@ -161,8 +161,10 @@ TEST_CASE("logs: ranges, offsets and timestamps on GET /log, and hostile request
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("a1"));
   MUST(c.WaitForAgents(1));
-  int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", "jobs:\n  a:\n    steps:\n"
-                                                           "      - run: seq 1 100000\n"}});
+  int64_t pipeline_id = PushFiles(c, repo,
+                                  {{".assay.yml",
+                                    "jobs:\n  a:\n    steps:\n"
+                                    "      - run: seq 1 100000\n"}});
   json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
   REQUIRE(JsonString(p, "state") == "succeeded");
   const int64_t job = JobId(p, "a");
@@ -183,8 +185,8 @@ TEST_CASE("logs: ranges, offsets and timestamps on GET /log, and hostile request
   r = MUST(Get(c, path, {{"Range", "bytes=" + size + "-"}}));
   CHECK(r.status == 416);
   CHECK(r.Header("Content-Range") == "bytes */" + size);
-  for (const char* bad : {"bytes=0-1,4-5", "bytes=x-y", "pages=1-2", "bytes=9-3",
-                          "bytes=99999999999999999999-"}) {
+  for (const char* bad :
+       {"bytes=0-1,4-5", "bytes=x-y", "pages=1-2", "bytes=9-3", "bytes=99999999999999999999-"}) {
     INFO(bad);
     r = MUST(Get(c, path, {{"Range", bad}}));
     CHECK(r.status == 400);
@@ -232,11 +234,14 @@ TEST_CASE("logs: ranges, offsets and timestamps on GET /log, and hostile request
   CHECK(stripped == all);
 
   // The ended attempt's rows are merged by the compactor; the bytes stay the same.
-  MUST(c.WaitUntil("the log is compacted", [&](std::string& o) {
-    auto n = c.QueryInt("SELECT count(*) FROM job_attempts WHERE log_compacted");
-    o = n.ok() ? std::to_string(*n) : n.status().ToString();
-    return n.ok() && *n == 1;
-  }, absl::Seconds(60)));
+  MUST(c.WaitUntil(
+      "the log is compacted",
+      [&](std::string& o) {
+        auto n = c.QueryInt("SELECT count(*) FROM job_attempts WHERE log_compacted");
+        o = n.ok() ? std::to_string(*n) : n.status().ToString();
+        return n.ok() && *n == 1;
+      },
+      absl::Seconds(60)));
   CHECK(MUST(c.JobLog(job)) == all);
   r = MUST(Get(c, path, {{"Range", "bytes=0-9"}}));
   CHECK(r.body == "1\n2\n3\n4\n5\n");
@@ -260,9 +265,11 @@ TEST_CASE("logs: assay logs -f follows through a cut connection and prints each 
   tail:
     steps:
       - run: |
-          while [ ! -f )yml", go, R"yml( ]; do sleep 0.05; done
+          while [ ! -f )yml",
+                                                 go, R"yml( ]; do sleep 0.05; done
           seq 1 20000
-          while [ ! -f )yml", more, R"yml( ]; do sleep 0.05; done
+          while [ ! -f )yml",
+                                                 more, R"yml( ]; do sleep 0.05; done
           seq 20001 40000
 )yml");
   int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", pipeline_file}});

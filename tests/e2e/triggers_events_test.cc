@@ -198,11 +198,10 @@ TEST_CASE(
     accepts[JsonString(a.as_object(), "name")] = a.as_object().at("accept_untrusted");
     executors[JsonString(a.as_object(), "name")] = a.as_object().at("executors");
   }
-  CHECK(accepts ==
-        std::map<std::string, json::value>{{"a1", false}, {"h1", true}, {"u1", true}});
+  CHECK(accepts == std::map<std::string, json::value>{{"a1", false}, {"h1", true}, {"u1", true}});
   CHECK(executors == std::map<std::string, json::value>{{"a1", json::array{"host"}},
-                                                         {"h1", json::array{"host"}},
-                                                         {"u1", json::array{"sandbox"}}});
+                                                        {"h1", json::array{"host"}},
+                                                        {"u1", json::array{"sandbox"}}});
   json::object done = MUST(c.WaitForPipelineDone(pid));
   INFO(json::serialize(done));
   CHECK(JsonString(done, "state") == "succeeded");

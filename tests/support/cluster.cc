@@ -442,8 +442,7 @@ absl::StatusOr<int64_t> Cluster::QueryInt(const std::string& sql) {
 }
 
 absl::StatusOr<CommandResult> Cluster::RunCli(const std::vector<std::string>& args,
-                                              const std::string& cwd,
-                                              std::string_view stdin_data) {
+                                              const std::string& cwd, std::string_view stdin_data) {
   std::vector<std::string> argv = {Binary("cli/assay"), "--server", http_url()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, cwd.empty() ? dir_ : cwd, {{"ASSAY_TOKEN", kAdminToken}}, stdin_data,

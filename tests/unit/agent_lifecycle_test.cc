@@ -22,8 +22,8 @@ TEST_CASE("lifecycle: the disk floor's sentence", "[agent][lifecycle]") {
   CHECK(DiskFloorReason(0.04, 0.05) ==
         "not taking jobs: free disk 0.04 GB below the floor of 0.05 GB");
   CHECK(DiskFloorReason(0, 1) == "not taking jobs: free disk 0 GB below the floor of 1 GB");
-  CHECK(DiskFloorReason(1, 1) == "");     // at the floor: takes jobs
-  CHECK(DiskFloorReason(0, 0) == "");     // no floor
+  CHECK(DiskFloorReason(1, 1) == "");  // at the floor: takes jobs
+  CHECK(DiskFloorReason(0, 0) == "");  // no floor
   CHECK(DiskFloorReason(500, 1) == "");
 }
 
@@ -41,8 +41,7 @@ TEST_CASE("lifecycle: free disk of an existing and of a missing path", "[agent][
   CHECK(*free >= 0);
   auto missing = FreeDiskGb("/nonexistent/assay/path");
   CHECK(missing.status().code() == absl::StatusCode::kUnavailable);
-  CHECK(missing.status().message() ==
-        "statvfs /nonexistent/assay/path: No such file or directory");
+  CHECK(missing.status().message() == "statvfs /nonexistent/assay/path: No such file or directory");
 }
 
 TEST_CASE("lifecycle: leftovers of an earlier run are removed, unwritable ones too",
@@ -64,7 +63,7 @@ TEST_CASE("lifecycle: leftovers of an earlier run are removed, unwritable ones t
   CHECK(fs::is_empty(work + "/jobs"));
   CHECK(fs::is_empty(work + "/spool"));
   CHECK(fs::exists(work + "/cache/abc.git"));  // the cache is kept
-  CHECK(fs::exists("/etc/passwd"));  // the symlink was removed, not followed
+  CHECK(fs::exists("/etc/passwd"));            // the symlink was removed, not followed
   CHECK(RemoveLeftovers(work) == 0);
   CHECK(RemoveTree(work + "/missing").ok());
   fs::remove_all(work);

@@ -93,12 +93,35 @@ TEST_CASE("sandbox: the bwrap command line, exactly", "[sandbox]") {
   o.network = false;
   SandboxExecutor off(o);
   CHECK(off.kind() == "sandbox");
-  const std::vector<std::string> no_net = {
-      "/opt/bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--as-pid-1",
-      "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-      "--tmpfs", t.work,
-      "--ro-bind", t.cache + "/objects", t.cache + "/objects",
-      "--bind", t.ws, t.ws, "--chdir", t.ws, "--", "/bin/sh", "-e", "-c", "make test"};
+  const std::vector<std::string> no_net = {"/opt/bwrap",
+                                           "--die-with-parent",
+                                           "--new-session",
+                                           "--unshare-all",
+                                           "--as-pid-1",
+                                           "--ro-bind",
+                                           "/",
+                                           "/",
+                                           "--proc",
+                                           "/proc",
+                                           "--dev",
+                                           "/dev",
+                                           "--tmpfs",
+                                           "/tmp",
+                                           "--tmpfs",
+                                           t.work,
+                                           "--ro-bind",
+                                           t.cache + "/objects",
+                                           t.cache + "/objects",
+                                           "--bind",
+                                           t.ws,
+                                           t.ws,
+                                           "--chdir",
+                                           t.ws,
+                                           "--",
+                                           "/bin/sh",
+                                           "-e",
+                                           "-c",
+                                           "make test"};
   CHECK(off.Argv(t.ws, "make test") == no_net);
   o.network = true;
   SandboxExecutor on(o);
@@ -166,8 +189,10 @@ TEST_CASE("sandbox: a step writes only its workspace and its private /tmp", "[sa
                   "touch /usr/assay-sandbox-x 2>/dev/null && echo wrote-usr || echo no-usr\n"
                   "echo mine > out.txt && cat out.txt\n"
                   "ls -A /tmp\n"
-                  "echo t > /tmp/" + name + "-inside && cat /tmp/" + name + "-inside\n"
-                  "pwd\n");
+                  "echo t > /tmp/" +
+                      name + "-inside && cat /tmp/" + name +
+                      "-inside\n"
+                      "pwd\n");
   std::filesystem::remove("/tmp/" + name + "-host");
   CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
   // The private /tmp holds only the way down to the workspace (this test's lies under /tmp):
@@ -187,12 +212,12 @@ TEST_CASE("sandbox: the agent's credential, spool and other jobs' workspaces are
   AgentTree t;
   std::filesystem::create_directories(t.ws);
   SandboxExecutor e(t.Options(/*network=*/false));
-  Run run = RunIn(e, t.ws,
-                  absl::StrCat("cat ", t.work, "/agent.credential 2>&1 >/dev/null | wc -l\n",
-                               "test -e ", t.work, "/agent.credential || echo no-credential\n",
-                               "test -e ", t.other, "/secret.txt || echo no-other-job\n",
-                               "test -e ", t.work, "/spool/job-2-1.log || echo no-spool\n",
-                               "ls -A ", t.work, "/jobs\n"));
+  Run run =
+      RunIn(e, t.ws,
+            absl::StrCat("cat ", t.work, "/agent.credential 2>&1 >/dev/null | wc -l\n", "test -e ",
+                         t.work, "/agent.credential || echo no-credential\n", "test -e ", t.other,
+                         "/secret.txt || echo no-other-job\n", "test -e ", t.work,
+                         "/spool/job-2-1.log || echo no-spool\n", "ls -A ", t.work, "/jobs\n"));
   CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
   CHECK(run.output == "1\nno-credential\nno-other-job\nno-spool\njob-1-1\n");
   // They are still there for the agent.
@@ -225,9 +250,8 @@ TEST_CASE("sandbox: network none has no route to the host, the default shares it
   AgentTree t;
   std::filesystem::create_directories(t.ws);
   Listener l;
-  const std::string connect = absl::StrCat(
-      "bash -c 'echo > /dev/tcp/127.0.0.1/", l.port,
-      "' 2>/dev/null && echo connected || echo refused");
+  const std::string connect = absl::StrCat("bash -c 'echo > /dev/tcp/127.0.0.1/", l.port,
+                                           "' 2>/dev/null && echo connected || echo refused");
   SandboxExecutor none(t.Options(/*network=*/false));
   Run run = RunIn(none, t.ws, connect);
   CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
@@ -243,17 +267,17 @@ TEST_CASE("sandbox: git works in a workspace that borrows the hidden cache's obj
   if (!BwrapWorks()) return;
   AgentTree t;
   const std::vector<std::pair<std::string, std::string>> env = {
-      {"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@x"}, {"GIT_COMMITTER_NAME", "t"},
+      {"GIT_AUTHOR_NAME", "t"},       {"GIT_AUTHOR_EMAIL", "t@x"},  {"GIT_COMMITTER_NAME", "t"},
       {"GIT_COMMITTER_EMAIL", "t@x"}, {"GIT_CONFIG_NOSYSTEM", "1"}, {"HOME", t.root}};
   const std::string src = t.root + "/src";
   std::filesystem::create_directories(src);
   Write(src + "/a.txt", "hello\n");
-  for (const auto& argv : std::vector<std::vector<std::string>>{
-           {"git", "init", "-q", "-b", "main", src},
-           {"git", "-C", src, "add", "a.txt"},
-           {"git", "-C", src, "commit", "-q", "-m", "first"},
-           {"git", "clone", "-q", "--bare", src, t.cache},
-           {"git", "clone", "-q", "--shared", t.cache, t.ws}}) {
+  for (const auto& argv :
+       std::vector<std::vector<std::string>>{{"git", "init", "-q", "-b", "main", src},
+                                             {"git", "-C", src, "add", "a.txt"},
+                                             {"git", "-C", src, "commit", "-q", "-m", "first"},
+                                             {"git", "clone", "-q", "--bare", src, t.cache},
+                                             {"git", "clone", "-q", "--shared", t.cache, t.ws}}) {
     auto r = RunCommand(argv, "", env);
     REQUIRE(r.ok());
     INFO(r->err);
@@ -270,7 +294,8 @@ TEST_CASE("sandbox: git works in a workspace that borrows the hidden cache's obj
       "echo more >> a.txt && git -c user.name=t -c user.email=t@x commit -qam second\n"
       "git log --format=%s | wc -l\n"
       "git status --porcelain | wc -l\n"
-      "test -e " + t.cache + "/config || echo no-cache-config\n";
+      "test -e " +
+      t.cache + "/config || echo no-cache-config\n";
   SandboxExecutor e(t.Options(/*network=*/false));
   Run run = RunIn(e, t.ws, script);
   CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
@@ -284,8 +309,7 @@ TEST_CASE("sandbox: git works in a workspace that borrows the hidden cache's obj
   CHECK(run.output == "broken\n");
 }
 
-TEST_CASE("sandbox: as the job user, a timeout still ends the whole sandbox",
-          "[sandbox][bwrap]") {
+TEST_CASE("sandbox: as the job user, a timeout still ends the whole sandbox", "[sandbox][bwrap]") {
   if (!BwrapWorks() || geteuid() != 0) return;
   AgentTree t;
   std::filesystem::create_directories(t.ws);

@@ -54,8 +54,8 @@ TEST_CASE("spec container: image as a string and as a mapping parse to the exact
   const ServiceSpec& db = spec->jobs[1].services[0];
   CHECK(db.name == "db");
   CHECK(db.image == ImageSpec{"postgres:15", "always", "", ""});
-  CHECK(db.env == std::vector<std::pair<std::string, std::string>>{{"POSTGRES_PASSWORD", "x"},
-                                                                   {"N", "1"}});
+  CHECK(db.env ==
+        std::vector<std::pair<std::string, std::string>>{{"POSTGRES_PASSWORD", "x"}, {"N", "1"}});
   CHECK(db.command == std::vector<std::string>{"postgres", "-c", "fsync=off"});
   CHECK(db.health == HealthSpec{"pg_isready", 2, 5, 3});
   const ServiceSpec& model = spec->jobs[1].services[1];
@@ -147,8 +147,10 @@ TEST_CASE("spec container: too many services, variables or arguments are refused
         Lines{"4:15: jobs.a.services: a job has at most 8 services, got 9"});
   std::string env;
   for (int i = 0; i < 65; ++i) env += "V" + std::to_string(i) + ": x, ";
-  const Lines env_errors = Lint("jobs:\n  a:\n    image: b\n    services: [{name: db, image: b, "
-                                "env: {" + env + "}}]\n    steps: [x]\n");
+  const Lines env_errors = Lint(
+      "jobs:\n  a:\n    image: b\n    services: [{name: db, image: b, "
+      "env: {" +
+      env + "}}]\n    steps: [x]\n");
   REQUIRE(env_errors.size() == 1);
   CHECK(env_errors[0].find("jobs.a.services[0].env.V64: a service has at most 64 variables") !=
         std::string::npos);

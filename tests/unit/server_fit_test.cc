@@ -374,8 +374,8 @@ TEST_CASE("executors: every job and agent combination, allowed and refused", "[f
     job.executor = c.executor;
     job.untrusted = c.untrusted;
     AgentCapacity agent = WithExecutors(1, c.offered, c.accepts);
-    INFO("executor=" << c.executor << " untrusted=" << c.untrusted << " offered="
-                     << c.offered.size() << " accepts=" << c.accepts);
+    INFO("executor=" << c.executor << " untrusted=" << c.untrusted
+                     << " offered=" << c.offered.size() << " accepts=" << c.accepts);
     CHECK(Fits(job, agent) == c.fits);
     CHECK(ChooseAgent(job, {agent}).has_value() == c.fits);
   }
@@ -398,8 +398,8 @@ TEST_CASE("executors: why a job waits for an executor", "[fit]") {
         "untrusted (fork pull request): no connected agent accepts untrusted jobs (start one "
         "with --accept-untrusted)");
   // One accepts them, but only on the host.
-  CHECK(ExplainWait(untrusted, {WithExecutors(1, {"host"}, true),
-                                WithExecutors(2, {"sandbox"}, false)}) ==
+  CHECK(ExplainWait(untrusted,
+                    {WithExecutors(1, {"host"}, true), WithExecutors(2, {"sandbox"}, false)}) ==
         "untrusted (fork pull request): no connected agent accepts untrusted jobs in a sandbox, "
         "and the host executor never runs them (start one with --accept-untrusted --executors "
         "sandbox)");
