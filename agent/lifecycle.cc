@@ -17,7 +17,7 @@ namespace assay {
 namespace {
 
 std::string Gb(double gb) {
-  std::string s = absl::StrFormat(gb < 0.1 && gb > 0 ? "%.2f" : "%.1f", gb);
+  std::string s = gb < 0.1 && gb > 0 ? absl::StrFormat("%.2f", gb) : absl::StrFormat("%.1f", gb);
   if (absl::EndsWith(s, ".0")) s.resize(s.size() - 2);
   if (absl::EndsWith(s, ".00")) s.resize(s.size() - 3);
   return s;
