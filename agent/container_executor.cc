@@ -201,7 +201,7 @@ std::vector<std::string> ContainerExecutor::ServiceRunArgv(const ServiceToRun& s
 std::vector<std::string> ContainerExecutor::JobRunArgv(const std::string& workspace) const {
   std::vector<std::string> argv = Base();
   argv.insert(argv.end(), {"run", "--detach", "--pull=never", "--name", container_, "--network",
-                           network_, "--hostname", "job"});
+                           job_.no_network ? std::string("none") : network_, "--hostname", "job"});
   for (std::string& l : Labels()) argv.push_back(std::move(l));
   // Why --mount: -v splits its argument at ':', which a workspace path may hold.
   argv.insert(argv.end(),
@@ -370,9 +370,12 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
       return s;
     }
   }
-  if (absl::StatusOr<CommandResult> r = CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
-      !r.ok()) {
-    return r.status();
+  if (!job_.no_network) {
+    if (absl::StatusOr<CommandResult> r =
+            CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
+        !r.ok()) {
+      return r.status();
+    }
   }
   for (size_t i = 0; i < job_.services.size(); ++i) {
     const ServiceToRun& s = job_.services[i];
@@ -459,11 +462,13 @@ void ContainerExecutor::Cleanup(const JobRunRequest&, const JobLogFn& log) {
     log(absl::StrCat("assay: cannot remove the job's containers: ", r.status().message(), "\n"));
     LogWarn("agent", "job ", job_.job_id, ": ", r.status().ToString());
   }
-  std::vector<std::string> net = NetworkRemoveArgv();
-  absl::StatusOr<CommandResult> n = Call(net, kCleanupCall);
-  // A network that was never made (Prepare failed early) is not a problem.
-  if (!n.ok()) {
-    LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
+  if (!job_.no_network) {
+    std::vector<std::string> net = NetworkRemoveArgv();
+    absl::StatusOr<CommandResult> n = Call(net, kCleanupCall);
+    // A network that was never made (Prepare failed early) is not a problem.
+    if (!n.ok()) {
+      LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
+    }
   }
   unlink(env_file().c_str());
   for (const ServiceToRun& s : job_.services) {
@@ -525,6 +530,7 @@ std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
   }
   job.cpus = a.cpus();
   job.memory_mb = a.memory_mb();
+  job.no_network = a.network() == "none";
   job.gpu_indices.assign(a.gpu_indices().begin(), a.gpu_indices().end());
   if (job_user.has_value()) job.default_user = absl::StrCat(job_user->uid, ":", job_user->gid);
   job.state_dir = absl::StrCat(agent_dir, "/containers");

@@ -89,6 +89,10 @@ struct ContainerJob {
   // empty for the image's own user.
   std::string default_user;
   std::string state_dir;  // where the env file lives (created 0700 by Prepare)
+  // `network: none` (Assignment.network): the job container gets no network at all (podman's
+  // --network none: a loopback of its own), and no job network is made. Lint refuses services
+  // with it.
+  bool no_network = false;
 };
 
 // The workspace's path inside the job container.

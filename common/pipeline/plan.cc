@@ -246,6 +246,7 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       if (skip) p.skip_reason = absl::StrCat("if: ", job.if_expr, " is false");
       p.matrix = combo;
       p.runs_on = job.runs_on;
+      p.network = job.network;
       for (size_t i = 0; i < p.runs_on.labels.size(); ++i) {
         std::string& label = p.runs_on.labels[i];
         ASSAY_RETURN_IF_ERROR(CheckPlaceholders(absl::StrCat(prefix, ".runs_on.labels[", i, "]"),

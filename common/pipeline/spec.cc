@@ -176,6 +176,7 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"environment", false, ParseEnvironment},  // issue 9 (spec_secrets.cc)
     {"image", false, ParseImage},
     {"services", false, ParseServices},
+    {"network", false, ParseNetwork},
 };
 
 // ---- Top level. ----

@@ -163,6 +163,9 @@ struct JobSpec {
   // Issue 9, container executor (docs/executors.md).
   std::optional<ImageSpec> image;     // Absent: not in a container.
   std::vector<ServiceSpec> services;  // Only with `image`; at most kMaxServices.
+  // Issue 9, sandbox: `network: none` (no network: a loopback of its own; needs the sandbox or
+  // container executor) or `network: default` (the executor's usual network). "" or "none".
+  std::string network;
 
   bool operator==(const JobSpec&) const = default;
 };

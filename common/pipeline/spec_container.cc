@@ -326,6 +326,11 @@ void CheckContainerKeys(Linter& lint, const std::string& job_path, const JobDraf
                "services need 'image': only a job that runs in a container has a network "
                "on which its services can be reached");
   }
+  if (job.services_seen && job.spec.network == "none") {
+    lint.Error(job.services_mark, Join(job_path, "services"),
+               "services cannot be used with network: none (they are reached over the job's "
+               "network)");
+  }
 }
 
 }  // namespace assay::spec_internal

@@ -286,6 +286,8 @@ void ParseImage(Linter& lint, const Entry& entry, const std::string& path, JobDr
 void ParseServices(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 // After all of a job's keys: services without image.
 void CheckContainerKeys(Linter& lint, const std::string& job_path, const JobDraft& job);
+// Issue 9: `network: none | default` (spec_jobs.cc).
+void ParseNetwork(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 // Checks placeholders in env, steps.run, runs_on.labels, concurrency.group and
 // artifacts.paths (matrix names only where the job has a matrix with that key).
 void CheckPlaceholders(Linter& lint, const JobDraft& job);

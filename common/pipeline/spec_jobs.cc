@@ -312,6 +312,17 @@ void ParseRunsOn(Linter& lint, const Entry& e, const std::string& path, JobDraft
   ParseNested(lint, e, path, "a mapping", kRunsOnRules, job);
 }
 
+void ParseNetwork(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
+  std::string value;
+  if (!ScalarText(lint, e.value, e.value_mark, path, "network", "none or default", value)) return;
+  if (value != "none" && value != "default") {
+    lint.Error(e.value_mark, path,
+               absl::StrCat("network must be none or default, got '", value, "'"));
+    return;
+  }
+  job.spec.network = value == "none" ? "none" : "";
+}
+
 void CheckPlaceholders(Linter& lint, const JobDraft& job) {
   for (const PlaceholderRef& ref : job.placeholders) {
     absl::Status s = ValidatePlaceholders(ref.text, job.spec.matrix.has_value());

@@ -175,6 +175,7 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     }
     if (!j.environment.empty()) o["environment"] = j.environment;
     AddContainerSpec(j, o);
+    if (!j.network.empty()) o["network"] = j.network;  // Assignment.network (issue 9)
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;

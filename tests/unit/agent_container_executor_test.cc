@@ -67,6 +67,19 @@ TEST_CASE("container executor: the job container's exact command line") {
                                       "--force", "assay-42-2-0badcafe-net"});
 }
 
+TEST_CASE("container executor: network: none gives the job container no network at all") {
+  ContainerJob job = Job();
+  job.no_network = true;
+  ContainerExecutor e(Podman(), job, "0badcafe");
+  CHECK(e.JobRunArgv("/w") ==
+        Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--detach", "--pull=never",
+                 "--name", "assay-42-2-0badcafe", "--network", "none", "--hostname", "job"},
+                kLabels),
+            {"--mount", "type=bind,source=/w,destination=/workspace", "--workdir", "/workspace",
+             "--entrypoint", "/bin/sh", "--", "localhost/py:3", "-c",
+             "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}));
+}
+
 TEST_CASE("container executor: the image's user and shell win over the defaults") {
   ContainerJob job = Job();
   job.image.user = "app";

@@ -164,3 +164,29 @@ TEST_CASE("spec container: too many services, variables or arguments are refused
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("network: none or default; services need the job's network", "[container][network]") {
+  absl::StatusOr<PipelineSpec> spec = ParsePipelineSpec(
+      "jobs:\n  a:\n    network: none\n    steps: [x]\n  b:\n    network: default\n"
+      "    steps: [x]\n");
+  REQUIRE(spec.ok());
+  CHECK(spec->jobs[0].network == "none");
+  CHECK(spec->jobs[1].network == "");
+  CHECK(std::string(ParsePipelineSpec("jobs:\n  a:\n    network: host\n    steps: [x]\n")
+                        .status()
+                        .message()) ==
+        ".assay.yml:3:14: jobs.a.network: network must be none or default, got 'host'");
+  CHECK(std::string(ParsePipelineSpec("jobs:\n  a:\n    image: localhost/bb:1\n"
+                                      "    services: [{name: db, image: localhost/db:1}]\n"
+                                      "    network: none\n    steps: [x]\n")
+                        .status()
+                        .message()) ==
+        ".assay.yml:4:5: jobs.a.services: services cannot be used with network: none (they are "
+        "reached over the job's network)");
+}
+
+}  // namespace
+}  // namespace assay

@@ -110,10 +110,14 @@ TEST_CASE("only one YAML document") {
 TEST_CASE("unknown keys: a suggestion within edit distance 2, else the allowed keys") {
   CHECK(Lint("jobs:\n  a:\n    timout: 10m\n    steps: [x]\n") ==
         Lines{"3:5: jobs.a.timout: unknown key 'timout' (did you mean 'timeout'?)"});
-  CHECK(Lint("jobs:\n  a:\n    container: x\n    steps: [x]\n") ==
+  CHECK(Lint("jobs:
+  a:
+    container: x
+    steps: [x]
+") ==
         Lines{"3:5: jobs.a.container: unknown key 'container' (allowed keys: needs, env, timeout, "
               "steps, if, retry, allow_failure, concurrency, priority, strategy, runs_on, lfs, "
-              "artifacts, secrets, environment, image, services)"});
+              "artifacts, secrets, environment, image, services, network)"});
   CHECK(Lint("job:\n  a: {steps: [x]}\n") ==
         Lines{"1:1: job: unknown key 'job' (did you mean 'jobs'?)",
               "1:1: jobs: missing required key 'jobs'"});

@@ -167,3 +167,21 @@ TEST_CASE(
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("planner: network none reaches the job's spec (Assignment.network)", "[planner]") {
+  auto plan = PlanJobs(ParsePipelineSpec("jobs:\n  a:\n    network: none\n    steps: [x]\n"
+                                         "  b:\n    steps: [x]\n")
+                           .value(),
+                       ExprContext{});
+  REQUIRE(plan.ok());
+  const auto jobs = JobsFromPlan(*plan);
+  REQUIRE(jobs.size() == 2);
+  CHECK(boost::json::parse(jobs[0].spec_json).at("network") == "none");
+  CHECK(boost::json::parse(jobs[1].spec_json).as_object().if_contains("network") == nullptr);
+}
+
+}  // namespace
+}  // namespace assay
