@@ -371,8 +371,7 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     }
   }
   if (!job_.no_network) {
-    if (absl::StatusOr<CommandResult> r =
-            CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
+    if (absl::StatusOr<CommandResult> r = CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
         !r.ok()) {
       return r.status();
     }

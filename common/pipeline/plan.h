@@ -94,7 +94,7 @@ struct PlannedJob {
   // Issue 9, container executor: as in the spec (no placeholders in these keys).
   std::optional<ImageSpec> image;
   std::vector<ServiceSpec> services;
-  std::string network;          // Issue 9: JobSpec::network ("" or "none").
+  std::string network;  // Issue 9: JobSpec::network ("" or "none").
 
   bool operator==(const PlannedJob&) const = default;
 };

@@ -110,11 +110,7 @@ TEST_CASE("only one YAML document") {
 TEST_CASE("unknown keys: a suggestion within edit distance 2, else the allowed keys") {
   CHECK(Lint("jobs:\n  a:\n    timout: 10m\n    steps: [x]\n") ==
         Lines{"3:5: jobs.a.timout: unknown key 'timout' (did you mean 'timeout'?)"});
-  CHECK(Lint("jobs:
-  a:
-    container: x
-    steps: [x]
-") ==
+  CHECK(Lint("jobs:\n  a:\n    container: x\n    steps: [x]\n") ==
         Lines{"3:5: jobs.a.container: unknown key 'container' (allowed keys: needs, env, timeout, "
               "steps, if, retry, allow_failure, concurrency, priority, strategy, runs_on, lfs, "
               "artifacts, secrets, environment, image, services, network)"});
