@@ -168,7 +168,7 @@ TEST_CASE("spec container: too many services, variables or arguments are refused
 namespace assay {
 namespace {
 
-TEST_CASE("network: none or default; services need the job's network", "[container][network]") {
+TEST_CASE("network: none or default, and services need the job's network", "[container][network]") {
   absl::StatusOr<PipelineSpec> spec = ParsePipelineSpec(
       "jobs:\n  a:\n    network: none\n    steps: [x]\n  b:\n    network: default\n"
       "    steps: [x]\n");
