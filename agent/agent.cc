@@ -806,7 +806,8 @@ void Agent::RunJob(int64_t job_id) {
       absl::StatusOr<std::unique_ptr<Executor>> process;
       if (container == nullptr) {
         process = MakeJobExecutor({opts_.executors, opts_.bwrap_path, opts_.work_dir,
-                                   cache->dir() + "/objects", a.untrusted(), a.network()});
+                                   cache->dir() + "/objects", ws + ".secrets", a.untrusted(),
+                                   a.network()});
       }
       if (container == nullptr && !process.ok()) {
         res = {JobRunOutcome::kError, -1, std::string(process.status().message())};

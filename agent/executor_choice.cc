@@ -91,6 +91,7 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeJobExecutor(const JobExecutorConte
     o.bwrap_path = ctx.bwrap_path;
     if (!ctx.work_dir.empty()) o.hidden.push_back(ctx.work_dir);
     if (!ctx.cache_objects_dir.empty()) o.read_only.push_back(ctx.cache_objects_dir);
+    if (!ctx.secrets_dir.empty()) o.read_only.push_back(ctx.secrets_dir);
     o.network = ctx.network != "none";
     return std::unique_ptr<Executor>(std::make_unique<SandboxExecutor>(std::move(o)));
   }

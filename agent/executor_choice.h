@@ -44,8 +44,11 @@ struct JobExecutorContext {
   std::string bwrap_path;            // when "sandbox" is offered
   std::string work_dir;              // hidden from the sandbox
   std::string cache_objects_dir;     // the job's git cache objects, bound back read-only
-  bool untrusted = false;            // Assignment.untrusted
-  std::string network;               // Assignment.network: "" or "none"
+  // The job's secret files (agent/job_secrets.h: <workspace>.secrets, beside the workspace in
+  // the hidden work dir), bound back read-only so `as: file` secrets reach the steps.
+  std::string secrets_dir;
+  bool untrusted = false;  // Assignment.untrusted
+  std::string network;     // Assignment.network: "" or "none"
 };
 
 // Why a job must not be taken at all (the agent answers JobRejected with it), or "" to take

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "agent/executor_choice.h"
 #include "agent/sandbox_executor.h"
 #include "agent/step_runner.h"
 #include "common/proc/subprocess.h"
@@ -335,6 +336,43 @@ TEST_CASE("sandbox: as the job user, a timeout still ends the whole sandbox", "[
   CHECK(r.message == "job timed out after 2s in step \"sleep\"");
   CHECK(out.rfind("65534\nx\nassay: job timed out after 2s; sent SIGTERM to the process group\n",
                   0) == 0);
+}
+
+}  // namespace
+}  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("sandbox: a job's own secret files come back read-only, another job's do not",
+          "[sandbox][bwrap][secrets]") {
+  if (!BwrapWorks()) return;
+  AgentTree t;
+  std::filesystem::create_directories(t.ws);
+  std::filesystem::create_directories(t.ws + ".secrets");
+  std::filesystem::create_directories(t.other + ".secrets");
+  Write(t.ws + ".secrets/API_KEY", "mine\n");
+  Write(t.other + ".secrets/API_KEY", "theirs\n");
+  JobExecutorContext ctx;
+  ctx.offered = {"sandbox"};
+  ctx.bwrap_path = *FindBwrap("", "/usr/local/bin:/usr/bin:/bin");
+  ctx.work_dir = t.work;
+  ctx.cache_objects_dir = t.cache + "/objects";
+  ctx.secrets_dir = t.ws + ".secrets";
+  absl::StatusOr<std::unique_ptr<Executor>> e = MakeJobExecutor(ctx);
+  REQUIRE(e.ok());
+  JobRunRequest req;
+  req.steps = {{"step", absl::StrCat("cat ", t.ws, ".secrets/API_KEY\n", "test -e ", t.other,
+                                     ".secrets/API_KEY || echo no-other-secret\n", "{ echo x > ",
+                                     t.ws, ".secrets/API_KEY; } 2>/dev/null || echo read-only\n")}};
+  req.workdir = t.ws;
+  req.executor = e->get();
+  req.timeout = absl::Seconds(60);
+  CancelFlag cancel;
+  std::string output;
+  JobRunResult result = RunJob(req, cancel, [&](std::string_view s) { output.append(s); });
+  CHECK(result.outcome == JobRunOutcome::kSucceeded);
+  CHECK(output == "mine\nno-other-secret\nread-only\n");
 }
 
 }  // namespace
