@@ -171,6 +171,24 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ChunkData> {
   v1::ChunkData out_;
 };
 
+// The unary artifact RPCs: UNIMPLEMENTED without a store; otherwise, on the service's worker
+// pool, the caller and its attempt token are checked (Authorize) and `answer` fills the
+// response from the attempt and returns the call's status.
+template <typename Request, typename Answer>
+grpc::ServerUnaryReactor* AuthorizedUnary(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx,
+                                          const Request* request, Answer answer) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (svc->deps().artifacts == nullptr) {
+    reactor->Finish(Unimplemented());
+    return reactor;
+  }
+  svc->Post([svc, reactor, request, answer = std::move(answer), auth = AuthorizationOf(ctx)] {
+    auto a = Authorize(svc, auth, request->job_id(), request->attempt_token());
+    reactor->Finish(a.ok() ? answer(*a) : ToGrpc(a.status()));
+  });
+  return reactor;
+}
+
 }  // namespace
 
 absl::StatusOr<std::optional<int64_t>> AgentServiceImpl::CallerOf(const std::string& given) {
@@ -196,27 +214,13 @@ absl::StatusOr<std::optional<int64_t>> AgentServiceImpl::CallerOf(const std::str
 grpc::ServerUnaryReactor* AgentServiceImpl::ArtifactChunksMissing(
     grpc::CallbackServerContext* ctx, const v1::ChunksMissingRequest* request,
     v1::ChunksMissingResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (deps_.artifacts == nullptr) {
-    reactor->Finish(Unimplemented());
-    return reactor;
-  }
-  Post([this, reactor, request, response, auth = AuthorizationOf(ctx)] {
-    auto a = Authorize(this, auth, request->job_id(), request->attempt_token());
-    if (!a.ok()) {
-      reactor->Finish(ToGrpc(a.status()));
-      return;
-    }
+  return AuthorizedUnary(this, ctx, request, [this, request, response](const store::LiveAttempt&) {
     std::vector<std::string> chunks(request->chunks().begin(), request->chunks().end());
     auto missing = deps_.artifacts->Missing(chunks);
-    if (!missing.ok()) {
-      reactor->Finish(ToGrpc(missing.status()));
-      return;
-    }
+    if (!missing.ok()) return ToGrpc(missing.status());
     for (auto& m : *missing) response->add_missing(std::move(m));
-    reactor->Finish(grpc::Status::OK);
+    return grpc::Status::OK;
   });
-  return reactor;
 }
 
 grpc::ServerReadReactor<v1::ChunkUpload>* AgentServiceImpl::UploadChunks(
@@ -236,67 +240,39 @@ grpc::ServerReadReactor<v1::ChunkUpload>* AgentServiceImpl::UploadChunks(
 grpc::ServerUnaryReactor* AgentServiceImpl::CommitArtifacts(
     grpc::CallbackServerContext* ctx, const v1::CommitArtifactsRequest* request,
     v1::CommitArtifactsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (deps_.artifacts == nullptr) {
-    reactor->Finish(Unimplemented());
-    return reactor;
-  }
-  Post([this, reactor, request, response, auth = AuthorizationOf(ctx)] {
-    auto a = Authorize(this, auth, request->job_id(), request->attempt_token());
-    if (!a.ok()) {
-      reactor->Finish(ToGrpc(a.status()));
-      return;
-    }
-    if (static_cast<size_t>(request->files_size()) > deps_.artifacts->limits().max_files) {
-      reactor->Finish(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                       absl::StrCat("CommitArtifacts: ", request->files_size(),
-                                    " files, more than ", deps_.artifacts->limits().max_files)));
-      return;
-    }
-    std::vector<store::ArtifactFileRow> files;
-    files.reserve(request->files_size());
-    for (const auto& f : request->files()) files.push_back(FromWire(f));
-    auto done = deps_.artifacts->Commit(*a, files);
-    if (!done.ok()) {
-      reactor->Finish(ToGrpc(done.status()));
-      return;
-    }
-    response->set_files(static_cast<uint32_t>(done->files));
-    response->set_bytes(static_cast<uint64_t>(done->bytes));
-    reactor->Finish(grpc::Status::OK);
-  });
-  return reactor;
+  return AuthorizedUnary(
+      this, ctx, request, [this, request, response](const store::LiveAttempt& a) {
+        const size_t max_files = deps_.artifacts->limits().max_files;
+        if (static_cast<size_t>(request->files_size()) > max_files) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              absl::StrCat("CommitArtifacts: ", request->files_size(),
+                                           " files, more than ", max_files));
+        }
+        std::vector<store::ArtifactFileRow> files;
+        files.reserve(request->files_size());
+        for (const auto& f : request->files()) files.push_back(FromWire(f));
+        auto done = deps_.artifacts->Commit(a, files);
+        if (!done.ok()) return ToGrpc(done.status());
+        response->set_files(static_cast<uint32_t>(done->files));
+        response->set_bytes(static_cast<uint64_t>(done->bytes));
+        return grpc::Status::OK;
+      });
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::GetArtifactManifest(
     grpc::CallbackServerContext* ctx, const v1::ArtifactManifestRequest* request,
     v1::ArtifactManifest* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (deps_.artifacts == nullptr) {
-    reactor->Finish(Unimplemented());
-    return reactor;
-  }
-  Post([this, reactor, request, response, auth = AuthorizationOf(ctx)] {
-    auto a = Authorize(this, auth, request->job_id(), request->attempt_token());
-    if (!a.ok()) {
-      reactor->Finish(ToGrpc(a.status()));
-      return;
-    }
-    auto manifests = deps_.artifacts->Manifests(*a);
-    if (!manifests.ok()) {
-      reactor->Finish(ToGrpc(manifests.status()));
-      return;
-    }
+  return AuthorizedUnary(this, ctx, request, [this, response](const store::LiveAttempt& a) {
+    auto manifests = deps_.artifacts->Manifests(a);
+    if (!manifests.ok()) return ToGrpc(manifests.status());
     for (const auto& m : *manifests) {
       v1::JobArtifacts* j = response->add_jobs();
       j->set_job_id(m.job_id);
       j->set_job_name(m.job_name);
       for (const auto& f : m.files) ToWire(f, j->add_files());
     }
-    reactor->Finish(grpc::Status::OK);
+    return grpc::Status::OK;
   });
-  return reactor;
 }
 
 grpc::ServerWriteReactor<v1::ChunkData>* AgentServiceImpl::DownloadChunks(
