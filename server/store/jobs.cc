@@ -22,6 +22,11 @@ const Query kQueue{
     "  AND coalesce((q.requirements->>'gpus')::int, 0) <= $2 "
     "  AND coalesce((q.requirements->>'cpus')::int, 1) <= $3 AND q.labels <@ $4::text[] "
     "  AND ($5 OR NOT coalesce((q.requirements->>'untrusted')::boolean, false)) "
+    "  AND CASE WHEN q.requirements->>'executor' = 'container' "
+    "    THEN CASE WHEN coalesce((q.requirements->>'untrusted')::boolean, false) THEN $7::boolean "
+    "      ELSE $6::boolean END "
+    "    WHEN coalesce((q.requirements->>'untrusted')::boolean, false) THEN $9::boolean "
+    "    ELSE $8::boolean END "
     "  ORDER BY q.priority DESC, q.queued_at, q.id LIMIT $1) j"};
 // Why: the planner estimates a handful of queued rows per repository and reads (and sorts)
 // every queued job of each one instead of walking jobs_queued_repo in order; with 10,000
@@ -247,7 +252,8 @@ absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
     Exec(tx, c, kQueuePlan);
     for (const auto& r :
          Exec(tx, c, kQueue,
-              {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels), f.untrusted})) {
+              {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels), f.untrusted,
+               f.container, f.untrusted_container, f.process, f.untrusted_sandbox})) {
       QueuedJobRow j;
       j.job_id = r[0].as<int64_t>();
       j.repo_id = r[1].as<int64_t>();

@@ -63,6 +63,14 @@ struct QueueFilter {
   int max_gpus = 0;
   std::vector<std::string> any_labels;
   bool untrusted = true;  // false: leave out jobs of untrusted pipelines (no agent takes them)
+  // Executors (issue 9; requirements "executor", "untrusted"): false leaves out the jobs that
+  // need what no agent offers: `container` a container job, `process` any other job (sandbox
+  // or host); an untrusted one needs `untrusted_container` or `untrusted_sandbox` (offered by
+  // an agent that accepts untrusted jobs; never host).
+  bool container = true;
+  bool process = true;
+  bool untrusted_container = true;
+  bool untrusted_sandbox = true;
 };
 
 struct ClaimRequest {
