@@ -73,6 +73,7 @@ std::string JobStateOf(v1::JobOutcome o) {
     case v1::JOB_OUTCOME_TIMED_OUT: return "timed_out";
     case v1::JOB_OUTCOME_CANCELED: return "canceled";
     case v1::JOB_OUTCOME_ERROR: return "error";
+    case v1::JOB_OUTCOME_AGENT_STOPPED: return store::kAgentStopped;
     default: return "";
   }
 }

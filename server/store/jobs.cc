@@ -570,6 +570,24 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
     int64_t pipeline_id = p[0][0].as<int64_t>();
     absl::Time started = r.started_at == absl::InfinitePast() ? now : r.started_at;
     absl::Time finished = r.finished_at == absl::InfinitePast() ? now : r.finished_at;
+    if (r.state == kAgentStopped) {
+      // Why like a lost agent: the operator stopped the agent, not the user the job.
+      auto lost = Exec(tx, c, kLoseAttempt, {r.job_id, r.attempt_token, now, r.message,
+                                             Param::Null()});
+      if (lost.empty()) {
+        out.fence = Fence::kDuplicate;
+        return absl::OkStatus();
+      }
+      out.duration = finished - started;
+      Exec(tx, c, kNotifyLogEnded, {absl::StrCat(r.job_id)});
+      if (lost[0][0].as<std::string>() == "queued") {
+        out.retried = true;
+        Exec(tx, c, kNotifyQueued);
+      } else {
+        out.queued = AdvancePipeline(tx, c, pipeline_id, now, /*may_block=*/true);
+      }
+      return absl::OkStatus();
+    }
     auto res = Exec(tx, c, kFinish,
                     {r.job_id, r.attempt_token, r.state, Param::Opt(r.exit_code), r.message,
                      started, finished});
