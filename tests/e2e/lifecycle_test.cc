@@ -361,7 +361,7 @@ TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a 
   CHECK(MUST(c.Api("POST", "/api/v1/agents/nope/resume")).status == 404);
 }
 
-TEST_CASE("drain with a timeout through the API cancels the running job, the agent stays",
+TEST_CASE("drain with a timeout through the API stops the running job, queued again, agent stays",
           "[e2e][lifecycle]") {
   Cluster c(Options());
   MUST(c.StartServer());
