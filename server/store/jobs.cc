@@ -545,22 +545,24 @@ absl::StatusOr<std::vector<Fence>> JobStore::AppendLogs(const std::vector<LogApp
       Exec(tx, c, kCountLogBytes, {job_id, st.attempt, st.uncounted, st.truncated});
       st.uncounted = 0;
     };
+    for (const auto& ch : chunks) attempts.try_emplace({ch.job_id, ch.token});
+    // Why lock every attempt row first, in (job, token) order: two transactions that lock the
+    // rows of the same attempts in different orders (two streams of one agent across a
+    // reconnect, the lease sweep) would deadlock.
+    for (auto& [key, st] : attempts) {
+      auto a = Exec(tx, c, kLogAttemptState, {key.first, key.second});
+      if (a.empty()) continue;  // stale: attempt stays 0
+      st.attempt = a[0][0].as<int>();
+      st.stored = a[0][1].as<int64_t>();
+      st.truncated = a[0][2].as<bool>();
+      st.tail_seq = a[0][3].as<int64_t>();
+      st.tail_end = a[0][4].as<int64_t>();
+      st.pending = a[0][5].as<bool>();
+      st.known = true;
+    }
     for (size_t i = 0; i < chunks.size(); ++i) {
       const LogAppend& ch = chunks[i];
-      auto [it, first] = attempts.try_emplace({ch.job_id, ch.token});
-      AttemptLog& st = it->second;
-      if (first) {
-        auto a = Exec(tx, c, kLogAttemptState, {ch.job_id, ch.token});
-        if (!a.empty()) {
-          st.attempt = a[0][0].as<int>();
-          st.stored = a[0][1].as<int64_t>();
-          st.truncated = a[0][2].as<bool>();
-          st.tail_seq = a[0][3].as<int64_t>();
-          st.tail_end = a[0][4].as<int64_t>();
-          st.pending = a[0][5].as<bool>();
-          st.known = true;
-        }
-      }
+      AttemptLog& st = attempts.at({ch.job_id, ch.token});
       if (st.attempt == 0) {
         out[i] = Fence::kStale;
         continue;
