@@ -821,6 +821,7 @@ void Agent::RunJob(int64_t job_id) {
       }
     }
   }
+  bool stopped_by_agent = false;
   if (res.outcome == JobRunOutcome::kCanceled) {
     std::string why;
     {
@@ -828,6 +829,7 @@ void Agent::RunJob(int64_t job_id) {
       why = jobs_.at(job_id)->cancel_reason;
     }
     if (!why.empty()) {  // canceled by the agent's own lifecycle: say why, in the log too
+      stopped_by_agent = true;
       res.message = why;
       EmitLog(job_id, absl::StrCat("assay: ", why, "\n"));
     }
@@ -837,7 +839,9 @@ void Agent::RunJob(int64_t job_id) {
     Job& j = *jobs_.at(job_id);
     j.result.set_job_id(job_id);
     j.result.set_attempt_token(a.attempt_token());
-    j.result.set_outcome(OutcomeOf(res.outcome));
+    // Why not CANCELED: nobody canceled the job; the server requeues it (issue 9, lifecycle).
+    j.result.set_outcome(stopped_by_agent ? v1::JOB_OUTCOME_AGENT_STOPPED
+                                          : OutcomeOf(res.outcome));
     j.result.set_exit_code(res.exit_code);
     j.result.set_message(res.message);
     j.result.set_last_log_seq(j.next_seq - 1);

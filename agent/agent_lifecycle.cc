@@ -61,7 +61,7 @@ void Agent::Drain(const std::string& why) {
     }
     if (stop_signals_ == 2) {
       drain_canceled_ = true;
-      CancelAllLocked(absl::StrCat("canceled: the agent is stopping (a second ", why, ")"));
+      CancelAllLocked(absl::StrCat("stopped by the agent: it is stopping (a second ", why, ")"));
       lifecycle_wake_ = true;
       return;
     }
@@ -130,7 +130,7 @@ void Agent::LifecycleLoop() {
     }
     if (server_drained_ && now >= server_cancel_at_) {
       server_cancel_at_ = absl::InfiniteFuture();
-      CancelAllLocked("canceled: an admin drained the agent and the drain's timeout passed");
+      CancelAllLocked("stopped by the agent: an admin drained it and the drain's timeout passed");
     }
     if (stop_signals_ > 0 && jobs_.empty()) {
       // Every result is acknowledged (a job leaves jobs_ only then): nothing is left to give.

@@ -48,8 +48,8 @@ std::string DiskFloorReason(double free_gb, double floor_gb) {
 std::string DrainingReason(const std::string& why) { return absl::StrCat("draining (", why, ")"); }
 
 std::string DrainTimeoutMessage(const std::string& why, absl::Duration timeout) {
-  return absl::StrCat("canceled: the agent is stopping (", why, ") and its --drain-timeout of ",
-                      absl::FormatDuration(timeout), " passed");
+  return absl::StrCat("stopped by the agent: it is stopping (", why,
+                      ") and its --drain-timeout of ", absl::FormatDuration(timeout), " passed");
 }
 
 absl::Status RemoveTree(const std::string& path) {

@@ -24,7 +24,7 @@ std::string DiskFloorReason(double free_gb, double floor_gb);
 std::string DrainingReason(const std::string& why);
 
 // The message of a job canceled because the agent's own drain timed out:
-// "canceled: the agent is stopping (SIGTERM) and its --drain-timeout of 10m passed".
+// "stopped by the agent: it is stopping (SIGTERM) and its --drain-timeout of 10m passed".
 std::string DrainTimeoutMessage(const std::string& why, absl::Duration timeout);
 
 // Removes the tree at `path` (not following symlinks), first making every directory in it

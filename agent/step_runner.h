@@ -108,7 +108,7 @@ struct JobRunResult {
 // process group (background processes) is SIGKILLed: nothing a step starts outlives it, unless it
 // leaves the group (setsid).
 //
-// `on_output` receives the raw output bytes as they arrive, in chunks of at most 64 KiB, on the
+// `on_output` receives the raw output bytes as they arrive, in chunks of at most 256 KiB, on the
 // calling thread. The runner adds nothing of its own except, when the job's timeout expires or
 // `cancel` is raised while a step runs:
 //   assay: job timed out after <T>s; sent SIGTERM to the process group\n

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -73,6 +74,7 @@ std::string JobStateOf(v1::JobOutcome o) {
     case v1::JOB_OUTCOME_TIMED_OUT: return "timed_out";
     case v1::JOB_OUTCOME_CANCELED: return "canceled";
     case v1::JOB_OUTCOME_ERROR: return "error";
+    case v1::JOB_OUTCOME_AGENT_STOPPED: return store::kAgentStopped;
     default: return "";
   }
 }
@@ -118,7 +120,8 @@ class Session final : public Reactor {
         return;
       }
       credential_hash_ = AgentSecretHash(*cred);
-      StartRead(&in_);
+      absl::MutexLock l(&mu_);
+      MaybeReadLocked();
       return;
     }
     // Why the emptiness check: an empty shared token would match "Bearer " from anyone.
@@ -129,12 +132,20 @@ class Session final : public Reactor {
                               "missing or invalid agent token (authorization: Bearer <token>)"));
       return;
     }
-    StartRead(&in_);
+    absl::MutexLock l(&mu_);
+    MaybeReadLocked();
   }
 
   // False when the stream has finished or is ending (its queue was full): the message will
   // never be written.
   bool Enqueue(const v1::ServerMessage& msg) {
+    if (msg.has_assignment() && msg.assignment().secrets_size() > 0) {
+      std::vector<std::string> values;
+      for (const auto& sec : msg.assignment().secrets()) {
+        if (!sec.value().empty()) values.push_back(sec.value());
+      }
+      svc_->ingest_masks().Remember(msg.assignment().attempt_token(), values);
+    }
     absl::MutexLock l(&mu_);
     if (finished_ || overflowed_) return false;
     const size_t size = msg.ByteSizeLong();
@@ -228,26 +239,47 @@ class Session final : public Reactor {
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the agent closed its side or the stream broke
+      {
+        absl::MutexLock l(&mu_);
+        reading_ = false;
+      }
       FinishOnce(grpc::Status::OK);
       return;
     }
+    v1::AgentMessage msg = std::move(in_);
+    bool post_logs = false, post_msg = false;
     {
       absl::MutexLock l(&mu_);
-      ++tasks_;
-    }
-    v1::AgentMessage msg = std::move(in_);
-    // Why a pool: handling touches PostgreSQL; gRPC's callback threads must not block.
-    svc_->Post([this, msg = std::move(msg)]() mutable {
-      bool keep_reading = Handle(msg);
-      bool last;
-      {
-        absl::MutexLock l(&mu_);
-        --tasks_;
-        if (keep_reading && !finished_ && !finish_requested_) StartRead(&in_);
-        last = done_ && tasks_ == 0;
+      reading_ = false;
+      // A read that was under way when a handler chose to end the stream: as if never read
+      // (nothing after such a message was ever handled; the agent resends what matters).
+      if (stop_reading_) return;
+      // Why agent_id_ may be read here: the hello's task set it before the StartRead (under
+      // mu_) that led to this read.
+      if (agent_id_ != 0 && msg.has_log() && WellFormed(msg.log())) {
+        log_batch_bytes_ += msg.log().data().size();
+        log_batch_.push_back(std::move(*msg.mutable_log()));
+        if (!log_task_) {
+          log_task_ = true;
+          ++tasks_;
+          post_logs = true;
+        }
+        MaybeReadLocked();  // the next chunks join the batch while this one is stored
+      } else {
+        ++tasks_;
+        handling_ = true;
+        // Why wait: the message must see the chunks read before it stored (a result after
+        // its log, an error after the good chunks before it).
+        if (log_task_) {
+          after_logs_ = std::move(msg);
+        } else {
+          post_msg = true;
+        }
       }
-      if (last) EndSession();
-    });
+    }
+    // Why a pool: handling touches PostgreSQL; gRPC's callback threads must not block.
+    if (post_logs) svc_->Post([this] { StoreLogs(); });
+    if (post_msg) PostHandle(std::move(msg));
   }
 
   void OnDone() override {
@@ -277,6 +309,131 @@ class Session final : public Reactor {
     a->set_refused(refused);
     a->set_message(message);
     Enqueue(m);
+  }
+
+  // REQUIRES: mu_ held. Starts the next read unless one is outstanding, a message other than
+  // a log chunk is being handled (messages are handled one at a time, in order), a handler
+  // ended the stream, or the chunks waiting to be stored reach the batch bounds (the task
+  // storing them reads on once it takes them).
+  void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reading_ || handling_ || stop_reading_ || finished_ || finish_requested_) return;
+    if (log_batch_.size() >= deps_.max_log_batch_chunks ||
+        log_batch_bytes_ >= deps_.max_log_batch_bytes) {
+      return;
+    }
+    reading_ = true;
+    StartRead(&in_);
+  }
+
+  // A chunk OnLog would not refuse for its form (those go through Handle, to end the stream
+  // after the chunks before them are stored and acknowledged).
+  bool WellFormed(const v1::LogChunk& c) const {
+    return c.seq() >= 1 && c.seq() <= static_cast<uint64_t>(INT64_MAX) && !c.data().empty() &&
+           c.data().size() <= deps_.max_log_chunk_bytes;
+  }
+
+  // Handles `msg` on the pool (one task counted in tasks_, handling_ set), then reads on.
+  void PostHandle(v1::AgentMessage msg) {
+    svc_->Post([this, msg = std::move(msg)]() mutable {
+      bool keep_reading = Handle(msg);
+      bool last;
+      {
+        absl::MutexLock l(&mu_);
+        --tasks_;
+        handling_ = false;
+        if (!keep_reading) stop_reading_ = true;
+        MaybeReadLocked();
+        last = done_ && tasks_ == 0;
+      }
+      if (last) EndSession();
+    });
+  }
+
+  // The log task (one at a time, counted in tasks_): stores the waiting chunks batch by batch
+  // (one transaction each) until none is left, then hands over to a message that waited
+  // behind them.
+  void StoreLogs() {
+    bool keep = true;
+    std::vector<v1::LogChunk> batch;
+    while (true) {
+      std::optional<v1::AgentMessage> next;
+      bool ended = false, last = false;
+      {
+        // Why take the next batch and end the task under one lock: a chunk read in between
+        // must either join a batch or start a new task (log_task_ false), never neither.
+        absl::MutexLock l(&mu_);
+        if (keep && !log_batch_.empty()) {
+          batch.clear();
+          batch.swap(log_batch_);
+          log_batch_bytes_ = 0;
+          MaybeReadLocked();  // room again: read on while this batch is stored
+        } else {
+          ended = true;
+          log_task_ = false;
+          --tasks_;
+          if (!keep) {
+            stop_reading_ = true;
+            log_batch_.clear();
+            log_batch_bytes_ = 0;
+          }
+          if (after_logs_.has_value()) {
+            if (keep) {
+              next = std::move(after_logs_);
+            } else {  // the stream is ending: not handled (the agent resends what matters)
+              --tasks_;
+              handling_ = false;
+            }
+            after_logs_.reset();
+          }
+          last = done_ && tasks_ == 0;
+        }
+      }
+      if (ended) {
+        if (next.has_value()) PostHandle(std::move(*next));
+        if (last) EndSession();
+        return;
+      }
+      keep = OnLogs(batch);
+    }
+  }
+
+  // Stores well-formed chunks (WellFormed) in one transaction and acknowledges each, as OnLog
+  // does one by one. False when the stream is being closed (the database failed: nothing of
+  // the batch is acknowledged, and the agent resends it after reconnecting).
+  bool OnLogs(const std::vector<v1::LogChunk>& batch) {
+    std::vector<store::LogAppend> appends;
+    std::vector<const v1::LogChunk*> kept;
+    std::deque<std::string> masked;  // owns the masked data the appends point to
+    for (const v1::LogChunk& c : batch) {
+      if (Ownership o = Owner(c.job_id(), c.attempt_token()); o != Ownership::kMineOrNone) {
+        if (o == Ownership::kUnknown) return DatabaseFailed(absl::UnavailableError("database"));
+        SendAck(c.job_id(), c.attempt_token(), 0, false, true, kNotYours);
+        continue;
+      }
+      std::string_view data = c.data();
+      if (auto m = svc_->ingest_masks().Mask(c.attempt_token(), data); m.has_value()) {
+        data = masked.emplace_back(std::move(*m));
+      }
+      appends.push_back(
+          {c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()), data, c.read_unix_us()});
+      kept.push_back(&c);
+    }
+    if (appends.empty()) return true;
+    auto f = deps_.jobs->AppendLogs(appends, deps_.job_log_limit_bytes);
+    if (!f.ok()) {  // not acknowledged: the stream ends and the agent resends them
+      LogWarn("agents", "agent ", name_, ": storing ", appends.size(), " log chunk(s) from ",
+              kept.front()->seq(), " of job ", kept.front()->job_id(),
+              " failed: ", f.status().ToString());
+      return DatabaseFailed(f.status());
+    }
+    for (size_t i = 0; i < kept.size(); ++i) {
+      const store::Fence fence = (*f)[i];
+      SendAck(kept[i]->job_id(), kept[i]->attempt_token(), kept[i]->seq(), false,
+              fence == store::Fence::kStale,
+              fence == store::Fence::kDropped ? "the job's log quota is reached; chunk dropped"
+                                              : "");
+    }
+    return true;
   }
 
   // On the pool, once: the stream is done and no handler task runs or will run.
@@ -684,8 +841,11 @@ class Session final : public Reactor {
       SendAck(c.job_id(), c.attempt_token(), 0, false, true, kNotYours);
       return true;
     }
+    const std::optional<std::string> masked =
+        svc_->ingest_masks().Mask(c.attempt_token(), c.data());
     auto f = deps_.jobs->AppendLog(c.job_id(), c.attempt_token(), static_cast<int64_t>(c.seq()),
-                                   c.data(), deps_.job_log_limit_bytes, c.read_unix_us());
+                                   masked.has_value() ? *masked : c.data(),
+                                   deps_.job_log_limit_bytes, c.read_unix_us());
     if (!f.ok()) {  // not acknowledged: the stream ends and the agent resends it
       LogWarn("agents", "agent ", name_, ": storing log chunk ", c.seq(), " of job ", c.job_id(),
               " failed: ", f.status().ToString());
@@ -721,6 +881,8 @@ class Session final : public Reactor {
       return DatabaseFailed(out.status());
     }
     deps_.dispatcher->JobReleased(agent_id_, r.job_id());
+    // Recorded (or refused for good): no chunk of the attempt is stored any more.
+    svc_->ingest_masks().Forget(r.attempt_token());
     if (out->fence == store::Fence::kOk) {
       deps_.metrics->ObserveJobDuration(absl::ToDoubleSeconds(out->duration));
     }
@@ -833,6 +995,17 @@ class Session final : public Reactor {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<store::HeldAttempt> undelivered_ ABSL_GUARDED_BY(mu_);  // assignments never sent
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;
+  // Reading (MaybeReadLocked): well-formed log chunks are batched and stored by one task
+  // (StoreLogs) while reading goes on; any other message is handled alone, after the chunks
+  // read before it.
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;       // a StartRead is outstanding
+  bool handling_ ABSL_GUARDED_BY(mu_) = false;      // a message other than a chunk is handled
+  bool stop_reading_ ABSL_GUARDED_BY(mu_) = false;  // a handler is closing the stream
+  bool log_task_ ABSL_GUARDED_BY(mu_) = false;      // StoreLogs runs
+  std::vector<v1::LogChunk> log_batch_ ABSL_GUARDED_BY(mu_);  // read, not stored yet
+  size_t log_batch_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // The message read while chunks were stored: handled once they are.
+  std::optional<v1::AgentMessage> after_logs_ ABSL_GUARDED_BY(mu_);
   // Attempt tokens known to be this agent's (assigned on this stream, or checked).
   std::set<std::string> owned_ ABSL_GUARDED_BY(mu_);
   grpc::Status finish_status_;

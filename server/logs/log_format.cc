@@ -27,8 +27,19 @@ std::string StampLines(const store::LogSlice& slice) {
   };
   bool at_start = slice.line_start;
   size_t i = 0;
+  // Why remember the last stamp: the lines of one mark share it (hundreds per chunk), and
+  // formatting a time is most of the cost of a stamped read.
+  int64_t last_us = -1;
+  std::string last_stamp;
   while (i < d.size()) {
-    if (at_start) out += Stamp(time_at(slice.offset + static_cast<int64_t>(i)));
+    if (at_start) {
+      const int64_t us = time_at(slice.offset + static_cast<int64_t>(i));
+      if (us != last_us) {
+        last_us = us;
+        last_stamp = Stamp(us);
+      }
+      out += last_stamp;
+    }
     const size_t nl = d.find('\n', i);
     const size_t end = nl == std::string::npos ? d.size() : nl + 1;
     out.append(d, i, end - i);

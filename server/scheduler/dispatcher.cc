@@ -254,8 +254,22 @@ int Dispatcher::DispatchPass() {
   filter.max_cpus = 0;
   std::set<std::string> labels;
   filter.untrusted = false;
+  filter.container = filter.process = false;
+  filter.untrusted_container = filter.untrusted_sandbox = false;
   for (const auto& a : free) {
     filter.untrusted = filter.untrusted || a.accepts_untrusted;
+    // Why filter executors in the query: queued jobs that no free agent could run (container
+    // jobs with only host agents) would otherwise fill the per-repository snapshot and hide
+    // the runnable jobs behind them.
+    auto offers = [&a](const char* e) {
+      return std::find(a.executors.begin(), a.executors.end(), e) != a.executors.end();
+    };
+    filter.container |= offers("container");
+    filter.process |= offers("sandbox") || offers("host");
+    if (a.accepts_untrusted) {
+      filter.untrusted_container |= offers("container");
+      filter.untrusted_sandbox |= offers("sandbox");
+    }
     const int cpus = a.cpus_total - a.cpus_used;
     free_cpus += cpus;
     filter.max_cpus = std::max(filter.max_cpus, cpus);

@@ -22,6 +22,11 @@ const Query kQueue{
     "  AND coalesce((q.requirements->>'gpus')::int, 0) <= $2 "
     "  AND coalesce((q.requirements->>'cpus')::int, 1) <= $3 AND q.labels <@ $4::text[] "
     "  AND ($5 OR NOT coalesce((q.requirements->>'untrusted')::boolean, false)) "
+    "  AND CASE WHEN q.requirements->>'executor' = 'container' "
+    "    THEN CASE WHEN coalesce((q.requirements->>'untrusted')::boolean, false) THEN $7::boolean "
+    "      ELSE $6::boolean END "
+    "    WHEN coalesce((q.requirements->>'untrusted')::boolean, false) THEN $9::boolean "
+    "    ELSE $8::boolean END "
     "  ORDER BY q.priority DESC, q.queued_at, q.id LIMIT $1) j"};
 // Why: the planner estimates a handful of queued rows per repository and reads (and sorts)
 // every queued job of each one instead of walking jobs_queued_repo in order; with 10,000
@@ -134,6 +139,22 @@ const Query kLogAttempt{
     "c.attempt = a.attempt AND c.seq <= $3 ORDER BY c.seq DESC LIMIT 1), false) "
     "FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
     "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF a"};
+// The same, once per attempt and transaction of AppendLogs, with where the contiguous log
+// ends (end_seq and end offset of its last placed row; 0, 0 for none) and whether rows wait
+// for an earlier chunk (start_offset NULL).
+const Query kLogAttemptState{
+    "job_log_attempt_state",
+    "SELECT a.attempt, a.log_bytes, a.log_truncated, coalesce(t.end_seq, 0), "
+    "coalesce(t.end_offset, 0), EXISTS (SELECT 1 FROM log_chunks p WHERE p.job_id = $1 AND "
+    "p.attempt = a.attempt AND p.start_offset IS NULL) "
+    "FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
+    "LEFT JOIN LATERAL (SELECT c.end_seq, c.start_offset + octet_length(c.data) AS end_offset "
+    "  FROM log_chunks c WHERE c.job_id = $1 AND c.attempt = a.attempt AND "
+    "  c.start_offset IS NOT NULL ORDER BY c.start_offset DESC LIMIT 1) t ON true "
+    "WHERE j.id = $1 AND j.attempt_token = $2 FOR UPDATE OF a"};
+const Query kLogAnyPending{"job_log_any_pending",
+                           "SELECT 1 FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND "
+                           "start_offset IS NULL LIMIT 1"};
 // $5: the chunk's byte offset in the attempt's log, NULL while a chunk before it is missing;
 // $6 its read-time mark.
 const Query kInsertLogChunk{
@@ -247,7 +268,8 @@ absl::StatusOr<QueueSnapshot> JobStore::Queue(const QueueFilter& f) {
     Exec(tx, c, kQueuePlan);
     for (const auto& r :
          Exec(tx, c, kQueue,
-              {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels), f.untrusted})) {
+              {f.per_repo, f.max_gpus, f.max_cpus, ToPgTextArray(f.any_labels), f.untrusted,
+               f.container, f.untrusted_container, f.process, f.untrusted_sandbox})) {
       QueuedJobRow j;
       j.job_id = r[0].as<int64_t>();
       j.repo_id = r[1].as<int64_t>();
@@ -485,69 +507,147 @@ std::string LogMark(uint32_t offset, int64_t unix_us) {
 absl::StatusOr<Fence> JobStore::AppendLog(int64_t job_id, std::string_view token, int64_t seq,
                                           std::string_view data, int64_t quota_bytes,
                                           int64_t read_unix_us) {
-  if (seq < 1) return absl::InvalidArgumentError("log chunk seq must be >= 1");
+  auto f = AppendLogs({LogAppend{job_id, token, seq, data, read_unix_us}}, quota_bytes);
+  if (!f.ok()) return f.status();
+  return f->front();
+}
+
+namespace {
+
+// What one AppendLogs transaction knows of an attempt it wrote to (its row locked).
+struct AttemptLog {
+  int attempt = 0;
+  int64_t stored = 0;       // job_attempts.log_bytes, counting `uncounted`
+  bool truncated = false;   // job_attempts.log_truncated, as of now
+  int64_t uncounted = 0;    // bytes added but not yet written to log_bytes
+  bool known = false;       // tail_seq, tail_end and pending are current
+  int64_t tail_seq = 0;     // the contiguous log holds chunks 1..tail_seq
+  int64_t tail_end = 0;     // and bytes [0, tail_end)
+  bool pending = false;     // rows wait for an earlier chunk (the careful path then)
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<Fence>> JobStore::AppendLogs(const std::vector<LogAppend>& chunks,
+                                                        int64_t quota_bytes) {
+  for (const auto& ch : chunks) {
+    if (ch.seq < 1) return absl::InvalidArgumentError("log chunk seq must be >= 1");
+  }
   if (quota_bytes < 0) return absl::InvalidArgumentError("log quota must not be negative");
-  Fence f = Fence::kOk;
+  std::vector<Fence> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    f = Fence::kOk;
-    auto a = Exec(tx, c, kLogAttempt, {job_id, token, seq});
-    if (a.empty()) {
-      f = Fence::kStale;
-      return absl::OkStatus();
+    out.assign(chunks.size(), Fence::kOk);
+    // Keyed by (job, token): a stale token is remembered as such (attempt 0).
+    std::map<std::pair<int64_t, std::string_view>, AttemptLog> attempts;
+    std::set<int64_t> notified;
+    auto count = [&](int64_t job_id, AttemptLog& st) {
+      if (st.uncounted == 0) return;
+      Exec(tx, c, kCountLogBytes, {job_id, st.attempt, st.uncounted, st.truncated});
+      st.uncounted = 0;
+    };
+    for (const auto& ch : chunks) attempts.try_emplace({ch.job_id, ch.token});
+    // Why lock every attempt row first, in (job, token) order: two transactions that lock the
+    // rows of the same attempts in different orders (two streams of one agent across a
+    // reconnect, the lease sweep) would deadlock.
+    for (auto& [key, st] : attempts) {
+      auto a = Exec(tx, c, kLogAttemptState, {key.first, key.second});
+      if (a.empty()) continue;  // stale: attempt stays 0
+      st.attempt = a[0][0].as<int>();
+      st.stored = a[0][1].as<int64_t>();
+      st.truncated = a[0][2].as<bool>();
+      st.tail_seq = a[0][3].as<int64_t>();
+      st.tail_end = a[0][4].as<int64_t>();
+      st.pending = a[0][5].as<bool>();
+      st.known = true;
     }
-    const int attempt = a[0][0].as<int>();
-    const int64_t stored = a[0][1].as<int64_t>();
-    if (a[0][3].as<bool>()) {
-      f = Fence::kDuplicate;
-      return absl::OkStatus();
-    }
-    if (a[0][2].as<bool>()) {
-      f = Fence::kDropped;
-      return absl::OkStatus();
-    }
-    const int64_t size = static_cast<int64_t>(data.size());
-    // Why the server's clock when the agent gives none: a stamp close to the read beats none.
-    const Param mark = Param::Bytes(
-        LogMark(0, read_unix_us > 0 ? read_unix_us : absl::ToUnixMicros(clock_->Now())));
-    Exec(tx, c, kNotifyLog, {absl::StrCat(job_id)});
-    // Where the chunk goes: right after the contiguous log when it is the next one; else it
-    // waits (NULL offset) for the chunks before it.
-    auto tail = Exec(tx, c, kLogTail, {job_id, attempt});
-    const int64_t next_seq = tail.empty() ? 1 : tail[0][0].as<int64_t>() + 1;
-    const int64_t end = tail.empty() ? 0 : tail[0][1].as<int64_t>();
-    const bool in_order = seq == next_seq;
-    const Param offset = in_order ? Param(end) : Param::Null();
-    // Places the chunks that waited for this one, in seq order while they follow on.
-    auto place_waiting = [&](int64_t pos) {
-      int64_t expect = seq + 1;
-      for (const auto& w : Exec(tx, c, kLogPending, {job_id, attempt})) {
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const LogAppend& ch = chunks[i];
+      AttemptLog& st = attempts.at({ch.job_id, ch.token});
+      if (st.attempt == 0) {
+        out[i] = Fence::kStale;
+        continue;
+      }
+      if (!st.known) {  // the careful path ran: read where the log stands again
+        auto t = Exec(tx, c, kLogTail, {ch.job_id, st.attempt});
+        st.tail_seq = t.empty() ? 0 : t[0][0].as<int64_t>();
+        st.tail_end = t.empty() ? 0 : t[0][1].as<int64_t>();
+        st.pending = !Exec(tx, c, kLogAnyPending, {ch.job_id, st.attempt}).empty();
+        st.known = true;
+      }
+      // Why a chunk inside the contiguous log is a duplicate: rows get an offset only once
+      // every chunk before them is stored.
+      if (ch.seq <= st.tail_seq) {
+        out[i] = Fence::kDuplicate;
+        continue;
+      }
+      const bool in_order = ch.seq == st.tail_seq + 1;
+      if (!in_order || st.pending) {
+        // Out of order, or rows wait: what AppendLog always did, chunk by chunk.
+        count(ch.job_id, st);
+        auto d = Exec(tx, c, kLogAttempt, {ch.job_id, ch.token, ch.seq});
+        if (!d.empty() && d[0][3].as<bool>()) {
+          out[i] = Fence::kDuplicate;
+          continue;
+        }
+        st.known = false;
+      }
+      if (st.truncated) {
+        out[i] = Fence::kDropped;
+        continue;
+      }
+      if (notified.insert(ch.job_id).second) {
+        Exec(tx, c, kNotifyLog, {absl::StrCat(ch.job_id)});
+      }
+      const int64_t size = static_cast<int64_t>(ch.data.size());
+      // Why the server's clock when the agent gives none: a stamp close to the read beats none.
+      const Param mark = Param::Bytes(LogMark(
+          0, ch.read_unix_us > 0 ? ch.read_unix_us : absl::ToUnixMicros(clock_->Now())));
+      // Where the chunk goes: right after the contiguous log when it is the next one; else it
+      // waits (NULL offset) for the chunks before it.
+      const Param offset = in_order ? Param(st.tail_end) : Param::Null();
+      std::string kept;
+      int64_t counted = size;
+      if (st.stored + size <= quota_bytes) {
+        kept = std::string(ch.data);
+      } else {
+        // Why cut the crossing chunk rather than drop it whole: the stored log is then exactly
+        // the first quota_bytes bytes the job wrote, then the marker.
+        counted = std::max<int64_t>(0, quota_bytes - st.stored);
+        kept = std::string(ch.data.substr(0, static_cast<size_t>(counted)));
+        kept += LogTruncationMarker(quota_bytes);
+        st.truncated = true;
+        out[i] = Fence::kDropped;
+      }
+      const int64_t kept_size = static_cast<int64_t>(kept.size());
+      Exec(tx, c, kInsertLogChunk,
+           {ch.job_id, st.attempt, ch.seq, Param::Bytes(std::move(kept)), offset, mark});
+      st.stored += counted;
+      st.uncounted += counted;
+      if (st.truncated) {  // the flag is written even when no byte more fit
+        Exec(tx, c, kCountLogBytes, {ch.job_id, st.attempt, st.uncounted, true});
+        st.uncounted = 0;
+      }
+      if (!in_order) continue;                 // st.known is false: re-read next time
+      st.tail_seq = ch.seq;
+      st.tail_end += kept_size;
+      if (!st.pending) continue;
+      // Places the chunks that waited for this one, in seq order while they follow on.
+      int64_t pos = st.tail_end, expect = ch.seq + 1;
+      for (const auto& w : Exec(tx, c, kLogPending, {ch.job_id, st.attempt})) {
         if (w[0].as<int64_t>() != expect) break;
-        Exec(tx, c, kLogPlace, {job_id, attempt, w[0].as<int64_t>(), pos});
+        Exec(tx, c, kLogPlace, {ch.job_id, st.attempt, w[0].as<int64_t>(), pos});
         pos += w[2].as<int64_t>();
         expect = w[1].as<int64_t>() + 1;
       }
-    };
-    if (stored + size <= quota_bytes) {
-      Exec(tx, c, kInsertLogChunk,
-           {job_id, attempt, seq, Param::Bytes(std::string(data)), offset, mark});
-      Exec(tx, c, kCountLogBytes, {job_id, attempt, size, false});
-      if (in_order) place_waiting(end + size);
-      return absl::OkStatus();
+      st.known = false;
     }
-    // Why cut the crossing chunk rather than drop it whole: the stored log is then exactly
-    // the first quota_bytes bytes the job wrote, then the marker.
-    const int64_t fits = std::max<int64_t>(0, quota_bytes - stored);
-    std::string kept(data.substr(0, static_cast<size_t>(fits)));
-    kept += LogTruncationMarker(quota_bytes);
-    const int64_t kept_size = static_cast<int64_t>(kept.size());
-    Exec(tx, c, kInsertLogChunk, {job_id, attempt, seq, Param::Bytes(kept), offset, mark});
-    if (in_order) place_waiting(end + kept_size);
-    Exec(tx, c, kCountLogBytes, {job_id, attempt, fits, true});
-    f = Fence::kDropped;
+    for (auto& [key, st] : attempts) {
+      if (st.attempt != 0) count(key.first, st);
+    }
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
-  return f;
+  return out;
 }
 
 absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
@@ -564,6 +664,24 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
     int64_t pipeline_id = p[0][0].as<int64_t>();
     absl::Time started = r.started_at == absl::InfinitePast() ? now : r.started_at;
     absl::Time finished = r.finished_at == absl::InfinitePast() ? now : r.finished_at;
+    if (r.state == kAgentStopped) {
+      // Why like a lost agent: the operator stopped the agent, not the user the job.
+      auto lost = Exec(tx, c, kLoseAttempt, {r.job_id, r.attempt_token, now, r.message,
+                                             Param::Null()});
+      if (lost.empty()) {
+        out.fence = Fence::kDuplicate;
+        return absl::OkStatus();
+      }
+      out.duration = finished - started;
+      Exec(tx, c, kNotifyLogEnded, {absl::StrCat(r.job_id)});
+      if (lost[0][0].as<std::string>() == "queued") {
+        out.retried = true;
+        Exec(tx, c, kNotifyQueued);
+      } else {
+        out.queued = AdvancePipeline(tx, c, pipeline_id, now, /*may_block=*/true);
+      }
+      return absl::OkStatus();
+    }
     auto res = Exec(tx, c, kFinish,
                     {r.job_id, r.attempt_token, r.state, Param::Opt(r.exit_code), r.message,
                      started, finished});

@@ -63,6 +63,14 @@ struct QueueFilter {
   int max_gpus = 0;
   std::vector<std::string> any_labels;
   bool untrusted = true;  // false: leave out jobs of untrusted pipelines (no agent takes them)
+  // Executors (issue 9; requirements "executor", "untrusted"): false leaves out the jobs that
+  // need what no agent offers: `container` a container job, `process` any other job (sandbox
+  // or host); an untrusted one needs `untrusted_container` or `untrusted_sandbox` (offered by
+  // an agent that accepts untrusted jobs; never host).
+  bool container = true;
+  bool process = true;
+  bool untrusted_container = true;
+  bool untrusted_sandbox = true;
 };
 
 struct ClaimRequest {
@@ -113,15 +121,29 @@ std::string LogTruncationMarker(int64_t quota_bytes);
 // `unix_us` (int64), little-endian.
 std::string LogMark(uint32_t offset, int64_t unix_us);
 
+// One log chunk for JobStore::AppendLogs; the views must outlive the call.
+struct LogAppend {
+  int64_t job_id = 0;
+  std::string_view token;
+  int64_t seq = 0;
+  std::string_view data;
+  int64_t read_unix_us = 0;  // 0: unknown (the store's clock is used)
+};
+
 struct ResultReport {
   int64_t job_id = 0;
   std::string attempt_token;
-  std::string state;  // succeeded, failed, timed_out, canceled, error
+  // succeeded, failed, timed_out, canceled, error; or kAgentStopped: the agent stopped the
+  // job itself (drain timeout): recorded like a lost agent (Finish).
+  std::string state;
   std::optional<int> exit_code;
   std::string message;
   // As reported by the agent; InfinitePast when it did not say (the server's clock is used).
   absl::Time started_at = absl::InfinitePast(), finished_at = absl::InfinitePast();
 };
+
+// ResultReport.state of a job the agent stopped itself (issue 9, lifecycle).
+inline constexpr char kAgentStopped[] = "agent_stopped";
 
 struct FinishOutcome {
   Fence fence = Fence::kOk;
@@ -182,6 +204,18 @@ class JobStore {
                                   std::string_view data,
                                   int64_t quota_bytes = kDefaultLogQuotaBytes,
                                   int64_t read_unix_us = 0);
+  // AppendLog for several chunks (any jobs) in one transaction, in order: their fences in
+  // the same order, exactly as one AppendLog call per chunk would give (kInvalidArgument, and
+  // nothing stored, when a seq is < 1). Why: one commit (one WAL flush) for a run of chunks,
+  // and a chunk that follows the contiguous log costs one INSERT; the attempt row is locked,
+  // counted and notified once per attempt. kUnavailable etc. as InTransaction: then nothing
+  // of the batch is stored.
+  absl::StatusOr<std::vector<Fence>> AppendLogs(const std::vector<LogAppend>& chunks,
+                                                int64_t quota_bytes = kDefaultLogQuotaBytes);
+  // Records the attempt's result (kStale: not the live token; kDuplicate: already recorded).
+  // A kAgentStopped result ends the attempt 'lost' with its message, as an expired lease
+  // does: the job is queued again when its retry policy allows agent_lost (retried), else it
+  // fails with that message.
   absl::StatusOr<FinishOutcome> Finish(const ResultReport& r);
   // Extends the leases of the named live attempts; returns those that are not live any more.
   absl::StatusOr<std::vector<HeldAttempt>> Heartbeat(const std::vector<HeldAttempt>& held,

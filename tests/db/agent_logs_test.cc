@@ -1,6 +1,8 @@
 // Job logs under hostile volume (issue 8, item 8): the per-attempt quota and its marker,
 // paged reads, chunks that break the protocol (seq 0, empty, oversize) and a flood of them
 // over a real stream, and the bounded outbound queue of a stream whose agent does not read.
+// Issue 9: chunks stored in batches (one transaction) give what one call per chunk gives, and
+// the server masks an attempt's secret values in the chunks it stores.
 
 #include <grpcpp/grpcpp.h>
 
@@ -11,10 +13,13 @@
 #include <thread>
 
 #include "assay/v1/agent.grpc.pb.h"
+#include "common/base/secret_masker.h"
 #include "server/agents/agent_service.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
+#include "server/secrets/job_secrets.h"
 #include "server/store/logs.h"
+#include "server/store/secrets.h"
 #include "tests/db/db_fixture.h"
 
 namespace assay::dbtest {
@@ -154,8 +159,9 @@ struct Service {
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<v1::AgentService::Stub> stub;
 
-  Service(DbFixture& f, const std::function<void(AgentServiceDeps&)>& tune)
-      : dispatcher(&f.jobs, &metrics, &f.clock, DispatcherOptions{absl::Seconds(25)}) {
+  Service(DbFixture& f, const std::function<void(AgentServiceDeps&)>& tune,
+          DispatcherOptions options = DispatcherOptions{absl::Seconds(25)})
+      : dispatcher(&f.jobs, &metrics, &f.clock, std::move(options)) {
     AgentServiceDeps deps{&f.agents, &f.jobs, &dispatcher, &metrics, kToken};
     tune(deps);
     impl = std::make_unique<AgentServiceImpl>(deps);
@@ -334,6 +340,132 @@ TEST_CASE(
         "what was not acknowledged");
   CHECK(svc.impl->peak_outbound_messages() == kMax);
   REQUIRE(svc.impl->AwaitSessionsEnded(1, absl::Seconds(20)));
+}
+
+TEST_CASE("logs: a batch of chunks gives each the fence and row one call per chunk gives",
+          "[db]") {
+  using store::Fence;
+  constexpr int64_t kQuota = 16;
+  // Two jobs of one agent; run once as batches (AppendLogs), once chunk by chunk (AppendLog).
+  auto run = [&](bool batched) {
+    DbFixture f;
+    f.CreatePipeline({Job("a"), Job("b")});
+    const int64_t agent = f.Agent("agent-1");
+    const store::ClaimedJob a = f.ClaimOne(agent);
+    const store::ClaimedJob b = f.ClaimOne(agent);
+    const std::string ta = a.attempt_token, tb = b.attempt_token;
+    const std::vector<std::vector<store::LogAppend>> batches = {
+        {{a.job_id, ta, 1, "a1 "},
+         {a.job_id, ta, 2, "a2 "},
+         {b.job_id, tb, 1, "b1 "},
+         {a.job_id, ta, 2, "a2 again "},  // a resend: already stored in this batch
+         {a.job_id, ta, 4, "a4 "},        // ahead of 3: waits without an offset
+         {a.job_id, "not-a-token", 5, "x"},
+         {a.job_id, ta, 3, "a3 "},  // fills the gap: 4 joins the log
+         {a.job_id, ta, 5, "a5 "},
+         {a.job_id, ta, 4, "a4 again"},
+         {b.job_id, tb, 2, "b2-crosses-quota"},  // cut to what fits, then the marker
+         {b.job_id, tb, 3, "b3"}},
+        {{a.job_id, ta, 6, "a6 "}, {b.job_id, tb, 3, "b3"}, {a.job_id, ta, 7, "a7"}},
+    };
+    std::vector<Fence> fences;
+    for (const auto& batch : batches) {
+      if (batched) {
+        auto got = f.jobs.AppendLogs(batch, kQuota);
+        REQUIRE(got.ok());
+        fences.insert(fences.end(), got->begin(), got->end());
+      } else {
+        for (const auto& c : batch) {
+          auto got = f.jobs.AppendLog(c.job_id, c.token, c.seq, c.data, kQuota, c.read_unix_us);
+          REQUIRE(got.ok());
+          fences.push_back(*got);
+        }
+      }
+    }
+    const std::string marker = store::LogTruncationMarker(kQuota);
+    CHECK(f.jobs.ReadLog(a.job_id).value() == "a1 a2 a3 a4 a5 a" + marker);
+    CHECK(f.jobs.ReadLog(b.job_id).value() == "b1 b2-crosses-qu" + marker);
+    CHECK(f.Query("SELECT seq, start_offset FROM log_chunks WHERE job_id = " + S(a.job_id) +
+                  " ORDER BY seq") == Rows{{"1", "0"},
+                                           {"2", "3"},
+                                           {"3", "6"},
+                                           {"4", "9"},
+                                           {"5", "12"},
+                                           {"6", "15"}});
+    CHECK(f.Query("SELECT job_id = " + S(a.job_id) +
+                  ", log_bytes, log_truncated FROM job_attempts ORDER BY job_id") ==
+          Rows{{"t", "16", "t"}, {"f", "16", "t"}});
+    return fences;
+  };
+  const std::vector<Fence> want = {
+      Fence::kOk,      Fence::kOk,      Fence::kOk,      Fence::kDuplicate, Fence::kOk,
+      Fence::kStale,   Fence::kOk,      Fence::kOk,      Fence::kDuplicate, Fence::kDropped,
+      Fence::kDropped, Fence::kDropped, Fence::kDropped, Fence::kDropped};
+  CHECK(run(true) == want);
+  CHECK(run(false) == want);
+}
+
+TEST_CASE("logs: a batch with a seq below 1 stores nothing", "[db]") {
+  DbFixture f;
+  f.CreatePipeline({Job("a")});
+  const store::ClaimedJob a = f.ClaimOne(f.Agent("agent-1"));
+  auto got = f.jobs.AppendLogs(
+      {{a.job_id, a.attempt_token, 1, "one"}, {a.job_id, a.attempt_token, 0, "zero"}});
+  CHECK(got.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(got.status().message() == "log chunk seq must be >= 1");
+  CHECK(f.Count("SELECT count(*) FROM log_chunks") == 0);
+}
+
+TEST_CASE("logs: the server masks the attempt's secret values in the chunks it stores",
+          "[db][secrets]") {
+  DbFixture f;
+  store::SecretStore secrets{&f.db};
+  const KeyRing keys{std::string(32, '\x07')};
+  const std::string value = "hunter2-token";
+  auto sealed = keys.Seal(value, SecretAad(f.repo_id, "", "API_KEY"));
+  REQUIRE(sealed.ok());
+  REQUIRE(secrets.Put(f.repo_id, "", "API_KEY", *sealed, 200).ok());
+  DispatcherOptions o{absl::Seconds(25)};
+  o.secret_key = keys;
+  o.secrets = &secrets;
+  Service svc(f, [](AgentServiceDeps&) {}, o);
+  auto conn = svc.Hello("agent-1");
+  store::NewJob job = Job("a");
+  job.spec_json = R"({"steps":[{"name":"s","run":"true"}],"env":{},"timeout_s":60,)"
+                  R"("secrets":[{"name":"API_KEY","as":"env"}]})";
+  f.CreatePipeline({job, Job("plain")});
+  REQUIRE(svc.dispatcher.DispatchOnce() == 1);  // one slot: the job with the secret first
+  v1::ServerMessage in;
+  REQUIRE(conn->Read(&in));
+  REQUIRE(in.has_assignment());
+  const auto a = in.assignment();
+  REQUIRE(a.secrets_size() == 1);
+  REQUIRE(a.secrets(0).value() == value);
+  CHECK(svc.impl->ingest_masks().size() == 1);
+  // An agent that masks nothing: the value, its base64, and the value split across two chunks
+  // (left to the agent's masker: each chunk is masked on its own).
+  const std::vector<std::string> chunks = {"token=" + value + "\n",
+                                           Base64Encode(value, false) + "\n", "split hunt",
+                                           "er2-token\n"};
+  uint64_t seq = 0;
+  for (const auto& c : chunks) REQUIRE(conn->Write(Chunk(a.job_id(), a.attempt_token(), ++seq, c)));
+  v1::AgentMessage r;
+  r.mutable_result()->set_job_id(a.job_id());
+  r.mutable_result()->set_attempt_token(a.attempt_token());
+  r.mutable_result()->set_outcome(v1::JOB_OUTCOME_SUCCEEDED);
+  r.mutable_result()->set_last_log_seq(seq);
+  REQUIRE(conn->Write(r));
+  std::vector<uint64_t> acked;
+  while (true) {
+    REQUIRE(conn->Read(&in));
+    REQUIRE(in.has_ack());
+    if (in.ack().result_recorded()) break;
+    acked.push_back(in.ack().log_seq());
+  }
+  CHECK(acked == std::vector<uint64_t>{1, 2, 3, 4});
+  CHECK(f.jobs.ReadLog(a.job_id()).value() == "token=***\n***\nsplit hunter2-token\n");
+  // The result is recorded: the values are forgotten.
+  CHECK(svc.impl->ingest_masks().size() == 0);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // "executor": "container", or none) and trust with the agent's executors.
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -160,6 +161,62 @@ TEST_CASE("executors: why-waiting names the missing executor or isolation", "[db
         "one with --executors container)");
   const int64_t sandbox = Connect(f, "sandboxed", {"sandbox"}, true);
   CHECK(why("fork") == "agent sandboxed (id " + std::to_string(sandbox) + ") can take it now");
+}
+
+TEST_CASE("executors: container jobs at the head of a repository do not hide a host job",
+          "[db][executors]") {
+  DbFixture f;
+  Metrics metrics;
+  Dispatcher d{&f.jobs, &metrics, &f.clock, DispatcherOptions{}};
+  const int64_t host = Connect(f, "host-only", {"host"}, false);
+  auto ch = std::make_shared<FakeChannel>();
+  AgentCapacity cap = Capacity(host, "host-only", 1);
+  cap.executors = {"host"};
+  d.AgentConnected(cap, {}, ch);
+  // More container jobs ahead of it than the dispatcher reads per repository (20 with one
+  // free CPU), all older than the plain job.
+  std::vector<store::NewJob> jobs;
+  for (int i = 0; i < 30; ++i) {
+    jobs.push_back(JobWith("image-" + std::to_string(i), R"({"cpus":1,"executor":"container"})"));
+  }
+  jobs.push_back(Job("plain"));
+  const int64_t p = f.CreatePipeline(jobs);
+  CHECK(d.DispatchOnce() == 1);
+  auto got = ch->TakeAssignments();
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].job_id() == f.JobId(p, "plain"));
+  CHECK(f.Count("SELECT count(*) FROM jobs WHERE state = 'queued'") == 30);
+
+  // The queue read itself leaves out what the filter's executors cannot run.
+  store::QueueFilter filter;
+  filter.untrusted = true;
+  f.CreatePipeline({JobWith("fork", R"({"cpus":1,"untrusted":true})"),
+                    JobWith("fork-image", R"({"cpus":1,"untrusted":true,"executor":"container"})"),
+                    Job("plain-2")});
+  auto names = [&](const store::QueueFilter& q) {
+    auto snap = f.jobs.Queue(q);
+    REQUIRE(snap.ok());
+    std::vector<std::string> out;
+    for (const auto& j : snap->jobs) {
+      out.push_back(f.One("SELECT name FROM jobs WHERE id = " + std::to_string(j.job_id)));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  filter.container = false;
+  filter.untrusted_container = false;
+  CHECK(names(filter) == std::vector<std::string>{"fork", "plain-2"});
+  filter.untrusted_sandbox = false;
+  CHECK(names(filter) == std::vector<std::string>{"plain-2"});
+  filter.process = false;
+  CHECK(names(filter).empty());
+  filter.untrusted_container = true;
+  CHECK(names(filter) == std::vector<std::string>{"fork-image"});
+  filter.per_repo = 5;
+  filter.container = true;
+  const auto head = names(filter);  // the five oldest: container jobs of the first pipeline
+  REQUIRE(head.size() == 5);
+  for (const auto& n : head) CHECK(n.rfind("image-", 0) == 0);
 }
 
 }  // namespace

@@ -269,5 +269,48 @@ TEST_CASE("lifecycle: a drain and a resume notify the other servers with the age
   listener.Stop();
 }
 
+TEST_CASE("lifecycle: a job the agent stopped itself is lost and queued again, then failed",
+          "[db][lifecycle]") {
+  DbFixture f;
+  const int64_t p = f.CreatePipeline({Job("a")});  // no retry key: agent_lost, 2 attempts
+  const int64_t agent = f.Agent("agent-1");
+  const std::string why =
+      "stopped by the agent: it is stopping (SIGTERM) and its --drain-timeout of 1s passed";
+  auto stop = [&](const store::ClaimedJob& c) {
+    store::ResultReport r;
+    r.job_id = c.job_id;
+    r.attempt_token = c.attempt_token;
+    r.state = store::kAgentStopped;
+    r.message = why;
+    r.exit_code = -1;
+    auto out = f.jobs.Finish(r);
+    REQUIRE(out.ok());
+    return *out;
+  };
+  const store::ClaimedJob first = f.ClaimOne(agent);
+  store::FinishOutcome out = stop(first);
+  CHECK(out.fence == store::Fence::kOk);
+  CHECK(out.retried);
+  const std::string id = std::to_string(first.job_id);
+  CHECK(f.Query("SELECT state, attempt, coalesce(message, '-'), coalesce(agent_id, 0) FROM jobs "
+                "WHERE id = " + id) == Rows{{"queued", "1", "-", "0"}});
+  CHECK(f.Query("SELECT attempt, state, message FROM job_attempts WHERE job_id = " + id) ==
+        Rows{{"1", "lost", why}});
+  // The same result again (a resend after a lost ack): the token is gone, nothing changes.
+  CHECK(stop(first).fence == store::Fence::kStale);
+
+  // The second attempt is the last one the policy allows: the job fails with the message.
+  const store::ClaimedJob second = f.ClaimOne(agent);
+  CHECK(second.attempt == 2);
+  out = stop(second);
+  CHECK(out.fence == store::Fence::kOk);
+  CHECK_FALSE(out.retried);
+  CHECK(f.Query("SELECT state, attempt, message FROM jobs WHERE id = " + id) ==
+        Rows{{"failed", "2", why}});
+  CHECK(f.Query("SELECT attempt, state, message FROM job_attempts WHERE job_id = " + id +
+                " ORDER BY attempt") == Rows{{"1", "lost", why}, {"2", "lost", why}});
+  CHECK(f.One("SELECT state FROM pipelines WHERE id = " + std::to_string(p)) == "failed");
+}
+
 }  // namespace
 }  // namespace assay::dbtest

@@ -1,8 +1,8 @@
 // Agent lifecycle (issue 9) with real processes: SIGTERM drains (the running job finishes and
-// is recorded, nothing new is given to the agent, it exits 0), --drain-timeout cancels with a
-// clear message, an admin's drain through the API and the CLI (kept across a server restart,
-// lifted by resume; hostile calls refused), the disk floor, and the leftovers of a killed
-// agent removed at the next start.
+// is recorded, nothing new is given to the agent, it exits 0), --drain-timeout stops the job
+// (its attempt is lost and it runs again on another agent), an admin's drain through the API
+// and the CLI (kept across a server restart, lifted by resume; hostile calls refused), the
+// disk floor, and the leftovers of a killed agent removed at the next start.
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -80,6 +80,27 @@ int64_t OnlyJob(Cluster& c, int64_t pipeline, const std::string& name) {
   return JobId(MUST(c.ApiObject("GET", absl::StrCat("/api/v1/pipelines/", pipeline))), name);
 }
 
+// "attempt state agent message" per attempt of the job, in order.
+std::vector<std::string> Attempts(Cluster& c, int64_t job) {
+  std::vector<std::string> out;
+  for (const auto& r : MUST(c.Query(absl::StrCat(
+           "SELECT t.attempt, t.state, a.name, coalesce(t.message, '-') FROM job_attempts t "
+           "JOIN agents a ON a.id = t.agent_id WHERE t.job_id = ",
+           job, " ORDER BY t.attempt")))) {
+    out.push_back(absl::StrCat(*r[0], " ", *r[1], " ", *r[2], " ", *r[3]));
+  }
+  return out;
+}
+
+// The stored log of one attempt of the job.
+std::string AttemptLog(Cluster& c, int64_t job, int attempt) {
+  auto rows = MUST(c.Query(absl::StrCat(
+      "SELECT coalesce(string_agg(convert_from(data, 'UTF8'), '' ORDER BY seq), '') FROM "
+      "log_chunks WHERE job_id = ",
+      job, " AND attempt = ", attempt)));
+  return rows.size() == 1 && rows[0][0] ? *rows[0][0] : "";
+}
+
 std::string AgentOfJob(Cluster& c, int64_t job) {
   auto rows = MUST(c.Query(absl::StrCat(
       "SELECT a.name FROM jobs j JOIN agents a ON a.id = j.agent_id WHERE j.id = ", job)));
@@ -133,7 +154,7 @@ TEST_CASE("SIGTERM: the running job finishes and is recorded, nothing new is giv
   CHECK(AgentOfJob(c, next) == "a2");
 }
 
-TEST_CASE("SIGTERM with --drain-timeout: the job is canceled with a clear message, exit 0",
+TEST_CASE("SIGTERM with --drain-timeout: the job is stopped, lost and run again on another agent",
           "[e2e][lifecycle]") {
   Cluster c(Options());
   MUST(c.StartServer());
@@ -143,25 +164,35 @@ TEST_CASE("SIGTERM with --drain-timeout: the job is canceled with a clear messag
   const int64_t p1 = PushFiles(c, repo, {{".assay.yml", GatedJobFile(c.dir())}});
   MUST(c.WaitForJobState(p1, "long", "running"));
   WaitForFile(c, c.dir() + "/started");
+  const int64_t job = OnlyJob(c, p1, "long");
 
   a1->Kill(SIGTERM);  // no gate: the job would run 60 s
   std::optional<int> exit = a1->Wait(absl::Seconds(30));
   INFO(c.LogTails());
   REQUIRE(exit.has_value());
   CHECK(*exit == 0);
-  json::object done = MUST(c.WaitForPipelineDone(p1));
+  // Not the user's cancel: the attempt is lost (the operator stopped the agent) and the job,
+  // whose default policy retries agent_lost once, waits for another agent.
+  json::object j = MUST(c.WaitForJobState(p1, "long", "queued"));
   const std::string why =
-      "canceled: the agent is stopping (SIGTERM) and its --drain-timeout of 1s passed";
-  CHECK(JsonString(Job(done, "long"), "state") == "canceled");
-  CHECK(JsonString(Job(done, "long"), "message") == why);
-  CHECK(MUST(c.JobLog(JobId(done, "long"))) ==
+      "stopped by the agent: it is stopping (SIGTERM) and its --drain-timeout of 1s passed";
+  CHECK(Attempts(c, job) == std::vector<std::string>{"1 lost a1 " + why});
+  CHECK(AttemptLog(c, job, 1) ==
         absl::StrCat(
             "started\nassay: job canceled; sent SIGTERM to the process group\nassay: ", why, "\n"));
   // Its workspace went with it (the agent removes it before it exits).
   CHECK(std::filesystem::is_empty(c.dir() + "/agent-a1/jobs"));
+
+  std::ofstream(c.dir() + "/gate") << "go";
+  MUST(c.StartAgent("a2"));
+  json::object done = MUST(c.WaitForPipelineDone(p1));
+  CHECK(JsonString(Job(done, "long"), "state") == "succeeded");
+  CHECK(Job(done, "long").at("attempt").as_int64() == 2);
+  CHECK(Attempts(c, job) == std::vector<std::string>{"1 lost a1 " + why, "2 succeeded a2 -"});
+  CHECK(MUST(c.JobLog(job)) == "started\nfinished\n");
 }
 
-TEST_CASE("a second SIGTERM cancels the running job at once, its result still delivered",
+TEST_CASE("a second SIGTERM stops the running job at once, its result still delivered",
           "[e2e][lifecycle]") {
   Cluster c(Options());
   MUST(c.StartServer());
@@ -184,10 +215,10 @@ TEST_CASE("a second SIGTERM cancels the running job at once, its result still de
   INFO(c.LogTails());
   REQUIRE(exit.has_value());
   CHECK(*exit == 0);
-  json::object done = MUST(c.WaitForPipelineDone(p1));
-  CHECK(JsonString(Job(done, "long"), "state") == "canceled");
-  CHECK(JsonString(Job(done, "long"), "message") ==
-        "canceled: the agent is stopping (a second SIGTERM)");
+  MUST(c.WaitForJobState(p1, "long", "queued"));
+  CHECK(Attempts(c, OnlyJob(c, p1, "long")) ==
+        std::vector<std::string>{"1 lost a1 stopped by the agent: it is stopping (a second "
+                                 "SIGTERM)"});
 }
 
 TEST_CASE("a drain through another replica reaches the agent's stream on the first server",
@@ -208,11 +239,12 @@ TEST_CASE("a drain through another replica reaches the agent's stream on the fir
                           R"({"reason":"moving racks","timeout":"0s"})", absl::Seconds(10)));
   INFO(r.body);
   REQUIRE(r.status == 200);
-  json::object done = MUST(c.WaitForPipelineDone(p1));
+  // The job is queued again (its attempt lost) and waits: its only agent is drained.
+  MUST(c.WaitForJobState(p1, "long", "queued"));
   INFO(c.LogTails());
-  CHECK(JsonString(Job(done, "long"), "state") == "canceled");
-  CHECK(JsonString(Job(done, "long"), "message") ==
-        "canceled: an admin drained the agent and the drain's timeout passed");
+  CHECK(Attempts(c, OnlyJob(c, p1, "long")) ==
+        std::vector<std::string>{
+            "1 lost a1 stopped by the agent: an admin drained it and the drain's timeout passed"});
   CHECK(!a1->Exited());
 }
 
@@ -329,7 +361,7 @@ TEST_CASE("drain through the API and the CLI: idle until resumed, kept across a 
   CHECK(MUST(c.Api("POST", "/api/v1/agents/nope/resume")).status == 404);
 }
 
-TEST_CASE("drain with a timeout through the API cancels the running job, the agent stays",
+TEST_CASE("drain with a timeout through the API stops the running job, queued again, agent stays",
           "[e2e][lifecycle]") {
   Cluster c(Options());
   MUST(c.StartServer());
@@ -342,11 +374,11 @@ TEST_CASE("drain with a timeout through the API cancels the running job, the age
 
   json::object d = MUST(c.ApiObject("POST", "/api/v1/agents/a1/drain", R"({"timeout":"1s"})"));
   CHECK(!d.at("deadline").is_null());
-  json::object done = MUST(c.WaitForPipelineDone(p1));
+  MUST(c.WaitForJobState(p1, "long", "queued"));
   INFO(c.LogTails());
-  CHECK(JsonString(Job(done, "long"), "state") == "canceled");
-  CHECK(JsonString(Job(done, "long"), "message") ==
-        "canceled: an admin drained the agent and the drain's timeout passed");
+  CHECK(Attempts(c, OnlyJob(c, p1, "long")) ==
+        std::vector<std::string>{
+            "1 lost a1 stopped by the agent: an admin drained it and the drain's timeout passed"});
   CHECK(!a1->Exited());
   MUST(c.WaitForAgents(1));
 }

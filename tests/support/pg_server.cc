@@ -130,10 +130,14 @@ bool PgServer::Running() const {
 absl::Status PgServer::Start() {
   // The socket goes into the temp dir so that nothing outside it is needed. Connections: a server
   // keeps a pool, tests open one at a time; the default 100 is tight with replicas, hence 200.
+  // ASSAY_PG_DURABLE=1 (benchmarks): PostgreSQL's own defaults, every commit flushed to disk;
+  // tests run without fsync (nothing they check needs a crash-safe disk).
+  const char* durable = std::getenv("ASSAY_PG_DURABLE");
+  const bool flush = durable != nullptr && std::string_view(durable) == "1";
   const std::string opts =
       absl::StrCat("-p ", port_, " -k ", dir_,
-                   " -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off "
-                   "-c full_page_writes=off");
+                   " -c listen_addresses=127.0.0.1 -c max_connections=200",
+                   flush ? "" : " -c fsync=off -c full_page_writes=off");
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   std::string last;
   while (true) {

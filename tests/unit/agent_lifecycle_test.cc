@@ -30,9 +30,9 @@ TEST_CASE("lifecycle: the disk floor's sentence", "[agent][lifecycle]") {
 TEST_CASE("lifecycle: drain phrases", "[agent][lifecycle]") {
   CHECK(DrainingReason("SIGTERM") == "draining (SIGTERM)");
   CHECK(DrainTimeoutMessage("SIGTERM", absl::Minutes(10)) ==
-        "canceled: the agent is stopping (SIGTERM) and its --drain-timeout of 10m passed");
+        "stopped by the agent: it is stopping (SIGTERM) and its --drain-timeout of 10m passed");
   CHECK(DrainTimeoutMessage("SIGINT", absl::ZeroDuration()) ==
-        "canceled: the agent is stopping (SIGINT) and its --drain-timeout of 0 passed");
+        "stopped by the agent: it is stopping (SIGINT) and its --drain-timeout of 0 passed");
 }
 
 TEST_CASE("lifecycle: free disk of an existing and of a missing path", "[agent][lifecycle]") {

@@ -132,11 +132,11 @@ TEST_CASE("RunJob kills what a step left in the background", "[step_runner]") {
   CHECK(GroupGone(run.pgids[0]));
 }
 
-TEST_CASE("RunJob delivers large output in chunks of at most 64 KiB", "[step_runner]") {
+TEST_CASE("RunJob delivers large output in chunks of at most 256 KiB", "[step_runner]") {
   Run run = RunSteps(Job({{"big", "head -c 1000000 /dev/zero | tr '\\0' x"}}));
   CHECK(run.result.outcome == JobRunOutcome::kSucceeded);
   CHECK(run.output == std::string(1000000, 'x'));
-  for (size_t size : run.chunk_sizes) CHECK(size <= 64 * 1024);
+  for (size_t size : run.chunk_sizes) CHECK(size <= 256 * 1024);
 }
 
 TEST_CASE("RunJob times out and terminates the whole process group", "[step_runner]") {
