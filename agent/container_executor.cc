@@ -177,6 +177,11 @@ std::vector<std::string> ContainerExecutor::NetworkCreateArgv() const {
   std::vector<std::string> argv = Base();
   argv.insert(argv.end(), {"network", "create"});
   for (std::string& l : Labels()) argv.push_back(std::move(l));
+  // Why isolate: netavark routes between bridge networks unless told not to; measured, a
+  // container on another job's network reached this job's service by its IP. isolate=true
+  // drops traffic between isolated networks (every job network is one). Docker's bridge
+  // networks are isolated from each other already.
+  if (!runtime_.docker) argv.insert(argv.end(), {"--opt", "isolate=true"});
   argv.push_back(network_);
   return argv;
 }

@@ -61,8 +61,9 @@ TEST_CASE("container executor: the job container's exact command line") {
            "/workspace", "--user", "1001:1001", "--cpus", "4", "--memory", "1536m", "--entrypoint",
            "/bin/sh", "--", "localhost/py:3", "-c",
            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}));
-  CHECK(e.NetworkCreateArgv() == Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
-                                     Cat(kLabels, {"assay-42-2-0badcafe-net"})));
+  CHECK(e.NetworkCreateArgv() ==
+        Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
+            Cat(kLabels, {"--opt", "isolate=true", "assay-42-2-0badcafe-net"})));
   CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
                                "--time", "0", "assay-42-2-0badcafe"});
   CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "network", "rm",
@@ -141,6 +142,8 @@ TEST_CASE("container executor: docker's command lines differ where its CLI does"
   ContainerExecutor e(ContainerRuntime{"/usr/bin/docker", true, ContainerGpuMode::kGpus}, Job(),
                       "s");
   CHECK(e.RemoveArgv() == Argv{"/usr/bin/docker", "rm", "--force", "assay-42-2-s"});
+  CHECK(e.NetworkCreateArgv() ==
+        Cat({"/usr/bin/docker", "network", "create"}, Cat(kLabels, {"assay-42-2-s-net"})));
   CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/docker", "network", "rm", "assay-42-2-s-net"});
 }
 
