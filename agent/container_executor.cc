@@ -292,7 +292,8 @@ std::vector<std::string> ContainerExecutor::RemoveArgv() const {
 std::vector<std::string> ContainerExecutor::NetworkRemoveArgv() const {
   std::vector<std::string> argv = Base();
   argv.insert(argv.end(), {"network", "rm"});
-  if (!runtime_.docker) argv.push_back("--force");
+  // podman: --force removes the containers on the network first (--time 0: SIGKILL at once).
+  if (!runtime_.docker) argv.insert(argv.end(), {"--force", "--time", "0"});
   argv.push_back(network_);
   return argv;
 }
@@ -457,6 +458,7 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     }
   }
   if (!job_.no_network) {
+    network_made_ = true;  // (or perhaps made: a timeout may come after the runtime did it)
     if (absl::StatusOr<CommandResult> r = CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
         !r.ok()) {
       return r.status();
@@ -556,19 +558,34 @@ absl::StatusOr<StepProcess> ContainerExecutor::StepCommand(const JobRunRequest& 
   return p;
 }
 
+void ContainerExecutor::StepEnded(const StepSpecToRun&, bool by_itself, int exit_code) {
+  // Why under 125: podman's own errors are 125 (the container may exist); 126 and 127 are
+  // kept out too, to be safe.
+  if (single_step_) removed_by_runtime_ = by_itself && exit_code >= 0 && exit_code < 125;
+}
+
 void ContainerExecutor::Cleanup(const JobRunRequest&, const JobLogFn& log) {
   if (runtime_.path.empty()) return;
-  absl::StatusOr<CommandResult> r = CallOk(RemoveArgv(), kCleanupCall);
-  if (!r.ok()) {
-    log(absl::StrCat("assay: cannot remove the job's containers: ", r.status().message(), "\n"));
-    LogWarn("agent", "job ", job_.job_id, ": ", r.status().ToString());
+  bool removed = false;
+  if (!runtime_.docker && network_made_) {
+    // Every container of the job is on its network (Prepare makes none before it).
+    absl::StatusOr<CommandResult> n = CallOk(NetworkRemoveArgv(), kCleanupCall);
+    removed = n.ok();
+    if (!n.ok()) LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
   }
-  if (!job_.no_network) {
-    std::vector<std::string> net = NetworkRemoveArgv();
-    absl::StatusOr<CommandResult> n = Call(net, kCleanupCall);
-    // A network that was never made (Prepare failed early) is not a problem.
-    if (!n.ok()) {
-      LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
+  if (!removed) {
+    if (!removed_by_runtime_ || !job_.services.empty()) {
+      absl::StatusOr<CommandResult> r = CallOk(RemoveArgv(), kCleanupCall);
+      if (!r.ok()) {
+        log(absl::StrCat("assay: cannot remove the job's containers: ", r.status().message(),
+                         "\n"));
+        LogWarn("agent", "job ", job_.job_id, ": ", r.status().ToString());
+      }
+    }
+    if (network_made_) {
+      absl::StatusOr<CommandResult> n = Call(NetworkRemoveArgv(), kCleanupCall);
+      // A network that was never made (its creation failed) is not a problem.
+      if (!n.ok()) LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
     }
   }
   unlink(env_file().c_str());

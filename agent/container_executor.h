@@ -124,6 +124,10 @@ class ContainerExecutor final : public Executor {
                        const JobLogFn& log) override;
   absl::StatusOr<StepProcess> StepCommand(const JobRunRequest& req, const StepSpecToRun& step,
                                           const std::vector<std::string>& env) override;
+  void StepEnded(const StepSpecToRun& step, bool by_itself, int exit_code) override;
+  // podman, with a job network: one `network rm --force --time 0` removes the job's containers
+  // and the network (else `rm` then `network rm`; and no `rm` at all when the one step's
+  // `run --rm` ended by itself with a code under 125, and there are no services).
   void Cleanup(const JobRunRequest& req, const JobLogFn& log) override;
 
   // The command lines, exact (tests read them). None holds a variable's value.
@@ -189,6 +193,8 @@ class ContainerExecutor final : public Executor {
   const std::string network_;
   std::vector<std::string> job_env_names_;  // the names the job container gets, set by Prepare
   bool single_step_ = false;  // set by Prepare: the one step is the container's command
+  bool network_made_ = false;  // Prepare created the job network
+  bool removed_by_runtime_ = false;  // the one step's `run --rm` ended by itself (StepEnded)
 };
 
 namespace v1 {

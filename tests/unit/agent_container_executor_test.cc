@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -67,7 +68,7 @@ TEST_CASE("container executor: the job container's exact command line") {
   CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
                                "--time", "0", "assay-42-2-0badcafe"});
   CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "network", "rm",
-                                      "--force", "assay-42-2-0badcafe-net"});
+                                      "--force", "--time", "0", "assay-42-2-0badcafe-net"});
 }
 
 TEST_CASE("container executor: network: none gives the job container no network at all") {
@@ -331,6 +332,57 @@ TEST_CASE("container executor: a step sees its file secrets at /run/secrets, val
   CHECK(access(e.env_file().c_str(), F_OK) != 0);
   rmdir(job.state_dir.c_str());
   rmdir(dir);
+}
+
+TEST_CASE("container executor: the runtime calls of a job, in order, for each shape") {
+  // The runtime is a script that records its arguments: the calls Prepare and Cleanup make
+  // (the step's own process is the runner's, not run here).
+  char dir[] = "/tmp/assay-container-unit-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  const std::string fake = std::string(dir) + "/podman", calls = std::string(dir) + "/calls";
+  {
+    std::ofstream f(fake);
+    f << "#!/bin/sh\nshift\necho \"$1 $2\" >> " << calls << "\n";
+  }
+  REQUIRE(chmod(fake.c_str(), 0755) == 0);
+  auto run = [&](bool network, size_t steps, bool by_itself, int exit_code, bool service) {
+    unlink(calls.c_str());
+    ContainerJob job = Job();
+    job.state_dir = std::string(dir) + "/state";
+    job.no_network = !network;
+    if (service) {
+      ServiceToRun db;
+      db.name = "db";
+      db.image.name = "localhost/db:1";
+      job.services.push_back(db);
+    }
+    ContainerExecutor e(ContainerRuntime{fake, false, ContainerGpuMode::kGpus}, job, "s");
+    JobRunRequest req;
+    for (size_t i = 0; i < steps; ++i) req.steps.push_back({"s", "true"});
+    req.workdir = dir;
+    CancelFlag cancel;
+    REQUIRE(e.Prepare(req, absl::InfiniteFuture(), cancel, [](std::string_view) {}).ok());
+    e.StepEnded(req.steps[0], by_itself, exit_code);
+    e.Cleanup(req, [](std::string_view) {});
+    std::ifstream in(calls);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  // One step, no network: image check, then nothing (the step's `run --rm` removed it).
+  CHECK(run(false, 1, true, 1, false) == "image exists\n");
+  // ... unless it was stopped, killed, or podman itself failed (125).
+  CHECK(run(false, 1, false, 0, false) == "image exists\nrm --force\n");
+  CHECK(run(false, 1, true, 125, false) == "image exists\nrm --force\n");
+  // A job network: created, and one call removes it with every container on it.
+  CHECK(run(true, 1, true, 0, false) == "image exists\nnetwork create\nnetwork rm\n");
+  // Several steps: the waiting job container, the same one removal.
+  CHECK(run(true, 2, true, 0, false) == "image exists\nnetwork create\nrun --detach\nnetwork rm\n");
+  CHECK(run(false, 2, true, 0, false) == "image exists\nrun --detach\nrm --force\n");
+  // A service: its image, its container on the network.
+  CHECK(run(true, 1, true, 0, true) ==
+        "image exists\nimage exists\nnetwork create\nrun --detach\nnetwork rm\n");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
