@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -336,7 +337,7 @@ TEST_CASE("container executor: a step sees its file secrets at /run/secrets, val
 
 TEST_CASE("container executor: the runtime calls of a job, in order, for each shape") {
   // The runtime is a script that records its arguments: the calls Prepare and Cleanup make
-  // (the step's own process is the runner's, not run here).
+  // (the step's own process is the runner's, not run here), as a sorted list.
   char dir[] = "/tmp/assay-container-unit-XXXXXX";
   REQUIRE(mkdtemp(dir) != nullptr);
   const std::string fake = std::string(dir) + "/podman", calls = std::string(dir) + "/calls";
@@ -364,10 +365,14 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
     REQUIRE(e.Prepare(req, absl::InfiniteFuture(), cancel, [](std::string_view) {}).ok());
     e.StepEnded(req.steps[0], by_itself, exit_code);
     e.Cleanup(req, [](std::string_view) {});
+    // Sorted: the image checks and the network's creation run at the same time.
     std::ifstream in(calls);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    std::sort(lines.begin(), lines.end());
+    std::string text;
+    for (const std::string& line : lines) text += line + "\n";
+    return text;
   };
   // One step, no network: image check, then nothing (the step's `run --rm` removed it).
   CHECK(run(false, 1, true, 1, false) == "image exists\n");
@@ -377,11 +382,12 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
   // A job network: created, and one call removes it with every container on it.
   CHECK(run(true, 1, true, 0, false) == "image exists\nnetwork create\nnetwork rm\n");
   // Several steps: the waiting job container, the same one removal.
-  CHECK(run(true, 2, true, 0, false) == "image exists\nnetwork create\nrun --detach\nnetwork rm\n");
-  CHECK(run(false, 2, true, 0, false) == "image exists\nrun --detach\nrm --force\n");
+  CHECK(run(true, 2, true, 0, false) ==
+        "image exists\nnetwork create\nnetwork rm\nrun --detach\n");
+  CHECK(run(false, 2, true, 0, false) == "image exists\nrm --force\nrun --detach\n");
   // A service: its image, its container on the network.
   CHECK(run(true, 1, true, 0, true) ==
-        "image exists\nimage exists\nnetwork create\nrun --detach\nnetwork rm\n");
+        "image exists\nimage exists\nnetwork create\nnetwork rm\nrun --detach\n");
   std::filesystem::remove_all(dir);
 }
 
