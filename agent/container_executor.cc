@@ -460,9 +460,20 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     });
   }
   absl::Status images = EnsureImage(job_.image, "image", deadline, log);
+  // An image already ensured for this job (a service of the job's own image, two services of
+  // one) is not checked again, unless this one asks to be pulled and the earlier one was not.
+  std::vector<std::pair<std::string, bool>> ensured = {
+      {job_.image.name, job_.image.pull == ContainerImageToRun::Pull::kAlways}};
   for (size_t i = 0; images.ok() && i < job_.services.size(); ++i) {
-    images = EnsureImage(job_.services[i].image, absl::StrCat("services[", i, "].image"),
-                         deadline, log);
+    const ContainerImageToRun& image = job_.services[i].image;
+    const bool pull = image.pull == ContainerImageToRun::Pull::kAlways;
+    if (std::any_of(ensured.begin(), ensured.end(), [&](const auto& e) {
+          return e.first == image.name && (e.second || !pull);
+        })) {
+      continue;
+    }
+    images = EnsureImage(image, absl::StrCat("services[", i, "].image"), deadline, log);
+    ensured.emplace_back(image.name, pull);
   }
   if (network.valid()) {
     absl::StatusOr<CommandResult> made = network.get();
@@ -694,11 +705,11 @@ absl::StatusOr<int> RemoveContainerLeftovers(const ContainerRuntime& runtime,
   if (!listed_nets.ok()) return listed_nets.status();
   const std::vector<std::string> net_ids =
       absl::StrSplit(listed_nets->out, '\n', absl::SkipWhitespace());
-  for (const std::string& id : net_ids) {
+  if (!net_ids.empty()) {  // one call for all of them
     std::vector<std::string> rm = base;
     rm.insert(rm.end(), {"network", "rm"});
-    if (!runtime.docker) rm.push_back("--force");
-    rm.push_back(id);
+    if (!runtime.docker) rm.insert(rm.end(), {"--force", "--time", "0"});
+    rm.insert(rm.end(), net_ids.begin(), net_ids.end());
     if (absl::StatusOr<CommandResult> r = CallOk(rm, timeout); !r.ok()) return r.status();
   }
   return static_cast<int>(ids.size());

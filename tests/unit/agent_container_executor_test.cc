@@ -346,7 +346,9 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
     f << "#!/bin/sh\nshift\necho \"$1 $2\" >> " << calls << "\n";
   }
   REQUIRE(chmod(fake.c_str(), 0755) == 0);
-  auto run = [&](bool network, size_t steps, bool by_itself, int exit_code, bool service) {
+  auto run = [&](bool network, size_t steps, bool by_itself, int exit_code, bool service,
+                 const std::string& service_image = "localhost/db:1",
+                 ContainerImageToRun::Pull pull = ContainerImageToRun::Pull::kIfMissing) {
     unlink(calls.c_str());
     ContainerJob job = Job();
     job.state_dir = std::string(dir) + "/state";
@@ -354,7 +356,8 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
     if (service) {
       ServiceToRun db;
       db.name = "db";
-      db.image.name = "localhost/db:1";
+      db.image.name = service_image;
+      db.image.pull = pull;
       job.services.push_back(db);
     }
     ContainerExecutor e(ContainerRuntime{fake, false, ContainerGpuMode::kGpus}, job, "s");
@@ -388,6 +391,11 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
   // A service: its image, its container on the network.
   CHECK(run(true, 1, true, 0, true) ==
         "image exists\nimage exists\nnetwork create\nnetwork rm\nrun --detach\n");
+  // A service of the job's own image: checked once. Unless the service asks for a pull.
+  CHECK(run(true, 1, true, 0, true, "localhost/py:3") ==
+        "image exists\nnetwork create\nnetwork rm\nrun --detach\n");
+  CHECK(run(true, 1, true, 0, true, "localhost/py:3", ContainerImageToRun::Pull::kAlways) ==
+        "image exists\nnetwork create\nnetwork rm\npull --\nrun --detach\n");
   std::filesystem::remove_all(dir);
 }
 
