@@ -3,7 +3,8 @@
 // runtime's environment, never an argv); `as: file` secrets are at /run/secrets/NAME, read-only,
 // readable by the container's user even when the image names another user than the files'
 // owner; values are masked in the stored log; a multi-line secret whose name the runtime itself
-// reads is refused by name. Both shapes of a container job: one step (the container's own
+// reads is refused by name; a 64 KiB one-line secret (more than podman reads of an env file
+// line) arrives whole. Both shapes of a container job: one step (the container's own
 // command) and several (exec). Without podman these tests FAIL (CI installs it).
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
@@ -65,13 +66,17 @@ TEST_CASE("container secrets: env and file, one line and many, exact bytes, mask
   Cluster c(o);
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
-  MUST(c.StartAgent("a1", {"--slots", "3"}));
+  MUST(c.StartAgent("a1", {"--slots", "4"}));
   MUST(c.WaitForAgents(1));
   PutSecret(c, "API_KEY", kApiKey);
   PutSecret(c, "CERT", kCert);
   PutSecret(c, "CERTF", kCertFile);
   PutSecret(c, "KEYF", kKeyFile);
   PutSecret(c, "XDG_BLOB", "blob-line-1\nblob-line-2");
+  // The largest value a secret may have, one line: longer than podman reads of an env file line.
+  std::string big(64 * 1024, 'b');
+  for (size_t i = 0; i < big.size(); i += 100) big[i] = static_cast<char>('a' + i % 26);
+  PutSecret(c, "BIG", big);
   // The file is printed with "x" after it: `$(...)` drops trailing newlines, and the masker
   // needs the whole value.
   const std::string script = kScript;
@@ -88,6 +93,11 @@ TEST_CASE("container secrets: env and file, one line and many, exact bytes, mask
     steps:
       - run: id -u >/dev/null
       - run: |SCRIPT
+  big:
+    image: IMAGE
+    secrets: [BIG]
+    steps:
+      - run: printf %s "$BIG" | wc -c; printf %s "$BIG" | sha256sum | cut -c1-64
   refused:
     image: IMAGE
     secrets: [XDG_BLOB]
@@ -108,6 +118,9 @@ TEST_CASE("container secrets: env and file, one line and many, exact bytes, mask
   CHECK(JsonString(Job(p, "two"), "state") == "succeeded");
   CHECK(AfterFirstLine(one) == Expected("1234"));
   CHECK(AfterFirstLine(two) == Expected("0"));
+  CHECK(JsonString(Job(p, "big"), "state") == "succeeded");
+  CHECK(AfterFirstLine(MUST(c.JobLog(JobId(p, "big")))) ==
+        absl::StrCat("65536\n", Hash(big), "\n"));
   // A multi-line secret whose name the runtime reads: refused by name, before the step runs.
   CHECK(JsonString(Job(p, "refused"), "state") == "error");
   const std::string why =
