@@ -802,7 +802,8 @@ void Agent::RunJob(int64_t job_id) {
       // Where the steps run (docs/executors.md): a container for a job with an image, else the
       // sandbox or the host, as this agent's --executors allow.
       std::unique_ptr<ContainerExecutor> container = ContainerExecutorFor(
-          a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user);
+          a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user,
+          ws + ".secrets");
       absl::StatusOr<std::unique_ptr<Executor>> process;
       if (container == nullptr) {
         process = MakeJobExecutor({opts_.executors, opts_.bwrap_path, opts_.work_dir,

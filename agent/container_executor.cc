@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -177,6 +178,11 @@ std::vector<std::string> ContainerExecutor::NetworkCreateArgv() const {
   std::vector<std::string> argv = Base();
   argv.insert(argv.end(), {"network", "create"});
   for (std::string& l : Labels()) argv.push_back(std::move(l));
+  // Why isolate: netavark routes between bridge networks unless told not to; measured, a
+  // container on another job's network reached this job's service by its IP. isolate=true
+  // drops traffic between isolated networks (every job network is one). Docker's bridge
+  // networks are isolated from each other already.
+  if (!runtime_.docker) argv.insert(argv.end(), {"--opt", "isolate=true"});
   argv.push_back(network_);
   return argv;
 }
@@ -198,16 +204,27 @@ std::vector<std::string> ContainerExecutor::ServiceRunArgv(const ServiceToRun& s
   return argv;
 }
 
-std::vector<std::string> ContainerExecutor::JobRunArgv(const std::string& workspace) const {
-  std::vector<std::string> argv = Base();
-  argv.insert(argv.end(), {"run", "--detach", "--pull=never", "--name", container_, "--network",
-                           job_.no_network ? std::string("none") : network_, "--hostname", "job"});
+std::vector<std::string> ContainerExecutor::ContainerFlags(const std::string& workspace) const {
+  std::vector<std::string> argv = {"--name", container_, "--network",
+                                   job_.no_network ? std::string("none") : network_, "--hostname",
+                                   "job"};
   for (std::string& l : Labels()) argv.push_back(std::move(l));
   // Why --mount: -v splits its argument at ':', which a workspace path may hold.
   argv.insert(argv.end(),
               {"--mount",
                absl::StrCat("type=bind,source=", workspace, ",destination=", kContainerWorkspace),
                "--workdir", kContainerWorkspace});
+  if (!job_.secrets_dir.empty()) {
+    // Why U=true (podman, agent as root): the files are 0400 and the directory 0500, owned by
+    // the job user; the container's user may be another (`image.user`, or the image's USER),
+    // which podman resolves in the image and chowns the directory to. A rootless agent could
+    // not remove a directory chowned to a subordinate uid: there the container's root (the
+    // agent's uid) reads them, see docs/executors.md.
+    argv.insert(argv.end(),
+                {"--mount", absl::StrCat("type=bind,source=", job_.secrets_dir,
+                                         ",destination=", kContainerSecretsDir, ",readonly=true",
+                                         !runtime_.docker && geteuid() == 0 ? ",U=true" : "")});
+  }
   if (std::string user = UserFor(job_.image, job_.default_user); !user.empty()) {
     argv.insert(argv.end(), {"--user", user});
   }
@@ -226,14 +243,36 @@ std::vector<std::string> ContainerExecutor::JobRunArgv(const std::string& worksp
                                                          : absl::StrCat("device=", list)});
     }
   }
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::JobRunArgv(const std::string& workspace) const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"run", "--detach", "--pull=never"});
+  for (std::string& f : ContainerFlags(workspace)) argv.push_back(std::move(f));
   const std::string shell = job_.image.entrypoint.empty() ? "/bin/sh" : job_.image.entrypoint;
   argv.insert(argv.end(), {"--entrypoint", shell, "--", job_.image.name, "-c", kKeepAlive});
   return argv;
 }
 
-std::vector<std::string> ContainerExecutor::ExecArgv(const StepSpecToRun& step) const {
+std::vector<std::string> ContainerExecutor::SingleStepRunArgv(
+    const std::string& workspace, const StepSpecToRun& step,
+    const std::vector<std::string>& through_env) const {
+  std::vector<std::string> argv = Base();
+  argv.insert(argv.end(), {"run", "--rm", "--pull=never"});
+  for (std::string& f : ContainerFlags(workspace)) argv.push_back(std::move(f));
+  argv.insert(argv.end(), {"--env-file", env_file()});
+  for (const std::string& name : through_env) argv.insert(argv.end(), {"--env", name});
+  const std::string shell = job_.image.entrypoint.empty() ? "/bin/sh" : job_.image.entrypoint;
+  argv.insert(argv.end(), {"--entrypoint", shell, "--", job_.image.name, "-e", "-c", step.run});
+  return argv;
+}
+
+std::vector<std::string> ContainerExecutor::ExecArgv(
+    const StepSpecToRun& step, const std::vector<std::string>& through_env) const {
   std::vector<std::string> argv = Base();
   argv.insert(argv.end(), {"exec", "--workdir", kContainerWorkspace, "--env-file", env_file()});
+  for (const std::string& name : through_env) argv.insert(argv.end(), {"--env", name});
   if (std::string user = UserFor(job_.image, job_.default_user); !user.empty()) {
     argv.insert(argv.end(), {"--user", user});
   }
@@ -254,25 +293,74 @@ std::vector<std::string> ContainerExecutor::RemoveArgv() const {
 std::vector<std::string> ContainerExecutor::NetworkRemoveArgv() const {
   std::vector<std::string> argv = Base();
   argv.insert(argv.end(), {"network", "rm"});
-  if (!runtime_.docker) argv.push_back("--force");
+  // podman: --force removes the containers on the network first (--time 0: SIGKILL at once).
+  if (!runtime_.docker) argv.insert(argv.end(), {"--force", "--time", "0"});
   argv.push_back(network_);
   return argv;
 }
 
 absl::StatusOr<std::string> ContainerExecutor::EnvFileText(const std::vector<std::string>& env,
                                                            const std::vector<std::string>& names) {
+  std::vector<std::string> through, runtime_env;
+  return SplitEnv(env, names, {}, &through, &runtime_env);
+}
+
+bool ContainerExecutor::RuntimeReadsVariable(std::string_view name) {
+  // Prefixes (and whole names) read by podman, docker, conmon, runc/crun, netavark, containers'
+  // libraries, Go's runtime and net/http, glibc and systemd's protocols. Secret names are
+  // [A-Z_][A-Z0-9_]* without LD_*, PATH, HOME, TMPDIR, ... already (secret_rules.h).
+  static constexpr std::string_view kPrefixes[] = {
+      "_",          "LD_",       "CGO_",        "CONTAINER", "PODMAN",    "DOCKER",   "BUILDAH",
+      "BUILDKIT",   "STORAGE_",  "REGISTRY",    "REGISTRIES", "XDG_",     "SSL_",     "LC_",
+      "LANG",       "MALLOC_",   "GLIBC_",      "LISTEN_",   "SYSTEMD_",  "DBUS_",    "CDI_",
+      "NVIDIA_",    "CUDA_",     "OCI_",        "RUNC_",     "CRUN_",     "CONMON",   "NETAVARK",
+      "AARDVARK",   "CNI_",      "TMP",         "TEMP",      "SUDO_",     "OPENSSL_", "GNUTLS_",
+      "GCONV_",     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY"};
+  static constexpr std::string_view kNames[] = {
+      "PATH", "HOME",    "USER",        "LOGNAME",     "SHELL",       "PWD",     "IFS", "ENV",
+      "TZ",   "TERM",    "DISPLAY",     "NOTIFY_SOCKET", "HOSTALIASES", "RES_OPTIONS",
+      "LOCALDOMAIN", "NLSPATH", "BASH_ENV"};
+  for (std::string_view p : kPrefixes) {
+    if (name.substr(0, p.size()) == p) return true;
+  }
+  for (std::string_view n : kNames) {
+    if (name == n) return true;
+  }
+  // Go's runtime and toolchain: GOGC, GODEBUG, GOMAXPROCS, GOTRACEBACK, GOMEMLIMIT, ... (no
+  // '_'; GOOGLE_KEY is not one of them).
+  if (name.substr(0, 2) == "GO" && name.find('_') == std::string_view::npos) return true;
+  return false;
+}
+
+absl::StatusOr<std::string> ContainerExecutor::SplitEnv(const std::vector<std::string>& env,
+                                                        const std::vector<std::string>& names,
+                                                        const std::vector<std::string>& secrets,
+                                                        std::vector<std::string>* through_env,
+                                                        std::vector<std::string>* runtime_env) {
   std::string text;
   for (const std::string& name : names) {
     std::optional<std::string_view> value = LookupEnv(env, name);
     if (!value.has_value()) continue;
-    if (value->find('\n') != std::string_view::npos ||
-        value->find('\r') != std::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("variable ", name,
-                       " has a multi-line value, which the container executor cannot pass "
-                       "(env files hold one line per variable)"));
+    const bool multi_line = value->find_first_of("\r\n") != std::string_view::npos;
+    if (!multi_line && value->size() <= kEnvFileMaxValue) {
+      absl::StrAppend(&text, name, "=", std::string(*value), "\n");
+      continue;
     }
-    absl::StrAppend(&text, name, "=", std::string(*value), "\n");
+    const char* what = multi_line ? "a multi-line value" : "a value longer than 61440 bytes";
+    if (std::find(secrets.begin(), secrets.end(), name) == secrets.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("variable ", name, " has ", what,
+                       ", which the container executor cannot pass (env files hold one line per "
+                       "variable)"));
+    }
+    if (RuntimeReadsVariable(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secret ", name, " has ", what,
+          ", which the container executor passes only through the runtime's own environment, "
+          "and the runtime reads a variable of that name; deliver it with `as: file`"));
+    }
+    through_env->push_back(name);
+    runtime_env->push_back(absl::StrCat(name, "=", std::string(*value)));
   }
   return text;
 }
@@ -362,20 +450,36 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
   }
   log(absl::StrCat("assay: container executor: ", runtime_.path, ", image ", job_.image.name,
                    ", container ", container_, "\n"));
-  if (absl::Status s = EnsureImage(job_.image, "image", deadline, log); !s.ok()) return s;
-  for (size_t i = 0; i < job_.services.size(); ++i) {
-    if (absl::Status s = EnsureImage(job_.services[i].image,
-                                     absl::StrCat("services[", i, "].image"), deadline, log);
-        !s.ok()) {
-      return s;
-    }
-  }
+  // Why at the same time as the image checks: neither needs the other, and each is a runtime
+  // start (~50 ms) on the job's critical path (bench/README.md).
+  std::future<absl::StatusOr<CommandResult>> network;
   if (!job_.no_network) {
-    if (absl::StatusOr<CommandResult> r = CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
-        !r.ok()) {
-      return r.status();
-    }
+    network_made_ = true;  // (or perhaps made: a timeout may come after the runtime did it)
+    network = std::async(std::launch::async, [this, deadline] {
+      return CallOk(NetworkCreateArgv(), Bound(deadline, kQuickCall));
+    });
   }
+  absl::Status images = EnsureImage(job_.image, "image", deadline, log);
+  // An image already ensured for this job (a service of the job's own image, two services of
+  // one) is not checked again, unless this one asks to be pulled and the earlier one was not.
+  std::vector<std::pair<std::string, bool>> ensured = {
+      {job_.image.name, job_.image.pull == ContainerImageToRun::Pull::kAlways}};
+  for (size_t i = 0; images.ok() && i < job_.services.size(); ++i) {
+    const ContainerImageToRun& image = job_.services[i].image;
+    const bool pull = image.pull == ContainerImageToRun::Pull::kAlways;
+    if (std::any_of(ensured.begin(), ensured.end(), [&](const auto& e) {
+          return e.first == image.name && (e.second || !pull);
+        })) {
+      continue;
+    }
+    images = EnsureImage(image, absl::StrCat("services[", i, "].image"), deadline, log);
+    ensured.emplace_back(image.name, pull);
+  }
+  if (network.valid()) {
+    absl::StatusOr<CommandResult> made = network.get();
+    if (images.ok() && !made.ok()) return made.status();
+  }
+  if (!images.ok()) return images;
   for (size_t i = 0; i < job_.services.size(); ++i) {
     const ServiceToRun& s = job_.services[i];
     if (!s.env.empty()) {
@@ -406,10 +510,15 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
       return s;
     }
   }
-  if (absl::StatusOr<CommandResult> r =
-          CallOk(JobRunArgv(req.workdir), Bound(deadline, kQuickCall));
-      !r.ok()) {
-    return r.status();
+  // A job of one step needs no container that waits: StepCommand runs the step as the
+  // container's command (what one step installs, no later step could see anyway).
+  single_step_ = req.steps.size() == 1;
+  if (!single_step_) {
+    if (absl::StatusOr<CommandResult> r =
+            CallOk(JobRunArgv(req.workdir), Bound(deadline, kQuickCall));
+        !r.ok()) {
+      return r.status();
+    }
   }
   job_env_names_.clear();
   for (const auto& [name, value] : req.env) {
@@ -421,7 +530,7 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
   return absl::OkStatus();
 }
 
-absl::StatusOr<StepProcess> ContainerExecutor::StepCommand(const JobRunRequest&,
+absl::StatusOr<StepProcess> ContainerExecutor::StepCommand(const JobRunRequest& req,
                                                            const StepSpecToRun& step,
                                                            const std::vector<std::string>& env) {
   std::vector<std::string> inside = env;
@@ -443,30 +552,56 @@ absl::StatusOr<StepProcess> ContainerExecutor::StepCommand(const JobRunRequest&,
     }
     set("CUDA_VISIBLE_DEVICES", visible);
   }
-  absl::StatusOr<std::string> text = EnvFileText(inside, job_env_names_);
+  for (const std::string& name : job_.secrets_dir.empty() ? std::vector<std::string>{}
+                                                          : job_.file_secrets) {
+    set(absl::StrCat(name, "_FILE"), absl::StrCat(kContainerSecretsDir, "/", name));
+  }
+  std::vector<std::string> through_env, runtime_env = RuntimeEnvp();
+  std::vector<std::string> values;
+  absl::StatusOr<std::string> text =
+      SplitEnv(inside, job_env_names_, job_.env_secrets, &through_env, &values);
   if (!text.ok()) return text.status();
   if (absl::Status w = WriteEnvFile(env_file(), *text); !w.ok()) return w;
   StepProcess p;
-  p.argv = ExecArgv(step);
+  p.argv = single_step_ ? SingleStepRunArgv(req.workdir, step, through_env)
+                        : ExecArgv(step, through_env);
   p.path = p.argv[0];
-  p.env = RuntimeEnvp();
+  // Why after the agent's own: a secret's name is never one the runtime reads, and the
+  // runtime's entries (PATH, HOME, ...) must stay the agent's.
+  runtime_env.insert(runtime_env.end(), values.begin(), values.end());
+  p.env = std::move(runtime_env);
   p.as_job_user = false;  // the runtime runs as the agent; --user sets the user inside
   return p;
 }
 
+void ContainerExecutor::StepEnded(const StepSpecToRun&, bool by_itself, int exit_code) {
+  // Why under 125: podman's own errors are 125 (the container may exist); 126 and 127 are
+  // kept out too, to be safe.
+  if (single_step_) removed_by_runtime_ = by_itself && exit_code >= 0 && exit_code < 125;
+}
+
 void ContainerExecutor::Cleanup(const JobRunRequest&, const JobLogFn& log) {
   if (runtime_.path.empty()) return;
-  absl::StatusOr<CommandResult> r = CallOk(RemoveArgv(), kCleanupCall);
-  if (!r.ok()) {
-    log(absl::StrCat("assay: cannot remove the job's containers: ", r.status().message(), "\n"));
-    LogWarn("agent", "job ", job_.job_id, ": ", r.status().ToString());
+  bool removed = false;
+  if (!runtime_.docker && network_made_) {
+    // Every container of the job is on its network (Prepare makes none before it).
+    absl::StatusOr<CommandResult> n = CallOk(NetworkRemoveArgv(), kCleanupCall);
+    removed = n.ok();
+    if (!n.ok()) LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
   }
-  if (!job_.no_network) {
-    std::vector<std::string> net = NetworkRemoveArgv();
-    absl::StatusOr<CommandResult> n = Call(net, kCleanupCall);
-    // A network that was never made (Prepare failed early) is not a problem.
-    if (!n.ok()) {
-      LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
+  if (!removed) {
+    if (!removed_by_runtime_ || !job_.services.empty()) {
+      absl::StatusOr<CommandResult> r = CallOk(RemoveArgv(), kCleanupCall);
+      if (!r.ok()) {
+        log(absl::StrCat("assay: cannot remove the job's containers: ", r.status().message(),
+                         "\n"));
+        LogWarn("agent", "job ", job_.job_id, ": ", r.status().ToString());
+      }
+    }
+    if (network_made_) {
+      absl::StatusOr<CommandResult> n = Call(NetworkRemoveArgv(), kCleanupCall);
+      // A network that was never made (its creation failed) is not a problem.
+      if (!n.ok()) LogWarn("agent", "job ", job_.job_id, ": ", n.status().ToString());
     }
   }
   unlink(env_file().c_str());
@@ -503,7 +638,7 @@ std::string RandomSuffix() {
 std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
     const v1::Assignment& a, const std::optional<ContainerRuntime>& runtime,
     const std::string& agent_name, const std::string& agent_dir,
-    const std::optional<JobIdentity>& job_user) {
+    const std::optional<JobIdentity>& job_user, const std::string& secrets_dir) {
   if (!a.has_image()) return nullptr;
   ContainerJob job;
   job.agent_name = agent_name;
@@ -533,6 +668,11 @@ std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
   job.gpu_indices.assign(a.gpu_indices().begin(), a.gpu_indices().end());
   if (job_user.has_value()) job.default_user = absl::StrCat(job_user->uid, ":", job_user->gid);
   job.state_dir = absl::StrCat(agent_dir, "/containers");
+  for (const v1::JobSecret& s : a.secrets()) {
+    if (!s.withheld().empty()) continue;
+    (s.as_file() ? job.file_secrets : job.env_secrets).push_back(s.name());
+  }
+  if (!job.file_secrets.empty()) job.secrets_dir = secrets_dir;
   return std::make_unique<ContainerExecutor>(runtime.value_or(ContainerRuntime{}), std::move(job),
                                              RandomSuffix());
 }
@@ -565,11 +705,11 @@ absl::StatusOr<int> RemoveContainerLeftovers(const ContainerRuntime& runtime,
   if (!listed_nets.ok()) return listed_nets.status();
   const std::vector<std::string> net_ids =
       absl::StrSplit(listed_nets->out, '\n', absl::SkipWhitespace());
-  for (const std::string& id : net_ids) {
+  if (!net_ids.empty()) {  // one call for all of them
     std::vector<std::string> rm = base;
     rm.insert(rm.end(), {"network", "rm"});
-    if (!runtime.docker) rm.push_back("--force");
-    rm.push_back(id);
+    if (!runtime.docker) rm.insert(rm.end(), {"--force", "--time", "0"});
+    rm.insert(rm.end(), net_ids.begin(), net_ids.end());
     if (absl::StatusOr<CommandResult> r = CallOk(rm, timeout); !r.ok()) return r.status();
   }
   return static_cast<int>(ids.size());

@@ -57,6 +57,12 @@ class Executor {
                                                   const StepSpecToRun& step,
                                                   const std::vector<std::string>& env) = 0;
 
+  // After each step's process has ended (before the next step, or Cleanup): `by_itself` is
+  // false when the runner stopped it (cancel, timeout) or a signal ended it; `exit_code` is its
+  // exit status otherwise. Default: nothing. (The container executor skips a removal it knows
+  // the runtime has done.)
+  virtual void StepEnded(const StepSpecToRun& /*step*/, bool /*by_itself*/, int /*exit_code*/) {}
+
   // After the last step, however the job ended (also after Prepare failed or a cancel): stop
   // and remove what Prepare made. Bounded in time; problems go to `log` and the agent's log,
   // never change the job's outcome.

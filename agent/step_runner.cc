@@ -405,6 +405,10 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
               absl::StrCat("cannot start step ", Quoted(step), ": ", end.status().message())};
     }
     const ExitInfo& exit = end->exit;
+    if (req.executor != nullptr) {
+      req.executor->StepEnded(step, end->stopped == StopReason::kNone && exit.term_signal == 0,
+                              exit.exit_code);
+    }
     switch (end->stopped) {
       case StopReason::kTimeout:
         return {JobRunOutcome::kTimedOut, exit.exit_code,

@@ -250,6 +250,17 @@ TEST_CASE("an agent killed with SIGKILL removes its leftover containers when it 
         return !absl::StrContains(seen, left_network);
       },
       absl::Seconds(60)));
+  // The job may run again (attempt 2, sleeping 300 s): cancel it, so that this test leaves no
+  // container behind on the machine either.
+  MUST(c.RunCli({"cancel", std::to_string(pid)}));
+  MUST(c.WaitForPipelineDone(pid));
+  MUST(c.WaitUntil(
+      "the second attempt's containers to be removed",
+      [&](std::string& seen) {
+        seen = Labelled("container", label) + Labelled("network", label);
+        return seen.empty();
+      },
+      absl::Seconds(60)));
 }
 
 }  // namespace

@@ -2,7 +2,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -59,12 +63,13 @@ TEST_CASE("container executor: the job container's exact command line") {
            "/workspace", "--user", "1001:1001", "--cpus", "4", "--memory", "1536m", "--entrypoint",
            "/bin/sh", "--", "localhost/py:3", "-c",
            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}));
-  CHECK(e.NetworkCreateArgv() == Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
-                                     Cat(kLabels, {"assay-42-2-0badcafe-net"})));
+  CHECK(e.NetworkCreateArgv() ==
+        Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
+            Cat(kLabels, {"--opt", "isolate=true", "assay-42-2-0badcafe-net"})));
   CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
                                "--time", "0", "assay-42-2-0badcafe"});
   CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "network", "rm",
-                                      "--force", "assay-42-2-0badcafe-net"});
+                                      "--force", "--time", "0", "assay-42-2-0badcafe-net"});
 }
 
 TEST_CASE("container executor: network: none gives the job container no network at all") {
@@ -139,6 +144,8 @@ TEST_CASE("container executor: docker's command lines differ where its CLI does"
   ContainerExecutor e(ContainerRuntime{"/usr/bin/docker", true, ContainerGpuMode::kGpus}, Job(),
                       "s");
   CHECK(e.RemoveArgv() == Argv{"/usr/bin/docker", "rm", "--force", "assay-42-2-s"});
+  CHECK(e.NetworkCreateArgv() ==
+        Cat({"/usr/bin/docker", "network", "create"}, Cat(kLabels, {"assay-42-2-s-net"})));
   CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/docker", "network", "rm", "assay-42-2-s-net"});
 }
 
@@ -191,6 +198,205 @@ TEST_CASE("container executor: runtime detection") {
         "container runtime '/nonexistent/podman' not found");
   CHECK(GpuModeName(ContainerGpuMode::kCdi) == "cdi");
   CHECK(GpuModeName(ContainerGpuMode::kGpus) == "gpus");
+}
+
+TEST_CASE("container executor: a job of one step runs it as the container's command") {
+  ContainerJob job = Job();
+  job.default_user = "1001:1001";
+  ContainerExecutor e(Podman(), job, "s");
+  CHECK(e.SingleStepRunArgv("/w", {"build", "make all"}, {"CERT"}) ==
+        Cat(Cat({"/usr/bin/podman", "--log-level=error", "run", "--rm", "--pull=never", "--name",
+                 "assay-42-2-s", "--network", "assay-42-2-s-net", "--hostname", "job"},
+                kLabels),
+            {"--mount", "type=bind,source=/w,destination=/workspace", "--workdir", "/workspace",
+             "--user", "1001:1001", "--env-file", "/var/lib/assay/containers/assay-42-2-s.env",
+             "--env", "CERT", "--entrypoint", "/bin/sh", "--", "localhost/py:3", "-e", "-c",
+             "make all"}));
+  CHECK(e.ExecArgv({"build", "make all"}, {"CERT", "KEY"}) ==
+        Argv{"/usr/bin/podman", "--log-level=error", "exec", "--workdir", "/workspace",
+             "--env-file", "/var/lib/assay/containers/assay-42-2-s.env", "--env", "CERT", "--env",
+             "KEY", "--user", "1001:1001", "assay-42-2-s", "/bin/sh", "-e", "-c", "make all"});
+}
+
+TEST_CASE("container executor: file secrets are mounted read-only at /run/secrets") {
+  ContainerJob job = Job();
+  job.secrets_dir = "/w/jobs/job-42-2.secrets";
+  job.file_secrets = {"CERT"};
+  const std::string mount = std::string("type=bind,source=/w/jobs/job-42-2.secrets,") +
+                            "destination=/run/secrets,readonly=true" +
+                            (geteuid() == 0 ? ",U=true" : "");
+  for (const Argv& run : {ContainerExecutor(Podman(), job, "s").JobRunArgv("/w"),
+                          ContainerExecutor(Podman(), job, "s").SingleStepRunArgv("/w", {}, {})}) {
+    const Argv part = {"--mount", mount};
+    CHECK(std::search(run.begin(), run.end(), part.begin(), part.end()) != run.end());
+  }
+  // Services never get them.
+  ServiceToRun db;
+  db.name = "db";
+  db.image.name = "postgres:15";
+  job.services.push_back(db);
+  const Argv svc = ContainerExecutor(Podman(), job, "s").ServiceRunArgv(db);
+  CHECK(std::find(svc.begin(), svc.end(), "--mount") == svc.end());
+  // Docker has no U option.
+  const Argv docker =
+      ContainerExecutor(ContainerRuntime{"/usr/bin/docker", true, ContainerGpuMode::kGpus}, job,
+                        "s")
+          .JobRunArgv("/w");
+  const Argv docker_part = {"--mount",
+                            "type=bind,source=/w/jobs/job-42-2.secrets,destination=/run/secrets,"
+                            "readonly=true"};
+  CHECK(std::search(docker.begin(), docker.end(), docker_part.begin(), docker_part.end()) !=
+        docker.end());
+}
+
+TEST_CASE("container executor: a multi-line secret goes through the runtime's environment") {
+  std::vector<std::string> through, runtime_env;
+  const std::string big(ContainerExecutor::kEnvFileMaxValue + 1, 'x');
+  const std::vector<std::string> env = {"A=1", "CERT=l1\nl2\n", "BIG=" + big, "CR=a\rb",
+                                        "PLAIN=x y $z '\" #", "GODEBUG=a\nb", "NOTE=m\nn"};
+  auto text = ContainerExecutor::SplitEnv(env, {"A", "CERT", "BIG", "CR", "PLAIN"},
+                                          {"CERT", "BIG", "CR"}, &through, &runtime_env);
+  REQUIRE(text.ok());
+  CHECK(*text == "A=1\nPLAIN=x y $z '\" #\n");
+  CHECK(through == std::vector<std::string>{"CERT", "BIG", "CR"});
+  CHECK(runtime_env == std::vector<std::string>{"CERT=l1\nl2\n", "BIG=" + big, "CR=a\rb"});
+  // A secret whose name the runtime reads: refused, naming it and the way out.
+  through.clear();
+  runtime_env.clear();
+  auto go = ContainerExecutor::SplitEnv(env, {"GODEBUG"}, {"GODEBUG"}, &through, &runtime_env);
+  REQUIRE_FALSE(go.ok());
+  CHECK(go.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(go.status().message() ==
+        "secret GODEBUG has a multi-line value, which the container executor passes only "
+        "through the runtime's own environment, and the runtime reads a variable of that name; "
+        "deliver it with `as: file`");
+  // A variable that is not a secret (the pipeline's env:, perhaps untrusted): refused.
+  auto note = ContainerExecutor::SplitEnv(env, {"NOTE"}, {"CERT"}, &through, &runtime_env);
+  REQUIRE_FALSE(note.ok());
+  CHECK(note.status().message() ==
+        "variable NOTE has a multi-line value, which the container executor cannot pass (env "
+        "files hold one line per variable)");
+  auto long_plain = ContainerExecutor::SplitEnv(env, {"BIG"}, {}, &through, &runtime_env);
+  CHECK(long_plain.status().message() ==
+        "variable BIG has a value longer than 61440 bytes, which the container executor cannot "
+        "pass (env files hold one line per variable)");
+  CHECK(through.empty());
+  CHECK(runtime_env.empty());
+}
+
+TEST_CASE("container executor: the names the runtime reads") {
+  for (const char* name : {"GODEBUG", "GOMAXPROCS", "CONTAINERS_CONF", "CONTAINER_HOST",
+                           "DOCKER_HOST", "XDG_RUNTIME_DIR", "HTTPS_PROXY", "LC_ALL", "TZ",
+                           "NOTIFY_SOCKET", "LISTEN_FDS", "_CONTAINERS_USERNS_CONFIGURED",
+                           "REGISTRY_AUTH_FILE", "SSL_CERT_FILE", "TMPDIR", "PATH", "LD_PRELOAD"}) {
+    INFO(name);
+    CHECK(ContainerExecutor::RuntimeReadsVariable(name));
+  }
+  for (const char* name : {"GOOGLE_CREDENTIALS", "HF_TOKEN", "SSH_KEY", "API_KEY", "TLS_CERT"}) {
+    INFO(name);
+    CHECK_FALSE(ContainerExecutor::RuntimeReadsVariable(name));
+  }
+}
+
+TEST_CASE("container executor: a step sees its file secrets at /run/secrets, values off argv") {
+  // The runtime is /bin/true here: every call Prepare makes succeeds and runs nothing.
+  char dir[] = "/tmp/assay-container-unit-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  ContainerJob job = Job();
+  job.state_dir = std::string(dir) + "/state";
+  job.secrets_dir = std::string(dir) + "/job.secrets";
+  job.file_secrets = {"CERT"};
+  job.env_secrets = {"KEY", "TOKEN"};
+  ContainerExecutor e(ContainerRuntime{"/bin/true", false, ContainerGpuMode::kGpus}, job, "s");
+  JobRunRequest req;
+  req.steps = {{"only", "cat \"$CERT_FILE\""}};
+  req.workdir = "/w";
+  req.env = {{"KEY", "k1-line\nk2-line"},
+             {"TOKEN", "tok-single"},
+             {"CERT_FILE", job.secrets_dir + "/CERT"}};
+  CancelFlag cancel;
+  REQUIRE(e.Prepare(req, absl::InfiniteFuture(), cancel, [](std::string_view) {}).ok());
+  auto process = e.StepCommand(req, req.steps[0],
+                               {"PATH=/bin", "KEY=k1-line\nk2-line", "TOKEN=tok-single",
+                                "CERT_FILE=" + job.secrets_dir + "/CERT"});
+  REQUIRE(process.ok());
+  // One step: the container's own command, the multi-line secret by name only.
+  CHECK(process->argv == e.SingleStepRunArgv("/w", req.steps[0], {"KEY"}));
+  for (const std::string& arg : process->argv) CHECK(arg.find("-line") == std::string::npos);
+  CHECK(std::count(process->env.begin(), process->env.end(), "KEY=k1-line\nk2-line") == 1);
+  for (const std::string& var : process->env) CHECK(var.find("tok-single") == std::string::npos);
+  std::ifstream in(e.env_file());
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str() == "TOKEN=tok-single\nCERT_FILE=/run/secrets/CERT\n");
+  e.Cleanup(req, [](std::string_view) {});
+  CHECK(access(e.env_file().c_str(), F_OK) != 0);
+  rmdir(job.state_dir.c_str());
+  rmdir(dir);
+}
+
+TEST_CASE("container executor: the runtime calls of a job, in order, for each shape") {
+  // The runtime is a script that records its arguments: the calls Prepare and Cleanup make
+  // (the step's own process is the runner's, not run here), as a sorted list.
+  char dir[] = "/tmp/assay-container-unit-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  const std::string fake = std::string(dir) + "/podman", calls = std::string(dir) + "/calls";
+  {
+    std::ofstream f(fake);
+    f << "#!/bin/sh\nshift\necho \"$1 $2\" >> " << calls << "\n";
+  }
+  REQUIRE(chmod(fake.c_str(), 0755) == 0);
+  auto run = [&](bool network, size_t steps, bool by_itself, int exit_code, bool service,
+                 const std::string& service_image = "localhost/db:1",
+                 ContainerImageToRun::Pull pull = ContainerImageToRun::Pull::kIfMissing) {
+    unlink(calls.c_str());
+    ContainerJob job = Job();
+    job.state_dir = std::string(dir) + "/state";
+    job.no_network = !network;
+    if (service) {
+      ServiceToRun db;
+      db.name = "db";
+      db.image.name = service_image;
+      db.image.pull = pull;
+      job.services.push_back(db);
+    }
+    ContainerExecutor e(ContainerRuntime{fake, false, ContainerGpuMode::kGpus}, job, "s");
+    JobRunRequest req;
+    for (size_t i = 0; i < steps; ++i) req.steps.push_back({"s", "true"});
+    req.workdir = dir;
+    CancelFlag cancel;
+    REQUIRE(e.Prepare(req, absl::InfiniteFuture(), cancel, [](std::string_view) {}).ok());
+    e.StepEnded(req.steps[0], by_itself, exit_code);
+    e.Cleanup(req, [](std::string_view) {});
+    // Sorted: the image checks and the network's creation run at the same time.
+    std::ifstream in(calls);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    std::sort(lines.begin(), lines.end());
+    std::string text;
+    for (const std::string& line : lines) text += line + "\n";
+    return text;
+  };
+  // One step, no network: image check, then nothing (the step's `run --rm` removed it).
+  CHECK(run(false, 1, true, 1, false) == "image exists\n");
+  // ... unless it was stopped, killed, or podman itself failed (125).
+  CHECK(run(false, 1, false, 0, false) == "image exists\nrm --force\n");
+  CHECK(run(false, 1, true, 125, false) == "image exists\nrm --force\n");
+  // A job network: created, and one call removes it with every container on it.
+  CHECK(run(true, 1, true, 0, false) == "image exists\nnetwork create\nnetwork rm\n");
+  // Several steps: the waiting job container, the same one removal.
+  CHECK(run(true, 2, true, 0, false) ==
+        "image exists\nnetwork create\nnetwork rm\nrun --detach\n");
+  CHECK(run(false, 2, true, 0, false) == "image exists\nrm --force\nrun --detach\n");
+  // A service: its image, its container on the network.
+  CHECK(run(true, 1, true, 0, true) ==
+        "image exists\nimage exists\nnetwork create\nnetwork rm\nrun --detach\n");
+  // A service of the job's own image: checked once. Unless the service asks for a pull.
+  CHECK(run(true, 1, true, 0, true, "localhost/py:3") ==
+        "image exists\nnetwork create\nnetwork rm\nrun --detach\n");
+  CHECK(run(true, 1, true, 0, true, "localhost/py:3", ContainerImageToRun::Pull::kAlways) ==
+        "image exists\nnetwork create\nnetwork rm\npull --\nrun --detach\n");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
