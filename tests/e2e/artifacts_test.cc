@@ -95,8 +95,7 @@ struct Measured {
 
 // Runs `assay ARGS` (ASSAY_TOKEN: the admin token), reading /proc/PID/status's VmHWM every 2 ms
 // (VmHWM only grows, so the last reading bounds the peak from below). Bounded: 120 s.
-Measured RunCliMeasured(Cluster& c, const std::vector<std::string>& args,
-                        const std::string& log) {
+Measured RunCliMeasured(const std::vector<std::string>& args, const std::string& log) {
   std::vector<std::string> argv = {std::string(ASSAY_BINARY_DIR) + "/cli/assay"};
   argv.insert(argv.end(), args.begin(), args.end());
   auto p = Process::Start(argv, log, {{"ASSAY_TOKEN", assay::testing::kAdminToken}});
@@ -153,7 +152,7 @@ TEST_CASE("artifacts CLI: -o streams a 64 MiB file to disk in small memory, fail
 
   const std::string out = c.dir() + "/big.bin";
   Measured m = RunCliMeasured(
-      c, {"--server", c.http_url(), "artifacts", job, "big.bin", "-o", out}, c.dir() + "/cli.log");
+      {"--server", c.http_url(), "artifacts", job, "big.bin", "-o", out}, c.dir() + "/cli.log");
   INFO(Slurp(c.dir() + "/cli.log"));
   CHECK(m.exit_code == 0);
   CHECK(HexEncode(Sha256(Slurp(out))) == sha);
@@ -164,7 +163,7 @@ TEST_CASE("artifacts CLI: -o streams a 64 MiB file to disk in small memory, fail
 
   // A path the job does not have: exit 1, the server's message, no file and no .part.
   const std::string none = c.dir() + "/none.bin";
-  m = RunCliMeasured(c, {"--server", c.http_url(), "artifacts", job, "nope", "-o", none},
+  m = RunCliMeasured({"--server", c.http_url(), "artifacts", job, "nope", "-o", none},
                      c.dir() + "/cli-404.log");
   CHECK(m.exit_code == 1);
   CHECK(Slurp(c.dir() + "/cli-404.log") ==
