@@ -589,6 +589,19 @@ TEST_CASE("artifacts: the REST listing and download, whole and ranged, with exac
   CHECK(escape->body ==
         R"({"error":{"code":"invalid_argument","message":"artifact path 'dist/../x': has a )"
         R"('..' segment"}})");
+  // A NUL byte and an absolute path, percent-encoded: refused before any lookup.
+  auto nul = HttpFetch("GET", url + "/dist/%00x", auth);
+  REQUIRE(nul.ok());
+  CHECK(nul->status == 400);
+  CHECK(nul->body ==
+        R"({"error":{"code":"invalid_argument","message":"artifact path 'dist/\\x00x': )"
+        R"(contains a NUL byte"}})");
+  auto absolute = HttpFetch("GET", url + "/%2Fetc%2Fpasswd", auth);
+  REQUIRE(absolute.ok());
+  CHECK(absolute->status == 400);
+  CHECK(absolute->body ==
+        R"({"error":{"code":"invalid_argument","message":"artifact path '/etc/passwd': )"
+        R"(is absolute"}})");
   auto noauth = HttpFetch("GET", url + "/dist/app.tar");
   REQUIRE(noauth.ok());
   CHECK(noauth->status == 401);
