@@ -276,8 +276,10 @@ void Run(int mib) {
 
   // The cut: through a proxy, cut once half of cut.bin's chunks are stored.
   const int64_t before = StoredChunks(blobs);
-  const int64_t total_chunks = (int64_t{mib} << 20) / static_cast<int64_t>(assay::kArtifactChunkBytes);
-  assay::testing::TcpProxy proxy(std::stoi(c.grpc_address().substr(c.grpc_address().rfind(':') + 1)));
+  const int64_t total_chunks =
+      (int64_t{mib} << 20) / static_cast<int64_t>(assay::kArtifactChunkBytes);
+  const std::string grpc = c.grpc_address();
+  assay::testing::TcpProxy proxy(std::stoi(grpc.substr(grpc.rfind(':') + 1)));
   Check(proxy.Start());
   auto cut_stub = StubTo(absl::StrCat("127.0.0.1:", proxy.port()));
   std::atomic<bool> done{false};

@@ -30,7 +30,8 @@ absl::StatusOr<HttpClientResponse> HttpDownload(
   }
   const size_t slash = rest.find('/');
   const std::string authority(rest.substr(0, slash));
-  const std::string target = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
+  const std::string target =
+      slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
   std::string host = authority, port = "80";
   if (const size_t colon = authority.rfind(':'); colon != std::string::npos) {
     host = authority.substr(0, colon);
@@ -78,7 +79,8 @@ absl::StatusOr<HttpClientResponse> HttpDownload(
       bhttp::read(socket, buffer, parser, ec);
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec == net::error::would_block || ec == net::error::try_again) {
-        return absl::DeadlineExceededError(absl::StrCat(what, ": no data for ", absl::FormatDuration(idle)));
+        return absl::DeadlineExceededError(
+            absl::StrCat(what, ": no data for ", absl::FormatDuration(idle)));
       }
       // Why kDataLoss: the server answered; its body was cut (a Content-Length not reached).
       if (ec) return absl::DataLossError(absl::StrCat(what, ": the body was cut: ", ec.message()));
