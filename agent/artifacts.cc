@@ -4,16 +4,21 @@
 #include <grpcpp/grpcpp.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <random>
 #include <set>
+#include <tuple>
+#include <thread>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -181,9 +186,21 @@ absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspac
   };
   std::map<std::string, Where> where;  // each distinct chunk once
   std::vector<std::string> order;      // distinct chunks in file order
+  // Each file's size and times when it was hashed: a file that differs when it is sent
+  // changed in between (the server checks every chunk's bytes against its name as well).
+  auto Stamp = [](const struct stat& st) {
+    return std::make_tuple(st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                           st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+  };
+  std::vector<decltype(Stamp(std::declval<struct stat>()))> hashed;
   for (size_t i = 0; i < files.size(); ++i) {
     if (cancel.canceled()) return absl::CancelledError("canceled");
     ASSAY_ASSIGN_OR_RETURN(UniqueFd fd, OpenArtifactSource(root.get(), files[i].source, owner));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) {
+      return absl::InternalError(absl::StrCat(files[i].path, ": ", std::strerror(errno)));
+    }
+    hashed.push_back(Stamp(st));
     std::string sha;
     uint64_t size = 0;
     absl::StatusOr<std::vector<ChunkRef>> chunks = ChunkFile(fd.get(), &sha, &size);
@@ -202,6 +219,27 @@ absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspac
     summary.bytes += size;
   }
   summary.files = files.size();
+  // A manifest too big for one message (the server takes 8 MiB) travels as chunks of its own,
+  // uploaded with the files' chunks; the commit then names them (manifest_chunks).
+  const size_t manifest_file = files.size();  // Where::file of a manifest chunk
+  std::string manifest_bytes;
+  if (commit.ByteSizeLong() > kInlineManifestBytes) {
+    v1::ArtifactFileList list;
+    list.mutable_files()->Swap(commit.mutable_files());
+    manifest_bytes = list.SerializeAsString();
+    if (manifest_bytes.size() > kMaxManifestBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the manifest of ", files.size(), " files is ", FormatMiB(manifest_bytes.size()),
+          " MiB, more than ", kMaxManifestBytes >> 20, " MiB (shorter paths or fewer files)"));
+    }
+    for (uint64_t off = 0; off < manifest_bytes.size(); off += kArtifactChunkBytes) {
+      const std::string_view piece =
+          std::string_view(manifest_bytes).substr(off, kArtifactChunkBytes);
+      ChunkRef ref{off, static_cast<uint32_t>(piece.size()), HexSha256(piece)};
+      commit.add_manifest_chunks(ref.sha256);
+      if (where.emplace(ref.sha256, Where{manifest_file, ref}).second) order.push_back(ref.sha256);
+    }
+  }
 
   Retry retry(options_, cancel, log);
   auto call_deadline = [&](absl::Duration d) {
@@ -244,61 +282,113 @@ absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspac
     const bool progressed = missing.size() < last_missing;
     last_missing = missing.size();
     if (first) {
-      for (const std::string& m : missing) summary.new_bytes += where[m].ref.size;
+      for (const std::string& m : missing) {
+        if (where.at(m).file != manifest_file) summary.new_bytes += where.at(m).ref.size;
+      }
       first = false;
     }
-    // 3. The missing chunks, in one stream.
+    // 3. The missing chunks, in up to options_.upload_streams streams at once, each over a
+    // contiguous share (so each reads its files in order).
+    // Why several: the server stores a stream's chunks one after the other (hash check,
+    // database row, write, fsync); parallel streams keep its disk and both ends' CPUs busy.
     if (!missing.empty()) {
-      uint64_t bytes = 0;
-      for (const std::string& m : missing) bytes += where[m].ref.size;
-      grpc::ClientContext ctx;
-      // Why this deadline: a stalled (not broken) connection ends at the latest when even a
-      // 1 MiB/s link would have finished.
-      Prepare(&ctx, call_deadline(options_.call_timeout + absl::Seconds(bytes >> 20)));
-      v1::UploadChunksResponse resp;
-      std::unique_ptr<grpc::ClientWriterInterface<v1::ChunkUpload>> stream =
-          stub_->UploadChunks(&ctx, &resp);
-      UniqueFd open_fd;
-      size_t open_file = files.size();
-      bool broken = false;
-      for (size_t k = 0; k < missing.size(); ++k) {
-        if (cancel.canceled()) {
+      struct Share {
+        absl::Status fatal;      // a file that changed, or cannot be opened: do not retry
+        absl::Status transient;  // the stream failed: ask again what is missing
+      };
+      auto changed = [&](size_t file) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(file == manifest_file ? "the manifest" : files[file].path,
+                         " changed while it was uploaded"));
+      };
+      auto send = [&](size_t begin, size_t end) -> Share {
+        uint64_t bytes = 0;
+        for (size_t k = begin; k < end; ++k) bytes += where.at(missing[k]).ref.size;
+        grpc::ClientContext ctx;
+        // Why this deadline: a stalled (not broken) connection ends at the latest when even a
+        // 1 MiB/s link would have finished.
+        Prepare(&ctx, call_deadline(options_.call_timeout + absl::Seconds(bytes >> 20)));
+        v1::UploadChunksResponse resp;
+        std::unique_ptr<grpc::ClientWriterInterface<v1::ChunkUpload>> stream =
+            stub_->UploadChunks(&ctx, &resp);
+        auto stop = [&](absl::Status why) {
           ctx.TryCancel();
           stream->Finish();
-          return absl::CancelledError("canceled");
+          return Share{std::move(why), absl::OkStatus()};
+        };
+        UniqueFd open_fd;
+        size_t open_file = files.size();
+        bool broken = false;
+        for (size_t k = begin; k < end; ++k) {
+          if (cancel.canceled()) return stop(absl::CancelledError("canceled"));
+          const Where& w = where.at(missing[k]);
+          absl::StatusOr<std::string> data;
+          if (w.file == manifest_file) {
+            data = manifest_bytes.substr(w.ref.offset, w.ref.size);
+          } else {
+            struct stat st;
+            if (w.file != open_file) {
+              absl::StatusOr<UniqueFd> fd =
+                  OpenArtifactSource(root.get(), files[w.file].source, owner);
+              if (!fd.ok()) return stop(fd.status());
+              open_fd = std::move(*fd);
+              open_file = w.file;
+            }
+            // Why no second hash here: the server hashes every chunk it gets (a changed byte
+            // is refused under its old name, see below); this catches the ordinary case first.
+            if (::fstat(open_fd.get(), &st) != 0 || Stamp(st) != hashed[w.file]) {
+              return stop(changed(w.file));
+            }
+            data = ReadAt(open_fd.get(), w.ref.offset, w.ref.size);
+          }
+          if (!data.ok() || data->size() != w.ref.size) return stop(changed(w.file));
+          v1::ChunkUpload msg;
+          if (k == begin) {
+            msg.set_job_id(job_id_);
+            msg.set_attempt_token(token_);
+          }
+          msg.set_sha256(w.ref.sha256);
+          msg.set_data(std::move(*data));
+          if (!stream->Write(msg)) {
+            broken = true;
+            break;
+          }
         }
-        const Where& w = where[missing[k]];
-        if (w.file != open_file) {
-          ASSAY_ASSIGN_OR_RETURN(open_fd,
-                                 OpenArtifactSource(root.get(), files[w.file].source, owner));
-          open_file = w.file;
+        if (!broken) stream->WritesDone();
+        grpc::Status s = stream->Finish();
+        if (s.ok() && broken) s = grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken");
+        // The server's "chunk H does not match its data (...)": H's bytes changed after hashing.
+        if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+            absl::StartsWith(s.error_message(), "chunk ") && s.error_message().size() > 70) {
+          auto it = where.find(s.error_message().substr(6, 64));
+          if (it != where.end() &&
+              absl::StartsWith(s.error_message().substr(70), " does not match its data")) {
+            return Share{changed(it->second.file), absl::OkStatus()};
+          }
         }
-        absl::StatusOr<std::string> data = ReadAt(open_fd.get(), w.ref.offset, w.ref.size);
-        if (!data.ok() || HexSha256(*data) != w.ref.sha256) {
-          ctx.TryCancel();
-          stream->Finish();
-          return absl::FailedPreconditionError(
-              absl::StrCat(files[w.file].path, " changed while it was uploaded"));
+        return Share{absl::OkStatus(),
+                     s.ok() ? absl::OkStatus() : FromGrpc(s, "UploadChunks")};
+      };
+      const size_t n = std::clamp<size_t>(options_.upload_streams, 1, missing.size());
+      std::vector<Share> shares(n);
+      {
+        std::vector<std::thread> threads;
+        for (size_t i = 1; i < n; ++i) {
+          threads.emplace_back([&, i] {
+            shares[i] = send(missing.size() * i / n, missing.size() * (i + 1) / n);
+          });
         }
-        v1::ChunkUpload msg;
-        if (k == 0) {
-          msg.set_job_id(job_id_);
-          msg.set_attempt_token(token_);
-        }
-        msg.set_sha256(w.ref.sha256);
-        msg.set_data(std::move(*data));
-        if (!stream->Write(msg)) {
-          broken = true;
-          break;
-        }
+        shares[0] = send(0, missing.size() / n);
+        for (std::thread& t : threads) t.join();
       }
-      if (!broken) stream->WritesDone();
-      grpc::Status s = stream->Finish();
-      if (s.ok() && broken) s = grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken");
-      if (!s.ok()) {
-        absl::Status f = FromGrpc(s, "UploadChunks");
-        if (retry.Again(f, progressed)) continue;
-        return f;
+      absl::Status transient;
+      for (const Share& sh : shares) {
+        if (!sh.fatal.ok()) return sh.fatal;
+        if (transient.ok()) transient = sh.transient;
+      }
+      if (!transient.ok()) {
+        if (retry.Again(transient, progressed)) continue;
+        return transient;
       }
     }
     // 4. The manifest, once every chunk is there.

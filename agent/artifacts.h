@@ -23,6 +23,11 @@
 namespace assay {
 
 inline constexpr size_t kArtifactChunkBytes = 4 << 20;
+// A CommitArtifacts message larger than this (the server takes 8 MiB) sends its file list as
+// chunks instead (CommitArtifactsRequest.manifest_chunks), of at most kMaxManifestBytes: about
+// 300,000 files with 100-byte paths, or 100,000 with 500-byte paths.
+inline constexpr size_t kInlineManifestBytes = 4 << 20;
+inline constexpr size_t kMaxManifestBytes = 64 << 20;
 
 // One chunk of a file: its place and its lowercase hex SHA-256.
 struct ChunkRef {
@@ -54,6 +59,7 @@ struct ArtifactTransferOptions {
   absl::Duration total_limit = absl::Minutes(30);
   absl::Duration call_timeout = absl::Seconds(60);  // unary calls; streams get more per MiB
   size_t chunks_per_download = 64;                  // chunks asked in one DownloadChunks call
+  size_t upload_streams = 4;  // UploadChunks streams at once, each over a share of the chunks
 };
 
 struct UploadSummary {

@@ -28,8 +28,9 @@ std::string ErrorDetail(std::string_view body) {
 
 }  // namespace
 
-ApiClient::ApiClient(const FetchFn& fetch, std::string server, std::string token)
-    : fetch_(fetch), server_(std::move(server)), token_(std::move(token)) {
+ApiClient::ApiClient(const FetchFn& fetch, std::string server, std::string token,
+                     const DownloadFn* download)
+    : fetch_(fetch), download_(download), server_(std::move(server)), token_(std::move(token)) {
   while (!server_.empty() && server_.back() == '/') server_.pop_back();
 }
 
@@ -40,6 +41,31 @@ std::optional<std::string> ApiClient::Call(std::string_view method, std::string_
   if (!token_.empty()) headers.emplace_back("Authorization", absl::StrCat("Bearer ", token_));
   const std::string url = server_ + std::string(path_and_query);
   absl::StatusOr<HttpClientResponse> response = fetch_(method, url, headers, json_body);
+  if (Failed(response, err)) return std::nullopt;
+  return std::move(response->body);
+}
+
+bool ApiClient::Download(std::string_view path_and_query,
+                         const std::function<bool(std::string_view)>& sink,
+                         std::ostream& err) const {
+  if (download_ == nullptr || !*download_) {
+    std::optional<std::string> body = Call("GET", path_and_query, "", "*/*", err);
+    return body.has_value() && sink(*body);
+  }
+  HttpHeaders headers = {{"Accept", "*/*"}};
+  if (!token_.empty()) headers.emplace_back("Authorization", absl::StrCat("Bearer ", token_));
+  bool stopped = false;
+  absl::StatusOr<HttpClientResponse> response =
+      (*download_)(server_ + std::string(path_and_query), headers, [&](std::string_view piece) {
+        stopped = !sink(piece);
+        return !stopped;
+      });
+  if (stopped) return false;
+  return !Failed(response, err);
+}
+
+bool ApiClient::Failed(const absl::StatusOr<HttpClientResponse>& response,
+                       std::ostream& err) const {
   if (!response.ok()) {
     const absl::Status& status = response.status();
     // HttpFetch's messages already name the method, URL and cause.
@@ -49,7 +75,7 @@ std::optional<std::string> ApiClient::Call(std::string_view method, std::string_
       err << " (check --server or ASSAY_SERVER)";
     }
     err << "\n";
-    return std::nullopt;
+    return true;
   }
   if (response->status < 200 || response->status > 299) {
     const std::string detail = ErrorDetail(response->body);
@@ -60,9 +86,9 @@ std::optional<std::string> ApiClient::Call(std::string_view method, std::string_
       if (body.size() > 200) body = body.substr(0, 200) + "...";
       err << "assay: " << response->status << (body.empty() ? "" : ": ") << body << "\n";
     }
-    return std::nullopt;
+    return true;
   }
-  return std::move(response->body);
+  return false;
 }
 
 std::optional<boost::json::value> ApiClient::CallJson(std::string_view method,

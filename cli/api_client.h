@@ -16,7 +16,8 @@ class ApiClient {
  public:
   // `fetch` must outlive this client. `server` is http://host:port with an optional
   // trailing slash; `token` may be empty (no Authorization header).
-  ApiClient(const FetchFn& fetch, std::string server, std::string token);
+  ApiClient(const FetchFn& fetch, std::string server, std::string token,
+            const DownloadFn* download = nullptr);
 
   // Sends `method` to server + `path_and_query` (already escaped). Returns the body of
   // a 2xx answer. Otherwise writes "assay: ..." to `err` and returns nullopt:
@@ -30,12 +31,22 @@ class ApiClient {
 
   // Call(), then parses the body as JSON (an empty body is null). A body that is not
   // JSON is reported as "assay: unexpected response from the server: ...".
+  // GET `path_and_query`; a 2xx body goes to `sink` piece by piece (with no DownloadFn, in one
+  // piece through `fetch`). false, with Call's messages on `err`, on any failure, and when the
+  // sink returned false (then nothing more is written to `err`).
+  bool Download(std::string_view path_and_query, const std::function<bool(std::string_view)>& sink,
+                std::ostream& err) const;
+
   std::optional<boost::json::value> CallJson(std::string_view method,
                                              std::string_view path_and_query,
                                              std::string_view json_body, std::ostream& err) const;
 
  private:
+  // Writes Call's message for a failed or non-2xx `response` and returns true; false if 2xx.
+  bool Failed(const absl::StatusOr<HttpClientResponse>& response, std::ostream& err) const;
+
   const FetchFn& fetch_;
+  const DownloadFn* download_;
   std::string server_;
   std::string token_;
 };

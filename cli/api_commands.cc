@@ -1,5 +1,10 @@
 #include "cli/api_commands.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <vector>
@@ -274,21 +279,42 @@ int Artifacts(const ApiClient& api, std::string_view job_id, const std::string& 
   for (absl::string_view seg : absl::StrSplit(path, '/')) {
     absl::StrAppend(&escaped, "/", UrlEscape(std::string_view(seg.data(), seg.size())));
   }
-  std::optional<std::string> body = api.Call("GET", base + escaped, "", "*/*", err);
-  if (!body) return kExitFailure;
   if (output.empty()) {
-    out.write(body->data(), static_cast<std::streamsize>(body->size()));
+    const bool ok = api.Download(base + escaped, [&out](std::string_view piece) {
+      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+      return static_cast<bool>(out);
+    }, err);
     out.flush();
-    return kExitOk;
+    return ok ? kExitOk : kExitFailure;
   }
-  std::ofstream file(output, std::ios::binary | std::ios::trunc);
-  file.write(body->data(), static_cast<std::streamsize>(body->size()));
-  file.close();
-  if (!file) {
-    err << "assay: cannot write " << output << "\n";
+  // Why OUTPUT.part and a rename: the file is never held in memory, and a download that fails
+  // half way leaves no OUTPUT behind (nor a stale one replaced by half a file).
+  const std::string part = output + ".part";
+  const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    err << "assay: cannot write " << part << ": " << std::strerror(errno) << "\n";
     return kExitFailure;
   }
-  return kExitOk;
+  std::string write_error;
+  const bool ok = api.Download(base + escaped, [&](std::string_view piece) {
+    while (!piece.empty()) {
+      const ssize_t n = ::write(fd, piece.data(), piece.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        write_error = std::strerror(errno);
+        return false;
+      }
+      piece.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }, err);
+  if (ok && ::fsync(fd) != 0) write_error = std::strerror(errno);
+  if (::close(fd) != 0 && write_error.empty()) write_error = std::strerror(errno);
+  if (ok && write_error.empty() && ::rename(part.c_str(), output.c_str()) == 0) return kExitOk;
+  if (ok && write_error.empty()) write_error = std::strerror(errno);
+  ::unlink(part.c_str());
+  if (!write_error.empty()) err << "assay: cannot write " << output << ": " << write_error << "\n";
+  return kExitFailure;
 }
 
 int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out,

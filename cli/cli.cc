@@ -18,6 +18,7 @@
 #include "cli/agents_commands.h"
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
+#include "cli/http_download.h"
 #include "cli/lint_command.h"
 #include "cli/log_follow.h"
 #include "cli/secret_commands.h"
@@ -285,7 +286,7 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
                                        std::ostream& out, std::ostream& err) {
   const std::string& command = line.positional[0];
   const ApiClient api(context.fetch, line.server.value_or(context.default_server),
-                      line.token.value_or(context.default_token));
+                      line.token.value_or(context.default_token), &context.download);
   Options options;
   auto check = [&](std::string_view name, std::set<std::string_view> allowed, size_t first,
                    size_t min, size_t max, std::string_view missing) -> std::optional<UsageError> {
@@ -563,6 +564,10 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   context.in = &std::cin;
   context.fetch = [](std::string_view method, std::string_view url, const HttpHeaders& headers,
                      std::string_view body) { return HttpFetch(method, url, headers, body); };
+  context.download = [](std::string_view url, const HttpHeaders& headers,
+                        const std::function<bool(std::string_view)>& sink) {
+    return HttpDownload(url, headers, sink);
+  };
   return Run(args, out, err, context);
 }
 

@@ -20,12 +20,18 @@ using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 using FetchFn = std::function<absl::StatusOr<HttpClientResponse>(
     std::string_view method, std::string_view url, const HttpHeaders& headers,
     std::string_view body)>;
+// GET `url` with its body given to `sink` piece by piece: cli/http_download.h HttpDownload.
+using DownloadFn = std::function<absl::StatusOr<HttpClientResponse>(
+    std::string_view url, const HttpHeaders& headers,
+    const std::function<bool(std::string_view)>& sink)>;
 
 // What the CLI takes from its surroundings, so that tests can supply it.
 struct CliContext {
   std::string default_server = "http://127.0.0.1:8080";  // Used when --server is absent.
   std::string default_token;                             // The API token ("" sends none).
   FetchFn fetch;                                         // Required.
+  // Downloads of files (`assay artifacts ... PATH`); unset (tests): through `fetch`, whole.
+  DownloadFn download;
   // ASSAY_WEBHOOK_SECRET: `repo add`'s webhook secret when --secret-file is absent.
   std::optional<std::string> webhook_secret;
   // `secret set`'s value when --from-file is absent (std::cin for the real CLI); null: none.

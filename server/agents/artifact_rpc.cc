@@ -51,6 +51,37 @@ void ToWire(const store::ArtifactFileRow& r, v1::ArtifactFile* f) {
   for (const auto& c : r.chunks) f->add_chunks(c);
 }
 
+// The files of a commit whose manifest came as chunks (CommitArtifactsRequest.manifest_chunks):
+// read from the blob store, in order, and parsed. INVALID_ARGUMENT for more than
+// limits.max_manifest_chunks names or bytes that are not an ArtifactFileList;
+// FAILED_PRECONDITION naming the first chunk that is not stored (the agent asks which chunks
+// are missing and uploads again).
+absl::StatusOr<v1::ArtifactFileList> ReadManifestChunks(
+    artifacts::ArtifactService& service, const google::protobuf::RepeatedPtrField<std::string>& c) {
+  const size_t max = service.limits().max_manifest_chunks;
+  if (static_cast<size_t>(c.size()) > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CommitArtifacts: a manifest of ", c.size(), " chunks, more than ", max, " (",
+                     max * service.limits().max_chunk_bytes >> 20, " MiB)"));
+  }
+  std::string bytes;
+  for (const std::string& h : c) {
+    auto data = service.blobs()->Read(h, 0, -1);
+    if (absl::IsNotFound(data.status())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("CommitArtifacts: manifest chunk ", h, " is not stored"));
+    }
+    if (!data.ok()) return data.status();
+    bytes += *data;
+  }
+  v1::ArtifactFileList list;
+  if (!list.ParseFromString(bytes)) {
+    return absl::InvalidArgumentError(
+        "CommitArtifacts: the manifest chunks are not an ArtifactFileList");
+  }
+  return list;
+}
+
 // Authorization of one call: the caller (CallerOf), then the live attempt.
 absl::StatusOr<store::LiveAttempt> Authorize(AgentServiceImpl* svc, const std::string& auth,
                                              int64_t job_id, const std::string& token) {
@@ -242,15 +273,27 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CommitArtifacts(
     v1::CommitArtifactsResponse* response) {
   return AuthorizedUnary(
       this, ctx, request, [this, request, response](const store::LiveAttempt& a) {
+        const google::protobuf::RepeatedPtrField<v1::ArtifactFile>* wire = &request->files();
+        v1::ArtifactFileList list;
+        if (!request->manifest_chunks().empty()) {
+          if (!request->files().empty()) {
+            return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "CommitArtifacts: files and manifest_chunks are exclusive");
+          }
+          auto read = ReadManifestChunks(*deps_.artifacts, request->manifest_chunks());
+          if (!read.ok()) return ToGrpc(read.status());
+          list = std::move(*read);
+          wire = &list.files();
+        }
         const size_t max_files = deps_.artifacts->limits().max_files;
-        if (static_cast<size_t>(request->files_size()) > max_files) {
+        if (static_cast<size_t>(wire->size()) > max_files) {
           return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              absl::StrCat("CommitArtifacts: ", request->files_size(),
+                              absl::StrCat("CommitArtifacts: ", wire->size(),
                                            " files, more than ", max_files));
         }
         std::vector<store::ArtifactFileRow> files;
-        files.reserve(request->files_size());
-        for (const auto& f : request->files()) files.push_back(FromWire(f));
+        files.reserve(wire->size());
+        for (const auto& f : *wire) files.push_back(FromWire(f));
         auto done = deps_.artifacts->Commit(a, files);
         if (!done.ok()) return ToGrpc(done.status());
         response->set_files(static_cast<uint32_t>(done->files));

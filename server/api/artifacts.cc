@@ -25,8 +25,8 @@ using http::Request;
 using http::Response;
 namespace json = boost::json;
 
-// A file of at most this many bytes (one chunk) is answered whole, with Content-Length;
-// larger ones are streamed a chunk at a time (chunked transfer encoding).
+// A file of at most this many bytes (one chunk) is answered from memory; larger ones are
+// streamed a chunk at a time. Both carry a Content-Length.
 constexpr int64_t kWholeBodyBytes = 4 << 20;
 
 Response Unavailable() {
@@ -189,6 +189,7 @@ void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
                }
                // Why streamed: a file may be many GiB; one chunk per connection is in memory.
                r.stream = [reader] { return reader->Next(); };
+               r.stream_length = static_cast<uint64_t>(reader->remaining);
                return r;
              }));
   router.Add("GET", "/api/v1/artifacts/usage", Authed(d, [&d](Request&) {

@@ -22,6 +22,7 @@ struct ArtifactLimits {
   size_t max_names = 10000;                   // chunk names per ChunksMissing/DownloadChunks call
   size_t max_files = 100000;                  // files per commit
   size_t max_chunks_per_commit = 1000000;     // chunk names in one commit, all files together
+  size_t max_manifest_chunks = 16;            // CommitArtifactsRequest.manifest_chunks (64 MiB)
   int64_t default_expire_s = 30 * 24 * 3600;  // when the job's spec has no expire_in
 };
 

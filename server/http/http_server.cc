@@ -483,7 +483,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     stream_head_->version(version_);
     stream_head_->result(response_.result());
     for (const auto& field : response_) stream_head_->set(field.name_string(), field.value());
-    stream_head_->chunked(true);
+    // Why a length when known: a client (curl, a browser) then shows progress and can tell a
+    // truncated body from a whole one without chunked framing.
+    stream_left_.reset();
+    if (res.stream && res.stream_length.has_value()) {
+      stream_left_ = *res.stream_length;
+      stream_head_->content_length(*res.stream_length);
+    } else {
+      stream_head_->chunked(true);
+    }
     const bool keep = keep_alive_ && !after_error && !core_.Stopping();
     stream_head_->keep_alive(keep);
     stream_sr_.emplace(*stream_head_);
@@ -551,6 +559,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       LogError("http", "streamed response body failed: ", piece.status().ToString());
       return Close();
     }
+    if (stream_left_.has_value()) {  // a Content-Length was sent: exactly that many bytes
+      if (piece->size() > *stream_left_ || (piece->empty() && *stream_left_ != 0)) {
+        LogError("http", "streamed response body is not its Content-Length (",
+                 *stream_left_, " bytes left, piece of ", piece->size(), ")");
+        return Close();
+      }
+      if (piece->empty()) return EndStreamed(keep);
+      *stream_left_ -= piece->size();
+      piece_ = std::move(*piece);
+      stream_.expires_after(ToChrono(core_.opts.read_timeout));
+      net::async_write(stream_, net::buffer(piece_),
+                       [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+                         if (ec) return self->Close();
+                         self->piece_.clear();
+                         self->piece_.shrink_to_fit();
+                         self->NextPiece(keep);
+                       });
+      return;
+    }
     if (piece->empty()) return EndStreamed(keep);
     piece_ = std::move(*piece);
     stream_.expires_after(ToChrono(core_.opts.read_timeout));
@@ -574,7 +601,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       if (keep) return self->ReadHeader();
       self->Linger();
     };
-    if (head_) return done({}, 0);
+    if (head_ || stream_left_.has_value()) return done({}, 0);
     net::async_write(stream_, bhttp::make_chunk_last(), std::move(done));
   }
 
@@ -614,6 +641,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<bhttp::response_serializer<bhttp::empty_body>> stream_sr_;
   std::function<void(Response::PieceSink)> async_source_;
   std::function<absl::StatusOr<std::string>()> body_source_;
+  // The bytes a streamed body with a Content-Length still owes; unset: chunked.
+  std::optional<uint64_t> stream_left_;
   std::string piece_;
   bool keep_alive_ = false;
   unsigned version_ = 11;

@@ -65,6 +65,10 @@ struct Response {
   // error closes the connection without the last chunk (the client sees a truncated body, as
   // the status line has already gone out). Must stay callable until it returned "" or an error.
   std::function<absl::StatusOr<std::string>()> stream;
+  // With `stream`: the body's exact length, sent as Content-Length instead of chunked
+  // encoding (the pieces go out as they are). A source that gives more or fewer bytes closes
+  // the connection (the client sees a truncated body), as an error does.
+  std::optional<uint64_t> stream_length;
   // Like `stream`, for a body that waits on events (a followed log) without holding a handler
   // thread while it waits: the server calls `stream_async(next)` on a handler thread for each
   // piece, and the source calls `next` exactly once per call, from any thread, now or later,

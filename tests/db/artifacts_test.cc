@@ -561,10 +561,24 @@ TEST_CASE("artifacts: the REST listing and download, whole and ranged, with exac
   REQUIRE(streamed.ok());
   CHECK(streamed->status == 200);
   CHECK(streamed->body == large);
+  // Streamed bodies carry their exact length too, never chunked encoding.
+  CHECK(streamed->Header("Content-Length") == "5242897");
+  CHECK(streamed->Header("Transfer-Encoding") == "");
+  CHECK(streamed->Header("ETag") == "\"" + Hex(large) + "\"");
   auto tail = HttpFetch("GET", url + "/dist/weights.bin", with("Range", "bytes=4194300-"));
   REQUIRE(tail.ok());
   CHECK(tail->status == 206);
   CHECK(tail->body == large.substr(4194300));
+  CHECK(tail->Header("Content-Length") == "1048597");
+  CHECK(tail->Header("Content-Range") == "bytes 4194300-5242896/5242897");
+  auto big_range = HttpFetch("GET", url + "/dist/weights.bin", with("Range", "bytes=1-"));
+  REQUIRE(big_range.ok());
+  CHECK(big_range->status == 206);
+  CHECK(big_range->body == large.substr(1));
+  CHECK(big_range->Header("Content-Length") == "5242896");
+  CHECK(big_range->Header("Transfer-Encoding") == "");
+  CHECK(big_range->Header("Content-Range") == "bytes 1-5242896/5242897");
+  CHECK(part->Header("Content-Length") == "1048");
 
   auto missing = HttpFetch("GET", url + "/dist/nope", auth);
   REQUIRE(missing.ok());
@@ -575,6 +589,19 @@ TEST_CASE("artifacts: the REST listing and download, whole and ranged, with exac
   CHECK(escape->body ==
         R"({"error":{"code":"invalid_argument","message":"artifact path 'dist/../x': has a )"
         R"('..' segment"}})");
+  // A NUL byte and an absolute path, percent-encoded: refused before any lookup.
+  auto nul = HttpFetch("GET", url + "/dist/%00x", auth);
+  REQUIRE(nul.ok());
+  CHECK(nul->status == 400);
+  CHECK(nul->body ==
+        R"({"error":{"code":"invalid_argument","message":"artifact path 'dist/\\x00x': )"
+        R"(contains a NUL byte"}})");
+  auto absolute = HttpFetch("GET", url + "/%2Fetc%2Fpasswd", auth);
+  REQUIRE(absolute.ok());
+  CHECK(absolute->status == 400);
+  CHECK(absolute->body ==
+        R"({"error":{"code":"invalid_argument","message":"artifact path '/etc/passwd': )"
+        R"(is absolute"}})");
   auto noauth = HttpFetch("GET", url + "/dist/app.tar");
   REQUIRE(noauth.ok());
   CHECK(noauth->status == 401);
@@ -671,11 +698,144 @@ TEST_CASE("artifacts: a later attempt replaces an earlier attempt's manifest", "
   auto second = f.ClaimOne(f.Agent("agent-2"));
   REQUIRE(second.job_id == first.job_id);
   // The first attempt is fenced off.
+  const std::string fenced = "attempt token is not the live attempt of job " + S(first.job_id);
   grpc::Status st = rig.Commit(first.job_id, first.attempt_token, {two}, &cr);
   CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(st.error_message() == fenced);
+  // Every other call replayed with the earlier attempt's token is refused the same way.
+  const std::string extra = "extra chunk";
+  st = rig.Upload(first.job_id, first.attempt_token, {{Hex(extra), extra}}, &ur);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(st.error_message() == fenced);
+  std::vector<std::string> missing;
+  st = rig.Missing(first.job_id, first.attempt_token, {Hex(extra)}, &missing);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(st.error_message() == fenced);
+  v1::ArtifactManifest m;
+  st = rig.Manifest(first.job_id, first.attempt_token, &m);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(st.error_message() == fenced);
+  std::vector<v1::ChunkData> got;
+  st = rig.Download(first.job_id, first.attempt_token, {up[0].first}, &got);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(st.error_message() == fenced);
+  CHECK(got.empty());
+  CHECK(f.Count("SELECT count(*) FROM artifact_chunks WHERE sha256 = '" + Hex(extra) + "'") == 0);
   REQUIRE(rig.Commit(second.job_id, second.attempt_token, {two}, &cr).ok());
   CHECK(f.Query("SELECT attempt, files, bytes FROM artifacts") == Rows{{"2", "1", "2"}});
   CHECK(f.Query("SELECT path FROM artifact_files") == Rows{{"two"}});
+}
+
+// The file list of a commit cut into 4 MiB chunks (CommitArtifactsRequest.manifest_chunks).
+std::vector<std::pair<std::string, std::string>> ManifestChunks(
+    const std::vector<v1::ArtifactFile>& files) {
+  v1::ArtifactFileList list;
+  for (const auto& f : files) *list.add_files() = f;
+  const std::string bytes = list.SerializeAsString();
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t off = 0; off < bytes.size(); off += 4 << 20) {
+    out.push_back({Hex(bytes.substr(off, 4 << 20)), bytes.substr(off, 4 << 20)});
+  }
+  return out;
+}
+
+grpc::Status CommitChunks(Rig& rig, int64_t job, const std::string& attempt,
+                          const std::vector<std::string>& names,
+                          const std::vector<v1::ArtifactFile>& inline_files,
+                          v1::CommitArtifactsResponse* res) {
+  grpc::ClientContext ctx;
+  rig.Prepare(&ctx);
+  v1::CommitArtifactsRequest req;
+  req.set_job_id(job);
+  req.set_attempt_token(attempt);
+  for (const auto& n : names) req.add_manifest_chunks(n);
+  for (const auto& f : inline_files) *req.add_files() = f;
+  return rig.stub->CommitArtifacts(&ctx, req, res);
+}
+
+TEST_CASE("artifacts: a commit of 100,000 files is refused inline past 8 MiB, taken as chunks",
+          "[db]") {
+  DbFixture f;
+  Rig rig(f);
+  f.CreatePipeline({JobWithSpec("build", kBuildSpec)});
+  auto a = f.ClaimOne(f.Agent("agent-1"));
+  std::vector<std::pair<std::string, std::string>> data_chunks;
+  std::vector<v1::ArtifactFile> files;
+  for (int i = 0; i < 100'000; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "out/some/longer/directory/file-%06d.txt", i);
+    files.push_back(FileOf(name, "x", 1000, i == 0 ? &data_chunks : nullptr));
+  }
+  v1::UploadChunksResponse up;
+  REQUIRE(rig.Upload(a.job_id, a.attempt_token, data_chunks, &up).ok());
+  v1::CommitArtifactsResponse res;
+  // Inline, the message is over the server's 8 MiB: gRPC refuses it before any handler runs.
+  grpc::Status st = rig.Commit(a.job_id, a.attempt_token, files, &res);
+  CHECK(st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const auto manifest = ManifestChunks(files);
+  REQUIRE(manifest.size() == 5);
+  std::vector<std::string> names;
+  for (const auto& m : manifest) names.push_back(m.first);
+  // Before its chunks are stored: the first missing one is named.
+  st = CommitChunks(rig, a.job_id, a.attempt_token, names, {}, &res);
+  CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(st.error_message() == "CommitArtifacts: manifest chunk " + names[0] + " is not stored");
+  REQUIRE(rig.Upload(a.job_id, a.attempt_token, manifest, &up).ok());
+  st = CommitChunks(rig, a.job_id, a.attempt_token, names, {}, &res);
+  REQUIRE(st.ok());
+  CHECK(res.files() == 100'000);
+  CHECK(res.bytes() == 100'000);
+  CHECK(f.Count("SELECT count(*) FROM artifact_files") == 100'000);
+  CHECK(f.Query("SELECT path, size FROM artifact_files ORDER BY path DESC LIMIT 1") ==
+        Rows{{"out/some/longer/directory/file-099999.txt", "1"}});
+  v1::ArtifactManifest m;
+  REQUIRE(rig.Manifest(a.job_id, a.attempt_token, &m).ok());
+}
+
+TEST_CASE("artifacts: hostile manifest chunks get exact errors and store nothing", "[db]") {
+  DbFixture f;
+  Rig rig(f);
+  f.CreatePipeline({JobWithSpec("build", kBuildSpec)});
+  auto a = f.ClaimOne(f.Agent("agent-1"));
+  std::vector<std::pair<std::string, std::string>> chunks;
+  v1::ArtifactFile file = FileOf("out/a", "payload", 1000, &chunks);
+  const auto manifest = ManifestChunks({file});
+  chunks.insert(chunks.end(), manifest.begin(), manifest.end());
+  const std::string junk = "\xff\xff\xff\xff not a file list";
+  chunks.push_back({Hex(junk), junk});
+  v1::UploadChunksResponse up;
+  REQUIRE(rig.Upload(a.job_id, a.attempt_token, chunks, &up).ok());
+  v1::CommitArtifactsResponse res;
+
+  grpc::Status st = CommitChunks(rig, a.job_id, a.attempt_token, {manifest[0].first}, {file}, &res);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() == "CommitArtifacts: files and manifest_chunks are exclusive");
+  st = CommitChunks(rig, a.job_id, a.attempt_token, std::vector<std::string>(17, manifest[0].first),
+                    {}, &res);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() == "CommitArtifacts: a manifest of 17 chunks, more than 16 (64 MiB)");
+  st = CommitChunks(rig, a.job_id, a.attempt_token, {Hex(junk)}, {}, &res);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() == "CommitArtifacts: the manifest chunks are not an ArtifactFileList");
+  st = CommitChunks(rig, a.job_id, a.attempt_token, {"../../etc/passwd"}, {}, &res);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() == "a blob name must be 64 lowercase hex digits");
+  // A listed file whose path escapes is refused as an inline one is.
+  v1::ArtifactFile bad = file;
+  bad.set_path("../escape");
+  const auto bad_manifest = ManifestChunks({bad});
+  REQUIRE(rig.Upload(a.job_id, a.attempt_token, bad_manifest, &up).ok());
+  st = CommitChunks(rig, a.job_id, a.attempt_token, {bad_manifest[0].first}, {}, &res);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() == "artifact path '../escape': has a '..' segment");
+  // A replayed token of no live attempt.
+  st = CommitChunks(rig, a.job_id, "forged-token", {manifest[0].first}, {}, &res);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(f.Count("SELECT count(*) FROM artifacts") == 0);
+  CHECK(f.Count("SELECT count(*) FROM artifact_files") == 0);
+  // The well-formed one goes through.
+  REQUIRE(CommitChunks(rig, a.job_id, a.attempt_token, {manifest[0].first}, {}, &res).ok());
+  CHECK(f.Query("SELECT path FROM artifact_files") == Rows{{"out/a"}});
 }
 
 }  // namespace

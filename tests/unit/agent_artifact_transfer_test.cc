@@ -7,7 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <functional>
+#include <utility>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,10 +55,19 @@ class FakeArtifactServer final : public v1::AgentService::Service {
   std::vector<int> upload_calls ABSL_GUARDED_BY(mu);
   std::vector<int> download_asks ABSL_GUARDED_BY(mu);
   int missing_calls ABSL_GUARDED_BY(mu) = 0;
+  int manifest_chunks ABSL_GUARDED_BY(mu) = 0;  // of the last commit
+  std::function<void()> on_missing ABSL_GUARDED_BY(mu);  // run once, at the next ChunksMissing
+  std::string pretend_mismatch ABSL_GUARDED_BY(mu);  // a chunk refused as if its bytes differed
 
   grpc::Status ArtifactChunksMissing(grpc::ServerContext* ctx, const v1::ChunksMissingRequest* r,
                                      v1::ChunksMissingResponse* out) override {
     if (auto s = Check(ctx, r->attempt_token()); !s.ok()) return s;
+    std::function<void()> hook;
+    {
+      absl::MutexLock l(&mu);
+      hook = std::exchange(on_missing, nullptr);
+    }
+    if (hook) hook();
     absl::MutexLock l(&mu);
     ++missing_calls;
     if (refuse_missing_times != 0) {
@@ -71,8 +84,10 @@ class FakeArtifactServer final : public v1::AgentService::Service {
                             v1::UploadChunksResponse* out) override {
     v1::ChunkUpload m;
     int n = 0;
+    size_t me = 0;  // this call's entry: streams may run at once
     {
       absl::MutexLock l(&mu);
+      me = upload_calls.size();
       upload_calls.push_back(0);
     }
     while (reader->Read(&m)) {
@@ -81,13 +96,16 @@ class FakeArtifactServer final : public v1::AgentService::Service {
       }
       ++n;
       absl::MutexLock l(&mu);
-      upload_calls.back() = n;
+      upload_calls[me] = n;
       if (cut_upload_at > 0 && n == cut_upload_at) {
         cut_upload_at = 0;
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection cut by the test");
       }
-      if (HexEncode(Sha256(m.data())) != m.sha256()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hash mismatch");
+      if (const std::string got = HexEncode(Sha256(m.data()));
+          got != m.sha256() || got == pretend_mismatch) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "chunk " + m.sha256() + " does not match its data (SHA-256 " + got +
+                                ")");  // as the server says it
       }
       chunks[m.sha256()] = m.data();
       out->set_stored(out->stored() + 1);
@@ -99,13 +117,25 @@ class FakeArtifactServer final : public v1::AgentService::Service {
                                v1::CommitArtifactsResponse* out) override {
     if (auto s = Check(ctx, r->attempt_token()); !s.ok()) return s;
     absl::MutexLock l(&mu);
-    for (const auto& f : r->files()) {
+    // As the server: a manifest too big for one message comes as chunks of its own.
+    v1::ArtifactFileList list;
+    std::string bytes;
+    for (const auto& c : r->manifest_chunks()) {
+      if (!chunks.contains(c)) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, c);
+      bytes += chunks[c];
+    }
+    if (!list.ParseFromString(bytes)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a list");
+    }
+    const auto& files = r->manifest_chunks().empty() ? r->files() : list.files();
+    for (const auto& f : files) {
       for (const auto& c : f.chunks()) {
         if (!chunks.contains(c)) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, c);
       }
     }
-    committed.assign(r->files().begin(), r->files().end());
-    out->set_files(r->files_size());
+    committed.assign(files.begin(), files.end());
+    manifest_chunks = r->manifest_chunks_size();
+    out->set_files(files.size());
     return grpc::Status::OK;
   }
 
@@ -168,8 +198,9 @@ struct World {
     stub = v1::AgentService::NewStub(server->InProcessChannel(args));
   }
   ~World() { server->Shutdown(); }
-  ArtifactClient Client(int64_t job_id = 1) {
+  ArtifactClient Client(int64_t job_id = 1, size_t upload_streams = 1) {
     ArtifactTransferOptions o;
+    o.upload_streams = upload_streams;
     o.backoff_min = absl::Milliseconds(1);
     o.backoff_max = absl::Milliseconds(5);
     o.chunks_per_download = 8;
@@ -233,6 +264,104 @@ TEST_CASE("upload: a stream cut at 50 % resumes with only the chunks the server 
   CHECK(w.service.committed[2].chunks(0) == w.service.committed[1].chunks(0));
 
   w.service.upload_calls.clear();
+}
+
+TEST_CASE("upload: a manifest of 100,000 files goes as chunks of its own, past 8 MiB") {
+  World w;
+  TempDir ws;
+  WriteFile(ws.path + "/out/x", "x");
+  // 100,000 manifest entries (about 17 MiB of manifest), each read from the same small file.
+  std::vector<CollectedFile> files;
+  for (int i = 0; i < 100'000; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "out/some/longer/directory/file-%06d.txt", i);
+    files.push_back({name, "out/x", 0644});
+  }
+  ArtifactClient client = w.Client();
+  auto up = client.Upload(ws.path, files, std::nullopt, w.cancel, w.Log());
+  REQUIRE(up.ok());
+  CHECK(up->files == 100'000);
+  CHECK(up->bytes == 100'000);
+  CHECK(up->new_bytes == 1);  // the manifest's own chunks are not counted as artifact bytes
+  CHECK(w.log.empty());
+  absl::MutexLock l(&w.service.mu);
+  CHECK(w.service.manifest_chunks == 5);
+  REQUIRE(w.service.committed.size() == 100'000);
+  CHECK(w.service.committed[99'999].path() == "out/some/longer/directory/file-099999.txt");
+  CHECK(w.service.committed[99'999].chunks(0) == HexEncode(Sha256("x")));
+  CHECK(w.service.chunks.size() == 1 + 5);
+}
+
+TEST_CASE("upload: a manifest over 64 MiB is refused before any chunk is sent") {
+  World w;
+  TempDir ws;
+  WriteFile(ws.path + "/out/x", "x");
+  std::vector<CollectedFile> files;
+  const std::string dir = "out/" + std::string(700, 'd') + "/";
+  for (int i = 0; i < 100'000; ++i) files.push_back({dir + std::to_string(i), "out/x", 0644});
+  ArtifactClient client = w.Client();
+  auto up = client.Upload(ws.path, files, std::nullopt, w.cancel, w.Log());
+  REQUIRE(!up.ok());
+  CHECK(up.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(up.status().message() ==
+        "the manifest of 100000 files is 81.3 MiB, more than 64 MiB (shorter paths or fewer "
+        "files)");
+  absl::MutexLock l(&w.service.mu);
+  CHECK(w.service.missing_calls == 0);
+}
+
+TEST_CASE("upload: parallel streams each send a contiguous share, every chunk once") {
+  World w;
+  TempDir ws;
+  BuildOutput out(ws.path);
+  auto files = CollectArtifactFiles(ws.path, {"out/**"});
+  REQUIRE(files.ok());
+  ArtifactClient client = w.Client(1, 4);
+  auto up = client.Upload(ws.path, files->files, std::nullopt, w.cancel, w.Log());
+  REQUIRE(up.ok());
+  CHECK(up->new_bytes == (16u << 20) + 16);
+  CHECK(up->attempts == 1);
+  absl::MutexLock l(&w.service.mu);
+  // 5 distinct chunks over 4 streams: shares of 1, 1, 1 and 2 (in any order of arrival).
+  std::vector<int> calls = w.service.upload_calls;
+  std::sort(calls.begin(), calls.end());
+  CHECK(calls == std::vector<int>{1, 1, 1, 2});
+  CHECK(w.service.chunks.size() == 5);
+  REQUIRE(w.service.committed.size() == 3);
+  CHECK(w.service.committed[0].sha256() == HexEncode(Sha256(out.model)));
+}
+
+TEST_CASE("upload: a file changed after it was hashed fails the upload, never sent as is") {
+  World w;
+  TempDir ws;
+  const std::string path = ws.path + "/out/a.bin";
+  WriteFile(path, Pattern(6 << 20, 1));
+  auto files = CollectArtifactFiles(ws.path, {"out"});
+  REQUIRE(files.ok());
+  SECTION("rewritten (its times change): caught before its chunks are sent") {
+    {
+      absl::MutexLock l(&w.service.mu);
+      w.service.on_missing = [&] { WriteFile(path, Pattern(6 << 20, 2)); };
+    }
+    auto up = w.Client().Upload(ws.path, files->files, std::nullopt, w.cancel, w.Log());
+    REQUIRE(!up.ok());
+    CHECK(up.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(up.status().message() == "out/a.bin changed while it was uploaded");
+    absl::MutexLock l(&w.service.mu);
+    CHECK(w.service.chunks.empty());
+  }
+  SECTION("changed between the check and the read: the server's hash check names it") {
+    // What the server answers when the bytes it got are not those of the chunk's name.
+    {
+      absl::MutexLock l(&w.service.mu);
+      w.service.pretend_mismatch = HexEncode(Sha256(Pattern(6 << 20, 1).substr(4 << 20)));
+    }
+    auto up = w.Client().Upload(ws.path, files->files, std::nullopt, w.cancel, w.Log());
+    REQUIRE(!up.ok());
+    CHECK(up.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(up.status().message() == "out/a.bin changed while it was uploaded");
+    CHECK(w.log.empty());  // not retried
+  }
 }
 
 TEST_CASE("upload: a second upload of the same files sends no chunk at all") {
