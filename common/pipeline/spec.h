@@ -66,6 +66,10 @@ struct BuildImageSpec {
   bool operator==(const BuildImageSpec&) const = default;
 };
 
+// Whether `text` is `${{ jobs.NAME.image }}` (spaces inside the braces optional; NAME a job
+// name); sets *job to NAME when `job` is not null.
+bool JobImageRef(std::string_view text, std::string* job);
+
 struct StepSpec {
   std::string name;  // "step N" (1-based) when the file gives none.
   std::string run;   // Shell command; empty only when build_image is set.

@@ -108,6 +108,10 @@ std::string BuildImageTagProblem(const std::string& ref) {
   return "";
 }
 
+}  // namespace assay::spec_internal
+
+namespace assay {
+
 bool JobImageRef(std::string_view text, std::string* job) {
   if (text.size() < 6 || text.substr(0, 3) != "${{" || text.substr(text.size() - 2) != "}}") {
     return false;
@@ -124,7 +128,8 @@ bool JobImageRef(std::string_view text, std::string* job) {
       inner.substr(kPrefix.size(), inner.size() - kPrefix.size() - kSuffix.size());
   if (name.empty() || name.size() > 64 ||
       !std::all_of(name.begin(), name.end(), [](char c) {
-        return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z') || c == '_' || c == '.' || c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+               c == '_' || c == '.' || c == '-';
       })) {
     return false;
   }
@@ -132,6 +137,9 @@ bool JobImageRef(std::string_view text, std::string* job) {
   return true;
 }
 
+}  // namespace assay
+
+namespace assay::spec_internal {
 namespace {
 
 constexpr FieldRule<BuildImageSpec> kBuildImageRules[] = {

@@ -295,8 +295,6 @@ void CheckContainerKeys(Linter& lint, const std::string& job_path, const JobDraf
 std::string ImageNameProblem(const std::string& name);
 // "" for a `tags:` entry: [registry/]path[:tag], lowercase path, no digest; else the problem.
 std::string BuildImageTagProblem(const std::string& ref);
-// Whether `text` is `${{ jobs.NAME.image }}` (spaces inside the braces optional); sets *job.
-bool JobImageRef(std::string_view text, std::string* job);
 // The `build_image:` row of a step.
 void ParseBuildImageStep(Linter& lint, const Entry& entry, const std::string& path,
                          StepSpec& step);
