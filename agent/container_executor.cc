@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "agent/image_build.h"
 #include "agent/step_runner.h"
 #include "assay/v1/agent.pb.h"
 #include "common/base/log.h"
@@ -51,7 +52,10 @@ std::vector<std::string> RuntimeEnvp() {
   std::vector<std::string> envp;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     std::string_view entry(*e);
-    for (std::string_view keep : {"PATH=", "HOME=", "LANG=", "TZ=", "XDG_RUNTIME_DIR="}) {
+    // CONTAINERS_REGISTRIES_CONF: the operator's registries.conf (e.g. an insecure loopback
+    // registry that build_image pushed to; docs/images.md).
+    for (std::string_view keep : {"PATH=", "HOME=", "LANG=", "TZ=", "XDG_RUNTIME_DIR=",
+                                  "CONTAINERS_REGISTRIES_CONF="}) {
       if (entry.substr(0, keep.size()) == keep) envp.emplace_back(entry);
     }
   }
@@ -316,9 +320,31 @@ absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
   }
   log(absl::StrCat("assay: pulling image ", image.name, "\n"));
   std::vector<std::string> pull = Base();
-  pull.insert(pull.end(), {"pull", "--", image.name});
-  if (runtime_.docker) pull.erase(pull.end() - 2);
+  // Issue 9: the credential of an image a build_image step pushed (only for the job's image).
+  const std::string auth_dir = absl::StrCat(job_.state_dir, "/", container_, ".auth");
+  const bool auth = key == "image" && !job_.pull_auth_json.empty();
+  if (auth) {
+    if (mkdir(job_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create ", job_.state_dir));
+    }
+    if (mkdir(auth_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create ", auth_dir));
+    }
+    unlink((auth_dir + "/config.json").c_str());
+    if (absl::Status w = WriteEnvFile(auth_dir + "/config.json", job_.pull_auth_json); !w.ok()) {
+      return w;
+    }
+    if (runtime_.docker) pull.insert(pull.end(), {"--config", auth_dir});
+  }
+  pull.push_back("pull");
+  if (auth && !runtime_.docker) pull.insert(pull.end(), {"--authfile", auth_dir + "/config.json"});
+  if (!runtime_.docker) pull.push_back("--");
+  pull.push_back(image.name);
   absl::StatusOr<CommandResult> r = CallOk(pull, Bound(deadline, kPullCall));
+  if (auth) {
+    unlink((auth_dir + "/config.json").c_str());
+    rmdir(auth_dir.c_str());
+  }
   if (!r.ok()) {
     return absl::Status(r.status().code(), absl::StrCat(key, ": cannot pull image '", image.name,
                                                         "': ", r.status().message()));
@@ -533,6 +559,12 @@ std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
   job.gpu_indices.assign(a.gpu_indices().begin(), a.gpu_indices().end());
   if (job_user.has_value()) job.default_user = absl::StrCat(job_user->uid, ":", job_user->gid);
   job.state_dir = absl::StrCat(agent_dir, "/containers");
+  if (a.has_image_pull_credential()) {
+    const v1::RegistryCredential& c = a.image_pull_credential();
+    absl::StatusOr<std::string> auth =
+        AuthFileText({c.registry()}, absl::StrCat(c.username(), ":", c.password()));
+    if (auth.ok()) job.pull_auth_json = std::move(*auth);
+  }
   return std::make_unique<ContainerExecutor>(runtime.value_or(ContainerRuntime{}), std::move(job),
                                              RandomSuffix());
 }

@@ -93,6 +93,9 @@ struct ContainerJob {
   // --network none: a loopback of its own), and no job network is made. Lint refuses services
   // with it.
   bool no_network = false;
+  // Issue 9, build_image: set (Assignment.image_pull_credential), the job image is pulled with
+  // this auth file's credentials (written 0600 under state_dir, removed after the pull).
+  std::string pull_auth_json;
 };
 
 // The workspace's path inside the job container.

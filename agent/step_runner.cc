@@ -225,7 +225,8 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
                                 std::vector<pid_t>* pgids) {
   HostExecutor host;
   Executor& executor = req.executor != nullptr ? *req.executor : host;
-  ASSAY_ASSIGN_OR_RETURN(StepProcess process, executor.StepCommand(req, step, env));
+  ASSAY_ASSIGN_OR_RETURN(StepProcess process,
+                         step.command ? step.command() : executor.StepCommand(req, step, env));
   ASSAY_ASSIGN_OR_RETURN(Pipe pipe, MakePipe());
   SpawnOptions options;
   options.path = std::move(process.path);
