@@ -2,14 +2,21 @@
 // agent's Assignment, the images a result reports are stored under the attempt's token (a stale
 // token stores none), and a later job's `image: ${{ jobs.build.image }}` is resolved at dispatch
 // to <repository>@<digest> with the builder's registry_secret as its pull credential (none for
-// an untrusted pipeline); a builder that pushed nothing fails the job naming it.
+// an untrusted pipeline); a builder that pushed nothing fails the job naming it. A hostile
+// agent's list (too many, a bad digest, an oversized reference) is dropped, the result kept.
+
+#include <grpcpp/grpcpp.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <map>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "assay/v1/agent.grpc.pb.h"
+#include "server/agents/agent_service.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
 #include "server/secrets/job_secrets.h"
@@ -161,6 +168,89 @@ TEST_CASE("build_image: a builder that pushed nothing fails the job that runs it
         Rows{{"failed", "image: ${{ jobs.quiet.image }}: job quiet pushed no image"}});
   CHECK(f.jobs.ReadLog(use).value() ==
         "assay: image: ${{ jobs.quiet.image }}: job quiet pushed no image\n");
+}
+
+TEST_CASE("build_image: an agent's malformed image list is dropped whole, its result recorded",
+          "[db][build_image]") {
+  DbFixture f;
+  Metrics metrics;
+  DispatcherOptions dopts;
+  Dispatcher dispatcher(&f.jobs, &metrics, &f.clock, dopts);  // driven by hand: not started
+  const std::string kToken = "agent-token-for-tests";
+  AgentServiceDeps deps{&f.agents, &f.jobs, &dispatcher, &metrics, kToken};
+  auto service = std::make_unique<AgentServiceImpl>(deps);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  REQUIRE(server != nullptr);
+  auto stub = v1::AgentService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  const int64_t p = f.CreatePipeline(
+      {Job("too-many"), Job("bad-digest"), Job("long-reference"), Job("good")});
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    ctx.AddMetadata("authorization", "Bearer " + kToken);
+    auto stream = stub->Connect(&ctx);
+    v1::AgentMessage hello;
+    hello.mutable_hello()->set_name("hostile");
+    hello.mutable_hello()->set_cpu_slots(4);
+    REQUIRE(stream->Write(hello));
+    v1::ServerMessage in;
+    REQUIRE(stream->Read(&in));
+    REQUIRE(in.has_welcome());
+    for (int i = 0; i < 2000 && dispatcher.ConnectedAgents() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(dispatcher.DispatchOnce() == 4);
+    for (int i = 0; i < 4; ++i) {
+      REQUIRE(stream->Read(&in));
+      REQUIRE(in.has_assignment());
+      const v1::Assignment& a = in.assignment();
+      v1::AgentMessage r;
+      v1::JobResult* result = r.mutable_result();
+      result->set_job_id(a.job_id());
+      result->set_attempt_token(a.attempt_token());
+      result->set_outcome(v1::JOB_OUTCOME_SUCCEEDED);
+      auto add = [&](std::string reference, std::string digest) {
+        v1::BuiltImage* image = result->add_images();
+        image->set_reference(std::move(reference));
+        image->set_digest(std::move(digest));
+      };
+      if (a.job_name() == "too-many") {
+        for (size_t n = 0; n <= store::kMaxJobImages; ++n) add("r/app:" + std::to_string(n), kDigest);
+      } else if (a.job_name() == "bad-digest") {
+        add("r/app:ok", kDigest);
+        add("r/app:bad", "sha256:" + std::string(64, 'C'));
+      } else if (a.job_name() == "long-reference") {
+        add("r/" + std::string(600, 'a'), kDigest);
+      } else {
+        add("r/app:good", kDigest);
+      }
+      REQUIRE(stream->Write(r));
+    }
+    int recorded = 0;
+    while (recorded < 4 && stream->Read(&in)) {
+      if (in.has_ack() && in.ack().result_recorded()) ++recorded;
+    }
+    CHECK(recorded == 4);
+    stream->WritesDone();
+    while (stream->Read(&in)) {
+    }
+    (void)stream->Finish();
+  }
+  CHECK(f.Query("SELECT name, state FROM jobs ORDER BY id") ==
+        Rows{{"too-many", "succeeded"},
+             {"bad-digest", "succeeded"},
+             {"long-reference", "succeeded"},
+             {"good", "succeeded"}});
+  CHECK(f.Query("SELECT job_id, reference FROM job_images") ==
+        Rows{{std::to_string(f.JobId(p, "good")), "r/app:good"}});
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server.reset();
+  service.reset();
 }
 
 TEST_CASE("build_image: pinned references", "[db][build_image]") {
