@@ -116,7 +116,9 @@ bool IsDigest(const std::string& d) {
 
 absl::Status WritePrivateFile(const std::string& path, const std::string& text) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", strerror(errno)));
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", strerror(errno)));
+  }
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = write(fd, text.data() + done, text.size() - done);

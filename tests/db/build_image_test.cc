@@ -220,7 +220,9 @@ TEST_CASE("build_image: an agent's malformed image list is dropped whole, its re
         image->set_digest(std::move(digest));
       };
       if (a.job_name() == "too-many") {
-        for (size_t n = 0; n <= store::kMaxJobImages; ++n) add("r/app:" + std::to_string(n), kDigest);
+        for (size_t n = 0; n <= store::kMaxJobImages; ++n) {
+          add("r/app:" + std::to_string(n), kDigest);
+        }
       } else if (a.job_name() == "bad-digest") {
         add("r/app:ok", kDigest);
         add("r/app:bad", "sha256:" + std::string(64, 'C'));

@@ -71,8 +71,8 @@ absl::StatusOr<std::unique_ptr<TestRegistry>> TestRegistry::Start(const std::str
         !s.ok()) {
       return s;
     }
-    absl::StatusOr<std::unique_ptr<Process>> p =
-        Process::Start({kBinary, "serve", config}, absl::StrCat(dir, "/registry-", attempt, ".out"));
+    absl::StatusOr<std::unique_ptr<Process>> p = Process::Start(
+        {kBinary, "serve", config}, absl::StrCat(dir, "/registry-", attempt, ".out"));
     if (!p.ok()) return p.status();
     const absl::Time deadline = absl::Now() + absl::Seconds(15);
     bool up = false;
