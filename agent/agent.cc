@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "agent/artifacts.h"
 #include "agent/executor_choice.h"
+#include "agent/image_build.h"
 #include "agent/job_scope.h"
 #include "agent/job_secrets.h"
 #include "agent/lifecycle.h"
@@ -730,6 +732,7 @@ void Agent::RunJob(int64_t job_id) {
   int64_t started = NowMs();
   std::string ws = absl::StrCat(opts_.work_dir, "/jobs/job-", a.job_id(), "-", a.attempt());
   JobRunResult res;
+  std::vector<v1::BuiltImage> pushed;  // by build_image steps (issue 9)
   GitMirror* cache = CacheFor(a);
   absl::Status checkout = cache->EnsureCommit(a.commit_sha());
   if (checkout.ok()) checkout = cache->AddWorktree(a.commit_sha(), ws);
@@ -773,7 +776,15 @@ void Agent::RunJob(int64_t job_id) {
     EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
   } else {
     JobRunRequest req;
-    for (const auto& s : a.steps()) req.steps.push_back({s.name(), s.run()});
+    for (const auto& s : a.steps()) req.steps.push_back({s.name(), s.run(), {}});
+    // Issue 9: build_image steps run on this machine (agent/image_build.h).
+    auto builds = std::make_unique<ImageBuilds>(
+        a, ws, ws + ".build", FindImageBuildTool(opts_.container_runtime,
+                                    getenv("PATH") != nullptr ? getenv("PATH") : "/usr/bin:/bin"));
+    for (int i = 0; i < a.steps_size(); ++i) {
+      if (!a.steps(i).has_build_image()) continue;
+      req.steps[i].command = [b = builds.get(), i] { return b->Command(i); };
+    }
     req.workdir = ws;
     req.env = {{"CI", "true"},
                {"ASSAY", "true"},
@@ -818,6 +829,7 @@ void Agent::RunJob(int64_t job_id) {
         res = assay::RunJob(req, *cancel,
                             [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
         secrets.Flush(log);
+        pushed = builds->Pushed();
         UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
       }
     }
@@ -848,6 +860,7 @@ void Agent::RunJob(int64_t job_id) {
     j.result.set_last_log_seq(j.next_seq - 1);
     j.result.set_started_unix_ms(started);
     j.result.set_finished_unix_ms(NowMs());
+    for (v1::BuiltImage& image : pushed) *j.result.add_images() = std::move(image);
     j.finished = true;
     if (writer_ != nullptr && !j.replaying) {
       v1::AgentMessage m;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "agent/image_build.h"
 #include "agent/step_runner.h"
 #include "assay/v1/agent.pb.h"
 #include "common/base/log.h"
@@ -52,7 +53,10 @@ std::vector<std::string> RuntimeEnvp() {
   std::vector<std::string> envp;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     std::string_view entry(*e);
-    for (std::string_view keep : {"PATH=", "HOME=", "LANG=", "TZ=", "XDG_RUNTIME_DIR="}) {
+    // CONTAINERS_REGISTRIES_CONF: the operator's registries.conf (e.g. an insecure loopback
+    // registry that build_image pushed to; docs/images.md).
+    for (std::string_view keep : {"PATH=", "HOME=", "LANG=", "TZ=", "XDG_RUNTIME_DIR=",
+                                  "CONTAINERS_REGISTRIES_CONF="}) {
       if (entry.substr(0, keep.size()) == keep) envp.emplace_back(entry);
     }
   }
@@ -404,9 +408,31 @@ absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
   }
   log(absl::StrCat("assay: pulling image ", image.name, "\n"));
   std::vector<std::string> pull = Base();
-  pull.insert(pull.end(), {"pull", "--", image.name});
-  if (runtime_.docker) pull.erase(pull.end() - 2);
+  // Issue 9: the credential of an image a build_image step pushed (only for the job's image).
+  const std::string auth_dir = absl::StrCat(job_.state_dir, "/", container_, ".auth");
+  const bool auth = key == "image" && !job_.pull_auth_json.empty();
+  if (auth) {
+    if (mkdir(job_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create ", job_.state_dir));
+    }
+    if (mkdir(auth_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create ", auth_dir));
+    }
+    unlink((auth_dir + "/config.json").c_str());
+    if (absl::Status w = WriteEnvFile(auth_dir + "/config.json", job_.pull_auth_json); !w.ok()) {
+      return w;
+    }
+    if (runtime_.docker) pull.insert(pull.end(), {"--config", auth_dir});
+  }
+  pull.push_back("pull");
+  if (auth && !runtime_.docker) pull.insert(pull.end(), {"--authfile", auth_dir + "/config.json"});
+  if (!runtime_.docker) pull.push_back("--");
+  pull.push_back(image.name);
   absl::StatusOr<CommandResult> r = CallOk(pull, Bound(deadline, kPullCall));
+  if (auth) {
+    unlink((auth_dir + "/config.json").c_str());
+    rmdir(auth_dir.c_str());
+  }
   if (!r.ok()) {
     return absl::Status(r.status().code(), absl::StrCat(key, ": cannot pull image '", image.name,
                                                         "': ", r.status().message()));
@@ -673,6 +699,12 @@ std::unique_ptr<ContainerExecutor> ContainerExecutorFor(
     (s.as_file() ? job.file_secrets : job.env_secrets).push_back(s.name());
   }
   if (!job.file_secrets.empty()) job.secrets_dir = secrets_dir;
+  if (a.has_image_pull_credential()) {
+    const v1::RegistryCredential& c = a.image_pull_credential();
+    absl::StatusOr<std::string> auth =
+        AuthFileText({c.registry()}, absl::StrCat(c.username(), ":", c.password()));
+    if (auth.ok()) job.pull_auth_json = std::move(*auth);
+  }
   return std::make_unique<ContainerExecutor>(runtime.value_or(ContainerRuntime{}), std::move(job),
                                              RandomSuffix());
 }

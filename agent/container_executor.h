@@ -105,6 +105,9 @@ struct ContainerJob {
   // `as: env`: the names. A value an env file cannot hold (a newline, or a line longer than the
   // runtime reads) goes to the runtime in its own environment and `--env NAME`, never on argv.
   std::vector<std::string> env_secrets;
+  // Issue 9, build_image: set (Assignment.image_pull_credential), the job image is pulled with
+  // this auth file's credentials (written 0600 under state_dir, removed after the pull).
+  std::string pull_auth_json;
 };
 
 // Where the job container sees its `as: file` secrets.

@@ -229,7 +229,8 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
                                 std::vector<pid_t>* pgids) {
   HostExecutor host;
   Executor& executor = req.executor != nullptr ? *req.executor : host;
-  ASSAY_ASSIGN_OR_RETURN(StepProcess process, executor.StepCommand(req, step, env));
+  ASSAY_ASSIGN_OR_RETURN(StepProcess process,
+                         step.command ? step.command() : executor.StepCommand(req, step, env));
   ASSAY_ASSIGN_OR_RETURN(Pipe pipe, MakePipe());
   // Best effort: an unprivileged process may be held to less (fs/pipe-max-size, quotas).
   (void)fcntl(pipe.read.get(), F_SETPIPE_SZ, static_cast<int>(kChunk));

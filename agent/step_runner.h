@@ -39,6 +39,9 @@ class CancelFlag {
 struct StepSpecToRun {
   std::string name;
   std::string run;  // shell text, run as /bin/sh -e -c "<run>"
+  // Set (a build_image step, agent/image_build.h): the step is this process on the agent's
+  // machine instead of the executor's StepCommand; called when the step starts.
+  std::function<absl::StatusOr<StepProcess>()> command;
 };
 
 // The unprivileged account steps run as (the agent's --job-user).

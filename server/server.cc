@@ -83,6 +83,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::AgentCredentialStore> credentials;
   std::unique_ptr<store::ScheduleStore> schedules;
   std::unique_ptr<store::SecretStore> secrets;  // issue 9
+  std::unique_ptr<store::JobImageStore> images;  // issue 9, build_image
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;
   std::unique_ptr<Wakeups> wakeups;
@@ -205,9 +206,11 @@ absl::Status AssayServer::Start() {
   m.schedules = std::make_unique<store::ScheduleStore>(m.db.get(), clock);
   m.metrics = std::make_unique<Metrics>();
   m.secrets = std::make_unique<store::SecretStore>(m.db.get());
-  m.dispatcher = std::make_unique<Dispatcher>(
-      m.jobs.get(), m.metrics.get(), clock,
-      DispatcherOptions{o.lease, o.sweep_interval, *key, m.secrets.get()});
+  m.images = std::make_unique<store::JobImageStore>(m.db.get());
+  DispatcherOptions dispatch_options{o.lease, o.sweep_interval, *key, m.secrets.get()};
+  dispatch_options.images = m.images.get();
+  m.dispatcher = std::make_unique<Dispatcher>(m.jobs.get(), m.metrics.get(), clock,
+                                              std::move(dispatch_options));
   Dispatcher* dispatcher = m.dispatcher.get();
   forge::CommitStatusNotifier::Options no;
   no.max_attempts = o.commit_status_attempts;
@@ -320,6 +323,7 @@ absl::Status AssayServer::Start() {
   m.api.webhook_dedupe_window = o.webhook_dedupe_window;
   m.api.credentials = m.credentials.get();
   m.api.secrets = m.secrets.get();
+  m.api.images = m.images.get();
   m.logs = std::make_unique<store::LogStore>(m.db.get());
   logs::FollowOptions follow;
   follow.max_followers = o.log_followers;

@@ -238,7 +238,9 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
         const StepSpec& step = job.steps[i];
         ASSAY_RETURN_IF_ERROR(CheckPlaceholders(absl::StrCat(prefix, ".steps[", i, "].run"),
                                                 step.run, combo, allow_matrix));
-        p.steps.push_back({step.name, SubstitutePlaceholders(step.run, ctx, combo)});
+        StepSpec planned = step;  // a build_image step is copied as written (no placeholders)
+        planned.run = SubstitutePlaceholders(step.run, ctx, combo);
+        p.steps.push_back(std::move(planned));
       }
       p.timeout_s = job.timeout_s;
       p.priority = job.priority;

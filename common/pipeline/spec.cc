@@ -42,7 +42,8 @@ void ParseStepRun(Linter& lint, const Entry& entry, const std::string& path, Ste
 
 constexpr FieldRule<StepSpec> kStepRules[] = {
     {"name", false, ParseStepName},
-    {"run", true, ParseStepRun},
+    {"run", false, ParseStepRun},  // required unless build_image (ParseSteps)
+    {"build_image", false, ParseBuildImageStep},
 };
 
 // ---- Jobs. ----
@@ -146,6 +147,19 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
       if (step.run.empty()) lint.Error(item_mark, item_path, "step must not be empty");
     } else if (item.IsMap()) {
       ParseFields<StepSpec>(lint, item, item_path, item_mark, kStepRules, step);
+      const bool has_run = static_cast<bool>(item["run"]);
+      if (!has_run && !step.build_image.has_value()) {
+        lint.Error(item_mark, Join(item_path, "run"), "missing required key 'run'");
+      } else if (has_run && step.build_image.has_value()) {
+        lint.Error(item_mark, Join(item_path, "build_image"),
+                   "a step has either run: or build_image:, not both");
+      }
+      if (step.build_image.has_value() && !step.build_image->registry_secret.empty()) {
+        const YAML::Node secret = item["build_image"]["registry_secret"];
+        job.registry_secrets.push_back({step.build_image->registry_secret,
+                                        Join(Join(item_path, "build_image"), "registry_secret"),
+                                        MarkOr(secret, item_mark)});
+      }
     } else {
       lint.Error(item_mark, item_path,
                  absl::StrCat("a step must be a command string or a mapping with 'run', got ",
@@ -153,7 +167,7 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
       continue;
     }
     if (step.name.empty()) step.name = absl::StrCat("step ", i + 1);
-    job.placeholders.push_back({step.run, item_path, item_mark});
+    if (!step.build_image.has_value()) job.placeholders.push_back({step.run, item_path, item_mark});
     job.spec.steps.push_back(std::move(step));
   }
 }
@@ -220,6 +234,7 @@ void ParseJobs(Linter& lint, const Entry& entry, const std::string& path, Pipeli
       ParseFields<JobDraft>(lint, job_entry.value, job_path, mark, kJobRules, job);
       CheckPlaceholders(lint, job);
       CheckContainerKeys(lint, job_path, job);
+      CheckBuildImageSecrets(lint, job);
     }
     // Kept even when invalid, so that needs naming it are not reported as unknown.
     draft.jobs.push_back(std::move(job));
@@ -452,6 +467,7 @@ std::vector<SpecError> Lint(std::string_view yaml_text, std::string_view file,
   }
   CheckNeeds(lint, draft);
   CheckArtifactNeeds(lint, draft);
+  CheckJobImageRefs(lint, draft);
   return lint.TakeErrors();
 }
 

@@ -48,9 +48,32 @@ inline constexpr size_t kMaxSpecBytes = 1 << 20;
 inline constexpr size_t kMaxYamlDepth = 64;
 inline constexpr uint64_t kMaxAliasNodes = 100'000;
 
+// `build_image:` of a step (issue 9, docs/images.md): build a container image from the
+// workspace and optionally push it.
+inline constexpr size_t kMaxBuildImageTags = 16;
+inline constexpr size_t kMaxBuildImagePathBytes = 1024;
+struct BuildImageSpec {
+  std::string context = ".";  // Relative to the workspace; no '..' component, not absolute.
+  std::string file;           // Relative to the workspace; empty: <context>/Containerfile.
+  // 1 to kMaxBuildImageTags references `[registry/]path[:tag]` (no digest). Each reference's
+  // repository is also tagged with the commit SHA; tags[0]'s repository is "the image" of
+  // the step (what `${{ jobs.NAME.image }}` names).
+  std::vector<std::string> tags;
+  bool push = false;
+  // Needed with push: a secret the job lists in `secrets:` whose value is `user:password`.
+  std::string registry_secret;
+
+  bool operator==(const BuildImageSpec&) const = default;
+};
+
+// Whether `text` is `${{ jobs.NAME.image }}` (spaces inside the braces optional; NAME a job
+// name); sets *job to NAME when `job` is not null.
+bool JobImageRef(std::string_view text, std::string* job);
+
 struct StepSpec {
   std::string name;  // "step N" (1-based) when the file gives none.
-  std::string run;   // Shell command; never empty.
+  std::string run;   // Shell command; empty only when build_image is set.
+  std::optional<BuildImageSpec> build_image;  // Issue 9: set for a `build_image:` step.
 
   bool operator==(const StepSpec&) const = default;
 };

@@ -16,9 +16,12 @@ bool InSet(char c, std::string_view extra) {
          extra.find(c) != std::string_view::npos;
 }
 
+}  // namespace
+
 // "" when `name` is a usable image reference, else the problem.
 std::string ImageNameProblem(const std::string& name) {
   if (name.empty()) return "image name must not be empty";
+  if (JobImageRef(name, nullptr)) return "";  // build_image (spec_build_image.cc)
   if (name.size() > kMaxImageNameBytes) {
     return absl::StrCat("image name is longer than ", kMaxImageNameBytes, " bytes");
   }
@@ -33,6 +36,8 @@ std::string ImageNameProblem(const std::string& name) {
   }
   return "";
 }
+
+namespace {
 
 std::string UserProblem(const std::string& user) {
   if (user.empty() || user.size() > 64 || !InSet(user[0], "_")) {
@@ -282,6 +287,7 @@ void ParseImage(Linter& lint, const Entry& e, const std::string& path, JobDraft&
   ImageSpec image;
   if (ParseImageValue(lint, e, path, image)) job.spec.image = std::move(image);
   job.image_seen = true;
+  job.image_mark = e.value_mark;
 }
 
 void ParseServices(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
@@ -309,6 +315,12 @@ void ParseServices(Linter& lint, const Entry& e, const std::string& path, JobDra
     }
     ServiceSpec service;
     ParseFields<ServiceSpec>(lint, item, item_path, mark, kServiceRules, service);
+    if (JobImageRef(service.image.name, nullptr)) {
+      lint.Error(mark, Join(item_path, "image"),
+                 absl::StrCat("'", service.image.name,
+                              "' is allowed only in a job's image:, not in a service's"));
+      continue;
+    }
     const bool taken = std::any_of(job.spec.services.begin(), job.spec.services.end(),
                                    [&](const ServiceSpec& s) { return s.name == service.name; });
     if (taken && !service.name.empty()) {

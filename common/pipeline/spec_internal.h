@@ -45,6 +45,10 @@ struct JobDraft {
   bool image_seen = false;
   bool services_seen = false;
   YAML::Mark services_mark;
+  // build_image (spec_build_image.cc): where `image:`'s value is, and each build step's
+  // registry_secret (text, key, mark), checked against `secrets:` once all keys are read.
+  YAML::Mark image_mark;
+  std::vector<PlaceholderRef> registry_secrets;
 };
 
 struct PipelineDraft {
@@ -286,6 +290,19 @@ void ParseImage(Linter& lint, const Entry& entry, const std::string& path, JobDr
 void ParseServices(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 // After all of a job's keys: services without image.
 void CheckContainerKeys(Linter& lint, const std::string& job_path, const JobDraft& job);
+// Issue 9, build_image (spec_build_image.cc). ImageNameProblem (spec_container.cc): "" for a
+// usable image reference or a `${{ jobs.NAME.image }}` (JobImageRef), else the problem.
+std::string ImageNameProblem(const std::string& name);
+// "" for a `tags:` entry: [registry/]path[:tag], lowercase path, no digest; else the problem.
+std::string BuildImageTagProblem(const std::string& ref);
+// The `build_image:` row of a step.
+void ParseBuildImageStep(Linter& lint, const Entry& entry, const std::string& path,
+                         StepSpec& step);
+// After all of a job's keys: every registry_secret is listed in `secrets:`.
+void CheckBuildImageSecrets(Linter& lint, const JobDraft& job);
+// After CheckNeeds: `image: ${{ jobs.NAME.image }}` names a job in needs, without a matrix,
+// that has a build_image step with push: true.
+void CheckJobImageRefs(Linter& lint, const PipelineDraft& draft);
 // Issue 9: `network: none | default` (spec_jobs.cc).
 void ParseNetwork(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 // Checks placeholders in env, steps.run, runs_on.labels, concurrency.group and

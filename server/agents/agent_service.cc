@@ -874,6 +874,19 @@ class Session final : public Reactor {
     rep.message = r.message();
     if (r.started_unix_ms() > 0) rep.started_at = absl::FromUnixMillis(r.started_unix_ms());
     if (r.finished_unix_ms() > 0) rep.finished_at = absl::FromUnixMillis(r.finished_unix_ms());
+    // Issue 9, build_image: an agent's list is checked here; a bad one is dropped whole (the
+    // result still counts), since the database would refuse it and the agent resend forever.
+    bool images_ok = static_cast<size_t>(r.images_size()) <= store::kMaxJobImages;
+    for (const v1::BuiltImage& image : r.images()) {
+      images_ok = images_ok && store::IsImageDigest(image.digest()) &&
+                  !image.reference().empty() && image.reference().size() <= 512;
+      rep.images.push_back({0, image.reference(), image.digest(), image.primary()});
+    }
+    if (!images_ok) {
+      LogWarn("agents", "agent ", name_, ": job ", r.job_id(), ": dropped ", r.images_size(),
+              " malformed built image(s)");
+      rep.images.clear();
+    }
     auto out = deps_.jobs->Finish(rep);
     if (!out.ok()) {  // not acknowledged: the stream ends and the agent resends it
       LogWarn("agents", "agent ", name_, ": recording the result of job ", r.job_id(),

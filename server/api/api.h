@@ -72,6 +72,8 @@ struct ApiDeps {
   // Artifacts (issue 9, server/api/artifacts.cc); null: those routes answer 503.
   store::ArtifactStore* artifacts = nullptr;
   artifacts::BlobStore* blobs = nullptr;
+  // build_image (issue 9): GET /api/v1/jobs/{id} lists "images"; null: the key is left out.
+  store::JobImageStore* images = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

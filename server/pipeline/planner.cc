@@ -132,7 +132,11 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
   std::vector<store::NewJob> out;
   for (const auto& j : plan) {
     boost::json::array steps;
-    for (const auto& s : j.steps) steps.push_back({{"name", s.name}, {"run", s.run}});
+    for (const auto& s : j.steps) {
+      boost::json::object step{{"name", s.name}, {"run", s.run}};
+      if (s.build_image.has_value()) step["build_image"] = BuildImageJson(*s.build_image);
+      steps.push_back(std::move(step));
+    }
     boost::json::object env;
     for (const auto& [k, v] : context.inputs) env[InputEnvName(k)] = v;
     for (const auto& [k, v] : j.env) env[k] = v;

@@ -90,4 +90,23 @@ void ContainerSpecToAssignment(const boost::json::object& spec, v1::Assignment& 
   }
 }
 
+boost::json::object BuildImageJson(const BuildImageSpec& b) {
+  boost::json::array tags;
+  for (const std::string& t : b.tags) tags.emplace_back(t);
+  return {{"context", b.context},
+          {"file", b.file},
+          {"tags", std::move(tags)},
+          {"push", b.push},
+          {"registry_secret", b.registry_secret}};
+}
+
+void BuildImageFromJson(const boost::json::value& v, v1::BuildImageStep& out) {
+  const boost::json::object& o = v.as_object();
+  out.set_context(std::string(o.at("context").as_string()));
+  out.set_file(std::string(o.at("file").as_string()));
+  for (const auto& t : o.at("tags").as_array()) out.add_tags(std::string(t.as_string()));
+  out.set_push(o.at("push").as_bool());
+  out.set_registry_secret(std::string(o.at("registry_secret").as_string()));
+}
+
 }  // namespace assay

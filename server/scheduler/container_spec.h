@@ -19,4 +19,9 @@ void AddContainerSpec(const PlannedJob& job, boost::json::object& spec);
 // document (the caller reports it).
 void ContainerSpecToAssignment(const boost::json::object& spec, v1::Assignment& a);
 
+// Issue 9, build_image: a step's `build_image` in jobs.spec ({context, file, tags, push,
+// registry_secret}) and back into Step.build_image (throws what boost::json throws).
+boost::json::object BuildImageJson(const BuildImageSpec& b);
+void BuildImageFromJson(const boost::json::value& v, v1::BuildImageStep& out);
+
 }  // namespace assay

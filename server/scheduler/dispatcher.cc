@@ -8,6 +8,7 @@
 #include "common/base/log.h"
 #include "common/crypto/crypto.h"
 #include "common/git/clone_url.h"
+#include "server/scheduler/built_image.h"
 #include "server/scheduler/container_spec.h"
 #include "server/scheduler/requirements.h"
 #include "server/secrets/job_secrets.h"
@@ -193,6 +194,9 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
       auto* step = a.add_steps();
       step->set_name(std::string(s.at("name").as_string()));
       step->set_run(std::string(s.at("run").as_string()));
+      if (const auto* b = s.as_object().if_contains("build_image")) {
+        BuildImageFromJson(*b, *step->mutable_build_image());
+      }
     }
     if (auto* env = spec.if_contains("env")) {
       for (const auto& [k, v] : env->as_object()) {
@@ -351,6 +355,8 @@ int Dispatcher::DispatchPass() {
     auto assignment = BuildAssignment(job, opts_.secret_key);
     if (assignment.ok()) {
       absl::Status s = AttachSecrets(job, opts_.secrets, opts_.secret_key, &*assignment);
+      if (s.ok()) s = ResolveBuiltImage(job, opts_.images, opts_.secrets, opts_.secret_key,
+                                        &*assignment);
       if (s.code() == absl::StatusCode::kFailedPrecondition ||
           s.code() == absl::StatusCode::kDataLoss) {
         FailClaim(job, std::string(s.message()));

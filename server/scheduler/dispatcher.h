@@ -20,6 +20,7 @@
 #include "common/crypto/sealed.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/fit.h"
+#include "server/store/job_images.h"
 #include "server/store/jobs.h"
 #include "server/store/secrets.h"
 
@@ -42,6 +43,9 @@ struct DispatcherOptions {
   // Repository secrets for the jobs that list them (server/secrets/job_secrets.h); null: such
   // jobs fail. Not owned; outlives the Dispatcher.
   store::SecretStore* secrets = nullptr;
+  // Issue 9, build_image: resolves `image: ${{ jobs.NAME.image }}` (built_image.h); null: such
+  // jobs fail. Not owned; outlives the Dispatcher.
+  store::JobImageStore* images = nullptr;
 };
 
 // What one job of an agent holds.

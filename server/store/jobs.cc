@@ -690,6 +690,7 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
       return absl::OkStatus();
     }
     out.duration = finished - started;
+    InsertJobImages(tx, c, r.job_id, r.attempt_token, r.images);  // issue 9, build_image
     Exec(tx, c, kNotifyLogEnded, {absl::StrCat(r.job_id)});
     const bool succeeded = r.state == "succeeded";
     if (!succeeded && !Exec(tx, c, kRetryAfterFinish, {r.job_id, r.state, now}).empty()) {

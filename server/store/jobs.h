@@ -14,6 +14,7 @@
 #include "common/base/clock.h"
 #include "server/store/agents.h"
 #include "server/store/db.h"
+#include "server/store/job_images.h"
 
 namespace assay::store {
 
@@ -140,6 +141,8 @@ struct ResultReport {
   std::string message;
   // As reported by the agent; InfinitePast when it did not say (the server's clock is used).
   absl::Time started_at = absl::InfinitePast(), finished_at = absl::InfinitePast();
+  // Issue 9: what its build_image steps pushed, checked (job_images.h), in push order.
+  std::vector<JobImage> images;
 };
 
 // ResultReport.state of a job the agent stopped itself (issue 9, lifecycle).

@@ -72,7 +72,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"13", "0013_artifacts.sql"},
                             {"14", "0014_secrets.sql"},
                             {"15", "0015_logs.sql"},
-                            {"16", "0016_lifecycle.sql"}});
+                            {"16", "0016_lifecycle.sql"},
+                            {"17", "0017_build_image.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
@@ -83,6 +84,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
                                           {"job_attempts"},
+                                          {"job_images"},
                                           {"job_needs"},
                                           {"jobs"},
                                           {"log_chunks"},

@@ -362,7 +362,8 @@ absl::StatusOr<int64_t> Cluster::WaitForPipelineOf(int64_t delivery_id) {
   return id;
 }
 
-absl::StatusOr<json::object> Cluster::WaitForPipelineDone(int64_t pipeline_id) {
+absl::StatusOr<json::object> Cluster::WaitForPipelineDone(int64_t pipeline_id,
+                                                          absl::Duration timeout) {
   json::object out;
   absl::Status s =
       WaitUntil(absl::StrCat("pipeline ", pipeline_id, " to finish"), [&](std::string& seen) {
@@ -375,7 +376,8 @@ absl::StatusOr<json::object> Cluster::WaitForPipelineDone(int64_t pipeline_id) {
         if (JsonString(*p, "state") == "running") return false;
         out = std::move(*p);
         return true;
-      });
+      },
+      timeout);
   if (!s.ok()) return s;
   return out;
 }

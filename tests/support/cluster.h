@@ -139,8 +139,9 @@ class Cluster {
                          absl::Duration timeout = absl::Seconds(30));
   // The id of the pipeline planned from delivery row `delivery_id`, once it exists.
   absl::StatusOr<int64_t> WaitForPipelineOf(int64_t delivery_id);
-  // GET /api/v1/pipelines/{id} once its state is no longer 'running'.
-  absl::StatusOr<boost::json::object> WaitForPipelineDone(int64_t pipeline_id);
+  // GET /api/v1/pipelines/{id} once its state is no longer 'running' (waiting up to `timeout`).
+  absl::StatusOr<boost::json::object> WaitForPipelineDone(
+      int64_t pipeline_id, absl::Duration timeout = absl::Seconds(30));
   // GET /api/v1/pipelines/{id} once job `job` is in `state`.
   absl::StatusOr<boost::json::object> WaitForJobState(int64_t pipeline_id, const std::string& job,
                                                       const std::string& state);
