@@ -18,6 +18,7 @@
 #include "server/store/agent_credentials.h"
 #include "server/store/agents.h"
 #include "server/store/artifacts.h"
+#include "server/store/caches.h"
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
 #include "server/store/logs.h"
@@ -72,6 +73,8 @@ struct ApiDeps {
   // Artifacts (issue 9, server/api/artifacts.cc); null: those routes answer 503.
   store::ArtifactStore* artifacts = nullptr;
   artifacts::BlobStore* blobs = nullptr;
+  // Caches (issue 9, server/api/caches.cc); null: those routes answer 503.
+  store::CacheStore* caches = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's
