@@ -66,18 +66,22 @@ void Prepare(grpc::ClientContext* ctx, const std::string& bearer, absl::Duration
 
 // Reads all of `fd` (a regular file of at most `limit` bytes).
 absl::StatusOr<std::string> ReadAll(int fd, size_t limit) {
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::InternalError(absl::StrCat("read: ", std::strerror(errno)));
-    }
-    if (n == 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > limit) return absl::OutOfRangeError("file too large");
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return absl::InternalError(std::strerror(errno));
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > limit) {
+    return absl::OutOfRangeError("not a chunk file");
   }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::InternalError(absl::StrCat("read: ", std::strerror(errno)));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
 }
 
 }  // namespace
@@ -127,6 +131,20 @@ std::optional<std::string> LocalChunkCache::Get(const std::string& sha256) {
   }
   ::futimens(fd.get(), nullptr);
   return *std::move(data);
+}
+
+std::optional<std::string> LocalChunkCache::GetUnchecked(const std::string& sha256) {
+  if (!IsHex64(sha256)) return std::nullopt;
+  UniqueFd fd(::open(PathOf(sha256).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  absl::StatusOr<std::string> data = ReadAll(fd.get(), kArtifactChunkBytes);
+  if (!data.ok()) return std::nullopt;
+  ::futimens(fd.get(), nullptr);
+  return *std::move(data);
+}
+
+void LocalChunkCache::Drop(const std::string& sha256) {
+  if (IsHex64(sha256)) ::unlink(PathOf(sha256).c_str());
 }
 
 absl::Status LocalChunkCache::Put(const std::string& sha256, std::string_view data) {
@@ -334,7 +352,8 @@ absl::StatusOr<uint64_t> WriteCacheFiles(
     Sha256Hasher whole;
     uint64_t size = 0;
     for (const std::string& c : f.chunks()) {
-      std::optional<std::string> data = local.Get(c);
+      // Why unchecked: the whole file's SHA-256 below covers every chunk (one hash, not two).
+      std::optional<std::string> data = local.GetUnchecked(c);
       if (!data.has_value()) {
         writer.Abort();
         return absl::NotFoundError(
@@ -349,6 +368,7 @@ absl::StatusOr<uint64_t> WriteCacheFiles(
     }
     if (size != f.size() || whole.Hex() != f.sha256()) {
       writer.Abort();
+      for (const std::string& c : f.chunks()) local.Drop(c);
       return absl::DataLossError(
           absl::StrCat(f.path(), ": the file does not match its size and sha256"));
     }

@@ -37,6 +37,10 @@ class LocalChunkCache {
   // The chunk's bytes when held and intact (its hash checked; a damaged copy is removed), and
   // its last use set to now; nullopt otherwise.
   std::optional<std::string> Get(const std::string& sha256);
+  // As Get, without the hash check: for a reader that checks what it read another way (a
+  // restore checks each whole file) and calls Drop for the chunks of a file that failed.
+  std::optional<std::string> GetUnchecked(const std::string& sha256);
+  void Drop(const std::string& sha256);
   bool Has(const std::string& sha256);  // held (not checked), last use set to now
   absl::Status Put(const std::string& sha256, std::string_view data);
 
@@ -89,7 +93,8 @@ absl::StatusOr<std::string> EvaluateCacheKey(const std::string& workspace,
                                              std::string_view field = "cache.key");
 
 // Writes `files` (checked by ValidateArtifactManifest) with `writer` from chunks in `local`,
-// each file checked against its size and SHA-256 before it is renamed into place. Returns the
+// each file checked against its size and SHA-256 before it is renamed into place (the chunks
+// of a file that does not match are dropped from `local`, so the next restore downloads them). Returns the
 // bytes written. kNotFound when a chunk is not held, kDataLoss for a file that does not match,
 // the writer's errors (a path through a symlink: kFailedPrecondition).
 absl::StatusOr<uint64_t> WriteCacheFiles(

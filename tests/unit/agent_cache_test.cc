@@ -110,5 +110,53 @@ TEST_CASE("local chunks: checked reads, least recently used evicted beyond the b
   CHECK((*none)->TotalBytes() == 0);
 }
 
+TEST_CASE("cache restore from the local copy: files checked whole, a damaged chunk dropped") {
+  TempDir dir;
+  auto cache = LocalChunkCache::Open(dir.path + "/chunks", 1 << 20);
+  REQUIRE(cache.ok());
+  LocalChunkCache& c = **cache;
+  const std::string one = "first chunk", two = "second";
+  REQUIRE(c.Put(Hex(one), one).ok());
+  REQUIRE(c.Put(Hex(two), two).ok());
+  google::protobuf::RepeatedPtrField<v1::ArtifactFile> files;
+  v1::ArtifactFile* f = files.Add();
+  f->set_path("venv/lib/a.py");
+  f->set_size(one.size() + two.size());
+  f->set_mode(0755);
+  f->set_sha256(Hex(one + two));
+  f->add_chunks(Hex(one));
+  f->add_chunks(Hex(two));
+  TempDir ws;
+  auto writer = ArtifactWriter::Open(ws.path, std::nullopt);
+  REQUIRE(writer.ok());
+  CancelFlag cancel;
+  auto bytes = WriteCacheFiles(files, c, *writer, cancel);
+  REQUIRE(bytes.ok());
+  CHECK(*bytes == one.size() + two.size());
+  CHECK(testing::ReadFile(ws.path + "/venv/lib/a.py") == one + two);
+  struct stat st;
+  REQUIRE(::stat((ws.path + "/venv/lib/a.py").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0755);
+  // A chunk damaged on disk: the file does not match, nothing is renamed into place, and its
+  // chunks leave the local copy (the next restore downloads them).
+  WriteFile(dir.path + "/chunks/" + Hex(two).substr(0, 2) + "/" + Hex(two), "SECOND");
+  f->set_path("venv/lib/b.py");
+  bytes = WriteCacheFiles(files, c, *writer, cancel);
+  CHECK(bytes.status().code() == absl::StatusCode::kDataLoss);
+  CHECK(bytes.status().message() == "venv/lib/b.py: the file does not match its size and sha256");
+  CHECK_FALSE(std::filesystem::exists(ws.path + "/venv/lib/b.py"));
+  CHECK_FALSE(c.Has(Hex(two)));
+  CHECK_FALSE(c.Has(Hex(one)));
+  // A symlink in the workspace: refused, nothing written through it.
+  TempDir outside;
+  std::filesystem::create_directory_symlink(outside.path, ws.path + "/link");
+  f->set_path("link/x.py");
+  REQUIRE(c.Put(Hex(one), one).ok());
+  REQUIRE(c.Put(Hex(two), two).ok());
+  bytes = WriteCacheFiles(files, c, *writer, cancel);
+  CHECK(bytes.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(std::filesystem::is_empty(outside.path));
+}
+
 }  // namespace
 }  // namespace assay
