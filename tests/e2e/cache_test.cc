@@ -174,8 +174,20 @@ TEST_CASE("caches: saved after success only, restored byte for byte, with scope 
       caches_path + "/" + std::to_string(entries[1].as_object().at("id").as_int64());
   CHECK(MUST(c.Api("DELETE", one)).status == 200);
   CHECK(MUST(c.Api("DELETE", one)).status == 404);
+  // The same through the CLI.
+  auto listed = MUST(c.RunCli({"cache", "list", kRepoName}));
+  INFO(listed.out << listed.err);
+  CHECK(listed.exit_code == 0);
+  CHECK(listed.out.find("deps-" + h2) != std::string::npos);
+  CHECK(listed.out.find("feature") == std::string::npos);
+  const std::string last = std::to_string(entries[2].as_object().at("id").as_int64());
+  auto removed = MUST(c.RunCli({"cache", "rm", kRepoName, last}));
+  CHECK(removed.exit_code == 0);
+  CHECK(removed.out == "cache entry " + last + " of acme/app: removed\n");
+  CHECK(MUST(c.RunCli({"cache", "rm", kRepoName, last})).exit_code == 1);
+  CHECK(MUST(c.RunCli({"cache", "list"})).exit_code == 2);
   auto metrics = MUST(c.Fetch("GET", "/metrics"));
-  CHECK(metrics.body.find("assay_cache_bytes{repo=\"acme/app\"} 6291468\n") !=
+  CHECK(metrics.body.find("assay_cache_bytes{repo=\"acme/app\"} 3145734\n") !=
         std::string::npos);
 }
 
