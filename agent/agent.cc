@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/artifacts.h"
+#include "agent/cache.h"
 #include "agent/executor_choice.h"
 #include "agent/image_build.h"
 #include "agent/job_scope.h"
@@ -280,6 +281,13 @@ absl::Status Agent::Run() {
   if (int left = RemoveLeftovers(opts_.work_dir); left > 0) {
     LogInfo("agent", "removed ", left,
             " leftover workspace(s) and spool file(s) of an earlier run");
+  }
+  {
+    auto chunks = LocalChunkCache::Open(opts_.work_dir + "/chunk-cache",
+                                        static_cast<uint64_t>(opts_.cache_budget_gb * 1e9));
+    if (!chunks.ok()) return chunks.status();
+    chunk_cache_ = *std::move(chunks);
+    chunk_cache_->Evict();  // a smaller budget than the last run's
   }
   std::thread lifecycle([this] { LifecycleLoop(); });
   std::mt19937 rng(std::random_device{}());
@@ -763,6 +771,13 @@ void Agent::RunJob(int64_t job_id) {
   absl::Status needs = checkout.ok()
                            ? DownloadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log)
                            : absl::OkStatus();
+  JobCacheState job_cache;  // issue 9: restored before the steps, saved after success
+  if (checkout.ok() && needs.ok()) {
+    auto restored = RestoreJobCache(stub_.get(), bearer_, a, ws, opts_.job_user,
+                                    chunk_cache_.get(), *cancel, log);
+    if (restored.ok()) job_cache = *std::move(restored);
+    needs = restored.status();
+  }
   if (!checkout.ok()) {
     res.outcome = JobRunOutcome::kError;
     res.exit_code = -1;
@@ -831,6 +846,8 @@ void Agent::RunJob(int64_t job_id) {
         secrets.Flush(log);
         pushed = builds->Pushed();
         UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
+        SaveJobCache(artifacts, stub_.get(), a, ws, opts_.job_user, chunk_cache_.get(),
+                     job_cache, *cancel, log, res);
       }
     }
   }

@@ -14,6 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/cache.h"
 #include "agent/container_executor.h"
 #include "agent/gpu_inventory.h"
 #include "agent/log_spool.h"
@@ -72,6 +73,10 @@ struct AgentOptions {
   // disk_check_interval.
   double min_free_disk_gb = 1;
   absl::Duration disk_check_interval = absl::Seconds(10);
+  // Issue 9, caches: the local copy of cache chunks under <work_dir>/chunk-cache keeps at most
+  // this many decimal GB, least recently used removed first (--cache-budget-gb; 0: nothing is
+  // kept between jobs).
+  double cache_budget_gb = 10;
   // Issue 9: the runtime of the container executor (--container-runtime); unset: none, and a
   // job with an image fails with "this agent has no container runtime".
   std::optional<ContainerRuntime> container_runtime;
@@ -161,6 +166,7 @@ class Agent {
   std::string bearer_;  // the secret sent as `authorization: Bearer`; set by Run
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
+  std::unique_ptr<LocalChunkCache> chunk_cache_;  // issue 9, caches; opened by Run
 
   absl::Mutex mu_;
   std::map<int64_t, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);

@@ -171,6 +171,17 @@ absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspac
                                                      const std::vector<CollectedFile>& files,
                                                      std::optional<uid_t> owner, CancelFlag& cancel,
                                                      const ArtifactLog& log) {
+  return UploadWith(workspace, files, owner, cancel, log, "CommitArtifacts",
+                    [this](grpc::ClientContext* ctx, const v1::CommitArtifactsRequest& req) {
+                      v1::CommitArtifactsResponse resp;
+                      return stub_->CommitArtifacts(ctx, req, &resp);
+                    });
+}
+
+absl::StatusOr<UploadSummary> ArtifactClient::UploadWith(
+    const std::string& workspace, const std::vector<CollectedFile>& files,
+    std::optional<uid_t> owner, CancelFlag& cancel, const ArtifactLog& log,
+    std::string_view call, const CommitFn& commit_fn) {
   UniqueFd root(::open(workspace.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) {
     return absl::InternalError(absl::StrCat("cannot open ", workspace, ": ", strerror(errno)));
@@ -392,12 +403,11 @@ absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspac
       }
     }
     // 4. The manifest, once every chunk is there.
-    v1::CommitArtifactsResponse resp;
     grpc::ClientContext ctx;
     Prepare(&ctx, call_deadline(options_.call_timeout));
-    grpc::Status s = stub_->CommitArtifacts(&ctx, commit, &resp);
+    grpc::Status s = commit_fn(&ctx, commit);
     if (s.ok()) break;
-    absl::Status f = FromGrpc(s, "CommitArtifacts");
+    absl::Status f = FromGrpc(s, call);
     // A chunk the server lost meanwhile: ask again what is missing.
     if (retry.Again(f.code() == absl::StatusCode::kFailedPrecondition
                         ? absl::UnavailableError(f.message())

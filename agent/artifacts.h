@@ -89,6 +89,17 @@ class ArtifactClient {
                                        std::optional<uid_t> owner, CancelFlag& cancel,
                                        const ArtifactLog& log);
 
+  // As Upload, but the manifest is sent by `commit` (issue 9: CacheCommit for a cache entry)
+  // instead of CommitArtifacts; `call` names it in errors. A FAILED_PRECONDITION from it (a
+  // chunk went missing) is retried from "which chunks are missing", as Upload's is.
+  using CommitFn =
+      std::function<grpc::Status(grpc::ClientContext*, const v1::CommitArtifactsRequest&)>;
+  absl::StatusOr<UploadSummary> UploadWith(const std::string& workspace,
+                                           const std::vector<CollectedFile>& files,
+                                           std::optional<uid_t> owner, CancelFlag& cancel,
+                                           const ArtifactLog& log, std::string_view call,
+                                           const CommitFn& commit);
+
   // Downloads the artifacts of the jobs this job needs into `workspace` (GetArtifactManifest,
   // then DownloadChunks), writing with `writer`. Every path is checked (ValidateArtifactPath)
   // before anything is written; every chunk and file against its hash. Logs one line per job:

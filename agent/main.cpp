@@ -95,6 +95,10 @@ int main(int argc, char** argv) {
        "take no job while the work dir's file system has less free space than this, decimal GB "
        "(0: no floor)",
        false, false, assay::NumberIn(0, 1000000)},
+      {"cache-budget-gb", "10",
+       "the local copy of cache chunks (WORK_DIR/chunk-cache) keeps at most this much, decimal "
+       "GB; least recently used chunks go first (0: none kept between jobs)",
+       false, false, assay::NumberIn(0, 1000000)},
       {"disk-check-interval", "10s", "how often the free disk space is checked", false, false,
        assay::DurationIn(absl::Milliseconds(100), absl::Hours(1))},
       // Issue 9: where jobs run.
@@ -214,6 +218,7 @@ int main(int argc, char** argv) {
   o.drain_timeout = cfg->GetDuration("drain-timeout").value_or(absl::Minutes(10));
   o.disk_check_interval = cfg->GetDuration("disk-check-interval").value_or(absl::Seconds(10));
   (void)absl::SimpleAtod(cfg->Get("min-free-disk-gb"), &o.min_free_disk_gb);  // checked above
+  (void)absl::SimpleAtod(cfg->Get("cache-budget-gb"), &o.cache_budget_gb);  // checked above
   {
     const char* path = getenv("PATH");
     const std::string path_env = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";

@@ -21,6 +21,7 @@
 #include "cli/http_download.h"
 #include "cli/lint_command.h"
 #include "cli/log_follow.h"
+#include "cli/cache_commands.h"
 #include "cli/secret_commands.h"
 #include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
@@ -62,6 +63,8 @@ Commands:
   secret rm REPO NAME [--environment E]
                               remove a secret
   secret list REPO            list a repository's secrets (names and dates, never values)
+  cache list REPO             list a repository's cache entries, newest first
+  cache rm REPO ENTRY_ID      remove a cache entry
   agents list                 list agents (ACCESS: enrolled, shared-token, disabled, revoked)
   agents token create [--name NAME] [--labels a,b] [--expires 1h]
                               make a one-time enrollment token (printed once, alone on stdout)
@@ -86,7 +89,7 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 
 constexpr std::string_view kCommands[] = {"lint",   "repo",   "pipelines", "pipeline",
                                           "logs",   "cancel", "run",       "queue",
-                                          "agents", "secret", "artifacts"};
+                                          "agents", "secret", "artifacts", "cache"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -224,6 +227,28 @@ std::optional<UsageError> ReadSecretFile(const std::string& path, std::string& s
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty()) return UsageError{absl::StrCat("secret file ", path, " is empty")};
   return std::nullopt;
+}
+
+// `assay cache list|rm` (issue 9; cli/cache_commands.h).
+std::variant<int, UsageError> CacheCommand(const CommandLine& line, const ApiClient& api,
+                                           std::ostream& out, std::ostream& err) {
+  const std::string sub = line.positional.size() > 1 ? line.positional[1] : "";
+  Options options;
+  if (sub == "list") {
+    if (auto error = Options::Check(line, "cache list", {}, options)) return *error;
+    if (auto error = ExpectPositionals(line, "cache list", 2, 1, 1, "a REPO")) return *error;
+    return CacheList(api, line.positional[2], out, err);
+  }
+  if (sub == "rm") {
+    if (auto error = Options::Check(line, "cache rm", {}, options)) return *error;
+    if (auto error = ExpectPositionals(line, "cache rm", 2, 2, 2, "a REPO and an ENTRY_ID")) {
+      return *error;
+    }
+    return CacheRemove(api, line.positional[2], line.positional[3], out, err);
+  }
+  return UsageError{sub.empty() ? "'assay cache' needs a subcommand: list or rm"
+                                : absl::StrCat("unknown subcommand 'cache ", sub,
+                                               "' (expected list or rm)")};
 }
 
 // `assay secret set|rm|list` (issue 9; cli/secret_commands.h).
@@ -506,6 +531,7 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
         "or resume"};
   }
   if (command == "secret") return SecretCommand(line, context, api, out, err);
+  if (command == "cache") return CacheCommand(line, api, out, err);
   const std::string suggestion = ClosestMatch(command, kCommands);
   return UsageError{
       absl::StrCat("unknown command '", command, "'",

@@ -115,6 +115,8 @@ int main(int argc, char** argv) {
        false, DurationIn(absl::Minutes(1), absl::Hours(24 * 3650))},
       {"artifact-sweep-interval", "5m", "how often expired artifacts are deleted", false, false,
        DurationIn(absl::Seconds(1), absl::Hours(24))},
+      {"cache-retention", "168h", "cache entries unused this long are deleted", false, false,
+       DurationIn(absl::Minutes(1), absl::Hours(24 * 3650))},
       {"log-level", "info", "debug, info, warn or error", false, false,
        assay::OneOf({"debug", "info", "warn", "error"})},
       {"public-url", "", "this server's address as users reach it (commit status links)"},
@@ -225,6 +227,12 @@ int main(int argc, char** argv) {
     }
     o.artifact_expire = *expire;
     o.artifact_sweep_interval = *sweep;
+    auto retention = cfg->GetDuration("cache-retention");
+    if (!retention.ok()) {
+      std::cerr << "assay-server: " << retention.status().message() << "\n";
+      return 2;
+    }
+    o.cache_retention = *retention;
   }
   o.public_url = cfg->Get("public-url");
   o.commit_status_ca_file = cfg->Get("commit-status-ca-file");

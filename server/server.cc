@@ -93,6 +93,8 @@ struct AssayServer::Impl {
   std::unique_ptr<store::ArtifactStore> artifact_store;
   std::unique_ptr<artifacts::ArtifactService> artifacts;
   std::unique_ptr<artifacts::Sweeper> artifact_sweeper;
+  std::unique_ptr<store::CacheStore> cache_store;  // issue 9, caches
+  std::unique_ptr<artifacts::CacheService> caches;
   AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
@@ -264,10 +266,16 @@ absl::Status AssayServer::Start() {
   al.default_expire_s = absl::ToInt64Seconds(o.artifact_expire);
   m.artifacts = std::make_unique<artifacts::ArtifactService>(m.artifact_store.get(), m.blobs.get(),
                                                              clock, al);
+  m.cache_store = std::make_unique<store::CacheStore>(m.db.get());
+  m.caches =
+      std::make_unique<artifacts::CacheService>(m.cache_store.get(), m.artifacts.get(), clock);
+  m.artifacts->SetCacheStore(m.cache_store.get());
   artifacts::SweeperOptions swo;
   swo.interval = o.artifact_sweep_interval;
+  swo.cache_unused_for = o.cache_retention;
   m.artifact_sweeper =
       std::make_unique<artifacts::Sweeper>(m.artifact_store.get(), m.blobs.get(), clock, swo);
+  m.artifact_sweeper->SetCaches(m.caches.get());
 
   AgentServiceDeps ad{m.agents.get(),
                       m.jobs.get(),
@@ -281,6 +289,7 @@ absl::Status AssayServer::Start() {
   ad.credentials = m.credentials.get();
   ad.allow_shared_token = o.allow_shared_agent_token;
   ad.artifacts = m.artifacts.get();
+  ad.caches = m.caches.get();
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (o.grpc_insecure) {
@@ -332,6 +341,7 @@ absl::Status AssayServer::Start() {
   m.api.logs = m.logs.get();
   m.api.log_followers = m.log_followers.get();
   m.api.artifacts = m.artifact_store.get();
+  m.api.caches = m.cache_store.get();
   m.api.blobs = m.blobs.get();
   AgentServiceImpl* service = m.agent_service.get();
   m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status.h"
+#include "common/pipeline/cache_key.h"
 #include "common/pipeline/glob.h"
 #include "common/pipeline/matrix.h"
 #include "common/pipeline/spec_internal.h"
@@ -278,6 +279,34 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       p.environment = job.environment;
       p.image = job.image;
       p.services = job.services;
+      if (job.cache.has_value()) {
+        p.cache = job.cache;
+        auto substitute = [&](const std::string& key, std::string& text) -> absl::Status {
+          absl::StatusOr<std::vector<CacheKeyPart>> parts = ParseCacheKey(text);
+          if (!parts.ok()) return absl::InvalidArgumentError(
+                absl::StrCat(key, ": ", parts.status().message()));
+          std::string out_text;
+          for (const CacheKeyPart& part : *parts) {
+            if (!part.call) {
+              ASSAY_RETURN_IF_ERROR(CheckPlaceholders(key, part.text, combo, allow_matrix));
+            }
+            out_text += part.call ? part.text : SubstitutePlaceholders(part.text, ctx, combo);
+          }
+          text = std::move(out_text);
+          return absl::OkStatus();
+        };
+        ASSAY_RETURN_IF_ERROR(substitute(absl::StrCat(prefix, ".cache.key"), p.cache->key));
+        for (size_t i = 0; i < p.cache->restore_keys.size(); ++i) {
+          ASSAY_RETURN_IF_ERROR(substitute(absl::StrCat(prefix, ".cache.restore_keys[", i, "]"),
+                                           p.cache->restore_keys[i]));
+        }
+        for (size_t i = 0; i < p.cache->paths.size(); ++i) {
+          std::string& glob = p.cache->paths[i];
+          ASSAY_RETURN_IF_ERROR(CheckPlaceholders(absl::StrCat(prefix, ".cache.paths[", i, "]"),
+                                                  glob, combo, allow_matrix));
+          glob = SubstitutePlaceholders(glob, ctx, combo);
+        }
+      }
       out.push_back(std::move(p));
     }
   }

@@ -95,6 +95,9 @@ struct PlannedJob {
   std::optional<ImageSpec> image;
   std::vector<ServiceSpec> services;
   std::string network;  // Issue 9: JobSpec::network ("" or "none").
+  // Issue 9, caches: placeholders substituted in key (outside its hashFiles calls, which the
+  // agent evaluates), paths and restore_keys.
+  std::optional<CacheSpec> cache;
 
   bool operator==(const PlannedJob&) const = default;
 };

@@ -191,6 +191,7 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"image", false, ParseImage},
     {"services", false, ParseServices},
     {"network", false, ParseNetwork},
+    {"cache", false, ParseCache},  // issue 9 (spec_cache.cc)
 };
 
 // ---- Top level. ----

@@ -119,6 +119,16 @@ struct ArtifactsSpec {
   bool operator==(const ArtifactsSpec&) const = default;
 };
 
+// `cache:` (issue 9, docs/caches.md): restored before the steps, saved after success. Limits
+// and the key's syntax (hashFiles) are in common/pipeline/cache_key.h.
+struct CacheSpec {
+  std::string key;                        // May hold placeholders and hashFiles calls.
+  std::vector<std::string> paths;         // Workspace-relative globs or directories; non-empty.
+  std::vector<std::string> restore_keys;  // Prefixes tried in order when the key misses.
+
+  bool operator==(const CacheSpec&) const = default;
+};
+
 // One entry of a job's `secrets:` (issue 9, docs/secrets.md).
 struct SecretUse {
   std::string name;      // ValidateSecretName (common/base/secret_rules.h)
@@ -189,6 +199,8 @@ struct JobSpec {
   // Issue 9, sandbox: `network: none` (no network: a loopback of its own; needs the sandbox or
   // container executor) or `network: default` (the executor's usual network). "" or "none".
   std::string network;
+  // Issue 9, caches (docs/caches.md): absent: the job restores and saves nothing.
+  std::optional<CacheSpec> cache;
 
   bool operator==(const JobSpec&) const = default;
 };

@@ -305,6 +305,8 @@ void CheckBuildImageSecrets(Linter& lint, const JobDraft& job);
 void CheckJobImageRefs(Linter& lint, const PipelineDraft& draft);
 // Issue 9: `network: none | default` (spec_jobs.cc).
 void ParseNetwork(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+// Issue 9: `cache: {key, paths, restore_keys}` (spec_cache.cc).
+void ParseCache(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
 // Checks placeholders in env, steps.run, runs_on.labels, concurrency.group and
 // artifacts.paths (matrix names only where the job has a matrix with that key).
 void CheckPlaceholders(Linter& lint, const JobDraft& job);

@@ -33,6 +33,7 @@
 #include "assay/v1/agent.grpc.pb.h"
 #include "server/artifacts/artifact_service.h"
 #include "server/logs/ingest_masks.h"
+#include "server/artifacts/cache_service.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"
@@ -78,6 +79,8 @@ struct AgentServiceDeps {
   absl::Duration access_check_interval = absl::Seconds(2);
   // The artifact RPCs (server/agents/artifact_rpc.cc); null: they answer UNIMPLEMENTED.
   artifacts::ArtifactService* artifacts = nullptr;
+  // The cache RPCs (server/agents/cache_rpc.cc, issue 9); null: they answer UNIMPLEMENTED.
+  artifacts::CacheService* caches = nullptr;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -108,6 +111,13 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
                                                 v1::ArtifactManifest* response) override;
   grpc::ServerWriteReactor<v1::ChunkData>* DownloadChunks(
       grpc::CallbackServerContext* ctx, const v1::DownloadChunksRequest* request) override;
+  // Caches (cache_rpc.cc): the same authorization as the artifact RPCs.
+  grpc::ServerUnaryReactor* CacheRestore(grpc::CallbackServerContext* ctx,
+                                         const v1::CacheRestoreRequest* request,
+                                         v1::CacheRestoreResponse* response) override;
+  grpc::ServerUnaryReactor* CacheCommit(grpc::CallbackServerContext* ctx,
+                                        const v1::CacheCommitRequest* request,
+                                        v1::CacheCommitResponse* response) override;
 
   // Who a call's `authorization` metadata stands for: the agent id of a valid credential,
   // nullopt for the shared token (any agent). Blocking (database): on the pool only.

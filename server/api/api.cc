@@ -104,6 +104,14 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
         d.metrics->SetArtifactBytes(bytes);
       }
     }
+    if (d.caches != nullptr) {
+      auto usage = d.caches->BytesPerRepo();
+      if (usage.ok()) {
+        std::vector<std::pair<std::string, int64_t>> bytes;
+        for (const auto& u : *usage) bytes.emplace_back(u.repo, u.bytes);
+        d.metrics->SetCacheBytes(bytes);
+      }
+    }
     Response r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = d.metrics->Serialize();
@@ -159,6 +167,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterAgentRoutes(router, d);
   api::RegisterSecretRoutes(router, d);
   api::RegisterArtifactRoutes(router, d);
+  api::RegisterCacheRoutes(router, d);
 }
 
 }  // namespace assay

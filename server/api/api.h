@@ -18,6 +18,7 @@
 #include "server/store/agent_credentials.h"
 #include "server/store/agents.h"
 #include "server/store/artifacts.h"
+#include "server/store/caches.h"
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
 #include "server/store/logs.h"
@@ -74,6 +75,8 @@ struct ApiDeps {
   artifacts::BlobStore* blobs = nullptr;
   // build_image (issue 9): GET /api/v1/jobs/{id} lists "images"; null: the key is left out.
   store::JobImageStore* images = nullptr;
+  // Caches (issue 9, server/api/caches.cc); null: those routes answer 503.
+  store::CacheStore* caches = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

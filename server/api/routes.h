@@ -28,5 +28,6 @@ void RegisterJobLogRoute(http::Router& router, const ApiDeps& d);
 void RegisterAgentRoutes(http::Router& router, const ApiDeps& d);
 void RegisterSecretRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (secrets.cc)
 void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d);
+void RegisterCacheRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (caches.cc)
 
 }  // namespace assay::api

@@ -67,15 +67,15 @@ absl::StatusOr<bool> ArtifactService::PutChunk(const std::string& sha256, std::s
       });
 }
 
-absl::StatusOr<store::ArtifactCommit> ArtifactService::Commit(
-    const store::LiveAttempt& attempt, const std::vector<store::ArtifactFileRow>& files) {
-  if (files.size() > limits_.max_files) {
+absl::Status ArtifactService::CheckFiles(std::vector<store::ArtifactFileRow>& rows,
+                                         std::string_view what) {
+  const std::string call(what);
+  if (rows.size() > limits_.max_files) {
     return absl::InvalidArgumentError(
-        absl::StrCat("CommitArtifacts: ", files.size(), " files, more than ", limits_.max_files));
+        absl::StrCat(call, ": ", rows.size(), " files, more than ", limits_.max_files));
   }
   std::set<std::string_view> seen;
   size_t chunk_names = 0;
-  std::vector<store::ArtifactFileRow> rows = files;
   for (auto& f : rows) {
     if (absl::Status s = ValidateArtifactPath(f.path); !s.ok()) return s;
     if (!seen.insert(f.path).second) {
@@ -93,8 +93,8 @@ absl::StatusOr<store::ArtifactCommit> ArtifactService::Commit(
     }
     chunk_names += f.chunks.size();
     if (chunk_names > limits_.max_chunks_per_commit) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CommitArtifacts: more than ", limits_.max_chunks_per_commit, " chunk names"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(call, ": more than ", limits_.max_chunks_per_commit, " chunk names"));
     }
     for (size_t i = 0; i < f.chunks.size(); ++i) {
       if (!IsSha256Hex(f.chunks[i])) {
@@ -104,6 +104,13 @@ absl::StatusOr<store::ArtifactCommit> ArtifactService::Commit(
     }
     f.mode = (f.mode & 0111) != 0 ? 0755 : 0644;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<store::ArtifactCommit> ArtifactService::Commit(
+    const store::LiveAttempt& attempt, const std::vector<store::ArtifactFileRow>& files) {
+  std::vector<store::ArtifactFileRow> rows = files;
+  if (absl::Status s = CheckFiles(rows, "CommitArtifacts"); !s.ok()) return s;
   const int64_t expire_s = attempt.expire_in_s.value_or(limits_.default_expire_s);
   const absl::Time now = clock_->Now();
   return store_->Commit(attempt.job_id, attempt.attempt, attempt.repo_id, rows, now,
@@ -132,12 +139,22 @@ absl::Status ArtifactService::CheckDownload(const store::LiveAttempt& attempt,
   for (const auto& j : *jobs) ids.push_back(j.job_id);
   auto allowed = store_->ChunksOf(ids, chunks);
   if (!allowed.ok()) return allowed.status();
-  const std::set<std::string> ok(allowed->begin(), allowed->end());
+  std::set<std::string> ok(allowed->begin(), allowed->end());
+  std::vector<std::string> rest;
+  for (const auto& h : chunks) {
+    if (!ok.contains(h)) rest.push_back(h);
+  }
+  if (caches_ != nullptr && !rest.empty()) {
+    auto cached = caches_->ChunksReadBy(attempt.job_id, rest);
+    if (!cached.ok()) return cached.status();
+    ok.insert(cached->begin(), cached->end());
+  }
   for (const auto& h : chunks) {
     if (!ok.contains(h)) {
       return absl::PermissionDeniedError(
           absl::StrCat("chunk ", h, " is not in the artifacts of a job that job ", attempt.job_id,
-                       " needs with artifacts: true"));
+                       " needs with artifacts: true",
+                       caches_ != nullptr ? ", nor in a cache entry it restored" : ""));
     }
   }
   return absl::OkStatus();

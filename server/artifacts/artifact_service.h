@@ -14,6 +14,7 @@
 #include "common/base/clock.h"
 #include "server/artifacts/blob_store.h"
 #include "server/store/artifacts.h"
+#include "server/store/caches.h"
 
 namespace assay::artifacts {
 
@@ -63,9 +64,19 @@ class ArtifactService {
   absl::StatusOr<std::vector<JobManifest>> Manifests(const store::LiveAttempt& attempt);
 
   // OK when every chunk of `chunks` (at most max_names, each a hash) belongs to the artifacts
-  // of a job `attempt` needs; kPermissionDenied naming the first that does not.
+  // of a job `attempt` needs, or (with a cache store) to a cache entry the job restored;
+  // kPermissionDenied naming the first that does neither.
   absl::Status CheckDownload(const store::LiveAttempt& attempt,
                              const std::vector<std::string>& chunks);
+
+  // Checks the files of a manifest (artifacts or a cache entry) in place: paths
+  // (ValidateArtifactPath, no two alike), hashes, sizes that fit their chunks, counts; modes
+  // become 0755 (any execute bit) or 0644. kInvalidArgument naming the path otherwise.
+  absl::Status CheckFiles(std::vector<store::ArtifactFileRow>& rows, std::string_view what);
+
+  // Issue 9, caches: DownloadChunks also serves the chunks of the cache entries a job
+  // restored (store::CacheStore::ChunksReadBy). `caches` must outlive this; set before use.
+  void SetCacheStore(store::CacheStore* caches) { caches_ = caches; }
 
   BlobStore* blobs() { return blobs_; }
   const ArtifactLimits& limits() const { return limits_; }
@@ -74,6 +85,7 @@ class ArtifactService {
   absl::Status CheckNames(const std::vector<std::string>& chunks, const char* what);
 
   store::ArtifactStore* store_;
+  store::CacheStore* caches_ = nullptr;
   BlobStore* blobs_;
   const Clock* clock_;
   ArtifactLimits limits_;

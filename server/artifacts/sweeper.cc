@@ -9,6 +9,12 @@ namespace assay::artifacts {
 absl::StatusOr<SweepCounts> Sweeper::RunOnce() {
   SweepCounts out;
   const absl::Time now = clock_->Now();
+  if (caches_ != nullptr) {
+    auto n = caches_->Sweep(options_.cache_unused_for, options_.batch,
+                            options_.max_batches_per_round);
+    if (!n.ok()) return n.status();
+    out.cache_entries = *n;
+  }
   for (int i = 0; i < options_.max_batches_per_round; ++i) {
     auto n = store_->DeleteExpired(now, options_.batch);
     if (!n.ok()) return n.status();
@@ -34,9 +40,9 @@ void Sweeper::Start() {
       auto n = RunOnce();
       if (!n.ok()) {
         LogWarn("artifacts", "sweep failed: ", n.status().message());
-      } else if (n->manifests > 0 || n->chunks > 0) {
-        LogInfo("artifacts", "swept ", n->manifests, " expired manifests and ", n->chunks,
-                " unreferenced chunks");
+      } else if (n->manifests > 0 || n->chunks > 0 || n->cache_entries > 0) {
+        LogInfo("artifacts", "swept ", n->cache_entries, " unused cache entries, ", n->manifests,
+                " expired manifests and ", n->chunks, " unreferenced chunks");
       }
       l.lock();
       cv_.wait_for(l, std::chrono::microseconds(absl::ToInt64Microseconds(options_.interval)),

@@ -1,5 +1,6 @@
 #pragma once
-// Retention of artifacts: deletes expired manifests, then chunks no manifest references and
+// Retention of artifacts and caches: deletes cache entries unused for cache_unused_for and
+// expired manifests, then chunks no manifest references and
 // nobody touched for `chunk_grace` (an upload between ChunksMissing and its commit touches
 // them), in batches of `batch`, one transaction each. Replicas share the work through an
 // advisory lock (store::ArtifactStore): one sweeps at a time, the others skip that round.
@@ -13,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "server/artifacts/blob_store.h"
+#include "server/artifacts/cache_service.h"
 #include "server/store/artifacts.h"
 
 namespace assay::artifacts {
@@ -22,11 +24,15 @@ struct SweeperOptions {
   int batch = 500;
   absl::Duration chunk_grace = absl::Hours(24);
   int max_batches_per_round = 100;  // bounds one round; the rest waits for the next
+  // Issue 9, caches: entries unused this long are deleted first in each round (their chunks
+  // then go with the unreferenced ones). Only with a CacheService (SetCaches).
+  absl::Duration cache_unused_for = absl::Hours(7 * 24);
 };
 
 struct SweepCounts {
   int manifests = 0;
   int chunks = 0;
+  int cache_entries = 0;
 };
 
 class Sweeper {
@@ -41,8 +47,11 @@ class Sweeper {
 
   void Start();  // a thread that runs a round every `interval`
   void Stop();
+  // Issue 9: also sweeps unused cache entries; `caches` must outlive this. Before Start.
+  void SetCaches(CacheService* caches) { caches_ = caches; }
 
  private:
+  CacheService* caches_ = nullptr;
   store::ArtifactStore* store_;
   BlobStore* blobs_;
   const Clock* clock_;

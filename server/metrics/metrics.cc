@@ -63,7 +63,11 @@ Metrics::Metrics()
                           .Name("assay_artifact_bytes")
                           .Help("Bytes of committed artifact files per repository (before "
                                 "deduplication)")
-                          .Register(*registry_)) {
+                          .Register(*registry_)),
+      cache_bytes_(prometheus::BuildGauge()
+                       .Name("assay_cache_bytes")
+                       .Help("Bytes of cache entries per repository (before deduplication)")
+                       .Register(*registry_)) {
   // Why every known label set now, at zero: a series that first appears at its first event
   // has no earlier sample, so rate() and increase() miss that event and alerts on them
   // cannot fire before it.
@@ -103,6 +107,19 @@ void Metrics::SetArtifactBytes(const std::vector<std::pair<std::string, int64_t>
     if (!now.contains(repo)) artifact_bytes_.Add({{"repo", repo}}).Set(0);
   }
   artifact_repos_.insert(now.begin(), now.end());
+}
+
+void Metrics::SetCacheBytes(const std::vector<std::pair<std::string, int64_t>>& bytes) {
+  absl::MutexLock l(&artifact_mu_);
+  std::set<std::string> now;
+  for (const auto& [repo, n] : bytes) {
+    cache_bytes_.Add({{"repo", repo}}).Set(static_cast<double>(n));
+    now.insert(repo);
+  }
+  for (const auto& repo : cache_repos_) {
+    if (!now.contains(repo)) cache_bytes_.Add({{"repo", repo}}).Set(0);
+  }
+  cache_repos_.insert(now.begin(), now.end());
 }
 
 void Metrics::CommitStatusEvent(const std::string& event) {

@@ -33,6 +33,8 @@ class Metrics {
   // assay_artifact_bytes{repo}: bytes of committed artifacts per repository (taken at scrape
   // time). A repository seen before and missing from `bytes` goes to 0.
   void SetArtifactBytes(const std::vector<std::pair<std::string, int64_t>>& bytes);
+  // assay_cache_bytes{repo}: bytes of cache entries per repository (issue 9), the same way.
+  void SetCacheBytes(const std::vector<std::pair<std::string, int64_t>>& bytes);
   std::string Serialize();
 
  private:
@@ -48,6 +50,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& artifact_bytes_;
   absl::Mutex artifact_mu_;
   std::set<std::string> artifact_repos_ ABSL_GUARDED_BY(artifact_mu_);
+  prometheus::Family<prometheus::Gauge>& cache_bytes_;
+  std::set<std::string> cache_repos_ ABSL_GUARDED_BY(artifact_mu_);
 };
 
 }  // namespace assay

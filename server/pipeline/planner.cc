@@ -180,6 +180,14 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     if (!j.environment.empty()) o["environment"] = j.environment;
     AddContainerSpec(j, o);
     if (!j.network.empty()) o["network"] = j.network;  // Assignment.network (issue 9)
+    if (j.cache.has_value()) {  // issue 9: Assignment.cache (docs/caches.md)
+      boost::json::array paths, restore_keys;
+      for (const auto& p : j.cache->paths) paths.emplace_back(p);
+      for (const auto& k : j.cache->restore_keys) restore_keys.emplace_back(k);
+      o["cache"] = boost::json::object{{"key", j.cache->key},
+                                       {"paths", std::move(paths)},
+                                       {"restore_keys", std::move(restore_keys)}};
+    }
     store::NewJob nj;
     nj.name = j.name;
     nj.needs = j.needs;

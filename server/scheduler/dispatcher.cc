@@ -227,6 +227,15 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
     for (const auto& [k, v] : GpuEnvironment(placement)) (*a.mutable_env())[k] = v;
     for (uint32_t idx : job.gpu_indices) a.add_gpu_indices(idx);
     ContainerSpecToAssignment(spec, a);
+    if (const auto* cache = spec.if_contains("cache"); cache != nullptr) {  // issue 9, caches
+      const boost::json::object& c = cache->as_object();
+      v1::CacheRules* out = a.mutable_cache();
+      out->set_key(std::string(c.at("key").as_string()));
+      for (const auto& p : c.at("paths").as_array()) out->add_paths(std::string(p.as_string()));
+      for (const auto& k : c.at("restore_keys").as_array()) {
+        out->add_restore_keys(std::string(k.as_string()));
+      }
+    }
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat("job ", job.job_id, " has a malformed spec: ", e.what()));

@@ -73,7 +73,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"14", "0014_secrets.sql"},
                             {"15", "0015_logs.sql"},
                             {"16", "0016_lifecycle.sql"},
-                            {"17", "0017_build_image.sql"}});
+                            {"17", "0017_build_image.sql"},
+                            {"18", "0018_cache.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
@@ -81,6 +82,10 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"artifact_chunks"},
                                           {"artifact_files"},
                                           {"artifacts"},
+                                          {"cache_chunk_refs"},
+                                          {"cache_entries"},
+                                          {"cache_files"},
+                                          {"cache_reads"},
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
                                           {"job_attempts"},
