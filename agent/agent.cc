@@ -773,8 +773,8 @@ void Agent::RunJob(int64_t job_id) {
                            : absl::OkStatus();
   JobCacheState job_cache;  // issue 9: restored before the steps, saved after success
   if (checkout.ok() && needs.ok()) {
-    auto restored = RestoreJobCache(stub_.get(), bearer_, a, ws, opts_.job_user,
-                                    chunk_cache_.get(), *cancel, log);
+    auto restored = RestoreJobCache(stub_.get(), bearer_, a, ws, opts_.job_user, chunk_cache_.get(),
+                                    *cancel, log);
     if (restored.ok()) job_cache = *std::move(restored);
     needs = restored.status();
   }
@@ -794,8 +794,9 @@ void Agent::RunJob(int64_t job_id) {
     for (const auto& s : a.steps()) req.steps.push_back({s.name(), s.run(), {}});
     // Issue 9: build_image steps run on this machine (agent/image_build.h).
     auto builds = std::make_unique<ImageBuilds>(
-        a, ws, ws + ".build", FindImageBuildTool(opts_.container_runtime,
-                                    getenv("PATH") != nullptr ? getenv("PATH") : "/usr/bin:/bin"));
+        a, ws, ws + ".build",
+        FindImageBuildTool(opts_.container_runtime,
+                           getenv("PATH") != nullptr ? getenv("PATH") : "/usr/bin:/bin"));
     for (int i = 0; i < a.steps_size(); ++i) {
       if (!a.steps(i).has_build_image()) continue;
       req.steps[i].command = [b = builds.get(), i] { return b->Command(i); };
@@ -828,8 +829,7 @@ void Agent::RunJob(int64_t job_id) {
       // Where the steps run (docs/executors.md): a container for a job with an image, else the
       // sandbox or the host, as this agent's --executors allow.
       std::unique_ptr<ContainerExecutor> container = ContainerExecutorFor(
-          a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user,
-          ws + ".secrets");
+          a, opts_.container_runtime, opts_.name, opts_.work_dir, opts_.job_user, ws + ".secrets");
       absl::StatusOr<std::unique_ptr<Executor>> process;
       if (container == nullptr) {
         process = MakeJobExecutor({opts_.executors, opts_.bwrap_path, opts_.work_dir,
@@ -846,8 +846,8 @@ void Agent::RunJob(int64_t job_id) {
         secrets.Flush(log);
         pushed = builds->Pushed();
         UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
-        SaveJobCache(artifacts, stub_.get(), a, ws, opts_.job_user, chunk_cache_.get(),
-                     job_cache, *cancel, log, res);
+        SaveJobCache(artifacts, stub_.get(), a, ws, opts_.job_user, chunk_cache_.get(), job_cache,
+                     *cancel, log, res);
       }
     }
   }
@@ -870,8 +870,7 @@ void Agent::RunJob(int64_t job_id) {
     j.result.set_job_id(job_id);
     j.result.set_attempt_token(a.attempt_token());
     // Why not CANCELED: nobody canceled the job; the server requeues it (issue 9, lifecycle).
-    j.result.set_outcome(stopped_by_agent ? v1::JOB_OUTCOME_AGENT_STOPPED
-                                          : OutcomeOf(res.outcome));
+    j.result.set_outcome(stopped_by_agent ? v1::JOB_OUTCOME_AGENT_STOPPED : OutcomeOf(res.outcome));
     j.result.set_exit_code(res.exit_code);
     j.result.set_message(res.message);
     j.result.set_last_log_seq(j.next_seq - 1);

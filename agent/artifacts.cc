@@ -14,8 +14,8 @@
 #include <memory>
 #include <random>
 #include <set>
-#include <tuple>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -178,10 +178,12 @@ absl::StatusOr<UploadSummary> ArtifactClient::Upload(const std::string& workspac
                     });
 }
 
-absl::StatusOr<UploadSummary> ArtifactClient::UploadWith(
-    const std::string& workspace, const std::vector<CollectedFile>& files,
-    std::optional<uid_t> owner, CancelFlag& cancel, const ArtifactLog& log,
-    std::string_view call, const CommitFn& commit_fn) {
+absl::StatusOr<UploadSummary> ArtifactClient::UploadWith(const std::string& workspace,
+                                                         const std::vector<CollectedFile>& files,
+                                                         std::optional<uid_t> owner,
+                                                         CancelFlag& cancel, const ArtifactLog& log,
+                                                         std::string_view call,
+                                                         const CommitFn& commit_fn) {
   UniqueFd root(::open(workspace.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) {
     return absl::InternalError(absl::StrCat("cannot open ", workspace, ": ", strerror(errno)));
@@ -377,17 +379,15 @@ absl::StatusOr<UploadSummary> ArtifactClient::UploadWith(
             return Share{changed(it->second.file), absl::OkStatus()};
           }
         }
-        return Share{absl::OkStatus(),
-                     s.ok() ? absl::OkStatus() : FromGrpc(s, "UploadChunks")};
+        return Share{absl::OkStatus(), s.ok() ? absl::OkStatus() : FromGrpc(s, "UploadChunks")};
       };
       const size_t n = std::clamp<size_t>(options_.upload_streams, 1, missing.size());
       std::vector<Share> shares(n);
       {
         std::vector<std::thread> threads;
         for (size_t i = 1; i < n; ++i) {
-          threads.emplace_back([&, i] {
-            shares[i] = send(missing.size() * i / n, missing.size() * (i + 1) / n);
-          });
+          threads.emplace_back(
+              [&, i] { shares[i] = send(missing.size() * i / n, missing.size() * (i + 1) / n); });
         }
         shares[0] = send(0, missing.size() / n);
         for (std::thread& t : threads) t.join();

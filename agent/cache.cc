@@ -153,8 +153,8 @@ absl::Status LocalChunkCache::Put(const std::string& sha256, std::string_view da
   if (::mkdir(sub.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::InternalError(absl::StrCat("mkdir ", sub, ": ", std::strerror(errno)));
   }
-  const std::string tmp = absl::StrCat(dir_, "/tmp/", sha256, ".", ::getpid(), ".",
-                                       std::random_device{}());
+  const std::string tmp =
+      absl::StrCat(dir_, "/tmp/", sha256, ".", ::getpid(), ".", std::random_device{}());
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) {
     return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
@@ -197,8 +197,7 @@ std::vector<Held> ListChunks(const std::string& dir) {
       struct stat st;
       if (::lstat(f.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
       out.push_back({f.path(), static_cast<uint64_t>(st.st_size),
-                     static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
-                         st.st_mtim.tv_nsec});
+                     static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec});
     }
   }
   return out;
@@ -257,12 +256,11 @@ absl::StatusOr<std::string> HashFiles(const std::string& workspace,
   return HexSha(listing);
 }
 
-absl::StatusOr<std::string> EvaluateCacheKey(const std::string& workspace,
-                                             const std::string& text, std::optional<uid_t> owner,
-                                             std::string_view field) {
+absl::StatusOr<std::string> EvaluateCacheKey(const std::string& workspace, const std::string& text,
+                                             std::optional<uid_t> owner, std::string_view field) {
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(field), " '", absl::CEscape(text),
-                                                   "': ", std::string(why)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(field), " '", absl::CEscape(text), "': ", std::string(why)));
   };
   absl::StatusOr<std::vector<CacheKeyPart>> parts = ParseCacheKey(text);
   if (!parts.ok()) return bad(parts.status().message());
@@ -313,8 +311,8 @@ absl::StatusOr<uint64_t> FetchChunks(v1::AgentService::StubInterface* stub,
       if (msg.sha256() != want[pos] || HexSha(msg.data()) != want[pos]) {
         ctx.TryCancel();
         reader->Finish();
-        return absl::DataLossError(absl::StrCat("DownloadChunks: chunk ", want[pos],
-                                                " does not match its hash"));
+        return absl::DataLossError(
+            absl::StrCat("DownloadChunks: chunk ", want[pos], " does not match its hash"));
       }
       ASSAY_RETURN_IF_ERROR(local.Put(want[pos], msg.data()));
       bytes += msg.data().size();
@@ -385,8 +383,7 @@ absl::StatusOr<JobCacheState> Restore(v1::AgentService::StubInterface* stub,
                                       const std::string& workspace,
                                       const std::optional<JobIdentity>& user,
                                       LocalChunkCache* local, CancelFlag& cancel,
-                                      const ArtifactLog& log,
-                                      const CacheTransferOptions& options) {
+                                      const ArtifactLog& log, const CacheTransferOptions& options) {
   JobCacheState state;
   if (!a.has_cache()) return state;
   std::optional<uid_t> owner;
@@ -461,13 +458,10 @@ absl::StatusOr<JobCacheState> Restore(v1::AgentService::StubInterface* stub,
 
 }  // namespace
 
-absl::StatusOr<JobCacheState> RestoreJobCache(v1::AgentService::StubInterface* stub,
-                                              const std::string& bearer, const v1::Assignment& a,
-                                              const std::string& workspace,
-                                              const std::optional<JobIdentity>& user,
-                                              LocalChunkCache* local, CancelFlag& cancel,
-                                              const ArtifactLog& log,
-                                              const CacheTransferOptions& options) {
+absl::StatusOr<JobCacheState> RestoreJobCache(
+    v1::AgentService::StubInterface* stub, const std::string& bearer, const v1::Assignment& a,
+    const std::string& workspace, const std::optional<JobIdentity>& user, LocalChunkCache* local,
+    CancelFlag& cancel, const ArtifactLog& log, const CacheTransferOptions& options) {
   absl::StatusOr<JobCacheState> state =
       Restore(stub, bearer, a, workspace, user, local, cancel, log, options);
   // Why after: the chunks of this restore were pinned until it ended.
@@ -545,16 +539,16 @@ void SaveJobCache(ArtifactClient& client, v1::AgentService::StubInterface* stub,
     return warn(absl::StrCat("cache.paths matched no file (", absl::StrJoin(globs, ", "), ")"));
   }
   v1::CacheCommitResponse done;
-  absl::StatusOr<UploadSummary> up = client.UploadWith(
-      workspace, collected->files, owner, cancel, log, "CacheCommit",
-      [&](grpc::ClientContext* ctx, const v1::CommitArtifactsRequest& manifest) {
-        v1::CacheCommitRequest req;
-        req.set_job_id(manifest.job_id());
-        req.set_attempt_token(manifest.attempt_token());
-        req.set_key(state.key);
-        *req.mutable_files() = manifest.files();
-        return stub->CacheCommit(ctx, req, &done);
-      });
+  absl::StatusOr<UploadSummary> up =
+      client.UploadWith(workspace, collected->files, owner, cancel, log, "CacheCommit",
+                        [&](grpc::ClientContext* ctx, const v1::CommitArtifactsRequest& manifest) {
+                          v1::CacheCommitRequest req;
+                          req.set_job_id(manifest.job_id());
+                          req.set_attempt_token(manifest.attempt_token());
+                          req.set_key(state.key);
+                          *req.mutable_files() = manifest.files();
+                          return stub->CacheCommit(ctx, req, &done);
+                        });
   if (!up.ok()) return warn(up.status().message());
   if (!done.saved()) {
     log(absl::StrCat("assay: cache: key '", shown_key, "' exists in scope ",

@@ -88,15 +88,15 @@ absl::StatusOr<std::string> HashFiles(const std::string& workspace,
 
 // `text` with each hashFiles call replaced by its value (common/pipeline/cache_key.h); the
 // result must pass CheckCacheKeyText. kInvalidArgument "cache.key 'TEXT': REASON".
-absl::StatusOr<std::string> EvaluateCacheKey(const std::string& workspace,
-                                             const std::string& text, std::optional<uid_t> owner,
+absl::StatusOr<std::string> EvaluateCacheKey(const std::string& workspace, const std::string& text,
+                                             std::optional<uid_t> owner,
                                              std::string_view field = "cache.key");
 
 // Writes `files` (checked by ValidateArtifactManifest) with `writer` from chunks in `local`,
 // each file checked against its size and SHA-256 before it is renamed into place (the chunks
-// of a file that does not match are dropped from `local`, so the next restore downloads them). Returns the
-// bytes written. kNotFound when a chunk is not held, kDataLoss for a file that does not match,
-// the writer's errors (a path through a symlink: kFailedPrecondition).
+// of a file that does not match are dropped from `local`, so the next restore downloads them).
+// Returns the bytes written. kNotFound when a chunk is not held, kDataLoss for a file that does not
+// match, the writer's errors (a path through a symlink: kFailedPrecondition).
 absl::StatusOr<uint64_t> WriteCacheFiles(
     const google::protobuf::RepeatedPtrField<v1::ArtifactFile>& files, LocalChunkCache& local,
     ArtifactWriter& writer, CancelFlag& cancel);
@@ -123,13 +123,10 @@ struct CacheTransferOptions {
 //   assay: cache: restored N files, X MiB from key 'K' (scope S), Y MiB downloaded
 //   assay: cache: no entry for key 'K'
 //   assay: warning: cache not restored: REASON
-absl::StatusOr<JobCacheState> RestoreJobCache(v1::AgentService::StubInterface* stub,
-                                              const std::string& bearer, const v1::Assignment& a,
-                                              const std::string& workspace,
-                                              const std::optional<JobIdentity>& user,
-                                              LocalChunkCache* local, CancelFlag& cancel,
-                                              const ArtifactLog& log,
-                                              const CacheTransferOptions& options = {});
+absl::StatusOr<JobCacheState> RestoreJobCache(
+    v1::AgentService::StubInterface* stub, const std::string& bearer, const v1::Assignment& a,
+    const std::string& workspace, const std::optional<JobIdentity>& user, LocalChunkCache* local,
+    CancelFlag& cancel, const ArtifactLog& log, const CacheTransferOptions& options = {});
 
 // After the steps, when `res` succeeded and nothing was canceled: saves the paths under the
 // key (never after a failure, a timeout, a cancel or an error). A failure is a warning; the

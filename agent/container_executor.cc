@@ -55,8 +55,8 @@ std::vector<std::string> RuntimeEnvp() {
     std::string_view entry(*e);
     // CONTAINERS_REGISTRIES_CONF: the operator's registries.conf (e.g. an insecure loopback
     // registry that build_image pushed to; docs/images.md).
-    for (std::string_view keep : {"PATH=", "HOME=", "LANG=", "TZ=", "XDG_RUNTIME_DIR=",
-                                  "CONTAINERS_REGISTRIES_CONF="}) {
+    for (std::string_view keep :
+         {"PATH=", "HOME=", "LANG=", "TZ=", "XDG_RUNTIME_DIR=", "CONTAINERS_REGISTRIES_CONF="}) {
       if (entry.substr(0, keep.size()) == keep) envp.emplace_back(entry);
     }
   }
@@ -209,9 +209,9 @@ std::vector<std::string> ContainerExecutor::ServiceRunArgv(const ServiceToRun& s
 }
 
 std::vector<std::string> ContainerExecutor::ContainerFlags(const std::string& workspace) const {
-  std::vector<std::string> argv = {"--name", container_, "--network",
-                                   job_.no_network ? std::string("none") : network_, "--hostname",
-                                   "job"};
+  std::vector<std::string> argv = {"--name",     container_,
+                                   "--network",  job_.no_network ? std::string("none") : network_,
+                                   "--hostname", "job"};
   for (std::string& l : Labels()) argv.push_back(std::move(l));
   // Why --mount: -v splits its argument at ':', which a workspace path may hold.
   argv.insert(argv.end(),
@@ -314,16 +314,16 @@ bool ContainerExecutor::RuntimeReadsVariable(std::string_view name) {
   // libraries, Go's runtime and net/http, glibc and systemd's protocols. Secret names are
   // [A-Z_][A-Z0-9_]* without LD_*, PATH, HOME, TMPDIR, ... already (secret_rules.h).
   static constexpr std::string_view kPrefixes[] = {
-      "_",          "LD_",       "CGO_",        "CONTAINER", "PODMAN",    "DOCKER",   "BUILDAH",
-      "BUILDKIT",   "STORAGE_",  "REGISTRY",    "REGISTRIES", "XDG_",     "SSL_",     "LC_",
-      "LANG",       "MALLOC_",   "GLIBC_",      "LISTEN_",   "SYSTEMD_",  "DBUS_",    "CDI_",
-      "NVIDIA_",    "CUDA_",     "OCI_",        "RUNC_",     "CRUN_",     "CONMON",   "NETAVARK",
-      "AARDVARK",   "CNI_",      "TMP",         "TEMP",      "SUDO_",     "OPENSSL_", "GNUTLS_",
-      "GCONV_",     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY"};
+      "_",        "LD_",        "CGO_",        "CONTAINER",  "PODMAN",    "DOCKER",   "BUILDAH",
+      "BUILDKIT", "STORAGE_",   "REGISTRY",    "REGISTRIES", "XDG_",      "SSL_",     "LC_",
+      "LANG",     "MALLOC_",    "GLIBC_",      "LISTEN_",    "SYSTEMD_",  "DBUS_",    "CDI_",
+      "NVIDIA_",  "CUDA_",      "OCI_",        "RUNC_",      "CRUN_",     "CONMON",   "NETAVARK",
+      "AARDVARK", "CNI_",       "TMP",         "TEMP",       "SUDO_",     "OPENSSL_", "GNUTLS_",
+      "GCONV_",   "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",   "ALL_PROXY", "FTP_PROXY"};
   static constexpr std::string_view kNames[] = {
-      "PATH", "HOME",    "USER",        "LOGNAME",     "SHELL",       "PWD",     "IFS", "ENV",
-      "TZ",   "TERM",    "DISPLAY",     "NOTIFY_SOCKET", "HOSTALIASES", "RES_OPTIONS",
-      "LOCALDOMAIN", "NLSPATH", "BASH_ENV"};
+      "PATH",        "HOME",        "USER",        "LOGNAME", "SHELL",   "PWD",
+      "IFS",         "ENV",         "TZ",          "TERM",    "DISPLAY", "NOTIFY_SOCKET",
+      "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN", "NLSPATH", "BASH_ENV"};
   for (std::string_view p : kPrefixes) {
     if (name.substr(0, p.size()) == p) return true;
   }
@@ -493,9 +493,8 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
   for (size_t i = 0; images.ok() && i < job_.services.size(); ++i) {
     const ContainerImageToRun& image = job_.services[i].image;
     const bool pull = image.pull == ContainerImageToRun::Pull::kAlways;
-    if (std::any_of(ensured.begin(), ensured.end(), [&](const auto& e) {
-          return e.first == image.name && (e.second || !pull);
-        })) {
+    if (std::any_of(ensured.begin(), ensured.end(),
+                    [&](const auto& e) { return e.first == image.name && (e.second || !pull); })) {
       continue;
     }
     images = EnsureImage(image, absl::StrCat("services[", i, "].image"), deadline, log);
@@ -578,8 +577,8 @@ absl::StatusOr<StepProcess> ContainerExecutor::StepCommand(const JobRunRequest& 
     }
     set("CUDA_VISIBLE_DEVICES", visible);
   }
-  for (const std::string& name : job_.secrets_dir.empty() ? std::vector<std::string>{}
-                                                          : job_.file_secrets) {
+  for (const std::string& name :
+       job_.secrets_dir.empty() ? std::vector<std::string>{} : job_.file_secrets) {
     set(absl::StrCat(name, "_FILE"), absl::StrCat(kContainerSecretsDir, "/", name));
   }
   std::vector<std::string> through_env, runtime_env = RuntimeEnvp();

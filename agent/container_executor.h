@@ -195,8 +195,8 @@ class ContainerExecutor final : public Executor {
   const std::string container_;
   const std::string network_;
   std::vector<std::string> job_env_names_;  // the names the job container gets, set by Prepare
-  bool single_step_ = false;  // set by Prepare: the one step is the container's command
-  bool network_made_ = false;  // Prepare created the job network
+  bool single_step_ = false;         // set by Prepare: the one step is the container's command
+  bool network_made_ = false;        // Prepare created the job network
   bool removed_by_runtime_ = false;  // the one step's `run --rm` ended by itself (StepEnded)
 };
 

@@ -139,7 +139,7 @@ absl::Status MakePrivateDir(const std::string& path) {
   if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::InternalError(absl::StrCat("cannot create ", path, ": ", strerror(errno)));
   }
-  struct stat st{};
+  struct stat st {};
   if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
     return absl::InternalError(absl::StrCat(path, " is not a directory of the agent's"));
   }
@@ -259,11 +259,10 @@ absl::StatusOr<StepProcess> ImageBuilds::Command(size_t step_index) {
       if (s.name() == b.registry_secret()) secret = &s;
     }
     if (secret == nullptr || !secret->withheld().empty() || secret->value().empty()) {
-      return Refuse(absl::StrCat("registry_secret '", b.registry_secret(),
-                                 "' was not given to this job",
-                                 secret != nullptr && !secret->withheld().empty()
-                                     ? absl::StrCat(": ", secret->withheld())
-                                     : ""));
+      return Refuse(absl::StrCat(
+          "registry_secret '", b.registry_secret(), "' was not given to this job",
+          secret != nullptr && !secret->withheld().empty() ? absl::StrCat(": ", secret->withheld())
+                                                           : ""));
     }
     std::vector<std::string> registries;
     for (const std::string& ref : refs) {
@@ -274,8 +273,8 @@ absl::StatusOr<StepProcess> ImageBuilds::Command(size_t step_index) {
     }
     absl::StatusOr<std::string> text = AuthFileText(registries, secret->value());
     if (!text.ok()) {
-      return Refuse(absl::StrCat("registry_secret '", b.registry_secret(),
-                                 "': ", text.status().message()));
+      return Refuse(
+          absl::StrCat("registry_secret '", b.registry_secret(), "': ", text.status().message()));
     }
     const std::string dir = absl::StrCat(private_dir_, "/step-", step_index);
     if (absl::Status s = MakePrivateDir(private_dir_); !s.ok()) return s;
@@ -292,9 +291,8 @@ absl::StatusOr<StepProcess> ImageBuilds::Command(size_t step_index) {
                                                                    : "podman";
   StepProcess p;
   p.path = "/bin/sh";
-  p.argv = {"/bin/sh",    "-e",        "-c",      kBuildScript,
-            "assay-build-image", kind, tool_.path, context,
-            file,         a_.network(), auth_file, digest_dir};
+  p.argv = {"/bin/sh",  "-e",    "-c", kBuildScript, "assay-build-image", kind,
+            tool_.path, context, file, a_.network(), auth_file,           digest_dir};
   p.argv.insert(p.argv.end(), refs.begin(), refs.end());
   p.env = ToolEnvp();
   p.cwd = workspace_;

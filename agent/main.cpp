@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
   o.drain_timeout = cfg->GetDuration("drain-timeout").value_or(absl::Minutes(10));
   o.disk_check_interval = cfg->GetDuration("disk-check-interval").value_or(absl::Seconds(10));
   (void)absl::SimpleAtod(cfg->Get("min-free-disk-gb"), &o.min_free_disk_gb);  // checked above
-  (void)absl::SimpleAtod(cfg->Get("cache-budget-gb"), &o.cache_budget_gb);  // checked above
+  (void)absl::SimpleAtod(cfg->Get("cache-budget-gb"), &o.cache_budget_gb);    // checked above
   {
     const char* path = getenv("PATH");
     const std::string path_env = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";

@@ -28,8 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -184,15 +184,14 @@ double Upload(v1::AgentService::Stub* stub, const v1::Assignment& a, const std::
               const std::function<void()>& on_resume = nullptr) {
   assay::ArtifactTransferOptions o;  // the agent's defaults
   if (streams > 0) o.upload_streams = streams;
-  assay::ArtifactClient client(stub, assay::testing::kAgentToken, a.job_id(), a.attempt_token(),
-                               o);
+  assay::ArtifactClient client(stub, assay::testing::kAgentToken, a.job_id(), a.attempt_token(), o);
   assay::CancelFlag cancel;
   const absl::Time t0 = absl::Now();
-  auto up = client.Upload(ws, {{name, name, 0644}}, std::nullopt, cancel,
-                          [&](std::string_view line) {
-                            if (on_resume) on_resume();
-                            std::cout << "  " << line;
-                          });
+  auto up =
+      client.Upload(ws, {{name, name, 0644}}, std::nullopt, cancel, [&](std::string_view line) {
+        if (on_resume) on_resume();
+        std::cout << "  " << line;
+      });
   if (!up.ok()) throw std::runtime_error(up.status().ToString());
   *out = *up;
   return Seconds(t0);
@@ -265,10 +264,10 @@ void Run(int mib) {
   }
   std::sort(cps.begin(), cps.end());
   const double cp_s = cps[1];
-  const double curl_s = Shell(absl::StrCat(
-      "curl -sS -f -o ", b, "/curl/big.bin -H 'Authorization: Bearer ", assay::testing::kAdminToken,
-      "' ", c.http_url(), "/api/v1/jobs/", build.job_id(), "/artifacts/big.bin && sync -f ", b,
-      "/curl/big.bin"));
+  const double curl_s =
+      Shell(absl::StrCat("curl -sS -f -o ", b, "/curl/big.bin -H 'Authorization: Bearer ",
+                         assay::testing::kAdminToken, "' ", c.http_url(), "/api/v1/jobs/",
+                         build.job_id(), "/artifacts/big.bin && sync -f ", b, "/curl/big.bin"));
   Shell("cmp " + b + "/src/big.bin " + b + "/dl/big.bin && cmp " + b + "/src/big.bin " + b +
         "/curl/big.bin");
   assay::UploadSummary one_up;
@@ -325,11 +324,11 @@ void Run(int mib) {
   std::cout << "\n" << mib << " MiB, one file, same disk (" << b << ")\n";
   std::cout << "| what                               |   secs   |  MiB/s    | vs cp |\n"
                "|------------------------------------|---------:|----------:|------:|\n";
-  Row(absl::StrFormat("cp + sync -f (median; %.2f-%.2f s)", cps[0], cps[2]), mib, cp_s,
-      cp_mbs);
+  Row(absl::StrFormat("cp + sync -f (median; %.2f-%.2f s)", cps[0], cps[2]), mib, cp_s, cp_mbs);
   Row("curl GET .../artifacts/big.bin + sync", mib, curl_s, cp_mbs);
   Row(absl::StrCat("agent upload, ", assay::ArtifactTransferOptions().upload_streams,
-                   " streams (default)"), mib, up_s, cp_mbs);
+                   " streams (default)"),
+      mib, up_s, cp_mbs);
   Row("agent upload, 1 stream", mib, one_s, cp_mbs);
   Row("agent download (gRPC) + sync -f", mib, down_s, cp_mbs);
   Row("agent upload, cut at 50 %", mib, cut_s, cp_mbs);

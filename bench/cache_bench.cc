@@ -176,9 +176,10 @@ int main(int argc, char** argv) {
   std::sort(tar_s.begin(), tar_s.end());
   const double a = assay_s[assay_s.size() / 2], t = tar_s[tar_s.size() / 2];
   const double mib = static_cast<double>(total) / (1 << 20);
-  std::printf("median: assay restore %.3f s (%.0f MiB/s), tar -xf %.3f s (%.0f MiB/s), "
-              "ratio assay/tar %.2f\n",
-              a, mib / a, t, mib / t, a / t);
+  std::printf(
+      "median: assay restore %.3f s (%.0f MiB/s), tar -xf %.3f s (%.0f MiB/s), "
+      "ratio assay/tar %.2f\n",
+      a, mib / a, t, mib / t, a / t);
   if (remove_dir) fs::remove_all(dir);
   return 0;
 }

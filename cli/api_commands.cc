@@ -280,10 +280,13 @@ int Artifacts(const ApiClient& api, std::string_view job_id, const std::string& 
     absl::StrAppend(&escaped, "/", UrlEscape(std::string_view(seg.data(), seg.size())));
   }
   if (output.empty()) {
-    const bool ok = api.Download(base + escaped, [&out](std::string_view piece) {
-      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
-      return static_cast<bool>(out);
-    }, err);
+    const bool ok = api.Download(
+        base + escaped,
+        [&out](std::string_view piece) {
+          out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+          return static_cast<bool>(out);
+        },
+        err);
     out.flush();
     return ok ? kExitOk : kExitFailure;
   }
@@ -296,18 +299,21 @@ int Artifacts(const ApiClient& api, std::string_view job_id, const std::string& 
     return kExitFailure;
   }
   std::string write_error;
-  const bool ok = api.Download(base + escaped, [&](std::string_view piece) {
-    while (!piece.empty()) {
-      const ssize_t n = ::write(fd, piece.data(), piece.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        write_error = std::strerror(errno);
-        return false;
-      }
-      piece.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }, err);
+  const bool ok = api.Download(
+      base + escaped,
+      [&](std::string_view piece) {
+        while (!piece.empty()) {
+          const ssize_t n = ::write(fd, piece.data(), piece.size());
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) {
+            write_error = std::strerror(errno);
+            return false;
+          }
+          piece.remove_prefix(static_cast<size_t>(n));
+        }
+        return true;
+      },
+      err);
   if (ok && ::fsync(fd) != 0) write_error = std::strerror(errno);
   if (::close(fd) != 0 && write_error.empty()) write_error = std::strerror(errno);
   if (ok && write_error.empty() && ::rename(part.c_str(), output.c_str()) == 0) return kExitOk;

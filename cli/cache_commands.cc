@@ -34,8 +34,7 @@ std::optional<std::string> RepoId(const ApiClient& api, const std::string& repo,
 
 }  // namespace
 
-int CacheList(const ApiClient& api, const std::string& repo, std::ostream& out,
-              std::ostream& err) {
+int CacheList(const ApiClient& api, const std::string& repo, std::ostream& out, std::ostream& err) {
   std::optional<std::string> id = RepoId(api, repo, err);
   if (!id) return 1;
   std::optional<json::value> reply =

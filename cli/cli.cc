@@ -18,10 +18,10 @@
 #include "cli/agents_commands.h"
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
+#include "cli/cache_commands.h"
 #include "cli/http_download.h"
 #include "cli/lint_command.h"
 #include "cli/log_follow.h"
-#include "cli/cache_commands.h"
 #include "cli/secret_commands.h"
 #include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
@@ -246,9 +246,9 @@ std::variant<int, UsageError> CacheCommand(const CommandLine& line, const ApiCli
     }
     return CacheRemove(api, line.positional[2], line.positional[3], out, err);
   }
-  return UsageError{sub.empty() ? "'assay cache' needs a subcommand: list or rm"
-                                : absl::StrCat("unknown subcommand 'cache ", sub,
-                                               "' (expected list or rm)")};
+  return UsageError{
+      sub.empty() ? "'assay cache' needs a subcommand: list or rm"
+                  : absl::StrCat("unknown subcommand 'cache ", sub, "' (expected list or rm)")};
 }
 
 // `assay secret set|rm|list` (issue 9; cli/secret_commands.h).

@@ -82,7 +82,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::AgentStore> agents;
   std::unique_ptr<store::AgentCredentialStore> credentials;
   std::unique_ptr<store::ScheduleStore> schedules;
-  std::unique_ptr<store::SecretStore> secrets;  // issue 9
+  std::unique_ptr<store::SecretStore> secrets;   // issue 9
   std::unique_ptr<store::JobImageStore> images;  // issue 9, build_image
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;

@@ -25,9 +25,9 @@ absl::StatusOr<std::vector<std::string>> ParseArgs(std::string_view args) {
     if (close == std::string_view::npos) return absl::InvalidArgumentError(kArgsHelp);
     std::string glob(args.substr(1, close - 1));
     if (absl::Status s = CheckWorkspaceGlob(glob); !s.ok() || glob[0] == '!') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("hashFiles glob '", glob, "': ",
-                       s.ok() ? "must not be an exclusion ('!')" : std::string(s.message())));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "hashFiles glob '", glob,
+          "': ", s.ok() ? "must not be an exclusion ('!')" : std::string(s.message())));
     }
     out.push_back(std::move(glob));
     if (out.size() > kMaxHashFilesArgs) {

@@ -283,8 +283,8 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
         p.cache = job.cache;
         auto substitute = [&](const std::string& key, std::string& text) -> absl::Status {
           absl::StatusOr<std::vector<CacheKeyPart>> parts = ParseCacheKey(text);
-          if (!parts.ok()) return absl::InvalidArgumentError(
-                absl::StrCat(key, ": ", parts.status().message()));
+          if (!parts.ok())
+            return absl::InvalidArgumentError(absl::StrCat(key, ": ", parts.status().message()));
           std::string out_text;
           for (const CacheKeyPart& part : *parts) {
             if (!part.call) {

@@ -126,8 +126,7 @@ bool JobImageRef(std::string_view text, std::string* job) {
   }
   const std::string_view name =
       inner.substr(kPrefix.size(), inner.size() - kPrefix.size() - kSuffix.size());
-  if (name.empty() || name.size() > 64 ||
-      !std::all_of(name.begin(), name.end(), [](char c) {
+  if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
                c == '_' || c == '.' || c == '-';
       })) {

@@ -24,8 +24,7 @@ void CheckKeyText(Linter& lint, const YAML::Mark& mark, const std::string& path,
   absl::StatusOr<std::vector<CacheKeyPart>> parts = ParseCacheKey(text);
   if (!parts.ok()) {
     lint.Error(mark, path,
-               absl::StrCat(parts.status().message(), " in ", std::string(field), " '", text,
-                            "'"));
+               absl::StrCat(parts.status().message(), " in ", std::string(field), " '", text, "'"));
     return;
   }
   job.placeholders.push_back({CacheKeyWithoutCalls(*parts), path, mark});
@@ -43,15 +42,15 @@ void EachScalar(Linter& lint, const Entry& e, const std::string& path, std::stri
   if (e.value.IsScalar()) {
     one(e.value, e.value_mark, path);
   } else if (!e.value.IsSequence()) {
-    lint.Error(e.value_mark, path,
-               absl::StrCat(e.key, " must be a list of ", std::string(what), ", got ",
-                            Describe(e.value)));
+    lint.Error(
+        e.value_mark, path,
+        absl::StrCat(e.key, " must be a list of ", std::string(what), ", got ", Describe(e.value)));
   } else if (e.value.size() == 0) {
     lint.Error(e.value_mark, path, absl::StrCat(e.key, " must not be empty"));
   } else if (e.value.size() > limit) {
-    lint.Error(e.value_mark, path,
-               absl::StrCat(e.key, " has ", e.value.size(), " entries, more than the limit of ",
-                            limit));
+    lint.Error(
+        e.value_mark, path,
+        absl::StrCat(e.key, " has ", e.value.size(), " entries, more than the limit of ", limit));
   } else {
     for (size_t i = 0; i < e.value.size(); ++i) {
       one(e.value[i], MarkOr(e.value[i], e.value.Mark()), Index(path, i));
@@ -76,8 +75,7 @@ constexpr FieldRule<JobDraft> kCacheRules[] = {
                       s = absl::InvalidArgumentError("must not be an exclusion ('!')");
                     }
                     if (!s.ok()) {
-                      lint.Error(mark, key,
-                                 absl::StrCat("cache path '", text, "': ", s.message()));
+                      lint.Error(mark, key, absl::StrCat("cache path '", text, "': ", s.message()));
                       return;
                     }
                     job.placeholders.push_back({text, key, mark});
@@ -102,9 +100,9 @@ constexpr FieldRule<JobDraft> kCacheRules[] = {
 void ParseCache(Linter& lint, const Entry& e, const std::string& path, JobDraft& job) {
   job.spec.cache = CacheSpec{};
   if (!e.value.IsMap()) {
-    lint.Error(e.value_mark, path,
-               absl::StrCat("cache must be a mapping with 'key' and 'paths', got ",
-                            Describe(e.value)));
+    lint.Error(
+        e.value_mark, path,
+        absl::StrCat("cache must be a mapping with 'key' and 'paths', got ", Describe(e.value)));
     return;
   }
   ParseFields<JobDraft>(lint, e.value, path, e.key_node.Mark(), kCacheRules, job);

@@ -296,8 +296,7 @@ std::string ImageNameProblem(const std::string& name);
 // "" for a `tags:` entry: [registry/]path[:tag], lowercase path, no digest; else the problem.
 std::string BuildImageTagProblem(const std::string& ref);
 // The `build_image:` row of a step.
-void ParseBuildImageStep(Linter& lint, const Entry& entry, const std::string& path,
-                         StepSpec& step);
+void ParseBuildImageStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 // After all of a job's keys: every registry_secret is listed in `secrets:`.
 void CheckBuildImageSecrets(Linter& lint, const JobDraft& job);
 // After CheckNeeds: `image: ${{ jobs.NAME.image }}` names a job in needs, without a matrix,

@@ -428,10 +428,10 @@ class Session final : public Reactor {
     }
     for (size_t i = 0; i < kept.size(); ++i) {
       const store::Fence fence = (*f)[i];
-      SendAck(kept[i]->job_id(), kept[i]->attempt_token(), kept[i]->seq(), false,
-              fence == store::Fence::kStale,
-              fence == store::Fence::kDropped ? "the job's log quota is reached; chunk dropped"
-                                              : "");
+      SendAck(
+          kept[i]->job_id(), kept[i]->attempt_token(), kept[i]->seq(), false,
+          fence == store::Fence::kStale,
+          fence == store::Fence::kDropped ? "the job's log quota is reached; chunk dropped" : "");
     }
     return true;
   }
@@ -878,8 +878,8 @@ class Session final : public Reactor {
     // result still counts), since the database would refuse it and the agent resend forever.
     bool images_ok = static_cast<size_t>(r.images_size()) <= store::kMaxJobImages;
     for (const v1::BuiltImage& image : r.images()) {
-      images_ok = images_ok && store::IsImageDigest(image.digest()) &&
-                  !image.reference().empty() && image.reference().size() <= 512;
+      images_ok = images_ok && store::IsImageDigest(image.digest()) && !image.reference().empty() &&
+                  image.reference().size() <= 512;
       rep.images.push_back({0, image.reference(), image.digest(), image.primary()});
     }
     if (!images_ok) {

@@ -32,8 +32,8 @@
 
 #include "assay/v1/agent.grpc.pb.h"
 #include "server/artifacts/artifact_service.h"
-#include "server/logs/ingest_masks.h"
 #include "server/artifacts/cache_service.h"
+#include "server/logs/ingest_masks.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"

@@ -287,9 +287,9 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CommitArtifacts(
         }
         const size_t max_files = deps_.artifacts->limits().max_files;
         if (static_cast<size_t>(wire->size()) > max_files) {
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              absl::StrCat("CommitArtifacts: ", wire->size(),
-                                           " files, more than ", max_files));
+          return grpc::Status(
+              grpc::StatusCode::INVALID_ARGUMENT,
+              absl::StrCat("CommitArtifacts: ", wire->size(), " files, more than ", max_files));
         }
         std::vector<store::ArtifactFileRow> files;
         files.reserve(wire->size());

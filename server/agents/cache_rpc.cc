@@ -40,8 +40,7 @@ grpc::ServerUnaryReactor* CacheUnary(AgentServiceImpl* svc, grpc::CallbackServer
       reactor->Finish(ToGrpc(caller.status()));
       return;
     }
-    auto a = svc->deps().artifacts->Authorize(request->job_id(), request->attempt_token(),
-                                              *caller);
+    auto a = svc->deps().artifacts->Authorize(request->job_id(), request->attempt_token(), *caller);
     reactor->Finish(a.ok() ? answer(*a) : ToGrpc(a.status()));
   });
   return reactor;

@@ -54,30 +54,30 @@ absl::StatusOr<json::object> JobWithReason(const ApiDeps& d, const store::JobRow
 }  // namespace
 
 void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
-  router.Add("GET", "/api/v1/jobs/{id}", Authed(d, [&d](Request& req) {
-               auto id = PathId(req);
-               if (!id.ok()) return http::StatusToResponse(id.status());
-               auto j = d.pipelines->GetJob(*id);
-               if (!j.ok()) return http::StatusToResponse(j.status());
-               auto o = JobWithReason(d, *j, nullptr);
-               if (!o.ok()) return http::StatusToResponse(o.status());
-               // Issue 9, build_image: what the job pushed (docs/images.md).
-               if (d.images != nullptr) {
-                 auto images = d.images->ImagesOf(*id);
-                 if (!images.ok()) return http::StatusToResponse(images.status());
-                 json::array list;
-                 for (const store::JobImage& i : *images) {
-                   list.push_back(json::object{
-                       {"reference", i.reference},
-                       {"digest", i.digest},
-                       {"pinned", store::PinnedReference(i.reference, i.digest)},
-                       {"primary", i.primary},
-                       {"attempt", i.attempt}});
-                 }
-                 (*o)["images"] = std::move(list);
-               }
-               return JsonResponse(200, *o);
-             }));
+  router.Add(
+      "GET", "/api/v1/jobs/{id}", Authed(d, [&d](Request& req) {
+        auto id = PathId(req);
+        if (!id.ok()) return http::StatusToResponse(id.status());
+        auto j = d.pipelines->GetJob(*id);
+        if (!j.ok()) return http::StatusToResponse(j.status());
+        auto o = JobWithReason(d, *j, nullptr);
+        if (!o.ok()) return http::StatusToResponse(o.status());
+        // Issue 9, build_image: what the job pushed (docs/images.md).
+        if (d.images != nullptr) {
+          auto images = d.images->ImagesOf(*id);
+          if (!images.ok()) return http::StatusToResponse(images.status());
+          json::array list;
+          for (const store::JobImage& i : *images) {
+            list.push_back(json::object{{"reference", i.reference},
+                                        {"digest", i.digest},
+                                        {"pinned", store::PinnedReference(i.reference, i.digest)},
+                                        {"primary", i.primary},
+                                        {"attempt", i.attempt}});
+          }
+          (*o)["images"] = std::move(list);
+        }
+        return JsonResponse(200, *o);
+      }));
   router.Add("POST", "/api/v1/jobs/{id}/cancel", Authed(d, [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());

@@ -14,8 +14,8 @@ absl::StatusOr<CacheRestoreResult> CacheService::Restore(
     return absl::InvalidArgumentError(absl::StrCat("cache key: ", s.message()));
   }
   if (restore_keys.size() > kMaxCacheRestoreKeys) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "restore_keys: ", restore_keys.size(), " prefixes, more than ", kMaxCacheRestoreKeys));
+    return absl::InvalidArgumentError(absl::StrCat("restore_keys: ", restore_keys.size(),
+                                                   " prefixes, more than ", kMaxCacheRestoreKeys));
   }
   for (size_t i = 0; i < restore_keys.size(); ++i) {
     if (absl::Status s = CheckCacheKeyText(restore_keys[i]); !s.ok()) {
@@ -49,8 +49,8 @@ absl::StatusOr<CacheCommitResult> CacheService::Commit(const store::LiveAttempt&
   if (!scope.ok()) return scope.status();
   CacheCommitResult out;
   out.scope = scope->own;
-  auto saved = store_->Commit(attempt.job_id, scope->repo_id, scope->own, key, files,
-                              clock_->Now());
+  auto saved =
+      store_->Commit(attempt.job_id, scope->repo_id, scope->own, key, files, clock_->Now());
   if (!saved.ok()) return saved.status();
   out.save = *saved;
   if (!saved->saved) {

@@ -10,8 +10,8 @@ absl::StatusOr<SweepCounts> Sweeper::RunOnce() {
   SweepCounts out;
   const absl::Time now = clock_->Now();
   if (caches_ != nullptr) {
-    auto n = caches_->Sweep(options_.cache_unused_for, options_.batch,
-                            options_.max_batches_per_round);
+    auto n =
+        caches_->Sweep(options_.cache_unused_for, options_.batch, options_.max_batches_per_round);
     if (!n.ok()) return n.status();
     out.cache_entries = *n;
   }

@@ -561,8 +561,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (stream_left_.has_value()) {  // a Content-Length was sent: exactly that many bytes
       if (piece->size() > *stream_left_ || (piece->empty() && *stream_left_ != 0)) {
-        LogError("http", "streamed response body is not its Content-Length (",
-                 *stream_left_, " bytes left, piece of ", piece->size(), ")");
+        LogError("http", "streamed response body is not its Content-Length (", *stream_left_,
+                 " bytes left, piece of ", piece->size(), ")");
         return Close();
       }
       if (piece->empty()) return EndStreamed(keep);

@@ -180,7 +180,7 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     if (!j.environment.empty()) o["environment"] = j.environment;
     AddContainerSpec(j, o);
     if (!j.network.empty()) o["network"] = j.network;  // Assignment.network (issue 9)
-    if (j.cache.has_value()) {  // issue 9: Assignment.cache (docs/caches.md)
+    if (j.cache.has_value()) {                         // issue 9: Assignment.cache (docs/caches.md)
       boost::json::array paths, restore_keys;
       for (const auto& p : j.cache->paths) paths.emplace_back(p);
       for (const auto& k : j.cache->restore_keys) restore_keys.emplace_back(k);

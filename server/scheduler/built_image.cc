@@ -35,8 +35,7 @@ absl::Status ResolveBuiltImage(const store::ClaimedJob& job, store::JobImageStor
       images->PinnedImage(job.pipeline_id, builder);
   if (!pinned.ok()) return pinned.status();
   if (!pinned->has_value()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, ": job ", builder, " pushed no image"));
+    return absl::FailedPreconditionError(absl::StrCat(what, ": job ", builder, " pushed no image"));
   }
   const std::string reference = (*pinned)->reference;
   a->mutable_image()->set_name(reference);
@@ -78,8 +77,8 @@ absl::Status ResolveBuiltImage(const store::ClaimedJob& job, store::JobImageStor
   scratch.spec_json = boost::json::serialize(scratch_spec);
   v1::Assignment opened;
   if (absl::Status s = AttachSecrets(scratch, secrets, keys, &opened); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(what, ": the registry_secret of job ", builder,
-                                               ": ", s.message()));
+    return absl::Status(
+        s.code(), absl::StrCat(what, ": the registry_secret of job ", builder, ": ", s.message()));
   }
   if (opened.secrets_size() != 1) return absl::OkStatus();
   const std::string& value = opened.secrets(0).value();

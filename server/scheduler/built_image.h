@@ -20,7 +20,6 @@ namespace assay {
 //   kDataLoss (a secret that cannot be opened): the job must fail;
 //   anything else (the database): the job goes back to the queue.
 absl::Status ResolveBuiltImage(const store::ClaimedJob& job, store::JobImageStore* images,
-                               store::SecretStore* secrets, const KeyRing& keys,
-                               v1::Assignment* a);
+                               store::SecretStore* secrets, const KeyRing& keys, v1::Assignment* a);
 
 }  // namespace assay

@@ -364,8 +364,8 @@ int Dispatcher::DispatchPass() {
     auto assignment = BuildAssignment(job, opts_.secret_key);
     if (assignment.ok()) {
       absl::Status s = AttachSecrets(job, opts_.secrets, opts_.secret_key, &*assignment);
-      if (s.ok()) s = ResolveBuiltImage(job, opts_.images, opts_.secrets, opts_.secret_key,
-                                        &*assignment);
+      if (s.ok())
+        s = ResolveBuiltImage(job, opts_.images, opts_.secrets, opts_.secret_key, &*assignment);
       if (s.code() == absl::StatusCode::kFailedPrecondition ||
           s.code() == absl::StatusCode::kDataLoss) {
         FailClaim(job, std::string(s.message()));

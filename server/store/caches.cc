@@ -13,12 +13,11 @@ const Query kCacheScope{
     "cache_scope",
     "SELECT p.repo_id, p.ref, p.trusted, r.default_branch FROM jobs j "
     "JOIN pipelines p ON p.id = j.pipeline_id JOIN repos r ON r.id = p.repo_id WHERE j.id = $1"};
-const Query kCacheExact{
-    "cache_exact",
-    "SELECT id, repo_id, scope, key, files, bytes, "
-    "(extract(epoch from created_at) * 1000000)::bigint, "
-    "(extract(epoch from last_used_at) * 1000000)::bigint "
-    "FROM cache_entries WHERE repo_id = $1 AND scope = $2 AND key = $3"};
+const Query kCacheExact{"cache_exact",
+                        "SELECT id, repo_id, scope, key, files, bytes, "
+                        "(extract(epoch from created_at) * 1000000)::bigint, "
+                        "(extract(epoch from last_used_at) * 1000000)::bigint "
+                        "FROM cache_entries WHERE repo_id = $1 AND scope = $2 AND key = $3"};
 // Why left() over LIKE: a prefix holds '%' and '_' as plain characters.
 const Query kCachePrefix{
     "cache_prefix",
@@ -54,11 +53,10 @@ const Query kCacheInsertFiles{
 const Query kCacheInsertRefs{"cache_insert_refs",
                              "INSERT INTO cache_chunk_refs (entry_id, sha256) "
                              "SELECT DISTINCT $1::bigint, c FROM unnest($2::text[]) AS c"};
-const Query kCacheChunksReadBy{
-    "cache_chunks_read_by",
-    "SELECT DISTINCT r.sha256 FROM cache_reads cr "
-    "JOIN cache_chunk_refs r ON r.entry_id = cr.entry_id "
-    "WHERE cr.job_id = $1 AND r.sha256 = ANY($2::text[])"};
+const Query kCacheChunksReadBy{"cache_chunks_read_by",
+                               "SELECT DISTINCT r.sha256 FROM cache_reads cr "
+                               "JOIN cache_chunk_refs r ON r.entry_id = cr.entry_id "
+                               "WHERE cr.job_id = $1 AND r.sha256 = ANY($2::text[])"};
 const Query kCacheSweepLock{"cache_sweep_lock", "SELECT pg_try_advisory_xact_lock(7018, 0)"};
 const Query kCacheDeleteUnused{
     "cache_delete_unused",
@@ -214,9 +212,9 @@ absl::StatusOr<CacheSave> CacheStore::Commit(int64_t job_id, int64_t repo_id,
         }
       }
     }
-    auto inserted = Exec(tx, c, kCacheInsert,
-                         {repo_id, scope, key, static_cast<int64_t>(files.size()), bytes,
-                          job_id, now});
+    auto inserted =
+        Exec(tx, c, kCacheInsert,
+             {repo_id, scope, key, static_cast<int64_t>(files.size()), bytes, job_id, now});
     if (inserted.empty()) return absl::OkStatus();  // immutable: the key exists
     const int64_t id = inserted[0][0].as<int64_t>();
     Exec(tx, c, kCacheInsertFiles,

@@ -54,8 +54,8 @@ absl::StatusOr<std::vector<JobImage>> JobImageStore::ImagesOf(int64_t job_id) {
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out.clear();
     for (const auto& r : Exec(tx, c, kImagesOf, {job_id})) {
-      out.push_back({r[0].as<int>(), r[1].as<std::string>(), r[2].as<std::string>(),
-                     r[3].as<bool>()});
+      out.push_back(
+          {r[0].as<int>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<bool>()});
     }
     return absl::OkStatus();
   });

@@ -41,7 +41,7 @@ class JobImageStore {
   // `${{ jobs.<job_name>.image }}` of pipeline `pipeline_id`: the job's last primary image
   // (latest attempt); nullopt when it pushed none.
   struct Pinned {
-    std::string reference;  // "<repository>@<digest>"
+    std::string reference;          // "<repository>@<digest>"
     std::string builder_spec_json;  // the pushing job's jobs.spec (its registry_secret)
   };
   absl::StatusOr<std::optional<Pinned>> PinnedImage(int64_t pipeline_id,

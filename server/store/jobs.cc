@@ -517,13 +517,13 @@ namespace {
 // What one AppendLogs transaction knows of an attempt it wrote to (its row locked).
 struct AttemptLog {
   int attempt = 0;
-  int64_t stored = 0;       // job_attempts.log_bytes, counting `uncounted`
-  bool truncated = false;   // job_attempts.log_truncated, as of now
-  int64_t uncounted = 0;    // bytes added but not yet written to log_bytes
-  bool known = false;       // tail_seq, tail_end and pending are current
-  int64_t tail_seq = 0;     // the contiguous log holds chunks 1..tail_seq
-  int64_t tail_end = 0;     // and bytes [0, tail_end)
-  bool pending = false;     // rows wait for an earlier chunk (the careful path then)
+  int64_t stored = 0;      // job_attempts.log_bytes, counting `uncounted`
+  bool truncated = false;  // job_attempts.log_truncated, as of now
+  int64_t uncounted = 0;   // bytes added but not yet written to log_bytes
+  bool known = false;      // tail_seq, tail_end and pending are current
+  int64_t tail_seq = 0;    // the contiguous log holds chunks 1..tail_seq
+  int64_t tail_end = 0;    // and bytes [0, tail_end)
+  bool pending = false;    // rows wait for an earlier chunk (the careful path then)
 };
 
 }  // namespace
@@ -600,8 +600,8 @@ absl::StatusOr<std::vector<Fence>> JobStore::AppendLogs(const std::vector<LogApp
       }
       const int64_t size = static_cast<int64_t>(ch.data.size());
       // Why the server's clock when the agent gives none: a stamp close to the read beats none.
-      const Param mark = Param::Bytes(LogMark(
-          0, ch.read_unix_us > 0 ? ch.read_unix_us : absl::ToUnixMicros(clock_->Now())));
+      const Param mark = Param::Bytes(
+          LogMark(0, ch.read_unix_us > 0 ? ch.read_unix_us : absl::ToUnixMicros(clock_->Now())));
       // Where the chunk goes: right after the contiguous log when it is the next one; else it
       // waits (NULL offset) for the chunks before it.
       const Param offset = in_order ? Param(st.tail_end) : Param::Null();
@@ -627,7 +627,7 @@ absl::StatusOr<std::vector<Fence>> JobStore::AppendLogs(const std::vector<LogApp
         Exec(tx, c, kCountLogBytes, {ch.job_id, st.attempt, st.uncounted, true});
         st.uncounted = 0;
       }
-      if (!in_order) continue;                 // st.known is false: re-read next time
+      if (!in_order) continue;  // st.known is false: re-read next time
       st.tail_seq = ch.seq;
       st.tail_end += kept_size;
       if (!st.pending) continue;
@@ -666,8 +666,8 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
     absl::Time finished = r.finished_at == absl::InfinitePast() ? now : r.finished_at;
     if (r.state == kAgentStopped) {
       // Why like a lost agent: the operator stopped the agent, not the user the job.
-      auto lost = Exec(tx, c, kLoseAttempt, {r.job_id, r.attempt_token, now, r.message,
-                                             Param::Null()});
+      auto lost =
+          Exec(tx, c, kLoseAttempt, {r.job_id, r.attempt_token, now, r.message, Param::Null()});
       if (lost.empty()) {
         out.fence = Fence::kDuplicate;
         return absl::OkStatus();

@@ -342,8 +342,7 @@ TEST_CASE(
   REQUIRE(svc.impl->AwaitSessionsEnded(1, absl::Seconds(20)));
 }
 
-TEST_CASE("logs: a batch of chunks gives each the fence and row one call per chunk gives",
-          "[db]") {
+TEST_CASE("logs: a batch of chunks gives each the fence and row one call per chunk gives", "[db]") {
   using store::Fence;
   constexpr int64_t kQuota = 16;
   // Two jobs of one agent; run once as batches (AppendLogs), once chunk by chunk (AppendLog).
@@ -386,12 +385,8 @@ TEST_CASE("logs: a batch of chunks gives each the fence and row one call per chu
     CHECK(f.jobs.ReadLog(a.job_id).value() == "a1 a2 a3 a4 a5 a" + marker);
     CHECK(f.jobs.ReadLog(b.job_id).value() == "b1 b2-crosses-qu" + marker);
     CHECK(f.Query("SELECT seq, start_offset FROM log_chunks WHERE job_id = " + S(a.job_id) +
-                  " ORDER BY seq") == Rows{{"1", "0"},
-                                           {"2", "3"},
-                                           {"3", "6"},
-                                           {"4", "9"},
-                                           {"5", "12"},
-                                           {"6", "15"}});
+                  " ORDER BY seq") ==
+          Rows{{"1", "0"}, {"2", "3"}, {"3", "6"}, {"4", "9"}, {"5", "12"}, {"6", "15"}});
     CHECK(f.Query("SELECT job_id = " + S(a.job_id) +
                   ", log_bytes, log_truncated FROM job_attempts ORDER BY job_id") ==
           Rows{{"t", "16", "t"}, {"f", "16", "t"}});
@@ -428,7 +423,8 @@ TEST_CASE("logs: the server masks the attempt's secret values in the chunks it s
   DispatcherOptions o{absl::Seconds(25)};
   o.secret_key = keys;
   o.secrets = &secrets;
-  Service svc(f, [](AgentServiceDeps&) {}, o);
+  Service svc(
+      f, [](AgentServiceDeps&) {}, o);
   auto conn = svc.Hello("agent-1");
   store::NewJob job = Job("a");
   job.spec_json = R"({"steps":[{"name":"s","run":"true"}],"env":{},"timeout_s":60,)"
@@ -444,9 +440,8 @@ TEST_CASE("logs: the server masks the attempt's secret values in the chunks it s
   CHECK(svc.impl->ingest_masks().size() == 1);
   // An agent that masks nothing: the value, its base64, and the value split across two chunks
   // (left to the agent's masker: each chunk is masked on its own).
-  const std::vector<std::string> chunks = {"token=" + value + "\n",
-                                           Base64Encode(value, false) + "\n", "split hunt",
-                                           "er2-token\n"};
+  const std::vector<std::string> chunks = {
+      "token=" + value + "\n", Base64Encode(value, false) + "\n", "split hunt", "er2-token\n"};
   uint64_t seq = 0;
   for (const auto& c : chunks) REQUIRE(conn->Write(Chunk(a.job_id(), a.attempt_token(), ++seq, c)));
   v1::AgentMessage r;

@@ -10,9 +10,9 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
-#include <thread>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "assay/v1/agent.grpc.pb.h"
@@ -135,9 +135,10 @@ TEST_CASE("build_image: step in the assignment, images stored, image pinned with
   CHECK(use.secrets_size() == 0);  // the credential is not one of the job's secrets
 }
 
-TEST_CASE("build_image: a builder that pushed nothing fails the job that runs its image, an "
-          "untrusted job gets no credential, a stale result stores no image",
-          "[db][build_image]") {
+TEST_CASE(
+    "build_image: a builder that pushed nothing fails the job that runs its image, an "
+    "untrusted job gets no credential, a stale result stores no image",
+    "[db][build_image]") {
   ImagesFixture f;
   store::NewJob build = Job("build");
   build.spec_json = kBuildSpec;
@@ -185,10 +186,10 @@ TEST_CASE("build_image: an agent's malformed image list is dropped whole, its re
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   REQUIRE(server != nullptr);
-  auto stub = v1::AgentService::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
-  const int64_t p = f.CreatePipeline(
-      {Job("too-many"), Job("bad-digest"), Job("long-reference"), Job("good")});
+  auto stub = v1::AgentService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  const int64_t p =
+      f.CreatePipeline({Job("too-many"), Job("bad-digest"), Job("long-reference"), Job("good")});
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
@@ -243,11 +244,10 @@ TEST_CASE("build_image: an agent's malformed image list is dropped whole, its re
     }
     (void)stream->Finish();
   }
-  CHECK(f.Query("SELECT name, state FROM jobs ORDER BY id") ==
-        Rows{{"too-many", "succeeded"},
-             {"bad-digest", "succeeded"},
-             {"long-reference", "succeeded"},
-             {"good", "succeeded"}});
+  CHECK(f.Query("SELECT name, state FROM jobs ORDER BY id") == Rows{{"too-many", "succeeded"},
+                                                                    {"bad-digest", "succeeded"},
+                                                                    {"long-reference", "succeeded"},
+                                                                    {"good", "succeeded"}});
   CHECK(f.Query("SELECT job_id, reference FROM job_images") ==
         Rows{{std::to_string(f.JobId(p, "good")), "r/app:good"}});
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -58,8 +58,9 @@ store::ClaimedJob JobOn(DbFixture& f, const std::string& ref, bool trusted = tru
 // Stores `data` as one chunk and returns a file row over it.
 store::ArtifactFileRow StoredFile(DbFixture& f, store::ArtifactStore& artifacts,
                                   const std::string& path, const std::string& data) {
-  auto put = artifacts.PutChunk(Hex(data), static_cast<int64_t>(data.size()), f.clock.Now(),
-                                [] { return absl::OkStatus(); }, [] { return true; });
+  auto put = artifacts.PutChunk(
+      Hex(data), static_cast<int64_t>(data.size()), f.clock.Now(), [] { return absl::OkStatus(); },
+      [] { return true; });
   REQUIRE(put.ok());
   store::ArtifactFileRow r;
   r.path = path;
@@ -101,8 +102,7 @@ TEST_CASE("cache store: scopes of trusted branches, tags and untrusted pull requ
   CHECK(caches.ScopeOf(987654).status().code() == absl::StatusCode::kNotFound);
 }
 
-TEST_CASE("cache store: exact key on the branch, then the default branch, then prefixes",
-          "[db]") {
+TEST_CASE("cache store: exact key on the branch, then the default branch, then prefixes", "[db]") {
   DbFixture f;
   store::CacheStore caches(&f.db);
   store::ArtifactStore artifacts(&f.db);
@@ -123,18 +123,18 @@ TEST_CASE("cache store: exact key on the branch, then the default branch, then p
   auto restore = [&](const std::string& key, std::vector<std::string> prefixes) {
     auto r = caches.Restore(job.job_id, scope, key, prefixes, f.clock.Now());
     REQUIRE(r.ok());
-    return r->has_value() ? (*r)->entry.scope + "/" + (*r)->entry.key +
-                                ((*r)->exact ? " exact" : " prefix")
-                          : std::string("none");
+    return r->has_value()
+               ? (*r)->entry.scope + "/" + (*r)->entry.key + ((*r)->exact ? " exact" : " prefix")
+               : std::string("none");
   };
   CHECK(restore("pip-0", {}) == "feature/pip-0 exact");
-  CHECK(restore("pip-1", {}) == "main/pip-1 exact");       // the default branch's
-  CHECK(restore("pip-3", {}) == "none");                   // another branch's: not read
+  CHECK(restore("pip-1", {}) == "main/pip-1 exact");            // the default branch's
+  CHECK(restore("pip-3", {}) == "none");                        // another branch's: not read
   CHECK(restore("pip-9", {"pip-"}) == "feature/pip-0 prefix");  // own scope first
   CHECK(restore("pip-9", {"nope-", "pip-2"}) == "main/pip-2 prefix");
   save("feature", "pip-5");
   CHECK(restore("pip-9", {"pip-"}) == "feature/pip-5 prefix");  // newest first
-  CHECK(restore("pip-9", {"pip_"}) == "none");  // '_' is no wildcard
+  CHECK(restore("pip-9", {"pip_"}) == "none");                  // '_' is no wildcard
   CHECK(restore("pip-9", {"%"}) == "none");
   // The entry restored is touched and recorded for the job.
   CHECK(f.Count("SELECT count(*) FROM cache_reads WHERE job_id = " + S(job.job_id)) == 4);
@@ -197,8 +197,7 @@ TEST_CASE("cache retention: unused entries go, then their chunks unless an artif
   auto weights = put("model-weights");  // in a cache entry and in the job's artifacts
   auto deps = put("deps");              // in the old cache entry only
   auto fresh = put("fresh");            // in an entry used recently
-  REQUIRE(caches.Commit(job.job_id, f.repo_id, "main", "old", {weights, deps}, f.clock.Now())
-              .ok());
+  REQUIRE(caches.Commit(job.job_id, f.repo_id, "main", "old", {weights, deps}, f.clock.Now()).ok());
   REQUIRE(artifacts_store
               .Commit(job.job_id, job.attempt, f.repo_id, {weights}, f.clock.Now(),
                       f.clock.Now() + absl::Hours(24 * 365))
@@ -336,8 +335,7 @@ v1::ArtifactFile WireFile(const std::string& path, const std::string& data) {
   return f;
 }
 
-TEST_CASE("cache RPCs: save, restore by a later job, download only the restored chunks",
-          "[db]") {
+TEST_CASE("cache RPCs: save, restore by a later job, download only the restored chunks", "[db]") {
   DbFixture f;
   Rig rig(f);
   auto first = JobOn(f, "refs/heads/main");
@@ -365,8 +363,8 @@ TEST_CASE("cache RPCs: save, restore by a later job, download only the restored 
   auto second = JobOn(f, "refs/heads/main");
   // Before it restored anything, the entry's chunks are not this job's to download.
   std::vector<std::string> got;
-  grpc::Status refused = rig.Download(second.job_id, second.attempt_token, {Hex("cached bytes")},
-                                      &got);
+  grpc::Status refused =
+      rig.Download(second.job_id, second.attempt_token, {Hex("cached bytes")}, &got);
   CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(refused.error_message() ==
         "chunk " + Hex("cached bytes") + " is not in the artifacts of a job that job " +
@@ -385,8 +383,9 @@ TEST_CASE("cache RPCs: save, restore by a later job, download only the restored 
   CHECK(got == std::vector<std::string>{"cached bytes"});
   // A chunk that is stored but in no entry it restored: still refused.
   got.clear();
-  CHECK(rig.Download(second.job_id, second.attempt_token, {Hex("other bytes")}, &got)
-            .error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(
+      rig.Download(second.job_id, second.attempt_token, {Hex("other bytes")}, &got).error_code() ==
+      grpc::StatusCode::PERMISSION_DENIED);
   v1::CacheRestoreResponse exact;
   REQUIRE(rig.Restore(second.job_id, second.attempt_token, "k-1", {}, &exact).ok());
   CHECK(exact.exact());
@@ -450,8 +449,7 @@ TEST_CASE("cache RPCs: a fork's pull request never reads or writes a trusted sco
   REQUIRE(rig.Restore(fork.job_id, fork.attempt_token, "deps-1", {"deps-"}, &r).ok());
   CHECK_FALSE(r.hit());  // the default branch's entry is not shown to untrusted code
   // Its save of the same key lands in its own scope; main's entry is untouched.
-  REQUIRE(rig.Commit(fork.job_id, fork.attempt_token, "deps-1", {WireFile("venv/a", "poison")},
-                     &c)
+  REQUIRE(rig.Commit(fork.job_id, fork.attempt_token, "deps-1", {WireFile("venv/a", "poison")}, &c)
               .ok());
   CHECK(c.saved());
   CHECK(c.scope() == "untrusted:refs/pull/7/head");

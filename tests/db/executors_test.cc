@@ -2,8 +2,8 @@
 // claim, the dispatcher and "why is it waiting?" match each job's executor (requirements
 // "executor": "container", or none) and trust with the agent's executors.
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 #include <vector>

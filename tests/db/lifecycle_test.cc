@@ -293,7 +293,8 @@ TEST_CASE("lifecycle: a job the agent stopped itself is lost and queued again, t
   CHECK(out.retried);
   const std::string id = std::to_string(first.job_id);
   CHECK(f.Query("SELECT state, attempt, coalesce(message, '-'), coalesce(agent_id, 0) FROM jobs "
-                "WHERE id = " + id) == Rows{{"queued", "1", "-", "0"}});
+                "WHERE id = " +
+                id) == Rows{{"queued", "1", "-", "0"}});
   CHECK(f.Query("SELECT attempt, state, message FROM job_attempts WHERE job_id = " + id) ==
         Rows{{"1", "lost", why}});
   // The same result again (a resend after a lost ack): the token is gone, nothing changes.

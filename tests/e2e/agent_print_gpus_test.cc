@@ -19,10 +19,9 @@ constexpr char kH200[] =
     R"("memory_used_mb":20085,"utilization_pct":100}])";
 
 CommandResult PrintGpus(const std::vector<std::string>& flags) {
-  std::vector<std::string> argv = {std::string(ASSAY_BINARY_DIR) + "/agent/assay-agent",
-                                   "--print-gpus", "--gpu-inventory",
-                                   std::string(ASSAY_SOURCE_DIR) +
-                                       "/tests/fixtures/gpu/h200-busy-query.csv"};
+  std::vector<std::string> argv = {
+      std::string(ASSAY_BINARY_DIR) + "/agent/assay-agent", "--print-gpus", "--gpu-inventory",
+      std::string(ASSAY_SOURCE_DIR) + "/tests/fixtures/gpu/h200-busy-query.csv"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   return MUST(RunCommand(argv, {}, {}, {}, absl::Seconds(30)));
 }

@@ -147,12 +147,11 @@ TEST_CASE("artifacts CLI: -o streams a 64 MiB file to disk in small memory, fail
   REQUIRE(JsonString(p, "state") == "succeeded");
   const std::string job = std::to_string(Job(p, "build").at("id").as_int64());
   json::object listing = MUST(c.ApiObject("GET", "/api/v1/jobs/" + job + "/artifacts"));
-  const std::string sha =
-      JsonString(listing.at("files").as_array().at(0).as_object(), "sha256");
+  const std::string sha = JsonString(listing.at("files").as_array().at(0).as_object(), "sha256");
 
   const std::string out = c.dir() + "/big.bin";
-  Measured m = RunCliMeasured(
-      {"--server", c.http_url(), "artifacts", job, "big.bin", "-o", out}, c.dir() + "/cli.log");
+  Measured m = RunCliMeasured({"--server", c.http_url(), "artifacts", job, "big.bin", "-o", out},
+                              c.dir() + "/cli.log");
   INFO(Slurp(c.dir() + "/cli.log"));
   CHECK(m.exit_code == 0);
   CHECK(HexEncode(Sha256(Slurp(out))) == sha);

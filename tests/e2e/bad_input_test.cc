@@ -85,17 +85,17 @@ std::string LeftByAgent(Cluster& c, const std::string& agent) {
 // Waits (bounded) until the agent's job workspaces and container env files are all removed.
 void WaitForNoAgentFiles(Cluster& c, const std::string& agent) {
   const std::string dir = absl::StrCat(c.dir(), "/agent-", agent);
-  MUST(c.WaitUntil("the agent's job workspaces and env files to be removed",
-                   [&](std::string& seen) {
-                     seen.clear();
-                     for (const char* sub : {"/jobs", "/containers"}) {
-                       std::error_code ec;
-                       for (const auto& e : std::filesystem::directory_iterator(dir + sub, ec)) {
-                         seen += e.path().string() + " ";
-                       }
-                     }
-                     return seen.empty();
-                   }));
+  MUST(
+      c.WaitUntil("the agent's job workspaces and env files to be removed", [&](std::string& seen) {
+        seen.clear();
+        for (const char* sub : {"/jobs", "/containers"}) {
+          std::error_code ec;
+          for (const auto& e : std::filesystem::directory_iterator(dir + sub, ec)) {
+            seen += e.path().string() + " ";
+          }
+        }
+        return seen.empty();
+      }));
 }
 
 // Regular files under the server's artifact store (blobs and temporary uploads).
@@ -143,7 +143,8 @@ TEST_CASE("bad input: images that are absent or cannot be pulled fail the job na
   GitRepo repo = MakeRepo(c);
   MUST(c.StartAgent("a1", {"--slots", "4"}));
   MUST(c.WaitForAgents(1));
-  const std::string file = absl::StrReplaceAll(R"yml(jobs:
+  const std::string file =
+      absl::StrReplaceAll(R"yml(jobs:
   present:
     image: { name: LOCAL, pull: if_missing }
     steps: [echo present]
@@ -163,9 +164,7 @@ TEST_CASE("bad input: images that are absent or cannot be pulled fail the job na
     artifacts: { paths: ["**"], when: always }
     steps: [echo never]
 )yml",
-                                               {{"LOCAL", local},
-                                                {"ABSENT", absent},
-                                                {"BUSYBOX", busybox}});
+                          {{"LOCAL", local}, {"ABSENT", absent}, {"BUSYBOX", busybox}});
   const int64_t pid = PushFiles(c, repo, {{".assay.yml", file}});
   const json::object done = MUST(c.WaitForPipelineDone(pid));
   INFO(json::serialize(done) << c.LogTails());

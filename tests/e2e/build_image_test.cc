@@ -49,8 +49,7 @@ Setup Start() {
   MUST(c.StartServer());
   s.repo = std::make_unique<GitRepo>(MakeRepo(c));
   REQUIRE(MUST(c.Api("PUT", "/api/v1/repos/1/secrets/REG",
-                     json::serialize(json::object{
-                         {"value", absl::StrCat(kUser, ":", kPassword)}})))
+                     json::serialize(json::object{{"value", absl::StrCat(kUser, ":", kPassword)}})))
               .status == 201);
   REQUIRE(MUST(c.Api("PUT", "/api/v1/repos/1/secrets/BAD",
                      json::serialize(json::object{{"value", absl::StrCat(kUser, ":wrong")}})))
@@ -114,17 +113,16 @@ TEST_CASE("build_image pushes to a registry, records the digests, a later job ru
   const std::string repo = absl::StrCat(host, "/e2e/app");
   json::object job = MUST(c.ApiObject("GET", absl::StrCat("/api/v1/jobs/", JobId(done, "build"))));
   CHECK(json::serialize(job.at("images")) ==
-        json::serialize(json::array{
-            json::object{{"reference", absl::StrCat(repo, ":", sha)},
-                         {"digest", sha_digest},
-                         {"pinned", absl::StrCat(repo, "@", sha_digest)},
-                         {"primary", true},
-                         {"attempt", 1}},
-            json::object{{"reference", absl::StrCat(repo, ":v1")},
-                         {"digest", v1_digest},
-                         {"pinned", absl::StrCat(repo, "@", v1_digest)},
-                         {"primary", false},
-                         {"attempt", 1}}}));
+        json::serialize(json::array{json::object{{"reference", absl::StrCat(repo, ":", sha)},
+                                                 {"digest", sha_digest},
+                                                 {"pinned", absl::StrCat(repo, "@", sha_digest)},
+                                                 {"primary", true},
+                                                 {"attempt", 1}},
+                                    json::object{{"reference", absl::StrCat(repo, ":v1")},
+                                                 {"digest", v1_digest},
+                                                 {"pinned", absl::StrCat(repo, "@", v1_digest)},
+                                                 {"primary", false},
+                                                 {"attempt", 1}}}));
   CHECK(AssayLines(build_log) ==
         std::vector<std::string>{
             absl::StrCat("assay: building ", repo, ":", sha),
@@ -147,9 +145,10 @@ TEST_CASE("build_image pushes to a registry, records the digests, a later job ru
                 absl::StrCat(repo, "@", sha_digest)});
 }
 
-TEST_CASE("build_image: a refused push, a missing Containerfile and a context leaving the "
-          "workspace fail the job with the reason, and record no image",
-          "[e2e][container][build_image]") {
+TEST_CASE(
+    "build_image: a refused push, a missing Containerfile and a context leaving the "
+    "workspace fail the job with the reason, and record no image",
+    "[e2e][container][build_image]") {
   const std::string base = MUST(testing::BusyboxImage());
   Setup s = Start();
   Cluster& c = *s.cluster;
@@ -171,9 +170,9 @@ TEST_CASE("build_image: a refused push, a missing Containerfile and a context le
         build_image: { context: outside, tags: localhost/e2e/escape }
 )yml",
                                                {{"HOST", host}});
-  const std::string sha = MUST(s.repo->Commit(
-      {{".assay.yml", file},
-       {"docker/Containerfile", absl::StrCat("FROM ", base, "\nRUN true\n")}}));
+  const std::string sha =
+      MUST(s.repo->Commit({{".assay.yml", file},
+                           {"docker/Containerfile", absl::StrCat("FROM ", base, "\nRUN true\n")}}));
   const int64_t pid = PushCommit(s, sha);
   auto done = MUST(c.WaitForPipelineDone(pid, absl::Seconds(180)));
   INFO(json::serialize(done) << c.LogTails());
@@ -183,13 +182,12 @@ TEST_CASE("build_image: a refused push, a missing Containerfile and a context le
   INFO(refused);
   CHECK(JsonString(Job(done, "refused"), "state") == "failed");
   CHECK(JsonString(Job(done, "refused"), "message") == "step \"image\" exited with code 125");
-  CHECK(AssayLines(refused) ==
-        std::vector<std::string>{
-            absl::StrCat("assay: building ", repo, ":", sha),
-            absl::StrCat("assay: tagged ", repo, ":", sha),
-            absl::StrCat("assay: push of ", repo, ":", sha, " to registry ", host,
-                         " failed (exit status 125)"),
-        });
+  CHECK(AssayLines(refused) == std::vector<std::string>{
+                                   absl::StrCat("assay: building ", repo, ":", sha),
+                                   absl::StrCat("assay: tagged ", repo, ":", sha),
+                                   absl::StrCat("assay: push of ", repo, ":", sha, " to registry ",
+                                                host, " failed (exit status 125)"),
+                               });
   // The registry's own answer is in the log: it refused the credentials.
   CHECK(refused.find("unauthorized: authentication required") != std::string::npos);
   CHECK(refused.find("wrong") == std::string::npos);

@@ -36,8 +36,8 @@ constexpr char kPipeline[] = R"yml(jobs:
 
 // hashFiles('requirements.txt') of a workspace whose requirements.txt holds `content`.
 std::string HashOf(const std::string& content) {
-  return HexEncode(Sha256("requirements.txt" + std::string(1, '\0') +
-                          HexEncode(Sha256(content)) + "\n"));
+  return HexEncode(
+      Sha256("requirements.txt" + std::string(1, '\0') + HexEncode(Sha256(content)) + "\n"));
 }
 
 // The `sha256sum` lines of a log.
@@ -83,14 +83,13 @@ TEST_CASE("caches: saved after success only, restored byte for byte, with scope 
   const std::string h1 = HashOf("numpy\n"), h2 = HashOf("numpy\ntorch\n");
 
   // 1. A failing job saves nothing.
-  Run failed = RunPush(c, repo,
-                       {{".assay.yml", kPipeline}, {"requirements.txt", "numpy\n"}, {"fail", "1"}},
-                       "d1");
+  Run failed = RunPush(
+      c, repo, {{".assay.yml", kPipeline}, {"requirements.txt", "numpy\n"}, {"fail", "1"}}, "d1");
   INFO("1:\n" << failed.log);
   CHECK(failed.state == "failed");
-  CHECK(failed.log.rfind("assay: cache: no entry for key 'deps-" + h1 +
-                             "' nor its restore_keys\ncold\n",
-                         0) == 0);
+  CHECK(failed.log.rfind(
+            "assay: cache: no entry for key 'deps-" + h1 + "' nor its restore_keys\ncold\n", 0) ==
+        0);
   CHECK(failed.log.find("assay: cache: saved") == std::string::npos);
 
   // 2. Still cold (nothing was saved); succeeds and saves.
@@ -101,8 +100,8 @@ TEST_CASE("caches: saved after success only, restored byte for byte, with scope 
   REQUIRE(sums.size() == 2 * 66 + std::string(".deps/data.bin\n.deps/sub/small.txt\n").size());
   CHECK(saved.log == "assay: cache: no entry for key 'deps-" + h1 +
                          "' nor its restore_keys\ncold\n" + sums +
-                         "assay: cache: saved 2 files, 3.0 MiB (3.0 MiB new) as key 'deps-" +
-                         h1 + "' (scope main)\n");
+                         "assay: cache: saved 2 files, 3.0 MiB (3.0 MiB new) as key 'deps-" + h1 +
+                         "' (scope main)\n");
 
   // 3. A later pipeline restores the same bytes; the key exists, so nothing is saved.
   Run warm = RunPush(c, repo, {{"note", "3"}}, "d3");
@@ -121,8 +120,8 @@ TEST_CASE("caches: saved after success only, restored byte for byte, with scope 
   CHECK(feature.state == "succeeded");
   CHECK(feature.log == "assay: cache: restored 2 files, 3.0 MiB from key 'deps-" + h1 +
                            "' (scope main), 3.0 MiB downloaded\nwarm\n" + sums +
-                           "assay: cache: saved 2 files, 3.0 MiB (0.0 MiB new) as key 'deps-" +
-                           h1 + "' (scope feature)\n");
+                           "assay: cache: saved 2 files, 3.0 MiB (0.0 MiB new) as key 'deps-" + h1 +
+                           "' (scope feature)\n");
   MUST(repo.Git({"checkout", "-q", "main"}));
 
   // 5. hashFiles changes the key when the file changes; the restore_keys prefix finds the old.
@@ -160,8 +159,8 @@ TEST_CASE("caches: saved after success only, restored byte for byte, with scope 
   // Each entry: 3 MiB of data.bin and small.txt as first copied ("numpy\n": the warm step 5
   // does not copy it again).
   CHECK(r.at("cache_bytes").as_int64() == 3 * (3145728 + 6));
-  const std::string caches_path = "/api/v1/repos/" + std::to_string(r.at("repo_id").as_int64()) +
-                                  "/caches";
+  const std::string caches_path =
+      "/api/v1/repos/" + std::to_string(r.at("repo_id").as_int64()) + "/caches";
   json::object list = MUST(c.ApiObject("GET", caches_path));
   INFO(json::serialize(list));
   const json::array& entries = list.at("caches").as_array();
@@ -187,8 +186,7 @@ TEST_CASE("caches: saved after success only, restored byte for byte, with scope 
   CHECK(MUST(c.RunCli({"cache", "rm", kRepoName, last})).exit_code == 1);
   CHECK(MUST(c.RunCli({"cache", "list"})).exit_code == 2);
   auto metrics = MUST(c.Fetch("GET", "/metrics"));
-  CHECK(metrics.body.find("assay_cache_bytes{repo=\"acme/app\"} 3145734\n") !=
-        std::string::npos);
+  CHECK(metrics.body.find("assay_cache_bytes{repo=\"acme/app\"} 3145734\n") != std::string::npos);
 }
 
 TEST_CASE("caches: the agent's local copy serves a restore without a download", "[e2e]") {
@@ -198,8 +196,7 @@ TEST_CASE("caches: the agent's local copy serves a restore without a download", 
   MUST(c.StartAgent("a1"));  // the default --cache-budget-gb (10)
   MUST(c.WaitForAgents(1));
   const std::string h1 = HashOf("numpy\n");
-  Run saved =
-      RunPush(c, repo, {{".assay.yml", kPipeline}, {"requirements.txt", "numpy\n"}}, "d1");
+  Run saved = RunPush(c, repo, {{".assay.yml", kPipeline}, {"requirements.txt", "numpy\n"}}, "d1");
   INFO("1:\n" << saved.log);
   CHECK(saved.state == "succeeded");
   Run warm = RunPush(c, repo, {{"note", "2"}}, "d2");
@@ -216,8 +213,7 @@ TEST_CASE("caches: the agent's local copy serves a restore without a download", 
         std::filesystem::perms::owner_all);
 }
 
-TEST_CASE("caches: an escaping path or an unknown function in the key is a lint error",
-          "[e2e]") {
+TEST_CASE("caches: an escaping path or an unknown function in the key is a lint error", "[e2e]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);

@@ -81,7 +81,8 @@ TEST_CASE("container secrets: env and file, one line and many, exact bytes, mask
   // needs the whole value.
   const std::string script = kScript;
   const std::string secrets = "[API_KEY, CERT, {name: CERTF, as: file}, {name: KEYF, as: file}]";
-  const std::string file = absl::StrReplaceAll(R"yml(jobs:
+  const std::string file =
+      absl::StrReplaceAll(R"yml(jobs:
   one:
     image: { name: IMAGE, user: "1234:1234" }
     secrets: SECRETS
@@ -104,9 +105,7 @@ TEST_CASE("container secrets: env and file, one line and many, exact bytes, mask
     steps:
       - run: echo never
 )yml",
-                                               {{"IMAGE", image},
-                                                {"SECRETS", secrets},
-                                                {"SCRIPT", script}});
+                          {{"IMAGE", image}, {"SECRETS", secrets}, {"SCRIPT", script}});
   const int64_t pid = PushFiles(c, repo, {{".assay.yml", file}});
   json::object p = MUST(c.WaitForPipelineDone(pid));
   INFO(json::serialize(p) << "\n" << c.LogTails());
@@ -130,8 +129,8 @@ TEST_CASE("container secrets: env and file, one line and many, exact bytes, mask
   CHECK(absl::StrContains(JsonString(Job(p, "refused"), "message"), why));
   CHECK(!absl::StrContains(refused, "never"));
   // No value, nor any line of one, in any stored log or the processes' own logs.
-  for (const std::string v : {kApiKey, kCert, kCertFile, kKeyFile, "line-two-bbbb",
-                              "file-line-one", "blob-line-1"}) {
+  for (const std::string v :
+       {kApiKey, kCert, kCertFile, kKeyFile, "line-two-bbbb", "file-line-one", "blob-line-1"}) {
     INFO(v);
     CHECK(!absl::StrContains(one + two + refused, v));
     CHECK(!absl::StrContains(c.LogTails(), v));

@@ -365,8 +365,9 @@ absl::StatusOr<int64_t> Cluster::WaitForPipelineOf(int64_t delivery_id) {
 absl::StatusOr<json::object> Cluster::WaitForPipelineDone(int64_t pipeline_id,
                                                           absl::Duration timeout) {
   json::object out;
-  absl::Status s =
-      WaitUntil(absl::StrCat("pipeline ", pipeline_id, " to finish"), [&](std::string& seen) {
+  absl::Status s = WaitUntil(
+      absl::StrCat("pipeline ", pipeline_id, " to finish"),
+      [&](std::string& seen) {
         auto p = ApiObject("GET", absl::StrCat("/api/v1/pipelines/", pipeline_id));
         if (!p.ok()) {
           seen = std::string(p.status().message());

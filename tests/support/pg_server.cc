@@ -134,10 +134,9 @@ absl::Status PgServer::Start() {
   // tests run without fsync (nothing they check needs a crash-safe disk).
   const char* durable = std::getenv("ASSAY_PG_DURABLE");
   const bool flush = durable != nullptr && std::string_view(durable) == "1";
-  const std::string opts =
-      absl::StrCat("-p ", port_, " -k ", dir_,
-                   " -c listen_addresses=127.0.0.1 -c max_connections=200",
-                   flush ? "" : " -c fsync=off -c full_page_writes=off");
+  const std::string opts = absl::StrCat("-p ", port_, " -k ", dir_,
+                                        " -c listen_addresses=127.0.0.1 -c max_connections=200",
+                                        flush ? "" : " -c fsync=off -c full_page_writes=off");
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   std::string last;
   while (true) {

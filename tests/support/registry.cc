@@ -62,12 +62,12 @@ absl::StatusOr<std::unique_ptr<TestRegistry>> TestRegistry::Start(const std::str
     r->port_ = FreePort();
     if (r->port_ == 0) continue;
     const std::string config = absl::StrCat(dir, "/config-", attempt, ".yml");
-    if (absl::Status s = WriteText(
-            config, absl::StrCat("version: 0.1\nlog: {level: info}\n"
-                                 "storage: {filesystem: {rootdirectory: ",
-                                 dir, "/data}}\n", "http: {addr: ", r->host(), "}\n",
-                                 "auth: {htpasswd: {realm: assay-test, path: ", dir,
-                                 "/htpasswd}}\n"));
+    if (absl::Status s =
+            WriteText(config, absl::StrCat("version: 0.1\nlog: {level: info}\n"
+                                           "storage: {filesystem: {rootdirectory: ",
+                                           dir, "/data}}\n", "http: {addr: ", r->host(), "}\n",
+                                           "auth: {htpasswd: {realm: assay-test, path: ", dir,
+                                           "/htpasswd}}\n"));
         !s.ok()) {
       return s;
     }
@@ -77,17 +77,17 @@ absl::StatusOr<std::unique_ptr<TestRegistry>> TestRegistry::Start(const std::str
     const absl::Time deadline = absl::Now() + absl::Seconds(15);
     bool up = false;
     while (!up && absl::Now() < deadline && !(*p)->Exited()) {
-      auto res = HttpFetch("GET", absl::StrCat("http://", r->host(), "/v2/"), {}, {},
-                           absl::Seconds(2));
+      auto res =
+          HttpFetch("GET", absl::StrCat("http://", r->host(), "/v2/"), {}, {}, absl::Seconds(2));
       up = res.ok() && res->status == 401;
       if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     if (up) {
       r->process_ = std::move(*p);
       r->registries_conf_ = dir + "/registries.conf";
-      if (absl::Status s = WriteText(r->registries_conf_,
-                                     absl::StrCat("[[registry]]\nlocation = \"", r->host(),
-                                                  "\"\ninsecure = true\n"));
+      if (absl::Status s = WriteText(
+              r->registries_conf_,
+              absl::StrCat("[[registry]]\nlocation = \"", r->host(), "\"\ninsecure = true\n"));
           !s.ok()) {
         return s;
       }
@@ -102,15 +102,14 @@ std::string TestRegistry::host() const { return absl::StrCat("127.0.0.1:", port_
 absl::StatusOr<std::string> TestRegistry::ManifestDigest(const std::string& repo,
                                                          const std::string& tag) {
   const std::string auth = absl::Base64Escape(absl::StrCat(user_, ":", password_));
-  auto res = HttpFetch(
-      "GET", absl::StrCat("http://", host(), "/v2/", repo, "/manifests/", tag),
-      {{"Authorization", absl::StrCat("Basic ", auth)},
-       {"Accept",
-        "application/vnd.oci.image.manifest.v1+json, "
-        "application/vnd.docker.distribution.manifest.v2+json, "
-        "application/vnd.oci.image.index.v1+json, "
-        "application/vnd.docker.distribution.manifest.list.v2+json"}},
-      {}, absl::Seconds(10));
+  auto res = HttpFetch("GET", absl::StrCat("http://", host(), "/v2/", repo, "/manifests/", tag),
+                       {{"Authorization", absl::StrCat("Basic ", auth)},
+                        {"Accept",
+                         "application/vnd.oci.image.manifest.v1+json, "
+                         "application/vnd.docker.distribution.manifest.v2+json, "
+                         "application/vnd.oci.image.index.v1+json, "
+                         "application/vnd.docker.distribution.manifest.list.v2+json"}},
+                       {}, absl::Seconds(10));
   if (!res.ok()) return res.status();
   if (res->status == 404) return absl::NotFoundError(absl::StrCat(repo, ":", tag));
   if (res->status != 200) {

@@ -9,12 +9,12 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <functional>
-#include <utility>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -55,9 +55,9 @@ class FakeArtifactServer final : public v1::AgentService::Service {
   std::vector<int> upload_calls ABSL_GUARDED_BY(mu);
   std::vector<int> download_asks ABSL_GUARDED_BY(mu);
   int missing_calls ABSL_GUARDED_BY(mu) = 0;
-  int manifest_chunks ABSL_GUARDED_BY(mu) = 0;  // of the last commit
+  int manifest_chunks ABSL_GUARDED_BY(mu) = 0;           // of the last commit
   std::function<void()> on_missing ABSL_GUARDED_BY(mu);  // run once, at the next ChunksMissing
-  std::string pretend_mismatch ABSL_GUARDED_BY(mu);  // a chunk refused as if its bytes differed
+  std::string pretend_mismatch ABSL_GUARDED_BY(mu);      // a chunk refused as if its bytes differed
 
   grpc::Status ArtifactChunksMissing(grpc::ServerContext* ctx, const v1::ChunksMissingRequest* r,
                                      v1::ChunksMissingResponse* out) override {

@@ -42,8 +42,8 @@ TEST_CASE("hashFiles: sorted paths and contents, empty when nothing matches") {
   std::filesystem::create_symlink("/etc/hostname", ws.path + "/lock/out.lock");
   auto again = HashFiles(ws.path, {"lock/**"}, std::nullopt);
   REQUIRE(again.ok());
-  CHECK(*again == Hex("lock/a.lock" + nul + Hex("a") + "\n" + "lock/b.lock" + nul + Hex("b") +
-                      "\n"));
+  CHECK(*again ==
+        Hex("lock/a.lock" + nul + Hex("a") + "\n" + "lock/b.lock" + nul + Hex("b") + "\n"));
 }
 
 TEST_CASE("cache key: evaluated after the checkout, checked after evaluation") {

@@ -252,8 +252,9 @@ TEST_CASE("container executor: file secrets are mounted read-only at /run/secret
 TEST_CASE("container executor: a multi-line secret goes through the runtime's environment") {
   std::vector<std::string> through, runtime_env;
   const std::string big(ContainerExecutor::kEnvFileMaxValue + 1, 'x');
-  const std::vector<std::string> env = {"A=1", "CERT=l1\nl2\n", "BIG=" + big, "CR=a\rb",
-                                        "PLAIN=x y $z '\" #", "GODEBUG=a\nb", "NOTE=m\nn"};
+  const std::vector<std::string> env = {"A=1",      "CERT=l1\nl2\n",      "BIG=" + big,
+                                        "CR=a\rb",  "PLAIN=x y $z '\" #", "GODEBUG=a\nb",
+                                        "NOTE=m\nn"};
   auto text = ContainerExecutor::SplitEnv(env, {"A", "CERT", "BIG", "CR", "PLAIN"},
                                           {"CERT", "BIG", "CR"}, &through, &runtime_env);
   REQUIRE(text.ok());
@@ -385,8 +386,7 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
   // A job network: created, and one call removes it with every container on it.
   CHECK(run(true, 1, true, 0, false) == "image exists\nnetwork create\nnetwork rm\n");
   // Several steps: the waiting job container, the same one removal.
-  CHECK(run(true, 2, true, 0, false) ==
-        "image exists\nnetwork create\nnetwork rm\nrun --detach\n");
+  CHECK(run(true, 2, true, 0, false) == "image exists\nnetwork create\nnetwork rm\nrun --detach\n");
   CHECK(run(false, 2, true, 0, false) == "image exists\nrm --force\nrun --detach\n");
   // A service: its image, its container on the network.
   CHECK(run(true, 1, true, 0, true) ==

@@ -70,8 +70,7 @@ TEST_CASE("image build: references, registry hosts and the auth file", "[unit][b
   v1::Assignment a = BuildAssignment(true);
   CHECK(BuildReferences(a.steps(0).build_image(), kSha) ==
         std::vector<std::string>{"reg.example:5000/team/app:" + kSha,
-                                 "reg.example:5000/other:" + kSha,
-                                 "reg.example:5000/team/app:v1",
+                                 "reg.example:5000/other:" + kSha, "reg.example:5000/team/app:v1",
                                  "reg.example:5000/other:latest"});
   CHECK(RegistryHost("reg.example:5000/team/app:v1") == "reg.example:5000");
   CHECK(RegistryHost("localhost/app") == "localhost");
@@ -94,28 +93,17 @@ TEST_CASE("image build: a push step's command, auth file mode and removal", "[un
     StepProcess p = *builds.Command(0);
     const std::string root = std::filesystem::canonical(ws).string();
     const std::string auth = priv + "/step-0/auth/config.json";
-    CHECK(p.argv == std::vector<std::string>{"/bin/sh",
-                                             "-e",
-                                             "-c",
-                                             kBuildScript,
-                                             "assay-build-image",
-                                             "buildah",
-                                             "/usr/bin/buildah",
-                                             root + "/docker",
-                                             root + "/docker/Containerfile",
-                                             "",
-                                             auth,
-                                             priv + "/step-0/digests",
-                                             "reg.example:5000/team/app:" + kSha,
-                                             "reg.example:5000/other:" + kSha,
-                                             "reg.example:5000/team/app:v1",
-                                             "reg.example:5000/other:latest"});
+    CHECK(p.argv == std::vector<std::string>{
+                        "/bin/sh", "-e", "-c", kBuildScript, "assay-build-image", "buildah",
+                        "/usr/bin/buildah", root + "/docker", root + "/docker/Containerfile", "",
+                        auth, priv + "/step-0/digests", "reg.example:5000/team/app:" + kSha,
+                        "reg.example:5000/other:" + kSha, "reg.example:5000/team/app:v1",
+                        "reg.example:5000/other:latest"});
     CHECK(!p.as_job_user);
     CHECK(p.cwd == ws);
     // The password is in the 0600 file only, never on the command line or in the environment.
-    CHECK(Read(auth) ==
-          "{\"auths\":{\"reg.example:5000\":{\"auth\":\"cm9ib3Q6cGE1NXdvcmQ=\"}}}");
-    struct stat st{};
+    CHECK(Read(auth) == "{\"auths\":{\"reg.example:5000\":{\"auth\":\"cm9ib3Q6cGE1NXdvcmQ=\"}}}");
+    struct stat st {};
     REQUIRE(stat(auth.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
     REQUIRE(stat(priv.c_str(), &st) == 0);
