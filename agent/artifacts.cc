@@ -28,31 +28,6 @@
 namespace assay {
 namespace {
 
-// Incremental SHA-256 (OpenSSL EVP); Hex() ends it.
-class Sha256Stream {
- public:
-  Sha256Stream() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256Stream() { EVP_MD_CTX_free(ctx_); }
-  Sha256Stream(const Sha256Stream&) = delete;
-  Sha256Stream& operator=(const Sha256Stream&) = delete;
-  void Update(std::string_view data) { EVP_DigestUpdate(ctx_, data.data(), data.size()); }
-  std::string Hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_, md, &n);
-    return HexEncode(std::string_view(reinterpret_cast<const char*>(md), n));
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
-std::string HexSha256(std::string_view data) { return HexEncode(Sha256(data)); }
-
-bool IsHexSha256(std::string_view s) {
-  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
 // Reads up to `n` bytes at `offset` (fewer only at the end of the file).
 absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, size_t n) {
   std::string buf(n, '\0');

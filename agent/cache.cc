@@ -26,31 +26,6 @@
 namespace assay {
 namespace {
 
-bool IsHex64(std::string_view s) {
-  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
-std::string HexSha(std::string_view data) { return HexEncode(Sha256(data)); }
-
-// Incremental SHA-256 (OpenSSL EVP); Hex() ends it.
-class Sha256Hasher {
- public:
-  Sha256Hasher() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256Hasher() { EVP_MD_CTX_free(ctx_); }
-  Sha256Hasher(const Sha256Hasher&) = delete;
-  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
-  void Update(std::string_view data) { EVP_DigestUpdate(ctx_, data.data(), data.size()); }
-  std::string Hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_, md, &n);
-    return HexEncode(std::string_view(reinterpret_cast<const char*>(md), n));
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
 absl::Status FromGrpc(const grpc::Status& s, std::string_view call) {
   const auto code = static_cast<absl::StatusCode>(s.error_code());
   return absl::Status(code, absl::StrCat(std::string(call), ": ",
@@ -114,18 +89,18 @@ void LocalChunkCache::Hold(int d) {
 }
 
 bool LocalChunkCache::Has(const std::string& sha256) {
-  if (!IsHex64(sha256)) return false;
+  if (!IsHexSha256(sha256)) return false;
   // Why utimensat: the mtime is the last use that Evict orders by.
   return ::utimensat(AT_FDCWD, PathOf(sha256).c_str(), nullptr, 0) == 0;
 }
 
 std::optional<std::string> LocalChunkCache::Get(const std::string& sha256) {
-  if (!IsHex64(sha256)) return std::nullopt;
+  if (!IsHexSha256(sha256)) return std::nullopt;
   const std::string path = PathOf(sha256);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
   absl::StatusOr<std::string> data = ReadAll(fd.get(), kArtifactChunkBytes);
-  if (!data.ok() || HexSha(*data) != sha256) {
+  if (!data.ok() || HexSha256(*data) != sha256) {
     ::unlink(path.c_str());
     return std::nullopt;
   }
@@ -134,7 +109,7 @@ std::optional<std::string> LocalChunkCache::Get(const std::string& sha256) {
 }
 
 std::optional<std::string> LocalChunkCache::GetUnchecked(const std::string& sha256) {
-  if (!IsHex64(sha256)) return std::nullopt;
+  if (!IsHexSha256(sha256)) return std::nullopt;
   UniqueFd fd(::open(PathOf(sha256).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
   absl::StatusOr<std::string> data = ReadAll(fd.get(), kArtifactChunkBytes);
@@ -144,11 +119,11 @@ std::optional<std::string> LocalChunkCache::GetUnchecked(const std::string& sha2
 }
 
 void LocalChunkCache::Drop(const std::string& sha256) {
-  if (IsHex64(sha256)) ::unlink(PathOf(sha256).c_str());
+  if (IsHexSha256(sha256)) ::unlink(PathOf(sha256).c_str());
 }
 
 absl::Status LocalChunkCache::Put(const std::string& sha256, std::string_view data) {
-  if (!IsHex64(sha256)) return absl::InvalidArgumentError("not a chunk name");
+  if (!IsHexSha256(sha256)) return absl::InvalidArgumentError("not a chunk name");
   const std::string sub = absl::StrCat(dir_, "/", sha256.substr(0, 2));
   if (::mkdir(sub.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::InternalError(absl::StrCat("mkdir ", sub, ": ", std::strerror(errno)));
@@ -253,7 +228,7 @@ absl::StatusOr<std::string> HashFiles(const std::string& workspace,
     if (!chunks.ok()) return chunks.status();
     absl::StrAppend(&listing, f.path, absl::string_view("\0", 1), sha, "\n");
   }
-  return HexSha(listing);
+  return HexSha256(listing);
 }
 
 absl::StatusOr<std::string> EvaluateCacheKey(const std::string& workspace, const std::string& text,
@@ -308,7 +283,7 @@ absl::StatusOr<uint64_t> FetchChunks(v1::AgentService::StubInterface* stub,
     v1::ChunkData msg;
     const size_t before = pos;
     while (pos < end && reader->Read(&msg)) {
-      if (msg.sha256() != want[pos] || HexSha(msg.data()) != want[pos]) {
+      if (msg.sha256() != want[pos] || HexSha256(msg.data()) != want[pos]) {
         ctx.TryCancel();
         reader->Finish();
         return absl::DataLossError(
@@ -347,7 +322,7 @@ absl::StatusOr<uint64_t> WriteCacheFiles(
   for (const v1::ArtifactFile& f : files) {
     if (cancel.canceled()) return absl::CancelledError("canceled");
     ASSAY_RETURN_IF_ERROR(writer.Begin(f.path()));
-    Sha256Hasher whole;
+    Sha256Stream whole;
     uint64_t size = 0;
     for (const std::string& c : f.chunks()) {
       // Why unchecked: the whole file's SHA-256 below covers every chunk (one hash, not two).
@@ -497,7 +472,7 @@ void KeepLocally(const std::string& workspace, const std::vector<CollectedFile>&
       }
       if (got == 0) break;
       buf.resize(got);
-      const std::string h = HexSha(buf);
+      const std::string h = HexSha256(buf);
       if (!local.Has(h) && !local.Put(h, buf).ok()) return;
       offset += got;
       if (got < kArtifactChunkBytes) break;

@@ -47,6 +47,26 @@ std::string Sha256(std::string_view data) {
   return std::string(reinterpret_cast<char*>(out), sizeof(out));
 }
 
+std::string HexSha256(std::string_view data) { return HexEncode(Sha256(data)); }
+
+bool IsHexSha256(std::string_view s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+}
+Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(ctx_); }
+void Sha256Stream::Update(std::string_view data) {
+  EVP_DigestUpdate(ctx_, data.data(), data.size());
+}
+std::string Sha256Stream::Hex() {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx_, md, &n);
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), n));
+}
+
 std::string HexEncode(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(bytes.size() * 2, '0');

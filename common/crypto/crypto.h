@@ -2,6 +2,8 @@
 // Cryptographic helpers on OpenSSL: HMAC signatures, constant-time comparison,
 // random tokens, SHA-256, and AES-256-GCM for secrets at rest.
 
+#include <openssl/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -13,6 +15,23 @@ namespace assay {
 std::string HmacSha256(std::string_view key, std::string_view data);
 std::string HmacSha1(std::string_view key, std::string_view data);
 std::string Sha256(std::string_view data);
+// Lowercase hex SHA-256 of `data`, and whether `s` is one (64 lowercase hex digits).
+std::string HexSha256(std::string_view data);
+bool IsHexSha256(std::string_view s);
+
+// Incremental SHA-256 (OpenSSL EVP): Update as often as needed, then Hex() once, which ends it.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void Update(std::string_view data);
+  std::string Hex();
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
 
 std::string HexEncode(std::string_view bytes);  // lowercase
 // kInvalidArgument on odd length or a non-hex character.
