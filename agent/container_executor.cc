@@ -187,6 +187,13 @@ std::vector<std::string> ContainerExecutor::NetworkCreateArgv() const {
   // drops traffic between isolated networks (every job network is one). Docker's bridge
   // networks are isolated from each other already.
   if (!runtime_.docker) argv.insert(argv.end(), {"--opt", "isolate=true"});
+  // Why no DNS without services: podman's name server (aardvark-dns) is one daemon for every
+  // network, started by whichever podman command first needs it. Started by a one-step job's
+  // `podman run`, it was a process of that job: killed with the job's leftovers, taking name
+  // resolution from every other job's services, and its start-up complaint about syslog landed
+  // in the job's log. Names are only needed to reach services, which the agent starts itself
+  // (outside any job's process scope) before the first step.
+  if (!runtime_.docker && job_.services.empty()) argv.push_back("--disable-dns");
   argv.push_back(network_);
   return argv;
 }

@@ -65,7 +65,7 @@ TEST_CASE("container executor: the job container's exact command line") {
            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}));
   CHECK(e.NetworkCreateArgv() ==
         Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
-            Cat(kLabels, {"--opt", "isolate=true", "assay-42-2-0badcafe-net"})));
+            Cat(kLabels, {"--opt", "isolate=true", "--disable-dns", "assay-42-2-0badcafe-net"})));
   CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
                                "--time", "0", "assay-42-2-0badcafe"});
   CHECK(e.NetworkRemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "network", "rm",
@@ -138,6 +138,9 @@ TEST_CASE("container executor: a service's exact command line, its env in a file
            "postgres", "-c", "fsync=off"}));
   CHECK(e.RemoveArgv() == Argv{"/usr/bin/podman", "--log-level=error", "rm", "--force", "--ignore",
                                "--time", "0", "assay-42-2-s", "assay-42-2-s-svc-db"});
+  // With services the network keeps podman's name server: they are reached by name.
+  CHECK(e.NetworkCreateArgv() == Cat({"/usr/bin/podman", "--log-level=error", "network", "create"},
+                                     Cat(kLabels, {"--opt", "isolate=true", "assay-42-2-s-net"})));
 }
 
 TEST_CASE("container executor: docker's command lines differ where its CLI does") {
