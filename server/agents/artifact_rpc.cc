@@ -3,11 +3,13 @@
 // where authorization (database) and storage (disk) run; streams take one message at a time.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/base/log.h"
 #include "common/crypto/agent_secret.h"
 #include "common/crypto/crypto.h"
@@ -146,6 +148,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::ChunkUpload> {
   std::string token_;
 };
 
+// Sends the asked chunks in order, reading one ahead: while chunk N is written to the stream,
+// chunk N+1 is read from the blob store on the worker pool (at most two chunks of a call in
+// memory). Finish is called only when neither a read nor a write is in flight, so OnDone (which
+// deletes the reactor) never races a read still running on the pool.
 class DownloadReactor final : public grpc::ServerWriteReactor<v1::ChunkData> {
  public:
   DownloadReactor(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx,
@@ -155,11 +161,14 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ChunkData> {
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
-      return;
+    {
+      absl::MutexLock l(&mu_);
+      writing_ = false;
+      if (!ok && !end_.has_value()) {
+        end_ = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+      }
     }
-    svc_->Post([this] { Next(); });
+    Pump();
   }
   void OnDone() override { delete this; }
 
@@ -175,31 +184,86 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ChunkData> {
       Finish(ToGrpc(s));
       return;
     }
-    Next();
+    Pump();
   }
-  void Next() {
-    if (next_ >= request_.chunks_size()) {
-      Finish(grpc::Status::OK);
-      return;
+
+  // What can start now: the write of a chunk read ahead, the read of the next one, or the end
+  // of the call. Decided under mu_, done by Pump after it is released (a reaction gRPC runs
+  // inline must not find mu_ held).
+  struct Actions {
+    bool write = false;
+    int read = -1;
+    std::optional<grpc::Status> finish;
+  };
+  Actions DecideLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Actions a;
+    if (finished_) return a;
+    if (end_.has_value()) {
+      if (!reading_ && !writing_) {
+        finished_ = true;
+        a.finish = *end_;
+      }
+      return a;
     }
-    const std::string& h = request_.chunks(next_++);
+    if (!writing_ && ahead_.has_value()) {
+      out_ = std::move(*ahead_);
+      ahead_.reset();
+      writing_ = true;
+      a.write = true;
+    }
+    if (!reading_ && !ahead_.has_value() && next_ < request_.chunks_size()) {
+      reading_ = true;
+      a.read = next_++;
+    }
+    if (!reading_ && !writing_ && !ahead_.has_value() && next_ >= request_.chunks_size()) {
+      finished_ = true;
+      a.finish = grpc::Status::OK;
+    }
+    return a;
+  }
+  void Pump() {
+    Actions a;
+    {
+      absl::MutexLock l(&mu_);
+      a = DecideLocked();
+    }
+    if (a.write) StartWrite(&out_);
+    if (a.read >= 0) svc_->Post([this, index = a.read] { Read(index); });
+    if (a.finish.has_value()) Finish(*a.finish);
+  }
+
+  void Read(int index) {
+    const std::string& h = request_.chunks(index);
     auto data = svc_->deps().artifacts->blobs()->Read(h, 0, -1);
-    if (!data.ok()) {
-      LogWarn("artifacts", "cannot read chunk ", h, ": ", data.status().message());
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          absl::StrCat("cannot read chunk ", h, "; try again")));
-      return;
+    {
+      absl::MutexLock l(&mu_);
+      reading_ = false;
+      if (!data.ok()) {
+        LogWarn("artifacts", "cannot read chunk ", h, ": ", data.status().message());
+        if (!end_.has_value()) {
+          end_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              absl::StrCat("cannot read chunk ", h, "; try again"));
+        }
+      } else if (!end_.has_value()) {
+        ahead_.emplace();
+        ahead_->set_sha256(h);
+        ahead_->set_data(std::move(*data));
+      }
     }
-    out_.set_sha256(h);
-    out_.set_data(std::move(*data));
-    StartWrite(&out_);
+    Pump();
   }
 
   AgentServiceImpl* svc_;
   const std::string auth_;
   const v1::DownloadChunksRequest request_;
-  int next_ = 0;
-  v1::ChunkData out_;
+  absl::Mutex mu_;
+  int next_ ABSL_GUARDED_BY(mu_) = 0;  // the next chunk to read
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> end_ ABSL_GUARDED_BY(mu_);  // set: finish once nothing is in flight
+  std::optional<v1::ChunkData> ahead_ ABSL_GUARDED_BY(mu_);
+  v1::ChunkData out_;  // the message being written (gRPC reads it until OnWriteDone)
 };
 
 // The unary artifact RPCs: UNIMPLEMENTED without a store; otherwise, on the service's worker

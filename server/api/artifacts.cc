@@ -190,6 +190,7 @@ void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
                // Why streamed: a file may be many GiB; one chunk per connection is in memory.
                r.stream = [reader] { return reader->Next(); };
                r.stream_length = static_cast<uint64_t>(reader->remaining);
+               r.stream_read_ahead = true;
                return r;
              }));
   router.Add("GET", "/api/v1/artifacts/usage", Authed(d, [&d](Request&) {

@@ -477,7 +477,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   // A streamed body (Response::stream): the header from response_, then one chunk per piece,
-  // each asked for on the handler pool only after the previous one was written.
+  // asked for on the handler pool (one piece ahead of the socket with stream_read_ahead).
   void WriteStreamed(Response res, bool after_error) {
     stream_head_.emplace();
     stream_head_->version(version_);
@@ -496,6 +496,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     stream_head_->keep_alive(keep);
     stream_sr_.emplace(*stream_head_);
     body_source_ = std::move(res.stream);
+    read_ahead_ = res.stream_read_ahead;
     if (!body_source_) async_source_ = std::move(res.stream_async);
     stream_.expires_after(ToChrono(core_.opts.read_timeout));
     bhttp::async_write_header(stream_, *stream_sr_,
@@ -506,9 +507,24 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                               });
   }
 
+  // The next piece of a streamed body, written when it is there. A synchronous source with
+  // stream_read_ahead is read one piece ahead: while piece N is written, piece N+1 is read on the
+  // handler pool (disk and socket overlap; at most two pieces of a connection are in memory). One
+  // read at a time, so the source is never called concurrently.
   void NextPiece(bool keep) {
     if (closed_) return;
     if (async_source_) return NextAsyncPiece(keep);
+    if (ahead_.has_value()) {
+      absl::StatusOr<std::string> piece = std::move(*ahead_);
+      ahead_.reset();
+      return WritePiece(keep, std::move(piece));
+    }
+    want_piece_ = true;
+    if (!reading_) ReadAhead(keep);
+  }
+
+  void ReadAhead(bool keep) {
+    reading_ = true;
     net::post(*core_.pool, [self = shared_from_this(), keep]() {
       absl::StatusOr<std::string> piece;
       try {
@@ -517,9 +533,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         piece = absl::InternalError(e.what());
       }
       net::post(self->stream_.get_executor(), [self, keep, piece = std::move(piece)]() mutable {
-        self->WritePiece(keep, std::move(piece));
+        self->reading_ = false;
+        if (self->want_piece_) {
+          self->want_piece_ = false;
+          return self->WritePiece(keep, std::move(piece));
+        }
+        self->ahead_ = std::move(piece);
       });
     });
+  }
+
+  // Called once the write of a non-empty piece has started: reads the next one meanwhile.
+  void ReadNextWhileWriting(bool keep) {
+    if (read_ahead_ && body_source_ && !reading_ && !ahead_.has_value() && !closed_) {
+      ReadAhead(keep);
+    }
   }
 
   // Asks the async source for a piece; the session waits in core_.waiting until it comes.
@@ -576,6 +604,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                          self->piece_.shrink_to_fit();
                          self->NextPiece(keep);
                        });
+      if (*stream_left_ > 0) ReadNextWhileWriting(keep);
       return;
     }
     if (piece->empty()) return EndStreamed(keep);
@@ -588,9 +617,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                        self->piece_.shrink_to_fit();
                        self->NextPiece(keep);
                      });
+    ReadNextWhileWriting(keep);
   }
 
   void EndStreamed(bool keep) {
+    // Nothing is read ahead here: the last piece (empty, or the one that ended the
+    // Content-Length) came with no read in flight after it.
+    ahead_.reset();
+    want_piece_ = false;
     body_source_ = nullptr;
     async_source_ = nullptr;
     stream_.expires_after(ToChrono(core_.opts.read_timeout));
@@ -644,6 +678,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // The bytes a streamed body with a Content-Length still owes; unset: chunked.
   std::optional<uint64_t> stream_left_;
   std::string piece_;
+  // Read ahead of a synchronous source (NextPiece): a read on the pool, its result when it came
+  // before it was wanted, and whether the writer waits for it.
+  bool read_ahead_ = false;  // Response::stream_read_ahead
+  bool reading_ = false;
+  bool want_piece_ = false;
+  std::optional<absl::StatusOr<std::string>> ahead_;
   bool keep_alive_ = false;
   unsigned version_ = 11;
   bool head_ = false;

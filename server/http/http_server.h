@@ -61,14 +61,19 @@ struct Response {
   // When set, the body is streamed instead of `body` (which is ignored): sent with
   // Transfer-Encoding: chunked, one piece at a time. The server calls `stream` on a handler
   // thread (it may block, e.g. on the database), writes the piece, and only then asks for the
-  // next, so at most one piece per connection is in memory. An empty piece ends the body; an
-  // error closes the connection without the last chunk (the client sees a truncated body, as
-  // the status line has already gone out). Must stay callable until it returned "" or an error.
+  // next, so at most one piece per connection is in memory (two with stream_read_ahead). An empty
+  // piece ends the body; an error closes the connection without the last chunk (the client sees a
+  // truncated body, as the status line has already gone out). Must stay callable until it returned
+  // "" or an error.
   std::function<absl::StatusOr<std::string>()> stream;
   // With `stream`: the body's exact length, sent as Content-Length instead of chunked
   // encoding (the pieces go out as they are). A source that gives more or fewer bytes closes
   // the connection (the client sees a truncated body), as an error does.
   std::optional<uint64_t> stream_length;
+  // With `stream`: read one piece ahead, so that the next piece is read while the last one is
+  // written (two pieces per connection in memory instead of one). For sources that read a
+  // disk (artifact files); a log reader's pieces stay one at a time.
+  bool stream_read_ahead = false;
   // Like `stream`, for a body that waits on events (a followed log) without holding a handler
   // thread while it waits: the server calls `stream_async(next)` on a handler thread for each
   // piece, and the source calls `next` exactly once per call, from any thread, now or later,

@@ -287,6 +287,20 @@ TEST_CASE("artifacts: upload, commit and replay, then a dependent job's manifest
   CHECK(got[0].data() + got[1].data() + got[2].data() ==
         big.substr(2000) + big.substr(0, 1000) + big.substr(1000, 1000));
 
+  // A blob gone from the disk mid-call (a damaged store): the chunks before it arrive in order,
+  // then UNAVAILABLE naming it; the read ahead of it never sends a later chunk.
+  const std::string gone = rig.blobs->PathOf(names[1]);
+  std::filesystem::rename(gone, gone + ".aside");
+  std::vector<v1::ChunkData> part;
+  grpc::Status broken = rig.Download(test.job_id, test.attempt_token,
+                                     {names[0], names[2], names[1], names[3]}, &part);
+  CHECK(broken.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(broken.error_message() == "cannot read chunk " + names[1] + "; try again");
+  REQUIRE(part.size() == 2);
+  CHECK(part[0].sha256() == names[0]);
+  CHECK(part[1].sha256() == names[2]);
+  std::filesystem::rename(gone + ".aside", gone);
+
   // A job that does not need build's artifacts gets an empty manifest and no chunk.
   v1::ArtifactManifest none;
   REQUIRE(rig.Manifest(other.job_id, other.attempt_token, &none).ok());

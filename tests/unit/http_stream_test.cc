@@ -1,4 +1,5 @@
-// Streamed responses (Response::stream): chunked, byte-exact, one piece in memory at a time.
+// Streamed responses (Response::stream): chunked, byte-exact, one piece in memory at a time
+// (two with stream_read_ahead), the source never called twice at once.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,18 +28,28 @@ std::string Piece(int i, size_t size) {
   return s;
 }
 
-// A handler streaming `pieces` pieces of `size` bytes, counting calls of its source.
-Handler Streaming(int pieces, size_t size, std::shared_ptr<std::atomic<int>> calls) {
+// A handler streaming `pieces` pieces of `size` bytes, counting calls of its source, with
+// Response::stream_read_ahead and a Content-Length when asked. `overlaps` counts calls made
+// while another call of the same source was still running (there must be none).
+Handler Streaming(int pieces, size_t size, std::shared_ptr<std::atomic<int>> calls,
+                  bool read_ahead = false, bool with_length = false,
+                  std::shared_ptr<std::atomic<int>> overlaps = nullptr) {
   return [=](Request&) {
     Response r;
     r.content_type = "text/plain";
     r.body = "ignored";
     auto next = std::make_shared<int>(0);
+    auto running = std::make_shared<std::atomic<bool>>(false);
     r.stream = [=]() -> absl::StatusOr<std::string> {
+      if (running->exchange(true) && overlaps != nullptr) ++*overlaps;
       ++*calls;
-      if (*next == pieces) return std::string();
-      return Piece((*next)++, size);
+      std::string piece = *next == pieces ? std::string() : Piece((*next)++, size);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));  // a disk read's while
+      running->store(false);
+      return piece;
     };
+    r.stream_read_ahead = read_ahead;
+    if (with_length) r.stream_length = static_cast<uint64_t>(pieces) * size;
     return r;
   };
 }
@@ -57,6 +68,31 @@ TEST_CASE("stream: a streamed body arrives chunked and byte for byte", "[http]")
   CHECK(got->body.size() == want.size());
   CHECK(got->body == want);
   CHECK(calls->load() == 41);  // 40 pieces, then the empty one that ends the body
+}
+
+TEST_CASE("stream: read ahead gives the same bytes, chunked or with a length, one call at a time",
+          "[http]") {
+  for (const bool with_length : {false, true}) {
+    INFO("Content-Length: " << with_length);
+    auto calls = std::make_shared<std::atomic<int>>(0);
+    auto overlaps = std::make_shared<std::atomic<int>>(0);
+    Server server({}, Streaming(40, 100 * 1024, calls, true, with_length, overlaps));
+    REQUIRE(server.Start().ok());
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    std::string want;
+    for (int i = 0; i < 40; ++i) want += Piece(i, 100 * 1024);
+    // Twice on one server: the second response must not see the first one's read-ahead state.
+    for (int round = 0; round < 2; ++round) {
+      auto got = HttpFetch("GET", url);
+      REQUIRE(got.ok());
+      CHECK(got->status == 200);
+      CHECK(got->Header("Transfer-Encoding") == (with_length ? "" : "chunked"));
+      CHECK(got->Header("Content-Length") == (with_length ? std::to_string(want.size()) : ""));
+      CHECK(got->body == want);
+    }
+    CHECK(calls->load() == 2 * 41);
+    CHECK(overlaps->load() == 0);
+  }
 }
 
 TEST_CASE("stream: an empty stream is an empty chunked body, a source error truncates", "[http]") {
@@ -85,10 +121,12 @@ TEST_CASE("stream: an empty stream is an empty chunked body, a source error trun
 }
 
 TEST_CASE("stream: a client that does not read holds the server to a few pieces", "[http]") {
+  const bool read_ahead = GENERATE(false, true);
+  INFO("read ahead: " << read_ahead);
   auto calls = std::make_shared<std::atomic<int>>(0);
   constexpr int kPieces = 1000;  // 64 MiB in all
   constexpr size_t kSize = 64 * 1024;
-  Server server({}, Streaming(kPieces, kSize, calls));
+  Server server({}, Streaming(kPieces, kSize, calls, read_ahead));
   REQUIRE(server.Start().ok());
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
