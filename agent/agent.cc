@@ -248,6 +248,21 @@ GitMirror* Agent::CacheFor(const v1::Assignment& a) {
   return m.get();
 }
 
+std::optional<std::string> Agent::LocalLfsObject(const std::string& sha256, uint64_t size) {
+  // Why every repository's store: a model's weights committed with LFS to one repository are
+  // often the artifact of a job of another. The copy is checked against the hash anyway.
+  absl::MutexLock l(&cache_mu_);
+  for (const auto& [url, mirror] : caches_) {
+    const std::string path = mirror->LfsObjectPath(sha256);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        static_cast<uint64_t>(st.st_size) == size) {
+      return path;
+    }
+  }
+  return std::nullopt;
+}
+
 absl::Status Agent::Run() {
   if (opts_.slots < 1) return absl::InvalidArgumentError("--slots must be at least 1");
   std::error_code ec;
@@ -769,7 +784,10 @@ void Agent::RunJob(int64_t job_id) {
   const JobLogFn log = [this, job_id](std::string_view out) { EmitLog(job_id, out); };
   ArtifactClient artifacts(stub_.get(), bearer_, a.job_id(), a.attempt_token());
   absl::Status needs = checkout.ok()
-                           ? DownloadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log)
+                           ? DownloadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log,
+                                                  [this](const std::string& sha256, uint64_t size) {
+                                                    return LocalLfsObject(sha256, size);
+                                                  })
                            : absl::OkStatus();
   JobCacheState job_cache;  // issue 9: restored before the steps, saved after success
   if (checkout.ok() && needs.ok()) {

@@ -145,6 +145,9 @@ class Agent {
   void WriteLocked(const v1::AgentMessage& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The cache for the assignment's clone URL, holding its credential (if any) for the fetch.
   GitMirror* CacheFor(const v1::Assignment& a);
+  // The path of a Git LFS object with this SHA-256 and size in one of this agent's repository
+  // caches (those of repositories it has run jobs of since it started), for artifact downloads.
+  std::optional<std::string> LocalLfsObject(const std::string& sha256, uint64_t size);
 
   // Lifecycle (agent/agent_lifecycle.cc). Why the agent takes no job now, in its own view
   // (a stop signal, the disk floor); "" when it takes jobs. REQUIRES: mu_ held.

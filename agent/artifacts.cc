@@ -448,8 +448,51 @@ absl::Status ValidateArtifactManifest(const v1::ArtifactManifest& manifest) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Copies the local file `source` into the artifact `f` through `writer` when its bytes are f's
+// (size and SHA-256, checked while copying). False when it cannot be opened as a regular file
+// or does not match: nothing is left behind and the caller downloads the file instead.
+absl::StatusOr<bool> CopyLocalObject(const std::string& source, const v1::ArtifactFile& f,
+                                     ArtifactWriter& writer, CancelFlag& cancel) {
+  UniqueFd in(::open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!in.valid() || ::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) != f.size()) {
+    return false;
+  }
+  ASSAY_RETURN_IF_ERROR(writer.Begin(f.path()));
+  Sha256Stream whole;
+  uint64_t copied = 0;
+  std::string buf(static_cast<size_t>(std::min<uint64_t>(kArtifactChunkBytes, f.size())), '\0');
+  while (copied < f.size()) {
+    if (cancel.canceled()) {
+      writer.Abort();
+      return absl::CancelledError("canceled");
+    }
+    ssize_t n = ::pread(in.get(), buf.data(), buf.size(), static_cast<off_t>(copied));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // shorter than it said: not a match
+    const std::string_view data(buf.data(), static_cast<size_t>(n));
+    whole.Update(data);
+    if (absl::Status s = writer.Append(data); !s.ok()) {
+      writer.Abort();
+      return s;
+    }
+    copied += static_cast<uint64_t>(n);
+  }
+  if (copied != f.size() || whole.Hex() != f.sha256()) {
+    writer.Abort();
+    return false;
+  }
+  ASSAY_RETURN_IF_ERROR(writer.Commit(f.mode()));
+  return true;
+}
+
+}  // namespace
+
 absl::Status ArtifactClient::Download(ArtifactWriter& writer, CancelFlag& cancel,
-                                      const ArtifactLog& log) {
+                                      const ArtifactLog& log, const LocalObjectFn& local) {
   Retry retry(options_, cancel, log);
   auto call_deadline = [&](absl::Duration d) {
     return std::min(d, std::max(absl::ZeroDuration(), retry.deadline() - absl::Now()));
@@ -475,17 +518,38 @@ absl::Status ArtifactClient::Download(ArtifactWriter& writer, CancelFlag& cancel
   };
   std::vector<Item> items;
   std::vector<const std::string*> wants;  // every chunk, in file order
+  std::map<const v1::JobArtifacts*, std::pair<size_t, uint64_t>> done;  // files, bytes
+  size_t local_files = 0;
+  uint64_t local_bytes = 0;
   for (const v1::JobArtifacts& job : manifest.jobs()) {
     for (const v1::ArtifactFile& f : job.files()) {
+      // A file this agent holds already (a Git LFS object with the same SHA-256): copied from
+      // there, not downloaded; when the copy does not match, downloaded after all.
+      std::optional<std::string> source;
+      if (local && f.size() > 0) source = local(f.sha256(), f.size());
+      if (source.has_value()) {
+        ASSAY_ASSIGN_OR_RETURN(bool copied, CopyLocalObject(*source, f, writer, cancel));
+        if (copied) {
+          done[&job].first += 1;
+          done[&job].second += f.size();
+          ++local_files;
+          local_bytes += f.size();
+          continue;
+        }
+      }
       for (const std::string& c : f.chunks()) wants.push_back(&c);
       items.push_back({&job, &f});
     }
+  }
+  if (local_files > 0) {
+    log(absl::StrCat("assay: ", local_files, " artifact file", local_files == 1 ? "" : "s", ", ",
+                     FormatMiB(local_bytes),
+                     " MiB, copied from this agent's Git LFS objects (not downloaded)\n"));
   }
   // 2. The chunks, in file order, a window per call; files written as their chunks arrive.
   size_t item = 0, next_chunk = 0;
   uint64_t written = 0;
   std::unique_ptr<Sha256Stream> hash;
-  std::map<const v1::JobArtifacts*, std::pair<size_t, uint64_t>> done;  // files, bytes
   auto shown = [&](const Item& it) {
     return absl::StrCat("artifact ", it.file->path(), " of job '", it.job->job_name(), "'");
   };
@@ -591,12 +655,13 @@ absl::Status ArtifactClient::Download(ArtifactWriter& writer, CancelFlag& cancel
 absl::Status DownloadJobArtifacts(ArtifactClient& client, const v1::Assignment& a,
                                   const std::string& workspace,
                                   const std::optional<JobIdentity>& user, CancelFlag& cancel,
-                                  const ArtifactLog& log) {
+                                  const ArtifactLog& log,
+                                  const ArtifactClient::LocalObjectFn& local) {
   if (a.artifact_needs().empty()) return absl::OkStatus();
   std::optional<ArtifactWriter::Owner> owner;
   if (user.has_value()) owner = ArtifactWriter::Owner{user->uid, user->gid};
   absl::StatusOr<ArtifactWriter> writer = ArtifactWriter::Open(workspace, owner);
-  absl::Status s = writer.ok() ? client.Download(*writer, cancel, log) : writer.status();
+  absl::Status s = writer.ok() ? client.Download(*writer, cancel, log, local) : writer.status();
   if (s.ok()) return s;
   return absl::Status(
       s.code(), absl::StrCat("downloading the artifacts of ",

@@ -107,7 +107,17 @@ class ArtifactClient {
   // Errors name the path: "bad artifact manifest: job 'b': path 'P': <reason>"
   // (kInvalidArgument), "artifact P of job 'b': chunk N does not match its hash"
   // (kDataLoss), and the writer's errors.
-  absl::Status Download(ArtifactWriter& writer, CancelFlag& cancel, const ArtifactLog& log);
+  //
+  // `local`, when set, is asked for each non-empty file (its SHA-256 and size): a path on this
+  // agent that should hold the same bytes (a Git LFS object: its oid is the SHA-256 of its
+  // content). Such a file is copied from there, checked against the manifest's size and SHA-256
+  // as it is copied, and its chunks are not asked for; one that does not match is downloaded.
+  // Then one more line:
+  //   assay: N artifact files, X MiB, copied from this agent's Git LFS objects (not downloaded)
+  using LocalObjectFn =
+      std::function<std::optional<std::string>(const std::string& sha256, uint64_t size)>;
+  absl::Status Download(ArtifactWriter& writer, CancelFlag& cancel, const ArtifactLog& log,
+                        const LocalObjectFn& local = nullptr);
 
  private:
   class Retry;
@@ -128,7 +138,8 @@ class ArtifactClient {
 absl::Status DownloadJobArtifacts(ArtifactClient& client, const v1::Assignment& a,
                                   const std::string& workspace,
                                   const std::optional<JobIdentity>& user, CancelFlag& cancel,
-                                  const ArtifactLog& log);
+                                  const ArtifactLog& log,
+                                  const ArtifactClient::LocalObjectFn& local = nullptr);
 // After the steps: collects and uploads per a.artifacts() when its `when` allows for the
 // outcome in *res (on_success: succeeded; always: also failed and timed out; never after a
 // cancel or an agent error), logging

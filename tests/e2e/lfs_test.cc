@@ -201,5 +201,44 @@ TEST_CASE("a job gets its LFS files' real bytes, and lfs: false keeps the pointe
   CHECK(MUST(c.JobLog(JobId(p, "without"))) == LfsPointerText(weights));
 }
 
+TEST_CASE("an artifact that is an LFS object the agent holds is copied from it, not downloaded",
+          "[e2e][lfs]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  std::unique_ptr<LfsServer> lfs = MUST(LfsServer::Start(c.dir() + "/lfs"));
+  MUST(c.StartAgent("a1"));
+  MUST(c.WaitForAgents(1));
+  const std::string weights = RandomBytes(3 << 20, 7);
+  // train gets the weights through LFS and passes them on as an artifact (as a fine-tune passes
+  // on its base model); use needs them, without LFS of its own, on the same agent.
+  const std::string pipeline_file = R"yml(jobs:
+  train:
+    steps:
+      - run: mkdir out && cp model.bin out/model.bin && echo notes > out/notes.txt
+    artifacts: { paths: ["out/**"] }
+  use:
+    needs: [{ job: train, artifacts: true }]
+    lfs: false
+    steps:
+      - run: sha256sum out/model.bin && cat out/notes.txt
+)yml";
+  int64_t pipeline_id =
+      PushFiles(c, repo,
+                {{".assay.yml", pipeline_file},
+                 {".gitattributes", kAttributes},
+                 {".lfsconfig", absl::StrCat("[lfs]\n\turl = ", lfs->url(), "\n")},
+                 {"model.bin", MUST(lfs->AddObject(weights))}});
+  json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
+  INFO(json::serialize(p) << "\n" << c.LogTails());
+  CHECK(JsonString(p, "state") == "succeeded");
+  CHECK(MUST(c.JobLog(JobId(p, "use"))) ==
+        absl::StrCat("assay: 1 artifact file, 3.0 MiB, copied from this agent's Git LFS objects "
+                     "(not downloaded)\n"
+                     "assay: downloaded 2 files, 3.0 MiB from job 'train'\n",
+                     HexEncode(Sha256(weights)), "  out/model.bin\nnotes\n"));
+  CHECK(Batches(*lfs) == 1);  // fetched once, by train
+}
+
 }  // namespace
 }  // namespace assay::e2e

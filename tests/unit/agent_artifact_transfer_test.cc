@@ -455,6 +455,79 @@ TEST_CASE("download: identical bytes and modes, resumed after a cut in the middl
   CHECK(w.service.download_asks == std::vector<int>{6, 4});  // the rest, not all again
 }
 
+TEST_CASE("download: a file the agent holds as a Git LFS object is copied, not downloaded") {
+  World w;
+  TempDir src;
+  BuildOutput out(src.path);
+  UploadBuild(w, src.path);
+  TempDir lfs;  // the agent's LFS objects: the model's bytes under their SHA-256
+  const std::string model_sha = HexEncode(Sha256(out.model));
+  WriteFile(lfs.path + "/" + model_sha, out.model);
+  std::vector<std::string> asked;
+  ArtifactClient::LocalObjectFn local = [&](const std::string& sha256, uint64_t size) {
+    asked.push_back(sha256 + " " + std::to_string(size));
+    if (sha256 != model_sha) return std::optional<std::string>();
+    return std::optional<std::string>(lfs.path + "/" + sha256);
+  };
+  TempDir ws;
+  auto writer = ArtifactWriter::Open(ws.path, std::nullopt);
+  REQUIRE(writer.ok());
+  ArtifactClient client = w.Client(2);
+  REQUIRE(client.Download(*writer, w.cancel, w.Log(), local).ok());
+  CHECK(ReadFile(ws.path + "/out/model.bin") == out.model);
+  CHECK(ReadFile(ws.path + "/out/sub/a.txt") == "hello artifacts\n");
+  CHECK(ReadFile(ws.path + "/out/sub/copy.txt") == "hello artifacts\n");
+  struct stat st;
+  REQUIRE(stat((ws.path + "/out/sub/a.txt").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0755);
+  CHECK(ListTree(ws.path) ==
+        Strings{"out", "out/model.bin", "out/sub", "out/sub/a.txt", "out/sub/copy.txt"});
+  const std::string small_sha = HexEncode(Sha256("hello artifacts\n"));
+  CHECK(asked == Strings{model_sha + " 16777216", small_sha + " 16", small_sha + " 16"});
+  CHECK(w.log ==
+        "assay: 1 artifact file, 16.0 MiB, copied from this agent's Git LFS objects (not "
+        "downloaded)\n"
+        "assay: downloaded 3 files, 16.0 MiB from job 'build'\n");
+  absl::MutexLock l(&w.service.mu);
+  CHECK(w.service.download_asks == std::vector<int>{2});  // the small files' chunks only
+}
+
+TEST_CASE("download: a local object that does not match is downloaded after all") {
+  World w;
+  TempDir src;
+  BuildOutput out(src.path);
+  UploadBuild(w, src.path);
+  TempDir lfs;
+  const std::string model_sha = HexEncode(Sha256(out.model));
+  std::string damaged = out.model;
+  damaged[12345] ^= 1;  // same size, other bytes
+  WriteFile(lfs.path + "/damaged", damaged);
+  WriteFile(lfs.path + "/short", out.model.substr(1));
+  ::symlink((lfs.path + "/damaged").c_str(), (lfs.path + "/link").c_str());
+  for (const std::string name : {"damaged", "short", "link", "absent"}) {
+    INFO(name);
+    ArtifactClient::LocalObjectFn local = [&](const std::string& sha256, uint64_t) {
+      return sha256 == model_sha ? std::optional<std::string>(lfs.path + "/" + name) : std::nullopt;
+    };
+    TempDir ws;
+    auto writer = ArtifactWriter::Open(ws.path, std::nullopt);
+    REQUIRE(writer.ok());
+    w.log.clear();
+    {
+      absl::MutexLock l(&w.service.mu);
+      w.service.download_asks.clear();
+    }
+    ArtifactClient client = w.Client(2);
+    REQUIRE(client.Download(*writer, w.cancel, w.Log(), local).ok());
+    CHECK(ReadFile(ws.path + "/out/model.bin") == out.model);
+    CHECK(ListTree(ws.path) ==
+          Strings{"out", "out/model.bin", "out/sub", "out/sub/a.txt", "out/sub/copy.txt"});
+    CHECK(w.log == "assay: downloaded 3 files, 16.0 MiB from job 'build'\n");
+    absl::MutexLock l(&w.service.mu);
+    CHECK(w.service.download_asks == std::vector<int>{6});  // everything, as without it
+  }
+}
+
 TEST_CASE("download: a chunk that does not match its hash fails naming the file") {
   World w;
   TempDir src;
