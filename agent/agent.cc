@@ -863,6 +863,13 @@ void Agent::RunJob(int64_t job_id) {
                             [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
         secrets.Flush(log);
         pushed = builds->Pushed();
+        // A build_image step that failed says why in the job's message, not only in its log
+        // (the registry's refusal, the builder's error, the refused input).
+        if (res.outcome == JobRunOutcome::kFailed && res.failed_step >= 0 &&
+            res.failed_step < a.steps_size() && a.steps(res.failed_step).has_build_image()) {
+          const std::string why = builds->FailureReason(static_cast<size_t>(res.failed_step));
+          if (!why.empty()) res.message = secrets.MaskText(absl::StrCat(res.message, ": ", why));
+        }
         UploadJobArtifacts(artifacts, a, ws, opts_.job_user, *cancel, log, &res);
         SaveJobCache(artifacts, stub_.get(), a, ws, opts_.job_user, chunk_cache_.get(), job_cache,
                      *cancel, log, res);

@@ -23,16 +23,33 @@ extern char** environ;
 namespace assay {
 
 // $1 kind (buildah|podman|docker), $2 tool, $3 context, $4 file, $5 network ("" or none),
-// $6 auth file ("": no push), $7 digest dir, then the references (primary first).
+// $6 auth file ("": no push), $7 digest dir, $8 reason file (where a failure says why, for the
+// job's message), then the references (primary first).
 const char* const kBuildScript = R"SH(kind=$1 tool=$2 context=$3 file=$4 network=$5 auth=$6
-digests=$7
-shift 7
+digests=$7 reason=$8
+shift 8
 first=$1
+# run CMD...: CMD's stderr to the log as it comes and to $reason.err too; its status in $s.
+run() {
+  { { "$@" 2>&1 1>&3 && echo 0 >"$reason.rc" || echo $? >"$reason.rc"; } |
+    tee "$reason.err" >&2; } 3>&1
+  s=$(cat "$reason.rc")
+}
+# The last line the tool wrote to stderr (FILE), without "Error: "; of a longer line, its last
+# 240 characters (where the registry's or builder's own words are).
+said() {
+  sed -n '/./h; ${x;s/^Error: //;p;}' "$1" |
+    awk '{ if (length($0) > 300) print "..." substr($0, length($0) - 239); else print }'
+}
 echo "assay: building $first"
 if [ "$kind" = buildah ]; then
-  "$tool" bud --layers ${network:+--network=$network} -f "$file" -t "$first" "$context"
+  run "$tool" bud --layers ${network:+--network=$network} -f "$file" -t "$first" "$context"
 else
-  "$tool" build ${network:+--network=$network} -f "$file" -t "$first" "$context"
+  run "$tool" build ${network:+--network=$network} -f "$file" -t "$first" "$context"
+fi
+if [ "$s" -ne 0 ]; then
+  echo "build_image: build of $first failed (exit status $s): $(said "$reason.err")" >"$reason"
+  exit $s
 fi
 for ref in "$@"; do
   if [ "$ref" != "$first" ]; then "$tool" tag "$first" "$ref"; fi
@@ -50,15 +67,17 @@ for ref in "$@"; do
       s=$?
       cat "$digests/$i.out"
       echo "assay: push of $ref to registry $registry failed (exit status $s)"
+      echo "build_image: push of $ref to registry $registry failed (exit status $s):" \
+        "$(said "$digests/$i.out")" >"$reason"
       exit $s
     fi
   else
-    if "$tool" push --authfile "$auth" --digestfile "$digests/$i" "$ref" "docker://$ref"; then
-      :
-    else
-      s=$?
+    run "$tool" push --authfile "$auth" --digestfile "$digests/$i" "$ref" "docker://$ref"
+    if [ "$s" -ne 0 ]; then
       rm -f "$digests/$i"
       echo "assay: push of $ref to registry $registry failed (exit status $s)"
+      echo "build_image: push of $ref to registry $registry failed (exit status $s):" \
+        "$(said "$reason.err")" >"$reason"
       exit $s
     fi
   fi
@@ -208,7 +227,8 @@ ImageBuilds::~ImageBuilds() {
   if (access(private_dir_.c_str(), F_OK) == 0) (void)RemoveTree(private_dir_);
 }
 
-StepProcess ImageBuilds::Refuse(const std::string& problem) const {
+StepProcess ImageBuilds::Refuse(size_t step_index, const std::string& problem) {
+  reasons_[step_index] = absl::StrCat("build_image: ", problem);
   StepProcess p;
   p.path = "/bin/sh";
   p.argv = {"/bin/sh", "-c", "printf '%s\\n' \"$1\"; exit 1", "assay-build-image",
@@ -222,47 +242,57 @@ StepProcess ImageBuilds::Refuse(const std::string& problem) const {
 absl::StatusOr<StepProcess> ImageBuilds::Command(size_t step_index) {
   const v1::Step& step = a_.steps(static_cast<int>(step_index));
   const v1::BuildImageStep& b = step.build_image();
-  if (b.tags().empty()) return Refuse("tags is empty");
+  if (b.tags().empty()) return Refuse(step_index, "tags is empty");
   if (b.push() && a_.untrusted()) {
-    return Refuse(
-        "push: true is refused: this pipeline is untrusted (a fork's pull request), and "
-        "untrusted pipelines never get registry credentials");
+    return Refuse(step_index,
+                  "push: true is refused: this pipeline is untrusted (a fork's pull request), and "
+                  "untrusted pipelines never get registry credentials");
   }
   if (tool_.kind == ImageBuildTool::Kind::kNone) {
-    return Refuse("this agent has neither buildah nor a container runtime (podman or docker)");
+    return Refuse(step_index,
+                  "this agent has neither buildah nor a container runtime (podman or docker)");
   }
   // The context and the file, resolved now (an earlier step may have written them), must stay
   // inside the workspace: a symlink must not lead the build to the agent's own files.
   const std::string root = RealPath(workspace_);
   const std::string context = RealPath(absl::StrCat(workspace_, "/", b.context()));
   if (context.empty()) {
-    return Refuse(absl::StrCat("context '", b.context(), "' does not exist in the workspace"));
+    return Refuse(step_index,
+                  absl::StrCat("context '", b.context(), "' does not exist in the workspace"));
   }
   if (root.empty() || !Inside(root, context)) {
-    return Refuse(absl::StrCat("context '", b.context(), "' leads out of the workspace"));
+    return Refuse(step_index,
+                  absl::StrCat("context '", b.context(), "' leads out of the workspace"));
   }
   const std::string file_rel =
       b.file().empty() ? absl::StrCat(b.context(), "/Containerfile") : b.file();
   const std::string file = RealPath(absl::StrCat(workspace_, "/", file_rel));
   if (file.empty()) {
-    return Refuse(absl::StrCat("file '", file_rel, "' does not exist in the workspace"));
+    return Refuse(step_index,
+                  absl::StrCat("file '", file_rel, "' does not exist in the workspace"));
   }
   if (!Inside(root, file)) {
-    return Refuse(absl::StrCat("file '", file_rel, "' leads out of the workspace"));
+    return Refuse(step_index, absl::StrCat("file '", file_rel, "' leads out of the workspace"));
   }
   const std::vector<std::string> refs = BuildReferences(b, a_.commit_sha());
   std::string auth_file;
   std::string digest_dir;
+  const std::string dir = absl::StrCat(private_dir_, "/step-", step_index);
+  if (absl::Status s = MakePrivateDir(private_dir_); !s.ok()) return s;
+  if (absl::Status s = MakePrivateDir(dir); !s.ok()) return s;
+  const std::string reason_file = dir + "/reason";
+  reason_files_[step_index] = reason_file;
   if (b.push()) {
     const v1::JobSecret* secret = nullptr;
     for (const v1::JobSecret& s : a_.secrets()) {
       if (s.name() == b.registry_secret()) secret = &s;
     }
     if (secret == nullptr || !secret->withheld().empty() || secret->value().empty()) {
-      return Refuse(absl::StrCat(
-          "registry_secret '", b.registry_secret(), "' was not given to this job",
-          secret != nullptr && !secret->withheld().empty() ? absl::StrCat(": ", secret->withheld())
-                                                           : ""));
+      return Refuse(step_index, absl::StrCat("registry_secret '", b.registry_secret(),
+                                             "' was not given to this job",
+                                             secret != nullptr && !secret->withheld().empty()
+                                                 ? absl::StrCat(": ", secret->withheld())
+                                                 : ""));
     }
     std::vector<std::string> registries;
     for (const std::string& ref : refs) {
@@ -273,12 +303,9 @@ absl::StatusOr<StepProcess> ImageBuilds::Command(size_t step_index) {
     }
     absl::StatusOr<std::string> text = AuthFileText(registries, secret->value());
     if (!text.ok()) {
-      return Refuse(
-          absl::StrCat("registry_secret '", b.registry_secret(), "': ", text.status().message()));
+      return Refuse(step_index, absl::StrCat("registry_secret '", b.registry_secret(),
+                                             "': ", text.status().message()));
     }
-    const std::string dir = absl::StrCat(private_dir_, "/step-", step_index);
-    if (absl::Status s = MakePrivateDir(private_dir_); !s.ok()) return s;
-    if (absl::Status s = MakePrivateDir(dir); !s.ok()) return s;
     digest_dir = dir + "/digests";
     if (absl::Status s = MakePrivateDir(digest_dir); !s.ok()) return s;
     if (absl::Status s = MakePrivateDir(dir + "/auth"); !s.ok()) return s;
@@ -291,13 +318,29 @@ absl::StatusOr<StepProcess> ImageBuilds::Command(size_t step_index) {
                                                                    : "podman";
   StepProcess p;
   p.path = "/bin/sh";
-  p.argv = {"/bin/sh",  "-e",    "-c", kBuildScript, "assay-build-image", kind,
-            tool_.path, context, file, a_.network(), auth_file,           digest_dir};
+  p.argv = {"/bin/sh", "-e",       "-c",       kBuildScript, "assay-build-image",
+            kind,      tool_.path, context,    file,         a_.network(),
+            auth_file, digest_dir, reason_file};
   p.argv.insert(p.argv.end(), refs.begin(), refs.end());
   p.env = ToolEnvp();
   p.cwd = workspace_;
   p.as_job_user = false;
   return p;
+}
+
+std::string ImageBuilds::FailureReason(size_t step_index) const {
+  if (auto it = reasons_.find(step_index); it != reasons_.end()) return it->second;
+  auto it = reason_files_.find(step_index);
+  if (it == reason_files_.end()) return "";
+  std::ifstream in(it->second);
+  std::string line;
+  if (!in || !std::getline(in, line)) return "";
+  // Written by the build script from the tool's own words: bounded, one line, printable.
+  if (line.size() > 1000) line.resize(1000);
+  for (char& c : line) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return line;
 }
 
 std::vector<v1::BuiltImage> ImageBuilds::Pushed() const {

@@ -20,6 +20,7 @@
 // an insecure loopback registry), never the job's variables.
 
 #include <cstddef>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -77,8 +78,15 @@ class ImageBuilds {
   // What the build steps that ran pushed, in push order (from their digest files).
   std::vector<v1::BuiltImage> Pushed() const;
 
+  // Why build step `step_index` failed, for the job's message: the refusal ("build_image:
+  // <problem>"), or what its script wrote ("build_image: build of REF failed (exit status N):
+  // <the tool's last line>", "build_image: push of REF to registry HOST failed (exit status N):
+  // <the registry's answer as the tool gave it>"); "" when it did not say (killed, or it did not
+  // run). One line of at most 1,000 characters.
+  std::string FailureReason(size_t step_index) const;
+
  private:
-  StepProcess Refuse(const std::string& problem) const;
+  StepProcess Refuse(size_t step_index, const std::string& problem);
 
   const v1::Assignment& a_;
   const std::string workspace_;
@@ -90,6 +98,8 @@ class ImageBuilds {
     std::string digest_dir;
   };
   std::vector<Started> started_;
+  std::map<size_t, std::string> reasons_;       // refusals, by step index
+  std::map<size_t, std::string> reason_files_;  // where each started script says why it failed
 };
 
 }  // namespace assay

@@ -114,6 +114,13 @@ void JobSecrets::Flush(const JobLogFn& log) {
   if (!out.empty()) log(out);
 }
 
+std::string JobSecrets::MaskText(std::string_view text) const {
+  SecretMasker copy = masker_;
+  std::string out = copy.Mask(text);
+  out += copy.Flush();
+  return out;
+}
+
 void JobSecrets::RemoveFiles() {
   if (dir_.empty()) return;
   // The directory is 0500: make it writable again to unlink its files (root needs not).

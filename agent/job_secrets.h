@@ -36,6 +36,9 @@ class JobSecrets {
   // `log`. Flush() at the end hands over what it still holds.
   void Output(std::string_view bytes, const JobLogFn& log);
   void Flush(const JobLogFn& log);
+  // `text` (a whole message, e.g. the job's) through a copy of the masker: the stream's own
+  // state is untouched.
+  std::string MaskText(std::string_view text) const;
 
   // Removes the secret files and their directory (idempotent).
   void RemoveFiles();

@@ -392,7 +392,8 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
     }
   }
 
-  for (const StepSpecToRun& step : req.steps) {
+  for (size_t step_index = 0; step_index < req.steps.size(); ++step_index) {
+    const StepSpecToRun& step = req.steps[step_index];
     if (cancel.canceled()) {
       return {JobRunOutcome::kCanceled, 0, absl::StrCat("job canceled before step ", Quoted(step))};
     }
@@ -426,7 +427,8 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
     }
     if (exit.exit_code != 0) {
       return {JobRunOutcome::kFailed, exit.exit_code,
-              absl::StrCat("step ", Quoted(step), " exited with code ", exit.exit_code)};
+              absl::StrCat("step ", Quoted(step), " exited with code ", exit.exit_code),
+              static_cast<int>(step_index)};
     }
   }
   return {JobRunOutcome::kSucceeded, 0, ""};

@@ -102,6 +102,8 @@ struct JobRunResult {
   //   cannot prepare the <kind> executor: <reason> (kError: Executor::Prepare failed)
   // <name> is the step's name, or its run text when the name is empty.
   std::string message;
+  // kFailed by a step's exit code: that step's index in req.steps; -1 otherwise.
+  int failed_step = -1;
 };
 
 // Runs req.steps in order, stopping at the first that fails. Each step is `/bin/sh -e -c <run>`

@@ -181,7 +181,14 @@ TEST_CASE(
   const std::string refused = MUST(c.JobLog(JobId(done, "refused")));
   INFO(refused);
   CHECK(JsonString(Job(done, "refused"), "state") == "failed");
-  CHECK(JsonString(Job(done, "refused"), "message") == "step \"image\" exited with code 125");
+  // The job's message says which push failed, where, and the registry's answer.
+  const std::string refused_message = JsonString(Job(done, "refused"), "message");
+  CHECK(absl::StartsWith(
+      refused_message,
+      absl::StrCat("step \"image\" exited with code 125: build_image: push of ", repo, ":", sha,
+                   " to registry ", host, " failed (exit status 125): ")));
+  CHECK(absl::EndsWith(refused_message, "unauthorized: authentication required"));
+  CHECK(refused_message.find('\n') == std::string::npos);
   CHECK(AssayLines(refused) == std::vector<std::string>{
                                    absl::StrCat("assay: building ", repo, ":", sha),
                                    absl::StrCat("assay: tagged ", repo, ":", sha),
@@ -198,10 +205,16 @@ TEST_CASE(
   CHECK(JsonString(Job(done, "missing"), "state") == "failed");
   CHECK(missing ==
         "assay: build_image: file 'nope/Containerfile' does not exist in the workspace\n");
+  CHECK(JsonString(Job(done, "missing"), "message") ==
+        "step \"image\" exited with code 1: build_image: file 'nope/Containerfile' does not "
+        "exist in the workspace");
 
   const std::string escape = MUST(c.JobLog(JobId(done, "escape")));
   CHECK(JsonString(Job(done, "escape"), "state") == "failed");
   CHECK(escape == "assay: build_image: context 'outside' leads out of the workspace\n");
+  CHECK(JsonString(Job(done, "escape"), "message") ==
+        "step \"image\" exited with code 1: build_image: context 'outside' leads out of the "
+        "workspace");
 
   RemoveImages({absl::StrCat(repo, ":", sha)});
   for (const char* name : {"refused", "missing", "escape"}) {

@@ -96,9 +96,9 @@ TEST_CASE("image build: a push step's command, auth file mode and removal", "[un
     CHECK(p.argv == std::vector<std::string>{
                         "/bin/sh", "-e", "-c", kBuildScript, "assay-build-image", "buildah",
                         "/usr/bin/buildah", root + "/docker", root + "/docker/Containerfile", "",
-                        auth, priv + "/step-0/digests", "reg.example:5000/team/app:" + kSha,
-                        "reg.example:5000/other:" + kSha, "reg.example:5000/team/app:v1",
-                        "reg.example:5000/other:latest"});
+                        auth, priv + "/step-0/digests", priv + "/step-0/reason",
+                        "reg.example:5000/team/app:" + kSha, "reg.example:5000/other:" + kSha,
+                        "reg.example:5000/team/app:v1", "reg.example:5000/other:latest"});
     CHECK(!p.as_job_user);
     CHECK(p.cwd == ws);
     // The password is in the 0600 file only, never on the command line or in the environment.
@@ -120,6 +120,16 @@ TEST_CASE("image build: a push step's command, auth file mode and removal", "[un
     CHECK(pushed[0].primary());
     CHECK(pushed[1].reference() == "reg.example:5000/other:" + kSha);
     CHECK(!pushed[1].primary());
+    // Why the step failed, as its script wrote it: one line, control characters blanked, cut.
+    CHECK(builds.FailureReason(0).empty());
+    CHECK(builds.FailureReason(1).empty());  // not a step that ran
+    std::ofstream(priv + "/step-0/reason")
+        << "build_image: push of r to registry h failed (exit status 125): denied\tno\n"
+        << "second line\n";
+    CHECK(builds.FailureReason(0) ==
+          "build_image: push of r to registry h failed (exit status 125): denied no");
+    std::ofstream(priv + "/step-0/reason") << std::string(5000, 'x') << "\n";
+    CHECK(builds.FailureReason(0) == std::string(1000, 'x'));
   }
   CHECK(!std::filesystem::exists(priv));  // removed with the ImageBuilds
 }
@@ -135,6 +145,9 @@ TEST_CASE("image build: untrusted push, missing secret, escapes and no builder a
     ImageBuilds builds(a, ws, tmp.path + "/b1", kBuildah);
     CHECK(Refusal(*builds.Command(0)) ==
           "assay: build_image: push: true is refused: this pipeline is untrusted (a fork's pull "
+          "request), and untrusted pipelines never get registry credentials");
+    CHECK(builds.FailureReason(0) ==
+          "build_image: push: true is refused: this pipeline is untrusted (a fork's pull "
           "request), and untrusted pipelines never get registry credentials");
     CHECK(!std::filesystem::exists(tmp.path + "/b1"));
   }
@@ -180,14 +193,17 @@ TEST_CASE("image build: untrusted push, missing secret, escapes and no builder a
           "or docker)");
   }
   {
-    // Without push: no auth file, no private directory, no digest dir.
+    // Without push: no auth file, no digest dir; the private directory holds the reason only.
     v1::Assignment a = BuildAssignment(false);
     ImageBuilds builds(a, ws, tmp.path + "/b7", kBuildah);
     StepProcess p = *builds.Command(0);
-    REQUIRE(p.argv.size() == 16);
+    REQUIRE(p.argv.size() == 17);
     CHECK(p.argv[10] == "");
     CHECK(p.argv[11] == "");
-    CHECK(!std::filesystem::exists(tmp.path + "/b7"));
+    CHECK(p.argv[12] == tmp.path + "/b7/step-0/reason");
+    CHECK(std::filesystem::is_directory(tmp.path + "/b7/step-0"));
+    CHECK(!std::filesystem::exists(tmp.path + "/b7/step-0/auth"));
+    CHECK(!std::filesystem::exists(tmp.path + "/b7/step-0/digests"));
     CHECK(builds.Pushed().empty());
   }
 }
