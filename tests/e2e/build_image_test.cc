@@ -146,8 +146,8 @@ TEST_CASE("build_image pushes to a registry, records the digests, a later job ru
 }
 
 TEST_CASE(
-    "build_image: a refused push, a missing Containerfile and a context leaving the "
-    "workspace fail the job with the reason, and record no image",
+    "build_image: a refused push, a missing Containerfile, a context leaving the workspace and "
+    "a failing build fail the job with the reason, and record no image",
     "[e2e][container][build_image]") {
   const std::string base = MUST(testing::BusyboxImage());
   Setup s = Start();
@@ -168,11 +168,16 @@ TEST_CASE(
       - ln -s /etc outside
       - name: image
         build_image: { context: outside, tags: localhost/e2e/escape }
+  broken:
+    steps:
+      - name: image
+        build_image: { context: docker, file: docker/Broken, tags: localhost/e2e/broken }
 )yml",
                                                {{"HOST", host}});
   const std::string sha =
       MUST(s.repo->Commit({{".assay.yml", file},
-                           {"docker/Containerfile", absl::StrCat("FROM ", base, "\nRUN true\n")}}));
+                           {"docker/Containerfile", absl::StrCat("FROM ", base, "\nRUN true\n")},
+                           {"docker/Broken", absl::StrCat("FROM ", base, "\nRUN exit 3\n")}}));
   const int64_t pid = PushCommit(s, sha);
   auto done = MUST(c.WaitForPipelineDone(pid, absl::Seconds(180)));
   INFO(json::serialize(done) << c.LogTails());
@@ -216,8 +221,16 @@ TEST_CASE(
         "step \"image\" exited with code 1: build_image: context 'outside' leads out of the "
         "workspace");
 
+  // A build that fails: the builder's last words in the message.
+  CHECK(JsonString(Job(done, "broken"), "state") == "failed");
+  CHECK(JsonString(Job(done, "broken"), "message") ==
+        absl::StrCat(
+            "step \"image\" exited with code 3: build_image: build of localhost/e2e/broken:", sha,
+            " failed (exit status 3): building at STEP \"RUN exit 3\": while running "
+            "runtime: exit status 3"));
+
   RemoveImages({absl::StrCat(repo, ":", sha)});
-  for (const char* name : {"refused", "missing", "escape"}) {
+  for (const char* name : {"refused", "missing", "escape", "broken"}) {
     json::object job = MUST(c.ApiObject("GET", absl::StrCat("/api/v1/jobs/", JobId(done, name))));
     CHECK(json::serialize(job.at("images")) == "[]");
   }
