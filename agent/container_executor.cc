@@ -11,11 +11,13 @@
 #include <algorithm>
 #include <fstream>
 #include <future>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/image_build.h"
 #include "agent/step_runner.h"
 #include "assay/v1/agent.pb.h"
@@ -32,6 +34,9 @@ namespace {
 constexpr absl::Duration kQuickCall = absl::Seconds(60);  // exists, create, run -d, rm
 constexpr absl::Duration kPullCall = absl::Minutes(10);
 constexpr absl::Duration kCleanupCall = absl::Seconds(60);
+// How long an image this agent found (or pulled) counts as present without asking the runtime
+// again (ImagesSeen).
+constexpr absl::Duration kImageSeenFor = absl::Minutes(5);
 constexpr size_t kMessageTail = 400;  // bytes of a failed call's stderr kept in a message
 
 // The keep-alive of the job container: a shell that waits until it is killed.
@@ -392,10 +397,54 @@ absl::Status ContainerExecutor::WriteEnvFile(const std::string& path,
   return absl::OkStatus();
 }
 
+namespace {
+
+// The images this agent process found present (or pulled) lately, by name and runtime. Why:
+// `image exists` is a runtime start (~25-50 ms) on every container job's critical path, and the
+// image of the last job is nearly always the image of the next. Cost: an image removed by
+// someone else within kImageSeenFor makes the job's `run --pull=never` fail with the runtime's
+// own words ("image not known", exit 125) instead of the agent's message; that failure forgets
+// the image (ContainerExecutor::StepEnded, Prepare), so the next job checks again.
+class ImagesSeen {
+ public:
+  static ImagesSeen& Get() {
+    static ImagesSeen* seen = new ImagesSeen();
+    return *seen;
+  }
+  bool Recently(const std::string& runtime, const std::string& image) {
+    absl::MutexLock l(&mu_);
+    auto it = seen_.find({runtime, image});
+    return it != seen_.end() && absl::Now() - it->second < kImageSeenFor;
+  }
+  void Saw(const std::string& runtime, const std::string& image) {
+    absl::MutexLock l(&mu_);
+    if (seen_.size() >= 4096) seen_.clear();  // bounded: an agent sees few images
+    seen_[{runtime, image}] = absl::Now();
+  }
+  void Forget(const std::string& runtime, const std::string& image) {
+    absl::MutexLock l(&mu_);
+    seen_.erase({runtime, image});
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::pair<std::string, std::string>, absl::Time> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+void ForgetImageSeen(const std::string& runtime, const std::string& image) {
+  ImagesSeen::Get().Forget(runtime, image);
+}
+
+}  // namespace
+
 absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
                                             std::string_view key_view, absl::Time deadline,
                                             const JobLogFn& log) {
   const std::string key(key_view);
+  if (image.pull != ContainerImageToRun::Pull::kAlways &&
+      ImagesSeen::Get().Recently(runtime_.path, image.name)) {
+    return absl::OkStatus();
+  }
   std::vector<std::string> exists = Base();
   if (runtime_.docker) {
     exists.insert(exists.end(), {"image", "inspect", "--format", "{{.Id}}", image.name});
@@ -408,7 +457,10 @@ absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
     if (!r.ok()) return r.status();
     present = r->exit_code == 0;
   }
-  if (present) return absl::OkStatus();
+  if (present) {
+    ImagesSeen::Get().Saw(runtime_.path, image.name);
+    return absl::OkStatus();
+  }
   if (image.pull == ContainerImageToRun::Pull::kNever) {
     return absl::FailedPreconditionError(absl::StrCat(
         key, ": image '", image.name, "' is not on this agent and ", key, ".pull is 'never'"));
@@ -444,6 +496,7 @@ absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
     return absl::Status(r.status().code(), absl::StrCat(key, ": cannot pull image '", image.name,
                                                         "': ", r.status().message()));
   }
+  ImagesSeen::Get().Saw(runtime_.path, image.name);
   return absl::OkStatus();
 }
 
@@ -533,6 +586,7 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     }
     if (absl::StatusOr<CommandResult> r = CallOk(ServiceRunArgv(s), Bound(deadline, kQuickCall));
         !r.ok()) {
+      ForgetImageSeen(runtime_.path, s.image.name);
       return absl::Status(r.status().code(),
                           absl::StrCat("services[", i, "] '", s.name, "': ", r.status().message()));
     }
@@ -549,6 +603,7 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     if (absl::StatusOr<CommandResult> r =
             CallOk(JobRunArgv(req.workdir), Bound(deadline, kQuickCall));
         !r.ok()) {
+      ForgetImageSeen(runtime_.path, job_.image.name);
       return r.status();
     }
   }
@@ -610,6 +665,9 @@ void ContainerExecutor::StepEnded(const StepSpecToRun&, bool by_itself, int exit
   // Why under 125: podman's own errors are 125 (the container may exist); 126 and 127 are
   // kept out too, to be safe.
   if (single_step_) removed_by_runtime_ = by_itself && exit_code >= 0 && exit_code < 125;
+  // The runtime's own failure (an image removed since it was seen, among others): the next job
+  // asks the runtime again.
+  if (single_step_ && exit_code == 125) ForgetImageSeen(runtime_.path, job_.image.name);
 }
 
 void ContainerExecutor::Cleanup(const JobRunRequest&, const JobLogFn& log) {

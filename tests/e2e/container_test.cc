@@ -4,6 +4,10 @@
 // a message naming the key and the image. Images are built offline (tests/support/
 // container_image.h). Without podman these tests FAIL (CI installs it), they do not skip.
 #include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
@@ -156,6 +160,81 @@ TEST_CASE("a missing image with pull: never fails the job naming the key and the
   const std::string label = AgentDirLabel(c, "a1");
   CHECK(Labelled("container", label) == "");
   CHECK(Labelled("network", label) == "");
+}
+
+// Runs the runtime (podman) with `args`; its result.
+CommandResult Podman(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {MUST(testing::PodmanPath()), "--log-level=error"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return MUST(RunCommand(argv, {}, {}, {}, absl::Seconds(60)));
+}
+
+TEST_CASE("an image found present is not checked again for the next job, until a run fails",
+          "[e2e][container]") {
+  const std::string busybox = MUST(testing::BusyboxImage());
+  Cluster c(ContainerOptions());
+  // The agent's runtime: podman behind a script that records each command line.
+  const std::string bin = c.dir() + "/runtime-bin";
+  std::filesystem::create_directories(bin);
+  const std::string calls = c.dir() + "/runtime-calls.log";
+  {
+    std::ofstream script(bin + "/podman");
+    script << "#!/bin/sh\necho \"$*\" >> '" << calls << "'\nexec '" << MUST(testing::PodmanPath())
+           << "' \"$@\"\n";
+  }
+  std::filesystem::permissions(bin + "/podman", std::filesystem::perms::owner_all);
+  const std::string tag = absl::StrCat("localhost/assay-seen-", ::getpid(), ":1");
+  REQUIRE(Podman({"tag", busybox, tag}).exit_code == 0);
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1", {"--container-runtime", bin + "/podman"}));
+  MUST(c.WaitForAgents(1));
+  auto exists_calls = [&] {
+    int n = 0;
+    for (absl::string_view line : absl::StrSplit(testing::ReadFileOrEmpty(calls), '\n')) {
+      if (line == absl::StrCat("--log-level=error image exists ", tag)) ++n;
+    }
+    return n;
+  };
+  const std::string two = absl::StrReplaceAll(R"yml(jobs:
+  first:
+    image: { name: TAG, pull: never }
+    steps: [echo first]
+  second:
+    needs: [first]
+    image: { name: TAG, pull: never }
+    steps: [echo second]
+)yml",
+                                              {{"TAG", tag}});
+  auto done = MUST(c.WaitForPipelineDone(PushFiles(c, repo, {{".assay.yml", two}})));
+  INFO(json::serialize(done) << c.LogTails());
+  CHECK(JsonString(done, "state") == "succeeded");
+  CHECK(AfterFirstLine(MUST(c.JobLog(JobId(done, "second")))) == "second\n");
+  CHECK(exists_calls() == 1);  // the first job asked; the second trusted the answer
+
+  // The image goes away behind the agent's back: the next job's run fails with the runtime's
+  // own words (exit 125); the one after asks again and gets the agent's message.
+  REQUIRE(Podman({"untag", tag}).exit_code == 0);
+  const std::string one = absl::StrReplaceAll(R"yml(jobs:
+  third:
+    image: { name: TAG, pull: never }
+    steps: [echo third]
+)yml",
+                                              {{"TAG", tag}});
+  auto gone = MUST(c.WaitForPipelineDone(PushFiles(c, repo, {{".assay.yml", one}}, "d-2")));
+  INFO(json::serialize(gone));
+  CHECK(JsonString(Job(gone, "third"), "state") == "failed");
+  CHECK(JsonString(Job(gone, "third"), "message") == "step \"step 1\" exited with code 125");
+  CHECK(absl::StrContains(MUST(c.JobLog(JobId(gone, "third"))), "image not known"));
+  CHECK(exists_calls() == 1);
+  auto again = MUST(c.WaitForPipelineDone(PushFiles(
+      c, repo, {{".assay.yml", absl::StrReplaceAll(one, {{"third", "fourth"}})}}, "d-3")));
+  INFO(json::serialize(again));
+  CHECK(JsonString(Job(again, "fourth"), "state") == "error");
+  CHECK(JsonString(Job(again, "fourth"), "message") ==
+        absl::StrCat("cannot prepare the container executor: image: image '", tag,
+                     "' is not on this agent and image.pull is 'never'"));
+  CHECK(exists_calls() == 2);
 }
 
 TEST_CASE("canceling a container job removes its container and network", "[e2e][container]") {

@@ -350,10 +350,21 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
     f << "#!/bin/sh\nshift\necho \"$1 $2\" >> " << calls << "\n";
   }
   REQUIRE(chmod(fake.c_str(), 0755) == 0);
+  // Each call a runtime path of its own (a copy of the script), so that what an earlier call
+  // found present (the agent's image memory is per runtime path) does not count; `same_runtime`
+  // reuses the last one.
+  int runtimes = 0;
+  std::string runtime;
   auto run = [&](bool network, size_t steps, bool by_itself, int exit_code, bool service,
                  const std::string& service_image = "localhost/db:1",
-                 ContainerImageToRun::Pull pull = ContainerImageToRun::Pull::kIfMissing) {
+                 ContainerImageToRun::Pull pull = ContainerImageToRun::Pull::kIfMissing,
+                 bool same_runtime = false) {
     unlink(calls.c_str());
+    if (!same_runtime) {
+      runtime = fake + "-" + std::to_string(++runtimes);
+      std::filesystem::copy_file(fake, runtime);
+      REQUIRE(chmod(runtime.c_str(), 0755) == 0);
+    }
     ContainerJob job = Job();
     job.state_dir = std::string(dir) + "/state";
     job.no_network = !network;
@@ -364,7 +375,7 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
       db.image.pull = pull;
       job.services.push_back(db);
     }
-    ContainerExecutor e(ContainerRuntime{fake, false, ContainerGpuMode::kGpus}, job, "s");
+    ContainerExecutor e(ContainerRuntime{runtime, false, ContainerGpuMode::kGpus}, job, "s");
     JobRunRequest req;
     for (size_t i = 0; i < steps; ++i) req.steps.push_back({"s", "true"});
     req.workdir = dir;
@@ -399,6 +410,17 @@ TEST_CASE("container executor: the runtime calls of a job, in order, for each sh
         "image exists\nnetwork create\nnetwork rm\nrun --detach\n");
   CHECK(run(true, 1, true, 0, true, "localhost/py:3", ContainerImageToRun::Pull::kAlways) ==
         "image exists\nnetwork create\nnetwork rm\npull --\nrun --detach\n");
+  // The next job with the same runtime trusts what the last one found (the job's image and the
+  // service's), unless it asks for a pull; a run that failed in the runtime (125) forgets the
+  // job's image, so the job after it asks again.
+  const auto kIfMissing = ContainerImageToRun::Pull::kIfMissing;
+  CHECK(run(true, 1, true, 0, true, "localhost/py:3", kIfMissing, true) ==
+        "network create\nnetwork rm\nrun --detach\n");
+  CHECK(run(false, 1, true, 0, false, "", kIfMissing, true) == "");
+  CHECK(run(false, 1, true, 125, false, "", kIfMissing, true) == "rm --force\n");
+  CHECK(run(false, 1, true, 0, false, "", kIfMissing, true) == "image exists\n");
+  CHECK(run(true, 1, true, 0, true, "localhost/db:1", ContainerImageToRun::Pull::kAlways, true) ==
+        "network create\nnetwork rm\npull --\nrun --detach\n");
   std::filesystem::remove_all(dir);
 }
 
