@@ -5,7 +5,8 @@
 // the files with the agent's own code (agent/artifacts.h ArtifactClient::Upload and Download,
 // over gRPC, as assay-agent does after and before a job's steps). Then, on the same disk:
 //   cp     `cp SRC DST && sync -f DST` of the same file;
-//   curl   `curl -o DST` of GET /api/v1/jobs/{id}/artifacts/PATH, then `sync -f DST`;
+//   curl   `curl -o DST` of GET /api/v1/jobs/{id}/artifacts/PATH, then `sync -f DST`; and the
+//          same GET into /dev/null (the server and loopback alone);
 //   upload ArtifactClient::Upload of a new file (hash pass, ChunksMissing, UploadChunks,
 //          CommitArtifacts); the server stores each chunk with fsync; with the agent's default
 //          number of parallel streams, and again (another new file) with one stream;
@@ -268,6 +269,11 @@ void Run(int mib) {
       Shell(absl::StrCat("curl -sS -f -o ", b, "/curl/big.bin -H 'Authorization: Bearer ",
                          assay::testing::kAdminToken, "' ", c.http_url(), "/api/v1/jobs/",
                          build.job_id(), "/artifacts/big.bin && sync -f ", b, "/curl/big.bin"));
+  // The same GET into /dev/null: what the server and loopback give without the client's disk.
+  const double curl_null_s =
+      Shell(absl::StrCat("curl -sS -f -o /dev/null -H 'Authorization: Bearer ",
+                         assay::testing::kAdminToken, "' ", c.http_url(), "/api/v1/jobs/",
+                         build.job_id(), "/artifacts/big.bin"));
   Shell("cmp " + b + "/src/big.bin " + b + "/dl/big.bin && cmp " + b + "/src/big.bin " + b +
         "/curl/big.bin");
   assay::UploadSummary one_up;
@@ -326,6 +332,7 @@ void Run(int mib) {
                "|------------------------------------|---------:|----------:|------:|\n";
   Row(absl::StrFormat("cp + sync -f (median; %.2f-%.2f s)", cps[0], cps[2]), mib, cp_s, cp_mbs);
   Row("curl GET .../artifacts/big.bin + sync", mib, curl_s, cp_mbs);
+  Row("curl GET ... -o /dev/null (no disk)", mib, curl_null_s, cp_mbs);
   Row(absl::StrCat("agent upload, ", assay::ArtifactTransferOptions().upload_streams,
                    " streams (default)"),
       mib, up_s, cp_mbs);
