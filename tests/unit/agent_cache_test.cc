@@ -68,6 +68,32 @@ TEST_CASE("cache key: evaluated after the checkout, checked after evaluation") {
         absl::StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("cache key: DVC's pointer files in a key follow the data's version") {
+  // A repository using DVC (docs/large-files.md): data/train.jsonl.dvc and dvc.lock name the
+  // data by md5; a key over them changes when the data's version does, and not otherwise.
+  TempDir ws;
+  const std::string v1 = "outs:\n- md5: 3f1c\n  size: 1048576\n  path: train.jsonl\n";
+  WriteFile(ws.path + "/data/train.jsonl.dvc", v1);
+  WriteFile(ws.path + "/data/eval.jsonl.dvc", "outs:\n- md5: 77aa\n  path: eval.jsonl\n");
+  WriteFile(ws.path + "/dvc.lock", "schema: '2.0'\n");
+  WriteFile(ws.path + "/src/train.py", "print(1)\n");
+  const std::string text = "dvc-${{ hashFiles('**/*.dvc', 'dvc.lock') }}";
+  const std::string nul(1, '\0');
+  auto k1 = EvaluateCacheKey(ws.path, text, std::nullopt);
+  REQUIRE(k1.ok());
+  CHECK(*k1 ==
+        "dvc-" + Hex("data/eval.jsonl.dvc" + nul + Hex("outs:\n- md5: 77aa\n  path: eval.jsonl\n") +
+                     "\n" + "data/train.jsonl.dvc" + nul + Hex(v1) + "\n" + "dvc.lock" + nul +
+                     Hex("schema: '2.0'\n") + "\n"));
+  WriteFile(ws.path + "/src/train.py", "print(2)\n");  // code, not data: same key
+  CHECK(*EvaluateCacheKey(ws.path, text, std::nullopt) == *k1);
+  WriteFile(ws.path + "/data/train.jsonl.dvc",
+            "outs:\n- md5: 9e02\n  size: 1048576\n  path: train.jsonl\n");
+  auto k2 = EvaluateCacheKey(ws.path, text, std::nullopt);
+  REQUIRE(k2.ok());
+  CHECK(*k2 != *k1);
+}
+
 TEST_CASE("local chunks: checked reads, least recently used evicted beyond the budget") {
   TempDir dir;
   auto cache = LocalChunkCache::Open(dir.path + "/chunks", 10);
