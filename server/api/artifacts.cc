@@ -202,7 +202,7 @@ void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
                  repos.push_back(json::object{{"repo_id", u.repo_id},
                                               {"repo", u.repo},
                                               {"artifact_bytes", u.bytes},
-                                              {"jobs_with_artifacts", u.jobs}});
+                                              {"jobs_with_artifacts", u.count}});
                }
                return JsonResponse(200, {{"repos", std::move(repos)}});
              }));

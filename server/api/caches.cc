@@ -39,7 +39,7 @@ void RegisterCacheRoutes(http::Router& router, const ApiDeps& d) {
                  repos.push_back(json::object{{"repo_id", u.repo_id},
                                               {"repo", u.repo},
                                               {"cache_bytes", u.bytes},
-                                              {"cache_entries", u.entries}});
+                                              {"cache_entries", u.count}});
                }
                return JsonResponse(200, {{"repos", std::move(repos)}});
              }));

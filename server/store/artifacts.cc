@@ -351,18 +351,8 @@ absl::StatusOr<int> ArtifactStore::DeleteUnreferencedChunks(
   return n;
 }
 
-absl::StatusOr<std::vector<RepoArtifactBytes>> ArtifactStore::BytesPerRepo() {
-  std::vector<RepoArtifactBytes> out;
-  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    out.clear();
-    for (const auto& r : Exec(tx, c, kBytesPerRepo)) {
-      out.push_back(
-          {r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<int64_t>(), r[3].as<int64_t>()});
-    }
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  return out;
+absl::StatusOr<std::vector<RepoBytes>> ArtifactStore::BytesPerRepo() {
+  return QueryRepoBytes(*db_, kBytesPerRepo);
 }
 
 }  // namespace assay::store

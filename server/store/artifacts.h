@@ -52,13 +52,6 @@ struct ArtifactSummary {
   absl::Time created_at, expire_at;
 };
 
-struct RepoArtifactBytes {
-  int64_t repo_id = 0;
-  std::string repo;
-  int64_t bytes = 0;
-  int64_t jobs = 0;
-};
-
 struct NeededJob {
   int64_t job_id = 0;
   std::string name;
@@ -124,7 +117,7 @@ class ArtifactStore {
 
   // Bytes of committed artifact files per repository (logical: a chunk shared by two files
   // counts twice), by repository id. Repositories without artifacts are left out.
-  absl::StatusOr<std::vector<RepoArtifactBytes>> BytesPerRepo();
+  absl::StatusOr<std::vector<RepoBytes>> BytesPerRepo();
 
  private:
   Db* db_;

@@ -277,18 +277,8 @@ absl::StatusOr<bool> CacheStore::Delete(int64_t repo_id, int64_t entry_id) {
   return deleted;
 }
 
-absl::StatusOr<std::vector<RepoCacheBytes>> CacheStore::BytesPerRepo() {
-  std::vector<RepoCacheBytes> out;
-  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
-    out.clear();
-    for (const auto& r : Exec(tx, c, kCacheBytesPerRepo)) {
-      out.push_back(
-          {r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<int64_t>(), r[3].as<int64_t>()});
-    }
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  return out;
+absl::StatusOr<std::vector<RepoBytes>> CacheStore::BytesPerRepo() {
+  return QueryRepoBytes(*db_, kCacheBytesPerRepo);
 }
 
 }  // namespace assay::store

@@ -49,13 +49,6 @@ struct CacheSave {
   int64_t bytes = 0;
 };
 
-struct RepoCacheBytes {
-  int64_t repo_id = 0;
-  std::string repo;
-  int64_t bytes = 0;
-  int64_t entries = 0;
-};
-
 class CacheStore {
  public:
   explicit CacheStore(Db* db) : db_(db) {}
@@ -96,7 +89,7 @@ class CacheStore {
   absl::StatusOr<bool> Delete(int64_t repo_id, int64_t entry_id);
 
   // Bytes of cache entries per repository (logical, as ArtifactStore::BytesPerRepo).
-  absl::StatusOr<std::vector<RepoCacheBytes>> BytesPerRepo();
+  absl::StatusOr<std::vector<RepoBytes>> BytesPerRepo();
 
  private:
   Db* db_;

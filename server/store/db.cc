@@ -262,4 +262,18 @@ std::string BytesOf(const pqxx::field& f) {
   return b.str();
 }
 
+absl::StatusOr<std::vector<RepoBytes>> QueryRepoBytes(Db& db, const Query& q) {
+  std::vector<RepoBytes> out;
+  absl::Status s = InTransaction(db, [&](pqxx::work& tx, Connection& c) {
+    out.clear();
+    for (const auto& r : Exec(tx, c, q)) {
+      out.push_back(
+          {r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<int64_t>(), r[3].as<int64_t>()});
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 }  // namespace assay::store

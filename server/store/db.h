@@ -152,6 +152,17 @@ class Db {
 // statement_timeout ...").
 absl::Status InTransaction(Db& db, const std::function<absl::Status(pqxx::work&, Connection&)>& fn);
 
+// Disk use of one repository (artifacts or caches): bytes, and how many things hold them
+// (jobs with artifacts, cache entries).
+struct RepoBytes {
+  int64_t repo_id = 0;
+  std::string repo;
+  int64_t bytes = 0;
+  int64_t count = 0;
+};
+// The rows of `q` (no parameters; columns repo_id, repo, bytes, count) as RepoBytes.
+absl::StatusOr<std::vector<RepoBytes>> QueryRepoBytes(Db& db, const Query& q);
+
 // Text helpers for values the store reads and writes.
 std::string ToPgTextArray(const std::vector<std::string>& items);
 std::string ToPgArray(const std::vector<int64_t>& items);  // for bigint[] / int[] parameters

@@ -240,7 +240,7 @@ TEST_CASE("cache retention: unused entries go, then their chunks unless an artif
   REQUIRE(usage.ok());
   REQUIRE(usage->size() == 1);
   CHECK((*usage)[0].bytes == 5);
-  CHECK((*usage)[0].entries == 1);
+  CHECK((*usage)[0].count == 1);
 }
 
 // The Cache RPCs over gRPC.
