@@ -136,4 +136,24 @@ std::string Field(const boost::json::object* object, std::string_view key) {
   return boost::json::serialize(*value);
 }
 
+std::optional<std::string> FindRepoId(const ApiClient& api, const std::string& repo,
+                                      std::ostream& err) {
+  std::optional<boost::json::value> reply = api.CallJson("GET", "/api/v1/repos", "", err);
+  if (!reply) return std::nullopt;
+  const boost::json::value* list =
+      reply->is_object() ? reply->as_object().if_contains("repos") : nullptr;
+  if (list == nullptr || !list->is_array()) {
+    err << "assay: unexpected response from the server: no 'repos' list\n";
+    return std::nullopt;
+  }
+  for (bool by_id : {false, true}) {
+    for (const boost::json::value& item : list->as_array()) {
+      const boost::json::object* r = item.is_object() ? &item.as_object() : nullptr;
+      if (Field(r, by_id ? "id" : "name") == repo) return Field(r, "id");
+    }
+  }
+  err << "assay: no repository named '" << repo << "'\n";
+  return std::nullopt;
+}
+
 }  // namespace assay::cli

@@ -59,4 +59,9 @@ std::string UrlEscape(std::string_view text);
 // missing as "-", anything else serialized. `object` may be null.
 std::string Field(const boost::json::object* object, std::string_view key);
 
+// The id of the repository named `repo` (or, when none has that name and `repo` is a number,
+// that id), from GET /api/v1/repos. Reports to `err` and returns nullopt when there is none.
+std::optional<std::string> FindRepoId(const ApiClient& api, const std::string& repo,
+                                      std::ostream& err);
+
 }  // namespace assay::cli

@@ -11,31 +11,10 @@ namespace {
 
 namespace json = boost::json;
 
-// The id of the repository named `repo` (or, when none has that name and `repo` is a number,
-// that id), as `assay secret` finds it. Reports and returns nullopt when there is none.
-std::optional<std::string> RepoId(const ApiClient& api, const std::string& repo,
-                                  std::ostream& err) {
-  std::optional<json::value> reply = api.CallJson("GET", "/api/v1/repos", "", err);
-  if (!reply) return std::nullopt;
-  const json::value* list = reply->is_object() ? reply->as_object().if_contains("repos") : nullptr;
-  if (list == nullptr || !list->is_array()) {
-    err << "assay: unexpected response from the server: no 'repos' list\n";
-    return std::nullopt;
-  }
-  for (bool by_id : {false, true}) {
-    for (const json::value& item : list->as_array()) {
-      const json::object* r = item.is_object() ? &item.as_object() : nullptr;
-      if (Field(r, by_id ? "id" : "name") == repo) return Field(r, "id");
-    }
-  }
-  err << "assay: no repository named '" << repo << "'\n";
-  return std::nullopt;
-}
-
 }  // namespace
 
 int CacheList(const ApiClient& api, const std::string& repo, std::ostream& out, std::ostream& err) {
-  std::optional<std::string> id = RepoId(api, repo, err);
+  std::optional<std::string> id = FindRepoId(api, repo, err);
   if (!id) return 1;
   std::optional<json::value> reply =
       api.CallJson("GET", absl::StrCat("/api/v1/repos/", *id, "/caches"), "", err);
@@ -57,7 +36,7 @@ int CacheList(const ApiClient& api, const std::string& repo, std::ostream& out, 
 
 int CacheRemove(const ApiClient& api, const std::string& repo, const std::string& entry,
                 std::ostream& out, std::ostream& err) {
-  std::optional<std::string> id = RepoId(api, repo, err);
+  std::optional<std::string> id = FindRepoId(api, repo, err);
   if (!id) return 1;
   const std::string path = absl::StrCat("/api/v1/repos/", *id, "/caches/", UrlEscape(entry));
   if (!api.Call("DELETE", path, "", "application/json", err)) return 1;

@@ -10,27 +10,6 @@ namespace {
 
 namespace json = boost::json;
 
-// The id of the repository named `repo` (or, when none has that name and `repo` is a number,
-// that id). Reports and returns nullopt when there is none.
-std::optional<std::string> RepoId(const ApiClient& api, const std::string& repo,
-                                  std::ostream& err) {
-  std::optional<json::value> reply = api.CallJson("GET", "/api/v1/repos", "", err);
-  if (!reply) return std::nullopt;
-  const json::value* list = reply->is_object() ? reply->as_object().if_contains("repos") : nullptr;
-  if (list == nullptr || !list->is_array()) {
-    err << "assay: unexpected response from the server: no 'repos' list\n";
-    return std::nullopt;
-  }
-  for (bool by_id : {false, true}) {
-    for (const json::value& item : list->as_array()) {
-      const json::object* r = item.is_object() ? &item.as_object() : nullptr;
-      if (Field(r, by_id ? "id" : "name") == repo) return Field(r, "id");
-    }
-  }
-  err << "assay: no repository named '" << repo << "'\n";
-  return std::nullopt;
-}
-
 std::string Scope(const std::string& environment) {
   return environment.empty() ? "" : absl::StrCat(" (environment ", environment, ")");
 }
@@ -39,7 +18,7 @@ std::string Scope(const std::string& environment) {
 
 int SecretSet(const ApiClient& api, const SecretSetOptions& o, std::ostream& out,
               std::ostream& err) {
-  std::optional<std::string> id = RepoId(api, o.repo, err);
+  std::optional<std::string> id = FindRepoId(api, o.repo, err);
   if (!id) return 1;
   json::object body{{"value", o.value}};
   if (!o.environment.empty()) body["environment"] = o.environment;
@@ -55,7 +34,7 @@ int SecretSet(const ApiClient& api, const SecretSetOptions& o, std::ostream& out
 
 int SecretRemove(const ApiClient& api, const std::string& repo, const std::string& name,
                  const std::string& environment, std::ostream& out, std::ostream& err) {
-  std::optional<std::string> id = RepoId(api, repo, err);
+  std::optional<std::string> id = FindRepoId(api, repo, err);
   if (!id) return 1;
   std::string path = absl::StrCat("/api/v1/repos/", *id, "/secrets/", UrlEscape(name));
   if (!environment.empty()) absl::StrAppend(&path, "?environment=", UrlEscape(environment));
@@ -66,7 +45,7 @@ int SecretRemove(const ApiClient& api, const std::string& repo, const std::strin
 
 int SecretList(const ApiClient& api, const std::string& repo, std::ostream& out,
                std::ostream& err) {
-  std::optional<std::string> id = RepoId(api, repo, err);
+  std::optional<std::string> id = FindRepoId(api, repo, err);
   if (!id) return 1;
   std::optional<json::value> reply =
       api.CallJson("GET", absl::StrCat("/api/v1/repos/", *id, "/secrets"), "", err);
