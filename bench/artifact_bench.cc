@@ -270,10 +270,9 @@ void Run(int mib) {
                          assay::testing::kAdminToken, "' ", c.http_url(), "/api/v1/jobs/",
                          build.job_id(), "/artifacts/big.bin && sync -f ", b, "/curl/big.bin"));
   // The same GET into /dev/null: what the server and loopback give without the client's disk.
-  const double curl_null_s =
-      Shell(absl::StrCat("curl -sS -f -o /dev/null -H 'Authorization: Bearer ",
-                         assay::testing::kAdminToken, "' ", c.http_url(), "/api/v1/jobs/",
-                         build.job_id(), "/artifacts/big.bin"));
+  const double curl_null_s = Shell(absl::StrCat(
+      "curl -sS -f -o /dev/null -H 'Authorization: Bearer ", assay::testing::kAdminToken, "' ",
+      c.http_url(), "/api/v1/jobs/", build.job_id(), "/artifacts/big.bin"));
   Shell("cmp " + b + "/src/big.bin " + b + "/dl/big.bin && cmp " + b + "/src/big.bin " + b +
         "/curl/big.bin");
   assay::UploadSummary one_up;
