@@ -30,10 +30,14 @@ const Query kLogStat{
                 " FROM jobs j LEFT JOIN job_attempts a ON a.job_id = j.id AND a.attempt = $2 "
                 "WHERE j.id = $1"};
 // The rows overlapping [$3, $4): from the row holding byte $3 (the greatest start at or
-// before it), at most $5 rows.
+// before it), at most $5 rows; of each row's data only its bytes from max(start, $3) to $4.
+// Why the substring: a compacted row holds megabytes (bytea comes as hex text, twice its size,
+// then unescaped), and a reader asks for 256 KiB of it.
 const Query kLogRows{
     "log_rows",
-    "SELECT start_offset, data, marks, " ASSAY_EPOCH_US("received_at") " FROM log_chunks "
+    "SELECT start_offset, substring(data FROM greatest($3 - start_offset, 0)::int + 1 FOR "
+    "least($4 - greatest(start_offset, $3), 2147483647)::int), marks, "
+    ASSAY_EPOCH_US("received_at") " FROM log_chunks "
     "WHERE job_id = $1 AND attempt = $2 AND start_offset >= coalesce((SELECT max(start_offset) "
     "FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND start_offset <= $3), 0) "
     "AND start_offset < $4 ORDER BY start_offset LIMIT $5"};
@@ -152,18 +156,20 @@ absl::StatusOr<LogSlice> LogStore::Read(int64_t job_id, int attempt, int64_t fro
     out.line_start = from == 0;
     for (const auto& r : Exec(tx, c, kLogRows, {job_id, attempt, seek, want_end, 64})) {
       const int64_t start = r[0].as<int64_t>();
+      // The row's bytes from `piece_start` on (kLogRows cuts them to [seek, want_end)).
+      const int64_t piece_start = std::max(start, seek);
       const std::string data = BytesOf(r[1]);
-      const int64_t end = start + static_cast<int64_t>(data.size());
-      if (from > 0 && start <= from - 1 && from - 1 < end) {
-        out.line_start = data[static_cast<size_t>(from - 1 - start)] == '\n';
+      const int64_t end = piece_start + static_cast<int64_t>(data.size());
+      if (from > 0 && piece_start <= from - 1 && from - 1 < end) {
+        out.line_start = data[static_cast<size_t>(from - 1 - piece_start)] == '\n';
       }
       if (end <= from) continue;
       // Rows must be contiguous: a hole (never expected) ends the slice there.
       const int64_t at = from + static_cast<int64_t>(out.data.size());
       if (start > at) break;
-      const int64_t lo = std::max(start, at), hi = std::min(end, want_end);
+      const int64_t lo = std::max(piece_start, at), hi = std::min(end, want_end);
       if (hi <= lo) break;
-      out.data.append(data, static_cast<size_t>(lo - start), static_cast<size_t>(hi - lo));
+      out.data.append(data, static_cast<size_t>(lo - piece_start), static_cast<size_t>(hi - lo));
       for (const auto& m : DecodeLogMarks(BytesOf(r[2]), start, r[3].as<int64_t>())) {
         if (m.offset >= hi) break;
         out.marks.push_back(m);
