@@ -39,7 +39,7 @@ run() {
 # 240 characters (where the registry's or builder's own words are).
 said() {
   sed -n '/./h; ${x;s/^Error: //;p;}' "$1" |
-    awk '{ if (length($0) > 300) print "..." substr($0, length($0) - 239); else print }'
+    awk '{ if (length($0) > 240) print "..." substr($0, length($0) - 239); else print }'
 }
 echo "assay: building $first"
 if [ "$kind" = buildah ]; then
