@@ -28,12 +28,12 @@
 namespace assay {
 namespace {
 
-// Reads up to `n` bytes at `offset` (fewer only at the end of the file).
-absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, size_t n) {
-  std::string buf(n, '\0');
+// Reads up to `n` bytes at `offset` into `out`; how many it read (fewer only at the end of the
+// file).
+absl::StatusOr<size_t> ReadInto(int fd, uint64_t offset, char* out, size_t n) {
   size_t got = 0;
   while (got < n) {
-    ssize_t r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+    ssize_t r = ::pread(fd, out + got, n - got, static_cast<off_t>(offset + got));
     if (r < 0) {
       if (errno == EINTR) continue;
       return absl::InternalError(absl::StrCat("read failed: ", std::strerror(errno)));
@@ -41,6 +41,13 @@ absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, size_t n) {
     if (r == 0) break;
     got += static_cast<size_t>(r);
   }
+  return got;
+}
+
+// Up to `n` bytes at `offset` (fewer only at the end of the file).
+absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, size_t n) {
+  std::string buf(n, '\0');
+  ASSAY_ASSIGN_OR_RETURN(size_t got, ReadInto(fd, offset, buf.data(), n));
   buf.resize(got);
   return buf;
 }
@@ -86,16 +93,12 @@ absl::StatusOr<std::vector<ChunkRef>> ChunkFile(int fd, std::string* file_sha256
   Sha256Stream whole;
   uint64_t offset = 0;
   while (true) {
-    size_t got = 0;  // bytes of this chunk in buf
-    while (got < kArtifactChunkBytes) {
-      if (got == buf.size()) buf.resize(kArtifactChunkBytes);
-      ssize_t r = ::pread(fd, buf.data() + got, buf.size() - got, static_cast<off_t>(offset + got));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return absl::InternalError(absl::StrCat("read failed: ", std::strerror(errno)));
-      }
-      if (r == 0) break;
-      got += static_cast<size_t>(r);
+    ASSAY_ASSIGN_OR_RETURN(size_t got, ReadInto(fd, offset, buf.data(), buf.size()));
+    if (got == buf.size() && got < kArtifactChunkBytes) {  // the file grew: a whole chunk then
+      buf.resize(kArtifactChunkBytes);
+      ASSAY_ASSIGN_OR_RETURN(
+          size_t more, ReadInto(fd, offset + got, buf.data() + got, kArtifactChunkBytes - got));
+      got += more;
     }
     if (got == 0) break;
     const std::string_view data(buf.data(), got);
@@ -470,16 +473,15 @@ absl::StatusOr<bool> CopyLocalObject(const std::string& source, const v1::Artifa
       writer.Abort();
       return absl::CancelledError("canceled");
     }
-    ssize_t n = ::pread(in.get(), buf.data(), buf.size(), static_cast<off_t>(copied));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // shorter than it said: not a match
-    const std::string_view data(buf.data(), static_cast<size_t>(n));
+    absl::StatusOr<size_t> n = ReadInto(in.get(), copied, buf.data(), buf.size());
+    if (!n.ok() || *n == 0) break;  // unreadable, or shorter than it said: not a match
+    const std::string_view data(buf.data(), *n);
     whole.Update(data);
     if (absl::Status s = writer.Append(data); !s.ok()) {
       writer.Abort();
       return s;
     }
-    copied += static_cast<uint64_t>(n);
+    copied += *n;
   }
   if (copied != f.size() || whole.Hex() != f.sha256()) {
     writer.Abort();

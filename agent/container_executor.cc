@@ -431,10 +431,6 @@ class ImagesSeen {
   std::map<std::pair<std::string, std::string>, absl::Time> seen_ ABSL_GUARDED_BY(mu_);
 };
 
-void ForgetImageSeen(const std::string& runtime, const std::string& image) {
-  ImagesSeen::Get().Forget(runtime, image);
-}
-
 }  // namespace
 
 absl::Status ContainerExecutor::EnsureImage(const ContainerImageToRun& image,
@@ -586,7 +582,7 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     }
     if (absl::StatusOr<CommandResult> r = CallOk(ServiceRunArgv(s), Bound(deadline, kQuickCall));
         !r.ok()) {
-      ForgetImageSeen(runtime_.path, s.image.name);
+      ImagesSeen::Get().Forget(runtime_.path, s.image.name);
       return absl::Status(r.status().code(),
                           absl::StrCat("services[", i, "] '", s.name, "': ", r.status().message()));
     }
@@ -603,7 +599,7 @@ absl::Status ContainerExecutor::Prepare(const JobRunRequest& req, absl::Time dea
     if (absl::StatusOr<CommandResult> r =
             CallOk(JobRunArgv(req.workdir), Bound(deadline, kQuickCall));
         !r.ok()) {
-      ForgetImageSeen(runtime_.path, job_.image.name);
+      ImagesSeen::Get().Forget(runtime_.path, job_.image.name);
       return r.status();
     }
   }
@@ -667,7 +663,7 @@ void ContainerExecutor::StepEnded(const StepSpecToRun&, bool by_itself, int exit
   if (single_step_) removed_by_runtime_ = by_itself && exit_code >= 0 && exit_code < 125;
   // The runtime's own failure (an image removed since it was seen, among others): the next job
   // asks the runtime again.
-  if (single_step_ && exit_code == 125) ForgetImageSeen(runtime_.path, job_.image.name);
+  if (single_step_ && exit_code == 125) ImagesSeen::Get().Forget(runtime_.path, job_.image.name);
 }
 
 void ContainerExecutor::Cleanup(const JobRunRequest&, const JobLogFn& log) {
