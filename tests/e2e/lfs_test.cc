@@ -168,6 +168,21 @@ TEST_CASE("CheckoutLfs: an object the server lacks, and a .lfsconfig on another 
   CHECK(lfs->Requests().size() == before);
 }
 
+// Pushes `pipeline_file` with model.bin as an LFS pointer to `weights` (served by `lfs`, named
+// in .lfsconfig), waits for the pipeline and checks that it succeeded; the pipeline.
+json::object RunWithLfsModel(Cluster& c, GitRepo& repo, LfsServer& lfs,
+                             const std::string& pipeline_file, const std::string& weights) {
+  int64_t pipeline_id = PushFiles(c, repo,
+                                  {{".assay.yml", pipeline_file},
+                                   {".gitattributes", kAttributes},
+                                   {".lfsconfig", absl::StrCat("[lfs]\n\turl = ", lfs.url(), "\n")},
+                                   {"model.bin", MUST(lfs.AddObject(weights))}});
+  json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
+  INFO(json::serialize(p) << "\n" << c.LogTails());
+  CHECK(JsonString(p, "state") == "succeeded");
+  return p;
+}
+
 TEST_CASE("a job gets its LFS files' real bytes, and lfs: false keeps the pointers", "[e2e][lfs]") {
   Cluster c(Options());
   MUST(c.StartServer());
@@ -185,15 +200,8 @@ TEST_CASE("a job gets its LFS files' real bytes, and lfs: false keeps the pointe
     steps:
       - run: cat model.bin
 )yml";
-  int64_t pipeline_id =
-      PushFiles(c, repo,
-                {{".assay.yml", pipeline_file},
-                 {".gitattributes", kAttributes},
-                 {".lfsconfig", absl::StrCat("[lfs]\n\turl = ", lfs->url(), "\n")},
-                 {"model.bin", MUST(lfs->AddObject(weights))}});
-  json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
+  json::object p = RunWithLfsModel(c, repo, *lfs, pipeline_file, weights);
   INFO(json::serialize(p) << "\n" << c.LogTails());
-  CHECK(JsonString(p, "state") == "succeeded");
   const std::string log = MUST(c.JobLog(JobId(p, "with_lfs")));
   CHECK(log ==
         absl::StrCat("assay: Git LFS: 1 file, 1.0 MiB (1 fetched, the rest from the cache)\n",
@@ -223,15 +231,8 @@ TEST_CASE("an artifact that is an LFS object the agent holds is copied from it, 
     steps:
       - run: sha256sum out/model.bin && cat out/notes.txt
 )yml";
-  int64_t pipeline_id =
-      PushFiles(c, repo,
-                {{".assay.yml", pipeline_file},
-                 {".gitattributes", kAttributes},
-                 {".lfsconfig", absl::StrCat("[lfs]\n\turl = ", lfs->url(), "\n")},
-                 {"model.bin", MUST(lfs->AddObject(weights))}});
-  json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
+  json::object p = RunWithLfsModel(c, repo, *lfs, pipeline_file, weights);
   INFO(json::serialize(p) << "\n" << c.LogTails());
-  CHECK(JsonString(p, "state") == "succeeded");
   CHECK(MUST(c.JobLog(JobId(p, "use"))) ==
         absl::StrCat("assay: 1 artifact file, 3.0 MiB, copied from this agent's Git LFS objects "
                      "(not downloaded)\n"

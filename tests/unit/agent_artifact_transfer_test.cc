@@ -422,6 +422,16 @@ void UploadBuild(World& w, const std::string& ws) {
   w.log.clear();
 }
 
+// The three files of BuildOutput as a download wrote them into `ws`: their bytes, a.txt's mode.
+void CheckBuildFiles(const std::string& ws, const BuildOutput& out) {
+  CHECK(ReadFile(ws + "/out/model.bin") == out.model);
+  CHECK(ReadFile(ws + "/out/sub/a.txt") == "hello artifacts\n");
+  CHECK(ReadFile(ws + "/out/sub/copy.txt") == "hello artifacts\n");
+  struct stat st;
+  REQUIRE(stat((ws + "/out/sub/a.txt").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0755);
+}
+
 TEST_CASE("download: identical bytes and modes, resumed after a cut in the middle of a file") {
   World w;
   TempDir src;
@@ -438,12 +448,8 @@ TEST_CASE("download: identical bytes and modes, resumed after a cut in the middl
   ArtifactClient client = w.Client(2);
   absl::Status s = client.Download(*writer, w.cancel, w.Log());
   REQUIRE(s.ok());
-  CHECK(ReadFile(ws.path + "/out/model.bin") == out.model);
-  CHECK(ReadFile(ws.path + "/out/sub/a.txt") == "hello artifacts\n");
-  CHECK(ReadFile(ws.path + "/out/sub/copy.txt") == "hello artifacts\n");
+  CheckBuildFiles(ws.path, out);
   struct stat st;
-  REQUIRE(stat((ws.path + "/out/sub/a.txt").c_str(), &st) == 0);
-  CHECK((st.st_mode & 07777) == 0755);
   REQUIRE(stat((ws.path + "/out/model.bin").c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0644);
   CHECK(ListTree(ws.path) == Strings{"out", "out/model.bin", "out/sub", "out/sub/a.txt",
@@ -474,12 +480,7 @@ TEST_CASE("download: a file the agent holds as a Git LFS object is copied, not d
   REQUIRE(writer.ok());
   ArtifactClient client = w.Client(2);
   REQUIRE(client.Download(*writer, w.cancel, w.Log(), local).ok());
-  CHECK(ReadFile(ws.path + "/out/model.bin") == out.model);
-  CHECK(ReadFile(ws.path + "/out/sub/a.txt") == "hello artifacts\n");
-  CHECK(ReadFile(ws.path + "/out/sub/copy.txt") == "hello artifacts\n");
-  struct stat st;
-  REQUIRE(stat((ws.path + "/out/sub/a.txt").c_str(), &st) == 0);
-  CHECK((st.st_mode & 07777) == 0755);
+  CheckBuildFiles(ws.path, out);
   CHECK(ListTree(ws.path) ==
         Strings{"out", "out/model.bin", "out/sub", "out/sub/a.txt", "out/sub/copy.txt"});
   const std::string small_sha = HexEncode(Sha256("hello artifacts\n"));
