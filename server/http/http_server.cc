@@ -843,10 +843,17 @@ void Server::Stop() {
       if (auto s = weak.lock()) open.push_back(std::move(s));
     }
   }
-  for (auto& s : open) s->Close();
-  open.clear();  // outside mu: a HttpSession's destructor takes it
   beast::error_code ignored;
   c.acceptor.close(ignored);
+  for (auto& s : open) s->Close();
+  open.clear();  // outside mu: a HttpSession's destructor takes it
+  // Why a drain: a connection the reactor accepted just before ioc.stop() waits in a
+  // queued OnAccept that would otherwise hold its socket open until ~Server. Every
+  // socket is closed now, so each queued handler ends at once (OnAccept drops the socket,
+  // a session's read or write fails); the bound guards against a chain that does not.
+  c.ioc.restart();
+  for (int i = 0; i < 100000 && c.ioc.poll_one() > 0; ++i) {
+  }
 }
 
 }  // namespace assay::http
