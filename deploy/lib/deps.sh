@@ -21,6 +21,8 @@ ASSAY_PACKAGES+=" podman buildah runc conmon netavark aardvark-dns catatonit uid
 # Issue 9, build_image: the e2e tests push to Debian's docker-registry (htpasswd entries are
 # bcrypt, made with libcrypt: tests/support/registry.cc).
 ASSAY_PACKAGES+=" docker-registry libcrypt-dev"
+# Issue 10, evals: RE2 runs dataset regexes in linear time.
+ASSAY_PACKAGES+=" libre2-dev"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p
