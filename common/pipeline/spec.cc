@@ -44,6 +44,7 @@ constexpr FieldRule<StepSpec> kStepRules[] = {
     {"name", false, ParseStepName},
     {"run", false, ParseStepRun},  // required unless build_image (ParseSteps)
     {"build_image", false, ParseBuildImageStep},
+    {"eval", false, ParseEvalStep},
 };
 
 // ---- Jobs. ----
@@ -147,12 +148,13 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
       if (step.run.empty()) lint.Error(item_mark, item_path, "step must not be empty");
     } else if (item.IsMap()) {
       ParseFields<StepSpec>(lint, item, item_path, item_mark, kStepRules, step);
-      const bool has_run = static_cast<bool>(item["run"]);
-      if (!has_run && !step.build_image.has_value()) {
+      const int kinds = (item["run"] ? 1 : 0) + (step.build_image.has_value() ? 1 : 0) +
+                        (step.eval.has_value() ? 1 : 0);
+      if (kinds == 0) {
         lint.Error(item_mark, Join(item_path, "run"), "missing required key 'run'");
-      } else if (has_run && step.build_image.has_value()) {
-        lint.Error(item_mark, Join(item_path, "build_image"),
-                   "a step has either run: or build_image:, not both");
+      } else if (kinds > 1) {
+        lint.Error(item_mark, Join(item_path, step.eval.has_value() ? "eval" : "build_image"),
+                   "a step has one of run:, build_image: and eval:, not two");
       }
       if (step.build_image.has_value() && !step.build_image->registry_secret.empty()) {
         const YAML::Node secret = item["build_image"]["registry_secret"];
@@ -167,7 +169,10 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
       continue;
     }
     if (step.name.empty()) step.name = absl::StrCat("step ", i + 1);
-    if (!step.build_image.has_value()) job.placeholders.push_back({step.run, item_path, item_mark});
+    if (step.eval.has_value() && step.eval->name.empty()) step.eval->name = step.name;
+    if (!step.build_image.has_value() && !step.eval.has_value()) {
+      job.placeholders.push_back({step.run, item_path, item_mark});
+    }
     job.spec.steps.push_back(std::move(step));
   }
 }

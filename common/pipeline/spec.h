@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/evals/eval_spec.h"
 #include "common/pipeline/matrix.h"
 
 namespace assay {
@@ -72,8 +73,11 @@ bool JobImageRef(std::string_view text, std::string* job);
 
 struct StepSpec {
   std::string name;                           // "step N" (1-based) when the file gives none.
-  std::string run;                            // Shell command; empty only when build_image is set.
+  std::string run;  // Shell command; empty only when build_image or eval is set.
   std::optional<BuildImageSpec> build_image;  // Issue 9: set for a `build_image:` step.
+  // Issue 10: set for an `eval:` step (common/evals/eval_spec.h, docs/evals.md). Its name
+  // defaults to the step's.
+  std::optional<evals::EvalSpec> eval;
 
   bool operator==(const StepSpec&) const = default;
 };

@@ -297,6 +297,8 @@ std::string ImageNameProblem(const std::string& name);
 std::string BuildImageTagProblem(const std::string& ref);
 // The `build_image:` row of a step.
 void ParseBuildImageStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
+// Issue 10: the `eval:` row of a step (spec_eval.cc).
+void ParseEvalStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 // After all of a job's keys: every registry_secret is listed in `secrets:`.
 void CheckBuildImageSecrets(Linter& lint, const JobDraft& job);
 // After CheckNeeds: `image: ${{ jobs.NAME.image }}` names a job in needs, without a matrix,

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/crypto/crypto.h"
+#include "common/evals/eval_spec.h"
 #include "common/git/clone_url.h"
 #include "common/pipeline/plan.h"
 #include "server/scheduler/container_spec.h"
@@ -135,6 +136,7 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
     for (const auto& s : j.steps) {
       boost::json::object step{{"name", s.name}, {"run", s.run}};
       if (s.build_image.has_value()) step["build_image"] = BuildImageJson(*s.build_image);
+      if (s.eval.has_value()) step["eval"] = boost::json::parse(evals::EvalSpecToJson(*s.eval));
       steps.push_back(std::move(step));
     }
     boost::json::object env;

@@ -197,6 +197,9 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
       if (const auto* b = s.as_object().if_contains("build_image")) {
         BuildImageFromJson(*b, *step->mutable_build_image());
       }
+      if (const auto* e = s.as_object().if_contains("eval")) {
+        step->set_eval_json(boost::json::serialize(*e));
+      }
     }
     if (auto* env = spec.if_contains("env")) {
       for (const auto& [k, v] : env->as_object()) {
