@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -62,11 +63,50 @@ namespace {
 constexpr size_t kChunk = 256 * 1024;
 using OutputFn = std::function<void(std::string_view)>;
 
-enum class StopReason { kNone, kTimeout, kCancel };
+enum class StopReason { kNone, kTimeout, kCancel, kDriverDone };
 
 struct StepEnd {
   StopReason stopped = StopReason::kNone;
   ExitInfo exit;
+  std::optional<absl::Status> driven;  // a driven step: its driver's status
+};
+
+// A StepDriver's drive() on a thread of its own; done_fd() becomes readable when it returned.
+class DriverThread {
+ public:
+  DriverThread(std::shared_ptr<StepDriver> driver, CancelFlag& cancel)
+      : done_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    thread_ = std::thread([this, driver = std::move(driver), &cancel] {
+      absl::Status s = driver->drive(exited_, cancel);
+      {
+        absl::MutexLock l(&mu_);
+        status_ = std::move(s);
+      }
+      const uint64_t one = 1;
+      (void)!write(done_.get(), &one, sizeof one);
+    });
+  }
+  ~DriverThread() { Finish().IgnoreError(); }
+
+  int done_fd() const { return done_.get(); }
+  bool done() {
+    absl::MutexLock l(&mu_);
+    return status_.has_value();
+  }
+  // Tells the driver the process is gone and waits for its status.
+  absl::Status Finish() {
+    exited_.store(true);
+    if (thread_.joinable()) thread_.join();
+    absl::MutexLock l(&mu_);
+    return status_.value_or(absl::InternalError("the step's driver did not return"));
+  }
+
+ private:
+  std::atomic<bool> exited_{false};
+  UniqueFd done_;
+  absl::Mutex mu_;
+  std::optional<absl::Status> status_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
 };
 
 void EnsureSubreaper() {
@@ -193,7 +233,8 @@ ExitInfo StopGroup(pid_t pgid, StopReason reason, const JobRunRequest& req, Uniq
   const std::string what =
       reason == StopReason::kTimeout
           ? absl::StrCat("job timed out after ", FormatSeconds(req.timeout), "s")
-          : std::string("job canceled");
+      : reason == StopReason::kDriverDone ? std::string("the step's driver is done")
+                                          : std::string("job canceled");
   pump.Pump(out, /*drain=*/true);  // what the step wrote before the stop comes first in the log
   on_output(absl::StrCat("assay: ", what, "; sent SIGTERM to the process group\n"));
   GroupReaper reaper(pgid, pgid);
@@ -229,8 +270,16 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
                                 std::vector<pid_t>* pgids) {
   HostExecutor host;
   Executor& executor = req.executor != nullptr ? *req.executor : host;
+  StepSpecToRun driven;  // a driven step: `step` with the driver's shell text
+  if (step.driver != nullptr) {
+    ASSAY_ASSIGN_OR_RETURN(std::string run, step.driver->start());
+    driven = step;
+    driven.run = std::move(run);
+  }
   ASSAY_ASSIGN_OR_RETURN(StepProcess process,
-                         step.command ? step.command() : executor.StepCommand(req, step, env));
+                         step.command                ? step.command()
+                         : step.driver != nullptr ? executor.StepCommand(req, driven, env)
+                                                  : executor.StepCommand(req, step, env));
   ASSAY_ASSIGN_OR_RETURN(Pipe pipe, MakePipe());
   // Best effort: an unprivileged process may be held to less (fs/pipe-max-size, quotas).
   (void)fcntl(pipe.read.get(), F_SETPIPE_SZ, static_cast<int>(kChunk));
@@ -268,8 +317,10 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
 
   OutputPump pump(on_output);
   StepEnd end;
+  std::optional<DriverThread> driver;
+  if (step.driver != nullptr) driver.emplace(step.driver, cancel);
   for (;;) {
-    pollfd fds[3];
+    pollfd fds[4];
     nfds_t nfds = 0;
     int out_index = -1;
     int pid_index = -1;
@@ -280,6 +331,7 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
     pid_index = static_cast<int>(nfds);
     fds[nfds++] = {pidfd.get(), POLLIN, 0};
     fds[nfds++] = {cancel.fd(), POLLIN, 0};
+    if (driver.has_value()) fds[nfds++] = {driver->done_fd(), POLLIN, 0};
     int ready = poll(fds, nfds, PollTimeoutMs(deadline));
     if (ready < 0) {
       if (errno == EINTR) continue;
@@ -289,6 +341,20 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
     }
     if (out_index >= 0 && fds[out_index].revents != 0) pump.Pump(out, false);
     if (fds[pid_index].revents != 0) break;  // the shell exited (not reaped yet)
+    if (driver.has_value() && driver->done()) {
+      // The driver is done: the process gets kill_grace to end by itself.
+      const absl::Time grace = absl::Now() + req.kill_grace;
+      bool exited = false;
+      while (!exited && absl::Now() < grace) {
+        pollfd wait[2] = {{pidfd.get(), POLLIN, 0}, {out.get(), POLLIN, 0}};
+        const int n = poll(wait, out.valid() ? 2 : 1, PollTimeoutMs(grace));
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0 && out.valid() && wait[1].revents != 0) pump.Pump(out, false);
+        exited = n > 0 && wait[0].revents != 0;
+      }
+      if (!exited) end.stopped = StopReason::kDriverDone;
+      break;
+    }
     if (cancel.canceled()) {
       end.stopped = StopReason::kCancel;
       break;
@@ -302,9 +368,10 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
     // Background processes of the step do not outlive it.
     end.exit = KillAndReapGroup(pid, pid);
     pump.Pump(out, /*drain=*/true);
-    return end;
+  } else {
+    end.exit = StopGroup(pid, end.stopped, req, out, pump, on_output);
   }
-  end.exit = StopGroup(pid, end.stopped, req, out, pump, on_output);
+  if (driver.has_value()) end.driven = driver->Finish();
   return end;
 }
 
@@ -418,7 +485,14 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
       case StopReason::kCancel:
         return {JobRunOutcome::kCanceled, exit.exit_code,
                 absl::StrCat("job canceled in step ", Quoted(step))};
-      case StopReason::kNone: break;
+      case StopReason::kNone:
+      case StopReason::kDriverDone: break;
+    }
+    if (end->driven.has_value()) {  // the driver decides, whatever the process's exit status
+      if (end->driven->ok()) continue;
+      return {JobRunOutcome::kFailed, 1,
+              absl::StrCat("step ", Quoted(step), " failed: ", end->driven->message()),
+              static_cast<int>(step_index)};
     }
     if (exit.term_signal != 0) {
       return {JobRunOutcome::kFailed, exit.exit_code,

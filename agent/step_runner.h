@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,12 +37,27 @@ class CancelFlag {
   int fd_ = -1;
 };
 
+// A step whose outcome a function of the agent decides while the step's process runs (an
+// `eval:` step, agent/eval_step.h: the process is the model under test, the driver feeds it
+// and scores it). See RunJob for the sequence.
+struct StepDriver {
+  // Called when the step starts, on the job's thread: the shell text the executor runs in
+  // place of the step's `run`. An error is "cannot start step" (kError).
+  std::function<absl::StatusOr<std::string>()> start;
+  // Runs on a thread of its own once the process is spawned; its status is the step's (OK:
+  // the step succeeded; else it failed with the message). It must return soon (well within a
+  // second) after `process_exited` becomes true or `cancel` is raised.
+  std::function<absl::Status(const std::atomic<bool>& process_exited, CancelFlag& cancel)> drive;
+};
+
 struct StepSpecToRun {
   std::string name;
   std::string run;  // shell text, run as /bin/sh -e -c "<run>"
   // Set (a build_image step, agent/image_build.h): the step is this process on the agent's
   // machine instead of the executor's StepCommand; called when the step starts.
   std::function<absl::StatusOr<StepProcess>()> command;
+  // Set: a driven step (StepDriver). Shared so that a request can be copied.
+  std::shared_ptr<StepDriver> driver;
 };
 
 // The unprivileged account steps run as (the agent's --job-user).
@@ -128,6 +144,17 @@ struct JobRunResult {
 // (e.g. started with setsid) is SIGKILLed and the runner writes
 //   assay: killed N process(es) left running by the job\n
 // Every step's environment holds ASSAY_JOB_INSTANCE=<id> (the scope's id).
+//
+// A driven step (StepSpecToRun::driver): driver->start gives the shell text, the process is
+// spawned as any step's, and driver->drive runs on its own thread meanwhile. When the driver
+// returns first, the runner waits up to kill_grace for the process to end by itself (a model
+// command ends at the EOF of its input), then stops its group as on a timeout but writes
+//   assay: the step's driver is done; sent SIGTERM to the process group\n
+// When the process ends first, the runner tells the driver (process_exited) and waits for it.
+// A cancel or timeout stops the group as for any step, then waits for the driver. The step
+// succeeds when the driver returned OK (whatever the process's exit status); otherwise it
+// fails (kFailed, exit_code 1, failed_step set) with
+//   step "<name>" failed: <the driver's message>
 //
 // Blocks until done. Must be called on a thread that lives until it returns (PR_SET_PDEATHSIG
 // fires when the spawning thread exits). Why a subreaper: RunJob makes this process a child
