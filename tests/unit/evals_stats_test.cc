@@ -28,6 +28,8 @@ TEST_CASE("Percentile matches numpy.percentile's linear method", "[evals]") {
   CHECK(Percentile({10, 20, 30, 40, 50}, 95) == 48.0);  // h = 3.8: 40 + 0.8 · 10.
   CHECK(std::isnan(Percentile({}, 50)));
   CHECK(std::isnan(Percentile(v, std::nan(""))));
+  CHECK(std::isnan(Percentile({1, std::nan(""), 3}, 50)));
+  CHECK(std::isnan(Percentile({3, 1, std::nan(""), 2}, 0)));  // Unguarded sort gave 1.
 }
 
 TEST_CASE("StudentTQuantile matches the t table", "[evals]") {
@@ -120,6 +122,9 @@ TEST_CASE("PairedBootstrapMeans edge cases", "[evals]") {
   CHECK((uneven.n == 2 && uneven.baseline_mean == 1 && uneven.resamples == 1));
   CHECK(uneven.confidence == 0.95);
   CHECK(PairedBootstrapMeans({1}, {1}, 0.95, 1'000'000'000, 1).resamples == kMaxResamples);
+  const PairedBootstrap nan = PairedBootstrapMeans({1, 0}, {std::nan(""), 0}, 0.95, 100, 1);
+  CHECK((std::isnan(nan.lo) && std::isnan(nan.hi)));
+  CHECK_FALSE(JudgeDrop(nan, 0, true).fail);
 }
 
 TEST_CASE("PairedBootstrapBleu and PairedBootstrapChrf resample corpus statistics", "[evals]") {

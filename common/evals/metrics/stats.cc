@@ -163,6 +163,10 @@ Interval MeanInterval(const std::vector<double>& values, double confidence) {
 
 double Percentile(std::vector<double> values, double p) {
   if (values.empty() || std::isnan(p)) return kNaN;
+  // Why: NaN breaks std::sort's ordering; a NaN value makes every percentile NaN instead.
+  if (std::any_of(values.begin(), values.end(), [](double v) { return std::isnan(v); })) {
+    return kNaN;
+  }
   p = std::clamp(p, 0.0, 100.0);
   std::sort(values.begin(), values.end());
   const double h = static_cast<double>(values.size() - 1) * (p / 100);  // numpy's order

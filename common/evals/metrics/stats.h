@@ -6,7 +6,8 @@
 // bounded draws use Lemire's method, not std::uniform_int_distribution, whose algorithm
 // differs between libstdc++ and libc++).
 //
-// NaN inputs propagate into means and intervals; callers keep non-numbers out.
+// NaN inputs propagate into means, percentiles and intervals (a NaN interval never fails
+// JudgeDrop); callers keep non-numbers out.
 
 #include <cstdint>
 #include <string>
@@ -33,7 +34,7 @@ double StudentTQuantile(double p, double df);
 // numpy.percentile(values, p) with numpy's default method "linear": sort, h = (n-1)·p/100,
 // v[⌊h⌋] + (h - ⌊h⌋)·(v[⌊h⌋+1] - v[⌊h⌋]), h computed as (n-1)·(p/100)
 // as numpy does. p is clamped to [0, 100]. NaN for an empty
-// vector or a NaN p.
+// vector, a NaN p or a NaN value.
 double Percentile(std::vector<double> values, double p);
 
 // A paired bootstrap of the difference candidate - baseline, resampling examples (the same
