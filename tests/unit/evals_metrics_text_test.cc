@@ -34,6 +34,8 @@ TEST_CASE("Normalize: each option on UTF-8 text", "[evals]") {
   lower.lowercase = true;
   CHECK(Normalize("ÀÉÎ İstanbul ȘȚ ΣΟΦΟΣ ПРИВЕТ Ёж ẞ ＡＢ", lower) ==
         "àéî i\xcc\x87stanbul șț σοφος привет ёж ß ａｂ");
+  // Beyond the common blocks: Vietnamese Ơ Ư (Latin Extended-B), Deseret 𐐀 (U+10400).
+  CHECK(Normalize("ƠƯ 𐐀 ΑΣ'", lower) == "ơư 𐐨 ας'");
   CHECK(Normalize("A\xff"
                   "B",
                   lower) ==

@@ -32,12 +32,10 @@ inline constexpr size_t kMaxEditCodePoints = 20'000;
 // Normalisation and exact match.
 
 // Options of Normalize. The steps run in this order, each on the previous one's output:
-//  1. lowercase: Unicode simple lowercase mapping for ASCII, Latin-1, Latin Extended-A,
-//     the Latin Extended-B pairs (U+01C4..U+0233, e.g. Romanian Ș/Ț), Greek (with final
-//     sigma: Σ after a cased letter and not before one becomes ς), Cyrillic (U+0400..U+052F),
-//     Armenian, Georgian Asomtavruli, Latin Extended Additional (incl. ẞ -> ß), Ω K Å signs,
-//     Roman numerals, circled letters and fullwidth A-Z; İ (U+0130) becomes "i" + U+0307 as in
-//     Python. Other code points (e.g. Cherokee, Deseret) are left as they are.
+//  1. lowercase: Python 3.11's str.lower() (Unicode 14.0; common/evals/metrics/
+//     lowercase_table.inc): every code point's lowercase mapping, İ (U+0130) becoming
+//     "i" + U+0307, and Σ becoming ς when the code point before it is cased and the one after
+//     it is not (Python also looks past case-ignorable marks and apostrophes; this does not).
 //  2. remove_punctuation: deletes ASCII punctuation (Python's string.punctuation:
 //     !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~), ¡ § « ¶ · » ¿, General Punctuation U+2010..U+2027 and
 //     U+2030..U+205E (dashes, curly quotes, …, ‰, ‹ ›) and CJK 、。〃 〈..】 (U+3001..U+3003,

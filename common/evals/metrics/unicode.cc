@@ -1,6 +1,8 @@
 #include "common/evals/metrics/unicode.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 
 namespace assay::evals::internal {
 namespace {
@@ -40,86 +42,24 @@ size_t DecodeOne(std::string_view text, size_t i, char32_t* out) {
   return 0;
 }
 
-bool InRange(char32_t c, char32_t lo, char32_t hi) { return c >= lo && c <= hi; }
+#include "common/evals/metrics/lowercase_table.inc"
 
-// Pairs where the upper case letter has the given parity and the lower case one follows it.
-char32_t Pair(char32_t c, char32_t lo, char32_t hi, bool upper_even) {
-  if (!InRange(c, lo, hi)) return 0;
-  return ((c % 2 == 0) == upper_even) ? c + 1 : c;
-}
-
-// The simple lowercase of c for the blocks that Lowercase documents; c itself elsewhere.
+// Python's str.lower() of c where that is one code point; c itself elsewhere.
 char32_t LowerOne(char32_t c) {
-  if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-  if (InRange(c, 0xC0, 0xDE) && c != 0xD7) return c + 32;
-  if (c < 0x100) return c;
-  if (c < 0x180) {
-    if (c <= 0x12F) return Pair(c, 0x100, 0x12F, true);
-    if (InRange(c, 0x132, 0x137)) return Pair(c, 0x132, 0x137, true);
-    if (InRange(c, 0x139, 0x148)) return Pair(c, 0x139, 0x148, false);
-    if (InRange(c, 0x14A, 0x177)) return Pair(c, 0x14A, 0x177, true);
-    if (c == 0x178) return 0xFF;
-    if (InRange(c, 0x179, 0x17E)) return Pair(c, 0x179, 0x17E, false);
-    return c;
-  }
-  if (c < 0x250) {
-    switch (c) {
-      case 0x1C4:
-      case 0x1C5: return 0x1C6;
-      case 0x1C7:
-      case 0x1C8: return 0x1C9;
-      case 0x1CA:
-      case 0x1CB: return 0x1CC;
-      case 0x1F1:
-      case 0x1F2: return 0x1F3;
-      default: break;
-    }
-    if (InRange(c, 0x1CD, 0x1DC)) return Pair(c, 0x1CD, 0x1DC, false);
-    if (InRange(c, 0x1DE, 0x1EF)) return Pair(c, 0x1DE, 0x1EF, true);
-    if (InRange(c, 0x1F8, 0x21F)) return Pair(c, 0x1F8, 0x21F, true);
-    if (InRange(c, 0x222, 0x233)) return Pair(c, 0x222, 0x233, true);
-    return c;
-  }
-  if (InRange(c, 0x370, 0x3FF)) {
-    if (c == 0x386) return 0x3AC;
-    if (InRange(c, 0x388, 0x38A)) return c + 37;
-    if (c == 0x38C) return 0x3CC;
-    if (InRange(c, 0x38E, 0x38F)) return c + 63;
-    if (InRange(c, 0x391, 0x3A1) || InRange(c, 0x3A3, 0x3AB)) return c + 32;
-    if (InRange(c, 0x3D8, 0x3EF)) return Pair(c, 0x3D8, 0x3EF, true);
-    return c;
-  }
-  if (InRange(c, 0x400, 0x52F)) {
-    if (c <= 0x40F) return c + 80;
-    if (c <= 0x42F) return c + 32;
-    if (InRange(c, 0x460, 0x481)) return Pair(c, 0x460, 0x481, true);
-    if (InRange(c, 0x48A, 0x4BF)) return Pair(c, 0x48A, 0x4BF, true);
-    if (c == 0x4C0) return 0x4CF;
-    if (InRange(c, 0x4C1, 0x4CE)) return Pair(c, 0x4C1, 0x4CE, false);
-    if (InRange(c, 0x4D0, 0x52F)) return Pair(c, 0x4D0, 0x52F, true);
-    return c;
-  }
-  if (InRange(c, 0x531, 0x556)) return c + 48;
-  if (InRange(c, 0x10A0, 0x10C5)) return c + 7264;
-  if (InRange(c, 0x1E00, 0x1E95)) return Pair(c, 0x1E00, 0x1E95, true);
-  if (c == 0x1E9E) return 0xDF;
-  if (InRange(c, 0x1EA0, 0x1EFF)) return Pair(c, 0x1EA0, 0x1EFF, true);
-  if (c == 0x2126) return 0x3C9;
-  if (c == 0x212A) return 'k';
-  if (c == 0x212B) return 0xE5;
-  if (InRange(c, 0x2160, 0x216F)) return c + 16;
-  if (InRange(c, 0x24B6, 0x24CF)) return c + 26;
-  if (InRange(c, 0xFF21, 0xFF3A)) return c + 32;
-  return c;
+  const LowerRun* end = std::end(kLowerRuns);
+  const LowerRun* it = std::upper_bound(std::begin(kLowerRuns), end, c,
+                                        [](char32_t v, const LowerRun& r) { return v < r.first; });
+  if (it == std::begin(kLowerRuns)) return c;
+  --it;
+  if (c > it->last || (c - it->first) % it->stride != 0) return c;
+  return static_cast<char32_t>(static_cast<int64_t>(c) + it->delta);
 }
 
-// A letter that has case, for the final-sigma rule: one that LowerOne changes or that is
-// the lowercase of one it changes (approximated by the blocks LowerOne knows).
 bool IsCased(char32_t c) {
-  if (LowerOne(c) != c) return true;
-  if ((c >= 'a' && c <= 'z') || InRange(c, 0xDF, 0xFF)) return c != 0xF7;
-  return InRange(c, 0x100, 0x24F) || InRange(c, 0x3AC, 0x3FF) || InRange(c, 0x430, 0x52F) ||
-         InRange(c, 0x561, 0x586) || InRange(c, 0x1E00, 0x1EFF);
+  const CodePointRange* it =
+      std::upper_bound(std::begin(kCasedRanges), std::end(kCasedRanges), c,
+                       [](char32_t v, const CodePointRange& r) { return v < r.first; });
+  return it != std::begin(kCasedRanges) && c <= (it - 1)->last;
 }
 
 }  // namespace

@@ -31,8 +31,8 @@ std::string_view TruncateUtf8(std::string_view text, size_t max_bytes);
 // U+205F, U+3000.
 bool IsSpace(char32_t c);
 
-// Lowercases as documented for NormalizeOptions::lowercase (text_metrics.h): Unicode simple
-// lowercase mappings of the listed blocks, U+0130 -> "i" + U+0307, and a final-sigma rule.
+// Lowercases as documented for NormalizeOptions::lowercase (text_metrics.h): Python's
+// str.lower() (lowercase_table.inc), including U+0130 -> "i" + U+0307 and a final-sigma rule.
 std::u32string Lowercase(std::u32string_view text);
 
 // ASCII punctuation (Python's string.punctuation).
