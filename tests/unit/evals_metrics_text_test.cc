@@ -36,6 +36,8 @@ TEST_CASE("Normalize: each option on UTF-8 text", "[evals]") {
         "àéî i\xcc\x87stanbul șț σοφος привет ёж ß ａｂ");
   // Beyond the common blocks: Vietnamese Ơ Ư (Latin Extended-B), Deseret 𐐀 (U+10400).
   CHECK(Normalize("ƠƯ 𐐀 ΑΣ'", lower) == "ơư 𐐨 ας'");
+  // Final sigma looks past case-ignorable code points (apostrophe, combining acute).
+  CHECK(Normalize("Α'Σ ΑΣ\u0301Α ΣΑΣ\u0301.", lower) == "α'ς ασ\u0301α σας\u0301.");
   CHECK(Normalize("A\xff"
                   "B",
                   lower) ==

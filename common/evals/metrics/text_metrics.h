@@ -34,8 +34,8 @@ inline constexpr size_t kMaxEditCodePoints = 20'000;
 // Options of Normalize. The steps run in this order, each on the previous one's output:
 //  1. lowercase: Python 3.11's str.lower() (Unicode 14.0; common/evals/metrics/
 //     lowercase_table.inc): every code point's lowercase mapping, İ (U+0130) becoming
-//     "i" + U+0307, and Σ becoming ς when the code point before it is cased and the one after
-//     it is not (Python also looks past case-ignorable marks and apostrophes; this does not).
+//     "i" + U+0307, and Σ becoming ς in Unicode's Final_Sigma context (a cased letter
+//     before it and none after it, looking past case-ignorable marks and apostrophes).
 //  2. remove_punctuation: deletes ASCII punctuation (Python's string.punctuation:
 //     !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~), ¡ § « ¶ · » ¿, General Punctuation U+2010..U+2027 and
 //     U+2030..U+205E (dashes, curly quotes, …, ‰, ‹ ›) and CJK 、。〃 〈..】 (U+3001..U+3003,

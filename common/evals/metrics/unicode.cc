@@ -55,11 +55,28 @@ char32_t LowerOne(char32_t c) {
   return static_cast<char32_t>(static_cast<int64_t>(c) + it->delta);
 }
 
-bool IsCased(char32_t c) {
-  const CodePointRange* it =
-      std::upper_bound(std::begin(kCasedRanges), std::end(kCasedRanges), c,
-                       [](char32_t v, const CodePointRange& r) { return v < r.first; });
-  return it != std::begin(kCasedRanges) && c <= (it - 1)->last;
+bool InRanges(char32_t c, const CodePointRange* begin, const CodePointRange* end) {
+  const CodePointRange* it = std::upper_bound(
+      begin, end, c, [](char32_t v, const CodePointRange& r) { return v < r.first; });
+  return it != begin && c <= (it - 1)->last;
+}
+
+bool IsCased(char32_t c) { return InRanges(c, std::begin(kCasedRanges), std::end(kCasedRanges)); }
+
+bool IsCaseIgnorable(char32_t c) {
+  return InRanges(c, std::begin(kCaseIgnorableRanges), std::end(kCaseIgnorableRanges));
+}
+
+// Python's handle_capital_sigma: Σ at text[i] is final when a cased code point precedes it
+// and none follows it, skipping case-ignorable code points both ways. Linear overall: each
+// run of case-ignorables is scanned by at most the two sigmas around it.
+bool IsFinalSigma(std::u32string_view text, size_t i) {
+  size_t j = i;
+  while (j > 0 && IsCaseIgnorable(text[j - 1])) --j;
+  if (j == 0 || !IsCased(text[j - 1])) return false;
+  size_t k = i + 1;
+  while (k < text.size() && IsCaseIgnorable(text[k])) ++k;
+  return k == text.size() || !IsCased(text[k]);
 }
 
 }  // namespace
@@ -151,10 +168,8 @@ std::u32string Lowercase(std::u32string_view text) {
       out.push_back(0x307);
       continue;
     }
-    if (c == 0x3A3) {  // Σ: final sigma after a cased letter unless one follows.
-      const bool after_cased = i > 0 && IsCased(text[i - 1]);
-      const bool before_cased = i + 1 < text.size() && IsCased(text[i + 1]);
-      out.push_back(after_cased && !before_cased ? 0x3C2 : 0x3C3);
+    if (c == 0x3A3) {
+      out.push_back(IsFinalSigma(text, i) ? 0x3C2 : 0x3C3);
       continue;
     }
     out.push_back(LowerOne(c));
