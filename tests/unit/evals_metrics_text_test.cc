@@ -231,6 +231,15 @@ TEST_CASE("Hostile inputs: caps apply, empty and invalid UTF-8 are scored", "[ev
   wild.char_order = 1'000'000;
   wild.word_order = -3;
   CHECK(SentenceChrfStats("abc", {"abc"}, wild).values.size() == 3 * 16);
+  wild.beta = std::nan("");
+  CHECK(SentenceChrf("abcd", {"abce"}, wild) == SentenceChrf("abcd", {"abce"}, ChrfOptions{16}));
+  BleuOptions floor = SentenceBleuOptions();
+  floor.smooth_method = BleuSmooth::kFloor;
+  const double by_default = SentenceBleu("a b c", {"a b d"}, floor).score;
+  floor.smooth_value = -1;
+  CHECK(SentenceBleu("a b c", {"a b d"}, floor).score == by_default);
+  floor.smooth_value = std::nan("");
+  CHECK(SentenceBleu("a b c", {"a b d"}, floor).score == by_default);
 }
 
 }  // namespace

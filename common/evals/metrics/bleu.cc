@@ -252,10 +252,14 @@ BleuScore BleuFromStats(const std::array<int64_t, 4>& counts, const std::array<i
   result.totals = totals;
   result.sys_len = sys_len;
   result.ref_len = ref_len;
+  // Why: a negative or non-finite value (from a pipeline file) would make the score NaN.
+  const auto value_or = [&](double fallback) {
+    const double v = options.smooth_value.value_or(fallback);
+    return std::isfinite(v) && v >= 0 ? v : fallback;
+  };
   double smooth_value = 0;
-  if (options.smooth_method == BleuSmooth::kFloor)
-    smooth_value = options.smooth_value.value_or(0.1);
-  if (options.smooth_method == BleuSmooth::kAddK) smooth_value = options.smooth_value.value_or(1);
+  if (options.smooth_method == BleuSmooth::kFloor) smooth_value = value_or(0.1);
+  if (options.smooth_method == BleuSmooth::kAddK) smooth_value = value_or(1);
 
   result.bp = 1.0;
   if (sys_len < ref_len) {

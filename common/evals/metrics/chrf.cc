@@ -1,6 +1,7 @@
 // chrF and chrF++ as sacreBLEU 2.x: sacrebleu/metrics/chrf.py and helpers.py
 // (mjpost/sacrebleu, Apache-2.0), ported to code points.
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -113,7 +114,9 @@ double FScore(const std::vector<int64_t>& stats, const Orders& orders, const Chr
   const int order = orders.total();
   if (order == 0) return 0;
   constexpr double kEps = 1e-16;
-  const double factor = o.beta * o.beta;
+  // Why: a non-finite beta (from a pipeline file) would make the score NaN.
+  const double beta = std::isfinite(o.beta) ? o.beta : 2.0;
+  const double factor = beta * beta;
   double score = 0, avg_prec = 0, avg_rec = 0;
   int effective_order = 0;
   for (int i = 0; i < order; ++i) {

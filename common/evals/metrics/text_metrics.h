@@ -75,7 +75,8 @@ enum class BleuSmooth { kNone, kFloor, kAddK, kExp };
 struct BleuOptions {
   BleuTokenize tokenize = BleuTokenize::k13a;
   BleuSmooth smooth_method = BleuSmooth::kExp;
-  // Used by kFloor (default 0.1) and kAddK (default 1); unset means that default.
+  // Used by kFloor (default 0.1) and kAddK (default 1); unset, negative or non-finite means
+  // that default.
   std::optional<double> smooth_value;
   bool lowercase = false;  // Lowercases as NormalizeOptions::lowercase before tokenising.
   bool effective_order = false;
@@ -135,9 +136,9 @@ BleuScore SentenceBleu(std::string_view hyp, const std::vector<std::string>& ref
 // chrF and chrF++, as sacreBLEU 2.x (sacrebleu/metrics/chrf.py).
 
 struct ChrfOptions {
-  int char_order = 6;  // Clamped to 0..16.
-  int word_order = 0;  // 2 gives chrF++. Clamped to 0..8.
-  double beta = 2;
+  int char_order = 6;       // Clamped to 0..16.
+  int word_order = 0;       // 2 gives chrF++. Clamped to 0..8.
+  double beta = 2;          // Non-finite means 2.
   bool lowercase = false;   // As NormalizeOptions::lowercase.
   bool whitespace = false;  // Keep whitespace in character n-grams.
   bool eps_smoothing = false;
