@@ -16,6 +16,7 @@
 //     4 x 10^8 cells, two rows of int32).
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
