@@ -3,7 +3,7 @@
 // second 0x00 starts a second reference). Contract: no crash, no hang, no unbounded memory;
 // every score finite and in range (BLEU and chrF 0..100; ROUGE, edit similarity 0..1);
 // EditSimilarity symmetric and 1 on equal texts; Normalize with no option returns the input;
-// the corpus score of one segment equals its statistics' score.
+// the corpus score of one segment equals its statistics' score; bootstrap intervals ordered.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -90,5 +90,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Interval i = MeanInterval(v);
   Require(v.size() < 2 || (i.lo <= i.mean && i.mean <= i.hi));
   if (!v.empty()) Require(std::isfinite(Percentile(v, flags % 101)));
+  const std::vector<double> w(v.rbegin(), v.rend());
+  const PairedBootstrap pb = PairedBootstrapMeans(v, w, 0.9, 1 + flags % 50, flags);
+  Require(pb.lo <= pb.hi && pb.p_worse >= 0 && pb.p_worse <= 1);
+  // Every d* is >= 0 or <= 0 (n = 0 gives zeros).
+  Require(v.empty() || pb.p_worse + pb.p_worse_lower_is_better >= 1);
+  (void)JudgeDrop(pb, 0.01, flags & 1);
+  const int n_samples = 1 + flags % 20;
+  const double pass = PassAtK(n_samples, static_cast<int>(v.size()) % (n_samples + 1), 1);
+  Require(pass >= 0 && pass <= 1);
   return 0;
 }
