@@ -10,6 +10,7 @@
 #include <boost/json/parse.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/evals/data/text.h"
 
 namespace assay::evals {
 namespace {
@@ -116,8 +117,19 @@ absl::StatusOr<boost::json::value> ParseStrictJson(std::string_view text, int ma
         absl::StrCat("nested deeper than ", max_depth, " levels (max_depth)"));
   }
   if (r.ec) {
+    // Boost.JSON says "syntax error" for these two; name them.
+    std::string what = r.ec.message();
+    size_t bad = 0;
+    const unsigned char at = r.consumed < text.size() ? text[r.consumed] : 0;
+    if (r.ec != json::error::syntax) {
+      // Keep Boost.JSON's own words.
+    } else if (!IsValidUtf8(text.substr(r.consumed), &bad) && bad == 0) {
+      what = "invalid UTF-8";
+    } else if (r.consumed < text.size() && at < 0x20) {
+      what = absl::StrCat("control character U+00", at < 0x10 ? "0" : "", absl::Hex(at));
+    }
     return absl::InvalidArgumentError(
-        absl::StrCat("not JSON: ", r.ec.message(), " at column ", r.consumed + 1));
+        absl::StrCat("not JSON: ", what, " at column ", r.consumed + 1));
   }
   json::parse_options opt;
   opt.max_depth = static_cast<std::size_t>(max_depth);
