@@ -121,6 +121,9 @@ TEST_CASE("IsJson is JSON.parse: any value, JSON whitespace around it, no fences
   CHECK(IsJson("null"));
   CHECK(IsJson("{\"a\": 1, \"a\": 2}"));  // JSON.parse keeps the last.
   CHECK(IsJson("{\"s\": \"\xFF\"}"));     // JavaScript would hold U+FFFD.
+  CHECK(IsJson("1e400"));                 // Infinity to JSON.parse, and valid.
+  CHECK(IsJson("123456789012345678901234567890"));
+  CHECK_FALSE(IsJson("\"\\ud800\""));  // A lone surrogate: JSON.parse accepts it, Boost not.
   CHECK_FALSE(IsJson(""));
   CHECK_FALSE(IsJson("```json\n{\"a\": 1}\n```"));
   CHECK_FALSE(IsJson("{'a': 1}"));

@@ -27,8 +27,8 @@ absl::StatusOr<boost::json::value> ParseStrictJson(std::string_view text, int ma
 // repeated keys are fine (JSON.parse keeps the last); a Markdown fence (```json ... ```) is NOT
 // stripped, so fenced JSON is not JSON, as in promptfoo. Invalid UTF-8 inside strings is
 // accepted (a JavaScript string would hold U+FFFD there). Differences, documented in
-// docs/eval-datasets.md: nesting past kIsJsonMaxDepth, a lone surrogate escape ("\ud800") and
-// a number too large for a double ("1e400", Infinity in JavaScript) are refused.
+// docs/eval-datasets.md: nesting past kIsJsonMaxDepth and a lone surrogate escape ("\ud800")
+// are refused. Numbers of any size pass ("1e400" is Infinity to JSON.parse, and valid).
 bool IsJson(std::string_view text);
 
 }  // namespace assay::evals
