@@ -146,7 +146,7 @@ TEST_CASE("contains and icontains find substrings, icontains lowers both sides")
   CHECK(Passes(A("icontains", "BONJOUR LE MONDE"), out));
   CHECK(Passes(A("not-contains", "Lyon"), out));
   CHECK_FALSE(Passes(A("not-icontains", "COMMENT"), out));
-  CHECK(Passes(A("icontains", "\xC3\x89T\xC3\x89"), "un \xC3\xA9t\xC3\xA9 chaud"));  // ÉTÉ
+  CHECK(Passes(A("icontains", "\xC3\x89T\xC3\x89"), "un \xC3\xA9t\xC3\xA9 chaud"));       // ÉTÉ
   CHECK(Passes(A("icontains", "\xD0\x9C\xD0\x98\xD0\xA0"), "\xD0\xBC\xD0\xB8\xD1\x80"));  // МИР
   CHECK_FALSE(Passes(A("contains", "x"), ""));
 }
@@ -207,8 +207,8 @@ TEST_CASE("Check gives promptfoo's scores and reasons") {
 }
 
 TEST_CASE("Verdict: weighted mean score, all-must-pass, weight 0 never fails, threshold") {
-  absl::StatusOr<AssertionSet> set = AssertionSet::Compile(
-      {A("contains", "a", 3), A("contains", "b", 1), A("contains", "c", 0)});
+  absl::StatusOr<AssertionSet> set =
+      AssertionSet::Compile({A("contains", "a", 3), A("contains", "b", 1), A("contains", "c", 0)});
   REQUIRE(set.ok());
   AssertionVerdict v = set->Run("a c");
   CHECK_FALSE(v.pass);
@@ -258,15 +258,15 @@ TEST_CASE("Verdict: weighted mean score, all-must-pass, weight 0 never fails, th
 TEST_CASE("AssertionSet::Compile names the assertion that is wrong") {
   absl::StatusOr<AssertionSet> set = AssertionSet::Compile({A("contains", "a"), A("regex", "(")});
   REQUIRE(set.status().code() == absl::StatusCode::kInvalidArgument);
-  CHECK(set.status().message() ==
-        "assert[1]: regex: key \"value\": regex \"(\": missing ): (");
+  CHECK(set.status().message() == "assert[1]: regex: key \"value\": regex \"(\": missing ): (");
 }
 
 // The tests of tests/fixtures/metrics/promptfoo_example.yaml, re-written by hand as the JSON a
 // dataset line's "assert" holds; the outputs are its vars.output (the echo provider returns
 // the prompt "{{output}}"), and the expected outcomes its "expect:" comments.
 TEST_CASE("The promptfoo example config's assertions give its expected outcomes") {
-  const std::string yaml = assay::testing::ReadFixture("tests/fixtures/metrics/promptfoo_example.yaml");
+  const std::string yaml =
+      assay::testing::ReadFixture("tests/fixtures/metrics/promptfoo_example.yaml");
   REQUIRE(yaml.find("value: \"\\\\d{4}\"") != std::string::npos);  // The fixture we mirror.
   struct Case {
     std::string output;

@@ -27,7 +27,8 @@ TEST_CASE("ParseJsonlDataset reads every key of the format") {
   const std::string file =
       "\xEF\xBB\xBF{\"id\": \"capital-fr\", \"input\": \"Capital of France?\", \"expected\": "
       "\"Paris\", \"tags\": [\"geo\", \"easy\"], \"assert\": [{\"type\": \"icontains\", "
-      "\"value\": \"paris\"}, {\"type\": \"not-contains\", \"value\": \"Lyon\", \"weight\": 0.5}]}\r\n"
+      "\"value\": \"paris\"}, {\"type\": \"not-contains\", \"value\": \"Lyon\", \"weight\": "
+      "0.5}]}\r\n"
       "\n"
       "   \n"
       "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", "
@@ -180,7 +181,8 @@ TEST_CASE("ParseJsonlDataset refuses hostile input with a message naming the lim
 }
 
 TEST_CASE("ParseJsonlDataset refuses invalid UTF-8, NUL bytes and repeated keys") {
-  CHECK(ErrorOf("{\"input\": \"caf\xC3\"}\n") == "qa.jsonl:1: not JSON: invalid UTF-8 at column 15");
+  CHECK(ErrorOf("{\"input\": \"caf\xC3\"}\n") ==
+        "qa.jsonl:1: not JSON: invalid UTF-8 at column 15");
   CHECK(ErrorOf(std::string("{\"input\": \"a\0b\"}\n", 17)) ==
         "qa.jsonl:1: not JSON: control character U+0000 at column 13");
   CHECK(ErrorOf(std::string("{\"input\": \"a\"}\0\n", 16)) ==
@@ -208,8 +210,7 @@ TEST_CASE("ParseJsonlDataset reads a dataset of many lines") {
 
 TEST_CASE("DatasetDigest is the lowercase hex SHA-256 of the exact bytes") {
   CHECK(DatasetDigest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  CHECK(DatasetDigest("abc") ==
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(DatasetDigest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(DatasetDigest("{\"input\": \"a\"}\n") != DatasetDigest("{\"input\": \"a\"}\r\n"));
 }
 

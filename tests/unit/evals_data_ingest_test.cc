@@ -174,7 +174,8 @@ TEST_CASE("ParseJunitXml: a lone testsuite, nested suites, times, error over fai
     </testcase>
     <testcase name="skip"><skipped/></testcase>
   </testsuite>
-  <testcase name="failed"><failure>no message attribute</failure><system-err>e</system-err></testcase>
+  <testcase name="failed"><failure>no message attribute</failure>
+    <system-err>e</system-err></testcase>
 </testsuite>
 )";
   absl::StatusOr<JunitReport> r = ParseJunitXml(xml, "junit.xml");
@@ -203,7 +204,8 @@ TEST_CASE("ParseJunitXml names what is wrong with line and column") {
         "junit.xml:1:12: <testcase> time \"-1\" is not a number of seconds");
   CHECK(JunitError("<testsuite>\n<testcase name=\"a&nbsp;b\"/></testsuite>") ==
         "junit.xml:2:18: unknown entity \"&nbsp;\"");
-  CHECK(JunitError("<testsuite></testsuites>") == "junit.xml:1:12: </testsuites> closes <testsuite>");
+  CHECK(JunitError("<testsuite></testsuites>") ==
+        "junit.xml:1:12: </testsuites> closes <testsuite>");
   CHECK(JunitError("<testsuite>") == "junit.xml:1:1: <testsuite> is not closed");
   JunitLimits few;
   few.max_cases = 1;
@@ -257,7 +259,8 @@ TEST_CASE("ParseXml: entities, character references, CDATA, comments and normali
   INFO(r.status().ToString());
   REQUIRE(r.ok());
   CHECK(r->name == "r");
-  CHECK(*r->Attribute("a") == "x\ny z");  // A reference keeps its newline; a literal tab is a space.
+  CHECK(*r->Attribute("a") ==
+        "x\ny z");  // A reference keeps its newline; a literal tab is a space.
   CHECK(*r->Attribute("b") == "<>&\"'");
   CHECK(r->Attribute("zz") == nullptr);
   CHECK(r->text == "tAB<&>u");

@@ -16,10 +16,13 @@ std::string ErrorOf(const absl::Status& s) {
 
 TEST_CASE("JsToLowerCase lowers as JavaScript's toLowerCase does") {
   CHECK(JsToLowerCase("BONJOUR Le Monde 42!") == "bonjour le monde 42!");
-  CHECK(JsToLowerCase("\xC3\x89T\xC3\x89") == "\xC3\xA9t\xC3\xA9");                // ÉTÉ -> été
-  CHECK(JsToLowerCase("\xC3\x97\xC3\x9F") == "\xC3\x97\xC3\x9F");                  // × ß unchanged
-  CHECK(JsToLowerCase("\xC5\x81\xC3\x93" "D\xC5\xB9") == "\xC5\x82\xC3\xB3" "d\xC5\xBA");  // ŁÓDŹ
-  CHECK(JsToLowerCase("\xC5\xB8") == "\xC3\xBF");                                  // Ÿ -> ÿ
+  CHECK(JsToLowerCase("\xC3\x89T\xC3\x89") == "\xC3\xA9t\xC3\xA9");  // ÉTÉ -> été
+  CHECK(JsToLowerCase("\xC3\x97\xC3\x9F") == "\xC3\x97\xC3\x9F");    // × ß unchanged
+  CHECK(JsToLowerCase("\xC5\x81\xC3\x93"
+                      "D\xC5\xB9") ==
+        "\xC5\x82\xC3\xB3"
+        "d\xC5\xBA");                              // ŁÓDŹ
+  CHECK(JsToLowerCase("\xC5\xB8") == "\xC3\xBF");  // Ÿ -> ÿ
   CHECK(JsToLowerCase("\xD0\x9C\xD0\x9E\xD0\xA1\xD0\x9A\xD0\x92\xD0\x90") ==
         "\xD0\xBC\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0");  // МОСКВА -> москва
   CHECK(JsToLowerCase("\xD0\x81") == "\xD1\x91");             // Ё -> ё
@@ -29,9 +32,13 @@ TEST_CASE("JsToLowerCase lowers as JavaScript's toLowerCase does") {
   CHECK(JsToLowerCase("\xCE\x9F\xCE\x94\xCE\x9F\xCE\xA3") ==
         "\xCE\xBF\xCE\xB4\xCE\xBF\xCF\x82");  // ΟΔΟΣ -> οδος (final ς)
   CHECK(JsToLowerCase("\xCE\xA3\xCE\x91") == "\xCF\x83\xCE\xB1");  // ΣΑ -> σα
-  CHECK(JsToLowerCase("\xEF\xBC\xA1") == "\xEF\xBD\x81");           // fullwidth Ａ -> ａ
+  CHECK(JsToLowerCase("\xEF\xBC\xA1") == "\xEF\xBD\x81");          // fullwidth Ａ -> ａ
   // Invalid UTF-8 passes through byte for byte.
-  CHECK(JsToLowerCase(std::string("A\xFF" "B\0C", 5)) == std::string("a\xFF" "b\0c", 5));
+  CHECK(JsToLowerCase(std::string("A\xFF"
+                                  "B\0C",
+                                  5)) == std::string("a\xFF"
+                                                     "b\0c",
+                                                     5));
 }
 
 TEST_CASE("JsNumberToString prints numbers as JavaScript's String(x)") {
@@ -66,7 +73,9 @@ TEST_CASE("IsValidUtf8 finds the first bad sequence") {
 TEST_CASE("Abbreviate cuts on a character boundary") {
   CHECK(Abbreviate("short", 10) == "short");
   CHECK(Abbreviate("abcdef", 3) == "abc...");
-  CHECK(Abbreviate("ab\xC3\xA9" "cd", 3) == "ab...");  // Does not split é.
+  CHECK(Abbreviate("ab\xC3\xA9"
+                   "cd",
+                   3) == "ab...");  // Does not split é.
 }
 
 TEST_CASE("SafeRegex matches like RegExp.test and says what is wrong with a pattern") {
@@ -149,7 +158,8 @@ TEST_CASE("ParseStrictJson refuses repeated keys, deep nesting, bad UTF-8 and tr
   // Escapes are decoded before keys are compared.
   CHECK(ErrorOf(ParseStrictJson("{\"id\": 1, \"\\u0069d\": 2}", 8).status()) ==
         "duplicate key \"id\"");
-  CHECK(ErrorOf(ParseStrictJson("[[[1]]]", 2).status()) == "nested deeper than 2 levels (max_depth)");
+  CHECK(ErrorOf(ParseStrictJson("[[[1]]]", 2).status()) ==
+        "nested deeper than 2 levels (max_depth)");
   CHECK(ErrorOf(ParseStrictJson("{\"a\": \"\xC3\"}", 8).status()) ==
         "not JSON: invalid UTF-8 at column 8");
   CHECK(ErrorOf(ParseStrictJson("{\"a\": 1} x", 8).status()) ==

@@ -81,9 +81,9 @@ absl::StatusOr<Assertion> ParseAssertion(const json::value& v, std::string_view 
       return Invalid(where,
                      "key \"value\": is-json with a JSON schema is not supported (omit value)");
     } else if (!value->is_null() || t != "is-json") {
-      return Invalid(where, absl::StrCat("key \"value\": must be a string",
-                                         numbers_ok ? " or a number" : "",
-                                         t == "equals" ? " or a boolean" : "", " for ", Av(t)));
+      return Invalid(
+          where, absl::StrCat("key \"value\": must be a string", numbers_ok ? " or a number" : "",
+                              t == "equals" ? " or a boolean" : "", " for ", Av(t)));
     }
   }
   for (const char* key : {"threshold", "weight"}) {
@@ -122,14 +122,15 @@ absl::Status ValidateAssertion(const Assertion& a) {
   }
   if (a.type == "regex") {
     if (absl::StatusOr<SafeRegex> re = SafeRegex::Compile(a.value); !re.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": key \"value\": ",
-                                                     re.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": key \"value\": ", re.status().message()));
     }
   }
   if (a.threshold.has_value() &&
       !(std::isfinite(*a.threshold) && *a.threshold >= 0 && *a.threshold <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": key \"threshold\": must be between 0 and 1, not ", JsNumberToString(*a.threshold)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": key \"threshold\": must be between 0 and 1, not ",
+                     JsNumberToString(*a.threshold)));
   }
   if (!(std::isfinite(a.weight) && a.weight >= 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -170,10 +171,12 @@ std::vector<AssertionResult> AssertionSet::Check(std::string_view output) const 
                             Abbreviate(a.value), "\"");
     } else if (a.type == "contains") {
       holds = absl::StrContains(Av(output), a.value);
-      reason = absl::StrCat("Expected output to ", Av(neg), "contain \"", Abbreviate(a.value), "\"");
+      reason =
+          absl::StrCat("Expected output to ", Av(neg), "contain \"", Abbreviate(a.value), "\"");
     } else if (a.type == "icontains") {
       holds = absl::StrContains(JsToLowerCase(output), JsToLowerCase(a.value));
-      reason = absl::StrCat("Expected output to ", Av(neg), "contain \"", Abbreviate(a.value), "\"");
+      reason =
+          absl::StrCat("Expected output to ", Av(neg), "contain \"", Abbreviate(a.value), "\"");
     } else if (a.type == "starts-with") {
       holds = absl::StartsWith(Av(output), a.value);
       reason =

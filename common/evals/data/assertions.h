@@ -30,8 +30,8 @@
 namespace assay::evals {
 
 // The base types (each also as not-TYPE), in the order error messages list them.
-inline constexpr std::string_view kAssertionTypes[] = {"equals",      "contains", "icontains",
-                                                       "regex",       "starts-with", "is-json"};
+inline constexpr std::string_view kAssertionTypes[] = {"equals", "contains",    "icontains",
+                                                       "regex",  "starts-with", "is-json"};
 
 // Parses one `{type, value, threshold, weight}` object. `type` may carry the `not-` prefix
 // (then the result has negate = true and the base type). `value`: a string; for equals,

@@ -84,8 +84,8 @@ class LineParser {
     if (const json::value* v = obj.if_contains("expected")) {
       if (v->is_number()) {
         const std::string n = JsNumberToString(v->to_number<double>());
-        return KeyError("expected", absl::StrCat("must be a string (write ", n, " as \"", n,
-                                                 "\")"));
+        return KeyError("expected",
+                        absl::StrCat("must be a string (write ", n, " as \"", n, "\")"));
       }
       if (!v->is_string()) return KeyError("expected", "must be a string", *v);
       ex->expected = std::string(View(v->get_string()));
@@ -100,8 +100,8 @@ class LineParser {
         return KeyError("id", "must be a string or an integer", *v);
       }
       if (ex->id.size() > limits_.max_id_bytes) {
-        return KeyError("id", absl::StrCat("longer than ", limits_.max_id_bytes,
-                                           " bytes (max_id_bytes)"));
+        return KeyError(
+            "id", absl::StrCat("longer than ", limits_.max_id_bytes, " bytes (max_id_bytes)"));
       }
     }
     if (const json::value* v = obj.if_contains("tags")) {
@@ -147,8 +147,8 @@ class LineParser {
       if (m == nullptr) return KeyError(key, "must be an object {role, content}", (*arr)[i]);
       for (const auto& kv : *m) {
         if (kv.key() != "role" && kv.key() != "content") {
-          return KeyError(key, absl::StrCat("unknown key \"", Av(kv.key()),
-                                            "\" (allowed: role, content)"));
+          return KeyError(
+              key, absl::StrCat("unknown key \"", Av(kv.key()), "\" (allowed: role, content)"));
         }
       }
       const json::value* role = m->if_contains("role");
@@ -158,8 +158,8 @@ class LineParser {
       }
       const std::string_view r = View(role->get_string());
       if (r != "system" && r != "user" && r != "assistant") {
-        return KeyError(key, absl::StrCat("unknown role \"", Av(r),
-                                          "\" (allowed: system, user, assistant)"));
+        return KeyError(
+            key, absl::StrCat("unknown role \"", Av(r), "\" (allowed: system, user, assistant)"));
       }
       if (content == nullptr || !content->is_string()) {
         return KeyError(key, "\"content\" must be a string");
@@ -250,8 +250,8 @@ absl::StatusOr<std::vector<Example>> ParseJsonlDataset(std::string_view bytes,
                                                        const DatasetLimits& limits) {
   if (bytes.size() > limits.max_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(Av(file_name), ": ", bytes.size(),
-                                                   " bytes is over the limit of ",
-                                                   limits.max_bytes, " bytes (max_bytes)"));
+                                                   " bytes is over the limit of ", limits.max_bytes,
+                                                   " bytes (max_bytes)"));
   }
   if (bytes.substr(0, 3) == "\xEF\xBB\xBF") bytes.remove_prefix(3);
   std::vector<Example> out;
@@ -266,14 +266,13 @@ absl::StatusOr<std::vector<Example>> ParseJsonlDataset(std::string_view bytes,
     if (IsBlank(line)) continue;
     const std::string where = absl::StrCat(Av(file_name), ":", line_no);
     if (out.size() >= limits.max_examples) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": more than ", limits.max_examples, " examples (max_examples)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": more than ", limits.max_examples, " examples (max_examples)"));
     }
     if (line.size() > limits.max_line_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": line of ", line.size(),
-                                                     " bytes is over the limit of ",
-                                                     limits.max_line_bytes,
-                                                     " bytes (max_line_bytes)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": line of ", line.size(), " bytes is over the limit of ",
+                       limits.max_line_bytes, " bytes (max_line_bytes)"));
     }
     absl::StatusOr<json::value> v = ParseStrictJson(line, limits.max_depth);
     if (!v.ok()) {

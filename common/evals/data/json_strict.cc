@@ -142,8 +142,7 @@ absl::StatusOr<boost::json::value> ParseStrictJson(std::string_view text, int ma
 }
 
 bool IsJson(std::string_view text) {
-  return !Check(text, kIsJsonMaxDepth, /*check_duplicates=*/false, /*allow_invalid_utf8=*/true)
-              .ec;
+  return !Check(text, kIsJsonMaxDepth, /*check_duplicates=*/false, /*allow_invalid_utf8=*/true).ec;
 }
 
 }  // namespace assay::evals

@@ -47,8 +47,8 @@ class JunitMapper {
     if (const std::string* time = tc.Attribute("time"); time != nullptr && !time->empty()) {
       double t;
       if (!absl::SimpleAtod(*time, &t) || !std::isfinite(t) || t < 0) {
-        return Error(tc, absl::StrCat("<testcase> time \"", *time,
-                                      "\" is not a number of seconds"));
+        return Error(tc,
+                     absl::StrCat("<testcase> time \"", *time, "\" is not a number of seconds"));
       }
       c.time_s = t;
     }

@@ -123,7 +123,8 @@ absl::StatusOr<std::vector<IngestedMetric>> ParseLmEvalResults(std::string_view 
       m.metric = std::string(metric);
       m.filter = std::string(filter);
       m.value = value.to_number<double>();
-      m.stderr_value = Number(task_obj->if_contains(absl::StrCat(Av(metric), "_stderr,", Av(filter))));
+      m.stderr_value =
+          Number(task_obj->if_contains(absl::StrCat(Av(metric), "_stderr,", Av(filter))));
       m.alias = alias;
       m.group = groups.count(task) > 0;
       out.push_back(std::move(m));

@@ -22,8 +22,7 @@ absl::StatusOr<SafeRegex> SafeRegex::Compile(std::string_view pattern) {
   opt.set_case_sensitive(true);
   auto re = std::make_shared<const RE2>(re2::StringPiece(pattern.data(), pattern.size()), opt);
   if (!re->ok()) {
-    std::string msg =
-        absl::StrCat("regex \"", Abbreviate(pattern, 120), "\": ", re->error());
+    std::string msg = absl::StrCat("regex \"", Abbreviate(pattern, 120), "\": ", re->error());
     const std::string& arg = re->error_arg();
     if (re->error_code() == RE2::ErrorBadPerlOp && arg.size() >= 3 &&
         (arg[2] == '=' || arg[2] == '!')) {

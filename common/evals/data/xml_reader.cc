@@ -14,8 +14,8 @@ bool IsXmlSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'
 
 bool IsNameChar(char c) {
   const unsigned char u = static_cast<unsigned char>(c);
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '-' || c == '.' || c == ':' || u >= 0x80;
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.' || c == ':' || u >= 0x80;
 }
 
 // XML's Char production, for numeric character references.
@@ -77,8 +77,8 @@ class Reader {
         root = *std::move(e);
         have_root = true;
       } else {
-        return ErrorAt(pos_, have_root ? "content after the root element"
-                                       : "text before the root element");
+        return ErrorAt(
+            pos_, have_root ? "content after the root element" : "text before the root element");
       }
     }
     if (!have_root) return ErrorAt(pos_, "no root element");
@@ -139,13 +139,11 @@ class Reader {
         size_t q = body.find_first_of("\"'", enc);
         if (q != std::string_view::npos) {
           const size_t q2 = body.find(body[q], q + 1);
-          const std::string name =
-              absl::AsciiStrToLower(Av(body.substr(q + 1, q2 == std::string_view::npos
-                                                           ? std::string_view::npos
-                                                           : q2 - q - 1)));
+          const std::string name = absl::AsciiStrToLower(Av(body.substr(
+              q + 1, q2 == std::string_view::npos ? std::string_view::npos : q2 - q - 1)));
           if (name != "utf-8" && name != "utf8" && name != "us-ascii" && name != "ascii") {
-            return ErrorAt(start, absl::StrCat("encoding \"", name,
-                                               "\" is not supported (UTF-8 only)"));
+            return ErrorAt(start,
+                           absl::StrCat("encoding \"", name, "\" is not supported (UTF-8 only)"));
           }
         }
       }
@@ -227,8 +225,8 @@ class Reader {
                                          " levels (max_depth)"));
     }
     if (++elements_ > limits_.max_elements) {
-      return ErrorAt(start, absl::StrCat("more than ", limits_.max_elements,
-                                         " elements (max_elements)"));
+      return ErrorAt(start,
+                     absl::StrCat("more than ", limits_.max_elements, " elements (max_elements)"));
     }
     XmlElement e;
     Position(start, &e.line, &e.column);
@@ -312,8 +310,7 @@ class Reader {
       } else {
         size_t end = doc_.find('<', pos_);
         if (end == std::string_view::npos) end = doc_.size();
-        if (absl::Status s = Decode(doc_.substr(pos_, end - pos_), pos_, false, &e.text);
-            !s.ok()) {
+        if (absl::Status s = Decode(doc_.substr(pos_, end - pos_), pos_, false, &e.text); !s.ok()) {
           return s;
         }
         pos_ = end;
