@@ -96,9 +96,14 @@ TEST_CASE("ParseAssertion and ValidateAssertion refuse what promptfoo would not 
   CHECK(ParseError(R"({"type": "equals", "value": {"a": 1}})") ==
         "t.jsonl:3: assert[0]: key \"value\": must be a string or a number or a boolean for "
         "equals");
-  CHECK(ParseError(R"({"type": "is-json", "value": {"type": "object"}})") ==
-        "t.jsonl:3: assert[0]: key \"value\": is-json with a JSON schema is not supported (omit "
-        "value)");
+  CHECK(ParseError(R"({"type": "is-json", "value": {"format": "email"}})")
+            .rfind("t.jsonl:3: assert[0]: is-json: key \"value\": schema /: keyword \"format\" is "
+                   "not supported (supported: type, ",
+                   0) == 0);
+  CHECK(ParseError(R"({"type": "is-json", "value": "{not json"})") ==
+        "t.jsonl:3: assert[0]: is-json: key \"value\": schema: not JSON: syntax error at column 2");
+  CHECK(ParseError(R"({"type": "is-json", "value": 3})") ==
+        "t.jsonl:3: assert[0]: key \"value\": must be a string for is-json");
   CHECK(ParseError(R"({"type": "regex", "value": "(?=a)b"})") ==
         "t.jsonl:3: assert[0]: regex: key \"value\": regex \"(?=a)b\": invalid perl operator: "
         "(?= (RE2 has no lookaround)");
@@ -119,8 +124,8 @@ TEST_CASE("ParseAssertion and ValidateAssertion refuse what promptfoo would not 
   CHECK(ValidateError(A("similar", "x")) ==
         "unknown assertion type \"similar\" (known: equals, contains, icontains, regex, "
         "starts-with, is-json; each also as not-TYPE)");
-  CHECK(ValidateError(A("is-json", "{}")) ==
-        "is-json: key \"value\": is-json with a JSON schema is not supported (omit value)");
+  CHECK(ValidateError(A("is-json", "{\"$ref\": \"#\"}"))
+            .rfind("is-json: key \"value\": schema /: keyword \"$ref\" is not supported", 0) == 0);
   Assertion nan_weight = A("contains", "x");
   nan_weight.weight = std::numeric_limits<double>::quiet_NaN();
   CHECK(ValidateError(nan_weight) == "contains: key \"weight\": must be a number >= 0, not NaN");
@@ -264,6 +269,12 @@ TEST_CASE("AssertionSet::Compile names the assertion that is wrong") {
 // The tests of tests/fixtures/metrics/promptfoo_example.yaml, re-written by hand as the JSON a
 // dataset line's "assert" holds; the outputs are its vars.output (the echo provider returns
 // the prompt "{{output}}"), and the expected outcomes its "expect:" comments.
+// The config's is-json with a schema (its YAML value as JSON).
+const std::string kSchemaAssert = R"({"type": "is-json", "value": {
+    "required": ["latitude", "longitude"], "type": "object",
+    "properties": {"latitude": {"type": "number", "minimum": -90, "maximum": 90},
+                   "longitude": {"type": "number", "minimum": -180, "maximum": 180}}}})";
+
 TEST_CASE("The promptfoo example config's assertions give its expected outcomes") {
   const std::string yaml =
       assay::testing::ReadFixture("tests/fixtures/metrics/promptfoo_example.yaml");
@@ -288,8 +299,12 @@ TEST_CASE("The promptfoo example config's assertions give its expected outcomes"
            {"type": "not-regex", "value": "\\b[0-9a-f]{8}\\b"}])",
        {true, true}},
       {R"({"latitude": 48.85, "longitude": 2.35})",
-       R"([{"type": "is-json"}, {"type": "starts-with", "value": "{"}])",
-       {true, true}},
+       R"([{"type": "is-json"}, )" + kSchemaAssert + R"(, {"type": "starts-with", "value": "{"}])",
+       {true, true, true}},
+      // Not in the config: the same assertions over an output out of the schema's range.
+      {R"({"latitude": 91, "longitude": 2.35})",
+       R"([{"type": "is-json"}, )" + kSchemaAssert + "]",
+       {true, false}},
   };
   for (const Case& c : cases) {
     INFO(c.output);
@@ -307,11 +322,22 @@ TEST_CASE("The promptfoo example config's assertions give its expected outcomes"
     for (const AssertionResult& r : v.results) got.push_back(r.pass);
     CHECK(got == c.expect);
   }
-  // The config's second is-json carries a JSON schema, which Assay refuses by name.
-  CHECK(ParseError(R"({"type": "is-json", "value": {"required": ["latitude", "longitude"],
-                      "type": "object"}})") ==
-        "t.jsonl:3: assert[0]: key \"value\": is-json with a JSON schema is not supported (omit "
-        "value)");
+  absl::StatusOr<Assertion> schema_assert =
+      ParseAssertion(boost::json::parse(kSchemaAssert), "promptfoo_example");
+  REQUIRE(schema_assert.ok());
+  absl::StatusOr<AssertionSet> set = AssertionSet::Compile({*schema_assert});
+  REQUIRE(set.ok());
+  CHECK(set->Check(R"({"latitude": 91, "longitude": 2.35})").at(0).reason ==
+        "JSON does not conform to the provided schema. Errors: data/latitude must be <= 90");
+  CHECK(set->Check("not json").at(0).reason == "Expected output to be valid JSON");
+  Assertion negated = *schema_assert;
+  negated.negate = true;
+  set = AssertionSet::Compile({negated});
+  REQUIRE(set.ok());
+  CHECK(set->Check(R"({"latitude": 1, "longitude": 2})").at(0) ==
+        AssertionResult{false, 0, "Output is JSON that conforms to the provided schema"});
+  CHECK(set->Check("not json").at(0).pass);
+  CHECK(set->Check(R"({"latitude": 91, "longitude": 2})").at(0).pass);
 }
 
 }  // namespace

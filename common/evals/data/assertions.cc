@@ -5,11 +5,14 @@
 #include <utility>
 
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/evals/data/json_schema.h"
 #include "common/evals/data/json_strict.h"
 #include "common/evals/data/text.h"
 
@@ -77,9 +80,8 @@ absl::StatusOr<Assertion> ParseAssertion(const json::value& v, std::string_view 
       a.value = NumberText(*value);
     } else if (value->is_bool() && t == "equals") {
       a.value = value->get_bool() ? "true" : "false";
-    } else if (t == "is-json" && !value->is_null()) {
-      return Invalid(where,
-                     "key \"value\": is-json with a JSON schema is not supported (omit value)");
+    } else if (t == "is-json" && (value->is_object() || value->is_bool())) {
+      a.value = json::serialize(*value);  // A JSON schema, kept as its JSON text.
     } else if (!value->is_null() || t != "is-json") {
       return Invalid(
           where, absl::StrCat("key \"value\": must be a string", numbers_ok ? " or a number" : "",
@@ -113,8 +115,10 @@ absl::Status ValidateAssertion(const Assertion& a) {
   }
   if (a.type == "is-json") {
     if (!a.value.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, ": key \"value\": is-json with a JSON schema is not supported (omit value)"));
+      if (absl::StatusOr<JsonSchema> schema = JsonSchema::Compile(a.value); !schema.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": key \"value\": ", schema.status().message()));
+      }
     }
   } else if (a.type != "equals" && a.value.empty()) {
     return absl::InvalidArgumentError(
@@ -142,6 +146,7 @@ absl::Status ValidateAssertion(const Assertion& a) {
 absl::StatusOr<AssertionSet> AssertionSet::Compile(std::vector<Assertion> assertions) {
   AssertionSet set;
   set.regexes_.resize(assertions.size());
+  set.schemas_.resize(assertions.size());
   for (size_t i = 0; i < assertions.size(); ++i) {
     const Assertion& a = assertions[i];
     if (absl::Status s = ValidateAssertion(a); !s.ok()) {
@@ -151,6 +156,11 @@ absl::StatusOr<AssertionSet> AssertionSet::Compile(std::vector<Assertion> assert
       absl::StatusOr<SafeRegex> re = SafeRegex::Compile(a.value);
       if (!re.ok()) return re.status();  // Not reached: ValidateAssertion compiled it.
       set.regexes_[i] = *std::move(re);
+    }
+    if (a.type == "is-json" && !a.value.empty()) {
+      absl::StatusOr<JsonSchema> schema = JsonSchema::Compile(a.value);
+      if (!schema.ok()) return schema.status();  // Not reached: ValidateAssertion compiled it.
+      set.schemas_[i] = *std::move(schema);
     }
   }
   set.assertions_ = std::move(assertions);
@@ -185,9 +195,26 @@ std::vector<AssertionResult> AssertionSet::Check(std::string_view output) const 
       holds = regexes_[i]->PartialMatch(output);
       reason =
           absl::StrCat("Expected output to ", Av(neg), "match regex \"", Abbreviate(a.value), "\"");
-    } else if (a.type == "is-json") {
+    } else if (a.type == "is-json" && !schemas_[i].has_value()) {
       holds = IsJson(output);
       reason = absl::StrCat("Expected output to ", Av(neg), "be valid JSON");
+    } else if (a.type == "is-json") {
+      // promptfoo: JSON.parse, then the schema (Ajv) on what it parsed.
+      json::parse_options opt;
+      opt.max_depth = kIsJsonMaxDepth;
+      opt.allow_invalid_utf8 = true;
+      json::error_code ec;
+      const json::value parsed =
+          json::parse(json::string_view(output.data(), output.size()), ec, {}, opt);
+      std::string why;
+      if (ec) {
+        reason = "Expected output to be valid JSON";
+      } else if (schemas_[i]->Validate(parsed, &why)) {
+        holds = true;
+        reason = "Output is JSON that conforms to the provided schema";
+      } else {
+        reason = absl::StrCat("JSON does not conform to the provided schema. Errors: ", why);
+      }
     }
     AssertionResult r;
     r.pass = holds != a.negate;

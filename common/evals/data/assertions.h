@@ -10,7 +10,8 @@
 //   icontains    the same after JavaScript's toLowerCase of both (see JsToLowerCase).
 //   starts-with  output begins with value, case-sensitive, no trimming.
 //   regex        the pattern matches somewhere in output (RegExp.test, no flags); RE2 syntax.
-//   is-json      JSON.parse(output) succeeds (see IsJson); `value` (a JSON schema) unsupported.
+//   is-json      JSON.parse(output) succeeds (see IsJson); with a `value`, the parsed output
+//                also conforms to that JSON schema (json_schema.h: Ajv's subset we support).
 //   not-TYPE     the opposite pass/fail of TYPE.
 // Every one scores 1 when it passes and 0 when it fails. An assertion of weight 0 always
 // passes (it is reported, not gating), as in promptfoo.
@@ -24,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/evals/data/json_schema.h"
 #include "common/evals/data/safe_regex.h"
 #include "common/evals/example.h"
 
@@ -36,15 +38,17 @@ inline constexpr std::string_view kAssertionTypes[] = {"equals", "contains",    
 // Parses one `{type, value, threshold, weight}` object. `type` may carry the `not-` prefix
 // (then the result has negate = true and the base type). `value`: a string; for equals,
 // contains and icontains also a number (JavaScript's String(x): 3.0 -> "3"), for equals also
-// a boolean ("true"/"false"). Any other key is refused, naming the allowed ones. The result is
-// validated (ValidateAssertion). Errors are kInvalidArgument and begin with `where` (e.g.
-// "qa.jsonl:7: assert[1]"): `qa.jsonl:7: assert[1]: unknown assertion type "similar" (...)`.
+// a boolean ("true"/"false"); for is-json a JSON schema (an object or boolean, kept in `value`
+// as its JSON text; or that JSON text as a string). Any other key is refused, naming the allowed
+// ones. The result is validated (ValidateAssertion). Errors are kInvalidArgument and begin with
+// `where` (e.g. "qa.jsonl:7: assert[1]"): `qa.jsonl:7: assert[1]: unknown assertion type "similar"
+// (...)`.
 absl::StatusOr<Assertion> ParseAssertion(const boost::json::value& v, std::string_view where);
 
 // Checks an assertion built in code or parsed elsewhere (YAML `tests:`): `type` is a base
 // type (not "not-..."; negation is `negate`); contains, icontains, starts-with and regex need
 // a non-empty value (promptfoo refuses an empty one too); regex compiles under SafeRegex;
-// is-json has no value (JSON-schema validation is not supported); threshold, when set, is in
+// is-json's value, when not empty, is a JSON schema JsonSchema compiles; threshold, when set, is in
 // [0, 1]; weight is finite and >= 0. The per-assertion threshold is accepted for promptfoo
 // compatibility but does not change these 0-or-1 assertions (promptfoo uses it only for
 // scored types such as `similar`). Errors (kInvalidArgument) name the type and the key.
@@ -95,7 +99,8 @@ class AssertionSet {
 
  private:
   std::vector<Assertion> assertions_;
-  std::vector<std::optional<SafeRegex>> regexes_;  // Set for each regex assertion.
+  std::vector<std::optional<SafeRegex>> regexes_;   // Set for each regex assertion.
+  std::vector<std::optional<JsonSchema>> schemas_;  // Set for each is-json with a schema.
 };
 
 }  // namespace assay::evals
