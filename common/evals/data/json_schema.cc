@@ -24,7 +24,7 @@ struct JsonSchema::Node {
   std::optional<json::array> enum_values;
   std::optional<json::value> const_value;
   std::vector<std::string> required;
-  std::vector<std::pair<std::string, Node>> properties;
+  std::vector<std::pair<std::string, std::unique_ptr<Node>>> properties;
   std::optional<bool> additional_bool;
   std::unique_ptr<Node> additional;
   std::optional<size_t> min_properties, max_properties;
@@ -115,9 +115,10 @@ absl::Status CompileNode(const json::value& v, const std::string& at, Node* out)
     } else if (key == "properties") {
       if (!val.is_object()) return Bad(at, "\"properties\" must be an object of schemas");
       for (const auto& p : val.get_object()) {
-        out->properties.emplace_back(std::string(std::string_view(p.key())), Node());
+        out->properties.emplace_back(std::string(std::string_view(p.key())),
+                                     std::make_unique<Node>());
         absl::Status s = CompileNode(p.value(), absl::StrCat(at, "/properties/", Av(p.key())),
-                                     &out->properties.back().second);
+                                     out->properties.back().second.get());
         if (!s.ok()) return s;
       }
     } else if (key == "additionalProperties") {
@@ -320,7 +321,7 @@ bool Check(const Node& n, const json::value& v, const std::string& path, std::st
       const std::string sub = absl::StrCat(path, "/", Av(k));
       const Node* prop = nullptr;
       for (const auto& [name, node] : n.properties) {
-        if (name == k) prop = &node;
+        if (name == k) prop = node.get();
       }
       if (prop != nullptr) {
         if (!Check(*prop, kv.value(), sub, err)) return false;
