@@ -166,7 +166,7 @@ TEST_CASE("ParseJunitXml: a lone testsuite, nested suites, times, error over fai
 <!-- written by hand in Surefire's shape -->
 <testsuite name="outer" tests="4">
   <properties><property name="java.version" value="17"/></properties>
-  <testcase classname="a.B" name="ok" time="1.5"/>
+  <testcase classname="a.B" name="ok" time="1,234.5"/>
   <testsuite name="inner">
     <testcase classname="a.C" name="both" time="0.25">
       <failure message="first">trace</failure>
@@ -186,7 +186,7 @@ TEST_CASE("ParseJunitXml: a lone testsuite, nested suites, times, error over fai
   CHECK(r->errors == 1);
   CHECK(r->skipped == 1);
   REQUIRE(r->cases.size() == 4);
-  CHECK(r->cases[0] == JunitCase{"outer", "a.B", "ok", "passed", "", "", 1.5});
+  CHECK(r->cases[0] == JunitCase{"outer", "a.B", "ok", "passed", "", "", 1234.5});
   CHECK(r->cases[1] ==
         JunitCase{"inner", "a.C", "both", "error", "teardown", "x < y & \"z\"", 0.25});
   CHECK(r->cases[2] == JunitCase{"inner", "", "skip", "skipped", "", "", 0});

@@ -101,6 +101,7 @@ class AssertionSet {
   std::vector<Assertion> assertions_;
   std::vector<std::optional<SafeRegex>> regexes_;   // Set for each regex assertion.
   std::vector<std::optional<JsonSchema>> schemas_;  // Set for each is-json with a schema.
+  std::vector<std::string> lowered_;                // icontains: the value, lowered once.
 };
 
 }  // namespace assay::evals

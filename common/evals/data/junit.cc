@@ -1,4 +1,5 @@
 // JUnit XML (ingest.h): the element tree of xml_reader.h mapped to cases.
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -46,7 +47,10 @@ class JunitMapper {
     if (const std::string* cls = tc.Attribute("classname")) c.classname = *cls;
     if (const std::string* time = tc.Attribute("time"); time != nullptr && !time->empty()) {
       double t;
-      if (!absl::SimpleAtod(*time, &t) || !std::isfinite(t) || t < 0) {
+      // Why drop commas: Maven Surefire wrote times of 1000 s and more as "1,234.5".
+      std::string digits = *time;
+      digits.erase(std::remove(digits.begin(), digits.end(), ','), digits.end());
+      if (!absl::SimpleAtod(digits, &t) || !std::isfinite(t) || t < 0) {
         return Error(tc,
                      absl::StrCat("<testcase> time \"", *time, "\" is not a number of seconds"));
       }
