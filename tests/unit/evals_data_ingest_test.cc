@@ -193,6 +193,18 @@ TEST_CASE("ParseJunitXml: a lone testsuite, nested suites, times, error over fai
   CHECK(r->cases[3] == JunitCase{"outer", "", "failed", "failed", "", "no message attribute", 0});
 }
 
+TEST_CASE("ParseJunitXml: a testcase directly under testsuites") {
+  absl::StatusOr<JunitReport> r = ParseJunitXml(
+      "<testsuites name=\"all\"><testcase name=\"a\"/><testsuite name=\"s\"><testcase "
+      "name=\"b\"><error/></testcase></testsuite></testsuites>",
+      "junit.xml");
+  REQUIRE(r.ok());
+  REQUIRE(r->cases.size() == 2);
+  CHECK(r->cases[0] == JunitCase{"all", "", "a", "passed", "", "", 0});
+  CHECK(r->cases[1] == JunitCase{"s", "", "b", "error", "", "", 0});
+  CHECK(r->errors == 1);
+}
+
 TEST_CASE("ParseJunitXml names what is wrong with line and column") {
   CHECK(JunitError("<results/>") ==
         "junit.xml:1:1: the root element is <results>, not <testsuites> or <testsuite>");

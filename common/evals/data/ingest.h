@@ -57,7 +57,7 @@ struct JunitLimits {
 };
 
 struct JunitCase {
-  std::string suite;      // The innermost <testsuite>'s name ("" if none).
+  std::string suite;      // The innermost <testsuite>'s (or <testsuites>') name, "" if none.
   std::string classname;  // "" if absent.
   std::string name;
   std::string status;   // passed, failed, error, skipped.
