@@ -18,7 +18,7 @@ namespace assay::evals {
 
 struct XmlLimits {
   size_t max_bytes = size_t{64} << 20;
-  int max_depth = 32;  // Element nesting; the root is depth 1.
+  int max_depth = 32;  // Element nesting; the root is depth 1. Also bounds the recursion.
   size_t max_elements = 1'000'000;
   size_t max_attributes = 64;  // On one element.
 };
