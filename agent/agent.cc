@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <random>
 
@@ -19,6 +20,8 @@
 #include "absl/strings/strip.h"
 #include "agent/artifacts.h"
 #include "agent/cache.h"
+#include "agent/eval_report.h"
+#include "agent/eval_step.h"
 #include "agent/executor_choice.h"
 #include "agent/image_build.h"
 #include "agent/job_scope.h"
@@ -742,6 +745,55 @@ void Agent::Replay(Stream* stream, StreamWriter* writer) {
   }
 }
 
+namespace {
+
+// Issue 10: the driver of each eval step (agent/eval_step.h). Its log lines are masked with the
+// job's secrets by a masker of their own: JobSecrets' masker belongs to the job's thread.
+void AttachEvalDrivers(const v1::Assignment& a, const std::string& ws,
+                       const std::optional<JobIdentity>& user, const JobLogFn& log,
+                       v1::AgentService::StubInterface* stub, const std::string& bearer,
+                       JobRunRequest& req) {
+  std::vector<std::string> values;
+  auto secrets = std::make_shared<std::map<std::string, std::string>>();
+  for (const v1::JobSecret& s : a.secrets()) {
+    if (!s.withheld().empty()) continue;
+    values.push_back(s.value());
+    (*secrets)[s.name()] = s.value();
+  }
+  auto masker = std::make_shared<const SecretMasker>(values);
+  for (int i = 0; i < a.steps_size() && i < static_cast<int>(req.steps.size()); ++i) {
+    if (a.steps(i).eval_json().empty()) continue;
+    absl::StatusOr<evals::EvalSpec> spec = evals::EvalSpecFromJson(a.steps(i).eval_json());
+    if (!spec.ok()) {
+      auto driver = std::make_shared<StepDriver>();
+      driver->start = [status = spec.status()]() -> absl::StatusOr<std::string> {
+        return status;
+      };
+      req.steps[i].driver = std::move(driver);
+      continue;
+    }
+    EvalStepContext ctx;
+    ctx.workspace = ws;
+    ctx.user = user;
+    ctx.log = [log, masker](std::string_view text) { log(masker->MaskAll(text)); };
+    ctx.secret = [secrets](const std::string& name) -> std::optional<std::string> {
+      auto it = secrets->find(name);
+      if (it == secrets->end()) return std::nullopt;
+      return it->second;
+    };
+    const EvalCallTarget target{stub, bearer, a.job_id(), a.attempt_token(), i};
+    ctx.baseline = [target](const std::string& name, const std::string& vs) {
+      return FetchEvalBaseline(target, name, vs);
+    };
+    ctx.record = [target](const EvalReport& report) {
+      return SendEvalReport(target, report).status();
+    };
+    req.steps[i].driver = MakeEvalDriver(*std::move(spec), std::move(ctx));
+  }
+}
+
+}  // namespace
+
 void Agent::RunJob(int64_t job_id) {
   v1::Assignment a;
   CancelFlag* cancel = nullptr;
@@ -844,6 +896,7 @@ void Agent::RunJob(int64_t job_id) {
       res.message = std::string(delivered.message());
       EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
     } else {
+      AttachEvalDrivers(a, ws, opts_.job_user, log, stub_.get(), bearer_, req);
       // Where the steps run (docs/executors.md): a container for a job with an image, else the
       // sandbox or the host, as this agent's --executors allow.
       std::unique_ptr<ContainerExecutor> container = ContainerExecutorFor(

@@ -31,6 +31,7 @@
 #include "server/pipeline/schedule_loop.h"
 #include "server/scheduler/wakeups.h"
 #include "server/store/artifacts.h"
+#include "server/store/evals.h"
 #include "server/store/logs.h"
 #include "server/store/migrations.h"
 
@@ -95,6 +96,7 @@ struct AssayServer::Impl {
   std::unique_ptr<artifacts::Sweeper> artifact_sweeper;
   std::unique_ptr<store::CacheStore> cache_store;  // issue 9, caches
   std::unique_ptr<artifacts::CacheService> caches;
+  std::unique_ptr<store::EvalStore> eval_store;  // issue 10, evals
   AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
@@ -290,6 +292,8 @@ absl::Status AssayServer::Start() {
   ad.allow_shared_token = o.allow_shared_agent_token;
   ad.artifacts = m.artifacts.get();
   ad.caches = m.caches.get();
+  m.eval_store = std::make_unique<store::EvalStore>(m.db.get());
+  ad.evals = m.eval_store.get();
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (o.grpc_insecure) {
@@ -342,6 +346,7 @@ absl::Status AssayServer::Start() {
   m.api.log_followers = m.log_followers.get();
   m.api.artifacts = m.artifact_store.get();
   m.api.caches = m.cache_store.get();
+  m.api.evals = m.eval_store.get();
   m.api.blobs = m.blobs.get();
   AgentServiceImpl* service = m.agent_service.get();
   m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {

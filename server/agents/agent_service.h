@@ -37,6 +37,7 @@
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"
+#include "server/store/evals.h"
 #include "server/store/agents.h"
 #include "server/store/jobs.h"
 
@@ -81,6 +82,9 @@ struct AgentServiceDeps {
   artifacts::ArtifactService* artifacts = nullptr;
   // The cache RPCs (server/agents/cache_rpc.cc, issue 9); null: they answer UNIMPLEMENTED.
   artifacts::CacheService* caches = nullptr;
+  // The eval RPCs (server/agents/eval_rpc.cc, issue 10); null: they answer UNIMPLEMENTED.
+  // Authorization goes through `artifacts` (the attempt token), which they need too.
+  store::EvalStore* evals = nullptr;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -118,6 +122,12 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   grpc::ServerUnaryReactor* CacheCommit(grpc::CallbackServerContext* ctx,
                                         const v1::CacheCommitRequest* request,
                                         v1::CacheCommitResponse* response) override;
+  grpc::ServerUnaryReactor* ReportEval(grpc::CallbackServerContext* ctx,
+                                       const v1::EvalReportPiece* request,
+                                       v1::EvalReportAck* response) override;
+  grpc::ServerUnaryReactor* EvalBaseline(grpc::CallbackServerContext* ctx,
+                                         const v1::EvalBaselineRequest* request,
+                                         v1::EvalBaselineResponse* response) override;
 
   // Who a call's `authorization` metadata stands for: the agent id of a valid credential,
   // nullopt for the shared token (any agent). Blocking (database): on the pool only.

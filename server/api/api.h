@@ -20,6 +20,7 @@
 #include "server/store/artifacts.h"
 #include "server/store/caches.h"
 #include "server/store/deliveries.h"
+#include "server/store/evals.h"
 #include "server/store/jobs.h"
 #include "server/store/logs.h"
 #include "server/store/pipelines.h"
@@ -77,6 +78,8 @@ struct ApiDeps {
   store::JobImageStore* images = nullptr;
   // Caches (issue 9, server/api/caches.cc); null: those routes answer 503.
   store::CacheStore* caches = nullptr;
+  // Evals (issue 10, server/api/evals.cc); null: those routes answer 503.
+  store::EvalStore* evals = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

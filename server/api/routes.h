@@ -29,5 +29,6 @@ void RegisterAgentRoutes(http::Router& router, const ApiDeps& d);
 void RegisterSecretRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (secrets.cc)
 void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d);
 void RegisterCacheRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (caches.cc)
+void RegisterEvalRoutes(http::Router& router, const ApiDeps& d);   // issue 10 (evals.cc)
 
 }  // namespace assay::api

@@ -74,7 +74,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"15", "0015_logs.sql"},
                             {"16", "0016_lifecycle.sql"},
                             {"17", "0017_build_image.sql"},
-                            {"18", "0018_cache.sql"}});
+                            {"18", "0018_cache.sql"},
+                            {"20", "0020_evals.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
@@ -88,6 +89,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"cache_reads"},
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
+                                          {"eval_examples"},
+                                          {"eval_runs"},
                                           {"job_attempts"},
                                           {"job_images"},
                                           {"job_needs"},
