@@ -168,6 +168,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterSecretRoutes(router, d);
   api::RegisterArtifactRoutes(router, d);
   api::RegisterCacheRoutes(router, d);
+  api::RegisterModelRoutes(router, d);
 }
 
 }  // namespace assay

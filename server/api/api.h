@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/base/clock.h"
 #include "common/crypto/sealed.h"
 #include "server/api/auth_limiter.h"
 #include "server/artifacts/blob_store.h"
@@ -22,6 +23,7 @@
 #include "server/store/deliveries.h"
 #include "server/store/jobs.h"
 #include "server/store/logs.h"
+#include "server/store/models.h"
 #include "server/store/pipelines.h"
 #include "server/store/repos.h"
 #include "server/store/secrets.h"
@@ -77,6 +79,11 @@ struct ApiDeps {
   store::JobImageStore* images = nullptr;
   // Caches (issue 9, server/api/caches.cc); null: those routes answer 503.
   store::CacheStore* caches = nullptr;
+  // The model registry (issue 10, server/api/models.cc); null: those routes answer 503. Its
+  // file downloads need artifacts and blobs too.
+  store::ModelStore* models = nullptr;
+  // The registry's clock (created_at, audit times); null: the system clock.
+  const Clock* clock = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's
