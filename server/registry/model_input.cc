@@ -54,6 +54,22 @@ int Depth(const json::value& v, int limit) {
   return 0;
 }
 
+// Whether a string or key anywhere in `v` holds a NUL character.
+bool HasNul(const json::value& v) {
+  if (v.is_string()) return std::string_view(v.as_string()).find('\0') != std::string_view::npos;
+  if (v.is_array()) {
+    for (const auto& child : v.as_array()) {
+      if (HasNul(child)) return true;
+    }
+  }
+  if (v.is_object()) {
+    for (const auto& [k, child] : v.as_object()) {
+      if (std::string_view(k).find('\0') != std::string_view::npos || HasNul(child)) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string VersionRef::text() const { return version ? absl::StrCat(*version) : alias; }
@@ -158,7 +174,7 @@ absl::StatusOr<std::string> CanonicalParams(const json::value& params) {
                                                    " bytes as JSON; at most ", kMaxParamsBytes));
   }
   // Why: PostgreSQL's jsonb cannot hold \u0000.
-  if (text.find("\\u0000") != std::string::npos) {
+  if (HasNul(params)) {
     return absl::InvalidArgumentError("field 'params' must not contain a NUL character");
   }
   return text;
