@@ -255,6 +255,48 @@ TEST_CASE("models API: list and search by name glob and tag, pages, version filt
   CHECK(f.One("SELECT description FROM models WHERE name = 'embedder'") == "vectors");
 }
 
+TEST_CASE("models API: alias delete by body or query, archived versions, audit answers",
+          "[db]") {
+  DbFixture f;
+  ModelRig rig(f);
+  ApiRig api(f, rig);
+  for (int i = 0; i < 2; ++i) {
+    const int64_t job = rig.TrainJob({{"model/w", S(i)}});
+    REQUIRE(api.Call("POST", "/m/versions", R"({"job_id":)" + S(job) + "}").status == 201);
+  }
+  REQUIRE(api.Call("PUT", "/m/aliases/prod", R"({"version":1})").status == 200);
+  auto same = api.Call("PUT", "/m/aliases/prod", R"({"version":"prod","reason":"noop"})");
+  CHECK(same.body == R"({"model":"m","alias":"prod","version":1,"previous_version":1,)"
+                     R"("changed":false})");
+  auto gone = api.Call("DELETE", "/m/aliases/prod", R"({"reason":"rollback","actor":"bob"})");
+  CHECK(gone.status == 200);
+  CHECK(gone.body == R"({"model":"m","alias":"prod","previous_version":1})");
+  REQUIRE(api.Call("PUT", "/m/aliases/prod", R"({"version":2})").status == 200);
+  auto by_query = api.Call("DELETE", "/m/aliases/prod?reason=bad%20canary&actor=carol");
+  CHECK(by_query.status == 200);
+  CHECK(api.Call("DELETE", "/m/aliases/prod").body ==
+        Err("not_found", "model 'm' has no alias 'prod'"));
+  CHECK(f.Query("SELECT coalesce(from_version::text, '-'), coalesce(to_version::text, '-'), "
+                "coalesce(actor, '-'), reason FROM model_alias_events ORDER BY id") ==
+        Rows{{"-", "1", "-", ""}, {"1", "-", "bob", "rollback"}, {"-", "2", "-", ""},
+             {"2", "-", "carol", "bad canary"}});
+  auto history = api.Call("GET", "/m/aliases/prod/history?limit=1");
+  CHECK(history.body.find(R"("history":[{"id":)") != std::string::npos);
+  CHECK(history.body.find(R"("from_version":2,"to_version":null,"principal":"admin",)"
+                          R"("client_addr":"127.0.0.1","actor":"carol","reason":"bad canary")") !=
+        std::string::npos);
+  CHECK(history.body.find("rollback") == std::string::npos);  // limit=1: the newest only
+  auto archived = api.Call("PATCH", "/m/versions/1", R"({"status":"archived"})");
+  CHECK(archived.status == 200);
+  CHECK(archived.body.find(R"("status":"archived")") != std::string::npos);
+  auto refused = api.Call("PUT", "/m/aliases/prod", R"({"version":1})");
+  CHECK(refused.status == 409);
+  CHECK(refused.body ==
+        Err("failed_precondition", "version 1 of 'm' is archived; it cannot take an alias"));
+  CHECK(api.Call("PATCH", "/m/versions/1", R"({"status":"gone"})").body ==
+        Err("invalid_argument", R"(field 'status' must be \"ready\" or \"archived\")"));
+}
+
 TEST_CASE("models API: hostile requests get exact errors and change nothing", "[db]") {
   DbFixture f;
   ModelRig rig(f);
