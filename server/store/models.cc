@@ -56,6 +56,10 @@ const Query kSetModelTag{"model_set_tag",
                          "ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"};
 const Query kDeleteModelTag{"model_delete_tag",
                             "DELETE FROM model_tags WHERE model_id = $1 AND key = $2"};
+const Query kVersionsPerModel{
+    "model_versions_per_model",
+    "SELECT m.name, (SELECT count(*) FROM model_versions v WHERE v.model_id = m.id) "
+    "FROM models m ORDER BY m.name COLLATE \"C\""};
 const Query kInsertModelTags{"model_insert_tags",
                              "INSERT INTO model_tags (model_id, key, value) "
                              "SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)"};
@@ -529,6 +533,19 @@ absl::Status ModelStore::DeleteModelTag(const std::string& name, const std::stri
     }
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> ModelStore::VersionsPerModel() {
+  std::vector<std::pair<std::string, int64_t>> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    out.clear();
+    for (const auto& r : Exec(tx, c, kVersionsPerModel)) {
+      out.emplace_back(r[0].as<std::string>(), r[1].as<int64_t>());
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 absl::StatusOr<ModelVersion> ModelStore::RegisterVersion(const RegisterVersionRequest& req) {

@@ -139,6 +139,8 @@ class ModelStore {
   absl::Status SetModelTag(const std::string& name, const std::string& key,
                            const std::string& value, absl::Time now);
   absl::Status DeleteModelTag(const std::string& name, const std::string& key);
+  // (name, versions) of every model, by name: assay_model_versions at scrape time.
+  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> VersionsPerModel();
 
   absl::StatusOr<ModelVersion> RegisterVersion(const RegisterVersionRequest& req);
   absl::StatusOr<ModelVersion> GetVersion(const std::string& name, const registry::VersionRef& ref);

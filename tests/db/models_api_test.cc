@@ -176,6 +176,10 @@ TEST_CASE("models API: create, register, alias, files by version and alias, exac
   CHECK(traversal.body ==
         Err("invalid_argument", "artifact path '../../etc/passwd': has a '..' segment"));
 
+  auto metrics = HttpFetch("GET", "http://127.0.0.1:" + std::to_string(api.server->port()) +
+                                      "/metrics");
+  REQUIRE(metrics.ok());
+  CHECK(metrics->body.find("\nassay_model_versions{model=\"bot\"} 1\n") != std::string::npos);
   // Delete: refused while an alias points at it, then forced.
   auto refused = api.Call("DELETE", "/bot");
   CHECK(refused.status == 409);
@@ -186,6 +190,9 @@ TEST_CASE("models API: create, register, alias, files by version and alias, exac
   CHECK(forced.status == 200);
   CHECK(forced.body == R"({"deleted":"bot"})");
   CHECK(api.Call("GET", "/bot").status == 404);
+  metrics = HttpFetch("GET", "http://127.0.0.1:" + std::to_string(api.server->port()) + "/metrics");
+  REQUIRE(metrics.ok());
+  CHECK(metrics->body.find("\nassay_model_versions{model=\"bot\"} 0\n") != std::string::npos);
 }
 
 TEST_CASE("models API: list and search by name glob and tag, pages, version filters", "[db]") {
