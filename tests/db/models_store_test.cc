@@ -185,6 +185,45 @@ TEST_CASE("models: registration refuses what it cannot take, naming it, and writ
   CHECK(f.Count("SELECT count(*) FROM models") == 0);
 }
 
+TEST_CASE("models: RegisterVersion runs inside the caller's transaction, as a job's finish will",
+          "[db]") {
+  DbFixture f;
+  ModelRig rig(f);
+  // The job's artifacts committed while it ran; the finish marks it succeeded and registers
+  // in one transaction. A rollback leaves neither.
+  f.CreatePipeline({Job("train")});
+  store::ClaimedJob c = f.ClaimOne(rig.agent);
+  REQUIRE(rig.artifacts
+              .Commit(c.job_id, c.attempt, f.repo_id, {rig.Put("a.bin", "A", 1 << 20),
+                                                        rig.Put("sub/b.bin", "B", 1 << 20)},
+                      f.clock.Now(), f.clock.Now() + absl::Hours(1))
+              .ok());
+  store::RegisterVersionRequest req = rig.Request("m", c.job_id);
+  req.path = "";  // every file of the job
+  for (const bool commit : {false, true}) {
+    absl::Status s = store::InTransaction(f.db, [&](pqxx::work& tx, store::Connection& conn) {
+      tx.exec("UPDATE jobs SET state = 'succeeded', finished_at = now(), attempt_token = NULL, "
+              "lease_expires_at = NULL WHERE id = " + S(c.job_id));
+      auto v = store::RegisterVersion(tx, conn, req);
+      if (!v.ok()) return v.status();
+      if (v->version != 1 || v->files != 2 || v->source_path != "") {
+        return absl::InternalError("unexpected version");
+      }
+      return commit ? absl::OkStatus() : absl::AbortedError("the finish failed later");
+    });
+    if (!commit) {
+      CHECK(s == absl::AbortedError("the finish failed later"));
+      CHECK(f.Count("SELECT count(*) FROM models") == 0);
+      CHECK(f.JobState(c.job_id) == "assigned");
+    } else {
+      REQUIRE(s.ok());
+    }
+  }
+  CHECK(f.Query("SELECT path FROM model_version_files ORDER BY path") ==
+        Rows{{"a.bin"}, {"sub/b.bin"}});
+  CHECK(f.One("SELECT last_version FROM models") == "1");
+}
+
 TEST_CASE("models: the database keeps lineage within one model and aliases on real versions",
           "[db]") {
   DbFixture f;
