@@ -54,8 +54,8 @@ std::optional<Usage> Positionals(const ModelsArgs& a, const std::string& sub, si
   const size_t n = a.positional.size() - 1;
   if (n < min) return absl::StrCat("'assay models ", sub, "' needs ", missing);
   if (n > max) {
-    return absl::StrCat("unexpected argument '", a.positional[1 + max], "' for 'assay models ",
-                        sub, "'");
+    return absl::StrCat("unexpected argument '", a.positional[1 + max], "' for 'assay models ", sub,
+                        "'");
   }
   return std::nullopt;
 }
@@ -123,8 +123,7 @@ std::string Query(const std::vector<std::pair<std::string, std::string>>& params
   return q;
 }
 
-Result ListModels(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
-                  std::ostream& err) {
+Result ListModels(const ModelsArgs& a, const ApiClient& api, std::ostream& out, std::ostream& err) {
   Opts o;
   if (auto e = CheckOptions(a, "list", {"--name", "--limit"}, {"--tag"}, o)) return *e;
   if (auto e = Positionals(a, "list", 0, 0, "")) return *e;
@@ -146,8 +145,7 @@ Result ListModels(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
   return kOk;
 }
 
-Result Versions(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
-                std::ostream& err) {
+Result Versions(const ModelsArgs& a, const ApiClient& api, std::ostream& out, std::ostream& err) {
   Opts o;
   if (auto e = CheckOptions(a, "versions", {"--alias", "--limit"}, {"--tag"}, o)) return *e;
   if (auto e = Positionals(a, "versions", 1, 1, "a model NAME")) return *e;
@@ -155,8 +153,7 @@ Result Versions(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
   if (o.once.contains("--alias")) q.emplace_back("alias", o.once["--alias"]);
   for (const auto& t : o.many["--tag"]) q.emplace_back("tag", t);
   if (o.once.contains("--limit")) q.emplace_back("limit", o.once["--limit"]);
-  auto reply =
-      api.CallJson("GET", ModelPath(a.positional[1]) + "/versions" + Query(q), "", err);
+  auto reply = api.CallJson("GET", ModelPath(a.positional[1]) + "/versions" + Query(q), "", err);
   if (!reply) return kFailed;
   const json::array* versions = Array(Obj(reply), "versions", err);
   if (versions == nullptr) return kFailed;
@@ -166,7 +163,8 @@ Result Versions(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
     const json::value* src = vo == nullptr ? nullptr : vo->if_contains("source");
     const json::object* so = src != nullptr ? src->if_object() : nullptr;
     rows.push_back({Field(vo, "version"), Field(vo, "status"), List(vo, "aliases"),
-                    Field(so, "job_id"), Field(so, "commit").substr(0, 12), Field(vo, "created_at")});
+                    Field(so, "job_id"), Field(so, "commit").substr(0, 12),
+                    Field(vo, "created_at")});
   }
   WriteTable(out, {"VERSION", "STATUS", "ALIASES", "JOB", "COMMIT", "CREATED"}, rows);
   return kOk;
@@ -238,8 +236,7 @@ json::value ParamValue(const std::string& text) {
   return json::value(text);
 }
 
-Result Register(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
-                std::ostream& err) {
+Result Register(const ModelsArgs& a, const ApiClient& api, std::ostream& out, std::ostream& err) {
   Opts o;
   if (auto e = CheckOptions(a, "register", {"--job", "--path", "--parent", "--description"},
                             {"--param", "--metric", "--tag"}, o)) {
@@ -288,8 +285,8 @@ Result Register(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
   auto reply = api.CallJson("POST", ModelPath(name) + "/versions", json::serialize(body), err);
   if (!reply) return kFailed;
   const json::object* v = Obj(reply);
-  out << "registered " << name << " version " << Field(v, "version") << " from job " << job
-      << " (" << Field(v, "files") << " files, " << Field(v, "bytes") << " bytes)\n";
+  out << "registered " << name << " version " << Field(v, "version") << " from job " << job << " ("
+      << Field(v, "files") << " files, " << Field(v, "bytes") << " bytes)\n";
   return kOk;
 }
 
@@ -319,8 +316,8 @@ Result Alias(const ModelsArgs& a, const ApiClient& api, std::ostream& out, std::
   } else if (Field(r, "previous_version") == "-") {
     out << "set to version " << Field(r, "version") << "\n";
   } else {
-    out << "moved from version " << Field(r, "previous_version") << " to "
-        << Field(r, "version") << "\n";
+    out << "moved from version " << Field(r, "previous_version") << " to " << Field(r, "version")
+        << "\n";
   }
   return kOk;
 }
@@ -336,22 +333,21 @@ Result AliasRemove(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
   auto reply = api.CallJson("DELETE", ModelPath(name) + "/aliases/" + UrlEscape(alias),
                             json::serialize(body), err);
   if (!reply) return kFailed;
-  out << name << "@" << alias << ": removed (was version "
-      << Field(Obj(reply), "previous_version") << ")\n";
+  out << name << "@" << alias << ": removed (was version " << Field(Obj(reply), "previous_version")
+      << ")\n";
   return kOk;
 }
 
-Result History(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
-               std::ostream& err) {
+Result History(const ModelsArgs& a, const ApiClient& api, std::ostream& out, std::ostream& err) {
   Opts o;
   if (auto e = CheckOptions(a, "history", {"--limit"}, {}, o)) return *e;
   if (auto e = Positionals(a, "history", 2, 2, "a model NAME and an ALIAS")) return *e;
   std::vector<std::pair<std::string, std::string>> q;
   if (o.once.contains("--limit")) q.emplace_back("limit", o.once["--limit"]);
-  auto reply = api.CallJson("GET",
-                            ModelPath(a.positional[1]) + "/aliases/" +
-                                UrlEscape(a.positional[2]) + "/history" + Query(q),
-                            "", err);
+  auto reply = api.CallJson(
+      "GET",
+      ModelPath(a.positional[1]) + "/aliases/" + UrlEscape(a.positional[2]) + "/history" + Query(q),
+      "", err);
   if (!reply) return kFailed;
   const json::array* events = Array(Obj(reply), "history", err);
   if (events == nullptr) return kFailed;
@@ -375,8 +371,8 @@ Result Tag(const ModelsArgs& a, const ApiClient& api, bool set, std::ostream& ou
   const std::string sub = set ? "tag" : "untag";
   Opts o;
   if (auto e = CheckOptions(a, sub, {}, {}, o)) return *e;
-  if (auto e = Positionals(a, sub, 2, 64, set ? "NAME[@VERSION] and KEY=VALUE"
-                                              : "NAME[@VERSION] and a KEY")) {
+  if (auto e = Positionals(a, sub, 2, 64,
+                           set ? "NAME[@VERSION] and KEY=VALUE" : "NAME[@VERSION] and a KEY")) {
     return *e;
   }
   const auto [name, ref] = SplitRef(a.positional[1]);
@@ -393,8 +389,8 @@ Result Tag(const ModelsArgs& a, const ApiClient& api, bool set, std::ostream& ou
       }
       out << "tag " << kv->first << " set on " << target << "\n";
     } else {
-      if (!api.Call("DELETE", base + "/tags/" + UrlEscape(a.positional[i]), "",
-                    "application/json", err)) {
+      if (!api.Call("DELETE", base + "/tags/" + UrlEscape(a.positional[i]), "", "application/json",
+                    err)) {
         return kFailed;
       }
       out << "tag " << a.positional[i] << " removed from " << target << "\n";
@@ -430,8 +426,7 @@ bool MakeParents(const std::string& dir, const std::string& path, std::ostream& 
 bool DownloadOne(const ApiClient& api, const std::string& url, const std::string& target,
                  const std::string& sha256, int mode, std::ostream& err) {
   const std::string part = target + ".part";
-  const int fd =
-      ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
     err << "assay: cannot write " << part << ": " << std::strerror(errno) << "\n";
     return false;
@@ -472,8 +467,7 @@ bool DownloadOne(const ApiClient& api, const std::string& url, const std::string
   return false;
 }
 
-Result Download(const ModelsArgs& a, const ApiClient& api, std::ostream& out,
-                std::ostream& err) {
+Result Download(const ModelsArgs& a, const ApiClient& api, std::ostream& out, std::ostream& err) {
   Opts o;
   if (auto e = CheckOptions(a, "download", {"--output"}, {}, o)) return *e;
   if (auto e = Positionals(a, "download", 1, 1, "NAME@VERSION or NAME@ALIAS")) return *e;

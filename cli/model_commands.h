@@ -25,7 +25,7 @@
 namespace assay::cli {
 
 struct ModelsArgs {
-  std::vector<std::string> positional;  // after "models"
+  std::vector<std::string> positional;                       // after "models"
   std::vector<std::pair<std::string, std::string>> options;  // "--name" → value, in order
   std::string user;  // $USER, sent as the actor of alias changes ("" : none)
 };

@@ -85,12 +85,9 @@ absl::StatusOr<json::object> VersionJson(const store::ModelVersion& v) {
   if (!datasets.ok()) return datasets.status();
   json::array aliases;
   for (const auto& a : v.aliases) aliases.push_back(json::value(a));
-  json::object source{{"repo_id", OptJson(v.repo_id)},
-                      {"repo", v.repo},
-                      {"commit", v.commit_sha},
-                      {"pipeline_id", OptJson(v.pipeline_id)},
-                      {"job_id", OptJson(v.job_id)},
-                      {"job", v.job_name},
+  json::object source{{"repo_id", OptJson(v.repo_id)}, {"repo", v.repo},
+                      {"commit", v.commit_sha},        {"pipeline_id", OptJson(v.pipeline_id)},
+                      {"job_id", OptJson(v.job_id)},   {"job", v.job_name},
                       {"path", v.source_path}};
   return json::object{{"model", v.model},
                       {"version", v.version},
@@ -190,8 +187,8 @@ absl::StatusOr<std::optional<VersionRef>> BodyRef(const json::object& body,
     }
     return *ref;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "field '", std::string(field), "' must be a version number or an alias"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("field '", std::string(field), "' must be a version number or an alias"));
 }
 
 absl::StatusOr<std::map<std::string, std::string>> BodyTags(const json::object& body) {
@@ -221,8 +218,8 @@ absl::StatusOr<std::string> BodyText(const json::object& body, std::string_view 
   auto s = http::OptionalString(body, field);
   if (!s.ok()) return s.status();
   std::string text = s->value_or("");
-  if (absl::Status v = registry::ValidateText(absl::StrCat("field '", std::string(field), "'"),
-                                              text, max_bytes);
+  if (absl::Status v =
+          registry::ValidateText(absl::StrCat("field '", std::string(field), "'"), text, max_bytes);
       !v.ok()) {
     return v;
   }
@@ -282,7 +279,8 @@ Response ListModels(const ApiDeps& d, Request& req) {
   f.tags = *tags;
   f.name_glob = req.Query("name").value_or("");
   f.after = req.Query("after").value_or("");
-  if (f.name_glob.size() > 2 * registry::kMaxNameBytes || f.after.size() > registry::kMaxNameBytes) {
+  if (f.name_glob.size() > 2 * registry::kMaxNameBytes ||
+      f.after.size() > registry::kMaxNameBytes) {
     return ErrorResponse(400, "invalid_argument", "query parameter 'name' or 'after' is too long");
   }
   auto list = d.models->ListModels(f);
@@ -526,10 +524,9 @@ Response ListFiles(const ApiDeps& d, Request& req) {
                                 {"mode", f.mode == 0755 ? "0755" : "0644"},
                                 {"sha256", f.sha256}});
   }
-  return JsonResponse(200, {{"model", *name},
-                            {"version", v->version},
-                            {"files", std::move(list)},
-                            {"bytes", v->bytes}});
+  return JsonResponse(
+      200,
+      {{"model", *name}, {"version", v->version}, {"files", std::move(list)}, {"bytes", v->bytes}});
 }
 
 Response DownloadFile(const ApiDeps& d, Request& req) {
@@ -545,8 +542,9 @@ Response DownloadFile(const ApiDeps& d, Request& req) {
   auto file = d.models->File(*name, *ref, path);
   if (!file.ok()) return Error(file.status());
   if (!file->has_value()) {
-    return ErrorResponse(404, "not_found", absl::StrCat("version ", ref->text(), " of '", *name,
-                                                        "' has no file '", path, "'"));
+    return ErrorResponse(
+        404, "not_found",
+        absl::StrCat("version ", ref->text(), " of '", *name, "' has no file '", path, "'"));
   }
   return ServeArtifactFile(d, req, **file);
 }

@@ -44,7 +44,8 @@ int Depth(const json::value& v, int limit) {
   if (limit < 0) return 0;
   int deepest = 0;
   if (v.is_object()) {
-    for (const auto& [k, child] : v.as_object()) deepest = std::max(deepest, Depth(child, limit - 1));
+    for (const auto& [k, child] : v.as_object())
+      deepest = std::max(deepest, Depth(child, limit - 1));
     return deepest + 1;
   }
   if (v.is_array()) {
@@ -76,17 +77,17 @@ std::string VersionRef::text() const { return version ? absl::StrCat(*version) :
 
 absl::Status ValidateModelName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes || !AllOf(name, NameChar)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model name '", Shown(name), "' must be 1 to ", kMaxNameBytes,
-                     " characters of A-Z a-z 0-9 _ . -"));
+    return absl::InvalidArgumentError(absl::StrCat("model name '", Shown(name), "' must be 1 to ",
+                                                   kMaxNameBytes,
+                                                   " characters of A-Z a-z 0-9 _ . -"));
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateAlias(std::string_view alias) {
   if (alias.empty() || alias.size() > kMaxAliasBytes || !AllOf(alias, AliasChar)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "alias '", Shown(alias), "' must be 1 to ", kMaxAliasBytes, " characters of a-z 0-9 _ -"));
+    return absl::InvalidArgumentError(absl::StrCat("alias '", Shown(alias), "' must be 1 to ",
+                                                   kMaxAliasBytes, " characters of a-z 0-9 _ -"));
   }
   if (AllOf(alias, IsDigit)) {
     return absl::InvalidArgumentError(
@@ -142,9 +143,8 @@ absl::StatusOr<VersionRef> ParseVersionRef(std::string_view text) {
     return ref;
   }
   if (!ValidateAlias(text).ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("version '", Shown(text),
-                     "' must be a version number or an alias (a-z 0-9 _ -, 1 to 64)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "version '", Shown(text), "' must be a version number or an alias (a-z 0-9 _ -, 1 to 64)"));
   }
   ref.alias = std::string(text);
   return ref;
@@ -196,8 +196,7 @@ absl::StatusOr<std::string> CanonicalMetrics(const json::value& metrics) {
                                                      kMaxMetricKeyBytes, " bytes, without NUL"));
     }
     if (!v.is_number() || (v.is_double() && !std::isfinite(v.as_double()))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metric '", Shown(key), "' must be a number"));
+      return absl::InvalidArgumentError(absl::StrCat("metric '", Shown(key), "' must be a number"));
     }
   }
   return json::serialize(metrics);
@@ -221,8 +220,8 @@ absl::StatusOr<std::vector<DatasetDigest>> ParseDatasets(const json::value& data
     DatasetDigest dd;
     for (const auto& [k, v] : *d) {
       if (k != "path" && k != "sha256" && k != "md5") {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": unknown field '", Shown(k),
-                                                       "' (allowed: path, sha256, md5)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": unknown field '", Shown(k), "' (allowed: path, sha256, md5)"));
       }
       if (!v.is_string()) {
         return absl::InvalidArgumentError(
@@ -243,7 +242,8 @@ absl::StatusOr<std::vector<DatasetDigest>> ParseDatasets(const json::value& data
           absl::StrCat(where, ".sha256 must be 64 lowercase hex digits"));
     }
     if (!dd.md5.empty() && (dd.md5.size() != 32 || !AllOf(dd.md5, IsLowerHex))) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ".md5 must be 32 lowercase hex digits"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".md5 must be 32 lowercase hex digits"));
     }
     out.push_back(std::move(dd));
   }

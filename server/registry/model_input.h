@@ -17,16 +17,16 @@
 
 namespace assay::registry {
 
-inline constexpr size_t kMaxNameBytes = 128;         // [A-Za-z0-9_.-]{1,128}
-inline constexpr size_t kMaxAliasBytes = 64;         // [a-z0-9_-]{1,64}, not all digits
-inline constexpr size_t kMaxTagKeyBytes = 128;       // [A-Za-z0-9_.:/-]{1,128}
-inline constexpr size_t kMaxTagValueBytes = 4096;    // any UTF-8 but NUL
-inline constexpr size_t kMaxTags = 64;               // per model, per version
+inline constexpr size_t kMaxNameBytes = 128;       // [A-Za-z0-9_.-]{1,128}
+inline constexpr size_t kMaxAliasBytes = 64;       // [a-z0-9_-]{1,64}, not all digits
+inline constexpr size_t kMaxTagKeyBytes = 128;     // [A-Za-z0-9_.:/-]{1,128}
+inline constexpr size_t kMaxTagValueBytes = 4096;  // any UTF-8 but NUL
+inline constexpr size_t kMaxTags = 64;             // per model, per version
 inline constexpr size_t kMaxDescriptionBytes = 16384;
 inline constexpr size_t kMaxReasonBytes = 1024;
 inline constexpr size_t kMaxActorBytes = 256;
-inline constexpr size_t kMaxParamsBytes = 65536;     // params, serialized
-inline constexpr int kMaxParamsDepth = 8;            // params itself is depth 1
+inline constexpr size_t kMaxParamsBytes = 65536;  // params, serialized
+inline constexpr int kMaxParamsDepth = 8;         // params itself is depth 1
 inline constexpr size_t kMaxMetrics = 1000;
 inline constexpr size_t kMaxMetricKeyBytes = 250;
 inline constexpr size_t kMaxDatasets = 100;

@@ -21,7 +21,7 @@ const Query kInsertModel{
 const Query kEnsureModel{"model_ensure",
                          "INSERT INTO models (name, created_at, updated_at) VALUES ($1, $2, $2) "
                          "ON CONFLICT (name) DO NOTHING"};
-#define ASSAY_MODEL_ROW                                                                        \
+#define ASSAY_MODEL_ROW \
   "SELECT m.id, m.name, m.description, m.last_version, "                                       \
   "(SELECT count(*) FROM model_versions v WHERE v.model_id = m.id), "                          \
   ASSAY_EPOCH_US("m.created_at") ", " ASSAY_EPOCH_US("m.updated_at") ", "                      \
@@ -35,8 +35,7 @@ const Query kEnsureModel{"model_ensure",
 const Query kGetModel{"model_get", ASSAY_MODEL_ROW "WHERE m.name = $1"};
 // $3/$4: tag keys and values, each of which the model must carry.
 const Query kListModels{
-    "model_list",
-    ASSAY_MODEL_ROW
+    "model_list", ASSAY_MODEL_ROW
     "WHERE ($1 = '' OR m.name LIKE $1 ESCAPE '\\') AND m.name COLLATE \"C\" > $2 "
     "AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS f(k, v) WHERE NOT EXISTS "
     "(SELECT 1 FROM model_tags t WHERE t.model_id = m.id AND t.key = f.k AND t.value = f.v)) "
@@ -76,9 +75,9 @@ const Query kLockArtifacts{"model_lock_artifacts",
                            "SELECT files FROM artifacts WHERE job_id = $1 FOR SHARE"};
 #define ASSAY_UNDER_PREFIX \
   "job_id = $1 AND left(path, length($2)) = $2 AND length(path) > length($2)"
-const Query kPrefixTotals{
-    "model_prefix_totals",
-    "SELECT count(*), coalesce(sum(size), 0)::bigint FROM artifact_files WHERE " ASSAY_UNDER_PREFIX};
+const Query kPrefixTotals{"model_prefix_totals",
+                          "SELECT count(*), coalesce(sum(size), 0)::bigint FROM artifact_files "
+                          "WHERE " ASSAY_UNDER_PREFIX};
 const Query kAliasVersion{"model_alias_version",
                           "SELECT version FROM model_aliases WHERE model_id = $1 AND alias = $2"};
 const Query kVersionState{
@@ -106,7 +105,7 @@ const Query kInsertChunkRefs{"model_insert_chunk_refs",
 const Query kInsertVersionTags{"model_insert_version_tags",
                                "INSERT INTO model_version_tags (version_id, key, value) "
                                "SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)"};
-#define ASSAY_VERSION_ROW                                                                       \
+#define ASSAY_VERSION_ROW \
   "SELECT v.id, m.name, v.version, v.status, v.description, v.repo_id, coalesce(r.name, ''), " \
   "coalesce(v.commit_sha, ''), v.pipeline_id, v.job_id, v.job_name, v.source_path, "           \
   "v.params::text, v.metrics::text, v.datasets::text, v.parent_version, v.files, v.bytes, "    \
@@ -122,18 +121,16 @@ const Query kInsertVersionTags{"model_insert_version_tags",
 const Query kGetVersion{"model_get_version",
                         ASSAY_VERSION_ROW "WHERE v.model_id = $1 AND v.version = $2"};
 const Query kListVersions{
-    "model_list_versions",
-    ASSAY_VERSION_ROW
+    "model_list_versions", ASSAY_VERSION_ROW
     "WHERE v.model_id = $1 AND ($2 = '' OR EXISTS (SELECT 1 FROM model_aliases a "
     "WHERE a.model_id = v.model_id AND a.version = v.version AND a.alias = $2)) "
     "AND ($3::int IS NULL OR v.version < $3::int) "
     "AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS f(k, v) WHERE NOT EXISTS "
     "(SELECT 1 FROM model_version_tags t WHERE t.version_id = v.id AND t.key = f.k "
     "AND t.value = f.v)) ORDER BY v.version DESC LIMIT $6"};
-const Query kUpdateVersion{
-    "model_update_version",
-    "UPDATE model_versions SET description = coalesce($3, description), "
-    "status = coalesce($4, status) WHERE model_id = $1 AND version = $2"};
+const Query kUpdateVersion{"model_update_version",
+                           "UPDATE model_versions SET description = coalesce($3, description), "
+                           "status = coalesce($4, status) WHERE model_id = $1 AND version = $2"};
 const Query kCountVersionTags{"model_count_version_tags",
                               "SELECT count(*) FROM model_version_tags WHERE version_id = $1"};
 const Query kSetVersionTag{
@@ -241,8 +238,7 @@ absl::StatusOr<int> Resolve(pqxx::work& tx, Connection& c, int64_t model_id,
                             const std::string& name, const VersionRef& ref) {
   if (ref.version) {
     if (Exec(tx, c, kVersionState, {model_id, *ref.version}).empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("model '", name, "' has no version ", *ref.version));
+      return absl::NotFoundError(absl::StrCat("model '", name, "' has no version ", *ref.version));
     }
     return *ref.version;
   }
@@ -346,18 +342,16 @@ absl::StatusOr<ModelVersion> RegisterVersion(pqxx::work& tx, Connection& c,
   if (job.empty()) return absl::NotFoundError(absl::StrCat("job ", req.job_id, " not found"));
   const std::string state = job[0][0].as<std::string>();
   if (state != "succeeded") {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", req.job_id, " is ", state,
-                     "; only a succeeded job's artifacts can be registered"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", req.job_id, " is ", state, "; only a succeeded job's artifacts can be registered"));
   }
   const std::string digest = RequestDigest(req, *path);
-  if (auto prior = Exec(tx, c, kExistingVersion, {*model_id, req.job_id, *path});
-      !prior.empty()) {
+  if (auto prior = Exec(tx, c, kExistingVersion, {*model_id, req.job_id, *path}); !prior.empty()) {
     const int v = prior[0][0].as<int>();
     if (prior[0][1].as<std::string>() != digest) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("job ", req.job_id, "'s '", *path, "' is already version ", v, " of '",
-                       req.model, "' (registered with other fields)"));
+      return absl::AlreadyExistsError(absl::StrCat("job ", req.job_id, "'s '", *path,
+                                                   "' is already version ", v, " of '", req.model,
+                                                   "' (registered with other fields)"));
     }
     auto existing = ReadVersion(tx, c, *model_id, v);
     if (existing.ok()) existing->replayed = true;
@@ -384,14 +378,13 @@ absl::StatusOr<ModelVersion> RegisterVersion(pqxx::work& tx, Connection& c,
         absl::StrCat("job ", req.job_id, " has no artifact files under '", *path, "'"));
   }
   const int version = Exec(tx, c, kNextVersion, {*model_id, req.now})[0][0].as<int>();
-  const int64_t version_id =
-      Exec(tx, c, kInsertVersion,
-           {*model_id, version, req.description, job[0][3].as<int64_t>(),
-            job[0][4].as<std::string>(), job[0][2].as<int64_t>(), req.job_id,
-            job[0][1].as<std::string>(), *path, req.params_json, req.metrics_json,
-            registry::DatasetsJson(req.datasets), Param::Opt(parent), files, bytes, digest,
-            req.now})[0][0]
-          .as<int64_t>();
+  const int64_t version_id = Exec(tx, c, kInsertVersion,
+                                  {*model_id, version, req.description, job[0][3].as<int64_t>(),
+                                   job[0][4].as<std::string>(), job[0][2].as<int64_t>(), req.job_id,
+                                   job[0][1].as<std::string>(), *path, req.params_json,
+                                   req.metrics_json, registry::DatasetsJson(req.datasets),
+                                   Param::Opt(parent), files, bytes, digest, req.now})[0][0]
+                                 .as<int64_t>();
   Exec(tx, c, kCopyFiles, {version_id, req.job_id, *path});
   Exec(tx, c, kInsertChunkRefs, {version_id});
   std::vector<std::string> keys, values;
@@ -418,8 +411,8 @@ absl::StatusOr<RegisteredModel> ModelStore::CreateModel(
     }
     std::vector<std::string> keys, values;
     SplitTags(tags, &keys, &values);
-    Exec(tx, c, kInsertModelTags, {id[0][0].as<int64_t>(), ToPgTextArray(keys),
-                                   ToPgTextArray(values)});
+    Exec(tx, c, kInsertModelTags,
+         {id[0][0].as<int64_t>(), ToPgTextArray(keys), ToPgTextArray(values)});
     out = ModelOf(Exec(tx, c, kGetModel, {name})[0]);
     return absl::OkStatus();
   });
@@ -458,9 +451,9 @@ absl::StatusOr<std::vector<RegisteredModel>> ModelStore::ListModels(const ModelF
   std::vector<RegisteredModel> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out.clear();
-    for (const auto& r : Exec(tx, c, kListModels,
-                              {like, f.after, ToPgTextArray(keys), ToPgTextArray(values),
-                               f.limit})) {
+    for (const auto& r :
+         Exec(tx, c, kListModels,
+              {like, f.after, ToPgTextArray(keys), ToPgTextArray(values), f.limit})) {
       out.push_back(ModelOf(r));
     }
     return absl::OkStatus();
@@ -584,10 +577,9 @@ absl::StatusOr<std::vector<ModelVersion>> ModelStore::ListVersions(const std::st
     out.clear();
     auto id = ModelId(tx, c, name);
     if (!id.ok()) return id.status();
-    for (const auto& r :
-         Exec(tx, c, kListVersions,
-              {*id, f.alias, Param::Opt(f.before), ToPgTextArray(keys), ToPgTextArray(values),
-               f.limit})) {
+    for (const auto& r : Exec(tx, c, kListVersions,
+                              {*id, f.alias, Param::Opt(f.before), ToPgTextArray(keys),
+                               ToPgTextArray(values), f.limit})) {
       out.push_back(VersionOf(r));
     }
     return absl::OkStatus();
@@ -596,10 +588,9 @@ absl::StatusOr<std::vector<ModelVersion>> ModelStore::ListVersions(const std::st
   return out;
 }
 
-absl::StatusOr<ModelVersion> ModelStore::UpdateVersion(const std::string& name,
-                                                       const VersionRef& ref,
-                                                       const std::optional<std::string>& description,
-                                                       const std::optional<std::string>& status) {
+absl::StatusOr<ModelVersion> ModelStore::UpdateVersion(
+    const std::string& name, const VersionRef& ref, const std::optional<std::string>& description,
+    const std::optional<std::string>& status) {
   if (description) {
     if (absl::Status s = registry::ValidateText("field 'description'", *description,
                                                 registry::kMaxDescriptionBytes);
@@ -698,8 +689,8 @@ absl::StatusOr<std::optional<ArtifactFileRow>> ModelStore::File(const std::strin
 namespace {
 
 absl::Status ValidateChange(const AliasChange& who) {
-  if (absl::Status s = registry::ValidateText("field 'reason'", who.reason,
-                                              registry::kMaxReasonBytes);
+  if (absl::Status s =
+          registry::ValidateText("field 'reason'", who.reason, registry::kMaxReasonBytes);
       !s.ok()) {
     return s;
   }
@@ -728,8 +719,9 @@ absl::StatusOr<AliasResult> ModelStore::SetAlias(const std::string& name, const 
     auto key = FindVersion(tx, c, name, to, /*lock_model=*/true);
     if (!key.ok()) return key.status();
     if (key->status != "ready") {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "version ", key->version, " of '", name, "' is ", key->status, "; it cannot take an alias"));
+      return absl::FailedPreconditionError(absl::StrCat("version ", key->version, " of '", name,
+                                                        "' is ", key->status,
+                                                        "; it cannot take an alias"));
     }
     out.version = key->version;
     if (auto prior = Exec(tx, c, kAliasVersion, {key->model_id, alias}); !prior.empty()) {

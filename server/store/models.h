@@ -59,9 +59,9 @@ struct ModelVersion {
 struct RegisterVersionRequest {
   std::string model;  // created when absent
   int64_t job_id = 0;
-  std::string path = "model/";            // NormalizeModelPath
-  std::string params_json = "{}";         // CanonicalParams' output
-  std::string metrics_json = "{}";        // CanonicalMetrics' output
+  std::string path = "model/";      // NormalizeModelPath
+  std::string params_json = "{}";   // CanonicalParams' output
+  std::string metrics_json = "{}";  // CanonicalMetrics' output
   std::vector<registry::DatasetDigest> datasets;
   std::optional<registry::VersionRef> parent;  // within `model`
   std::map<std::string, std::string> tags;
@@ -71,8 +71,8 @@ struct RegisterVersionRequest {
 
 // Who changes an alias, as the audit row records it.
 struct AliasChange {
-  std::string principal;    // "admin" (the API token), or "pipeline P job J"
-  std::string client_addr;  // the client's address; "" for the pipeline
+  std::string principal;             // "admin" (the API token), or "pipeline P job J"
+  std::string client_addr;           // the client's address; "" for the pipeline
   std::optional<std::string> actor;  // what the client says about itself ($USER), unverified
   std::string reason;
   absl::Time now;
@@ -96,16 +96,16 @@ struct AliasEvent {
 };
 
 struct ModelFilter {
-  std::string name_glob;  // '*' any run, '?' one character; "" all
+  std::string name_glob;                    // '*' any run, '?' one character; "" all
   std::map<std::string, std::string> tags;  // each must match exactly
-  std::string after;      // names after this one (the previous page's last)
+  std::string after;                        // names after this one (the previous page's last)
   int limit = 50;
 };
 
 struct VersionFilter {
   std::map<std::string, std::string> tags;
-  std::string alias;           // "" any
-  std::optional<int> before;   // versions below this (the previous page's last)
+  std::string alias;          // "" any
+  std::optional<int> before;  // versions below this (the previous page's last)
   int limit = 50;
 };
 

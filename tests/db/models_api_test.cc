@@ -34,10 +34,16 @@ struct ApiRig {
   H auth = {{"Authorization", "Bearer " + std::string(40, 'a')}};
 
   ApiRig(DbFixture& fx, ModelRig& r)
-      : f(fx),
-        rig(r),
-        deps{&f.repos,    &f.deliveries,        &f.pipelines,        &f.jobs, &f.agents, nullptr,
-             nullptr,     &metrics,             std::string(40, 'a'), std::string(32, 'k')} {
+      : f(fx), rig(r), deps{&f.repos,
+                            &f.deliveries,
+                            &f.pipelines,
+                            &f.jobs,
+                            &f.agents,
+                            nullptr,
+                            nullptr,
+                            &metrics,
+                            std::string(40, 'a'),
+                            std::string(32, 'k')} {
     deps.artifacts = &rig.artifacts;
     deps.blobs = rig.blobs.get();
     deps.models = &rig.models;
@@ -98,8 +104,9 @@ TEST_CASE("models API: create, register, alias, files by version and alias, exac
       S(static_cast<int64_t>(weights.size() + tok.size())) +
       R"(,"params":{"lr":2,"opt":"adam"},"metrics":{"loss":1.5E0},)"
       R"("datasets":[{"md5":")" +
-      std::string(32, 'c') + R"(","path":"data/qa.jsonl"}],"parent_version":null,)"
-                             R"("tags":{"run":"r1"},"aliases":[],"created_at":")" +
+      std::string(32, 'c') +
+      R"(","path":"data/qa.jsonl"}],"parent_version":null,)"
+      R"("tags":{"run":"r1"},"aliases":[],"created_at":")" +
       kTime + R"("})";
   CHECK(v1.body == v1_body);
   // The replay: 200 and the same version.
@@ -115,9 +122,8 @@ TEST_CASE("models API: create, register, alias, files by version and alias, exac
   auto set = api.Call("PUT", "/bot/aliases/production",
                       R"({"version":1,"reason":"passed eval","actor":"alice"})");
   CHECK(set.status == 200);
-  CHECK(set.body ==
-        R"({"model":"bot","alias":"production","version":1,"previous_version":null,)"
-        R"("changed":true})");
+  CHECK(set.body == R"({"model":"bot","alias":"production","version":1,"previous_version":null,)"
+                    R"("changed":true})");
   auto history = api.Call("GET", "/bot/aliases/production/history");
   CHECK(history.status == 200);
   CHECK(history.body ==
@@ -130,9 +136,8 @@ TEST_CASE("models API: create, register, alias, files by version and alias, exac
   // The version by number, by alias, as name@alias and name@N: the same answer but aliases.
   std::string with_alias = v1_body;
   with_alias.replace(with_alias.find(R"("aliases":[])"), 12, R"("aliases":["production"])");
-  for (const std::string path :
-       {"/bot/versions/1", "/bot/versions/production", "/bot/aliases/production", "/bot@production",
-        "/bot@1"}) {
+  for (const std::string path : {"/bot/versions/1", "/bot/versions/production",
+                                 "/bot/aliases/production", "/bot@production", "/bot@1"}) {
     auto got = api.Call("GET", path);
     INFO(path);
     CHECK(got.status == 200);
@@ -153,8 +158,9 @@ TEST_CASE("models API: create, register, alias, files by version and alias, exac
   CHECK(listing.status == 200);
   CHECK(listing.body == R"({"model":"bot","version":1,"files":[{"path":"tok.json","size":7,)"
                         R"("mode":"0644","sha256":")" +
-                            HexSha256(tok) + R"("},{"path":"weights.bin","size":5242883,)"
-                                             R"("mode":"0644","sha256":")" +
+                            HexSha256(tok) +
+                            R"("},{"path":"weights.bin","size":5242883,)"
+                            R"("mode":"0644","sha256":")" +
                             HexSha256(weights) + R"("}],"bytes":5242890})");
   auto whole = api.Call("GET", "/bot/versions/1/files/weights.bin");
   CHECK(whole.status == 200);
@@ -176,8 +182,8 @@ TEST_CASE("models API: create, register, alias, files by version and alias, exac
   CHECK(traversal.body ==
         Err("invalid_argument", "artifact path '../../etc/passwd': has a '..' segment"));
 
-  auto metrics = HttpFetch("GET", "http://127.0.0.1:" + std::to_string(api.server->port()) +
-                                      "/metrics");
+  auto metrics =
+      HttpFetch("GET", "http://127.0.0.1:" + std::to_string(api.server->port()) + "/metrics");
   REQUIRE(metrics.ok());
   CHECK(metrics->body.find("\nassay_model_versions{model=\"bot\"} 1\n") != std::string::npos);
   // Delete: refused while an alias points at it, then forced.
@@ -199,10 +205,10 @@ TEST_CASE("models API: list and search by name glob and tag, pages, version filt
   DbFixture f;
   ModelRig rig(f);
   ApiRig api(f, rig);
-  for (const char* body : {R"({"name":"chat-small","tags":{"family":"chat"}})",
-                           R"({"name":"chat-large","tags":{"family":"chat","size":"xl"}})",
-                           R"({"name":"embedder","tags":{"family":"embed"}})",
-                           R"({"name":"chat_x"})"}) {
+  for (const char* body :
+       {R"({"name":"chat-small","tags":{"family":"chat"}})",
+        R"({"name":"chat-large","tags":{"family":"chat","size":"xl"}})",
+        R"({"name":"embedder","tags":{"family":"embed"}})", R"({"name":"chat_x"})"}) {
     REQUIRE(api.Call("POST", "", body).status == 201);
   }
   auto names = [&](const std::string& query) {
@@ -225,8 +231,7 @@ TEST_CASE("models API: list and search by name glob and tag, pages, version filt
   CHECK(names("?limit=2&after=chat-small") == "chat_x embedder | next=\"embedder\"");
   auto bad = api.Call("GET", "?tag=nope");
   CHECK(bad.status == 400);
-  CHECK(bad.body ==
-        Err("invalid_argument", "query parameter 'tag' must be KEY=VALUE, got 'nope'"));
+  CHECK(bad.body == Err("invalid_argument", "query parameter 'tag' must be KEY=VALUE, got 'nope'"));
   CHECK(api.Call("GET", "?limit=0").status == 400);
 
   for (int i = 0; i < 3; ++i) {
@@ -262,8 +267,7 @@ TEST_CASE("models API: list and search by name glob and tag, pages, version filt
   CHECK(f.One("SELECT description FROM models WHERE name = 'embedder'") == "vectors");
 }
 
-TEST_CASE("models API: alias delete by body or query, archived versions, audit answers",
-          "[db]") {
+TEST_CASE("models API: alias delete by body or query, archived versions, audit answers", "[db]") {
   DbFixture f;
   ModelRig rig(f);
   ApiRig api(f, rig);
@@ -285,7 +289,9 @@ TEST_CASE("models API: alias delete by body or query, archived versions, audit a
         Err("not_found", "model 'm' has no alias 'prod'"));
   CHECK(f.Query("SELECT coalesce(from_version::text, '-'), coalesce(to_version::text, '-'), "
                 "coalesce(actor, '-'), reason FROM model_alias_events ORDER BY id") ==
-        Rows{{"-", "1", "-", ""}, {"1", "-", "bob", "rollback"}, {"-", "2", "-", ""},
+        Rows{{"-", "1", "-", ""},
+             {"1", "-", "bob", "rollback"},
+             {"-", "2", "-", ""},
              {"2", "-", "carol", "bad canary"}});
   auto history = api.Call("GET", "/m/aliases/prod/history?limit=1");
   CHECK(history.body.find(R"("history":[{"id":)") != std::string::npos);
@@ -317,7 +323,8 @@ TEST_CASE("models API: hostile requests get exact errors and change nothing", "[
   };
   const std::vector<Case> cases = {
       {"POST", "", R"({"name":"a b"})", 400,
-       Err("invalid_argument", "model name 'a b' must be 1 to 128 characters of A-Z a-z 0-9 _ . -")},
+       Err("invalid_argument",
+           "model name 'a b' must be 1 to 128 characters of A-Z a-z 0-9 _ . -")},
       {"POST", "", R"({"name":"x","owner":"me"})", 400,
        Err("invalid_argument", "unknown field 'owner' (allowed: name, description, tags)")},
       {"POST", "", R"({"name":"x","tags":{"k":1}})", 400,
@@ -335,8 +342,9 @@ TEST_CASE("models API: hostile requests get exact errors and change nothing", "[
        Err("invalid_argument", "field 'path': artifact path '../../x': has a '..' segment")},
       {"POST", "/m/versions", j + R"(,"params":[1]})", 400,
        Err("invalid_argument", "field 'params' must be a JSON object")},
-      {"POST", "/m/versions", j + R"(,"params":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}}})",
-       400, Err("invalid_argument", "field 'params' is nested more than 8 levels deep")},
+      {"POST", "/m/versions",
+       j + R"(,"params":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}}})", 400,
+       Err("invalid_argument", "field 'params' is nested more than 8 levels deep")},
       {"POST", "/m/versions", j + R"(,"params":{"p":")" + std::string(65536, 'x') + R"("}})", 400,
        Err("invalid_argument", "field 'params' is 65544 bytes as JSON; at most 65536")},
       {"POST", "/m/versions", j + R"(,"metrics":{"acc":true}})", 400,
@@ -365,8 +373,8 @@ TEST_CASE("models API: hostile requests get exact errors and change nothing", "[
     CHECK(r.body == c.answer);
   }
   // A body nested past the JSON parser's own depth limit.
-  auto deep = api.Call("POST", "/m/versions", j + R"(,"params":)" + std::string(40, '[') +
-                                                  std::string(40, ']') + "}");
+  auto deep = api.Call("POST", "/m/versions",
+                       j + R"(,"params":)" + std::string(40, '[') + std::string(40, ']') + "}");
   CHECK(deep.status == 400);
   CHECK(deep.body.find(R"("code":"invalid_json")") != std::string::npos);
   CHECK(f.Count("SELECT count(*) FROM models") == 0);

@@ -68,8 +68,8 @@ struct ModelRig {
     store::ClaimedJob c = f.ClaimOne(agent);
     std::vector<store::ArtifactFileRow> rows;
     for (const auto& [path, data] : files) rows.push_back(Put(path, data, chunk));
-    auto committed = artifacts.Commit(c.job_id, c.attempt, f.repo_id, rows, f.clock.Now(),
-                                      f.clock.Now() + ttl);
+    auto committed =
+        artifacts.Commit(c.job_id, c.attempt, f.repo_id, rows, f.clock.Now(), f.clock.Now() + ttl);
     REQUIRE(committed.ok());
     f.FinishJob(c, state, state == "succeeded" ? 0 : 1);
     return c.job_id;

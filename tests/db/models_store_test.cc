@@ -22,10 +22,11 @@ TEST_CASE("models: a version takes the job's files under model/, with its source
   DbFixture f;
   ModelRig rig(f);
   const std::string weights = ModelBytes(2500, 1), config = "{\"layers\": 2}\n";
-  const int64_t job = rig.TrainJob(
-      {{"model/weights.bin", weights}, {"model/cfg/config.json", config}, {"log.txt", "x"},
-       {"modelish.txt", "not under model/"}},
-      absl::Hours(1), 1000);
+  const int64_t job = rig.TrainJob({{"model/weights.bin", weights},
+                                    {"model/cfg/config.json", config},
+                                    {"log.txt", "x"},
+                                    {"modelish.txt", "not under model/"}},
+                                   absl::Hours(1), 1000);
   store::RegisterVersionRequest req = rig.Request("support-bot", job);
   req.params_json = R"({"lr":0.5,"layers":[1,2]})";
   req.metrics_json = R"({"loss":1.25,"steps":10})";
@@ -47,9 +48,9 @@ TEST_CASE("models: a version takes the job's files under model/, with its source
   CHECK(v->source_path == "model/");
   CHECK(v->params_json == R"({"lr": 0.5, "layers": [1, 2]})");
   CHECK(v->metrics_json == R"({"loss": 1.25, "steps": 10})");
-  CHECK(v->datasets_json ==
-        R"([{"path": "data/train.jsonl", "sha256": ")" + std::string(64, 'a') +
-            R"("}, {"md5": ")" + std::string(32, 'b') + R"(", "path": "data/big.csv"}])");
+  CHECK(v->datasets_json == R"([{"path": "data/train.jsonl", "sha256": ")" + std::string(64, 'a') +
+                                R"("}, {"md5": ")" + std::string(32, 'b') +
+                                R"(", "path": "data/big.csv"}])");
   CHECK(v->parent_version == std::nullopt);
   CHECK(v->files == 2);
   CHECK(v->bytes == static_cast<int64_t>(weights.size() + config.size()));
@@ -63,8 +64,9 @@ TEST_CASE("models: a version takes the job's files under model/, with its source
         Rows{{"cfg/config.json", S(config.size()), "420", HexSha256(config), "1"},
              {"weights.bin", "2500", "420", HexSha256(weights), "3"}});
   CHECK(f.Count("SELECT count(*) FROM model_chunk_refs") == 4);
-  CHECK(f.Query("SELECT name, last_version, (extract(epoch from created_at))::bigint FROM models") ==
-        Rows{{"support-bot", "1", "1700000000"}});
+  CHECK(
+      f.Query("SELECT name, last_version, (extract(epoch from created_at))::bigint FROM models") ==
+      Rows{{"support-bot", "1", "1700000000"}});
 
   // A replay of the same request: the same version, nothing new.
   auto again = rig.models.RegisterVersion(req);
@@ -115,9 +117,9 @@ TEST_CASE("models: registration refuses what it cannot take, naming it, and writ
   };
   auto r = rig.Request("m", job);
   r.model = std::string(129, 'a');
-  CHECK(refused(r) == absl::InvalidArgumentError(
-                          "model name '" + std::string(80, 'a') +
-                          "...' must be 1 to 128 characters of A-Z a-z 0-9 _ . -"));
+  CHECK(refused(r) ==
+        absl::InvalidArgumentError("model name '" + std::string(80, 'a') +
+                                   "...' must be 1 to 128 characters of A-Z a-z 0-9 _ . -"));
   r.model = "../etc";
   CHECK(refused(r).code() == absl::StatusCode::kInvalidArgument);
   r.model = "a/b";
@@ -131,10 +133,11 @@ TEST_CASE("models: registration refuses what it cannot take, naming it, and writ
   CHECK(refused(r) ==
         absl::InvalidArgumentError("field 'path': artifact path '../model': has a '..' segment"));
   r.path = "/etc";
-  CHECK(refused(r) == absl::InvalidArgumentError("field 'path': artifact path '/etc': is absolute"));
+  CHECK(refused(r) ==
+        absl::InvalidArgumentError("field 'path': artifact path '/etc': is absolute"));
   r.path = "weights/";
-  CHECK(refused(r) == absl::FailedPreconditionError("job " + S(job) +
-                                                    " has no artifact files under 'weights/'"));
+  CHECK(refused(r) ==
+        absl::FailedPreconditionError("job " + S(job) + " has no artifact files under 'weights/'"));
   r = rig.Request("m", job);
   r.parent = V(1);
   CHECK(refused(r) == absl::NotFoundError("parent version: model 'm' has no version 1"));
@@ -194,16 +197,18 @@ TEST_CASE("models: RegisterVersion runs inside the caller's transaction, as a jo
   f.CreatePipeline({Job("train")});
   store::ClaimedJob c = f.ClaimOne(rig.agent);
   REQUIRE(rig.artifacts
-              .Commit(c.job_id, c.attempt, f.repo_id, {rig.Put("a.bin", "A", 1 << 20),
-                                                        rig.Put("sub/b.bin", "B", 1 << 20)},
+              .Commit(c.job_id, c.attempt, f.repo_id,
+                      {rig.Put("a.bin", "A", 1 << 20), rig.Put("sub/b.bin", "B", 1 << 20)},
                       f.clock.Now(), f.clock.Now() + absl::Hours(1))
               .ok());
   store::RegisterVersionRequest req = rig.Request("m", c.job_id);
   req.path = "";  // every file of the job
   for (const bool commit : {false, true}) {
     absl::Status s = store::InTransaction(f.db, [&](pqxx::work& tx, store::Connection& conn) {
-      tx.exec("UPDATE jobs SET state = 'succeeded', finished_at = now(), attempt_token = NULL, "
-              "lease_expires_at = NULL WHERE id = " + S(c.job_id));
+      tx.exec(
+          "UPDATE jobs SET state = 'succeeded', finished_at = now(), attempt_token = NULL, "
+          "lease_expires_at = NULL WHERE id = " +
+          S(c.job_id));
       auto v = store::RegisterVersion(tx, conn, req);
       if (!v.ok()) return v.status();
       if (v->version != 1 || v->files != 2 || v->source_path != "") {
@@ -237,9 +242,8 @@ TEST_CASE("models: the database keeps lineage within one model and aliases on re
   CHECK_THROWS_WITH(
       f.Exec("UPDATE model_versions SET version = 9, parent_version = 2 WHERE model_id = " + b),
       Catch::Contains("model_versions_model_id_parent_version_fkey"));
-  CHECK_THROWS_WITH(
-      f.Exec("INSERT INTO model_aliases VALUES (" + b + ", 'prod', 2, now())"),
-      Catch::Contains("model_aliases_model_id_version_fkey"));
+  CHECK_THROWS_WITH(f.Exec("INSERT INTO model_aliases VALUES (" + b + ", 'prod', 2, now())"),
+                    Catch::Contains("model_aliases_model_id_version_fkey"));
   CHECK_THROWS_WITH(f.Exec("INSERT INTO model_aliases VALUES (" + b + ", '42', 1, now())"),
                     Catch::Contains("model_aliases_alias_check"));
   // Through the store: a's version 2 is not b's.
@@ -249,8 +253,7 @@ TEST_CASE("models: the database keeps lineage within one model and aliases on re
         absl::NotFoundError("parent version: model 'b' has no version 2"));
 }
 
-TEST_CASE("models: concurrent registrations of one model get versions 1 to N, none twice",
-          "[db]") {
+TEST_CASE("models: concurrent registrations of one model get versions 1 to N, none twice", "[db]") {
   DbFixture f;
   ModelRig rig(f);
   constexpr int kThreads = 8;
@@ -281,9 +284,10 @@ TEST_CASE("models: concurrent registrations of one model get versions 1 to N, no
   CHECK(f.One("SELECT last_version FROM models WHERE name = 'racer'") == "8");
 }
 
-TEST_CASE("models: aliases set, move and delete, each change audited, a missing version "
-          "changes nothing",
-          "[db]") {
+TEST_CASE(
+    "models: aliases set, move and delete, each change audited, a missing version "
+    "changes nothing",
+    "[db]") {
   DbFixture f;
   ModelRig rig(f);
   for (int i = 0; i < 3; ++i) rig.Register("m", rig.TrainJob({{"model/w", S(i)}}));
@@ -317,8 +321,9 @@ TEST_CASE("models: aliases set, move and delete, each change audited, a missing 
         absl::NotFoundError("model 'm' has no alias 'canary'"));
   CHECK(rig.models.SetAlias("nope", "production", V(1), rig.Admin()).status() ==
         absl::NotFoundError("model 'nope' not found"));
-  CHECK(rig.models.SetAlias("m", "123", V(1), rig.Admin()).status() ==
-        absl::InvalidArgumentError("alias '123' must not be a number (it would read as a version)"));
+  CHECK(
+      rig.models.SetAlias("m", "123", V(1), rig.Admin()).status() ==
+      absl::InvalidArgumentError("alias '123' must not be a number (it would read as a version)"));
   CHECK(rig.models.SetAlias("m", "Prod", V(1), rig.Admin()).status().code() ==
         absl::StatusCode::kInvalidArgument);
   auto long_reason = rig.Admin(std::string(1025, 'r'));
@@ -331,16 +336,16 @@ TEST_CASE("models: aliases set, move and delete, each change audited, a missing 
   CHECK(rig.models.DeleteAlias("m", "production", rig.Admin()).status() ==
         absl::NotFoundError("model 'm' has no alias 'production'"));
   CHECK(f.Query("SELECT alias, version FROM model_aliases") == Rows{{"staging", "3"}});
-  CHECK(f.Query("SELECT model_name, alias, from_version, to_version, principal, client_addr, "
-                "actor, reason, (extract(epoch from at))::bigint FROM model_alias_events "
-                "ORDER BY id") ==
-        Rows{{"m", "production", "NULL", "1", "admin", "127.0.0.1", "alice", "first cut",
-              "1700000000"},
-             {"m", "production", "1", "3", "admin", "127.0.0.1", "NULL", "better eval",
-              "1700000010"},
-             {"m", "staging", "NULL", "3", "admin", "127.0.0.1", "NULL", "", "1700000010"},
-             {"m", "production", "3", "NULL", "admin", "127.0.0.1", "NULL", "retired",
-              "1700000020"}});
+  CHECK(
+      f.Query("SELECT model_name, alias, from_version, to_version, principal, client_addr, "
+              "actor, reason, (extract(epoch from at))::bigint FROM model_alias_events "
+              "ORDER BY id") ==
+      Rows{
+          {"m", "production", "NULL", "1", "admin", "127.0.0.1", "alice", "first cut",
+           "1700000000"},
+          {"m", "production", "1", "3", "admin", "127.0.0.1", "NULL", "better eval", "1700000010"},
+          {"m", "staging", "NULL", "3", "admin", "127.0.0.1", "NULL", "", "1700000010"},
+          {"m", "production", "3", "NULL", "admin", "127.0.0.1", "NULL", "retired", "1700000020"}});
   auto history = rig.models.AliasHistory("m", "production", 50);
   REQUIRE(history.ok());
   REQUIRE(history->size() == 3);
@@ -377,9 +382,9 @@ TEST_CASE("models: concurrent alias moves leave an audit chain that ends at the 
       std::mt19937 rng(t);
       for (int i = 0; i < kMoves; ++i) {
         auto who = rig.Admin("thread " + S(t));
-        absl::Status s = (rng() % 5 == 0) ? models.DeleteAlias("m", "prod", who).status()
-                                          : models.SetAlias("m", "prod", V(1 + rng() % 5), who)
-                                                .status();
+        absl::Status s = (rng() % 5 == 0)
+                             ? models.DeleteAlias("m", "prod", who).status()
+                             : models.SetAlias("m", "prod", V(1 + rng() % 5), who).status();
         if (!s.ok() && s.code() != absl::StatusCode::kNotFound) failures.fetch_add(1);
       }
     });
@@ -402,9 +407,10 @@ TEST_CASE("models: concurrent alias moves leave an audit chain that ends at the 
   CHECK(current == (alias.empty() ? "-" : alias[0][0]));
 }
 
-TEST_CASE("models: the sweeper never deletes a version's chunks: after the job's artifacts expire, the "
-          "version's files stay byte-identical",
-          "[db]") {
+TEST_CASE(
+    "models: the sweeper never deletes a version's chunks: after the job's artifacts expire, the "
+    "version's files stay byte-identical",
+    "[db]") {
   DbFixture f;
   ModelRig rig(f);
   const std::string weights = ModelBytes(3 * 1000 + 17, 5), shared = "shared with the log";

@@ -28,9 +28,10 @@ std::string SumOf(const std::string& log, const std::string& file) {
   return log.substr(at - 64, 64);
 }
 
-TEST_CASE("models: a job's model dir registered, aliased and downloaded by alias after its "
-          "artifacts expired",
-          "[e2e]") {
+TEST_CASE(
+    "models: a job's model dir registered, aliased and downloaded by alias after its "
+    "artifacts expired",
+    "[e2e]") {
   Cluster c(Options({"--artifact-sweep-interval", "1s"}));
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -60,34 +61,35 @@ TEST_CASE("models: a job's model dir registered, aliased and downloaded by alias
   REQUIRE(weights_sum.size() == 64);
   const std::string j = std::to_string(job);
 
-  auto reg = MUST(c.RunCli({"models", "register", "support-bot", "--job", j, "--param",
-                            "lr=0.001", "--param", "optimizer=adam", "--metric", "loss=0.25",
-                            "--tag", "run=nightly"}));
+  auto reg = MUST(
+      c.RunCli({"models", "register", "support-bot", "--job", j, "--param", "lr=0.001", "--param",
+                "optimizer=adam", "--metric", "loss=0.25", "--tag", "run=nightly"}));
   INFO(reg.out << reg.err);
   CHECK(reg.exit_code == 0);
-  CHECK(reg.out == "registered support-bot version 1 from job " + j +
-                          " (3 files, 5000034 bytes)\n");
+  CHECK(reg.out ==
+        "registered support-bot version 1 from job " + j + " (3 files, 5000034 bytes)\n");
   // A second registration of the same job and path with other fields: 409, exit 1.
   auto again = MUST(c.RunCli({"models", "register", "support-bot", "--job", j}));
   CHECK(again.exit_code == 1);
   CHECK(again.err == "assay: 409 already_exists: job " + j +
-                            "'s 'model/' is already version 1 of 'support-bot' (registered "
-                            "with other fields)\n");
+                         "'s 'model/' is already version 1 of 'support-bot' (registered "
+                         "with other fields)\n");
   // An alias on a version that does not exist: 404, named.
-  auto bad = MUST(c.RunCli({"models", "alias", "support-bot", "production", "7", "--reason",
-                            "oops"}));
+  auto bad =
+      MUST(c.RunCli({"models", "alias", "support-bot", "production", "7", "--reason", "oops"}));
   CHECK(bad.exit_code == 1);
   CHECK(bad.err == "assay: 404 not_found: model 'support-bot' has no version 7\n");
-  auto alias = MUST(c.RunCli({"models", "alias", "support-bot", "production", "1", "--reason",
-                              "passed the qa eval"}));
+  auto alias = MUST(c.RunCli(
+      {"models", "alias", "support-bot", "production", "1", "--reason", "passed the qa eval"}));
   CHECK(alias.exit_code == 0);
   CHECK(alias.out == "support-bot@production: set to version 1\n");
   auto noreason = MUST(c.RunCli({"models", "alias", "support-bot", "staging", "1"}));
   CHECK(noreason.exit_code == 2);
 
   // The audit row: the admin token from 127.0.0.1, the CLI's $USER as the claimed actor.
-  auto audit = MUST(c.Query("SELECT from_version, to_version, principal, client_addr, actor, "
-                            "reason FROM model_alias_events"));
+  auto audit =
+      MUST(c.Query("SELECT from_version, to_version, principal, client_addr, actor, "
+                   "reason FROM model_alias_events"));
   REQUIRE(audit.size() == 1);
   CHECK(audit[0][0] == std::nullopt);
   CHECK(audit[0][1] == "1");
@@ -110,8 +112,7 @@ TEST_CASE("models: a job's model dir registered, aliased and downloaded by alias
   auto dl = MUST(c.RunCli({"models", "download", "support-bot@production", "-o", out}));
   INFO(dl.out << dl.err);
   CHECK(dl.exit_code == 0);
-  CHECK(dl.out == "downloaded support-bot version 1: 3 files, 5000034 bytes into " + out +
-                         "\n");
+  CHECK(dl.out == "downloaded support-bot version 1: 3 files, 5000034 bytes into " + out + "\n");
   CHECK(HexSha256(Slurp(out + "/weights.bin")) == weights_sum);
   CHECK(Slurp(out + "/tokenizer/vocab.json") == "{\"vocab\": 3}\n");
   CHECK(Slurp(out + "/serve.sh") == "#!/bin/sh\necho serve\n");

@@ -48,8 +48,8 @@ TEST_CASE("models register sends the job, params, metrics and tags and prints th
   Fake f;
   f.answers.push_back({201, R"({"version":4,"files":3,"bytes":1200})", {}});
   f.Run({"models", "register", "support-bot", "--job", "12", "--param", "lr=0.001", "--param",
-         "opt=adam", "--param", "warm=true", "--metric", "loss=0.25", "--tag", "run=n",
-         "--parent", "production", "--path", "out/"});
+         "opt=adam", "--param", "warm=true", "--metric", "loss=0.25", "--tag", "run=n", "--parent",
+         "production", "--path", "out/"});
   CHECK(f.code == 0);
   REQUIRE(f.sent.size() == 1);
   CHECK(f.sent[0].method == "POST");
@@ -62,8 +62,7 @@ TEST_CASE("models register sends the job, params, metrics and tags and prints th
 }
 
 TEST_CASE("models register and alias refuse bad command lines with exit 2, sending nothing") {
-  for (const std::vector<std::string>& args :
-       std::vector<std::vector<std::string>>{
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"models", "register", "m"},
            {"models", "register", "m", "--job", "x"},
            {"models", "register", "m", "--job", "1", "--metric", "loss=low"},

@@ -69,17 +69,16 @@ TEST_CASE("models input: version references and model paths") {
         "field 'path': artifact path 'model/': has an empty segment");
   CHECK(Message(NormalizeModelPath("a/../b").status()) ==
         "field 'path': artifact path 'a/../b': has a '..' segment");
-  CHECK(Message(NormalizeModelPath("/").status()) ==
-        "field 'path': artifact path '': is empty");
+  CHECK(Message(NormalizeModelPath("/").status()) == "field 'path': artifact path '': is empty");
 }
 
 TEST_CASE("models input: params, metrics and datasets at their limits") {
   CHECK(CanonicalParams(json::parse(R"({"a":1,"b":[true,"x"]})")).value() ==
         R"({"a":1,"b":[true,"x"]})");
   CHECK(CanonicalParams(json::parse(R"({"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":1}}}}}}}})")).ok());
-  CHECK(Message(CanonicalParams(
-                    json::parse(R"({"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}})"))
-                    .status()) == "field 'params' is nested more than 8 levels deep");
+  CHECK(
+      Message(CanonicalParams(json::parse(R"({"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}})"))
+                  .status()) == "field 'params' is nested more than 8 levels deep");
   // 65,536 bytes exactly is taken; one more is not.
   const std::string fits = "{\"p\":\"" + std::string(65536 - 8, 'x') + "\"}";
   CHECK(CanonicalParams(json::parse(fits)).ok());
@@ -98,12 +97,12 @@ TEST_CASE("models input: params, metrics and datasets at their limits") {
   for (int i = 0; i <= 1000; ++i) many["m" + std::to_string(i)] = i;
   CHECK(Message(CanonicalMetrics(many).status()) ==
         "field 'metrics' has 1001 entries; at most 1000");
-  auto ds = ParseDatasets(json::parse(R"([{"path":"data/a.jsonl","md5":")" +
-                                      std::string(32, 'f') + R"("}])"));
+  auto ds = ParseDatasets(
+      json::parse(R"([{"path":"data/a.jsonl","md5":")" + std::string(32, 'f') + R"("}])"));
   REQUIRE(ds.ok());
   CHECK(ds->at(0).md5 == std::string(32, 'f'));
-  CHECK(DatasetsJson(*ds) == R"([{"path":"data/a.jsonl","md5":")" + std::string(32, 'f') +
-                                 R"("}])");
+  CHECK(DatasetsJson(*ds) ==
+        R"([{"path":"data/a.jsonl","md5":")" + std::string(32, 'f') + R"("}])");
   CHECK(Message(ParseDatasets(json::parse(R"([{"path":"a","sha256":"x","size":1}])")).status()) ==
         "datasets[0]: unknown field 'size' (allowed: path, sha256, md5)");
   CHECK(Message(ParseDatasets(json::parse(R"([{"path":"a"}])")).status()) ==
@@ -111,8 +110,7 @@ TEST_CASE("models input: params, metrics and datasets at their limits") {
   CHECK(Message(ParseDatasets(json::parse(R"([{"path":"a","md5":"ABC"}])")).status()) ==
         "datasets[0].md5 must be 32 lowercase hex digits");
   json::array lots(101, json::object{{"path", "a"}, {"md5", std::string(32, 'a')}});
-  CHECK(Message(ParseDatasets(lots).status()) ==
-        "field 'datasets' has 101 entries; at most 100");
+  CHECK(Message(ParseDatasets(lots).status()) == "field 'datasets' has 101 entries; at most 100");
 }
 
 }  // namespace
