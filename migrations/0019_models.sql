@@ -6,7 +6,8 @@
 
 CREATE TABLE models (
   id            bigserial PRIMARY KEY,
-  name          text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,128}$'),
+  name          text NOT NULL UNIQUE
+                CHECK (name ~ '^[A-Za-z0-9_.-]{1,128}$' AND name NOT IN ('.', '..')),
   description   text NOT NULL DEFAULT '' CHECK (octet_length(description) <= 16384),
   -- The highest version number handed out; versions are numbered from it under the row lock,
   -- so that concurrent registrations never collide and numbers are never reused.
@@ -17,7 +18,7 @@ CREATE TABLE models (
 
 CREATE TABLE model_tags (
   model_id      bigint NOT NULL REFERENCES models (id) ON DELETE CASCADE,
-  key           text NOT NULL CHECK (key ~ '^[A-Za-z0-9_.:/-]{1,128}$'),
+  key           text NOT NULL CHECK (key ~ '^[A-Za-z0-9_.:-]{1,128}$'),
   value         text NOT NULL CHECK (octet_length(value) <= 4096),
   PRIMARY KEY (model_id, key)
 );
@@ -56,7 +57,7 @@ CREATE UNIQUE INDEX model_versions_source ON model_versions (model_id, job_id, s
 
 CREATE TABLE model_version_tags (
   version_id    bigint NOT NULL REFERENCES model_versions (id) ON DELETE CASCADE,
-  key           text NOT NULL CHECK (key ~ '^[A-Za-z0-9_.:/-]{1,128}$'),
+  key           text NOT NULL CHECK (key ~ '^[A-Za-z0-9_.:-]{1,128}$'),
   value         text NOT NULL CHECK (octet_length(value) <= 4096),
   PRIMARY KEY (version_id, key)
 );

@@ -35,7 +35,8 @@ bool NameChar(char c) { return absl::ascii_isalnum(c) || c == '_' || c == '.' ||
 bool AliasChar(char c) {
   return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'z') || c == '_' || c == '-';
 }
-bool TagKeyChar(char c) { return NameChar(c) || c == ':' || c == '/'; }
+// Why no '/': a key is a URL path segment (.../tags/KEY), and the server decodes %2F.
+bool TagKeyChar(char c) { return NameChar(c) || c == ':'; }
 bool IsDigit(char c) { return absl::ascii_isdigit(c); }
 bool IsLowerHex(char c) { return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f'); }
 
@@ -81,6 +82,10 @@ absl::Status ValidateModelName(std::string_view name) {
                                                    kMaxNameBytes,
                                                    " characters of A-Z a-z 0-9 _ . -"));
   }
+  // Why: a name is a URL path segment, where "." and ".." mean this and the parent folder.
+  if (name == "." || name == "..") {
+    return absl::InvalidArgumentError(absl::StrCat("model name '", AV(name), "' is not allowed"));
+  }
   return absl::OkStatus();
 }
 
@@ -100,7 +105,7 @@ absl::Status ValidateTagKey(std::string_view key) {
   if (key.empty() || key.size() > kMaxTagKeyBytes || !AllOf(key, TagKeyChar)) {
     return absl::InvalidArgumentError(absl::StrCat("tag key '", Shown(key), "' must be 1 to ",
                                                    kMaxTagKeyBytes,
-                                                   " characters of A-Z a-z 0-9 _ . : / -"));
+                                                   " characters of A-Z a-z 0-9 _ . : -"));
   }
   return absl::OkStatus();
 }

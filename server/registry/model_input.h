@@ -19,7 +19,7 @@ namespace assay::registry {
 
 inline constexpr size_t kMaxNameBytes = 128;       // [A-Za-z0-9_.-]{1,128}
 inline constexpr size_t kMaxAliasBytes = 64;       // [a-z0-9_-]{1,64}, not all digits
-inline constexpr size_t kMaxTagKeyBytes = 128;     // [A-Za-z0-9_.:/-]{1,128}
+inline constexpr size_t kMaxTagKeyBytes = 128;     // [A-Za-z0-9_.:-]{1,128}
 inline constexpr size_t kMaxTagValueBytes = 4096;  // any UTF-8 but NUL
 inline constexpr size_t kMaxTags = 64;             // per model, per version
 inline constexpr size_t kMaxDescriptionBytes = 16384;

@@ -325,6 +325,8 @@ TEST_CASE("models API: hostile requests get exact errors and change nothing", "[
       {"POST", "", R"({"name":"a b"})", 400,
        Err("invalid_argument",
            "model name 'a b' must be 1 to 128 characters of A-Z a-z 0-9 _ . -")},
+      {"POST", "", R"({"name":".."})", 400, Err("invalid_argument", "model name '..' is not allowed")},
+      {"GET", "/m/tags/a%2Fb", "", 404, Err("not_found", "no route for /api/v1/models/m/tags/a/b")},
       {"POST", "", R"({"name":"x","owner":"me"})", 400,
        Err("invalid_argument", "unknown field 'owner' (allowed: name, description, tags)")},
       {"POST", "", R"({"name":"x","tags":{"k":1}})", 400,

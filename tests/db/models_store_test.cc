@@ -229,6 +229,34 @@ TEST_CASE("models: RegisterVersion runs inside the caller's transaction, as a jo
   CHECK(f.One("SELECT last_version FROM models") == "1");
 }
 
+TEST_CASE("models: a sweep while a registration is open skips that job's artifacts and chunks",
+          "[db]") {
+  DbFixture f;
+  ModelRig rig(f);
+  const int64_t job = rig.TrainJob({{"model/w.bin", "weights"}}, absl::Hours(1));
+  const absl::Time later = f.clock.Now() + absl::Hours(48);
+  auto blob = [&] { return rig.blobs->PathOf(HexSha256("weights")); };
+  absl::Status s = store::InTransaction(f.db, [&](pqxx::work& tx, store::Connection& conn) {
+    auto v = store::RegisterVersion(tx, conn, rig.Request("m", job));
+    if (!v.ok()) return v.status();
+    // Another replica sweeps now, on its own connections: the expired manifest is locked by
+    // this registration (skipped), so its chunk is still referenced.
+    auto expired = rig.artifacts.DeleteExpired(later, 100);
+    auto chunks = rig.artifacts.DeleteUnreferencedChunks(
+        later, 100, [&](const std::string& h) { return rig.blobs->Delete(h); });
+    if (!expired.ok() || !chunks.ok() || *expired != 0 || *chunks != 0) {
+      return absl::InternalError("the sweep touched a job being registered");
+    }
+    return absl::OkStatus();
+  });
+  REQUIRE(s.ok());
+  // Once registered, the manifest goes; the chunk stays for the version.
+  CHECK(*rig.artifacts.DeleteExpired(later, 100) == 1);
+  CHECK(*rig.artifacts.DeleteUnreferencedChunks(
+            later, 100, [&](const std::string& h) { return rig.blobs->Delete(h); }) == 0);
+  CHECK(std::filesystem::exists(blob()));
+}
+
 TEST_CASE("models: the database keeps lineage within one model and aliases on real versions",
           "[db]") {
   DbFixture f;

@@ -23,6 +23,9 @@ TEST_CASE("models input: names, aliases and tag keys at their limits") {
             "...' must be 1 to 128 characters of A-Z a-z 0-9 _ . -");
   CHECK(Message(ValidateModelName("a\nb")) ==
         "model name 'a\\nb' must be 1 to 128 characters of A-Z a-z 0-9 _ . -");
+  CHECK(Message(ValidateModelName("..")) == "model name '..' is not allowed");
+  CHECK(Message(ValidateModelName(".")) == "model name '.' is not allowed");
+  CHECK(ValidateModelName("...").ok());
   for (const char* bad : {"", "a/b", "a b", "a@b", "é"}) {
     CHECK(ValidateModelName(bad).code() == absl::StatusCode::kInvalidArgument);
   }
@@ -35,7 +38,9 @@ TEST_CASE("models input: names, aliases and tag keys at their limits") {
     CHECK(ValidateAlias(bad).code() == absl::StatusCode::kInvalidArgument);
   }
   CHECK(ValidateAlias(std::string(65, 'p')).code() == absl::StatusCode::kInvalidArgument);
-  CHECK(ValidateTagKey("mlflow.source:git/x-y_z").ok());
+  CHECK(ValidateTagKey("mlflow.source:git-x_z").ok());
+  CHECK(Message(ValidateTagKey("a/b")) ==
+        "tag key 'a/b' must be 1 to 128 characters of A-Z a-z 0-9 _ . : -");
   CHECK(ValidateTagKey(std::string(129, 'k')).code() == absl::StatusCode::kInvalidArgument);
   std::map<std::string, std::string> tags;
   for (int i = 0; i < 64; ++i) tags["k" + std::to_string(i)] = "v";
