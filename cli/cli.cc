@@ -22,6 +22,7 @@
 #include "cli/http_download.h"
 #include "cli/lint_command.h"
 #include "cli/log_follow.h"
+#include "cli/model_commands.h"
 #include "cli/secret_commands.h"
 #include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
@@ -65,6 +66,24 @@ Commands:
   secret list REPO            list a repository's secrets (names and dates, never values)
   cache list REPO             list a repository's cache entries, newest first
   cache rm REPO ENTRY_ID      remove a cache entry
+  models list [--name GLOB] [--tag K=V]...
+                              list registered models (docs/models.md)
+  models show NAME[@VERSION|@ALIAS]
+                              show a model, or one of its versions
+  models versions NAME [--alias A] [--tag K=V]...
+                              list a model's versions, newest first
+  models register NAME --job ID [--path model/] [--param K=V]... [--metric K=V]...
+           [--parent N] [--tag K=V]... [--description TEXT]
+                              register the job's files under --path as a new version
+  models alias NAME ALIAS VERSION --reason TEXT
+                              point an alias at a version (audited, actor $USER)
+  models alias-rm NAME ALIAS [--reason TEXT]
+                              remove an alias (audited)
+  models history NAME ALIAS   every change of an alias: when, from, to, who, why
+  models tag NAME[@VERSION] KEY=VALUE...  /  models untag NAME[@VERSION] KEY...
+                              set or remove tags on a model or a version
+  models download NAME@VERSION|NAME@ALIAS [-o DIR]
+                              write a version's files into DIR (default NAME-vN)
   agents list                 list agents (ACCESS: enrolled, shared-token, disabled, revoked)
   agents token create [--name NAME] [--labels a,b] [--expires 1h]
                               make a one-time enrollment token (printed once, alone on stdout)
@@ -89,7 +108,8 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 
 constexpr std::string_view kCommands[] = {"lint",   "repo",   "pipelines", "pipeline",
                                           "logs",   "cancel", "run",       "queue",
-                                          "agents", "secret", "artifacts", "cache"};
+                                          "agents", "secret", "artifacts", "cache",
+                                          "models"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -532,6 +552,13 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   }
   if (command == "secret") return SecretCommand(line, context, api, out, err);
   if (command == "cache") return CacheCommand(line, api, out, err);
+  if (command == "models") {
+    ModelsArgs models{{line.positional.begin() + 1, line.positional.end()}, line.options,
+                      context.user};
+    std::variant<int, std::string> r = ModelsCommand(models, api, out, err);
+    if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
+    return std::get<int>(r);
+  }
   const std::string suggestion = ClosestMatch(command, kCommands);
   return UsageError{
       absl::StrCat("unknown command '", command, "'",
@@ -588,6 +615,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     context.webhook_secret = secret;
   }
   context.in = &std::cin;
+  if (const char* user = std::getenv("USER"); user != nullptr) context.user = user;
   context.fetch = [](std::string_view method, std::string_view url, const HttpHeaders& headers,
                      std::string_view body) { return HttpFetch(method, url, headers, body); };
   context.download = [](std::string_view url, const HttpHeaders& headers,

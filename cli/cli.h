@@ -36,6 +36,8 @@ struct CliContext {
   std::optional<std::string> webhook_secret;
   // `secret set`'s value when --from-file is absent (std::cin for the real CLI); null: none.
   std::istream* in = nullptr;
+  // $USER: the actor `assay models alias` claims in the audit ("" : none).
+  std::string user;
 };
 
 // Exit codes.

@@ -32,6 +32,7 @@
 #include "server/scheduler/wakeups.h"
 #include "server/store/artifacts.h"
 #include "server/store/evals.h"
+#include "server/store/models.h"
 #include "server/store/logs.h"
 #include "server/store/migrations.h"
 
@@ -97,6 +98,7 @@ struct AssayServer::Impl {
   std::unique_ptr<store::CacheStore> cache_store;  // issue 9, caches
   std::unique_ptr<artifacts::CacheService> caches;
   std::unique_ptr<store::EvalStore> eval_store;  // issue 10, evals
+  std::unique_ptr<store::ModelStore> models;  // issue 10, the model registry
   AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
@@ -347,6 +349,9 @@ absl::Status AssayServer::Start() {
   m.api.artifacts = m.artifact_store.get();
   m.api.caches = m.cache_store.get();
   m.api.evals = m.eval_store.get();
+  m.models = std::make_unique<store::ModelStore>(m.db.get());
+  m.api.models = m.models.get();
+  m.api.clock = clock;
   m.api.blobs = m.blobs.get();
   AgentServiceImpl* service = m.agent_service.get();
   m.api.close_agent = [service](int64_t agent_id, const std::string& reason) {

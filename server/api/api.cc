@@ -112,6 +112,10 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
         d.metrics->SetCacheBytes(bytes);
       }
     }
+    if (d.models != nullptr) {
+      auto counts = d.models->VersionsPerModel();
+      if (counts.ok()) d.metrics->SetModelVersions(*counts);
+    }
     Response r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = d.metrics->Serialize();
@@ -169,6 +173,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterArtifactRoutes(router, d);
   api::RegisterCacheRoutes(router, d);
   api::RegisterEvalRoutes(router, d);
+  api::RegisterModelRoutes(router, d);
 }
 
 }  // namespace assay

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/base/clock.h"
 #include "common/crypto/sealed.h"
 #include "server/api/auth_limiter.h"
 #include "server/artifacts/blob_store.h"
@@ -23,6 +24,7 @@
 #include "server/store/evals.h"
 #include "server/store/jobs.h"
 #include "server/store/logs.h"
+#include "server/store/models.h"
 #include "server/store/pipelines.h"
 #include "server/store/repos.h"
 #include "server/store/secrets.h"
@@ -80,6 +82,11 @@ struct ApiDeps {
   store::CacheStore* caches = nullptr;
   // Evals (issue 10, server/api/evals.cc); null: those routes answer 503.
   store::EvalStore* evals = nullptr;
+  // The model registry (issue 10, server/api/models.cc); null: those routes answer 503. Its
+  // file downloads need artifacts and blobs too.
+  store::ModelStore* models = nullptr;
+  // The registry's clock (created_at, audit times); null: the system clock.
+  const Clock* clock = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

@@ -102,6 +102,57 @@ struct FileReader {
 
 }  // namespace
 
+Response ServeArtifactFile(const ApiDeps& d, const Request& req,
+                           const store::ArtifactFileRow& f) {
+  const std::string etag = absl::StrCat("\"", f.sha256, "\"");
+  Response r;
+  r.content_type = "application/octet-stream";
+  r.headers.push_back({"ETag", etag});
+  r.headers.push_back({"Accept-Ranges", "bytes"});
+  bool unsatisfiable = false;
+  std::optional<ByteRange> range;
+  const std::string if_range = req.Header("If-Range");
+  if (!req.Header("Range").empty() && (if_range.empty() || if_range == etag)) {
+    range = ParseRange(req.Header("Range"), f.size, &unsatisfiable);
+  }
+  if (unsatisfiable) {
+    Response e =
+        ErrorResponse(416, "range_not_satisfiable", absl::StrCat("the file has ", f.size, " bytes"));
+    e.headers.push_back({"Content-Range", absl::StrCat("bytes */", f.size)});
+    return e;
+  }
+  ByteRange want{0, f.size - 1};
+  if (range.has_value()) {
+    want = *range;
+    r.status = 206;
+    r.headers.push_back(
+        {"Content-Range", absl::StrCat("bytes ", want.first, "-", want.last, "/", f.size)});
+  }
+  auto sizes = d.artifacts->ChunkSizes(f.chunks);
+  if (!sizes.ok()) return http::StatusToResponse(sizes.status());
+  auto reader = std::make_shared<FileReader>();
+  reader->blobs = d.blobs;
+  reader->chunks = f.chunks;
+  reader->sizes = std::move(*sizes);
+  reader->pos = want.first;
+  reader->remaining = f.size == 0 ? 0 : want.last - want.first + 1;
+  if (reader->remaining <= kWholeBodyBytes) {
+    // Small: whole, so the client gets a Content-Length.
+    while (true) {
+      auto piece = reader->Next();
+      if (!piece.ok()) return http::StatusToResponse(piece.status());
+      if (piece->empty()) break;
+      r.body += *piece;
+    }
+    return r;
+  }
+  // Why streamed: a file may be many GiB; one chunk per connection is in memory.
+  r.stream = [reader] { return reader->Next(); };
+  r.stream_length = static_cast<uint64_t>(reader->remaining);
+  r.stream_read_ahead = true;
+  return r;
+}
+
 void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
   router.Add("GET", "/api/v1/jobs/{id}/artifacts", Authed(d, [&d](Request& req) {
                if (d.artifacts == nullptr) return Unavailable();
@@ -144,54 +195,7 @@ void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
                  return ErrorResponse(404, "not_found",
                                       absl::StrCat("job ", *id, " has no artifact '", path, "'"));
                }
-               const store::ArtifactFileRow& f = **file;
-               const std::string etag = absl::StrCat("\"", f.sha256, "\"");
-               Response r;
-               r.content_type = "application/octet-stream";
-               r.headers.push_back({"ETag", etag});
-               r.headers.push_back({"Accept-Ranges", "bytes"});
-               bool unsatisfiable = false;
-               std::optional<ByteRange> range;
-               const std::string if_range = req.Header("If-Range");
-               if (!req.Header("Range").empty() && (if_range.empty() || if_range == etag)) {
-                 range = ParseRange(req.Header("Range"), f.size, &unsatisfiable);
-               }
-               if (unsatisfiable) {
-                 Response e = ErrorResponse(416, "range_not_satisfiable",
-                                            absl::StrCat("the file has ", f.size, " bytes"));
-                 e.headers.push_back({"Content-Range", absl::StrCat("bytes */", f.size)});
-                 return e;
-               }
-               ByteRange want{0, f.size - 1};
-               if (range.has_value()) {
-                 want = *range;
-                 r.status = 206;
-                 r.headers.push_back({"Content-Range", absl::StrCat("bytes ", want.first, "-",
-                                                                    want.last, "/", f.size)});
-               }
-               auto sizes = d.artifacts->ChunkSizes(f.chunks);
-               if (!sizes.ok()) return http::StatusToResponse(sizes.status());
-               auto reader = std::make_shared<FileReader>();
-               reader->blobs = d.blobs;
-               reader->chunks = f.chunks;
-               reader->sizes = std::move(*sizes);
-               reader->pos = want.first;
-               reader->remaining = f.size == 0 ? 0 : want.last - want.first + 1;
-               if (reader->remaining <= kWholeBodyBytes) {
-                 // Small: whole, so the client gets a Content-Length.
-                 while (true) {
-                   auto piece = reader->Next();
-                   if (!piece.ok()) return http::StatusToResponse(piece.status());
-                   if (piece->empty()) break;
-                   r.body += *piece;
-                 }
-                 return r;
-               }
-               // Why streamed: a file may be many GiB; one chunk per connection is in memory.
-               r.stream = [reader] { return reader->Next(); };
-               r.stream_length = static_cast<uint64_t>(reader->remaining);
-               r.stream_read_ahead = true;
-               return r;
+               return ServeArtifactFile(d, req, **file);
              }));
   router.Add("GET", "/api/v1/artifacts/usage", Authed(d, [&d](Request&) {
                if (d.artifacts == nullptr) return Unavailable();

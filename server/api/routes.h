@@ -30,5 +30,12 @@ void RegisterSecretRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (
 void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d);
 void RegisterCacheRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (caches.cc)
 void RegisterEvalRoutes(http::Router& router, const ApiDeps& d);   // issue 10 (evals.cc)
+void RegisterModelRoutes(http::Router& router, const ApiDeps& d);  // issue 10 (models.cc)
+
+// The bytes of one stored file (an artifact or a model version's file) as a download: ETag
+// (its SHA-256), single byte ranges (206, 416), small files whole, larger ones streamed with
+// read-ahead (artifacts.cc). Needs d.artifacts (chunk sizes) and d.blobs.
+http::Response ServeArtifactFile(const ApiDeps& d, const http::Request& req,
+                                 const store::ArtifactFileRow& f);
 
 }  // namespace assay::api

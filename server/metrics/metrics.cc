@@ -67,7 +67,11 @@ Metrics::Metrics()
       cache_bytes_(prometheus::BuildGauge()
                        .Name("assay_cache_bytes")
                        .Help("Bytes of cache entries per repository (before deduplication)")
-                       .Register(*registry_)) {
+                       .Register(*registry_)),
+      model_versions_(prometheus::BuildGauge()
+                          .Name("assay_model_versions")
+                          .Help("Versions per registered model")
+                          .Register(*registry_)) {
   // Why every known label set now, at zero: a series that first appears at its first event
   // has no earlier sample, so rate() and increase() miss that event and alerts on them
   // cannot fire before it.
@@ -107,6 +111,19 @@ void Metrics::SetArtifactBytes(const std::vector<std::pair<std::string, int64_t>
     if (!now.contains(repo)) artifact_bytes_.Add({{"repo", repo}}).Set(0);
   }
   artifact_repos_.insert(now.begin(), now.end());
+}
+
+void Metrics::SetModelVersions(const std::vector<std::pair<std::string, int64_t>>& counts) {
+  absl::MutexLock l(&artifact_mu_);
+  std::set<std::string> now;
+  for (const auto& [model, n] : counts) {
+    model_versions_.Add({{"model", model}}).Set(static_cast<double>(n));
+    now.insert(model);
+  }
+  for (const auto& model : models_) {
+    if (!now.contains(model)) model_versions_.Add({{"model", model}}).Set(0);
+  }
+  models_.insert(now.begin(), now.end());
 }
 
 void Metrics::SetCacheBytes(const std::vector<std::pair<std::string, int64_t>>& bytes) {

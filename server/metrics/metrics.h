@@ -35,6 +35,9 @@ class Metrics {
   void SetArtifactBytes(const std::vector<std::pair<std::string, int64_t>>& bytes);
   // assay_cache_bytes{repo}: bytes of cache entries per repository (issue 9), the same way.
   void SetCacheBytes(const std::vector<std::pair<std::string, int64_t>>& bytes);
+  // assay_model_versions{model}: versions per registered model (issue 10, taken at scrape
+  // time). A model seen before and missing from `counts` (deleted) goes to 0.
+  void SetModelVersions(const std::vector<std::pair<std::string, int64_t>>& counts);
   std::string Serialize();
 
  private:
@@ -52,6 +55,8 @@ class Metrics {
   std::set<std::string> artifact_repos_ ABSL_GUARDED_BY(artifact_mu_);
   prometheus::Family<prometheus::Gauge>& cache_bytes_;
   std::set<std::string> cache_repos_ ABSL_GUARDED_BY(artifact_mu_);
+  prometheus::Family<prometheus::Gauge>& model_versions_;
+  std::set<std::string> models_ ABSL_GUARDED_BY(artifact_mu_);
 };
 
 }  // namespace assay

@@ -107,7 +107,8 @@ class ArtifactStore {
   // Retention. Each batch is one transaction under an advisory lock; a replica that does not
   // get the lock does nothing (returns 0). DeleteExpired removes up to `batch` manifests
   // whose expire_at is before `now`. DeleteUnreferencedChunks takes up to `batch` chunks no
-  // manifest references (nor a cache entry, store/caches.h) and untouched since
+  // manifest references (nor a cache entry, store/caches.h, nor a model version,
+  // store/models.h) and untouched since
   // `touched_before`, calls `delete_blob` for each with its row locked, then deletes the rows
   // whose blob went; returns how many.
   absl::StatusOr<int> DeleteExpired(absl::Time now, int batch);

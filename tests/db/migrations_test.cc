@@ -75,6 +75,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"16", "0016_lifecycle.sql"},
                             {"17", "0017_build_image.sql"},
                             {"18", "0018_cache.sql"},
+                            {"19", "0019_models.sql"},
                             {"20", "0020_evals.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
@@ -96,6 +97,14 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"job_needs"},
                                           {"jobs"},
                                           {"log_chunks"},
+                                          {"model_alias_events"},
+                                          {"model_aliases"},
+                                          {"model_chunk_refs"},
+                                          {"model_tags"},
+                                          {"model_version_files"},
+                                          {"model_version_tags"},
+                                          {"model_versions"},
+                                          {"models"},
                                           {"pipelines"},
                                           {"repo_secrets"},
                                           {"repos"},
