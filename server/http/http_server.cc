@@ -602,6 +602,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                          if (ec) return self->Close();
                          self->piece_.clear();
                          self->piece_.shrink_to_fit();
+                         // The Content-Length is complete: the source is not asked again
+                         // (the client may already be gone with every byte).
+                         if (*self->stream_left_ == 0) return self->EndStreamed(keep);
                          self->NextPiece(keep);
                        });
       if (*stream_left_ > 0) ReadNextWhileWriting(keep);

@@ -67,8 +67,9 @@ struct Response {
   // "" or an error.
   std::function<absl::StatusOr<std::string>()> stream;
   // With `stream`: the body's exact length, sent as Content-Length instead of chunked
-  // encoding (the pieces go out as they are). A source that gives more or fewer bytes closes
-  // the connection (the client sees a truncated body), as an error does.
+  // encoding (the pieces go out as they are). The source is asked until that many bytes came,
+  // never after. A piece past the length, or an empty one before it, closes the connection (the
+  // client sees a truncated body), as an error does.
   std::optional<uint64_t> stream_length;
   // With `stream`: read one piece ahead, so that the next piece is read while the last one is
   // written (two pieces per connection in memory instead of one). For sources that read a

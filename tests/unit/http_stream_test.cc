@@ -90,7 +90,10 @@ TEST_CASE("stream: read ahead gives the same bytes, chunked or with a length, on
       CHECK(got->Header("Content-Length") == (with_length ? std::to_string(want.size()) : ""));
       CHECK(got->body == want);
     }
-    CHECK(calls->load() == 2 * 41);
+    // Chunked: 40 pieces and the empty one that ends the body. With a Content-Length the
+    // source is not asked again once it is complete (asking after the client had every byte
+    // made the count racy).
+    CHECK(calls->load() == 2 * (with_length ? 40 : 41));
     CHECK(overlaps->load() == 0);
   }
 }
