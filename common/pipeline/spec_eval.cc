@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "common/evals/data/assertions.h"
 #include "common/evals/eval_spec.h"
 #include "common/pipeline/duration.h"
 #include "common/pipeline/spec_internal.h"
@@ -239,6 +240,12 @@ bool ParseAssertion(Linter& lint, const YAML::Node& node, const YAML::Mark& mark
   if (!has_type && ok) {
     lint.Error(mark, Join(path, "type"), "missing required key 'type'");
     return false;
+  }
+  if (ok) {  // the value itself: a regex RE2 compiles, a JSON schema it understands
+    if (absl::Status valid = evals::ValidateAssertion(out); !valid.ok()) {
+      lint.Error(mark, path, std::string(valid.message()));
+      return false;
+    }
   }
   return ok;
 }

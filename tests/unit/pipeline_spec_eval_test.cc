@@ -130,6 +130,10 @@ TEST_CASE("spec eval: each mistake is named with its line and key") {
         Lines{"8:32: jobs.qa.steps[0].eval.tests[0].assert[0].type: unknown assertion type "
               "'similar' (known: equals, contains, icontains, regex, starts-with, is-json, each "
               "also as not-TYPE)"});
+  CHECK(Lint(Job("          model: m\n          tests:\n            - assert: [{ type: regex, "
+                 "value: \"(a\" }]\n")) ==
+        Lines{"8:24: jobs.qa.steps[0].eval.tests[0].assert[0]: regex: key \"value\": regex "
+              "\"(a\": missing ): (a"});
   CHECK(Lint("jobs:\n  qa:\n    steps:\n      - run: x\n        eval: { dataset: d, model: m }\n") ==
         Lines{"4:9: jobs.qa.steps[0].eval: a step has one of run:, build_image: and eval:, not two"});
 }
