@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -766,9 +766,7 @@ void AttachEvalDrivers(const v1::Assignment& a, const std::string& ws,
     absl::StatusOr<evals::EvalSpec> spec = evals::EvalSpecFromJson(a.steps(i).eval_json());
     if (!spec.ok()) {
       auto driver = std::make_shared<StepDriver>();
-      driver->start = [status = spec.status()]() -> absl::StatusOr<std::string> {
-        return status;
-      };
+      driver->start = [status = spec.status()]() -> absl::StatusOr<std::string> { return status; };
       req.steps[i].driver = std::move(driver);
       continue;
     }

@@ -45,8 +45,8 @@ grpc::Status WithRetries(const EvalCallTarget& t, Fn call) {
 std::string EvalReportJson(const EvalReport& r) {
   json::array metrics;
   for (const EvalMetricSummary& m : r.metrics) {
-    metrics.push_back(json::object{
-        {"name", m.name}, {"value", m.value}, {"lo", m.lo}, {"hi", m.hi}, {"n", m.n}});
+    metrics.push_back(
+        json::object{{"name", m.name}, {"value", m.value}, {"lo", m.lo}, {"hi", m.hi}, {"n", m.n}});
   }
   json::array verdicts;
   for (const EvalGateVerdict& v : r.verdicts) {
@@ -119,8 +119,8 @@ absl::StatusOr<std::optional<EvalBaseline>> FetchEvalBaseline(const EvalCallTarg
   req.set_name(name);
   req.set_vs(vs);
   v1::EvalBaselineResponse res;
-  grpc::Status s =
-      WithRetries(t, [&](grpc::ClientContext* ctx) { return t.stub->EvalBaseline(ctx, req, &res); });
+  grpc::Status s = WithRetries(
+      t, [&](grpc::ClientContext* ctx) { return t.stub->EvalBaseline(ctx, req, &res); });
   if (!s.ok()) return FromGrpc("EvalBaseline", s);
   if (!res.found()) return std::optional<EvalBaseline>();
   EvalBaseline b;

@@ -19,7 +19,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "agent/artifact_paths.h"
-#include "common/proc/spawn.h"
 #include "common/crypto/crypto.h"
 #include "common/evals/data/assertions.h"
 #include "common/evals/data/dataset.h"
@@ -29,6 +28,7 @@
 #include "common/evals/metrics/stats.h"
 #include "common/evals/metrics/text_metrics.h"
 #include "common/net/http_client.h"
+#include "common/proc/spawn.h"
 
 namespace assay {
 namespace {
@@ -48,8 +48,8 @@ absl::StatusOr<std::string> ReadWorkspaceFile(const EvalStepContext& ctx, const 
   absl::StatusOr<UniqueFd> fd = OpenArtifactSource(
       root.get(), rel, ctx.user.has_value() ? std::optional<uid_t>(ctx.user->uid) : std::nullopt);
   if (!fd.ok()) {
-    return absl::Status(fd.status().code(), absl::StrCat(std::string(key), " '", rel,
-                                                         "': ", fd.status().message()));
+    return absl::Status(fd.status().code(),
+                        absl::StrCat(std::string(key), " '", rel, "': ", fd.status().message()));
   }
   std::string bytes;
   char buf[1 << 16];
@@ -63,9 +63,8 @@ absl::StatusOr<std::string> ReadWorkspaceFile(const EvalStepContext& ctx, const 
     if (n == 0) break;
     bytes.append(buf, static_cast<size_t>(n));
     if (bytes.size() > max) {
-      return absl::InvalidArgumentError(absl::StrCat(std::string(key), " '", rel,
-                                                     "' is larger than the limit of ", max,
-                                                     " bytes"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          std::string(key), " '", rel, "' is larger than the limit of ", max, " bytes"));
     }
   }
   return bytes;
@@ -103,7 +102,8 @@ void TakeUsage(const json::object* usage, std::string_view prompt, Answer& a) {
     }
     return std::nullopt;
   };
-  a.input_tokens = number({"input_tokens", "prompt_tokens"}).value_or(evals::EstimateTokens(prompt));
+  a.input_tokens =
+      number({"input_tokens", "prompt_tokens"}).value_or(evals::EstimateTokens(prompt));
   a.output_tokens =
       number({"output_tokens", "completion_tokens"}).value_or(evals::EstimateTokens(a.output));
 }
@@ -163,21 +163,20 @@ class CommandModel {
     for (const std::string* name : {&in_name_, &out_name_}) {
       // mkfifoat never follows a symlink at the name: an existing entry is EEXIST.
       if (mkfifoat(root_.get(), name->c_str(), 0600) != 0) {
-        return absl::InternalError(absl::StrCat("cannot make the FIFO ", *name, ": ",
-                                                strerror(errno)));
+        return absl::InternalError(
+            absl::StrCat("cannot make the FIFO ", *name, ": ", strerror(errno)));
       }
-      if (ctx.user.has_value() &&
-          fchownat(root_.get(), name->c_str(), ctx.user->uid, ctx.user->gid,
-                   AT_SYMLINK_NOFOLLOW) != 0) {
-        return absl::InternalError(absl::StrCat("cannot give the FIFO ", *name,
-                                                " to the job user: ", strerror(errno)));
+      if (ctx.user.has_value() && fchownat(root_.get(), name->c_str(), ctx.user->uid, ctx.user->gid,
+                                           AT_SYMLINK_NOFOLLOW) != 0) {
+        return absl::InternalError(
+            absl::StrCat("cannot give the FIFO ", *name, " to the job user: ", strerror(errno)));
       }
     }
-    out_ = UniqueFd(openat(root_.get(), out_name_.c_str(),
-                           O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
+    out_ = UniqueFd(
+        openat(root_.get(), out_name_.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
     if (!out_.valid()) {
-      return absl::InternalError(absl::StrCat("cannot open the FIFO ", out_name_, ": ",
-                                              strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("cannot open the FIFO ", out_name_, ": ", strerror(errno)));
     }
     return absl::StrCat("{\n", command, "\n} <'", in_name_, "' >'", out_name_, "'");
   }
@@ -192,28 +191,26 @@ class CommandModel {
   // Sends every item, `concurrency` at a time, and collects the replies. An error ends the run
   // (the answers so far stay in `ledger`).
   absl::Status Run(const EvalSpec& spec, const std::vector<Example>& examples,
-                   const std::vector<Item>& items, Ledger& ledger,
-                   const std::atomic<bool>& exited, CancelFlag& cancel) {
+                   const std::vector<Item>& items, Ledger& ledger, const std::atomic<bool>& exited,
+                   CancelFlag& cancel) {
     // The command opens IN for reading when it starts; until then a non-blocking open fails
     // with ENXIO. Bounded by the request timeout.
     const absl::Time open_deadline = absl::Now() + absl::Milliseconds(spec.timeout_ms);
     while (!in_.valid()) {
-      in_ = UniqueFd(openat(root_.get(), in_name_.c_str(),
-                            O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
+      in_ = UniqueFd(
+          openat(root_.get(), in_name_.c_str(), O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
       if (in_.valid()) break;
       if (errno != ENXIO) {
-        return absl::InternalError(absl::StrCat("cannot open the FIFO ", in_name_, ": ",
-                                                strerror(errno)));
+        return absl::InternalError(
+            absl::StrCat("cannot open the FIFO ", in_name_, ": ", strerror(errno)));
       }
       if (cancel.canceled()) return absl::CancelledError("canceled");
       if (exited.load()) {
-        return absl::FailedPreconditionError(
-            "the model command exited before it read its input");
+        return absl::FailedPreconditionError("the model command exited before it read its input");
       }
       if (absl::Now() >= open_deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("the model command did not open its input within ",
-                         spec.timeout_ms / 1000.0, "s"));
+        return absl::DeadlineExceededError(absl::StrCat(
+            "the model command did not open its input within ", spec.timeout_ms / 1000.0, "s"));
       }
       usleep(5000);
     }
@@ -251,15 +248,16 @@ class CommandModel {
       }
       pollfd fds[2] = {{out_.get(), POLLIN, 0}, {in_.get(), POLLOUT, 0}};
       const int n = poll(fds, pending.empty() ? 1 : 2, 50);
-      if (n < 0 && errno != EINTR) return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+      if (n < 0 && errno != EINTR)
+        return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
       if (!pending.empty() && n > 0 && fds[1].revents != 0) {
         const ssize_t w = write(in_.get(), pending.data(), pending.size());
         if (w > 0) {
           pending.erase(0, static_cast<size_t>(w));
         } else if (w < 0 && errno == EPIPE) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "the model command closed its input after ", finished, " of ", items.size(),
-              " requests"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("the model command closed its input after ", finished, " of ",
+                           items.size(), " requests"));
         }
       }
       bool eof = false;
@@ -269,9 +267,9 @@ class CommandModel {
           if (r > 0) {
             buffer.append(chunk, static_cast<size_t>(r));
             if (buffer.size() > kMaxEvalReplyLine && buffer.find('\n') == std::string::npos) {
-              return absl::InvalidArgumentError(absl::StrCat(
-                  "line ", lines + 1, " of the model command's output is longer than ",
-                  kMaxEvalReplyLine, " bytes"));
+              return absl::InvalidArgumentError(
+                  absl::StrCat("line ", lines + 1, " of the model command's output is longer than ",
+                               kMaxEvalReplyLine, " bytes"));
             }
             continue;
           }
@@ -290,10 +288,11 @@ class CommandModel {
         const json::object* o = ec ? nullptr : v.if_object();
         const json::value* idv = o != nullptr ? o->if_contains("id") : nullptr;
         if (o == nullptr || idv == nullptr || !idv->is_string()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "line ", lines, " of the model command's output is not a JSON reply with an "
-              "\"id\": ",
-              Cut(line.substr(0, 120))));
+          return absl::InvalidArgumentError(
+              absl::StrCat("line ", lines,
+                           " of the model command's output is not a JSON reply with an "
+                           "\"id\": ",
+                           Cut(line.substr(0, 120))));
         }
         auto it = flights.find(std::string(idv->as_string()));
         if (it == flights.end()) continue;  // a late reply to an attempt that timed out
@@ -315,9 +314,10 @@ class CommandModel {
                                               err->is_string() ? std::string(err->as_string())
                                                                : json::serialize(*err)));
         } else {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "line ", lines, " of the model command's output has neither \"output\" (a "
-              "string) nor \"error\""));
+          return absl::InvalidArgumentError(
+              absl::StrCat("line ", lines,
+                           " of the model command's output has neither \"output\" (a "
+                           "string) nor \"error\""));
         }
       }
       buffer.erase(0, start);
@@ -372,8 +372,8 @@ absl::Status RunHttp(const EvalSpec& spec, const EvalStepContext& ctx,
       }
       if (HttpFetch("GET", spec.model.url, headers, {}, absl::Seconds(1)).ok()) break;
       if (absl::Now() >= deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            spec.model.url, " did not answer within ", spec.timeout_ms / 1000.0, "s"));
+        return absl::DeadlineExceededError(
+            absl::StrCat(spec.model.url, " did not answer within ", spec.timeout_ms / 1000.0, "s"));
       }
       usleep(50'000);
     }
@@ -471,8 +471,8 @@ absl::Status RunHttp(const EvalSpec& spec, const EvalStepContext& ctx,
     size_t done = 0;
     for (size_t i = 0; i < items.size(); ++i) done += ledger.answer(i).done ? 1 : 0;
     if (done < items.size()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model.serve exited after ", done, " of ", items.size(), " requests were answered"));
+      return absl::FailedPreconditionError(absl::StrCat("model.serve exited after ", done, " of ",
+                                                        items.size(), " requests were answered"));
     }
   }
   return absl::OkStatus();
@@ -491,8 +491,8 @@ bool PerExample(std::string_view metric) {
 }
 
 bool NeedsExpected(std::string_view metric) {
-  return metric == "exact_match" || metric == "contains" || metric == "bleu" ||
-         metric == "chrf" || metric == "rouge_l" || metric == "edit_similarity";
+  return metric == "exact_match" || metric == "contains" || metric == "bleu" || metric == "chrf" ||
+         metric == "rouge_l" || metric == "edit_similarity";
 }
 
 evals::NormalizeOptions NormalizeOf(const EvalSpec& spec) {
@@ -519,8 +519,7 @@ std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, co
     if (m == "exact_match") {
       s = evals::ExactMatch(output, expected, norm) ? 1 : 0;
     } else if (m == "contains") {
-      s = evals::Normalize(output, norm).find(evals::Normalize(expected, norm)) !=
-                  std::string::npos
+      s = evals::Normalize(output, norm).find(evals::Normalize(expected, norm)) != std::string::npos
               ? 1
               : 0;
     } else if (m == "regex") {
@@ -605,8 +604,8 @@ void Summarize(const EvalSpec& spec, EvalReport& r) {
       r.metrics.push_back({m, v, v, v, static_cast<int64_t>(r.examples.size())});
     }
   }
-  const bool asserted = std::find(spec.metrics.begin(), spec.metrics.end(), "assertions") !=
-                        spec.metrics.end();
+  const bool asserted =
+      std::find(spec.metrics.begin(), spec.metrics.end(), "assertions") != spec.metrics.end();
   if (asserted && r.repeat > 1) {
     double at = 0, hat = 0;
     for (const EvalExampleOutcome& e : r.examples) {
@@ -641,14 +640,14 @@ void Judge(const EvalSpec& spec,
     if (g.min.has_value()) {
       const bool ok = m->value >= *g.min;
       v.passed = v.passed && ok;
-      parts.push_back(absl::StrCat(g.metric, " ", Fixed(m->value), ok ? " >= " : " < min ",
-                                   Fixed(*g.min)));
+      parts.push_back(
+          absl::StrCat(g.metric, " ", Fixed(m->value), ok ? " >= " : " < min ", Fixed(*g.min)));
     }
     if (g.max.has_value()) {
       const bool ok = m->value <= *g.max;
       v.passed = v.passed && ok;
-      parts.push_back(absl::StrCat(g.metric, " ", Fixed(m->value), ok ? " <= " : " > max ",
-                                   Fixed(*g.max)));
+      parts.push_back(
+          absl::StrCat(g.metric, " ", Fixed(m->value), ok ? " <= " : " > max ", Fixed(*g.max)));
     }
     if (g.max_drop.has_value()) {
       const EvalBaseline* base = nullptr;
@@ -656,8 +655,8 @@ void Judge(const EvalSpec& spec,
         if (vs == g.vs && b.has_value()) base = &*b;
       }
       if (base == nullptr) {
-        parts.push_back(absl::StrCat("no baseline: no successful run of eval '", r.name,
-                                     "' on ", g.vs, " yet, so max_drop is not judged"));
+        parts.push_back(absl::StrCat("no baseline: no successful run of eval '", r.name, "' on ",
+                                     g.vs, " yet, so max_drop is not judged"));
       } else {
         bool higher = true;
         evals::KnownMetric(g.metric, &higher);
@@ -679,20 +678,16 @@ void Judge(const EvalSpec& spec,
           }
         }
         if (a.empty()) {
-          parts.push_back(absl::StrCat("no example in common with the baseline (run ",
-                                       base->run_id, "), so max_drop is not judged"));
+          parts.push_back(absl::StrCat("no example in common with the baseline (run ", base->run_id,
+                                       "), so max_drop is not judged"));
         } else {
           if (r.baseline_run_id == 0) r.baseline_run_id = base->run_id;
           const evals::PairedBootstrap pb =
               evals::PairedBootstrapMeans(a, b, g.confidence, 1000, 20261201);
           const evals::DropVerdict dv = evals::JudgeDrop(pb, *g.max_drop, higher);
           v.passed = v.passed && !dv.fail;
-          parts.push_back(absl::StrCat(
-              g.metric, " ", Fixed(pb.candidate_mean), " vs ", Fixed(pb.baseline_mean), " on ",
-              g.vs, " (run ", base->run_id, ", commit ", base->commit_sha.substr(0, 12),
-              "): difference ", Fixed(pb.diff), ", ", absl::StrFormat("%g", g.confidence * 100),
-              " % interval [", Fixed(pb.lo), ", ", Fixed(pb.hi), "], ", a.size(),
-              " paired examples, max_drop ", Fixed(*g.max_drop), ": ", dv.why));
+          parts.push_back(absl::StrCat(g.metric, " against ", g.vs, " (run ", base->run_id,
+                                       ", commit ", base->commit_sha.substr(0, 12), "): ", dv.why));
         }
       }
     }
@@ -714,8 +709,8 @@ std::string FormatEvalReport(const EvalReport& r) {
                   r.dataset_sha256.empty()
                       ? ""
                       : absl::StrCat(" (sha256 ", r.dataset_sha256.substr(0, 12), ")"),
-                  r.repeat > 1 ? absl::StrCat(", each run ", r.repeat, " times") : "", ", ",
-                  errors, errors == 1 ? " without an answer\n" : " without answers\n");
+                  r.repeat > 1 ? absl::StrCat(", each run ", r.repeat, " times") : "", ", ", errors,
+                  errors == 1 ? " without an answer\n" : " without answers\n");
   for (const EvalMetricSummary& m : r.metrics) {
     absl::StrAppend(&out, head, m.name, " ", Fixed(m.value));
     if (m.lo != m.value || m.hi != m.value) {
@@ -725,19 +720,19 @@ std::string FormatEvalReport(const EvalReport& r) {
   }
   for (const auto& [name, v] : r.pass_at) absl::StrAppend(&out, head, name, " ", Fixed(v), "\n");
   for (const EvalGateVerdict& v : r.verdicts) {
-    absl::StrAppend(&out, head, "gate ", v.gate.metric, v.passed ? " passed: " : " FAILED: ",
-                    v.explanation, "\n");
+    absl::StrAppend(&out, head, "gate ", v.gate.metric,
+                    v.passed ? " passed: " : " FAILED: ", v.explanation, "\n");
   }
   if (!r.error.empty()) absl::StrAppend(&out, head, "stopped early: ", r.error, "\n");
   int failed = 0;
   for (const EvalGateVerdict& v : r.verdicts) failed += v.passed ? 0 : 1;
-  absl::StrAppend(&out, head,
-                  r.passed ? "passed"
-                           : absl::StrCat("FAILED", failed > 0 ? absl::StrCat(" (", failed, " of ",
-                                                                              r.verdicts.size(),
-                                                                              " gates)")
-                                                               : ""),
-                  "\n");
+  absl::StrAppend(
+      &out, head,
+      r.passed ? "passed"
+               : absl::StrCat("FAILED", failed > 0 ? absl::StrCat(" (", failed, " of ",
+                                                                  r.verdicts.size(), " gates)")
+                                                   : ""),
+      "\n");
   return out;
 }
 
@@ -761,36 +756,36 @@ struct EvalRun {
       if (!bytes.ok()) return bytes.status();
       report.dataset_path = spec.dataset;
       report.dataset_sha256 = evals::DatasetDigest(*bytes);
-      absl::StatusOr<std::vector<Example>> parsed =
-          evals::ParseJsonlDataset(*bytes, spec.dataset);
+      absl::StatusOr<std::vector<Example>> parsed = evals::ParseJsonlDataset(*bytes, spec.dataset);
       if (!parsed.ok()) return parsed.status();
       examples = *std::move(parsed);
       if (examples.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat("dataset '", spec.dataset,
-                                                       "' holds no examples"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("dataset '", spec.dataset, "' holds no examples"));
       }
     } else {
       examples = spec.tests;
     }
     bool any_asserts = false;
     for (const Example& e : examples) any_asserts = any_asserts || !e.asserts.empty();
-    if (any_asserts && std::find(spec.metrics.begin(), spec.metrics.end(), "assertions") ==
-                           spec.metrics.end()) {
+    if (any_asserts &&
+        std::find(spec.metrics.begin(), spec.metrics.end(), "assertions") == spec.metrics.end()) {
       spec.metrics.push_back("assertions");
     }
     for (const std::string& m : spec.metrics) {
       if (!NeedsExpected(m)) continue;
       for (const Example& e : examples) {
         if (!e.expected.has_value()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              spec.dataset.empty() ? "tests" : spec.dataset, ":", e.line, ": example ", e.id,
-              " has no \"expected\", which metric ", m, " compares with"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(spec.dataset.empty() ? "tests" : spec.dataset, ":", e.line, ": example ",
+                           e.id, " has no \"expected\", which metric ", m, " compares with"));
         }
       }
     }
     if (!spec.regex.empty()) {
       absl::StatusOr<evals::SafeRegex> re = evals::SafeRegex::Compile(spec.regex);
-      if (!re.ok()) return absl::InvalidArgumentError(absl::StrCat("regex: ", re.status().message()));
+      if (!re.ok())
+        return absl::InvalidArgumentError(absl::StrCat("regex: ", re.status().message()));
     }
     for (const Example& e : examples) {
       if (e.asserts.empty()) continue;
@@ -800,9 +795,9 @@ struct EvalRun {
           rendered.ok() ? evals::AssertionSet::Compile(*std::move(rendered))
                         : absl::StatusOr<evals::AssertionSet>(rendered.status());
       if (!set.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            spec.dataset.empty() ? "tests" : spec.dataset, ":", e.line, ": example ", e.id, ": ",
-            set.status().message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(spec.dataset.empty() ? "tests" : spec.dataset, ":", e.line, ": example ",
+                         e.id, ": ", set.status().message()));
       }
     }
     // The prompts.
@@ -819,9 +814,9 @@ struct EvalRun {
       if (!tmpl.empty()) {
         absl::StatusOr<std::string> rendered = evals::RenderTemplate(tmpl, examples[i]);
         if (!rendered.ok()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "prompt '", spec.prompt, "' for example ", examples[i].id, " (line ",
-              examples[i].line, "): ", rendered.status().message()));
+          return absl::InvalidArgumentError(
+              absl::StrCat("prompt '", spec.prompt, "' for example ", examples[i].id, " (line ",
+                           examples[i].line, "): ", rendered.status().message()));
         }
         prompt = *std::move(rendered);
       }
@@ -829,10 +824,9 @@ struct EvalRun {
     }
     // The model.
     Ledger ledger(spec, items.size());
-    absl::Status ran =
-        spec.model.command.empty()
-            ? RunHttp(spec, ctx, examples, items, ledger, exited, cancel)
-            : command.Run(spec, examples, items, ledger, exited, cancel);
+    absl::Status ran = spec.model.command.empty()
+                           ? RunHttp(spec, ctx, examples, items, ledger, exited, cancel)
+                           : command.Run(spec, examples, items, ledger, exited, cancel);
     if (absl::IsCancelled(ran)) return ran;
     std::vector<Answer> answers = ledger.Take();
     // Scoring, per example over its repeats.
@@ -883,8 +877,8 @@ struct EvalRun {
       if (have) continue;
       absl::StatusOr<std::optional<EvalBaseline>> b = ctx.baseline(spec.name, g.vs);
       if (!b.ok()) {
-        return absl::UnavailableError(absl::StrCat("cannot fetch the baseline on ", g.vs, ": ",
-                                                   b.status().message()));
+        return absl::UnavailableError(
+            absl::StrCat("cannot fetch the baseline on ", g.vs, ": ", b.status().message()));
       }
       baselines.emplace_back(g.vs, *std::move(b));
     }
@@ -920,7 +914,8 @@ std::shared_ptr<StepDriver> MakeEvalDriver(EvalSpec spec, EvalStepContext ctx) {
   run->ctx = std::move(ctx);
   auto driver = std::make_shared<StepDriver>();
   driver->start = [run]() -> absl::StatusOr<std::string> {
-    if (!run->spec.model.command.empty()) return run->command.Start(run->ctx, run->spec.model.command);
+    if (!run->spec.model.command.empty())
+      return run->command.Start(run->ctx, run->spec.model.command);
     if (!run->spec.model.serve.empty()) return run->spec.model.serve;
     return std::string("while :; do sleep 3600; done");
   };

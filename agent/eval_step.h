@@ -37,7 +37,7 @@ namespace assay {
 inline constexpr size_t kMaxEvalDatasetBytes = 256 << 20;
 inline constexpr size_t kMaxEvalPromptBytes = 1 << 20;
 inline constexpr size_t kMaxEvalReplyLine = 16 << 20;  // one reply line of a model command
-inline constexpr size_t kMaxEvalKeptText = 4096;  // input, expected, output kept per example
+inline constexpr size_t kMaxEvalKeptText = 4096;       // input, expected, output kept per example
 
 // One example's outcome, averaged over its repeats.
 struct EvalExampleOutcome {
@@ -74,7 +74,7 @@ struct EvalReport {
   std::vector<EvalGateVerdict> verdicts;
   std::vector<std::pair<std::string, double>> pass_at;  // "pass@3", "pass^3" with assertions
   bool passed = false;
-  std::string error;  // why the run stopped early ("" when every example was run)
+  std::string error;            // why the run stopped early ("" when every example was run)
   int64_t baseline_run_id = 0;  // the baseline a relative gate compared with (0: none)
 };
 
@@ -95,7 +95,7 @@ struct EvalStepContext {
   std::function<std::optional<std::string>(const std::string&)> secret;
   // The baseline of a relative gate; nullopt: none (the gate then says so and passes).
   std::function<absl::StatusOr<std::optional<EvalBaseline>>(const std::string& name,
-                                                             const std::string& vs)>
+                                                            const std::string& vs)>
       baseline;
   // Records the report (the server keeps it); a failure is logged, and fails the step.
   std::function<absl::Status(const EvalReport&)> record;

@@ -276,9 +276,9 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
     driven = step;
     driven.run = std::move(run);
   }
-  ASSAY_ASSIGN_OR_RETURN(StepProcess process,
-                         step.command                ? step.command()
-                         : step.driver != nullptr ? executor.StepCommand(req, driven, env)
+  ASSAY_ASSIGN_OR_RETURN(StepProcess process, step.command ? step.command()
+                                              : step.driver != nullptr
+                                                  ? executor.StepCommand(req, driven, env)
                                                   : executor.StepCommand(req, step, env));
   ASSAY_ASSIGN_OR_RETURN(Pipe pipe, MakePipe());
   // Best effort: an unprivileged process may be held to less (fs/pipe-max-size, quotas).

@@ -19,6 +19,7 @@
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
 #include "cli/cache_commands.h"
+#include "cli/eval_commands.h"
 #include "cli/http_download.h"
 #include "cli/lint_command.h"
 #include "cli/log_follow.h"
@@ -66,6 +67,12 @@ Commands:
   secret list REPO            list a repository's secrets (names and dates, never values)
   cache list REPO             list a repository's cache entries, newest first
   cache rm REPO ENTRY_ID      remove a cache entry
+  evals list [--repo NAME] [--job ID] [--name EVAL] [--branch B]
+                              eval runs, newest first (docs/evals.md)
+  evals show ID [--examples failed|all|none]
+                              an eval's metrics, gate verdicts and examples
+  evals diff ID [--against ID|BRANCH]
+                              examples that regressed, got fixed or stayed wrong
   models list [--name GLOB] [--tag K=V]...
                               list registered models (docs/models.md)
   models show NAME[@VERSION|@ALIAS]
@@ -106,10 +113,9 @@ can read it.
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {"lint",   "repo",   "pipelines", "pipeline",
-                                          "logs",   "cancel", "run",       "queue",
-                                          "agents", "secret", "artifacts", "cache",
-                                          "models"};
+constexpr std::string_view kCommands[] = {"lint",      "repo",  "pipelines", "pipeline", "logs",
+                                          "cancel",    "run",   "queue",     "agents",   "secret",
+                                          "artifacts", "cache", "models",    "evals"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -552,9 +558,15 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   }
   if (command == "secret") return SecretCommand(line, context, api, out, err);
   if (command == "cache") return CacheCommand(line, api, out, err);
+  if (command == "evals") {
+    EvalsArgs evals{{line.positional.begin() + 1, line.positional.end()}, line.options};
+    std::variant<int, std::string> r = EvalsCommand(evals, api, out, err);
+    if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
+    return std::get<int>(r);
+  }
   if (command == "models") {
-    ModelsArgs models{{line.positional.begin() + 1, line.positional.end()}, line.options,
-                      context.user};
+    ModelsArgs models{
+        {line.positional.begin() + 1, line.positional.end()}, line.options, context.user};
     std::variant<int, std::string> r = ModelsCommand(models, api, out, err);
     if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
     return std::get<int>(r);

@@ -26,11 +26,11 @@ inline constexpr size_t kMaxEvalGates = 32;
 // run by the job's executor) and `url` (an OpenAI-shaped HTTP endpoint).
 struct EvalModelSpec {
   std::string command;
-  std::string url;            // http://host:port/v1/chat/completions or /v1/completions
-  std::string api;            // "chat" or "completions"; derived from url's path when empty
-  std::string name;           // the request's "model" field; empty: not sent
-  std::string serve;          // with url: a command the step runs (host executor) serving it
-  std::string api_key_secret; // with url: a secret of the job sent as "Authorization: Bearer"
+  std::string url;             // http://host:port/v1/chat/completions or /v1/completions
+  std::string api;             // "chat" or "completions"; derived from url's path when empty
+  std::string name;            // the request's "model" field; empty: not sent
+  std::string serve;           // with url: a command the step runs (host executor) serving it
+  std::string api_key_secret;  // with url: a secret of the job sent as "Authorization: Bearer"
 
   bool operator==(const EvalModelSpec&) const = default;
 };
@@ -57,15 +57,15 @@ struct EvalNormalize {
 };
 
 struct EvalSpec {
-  std::string name;     // the eval's name (baselines match on it); default: the step's name
-  std::string dataset;  // JSONL file relative to the workspace; or
+  std::string name;            // the eval's name (baselines match on it); default: the step's name
+  std::string dataset;         // JSONL file relative to the workspace; or
   std::vector<Example> tests;  // inline promptfoo-style tests (one of the two)
   std::string prompt;          // template file relative to the workspace; empty: the input as is
   EvalModelSpec model;
   int concurrency = 4;
-  int64_t timeout_ms = 60'000;  // per request
-  int retries = 1;              // further attempts of a request that failed or timed out
-  int repeat = 1;               // runs of each example
+  int64_t timeout_ms = 60'000;       // per request
+  int retries = 1;                   // further attempts of a request that failed or timed out
+  int repeat = 1;                    // runs of each example
   std::vector<std::string> metrics;  // names (KnownMetric); assertions are scored when present
   std::string regex;                 // the `regex` metric's pattern
   EvalNormalize normalize;           // exact_match's normalisation

@@ -17,8 +17,8 @@ using evals::EvalGate;
 using evals::EvalSpec;
 
 // Assertion types of promptfoo that an eval understands, each also as `not-TYPE`.
-constexpr std::string_view kAssertionTypes[] = {"equals",      "contains", "icontains",
-                                                "regex",       "starts-with", "is-json"};
+constexpr std::string_view kAssertionTypes[] = {"equals", "contains",    "icontains",
+                                                "regex",  "starts-with", "is-json"};
 
 bool Number(Linter& lint, const YAML::Node& node, const YAML::Mark& mark, const std::string& path,
             std::string_view what, double lo, double hi, double& out) {
@@ -124,8 +124,7 @@ constexpr FieldRule<evals::EvalModelSpec> kModelRules[] = {
      }},
     {"api", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::EvalModelSpec& out) {
-       if (!ScalarText(lint, e.value, e.value_mark, path, "api", "chat or completions",
-                       out.api)) {
+       if (!ScalarText(lint, e.value, e.value_mark, path, "api", "chat or completions", out.api)) {
          return;
        }
        if (out.api != "chat" && out.api != "completions") {
@@ -160,16 +159,15 @@ void ParseModel(Linter& lint, const Entry& e, const std::string& path, EvalSpec&
     return;
   }
   const size_t errors = lint.ErrorCount();
-  ParseFields<evals::EvalModelSpec>(lint, e.value, path, e.key_node.Mark(), kModelRules,
-                                    out.model);
+  ParseFields<evals::EvalModelSpec>(lint, e.value, path, e.key_node.Mark(), kModelRules, out.model);
   if (lint.ErrorCount() != errors) return;
   evals::EvalModelSpec& m = out.model;
   if (m.command.empty() == m.url.empty()) {
     lint.Error(e.value_mark, path, "model needs exactly one of command and url");
     return;
   }
-  if (!m.command.empty() && (!m.serve.empty() || !m.api.empty() || !m.name.empty() ||
-                             !m.api_key_secret.empty())) {
+  if (!m.command.empty() &&
+      (!m.serve.empty() || !m.api.empty() || !m.name.empty() || !m.api_key_secret.empty())) {
     lint.Error(e.value_mark, path,
                "model: api, name, serve and api_key_secret go with url, not with command");
   }
@@ -191,9 +189,9 @@ void ParseModel(Linter& lint, const Entry& e, const std::string& path, EvalSpec&
 bool ParseAssertion(Linter& lint, const YAML::Node& node, const YAML::Mark& mark,
                     const std::string& path, evals::Assertion& out) {
   if (!node.IsMap()) {
-    lint.Error(mark, path,
-               absl::StrCat("an assertion must be a mapping with type and value, got ",
-                            Describe(node)));
+    lint.Error(
+        mark, path,
+        absl::StrCat("an assertion must be a mapping with type and value, got ", Describe(node)));
     return false;
   }
   bool ok = true;
@@ -231,9 +229,9 @@ bool ParseAssertion(Linter& lint, const YAML::Node& node, const YAML::Mark& mark
     } else if (e.key == "weight") {
       ok = Number(lint, e.value, e.value_mark, key, "weight", 0, 1e6, out.weight) && ok;
     } else {
-      lint.Error(e.key_node.Mark(), key,
-                 absl::StrCat("unknown key '", e.key,
-                              "' (allowed keys: type, value, threshold, weight)"));
+      lint.Error(
+          e.key_node.Mark(), key,
+          absl::StrCat("unknown key '", e.key, "' (allowed keys: type, value, threshold, weight)"));
       ok = false;
     }
   }
@@ -253,8 +251,7 @@ bool ParseAssertion(Linter& lint, const YAML::Node& node, const YAML::Mark& mark
 void ParseTests(Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
   if (!e.value.IsSequence() || e.value.size() == 0 || e.value.size() > evals::kMaxInlineTests) {
     lint.Error(e.value_mark, path,
-               absl::StrCat("tests must be a list of 1 to ", evals::kMaxInlineTests,
-                            " tests, got ",
+               absl::StrCat("tests must be a list of 1 to ", evals::kMaxInlineTests, " tests, got ",
                             e.value.IsSequence() ? absl::StrCat("a list of ", e.value.size())
                                                  : Describe(e.value)));
     return;
@@ -264,9 +261,9 @@ void ParseTests(Linter& lint, const Entry& e, const std::string& path, EvalSpec&
     const std::string item_path = Index(path, i);
     const YAML::Mark mark = MarkOr(item, e.value.Mark());
     if (!item.IsMap()) {
-      lint.Error(mark, item_path,
-                 absl::StrCat("a test must be a mapping with vars and assert, got ",
-                              Describe(item)));
+      lint.Error(
+          mark, item_path,
+          absl::StrCat("a test must be a mapping with vars and assert, got ", Describe(item)));
       continue;
     }
     evals::Example ex;
@@ -296,8 +293,8 @@ void ParseTests(Linter& lint, const Entry& e, const std::string& path, EvalSpec&
         }
         for (size_t j = 0; j < t.value.size(); ++j) {
           evals::Assertion a;
-          if (ParseAssertion(lint, t.value[j], MarkOr(t.value[j], t.value.Mark()),
-                             Index(key, j), a)) {
+          if (ParseAssertion(lint, t.value[j], MarkOr(t.value[j], t.value.Mark()), Index(key, j),
+                             a)) {
             ex.asserts.push_back(std::move(a));
           }
         }
@@ -342,10 +339,10 @@ constexpr FieldRule<evals::EvalNormalize> kNormalizeRules[] = {
 
 void ParseGate(Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
   if (!e.value.IsMap() || e.value.size() == 0 || e.value.size() > evals::kMaxEvalGates) {
-    lint.Error(e.value_mark, path,
-               absl::StrCat("gate must be a mapping of 1 to ", evals::kMaxEvalGates,
-                            " metrics to {min, max, max_drop, vs, confidence}, got ",
-                            Describe(e.value)));
+    lint.Error(
+        e.value_mark, path,
+        absl::StrCat("gate must be a mapping of 1 to ", evals::kMaxEvalGates,
+                     " metrics to {min, max, max_drop, vs, confidence}, got ", Describe(e.value)));
     return;
   }
   for (const Entry& m : MappingEntries(lint, e.value, path)) {
@@ -354,12 +351,12 @@ void ParseGate(Linter& lint, const Entry& e, const std::string& path, EvalSpec& 
     g.metric = m.key;
     if (!evals::KnownMetric(g.metric)) {
       const std::string suggestion = ClosestMatch(g.metric, evals::KnownMetricNames());
-      lint.Error(m.key_node.Mark(), key,
-                 suggestion.empty()
-                     ? absl::StrCat("unknown metric '", g.metric, "' (known: ",
-                                    JoinViews(evals::KnownMetricNames(), ", "), ")")
-                     : absl::StrCat("unknown metric '", g.metric, "' (did you mean '",
-                                    suggestion, "'?)"));
+      lint.Error(
+          m.key_node.Mark(), key,
+          suggestion.empty()
+              ? absl::StrCat("unknown metric '", g.metric,
+                             "' (known: ", JoinViews(evals::KnownMetricNames(), ", "), ")")
+              : absl::StrCat("unknown metric '", g.metric, "' (did you mean '", suggestion, "'?)"));
       continue;
     }
     if (!m.value.IsMap()) {
@@ -373,8 +370,8 @@ void ParseGate(Linter& lint, const Entry& e, const std::string& path, EvalSpec& 
       const std::string bkey = Join(key, b.key);
       double v = 0;
       if (b.key == "min" || b.key == "max" || b.key == "max_drop") {
-        if (!Number(lint, b.value, b.value_mark, bkey, b.key, b.key == "max_drop" ? 0 : -1e18,
-                    1e18, v)) {
+        if (!Number(lint, b.value, b.value_mark, bkey, b.key, b.key == "max_drop" ? 0 : -1e18, 1e18,
+                    v)) {
           ok = false;
           continue;
         }
@@ -386,8 +383,8 @@ void ParseGate(Linter& lint, const Entry& e, const std::string& path, EvalSpec& 
           ok = false;
         }
       } else if (b.key == "confidence") {
-        ok = Number(lint, b.value, b.value_mark, bkey, "confidence", 0.5, 0.999, g.confidence) &&
-             ok;
+        ok =
+            Number(lint, b.value, b.value_mark, bkey, "confidence", 0.5, 0.999, g.confidence) && ok;
       } else {
         lint.Error(b.key_node.Mark(), bkey,
                    absl::StrCat("unknown key '", b.key,
@@ -452,16 +449,16 @@ constexpr FieldRule<EvalSpec> kEvalRules[] = {
     {"metrics", false,
      [](Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
        if (!e.value.IsSequence()) {
-         lint.Error(e.value_mark, path,
-                    absl::StrCat("metrics must be a list of metric names, got ",
-                                 Describe(e.value)));
+         lint.Error(
+             e.value_mark, path,
+             absl::StrCat("metrics must be a list of metric names, got ", Describe(e.value)));
          return;
        }
        for (size_t i = 0; i < e.value.size(); ++i) {
          std::string name;
          const YAML::Mark mark = MarkOr(e.value[i], e.value.Mark());
-         if (!ScalarText(lint, e.value[i], mark, Index(path, i), "metrics entries",
-                         "metric names", name)) {
+         if (!ScalarText(lint, e.value[i], mark, Index(path, i), "metrics entries", "metric names",
+                         name)) {
            continue;
          }
          if (!evals::KnownMetric(name)) {
@@ -470,8 +467,8 @@ constexpr FieldRule<EvalSpec> kEvalRules[] = {
                       suggestion.empty()
                           ? absl::StrCat("unknown metric '", name, "' (known: ",
                                          JoinViews(evals::KnownMetricNames(), ", "), ")")
-                          : absl::StrCat("unknown metric '", name, "' (did you mean '",
-                                         suggestion, "'?)"));
+                          : absl::StrCat("unknown metric '", name, "' (did you mean '", suggestion,
+                                         "'?)"));
            continue;
          }
          if (std::find(out.metrics.begin(), out.metrics.end(), name) != out.metrics.end()) {
@@ -493,8 +490,8 @@ constexpr FieldRule<EvalSpec> kEvalRules[] = {
                     absl::StrCat("normalize must be a mapping, got ", Describe(e.value)));
          return;
        }
-       ParseFields<evals::EvalNormalize>(lint, e.value, path, e.key_node.Mark(),
-                                         kNormalizeRules, out.normalize);
+       ParseFields<evals::EvalNormalize>(lint, e.value, path, e.key_node.Mark(), kNormalizeRules,
+                                         out.normalize);
      }},
     {"price", false,
      [](Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
@@ -541,8 +538,9 @@ void ParseEvalStep(Linter& lint, const Entry& e, const std::string& path, StepSp
     }
     if (!spec.regex.empty() &&
         std::find(spec.metrics.begin(), spec.metrics.end(), "regex") == spec.metrics.end()) {
-      lint.Error(mark, Join(path, "regex"), "regex is the pattern of the regex metric: list "
-                                            "regex in metrics: too");
+      lint.Error(mark, Join(path, "regex"),
+                 "regex is the pattern of the regex metric: list "
+                 "regex in metrics: too");
     }
     if (spec.regex.empty() &&
         std::find(spec.metrics.begin(), spec.metrics.end(), "regex") != spec.metrics.end()) {

@@ -86,8 +86,7 @@ std::optional<Response> QueryId(Request& req, const char* name, int64_t& out) {
   if (!v.has_value()) return std::nullopt;
   if (!absl::SimpleAtoi(*v, &out) || out <= 0) {
     return ErrorResponse(400, "invalid_argument",
-                         absl::StrCat("query parameter '", name,
-                                      "' must be a positive integer"));
+                         absl::StrCat("query parameter '", name, "' must be a positive integer"));
   }
   return std::nullopt;
 }
@@ -166,103 +165,100 @@ void RegisterEvalRoutes(http::Router& router, const ApiDeps& d) {
                }
                return JsonResponse(200, std::move(body));
              }));
-  router.Add(
-      "GET", "/api/v1/evals/{id}/diff", Authed(d, [&d](Request& req) {
-        if (d.evals == nullptr) return Unavailable();
-        auto run = RunById(d, req);
-        if (!run.ok()) return http::StatusToResponse(run.status());
-        if (!run->has_value()) {
-          return ErrorResponse(404, "not_found", absl::StrCat("no eval ", req.path_params["id"]));
-        }
-        const store::EvalRun& cand = **run;
-        // The baseline: an id, a branch, the gate's baseline, or the default branch's last run.
-        std::optional<store::EvalRun> base;
-        const std::string against = req.Query("against").value_or("");
-        int64_t against_id = 0;
-        if (!against.empty() && absl::SimpleAtoi(against, &against_id)) {
-          auto b = d.evals->Get(against_id);
-          if (!b.ok()) return http::StatusToResponse(b.status());
-          if (!b->has_value()) {
-            return ErrorResponse(404, "not_found", absl::StrCat("no eval ", against_id));
-          }
-          base = **b;
-        } else if (against.empty() && cand.baseline_run_id != 0) {
-          auto b = d.evals->Get(cand.baseline_run_id);
-          if (!b.ok()) return http::StatusToResponse(b.status());
-          if (b->has_value()) base = **b;
-        } else {
-          std::string branch = against;
-          if (branch.empty()) {
-            auto repo = d.repos->Get(cand.repo_id);
-            if (!repo.ok()) return http::StatusToResponse(repo.status());
-            branch = repo->default_branch;
-          }
-          store::EvalFilter f;
-          f.repo_id = cand.repo_id;
-          f.name = cand.name;
-          f.branch = branch;
-          f.limit = 20;
-          auto runs = d.evals->List(f);
-          if (!runs.ok()) return http::StatusToResponse(runs.status());
-          for (const auto& r : *runs) {
-            if (r.complete && r.id != cand.id) {
-              base = r;
-              break;
-            }
-          }
-          if (!base.has_value()) {
-            return ErrorResponse(404, "not_found",
-                                 absl::StrCat("no complete run of eval '", cand.name,
-                                              "' on branch ", branch, " to compare with"));
-          }
-        }
-        if (!base.has_value()) {
-          return ErrorResponse(404, "not_found", "no run to compare with");
-        }
-        if (base->repo_id != cand.repo_id || base->name != cand.name) {
-          return ErrorResponse(400, "invalid_argument",
-                               absl::StrCat("eval ", base->id, " is not a run of eval '",
-                                            cand.name, "' in the same repository"));
-        }
-        auto base_examples = d.evals->Examples(base->id);
-        if (!base_examples.ok()) return http::StatusToResponse(base_examples.status());
-        auto cand_examples = d.evals->Examples(cand.id);
-        if (!cand_examples.ok()) return http::StatusToResponse(cand_examples.status());
-        std::map<std::string, const store::EvalExampleRow*> by_id;
-        for (const auto& e : *base_examples) by_id[e.example_id] = &e;
-        json::array regressed, fixed, still_wrong;
-        int64_t only_candidate = 0, unchanged_passing = 0;
-        for (const auto& e : *cand_examples) {
-          auto it = by_id.find(e.example_id);
-          if (it == by_id.end()) {
-            ++only_candidate;
-            continue;
-          }
-          const store::EvalExampleRow& b = *it->second;
-          by_id.erase(it);
-          if (b.passed && e.passed) {
-            ++unchanged_passing;
-            continue;
-          }
-          json::object o{{"id", e.example_id},
-                         {"input", e.input},
-                         {"expected", e.expected},
-                         {"baseline_output", b.output},
-                         {"candidate_output", e.output},
-                         {"baseline_error", b.error},
-                         {"candidate_error", e.error}};
-          (b.passed ? regressed : e.passed ? fixed : still_wrong).push_back(std::move(o));
-        }
-        return JsonResponse(
-            200, {{"candidate", RunJson(cand)},
-                  {"baseline", RunJson(*base)},
-                  {"regressed", std::move(regressed)},
-                  {"fixed", std::move(fixed)},
-                  {"still_wrong", std::move(still_wrong)},
-                  {"still_passing", unchanged_passing},
-                  {"only_in_candidate", only_candidate},
-                  {"only_in_baseline", static_cast<int64_t>(by_id.size())}});
-      }));
+  router.Add("GET", "/api/v1/evals/{id}/diff", Authed(d, [&d](Request& req) {
+               if (d.evals == nullptr) return Unavailable();
+               auto run = RunById(d, req);
+               if (!run.ok()) return http::StatusToResponse(run.status());
+               if (!run->has_value()) {
+                 return ErrorResponse(404, "not_found",
+                                      absl::StrCat("no eval ", req.path_params["id"]));
+               }
+               const store::EvalRun& cand = **run;
+               // The baseline: an id, a branch, the gate's baseline, or the default branch's last
+               // run.
+               std::optional<store::EvalRun> base;
+               const std::string against = req.Query("against").value_or("");
+               int64_t against_id = 0;
+               if (!against.empty() && absl::SimpleAtoi(against, &against_id)) {
+                 auto b = d.evals->Get(against_id);
+                 if (!b.ok()) return http::StatusToResponse(b.status());
+                 if (!b->has_value()) {
+                   return ErrorResponse(404, "not_found", absl::StrCat("no eval ", against_id));
+                 }
+                 base = **b;
+               } else if (against.empty() && cand.baseline_run_id != 0) {
+                 auto b = d.evals->Get(cand.baseline_run_id);
+                 if (!b.ok()) return http::StatusToResponse(b.status());
+                 if (b->has_value()) base = **b;
+               } else {
+                 std::string branch = against;
+                 if (branch.empty()) {
+                   auto repo = d.repos->Get(cand.repo_id);
+                   if (!repo.ok()) return http::StatusToResponse(repo.status());
+                   branch = repo->default_branch;
+                 }
+                 store::EvalFilter f;
+                 f.repo_id = cand.repo_id;
+                 f.name = cand.name;
+                 f.branch = branch;
+                 f.limit = 20;
+                 auto runs = d.evals->List(f);
+                 if (!runs.ok()) return http::StatusToResponse(runs.status());
+                 for (const auto& r : *runs) {
+                   if (r.complete && r.id != cand.id) {
+                     base = r;
+                     break;
+                   }
+                 }
+                 if (!base.has_value()) {
+                   return ErrorResponse(404, "not_found",
+                                        absl::StrCat("no complete run of eval '", cand.name,
+                                                     "' on branch ", branch, " to compare with"));
+                 }
+               }
+               if (!base.has_value()) {
+                 return ErrorResponse(404, "not_found", "no run to compare with");
+               }
+               if (base->repo_id != cand.repo_id || base->name != cand.name) {
+                 return ErrorResponse(400, "invalid_argument",
+                                      absl::StrCat("eval ", base->id, " is not a run of eval '",
+                                                   cand.name, "' in the same repository"));
+               }
+               auto base_examples = d.evals->Examples(base->id);
+               if (!base_examples.ok()) return http::StatusToResponse(base_examples.status());
+               auto cand_examples = d.evals->Examples(cand.id);
+               if (!cand_examples.ok()) return http::StatusToResponse(cand_examples.status());
+               std::map<std::string, const store::EvalExampleRow*> by_id;
+               for (const auto& e : *base_examples) by_id[e.example_id] = &e;
+               json::array regressed, fixed, still_wrong;
+               int64_t only_candidate = 0, unchanged_passing = 0;
+               for (const auto& e : *cand_examples) {
+                 auto it = by_id.find(e.example_id);
+                 if (it == by_id.end()) {
+                   ++only_candidate;
+                   continue;
+                 }
+                 const store::EvalExampleRow& b = *it->second;
+                 by_id.erase(it);
+                 if (b.passed && e.passed) {
+                   ++unchanged_passing;
+                   continue;
+                 }
+                 json::object o{{"id", e.example_id},           {"input", e.input},
+                                {"expected", e.expected},       {"baseline_output", b.output},
+                                {"candidate_output", e.output}, {"baseline_error", b.error},
+                                {"candidate_error", e.error}};
+                 (b.passed ? regressed : e.passed ? fixed : still_wrong).push_back(std::move(o));
+               }
+               return JsonResponse(200, {{"candidate", RunJson(cand)},
+                                         {"baseline", RunJson(*base)},
+                                         {"regressed", std::move(regressed)},
+                                         {"fixed", std::move(fixed)},
+                                         {"still_wrong", std::move(still_wrong)},
+                                         {"still_passing", unchanged_passing},
+                                         {"only_in_candidate", only_candidate},
+                                         {"only_in_baseline", static_cast<int64_t>(by_id.size())}});
+             }));
 }
 
 }  // namespace assay::api

@@ -33,11 +33,9 @@ const Query kEvalInsertExamples{
     "$14::int[]) AS e(idx, example_id, input, expected, output, error, passed, scores, "
     "latency_ms, input_tokens, output_tokens, answered, passes) "
     "ON CONFLICT (run_id, idx) DO NOTHING"};
-const Query kEvalCountBelow{
-    "eval_count_below",
-    "SELECT count(*) FROM eval_examples WHERE run_id = $1 AND idx < $2"};
-const Query kEvalCountAll{"eval_count_all",
-                          "SELECT count(*) FROM eval_examples WHERE run_id = $1"};
+const Query kEvalCountBelow{"eval_count_below",
+                            "SELECT count(*) FROM eval_examples WHERE run_id = $1 AND idx < $2"};
+const Query kEvalCountAll{"eval_count_all", "SELECT count(*) FROM eval_examples WHERE run_id = $1"};
 const Query kEvalBaselineOk{"eval_baseline_ok",
                             "SELECT 1 FROM eval_runs WHERE id = $1 AND repo_id = $2 AND name = $3 "
                             "AND complete"};
@@ -54,19 +52,18 @@ const Query kEvalBaselineScores{"eval_baseline_scores",
                                 "SELECT example_id, scores::text FROM eval_examples "
                                 "WHERE run_id = $1 ORDER BY idx"};
 // The columns RunOf reads, in its order.
-#define ASSAY_EVAL_RUN_COLUMNS                                                                  \
-  "id, job_id, attempt, step_index, repo_id, pipeline_id, job_name, name, ref, commit_sha, "   \
-  "trusted, complete, passed, dataset_path, dataset_sha256, repeat, examples, error, "          \
-  "report::text, COALESCE(baseline_run_id, 0), "                                                \
-  "(extract(epoch from created_at) * 1000000)::bigint, "                                       \
+#define ASSAY_EVAL_RUN_COLUMNS                                                               \
+  "id, job_id, attempt, step_index, repo_id, pipeline_id, job_name, name, ref, commit_sha, " \
+  "trusted, complete, passed, dataset_path, dataset_sha256, repeat, examples, error, "       \
+  "report::text, COALESCE(baseline_run_id, 0), "                                             \
+  "(extract(epoch from created_at) * 1000000)::bigint, "                                     \
   "(extract(epoch from finished_at) * 1000000)::bigint"
 const Query kEvalGet{"eval_get", "SELECT " ASSAY_EVAL_RUN_COLUMNS " FROM eval_runs WHERE id = $1"};
-const Query kEvalList{
-    "eval_list",
-    "SELECT " ASSAY_EVAL_RUN_COLUMNS
-    " FROM eval_runs WHERE ($1 = 0 OR repo_id = $1) AND ($2 = 0 OR job_id = $2) "
-    "AND ($3 = '' OR name = $3) AND ($4 = '' OR ref = 'refs/heads/' || $4) "
-    "AND ($5 = 0 OR id < $5) ORDER BY id DESC LIMIT $6"};
+const Query kEvalList{"eval_list",
+                      "SELECT " ASSAY_EVAL_RUN_COLUMNS
+                      " FROM eval_runs WHERE ($1 = 0 OR repo_id = $1) AND ($2 = 0 OR job_id = $2) "
+                      "AND ($3 = '' OR name = $3) AND ($4 = '' OR ref = 'refs/heads/' || $4) "
+                      "AND ($5 = 0 OR id < $5) ORDER BY id DESC LIMIT $6"};
 const Query kEvalExamples{
     "eval_examples",
     "SELECT idx, example_id, input, expected, output, error, passed, scores::text, latency_ms, "
@@ -184,8 +181,7 @@ absl::StatusOr<int64_t> EvalStore::Report(const LiveAttempt& a, int step_index,
   }
   if (examples.size() > kMaxEvalPieceExamples) {
     return absl::InvalidArgumentError(absl::StrCat("a piece of ", examples.size(),
-                                                   " examples, more than ",
-                                                   kMaxEvalPieceExamples));
+                                                   " examples, more than ", kMaxEvalPieceExamples));
   }
   for (const EvalExampleRow& e : examples) {
     if (absl::Status s = CheckExample(e); !s.ok()) return s;
@@ -218,9 +214,9 @@ absl::StatusOr<int64_t> EvalStore::Report(const LiveAttempt& a, int step_index,
       if (existing.empty()) return absl::NotFoundError(absl::StrCat("no job ", a.job_id));
       id = existing[0][0].as<int64_t>();
       if (existing[0][1].as<std::string>() != name) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "step ", step_index, " reported eval '", existing[0][1].as<std::string>(),
-            "' before, not '", name, "'"));
+        return absl::InvalidArgumentError(absl::StrCat("step ", step_index, " reported eval '",
+                                                       existing[0][1].as<std::string>(),
+                                                       "' before, not '", name, "'"));
       }
       if (existing[0][2].as<bool>()) return absl::OkStatus();  // complete: a replay
     } else {
@@ -259,15 +255,15 @@ absl::StatusOr<int64_t> EvalStore::Report(const LiveAttempt& a, int step_index,
     const int64_t below = Exec(tx, c, kEvalCountBelow, {id, s.examples})[0][0].as<int64_t>();
     const int64_t all = Exec(tx, c, kEvalCountAll, {id})[0][0].as<int64_t>();
     if (below != s.examples || all != s.examples) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          below, " of ", s.examples, " examples were reported",
-          all != below ? absl::StrCat(", and ", all - below, " beyond them") : ""));
+      return absl::FailedPreconditionError(
+          absl::StrCat(below, " of ", s.examples, " examples were reported",
+                       all != below ? absl::StrCat(", and ", all - below, " beyond them") : ""));
     }
     if (s.baseline_run_id != 0 &&
         Exec(tx, c, kEvalBaselineOk, {s.baseline_run_id, a.repo_id, name}).empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "baseline_run_id ", s.baseline_run_id, " is no complete run of eval '", name,
-          "' in this repository"));
+      return absl::InvalidArgumentError(absl::StrCat("baseline_run_id ", s.baseline_run_id,
+                                                     " is no complete run of eval '", name,
+                                                     "' in this repository"));
     }
     Exec(tx, c, kEvalComplete,
          {id, s.passed, s.dataset_path, s.dataset_sha256, s.repeat, s.examples, s.error,
@@ -315,9 +311,9 @@ absl::StatusOr<std::vector<EvalRun>> EvalStore::List(const EvalFilter& f) {
   std::vector<EvalRun> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out.clear();
-    for (const auto& r : Exec(tx, c, kEvalList,
-                              {f.repo_id, f.job_id, f.name, f.branch, f.before_id,
-                               std::clamp(f.limit, 1, 500)})) {
+    for (const auto& r :
+         Exec(tx, c, kEvalList,
+              {f.repo_id, f.job_id, f.name, f.branch, f.before_id, std::clamp(f.limit, 1, 500)})) {
       out.push_back(RunOf(r));
     }
     return absl::OkStatus();

@@ -70,10 +70,10 @@ struct EvalBaselineRows {
 };
 
 struct EvalFilter {
-  int64_t repo_id = 0;  // 0: any
-  int64_t job_id = 0;   // 0: any
-  std::string name;     // "": any
-  std::string branch;   // "": any; else ref refs/heads/<branch>
+  int64_t repo_id = 0;    // 0: any
+  int64_t job_id = 0;     // 0: any
+  std::string name;       // "": any
+  std::string branch;     // "": any; else ref refs/heads/<branch>
   int64_t before_id = 0;  // 0: from the newest
   int limit = 50;
 };
@@ -93,8 +93,7 @@ class EvalStore {
 
   // The last complete, passed run of eval `name` in `repo_id` on branch `branch` of a trusted
   // pipeline, with its examples' scores; nullopt when there is none.
-  absl::StatusOr<std::optional<EvalBaselineRows>> Baseline(int64_t repo_id,
-                                                           const std::string& name,
+  absl::StatusOr<std::optional<EvalBaselineRows>> Baseline(int64_t repo_id, const std::string& name,
                                                            const std::string& branch);
 
   absl::StatusOr<std::optional<EvalRun>> Get(int64_t id);

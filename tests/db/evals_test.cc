@@ -116,9 +116,9 @@ TEST_CASE("eval store: the baseline is the last complete, passed, trusted run on
   };
   CHECK(!evals.Baseline(1, "qa", "main")->has_value());
   const int64_t first = report("refs/heads/main", true, true, 0.9);
-  report("refs/heads/main", true, false, 0.1);      // failed: not a baseline
-  report("refs/heads/feature", true, true, 0.5);    // another branch
-  report("refs/pull/7/head", false, true, 1.0);     // a fork's pull request
+  report("refs/heads/main", true, false, 0.1);    // failed: not a baseline
+  report("refs/heads/feature", true, true, 0.5);  // another branch
+  report("refs/pull/7/head", false, true, 1.0);   // a fork's pull request
   auto b = evals.Baseline(1, "qa", "main");
   REQUIRE(b.ok());
   REQUIRE(b->has_value());

@@ -6,8 +6,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
+#include "common/proc/subprocess.h"
 #include "tests/e2e/e2e.h"
 
 namespace assay::e2e {
@@ -66,10 +68,9 @@ struct Run {
 
 Run RunEval(Cluster& c, GitRepo& repo, const std::string& pipeline_file,
             const std::string& dataset = kDataset, const std::string& delivery = "d-1") {
-  const int64_t id =
-      PushFiles(c, repo,
-                {{".assay.yml", pipeline_file}, {"model.py", kModel}, {"evals/qa.jsonl", dataset}},
-                delivery);
+  const int64_t id = PushFiles(
+      c, repo, {{".assay.yml", pipeline_file}, {"model.py", kModel}, {"evals/qa.jsonl", dataset}},
+      delivery);
   Run r;
   r.pipeline = MUST(c.WaitForPipelineDone(id));
   r.job = Job(r.pipeline, "qa");
@@ -114,9 +115,10 @@ TEST_CASE("eval: a gate that fails fails the step with its explanation", "[e2e][
   CHECK(lines[4] == "assay: eval qa: FAILED (1 of 1 gates)");
 }
 
-TEST_CASE("eval: garbage from the model, an early exit and a bad dataset line end the step "
-          "naming the line",
-          "[e2e][eval]") {
+TEST_CASE(
+    "eval: garbage from the model, an early exit and a bad dataset line end the step "
+    "naming the line",
+    "[e2e][eval]") {
   Cluster c(Options());
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
@@ -154,6 +156,132 @@ TEST_CASE("eval: garbage from the model, an early exit and a bad dataset line en
     const std::string message = JsonString(r.job, "message");
     CHECK(absl::StartsWith(message, "step \"gate\" failed: evals/qa.jsonl:5: "));
   }
+}
+
+// A model that reads "good" or "bad" from quality.txt: bad answers every even question wrong.
+constexpr char kTunableModel[] = R"(import json, sys
+bad = open("quality.txt").read().strip() == "bad"
+for line in sys.stdin:
+    req = json.loads(line)
+    n = int(req["prompt"].split("+")[0])
+    out = "wrong" if bad and n % 2 == 0 else str(n + 1)
+    print(json.dumps({"id": req["id"], "output": out}), flush=True)
+)";
+
+std::string TwentyQuestions() {
+  std::string out;
+  for (int n = 0; n < 20; ++n) {
+    out += absl::StrCat(R"({"id": "q)", n, R"(", "input": ")", n, R"(+1", "expected": ")", n + 1,
+                        "\"}\n");
+  }
+  return out;
+}
+
+constexpr char kRelativePipeline[] = R"(jobs:
+  qa:
+    steps:
+      - name: gate
+        eval:
+          name: qa
+          dataset: evals/qa.jsonl
+          model: python3 model.py
+          metrics: [exact_match]
+          gate: { exact_match: { max_drop: 0.1, vs: main } }
+)";
+
+TEST_CASE(
+    "eval: a drop against main's last passing run fails the gate, the diff lists the "
+    "regressed examples",
+    "[e2e][eval]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1"));
+  MUST(c.WaitForAgents(1));
+  auto push = [&](const std::string& quality, const std::string& delivery) {
+    const int64_t id = PushFiles(c, repo,
+                                 {{".assay.yml", kRelativePipeline},
+                                  {"model.py", kTunableModel},
+                                  {"quality.txt", quality},
+                                  {"evals/qa.jsonl", TwentyQuestions()}},
+                                 delivery);
+    Run r;
+    r.pipeline = MUST(c.WaitForPipelineDone(id));
+    r.job = Job(r.pipeline, "qa");
+    r.log = MUST(c.JobLog(r.job.at("id").as_int64()));
+    return r;
+  };
+  Run first = push("good", "d-1");
+  INFO(first.log << "\n" << c.LogTails());
+  REQUIRE(JsonString(first.job, "state") == "succeeded");
+  CHECK(absl::StrContains(first.log,
+                          "assay: eval qa: gate exact_match passed: no baseline: no successful "
+                          "run of eval 'qa' on main yet, so max_drop is not judged\n"));
+  const std::string first_sha = JsonString(first.pipeline, "commit_sha");
+
+  Run second = push("bad", "d-2");
+  INFO(second.log);
+  CHECK(JsonString(second.job, "state") == "failed");
+  const std::string message = JsonString(second.job, "message");
+  CHECK(absl::StartsWith(message,
+                         "step \"gate\" failed: eval qa: 1 of 1 gates failed: exact_match against "
+                         "main (run 1, commit " +
+                             first_sha.substr(0, 12) +
+                             "): dropped by 0.5, more than max_drop 0.1, and the 95 % interval of "
+                             "candidate-baseline ["));
+  CHECK(absl::EndsWith(message,
+                       "] over 20 examples excludes 0; baseline 1, candidate 0.5 (higher "
+                       "is better)"));
+
+  // The API: the run, its baseline, and the diff against it.
+  const std::string job = std::to_string(second.job.at("id").as_int64());
+  json::object evals = MUST(c.ApiObject("GET", "/api/v1/jobs/" + job + "/evals"));
+  REQUIRE(evals.at("evals").as_array().size() == 1);
+  const json::object& run = evals.at("evals").as_array()[0].as_object();
+  CHECK(run.at("id").as_int64() == 2);
+  CHECK(run.at("baseline_run_id").as_int64() == 1);
+  CHECK(run.at("passed").as_bool() == false);
+  CHECK(run.at("complete").as_bool());
+  CHECK(run.at("examples").as_int64() == 20);
+  json::object diff = MUST(c.ApiObject("GET", "/api/v1/evals/2/diff"));
+  const json::array& regressed = diff.at("regressed").as_array();
+  REQUIRE(regressed.size() == 10);
+  CHECK(JsonString(regressed[0].as_object(), "id") == "q0");
+  CHECK(JsonString(regressed[0].as_object(), "input") == "0+1");
+  CHECK(JsonString(regressed[0].as_object(), "expected") == "1");
+  CHECK(JsonString(regressed[0].as_object(), "baseline_output") == "1");
+  CHECK(JsonString(regressed[0].as_object(), "candidate_output") == "wrong");
+  CHECK(diff.at("fixed").as_array().empty());
+  CHECK(diff.at("still_wrong").as_array().empty());
+  CHECK(diff.at("still_passing").as_int64() == 10);
+  json::object failed = MUST(c.ApiObject("GET", "/api/v1/evals/2?examples=failed"));
+  CHECK(failed.at("example_results").as_array().size() == 10);
+
+  // The CLI says the same.
+  CommandResult cli = MUST(c.RunCli({"evals", "diff", "2", "--against", "main"}));
+  INFO(cli.err);
+  CHECK(cli.exit_code == 0);
+  CHECK(absl::StartsWith(cli.out, "eval 2 (" +
+                                      JsonString(second.pipeline, "commit_sha").substr(0, 12) +
+                                      ") against eval 1 (" + first_sha.substr(0, 12) +
+                                      "), 10 still passing\nregressed (10)\n  q0\n"
+                                      "    input:     0+1\n    expected:  1\n"
+                                      "    baseline:  1\n    candidate: wrong\n"));
+  CHECK(absl::EndsWith(cli.out, "fixed (0)\nstill_wrong (0)\n"));
+  CommandResult bad = MUST(c.RunCli({"evals", "show", "x"}));
+  CHECK(bad.exit_code == 2);
+  CHECK(absl::StrContains(bad.err, "eval ID must be a positive integer, got 'x'"));
+
+  // Back to the good model: main's last passing run (1) is still the baseline.
+  Run third = push("good", "d-3");
+  INFO(third.log);
+  CHECK(JsonString(third.job, "state") == "succeeded");
+  CHECK(absl::StrContains(third.log,
+                          "assay: eval qa: gate exact_match passed: exact_match against "
+                          "main (run 1, commit " +
+                              first_sha.substr(0, 12) +
+                              "): drop 0 is within max_drop 0.1; baseline 1, candidate "
+                              "1 (higher is better)\n"));
 }
 
 }  // namespace

@@ -24,8 +24,8 @@ struct Run {
 
 Run RunSteps(JobRunRequest req, CancelFlag& cancel) {
   Run run;
-  run.result =
-      RunJob(req, cancel, [&](std::string_view chunk) { run.output.append(chunk); }, &run.pgids);
+  run.result = RunJob(
+      req, cancel, [&](std::string_view chunk) { run.output.append(chunk); }, &run.pgids);
   return run;
 }
 
@@ -142,9 +142,8 @@ TEST_CASE("a cancel stops a driven step and waits for its driver", "[driver]") {
 
 TEST_CASE("a driver that cannot start is an error before any process", "[driver]") {
   CancelFlag cancel;
-  StepSpecToRun step = Driven("eval", "", [](const std::atomic<bool>&, CancelFlag&) {
-    return absl::OkStatus();
-  });
+  StepSpecToRun step =
+      Driven("eval", "", [](const std::atomic<bool>&, CancelFlag&) { return absl::OkStatus(); });
   step.driver->start = []() -> absl::StatusOr<std::string> {
     return absl::FailedPreconditionError("cannot make the FIFOs");
   };

@@ -116,7 +116,8 @@ TEST_CASE("spec eval: each mistake is named with its line and key") {
   CHECK(Lint(Job("          dataset: d.jsonl\n          model: { url: \"http://h/v1/x\" }\n")) ==
         Lines{"7:18: jobs.qa.steps[0].eval.model.api: url 'http://h/v1/x' ends in neither "
               "/chat/completions nor /completions: say which with api: chat or api: completions"});
-  CHECK(Lint(Job("          dataset: d.jsonl\n          model: { command: a, url: \"http://h\" }\n")) ==
+  CHECK(Lint(Job(
+            "          dataset: d.jsonl\n          model: { command: a, url: \"http://h\" }\n")) ==
         Lines{"7:18: jobs.qa.steps[0].eval.model: model needs exactly one of command and url"});
   CHECK(Lint(Job("          dataset: d.jsonl\n          model: m\n          concurrency: 0\n")) ==
         Lines{"8:24: jobs.qa.steps[0].eval.concurrency: concurrency must be an integer from 1 to "
@@ -134,8 +135,9 @@ TEST_CASE("spec eval: each mistake is named with its line and key") {
                  "value: \"(a\" }]\n")) ==
         Lines{"8:24: jobs.qa.steps[0].eval.tests[0].assert[0]: regex: key \"value\": regex "
               "\"(a\": missing ): (a"});
-  CHECK(Lint("jobs:\n  qa:\n    steps:\n      - run: x\n        eval: { dataset: d, model: m }\n") ==
-        Lines{"4:9: jobs.qa.steps[0].eval: a step has one of run:, build_image: and eval:, not two"});
+  CHECK(
+      Lint("jobs:\n  qa:\n    steps:\n      - run: x\n        eval: { dataset: d, model: m }\n") ==
+      Lines{"4:9: jobs.qa.steps[0].eval: a step has one of run:, build_image: and eval:, not two"});
 }
 
 TEST_CASE("spec eval: too many inline tests and a deep or wrong-typed value are refused") {
@@ -143,8 +145,9 @@ TEST_CASE("spec eval: too many inline tests and a deep or wrong-typed value are 
   for (size_t i = 0; i <= evals::kMaxInlineTests; ++i) many += "            - vars: { a: b }\n";
   const Lines lines = Lint(Job(many));
   REQUIRE(lines.size() == 1);
-  CHECK(lines[0] == "8:13: jobs.qa.steps[0].eval.tests: tests must be a list of 1 to 1000 tests, "
-                    "got a list of 1001");
+  CHECK(lines[0] ==
+        "8:13: jobs.qa.steps[0].eval.tests: tests must be a list of 1 to 1000 tests, "
+        "got a list of 1001");
   CHECK(Lint(Job("          dataset: d.jsonl\n          model: [a]\n")) ==
         Lines{"7:18: jobs.qa.steps[0].eval.model: model must be a command string or a mapping "
               "with command or url, got a list"});

@@ -18,12 +18,23 @@ struct MetricInfo {
 // in [0, 100], as sacreBLEU prints them); the latency, token and cost metrics are over the
 // answered requests.
 constexpr MetricInfo kMetrics[] = {
-    {"exact_match", true},      {"contains", true},         {"regex", true},
-    {"json_valid", true},       {"bleu", true},             {"chrf", true},
-    {"rouge_l", true},          {"edit_similarity", true},  {"assertions", true},
-    {"error_rate", false},      {"latency_mean_ms", false}, {"latency_p50_ms", false},
-    {"latency_p95_ms", false},  {"latency_p99_ms", false},  {"input_tokens", false},
-    {"output_tokens", false},   {"cost_usd", false},
+    {"exact_match", true},
+    {"contains", true},
+    {"regex", true},
+    {"json_valid", true},
+    {"bleu", true},
+    {"chrf", true},
+    {"rouge_l", true},
+    {"edit_similarity", true},
+    {"assertions", true},
+    {"error_rate", false},
+    {"latency_mean_ms", false},
+    {"latency_p50_ms", false},
+    {"latency_p95_ms", false},
+    {"latency_p99_ms", false},
+    {"input_tokens", false},
+    {"output_tokens", false},
+    {"cost_usd", false},
 };
 
 // Strict readers: a missing key keeps the default; a present key of the wrong type throws.
@@ -69,8 +80,8 @@ json::object ExampleJson(const Example& e) {
   if (!e.asserts.empty()) {
     json::array asserts;
     for (const Assertion& a : e.asserts) {
-      json::object ao{{"type", a.type}, {"negate", a.negate}, {"value", a.value},
-                      {"weight", a.weight}};
+      json::object ao{
+          {"type", a.type}, {"negate", a.negate}, {"value", a.value}, {"weight", a.weight}};
       if (a.threshold.has_value()) ao["threshold"] = *a.threshold;
       asserts.push_back(std::move(ao));
     }
@@ -137,9 +148,9 @@ const std::vector<std::string_view>& KnownMetricNames() {
 }
 
 std::string EvalSpecToJson(const EvalSpec& s) {
-  json::object model{{"command", s.model.command}, {"url", s.model.url}, {"api", s.model.api},
-                     {"name", s.model.name},       {"serve", s.model.serve},
-                     {"api_key_secret", s.model.api_key_secret}};
+  json::object model{{"command", s.model.command}, {"url", s.model.url},
+                     {"api", s.model.api},         {"name", s.model.name},
+                     {"serve", s.model.serve},     {"api_key_secret", s.model.api_key_secret}};
   json::array tests;
   for (const Example& e : s.tests) tests.push_back(ExampleJson(e));
   json::array metrics;
@@ -222,8 +233,9 @@ absl::StatusOr<EvalSpec> EvalSpecFromJson(std::string_view text) {
     if (s.concurrency < 1 || s.concurrency > kMaxEvalConcurrency || s.repeat < 1 ||
         s.repeat > kMaxEvalRepeat || s.retries < 0 || s.retries > kMaxEvalRetries ||
         s.timeout_ms < 1) {
-      return absl::InvalidArgumentError("eval step: concurrency, repeat, retries or timeout "
-                                        "out of range");
+      return absl::InvalidArgumentError(
+          "eval step: concurrency, repeat, retries or timeout "
+          "out of range");
     }
     if (s.model.command.empty() == s.model.url.empty()) {
       return absl::InvalidArgumentError("eval step: the model needs exactly one of command, url");

@@ -240,7 +240,8 @@ PairedBootstrap PairedBootstrapChrf(const std::vector<ChrfStats>& baseline,
 }
 
 DropVerdict JudgeDrop(const PairedBootstrap& r, double max_drop, bool higher_is_better) {
-  const double drop = higher_is_better ? -r.diff : r.diff;
+  // `+ 0.0`: no drop of "-0" (IEEE: -0 + +0 is +0).
+  const double drop = (higher_is_better ? -r.diff : r.diff) + 0.0;
   const bool real = higher_is_better ? r.hi < 0 : r.lo > 0;
   const std::string interval =
       absl::StrFormat("%s %% interval of candidate-baseline [%s, %s] over %d examples",
