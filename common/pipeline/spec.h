@@ -72,8 +72,8 @@ struct BuildImageSpec {
 bool JobImageRef(std::string_view text, std::string* job);
 
 struct StepSpec {
-  std::string name;                           // "step N" (1-based) when the file gives none.
-  std::string run;  // Shell command; empty only when build_image or eval is set.
+  std::string name;  // "step N" (1-based) when the file gives none.
+  std::string run;   // Shell command; empty only when build_image or eval is set.
   std::optional<BuildImageSpec> build_image;  // Issue 9: set for a `build_image:` step.
   // Issue 10: set for an `eval:` step (common/evals/eval_spec.h, docs/evals.md). Its name
   // defaults to the step's.
