@@ -32,9 +32,9 @@
 #include "server/scheduler/wakeups.h"
 #include "server/store/artifacts.h"
 #include "server/store/evals.h"
-#include "server/store/models.h"
 #include "server/store/logs.h"
 #include "server/store/migrations.h"
+#include "server/store/models.h"
 
 namespace assay {
 namespace {
@@ -98,8 +98,8 @@ struct AssayServer::Impl {
   std::unique_ptr<store::CacheStore> cache_store;  // issue 9, caches
   std::unique_ptr<artifacts::CacheService> caches;
   std::unique_ptr<store::EvalStore> eval_store;  // issue 10, evals
-  std::unique_ptr<store::ModelStore> models;  // issue 10, the model registry
-  AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
+  std::unique_ptr<store::ModelStore> models;     // issue 10, the model registry
+  AddressPolicy address_policy;                  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
   std::unique_ptr<store::LogStore> logs;

@@ -37,8 +37,8 @@
 #include "server/metrics/metrics.h"
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"
-#include "server/store/evals.h"
 #include "server/store/agents.h"
+#include "server/store/evals.h"
 #include "server/store/jobs.h"
 
 namespace assay {

@@ -102,8 +102,7 @@ struct FileReader {
 
 }  // namespace
 
-Response ServeArtifactFile(const ApiDeps& d, const Request& req,
-                           const store::ArtifactFileRow& f) {
+Response ServeArtifactFile(const ApiDeps& d, const Request& req, const store::ArtifactFileRow& f) {
   const std::string etag = absl::StrCat("\"", f.sha256, "\"");
   Response r;
   r.content_type = "application/octet-stream";
@@ -116,8 +115,8 @@ Response ServeArtifactFile(const ApiDeps& d, const Request& req,
     range = ParseRange(req.Header("Range"), f.size, &unsatisfiable);
   }
   if (unsatisfiable) {
-    Response e =
-        ErrorResponse(416, "range_not_satisfiable", absl::StrCat("the file has ", f.size, " bytes"));
+    Response e = ErrorResponse(416, "range_not_satisfiable",
+                               absl::StrCat("the file has ", f.size, " bytes"));
     e.headers.push_back({"Content-Range", absl::StrCat("bytes */", f.size)});
     return e;
   }
