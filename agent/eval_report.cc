@@ -14,6 +14,9 @@ namespace {
 namespace json = boost::json;
 
 constexpr size_t kPiece = 1000;
+// Why a byte bound too: the server takes messages of at most 8 MiB, and 1,000 examples with
+// their texts (4 KiB each kept) could be 16 MiB.
+constexpr size_t kPieceBytes = 4 << 20;
 constexpr int kAttempts = 3;
 
 absl::Status FromGrpc(std::string_view call, const grpc::Status& s) {
@@ -69,7 +72,8 @@ absl::StatusOr<int64_t> SendEvalReport(const EvalCallTarget& t, const EvalReport
     piece.set_step_index(t.step_index);
     piece.set_name(r.name);
     const size_t end = std::min(r.examples.size(), pos + kPiece);
-    for (; pos < end; ++pos) {
+    size_t bytes = 0;
+    for (; pos < end && (bytes < kPieceBytes || piece.examples_size() == 0); ++pos) {
       const EvalExampleOutcome& e = r.examples[pos];
       v1::EvalExampleResult* w = piece.add_examples();
       w->set_index(e.index);
@@ -89,6 +93,7 @@ absl::StatusOr<int64_t> SendEvalReport(const EvalCallTarget& t, const EvalReport
       w->set_output_tokens(e.output_tokens);
       w->set_answered(e.answered);
       w->set_passes(e.passes);
+      bytes += w->ByteSizeLong();
     }
     if (pos == r.examples.size()) {
       v1::EvalSummary* s = piece.mutable_summary();

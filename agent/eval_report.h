@@ -22,7 +22,8 @@ struct EvalCallTarget {
   int step_index = 0;
 };
 
-// Sends `report` as pieces of at most 1,000 examples, the summary last. Returns the run's id.
+// Sends `report` as pieces of at most 1,000 examples and about 4 MiB, the summary last.
+// Returns the run's id.
 absl::StatusOr<int64_t> SendEvalReport(const EvalCallTarget& t, const EvalReport& report);
 
 absl::StatusOr<std::optional<EvalBaseline>> FetchEvalBaseline(const EvalCallTarget& t,

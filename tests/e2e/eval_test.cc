@@ -156,6 +156,18 @@ TEST_CASE(
     const std::string message = JsonString(r.job, "message");
     CHECK(absl::StartsWith(message, "step \"gate\" failed: evals/qa.jsonl:5: "));
   }
+  {
+    // A dataset that an earlier step turned into a symlink out of the workspace is not read.
+    std::string yaml = Pipeline("{ exact_match: { min: 0 } }");
+    yaml.replace(yaml.find("    steps:\n"), 11,
+                 "    steps:\n      - rm evals/qa.jsonl && ln -s /etc/passwd evals/qa.jsonl\n");
+    Run r = RunEval(c, repo, yaml, kDataset, "d-4");
+    INFO(r.log);
+    CHECK(JsonString(r.job, "state") == "failed");
+    const std::string message = JsonString(r.job, "message");
+    CHECK(absl::StartsWith(message, "step \"gate\" failed: dataset 'evals/qa.jsonl': "));
+    CHECK(r.log.find("root:") == std::string::npos);
+  }
 }
 
 // A model that reads "good" or "bad" from quality.txt: bad answers every even question wrong.

@@ -1,5 +1,6 @@
 #include "common/evals/eval_spec.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -93,7 +94,7 @@ json::object ExampleJson(const Example& e) {
 Example ExampleFromJson(const json::object& o) {
   Example e;
   e.id = Text(o, "id");
-  e.line = static_cast<int>(o.at("line").to_number<int64_t>());
+  e.line = static_cast<int>(std::clamp<int64_t>(o.at("line").to_number<int64_t>(), 0, 1 << 30));
   e.input = Text(o, "input");
   if (const json::value* m = o.if_contains("messages")) {
     for (const json::value& item : m->as_array()) {
@@ -200,10 +201,21 @@ absl::StatusOr<EvalSpec> EvalSpecFromJson(std::string_view text) {
     const json::object& m = o.at("model").as_object();
     s.model = {Text(m, "command"), Text(m, "url"),   Text(m, "api"),
                Text(m, "name"),    Text(m, "serve"), Text(m, "api_key_secret")};
-    s.concurrency = static_cast<int>(Number(o, "concurrency", s.concurrency));
-    s.timeout_ms = static_cast<int64_t>(Number(o, "timeout_ms", static_cast<double>(s.timeout_ms)));
-    s.retries = static_cast<int>(Number(o, "retries", s.retries));
-    s.repeat = static_cast<int>(Number(o, "repeat", s.repeat));
+    // Ranges are checked on the doubles: casting one out of an int's range is undefined.
+    const double concurrency = Number(o, "concurrency", s.concurrency);
+    const double timeout_ms = Number(o, "timeout_ms", static_cast<double>(s.timeout_ms));
+    const double retries = Number(o, "retries", s.retries);
+    const double repeat = Number(o, "repeat", s.repeat);
+    if (!(concurrency >= 1 && concurrency <= kMaxEvalConcurrency && repeat >= 1 &&
+          repeat <= kMaxEvalRepeat && retries >= 0 && retries <= kMaxEvalRetries &&
+          timeout_ms >= 1 && timeout_ms <= 1e12)) {
+      return absl::InvalidArgumentError(
+          "eval step: concurrency, repeat, retries or timeout out of range");
+    }
+    s.concurrency = static_cast<int>(concurrency);
+    s.timeout_ms = static_cast<int64_t>(timeout_ms);
+    s.retries = static_cast<int>(retries);
+    s.repeat = static_cast<int>(repeat);
     if (const json::value* ms = o.if_contains("metrics")) {
       for (const json::value& name : ms->as_array()) s.metrics.emplace_back(name.as_string());
     }
@@ -229,13 +241,6 @@ absl::StatusOr<EvalSpec> EvalSpecFromJson(std::string_view text) {
         if (go.contains("max_drop")) g.max_drop = Number(go, "max_drop", 0);
         s.gates.push_back(std::move(g));
       }
-    }
-    if (s.concurrency < 1 || s.concurrency > kMaxEvalConcurrency || s.repeat < 1 ||
-        s.repeat > kMaxEvalRepeat || s.retries < 0 || s.retries > kMaxEvalRetries ||
-        s.timeout_ms < 1) {
-      return absl::InvalidArgumentError(
-          "eval step: concurrency, repeat, retries or timeout "
-          "out of range");
     }
     if (s.model.command.empty() == s.model.url.empty()) {
       return absl::InvalidArgumentError("eval step: the model needs exactly one of command, url");
