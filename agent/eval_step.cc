@@ -922,6 +922,8 @@ std::shared_ptr<StepDriver> MakeEvalDriver(EvalSpec spec, EvalStepContext ctx) {
   driver->drive = [run](const std::atomic<bool>& exited, CancelFlag& cancel) {
     return run->Drive(exited, cancel);
   };
+  // A model command ends at the EOF of its input; a server or the sleep never does.
+  driver->stop_when_done = run->spec.model.command.empty();
   return driver;
 }
 

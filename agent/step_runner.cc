@@ -342,8 +342,10 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
     if (out_index >= 0 && fds[out_index].revents != 0) pump.Pump(out, false);
     if (fds[pid_index].revents != 0) break;  // the shell exited (not reaped yet)
     if (driver.has_value() && driver->done()) {
-      // The driver is done: the process gets kill_grace to end by itself.
-      const absl::Time grace = absl::Now() + req.kill_grace;
+      // The driver is done: the process gets kill_grace to end by itself (none when it never
+      // does).
+      const absl::Time grace =
+          absl::Now() + (step.driver->stop_when_done ? absl::ZeroDuration() : req.kill_grace);
       bool exited = false;
       while (!exited && absl::Now() < grace) {
         pollfd wait[2] = {{pidfd.get(), POLLIN, 0}, {out.get(), POLLIN, 0}};

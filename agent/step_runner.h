@@ -48,6 +48,9 @@ struct StepDriver {
   // the step succeeded; else it failed with the message). It must return soon (well within a
   // second) after `process_exited` becomes true or `cancel` is raised.
   std::function<absl::Status(const std::atomic<bool>& process_exited, CancelFlag& cancel)> drive;
+  // true: the process never ends by itself (a server, a sleep): once the driver is done it is
+  // stopped at once instead of after kill_grace.
+  bool stop_when_done = false;
 };
 
 struct StepSpecToRun {
@@ -147,7 +150,8 @@ struct JobRunResult {
 //
 // A driven step (StepSpecToRun::driver): driver->start gives the shell text, the process is
 // spawned as any step's, and driver->drive runs on its own thread meanwhile. When the driver
-// returns first, the runner waits up to kill_grace for the process to end by itself (a model
+// returns first, the runner waits up to kill_grace (none with stop_when_done) for the process
+// to end by itself (a model
 // command ends at the EOF of its input), then stops its group as on a timeout but writes
 //   assay: the step's driver is done; sent SIGTERM to the process group\n
 // When the process ends first, the runner tells the driver (process_exited) and waits for it.

@@ -166,14 +166,15 @@ ENV
     [ -f "$cred" ] || { tail -20 "$HOME_DIR/agent.log" >&2; die "the agent did not enroll"; }
   fi
 
-  log "creating a sample repository with an .assay.yml"
+  log "creating a sample repository (examples/llm-app: an eval gate) with an .assay.yml"
   local repo="$HOME_DIR/sample-repo"
   if [ ! -d "$repo/.git" ]; then
     git init -q -b main "$repo"
     git -C "$repo" config user.email quickstart@assay.invalid
     git -C "$repo" config user.name "Assay quickstart"
-    cp "$ROOT/examples/hello/.assay.yml" "$repo/.assay.yml"
-    cp "$ROOT/examples/hello/greet.sh" "$repo/greet.sh"
+    # The LLM app with an eval gate (examples/llm-app, docs/evals.md): its model server is
+    # served by the eval step itself on 127.0.0.1:18080.
+    cp -r "$ROOT/examples/llm-app/." "$repo/"
   fi
   echo "run at $(date -u +%FT%TZ)" > "$repo/LAST_RUN"
   git -C "$repo" add -A

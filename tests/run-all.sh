@@ -176,7 +176,7 @@ tier_fuzz() {
         seeds+=("tests/fixtures/${forge%_fuzz}")
         opts=(-max_len=65536) ;;
       pipeline_spec_fuzz)
-        seeds+=(examples/hello)
+        seeds+=(examples/hello examples/llm-app)
         opts=(-max_len=16384) ;;
     esac
     mkdir -p "$build/fuzz-corpus/$name"

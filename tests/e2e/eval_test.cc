@@ -11,6 +11,7 @@
 #include "common/crypto/crypto.h"
 #include "common/proc/subprocess.h"
 #include "tests/e2e/e2e.h"
+#include "tests/support/process.h"
 
 namespace assay::e2e {
 namespace {
@@ -294,6 +295,82 @@ TEST_CASE(
                               first_sha.substr(0, 12) +
                               "): drop 0 is within max_drop 0.1; baseline 1, candidate "
                               "1 (higher is better)\n"));
+}
+
+// examples/llm-app as a user would push it: the model is an OpenAI-shaped endpoint the step
+// serves (model.serve), the prompt a template over each example's vars.
+std::vector<std::pair<std::string, std::string>> LlmAppFiles(int port,
+                                                             const std::string& prompt = "") {
+  std::vector<std::pair<std::string, std::string>> files;
+  const std::string dir = std::string(ASSAY_SOURCE_DIR) + "/examples/llm-app/";
+  for (const char* name :
+       {".assay.yml", "server.py", "capitals.json", "evals/capitals.jsonl", "prompts/qa.txt"}) {
+    std::string text = testing::ReadFileOrEmpty(dir + name);
+    REQUIRE(!text.empty());
+    if (std::string(name) == ".assay.yml") {
+      for (size_t at; (at = text.find("18080")) != std::string::npos;) {
+        text.replace(at, 5, std::to_string(port));
+      }
+    }
+    if (std::string(name) == "prompts/qa.txt" && !prompt.empty()) text = prompt;
+    files.emplace_back(name, std::move(text));
+  }
+  return files;
+}
+
+TEST_CASE(
+    "eval: the llm-app example gates on its prompt: a worse prompt fails with the diff, "
+    "the revert passes",
+    "[e2e][eval]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1"));
+  MUST(c.WaitForAgents(1));
+  const int port = testing::FreePort();
+  auto push = [&](const std::string& prompt, const std::string& delivery) {
+    const int64_t id = PushFiles(c, repo, LlmAppFiles(port, prompt), delivery);
+    Run r;
+    r.pipeline = MUST(c.WaitForPipelineDone(id));
+    r.job = Job(r.pipeline, "eval");
+    r.log = MUST(c.JobLog(r.job.at("id").as_int64()));
+    return r;
+  };
+  Run good = push("", "d-1");
+  INFO(good.log << "\n" << c.LogTails());
+  REQUIRE(JsonString(good.job, "state") == "succeeded");
+  std::vector<std::string> lines = EvalLines(good.log);
+  REQUIRE(lines.size() == 7);
+  CHECK(absl::StartsWith(lines[0], "assay: eval capitals: 20 examples from evals/capitals.jsonl"));
+  CHECK(lines[1] == "assay: eval capitals: exact_match 1.0000, n=20");
+  CHECK(lines[2] == "assay: eval capitals: contains 1.0000, n=20");
+  CHECK(absl::StartsWith(lines[3], "assay: eval capitals: latency_p95_ms "));
+  CHECK(lines[4] == "assay: eval capitals: output_tokens 1.0000, n=20");
+  CHECK(lines[6] == "assay: eval capitals: passed");
+
+  // A prompt without "in one word": full sentences, so exact match falls to 0.
+  Run worse = push("Country: {{ country }}\nWhat is its capital city?\n", "d-2");
+  INFO(worse.log);
+  CHECK(JsonString(worse.job, "state") == "failed");
+  CHECK(absl::StartsWith(JsonString(worse.job, "message"),
+                         "step \"capitals\" failed: eval capitals: 1 of 1 gates failed: "
+                         "exact_match 0.0000 < min 0.9000; exact_match against main (run 1, "
+                         "commit "));
+  lines = EvalLines(worse.log);
+  REQUIRE(lines.size() == 7);
+  CHECK(lines[1] == "assay: eval capitals: exact_match 0.0000, n=20");
+  CHECK(lines[2] == "assay: eval capitals: contains 1.0000, n=20");
+  json::object diff = MUST(c.ApiObject("GET", "/api/v1/evals/2/diff"));
+  REQUIRE(diff.at("regressed").as_array().size() == 20);
+  const json::object& first = diff.at("regressed").as_array()[0].as_object();
+  CHECK(JsonString(first, "id") == "france");
+  CHECK(JsonString(first, "input") == "Country: France\nWhat is its capital city?\n");
+  CHECK(JsonString(first, "baseline_output") == "Paris");
+  CHECK(JsonString(first, "candidate_output") == "The capital of France is Paris.");
+
+  Run revert = push("", "d-3");
+  INFO(revert.log);
+  CHECK(JsonString(revert.job, "state") == "succeeded");
 }
 
 }  // namespace
