@@ -506,6 +506,15 @@ evals::NormalizeOptions NormalizeOf(const EvalSpec& spec) {
 
 std::string Fixed(double v) { return absl::StrFormat("%.4f", v); }
 
+// An example's assertions with their values rendered as templates (promptfoo's `{{ expected }}`),
+// compiled.
+absl::StatusOr<evals::AssertionSet> CompileAssertions(const Example& e) {
+  absl::StatusOr<std::vector<evals::Assertion>> rendered =
+      evals::RenderAssertionValues(e.asserts, e);
+  if (!rendered.ok()) return rendered.status();
+  return evals::AssertionSet::Compile(*std::move(rendered));
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, const Example& e,
@@ -537,11 +546,7 @@ std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, co
       s = evals::EditSimilarity(output, expected);
     } else if (m == "assertions") {
       if (e.asserts.empty()) continue;
-      absl::StatusOr<std::vector<evals::Assertion>> rendered =
-          evals::RenderAssertionValues(e.asserts, e);
-      absl::StatusOr<evals::AssertionSet> set =
-          rendered.ok() ? evals::AssertionSet::Compile(*std::move(rendered))
-                        : absl::StatusOr<evals::AssertionSet>(rendered.status());
+      absl::StatusOr<evals::AssertionSet> set = CompileAssertions(e);
       s = set.ok() && set->Run(output).pass ? 1 : 0;
     } else {
       continue;  // a run-level metric (latency, tokens, cost, error_rate)
@@ -789,11 +794,7 @@ struct EvalRun {
     }
     for (const Example& e : examples) {
       if (e.asserts.empty()) continue;
-      absl::StatusOr<std::vector<evals::Assertion>> rendered =
-          evals::RenderAssertionValues(e.asserts, e);
-      absl::StatusOr<evals::AssertionSet> set =
-          rendered.ok() ? evals::AssertionSet::Compile(*std::move(rendered))
-                        : absl::StatusOr<evals::AssertionSet>(rendered.status());
+      absl::StatusOr<evals::AssertionSet> set = CompileAssertions(e);
       if (!set.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat(spec.dataset.empty() ? "tests" : spec.dataset, ":", e.line, ": example ",

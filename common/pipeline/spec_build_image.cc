@@ -8,7 +8,6 @@
 #include "common/pipeline/spec_internal.h"
 
 namespace assay::spec_internal {
-namespace {
 
 bool ParseBoolValue(Linter& lint, const Entry& e, const std::string& path, bool& out) {
   if (Describe(e.value) != "a boolean") {
@@ -48,6 +47,8 @@ std::string RelativePathProblem(std::string_view key, const std::string& path) {
   }
   return "";
 }
+
+namespace {
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 

@@ -54,49 +54,12 @@ bool Integer(Linter& lint, const Entry& e, const std::string& path, int lo, int 
   return false;
 }
 
-bool Bool(Linter& lint, const Entry& e, const std::string& path, bool& out) {
-  if (Describe(e.value) != "a boolean") {
-    lint.Error(e.value_mark, path,
-               absl::StrCat(e.key, " must be a boolean, got ", Describe(e.value)));
-    return false;
-  }
-  const std::string& s = e.value.Scalar();
-  out = s == "true" || s == "True" || s == "TRUE";
-  return true;
-}
-
-// "" for a usable workspace-relative path, else the problem.
-std::string PathProblem(std::string_view key, const std::string& path) {
-  if (path.empty()) return absl::StrCat(std::string(key), " must not be empty");
-  if (path.size() > 1024) return absl::StrCat(std::string(key), " is longer than 1024 bytes");
-  if (path[0] == '/') {
-    return absl::StrCat(std::string(key), " '", path,
-                        "' must be relative to the workspace, not absolute");
-  }
-  for (char c : path) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      return absl::StrCat(std::string(key), " must not hold control characters");
-    }
-  }
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string::npos) end = path.size();
-    if (path.compare(start, end - start, "..") == 0) {
-      return absl::StrCat(std::string(key), " '", path,
-                          "' escapes the workspace ('..' is not allowed)");
-    }
-    start = end + 1;
-  }
-  return "";
-}
-
 void WorkspacePath(Linter& lint, const Entry& e, const std::string& path, std::string& out) {
   std::string text;
   if (!ScalarText(lint, e.value, e.value_mark, path, e.key, "a path in the workspace", text)) {
     return;
   }
-  if (std::string p = PathProblem(e.key, text); !p.empty()) {
+  if (std::string p = RelativePathProblem(e.key, text); !p.empty()) {
     lint.Error(e.value_mark, path, std::move(p));
     return;
   }
@@ -321,19 +284,19 @@ void ParseTests(Linter& lint, const Entry& e, const std::string& path, EvalSpec&
 constexpr FieldRule<evals::EvalNormalize> kNormalizeRules[] = {
     {"lowercase", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::EvalNormalize& out) {
-       Bool(lint, e, path, out.lowercase);
+       ParseBoolValue(lint, e, path, out.lowercase);
      }},
     {"strip", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::EvalNormalize& out) {
-       Bool(lint, e, path, out.strip);
+       ParseBoolValue(lint, e, path, out.strip);
      }},
     {"collapse_whitespace", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::EvalNormalize& out) {
-       Bool(lint, e, path, out.collapse_whitespace);
+       ParseBoolValue(lint, e, path, out.collapse_whitespace);
      }},
     {"remove_punctuation", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::EvalNormalize& out) {
-       Bool(lint, e, path, out.remove_punctuation);
+       ParseBoolValue(lint, e, path, out.remove_punctuation);
      }},
 };
 

@@ -264,6 +264,14 @@ inline bool ScalarText(Linter& lint, const YAML::Node& node, const YAML::Mark& m
   return true;
 }
 
+// `e`'s value as a YAML boolean, or an error "KEY must be a boolean, got <kind>"
+// (spec_build_image.cc).
+bool ParseBoolValue(Linter& lint, const Entry& e, const std::string& path, bool& out);
+// "" when `path` is usable as a path relative to the workspace (non-empty, at most 1024 bytes,
+// not absolute, no control characters, no '..' component), else the problem, naming `key`
+// (spec_build_image.cc).
+std::string RelativePathProblem(std::string_view key, const std::string& path);
+
 // ---- Keys added by issue 3 (pipeline_spec_keys.cc). ----
 
 void ParseOn(Linter& lint, const Entry& entry, const std::string& path, PipelineDraft& draft);

@@ -13,23 +13,16 @@
 #include "common/base/log.h"
 #include "common/crypto/agent_secret.h"
 #include "common/crypto/crypto.h"
-#include "server/agents/agent_service.h"
+#include "server/agents/attempt_rpc.h"
 
 namespace assay {
 namespace {
 
+using attempt_rpc::AuthorizationOf;
+using attempt_rpc::Authorize;
+using attempt_rpc::ToGrpc;
+
 constexpr char kCredentialPrefix[] = "Bearer assay-agent-";
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-std::string AuthorizationOf(grpc::CallbackServerContext* ctx) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find("authorization");
-  return it == md.end() ? "" : std::string(it->second.data(), it->second.size());
-}
 
 grpc::Status Unimplemented() {
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "artifacts are not enabled on this server");
@@ -85,13 +78,6 @@ absl::StatusOr<v1::ArtifactFileList> ReadManifestChunks(
 }
 
 // Authorization of one call: the caller (CallerOf), then the live attempt.
-absl::StatusOr<store::LiveAttempt> Authorize(AgentServiceImpl* svc, const std::string& auth,
-                                             int64_t job_id, const std::string& token) {
-  auto caller = svc->CallerOf(auth);
-  if (!caller.ok()) return caller.status();
-  return svc->deps().artifacts->Authorize(job_id, token, *caller);
-}
-
 class UploadReactor final : public grpc::ServerReadReactor<v1::ChunkUpload> {
  public:
   UploadReactor(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx,
@@ -266,22 +252,12 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ChunkData> {
   v1::ChunkData out_;  // the message being written (gRPC reads it until OnWriteDone)
 };
 
-// The unary artifact RPCs: UNIMPLEMENTED without a store; otherwise, on the service's worker
-// pool, the caller and its attempt token are checked (Authorize) and `answer` fills the
-// response from the attempt and returns the call's status.
+// The unary artifact RPCs (attempt_rpc::Unary).
 template <typename Request, typename Answer>
 grpc::ServerUnaryReactor* AuthorizedUnary(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx,
                                           const Request* request, Answer answer) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (svc->deps().artifacts == nullptr) {
-    reactor->Finish(Unimplemented());
-    return reactor;
-  }
-  svc->Post([svc, reactor, request, answer = std::move(answer), auth = AuthorizationOf(ctx)] {
-    auto a = Authorize(svc, auth, request->job_id(), request->attempt_token());
-    reactor->Finish(a.ok() ? answer(*a) : ToGrpc(a.status()));
-  });
-  return reactor;
+  return attempt_rpc::Unary(svc, ctx, request, true, "artifacts are not enabled on this server",
+                            std::move(answer));
 }
 
 }  // namespace

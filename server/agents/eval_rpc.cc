@@ -6,108 +6,80 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/agents/agent_service.h"
+#include "server/agents/attempt_rpc.h"
 
 namespace assay {
-namespace {
+using attempt_rpc::ToGrpc;
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-std::string AuthorizationOf(grpc::CallbackServerContext* ctx) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find("authorization");
-  return it == md.end() ? "" : std::string(it->second.data(), it->second.size());
-}
-
-template <typename Request, typename Answer>
-grpc::ServerUnaryReactor* EvalUnary(AgentServiceImpl* svc, grpc::CallbackServerContext* ctx,
-                                    const Request* request, Answer answer) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (svc->deps().evals == nullptr || svc->deps().artifacts == nullptr) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "evals are not enabled on this server"));
-    return reactor;
-  }
-  svc->Post([svc, reactor, request, answer = std::move(answer), auth = AuthorizationOf(ctx)] {
-    auto caller = svc->CallerOf(auth);
-    if (!caller.ok()) {
-      reactor->Finish(ToGrpc(caller.status()));
-      return;
-    }
-    auto a = svc->deps().artifacts->Authorize(request->job_id(), request->attempt_token(), *caller);
-    reactor->Finish(a.ok() ? answer(*a) : ToGrpc(a.status()));
-  });
-  return reactor;
-}
-
-}  // namespace
+constexpr char kDisabled[] = "evals are not enabled on this server";
 
 grpc::ServerUnaryReactor* AgentServiceImpl::ReportEval(grpc::CallbackServerContext* ctx,
                                                        const v1::EvalReportPiece* request,
                                                        v1::EvalReportAck* response) {
-  return EvalUnary(this, ctx, request, [this, request, response](const store::LiveAttempt& a) {
-    std::vector<store::EvalExampleRow> rows;
-    rows.reserve(static_cast<size_t>(request->examples_size()));
-    for (const v1::EvalExampleResult& e : request->examples()) {
-      store::EvalExampleRow r;
-      r.index = e.index();
-      r.example_id = e.example_id();
-      r.input = e.input();
-      r.expected = e.expected();
-      r.output = e.output();
-      r.error = e.error();
-      r.passed = e.passed();
-      for (const v1::EvalScore& s : e.scores()) r.scores.emplace_back(s.metric(), s.value());
-      r.latency_ms = e.latency_ms();
-      r.input_tokens = e.input_tokens();
-      r.output_tokens = e.output_tokens();
-      r.answered = e.answered();
-      r.passes = e.passes();
-      rows.push_back(std::move(r));
-    }
-    std::optional<store::EvalSummaryRow> summary;
-    if (request->has_summary()) {
-      const v1::EvalSummary& s = request->summary();
-      summary = store::EvalSummaryRow{s.dataset_path(), s.dataset_sha256(), s.repeat(),
-                                      s.examples(),     s.passed(),         s.error(),
-                                      s.report_json(),  s.baseline_run_id()};
-    }
-    auto id = deps_.evals->Report(a, request->step_index(), request->name(), rows, summary);
-    if (!id.ok()) return ToGrpc(id.status());
-    response->set_eval_run_id(*id);
-    return grpc::Status::OK;
-  });
+  return attempt_rpc::Unary(
+      this, ctx, request, deps_.evals != nullptr, kDisabled,
+      [this, request, response](const store::LiveAttempt& a) {
+        std::vector<store::EvalExampleRow> rows;
+        rows.reserve(static_cast<size_t>(request->examples_size()));
+        for (const v1::EvalExampleResult& e : request->examples()) {
+          store::EvalExampleRow r;
+          r.index = e.index();
+          r.example_id = e.example_id();
+          r.input = e.input();
+          r.expected = e.expected();
+          r.output = e.output();
+          r.error = e.error();
+          r.passed = e.passed();
+          for (const v1::EvalScore& s : e.scores()) r.scores.emplace_back(s.metric(), s.value());
+          r.latency_ms = e.latency_ms();
+          r.input_tokens = e.input_tokens();
+          r.output_tokens = e.output_tokens();
+          r.answered = e.answered();
+          r.passes = e.passes();
+          rows.push_back(std::move(r));
+        }
+        std::optional<store::EvalSummaryRow> summary;
+        if (request->has_summary()) {
+          const v1::EvalSummary& s = request->summary();
+          summary = store::EvalSummaryRow{s.dataset_path(), s.dataset_sha256(), s.repeat(),
+                                          s.examples(),     s.passed(),         s.error(),
+                                          s.report_json(),  s.baseline_run_id()};
+        }
+        auto id = deps_.evals->Report(a, request->step_index(), request->name(), rows, summary);
+        if (!id.ok()) return ToGrpc(id.status());
+        response->set_eval_run_id(*id);
+        return grpc::Status::OK;
+      });
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::EvalBaseline(grpc::CallbackServerContext* ctx,
                                                          const v1::EvalBaselineRequest* request,
                                                          v1::EvalBaselineResponse* response) {
-  return EvalUnary(this, ctx, request, [this, request, response](const store::LiveAttempt& a) {
-    if (request->name().empty() || request->name().size() > 128 || request->vs().empty() ||
-        request->vs().size() > 1024) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "EvalBaseline: name (1 to 128 bytes) and vs (a branch) are required");
-    }
-    auto b = deps_.evals->Baseline(a.repo_id, request->name(), request->vs());
-    if (!b.ok()) return ToGrpc(b.status());
-    if (!b->has_value()) return grpc::Status::OK;
-    response->set_found(true);
-    response->set_eval_run_id((*b)->run_id);
-    response->set_commit_sha((*b)->commit_sha);
-    for (const auto& [id, scores] : (*b)->examples) {
-      v1::EvalBaselineExample* e = response->add_examples();
-      e->set_example_id(id);
-      for (const auto& [metric, value] : scores) {
-        v1::EvalScore* s = e->add_scores();
-        s->set_metric(metric);
-        s->set_value(value);
-      }
-    }
-    return grpc::Status::OK;
-  });
+  return attempt_rpc::Unary(
+      this, ctx, request, deps_.evals != nullptr, kDisabled,
+      [this, request, response](const store::LiveAttempt& a) {
+        if (request->name().empty() || request->name().size() > 128 || request->vs().empty() ||
+            request->vs().size() > 1024) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "EvalBaseline: name (1 to 128 bytes) and vs (a branch) are required");
+        }
+        auto b = deps_.evals->Baseline(a.repo_id, request->name(), request->vs());
+        if (!b.ok()) return ToGrpc(b.status());
+        if (!b->has_value()) return grpc::Status::OK;
+        response->set_found(true);
+        response->set_eval_run_id((*b)->run_id);
+        response->set_commit_sha((*b)->commit_sha);
+        for (const auto& [id, scores] : (*b)->examples) {
+          v1::EvalBaselineExample* e = response->add_examples();
+          e->set_example_id(id);
+          for (const auto& [metric, value] : scores) {
+            v1::EvalScore* s = e->add_scores();
+            s->set_metric(metric);
+            s->set_value(value);
+          }
+        }
+        return grpc::Status::OK;
+      });
 }
 
 }  // namespace assay

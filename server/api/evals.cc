@@ -91,12 +91,21 @@ std::optional<Response> QueryId(Request& req, const char* name, int64_t& out) {
   return std::nullopt;
 }
 
-absl::StatusOr<std::optional<store::EvalRun>> RunById(const ApiDeps& d, Request& req) {
+// The run `id` (kNotFound "no eval N" when there is none).
+absl::StatusOr<store::EvalRun> RunOf(const ApiDeps& d, int64_t id) {
+  auto run = d.evals->Get(id);
+  if (!run.ok()) return run.status();
+  if (!run->has_value()) return absl::NotFoundError(absl::StrCat("no eval ", id));
+  return **run;
+}
+
+// The run of the path's {id}.
+absl::StatusOr<store::EvalRun> RunById(const ApiDeps& d, Request& req) {
   int64_t id = 0;
   if (!absl::SimpleAtoi(req.path_params["id"], &id) || id <= 0) {
     return absl::InvalidArgumentError("eval id must be a positive integer");
   }
-  return d.evals->Get(id);
+  return RunOf(d, id);
 }
 
 }  // namespace
@@ -143,18 +152,14 @@ void RegisterEvalRoutes(http::Router& router, const ApiDeps& d) {
                if (d.evals == nullptr) return Unavailable();
                auto run = RunById(d, req);
                if (!run.ok()) return http::StatusToResponse(run.status());
-               if (!run->has_value()) {
-                 return ErrorResponse(404, "not_found",
-                                      absl::StrCat("no eval ", req.path_params["id"]));
-               }
                const std::string which = req.Query("examples").value_or("all");
                if (which != "all" && which != "failed" && which != "none") {
                  return ErrorResponse(400, "invalid_argument",
                                       "query parameter 'examples' must be all, failed or none");
                }
-               json::object body = RunJson(**run);
+               json::object body = RunJson(*run);
                if (which != "none") {
-                 auto examples = d.evals->Examples((*run)->id);
+                 auto examples = d.evals->Examples(run->id);
                  if (!examples.ok()) return http::StatusToResponse(examples.status());
                  json::array list;
                  for (const auto& e : *examples) {
@@ -169,11 +174,7 @@ void RegisterEvalRoutes(http::Router& router, const ApiDeps& d) {
                if (d.evals == nullptr) return Unavailable();
                auto run = RunById(d, req);
                if (!run.ok()) return http::StatusToResponse(run.status());
-               if (!run->has_value()) {
-                 return ErrorResponse(404, "not_found",
-                                      absl::StrCat("no eval ", req.path_params["id"]));
-               }
-               const store::EvalRun& cand = **run;
+               const store::EvalRun& cand = *run;
                // The baseline: an id, a branch, the gate's baseline, or the default branch's last
                // run.
                std::optional<store::EvalRun> base;

@@ -67,16 +67,23 @@ struct Run {
   std::string log;
 };
 
-Run RunEval(Cluster& c, GitRepo& repo, const std::string& pipeline_file,
-            const std::string& dataset = kDataset, const std::string& delivery = "d-1") {
-  const int64_t id = PushFiles(
-      c, repo, {{".assay.yml", pipeline_file}, {"model.py", kModel}, {"evals/qa.jsonl", dataset}},
-      delivery);
+// Pushes `files`, waits for the pipeline, and returns it with job `job` and its log.
+Run PushAndWait(Cluster& c, GitRepo& repo,
+                const std::vector<std::pair<std::string, std::string>>& files,
+                const std::string& job, const std::string& delivery) {
+  const int64_t id = PushFiles(c, repo, files, delivery);
   Run r;
   r.pipeline = MUST(c.WaitForPipelineDone(id));
-  r.job = Job(r.pipeline, "qa");
+  r.job = Job(r.pipeline, job);
   r.log = MUST(c.JobLog(r.job.at("id").as_int64()));
   return r;
+}
+
+Run RunEval(Cluster& c, GitRepo& repo, const std::string& pipeline_file,
+            const std::string& dataset = kDataset, const std::string& delivery = "d-1") {
+  return PushAndWait(
+      c, repo, {{".assay.yml", pipeline_file}, {"model.py", kModel}, {"evals/qa.jsonl", dataset}},
+      "qa", delivery);
 }
 
 TEST_CASE("eval: a model command answers the dataset, the gate passes and the log says why",
@@ -212,17 +219,12 @@ TEST_CASE(
   MUST(c.StartAgent("a1"));
   MUST(c.WaitForAgents(1));
   auto push = [&](const std::string& quality, const std::string& delivery) {
-    const int64_t id = PushFiles(c, repo,
-                                 {{".assay.yml", kRelativePipeline},
-                                  {"model.py", kTunableModel},
-                                  {"quality.txt", quality},
-                                  {"evals/qa.jsonl", TwentyQuestions()}},
-                                 delivery);
-    Run r;
-    r.pipeline = MUST(c.WaitForPipelineDone(id));
-    r.job = Job(r.pipeline, "qa");
-    r.log = MUST(c.JobLog(r.job.at("id").as_int64()));
-    return r;
+    return PushAndWait(c, repo,
+                       {{".assay.yml", kRelativePipeline},
+                        {"model.py", kTunableModel},
+                        {"quality.txt", quality},
+                        {"evals/qa.jsonl", TwentyQuestions()}},
+                       "qa", delivery);
   };
   Run first = push("good", "d-1");
   INFO(first.log << "\n" << c.LogTails());
@@ -329,12 +331,7 @@ TEST_CASE(
   MUST(c.WaitForAgents(1));
   const int port = testing::FreePort();
   auto push = [&](const std::string& prompt, const std::string& delivery) {
-    const int64_t id = PushFiles(c, repo, LlmAppFiles(port, prompt), delivery);
-    Run r;
-    r.pipeline = MUST(c.WaitForPipelineDone(id));
-    r.job = Job(r.pipeline, "eval");
-    r.log = MUST(c.JobLog(r.job.at("id").as_int64()));
-    return r;
+    return PushAndWait(c, repo, LlmAppFiles(port, prompt), "eval", delivery);
   };
   Run good = push("", "d-1");
   INFO(good.log << "\n" << c.LogTails());
