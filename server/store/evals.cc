@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/evals/data/text.h"
 #include "common/evals/eval_spec.h"
 
 namespace assay::store {
@@ -83,14 +84,6 @@ EvalScores ScoresFrom(const std::string& text) {
   return out;
 }
 
-bool ValidUtf8(std::string_view s) {
-  boost::system::error_code ec;
-  json::value v = json::parse(json::serialize(json::string(s)), ec);
-  (void)v;
-  // json::string holds bytes; serialize escapes nothing invalid, so parse fails on bad UTF-8.
-  return !ec;
-}
-
 absl::Status CheckExample(const EvalExampleRow& e) {
   auto bad = [&](std::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("example ", e.index, ": ", std::string(what)));
@@ -105,7 +98,7 @@ absl::Status CheckExample(const EvalExampleRow& e) {
     }
   }
   for (const std::string* t : {&e.example_id, &e.input, &e.expected, &e.output, &e.error}) {
-    if (t->find('\0') != std::string::npos || !ValidUtf8(*t)) {
+    if (t->find('\0') != std::string::npos || !evals::IsValidUtf8(*t)) {
       return bad("a text holds a NUL byte or is not UTF-8");
     }
   }
@@ -176,7 +169,7 @@ absl::StatusOr<int64_t> EvalStore::Report(const LiveAttempt& a, int step_index,
   if (step_index < 0 || step_index > kMaxEvalStepIndex) {
     return absl::InvalidArgumentError(absl::StrCat("step_index ", step_index, " out of range"));
   }
-  if (name.empty() || name.size() > 128 || !ValidUtf8(name)) {
+  if (name.empty() || name.size() > 128 || !evals::IsValidUtf8(name)) {
     return absl::InvalidArgumentError("name must be 1 to 128 bytes of UTF-8");
   }
   if (examples.size() > kMaxEvalPieceExamples) {
@@ -201,7 +194,7 @@ absl::StatusOr<int64_t> EvalStore::Report(const LiveAttempt& a, int step_index,
       return absl::InvalidArgumentError("summary: report_json is not a JSON object");
     }
     for (const std::string* t : {&s.dataset_path, &s.dataset_sha256, &s.error}) {
-      if (t->size() > kMaxEvalText || !ValidUtf8(*t)) {
+      if (t->size() > kMaxEvalText || !evals::IsValidUtf8(*t)) {
         return absl::InvalidArgumentError("summary: a text is too long or not UTF-8");
       }
     }

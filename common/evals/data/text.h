@@ -4,6 +4,7 @@
 // JavaScript's rules), and short quotes for messages. Pure functions, no I/O.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,9 @@ inline std::string_view Sv(absl::string_view s) { return std::string_view(s.data
 // True when `text` is well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF).
 // On false, `*bad_offset` (when given) is the byte offset of the first bad sequence.
 bool IsValidUtf8(std::string_view text, size_t* bad_offset = nullptr);
+
+// Appends code point `cp` (at most 0x10FFFF, not a surrogate) to `out` as UTF-8.
+void AppendUtf8(uint32_t cp, std::string* out);
 
 // JavaScript's String.prototype.toLowerCase over UTF-8, for the scripts that have case:
 // ASCII, Latin-1, Latin Extended-A and Additional, Greek (final sigma included: a capital
