@@ -515,10 +515,13 @@ absl::StatusOr<evals::AssertionSet> CompileAssertions(const Example& e) {
   return evals::AssertionSet::Compile(*std::move(rendered));
 }
 
-}  // namespace
-
-std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, const Example& e,
-                                                        std::string_view output, bool* passed) {
+// ScoreOutput with the regex metric's pattern and the example's assertions compiled by the
+// caller (once per run and once per example, not once per output); null where not used.
+std::vector<std::pair<std::string, double>> ScoreCompiled(const EvalSpec& spec, const Example& e,
+                                                          std::string_view output,
+                                                          const evals::SafeRegex* regex,
+                                                          const evals::AssertionSet* asserts,
+                                                          bool* passed) {
   std::vector<std::pair<std::string, double>> scores;
   bool all = true;
   const std::string expected = e.expected.value_or("");
@@ -532,8 +535,7 @@ std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, co
               ? 1
               : 0;
     } else if (m == "regex") {
-      absl::StatusOr<evals::SafeRegex> re = evals::SafeRegex::Compile(spec.regex);
-      s = re.ok() && re->PartialMatch(output) ? 1 : 0;
+      s = regex != nullptr && regex->PartialMatch(output) ? 1 : 0;
     } else if (m == "json_valid") {
       s = evals::IsJson(output) ? 1 : 0;
     } else if (m == "bleu") {
@@ -546,8 +548,7 @@ std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, co
       s = evals::EditSimilarity(output, expected);
     } else if (m == "assertions") {
       if (e.asserts.empty()) continue;
-      absl::StatusOr<evals::AssertionSet> set = CompileAssertions(e);
-      s = set.ok() && set->Run(output).pass ? 1 : 0;
+      s = asserts != nullptr && asserts->Run(output).pass ? 1 : 0;
     } else {
       continue;  // a run-level metric (latency, tokens, cost, error_rate)
     }
@@ -556,6 +557,26 @@ std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, co
   }
   if (passed != nullptr) *passed = all;
   return scores;
+}
+
+// The per-example metrics of `spec` for `e`, each 0: an example without an answer.
+std::vector<std::pair<std::string, double>> ZeroScores(const EvalSpec& spec, const Example& e) {
+  std::vector<std::pair<std::string, double>> scores;
+  for (const std::string& m : spec.metrics) {
+    if (!PerExample(m) || (m == "assertions" && e.asserts.empty())) continue;
+    scores.emplace_back(m, 0);
+  }
+  return scores;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, const Example& e,
+                                                        std::string_view output, bool* passed) {
+  absl::StatusOr<evals::SafeRegex> regex = evals::SafeRegex::Compile(spec.regex);
+  absl::StatusOr<evals::AssertionSet> asserts = CompileAssertions(e);
+  return ScoreCompiled(spec, e, output, regex.ok() ? &*regex : nullptr,
+                       asserts.ok() ? &*asserts : nullptr, passed);
 }
 
 void Summarize(const EvalSpec& spec, EvalReport& r) {
@@ -787,12 +808,17 @@ struct EvalRun {
         }
       }
     }
+    // Compiled once here, used for every output.
+    std::optional<evals::SafeRegex> regex;
     if (!spec.regex.empty()) {
       absl::StatusOr<evals::SafeRegex> re = evals::SafeRegex::Compile(spec.regex);
       if (!re.ok())
         return absl::InvalidArgumentError(absl::StrCat("regex: ", re.status().message()));
+      regex = *std::move(re);
     }
-    for (const Example& e : examples) {
+    std::vector<std::optional<evals::AssertionSet>> asserts(examples.size());
+    for (size_t i = 0; i < examples.size(); ++i) {
+      const Example& e = examples[i];
       if (e.asserts.empty()) continue;
       absl::StatusOr<evals::AssertionSet> set = CompileAssertions(e);
       if (!set.ok()) {
@@ -800,6 +826,7 @@ struct EvalRun {
             absl::StrCat(spec.dataset.empty() ? "tests" : spec.dataset, ":", e.line, ": example ",
                          e.id, ": ", set.status().message()));
       }
+      asserts[i] = *std::move(set);
     }
     // The prompts.
     std::string tmpl;
@@ -847,14 +874,14 @@ struct EvalRun {
         bool passed = false;
         std::vector<std::pair<std::string, double>> scores;
         if (a.ok) {
-          scores = ScoreOutput(spec, e, a.output, &passed);
+          scores = ScoreCompiled(spec, e, a.output, regex ? &*regex : nullptr,
+                                 asserts[i] ? &*asserts[i] : nullptr, &passed);
           ++o.answered;
           latency += a.latency_ms;
           o.input_tokens += a.input_tokens;
           o.output_tokens += a.output_tokens;
         } else {
-          scores = ScoreOutput(spec, e, "", nullptr);
-          for (auto& [name, s] : scores) s = 0;
+          scores = ZeroScores(spec, e);
           o.error = a.error.empty() ? "not asked: the run stopped early" : a.error;
         }
         if (passed) ++o.passes;
