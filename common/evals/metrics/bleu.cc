@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/evals/metrics/ref_streams.h"
 #include "common/evals/metrics/text_metrics.h"
 #include "common/evals/metrics/unicode.h"
 
@@ -232,17 +233,10 @@ BleuStats SentenceBleuStats(std::string_view hyp, const std::vector<std::string>
 std::vector<BleuStats> CorpusBleuStats(const std::vector<std::string>& hyps,
                                        const std::vector<std::vector<std::string>>& ref_streams,
                                        const BleuOptions& options) {
-  std::vector<BleuStats> out;
-  out.reserve(hyps.size());
-  std::vector<std::string> refs;
-  for (size_t i = 0; i < hyps.size(); ++i) {
-    refs.clear();
-    for (const auto& stream : ref_streams) {
-      if (i < stream.size()) refs.push_back(stream[i]);
-    }
-    out.push_back(SentenceBleuStats(hyps[i], refs, options));
-  }
-  return out;
+  return internal::PerHypothesis<BleuStats>(
+      hyps, ref_streams, [&](const std::string& hyp, const std::vector<std::string>& refs) {
+        return SentenceBleuStats(hyp, refs, options);
+      });
 }
 
 BleuScore BleuFromStats(const std::array<int64_t, 4>& counts, const std::array<int64_t, 4>& totals,

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/evals/metrics/ref_streams.h"
 #include "common/evals/metrics/text_metrics.h"
 #include "common/evals/metrics/unicode.h"
 
@@ -203,17 +204,10 @@ ChrfStats SentenceChrfStats(std::string_view hyp, const std::vector<std::string>
 std::vector<ChrfStats> CorpusChrfStats(const std::vector<std::string>& hyps,
                                        const std::vector<std::vector<std::string>>& ref_streams,
                                        const ChrfOptions& options) {
-  std::vector<ChrfStats> out;
-  out.reserve(hyps.size());
-  std::vector<std::string> refs;
-  for (size_t i = 0; i < hyps.size(); ++i) {
-    refs.clear();
-    for (const auto& stream : ref_streams) {
-      if (i < stream.size()) refs.push_back(stream[i]);
-    }
-    out.push_back(SentenceChrfStats(hyps[i], refs, options));
-  }
-  return out;
+  return internal::PerHypothesis<ChrfStats>(
+      hyps, ref_streams, [&](const std::string& hyp, const std::vector<std::string>& refs) {
+        return SentenceChrfStats(hyp, refs, options);
+      });
 }
 
 double ChrfFromStats(const ChrfStats& stats, const ChrfOptions& options) {
