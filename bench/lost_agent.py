@@ -158,7 +158,8 @@ class Bench:
                              '--http-listen', '127.0.0.1:%d' % http,
                              '--grpc-listen', '127.0.0.1:%d' % grpc,
                              '--database-url', self.dsn(db), '--data-dir', d + '/server',
-                             '--allow-shared-agent-token', '--grpc-insecure'] + flags,
+                             '--allow-shared-agent-token', '--grpc-insecure',
+                             '--allow-local-repos'] + flags,  # the repository is a file:// URL
                             d + '/server.log',
                             # Tokens through the environment: never on a command line.
                             dict(os.environ, ASSAY_ADMIN_TOKEN=ADMIN,
@@ -187,7 +188,8 @@ class Bench:
             agents[name] = self.start(
                 [os.path.join(self.a.build_dir, 'agent/assay-agent'), '--server',
                  '127.0.0.1:%d' % grpc, '--grpc-insecure', '--name', name, '--slots', '1',
-                 '--work-dir', '%s/%s' % (d, name), '--kill-grace', '1s'] + job_user,
+                 '--work-dir', '%s/%s' % (d, name), '--kill-grace', '1s',
+                 '--executors', 'host', '--allow-local-repos'] + job_user,
                 '%s/%s.log' % (d, name), env)
         self.wait('2 agents', lambda: (healthz() or {}).get('agents') == 2, 30)
 
