@@ -27,6 +27,7 @@
 #include "agent/job_scope.h"
 #include "agent/job_secrets.h"
 #include "agent/lifecycle.h"
+#include "agent/train_step.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
 #include "common/crypto/agent_secret.h"
@@ -790,6 +791,49 @@ void AttachEvalDrivers(const v1::Assignment& a, const std::string& ws,
   }
 }
 
+// Issue 10: the driver of each `train:` step (agent/train_step.h).
+void AttachTrainDrivers(const v1::Assignment& a, const std::string& ws,
+                        const std::optional<JobIdentity>& user, const JobLogFn& log,
+                        v1::AgentService::StubInterface* stub, const std::string& bearer,
+                        LocalChunkCache* chunks, JobRunRequest& req) {
+  std::vector<std::string> values;
+  for (const v1::JobSecret& s : a.secrets()) {
+    if (s.withheld().empty()) values.push_back(s.value());
+  }
+  // Lines of the metrics file are quoted in warnings: masked like the job's output.
+  auto masker = std::make_shared<const SecretMasker>(values);
+  for (int i = 0; i < a.steps_size() && i < static_cast<int>(req.steps.size()); ++i) {
+    if (!a.steps(i).promote_json().empty()) {
+      TrainStepContext ctx;
+      ctx.step_index = i;
+      ctx.log = log;
+      ctx.stub = stub;
+      ctx.bearer = bearer;
+      ctx.assignment = a;
+      req.steps[i].driver = MakePromoteDriver(std::move(ctx));
+      continue;
+    }
+    if (a.steps(i).train_json().empty()) continue;
+    absl::StatusOr<evals::TrainSpec> spec = evals::TrainSpecFromJson(a.steps(i).train_json());
+    if (!spec.ok()) {
+      auto driver = std::make_shared<StepDriver>();
+      driver->start = [status = spec.status()]() -> absl::StatusOr<std::string> { return status; };
+      req.steps[i].driver = std::move(driver);
+      continue;
+    }
+    TrainStepContext ctx;
+    ctx.workspace = ws;
+    ctx.step_index = i;
+    ctx.user = user;
+    ctx.log = [log, masker](std::string_view text) { log(masker->MaskAll(text)); };
+    ctx.stub = stub;
+    ctx.bearer = bearer;
+    ctx.assignment = a;
+    ctx.chunks = chunks;
+    req.steps[i].driver = MakeTrainDriver(*std::move(spec), std::move(ctx));
+  }
+}
+
 }  // namespace
 
 void Agent::RunJob(int64_t job_id) {
@@ -895,6 +939,7 @@ void Agent::RunJob(int64_t job_id) {
       EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
     } else {
       AttachEvalDrivers(a, ws, opts_.job_user, log, stub_.get(), bearer_, req);
+      AttachTrainDrivers(a, ws, opts_.job_user, log, stub_.get(), bearer_, chunk_cache_.get(), req);
       // Where the steps run (docs/executors.md): a container for a job with an image, else the
       // sandbox or the host, as this agent's --executors allow.
       std::unique_ptr<ContainerExecutor> container = ContainerExecutorFor(

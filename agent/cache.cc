@@ -392,46 +392,54 @@ absl::StatusOr<JobCacheState> Restore(v1::AgentService::StubInterface* stub,
                      req.restore_keys_size() > 0 ? " nor its restore_keys" : "", "\n"));
     return state;
   }
+  absl::StatusOr<RestoredFiles> restored =
+      RestoreFiles(stub, bearer, a, workspace, user, local, resp.files(), "cache", cancel, options);
+  if (!restored.ok()) return warn(restored.status().message());
+  log(absl::StrCat("assay: cache: restored ", resp.files_size(), " file",
+                   resp.files_size() == 1 ? "" : "s", ", ", FormatMiB(restored->bytes),
+                   " MiB from key '", absl::CEscape(resp.key()), "' (scope ",
+                   absl::CEscape(resp.scope()), resp.exact() ? "" : ", a restore_keys prefix",
+                   "), ", FormatMiB(restored->downloaded), " MiB downloaded\n"));
+  return state;
+}
+
+}  // namespace
+
+absl::StatusOr<RestoredFiles> RestoreFiles(
+    v1::AgentService::StubInterface* stub, const std::string& bearer, const v1::Assignment& a,
+    const std::string& workspace, const std::optional<JobIdentity>& user, LocalChunkCache* local,
+    const google::protobuf::RepeatedPtrField<v1::ArtifactFile>& files, std::string_view what,
+    CancelFlag& cancel, const CacheTransferOptions& options) {
   // 1. Every entry is checked before anything is written.
   v1::ArtifactManifest manifest;
   v1::JobArtifacts* entry = manifest.add_jobs();
-  entry->set_job_name("cache");
-  *entry->mutable_files() = resp.files();
-  if (absl::Status s = ValidateArtifactManifest(manifest); !s.ok()) return warn(s.message());
+  entry->set_job_name(std::string(what));
+  *entry->mutable_files() = files;
+  ASSAY_RETURN_IF_ERROR(ValidateArtifactManifest(manifest));
   // 2. The chunks this agent lacks, into its local copy.
   std::unique_ptr<LocalChunkCache> scratch;
   if (local == nullptr) {
-    auto tmp = LocalChunkCache::Open(workspace + ".cache-chunks", 0);
-    if (!tmp.ok()) return warn(tmp.status().message());
-    scratch = *std::move(tmp);
+    ASSAY_ASSIGN_OR_RETURN(scratch, LocalChunkCache::Open(workspace + ".cache-chunks", 0));
     local = scratch.get();
   }
   LocalChunkCache::Pin pin(local);
   std::vector<std::string> want;
   std::set<std::string> seen;
-  for (const v1::ArtifactFile& f : resp.files()) {
+  for (const v1::ArtifactFile& f : files) {
     for (const std::string& c : f.chunks()) {
       if (seen.insert(c).second && !local->Has(c)) want.push_back(c);
     }
   }
-  absl::StatusOr<uint64_t> fetched = FetchChunks(stub, bearer, a, want, *local, cancel, options);
-  if (!fetched.ok()) return warn(fetched.status().message());
+  RestoredFiles out;
+  ASSAY_ASSIGN_OR_RETURN(out.downloaded,
+                         FetchChunks(stub, bearer, a, want, *local, cancel, options));
   // 3. The files, each checked against its hash before it is renamed into place.
   std::optional<ArtifactWriter::Owner> writer_owner;
   if (user.has_value()) writer_owner = ArtifactWriter::Owner{user->uid, user->gid};
-  absl::StatusOr<ArtifactWriter> writer = ArtifactWriter::Open(workspace, writer_owner);
-  if (!writer.ok()) return warn(writer.status().message());
-  absl::StatusOr<uint64_t> bytes = WriteCacheFiles(resp.files(), *local, *writer, cancel);
-  if (!bytes.ok()) return warn(bytes.status().message());
-  log(absl::StrCat("assay: cache: restored ", resp.files_size(), " file",
-                   resp.files_size() == 1 ? "" : "s", ", ", FormatMiB(*bytes), " MiB from key '",
-                   absl::CEscape(resp.key()), "' (scope ", absl::CEscape(resp.scope()),
-                   resp.exact() ? "" : ", a restore_keys prefix", "), ", FormatMiB(*fetched),
-                   " MiB downloaded\n"));
-  return state;
+  ASSAY_ASSIGN_OR_RETURN(ArtifactWriter writer, ArtifactWriter::Open(workspace, writer_owner));
+  ASSAY_ASSIGN_OR_RETURN(out.bytes, WriteCacheFiles(files, *local, writer, cancel));
+  return out;
 }
-
-}  // namespace
 
 absl::StatusOr<JobCacheState> RestoreJobCache(
     v1::AgentService::StubInterface* stub, const std::string& bearer, const v1::Assignment& a,

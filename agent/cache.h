@@ -101,6 +101,24 @@ absl::StatusOr<uint64_t> WriteCacheFiles(
     const google::protobuf::RepeatedPtrField<v1::ArtifactFile>& files, LocalChunkCache& local,
     ArtifactWriter& writer, CancelFlag& cancel);
 
+struct CacheTransferOptions;
+
+struct RestoredFiles {
+  uint64_t bytes = 0;       // written
+  uint64_t downloaded = 0;  // of chunks this agent lacked
+};
+
+// Writes `files` (a manifest the server gave this attempt: a cache entry, a checkpoint) into
+// `workspace`: every path checked first (ValidateArtifactManifest; `what` names the manifest in
+// errors), the chunks `local` lacks downloaded into it (a scratch copy beside the workspace when
+// null), each file checked against its size and SHA-256 before it is renamed into place, and
+// given to `user`.
+absl::StatusOr<RestoredFiles> RestoreFiles(
+    v1::AgentService::StubInterface* stub, const std::string& bearer, const v1::Assignment& a,
+    const std::string& workspace, const std::optional<JobIdentity>& user, LocalChunkCache* local,
+    const google::protobuf::RepeatedPtrField<v1::ArtifactFile>& files, std::string_view what,
+    CancelFlag& cancel, const CacheTransferOptions& options);
+
 // What RestoreJobCache learned, for SaveJobCache.
 struct JobCacheState {
   bool active = false;  // the job has a cache whose key evaluated

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "agent/artifact_paths.h"
+#include "common/base/status.h"
 #include "common/crypto/crypto.h"
 #include "common/evals/data/assertions.h"
 #include "common/evals/data/dataset.h"
@@ -89,6 +90,8 @@ struct Answer {
   std::string error;
   double latency_ms = 0;
   int64_t input_tokens = 0, output_tokens = 0;
+  std::optional<double> judge;  // the judge's score of `output`, with the judge metric
+  std::string judge_error;      // why there is none
 };
 
 // The usage of a reply ({"input_tokens","output_tokens"} or OpenAI's prompt/completion names);
@@ -487,7 +490,7 @@ bool Binary(std::string_view metric) {
 
 bool PerExample(std::string_view metric) {
   return Binary(metric) || metric == "bleu" || metric == "chrf" || metric == "rouge_l" ||
-         metric == "edit_similarity";
+         metric == "edit_similarity" || metric == "judge";
 }
 
 bool NeedsExpected(std::string_view metric) {
@@ -517,11 +520,9 @@ absl::StatusOr<evals::AssertionSet> CompileAssertions(const Example& e) {
 
 // ScoreOutput with the regex metric's pattern and the example's assertions compiled by the
 // caller (once per run and once per example, not once per output); null where not used.
-std::vector<std::pair<std::string, double>> ScoreCompiled(const EvalSpec& spec, const Example& e,
-                                                          std::string_view output,
-                                                          const evals::SafeRegex* regex,
-                                                          const evals::AssertionSet* asserts,
-                                                          bool* passed) {
+std::vector<std::pair<std::string, double>> ScoreCompiled(
+    const EvalSpec& spec, const Example& e, std::string_view output, const evals::SafeRegex* regex,
+    const evals::AssertionSet* asserts, bool* passed, std::optional<double> judge = {}) {
   std::vector<std::pair<std::string, double>> scores;
   bool all = true;
   const std::string expected = e.expected.value_or("");
@@ -549,6 +550,9 @@ std::vector<std::pair<std::string, double>> ScoreCompiled(const EvalSpec& spec, 
     } else if (m == "assertions") {
       if (e.asserts.empty()) continue;
       s = asserts != nullptr && asserts->Run(output).pass ? 1 : 0;
+    } else if (m == "judge") {
+      s = judge.value_or(0);  // no score (the judge failed): 0, as for an unanswered example
+      if (!spec.judge.has_value() || s < spec.judge->threshold) all = false;
     } else {
       continue;  // a run-level metric (latency, tokens, cost, error_rate)
     }
@@ -557,6 +561,138 @@ std::vector<std::pair<std::string, double>> ScoreCompiled(const EvalSpec& spec, 
   }
   if (passed != nullptr) *passed = all;
   return scores;
+}
+
+// ---- LLM-as-judge. ----
+
+constexpr char kJudgeSystem[] =
+    "You grade an answer against a rubric. Reply with only a JSON object: "
+    "{\"score\": <a number from 0 to 1>, \"reason\": \"<one sentence>\"}.";
+
+// The judge's reply text as a score: a JSON object (alone, or inside a ``` fence or other
+// text) with "score" in [0, 1], or else "pass": true/false (1/0).
+absl::StatusOr<double> JudgeScore(std::string_view content) {
+  const size_t open = content.find('{');
+  const size_t close = content.rfind('}');
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the judge's reply holds no JSON object: ", Cut(content.substr(0, 200))));
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(content.substr(open, close - open + 1), ec);
+  if (ec || !v.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the judge's reply is not JSON: ", Cut(content.substr(0, 200))));
+  }
+  const json::object& o = v.as_object();
+  if (const json::value* s = o.if_contains("score"); s != nullptr && s->is_number()) {
+    const double d = s->to_number<double>();
+    if (!(d >= 0 && d <= 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("the judge's score ", d, " is not in [0, 1]"));
+    }
+    return d;
+  }
+  if (const json::value* p = o.if_contains("pass"); p != nullptr && p->is_bool()) {
+    return p->get_bool() ? 1.0 : 0.0;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("the judge's reply has no \"score\" or \"pass\": ",
+                                                 Cut(content.substr(0, 200))));
+}
+
+// Asks the judge about every answered item, `spec.concurrency` at a time, with the model's
+// timeout and retries; fills Answer::judge or Answer::judge_error.
+absl::Status RunJudge(const EvalSpec& spec, const EvalStepContext& ctx,
+                      const std::vector<Example>& examples, const std::vector<Item>& items,
+                      std::vector<Answer>& answers, CancelFlag& cancel) {
+  const evals::EvalJudgeSpec& j = *spec.judge;
+  std::string rubric = j.rubric;
+  if (!j.rubric_file.empty()) {
+    ASSAY_ASSIGN_OR_RETURN(
+        rubric, ReadWorkspaceFile(ctx, j.rubric_file, kMaxEvalPromptBytes, "rubric_file"));
+  }
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!j.api_key_secret.empty()) {
+    std::optional<std::string> key = ctx.secret ? ctx.secret(j.api_key_secret) : std::nullopt;
+    if (!key.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat("judge.api_key_secret '", j.api_key_secret,
+                                                        "' is not a secret of this job"));
+    }
+    headers.emplace_back("Authorization", "Bearer " + *key);
+  }
+  absl::Mutex mu;
+  size_t next = 0;
+  auto work = [&] {
+    for (;;) {
+      size_t i;
+      {
+        absl::MutexLock l(&mu);
+        while (next < items.size() && !answers[next].ok) ++next;
+        if (next >= items.size() || cancel.canceled()) return;
+        i = next++;
+      }
+      const Example& e = examples[items[i].example];
+      json::object body{
+          {"messages",
+           json::array{
+               json::object{{"role", "system"}, {"content", kJudgeSystem}},
+               json::object{{"role", "user"},
+                            {"content",
+                             absl::StrCat("Rubric:\n", rubric, "\n\nQuestion:\n", items[i].prompt,
+                                          "\n\nReference answer:\n", e.expected.value_or("(none)"),
+                                          "\n\nAnswer to grade:\n", answers[i].output)}}}},
+          {"temperature", 0}};
+      if (!j.model.empty()) body["model"] = j.model;
+      const std::string text = json::serialize(body);
+      std::string error;
+      std::optional<double> score;
+      for (int attempt = 0; attempt <= spec.retries && !score.has_value(); ++attempt) {
+        absl::StatusOr<HttpClientResponse> res =
+            HttpFetch("POST", j.url, headers, text, absl::Milliseconds(spec.timeout_ms));
+        if (!res.ok()) {
+          error = std::string(res.status().message());
+          continue;
+        }
+        if (res->status != 200) {
+          error = absl::StrCat("HTTP ", res->status, ": ", Cut(res->body.substr(0, 200)));
+          continue;
+        }
+        boost::system::error_code ec;
+        json::value parsed = json::parse(res->body, ec);
+        const json::value* content = nullptr;
+        if (!ec && parsed.is_object()) {
+          const json::value* choices = parsed.as_object().if_contains("choices");
+          if (choices != nullptr && choices->is_array() && !choices->as_array().empty() &&
+              choices->as_array()[0].is_object()) {
+            const json::value* m = choices->as_array()[0].as_object().if_contains("message");
+            content =
+                m != nullptr && m->is_object() ? m->as_object().if_contains("content") : nullptr;
+          }
+        }
+        if (content == nullptr || !content->is_string()) {
+          error = absl::StrCat("the judge's reply is not an OpenAI chat completion: ",
+                               Cut(res->body.substr(0, 200)));
+          continue;
+        }
+        absl::StatusOr<double> s = JudgeScore(std::string_view(content->as_string()));
+        if (s.ok()) {
+          score = *s;
+        } else {
+          error = std::string(s.status().message());
+        }
+      }
+      absl::MutexLock l(&mu);
+      if (score.has_value()) {
+        answers[i].judge = score;
+      } else {
+        answers[i].judge_error = std::move(error);
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int w = 0; w < spec.concurrency; ++w) workers.emplace_back(work);
+  for (std::thread& t : workers) t.join();
+  if (cancel.canceled()) return absl::CancelledError("canceled");
+  return absl::OkStatus();
 }
 
 // The per-example metrics of `spec` for `e`, each 0: an example without an answer.
@@ -570,6 +706,8 @@ std::vector<std::pair<std::string, double>> ZeroScores(const EvalSpec& spec, con
 }
 
 }  // namespace
+
+absl::StatusOr<double> ParseJudgeReply(std::string_view content) { return JudgeScore(content); }
 
 std::vector<std::pair<std::string, double>> ScoreOutput(const EvalSpec& spec, const Example& e,
                                                         std::string_view output, bool* passed) {
@@ -681,11 +819,12 @@ void Judge(const EvalSpec& spec,
         if (vs == g.vs && b.has_value()) base = &*b;
       }
       if (base == nullptr) {
-        parts.push_back(absl::StrCat("no baseline: no successful run of eval '", r.name, "' on ",
-                                     g.vs, " yet, so max_drop is not judged"));
+        parts.push_back(absl::StrCat(
+            "no baseline: no successful run of eval '", r.name, "' on ",
+            g.vs[0] == '@' ? absl::StrCat("the version at alias ", g.vs.substr(1)) : g.vs,
+            " yet, so max_drop is not judged"));
       } else {
-        bool higher = true;
-        evals::KnownMetric(g.metric, &higher);
+        const bool higher = evals::HigherIsBetter(g.metric);
         std::map<std::string, double> base_scores;
         for (const auto& [id, scores] : base->examples) {
           for (const auto& [name, s] : scores) {
@@ -857,6 +996,12 @@ struct EvalRun {
                            : command.Run(spec, examples, items, ledger, exited, cancel);
     if (absl::IsCancelled(ran)) return ran;
     std::vector<Answer> answers = ledger.Take();
+    if (spec.judge.has_value()) {
+      if (absl::Status judged = RunJudge(spec, ctx, examples, items, answers, cancel);
+          !judged.ok()) {
+        return judged;
+      }
+    }
     // Scoring, per example over its repeats.
     for (int i = 0; i < static_cast<int>(examples.size()); ++i) {
       const Example& e = examples[i];
@@ -875,7 +1020,8 @@ struct EvalRun {
         std::vector<std::pair<std::string, double>> scores;
         if (a.ok) {
           scores = ScoreCompiled(spec, e, a.output, regex ? &*regex : nullptr,
-                                 asserts[i] ? &*asserts[i] : nullptr, &passed);
+                                 asserts[i] ? &*asserts[i] : nullptr, &passed, a.judge);
+          if (!a.judge_error.empty() && o.error.empty()) o.error = "judge: " + a.judge_error;
           ++o.answered;
           latency += a.latency_ms;
           o.input_tokens += a.input_tokens;
@@ -897,46 +1043,52 @@ struct EvalRun {
     }
     if (!ran.ok()) report.error = std::string(ran.message());
     Summarize(spec, report);
-    std::vector<std::pair<std::string, std::optional<EvalBaseline>>> baselines;
-    for (const evals::EvalGate& g : spec.gates) {
-      if (g.vs.empty() || !ctx.baseline) continue;
-      bool have = false;
-      for (const auto& [vs, b] : baselines) have = have || vs == g.vs;
-      if (have) continue;
-      absl::StatusOr<std::optional<EvalBaseline>> b = ctx.baseline(spec.name, g.vs);
-      if (!b.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("cannot fetch the baseline on ", g.vs, ": ", b.status().message()));
-      }
-      baselines.emplace_back(g.vs, *std::move(b));
-    }
-    Judge(spec, baselines, report);
-    ctx.log(FormatEvalReport(report));
-    if (ctx.record) {
-      if (absl::Status recorded = ctx.record(report); !recorded.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("cannot record the eval's results: ", recorded.message()));
-      }
-    }
-    if (!ran.ok()) return ran;
-    if (!report.passed) {
-      int failed = 0;
-      std::string first;
-      for (const EvalGateVerdict& v : report.verdicts) {
-        if (v.passed) continue;
-        if (failed++ == 0) first = v.explanation;
-      }
-      return absl::FailedPreconditionError(absl::StrCat("eval ", spec.name, ": ", failed, " of ",
-                                                        report.verdicts.size(),
-                                                        " gates failed: ", first));
-    }
-    return absl::OkStatus();
+    return ConcludeEval(spec, ctx, report, ran);
   }
 };
 
 }  // namespace
 
+absl::Status ConcludeEval(const EvalSpec& spec, const EvalStepContext& ctx, EvalReport& report,
+                          const absl::Status& ran) {
+  std::vector<std::pair<std::string, std::optional<EvalBaseline>>> baselines;
+  for (const evals::EvalGate& g : spec.gates) {
+    if (g.vs.empty() || !ctx.baseline) continue;
+    bool have = false;
+    for (const auto& [vs, b] : baselines) have = have || vs == g.vs;
+    if (have) continue;
+    absl::StatusOr<std::optional<EvalBaseline>> b = ctx.baseline(spec.name, g.vs);
+    if (!b.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot fetch the baseline on ", g.vs, ": ", b.status().message()));
+    }
+    baselines.emplace_back(g.vs, *std::move(b));
+  }
+  Judge(spec, baselines, report);
+  ctx.log(FormatEvalReport(report));
+  if (ctx.record) {
+    if (absl::Status recorded = ctx.record(report); !recorded.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot record the eval's results: ", recorded.message()));
+    }
+  }
+  if (!ran.ok()) return ran;
+  if (!report.passed) {
+    int failed = 0;
+    std::string first;
+    for (const EvalGateVerdict& v : report.verdicts) {
+      if (v.passed) continue;
+      if (failed++ == 0) first = v.explanation;
+    }
+    return absl::FailedPreconditionError(absl::StrCat("eval ", spec.name, ": ", failed, " of ",
+                                                      report.verdicts.size(),
+                                                      " gates failed: ", first));
+  }
+  return absl::OkStatus();
+}
+
 std::shared_ptr<StepDriver> MakeEvalDriver(EvalSpec spec, EvalStepContext ctx) {
+  if (!spec.ingest_format.empty()) return MakeIngestDriver(std::move(spec), std::move(ctx));
   auto run = std::make_shared<EvalRun>();
   run->spec = std::move(spec);
   run->ctx = std::move(ctx);

@@ -103,11 +103,38 @@ struct EvalStepContext {
 
 std::shared_ptr<StepDriver> MakeEvalDriver(evals::EvalSpec spec, EvalStepContext ctx);
 
+// An eval with `ingest` (agent/eval_ingest.cc): its process is a no-op; the driver reads the
+// files an earlier step's suite wrote, and gates on them as any eval does.
+std::shared_ptr<StepDriver> MakeIngestDriver(evals::EvalSpec spec, EvalStepContext ctx);
+
+// The report of an ingest: the files `spec.ingest_path` selects in `workspace` (only files
+// `owner` owns, when set), each read whole (at most 64 MiB), in path order.
+//   junit:   an example per test case (id "SUITE::CLASS::NAME", " #2" for a repeat), passed
+//            unless failed or errored, scored pass_rate 1 or 0 (skipped cases are not); metrics
+//            tests, passed, failures, errors, skipped, pass_rate (mean over the cases not
+//            skipped, with its 95 % interval), time_s (the sum).
+//   lm_eval: an example and a metric per "TASK/METRIC[,FILTER]" (",none" left out), its value
+//            the harness's; the interval value ± 1.96 × its stderr when the file has one.
+// dataset_path is the glob, dataset_sha256 the SHA-256 over every file's bytes in order.
+// Errors name the file: no file matched, a parse error, a metric in two files.
+absl::StatusOr<EvalReport> IngestReport(const evals::EvalSpec& spec, const std::string& workspace,
+                                        std::optional<uid_t> owner);
+
+// Fetches the baselines the gates name, judges, logs the report, records it, and gives the
+// step's status (`ran` when not OK, else OK or the failed gates). Shared by both drivers.
+absl::Status ConcludeEval(const evals::EvalSpec& spec, const EvalStepContext& ctx,
+                          EvalReport& report, const absl::Status& ran);
+
 // Scoring and judging, apart from any model (tests use them directly).
 // The per-example scores of `output` for `spec`'s metrics (assertions included).
 std::vector<std::pair<std::string, double>> ScoreOutput(const evals::EvalSpec& spec,
                                                         const evals::Example& example,
                                                         std::string_view output, bool* passed);
+// The score in a judge's reply text (docs/evals.md "LLM-as-judge"): a JSON object, alone or
+// inside other text or a ``` fence, with "score" in [0, 1], or else "pass" (true 1, false 0).
+// kInvalidArgument naming what is wrong, quoting at most 200 bytes of the reply.
+absl::StatusOr<double> ParseJudgeReply(std::string_view content);
+
 // Summaries of the metrics, then the verdict of each gate against `baseline` (may be null).
 void Summarize(const evals::EvalSpec& spec, EvalReport& report);
 // `baselines`: per gate's `vs`, its baseline (nullopt: none found).

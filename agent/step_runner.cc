@@ -490,8 +490,9 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
       case StopReason::kNone:
       case StopReason::kDriverDone: break;
     }
-    if (end->driven.has_value()) {  // the driver decides, whatever the process's exit status
-      if (end->driven->ok()) continue;
+    const bool process_counts = step.driver != nullptr && step.driver->process_must_succeed;
+    if (end->driven.has_value() && !process_counts) {  // the driver decides, whatever the
+      if (end->driven->ok()) continue;                 // process's exit status
       return {JobRunOutcome::kFailed, 1,
               absl::StrCat("step ", Quoted(step), " failed: ", end->driven->message()),
               static_cast<int>(step_index)};
@@ -505,6 +506,15 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
       return {JobRunOutcome::kFailed, exit.exit_code,
               absl::StrCat("step ", Quoted(step), " exited with code ", exit.exit_code),
               static_cast<int>(step_index)};
+    }
+    if (process_counts) {
+      absl::Status s = end->driven.value_or(absl::OkStatus());
+      if (s.ok() && step.driver->after_success) s = step.driver->after_success();
+      if (!s.ok()) {
+        return {JobRunOutcome::kFailed, 1,
+                absl::StrCat("step ", Quoted(step), " failed: ", s.message()),
+                static_cast<int>(step_index)};
+      }
     }
   }
   return {JobRunOutcome::kSucceeded, 0, ""};

@@ -51,6 +51,12 @@ struct StepDriver {
   // true: the process never ends by itself (a server, a sleep): once the driver is done it is
   // stopped at once instead of after kill_grace.
   bool stop_when_done = false;
+  // true (a `train:` step): the process's exit status counts as a plain step's (killed by a
+  // signal or a non-zero exit fails the step, with the same message), and the driver's status
+  // counts too; then, when both succeeded, `after_success` runs on the job's thread and its
+  // error fails the step ("step "<name>" failed: <message>").
+  bool process_must_succeed = false;
+  std::function<absl::Status()> after_success;
 };
 
 struct StepSpecToRun {

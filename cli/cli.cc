@@ -25,6 +25,7 @@
 #include "cli/log_follow.h"
 #include "cli/model_commands.h"
 #include "cli/secret_commands.h"
+#include "cli/train_commands.h"
 #include "common/base/config.h"
 #include "common/pipeline/edit_distance.h"
 
@@ -73,6 +74,9 @@ Commands:
                               an eval's metrics, gate verdicts and examples
   evals diff ID [--against ID|BRANCH]
                               examples that regressed, got fixed or stayed wrong
+  train JOB_ID [--series NAME]
+                              a job's train steps: metric series, attempts and resumes, the
+                              registered version; --series: every point (docs/train.md)
   models list [--name GLOB] [--tag K=V]...
                               list registered models (docs/models.md)
   models show NAME[@VERSION|@ALIAS]
@@ -115,7 +119,7 @@ Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 
 constexpr std::string_view kCommands[] = {"lint",      "repo",  "pipelines", "pipeline", "logs",
                                           "cancel",    "run",   "queue",     "agents",   "secret",
-                                          "artifacts", "cache", "models",    "evals"};
+                                          "artifacts", "cache", "models",    "evals",    "train"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -561,6 +565,12 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   if (command == "evals") {
     EvalsArgs evals{{line.positional.begin() + 1, line.positional.end()}, line.options};
     std::variant<int, std::string> r = EvalsCommand(evals, api, out, err);
+    if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
+    return std::get<int>(r);
+  }
+  if (command == "train") {
+    TrainArgs train{{line.positional.begin() + 1, line.positional.end()}, line.options};
+    std::variant<int, std::string> r = TrainCommand(train, api, out, err);
     if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
     return std::get<int>(r);
   }

@@ -35,6 +35,7 @@
 #include "server/store/logs.h"
 #include "server/store/migrations.h"
 #include "server/store/models.h"
+#include "server/store/train.h"
 
 namespace assay {
 namespace {
@@ -97,9 +98,10 @@ struct AssayServer::Impl {
   std::unique_ptr<artifacts::Sweeper> artifact_sweeper;
   std::unique_ptr<store::CacheStore> cache_store;  // issue 9, caches
   std::unique_ptr<artifacts::CacheService> caches;
-  std::unique_ptr<store::EvalStore> eval_store;  // issue 10, evals
-  std::unique_ptr<store::ModelStore> models;     // issue 10, the model registry
-  AddressPolicy address_policy;                  // --allow-private-hosts, for forge API requests
+  std::unique_ptr<store::EvalStore> eval_store;    // issue 10, evals
+  std::unique_ptr<store::TrainStore> train_store;  // issue 10, training
+  std::unique_ptr<store::ModelStore> models;       // issue 10, the model registry
+  AddressPolicy address_policy;                    // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
   std::unique_ptr<store::LogStore> logs;
@@ -296,6 +298,12 @@ absl::Status AssayServer::Start() {
   ad.caches = m.caches.get();
   m.eval_store = std::make_unique<store::EvalStore>(m.db.get());
   ad.evals = m.eval_store.get();
+  m.train_store = std::make_unique<store::TrainStore>(m.db.get());
+  ad.train = m.train_store.get();
+  m.models = std::make_unique<store::ModelStore>(m.db.get());
+  ad.models = m.models.get();
+  m.artifacts->SetTrainStore(m.train_store.get());
+  m.artifact_sweeper->SetTrain(m.train_store.get());
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (o.grpc_insecure) {
@@ -349,7 +357,7 @@ absl::Status AssayServer::Start() {
   m.api.artifacts = m.artifact_store.get();
   m.api.caches = m.cache_store.get();
   m.api.evals = m.eval_store.get();
-  m.models = std::make_unique<store::ModelStore>(m.db.get());
+  m.api.train = m.train_store.get();
   m.api.models = m.models.get();
   m.api.clock = clock;
   m.api.blobs = m.blobs.get();

@@ -47,6 +47,19 @@ struct EvalGate {
   bool operator==(const EvalGate&) const = default;
 };
 
+// LLM-as-judge (the `judge` metric): an OpenAI-shaped chat endpoint grades each answer against
+// a rubric with a score in [0, 1] (docs/evals.md "LLM-as-judge").
+struct EvalJudgeSpec {
+  std::string url;             // http(s)://.../v1/chat/completions
+  std::string model;           // the request's "model"; "" not sent
+  std::string rubric;          // the rubric's text, or
+  std::string rubric_file;     // a workspace file holding it
+  std::string api_key_secret;  // a secret of the job sent as "Authorization: Bearer"
+  double threshold = 0.5;      // an example passes the judge at this score or above
+
+  bool operator==(const EvalJudgeSpec&) const = default;
+};
+
 struct EvalNormalize {
   bool lowercase = false;
   bool strip = true;
@@ -72,12 +85,26 @@ struct EvalSpec {
   double price_input_per_mtok = 0;   // USD per million tokens, for cost_usd
   double price_output_per_mtok = 0;
   std::vector<EvalGate> gates;
+  std::optional<EvalJudgeSpec> judge;  // set with the `judge` metric
+  // Set (instead of a dataset and a model): the results an earlier step's test suite wrote,
+  // read and gated (docs/evals.md "Ingest"): "junit" (JUnit XML) or "lm_eval"
+  // (lm-evaluation-harness results_*.json); `ingest_path` a workspace-relative file or glob.
+  std::string ingest_format;
+  std::string ingest_path;
 
   bool operator==(const EvalSpec&) const = default;
 };
 
+// The metrics of a JUnit ingest: tests, passed, failures, errors, skipped, pass_rate, time_s.
+bool JunitMetric(std::string_view name, bool* higher_is_better = nullptr);
+
 // Whether `name` is a metric an eval computes; `higher_is_better` says its direction.
 bool KnownMetric(std::string_view name, bool* higher_is_better = nullptr);
+// The direction of any metric a gate can name: a known one, a JUnit ingest's, or an
+// lm-evaluation-harness "task/metric[,filter]" (lower is better for perplexities and
+// bits_per_byte, higher for the rest).
+bool HigherIsBetter(std::string_view name);
+
 // Every known metric name, for error messages.
 const std::vector<std::string_view>& KnownMetricNames();
 

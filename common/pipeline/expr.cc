@@ -10,9 +10,21 @@
 namespace assay {
 
 struct Expr::Node {
-  enum class Kind { kString, kBool, kVar, kNot, kAnd, kOr, kEq, kNe, kStartsWith, kContains };
+  enum class Kind {
+    kString,
+    kBool,
+    kVar,
+    kEvalPassed,
+    kNot,
+    kAnd,
+    kOr,
+    kEq,
+    kNe,
+    kStartsWith,
+    kContains
+  };
   Kind kind;
-  std::string text;  // kString: the literal; kVar: "branch", "inputs.X", ...
+  std::string text;  // kString: the literal; kVar: "branch", "inputs.X", ...; kEvalPassed: NAME
   bool value = false;
   std::shared_ptr<const Node> left, right;
 };
@@ -97,7 +109,8 @@ NodePtr Make(Node::Kind kind, NodePtr left = nullptr, NodePtr right = nullptr) {
 
 class Parser {
  public:
-  explicit Parser(std::vector<Token> tokens) : tokens_(std::move(tokens)) {}
+  Parser(std::vector<Token> tokens, ExprOptions options)
+      : tokens_(std::move(tokens)), options_(options) {}
 
   absl::StatusOr<NodePtr> ParseAll() {
     absl::StatusOr<NodePtr> root = ParseOr();
@@ -234,6 +247,16 @@ class Parser {
       node->value = name == "true";
       return NodePtr(node);
     }
+    if (options_.allow_evals && name.rfind("evals.", 0) == 0) {
+      // evals.NAME.passed, NAME an eval's name of identifier characters.
+      const size_t dot = name.find('.', 6);
+      if (dot == std::string::npos || dot == 6 || name.substr(dot) != ".passed") {
+        return ErrorAt(token.column, "expected evals.NAME.passed");
+      }
+      node->kind = Node::Kind::kEvalPassed;
+      node->text = name.substr(6, dot - 6);
+      return NodePtr(node);
+    }
     for (std::string_view prefix : {"inputs.", "env."}) {
       if (name.rfind(prefix, 0) == 0) {
         if (name.size() == prefix.size() || name.find('.', prefix.size()) != std::string::npos) {
@@ -256,6 +279,7 @@ class Parser {
   }
 
   std::vector<Token> tokens_;
+  const ExprOptions options_;
   size_t pos_ = 0;
   int depth_ = 0;  // current nesting, at most kMaxNesting
 };
@@ -306,6 +330,10 @@ Value Eval(const Node& node, const ExprContext& c) {
       Resolve(node.text, c, nullptr, v.s);
       return v;
     }
+    case Node::Kind::kEvalPassed: {
+      auto it = c.evals.find(node.text);
+      return Bool(it != c.evals.end() && it->second);
+    }
     case Node::Kind::kNot: return Bool(!Eval(*node.left, c).Truthy());
     case Node::Kind::kAnd:
       return Bool(Eval(*node.left, c).Truthy() && Eval(*node.right, c).Truthy());
@@ -341,10 +369,10 @@ int ForEachPlaceholder(std::string_view text, F f) {
 
 }  // namespace
 
-absl::StatusOr<Expr> Expr::Parse(std::string_view text) {
+absl::StatusOr<Expr> Expr::Parse(std::string_view text, ExprOptions options) {
   absl::StatusOr<std::vector<Token>> tokens = Tokenize(text);
   if (!tokens.ok()) return tokens.status();
-  Parser parser(*std::move(tokens));
+  Parser parser(*std::move(tokens), options);
   absl::StatusOr<NodePtr> root = parser.ParseAll();
   if (!root.ok()) return root.status();
   Expr expr;

@@ -9,6 +9,7 @@
 //   compare  := primary (('==' | '!=') primary)*
 //   primary  := 'str' | "str" | true | false | branch | tag | event
 //             | inputs.NAME | env.NAME | startsWith(expr, expr) | contains(expr, expr)
+//             | evals.NAME.passed             (only with ExprOptions::allow_evals)
 //             | '(' expr ')'
 //
 // Values are strings or booleans. A string is truthy when non-empty. `==`/`!=` compare
@@ -32,6 +33,14 @@ struct ExprContext {
   std::string event;  // push, tag, pull_request, schedule, manual.
   std::map<std::string, std::string> inputs;
   std::map<std::string, std::string> env;
+  // Issue 10, a `promote:` step's `if`: the evals of the pipeline by name, whether each passed
+  // (every complete run of that name passed). evals.NAME.passed is a boolean: false when NAME
+  // is not here.
+  std::map<std::string, bool> evals;
+};
+
+struct ExprOptions {
+  bool allow_evals = false;  // evals.NAME.passed (a promote step's `if`; never a job's)
 };
 
 class Expr {
@@ -49,7 +58,8 @@ class Expr {
   //   '(' after startsWith"   "column N: expected a name after 'inputs.'" "column N: expression has
   //   more than 1024 tokens" "column N: expression nested deeper than 64 levels"   ('(', '!' and
   //   calls count)
-  static absl::StatusOr<Expr> Parse(std::string_view text);
+  //   "column N: expected evals.NAME.passed"    (with allow_evals)
+  static absl::StatusOr<Expr> Parse(std::string_view text, ExprOptions options = {});
 
   bool Evaluate(const ExprContext& context) const;
 

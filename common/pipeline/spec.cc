@@ -45,6 +45,8 @@ constexpr FieldRule<StepSpec> kStepRules[] = {
     {"run", false, ParseStepRun},  // required unless build_image (ParseSteps)
     {"build_image", false, ParseBuildImageStep},
     {"eval", false, ParseEvalStep},
+    {"train", false, ParseTrainStep},
+    {"promote", false, ParsePromoteStep},
 };
 
 // ---- Jobs. ----
@@ -149,12 +151,17 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
     } else if (item.IsMap()) {
       ParseFields<StepSpec>(lint, item, item_path, item_mark, kStepRules, step);
       const int kinds = (item["run"] ? 1 : 0) + (step.build_image.has_value() ? 1 : 0) +
-                        (step.eval.has_value() ? 1 : 0);
+                        (step.eval.has_value() ? 1 : 0) + (step.train.has_value() ? 1 : 0) +
+                        (step.promote.has_value() ? 1 : 0);
       if (kinds == 0) {
         lint.Error(item_mark, Join(item_path, "run"), "missing required key 'run'");
       } else if (kinds > 1) {
-        lint.Error(item_mark, Join(item_path, step.eval.has_value() ? "eval" : "build_image"),
-                   "a step has one of run:, build_image: and eval:, not two");
+        const char* key = step.promote.has_value() ? "promote"
+                          : step.train.has_value() ? "train"
+                          : step.eval.has_value()  ? "eval"
+                                                   : "build_image";
+        lint.Error(item_mark, Join(item_path, key),
+                   "a step has one of run:, build_image:, eval:, train: and promote:, not two");
       }
       if (step.build_image.has_value() && !step.build_image->registry_secret.empty()) {
         const YAML::Node secret = item["build_image"]["registry_secret"];
@@ -170,7 +177,9 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
     }
     if (step.name.empty()) step.name = absl::StrCat("step ", i + 1);
     if (step.eval.has_value() && step.eval->name.empty()) step.eval->name = step.name;
-    if (!step.build_image.has_value() && !step.eval.has_value()) {
+    if (step.train.has_value() && step.train->name.empty()) step.train->name = step.name;
+    if (!step.build_image.has_value() && !step.eval.has_value() && !step.train.has_value() &&
+        !step.promote.has_value()) {
       job.placeholders.push_back({step.run, item_path, item_mark});
     }
     job.spec.steps.push_back(std::move(step));
@@ -241,6 +250,7 @@ void ParseJobs(Linter& lint, const Entry& entry, const std::string& path, Pipeli
       CheckPlaceholders(lint, job);
       CheckContainerKeys(lint, job_path, job);
       CheckBuildImageSecrets(lint, job);
+      AddTrainArtifacts(job);
     }
     // Kept even when invalid, so that needs naming it are not reported as unknown.
     draft.jobs.push_back(std::move(job));

@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/evals/eval_spec.h"
+#include "common/evals/train_spec.h"
 #include "common/pipeline/matrix.h"
 
 namespace assay {
@@ -73,11 +74,16 @@ bool JobImageRef(std::string_view text, std::string* job);
 
 struct StepSpec {
   std::string name;  // "step N" (1-based) when the file gives none.
-  std::string run;   // Shell command; empty only when build_image or eval is set.
+  std::string run;   // Shell command; empty only when build_image, eval or train is set.
   std::optional<BuildImageSpec> build_image;  // Issue 9: set for a `build_image:` step.
   // Issue 10: set for an `eval:` step (common/evals/eval_spec.h, docs/evals.md). Its name
   // defaults to the step's.
   std::optional<evals::EvalSpec> eval;
+  // Issue 10: set for a `train:` step (common/evals/train_spec.h, docs/train.md). Its name
+  // defaults to the step's.
+  std::optional<evals::TrainSpec> train;
+  // Issue 10: set for a `promote:` step (docs/train.md): the server moves a model alias.
+  std::optional<evals::PromoteSpec> promote;
 
   bool operator==(const StepSpec&) const = default;
 };

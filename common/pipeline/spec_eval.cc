@@ -9,6 +9,7 @@
 #include "common/evals/eval_spec.h"
 #include "common/pipeline/duration.h"
 #include "common/pipeline/spec_internal.h"
+#include "common/registry/model_input.h"
 
 namespace assay::spec_internal {
 namespace {
@@ -312,7 +313,10 @@ void ParseGate(Linter& lint, const Entry& e, const std::string& path, EvalSpec& 
     const std::string key = Join(path, m.key);
     EvalGate g;
     g.metric = m.key;
-    if (!evals::KnownMetric(g.metric)) {
+    // An ingest's metrics (a JUnit report's, an lm-eval "task/metric") are checked once the
+    // whole eval is read, when it is known whether it ingests.
+    if (!evals::KnownMetric(g.metric) && !evals::JunitMetric(g.metric) &&
+        g.metric.find('/') == std::string::npos) {
       const std::string suggestion = ClosestMatch(g.metric, evals::KnownMetricNames());
       lint.Error(
           m.key_node.Mark(), key,
@@ -344,6 +348,11 @@ void ParseGate(Linter& lint, const Entry& e, const std::string& path, EvalSpec& 
         if (g.vs.empty()) {
           lint.Error(b.value_mark, bkey, "vs must not be empty");
           ok = false;
+        } else if (g.vs[0] == '@') {  // the version a registry alias points at
+          if (absl::Status s = registry::ValidateAlias(g.vs.substr(1)); !s.ok()) {
+            lint.Error(b.value_mark, bkey, absl::StrCat("vs '", g.vs, "': ", s.message()));
+            ok = false;
+          }
         }
       } else if (b.key == "confidence") {
         ok =
@@ -370,6 +379,39 @@ void ParseGate(Linter& lint, const Entry& e, const std::string& path, EvalSpec& 
   }
 }
 
+constexpr FieldRule<evals::EvalJudgeSpec> kJudgeRules[] = {
+    {"url", true,
+     [](Linter& lint, const Entry& e, const std::string& path, evals::EvalJudgeSpec& out) {
+       NonEmptyText(lint, e, path, out.url);
+       if (!out.url.empty() && out.url.rfind("http://", 0) != 0 &&
+           out.url.rfind("https://", 0) != 0) {
+         lint.Error(e.value_mark, path,
+                    absl::StrCat("url '", out.url, "' must start with http:// or https://"));
+       }
+     }},
+    {"model", false,
+     [](Linter& lint, const Entry& e, const std::string& path, evals::EvalJudgeSpec& out) {
+       NonEmptyText(lint, e, path, out.model);
+     }},
+    {"rubric", false,
+     [](Linter& lint, const Entry& e, const std::string& path, evals::EvalJudgeSpec& out) {
+       NonEmptyText(lint, e, path, out.rubric);
+       if (out.rubric.size() > 65536) lint.Error(e.value_mark, path, "rubric is over 64 KiB");
+     }},
+    {"rubric_file", false,
+     [](Linter& lint, const Entry& e, const std::string& path, evals::EvalJudgeSpec& out) {
+       WorkspacePath(lint, e, path, out.rubric_file);
+     }},
+    {"api_key_secret", false,
+     [](Linter& lint, const Entry& e, const std::string& path, evals::EvalJudgeSpec& out) {
+       NonEmptyText(lint, e, path, out.api_key_secret);
+     }},
+    {"threshold", false,
+     [](Linter& lint, const Entry& e, const std::string& path, evals::EvalJudgeSpec& out) {
+       Number(lint, e.value, e.value_mark, path, "threshold", 0, 1, out.threshold);
+     }},
+};
+
 constexpr FieldRule<EvalSpec> kEvalRules[] = {
     {"name", false,
      [](Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
@@ -385,7 +427,41 @@ constexpr FieldRule<EvalSpec> kEvalRules[] = {
      [](Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
        WorkspacePath(lint, e, path, out.prompt);
      }},
-    {"model", true, ParseModel},
+    {"model", false, ParseModel},  // required unless ingest (ParseEvalStep)
+    {"judge", false,
+     [](Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
+       if (!e.value.IsMap()) {
+         lint.Error(
+             e.value_mark, path,
+             absl::StrCat("judge must be a mapping with url and rubric, got ", Describe(e.value)));
+         return;
+       }
+       evals::EvalJudgeSpec j;
+       ParseFields<evals::EvalJudgeSpec>(lint, e.value, path, e.key_node.Mark(), kJudgeRules, j);
+       if (j.rubric.empty() == j.rubric_file.empty()) {
+         lint.Error(e.key_node.Mark(), path, "judge needs exactly one of rubric and rubric_file");
+       }
+       out.judge = std::move(j);
+     }},
+    {"ingest", false,
+     [](Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
+       if (!e.value.IsMap() || e.value.size() != 1) {
+         lint.Error(e.value_mark, path,
+                    absl::StrCat("ingest must be a mapping with one key, junit or lm_eval, whose "
+                                 "value is a path or glob, got ",
+                                 Describe(e.value)));
+         return;
+       }
+       for (const Entry& f : MappingEntries(lint, e.value, path)) {
+         if (f.key != "junit" && f.key != "lm_eval") {
+           lint.Error(f.key_node.Mark(), Join(path, f.key),
+                      absl::StrCat("unknown ingest format '", f.key, "' (junit or lm_eval)"));
+           return;
+         }
+         out.ingest_format = f.key;
+         WorkspacePath(lint, f, Join(path, f.key), out.ingest_path);
+       }
+     }},
     {"concurrency", false,
      [](Linter& lint, const Entry& e, const std::string& path, EvalSpec& out) {
        Integer(lint, e, path, 1, evals::kMaxEvalConcurrency, out.concurrency);
@@ -495,6 +571,37 @@ void ParseEvalStep(Linter& lint, const Entry& e, const std::string& path, StepSp
   const size_t errors = lint.ErrorCount();
   ParseFields<EvalSpec>(lint, e.value, path, e.key_node.Mark(), kEvalRules, spec);
   const YAML::Mark mark = e.key_node.Mark();
+  if (lint.ErrorCount() == errors && !spec.ingest_format.empty()) {
+    // An ingest reads what a suite wrote: no dataset, model or metrics of its own.
+    for (const char* key : {"dataset", "tests", "model", "prompt", "metrics", "regex", "repeat"}) {
+      if (e.value[key]) {
+        lint.Error(mark, Join(path, key),
+                   absl::StrCat("an eval with ingest takes no ", key,
+                                ": it reads the results a test suite wrote"));
+      }
+    }
+    for (const EvalGate& g : spec.gates) {
+      const bool ok = spec.ingest_format == "junit"
+                          ? evals::JunitMetric(g.metric)
+                          : g.metric.find('/') != std::string::npos && g.metric.front() != '/' &&
+                                g.metric.back() != '/';
+      if (!ok) {
+        lint.Error(mark, Join(Join(path, "gate"), g.metric),
+                   spec.ingest_format == "junit"
+                       ? absl::StrCat("gate on metric '", g.metric,
+                                      "': a JUnit ingest has tests, passed, failures, errors, "
+                                      "skipped, pass_rate and time_s")
+                       : absl::StrCat("gate on metric '", g.metric,
+                                      "': an lm_eval ingest's metrics are TASK/METRIC (e.g. "
+                                      "arc_easy/acc, or gsm8k/exact_match,strict-match)"));
+      }
+    }
+    step.eval = std::move(spec);
+    return;
+  }
+  if (!e.value["ingest"] && !e.value["model"]) {
+    lint.Error(mark, Join(path, "model"), "missing required key 'model'");
+  }
   if (lint.ErrorCount() == errors) {
     if (spec.dataset.empty() == spec.tests.empty()) {
       lint.Error(mark, path, "eval needs exactly one of dataset (a JSONL file) and tests");
@@ -508,6 +615,13 @@ void ParseEvalStep(Linter& lint, const Entry& e, const std::string& path, StepSp
     if (spec.regex.empty() &&
         std::find(spec.metrics.begin(), spec.metrics.end(), "regex") != spec.metrics.end()) {
       lint.Error(mark, Join(path, "regex"), "the regex metric needs its pattern in regex:");
+    }
+    const bool judged =
+        std::find(spec.metrics.begin(), spec.metrics.end(), "judge") != spec.metrics.end();
+    if (judged != spec.judge.has_value()) {
+      lint.Error(mark, Join(path, "judge"),
+                 judged ? "the judge metric needs its endpoint and rubric in judge:"
+                        : "judge: is the judge metric's endpoint: list judge in metrics: too");
     }
     const bool any_asserts =
         std::any_of(spec.tests.begin(), spec.tests.end(),

@@ -307,6 +307,12 @@ std::string BuildImageTagProblem(const std::string& ref);
 void ParseBuildImageStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 // Issue 10: the `eval:` row of a step (spec_eval.cc).
 void ParseEvalStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
+// Issue 10: the `train:` row of a step (spec_train.cc), and after all of a job's keys: the
+// model_dir of each registering train step is added to the job's artifact paths.
+void ParseTrainStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
+void AddTrainArtifacts(JobDraft& job);
+// Issue 10: the `promote:` row of a step (spec_train.cc).
+void ParsePromoteStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 // After all of a job's keys: every registry_secret is listed in `secrets:`.
 void CheckBuildImageSecrets(Linter& lint, const JobDraft& job);
 // After CheckNeeds: `image: ${{ jobs.NAME.image }}` names a job in needs, without a matrix,

@@ -40,6 +40,7 @@
 #include "server/store/agents.h"
 #include "server/store/evals.h"
 #include "server/store/jobs.h"
+#include "server/store/train.h"
 
 namespace assay {
 
@@ -85,6 +86,11 @@ struct AgentServiceDeps {
   // The eval RPCs (server/agents/eval_rpc.cc, issue 10); null: they answer UNIMPLEMENTED.
   // Authorization goes through `artifacts` (the attempt token), which they need too.
   store::EvalStore* evals = nullptr;
+  // The training RPCs (server/agents/train_rpc.cc, issue 10); null: UNIMPLEMENTED. Through
+  // `artifacts` too (authorization, file checks).
+  store::TrainStore* train = nullptr;
+  // The registry a `promote:` step moves aliases in (Promote); null: UNIMPLEMENTED.
+  store::ModelStore* models = nullptr;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -128,6 +134,22 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   grpc::ServerUnaryReactor* EvalBaseline(grpc::CallbackServerContext* ctx,
                                          const v1::EvalBaselineRequest* request,
                                          v1::EvalBaselineResponse* response) override;
+  // Issue 10, training (train_rpc.cc).
+  grpc::ServerUnaryReactor* ReportTrainMetrics(grpc::CallbackServerContext* ctx,
+                                               const v1::TrainMetricsRequest* request,
+                                               v1::TrainMetricsResponse* response) override;
+  grpc::ServerUnaryReactor* CommitCheckpoint(grpc::CallbackServerContext* ctx,
+                                             const v1::CheckpointCommitRequest* request,
+                                             v1::CheckpointCommitResponse* response) override;
+  grpc::ServerUnaryReactor* RestoreCheckpoint(grpc::CallbackServerContext* ctx,
+                                              const v1::CheckpointRestoreRequest* request,
+                                              v1::CheckpointRestoreResponse* response) override;
+  grpc::ServerUnaryReactor* ReportTrainRun(grpc::CallbackServerContext* ctx,
+                                           const v1::TrainRunReport* request,
+                                           v1::TrainRunAck* response) override;
+  grpc::ServerUnaryReactor* Promote(grpc::CallbackServerContext* ctx,
+                                    const v1::PromoteRequest* request,
+                                    v1::PromoteResponse* response) override;
 
   // Who a call's `authorization` metadata stands for: the agent id of a valid credential,
   // nullopt for the shared token (any agent). Blocking (database): on the pool only.

@@ -63,7 +63,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::EvalBaseline(grpc::CallbackServerCon
           return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                               "EvalBaseline: name (1 to 128 bytes) and vs (a branch) are required");
         }
-        auto b = deps_.evals->Baseline(a.repo_id, request->name(), request->vs());
+        auto b = deps_.evals->Baseline(a.repo_id, request->name(), request->vs(), a.pipeline_id);
         if (!b.ok()) return ToGrpc(b.status());
         if (!b->has_value()) return grpc::Status::OK;
         response->set_found(true);

@@ -173,6 +173,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterArtifactRoutes(router, d);
   api::RegisterCacheRoutes(router, d);
   api::RegisterEvalRoutes(router, d);
+  api::RegisterTrainRoutes(router, d);
   api::RegisterModelRoutes(router, d);
 }
 

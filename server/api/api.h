@@ -28,6 +28,7 @@
 #include "server/store/pipelines.h"
 #include "server/store/repos.h"
 #include "server/store/secrets.h"
+#include "server/store/train.h"
 
 namespace assay {
 
@@ -82,6 +83,8 @@ struct ApiDeps {
   store::CacheStore* caches = nullptr;
   // Evals (issue 10, server/api/evals.cc); null: those routes answer 503.
   store::EvalStore* evals = nullptr;
+  // Training (issue 10, server/api/train.cc); null: 503.
+  store::TrainStore* train = nullptr;
   // The model registry (issue 10, server/api/models.cc); null: those routes answer 503. Its
   // file downloads need artifacts and blobs too.
   store::ModelStore* models = nullptr;

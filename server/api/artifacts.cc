@@ -11,9 +11,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/artifacts/path.h"
 #include "server/api/json.h"
 #include "server/api/routes.h"
-#include "server/artifacts/path.h"
 #include "server/http/json_util.h"
 
 namespace assay::api {

@@ -50,6 +50,9 @@ json::object RunJson(const store::EvalRun& r) {
                  {"created_at", TimeJson(r.created_at)}};
   o["passed"] = r.passed.has_value() ? json::value(*r.passed) : json::value(nullptr);
   o["baseline_run_id"] = r.baseline_run_id != 0 ? json::value(r.baseline_run_id) : nullptr;
+  o["model"] = r.model.empty()
+                   ? json::value(nullptr)
+                   : json::value(json::object{{"name", r.model}, {"version", r.model_version}});
   o["finished_at"] = r.finished_at.has_value() ? TimeJson(*r.finished_at) : json::value(nullptr);
   boost::system::error_code ec;
   json::value report = json::parse(r.report_json, ec);

@@ -1,6 +1,6 @@
 // The model registry's REST API (issue 10, docs/models.md), under /api/v1/models: models,
 // versions, tags, aliases (audited), and the files of a version by number or alias. Handlers
-// only translate; the rules live in server/registry/model_input.h and store/models.h.
+// only translate; the rules live in common/registry/model_input.h and store/models.h.
 
 #include <boost/json.hpp>
 
@@ -12,11 +12,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/artifacts/path.h"
+#include "common/registry/model_input.h"
 #include "server/api/json.h"
 #include "server/api/routes.h"
-#include "server/artifacts/path.h"
 #include "server/http/json_util.h"
-#include "server/registry/model_input.h"
 
 namespace assay::api {
 namespace {
@@ -615,7 +615,32 @@ void RegisterModelRoutes(http::Router& router, const ApiDeps& d) {
     if (!name.ok()) return Error(name.status());
     auto ref = Ref(req);
     if (!ref.ok()) return Error(ref.status());
-    return VersionResponse(200, d.models->GetVersion(*name, *ref));
+    auto v = d.models->GetVersion(*name, *ref);
+    if (!v.ok()) return Error(v.status());
+    auto o = VersionJson(*v);
+    if (!o.ok()) return Error(o.status());
+    // Issue 10: the eval runs attached to this version (their pipeline registered it), newest
+    // first, with each one's verdict and metrics.
+    if (d.evals != nullptr) {
+      store::EvalFilter f;
+      f.model_version_id = v->id;
+      f.limit = 100;
+      auto runs = d.evals->List(f);
+      if (!runs.ok()) return Error(runs.status());
+      json::array evals;
+      for (const store::EvalRun& r : *runs) {
+        json::object e{{"id", r.id}, {"name", r.name}, {"job_id", r.job_id}};
+        e["passed"] = r.passed.has_value() ? json::value(*r.passed) : json::value(nullptr);
+        boost::system::error_code ec;
+        json::value report = json::parse(r.report_json, ec);
+        if (!ec && report.is_object()) {
+          if (const json::value* ms = report.as_object().if_contains("metrics")) e["metrics"] = *ms;
+        }
+        evals.push_back(std::move(e));
+      }
+      (*o)["evals"] = std::move(evals);
+    }
+    return JsonResponse(200, *std::move(o));
   };
   router.Add("GET", m + "/{name}/versions/{v}", Models(d, get_version));
   router.Add("PATCH", m + "/{name}/versions/{v}", Models(d, UpdateVersion));

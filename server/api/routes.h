@@ -30,6 +30,7 @@ void RegisterSecretRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (
 void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d);
 void RegisterCacheRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (caches.cc)
 void RegisterEvalRoutes(http::Router& router, const ApiDeps& d);   // issue 10 (evals.cc)
+void RegisterTrainRoutes(http::Router& router, const ApiDeps& d);  // issue 10 (train.cc)
 void RegisterModelRoutes(http::Router& router, const ApiDeps& d);  // issue 10 (models.cc)
 
 // The bytes of one stored file (an artifact or a model version's file) as a download: ETag

@@ -3,8 +3,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/artifacts/path.h"
 #include "common/crypto/crypto.h"
-#include "server/artifacts/path.h"
 
 namespace assay::artifacts {
 
@@ -149,12 +149,22 @@ absl::Status ArtifactService::CheckDownload(const store::LiveAttempt& attempt,
     if (!cached.ok()) return cached.status();
     ok.insert(cached->begin(), cached->end());
   }
+  std::vector<std::string> left;
+  for (const auto& h : chunks) {
+    if (!ok.contains(h)) left.push_back(h);
+  }
+  if (train_ != nullptr && !left.empty()) {
+    auto restored = train_->ChunksReadBy(attempt.job_id, left);
+    if (!restored.ok()) return restored.status();
+    ok.insert(restored->begin(), restored->end());
+  }
   for (const auto& h : chunks) {
     if (!ok.contains(h)) {
       return absl::PermissionDeniedError(
           absl::StrCat("chunk ", h, " is not in the artifacts of a job that job ", attempt.job_id,
                        " needs with artifacts: true",
-                       caches_ != nullptr ? ", nor in a cache entry it restored" : ""));
+                       caches_ != nullptr ? ", nor in a cache entry it restored" : "",
+                       train_ != nullptr ? ", nor in a checkpoint it restored" : ""));
     }
   }
   return absl::OkStatus();

@@ -15,6 +15,7 @@
 #include "server/artifacts/blob_store.h"
 #include "server/store/artifacts.h"
 #include "server/store/caches.h"
+#include "server/store/train.h"
 
 namespace assay::artifacts {
 
@@ -77,6 +78,8 @@ class ArtifactService {
   // Issue 9, caches: DownloadChunks also serves the chunks of the cache entries a job
   // restored (store::CacheStore::ChunksReadBy). `caches` must outlive this; set before use.
   void SetCacheStore(store::CacheStore* caches) { caches_ = caches; }
+  // Issue 10: DownloadChunks also serves the chunks of the checkpoints a job restored.
+  void SetTrainStore(store::TrainStore* train) { train_ = train; }
 
   BlobStore* blobs() { return blobs_; }
   const ArtifactLimits& limits() const { return limits_; }
@@ -86,6 +89,7 @@ class ArtifactService {
 
   store::ArtifactStore* store_;
   store::CacheStore* caches_ = nullptr;
+  store::TrainStore* train_ = nullptr;
   BlobStore* blobs_;
   const Clock* clock_;
   ArtifactLimits limits_;

@@ -15,6 +15,13 @@ absl::StatusOr<SweepCounts> Sweeper::RunOnce() {
     if (!n.ok()) return n.status();
     out.cache_entries = *n;
   }
+  for (int i = 0; train_ != nullptr && i < options_.max_batches_per_round; ++i) {
+    auto n =
+        train_->DeleteFinishedCheckpoints(now - options_.checkpoints_after_end, options_.batch);
+    if (!n.ok()) return n.status();
+    out.checkpoints += *n;
+    if (*n < options_.batch) break;
+  }
   for (int i = 0; i < options_.max_batches_per_round; ++i) {
     auto n = store_->DeleteExpired(now, options_.batch);
     if (!n.ok()) return n.status();

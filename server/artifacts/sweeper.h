@@ -16,6 +16,7 @@
 #include "server/artifacts/blob_store.h"
 #include "server/artifacts/cache_service.h"
 #include "server/store/artifacts.h"
+#include "server/store/train.h"
 
 namespace assay::artifacts {
 
@@ -27,12 +28,16 @@ struct SweeperOptions {
   // Issue 9, caches: entries unused this long are deleted first in each round (their chunks
   // then go with the unreferenced ones). Only with a CacheService (SetCaches).
   absl::Duration cache_unused_for = absl::Hours(7 * 24);
+  // Issue 10, training: checkpoints of jobs that ended this long ago are deleted (a retry
+  // after an agent loss restores from them until then). Only with SetTrain.
+  absl::Duration checkpoints_after_end = absl::Hours(1);
 };
 
 struct SweepCounts {
   int manifests = 0;
   int chunks = 0;
   int cache_entries = 0;
+  int checkpoints = 0;
 };
 
 class Sweeper {
@@ -49,8 +54,11 @@ class Sweeper {
   void Stop();
   // Issue 9: also sweeps unused cache entries; `caches` must outlive this. Before Start.
   void SetCaches(CacheService* caches) { caches_ = caches; }
+  // Issue 10: also deletes checkpoints of ended jobs; `train` must outlive this. Before Start.
+  void SetTrain(store::TrainStore* train) { train_ = train; }
 
  private:
+  store::TrainStore* train_ = nullptr;
   CacheService* caches_ = nullptr;
   store::ArtifactStore* store_;
   BlobStore* blobs_;

@@ -9,6 +9,7 @@
 #include "common/base/log.h"
 #include "common/crypto/crypto.h"
 #include "common/evals/eval_spec.h"
+#include "common/evals/train_spec.h"
 #include "common/git/clone_url.h"
 #include "common/pipeline/plan.h"
 #include "server/scheduler/container_spec.h"
@@ -137,6 +138,12 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
       boost::json::object step{{"name", s.name}, {"run", s.run}};
       if (s.build_image.has_value()) step["build_image"] = BuildImageJson(*s.build_image);
       if (s.eval.has_value()) step["eval"] = boost::json::parse(evals::EvalSpecToJson(*s.eval));
+      if (s.train.has_value()) {
+        step["train"] = boost::json::parse(evals::TrainSpecToJson(*s.train));
+      }
+      if (s.promote.has_value()) {
+        step["promote"] = boost::json::parse(evals::PromoteSpecToJson(*s.promote));
+      }
       steps.push_back(std::move(step));
     }
     boost::json::object env;

@@ -200,6 +200,12 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
       if (const auto* e = s.as_object().if_contains("eval")) {
         step->set_eval_json(boost::json::serialize(*e));
       }
+      if (const auto* t = s.as_object().if_contains("train")) {
+        step->set_train_json(boost::json::serialize(*t));
+      }
+      if (const auto* p = s.as_object().if_contains("promote")) {
+        step->set_promote_json(boost::json::serialize(*p));
+      }
     }
     if (auto* env = spec.if_contains("env")) {
       for (const auto& [k, v] : env->as_object()) {

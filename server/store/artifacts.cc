@@ -80,6 +80,8 @@ const Query kUnreferencedChunks{
     "(SELECT 1 FROM artifact_chunk_refs r WHERE r.sha256 = c.sha256) "
     "AND NOT EXISTS (SELECT 1 FROM cache_chunk_refs r WHERE r.sha256 = c.sha256) "  // 0018
     "AND NOT EXISTS (SELECT 1 FROM model_chunk_refs r WHERE r.sha256 = c.sha256) "  // 0019
+    "AND NOT EXISTS (SELECT 1 FROM train_checkpoint_chunk_refs r "                  // 0021
+    "WHERE r.sha256 = c.sha256) "
     "ORDER BY c.touched_at LIMIT $2 FOR UPDATE SKIP LOCKED"};
 const Query kDeleteChunks{"artifact_delete_chunks",
                           "DELETE FROM artifact_chunks WHERE sha256 = ANY($1::text[])"};

@@ -1,8 +1,10 @@
 #include "server/store/evals.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cmath>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/evals/data/text.h"
@@ -16,8 +18,10 @@ namespace json = boost::json;
 const Query kEvalCreate{
     "eval_create",
     "INSERT INTO eval_runs (job_id, attempt, step_index, repo_id, pipeline_id, job_name, name, "
-    "ref, commit_sha, trusted) "
-    "SELECT j.id, $2, $3, p.repo_id, p.id, j.name, $4, p.ref, p.commit_sha, p.trusted "
+    "ref, commit_sha, trusted, model_version_id) "
+    "SELECT j.id, $2, $3, p.repo_id, p.id, j.name, $4, p.ref, p.commit_sha, p.trusted, "
+    // Issue 10: the version this pipeline registered (a train: step before the eval), if any.
+    "(SELECT v.id FROM model_versions v WHERE v.pipeline_id = p.id ORDER BY v.id DESC LIMIT 1) "
     "FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id WHERE j.id = $1 "
     "ON CONFLICT (job_id, attempt, step_index) DO NOTHING RETURNING id"};
 const Query kEvalExisting{"eval_existing",
@@ -49,6 +53,15 @@ const Query kEvalBaseline{
     "eval_baseline",
     "SELECT id, commit_sha FROM eval_runs WHERE repo_id = $1 AND name = $2 AND ref = $3 "
     "AND complete AND passed AND trusted ORDER BY id DESC LIMIT 1"};
+// `vs: "@ALIAS"`: the last passed run of the eval on the version ALIAS points at, of the model
+// whose version this pipeline registered.
+const Query kEvalBaselineAlias{
+    "eval_baseline_alias",
+    "SELECT r.id, r.commit_sha FROM eval_runs r JOIN model_versions v ON v.id = "
+    "r.model_version_id JOIN model_aliases a ON a.model_id = v.model_id AND a.version = "
+    "v.version WHERE r.repo_id = $1 AND r.name = $2 AND a.alias = $3 AND v.model_id = "
+    "(SELECT model_id FROM model_versions WHERE pipeline_id = $4 ORDER BY id DESC LIMIT 1) "
+    "AND r.complete AND r.passed AND r.trusted ORDER BY r.id DESC LIMIT 1"};
 const Query kEvalBaselineScores{"eval_baseline_scores",
                                 "SELECT example_id, scores::text FROM eval_examples "
                                 "WHERE run_id = $1 ORDER BY idx"};
@@ -58,13 +71,17 @@ const Query kEvalBaselineScores{"eval_baseline_scores",
   "trusted, complete, passed, dataset_path, dataset_sha256, repeat, examples, error, "       \
   "report::text, COALESCE(baseline_run_id, 0), "                                             \
   "(extract(epoch from created_at) * 1000000)::bigint, "                                     \
-  "(extract(epoch from finished_at) * 1000000)::bigint"
+  "(extract(epoch from finished_at) * 1000000)::bigint, "                                    \
+  "(SELECT m.name FROM model_versions v JOIN models m ON m.id = v.model_id "                 \
+  "WHERE v.id = model_version_id), "                                                         \
+  "(SELECT version FROM model_versions WHERE id = model_version_id)"
 const Query kEvalGet{"eval_get", "SELECT " ASSAY_EVAL_RUN_COLUMNS " FROM eval_runs WHERE id = $1"};
 const Query kEvalList{"eval_list",
                       "SELECT " ASSAY_EVAL_RUN_COLUMNS
                       " FROM eval_runs WHERE ($1 = 0 OR repo_id = $1) AND ($2 = 0 OR job_id = $2) "
                       "AND ($3 = '' OR name = $3) AND ($4 = '' OR ref = 'refs/heads/' || $4) "
-                      "AND ($5 = 0 OR id < $5) ORDER BY id DESC LIMIT $6"};
+                      "AND ($5 = 0 OR id < $5) AND ($7 = 0 OR model_version_id = $7) "
+                      "ORDER BY id DESC LIMIT $6"};
 const Query kEvalExamples{
     "eval_examples",
     "SELECT idx, example_id, input, expected, output, error, passed, scores::text, latency_ms, "
@@ -104,7 +121,15 @@ absl::Status CheckExample(const EvalExampleRow& e) {
   }
   if (e.scores.size() > kMaxEvalScores) return bad("too many scores");
   for (const auto& [name, v] : e.scores) {
-    if (!evals::KnownMetric(name)) return bad(absl::StrCat("unknown metric '", name, "'"));
+    // A metric an eval computes, a JUnit ingest's, or an lm-eval ingest's TASK/METRIC[,FILTER]
+    // (1 to 250 bytes of UTF-8 without control characters).
+    const bool ingested = name.find('/') != std::string::npos && name.size() <= 250 &&
+                          evals::IsValidUtf8(name) &&
+                          std::none_of(name.begin(), name.end(),
+                                       [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+    if (!evals::KnownMetric(name) && !evals::JunitMetric(name) && !ingested) {
+      return bad(absl::StrCat("unknown metric '", absl::CHexEscape(name.substr(0, 100)), "'"));
+    }
     if (!std::isfinite(v)) return bad(absl::StrCat("score of ", name, " is not finite"));
   }
   if (!std::isfinite(e.latency_ms) || e.latency_ms < 0 || e.input_tokens < 0 ||
@@ -138,6 +163,8 @@ EvalRun RunOf(const pqxx::row& r) {
   e.baseline_run_id = r[19].as<int64_t>();
   e.created_at = absl::FromUnixMicros(r[20].as<int64_t>());
   if (!r[21].is_null()) e.finished_at = absl::FromUnixMicros(r[21].as<int64_t>());
+  if (!r[22].is_null()) e.model = r[22].as<std::string>();
+  if (!r[23].is_null()) e.model_version = r[23].as<int>();
   return e;
 }
 
@@ -269,11 +296,14 @@ absl::StatusOr<int64_t> EvalStore::Report(const LiveAttempt& a, int step_index,
 
 absl::StatusOr<std::optional<EvalBaselineRows>> EvalStore::Baseline(int64_t repo_id,
                                                                     const std::string& name,
-                                                                    const std::string& branch) {
+                                                                    const std::string& vs,
+                                                                    int64_t pipeline_id) {
   std::optional<EvalBaselineRows> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out.reset();
-    auto run = Exec(tx, c, kEvalBaseline, {repo_id, name, "refs/heads/" + branch});
+    auto run = !vs.empty() && vs[0] == '@'
+                   ? Exec(tx, c, kEvalBaselineAlias, {repo_id, name, vs.substr(1), pipeline_id})
+                   : Exec(tx, c, kEvalBaseline, {repo_id, name, "refs/heads/" + vs});
     if (run.empty()) return absl::OkStatus();
     EvalBaselineRows b;
     b.run_id = run[0][0].as<int64_t>();
@@ -304,9 +334,9 @@ absl::StatusOr<std::vector<EvalRun>> EvalStore::List(const EvalFilter& f) {
   std::vector<EvalRun> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out.clear();
-    for (const auto& r :
-         Exec(tx, c, kEvalList,
-              {f.repo_id, f.job_id, f.name, f.branch, f.before_id, std::clamp(f.limit, 1, 500)})) {
+    for (const auto& r : Exec(tx, c, kEvalList,
+                              {f.repo_id, f.job_id, f.name, f.branch, f.before_id,
+                               std::clamp(f.limit, 1, 500), f.model_version_id})) {
       out.push_back(RunOf(r));
     }
     return absl::OkStatus();

@@ -61,6 +61,9 @@ struct EvalRun {
   int64_t baseline_run_id = 0;
   absl::Time created_at;
   std::optional<absl::Time> finished_at;
+  // Issue 10: the model version the run is attached to (its pipeline registered it); "" / 0.
+  std::string model;
+  int model_version = 0;
 };
 
 struct EvalBaselineRows {
@@ -70,11 +73,12 @@ struct EvalBaselineRows {
 };
 
 struct EvalFilter {
-  int64_t repo_id = 0;    // 0: any
-  int64_t job_id = 0;     // 0: any
-  std::string name;       // "": any
-  std::string branch;     // "": any; else ref refs/heads/<branch>
-  int64_t before_id = 0;  // 0: from the newest
+  int64_t repo_id = 0;           // 0: any
+  int64_t job_id = 0;            // 0: any
+  std::string name;              // "": any
+  std::string branch;            // "": any; else ref refs/heads/<branch>
+  int64_t before_id = 0;         // 0: from the newest
+  int64_t model_version_id = 0;  // 0: any; else runs attached to that version (model_versions.id)
   int limit = 50;
 };
 
@@ -93,8 +97,11 @@ class EvalStore {
 
   // The last complete, passed run of eval `name` in `repo_id` on branch `branch` of a trusted
   // pipeline, with its examples' scores; nullopt when there is none.
+  // `vs` a branch, or "@ALIAS": the last passed run on the version ALIAS points at, of the
+  // model whose version pipeline `pipeline_id` registered (none registered: no baseline).
   absl::StatusOr<std::optional<EvalBaselineRows>> Baseline(int64_t repo_id, const std::string& name,
-                                                           const std::string& branch);
+                                                           const std::string& vs,
+                                                           int64_t pipeline_id);
 
   absl::StatusOr<std::optional<EvalRun>> Get(int64_t id);
   absl::StatusOr<std::vector<EvalRun>> List(const EvalFilter& filter);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
 #include "server/store/pipelines.h"
+#include "server/store/train.h"
 
 namespace assay::store {
 namespace {
@@ -196,6 +197,13 @@ const Query kFinish{
     "UPDATE job_attempts a SET state = $3, exit_code = $4, message = nullif($5, ''), "
     "started_at = coalesce(a.started_at, $6), finished_at = $7 FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
+// Issue 10: a job whose train step's model could not be registered fails after all.
+const Query kFailAfterFinish{
+    "job_fail_after_finish",
+    "WITH j AS (UPDATE jobs SET state = 'failed', exit_code = coalesce(exit_code, 1), "
+    "message = $3 WHERE id = $1 AND attempt_token = $2 RETURNING id, attempt) "
+    "UPDATE job_attempts a SET state = 'failed', exit_code = coalesce(a.exit_code, 1), "
+    "message = $3 FROM j WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
 const Query kHeartbeat{
     "job_heartbeat",
     "UPDATE jobs SET lease_expires_at = $3::timestamptz + $4::float8 * interval '1 millisecond' "
@@ -692,8 +700,18 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
     out.duration = finished - started;
     InsertJobImages(tx, c, r.job_id, r.attempt_token, r.images);  // issue 9, build_image
     Exec(tx, c, kNotifyLogEnded, {absl::StrCat(r.job_id)});
-    const bool succeeded = r.state == "succeeded";
-    if (!succeeded && !Exec(tx, c, kRetryAfterFinish, {r.job_id, r.state, now}).empty()) {
+    bool succeeded = r.state == "succeeded";
+    std::string state = r.state;
+    if (succeeded) {
+      // Issue 10: a train step's model is registered as the job succeeds; when it cannot be,
+      // the job fails with the reason (it did not deliver what it promised).
+      if (absl::Status reg = RegisterTrainedModels(tx, c, r.job_id, now); !reg.ok()) {
+        Exec(tx, c, kFailAfterFinish, {r.job_id, r.attempt_token, std::string(reg.message())});
+        succeeded = false;
+        state = "failed";
+      }
+    }
+    if (!succeeded && !Exec(tx, c, kRetryAfterFinish, {r.job_id, state, now}).empty()) {
       out.retried = true;
       Exec(tx, c, kNotifyQueued);
       return absl::OkStatus();

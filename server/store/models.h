@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/registry/model_input.h"
+#include "common/registry/model_input.h"
 #include "server/store/artifacts.h"
 #include "server/store/db.h"
 

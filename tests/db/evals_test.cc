@@ -114,19 +114,19 @@ TEST_CASE("eval store: the baseline is the last complete, passed, trusted run on
     REQUIRE(id.ok());
     return *id;
   };
-  CHECK(!evals.Baseline(1, "qa", "main")->has_value());
+  CHECK(!evals.Baseline(1, "qa", "main", 0)->has_value());
   const int64_t first = report("refs/heads/main", true, true, 0.9);
   report("refs/heads/main", true, false, 0.1);    // failed: not a baseline
   report("refs/heads/feature", true, true, 0.5);  // another branch
   report("refs/pull/7/head", false, true, 1.0);   // a fork's pull request
-  auto b = evals.Baseline(1, "qa", "main");
+  auto b = evals.Baseline(1, "qa", "main", 0);
   REQUIRE(b.ok());
   REQUIRE(b->has_value());
   CHECK((*b)->run_id == first);
   REQUIRE((*b)->examples.size() == 1);
   CHECK((*b)->examples[0].first == "x");
   CHECK((*b)->examples[0].second == store::EvalScores{{"exact_match", 0.9}});
-  CHECK(!evals.Baseline(1, "other", "main")->has_value());
+  CHECK(!evals.Baseline(1, "other", "main", 0)->has_value());
   // A summary naming a baseline that is not a run of this eval is refused.
   store::LiveAttempt a = AttemptOn(f, "refs/heads/main");
   store::EvalSummaryRow s = Summary(0, true);

@@ -76,7 +76,9 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"17", "0017_build_image.sql"},
                             {"18", "0018_cache.sql"},
                             {"19", "0019_models.sql"},
-                            {"20", "0020_evals.sql"}});
+                            {"20", "0020_evals.sql"},
+                            {"21", "0021_train.sql"},
+                            {"22", "0022_eval_models.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
@@ -110,6 +112,12 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"repos"},
                                           {"schedules"},
                                           {"schema_migrations"},
+                                          {"train_checkpoint_chunk_refs"},
+                                          {"train_checkpoint_files"},
+                                          {"train_checkpoint_reads"},
+                                          {"train_checkpoints"},
+                                          {"train_metrics"},
+                                          {"train_runs"},
                                           {"webhook_deliveries"}});
   CHECK(Query(tdb.dsn(), kLedger) == AllLedger());
 

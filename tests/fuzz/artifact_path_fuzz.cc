@@ -1,4 +1,4 @@
-// Fuzzes the artifact path rule (server/artifacts/path.h), which sees every path an agent
+// Fuzzes the artifact path rule (common/artifacts/path.h), which sees every path an agent
 // commits and every path of a download URL. Contract: never a crash; an accepted path is 1 to
 // 4,096 bytes, has no NUL, does not start with '/', and, joined under any root, stays under it
 // (no empty, "." or ".." segment).
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "server/artifacts/path.h"
+#include "common/artifacts/path.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view path(reinterpret_cast<const char*>(data), size);

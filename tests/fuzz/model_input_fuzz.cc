@@ -1,4 +1,4 @@
-// Fuzzes the model registry's input rules (server/registry/model_input.h), which see every
+// Fuzzes the model registry's input rules (common/registry/model_input.h), which see every
 // registration body and every name, alias and version in a URL. Contract: never a crash; an
 // accepted name is 1 to 128 bytes of [A-Za-z0-9_.-]; an accepted version reference is a number
 // from 1 or a valid alias; accepted params are an object within the byte and depth limits.
@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "server/registry/model_input.h"
+#include "common/registry/model_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace assay::registry;

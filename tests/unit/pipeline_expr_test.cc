@@ -151,3 +151,36 @@ TEST_CASE("expr: placeholders") {
 
 }  // namespace
 }  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("expr: evals.NAME.passed, only where allowed, is a boolean") {
+  ExprContext c;
+  c.branch = "main";
+  c.evals = {{"qa", true}, {"safety", false}, {"multi-part_x", true}};
+  auto eval = [&](const std::string& text) {
+    absl::StatusOr<Expr> e = Expr::Parse(text, ExprOptions{.allow_evals = true});
+    INFO(text << " -> " << e.status().ToString());
+    REQUIRE(e.ok());
+    return e->Evaluate(c);
+  };
+  CHECK(eval("evals.qa.passed"));
+  CHECK_FALSE(eval("evals.safety.passed"));
+  CHECK_FALSE(eval("evals.missing.passed"));  // no run: false, never a pass
+  CHECK(eval("evals.multi-part_x.passed"));
+  CHECK(eval("evals.qa.passed && !evals.safety.passed && branch == 'main'"));
+  CHECK(eval("evals.qa.passed == 'true'"));
+  CHECK_FALSE(eval("evals.safety.passed == 'true'"));
+  CHECK(Expr::Parse("evals.qa.passed").status().message() ==
+        "column 1: unknown identifier 'evals.qa.passed' (expected branch, tag, event, inputs.NAME "
+        "or env.NAME)");
+  for (const char* bad : {"evals.qa", "evals..passed", "evals.qa.score", "evals.qa.passed.x"}) {
+    INFO(bad);
+    CHECK(Expr::Parse(bad, ExprOptions{.allow_evals = true}).status().message() ==
+          "column 1: expected evals.NAME.passed");
+  }
+}
+
+}  // namespace
+}  // namespace assay

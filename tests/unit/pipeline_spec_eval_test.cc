@@ -137,7 +137,8 @@ TEST_CASE("spec eval: each mistake is named with its line and key") {
               "\"(a\": missing ): (a"});
   CHECK(
       Lint("jobs:\n  qa:\n    steps:\n      - run: x\n        eval: { dataset: d, model: m }\n") ==
-      Lines{"4:9: jobs.qa.steps[0].eval: a step has one of run:, build_image: and eval:, not two"});
+      Lines{"4:9: jobs.qa.steps[0].eval: a step has one of run:, build_image:, eval:, train: and "
+            "promote:, not two"});
 }
 
 TEST_CASE("spec eval: too many inline tests and a deep or wrong-typed value are refused") {
@@ -166,6 +167,105 @@ TEST_CASE("spec eval: a malformed or out-of-range JSON spec is refused by the ag
   REQUIRE(ok.ok());
   CHECK(ok->model.command == "x");
   CHECK(ok->concurrency == 4);
+}
+
+}  // namespace
+}  // namespace assay
+
+namespace assay {
+namespace {
+
+TEST_CASE("spec eval: ingest takes junit or lm_eval results, gates on their metrics only") {
+  const std::string head = "jobs:\n  qa:\n    steps:\n      - eval:\n          name: unit\n";
+  absl::StatusOr<PipelineSpec> spec = ParsePipelineSpec(
+      head +
+      "          ingest: { junit: 'reports/*.xml' }\n"
+      "          gate: { failures: { max: 0 }, pass_rate: { max_drop: 0.05, vs: main } }\n");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  const evals::EvalSpec& e = *spec->jobs[0].steps[0].eval;
+  CHECK(e.ingest_format == "junit");
+  CHECK(e.ingest_path == "reports/*.xml");
+  CHECK(e.gates.size() == 2);
+  CHECK(evals::EvalSpecFromJson(evals::EvalSpecToJson(e)).value() == e);
+
+  spec = ParsePipelineSpec(head +
+                           "          ingest: { lm_eval: 'out/results_*.json' }\n"
+                           "          gate: { 'arc_easy/acc': { min: 0.6 }, "
+                           "'gsm8k/exact_match,strict-match': { min: 0.2 } }\n");
+  REQUIRE(spec.ok());
+  CHECK(spec->jobs[0].steps[0].eval->ingest_format == "lm_eval");
+
+  CHECK(Lint(head + "          ingest: { junit: r.xml }\n          gate: { acc: { min: 1 } }\n") ==
+        Lines{"7:19: jobs.qa.steps[0].eval.gate.acc: unknown metric 'acc' (known: exact_match, "
+              "contains, regex, json_valid, bleu, chrf, rouge_l, edit_similarity, assertions, "
+              "judge, error_rate, latency_mean_ms, latency_p50_ms, latency_p95_ms, "
+              "latency_p99_ms, input_tokens, output_tokens, cost_usd)"});
+  CHECK(Lint(head +
+             "          ingest: { junit: r.xml }\n          gate: { 'x/acc': { min: 1 } }\n") ==
+        Lines{"4:9: jobs.qa.steps[0].eval.gate.x/acc: gate on metric 'x/acc': a JUnit ingest has "
+              "tests, passed, failures, errors, skipped, pass_rate and time_s"});
+  CHECK(Lint(head +
+             "          ingest: { lm_eval: r.json }\n          gate: { failures: { max: 0 } }\n") ==
+        Lines{"4:9: jobs.qa.steps[0].eval.gate.failures: gate on metric 'failures': an lm_eval "
+              "ingest's metrics are TASK/METRIC (e.g. arc_easy/acc, or "
+              "gsm8k/exact_match,strict-match)"});
+  CHECK(Lint(head + "          ingest: { junit: r.xml }\n          model: x\n") ==
+        Lines{"4:9: jobs.qa.steps[0].eval.model: an eval with ingest takes no model: it reads the "
+              "results a test suite wrote"});
+  CHECK(Lint(head + "          ingest: { xunit: r.xml }\n") ==
+        Lines{"6:21: jobs.qa.steps[0].eval.ingest.xunit: unknown ingest format 'xunit' (junit or "
+              "lm_eval)"});
+  CHECK(Lint(head + "          ingest: { junit: ../r.xml }\n") ==
+        Lines{"6:28: jobs.qa.steps[0].eval.ingest.junit: junit '../r.xml' escapes the workspace "
+              "('..' is not allowed)"});
+  CHECK(Lint(head + "          ingest: r.xml\n").size() == 1);
+  // Without ingest, a model is still required; a TASK/METRIC gate is a metric it cannot compute.
+  CHECK(Lint(head + "          dataset: d.jsonl\n          metrics: [exact_match]\n          "
+                    "gate: { 'x/acc': { min: 1 } }\n") ==
+        Lines{"4:9: jobs.qa.steps[0].eval.model: missing required key 'model'"});
+}
+
+TEST_CASE("judge: the judge key of an eval, checked by the linter") {
+  auto lint = [](const std::string& body) {
+    std::vector<std::string> lines;
+    for (const SpecError& e :
+         LintPipelineSpec("jobs:\n  qa:\n    steps:\n      - eval:\n          dataset: d.jsonl\n"
+                          "          model: m\n" +
+                              body,
+                          "f.yml")) {
+      lines.push_back(e.ToString().substr(6));
+    }
+    return lines;
+  };
+  CHECK(lint("          metrics: [judge]\n          judge: { url: 'http://j/v1/chat/completions', "
+             "rubric: 'Is it right?', threshold: 0.7 }\n")
+            .empty());
+  CHECK(lint("          metrics: [judge]\n") ==
+        std::vector<std::string>{"4:9: jobs.qa.steps[0].eval.judge: the judge metric needs its "
+                                 "endpoint and rubric in judge:"});
+  CHECK(
+      lint("          metrics: [exact_match]\n          judge: { url: 'http://j', rubric: r }\n") ==
+      std::vector<std::string>{"4:9: jobs.qa.steps[0].eval.judge: judge: is the judge "
+                               "metric's endpoint: list judge in metrics: too"});
+  CHECK(lint("          metrics: [judge]\n          judge: { url: 'ftp://j', rubric: r }\n") ==
+        std::vector<std::string>{"8:25: jobs.qa.steps[0].eval.judge.url: url 'ftp://j' must "
+                                 "start with http:// or https://"});
+  CHECK(lint("          metrics: [judge]\n          judge: { url: 'http://j', rubric: r, "
+             "rubric_file: f.txt }\n") ==
+        std::vector<std::string>{"8:11: jobs.qa.steps[0].eval.judge: judge needs exactly one of "
+                                 "rubric and rubric_file"});
+  CHECK(lint("          metrics: [judge]\n          judge: { url: 'http://j', rubric: r, "
+             "threshold: 2 }\n")
+            .size() == 1);
+  absl::StatusOr<PipelineSpec> spec = ParsePipelineSpec(
+      "jobs:\n  qa:\n    steps:\n      - eval:\n          dataset: d.jsonl\n          model: m\n"
+      "          metrics: [judge]\n          judge: { url: 'http://j', model: g, rubric_file: "
+      "r.txt, api_key_secret: KEY }\n");
+  REQUIRE(spec.ok());
+  const evals::EvalSpec& e = *spec->jobs[0].steps[0].eval;
+  CHECK(*e.judge == evals::EvalJudgeSpec{"http://j", "g", "", "r.txt", "KEY", 0.5});
+  CHECK(evals::EvalSpecFromJson(evals::EvalSpecToJson(e)).value() == e);
 }
 
 }  // namespace

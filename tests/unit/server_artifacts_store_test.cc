@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/artifacts/path.h"
 #include "common/crypto/crypto.h"
-#include "server/artifacts/path.h"
 #include "server/artifacts/s3_blob_store.h"
 
 namespace assay::artifacts {

@@ -1,4 +1,4 @@
-// The model registry's input rules (server/registry/model_input.h): each limit at its edge,
+// The model registry's input rules (common/registry/model_input.h): each limit at its edge,
 // with the exact message.
 
 #include <boost/json.hpp>
@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "server/registry/model_input.h"
+#include "common/registry/model_input.h"
 
 namespace assay::registry {
 namespace {

@@ -28,6 +28,7 @@ constexpr MetricInfo kMetrics[] = {
     {"rouge_l", true},
     {"edit_similarity", true},
     {"assertions", true},
+    {"judge", true},
     {"error_rate", false},
     {"latency_mean_ms", false},
     {"latency_p50_ms", false},
@@ -36,6 +37,15 @@ constexpr MetricInfo kMetrics[] = {
     {"input_tokens", false},
     {"output_tokens", false},
     {"cost_usd", false},
+};
+
+struct JunitMetricInfo {
+  std::string_view name;
+  bool higher_is_better;
+};
+constexpr JunitMetricInfo kJunitMetrics[] = {
+    {"tests", true},    {"passed", true},    {"failures", false}, {"errors", false},
+    {"skipped", false}, {"pass_rate", true}, {"time_s", false},
 };
 
 // Strict readers: a missing key keeps the default; a present key of the wrong type throws.
@@ -139,6 +149,27 @@ bool KnownMetric(std::string_view name, bool* higher_is_better) {
   return false;
 }
 
+bool JunitMetric(std::string_view name, bool* higher_is_better) {
+  for (const JunitMetricInfo& m : kJunitMetrics) {
+    if (m.name == name) {
+      if (higher_is_better != nullptr) *higher_is_better = m.higher_is_better;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool HigherIsBetter(std::string_view name) {
+  bool higher = true;
+  if (KnownMetric(name, &higher) || JunitMetric(name, &higher)) return higher;
+  // lm-evaluation-harness: "task/metric[,filter]"; its perplexities and bits per byte fall as
+  // a model gets better, everything else (acc, exact_match, f1, bleu, ...) rises.
+  const size_t slash = name.find('/');
+  const std::string_view metric = slash == std::string_view::npos ? name : name.substr(slash + 1);
+  return metric.find("perplexity") == std::string_view::npos &&
+         metric.find("bits_per_byte") == std::string_view::npos;
+}
+
 const std::vector<std::string_view>& KnownMetricNames() {
   static const std::vector<std::string_view> names = [] {
     std::vector<std::string_view> out;
@@ -184,6 +215,18 @@ std::string EvalSpecToJson(const EvalSpec& s) {
       {"price_output_per_mtok", s.price_output_per_mtok},
       {"gates", std::move(gates)},
   };
+  if (s.judge.has_value()) {
+    const EvalJudgeSpec& j = *s.judge;
+    o["judge"] = json::object{{"url", j.url},
+                              {"model", j.model},
+                              {"rubric", j.rubric},
+                              {"rubric_file", j.rubric_file},
+                              {"api_key_secret", j.api_key_secret},
+                              {"threshold", j.threshold}};
+  }
+  if (!s.ingest_format.empty()) {
+    o["ingest"] = json::object{{"format", s.ingest_format}, {"path", s.ingest_path}};
+  }
   return json::serialize(o);
 }
 
@@ -220,6 +263,26 @@ absl::StatusOr<EvalSpec> EvalSpecFromJson(std::string_view text) {
       for (const json::value& name : ms->as_array()) s.metrics.emplace_back(name.as_string());
     }
     s.regex = Text(o, "regex");
+    if (const json::value* jv = o.if_contains("judge")) {
+      const json::object& jo = jv->as_object();
+      EvalJudgeSpec j{
+          Text(jo, "url"),         Text(jo, "model"),          Text(jo, "rubric"),
+          Text(jo, "rubric_file"), Text(jo, "api_key_secret"), Number(jo, "threshold", 0.5)};
+      if (j.url.empty() || j.rubric.empty() == j.rubric_file.empty() || !(j.threshold >= 0) ||
+          !(j.threshold <= 1)) {
+        return absl::InvalidArgumentError(
+            "eval step: judge needs a url, one of rubric and rubric_file, a threshold in [0, 1]");
+      }
+      s.judge = std::move(j);
+    }
+    if (const json::value* in = o.if_contains("ingest")) {
+      s.ingest_format = Text(in->as_object(), "format");
+      s.ingest_path = Text(in->as_object(), "path");
+      if ((s.ingest_format != "junit" && s.ingest_format != "lm_eval") || s.ingest_path.empty()) {
+        return absl::InvalidArgumentError(
+            "eval step: ingest needs format junit or lm_eval and a path");
+      }
+    }
     if (const json::value* n = o.if_contains("normalize")) {
       const json::object& no = n->as_object();
       s.normalize.lowercase = Bool(no, "lowercase", false);
@@ -242,7 +305,7 @@ absl::StatusOr<EvalSpec> EvalSpecFromJson(std::string_view text) {
         s.gates.push_back(std::move(g));
       }
     }
-    if (s.model.command.empty() == s.model.url.empty()) {
+    if (s.ingest_format.empty() && s.model.command.empty() == s.model.url.empty()) {
       return absl::InvalidArgumentError("eval step: the model needs exactly one of command, url");
     }
     return s;

@@ -1,4 +1,4 @@
-#include "server/artifacts/path.h"
+#include "common/artifacts/path.h"
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"

@@ -1,4 +1,4 @@
-#include "server/registry/model_input.h"
+#include "common/registry/model_input.h"
 
 #include <boost/json.hpp>
 
@@ -8,7 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "server/artifacts/path.h"
+#include "common/artifacts/path.h"
 
 namespace assay::registry {
 namespace {
