@@ -24,6 +24,7 @@
 #include "agent/cache.h"
 #include "common/base/status.h"
 #include "common/crypto/crypto.h"
+#include "common/evals/data/text.h"
 #include "common/proc/spawn.h"
 
 namespace assay {
@@ -44,6 +45,7 @@ std::string Cut(absl::string_view s) {
 
 bool GoodName(absl::string_view name) {
   if (name.empty() || name.size() > 128) return false;
+  if (!evals::IsValidUtf8(std::string_view(name.data(), name.size()))) return false;
   return std::none_of(name.begin(), name.end(), [](char c) {
     const auto u = static_cast<unsigned char>(c);
     return u < 0x20 || u == 0x7f;

@@ -46,6 +46,7 @@ class TrainMetricsParser {
   //   line 3 is not a JSON object with an integer "step" >= 0: <the line, cut at 200 bytes>
   //   line 9 is longer than 65536 bytes; skipped
   //   line 12: more than 64 series; "x" and later new names are dropped
+  // (a series name: 1 to 128 bytes of UTF-8 without control characters)
   void Feed(absl::string_view bytes, std::vector<Point>& out, std::vector<std::string>& notes);
   // The last line when it has no newline (the process ended), as Feed would take it.
   void Finish(std::vector<Point>& out, std::vector<std::string>& notes);

@@ -18,6 +18,10 @@ ASSAY_CLANG_PACKAGES="clang clang-14 libclang-rt-14-dev llvm llvm-14 clang-forma
 # tests build their images offline from busybox-static.
 ASSAY_PACKAGES+=" podman buildah runc conmon netavark aardvark-dns catatonit uidmap slirp4netns \
   fuse-overlayfs busybox-static"
+# netavark (podman's network stack) sets up each job's network with iptables, which Debian only
+# recommends: without it every container with a network fails ("netavark: No such file or
+# directory").
+ASSAY_PACKAGES+=" iptables"
 # Issue 9, build_image: the e2e tests push to Debian's docker-registry (htpasswd entries are
 # bcrypt, made with libcrypt: tests/support/registry.cc).
 ASSAY_PACKAGES+=" docker-registry libcrypt-dev"

@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/evals/data/text.h"
 #include "common/evals/train_spec.h"
 #include "common/pipeline/expr.h"
 #include "server/store/models.h"
@@ -125,6 +126,7 @@ std::string DoubleText(double v) {
 
 bool GoodSeriesName(const std::string& name) {
   if (name.empty() || name.size() > kMaxTrainSeriesNameBytes) return false;
+  if (!evals::IsValidUtf8(name)) return false;  // PostgreSQL text is UTF-8
   for (unsigned char ch : name) {
     if (ch < 0x20 || ch == 0x7f) return false;
   }

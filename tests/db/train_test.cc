@@ -52,7 +52,7 @@ TEST_CASE("train store: points are kept per attempt, a resend changes nothing, b
   for (const store::TrainPoint& bad :
        {store::TrainPoint{"", 1, 1, t, 0}, store::TrainPoint{"x\ny", 1, 1, t, 0},
         store::TrainPoint{std::string(129, 'n'), 1, 1, t, 0},
-        store::TrainPoint{"loss", -1, 1, t, 0},
+        store::TrainPoint{"\xff\xfe", 1, 1, t, 0}, store::TrainPoint{"loss", -1, 1, t, 0},
         store::TrainPoint{"loss", 1, std::numeric_limits<double>::quiet_NaN(), t, 0},
         store::TrainPoint{"loss", 1, std::numeric_limits<double>::infinity(), t, 0}}) {
     auto r = train.AddPoints(c.job_id, c.attempt, 1, {pts[0], bad});
@@ -277,6 +277,97 @@ TEST_CASE(
               "step \"fit\": cannot register model 'fresh': parent version: model 'fresh' has no "
               "alias 'production'"}});
   CHECK(rig.models.GetModel("fresh").status().code() == absl::StatusCode::kNotFound);
+}
+
+// A job whose only step is `promote:`.
+store::NewJob PromoteJobSpec(const std::string& name, const evals::PromoteSpec& promote) {
+  store::NewJob j = Job(name);
+  j.spec_json = R"({"steps":[{"name":"release","run":"","promote":)" +
+                evals::PromoteSpecToJson(promote) + R"(}],"env":{},"timeout_s":3600})";
+  return j;
+}
+
+TEST_CASE(
+    "train store: promote moves the alias when its if holds, audited, and refuses what "
+    "it must",
+    "[db]") {
+  DbFixture f;
+  ModelRig rig(f);
+  store::TrainStore train(&f.db);
+  // A pipeline that registered version 1 of charlm and ran eval qa (passed) and safety (failed).
+  const int64_t pid = f.CreatePipeline(
+      {TrainJobSpec("ft", "charlm"),
+       PromoteJobSpec("promote", {"charlm", "staging", "", "evals.qa.passed && branch == 'main'"}),
+       PromoteJobSpec("blocked", {"charlm", "production", "", "evals.safety.passed"}),
+       PromoteJobSpec("other", {"nomodel", "staging", "", ""}),
+       PromoteJobSpec("pinned", {"charlm", "old", "7", ""})});
+  store::ClaimedJob ft = f.ClaimOne(rig.agent);
+  REQUIRE(ft.job_id == f.JobId(pid, "ft"));
+  REQUIRE(rig.artifacts
+              .Commit(ft.job_id, ft.attempt, f.repo_id, {rig.Put("model/m.pt", "w", 1024)},
+                      f.clock.Now(), f.clock.Now() + absl::Hours(1))
+              .ok());
+  f.FinishJob(ft, "succeeded", 0);
+  REQUIRE(rig.models.GetVersion("charlm", {1, ""}).ok());
+  for (const auto& [name, passed] :
+       std::vector<std::pair<std::string, bool>>{{"qa", true}, {"safety", false}}) {
+    f.Query(
+        "INSERT INTO eval_runs (job_id, attempt, step_index, repo_id, pipeline_id, job_name, "
+        "name, ref, commit_sha, trusted, complete, passed, finished_at) VALUES (" +
+        std::to_string(ft.job_id) + ", 1, " + (name == "qa" ? "5" : "6") + ", " +
+        std::to_string(f.repo_id) + ", " + std::to_string(pid) + ", 'ft', '" + name +
+        "', 'refs/heads/main', '" + std::string(kSha) + "', true, true, " +
+        (passed ? "true" : "false") + ", now()) RETURNING 1");
+  }
+
+  auto done = train.Promote(f.JobId(pid, "promote"), 0, rig.models, f.clock.Now());
+  REQUIRE(done.ok());
+  CHECK(done->promoted);
+  CHECK(done->version == 1);
+  CHECK_FALSE(done->previous.has_value());
+  CHECK(done->message ==
+        "promoted: charlm@staging -> version 1 (new alias); `evals.qa.passed && branch == "
+        "'main'` is true");
+  auto history = rig.models.AliasHistory("charlm", "staging", 10);
+  REQUIRE(history.ok());
+  REQUIRE(history->size() == 1);
+  CHECK((*history)[0].principal ==
+        "pipeline " + std::to_string(pid) + " job " + std::to_string(f.JobId(pid, "promote")));
+  CHECK((*history)[0].reason == "promote step 'release': if evals.qa.passed && branch == 'main'");
+  // Again: nothing moves, no second audit row.
+  done = train.Promote(f.JobId(pid, "promote"), 0, rig.models, f.clock.Now());
+  REQUIRE(done.ok());
+  CHECK_FALSE(done->changed);
+  CHECK(done->message == "promoted: charlm@staging already points at version 1");
+  CHECK(rig.models.AliasHistory("charlm", "staging", 10)->size() == 1);
+
+  auto blocked = train.Promote(f.JobId(pid, "blocked"), 0, rig.models, f.clock.Now());
+  REQUIRE(blocked.ok());
+  CHECK_FALSE(blocked->promoted);
+  CHECK(blocked->message ==
+        "not promoted: charlm@production stays; `evals.safety.passed` is false");
+  CHECK(rig.models.AliasHistory("charlm", "production", 10)->empty());
+
+  auto none = train.Promote(f.JobId(pid, "other"), 0, rig.models, f.clock.Now());
+  CHECK(none.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(none.status().message() ==
+        "pipeline " + std::to_string(pid) +
+            " registered no version of model 'nomodel' (a train: step registers one; or give "
+            "version:)");
+  auto pinned = train.Promote(f.JobId(pid, "pinned"), 0, rig.models, f.clock.Now());
+  CHECK(pinned.status().code() == absl::StatusCode::kNotFound);
+  auto not_promote = train.Promote(ft.job_id, 1, rig.models, f.clock.Now());
+  CHECK(not_promote.status().code() == absl::StatusCode::kInvalidArgument);
+
+  // A fork's pull request never moves an alias.
+  store::NewPipeline fork = f.Pipeline({PromoteJobSpec("promote", {"charlm", "staging", "1", ""})});
+  fork.trusted = false;
+  fork.event = "pull_request";
+  auto fork_id = f.pipelines.Create(fork);
+  REQUIRE(fork_id.ok());
+  auto refused = train.Promote(f.JobId(*fork_id, "promote"), 0, rig.models, f.clock.Now());
+  CHECK(refused.status().code() == absl::StatusCode::kPermissionDenied);
+  CHECK(rig.models.AliasHistory("charlm", "staging", 10)->size() == 1);
 }
 
 }  // namespace

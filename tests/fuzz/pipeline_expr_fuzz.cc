@@ -13,7 +13,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ctx.event = "push";
   ctx.inputs["name"] = "x";
   ctx.env["CI"] = "true";
+  ctx.evals["qa"] = true;
   if (auto e = assay::Expr::Parse(text); e.ok()) (void)e->Evaluate(ctx);
+  // A promote step's `if`, which may name evals (issue 10).
+  if (auto e = assay::Expr::Parse(text, assay::ExprOptions{.allow_evals = true}); e.ok()) {
+    (void)e->Evaluate(ctx);
+  }
   for (bool allow_matrix : {false, true}) {
     (void)assay::ValidatePlaceholders(text, allow_matrix);
   }

@@ -111,6 +111,13 @@ TEST_CASE("train metrics: at most 64 series, names with control characters refus
                      R"(characters); skipped)",
                      R"(line 1: field "" is not a series name (1 to 128 bytes, no control )"
                      R"(characters); skipped)"});
+  // Bytes that are not UTF-8 make the line bad JSON; the line is named and skipped.
+  notes.clear();
+  p.Feed("{\"step\": 3, \"\xff\": 3}\n", points, notes);
+  CHECK(points.size() == 65);
+  CHECK(notes == std::vector<std::string>{
+                     R"(line 3 is not a JSON object with an integer "step" >= 0: {\"step\": 3, )"
+                     R"(\"\xff\": 3})"});
 }
 
 TEST_CASE("train: DVC pointers give the output's md5 and its path beside the pointer") {
