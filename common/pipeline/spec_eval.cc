@@ -55,23 +55,6 @@ bool Integer(Linter& lint, const Entry& e, const std::string& path, int lo, int 
   return false;
 }
 
-void WorkspacePath(Linter& lint, const Entry& e, const std::string& path, std::string& out) {
-  std::string text;
-  if (!ScalarText(lint, e.value, e.value_mark, path, e.key, "a path in the workspace", text)) {
-    return;
-  }
-  if (std::string p = RelativePathProblem(e.key, text); !p.empty()) {
-    lint.Error(e.value_mark, path, std::move(p));
-    return;
-  }
-  out = std::move(text);
-}
-
-void NonEmptyText(Linter& lint, const Entry& e, const std::string& path, std::string& out) {
-  if (!ScalarText(lint, e.value, e.value_mark, path, e.key, "a string", out)) return;
-  if (out.empty()) lint.Error(e.value_mark, path, absl::StrCat(e.key, " must not be empty"));
-}
-
 constexpr FieldRule<evals::EvalModelSpec> kModelRules[] = {
     {"command", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::EvalModelSpec& out) {
@@ -558,6 +541,23 @@ constexpr FieldRule<EvalSpec> kEvalRules[] = {
 };
 
 }  // namespace
+
+void WorkspacePath(Linter& lint, const Entry& e, const std::string& path, std::string& out) {
+  std::string text;
+  if (!ScalarText(lint, e.value, e.value_mark, path, e.key, "a path in the workspace", text)) {
+    return;
+  }
+  if (std::string p = RelativePathProblem(e.key, text); !p.empty()) {
+    lint.Error(e.value_mark, path, std::move(p));
+    return;
+  }
+  out = std::move(text);
+}
+
+void NonEmptyText(Linter& lint, const Entry& e, const std::string& path, std::string& out) {
+  if (!ScalarText(lint, e.value, e.value_mark, path, e.key, "a string", out)) return;
+  if (out.empty()) lint.Error(e.value_mark, path, absl::StrCat(e.key, " must not be empty"));
+}
 
 void ParseEvalStep(Linter& lint, const Entry& e, const std::string& path, StepSpec& step) {
   EvalSpec spec;

@@ -305,6 +305,10 @@ std::string ImageNameProblem(const std::string& name);
 std::string BuildImageTagProblem(const std::string& ref);
 // The `build_image:` row of a step.
 void ParseBuildImageStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
+// Issue 10, field readers shared by the eval and train keys (spec_eval.cc): a path in the
+// workspace (RelativePathProblem), and a non-empty string; each an error naming the key.
+void WorkspacePath(Linter& lint, const Entry& e, const std::string& path, std::string& out);
+void NonEmptyText(Linter& lint, const Entry& e, const std::string& path, std::string& out);
 // Issue 10: the `eval:` row of a step (spec_eval.cc).
 void ParseEvalStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 // Issue 10: the `train:` row of a step (spec_train.cc), and after all of a job's keys: the

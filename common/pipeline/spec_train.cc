@@ -87,36 +87,19 @@ bool ParamsJson(Linter& lint, const YAML::Node& node, const YAML::Mark& mark,
   return true;
 }
 
-void Text(Linter& lint, const Entry& e, const std::string& path, std::string& out) {
-  if (!ScalarText(lint, e.value, e.value_mark, path, e.key, "a string", out)) return;
-  if (out.empty()) lint.Error(e.value_mark, path, absl::StrCat(e.key, " must not be empty"));
-}
-
-void RelativePath(Linter& lint, const Entry& e, const std::string& path, std::string& out) {
-  std::string text;
-  if (!ScalarText(lint, e.value, e.value_mark, path, e.key, "a path in the workspace", text)) {
-    return;
-  }
-  if (std::string p = RelativePathProblem(e.key, text); !p.empty()) {
-    lint.Error(e.value_mark, path, std::move(p));
-    return;
-  }
-  out = std::move(text);
-}
-
 constexpr FieldRule<TrainSpec> kTrainRules[] = {
     {"name", false,
      [](Linter& lint, const Entry& e, const std::string& path, TrainSpec& out) {
-       Text(lint, e, path, out.name);
+       NonEmptyText(lint, e, path, out.name);
        if (out.name.size() > 128) lint.Error(e.value_mark, path, "name is over 128 bytes");
      }},
     {"command", true,
      [](Linter& lint, const Entry& e, const std::string& path, TrainSpec& out) {
-       Text(lint, e, path, out.command);
+       NonEmptyText(lint, e, path, out.command);
      }},
     {"model", false,
      [](Linter& lint, const Entry& e, const std::string& path, TrainSpec& out) {
-       Text(lint, e, path, out.model);
+       NonEmptyText(lint, e, path, out.model);
        if (out.model.empty()) return;
        if (absl::Status s = registry::ValidateModelName(out.model); !s.ok()) {
          lint.Error(e.value_mark, path, std::string(s.message()));
@@ -140,7 +123,7 @@ constexpr FieldRule<TrainSpec> kTrainRules[] = {
      }},
     {"model_dir", false,
      [](Linter& lint, const Entry& e, const std::string& path, TrainSpec& out) {
-       RelativePath(lint, e, path, out.model_dir);
+       WorkspacePath(lint, e, path, out.model_dir);
        while (out.model_dir.size() > 1 && out.model_dir.back() == '/') out.model_dir.pop_back();
        if (out.model_dir == "." || out.model_dir.rfind(".git", 0) == 0 ||
            out.model_dir.rfind(".assay", 0) == 0) {
@@ -167,7 +150,7 @@ constexpr FieldRule<TrainSpec> kTrainRules[] = {
          Entry item{absl::StrCat("datasets[", i, "]"), e.key_node, e.value[i],
                     MarkOr(e.value[i], e.value_mark)};
          std::string p;
-         RelativePath(lint, item, Index(path, i), p);
+         WorkspacePath(lint, item, Index(path, i), p);
          if (!p.empty()) out.datasets.push_back(std::move(p));
        }
      }},
@@ -177,7 +160,7 @@ constexpr FieldRule<TrainSpec> kTrainRules[] = {
      }},
     {"parent", false,
      [](Linter& lint, const Entry& e, const std::string& path, TrainSpec& out) {
-       Text(lint, e, path, out.parent);
+       NonEmptyText(lint, e, path, out.parent);
        if (out.parent.empty()) return;
        if (absl::StatusOr<registry::VersionRef> r = registry::ParseVersionRef(out.parent);
            !r.ok()) {
@@ -204,7 +187,7 @@ constexpr FieldRule<TrainSpec> kTrainRules[] = {
 constexpr FieldRule<evals::PromoteSpec> kPromoteRules[] = {
     {"model", true,
      [](Linter& lint, const Entry& e, const std::string& path, evals::PromoteSpec& out) {
-       Text(lint, e, path, out.model);
+       NonEmptyText(lint, e, path, out.model);
        if (out.model.empty()) return;
        if (absl::Status s = registry::ValidateModelName(out.model); !s.ok()) {
          lint.Error(e.value_mark, path, std::string(s.message()));
@@ -212,7 +195,7 @@ constexpr FieldRule<evals::PromoteSpec> kPromoteRules[] = {
      }},
     {"alias", true,
      [](Linter& lint, const Entry& e, const std::string& path, evals::PromoteSpec& out) {
-       Text(lint, e, path, out.alias);
+       NonEmptyText(lint, e, path, out.alias);
        if (out.alias.empty()) return;
        if (absl::Status s = registry::ValidateAlias(out.alias); !s.ok()) {
          lint.Error(e.value_mark, path, std::string(s.message()));
@@ -220,7 +203,7 @@ constexpr FieldRule<evals::PromoteSpec> kPromoteRules[] = {
      }},
     {"version", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::PromoteSpec& out) {
-       Text(lint, e, path, out.version);
+       NonEmptyText(lint, e, path, out.version);
        if (out.version.empty()) return;
        if (auto r = registry::ParseVersionRef(out.version); !r.ok()) {
          lint.Error(e.value_mark, path, std::string(r.status().message()));
@@ -228,7 +211,7 @@ constexpr FieldRule<evals::PromoteSpec> kPromoteRules[] = {
      }},
     {"if", false,
      [](Linter& lint, const Entry& e, const std::string& path, evals::PromoteSpec& out) {
-       Text(lint, e, path, out.condition);
+       NonEmptyText(lint, e, path, out.condition);
        if (out.condition.empty()) return;
        if (auto x = Expr::Parse(out.condition, ExprOptions{.allow_evals = true}); !x.ok()) {
          lint.Error(e.value_mark, path, std::string(x.status().message()));

@@ -20,30 +20,14 @@ namespace {
 
 using attempt_rpc::AuthorizationOf;
 using attempt_rpc::Authorize;
+using attempt_rpc::FromWire;
 using attempt_rpc::ToGrpc;
+using attempt_rpc::ToWire;
 
 constexpr char kCredentialPrefix[] = "Bearer assay-agent-";
 
 grpc::Status Unimplemented() {
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "artifacts are not enabled on this server");
-}
-
-store::ArtifactFileRow FromWire(const v1::ArtifactFile& f) {
-  store::ArtifactFileRow r;
-  r.path = f.path();
-  r.size = static_cast<int64_t>(std::min<uint64_t>(f.size(), INT64_MAX));
-  r.mode = static_cast<int>(f.mode() & 07777);
-  r.sha256 = f.sha256();
-  r.chunks.assign(f.chunks().begin(), f.chunks().end());
-  return r;
-}
-
-void ToWire(const store::ArtifactFileRow& r, v1::ArtifactFile* f) {
-  f->set_path(r.path);
-  f->set_size(static_cast<uint64_t>(r.size));
-  f->set_mode(static_cast<uint32_t>(r.mode));
-  f->set_sha256(r.sha256);
-  for (const auto& c : r.chunks) f->add_chunks(c);
 }
 
 // The files of a commit whose manifest came as chunks (CommitArtifactsRequest.manifest_chunks):

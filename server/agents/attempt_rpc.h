@@ -5,6 +5,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -13,6 +15,26 @@
 #include "server/agents/agent_service.h"
 
 namespace assay::attempt_rpc {
+
+// A manifest entry from the wire (sizes clamped to int64, mode bits only; checked later by
+// ArtifactService::CheckFiles) and back.
+inline store::ArtifactFileRow FromWire(const v1::ArtifactFile& f) {
+  store::ArtifactFileRow r;
+  r.path = f.path();
+  r.size = static_cast<int64_t>(std::min<uint64_t>(f.size(), INT64_MAX));
+  r.mode = static_cast<int>(f.mode() & 07777);
+  r.sha256 = f.sha256();
+  r.chunks.assign(f.chunks().begin(), f.chunks().end());
+  return r;
+}
+
+inline void ToWire(const store::ArtifactFileRow& r, v1::ArtifactFile* f) {
+  f->set_path(r.path);
+  f->set_size(static_cast<uint64_t>(r.size));
+  f->set_mode(static_cast<uint32_t>(r.mode));
+  f->set_sha256(r.sha256);
+  for (const auto& c : r.chunks) f->add_chunks(c);
+}
 
 inline grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;

@@ -30,12 +30,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CacheRestore(grpc::CallbackServerCon
                               response->set_key(r->hit->entry.key);
                               response->set_scope(r->hit->entry.scope);
                               for (const auto& f : r->hit->files) {
-                                v1::ArtifactFile* w = response->add_files();
-                                w->set_path(f.path);
-                                w->set_size(static_cast<uint64_t>(f.size));
-                                w->set_mode(static_cast<uint32_t>(f.mode));
-                                w->set_sha256(f.sha256);
-                                for (const auto& c : f.chunks) w->add_chunks(c);
+                                attempt_rpc::ToWire(f, response->add_files());
                               }
                               return grpc::Status::OK;
                             });
@@ -49,14 +44,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CacheCommit(grpc::CallbackServerCont
                               std::vector<store::ArtifactFileRow> files;
                               files.reserve(request->files_size());
                               for (const auto& f : request->files()) {
-                                store::ArtifactFileRow r;
-                                r.path = f.path();
-                                r.size =
-                                    static_cast<int64_t>(std::min<uint64_t>(f.size(), INT64_MAX));
-                                r.mode = static_cast<int>(f.mode() & 07777);
-                                r.sha256 = f.sha256();
-                                r.chunks.assign(f.chunks().begin(), f.chunks().end());
-                                files.push_back(std::move(r));
+                                files.push_back(attempt_rpc::FromWire(f));
                               }
                               auto done = deps_.caches->Commit(a, request->key(), std::move(files));
                               if (!done.ok()) return ToGrpc(done.status());

@@ -19,30 +19,6 @@ namespace {
 constexpr char kDisabled[] = "training is not enabled on this server";
 constexpr int kMaxCheckpointFiles = 10'000;
 
-std::vector<store::ArtifactFileRow> Rows(
-    const google::protobuf::RepeatedPtrField<v1::ArtifactFile>& files) {
-  std::vector<store::ArtifactFileRow> out;
-  out.reserve(static_cast<size_t>(files.size()));
-  for (const auto& f : files) {
-    store::ArtifactFileRow r;
-    r.path = f.path();
-    r.size = static_cast<int64_t>(std::min<uint64_t>(f.size(), INT64_MAX));
-    r.mode = static_cast<int>(f.mode() & 07777);
-    r.sha256 = f.sha256();
-    r.chunks.assign(f.chunks().begin(), f.chunks().end());
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
-void Write(const store::ArtifactFileRow& f, v1::ArtifactFile* w) {
-  w->set_path(f.path);
-  w->set_size(static_cast<uint64_t>(f.size));
-  w->set_mode(static_cast<uint32_t>(f.mode));
-  w->set_sha256(f.sha256);
-  for (const auto& c : f.chunks) w->add_chunks(c);
-}
-
 }  // namespace
 
 grpc::ServerUnaryReactor* AgentServiceImpl::ReportTrainMetrics(
@@ -80,7 +56,9 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CommitCheckpoint(
                               absl::StrCat("CommitCheckpoint: ", request->files_size(),
                                            " files; at most ", kMaxCheckpointFiles));
         }
-        std::vector<store::ArtifactFileRow> files = Rows(request->files());
+        std::vector<store::ArtifactFileRow> files;
+        files.reserve(static_cast<size_t>(request->files_size()));
+        for (const auto& f : request->files()) files.push_back(attempt_rpc::FromWire(f));
         if (absl::Status s = deps_.artifacts->CheckFiles(files, "CommitCheckpoint"); !s.ok()) {
           return ToGrpc(s);
         }
@@ -107,7 +85,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::RestoreCheckpoint(
         response->set_found(true);
         response->set_step((*cp)->step);
         response->set_attempt((*cp)->attempt);
-        for (const auto& f : (*cp)->files) Write(f, response->add_files());
+        for (const auto& f : (*cp)->files) attempt_rpc::ToWire(f, response->add_files());
         return grpc::Status::OK;
       });
 }

@@ -90,6 +90,8 @@ const Query kBytesPerRepo{
     "SELECT a.repo_id, r.name, sum(a.bytes)::bigint, count(*) FROM artifacts a "
     "JOIN repos r ON r.id = a.repo_id GROUP BY a.repo_id, r.name ORDER BY a.repo_id"};
 
+}  // namespace
+
 ArtifactFileRow FileOf(const pqxx::row& r) {
   ArtifactFileRow f;
   f.path = r[0].as<std::string>();
@@ -99,8 +101,6 @@ ArtifactFileRow FileOf(const pqxx::row& r) {
   f.chunks = FromPgTextArray(r[4]);
   return f;
 }
-
-}  // namespace
 
 absl::StatusOr<std::optional<LiveAttempt>> ArtifactStore::FindLiveAttempt(
     int64_t job_id, const std::string& token) {

@@ -25,6 +25,10 @@ struct ArtifactFileRow {
   std::vector<std::string> chunks;  // lowercase hex SHA-256 of each chunk, in file order
 };
 
+// A manifest row selected as (path, size, mode, sha256, chunks), the column order every file
+// table of the store (artifacts, caches, model versions, checkpoints) is read in.
+ArtifactFileRow FileOf(const pqxx::row& r);
+
 // The live attempt of a job: state assigned or running, with its token.
 struct LiveAttempt {
   int64_t job_id = 0;

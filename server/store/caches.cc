@@ -150,15 +150,7 @@ absl::StatusOr<std::optional<CacheHit>> CacheStore::Restore(
     hit.exact = exact;
     Exec(tx, c, kCacheTouch, {hit.entry.id, now});
     Exec(tx, c, kCacheRecordRead, {job_id, hit.entry.id});
-    for (const auto& r : Exec(tx, c, kCacheFiles, {hit.entry.id})) {
-      ArtifactFileRow f;
-      f.path = r[0].as<std::string>();
-      f.size = r[1].as<int64_t>();
-      f.mode = r[2].as<int>();
-      f.sha256 = r[3].as<std::string>();
-      f.chunks = FromPgTextArray(r[4]);
-      hit.files.push_back(std::move(f));
-    }
+    for (const auto& r : Exec(tx, c, kCacheFiles, {hit.entry.id})) hit.files.push_back(FileOf(r));
     out = std::move(hit);
     return absl::OkStatus();
   });

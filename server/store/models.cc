@@ -214,16 +214,6 @@ ModelVersion VersionOf(const pqxx::row& r) {
   return v;
 }
 
-ArtifactFileRow FileOf(const pqxx::row& r) {
-  ArtifactFileRow f;
-  f.path = r[0].as<std::string>();
-  f.size = r[1].as<int64_t>();
-  f.mode = r[2].as<int>();
-  f.sha256 = r[3].as<std::string>();
-  f.chunks = FromPgTextArray(r[4]);
-  return f;
-}
-
 // The model's id; with `lock`, its row locked until `tx` ends.
 absl::StatusOr<int64_t> ModelId(pqxx::work& tx, Connection& c, const std::string& name,
                                 bool lock = false) {

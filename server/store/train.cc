@@ -133,20 +133,6 @@ bool GoodSeriesName(const std::string& name) {
   return true;
 }
 
-std::vector<ArtifactFileRow> FilesOf(const pqxx::result& rows) {
-  std::vector<ArtifactFileRow> out;
-  for (const auto& r : rows) {
-    ArtifactFileRow f;
-    f.path = r[0].as<std::string>();
-    f.size = r[1].as<int64_t>();
-    f.mode = r[2].as<int>();
-    f.sha256 = r[3].as<std::string>();
-    f.chunks = FromPgTextArray(r[4]);
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
 // The train steps of a jobs.spec steps array: (index, spec).
 std::vector<std::pair<int, evals::TrainSpec>> TrainSteps(const std::string& steps_json) {
   std::vector<std::pair<int, evals::TrainSpec>> out;
@@ -345,7 +331,7 @@ absl::StatusOr<std::optional<TrainCheckpoint>> TrainStore::RestoreCheckpoint(int
     cp.attempt = r[0][2].as<int>();
     cp.step_index = step_index;
     Exec(tx, c, kCheckpointRecordRead, {job_id, cp.id});
-    cp.files = FilesOf(Exec(tx, c, kCheckpointFiles, {cp.id}));
+    for (const auto& r : Exec(tx, c, kCheckpointFiles, {cp.id})) cp.files.push_back(FileOf(r));
     out = std::move(cp);
     return absl::OkStatus();
   });
