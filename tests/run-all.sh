@@ -47,7 +47,12 @@ for t in "${TIERS[@]}"; do
   esac
 done
 
-if [ ${#EXTRA[@]} -gt 0 ]; then install_deps $ASSAY_CLANG_PACKAGES; else install_deps; fi
+# shellcheck disable=SC2086
+if [ ${#EXTRA[@]} -gt 0 ]; then
+  install_deps $ASSAY_TEST_PACKAGES $ASSAY_CLANG_PACKAGES
+else
+  install_deps $ASSAY_TEST_PACKAGES
+fi
 setup_podman  # the e2e container tests (issue 9); idempotent
 
 PGDIR=""

@@ -28,8 +28,9 @@ ASSAY_PACKAGES+=" docker-registry libcrypt-dev"
 # Issue 10, evals: RE2 runs dataset regexes in linear time.
 ASSAY_PACKAGES+=" libre2-dev"
 # Issue 10, examples/finetune and its e2e test: a tiny transformer trained with PyTorch on the
-# CPU (Debian's build; a GPU machine brings its own).
-ASSAY_PACKAGES+=" python3-torch"
+# CPU (Debian's build; a GPU machine brings its own). Only the tests install it (run-all.sh);
+# the quickstart's sample (examples/llm-app) needs no PyTorch.
+ASSAY_TEST_PACKAGES="python3-torch"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p
