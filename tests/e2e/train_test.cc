@@ -151,6 +151,31 @@ TEST_CASE(
     CHECK(pt[2].as_int64() == (i < 30 ? 1 : 2));
   }
   CHECK(MUST(c.QueryInt("SELECT min(step) FROM train_metrics WHERE attempt = 2")) == 31);
+
+  // The CLI says the same: the step, its version and resume, a row per series; every point of
+  // one series with --series.
+  CommandResult cli = MUST(c.RunCli({"train", std::to_string(job_id)}));
+  INFO(cli.out << cli.err);
+  CHECK(cli.exit_code == 0);
+  CHECK(absl::StartsWith(cli.out,
+                         "train step fit (step 0), model tiny, version 1, newest "
+                         "checkpoint "));
+  CHECK(absl::StrContains(cli.out, "; attempt 2 resumed from step 30\n"));
+  CHECK(absl::StrContains(cli.out, "SERIES"));
+  CHECK(absl::StrContains(cli.out, "\nloss "));
+  CHECK(absl::StrContains(cli.out, "\nw "));
+  CommandResult points = MUST(c.RunCli({"train", std::to_string(job_id), "--series", "loss"}));
+  CHECK(points.exit_code == 0);
+  int rows = 0;
+  for (char ch : points.out) rows += ch == '\n' ? 1 : 0;
+  CHECK(rows == 51);  // the header and 50 points
+  CHECK(absl::StrContains(points.out, "\n31 "));
+  CommandResult missing = MUST(c.RunCli({"train", std::to_string(job_id), "--series", "acc"}));
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err == "assay: job " + std::to_string(job_id) + " has no series 'acc'\n");
+  CommandResult usage = MUST(c.RunCli({"train", "x"}));
+  CHECK(usage.exit_code == 2);
+  CHECK(absl::StrContains(usage.err, "JOB_ID must be a positive integer, got 'x'"));
   // Every value exactly as Python computed it (1.0 / step in IEEE double): compared in SQL, as
   // this test's own JSON parser (Boost 1.81) may read a 17-digit number one ulp off.
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM train_metrics WHERE name = 'loss' AND "
