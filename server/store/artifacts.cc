@@ -92,6 +92,41 @@ const Query kBytesPerRepo{
 
 }  // namespace
 
+ManifestColumns ManifestColumnsOf(const std::vector<ArtifactFileRow>& files) {
+  ManifestColumns m;
+  std::set<std::string> chunks;
+  for (const auto& f : files) {
+    m.paths.push_back(f.path);
+    m.sizes.push_back(std::to_string(f.size));
+    m.modes.push_back(std::to_string(f.mode));
+    m.hashes.push_back(f.sha256);
+    m.chunk_lists.push_back(absl::StrJoin(f.chunks, ","));
+    chunks.insert(f.chunks.begin(), f.chunks.end());
+    m.bytes += f.size;
+  }
+  m.chunks.assign(chunks.begin(), chunks.end());
+  return m;
+}
+
+absl::Status RequireChunksStored(pqxx::work& tx, Connection& c,
+                                 const std::vector<ArtifactFileRow>& files,
+                                 const std::vector<std::string>& chunks) {
+  std::set<std::string> have;
+  for (const auto& r : Exec(tx, c, kChunksPresent, {ToPgTextArray(chunks)})) {
+    have.insert(r[0].as<std::string>());
+  }
+  for (const auto& f : files) {
+    for (const auto& h : f.chunks) {
+      if (!have.contains(h)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("chunk ", h, " of '", f.path,
+                         "' is not stored; upload it first (ArtifactChunksMissing)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 ArtifactFileRow FileOf(const pqxx::row& r) {
   ArtifactFileRow f;
   f.path = r[0].as<std::string>();
@@ -172,19 +207,7 @@ absl::StatusOr<bool> ArtifactStore::PutChunk(const std::string& sha256, int64_t 
 absl::StatusOr<ArtifactCommit> ArtifactStore::Commit(int64_t job_id, int attempt, int64_t repo_id,
                                                      const std::vector<ArtifactFileRow>& files,
                                                      absl::Time now, absl::Time expire_at) {
-  std::set<std::string> wanted;
-  std::vector<std::string> paths, sizes, modes, hashes, chunk_lists;
-  int64_t bytes = 0;
-  for (const auto& f : files) {
-    paths.push_back(f.path);
-    sizes.push_back(std::to_string(f.size));
-    modes.push_back(std::to_string(f.mode));
-    hashes.push_back(f.sha256);
-    chunk_lists.push_back(absl::StrJoin(f.chunks, ","));
-    wanted.insert(f.chunks.begin(), f.chunks.end());
-    bytes += f.size;
-  }
-  const std::vector<std::string> all(wanted.begin(), wanted.end());
+  const ManifestColumns m = ManifestColumnsOf(files);
   ArtifactCommit out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out = ArtifactCommit{};
@@ -201,27 +224,15 @@ absl::StatusOr<ArtifactCommit> ArtifactStore::Commit(int64_t job_id, int attempt
       }
       Exec(tx, c, kDeleteManifest, {job_id});
     }
-    std::set<std::string> have;
-    for (const auto& r : Exec(tx, c, kChunksPresent, {ToPgTextArray(all)})) {
-      have.insert(r[0].as<std::string>());
-    }
-    for (const auto& f : files) {
-      for (const auto& h : f.chunks) {
-        if (!have.contains(h)) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("chunk ", h, " of '", f.path,
-                           "' is not stored; upload it first (ArtifactChunksMissing)"));
-        }
-      }
-    }
+    if (absl::Status s = RequireChunksStored(tx, c, files, m.chunks); !s.ok()) return s;
     Exec(tx, c, kInsertManifest,
-         {job_id, attempt, repo_id, static_cast<int64_t>(files.size()), bytes, expire_at, now});
+         {job_id, attempt, repo_id, static_cast<int64_t>(files.size()), m.bytes, expire_at, now});
     Exec(tx, c, kInsertFiles,
-         {job_id, ToPgTextArray(paths), ToPgTextArray(sizes), ToPgTextArray(modes),
-          ToPgTextArray(hashes), ToPgTextArray(chunk_lists)});
-    Exec(tx, c, kInsertRefs, {job_id, ToPgTextArray(all)});
+         {job_id, ToPgTextArray(m.paths), ToPgTextArray(m.sizes), ToPgTextArray(m.modes),
+          ToPgTextArray(m.hashes), ToPgTextArray(m.chunk_lists)});
+    Exec(tx, c, kInsertRefs, {job_id, ToPgTextArray(m.chunks)});
     out.files = static_cast<int>(files.size());
-    out.bytes = bytes;
+    out.bytes = m.bytes;
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

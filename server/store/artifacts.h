@@ -29,6 +29,23 @@ struct ArtifactFileRow {
 // table of the store (artifacts, caches, model versions, checkpoints) is read in.
 ArtifactFileRow FileOf(const pqxx::row& r);
 
+// A manifest as the text arrays its INSERT ... SELECT FROM unnest(...) takes (chunk lists
+// comma-joined), the distinct chunks it names (sorted), and its total size.
+struct ManifestColumns {
+  std::vector<std::string> paths, sizes, modes, hashes, chunk_lists;
+  std::vector<std::string> chunks;
+  int64_t bytes = 0;
+};
+ManifestColumns ManifestColumnsOf(const std::vector<ArtifactFileRow>& files);
+
+// Inside a commit's transaction: kFailedPrecondition naming the first chunk of `files` that is
+// not stored ("chunk H of 'P' is not stored; upload it first (ArtifactChunksMissing)"); the
+// chunks found are locked FOR SHARE, so the sweeper (which skips locked rows) cannot delete
+// them before the commit does.
+absl::Status RequireChunksStored(pqxx::work& tx, Connection& c,
+                                 const std::vector<ArtifactFileRow>& files,
+                                 const std::vector<std::string>& chunks);
+
 // The live attempt of a job: state assigned or running, with its token.
 struct LiveAttempt {
   int64_t job_id = 0;

@@ -40,9 +40,6 @@ const Query kCacheInsert{
     "INSERT INTO cache_entries (repo_id, scope, key, files, bytes, job_id, created_at, "
     "last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) "
     "ON CONFLICT (repo_id, scope, key) DO NOTHING RETURNING id"};
-const Query kCacheChunksPresent{
-    "cache_chunks_present",
-    "SELECT sha256 FROM artifact_chunks WHERE sha256 = ANY($1::text[]) FOR SHARE"};
 const Query kCacheInsertFiles{
     "cache_insert_files",
     "INSERT INTO cache_files (entry_id, path, size, mode, sha256, chunks) "
@@ -173,49 +170,25 @@ absl::StatusOr<CacheSave> CacheStore::Commit(int64_t job_id, int64_t repo_id,
                                              const std::string& scope, const std::string& key,
                                              const std::vector<ArtifactFileRow>& files,
                                              absl::Time now) {
-  std::set<std::string> wanted;
-  std::vector<std::string> paths, sizes, modes, hashes, chunk_lists;
-  int64_t bytes = 0;
-  for (const auto& f : files) {
-    paths.push_back(f.path);
-    sizes.push_back(std::to_string(f.size));
-    modes.push_back(std::to_string(f.mode));
-    hashes.push_back(f.sha256);
-    chunk_lists.push_back(absl::StrJoin(f.chunks, ","));
-    wanted.insert(f.chunks.begin(), f.chunks.end());
-    bytes += f.size;
-  }
-  const std::vector<std::string> all(wanted.begin(), wanted.end());
+  const ManifestColumns m = ManifestColumnsOf(files);
   CacheSave out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     out = CacheSave{};
     // Why the chunks first, locked: the sweeper skips locked rows, so none of them can go
     // between this check and the commit.
-    std::set<std::string> have;
-    for (const auto& r : Exec(tx, c, kCacheChunksPresent, {ToPgTextArray(all)})) {
-      have.insert(r[0].as<std::string>());
-    }
-    for (const auto& f : files) {
-      for (const auto& h : f.chunks) {
-        if (!have.contains(h)) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("chunk ", h, " of '", f.path,
-                           "' is not stored; upload it first (ArtifactChunksMissing)"));
-        }
-      }
-    }
+    if (absl::Status st = RequireChunksStored(tx, c, files, m.chunks); !st.ok()) return st;
     auto inserted =
         Exec(tx, c, kCacheInsert,
-             {repo_id, scope, key, static_cast<int64_t>(files.size()), bytes, job_id, now});
+             {repo_id, scope, key, static_cast<int64_t>(files.size()), m.bytes, job_id, now});
     if (inserted.empty()) return absl::OkStatus();  // immutable: the key exists
     const int64_t id = inserted[0][0].as<int64_t>();
     Exec(tx, c, kCacheInsertFiles,
-         {id, ToPgTextArray(paths), ToPgTextArray(sizes), ToPgTextArray(modes),
-          ToPgTextArray(hashes), ToPgTextArray(chunk_lists)});
-    Exec(tx, c, kCacheInsertRefs, {id, ToPgTextArray(all)});
+         {id, ToPgTextArray(m.paths), ToPgTextArray(m.sizes), ToPgTextArray(m.modes),
+          ToPgTextArray(m.hashes), ToPgTextArray(m.chunk_lists)});
+    Exec(tx, c, kCacheInsertRefs, {id, ToPgTextArray(m.chunks)});
     out.saved = true;
     out.files = static_cast<int>(files.size());
-    out.bytes = bytes;
+    out.bytes = m.bytes;
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

@@ -27,9 +27,6 @@ const Query kTrainInsertPoints{
     "SELECT $1, $2, x.n, x.s, $3, x.v, to_timestamp(x.t / 1000000.0) "
     "FROM unnest($4::text[], $5::bigint[], $6::float8[], $7::bigint[]) AS x(n, s, v, t) "
     "ON CONFLICT DO NOTHING"};
-const Query kTrainChunksPresent{
-    "train_chunks_present",
-    "SELECT sha256 FROM artifact_chunks WHERE sha256 = ANY($1::text[]) FOR SHARE"};
 const Query kCheckpointInsert{
     "train_checkpoint_insert",
     "INSERT INTO train_checkpoints (job_id, step_index, step, attempt, files, bytes, created_at) "
@@ -266,49 +263,27 @@ absl::StatusOr<bool> TrainStore::CommitCheckpoint(int64_t job_id, int attempt, i
   const std::string dir = CheckpointDirOf(step_index) + "/";
   if (step < 0) return absl::InvalidArgumentError("CommitCheckpoint: step must be >= 0");
   if (files.empty()) return absl::InvalidArgumentError("CommitCheckpoint: no files");
-  std::set<std::string> wanted;
-  std::vector<std::string> paths, sizes, modes, hashes, chunk_lists;
-  int64_t bytes = 0;
   for (const auto& f : files) {
     if (f.path.compare(0, dir.size(), dir) != 0 || f.path.size() == dir.size()) {
       return absl::InvalidArgumentError(absl::StrCat("CommitCheckpoint: path '",
                                                      absl::CEscape(f.path.substr(0, 200)),
                                                      "' is not under ", dir));
     }
-    paths.push_back(f.path);
-    sizes.push_back(std::to_string(f.size));
-    modes.push_back(std::to_string(f.mode));
-    hashes.push_back(f.sha256);
-    chunk_lists.push_back(absl::StrJoin(f.chunks, ","));
-    wanted.insert(f.chunks.begin(), f.chunks.end());
-    bytes += f.size;
   }
-  const std::vector<std::string> all(wanted.begin(), wanted.end());
+  const ManifestColumns m = ManifestColumnsOf(files);
   bool saved = false;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     saved = false;
-    std::set<std::string> have;
-    for (const auto& r : Exec(tx, c, kTrainChunksPresent, {ToPgTextArray(all)})) {
-      have.insert(r[0].as<std::string>());
-    }
-    for (const auto& f : files) {
-      for (const auto& h : f.chunks) {
-        if (!have.contains(h)) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("chunk ", h, " of '", f.path,
-                           "' is not stored; upload it first (ArtifactChunksMissing)"));
-        }
-      }
-    }
+    if (absl::Status st = RequireChunksStored(tx, c, files, m.chunks); !st.ok()) return st;
     auto inserted =
         Exec(tx, c, kCheckpointInsert,
-             {job_id, step_index, step, attempt, static_cast<int64_t>(files.size()), bytes, now});
+             {job_id, step_index, step, attempt, static_cast<int64_t>(files.size()), m.bytes, now});
     if (inserted.empty()) return absl::OkStatus();
     const int64_t id = inserted[0][0].as<int64_t>();
     Exec(tx, c, kCheckpointInsertFiles,
-         {id, ToPgTextArray(paths), ToPgTextArray(sizes), ToPgTextArray(modes),
-          ToPgTextArray(hashes), ToPgTextArray(chunk_lists)});
-    Exec(tx, c, kCheckpointInsertRefs, {id, ToPgTextArray(all)});
+         {id, ToPgTextArray(m.paths), ToPgTextArray(m.sizes), ToPgTextArray(m.modes),
+          ToPgTextArray(m.hashes), ToPgTextArray(m.chunk_lists)});
+    Exec(tx, c, kCheckpointInsertRefs, {id, ToPgTextArray(m.chunks)});
     Exec(tx, c, kCheckpointPrune, {job_id, step_index, kCheckpointsKept});
     saved = true;
     return absl::OkStatus();
