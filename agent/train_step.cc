@@ -143,15 +143,13 @@ struct MetricsLineHandler {
     number.append(s.data(), s.size());
     return true;
   }
-  bool on_int64(int64_t i, boost::json::string_view s, boost::system::error_code&) {
+  bool on_int64(int64_t i, boost::json::string_view, boost::system::error_code&) {
     number.clear();
-    (void)s;
     Top(static_cast<double>(i), true, i < 0);
     return true;
   }
-  bool on_uint64(uint64_t u, boost::json::string_view s, boost::system::error_code&) {
+  bool on_uint64(uint64_t u, boost::json::string_view, boost::system::error_code&) {
     number.clear();
-    (void)s;
     Top(static_cast<double>(u), true, false);
     return true;
   }

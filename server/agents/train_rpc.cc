@@ -79,7 +79,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::RestoreCheckpoint(
         if (auto step = deps_.train->TrainStepOf(a.job_id, request->step_index()); !step.ok()) {
           return ToGrpc(step.status());
         }
-        auto cp = deps_.train->RestoreCheckpoint(a.job_id, a.attempt, request->step_index());
+        auto cp = deps_.train->RestoreCheckpoint(a.job_id, request->step_index());
         if (!cp.ok()) return ToGrpc(cp.status());
         if (!cp->has_value()) return grpc::Status::OK;
         response->set_found(true);

@@ -3,11 +3,9 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
-#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/evals/data/text.h"
 #include "common/evals/train_spec.h"
 #include "common/pipeline/expr.h"
@@ -293,7 +291,6 @@ absl::StatusOr<bool> TrainStore::CommitCheckpoint(int64_t job_id, int attempt, i
 }
 
 absl::StatusOr<std::optional<TrainCheckpoint>> TrainStore::RestoreCheckpoint(int64_t job_id,
-                                                                             int attempt,
                                                                              int step_index) {
   std::optional<TrainCheckpoint> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
@@ -310,7 +307,6 @@ absl::StatusOr<std::optional<TrainCheckpoint>> TrainStore::RestoreCheckpoint(int
     out = std::move(cp);
     return absl::OkStatus();
   });
-  (void)attempt;
   if (!s.ok()) return s;
   return out;
 }

@@ -94,10 +94,9 @@ class TrainStore {
   absl::StatusOr<bool> CommitCheckpoint(int64_t job_id, int attempt, int step_index, int64_t step,
                                         const std::vector<ArtifactFileRow>& files, absl::Time now);
 
-  // The newest checkpoint of the job's train step saved by an earlier attempt, recorded as read
+  // The newest checkpoint of the job's train step (whichever attempt saved it), recorded as read
   // by the job (ChunksReadBy); nullopt when none.
-  absl::StatusOr<std::optional<TrainCheckpoint>> RestoreCheckpoint(int64_t job_id, int attempt,
-                                                                   int step_index);
+  absl::StatusOr<std::optional<TrainCheckpoint>> RestoreCheckpoint(int64_t job_id, int step_index);
   // Of `chunks`, those in the checkpoints job `job_id` restored.
   absl::StatusOr<std::vector<std::string>> ChunksReadBy(int64_t job_id,
                                                         const std::vector<std::string>& chunks);

@@ -167,7 +167,7 @@ TEST_CASE(
   store::ClaimedJob c2 = f.ClaimOne(rig.agent);
   REQUIRE(c2.job_id == c.job_id);
   REQUIRE(c2.attempt == 2);
-  auto cp = train.RestoreCheckpoint(c2.job_id, c2.attempt, 1);
+  auto cp = train.RestoreCheckpoint(c2.job_id, 1);
   REQUIRE(cp.ok());
   REQUIRE(cp->has_value());
   CHECK((*cp)->step == 30);
@@ -188,7 +188,7 @@ TEST_CASE(
   // A job that has no checkpoint restores none.
   f.CreatePipeline({TrainJobSpec("ft2", "charlm")});
   store::ClaimedJob other = f.ClaimOne(rig.agent);
-  CHECK_FALSE(train.RestoreCheckpoint(other.job_id, other.attempt, 1).value().has_value());
+  CHECK_FALSE(train.RestoreCheckpoint(other.job_id, 1).value().has_value());
 
   // Once the job ended an hour ago, its checkpoints go, and their chunks are sweepable.
   f.FinishJob(c2, "failed", 1);
