@@ -77,6 +77,8 @@ Commands:
   train JOB_ID [--series NAME]
                               a job's train steps: metric series, attempts and resumes, the
                               registered version; --series: every point (docs/train.md)
+  sweep PIPELINE_ID           a pipeline's sweeps: each trial's params, state and metric, the
+                              best (*) and those stopped early, the version registered
   models list [--name GLOB] [--tag K=V]...
                               list registered models (docs/models.md)
   models show NAME[@VERSION|@ALIAS]
@@ -117,9 +119,9 @@ can read it.
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {"lint",      "repo",  "pipelines", "pipeline", "logs",
-                                          "cancel",    "run",   "queue",     "agents",   "secret",
-                                          "artifacts", "cache", "models",    "evals",    "train"};
+constexpr std::string_view kCommands[] = {
+    "lint",   "repo",   "pipelines", "pipeline", "logs",   "cancel", "run",   "queue",
+    "agents", "secret", "artifacts", "cache",    "models", "evals",  "train", "sweep"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -571,6 +573,12 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
   if (command == "train") {
     TrainArgs train{{line.positional.begin() + 1, line.positional.end()}, line.options};
     std::variant<int, std::string> r = TrainCommand(train, api, out, err);
+    if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
+    return std::get<int>(r);
+  }
+  if (command == "sweep") {
+    TrainArgs sweep{{line.positional.begin() + 1, line.positional.end()}, line.options};
+    std::variant<int, std::string> r = SweepCommand(sweep, api, out, err);
     if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
     return std::get<int>(r);
   }

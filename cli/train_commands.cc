@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <charconv>
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -19,6 +20,18 @@ std::string Text(const json::object& o, const char* key) {
   if (v == nullptr || v->is_null()) return "-";
   if (v->is_string()) return std::string(v->as_string());
   return json::serialize(*v);
+}
+
+// A parameter's value as written in a sweep: a string bare, a number in its shortest form
+// (0.5, not 5E-1).
+std::string Plain(const json::value& v) {
+  if (v.is_string()) return std::string(v.as_string());
+  if (v.is_double()) {
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v.as_double());
+    return std::string(buf, ec == std::errc() ? end : buf);
+  }
+  return json::serialize(v);
 }
 
 std::string Value(const json::value& v) {
@@ -108,6 +121,78 @@ std::variant<int, std::string> TrainCommand(const TrainArgs& a, const ApiClient&
   if (series.has_value() && !found_series) {
     err << "assay: job " << id << " has no series '" << *series << "'\n";
     return 1;
+  }
+  return 0;
+}
+
+std::variant<int, std::string> SweepCommand(const TrainArgs& a, const ApiClient& api,
+                                            std::ostream& out, std::ostream& err) {
+  if (!a.options.empty()) {
+    return absl::StrCat("unknown option '", a.options.front().first, "' for 'assay sweep'");
+  }
+  if (a.positional.size() != 1) return std::string("'assay sweep' needs one PIPELINE_ID");
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(a.positional[0], &id) || id <= 0) {
+    return absl::StrCat("PIPELINE_ID must be a positive integer, got '", a.positional[0], "'");
+  }
+  std::optional<json::value> reply =
+      api.CallJson("GET", absl::StrCat("/api/v1/pipelines/", id, "/sweeps"), "", err);
+  if (!reply) return 1;
+  const json::value* sweeps =
+      reply->is_object() ? reply->as_object().if_contains("sweeps") : nullptr;
+  if (sweeps == nullptr || !sweeps->is_array()) {
+    err << "assay: unexpected response from the server: no 'sweeps' list\n";
+    return 1;
+  }
+  if (sweeps->as_array().empty()) {
+    err << "assay: pipeline " << id << " has no sweep\n";
+    return 1;
+  }
+  for (const json::value& item : sweeps->as_array()) {
+    if (!item.is_object()) continue;
+    const json::object& s = item.as_object();
+    out << "sweep " << Text(s, "name") << ": " << Text(s, "method") << ", " << Text(s, "goal")
+        << " " << Text(s, "metric") << "; ";
+    const json::value* best = s.if_contains("best");
+    const json::value* model = s.if_contains("model");
+    if (best != nullptr && best->is_object()) {
+      out << "best trial " << Text(best->as_object(), "trial") << " (job "
+          << Text(best->as_object(), "job_id") << ")";
+      if (model != nullptr && model->is_object()) {
+        out << ", registered as " << Text(model->as_object(), "name") << " version "
+            << Text(model->as_object(), "version");
+      }
+    } else if (s.if_contains("concluded") != nullptr && s.at("concluded").is_bool() &&
+               s.at("concluded").as_bool()) {
+      out << "no best trial";
+    } else {
+      out << "running";
+    }
+    const std::string message = Text(s, "message");
+    out << (message == "-" || message.empty() ? "" : ": " + message) << "\n";
+    std::vector<std::vector<std::string>> rows;
+    if (const json::value* trials = s.if_contains("trials"); trials && trials->is_array()) {
+      for (const json::value& t : trials->as_array()) {
+        if (!t.is_object()) continue;
+        const json::object& o = t.as_object();
+        std::string params;
+        if (const json::value* p = o.if_contains("params"); p && p->is_object()) {
+          for (const auto& [k, v] : p->as_object()) {
+            absl::StrAppend(&params, params.empty() ? "" : " ", std::string(k), "=", Plain(v));
+          }
+        }
+        std::string mark;
+        if (o.if_contains("best") && o.at("best").is_bool() && o.at("best").as_bool()) mark = "*";
+        if (o.if_contains("stopped_early") && o.at("stopped_early").is_bool() &&
+            o.at("stopped_early").as_bool()) {
+          mark = "stopped";
+        }
+        const json::value* value = o.if_contains("value");
+        rows.push_back({Text(o, "trial"), Text(o, "job_id"), Text(o, "state"), params,
+                        Text(o, "step"), value ? Value(*value) : "-", mark});
+      }
+    }
+    WriteTable(out, {"TRIAL", "JOB", "STATE", "PARAMS", "STEP", "VALUE", ""}, rows);
   }
   return 0;
 }

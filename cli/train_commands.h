@@ -22,4 +22,10 @@ struct TrainArgs {
 std::variant<int, std::string> TrainCommand(const TrainArgs& args, const ApiClient& api,
                                             std::ostream& out, std::ostream& err);
 
+// `assay sweep PIPELINE_ID` (docs/train.md "Sweeps"): per sweep a line (metric, goal, the best
+// trial and the version registered, or why none) and a table of its trials: TRIAL JOB STATE
+// PARAMS STEP VALUE, the best marked "*", a trial stopped early "stopped".
+std::variant<int, std::string> SweepCommand(const TrainArgs& args, const ApiClient& api,
+                                            std::ostream& out, std::ostream& err);
+
 }  // namespace assay::cli

@@ -1,6 +1,7 @@
 #include "common/pipeline/plan.h"
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,8 @@
 #include "common/pipeline/glob.h"
 #include "common/pipeline/matrix.h"
 #include "common/pipeline/spec_internal.h"
+#include "common/pipeline/sweep.h"
+#include "common/registry/model_input.h"
 
 namespace assay {
 namespace {
@@ -48,6 +51,26 @@ absl::Status CheckPlaceholders(const std::string& key, const std::string& text,
     pos = close + 2;
   }
   return absl::OkStatus();
+}
+
+// A train step's params (a JSON object) with a trial's values set over them.
+absl::StatusOr<std::string> WithSweepValues(const std::string& params_json, const SweepTrial& t) {
+  boost::json::value params = boost::json::parse(params_json);
+  if (!params.is_object()) return absl::InvalidArgumentError("train params are not an object");
+  for (const auto& [name, value] : t.values) {
+    params.as_object()[name] = boost::json::parse(value.json);
+  }
+  absl::StatusOr<std::string> out = registry::CanonicalParams(params);
+  if (!out.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("trial ", t.number, ": ", out.status().message()));
+  }
+  if (out->size() > evals::kMaxTrainParamsBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("trial ", t.number, "'s params are ",
+                                                   out->size(), " bytes; at most ",
+                                                   evals::kMaxTrainParamsBytes));
+  }
+  return out;
 }
 
 }  // namespace
@@ -177,9 +200,25 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
   using Combo = std::map<std::string, std::string>;
   std::map<std::string, std::vector<std::string>> names_of;
   std::vector<std::vector<Combo>> combos_of(spec.jobs.size());
+  std::vector<std::vector<SweepTrial>> trials_of(spec.jobs.size());
   for (size_t j = 0; j < spec.jobs.size(); ++j) {
     const JobSpec& job = spec.jobs[j];
     std::vector<std::string>& names = names_of[job.name];
+    if (job.sweep.has_value()) {
+      absl::StatusOr<std::vector<SweepTrial>> trials = ExpandSweep(*job.sweep);
+      if (!trials.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("jobs.", job.name, ".sweep: ", trials.status().message()));
+      }
+      for (const SweepTrial& t : *trials) {
+        Combo combo;
+        for (const auto& [name, value] : t.values) combo[name] = value.text;
+        combos_of[j].push_back(std::move(combo));
+        names.push_back(SweepTrialName(job.name, t.number));
+      }
+      trials_of[j] = *std::move(trials);
+      continue;
+    }
     if (!job.matrix.has_value()) {
       combos_of[j].push_back({});
       names.push_back(job.name);
@@ -223,7 +262,7 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       }
       skip = !expr->Evaluate(ctx);
     }
-    const bool allow_matrix = job.matrix.has_value();
+    const bool allow_matrix = job.matrix.has_value() || job.sweep.has_value();
     const std::vector<std::string>& names = names_of[job.name];
     for (size_t c = 0; c < combos_of[j].size(); ++c) {
       const Combo& combo = combos_of[j][c];
@@ -267,6 +306,23 @@ absl::StatusOr<std::vector<PlannedJob>> PlanJobs(const PipelineSpec& spec, const
       }
       p.base_name = job.name;
       if (job.matrix) p.max_parallel = job.matrix->max_parallel;
+      if (job.sweep) {
+        const SweepTrial& trial = trials_of[j][c];
+        p.max_parallel = job.sweep->max_parallel;
+        p.sweep = PlannedSweepTrial{trial.number,         static_cast<int>(trials_of[j].size()),
+                                    trial.values,         job.sweep->method,
+                                    job.sweep->metric,    job.sweep->goal,
+                                    job.sweep->early_stop};
+        for (StepSpec& step : p.steps) {
+          if (!step.train.has_value()) continue;
+          absl::StatusOr<std::string> params = WithSweepValues(step.train->params_json, trial);
+          if (!params.ok()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(prefix, ".sweep: ", params.status().message()));
+          }
+          step.train->params_json = *std::move(params);
+        }
+      }
       p.artifacts = job.artifacts;
       for (size_t i = 0; p.artifacts.has_value() && i < p.artifacts->paths.size(); ++i) {
         std::string& glob = p.artifacts->paths[i];

@@ -68,6 +68,17 @@ absl::StatusOr<std::map<std::string, std::string>> ResolveManualInputs(
 // ("model-size" -> ASSAY_INPUT_MODEL_SIZE).
 std::string InputEnvName(const std::string& name);
 
+// Issue 10: what a sweep's trial job knows of its sweep (docs/train.md "Sweeps").
+struct PlannedSweepTrial {
+  int number = 0;  // 1-based
+  int trials = 0;  // how many the sweep has
+  std::vector<std::pair<std::string, SweepValue>> values;
+  std::string method, metric, goal;
+  std::optional<SweepEarlyStop> early_stop;
+
+  bool operator==(const PlannedSweepTrial&) const = default;
+};
+
 struct PlannedJob {
   std::string name;                // Matrix jobs: MatrixJobName(...).
   std::vector<std::string> needs;  // Concrete names; a need on a matrix job = all expansions.
@@ -98,6 +109,9 @@ struct PlannedJob {
   // Issue 9, caches: placeholders substituted in key (outside its hashFiles calls, which the
   // agent evaluates), paths and restore_keys.
   std::optional<CacheSpec> cache;
+  // Issue 10: set on each trial of a `sweep:` job; its values are also in `matrix` (as text)
+  // and in its train step's params (as JSON, over the step's own params of the same name).
+  std::optional<PlannedSweepTrial> sweep;
 
   bool operator==(const PlannedJob&) const = default;
 };

@@ -206,6 +206,7 @@ constexpr FieldRule<JobDraft> kJobRules[] = {
     {"services", false, ParseServices},
     {"network", false, ParseNetwork},
     {"cache", false, ParseCache},  // issue 9 (spec_cache.cc)
+    {"sweep", false, ParseSweep},  // issue 10 (spec_sweep.cc)
 };
 
 // ---- Top level. ----
@@ -248,6 +249,7 @@ void ParseJobs(Linter& lint, const Entry& entry, const std::string& path, Pipeli
     } else {
       ParseFields<JobDraft>(lint, job_entry.value, job_path, mark, kJobRules, job);
       CheckPlaceholders(lint, job);
+      CheckSweep(lint, job_path, job);
       CheckContainerKeys(lint, job_path, job);
       CheckBuildImageSecrets(lint, job);
       AddTrainArtifacts(job);

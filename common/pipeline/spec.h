@@ -29,6 +29,7 @@
 #include "common/evals/eval_spec.h"
 #include "common/evals/train_spec.h"
 #include "common/pipeline/matrix.h"
+#include "common/pipeline/sweep.h"
 
 namespace assay {
 
@@ -191,6 +192,8 @@ struct JobSpec {
   ConcurrencySpec concurrency;
   int priority = 0;                  // -100..100; higher runs first.
   std::optional<MatrixSpec> matrix;  // `strategy:`; absent: one job.
+  // Issue 10: `sweep:` (common/pipeline/sweep.h): one job per trial. Never with `matrix`.
+  std::optional<SweepSpec> sweep;
   RunsOnSpec runs_on;
   // Issue 9, lfs: `lfs: false` leaves Git LFS pointer files as they are (no fetch).
   bool lfs = true;

@@ -49,6 +49,10 @@ struct JobDraft {
   // registry_secret (text, key, mark), checked against `secrets:` once all keys are read.
   YAML::Mark image_mark;
   std::vector<PlaceholderRef> registry_secrets;
+  // Issue 10, sweep (spec_sweep.cc): where `sweep:` is, and whether it had errors (its
+  // parameters are then unknown, so placeholders naming them are not reported).
+  YAML::Mark sweep_mark;
+  bool sweep_invalid = false;
 };
 
 struct PipelineDraft {
@@ -315,6 +319,10 @@ void ParseEvalStep(Linter& lint, const Entry& entry, const std::string& path, St
 // model_dir of each registering train step is added to the job's artifact paths.
 void ParseTrainStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 void AddTrainArtifacts(JobDraft& job);
+// Issue 10: `sweep:` (spec_sweep.cc), and after all of a job's keys: no strategy beside it and
+// exactly one train step.
+void ParseSweep(Linter& lint, const Entry& entry, const std::string& path, JobDraft& job);
+void CheckSweep(Linter& lint, const std::string& job_path, const JobDraft& job);
 // Issue 10: the `promote:` row of a step (spec_train.cc).
 void ParsePromoteStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 // After all of a job's keys: every registry_secret is listed in `secrets:`.

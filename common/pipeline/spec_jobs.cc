@@ -325,25 +325,35 @@ void ParseNetwork(Linter& lint, const Entry& e, const std::string& path, JobDraf
 
 void CheckPlaceholders(Linter& lint, const JobDraft& job) {
   for (const PlaceholderRef& ref : job.placeholders) {
-    absl::Status s = ValidatePlaceholders(ref.text, job.spec.matrix.has_value());
+    const bool sweep = job.spec.sweep.has_value() && !job.spec.matrix.has_value();
+    absl::Status s = ValidatePlaceholders(ref.text, job.spec.matrix.has_value() || sweep);
     if (!s.ok()) {
       lint.Error(ref.mark, ref.key, std::string(s.message()));
       continue;
     }
-    if (!job.spec.matrix.has_value()) continue;
+    if (!job.spec.matrix.has_value() && !sweep) continue;
+    if (sweep && job.sweep_invalid) continue;
     // Matrix names must be keys that the expansion produces.
     size_t pos = 0;
     while ((pos = ref.text.find("matrix.", pos)) != std::string::npos) {
       size_t end = pos + 7;
       while (end < ref.text.size() && ref.text[end] != ' ' && ref.text[end] != '}') ++end;
       const std::string name = ref.text.substr(pos + 7, end - pos - 7);
-      const MatrixSpec& m = *job.spec.matrix;
-      bool known = std::any_of(m.axes.begin(), m.axes.end(),
-                               [&](const auto& a) { return a.first == name; }) ||
-                   std::any_of(m.include.begin(), m.include.end(),
-                               [&](const auto& inc) { return inc.contains(name); });
+      bool known = false;
+      if (sweep) {  // a sweep's trials are its matrix: its parameters are the keys
+        const std::vector<SweepParameter>& ps = job.spec.sweep->parameters;
+        known = std::any_of(ps.begin(), ps.end(), [&](const auto& p) { return p.name == name; });
+      } else {
+        const MatrixSpec& m = *job.spec.matrix;
+        known = std::any_of(m.axes.begin(), m.axes.end(),
+                            [&](const auto& a) { return a.first == name; }) ||
+                std::any_of(m.include.begin(), m.include.end(),
+                            [&](const auto& inc) { return inc.contains(name); });
+      }
       if (!known) {
-        lint.Error(ref.mark, ref.key, absl::StrCat("unknown matrix key '", name, "'"));
+        lint.Error(
+            ref.mark, ref.key,
+            absl::StrCat("unknown ", sweep ? "sweep parameter" : "matrix key", " '", name, "'"));
       }
       pos = end;
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "server/agents/attempt_rpc.h"
 
 namespace assay {
@@ -38,6 +39,16 @@ grpc::ServerUnaryReactor* AgentServiceImpl::ReportTrainMetrics(
         auto n = deps_.train->AddPoints(a.job_id, a.attempt, request->step_index(), points);
         if (!n.ok()) return ToGrpc(n.status());
         response->set_stored(static_cast<uint32_t>(*n));
+        // A sweep's trial: the median rule may stop it (its agent hears it as a cancel).
+        if (*n > 0) {
+          auto stopped = deps_.train->JudgeTrial(a.job_id, request->attempt_token(), absl::Now());
+          if (!stopped.ok()) {
+            LogWarn("agents", "job ", a.job_id,
+                    ": the sweep's median rule: ", stopped.status().message());
+          } else if (!stopped->empty()) {
+            LogInfo("agents", "job ", a.job_id, ": ", *stopped);
+          }
+        }
         return grpc::Status::OK;
       });
 }

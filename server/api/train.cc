@@ -3,6 +3,10 @@
 //                                          points each, the newest; default 10,000), the
 //                                          attempts and the checkpoint step each resumed from,
 //                                          the newest checkpoint, the registered version
+//   GET /api/v1/pipelines/{id}/sweeps      the pipeline's sweeps (docs/train.md "Sweeps"): each
+//                                          trial with its params, state, its metric's last
+//                                          step and value, whether it is the best or was
+//                                          stopped early; the best and its registered version
 // A series holds every attempt's points ordered by step, each point [step, value, attempt], so a
 // resumed attempt shows as points of attempt 2 going on from the checkpoint's step.
 
@@ -64,6 +68,44 @@ void RegisterTrainRoutes(http::Router& router, const ApiDeps& d) {
                  list.push_back(std::move(o));
                }
                return JsonResponse(200, {{"job_id", *id}, {"train", std::move(list)}});
+             }));
+  router.Add("GET", "/api/v1/pipelines/{id}/sweeps", Authed(d, [&d](Request& req) {
+               if (d.train == nullptr) {
+                 return ErrorResponse(503, "unavailable", "training is not enabled on this server");
+               }
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto sweeps = d.train->SweepsOf(*id);
+               if (!sweeps.ok()) return http::StatusToResponse(sweeps.status());
+               auto opt = [](const auto& v) { return v ? json::value(*v) : json::value(nullptr); };
+               json::array list;
+               for (const store::SweepView& s : *sweeps) {
+                 json::array trials;
+                 json::value best = nullptr;
+                 for (const store::SweepTrialView& t : s.trial_views) {
+                   json::object o{{"job_id", t.job_id},   {"name", t.name},
+                                  {"trial", t.trial},     {"state", t.state},
+                                  {"message", t.message}, {"params", json::parse(t.params_json)},
+                                  {"step", opt(t.step)},  {"value", opt(t.value)},
+                                  {"best", t.best},       {"stopped_early", t.stopped_early}};
+                   if (t.best)
+                     best = {{"job_id", t.job_id}, {"trial", t.trial}, {"value", opt(t.value)}};
+                   trials.push_back(std::move(o));
+                 }
+                 json::value model = nullptr;
+                 if (s.model_version) model = {{"name", s.model}, {"version", *s.model_version}};
+                 list.push_back({{"name", s.name},
+                                 {"method", s.method},
+                                 {"metric", s.metric},
+                                 {"goal", s.goal},
+                                 {"planned", s.trials},
+                                 {"concluded", s.concluded},
+                                 {"best", std::move(best)},
+                                 {"model", std::move(model)},
+                                 {"message", s.message},
+                                 {"trials", std::move(trials)}});
+               }
+               return JsonResponse(200, {{"pipeline_id", *id}, {"sweeps", std::move(list)}});
              }));
 }
 

@@ -163,6 +163,21 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
       for (const auto& [k, v] : j.matrix) m[k] = v;
       o["matrix"] = std::move(m);
     }
+    if (j.sweep.has_value()) {  // issue 10: read by server/store/sweep.cc
+      boost::json::object params;
+      for (const auto& [name, value] : j.sweep->values)
+        params[name] = boost::json::parse(value.json);
+      boost::json::object sweep{{"name", j.base_name},        {"trial", j.sweep->number},
+                                {"trials", j.sweep->trials},  {"method", j.sweep->method},
+                                {"metric", j.sweep->metric},  {"goal", j.sweep->goal},
+                                {"params", std::move(params)}};
+      if (j.sweep->early_stop.has_value()) {
+        sweep["early_stop"] = {{"rule", j.sweep->early_stop->rule},
+                               {"min_trials", j.sweep->early_stop->min_trials},
+                               {"warmup_steps", j.sweep->early_stop->warmup_steps}};
+      }
+      o["sweep"] = std::move(sweep);
+    }
     if (!context.trusted) o["trusted"] = false;
     if (!j.lfs) o["lfs"] = false;
     // Issue 9: read by the dispatcher (BuildAssignment) and the artifact store (expire_in_s).

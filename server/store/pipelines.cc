@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/store/sweep.h"
 
 namespace assay::store {
 namespace {
@@ -212,6 +213,9 @@ void LockPipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id) {
 
 int AdvancePipeline(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Time now,
                     bool may_block) {
+  // Issue 10: a sweep whose trials all ended marks its best and registers it first; a best
+  // that cannot be registered is failed, which may block its dependents.
+  if (ConcludeSweeps(tx, c, pipeline_id, now)) may_block = true;
   // Skipping cascades down the DAG: repeat until a pass skips nothing (depth ≤ job count).
   while (may_block && Exec(tx, c, kSkipBlocked, {pipeline_id, now}).affected_rows() > 0) {
   }

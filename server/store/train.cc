@@ -67,7 +67,8 @@ const Query kTrainRunUpsert{
     "VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT (job_id, attempt, step_index) "
     "DO UPDATE SET datasets = excluded.datasets, resumed_from = excluded.resumed_from"};
 const Query kJobTrainSpec{"train_job_spec",
-                          "SELECT j.attempt, (j.spec->'steps')::text, p.trusted FROM jobs j "
+                          "SELECT j.attempt, (j.spec->'steps')::text, p.trusted, "
+                          "j.spec->'sweep'->>'name', j.spec->'sweep'->>'trial' FROM jobs j "
                           "JOIN pipelines p ON p.id = j.pipeline_id WHERE j.id = $1"};
 const Query kTrainFinalMetrics{
     "train_final_metrics",
@@ -149,11 +150,15 @@ std::string CheckpointDirOf(int step_index) {
   return absl::StrCat(".assay/train/", step_index, "/checkpoints");
 }
 
-absl::Status RegisterTrainedModels(pqxx::work& tx, Connection& c, int64_t job_id, absl::Time now) {
+absl::Status RegisterTrainedModels(pqxx::work& tx, Connection& c, int64_t job_id, absl::Time now,
+                                   bool sweep_best) {
   auto job = Exec(tx, c, kJobTrainSpec, {job_id});
   if (job.empty() || job[0][1].is_null()) return absl::OkStatus();
   // A fork's pull request trains, but never writes into the registry (docs/train.md).
   if (!job[0][2].as<bool>()) return absl::OkStatus();
+  // A sweep registers its best trial only, once every trial ended (ConcludeSweeps).
+  const bool trial = !job[0][3].is_null();
+  if (trial && !sweep_best) return absl::OkStatus();
   const int attempt = job[0][0].as<int>();
   for (const auto& [index, spec] : TrainSteps(job[0][1].as<std::string>())) {
     if (!spec.register_model) continue;
@@ -177,6 +182,10 @@ absl::Status RegisterTrainedModels(pqxx::work& tx, Connection& c, int64_t job_id
       req.parent = *parent;
     }
     req.tags = {{"source", "train"}, {"train_step", spec.name}};
+    if (trial) {
+      req.tags["sweep"] = job[0][3].as<std::string>();
+      req.tags["sweep_trial"] = job[0][4].as<std::string>();
+    }
     req.now = now;
     // Why a savepoint: a registration that fails half-way (the model row made, the version
     // refused) must leave nothing, while the job's own update in `tx` stays.

@@ -16,6 +16,7 @@
 #include "server/store/artifacts.h"
 #include "server/store/db.h"
 #include "server/store/models.h"
+#include "server/store/sweep.h"
 
 namespace assay::store {
 
@@ -60,8 +61,11 @@ std::string CheckpointDirOf(int step_index);
 // artifacts, params from the spec, the last value of each metric series, the dataset digests
 // the agent reported, the parent when given. Each in a savepoint: an error (no model files,
 // an unknown parent) leaves nothing of that registration and is returned, naming the step, so
-// that Finish fails the job with it.
-absl::Status RegisterTrainedModels(pqxx::work& tx, Connection& c, int64_t job_id, absl::Time now);
+// that Finish fails the job with it. A sweep's trial (jobs.spec 'sweep') registers nothing
+// unless `sweep_best` (ConcludeSweeps, server/store/sweep.h): then its version is also tagged
+// `sweep` (the sweep's name) and `sweep_trial` (its number).
+absl::Status RegisterTrainedModels(pqxx::work& tx, Connection& c, int64_t job_id, absl::Time now,
+                                   bool sweep_best = false);
 
 // What a `promote:` step did.
 struct PromoteOutcome {
@@ -123,6 +127,15 @@ class TrainStore {
   // Deletes the checkpoints of jobs that ended (not queued, assigned or running) before
   // `before`; at most `batch`. Their chunks go with the next chunk sweep.
   absl::StatusOr<int> DeleteFinishedCheckpoints(absl::Time before, int batch);
+
+  // Sweeps (server/store/sweep.h): the median rule after new points, and the API's view.
+  absl::StatusOr<std::string> JudgeTrial(int64_t job_id, const std::string& attempt_token,
+                                         absl::Time now) {
+    return store::JudgeTrial(*db_, job_id, attempt_token, now);
+  }
+  absl::StatusOr<std::vector<SweepView>> SweepsOf(int64_t pipeline_id) {
+    return store::SweepsOf(*db_, pipeline_id);
+  }
 
  private:
   Db* db_;

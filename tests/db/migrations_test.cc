@@ -78,7 +78,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"19", "0019_models.sql"},
                             {"20", "0020_evals.sql"},
                             {"21", "0021_train.sql"},
-                            {"22", "0022_eval_models.sql"}});
+                            {"22", "0022_eval_models.sql"},
+                            {"23", "0023_sweeps.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
@@ -112,6 +113,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"repos"},
                                           {"schedules"},
                                           {"schema_migrations"},
+                                          {"sweep_outcomes"},
+                                          {"sweep_stops"},
                                           {"train_checkpoint_chunk_refs"},
                                           {"train_checkpoint_files"},
                                           {"train_checkpoint_reads"},

@@ -147,7 +147,8 @@ TEST_CASE("a pipeline file with an unknown key gives a pipeline in error with th
   const std::string lint_message =
       ".assay.yml:5:5: jobs.build.retries: unknown key 'retries' "
       "(allowed keys: needs, env, timeout, steps, if, retry, allow_failure, concurrency, priority, "
-      "strategy, runs_on, lfs, artifacts, secrets, environment, image, services, network, cache)";
+      "strategy, runs_on, lfs, artifacts, secrets, environment, image, services, network, cache, "
+      "sweep)";
   int64_t pipeline_id = PushFiles(c, repo, {{".assay.yml", bad}});
   json::object p = MUST(c.WaitForPipelineDone(pipeline_id));
   INFO(json::serialize(p) << "\n" << c.LogTails());

@@ -113,7 +113,7 @@ TEST_CASE("unknown keys: a suggestion within edit distance 2, else the allowed k
   CHECK(Lint("jobs:\n  a:\n    container: x\n    steps: [x]\n") ==
         Lines{"3:5: jobs.a.container: unknown key 'container' (allowed keys: needs, env, timeout, "
               "steps, if, retry, allow_failure, concurrency, priority, strategy, runs_on, lfs, "
-              "artifacts, secrets, environment, image, services, network, cache)"});
+              "artifacts, secrets, environment, image, services, network, cache, sweep)"});
   CHECK(Lint("job:\n  a: {steps: [x]}\n") ==
         Lines{"1:1: job: unknown key 'job' (did you mean 'jobs'?)",
               "1:1: jobs: missing required key 'jobs'"});
