@@ -10,7 +10,8 @@
 #   tests/run-all.sh asan       # clang ASan+UBSan build (build-asan), with -Wthread-safety as
 #                               # an error: unit, db and e2e
 #   tests/run-all.sh tsan       # clang TSan build (build-tsan): the unit tests of everything
-#                               # with threads (server, http, agent, common), db and e2e
+#                               # with threads (server, http, agent, common), db and e2e (but
+#                               # TSAN_SKIP)
 #   tests/run-all.sh clang      # clang build of common, server and agent with -Wthread-safety
 #                               # -Werror (build-clang); compiles, runs nothing
 #   tests/run-all.sh fuzz       # libFuzzer targets of tests/fuzz, each for FUZZ_SECONDS
