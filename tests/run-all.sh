@@ -57,8 +57,10 @@ fi
 setup_podman  # the e2e container tests (issue 9); idempotent
 
 PGDIR=""
+BG_PID=""
 cleanup() {
   local rc=$?
+  if [ -n "$BG_PID" ]; then kill -- "-$BG_PID" 2>/dev/null; wait "$BG_PID" 2>/dev/null; fi
   if [ -n "$PGDIR" ]; then pg_stop "$PGDIR/data"; rm -rf "$PGDIR"; fi
   exit $rc
 }
@@ -153,22 +155,53 @@ configure_asan() {
     -DASSAY_THREAD_SAFETY=ON -DASSAY_FUZZ=ON
 }
 
+configure_tsan() {
+  configure_clang "$ROOT/build-tsan" -DASSAY_SANITIZE=thread -DASSAY_THREAD_SAFETY=ON
+}
+TSAN_TARGETS=(unit_server_tests unit_http_tests unit_agent_tests unit_common_tests db_tests
+  e2e_tests)
+
+# Prebuilding: a later tier's build runs in the background at idle priority (SCHED_IDLE, nice
+# 19) while the tests of the tier before it run, on the CPU those tests leave idle (db and e2e
+# tests run one at a time and mostly wait). The tier then waits for it and builds what is left
+# in the foreground, where a compile error is reported as usual. One at a time.
+# prebuild NAME CONFIGURE_FUNCTION BUILD_DIR [cmake --build arguments...]
+prebuild() {
+  local name=$1 conf=$2 build=$3; shift 3
+  [[ " ${EXTRA[*]} " == *" $name "* ]] || return 0
+  "$conf" || return 0
+  local idle=()
+  chrt -i 0 true 2>/dev/null && idle=(chrt -i 0)
+  # setsid: its own process group, so that an early exit (cleanup) stops the compilers too.
+  setsid "${idle[@]}" nice -n 19 cmake --build "$build" -j "$(nproc)" "$@" \
+    >"$build/prebuild.log" 2>&1 &
+  BG_PID=$!
+  echo "prebuilding $build in the background (log: $build/prebuild.log)"
+}
+await_prebuild() {
+  [ -n "$BG_PID" ] || return 0
+  wait "$BG_PID" || true  # whatever failed is built again, and reported, in the foreground
+  BG_PID=""
+}
+
 tier_asan() {
   local build=$ROOT/build-asan
   local start=$SECONDS
+  await_prebuild
   configure_asan || return
   cmake --build "$build" -j "$(nproc)" || return
   echo "build $build: $((SECONDS - start)) s"
   start_pg || return
+  prebuild tsan configure_tsan "$ROOT/build-tsan" --target "${TSAN_TARGETS[@]}"
   sanitized_ctest "$build" "$SANITIZER_SKIP" unit db e2e
 }
 
 tier_tsan() {
   local build=$ROOT/build-tsan
-  configure_clang "$build" -DASSAY_SANITIZE=thread -DASSAY_THREAD_SAFETY=ON || return
   local start=$SECONDS
-  cmake --build "$build" -j "$(nproc)" --target unit_server_tests unit_http_tests \
-    unit_agent_tests unit_common_tests db_tests e2e_tests || return
+  await_prebuild
+  configure_tsan || return
+  cmake --build "$build" -j "$(nproc)" --target "${TSAN_TARGETS[@]}" || return
   echo "build $build: $((SECONDS - start)) s"
   start_pg || return
   sanitized_ctest "$build" "$SANITIZER_SKIP|$TSAN_SKIP" unit db e2e
@@ -217,6 +250,7 @@ fuzz_one() {
 # fuzzer is one process on one core), so the tier takes FUZZ_SECONDS x fuzzers / cores.
 tier_fuzz() {
   local build=$ROOT/build-asan
+  await_prebuild
   configure_asan || return
   cmake --build "$build" -j "$(nproc)" --target fuzzers || return
   mkdir -p "$build/fuzz-crashes"
@@ -258,6 +292,7 @@ if [ ${#LABELS[@]} -gt 0 ]; then
   echo "build $BUILD_DIR: $((SECONDS - start)) s"
   start=$SECONDS
   if [[ " ${LABELS[*]} " == *" db "* || " ${LABELS[*]} " == *" e2e "* ]]; then start_pg; fi
+  prebuild asan configure_asan "$ROOT/build-asan"
   FAULT_RUNS=$BUILD_DIR/faults-runs.log  # one line of figures per faults run (with its seed)
   seen=$( [ -f "$FAULT_RUNS" ] && wc -l <"$FAULT_RUNS" || echo 0)
   run_ctest "$BUILD_DIR" "${LABELS[@]}" || FAILED+=("${LABELS[@]}")
