@@ -113,7 +113,7 @@ TEST_CASE("sweep store: goal maximize stops a trial below the median", "[db]") {
 }
 
 TEST_CASE(
-    "sweep store: when the last trial ends the best is marked and registered; stopped, failed "
+    "sweep store: when the last trial ends the best is marked and registered, and stopped, failed "
     "and tied trials lose",
     "[db]") {
   DbFixture f;
@@ -198,7 +198,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "sweep store: a best trial that cannot be registered fails with the reason; a canceled "
+    "sweep store: a best trial that cannot be registered fails with the reason, and a canceled "
     "sweep registers nothing",
     "[db]") {
   DbFixture f;
