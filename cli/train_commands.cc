@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <charconv>
 #include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/table.h"
+#include "common/base/number_text.h"
 
 namespace assay::cli {
 namespace {
@@ -26,11 +26,7 @@ std::string Text(const json::object& o, const char* key) {
 // (0.5, not 5E-1).
 std::string Plain(const json::value& v) {
   if (v.is_string()) return std::string(v.as_string());
-  if (v.is_double()) {
-    char buf[64];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v.as_double());
-    return std::string(buf, ec == std::errc() ? end : buf);
-  }
+  if (v.is_double()) return ShortestDouble(v.as_double());
   return json::serialize(v);
 }
 

@@ -8,21 +8,16 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/number_text.h"
 
 namespace assay {
 namespace {
-
-std::string NumberText(double v) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);  // shortest exact form
-  return std::string(buf, ec == std::errc() ? end : buf);
-}
 
 // `v` rounded to 6 significant digits, as JSON.
 SweepValue RoundedNumber(double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.6g", v);
-  const std::string text = NumberText(std::strtod(buf, nullptr));
+  const std::string text = ShortestDouble(std::strtod(buf, nullptr));
   return {text, text};
 }
 
@@ -93,7 +88,7 @@ SweepValue SweepValueOf(std::string_view s) {
   double d = 0;
   auto [dend, dec] = std::from_chars(s.data(), s.data() + s.size(), d);
   if (dec == std::errc() && dend == s.data() + s.size() && !s.empty() && std::isfinite(d)) {
-    const std::string text = NumberText(d);
+    const std::string text = ShortestDouble(d);
     return {text, text};
   }
   return SweepStringValue(s);
@@ -104,9 +99,9 @@ absl::StatusOr<std::vector<SweepValue>> SweepRangePoints(double min, double max,
   if (!(step > 0)) return absl::InvalidArgumentError("step must be greater than 0");
   const double n = std::floor((max - min) / step + 1e-9) + 1;
   if (!(n >= 1) || n > kMaxSweepValuesPerParameter) {
-    return absl::InvalidArgumentError(absl::StrCat("the range has ", n > 1 ? NumberText(n) : "no",
-                                                   " points; at most ",
-                                                   kMaxSweepValuesPerParameter));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the range has ", n > 1 ? ShortestDouble(n) : "no", " points; at most ",
+                     kMaxSweepValuesPerParameter));
   }
   std::vector<SweepValue> out;
   for (int i = 0; i < static_cast<int>(n); ++i) {
@@ -130,7 +125,7 @@ absl::StatusOr<std::vector<SweepTrial>> ExpandSweep(const SweepSpec& spec) {
     }
     const double wanted = spec.trials > 0 ? std::min<double>(spec.trials, total) : total;
     if (wanted > kMaxSweepTrials) {
-      return absl::InvalidArgumentError(absl::StrCat("sweep expands to ", NumberText(total),
+      return absl::InvalidArgumentError(absl::StrCat("sweep expands to ", ShortestDouble(total),
                                                      " trials, more than the limit of ",
                                                      kMaxSweepTrials));
     }

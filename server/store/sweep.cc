@@ -1,9 +1,9 @@
 #include "server/store/sweep.h"
 
 #include <boost/json.hpp>
-#include <charconv>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/number_text.h"
 #include "common/pipeline/sweep.h"
 #include "server/store/pipelines.h"
 #include "server/store/train.h"
@@ -84,12 +84,6 @@ const Query kSweepOutcomesOf{
     "FROM sweep_outcomes o LEFT JOIN model_versions v ON v.id = o.model_version_id "
     "LEFT JOIN models mo ON mo.id = v.model_id WHERE o.pipeline_id = $1"};
 
-std::string Num(double v) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-  return std::string(buf, ec == std::errc() ? end : buf);
-}
-
 std::string Str(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
   return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
@@ -138,7 +132,7 @@ bool ConcludeSweeps(pqxx::work& tx, Connection& c, int64_t pipeline_id, absl::Ti
       version = v[0][0].as<int64_t>();
     }
     Exec(tx, c, kSweepOutcomeInsert,
-         {pipeline_id, name, job_id, Num(value), Param::Opt(version), message, now});
+         {pipeline_id, name, job_id, ShortestDouble(value), Param::Opt(version), message, now});
   }
   return failed_any;
 }
@@ -178,15 +172,16 @@ absl::StatusOr<std::string> JudgeTrial(Db& db, int64_t job_id, const std::string
     }
     const double median = Median(others);
     if (maximize ? !(value < median) : !(value > median)) return absl::OkStatus();
-    const std::string message =
-        absl::StrCat("stopped early: ", metric, " ", Num(value), " at step ", step, " is ",
-                     maximize ? "below" : "above", " the median ", Num(median), " of ",
-                     others.size(), " other trial", others.size() == 1 ? "" : "s", " at that step");
+    const std::string message = absl::StrCat(
+        "stopped early: ", metric, " ", ShortestDouble(value), " at step ", step, " is ",
+        maximize ? "below" : "above", " the median ", ShortestDouble(median), " of ", others.size(),
+        " other trial", others.size() == 1 ? "" : "s", " at that step");
     auto stopped = Exec(tx, c, kSweepStopJob, {job_id, attempt_token, now, message});
     if (stopped.empty()) return absl::OkStatus();
     Exec(tx, c, kSweepStopAttempt, {job_id, stopped[0][1].as<int>(), now, message});
     Exec(tx, c, kSweepStopInsert,
-         {job_id, step, Num(value), Num(median), static_cast<int64_t>(others.size()), now});
+         {job_id, step, ShortestDouble(value), ShortestDouble(median),
+          static_cast<int64_t>(others.size()), now});
     NotifyCancel(tx, c, {CanceledAttempt{job_id, stopped[0][0].as<int64_t>(), attempt_token}});
     AdvancePipeline(tx, c, pipeline_id, now);
     out = message;

@@ -1,11 +1,11 @@
 #include "server/store/train.h"
 
 #include <boost/json.hpp>
-#include <charconv>
 #include <cmath>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/number_text.h"
 #include "common/evals/data/text.h"
 #include "common/evals/train_spec.h"
 #include "common/pipeline/expr.h"
@@ -113,12 +113,6 @@ const Query kTrainDeleteFinishedCheckpoints{
     "JOIN jobs j ON j.id = t.job_id WHERE j.state NOT IN ('pending', 'queued', 'assigned', "
     "'running') AND coalesce(j.finished_at, t.created_at) < $1 LIMIT $2 FOR UPDATE OF t "
     "SKIP LOCKED)"};
-
-std::string DoubleText(double v) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);  // shortest exact form
-  return std::string(buf, ec == std::errc() ? end : buf);
-}
 
 bool GoodSeriesName(const std::string& name) {
   if (name.empty() || name.size() > kMaxTrainSeriesNameBytes) return false;
@@ -240,7 +234,7 @@ absl::StatusOr<int> TrainStore::AddPoints(int64_t job_id, int attempt, int step_
     }
     names.push_back(p.name);
     steps.push_back(absl::StrCat(p.step));
-    values.push_back(DoubleText(p.value));
+    values.push_back(ShortestDouble(p.value));  // exact: no digits lost
     times.push_back(absl::StrCat(absl::ToUnixMicros(p.at)));
   }
   int stored = 0;
