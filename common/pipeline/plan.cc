@@ -60,15 +60,12 @@ absl::StatusOr<std::string> WithSweepValues(const std::string& params_json, cons
   for (const auto& [name, value] : t.values) {
     params.as_object()[name] = boost::json::parse(value.json);
   }
+  // The registry's bounds on params (size, depth, NUL) are the train step's.
+  static_assert(registry::kMaxParamsBytes == evals::kMaxTrainParamsBytes);
   absl::StatusOr<std::string> out = registry::CanonicalParams(params);
   if (!out.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("trial ", t.number, ": ", out.status().message()));
-  }
-  if (out->size() > evals::kMaxTrainParamsBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("trial ", t.number, "'s params are ",
-                                                   out->size(), " bytes; at most ",
-                                                   evals::kMaxTrainParamsBytes));
   }
   return out;
 }

@@ -48,24 +48,30 @@ bool Number(Linter& lint, const Entry& e, const std::string& path, double& out, 
   return false;
 }
 
+// An integer in [lo, hi], written as one. One error either way: "must be an integer" for a
+// number with a fraction (1.5), else the range.
 bool Int(Linter& lint, const Entry& e, const std::string& path, int64_t lo, int64_t hi,
          int64_t& out) {
-  double v = 0;
-  bool integer = false;
-  if (Describe(e.value) == "a number" && Number(lint, e, path, v, &integer) && integer && v >= lo &&
-      v <= hi) {
-    out = static_cast<int64_t>(v);
-    return true;
+  const bool number = Describe(e.value) == "a number";
+  const std::string s = number ? e.value.Scalar() : "";
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (number && ec == std::errc() && end == s.data() + s.size()) {
+    if (v >= lo && v <= hi) {
+      out = v;
+      return true;
+    }
+  } else if (number) {
+    double d = 0;
+    auto [dend, dec] = std::from_chars(s.data(), s.data() + s.size(), d);
+    if (dec == std::errc() && dend == s.data() + s.size() && std::trunc(d) != d) {
+      lint.Error(e.value_mark, path, absl::StrCat(e.key, " must be an integer, got ", s));
+      return false;
+    }
   }
-  if (Describe(e.value) != "a number" || integer) {
-    lint.Error(
-        e.value_mark, path,
-        absl::StrCat(e.key, " must be an integer from ", lo, " to ", hi, ", got ",
-                     Describe(e.value) == "a number" ? e.value.Scalar() : Describe(e.value)));
-  } else {
-    lint.Error(e.value_mark, path,
-               absl::StrCat(e.key, " must be an integer, got ", e.value.Scalar()));
-  }
+  lint.Error(e.value_mark, path,
+             absl::StrCat(e.key, " must be an integer from ", lo, " to ", hi, ", got ",
+                          number ? s : Describe(e.value)));
   return false;
 }
 

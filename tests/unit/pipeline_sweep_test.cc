@@ -198,6 +198,12 @@ TEST_CASE("sweep: every mistake names its line and key") {
               "7:21: jobs.tune.sweep.max_parallel: max_parallel must be an integer, got 1.5",
               "8:7: jobs.tune.sweep.stop_early: unknown key 'stop_early' (allowed keys: "
               "parameters, method, trials, seed, max_parallel, metric, early_stop)"});
+  // One error each, also for numbers past int64 and past a double.
+  CHECK(Lint(Tune("      parameters: {lr: [1]}\n      metric: {name: l}\n"
+                  "      seed: 99999999999999999999\n      trials: 1e999\n")) ==
+        Lines{"6:13: jobs.tune.sweep.seed: seed must be an integer from 0 to 9007199254740992, "
+              "got 99999999999999999999",
+              "7:15: jobs.tune.sweep.trials: trials must be an integer from 1 to 256, got 1e999"});
 }
 
 TEST_CASE("sweep: the job needs exactly one train step and no matrix") {
