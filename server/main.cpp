@@ -155,6 +155,24 @@ int main(int argc, char** argv) {
       {"auth-failures-per-minute", "20",
        "failed authentications (API, metrics) per client address per minute before 429", false,
        false, IntIn(1, 1000000)},
+      // Users and access (issue 11, docs/access.md).
+      {"anonymous-read", "false",
+       "answer read-only API calls (and the dashboard's pages) without a credential: a public "
+       "dashboard; secrets, users, tokens and the audit log stay private",
+       false, true},
+      {"session-ttl", "12h", "how long a dashboard login lasts", false, false,
+       DurationIn(absl::Minutes(5), absl::Hours(24 * 30))},
+      {"insecure-cookies", "false",
+       "session cookies without Secure: only for a plain-http server reached by a host name "
+       "other than localhost or 127.0.0.1 (browsers keep Secure cookies there anyway)",
+       false, true},
+      {"web-dir", "",
+       "the dashboard's built files (web/dist); default: ../share/assay/web beside the binary, "
+       "or web/dist of the source tree it was built in"},
+      {"password-cost", "15",
+       "scrypt cost of new password hashes, as log2(N): 15 takes 32 MiB and about 0.1 s; lower "
+       "only for tests",
+       false, false, IntIn(10, 20)},
       {"webhook-dedupe-window", "24h",
        "a signed webhook body seen again for the same repository within this window is a "
        "duplicate, whatever its delivery id (0s: off)",
@@ -270,6 +288,21 @@ int main(int argc, char** argv) {
     o.auth_failures_per_minute = static_cast<int>(*auth_failures);
     o.webhook_dedupe_window = *dedupe;
     o.metrics_token = cfg->Get("metrics-token");
+    auto session_ttl = cfg->GetDuration("session-ttl");
+    if (!session_ttl.ok()) {
+      std::cerr << "assay-server: " << session_ttl.status().message() << "\n";
+      return 2;
+    }
+    o.session_ttl = *session_ttl;
+    auto password_cost = cfg->GetInt("password-cost");
+    if (!password_cost.ok()) {
+      std::cerr << "assay-server: " << password_cost.status().message() << "\n";
+      return 2;
+    }
+    o.password_log2_n = static_cast<int>(*password_cost);
+    o.anonymous_read = cfg->GetBool("anonymous-read");
+    o.web_dir = cfg->Get("web-dir");
+    o.secure_cookies = !cfg->GetBool("insecure-cookies");
   }
 
   // Before any thread starts, so that every thread inherits the mask.

@@ -24,6 +24,7 @@
 #include "server/artifacts/blob_store.h"
 #include "server/artifacts/s3_blob_store.h"
 #include "server/artifacts/sweeper.h"
+#include "server/events/event_hub.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
 #include "server/logs/compactor.h"
@@ -36,6 +37,7 @@
 #include "server/store/migrations.h"
 #include "server/store/models.h"
 #include "server/store/train.h"
+#include "server/web/assets.h"
 
 namespace assay {
 namespace {
@@ -106,12 +108,16 @@ struct AssayServer::Impl {
   std::unique_ptr<forge::StatusReporter> status_reporter;
   std::unique_ptr<store::LogStore> logs;
   std::unique_ptr<logs::LogFollowers> log_followers;
+  std::unique_ptr<events::EventHub> events;  // issue 11: GET /api/v1/events
+  std::unique_ptr<web::Assets> web;          // issue 11: the dashboard
   std::unique_ptr<logs::LogCompactor> log_compactor;
   // After its users: destroyed (and so stopped) before them.
   std::unique_ptr<store::Listener> listener;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<AuthLimiter> auth_limiter;
+  std::unique_ptr<AuthLimiter> login_limiter;  // per username
+  std::unique_ptr<store::UserStore> users;
   std::unique_ptr<http::Router> router;
   std::unique_ptr<http::Server> http_server;
   ApiDeps api;
@@ -343,6 +349,15 @@ absl::Status AssayServer::Start() {
   m.auth_limiter = std::make_unique<AuthLimiter>(clock, o.auth_failures_per_minute);
   m.api.auth_limiter = m.auth_limiter.get();
   m.api.metrics_token = o.metrics_token;
+  // Ten failed logins a minute per username, on top of the address's limit.
+  m.login_limiter = std::make_unique<AuthLimiter>(clock, 10);
+  m.api.login_limiter = m.login_limiter.get();
+  m.users = std::make_unique<store::UserStore>(m.db.get());
+  m.api.users = m.users.get();
+  m.api.anonymous_read = o.anonymous_read;
+  m.api.session_ttl = o.session_ttl;
+  m.api.secure_cookies = o.secure_cookies;
+  m.api.password_log2_n = o.password_log2_n;
   m.api.webhook_dedupe_window = o.webhook_dedupe_window;
   m.api.credentials = m.credentials.get();
   m.api.secrets = m.secrets.get();
@@ -354,6 +369,22 @@ absl::Status AssayServer::Start() {
   m.log_compactor = std::make_unique<logs::LogCompactor>(m.logs.get());
   m.api.logs = m.logs.get();
   m.api.log_followers = m.log_followers.get();
+  m.events = std::make_unique<events::EventHub>();
+  m.api.events = m.events.get();
+  {
+    const std::string dir = o.web_dir.empty() ? web::DefaultWebDir() : o.web_dir;
+    if (!dir.empty()) {
+      auto assets = web::LoadAssets(dir);
+      // A directory named on purpose must be right; the default one is only a convenience.
+      if (!assets.ok() && !o.web_dir.empty()) return assets.status();
+      if (assets.ok()) {
+        m.web = std::make_unique<web::Assets>(*std::move(assets));
+        m.api.web = m.web.get();
+        LogInfo("server", "dashboard: ", dir, " (", m.web->files.size(), " files)");
+      }
+    }
+    if (m.web == nullptr) LogWarn("server", "no dashboard files: /ui/ says how to build them");
+  }
   m.api.artifacts = m.artifact_store.get();
   m.api.caches = m.cache_store.get();
   m.api.evals = m.eval_store.get();
@@ -401,9 +432,11 @@ absl::Status AssayServer::Start() {
                        if (absl::SimpleAtoi(payload, &id) && id > 0) refresh(id);
                      });
   m.log_followers->Attach(m.listener.get());
+  m.events->Attach(m.listener.get());
   m.log_compactor->Attach(m.listener.get());
   m.listener->Start();
   m.log_followers->Start();
+  m.events->Start();
   m.log_compactor->Start();
   m.wakeups->Start();
   m.schedule_loop->Start();
@@ -425,6 +458,7 @@ void AssayServer::Stop() {
   Impl& m = *impl_;
   // Before the HTTP server: parked followers are dropped (the HTTP server closes them).
   if (m.log_followers) m.log_followers->Stop();
+  if (m.events) m.events->Stop();
   if (m.http_server) m.http_server->Stop();
   if (m.log_compactor) m.log_compactor->Stop();
   // Finish the agent streams first, so gRPC's shutdown need not wait out its deadline.

@@ -51,6 +51,13 @@ struct ServerOptions {
   std::string metrics_token;
   // Failed authentications allowed per client address per minute before 429.
   int auth_failures_per_minute = 20;
+  // Users and access (issue 11): see ApiDeps.
+  bool anonymous_read = false;
+  absl::Duration session_ttl = absl::Hours(12);
+  bool secure_cookies = true;
+  int password_log2_n = 15;  // scrypt cost; lower only in tests
+  // The dashboard's built files (web/dist); empty: web::DefaultWebDir().
+  std::string web_dir;
   // A signed webhook body seen again for the same repository within this window is a
   // duplicate whatever its delivery id (zero: off).
   absl::Duration webhook_dedupe_window = absl::Hours(24);

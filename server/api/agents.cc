@@ -171,7 +171,7 @@ Response Resume(const ApiDeps& d, Request& req) {
 }  // namespace
 
 void RegisterAgentRoutes(http::Router& router, const ApiDeps& d) {
-  router.Add("GET", "/api/v1/agents", Authed(d, [&d](Request&) {
+  router.Add("GET", "/api/v1/agents", Authed(d, auth::Need::Read(), [&d](Request&) {
                auto list = d.agents->List();
                if (!list.ok()) return http::StatusToResponse(list.status());
                json::array a;
@@ -183,16 +183,18 @@ void RegisterAgentRoutes(http::Router& router, const ApiDeps& d) {
                return JsonResponse(200, {{"agents", std::move(a)}});
              }));
   router.Add("POST", "/api/v1/agents/{name}/drain",
-             Authed(d, [&d](Request& req) { return Drain(d, req); }));
+             Authed(d, auth::Need::Admin(), [&d](Request& req) { return Drain(d, req); }));
   router.Add("POST", "/api/v1/agents/{name}/resume",
-             Authed(d, [&d](Request& req) { return Resume(d, req); }));
+             Authed(d, auth::Need::Admin(), [&d](Request& req) { return Resume(d, req); }));
   if (d.credentials == nullptr) return;
-  router.Add("POST", "/api/v1/agents/enrollment-tokens",
-             Authed(d, [&d](Request& req) { return CreateEnrollmentToken(d, req); }));
+  router.Add(
+      "POST", "/api/v1/agents/enrollment-tokens",
+      Authed(d, auth::Need::Admin(), [&d](Request& req) { return CreateEnrollmentToken(d, req); }));
   for (const char* action : {"revoke", "disable", "enable"}) {
-    router.Add(
-        "POST", absl::StrCat("/api/v1/agents/{name}/", action),
-        Authed(d, [&d, a = std::string(action)](Request& req) { return ChangeAccess(d, req, a); }));
+    router.Add("POST", absl::StrCat("/api/v1/agents/{name}/", action),
+               Authed(d, auth::Need::Admin(), [&d, a = std::string(action)](Request& req) {
+                 return ChangeAccess(d, req, a);
+               }));
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "common/crypto/crypto.h"
 #include "server/api/routes.h"
 #include "server/http/json_util.h"
@@ -30,35 +31,191 @@ absl::StatusOr<int64_t> PathId(const Request& req) {
   return id;
 }
 
+namespace {
+
+Response TooManyAttempts(absl::Duration wait) {
+  Response r = ErrorResponse(429, "too_many_requests",
+                             "too many failed authentications from this address; retry later");
+  r.headers.emplace_back(
+      "Retry-After",
+      absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))))));
+  return r;
+}
+
+Response Unauthenticated(std::string_view message) {
+  Response r = ErrorResponse(401, "unauthenticated", message);
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+// Whether `given` is "Bearer <token>" (compared in constant time: both sides are hashed
+// first, since ConstantTimeEquals leaks length and equal-length digests do not).
+bool BearerMatches(std::string_view given, const std::string& token) {
+  return ConstantTimeEquals(Sha256(given), Sha256("Bearer " + token));
+}
+
+auth::Principal FromCredential(const store::Credential& c, auth::PrincipalKind kind) {
+  auth::Principal p;
+  p.kind = kind;
+  p.user_id = c.user.id;
+  p.name = c.user.username;
+  p.role = c.user.role;
+  p.scope = c.scope;
+  p.maintains = c.user.maintains;
+  p.csrf_token = c.csrf_token;
+  p.token_id = c.token_id;
+  return p;
+}
+
+// Who sent `req`: kUnauthenticated (a wrong, expired or revoked credential was presented)
+// or the caller (anonymous when none was presented).
+absl::StatusOr<auth::Principal> Authenticate(const ApiDeps& d, const Request& req) {
+  std::string given = req.Header("authorization");
+  if (!given.empty()) {
+    if (BearerMatches(given, d.admin_token)) {
+      auth::Principal p;
+      p.kind = auth::PrincipalKind::kAdminToken;
+      p.name = "admin-token";
+      p.role = "admin";
+      return p;
+    }
+    std::string_view token = given;
+    if (d.users != nullptr && token.starts_with("Bearer ") &&
+        auth::LooksLikeApiToken(token.substr(7))) {
+      token.remove_prefix(7);
+      auto found = d.users->FindToken(Sha256(token));
+      if (!found.ok()) return found.status();
+      if (*found) return FromCredential(**found, auth::PrincipalKind::kToken);
+    }
+    return absl::UnauthenticatedError(
+        "missing or invalid token: send 'Authorization: Bearer <token>'");
+  }
+  if (auto cookie = auth::CookieValue(req.Header("cookie"), "assay_session")) {
+    if (d.users != nullptr && auth::LooksLikeSessionId(*cookie)) {
+      auto found = d.users->FindSession(Sha256(*cookie));
+      if (!found.ok()) return found.status();
+      if (*found) return FromCredential(**found, auth::PrincipalKind::kSession);
+    }
+    return absl::UnauthenticatedError("your session has ended: log in again");
+  }
+  auth::Principal anonymous;
+  anonymous.name = "anonymous";
+  return anonymous;
+}
+
+// Writes one audit entry; a failure is logged, never turned into the answer (the change it
+// records has already been made).
+void AuditRequest(const ApiDeps& d, const Request& req, const auth::Principal& who, int status,
+                  std::string detail) {
+  if (d.users == nullptr) return;
+  store::AuditEntry e;
+  e.actor = who.name;
+  e.actor_kind = who.KindName();
+  e.action = absl::StrCat(req.method, " ", req.path);
+  e.status = status;
+  e.remote_addr = AuthLimiter::AddressOf(req.remote_addr);
+  e.request_id = req.request_id;
+  e.detail = std::move(detail);
+  if (absl::Status s = d.users->Audit(e); !s.ok()) {
+    LogError("api", "audit log: could not record '", e.action, "' by ", e.actor, ": ",
+             s.ToString());
+  }
+}
+
+// The {id} path parameter's repository for a kRepoWrite route; nullopt when the id names
+// nothing (then only roles over every repository can pass).
+absl::StatusOr<std::optional<int64_t>> RepoOfRoute(const ApiDeps& d, const Request& req,
+                                                   auth::RepoFrom from) {
+  auto id = PathId(req);
+  if (!id.ok() || from == auth::RepoFrom::kNone) return std::optional<int64_t>();
+  switch (from) {
+    case auth::RepoFrom::kRepoId: return std::optional<int64_t>(*id);
+    case auth::RepoFrom::kPipelineId: return d.users->RepoOfPipeline(*id);
+    case auth::RepoFrom::kJobId: return d.users->RepoOfJob(*id);
+    case auth::RepoFrom::kNone: break;
+  }
+  return std::optional<int64_t>();
+}
+
+}  // namespace
+
 http::Handler BearerAuthed(const ApiDeps& d, const std::string& token, http::Handler h) {
   return [&d, token, h = std::move(h)](Request& req) -> Response {
     if (d.auth_limiter != nullptr) {
       if (absl::Duration wait = d.auth_limiter->Blocked(req.remote_addr);
           wait > absl::ZeroDuration()) {
-        Response r = ErrorResponse(429, "too_many_requests",
-                                   "too many failed authentications from this address; retry "
-                                   "later");
-        r.headers.emplace_back("Retry-After",
-                               absl::StrCat(std::max<int64_t>(
-                                   1, absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))))));
-        return r;
+        return TooManyAttempts(wait);
       }
     }
-    std::string given = req.Header("authorization");
-    // Why hash first: ConstantTimeEquals leaks length; equal-length digests do not.
-    if (!ConstantTimeEquals(Sha256(given), Sha256("Bearer " + token))) {
+    if (!BearerMatches(req.Header("authorization"), token)) {
       if (d.auth_limiter != nullptr) d.auth_limiter->Failed(req.remote_addr);
-      Response r = ErrorResponse(401, "unauthenticated",
-                                 "missing or invalid token: send 'Authorization: Bearer <token>'");
-      r.headers.emplace_back("WWW-Authenticate", "Bearer");
-      return r;
+      return Unauthenticated("missing or invalid token: send 'Authorization: Bearer <token>'");
     }
     return h(req);
   };
 }
 
-http::Handler Authed(const ApiDeps& d, http::Handler h) {
-  return BearerAuthed(d, d.admin_token, std::move(h));
+const auth::Principal& Caller(const Request& req) {
+  static const auth::Principal* const kAnonymous = [] {
+    auto* p = new auth::Principal;
+    p->name = "anonymous";
+    return p;
+  }();
+  const auto* p = std::any_cast<auth::Principal>(&req.auth);
+  return p != nullptr ? *p : *kAnonymous;
+}
+
+http::Handler Authed(const ApiDeps& d, auth::Need need, http::Handler h) {
+  return [&d, need, h = std::move(h)](Request& req) -> Response {
+    if (d.auth_limiter != nullptr) {
+      if (absl::Duration wait = d.auth_limiter->Blocked(req.remote_addr);
+          wait > absl::ZeroDuration()) {
+        return TooManyAttempts(wait);
+      }
+    }
+    auto who = Authenticate(d, req);
+    if (!who.ok()) {
+      if (who.status().code() != absl::StatusCode::kUnauthenticated) {
+        return http::StatusToResponse(who.status());
+      }
+      if (d.auth_limiter != nullptr) d.auth_limiter->Failed(req.remote_addr);
+      auth::Principal anonymous;
+      anonymous.name = "anonymous";
+      AuditRequest(d, req, anonymous, 401, std::string(who.status().message()));
+      return Unauthenticated(std::string(who.status().message()));
+    }
+    if (who->kind == auth::PrincipalKind::kAnonymous && !d.anonymous_read) {
+      return Unauthenticated("missing or invalid token: send 'Authorization: Bearer <token>'");
+    }
+    if (who->kind == auth::PrincipalKind::kSession && !auth::SafeMethod(req.method) &&
+        !ConstantTimeEquals(Sha256(req.Header("x-assay-csrf")), Sha256(who->csrf_token))) {
+      static constexpr char kCsrf[] =
+          "missing or wrong X-Assay-CSRF header: a request that changes something must carry "
+          "the session's CSRF token";
+      AuditRequest(d, req, *who, 403, kCsrf);
+      return ErrorResponse(403, "permission_denied", kCsrf);
+    }
+    std::optional<int64_t> repo;
+    if (need.level == auth::Level::kRepoWrite && d.users != nullptr && who->role != "admin" &&
+        who->role != "maintainer") {
+      auto r = RepoOfRoute(d, req, need.repo);
+      if (!r.ok()) return http::StatusToResponse(r.status());
+      repo = *r;
+    }
+    if (absl::Status s = auth::Authorize(*who, need, req.method, repo); !s.ok()) {
+      if (s.code() == absl::StatusCode::kUnauthenticated) {
+        return Unauthenticated(std::string(s.message()));
+      }
+      AuditRequest(d, req, *who, 403, std::string(s.message()));
+      return ErrorResponse(403, "permission_denied", std::string(s.message()));
+    }
+    const bool audited = !auth::SafeMethod(req.method);
+    auth::Principal caller = *who;
+    req.auth = *std::move(who);
+    Response r = h(req);
+    if (audited) AuditRequest(d, req, caller, r.status, "");
+    return r;
+  };
 }
 
 }  // namespace api
@@ -175,6 +332,9 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterEvalRoutes(router, d);
   api::RegisterTrainRoutes(router, d);
   api::RegisterModelRoutes(router, d);
+  api::RegisterAccessRoutes(router, d);
+  api::RegisterEventRoutes(router, d);
+  api::RegisterWebRoutes(router, d);
 }
 
 }  // namespace assay

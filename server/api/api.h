@@ -29,12 +29,19 @@
 #include "server/store/repos.h"
 #include "server/store/secrets.h"
 #include "server/store/train.h"
+#include "server/store/users.h"
 
 namespace assay {
 
 class AddressPolicy;
 namespace logs {
 class LogFollowers;
+}
+namespace events {
+class EventHub;
+}
+namespace web {
+struct Assets;
 }
 
 struct ApiDeps {
@@ -90,6 +97,26 @@ struct ApiDeps {
   store::ModelStore* models = nullptr;
   // The registry's clock (created_at, audit times); null: the system clock.
   const Clock* clock = nullptr;
+  // Users, sessions, API tokens and the audit log (issue 11, server/api/access_routes.cc).
+  // Null: only the admin token authenticates and nothing is audited.
+  store::UserStore* users = nullptr;
+  // --anonymous-read: GET routes that need only read access answer callers without a
+  // credential (a public dashboard).
+  bool anonymous_read = false;
+  // How long a login lasts.
+  absl::Duration session_ttl = absl::Hours(12);
+  // Session cookies carry Secure (browsers still send them to http://localhost and
+  // http://127.0.0.1); false only for a plain-http server on another host name, which
+  // the server's flags make explicit.
+  bool secure_cookies = true;
+  // Failed logins per username (the address's failures count in auth_limiter); null: none.
+  AuthLimiter* login_limiter = nullptr;
+  // scrypt cost of new password hashes (common/crypto/password.h); lower only in tests.
+  int password_log2_n = 15;
+  // Live changes for dashboards (GET /api/v1/events); null: 503.
+  events::EventHub* events = nullptr;
+  // The dashboard's files (server/web/assets.h); null: its pages say it is not built.
+  const web::Assets* web = nullptr;
 };
 
 // Registers every route on `router` (webhook routes with a HeadHandler: run the router's

@@ -153,34 +153,35 @@ Response ServeArtifactFile(const ApiDeps& d, const Request& req, const store::Ar
 }
 
 void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
-  router.Add("GET", "/api/v1/jobs/{id}/artifacts", Authed(d, [&d](Request& req) {
-               if (d.artifacts == nullptr) return Unavailable();
-               auto id = PathId(req);
-               if (!id.ok()) return http::StatusToResponse(id.status());
-               auto summary = d.artifacts->Summary(*id);
-               if (!summary.ok()) return http::StatusToResponse(summary.status());
-               if (!summary->has_value()) {
-                 return ErrorResponse(404, "not_found",
-                                      absl::StrCat("job ", *id, " has no artifacts"));
-               }
-               auto files = d.artifacts->Files(*id);
-               if (!files.ok()) return http::StatusToResponse(files.status());
-               json::array list;
-               for (const auto& f : *files) {
-                 list.push_back(json::object{{"path", f.path},
-                                             {"size", f.size},
-                                             {"mode", ModeText(f.mode)},
-                                             {"sha256", f.sha256}});
-               }
-               const auto& s = **summary;
-               return JsonResponse(200, {{"job_id", s.job_id},
-                                         {"attempt", s.attempt},
-                                         {"files", std::move(list)},
-                                         {"bytes", s.bytes},
-                                         {"created_at", TimeJson(s.created_at)},
-                                         {"expire_at", TimeJson(s.expire_at)}});
-             }));
-  router.Add("GET", "/api/v1/jobs/{id}/artifacts/{path...}", Authed(d, [&d](Request& req) {
+  router.Add(
+      "GET", "/api/v1/jobs/{id}/artifacts", Authed(d, auth::Need::Read(), [&d](Request& req) {
+        if (d.artifacts == nullptr) return Unavailable();
+        auto id = PathId(req);
+        if (!id.ok()) return http::StatusToResponse(id.status());
+        auto summary = d.artifacts->Summary(*id);
+        if (!summary.ok()) return http::StatusToResponse(summary.status());
+        if (!summary->has_value()) {
+          return ErrorResponse(404, "not_found", absl::StrCat("job ", *id, " has no artifacts"));
+        }
+        auto files = d.artifacts->Files(*id);
+        if (!files.ok()) return http::StatusToResponse(files.status());
+        json::array list;
+        for (const auto& f : *files) {
+          list.push_back(json::object{{"path", f.path},
+                                      {"size", f.size},
+                                      {"mode", ModeText(f.mode)},
+                                      {"sha256", f.sha256}});
+        }
+        const auto& s = **summary;
+        return JsonResponse(200, {{"job_id", s.job_id},
+                                  {"attempt", s.attempt},
+                                  {"files", std::move(list)},
+                                  {"bytes", s.bytes},
+                                  {"created_at", TimeJson(s.created_at)},
+                                  {"expire_at", TimeJson(s.expire_at)}});
+      }));
+  router.Add("GET", "/api/v1/jobs/{id}/artifacts/{path...}",
+             Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.artifacts == nullptr || d.blobs == nullptr) return Unavailable();
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
@@ -196,7 +197,7 @@ void RegisterArtifactRoutes(http::Router& router, const ApiDeps& d) {
                }
                return ServeArtifactFile(d, req, **file);
              }));
-  router.Add("GET", "/api/v1/artifacts/usage", Authed(d, [&d](Request&) {
+  router.Add("GET", "/api/v1/artifacts/usage", Authed(d, auth::Need::Read(), [&d](Request&) {
                if (d.artifacts == nullptr) return Unavailable();
                auto usage = d.artifacts->BytesPerRepo();
                if (!usage.ok()) return http::StatusToResponse(usage.status());

@@ -30,7 +30,7 @@ constexpr int kListLimit = 1000;
 }  // namespace
 
 void RegisterCacheRoutes(http::Router& router, const ApiDeps& d) {
-  router.Add("GET", "/api/v1/caches/usage", Authed(d, [&d](Request&) {
+  router.Add("GET", "/api/v1/caches/usage", Authed(d, auth::Need::Read(), [&d](Request&) {
                if (d.caches == nullptr) return Unavailable();
                auto usage = d.caches->BytesPerRepo();
                if (!usage.ok()) return http::StatusToResponse(usage.status());
@@ -43,7 +43,7 @@ void RegisterCacheRoutes(http::Router& router, const ApiDeps& d) {
                }
                return JsonResponse(200, {{"repos", std::move(repos)}});
              }));
-  router.Add("GET", "/api/v1/repos/{id}/caches", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/repos/{id}/caches", Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.caches == nullptr) return Unavailable();
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
@@ -61,7 +61,8 @@ void RegisterCacheRoutes(http::Router& router, const ApiDeps& d) {
                }
                return JsonResponse(200, {{"caches", std::move(list)}});
              }));
-  router.Add("DELETE", "/api/v1/repos/{id}/caches/{entry}", Authed(d, [&d](Request& req) {
+  router.Add("DELETE", "/api/v1/repos/{id}/caches/{entry}",
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId), [&d](Request& req) {
                if (d.caches == nullptr) return Unavailable();
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());

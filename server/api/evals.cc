@@ -114,7 +114,7 @@ absl::StatusOr<store::EvalRun> RunById(const ApiDeps& d, Request& req) {
 }  // namespace
 
 void RegisterEvalRoutes(http::Router& router, const ApiDeps& d) {
-  router.Add("GET", "/api/v1/evals", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/evals", Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.evals == nullptr) return Unavailable();
                store::EvalFilter f;
                if (auto bad = QueryId(req, "repo", f.repo_id)) return *bad;
@@ -138,7 +138,7 @@ void RegisterEvalRoutes(http::Router& router, const ApiDeps& d) {
                                          : json::value(nullptr);
                return JsonResponse(200, std::move(body));
              }));
-  router.Add("GET", "/api/v1/jobs/{id}/evals", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/jobs/{id}/evals", Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.evals == nullptr) return Unavailable();
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
@@ -151,7 +151,7 @@ void RegisterEvalRoutes(http::Router& router, const ApiDeps& d) {
                for (const auto& r : *runs) list.push_back(RunJson(r));
                return JsonResponse(200, {{"evals", std::move(list)}});
              }));
-  router.Add("GET", "/api/v1/evals/{id}", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/evals/{id}", Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.evals == nullptr) return Unavailable();
                auto run = RunById(d, req);
                if (!run.ok()) return http::StatusToResponse(run.status());
@@ -173,7 +173,7 @@ void RegisterEvalRoutes(http::Router& router, const ApiDeps& d) {
                }
                return JsonResponse(200, std::move(body));
              }));
-  router.Add("GET", "/api/v1/evals/{id}/diff", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/evals/{id}/diff", Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.evals == nullptr) return Unavailable();
                auto run = RunById(d, req);
                if (!run.ok()) return http::StatusToResponse(run.status());

@@ -135,7 +135,7 @@ struct Follow : std::enable_shared_from_this<Follow> {
 
 void RegisterJobLogRoute(http::Router& router, const ApiDeps& d) {
   router.Add(
-      "GET", "/api/v1/jobs/{id}/log", Authed(d, [&d](Request& req) {
+      "GET", "/api/v1/jobs/{id}/log", Authed(d, auth::Need::Read(), [&d](Request& req) {
         auto id = PathId(req);
         if (!id.ok()) return http::StatusToResponse(id.status());
         if (d.logs == nullptr) return ErrorResponse(503, "unavailable", "logs are not served here");

@@ -55,7 +55,7 @@ absl::StatusOr<json::object> JobWithReason(const ApiDeps& d, const store::JobRow
 
 void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
   router.Add(
-      "GET", "/api/v1/jobs/{id}", Authed(d, [&d](Request& req) {
+      "GET", "/api/v1/jobs/{id}", Authed(d, auth::Need::Read(), [&d](Request& req) {
         auto id = PathId(req);
         if (!id.ok()) return http::StatusToResponse(id.status());
         auto j = d.pipelines->GetJob(*id);
@@ -78,7 +78,8 @@ void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
         }
         return JsonResponse(200, *o);
       }));
-  router.Add("POST", "/api/v1/jobs/{id}/cancel", Authed(d, [&d](Request& req) {
+  router.Add("POST", "/api/v1/jobs/{id}/cancel",
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kJobId), [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
                // As for pipelines: the store's NOTIFY tells the agent's server.
@@ -88,7 +89,7 @@ void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
                if (!j.ok()) return http::StatusToResponse(j.status());
                return JsonResponse(200, JobJson(*j));
              }));
-  router.Add("GET", "/api/v1/queue", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/queue", Authed(d, auth::Need::Read(), [&d](Request& req) {
                int limit = 200;
                if (auto q = req.Query("limit"); q.has_value()) {
                  if (!absl::SimpleAtoi(*q, &limit) || limit < 1 || limit > 1000) {

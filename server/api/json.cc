@@ -99,6 +99,7 @@ absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
   }
   json::object o{{"id", p.id},
                  {"repo", p.repo},
+                 {"repo_id", p.repo_id},
                  {"event", p.event},
                  {"ref", p.ref},
                  {"commit_sha", p.commit_sha},

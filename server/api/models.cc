@@ -226,10 +226,12 @@ absl::StatusOr<std::string> BodyText(const json::object& body, std::string_view 
   return text;
 }
 
-// The audit's principal: the admin token, from the client's address (its port left out).
+// The audit's principal: the caller (a username, or "admin" for the admin token), from the
+// client's address (its port left out).
 store::AliasChange Who(const ApiDeps& d, const Request& req) {
   store::AliasChange who;
-  who.principal = "admin";
+  const auth::Principal& caller = Caller(req);
+  who.principal = caller.kind == auth::PrincipalKind::kAdminToken ? "admin" : caller.name;
   const std::string& addr = req.remote_addr;
   if (!addr.empty() && addr[0] == '[') {
     who.client_addr = addr.substr(1, addr.find(']') - 1);  // "[::1]:port" → "::1"
@@ -550,8 +552,9 @@ Response DownloadFile(const ApiDeps& d, Request& req) {
 }
 
 // Wraps a handler: 503 without a registry, then the admin token.
-http::Handler Models(const ApiDeps& d, std::function<Response(const ApiDeps&, Request&)> h) {
-  return Authed(d, [&d, h = std::move(h)](Request& req) {
+http::Handler Models(const ApiDeps& d, auth::Need need,
+                     std::function<Response(const ApiDeps&, Request&)> h) {
+  return Authed(d, need, [&d, h = std::move(h)](Request& req) {
     if (d.models == nullptr) return Unavailable();
     return h(d, req);
   });
@@ -561,10 +564,11 @@ http::Handler Models(const ApiDeps& d, std::function<Response(const ApiDeps&, Re
 
 void RegisterModelRoutes(http::Router& router, const ApiDeps& d) {
   const std::string m = "/api/v1/models";
-  router.Add("POST", m, Models(d, CreateModel));
-  router.Add("GET", m, Models(d, ListModels));
+  router.Add("POST", m, Models(d, auth::Need::Maintainer(), CreateModel));
+  router.Add("GET", m, Models(d, auth::Need::Read(), ListModels));
   // GET /api/v1/models/NAME, or NAME@REF: that version (as .../versions/REF answers).
-  router.Add("GET", m + "/{name}", Models(d, [](const ApiDeps& d, Request& req) {
+  router.Add("GET", m + "/{name}",
+             Models(d, auth::Need::Read(), [](const ApiDeps& d, Request& req) {
                std::string name = req.path_params["name"];
                if (const size_t at = name.find('@'); at != std::string::npos) {
                  auto ref = registry::ParseVersionRef(name.substr(at + 1));
@@ -575,7 +579,8 @@ void RegisterModelRoutes(http::Router& router, const ApiDeps& d) {
                if (!model.ok()) return Error(model.status());
                return JsonResponse(200, ModelJson(*model));
              }));
-  router.Add("PATCH", m + "/{name}", Models(d, [](const ApiDeps& d, Request& req) {
+  router.Add("PATCH", m + "/{name}",
+             Models(d, auth::Need::Maintainer(), [](const ApiDeps& d, Request& req) {
                auto name = Name(req);
                if (!name.ok()) return Error(name.status());
                Response err;
@@ -590,7 +595,8 @@ void RegisterModelRoutes(http::Router& router, const ApiDeps& d) {
                if (!model.ok()) return Error(model.status());
                return JsonResponse(200, ModelJson(*model));
              }));
-  router.Add("DELETE", m + "/{name}", Models(d, [](const ApiDeps& d, Request& req) {
+  router.Add("DELETE", m + "/{name}",
+             Models(d, auth::Need::Maintainer(), [](const ApiDeps& d, Request& req) {
                auto name = Name(req);
                if (!name.ok()) return Error(name.status());
                const std::string force = req.Query("force").value_or("false");
@@ -604,12 +610,14 @@ void RegisterModelRoutes(http::Router& router, const ApiDeps& d) {
                return JsonResponse(200, {{"deleted", *name}});
              }));
   router.Add("PUT", m + "/{name}/tags/{key}",
-             Models(d, [](const ApiDeps& d, Request& req) { return SetTag(d, req, false); }));
+             Models(d, auth::Need::Maintainer(),
+                    [](const ApiDeps& d, Request& req) { return SetTag(d, req, false); }));
   router.Add("DELETE", m + "/{name}/tags/{key}",
-             Models(d, [](const ApiDeps& d, Request& req) { return DeleteTag(d, req, false); }));
+             Models(d, auth::Need::Maintainer(),
+                    [](const ApiDeps& d, Request& req) { return DeleteTag(d, req, false); }));
 
-  router.Add("POST", m + "/{name}/versions", Models(d, RegisterVersion));
-  router.Add("GET", m + "/{name}/versions", Models(d, ListVersions));
+  router.Add("POST", m + "/{name}/versions", Models(d, auth::Need::Maintainer(), RegisterVersion));
+  router.Add("GET", m + "/{name}/versions", Models(d, auth::Need::Read(), ListVersions));
   auto get_version = [](const ApiDeps& d, Request& req) {
     auto name = Name(req);
     if (!name.ok()) return Error(name.status());
@@ -642,21 +650,28 @@ void RegisterModelRoutes(http::Router& router, const ApiDeps& d) {
     }
     return JsonResponse(200, *std::move(o));
   };
-  router.Add("GET", m + "/{name}/versions/{v}", Models(d, get_version));
-  router.Add("PATCH", m + "/{name}/versions/{v}", Models(d, UpdateVersion));
+  router.Add("GET", m + "/{name}/versions/{v}", Models(d, auth::Need::Read(), get_version));
+  router.Add("PATCH", m + "/{name}/versions/{v}",
+             Models(d, auth::Need::Maintainer(), UpdateVersion));
   router.Add("PUT", m + "/{name}/versions/{v}/tags/{key}",
-             Models(d, [](const ApiDeps& d, Request& req) { return SetTag(d, req, true); }));
+             Models(d, auth::Need::Maintainer(),
+                    [](const ApiDeps& d, Request& req) { return SetTag(d, req, true); }));
   router.Add("DELETE", m + "/{name}/versions/{v}/tags/{key}",
-             Models(d, [](const ApiDeps& d, Request& req) { return DeleteTag(d, req, true); }));
-  router.Add("GET", m + "/{name}/versions/{v}/files", Models(d, ListFiles));
-  router.Add("GET", m + "/{name}/versions/{v}/files/{path...}", Models(d, DownloadFile));
+             Models(d, auth::Need::Maintainer(),
+                    [](const ApiDeps& d, Request& req) { return DeleteTag(d, req, true); }));
+  router.Add("GET", m + "/{name}/versions/{v}/files", Models(d, auth::Need::Read(), ListFiles));
+  router.Add("GET", m + "/{name}/versions/{v}/files/{path...}",
+             Models(d, auth::Need::Read(), DownloadFile));
 
-  router.Add("GET", m + "/{name}/aliases/{alias}", Models(d, get_version));
-  router.Add("PUT", m + "/{name}/aliases/{alias}", Models(d, SetAlias));
-  router.Add("DELETE", m + "/{name}/aliases/{alias}", Models(d, DeleteAlias));
-  router.Add("GET", m + "/{name}/aliases/{alias}/history", Models(d, AliasHistory));
-  router.Add("GET", m + "/{name}/aliases/{alias}/files", Models(d, ListFiles));
-  router.Add("GET", m + "/{name}/aliases/{alias}/files/{path...}", Models(d, DownloadFile));
+  router.Add("GET", m + "/{name}/aliases/{alias}", Models(d, auth::Need::Read(), get_version));
+  router.Add("PUT", m + "/{name}/aliases/{alias}", Models(d, auth::Need::Maintainer(), SetAlias));
+  router.Add("DELETE", m + "/{name}/aliases/{alias}",
+             Models(d, auth::Need::Maintainer(), DeleteAlias));
+  router.Add("GET", m + "/{name}/aliases/{alias}/history",
+             Models(d, auth::Need::Read(), AliasHistory));
+  router.Add("GET", m + "/{name}/aliases/{alias}/files", Models(d, auth::Need::Read(), ListFiles));
+  router.Add("GET", m + "/{name}/aliases/{alias}/files/{path...}",
+             Models(d, auth::Need::Read(), DownloadFile));
 }
 
 }  // namespace assay::api

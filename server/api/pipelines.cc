@@ -3,6 +3,8 @@
 
 #include <boost/json.hpp>
 
+#include <set>
+
 #include <map>
 
 #include "absl/strings/numbers.h"
@@ -75,33 +77,80 @@ Response CreateManualPipeline(const ApiDeps& d, Request& req) {
 
 }  // namespace
 
+namespace {
+
+// GET /api/v1/pipelines?repo=&branch=&state=&event=&limit=&cursor=: newest first;
+// "next_cursor" (null on the last page) pages on. An unknown filter value is a 400 naming it.
+Response ListPipelines(const ApiDeps& d, Request& req) {
+  store::PipelineStore::Filter f;
+  if (auto l = req.Query("limit")) {
+    int64_t limit = 0;
+    if (!absl::SimpleAtoi(*l, &limit) || limit < 1 || limit > 1000) {
+      return ErrorResponse(400, "invalid_argument",
+                           "query parameter 'limit' must be between 1 and 1000");
+    }
+    f.limit = static_cast<int>(limit);
+  }
+  if (auto c = req.Query("cursor"); c && !c->empty()) {
+    if (!absl::SimpleAtoi(*c, &f.before_id) || f.before_id < 1) {
+      return ErrorResponse(400, "invalid_argument",
+                           "query parameter 'cursor' must be a next_cursor this API gave");
+    }
+  }
+  const auto nonempty = [&req](std::string_view name) -> std::optional<std::string> {
+    auto v = req.Query(name);
+    if (!v || v->empty()) return std::nullopt;
+    return v;
+  };
+  f.repo = nonempty("repo");
+  if (auto b = nonempty("branch")) f.ref = "refs/heads/" + *b;
+  if (auto t = nonempty("tag")) f.ref = "refs/tags/" + *t;
+  f.state = nonempty("state");
+  static const std::set<std::string> kStates = {"running", "succeeded", "failed", "canceled",
+                                                "error"};
+  if (f.state && kStates.count(*f.state) == 0) {
+    return ErrorResponse(400, "invalid_argument",
+                         "query parameter 'state' must be running, succeeded, failed, canceled "
+                         "or error");
+  }
+  f.event = nonempty("event");
+  static const std::set<std::string> kEvents = {"push", "tag", "pull_request", "manual",
+                                                "schedule"};
+  if (f.event && kEvents.count(*f.event) == 0) {
+    return ErrorResponse(400, "invalid_argument",
+                         "query parameter 'event' must be push, tag, pull_request, manual or "
+                         "schedule");
+  }
+  auto list = d.pipelines->List(f);
+  if (!list.ok()) return http::StatusToResponse(list.status());
+  json::array a;
+  for (const auto& p : *list) {
+    auto o = PipelineJson(p);
+    if (!o.ok()) return http::StatusToResponse(o.status());
+    a.push_back(*std::move(o));
+  }
+  json::object body{{"pipelines", std::move(a)}};
+  body["next_cursor"] = static_cast<int>(list->size()) == f.limit
+                            ? json::value(absl::StrCat(list->back().id))
+                            : json::value(nullptr);
+  return JsonResponse(200, std::move(body));
+}
+
+}  // namespace
+
 void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d) {
   router.Add("POST", "/api/v1/repos/{id}/pipelines",
-             Authed(d, [&d](Request& req) { return CreateManualPipeline(d, req); }));
-  router.Add("GET", "/api/v1/pipelines", Authed(d, [&d](Request& req) {
-               int64_t limit = 50;
-               if (auto l = req.Query("limit")) {
-                 if (!absl::SimpleAtoi(*l, &limit) || limit < 1 || limit > 1000) {
-                   return ErrorResponse(400, "invalid_argument",
-                                        "query parameter 'limit' must be between 1 and 1000");
-                 }
-               }
-               auto list = d.pipelines->List(req.Query("repo"), static_cast<int>(limit));
-               if (!list.ok()) return http::StatusToResponse(list.status());
-               json::array a;
-               for (const auto& p : *list) {
-                 auto o = PipelineJson(p);
-                 if (!o.ok()) return http::StatusToResponse(o.status());
-                 a.push_back(*std::move(o));
-               }
-               return JsonResponse(200, {{"pipelines", std::move(a)}});
-             }));
-  router.Add("GET", "/api/v1/pipelines/{id}", Authed(d, [&d](Request& req) {
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                    [&d](Request& req) { return CreateManualPipeline(d, req); }));
+  router.Add("GET", "/api/v1/pipelines",
+             Authed(d, auth::Need::Read(), [&d](Request& req) { return ListPipelines(d, req); }));
+  router.Add("GET", "/api/v1/pipelines/{id}", Authed(d, auth::Need::Read(), [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
                return PipelineWithJobs(d, *id, 200);
              }));
-  router.Add("POST", "/api/v1/pipelines/{id}/cancel", Authed(d, [&d](Request& req) {
+  router.Add("POST", "/api/v1/pipelines/{id}/cancel",
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kPipelineId), [&d](Request& req) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
                // The store's NOTIFY assay_cancel reaches whichever server holds each agent's

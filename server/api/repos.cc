@@ -110,10 +110,12 @@ Response UpdateRepo(const ApiDeps& d, Request& req) {
 }  // namespace
 
 void RegisterRepoRoutes(http::Router& router, const ApiDeps& d) {
-  router.Add("POST", "/api/v1/repos", Authed(d, [&d](Request& req) { return CreateRepo(d, req); }));
+  router.Add("POST", "/api/v1/repos",
+             Authed(d, auth::Need::Admin(), [&d](Request& req) { return CreateRepo(d, req); }));
   router.Add("PATCH", "/api/v1/repos/{id}",
-             Authed(d, [&d](Request& req) { return UpdateRepo(d, req); }));
-  router.Add("GET", "/api/v1/repos", Authed(d, [&d](Request&) {
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                    [&d](Request& req) { return UpdateRepo(d, req); }));
+  router.Add("GET", "/api/v1/repos", Authed(d, auth::Need::Read(), [&d](Request&) {
                auto repos = d.repos->List();
                if (!repos.ok()) return http::StatusToResponse(repos.status());
                json::array a;
@@ -121,9 +123,11 @@ void RegisterRepoRoutes(http::Router& router, const ApiDeps& d) {
                return JsonResponse(200, {{"repos", std::move(a)}});
              }));
   router.Add("PUT", "/api/v1/repos/{id}/commit-status",
-             Authed(d, [&d](Request& req) { return PutCommitStatus(d, req, RepoJson); }));
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                    [&d](Request& req) { return PutCommitStatus(d, req, RepoJson); }));
   router.Add("DELETE", "/api/v1/repos/{id}/commit-status",
-             Authed(d, [&d](Request& req) { return DeleteCommitStatus(d, req, RepoJson); }));
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                    [&d](Request& req) { return DeleteCommitStatus(d, req, RepoJson); }));
 }
 
 }  // namespace assay::api

@@ -4,15 +4,24 @@
 
 #include "absl/status/statusor.h"
 #include "server/api/api.h"
+#include "server/auth/access.h"
 
 namespace assay::api {
 
 // The {id} path parameter: kInvalidArgument unless it is a positive integer.
 absl::StatusOr<int64_t> PathId(const http::Request& req);
 
-// Wraps a handler with bearer-token authentication against the admin token. `d` must
-// outlive the handler.
-http::Handler Authed(const ApiDeps& d, http::Handler h);
+// Wraps a handler with authentication and authorization (docs/access.md): the caller is
+// found from "Authorization: Bearer" (the admin token or an API token) or the session cookie
+// (then a state-changing request must carry the session's X-Assay-CSRF header), or is
+// anonymous (allowed only with d.anonymous_read, and only for Need::Read routes). Refusals:
+// 401 unauthenticated, 403 forbidden, 429 while the address is blocked for failed attempts.
+// The handler finds the caller in req.auth (Caller). Every request that is not GET or HEAD is
+// written to the audit log with its answer's status, and so is every refused credential and
+// permission. `d` must outlive the handler.
+http::Handler Authed(const ApiDeps& d, auth::Need need, http::Handler h);
+// Who is asking: the Principal Authed put in req.auth (an anonymous one when none).
+const auth::Principal& Caller(const http::Request& req);
 // Wraps `h` with "Authorization: Bearer <token>" against `token` (compared in constant
 // time), failures counted in d.auth_limiter: 401 unauthenticated with WWW-Authenticate:
 // Bearer, or 429 too_many_requests with Retry-After while the client's address is blocked.
@@ -32,6 +41,13 @@ void RegisterCacheRoutes(http::Router& router, const ApiDeps& d);  // issue 9 (c
 void RegisterEvalRoutes(http::Router& router, const ApiDeps& d);   // issue 10 (evals.cc)
 void RegisterTrainRoutes(http::Router& router, const ApiDeps& d);  // issue 10 (train.cc)
 void RegisterModelRoutes(http::Router& router, const ApiDeps& d);  // issue 10 (models.cc)
+// Issue 11 (access_routes.cc): session (log in and out), me, users, repository maintainers,
+// API tokens, the audit log.
+void RegisterAccessRoutes(http::Router& router, const ApiDeps& d);
+// GET /api/v1/events (events.cc): live changes as Server-Sent Events.
+void RegisterEventRoutes(http::Router& router, const ApiDeps& d);
+// The dashboard (web_routes.cc): /, /ui/..., /assets/NAME, /badge/REPO/BRANCH.svg.
+void RegisterWebRoutes(http::Router& router, const ApiDeps& d);
 
 // The bytes of one stored file (an artifact or a model version's file) as a download: ETag
 // (its SHA-256), single byte ranges (206, 416), small files whole, larger ones streamed with

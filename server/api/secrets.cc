@@ -124,11 +124,14 @@ Response ListSecrets(const ApiDeps& d, Request& req) {
 
 void RegisterSecretRoutes(http::Router& router, const ApiDeps& d) {
   router.Add("GET", "/api/v1/repos/{id}/secrets",
-             Authed(d, [&d](Request& req) { return ListSecrets(d, req); }));
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                    [&d](Request& req) { return ListSecrets(d, req); }));
   router.Add("PUT", "/api/v1/repos/{id}/secrets/{name}",
-             Authed(d, [&d](Request& req) { return PutSecret(d, req); }));
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                    [&d](Request& req) { return PutSecret(d, req); }));
   router.Add("DELETE", "/api/v1/repos/{id}/secrets/{name}",
-             Authed(d, [&d](Request& req) { return DeleteSecret(d, req); }));
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                    [&d](Request& req) { return DeleteSecret(d, req); }));
 }
 
 }  // namespace assay::api

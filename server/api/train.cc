@@ -25,7 +25,7 @@ using http::Request;
 namespace json = boost::json;
 
 void RegisterTrainRoutes(http::Router& router, const ApiDeps& d) {
-  router.Add("GET", "/api/v1/jobs/{id}/train", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/jobs/{id}/train", Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.train == nullptr) {
                  return ErrorResponse(503, "unavailable", "training is not enabled on this server");
                }
@@ -69,7 +69,8 @@ void RegisterTrainRoutes(http::Router& router, const ApiDeps& d) {
                }
                return JsonResponse(200, {{"job_id", *id}, {"train", std::move(list)}});
              }));
-  router.Add("GET", "/api/v1/pipelines/{id}/sweeps", Authed(d, [&d](Request& req) {
+  router.Add("GET", "/api/v1/pipelines/{id}/sweeps",
+             Authed(d, auth::Need::Read(), [&d](Request& req) {
                if (d.train == nullptr) {
                  return ErrorResponse(503, "unavailable", "training is not enabled on this server");
                }

@@ -6,6 +6,7 @@
 // may block (database calls) without stalling I/O; the response is written back on
 // the connection's strand.
 
+#include <any>
 #include <boost/json/value.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +49,9 @@ struct Request {
   std::optional<std::string> Query(std::string_view name) const;
 
   std::map<std::string, std::string> path_params;  // filled by Router
+  // Set by the application's middleware for the handler it wraps (the API: who is asking,
+  // an auth::Principal); empty otherwise.
+  std::any auth;
 };
 
 struct Response {
@@ -205,6 +209,8 @@ class Router {
   Admission Admit(Request& req) const;
   // Whether the route for req's method and path has a HeadHandler. Never blocks.
   bool HasHead(Request& req) const;
+  // Every route as added: {method, pattern} (the OpenAPI check and the access tests walk it).
+  std::vector<std::pair<std::string, std::string>> Routes() const;
 
  private:
   struct Segment {
@@ -214,6 +220,7 @@ class Router {
   };
   struct Route {
     std::string method;
+    std::string pattern;
     std::vector<Segment> segments;
     int literal_count = 0;
     Handler handler;

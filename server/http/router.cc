@@ -116,6 +116,7 @@ void Router::Add(std::string method, std::string pattern, Handler h, HeadHandler
   }
   Route route;
   route.method = std::move(method);
+  route.pattern = pattern;
   route.handler = std::move(h);
   route.head = std::move(head);
   for (std::string_view segment : SplitPath(pattern)) {
@@ -194,6 +195,13 @@ const Router::Route* Router::Match(Request& req, std::vector<std::string>* allow
   std::sort(allowed->begin(), allowed->end());
   allowed->erase(std::unique(allowed->begin(), allowed->end()), allowed->end());
   return nullptr;
+}
+
+std::vector<std::pair<std::string, std::string>> Router::Routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(routes_.size());
+  for (const Route& r : routes_) out.emplace_back(r.method, r.pattern);
+  return out;
 }
 
 Response Router::Dispatch(Request& req) const {

@@ -115,6 +115,15 @@ const Query kListPipelines{"pipeline_list",
                            " FROM pipelines p JOIN repos r ON r.id = p.repo_id "
                            "WHERE ($1::text IS NULL OR r.name = $1) ORDER BY p.id DESC "
                            "LIMIT $2"};
+// Keyset pages (issue 11): the primary key walked backwards from the cursor, each filter
+// applied as it goes; with a repository, its (repo_id, id DESC) index instead.
+const Query kFilterPipelines{
+    "pipeline_filter",
+    "SELECT " PIPELINE_COLUMNS
+    " FROM pipelines p JOIN repos r ON r.id = p.repo_id "
+    "WHERE ($1::text IS NULL OR r.name = $1) AND ($2::text IS NULL OR p.ref = $2) AND "
+    "($3::text IS NULL OR p.state = $3) AND ($4::text IS NULL OR p.event = $4) AND "
+    "($5::bigint = 0 OR p.id < $5) ORDER BY p.id DESC LIMIT $6"};
 const Query kGetPipeline{"pipeline_get",
                          "SELECT " PIPELINE_COLUMNS
                          " FROM pipelines p JOIN repos r ON r.id = p.repo_id WHERE p.id = $1"};
@@ -349,6 +358,20 @@ absl::StatusOr<std::vector<PipelineRow>> PipelineStore::List(std::optional<std::
   std::vector<PipelineRow> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     for (const auto& r : Exec(tx, c, kListPipelines, {Param::Opt(repo), limit})) {
+      out.push_back(PipelineFromRow(r));
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<PipelineRow>> PipelineStore::List(const Filter& f) {
+  std::vector<PipelineRow> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    for (const auto& r : Exec(tx, c, kFilterPipelines,
+                              {Param::Opt(f.repo), Param::Opt(f.ref), Param::Opt(f.state),
+                               Param::Opt(f.event), f.before_id, std::max(1, f.limit)})) {
       out.push_back(PipelineFromRow(r));
     }
     return absl::OkStatus();

@@ -98,6 +98,17 @@ class PipelineStore {
   // returns that one's id. 0 when p.claim_next_run is set and the slot is no longer due.
   absl::StatusOr<int64_t> Create(const NewPipeline& p);
   absl::StatusOr<std::vector<PipelineRow>> List(std::optional<std::string> repo, int limit);
+  // Issue 11: newest first, each set field filtering (ref is the full ref, refs/heads/main),
+  // from ids below `before_id` (a keyset cursor: 0 from the newest), at most `limit`.
+  struct Filter {
+    std::optional<std::string> repo;
+    std::optional<std::string> ref;
+    std::optional<std::string> state;
+    std::optional<std::string> event;
+    int64_t before_id = 0;
+    int limit = 50;
+  };
+  absl::StatusOr<std::vector<PipelineRow>> List(const Filter& f);
   absl::StatusOr<PipelineRow> Get(int64_t id);
   absl::StatusOr<JobRow> GetJob(int64_t id);
   // Jobs not yet placed (queued, then pending), in the order the scheduler offers them

@@ -79,14 +79,18 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"20", "0020_evals.sql"},
                             {"21", "0021_train.sql"},
                             {"22", "0022_eval_models.sql"},
-                            {"23", "0023_sweeps.sql"}});
+                            {"23", "0023_sweeps.sql"},
+                            {"24", "0024_users.sql"},
+                            {"25", "0025_events.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
+                                          {"api_tokens"},
                                           {"artifact_chunk_refs"},
                                           {"artifact_chunks"},
                                           {"artifact_files"},
                                           {"artifacts"},
+                                          {"audit_log"},
                                           {"cache_chunk_refs"},
                                           {"cache_entries"},
                                           {"cache_files"},
@@ -109,10 +113,12 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"model_versions"},
                                           {"models"},
                                           {"pipelines"},
+                                          {"repo_members"},
                                           {"repo_secrets"},
                                           {"repos"},
                                           {"schedules"},
                                           {"schema_migrations"},
+                                          {"sessions"},
                                           {"sweep_outcomes"},
                                           {"sweep_stops"},
                                           {"train_checkpoint_chunk_refs"},
@@ -121,6 +127,7 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"train_checkpoints"},
                                           {"train_metrics"},
                                           {"train_runs"},
+                                          {"users"},
                                           {"webhook_deliveries"}});
   CHECK(Query(tdb.dsn(), kLedger) == AllLedger());
 
