@@ -55,6 +55,13 @@ else
   install_deps $ASSAY_TEST_PACKAGES
 fi
 setup_podman  # the e2e container tests (issue 9); idempotent
+# The dashboard (issue 11): its e2e browser test serves web/dist and drives web/node_modules'
+# playwright-core.
+if [[ " ${TIERS[*]} " =~ \ (e2e|asan|tsan)\  ]]; then
+  start=$SECONDS
+  build_web "$ROOT"
+  echo "build web: $((SECONDS - start)) s"
+fi
 
 PGDIR=""
 BG_PID=""
@@ -286,6 +293,7 @@ tier_format() {
 }
 
 FAILED=()
+DIGESTS=()  # build directories whose last ctest run failed: their digest ends the output
 if [ ${#LABELS[@]} -gt 0 ]; then
   start=$SECONDS
   build_assay "$ROOT" "$BUILD_DIR"
@@ -295,7 +303,7 @@ if [ ${#LABELS[@]} -gt 0 ]; then
   prebuild asan configure_asan "$ROOT/build-asan"
   FAULT_RUNS=$BUILD_DIR/faults-runs.log  # one line of figures per faults run (with its seed)
   seen=$( [ -f "$FAULT_RUNS" ] && wc -l <"$FAULT_RUNS" || echo 0)
-  run_ctest "$BUILD_DIR" "${LABELS[@]}" || FAILED+=("${LABELS[@]}")
+  run_ctest "$BUILD_DIR" "${LABELS[@]}" || { FAILED+=("${LABELS[@]}"); DIGESTS+=("$BUILD_DIR"); }
   echo "tiers ${LABELS[*]}: $((SECONDS - start)) s"
   if [ -f "$FAULT_RUNS" ]; then tail -n +"$((seen + 1))" "$FAULT_RUNS"; fi
 fi
@@ -306,9 +314,12 @@ for t in "${EXTRA[@]}"; do
   else
     echo "tier $t: FAILED after $((SECONDS - start)) s" >&2
     FAILED+=("$t")
+    case $t in asan | tsan | clang) DIGESTS+=("$ROOT/build-$t") ;; esac
   fi
 done
 if [ ${#FAILED[@]} -gt 0 ]; then
+  # What failed and its last lines, at the very end: a CI log may keep only its tail.
+  for b in "${DIGESTS[@]}"; do python3 "$ROOT/tests/support/failure_digest.py" "$b" >&2 || true; done
   echo "failed tiers: ${FAILED[*]}" >&2
   exit 1
 fi

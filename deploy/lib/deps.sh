@@ -31,6 +31,8 @@ ASSAY_PACKAGES+=" libre2-dev"
 # CPU (Debian's build; a GPU machine brings its own). Only the tests install it (run-all.sh);
 # the quickstart's sample (examples/llm-app) needs no PyTorch.
 ASSAY_TEST_PACKAGES="python3-torch"
+# Issue 11, the dashboard's browser tests: Debian's chromium, driven by playwright-core (npm).
+ASSAY_TEST_PACKAGES+=" chromium"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p
@@ -52,6 +54,23 @@ build_assay() {  # build_assay SRC BUILD_DIR [targets...]
   cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" >/dev/null
   cmake --build "$build" -j "$(nproc)" ${1:+--target "$@"}
+}
+
+# build_web SRC: the dashboard (SRC/web) into SRC/web/dist with the exact versions of
+# web/package-lock.json (npm ci; Node 20 and npm come with the machine, not from Debian), once
+# per change of its sources. Needs node and npm; says so and fails without them.
+build_web() {
+  local web=$1/web
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    echo "build_web: node and npm are needed to build the dashboard (Node 20)" >&2
+    return 1
+  fi
+  local stamp=$web/dist/.sources
+  local sum
+  sum=$(cd "$web" && cat package-lock.json build.mjs tsconfig.json $(find src -type f | sort) | sha256sum)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ] && [ -d "$web/node_modules" ]; then return 0; fi
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npx tsc --noEmit -p . && node build.mjs) || return
+  echo "$sum" >"$stamp"
 }
 
 # setup_podman: what podman needs on a fresh Debian 12 (docs/executors.md), idempotent. In

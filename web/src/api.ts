@@ -1,0 +1,123 @@
+// The REST API (/api/v1) as the dashboard uses it: the session cookie goes along by itself;
+// every request that changes something carries the CSRF token from the assay_csrf cookie.
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function csrfToken(): string {
+  const m = document.cookie.match(/(?:^|;\s*)assay_csrf=([0-9a-f]{64})/);
+  return m ? m[1] : '';
+}
+
+let onUnauthenticated: () => void = () => {};
+export function setUnauthenticatedHandler(f: () => void) {
+  onUnauthenticated = f;
+}
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (method !== 'GET' && method !== 'HEAD') headers['X-Assay-CSRF'] = csrfToken();
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!r.ok) {
+    const e = (parsed as { error?: { code?: string; message?: string } } | null)?.error;
+    if (r.status === 401 && path !== '/api/v1/session') onUnauthenticated();
+    throw new ApiError(r.status, e?.code ?? 'error', e?.message ?? `${r.status} ${r.statusText}`);
+  }
+  return parsed as T;
+}
+
+export interface Job {
+  id: number;
+  pipeline_id: number;
+  name: string;
+  state: string;
+  needs: string[];
+  attempt: number;
+  max_attempts: number;
+  agent: string | null;
+  exit_code: number | null;
+  message: string | null;
+  gpu_indices: number[];
+  runs_on: { cpus?: number; gpus?: number; labels?: string[] };
+  created_at: string | null;
+  queued_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  waiting?: string | null;
+  repo?: string;
+}
+
+export interface Pipeline {
+  id: number;
+  repo: string;
+  event: string;
+  ref: string;
+  commit_sha: string;
+  state: string;
+  message: string | null;
+  trusted: boolean;
+  notes: string[];
+  pr_number: number | null;
+  errors: string[];
+  created_at: string | null;
+  finished_at: string | null;
+  delivery_id?: number | null;
+  jobs?: Job[];
+}
+
+export interface Agent {
+  id: number;
+  name: string;
+  state: string;
+  version: string;
+  labels: string[];
+  cpu_slots: number;
+  memory_gb: number;
+  last_seen_at: string | null;
+  access: string;
+  accepting: boolean;
+  state_reason: string | null;
+  drained: boolean;
+  drain_reason: string | null;
+  executors: string[];
+  gpus: { index: number; uuid: string; name?: string; memory_mb?: number }[];
+  running?: { id: number; name: string; pipeline_id: number }[];
+}
+
+export interface Me {
+  name: string;
+  kind: string;
+  role: string;
+  scope: string;
+  user_id?: number;
+  maintains: number[];
+}
+
+export function canWrite(me: Me | null, repoId?: number): boolean {
+  if (!me || me.scope === 'read') return false;
+  if (me.role === 'admin' || me.role === 'maintainer') return true;
+  return repoId !== undefined && me.maintains.includes(repoId);
+}
+export function isAdmin(me: Me | null): boolean {
+  return !!me && me.role === 'admin' && me.scope === 'admin';
+}

@@ -1,0 +1,216 @@
+// The dashboard in a real browser (Debian's chromium through playwright-core) against a real
+// server, database and agent, which tests/e2e/dashboard_test.cc starts before running this.
+// Each check throws with what it expected; a screenshot of every page goes to OUT_DIR.
+//
+// Environment: BASE_URL, REPO_DIR (a git repository the server knows as REPO_NAME, cloned from
+// CLONE_URL),
+// WEBHOOK_SECRET, GO_FILE (a job waits for it), OUT_DIR, CHROMIUM (default /usr/bin/chromium);
+// users alice (admin) and victor (viewer) with passwords pw-alice-123 and pw-victor-123.
+import { chromium } from 'playwright-core';
+import { createHmac } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const BASE = env('BASE_URL');
+const REPO_DIR = env('REPO_DIR');
+const REPO_NAME = env('REPO_NAME');
+const CLONE_URL = env('CLONE_URL');
+const SECRET = env('WEBHOOK_SECRET');
+const GO_FILE = env('GO_FILE');
+const OUT = env('OUT_DIR');
+const WAIT = 60_000;
+mkdirSync(OUT, { recursive: true });
+
+let step = 0;
+const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
+const t0 = Date.now();
+async function shot(page, name) {
+  step += 1;
+  const file = `${OUT}/${String(step).padStart(2, '0')}-${name}.png`;
+  await page.screenshot({ path: file, fullPage: true });
+  log(`screenshot ${file}`);
+}
+
+function git(...args) {
+  return execFileSync('git', ['-C', REPO_DIR, ...args], { encoding: 'utf8' }).trim();
+}
+
+// Commits `files` and sends GitHub's signed push for it; the commit's SHA.
+async function push(files, message, delivery) {
+  for (const [name, text] of Object.entries(files)) writeFileSync(`${REPO_DIR}/${name}`, text);
+  git('add', '-A');
+  git('-c', 'user.name=Test', '-c', 'user.email=t@example.com', 'commit', '-q', '-m', message);
+  const sha = git('rev-parse', 'HEAD');
+  const body = JSON.stringify({
+    ref: 'refs/heads/main',
+    before: '0'.repeat(40),
+    after: sha,
+    repository: { full_name: REPO_NAME, clone_url: CLONE_URL },
+  });
+  const sig = 'sha256=' + createHmac('sha256', SECRET).update(body).digest('hex');
+  const r = await fetch(`${BASE}/hooks/github`, {
+    method: 'POST',
+    headers: {
+      'Content-Type': 'application/json',
+      'X-GitHub-Event': 'push',
+      'X-GitHub-Delivery': delivery,
+      'X-Hub-Signature-256': sig,
+    },
+    body,
+  });
+  if (r.status !== 202 && r.status !== 200) throw new Error(`webhook: ${r.status} ${await r.text()}`);
+  return sha;
+}
+
+async function login(context, user) {
+  const page = await context.newPage();
+  await page.goto(`${BASE}/ui/`);
+  await page.waitForURL(/\/ui\/login/, { timeout: WAIT });
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', `pw-${user}-123`);
+  await page.click('button[type=submit]');
+  await page.waitForSelector(`[data-me="${user}"]`, { timeout: WAIT });
+  return page;
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless=new', '--no-sandbox'],
+});
+try {
+  const admin = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+
+  // A wrong password says so, and stays on the login page.
+  {
+    const page = await admin.newPage();
+    await page.goto(`${BASE}/ui/login`);
+    await page.fill('input[name=username]', 'alice');
+    await page.fill('input[name=password]', 'not-her-password');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('.error:has-text("wrong username or password")', { timeout: WAIT });
+    await shot(page, 'login-refused');
+    await page.close();
+  }
+
+  // Log in; the cookie is HttpOnly (the page's script cannot read the session).
+  const page = await login(admin, 'alice');
+  const cookies = await admin.cookies();
+  const session = cookies.find((c) => c.name === 'assay_session');
+  if (!session || !session.httpOnly || session.sameSite !== 'Strict') {
+    throw new Error(`session cookie: ${JSON.stringify(session)}`);
+  }
+  if ((await page.evaluate(() => document.cookie)).includes('assay_session')) {
+    throw new Error('the session cookie is readable by the page');
+  }
+  await shot(page, 'pipelines-empty');
+
+  // Push; the pipeline appears and turns green with no reload (the page is never navigated).
+  const loads = [];
+  page.on('load', () => loads.push(Date.now()));
+  await push({ '.assay.yml': 'jobs:\n  hello:\n    steps:\n      - run: echo hello from the dashboard test\n' },
+    'first commit', 'delivery-1');
+  const row = page.locator('tr[data-pipeline="1"]');
+  await row.waitFor({ timeout: WAIT });
+  await row.locator('[data-state="succeeded"]').waitFor({ timeout: WAIT });
+  if (loads.length !== 0) throw new Error(`the page reloaded ${loads.length} times`);
+  log('pipeline 1 appeared and succeeded without a reload');
+  await shot(page, 'pipelines-green');
+
+  // A pipeline with a job that prints while we watch, one to cancel and one that waits.
+  await push({
+    '.assay.yml': `jobs:
+  build:
+    steps:
+      - run: |
+          for i in $(seq 1 30); do printf '\\033[32mtick %d\\033[0m\\n' $i; sleep 0.05; done
+          while [ ! -f ${GO_FILE} ]; do sleep 0.1; done
+          echo all done
+  long:
+    steps:
+      - run: sleep 600
+  waits:
+    runs_on:
+      labels: [no-such-label]
+    steps:
+      - run: echo never
+`,
+  }, 'second commit', 'delivery-2');
+  await page.locator('tr[data-pipeline="2"]').waitFor({ timeout: WAIT });
+  await page.click('tr[data-pipeline="2"] a');
+  await page.waitForURL(/\/ui\/pipelines\/2$/);
+  await page.locator('[data-job="build"] [data-state="running"]').waitFor({ timeout: WAIT });
+  await shot(page, 'pipeline-dag');
+
+  // The live log while the job prints: ticks arrive, coloured; then the rest after GO_FILE.
+  await page.click('[data-job="build"]');
+  await page.waitForURL(/\/ui\/jobs\/\d+\/log$/);
+  await page.locator('.log .line:has-text("tick 30")').waitFor({ timeout: WAIT });
+  const green = await page.locator('.log .line .fg-2', { hasText: /^tick 7$/ }).count();
+  if (green !== 1) throw new Error(`tick 7 is not green (${green} green runs)`);
+  await shot(page, 'job-log-live');
+  writeFileSync(GO_FILE, 'go');
+  await page.locator('.log .line:has-text("all done")').waitFor({ timeout: WAIT });
+  await page.locator('h1 [data-state="succeeded"]').waitFor({ timeout: WAIT });
+  // Every line once, in order: what the first range and the live tail brought join exactly.
+  await page.locator('.log[data-lines="31"]').waitFor({ timeout: WAIT });
+  const texts = await page.locator('.log .line .text').allTextContents();
+  const want = [...Array(30).keys()].map((i) => `tick ${i + 1}`).concat(['all done']);
+  if (JSON.stringify(texts) !== JSON.stringify(want)) throw new Error(`the log reads ${JSON.stringify(texts)}`);
+  // Search finds the line; the line's link is a URL that opens at it.
+  await page.fill('input[name=search]', 'tick 12');
+  await page.locator('.hits:has-text("1 of 1")').waitFor({ timeout: WAIT });
+  const href = await page.locator('.log .line.hit .ln').getAttribute('href');
+  await page.goto(`${BASE}${new URL(page.url()).pathname}${href}`);
+  await page.locator('.log .line.target:has-text("tick 12")').waitFor({ timeout: WAIT });
+  await shot(page, 'job-log-linked-line');
+
+  // Cancel the long job from its pipeline page.
+  await page.goto(`${BASE}/ui/pipelines/2`);
+  await page.locator('tr[data-job-row="long"] [data-state="running"]').waitFor({ timeout: WAIT });
+  await page.click('tr[data-job-row="long"] button[data-action="cancel-job"]');
+  await page.locator('tr[data-job-row="long"] [data-state="canceled"]').waitFor({ timeout: WAIT });
+  log('canceled the long job');
+
+  // Why a job waits: on the queue page, in words.
+  await page.goto(`${BASE}/ui/queue`);
+  const why = page.locator('tr[data-queued="waits"] .why');
+  await why.waitFor({ timeout: WAIT });
+  const text = await why.textContent();
+  if (!text || !text.includes('no-such-label')) throw new Error(`why it waits: ${text}`);
+  await shot(page, 'queue');
+  await page.goto(`${BASE}/ui/agents`);
+  await page.locator('tr[data-agent="a1"]').waitFor({ timeout: WAIT });
+  await shot(page, 'agents');
+  await page.goto(`${BASE}/ui/settings`);
+  await page.fill('input[name=token-name]', 'laptop');
+  await page.click('text=Create token');
+  await page.locator('[data-new-token]').waitFor({ timeout: WAIT });
+  await shot(page, 'settings');
+
+  // A viewer: no cancel button, and the API refuses (403) even when asked directly.
+  const viewer = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const vpage = await login(viewer, 'victor');
+  await vpage.goto(`${BASE}/ui/pipelines/2`);
+  await vpage.locator('tr[data-job-row="waits"]').waitFor({ timeout: WAIT });
+  if ((await vpage.locator('button[data-action]').count()) !== 0) {
+    throw new Error('a viewer sees a cancel button');
+  }
+  const status = await vpage.evaluate(async () => {
+    const csrf = document.cookie.match(/assay_csrf=([0-9a-f]+)/)[1];
+    const r = await fetch('/api/v1/pipelines/2/cancel', { method: 'POST', headers: { 'X-Assay-CSRF': csrf } });
+    return r.status;
+  });
+  if (status !== 403) throw new Error(`a viewer's cancel answered ${status}`);
+  await shot(vpage, 'viewer-pipeline');
+  // An unknown page says so.
+  await vpage.goto(`${BASE}/ui/no-such-page`);
+  await vpage.locator('h1:has-text("Not found")').waitFor({ timeout: WAIT });
+  log('all dashboard checks passed');
+} finally {
+  await browser.close();
+}
