@@ -14,8 +14,8 @@
 #include <stdlib.h>
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <vector>
@@ -71,8 +71,7 @@ int main(int argc, char** argv) {
   o.server_flags.push_back(std::to_string(log_mib * 2 + 1));
   Cluster c(o);
   Must(c.StartServer(), "server");
-  assay::testing::GitRepo repo =
-      Must(assay::testing::GitRepo::Init(c.dir() + "/repo"), "git init");
+  assay::testing::GitRepo repo = Must(assay::testing::GitRepo::Init(c.dir() + "/repo"), "git init");
   Must(c.AddRepo("acme/app", repo.clone_url(), "bench-secret"), "repo");
   // Nine more repositories, and the pipelines spread over them: 10 repos, 5 refs, 4 events,
   // mostly succeeded, 1 in 20 failed.
@@ -80,17 +79,19 @@ int main(int argc, char** argv) {
     Must(c.AddRepo(absl::StrCat("acme/app", i), absl::StrCat(repo.clone_url(), i), "s"), "repo");
   }
   const auto t0 = std::chrono::steady_clock::now();
-  Must(c.Query(absl::StrCat(
-           "INSERT INTO pipelines (repo_id, event, ref, commit_sha, state, message, created_at, "
-           "finished_at) SELECT 1 + (g % 10), (ARRAY['push','pull_request','schedule','manual'])"
-           "[1 + (g / 7) % 4], 'refs/heads/' || (ARRAY['main','dev','feature-a','feature-b',"
-           "'release'])[1 + (g / 3) % 5], md5(g::text) || '00000000', CASE WHEN g % 20 = 0 THEN "
-           "'failed' ELSE 'succeeded' END, 'commit ' || g, now() - (", pipelines,
-           " - g) * interval '1 second', now() - (", pipelines,
-           " - g) * interval '1 second' + interval '30 seconds' FROM generate_series(1, ",
-           pipelines, ") g"))
-           .status(),
-       "insert");
+  Must(
+      c
+          .Query(absl::StrCat(
+              "INSERT INTO pipelines (repo_id, event, ref, commit_sha, state, message, created_at, "
+              "finished_at) SELECT 1 + (g % 10), (ARRAY['push','pull_request','schedule','manual'])"
+              "[1 + (g / 7) % 4], 'refs/heads/' || (ARRAY['main','dev','feature-a','feature-b',"
+              "'release'])[1 + (g / 3) % 5], md5(g::text) || '00000000', CASE WHEN g % 20 = 0 THEN "
+              "'failed' ELSE 'succeeded' END, 'commit ' || g, now() - (",
+              pipelines, " - g) * interval '1 second', now() - (", pipelines,
+              " - g) * interval '1 second' + interval '30 seconds' FROM generate_series(1, ",
+              pipelines, ") g"))
+          .status(),
+      "insert");
   Must(c.Query("ANALYZE pipelines").status(), "analyze");
   std::printf("inserted %lld pipelines in %.1f s\n", static_cast<long long>(pipelines),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -155,21 +156,19 @@ int main(int argc, char** argv) {
       "push");
   const int64_t pipeline = Must(c.WaitForPipelineOf(delivery), "pipeline");
   Must(c.WaitForPipelineDone(pipeline, absl::Minutes(10)).status(), "big job");
-  const int64_t job = Must(
-      c.QueryInt(absl::StrCat("SELECT id FROM jobs WHERE pipeline_id = ", pipeline)), "job");
-  const int64_t bytes = Must(
-      c.QueryInt(absl::StrCat("SELECT coalesce(sum(length(data)), 0) FROM log_chunks WHERE "
-                              "job_id = ",
-                              job)),
-      "size");
+  const int64_t job =
+      Must(c.QueryInt(absl::StrCat("SELECT id FROM jobs WHERE pipeline_id = ", pipeline)), "job");
+  const int64_t bytes =
+      Must(c.QueryInt(absl::StrCat("SELECT coalesce(sum(length(data)), 0) FROM log_chunks WHERE "
+                                   "job_id = ",
+                                   job)),
+           "size");
   std::printf("\nthe log: job %lld, %.1f MiB stored\n", static_cast<long long>(job),
               static_cast<double>(bytes) / (1 << 20));
-  auto r = Must(assay::RunCommand({"node", "bench/log_page.mjs"},
-                                  std::string(ASSAY_SOURCE_DIR) + "/web",
-                                  {{"BASE_URL", c.http_url()},
-                                   {"JOB", std::to_string(job)},
-                                   {"COOKIE", cookie}},
-                                  {}, absl::Minutes(5)),
+  auto r = Must(assay::RunCommand(
+                    {"node", "bench/log_page.mjs"}, std::string(ASSAY_SOURCE_DIR) + "/web",
+                    {{"BASE_URL", c.http_url()}, {"JOB", std::to_string(job)}, {"COOKIE", cookie}},
+                    {}, absl::Minutes(5)),
                 "node");
   std::cout << r.out << r.err;
   return r.exit_code;
