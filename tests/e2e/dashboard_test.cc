@@ -46,6 +46,7 @@ TEST_CASE(
                                      {"CLONE_URL", repo.clone_url()},
                                      {"WEBHOOK_SECRET", kSecret},
                                      {"GO_FILE", c.dir() + "/go"},
+       {"LLM_APP", std::string(ASSAY_SOURCE_DIR) + "/examples/llm-app"},
                                      {"OUT_DIR", out},
                                      {"CHROMIUM", chromium}},
                                     {}, absl::Minutes(4)));
@@ -57,7 +58,7 @@ TEST_CASE(
   for (const auto& e : std::filesystem::directory_iterator(out)) {
     if (e.path().extension() == ".png" && e.file_size() > 1000) ++shots;
   }
-  CHECK(shots == 10);
+  CHECK(shots == 12);
 }
 
 }  // namespace

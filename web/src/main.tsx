@@ -3,8 +3,10 @@ import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { api, ApiError, Me, setUnauthenticatedHandler } from './api';
 import { Agents, Queue } from './pages/Agents';
+import { EvalDetail, Evals } from './pages/Evals';
 import { JobLog } from './pages/JobLog';
 import { Login } from './pages/Login';
+import { ModelDetail, Models } from './pages/Models';
 import { Pipeline } from './pages/Pipeline';
 import { Pipelines } from './pages/Pipelines';
 import { Settings } from './pages/Settings';
@@ -62,6 +64,10 @@ function App() {
   else if (path === '/ui/agents') page = <Agents me={me} />;
   else if (path === '/ui/queue') page = <Queue />;
   else if (path === '/ui/settings') page = <Settings me={me} />;
+  else if (path === '/ui/evals') page = <Evals />;
+  else if ((m = match('/ui/evals/:id', path))) page = <EvalDetail id={Number(m.id)} />;
+  else if (path === '/ui/models') page = <Models />;
+  else if ((m = match('/ui/models/:name', path))) page = <ModelDetail name={m.name} />;
   else page = <NotFound path={path} />;
   return (
     <div class="shell" onClick={onLinkClick}>
@@ -70,6 +76,8 @@ function App() {
         <a href="/ui/">Pipelines</a>
         <a href="/ui/queue">Queue</a>
         <a href="/ui/agents">Agents</a>
+        <a href="/ui/evals">Evals</a>
+        <a href="/ui/models">Models</a>
         <a href="/ui/settings">Settings</a>
         <span class="spacer" />
         {me ? (

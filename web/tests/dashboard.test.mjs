@@ -9,7 +9,7 @@
 import { chromium } from 'playwright-core';
 import { createHmac } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -22,6 +22,7 @@ const REPO_NAME = env('REPO_NAME');
 const CLONE_URL = env('CLONE_URL');
 const SECRET = env('WEBHOOK_SECRET');
 const GO_FILE = env('GO_FILE');
+const LLM_APP = env('LLM_APP'); // examples/llm-app: an eval with a gate
 const OUT = env('OUT_DIR');
 const WAIT = 60_000;
 mkdirSync(OUT, { recursive: true });
@@ -191,6 +192,30 @@ try {
   await page.click('text=Create token');
   await page.locator('[data-new-token]').waitFor({ timeout: WAIT });
   await shot(page, 'settings');
+
+  // Evals: push the LLM app twice (the second run has the first as its baseline); the evals
+  // page lists them, and a run's page shows its metrics against the baseline and its gate.
+  await page.goto(`${BASE}/ui/`);
+  for (const [i, delivery] of [[1, 'delivery-3'], [2, 'delivery-4']]) {
+    cpSync(LLM_APP, REPO_DIR, { recursive: true });
+    await push({ 'RUN': `eval run ${i}\n` }, `llm app ${i}`, delivery);
+    await page.locator(`tr[data-pipeline="${2 + i}"] [data-state="succeeded"]`).waitFor({ timeout: WAIT });
+  }
+  await page.goto(`${BASE}/ui/evals`);
+  await page.locator('tr[data-eval] .state-succeeded').first().waitFor({ timeout: WAIT });
+  if ((await page.locator('tr[data-eval]').count()) !== 2) throw new Error('the evals page does not list 2 runs');
+  await shot(page, 'evals');
+  await page.locator('tr[data-eval] a').first().click();
+  await page.locator('tr[data-metric="exact_match"]').waitFor({ timeout: WAIT });
+  // name | this run | [lo, hi] | the baseline's | change
+  const cells = await page.locator('tr[data-metric="exact_match"] td').allTextContents();
+  if (cells[0] !== 'exact_match' || !/^\d\.\d{3}$/.test(cells[1]) || !/^\[\d\.\d{3}, \d\.\d{3}\]$/.test(cells[2]) ||
+      !/^\d\.\d{3}$/.test(cells[3])) {
+    throw new Error(`exact_match row: ${JSON.stringify(cells)}`);
+  }
+  await page.locator('[data-verdict="exact_match"]').waitFor({ timeout: WAIT });
+  await page.locator('.chart canvas').first().waitFor({ timeout: WAIT });
+  await shot(page, 'eval-detail');
 
   // A viewer: no cancel button, and the API refuses (403) even when asked directly.
   const viewer = await browser.newContext({ viewport: { width: 1280, height: 800 } });
