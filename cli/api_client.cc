@@ -42,6 +42,7 @@ std::optional<std::string> ApiClient::Call(std::string_view method, std::string_
   const std::string url = server_ + std::string(path_and_query);
   absl::StatusOr<HttpClientResponse> response = fetch_(method, url, headers, json_body);
   if (Failed(response, err)) return std::nullopt;
+  last_body_ = response->body;
   return std::move(response->body);
 }
 

@@ -37,6 +37,8 @@ class ApiClient {
   bool Download(std::string_view path_and_query, const std::function<bool(std::string_view)>& sink,
                 std::ostream& err) const;
 
+  // The body of the last 2xx answer (`assay --json` prints it instead of a table).
+  const std::optional<std::string>& last_body() const { return last_body_; }
   std::optional<boost::json::value> CallJson(std::string_view method,
                                              std::string_view path_and_query,
                                              std::string_view json_body, std::ostream& err) const;
@@ -49,6 +51,7 @@ class ApiClient {
   const DownloadFn* download_;
   std::string server_;
   std::string token_;
+  mutable std::optional<std::string> last_body_;
 };
 
 // Percent-encodes everything except A-Z a-z 0-9 - . _ ~ (for a path segment or a

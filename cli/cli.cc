@@ -1,5 +1,11 @@
 #include "cli/cli.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -13,8 +19,13 @@
 #include <sstream>
 #include <variant>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "cli/agents_commands.h"
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
@@ -108,20 +119,26 @@ Commands:
                               after --timeout); it stays connected and idle until resumed
   agents resume NAME          lift a drain: the agent takes jobs again
 
+  login [--username NAME] [--expires-days N]
+                              sign in with a password read from stdin, create an API token
+                              (scope write, 90 days) and save it for later commands
+
 Global options (anywhere on the line):
   --server URL   server address (default: $ASSAY_SERVER, else http://127.0.0.1:8080)
+  --json         print the API's JSON answer instead of a table (commands that call the API)
   --help         show this text
 
 The API token is sent as a bearer token: $ASSAY_TOKEN, or the first line of the file named by
-$ASSAY_TOKEN_FILE (not readable by others). Never on the command line, where any local user
-can read it.
+$ASSAY_TOKEN_FILE (not readable by others), or the token `assay login` saved
+($XDG_CONFIG_HOME/assay/token, else ~/.config/assay/token). Never on the command line, where
+any local user can read it.
 
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
 constexpr std::string_view kCommands[] = {
-    "lint",   "repo",   "pipelines", "pipeline", "logs",   "cancel", "run",   "queue",
-    "agents", "secret", "artifacts", "cache",    "models", "evals",  "train", "sweep"};
+    "lint",   "repo",      "pipelines", "pipeline", "logs",  "cancel", "run",   "queue", "agents",
+    "secret", "artifacts", "cache",     "models",   "evals", "train",  "sweep", "login"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -135,6 +152,7 @@ struct CommandLine {
   std::optional<std::string> server;
   std::optional<std::string> token;
   bool help = false;
+  bool json = false;  // --json
 };
 
 // Splits `args` into positionals and "--name value" / "--name=value" options. Every
@@ -149,6 +167,10 @@ std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
     }
     if (arg == "--help" || arg == "-h") {
       line.help = true;
+      continue;
+    }
+    if (arg == "--json") {
+      line.json = true;
       continue;
     }
     if (arg.size() < 2 || arg[0] != '-') {
@@ -338,12 +360,161 @@ std::variant<int, UsageError> SecretCommand(const CommandLine& line, const CliCo
   return SecretSet(api, set, out, err);
 }
 
-// Runs the command in `line`; returns the exit code, or a usage error.
+}  // namespace
+
+absl::Status SaveToken(const std::string& path, const std::string& token) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("bad token path '", path, "'"));
+  }
+  const std::string dir = path.substr(0, slash);
+  // mkdir -p: every prefix ending before a '/', then the directory itself; each new one 0700.
+  for (size_t at = dir.find('/', 1);; at = dir.find('/', at + 1)) {
+    const std::string part = at == std::string::npos ? dir : dir.substr(0, at);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create ", part, ": ", std::strerror(errno)));
+    }
+    if (at == std::string::npos) break;
+  }
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+  const std::string line = token + "\n";
+  const bool ok = ::fchmod(fd, 0600) == 0 &&
+                  ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+namespace json = boost::json;
+
+// assay login: the password from stdin; a session, then an API token made with it (the
+// session ends at once), saved to context.token_path.
+int Login(const CliContext& context, const std::string& server, const std::string& username,
+          int64_t days, std::ostream& out, std::ostream& err) {
+  if (context.token_path.empty()) {
+    err << "assay: no place to save the token (set HOME or XDG_CONFIG_HOME)\n";
+    return kExitFailure;
+  }
+  std::string password;
+  if (context.in != nullptr) std::getline(*context.in, password);
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  if (password.empty()) {
+    err << "assay: login reads the password from stdin (one line); none was given\n";
+    return kExitFailure;
+  }
+  std::string base = server;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  json::object creds{{"username", username}, {"password", password}};
+  auto r = context.fetch("POST", base + "/api/v1/session", {{"Content-Type", "application/json"}},
+                         json::serialize(creds));
+  if (!r.ok()) {
+    err << "assay: " << r.status().message() << " (check --server or ASSAY_SERVER)\n";
+    return kExitFailure;
+  }
+  auto message = [](const HttpClientResponse& resp) {
+    boost::system::error_code ec;
+    json::value v = json::parse(resp.body, ec);
+    if (!ec && v.is_object() && v.as_object().contains("error")) {
+      return std::string(v.at("error").at("message").as_string());
+    }
+    return resp.body.substr(0, 200);
+  };
+  if (r->status != 200) {
+    err << "assay: login refused (" << r->status << "): " << message(*r) << "\n";
+    return kExitFailure;
+  }
+  std::string cookie, csrf;
+  for (const auto& [k, v] : r->headers) {
+    if (absl::EqualsIgnoreCase(k, "set-cookie") && absl::StartsWith(v, "assay_session=")) {
+      cookie = v.substr(0, v.find(';'));
+    }
+  }
+  boost::system::error_code ec;
+  json::value body = json::parse(r->body, ec);
+  if (!ec && body.is_object()) {
+    if (const auto* t = body.as_object().if_contains("csrf_token"); t && t->is_string()) {
+      csrf = std::string(t->as_string());
+    }
+  }
+  if (cookie.empty() || csrf.empty()) {
+    err << "assay: the server's login answer has no session\n";
+    return kExitFailure;
+  }
+  const HttpHeaders session = {
+      {"Cookie", cookie}, {"X-Assay-CSRF", csrf}, {"Content-Type", "application/json"}};
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  // Named for where and when it was made: "cli HOST 20261201-101500" (host names are letters,
+  // digits, '-' and '.', all allowed in a token's name).
+  std::string where = host;
+  for (char& ch : where) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '.') ch = '-';
+  }
+  json::object want{
+      {"name", absl::StrCat("cli ", where.substr(0, 60), " ",
+                            absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::UTCTimeZone()))},
+      {"scope", "write"},
+      {"expires_in_days", days}};
+  auto made = context.fetch("POST", base + "/api/v1/tokens", session, json::serialize(want));
+  // The session was only for this: end it whatever happened.
+  (void)context.fetch("DELETE", base + "/api/v1/session", session, "");
+  if (!made.ok() || made->status != 201) {
+    err << "assay: cannot create an API token: "
+        << (made.ok() ? message(*made) : std::string(made.status().message())) << "\n";
+    return kExitFailure;
+  }
+  json::value token = json::parse(made->body, ec);
+  if (ec || !token.is_object() || !token.as_object().contains("token")) {
+    err << "assay: unexpected answer to the token request\n";
+    return kExitFailure;
+  }
+  if (absl::Status s = SaveToken(context.token_path, std::string(token.at("token").as_string()));
+      !s.ok()) {
+    err << "assay: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  out << "logged in to " << base << " as " << username << "; token saved to " << context.token_path
+      << " (expires " << Field(&token.as_object(), "expires_at") << ")\n";
+  return kExitOk;
+}
+
+std::variant<int, UsageError> DispatchCommand(const CommandLine& line, const CliContext& context,
+                                              const ApiClient& api, std::ostream& out,
+                                              std::ostream& err);
+
+// Runs the command in `line`; returns the exit code, or a usage error. With --json, the
+// command's tables are dropped and the last API answer's JSON is printed instead.
 std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext& context,
                                        std::ostream& out, std::ostream& err) {
-  const std::string& command = line.positional[0];
   const ApiClient api(context.fetch, line.server.value_or(context.default_server),
                       line.token.value_or(context.default_token), &context.download);
+  if (!line.json) return DispatchCommand(line, context, api, out, err);
+  const std::string& command = line.positional[0];
+  if (command == "lint" || command == "logs" || command == "artifacts" || command == "login") {
+    return UsageError{absl::StrCat("--json is for commands that print what the API answers, not '",
+                                   command, "'")};
+  }
+  std::ostream discard(nullptr);
+  std::variant<int, UsageError> result = DispatchCommand(line, context, api, discard, err);
+  if (const int* code = std::get_if<int>(&result); code != nullptr && *code == kExitOk) {
+    if (api.last_body()) out << *api.last_body() << "\n";
+  }
+  return result;
+}
+
+std::variant<int, UsageError> DispatchCommand(const CommandLine& line, const CliContext& context,
+                                              const ApiClient& api, std::ostream& out,
+                                              std::ostream& err) {
+  const std::string& command = line.positional[0];
   Options options;
   auto check = [&](std::string_view name, std::set<std::string_view> allowed, size_t first,
                    size_t min, size_t max, std::string_view missing) -> std::optional<UsageError> {
@@ -351,6 +522,18 @@ std::variant<int, UsageError> Dispatch(const CommandLine& line, const CliContext
     return ExpectPositionals(line, name, first, min, max, missing);
   };
 
+  if (command == "login") {
+    if (auto error = check("login", {"--username", "--expires-days"}, 1, 0, 0, "")) return *error;
+    int64_t days = 90;
+    if (auto d = options.Get("--expires-days")) {
+      if (!absl::SimpleAtoi(*d, &days) || days < 1 || days > 366) {
+        return UsageError{"--expires-days must be 1 to 366"};
+      }
+    }
+    std::string username = options.Get("--username").value_or(context.user);
+    if (username.empty()) return UsageError{"--username is needed ($USER is not set)"};
+    return Login(context, line.server.value_or(context.default_server), username, days, out, err);
+  }
   if (command == "lint") {
     if (auto error = check("lint", {}, 1, 0, 1, "")) return *error;
     return LintCommand(line.positional.size() > 1 ? line.positional[1] : ".assay.yml", out, err);
@@ -635,6 +818,21 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   } else if (const char* file = std::getenv("ASSAY_TOKEN_FILE"); file != nullptr && *file) {
     absl::StatusOr<std::string> secret =
         LoadSecretFile(file, absl::StrCat("ASSAY_TOKEN_FILE=", file));
+    if (!secret.ok()) {
+      err << "assay: " << secret.status().message() << "\n";
+      return kExitUsage;
+    }
+    context.default_token = *std::move(secret);
+  }
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg != nullptr && *xdg == '/') {
+    context.token_path = absl::StrCat(xdg, "/assay/token");
+  } else if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/') {
+    context.token_path = absl::StrCat(home, "/.config/assay/token");
+  }
+  // The token `assay login` saved, when the environment names none.
+  if (std::getenv("ASSAY_TOKEN") == nullptr && std::getenv("ASSAY_TOKEN_FILE") == nullptr &&
+      !context.token_path.empty() && ::access(context.token_path.c_str(), F_OK) == 0) {
+    absl::StatusOr<std::string> secret = LoadSecretFile(context.token_path, context.token_path);
     if (!secret.ok()) {
       err << "assay: " << secret.status().message() << "\n";
       return kExitUsage;

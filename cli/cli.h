@@ -38,7 +38,15 @@ struct CliContext {
   std::istream* in = nullptr;
   // $USER: the actor `assay models alias` claims in the audit ("" : none).
   std::string user;
+  // Where `assay login` saves its API token, and where the CLI reads one when neither
+  // ASSAY_TOKEN nor ASSAY_TOKEN_FILE is set: $XDG_CONFIG_HOME/assay/token, else
+  // ~/.config/assay/token ("" : login cannot save).
+  std::string token_path;
 };
+
+// The file `assay login` writes: TOKEN_PATH's directory is made 0700 and the file 0600,
+// written whole to a temporary name first and renamed over the old one.
+absl::Status SaveToken(const std::string& path, const std::string& token);
 
 // Exit codes.
 inline constexpr int kExitOk = 0;
