@@ -39,6 +39,28 @@ struct UsersFixture : DbFixture {
   }
 };
 
+// Every route the server registers, on `router` (the stores are the fixture's; nothing runs).
+struct ServerRoutes {
+  Metrics metrics;
+  store::AgentCredentialStore credentials;
+  ApiDeps deps;
+  ServerRoutes(UsersFixture& f, http::Router& router)
+      : credentials(&f.db), deps{&f.repos,
+                                 &f.deliveries,
+                                 &f.pipelines,
+                                 &f.jobs,
+                                 &f.agents,
+                                 nullptr,
+                                 nullptr,
+                                 &metrics,
+                                 std::string(40, 'a'),
+                                 std::string(32, 'k')} {
+    deps.credentials = &credentials;
+    deps.users = &f.users;
+    RegisterApi(router, deps);
+  }
+};
+
 TEST_CASE("users: create, find, names and roles checked, one name once", "[db]") {
   UsersFixture f;
   store::UserRow a = f.User("alice", "admin");
@@ -280,15 +302,8 @@ TEST_CASE("audit log: appended, newest first, paged by id, filtered by actor", "
 
 TEST_CASE("access table: it names exactly the routes the server registers", "[db][security]") {
   UsersFixture f;
-  Metrics metrics;
-  store::AgentCredentialStore credentials{&f.db};
-  ApiDeps deps{
-      &f.repos, &f.deliveries,        &f.pipelines,        &f.jobs, &f.agents, nullptr, nullptr,
-      &metrics, std::string(40, 'a'), std::string(32, 'k')};
-  deps.credentials = &credentials;
-  deps.users = &f.users;
   http::Router router;
-  RegisterApi(router, deps);
+  ServerRoutes routes(f, router);
   std::set<std::pair<std::string, std::string>> registered, documented;
   for (const auto& r : router.Routes()) registered.insert(r);
   for (const auto& r : testing::AccessTable()) {
@@ -308,15 +323,8 @@ TEST_CASE("access table: it names exactly the routes the server registers", "[db
 TEST_CASE("openapi.json documents exactly the /api/v1 routes, each with its access level",
           "[db][security]") {
   UsersFixture f;
-  Metrics metrics;
-  store::AgentCredentialStore credentials{&f.db};
-  ApiDeps deps{
-      &f.repos, &f.deliveries,        &f.pipelines,        &f.jobs, &f.agents, nullptr, nullptr,
-      &metrics, std::string(40, 'a'), std::string(32, 'k')};
-  deps.credentials = &credentials;
-  deps.users = &f.users;
   http::Router router;
-  RegisterApi(router, deps);
+  ServerRoutes routes(f, router);
   boost::system::error_code ec;
   boost::json::value doc = boost::json::parse(api::OpenApiDocument(), ec);
   REQUIRE_FALSE(ec);
