@@ -39,17 +39,18 @@ TEST_CASE(
   MUST(c.WaitForAgents(1));
   const std::string out = std::string(ASSAY_BINARY_DIR) + "/test-output/dashboard";
   std::filesystem::remove_all(out);
-  CommandResult r = MUST(RunCommand({"node", "tests/dashboard.test.mjs"}, web,
-                                    {{"BASE_URL", c.http_url()},
-                                     {"REPO_DIR", c.dir() + "/repo"},
-                                     {"REPO_NAME", kRepoName},
-                                     {"CLONE_URL", repo.clone_url()},
-                                     {"WEBHOOK_SECRET", kSecret},
-                                     {"GO_FILE", c.dir() + "/go"},
-       {"LLM_APP", std::string(ASSAY_SOURCE_DIR) + "/examples/llm-app"},
-                                     {"OUT_DIR", out},
-                                     {"CHROMIUM", chromium}},
-                                    {}, absl::Minutes(4)));
+  CommandResult r =
+      MUST(RunCommand({"node", "tests/dashboard.test.mjs"}, web,
+                      {{"BASE_URL", c.http_url()},
+                       {"REPO_DIR", c.dir() + "/repo"},
+                       {"REPO_NAME", kRepoName},
+                       {"CLONE_URL", repo.clone_url()},
+                       {"WEBHOOK_SECRET", kSecret},
+                       {"GO_FILE", c.dir() + "/go"},
+                       {"LLM_APP", std::string(ASSAY_SOURCE_DIR) + "/examples/llm-app"},
+                       {"OUT_DIR", out},
+                       {"CHROMIUM", chromium}},
+                      {}, absl::Minutes(4)));
   INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err << "\n" << c.LogTails());
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("all dashboard checks passed") != std::string::npos);
