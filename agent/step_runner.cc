@@ -341,6 +341,12 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
     }
     if (out_index >= 0 && fds[out_index].revents != 0) pump.Pump(out, false);
     if (fds[pid_index].revents != 0) break;  // the shell exited (not reaped yet)
+    // Before the driver: a driver also watches the cancel flag and may return because of it,
+    // and a canceled step must end canceled, never as a driver's success.
+    if (cancel.canceled()) {
+      end.stopped = StopReason::kCancel;
+      break;
+    }
     if (driver.has_value() && driver->done()) {
       // The driver is done: the process gets kill_grace to end by itself (none when it never
       // does).
@@ -355,10 +361,6 @@ absl::StatusOr<StepEnd> RunStep(const StepSpecToRun& step, const std::vector<std
         exited = n > 0 && wait[0].revents != 0;
       }
       if (!exited) end.stopped = StopReason::kDriverDone;
-      break;
-    }
-    if (cancel.canceled()) {
-      end.stopped = StopReason::kCancel;
       break;
     }
     if (deadline != absl::InfiniteFuture() && absl::Now() >= deadline) {
