@@ -210,10 +210,9 @@ http::Handler Authed(const ApiDeps& d, auth::Need need, http::Handler h) {
       return ErrorResponse(403, "permission_denied", std::string(s.message()));
     }
     const bool audited = !auth::SafeMethod(req.method);
-    auth::Principal caller = *who;
     req.auth = *std::move(who);
     Response r = h(req);
-    if (audited) AuditRequest(d, req, caller, r.status, "");
+    if (audited) AuditRequest(d, req, Caller(req), r.status, "");
     return r;
   };
 }

@@ -25,6 +25,8 @@ export function Pipelines() {
   const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const refetch = useRef<number | undefined>(undefined);
+  const shown = useRef<Pipeline[]>([]);
+  shown.current = rows;
 
   const url = useCallback(
     (cursor?: string) => {
@@ -50,14 +52,9 @@ export function Pipelines() {
     load();
     return subscribe((e) => {
       if (e.type === 'pipeline' && e.id !== undefined) {
-        let known = false;
-        setRows((rs) =>
-          rs.map((r) => {
-            if (r.id !== e.id) return r;
-            known = true;
-            return { ...r, state: e.state ?? r.state };
-          }),
-        );
+        // Preact runs an updater later, so what is shown now is read from the ref.
+        const known = shown.current.some((r) => r.id === e.id);
+        setRows((rs) => rs.map((r) => (r.id === e.id ? { ...r, state: e.state ?? r.state } : r)));
         if (known && e.state === 'running') return;
       }
       if (e.type === 'job') return;
