@@ -55,6 +55,7 @@ else
   install_deps $ASSAY_TEST_PACKAGES
 fi
 setup_podman  # the e2e container tests (issue 9); idempotent
+prefer_debian_python  # examples/finetune's e2e test
 # The dashboard (issue 11): its e2e browser test serves web/dist and drives web/node_modules'
 # playwright-core.
 if [[ " ${TIERS[*]} " =~ \ (e2e|asan|tsan)\  ]]; then

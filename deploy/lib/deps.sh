@@ -49,6 +49,16 @@ install_deps() {  # install_deps [EXTRA_PACKAGES...]
 
 # Optimized like a release (-O2), with line tables only (-g1): backtraces and profiles name
 # functions, files and lines, and a cold build takes about a quarter less than with full -g.
+# Debian's python3 (the one python3-torch is installed for) goes first on PATH when the first
+# python3 on PATH is another one (a pyenv shim, say) that cannot import torch: the agents that
+# the tests start pass their PATH to jobs, and examples/finetune's `python3 train.py` needs torch.
+prefer_debian_python() {
+  if ! python3 -c 'import torch' >/dev/null 2>&1 && /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
+    echo "python3 on PATH ($(command -v python3)) has no torch; /usr/bin goes first on PATH" >&2
+    export PATH="/usr/bin:$PATH"
+  fi
+}
+
 build_assay() {  # build_assay SRC BUILD_DIR [targets...]
   local src=$1 build=$2; shift 2
   cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

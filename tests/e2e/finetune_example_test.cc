@@ -35,11 +35,13 @@ TEST_CASE("finetune example: trains, registers charlm, evaluates it and promotes
   const std::string train_log = MUST(c.JobLog(Job(p, "train").at("id").as_int64()));
   const std::string eval_log = MUST(c.JobLog(Job(p, "evaluate").at("id").as_int64()));
   const std::string promote_log = MUST(c.JobLog(Job(p, "promote").at("id").as_int64()));
-  INFO(json::serialize(p) << "\n--- train\n"
-                          << train_log << "\n--- evaluate\n"
-                          << eval_log << "\n--- promote\n"
-                          << promote_log << "\n"
-                          << c.LogTails());
+  // The job logs go first: a failure digest keeps only the first lines of this message.
+  INFO("--- train\n"
+       << train_log << "\n--- evaluate\n"
+       << eval_log << "\n--- promote\n"
+       << promote_log << "\n--- pipeline\n"
+       << json::serialize(p) << "\n"
+       << c.LogTails());
   REQUIRE(JsonString(p, "state") == "succeeded");
   CHECK(absl::StrContains(train_log, "device: cpu"));
   CHECK(absl::StrContains(train_log, "assay: train: checkpoint step "));
