@@ -341,6 +341,31 @@ int CancelJob(const ApiClient& api, std::string_view id, std::ostream& out, std:
   return kExitOk;
 }
 
+int RetryJob(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err) {
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/jobs/", UrlEscape(id), "/retry"), "", err);
+  if (!reply) return kExitFailure;
+  out << "retried job " << id << " (" << Field(AsObject(&*reply), "name") << ")\n";
+  return kExitOk;
+}
+
+int RetryPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err) {
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/pipelines/", UrlEscape(id), "/retry"), "", err);
+  if (!reply) return kExitFailure;
+  out << "retried pipeline " << id << "\n";
+  return kExitOk;
+}
+
+int RerunPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err) {
+  std::optional<json::value> reply =
+      api.CallJson("POST", absl::StrCat("/api/v1/pipelines/", UrlEscape(id), "/rerun"), "", err);
+  if (!reply) return kExitFailure;
+  const json::object* p = AsObject(&*reply);
+  out << "pipeline " << Field(p, "id") << " re-runs pipeline " << id << "\n";
+  return kExitOk;
+}
+
 int ListQueue(const ApiClient& api, std::optional<int> limit, std::ostream& out,
               std::ostream& err) {
   std::string path = "/api/v1/queue";

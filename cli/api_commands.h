@@ -89,6 +89,12 @@ int CancelPipeline(const ApiClient& api, std::string_view id, std::ostream& out,
 
 // POST /api/v1/jobs/ID/cancel; prints "cancel requested for job ID".
 int CancelJob(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
+// POST /api/v1/jobs/ID/retry: the finished job runs again (its skipped dependents after it).
+int RetryJob(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
+// POST /api/v1/pipelines/ID/retry: every failed or canceled job of the pipeline runs again.
+int RetryPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
+// POST /api/v1/pipelines/ID/rerun: a new pipeline of the same commit; prints its id.
+int RerunPipeline(const ApiClient& api, std::string_view id, std::ostream& out, std::ostream& err);
 
 // GET /api/v1/queue[?limit=N]; prints a table JOB STATE PRIO REPO PIPELINE NAME WAITING
 // ("queue is empty" when nothing waits).

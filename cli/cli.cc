@@ -70,6 +70,9 @@ Commands:
                               list a job's artifacts, or write one to stdout or FILE
   cancel PIPELINE_ID          cancel a pipeline
   cancel --job JOB_ID         cancel one job (its dependents are skipped)
+  retry JOB_ID                run a finished job again (the jobs it blocked run after it)
+  retry --pipeline ID         run every failed or canceled job of a finished pipeline again
+  rerun PIPELINE_ID           start a new pipeline of the same commit, ref, event and inputs
   queue [--limit N]           list waiting jobs and why each one waits
   secret set REPO NAME [--environment E] [--from-file F]
                               set a repository secret; its value is read from stdin (one
@@ -136,9 +139,10 @@ any local user can read it.
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {
-    "lint",   "repo",      "pipelines", "pipeline", "logs",  "cancel", "run",   "queue", "agents",
-    "secret", "artifacts", "cache",     "models",   "evals", "train",  "sweep", "login"};
+constexpr std::string_view kCommands[] = {"lint",      "repo",  "pipelines", "pipeline", "logs",
+                                          "cancel",    "run",   "queue",     "agents",   "secret",
+                                          "artifacts", "cache", "models",    "evals",    "train",
+                                          "sweep",     "login", "retry",     "rerun"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -694,6 +698,19 @@ std::variant<int, UsageError> DispatchCommand(const CommandLine& line, const Cli
     }
     if (auto error = ExpectPositionals(line, "cancel", 1, 1, 1, "a PIPELINE_ID")) return *error;
     return CancelPipeline(api, line.positional[1], out, err);
+  }
+  if (command == "retry") {
+    if (auto error = Options::Check(line, "retry", {"--pipeline"}, options)) return *error;
+    if (std::optional<std::string> pipeline = options.Get("--pipeline")) {
+      if (auto error = ExpectPositionals(line, "retry", 1, 0, 0, "")) return *error;
+      return RetryPipeline(api, *pipeline, out, err);
+    }
+    if (auto error = ExpectPositionals(line, "retry", 1, 1, 1, "a JOB_ID")) return *error;
+    return RetryJob(api, line.positional[1], out, err);
+  }
+  if (command == "rerun") {
+    if (auto error = check("rerun", {}, 1, 1, 1, "a PIPELINE_ID")) return *error;
+    return RerunPipeline(api, line.positional[1], out, err);
   }
   if (command == "queue") {
     if (auto error = check("queue", {"--limit"}, 1, 0, 0, "")) return *error;

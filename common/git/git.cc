@@ -375,6 +375,90 @@ absl::StatusOr<std::string> GitMirror::FetchBranchHead(std::string_view branch) 
   return sha;
 }
 
+namespace {
+
+// `in` as valid UTF-8 without NUL (a commit may say any encoding, and PostgreSQL's text takes
+// neither): each byte that does not start a valid sequence becomes U+FFFD, NUL is dropped.
+std::string ValidUtf8(absl::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t i = 0;
+  while (i < in.size()) {
+    const auto b = static_cast<unsigned char>(in[i]);
+    size_t n = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+    bool ok = n > 0 && i + n <= in.size();
+    uint32_t cp = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
+    for (size_t k = 1; ok && k < n; ++k) {
+      const auto c = static_cast<unsigned char>(in[i + k]);
+      ok = (c & 0xC0) == 0x80;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    // No overlong forms, no surrogates, nothing above U+10FFFF.
+    ok = ok && !(n == 2 && cp < 0x80) && !(n == 3 && cp < 0x800) && !(n == 4 && cp < 0x10000) &&
+         !(cp >= 0xD800 && cp <= 0xDFFF) && cp <= 0x10FFFF;
+    if (!ok) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    if (b != 0) out.append(in.data() + i, n);
+    i += n;
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<GitMirror::CommitInfo> GitMirror::ReadCommit(std::string_view sha,
+                                                            size_t max_bytes) {
+  if (!IsHexSha(sha)) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", Av(sha), "\" is not a full commit sha"));
+  }
+  std::vector<std::string> argv = GitArgs();
+  argv.insert(argv.end(), {absl::StrCat("--git-dir=", dir_), "cat-file", "--batch-check"});
+  ASSAY_ASSIGN_OR_RETURN(
+      CommandResult check,
+      RunCommandInEnvironment(argv, {}, git_env_, absl::StrCat(Av(sha), "\n"), absl::Minutes(1)));
+  if (check.exit_code != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("git cat-file --batch-check in ", dir_, " failed: ", TrimmedStderr(check)));
+  }
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(absl::StripAsciiWhitespace(check.out), ' ');
+  size_t size = 0;
+  if (fields.size() != 3 || fields[1] != "commit" || !absl::SimpleAtoi(fields[2], &size)) {
+    return absl::NotFoundError(absl::StrCat("commit ", Av(sha), " not found in mirror ", dir_));
+  }
+  if (size > max_bytes) {
+    return absl::OutOfRangeError(absl::StrCat("commit ", Av(sha), " is ", size,
+                                              " bytes, more than the limit of ", max_bytes));
+  }
+  ASSAY_ASSIGN_OR_RETURN(BatchObject object, Query(std::string(sha)));
+  if (!object.found || object.type != "commit") {
+    return absl::NotFoundError(absl::StrCat("commit ", Av(sha), " not found in mirror ", dir_));
+  }
+  CommitInfo info;
+  absl::string_view rest = object.content;
+  // Header lines up to the first empty line, then the message.
+  while (!rest.empty()) {
+    const size_t eol = rest.find('\n');
+    absl::string_view line = rest.substr(0, eol);
+    rest = eol == absl::string_view::npos ? absl::string_view() : rest.substr(eol + 1);
+    if (line.empty()) break;
+    if (absl::ConsumePrefix(&line, "author ")) {
+      // "Name <email> 1700000000 +0000": the time zone and time are the last two fields.
+      for (int i = 0; i < 2; ++i) {
+        const size_t sp = line.rfind(' ');
+        if (sp != absl::string_view::npos) line = line.substr(0, sp);
+      }
+      info.author = ValidUtf8(line.substr(0, kMaxCommitMessage));
+    }
+  }
+  if (rest.size() > kMaxCommitMessage) rest = rest.substr(0, kMaxCommitMessage);
+  info.message = ValidUtf8(absl::StripTrailingAsciiWhitespace(rest));
+  return info;
+}
+
 absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::string_view path,
                                                 size_t max_bytes) {
   if (!IsHexSha(sha)) {

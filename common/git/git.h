@@ -115,6 +115,17 @@ class GitMirror {
   absl::StatusOr<std::string> ReadFile(std::string_view sha, std::string_view path,
                                        size_t max_bytes = SIZE_MAX);
 
+  // Issue 11, what the dashboard shows of a pipeline's commit: its author and message.
+  struct CommitInfo {
+    std::string author;   // "Name <email>", as the commit's author line has it
+    std::string message;  // the whole message, at most kMaxCommitMessage bytes (then cut)
+  };
+  static constexpr size_t kMaxCommitMessage = 4096;
+  // Commit `sha`'s author and message. kInvalidArgument for a bad sha; kNotFound when it is
+  // not a commit in the mirror; kOutOfRange for a commit object over `max_bytes` (decided from
+  // its size alone, as ReadFile does).
+  absl::StatusOr<CommitInfo> ReadCommit(std::string_view sha, size_t max_bytes = 1 << 20);
+
   // Creates a detached worktree of `sha` at the absolute path `worktree_dir` (registered
   // under DIR/worktrees/ as `git worktree add --detach` would), first removing whatever is at that
   // path (see RemoveWorktree). kNotFound if the commit is not in the mirror; kInternal if git

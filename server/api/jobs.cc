@@ -89,6 +89,17 @@ void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
                if (!j.ok()) return http::StatusToResponse(j.status());
                return JsonResponse(200, JobJson(*j));
              }));
+  // Issue 11: runs a finished job again (PipelineStore::RetryJob).
+  router.Add("POST", "/api/v1/jobs/{id}/retry",
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kJobId), [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto retried = d.pipelines->RetryJob(*id);
+               if (!retried.ok()) return http::StatusToResponse(retried.status());
+               auto j = d.pipelines->GetJob(*id);
+               if (!j.ok()) return http::StatusToResponse(j.status());
+               return JsonResponse(200, JobJson(*j));
+             }));
   router.Add("GET", "/api/v1/queue", Authed(d, auth::Need::Read(), [&d](Request& req) {
                int limit = 200;
                if (auto q = req.Query("limit"); q.has_value()) {

@@ -97,22 +97,29 @@ absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
   if (!p.trusted) {
     for (const std::string& note : UntrustedNotes()) notes.push_back(json::value(note));
   }
-  json::object o{{"id", p.id},
-                 {"repo", p.repo},
-                 {"repo_id", p.repo_id},
-                 {"event", p.event},
-                 {"ref", p.ref},
-                 {"commit_sha", p.commit_sha},
-                 {"state", p.state},
-                 {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
-                 {"trusted", p.trusted},
-                 {"notes", std::move(notes)},
-                 {"pr_number", p.pr_number ? json::value(*p.pr_number) : json::value(nullptr)},
-                 {"errors", std::move(errors)},
-                 {"inputs", std::move(inputs)},
-                 {"scheduled_for", TimeJson(p.scheduled_for)},
-                 {"created_at", TimeJson(p.created_at)},
-                 {"finished_at", TimeJson(p.finished_at)}};
+  json::object o{
+      {"id", p.id},
+      {"repo", p.repo},
+      {"repo_id", p.repo_id},
+      {"event", p.event},
+      {"ref", p.ref},
+      {"commit_sha", p.commit_sha},
+      {"state", p.state},
+      {"message", p.message.empty() ? json::value(nullptr) : json::value(p.message)},
+      {"trusted", p.trusted},
+      {"notes", std::move(notes)},
+      {"pr_number", p.pr_number ? json::value(*p.pr_number) : json::value(nullptr)},
+      {"errors", std::move(errors)},
+      {"inputs", std::move(inputs)},
+      {"scheduled_for", TimeJson(p.scheduled_for)},
+      {"rerun_of", p.rerun_of ? json::value(*p.rerun_of) : json::value(nullptr)},
+      {"delivery_id", p.delivery_id ? json::value(*p.delivery_id) : json::value(nullptr)},
+      {"commit_author",
+       p.commit_author.empty() ? json::value(nullptr) : json::value(p.commit_author)},
+      {"commit_message",
+       p.commit_message.empty() ? json::value(nullptr) : json::value(p.commit_message)},
+      {"created_at", TimeJson(p.created_at)},
+      {"finished_at", TimeJson(p.finished_at)}};
   return o;
 }
 

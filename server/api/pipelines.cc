@@ -1,5 +1,5 @@
-// /api/v1/pipelines: list, show (with jobs), cancel; POST /api/v1/repos/{id}/pipelines starts
-// a manual pipeline.
+// /api/v1/pipelines: list, show (with jobs), cancel, retry, re-run; POST
+// /api/v1/repos/{id}/pipelines starts a manual pipeline.
 
 #include <boost/json.hpp>
 
@@ -148,6 +148,24 @@ void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d) {
                auto id = PathId(req);
                if (!id.ok()) return http::StatusToResponse(id.status());
                return PipelineWithJobs(d, *id, 200);
+             }));
+  // Issue 11: retry every failed or canceled job of a finished pipeline, in place.
+  router.Add("POST", "/api/v1/pipelines/{id}/retry",
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kPipelineId), [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto retried = d.pipelines->RetryPipeline(*id);
+               if (!retried.ok()) return http::StatusToResponse(retried.status());
+               return PipelineWithJobs(d, *id, 200);
+             }));
+  // Issue 11: a new pipeline of the same commit, ref, event and inputs.
+  router.Add("POST", "/api/v1/pipelines/{id}/rerun",
+             Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kPipelineId), [&d](Request& req) {
+               auto id = PathId(req);
+               if (!id.ok()) return http::StatusToResponse(id.status());
+               auto pid = d.planner->PlanRerun(*id);
+               if (!pid.ok()) return http::StatusToResponse(pid.status());
+               return PipelineWithJobs(d, *pid, 201);
              }));
   router.Add("POST", "/api/v1/pipelines/{id}/cancel",
              Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kPipelineId), [&d](Request& req) {

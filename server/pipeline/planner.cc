@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <filesystem>
+#include <string_view>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -325,6 +326,14 @@ absl::StatusOr<int64_t> Planner::Write(store::NewPipeline& p, const store::Repo&
       p.jobs = JobsFromPlan(*plan, PipelineContext{ctx.inputs, p.trusted});
     }
   }
+  if (!p.commit_sha.empty() && p.commit_author.empty()) {
+    // What the dashboard shows as the trigger; a commit that cannot be read leaves it empty.
+    auto info = MirrorFor(repo)->ReadCommit(p.commit_sha);
+    if (info.ok()) {
+      p.commit_author = info->author;
+      p.commit_message = info->message;
+    }
+  }
   auto id = deps_.pipelines->Create(p);
   if (!id.ok()) return id.status();
   if (*id == 0) return 0;  // a schedule slot that is no longer due
@@ -335,7 +344,8 @@ absl::StatusOr<int64_t> Planner::Write(store::NewPipeline& p, const store::Repo&
   } else {
     LogInfo("planner", "pipeline ", *id, " for ", repo.name, " is in error: ", p.error);
   }
-  if (p.event == "push" && repo.cancel_superseded) {
+  // A re-run of an older commit must not cancel the newer pipelines of its branch.
+  if (p.event == "push" && repo.cancel_superseded && !p.rerun_of) {
     std::vector<int64_t> canceled;
     auto attempts = deps_.pipelines->CancelSuperseded(repo.id, p.ref, *id, &canceled);
     if (!attempts.ok()) {
@@ -462,12 +472,11 @@ struct Planner::ManualCall {
   }
 };
 
-absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
-                                            const std::optional<std::string>& branch,
-                                            const std::map<std::string, std::string>& inputs) {
+absl::StatusOr<int64_t> Planner::CallOnLane(int64_t repo_id, const std::string& what,
+                                            const LaneWork& work) {
   auto call = std::make_shared<ManualCall>();
   lanes_.Submit(repo_id,
-                {[this, call, repo_id, branch, inputs] {
+                {[call, what, work] {
                    {
                      absl::MutexLock l(&call->mu);
                      if (call->abandoned) return;
@@ -477,9 +486,7 @@ absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
                      call->writing = !call->abandoned;
                      return call->writing;
                    };
-                   call->Finish(Guarded("planning a manual pipeline", [&] {
-                     return PlanManualNow(repo_id, branch, inputs, may_write);
-                   }));
+                   call->Finish(Guarded(what.c_str(), [&] { return work(may_write); }));
                  },
                  [call] { call->Finish(absl::UnavailableError("the planner is not running")); }});
   absl::MutexLock l(&call->mu);
@@ -488,7 +495,7 @@ absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
     if (!call->writing) {
       call->abandoned = true;
       return absl::UnavailableError(absl::StrCat(
-          "planning a manual pipeline of repository ", repo_id, " did not finish within ",
+          what, " of repository ", repo_id, " did not finish within ",
           absl::FormatDuration(deps_.manual_wait),
           " (fetching the repository is slow, or its earlier work is); nothing was written: "
           "try again later"));
@@ -501,6 +508,82 @@ absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
   // Status it holds) as soon as this caller lets go, and absl releases a shared status
   // representation in library code that TSan does not see.
   return absl::Status(call->result.status().code(), std::string(call->result.status().message()));
+}
+
+absl::StatusOr<int64_t> Planner::PlanManual(int64_t repo_id,
+                                            const std::optional<std::string>& branch,
+                                            const std::map<std::string, std::string>& inputs) {
+  return CallOnLane(repo_id, "planning a manual pipeline",
+                    [this, repo_id, branch, inputs](const std::function<bool()>& may_write) {
+                      return PlanManualNow(repo_id, branch, inputs, may_write);
+                    });
+}
+
+absl::StatusOr<int64_t> Planner::PlanRerun(int64_t pipeline_id) {
+  auto row = deps_.pipelines->Get(pipeline_id);
+  if (!row.ok()) return row.status();
+  return CallOnLane(row->repo_id, "planning a re-run",
+                    [this, r = *std::move(row)](const std::function<bool()>& may_write) {
+                      return PlanRerunNow(r, may_write);
+                    });
+}
+
+absl::StatusOr<int64_t> Planner::PlanRerunNow(const store::PipelineRow& row,
+                                              const std::function<bool()>& may_write) {
+  auto repo = deps_.repos->Get(row.repo_id);
+  if (!repo.ok()) return repo.status();
+  ExprContext ctx;
+  ctx.event = row.event;
+  constexpr std::string_view kHeads = "refs/heads/", kTags = "refs/tags/";
+  if (row.ref.rfind(kHeads, 0) == 0) ctx.branch = row.ref.substr(kHeads.size());
+  if (row.ref.rfind(kTags, 0) == 0) ctx.tag = row.ref.substr(kTags.size());
+  const bool pr = row.event == "pull_request";
+  if (pr && row.delivery_id) {
+    // A pull request's ref is refs/pull/N/head: its source branch is in the delivery.
+    auto d = deps_.deliveries->Get(*row.delivery_id);
+    if (!d.ok()) return d.status();
+    auto ev = webhook::ParseDelivery(d->provider, d->event, d->delivery_id, d->body);
+    if (!ev.ok()) return ev.status();
+    ctx.branch = ev->branch;
+  }
+  if (!row.inputs_json.empty()) {
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(row.inputs_json, ec);
+    if (ec || !v.is_object()) {
+      return absl::InternalError(absl::StrCat("pipeline ", row.id,
+                                              ": stored inputs are not a "
+                                              "JSON object"));
+    }
+    for (const auto& [k, val] : v.as_object()) {
+      ctx.inputs[std::string(k)] =
+          val.is_string() ? std::string(val.as_string()) : boost::json::serialize(val);
+    }
+  }
+  GitMirror* mirror = MirrorFor(*repo);
+  absl::Status fetched =
+      pr ? mirror->EnsureCommitAt(row.commit_sha, row.ref) : mirror->EnsureCommit(row.commit_sha);
+  if (!fetched.ok()) return fetched;
+  LoadedSpec file = LoadSpec(mirror, row.commit_sha);
+  if (!file.spec) return absl::InvalidArgumentError(file.error);
+  auto plan = PlanJobs(*file.spec, ctx);
+  if (!plan.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kPipelineFile, ": ", std::string(plan.status().message())));
+  }
+  store::NewPipeline p;
+  p.repo_id = repo->id;
+  p.event = row.event;
+  p.ref = row.ref;
+  p.commit_sha = row.commit_sha;
+  p.trusted = row.trusted;  // a fork's pull request stays untrusted when re-run
+  p.pr_number = row.pr_number;
+  p.inputs_json = row.inputs_json;
+  p.rerun_of = row.id;
+  if (!may_write()) {
+    LogInfo("planner", "re-run of pipeline ", row.id, " not written: its caller gave up");
+    return absl::CancelledError("the caller gave up");
+  }
+  return Write(p, *repo, &*file.spec, ctx);
 }
 
 absl::StatusOr<int64_t> Planner::PlanManualNow(int64_t repo_id,

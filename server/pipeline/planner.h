@@ -89,6 +89,13 @@ class Planner {
   absl::StatusOr<int64_t> PlanManual(int64_t repo_id, const std::optional<std::string>& branch,
                                      const std::map<std::string, std::string>& inputs);
 
+  // Issue 11, re-run: a new pipeline of pipeline `pipeline_id`'s commit, ref, event, inputs
+  // and trust, planned from .assay.yml at that commit (whatever its triggers say; a pull
+  // request's source branch comes from its delivery), with rerun_of = pipeline_id. It does not
+  // cancel superseded pipelines. Waits and fails as PlanManual does (kNotFound: no such
+  // pipeline; kInvalidArgument: the file at that commit cannot be planned). Needs Start().
+  absl::StatusOr<int64_t> PlanRerun(int64_t pipeline_id);
+
   // The pipeline of schedule `s` for its due slot s.next_run_at: the head of the schedule's
   // branch (default: the repo's default branch), event "schedule". The slot is claimed in the
   // transaction that writes the pipeline (the schedule's next_run_at moves to `next_run`), so a
@@ -105,6 +112,14 @@ class Planner {
 
  private:
   struct ManualCall;
+  // Work for CallOnLane: gets may_write(), which says at the last moment whether it may write.
+  using LaneWork = std::function<absl::StatusOr<int64_t>(const std::function<bool()>&)>;
+  // Runs `work` on a worker in repository `repo_id`'s turn; waits at most manual_wait for it
+  // unless it has begun writing (then to the end). `what` names it in errors.
+  absl::StatusOr<int64_t> CallOnLane(int64_t repo_id, const std::string& what,
+                                     const LaneWork& work);
+  absl::StatusOr<int64_t> PlanRerunNow(const store::PipelineRow& row,
+                                       const std::function<bool()>& may_write);
   // Routes an enqueued delivery to its repository's lane (on the intake lane, so in order).
   void Route(int64_t delivery_id);
   // Plans a routed delivery, retrying transient failures.

@@ -15,10 +15,10 @@ namespace {
 const Query kInsertPipeline{
     "pipeline_insert",
     "INSERT INTO pipelines (repo_id, delivery_id, event, ref, commit_sha, state, message, "
-    "created_at, finished_at, trusted, pr_number, inputs, schedule_id, scheduled_for) "
-    "VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, "
+    "created_at, finished_at, trusted, pr_number, inputs, schedule_id, scheduled_for, rerun_of, "
+    "commit_author, commit_message) VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, "
     "CASE WHEN $6 = 'running' THEN NULL ELSE $8::timestamptz END, $9, $10, "
-    "nullif($11, '')::jsonb, $12, $13) "
+    "nullif($11, '')::jsonb, $12, $13, $14, nullif($15, ''), nullif($16, '')) "
     "ON CONFLICT DO NOTHING RETURNING id"};
 const Query kPipelineForDelivery{"pipeline_for_delivery",
                                  "SELECT id FROM pipelines WHERE delivery_id = $1"};
@@ -37,10 +37,10 @@ const Query kInsertJob{
     "job_insert",
     "INSERT INTO jobs (pipeline_id, name, state, spec, labels, max_attempts, created_at, "
     "queued_at, priority, message, finished_at, repo_id, requirements, retry_on, allow_failure, "
-    "concurrency_key, parallel_key, max_parallel) VALUES ($1, $2, $3, $4::jsonb, $5::text[], "
-    "$6, $7, CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8, nullif($9, ''), "
-    "CASE WHEN $3 = 'skipped' THEN $7::timestamptz END, $10, $11::jsonb, $12::text[], $13, "
-    "nullif($14, ''), nullif($15, ''), nullif($16, 0)) RETURNING id"};
+    "concurrency_key, parallel_key, max_parallel, planned_attempts) VALUES ($1, $2, $3, "
+    "$4::jsonb, $5::text[], $6, $7, CASE WHEN $3 = 'queued' THEN $7::timestamptz END, $8, "
+    "nullif($9, ''), CASE WHEN $3 = 'skipped' THEN $7::timestamptz END, $10, $11::jsonb, "
+    "$12::text[], $13, nullif($14, ''), nullif($15, ''), nullif($16, 0), $6) RETURNING id"};
 const Query kGroupPipelines{
     "pipeline_group_pipelines",
     "SELECT DISTINCT pipeline_id FROM jobs WHERE concurrency_key = $1 AND pipeline_id <> $2 "
@@ -104,11 +104,53 @@ const Query kQueueReadyAndFinish{
     "  RETURNING 1) "
     "SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM f)"};
 
+// Issue 11, retry (RetryJobs). $1 pipeline id, $2 job ids (text[]): the finished jobs to run
+// again become pending with a fresh set of planned attempts; AdvancePipeline then queues
+// those whose needs succeeded.
+const Query kRetryJobs{
+    "pipeline_retry_jobs",
+    "UPDATE jobs SET state = 'pending', queued_at = NULL, attempt_token = NULL, "
+    "last_agent_id = coalesce(agent_id, last_agent_id), agent_id = NULL, gpu_indices = NULL, "
+    "lease_expires_at = NULL, started_at = NULL, finished_at = NULL, exit_code = NULL, "
+    "message = NULL, max_attempts = attempt + planned_attempts "
+    "WHERE pipeline_id = $1 AND id = ANY($2::bigint[]) AND state IN "
+    "('succeeded', 'failed', 'timed_out', 'error', 'canceled') RETURNING id"};
+// The jobs downstream of $2 that never ran because of them (skipped as blocked, or canceled
+// before they started) become pending again.
+const Query kResetDownstream{
+    "pipeline_reset_downstream",
+    "WITH RECURSIVE down(id) AS ("
+    "  SELECT n.job_id FROM job_needs n WHERE n.needs_job_id = ANY($2::bigint[]) "
+    "  UNION SELECT n.job_id FROM job_needs n JOIN down ON n.needs_job_id = down.id) "
+    "UPDATE jobs j SET state = 'pending', finished_at = NULL, message = NULL, "
+    "max_attempts = j.attempt + j.planned_attempts FROM down "
+    "WHERE j.id = down.id AND j.pipeline_id = $1 AND j.started_at IS NULL AND "
+    "((j.state = 'skipped' AND j.message = 'skipped: a job it needs did not succeed') OR "
+    " j.state = 'canceled') RETURNING j.id"};
+const Query kReopenPipeline{
+    "pipeline_reopen",
+    "UPDATE pipelines SET state = 'running', finished_at = NULL, message = NULL "
+    "WHERE id = $1 AND state <> 'running'"};
+// A job's state, its pipeline's state, and the needs that block it: each need that neither
+// succeeded nor failed with allow_failure, as "name (state)".
+const Query kRetryCheck{
+    "pipeline_retry_check",
+    "SELECT j.state, coalesce(j.message, ''), p.state, coalesce((SELECT string_agg("
+    "  format('%s (%s)', d.name, d.state), ', ' ORDER BY d.name) FROM job_needs n "
+    "  JOIN jobs d ON d.id = n.needs_job_id WHERE n.job_id = j.id AND NOT (d.state = "
+    "  'succeeded' OR (d.state IN ('failed', 'timed_out', 'error') AND d.allow_failure))), '') "
+    "FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id WHERE j.id = $1"};
+// The jobs of pipeline $1 that a pipeline retry runs again.
+const Query kRetryableJobs{"pipeline_retryable_jobs",
+                           "SELECT id FROM jobs WHERE pipeline_id = $1 AND "
+                           "state IN ('failed', 'timed_out', 'error', 'canceled') ORDER BY id"};
+
 #define PIPELINE_COLUMNS \
   "p.id, p.repo_id, r.name, p.event, p.ref, p.commit_sha, p.state, coalesce(p.message, " \
   "''), " \
   ASSAY_EPOCH_US("p.created_at") ", " ASSAY_EPOCH_US("p.finished_at") ", p.trusted, "         \
-  "p.pr_number, coalesce(p.inputs::text, ''), " ASSAY_EPOCH_US("p.scheduled_for")
+  "p.pr_number, coalesce(p.inputs::text, ''), " ASSAY_EPOCH_US("p.scheduled_for") ", "           \
+  "p.rerun_of, p.delivery_id, coalesce(p.commit_author, ''), coalesce(p.commit_message, '')"
 
 const Query kListPipelines{"pipeline_list",
                            "SELECT " PIPELINE_COLUMNS
@@ -180,6 +222,10 @@ PipelineRow PipelineFromRow(const pqxx::row& r) {
   if (!r[11].is_null()) p.pr_number = r[11].as<int64_t>();
   p.inputs_json = r[12].as<std::string>();
   p.scheduled_for = ToTime(r[13]);
+  if (!r[14].is_null()) p.rerun_of = r[14].as<int64_t>();
+  if (!r[15].is_null()) p.delivery_id = r[15].as<int64_t>();
+  p.commit_author = r[16].as<std::string>();
+  p.commit_message = r[17].as<std::string>();
   return p;
 }
 
@@ -275,7 +321,8 @@ absl::StatusOr<int64_t> PipelineStore::Create(const NewPipeline& p) {
     auto res = Exec(tx, c, kInsertPipeline,
                     {p.repo_id, Param::Opt(p.delivery_id), p.event, p.ref, p.commit_sha,
                      error ? "error" : "running", p.error, now, p.trusted, Param::Opt(p.pr_number),
-                     p.inputs_json, Param::Opt(p.schedule_id), Param::Opt(p.scheduled_for)});
+                     p.inputs_json, Param::Opt(p.schedule_id), Param::Opt(p.scheduled_for),
+                     Param::Opt(p.rerun_of), p.commit_author, p.commit_message});
     if (res.empty()) {
       // This delivery was planned before (a replay after a crash), or another replica fired
       // this schedule slot.
@@ -475,6 +522,92 @@ absl::StatusOr<std::vector<CanceledAttempt>> PipelineStore::CancelJob(int64_t jo
     }
     out = CancelJobsLocked(tx, c, {job_id}, "canceled by request", now);
     AdvancePipeline(tx, c, pipeline_id, now);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+namespace {
+
+// Inside a transaction that holds pipeline `pipeline_id`'s lock: runs `ids` again (see
+// PipelineStore::RetryJob) and returns how many jobs became pending, the downstream ones
+// included.
+int RetryLocked(pqxx::work& tx, Connection& c, int64_t pipeline_id, const std::vector<int64_t>& ids,
+                absl::Time now) {
+  std::vector<std::string> id_text;
+  for (int64_t id : ids) id_text.push_back(absl::StrCat(id));
+  const std::string arr = ToPgTextArray(id_text);
+  int n = static_cast<int>(Exec(tx, c, kRetryJobs, {pipeline_id, arr}).size());
+  n += static_cast<int>(Exec(tx, c, kResetDownstream, {pipeline_id, arr}).size());
+  Exec(tx, c, kReopenPipeline, {pipeline_id});
+  AdvancePipeline(tx, c, pipeline_id, now);
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<int> PipelineStore::RetryJob(int64_t job_id) {
+  int out = 0;
+  absl::Time now = clock_->Now();
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto p = Exec(tx, c, kJobPipelineLock, {job_id});
+    if (p.empty()) return absl::NotFoundError(absl::StrCat("job ", job_id, " does not exist"));
+    const int64_t pipeline_id = p[0][0].as<int64_t>();
+    LockPipeline(tx, c, pipeline_id);
+    auto r = Exec(tx, c, kRetryCheck, {job_id});
+    const std::string state = r[0][0].as<std::string>();
+    const std::string message = r[0][1].as<std::string>();
+    const std::string pipeline_state = r[0][2].as<std::string>();
+    const std::string blocked_by = r[0][3].as<std::string>();
+    if (pipeline_state == "error") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("pipeline ", pipeline_id, " is in error and has no jobs to run"));
+    }
+    if (state == "pending" || state == "queued" || state == "assigned" || state == "running") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " has not finished (", state, ")"));
+    }
+    if (state == "skipped") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " was skipped (", message,
+          "): retry the job it needs, and it runs again after it; a job skipped by its `if` "
+          "runs only in a new pipeline"));
+    }
+    if (!blocked_by.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " needs jobs that did not succeed: ", blocked_by, "; retry those first"));
+    }
+    out = RetryLocked(tx, c, pipeline_id, {job_id}, now);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<int> PipelineStore::RetryPipeline(int64_t pipeline_id) {
+  int out = 0;
+  absl::Time now = clock_->Now();
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto lock = Exec(tx, c, kLockPipeline, {pipeline_id});
+    if (lock.empty()) {
+      return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " does not exist"));
+    }
+    const std::string state = lock[0][0].as<std::string>();
+    if (state == "running") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pipeline ", pipeline_id, " is still running: retry single jobs, or wait for it"));
+    }
+    std::vector<int64_t> ids;
+    for (const auto& r : Exec(tx, c, kRetryableJobs, {pipeline_id})) {
+      ids.push_back(r[0].as<int64_t>());
+    }
+    if (ids.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("pipeline ", pipeline_id, " (", state,
+                       ") has no failed or canceled job to retry; re-run it for a new pipeline"));
+    }
+    out = RetryLocked(tx, c, pipeline_id, ids, now);
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

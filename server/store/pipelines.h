@@ -48,6 +48,8 @@ struct NewPipeline {
   // scheduled_for (another caller claimed the slot, or the schedule was replaced or removed),
   // nothing is written and Create returns 0.
   std::optional<absl::Time> claim_next_run;
+  std::optional<int64_t> rerun_of;            // issue 11: the pipeline this one re-runs
+  std::string commit_author, commit_message;  // "" when unknown
 };
 
 struct JobRow {
@@ -78,9 +80,12 @@ struct PipelineRow {
   absl::Time created_at, finished_at;
   bool trusted = true;
   std::optional<int64_t> pr_number;
-  std::string inputs_json;   // "" when the pipeline has no inputs
-  absl::Time scheduled_for;  // InfinitePast unless scheduled
-  std::vector<JobRow> jobs;  // filled by Get only
+  std::string inputs_json;                    // "" when the pipeline has no inputs
+  absl::Time scheduled_for;                   // InfinitePast unless scheduled
+  std::optional<int64_t> rerun_of;            // issue 11: the pipeline this one re-runs
+  std::optional<int64_t> delivery_id;         // the webhook delivery it was planned from
+  std::string commit_author, commit_message;  // "" when unknown
+  std::vector<JobRow> jobs;                   // filled by Get only
 };
 
 // A job that was live on an agent when its pipeline was canceled.
@@ -120,6 +125,18 @@ class PipelineStore {
   // Cancels one unfinished job (its dependents are then skipped); returns its live attempt,
   // if any. kNotFound / kFailedPrecondition ("job N has already finished (STATE)").
   absl::StatusOr<std::vector<CanceledAttempt>> CancelJob(int64_t job_id);
+  // Issue 11, retry: runs a finished job again (succeeded, failed, timed out, errored or
+  // canceled) with a fresh set of its planned attempts. The jobs downstream of it that never
+  // ran because of it (skipped as blocked, or canceled before they started) become pending
+  // again, and a finished pipeline is running again. Returns how many jobs became pending.
+  // kNotFound; kFailedPrecondition when the job has not finished, was skipped, or needs a job
+  // that did not succeed (the message names each: "needs jobs that did not succeed: build
+  // (failed); retry those first").
+  absl::StatusOr<int> RetryJob(int64_t job_id);
+  // Retries, as RetryJob does, every job of a finished pipeline that failed, timed out,
+  // errored or was canceled (like GitLab's pipeline "Retry"); a retried job whose needs are
+  // retried too waits for them. kFailedPrecondition while it runs, or when it has no such job.
+  absl::StatusOr<int> RetryPipeline(int64_t pipeline_id);
   // For cancel_superseded: cancels every running push pipeline of `repo_id` on `ref` older than
   // `newer_id` (jobs' and pipelines' message "superseded by pipeline NEWER_ID"); returns the
   // attempts that agents must be told to stop, and the canceled pipelines' ids in *canceled.

@@ -81,7 +81,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"22", "0022_eval_models.sql"},
                             {"23", "0023_sweeps.sql"},
                             {"24", "0024_users.sql"},
-                            {"25", "0025_events.sql"}});
+                            {"25", "0025_events.sql"},
+                            {"26", "0026_retry.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},

@@ -15,8 +15,8 @@ namespace assay::e2e {
 namespace {
 
 TEST_CASE(
-    "dashboard: log in, watch a pipeline go green live, follow a log, cancel, see why a "
-    "job waits, and a viewer cannot cancel",
+    "dashboard: log in, watch a pipeline go green live, follow a log, cancel, retry, "
+    "re-run, see why a job waits, models, and a viewer cannot cancel",
     "[e2e][browser]") {
   const std::string web = std::string(ASSAY_SOURCE_DIR) + "/web";
   const std::string chromium = "/usr/bin/chromium";
@@ -59,7 +59,7 @@ TEST_CASE(
   for (const auto& e : std::filesystem::directory_iterator(out)) {
     if (e.path().extension() == ".png" && e.file_size() > 1000) ++shots;
   }
-  CHECK(shots == 12);
+  CHECK(shots == 16);
 }
 
 }  // namespace

@@ -82,6 +82,10 @@ export interface Pipeline {
   created_at: string | null;
   finished_at: string | null;
   delivery_id?: number | null;
+  repo_id?: number;
+  rerun_of?: number | null;
+  commit_author?: string | null;
+  commit_message?: string | null;
   jobs?: Job[];
 }
 

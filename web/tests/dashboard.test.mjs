@@ -176,6 +176,13 @@ try {
   await page.click('tr[data-job-row="long"] button[data-action="cancel-job"]');
   await page.locator('tr[data-job-row="long"] [data-state="canceled"]').waitFor({ timeout: WAIT });
   log('canceled the long job');
+  // Retry it: the same row runs again (attempt 2), live; then cancel it again.
+  await page.click('tr[data-job-row="long"] button[data-action="retry-job"]');
+  await page.locator('tr[data-job-row="long"] [data-state="running"]').waitFor({ timeout: WAIT });
+  log('retried the long job');
+  await shot(page, 'pipeline-retried');
+  await page.click('tr[data-job-row="long"] button[data-action="cancel-job"]');
+  await page.locator('tr[data-job-row="long"] [data-state="canceled"]').waitFor({ timeout: WAIT });
 
   // Why a job waits: on the queue page, in words.
   await page.goto(`${BASE}/ui/queue`);
@@ -217,13 +224,47 @@ try {
   await page.locator('.chart canvas').first().waitFor({ timeout: WAIT });
   await shot(page, 'eval-detail');
 
+  // Models: a train step registers version 1 of `tiny` (a shell command stands in for a
+  // trainer); the models page lists it, and its page shows the version and its loss curve.
+  await push({
+    '.assay.yml': `jobs:
+  fit:
+    steps:
+      - train:
+          command: sh train.sh
+          model: tiny
+          params: {steps: 3}
+`,
+    'train.sh': `for i in 1 2 3; do echo "{\\"step\\": $i, \\"loss\\": 1.$((4 - i))}" >> "$ASSAY_METRICS_FILE"; done
+echo weights > "$ASSAY_MODEL_DIR/model.bin"
+`,
+  }, 'train tiny', 'delivery-5');
+  await page.goto(`${BASE}/ui/pipelines/5`);
+  await page.locator('h1 [data-state="succeeded"]').waitFor({ timeout: WAIT });
+  await page.goto(`${BASE}/ui/models`);
+  await page.locator('tr[data-model="tiny"]').waitFor({ timeout: WAIT });
+  await shot(page, 'models');
+  await page.click('tr[data-model="tiny"] a');
+  await page.click('tr[data-version="1"] button');
+  await page.locator('.chart canvas').first().waitFor({ timeout: WAIT });
+  await shot(page, 'model-detail');
+
+  // Re-run pipeline 1: a new pipeline (6) of the same commit, which says what it re-ran.
+  await page.goto(`${BASE}/ui/pipelines/1`);
+  await page.locator('dd:has-text("first commit")').waitFor({ timeout: WAIT });
+  await page.click('button[data-action="rerun-pipeline"]');
+  await page.waitForURL(/\/ui\/pipelines\/6$/, { timeout: WAIT });
+  await page.locator('h1 [data-state="succeeded"]').waitFor({ timeout: WAIT });
+  await page.locator('dd a[href="/ui/pipelines/1"]:has-text("#1")').waitFor({ timeout: WAIT });
+  await shot(page, 'pipeline-rerun');
+
   // A viewer: no cancel button, and the API refuses (403) even when asked directly.
   const viewer = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const vpage = await login(viewer, 'victor');
   await vpage.goto(`${BASE}/ui/pipelines/2`);
   await vpage.locator('tr[data-job-row="waits"]').waitFor({ timeout: WAIT });
   if ((await vpage.locator('button[data-action]').count()) !== 0) {
-    throw new Error('a viewer sees a cancel button');
+    throw new Error('a viewer sees a cancel or retry button');
   }
   const status = await vpage.evaluate(async () => {
     const csrf = document.cookie.match(/assay_csrf=([0-9a-f]+)/)[1];

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { api, canWrite, Job, Me, Pipeline as P } from '../api';
 import { subscribe } from '../events';
+import { navigate } from '../router';
 import { duration, ErrorBox, Page, shortSha, State } from '../util';
 
 // Jobs in columns by depth (the longest chain of needs before them); jobs of one matrix
@@ -112,35 +113,68 @@ export function Pipeline({ id, me }: { id: number; me: Me | null }) {
       setError(e);
     }
   };
+  const rerun = async () => {
+    try {
+      const n = await api<P>('POST', `/api/v1/pipelines/${id}/rerun`);
+      navigate(`/ui/pipelines/${n.id}`);
+    } catch (e) {
+      setError(e);
+    }
+  };
   if (!p) return <Page title={`Pipeline #${id}`}><ErrorBox error={error} /></Page>;
-  const repoId = (p as P & { repo_id?: number }).repo_id;
-  const writable = canWrite(me, repoId);
+  const writable = canWrite(me, p.repo_id);
+  const jobs = p.jobs ?? [];
+  const retryable = p.state !== 'running' &&
+    jobs.some((j) => ['failed', 'timed_out', 'error', 'canceled'].includes(j.state));
+  const subject = (p.commit_message ?? '').split('\n')[0];
   return (
     <Page
       title={<>Pipeline #{p.id} <State state={p.state} /></>}
-      actions={writable && p.state === 'running' && (
-        <button class="danger" data-action="cancel-pipeline" onClick={() => act('POST', `/api/v1/pipelines/${p.id}/cancel`)}>
-          Cancel pipeline
-        </button>
+      actions={writable && (
+        <>
+          {p.state === 'running' && (
+            <button class="danger" data-action="cancel-pipeline" onClick={() => act('POST', `/api/v1/pipelines/${p.id}/cancel`)}>
+              Cancel pipeline
+            </button>
+          )}
+          {retryable && (
+            <button data-action="retry-pipeline" title="Run every failed or canceled job again, in this pipeline"
+              onClick={() => act('POST', `/api/v1/pipelines/${p.id}/retry`)}>
+              Retry failed
+            </button>
+          )}
+          {p.state !== 'error' && (
+            <button data-action="rerun-pipeline" title="Start a new pipeline of the same commit" onClick={rerun}>
+              Re-run
+            </button>
+          )}
+        </>
       )}
     >
       <ErrorBox error={error} />
       <dl class="trigger">
         <dt>repository</dt><dd>{p.repo}</dd>
         <dt>ref</dt><dd>{p.ref}</dd>
-        <dt>commit</dt><dd><code>{shortSha(p.commit_sha)}</code> {p.message ?? ''}</dd>
-        <dt>event</dt><dd>{p.event}{p.pr_number ? ` #${p.pr_number}` : ''}</dd>
+        <dt>commit</dt><dd><code>{shortSha(p.commit_sha)}</code> <span class="subject" title={p.commit_message ?? ''}>{subject}</span></dd>
+        {p.commit_author && <><dt>author</dt><dd>{p.commit_author}</dd></>}
+        <dt>event</dt>
+        <dd>
+          {p.event}{p.pr_number ? ` #${p.pr_number}` : ''}
+          {p.delivery_id != null && <> · webhook delivery <a href={`/ui/settings?delivery=${p.delivery_id}`}>#{p.delivery_id}</a></>}
+          {p.rerun_of != null && <> · re-run of <a href={`/ui/pipelines/${p.rerun_of}`}>#{p.rerun_of}</a></>}
+        </dd>
+        {p.message && <><dt>message</dt><dd>{p.message}</dd></>}
         <dt>duration</dt><dd>{duration(p.created_at, p.finished_at)}</dd>
       </dl>
       {p.errors.length > 0 && <pre class="errors">{p.errors.join('\n')}</pre>}
       {p.notes.length > 0 && <ul class="notes">{p.notes.map((n) => <li>{n}</li>)}</ul>}
       <div class="dag">
-        {layout(p.jobs ?? []).map((col) => <Column jobs={col} />)}
+        {layout(jobs).map((col) => <Column jobs={col} />)}
       </div>
       <table class="list jobs">
         <thead><tr><th>job</th><th>state</th><th>agent</th><th>duration</th><th>why / message</th><th></th></tr></thead>
         <tbody>
-          {(p.jobs ?? []).map((j) => (
+          {jobs.map((j) => (
             <tr data-job-row={j.name}>
               <td><a href={`/ui/jobs/${j.id}/log`}>{j.name}</a></td>
               <td><State state={j.state} /></td>
@@ -151,6 +185,11 @@ export function Pipeline({ id, me }: { id: number; me: Me | null }) {
                 {writable && ['queued', 'pending', 'assigned', 'running'].includes(j.state) && (
                   <button class="danger" data-action="cancel-job" onClick={() => act('POST', `/api/v1/jobs/${j.id}/cancel`)}>
                     Cancel
+                  </button>
+                )}
+                {writable && ['succeeded', 'failed', 'timed_out', 'error', 'canceled'].includes(j.state) && (
+                  <button data-action="retry-job" onClick={() => act('POST', `/api/v1/jobs/${j.id}/retry`)}>
+                    Retry
                   </button>
                 )}
               </td>

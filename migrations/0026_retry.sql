@@ -1,0 +1,15 @@
+-- Issue 11: retry and re-run (docs/scheduling.md "Retry and re-run"), and a pipeline's commit.
+-- jobs.planned_attempts: the attempts the job's retry policy gives it, as planned. A manual
+-- retry gives the job that many attempts again (max_attempts = attempt + planned_attempts):
+-- max_attempts alone cannot say it, because a rejected assignment raises max_attempts by one.
+ALTER TABLE jobs ADD COLUMN planned_attempts integer NOT NULL DEFAULT 2
+  CHECK (planned_attempts >= 1);
+UPDATE jobs SET planned_attempts = max_attempts;
+
+-- pipelines.rerun_of: a re-run is a new pipeline of the same commit, ref, event and inputs;
+-- this names the pipeline it re-ran.
+ALTER TABLE pipelines ADD COLUMN rerun_of bigint REFERENCES pipelines (id) ON DELETE SET NULL;
+
+-- The author and message of the pipeline's commit, as its trigger on the dashboard (read from
+-- the repository's mirror when the pipeline is planned; NULL when it could not be read).
+ALTER TABLE pipelines ADD COLUMN commit_author text, ADD COLUMN commit_message text;
