@@ -338,6 +338,50 @@ TEST_CASE("GitMirror serves concurrent reads", "[git]") {
   CHECK(failures == std::vector<int>(4, 0));
 }
 
+TEST_CASE("GitMirror::ReadCommit gives the author and the message, made safe to store", "[git]") {
+  SourceRepo src;
+  const std::string first = src.Init();
+  // A commit object written by hand (git commit would re-encode its message): a message in
+  // no particular encoding, with valid UTF-8, a stray byte, a cut sequence and an overlong form
+  // (git's fetch refuses a NUL in a commit), then 5,000 bytes, more than the message limit.
+  const std::string tree = Git(src.dir, {"rev-parse", "HEAD^{tree}"});
+  const std::string raw = "tree " + tree + "\nparent " + first +
+                          "\nauthor Zo\xc3\xab \xff <z@example.com> 1700000000 +0100\n"
+                          "committer C <c@example.com> 1700000000 +0100\n\n"
+                          "fix: caf\xc3\xa9 \xff end \xe2\x82 \xc0\xaf!\n\nbody\n" +
+                          std::string(5000, 'x');
+  WriteFile(src.tmp.path() + "/raw", raw);
+  const std::string sha =
+      Git(src.dir, {"hash-object", "-t", "commit", "-w", "--literally", src.tmp.path() + "/raw"});
+  Git(src.dir, {"update-ref", "refs/heads/raw", sha});
+  GitMirror mirror(src.tmp.path() + "/mirror.git", src.url, kLocal);
+  REQUIRE(mirror.EnsureCommit(sha).ok());
+
+  auto one = mirror.ReadCommit(first);
+  REQUIRE(one.ok());
+  CHECK(one->author == "Test <test@example.com>");
+  CHECK(one->message == "first");
+
+  auto two = mirror.ReadCommit(sha);
+  REQUIRE(two.ok());
+  CHECK(two->author == "Zo\xc3\xab \xef\xbf\xbd <z@example.com>");
+  // Each bad byte is U+FFFD (3 bytes).
+  const std::string head =
+      "fix: caf\xc3\xa9 \xef\xbf\xbd end \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd"
+      "\xef\xbf\xbd!\n\nbody\n";
+  CHECK(two->message.substr(0, head.size()) == head);
+  // Cut at 4,096 bytes of the original message: its 5 bad bytes grew by 2 each.
+  CHECK(two->message.size() == GitMirror::kMaxCommitMessage + 5 * 2);
+
+  // A commit object over the caller's limit is refused from its size alone.
+  auto big = mirror.ReadCommit(sha, 100);
+  CHECK(big.status().code() == absl::StatusCode::kOutOfRange);
+  // Not a commit: a tree, an unknown sha, not a sha.
+  CHECK(mirror.ReadCommit(tree).status().code() == absl::StatusCode::kNotFound);
+  CHECK(mirror.ReadCommit(std::string(40, 'a')).status().code() == absl::StatusCode::kNotFound);
+  CHECK(mirror.ReadCommit("HEAD").status().code() == absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace assay
 
