@@ -13,3 +13,6 @@ ALTER TABLE pipelines ADD COLUMN rerun_of bigint REFERENCES pipelines (id) ON DE
 -- The author and message of the pipeline's commit, as its trigger on the dashboard (read from
 -- the repository's mirror when the pipeline is planned; NULL when it could not be read).
 ALTER TABLE pipelines ADD COLUMN commit_author text, ADD COLUMN commit_message text;
+
+-- A repository's recent webhook deliveries, newest first (the settings page).
+CREATE INDEX webhook_deliveries_repo ON webhook_deliveries (repo_id, id DESC);

@@ -320,6 +320,12 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
     router.Add("POST", absl::StrCat("/hooks/", p), handle, admit);
     router.Add("POST", absl::StrCat("/hooks/", p, "/{repo}"), handle, admit);
   }
+  // Issue 11, the settings page's "send test delivery": a delivery the server signs with the
+  // repository's own webhook secret and hands to the same intake as /hooks/{provider}/{id}.
+  router.Add(
+      "POST", "/api/v1/repos/{id}/test-delivery",
+      api::Authed(d, auth::Need::RepoWrite(auth::RepoFrom::kRepoId),
+                  [&d, intake](Request& req) { return api::TestDelivery(d, *intake, req); }));
   api::RegisterRepoRoutes(router, d);
   api::RegisterPipelineRoutes(router, d);
   api::RegisterJobRoutes(router, d);

@@ -6,6 +6,10 @@
 #include "server/api/api.h"
 #include "server/auth/access.h"
 
+namespace assay::webhook {
+class Intake;
+}  // namespace assay::webhook
+
 namespace assay::api {
 
 // The {id} path parameter: kInvalidArgument unless it is a positive integer.
@@ -30,6 +34,11 @@ http::Handler BearerAuthed(const ApiDeps& d, const std::string& token, http::Han
 // Each registers its resource's routes under /api/v1, all behind Authed. `d` must outlive
 // the router.
 void RegisterRepoRoutes(http::Router& router, const ApiDeps& d);
+// POST /api/v1/repos/{id}/test-delivery (issue 11, repos.cc): a delivery signed with the
+// repository's webhook secret, handed to `intake` as if the forge had sent it (GitHub: a ping;
+// GitLab and Gitea: an event Assay ignores). 200 with what the intake answered; 409 when the
+// repository has no webhook secret.
+http::Response TestDelivery(const ApiDeps& d, const webhook::Intake& intake, http::Request& req);
 void RegisterPipelineRoutes(http::Router& router, const ApiDeps& d);
 void RegisterJobRoutes(http::Router& router, const ApiDeps& d);
 // GET /api/v1/jobs/{id}/log (server/api/job_log.cc).

@@ -32,8 +32,39 @@ const Query kUnplanned{"delivery_unplanned",
 const Query kFinish{"delivery_finish",
                     "UPDATE webhook_deliveries SET state = $2, message = $3, processed_at = "
                     "now() WHERE id = $1 AND state = 'received'"};
+const Query kListOfRepo{
+    "delivery_list_of_repo",
+    "SELECT d.id, d.provider, d.delivery_id, d.event, d.state, coalesce(d.message, ''), "
+    ASSAY_EPOCH_US("d.received_at") ", " ASSAY_EPOCH_US("d.processed_at") ", p.id "
+    "FROM webhook_deliveries d LEFT JOIN pipelines p ON p.delivery_id = d.id "
+    "WHERE d.repo_id = $1 AND ($2 = 0 OR d.id < $2) ORDER BY d.id DESC LIMIT $3"};
 
 }  // namespace
+
+absl::StatusOr<std::vector<DeliverySummary>> DeliveryStore::ListOfRepo(int64_t repo_id,
+                                                                       int64_t before_id,
+                                                                       int limit) {
+  std::vector<DeliverySummary> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    out.clear();
+    for (const auto& r : Exec(tx, c, kListOfRepo, {repo_id, before_id, limit})) {
+      DeliverySummary d;
+      d.id = r[0].as<int64_t>();
+      d.provider = r[1].as<std::string>();
+      d.delivery_id = r[2].as<std::string>();
+      d.event = r[3].as<std::string>();
+      d.state = r[4].as<std::string>();
+      d.message = r[5].as<std::string>();
+      d.received_at = ToTime(r[6]);
+      d.processed_at = ToTime(r[7]);
+      if (!r[8].is_null()) d.pipeline_id = r[8].as<int64_t>();
+      out.push_back(std::move(d));
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
 
 absl::StatusOr<InsertResult> DeliveryStore::Insert(const NewDelivery& d) {
   InsertResult out;

@@ -3,6 +3,7 @@
 // (provider, delivery id) and, within a window, on (repository, SHA-256 of the body).
 // *db must outlive the store.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,14 @@ struct InsertResult {
   bool same_body = false;  // not inserted because `id` has the same body (a replay)
 };
 
+// Issue 11: one delivery as the settings page lists it (no headers, no body).
+struct DeliverySummary {
+  int64_t id = 0;
+  std::string provider, delivery_id, event, state, message;
+  absl::Time received_at, processed_at;  // processed_at: InfinitePast while 'received'
+  std::optional<int64_t> pipeline_id;    // the pipeline it started, if any
+};
+
 class DeliveryStore {
  public:
   explicit DeliveryStore(Db* db) : db_(db) {}
@@ -49,6 +58,10 @@ class DeliveryStore {
   absl::StatusOr<std::vector<int64_t>> ListUnplanned();
   // Marks a delivery that produced no pipeline ('ignored' or 'failed') with a reason.
   absl::Status Finish(int64_t id, std::string_view state, std::string_view message);
+  // Issue 11: repository `repo_id`'s deliveries, newest first, with ids below `before_id` (0:
+  // from the newest), at most `limit`.
+  absl::StatusOr<std::vector<DeliverySummary>> ListOfRepo(int64_t repo_id, int64_t before_id,
+                                                          int limit);
 
  private:
   Db* db_;

@@ -29,7 +29,8 @@ const Query kResealRepo{"repo_reseal",
                         "clone_credential_enc = $4 WHERE id = $1"};
 const Query kUpdateRepo{"repo_update",
                         "UPDATE repos SET default_branch = coalesce($2, default_branch), "
-                        "cancel_superseded = coalesce($3::boolean, cancel_superseded) "
+                        "cancel_superseded = coalesce($3::boolean, cancel_superseded), "
+                        "webhook_secret_enc = coalesce($4, webhook_secret_enc) "
                         "WHERE id = $1 RETURNING " REPO_COLUMNS};
 const Query kListRepos{"repo_list", "SELECT " REPO_COLUMNS " FROM repos ORDER BY id"};
 const Query kGetRepo{"repo_get", "SELECT " REPO_COLUMNS " FROM repos WHERE id = $1"};
@@ -205,7 +206,9 @@ absl::StatusOr<Repo> RepoStore::Update(int64_t id, const RepoSettings& settings)
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
     auto res =
         Exec(tx, c, kUpdateRepo,
-             {id, Param::Opt(settings.default_branch), Param::Opt(settings.cancel_superseded)});
+             {id, Param::Opt(settings.default_branch), Param::Opt(settings.cancel_superseded),
+              settings.webhook_secret_sealed ? Param::Bytes(*settings.webhook_secret_sealed)
+                                             : Param::Null()});
     if (!res.empty()) out = FromRow(res[0]);
     return absl::OkStatus();
   });

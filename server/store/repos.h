@@ -35,6 +35,8 @@ struct Repo {
 struct RepoSettings {
   std::optional<std::string> default_branch;
   std::optional<bool> cancel_superseded;
+  // Issue 11: a new webhook secret, already sealed for the row (RowAad "webhook_secret").
+  std::optional<std::string> webhook_secret_sealed;
 };
 
 // Where and how to report commit statuses for one repository.

@@ -40,6 +40,8 @@ inline const std::vector<RouteAccess>& AccessTable() {
       {"GET", "/api/v1/repos", "read"},
       {"PUT", "/api/v1/repos/{id}/commit-status", "repo-write"},
       {"DELETE", "/api/v1/repos/{id}/commit-status", "repo-write"},
+      {"GET", "/api/v1/repos/{id}/deliveries", "read"},
+      {"POST", "/api/v1/repos/{id}/test-delivery", "repo-write"},
       {"GET", "/api/v1/repos/{id}/secrets", "repo-write"},
       {"PUT", "/api/v1/repos/{id}/secrets/{name}", "repo-write"},
       {"DELETE", "/api/v1/repos/{id}/secrets/{name}", "repo-write"},

@@ -198,6 +198,20 @@ try {
   await page.fill('input[name=token-name]', 'laptop');
   await page.click('text=Create token');
   await page.locator('[data-new-token]').waitFor({ timeout: WAIT });
+  // The repository's webhook tools: a test delivery signed with its secret is accepted (a
+  // ping), and the recent deliveries list it above the two pushes.
+  const panel = page.locator(`[data-repo-panel="${REPO_NAME}"]`);
+  await panel.locator('button[data-action="test-delivery"]').click();
+  await panel.locator('[data-test-result="accepted"]:has-text("HTTP 200, accepted (pong)")').waitFor({ timeout: WAIT });
+  await panel.locator('tr[data-delivery="3"]:has-text("ping")').waitFor({ timeout: WAIT });
+  const pushes = await panel.locator('tr[data-delivery] a[href^="/ui/pipelines/"]').count();
+  if (pushes !== 2) throw new Error(`the deliveries list ${pushes} pipelines, not 2`);
+  // A secret is written, listed by name, and its value is never shown.
+  await panel.locator('input[name=secret-name]').fill('API_KEY');
+  await panel.locator('input[name=secret-value]').fill('sk-never-shown-123');
+  await panel.locator('text=Set secret').click();
+  await panel.locator('tr[data-secret="API_KEY"]').waitFor({ timeout: WAIT });
+  if ((await page.content()).includes('sk-never-shown-123')) throw new Error('the secret value is in the page');
   await shot(page, 'settings');
 
   // Evals: push the LLM app twice (the second run has the first as its baseline); the evals
