@@ -210,6 +210,13 @@ Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {
   }
   channel_ = grpc::CreateCustomChannel(opts_.server, creds, args);
   stub_ = v1::AgentService::NewStub(channel_);
+  if (!opts_.gpus.empty()) {
+    gpu_usage_ = std::make_unique<GpuUsageSampler>(
+        [file = opts_.gpu_inventory_file]() {
+          return file.empty() ? DiscoverGpus() : LoadGpuInventoryFile(file);
+        },
+        opts_.gpu_sample_interval);
+  }
 }
 
 Agent::~Agent() {
@@ -611,6 +618,14 @@ void Agent::HeartbeatLoop(Stream* stream, absl::Duration interval) {
       r->set_attempt_token(j->assignment.attempt_token());
     }
     if (!m.has_heartbeat()) m.mutable_heartbeat();
+    if (gpu_usage_ != nullptr) {
+      for (const GpuInfo& g : gpu_usage_->Latest()) {
+        auto* u = m.mutable_heartbeat()->add_gpus();
+        u->set_index(g.index);
+        u->set_utilization_pct(g.utilization_pct);
+        u->set_memory_used_mb(g.memory_used_mb);
+      }
+    }
     WriteLocked(m);
   }
 }

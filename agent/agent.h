@@ -17,6 +17,7 @@
 #include "agent/cache.h"
 #include "agent/container_executor.h"
 #include "agent/gpu_inventory.h"
+#include "agent/gpu_usage.h"
 #include "agent/log_spool.h"
 #include "agent/step_runner.h"
 #include "agent/stream_writer.h"
@@ -47,6 +48,10 @@ struct AgentOptions {
   int slots = 1;              // CPU slots
   double memory_gb = 0;       // announced in Hello; 0: not said
   std::vector<GpuInfo> gpus;  // announced in Hello
+  // Issue 11: where the heartbeats' GPU load comes from: this capture read again (tests), or
+  // when empty, discovery (NVML, then nvidia-smi). Sampled only when `gpus` is not empty.
+  std::string gpu_inventory_file;
+  absl::Duration gpu_sample_interval = absl::Seconds(5);
   std::string work_dir;
   // Whether the git cache may fetch file:// and absolute-path remotes (--allow-local-repos);
   // without it such an assignment fails at checkout (issue 8).
@@ -170,6 +175,7 @@ class Agent {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
   std::unique_ptr<LocalChunkCache> chunk_cache_;  // issue 9, caches; opened by Run
+  std::unique_ptr<GpuUsageSampler> gpu_usage_;    // issue 11; null without GPUs
 
   absl::Mutex mu_;
   std::map<int64_t, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);

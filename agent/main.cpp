@@ -169,6 +169,7 @@ int main(int argc, char** argv) {
   }
   const std::string& inventory = cfg->Get("gpu-inventory");
   auto gpus = inventory.empty() ? assay::DiscoverGpus() : assay::LoadGpuInventoryFile(inventory);
+  o.gpu_inventory_file = inventory;
   if (gpus.ok()) {
     o.gpus = *gpus;
   } else if (!inventory.empty() || gpus.status().code() != absl::StatusCode::kNotFound) {

@@ -16,3 +16,7 @@ ALTER TABLE pipelines ADD COLUMN commit_author text, ADD COLUMN commit_message t
 
 -- A repository's recent webhook deliveries, newest first (the settings page).
 CREATE INDEX webhook_deliveries_repo ON webhook_deliveries (repo_id, id DESC);
+
+-- Issue 11, the agents page: each GPU's load as the agent's heartbeats last reported it
+-- ([{"index","utilization_pct","memory_used_mb"}]) and when.
+ALTER TABLE agents ADD COLUMN gpu_usage jsonb, ADD COLUMN gpu_usage_at timestamptz;

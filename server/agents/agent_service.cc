@@ -600,6 +600,7 @@ class Session final : public Reactor {
                       {"memory_mb", g.memory_mb()}});
     }
     ah.gpus_json = boost::json::serialize(gpus);
+    announced_gpus_ = gpus.size();
     auto session = deps_.agents->Connect(ah);
     if (!session.ok()) {
       Fail(session.status().code() == absl::StatusCode::kPermissionDenied
@@ -764,6 +765,7 @@ class Session final : public Reactor {
   }
 
   bool OnHeartbeat(const v1::Heartbeat& hb) {
+    if (hb.gpus_size() > 0) RecordGpuUsage(hb);
     if (hb.running_size() == 0) return true;  // nothing to extend; the stream itself is alive
     std::vector<store::HeldAttempt> held;
     for (const auto& j : hb.running()) {
@@ -785,6 +787,21 @@ class Session final : public Reactor {
       deps_.dispatcher->JobReleased(agent_id_, s.job_id);
     }
     return true;
+  }
+
+  // Issue 11: the heartbeat's GPU load, for the agents page. At most as many entries as the
+  // agent announced GPUs (a hostile agent cannot grow the row), utilization clamped to -1..100.
+  void RecordGpuUsage(const v1::Heartbeat& hb) {
+    boost::json::array usage;
+    for (const auto& g : hb.gpus()) {
+      if (usage.size() >= announced_gpus_) break;
+      usage.push_back({{"index", g.index()},
+                       {"utilization_pct", std::clamp(g.utilization_pct(), -1, 100)},
+                       {"memory_used_mb", g.memory_used_mb()}});
+    }
+    if (usage.empty()) return;
+    absl::Status s = deps_.agents->SetGpuUsage(agent_id_, boost::json::serialize(usage));
+    if (!s.ok()) LogWarn("agents", "agent ", name_, ": recording GPU load failed: ", s.ToString());
   }
 
   bool OnAccepted(const v1::JobAccepted& a) {
@@ -988,6 +1005,7 @@ class Session final : public Reactor {
   // Set by hello; touched only by the (serial) handler tasks and then EndSession.
   int64_t agent_id_ = 0;
   std::string name_;
+  size_t announced_gpus_ = 0;  // in Hello; bounds what a heartbeat may report (issue 11)
   store::AgentSession session_;
   std::string credential_hash_;               // set when the stream presented a credential
   std::atomic<bool> database_failed_{false};  // set by DatabaseFailed, read by EndSession

@@ -126,6 +126,13 @@ absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
 absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
   auto gpus = StoredJson(ag.gpus_json, absl::StrCat("agent ", ag.id, " (", ag.name, ")"), "gpus");
   if (!gpus.ok()) return gpus.status();
+  json::value usage = nullptr;
+  if (!ag.gpu_usage_json.empty()) {
+    auto u = StoredJson(ag.gpu_usage_json, absl::StrCat("agent ", ag.id, " (", ag.name, ")"),
+                        "gpu_usage");
+    if (!u.ok()) return u.status();
+    usage = *std::move(u);
+  }
   json::array labels;
   for (const auto& l : ag.labels) labels.push_back(json::value(l));
   json::array executors;
@@ -148,7 +155,10 @@ absl::StatusOr<json::object> AgentJson(const store::AgentRow& ag) {
       {"drain_reason", ag.drain.reason},
       {"drain_deadline", ag.drain.deadline ? TimeJson(*ag.drain.deadline) : json::value(nullptr)},
       {"executors", std::move(executors)},
-      {"gpus", *std::move(gpus)}};
+      {"gpus", *std::move(gpus)},
+      // Issue 11: each GPU's load as the heartbeats last reported it, and when.
+      {"gpu_usage", std::move(usage)},
+      {"gpu_usage_at", TimeJson(ag.gpu_usage_at)}};
 }
 
 }  // namespace assay::api

@@ -33,7 +33,11 @@ const Query kList{"agent_list",
                       "NOT NULL THEN 'revoked' WHEN disabled THEN 'disabled' WHEN enrolled_at IS "
                       "NOT NULL THEN 'enrolled' ELSE 'shared-token' END, state_reason, "
                       "drained_at IS NOT NULL, drain_reason, "
-                      ASSAY_EPOCH_US("drain_deadline") ", executors FROM agents ORDER BY name"};
+                      ASSAY_EPOCH_US("drain_deadline") ", executors, coalesce(gpu_usage::text, ''), "
+                      ASSAY_EPOCH_US("gpu_usage_at") " FROM agents ORDER BY name"};
+const Query kSetGpuUsage{"agent_set_gpu_usage",
+                         "UPDATE agents SET gpu_usage = $2::jsonb, gpu_usage_at = now() "
+                         "WHERE id = $1"};
 // Lifecycle (issue 9). The agent's own state, from the session that is current only; the
 // row lock serializes it with a concurrent Hello (as kDisconnect).
 const Query kSetAccepting{
@@ -128,12 +132,21 @@ absl::StatusOr<std::vector<AgentRow>> AgentStore::List() {
       a.not_accepting = r[11].as<std::string>();
       a.drain = DrainFromRow(r, 12);
       a.executors = FromPgTextArray(r[15]);
+      a.gpu_usage_json = r[16].as<std::string>();
+      a.gpu_usage_at = ToTime(r[17]);
       out.push_back(std::move(a));
     }
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
   return out;
+}
+
+absl::Status AgentStore::SetGpuUsage(int64_t agent_id, const std::string& usage_json) {
+  return InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    Exec(tx, c, kSetGpuUsage, {agent_id, usage_json});
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<bool> AgentStore::SetNotAccepting(const AgentSession& session,

@@ -51,6 +51,9 @@ struct AgentRow {
   double memory_gb = 0;
   std::string gpus_json;
   absl::Time last_seen_at = absl::InfinitePast();
+  // Issue 11: the GPUs' load as last reported ("" never), and when (InfinitePast never).
+  std::string gpu_usage_json;
+  absl::Time gpu_usage_at = absl::InfinitePast();
   bool accept_untrusted = false;
   std::vector<std::string> executors;  // as announced; {"host"} for agents that said none
   // "shared-token" (never enrolled), "enrolled", "disabled" or "revoked".
@@ -74,6 +77,8 @@ class AgentStore {
   absl::StatusOr<std::vector<AgentRow>> List();
   // Marks these agents seen now (their streams are open on this server).
   absl::Status Touch(const std::vector<int64_t>& ids);
+  // Issue 11: records the agent's GPU load (a JSON array) as of now.
+  absl::Status SetGpuUsage(int64_t agent_id, const std::string& usage_json);
 
   // Lifecycle (issue 9). Records the agent's own state ("" = accepting; else why not, at most
   // 300 bytes) if `session` is still its current one; false (changing nothing) otherwise.

@@ -2,6 +2,8 @@
 // records nothing it should not.
 #include <grpcpp/grpcpp.h>
 
+#include <filesystem>
+
 #include "assay/v1/agent.grpc.pb.h"
 #include "tests/e2e/e2e.h"
 
@@ -98,6 +100,44 @@ TEST_CASE("an agent announces the GPUs of an nvidia-smi capture, the API lists t
   CHECK(a.at("gpus") ==
         boost::json::parse(R"([{"index":0,"memory_mb":143771,"name":"NVIDIA H200",)"
                            R"("uuid":"GPU-964672fc-6cf0-fc7b-0004-1057f80a90b1"}])"));
+}
+
+}  // namespace
+}  // namespace assay::e2e
+
+namespace assay::e2e {
+namespace {
+
+// Issue 11: the agents page's GPU load. The agent samples its GPUs (here: its capture, read
+// again) and each heartbeat carries the newest sample; the API shows it with its time.
+TEST_CASE("an agent's heartbeats carry its GPUs' load, and the API shows the newest", "[e2e]") {
+  Cluster c(Options({"--heartbeat-interval", "500ms"}));
+  MUST(c.StartServer());
+  const std::string fixtures = std::string(ASSAY_SOURCE_DIR) + "/tests/fixtures/gpu/";
+  const std::string capture = c.dir() + "/gpus.csv";
+  std::filesystem::copy_file(fixtures + "h200-busy-query.csv", capture);
+  MUST(c.StartAgent("gpu-1", {"--gpu-inventory", capture}));
+  MUST(c.WaitForAgents(1));
+  auto usage = [&c](std::string& seen) {
+    auto agents = c.ApiObject("GET", "/api/v1/agents");
+    if (!agents.ok()) return std::string();
+    const auto& a = agents->at("agents").as_array()[0].as_object();
+    seen = boost::json::serialize(a);
+    return boost::json::serialize(a.at("gpu_usage"));
+  };
+  MUST(c.WaitUntil("the busy sample", [&](std::string& seen) {
+    return usage(seen) == R"([{"index":0,"memory_used_mb":20085,"utilization_pct":100}])";
+  }));
+  // The GPU goes idle: a later heartbeat says so.
+  std::filesystem::copy_file(fixtures + "h200-idle-query.csv", capture + ".new");
+  std::filesystem::rename(capture + ".new", capture);
+  MUST(c.WaitUntil("the idle sample", [&](std::string& seen) {
+    return usage(seen) == R"([{"index":0,"memory_used_mb":0,"utilization_pct":0}])";
+  }));
+  std::string seen;
+  usage(seen);
+  INFO(seen);
+  CHECK(seen.find(R"("gpu_usage_at":null)") == std::string::npos);
 }
 
 }  // namespace

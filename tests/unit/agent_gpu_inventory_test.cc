@@ -2,6 +2,7 @@
 // (tests/fixtures/gpu/), discovery through a fake nvidia-smi in a temp dir, and the
 // no-GPU case of this machine.
 #include "agent/gpu_inventory.h"
+#include "agent/gpu_usage.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -323,4 +324,43 @@ TEST_CASE("GpuInventoryJson", "[gpu]") {
   CHECK(GpuInventoryJson({}) == "{\"gpus\":[]}");
 }
 
+}  // namespace assay
+
+namespace assay {
+namespace {
+
+// Waits (bounded) until the sampler's newest sample is `want` GPUs long.
+bool SampleSizeBecomes(const GpuUsageSampler& s, size_t want) {
+  for (int i = 0; i < 500; ++i) {
+    if (s.Latest().size() == want) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+TEST_CASE("GpuUsageSampler keeps the newest good sample, and none after a failed one",
+          "[agent][gpu]") {
+  absl::Mutex mu;
+  absl::StatusOr<std::vector<GpuInfo>> next = std::vector<GpuInfo>(2);
+  GpuUsageSampler sampler(
+      [&]() -> absl::StatusOr<std::vector<GpuInfo>> {
+        absl::MutexLock l(&mu);
+        return next;
+      },
+      absl::Milliseconds(5));
+  REQUIRE(SampleSizeBecomes(sampler, 2));
+  {
+    absl::MutexLock l(&mu);
+    next = absl::UnavailableError("nvidia-smi exited with status 9");
+  }
+  // A stale sample must not pass for a fresh one.
+  CHECK(SampleSizeBecomes(sampler, 0));
+  {
+    absl::MutexLock l(&mu);
+    next = std::vector<GpuInfo>(1);
+  }
+  CHECK(SampleSizeBecomes(sampler, 1));
+}
+
+}  // namespace
 }  // namespace assay

@@ -105,6 +105,8 @@ export interface Agent {
   drain_reason: string | null;
   executors: string[];
   gpus: { index: number; uuid: string; name?: string; memory_mb?: number }[];
+  gpu_usage?: { index: number; utilization_pct: number; memory_used_mb: number }[] | null;
+  gpu_usage_at?: string | null;
   running?: { id: number; name: string; pipeline_id: number }[];
 }
 

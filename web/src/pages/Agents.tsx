@@ -45,7 +45,22 @@ export function Agents({ me }: { me: Me | null }) {
               <td><State state={a.drained ? 'drained' : a.state} />{a.state_reason && <div class="sub">{a.state_reason}</div>}</td>
               <td>{a.labels.join(', ')}</td>
               <td>{a.cpu_slots} CPU · {a.memory_gb} GB</td>
-              <td>{a.gpus.map((g) => <div>{g.index}: {g.name ?? g.uuid}{g.memory_mb ? ` · ${Math.round(g.memory_mb / 1024)} GiB` : ''}</div>)}</td>
+              <td>
+                {a.gpus.map((g) => {
+                  const u = a.gpu_usage?.find((x) => x.index === g.index);
+                  return (
+                    <div data-gpu={g.index}>
+                      {g.index}: {g.name ?? g.uuid}
+                      {u ? (
+                        <span class="gpu-load" title={`as of ${a.gpu_usage_at ?? ''}`}>
+                          {' · '}{u.utilization_pct >= 0 ? `${u.utilization_pct}%` : 'n/a'}{' · '}
+                          {(u.memory_used_mb / 1024).toFixed(1)} / {Math.round((g.memory_mb ?? 0) / 1024)} GiB
+                        </span>
+                      ) : g.memory_mb ? ` · ${Math.round(g.memory_mb / 1024)} GiB` : ''}
+                    </div>
+                  );
+                })}
+              </td>
               <td>{a.executors.join(', ')}</td>
               <td title={a.last_seen_at ?? ''}>{ago(a.last_seen_at)}</td>
               <td>
