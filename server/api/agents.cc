@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <regex>
 
@@ -174,10 +175,19 @@ void RegisterAgentRoutes(http::Router& router, const ApiDeps& d) {
   router.Add("GET", "/api/v1/agents", Authed(d, auth::Need::Read(), [&d](Request&) {
                auto list = d.agents->List();
                if (!list.ok()) return http::StatusToResponse(list.status());
+               // Issue 11: each agent's live jobs (assigned or running), for the agents page.
+               auto live = d.jobs->LiveUsageAll();
+               if (!live.ok()) return http::StatusToResponse(live.status());
+               std::map<int64_t, json::array> jobs_of;
+               for (const auto& u : *live) {
+                 jobs_of[u.agent_id].push_back(
+                     json::object{{"job_id", u.job_id}, {"pipeline_id", u.pipeline_id}});
+               }
                json::array a;
                for (const auto& ag : *list) {
                  auto o = AgentJson(ag);
                  if (!o.ok()) return http::StatusToResponse(o.status());
+                 (*o)["jobs"] = std::move(jobs_of[ag.id]);
                  a.push_back(*std::move(o));
                }
                return JsonResponse(200, {{"agents", std::move(a)}});

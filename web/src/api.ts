@@ -107,6 +107,7 @@ export interface Agent {
   gpus: { index: number; uuid: string; name?: string; memory_mb?: number }[];
   gpu_usage?: { index: number; utilization_pct: number; memory_used_mb: number }[] | null;
   gpu_usage_at?: string | null;
+  jobs?: { job_id: number; pipeline_id: number }[];
   running?: { id: number; name: string; pipeline_id: number }[];
 }
 

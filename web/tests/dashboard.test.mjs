@@ -181,6 +181,13 @@ try {
   await page.locator('tr[data-job-row="long"] [data-state="running"]').waitFor({ timeout: WAIT });
   log('retried the long job');
   await shot(page, 'pipeline-retried');
+  // The agents page shows it among the agent's current jobs (1 slot of 1 in use).
+  const longId = (await page.locator('tr[data-job-row="long"] a').getAttribute('href')).split('/')[3];
+  await page.goto(`${BASE}/ui/agents`);
+  await page.locator(`tr[data-agent="a1"] [data-slots-used="1"]`).waitFor({ timeout: WAIT });
+  await page.locator(`tr[data-agent="a1"] a[href="/ui/jobs/${longId}/log"]`).waitFor({ timeout: WAIT });
+  await shot(page, 'agents');
+  await page.goto(`${BASE}/ui/pipelines/2`);
   await page.click('tr[data-job-row="long"] button[data-action="cancel-job"]');
   await page.locator('tr[data-job-row="long"] [data-state="canceled"]').waitFor({ timeout: WAIT });
 
@@ -191,9 +198,6 @@ try {
   const text = await why.textContent();
   if (!text || !text.includes('no-such-label')) throw new Error(`why it waits: ${text}`);
   await shot(page, 'queue');
-  await page.goto(`${BASE}/ui/agents`);
-  await page.locator('tr[data-agent="a1"]').waitFor({ timeout: WAIT });
-  await shot(page, 'agents');
   await page.goto(`${BASE}/ui/settings`);
   await page.fill('input[name=token-name]', 'laptop');
   await page.click('text=Create token');

@@ -37,14 +37,15 @@ export function Agents({ me }: { me: Me | null }) {
     <Page title="Agents">
       <ErrorBox error={error} />
       <table class="list agents">
-        <thead><tr><th>name</th><th>state</th><th>labels</th><th>slots</th><th>GPUs</th><th>executors</th><th>last heartbeat</th><th></th></tr></thead>
+        <thead><tr><th>name</th><th>state</th><th>labels</th><th>slots in use</th><th>jobs</th><th>GPUs</th><th>executors</th><th>last heartbeat</th><th></th></tr></thead>
         <tbody>
           {agents.map((a) => (
             <tr data-agent={a.name}>
               <td>{a.name}<div class="sub">{a.version}</div></td>
               <td><State state={a.drained ? 'drained' : a.state} />{a.state_reason && <div class="sub">{a.state_reason}</div>}</td>
               <td>{a.labels.join(', ')}</td>
-              <td>{a.cpu_slots} CPU · {a.memory_gb} GB</td>
+              <td data-slots-used={(a.jobs ?? []).length}>{(a.jobs ?? []).length} / {a.cpu_slots} CPU · {a.memory_gb} GB</td>
+              <td>{(a.jobs ?? []).map((j) => <a href={`/ui/jobs/${j.job_id}/log`}>#{j.job_id} </a>)}</td>
               <td>
                 {a.gpus.map((g) => {
                   const u = a.gpu_usage?.find((x) => x.index === g.index);
