@@ -48,6 +48,10 @@ double SystemMemoryGb() {
 }
 namespace {
 
+// Issue 11: bounds of the step marks a result carries (the server refuses more).
+constexpr size_t kMaxStepMarks = 1000;
+constexpr size_t kMaxStepMarkName = 200;
+
 v1::JobOutcome OutcomeOf(JobRunOutcome o) {
   switch (o) {
     case JobRunOutcome::kSucceeded: return v1::JOB_OUTCOME_SUCCEEDED;
@@ -702,6 +706,7 @@ void Agent::EmitLog(int64_t job_id, std::string_view bytes) {
   if (it == jobs_.end()) return;
   Job& j = *it->second;
   uint64_t seq = j.next_seq++;
+  j.log_bytes += bytes.size();
   const int64_t read_us = absl::ToUnixMicros(absl::Now());
   absl::Status spooled = j.unacked_logs->Append(seq, bytes, read_us);
   if (!spooled.ok()) {
@@ -970,6 +975,19 @@ void Agent::RunJob(int64_t job_id) {
         EmitLog(job_id, absl::StrCat("assay: ", res.message, "\n"));
       } else {
         req.executor = container != nullptr ? container.get() : process->get();
+        // Issue 11: where each step begins in the log. The masker holds back a partial line;
+        // flushed first, the previous step's bytes are all counted before the mark.
+        req.on_step_start = [this, job_id, &secrets, &log, &req](size_t i) {
+          secrets.Flush(log);
+          absl::MutexLock l(&mu_);
+          Job& j = *jobs_.at(job_id);
+          if (j.step_marks.size() >= kMaxStepMarks) return;
+          v1::StepMark& m = j.step_marks.emplace_back();
+          m.set_index(static_cast<int32_t>(i));
+          m.set_name(req.steps[i].name.substr(0, kMaxStepMarkName));
+          m.set_log_offset(j.log_bytes);
+          m.set_started_unix_ms(NowMs());
+        };
         res = assay::RunJob(req, *cancel,
                             [&secrets, &log](std::string_view out) { secrets.Output(out, log); });
         secrets.Flush(log);
@@ -1013,6 +1031,7 @@ void Agent::RunJob(int64_t job_id) {
     j.result.set_started_unix_ms(started);
     j.result.set_finished_unix_ms(NowMs());
     for (v1::BuiltImage& image : pushed) *j.result.add_images() = std::move(image);
+    for (const v1::StepMark& m : j.step_marks) *j.result.add_steps() = m;
     j.finished = true;
     if (writer_ != nullptr && !j.replaying) {
       v1::AgentMessage m;

@@ -112,6 +112,9 @@ class Agent {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> exited = std::make_shared<std::atomic<bool>>(false);
     uint64_t next_seq = 1;
+    // Issue 11: bytes of this attempt's log so far, and where each started step began.
+    uint64_t log_bytes = 0;
+    std::vector<v1::StepMark> step_marks;
     std::unique_ptr<LogSpool> unacked_logs;  // what the server has not acknowledged
     // On the current stream: chunks up to sent_upto were queued for it; while `replaying`,
     // new chunks and the result wait for the replay (ServeOnce) so they go out in order.

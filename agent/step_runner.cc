@@ -471,6 +471,7 @@ JobRunResult RunSteps(const JobRunRequest& req, const JobScope& scope, CancelFla
     if (absl::Now() >= deadline) {
       return {JobRunOutcome::kTimedOut, 0, absl::StrCat(timed_out, " before step ", Quoted(step))};
     }
+    if (req.on_step_start) req.on_step_start(step_index);
     absl::StatusOr<StepEnd> end =
         RunStep(step, *env, req, scope, deadline, cancel, on_output, pgids);
     if (!end.ok()) {

@@ -107,6 +107,9 @@ struct JobRunRequest {
   // Where the steps run (executor.h); null: on the host (HostExecutor). Not owned; outlives
   // RunJob.
   Executor* executor = nullptr;
+  // Issue 11: called with a step's index just before it starts (after the cancel and timeout
+  // checks), on RunJob's thread. Null: nothing is called.
+  std::function<void(size_t step_index)> on_step_start;
 };
 
 enum class JobRunOutcome { kSucceeded, kFailed, kTimedOut, kCanceled, kError };

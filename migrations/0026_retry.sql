@@ -20,3 +20,7 @@ CREATE INDEX webhook_deliveries_repo ON webhook_deliveries (repo_id, id DESC);
 -- Issue 11, the agents page: each GPU's load as the agent's heartbeats last reported it
 -- ([{"index","utilization_pct","memory_used_mb"}]) and when.
 ALTER TABLE agents ADD COLUMN gpu_usage jsonb, ADD COLUMN gpu_usage_at timestamptz;
+
+-- Issue 11, the job log's folded steps: where each step of the attempt begins in its log
+-- ([{"index","name","log_offset","started_at"}]), as the agent reported with its result.
+ALTER TABLE job_attempts ADD COLUMN steps jsonb;

@@ -789,6 +789,36 @@ class Session final : public Reactor {
     return true;
   }
 
+  // Issue 11: the result's step marks as JSON, or "" when there are none or they are not
+  // well-formed (then dropped whole, with a warning: the result still counts).
+  std::string StepMarksJson(const v1::JobResult& r) {
+    if (r.steps_size() == 0) return "";
+    boost::json::array marks;
+    bool ok = r.steps_size() <= 1000;
+    uint64_t last = 0;
+    int32_t last_index = -1;
+    for (const auto& m : r.steps()) {
+      ok = ok && m.index() > last_index && m.log_offset() >= last && m.name().size() <= 200;
+      last = m.log_offset();
+      last_index = m.index();
+      marks.push_back(
+          {{"index", m.index()},
+           {"name", m.name()},
+           {"log_offset", m.log_offset()},
+           {"started_at", m.started_unix_ms() > 0
+                              ? boost::json::value(absl::FormatTime(
+                                    "%Y-%m-%dT%H:%M:%E3SZ",
+                                    absl::FromUnixMillis(m.started_unix_ms()), absl::UTCTimeZone()))
+                              : boost::json::value(nullptr)}});
+    }
+    if (!ok) {
+      LogWarn("agents", "agent ", name_, ": job ", r.job_id(), ": dropped ", r.steps_size(),
+              " malformed step mark(s)");
+      return "";
+    }
+    return boost::json::serialize(marks);
+  }
+
   // Issue 11: the heartbeat's GPU load, for the agents page. At most as many entries as the
   // agent announced GPUs (a hostile agent cannot grow the row), utilization clamped to -1..100.
   void RecordGpuUsage(const v1::Heartbeat& hb) {
@@ -904,6 +934,7 @@ class Session final : public Reactor {
               " malformed built image(s)");
       rep.images.clear();
     }
+    rep.steps_json = StepMarksJson(r);
     auto out = deps_.jobs->Finish(rep);
     if (!out.ok()) {  // not acknowledged: the stream ends and the agent resends it
       LogWarn("agents", "agent ", name_, ": recording the result of job ", r.job_id(),

@@ -62,6 +62,15 @@ void RegisterJobRoutes(http::Router& router, const ApiDeps& d) {
         if (!j.ok()) return http::StatusToResponse(j.status());
         auto o = JobWithReason(d, *j, nullptr);
         if (!o.ok()) return http::StatusToResponse(o.status());
+        // Issue 11: where each step begins in the log the job shows (folded on its page).
+        auto steps = d.jobs->StepsOf(*id);
+        if (!steps.ok()) return http::StatusToResponse(steps.status());
+        (*o)["steps"] = json::array();
+        if (!steps->empty()) {
+          auto parsed = StoredJson(*steps, absl::StrCat("job ", *id), "steps");
+          if (!parsed.ok()) return http::StatusToResponse(parsed.status());
+          (*o)["steps"] = *std::move(parsed);
+        }
         // Issue 9, build_image: what the job pushed (docs/images.md).
         if (d.images != nullptr) {
           auto images = d.images->ImagesOf(*id);

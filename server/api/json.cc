@@ -63,10 +63,6 @@ json::object JobJson(const store::JobRow& j) {
           {"finished_at", TimeJson(j.finished_at)}};
 }
 
-namespace {
-
-// `text`, a JSON column of row `what` (e.g. "pipeline 7"), parsed; kDataLoss if it does not
-// parse. Why not json::parse(text): it throws, and a throw in a handler is an opaque 500.
 absl::StatusOr<json::value> StoredJson(const std::string& text, const std::string& what,
                                        const char* column) {
   boost::system::error_code ec;
@@ -77,8 +73,6 @@ absl::StatusOr<json::value> StoredJson(const std::string& text, const std::strin
   }
   return v;
 }
-
-}  // namespace
 
 absl::StatusOr<json::object> PipelineJson(const store::PipelineRow& p) {
   json::value inputs = nullptr;

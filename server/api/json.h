@@ -17,6 +17,10 @@ namespace assay::api {
 
 // RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"); null for InfinitePast.
 boost::json::value TimeJson(absl::Time t);
+// `text`, a JSON column of row `what` (e.g. "pipeline 7"), parsed; kDataLoss if it does not
+// parse. Why not json::parse(text): it throws, and a throw in a handler is an opaque 500.
+absl::StatusOr<boost::json::value> StoredJson(const std::string& text, const std::string& what,
+                                              const char* column);
 
 boost::json::object RepoJson(const store::Repo& r);
 // A stored runs_on that is not a JSON object shows as {} plus the job's labels.

@@ -195,8 +195,13 @@ const Query kFinish{
     "WHERE id = $1 AND attempt_token = $2 AND state IN ('assigned', 'running') "
     "RETURNING id, attempt) "
     "UPDATE job_attempts a SET state = $3, exit_code = $4, message = nullif($5, ''), "
-    "started_at = coalesce(a.started_at, $6), finished_at = $7 FROM j "
+    "started_at = coalesce(a.started_at, $6), finished_at = $7, "
+    "steps = nullif($8, '')::jsonb FROM j "
     "WHERE a.job_id = j.id AND a.attempt = j.attempt RETURNING 1"};
+// Issue 11: the step marks of the attempt whose log GET /log shows (the newest with chunks).
+const Query kStepsOf{"job_steps_of",
+                     "SELECT coalesce(steps::text, '') FROM job_attempts WHERE job_id = $1 AND "
+                     "attempt = (SELECT max(attempt) FROM log_chunks WHERE job_id = $1)"};
 // Issue 10: a job whose train step's model could not be registered fails after all.
 const Query kFailAfterFinish{
     "job_fail_after_finish",
@@ -692,7 +697,7 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
     }
     auto res = Exec(tx, c, kFinish,
                     {r.job_id, r.attempt_token, r.state, Param::Opt(r.exit_code), r.message,
-                     started, finished});
+                     started, finished, r.steps_json});
     if (res.empty()) {
       out.fence = Fence::kDuplicate;  // already finished (or canceled) under this token
       return absl::OkStatus();
@@ -717,6 +722,17 @@ absl::StatusOr<FinishOutcome> JobStore::Finish(const ResultReport& r) {
       return absl::OkStatus();
     }
     out.queued = AdvancePipeline(tx, c, pipeline_id, now, /*may_block=*/!succeeded);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::string> JobStore::StepsOf(int64_t job_id) {
+  std::string out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) {
+    auto r = Exec(tx, c, kStepsOf, {job_id});
+    out = r.empty() ? "" : r[0][0].as<std::string>();
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

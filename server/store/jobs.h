@@ -143,6 +143,8 @@ struct ResultReport {
   absl::Time started_at = absl::InfinitePast(), finished_at = absl::InfinitePast();
   // Issue 9: what its build_image steps pushed, checked (job_images.h), in push order.
   std::vector<JobImage> images;
+  // Issue 11: the attempt's step marks as a JSON array, checked by the caller; "" none.
+  std::string steps_json;
 };
 
 // ResultReport.state of a job the agent stopped itself (issue 9, lifecycle).
@@ -232,6 +234,8 @@ class JobStore {
   // The bytes of the job's log: the latest attempt that has any chunk, in seq order. Holds
   // the whole log in memory: for tests and small logs; GET /log streams it with LogStore.
   absl::StatusOr<std::string> ReadLog(int64_t job_id);
+  // Issue 11: the step marks (JSON array) of the attempt whose log GET /log shows; "" none.
+  absl::StatusOr<std::string> StepsOf(int64_t job_id);
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountByState();
   // Unplanned deliveries + unfinished jobs; 0 means the server is idle.
   absl::StatusOr<int64_t> ActiveWork();

@@ -59,7 +59,7 @@ TEST_CASE(
   for (const auto& e : std::filesystem::directory_iterator(out)) {
     if (e.path().extension() == ".png" && e.file_size() > 1000) ++shots;
   }
-  CHECK(shots == 16);
+  CHECK(shots == 17);
 }
 
 }  // namespace

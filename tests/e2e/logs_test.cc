@@ -170,5 +170,39 @@ TEST_CASE(
   }));
 }
 
+// Issue 11: the agent reports where each step begins in the log (after the masker let the
+// previous step's bytes through), and GET /api/v1/jobs/ID shows the marks of the log it serves.
+TEST_CASE("a job's steps are marked at their first byte in its log", "[e2e]") {
+  Cluster c(Options());
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  MUST(c.StartAgent("a1"));
+  MUST(c.WaitForAgents(1));
+  // The first step ends without a newline: its partial line still counts before step two.
+  const int64_t id = PushFiles(c, repo, {{".assay.yml", R"yml(jobs:
+  build:
+    steps:
+      - name: fetch
+        run: printf 'one\ntwo'
+      - name: compile
+        run: echo three
+      - run: echo four
+)yml"}});
+  boost::json::object p = MUST(c.WaitForPipelineDone(id));
+  const int64_t job = JobId(p, "build");
+  CHECK(MUST(c.JobLog(job)) == "one\ntwothree\nfour\n");
+  boost::json::object j = MUST(c.ApiObject("GET", absl::StrCat("/api/v1/jobs/", job)));
+  INFO(boost::json::serialize(j));
+  const boost::json::array& steps = j.at("steps").as_array();
+  REQUIRE(steps.size() == 3);
+  std::string marks;
+  for (const auto& m : steps) {
+    absl::StrAppend(&marks, m.at("index").as_int64(), ":", std::string(m.at("name").as_string()),
+                    "@", m.at("log_offset").as_int64(), " ");
+    CHECK(m.at("started_at").is_string());
+  }
+  CHECK(marks == "0:fetch@0 1:compile@7 2:step 3@13 ");
+}
+
 }  // namespace
 }  // namespace assay::e2e

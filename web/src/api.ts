@@ -65,6 +65,7 @@ export interface Job {
   finished_at: string | null;
   waiting?: string | null;
   repo?: string;
+  steps?: { index: number; name: string; log_offset: number; started_at: string | null }[];
 }
 
 export interface Pipeline {

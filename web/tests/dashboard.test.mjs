@@ -248,6 +248,8 @@ try {
     '.assay.yml': `jobs:
   fit:
     steps:
+      - name: prepare
+        run: echo prepared
       - train:
           command: sh train.sh
           model: tiny
@@ -259,6 +261,14 @@ echo weights > "$ASSAY_MODEL_DIR/model.bin"
   }, 'train tiny', 'delivery-5');
   await page.goto(`${BASE}/ui/pipelines/5`);
   await page.locator('h1 [data-state="succeeded"]').waitFor({ timeout: WAIT });
+  // Its log, folded by step: a header per step; folding "prepare" hides its line.
+  await page.click('tr[data-job-row="fit"] a');
+  await page.locator('.log .step-head[data-step="prepare"]').waitFor({ timeout: WAIT });
+  if ((await page.locator('.log .step-head').count()) !== 2) throw new Error('the log has not 2 step headers');
+  await page.locator('.log .line:has-text("prepared")').waitFor({ timeout: WAIT });
+  await page.click('.log .step-head[data-step="prepare"] button');
+  await page.locator('.log .line:has-text("prepared")').waitFor({ state: 'detached', timeout: WAIT });
+  await shot(page, 'job-log-steps');
   await page.goto(`${BASE}/ui/models`);
   await page.locator('tr[data-model="tiny"]').waitFor({ timeout: WAIT });
   await shot(page, 'models');

@@ -31,6 +31,54 @@ function split(bytes: Uint8Array, start: number): { lines: Line[]; partial: Line
   return { lines, partial };
 }
 
+// Issue 11: where a step begins in the log (GET /api/v1/jobs/ID "steps").
+interface StepMark {
+  index: number;
+  name: string;
+  log_offset: number;
+  started_at: string | null;
+}
+
+// What the virtual list draws: a log line, or the header of a step (then its lines follow
+// unless it is folded).
+type Row = { line: Line; i: number } | { step: StepMark; lines: number };
+
+// The rows for the loaded lines: a header where each step begins (only for jobs of two or
+// more steps), and no lines of a folded step. rowOf maps a line's index to its row (-1:
+// folded away).
+export function buildRows(lines: Line[], steps: StepMark[], folded: Set<number>): { rows: Row[]; rowOf: number[] } {
+  const rows: Row[] = [];
+  const rowOf: number[] = new Array(lines.length).fill(-1);
+  if (steps.length < 2) {
+    lines.forEach((line, i) => {
+      rowOf[i] = rows.length;
+      rows.push({ line, i });
+    });
+    return { rows, rowOf };
+  }
+  const sorted = [...steps].sort((a, b) => a.log_offset - b.log_offset);
+  // One pass for the step of each line and the lines of each step, one to lay out the rows.
+  const stepOf: number[] = new Array(lines.length);
+  const counts: number[] = new Array(sorted.length).fill(0);
+  let k = -1;
+  lines.forEach((line, i) => {
+    while (k + 1 < sorted.length && sorted[k + 1].log_offset <= line.offset) k++;
+    stepOf[i] = k;
+    if (k >= 0) counts[k]++;
+  });
+  let shown = -1;
+  lines.forEach((line, i) => {
+    while (shown < stepOf[i]) {
+      shown++;
+      rows.push({ step: sorted[shown], lines: counts[shown] });
+    }
+    if (stepOf[i] >= 0 && folded.has(sorted[stepOf[i]].index)) return;
+    rowOf[i] = rows.length;
+    rows.push({ line, i });
+  });
+  return { rows, rowOf };
+}
+
 async function fetchRange(job: number, from: number, to: number): Promise<{ bytes: Uint8Array; size: number }> {
   const r = await fetch(`/api/v1/jobs/${job}/log`, {
     headers: { Range: `bytes=${from}-${to - 1}` },
@@ -63,6 +111,7 @@ export function JobLog({ id, me, hash }: { id: number; me: Me | null; hash: stri
   const [follow, setFollow] = useState(true);
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
+  const [folded, setFolded] = useState<Set<number>>(new Set());
   const box = useRef<HTMLDivElement>(null);
   const partial = useRef<Line | null>(null);
   // The first range is in: only then does the live tail start, from where that range ended
@@ -74,6 +123,8 @@ export function JobLog({ id, me, hash }: { id: number; me: Me | null; hash: stri
     const m = hash.match(/^#b(\d+)$/);
     return m ? Number(m[1]) : null;
   }, [hash]);
+
+  const { rows, rowOf } = useMemo(() => buildRows(lines, (job?.steps ?? []) as StepMark[], folded), [lines, job?.steps, folded]);
 
   const loadJob = useCallback(async () => {
     try {
@@ -205,7 +256,7 @@ export function JobLog({ id, me, hash }: { id: number; me: Me | null; hash: stri
     setHeight(el.clientHeight);
     if (target !== null) {
       const i = lines.findIndex((l, k) => l.offset <= target && (k + 1 === lines.length || lines[k + 1].offset > target));
-      if (i >= 0) el.scrollTop = Math.max(0, i * ROW - el.clientHeight / 3);
+      if (i >= 0) el.scrollTop = Math.max(0, Math.max(0, rowOf[i]) * ROW - el.clientHeight / 3);
     } else if (follow) {
       el.scrollTop = el.scrollHeight;
     }
@@ -217,7 +268,7 @@ export function JobLog({ id, me, hash }: { id: number; me: Me | null; hash: stri
     if (!el || target === null) return;
     const i = lines.findIndex((l, k) => l.offset <= target && (k + 1 === lines.length || lines[k + 1].offset > target));
     if (i >= 0) {
-      el.scrollTop = Math.max(0, i * ROW - el.clientHeight / 3);
+      el.scrollTop = Math.max(0, Math.max(0, rowOf[i]) * ROW - el.clientHeight / 3);
       setFollow(false);
     }
   }, [target]);
@@ -232,13 +283,13 @@ export function JobLog({ id, me, hash }: { id: number; me: Me | null; hash: stri
     if (!matches.length || !box.current) return;
     const i = matches[((k % matches.length) + matches.length) % matches.length];
     setHit(k);
-    box.current.scrollTop = Math.max(0, i * ROW - box.current.clientHeight / 2);
+    box.current.scrollTop = Math.max(0, Math.max(0, rowOf[i]) * ROW - box.current.clientHeight / 2);
     setFollow(false);
   };
 
   const first = Math.max(0, Math.floor(top / ROW) - 20);
-  const last = Math.min(lines.length, Math.ceil((top + height) / ROW) + 20);
-  const visible = lines.slice(first, last);
+  const last = Math.min(rows.length, Math.ceil((top + height) / ROW) + 20);
+  const visible = rows.slice(first, last);
   const writable = job && canWrite(me) && ['queued', 'pending', 'assigned', 'running'].includes(job.state);
 
   return (
@@ -280,10 +331,26 @@ export function JobLog({ id, me, hash }: { id: number; me: Me | null; hash: stri
         <label><input type="checkbox" checked={follow} onChange={(e) => setFollow((e.target as HTMLInputElement).checked)} /> follow</label>
       </div>
       <div class="log" ref={box} onScroll={onScroll} data-lines={lines.length}>
-        <div style={{ height: `${lines.length * ROW}px`, position: 'relative' }}>
+        <div style={{ height: `${rows.length * ROW}px`, position: 'relative' }}>
           <div style={{ transform: `translateY(${first * ROW}px)` }}>
-            {visible.map((l, k) => {
-              const i = first + k;
+            {visible.map((row) => {
+              if ('step' in row) {
+                const s = row.step;
+                const open = !folded.has(s.index);
+                return (
+                  <div class="step-head" data-step={s.name} key={`step-${s.index}`}>
+                    <button class="link" data-action="fold-step" onClick={() => {
+                      const n = new Set(folded);
+                      if (open) n.add(s.index);
+                      else n.delete(s.index);
+                      setFolded(n);
+                    }}>{open ? '▾' : '▸'} {s.name}</button>
+                    <span class="sub"> {row.lines} line{row.lines === 1 ? '' : 's'}</span>
+                  </div>
+                );
+              }
+              const l = row.line;
+              const i = row.i;
               const isHit = needle && l.text.toLowerCase().includes(needle);
               return (
                 <div class={`line${isHit ? ' hit' : ''}${target !== null && l.offset <= target && (i + 1 >= lines.length || lines[i + 1].offset > target) ? ' target' : ''}`} key={l.offset}>
