@@ -254,7 +254,22 @@ try {
           command: sh train.sh
           model: tiny
           params: {steps: 3}
+  check:
+    needs: [fit]
+    steps:
+      - eval:
+          name: says-yes
+          dataset: evals/yes.jsonl
+          model: python3 echo_model.py
+          metrics: [exact_match]
+          gate:
+            exact_match: { min: 0.5 }
 `,
+    'echo_model.py': `import json, sys
+for line in sys.stdin:
+    print(json.dumps({"id": json.loads(line)["id"], "output": "yes"}), flush=True)
+`,
+    'evals/yes.jsonl': '{"id": "a", "input": "say yes", "expected": "yes"}\n{"id": "b", "input": "yes?", "expected": "yes"}\n',
     'train.sh': `for i in 1 2 3; do echo "{\\"step\\": $i, \\"loss\\": 1.$((4 - i))}" >> "$ASSAY_METRICS_FILE"; done
 echo weights > "$ASSAY_MODEL_DIR/model.bin"
 `,
@@ -275,6 +290,8 @@ echo weights > "$ASSAY_MODEL_DIR/model.bin"
   await page.click('tr[data-model="tiny"] a');
   await page.click('tr[data-version="1"] button');
   await page.locator('.chart canvas').first().waitFor({ timeout: WAIT });
+  // Its eval scores: the run of the pipeline that registered it.
+  await page.locator('[data-version-evals="1"] tr[data-eval-run]:has-text("says-yes"):has-text("passed")').waitFor({ timeout: WAIT });
   await shot(page, 'model-detail');
 
   // Re-run pipeline 1: a new pipeline (6) of the same commit, which says what it re-ran.

@@ -17,6 +17,8 @@ interface Version {
   parent_version: number | null;
   aliases: string[];
   created_at: string;
+  // GET .../versions/N only: the eval runs of the pipeline that registered it.
+  evals?: { id: number; name: string; job_id: number; passed: boolean | null; metrics?: { name: string; value: number }[] }[];
 }
 interface AliasEvent { from_version: number | null; to_version: number | null; principal: string; actor: string | null; reason: string; at: string }
 interface Train { name: string; series: Record<string, [number, number, number][]> }
@@ -98,6 +100,13 @@ export function ModelDetail({ name }: { name: string }) {
   }, [name]);
   const metricNames = [...new Set(versions.flatMap((v) => Object.keys(v.metrics ?? {})))].slice(0, 6);
   const shown = versions.find((v) => v.version === open);
+  // Eval scores of the opened version (only its own GET carries them).
+  const [scores, setScores] = useState<Version | null>(null);
+  useEffect(() => {
+    setScores(null);
+    if (open === null) return;
+    api<Version>('GET', `/api/v1/models/${encodeURIComponent(name)}/versions/${open}`).then(setScores, setError);
+  }, [name, open]);
   return (
     <Page title={name}>
       <ErrorBox error={error} />
@@ -131,6 +140,22 @@ export function ModelDetail({ name }: { name: string }) {
             <dt>files</dt><dd>{shown.files} ({(shown.bytes / 1048576).toFixed(1)} MiB)</dd>
             <dt>params</dt><dd><code>{JSON.stringify(shown.params)}</code></dd>
           </dl>
+          {scores && (scores.evals ?? []).length > 0 && (
+            <table class="list evals" data-version-evals={shown.version}>
+              <thead><tr><th>eval</th><th>gate</th><th>scores</th></tr></thead>
+              <tbody>
+                {(scores.evals ?? []).map((e) => (
+                  <tr data-eval-run={e.id}>
+                    <td><a href={`/ui/evals/${e.id}`}>{e.name}</a></td>
+                    <td>{e.passed === null ? 'no gate' : e.passed ? 'passed' : 'failed'}</td>
+                    <td>{(Array.isArray(e.metrics) ? e.metrics : []).slice(0, 6).map((m) => (
+                      <span class="metric">{m.name} {typeof m.value === 'number' ? m.value.toFixed(3) : ''} </span>
+                    ))}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
           {shown.source.job_id && <LossCurves job={shown.source.job_id} />}
         </section>
       )}
