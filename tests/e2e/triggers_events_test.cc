@@ -394,7 +394,8 @@ TEST_CASE(
         ".assay.yml at commit " + plain.substr(0, 12) + " has no on.manual trigger");
   const std::vector<std::pair<std::string, std::string>> bad_patch = {
       {R"({"default": "x"})",
-       "unknown field 'default' (allowed: default_branch, cancel_superseded)"},
+       "unknown field 'default' (allowed: default_branch, cancel_superseded, "
+       "webhook_secret)"},
       {R"({"default_branch": 3})", "field 'default_branch' must be a string"},
       {R"({"default_branch": "a b"})",
        "field 'default_branch' must be a valid branch name, got 'a b'"},
