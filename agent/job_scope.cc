@@ -254,6 +254,31 @@ int JobScope::KillRemaining(absl::Duration bound) {
   return uses_cgroup() ? KillCgroup(deadline) : KillTracked(deadline);
 }
 
+bool JobScope::WaitForExit(absl::Duration bound) {
+  const absl::Time deadline = absl::Now() + bound;
+  const std::string entry = absl::StrCat(kMarkerName, "=", id_);
+  for (;;) {
+    std::vector<pid_t> pids;
+    if (uses_cgroup()) {
+      pids = CgroupPids(cgroup_dir_);
+    } else {
+      std::set<pid_t> marked = MarkedProcesses(entry);
+      pids.assign(marked.begin(), marked.end());
+    }
+    size_t alive = 0;
+    for (pid_t pid : pids) {
+      int status = 0;
+      // Every step has ended, so no step runner waits for these: an orphan that exited is
+      // reaped here (a zombie still counts as a member of a cgroup).
+      if (waitpid(pid, &status, WNOHANG) == pid) continue;
+      ++alive;
+    }
+    if (alive == 0) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 int JobScope::KillCgroup(absl::Time deadline) {
   Victims victims;
   const std::string kill_file = cgroup_dir_ + "/cgroup.kill";

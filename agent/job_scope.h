@@ -52,6 +52,11 @@ class JobScope {
   // processes it found alive. Call when the job's steps have all ended. Thread-safe with
   // respect to other JobScopes.
   int KillRemaining(absl::Duration bound = absl::Seconds(5));
+  // Waits at most `bound` for every process of the job to exit by itself, reaping those that
+  // are children of this process (re-parented orphans). True when none is left. For what a
+  // container runtime leaves behind for a moment (podman's cleanup of a --rm container), which
+  // is not the job's to be killed.
+  bool WaitForExit(absl::Duration bound);
 
  private:
   JobScope() = default;

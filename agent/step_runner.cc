@@ -541,7 +541,13 @@ JobRunResult RunJob(const JobRunRequest& req, CancelFlag& cancel, const OutputFn
   EnsureSubreaper();
   std::unique_ptr<JobScope> scope = JobScope::Create(req.allow_cgroup);
   JobRunResult result = RunSteps(req, *scope, cancel, on_output, pgids);
-  if (req.executor != nullptr) req.executor->Cleanup(req, on_output);
+  if (req.executor != nullptr) {
+    req.executor->Cleanup(req, on_output);
+    // Removing a --rm container leaves podman's own cleanup processes (conmon, `podman
+    // container cleanup`) in the job's scope for a moment, longer on a loaded machine: they
+    // are let finish rather than killed and reported as the job's leftovers.
+    if (req.executor->kind() == "container") scope->WaitForExit(absl::Seconds(10));
+  }
   if (int killed = scope->KillRemaining(); killed > 0) {
     on_output(absl::StrCat("assay: killed ", killed, killed == 1 ? " process" : " processes",
                            " left running by the job\n"));

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -71,6 +72,29 @@ TEST_CASE("JobScope::CleanStale kills and removes the job cgroups of a dead agen
   CHECK_FALSE(std::filesystem::exists(stale));
   CHECK(std::filesystem::exists(mine));
   rmdir(mine.c_str());
+}
+
+// Issue 11: what a container runtime leaves in a job's scope for a moment is let finish; what
+// does not finish within the bound is still there for KillRemaining.
+TEST_CASE("JobScope::WaitForExit waits for the job's processes, within its bound", "[job_scope]") {
+  std::unique_ptr<JobScope> scope = JobScope::Create();
+  auto spawn = [&scope](const std::string& seconds) {
+    SpawnOptions o;
+    o.path = "/bin/sleep";
+    o.argv = {"sleep", seconds};
+    o.env = {absl::StrCat(JobScope::kMarkerName, "=", scope->id())};
+    o.cgroup_procs_fd = scope->cgroup_procs_fd();
+    return *SpawnProcess(o);
+  };
+  const pid_t brief = spawn("0.2");
+  CHECK(scope->WaitForExit(absl::Seconds(30)));
+  // It has exited: reaped by WaitForExit, or (not in a cgroup: a zombie is not found by its
+  // environment) a zombie reaped now, never still running.
+  CHECK(waitpid(brief, nullptr, WNOHANG) != 0);
+  const pid_t stays = spawn("987671");
+  CHECK_FALSE(scope->WaitForExit(absl::Milliseconds(200)));
+  CHECK(kill(stays, 0) == 0);
+  CHECK(scope->KillRemaining() == 1);
 }
 
 }  // namespace
