@@ -294,6 +294,15 @@ LoadedSpec LoadSpec(GitMirror* mirror, const std::string& sha) {
   return out;
 }
 
+// Whether `spec` plans under `ctx`: a request that would only write an error pipeline is
+// refused instead (kInvalidArgument naming the file).
+absl::Status Plannable(const PipelineSpec& spec, const ExprContext& ctx) {
+  auto plan = PlanJobs(spec, ctx);
+  if (plan.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(kPipelineFile, ": ", std::string(plan.status().message())));
+}
+
 std::string InputsJson(const std::map<std::string, std::string>& inputs) {
   boost::json::object o;
   for (const auto& [k, v] : inputs) o[k] = v;
@@ -565,11 +574,7 @@ absl::StatusOr<int64_t> Planner::PlanRerunNow(const store::PipelineRow& row,
   if (!fetched.ok()) return fetched;
   LoadedSpec file = LoadSpec(mirror, row.commit_sha);
   if (!file.spec) return absl::InvalidArgumentError(file.error);
-  auto plan = PlanJobs(*file.spec, ctx);
-  if (!plan.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kPipelineFile, ": ", std::string(plan.status().message())));
-  }
+  if (absl::Status plannable = Plannable(*file.spec, ctx); !plannable.ok()) return plannable;
   store::NewPipeline p;
   p.repo_id = repo->id;
   p.event = row.event;
@@ -612,11 +617,7 @@ absl::StatusOr<int64_t> Planner::PlanManualNow(int64_t repo_id,
   ctx.branch = branch;
   ctx.event = "manual";
   ctx.inputs = *resolved;
-  auto plan = PlanJobs(*file.spec, ctx);
-  if (!plan.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kPipelineFile, ": ", std::string(plan.status().message())));
-  }
+  if (absl::Status plannable = Plannable(*file.spec, ctx); !plannable.ok()) return plannable;
   store::NewPipeline p;
   p.repo_id = repo->id;
   p.event = "manual";

@@ -12,10 +12,7 @@
 #include <thread>
 
 #include "assay/v1/agent.grpc.pb.h"
-#include "server/agents/agent_service.h"
-#include "server/metrics/metrics.h"
-#include "server/scheduler/dispatcher.h"
-#include "tests/db/db_fixture.h"
+#include "tests/db/agent_service_rig.h"
 
 namespace assay::dbtest {
 namespace {
@@ -23,27 +20,15 @@ namespace {
 TEST_CASE("an agent's step marks and GPU load are checked before they are stored",
           "[db][dashboard]") {
   DbFixture f;
-  Metrics metrics;
-  DispatcherOptions dopts;
-  Dispatcher dispatcher(&f.jobs, &metrics, &f.clock, dopts);  // driven by hand: not started
-  const std::string kToken = "agent-token-for-tests";
-  AgentServiceDeps deps{&f.agents, &f.jobs, &dispatcher, &metrics, kToken};
-  auto service = std::make_unique<AgentServiceImpl>(deps);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  REQUIRE(server != nullptr);
-  auto stub = v1::AgentService::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  AgentServiceRig rig(f);
+  Dispatcher& dispatcher = *rig.dispatcher;
   const int64_t p =
       f.CreatePipeline({Job("too-many"), Job("backwards"), Job("long-name"), Job("good")});
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    ctx.AddMetadata("authorization", "Bearer " + kToken);
-    auto stream = stub->Connect(&ctx);
+    ctx.AddMetadata("authorization", std::string("Bearer ") + AgentServiceRig::kToken);
+    auto stream = rig.stub->Connect(&ctx);
     v1::AgentMessage hello;
     hello.mutable_hello()->set_name("hostile");
     hello.mutable_hello()->set_cpu_slots(4);
@@ -121,9 +106,6 @@ TEST_CASE("an agent's step marks and GPU load are checked before they are stored
   // The heartbeat was read before the results: its load is stored by now.
   CHECK(f.Query("SELECT gpu_usage::text FROM agents") ==
         Rows{{R"([{"index": 0, "memory_used_mb": 1000, "utilization_pct": 100}])"}});
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  server.reset();
-  service.reset();
 }
 
 }  // namespace

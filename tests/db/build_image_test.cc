@@ -22,6 +22,7 @@
 #include "server/secrets/job_secrets.h"
 #include "server/store/job_images.h"
 #include "server/store/secrets.h"
+#include "tests/db/agent_service_rig.h"
 #include "tests/db/db_fixture.h"
 #include "tests/db/fake_channel.h"
 
@@ -174,27 +175,15 @@ TEST_CASE(
 TEST_CASE("build_image: an agent's malformed image list is dropped whole, its result recorded",
           "[db][build_image]") {
   DbFixture f;
-  Metrics metrics;
-  DispatcherOptions dopts;
-  Dispatcher dispatcher(&f.jobs, &metrics, &f.clock, dopts);  // driven by hand: not started
-  const std::string kToken = "agent-token-for-tests";
-  AgentServiceDeps deps{&f.agents, &f.jobs, &dispatcher, &metrics, kToken};
-  auto service = std::make_unique<AgentServiceImpl>(deps);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  REQUIRE(server != nullptr);
-  auto stub = v1::AgentService::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  AgentServiceRig rig(f);
+  Dispatcher& dispatcher = *rig.dispatcher;
   const int64_t p =
       f.CreatePipeline({Job("too-many"), Job("bad-digest"), Job("long-reference"), Job("good")});
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    ctx.AddMetadata("authorization", "Bearer " + kToken);
-    auto stream = stub->Connect(&ctx);
+    ctx.AddMetadata("authorization", std::string("Bearer ") + AgentServiceRig::kToken);
+    auto stream = rig.stub->Connect(&ctx);
     v1::AgentMessage hello;
     hello.mutable_hello()->set_name("hostile");
     hello.mutable_hello()->set_cpu_slots(4);
@@ -250,9 +239,6 @@ TEST_CASE("build_image: an agent's malformed image list is dropped whole, its re
                                                                     {"good", "succeeded"}});
   CHECK(f.Query("SELECT job_id, reference FROM job_images") ==
         Rows{{std::to_string(f.JobId(p, "good")), "r/app:good"}});
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  server.reset();
-  service.reset();
 }
 
 TEST_CASE("build_image: pinned references", "[db][build_image]") {
