@@ -409,28 +409,36 @@ std::string ValidUtf8(absl::string_view in) {
 
 }  // namespace
 
-absl::StatusOr<GitMirror::CommitInfo> GitMirror::ReadCommit(std::string_view sha,
-                                                            size_t max_bytes) {
-  if (!IsHexSha(sha)) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", Av(sha), "\" is not a full commit sha"));
-  }
+absl::StatusOr<GitMirror::ObjectHead> GitMirror::CheckObject(const std::string& name) {
   std::vector<std::string> argv = GitArgs();
   argv.insert(argv.end(), {absl::StrCat("--git-dir=", dir_), "cat-file", "--batch-check"});
   ASSAY_ASSIGN_OR_RETURN(
       CommandResult check,
-      RunCommandInEnvironment(argv, {}, git_env_, absl::StrCat(Av(sha), "\n"), absl::Minutes(1)));
+      RunCommandInEnvironment(argv, {}, git_env_, name + "\n", absl::Minutes(1)));
   if (check.exit_code != 0) {
     return absl::UnavailableError(
         absl::StrCat("git cat-file --batch-check in ", dir_, " failed: ", TrimmedStderr(check)));
   }
   std::vector<absl::string_view> fields =
       absl::StrSplit(absl::StripAsciiWhitespace(check.out), ' ');
-  size_t size = 0;
-  if (fields.size() != 3 || fields[1] != "commit" || !absl::SimpleAtoi(fields[2], &size)) {
+  ObjectHead head;
+  if (fields.size() == 3 && absl::SimpleAtoi(fields[2], &head.size)) {
+    head.type = std::string(fields[1]);
+  }
+  return head;
+}
+
+absl::StatusOr<GitMirror::CommitInfo> GitMirror::ReadCommit(std::string_view sha,
+                                                            size_t max_bytes) {
+  if (!IsHexSha(sha)) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", Av(sha), "\" is not a full commit sha"));
+  }
+  ASSAY_ASSIGN_OR_RETURN(ObjectHead head, CheckObject(std::string(sha)));
+  if (head.type != "commit") {
     return absl::NotFoundError(absl::StrCat("commit ", Av(sha), " not found in mirror ", dir_));
   }
-  if (size > max_bytes) {
-    return absl::OutOfRangeError(absl::StrCat("commit ", Av(sha), " is ", size,
+  if (head.size > max_bytes) {
+    return absl::OutOfRangeError(absl::StrCat("commit ", Av(sha), " is ", head.size,
                                               " bytes, more than the limit of ", max_bytes));
   }
   ASSAY_ASSIGN_OR_RETURN(BatchObject object, Query(std::string(sha)));
@@ -472,23 +480,10 @@ absl::StatusOr<std::string> GitMirror::ReadFile(std::string_view sha, std::strin
     // The size first, from a one-shot `cat-file --batch-check` (the --batch child always
     // sends the whole object). Only a blob's size counts; whatever else the name is (missing,
     // a tree) is for the lookup below to say.
-    std::vector<std::string> argv = GitArgs();
-    argv.insert(argv.end(), {absl::StrCat("--git-dir=", dir_), "cat-file", "--batch-check"});
-    ASSAY_ASSIGN_OR_RETURN(
-        CommandResult check,
-        RunCommandInEnvironment(argv, {}, git_env_, absl::StrCat(Av(sha), ":", Av(path), "\n"),
-                                absl::Minutes(1)));
-    std::vector<absl::string_view> fields =
-        absl::StrSplit(absl::StripAsciiWhitespace(check.out), ' ');
-    size_t size = 0;
-    if (check.exit_code != 0) {
-      return absl::UnavailableError(
-          absl::StrCat("git cat-file --batch-check in ", dir_, " failed: ", TrimmedStderr(check)));
-    }
-    if (fields.size() == 3 && fields[1] == "blob" && absl::SimpleAtoi(fields[2], &size) &&
-        size > max_bytes) {
+    ASSAY_ASSIGN_OR_RETURN(ObjectHead head, CheckObject(absl::StrCat(Av(sha), ":", Av(path))));
+    if (head.type == "blob" && head.size > max_bytes) {
       return absl::OutOfRangeError(
-          absl::StrCat("file is ", size, " bytes, more than the limit of ", max_bytes));
+          absl::StrCat("file is ", head.size, " bytes, more than the limit of ", max_bytes));
     }
   }
   ASSAY_ASSIGN_OR_RETURN(BatchObject object, Query(absl::StrCat(Av(sha), ":", Av(path))));

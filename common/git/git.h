@@ -152,6 +152,14 @@ class GitMirror {
   std::string LfsObjectPath(std::string_view oid) const;
 
  private:
+  // What a one-shot `cat-file --batch-check` says of an object name, without reading the
+  // object (the --batch child always sends a whole object, and a hostile one may be any size).
+  struct ObjectHead {
+    std::string type;  // "blob", "tree", "commit", "tag"; "" when the name is no object
+    size_t size = 0;
+  };
+  absl::StatusOr<ObjectHead> CheckObject(const std::string& name);
+
   struct BatchObject {
     bool found = false;
     std::string type;  // "blob", "tree", "commit", "tag"
