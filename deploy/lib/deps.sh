@@ -33,6 +33,12 @@ ASSAY_PACKAGES+=" libre2-dev"
 ASSAY_TEST_PACKAGES="python3-torch"
 # Issue 11, the dashboard's browser tests: Debian's chromium, driven by playwright-core (npm).
 ASSAY_TEST_PACKAGES+=" chromium"
+# Issue 12, deployments: a real HAProxy in front of the example model servers and a real
+# Prometheus scraping them (the e2e tests); promtool, systemd-analyze, kubectl and PyYAML check
+# deploy/'s files (deploy/check.sh). kubectl only when none is installed: another package may
+# provide it.
+ASSAY_TEST_PACKAGES+=" haproxy prometheus systemd python3-yaml"
+command -v kubectl >/dev/null 2>&1 || ASSAY_TEST_PACKAGES+=" kubernetes-client"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]
   local missing=() p
