@@ -30,6 +30,7 @@
 #include "cli/api_client.h"
 #include "cli/api_commands.h"
 #include "cli/cache_commands.h"
+#include "cli/deploy_commands.h"
 #include "cli/eval_commands.h"
 #include "cli/http_download.h"
 #include "cli/lint_command.h"
@@ -111,6 +112,22 @@ Commands:
                               set or remove tags on a model or a version
   models download NAME@VERSION|NAME@ALIAS [-o DIR]
                               write a version's files into DIR (default NAME-vN)
+  deploy ENV --repo ID --model NAME@VERSION|--image NAME@sha256:HEX --server ADDRESS...
+         --strategy JSON|@FILE [--ref BRANCH] [--supersede]
+                              start a deployment (docs/deployments.md)
+  deployments list [--repo ID] [--environment ENV] [--state S]
+                              deployments, newest first
+  deployments show ID         a deployment and its history: steps, measurements, traffic
+  deployments wait ID [--timeout 10m]
+                              until promoted (exit 0) or ended otherwise or paused (exit 1)
+  deployments approve|pause|resume|abort ID [--reason TEXT]
+  deployments promote ID [--full] [--reason TEXT]
+                              skip the current step (--full: every step)
+  environments list|show ENV --repo ID
+  environments set ENV --repo ID --config JSON|@FILE
+                              target, protection (branches, approvals), analysis, watch
+  environments rollback ENV --repo ID --to DEPLOYMENT
+                              deploy an earlier promoted deployment's version again
   agents list                 list agents (ACCESS: enrolled, shared-token, disabled, revoked)
   agents token create [--name NAME] [--labels a,b] [--expires 1h]
                               make a one-time enrollment token (printed once, alone on stdout)
@@ -139,10 +156,10 @@ any local user can read it.
 Exit status: 0 success, 1 failure (lint errors, API errors), 2 usage error.
 )";
 
-constexpr std::string_view kCommands[] = {"lint",      "repo",  "pipelines", "pipeline", "logs",
-                                          "cancel",    "run",   "queue",     "agents",   "secret",
-                                          "artifacts", "cache", "models",    "evals",    "train",
-                                          "sweep",     "login", "retry",     "rerun"};
+constexpr std::string_view kCommands[] = {
+    "lint",   "repo",   "pipelines", "pipeline", "logs",        "cancel",      "run",   "queue",
+    "agents", "secret", "artifacts", "cache",    "models",      "evals",       "train", "sweep",
+    "login",  "retry",  "rerun",     "deploy",   "deployments", "environments"};
 
 // A usage error: message for stderr, exit 2.
 struct UsageError {
@@ -191,7 +208,8 @@ std::optional<UsageError> ParseCommandLine(const std::vector<std::string>& args,
       continue;
     }
     if (arg[1] != '-') return UsageError{absl::StrCat("unknown option '", arg, "'")};
-    if (arg == "--off" || arg == "--follow" || arg == "--timestamps") {  // options without value
+    if (arg == "--off" || arg == "--follow" || arg == "--timestamps" || arg == "--supersede" ||
+        arg == "--full") {  // options without value
       line.options.emplace_back(arg, "");
       continue;
     }
@@ -779,6 +797,29 @@ std::variant<int, UsageError> DispatchCommand(const CommandLine& line, const Cli
   if (command == "sweep") {
     TrainArgs sweep{{line.positional.begin() + 1, line.positional.end()}, line.options};
     std::variant<int, std::string> r = SweepCommand(sweep, api, out, err);
+    if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
+    return std::get<int>(r);
+  }
+  if (command == "deploy" || command == "deployments" || command == "environments") {
+    DeployArgs deploy{
+        command,
+        {line.positional.begin() + 1, line.positional.end()},
+        line.options,
+        [](const std::string& path) -> absl::StatusOr<std::string> {
+          std::ifstream file(path, std::ios::binary);
+          if (!file) {
+            return absl::NotFoundError(
+                absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+          }
+          std::string text((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
+          if (text.size() > (1 << 20)) {
+            return absl::InvalidArgumentError(absl::StrCat(path, " is larger than 1 MiB"));
+          }
+          return text;
+        },
+        [](absl::Duration d) { absl::SleepFor(d); }};
+    std::variant<int, std::string> r = DeployCommand(deploy, api, out, err);
     if (const std::string* usage = std::get_if<std::string>(&r)) return UsageError{*usage};
     return std::get<int>(r);
   }

@@ -24,6 +24,7 @@
 #include "server/artifacts/blob_store.h"
 #include "server/artifacts/s3_blob_store.h"
 #include "server/artifacts/sweeper.h"
+#include "server/deploy/controller.h"
 #include "server/events/event_hub.h"
 #include "server/forge/commit_status.h"
 #include "server/forge/status_reporter.h"
@@ -32,6 +33,7 @@
 #include "server/pipeline/schedule_loop.h"
 #include "server/scheduler/wakeups.h"
 #include "server/store/artifacts.h"
+#include "server/store/deployments.h"
 #include "server/store/evals.h"
 #include "server/store/logs.h"
 #include "server/store/migrations.h"
@@ -100,10 +102,12 @@ struct AssayServer::Impl {
   std::unique_ptr<artifacts::Sweeper> artifact_sweeper;
   std::unique_ptr<store::CacheStore> cache_store;  // issue 9, caches
   std::unique_ptr<artifacts::CacheService> caches;
-  std::unique_ptr<store::EvalStore> eval_store;    // issue 10, evals
-  std::unique_ptr<store::TrainStore> train_store;  // issue 10, training
-  std::unique_ptr<store::ModelStore> models;       // issue 10, the model registry
-  AddressPolicy address_policy;                    // --allow-private-hosts, for forge API requests
+  std::unique_ptr<store::EvalStore> eval_store;           // issue 10, evals
+  std::unique_ptr<store::TrainStore> train_store;         // issue 10, training
+  std::unique_ptr<store::ModelStore> models;              // issue 10, the model registry
+  std::unique_ptr<store::DeploymentStore> deployments;    // issue 12
+  std::unique_ptr<deploy::Controller> deploy_controller;  // issue 12
+  AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
   std::unique_ptr<store::LogStore> logs;
@@ -390,6 +394,18 @@ absl::Status AssayServer::Start() {
   m.api.evals = m.eval_store.get();
   m.api.train = m.train_store.get();
   m.api.models = m.models.get();
+  m.deployments = std::make_unique<store::DeploymentStore>(m.db.get());
+  m.api.deployments = m.deployments.get();
+  {
+    deploy::ControllerOptions dco;
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    dco.owner = absl::StrCat(host, ":", getpid());
+    m.deploy_controller = std::make_unique<deploy::Controller>(
+        m.deployments.get(), &m.address_policy, clock, m.metrics.get(), dco);
+    deploy::Controller* controller = m.deploy_controller.get();
+    m.api.wake_deployments = [controller] { controller->Wake(); };
+  }
   m.api.clock = clock;
   m.api.blobs = m.blobs.get();
   AgentServiceImpl* service = m.agent_service.get();
@@ -442,6 +458,7 @@ absl::Status AssayServer::Start() {
   m.schedule_loop->Start();
   m.status_reporter->Start();
   m.artifact_sweeper->Start();
+  m.deploy_controller->Start();
   auto pending = m.deliveries->ListUnplanned();
   if (!pending.ok()) return pending.status();
   for (int64_t id : *pending) m.planner->Enqueue(id);
@@ -467,6 +484,7 @@ void AssayServer::Stop() {
     m.grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (m.schedule_loop) m.schedule_loop->Stop();
   if (m.artifact_sweeper) m.artifact_sweeper->Stop();
+  if (m.deploy_controller) m.deploy_controller->Stop();
   if (m.planner) m.planner->Stop();
   if (m.listener) m.listener->Stop();
   if (m.wakeups) m.wakeups->Stop();

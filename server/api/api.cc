@@ -272,6 +272,10 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
       auto counts = d.models->VersionsPerModel();
       if (counts.ok()) d.metrics->SetModelVersions(*counts);
     }
+    if (d.deployments != nullptr) {
+      auto active = d.deployments->ActiveCounts();
+      if (active.ok()) d.metrics->SetActiveDeployments(*active);
+    }
     Response r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = d.metrics->Serialize();
@@ -337,6 +341,7 @@ void RegisterApi(http::Router& router, const ApiDeps& deps) {
   api::RegisterEvalRoutes(router, d);
   api::RegisterTrainRoutes(router, d);
   api::RegisterModelRoutes(router, d);
+  api::RegisterDeploymentRoutes(router, d);
   api::RegisterAccessRoutes(router, d);
   api::RegisterEventRoutes(router, d);
   api::RegisterWebRoutes(router, d);

@@ -21,6 +21,7 @@
 #include "server/store/artifacts.h"
 #include "server/store/caches.h"
 #include "server/store/deliveries.h"
+#include "server/store/deployments.h"
 #include "server/store/evals.h"
 #include "server/store/jobs.h"
 #include "server/store/logs.h"
@@ -95,6 +96,10 @@ struct ApiDeps {
   // The model registry (issue 10, server/api/models.cc); null: those routes answer 503. Its
   // file downloads need artifacts and blobs too.
   store::ModelStore* models = nullptr;
+  // Issue 12, deployments (server/api/deployments.cc); null: those routes answer 503. They need
+  // models too. wake_deployments: the controller looks for due work now.
+  store::DeploymentStore* deployments = nullptr;
+  std::function<void()> wake_deployments;
   // The registry's clock (created_at, audit times); null: the system clock.
   const Clock* clock = nullptr;
   // Users, sessions, API tokens and the audit log (issue 11, server/api/access_routes.cc).

@@ -53,6 +53,9 @@ void RegisterModelRoutes(http::Router& router, const ApiDeps& d);  // issue 10 (
 // Issue 11 (access_routes.cc): session (log in and out), me, users, repository maintainers,
 // API tokens, the audit log.
 void RegisterAccessRoutes(http::Router& router, const ApiDeps& d);
+// Issue 12 (deployments.cc): environments, deployments, approvals, pause/resume/promote/abort,
+// rollback.
+void RegisterDeploymentRoutes(http::Router& router, const ApiDeps& d);
 // GET /api/v1/events (events.cc): live changes as Server-Sent Events.
 void RegisterEventRoutes(http::Router& router, const ApiDeps& d);
 // The dashboard (web_routes.cc): /, /ui/..., /assets/NAME, /badge/REPO/BRANCH.svg.

@@ -71,7 +71,25 @@ Metrics::Metrics()
       model_versions_(prometheus::BuildGauge()
                           .Name("assay_model_versions")
                           .Help("Versions per registered model")
-                          .Register(*registry_)) {
+                          .Register(*registry_)),
+      deployments_(prometheus::BuildCounter()
+                       .Name("assay_deployments_total")
+                       .Help("Deployments ended, by environment and outcome (promoted, "
+                             "rolled_back, failed, aborted, superseded)")
+                       .Register(*registry_)),
+      rollbacks_(prometheus::BuildCounter()
+                     .Name("assay_deployment_rollbacks_total")
+                     .Help("Rollbacks by environment and reason (analysis, watch, manual)")
+                     .Register(*registry_)),
+      analysis_runs_(prometheus::BuildCounter()
+                         .Name("assay_deployment_analysis_runs_total")
+                         .Help("Deployment analysis runs ended, by environment and phase "
+                               "(successful, failed, inconclusive, error)")
+                         .Register(*registry_)),
+      active_deployments_(prometheus::BuildGauge()
+                              .Name("assay_deployment_active")
+                              .Help("Deployments not ended, by environment and state")
+                              .Register(*registry_)) {
   // Why every known label set now, at zero: a series that first appears at its first event
   // has no earlier sample, so rate() and increase() miss that event and alerts on them
   // cannot fire before it.
@@ -111,6 +129,35 @@ void Metrics::SetArtifactBytes(const std::vector<std::pair<std::string, int64_t>
     if (!now.contains(repo)) artifact_bytes_.Add({{"repo", repo}}).Set(0);
   }
   artifact_repos_.insert(now.begin(), now.end());
+}
+
+void Metrics::DeploymentEnded(const std::string& environment, const std::string& outcome) {
+  deployments_.Add({{"environment", environment}, {"outcome", outcome}}).Increment();
+}
+
+void Metrics::DeploymentRollback(const std::string& environment, const std::string& reason) {
+  rollbacks_.Add({{"environment", environment}, {"reason", reason}}).Increment();
+}
+
+void Metrics::AnalysisRun(const std::string& environment, const std::string& phase) {
+  analysis_runs_.Add({{"environment", environment}, {"phase", phase}}).Increment();
+}
+
+void Metrics::SetActiveDeployments(
+    const std::vector<std::pair<std::pair<std::string, std::string>, int64_t>>& counts) {
+  absl::MutexLock l(&artifact_mu_);
+  std::set<std::pair<std::string, std::string>> now;
+  for (const auto& [key, n] : counts) {
+    active_deployments_.Add({{"environment", key.first}, {"state", key.second}})
+        .Set(static_cast<double>(n));
+    now.insert(key);
+  }
+  for (const auto& key : active_seen_) {
+    if (!now.contains(key)) {
+      active_deployments_.Add({{"environment", key.first}, {"state", key.second}}).Set(0);
+    }
+  }
+  active_seen_.insert(now.begin(), now.end());
 }
 
 void Metrics::SetModelVersions(const std::vector<std::pair<std::string, int64_t>>& counts) {

@@ -38,6 +38,16 @@ class Metrics {
   // assay_model_versions{model}: versions per registered model (issue 10, taken at scrape
   // time). A model seen before and missing from `counts` (deleted) goes to 0.
   void SetModelVersions(const std::vector<std::pair<std::string, int64_t>>& counts);
+  // Issue 12, deployments: assay_deployments_total{environment,outcome} (promoted,
+  // rolled_back, failed, aborted, superseded), assay_deployment_rollbacks_total{environment,
+  // reason} (analysis, watch, manual), assay_deployment_analysis_runs_total{environment,phase}
+  // (successful, failed, inconclusive, error) and assay_deployment_active{environment,state}
+  // (taken at scrape time; pairs seen before and missing go to 0).
+  void DeploymentEnded(const std::string& environment, const std::string& outcome);
+  void DeploymentRollback(const std::string& environment, const std::string& reason);
+  void AnalysisRun(const std::string& environment, const std::string& phase);
+  void SetActiveDeployments(
+      const std::vector<std::pair<std::pair<std::string, std::string>, int64_t>>& counts);
   std::string Serialize();
 
  private:
@@ -57,6 +67,11 @@ class Metrics {
   std::set<std::string> cache_repos_ ABSL_GUARDED_BY(artifact_mu_);
   prometheus::Family<prometheus::Gauge>& model_versions_;
   std::set<std::string> models_ ABSL_GUARDED_BY(artifact_mu_);
+  prometheus::Family<prometheus::Counter>& deployments_;
+  prometheus::Family<prometheus::Counter>& rollbacks_;
+  prometheus::Family<prometheus::Counter>& analysis_runs_;
+  prometheus::Family<prometheus::Gauge>& active_deployments_;
+  std::set<std::pair<std::string, std::string>> active_seen_ ABSL_GUARDED_BY(artifact_mu_);
 };
 
 }  // namespace assay

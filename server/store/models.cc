@@ -697,33 +697,70 @@ absl::Status ValidateChange(const AliasChange& who) {
 
 }  // namespace
 
-absl::StatusOr<AliasResult> ModelStore::SetAlias(const std::string& name, const std::string& alias,
-                                                 const VersionRef& to, const AliasChange& who) {
+absl::StatusOr<AliasResult> SetAliasIn(pqxx::work& tx, Connection& c, const std::string& name,
+                                       const std::string& alias, const VersionRef& to,
+                                       const AliasChange& who) {
   if (absl::Status s = registry::ValidateAlias(alias); !s.ok()) return s;
   if (absl::Status s = ValidateChange(who); !s.ok()) return s;
+  AliasResult out{alias};
+  // Why the model's row: every change of its aliases is serialized, so each audit row's
+  // from_version is what the alias held just before.
+  auto key = FindVersion(tx, c, name, to, /*lock_model=*/true);
+  if (!key.ok()) return key.status();
+  if (key->status != "ready") {
+    return absl::FailedPreconditionError(absl::StrCat("version ", key->version, " of '", name,
+                                                      "' is ", key->status,
+                                                      "; it cannot take an alias"));
+  }
+  out.version = key->version;
+  if (auto prior = Exec(tx, c, kAliasVersion, {key->model_id, alias}); !prior.empty()) {
+    out.previous = prior[0][0].as<int>();
+  }
+  if (out.previous == out.version) return out;
+  Exec(tx, c, kUpsertAlias, {key->model_id, alias, key->version, who.now});
+  Exec(tx, c, kInsertAliasEvent,
+       {key->model_id, name, alias, Param::Opt(out.previous), key->version, who.principal,
+        who.client_addr, Param::Opt(who.actor), who.reason, who.now});
+  Exec(tx, c, kTouchModel, {key->model_id, who.now});
+  out.changed = true;
+  return out;
+}
+
+absl::StatusOr<int> DeleteAliasIn(pqxx::work& tx, Connection& c, const std::string& name,
+                                  const std::string& alias, const AliasChange& who) {
+  if (absl::Status s = registry::ValidateAlias(alias); !s.ok()) return s;
+  if (absl::Status s = ValidateChange(who); !s.ok()) return s;
+  auto id = ModelId(tx, c, name, /*lock=*/true);
+  if (!id.ok()) return id.status();
+  auto gone = Exec(tx, c, kDeleteAlias, {*id, alias});
+  if (gone.empty()) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no alias '", alias, "'"));
+  }
+  const int out = gone[0][0].as<int>();
+  Exec(tx, c, kInsertAliasEvent,
+       {*id, name, alias, out, Param::Null(), who.principal, who.client_addr, Param::Opt(who.actor),
+        who.reason, who.now});
+  Exec(tx, c, kTouchModel, {*id, who.now});
+  return out;
+}
+
+absl::StatusOr<std::optional<int>> AliasVersionIn(pqxx::work& tx, Connection& c,
+                                                  const std::string& name,
+                                                  const std::string& alias) {
+  auto id = ModelId(tx, c, name, /*lock=*/true);
+  if (!id.ok()) return id.status();
+  auto prior = Exec(tx, c, kAliasVersion, {*id, alias});
+  if (prior.empty()) return std::optional<int>();
+  return std::optional<int>(prior[0][0].as<int>());
+}
+
+absl::StatusOr<AliasResult> ModelStore::SetAlias(const std::string& name, const std::string& alias,
+                                                 const VersionRef& to, const AliasChange& who) {
   AliasResult out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) -> absl::Status {
-    out = AliasResult{alias};
-    // Why the model's row: every change of its aliases is serialized, so each audit row's
-    // from_version is what the alias held just before.
-    auto key = FindVersion(tx, c, name, to, /*lock_model=*/true);
-    if (!key.ok()) return key.status();
-    if (key->status != "ready") {
-      return absl::FailedPreconditionError(absl::StrCat("version ", key->version, " of '", name,
-                                                        "' is ", key->status,
-                                                        "; it cannot take an alias"));
-    }
-    out.version = key->version;
-    if (auto prior = Exec(tx, c, kAliasVersion, {key->model_id, alias}); !prior.empty()) {
-      out.previous = prior[0][0].as<int>();
-    }
-    if (out.previous == out.version) return absl::OkStatus();
-    Exec(tx, c, kUpsertAlias, {key->model_id, alias, key->version, who.now});
-    Exec(tx, c, kInsertAliasEvent,
-         {key->model_id, name, alias, Param::Opt(out.previous), key->version, who.principal,
-          who.client_addr, Param::Opt(who.actor), who.reason, who.now});
-    Exec(tx, c, kTouchModel, {key->model_id, who.now});
-    out.changed = true;
+    auto r = SetAliasIn(tx, c, name, alias, to, who);
+    if (!r.ok()) return r.status();
+    out = *std::move(r);
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
@@ -732,21 +769,11 @@ absl::StatusOr<AliasResult> ModelStore::SetAlias(const std::string& name, const 
 
 absl::StatusOr<int> ModelStore::DeleteAlias(const std::string& name, const std::string& alias,
                                             const AliasChange& who) {
-  if (absl::Status s = registry::ValidateAlias(alias); !s.ok()) return s;
-  if (absl::Status s = ValidateChange(who); !s.ok()) return s;
   int out = 0;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) -> absl::Status {
-    auto id = ModelId(tx, c, name, /*lock=*/true);
-    if (!id.ok()) return id.status();
-    auto gone = Exec(tx, c, kDeleteAlias, {*id, alias});
-    if (gone.empty()) {
-      return absl::NotFoundError(absl::StrCat("model '", name, "' has no alias '", alias, "'"));
-    }
-    out = gone[0][0].as<int>();
-    Exec(tx, c, kInsertAliasEvent,
-         {*id, name, alias, out, Param::Null(), who.principal, who.client_addr,
-          Param::Opt(who.actor), who.reason, who.now});
-    Exec(tx, c, kTouchModel, {*id, who.now});
+    auto r = DeleteAliasIn(tx, c, name, alias, who);
+    if (!r.ok()) return r.status();
+    out = *r;
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

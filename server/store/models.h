@@ -120,6 +120,18 @@ struct VersionFilter {
 absl::StatusOr<ModelVersion> RegisterVersion(pqxx::work& tx, Connection& c,
                                              const RegisterVersionRequest& req);
 
+// SetAlias and DeleteAlias inside `tx` (issue 12: a deployment moves an alias in the same
+// transaction as the traffic change it records). AliasVersionIn: the version `alias` points at
+// (nullopt: not set), the model's row locked; kNotFound when the model is missing.
+absl::StatusOr<AliasResult> SetAliasIn(pqxx::work& tx, Connection& c, const std::string& name,
+                                       const std::string& alias, const registry::VersionRef& to,
+                                       const AliasChange& who);
+absl::StatusOr<int> DeleteAliasIn(pqxx::work& tx, Connection& c, const std::string& name,
+                                  const std::string& alias, const AliasChange& who);
+absl::StatusOr<std::optional<int>> AliasVersionIn(pqxx::work& tx, Connection& c,
+                                                  const std::string& name,
+                                                  const std::string& alias);
+
 class ModelStore {
  public:
   explicit ModelStore(Db* db) : db_(db) {}

@@ -82,7 +82,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"23", "0023_sweeps.sql"},
                             {"24", "0024_users.sql"},
                             {"25", "0025_events.sql"},
-                            {"26", "0026_retry.sql"}});
+                            {"26", "0026_retry.sql"},
+                            {"27", "0027_deployments.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
@@ -98,6 +99,10 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                                           {"cache_reads"},
                                           {"commit_status_commits"},
                                           {"commit_status_outbox"},
+                                          {"deployment_approvals"},
+                                          {"deployment_events"},
+                                          {"deployments"},
+                                          {"environments"},
                                           {"eval_examples"},
                                           {"eval_runs"},
                                           {"job_attempts"},

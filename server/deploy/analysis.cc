@@ -1,0 +1,228 @@
+#include "server/deploy/analysis.h"
+
+#include <cmath>
+#include <limits>
+
+#include <boost/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/net/address_policy.h"
+#include "common/net/http_client.h"
+
+namespace assay::deploy {
+namespace {
+
+namespace json = boost::json;
+
+constexpr size_t kMaxValues = 10000;
+
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+constexpr size_t kMaxBody = 16 << 20;
+
+// Prometheus writes sample values as strings: "0.02", "NaN", "+Inf", "-Inf".
+std::optional<double> SampleValue(const json::value& v) {
+  if (v.is_string()) {
+    std::string_view s = v.as_string();
+    if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
+    if (s == "+Inf" || s == "Inf") return std::numeric_limits<double>::infinity();
+    if (s == "-Inf") return -std::numeric_limits<double>::infinity();
+    double d = 0;
+    if (absl::SimpleAtod(AV(s), &d)) return d;
+    return std::nullopt;
+  }
+  if (v.is_number()) return v.to_number<double>();
+  return std::nullopt;
+}
+
+std::string Cut(std::string_view s, size_t n = 300) {
+  std::string out(s.substr(0, n));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  return out;
+}
+
+absl::StatusOr<json::value> ParseJson(std::string_view body, std::string_view what) {
+  if (body.size() > kMaxBody) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(AV(what), ": the answer is larger than ", kMaxBody, " bytes"));
+  }
+  json::parse_options opts;
+  opts.max_depth = 64;
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec, {}, opts);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(AV(what), ": the answer is not JSON (", ec.message(), "): ", Cut(body, 120)));
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string QueryEscape(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() * 3);
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> ParsePrometheusAnswer(int http_status, std::string_view body) {
+  auto v = ParseJson(body, "prometheus");
+  if (!v.ok()) {
+    if (http_status != 200) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("prometheus answered HTTP ", http_status, ": ", Cut(body, 200)));
+    }
+    return v.status();
+  }
+  const json::object* o = v->if_object();
+  if (o == nullptr) return absl::FailedPreconditionError("prometheus: the answer is not an object");
+  const json::value* status = o->if_contains("status");
+  if (status != nullptr && status->is_string() && status->as_string() == "error") {
+    std::string type, error;
+    if (const json::value* t = o->if_contains("errorType"); t && t->is_string()) {
+      type = std::string(t->as_string());
+    }
+    if (const json::value* e = o->if_contains("error"); e && e->is_string()) {
+      error = std::string(e->as_string());
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("prometheus refused the query (", type, "): ", Cut(error)));
+  }
+  if (http_status != 200) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("prometheus answered HTTP ", http_status, ": ", Cut(body, 200)));
+  }
+  const json::value* data = o->if_contains("data");
+  if (data == nullptr || !data->is_object()) {
+    return absl::FailedPreconditionError("prometheus: the answer has no 'data'");
+  }
+  const json::value* type = data->as_object().if_contains("resultType");
+  const json::value* result = data->as_object().if_contains("result");
+  if (type == nullptr || !type->is_string() || result == nullptr) {
+    return absl::FailedPreconditionError("prometheus: the answer has no resultType or result");
+  }
+  std::vector<double> out;
+  auto sample = [&](const json::value& pair) -> absl::Status {
+    if (!pair.is_array() || pair.as_array().size() != 2) {
+      return absl::FailedPreconditionError("prometheus: a sample is not [time, value]");
+    }
+    auto d = SampleValue(pair.as_array()[1]);
+    if (!d) return absl::FailedPreconditionError("prometheus: a sample value is not a number");
+    if (out.size() < kMaxValues) out.push_back(*d);
+    return absl::OkStatus();
+  };
+  if (type->as_string() == "scalar") {
+    if (absl::Status s = sample(*result); !s.ok()) return s;
+    return out;
+  }
+  if (type->as_string() != "vector") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("prometheus: the query gives a ", std::string(type->as_string()),
+                     "; an analysis needs an instant vector or a scalar"));
+  }
+  if (!result->is_array()) return absl::FailedPreconditionError("prometheus: result is not a list");
+  for (const json::value& series : result->as_array()) {
+    const json::value* value =
+        series.is_object() ? series.as_object().if_contains("value") : nullptr;
+    if (value == nullptr) return absl::FailedPreconditionError("prometheus: a series has no value");
+    if (absl::Status s = sample(*value); !s.ok()) return s;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> ParseWebAnswer(std::string_view body, std::string_view path) {
+  auto v = ParseJson(body, "web");
+  if (!v.ok()) return v.status();
+  const json::value* at = &*v;
+  if (!path.empty()) {
+    for (absl::string_view part_av : absl::StrSplit(AV(path), '.')) {
+      const std::string part(part_av);
+      size_t index = 0;
+      if (at->is_array() && absl::SimpleAtoi(part_av, &index)) {
+        if (index >= at->as_array().size()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("web: '", AV(path), "': index ", index, " is past the end"));
+        }
+        at = &at->as_array()[index];
+      } else if (at->is_object() && at->as_object().contains(part)) {
+        at = &at->as_object().at(part);
+      } else {
+        return absl::FailedPreconditionError(
+            absl::StrCat("web: the answer has nothing at '", AV(path), "' ('", part, "')"));
+      }
+    }
+  }
+  std::vector<double> out;
+  auto number = [&](const json::value& n) -> absl::Status {
+    if (n.is_null()) return absl::OkStatus();  // no data
+    auto d = SampleValue(n);
+    if (!d) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("web: the value at '", AV(path), "' is not a number"));
+    }
+    if (out.size() < kMaxValues) out.push_back(*d);
+    return absl::OkStatus();
+  };
+  if (at->is_array()) {
+    for (const json::value& n : at->as_array()) {
+      if (absl::Status s = number(n); !s.ok()) return s;
+    }
+  } else if (absl::Status s = number(*at); !s.ok()) {
+    return s;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> Fetch(const MetricSpec& metric, const Placeholders& p,
+                                          const AddressPolicy* policy, absl::Duration timeout) {
+  if (metric.provider == ProviderKind::kPrometheus) {
+    std::string base = metric.address;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    const std::string url =
+        absl::StrCat(base, "/api/v1/query?query=", QueryEscape(Substitute(metric.query, p)));
+    auto r = HttpFetch("GET", url, {{"Accept", "application/json"}}, {}, timeout, policy);
+    if (!r.ok()) {
+      return absl::Status(r.status().code(), absl::StrCat("prometheus at ", metric.address, ": ",
+                                                          r.status().message()));
+    }
+    return ParsePrometheusAnswer(r->status, r->body);
+  }
+  const std::string url = Substitute(metric.url, p);
+  auto r = HttpFetch("GET", url, {{"Accept", "application/json"}}, {}, timeout, policy);
+  if (!r.ok()) return r.status();
+  if (r->status != 200) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("GET ", url, " answered HTTP ", r->status, ": ", Cut(r->body, 200)));
+  }
+  return ParseWebAnswer(r->body, metric.json_path);
+}
+
+Measurement Measure(const MetricSpec& metric, const Placeholders& p, const AddressPolicy* policy,
+                    absl::Duration timeout) {
+  Measurement m;
+  auto values = Fetch(metric, p, policy, timeout);
+  if (!values.ok()) {
+    m.phase = Phase::kError;
+    m.message = std::string(values.status().message());
+    return m;
+  }
+  m.values = *std::move(values);
+  m.phase = Judge(metric.success, metric.failure, m.values, &m.message);
+  return m;
+}
+
+}  // namespace assay::deploy
