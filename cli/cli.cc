@@ -112,7 +112,7 @@ Commands:
                               set or remove tags on a model or a version
   models download NAME@VERSION|NAME@ALIAS [-o DIR]
                               write a version's files into DIR (default NAME-vN)
-  deploy ENV --repo ID --model NAME@VERSION|--image NAME@sha256:HEX --server ADDRESS...
+  deploy ENV --repo ID --model NAME@VERSION|--image NAME@sha256:HEX --endpoint ADDRESS...
          --strategy JSON|@FILE [--ref BRANCH] [--supersede]
                               start a deployment (docs/deployments.md)
   deployments list [--repo ID] [--environment ENV] [--state S]
@@ -120,7 +120,7 @@ Commands:
   deployments show ID         a deployment and its history: steps, measurements, traffic
   deployments wait ID [--timeout 10m]
                               until promoted (exit 0) or ended otherwise or paused (exit 1)
-  deployments approve|pause|resume|abort ID [--reason TEXT]
+  deployments approve ID  /  deployments pause|resume|abort ID [--reason TEXT]
   deployments promote ID [--full] [--reason TEXT]
                               skip the current step (--full: every step)
   environments list|show ENV --repo ID

@@ -6,7 +6,8 @@
 //          --endpoint ADDRESS... --strategy JSON|@FILE [--ref BRANCH] [--supersede]
 //   deployments list [--repo ID] [--environment ENV] [--state STATE] [--limit N]
 //   deployments show ID                    the deployment and its history
-//   deployments approve|pause|resume|abort ID [--reason TEXT]
+//   deployments approve ID
+//   deployments pause|resume|abort ID [--reason TEXT]
 //   deployments promote ID [--full] [--reason TEXT]
 //   deployments wait ID [--timeout 10m]    until it ends or is promoted: exit 0 promoted,
 //                                          1 otherwise (rolled back, failed, aborted, paused)

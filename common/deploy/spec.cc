@@ -154,9 +154,86 @@ absl::StatusOr<MetricSpec> ParseMetric(const json::value& v, const std::string& 
       }
       m.json_path = std::string(jp->as_string());
     }
+  } else if (kind == "drift" || kind == "mann_whitney") {
+    const bool drift = kind == "drift";
+    m.provider = drift ? ProviderKind::kDrift : ProviderKind::kMannWhitney;
+    if (drift) {
+      if (absl::Status s = Only(**body, ppath, {"current", "reference", "method", "bins"});
+          !s.ok()) {
+        return s;
+      }
+    } else if (absl::Status s = Only(**body, ppath, {"canary", "baseline", "direction"}); !s.ok()) {
+      return s;
+    }
+    auto source = [&](const char* key, SampleSource* out, bool allow_model) -> absl::Status {
+      const std::string spath = absl::StrCat(ppath, ".", key);
+      const json::value* v = (*body)->if_contains(key);
+      if (v == nullptr) return Bad(spath, "is required: {\"url\": ..., \"feature\": ...}");
+      if (allow_model && v->is_string() && v->as_string() == "model_version") {
+        m.reference_model_version = true;
+        return absl::OkStatus();
+      }
+      if (!v->is_object()) {
+        return Bad(spath, allow_model ? "must be {\"url\", \"feature\"} or \"model_version\""
+                                      : "must be {\"url\", \"feature\"}");
+      }
+      const json::object& o = v->as_object();
+      if (absl::Status s = Only(o, spath, {"url", "feature"}); !s.ok()) return s;
+      const json::value* u = o.if_contains("url");
+      const json::value* f = o.if_contains("feature");
+      if (u == nullptr) return Bad(spath + ".url", "is required");
+      if (f == nullptr) return Bad(spath + ".feature", "is required");
+      auto us = String(*u, spath + ".url", kMaxUrlBytes);
+      if (!us.ok()) return us.status();
+      if (absl::Status s = HttpUrl(*us, spath + ".url"); !s.ok()) return s;
+      auto fs = String(*f, spath + ".feature", 64);
+      if (!fs.ok()) return fs.status();
+      if (!ValidName(*fs)) return Bad(spath + ".feature", "must be 1 to 64 of A-Z a-z 0-9 _ . -");
+      out->url = *us;
+      out->feature = *fs;
+      return absl::OkStatus();
+    };
+    if (absl::Status s = source(drift ? "current" : "canary", &m.current, false); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = source(drift ? "reference" : "baseline", &m.reference, drift); !s.ok()) {
+      return s;
+    }
+    if (drift) {
+      if (const json::value* v = (*body)->if_contains("method")) {
+        const std::string t = v->is_string() ? std::string(v->as_string()) : "";
+        if (t == "psi") {
+          m.method = DriftMethod::kPsi;
+        } else if (t == "ks") {
+          m.method = DriftMethod::kKs;
+        } else if (t == "js") {
+          m.method = DriftMethod::kJs;
+        } else {
+          return Bad(ppath + ".method", "must be psi, ks or js");
+        }
+      }
+      if (m.method == DriftMethod::kJs && m.reference_model_version) {
+        return Bad(ppath + ".reference",
+                   "js compares categorical features, which eval examples do not have: give a "
+                   "{url, feature} reference");
+      }
+      if (const json::value* v = (*body)->if_contains("bins")) {
+        auto n = Int(*v, ppath + ".bins", 2, 100);
+        if (!n.ok()) return n.status();
+        m.bins = *n;
+      }
+    } else if (const json::value* v = (*body)->if_contains("direction")) {
+      const std::string t = v->is_string() ? std::string(v->as_string()) : "";
+      if (t != "increase" && t != "decrease") {
+        return Bad(ppath + ".direction",
+                   "must be increase (a larger canary is worse) or decrease (a smaller one is)");
+      }
+      m.increase_is_bad = t == "increase";
+    }
   } else {
     return Bad(path + ".provider",
-               absl::StrCat("unknown provider '", kind, "' (expected prometheus or web)"));
+               absl::StrCat("unknown provider '", kind,
+                            "' (expected prometheus, web, drift or mann_whitney)"));
   }
 
   if (const json::value* iv = (*o)->if_contains("interval")) {
@@ -185,7 +262,17 @@ absl::StatusOr<MetricSpec> ParseMetric(const json::value& v, const std::string& 
     (std::string_view(key) == "success_condition" ? m.success : m.failure) = *std::move(parsed);
   }
   if (!m.success && !m.failure) {
-    return Bad(path, "needs a success_condition or a failure_condition");
+    // Drift and the canary judge have the usual thresholds as their default.
+    const char* fallback = nullptr;
+    if (m.provider == ProviderKind::kDrift) {
+      fallback = m.method == DriftMethod::kPsi  ? "result < 0.2"
+                 : m.method == DriftMethod::kKs ? "result >= 0.05"
+                                                : "result < 0.1";
+    } else if (m.provider == ProviderKind::kMannWhitney) {
+      fallback = "result >= 0.05";
+    }
+    if (fallback == nullptr) return Bad(path, "needs a success_condition or a failure_condition");
+    m.success = *Condition::Parse(fallback);
   }
   struct Limit {
     const char* key;
@@ -309,7 +396,9 @@ absl::StatusOr<absl::Duration> ParseDurationField(const json::value& v, std::str
   absl::Duration d;
   if (v.is_string()) {
     std::string_view s = v.as_string();
-    if (s == "0" || s == "0s") {
+    // Any spelling of zero ("0", "0s", "0m", "0h0m"): ParseDurationSeconds refuses zero.
+    if (!s.empty() && s.find_first_not_of("0hms") == std::string_view::npos &&
+        absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) {
       d = absl::ZeroDuration();
     } else {
       auto secs = ParseDurationSeconds(s);

@@ -30,9 +30,20 @@ inline constexpr size_t kMaxUrlBytes = 2048;
 
 // Where a metric's measurements come from.
 enum class ProviderKind {
-  kPrometheus,  // an instant PromQL query: one value per series of the answer
-  kWeb,         // GET a URL answering JSON: the number (or array of numbers) at json_path
+  kPrometheus,   // an instant PromQL query: one value per series of the answer
+  kWeb,          // GET a URL answering JSON: the number (or array of numbers) at json_path
+  kDrift,        // a feature's live distribution against a reference: PSI, KS or JS
+  kMannWhitney,  // canary against baseline samples (Kayenta's judge): the one-sided p-value
 };
+
+// Where a sample of a feature comes from: a features endpoint (docs/llm-metrics.md, "Features")
+// answering {"features": {NAME: [numbers]}, "categorical": {NAME: {category: count}}}.
+struct SampleSource {
+  std::string url;      // may hold placeholders
+  std::string feature;  // [A-Za-z0-9_.-]{1,64}
+};
+
+enum class DriftMethod { kPsi, kKs, kJs };
 
 struct MetricSpec {
   std::string name;  // [A-Za-z0-9_.-]{1,64}, unique within its analysis
@@ -43,6 +54,19 @@ struct MetricSpec {
   // are replaced when measured.
   std::string address, query;
   std::string url, json_path;
+  // kDrift: `current` (the new version's live samples) against `reference`: another source, or
+  // (reference_model_version) the eval examples of the deployed model version (prompt_length:
+  // their input tokens, output_length: their output tokens). The measurement is the PSI (bins
+  // cut at the reference's quantiles), the KS two-sample p-value, or the Jensen-Shannon
+  // divergence of a categorical feature. Default condition: PSI < 0.2, p >= 0.05, JS < 0.1.
+  // kMannWhitney: `current` is the canary and `reference` the baseline; the measurement is
+  // the p-value that the canary is larger (direction "increase": latency, errors) or smaller
+  // ("decrease": a judge score) than the baseline. Default condition: result >= 0.05.
+  SampleSource current, reference;
+  bool reference_model_version = false;
+  DriftMethod method = DriftMethod::kPsi;
+  int bins = 10;
+  bool increase_is_bad = true;
   absl::Duration interval = absl::Seconds(30);
   absl::Duration initial_delay = absl::ZeroDuration();
   // Measurements to take; 0 (allowed only in a background analysis): until the deployment

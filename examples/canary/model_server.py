@@ -246,7 +246,7 @@ class Model:
             plen = int(plen) if plen.is_integer() else plen
             self.prompt_length.observe(plen)
             self.output_length.observe(ct)
-            self.samples.append((plen, ct, plan["language"]))
+            self.samples.append((plen, ct, plan["language"], round(elapsed_s * 1000.0, 3)))
 
     def count_refused(self, code):
         """Counts a completion request refused before planning (400, 411, 413)."""
@@ -260,7 +260,8 @@ class Model:
         langs = collections.Counter(s[2] for s in recent)
         return {"version": self.version, "count": len(recent), "window": kFeatureWindow,
                 "features": {"prompt_length": [s[0] for s in recent],
-                             "output_length": [s[1] for s in recent]},
+                             "output_length": [s[1] for s in recent],
+                             "latency_ms": [s[3] for s in recent]},
                 "categorical": {"language": dict(sorted(langs.items()))}}
 
     def exposition(self):

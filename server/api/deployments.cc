@@ -155,9 +155,8 @@ absl::StatusOr<json::object> ParseTarget(const json::value& v) {
   if (!deploy::ValidHaproxyName(*backend)) {
     return Bad("target.backend must be a haproxy backend name ([A-Za-z0-9_.:-]{1,64})");
   }
-  if (api->size() > 300 || api->find_first_of(" \t\r\n") != std::string::npos ||
-      api->rfind(':') == std::string::npos) {
-    return Bad("target.runtime_api must be ADDRESS:PORT, e.g. 127.0.0.1:9999");
+  if (api->size() > 300 || !deploy::ParseEndpoint(*api).ok()) {
+    return Bad("target.runtime_api must be ADDRESS:PORT with an IP address, e.g. 127.0.0.1:9999");
   }
   return json::object{{"kind", "haproxy"}, {"runtime_api", *api}, {"backend", *backend}};
 }
@@ -222,9 +221,19 @@ Response PutEnvironment(const ApiDeps& d, Request& req) {
   }
   auto alias = http::OptionalString(*body, "alias");
   if (!alias.ok()) return Error(alias.status());
-  if (*alias) {
-    if (absl::Status s = registry::ValidateAlias(**alias); !s.ok()) return Error(s);
-    e.alias = **alias;
+  if (*alias) e.alias = **alias;
+  // The alias a promotion moves (the environment's name unless given) must be one the registry
+  // takes, or a promotion would fail at its end.
+  if (absl::Status s = registry::ValidateAlias(e.alias.empty() ? e.name : e.alias); !s.ok()) {
+    return Error(absl::InvalidArgumentError(absl::StrCat(
+        e.alias.empty() ? "the environment's name is its model alias unless 'alias' is given: "
+                        : "field 'alias': ",
+        s.message())));
+  }
+  for (const std::string& g : e.branches) {
+    if (absl::Status s = ValidateGlob(g); !s.ok()) {
+      return Error(absl::InvalidArgumentError(absl::StrCat("field 'branches': ", s.message())));
+    }
   }
   auto saved = d.deployments->PutEnvironment(e);
   if (!saved.ok()) return Error(saved.status());
@@ -263,7 +272,7 @@ Response DeleteEnvironment(const ApiDeps& d, Request& req) {
 }
 
 // servers: [{"name": "v2-a", "address": "127.0.0.1:8102"}] or ["127.0.0.1:8102"] (named
-// "assay-d<deployment>-<i>" then: Assay removes those it named when they leave).
+// "assay-<creation time>-<i>" then: Assay removes those it named when they leave).
 absl::StatusOr<json::array> ParseServers(const json::value* v) {
   if (v == nullptr || !v->is_array() || v->as_array().empty()) {
     return Bad("field 'servers' must be a non-empty array of the new version's servers");
@@ -322,7 +331,8 @@ std::string NameServers(json::array servers, const std::string& prefix) {
   return json::serialize(servers);
 }
 
-Response CreateDeploymentFrom(const ApiDeps& d, Request& req, json::object& body) {
+Response CreateDeploymentFrom(const ApiDeps& d, Request& req, json::object& body,
+                              std::optional<int64_t> rollback_of = std::nullopt) {
   if (absl::Status s = http::OnlyFields(body, {"repo_id", "environment", "model", "version",
                                                "image", "servers", "ref", "strategy", "supersede"});
       !s.ok()) {
@@ -338,6 +348,7 @@ Response CreateDeploymentFrom(const ApiDeps& d, Request& req, json::object& body
   n.environment = *env;
   n.created_by = Who(req);
   n.now = Now(d);
+  n.rollback_of = rollback_of;
   auto model = http::OptionalString(body, "model");
   if (!model.ok()) return Error(model.status());
   auto image = http::OptionalString(body, "image");
@@ -459,16 +470,8 @@ Response Rollback(const ApiDeps& d, Request& req) {
     b["image"] = earlier->image;
   }
   if (const json::value* s = body->if_contains("supersede")) b["supersede"] = *s;
-  Response r = CreateDeploymentFrom(d, req, b);
-  if (r.status == 201) {
-    // Recorded as a rollback of the current one (history shows it).
-    json::value v = Parsed(r.body);
-    if (v.is_object()) {
-      v.as_object()["rollback_to"] = *to;
-      r = JsonResponse(201, v);
-    }
-  }
-  return r;
+  // rollback_of names the deployment whose version it brings back.
+  return CreateDeploymentFrom(d, req, b, *to);
 }
 
 Response GetDeployment(const ApiDeps& d, Request& req) {

@@ -9,8 +9,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/deploy/stats.h"
 #include "common/net/address_policy.h"
 #include "common/net/http_client.h"
+#include "common/net/https_client.h"
 
 namespace assay::deploy {
 namespace {
@@ -35,6 +37,14 @@ std::optional<double> SampleValue(const json::value& v) {
   }
   if (v.is_number()) return v.to_number<double>();
   return std::nullopt;
+}
+
+// GET over http or https (verified against the system's CAs), where `policy` allows.
+absl::StatusOr<HttpClientResponse> Get(const std::string& url, absl::Duration timeout,
+                                       const AddressPolicy* policy) {
+  TlsClientOptions tls;
+  tls.address_policy = policy;
+  return FetchHttpOrHttps("GET", url, {{"Accept", "application/json"}}, {}, timeout, tls);
 }
 
 std::string Cut(std::string_view s, size_t n = 300) {
@@ -187,34 +197,174 @@ absl::StatusOr<std::vector<double>> ParseWebAnswer(std::string_view body, std::s
   return out;
 }
 
+absl::StatusOr<FeatureSample> ParseFeatures(std::string_view body, const std::string& feature,
+                                            bool categorical) {
+  auto v = ParseJson(body, "features");
+  if (!v.ok()) return v.status();
+  const json::object* o = v->if_object();
+  const char* section = categorical ? "categorical" : "features";
+  const json::value* s = o != nullptr ? o->if_contains(section) : nullptr;
+  if (s == nullptr || !s->is_object()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("features: the answer has no '", section, "' object"));
+  }
+  const json::value* f = s->as_object().if_contains(feature);
+  FeatureSample out;
+  if (f == nullptr) return out;  // no data
+  if (categorical) {
+    if (!f->is_object()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("features: categorical '", feature, "' is not {category: count}"));
+    }
+    for (const auto& kv : f->as_object()) {
+      if (!kv.value().is_number() || out.counts.size() >= kMaxValues) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("features: categorical '", feature, "' has a count that is not a number"));
+      }
+      out.counts[std::string(kv.key())] = kv.value().to_number<double>();
+    }
+    return out;
+  }
+  if (!f->is_array()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("features: '", feature, "' is not a list of numbers"));
+  }
+  for (const json::value& n : f->as_array()) {
+    auto d = SampleValue(n);
+    if (!d || !std::isfinite(*d)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("features: '", feature, "' holds a value that is not a finite number"));
+    }
+    if (out.values.size() < 100000) out.values.push_back(*d);
+  }
+  return out;
+}
+
+namespace {
+
+absl::StatusOr<FeatureSample> FetchFeatures(const SampleSource& src, const Placeholders& p,
+                                            bool categorical, const AddressPolicy* policy,
+                                            absl::Duration timeout) {
+  const std::string url = Substitute(src.url, p);
+  auto r = Get(url, timeout, policy);
+  if (!r.ok()) return r.status();
+  if (r->status != 200) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("GET ", url, " answered HTTP ", r->status, ": ", Cut(r->body, 200)));
+  }
+  auto f = ParseFeatures(r->body, src.feature, categorical);
+  if (!f.ok())
+    return absl::Status(f.status().code(), absl::StrCat(url, ": ", f.status().message()));
+  return f;
+}
+
+std::string Num(double d) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4g", d);
+  return buf;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<double>> Fetch(const MetricSpec& metric, const Placeholders& p,
-                                          const AddressPolicy* policy, absl::Duration timeout) {
+                                          const AddressPolicy* policy, absl::Duration timeout,
+                                          const ReferenceFn& reference, std::string* detail) {
   if (metric.provider == ProviderKind::kPrometheus) {
     std::string base = metric.address;
     while (!base.empty() && base.back() == '/') base.pop_back();
     const std::string url =
         absl::StrCat(base, "/api/v1/query?query=", QueryEscape(Substitute(metric.query, p)));
-    auto r = HttpFetch("GET", url, {{"Accept", "application/json"}}, {}, timeout, policy);
+    auto r = Get(url, timeout, policy);
     if (!r.ok()) {
       return absl::Status(r.status().code(), absl::StrCat("prometheus at ", metric.address, ": ",
                                                           r.status().message()));
     }
     return ParsePrometheusAnswer(r->status, r->body);
   }
-  const std::string url = Substitute(metric.url, p);
-  auto r = HttpFetch("GET", url, {{"Accept", "application/json"}}, {}, timeout, policy);
-  if (!r.ok()) return r.status();
-  if (r->status != 200) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("GET ", url, " answered HTTP ", r->status, ": ", Cut(r->body, 200)));
+  if (metric.provider == ProviderKind::kWeb) {
+    const std::string url = Substitute(metric.url, p);
+    auto r = Get(url, timeout, policy);
+    if (!r.ok()) return r.status();
+    if (r->status != 200) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("GET ", url, " answered HTTP ", r->status, ": ", Cut(r->body, 200)));
+    }
+    return ParseWebAnswer(r->body, metric.json_path);
   }
-  return ParseWebAnswer(r->body, metric.json_path);
+  const bool categorical =
+      metric.provider == ProviderKind::kDrift && metric.method == DriftMethod::kJs;
+  auto current = FetchFeatures(metric.current, p, categorical, policy, timeout);
+  if (!current.ok()) return current.status();
+  FeatureSample ref;
+  if (metric.reference_model_version) {
+    if (!reference) {
+      return absl::FailedPreconditionError("no reference: the deployment is not of a model");
+    }
+    auto values = reference(metric.current.feature);
+    if (!values.ok()) return values.status();
+    ref.values = *std::move(values);
+  } else {
+    auto r = FetchFeatures(metric.reference, p, categorical, policy, timeout);
+    if (!r.ok()) return r.status();
+    ref = *std::move(r);
+  }
+  std::string said;
+  std::vector<double> out;
+  if (categorical) {
+    double n_cur = 0, n_ref = 0;
+    for (const auto& [k, n] : current->counts) n_cur += n;
+    for (const auto& [k, n] : ref.counts) n_ref += n;
+    if (n_cur < kMinDriftSample || n_ref < kMinDriftSample) {
+      said = absl::StrCat("too few values to judge (reference ", Num(n_ref), ", current ",
+                          Num(n_cur), "; at least ", kMinDriftSample, " each)");
+    } else {
+      auto js = JensenShannon(ref.counts, current->counts);
+      if (!js.ok()) return js.status();
+      out.push_back(js->divergence);
+      said = absl::StrCat("js ", Num(js->divergence), " bits over ", ref.counts.size(), " and ",
+                          current->counts.size(), " categories");
+    }
+  } else if (metric.provider == ProviderKind::kDrift) {
+    if (current->values.size() < kMinDriftSample || ref.values.size() < kMinDriftSample) {
+      said = absl::StrCat("too few values to judge (reference ", ref.values.size(), ", current ",
+                          current->values.size(), "; at least ", kMinDriftSample, " each)");
+    } else if (metric.method == DriftMethod::kPsi) {
+      auto psi = Psi(ref.values, current->values, metric.bins);
+      if (!psi.ok()) return psi.status();
+      out.push_back(psi->psi);
+      said = absl::StrCat("psi ", Num(psi->psi), " over ", psi->bins.size(), " bins; reference ",
+                          ref.values.size(), " values, current ", current->values.size());
+    } else {
+      auto ks = KolmogorovSmirnov(ref.values, current->values);
+      if (!ks.ok()) return ks.status();
+      out.push_back(ks->p_value);
+      said = absl::StrCat("ks D ", Num(ks->d), ", p ", Num(ks->p_value),
+                          ks->exact ? " (exact)" : " (asymptotic)", "; reference ",
+                          ref.values.size(), " values, current ", current->values.size());
+    }
+  } else {
+    if (current->values.size() < kMinJudgeSample || ref.values.size() < kMinJudgeSample) {
+      said = absl::StrCat("too few values to judge (baseline ", ref.values.size(), ", canary ",
+                          current->values.size(), "; at least ", kMinJudgeSample, " each)");
+    } else {
+      auto mw = MannWhitney(current->values, ref.values);
+      if (!mw.ok()) return mw.status();
+      const double pv = metric.increase_is_bad ? mw->p_greater : mw->p_less;
+      out.push_back(pv);
+      said = absl::StrCat("canary ", metric.increase_is_bad ? "larger" : "smaller", ": p ", Num(pv),
+                          ", effect (rank-biserial) ", Num(mw->rank_biserial),
+                          ", shift (Hodges-Lehmann) ", Num(mw->hodges_lehmann), "; canary ",
+                          mw->n_canary, " values, baseline ", mw->n_baseline);
+    }
+  }
+  if (detail != nullptr) *detail = said;
+  return out;
 }
 
 Measurement Measure(const MetricSpec& metric, const Placeholders& p, const AddressPolicy* policy,
-                    absl::Duration timeout) {
+                    absl::Duration timeout, const ReferenceFn& reference) {
   Measurement m;
-  auto values = Fetch(metric, p, policy, timeout);
+  auto values = Fetch(metric, p, policy, timeout, reference, &m.detail);
   if (!values.ok()) {
     m.phase = Phase::kError;
     m.message = std::string(values.status().message());
@@ -222,6 +372,7 @@ Measurement Measure(const MetricSpec& metric, const Placeholders& p, const Addre
   }
   m.values = *std::move(values);
   m.phase = Judge(metric.success, metric.failure, m.values, &m.message);
+  if (!m.detail.empty()) absl::StrAppend(&m.message, " (", m.detail, ")");
   return m;
 }
 

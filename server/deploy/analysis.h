@@ -4,6 +4,8 @@
 // the metric's conditions (common/deploy/condition.h, Argo Rollouts' rules: no data is
 // inconclusive, never a pass).
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,18 +24,41 @@ struct Measurement {
   Phase phase = Phase::kError;
   std::vector<double> values;  // what the provider gave (empty: no data, or an error)
   std::string message;         // why: the condition and value, or the provider's error
+  // Drift and the canary judge: how the value came about ("psi 0.412 over 10 bins; reference
+  // 200 values, current 500"; "canary larger: p 0.0003, effect (rank-biserial) 0.41, ...").
+  std::string detail;
 };
+
+// The reference sample of a drift metric whose reference is "model_version": the feature's
+// values in the eval examples of the deployment's model version.
+using ReferenceFn = std::function<absl::StatusOr<std::vector<double>>(const std::string& feature)>;
+
+// The minimum sample sizes below which drift and the judge give no data (inconclusive): a
+// handful of requests says nothing about a distribution.
+inline constexpr size_t kMinDriftSample = 20;
+inline constexpr size_t kMinJudgeSample = 8;
 
 // The values of `metric` now: kUnavailable / kDeadlineExceeded naming the provider's address
 // when it cannot be reached; kInvalidArgument with Prometheus's own error for a bad query;
 // kFailedPrecondition for an answer that is not what the provider should give. At most
 // 10,000 values are kept. `timeout` bounds the request.
 absl::StatusOr<std::vector<double>> Fetch(const MetricSpec& metric, const Placeholders& p,
-                                          const AddressPolicy* policy, absl::Duration timeout);
+                                          const AddressPolicy* policy, absl::Duration timeout,
+                                          const ReferenceFn& reference = nullptr,
+                                          std::string* detail = nullptr);
 
 // Fetch and judge: an error of the provider is a kError measurement with its message.
 Measurement Measure(const MetricSpec& metric, const Placeholders& p, const AddressPolicy* policy,
-                    absl::Duration timeout = absl::Seconds(10));
+                    absl::Duration timeout = absl::Seconds(10),
+                    const ReferenceFn& reference = nullptr);
+
+// A features endpoint's answer: the numeric feature's values, or (categorical) its counts.
+struct FeatureSample {
+  std::vector<double> values;
+  std::map<std::string, double> counts;
+};
+absl::StatusOr<FeatureSample> ParseFeatures(std::string_view body, const std::string& feature,
+                                            bool categorical);
 
 // The values in a Prometheus /api/v1/query answer (vector or scalar; "NaN", "+Inf" kept as
 // such). Exposed for tests.

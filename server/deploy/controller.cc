@@ -72,7 +72,8 @@ struct RunResult {
 // event, and judges the run as Argo Rollouts does.
 RunResult Analyze(const AnalysisSpec& spec, json::object& run, absl::Time now,
                   const Placeholders& p, const AddressPolicy* policy, absl::Duration timeout,
-                  const std::string& what, int step, std::vector<store::DeploymentEvent>* events) {
+                  const ReferenceFn& reference, const std::string& what, int step,
+                  std::vector<store::DeploymentEvent>* events) {
   RunResult out;
   if (!run.contains("started_us")) run["started_us"] = Us(now);
   const absl::Time started = FromUs(run["started_us"].to_number<int64_t>());
@@ -96,7 +97,7 @@ RunResult Analyze(const AnalysisSpec& spec, json::object& run, absl::Time now,
       if (!out.next_due || due < *out.next_due) out.next_due = due;
       continue;
     }
-    Measurement r = Measure(m, p, policy, timeout);
+    Measurement r = Measure(m, p, policy, timeout, reference);
     st["next_us"] = Us(now + m.interval);
     // An error is not a measurement taken: `count` needs that many answers, and errors are
     // tried again every interval until consecutive_error_limit.
@@ -126,6 +127,7 @@ RunResult Analyze(const AnalysisSpec& spec, json::object& run, absl::Time now,
     data["phase"] = PhaseLabel(r.phase);
     data["values"] = std::move(values);
     data["message"] = r.message;
+    if (!r.detail.empty()) data["detail"] = r.detail;
     store::DeploymentEvent e;
     e.at = now;
     e.step = step;
@@ -134,6 +136,9 @@ RunResult Analyze(const AnalysisSpec& spec, json::object& run, absl::Time now,
     e.data_json = json::serialize(data);
     events->push_back(std::move(e));
     const std::string where = absl::StrCat(what, ", metric '", m.name, "': ");
+    // Even a verdict leaves the next measurement due: the watch goes on measuring after an
+    // alert.
+    if (!out.next_due || now + m.interval < *out.next_due) out.next_due = now + m.interval;
     if (num("failed") > m.failure_limit) {
       out.verdict = Verdict::kFailed;
       out.message = where + r.message;
@@ -212,12 +217,17 @@ absl::StatusOr<bool> Controller::TickOnce() {
     }
     return true;
   }
-  auto written = store_->Commit(d.id, options_.owner, u, clock_->Now());
+  auto written = store_->Commit(d.id, options_.owner, d.state, u, clock_->Now());
   if (!written.ok()) {
     LogWarn("deploy", "deployment ", d.id,
             ": writing the tick failed: ", written.status().message());
     (void)store_->Release(d.id, options_.owner, clock_->Now() + options_.retry);
     return true;
+  }
+  if (!*written) {
+    LogWarn("deploy", "deployment ", d.id, ": changed while its tick ran (lease lost, or ended by ",
+            "a newer deployment); its tick is dropped");
+    (void)store_->Release(d.id, options_.owner, clock_->Now());
   }
   if (*written && metrics_ != nullptr && u.finished) {
     const char* outcome = u.state == "succeeded" ? "promoted" : u.state.c_str();
@@ -283,6 +293,19 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
   if (const json::value* pv = previous.if_contains("version"); pv && pv->is_int64()) {
     p.previous_version = std::to_string(pv->as_int64());
   }
+  // Drift's reference: the eval examples of the version being deployed.
+  ReferenceFn reference;
+  if (d.version) {
+    reference = [this, model = d.model, version = *d.version](
+                    const std::string& feature) -> absl::StatusOr<std::vector<double>> {
+      auto values = store_->EvalFeature(model, version, feature);
+      if (values.ok() && values->empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "version ", version, " of '", model, "' has no eval examples to take as reference"));
+      }
+      return values;
+    };
+  }
   const std::string step_name = absl::StrCat("step ", u->step + 1, " of ", strategy->steps.size());
 
   auto finish_runs = [&] { u->runs_json = json::serialize(runs); };
@@ -298,6 +321,8 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       // rolled back until it is.
       u->message = absl::StrCat("rolling back (", why, ") failed, trying again: ", s.message());
       event("rollback_failed", u->message);
+      // A person's abort stays asked for, so that it is tried again even while paused.
+      u->clear_request = false;
       next(now + options_.retry);
       finish_runs();
       return absl::OkStatus();
@@ -461,8 +486,8 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
     if (watching) {
       json::object& run = runs["watch"].is_object() ? runs["watch"].as_object()
                                                     : (runs["watch"] = json::object()).as_object();
-      RunResult r = Analyze(watch_spec, run, now, p, policy_, options_.provider_timeout, "watch",
-                            u->step, &u->events);
+      RunResult r = Analyze(watch_spec, run, now, p, policy_, options_.provider_timeout, reference,
+                            "watch", u->step, &u->events);
       if (r.verdict == Verdict::kFailed) {
         count_run("failed");
         return rollback("rolled_back", absl::StrCat("watch breached: ", r.message), "watch");
@@ -500,7 +525,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
     json::object& run = runs["background"].is_object()
                             ? runs["background"].as_object()
                             : (runs["background"] = json::object()).as_object();
-    RunResult r = Analyze(background, run, now, p, policy_, options_.provider_timeout,
+    RunResult r = Analyze(background, run, now, p, policy_, options_.provider_timeout, reference,
                           "background analysis", u->step, &u->events);
     if (r.verdict == Verdict::kFailed) {
       count_run("failed");
@@ -588,7 +613,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       json::object& run = runs["step"].is_object() ? runs["step"].as_object()
                                                    : (runs["step"] = json::object()).as_object();
       RunResult r = Analyze(step.analysis, run, now, p, policy_, options_.provider_timeout,
-                            absl::StrCat(name, " analysis"), u->step, &u->events);
+                            reference, absl::StrCat(name, " analysis"), u->step, &u->events);
       if (r.verdict == Verdict::kFailed) {
         count_run("failed");
         return rollback("rolled_back", r.message, "analysis");

@@ -42,6 +42,8 @@ int RemainingMs(absl::Time deadline) {
       std::clamp<int64_t>(absl::ToInt64Milliseconds(deadline - absl::Now()), 0, 3600 * 1000));
 }
 
+}  // namespace
+
 // "HOST:PORT" with HOST an IPv4 literal or a bracketed IPv6 one.
 absl::StatusOr<std::pair<boost::asio::ip::address, uint16_t>> ParseEndpoint(
     std::string_view endpoint) {
@@ -65,8 +67,6 @@ absl::StatusOr<std::pair<boost::asio::ip::address, uint16_t>> ParseEndpoint(
   if (ec) return bad();
   return std::make_pair(address, static_cast<uint16_t>(port));
 }
-
-}  // namespace
 
 bool ValidHaproxyName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
@@ -233,7 +233,14 @@ absl::Status HaproxyTarget::Ensure(const TargetServer& s,
     return absl::InvalidArgumentError(absl::StrCat("'", s.name, "' is not a haproxy server name"));
   }
   for (const HaproxyServer& p : present) {
-    if (p.name == s.name) return absl::OkStatus();
+    if (p.name != s.name) continue;
+    // A name reused for another address would keep the old one: refuse it.
+    if (p.address != s.address) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("haproxy backend '", backend_, "' has a server '", s.name, "' at ",
+                       p.address, ", not at ", s.address, "; name the new server differently"));
+    }
+    return absl::OkStatus();
   }
   if (s.address.find_first_of(" \t;#") != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("'", s.address, "' is not a server address"));

@@ -2,13 +2,15 @@
 // HAProxy as a deployment target (docs/deployments.md "HAProxy"), driven through its runtime
 // API (a `stats socket ipv4@HOST:PORT level admin` line in haproxy.cfg): one command per
 // connection, as `socat` would send it. The new version's servers are added to the backend as
-// dynamic servers (HAProxy 2.4 or later), their weights and the old servers' weights set so
-// that the new ones take the deployment's share, and the losing side drained and removed
-// (only servers Assay added are deleted; servers of haproxy.cfg are put in maintenance).
+// dynamic servers (HAProxy 2.5 or later: 2.4 needs `experimental-mode on` first), their weights and
+// the old servers' weights set so that the new ones take the deployment's share, and the losing
+// side drained and removed (only servers Assay added are deleted; servers of haproxy.cfg are put in
+// maintenance).
 //
 // Every operation is idempotent, so that a controller that died in the middle of one does it
 // again from the start: adding a server that exists is skipped, weights are set absolutely.
 
+#include <boost/asio/ip/address.hpp>
 #include <string>
 #include <vector>
 
@@ -25,14 +27,17 @@ namespace assay::deploy {
 struct HaproxyServer {
   std::string name, address;  // address: "127.0.0.1:8101"
   int op_state = 0;           // 0 stopped, 1 starting, 2 running, 3 stopping
-  int admin_state = 0;        // bit 0x01 forced maintenance, 0x20 maintenance from config...
-  int weight = 0;             // srv_uweight
-  bool maint() const { return (admin_state & 0x01) != 0 || (admin_state & 0x20) != 0; }
+  // srv_admin_state: 0x01 forced maintenance (disable server), 0x02 inherited (track), 0x04
+  // from haproxy.cfg (`disabled`), 0x08/0x10 drain, 0x20 resolution failure, 0x40 hostname.
+  int admin_state = 0;
+  int weight = 0;  // srv_uweight
+  bool maint() const { return (admin_state & 0x67) != 0; }
 };
 
 class HaproxyRuntime {
  public:
-  // `endpoint` "HOST:PORT" (an IPv4 or IPv6 literal or a name); `policy` (may be null: any)
+  // `endpoint` "ADDRESS:PORT" (an IPv4 literal, or an IPv6 one in brackets); `policy` (may be
+  // null: any)
   // says whether the server may connect there. `timeout` bounds each command (connect, send,
   // answer).
   HaproxyRuntime(std::string endpoint, const AddressPolicy* policy,
@@ -89,6 +94,10 @@ class HaproxyTarget {
   const HaproxyRuntime* runtime_;
   std::string backend_;
 };
+
+// "ADDRESS:PORT" (HaproxyRuntime's endpoint) parsed; kInvalidArgument otherwise.
+absl::StatusOr<std::pair<boost::asio::ip::address, uint16_t>> ParseEndpoint(
+    std::string_view endpoint);
 
 // A name HAProxy accepts for a server or backend: [A-Za-z0-9_.:-]{1,64}.
 bool ValidHaproxyName(std::string_view name);

@@ -115,7 +115,8 @@ const Query kCommit{
     "previous), started_at = CASE WHEN $12 THEN coalesce(started_at, $14) ELSE started_at END, "
     "finished_at = CASE WHEN $13 THEN $14 ELSE finished_at END, requested = CASE WHEN $15 THEN "
     "NULL ELSE requested END, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND "
-    "lease_owner = $2 RETURNING environment_id, model, version, alias_moved, alias_previous"};
+    "lease_owner = $2 AND state = $16 RETURNING environment_id, model, version, alias_moved, "
+    "alias_previous"};
 const Query kRelease{"deploy_release",
                      "UPDATE deployments SET lease_owner = NULL, lease_until = NULL, next_at = $3 "
                      "WHERE id = $1 AND lease_owner = $2"};
@@ -135,6 +136,13 @@ const Query kActiveCounts{
     "SELECT e.name, d.state, count(*) FROM deployments d JOIN environments e ON e.id = "
     "d.environment_id WHERE d.state IN ('pending_approval', 'progressing', 'paused', 'watching') "
     "GROUP BY 1, 2"};
+
+const Query kEvalFeature{
+    "deploy_eval_feature",
+    "SELECT CASE WHEN $3 = 'prompt_length' THEN x.input_tokens ELSE x.output_tokens END FROM "
+    "eval_examples x JOIN eval_runs r ON r.id = x.run_id JOIN model_versions v ON v.id = "
+    "r.model_version_id JOIN models m ON m.id = v.model_id WHERE m.name = $1 AND v.version = $2 "
+    "AND x.error = '' ORDER BY x.run_id DESC, x.idx LIMIT 10000"};
 
 std::optional<absl::Time> OptTime(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
@@ -508,15 +516,16 @@ absl::StatusOr<std::optional<Deployment>> DeploymentStore::Claim(const std::stri
 }
 
 absl::StatusOr<bool> DeploymentStore::Commit(int64_t id, const std::string& owner,
-                                             const TickUpdate& u, absl::Time now) {
+                                             const std::string& from_state, const TickUpdate& u,
+                                             absl::Time now) {
   bool written = false;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) -> absl::Status {
     written = false;
-    auto res =
-        Exec(tx, c, kCommit,
-             {id, owner, u.state, u.step, u.weight, Param::Opt(u.step_started_at), u.runs_json,
-              Param::Opt(u.watch_until), u.message.substr(0, 4000), Param::Opt(u.next_at),
-              Param::Opt(u.previous_json), u.started, u.finished, now, u.clear_request});
+    auto res = Exec(
+        tx, c, kCommit,
+        {id, owner, u.state, u.step, u.weight, Param::Opt(u.step_started_at), u.runs_json,
+         Param::Opt(u.watch_until), u.message.substr(0, 4000), Param::Opt(u.next_at),
+         Param::Opt(u.previous_json), u.started, u.finished, now, u.clear_request, from_state});
     if (res.empty()) return absl::OkStatus();  // the lease was lost: nothing is written
     const int64_t env_id = res[0][0].as<int64_t>();
     const std::string model = res[0][1].is_null() ? "" : res[0][1].as<std::string>();
@@ -587,6 +596,25 @@ absl::Status DeploymentStore::Release(int64_t id, const std::string& owner, absl
     Exec(tx, c, kRelease, {id, owner, next_at});
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<std::vector<double>> DeploymentStore::EvalFeature(const std::string& model,
+                                                                 int version,
+                                                                 const std::string& feature) {
+  if (feature != "prompt_length" && feature != "output_length") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "eval examples give prompt_length and output_length only, not '", feature, "'"));
+  }
+  std::vector<double> out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) -> absl::Status {
+    out.clear();
+    for (const auto& r : Exec(tx, c, kEvalFeature, {model, version, feature})) {
+      out.push_back(static_cast<double>(r[0].as<int64_t>()));
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 absl::StatusOr<std::vector<std::pair<std::pair<std::string, std::string>, int64_t>>>

@@ -157,13 +157,21 @@ class DeploymentStore {
   // has run out, for `lease`. nullopt when none.
   absl::StatusOr<std::optional<Deployment>> Claim(const std::string& owner, absl::Time now,
                                                   absl::Duration lease);
-  // Writes a tick's outcome if `owner` still holds the lease, and releases it. False when the
-  // lease was lost (nothing written).
-  absl::StatusOr<bool> Commit(int64_t id, const std::string& owner, const TickUpdate& u,
-                              absl::Time now);
+  // Writes a tick's outcome if `owner` still holds the lease and the deployment is still in
+  // `from_state` (the state the tick began from: a newer deployment may have superseded it or
+  // ended its watch meanwhile), and releases the lease. False when either changed (nothing
+  // written).
+  absl::StatusOr<bool> Commit(int64_t id, const std::string& owner, const std::string& from_state,
+                              const TickUpdate& u, absl::Time now);
   // Releases the lease without changing anything, after `retry_in` (a tick that failed on the
   // database or a target error it retries).
   absl::Status Release(int64_t id, const std::string& owner, absl::Time next_at);
+
+  // Drift's reference (issue 12): a feature's values in the eval examples of `model`'s version
+  // `version` (the newest 10,000): prompt_length is an example's input tokens, output_length
+  // its output tokens; kInvalidArgument for another feature; empty when it has none.
+  absl::StatusOr<std::vector<double>> EvalFeature(const std::string& model, int version,
+                                                  const std::string& feature);
 
   // (environment, state) → count of deployments not ended, for the active gauge.
   absl::StatusOr<std::vector<std::pair<std::pair<std::string, std::string>, int64_t>>>

@@ -111,7 +111,7 @@ std::vector<std::string> Backend(DeployWorld& w) {
     std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (f.size() < 19 || f[0] == "#") continue;
     const int admin = std::stoi(f[6]);
-    if ((admin & 0x21) != 0 || f[7] == "0") continue;
+    if ((admin & 0x67) != 0 || f[7] == "0") continue;
     out.push_back(absl::StrCat(f[3], ":", f[7]));
   }
   std::sort(out.begin(), out.end());
@@ -127,8 +127,10 @@ bool All(const std::vector<std::string>& versions, const std::string& v) {
 struct Load {
   explicit Load(const DeployWorld& w) : world(w) {
     thread = std::thread([this] {
-      while (!stop.load()) {
-        for (const std::string& v : world.Requests(1)) {
+      // Prompts of 1 to 19 words in turn: the prompt_length feature's live distribution (19,
+      // prime, so that two servers taking turns each see every length).
+      for (int i = 0; !stop.load(); ++i) {
+        for (const std::string& v : world.Requests(1, 1 + i % 19)) {
           std::lock_guard<std::mutex> l(mu);
           ++by_version[v];
         }
@@ -430,6 +432,104 @@ TEST_CASE(
   CHECK(resume.status == 409);
   CHECK(absl::StrContains(resume.body, "is aborted; it cannot be asked to resume"));
   CHECK(AliasVersion(c) == 1);
+}
+
+TEST_CASE(
+    "deployments: a drifted input distribution and a slower canary fail their analyses, a "
+    "version like its reference promotes",
+    "[e2e]") {
+  Cluster c(Options({"--allow-private-hosts", "127.0.0.1"}));
+  const int64_t repo = Setup(c, 4);
+  // Version 2 sees prompts 40 tokens longer than asked (drift); version 3 is 25 ms slower than
+  // version 1 (the baseline); version 4 is like version 1.
+  auto world =
+      MUST(DeployWorld::Start(c.dir() + "/world", {"1", "2", "3", "4"},
+                              {{}, {"--prompt-length-shift", "40"}, {"--latency-ms", "30"}, {}}));
+  DeployWorld& w = *world;
+  MUST(w.WaitForScrapes(absl::Seconds(30)));
+  MUST(c.Api("PUT", absl::StrCat("/api/v1/repos/", repo, "/environments/production"),
+             EnvironmentBody(w)));
+  // Every version's reference: an eval whose 200 examples had prompts of 1 to 19 tokens.
+  MUST(c.Query(
+      "INSERT INTO pipelines (repo_id, commit_sha, ref, event, state, created_at, finished_at) "
+      "VALUES (" +
+      std::to_string(repo) +
+      ", repeat('a', 40), 'refs/heads/main', 'push', 'succeeded', now(), now())"));
+  MUST(
+      c.Query("INSERT INTO jobs (pipeline_id, repo_id, name, state, spec, created_at) SELECT id, "
+              "repo_id, 'eval', 'succeeded', '{}', now() FROM pipelines"));
+  MUST(c.Query(
+      "INSERT INTO eval_runs (job_id, attempt, step_index, repo_id, pipeline_id, job_name, name, "
+      "ref, commit_sha, trusted, complete, passed, finished_at, model_version_id) SELECT j.id, 1, "
+      "v.version, j.repo_id, j.pipeline_id, 'eval', 'qa', 'main', repeat('a', 40), true, true, "
+      "true, now(), v.id FROM (SELECT jobs.id, pipelines.repo_id, jobs.pipeline_id FROM jobs "
+      "JOIN pipelines ON pipelines.id = jobs.pipeline_id) j, model_versions v"));
+  MUST(c.Query(
+      "INSERT INTO eval_examples (run_id, idx, example_id, input, expected, output, error, "
+      "passed, scores, latency_ms, input_tokens, output_tokens, answered, passes) SELECT r.id, "
+      "i, 'e' || i, 'q', 'a', 'a', '', true, '{}', 2, 1 + i % 19, 16, 1, 1 FROM eval_runs r, "
+      "generate_series(0, 199) i"));
+  Load load(w);
+
+  const auto analysis = [&](size_t server, const std::string& metric) {
+    return absl::StrCat(R"({"repo_id": )", repo, R"(, "environment": "production", "model":
+      "bot", "version": )",
+                        w.server(server).version, R"(, "servers": [")", w.server(server).address(),
+                        R"("], "strategy": {"canary": {"steps": [
+      {"weight": 50}, {"pause": "4s"}, {"analysis": {"metrics": [)",
+                        metric, "]}}]}}}");
+  };
+  const auto features = [&](size_t server) {
+    return absl::StrCat("http://", w.server(server).address(), "/assay/features?limit=300");
+  };
+  // Thresholds far from what chance gives a version like its reference (PSI of two samples of
+  // one distribution: about 0.08 here; a p-value below 1e-6: once in a million), and far from
+  // what the bad versions give (a PSI of several units, a p-value far below 1e-20).
+  const std::string drift = R"({"name": "prompt-drift", "provider": {"drift": {"current":
+      {"url": "URL", "feature": "prompt_length"}, "reference": "model_version"}},
+      "success_condition": "result < 0.5"})";
+  const std::string judge = absl::StrCat(R"({"name": "latency-judge", "provider": {"mann_whitney":
+      {"canary": {"url": "URL", "feature": "latency_ms"}, "baseline": {"url": ")",
+                                         features(0), R"(", "feature": "latency_ms"},
+      "direction": "increase"}}, "success_condition": "result >= 1e-6"})");
+
+  // Drift: the live prompt lengths are far from the eval's.
+  auto r = MUST(c.Api("POST", "/api/v1/deployments",
+                      analysis(1, absl::StrReplaceAll(drift, {{"URL", features(1)}}))));
+  REQUIRE(r.status == 201);
+  int64_t id = MUST(c.QueryInt("SELECT max(id) FROM deployments"));
+  WaitForState(c, w, id, "rolled_back");
+  std::string message = JsonString(Deployment(c, id), "message");
+  INFO(message);
+  CHECK(absl::StrContains(message, "metric 'prompt-drift': result "));
+  CHECK(absl::StrContains(message, "fails 'result < 0.5' (psi "));
+  CHECK(absl::StrContains(message, "; reference 200 values, current "));
+  CHECK(All(w.Requests(10), "1"));
+
+  // The judge: version 3's latencies are larger than the baseline's.
+  r = MUST(c.Api("POST", "/api/v1/deployments",
+                 analysis(2, absl::StrReplaceAll(judge, {{"URL", features(2)}}))));
+  REQUIRE(r.status == 201);
+  id = MUST(c.QueryInt("SELECT max(id) FROM deployments"));
+  WaitForState(c, w, id, "rolled_back");
+  message = JsonString(Deployment(c, id), "message");
+  INFO(message);
+  CHECK(absl::StrContains(message, "metric 'latency-judge': result "));
+  CHECK(absl::StrContains(message, "fails 'result >= 1e-6' (canary larger: p "));
+  CHECK(absl::StrContains(message, " values, baseline 300"));
+
+  // Version 4 passes both.
+  r = MUST(c.Api("POST", "/api/v1/deployments",
+                 analysis(3, absl::StrCat(absl::StrReplaceAll(drift, {{"URL", features(3)}}), ", ",
+                                          absl::StrReplaceAll(judge, {{"URL", features(3)}})))));
+  REQUIRE(r.status == 201);
+  id = MUST(c.QueryInt("SELECT max(id) FROM deployments"));
+  WaitForState(c, w, id, "succeeded");
+  CHECK(AliasVersion(c) == 4);
+  CHECK(All(w.Requests(10), "4"));
+  std::map<std::string, int> seen = load.Stop();
+  CHECK(seen.count("2") == 1);
+  CHECK(seen.count("3") == 1);
 }
 
 }  // namespace

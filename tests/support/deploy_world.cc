@@ -154,10 +154,12 @@ absl::Status DeployWorld::Control(size_t i, const std::string& json) {
   return absl::OkStatus();
 }
 
-std::vector<std::string> DeployWorld::Requests(int n) const {
+std::vector<std::string> DeployWorld::Requests(int n, int words) const {
   std::vector<std::string> out;
+  std::string prompt = "hello";
+  for (int i = 1; i < words; ++i) prompt += "%20hello";
   for (int i = 0; i < n; ++i) {
-    auto r = HttpFetch("GET", frontend_url() + "?prompt=hello", {}, {}, absl::Seconds(10));
+    auto r = HttpFetch("GET", frontend_url() + "?prompt=" + prompt, {}, {}, absl::Seconds(10));
     if (!r.ok()) {
       out.push_back(absl::StrCat("error:", r.status().message()));
     } else if (r->status != 200) {

@@ -41,9 +41,10 @@ class DeployWorld {
   absl::StatusOr<std::string> Haproxy(const std::string& command) const;
   // POST /control to model server i (e.g. {"error_rate": 0.5}).
   absl::Status Control(size_t i, const std::string& json);
-  // `n` requests through HAProxy: the versions that answered (X-Model-Version), in order; a
-  // transport error or non-200 answer is "error:<what>".
-  std::vector<std::string> Requests(int n) const;
+  // `n` requests through HAProxy, each with a prompt of `words` words: the versions that
+  // answered (X-Model-Version), in order; a transport error or non-200 answer is
+  // "error:<what>".
+  std::vector<std::string> Requests(int n, int words = 1) const;
   // Waits until Prometheus has scraped every model server at least once.
   absl::Status WaitForScrapes(absl::Duration timeout);
   std::string LogTails() const;
