@@ -570,8 +570,7 @@ TEST_CASE("deploy spec: ParseDurationField", "[deploy]") {
 
 // The header: a duration "within [min, 30 days]". With min 0, a zero written with another unit
 // is as much a zero as "0s", which is accepted.
-TEST_CASE("deploy spec: ParseDurationField takes any spelling of zero when min is 0",
-          "[deploy]") {
+TEST_CASE("deploy spec: ParseDurationField takes any spelling of zero when min is 0", "[deploy]") {
   for (const char* zero : {R"("0m")", R"("0h")", R"("0h0m0s")"}) {
     absl::StatusOr<absl::Duration> d = ParseDurationField(J(zero), "d", absl::ZeroDuration());
     INFO(zero << " -> " << d.status().ToString());
