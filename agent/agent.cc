@@ -21,6 +21,7 @@
 #include "agent/artifacts.h"
 #include "agent/cache.h"
 #include "agent/eval_report.h"
+#include "agent/deploy_step.h"
 #include "agent/eval_step.h"
 #include "agent/executor_choice.h"
 #include "agent/image_build.h"
@@ -823,6 +824,16 @@ void AttachTrainDrivers(const v1::Assignment& a, const std::string& ws,
   // Lines of the metrics file are quoted in warnings: masked like the job's output.
   auto masker = std::make_shared<const SecretMasker>(values);
   for (int i = 0; i < a.steps_size() && i < static_cast<int>(req.steps.size()); ++i) {
+    if (!a.steps(i).deploy_json().empty()) {
+      TrainStepContext ctx;
+      ctx.step_index = i;
+      ctx.log = log;
+      ctx.stub = stub;
+      ctx.bearer = bearer;
+      ctx.assignment = a;
+      req.steps[i].driver = MakeDeployDriver(std::move(ctx));
+      continue;
+    }
     if (!a.steps(i).promote_json().empty()) {
       TrainStepContext ctx;
       ctx.step_index = i;

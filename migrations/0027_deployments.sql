@@ -56,6 +56,7 @@ CREATE TABLE deployments (
   created_by        text NOT NULL,
   pipeline_id       bigint REFERENCES pipelines (id) ON DELETE SET NULL,
   job_id            bigint REFERENCES jobs (id) ON DELETE SET NULL,
+  job_attempt       integer,  -- the attempt of the `deploy:` step that made it
   -- The controller: when it acts next, and which server holds the deployment until when
   -- (every write of a tick is fenced on lease_owner).
   next_at           timestamptz,
@@ -79,7 +80,8 @@ CREATE UNIQUE INDEX deployments_one_active ON deployments (environment_id)
 CREATE INDEX deployments_due ON deployments (next_at)
   WHERE state IN ('progressing', 'watching') OR requested IS NOT NULL;
 CREATE INDEX deployments_environment ON deployments (environment_id, id DESC);
-CREATE UNIQUE INDEX deployments_job ON deployments (job_id) WHERE job_id IS NOT NULL;
+-- One deployment per attempt of a `deploy:` step: a retried RPC finds it.
+CREATE UNIQUE INDEX deployments_job ON deployments (job_id, job_attempt) WHERE job_id IS NOT NULL;
 
 CREATE TABLE deployment_approvals (
   deployment_id  bigint NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,

@@ -312,6 +312,19 @@ absl::Status AssayServer::Start() {
   ad.train = m.train_store.get();
   m.models = std::make_unique<store::ModelStore>(m.db.get());
   ad.models = m.models.get();
+  m.deployments = std::make_unique<store::DeploymentStore>(m.db.get());
+  ad.deployments = m.deployments.get();
+  {
+    // Made here, started with the other loops below; a `deploy:` step's deployment wakes it.
+    deploy::ControllerOptions dco;
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    dco.owner = absl::StrCat(host, ":", getpid());
+    m.deploy_controller = std::make_unique<deploy::Controller>(
+        m.deployments.get(), &m.address_policy, clock, m.metrics.get(), dco);
+    deploy::Controller* controller = m.deploy_controller.get();
+    ad.wake_deployments = [controller] { controller->Wake(); };
+  }
   m.artifacts->SetTrainStore(m.train_store.get());
   m.artifact_sweeper->SetTrain(m.train_store.get());
   m.agent_service = std::make_unique<AgentServiceImpl>(ad);
@@ -394,15 +407,8 @@ absl::Status AssayServer::Start() {
   m.api.evals = m.eval_store.get();
   m.api.train = m.train_store.get();
   m.api.models = m.models.get();
-  m.deployments = std::make_unique<store::DeploymentStore>(m.db.get());
   m.api.deployments = m.deployments.get();
   {
-    deploy::ControllerOptions dco;
-    char host[256] = {};
-    gethostname(host, sizeof(host) - 1);
-    dco.owner = absl::StrCat(host, ":", getpid());
-    m.deploy_controller = std::make_unique<deploy::Controller>(
-        m.deployments.get(), &m.address_policy, clock, m.metrics.get(), dco);
     deploy::Controller* controller = m.deploy_controller.get();
     m.api.wake_deployments = [controller] { controller->Wake(); };
   }

@@ -47,6 +47,7 @@ constexpr FieldRule<StepSpec> kStepRules[] = {
     {"eval", false, ParseEvalStep},
     {"train", false, ParseTrainStep},
     {"promote", false, ParsePromoteStep},
+    {"deploy", false, ParseDeployStep},
 };
 
 // ---- Jobs. ----
@@ -152,16 +153,18 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
       ParseFields<StepSpec>(lint, item, item_path, item_mark, kStepRules, step);
       const int kinds = (item["run"] ? 1 : 0) + (step.build_image.has_value() ? 1 : 0) +
                         (step.eval.has_value() ? 1 : 0) + (step.train.has_value() ? 1 : 0) +
-                        (step.promote.has_value() ? 1 : 0);
+                        (step.promote.has_value() ? 1 : 0) + (step.deploy.has_value() ? 1 : 0);
       if (kinds == 0) {
         lint.Error(item_mark, Join(item_path, "run"), "missing required key 'run'");
       } else if (kinds > 1) {
-        const char* key = step.promote.has_value() ? "promote"
+        const char* key = step.deploy.has_value()    ? "deploy"
+                          : step.promote.has_value() ? "promote"
                           : step.train.has_value() ? "train"
                           : step.eval.has_value()  ? "eval"
                                                    : "build_image";
         lint.Error(item_mark, Join(item_path, key),
-                   "a step has one of run:, build_image:, eval:, train: and promote:, not two");
+                   "a step has one of run:, build_image:, eval:, train:, promote: and deploy:, not "
+                   "two");
       }
       if (step.build_image.has_value() && !step.build_image->registry_secret.empty()) {
         const YAML::Node secret = item["build_image"]["registry_secret"];
@@ -179,7 +182,7 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
     if (step.eval.has_value() && step.eval->name.empty()) step.eval->name = step.name;
     if (step.train.has_value() && step.train->name.empty()) step.train->name = step.name;
     if (!step.build_image.has_value() && !step.eval.has_value() && !step.train.has_value() &&
-        !step.promote.has_value()) {
+        !step.promote.has_value() && !step.deploy.has_value()) {
       job.placeholders.push_back({step.run, item_path, item_mark});
     }
     job.spec.steps.push_back(std::move(step));

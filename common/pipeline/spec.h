@@ -73,6 +73,22 @@ struct BuildImageSpec {
 // name); sets *job to NAME when `job` is not null.
 bool JobImageRef(std::string_view text, std::string* job);
 
+// Issue 12: a `deploy:` step (docs/deployments.md, "From a pipeline"): the server makes a
+// deployment of the pipeline's commit and the job follows it to its end.
+struct DeployStepSpec {
+  std::string environment;
+  std::string model;  // NAME@VERSION or NAME@ALIAS; "" with image
+  std::string image;  // NAME@sha256:HEX; "" with model
+  std::vector<std::string> endpoints;
+  std::string strategy_json;  // as common/deploy/spec.h ParseStrategy takes it (checked)
+  bool supersede = false;
+
+  bool operator==(const DeployStepSpec&) const = default;
+};
+
+std::string DeployStepSpecToJson(const DeployStepSpec& spec);
+absl::StatusOr<DeployStepSpec> DeployStepSpecFromJson(std::string_view json);
+
 struct StepSpec {
   std::string name;  // "step N" (1-based) when the file gives none.
   std::string run;   // Shell command; empty only when build_image, eval or train is set.
@@ -85,6 +101,8 @@ struct StepSpec {
   std::optional<evals::TrainSpec> train;
   // Issue 10: set for a `promote:` step (docs/train.md): the server moves a model alias.
   std::optional<evals::PromoteSpec> promote;
+  // Issue 12: set for a `deploy:` step.
+  std::optional<DeployStepSpec> deploy;
 
   bool operator==(const StepSpec&) const = default;
 };

@@ -325,6 +325,8 @@ void ParseSweep(Linter& lint, const Entry& entry, const std::string& path, JobDr
 void CheckSweep(Linter& lint, const std::string& job_path, const JobDraft& job);
 // Issue 10: the `promote:` row of a step (spec_train.cc).
 void ParsePromoteStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
+// Issue 12: the `deploy:` row of a step (spec_deploy.cc).
+void ParseDeployStep(Linter& lint, const Entry& entry, const std::string& path, StepSpec& step);
 // After all of a job's keys: every registry_secret is listed in `secrets:`.
 void CheckBuildImageSecrets(Linter& lint, const JobDraft& job);
 // After CheckNeeds: `image: ${{ jobs.NAME.image }}` names a job in needs, without a matrix,

@@ -38,6 +38,7 @@
 #include "server/scheduler/dispatcher.h"
 #include "server/store/agent_credentials.h"
 #include "server/store/agents.h"
+#include "server/store/deployments.h"
 #include "server/store/evals.h"
 #include "server/store/jobs.h"
 #include "server/store/train.h"
@@ -91,6 +92,10 @@ struct AgentServiceDeps {
   store::TrainStore* train = nullptr;
   // The registry a `promote:` step moves aliases in (Promote); null: UNIMPLEMENTED.
   store::ModelStore* models = nullptr;
+  // Issue 12, `deploy:` steps (StartDeployment, FollowDeployment; deploy_rpc.cc); null:
+  // UNIMPLEMENTED. wake_deployments: the deployment controller looks for due work now.
+  store::DeploymentStore* deployments = nullptr;
+  std::function<void()> wake_deployments;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -150,6 +155,12 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   grpc::ServerUnaryReactor* Promote(grpc::CallbackServerContext* ctx,
                                     const v1::PromoteRequest* request,
                                     v1::PromoteResponse* response) override;
+  grpc::ServerUnaryReactor* StartDeployment(grpc::CallbackServerContext* ctx,
+                                            const v1::DeploymentRequest* request,
+                                            v1::DeploymentProgress* response) override;
+  grpc::ServerUnaryReactor* FollowDeployment(grpc::CallbackServerContext* ctx,
+                                             const v1::DeploymentRequest* request,
+                                             v1::DeploymentProgress* response) override;
 
   // Who a call's `authorization` metadata stands for: the agent id of a valid credential,
   // nullopt for the shared token (any agent). Blocking (database): on the pool only.

@@ -145,6 +145,8 @@ std::vector<store::NewJob> JobsFromPlan(const std::vector<PlannedJob>& plan,
       if (s.promote.has_value()) {
         step["promote"] = boost::json::parse(evals::PromoteSpecToJson(*s.promote));
       }
+      if (s.deploy.has_value())
+        step["deploy"] = boost::json::parse(DeployStepSpecToJson(*s.deploy));
       steps.push_back(std::move(step));
     }
     boost::json::object env;

@@ -206,6 +206,9 @@ absl::StatusOr<v1::Assignment> BuildAssignment(const store::ClaimedJob& job,
       if (const auto* p = s.as_object().if_contains("promote")) {
         step->set_promote_json(boost::json::serialize(*p));
       }
+      if (const auto* p = s.as_object().if_contains("deploy")) {
+        step->set_deploy_json(boost::json::serialize(*p));
+      }
     }
     if (auto* env = spec.if_contains("env")) {
       for (const auto& [k, v] : env->as_object()) {

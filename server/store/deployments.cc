@@ -54,8 +54,8 @@ const Query kRepoExists{"deploy_repo_exists", "SELECT 1 FROM repos WHERE id = $1
 const Query kDeployGet{"deploy_get", "SELECT " DEPLOY_COLUMNS DEPLOY_FROM "WHERE d.id = $1"};
 const Query kDeployGetLock{"deploy_get_lock",
                            "SELECT state, created_by FROM deployments WHERE id = $1 FOR UPDATE"};
-const Query kDeployForJob{"deploy_for_job",
-                          "SELECT " DEPLOY_COLUMNS DEPLOY_FROM "WHERE d.job_id = $1"};
+const Query kDeployForJob{"deploy_for_job", "SELECT " DEPLOY_COLUMNS DEPLOY_FROM
+                                            "WHERE d.job_id = $1 AND d.job_attempt = $2"};
 const Query kDeployList{
     "deploy_list",
     "SELECT " DEPLOY_COLUMNS DEPLOY_FROM
@@ -79,9 +79,9 @@ const Query kDeploySetSuperseded{"deploy_set_superseded",
 const Query kDeployInsert{
     "deploy_insert",
     "INSERT INTO deployments (environment_id, repo_id, state, model, version, image, servers, "
-    "ref, strategy, created_by, pipeline_id, job_id, rollback_of, next_at, created_at) VALUES "
-    "($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14, $15) "
-    "RETURNING id"};
+    "ref, strategy, created_by, pipeline_id, job_id, rollback_of, next_at, created_at, "
+    "job_attempt) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, "
+    "$14, $15, $16) RETURNING id"};
 const Query kEventInsert{
     "deploy_event_insert",
     "INSERT INTO deployment_events (deployment_id, at, step, kind, message, data) VALUES "
@@ -137,6 +137,10 @@ const Query kActiveCounts{
     "d.environment_id WHERE d.state IN ('pending_approval', 'progressing', 'paused', 'watching') "
     "GROUP BY 1, 2"};
 
+const Query kDeployStepOf{
+    "deploy_step_of",
+    "SELECT (j.spec->'steps'->($2::int))->'deploy', j.pipeline_id, p.repo_id, p.ref, p.trusted "
+    "FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id WHERE j.id = $1"};
 const Query kEvalFeature{
     "deploy_eval_feature",
     "SELECT CASE WHEN $3 = 'prompt_length' THEN x.input_tokens ELSE x.output_tokens END FROM "
@@ -344,7 +348,8 @@ absl::StatusOr<Deployment> DeploymentStore::Create(const NewDeployment& d) {
                     d.model.empty() ? Param::Null() : Param(d.model), Param::Opt(d.version),
                     d.image.empty() ? Param::Null() : Param(d.image), d.servers_json, d.ref,
                     d.strategy_json, d.created_by, Param::Opt(d.pipeline_id), Param::Opt(d.job_id),
-                    Param::Opt(d.rollback_of), waits ? Param::Null() : Param(d.now), d.now})[0][0]
+                    Param::Opt(d.rollback_of), waits ? Param::Null() : Param(d.now), d.now,
+                    d.job_id ? Param(d.job_attempt) : Param::Null()})[0][0]
                   .as<int64_t>();
     if (superseded) {
       Exec(tx, c, kDeploySetSuperseded, {*superseded, id});
@@ -376,10 +381,10 @@ absl::StatusOr<Deployment> DeploymentStore::Get(int64_t id) {
   return out;
 }
 
-absl::StatusOr<std::optional<Deployment>> DeploymentStore::ForJob(int64_t job_id) {
+absl::StatusOr<std::optional<Deployment>> DeploymentStore::ForJob(int64_t job_id, int attempt) {
   std::optional<Deployment> out;
   absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) -> absl::Status {
-    auto res = Exec(tx, c, kDeployForJob, {job_id});
+    auto res = Exec(tx, c, kDeployForJob, {job_id, attempt});
     out.reset();
     if (!res.empty()) out = DeployOf(res[0]);
     return absl::OkStatus();
@@ -596,6 +601,26 @@ absl::Status DeploymentStore::Release(int64_t id, const std::string& owner, absl
     Exec(tx, c, kRelease, {id, owner, next_at});
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<DeploymentStore::DeployStep> DeploymentStore::DeployStepOf(int64_t job_id,
+                                                                          int step_index) {
+  DeployStep out;
+  absl::Status s = InTransaction(*db_, [&](pqxx::work& tx, Connection& c) -> absl::Status {
+    auto r = Exec(tx, c, kDeployStepOf, {job_id, step_index});
+    if (r.empty() || r[0][0].is_null()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("step ", step_index, " of job ", job_id, " is not a deploy step"));
+    }
+    out.spec_json = r[0][0].as<std::string>();
+    out.pipeline_id = r[0][1].as<int64_t>();
+    out.repo_id = r[0][2].as<int64_t>();
+    out.ref = r[0][3].as<std::string>();
+    out.trusted = r[0][4].as<bool>();
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 absl::StatusOr<std::vector<double>> DeploymentStore::EvalFeature(const std::string& model,

@@ -79,6 +79,7 @@ struct NewDeployment {
   std::string strategy_json;
   std::string created_by;
   std::optional<int64_t> pipeline_id, job_id, rollback_of;
+  int job_attempt = 0;     // with job_id
   bool supersede = false;  // end a paused or waiting deployment of the environment first
   absl::Time now;
 };
@@ -141,8 +142,8 @@ class DeploymentStore {
   absl::StatusOr<std::vector<Deployment>> List(const DeploymentFilter& f);
   // Events with id > after, oldest first, at most `limit`.
   absl::StatusOr<std::vector<DeploymentEvent>> Events(int64_t id, int64_t after, int limit);
-  // The deployment made by job `job_id` (a `deploy:` step), if any.
-  absl::StatusOr<std::optional<Deployment>> ForJob(int64_t job_id);
+  // The deployment made by attempt `attempt` of job `job_id` (a `deploy:` step), if any.
+  absl::StatusOr<std::optional<Deployment>> ForJob(int64_t job_id, int attempt);
 
   // An approval by `approver` (kPermissionDenied for the creator; a second one by the same
   // approver changes nothing). Enough approvals start it.
@@ -166,6 +167,16 @@ class DeploymentStore {
   // Releases the lease without changing anything, after `retry_in` (a tick that failed on the
   // database or a target error it retries).
   absl::Status Release(int64_t id, const std::string& owner, absl::Time next_at);
+
+  // A `deploy:` step of a job: its JSON (jobs.spec), the pipeline and its ref and trust.
+  struct DeployStep {
+    std::string spec_json;
+    int64_t pipeline_id = 0, repo_id = 0;
+    std::string ref;  // refs/heads/main, refs/tags/v1, ...
+    bool trusted = false;
+  };
+  // kInvalidArgument when step `step_index` of job `job_id` is not a deploy step.
+  absl::StatusOr<DeployStep> DeployStepOf(int64_t job_id, int step_index);
 
   // Drift's reference (issue 12): a feature's values in the eval examples of `model`'s version
   // `version` (the newest 10,000): prompt_length is an example's input tokens, output_length

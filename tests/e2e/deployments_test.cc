@@ -20,13 +20,8 @@ namespace {
 namespace json = boost::json;
 using testing::DeployWorld;
 
-// The world: a server allowed to reach loopback (HAProxy's runtime API, Prometheus), repository
-// 1, and model "bot" with versions 1..n whose alias "production" points at 1.
-int64_t Setup(Cluster& c, int versions) {
-  MUST(c.StartServer());
-  auto repo = MUST(c.ApiObject("POST", "/api/v1/repos",
-                               R"({"name":"acme/llm","clone_url":"https://example.com/llm.git"})"));
-  const int64_t repo_id = repo.at("id").as_int64();
+// Model "bot" with versions 1..n (rows as the registry keeps them), alias "production" on 1.
+void AddModel(Cluster& c, int versions) {
   MUST(c.Query("INSERT INTO models (name, last_version, created_at, updated_at) VALUES ('bot', " +
                std::to_string(versions) + ", now(), now())"));
   MUST(c.Query(
@@ -37,7 +32,16 @@ int64_t Setup(Cluster& c, int versions) {
   auto alias = MUST(c.Api("PUT", "/api/v1/models/bot/aliases/production",
                           R"({"version": 1, "reason": "first release"})"));
   REQUIRE(alias.status == 200);
-  return repo_id;
+}
+
+// The world: a server allowed to reach loopback (HAProxy's runtime API, Prometheus), a
+// repository, and the model; the repository's id.
+int64_t Setup(Cluster& c, int versions) {
+  MUST(c.StartServer());
+  auto repo = MUST(c.ApiObject("POST", "/api/v1/repos",
+                               R"({"name":"acme/llm","clone_url":"https://example.com/llm.git"})"));
+  AddModel(c, versions);
+  return repo.at("id").as_int64();
 }
 
 std::string EnvironmentBody(const DeployWorld& w, const std::string& extra = "") {
@@ -530,6 +534,70 @@ TEST_CASE(
   std::map<std::string, int> seen = load.Stop();
   CHECK(seen.count("2") == 1);
   CHECK(seen.count("3") == 1);
+}
+
+TEST_CASE("deployments: a deploy step of a pipeline makes the deployment and follows it to its end",
+          "[e2e]") {
+  Cluster c(Options({"--allow-private-hosts", "127.0.0.1"}));
+  MUST(c.StartServer());
+  GitRepo repo = MakeRepo(c);
+  const int64_t repo_id = MUST(c.QueryInt("SELECT id FROM repos"));
+  AddModel(c, 2);
+  auto world = MUST(DeployWorld::Start(c.dir() + "/world", {"1", "2"}));
+  DeployWorld& w = *world;
+  MUST(
+      c.Api("PUT", absl::StrCat("/api/v1/repos/", repo_id, "/environments/production"),
+            absl::StrCat(R"({"branches": ["main"], "target": {"kind": "haproxy", "runtime_api": ")",
+                         w.haproxy_runtime(), R"(", "backend": "llm"}})")));
+  MUST(c.StartAgent("a1"));
+  MUST(c.WaitForAgents(1));
+  const auto file = [&](const std::string& model) {
+    return absl::StrCat(R"(jobs:
+  ship:
+    steps:
+      - deploy:
+          environment: production
+          model: )",
+                        model, R"(
+          endpoints: [")",
+                        w.server(1).address(), R"("]
+          strategy:
+            canary:
+              steps: [{ weight: 50 }, { pause: 2s }]
+)");
+  };
+  const int64_t id = PushFiles(c, repo, {{".assay.yml", file("bot@2")}});
+  json::object p = MUST(c.WaitForPipelineDone(id, absl::Seconds(90)));
+  INFO(json::serialize(p));
+  const int64_t job = JobId(p, "ship");
+  const std::string log = MUST(c.JobLog(job));
+  INFO(log);
+  CHECK(JsonString(Job(p, "ship"), "state") == "succeeded");
+  const int64_t d = MUST(c.QueryInt("SELECT max(id) FROM deployments"));
+  CHECK(absl::StrContains(log, absl::StrCat("assay: deploy: deployment ", d, " (progressing)\n")));
+  CHECK(absl::StrContains(
+      log, "assay: deploy: weight: step 1 of 2: 50% of traffic to the new version\n"));
+  CHECK(absl::StrContains(log,
+                          "assay: deploy: promoted: promoted: the environment serves bot "
+                          "version 2"));
+  CHECK(absl::StrContains(log, absl::StrCat("assay: deploy: deployment ", d, " promoted\n")));
+  json::object dep = Deployment(c, d);
+  CHECK(JsonString(dep, "created_by") == absl::StrCat("pipeline ", id, " job ", job));
+  CHECK(dep.at("pipeline_id").as_int64() == id);
+  CHECK(dep.at("job_id").as_int64() == job);
+  CHECK(JsonString(dep, "ref") == "main");
+  CHECK(AliasVersion(c) == 2);
+  CHECK(All(w.Requests(10), "2"));
+
+  // A version that does not exist fails the step with the registry's words; nothing moves.
+  const int64_t id2 = PushFiles(c, repo, {{".assay.yml", file("bot@9")}}, "delivery-2");
+  json::object p2 = MUST(c.WaitForPipelineDone(id2, absl::Seconds(60)));
+  const std::string log2 = MUST(c.JobLog(JobId(p2, "ship")));
+  INFO(log2);
+  CHECK(JsonString(Job(p2, "ship"), "state") == "failed");
+  CHECK(absl::StrContains(log2, "model 'bot' has no version 9"));
+  CHECK(MUST(c.QueryInt("SELECT count(*) FROM deployments")) == 1);
+  CHECK(All(w.Requests(5), "2"));
 }
 
 }  // namespace

@@ -104,9 +104,8 @@ TEST_CASE("spec build_image: bad tags, run beside build_image, missing keys") {
            "after ':' must be 1 to 128 of A-Z a-z 0-9 _ . - (not starting with . or -)",
            "5:46: jobs.a.steps[1].build_image.tags[1]: tag 'localhost/app' is listed more "
            "than once",
-           "6:9: jobs.a.steps[2].build_image: a step has one of run:, build_image:, eval:, train: "
-           "and promote:, "
-           "not two",
+           "6:9: jobs.a.steps[2].build_image: a step has one of run:, build_image:, eval:, train:, "
+           "promote: and deploy:, not two",
            "7:9: jobs.a.steps[3].run: missing required key 'run'",
            "8:30: jobs.a.steps[4].build_image.push: push must be a boolean, got a string",
            "8:41: jobs.a.steps[4].build_image.tags: tags must be a list of 1 to 16 image "

@@ -137,8 +137,8 @@ TEST_CASE("spec eval: each mistake is named with its line and key") {
               "\"(a\": missing ): (a"});
   CHECK(
       Lint("jobs:\n  qa:\n    steps:\n      - run: x\n        eval: { dataset: d, model: m }\n") ==
-      Lines{"4:9: jobs.qa.steps[0].eval: a step has one of run:, build_image:, eval:, train: and "
-            "promote:, not two"});
+      Lines{"4:9: jobs.qa.steps[0].eval: a step has one of run:, build_image:, eval:, train:, "
+            "promote: and deploy:, not two"});
 }
 
 TEST_CASE("spec eval: too many inline tests and a deep or wrong-typed value are refused") {

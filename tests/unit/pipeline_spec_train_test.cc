@@ -124,8 +124,8 @@ TEST_CASE("spec train: every bad key is an error naming its line and key") {
               "model, params, model_dir, datasets, register, parent, checkpoint_interval)"});
   CHECK(
       Lint("jobs:\n  ft:\n    steps:\n      - run: x\n        train: { command: y, model: m }\n") ==
-      Lines{"4:9: jobs.ft.steps[0].train: a step has one of run:, build_image:, eval:, train: "
-            "and promote:, not two"});
+      Lines{"4:9: jobs.ft.steps[0].train: a step has one of run:, build_image:, eval:, train:, "
+            "promote: and deploy:, not two"});
   CHECK(
       Lint(Job("          command: x\n          model: m\n          params: { a: { b: { c: { "
                "d: { e: { f: { g: { h: { i: 1 } } } } } } } } }\n")) ==
