@@ -159,9 +159,9 @@ void ParseSteps(Linter& lint, const Entry& entry, const std::string& path, JobDr
       } else if (kinds > 1) {
         const char* key = step.deploy.has_value()    ? "deploy"
                           : step.promote.has_value() ? "promote"
-                          : step.train.has_value() ? "train"
-                          : step.eval.has_value()  ? "eval"
-                                                   : "build_image";
+                          : step.train.has_value()   ? "train"
+                          : step.eval.has_value()    ? "eval"
+                                                     : "build_image";
         lint.Error(item_mark, Join(item_path, key),
                    "a step has one of run:, build_image:, eval:, train:, promote: and deploy:, not "
                    "two");
