@@ -824,24 +824,17 @@ void AttachTrainDrivers(const v1::Assignment& a, const std::string& ws,
   // Lines of the metrics file are quoted in warnings: masked like the job's output.
   auto masker = std::make_shared<const SecretMasker>(values);
   for (int i = 0; i < a.steps_size() && i < static_cast<int>(req.steps.size()); ++i) {
-    if (!a.steps(i).deploy_json().empty()) {
+    // A `promote:` or `deploy:` step: the server does the work; the driver only talks to it.
+    const bool deploy = !a.steps(i).deploy_json().empty();
+    if (deploy || !a.steps(i).promote_json().empty()) {
       TrainStepContext ctx;
       ctx.step_index = i;
       ctx.log = log;
       ctx.stub = stub;
       ctx.bearer = bearer;
       ctx.assignment = a;
-      req.steps[i].driver = MakeDeployDriver(std::move(ctx));
-      continue;
-    }
-    if (!a.steps(i).promote_json().empty()) {
-      TrainStepContext ctx;
-      ctx.step_index = i;
-      ctx.log = log;
-      ctx.stub = stub;
-      ctx.bearer = bearer;
-      ctx.assignment = a;
-      req.steps[i].driver = MakePromoteDriver(std::move(ctx));
+      req.steps[i].driver =
+          deploy ? MakeDeployDriver(std::move(ctx)) : MakePromoteDriver(std::move(ctx));
       continue;
     }
     if (a.steps(i).train_json().empty()) continue;
