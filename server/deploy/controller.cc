@@ -184,11 +184,16 @@ absl::StatusOr<Target> MakeTarget(const std::string& target_json, const AddressP
   if (kind == nullptr || !kind->is_string() || kind->as_string() != "haproxy") {
     return absl::FailedPreconditionError("the environment's target kind is not supported");
   }
+  const json::value* api = t.if_contains("runtime_api");
+  const json::value* backend = t.if_contains("backend");
+  if (api == nullptr || !api->is_string() || backend == nullptr || !backend->is_string()) {
+    return absl::FailedPreconditionError(
+        "the environment's haproxy target lacks runtime_api or backend; save it again");
+  }
   Target out;
-  out.runtime =
-      std::make_unique<HaproxyRuntime>(std::string(t["runtime_api"].as_string()), policy, timeout);
+  out.runtime = std::make_unique<HaproxyRuntime>(std::string(api->as_string()), policy, timeout);
   out.haproxy =
-      std::make_unique<HaproxyTarget>(out.runtime.get(), std::string(t["backend"].as_string()));
+      std::make_unique<HaproxyTarget>(out.runtime.get(), std::string(backend->as_string()));
   return out;
 }
 
