@@ -10,26 +10,6 @@
 namespace assay {
 namespace {
 
-// One RPC with the job's credentials, tried again on UNAVAILABLE and DEADLINE_EXCEEDED (the
-// server restarting) up to `attempts` times.
-grpc::Status Rpc(const TrainStepContext& ctx,
-                 const std::function<grpc::Status(grpc::ClientContext*)>& fn, int attempts,
-                 absl::Duration deadline) {
-  grpc::Status s;
-  for (int i = 0; i < attempts; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(500));
-    grpc::ClientContext c;
-    c.AddMetadata("authorization", "Bearer " + ctx.bearer);
-    c.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    s = fn(&c);
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-      break;
-    }
-  }
-  return s;
-}
-
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                       absl::StrCat("deploy: ", what, s.error_message()));
@@ -57,7 +37,7 @@ std::shared_ptr<StepDriver> MakeDeployDriver(TrainStepContext ctx) {
     req.set_attempt_token(c.assignment.attempt_token());
     req.set_step_index(c.step_index);
     v1::DeploymentProgress progress;
-    grpc::Status s = Rpc(
+    grpc::Status s = StepRpc(
         c, [&](grpc::ClientContext* cc) { return c.stub->StartDeployment(cc, req, &progress); }, 5,
         absl::Seconds(30));
     if (!s.ok()) return FromGrpc(s, "");
@@ -69,10 +49,10 @@ std::shared_ptr<StepDriver> MakeDeployDriver(TrainStepContext ctx) {
         req.set_abort(true);
         req.set_reason("the job that made it was canceled");
         req.set_after_event(after);
-        (void)Rpc(
+        (void)StepRpc(
             c,
             [&](grpc::ClientContext* cc) { return c.stub->FollowDeployment(cc, req, &progress); },
-            1, absl::Seconds(5));
+            1, absl::Seconds(5), absl::Milliseconds(500));
         c.log(absl::StrCat("assay: deploy: the job was canceled; deployment ", id,
                            " is asked to abort\n"));
         return absl::CancelledError("deploy: canceled");
@@ -82,9 +62,9 @@ std::shared_ptr<StepDriver> MakeDeployDriver(TrainStepContext ctx) {
       }
       req.set_after_event(after);
       progress.Clear();
-      s = Rpc(
+      s = StepRpc(
           c, [&](grpc::ClientContext* cc) { return c.stub->FollowDeployment(cc, req, &progress); },
-          5, absl::Seconds(10));
+          5, absl::Seconds(10), absl::Milliseconds(500));
       if (!s.ok()) return FromGrpc(s, absl::StrCat("following deployment ", id, ": "));
       for (const v1::DeploymentEventLine& e : progress.events()) {
         c.log(absl::StrCat("assay: deploy: ", e.kind(), ": ", e.message(), "\n"));

@@ -184,19 +184,7 @@ std::string SingleQuoted(absl::string_view s) {
 
 grpc::Status Call(const TrainStepContext& ctx,
                   const std::function<grpc::Status(grpc::ClientContext*)>& fn, int attempts) {
-  grpc::Status s;
-  for (int i = 0; i < attempts; ++i) {
-    if (i > 0) absl::SleepFor(absl::Seconds(1));
-    grpc::ClientContext c;
-    c.AddMetadata("authorization", "Bearer " + ctx.bearer);
-    c.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    s = fn(&c);
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-      break;
-    }
-  }
-  return s;
+  return StepRpc(ctx, fn, attempts);
 }
 
 std::string MiB(uint64_t bytes) {
@@ -764,6 +752,24 @@ std::shared_ptr<StepDriver> MakeTrainDriver(evals::TrainSpec spec, TrainStepCont
   driver->process_must_succeed = true;
   driver->after_success = [run] { return run->AfterSuccess(); };
   return driver;
+}
+
+grpc::Status StepRpc(const TrainStepContext& ctx,
+                     const std::function<grpc::Status(grpc::ClientContext*)>& fn, int attempts,
+                     absl::Duration deadline, absl::Duration backoff) {
+  grpc::Status s;
+  for (int i = 0; i < attempts; ++i) {
+    if (i > 0) absl::SleepFor(backoff);
+    grpc::ClientContext c;
+    c.AddMetadata("authorization", "Bearer " + ctx.bearer);
+    c.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    s = fn(&c);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      break;
+    }
+  }
+  return s;
 }
 
 }  // namespace assay

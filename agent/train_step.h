@@ -96,4 +96,12 @@ std::shared_ptr<StepDriver> MakeTrainDriver(evals::TrainSpec spec, TrainStepCont
 // the step with it.
 std::shared_ptr<StepDriver> MakePromoteDriver(TrainStepContext ctx);
 
+// One RPC of a driven step with the job's credentials (`ctx.bearer`), each try bounded by
+// `deadline`, tried again after `backoff` on UNAVAILABLE and DEADLINE_EXCEEDED (the server
+// restarting) up to `attempts` times in all.
+grpc::Status StepRpc(const TrainStepContext& ctx,
+                     const std::function<grpc::Status(grpc::ClientContext*)>& fn, int attempts,
+                     absl::Duration deadline = absl::Seconds(30),
+                     absl::Duration backoff = absl::Seconds(1));
+
 }  // namespace assay
