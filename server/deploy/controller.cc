@@ -172,6 +172,13 @@ RunResult Analyze(const AnalysisSpec& spec, json::object& run, absl::Time now,
   return out;
 }
 
+// The analysis run stored under `key` of a deployment's runs, made empty when absent.
+json::object& RunOf(json::object& runs, const char* key) {
+  json::value& v = runs[key];
+  if (!v.is_object()) v = json::object();
+  return v.as_object();
+}
+
 struct Target {
   std::unique_ptr<HaproxyRuntime> runtime;
   std::unique_ptr<HaproxyTarget> haproxy;
@@ -489,8 +496,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
     }
     const bool watching = !watch_spec.empty() && u->watch_until && now < *u->watch_until;
     if (watching) {
-      json::object& run = runs["watch"].is_object() ? runs["watch"].as_object()
-                                                    : (runs["watch"] = json::object()).as_object();
+      json::object& run = RunOf(runs, "watch");
       RunResult r = Analyze(watch_spec, run, now, p, policy_, options_.provider_timeout, reference,
                             "watch", u->step, &u->events);
       if (r.verdict == Verdict::kFailed) {
@@ -527,9 +533,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
 
   // 4. The background analysis, once the new version takes traffic.
   if (!background.empty() && u->weight > 0) {
-    json::object& run = runs["background"].is_object()
-                            ? runs["background"].as_object()
-                            : (runs["background"] = json::object()).as_object();
+    json::object& run = RunOf(runs, "background");
     RunResult r = Analyze(background, run, now, p, policy_, options_.provider_timeout, reference,
                           "background analysis", u->step, &u->events);
     if (r.verdict == Verdict::kFailed) {
@@ -615,8 +619,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       }
       event("pause_ended", absl::StrCat(name, ": paused ", absl::FormatDuration(*step.duration)));
     } else {
-      json::object& run = runs["step"].is_object() ? runs["step"].as_object()
-                                                   : (runs["step"] = json::object()).as_object();
+      json::object& run = RunOf(runs, "step");
       RunResult r = Analyze(step.analysis, run, now, p, policy_, options_.provider_timeout,
                             reference, absl::StrCat(name, " analysis"), u->step, &u->events);
       if (r.verdict == Verdict::kFailed) {
