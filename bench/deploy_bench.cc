@@ -27,7 +27,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/net/http_client.h"
 #include "server/deploy/analysis.h"
@@ -58,13 +57,10 @@ void Must(absl::Status s, const char* what) {
 
 // The weight HAProxy gives server `name` of backend llm; -1 when it is absent or in maintenance.
 int Weight(const DeployWorld& w, const std::string& name) {
-  auto answer = w.Haproxy("show servers state llm");
-  if (!answer.ok()) return -2;
-  for (absl::string_view line : absl::StrSplit(*answer, '\n', absl::SkipWhitespace())) {
-    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (f.size() < 19 || f[3] != name) continue;
-    if ((std::stoi(f[6]) & 0x67) != 0) return -1;
-    return std::stoi(f[7]);
+  auto servers = w.Servers();
+  if (!servers.ok()) return -2;
+  for (const assay::deploy::HaproxyServer& s : *servers) {
+    if (s.name == name) return s.maint() ? -1 : s.weight;
   }
   return -1;
 }
@@ -299,13 +295,9 @@ int main(int argc, char** argv) {
     // By hand: a fresh server for the other version, switched over and the old one drained.
     const std::string name = absl::StrCat("switch-", run);
     const std::string address = run % 2 == 0 ? fresh : w.server(0).address();
-    auto present = Must(w.Haproxy("show servers state llm"), "servers");
     std::vector<std::string> old;
-    for (absl::string_view line : absl::StrSplit(present, '\n', absl::SkipWhitespace())) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (f.size() >= 19 && f[0] != "#" && (std::stoi(f[6]) & 0x67) == 0 && f[7] != "0") {
-        old.push_back(f[3]);
-      }
+    for (const assay::deploy::HaproxyServer& s : Must(w.Servers(), "servers")) {
+      if (!s.maint() && s.weight != 0) old.push_back(s.name);
     }
     Load load(w, 8);
     absl::SleepFor(absl::Milliseconds(500));

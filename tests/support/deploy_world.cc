@@ -139,6 +139,11 @@ std::string DeployWorld::prometheus_url() const {
   return absl::StrCat("http://127.0.0.1:", prometheus_port_);
 }
 
+absl::StatusOr<std::vector<deploy::HaproxyServer>> DeployWorld::Servers() const {
+  deploy::HaproxyRuntime runtime(haproxy_runtime(), nullptr, absl::Seconds(5));
+  return runtime.Servers("llm");
+}
+
 absl::StatusOr<std::string> DeployWorld::Haproxy(const std::string& command) const {
   deploy::HaproxyRuntime runtime(haproxy_runtime(), nullptr, absl::Seconds(5));
   return runtime.Command(command);

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/deploy/haproxy.h"
 #include "tests/support/process.h"
 
 namespace assay::testing {
@@ -37,6 +38,8 @@ class DeployWorld {
   std::string frontend_url() const;     // http://127.0.0.1:PORT/v1/completions
   std::string prometheus_url() const;   // http://127.0.0.1:PORT
 
+  // Backend "llm"'s servers, as HaproxyRuntime::Servers reads them.
+  absl::StatusOr<std::vector<deploy::HaproxyServer>> Servers() const;
   // One HAProxy runtime API command's answer.
   absl::StatusOr<std::string> Haproxy(const std::string& command) const;
   // POST /control to model server i (e.g. {"error_rate": 0.5}).
