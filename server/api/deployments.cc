@@ -7,6 +7,7 @@
 // carries a deployment out, so pause, resume, promote and abort answer 202 with the request
 // recorded, and the deployment changes at the controller's next tick.
 
+#include <functional>
 #include <set>
 
 #include <boost/json.hpp>
@@ -576,11 +577,42 @@ Response Approve(const ApiDeps& d, Request& req) {
   return JsonResponse(200, DeploymentJson(*dep));
 }
 
+// POST /deployments/{id}/pause|resume|promote|abort: {"reason", "full" (promote only)}, both
+// optional; the request is recorded for the controller (202).
+Response Ask(const ApiDeps& d, Request& req, const std::string& action) {
+  auto id = PathId(req);
+  if (!id.ok()) return Error(id.status());
+  std::string reason;
+  bool full = false;
+  if (!req.body.empty()) {
+    Response err;
+    auto body = http::ParseJsonBody(req, &err);
+    if (!body) return err;
+    if (absl::Status s = http::OnlyFields(*body, {"reason", "full"}); !s.ok()) return Error(s);
+    auto r = http::OptionalString(*body, "reason");
+    if (!r.ok()) return Error(r.status());
+    if (*r) {
+      if ((*r)->size() > 1000) return Error(Bad("field 'reason' is longer than 1000 bytes"));
+      reason = **r;
+    }
+    auto f = http::OptionalBool(*body, "full");
+    if (!f.ok()) return Error(f.status());
+    if (*f) {
+      if (action != "promote") return Error(Bad("field 'full' goes with promote only"));
+      full = **f;
+    }
+  }
+  auto got = d.deployments->Request(*id, action, full, Who(req), reason, Now(d));
+  if (!got.ok()) return Error(got.status());
+  if (d.wake_deployments) d.wake_deployments();
+  return JsonResponse(202, DeploymentJson(*got));
+}
+
 }  // namespace
 
 void RegisterDeploymentRoutes(http::Router& router, const ApiDeps& d) {
-  auto with = [&d](auth::Need need, Response (*h)(const ApiDeps&, Request&)) {
-    return Authed(d, need, [&d, h](Request& req) -> Response {
+  auto with = [&d](auth::Need need, std::function<Response(const ApiDeps&, Request&)> h) {
+    return Authed(d, need, [&d, h = std::move(h)](Request& req) -> Response {
       if (d.deployments == nullptr || d.models == nullptr) {
         return ErrorResponse(503, "unavailable", "deployments are not configured on this server");
       }
@@ -599,45 +631,10 @@ void RegisterDeploymentRoutes(http::Router& router, const ApiDeps& d) {
   router.Add("GET", dep + "/{id}", with(auth::Need::Read(), GetDeployment));
   router.Add("GET", dep + "/{id}/events", with(auth::Need::Read(), Events));
   router.Add("POST", dep + "/{id}/approve", with(auth::Need::Maintainer(), Approve));
-  for (const char* action : {"pause", "resume", "promote", "abort"}) {
-    const std::string a = action;
-    router.Add("POST", dep + "/{id}/" + a,
-               Authed(d, auth::Need::Maintainer(), [&d, a](Request& req) -> Response {
-                 if (d.deployments == nullptr) {
-                   return ErrorResponse(503, "unavailable",
-                                        "deployments are not configured on this server");
-                 }
-                 auto id = PathId(req);
-                 if (!id.ok()) return Error(id.status());
-                 std::string reason;
-                 bool full = false;
-                 if (!req.body.empty()) {
-                   Response err;
-                   auto body = http::ParseJsonBody(req, &err);
-                   if (!body) return err;
-                   if (absl::Status s = http::OnlyFields(*body, {"reason", "full"}); !s.ok()) {
-                     return Error(s);
-                   }
-                   auto r = http::OptionalString(*body, "reason");
-                   if (!r.ok()) return Error(r.status());
-                   if (*r) {
-                     if ((*r)->size() > 1000) {
-                       return Error(Bad("field 'reason' is longer than 1000 bytes"));
-                     }
-                     reason = **r;
-                   }
-                   auto f = http::OptionalBool(*body, "full");
-                   if (!f.ok()) return Error(f.status());
-                   if (*f) {
-                     if (a != "promote") return Error(Bad("field 'full' goes with promote only"));
-                     full = **f;
-                   }
-                 }
-                 auto got = d.deployments->Request(*id, a, full, Who(req), reason, Now(d));
-                 if (!got.ok()) return Error(got.status());
-                 if (d.wake_deployments) d.wake_deployments();
-                 return JsonResponse(202, DeploymentJson(*got));
-               }));
+  for (const std::string action : {"pause", "resume", "promote", "abort"}) {
+    router.Add("POST", dep + "/{id}/" + action,
+               with(auth::Need::Maintainer(),
+                    [action](const ApiDeps& d, Request& req) { return Ask(d, req, action); }));
   }
 }
 
