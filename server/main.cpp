@@ -132,6 +132,9 @@ int main(int argc, char** argv) {
       {"allow-private-hosts", "",
        "forge API hosts allowed to resolve to loopback, link-local or private addresses (and to "
        "use plain http): comma-separated host names, addresses and CIDR blocks, or *"},
+      {"deploy-hooks", "",
+       "a directory of programs (owned by the operator) that environments may name as command "
+       "targets and job metrics (docs/deployments.md); empty: none may"},
       // HTTP hardening and webhook replays (docs/forges.md, docs/security.md).
       {"http-body-timeout", "60s",
        "a request body must arrive whole within this time of its header (one deadline, not "
@@ -258,6 +261,7 @@ int main(int argc, char** argv) {
   o.commit_status_backoff = *cs_backoff;
   o.allow_local_repos = cfg->GetBool("allow-local-repos");
   o.allow_private_hosts = cfg->Get("allow-private-hosts");
+  o.deploy_hooks_dir = cfg->Get("deploy-hooks");
   o.db_acquire_timeout = *db_acquire;
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;

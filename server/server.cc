@@ -320,6 +320,7 @@ absl::Status AssayServer::Start() {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
     dco.owner = absl::StrCat(host, ":", getpid());
+    dco.hooks_dir = o.deploy_hooks_dir;
     m.deploy_controller = std::make_unique<deploy::Controller>(
         m.deployments.get(), &m.address_policy, clock, m.metrics.get(), dco);
     deploy::Controller* controller = m.deploy_controller.get();
@@ -408,6 +409,7 @@ absl::Status AssayServer::Start() {
   m.api.train = m.train_store.get();
   m.api.models = m.models.get();
   m.api.deployments = m.deployments.get();
+  m.api.deploy_hooks_dir = o.deploy_hooks_dir;
   {
     deploy::Controller* controller = m.deploy_controller.get();
     m.api.wake_deployments = [controller] { controller->Wake(); };

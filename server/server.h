@@ -90,6 +90,9 @@ struct ServerOptions {
   std::string s3_endpoint, s3_bucket, s3_region = "us-east-1", s3_access_key, s3_secret_key;
   absl::Duration artifact_expire = absl::Hours(24 * 30);
   absl::Duration artifact_sweep_interval = absl::Minutes(5);
+  // Issue 12: the directory of programs environments may name as command targets and job
+  // metrics (docs/deployments.md "Deploy hooks"); empty: none.
+  std::string deploy_hooks_dir;
   // Issue 9, caches (docs/caches.md): entries unused this long are deleted by the sweeper.
   absl::Duration cache_retention = absl::Hours(7 * 24);
 };

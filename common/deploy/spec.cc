@@ -119,7 +119,8 @@ absl::StatusOr<MetricSpec> ParseMetric(const json::value& v, const std::string& 
   auto p = Object(*provider, path + ".provider");
   if (!p.ok()) return p.status();
   if ((*p)->size() != 1) {
-    return Bad(path + ".provider", "must name exactly one provider: prometheus or web");
+    return Bad(path + ".provider",
+               "must name exactly one provider: prometheus, web, drift, mann_whitney or job");
   }
   const std::string kind((*p)->begin()->key());
   const std::string ppath = absl::StrCat(path, ".provider.", kind);
@@ -230,10 +231,28 @@ absl::StatusOr<MetricSpec> ParseMetric(const json::value& v, const std::string& 
       }
       m.increase_is_bad = t == "increase";
     }
+  } else if (kind == "job") {
+    m.provider = ProviderKind::kJob;
+    if (absl::Status s = Only(**body, ppath, {"command", "timeout"}); !s.ok()) return s;
+    const json::value* c = (*body)->if_contains("command");
+    if (c == nullptr) return Bad(ppath + ".command", "is required");
+    auto command = ParseHookCommand(*c, ppath + ".command");
+    if (!command.ok()) return command.status();
+    m.command = *std::move(command);
+    if (const json::value* t = (*body)->if_contains("timeout")) {
+      auto d = ParseDurationField(*t, ppath + ".timeout");
+      if (!d.ok()) return d.status();
+      if (*d > kMaxHookTimeout) {
+        return Bad(ppath + ".timeout",
+                   "must be at most 60s: the controller waits for it; a "
+                   "longer check belongs in a pipeline job before the deploy");
+      }
+      m.job_timeout = *d;
+    }
   } else {
     return Bad(path + ".provider",
                absl::StrCat("unknown provider '", kind,
-                            "' (expected prometheus, web, drift or mann_whitney)"));
+                            "' (expected prometheus, web, drift, mann_whitney or job)"));
   }
 
   if (const json::value* iv = (*o)->if_contains("interval")) {
@@ -270,6 +289,8 @@ absl::StatusOr<MetricSpec> ParseMetric(const json::value& v, const std::string& 
                                                 : "result < 0.1";
     } else if (m.provider == ProviderKind::kMannWhitney) {
       fallback = "result >= 0.05";
+    } else if (m.provider == ProviderKind::kJob) {
+      fallback = "result == 1";
     }
     if (fallback == nullptr) return Bad(path, "needs a success_condition or a failure_condition");
     m.success = *Condition::Parse(fallback);
@@ -565,6 +586,40 @@ ServerWeights SplitWeights(int weight, int new_servers, int old_servers) {
   if (weight > 0) w.new_each = std::clamp(w.new_each, 1, 256);
   if (weight < 100) w.old_each = std::clamp(w.old_each, 1, 256);
   return w;
+}
+
+bool ValidHookName(std::string_view name) { return ValidName(name) && name[0] != '.'; }
+
+absl::StatusOr<std::vector<std::string>> ParseHookCommand(const json::value& v,
+                                                          std::string_view path) {
+  if (!v.is_array() || v.as_array().empty()) {
+    return Bad(path,
+               "must be a list: a program of the server's deploy hooks directory, then its "
+               "arguments, e.g. [\"switch-traffic\", \"--env\", \"{{environment}}\"]");
+  }
+  const json::array& a = v.as_array();
+  if (a.size() > static_cast<size_t>(kMaxHookArgs) + 1) {
+    return Bad(path, absl::StrCat("has more than ", kMaxHookArgs, " arguments"));
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string at = absl::StrCat(AV(path), "[", i, "]");
+    if (!a[i].is_string()) return Bad(at, "must be a string");
+    std::string s(a[i].as_string());
+    if (s.size() > kMaxHookArgBytes) {
+      return Bad(at, absl::StrCat("is longer than ", kMaxHookArgBytes, " bytes"));
+    }
+    for (unsigned char c : s) {
+      if (c < 0x20 || c == 0x7f) return Bad(at, "must not contain control characters");
+    }
+    if (i == 0 && !ValidHookName(s)) {
+      return Bad(at,
+                 "must name a program of the server's deploy hooks directory: 1 to 64 of "
+                 "A-Z a-z 0-9 _ . - (not a path, not starting with '.')");
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace assay::deploy

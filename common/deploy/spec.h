@@ -34,6 +34,7 @@ enum class ProviderKind {
   kWeb,          // GET a URL answering JSON: the number (or array of numbers) at json_path
   kDrift,        // a feature's live distribution against a reference: PSI, KS or JS
   kMannWhitney,  // canary against baseline samples (Kayenta's judge): the one-sided p-value
+  kJob,          // a program of the server's deploy hooks: 1 when it exits 0, else 0
 };
 
 // Where a sample of a feature comes from: a features endpoint (docs/llm-metrics.md, "Features")
@@ -63,6 +64,10 @@ struct MetricSpec {
   // the p-value that the canary is larger (direction "increase": latency, errors) or smaller
   // ("decrease": a judge score) than the baseline. Default condition: result >= 0.05.
   SampleSource current, reference;
+  // kJob: the program and its arguments (which may hold placeholders), and its time limit (at
+  // most kMaxHookTimeout: the controller waits for it). Default condition: result == 1.
+  std::vector<std::string> command;
+  absl::Duration job_timeout = absl::Seconds(30);
   bool reference_model_version = false;
   DriftMethod method = DriftMethod::kPsi;
   int bins = 10;
@@ -119,6 +124,18 @@ struct Strategy {
   // first). Informational for targets that start nothing themselves.
   int max_unavailable = 0;
 };
+
+// Programs of the server's --deploy-hooks directory (server/deploy/hooks.h): a command target
+// and a job metric name one by its file name, never a path.
+inline constexpr int kMaxHookArgs = 32;
+inline constexpr size_t kMaxHookArgBytes = 1024;
+inline constexpr absl::Duration kMaxHookTimeout = absl::Seconds(60);
+// 1 to 64 of [A-Za-z0-9_.-], not starting with '.'.
+bool ValidHookName(std::string_view name);
+// ["name", "arg", ...]: at most kMaxHookArgs arguments of at most kMaxHookArgBytes each, no
+// control characters. kInvalidArgument naming `path` ("target.command") and what is wrong.
+absl::StatusOr<std::vector<std::string>> ParseHookCommand(const boost::json::value& v,
+                                                          std::string_view path);
 
 // Parses `strategy` ({"canary": {...}} | {"blue_green": {...}} | {"rolling": {...}}).
 // `path` prefixes field names in errors ("strategy").

@@ -100,6 +100,8 @@ struct ApiDeps {
   // models too. wake_deployments: the controller looks for due work now.
   store::DeploymentStore* deployments = nullptr;
   std::function<void()> wake_deployments;
+  // The operator's programs for command targets (--deploy-hooks); empty: none.
+  std::string deploy_hooks_dir;
   // The registry's clock (created_at, audit times); null: the system clock.
   const Clock* clock = nullptr;
   // Users, sessions, API tokens and the audit log (issue 11, server/api/access_routes.cc).

@@ -21,6 +21,7 @@
 #include "server/api/json.h"
 #include "server/api/routes.h"
 #include "server/deploy/haproxy.h"
+#include "server/deploy/hooks.h"
 #include "server/http/json_util.h"
 #include "server/store/deployments.h"
 #include "server/store/models.h"
@@ -134,17 +135,39 @@ json::object DeploymentJson(const store::Deployment& d) {
   return o;
 }
 
-// {"kind": "haproxy", "runtime_api": "127.0.0.1:9999", "backend": "llm"}
-absl::StatusOr<json::object> ParseTarget(const json::value& v) {
+// {"kind": "haproxy", "runtime_api": "127.0.0.1:9999", "backend": "llm"}, or
+// {"kind": "command", "command": ["switch-traffic", "{{environment}}"], "timeout": "30s"}: a
+// program of the server's deploy hooks, which must be there now.
+absl::StatusOr<json::object> ParseTarget(const json::value& v, const deploy::Hooks& hooks) {
   if (!v.is_object()) return Bad("field 'target' must be an object, e.g. {\"kind\": \"haproxy\"}");
   const json::object& t = v.as_object();
   const json::value* kind = t.if_contains("kind");
   if (kind == nullptr || !kind->is_string()) {
-    return Bad("target.kind is required: haproxy");
+    return Bad("target.kind is required: haproxy or command");
+  }
+  if (kind->as_string() == "command") {
+    if (absl::Status s = http::OnlyFields(t, {"kind", "command", "timeout"}); !s.ok()) {
+      return Bad(absl::StrCat("target: ", s.message()));
+    }
+    const json::value* c = t.if_contains("command");
+    if (c == nullptr) return Bad("target.command is required");
+    auto command = deploy::ParseHookCommand(*c, "target.command");
+    if (!command.ok()) return command.status();
+    if (auto path = hooks.Resolve((*command)[0]); !path.ok()) {
+      return Bad(absl::StrCat("target.command[0]: ", path.status().message()));
+    }
+    json::object out{{"kind", "command"}, {"command", *c}};
+    if (const json::value* tv = t.if_contains("timeout")) {
+      auto d = deploy::ParseDurationField(*tv, "target.timeout");
+      if (!d.ok()) return d.status();
+      if (*d > deploy::kMaxHookTimeout) return Bad("target.timeout: must be at most 60s");
+      out["timeout"] = *tv;
+    }
+    return out;
   }
   if (kind->as_string() != "haproxy") {
     return Bad(absl::StrCat("target.kind '", std::string(kind->as_string()),
-                            "' is not supported (expected haproxy)"));
+                            "' is not supported (expected haproxy or command)"));
   }
   if (absl::Status s = http::OnlyFields(t, {"kind", "runtime_api", "backend"}); !s.ok()) {
     return Bad(absl::StrCat("target: ", s.message()));
@@ -200,7 +223,7 @@ Response PutEnvironment(const ApiDeps& d, Request& req) {
   }
   const json::value* target = body->if_contains("target");
   if (target == nullptr) return Error(Bad("field 'target' is required"));
-  auto t = ParseTarget(*target);
+  auto t = ParseTarget(*target, deploy::Hooks(d.deploy_hooks_dir));
   if (!t.ok()) return Error(t.status());
   e.target_json = json::serialize(*t);
   if (const json::value* a = body->if_contains("analysis")) {

@@ -267,8 +267,30 @@ std::string Num(double d) {
 }  // namespace
 
 absl::StatusOr<std::vector<double>> Fetch(const MetricSpec& metric, const Placeholders& p,
-                                          const AddressPolicy* policy, absl::Duration timeout,
-                                          const ReferenceFn& reference, std::string* detail) {
+                                          const Providers& providers, std::string* detail) {
+  const AddressPolicy* policy = providers.policy;
+  const absl::Duration timeout = providers.timeout;
+  const ReferenceFn& reference = providers.reference;
+  if (metric.provider == ProviderKind::kJob) {
+    if (providers.hooks == nullptr) {
+      return absl::FailedPreconditionError("job metrics need the server's deploy hooks");
+    }
+    std::vector<std::string> argv = metric.command;
+    for (size_t i = 1; i < argv.size(); ++i) argv[i] = Substitute(argv[i], p);
+    auto r = providers.hooks->Run(argv,
+                                  {{"ASSAY_ENVIRONMENT", p.environment},
+                                   {"ASSAY_DEPLOYMENT", p.deployment},
+                                   {"ASSAY_VERSION", p.version},
+                                   {"ASSAY_PREVIOUS_VERSION", p.previous_version}},
+                                  {}, metric.job_timeout);
+    if (!r.ok()) return r.status();
+    if (detail != nullptr) {
+      *detail = absl::StrCat("job '", metric.command[0], "' ",
+                             r->exit_code == 0 && r->term_signal == 0 ? std::string("exit 0")
+                                                                      : DescribeHookFailure(*r));
+    }
+    return std::vector<double>{r->exit_code == 0 && r->term_signal == 0 ? 1.0 : 0.0};
+  }
   if (metric.provider == ProviderKind::kPrometheus) {
     std::string base = metric.address;
     while (!base.empty() && base.back() == '/') base.pop_back();
@@ -361,10 +383,9 @@ absl::StatusOr<std::vector<double>> Fetch(const MetricSpec& metric, const Placeh
   return out;
 }
 
-Measurement Measure(const MetricSpec& metric, const Placeholders& p, const AddressPolicy* policy,
-                    absl::Duration timeout, const ReferenceFn& reference) {
+Measurement Measure(const MetricSpec& metric, const Placeholders& p, const Providers& providers) {
   Measurement m;
-  auto values = Fetch(metric, p, policy, timeout, reference, &m.detail);
+  auto values = Fetch(metric, p, providers, &m.detail);
   if (!values.ok()) {
     m.phase = Phase::kError;
     m.message = std::string(values.status().message());

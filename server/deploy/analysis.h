@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/deploy/condition.h"
 #include "common/deploy/spec.h"
+#include "server/deploy/hooks.h"
 
 namespace assay {
 class AddressPolicy;
@@ -38,19 +39,28 @@ using ReferenceFn = std::function<absl::StatusOr<std::vector<double>>(const std:
 inline constexpr size_t kMinDriftSample = 20;
 inline constexpr size_t kMinJudgeSample = 8;
 
+// What measuring needs besides the metric: where the server may connect (the server's
+// --allow-private-hosts; null: anywhere), the time one request may take, the drift reference of
+// the deployed model version (null: none), and the deploy hooks job metrics run (null: none).
+struct Providers {
+  const AddressPolicy* policy = nullptr;
+  absl::Duration timeout = absl::Seconds(10);
+  ReferenceFn reference;
+  const Hooks* hooks = nullptr;
+};
+
 // The values of `metric` now: kUnavailable / kDeadlineExceeded naming the provider's address
 // when it cannot be reached; kInvalidArgument with Prometheus's own error for a bad query;
-// kFailedPrecondition for an answer that is not what the provider should give. At most
-// 10,000 values are kept. `timeout` bounds the request.
+// kFailedPrecondition for an answer that is not what the provider should give, or a job whose
+// program is missing. At most 10,000 values are kept. A job metric's value is 1 when its
+// program exits 0, else 0 (with its exit and last line of output in `detail`); it runs under
+// the metric's own timeout.
 absl::StatusOr<std::vector<double>> Fetch(const MetricSpec& metric, const Placeholders& p,
-                                          const AddressPolicy* policy, absl::Duration timeout,
-                                          const ReferenceFn& reference = nullptr,
+                                          const Providers& providers,
                                           std::string* detail = nullptr);
 
 // Fetch and judge: an error of the provider is a kError measurement with its message.
-Measurement Measure(const MetricSpec& metric, const Placeholders& p, const AddressPolicy* policy,
-                    absl::Duration timeout = absl::Seconds(10),
-                    const ReferenceFn& reference = nullptr);
+Measurement Measure(const MetricSpec& metric, const Placeholders& p, const Providers& providers);
 
 // A features endpoint's answer: the numeric feature's values, or (categorical) its counts.
 struct FeatureSample {

@@ -11,6 +11,7 @@
 #include "common/deploy/spec.h"
 #include "server/deploy/analysis.h"
 #include "server/deploy/haproxy.h"
+#include "server/deploy/target.h"
 #include "server/metrics/metrics.h"
 
 namespace assay::deploy {
@@ -71,9 +72,8 @@ struct RunResult {
 // {"taken", "successful", "failed", "inconclusive", "errors_in_row", "next_us"}}}), each one an
 // event, and judges the run as Argo Rollouts does.
 RunResult Analyze(const AnalysisSpec& spec, json::object& run, absl::Time now,
-                  const Placeholders& p, const AddressPolicy* policy, absl::Duration timeout,
-                  const ReferenceFn& reference, const std::string& what, int step,
-                  std::vector<store::DeploymentEvent>* events) {
+                  const Placeholders& p, const Providers& providers, const std::string& what,
+                  int step, std::vector<store::DeploymentEvent>* events) {
   RunResult out;
   if (!run.contains("started_us")) run["started_us"] = Us(now);
   const absl::Time started = FromUs(run["started_us"].to_number<int64_t>());
@@ -97,7 +97,7 @@ RunResult Analyze(const AnalysisSpec& spec, json::object& run, absl::Time now,
       if (!out.next_due || due < *out.next_due) out.next_due = due;
       continue;
     }
-    Measurement r = Measure(m, p, policy, timeout, reference);
+    Measurement r = Measure(m, p, providers);
     st["next_us"] = Us(now + m.interval);
     // An error is not a measurement taken: `count` needs that many answers, and errors are
     // tried again every interval until consecutive_error_limit.
@@ -179,29 +179,41 @@ json::object& RunOf(json::object& runs, const char* key) {
   return v.as_object();
 }
 
-struct Target {
-  std::unique_ptr<HaproxyRuntime> runtime;
-  std::unique_ptr<HaproxyTarget> haproxy;
-};
-
-absl::StatusOr<Target> MakeTarget(const std::string& target_json, const AddressPolicy* policy,
-                                  absl::Duration timeout) {
+// The environment's target as saved (checked when it was).
+absl::StatusOr<std::unique_ptr<Target>> MakeTarget(const std::string& target_json,
+                                                   const AddressPolicy* policy,
+                                                   absl::Duration timeout, const Hooks* hooks,
+                                                   const Placeholders* context) {
   json::object t = ParseObject(target_json);
   const json::value* kind = t.if_contains("kind");
-  if (kind == nullptr || !kind->is_string() || kind->as_string() != "haproxy") {
-    return absl::FailedPreconditionError("the environment's target kind is not supported");
+  const std::string k = kind != nullptr && kind->is_string() ? std::string(kind->as_string()) : "";
+  if (k == "haproxy") {
+    const json::value* api = t.if_contains("runtime_api");
+    const json::value* backend = t.if_contains("backend");
+    if (api == nullptr || !api->is_string() || backend == nullptr || !backend->is_string()) {
+      return absl::FailedPreconditionError(
+          "the environment's haproxy target lacks runtime_api or backend; save it again");
+    }
+    return std::make_unique<HaproxyBackendTarget>(
+        std::string(api->as_string()), std::string(backend->as_string()), policy, timeout);
   }
-  const json::value* api = t.if_contains("runtime_api");
-  const json::value* backend = t.if_contains("backend");
-  if (api == nullptr || !api->is_string() || backend == nullptr || !backend->is_string()) {
-    return absl::FailedPreconditionError(
-        "the environment's haproxy target lacks runtime_api or backend; save it again");
+  if (k == "command") {
+    const json::value* c = t.if_contains("command");
+    auto command = c != nullptr ? ParseHookCommand(*c, "target.command")
+                                : absl::InvalidArgumentError("target.command is missing");
+    if (!command.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the environment's command target is not valid (",
+                       command.status().message(), "); save it again"));
+    }
+    absl::Duration limit = absl::Seconds(30);
+    if (const json::value* tv = t.if_contains("timeout")) {
+      auto d = ParseDurationField(*tv, "target.timeout");
+      if (d.ok()) limit = std::min(*d, kMaxHookTimeout);
+    }
+    return std::make_unique<CommandTarget>(hooks, *std::move(command), context, limit);
   }
-  Target out;
-  out.runtime = std::make_unique<HaproxyRuntime>(std::string(api->as_string()), policy, timeout);
-  out.haproxy =
-      std::make_unique<HaproxyTarget>(out.runtime.get(), std::string(backend->as_string()));
-  return out;
+  return absl::FailedPreconditionError("the environment's target kind is not supported");
 }
 
 }  // namespace
@@ -288,10 +300,6 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
   AnalysisSpec background = strategy->background;
   if (background.empty() && strategy->kind != StrategyKind::kBlueGreen) background = watch_spec;
 
-  auto target = MakeTarget(env->target_json, policy_, options_.target_timeout);
-  if (!target.ok()) return target.status();
-  const HaproxyTarget& haproxy = *target->haproxy;
-
   json::object runs = ParseObject(u->runs_json);
   json::object previous = d.previous_json ? ParseObject(*d.previous_json) : json::object();
   const json::value servers_value = json::parse(d.servers_json);
@@ -318,6 +326,10 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       return values;
     };
   }
+  const Providers providers{policy_, options_.provider_timeout, reference, &hooks_};
+  auto made = MakeTarget(env->target_json, policy_, options_.target_timeout, &hooks_, &p);
+  if (!made.ok()) return made.status();
+  const Target& target = **made;
   const std::string step_name = absl::StrCat("step ", u->step + 1, " of ", strategy->steps.size());
 
   auto finish_runs = [&] { u->runs_json = json::serialize(runs); };
@@ -328,7 +340,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
   // Traffic back to the stable servers, the new ones out, the alias back: one commit.
   auto rollback = [&](const std::string& end_state, const std::string& why,
                       const std::string& reason_label) -> absl::Status {
-    if (absl::Status s = haproxy.Apply(0, fresh, old, false); !s.ok()) {
+    if (absl::Status s = target.Apply(0, fresh, old, false); !s.ok()) {
       // Traffic could not be moved back: say so and try again soon; nothing is recorded as
       // rolled back until it is.
       u->message = absl::StrCat("rolling back (", why, ") failed, trying again: ", s.message());
@@ -339,7 +351,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       finish_runs();
       return absl::OkStatus();
     }
-    auto retired = haproxy.Retire(fresh);
+    auto retired = target.Retire(fresh);
     if (!retired.ok()) event("retire_failed", std::string(retired.status().message()));
     u->state = end_state;
     u->weight = 0;
@@ -420,7 +432,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
 
   // 2. Starting: what serves the environment now is where a rollback goes back to.
   if (d.state == "progressing" && !d.started_at) {
-    auto present = target->runtime->Servers(haproxy.backend());
+    auto present = target.Present();
     if (!present.ok()) {
       pause(absl::StrCat("starting: ", present.status().message()));
       return absl::OkStatus();
@@ -457,11 +469,11 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       }
     }
     if (!stale.empty()) {
-      if (absl::Status st = haproxy.Apply(0, {}, stale, false); !st.ok()) {
+      if (absl::Status st = target.Apply(0, {}, stale, false); !st.ok()) {
         pause(absl::StrCat("starting: ", st.message()));
         return absl::OkStatus();
       }
-      (void)haproxy.Retire(stale);
+      (void)target.Retire(stale);
       event("cleanup", absl::StrCat("took ", stale.size(),
                                     " server(s) left by earlier deployments out of the backend"));
     }
@@ -473,14 +485,14 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
     u->started = true;
     u->step_started_at = now;
     event("started", absl::StrCat("started: ", fresh.size(), " new server(s); ", old.size(),
-                                  " stable server(s) in backend '", haproxy.backend(), "'"));
+                                  " stable server(s) in ", target.Describe()));
   }
 
   // 3. After promotion: the old servers' scale-down, and the watch.
   if (d.state == "watching") {
     if (const json::value* at = runs.if_contains("retire_at_us")) {
       if (now >= FromUs(at->to_number<int64_t>())) {
-        auto gone = haproxy.Retire(old);
+        auto gone = target.Retire(old);
         if (!gone.ok()) {
           event("retire_failed", std::string(gone.status().message()));
           next(now + options_.retry);
@@ -497,8 +509,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
     const bool watching = !watch_spec.empty() && u->watch_until && now < *u->watch_until;
     if (watching) {
       json::object& run = RunOf(runs, "watch");
-      RunResult r = Analyze(watch_spec, run, now, p, policy_, options_.provider_timeout, reference,
-                            "watch", u->step, &u->events);
+      RunResult r = Analyze(watch_spec, run, now, p, providers, "watch", u->step, &u->events);
       if (r.verdict == Verdict::kFailed) {
         count_run("failed");
         return rollback("rolled_back", absl::StrCat("watch breached: ", r.message), "watch");
@@ -534,8 +545,8 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
   // 4. The background analysis, once the new version takes traffic.
   if (!background.empty() && u->weight > 0) {
     json::object& run = RunOf(runs, "background");
-    RunResult r = Analyze(background, run, now, p, policy_, options_.provider_timeout, reference,
-                          "background analysis", u->step, &u->events);
+    RunResult r =
+        Analyze(background, run, now, p, providers, "background analysis", u->step, &u->events);
     if (r.verdict == Verdict::kFailed) {
       count_run("failed");
       return rollback("rolled_back", absl::StrCat(step_name, ": ", r.message), "analysis");
@@ -556,7 +567,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       // The end: all traffic to the new version, then promotion.
       if (u->weight < 100) {
         if (absl::Status s =
-                haproxy.Apply(100, fresh, old, strategy->kind == StrategyKind::kRolling);
+                target.Apply(100, fresh, old, strategy->kind == StrategyKind::kRolling);
             !s.ok()) {
           pause(absl::StrCat("promotion: ", s.message(), "; traffic stays at ", u->weight, "%"));
           return absl::OkStatus();
@@ -596,7 +607,7 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
     if (!u->step_started_at) u->step_started_at = now;
     if (step.kind == Step::Kind::kWeight) {
       if (absl::Status s =
-              haproxy.Apply(step.weight, fresh, old, strategy->kind == StrategyKind::kRolling);
+              target.Apply(step.weight, fresh, old, strategy->kind == StrategyKind::kRolling);
           !s.ok()) {
         pause(absl::StrCat(name, " (weight ", step.weight, "): ", s.message(),
                            "; traffic stays at ", u->weight, "%"));
@@ -620,8 +631,8 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
       event("pause_ended", absl::StrCat(name, ": paused ", absl::FormatDuration(*step.duration)));
     } else {
       json::object& run = RunOf(runs, "step");
-      RunResult r = Analyze(step.analysis, run, now, p, policy_, options_.provider_timeout,
-                            reference, absl::StrCat(name, " analysis"), u->step, &u->events);
+      RunResult r = Analyze(step.analysis, run, now, p, providers, absl::StrCat(name, " analysis"),
+                            u->step, &u->events);
       if (r.verdict == Verdict::kFailed) {
         count_run("failed");
         return rollback("rolled_back", r.message, "analysis");

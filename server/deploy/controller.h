@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
+#include "server/deploy/hooks.h"
 #include "server/store/deployments.h"
 
 namespace assay {
@@ -34,6 +35,8 @@ struct ControllerOptions {
   absl::Duration retry = absl::Seconds(2);
   absl::Duration provider_timeout = absl::Seconds(5);  // one analysis measurement
   absl::Duration target_timeout = absl::Seconds(5);    // one HAProxy command
+  // The operator's programs for command targets and job metrics (--deploy-hooks); empty: none.
+  std::string hooks_dir;
 };
 
 class Controller {
@@ -46,7 +49,8 @@ class Controller {
         policy_(policy),
         clock_(clock),
         metrics_(metrics),
-        options_(std::move(options)) {}
+        options_(std::move(options)),
+        hooks_(options_.hooks_dir) {}
   ~Controller() { Stop(); }
 
   // Takes one due deployment and ticks it. false when none was due.
@@ -65,6 +69,7 @@ class Controller {
   const Clock* clock_;
   Metrics* metrics_;
   ControllerOptions options_;
+  Hooks hooks_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

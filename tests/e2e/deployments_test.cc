@@ -5,7 +5,11 @@
 // during the watch moves traffic and the alias back together, audited; a blue-green switch
 // under load answers every request; bad input pauses or fails naming the step and the cause,
 // and traffic stays where it was.
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -598,6 +602,159 @@ TEST_CASE("deployments: a deploy step of a pipeline makes the deployment and fol
   CHECK(absl::StrContains(log2, "model 'bot' has no version 9"));
   CHECK(MUST(c.QueryInt("SELECT count(*) FROM deployments")) == 1);
   CHECK(All(w.Requests(5), "2"));
+}
+
+// An executable script `name` in `dir`.
+void WriteHook(const std::string& dir, const std::string& name, const std::string& body) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path) << "#!/bin/sh\n" << body;
+  REQUIRE(chmod(path.c_str(), 0755) == 0);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST_CASE(
+    "deployments: a command target moves traffic through the operator's program, and a job "
+    "metric that fails rolls it back",
+    "[e2e]") {
+  Cluster c(Options());
+  const std::string hooks = c.dir() + "/hooks";
+  REQUIRE(mkdir(hooks.c_str(), 0755) == 0);
+  const std::string calls = c.dir() + "/calls.log";
+  const std::string fail = c.dir() + "/smoke-fails";
+  // The target records each call: its arguments, what the environment says, and whether any of
+  // the server's own variables reached it (the test's database DSN is in the server's).
+  WriteHook(hooks, "traffic",
+            absl::StrReplaceAll(R"(input=$(cat)
+echo "$* | $ASSAY_DEPLOY_ACTION $ASSAY_DEPLOY_WEIGHT new=[$ASSAY_DEPLOY_NEW] old=[$ASSAY_DEPLOY_OLD] $ASSAY_ENVIRONMENT v$ASSAY_VERSION prev=$ASSAY_PREVIOUS_VERSION leaked=${ASSAY_TEST_PG_DSN:-no}" >> CALLS
+echo "$input" > CALLS.last
+)",
+                                {{"CALLS", calls}}));
+  WriteHook(
+      hooks, "smoke",
+      absl::StrReplaceAll(
+          R"(if [ -e FAIL ]; then echo "smoke: 2 of 5 prompts failed for version $1" >&2; exit 1; fi
+)",
+          {{"FAIL", fail}}));
+  WriteHook(hooks, "refuse", "echo 'load balancer said: 503 busy' >&2; exit 3\n");
+  std::ofstream(hooks + "/not-executable") << "#!/bin/sh\n";
+  c.AddServerFlags({"--deploy-hooks", hooks});
+  const int64_t repo = Setup(c, 3);
+  const std::string env_path = absl::StrCat("/api/v1/repos/", repo, "/environments/production");
+
+  // Hostile targets are refused when saved, naming the field.
+  auto refused = [&](const std::string& target) {
+    auto r = MUST(c.Api("PUT", env_path, absl::StrCat(R"({"target": )", target, "}")));
+    INFO(r.body);
+    CHECK(r.status == 400);
+    return r.body;
+  };
+  CHECK(absl::StrContains(
+      refused(R"({"kind": "command", "command": ["/bin/sh", "-c", "id"]})"),
+      "target.command[0]: must name a program of the server's deploy hooks directory"));
+  CHECK(absl::StrContains(refused(R"({"kind": "command", "command": ["../hooks/traffic"]})"),
+                          "target.command[0]: must name a program"));
+  CHECK(absl::StrContains(refused(R"({"kind": "command", "command": ["missing"]})"),
+                          "target.command[0]: no executable program 'missing' in the server's "
+                          "deploy hooks directory"));
+  CHECK(absl::StrContains(refused(R"({"kind": "command", "command": ["not-executable"]})"),
+                          "no executable program 'not-executable'"));
+  CHECK(
+      absl::StrContains(refused(R"({"kind": "command", "command": ["traffic"], "timeout": "2m"})"),
+                        "target.timeout: must be at most 60s"));
+  CHECK(absl::StrContains(refused(R"({"kind": "command", "command": ["traffic"], "shell": "sh"})"),
+                          "unknown field"));
+
+  auto put = MUST(c.Api("PUT", env_path,
+                        R"({"target": {"kind": "command", "command": ["traffic", "--env",
+                            "{{environment}}"]}})"));
+  INFO(put.body);
+  REQUIRE(put.status == 200);
+  const std::string strategy =
+      R"({"canary": {"steps": [{"weight": 50}, {"analysis": {"metrics": [{"name": "smoke",
+          "provider": {"job": {"command": ["smoke", "{{version}}"], "timeout": "10s"}}}]}}]}})";
+  auto deploy = [&](const std::string& version, const std::string& endpoint) {
+    auto r = MUST(c.RunCli({"deploy", "production", "--repo", std::to_string(repo), "--model",
+                            "bot@" + version, "--endpoint", endpoint, "--strategy", strategy}));
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    return MUST(c.QueryInt("SELECT max(id) FROM deployments"));
+  };
+
+  // Version 2: the job passes; the canary promotes and the alias moves.
+  const int64_t d1 = deploy("2", "127.0.0.1:8102");
+  MUST(c.WaitUntil(
+      "deployment promoted",
+      [&](std::string& seen) {
+        seen = State(c, d1);
+        return seen == "succeeded";
+      },
+      absl::Seconds(60)));
+  INFO(EventLines(c, d1));
+  CHECK(AliasVersion(c) == 2);
+  // The first deployment to a command target has nothing live before it: no stable servers and
+  // no previous version (HAProxy's backend would have told).
+  CHECK(ReadFile(calls) ==
+        "--env production | apply 50 new=[127.0.0.1:8102] old=[] production v2 prev= leaked=no\n"
+        "--env production | apply 100 new=[127.0.0.1:8102] old=[] production v2 prev= "
+        "leaked=no\n");
+  auto last = json::parse(ReadFile(calls + ".last"));
+  CHECK(last.at("action") == "apply");
+  CHECK(last.at("weight").as_int64() == 100);
+  CHECK(last.at("new").as_array().size() == 1);
+  CHECK(JsonString(last.at("new").as_array()[0].as_object(), "address") == "127.0.0.1:8102");
+  CHECK(JsonString(last.as_object(), "deployment") == std::to_string(d1));
+  bool measured = false;
+  for (const json::value& e : Events(c, d1)) {
+    if (JsonString(e.as_object(), "kind") != "measurement") continue;
+    measured = true;
+    CHECK(absl::StrContains(JsonString(e.as_object(), "message"), "job 'smoke' exit 0"));
+  }
+  CHECK(measured);
+
+  // Version 3: the job fails; traffic goes back to version 2's server, the alias stays.
+  std::ofstream(fail) << "";
+  std::ofstream(calls, std::ios::trunc) << "";
+  const int64_t d2 = deploy("3", "127.0.0.1:8103");
+  MUST(c.WaitUntil(
+      "deployment rolled back",
+      [&](std::string& seen) {
+        seen = State(c, d2);
+        return seen == "rolled_back";
+      },
+      absl::Seconds(60)));
+  INFO(EventLines(c, d2));
+  CHECK(AliasVersion(c) == 2);
+  CHECK(ReadFile(calls) ==
+        "--env production | apply 50 new=[127.0.0.1:8103] old=[127.0.0.1:8102] production v3 "
+        "prev=2 leaked=no\n"
+        "--env production | apply 0 new=[127.0.0.1:8103] old=[127.0.0.1:8102] production v3 "
+        "prev=2 leaked=no\n"
+        "--env production | retire 0 new=[] old=[127.0.0.1:8103] production v3 prev=2 "
+        "leaked=no\n");
+  const std::string why = JsonString(Deployment(c, d2), "message");
+  CHECK(absl::StrContains(why, "metric 'smoke'"));
+  CHECK(absl::StrContains(why, "job 'smoke' exit 1: smoke: 2 of 5 prompts failed for version 3"));
+
+  // A target that refuses: the deployment pauses naming it and its words; nothing switched.
+  MUST(c.Api("PUT", env_path, R"({"target": {"kind": "command", "command": ["refuse"]}})"));
+  const int64_t d3 = deploy("3", "127.0.0.1:8103");
+  MUST(c.WaitUntil(
+      "deployment paused",
+      [&](std::string& seen) {
+        seen = State(c, d3);
+        return seen == "paused";
+      },
+      absl::Seconds(60)));
+  const std::string paused = JsonString(Deployment(c, d3), "message");
+  INFO(paused);
+  CHECK(absl::StrContains(paused,
+                          "command target 'refuse' (apply 50%): exit 3: load balancer "
+                          "said: 503 busy"));
+  CHECK(AliasVersion(c) == 2);
 }
 
 }  // namespace

@@ -79,6 +79,10 @@ class Cluster {
   // server-N.log. kFailedPrecondition if a server is running already; kUnavailable (with the log
   // tail) if it exits or never becomes healthy.
   absl::Status StartServer();
+  // Flags for the next StartServer, after the options' (for paths under dir()).
+  void AddServerFlags(const std::vector<std::string>& flags) {
+    options_.server_flags.insert(options_.server_flags.end(), flags.begin(), flags.end());
+  }
   // Sends `sig` to the server and waits (bounded) for it to exit; SIGKILL if it does not.
   absl::Status StopServer(int sig = SIGTERM);
   Process* server() { return server_.get(); }

@@ -400,15 +400,17 @@ TEST_CASE("deploy spec: metric provider errors", "[deploy]") {
   CHECK(AnalysisErr(OneMetric(R"("name": "m", "success_condition": "result < 1")")) ==
         "analysis.metrics[0].provider: is required: {\"prometheus\": {...}} or {\"web\": {...}}");
   CHECK(AnalysisErr(WithProvider(R"({})")) ==
-        "analysis.metrics[0].provider: must name exactly one provider: prometheus or web");
+        "analysis.metrics[0].provider: must name exactly one provider: prometheus, web, drift, "
+        "mann_whitney or job");
   CHECK(
       AnalysisErr(WithProvider(
           R"({"prometheus": {"address": "http://p", "query": "up"}, "web": {"url": "http://w"}})")) ==
-      "analysis.metrics[0].provider: must name exactly one provider: prometheus or web");
-  CHECK(AnalysisErr(WithProvider(R"({"datadog": {}})")) ==
-        "analysis.metrics[0].provider: unknown provider 'datadog' (expected prometheus, web, drift "
-        "or "
-        "mann_whitney)");
+      "analysis.metrics[0].provider: must name exactly one provider: prometheus, web, drift, "
+      "mann_whitney or job");
+  CHECK(
+      AnalysisErr(WithProvider(R"({"datadog": {}})")) ==
+      "analysis.metrics[0].provider: unknown provider 'datadog' (expected prometheus, web, drift, "
+      "mann_whitney or job)");
   CHECK(AnalysisErr(WithProvider(R"("prometheus")")) ==
         "analysis.metrics[0].provider: must be an object");
   CHECK(AnalysisErr(WithProvider(R"({"prometheus": "http://p"})")) ==
@@ -647,4 +649,61 @@ TEST_CASE("deploy spec: SplitWeights", "[deploy]") {
 }
 
 }  // namespace
+TEST_CASE("deploy spec: a job metric runs a deploy hook and passes on exit 0", "[deploy]") {
+  auto a = ParseAnalysis(
+      json::parse(R"({"metrics": [{"name": "smoke", "provider": {"job": {"command": ["smoke-test",
+        "--version", "{{version}}"], "timeout": "20s"}}}]})"),
+      "analysis");
+  REQUIRE(a.ok());
+  const MetricSpec& m = a->metrics[0];
+  CHECK(m.provider == ProviderKind::kJob);
+  CHECK(m.command == std::vector<std::string>{"smoke-test", "--version", "{{version}}"});
+  CHECK(m.job_timeout == absl::Seconds(20));
+  REQUIRE(m.success.has_value());
+  CHECK(!m.failure.has_value());
+  std::string why;
+  CHECK(Judge(m.success, m.failure, {1}, &why) == Phase::kSuccessful);
+  CHECK(Judge(m.success, m.failure, {0}, &why) == Phase::kFailed);
+
+  auto defaults = ParseAnalysis(
+      json::parse(R"({"metrics": [{"name": "s", "provider": {"job": {"command": ["s"]}}}]})"),
+      "analysis");
+  REQUIRE(defaults.ok());
+  CHECK(defaults->metrics[0].job_timeout == absl::Seconds(30));
+}
+
+TEST_CASE("deploy spec: a job metric's command names a hook, never a path", "[deploy]") {
+  auto err = [](const std::string& job) {
+    auto a = ParseAnalysis(json::parse(absl::StrCat(
+                               R"({"metrics": [{"name": "s", "provider": {"job": )", job, "}}]}")),
+                           "analysis");
+    return a.ok() ? std::string("ok") : std::string(a.status().message());
+  };
+  const std::string at = "analysis.metrics[0].provider.job";
+  CHECK(err(R"({})") == at + ".command: is required");
+  CHECK(err(R"({"command": []})") ==
+        at + ".command: must be a list: a program of the server's deploy hooks directory, then "
+             "its arguments, e.g. [\"switch-traffic\", \"--env\", \"{{environment}}\"]");
+  const std::string not_a_path =
+      ": must name a program of the server's deploy hooks directory: 1 to 64 of A-Z a-z 0-9 _ . "
+      "- (not a path, not starting with '.')";
+  CHECK(err(R"({"command": ["/bin/sh", "-c", "id"]})") == at + ".command[0]" + not_a_path);
+  CHECK(err(R"({"command": ["../../bin/sh"]})") == at + ".command[0]" + not_a_path);
+  CHECK(err(R"({"command": [".hidden"]})") == at + ".command[0]" + not_a_path);
+  CHECK(err(R"({"command": ["a b"]})") == at + ".command[0]" + not_a_path);
+  CHECK(err(R"({"command": ["ok", 3]})") == at + ".command[1]: must be a string");
+  CHECK(err(R"({"command": ["ok", "a\nb"]})") ==
+        at + ".command[1]: must not contain control characters");
+  CHECK(err(absl::StrCat(R"({"command": ["ok", ")", std::string(1025, 'x'), R"("]})")) ==
+        at + ".command[1]: is longer than 1024 bytes");
+  std::string many = R"({"command": ["ok")";
+  for (int i = 0; i < 33; ++i) many += R"(, "a")";
+  CHECK(err(many + "]}") == at + ".command: has more than 32 arguments");
+  CHECK(err(R"({"command": ["ok"], "timeout": "61s"})") ==
+        at + ".timeout: must be at most 60s: the controller waits for it; a longer check belongs "
+             "in a pipeline job before the deploy");
+  CHECK(err(R"({"command": ["ok"], "shell": true})") ==
+        at + ".shell: unknown field (expected command, timeout)");
+}
+
 }  // namespace assay::deploy

@@ -264,7 +264,7 @@ TEST_CASE("deploy analysis: Measure names the address a provider cannot be reach
     // Port 1 on loopback: refused at once, no network needed. The trailing '/' is dropped
     // from the URL, and the query is substituted and escaped.
     const Measurement m = Measure(PromMetric("http://127.0.0.1:1/", R"(up{v="{{version}}"})"), p,
-                                  nullptr, absl::Seconds(5));
+                                  Providers{nullptr, absl::Seconds(5)});
     CHECK(m.phase == Phase::kError);
     CHECK(m.values.empty());
     CHECK(m.message ==
@@ -272,7 +272,7 @@ TEST_CASE("deploy analysis: Measure names the address a provider cannot be reach
           "http://127.0.0.1:1/api/v1/query?query=up%7Bv%3D%227%22%7D: cannot connect to "
           "127.0.0.1:1: Connection refused");
     absl::StatusOr<std::vector<double>> f =
-        Fetch(PromMetric("http://127.0.0.1:1", "up"), p, nullptr, absl::Seconds(5));
+        Fetch(PromMetric("http://127.0.0.1:1", "up"), p, Providers{nullptr, absl::Seconds(5)});
     REQUIRE_FALSE(f.ok());
     CHECK(f.status().code() == absl::StatusCode::kUnavailable);
   }
@@ -281,7 +281,7 @@ TEST_CASE("deploy analysis: Measure names the address a provider cannot be reach
     metric.provider = ProviderKind::kWeb;
     metric.url = "http://127.0.0.1:1/metrics/{{deployment}}";
     metric.json_path = "a";
-    const Measurement m = Measure(metric, p, nullptr, absl::Seconds(5));
+    const Measurement m = Measure(metric, p, Providers{nullptr, absl::Seconds(5)});
     CHECK(m.phase == Phase::kError);
     CHECK(m.message ==
           "GET http://127.0.0.1:1/metrics/42: cannot connect to 127.0.0.1:1: Connection refused");
@@ -290,7 +290,7 @@ TEST_CASE("deploy analysis: Measure names the address a provider cannot be reach
     absl::StatusOr<AddressPolicy> policy = AddressPolicy::Parse("");
     REQUIRE(policy.ok());
     absl::StatusOr<std::vector<double>> f =
-        Fetch(PromMetric("http://127.0.0.1:1", "up"), p, &*policy, absl::Seconds(5));
+        Fetch(PromMetric("http://127.0.0.1:1", "up"), p, Providers{&*policy, absl::Seconds(5)});
     REQUIRE_FALSE(f.ok());
     CHECK(f.status().code() == absl::StatusCode::kPermissionDenied);
     CHECK(f.status().message() ==
@@ -303,14 +303,15 @@ TEST_CASE("deploy analysis: Measure names the address a provider cannot be reach
 // https:// providers are fetched over TLS (verified against the system's CAs): a refused
 // connection is an error naming the address, as for http.
 TEST_CASE("deploy analysis: an https provider is fetched over TLS", "[deploy]") {
-  const Measurement m =
-      Measure(PromMetric("https://127.0.0.1:1", "up"), Placeholders{}, nullptr, absl::Seconds(5));
+  const Measurement m = Measure(PromMetric("https://127.0.0.1:1", "up"), Placeholders{},
+                                Providers{nullptr, absl::Seconds(5)});
   CHECK(m.phase == Phase::kError);
   CHECK(m.message ==
         "prometheus at https://127.0.0.1:1: GET https://127.0.0.1:1/api/v1/query?query=up: "
         "cannot connect to 127.0.0.1:1: Connection refused");
   absl::StatusOr<std::vector<double>> f =
-      Fetch(PromMetric("https://127.0.0.1:1", "up"), Placeholders{}, nullptr, absl::Seconds(5));
+      Fetch(PromMetric("https://127.0.0.1:1", "up"), Placeholders{},
+            Providers{nullptr, absl::Seconds(5)});
   REQUIRE_FALSE(f.ok());
   CHECK(f.status().code() == absl::StatusCode::kUnavailable);
 }
