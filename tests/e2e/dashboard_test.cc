@@ -1,10 +1,14 @@
 // The dashboard in a real browser (issue 11): starts a server, PostgreSQL and an agent, makes
 // an admin and a viewer, and runs web/tests/dashboard.test.mjs (playwright-core driving
 // Debian's chromium) against them. Its screenshots land in BUILD/test-output/dashboard.
+// Deployments (issue 12) go to environments whose target is {"kind": "command", "command":
+// ["ok"]}: the server runs the hook `ok` from --deploy-hooks for every traffic change, and this
+// one exits 0, so each change is done at once.
 
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -16,7 +20,8 @@ namespace {
 
 TEST_CASE(
     "dashboard: log in, watch a pipeline go green live, follow a log, cancel, retry, "
-    "re-run, see why a job waits, models, and a viewer cannot cancel",
+    "re-run, see why a job waits, models, deployments and a rollback, and a viewer cannot "
+    "cancel, roll back or approve",
     "[e2e][browser]") {
   const std::string web = std::string(ASSAY_SOURCE_DIR) + "/web";
   const std::string chromium = "/usr/bin/chromium";
@@ -26,6 +31,16 @@ TEST_CASE(
   REQUIRE(::access(chromium.c_str(), X_OK) == 0);
 
   Cluster c(Options({"--password-cost", "10", "--web-dir", web + "/dist"}));
+  // The deploy hooks: `ok` takes every traffic change and is done (exit 0).
+  const std::string hooks = c.dir() + "/deploy-hooks";
+  std::filesystem::create_directory(hooks);
+  {
+    std::ofstream ok(hooks + "/ok");
+    ok << "#!/bin/sh\nexit 0\n";
+    REQUIRE(ok.good());
+  }
+  std::filesystem::permissions(hooks + "/ok", std::filesystem::perms(0755));
+  c.AddServerFlags({"--deploy-hooks", hooks});
   MUST(c.StartServer());
   GitRepo repo = MakeRepo(c);
   for (const char* user : {"alice", "victor"}) {
@@ -59,7 +74,7 @@ TEST_CASE(
   for (const auto& e : std::filesystem::directory_iterator(out)) {
     if (e.path().extension() == ".png" && e.file_size() > 1000) ++shots;
   }
-  CHECK(shots == 17);
+  CHECK(shots == 24);
 }
 
 }  // namespace

@@ -129,3 +129,65 @@ export function canWrite(me: Me | null, repoId?: number): boolean {
 export function isAdmin(me: Me | null): boolean {
   return !!me && me.role === 'admin' && me.scope === 'admin';
 }
+
+// Deployments (docs/deployments.md): an environment of a repository, and the deployments that
+// move its traffic. Model deployments carry model + version, service images image.
+export interface DeployServer { name: string; address: string }
+export interface Live { deployment_id: number; model?: string; version?: number; image?: string; servers: DeployServer[] }
+export interface Environment {
+  id: number;
+  repo_id: number;
+  repo: string;
+  name: string;
+  branches: string[];
+  required_approvals: number;
+  target: { kind?: string; runtime_api?: string; backend?: string; command?: string[] } | null;
+  analysis: { metrics?: { name: string }[]; watch?: string | number } | null;
+  alias: string;
+  live: Live | null;
+  active_deployment: number | null;
+  created_at: string;
+  updated_at: string;
+}
+export interface Deployment {
+  id: number;
+  environment: string;
+  environment_id: number;
+  repo_id: number;
+  repo: string;
+  state: string;
+  model?: string;
+  version?: number;
+  image?: string;
+  servers: DeployServer[];
+  ref: string;
+  // As given: {"canary": {...}}, {"blue_green": {...}} or {"rolling": {...}}.
+  strategy: Record<string, Record<string, unknown>>;
+  step: number;
+  weight: number;
+  message: string;
+  created_by: string;
+  approvals: number;
+  approvers: string[];
+  previous: { servers?: DeployServer[]; model?: string; version?: number; image?: string } | null;
+  requested: { action: string; by: string; reason: string; full: boolean } | null;
+  alias_moved: boolean;
+  pipeline_id: number | null;
+  job_id: number | null;
+  superseded_by: number | null;
+  rollback_of: number | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  watch_until: string | null;
+}
+export interface DeploymentEvent {
+  id: number;
+  at: string;
+  step: number;
+  kind: string;
+  message: string;
+  data: { analysis?: string; metric?: string; phase?: string; values?: (number | string)[]; message?: string } | null;
+}
+// The states in which a deployment holds its environment (and may still change by itself).
+export const ACTIVE_DEPLOYMENT = ['pending_approval', 'progressing', 'paused', 'watching'];

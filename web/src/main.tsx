@@ -3,6 +3,8 @@ import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { api, ApiError, Me, setUnauthenticatedHandler } from './api';
 import { Agents, Queue } from './pages/Agents';
+import { DeploymentDetail } from './pages/Deployment';
+import { EnvironmentDetail, Environments } from './pages/Environments';
 import { EvalDetail, Evals } from './pages/Evals';
 import { JobLog } from './pages/JobLog';
 import { Login } from './pages/Login';
@@ -68,6 +70,9 @@ function App() {
   else if ((m = match('/ui/evals/:id', path))) page = <EvalDetail id={Number(m.id)} />;
   else if (path === '/ui/models') page = <Models />;
   else if ((m = match('/ui/models/:name', path))) page = <ModelDetail name={m.name} />;
+  else if (path === '/ui/environments') page = <Environments />;
+  else if ((m = match('/ui/repos/:id/environments/:name', path))) page = <EnvironmentDetail repoId={Number(m.id)} name={m.name} me={me} />;
+  else if ((m = match('/ui/deployments/:id', path))) page = <DeploymentDetail id={Number(m.id)} me={me} />;
   else page = <NotFound path={path} />;
   return (
     <div class="shell" onClick={onLinkClick}>
@@ -78,6 +83,7 @@ function App() {
         <a href="/ui/agents">Agents</a>
         <a href="/ui/evals">Evals</a>
         <a href="/ui/models">Models</a>
+        <a href="/ui/environments">Environments</a>
         <a href="/ui/settings">Settings</a>
         <span class="spacer" />
         {me ? (

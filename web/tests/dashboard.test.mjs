@@ -5,7 +5,9 @@
 // Environment: BASE_URL, REPO_DIR (a git repository the server knows as REPO_NAME, cloned from
 // CLONE_URL),
 // WEBHOOK_SECRET, GO_FILE (a job waits for it), OUT_DIR, CHROMIUM (default /usr/bin/chromium);
-// users alice (admin) and victor (viewer) with passwords pw-alice-123 and pw-victor-123.
+// users alice (admin) and victor (viewer) with passwords pw-alice-123 and pw-victor-123; a
+// server started with --deploy-hooks DIR, where DIR/ok exits 0 (the deployments' target runs it
+// for every traffic change).
 import { chromium } from 'playwright-core';
 import { createHmac } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -66,6 +68,42 @@ async function push(files, message, delivery) {
   });
   if (r.status !== 202 && r.status !== 200) throw new Error(`webhook: ${r.status} ${await r.text()}`);
   return sha;
+}
+
+// The REST API as the user signed in on `p` (its session cookie and CSRF token): {status, body}.
+async function apiAs(p, method, path, body = null) {
+  return p.evaluate(async ([method, path, body]) => {
+    const csrf = (document.cookie.match(/assay_csrf=([0-9a-f]+)/) ?? [])[1] ?? '';
+    const headers = { 'X-Assay-CSRF': csrf };
+    if (body !== null) headers['Content-Type'] = 'application/json';
+    const r = await fetch(path, { method, headers, body: body === null ? undefined : JSON.stringify(body) });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : null };
+  }, [method, path, body]);
+}
+
+function expectEqual(got, want, what) {
+  if (JSON.stringify(got) !== JSON.stringify(want)) {
+    throw new Error(`${what}:\n  got  ${JSON.stringify(got)}\n  want ${JSON.stringify(want)}`);
+  }
+}
+
+// Waits until deployment `id` is in state `want`; throws with its events if it ends (or pauses)
+// in another state.
+async function waitForDeployment(p, id, want) {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    const r = await apiAs(p, 'GET', `/api/v1/deployments/${id}`);
+    if (r.status !== 200) throw new Error(`GET deployment ${id}: ${r.status} ${JSON.stringify(r.body)}`);
+    if (r.body.state === want) return r.body;
+    const stuck = ['paused', 'succeeded', 'rolled_back', 'aborted', 'superseded', 'failed'].includes(r.body.state);
+    if (stuck || Date.now() > deadline) {
+      const ev = await apiAs(p, 'GET', `/api/v1/deployments/${id}/events`);
+      const lines = (ev.body?.events ?? []).map((e) => `${e.kind}: ${e.message}`).join('\n    ');
+      throw new Error(`deployment ${id} is ${r.body.state} (${r.body.message}), not ${want}; its events:\n    ${lines}`);
+    }
+    await new Promise((done) => setTimeout(done, 200));
+  }
 }
 
 async function login(context, user) {
@@ -303,6 +341,127 @@ echo weights > "$ASSAY_MODEL_DIR/model.bin"
   await page.locator('dd a[href="/ui/pipelines/1"]:has-text("#1")').waitFor({ timeout: WAIT });
   await shot(page, 'pipeline-rerun');
 
+  // Deployments (issue 12). Environment "production" takes main only and needs no approval; its
+  // target runs the hook `ok`, so every traffic change is done at once. Two image deployments,
+  // one after the other, through the API as alice; then the pages, and a rollback from them.
+  const repoId = (await apiAs(page, 'GET', '/api/v1/repos')).body.repos.find((r) => r.name === REPO_NAME).id;
+  const target = { kind: 'command', command: ['ok'] };
+  const envPut = await apiAs(page, 'PUT', `/api/v1/repos/${repoId}/environments/production`,
+    { target, branches: ['main'], required_approvals: 0 });
+  if (envPut.status !== 200) throw new Error(`PUT environment: ${envPut.status} ${JSON.stringify(envPut.body)}`);
+  const IMAGES = ['1', '2'].map((c) => `registry.example.com/acme/app@sha256:${c.repeat(64)}`);
+  const short = (image) => image.replace(/@sha256:(.{12}).*$/, '@sha256:$1…');
+  const blueGreen = { blue_green: { auto_promote: true, scale_down_delay: '0s' } };
+  const deployed = [];
+  for (const [i, image] of IMAGES.entries()) {
+    const r = await apiAs(page, 'POST', '/api/v1/deployments', {
+      repo_id: repoId, environment: 'production', image, servers: [`127.0.0.1:${8101 + i}`], ref: 'main', strategy: blueGreen,
+    });
+    if (r.status !== 201 || r.body.state !== 'progressing') throw new Error(`POST deployment: ${r.status} ${JSON.stringify(r.body)}`);
+    await waitForDeployment(page, r.body.id, 'succeeded');
+    deployed.push(r.body.id);
+  }
+  const [d1, d2] = deployed;
+  log(`deployments ${d1} and ${d2} succeeded`);
+
+  // The environments page, from the navigation: what serves production now, and its protection.
+  await page.goto(`${BASE}/ui/`);
+  await page.click('nav.top a[href="/ui/environments"]');
+  await page.waitForURL(/\/ui\/environments$/, { timeout: WAIT });
+  const envRow = page.locator(`[data-repo="${REPO_NAME}"] tr[data-environment="production"]`);
+  await envRow.waitFor({ timeout: WAIT });
+  expectEqual(await envRow.locator('td').allTextContents(),
+    ['production', `${short(IMAGES[1])} #${d2}`, '', 'main', '0', 'production', 'command ok'], 'the environments list');
+  await shot(page, 'environments');
+
+  // The environment's page: its history, newest first (the time columns aside).
+  await envRow.locator('a', { hasText: 'production' }).click();
+  await page.waitForURL(new RegExp(`/ui/repos/${repoId}/environments/production$`), { timeout: WAIT });
+  const history = () => page.locator('table.deployments tbody tr').evaluateAll((trs) =>
+    trs.map((tr) => [...tr.querySelectorAll('td:not(.time)')].map((td) => td.textContent)));
+  const historyRow = (id, image, strategy, from, last) => [`#${id}`, 'succeeded', short(image), strategy, from, 'alice', 'promoted', last];
+  await page.locator(`tr[data-deployment="${d1}"]`).waitFor({ timeout: WAIT });
+  expectEqual(await history(), [
+    historyRow(d2, IMAGES[1], 'blue_green', 'main', 'serving now'),
+    historyRow(d1, IMAGES[0], 'blue_green', 'main', 'Roll back to this'),
+  ], 'the history of production');
+  expectEqual(await page.locator('[data-field="live"]').textContent(), `${short(IMAGES[1])} #${d2} on 127.0.0.1:8102`, 'what serves production');
+  await shot(page, 'environment');
+
+  // The first deployment's page: its fields, its events as a timeline, and no action (it is over).
+  await page.click(`tr[data-deployment="${d1}"] a[href="/ui/deployments/${d1}"]`);
+  await page.waitForURL(new RegExp(`/ui/deployments/${d1}$`), { timeout: WAIT });
+  await page.locator('ol.timeline li[data-event-kind="succeeded"]').waitFor({ timeout: WAIT });
+  const events = await page.locator('ol.timeline li').evaluateAll((lis) =>
+    lis.map((li) => [li.dataset.eventKind, li.querySelector('.text').textContent]));
+  expectEqual(events.map(([kind]) => kind), ['created', 'started', 'weight', 'weight', 'promoted', 'scaled_down', 'succeeded'],
+    `the events of deployment ${d1} (${JSON.stringify(events)})`);
+  // The messages the controller writes whatever the target (started and scaled_down name it).
+  expectEqual(events.filter(([kind]) => !['started', 'scaled_down'].includes(kind)).map(([, text]) => text), [
+    'created by alice',
+    'step 1 of 2: 0% of traffic to the new version',
+    'step 2 of 2: 100% of traffic to the new version',
+    `promoted: the environment serves ${IMAGES[0]}`,
+    'done',
+  ], `the event messages of deployment ${d1}`);
+  const field = async (name) => (await page.locator(`[data-field="${name}"]`).textContent()).trim();
+  expectEqual([await field('version'), await field('step'), await field('weight'), await field('created-by'), await field('origin'), await field('message')],
+    [IMAGES[0], '2 of 2 steps done', '100% to the new version', 'alice', 'main', 'promoted'], `deployment ${d1}'s fields`);
+  await page.locator('h1 [data-state="succeeded"]').waitFor({ timeout: WAIT });
+  if ((await page.locator('button[data-action]').count()) !== 0) throw new Error('a succeeded deployment offers actions');
+  await shot(page, 'deployment');
+
+  // Roll back to the first deployment: a confirmation first (nothing is made yet), then a new
+  // deployment of its image to its server, which succeeds and serves production.
+  await page.click(`[data-field="environment"] a`);
+  await page.waitForURL(new RegExp(`/ui/repos/${repoId}/environments/production$`), { timeout: WAIT });
+  await page.click(`tr[data-deployment="${d1}"] button[data-action="rollback"]`);
+  const confirmBox = page.locator(`[data-confirm-rollback="${d1}"]`);
+  await confirmBox.waitFor({ timeout: WAIT });
+  expectEqual(await confirmBox.locator('span').first().textContent(),
+    `Roll back production to #${d1}? A new deployment sends all traffic at once to ${short(IMAGES[0])} on 127.0.0.1:8101; ` +
+    "those servers must still be running. The environment's branches and approvals apply.", 'the rollback confirmation');
+  const listed = await apiAs(page, 'GET', `/api/v1/deployments?repo=${repoId}&environment=production`);
+  expectEqual(listed.body.deployments.map((d) => d.id), [d2, d1], 'deployments before the rollback is confirmed');
+  await shot(page, 'rollback-confirm');
+  await confirmBox.locator('button[data-action="confirm-rollback"]').click();
+  const made = page.locator('[data-rollback-made]');
+  await made.waitFor({ timeout: WAIT });
+  const d3 = Number(await made.getAttribute('data-rollback-made'));
+  expectEqual(await made.textContent(), `Deployment #${d3} brings back the version of #${d1}.`, 'the rollback note');
+  await page.locator(`tr[data-deployment="${d3}"] [data-state="succeeded"]`).waitFor({ timeout: WAIT });
+  await page.locator('[data-field="active"]:text-is("nothing")').waitFor({ timeout: WAIT });
+  expectEqual(await history(), [
+    historyRow(d3, IMAGES[0], 'canary', `main · rollback to #${d1}`, 'serving now'),
+    historyRow(d2, IMAGES[1], 'blue_green', 'main', 'Roll back to this'),
+    historyRow(d1, IMAGES[0], 'blue_green', 'main', 'Roll back to this'),
+  ], 'the history of production after the rollback');
+  expectEqual(await page.locator('[data-field="live"]').textContent(), `${short(IMAGES[0])} #${d3} on 127.0.0.1:8101`, 'what serves production after the rollback');
+  await shot(page, 'environment-rolled-back');
+
+  // A deployment that waits for one approval offers Approve and Abort only; its creator's
+  // approval is refused, in the API's words.
+  const stagingPut = await apiAs(page, 'PUT', `/api/v1/repos/${repoId}/environments/staging`, { target, required_approvals: 1 });
+  if (stagingPut.status !== 200) throw new Error(`PUT staging: ${stagingPut.status} ${JSON.stringify(stagingPut.body)}`);
+  const pending = await apiAs(page, 'POST', '/api/v1/deployments', {
+    repo_id: repoId, environment: 'staging', image: IMAGES[1], servers: ['127.0.0.1:8103'], ref: 'main', strategy: blueGreen,
+  });
+  if (pending.status !== 201 || pending.body.state !== 'pending_approval') {
+    throw new Error(`POST staging deployment: ${pending.status} ${JSON.stringify(pending.body)}`);
+  }
+  const d4 = pending.body.id;
+  await page.goto(`${BASE}/ui/deployments/${d4}`);
+  await page.locator('h1 [data-state="pending_approval"]').waitFor({ timeout: WAIT });
+  expectEqual(await page.locator('button[data-action]').evaluateAll((bs) => bs.map((b) => b.dataset.action)),
+    ['approve', 'abort'], 'the actions of a deployment waiting for approval');
+  await page.locator('[data-field="approvals"]:text-is("0 of 1")').waitFor({ timeout: WAIT });
+  await page.click('button[data-action="approve"]');
+  await page.locator('.error').waitFor({ timeout: WAIT });
+  expectEqual(await page.locator('.error').allTextContents(),
+    [`deployment ${d4} was asked for by alice, who cannot approve it too`], 'the refused approval');
+  await page.locator('h1 [data-state="pending_approval"]').waitFor({ timeout: WAIT });
+  await shot(page, 'deployment-approve-refused');
+
   // A viewer: no cancel button, and the API refuses (403) even when asked directly.
   const viewer = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const vpage = await login(viewer, 'victor');
@@ -318,6 +477,20 @@ echo weights > "$ASSAY_MODEL_DIR/model.bin"
   });
   if (status !== 403) throw new Error(`a viewer's cancel answered ${status}`);
   await shot(vpage, 'viewer-pipeline');
+  // Environments and deployments: shown, with no rollback, approve or abort; the API refuses.
+  await vpage.goto(`${BASE}/ui/repos/${repoId}/environments/production`);
+  await vpage.locator(`tr[data-deployment="${d1}"]`).waitFor({ timeout: WAIT });
+  await vpage.locator(`tr[data-deployment="${d3}"] [data-state="succeeded"]`).waitFor({ timeout: WAIT });
+  if ((await vpage.locator('button[data-action]').count()) !== 0) throw new Error('a viewer sees a rollback button');
+  await vpage.goto(`${BASE}/ui/deployments/${d4}`);
+  await vpage.locator('h1 [data-state="pending_approval"]').waitFor({ timeout: WAIT });
+  await vpage.locator('ol.timeline li[data-event-kind="created"]').waitFor({ timeout: WAIT });
+  if ((await vpage.locator('button[data-action], input[name=reason]').count()) !== 0) {
+    throw new Error('a viewer sees an approve or abort button');
+  }
+  const rollbackAsViewer = await apiAs(vpage, 'POST', `/api/v1/repos/${repoId}/environments/production/rollback`, { to: d2 });
+  if (rollbackAsViewer.status !== 403) throw new Error(`a viewer's rollback answered ${rollbackAsViewer.status}`);
+  await shot(vpage, 'viewer-deployment');
   // An unknown page says so.
   await vpage.goto(`${BASE}/ui/no-such-page`);
   await vpage.locator('h1:has-text("Not found")').waitFor({ timeout: WAIT });
