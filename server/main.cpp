@@ -132,6 +132,18 @@ int main(int argc, char** argv) {
       {"allow-private-hosts", "",
        "forge API hosts allowed to resolve to loopback, link-local or private addresses (and to "
        "use plain http): comma-separated host names, addresses and CIDR blocks, or *"},
+      {"otlp-endpoint", "",
+       "an OpenTelemetry collector's OTLP/HTTP traces URL (http(s)://HOST:4318/v1/traces): "
+       "finished pipelines and deployments are sent there as traces; empty: none"},
+      {"otlp-headers",
+       "",
+       "headers for the collector, KEY=VALUE,... (values percent-encoded), e.g. an API key",
+       false,
+       false,
+       {},
+       /*secret=*/true},
+      {"otlp-interval", "5s", "how often finished pipelines and deployments are looked for", false,
+       false, DurationIn(absl::Milliseconds(100), absl::Hours(1))},
       {"deploy-hooks", "",
        "a directory of programs (owned by the operator) that environments may name as command "
        "targets and job metrics (docs/deployments.md); empty: none may"},
@@ -262,6 +274,16 @@ int main(int argc, char** argv) {
   o.allow_local_repos = cfg->GetBool("allow-local-repos");
   o.allow_private_hosts = cfg->Get("allow-private-hosts");
   o.deploy_hooks_dir = cfg->Get("deploy-hooks");
+  o.otlp_endpoint = cfg->Get("otlp-endpoint");
+  o.otlp_headers = cfg->Get("otlp-headers");
+  {
+    auto every = cfg->GetDuration("otlp-interval");
+    if (!every.ok()) {
+      std::cerr << "assay-server: " << every.status().message() << "\n";
+      return 2;
+    }
+    o.otlp_interval = *every;
+  }
   o.db_acquire_timeout = *db_acquire;
   o.db_connect_timeout = *db_connect;
   o.db_statement_timeout = *db_statement;

@@ -38,7 +38,10 @@
 #include "server/store/logs.h"
 #include "server/store/migrations.h"
 #include "server/store/models.h"
+#include "server/store/traces.h"
 #include "server/store/train.h"
+#include "server/trace/otlp.h"
+#include "server/trace/otlp_exporter.h"
 #include "server/web/assets.h"
 
 namespace assay {
@@ -107,6 +110,8 @@ struct AssayServer::Impl {
   std::unique_ptr<store::ModelStore> models;              // issue 10, the model registry
   std::unique_ptr<store::DeploymentStore> deployments;    // issue 12
   std::unique_ptr<deploy::Controller> deploy_controller;  // issue 12
+  std::unique_ptr<store::TraceStore> trace_store;         // issue 12: OTLP traces
+  std::unique_ptr<trace::OtlpExporter> otlp_exporter;     // null: no --otlp-endpoint
   AddressPolicy address_policy;  // --allow-private-hosts, for forge API requests
   std::unique_ptr<forge::CommitStatusNotifier> notifier;
   std::unique_ptr<forge::StatusReporter> status_reporter;
@@ -166,6 +171,22 @@ absl::Status AssayServer::Start() {
     if (!ca.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("--commit-status-ca-file: ", ca.message()));
     }
+  }
+  std::vector<std::pair<std::string, std::string>> otlp_headers;
+  if (!o.otlp_endpoint.empty()) {
+    if (!absl::StartsWithIgnoreCase(o.otlp_endpoint, "http://") &&
+        !absl::StartsWithIgnoreCase(o.otlp_endpoint, "https://")) {
+      return absl::InvalidArgumentError(absl::StrCat("--otlp-endpoint: '", o.otlp_endpoint,
+                                                     "' must start with http:// or https://"));
+    }
+    auto headers = trace::ParseHeaders(o.otlp_headers);
+    if (!headers.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--otlp-headers: ", headers.status().message()));
+    }
+    otlp_headers = *std::move(headers);
+  } else if (!o.otlp_headers.empty()) {
+    return absl::InvalidArgumentError("--otlp-headers needs --otlp-endpoint");
   }
   auto address_policy = AddressPolicy::Parse(o.allow_private_hosts);
   if (!address_policy.ok()) return absl::InvalidArgumentError(address_policy.status().message());
@@ -467,6 +488,20 @@ absl::Status AssayServer::Start() {
   m.status_reporter->Start();
   m.artifact_sweeper->Start();
   m.deploy_controller->Start();
+  if (!o.otlp_endpoint.empty()) {
+    m.trace_store = std::make_unique<store::TraceStore>(m.db.get());
+    trace::OtlpExporterOptions to;
+    to.endpoint = o.otlp_endpoint;
+    to.headers = otlp_headers;
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    to.instance = absl::StrCat(host, ":", getpid());
+    to.interval = o.otlp_interval;
+    to.ca_file = o.commit_status_ca_file;
+    m.otlp_exporter =
+        std::make_unique<trace::OtlpExporter>(m.trace_store.get(), m.metrics.get(), to);
+    m.otlp_exporter->Start();
+  }
   auto pending = m.deliveries->ListUnplanned();
   if (!pending.ok()) return pending.status();
   for (int64_t id : *pending) m.planner->Enqueue(id);
@@ -493,6 +528,7 @@ void AssayServer::Stop() {
   if (m.schedule_loop) m.schedule_loop->Stop();
   if (m.artifact_sweeper) m.artifact_sweeper->Stop();
   if (m.deploy_controller) m.deploy_controller->Stop();
+  if (m.otlp_exporter) m.otlp_exporter->Stop();
   if (m.planner) m.planner->Stop();
   if (m.listener) m.listener->Stop();
   if (m.wakeups) m.wakeups->Stop();

@@ -93,6 +93,10 @@ struct ServerOptions {
   // Issue 12: the directory of programs environments may name as command targets and job
   // metrics (docs/deployments.md "Deploy hooks"); empty: none.
   std::string deploy_hooks_dir;
+  // Issue 12: traces of finished pipelines and deployments to an OTLP/HTTP collector
+  // (server/trace/otlp_exporter.h); empty endpoint: none. Headers "K=V,..." (a secret).
+  std::string otlp_endpoint, otlp_headers;
+  absl::Duration otlp_interval = absl::Seconds(5);
   // Issue 9, caches (docs/caches.md): entries unused this long are deleted by the sweeper.
   absl::Duration cache_retention = absl::Hours(7 * 24);
 };

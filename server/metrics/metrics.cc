@@ -89,7 +89,12 @@ Metrics::Metrics()
       active_deployments_(prometheus::BuildGauge()
                               .Name("assay_deployment_active")
                               .Help("Deployments not ended, by environment and state")
-                              .Register(*registry_)) {
+                              .Register(*registry_)),
+      trace_exports_(prometheus::BuildCounter()
+                         .Name("assay_trace_exports_total")
+                         .Help("Traces exported over OTLP, by kind (pipeline, deployment) and "
+                               "outcome (sent, rejected, skipped, failed)")
+                         .Register(*registry_)) {
   // Why every known label set now, at zero: a series that first appears at its first event
   // has no earlier sample, so rate() and increase() miss that event and alerts on them
   // cannot fire before it.
@@ -137,6 +142,10 @@ void Metrics::DeploymentEnded(const std::string& environment, const std::string&
 
 void Metrics::DeploymentRollback(const std::string& environment, const std::string& reason) {
   rollbacks_.Add({{"environment", environment}, {"reason", reason}}).Increment();
+}
+
+void Metrics::TraceExport(const std::string& kind, const std::string& outcome, int64_t n) {
+  trace_exports_.Add({{"kind", kind}, {"outcome", outcome}}).Increment(static_cast<double>(n));
 }
 
 void Metrics::AnalysisRun(const std::string& environment, const std::string& phase) {

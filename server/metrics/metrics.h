@@ -48,6 +48,10 @@ class Metrics {
   void AnalysisRun(const std::string& environment, const std::string& phase);
   void SetActiveDeployments(
       const std::vector<std::pair<std::pair<std::string, std::string>, int64_t>>& counts);
+  // assay_trace_exports_total{kind,outcome}: pipelines and deployments whose traces were sent
+  // (sent), refused for good by the collector (rejected), or skipped as too old (skipped); and
+  // failed attempts, tried again (failed).
+  void TraceExport(const std::string& kind, const std::string& outcome, int64_t n);
   std::string Serialize();
 
  private:
@@ -71,6 +75,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& rollbacks_;
   prometheus::Family<prometheus::Counter>& analysis_runs_;
   prometheus::Family<prometheus::Gauge>& active_deployments_;
+  prometheus::Family<prometheus::Counter>& trace_exports_;
   std::set<std::pair<std::string, std::string>> active_seen_ ABSL_GUARDED_BY(artifact_mu_);
 };
 

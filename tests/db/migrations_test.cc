@@ -83,7 +83,8 @@ TEST_CASE("migrations: an empty database gets every version once", "[db]") {
                             {"24", "0024_users.sql"},
                             {"25", "0025_events.sql"},
                             {"26", "0026_retry.sql"},
-                            {"27", "0027_deployments.sql"}});
+                            {"27", "0027_deployments.sql"},
+                            {"28", "0028_traces.sql"}});
   CHECK(*first == AllVersions());
   CHECK(Query(tdb.dsn(), kTables) == Rows{{"agent_enrollment_tokens"},
                                           {"agents"},
