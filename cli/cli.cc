@@ -112,9 +112,10 @@ Commands:
                               set or remove tags on a model or a version
   models download NAME@VERSION|NAME@ALIAS [-o DIR]
                               write a version's files into DIR (default NAME-vN)
-  deploy ENV --repo ID --model NAME@VERSION|--image NAME@sha256:HEX --endpoint ADDRESS...
+  deploy ENV --repo ID --model NAME@VERSION|--image NAME@sha256:HEX [--endpoint ADDRESS...]
          --strategy JSON|@FILE [--ref BRANCH] [--supersede]
-                              start a deployment (docs/deployments.md)
+                              start a deployment (docs/deployments.md); --endpoint: the new
+                              version's servers (none for a kubernetes environment)
   deployments list [--repo ID] [--environment ENV] [--state S]
                               deployments, newest first
   deployments show ID         a deployment and its history: steps, measurements, traffic

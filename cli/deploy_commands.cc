@@ -127,8 +127,9 @@ Result Deploy(const DeployArgs& a, const ApiClient& api, std::ostream& out, std:
   if (auto it = o.find("--endpoint"); it != o.end()) {
     for (const auto& s : it->second) servers.push_back(json::value(s));
   }
-  if (servers.empty()) return std::string("'assay deploy' needs --endpoint ADDRESS (one or more)");
-  body["servers"] = std::move(servers);
+  // No --endpoint: the server says whether the environment needs them (a kubernetes target
+  // runs the new version itself).
+  if (!servers.empty()) body["servers"] = std::move(servers);
   const std::string strategy = One(o, "--strategy");
   if (strategy.empty()) return std::string("'assay deploy' needs --strategy JSON|@FILE");
   auto s = JsonArg(a, "--strategy", strategy);

@@ -144,6 +144,15 @@ int main(int argc, char** argv) {
        /*secret=*/true},
       {"otlp-interval", "5s", "how often finished pipelines and deployments are looked for", false,
        false, DurationIn(absl::Milliseconds(100), absl::Hours(1))},
+      {"kubernetes-api", "",
+       "the Kubernetes API server that environments with a kubernetes target deploy to "
+       "(https://HOST:6443; in a pod: https://kubernetes.default.svc); empty: none"},
+      {"kubernetes-token-file", "",
+       "a file holding the bearer token for --kubernetes-api, read at each call (in a pod: "
+       "/var/run/secrets/kubernetes.io/serviceaccount/token)"},
+      {"kubernetes-ca-file", "",
+       "the PEM CA of --kubernetes-api (in a pod: "
+       "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt); empty: the system's CAs"},
       {"deploy-hooks", "",
        "a directory of programs (owned by the operator) that environments may name as command "
        "targets and job metrics (docs/deployments.md); empty: none may"},
@@ -274,6 +283,9 @@ int main(int argc, char** argv) {
   o.allow_local_repos = cfg->GetBool("allow-local-repos");
   o.allow_private_hosts = cfg->Get("allow-private-hosts");
   o.deploy_hooks_dir = cfg->Get("deploy-hooks");
+  o.kubernetes_api = cfg->Get("kubernetes-api");
+  o.kubernetes_token_file = cfg->Get("kubernetes-token-file");
+  o.kubernetes_ca_file = cfg->Get("kubernetes-ca-file");
   o.otlp_endpoint = cfg->Get("otlp-endpoint");
   o.otlp_headers = cfg->Get("otlp-headers");
   {

@@ -172,6 +172,16 @@ absl::Status AssayServer::Start() {
       return absl::InvalidArgumentError(absl::StrCat("--commit-status-ca-file: ", ca.message()));
     }
   }
+  if (!o.kubernetes_api.empty() && !absl::StartsWithIgnoreCase(o.kubernetes_api, "https://") &&
+      !absl::StartsWithIgnoreCase(o.kubernetes_api, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat("--kubernetes-api: '", o.kubernetes_api,
+                                                   "' must start with https:// (or http://)"));
+  }
+  if (!o.kubernetes_ca_file.empty()) {
+    if (absl::Status ca = CheckCaFile(o.kubernetes_ca_file); !ca.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--kubernetes-ca-file: ", ca.message()));
+    }
+  }
   std::vector<std::pair<std::string, std::string>> otlp_headers;
   if (!o.otlp_endpoint.empty()) {
     if (!absl::StartsWithIgnoreCase(o.otlp_endpoint, "http://") &&
@@ -342,6 +352,9 @@ absl::Status AssayServer::Start() {
     gethostname(host, sizeof(host) - 1);
     dco.owner = absl::StrCat(host, ":", getpid());
     dco.hooks_dir = o.deploy_hooks_dir;
+    dco.kubernetes.url = o.kubernetes_api;
+    dco.kubernetes.token_file = o.kubernetes_token_file;
+    dco.kubernetes.ca_file = o.kubernetes_ca_file;
     m.deploy_controller = std::make_unique<deploy::Controller>(
         m.deployments.get(), &m.address_policy, clock, m.metrics.get(), dco);
     deploy::Controller* controller = m.deploy_controller.get();

@@ -93,6 +93,8 @@ struct ServerOptions {
   // Issue 12: the directory of programs environments may name as command targets and job
   // metrics (docs/deployments.md "Deploy hooks"); empty: none.
   std::string deploy_hooks_dir;
+  // Issue 12: the Kubernetes API server of kubernetes targets, its token file and CA.
+  std::string kubernetes_api, kubernetes_token_file, kubernetes_ca_file;
   // Issue 12: traces of finished pipelines and deployments to an OTLP/HTTP collector
   // (server/trace/otlp_exporter.h); empty endpoint: none. Headers "K=V,..." (a secret).
   std::string otlp_endpoint, otlp_headers;

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/pipeline/spec.h"
@@ -77,6 +78,20 @@ grpc::ServerUnaryReactor* AgentServiceImpl::StartDeployment(grpc::CallbackServer
           n.version = version->version;
         } else {
           n.image = spec->image;
+        }
+        // A deploy: step brings the servers it started; a kubernetes environment starts its own.
+        auto kind_of = [](const std::string& target) {
+          boost::system::error_code ec;
+          json::value t = json::parse(target, ec);
+          const json::value* k = !ec && t.is_object() ? t.as_object().if_contains("kind") : nullptr;
+          return k != nullptr && k->is_string() ? std::string(k->as_string()) : std::string();
+        };
+        if (auto env = deps_.deployments->GetEnvironment(n.repo_id, n.environment);
+            env.ok() && kind_of(env->target_json) == "kubernetes") {
+          return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
+              "environment '", n.environment,
+              "' is on kubernetes, where Assay runs the new version itself: deploy to it with "
+              "`assay deploy` or POST /api/v1/deployments (no endpoints), not a deploy: step")));
         }
         // The endpoints are named after the job and attempt: unique, and Assay's to remove.
         json::array servers;

@@ -22,6 +22,7 @@
 #include "server/api/routes.h"
 #include "server/deploy/haproxy.h"
 #include "server/deploy/hooks.h"
+#include "server/deploy/kubernetes.h"
 #include "server/http/json_util.h"
 #include "server/store/deployments.h"
 #include "server/store/models.h"
@@ -143,7 +144,7 @@ absl::StatusOr<json::object> ParseTarget(const json::value& v, const deploy::Hoo
   const json::object& t = v.as_object();
   const json::value* kind = t.if_contains("kind");
   if (kind == nullptr || !kind->is_string()) {
-    return Bad("target.kind is required: haproxy or command");
+    return Bad("target.kind is required: haproxy, command or kubernetes");
   }
   if (kind->as_string() == "command") {
     if (absl::Status s = http::OnlyFields(t, {"kind", "command", "timeout"}); !s.ok()) {
@@ -165,9 +166,14 @@ absl::StatusOr<json::object> ParseTarget(const json::value& v, const deploy::Hoo
     }
     return out;
   }
+  if (kind->as_string() == "kubernetes") {
+    auto spec = deploy::ParseKubernetesTarget(t);
+    if (!spec.ok()) return spec.status();
+    return deploy::KubernetesTargetJson(*spec);
+  }
   if (kind->as_string() != "haproxy") {
     return Bad(absl::StrCat("target.kind '", std::string(kind->as_string()),
-                            "' is not supported (expected haproxy or command)"));
+                            "' is not supported (expected haproxy, command or kubernetes)"));
   }
   if (absl::Status s = http::OnlyFields(t, {"kind", "runtime_api", "backend"}); !s.ok()) {
     return Bad(absl::StrCat("target: ", s.message()));
@@ -414,7 +420,30 @@ Response CreateDeploymentFrom(const ApiDeps& d, Request& req, json::object& body
     if (body.contains("version")) return Error(Bad("field 'version' goes with 'model' only"));
     n.image = i;
   }
-  auto servers = ParseServers(body.if_contains("servers"));
+  // A kubernetes environment runs the new version itself, as a colour of its own.
+  std::optional<deploy::KubernetesSpec> kube;
+  if (auto e = d.deployments->GetEnvironment(n.repo_id, n.environment); e.ok()) {
+    json::value t = Parsed(e->target_json);
+    const json::value* k = t.is_object() ? t.as_object().if_contains("kind") : nullptr;
+    if (k != nullptr && k->is_string() && k->as_string() == "kubernetes") {
+      auto spec = deploy::ParseKubernetesTarget(t.as_object());
+      if (!spec.ok()) return Error(spec.status());
+      kube = *std::move(spec);
+    }
+  }
+  absl::StatusOr<json::array> servers = json::array();
+  if (!kube) {
+    servers = ParseServers(body.if_contains("servers"));
+  } else if (body.contains("servers") && !rollback_of) {
+    servers = Bad(absl::StrCat("environment '", n.environment,
+                               "' is on kubernetes: its target runs the new version itself; "
+                               "give no 'servers'"));
+  } else if (n.image.empty() && kube->image.empty()) {
+    servers = Bad(absl::StrCat("environment '", n.environment,
+                               "' has no target.image, the model server image to run model "
+                               "version ",
+                               *n.version, " with"));
+  }
   if (!servers.ok()) return Error(servers.status());
   auto ref = http::OptionalString(body, "ref");
   if (!ref.ok()) return Error(ref.status());
@@ -426,14 +455,23 @@ Response CreateDeploymentFrom(const ApiDeps& d, Request& req, json::object& body
   if (strategy == nullptr) return Error(Bad("field 'strategy' is required"));
   auto parsed = deploy::ParseStrategy(*strategy, "strategy");
   if (!parsed.ok()) return Error(parsed.status());
+  if (kube) {
+    if (absl::Status s = deploy::CheckKubernetesStrategy(*kube, *parsed); !s.ok()) return Error(s);
+  }
   n.strategy_json = json::serialize(*strategy);
   auto supersede = http::OptionalBool(body, "supersede");
   if (!supersede.ok()) return Error(supersede.status());
   n.supersede = supersede->value_or(false);
   // Unnamed servers are named after the creation time (the id is not known yet), so that one
   // deployment's servers never take another's names.
-  n.servers_json =
-      NameServers(*servers, absl::StrCat("assay-", absl::ToUnixMicros(n.now) % 100000000, "-"));
+  const int64_t stamp = absl::ToUnixMicros(n.now) % 100000000;
+  if (kube) {
+    const std::string colour = absl::StrCat(kube->app, "-", stamp);
+    n.servers_json = json::serialize(json::array{
+        json::object{{"name", colour}, {"address", absl::StrCat(kube->ns, "/", colour)}}});
+  } else {
+    n.servers_json = NameServers(*servers, absl::StrCat("assay-", stamp, "-"));
+  }
   auto created = d.deployments->Create(n);
   if (!created.ok()) return Error(created.status());
   if (d.wake_deployments) d.wake_deployments();

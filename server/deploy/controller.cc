@@ -11,6 +11,7 @@
 #include "common/deploy/spec.h"
 #include "server/deploy/analysis.h"
 #include "server/deploy/haproxy.h"
+#include "server/deploy/kubernetes.h"
 #include "server/deploy/target.h"
 #include "server/metrics/metrics.h"
 
@@ -183,7 +184,8 @@ json::object& RunOf(json::object& runs, const char* key) {
 absl::StatusOr<std::unique_ptr<Target>> MakeTarget(const std::string& target_json,
                                                    const AddressPolicy* policy,
                                                    absl::Duration timeout, const Hooks* hooks,
-                                                   const Placeholders* context) {
+                                                   const Placeholders* context,
+                                                   const KubernetesApi* kube, Workload* workload) {
   json::object t = ParseObject(target_json);
   const json::value* kind = t.if_contains("kind");
   const std::string k = kind != nullptr && kind->is_string() ? std::string(kind->as_string()) : "";
@@ -212,6 +214,16 @@ absl::StatusOr<std::unique_ptr<Target>> MakeTarget(const std::string& target_jso
       if (d.ok()) limit = std::min(*d, kMaxHookTimeout);
     }
     return std::make_unique<CommandTarget>(hooks, *std::move(command), context, limit);
+  }
+  if (k == "kubernetes") {
+    auto spec = ParseKubernetesTarget(t);
+    if (!spec.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the environment's kubernetes target is not valid (",
+                       spec.status().message(), "); save it again"));
+    }
+    if (workload->image.empty()) workload->image = spec->image;
+    return std::make_unique<KubernetesTarget>(*std::move(spec), kube, workload);
   }
   return absl::FailedPreconditionError("the environment's target kind is not supported");
 }
@@ -327,7 +339,9 @@ absl::Status Controller::Tick(const store::Deployment& d, store::TickUpdate* u) 
     };
   }
   const Providers providers{policy_, options_.provider_timeout, reference, &hooks_};
-  auto made = MakeTarget(env->target_json, policy_, options_.target_timeout, &hooks_, &p);
+  Workload workload{d.image, d.model, std::to_string(d.id), d.version};
+  auto made = MakeTarget(env->target_json, policy_, options_.target_timeout, &hooks_, &p,
+                         &options_.kubernetes, &workload);
   if (!made.ok()) return made.status();
   const Target& target = **made;
   const std::string step_name = absl::StrCat("step ", u->step + 1, " of ", strategy->steps.size());

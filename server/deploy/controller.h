@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "server/deploy/hooks.h"
+#include "server/deploy/kubernetes.h"
 #include "server/store/deployments.h"
 
 namespace assay {
@@ -37,6 +38,8 @@ struct ControllerOptions {
   absl::Duration target_timeout = absl::Seconds(5);    // one HAProxy command
   // The operator's programs for command targets and job metrics (--deploy-hooks); empty: none.
   std::string hooks_dir;
+  // The operator's Kubernetes API server for kubernetes targets (--kubernetes-api); url "": none.
+  KubernetesApi kubernetes;
 };
 
 class Controller {
