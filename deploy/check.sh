@@ -5,7 +5,8 @@
 # command's output), then "N passed, M failed"; exits 1 when anything failed.
 #
 # Needs (Debian 12 packages): prometheus (promtool), systemd (systemd-analyze),
-# kubernetes-client (kubectl: `kubectl kustomize`), python3 and python3-yaml, coreutils.
+# kubernetes-client (kubectl: `kubectl kustomize`), python3, python3-yaml and python3-kubernetes
+# (the schema check), coreutils.
 # What each check does and does not validate: docs/operations.md#validating-the-deployment-files.
 #
 # Environment: PROMTOOL (default /usr/bin/promtool, else promtool on PATH), PROMTOOL_WAIT
@@ -130,7 +131,9 @@ fi
 # --- Kubernetes -----------------------------------------------------------------------------
 # `kubectl apply/create --dry-run=client` cannot run here: even a client dry run asks an API
 # server for its resource list and OpenAPI schema (kubectl 1.20 and 1.32 alike). Instead each
-# kustomization is rendered with `kubectl kustomize` and its output checked by validate.py.
+# kustomization is rendered with `kubectl kustomize` and its output checked by validate.py:
+# structurally (`manifests`), then field by field against the Kubernetes API schema as the
+# official Python client models it (`schema`; Debian's python3-kubernetes).
 if command -v "$kubectl" >/dev/null 2>&1; then
   for dir in deploy/k8s/base deploy/k8s/overlays/*/; do
     dir=${dir%/}
@@ -140,9 +143,10 @@ if command -v "$kubectl" >/dev/null 2>&1; then
         return 1
       }
       [ -n "$python" ] || { echo "no python3 with PyYAML: rendered, not validated"; return 1; }
-      timeout 60 "$python" deploy/k8s/validate.py manifests "$root" "$1" <"$work/rendered.yaml"
+      timeout 60 "$python" deploy/k8s/validate.py manifests "$root" "$1" <"$work/rendered.yaml" &&
+        timeout 60 "$python" deploy/k8s/validate.py schema "$1" <"$work/rendered.yaml"
     }
-    check "kubectl kustomize $dir + structural validation" render_and_validate "$dir"
+    check "kubectl kustomize $dir + structural and schema validation" render_and_validate "$dir"
   done
 else
   missing "kubectl kustomize" "kubectl not found (Debian package kubernetes-client, or set KUBECTL)"

@@ -9,6 +9,12 @@
       ConfigMaps, ServiceAccounts, Secrets named in EXTERNAL_SECRETS); the security settings
       docs/operations.md promises; and every ASSAY_* variable and --flag of a container names
       a real option of the program it runs (from server/main.cpp and agent/main.cpp).
+  validate.py schema NAME < objects.yaml
+      Every object's fields and their types against the Kubernetes API schema as the official
+      Python client (Debian's python3-kubernetes, generated from the API's OpenAPI document)
+      models it: an unknown or misspelt field, or a value of the wrong type, fails. Objects of
+      APIs the client does not model (Gateway API's HTTPRoute) are checked by the small schema
+      below instead.
   validate.py options SRC_ROOT PROGRAM FILE...
       Every --flag and ASSAY_* name in FILE (a systemd unit or an env file) is an option of
       PROGRAM (assay-server or assay-agent).
@@ -542,6 +548,102 @@ def check_container_options(src_root, program, c, configmaps, where):
     return problems
 
 
+# ---------------------------------------------------------------------------------------------
+# Schema check with the Kubernetes client's models (python3-kubernetes 22.x: Kubernetes 1.22).
+
+# Gateway API objects (gateway.networking.k8s.io/v1), which the client does not model: the
+# fields Assay writes and their neighbours, from the Gateway API reference.
+GATEWAY_SCHEMA = {
+    "HTTPRoute": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta",
+                  "spec": "HTTPRouteSpec"},
+    "HTTPRouteSpec": {"parentRefs": "list[ParentReference]", "hostnames": "list[str]",
+                      "rules": "list[HTTPRouteRule]"},
+    "ParentReference": {"group": "str", "kind": "str", "namespace": "str", "name": "str",
+                        "sectionName": "str", "port": "int"},
+    "HTTPRouteRule": {"name": "str", "matches": "list[object]", "filters": "list[object]",
+                      "backendRefs": "list[HTTPBackendRef]", "timeouts": "object"},
+    "HTTPBackendRef": {"group": "str", "kind": "str", "name": "str", "namespace": "str",
+                       "port": "int", "weight": "int", "filters": "list[object]"},
+}
+
+
+def schema_problems(value, type_name, path, models):
+    """Problems of `value` (parsed YAML) as an instance of the client's type `type_name`."""
+    if type_name.startswith("list["):
+        if not isinstance(value, list):
+            return [f"{path}: must be a list"]
+        out = []
+        for i, item in enumerate(value):
+            out += schema_problems(item, type_name[5:-1], f"{path}[{i}]", models)
+        return out
+    if type_name.startswith("dict("):
+        if not isinstance(value, dict):
+            return [f"{path}: must be a map"]
+        inner = type_name[type_name.index(",") + 1:-1].strip()
+        out = []
+        for k, v in value.items():
+            out += schema_problems(v, inner, f"{path}.{k}", models)
+        return out
+    scalar = {"str": str, "int": int, "bool": bool, "float": (int, float)}
+    # A resource quantity (limits, requests) is an int-or-string the client models as a string.
+    if type_name == "str" and ".resources." in path and isinstance(value, (int, float)) and \
+            not isinstance(value, bool):
+        return []
+    if type_name in scalar:
+        ok = isinstance(value, scalar[type_name]) and not (
+            type_name in ("int", "float") and isinstance(value, bool))
+        return [] if ok else [f"{path}: must be a {type_name}, not {value!r}"]
+    if type_name in ("object", "datetime", "date"):
+        return []
+    if not isinstance(value, dict):
+        return [f"{path}: must be an object ({type_name})"]
+    if type_name in GATEWAY_SCHEMA:
+        fields = GATEWAY_SCHEMA[type_name]
+        by_json = {k: t for k, t in fields.items()}
+    else:
+        cls = getattr(models, type_name, None)
+        if cls is None:
+            return [f"{path}: no schema for {type_name}"]
+        by_json = {cls.attribute_map[a]: t for a, t in cls.openapi_types.items()}
+    out = []
+    for k, v in value.items():
+        if k not in by_json:
+            out.append(f"{path}.{k}: unknown field of {type_name}")
+            continue
+        out += schema_problems(v, by_json[k], f"{path}.{k}", models)
+    return out
+
+
+def check_client_schema(name, docs):
+    try:
+        from kubernetes.client import models
+    except ImportError:
+        return [f"{name}: the Kubernetes client's models are missing (Debian: python3-kubernetes)"]
+    problems = []
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        where = f"{name}: object {i + 1}"
+        if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
+            problems.append(f"{where}: not an object with apiVersion and kind")
+            continue
+        kind, api = doc["kind"], doc["apiVersion"]
+        where = f"{name}: {kind} {doc.get('metadata', {}).get('name', '?')}"
+        if api.startswith("gateway.networking.k8s.io/"):
+            type_name = kind
+            if kind not in GATEWAY_SCHEMA:
+                problems.append(f"{where}: no schema for {api} {kind}")
+                continue
+        else:
+            version = api.split("/")[-1]
+            type_name = version[0].upper() + version[1:] + kind
+            if getattr(models, type_name, None) is None:
+                problems.append(f"{where}: {api} {kind} is not a Kubernetes 1.22 API object")
+                continue
+        problems += schema_problems(doc, type_name, where, models)
+    return problems
+
+
 def main(argv):
     if len(argv) >= 4 and argv[1] == "manifests":
         try:
@@ -550,6 +652,13 @@ def main(argv):
             print(f"{argv[3]}: not YAML: {e}")
             return 1
         problems = check_manifests(argv[2], argv[3], docs)
+    elif len(argv) >= 3 and argv[1] == "schema":
+        try:
+            docs = list(yaml.safe_load_all(sys.stdin))
+        except yaml.YAMLError as e:
+            print(f"{argv[2]}: not YAML: {e}")
+            return 1
+        problems = check_client_schema(argv[2], docs)
     elif len(argv) >= 5 and argv[1] == "options":
         problems = []
         for path in argv[4:]:

@@ -37,7 +37,7 @@ ASSAY_TEST_PACKAGES+=" chromium"
 # Prometheus scraping them (the e2e tests); promtool, systemd-analyze, kubectl and PyYAML check
 # deploy/'s files (deploy/check.sh). kubectl only when none is installed: another package may
 # provide it.
-ASSAY_TEST_PACKAGES+=" haproxy prometheus systemd python3-yaml"
+ASSAY_TEST_PACKAGES+=" haproxy prometheus systemd python3-yaml python3-kubernetes"
 command -v kubectl >/dev/null 2>&1 || ASSAY_TEST_PACKAGES+=" kubernetes-client"
 
 install_deps() {  # install_deps [EXTRA_PACKAGES...]

@@ -13,6 +13,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/proc/subprocess.h"
 #include "server/deploy/kubernetes.h"
 #include "server/http/http_server.h"
 
@@ -220,6 +222,42 @@ TEST_CASE("kubernetes target: the calls of each traffic mode", "[deploy][kuberne
                                    "DELETE /api/v1/namespaces/llm/services/bot-1 "});
     CHECK(RenderManifests(calls).substr(0, 4) == "---\n");
   }
+}
+
+// The objects of every traffic mode against the Kubernetes API schema as the official client
+// models it (deploy/k8s/validate.py schema: Debian's python3-kubernetes; the Gateway API's
+// HTTPRoute by its own small schema there). kubectl's client dry run needs an API server.
+TEST_CASE("kubernetes target: what it writes passes the API schema", "[deploy][kubernetes]") {
+  auto validate = [](const std::string& manifests) {
+    auto r =
+        RunCommand({"/usr/bin/python3", std::string(ASSAY_SOURCE_DIR) + "/deploy/k8s/validate.py",
+                    "schema", "kubernetes-target"},
+                   {}, {}, manifests, absl::Seconds(60));
+    REQUIRE(r.ok());
+    return absl::StrCat(r->exit_code, " ", r->out, r->err);
+  };
+  const Workload model{kImage, "bot", "12", 3};
+  std::string all;
+  for (const char* traffic : {"service", "replicas", "gateway"}) {
+    const std::string gateway =
+        std::string(traffic) == "gateway" ? R"(, "gateway": "edge", "route": "bot")" : "";
+    const KubernetesSpec s = Spec(
+        absl::StrCat(R"({"kind": "kubernetes", "namespace": "llm", "app": "bot", "traffic": ")",
+                     traffic, "\"", gateway, "}"));
+    all += RenderManifests(RenderApply(s, model, 30, "bot-2", "bot-1"));
+  }
+  CHECK(validate(all) == "0 ");
+  // The check is not blind: a misspelt field and a wrong type fail it, named.
+  std::string bad = RenderManifests(RenderApply(
+      Spec(R"({"kind": "kubernetes", "namespace": "llm", "app": "bot"})"), model, 0, "bot-2", ""));
+  bad = absl::StrReplaceAll(
+      bad, {{R"("automountServiceAccountToken":false)", R"("automountServiceAccountToken":"no")"},
+            {R"("readOnlyRootFilesystem")", R"("readOnlyRootFileSystem")"}});
+  CHECK(validate(bad) ==
+        "1 kubernetes-target: Deployment bot-2.spec.template.spec.automountServiceAccountToken: "
+        "must be a bool, not 'no'\nkubernetes-target: Deployment "
+        "bot-2.spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem: unknown "
+        "field of V1SecurityContext\n");
 }
 
 // The API server stand-in: records each request, answers from a script (then 200 "{}").
