@@ -18,40 +18,19 @@
 #include "server/store/traces.h"
 #include "server/trace/otlp_exporter.h"
 #include "tests/db/db_fixture.h"
+#include "tests/support/recording_server.h"
 
 namespace assay::dbtest {
 namespace {
 
-class Collector {
- public:
-  explicit Collector(std::deque<int> script)
-      : script_(std::move(script)),
-        server_(http::ServerOptions{}, [this](http::Request& r) { return Handle(r); }) {
-    REQUIRE(server_.Start().ok());
-  }
-  std::string url() const {
-    return absl::StrCat("http://127.0.0.1:", server_.port(), "/v1/traces");
-  }
-  std::vector<std::string> bodies() {
-    std::lock_guard<std::mutex> l(mu_);
-    return bodies_;
-  }
+using testing::RecordingServer;
 
- private:
-  http::Response Handle(http::Request& r) {
-    std::lock_guard<std::mutex> l(mu_);
-    bodies_.push_back(r.body);
-    http::Response resp;
-    resp.status = script_.empty() ? 200 : script_.front();
-    if (!script_.empty()) script_.pop_front();
-    resp.body = "{}";
-    return resp;
-  }
-  std::mutex mu_;
-  std::deque<int> script_;
-  std::vector<std::string> bodies_;
-  http::Server server_;
-};
+// What the collector was sent, in order.
+std::vector<std::string> Bodies(RecordingServer& collector) {
+  std::vector<std::string> out;
+  for (const http::Request& r : collector.requests()) out.push_back(r.body);
+  return out;
+}
 
 // Finished pipelines of the fixture's repository, created `age_s` seconds ago.
 int64_t FinishedPipeline(DbFixture& f, int age_s) {
@@ -64,7 +43,7 @@ int64_t FinishedPipeline(DbFixture& f, int age_s) {
 
 trace::OtlpExporterOptions Options(const std::string& url) {
   trace::OtlpExporterOptions o;
-  o.endpoint = url;
+  o.endpoint = url + "/v1/traces";
   o.instance = "test:1";
   o.timeout = absl::Seconds(2);
   return o;
@@ -83,7 +62,7 @@ TEST_CASE("traces: a batch is marked sent only when the collector took it or ref
   };
   REQUIRE(due() == 2);
 
-  Collector busy({503, 502, 429});
+  RecordingServer busy({{503, "{}"}, {502, "{}"}, {429, "{}"}});
   trace::OtlpExporter exporter(&store, nullptr, Options(busy.url()));
   for (int i = 0; i < 3; ++i) {
     auto r = exporter.ExportOnce();
@@ -95,7 +74,7 @@ TEST_CASE("traces: a batch is marked sent only when the collector took it or ref
   CHECK(*fourth == 2);
   // The fourth request was taken: both pipelines in one batch, oldest first.
   CHECK(due() == 0);
-  std::vector<std::string> sent = busy.bodies();
+  std::vector<std::string> sent = Bodies(busy);
   REQUIRE(sent.size() == 4);
   CHECK(sent[0] == sent[3]);  // the same spans each time
   CHECK(sent[3].find(absl::StrCat("\"intValue\":\"", p1, "\"")) <
@@ -108,14 +87,14 @@ TEST_CASE("traces: a batch is marked sent only when the collector took it or ref
   f.Exec(
       absl::StrCat("UPDATE pipelines SET state = 'failed', finished_at = now() WHERE id = ", p1));
   CHECK(due() == 1);
-  Collector refusing({400});
+  RecordingServer refusing({{400, "{}"}});
   trace::OtlpExporter strict(&store, nullptr, Options(refusing.url()));
   auto r = strict.ExportOnce();
   REQUIRE(r.ok());
   CHECK(*r == 1);  // refused for good: logged, counted, not sent again
   CHECK(due() == 0);
-  REQUIRE(refusing.bodies().size() == 1);
-  CHECK(refusing.bodies()[0] != sent[3]);
+  REQUIRE(Bodies(refusing).size() == 1);
+  CHECK(Bodies(refusing)[0] != sent[3]);
 }
 
 TEST_CASE("traces: a collector that never answers costs one request's time bound, loses nothing",
@@ -133,8 +112,7 @@ TEST_CASE("traces: a collector that never answers costs one request's time bound
   REQUIRE(listen(fd, 8) == 0);
   socklen_t len = sizeof(a);
   REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  trace::OtlpExporterOptions o =
-      Options(absl::StrCat("http://127.0.0.1:", ntohs(a.sin_port), "/v1/traces"));
+  trace::OtlpExporterOptions o = Options(absl::StrCat("http://127.0.0.1:", ntohs(a.sin_port)));
   o.timeout = absl::Milliseconds(300);
   trace::OtlpExporter silent(&store, nullptr, o);
   auto r = silent.ExportOnce();
@@ -149,14 +127,14 @@ TEST_CASE("traces: what finished long before it was seen is skipped, not sent", 
   store::TraceStore store(&f.db);
   const int64_t old = FinishedPipeline(f, 7200);
   const int64_t fresh = FinishedPipeline(f, 1);
-  Collector c({});
+  RecordingServer c;
   trace::OtlpExporter exporter(&store, nullptr, Options(c.url()));
   auto r = exporter.ExportOnce();
   REQUIRE(r.ok());
   CHECK(*r == 1);
-  REQUIRE(c.bodies().size() == 1);
-  CHECK(absl::StrContains(c.bodies()[0], absl::StrCat("\"intValue\":\"", fresh, "\"")));
-  CHECK_FALSE(absl::StrContains(c.bodies()[0], absl::StrCat("\"intValue\":\"", old, "\"")));
+  REQUIRE(Bodies(c).size() == 1);
+  CHECK(absl::StrContains(Bodies(c)[0], absl::StrCat("\"intValue\":\"", fresh, "\"")));
+  CHECK_FALSE(absl::StrContains(Bodies(c)[0], absl::StrCat("\"intValue\":\"", old, "\"")));
   CHECK(f.Count("SELECT count(*) FROM pipelines WHERE finished_at IS NOT NULL AND traced_at IS "
                 "DISTINCT FROM finished_at") == 0);
 }

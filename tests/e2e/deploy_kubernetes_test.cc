@@ -14,40 +14,14 @@
 #include "absl/strings/str_join.h"
 #include "server/http/http_server.h"
 #include "tests/e2e/e2e.h"
+#include "tests/support/recording_server.h"
 
 namespace assay::e2e {
 namespace {
 
 namespace json = boost::json;
 
-class ApiServer {
- public:
-  ApiServer() : server_(http::ServerOptions{}, [this](http::Request& r) { return Handle(r); }) {
-    REQUIRE(server_.Start().ok());
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(server_.port()); }
-  std::vector<http::Request> requests() {
-    std::lock_guard<std::mutex> l(mu_);
-    return requests_;
-  }
-  void Clear() {
-    std::lock_guard<std::mutex> l(mu_);
-    requests_.clear();
-  }
-
- private:
-  http::Response Handle(http::Request& r) {
-    std::lock_guard<std::mutex> l(mu_);
-    requests_.push_back(r);
-    http::Response resp;
-    resp.status = 200;
-    resp.body = r.body.empty() ? "{}" : r.body;
-    return resp;
-  }
-  std::mutex mu_;
-  std::vector<http::Request> requests_;
-  http::Server server_;
-};
+using testing::RecordingServer;
 
 // Each call as "METHOD PATH (replicas N)" (the replicas of an apply or scale), in order.
 std::vector<std::string> Calls(const std::vector<http::Request>& requests) {
@@ -75,7 +49,8 @@ TEST_CASE(
     "deployments: a kubernetes target scales colours through the API server, and rolls "
     "back old side first",
     "[e2e]") {
-  ApiServer api;
+  // Answers an apply with the object, as an API server does.
+  RecordingServer api({}, {}, /*echo_body=*/true);
   Cluster c(Options({"--kubernetes-api", api.url()}));
   const std::string hooks = c.dir() + "/hooks";
   REQUIRE(mkdir(hooks.c_str(), 0755) == 0);

@@ -14,60 +14,31 @@
 #include "absl/strings/match.h"
 #include "server/http/http_server.h"
 #include "tests/e2e/e2e.h"
+#include "tests/support/recording_server.h"
 
 namespace assay::e2e {
 namespace {
 
 namespace json = boost::json;
 
-class Collector {
- public:
-  explicit Collector(std::deque<int> script)
-      : script_(std::move(script)),
-        server_(http::ServerOptions{}, [this](http::Request& r) { return Handle(r); }) {
-    REQUIRE(server_.Start().ok());
-  }
-  std::string url() const {
-    return "http://127.0.0.1:" + std::to_string(server_.port()) + "/v1/traces";
-  }
-  // Waits (bounded) until `done(requests)`; every request until then. FAILs naming `what`.
-  std::vector<http::Request> WaitFor(
-      Cluster& c, const std::string& what,
-      const std::function<bool(const std::vector<http::Request>&)>& done) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::seconds(60), [&] { return done(requests_); })) {
-      std::ostringstream got;
-      for (const auto& r : requests_) got << r.method << " " << r.target << " " << r.body << "\n";
-      FAIL("no " << what << " among " << requests_.size() << " request(s):\n"
-                 << got.str() << c.LogTails());
+using testing::RecordingServer;
+
+// Waits (bounded) until `done(requests)`; every request then. FAILs naming `what` otherwise.
+std::vector<http::Request> WaitFor(
+    Cluster& c, RecordingServer& collector, const std::string& what,
+    const std::function<bool(const std::vector<http::Request>&)>& done) {
+  if (!collector.WaitFor(done)) {
+    std::ostringstream got;
+    for (const auto& r : collector.requests()) {
+      got << r.method << " " << r.target << " " << r.body << "\n";
     }
-    return requests_;
+    FAIL("no " << what << " among the collector's requests:\n" << got.str() << c.LogTails());
   }
-
- private:
-  http::Response Handle(http::Request& r) {
-    std::lock_guard<std::mutex> lock(mu_);
-    requests_.push_back(r);
-    cv_.notify_all();
-    http::Response resp;
-    resp.status = script_.empty() ? 200 : script_.front();
-    if (!script_.empty()) script_.pop_front();
-    resp.body = resp.status == 200 ? "{}" : R"({"code": 14, "message": "try later"})";
-    return resp;
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<int> script_;
-  std::vector<http::Request> requests_;
-  http::Server server_;
-};
+  return collector.requests();
+}
 
 std::string Header(const http::Request& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers) {
-    if (absl::EqualsIgnoreCase(k, name)) return v;
-  }
-  return "<none>";
+  return RecordingServer::Header(r, name);
 }
 
 // The spans of a request's one resource and scope.
@@ -93,8 +64,9 @@ TEST_CASE(
     "traces: finished pipelines and deployments reach an OTLP collector, again after it "
     "was down",
     "[e2e]") {
-  Collector collector({503});
-  Cluster c(Options({"--otlp-endpoint", collector.url(), "--otlp-interval", "200ms"}));
+  RecordingServer collector({{503, R"({"code": 14, "message": "try later"})"}});
+  Cluster c(
+      Options({"--otlp-endpoint", collector.url() + "/v1/traces", "--otlp-interval", "200ms"}));
   const std::string hooks = c.dir() + "/hooks";
   REQUIRE(mkdir(hooks.c_str(), 0755) == 0);
   std::ofstream(hooks + "/ok") << "#!/bin/sh\nexit 0\n";
@@ -123,7 +95,7 @@ TEST_CASE(
 
   // The first answer was 503: the same trace came again until the collector took it.
   std::vector<http::Request> got =
-      collector.WaitFor(c, "second request", [](const auto& rs) { return rs.size() >= 2; });
+      WaitFor(c, collector, "second request", [](const auto& rs) { return rs.size() >= 2; });
   REQUIRE(got.size() >= 2);
   CHECK(got[0].body == got[1].body);
   const http::Request& r = got[1];
@@ -181,7 +153,7 @@ TEST_CASE(
   INFO(made.body);
   REQUIRE(made.status == 201);
   const int64_t deployment = json::parse(made.body).at("id").as_int64();
-  got = collector.WaitFor(c, "deployment span", [](const std::vector<http::Request>& rs) {
+  got = WaitFor(c, collector, "deployment span", [](const std::vector<http::Request>& rs) {
     for (const http::Request& x : rs) {
       if (absl::StrContains(x.body, "\"name\":\"deployment\"")) return true;
     }

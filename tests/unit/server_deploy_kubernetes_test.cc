@@ -17,6 +17,7 @@
 #include "common/proc/subprocess.h"
 #include "server/deploy/kubernetes.h"
 #include "server/http/http_server.h"
+#include "tests/support/recording_server.h"
 
 namespace assay::deploy {
 namespace {
@@ -260,44 +261,10 @@ TEST_CASE("kubernetes target: what it writes passes the API schema", "[deploy][k
         "field of V1SecurityContext\n");
 }
 
-// The API server stand-in: records each request, answers from a script (then 200 "{}").
-class ApiServer {
- public:
-  explicit ApiServer(std::deque<std::pair<int, std::string>> script = {})
-      : script_(std::move(script)),
-        server_(http::ServerOptions{}, [this](http::Request& r) { return Handle(r); }) {
-    REQUIRE(server_.Start().ok());
-  }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", server_.port()); }
-  std::vector<http::Request> requests() {
-    std::lock_guard<std::mutex> l(mu_);
-    return requests_;
-  }
-
- private:
-  http::Response Handle(http::Request& r) {
-    std::lock_guard<std::mutex> l(mu_);
-    requests_.push_back(r);
-    http::Response resp;
-    resp.status = 200;
-    resp.body = "{}";
-    if (!script_.empty()) {
-      std::tie(resp.status, resp.body) = script_.front();
-      script_.pop_front();
-    }
-    return resp;
-  }
-  std::mutex mu_;
-  std::deque<std::pair<int, std::string>> script_;
-  std::vector<http::Request> requests_;
-  http::Server server_;
-};
+using testing::RecordingServer;
 
 std::string Header(const http::Request& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers) {
-    if (absl::EqualsIgnoreCase(k, name)) return v;
-  }
-  return "<none>";
+  return RecordingServer::Header(r, name);
 }
 
 TEST_CASE("kubernetes target: calls reach the API server with the operator's token",
@@ -306,7 +273,7 @@ TEST_CASE("kubernetes target: calls reach the API server with the operator's tok
   REQUIRE(mkdtemp(dir) != nullptr);
   const std::string token = std::string(dir) + "/token";
   std::ofstream(token) << "sa-token-1\n";
-  ApiServer api(
+  RecordingServer api(
       {{200, "{}"},
        {200, "{}"},
        {404, R"({"kind": "Status", "message": "deployments.apps \"bot-1\" not found"})"},
