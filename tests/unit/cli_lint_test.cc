@@ -67,6 +67,15 @@ TEST_CASE("lint: a valid file prints ok and the job count, exit 0") {
   CHECK(RunCli({"lint", single}).out == single + ": ok (1 job)\n");
 }
 
+// The project's own pipeline (its `images` job also runs in tests/e2e/images_test.cc).
+TEST_CASE("lint: the project's own .assay.yml is valid") {
+  const std::string file = std::string(ASSAY_SOURCE_DIR) + "/.assay.yml";
+  Result result = RunCli({"lint", file});
+  INFO(result.err);
+  CHECK(result.code == 0);
+  CHECK(result.out == file + ": ok (2 jobs)\n");
+}
+
 TEST_CASE("lint: each error on its own line, exit 1") {
   TempDir dir;
   const std::string file = dir.Write("p.yml",
