@@ -588,6 +588,23 @@ ServerWeights SplitWeights(int weight, int new_servers, int old_servers) {
   return w;
 }
 
+bool ImageByDigest(std::string_view i) {
+  const size_t at = i.find("@sha256:");
+  if (at == std::string_view::npos || at == 0 || i.size() != at + 8 + 64 || i.size() >= 512) {
+    return false;
+  }
+  for (size_t k = 0; k < at; ++k) {
+    const unsigned char c = static_cast<unsigned char>(i[k]);
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  for (size_t k = at + 8; k < i.size(); ++k) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(i[k])) && !(i[k] >= 'a' && i[k] <= 'f')) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool ValidHookName(std::string_view name) { return ValidName(name) && name[0] != '.'; }
 
 absl::StatusOr<std::vector<std::string>> ParseHookCommand(const json::value& v,

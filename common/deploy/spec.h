@@ -125,6 +125,10 @@ struct Strategy {
   int max_unavailable = 0;
 };
 
+// A service image by digest, as a deployment names one: NAME@sha256:<64 lowercase hex>, under
+// 512 bytes, the name printable ASCII without spaces, quotes or backslashes.
+bool ImageByDigest(std::string_view image);
+
 // Programs of the server's --deploy-hooks directory (server/deploy/hooks.h): a command target
 // and a job metric name one by its file name, never a path.
 inline constexpr int kMaxHookArgs = 32;

@@ -90,13 +90,7 @@ constexpr FieldRule<DeployStepSpec> kDeployRules[] = {
     {"image", false,
      [](Linter& lint, const Entry& e, const std::string& path, DeployStepSpec& out) {
        NonEmptyText(lint, e, path, out.image);
-       const size_t at = out.image.find("@sha256:");
-       bool ok = at != std::string::npos && at > 0 && out.image.size() == at + 8 + 64;
-       for (size_t k = at + 8; ok && k < out.image.size(); ++k) {
-         ok = (out.image[k] >= '0' && out.image[k] <= '9') ||
-              (out.image[k] >= 'a' && out.image[k] <= 'f');
-       }
-       if (!out.image.empty() && !ok) {
+       if (!out.image.empty() && !deploy::ImageByDigest(out.image)) {
          lint.Error(e.value_mark, path, "image must be an image by digest: NAME@sha256:<64 hex>");
        }
      }},

@@ -409,16 +409,11 @@ Response CreateDeploymentFrom(const ApiDeps& d, Request& req, json::object& body
     n.model = **model;
     n.version = version->version;
   } else {
-    // A service image by digest: name@sha256:<64 hex>.
-    const std::string& i = **image;
-    const size_t at = i.find("@sha256:");
-    bool ok = at != std::string::npos && at > 0 && i.size() == at + 8 + 64 && i.size() < 512;
-    for (size_t k = at + 8; ok && k < i.size(); ++k) {
-      ok = (i[k] >= '0' && i[k] <= '9') || (i[k] >= 'a' && i[k] <= 'f');
+    if (!deploy::ImageByDigest(**image)) {
+      return Error(Bad("field 'image' must be an image by digest: NAME@sha256:<64 hex>"));
     }
-    if (!ok) return Error(Bad("field 'image' must be an image by digest: NAME@sha256:<64 hex>"));
     if (body.contains("version")) return Error(Bad("field 'version' goes with 'model' only"));
-    n.image = i;
+    n.image = **image;
   }
   // A kubernetes environment runs the new version itself, as a colour of its own.
   std::optional<deploy::KubernetesSpec> kube;

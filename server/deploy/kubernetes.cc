@@ -62,23 +62,6 @@ absl::StatusOr<int> Int(const json::object& t, const char* key, int def, int lo,
   return static_cast<int>(v->as_int64());
 }
 
-bool ImageByDigest(std::string_view i) {
-  const size_t at = i.find("@sha256:");
-  if (at == std::string_view::npos || at == 0 || i.size() != at + 8 + 64 || i.size() >= 512) {
-    return false;
-  }
-  for (size_t k = 0; k < at; ++k) {
-    const unsigned char c = static_cast<unsigned char>(i[k]);
-    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
-  }
-  for (size_t k = at + 8; k < i.size(); ++k) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(i[k])) && !(i[k] >= 'a' && i[k] <= 'f')) {
-      return false;
-    }
-  }
-  return true;
-}
-
 json::object Labels(const KubernetesSpec& s, const std::string& colour) {
   json::object l{{kName, s.app}, {kManagedBy, "assay"}};
   if (!colour.empty()) l[kColour] = colour;

@@ -648,6 +648,23 @@ TEST_CASE("deploy spec: SplitWeights", "[deploy]") {
   CHECK(split(150, 1, 1) == std::vector<int>{256, 0});
 }
 
+TEST_CASE("deploy spec: an image by digest, for the API, the deploy step and kubernetes",
+          "[deploy]") {
+  const std::string hex(64, 'a');
+  CHECK(ImageByDigest("registry.example.com:5000/acme/app@sha256:" + hex));
+  CHECK_FALSE(ImageByDigest("@sha256:" + hex));                          // no name
+  CHECK_FALSE(ImageByDigest("app:latest"));                              // a tag
+  CHECK_FALSE(ImageByDigest("app@sha256:" + std::string(63, 'a')));      // short
+  CHECK_FALSE(ImageByDigest("app@sha256:" + std::string(64, 'A')));      // not lowercase hex
+  CHECK_FALSE(ImageByDigest("app@sha256:" + hex + "0"));                 // long
+  CHECK_FALSE(ImageByDigest("a pp@sha256:" + hex));                      // a space
+  CHECK_FALSE(ImageByDigest("a\"pp@sha256:" + hex));                     // a quote
+  CHECK_FALSE(ImageByDigest("a\\pp@sha256:" + hex));                     // a backslash
+  CHECK_FALSE(ImageByDigest("a\npp@sha256:" + hex));                     // a control character
+  CHECK_FALSE(ImageByDigest(std::string(440, 'a') + "@sha256:" + hex));  // 512 bytes
+  CHECK(ImageByDigest(std::string(439, 'a') + "@sha256:" + hex));        // 511
+}
+
 }  // namespace
 TEST_CASE("deploy spec: a job metric runs a deploy hook and passes on exit 0", "[deploy]") {
   auto a = ParseAnalysis(
