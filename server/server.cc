@@ -59,6 +59,14 @@ absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string
   return std::make_pair(hp.substr(0, colon), static_cast<uint16_t>(port));
 }
 
+// This replica's name ("host:pid"): the deployment controller's lease owner, the traces'
+// service.instance.id.
+std::string ReplicaName() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return absl::StrCat(host, ":", getpid());
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> LoadOrCreateSecretKey(const std::string& path) {
@@ -348,9 +356,7 @@ absl::Status AssayServer::Start() {
   {
     // Made here, started with the other loops below; a `deploy:` step's deployment wakes it.
     deploy::ControllerOptions dco;
-    char host[256] = {};
-    gethostname(host, sizeof(host) - 1);
-    dco.owner = absl::StrCat(host, ":", getpid());
+    dco.owner = ReplicaName();
     dco.hooks_dir = o.deploy_hooks_dir;
     dco.kubernetes.url = o.kubernetes_api;
     dco.kubernetes.token_file = o.kubernetes_token_file;
@@ -506,9 +512,7 @@ absl::Status AssayServer::Start() {
     trace::OtlpExporterOptions to;
     to.endpoint = o.otlp_endpoint;
     to.headers = otlp_headers;
-    char host[256] = {};
-    gethostname(host, sizeof(host) - 1);
-    to.instance = absl::StrCat(host, ":", getpid());
+    to.instance = ReplicaName();
     to.interval = o.otlp_interval;
     to.ca_file = o.commit_status_ca_file;
     m.otlp_exporter =

@@ -89,9 +89,6 @@ class KubernetesTarget : public Target {
   KubernetesTarget(KubernetesSpec spec, const KubernetesApi* api, const Workload* workload)
       : spec_(std::move(spec)), api_(api), workload_(workload) {}
 
-  absl::StatusOr<std::vector<HaproxyServer>> Present() const override {
-    return std::vector<HaproxyServer>();
-  }
   // `fresh` and `old` hold one server each at most: the colour (its name).
   absl::Status Apply(int weight, const std::vector<TargetServer>& fresh,
                      const std::vector<TargetServer>& old, bool rolling) const override;

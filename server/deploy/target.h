@@ -19,8 +19,10 @@ class Target {
  public:
   virtual ~Target() = default;
   // What the target serves now, for a first deployment to an environment with no record of
-  // what is live. A target that cannot tell answers none.
-  virtual absl::StatusOr<std::vector<HaproxyServer>> Present() const = 0;
+  // what is live. A target that cannot tell (a command, Kubernetes) answers none.
+  virtual absl::StatusOr<std::vector<HaproxyServer>> Present() const {
+    return std::vector<HaproxyServer>();
+  }
   // Sends `weight` percent of requests to `fresh` and the rest to `old` (`rolling`: by whole
   // servers rather than weights; see HaproxyTarget::Apply).
   virtual absl::Status Apply(int weight, const std::vector<TargetServer>& fresh,
@@ -78,9 +80,6 @@ class CommandTarget : public Target {
                 absl::Duration timeout)
       : hooks_(hooks), command_(std::move(command)), context_(context), timeout_(timeout) {}
 
-  absl::StatusOr<std::vector<HaproxyServer>> Present() const override {
-    return std::vector<HaproxyServer>();
-  }
   absl::Status Apply(int weight, const std::vector<TargetServer>& fresh,
                      const std::vector<TargetServer>& old, bool rolling) const override;
   absl::StatusOr<bool> Retire(const std::vector<TargetServer>& servers) const override;

@@ -128,7 +128,9 @@ TEST_CASE("deploy hooks: a command target tells its program what to do and reads
 
   CHECK(*target.Retire(old) == true);
   CHECK(absl::EndsWith(d.Read("calls"), "retire 0 0 [] [10.0.0.9:80] staging 41 7 6\n"));
-  CHECK(*target.Retire({}) == true);  // nothing to retire: no call
+  const std::string before = d.Read("calls");
+  CHECK(*target.Retire({}) == true);
+  CHECK(d.Read("calls") == before);  // nothing to retire: no call
   std::ofstream(d.path + "/busy") << "";
   CHECK(*target.Retire(old) == false);  // 75: not yet, ask again
   CHECK(Message(target.Apply(50, fresh, old, false)) ==
