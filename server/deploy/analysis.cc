@@ -47,8 +47,20 @@ absl::StatusOr<HttpClientResponse> Get(const std::string& url, absl::Duration ti
   return FetchHttpOrHttps("GET", url, {{"Accept", "application/json"}}, {}, timeout, tls);
 }
 
+// At most `n` bytes of `s` for a message, control characters as spaces. A character of several
+// bytes is never split: an event message must stay valid UTF-8 for PostgreSQL to take it.
 std::string Cut(std::string_view s, size_t n = 300) {
   std::string out(s.substr(0, n));
+  if (s.size() > n) {
+    size_t end = out.size();
+    while (end > 0 && (static_cast<unsigned char>(out[end - 1]) & 0xC0) == 0x80) --end;
+    // `end` is just after a lead or ASCII byte: drop a lead byte whose character was cut.
+    if (end > 0 && static_cast<unsigned char>(out[end - 1]) >= 0xC0) {
+      const unsigned char lead = static_cast<unsigned char>(out[end - 1]);
+      const size_t len = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+      if (out.size() - (end - 1) < len) out.resize(end - 1);
+    }
+  }
   for (char& c : out) {
     if (static_cast<unsigned char>(c) < 0x20) c = ' ';
   }

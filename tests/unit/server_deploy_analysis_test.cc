@@ -103,6 +103,18 @@ TEST_CASE("deploy analysis: prometheus answers that are refused", "[deploy]") {
     CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
     CHECK(s.message() == "prometheus answered HTTP 503: Service Unavailable ");
   }
+  SECTION("a long answer is cut at 200 bytes, never inside a character") {
+    // 199 ASCII bytes, then "é" (2 bytes) and "€" (3): the cut falls inside "é".
+    const std::string body = std::string(199, 'x') + "\xC3\xA9\xE2\x82\xAC tail";
+    CHECK(PromErr(503, body).message() ==
+          absl::StrCat("prometheus answered HTTP 503: ", std::string(199, 'x')));
+    // 198 bytes and "é": whole at 200, kept.
+    CHECK(PromErr(503, std::string(198, 'x') + "\xC3\xA9 tail").message() ==
+          absl::StrCat("prometheus answered HTTP 503: ", std::string(198, 'x'), "\xC3\xA9"));
+    // Inside "€" at 200 (198 + 2 of its 3 bytes): dropped whole.
+    CHECK(PromErr(503, std::string(198, 'x') + "\xE2\x82\xAC").message() ==
+          absl::StrCat("prometheus answered HTTP 503: ", std::string(198, 'x')));
+  }
   SECTION("HTTP 502 with JSON that is not an error") {
     const absl::Status s = PromErr(502, Vector(""));
     CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
